@@ -1,0 +1,79 @@
+// Counter-based random numbers: Philox4x32-10, the same function as the CPU backend's
+// `backend/cpu/random.rs`. Element i of a draw uses counter (i, 0, offset) and key seed.
+// P[0] = n, P[1], P[2] = seed (low, high words), P[3], P[4] = draw offset (low, high).
+
+fn mulhilo(a: u32, b: u32) -> vec2<u32> {
+    let a_lo = a & 0xffffu;
+    let a_hi = a >> 16u;
+    let b_lo = b & 0xffffu;
+    let b_hi = b >> 16u;
+    let ll = a_lo * b_lo;
+    let lh = a_lo * b_hi;
+    let hl = a_hi * b_lo;
+    let hh = a_hi * b_hi;
+    let mid = (ll >> 16u) + (lh & 0xffffu) + (hl & 0xffffu);
+    let hi = hh + (lh >> 16u) + (hl >> 16u) + (mid >> 16u);
+    return vec2<u32>(hi, a * b);
+}
+
+fn philox(i: u32) -> vec4<u32> {
+    var c = vec4<u32>(i, 0u, P[3], P[4]);
+    var k = vec2<u32>(P[1], P[2]);
+    for (var r = 0u; r < 10u; r = r + 1u) {
+        let p0 = mulhilo(0xD2511F53u, c.x);
+        let p1 = mulhilo(0xCD9E8D57u, c.z);
+        c = vec4<u32>(p1.x ^ c.y ^ k.x, p1.y, p0.x ^ c.w ^ k.y, p0.y);
+        k = k + vec2<u32>(0x9E3779B9u, 0xBB67AE85u);
+    }
+    return c;
+}
+
+fn uniform01(w: u32) -> f32 {
+    return f32(w >> 8u) * (1.0 / 16777216.0);
+}
+
+fn normal01(w0: u32, w1: u32) -> f32 {
+    let u1 = (f32(w0 >> 8u) + 1.0) * (1.0 / 16777216.0);
+    let u2 = uniform01(w1);
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+@compute @workgroup_size(256)
+fn uniform_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    if (i >= P[0]) { return; }
+    y0[i] = uniform01(philox(i).x);
+}
+
+@compute @workgroup_size(256)
+fn normal_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    if (i >= P[0]) { return; }
+    let w = philox(i);
+    y0[i] = normal01(w.x, w.y);
+}
+
+// Inverted dropout: keep where the top 24 bits of the first word are >= P[5]
+// (= ceil(p 2^24), an exact integer test on both backends); kept values are scaled by
+// P[6] = 1 / (1 - p). y0 = output, y1 = the scaled mask saved for backward.
+@compute @workgroup_size(256)
+fn dropout_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    if (i >= P[0]) { return; }
+    let keep = (philox(i).x >> 8u) >= P[5];
+    let m = select(0.0, pf(6u), keep);
+    y1[i] = m;
+    y0[i] = x0[i] * m;
+}
+
+// Noisy ReLU: y = max(x + P[5] * eps, 0) with eps ~ N(0, 1); y1 = 1 where x + noise > 0.
+@compute @workgroup_size(256)
+fn noisy_relu_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    if (i >= P[0]) { return; }
+    let w = philox(i);
+    let z = x0[i] + pf(5u) * normal01(w.x, w.y);
+    let pos = z > 0.0;
+    y0[i] = select(0.0, z, pos);
+    y1[i] = select(0.0, 1.0, pos);
+}

@@ -1,0 +1,112 @@
+// softmax and log_softmax along one dimension. The tensor is viewed as [outer, D, inner];
+// one workgroup of 64 threads handles one (outer, inner) row of D elements.
+// P[0] = rows (outer * inner), P[1] = D, P[2] = inner.
+
+var<workgroup> red: array<f32, 64>;
+
+fn wg_sum(t: u32, v: f32) -> f32 {
+    red[t] = v;
+    workgroupBarrier();
+    for (var s = 32u; s > 0u; s = s / 2u) {
+        if (t < s) { red[t] = red[t] + red[t + s]; }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+fn wg_max(t: u32, v: f32) -> f32 {
+    red[t] = v;
+    workgroupBarrier();
+    for (var s = 32u; s > 0u; s = s / 2u) {
+        if (t < s) { red[t] = max(red[t], red[t + s]); }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+fn elem_at(row: u32, d: u32) -> u32 {
+    let o = row / P[2];
+    let i = row % P[2];
+    return (o * P[1] + d) * P[2] + i;
+}
+
+// Row max and log of the sum of exp(x - max): the stable log-sum-exp pieces.
+fn row_stats(row: u32, t: u32, live: bool) -> vec2<f32> {
+    var m = -3.0e38;
+    if (live) {
+        for (var d = t; d < P[1]; d = d + 64u) { m = max(m, x0[elem_at(row, d)]); }
+    }
+    m = wg_max(t, m);
+    var s = 0.0;
+    if (live) {
+        for (var d = t; d < P[1]; d = d + 64u) { s = s + exp(x0[elem_at(row, d)] - m); }
+    }
+    s = wg_sum(t, s);
+    return vec2<f32>(m, log(s));
+}
+
+@compute @workgroup_size(64)
+fn softmax_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) t: u32) {
+    let row = row_id(wid, nwg);
+    let live = row < P[0];
+    let st = row_stats(row, t, live);
+    if (!live) { return; }
+    for (var d = t; d < P[1]; d = d + 64u) {
+        let k = elem_at(row, d);
+        y0[k] = exp(x0[k] - st.x - st.y);
+    }
+}
+
+@compute @workgroup_size(64)
+fn log_softmax_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) t: u32) {
+    let row = row_id(wid, nwg);
+    let live = row < P[0];
+    let st = row_stats(row, t, live);
+    if (!live) { return; }
+    for (var d = t; d < P[1]; d = d + 64u) {
+        let k = elem_at(row, d);
+        y0[k] = x0[k] - st.x - st.y;
+    }
+}
+
+// dx = y (g - sum(g y)), from the saved output x0 = y and the gradient x1 = g.
+@compute @workgroup_size(64)
+fn softmax_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) t: u32) {
+    let row = row_id(wid, nwg);
+    let live = row < P[0];
+    var s = 0.0;
+    if (live) {
+        for (var d = t; d < P[1]; d = d + 64u) { let k = elem_at(row, d); s = s + x0[k] * x1[k]; }
+    }
+    s = wg_sum(t, s);
+    if (!live) { return; }
+    for (var d = t; d < P[1]; d = d + 64u) {
+        let k = elem_at(row, d);
+        y0[k] = x0[k] * (x1[k] - s);
+    }
+}
+
+// dx = g - exp(y) sum(g), from the saved output x0 = y (log-probabilities) and x1 = g.
+@compute @workgroup_size(64)
+fn log_softmax_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) t: u32) {
+    let row = row_id(wid, nwg);
+    let live = row < P[0];
+    var s = 0.0;
+    if (live) {
+        for (var d = t; d < P[1]; d = d + 64u) { s = s + x1[elem_at(row, d)]; }
+    }
+    s = wg_sum(t, s);
+    if (!live) { return; }
+    for (var d = t; d < P[1]; d = d + 64u) {
+        let k = elem_at(row, d);
+        y0[k] = x1[k] - exp(x0[k]) * s;
+    }
+}

@@ -1,0 +1,234 @@
+//! The CPU reference backend: plain, obviously-correct loops over contiguous slices,
+//! generic over the float type so the gradient checker can run every op in `f64`.
+//! Matrix products use the `matrixmultiply` crate so CPU timings are honest.
+
+pub mod random;
+
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// The float types the CPU kernels are generic over (`f32`, and `f64` for gradient checks).
+pub trait Float:
+    Copy
+    + Send
+    + Sync
+    + 'static
+    + PartialOrd
+    + std::fmt::Debug
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+    + std::ops::Neg<Output = Self>
+    + std::ops::AddAssign
+{
+    /// Converts from `f64` (rounding for `f32`).
+    fn from_f64(v: f64) -> Self;
+    /// Converts to `f64`.
+    fn to_f64(self) -> f64;
+    /// e^x.
+    fn exp(self) -> Self;
+    /// Natural logarithm.
+    fn ln(self) -> Self;
+    /// Square root.
+    fn sqrt(self) -> Self;
+    /// Absolute value.
+    fn abs(self) -> Self;
+    /// Hyperbolic tangent.
+    fn tanh(self) -> Self;
+    /// self^e.
+    fn powf(self, e: Self) -> Self;
+    /// ln(1 + x), accurate near 0.
+    fn ln_1p(self) -> Self;
+    /// The larger value (NaN-propagating is not required).
+    fn max(self, o: Self) -> Self;
+    /// The smaller value.
+    fn min(self, o: Self) -> Self;
+    /// 0.
+    fn zero() -> Self {
+        Self::from_f64(0.0)
+    }
+    /// 1.
+    fn one() -> Self {
+        Self::from_f64(1.0)
+    }
+}
+
+macro_rules! impl_float {
+    ($t:ty) => {
+        impl Float for $t {
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn exp(self) -> Self {
+                <$t>::exp(self)
+            }
+            fn ln(self) -> Self {
+                <$t>::ln(self)
+            }
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
+            }
+            fn abs(self) -> Self {
+                <$t>::abs(self)
+            }
+            fn tanh(self) -> Self {
+                <$t>::tanh(self)
+            }
+            fn powf(self, e: Self) -> Self {
+                <$t>::powf(self, e)
+            }
+            fn ln_1p(self) -> Self {
+                <$t>::ln_1p(self)
+            }
+            fn max(self, o: Self) -> Self {
+                <$t>::max(self, o)
+            }
+            fn min(self, o: Self) -> Self {
+                <$t>::min(self, o)
+            }
+        }
+    };
+}
+impl_float!(f32);
+impl_float!(f64);
+
+/// Host memory of one tensor.
+#[derive(Clone, Debug)]
+pub enum CpuData {
+    /// 32-bit floats.
+    F32(Vec<f32>),
+    /// 64-bit floats (CPU only; used by the gradient checker).
+    F64(Vec<f64>),
+    /// Unsigned indices (class labels, gather indices, argmax).
+    U32(Vec<u32>),
+}
+
+impl CpuData {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            CpuData::F32(v) => v.len(),
+            CpuData::F64(v) => v.len(),
+            CpuData::U32(v) => v.len(),
+        }
+    }
+    /// True when there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The values as `f64` (for printing, `item`, conversions).
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        match self {
+            CpuData::F32(v) => v.iter().map(|&x| x as f64).collect(),
+            CpuData::F64(v) => v.clone(),
+            CpuData::U32(v) => v.iter().map(|&x| x as f64).collect(),
+        }
+    }
+    /// A float buffer of the same type as `self`, filled with `value`.
+    pub fn float_like(&self, n: usize, value: f64) -> CpuData {
+        match self {
+            CpuData::F64(_) => CpuData::F64(vec![value; n]),
+            _ => CpuData::F32(vec![value as f32; n]),
+        }
+    }
+}
+
+/// A CPU tensor's storage. The lock is only written by in-place parameter updates.
+#[derive(Debug)]
+pub struct CpuStorage(RwLock<CpuData>);
+
+impl CpuStorage {
+    pub(crate) fn new(data: CpuData) -> Self {
+        CpuStorage(RwLock::new(data))
+    }
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, CpuData> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, CpuData> {
+        self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Runs a generic float expression on one buffer, producing a buffer of the same type.
+/// `$T` names the element type inside the body.
+macro_rules! map_float {
+    ($d:expr, |$v:ident : $T:ident| $body:expr) => {
+        match $d {
+            $crate::backend::cpu::CpuData::F32($v) => {
+                #[allow(dead_code)]
+                type $T = f32;
+                $crate::backend::cpu::CpuData::F32($body)
+            }
+            $crate::backend::cpu::CpuData::F64($v) => {
+                #[allow(dead_code)]
+                type $T = f64;
+                $crate::backend::cpu::CpuData::F64($body)
+            }
+            $crate::backend::cpu::CpuData::U32(_) => unreachable!("float kernel given u32 data"),
+        }
+    };
+}
+
+/// Like `map_float!` for two buffers of the same float type.
+macro_rules! map_float2 {
+    ($a:expr, $b:expr, |$va:ident, $vb:ident : $T:ident| $body:expr) => {
+        match ($a, $b) {
+            ($crate::backend::cpu::CpuData::F32($va), $crate::backend::cpu::CpuData::F32($vb)) => {
+                #[allow(dead_code)]
+                type $T = f32;
+                $crate::backend::cpu::CpuData::F32($body)
+            }
+            ($crate::backend::cpu::CpuData::F64($va), $crate::backend::cpu::CpuData::F64($vb)) => {
+                #[allow(dead_code)]
+                type $T = f64;
+                $crate::backend::cpu::CpuData::F64($body)
+            }
+            _ => unreachable!("float kernel given mismatched data types"),
+        }
+    };
+}
+
+/// Like `map_float2!` for three buffers.
+macro_rules! map_float3 {
+    ($a:expr, $b:expr, $c:expr, |$va:ident, $vb:ident, $vc:ident : $T:ident| $body:expr) => {
+        match ($a, $b, $c) {
+            (
+                $crate::backend::cpu::CpuData::F32($va),
+                $crate::backend::cpu::CpuData::F32($vb),
+                $crate::backend::cpu::CpuData::F32($vc),
+            ) => {
+                #[allow(dead_code)]
+                type $T = f32;
+                $crate::backend::cpu::CpuData::F32($body)
+            }
+            (
+                $crate::backend::cpu::CpuData::F64($va),
+                $crate::backend::cpu::CpuData::F64($vb),
+                $crate::backend::cpu::CpuData::F64($vc),
+            ) => {
+                #[allow(dead_code)]
+                type $T = f64;
+                $crate::backend::cpu::CpuData::F64($body)
+            }
+            _ => unreachable!("float kernel given mismatched data types"),
+        }
+    };
+}
+
+pub(crate) use {map_float, map_float2, map_float3};
+
+/// Offset into a strided input for the element at flat index `i` of a contiguous
+/// output of shape `out_shape` (used for broadcasting, permutes and slices).
+#[inline]
+pub(crate) fn strided_offset(mut i: usize, out_shape: &[usize], strides: &[usize]) -> usize {
+    let mut off = 0;
+    for d in (0..out_shape.len()).rev() {
+        let s = out_shape[d];
+        off += (i % s) * strides[d];
+        i /= s;
+    }
+    off
+}

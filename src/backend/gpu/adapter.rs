@@ -1,0 +1,83 @@
+//! Choosing a wgpu adapter. wgpu's own environment conventions are honoured
+//! (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME`, `WGPU_POWER_PREF`); otherwise hardware GPUs rank
+//! above software rasterisers (lavapipe, llvmpipe, WARP), and Vulkan/Metal/DX12 above GL.
+
+/// What wgrad knows about one adapter wgpu can see.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    /// The adapter's name (e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`).
+    pub name: String,
+    /// The graphics API wgpu would drive it through.
+    pub backend: String,
+    /// Discrete, integrated, virtual, CPU (software) or other.
+    pub device_type: String,
+    /// The driver and its version.
+    pub driver: String,
+    /// True for software rasterisers, which run on the CPU.
+    pub is_software: bool,
+}
+
+pub(crate) fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+pub(crate) fn summary(info: &wgpu::AdapterInfo) -> AdapterSummary {
+    AdapterSummary {
+        name: info.name.clone(),
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver: format!("{} {}", info.driver, info.driver_info)
+            .trim()
+            .to_string(),
+        is_software: info.device_type == wgpu::DeviceType::Cpu,
+    }
+}
+
+/// Higher is better.
+fn rank(info: &wgpu::AdapterInfo, prefer_low_power: bool) -> u32 {
+    let kind = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu if prefer_low_power => 40,
+        wgpu::DeviceType::IntegratedGpu if prefer_low_power => 50,
+        wgpu::DeviceType::DiscreteGpu => 50,
+        wgpu::DeviceType::IntegratedGpu => 40,
+        wgpu::DeviceType::VirtualGpu => 30,
+        wgpu::DeviceType::Other => 20,
+        wgpu::DeviceType::Cpu => 10,
+    };
+    let api = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 2,
+        wgpu::Backend::Gl => 1,
+        _ => 0,
+    };
+    kind * 4 + api
+}
+
+/// Every adapter wgpu sees under the current environment, best first.
+pub(crate) fn ranked_adapters() -> Vec<wgpu::Adapter> {
+    let inst = instance();
+    let mut adapters =
+        pollster::block_on(inst.enumerate_adapters(wgpu::Backends::from_env().unwrap_or_default()));
+    let low_power = matches!(
+        wgpu::PowerPreference::from_env(),
+        Some(wgpu::PowerPreference::LowPower)
+    );
+    if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
+        let wanted = wanted.to_lowercase();
+        adapters.retain(|a| a.get_info().name.to_lowercase().contains(&wanted));
+    }
+    adapters.sort_by_key(|a| std::cmp::Reverse(rank(&a.get_info(), low_power)));
+    adapters
+}
+
+/// Lists every adapter wgpu can see, best first.
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    ranked_adapters()
+        .iter()
+        .map(|a| summary(&a.get_info()))
+        .collect()
+}
+
+pub(crate) const NO_ADAPTER_HELP: &str = "wgpu found no GPU adapter. On Debian/Ubuntu, \
+`apt-get install mesa-vulkan-drivers libvulkan1` provides a software Vulkan GPU (lavapipe); \
+on other systems install your GPU's Vulkan, Metal or DX12 driver. WGPU_BACKEND and \
+WGPU_ADAPTER_NAME narrow the search (a filter that matches nothing also ends here).";

@@ -1,0 +1,15 @@
+//! Backends: where a tensor's bytes live and how kernels run on them. The CPU backend
+//! runs plain Rust loops directly; the GPU backend records WGSL dispatches and submits
+//! them through its scheduler. Nothing above this layer names a wgpu type.
+
+pub mod cpu;
+pub mod gpu;
+
+use std::sync::Arc;
+
+/// The bytes of a tensor: shared by views (reshape), written in place only by optimizers.
+#[derive(Clone)]
+pub(crate) enum Storage {
+    Cpu(Arc<cpu::CpuStorage>),
+    Gpu(Arc<gpu::GpuBuffer>),
+}

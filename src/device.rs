@@ -1,0 +1,185 @@
+//! Devices: the CPU reference backend or a GPU through wgpu, and how [`Device::best`]
+//! chooses between them. Each device owns a seeded counter-based random generator.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use crate::backend::cpu::random::RngKey;
+use crate::backend::gpu::{adapter, DeviceCounters, GpuContext};
+use crate::error::{Error, Result};
+
+/// The seed every generator starts from until `manual_seed` is called.
+pub const DEFAULT_SEED: u64 = 0x5EED_0F_D1CE;
+
+/// A device's random generator: a seed and the number of draws made from it.
+#[derive(Debug)]
+pub(crate) struct RngState {
+    seed: AtomicU64,
+    offset: AtomicU64,
+}
+
+impl RngState {
+    pub(crate) const fn new(seed: u64) -> Self {
+        RngState {
+            seed: AtomicU64::new(seed),
+            offset: AtomicU64::new(0),
+        }
+    }
+    fn reseed(&self, seed: u64) {
+        self.seed.store(seed, Ordering::SeqCst);
+        self.offset.store(0, Ordering::SeqCst);
+    }
+    fn next(&self) -> RngKey {
+        RngKey {
+            seed: self.seed.load(Ordering::SeqCst),
+            offset: self.offset.fetch_add(1, Ordering::SeqCst),
+        }
+    }
+}
+
+static CPU_RNG: RngState = RngState::new(DEFAULT_SEED);
+static DEFAULT_GPU: OnceLock<std::result::Result<Arc<GpuContext>, String>> = OnceLock::new();
+
+/// Where tensors live and kernels run.
+#[derive(Clone)]
+pub enum Device {
+    /// The plain-Rust reference backend.
+    Cpu,
+    /// A GPU (or a software rasteriser) driven through wgpu and WGSL kernels.
+    Gpu(Arc<GpuContext>),
+}
+
+impl PartialEq for Device {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Device::Cpu, Device::Cpu) => true,
+            (Device::Gpu(a), Device::Gpu(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.name())
+    }
+}
+
+impl Device {
+    /// The CPU backend.
+    pub fn cpu() -> Device {
+        Device::Cpu
+    }
+
+    /// The default GPU: the best adapter wgpu finds (hardware first, then software such
+    /// as lavapipe), honouring `WGPU_BACKEND`, `WGPU_ADAPTER_NAME` and `WGPU_POWER_PREF`.
+    /// Opened once per process; later calls share it.
+    pub fn gpu() -> Result<Device> {
+        let ctx = DEFAULT_GPU.get_or_init(|| {
+            let adapters = adapter::ranked_adapters();
+            let Some(first) = adapters.first() else {
+                return Err(adapter::NO_ADAPTER_HELP.to_string());
+            };
+            GpuContext::open(first).map_err(|e| e.to_string())
+        });
+        match ctx {
+            Ok(c) => Ok(Device::Gpu(c.clone())),
+            Err(msg) => Err(Error::NoAdapter(msg.clone())),
+        }
+    }
+
+    /// The device a program should train on, and why it was chosen: a hardware GPU when
+    /// there is one, else the CPU backend (which beats a software rasteriser).
+    /// `WGRAD_DEVICE=cpu|gpu` overrides the choice; so does naming an adapter in
+    /// `WGPU_ADAPTER_NAME` (then that adapter is used even if it is software).
+    pub fn best_with_reason() -> (Device, String) {
+        match std::env::var("WGRAD_DEVICE").as_deref() {
+            Ok("cpu") => return (Device::Cpu, "WGRAD_DEVICE=cpu".into()),
+            Ok("gpu") => {
+                return match Device::gpu() {
+                    Ok(d) => (d, "WGRAD_DEVICE=gpu".into()),
+                    Err(e) => (
+                        Device::Cpu,
+                        format!("WGRAD_DEVICE=gpu, but {e}; using the CPU"),
+                    ),
+                }
+            }
+            _ => {}
+        }
+        let named = std::env::var("WGPU_ADAPTER_NAME").is_ok();
+        let adapters = adapter::list_adapters();
+        match adapters.first() {
+            None => (Device::Cpu, "wgpu found no adapter".into()),
+            Some(a) if a.is_software && !named => (
+                Device::Cpu,
+                format!(
+                    "the only adapters are software rasterisers ({}, {}); the CPU backend is faster",
+                    a.name, a.backend
+                ),
+            ),
+            Some(a) => match Device::gpu() {
+                Ok(d) => {
+                    let why = if named {
+                        format!("WGPU_ADAPTER_NAME selects {} ({})", a.name, a.backend)
+                    } else {
+                        format!("hardware GPU {} ({}, {})", a.name, a.device_type, a.backend)
+                    };
+                    (d, why)
+                }
+                Err(e) => (Device::Cpu, format!("{} could not be opened ({e})", a.name)),
+            },
+        }
+    }
+
+    /// [`Device::best_with_reason`] without the reason.
+    pub fn best() -> Device {
+        Device::best_with_reason().0
+    }
+
+    /// True for a GPU device.
+    pub fn is_gpu(&self) -> bool {
+        matches!(self, Device::Gpu(_))
+    }
+
+    /// A short human-readable name: `cpu`, or `gpu (adapter name, backend)`.
+    pub fn name(&self) -> String {
+        match self {
+            Device::Cpu => "cpu".into(),
+            Device::Gpu(g) => format!("gpu ({}, {:?})", g.info.name, g.info.backend),
+        }
+    }
+
+    /// Object and memory counters (all zero on the CPU).
+    pub fn counters(&self) -> DeviceCounters {
+        match self {
+            Device::Cpu => DeviceCounters::default(),
+            Device::Gpu(g) => g.counters(),
+        }
+    }
+
+    /// Submits pending GPU work and waits for it (nothing to do on the CPU).
+    pub fn sync(&self) -> Result<()> {
+        match self {
+            Device::Cpu => Ok(()),
+            Device::Gpu(g) => g.sync(),
+        }
+    }
+
+    /// Restarts this device's random generator from `seed`. The CPU and a GPU seeded
+    /// alike draw the same numbers.
+    pub fn manual_seed(&self, seed: u64) {
+        self.rng().reseed(seed)
+    }
+
+    fn rng(&self) -> &RngState {
+        match self {
+            Device::Cpu => &CPU_RNG,
+            Device::Gpu(g) => &g.rng,
+        }
+    }
+
+    /// The key of the next random draw on this device.
+    pub(crate) fn next_rng_key(&self) -> RngKey {
+        self.rng().next()
+    }
+}

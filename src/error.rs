@@ -1,0 +1,67 @@
+//! The library's error type. Shape, dtype and device mistakes are found when an op is
+//! called, before any kernel runs, and the message names the op and the shapes involved.
+
+/// Everything that can go wrong in wgrad.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Shapes do not fit the op (`matmul: [32, 64] x [65, 10]: inner dimensions differ`).
+    #[error("{op}: {msg}")]
+    Shape {
+        /// The op that refused the shapes.
+        op: &'static str,
+        /// What is wrong, naming the shapes.
+        msg: String,
+    },
+    /// The tensors of one op live on different devices.
+    #[error("{op}: tensors are on different devices ({a} and {b}); move one with `.to(&device)`")]
+    DeviceMismatch {
+        /// The op.
+        op: &'static str,
+        /// The first device.
+        a: String,
+        /// The second device.
+        b: String,
+    },
+    /// The op does not accept the element type it was given.
+    #[error("{op}: {msg}")]
+    DType {
+        /// The op.
+        op: &'static str,
+        /// What is wrong.
+        msg: String,
+    },
+    /// An argument outside its domain (a probability of 1.5, a dimension out of range).
+    #[error("{op}: {msg}")]
+    Argument {
+        /// The op.
+        op: &'static str,
+        /// What is wrong.
+        msg: String,
+    },
+    /// No GPU adapter could be opened.
+    #[error("no GPU adapter: {0}")]
+    NoAdapter(String),
+    /// The GPU failed while running or reading back work.
+    #[error("GPU: {0}")]
+    Gpu(String),
+    /// Misuse of automatic differentiation (backward twice, backward from a non-scalar).
+    #[error("autograd: {0}")]
+    Autograd(String),
+}
+
+/// `Result` with wgrad's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+pub(crate) fn shape_err<T>(op: &'static str, msg: impl Into<String>) -> Result<T> {
+    Err(Error::Shape {
+        op,
+        msg: msg.into(),
+    })
+}
+
+pub(crate) fn arg_err<T>(op: &'static str, msg: impl Into<String>) -> Result<T> {
+    Err(Error::Argument {
+        op,
+        msg: msg.into(),
+    })
+}

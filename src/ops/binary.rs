@@ -1,0 +1,401 @@
+//! Elementwise binary ops with NumPy broadcasting: `add`, `sub`, `mul`, `div`, `pow`,
+//! `maximum`, `minimum`, and comparisons (no gradient). Backward kernels compute both
+//! input gradients in the output's shape; `sum_to_shape` then reduces them over the
+//! broadcast dimensions. Each op saves both inputs.
+
+use crate::autograd::record;
+use crate::backend::cpu::{map_float2, strided_offset, CpuData, Float};
+use crate::backend::gpu::{Kernel, ShaderFile};
+use crate::device::Device;
+use crate::error::Result;
+use crate::ops::{gpu_alloc, groups_1d, kernel, put, shader};
+use crate::shape::{self, MAX_RANK};
+use crate::tensor::{check_pair, Tensor};
+
+pub(crate) const FILE: ShaderFile = shader("binary", include_str!("../../shaders/binary.wgsl"));
+
+/// A differentiable binary op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryOp {
+    /// a + b
+    Add,
+    /// a - b
+    Sub,
+    /// a * b
+    Mul,
+    /// a / b
+    Div,
+    /// a ^ b
+    Pow,
+    /// max(a, b)
+    Maximum,
+    /// min(a, b)
+    Minimum,
+}
+
+/// A comparison giving 1.0 where it holds and 0.0 elsewhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompareOp {
+    /// a == b
+    Eq,
+    /// a != b
+    Ne,
+    /// a < b
+    Lt,
+    /// a <= b
+    Le,
+    /// a > b
+    Gt,
+    /// a >= b
+    Ge,
+}
+
+impl BinaryOp {
+    fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+            BinaryOp::Pow => "pow",
+            BinaryOp::Maximum => "maximum",
+            BinaryOp::Minimum => "minimum",
+        }
+    }
+
+    fn forward<T: Float>(self, a: T, b: T) -> T {
+        match self {
+            BinaryOp::Add => a + b,
+            BinaryOp::Sub => a - b,
+            BinaryOp::Mul => a * b,
+            BinaryOp::Div => a / b,
+            BinaryOp::Pow => pow(a, b),
+            BinaryOp::Maximum => a.max(b),
+            BinaryOp::Minimum => a.min(b),
+        }
+    }
+
+    /// (dL/da, dL/db) at one output element, before reduction over broadcast dims.
+    fn backward<T: Float>(self, a: T, b: T, g: T) -> (T, T) {
+        let (z, one) = (T::zero(), T::one());
+        let half = T::from_f64(0.5);
+        match self {
+            BinaryOp::Add => (g, g),
+            BinaryOp::Sub => (g, -g),
+            BinaryOp::Mul => (g * b, g * a),
+            BinaryOp::Div => (g / b, -g * a / (b * b)),
+            BinaryOp::Pow => {
+                let db = if a == z { z } else { g * pow(a, b) * a.ln() };
+                (g * b * pow(a, b - one), db)
+            }
+            BinaryOp::Maximum | BinaryOp::Minimum => {
+                let first = if self == BinaryOp::Maximum {
+                    a > b
+                } else {
+                    a < b
+                };
+                let w = if a == b {
+                    half
+                } else if first {
+                    one
+                } else {
+                    z
+                };
+                (g * w, g * (one - w))
+            }
+        }
+    }
+
+    fn kernels(self) -> (&'static Kernel, Option<&'static Kernel>) {
+        macro_rules! k {
+            ($f:literal) => {
+                kernel!(FILE, $f, [X0, X1, Y0])
+            };
+        }
+        macro_rules! kb {
+            ($f:literal) => {
+                Some(kernel!(FILE, $f, [X0, X1, X2, Y0, Y1]))
+            };
+        }
+        match self {
+            BinaryOp::Add => (k!("add_fwd"), None),
+            BinaryOp::Sub => (k!("sub_fwd"), None),
+            BinaryOp::Mul => (k!("mul_fwd"), kb!("mul_bwd")),
+            BinaryOp::Div => (k!("div_fwd"), kb!("div_bwd")),
+            BinaryOp::Pow => (k!("pow_fwd"), kb!("pow_bwd")),
+            BinaryOp::Maximum => (k!("maximum_fwd"), kb!("maximum_bwd")),
+            BinaryOp::Minimum => (k!("minimum_fwd"), kb!("minimum_bwd")),
+        }
+    }
+}
+
+/// a^b with PyTorch's meaning for negative bases (integer exponents only).
+fn pow<T: Float>(a: T, b: T) -> T {
+    if a >= T::zero() {
+        return a.powf(b);
+    }
+    let bf = b.to_f64();
+    if bf.fract() == 0.0 {
+        let r = (-a).powf(b);
+        if (bf as i64) % 2 != 0 {
+            -r
+        } else {
+            r
+        }
+    } else {
+        T::from_f64(f64::NAN)
+    }
+}
+
+/// Broadcast geometry: output shape and both inputs' strides, as the kernels want them.
+struct Broadcast {
+    out: Vec<usize>,
+    sa: Vec<usize>,
+    sb: Vec<usize>,
+}
+
+impl Broadcast {
+    fn new(op: &'static str, a: &[usize], b: &[usize]) -> Result<Broadcast> {
+        let out = shape::broadcast(op, a, b)?;
+        shape::check_rank(op, &out)?;
+        Ok(Broadcast {
+            sa: shape::broadcast_strides(a, &out),
+            sb: shape::broadcast_strides(b, &out),
+            out,
+        })
+    }
+
+    fn params(&self, extra: u32) -> [u32; 21] {
+        let mut p = [0u32; 21];
+        p[0] = shape::numel(&self.out) as u32;
+        p[1] = self.out.len() as u32;
+        put(&mut p, 2, &self.out, MAX_RANK);
+        put(&mut p, 8, &self.sa, MAX_RANK);
+        put(&mut p, 14, &self.sb, MAX_RANK);
+        p[20] = extra;
+        p
+    }
+
+    fn map<T: Float>(&self, a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> Vec<T> {
+        (0..shape::numel(&self.out))
+            .map(|i| {
+                f(
+                    a[strided_offset(i, &self.out, &self.sa)],
+                    b[strided_offset(i, &self.out, &self.sb)],
+                )
+            })
+            .collect()
+    }
+}
+
+/// Applies a broadcasting binary op, recording the backward.
+pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
+    check_pair(op.name(), a, b)?;
+    let geo = Broadcast::new(op.name(), a.shape(), b.shape())?;
+    let y = match a.device() {
+        Device::Cpu => {
+            let out = map_float2!(&*a.cpu_data(), &*b.cpu_data(), |av, bv: T| geo.map(
+                av,
+                bv,
+                |x, y| op.forward::<T>(x, y)
+            ));
+            Tensor::from_cpu(out, geo.out.clone())
+        }
+        Device::Gpu(g) => {
+            let out = gpu_alloc(g, shape::numel(&geo.out));
+            g.launch(
+                op.kernels().0,
+                &geo.params(0),
+                &[a.gpu_buf(), b.gpu_buf(), &out],
+                groups_1d(shape::numel(&geo.out)),
+            );
+            Tensor::from_gpu(out, geo.out.clone(), a.dtype())
+        }
+    };
+    let (sa, sb) = (a.detach(), b.detach());
+    Ok(record(y, op.name(), &[a, b], move |g| {
+        let (da, db) = match op {
+            BinaryOp::Add => (g.clone(), g.clone()),
+            BinaryOp::Sub => (g.clone(), g.neg()?),
+            _ => binary_backward(op, &geo, &sa, &sb, g),
+        };
+        Ok(vec![
+            Some(da.sum_to_shape(sa.shape())?),
+            Some(db.sum_to_shape(sb.shape())?),
+        ])
+    }))
+}
+
+fn binary_backward(
+    op: BinaryOp,
+    geo: &Broadcast,
+    a: &Tensor,
+    b: &Tensor,
+    g: &Tensor,
+) -> (Tensor, Tensor) {
+    let n = shape::numel(&geo.out);
+    match a.device() {
+        Device::Cpu => {
+            let ad = a.cpu_data();
+            let bd = b.cpu_data();
+            let gd = g.cpu_data();
+            let (da, db) = match (&*ad, &*bd, &*gd) {
+                (CpuData::F32(x), CpuData::F32(y), CpuData::F32(gv)) => {
+                    let (p, q) = backward_loop(op, geo, x, y, gv);
+                    (CpuData::F32(p), CpuData::F32(q))
+                }
+                (CpuData::F64(x), CpuData::F64(y), CpuData::F64(gv)) => {
+                    let (p, q) = backward_loop(op, geo, x, y, gv);
+                    (CpuData::F64(p), CpuData::F64(q))
+                }
+                _ => unreachable!("binary dtypes checked"),
+            };
+            (
+                Tensor::from_cpu(da, geo.out.clone()),
+                Tensor::from_cpu(db, geo.out.clone()),
+            )
+        }
+        Device::Gpu(ctx) => {
+            let (da, db) = (gpu_alloc(ctx, n), gpu_alloc(ctx, n));
+            let k = op.kernels().1.expect("this op has a backward kernel");
+            ctx.launch(
+                k,
+                &geo.params(0),
+                &[a.gpu_buf(), b.gpu_buf(), g.gpu_buf(), &da, &db],
+                groups_1d(n),
+            );
+            (
+                Tensor::from_gpu(da, geo.out.clone(), a.dtype()),
+                Tensor::from_gpu(db, geo.out.clone(), a.dtype()),
+            )
+        }
+    }
+}
+
+fn backward_loop<T: Float>(
+    op: BinaryOp,
+    geo: &Broadcast,
+    a: &[T],
+    b: &[T],
+    g: &[T],
+) -> (Vec<T>, Vec<T>) {
+    (0..g.len())
+        .map(|i| {
+            op.backward(
+                a[strided_offset(i, &geo.out, &geo.sa)],
+                b[strided_offset(i, &geo.out, &geo.sb)],
+                g[i],
+            )
+        })
+        .unzip()
+}
+
+const COMPARE: &Kernel = kernel!(FILE, "compare_fwd", [X0, X1, Y0]);
+
+/// Elementwise comparison with broadcasting: 1.0 where it holds, else 0.0. No gradient.
+pub fn compare(a: &Tensor, b: &Tensor, op: CompareOp) -> Result<Tensor> {
+    check_pair("compare", a, b)?;
+    let geo = Broadcast::new("compare", a.shape(), b.shape())?;
+    let test = move |x: f64, y: f64| match op {
+        CompareOp::Eq => x == y,
+        CompareOp::Ne => x != y,
+        CompareOp::Lt => x < y,
+        CompareOp::Le => x <= y,
+        CompareOp::Gt => x > y,
+        CompareOp::Ge => x >= y,
+    };
+    Ok(match a.device() {
+        Device::Cpu => {
+            let out = map_float2!(&*a.cpu_data(), &*b.cpu_data(), |av, bv: T| geo.map(
+                av,
+                bv,
+                |x, y| {
+                    if test(x.to_f64(), y.to_f64()) {
+                        T::one()
+                    } else {
+                        T::zero()
+                    }
+                }
+            ));
+            Tensor::from_cpu(out, geo.out.clone())
+        }
+        Device::Gpu(g) => {
+            let n = shape::numel(&geo.out);
+            let out = gpu_alloc(g, n);
+            g.launch(
+                COMPARE,
+                &geo.params(op as u32),
+                &[a.gpu_buf(), b.gpu_buf(), &out],
+                groups_1d(n),
+            );
+            Tensor::from_gpu(out, geo.out.clone(), a.dtype())
+        }
+    })
+}
+
+impl Tensor {
+    /// Elementwise `self + other`, broadcasting.
+    pub fn add(&self, other: &Tensor) -> Result<Tensor> {
+        binary(self, other, BinaryOp::Add)
+    }
+    /// Elementwise `self - other`, broadcasting.
+    pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
+        binary(self, other, BinaryOp::Sub)
+    }
+    /// Elementwise `self * other`, broadcasting.
+    pub fn mul(&self, other: &Tensor) -> Result<Tensor> {
+        binary(self, other, BinaryOp::Mul)
+    }
+    /// Elementwise `self / other`, broadcasting.
+    pub fn div(&self, other: &Tensor) -> Result<Tensor> {
+        binary(self, other, BinaryOp::Div)
+    }
+    /// Elementwise `self ^ other`, broadcasting.
+    pub fn pow(&self, other: &Tensor) -> Result<Tensor> {
+        binary(self, other, BinaryOp::Pow)
+    }
+    /// Elementwise maximum (ties share the gradient).
+    pub fn maximum(&self, other: &Tensor) -> Result<Tensor> {
+        binary(self, other, BinaryOp::Maximum)
+    }
+    /// Elementwise minimum (ties share the gradient).
+    pub fn minimum(&self, other: &Tensor) -> Result<Tensor> {
+        binary(self, other, BinaryOp::Minimum)
+    }
+    /// 1.0 where `self == other`.
+    pub fn eq(&self, other: &Tensor) -> Result<Tensor> {
+        compare(self, other, CompareOp::Eq)
+    }
+    /// 1.0 where `self != other`.
+    pub fn ne(&self, other: &Tensor) -> Result<Tensor> {
+        compare(self, other, CompareOp::Ne)
+    }
+    /// 1.0 where `self < other`.
+    pub fn lt(&self, other: &Tensor) -> Result<Tensor> {
+        compare(self, other, CompareOp::Lt)
+    }
+    /// 1.0 where `self <= other`.
+    pub fn le(&self, other: &Tensor) -> Result<Tensor> {
+        compare(self, other, CompareOp::Le)
+    }
+    /// 1.0 where `self > other`.
+    pub fn gt(&self, other: &Tensor) -> Result<Tensor> {
+        compare(self, other, CompareOp::Gt)
+    }
+    /// 1.0 where `self >= other`.
+    pub fn ge(&self, other: &Tensor) -> Result<Tensor> {
+        compare(self, other, CompareOp::Ge)
+    }
+    /// Sums a broadcast gradient back down to `shape` (no-op when already that shape).
+    pub fn sum_to_shape(&self, shape: &[usize]) -> Result<Tensor> {
+        if self.shape() == shape {
+            return Ok(self.clone());
+        }
+        let lead = self.rank() - shape.len();
+        let dims: Vec<isize> = (0..self.rank())
+            .filter(|&d| d < lead || (shape[d - lead] == 1 && self.shape()[d] != 1))
+            .map(|d| d as isize)
+            .collect();
+        self.sum_dim(&dims, true)?.reshape(shape)
+    }
+}

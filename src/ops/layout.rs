@@ -1,0 +1,703 @@
+//! Shape and layout ops. Tensors are always contiguous: `reshape` is a view that shares
+//! storage, everything else (`permute`, `transpose`, `narrow`, `broadcast_to`, `cat`,
+//! `stack`, `index_select`, `gather`, `where`) writes a new contiguous tensor through
+//! the strided-copy and scatter kernels of `shaders/layout.wgsl`.
+
+use crate::autograd::record;
+use crate::backend::cpu::{map_float, strided_offset, CpuData};
+use crate::backend::gpu::{Kernel, ShaderFile};
+use crate::device::Device;
+use crate::error::{arg_err, shape_err, Error, Result};
+use crate::ops::{gpu_alloc, groups_1d, kernel, put, shader};
+use crate::shape::{self, MAX_RANK};
+use crate::tensor::{check_float, check_index, check_pair, check_same_device, DType, Tensor};
+
+pub(crate) const FILE: ShaderFile = shader("layout", include_str!("../../shaders/layout.wgsl"));
+const FILL: &Kernel = kernel!(FILE, "fill_fwd", [Y0]);
+const FILL_U32: &Kernel = kernel!(FILE, "fill_u32_fwd", [YI]);
+const STRIDED_COPY: &Kernel = kernel!(FILE, "strided_copy_fwd", [X0, Y0]);
+const STRIDED_SCATTER: &Kernel = kernel!(FILE, "strided_scatter_fwd", [X0, Y0]);
+const INDEX_SELECT_FWD: &Kernel = kernel!(FILE, "index_select_fwd", [X0, XI, Y0]);
+const INDEX_SELECT_BWD: &Kernel = kernel!(FILE, "index_select_bwd", [X0, XI, Y0]);
+const GATHER_FWD: &Kernel = kernel!(FILE, "gather_fwd", [X0, XI, Y0]);
+const GATHER_BWD: &Kernel = kernel!(FILE, "gather_bwd", [X0, XI, Y0]);
+const WHERE_FWD: &Kernel = kernel!(FILE, "where_fwd", [X0, X1, X2, Y0]);
+const WHERE_BWD: &Kernel = kernel!(FILE, "where_bwd", [X0, X2, Y0, Y1]);
+
+/// A new tensor of `shape` filled with `value`.
+pub(crate) fn fill(shape: &[usize], dtype: DType, value: f64, device: &Device) -> Result<Tensor> {
+    let n = shape::numel(shape);
+    Ok(match device {
+        Device::Cpu => {
+            let data = match dtype {
+                DType::F32 => CpuData::F32(vec![value as f32; n]),
+                DType::F64 => CpuData::F64(vec![value; n]),
+                DType::U32 => CpuData::U32(vec![value as u32; n]),
+            };
+            Tensor::from_cpu(data, shape.to_vec())
+        }
+        Device::Gpu(g) => {
+            let out = gpu_alloc(g, n);
+            match dtype {
+                DType::F32 => g.launch(
+                    FILL,
+                    &[n as u32, (value as f32).to_bits()],
+                    &[&out],
+                    groups_1d(n),
+                ),
+                DType::U32 => g.launch(FILL_U32, &[n as u32, value as u32], &[&out], groups_1d(n)),
+                DType::F64 => {
+                    return Err(Error::DType {
+                        op: "full",
+                        msg: "GPU tensors hold f32 or u32, not f64".into(),
+                    })
+                }
+            }
+            Tensor::from_gpu(out, shape.to_vec(), dtype)
+        }
+    })
+}
+
+/// Rebuilds CPU data of any dtype by reading `src(i)` for each output element.
+fn cpu_remap(d: &CpuData, n: usize, src: impl Fn(usize) -> usize) -> CpuData {
+    match d {
+        CpuData::F32(v) => CpuData::F32((0..n).map(|i| v[src(i)]).collect()),
+        CpuData::F64(v) => CpuData::F64((0..n).map(|i| v[src(i)]).collect()),
+        CpuData::U32(v) => CpuData::U32((0..n).map(|i| v[src(i)]).collect()),
+    }
+}
+
+fn gpu_float_only(op: &'static str, x: &Tensor) -> Result<()> {
+    if x.device().is_gpu() && x.dtype() != DType::F32 {
+        return Err(Error::DType {
+            op,
+            msg: format!(
+                "on the GPU this op moves f32 tensors only, got {:?}",
+                x.dtype()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A contiguous tensor of `out_shape` read from `x` at `base + sum idx_d * strides_d`.
+fn strided_copy(x: &Tensor, out_shape: &[usize], strides: &[usize], base: usize) -> Tensor {
+    let n = shape::numel(out_shape);
+    match x.device() {
+        Device::Cpu => {
+            let out = cpu_remap(&x.cpu_data(), n, |i| {
+                base + strided_offset(i, out_shape, strides)
+            });
+            Tensor::from_cpu(out, out_shape.to_vec())
+        }
+        Device::Gpu(g) => {
+            let out = gpu_alloc(g, n);
+            g.launch(
+                STRIDED_COPY,
+                &region_params(out_shape, strides, base),
+                &[x.gpu_buf(), &out],
+                groups_1d(n),
+            );
+            Tensor::from_gpu(out, out_shape.to_vec(), x.dtype())
+        }
+    }
+}
+
+fn region_params(shape_: &[usize], strides: &[usize], base: usize) -> [u32; 15] {
+    let mut p = [0u32; 15];
+    p[0] = shape::numel(shape_) as u32;
+    p[1] = shape_.len() as u32;
+    put(&mut p, 2, shape_, MAX_RANK);
+    put(&mut p, 8, strides, MAX_RANK);
+    p[14] = base as u32;
+    p
+}
+
+/// Writes contiguous `src` into the region of `dst` at `base` with `strides` (in place).
+fn strided_scatter(dst: &Tensor, src: &Tensor, strides: &[usize], base: usize) {
+    match dst.device() {
+        Device::Cpu => {
+            let crate::backend::Storage::Cpu(s) = dst.storage() else {
+                unreachable!()
+            };
+            let src_data = src.cpu_data();
+            let mut d = s.write();
+            let n = src.numel();
+            let at = |i| base + strided_offset(i, src.shape(), strides);
+            match (&mut *d, &*src_data) {
+                (CpuData::F32(o), CpuData::F32(v)) => (0..n).for_each(|i| o[at(i)] = v[i]),
+                (CpuData::F64(o), CpuData::F64(v)) => (0..n).for_each(|i| o[at(i)] = v[i]),
+                (CpuData::U32(o), CpuData::U32(v)) => (0..n).for_each(|i| o[at(i)] = v[i]),
+                _ => unreachable!("scatter dtypes checked"),
+            }
+        }
+        Device::Gpu(g) => g.launch(
+            STRIDED_SCATTER,
+            &region_params(src.shape(), strides, base),
+            &[src.gpu_buf(), dst.gpu_buf()],
+            groups_1d(src.numel()),
+        ),
+    }
+}
+
+/// Overwrites `dst` with `src` (same shape, dtype and device; checked by the caller).
+pub(crate) fn copy_into(dst: &Tensor, src: &Tensor) -> Result<()> {
+    gpu_float_only("copy_from", dst)?;
+    strided_scatter(dst, src, &shape::contiguous_strides(src.shape()), 0);
+    Ok(())
+}
+
+/// An uninitialised-on-GPU / zeroed-on-CPU tensor to scatter into.
+fn empty_like_shape(x: &Tensor, shape_: &[usize]) -> Result<Tensor> {
+    match x.device() {
+        Device::Cpu => fill(shape_, x.dtype(), 0.0, x.device()),
+        Device::Gpu(g) => Ok(Tensor::from_gpu(
+            gpu_alloc(g, shape::numel(shape_)),
+            shape_.to_vec(),
+            x.dtype(),
+        )),
+    }
+}
+
+impl Tensor {
+    /// The same elements viewed with another shape (shares storage; no copy).
+    pub fn reshape(&self, shape_: &[usize]) -> Result<Tensor> {
+        if shape::numel(shape_) != self.numel() {
+            return shape_err(
+                "reshape",
+                format!(
+                    "cannot view {} ({} elements) as {} ({} elements)",
+                    shape::fmt(self.shape()),
+                    self.numel(),
+                    shape::fmt(shape_),
+                    shape::numel(shape_)
+                ),
+            );
+        }
+        shape::check_rank("reshape", shape_)?;
+        if shape_ == self.shape() {
+            return Ok(self.clone());
+        }
+        let view = Tensor::from_storage(
+            self.storage().clone(),
+            shape_.to_vec(),
+            self.dtype(),
+            self.device().clone(),
+        );
+        let from = self.shape().to_vec();
+        Ok(record(view, "reshape", &[self], move |g| {
+            Ok(vec![Some(g.reshape(&from)?)])
+        }))
+    }
+
+    /// Merges dimensions `start..=end` into one.
+    pub fn flatten(&self, start: isize, end: isize) -> Result<Tensor> {
+        if self.rank() == 0 {
+            return self.reshape(&[1]);
+        }
+        let s = shape::normalize_dim("flatten", start, self.rank())?;
+        let e = shape::normalize_dim("flatten", end, self.rank())?;
+        if s > e {
+            return arg_err("flatten", format!("start {start} is after end {end}"));
+        }
+        let mut new: Vec<usize> = self.shape()[..s].to_vec();
+        new.push(self.shape()[s..=e].iter().product());
+        new.extend_from_slice(&self.shape()[e + 1..]);
+        self.reshape(&new)
+    }
+
+    /// Inserts a dimension of size 1 at `dim`.
+    pub fn unsqueeze(&self, dim: isize) -> Result<Tensor> {
+        let d = shape::normalize_dim("unsqueeze", dim, self.rank() + 1)?;
+        let mut new = self.shape().to_vec();
+        new.insert(d, 1);
+        self.reshape(&new)
+    }
+
+    /// Removes dimension `dim`, which must have size 1.
+    pub fn squeeze(&self, dim: isize) -> Result<Tensor> {
+        let d = shape::normalize_dim("squeeze", dim, self.rank())?;
+        if self.shape()[d] != 1 {
+            return shape_err(
+                "squeeze",
+                format!("dimension {d} of {:?} is not 1", self.shape()),
+            );
+        }
+        let mut new = self.shape().to_vec();
+        new.remove(d);
+        self.reshape(&new)
+    }
+
+    /// Reorders dimensions: output dim `i` is input dim `dims[i]` (a contiguous copy).
+    pub fn permute(&self, dims: &[usize]) -> Result<Tensor> {
+        let r = self.rank();
+        let mut seen = vec![false; r];
+        if dims.len() != r
+            || dims
+                .iter()
+                .any(|&d| d >= r || std::mem::replace(&mut seen[d], true))
+        {
+            return arg_err(
+                "permute",
+                format!(
+                    "{dims:?} is not a permutation of the {r} dimensions of {:?}",
+                    self.shape()
+                ),
+            );
+        }
+        gpu_float_only("permute", self)?;
+        if dims.iter().enumerate().all(|(i, &d)| i == d) {
+            return Ok(self.clone());
+        }
+        let own = shape::contiguous_strides(self.shape());
+        let out_shape: Vec<usize> = dims.iter().map(|&d| self.shape()[d]).collect();
+        let strides: Vec<usize> = dims.iter().map(|&d| own[d]).collect();
+        let y = strided_copy(self, &out_shape, &strides, 0);
+        let mut inverse = vec![0; r];
+        for (i, &d) in dims.iter().enumerate() {
+            inverse[d] = i;
+        }
+        Ok(record(y, "permute", &[self], move |g| {
+            Ok(vec![Some(g.permute(&inverse)?)])
+        }))
+    }
+
+    /// Swaps two dimensions.
+    pub fn transpose(&self, d0: isize, d1: isize) -> Result<Tensor> {
+        let a = shape::normalize_dim("transpose", d0, self.rank())?;
+        let b = shape::normalize_dim("transpose", d1, self.rank())?;
+        let mut dims: Vec<usize> = (0..self.rank()).collect();
+        dims.swap(a, b);
+        self.permute(&dims)
+    }
+
+    /// The transpose of a matrix.
+    pub fn t(&self) -> Result<Tensor> {
+        if self.rank() != 2 {
+            return shape_err(
+                "t",
+                format!("needs a matrix, got {}", shape::fmt(self.shape())),
+            );
+        }
+        self.transpose(0, 1)
+    }
+
+    /// Tensors are always stored contiguously, so this is the identity; kept for PyTorch
+    /// familiarity.
+    pub fn contiguous(&self) -> Tensor {
+        self.clone()
+    }
+
+    /// Elements `start..start + len` along `dim` (a copy).
+    pub fn narrow(&self, dim: isize, start: usize, len: usize) -> Result<Tensor> {
+        let d = shape::normalize_dim("narrow", dim, self.rank())?;
+        if start + len > self.shape()[d] {
+            return shape_err(
+                "narrow",
+                format!(
+                    "{start}..{} is outside dimension {d} (size {}) of {}",
+                    start + len,
+                    self.shape()[d],
+                    shape::fmt(self.shape())
+                ),
+            );
+        }
+        gpu_float_only("narrow", self)?;
+        let strides = shape::contiguous_strides(self.shape());
+        let mut out_shape = self.shape().to_vec();
+        out_shape[d] = len;
+        let base = start * strides[d];
+        let y = strided_copy(self, &out_shape, &strides, base);
+        let full = self.shape().to_vec();
+        let xs = self.detach();
+        Ok(record(y, "narrow", &[self], move |g| {
+            let dx = fill(&full, g.dtype(), 0.0, g.device())?;
+            strided_scatter(&dx, g, &strides, base);
+            drop(xs);
+            Ok(vec![Some(dx)])
+        }))
+    }
+
+    /// Repeats size-1 (and missing leading) dimensions to reach `shape` (a copy).
+    pub fn broadcast_to(&self, shape_: &[usize]) -> Result<Tensor> {
+        let out = shape::broadcast("broadcast_to", self.shape(), shape_)?;
+        if out != shape_ {
+            return shape_err(
+                "broadcast_to",
+                format!(
+                    "{} cannot be broadcast to {}",
+                    shape::fmt(self.shape()),
+                    shape::fmt(shape_)
+                ),
+            );
+        }
+        gpu_float_only("broadcast_to", self)?;
+        if shape_ == self.shape() {
+            return Ok(self.clone());
+        }
+        let strides = shape::broadcast_strides(self.shape(), shape_);
+        let y = strided_copy(self, shape_, &strides, 0);
+        let from = self.shape().to_vec();
+        Ok(record(y, "broadcast_to", &[self], move |g| {
+            Ok(vec![Some(g.sum_to_shape(&from)?)])
+        }))
+    }
+
+    /// Concatenates along `dim`; all other dimensions must agree.
+    pub fn cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
+        let Some(first) = tensors.first() else {
+            return arg_err("cat", "needs at least one tensor");
+        };
+        let d = shape::normalize_dim("cat", dim, first.rank())?;
+        let mut total = 0;
+        for t in tensors {
+            check_same_device("cat", first, t)?;
+            if t.dtype() != first.dtype() {
+                return Err(Error::DType {
+                    op: "cat",
+                    msg: format!("dtypes differ: {:?} and {:?}", first.dtype(), t.dtype()),
+                });
+            }
+            gpu_float_only("cat", t)?;
+            let same = t.rank() == first.rank()
+                && (0..t.rank()).all(|k| k == d || t.shape()[k] == first.shape()[k]);
+            if !same {
+                return shape_err(
+                    "cat",
+                    format!(
+                        "{} and {} differ outside dimension {d}",
+                        shape::fmt(first.shape()),
+                        shape::fmt(t.shape())
+                    ),
+                );
+            }
+            total += t.shape()[d];
+        }
+        let mut out_shape = first.shape().to_vec();
+        out_shape[d] = total;
+        let out = empty_like_shape(first, &out_shape)?;
+        let strides = shape::contiguous_strides(&out_shape);
+        let mut starts = Vec::with_capacity(tensors.len());
+        let mut at = 0;
+        for t in tensors {
+            strided_scatter(&out, t, &strides, at * strides[d]);
+            starts.push((at, t.shape()[d]));
+            at += t.shape()[d];
+        }
+        let inputs: Vec<&Tensor> = tensors.to_vec();
+        Ok(record(out, "cat", &inputs, move |g| {
+            starts
+                .iter()
+                .map(|&(s, len)| Ok(Some(g.narrow(d as isize, s, len)?)))
+                .collect()
+        }))
+    }
+
+    /// Stacks equal-shaped tensors along a new dimension `dim`.
+    pub fn stack(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
+        let Some(first) = tensors.first() else {
+            return arg_err("stack", "needs at least one tensor");
+        };
+        for t in tensors {
+            if t.shape() != first.shape() {
+                return shape_err(
+                    "stack",
+                    format!(
+                        "shapes differ: {} and {}",
+                        shape::fmt(first.shape()),
+                        shape::fmt(t.shape())
+                    ),
+                );
+            }
+        }
+        let d = shape::normalize_dim("stack", dim, first.rank() + 1)? as isize;
+        let parts: Vec<Tensor> = tensors
+            .iter()
+            .map(|t| t.unsqueeze(d))
+            .collect::<Result<_>>()?;
+        let refs: Vec<&Tensor> = parts.iter().collect();
+        Tensor::cat(&refs, d)
+    }
+
+    /// Rows (or slices along `dim`) picked by a `u32` index vector, like `torch.index_select`.
+    pub fn index_select(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
+        check_float("index_select", self)?;
+        check_index("index_select", index)?;
+        check_same_device("index_select", self, index)?;
+        if index.rank() != 1 {
+            return shape_err(
+                "index_select",
+                format!("the index must be 1-D, got {:?}", index.shape()),
+            );
+        }
+        let d = shape::normalize_dim("index_select", dim, self.rank())?;
+        let (outer, size, inner) = split3(self.shape(), d);
+        let j = index.numel();
+        let mut out_shape = self.shape().to_vec();
+        out_shape[d] = j;
+        let n = shape::numel(&out_shape);
+        let params = [n as u32, size as u32, j as u32, inner as u32];
+        let y = match self.device() {
+            Device::Cpu => {
+                let idx = u32_data(index);
+                if let Some(&bad) = idx.iter().find(|&&k| k as usize >= size) {
+                    return arg_err(
+                        "index_select",
+                        format!("index {bad} is out of range for size {size}"),
+                    );
+                }
+                let out = cpu_remap(&self.cpu_data(), n, |i| {
+                    let r = i % inner;
+                    let jj = (i / inner) % j;
+                    let o = i / (inner * j);
+                    (o * size + idx[jj] as usize) * inner + r
+                });
+                Tensor::from_cpu(out, out_shape)
+            }
+            Device::Gpu(g) => {
+                let out = gpu_alloc(g, n);
+                g.launch(
+                    INDEX_SELECT_FWD,
+                    &params,
+                    &[self.gpu_buf(), index.gpu_buf(), &out],
+                    groups_1d(n),
+                );
+                Tensor::from_gpu(out, out_shape, self.dtype())
+            }
+        };
+        let (idx, full) = (index.clone(), self.shape().to_vec());
+        let _ = outer;
+        Ok(record(y, "index_select", &[self], move |g| {
+            let n_in = shape::numel(&full);
+            let p = [n_in as u32, size as u32, j as u32, inner as u32];
+            Ok(vec![Some(match g.device() {
+                Device::Cpu => {
+                    let iv = u32_data(&idx);
+                    let out = map_float!(&*g.cpu_data(), |gv: T| {
+                        let mut dx = vec![<T as crate::backend::cpu::Float>::zero(); n_in];
+                        for (i, &gi) in gv.iter().enumerate() {
+                            let r = i % inner;
+                            let jj = (i / inner) % j;
+                            let o = i / (inner * j);
+                            dx[(o * size + iv[jj] as usize) * inner + r] += gi;
+                        }
+                        dx
+                    });
+                    Tensor::from_cpu(out, full.clone())
+                }
+                Device::Gpu(ctx) => {
+                    let out = gpu_alloc(ctx, n_in);
+                    ctx.launch(
+                        INDEX_SELECT_BWD,
+                        &p,
+                        &[g.gpu_buf(), idx.gpu_buf(), &out],
+                        groups_1d(n_in),
+                    );
+                    Tensor::from_gpu(out, full.clone(), g.dtype())
+                }
+            })])
+        }))
+    }
+
+    /// `torch.gather`: `out[.., j, ..] = self[.., index[.., j, ..], ..]` along `dim`. The
+    /// index has the input's shape except along `dim`.
+    pub fn gather(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
+        check_float("gather", self)?;
+        check_index("gather", index)?;
+        check_same_device("gather", self, index)?;
+        let d = shape::normalize_dim("gather", dim, self.rank())?;
+        let fits = index.rank() == self.rank()
+            && (0..self.rank()).all(|k| k == d || index.shape()[k] == self.shape()[k]);
+        if !fits {
+            return shape_err(
+                "gather",
+                format!(
+                    "the index {} must match the input {} except along dimension {d}",
+                    shape::fmt(index.shape()),
+                    shape::fmt(self.shape())
+                ),
+            );
+        }
+        let (_, size, inner) = split3(self.shape(), d);
+        let j = index.shape()[d];
+        let out_shape = index.shape().to_vec();
+        let n = shape::numel(&out_shape);
+        let y = match self.device() {
+            Device::Cpu => {
+                let idx = u32_data(index);
+                if let Some(&bad) = idx.iter().find(|&&k| k as usize >= size) {
+                    return arg_err(
+                        "gather",
+                        format!("index {bad} is out of range for size {size}"),
+                    );
+                }
+                let out = cpu_remap(&self.cpu_data(), n, |i| {
+                    let r = i % inner;
+                    let o = i / (inner * j);
+                    (o * size + idx[i] as usize) * inner + r
+                });
+                Tensor::from_cpu(out, out_shape)
+            }
+            Device::Gpu(g) => {
+                let out = gpu_alloc(g, n);
+                g.launch(
+                    GATHER_FWD,
+                    &[n as u32, size as u32, j as u32, inner as u32],
+                    &[self.gpu_buf(), index.gpu_buf(), &out],
+                    groups_1d(n),
+                );
+                Tensor::from_gpu(out, out_shape, self.dtype())
+            }
+        };
+        let (idx, full) = (index.clone(), self.shape().to_vec());
+        Ok(record(y, "gather", &[self], move |g| {
+            let n_in = shape::numel(&full);
+            Ok(vec![Some(match g.device() {
+                Device::Cpu => {
+                    let iv = u32_data(&idx);
+                    let out = map_float!(&*g.cpu_data(), |gv: T| {
+                        let mut dx = vec![<T as crate::backend::cpu::Float>::zero(); n_in];
+                        for (i, &gi) in gv.iter().enumerate() {
+                            let r = i % inner;
+                            let o = i / (inner * j);
+                            dx[(o * size + iv[i] as usize) * inner + r] += gi;
+                        }
+                        dx
+                    });
+                    Tensor::from_cpu(out, full.clone())
+                }
+                Device::Gpu(ctx) => {
+                    let out = gpu_alloc(ctx, n_in);
+                    ctx.launch(
+                        GATHER_BWD,
+                        &[n_in as u32, size as u32, j as u32, inner as u32],
+                        &[g.gpu_buf(), idx.gpu_buf(), &out],
+                        groups_1d(n_in),
+                    );
+                    Tensor::from_gpu(out, full.clone(), g.dtype())
+                }
+            })])
+        }))
+    }
+
+    /// `torch.where(cond, a, b)` with broadcasting: `a` where `cond != 0`, else `b`.
+    pub fn where_cond(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        check_pair("where", a, b)?;
+        check_pair("where", cond, a)?;
+        let ab = shape::broadcast("where", a.shape(), b.shape())?;
+        let out = shape::broadcast("where", cond.shape(), &ab)?;
+        shape::check_rank("where", &out)?;
+        let (sc, sa, sb) = (
+            shape::broadcast_strides(cond.shape(), &out),
+            shape::broadcast_strides(a.shape(), &out),
+            shape::broadcast_strides(b.shape(), &out),
+        );
+        let n = shape::numel(&out);
+        let mut p = [0u32; 26];
+        p[0] = n as u32;
+        p[1] = out.len() as u32;
+        put(&mut p, 2, &out, MAX_RANK);
+        put(&mut p, 8, &sc, MAX_RANK);
+        put(&mut p, 14, &sa, MAX_RANK);
+        put(&mut p, 20, &sb, MAX_RANK);
+        let y = match a.device() {
+            Device::Cpu => {
+                let (cd, ad, bd) = (cond.cpu_data(), a.cpu_data(), b.cpu_data());
+                let c = cd.to_f64_vec();
+                let pick = |i: usize| c[strided_offset(i, &out, &sc)] != 0.0;
+                let data = match (&*ad, &*bd) {
+                    (CpuData::F32(x), CpuData::F32(z)) => CpuData::F32(
+                        (0..n)
+                            .map(|i| {
+                                if pick(i) {
+                                    x[strided_offset(i, &out, &sa)]
+                                } else {
+                                    z[strided_offset(i, &out, &sb)]
+                                }
+                            })
+                            .collect(),
+                    ),
+                    (CpuData::F64(x), CpuData::F64(z)) => CpuData::F64(
+                        (0..n)
+                            .map(|i| {
+                                if pick(i) {
+                                    x[strided_offset(i, &out, &sa)]
+                                } else {
+                                    z[strided_offset(i, &out, &sb)]
+                                }
+                            })
+                            .collect(),
+                    ),
+                    _ => unreachable!("where dtypes checked"),
+                };
+                Tensor::from_cpu(data, out.clone())
+            }
+            Device::Gpu(g) => {
+                let buf = gpu_alloc(g, n);
+                g.launch(
+                    WHERE_FWD,
+                    &p,
+                    &[cond.gpu_buf(), a.gpu_buf(), b.gpu_buf(), &buf],
+                    groups_1d(n),
+                );
+                Tensor::from_gpu(buf, out.clone(), a.dtype())
+            }
+        };
+        let (cs, a_shape, b_shape) = (cond.detach(), a.shape().to_vec(), b.shape().to_vec());
+        Ok(record(y, "where", &[a, b], move |g| {
+            let (da, db) = match g.device() {
+                Device::Cpu => {
+                    let c = cs.cpu_data().to_f64_vec();
+                    let keep: Vec<f64> = (0..n)
+                        .map(|i| (c[strided_offset(i, &out, &sc)] != 0.0) as u8 as f64)
+                        .collect();
+                    let gd = g.cpu_data();
+                    let da = map_float!(&*gd, |gv: T| (0..n)
+                        .map(|i| gv[i] * <T as crate::backend::cpu::Float>::from_f64(keep[i]))
+                        .collect());
+                    let db = map_float!(&*gd, |gv: T| (0..n)
+                        .map(|i| gv[i] * <T as crate::backend::cpu::Float>::from_f64(1.0 - keep[i]))
+                        .collect());
+                    (
+                        Tensor::from_cpu(da, out.clone()),
+                        Tensor::from_cpu(db, out.clone()),
+                    )
+                }
+                Device::Gpu(ctx) => {
+                    let (da, db) = (gpu_alloc(ctx, n), gpu_alloc(ctx, n));
+                    ctx.launch(
+                        WHERE_BWD,
+                        &p,
+                        &[cs.gpu_buf(), g.gpu_buf(), &da, &db],
+                        groups_1d(n),
+                    );
+                    (
+                        Tensor::from_gpu(da, out.clone(), g.dtype()),
+                        Tensor::from_gpu(db, out.clone(), g.dtype()),
+                    )
+                }
+            };
+            Ok(vec![
+                Some(da.sum_to_shape(&a_shape)?),
+                Some(db.sum_to_shape(&b_shape)?),
+            ])
+        }))
+    }
+}
+
+/// Views a shape as `[outer, shape[d], inner]` around dimension `d`.
+pub(crate) fn split3(shape_: &[usize], d: usize) -> (usize, usize, usize) {
+    (
+        shape_[..d].iter().product(),
+        shape_[d],
+        shape_[d + 1..].iter().product(),
+    )
+}
+
+/// The values of a CPU `u32` tensor.
+pub(crate) fn u32_data(t: &Tensor) -> Vec<u32> {
+    match &*t.cpu_data() {
+        CpuData::U32(v) => v.clone(),
+        _ => unreachable!("index dtype checked"),
+    }
+}

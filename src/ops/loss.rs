@@ -1,0 +1,154 @@
+//! Losses. `cross_entropy` is fused (one kernel for the per-row loss through the stable
+//! log-sum-exp, one for its gradient `softmax - onehot`), so logits of +-1000 are fine.
+//! `mse_loss` is a composite of `sub`, `mul` and `mean` and needs no kernel of its own.
+
+use crate::autograd::record;
+use crate::backend::cpu::{CpuData, Float};
+use crate::backend::gpu::{Kernel, ShaderFile};
+use crate::device::Device;
+use crate::error::{arg_err, shape_err, Result};
+use crate::ops::layout::u32_data;
+use crate::ops::{gpu_alloc, groups_1d, groups_rows, kernel, shader};
+use crate::shape;
+use crate::tensor::{check_float, check_index, check_pair, check_same_device, Tensor};
+
+pub(crate) const FILE: ShaderFile = shader("loss", include_str!("../../shaders/loss.wgsl"));
+const CE_FWD: &Kernel = kernel!(FILE, "cross_entropy_fwd", [X0, XI, Y0, Y1]);
+const CE_BWD: &Kernel = kernel!(FILE, "cross_entropy_bwd", [X0, X1, X2, XI, Y0]);
+
+fn ce_forward_cpu<T: Float>(x: &[T], t: &[u32], c: usize) -> (Vec<T>, Vec<T>) {
+    x.chunks(c)
+        .zip(t)
+        .map(|(row, &k)| {
+            let m = row.iter().fold(row[0], |a, &b| a.max(b));
+            let s = row.iter().fold(T::zero(), |a, &b| a + (b - m).exp());
+            let lse = m + s.ln();
+            (lse - row[k as usize], lse)
+        })
+        .unzip()
+}
+
+fn ce_backward_cpu<T: Float>(x: &[T], lse: &[T], g: &[T], t: &[u32], c: usize) -> Vec<T> {
+    (0..x.len())
+        .map(|i| {
+            let (n, j) = (i / c, i % c);
+            let onehot = if t[n] as usize == j {
+                T::one()
+            } else {
+                T::zero()
+            };
+            g[n] * ((x[i] - lse[n]).exp() - onehot)
+        })
+        .collect()
+}
+
+/// Per-sample cross-entropy `-log softmax(logits)[target]` for logits `[N, C]` and `u32`
+/// targets `[N]`; returns `[N]`.
+pub fn cross_entropy_per_sample(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    check_float("cross_entropy", logits)?;
+    check_index("cross_entropy", targets)?;
+    check_same_device("cross_entropy", logits, targets)?;
+    if logits.rank() != 2 || targets.rank() != 1 || targets.shape()[0] != logits.shape()[0] {
+        return shape_err(
+            "cross_entropy",
+            format!(
+                "logits {} and targets {}: expected [N, C] and [N]",
+                shape::fmt(logits.shape()),
+                shape::fmt(targets.shape())
+            ),
+        );
+    }
+    let (n, c) = (logits.shape()[0], logits.shape()[1]);
+    if c == 0 {
+        return arg_err("cross_entropy", "there are no classes (C = 0)");
+    }
+    let params = [n as u32, c as u32];
+    let (loss, lse) = match logits.device() {
+        Device::Cpu => {
+            let t = u32_data(targets);
+            if let Some(&bad) = t.iter().find(|&&k| k as usize >= c) {
+                return arg_err(
+                    "cross_entropy",
+                    format!("target {bad} is out of range for {c} classes"),
+                );
+            }
+            let (l, s) = match &*logits.cpu_data() {
+                CpuData::F32(x) => {
+                    let (l, s) = ce_forward_cpu(x, &t, c);
+                    (CpuData::F32(l), CpuData::F32(s))
+                }
+                CpuData::F64(x) => {
+                    let (l, s) = ce_forward_cpu(x, &t, c);
+                    (CpuData::F64(l), CpuData::F64(s))
+                }
+                CpuData::U32(_) => unreachable!("dtype checked"),
+            };
+            (Tensor::from_cpu(l, vec![n]), Tensor::from_cpu(s, vec![n]))
+        }
+        Device::Gpu(g) => {
+            let (l, s) = (gpu_alloc(g, n), gpu_alloc(g, n));
+            g.launch(
+                CE_FWD,
+                &params,
+                &[logits.gpu_buf(), targets.gpu_buf(), &l, &s],
+                groups_rows(n),
+            );
+            (
+                Tensor::from_gpu(l, vec![n], logits.dtype()),
+                Tensor::from_gpu(s, vec![n], logits.dtype()),
+            )
+        }
+    };
+    let (xs, ts) = (logits.detach(), targets.clone());
+    Ok(record(loss, "cross_entropy", &[logits], move |g| {
+        Ok(vec![Some(match g.device() {
+            Device::Cpu => {
+                let t = u32_data(&ts);
+                let data = match (&*xs.cpu_data(), &*lse.cpu_data(), &*g.cpu_data()) {
+                    (CpuData::F32(x), CpuData::F32(s), CpuData::F32(gv)) => {
+                        CpuData::F32(ce_backward_cpu(x, s, gv, &t, c))
+                    }
+                    (CpuData::F64(x), CpuData::F64(s), CpuData::F64(gv)) => {
+                        CpuData::F64(ce_backward_cpu(x, s, gv, &t, c))
+                    }
+                    _ => unreachable!("dtypes checked"),
+                };
+                Tensor::from_cpu(data, vec![n, c])
+            }
+            Device::Gpu(ctx) => {
+                let out = gpu_alloc(ctx, n * c);
+                ctx.launch(
+                    CE_BWD,
+                    &params,
+                    &[xs.gpu_buf(), lse.gpu_buf(), g.gpu_buf(), ts.gpu_buf(), &out],
+                    groups_1d(n * c),
+                );
+                Tensor::from_gpu(out, vec![n, c], xs.dtype())
+            }
+        })])
+    }))
+}
+
+impl Tensor {
+    /// Mean softmax cross-entropy of logits `[N, C]` against `u32` class indices `[N]`.
+    pub fn cross_entropy(&self, targets: &Tensor) -> Result<Tensor> {
+        cross_entropy_per_sample(self, targets)?.mean()
+    }
+
+    /// Mean squared error against a target of the same shape.
+    pub fn mse_loss(&self, target: &Tensor) -> Result<Tensor> {
+        check_pair("mse_loss", self, target)?;
+        if self.shape() != target.shape() {
+            return shape_err(
+                "mse_loss",
+                format!(
+                    "{} vs {}: shapes differ",
+                    shape::fmt(self.shape()),
+                    shape::fmt(target.shape())
+                ),
+            );
+        }
+        let d = self.sub(target)?;
+        d.mul(&d)?.mean()
+    }
+}

@@ -1,0 +1,230 @@
+//! Batched matrix products with broadcasting over batch dimensions (PyTorch's `matmul`,
+//! including 1-D operands). The GPU kernel is register-tiled (64x64 tiles, 4x4 outputs
+//! per thread, vec4 staging in workgroup memory); the CPU uses `matrixmultiply`.
+//! Transposed operands are read through strides, so the backward products
+//! `dA = dC B^T` and `dB = A^T dC` need no transpose copies.
+
+use crate::autograd::record;
+use crate::backend::cpu::{strided_offset, CpuData};
+use crate::backend::gpu::{Kernel, ShaderFile};
+use crate::device::Device;
+use crate::error::{shape_err, Result};
+use crate::ops::{gpu_alloc, kernel, put, shader};
+use crate::shape::{self, broadcast_strides};
+use crate::tensor::{check_pair, Tensor};
+
+pub(crate) const FILE: ShaderFile = shader("matmul", include_str!("../../shaders/matmul.wgsl"));
+const MATMUL_TILED: &Kernel = kernel!(FILE, "matmul_fwd", [X0, X1, Y0]);
+const MATMUL_NAIVE: &Kernel = kernel!(FILE, "matmul_naive_fwd", [X0, X1, Y0]);
+
+/// Batch dims the GPU kernel supports (the rest of the parameter block holds strides).
+const MAX_BATCH_RANK: usize = 4;
+
+/// Which GPU kernel computes the product (the naive one exists for benchmarks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulKernel {
+    /// Register-tiled: 64x64 workgroup tiles, 4x4 outputs per thread.
+    Tiled,
+    /// One output per thread, straight from global memory.
+    Naive,
+}
+
+/// `op(a) @ op(b)` where `op` transposes the last two dims when asked; no graph.
+/// Returns a tensor of shape `[broadcast batch..., M, N]`.
+pub(crate) fn matmul_raw(
+    a: &Tensor,
+    ta: bool,
+    b: &Tensor,
+    tb: bool,
+    which: MatmulKernel,
+) -> Result<Tensor> {
+    let (ar, br) = (a.rank(), b.rank());
+    let (a_rows, a_cols) = (a.shape()[ar - 2], a.shape()[ar - 1]);
+    let (b_rows, b_cols) = (b.shape()[br - 2], b.shape()[br - 1]);
+    let (m, k) = if ta {
+        (a_cols, a_rows)
+    } else {
+        (a_rows, a_cols)
+    };
+    let (k2, n) = if tb {
+        (b_cols, b_rows)
+    } else {
+        (b_rows, b_cols)
+    };
+    if k != k2 {
+        return shape_err(
+            "matmul",
+            format!(
+                "{} x {}: inner dimensions differ ({k} vs {k2})",
+                shape::fmt(a.shape()),
+                shape::fmt(b.shape())
+            ),
+        );
+    }
+    let (a_batch, b_batch) = (&a.shape()[..ar - 2], &b.shape()[..br - 2]);
+    let batch = shape::broadcast("matmul", a_batch, b_batch)?;
+    if batch.len() > MAX_BATCH_RANK {
+        return shape_err(
+            "matmul",
+            format!("at most {MAX_BATCH_RANK} batch dimensions are supported"),
+        );
+    }
+    let batches = shape::numel(&batch);
+    let sa: Vec<usize> = broadcast_strides(a_batch, &batch)
+        .iter()
+        .map(|s| s * a_rows * a_cols)
+        .collect();
+    let sb: Vec<usize> = broadcast_strides(b_batch, &batch)
+        .iter()
+        .map(|s| s * b_rows * b_cols)
+        .collect();
+    // Element strides of op(A)[m, k] and op(B)[k, n] within one matrix.
+    let (a_rs, a_cs) = if ta { (1, a_cols) } else { (a_cols, 1) };
+    let (b_rs, b_cs) = if tb { (1, b_cols) } else { (b_cols, 1) };
+    let mut out_shape = batch.clone();
+    out_shape.extend([m, n]);
+    Ok(match a.device() {
+        Device::Cpu => {
+            let (ad, bd) = (a.cpu_data(), b.cpu_data());
+            let mut out = ad.float_like(batches * m * n, 0.0);
+            for bi in 0..batches {
+                let (oa, ob) = (
+                    strided_offset(bi, &batch, &sa),
+                    strided_offset(bi, &batch, &sb),
+                );
+                let oc = bi * m * n;
+                // SAFETY: the offsets and strides describe in-bounds matrices of the
+                // contiguous buffers (checked shapes), and `out` does not alias inputs.
+                unsafe {
+                    match (&*ad, &*bd, &mut out) {
+                        (CpuData::F32(x), CpuData::F32(y), CpuData::F32(c)) => {
+                            matrixmultiply::sgemm(
+                                m,
+                                k,
+                                n,
+                                1.0,
+                                x.as_ptr().add(oa),
+                                a_rs as isize,
+                                a_cs as isize,
+                                y.as_ptr().add(ob),
+                                b_rs as isize,
+                                b_cs as isize,
+                                0.0,
+                                c.as_mut_ptr().add(oc),
+                                n as isize,
+                                1,
+                            )
+                        }
+                        (CpuData::F64(x), CpuData::F64(y), CpuData::F64(c)) => {
+                            matrixmultiply::dgemm(
+                                m,
+                                k,
+                                n,
+                                1.0,
+                                x.as_ptr().add(oa),
+                                a_rs as isize,
+                                a_cs as isize,
+                                y.as_ptr().add(ob),
+                                b_rs as isize,
+                                b_cs as isize,
+                                0.0,
+                                c.as_mut_ptr().add(oc),
+                                n as isize,
+                                1,
+                            )
+                        }
+                        _ => unreachable!("matmul dtypes checked"),
+                    }
+                }
+            }
+            Tensor::from_cpu(out, out_shape)
+        }
+        Device::Gpu(g) => {
+            let mut p = [0u32; 20];
+            p[0] = m as u32;
+            p[1] = n as u32;
+            p[2] = k as u32;
+            p[3] = batch.len() as u32;
+            put(&mut p, 4, &batch, MAX_BATCH_RANK);
+            put(&mut p, 8, &sa, MAX_BATCH_RANK);
+            put(&mut p, 12, &sb, MAX_BATCH_RANK);
+            p[16] = a_rs as u32;
+            p[17] = a_cs as u32;
+            p[18] = b_rs as u32;
+            p[19] = b_cs as u32;
+            let out = gpu_alloc(g, batches * m * n);
+            let (kernel, tile) = match which {
+                MatmulKernel::Tiled => (MATMUL_TILED, 64),
+                MatmulKernel::Naive => (MATMUL_NAIVE, 16),
+            };
+            let groups = [
+                n.div_ceil(tile) as u32,
+                m.div_ceil(tile) as u32,
+                batches as u32,
+            ];
+            if k == 0 {
+                // An empty inner dimension: the product is all zeros.
+                return Ok(Tensor::from_gpu(out, out_shape, a.dtype()).zeros_like()?);
+            }
+            g.launch(kernel, &p, &[a.gpu_buf(), b.gpu_buf(), &out], groups);
+            Tensor::from_gpu(out, out_shape, a.dtype())
+        }
+    })
+}
+
+/// Matrix product with PyTorch's `matmul` rules, recording the backward.
+pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    check_pair("matmul", a, b)?;
+    if a.rank() == 0 || b.rank() == 0 {
+        return shape_err(
+            "matmul",
+            format!(
+                "{} x {}: both operands need at least one dimension",
+                shape::fmt(a.shape()),
+                shape::fmt(b.shape())
+            ),
+        );
+    }
+    if a.rank() == 1 && b.rank() == 1 {
+        return matmul(&a.unsqueeze(0)?, &b.unsqueeze(-1)?)?.reshape(&[]);
+    }
+    if a.rank() == 1 {
+        return matmul(&a.unsqueeze(0)?, b)?.squeeze(-2);
+    }
+    if b.rank() == 1 {
+        return matmul(a, &b.unsqueeze(-1)?)?.squeeze(-1);
+    }
+    let y = matmul_raw(a, false, b, false, MatmulKernel::Tiled)?;
+    let (sa, sb) = (a.detach(), b.detach());
+    let (need_a, need_b) = (a.requires_grad(), b.requires_grad());
+    Ok(record(y, "matmul", &[a, b], move |g| {
+        let da = if need_a {
+            Some(matmul_raw(g, false, &sb, true, MatmulKernel::Tiled)?.sum_to_shape(sa.shape())?)
+        } else {
+            None
+        };
+        let db = if need_b {
+            Some(matmul_raw(&sa, true, g, false, MatmulKernel::Tiled)?.sum_to_shape(sb.shape())?)
+        } else {
+            None
+        };
+        Ok(vec![da, db])
+    }))
+}
+
+/// A matrix product through the chosen GPU kernel, without a graph (for benchmarks).
+#[doc(hidden)]
+pub fn matmul_with_kernel(a: &Tensor, b: &Tensor, which: MatmulKernel) -> Result<Tensor> {
+    check_pair("matmul", a, b)?;
+    if a.rank() < 2 || b.rank() < 2 {
+        return shape_err("matmul", "matmul_with_kernel needs matrices");
+    }
+    matmul_raw(a, false, b, false, which)
+}
+
+impl Tensor {
+    /// Matrix product with broadcasting over batch dimensions (`torch.matmul`).
+    pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
+        matmul(self, other)
+    }
+}

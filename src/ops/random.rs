@@ -1,0 +1,174 @@
+//! Random ops from the counter-based Philox generator: `rand`, `randn`, `dropout`
+//! (inverted scaling, mask saved for backward) and `noisy_relu` (`relu(x + eps)`,
+//! `eps ~ N(0, sigma^2)` while training). A draw's numbers depend only on its
+//! (seed, offset) key, so the GPU and the CPU produce the same values.
+
+use crate::autograd::record;
+use crate::backend::cpu::random::{normal as normal_from, uniform01, RngKey};
+use crate::backend::cpu::CpuData;
+use crate::backend::gpu::{Kernel, ShaderFile};
+use crate::device::Device;
+use crate::error::{arg_err, Result};
+use crate::ops::{gpu_alloc, groups_1d, kernel, shader};
+use crate::shape;
+use crate::tensor::{check_float, DType, Tensor};
+
+pub(crate) const FILE: ShaderFile = shader("random", include_str!("../../shaders/random.wgsl"));
+const UNIFORM: &Kernel = kernel!(FILE, "uniform_fwd", [Y0]);
+const NORMAL: &Kernel = kernel!(FILE, "normal_fwd", [Y0]);
+const DROPOUT: &Kernel = kernel!(FILE, "dropout_fwd", [X0, Y0, Y1]);
+const NOISY_RELU: &Kernel = kernel!(FILE, "noisy_relu_fwd", [X0, Y0, Y1]);
+
+fn key_params(n: usize, key: RngKey, a: u32, b: u32) -> [u32; 7] {
+    let k = key.gpu_params();
+    [n as u32, k[0], k[1], k[2], k[3], a, b]
+}
+
+fn draw(shape_: &[usize], key: RngKey, device: &Device, normal: bool) -> Result<Tensor> {
+    shape::check_rank("rand", shape_)?;
+    let n = shape::numel(shape_);
+    Ok(match device {
+        Device::Cpu => {
+            let v: Vec<f32> = (0..n)
+                .map(|i| {
+                    let w = key.words(i);
+                    if normal {
+                        normal_from(w[0], w[1]) as f32
+                    } else {
+                        uniform01(w[0]) as f32
+                    }
+                })
+                .collect();
+            Tensor::from_cpu(CpuData::F32(v), shape_.to_vec())
+        }
+        Device::Gpu(g) => {
+            let out = gpu_alloc(g, n);
+            let k = if normal { NORMAL } else { UNIFORM };
+            g.launch(k, &key_params(n, key, 0, 0), &[&out], groups_1d(n));
+            Tensor::from_gpu(out, shape_.to_vec(), DType::F32)
+        }
+    })
+}
+
+pub(crate) fn uniform(shape_: &[usize], key: RngKey, device: &Device) -> Result<Tensor> {
+    draw(shape_, key, device, false)
+}
+
+pub(crate) fn normal(shape_: &[usize], key: RngKey, device: &Device) -> Result<Tensor> {
+    draw(shape_, key, device, true)
+}
+
+/// Applies `x * mask` with a mask made on the device; the mask is saved for backward.
+fn masked(
+    x: &Tensor,
+    name: &'static str,
+    kernel: &'static Kernel,
+    params: [u32; 7],
+    cpu_mask: impl Fn(usize, f64) -> (f64, f64),
+) -> Tensor {
+    let n = x.numel();
+    let (y, mask) = match x.device() {
+        Device::Cpu => {
+            let (y, m) = match &*x.cpu_data() {
+                CpuData::F32(v) => {
+                    let (y, m): (Vec<f32>, Vec<f32>) = v
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &a)| {
+                            let (y, m) = cpu_mask(i, a as f64);
+                            (y as f32, m as f32)
+                        })
+                        .unzip();
+                    (CpuData::F32(y), CpuData::F32(m))
+                }
+                CpuData::F64(v) => {
+                    let (y, m): (Vec<f64>, Vec<f64>) =
+                        v.iter().enumerate().map(|(i, &a)| cpu_mask(i, a)).unzip();
+                    (CpuData::F64(y), CpuData::F64(m))
+                }
+                CpuData::U32(_) => unreachable!("dtype checked"),
+            };
+            (
+                Tensor::from_cpu(y, x.shape().to_vec()),
+                Tensor::from_cpu(m, x.shape().to_vec()),
+            )
+        }
+        Device::Gpu(g) => {
+            let (y, m) = (gpu_alloc(g, n), gpu_alloc(g, n));
+            g.launch(kernel, &params, &[x.gpu_buf(), &y, &m], groups_1d(n));
+            (
+                Tensor::from_gpu(y, x.shape().to_vec(), x.dtype()),
+                Tensor::from_gpu(m, x.shape().to_vec(), x.dtype()),
+            )
+        }
+    };
+    record(y, name, &[x], move |g| Ok(vec![Some(g.mul(&mask)?)]))
+}
+
+/// Dropout with an explicit generator key (see [`Tensor::dropout`]).
+pub fn dropout_with_key(x: &Tensor, p: f32, key: RngKey) -> Result<Tensor> {
+    check_float("dropout", x)?;
+    if !(0.0..1.0).contains(&p) {
+        return arg_err("dropout", format!("p must be in [0, 1), got {p}"));
+    }
+    // Keep an element when the top 24 bits of its word reach ceil(p 2^24): an exact
+    // integer test, identical on both backends.
+    let threshold = (p as f64 * 16_777_216.0).ceil() as u32;
+    let scale = 1.0 / (1.0 - p);
+    let params = key_params(x.numel(), key, threshold, scale.to_bits());
+    Ok(masked(x, "dropout", DROPOUT, params, move |i, a| {
+        let keep = (key.words(i)[0] >> 8) >= threshold;
+        let m = if keep { scale as f64 } else { 0.0 };
+        (a * m, m)
+    }))
+}
+
+/// Noisy ReLU with an explicit generator key (see [`Tensor::noisy_relu`]).
+pub fn noisy_relu_with_key(x: &Tensor, std: f32, key: RngKey) -> Result<Tensor> {
+    check_float("noisy_relu", x)?;
+    if !(std >= 0.0) {
+        return arg_err(
+            "noisy_relu",
+            format!("the noise deviation must be >= 0, got {std}"),
+        );
+    }
+    let params = key_params(x.numel(), key, std.to_bits(), 0);
+    let dtype = x.dtype();
+    Ok(masked(x, "noisy_relu", NOISY_RELU, params, move |i, a| {
+        let w = key.words(i);
+        let eps = normal_from(w[0], w[1]);
+        // Match the GPU's f32 arithmetic for f32 tensors.
+        let z = if dtype == DType::F32 {
+            (a as f32 + std * eps as f32) as f64
+        } else {
+            a + std as f64 * eps
+        };
+        if z > 0.0 {
+            (z, 1.0)
+        } else {
+            (0.0, 0.0)
+        }
+    }))
+}
+
+impl Tensor {
+    /// Inverted dropout: while `training`, zeroes each element with probability `p` and
+    /// scales the rest by `1 / (1 - p)`, using the device's seeded generator; the
+    /// identity otherwise.
+    pub fn dropout(&self, p: f32, training: bool) -> Result<Tensor> {
+        if !training || p == 0.0 {
+            check_float("dropout", self)?;
+            return Ok(self.clone());
+        }
+        dropout_with_key(self, p, self.device().next_rng_key())
+    }
+
+    /// Noisy ReLU `max(x + eps, 0)`, `eps ~ N(0, std^2)` from the device's generator
+    /// while `training`; plain `relu` otherwise.
+    pub fn noisy_relu(&self, std: f32, training: bool) -> Result<Tensor> {
+        if !training {
+            return self.relu();
+        }
+        noisy_relu_with_key(self, std, self.device().next_rng_key())
+    }
+}

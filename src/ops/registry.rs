@@ -1,0 +1,718 @@
+//! The op registry: every op, with the input shapes and value domains it is tested on.
+//! `tests/gradcheck.rs` walks this list, so an op added here is automatically checked by
+//! finite differences (CPU, `f64`) and against the CPU on the GPU (`f32`); an op missing
+//! from here is caught by the test that compares this list with the shader entry points.
+
+use std::sync::Arc;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+use crate::backend::cpu::random::RngKey;
+use crate::device::Device;
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+/// Where an input's test values come from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Domain {
+    /// Uniform in [-2, 2].
+    Any,
+    /// Uniform in [0.2, 2] (log, sqrt, pow's base).
+    Positive,
+    /// |x| in [0.1, 2] with a random sign: away from kinks at 0 (relu, abs, division).
+    AwayFromZero,
+    /// Distinct values at least 0.05 apart (max: no ties within the step).
+    Distinct,
+    /// Multiples of 0.25 plus an offset: two inputs with different offsets never tie.
+    Lattice(f64),
+    /// 0.0 or 1.0 (conditions).
+    Mask,
+    /// `u32` indices below the bound.
+    Index(usize),
+    /// Uniform in [-1000, 1000] (stability of fused losses).
+    Huge,
+}
+
+/// One input of a test case.
+#[derive(Clone, Debug)]
+pub struct InputSpec {
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Its values.
+    pub domain: Domain,
+}
+
+impl InputSpec {
+    /// True for index inputs (never differentiated).
+    pub fn is_index(&self) -> bool {
+        matches!(self.domain, Domain::Index(_))
+    }
+
+    /// True for inputs that get a gradient (not indices, not conditions).
+    pub fn differentiable(&self) -> bool {
+        !matches!(self.domain, Domain::Index(_) | Domain::Mask)
+    }
+
+    /// Draws the values.
+    pub fn values(&self, rng: &mut StdRng) -> Vec<f64> {
+        let n: usize = self.shape.iter().product();
+        match self.domain {
+            Domain::Any => (0..n).map(|_| rng.random_range(-2.0..2.0)).collect(),
+            Domain::Positive => (0..n).map(|_| rng.random_range(0.2..2.0)).collect(),
+            Domain::AwayFromZero => (0..n)
+                .map(|_| {
+                    let v: f64 = rng.random_range(0.1..2.0);
+                    if rng.random::<bool>() {
+                        v
+                    } else {
+                        -v
+                    }
+                })
+                .collect(),
+            Domain::Distinct => {
+                let mut v: Vec<f64> = (0..n).map(|i| i as f64 * 0.05 - n as f64 * 0.025).collect();
+                v.shuffle(rng);
+                v
+            }
+            Domain::Lattice(offset) => (0..n)
+                .map(|_| rng.random_range(-8..8) as f64 * 0.25 + offset)
+                .collect(),
+            Domain::Mask => (0..n).map(|_| rng.random_range(0..2) as f64).collect(),
+            Domain::Index(bound) => (0..n).map(|_| rng.random_range(0..bound) as f64).collect(),
+            Domain::Huge => (0..n).map(|_| rng.random_range(-1000.0..1000.0)).collect(),
+        }
+    }
+}
+
+/// Runs an op on its inputs (the device argument serves ops that create tensors).
+pub type RunFn = Arc<dyn Fn(&[Tensor], &Device) -> Result<Tensor> + Send + Sync>;
+
+/// One test case of an op.
+#[derive(Clone)]
+pub struct OpCase {
+    /// What the case exercises (shapes, arguments).
+    pub label: String,
+    /// The inputs.
+    pub inputs: Vec<InputSpec>,
+    /// The op applied to them.
+    pub run: RunFn,
+}
+
+/// One op and its cases.
+#[derive(Clone)]
+pub struct OpEntry {
+    /// The op's name.
+    pub name: &'static str,
+    /// False for ops without a gradient (comparisons, random draws).
+    pub differentiable: bool,
+    /// The GPU kernels this op launches (forward and backward), by entry-point name.
+    pub kernels: &'static [&'static str],
+    /// Its test cases.
+    pub cases: Vec<OpCase>,
+}
+
+fn spec(shape: &[usize], domain: Domain) -> InputSpec {
+    InputSpec {
+        shape: shape.to_vec(),
+        domain,
+    }
+}
+
+fn case(
+    label: impl Into<String>,
+    inputs: Vec<InputSpec>,
+    run: impl Fn(&[Tensor], &Device) -> Result<Tensor> + Send + Sync + 'static,
+) -> OpCase {
+    OpCase {
+        label: label.into(),
+        inputs,
+        run: Arc::new(run),
+    }
+}
+
+/// The sizes of DESIGN section 6.3 that break kernels, plus scalars and small tensors.
+pub const ELEMENTWISE_SHAPES: &[&[usize]] = &[
+    &[],
+    &[1],
+    &[3],
+    &[7],
+    &[31],
+    &[33],
+    &[63],
+    &[65],
+    &[255],
+    &[257],
+    &[3, 7],
+    &[2, 3, 5],
+];
+
+/// Every broadcasting pattern: equal, scalar either side, both sides, missing leading
+/// dims either side, and rank 4.
+pub const BROADCAST_PAIRS: &[(&[usize], &[usize])] = &[
+    (&[3, 7], &[3, 7]),
+    (&[], &[3, 7]),
+    (&[3, 7], &[]),
+    (&[1], &[65]),
+    (&[3, 1], &[1, 7]),
+    (&[7], &[3, 7]),
+    (&[3, 7], &[7]),
+    (&[2, 1, 5], &[3, 1]),
+    (&[33, 1], &[33, 63]),
+    (&[4, 1, 3, 1], &[1, 5, 1, 2]),
+    (&[257], &[257]),
+];
+
+fn unary_entry(
+    name: &'static str,
+    kernels: &'static [&'static str],
+    domain: Domain,
+    f: fn(&Tensor) -> Result<Tensor>,
+) -> OpEntry {
+    OpEntry {
+        name,
+        differentiable: true,
+        kernels,
+        cases: ELEMENTWISE_SHAPES
+            .iter()
+            .map(|s| {
+                case(
+                    format!("{s:?}"),
+                    vec![spec(s, domain)],
+                    move |x, _| f(&x[0]),
+                )
+            })
+            .collect(),
+    }
+}
+
+fn binary_entry(
+    name: &'static str,
+    kernels: &'static [&'static str],
+    da: Domain,
+    db: Domain,
+    f: fn(&Tensor, &Tensor) -> Result<Tensor>,
+) -> OpEntry {
+    OpEntry {
+        name,
+        differentiable: true,
+        kernels,
+        cases: BROADCAST_PAIRS
+            .iter()
+            .map(|(a, b)| {
+                case(
+                    format!("{a:?} with {b:?}"),
+                    vec![spec(a, da), spec(b, db)],
+                    move |x, _| f(&x[0], &x[1]),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// Every op wgrad has, with its test cases.
+pub fn registry() -> Vec<OpEntry> {
+    use Domain::*;
+    let key = RngKey { seed: 7, offset: 3 };
+    let mut ops = vec![
+        unary_entry("neg", &["neg_fwd", "neg_bwd"], Any, |x| x.neg()),
+        unary_entry("exp", &["exp_fwd", "exp_bwd"], Any, |x| x.exp()),
+        unary_entry("log", &["log_fwd", "log_bwd"], Positive, |x| x.log()),
+        unary_entry("sqrt", &["sqrt_fwd", "sqrt_bwd"], Positive, |x| x.sqrt()),
+        unary_entry("abs", &["abs_fwd", "abs_bwd"], AwayFromZero, |x| x.abs()),
+        unary_entry("sigmoid", &["sigmoid_fwd", "sigmoid_bwd"], Any, |x| {
+            x.sigmoid()
+        }),
+        unary_entry("tanh", &["tanh_fwd", "tanh_bwd"], Any, |x| x.tanh()),
+        unary_entry("relu", &["relu_fwd", "relu_bwd"], AwayFromZero, |x| {
+            x.relu()
+        }),
+        unary_entry(
+            "leaky_relu",
+            &["leaky_relu_fwd", "leaky_relu_bwd"],
+            AwayFromZero,
+            |x| x.leaky_relu(0.1),
+        ),
+        unary_entry("softplus", &["softplus_fwd", "softplus_bwd"], Any, |x| {
+            x.softplus(1.0, 20.0)
+        }),
+        unary_entry(
+            "softplus_beta_threshold",
+            &["softplus_fwd", "softplus_bwd"],
+            AwayFromZero,
+            |x| x.softplus(2.0, 1.5),
+        ),
+        unary_entry("affine", &["affine_fwd", "affine_bwd"], Any, |x| {
+            x.affine(-1.5, 0.25)
+        }),
+        unary_entry(
+            "noisy_relu",
+            &["noisy_relu_fwd", "mul_bwd"],
+            AwayFromZero,
+            move |x| crate::ops::random::noisy_relu_with_key(x, 0.5, RngKey { seed: 7, offset: 3 }),
+        ),
+        unary_entry("dropout", &["dropout_fwd", "mul_bwd"], Any, move |x| {
+            crate::ops::random::dropout_with_key(x, 0.3, RngKey { seed: 9, offset: 1 })
+        }),
+        binary_entry("add", &["add_fwd", "sum_fwd"], Any, Any, |a, b| a.add(b)),
+        binary_entry("sub", &["sub_fwd", "neg_fwd"], Any, Any, |a, b| a.sub(b)),
+        binary_entry("mul", &["mul_fwd", "mul_bwd"], Any, Any, |a, b| a.mul(b)),
+        binary_entry("div", &["div_fwd", "div_bwd"], Any, AwayFromZero, |a, b| {
+            a.div(b)
+        }),
+        binary_entry("pow", &["pow_fwd", "pow_bwd"], Positive, Any, |a, b| {
+            a.pow(b)
+        }),
+        binary_entry(
+            "maximum",
+            &["maximum_fwd", "maximum_bwd"],
+            Lattice(0.0),
+            Lattice(0.125),
+            |a, b| a.maximum(b),
+        ),
+        binary_entry(
+            "minimum",
+            &["minimum_fwd", "minimum_bwd"],
+            Lattice(0.0),
+            Lattice(0.125),
+            |a, b| a.minimum(b),
+        ),
+    ];
+    let _ = key;
+
+    let mut compare = binary_entry(
+        "compare",
+        &["compare_fwd"],
+        Lattice(0.0),
+        Lattice(0.0),
+        |a, b| a.lt(b),
+    );
+    compare.differentiable = false;
+    compare
+        .cases
+        .extend(BROADCAST_PAIRS.iter().flat_map(|(a, b)| {
+            let (a, b) = (a.to_vec(), b.to_vec());
+            [
+                case(
+                    format!("eq {a:?} {b:?}"),
+                    vec![spec(&a, Lattice(0.0)), spec(&b, Lattice(0.0))],
+                    |x, _| x[0].eq(&x[1]),
+                ),
+                case(
+                    format!("ne {a:?} {b:?}"),
+                    vec![spec(&a, Lattice(0.0)), spec(&b, Lattice(0.0))],
+                    |x, _| x[0].ne(&x[1]),
+                ),
+                case(
+                    format!("le {a:?} {b:?}"),
+                    vec![spec(&a, Lattice(0.0)), spec(&b, Lattice(0.0))],
+                    |x, _| x[0].le(&x[1]),
+                ),
+                case(
+                    format!("gt {a:?} {b:?}"),
+                    vec![spec(&a, Lattice(0.0)), spec(&b, Lattice(0.0))],
+                    |x, _| x[0].gt(&x[1]),
+                ),
+                case(
+                    format!("ge {a:?} {b:?}"),
+                    vec![spec(&a, Lattice(0.0)), spec(&b, Lattice(0.0))],
+                    |x, _| x[0].ge(&x[1]),
+                ),
+            ]
+        }));
+    ops.push(compare);
+
+    ops.push(OpEntry {
+        name: "prelu",
+        differentiable: true,
+        kernels: &["prelu_fwd", "prelu_bwd", "sum_fwd"],
+        cases: vec![
+            case(
+                "[4, 3] per channel",
+                vec![spec(&[4, 3], AwayFromZero), spec(&[3], Positive)],
+                |x, _| x[0].prelu(&x[1]),
+            ),
+            case(
+                "[2, 3, 5, 7] per channel",
+                vec![spec(&[2, 3, 5, 7], AwayFromZero), spec(&[3], Positive)],
+                |x, _| x[0].prelu(&x[1]),
+            ),
+            case(
+                "[65] shared",
+                vec![spec(&[65], AwayFromZero), spec(&[1], Positive)],
+                |x, _| x[0].prelu(&x[1]),
+            ),
+            case(
+                "[3, 7, 2] shared",
+                vec![spec(&[3, 7, 2], AwayFromZero), spec(&[1], Any)],
+                |x, _| x[0].prelu(&x[1]),
+            ),
+        ],
+    });
+
+    let reductions: &[(&[usize], &[isize], bool)] = &[
+        (&[257], &[0], false),
+        (&[3, 7], &[0], false),
+        (&[3, 7], &[1], true),
+        (&[65, 33], &[0], false),
+        (&[2, 3, 5], &[0, 2], true),
+        (&[2, 3, 5], &[-1], false),
+        (&[2, 3, 5], &[0, 1, 2], false),
+        (&[1, 255], &[1], false),
+    ];
+    for (name, kernels) in [
+        (
+            "sum_dim",
+            &["sum_fwd", "sum_bwd"] as &'static [&'static str],
+        ),
+        ("mean_dim", &["sum_fwd", "sum_bwd"]),
+        ("max_dim", &["max_fwd", "max_bwd"]),
+    ] {
+        let domain = if name == "max_dim" { Distinct } else { Any };
+        let mut cases: Vec<OpCase> = reductions
+            .iter()
+            .map(|&(s, dims, keep)| {
+                let dims = dims.to_vec();
+                case(
+                    format!("{s:?} dims {dims:?} keepdim {keep}"),
+                    vec![spec(s, domain)],
+                    move |x, _| match name {
+                        "sum_dim" => x[0].sum_dim(&dims, keep),
+                        "mean_dim" => x[0].mean_dim(&dims, keep),
+                        _ => x[0].max_dim(&dims, keep),
+                    },
+                )
+            })
+            .collect();
+        cases.push(case(
+            "[31] all",
+            vec![spec(&[31], domain)],
+            move |x, _| match name {
+                "sum_dim" => x[0].sum(),
+                "mean_dim" => x[0].mean(),
+                _ => x[0].max(),
+            },
+        ));
+        ops.push(OpEntry {
+            name,
+            differentiable: true,
+            kernels,
+            cases,
+        });
+    }
+
+    let products: &[(&[usize], &[usize])] = &[
+        (&[1, 1], &[1, 1]),
+        (&[3, 7], &[7, 5]),
+        (&[65, 3], &[3, 63]),
+        (&[33, 65], &[65, 31]),
+        (&[2, 3, 4], &[2, 4, 5]),
+        (&[2, 1, 3, 4], &[3, 4, 5]),
+        (&[3, 4], &[2, 4, 5]),
+        (&[7], &[7, 3]),
+        (&[3, 7], &[7]),
+        (&[5], &[5]),
+    ];
+    ops.push(OpEntry {
+        name: "matmul",
+        differentiable: true,
+        kernels: &["matmul_fwd"],
+        cases: products
+            .iter()
+            .map(|(a, b)| {
+                case(
+                    format!("{a:?} x {b:?}"),
+                    vec![spec(a, Any), spec(b, Any)],
+                    |x, _| x[0].matmul(&x[1]),
+                )
+            })
+            .collect(),
+    });
+    // The one-output-per-thread kernel that benchmarks compare the tiled one against.
+    ops.push(OpEntry {
+        name: "matmul_naive",
+        differentiable: false,
+        kernels: &["matmul_naive_fwd"],
+        cases: [
+            (&[3usize, 7][..], &[7usize, 5][..]),
+            (&[33, 65], &[65, 31]),
+            (&[2, 3, 4], &[4, 17]),
+        ]
+        .iter()
+        .map(|(a, b)| {
+            case(
+                format!("{a:?} x {b:?}"),
+                vec![spec(a, Any), spec(b, Any)],
+                |x, _| {
+                    crate::ops::matmul::matmul_with_kernel(
+                        &x[0],
+                        &x[1],
+                        crate::ops::matmul::MatmulKernel::Naive,
+                    )
+                },
+            )
+        })
+        .collect(),
+    });
+
+    let softmax_shapes: &[(&[usize], isize)] = &[
+        (&[3, 7], -1),
+        (&[2, 3, 5], 1),
+        (&[1, 257], 1),
+        (&[33], 0),
+        (&[4, 65], 0),
+    ];
+    for (name, kernels, log) in [
+        (
+            "softmax",
+            &["softmax_fwd", "softmax_bwd"] as &'static [&'static str],
+            false,
+        ),
+        ("log_softmax", &["log_softmax_fwd", "log_softmax_bwd"], true),
+    ] {
+        ops.push(OpEntry {
+            name,
+            differentiable: true,
+            kernels,
+            cases: softmax_shapes
+                .iter()
+                .map(|&(s, d)| {
+                    case(format!("{s:?} dim {d}"), vec![spec(s, Any)], move |x, _| {
+                        if log {
+                            x[0].log_softmax(d)
+                        } else {
+                            x[0].softmax(d)
+                        }
+                    })
+                })
+                .collect(),
+        });
+    }
+
+    ops.push(OpEntry {
+        name: "cross_entropy",
+        differentiable: true,
+        kernels: &["cross_entropy_fwd", "cross_entropy_bwd"],
+        cases: [(1usize, 3usize), (7, 5), (33, 10), (4, 65), (3, 257)]
+            .iter()
+            .map(|&(n, c)| {
+                case(
+                    format!("[{n}, {c}]"),
+                    vec![spec(&[n, c], Any), spec(&[n], Index(c))],
+                    |x, _| x[0].cross_entropy(&x[1]),
+                )
+            })
+            .collect(),
+    });
+    ops.push(OpEntry {
+        name: "mse_loss",
+        differentiable: true,
+        kernels: &["sub_fwd", "mul_fwd", "mul_bwd", "sum_fwd", "sum_bwd"],
+        cases: [&[7][..], &[3, 7], &[257]]
+            .iter()
+            .map(|s| {
+                case(
+                    format!("{s:?}"),
+                    vec![spec(s, Any), spec(s, Any)],
+                    |x, _| x[0].mse_loss(&x[1]),
+                )
+            })
+            .collect(),
+    });
+
+    ops.push(OpEntry {
+        name: "reshape",
+        differentiable: true,
+        kernels: &[],
+        cases: vec![
+            case("[3, 7] -> [7, 3]", vec![spec(&[3, 7], Any)], |x, _| {
+                x[0].reshape(&[7, 3])?.mul(&x[0].reshape(&[7, 3])?)
+            }),
+            case("[2, 3, 5] -> [30]", vec![spec(&[2, 3, 5], Any)], |x, _| {
+                x[0].flatten(0, -1)?.exp()
+            }),
+        ],
+    });
+    let perms: &[(&[usize], &[usize])] = &[
+        (&[3, 7], &[1, 0]),
+        (&[2, 3, 5], &[2, 0, 1]),
+        (&[2, 3, 4, 5], &[3, 1, 0, 2]),
+        (&[1, 65], &[1, 0]),
+    ];
+    ops.push(OpEntry {
+        name: "permute",
+        differentiable: true,
+        kernels: &["strided_copy_fwd"],
+        cases: perms
+            .iter()
+            .map(|(s, p)| {
+                let p = p.to_vec();
+                case(
+                    format!("{s:?} by {p:?}"),
+                    vec![spec(s, Any)],
+                    move |x, _| x[0].permute(&p),
+                )
+            })
+            .chain([case(
+                "transpose [3, 5, 7] (0, 2)",
+                vec![spec(&[3, 5, 7], Any)],
+                |x, _| x[0].transpose(0, 2),
+            )])
+            .collect(),
+    });
+    ops.push(OpEntry {
+        name: "narrow",
+        differentiable: true,
+        kernels: &["strided_copy_fwd", "fill_fwd", "strided_scatter_fwd"],
+        cases: vec![
+            case("[7, 3] dim 0 2..5", vec![spec(&[7, 3], Any)], |x, _| {
+                x[0].narrow(0, 2, 3)
+            }),
+            case(
+                "[2, 9, 4] dim 1 0..1",
+                vec![spec(&[2, 9, 4], Any)],
+                |x, _| x[0].narrow(1, 0, 1),
+            ),
+            case("[257] 200..257", vec![spec(&[257], Any)], |x, _| {
+                x[0].narrow(0, 200, 57)
+            }),
+        ],
+    });
+    ops.push(OpEntry {
+        name: "broadcast_to",
+        differentiable: true,
+        kernels: &["strided_copy_fwd", "sum_fwd"],
+        cases: vec![
+            case("[3, 1] -> [2, 3, 7]", vec![spec(&[3, 1], Any)], |x, _| {
+                x[0].broadcast_to(&[2, 3, 7])
+            }),
+            case("[] -> [33]", vec![spec(&[], Any)], |x, _| {
+                x[0].broadcast_to(&[33])
+            }),
+        ],
+    });
+    ops.push(OpEntry {
+        name: "cat",
+        differentiable: true,
+        kernels: &["strided_scatter_fwd", "strided_copy_fwd"],
+        cases: vec![
+            case(
+                "[2, 3] + [4, 3] dim 0",
+                vec![spec(&[2, 3], Any), spec(&[4, 3], Any)],
+                |x, _| Tensor::cat(&[&x[0], &x[1]], 0),
+            ),
+            case(
+                "[2, 3, 5] + [2, 1, 5] + [2, 7, 5] dim 1",
+                vec![
+                    spec(&[2, 3, 5], Any),
+                    spec(&[2, 1, 5], Any),
+                    spec(&[2, 7, 5], Any),
+                ],
+                |x, _| Tensor::cat(&[&x[0], &x[1], &x[2]], 1),
+            ),
+            case(
+                "[31] + [33] dim 0",
+                vec![spec(&[31], Any), spec(&[33], Any)],
+                |x, _| Tensor::cat(&[&x[0], &x[1]], -1),
+            ),
+        ],
+    });
+    ops.push(OpEntry {
+        name: "stack",
+        differentiable: true,
+        kernels: &["strided_scatter_fwd", "strided_copy_fwd"],
+        cases: vec![
+            case(
+                "3 x [2, 5] dim 1",
+                vec![spec(&[2, 5], Any), spec(&[2, 5], Any), spec(&[2, 5], Any)],
+                |x, _| Tensor::stack(&[&x[0], &x[1], &x[2]], 1),
+            ),
+            case(
+                "2 x [7] dim 0",
+                vec![spec(&[7], Any), spec(&[7], Any)],
+                |x, _| Tensor::stack(&[&x[0], &x[1]], 0),
+            ),
+        ],
+    });
+    ops.push(OpEntry {
+        name: "index_select",
+        differentiable: true,
+        kernels: &["index_select_fwd", "index_select_bwd"],
+        cases: vec![
+            case(
+                "[7, 3] dim 0 by 9 (repeats)",
+                vec![spec(&[7, 3], Any), spec(&[9], Index(7))],
+                |x, _| x[0].index_select(0, &x[1]),
+            ),
+            case(
+                "[2, 5, 4] dim 1 by 3",
+                vec![spec(&[2, 5, 4], Any), spec(&[3], Index(5))],
+                |x, _| x[0].index_select(1, &x[1]),
+            ),
+            case(
+                "[65, 2] dim -1 by 1",
+                vec![spec(&[65, 2], Any), spec(&[1], Index(2))],
+                |x, _| x[0].index_select(-1, &x[1]),
+            ),
+        ],
+    });
+    ops.push(OpEntry {
+        name: "gather",
+        differentiable: true,
+        kernels: &["gather_fwd", "gather_bwd"],
+        cases: vec![
+            case(
+                "[5, 7] dim 1 by [5, 3]",
+                vec![spec(&[5, 7], Any), spec(&[5, 3], Index(7))],
+                |x, _| x[0].gather(1, &x[1]),
+            ),
+            case(
+                "[4, 3, 2] dim 0 by [6, 3, 2]",
+                vec![spec(&[4, 3, 2], Any), spec(&[6, 3, 2], Index(4))],
+                |x, _| x[0].gather(0, &x[1]),
+            ),
+        ],
+    });
+    ops.push(OpEntry {
+        name: "where",
+        differentiable: true,
+        kernels: &["where_fwd", "where_bwd"],
+        cases: vec![
+            case(
+                "[3, 7] all equal",
+                vec![spec(&[3, 7], Mask), spec(&[3, 7], Any), spec(&[3, 7], Any)],
+                |x, _| Tensor::where_cond(&x[0], &x[1], &x[2]),
+            ),
+            case(
+                "cond [3, 1], a [7], b []",
+                vec![spec(&[3, 1], Mask), spec(&[7], Any), spec(&[], Any)],
+                |x, _| Tensor::where_cond(&x[0], &x[1], &x[2]),
+            ),
+            case(
+                "[65] vs [2, 65]",
+                vec![spec(&[65], Mask), spec(&[2, 65], Any), spec(&[65], Any)],
+                |x, _| Tensor::where_cond(&x[0], &x[1], &x[2]),
+            ),
+        ],
+    });
+    ops.push(OpEntry {
+        name: "rand",
+        differentiable: false,
+        kernels: &["uniform_fwd", "normal_fwd", "fill_fwd", "fill_u32_fwd"],
+        cases: vec![
+            case("uniform [257]", vec![], |_, d| {
+                Tensor::rand_seeded(&[257], 42, d)
+            }),
+            case("normal [3, 65]", vec![], |_, d| {
+                Tensor::randn_seeded(&[3, 65], 42, d)
+            }),
+            case("full [33]", vec![], |_, d| Tensor::full(&[33], 2.5, d)),
+            case("u32 fill [7]", vec![], |_, d| {
+                crate::ops::layout::fill(&[7], crate::DType::U32, 3.0, d)?
+                    .to_dtype(crate::DType::U32)
+            }),
+        ],
+    });
+    ops
+}

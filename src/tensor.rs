@@ -1,0 +1,519 @@
+//! `Tensor`: a cheap, shareable handle to a contiguous block of elements on a device,
+//! with the autograd fields (requires-grad flag, the op node that made it, its gradient).
+//! Creation and readback live here; the math methods live beside their ops in `ops/`.
+
+use std::sync::{Arc, Mutex};
+
+use crate::autograd::{self, Node};
+use crate::backend::cpu::{random::RngKey, CpuData, CpuStorage};
+use crate::backend::gpu::GpuBuffer;
+use crate::backend::Storage;
+use crate::device::Device;
+use crate::error::{arg_err, shape_err, Error, Result};
+use crate::shape;
+
+/// Element types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    /// 32-bit float: the type of all model math.
+    F32,
+    /// 64-bit float: CPU only, for gradient checks.
+    F64,
+    /// 32-bit unsigned integer: class labels and indices.
+    U32,
+}
+
+impl DType {
+    /// True for `F32` and `F64`.
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::F32 | DType::F64)
+    }
+}
+
+/// Host types a tensor can be made from and read back into.
+pub trait Element: Copy + bytemuck::Pod + Send + Sync + 'static {
+    /// The matching dtype.
+    const DTYPE: DType;
+    /// Wraps host values as CPU data.
+    fn into_data(v: Vec<Self>) -> CpuData;
+    /// Unwraps CPU data of the matching dtype.
+    fn from_data(d: &CpuData) -> Option<Vec<Self>>;
+}
+
+macro_rules! element {
+    ($t:ty, $d:ident) => {
+        impl Element for $t {
+            const DTYPE: DType = DType::$d;
+            fn into_data(v: Vec<Self>) -> CpuData {
+                CpuData::$d(v)
+            }
+            fn from_data(d: &CpuData) -> Option<Vec<Self>> {
+                match d {
+                    CpuData::$d(v) => Some(v.clone()),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+element!(f32, F32);
+element!(f64, F64);
+element!(u32, U32);
+
+pub(crate) struct TensorInner {
+    pub(crate) shape: Vec<usize>,
+    pub(crate) dtype: DType,
+    pub(crate) device: Device,
+    pub(crate) storage: Storage,
+    pub(crate) requires_grad: bool,
+    pub(crate) grad_fn: Option<Arc<Node>>,
+    pub(crate) grad: Mutex<Option<Tensor>>,
+}
+
+/// An n-dimensional array on a [`Device`]. Cloning is a reference-count bump.
+///
+/// ```
+/// use wgrad::prelude::*;
+/// # fn main() -> wgrad::Result<()> {
+/// let dev = Device::cpu();
+/// let x = Tensor::from_vec(vec![-2.0f32], &[], &dev)?.requires_grad_(true);
+/// let y = Tensor::from_vec(vec![5.0f32], &[], &dev)?.requires_grad_(true);
+/// let z = Tensor::from_vec(vec![-4.0f32], &[], &dev)?.requires_grad_(true);
+/// let f = x.add(&y)?.mul(&z)?;
+/// f.backward()?;
+/// assert_eq!(f.item()?, -12.0);
+/// assert_eq!(x.grad().unwrap().item()?, -4.0);
+/// assert_eq!(z.grad().unwrap().item()?, 3.0);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Tensor(pub(crate) Arc<TensorInner>);
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Tensor({:?}, {:?}, {}{})",
+            self.shape(),
+            self.dtype(),
+            self.device().name(),
+            if self.requires_grad() {
+                ", requires_grad"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+impl Tensor {
+    pub(crate) fn from_storage(
+        storage: Storage,
+        shape: Vec<usize>,
+        dtype: DType,
+        device: Device,
+    ) -> Tensor {
+        Tensor(Arc::new(TensorInner {
+            shape,
+            dtype,
+            device,
+            storage,
+            requires_grad: false,
+            grad_fn: None,
+            grad: Mutex::new(None),
+        }))
+    }
+
+    pub(crate) fn from_cpu(data: CpuData, shape: Vec<usize>) -> Tensor {
+        debug_assert_eq!(data.len(), shape::numel(&shape));
+        let dtype = match data {
+            CpuData::F32(_) => DType::F32,
+            CpuData::F64(_) => DType::F64,
+            CpuData::U32(_) => DType::U32,
+        };
+        Tensor::from_storage(
+            Storage::Cpu(Arc::new(CpuStorage::new(data))),
+            shape,
+            dtype,
+            Device::Cpu,
+        )
+    }
+
+    pub(crate) fn from_gpu(buf: GpuBuffer, shape: Vec<usize>, dtype: DType) -> Tensor {
+        let dev = Device::Gpu(buf.ctx.clone());
+        Tensor::from_storage(Storage::Gpu(Arc::new(buf)), shape, dtype, dev)
+    }
+
+    /// A tensor holding `data` laid out row-major in `shape`.
+    pub fn from_vec<T: Element>(data: Vec<T>, shape: &[usize], device: &Device) -> Result<Tensor> {
+        if data.len() != shape::numel(shape) {
+            return shape_err(
+                "from_vec",
+                format!(
+                    "{} values cannot fill shape {}",
+                    data.len(),
+                    shape::fmt(shape)
+                ),
+            );
+        }
+        shape::check_rank("from_vec", shape)?;
+        match device {
+            Device::Cpu => Ok(Tensor::from_cpu(T::into_data(data), shape.to_vec())),
+            Device::Gpu(g) => {
+                if T::DTYPE == DType::F64 {
+                    return Err(Error::DType {
+                        op: "from_vec",
+                        msg: "GPU tensors hold f32 or u32, not f64".into(),
+                    });
+                }
+                let buf = g.upload(bytemuck::cast_slice(&data));
+                Ok(Tensor::from_gpu(buf, shape.to_vec(), T::DTYPE))
+            }
+        }
+    }
+
+    /// A tensor copied from a slice.
+    pub fn from_slice<T: Element>(data: &[T], shape: &[usize], device: &Device) -> Result<Tensor> {
+        Tensor::from_vec(data.to_vec(), shape, device)
+    }
+
+    /// A 0-dimensional `f32` tensor.
+    pub fn scalar(value: f32, device: &Device) -> Result<Tensor> {
+        Tensor::from_vec(vec![value], &[], device)
+    }
+
+    /// An `f32` tensor filled with `value`.
+    pub fn full(shape: &[usize], value: f32, device: &Device) -> Result<Tensor> {
+        shape::check_rank("full", shape)?;
+        crate::ops::layout::fill(shape, DType::F32, value as f64, device)
+    }
+
+    /// An `f32` tensor of zeros.
+    pub fn zeros(shape: &[usize], device: &Device) -> Result<Tensor> {
+        Tensor::full(shape, 0.0, device)
+    }
+
+    /// An `f32` tensor of ones.
+    pub fn ones(shape: &[usize], device: &Device) -> Result<Tensor> {
+        Tensor::full(shape, 1.0, device)
+    }
+
+    /// Same shape, dtype and device as `self`, filled with `value`.
+    pub fn full_like(&self, value: f64) -> Result<Tensor> {
+        crate::ops::layout::fill(self.shape(), self.dtype(), value, self.device())
+    }
+
+    /// Same shape, dtype and device as `self`, all zeros.
+    pub fn zeros_like(&self) -> Result<Tensor> {
+        self.full_like(0.0)
+    }
+
+    /// `[0, 1, ..., n - 1]` as `f32`.
+    pub fn arange(n: usize, device: &Device) -> Result<Tensor> {
+        Tensor::from_vec((0..n).map(|i| i as f32).collect(), &[n], device)
+    }
+
+    /// Uniform numbers in [0, 1) from the device's generator (see [`Device::manual_seed`]).
+    pub fn rand(shape: &[usize], device: &Device) -> Result<Tensor> {
+        crate::ops::random::uniform(shape, device.next_rng_key(), device)
+    }
+
+    /// Standard normal numbers from the device's generator.
+    pub fn randn(shape: &[usize], device: &Device) -> Result<Tensor> {
+        crate::ops::random::normal(shape, device.next_rng_key(), device)
+    }
+
+    /// Uniform numbers in [0, 1) from an explicit seed: the same on every device.
+    pub fn rand_seeded(shape: &[usize], seed: u64, device: &Device) -> Result<Tensor> {
+        crate::ops::random::uniform(shape, RngKey { seed, offset: 0 }, device)
+    }
+
+    /// Standard normal numbers from an explicit seed: the same on every device.
+    pub fn randn_seeded(shape: &[usize], seed: u64, device: &Device) -> Result<Tensor> {
+        crate::ops::random::normal(shape, RngKey { seed, offset: 0 }, device)
+    }
+
+    /// The dimensions.
+    pub fn shape(&self) -> &[usize] {
+        &self.0.shape
+    }
+
+    /// The number of dimensions.
+    pub fn rank(&self) -> usize {
+        self.0.shape.len()
+    }
+
+    /// The number of elements.
+    pub fn numel(&self) -> usize {
+        shape::numel(&self.0.shape)
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.0.dtype
+    }
+
+    /// The device holding the elements.
+    pub fn device(&self) -> &Device {
+        &self.0.device
+    }
+
+    pub(crate) fn storage(&self) -> &Storage {
+        &self.0.storage
+    }
+
+    /// The GPU buffer of a GPU tensor.
+    pub(crate) fn gpu_buf(&self) -> &GpuBuffer {
+        match &self.0.storage {
+            Storage::Gpu(b) => b,
+            Storage::Cpu(_) => unreachable!("gpu_buf on a CPU tensor"),
+        }
+    }
+
+    /// The host data of a CPU tensor.
+    pub(crate) fn cpu_data(&self) -> std::sync::RwLockReadGuard<'_, CpuData> {
+        match &self.0.storage {
+            Storage::Cpu(s) => s.read(),
+            Storage::Gpu(_) => unreachable!("cpu_data on a GPU tensor"),
+        }
+    }
+
+    /// Copies the elements to the host. `T` must match the dtype.
+    pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        if T::DTYPE != self.dtype() {
+            return Err(Error::DType {
+                op: "to_vec",
+                msg: format!(
+                    "the tensor holds {:?}, not {:?}; convert with to_dtype first",
+                    self.dtype(),
+                    T::DTYPE
+                ),
+            });
+        }
+        match &self.0.storage {
+            Storage::Cpu(s) => Ok(T::from_data(&s.read()).expect("dtype checked")),
+            Storage::Gpu(b) => {
+                let bytes = b.ctx.read(b, (self.numel() * 4) as u64)?;
+                Ok(bytemuck::pod_collect_to_vec(&bytes))
+            }
+        }
+    }
+
+    /// The elements as `f64`, whatever the dtype.
+    pub fn to_f64_vec(&self) -> Result<Vec<f64>> {
+        Ok(match self.dtype() {
+            DType::F32 => self.to_vec::<f32>()?.into_iter().map(f64::from).collect(),
+            DType::F64 => self.to_vec::<f64>()?,
+            DType::U32 => self.to_vec::<u32>()?.into_iter().map(f64::from).collect(),
+        })
+    }
+
+    /// The value of a one-element tensor (the only GPU -> CPU copy a training loop needs).
+    pub fn item(&self) -> Result<f64> {
+        if self.numel() != 1 {
+            return shape_err(
+                "item",
+                format!(
+                    "needs a one-element tensor, got {}",
+                    shape::fmt(self.shape())
+                ),
+            );
+        }
+        Ok(self.to_f64_vec()?[0])
+    }
+
+    /// The same values on another device (a no-op handle copy if already there).
+    pub fn to(&self, device: &Device) -> Result<Tensor> {
+        if self.device() == device {
+            return Ok(self.clone());
+        }
+        let out = match self.dtype() {
+            DType::F32 => Tensor::from_vec(self.to_vec::<f32>()?, self.shape(), device)?,
+            DType::F64 => Tensor::from_vec(self.to_vec::<f64>()?, self.shape(), device)?,
+            DType::U32 => Tensor::from_vec(self.to_vec::<u32>()?, self.shape(), device)?,
+        };
+        if !self.dtype().is_float() {
+            return Ok(out);
+        }
+        Ok(autograd::record(out, "to", &[self], {
+            let src = self.device().clone();
+            move |g| Ok(vec![Some(g.to(&src)?)])
+        }))
+    }
+
+    /// The same values with another element type (CPU tensors; GPU tensors only to
+    /// their own dtype). Float-to-float conversions carry gradients.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
+        if dtype == self.dtype() {
+            return Ok(self.clone());
+        }
+        if self.device().is_gpu() {
+            return Err(Error::DType {
+                op: "to_dtype",
+                msg: format!(
+                    "GPU tensors convert only via the host: {:?} -> {dtype:?}",
+                    self.dtype()
+                ),
+            });
+        }
+        let v = self.cpu_data().to_f64_vec();
+        let data = match dtype {
+            DType::F32 => CpuData::F32(v.iter().map(|&x| x as f32).collect()),
+            DType::F64 => CpuData::F64(v),
+            DType::U32 => CpuData::U32(v.iter().map(|&x| x as u32).collect()),
+        };
+        let out = Tensor::from_cpu(data, self.shape().to_vec());
+        if !(self.dtype().is_float() && dtype.is_float()) {
+            return Ok(out);
+        }
+        let from = self.dtype();
+        Ok(autograd::record(out, "to_dtype", &[self], move |g| {
+            Ok(vec![Some(g.to_dtype(from)?)])
+        }))
+    }
+
+    /// Whether gradients flow to this tensor.
+    pub fn requires_grad(&self) -> bool {
+        self.0.requires_grad
+    }
+
+    /// A handle to the same storage with gradient tracking set (a leaf of the graph).
+    pub fn requires_grad_(&self, on: bool) -> Tensor {
+        assert!(
+            !on || self.dtype().is_float(),
+            "requires_grad_: only float tensors can require gradients, this one is {:?}",
+            self.dtype()
+        );
+        Tensor(Arc::new(TensorInner {
+            shape: self.0.shape.clone(),
+            dtype: self.0.dtype,
+            device: self.0.device.clone(),
+            storage: self.0.storage.clone(),
+            requires_grad: on,
+            grad_fn: None,
+            grad: Mutex::new(None),
+        }))
+    }
+
+    /// The same storage, cut out of the graph.
+    pub fn detach(&self) -> Tensor {
+        self.requires_grad_(false)
+    }
+
+    /// The op node that produced this tensor, if it is not a leaf.
+    pub fn grad_fn(&self) -> Option<&Arc<Node>> {
+        self.0.grad_fn.as_ref()
+    }
+
+    /// The gradient accumulated in a leaf by `backward()`.
+    pub fn grad(&self) -> Option<Tensor> {
+        self.0
+            .grad
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Forgets the accumulated gradient (PyTorch's `zero_grad(set_to_none=True)`).
+    pub fn zero_grad(&self) {
+        *self.0.grad.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Replaces the accumulated gradient.
+    pub fn set_grad(&self, grad: Option<Tensor>) {
+        *self.0.grad.lock().unwrap_or_else(|e| e.into_inner()) = grad;
+    }
+
+    /// Backpropagates from a one-element tensor (seeded with 1).
+    pub fn backward(&self) -> Result<()> {
+        if self.numel() != 1 {
+            return Err(Error::Autograd(format!(
+                "backward() needs a scalar output, got {}; pass the output gradient with backward_with",
+                shape::fmt(self.shape())
+            )));
+        }
+        let seed = self.full_like(1.0)?;
+        autograd::run_backward(self, seed)
+    }
+
+    /// Backpropagates with an explicit gradient of the output.
+    pub fn backward_with(&self, grad: &Tensor) -> Result<()> {
+        if grad.shape() != self.shape() || grad.dtype() != self.dtype() {
+            return shape_err(
+                "backward_with",
+                format!(
+                    "the gradient is {} {:?}, the output {} {:?}",
+                    shape::fmt(grad.shape()),
+                    grad.dtype(),
+                    shape::fmt(self.shape()),
+                    self.dtype()
+                ),
+            );
+        }
+        check_same_device("backward_with", self, grad)?;
+        autograd::run_backward(self, grad.detach())
+    }
+
+    /// Overwrites this tensor's elements with `src`'s, in place (no graph). This is how
+    /// optimizers and loaders update parameters without new handles.
+    pub fn copy_from(&self, src: &Tensor) -> Result<()> {
+        if src.shape() != self.shape() || src.dtype() != self.dtype() {
+            return shape_err(
+                "copy_from",
+                format!(
+                    "{} into {}",
+                    shape::fmt(src.shape()),
+                    shape::fmt(self.shape())
+                ),
+            );
+        }
+        check_same_device("copy_from", self, src)?;
+        crate::ops::layout::copy_into(self, src)
+    }
+}
+
+/// Fails unless both tensors are on the same device.
+pub(crate) fn check_same_device(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
+    if a.device() != b.device() {
+        return Err(Error::DeviceMismatch {
+            op,
+            a: a.device().name(),
+            b: b.device().name(),
+        });
+    }
+    Ok(())
+}
+
+/// Fails unless the tensor holds floats; returns its dtype.
+pub(crate) fn check_float(op: &'static str, t: &Tensor) -> Result<DType> {
+    if !t.dtype().is_float() {
+        return Err(Error::DType {
+            op,
+            msg: format!("needs a float tensor, got {:?}", t.dtype()),
+        });
+    }
+    Ok(t.dtype())
+}
+
+/// Fails unless both are float tensors of the same dtype on the same device.
+pub(crate) fn check_pair(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
+    check_float(op, a)?;
+    check_float(op, b)?;
+    if a.dtype() != b.dtype() {
+        return Err(Error::DType {
+            op,
+            msg: format!("dtypes differ: {:?} and {:?}", a.dtype(), b.dtype()),
+        });
+    }
+    check_same_device(op, a, b)
+}
+
+pub(crate) fn check_index(op: &'static str, t: &Tensor) -> Result<()> {
+    if t.dtype() != DType::U32 {
+        return arg_err(
+            op,
+            format!("indices must be a u32 tensor, got {:?}", t.dtype()),
+        );
+    }
+    Ok(())
+}

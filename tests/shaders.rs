@@ -1,0 +1,30 @@
+//! Every shader file, with the shared prelude, parses and validates with naga, so a WGSL
+//! typo fails `cargo test` instead of a user's program.
+
+#[test]
+fn every_shader_parses_and_validates() {
+    let sources = wgrad::ops::shader_sources();
+    assert!(sources.len() >= 8);
+    for (name, src) in sources {
+        let full = format!("{}\n{}", wgrad::backend::gpu::PRELUDE, src);
+        let module = naga::front::wgsl::parse_str(&full)
+            .unwrap_or_else(|e| panic!("{name}.wgsl does not parse:\n{}", e.emit_to_string(&full)));
+        let mut validator = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        );
+        validator.validate(&module).unwrap_or_else(|e| {
+            panic!(
+                "{name}.wgsl does not validate:\n{}",
+                e.emit_to_string(&full)
+            )
+        });
+        assert!(
+            module
+                .entry_points
+                .iter()
+                .all(|e| e.name.ends_with("_fwd") || e.name.ends_with("_bwd")),
+            "{name}.wgsl: entry points are named <op>_fwd / <op>_bwd"
+        );
+    }
+}
