@@ -9,7 +9,7 @@ use crate::backend::gpu::{adapter, DeviceCounters, GpuContext};
 use crate::error::{Error, Result};
 
 /// The seed every generator starts from until `manual_seed` is called.
-pub const DEFAULT_SEED: u64 = 0x5EED_0F_D1CE;
+pub const DEFAULT_SEED: u64 = 0x005E_ED0F_D1CE;
 
 /// A device's random generator: a seed and the number of draws made from it.
 #[derive(Debug)]

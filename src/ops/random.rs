@@ -126,7 +126,7 @@ pub fn dropout_with_key(x: &Tensor, p: f32, key: RngKey) -> Result<Tensor> {
 /// Noisy ReLU with an explicit generator key (see [`Tensor::noisy_relu`]).
 pub fn noisy_relu_with_key(x: &Tensor, std: f32, key: RngKey) -> Result<Tensor> {
     check_float("noisy_relu", x)?;
-    if !(std >= 0.0) {
+    if std.is_nan() || std < 0.0 {
         return arg_err(
             "noisy_relu",
             format!("the noise deviation must be >= 0, got {std}"),

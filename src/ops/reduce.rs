@@ -92,13 +92,13 @@ impl Plan {
         let red_space = shape::contiguous_strides(&self.red_sizes);
         let (mut so, mut sr) = (Vec::new(), Vec::new());
         let mut r = 0;
-        for d in 0..self.input.len() {
-            if self.reduced[d] {
+        for (&reduced, &out_stride) in self.reduced.iter().zip(&out_strides) {
+            if reduced {
                 so.push(0);
                 sr.push(red_space[r]);
                 r += 1;
             } else {
-                so.push(out_strides[d]);
+                so.push(out_stride);
                 sr.push(0);
             }
         }
