@@ -76,7 +76,7 @@ impl Device {
     /// Opened once per process; later calls share it.
     pub fn gpu() -> Result<Device> {
         let ctx = DEFAULT_GPU.get_or_init(|| {
-            let adapters = adapter::ranked_adapters();
+            let adapters = adapter::ranked_adapters(false);
             let Some(first) = adapters.first() else {
                 return Err(adapter::NO_ADAPTER_HELP.to_string());
             };
@@ -107,7 +107,10 @@ impl Device {
             _ => {}
         }
         let named = std::env::var("WGPU_ADAPTER_NAME").is_ok();
-        let adapters = adapter::list_adapters();
+        let adapters: Vec<_> = adapter::ranked_adapters(false)
+            .iter()
+            .map(|a| adapter::summary(&a.get_info()))
+            .collect();
         match adapters.first() {
             None => (Device::Cpu, "wgpu found no adapter".into()),
             Some(a) if a.is_software && !named => (

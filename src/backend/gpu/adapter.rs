@@ -17,8 +17,10 @@ pub struct AdapterSummary {
     pub is_software: bool,
 }
 
-pub(crate) fn instance() -> wgpu::Instance {
-    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
 }
 
 pub(crate) fn summary(info: &wgpu::AdapterInfo) -> AdapterSummary {
@@ -52,11 +54,25 @@ fn rank(info: &wgpu::AdapterInfo, prefer_low_power: bool) -> u32 {
     kind * 4 + api
 }
 
-/// Every adapter wgpu sees under the current environment, best first.
-pub(crate) fn ranked_adapters() -> Vec<wgpu::Adapter> {
-    let inst = instance();
-    let mut adapters =
-        pollster::block_on(inst.enumerate_adapters(wgpu::Backends::from_env().unwrap_or_default()));
+/// The adapters wgpu sees under the current environment, best first. Without
+/// `WGPU_BACKEND`, the primary APIs (Vulkan, Metal, DX12) are searched first and GL only
+/// when they find nothing, unless `every_backend` asks for all of them at once (GL's EGL
+/// start-up prints warnings on headless Linux, so it is not probed needlessly).
+pub(crate) fn ranked_adapters(every_backend: bool) -> Vec<wgpu::Adapter> {
+    let named = wgpu::Backends::from_env();
+    let search = |b: wgpu::Backends| pollster::block_on(instance(b).enumerate_adapters(b));
+    let mut adapters = match named {
+        Some(b) => search(b),
+        None if every_backend => search(wgpu::Backends::all()),
+        None => {
+            let primary = search(wgpu::Backends::PRIMARY);
+            if primary.is_empty() {
+                search(wgpu::Backends::SECONDARY)
+            } else {
+                primary
+            }
+        }
+    };
     let low_power = matches!(
         wgpu::PowerPreference::from_env(),
         Some(wgpu::PowerPreference::LowPower)
@@ -69,9 +85,9 @@ pub(crate) fn ranked_adapters() -> Vec<wgpu::Adapter> {
     adapters
 }
 
-/// Lists every adapter wgpu can see, best first.
+/// Lists every adapter wgpu can see on every backend, best first.
 pub fn list_adapters() -> Vec<AdapterSummary> {
-    ranked_adapters()
+    ranked_adapters(true)
         .iter()
         .map(|a| summary(&a.get_info()))
         .collect()
