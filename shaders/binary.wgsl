@@ -4,8 +4,15 @@
 // (output shape) and write the unreduced gradients of a (y0) and b (y1), both in the
 // output shape; the host then sums them down to the input shapes.
 
-fn ia(i: u32) -> u32 { return strided(i, P[1], 2u, 8u); }
-fn ib(i: u32) -> u32 { return strided(i, P[1], 2u, 14u); }
+// P[1] = 0: both inputs have the output's shape (no index arithmetic needed).
+fn ia(i: u32) -> u32 {
+    if (P[1] == 0u) { return i; }
+    return strided(i, P[1], 2u, 8u);
+}
+fn ib(i: u32) -> u32 {
+    if (P[1] == 0u) { return i; }
+    return strided(i, P[1], 2u, 14u);
+}
 
 @compute @workgroup_size(256)
 fn add_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -165,18 +165,48 @@ impl Broadcast {
         })
     }
 
+    /// The same geometry with adjacent dimensions merged wherever both inputs step
+    /// through them contiguously (or both broadcast them), so the index arithmetic per
+    /// element is as short as possible. Equal shapes collapse to rank 1 with unit strides.
+    fn collapsed(&self) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
+        let (mut out, mut sa, mut sb): (Vec<usize>, Vec<usize>, Vec<usize>) = (vec![], vec![], vec![]);
+        for d in 0..self.out.len() {
+            if self.out[d] == 1 {
+                continue;
+            }
+            if let (Some(&a), Some(&b)) = (sa.last(), sb.last()) {
+                if a == self.sa[d] * self.out[d] && b == self.sb[d] * self.out[d] {
+                    *out.last_mut().unwrap() *= self.out[d];
+                    *sa.last_mut().unwrap() = self.sa[d];
+                    *sb.last_mut().unwrap() = self.sb[d];
+                    continue;
+                }
+            }
+            out.push(self.out[d]);
+            sa.push(self.sa[d]);
+            sb.push(self.sb[d]);
+        }
+        (out, sa, sb)
+    }
+
+    /// P[1] = 0 tells the kernel both inputs are read at the output's own index.
     fn params(&self, extra: u32) -> [u32; 21] {
+        let (out, sa, sb) = self.collapsed();
+        let direct = out.len() <= 1 && sa.iter().chain(&sb).all(|&s| s == 1);
         let mut p = [0u32; 21];
         p[0] = shape::numel(&self.out) as u32;
-        p[1] = self.out.len() as u32;
-        put(&mut p, 2, &self.out, MAX_RANK);
-        put(&mut p, 8, &self.sa, MAX_RANK);
-        put(&mut p, 14, &self.sb, MAX_RANK);
+        p[1] = if direct { 0 } else { out.len() as u32 };
+        put(&mut p, 2, &out, MAX_RANK);
+        put(&mut p, 8, &sa, MAX_RANK);
+        put(&mut p, 14, &sb, MAX_RANK);
         p[20] = extra;
         p
     }
 
     fn map<T: Float>(&self, a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> Vec<T> {
+        if a.len() == b.len() && self.sa == self.sb && a.len() == shape::numel(&self.out) {
+            return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+        }
         (0..shape::numel(&self.out))
             .map(|i| {
                 f(
