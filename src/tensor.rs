@@ -517,3 +517,15 @@ pub(crate) fn check_index(op: &'static str, t: &Tensor) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tensors_and_devices_can_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Tensor>();
+        send_sync::<Device>();
+    }
+}

@@ -169,7 +169,8 @@ impl Broadcast {
     /// through them contiguously (or both broadcast them), so the index arithmetic per
     /// element is as short as possible. Equal shapes collapse to rank 1 with unit strides.
     fn collapsed(&self) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
-        let (mut out, mut sa, mut sb): (Vec<usize>, Vec<usize>, Vec<usize>) = (vec![], vec![], vec![]);
+        let (mut out, mut sa, mut sb): (Vec<usize>, Vec<usize>, Vec<usize>) =
+            (vec![], vec![], vec![]);
         for d in 0..self.out.len() {
             if self.out[d] == 1 {
                 continue;
