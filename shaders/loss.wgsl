@@ -25,8 +25,10 @@ fn cross_entropy_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     let row = row_id(wid, nwg);
     let live = row < P[0];
     let c = P[1];
-    var m = -3.0e38;
+    // Start from the row's first logit (not a sentinel) so logits of any size work.
+    var m = 0.0;
     if (live) {
+        m = x0[row * c];
         for (var j = t; j < c; j = j + 64u) { m = max(m, x0[row * c + j]); }
     }
     m = wg_reduce(t, m, true);

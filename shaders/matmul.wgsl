@@ -2,7 +2,8 @@
 // A[m, k] is read at x0[a_base + m * P[16] + k * P[17]] and B[k, n] at
 // x1[b_base + k * P[18] + n * P[19]], so a transposed operand costs nothing.
 // P[0] = M, P[1] = N, P[2] = K, P[3] = batch rank, P[4..8] = batch shape,
-// P[8..12] = A's batch strides, P[12..16] = B's batch strides (0 where broadcast).
+// P[8..12] = A's batch strides, P[12..16] = B's batch strides (0 where broadcast),
+// P[20] = the first batch of this launch (a grid dimension holds at most 65535 groups).
 
 fn batch_base_a(b: u32) -> u32 { return strided(b, P[3], 4u, 8u); }
 fn batch_base_b(b: u32) -> u32 { return strided(b, P[3], 4u, 12u); }
@@ -30,8 +31,9 @@ fn matmul_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
               @builtin(local_invocation_index) t: u32) {
     let m0 = wid.y * 64u;
     let n0 = wid.x * 64u;
-    let a_base = batch_base_a(wid.z);
-    let b_base = batch_base_b(wid.z);
+    let batch = wid.z + P[20];
+    let a_base = batch_base_a(batch);
+    let b_base = batch_base_b(batch);
     var acc: array<vec4<f32>, 4>;
     // Loaders: A with k fastest across threads (rows are contiguous in k), B with n fastest.
     let a_q = t / TK;
@@ -58,7 +60,7 @@ fn matmul_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         }
         workgroupBarrier();
     }
-    let c_base = wid.z * P[0] * P[1];
+    let c_base = batch * P[0] * P[1];
     for (var i = 0u; i < 4u; i = i + 1u) {
         let m = m0 + lid.y * 4u + i;
         if (m >= P[0]) { break; }
@@ -76,11 +78,12 @@ fn matmul_naive_fwd(@builtin(global_invocation_id) gid: vec3<u32>) {
     let m = gid.y;
     let n = gid.x;
     if (m >= P[0] || n >= P[1]) { return; }
-    let a_base = batch_base_a(gid.z);
-    let b_base = batch_base_b(gid.z);
+    let batch = gid.z + P[20];
+    let a_base = batch_base_a(batch);
+    let b_base = batch_base_b(batch);
     var acc = 0.0;
     for (var k = 0u; k < P[2]; k = k + 1u) {
         acc = acc + x0[a_base + m * P[16] + k * P[17]] * x1[b_base + k * P[18] + n * P[19]];
     }
-    y0[gid.z * P[0] * P[1] + m * P[1] + n] = acc;
+    y0[batch * P[0] * P[1] + m * P[1] + n] = acc;
 }

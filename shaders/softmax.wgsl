@@ -36,8 +36,10 @@ fn elem_at(row: u32, d: u32) -> u32 {
 
 // Row max and log of the sum of exp(x - max): the stable log-sum-exp pieces.
 fn row_stats(row: u32, t: u32, live: bool) -> vec2<f32> {
-    var m = -3.0e38;
+    // Start from the row's first element (not a sentinel) so rows of any magnitude work.
+    var m = 0.0;
     if (live) {
+        m = x0[elem_at(row, 0u)];
         for (var d = t; d < P[1]; d = d + 64u) { m = max(m, x0[elem_at(row, d)]); }
     }
     m = wg_max(t, m);

@@ -78,7 +78,10 @@ pub fn broadcast_strides(input: &[usize], out: &[usize]) -> Vec<usize> {
 pub fn normalize_dim(op: &'static str, dim: isize, rank: usize) -> Result<usize> {
     let r = rank as isize;
     let d = if dim < 0 { dim + r } else { dim };
-    if d < 0 || d >= r.max(1) || (rank == 0 && d != 0) {
+    if rank == 0 {
+        return arg_err(op, format!("a 0-dimensional tensor has no dimension {dim}"));
+    }
+    if d < 0 || d >= r {
         return arg_err(
             op,
             format!("dimension {dim} is out of range for a tensor of rank {rank}"),

@@ -73,14 +73,15 @@ pub fn is_grad_enabled() -> bool {
     NO_GRAD_DEPTH.with(|d| d.get() == 0)
 }
 
-/// While alive, ops on this thread record no graph. Prefer [`no_grad`].
-pub struct NoGradGuard(());
+/// While alive, ops on this thread record no graph. Prefer [`no_grad`]. Not `Send`:
+/// it must drop on the thread that made it.
+pub struct NoGradGuard(std::marker::PhantomData<*const ()>);
 
 impl NoGradGuard {
     /// Enters a no-grad scope until the guard drops.
     pub fn new() -> Self {
         NO_GRAD_DEPTH.with(|d| d.set(d.get() + 1));
-        NoGradGuard(())
+        NoGradGuard(std::marker::PhantomData)
     }
 }
 
@@ -179,6 +180,13 @@ pub(crate) fn run_backward(root: &Tensor, grad: Tensor) -> Result<()> {
     grads.insert(key(&root_node), grad);
     for node in order.iter().rev() {
         let Some(g) = grads.remove(&key(node)) else {
+            // No gradient reached this node: its saved values will never be used.
+            drop(
+                node.backward
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take(),
+            );
             continue;
         };
         let f = node

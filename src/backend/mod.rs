@@ -13,3 +13,14 @@ pub(crate) enum Storage {
     Cpu(Arc<cpu::CpuStorage>),
     Gpu(Arc<gpu::GpuBuffer>),
 }
+
+impl Storage {
+    /// True when both handles name the same bytes.
+    pub(crate) fn same_as(&self, other: &Storage) -> bool {
+        match (self, other) {
+            (Storage::Cpu(a), Storage::Cpu(b)) => Arc::ptr_eq(a, b),
+            (Storage::Gpu(a), Storage::Gpu(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}

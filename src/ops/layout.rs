@@ -143,6 +143,9 @@ fn strided_scatter(dst: &Tensor, src: &Tensor, strides: &[usize], base: usize) {
 /// Overwrites `dst` with `src` (same shape, dtype and device; checked by the caller).
 pub(crate) fn copy_into(dst: &Tensor, src: &Tensor) -> Result<()> {
     gpu_float_only("copy_from", dst)?;
+    if dst.storage().same_as(src.storage()) {
+        return Ok(()); // a view of itself: already equal
+    }
     strided_scatter(dst, src, &shape::contiguous_strides(src.shape()), 0);
     Ok(())
 }

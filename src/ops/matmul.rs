@@ -17,6 +17,8 @@ pub(crate) const FILE: ShaderFile = shader("matmul", include_str!("../../shaders
 const MATMUL_TILED: &Kernel = kernel!(FILE, "matmul_fwd", [X0, X1, Y0]);
 const MATMUL_NAIVE: &Kernel = kernel!(FILE, "matmul_naive_fwd", [X0, X1, Y0]);
 
+/// Workgroups a grid dimension may hold.
+const MAX_GROUPS: usize = 65_535;
 /// Batch dims the GPU kernel supports (the rest of the parameter block holds strides).
 const MAX_BATCH_RANK: usize = 4;
 
@@ -140,7 +142,7 @@ pub(crate) fn matmul_raw(
             Tensor::from_cpu(out, out_shape)
         }
         Device::Gpu(g) => {
-            let mut p = [0u32; 20];
+            let mut p = [0u32; 21];
             p[0] = m as u32;
             p[1] = n as u32;
             p[2] = k as u32;
@@ -157,16 +159,30 @@ pub(crate) fn matmul_raw(
                 MatmulKernel::Tiled => (MATMUL_TILED, 64),
                 MatmulKernel::Naive => (MATMUL_NAIVE, 16),
             };
-            let groups = [
-                n.div_ceil(tile) as u32,
-                m.div_ceil(tile) as u32,
-                batches as u32,
-            ];
+            let (gx, gy) = (n.div_ceil(tile), m.div_ceil(tile));
+            if gx > MAX_GROUPS || gy > MAX_GROUPS {
+                return shape_err(
+                    "matmul",
+                    format!(
+                        "a {m} x {n} result needs more than {MAX_GROUPS} workgroups along one axis"
+                    ),
+                );
+            }
             if k == 0 {
                 // An empty inner dimension: the product is all zeros.
                 return Tensor::from_gpu(out, out_shape, a.dtype()).zeros_like();
             }
-            g.launch(kernel, &p, &[a.gpu_buf(), b.gpu_buf(), &out], groups);
+            // At most MAX_GROUPS batches per launch; P[20] is the launch's first batch.
+            for first in (0..batches).step_by(MAX_GROUPS) {
+                p[20] = first as u32;
+                let count = (batches - first).min(MAX_GROUPS);
+                g.launch(
+                    kernel,
+                    &p,
+                    &[a.gpu_buf(), b.gpu_buf(), &out],
+                    [gx as u32, gy as u32, count as u32],
+                );
+            }
             Tensor::from_gpu(out, out_shape, a.dtype())
         }
     })

@@ -84,11 +84,11 @@ fn backward_cpu<T: Float>(r: Rows, y: &[T], g: &[T], log: bool) -> Vec<T> {
 fn softmax_impl(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
     let name = if log { "log_softmax" } else { "softmax" };
     check_float(name, x)?;
-    let d = shape::normalize_dim(name, dim, x.rank())?;
-    let (outer, size, inner) = if x.rank() == 0 {
+    // A 0-d tensor is one row of one element (PyTorch accepts dim 0 or -1 for it).
+    let (outer, size, inner) = if x.rank() == 0 && (dim == 0 || dim == -1) {
         (1, 1, 1)
     } else {
-        split3(x.shape(), d)
+        split3(x.shape(), shape::normalize_dim(name, dim, x.rank())?)
     };
     let r = Rows {
         outer,

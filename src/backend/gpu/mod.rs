@@ -477,17 +477,27 @@ impl GpuContext {
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        self.device
+        let mapped = self
+            .device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
-        rx.recv()
-            .map_err(|_| Error::Gpu("the readback was dropped".into()))?
-            .map_err(|e| Error::Gpu(format!("mapping the readback buffer: {e}")))?;
-        let data = slice
-            .get_mapped_range()
-            .map_err(|e| Error::Gpu(format!("reading the mapped buffer: {e}")))?
-            .to_vec();
-        staging.buffer.unmap();
-        Ok(data)
+            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))
+            .and_then(|_| {
+                rx.recv()
+                    .map_err(|_| Error::Gpu("the readback was dropped".into()))?
+                    .map_err(|e| Error::Gpu(format!("mapping the readback buffer: {e}")))
+            })
+            .and_then(|_| {
+                let data = slice
+                    .get_mapped_range()
+                    .map_err(|e| Error::Gpu(format!("reading the mapped buffer: {e}")))?
+                    .to_vec();
+                staging.buffer.unmap();
+                Ok(data)
+            });
+        if mapped.is_err() {
+            // A buffer left mapped (or still being mapped) must not go back to the pool.
+            std::mem::forget(staging);
+        }
+        mapped
     }
 }
