@@ -47,6 +47,25 @@ pub enum Error {
     /// Misuse of automatic differentiation (backward twice, backward from a non-scalar).
     #[error("autograd: {0}")]
     Autograd(String),
+    /// Parameters that do not fit a model (missing, unexpected, wrong shape or dtype).
+    #[error("load_state_dict: {0}")]
+    StateDict(String),
+    /// A file that cannot be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// A file whose contents are not what they should be (truncated, corrupt, wrong format).
+    #[error("{path}: {msg}")]
+    Format {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        msg: String,
+    },
 }
 
 /// `Result` with wgrad's [`Error`].

@@ -25,9 +25,13 @@
 
 pub mod autograd;
 pub mod backend;
+pub mod data;
 pub mod device;
 pub mod error;
+pub mod io;
+pub mod nn;
 pub mod ops;
+pub mod optim;
 pub mod shape;
 pub mod tensor;
 
@@ -40,7 +44,13 @@ pub use tensor::{DType, Element, Tensor};
 /// The names most programs need.
 pub mod prelude {
     pub use crate::autograd::no_grad;
+    pub use crate::data::{DataLoader, Dataset};
     pub use crate::device::Device;
     pub use crate::error::{Error, Result};
+    pub use crate::nn::{
+        BCEWithLogitsLoss, CrossEntropyLoss, Dropout, LeakyReLU, Linear, MSELoss, Module,
+        NoisyReLU, PReLU, ReLU, Sequential, Sigmoid, Softplus, Tanh,
+    };
+    pub use crate::optim::{Adam, AdamW, Optimizer, Sgd};
     pub use crate::tensor::{DType, Tensor};
 }

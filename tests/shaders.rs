@@ -20,11 +20,10 @@ fn every_shader_parses_and_validates() {
             )
         });
         assert!(
-            module
-                .entry_points
+            module.entry_points.iter().all(|e| ["_fwd", "_bwd", "_step"]
                 .iter()
-                .all(|e| e.name.ends_with("_fwd") || e.name.ends_with("_bwd")),
-            "{name}.wgsl: entry points are named <op>_fwd / <op>_bwd"
+                .any(|s| e.name.ends_with(s))),
+            "{name}.wgsl: entry points are named <op>_fwd / <op>_bwd (or <optimizer>_step)"
         );
     }
 }

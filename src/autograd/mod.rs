@@ -127,7 +127,12 @@ pub(crate) fn record(
         backward: Mutex::new(Some(Box::new(backward))),
         edges,
     });
-    let inner = Arc::get_mut(&mut out.0).expect("a new op output has one handle");
+    if Arc::get_mut(&mut out.0).is_none() {
+        // The output shares its handle (an op that returned a view of an intermediate):
+        // give the node its own handle to the same storage.
+        out = out.detach();
+    }
+    let inner = Arc::get_mut(&mut out.0).expect("a fresh handle is unique");
     inner.requires_grad = true;
     inner.grad_fn = Some(node);
     out

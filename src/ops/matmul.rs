@@ -244,3 +244,50 @@ impl Tensor {
         matmul(self, other)
     }
 }
+
+/// `x @ weight^T` for `x` of shape `[..., in]` and `weight` `[out, in]` (PyTorch's
+/// `Linear` layout), reading the weight transposed through strides: no copy forward or
+/// backward. `dx = g @ W`, `dW = g^T @ x` over the flattened leading dims.
+pub fn linear(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    check_pair("linear", x, weight)?;
+    if weight.rank() != 2 || x.rank() == 0 || x.shape()[x.rank() - 1] != weight.shape()[1] {
+        return shape_err(
+            "linear",
+            format!(
+                "input {} and weight {}: expected [..., in] and [out, in]",
+                shape::fmt(x.shape()),
+                shape::fmt(weight.shape())
+            ),
+        );
+    }
+    let (inp, out) = (weight.shape()[1], weight.shape()[0]);
+    let rows = x.numel() / inp.max(1);
+    let x2 = x.detach().reshape(&[rows, inp])?;
+    let y2 = matmul_raw(&x2, false, weight, true, MatmulKernel::Tiled)?;
+    let mut out_shape = x.shape().to_vec();
+    *out_shape.last_mut().expect("rank >= 1") = out;
+    let y = y2.reshape(&out_shape)?;
+    let (ws, need_x, need_w) = (weight.detach(), x.requires_grad(), weight.requires_grad());
+    let x_shape = x.shape().to_vec();
+    Ok(record(y, "linear", &[x, weight], move |g| {
+        let g2 = g.reshape(&[rows, out])?;
+        let dx = if need_x {
+            Some(matmul_raw(&g2, false, &ws, false, MatmulKernel::Tiled)?.reshape(&x_shape)?)
+        } else {
+            None
+        };
+        let dw = if need_w {
+            Some(matmul_raw(&g2, true, &x2, false, MatmulKernel::Tiled)?)
+        } else {
+            None
+        };
+        Ok(vec![dx, dw])
+    }))
+}
+
+impl Tensor {
+    /// `self @ weight^T` with `weight` in PyTorch's `[out, in]` layout.
+    pub fn linear(&self, weight: &Tensor) -> Result<Tensor> {
+        linear(self, weight)
+    }
+}

@@ -7,6 +7,7 @@ pub mod binary;
 pub mod layout;
 pub mod loss;
 pub mod matmul;
+pub mod optim;
 pub mod random;
 pub mod reduce;
 pub mod registry;
@@ -32,6 +33,7 @@ pub fn shader_sources() -> Vec<(&'static str, &'static str)> {
         softmax::FILE,
         loss::FILE,
         random::FILE,
+        optim::FILE,
     ]
     .iter()
     .map(|f| (f.name, f.source))

@@ -697,6 +697,113 @@ pub fn registry() -> Vec<OpEntry> {
         ],
     });
     ops.push(OpEntry {
+        name: "linear",
+        differentiable: true,
+        kernels: &["matmul_fwd"],
+        cases: [
+            (&[5usize, 7][..], &[3usize, 7][..]),
+            (&[2, 4, 7], &[6, 7]),
+            (&[1, 65], &[33, 65]),
+            (&[7], &[2, 7]),
+        ]
+        .iter()
+        .map(|(x, w)| {
+            case(
+                format!("{x:?} by {w:?}"),
+                vec![spec(x, Any), spec(w, Any)],
+                |t, _| t[0].linear(&t[1]),
+            )
+        })
+        .collect(),
+    });
+    ops.push(OpEntry {
+        name: "bce_with_logits",
+        differentiable: true,
+        kernels: &["softplus_fwd", "softplus_bwd", "mul_fwd", "sub_fwd"],
+        cases: [&[7][..], &[3, 5], &[257]]
+            .iter()
+            .map(|s| {
+                case(
+                    format!("{s:?}"),
+                    vec![spec(s, Any), spec(s, Mask)],
+                    |t, _| crate::nn::BCEWithLogitsLoss::default().forward(&t[0], &t[1]),
+                )
+            })
+            .collect(),
+    });
+    ops.push(OpEntry {
+        name: "cross_entropy_label_smoothing",
+        differentiable: true,
+        kernels: &["cross_entropy_fwd", "log_softmax_fwd", "log_softmax_bwd"],
+        cases: [(7usize, 5usize), (2, 33)]
+            .iter()
+            .map(|&(n, c)| {
+                case(
+                    format!("[{n}, {c}] s = 0.1, sum"),
+                    vec![spec(&[n, c], Any), spec(&[n], Index(c))],
+                    |t, _| {
+                        crate::nn::CrossEntropyLoss {
+                            reduction: crate::nn::Reduction::Sum,
+                            label_smoothing: 0.1,
+                        }
+                        .forward(&t[0], &t[1])
+                    },
+                )
+            })
+            .collect(),
+    });
+    // Optimizer kernels: three steps from the same parameter and gradient must leave the
+    // same parameter on both devices.
+    use crate::optim::{Adam, AdamW, Optimizer, Sgd};
+    fn three_steps(x: &[Tensor], make: fn(Vec<Tensor>) -> Box<dyn Optimizer>) -> Result<Tensor> {
+        let p = x[0].mul_scalar(1.0)?.requires_grad_(true);
+        let mut opt = make(vec![p.clone()]);
+        for k in 0..3 {
+            p.set_grad(Some(x[1].mul_scalar(1.0 - 0.25 * k as f32)?));
+            opt.step()?;
+        }
+        Ok(p)
+    }
+    let shapes: &[&[usize]] = &[&[7], &[3, 65], &[257]];
+    for (name, kernels, make) in [
+        (
+            "sgd_step",
+            &["sgd_step"] as &'static [&'static str],
+            (|p| Box::new(Sgd::new(p, 0.1).momentum(0.9).weight_decay(0.01)) as Box<dyn Optimizer>)
+                as fn(Vec<Tensor>) -> Box<dyn Optimizer>,
+        ),
+        ("sgd_nesterov_step", &["sgd_step"], |p| {
+            Box::new(
+                Sgd::new(p, 0.05)
+                    .momentum(0.8)
+                    .nesterov(true)
+                    .dampening(0.0),
+            )
+        }),
+        ("adam_step", &["adam_step"], |p| {
+            Box::new(Adam::new(p, 0.01).weight_decay(0.1))
+        }),
+        ("adamw_step", &["adam_step"], |p| {
+            Box::new(AdamW::new(p, 0.01))
+        }),
+    ] {
+        ops.push(OpEntry {
+            name,
+            differentiable: false,
+            kernels,
+            cases: shapes
+                .iter()
+                .map(|s| {
+                    case(
+                        format!("{s:?}"),
+                        vec![spec(s, Any), spec(s, Any)],
+                        move |x, _| three_steps(x, make),
+                    )
+                })
+                .collect(),
+        });
+    }
+    ops.push(OpEntry {
         name: "rand",
         differentiable: false,
         kernels: &["uniform_fwd", "normal_fwd", "fill_fwd", "fill_u32_fwd"],

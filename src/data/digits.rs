@@ -1,0 +1,68 @@
+//! The bundled handwritten digits (`data/digits.csv.gz`; source and licence in
+//! `data/SOURCES.md`): 1,797 8x8 images with grey levels 0..16 and their labels.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::InMemoryDataset;
+use crate::error::{Error, Result};
+
+/// Where the repository keeps the file.
+pub fn default_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join("digits.csv.gz")
+}
+
+/// Loads the digits from the repository's copy, pixels scaled to [0, 1], as flat
+/// features of shape `[64]`.
+pub fn load() -> Result<InMemoryDataset> {
+    load_from(default_path())
+}
+
+/// Loads a digits file (gzip-compressed CSV rows of 64 pixels 0..16 and a label 0..9).
+pub fn load_from(path: impl AsRef<Path>) -> Result<InMemoryDataset> {
+    let path = path.as_ref();
+    let bad = |msg: String| Error::Format {
+        path: path.display().to_string(),
+        msg,
+    };
+    let file = std::fs::File::open(path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_string(&mut text)
+        .map_err(|e| bad(format!("not a readable gzip text file ({e})")))?;
+    let mut features = Vec::new();
+    let mut labels = Vec::new();
+    for (line_no, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let vals: Vec<f32> = line
+            .split(',')
+            .map(|v| v.trim().parse::<f32>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| bad(format!("line {}: {e}", line_no + 1)))?;
+        if vals.len() != 65 {
+            return Err(bad(format!(
+                "line {}: {} values, expected 65",
+                line_no + 1,
+                vals.len()
+            )));
+        }
+        let label = vals[64];
+        if !(0.0..=9.0).contains(&label) || label.fract() != 0.0 {
+            return Err(bad(format!(
+                "line {}: label {label} is not a digit",
+                line_no + 1
+            )));
+        }
+        features.extend(vals[..64].iter().map(|p| p / 16.0));
+        labels.push(label as u32);
+    }
+    InMemoryDataset::classification(features, &[64], labels)
+}

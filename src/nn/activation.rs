@@ -1,0 +1,128 @@
+//! The lecture's activations as modules: sigmoid, tanh, ReLU, softplus, leaky ReLU,
+//! noisy ReLU (noise only in training mode) and parametric ReLU with a trainable slope.
+
+use super::{Module, Parameter, TrainFlag};
+use crate::device::Device;
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+macro_rules! stateless {
+    ($(#[$doc:meta])* $name:ident, |$x:ident| $body:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Default)]
+        pub struct $name;
+        impl Module for $name {
+            fn forward(&self, $x: &Tensor) -> Result<Tensor> {
+                $body
+            }
+        }
+    };
+}
+
+stateless!(
+    /// `1 / (1 + e^-x)`.
+    Sigmoid, |x| x.sigmoid());
+stateless!(
+    /// `tanh x`.
+    Tanh, |x| x.tanh());
+stateless!(
+    /// `max(x, 0)`.
+    ReLU, |x| x.relu());
+stateless!(
+    /// Passes the input through.
+    Identity, |x| Ok(x.clone()));
+
+/// `ln(1 + e^(beta x)) / beta`, linear where `beta x > threshold` (PyTorch's defaults:
+/// `beta = 1`, `threshold = 20`).
+#[derive(Clone, Copy, Debug)]
+pub struct Softplus {
+    /// Sharpness.
+    pub beta: f32,
+    /// Where the function becomes the identity.
+    pub threshold: f32,
+}
+
+impl Default for Softplus {
+    fn default() -> Self {
+        Softplus {
+            beta: 1.0,
+            threshold: 20.0,
+        }
+    }
+}
+
+impl Module for Softplus {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.softplus(self.beta, self.threshold)
+    }
+}
+
+/// `x` for `x > 0`, else `slope * x` (PyTorch's default slope: 0.01).
+#[derive(Clone, Copy, Debug)]
+pub struct LeakyReLU(pub f32);
+
+impl Default for LeakyReLU {
+    fn default() -> Self {
+        LeakyReLU(0.01)
+    }
+}
+
+impl Module for LeakyReLU {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.leaky_relu(self.0)
+    }
+}
+
+/// `max(x + eps, 0)` with `eps ~ N(0, sigma^2)` in training mode, `relu` in evaluation.
+#[derive(Debug, Default)]
+pub struct NoisyReLU {
+    /// The noise's standard deviation.
+    pub sigma: f32,
+    training: TrainFlag,
+}
+
+impl NoisyReLU {
+    /// Noise of standard deviation `sigma`.
+    pub fn new(sigma: f32) -> NoisyReLU {
+        NoisyReLU {
+            sigma,
+            training: TrainFlag::default(),
+        }
+    }
+}
+
+impl Module for NoisyReLU {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.noisy_relu(self.sigma, self.training.get())
+    }
+    fn set_local_training(&self, training: bool) {
+        self.training.set(training)
+    }
+}
+
+/// Parametric ReLU: `x` for `x > 0`, else `a * x` with a trainable slope `a`, one shared
+/// or one per channel (dimension 1), initialised to 0.25 as in PyTorch.
+#[derive(Debug)]
+pub struct PReLU {
+    /// The slopes, `[num_parameters]`.
+    pub weight: Parameter,
+}
+
+impl PReLU {
+    /// `num_parameters` slopes (1, or the number of channels) starting at `init`.
+    pub fn new(device: &Device, num_parameters: usize, init: f32) -> PReLU {
+        let w = Tensor::full(&[num_parameters], init, device).expect("1-D shape");
+        PReLU {
+            weight: Parameter::new(w),
+        }
+    }
+}
+
+impl Module for PReLU {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.prelu(&self.weight.tensor())
+    }
+    fn local_parameters(&self) -> Vec<(&'static str, &Parameter)> {
+        vec![("weight", &self.weight)]
+    }
+}

@@ -1,0 +1,75 @@
+//! `Linear`: `y = x W^T + b` with PyTorch's layout (`weight [out, in]`) and default
+//! initialisation (both uniform in `±1/sqrt(in)`), drawn from the device's generator.
+
+use super::{init, Module, Parameter};
+use crate::device::Device;
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+/// A fully connected layer.
+#[derive(Debug)]
+pub struct Linear {
+    /// `[out_features, in_features]`.
+    pub weight: Parameter,
+    /// `[out_features]`, if the layer has a bias.
+    pub bias: Option<Parameter>,
+}
+
+impl Linear {
+    /// A layer with a bias, initialised as PyTorch does.
+    pub fn new(device: &Device, in_features: usize, out_features: usize) -> Linear {
+        Linear::with_bias(device, in_features, out_features, true)
+    }
+
+    /// A layer with or without a bias.
+    pub fn with_bias(
+        device: &Device,
+        in_features: usize,
+        out_features: usize,
+        bias: bool,
+    ) -> Linear {
+        let bound = 1.0 / (in_features.max(1) as f32).sqrt();
+        let weight = init::uniform(&[out_features, in_features], -bound, bound, device);
+        let bias =
+            bias.then(|| Parameter::new(init::uniform(&[out_features], -bound, bound, device)));
+        Linear {
+            weight: Parameter::new(weight),
+            bias,
+        }
+    }
+
+    /// A layer with given weights (`[out, in]`) and bias (`[out]`).
+    pub fn from_tensors(weight: Tensor, bias: Option<Tensor>) -> Linear {
+        Linear {
+            weight: Parameter::new(weight),
+            bias: bias.map(Parameter::new),
+        }
+    }
+
+    /// Input features.
+    pub fn in_features(&self) -> usize {
+        self.weight.tensor().shape()[1]
+    }
+
+    /// Output features.
+    pub fn out_features(&self) -> usize {
+        self.weight.tensor().shape()[0]
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.linear(&self.weight.tensor())?;
+        match &self.bias {
+            Some(b) => y.add(&b.tensor()),
+            None => Ok(y),
+        }
+    }
+    fn local_parameters(&self) -> Vec<(&'static str, &Parameter)> {
+        let mut v = vec![("weight", &self.weight)];
+        if let Some(b) = &self.bias {
+            v.push(("bias", b));
+        }
+        v
+    }
+}

@@ -1,0 +1,298 @@
+//! Neural-network building blocks: the [`Module`] trait (`a = h(x; θ)`), parameters,
+//! `Sequential`, `Linear`, the lecture's activations, dropout, losses and initialisers.
+//! Parameter names follow PyTorch's `state_dict` (`0.weight`, `encoder.1.bias`) and
+//! weights use PyTorch's layouts (`Linear`: `[out, in]`).
+
+mod activation;
+mod dropout;
+pub mod init;
+mod linear;
+mod loss;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::RwLock;
+
+pub use activation::{Identity, LeakyReLU, NoisyReLU, PReLU, ReLU, Sigmoid, Softplus, Tanh};
+pub use dropout::Dropout;
+pub use linear::Linear;
+pub use loss::{BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, Reduction};
+
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// A trainable tensor owned by a module. The handle inside can be replaced (moving the
+/// module to another device) while gradients accumulate in the current one.
+pub struct Parameter(RwLock<Tensor>);
+
+impl std::fmt::Debug for Parameter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Parameter({:?})", self.tensor())
+    }
+}
+
+impl Parameter {
+    /// Wraps `t` as a leaf that requires grad.
+    pub fn new(t: Tensor) -> Parameter {
+        Parameter(RwLock::new(t.detach().requires_grad_(true)))
+    }
+
+    /// The current tensor (a handle: gradients accumulate in it).
+    pub fn tensor(&self) -> Tensor {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the tensor (used to move a module between devices).
+    pub fn replace(&self, t: Tensor) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = t.detach().requires_grad_(true);
+    }
+}
+
+/// The train/eval switch of modules whose behaviour depends on it (dropout, noise).
+#[derive(Debug)]
+pub struct TrainFlag(AtomicBool);
+
+impl Default for TrainFlag {
+    fn default() -> Self {
+        TrainFlag(AtomicBool::new(true))
+    }
+}
+
+impl TrainFlag {
+    /// True in training mode (the default, as in PyTorch).
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+    /// Switches the mode.
+    pub fn set(&self, on: bool) {
+        self.0.store(on, Ordering::Relaxed)
+    }
+}
+
+/// A function `a = h(x; θ)` with parameters θ. Implement `forward`, plus
+/// `local_parameters` for parameters the module owns directly and `children` for the
+/// modules it is made of; naming, devices, modes and saving then work recursively.
+///
+/// ```
+/// use wgrad::nn::{Linear, Module, ReLU};
+/// use wgrad::prelude::*;
+///
+/// struct TwoLayer { hidden: Linear, out: Linear }
+///
+/// impl Module for TwoLayer {
+///     fn forward(&self, x: &Tensor) -> wgrad::Result<Tensor> {
+///         self.out.forward(&ReLU.forward(&self.hidden.forward(x)?)?)
+///     }
+///     fn children(&self) -> Vec<(String, &dyn Module)> {
+///         vec![("hidden".into(), &self.hidden), ("out".into(), &self.out)]
+///     }
+/// }
+///
+/// let dev = Device::cpu();
+/// let net = TwoLayer { hidden: Linear::new(&dev, 2, 8), out: Linear::new(&dev, 8, 1) };
+/// let names: Vec<String> = net.named_parameters().into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names, ["hidden.weight", "hidden.bias", "out.weight", "out.bias"]);
+/// ```
+pub trait Module: Send + Sync {
+    /// Computes the output.
+    fn forward(&self, x: &Tensor) -> Result<Tensor>;
+
+    /// Parameters this module owns directly, by local name (`weight`, `bias`).
+    fn local_parameters(&self) -> Vec<(&'static str, &Parameter)> {
+        Vec::new()
+    }
+
+    /// Sub-modules, by name (`0`, `encoder`).
+    fn children(&self) -> Vec<(String, &dyn Module)> {
+        Vec::new()
+    }
+
+    /// Reacts to train/eval for this module only (children are visited for you).
+    fn set_local_training(&self, _training: bool) {}
+
+    /// Calls `f` on every parameter with its full dotted name, children first in order.
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Parameter)) {
+        for (name, p) in self.local_parameters() {
+            f(format!("{prefix}{name}"), p);
+        }
+        for (name, child) in self.children() {
+            child.visit_parameters(&format!("{prefix}{name}."), f);
+        }
+    }
+
+    /// Every parameter with its `state_dict` name.
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        self.visit_parameters("", &mut |n, p| out.push((n, p.tensor())));
+        out
+    }
+
+    /// Every parameter tensor (for an optimizer).
+    fn parameters(&self) -> Vec<Tensor> {
+        self.named_parameters()
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect()
+    }
+
+    /// The number of trainable scalars.
+    fn num_parameters(&self) -> usize {
+        self.parameters().iter().map(|t| t.numel()).sum()
+    }
+
+    /// Training mode (`true`) or evaluation mode, recursively.
+    fn set_training(&self, training: bool) {
+        self.set_local_training(training);
+        for (_, child) in self.children() {
+            child.set_training(training);
+        }
+    }
+
+    /// Training mode: dropout drops, noisy ReLU adds noise.
+    fn train(&self) {
+        self.set_training(true)
+    }
+
+    /// Evaluation mode: dropout and noise are off.
+    fn eval(&self) {
+        self.set_training(false)
+    }
+
+    /// Moves every parameter to `device`. Build optimizers after moving, as in PyTorch.
+    fn to_device(&self, device: &Device) -> Result<()> {
+        let mut result = Ok(());
+        self.visit_parameters("", &mut |_, p| {
+            if result.is_ok() {
+                match p.tensor().to(device) {
+                    Ok(t) => p.replace(t),
+                    Err(e) => result = Err(e),
+                }
+            }
+        });
+        result
+    }
+
+    /// Copies of the parameters by name (PyTorch's `state_dict`).
+    fn state_dict(&self) -> Vec<(String, Tensor)> {
+        self.named_parameters()
+            .into_iter()
+            .map(|(n, t)| (n, t.detach()))
+            .collect()
+    }
+
+    /// Loads parameters by name. Every name must match, with the same shape and dtype,
+    /// or nothing is changed and the error lists what is wrong.
+    fn load_state_dict(&self, state: &[(String, Tensor)]) -> Result<()> {
+        let own = self.named_parameters();
+        let mut problems = Vec::new();
+        for (name, t) in &own {
+            match state.iter().find(|(n, _)| n == name) {
+                None => problems.push(format!("missing key {name}")),
+                Some((_, s)) if s.shape() != t.shape() => problems.push(format!(
+                    "{name}: shape {:?} in the file, {:?} in the model",
+                    s.shape(),
+                    t.shape()
+                )),
+                Some((_, s)) if s.dtype() != t.dtype() => problems.push(format!(
+                    "{name}: dtype {:?} in the file, {:?} in the model",
+                    s.dtype(),
+                    t.dtype()
+                )),
+                Some(_) => {}
+            }
+        }
+        for (name, _) in state {
+            if !own.iter().any(|(n, _)| n == name) {
+                problems.push(format!("unexpected key {name}"));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::StateDict(problems.join("; ")));
+        }
+        for (name, t) in &own {
+            let (_, s) = state
+                .iter()
+                .find(|(n, _)| n == name)
+                .expect("checked above");
+            t.copy_from(&s.to(t.device())?)?;
+        }
+        Ok(())
+    }
+}
+
+impl<M: Module + ?Sized> Module for Box<M> {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        (**self).forward(x)
+    }
+    fn local_parameters(&self) -> Vec<(&'static str, &Parameter)> {
+        (**self).local_parameters()
+    }
+    fn children(&self) -> Vec<(String, &dyn Module)> {
+        (**self).children()
+    }
+    fn set_local_training(&self, training: bool) {
+        (**self).set_local_training(training)
+    }
+}
+
+/// Modules applied one after another; children are named `0`, `1`, ... as in PyTorch.
+#[derive(Default)]
+pub struct Sequential {
+    layers: Vec<Box<dyn Module>>,
+}
+
+impl Sequential {
+    /// An empty sequence.
+    pub fn new() -> Sequential {
+        Sequential::default()
+    }
+
+    /// Appends a module (builder style).
+    pub fn add(mut self, m: impl Module + 'static) -> Sequential {
+        self.layers.push(Box::new(m));
+        self
+    }
+
+    /// Appends a boxed module.
+    pub fn push(&mut self, m: Box<dyn Module>) {
+        self.layers.push(m);
+    }
+
+    /// The number of modules.
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+
+    /// The outputs of every layer for one input (for looking inside a network).
+    pub fn forward_all(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let mut outs = Vec::with_capacity(self.layers.len());
+        let mut h = x.clone();
+        for l in &self.layers {
+            h = l.forward(&h)?;
+            outs.push(h.clone());
+        }
+        Ok(outs)
+    }
+}
+
+impl Module for Sequential {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = x.clone();
+        for l in &self.layers {
+            h = l.forward(&h)?;
+        }
+        Ok(h)
+    }
+    fn children(&self) -> Vec<(String, &dyn Module)> {
+        self.layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i.to_string(), l.as_ref() as &dyn Module))
+            .collect()
+    }
+}
