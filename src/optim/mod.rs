@@ -44,6 +44,21 @@ pub struct Sgd {
     /// Nesterov momentum.
     pub nesterov: bool,
     buffers: Vec<Option<Tensor>>,
+    /// Whether each parameter has had a step (its first step fills the buffer with the
+    /// gradient itself, as PyTorch does).
+    started: Vec<bool>,
+}
+
+/// Zeroed state shaped like each parameter, made up front so that the first step
+/// allocates no more than later ones (steady-state training creates nothing).
+fn zeros_like_all(params: &[Tensor]) -> Vec<Tensor> {
+    params
+        .iter()
+        .map(|p| {
+            p.zeros_like()
+                .expect("a parameter is a float tensor on its own device")
+        })
+        .collect()
 }
 
 impl Sgd {
@@ -58,11 +73,15 @@ impl Sgd {
             weight_decay: 0.0,
             nesterov: false,
             buffers: vec![None; n],
+            started: vec![false; n],
         }
     }
-    /// Sets the momentum factor.
+    /// Sets the momentum factor (and makes the momentum buffers).
     pub fn momentum(mut self, m: f32) -> Sgd {
         self.momentum = m;
+        if m != 0.0 && self.buffers.iter().any(|b| b.is_none()) {
+            self.buffers = zeros_like_all(&self.params).into_iter().map(Some).collect();
+        }
         self
     }
     /// Sets the dampening.
@@ -84,12 +103,18 @@ impl Sgd {
 
 impl Optimizer for Sgd {
     fn step(&mut self) -> Result<()> {
-        for (p, buf) in self.params.iter().zip(self.buffers.iter_mut()) {
+        for ((p, buf), started) in self
+            .params
+            .iter()
+            .zip(self.buffers.iter_mut())
+            .zip(self.started.iter_mut())
+        {
             let Some(g) = p.grad() else { continue };
-            let first = buf.is_none();
+            let first = !std::mem::replace(started, true);
             let b = match buf {
                 Some(b) => b.clone(),
                 None => {
+                    // Momentum switched on after construction: make the buffer now.
                     let b = p.zeros_like()?;
                     *buf = Some(b.clone());
                     b
@@ -134,21 +159,22 @@ pub struct Adam {
     pub weight_decay: f32,
     /// AdamW's decoupled weight decay.
     pub decoupled: bool,
-    state: Vec<Option<(Tensor, Tensor, u64)>>,
+    state: Vec<(Tensor, Tensor, u64)>,
 }
 
 impl Adam {
     /// Adam with PyTorch's defaults: betas (0.9, 0.999), eps 1e-8, no weight decay.
     pub fn new(params: Vec<Tensor>, lr: f32) -> Adam {
-        let n = params.len();
+        let m = zeros_like_all(&params);
+        let v = zeros_like_all(&params);
         Adam {
+            state: m.into_iter().zip(v).map(|(m, v)| (m, v, 0)).collect(),
             params,
             lr,
             betas: (0.9, 0.999),
             eps: 1e-8,
             weight_decay: 0.0,
             decoupled: false,
-            state: vec![None; n],
         }
     }
     /// Sets the moment decay rates.
@@ -186,10 +212,7 @@ impl Optimizer for Adam {
     fn step(&mut self) -> Result<()> {
         for (p, st) in self.params.iter().zip(self.state.iter_mut()) {
             let Some(g) = p.grad() else { continue };
-            if st.is_none() {
-                *st = Some((p.zeros_like()?, p.zeros_like()?, 0));
-            }
-            let (m, v, t) = st.as_mut().expect("initialised above");
+            let (m, v, t) = st;
             *t += 1;
             let hp = AdamStep {
                 lr: self.lr,

@@ -1,0 +1,75 @@
+//! Pieces the examples share: the `--device` / `--seed` flags, the bundled chart font,
+//! progress bars, the output folder and accuracy. Not an example itself.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use wgrad::prelude::*;
+
+/// The flags every example accepts.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// Where to run: cpu, gpu, or best (a hardware GPU if there is one, else the CPU).
+    #[arg(long, default_value = "best")]
+    pub device: String,
+    /// Seed for initialisation, shuffling and dropout.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl CommonArgs {
+    /// The chosen device, seeded; prints which one and why.
+    pub fn device(&self) -> anyhow::Result<Device> {
+        let (dev, why) = match self.device.as_str() {
+            "cpu" => (Device::cpu(), "--device cpu".to_string()),
+            "gpu" => (Device::gpu()?, "--device gpu".to_string()),
+            "best" => Device::best_with_reason(),
+            other => anyhow::bail!("--device must be cpu, gpu or best, not {other}"),
+        };
+        dev.manual_seed(self.seed);
+        println!("device: {} ({why})", dev.name());
+        Ok(dev)
+    }
+}
+
+/// Registers the bundled DejaVu Sans as the charts' "sans-serif" font (no system fonts
+/// needed). Call once before drawing.
+pub fn register_font() {
+    static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, FONT)
+            .is_err()
+        {
+            eprintln!("warning: the bundled font could not be loaded; charts will have no text");
+        }
+    });
+}
+
+/// The folder the examples write their pictures and models into (`out/`, created).
+pub fn out_dir() -> anyhow::Result<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("out");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// A progress bar for `len` steps showing the running loss in its message.
+pub fn progress(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {elapsed_precise} {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(what.to_string());
+    bar
+}
+
+/// Fraction of rows of `logits` whose largest entry is the label.
+pub fn accuracy(logits: &Tensor, labels: &Tensor) -> anyhow::Result<f64> {
+    let pred = logits.argmax(1, false)?.to_vec::<u32>()?;
+    let want = labels.to_vec::<u32>()?;
+    let right = pred.iter().zip(&want).filter(|(p, w)| p == w).count();
+    Ok(right as f64 / want.len().max(1) as f64)
+}

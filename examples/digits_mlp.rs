@@ -1,0 +1,231 @@
+//! A multilayer perceptron reads handwritten digits, built from wgrad's modules:
+//!
+//! ```text
+//! 64 pixels -> Linear(64, 128) -> ReLU -> Linear(128, 64) -> ReLU -> Linear(64, 10)
+//! ```
+//!
+//! (with `--dropout P`, a `Dropout(P)` after each ReLU), trained with Adam (or SGD with
+//! momentum, `--optimizer sgd`) and softmax cross-entropy on four fifths of the bundled
+//! 1,797 digits; the other fifth is held out to measure test accuracy after each epoch.
+//! With the defaults it reaches about 98% test accuracy.
+//!
+//! Then it saves the trained parameters, builds a fresh (untrained) model, loads the file
+//! into it and checks that it makes exactly the same predictions: the program fails if
+//! the reloaded model's test accuracy or logits differ.
+//!
+//! ```text
+//! cargo run --release --example digits_mlp -- --device cpu
+//! cargo run --release --example digits_mlp -- --device gpu --epochs 30
+//! cargo run --release --example digits_mlp -- --optimizer sgd --lr 0.05 --dropout 0.2
+//! ```
+//!
+//! It writes
+//! - `out/digits_mlp.safetensors`: the trained parameters (PyTorch `state_dict` names),
+//! - `out/digits_mlp_curves.png`: training loss and test accuracy per epoch.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Parser;
+use plotters::prelude::*;
+use wgrad::data::{make_batch, train_test_split, Dataset};
+use wgrad::prelude::*;
+
+#[derive(Parser)]
+#[command(about = "An MLP on the digits: train, plot, save, reload and check")]
+struct Args {
+    #[command(flatten)]
+    common: common::CommonArgs,
+    /// Passes over the training images.
+    #[arg(long, default_value_t = 40)]
+    epochs: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    /// adam, or sgd (with momentum 0.9; try --lr 0.05).
+    #[arg(long, default_value = "adam")]
+    optimizer: String,
+    /// Dropout probability after each hidden layer (0: no dropout layers).
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f32,
+    /// Images per training step.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+}
+
+/// The network. Its parameters are named as PyTorch would: `0.weight`, `0.bias`, ...
+fn build_model(dev: &Device, dropout: f32) -> Sequential {
+    let mut model = Sequential::new();
+    let sizes = [64, 128, 64, 10];
+    for (i, w) in sizes.windows(2).enumerate() {
+        model = model.add(Linear::new(dev, w[0], w[1]));
+        let hidden = i + 2 < sizes.len();
+        if hidden {
+            model = model.add(ReLU);
+            if dropout > 0.0 {
+                model = model.add(Dropout::new(dropout));
+            }
+        }
+    }
+    model
+}
+
+/// Logits for `x` in evaluation mode, without recording a graph.
+fn predict(model: &Sequential, x: &Tensor) -> Result<Tensor> {
+    model.eval();
+    let logits = no_grad(|| model.forward(x));
+    model.train();
+    logits
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dev = args.common.device()?;
+    let seed = args.common.seed;
+
+    // The data: a seeded split into 4/5 training and 1/5 test images.
+    let digits: Arc<dyn Dataset> = Arc::new(wgrad::data::digits::load()?);
+    let (train, test) = train_test_split(digits, 0.2, seed)?;
+    let all_test: Vec<usize> = (0..test.len()).collect();
+    let test_batch = make_batch(&test, &all_test, &dev)?; // the whole test set, one tensor
+    println!(
+        "data: {} training and {} test images",
+        train.len(),
+        test.len()
+    );
+    let mut loader = DataLoader::new(Arc::new(train), args.batch_size, &dev).shuffle(seed);
+
+    let model = build_model(&dev, args.dropout);
+    println!("model: {} parameters", model.num_parameters());
+    let mut opt: Box<dyn Optimizer> = match args.optimizer.as_str() {
+        "adam" => Box::new(Adam::new(model.parameters(), args.lr)),
+        "sgd" => Box::new(Sgd::new(model.parameters(), args.lr).momentum(0.9)),
+        other => anyhow::bail!("--optimizer must be adam or sgd, not {other}"),
+    };
+
+    // Training. The loss is summed on the device and read once per epoch, so a GPU is
+    // not made to wait for the host after every step.
+    let mut losses = Vec::new();
+    let mut accuracies = Vec::new();
+    let bar = common::progress((args.epochs * loader.len()) as u64, "training");
+    let start = Instant::now();
+    for epoch in 1..=args.epochs {
+        let mut loss_sum = Tensor::scalar(0.0, &dev)?;
+        let mut batches = 0;
+        for batch in loader.epoch() {
+            let batch = batch?;
+            let loss = model.forward(&batch.x)?.cross_entropy(&batch.y)?;
+            opt.zero_grad();
+            loss.backward()?;
+            opt.step()?;
+            loss_sum = loss_sum.add(&loss.detach())?;
+            batches += 1;
+            bar.inc(1);
+        }
+        let loss = loss_sum.item()? / batches as f64;
+        let acc = common::accuracy(&predict(&model, &test_batch.x)?, &test_batch.y)?;
+        bar.set_message(format!(
+            "epoch {epoch}: loss {loss:.4}, test accuracy {:.1}%",
+            100.0 * acc
+        ));
+        losses.push(loss);
+        accuracies.push(acc);
+    }
+    bar.finish();
+    let seconds = start.elapsed().as_secs_f64();
+
+    let logits = predict(&model, &test_batch.x)?;
+    let acc = common::accuracy(&logits, &test_batch.y)?;
+    println!(
+        "trained {} epochs in {seconds:.1} s on {}: final training loss {:.4}, test accuracy {:.2}% ({} of {})",
+        args.epochs,
+        dev.name(),
+        losses.last().copied().unwrap_or(f64::NAN),
+        100.0 * acc,
+        (acc * test.len() as f64).round(),
+        test.len()
+    );
+
+    let out = common::out_dir()?;
+    let png = out.join("digits_mlp_curves.png");
+    plot_curves(&png, &losses, &accuracies)?;
+    println!("wrote {}", png.display());
+
+    // Save, then load into a fresh model (new random weights) and compare predictions.
+    let file = out.join("digits_mlp.safetensors");
+    wgrad::io::save(&model, &file)?;
+    println!("wrote {}", file.display());
+    let fresh = build_model(&dev, args.dropout);
+    let before = common::accuracy(&predict(&fresh, &test_batch.x)?, &test_batch.y)?;
+    wgrad::io::load(&fresh, &file)?;
+    let reloaded_logits = predict(&fresh, &test_batch.x)?;
+    let reloaded = common::accuracy(&reloaded_logits, &test_batch.y)?;
+    println!(
+        "fresh model: test accuracy {:.2}% before loading, {:.2}% after loading {}",
+        100.0 * before,
+        100.0 * reloaded,
+        file.display()
+    );
+    if reloaded != acc || reloaded_logits.to_vec::<f32>()? != logits.to_vec::<f32>()? {
+        anyhow::bail!(
+            "the reloaded model differs: test accuracy {:.2}% instead of {:.2}%",
+            100.0 * reloaded,
+            100.0 * acc
+        );
+    }
+    println!("ok: the reloaded model gives identical logits and test accuracy");
+    Ok(())
+}
+
+/// Two charts side by side: training loss and test accuracy against the epoch.
+fn plot_curves(path: &std::path::Path, losses: &[f64], accuracies: &[f64]) -> anyhow::Result<()> {
+    common::register_font();
+    let root = BitMapBackend::new(path, (1100, 450)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(550);
+    let epochs = losses.len().max(1) as f64;
+
+    let max_loss = losses.iter().copied().fold(0.0, f64::max).max(1e-3) * 1.05;
+    let mut chart = ChartBuilder::on(&left)
+        .caption("Training loss", ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(1.0..epochs, 0.0..max_loss)?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc("mean cross-entropy")
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    chart.draw_series(LineSeries::new(
+        losses.iter().enumerate().map(|(i, &l)| (i as f64 + 1.0, l)),
+        BLUE.stroke_width(2),
+    ))?;
+
+    let low = accuracies.iter().copied().fold(1.0, f64::min) * 100.0;
+    let low = (low - 2.0).clamp(0.0, 95.0).floor();
+    let mut chart = ChartBuilder::on(&right)
+        .caption("Test accuracy", ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(1.0..epochs, low..100.0)?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc("accuracy (%)")
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    chart.draw_series(LineSeries::new(
+        accuracies
+            .iter()
+            .enumerate()
+            .map(|(i, &a)| (i as f64 + 1.0, 100.0 * a)),
+        RED.stroke_width(2),
+    ))?;
+    root.present()?;
+    Ok(())
+}
