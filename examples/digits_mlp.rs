@@ -4,10 +4,12 @@
 //! 64 pixels -> Linear(64, 128) -> ReLU -> Linear(128, 64) -> ReLU -> Linear(64, 10)
 //! ```
 //!
-//! (with `--dropout P`, a `Dropout(P)` after each ReLU), trained with Adam (or SGD with
-//! momentum, `--optimizer sgd`) and softmax cross-entropy on four fifths of the bundled
-//! 1,797 digits; the other fifth is held out to measure test accuracy after each epoch.
-//! With the defaults it reaches about 98% test accuracy.
+//! with a `Dropout(0.2)` after each ReLU (`--dropout 0` removes them), trained with
+//! mini-batch SGD with momentum 0.9 (or Adam, `--optimizer adam`) and softmax
+//! cross-entropy on four fifths of the bundled 1,797 digits; the other fifth is held out
+//! to measure test accuracy after each epoch. With the defaults it reaches 97-99% test
+//! accuracy, depending on `--seed` (which also picks the split), in under a second on the
+//! CPU backend.
 //!
 //! Then it saves the trained parameters, builds a fresh (untrained) model, loads the file
 //! into it and checks that it makes exactly the same predictions: the program fails if
@@ -16,7 +18,7 @@
 //! ```text
 //! cargo run --release --example digits_mlp -- --device cpu
 //! cargo run --release --example digits_mlp -- --device gpu --epochs 30
-//! cargo run --release --example digits_mlp -- --optimizer sgd --lr 0.05 --dropout 0.2
+//! cargo run --release --example digits_mlp -- --optimizer adam --lr 0.002 --dropout 0
 //! ```
 //!
 //! It writes
@@ -39,16 +41,16 @@ struct Args {
     #[command(flatten)]
     common: common::CommonArgs,
     /// Passes over the training images.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 50)]
     epochs: usize,
-    /// Learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f32,
-    /// adam, or sgd (with momentum 0.9; try --lr 0.05).
-    #[arg(long, default_value = "adam")]
+    /// Learning rate [default: 0.1 for sgd, 0.002 for adam].
+    #[arg(long)]
+    lr: Option<f32>,
+    /// sgd (with momentum 0.9) or adam.
+    #[arg(long, default_value = "sgd")]
     optimizer: String,
     /// Dropout probability after each hidden layer (0: no dropout layers).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.2)]
     dropout: f32,
     /// Images per training step.
     #[arg(long, default_value_t = 64)]
@@ -100,8 +102,8 @@ fn main() -> anyhow::Result<()> {
     let model = build_model(&dev, args.dropout);
     println!("model: {} parameters", model.num_parameters());
     let mut opt: Box<dyn Optimizer> = match args.optimizer.as_str() {
-        "adam" => Box::new(Adam::new(model.parameters(), args.lr)),
-        "sgd" => Box::new(Sgd::new(model.parameters(), args.lr).momentum(0.9)),
+        "sgd" => Box::new(Sgd::new(model.parameters(), args.lr.unwrap_or(0.1)).momentum(0.9)),
+        "adam" => Box::new(Adam::new(model.parameters(), args.lr.unwrap_or(2e-3))),
         other => anyhow::bail!("--optimizer must be adam or sgd, not {other}"),
     };
 
@@ -198,6 +200,7 @@ fn plot_curves(path: &std::path::Path, losses: &[f64], accuracies: &[f64]) -> an
         .configure_mesh()
         .x_desc("epoch")
         .y_desc("mean cross-entropy")
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .label_style(("sans-serif", 14))
         .draw()?;
     chart.draw_series(LineSeries::new(
@@ -217,6 +220,8 @@ fn plot_curves(path: &std::path::Path, losses: &[f64], accuracies: &[f64]) -> an
         .configure_mesh()
         .x_desc("epoch")
         .y_desc("accuracy (%)")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .label_style(("sans-serif", 14))
         .draw()?;
     chart.draw_series(LineSeries::new(

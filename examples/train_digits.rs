@@ -19,8 +19,6 @@
 //! With the defaults it reaches 96-98% accuracy (depending on `--seed`) on the held-out
 //! fifth of the images in well under a second on the CPU backend.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -80,51 +78,16 @@ struct Digits {
     labels: Vec<u32>,
 }
 
-/// Reads the gzip-compressed CSV by running `gzip -dc` (no decompression crate needed).
-fn load_digits(path: &Path) -> anyhow::Result<Digits> {
-    let out = Command::new("gzip")
-        .arg("-dc")
-        .arg(path)
-        .output()
-        .context("could not run `gzip -dc` to read the data (is gzip installed?)")?;
-    if !out.status.success() {
-        bail!(
-            "`gzip -dc {}` failed: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let text = String::from_utf8(out.stdout).context("the digits file is not text")?;
-    let mut data = Digits {
-        pixels: Vec::new(),
-        labels: Vec::new(),
-    };
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let values: Vec<f32> = line
-            .split(',')
-            .map(|v| v.trim().parse::<f32>())
-            .collect::<std::result::Result<_, _>>()
-            .with_context(|| format!("line {}: not a number", i + 1))?;
-        if values.len() != PIXELS + 1 {
-            bail!(
-                "line {}: {} values, expected {}",
-                i + 1,
-                values.len(),
-                PIXELS + 1
-            );
-        }
-        let mut px = [0.0f32; PIXELS];
-        for (p, v) in px.iter_mut().zip(&values) {
-            *p = v / 16.0; // grey levels 0..16 -> [0, 1]
-        }
-        data.pixels.push(px);
-        data.labels.push(values[PIXELS] as u32);
-    }
-    Ok(data)
+/// The bundled digits through the library's loader (pixels already scaled to [0, 1]).
+fn load_digits() -> anyhow::Result<Digits> {
+    let ds = wgrad::data::digits::load()?;
+    let labels = ds.labels().context("the digits are a classification set")?;
+    let pixels = ds
+        .features()
+        .chunks(PIXELS)
+        .map(|c| c.try_into().expect("rows of 64 pixels"))
+        .collect();
+    Ok(Digits { pixels, labels })
 }
 
 /// The images with the given indices as a `[n, 64]` tensor and their labels as `[n]`.
@@ -185,8 +148,7 @@ fn main() -> anyhow::Result<()> {
     let (dev, why) = pick_device(&args.device)?;
     println!("device: {} ({why})", dev.name());
 
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/digits.csv.gz");
-    let data = load_digits(&path)?;
+    let data = load_digits()?;
 
     // Shuffle once, then keep the last fifth aside to measure generalisation.
     let mut rng = StdRng::seed_from_u64(args.seed);

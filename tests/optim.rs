@@ -49,7 +49,7 @@ fn check(got: &[Vec<f64>], want: &[Vec<f64>], what: &str) {
 /// torch.optim.SGD's update, written out.
 fn sgd_reference(lr: f64, momentum: f64, dampening: f64, wd: f64, nesterov: bool) -> Vec<Vec<f64>> {
     let mut p = P0.to_vec();
-    let mut buf = vec![0.0; 3];
+    let mut buf = [0.0; 3];
     let mut out = Vec::new();
     for (t, g) in GRADS.iter().enumerate() {
         for i in 0..3 {

@@ -85,7 +85,7 @@ impl InMemoryDataset {
     ) -> Result<Self> {
         let row: usize = feature_shape.iter().product();
         let trow: usize = target_shape.iter().product();
-        let n = if row == 0 { 0 } else { features.len() / row };
+        let n = features.len().checked_div(row).unwrap_or(0);
         if features.len() != row * n || targets.len() != trow * n {
             return arg_err(
                 "InMemoryDataset",

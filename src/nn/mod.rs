@@ -247,7 +247,8 @@ impl Sequential {
         Sequential::default()
     }
 
-    /// Appends a module (builder style).
+    /// Appends a module (builder style, as in DESIGN's `Sequential::new().add(...)`).
+    #[allow(clippy::should_implement_trait)]
     pub fn add(mut self, m: impl Module + 'static) -> Sequential {
         self.layers.push(Box::new(m));
         self
