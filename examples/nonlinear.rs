@@ -184,19 +184,14 @@ fn main() -> anyhow::Result<()> {
     }
 
     // Draw the decision regions of both models side by side.
-    let pad = 0.5;
-    let fold = |f: fn(f32, f32) -> f32, init: f32, pick: fn(&(f32, f32, u32)) -> f32| {
-        data.iter().map(pick).fold(init, f)
+    let range = |v: Vec<f32>| {
+        let lo = v.iter().copied().fold(f32::INFINITY, f32::min);
+        let hi = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        (lo - 0.5, hi + 0.5) // with a margin
     };
     let b = Bounds {
-        x: (
-            fold(f32::min, f32::MAX, |p| p.0) - pad,
-            fold(f32::max, f32::MIN, |p| p.0) + pad,
-        ),
-        y: (
-            fold(f32::min, f32::MAX, |p| p.1) - pad,
-            fold(f32::max, f32::MIN, |p| p.1) + pad,
-        ),
+        x: range(data.iter().map(|p| p.0).collect()),
+        y: range(data.iter().map(|p| p.1).collect()),
     };
     let n = 120; // grid cells per side
     let (dx, dy) = ((b.x.1 - b.x.0) / n as f32, (b.y.1 - b.y.0) / n as f32);
