@@ -57,21 +57,18 @@ struct Args {
     batch_size: usize,
 }
 
-/// The network. Its parameters are named as PyTorch would: `0.weight`, `0.bias`, ...
-fn build_model(dev: &Device, dropout: f32) -> Sequential {
-    let mut model = Sequential::new();
-    let sizes = [64, 128, 64, 10];
-    for (i, w) in sizes.windows(2).enumerate() {
-        model = model.add(Linear::new(dev, w[0], w[1]));
-        let hidden = i + 2 < sizes.len();
-        if hidden {
-            model = model.add(ReLU);
-            if dropout > 0.0 {
-                model = model.add(Dropout::new(dropout));
-            }
-        }
+/// The network, with `Dropout(p)` after each ReLU when `p > 0`. Its parameters are named
+/// as PyTorch would: `0.weight`, `0.bias`, ...
+fn build_model(dev: &Device, p: f32) -> Sequential {
+    let mut model = Sequential::new().add(Linear::new(dev, 64, 128)).add(ReLU);
+    if p > 0.0 {
+        model = model.add(Dropout::new(p));
     }
-    model
+    model = model.add(Linear::new(dev, 128, 64)).add(ReLU);
+    if p > 0.0 {
+        model = model.add(Dropout::new(p));
+    }
+    model.add(Linear::new(dev, 64, 10))
 }
 
 /// Logits for `x` in evaluation mode, without recording a graph.
