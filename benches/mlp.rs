@@ -77,7 +77,7 @@ fn bench(c: &mut Criterion) {
     let mut summary = Vec::new();
     for dev in [Device::cpu(), gpu] {
         let mut w = Workload::new(&dev);
-        let steps = if dev.is_gpu() || quick { 10 } else { 30 };
+        let steps = if dev.is_gpu() || quick { 10 } else { 200 };
         summary.push((dev.name(), median_ms(&mut w, steps)));
         let mut group = c.benchmark_group("mlp_train_step");
         group.sample_size(10);

@@ -4,7 +4,7 @@
 //! broadcast dimensions. Each op saves both inputs.
 
 use crate::autograd::record;
-use crate::backend::cpu::{map_float2, strided_offset, CpuData, Float};
+use crate::backend::cpu::{map_float2, CpuData, Float, StridedIter};
 use crate::backend::gpu::{Kernel, ShaderFile};
 use crate::device::Device;
 use crate::error::Result;
@@ -208,13 +208,9 @@ impl Broadcast {
         if a.len() == b.len() && self.sa == self.sb && a.len() == shape::numel(&self.out) {
             return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
         }
-        (0..shape::numel(&self.out))
-            .map(|i| {
-                f(
-                    a[strided_offset(i, &self.out, &self.sa)],
-                    b[strided_offset(i, &self.out, &self.sb)],
-                )
-            })
+        StridedIter::new(&self.out, &self.sa)
+            .zip(StridedIter::new(&self.out, &self.sb))
+            .map(|(ia, ib)| f(a[ia], b[ib]))
             .collect()
     }
 }
@@ -310,14 +306,10 @@ fn backward_loop<T: Float>(
     b: &[T],
     g: &[T],
 ) -> (Vec<T>, Vec<T>) {
-    (0..g.len())
-        .map(|i| {
-            op.backward(
-                a[strided_offset(i, &geo.out, &geo.sa)],
-                b[strided_offset(i, &geo.out, &geo.sb)],
-                g[i],
-            )
-        })
+    StridedIter::new(&geo.out, &geo.sa)
+        .zip(StridedIter::new(&geo.out, &geo.sb))
+        .zip(g)
+        .map(|((ia, ib), &gi)| op.backward(a[ia], b[ib], gi))
         .unzip()
 }
 

@@ -79,14 +79,17 @@ pub fn sgd_update(param: &Tensor, grad: &Tensor, buf: &Tensor, hp: SgdStep) -> R
     check("sgd_step", param, &[grad, buf])?;
     match param.device() {
         crate::Device::Cpu => {
-            let g = grad.cpu_data().to_f64_vec();
+            let g = grad.cpu_data();
+            let CpuData::F32(g) = &*g else {
+                return shape_err("sgd_step", "optimizers update f32 parameters");
+            };
             let mut p = f32_mut(param.storage());
             let mut b = f32_mut(buf.storage());
             let (CpuData::F32(p), CpuData::F32(b)) = (&mut *p, &mut *b) else {
                 return shape_err("sgd_step", "optimizers update f32 parameters");
             };
             for i in 0..p.len() {
-                let mut gi = g[i] as f32 + hp.weight_decay * p[i];
+                let mut gi = g[i] + hp.weight_decay * p[i];
                 if hp.momentum != 0.0 {
                     let bi = if hp.first {
                         gi
@@ -138,7 +141,10 @@ pub fn adam_update(
     let bc2 = 1.0 - (hp.beta2 as f64).powi(hp.t as i32);
     match param.device() {
         crate::Device::Cpu => {
-            let g = grad.cpu_data().to_f64_vec();
+            let g = grad.cpu_data();
+            let CpuData::F32(g) = &*g else {
+                return shape_err("adam_step", "optimizers update f32 parameters");
+            };
             let mut p = f32_mut(param.storage());
             let mut mm = f32_mut(m.storage());
             let mut vv = f32_mut(v.storage());
@@ -149,7 +155,7 @@ pub fn adam_update(
             };
             let (bc1, bc2) = (bc1 as f32, bc2 as f32);
             for i in 0..p.len() {
-                let mut gi = g[i] as f32;
+                let mut gi = g[i];
                 let mut pi = p[i];
                 if hp.decoupled {
                     pi *= 1.0 - hp.lr * hp.weight_decay;

@@ -3,7 +3,7 @@
 //! `max` saves the argmax indices and routes the gradient through them.
 
 use crate::autograd::record;
-use crate::backend::cpu::{map_float, strided_offset, CpuData, Float};
+use crate::backend::cpu::{map_float, strided_offset, CpuData, Float, StridedIter};
 use crate::backend::gpu::{Kernel, ShaderFile};
 use crate::device::Device;
 use crate::error::Result;
@@ -127,12 +127,12 @@ impl Plan {
 }
 
 fn sum_cpu<T: Float>(plan: &Plan, x: &[T], scale: f64) -> Vec<T> {
-    (0..plan.outputs())
-        .map(|o| {
-            let base = plan.base(o);
+    let offsets: Vec<usize> = StridedIter::new(&plan.red_sizes, &plan.red_strides).collect();
+    StridedIter::new(&plan.kept_sizes, &plan.kept_strides)
+        .map(|base| {
             let mut acc = T::zero();
-            for j in 0..plan.m() {
-                acc += x[base + plan.offset(j)];
+            for &j in &offsets {
+                acc += x[base + j];
             }
             acc * T::from_f64(scale)
         })
@@ -161,8 +161,8 @@ fn spread(plan: &Plan, g: &Tensor, scale: f64) -> Tensor {
     match g.device() {
         Device::Cpu => {
             let (so, _) = plan.bwd_strides();
-            let out = map_float!(&*g.cpu_data(), |gv: T| (0..n)
-                .map(|i| gv[strided_offset(i, &plan.input, &so)] * T::from_f64(scale))
+            let out = map_float!(&*g.cpu_data(), |gv: T| StridedIter::new(&plan.input, &so)
+                .map(|o| gv[o] * T::from_f64(scale))
                 .collect());
             Tensor::from_cpu(out, plan.input.clone())
         }
