@@ -4,10 +4,12 @@
 //! [`registry`] lists every op so the gradient suite cannot miss one.
 
 pub mod binary;
+pub mod conv2d;
 pub mod layout;
 pub mod loss;
 pub mod matmul;
 pub mod optim;
+pub mod pool2d;
 pub mod random;
 pub mod reduce;
 pub mod registry;
@@ -34,6 +36,8 @@ pub fn shader_sources() -> Vec<(&'static str, &'static str)> {
         loss::FILE,
         random::FILE,
         optim::FILE,
+        conv2d::FILE,
+        pool2d::FILE,
     ]
     .iter()
     .map(|f| (f.name, f.source))

@@ -803,6 +803,172 @@ pub fn registry() -> Vec<OpEntry> {
                 .collect(),
         });
     }
+    use crate::ops::conv2d::ConvOptions;
+    let conv_cases: Vec<(&[usize], &[usize], ConvOptions)> = vec![
+        (&[1, 1, 5, 5], &[2, 1, 3, 3], ConvOptions::default()),
+        (
+            &[2, 3, 7, 6],
+            &[4, 3, 3, 3],
+            ConvOptions {
+                stride: (2, 2),
+                padding: (1, 1),
+                ..Default::default()
+            },
+        ),
+        (
+            &[1, 2, 9, 8],
+            &[3, 2, 3, 2],
+            ConvOptions {
+                dilation: (2, 1),
+                padding: (2, 0),
+                stride: (1, 2),
+                ..Default::default()
+            },
+        ),
+        (
+            &[2, 4, 6, 6],
+            &[6, 2, 3, 3],
+            ConvOptions {
+                groups: 2,
+                padding: (1, 1),
+                ..Default::default()
+            },
+        ),
+        (&[3, 1, 4, 4], &[1, 1, 1, 1], ConvOptions::default()),
+    ];
+    ops.push(OpEntry {
+        name: "conv2d",
+        differentiable: true,
+        kernels: &["im2col_fwd", "col2im_fwd", "matmul_fwd"],
+        cases: conv_cases
+            .iter()
+            .map(|&(x, w, o)| {
+                let oc = w[0];
+                case(
+                    format!("{x:?} by {w:?} {o:?}"),
+                    vec![spec(x, Any), spec(w, Any), spec(&[oc], Any)],
+                    move |t, _| t[0].conv2d(&t[1], Some(&t[2]), o),
+                )
+            })
+            .collect(),
+    });
+    let convt_cases: Vec<(&[usize], &[usize], ConvOptions)> = vec![
+        (
+            &[1, 2, 3, 3],
+            &[2, 3, 3, 3],
+            ConvOptions {
+                stride: (2, 2),
+                padding: (1, 1),
+                output_padding: (1, 1),
+                ..Default::default()
+            },
+        ),
+        (
+            &[2, 4, 3, 2],
+            &[4, 1, 2, 2],
+            ConvOptions {
+                stride: (2, 2),
+                groups: 2,
+                ..Default::default()
+            },
+        ),
+        (
+            &[1, 3, 4, 4],
+            &[3, 2, 3, 3],
+            ConvOptions {
+                padding: (1, 1),
+                ..Default::default()
+            },
+        ),
+    ];
+    ops.push(OpEntry {
+        name: "conv_transpose2d",
+        differentiable: true,
+        kernels: &["col2im_fwd", "im2col_fwd", "matmul_fwd"],
+        cases: convt_cases
+            .iter()
+            .map(|&(x, w, o)| {
+                let oc = w[1] * o.groups;
+                case(
+                    format!("{x:?} by {w:?} {o:?}"),
+                    vec![spec(x, Any), spec(w, Any), spec(&[oc], Any)],
+                    move |t, _| t[0].conv_transpose2d(&t[1], Some(&t[2]), o),
+                )
+            })
+            .collect(),
+    });
+    type Window = ((usize, usize), (usize, usize), (usize, usize));
+    let pools: Vec<(&[usize], Window)> = vec![
+        (&[2, 3, 6, 6], ((2, 2), (2, 2), (0, 0))),
+        (&[1, 2, 7, 5], ((3, 3), (2, 2), (1, 1))),
+        (&[1, 1, 5, 7], ((2, 3), (1, 2), (1, 1))),
+    ];
+    for (name, kernels, max) in [
+        (
+            "max_pool2d",
+            &["maxpool2d_fwd", "maxpool2d_bwd"] as &'static [&'static str],
+            true,
+        ),
+        ("avg_pool2d", &["avgpool2d_fwd", "avgpool2d_bwd"], false),
+    ] {
+        ops.push(OpEntry {
+            name,
+            differentiable: true,
+            kernels,
+            cases: pools
+                .iter()
+                .map(|&(x, (k, st, p))| {
+                    let domain = if max { Distinct } else { Any };
+                    case(
+                        format!("{x:?} k {k:?} s {st:?} p {p:?}"),
+                        vec![spec(x, domain)],
+                        move |t, _| {
+                            if max {
+                                t[0].max_pool2d(k, st, p)
+                            } else {
+                                t[0].avg_pool2d(k, st, p)
+                            }
+                        },
+                    )
+                })
+                .collect(),
+        });
+    }
+    ops.push(OpEntry {
+        name: "adaptive_avg_pool2d",
+        differentiable: true,
+        kernels: &["avgpool2d_fwd", "avgpool2d_bwd"],
+        cases: [
+            (&[1usize, 2, 7, 5][..], (3usize, 2usize)),
+            (&[2, 3, 6, 6], (1, 1)),
+            (&[1, 1, 5, 5], (5, 5)),
+        ]
+        .iter()
+        .map(|&(x, o)| {
+            case(
+                format!("{x:?} -> {o:?}"),
+                vec![spec(x, Any)],
+                move |t, _| t[0].adaptive_avg_pool2d(o),
+            )
+        })
+        .collect(),
+    });
+    ops.push(OpEntry {
+        name: "upsample_nearest",
+        differentiable: true,
+        kernels: &["upsample_nearest_fwd", "upsample_nearest_bwd"],
+        cases: [
+            (&[1usize, 2, 3, 4][..], (2usize, 2usize)),
+            (&[2, 1, 2, 3], (3, 1)),
+        ]
+        .iter()
+        .map(|&(x, f)| {
+            case(format!("{x:?} x {f:?}"), vec![spec(x, Any)], move |t, _| {
+                t[0].upsample_nearest(f)
+            })
+        })
+        .collect(),
+    });
     ops.push(OpEntry {
         name: "rand",
         differentiable: false,

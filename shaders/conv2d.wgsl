@@ -1,0 +1,61 @@
+// Convolution building blocks (NCHW). A convolution is im2col + the tiled matmul; its
+// input gradient is col2im, the exact adjoint of im2col, and a transposed convolution
+// runs the pair the other way round. So im2col_fwd is col2im's backward and col2im_fwd
+// is im2col's backward.
+// Geometry: P[0] = N, P[1] = C, P[2] = H, P[3] = W, P[4] = Ho, P[5] = Wo, P[6] = kh,
+// P[7] = kw, P[8] = sh, P[9] = sw, P[10] = ph, P[11] = pw, P[12] = dh, P[13] = dw.
+// Columns are laid out [N, C * kh * kw, Ho * Wo] (row c * kh * kw + ki * kw + kj).
+
+// cols[n, c k, p] = x[n, c, oh sh + ki dh - ph, ow sw + kj dw - pw], 0 outside.
+@compute @workgroup_size(256)
+fn im2col_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    let kk = P[6] * P[7];
+    let pp = P[4] * P[5];
+    let total = P[0] * P[1] * kk * pp;
+    if (i >= total) { return; }
+    let p = i % pp;
+    let row = (i / pp) % (P[1] * kk);
+    let n = i / (pp * P[1] * kk);
+    let c = row / kk;
+    let k = row % kk;
+    let ki = k / P[7];
+    let kj = k % P[7];
+    let ih = i32((p / P[5]) * P[8] + ki * P[12]) - i32(P[10]);
+    let iw = i32((p % P[5]) * P[9] + kj * P[13]) - i32(P[11]);
+    var v = 0.0;
+    if (ih >= 0 && iw >= 0 && u32(ih) < P[2] && u32(iw) < P[3]) {
+        v = x0[((n * P[1] + c) * P[2] + u32(ih)) * P[3] + u32(iw)];
+    }
+    y0[i] = v;
+}
+
+// The adjoint: x[n, c, ih, iw] = sum of the column entries that im2col copied it to.
+// One thread per image element, a fixed loop over the kernel taps: deterministic.
+@compute @workgroup_size(256)
+fn col2im_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    let total = P[0] * P[1] * P[2] * P[3];
+    if (i >= total) { return; }
+    let iw = i % P[3];
+    let ih = (i / P[3]) % P[2];
+    let c = (i / (P[3] * P[2])) % P[1];
+    let n = i / (P[3] * P[2] * P[1]);
+    let kk = P[6] * P[7];
+    let pp = P[4] * P[5];
+    var acc = 0.0;
+    for (var ki = 0u; ki < P[6]; ki = ki + 1u) {
+        let oh_num = i32(ih + P[10]) - i32(ki * P[12]);
+        if (oh_num < 0 || u32(oh_num) % P[8] != 0u) { continue; }
+        let oh = u32(oh_num) / P[8];
+        if (oh >= P[4]) { continue; }
+        for (var kj = 0u; kj < P[7]; kj = kj + 1u) {
+            let ow_num = i32(iw + P[11]) - i32(kj * P[13]);
+            if (ow_num < 0 || u32(ow_num) % P[9] != 0u) { continue; }
+            let ow = u32(ow_num) / P[9];
+            if (ow >= P[5]) { continue; }
+            acc = acc + x0[(n * P[1] * kk + c * kk + ki * P[7] + kj) * pp + oh * P[5] + ow];
+        }
+    }
+    y0[i] = acc;
+}

@@ -1,0 +1,414 @@
+//! Convolutions (NCHW, PyTorch's semantics and weight layouts) as im2col + the tiled
+//! matmul. `im2col` and `col2im` are adjoint ops: each one's backward is the other's
+//! kernel, so a convolution's input gradient is col2im and a transposed convolution is
+//! col2im forward. Weight gradients come from the matmul's own backward.
+
+use crate::autograd::record;
+use crate::backend::cpu::{map_float, Float};
+use crate::backend::gpu::{Kernel, ShaderFile};
+use crate::device::Device;
+use crate::error::{arg_err, shape_err, Result};
+use crate::ops::{gpu_alloc, groups_1d, kernel, shader};
+use crate::shape;
+use crate::tensor::{check_float, check_pair, Tensor};
+
+pub(crate) const FILE: ShaderFile = shader("conv2d", include_str!("../../shaders/conv2d.wgsl"));
+const IM2COL: &Kernel = kernel!(FILE, "im2col_fwd", [X0, Y0]);
+const COL2IM: &Kernel = kernel!(FILE, "col2im_fwd", [X0, Y0]);
+
+/// Sizes of one convolution: image `[n, c, h, w]`, output plane `ho x wo`, kernel,
+/// stride, padding and dilation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Batch.
+    pub n: usize,
+    /// Image channels.
+    pub c: usize,
+    /// Image height and width.
+    pub h: usize,
+    /// Image width.
+    pub w: usize,
+    /// Output height.
+    pub ho: usize,
+    /// Output width.
+    pub wo: usize,
+    /// Kernel size.
+    pub k: (usize, usize),
+    /// Stride.
+    pub stride: (usize, usize),
+    /// Zero padding.
+    pub padding: (usize, usize),
+    /// Dilation.
+    pub dilation: (usize, usize),
+}
+
+impl Geometry {
+    fn params(&self) -> [u32; 14] {
+        [
+            self.n,
+            self.c,
+            self.h,
+            self.w,
+            self.ho,
+            self.wo,
+            self.k.0,
+            self.k.1,
+            self.stride.0,
+            self.stride.1,
+            self.padding.0,
+            self.padding.1,
+            self.dilation.0,
+            self.dilation.1,
+        ]
+        .map(|v| v as u32)
+    }
+    fn kk(&self) -> usize {
+        self.k.0 * self.k.1
+    }
+    fn cols_shape(&self) -> Vec<usize> {
+        vec![self.n, self.c * self.kk(), self.ho * self.wo]
+    }
+    fn image_shape(&self) -> Vec<usize> {
+        vec![self.n, self.c, self.h, self.w]
+    }
+    /// The output size of a convolution along one axis.
+    pub fn out_size(
+        input: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        dilation: usize,
+    ) -> Option<usize> {
+        let span = dilation * (k - 1) + 1;
+        (input + 2 * padding)
+            .checked_sub(span)
+            .map(|v| v / stride + 1)
+    }
+
+    /// Where column entry `(n, row, p)` reads the image, if inside it.
+    fn source(&self, row: usize, p: usize) -> Option<(usize, usize, usize)> {
+        let (c, k) = (row / self.kk(), row % self.kk());
+        let (ki, kj) = (k / self.k.1, k % self.k.1);
+        let ih = ((p / self.wo) * self.stride.0 + ki * self.dilation.0) as isize
+            - self.padding.0 as isize;
+        let iw = ((p % self.wo) * self.stride.1 + kj * self.dilation.1) as isize
+            - self.padding.1 as isize;
+        (ih >= 0 && iw >= 0 && (ih as usize) < self.h && (iw as usize) < self.w).then_some((
+            c,
+            ih as usize,
+            iw as usize,
+        ))
+    }
+}
+
+fn im2col_cpu<T: Float>(g: &Geometry, x: &[T]) -> Vec<T> {
+    let (rows, pp) = (g.c * g.kk(), g.ho * g.wo);
+    let mut out = vec![T::zero(); g.n * rows * pp];
+    for n in 0..g.n {
+        for row in 0..rows {
+            for p in 0..pp {
+                if let Some((c, ih, iw)) = g.source(row, p) {
+                    out[(n * rows + row) * pp + p] = x[((n * g.c + c) * g.h + ih) * g.w + iw];
+                }
+            }
+        }
+    }
+    out
+}
+
+fn col2im_cpu<T: Float>(g: &Geometry, cols: &[T]) -> Vec<T> {
+    let (rows, pp) = (g.c * g.kk(), g.ho * g.wo);
+    let mut out = vec![T::zero(); g.n * g.c * g.h * g.w];
+    for n in 0..g.n {
+        for row in 0..rows {
+            for p in 0..pp {
+                if let Some((c, ih, iw)) = g.source(row, p) {
+                    out[((n * g.c + c) * g.h + ih) * g.w + iw] += cols[(n * rows + row) * pp + p];
+                }
+            }
+        }
+    }
+    out
+}
+
+fn run(x: &Tensor, g: Geometry, to_cols: bool) -> Tensor {
+    let out_shape = if to_cols {
+        g.cols_shape()
+    } else {
+        g.image_shape()
+    };
+    match x.device() {
+        Device::Cpu => {
+            let out = map_float!(&*x.cpu_data(), |v: T| if to_cols {
+                im2col_cpu(&g, v)
+            } else {
+                col2im_cpu(&g, v)
+            });
+            Tensor::from_cpu(out, out_shape)
+        }
+        Device::Gpu(ctx) => {
+            let n = shape::numel(&out_shape);
+            let out = gpu_alloc(ctx, n);
+            let k = if to_cols { IM2COL } else { COL2IM };
+            ctx.launch(k, &g.params(), &[x.gpu_buf(), &out], groups_1d(n));
+            Tensor::from_gpu(out, out_shape, x.dtype())
+        }
+    }
+}
+
+/// Unfolds image patches into columns `[N, C kh kw, Ho Wo]` (`torch.nn.functional.unfold`).
+pub fn im2col(x: &Tensor, g: Geometry) -> Result<Tensor> {
+    check_float("im2col", x)?;
+    if x.shape() != g.image_shape().as_slice() {
+        return shape_err(
+            "im2col",
+            format!(
+                "input {:?} does not match the geometry {:?}",
+                x.shape(),
+                g.image_shape()
+            ),
+        );
+    }
+    let y = run(x, g, true);
+    Ok(record(y, "im2col", &[x], move |grad| {
+        Ok(vec![Some(run(grad, g, false))])
+    }))
+}
+
+/// Folds columns back into images, summing overlaps (`torch.nn.functional.fold`).
+pub fn col2im(cols: &Tensor, g: Geometry) -> Result<Tensor> {
+    check_float("col2im", cols)?;
+    if cols.shape() != g.cols_shape().as_slice() {
+        return shape_err(
+            "col2im",
+            format!(
+                "columns {:?} do not match the geometry {:?}",
+                cols.shape(),
+                g.cols_shape()
+            ),
+        );
+    }
+    let y = run(cols, g, false);
+    Ok(record(y, "col2im", &[cols], move |grad| {
+        Ok(vec![Some(run(grad, g, true))])
+    }))
+}
+
+/// Options of a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvOptions {
+    /// Stride (rows, columns).
+    pub stride: (usize, usize),
+    /// Zero padding (rows, columns).
+    pub padding: (usize, usize),
+    /// Dilation (rows, columns).
+    pub dilation: (usize, usize),
+    /// Channel groups.
+    pub groups: usize,
+    /// Extra rows/columns on one side of a transposed convolution's output.
+    pub output_padding: (usize, usize),
+}
+
+impl Default for ConvOptions {
+    fn default() -> Self {
+        ConvOptions {
+            stride: (1, 1),
+            padding: (0, 0),
+            dilation: (1, 1),
+            groups: 1,
+            output_padding: (0, 0),
+        }
+    }
+}
+
+fn check_4d(op: &'static str, x: &Tensor, w: &Tensor) -> Result<()> {
+    check_pair(op, x, w)?;
+    if x.rank() != 4 || w.rank() != 4 {
+        return shape_err(
+            op,
+            format!(
+                "input {} and weight {} must both be 4-D (NCHW)",
+                shape::fmt(x.shape()),
+                shape::fmt(w.shape())
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn add_bias(y: Tensor, bias: Option<&Tensor>, channels: usize, op: &'static str) -> Result<Tensor> {
+    match bias {
+        None => Ok(y),
+        Some(b) => {
+            if b.shape() != [channels] {
+                return shape_err(op, format!("bias {:?} should be [{channels}]", b.shape()));
+            }
+            y.add(&b.reshape(&[channels, 1, 1])?)
+        }
+    }
+}
+
+/// 2-D convolution: input `[N, C, H, W]`, weight `[O, C / groups, kh, kw]`, bias `[O]`.
+pub fn conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    o: ConvOptions,
+) -> Result<Tensor> {
+    check_4d("conv2d", x, weight)?;
+    let [n, c, h, w] = [x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]];
+    let [oc, cg, kh, kw] = [
+        weight.shape()[0],
+        weight.shape()[1],
+        weight.shape()[2],
+        weight.shape()[3],
+    ];
+    let g = o.groups;
+    if g == 0 || c % g != 0 || oc % g != 0 || cg != c / g {
+        return shape_err(
+            "conv2d",
+            format!(
+                "input {} and weight {} with groups = {g}: expected weight [O, C / groups, kh, kw] with C and O divisible by groups",
+                shape::fmt(x.shape()),
+                shape::fmt(weight.shape())
+            ),
+        );
+    }
+    if [o.stride.0, o.stride.1, o.dilation.0, o.dilation.1, kh, kw].contains(&0) {
+        return arg_err(
+            "conv2d",
+            "kernel size, stride and dilation must be positive",
+        );
+    }
+    let (Some(ho), Some(wo)) = (
+        Geometry::out_size(h, kh, o.stride.0, o.padding.0, o.dilation.0),
+        Geometry::out_size(w, kw, o.stride.1, o.padding.1, o.dilation.1),
+    ) else {
+        return shape_err(
+            "conv2d",
+            format!(
+                "the {kh}x{kw} kernel (dilation {:?}) is larger than the padded input {}",
+                o.dilation,
+                shape::fmt(x.shape())
+            ),
+        );
+    };
+    let geo = Geometry {
+        n,
+        c,
+        h,
+        w,
+        ho,
+        wo,
+        k: (kh, kw),
+        stride: o.stride,
+        padding: o.padding,
+        dilation: o.dilation,
+    };
+    let kk = cg * kh * kw;
+    let cols = im2col(x, geo)?.reshape(&[n, g, kk, ho * wo])?;
+    let wm = weight.reshape(&[1, g, oc / g, kk])?;
+    let y = wm.matmul(&cols)?.reshape(&[n, oc, ho, wo])?;
+    add_bias(y, bias, oc, "conv2d")
+}
+
+/// Transposed 2-D convolution (`torch.nn.functional.conv_transpose2d`): input
+/// `[N, Cin, H, W]`, weight `[Cin, Cout / groups, kh, kw]`, bias `[Cout]`; the output
+/// has `(H - 1) stride - 2 padding + dilation (kh - 1) + output_padding + 1` rows.
+pub fn conv_transpose2d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    o: ConvOptions,
+) -> Result<Tensor> {
+    check_4d("conv_transpose2d", x, weight)?;
+    let [n, cin, h, w] = [x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]];
+    let [wc, cog, kh, kw] = [
+        weight.shape()[0],
+        weight.shape()[1],
+        weight.shape()[2],
+        weight.shape()[3],
+    ];
+    let g = o.groups;
+    if g == 0 || wc != cin || cin % g != 0 {
+        return shape_err(
+            "conv_transpose2d",
+            format!(
+                "input {} and weight {} with groups = {g}: expected weight [Cin, Cout / groups, kh, kw]",
+                shape::fmt(x.shape()),
+                shape::fmt(weight.shape())
+            ),
+        );
+    }
+    if o.output_padding.0 >= o.stride.0.max(o.dilation.0)
+        || o.output_padding.1 >= o.stride.1.max(o.dilation.1)
+    {
+        return arg_err(
+            "conv_transpose2d",
+            "output_padding must be smaller than stride or dilation",
+        );
+    }
+    let size = |i: usize, k: usize, s: usize, p: usize, d: usize, op: usize| {
+        ((i - 1) * s + d * (k - 1) + op + 1).checked_sub(2 * p)
+    };
+    let (Some(ho), Some(wo)) = (
+        size(
+            h,
+            kh,
+            o.stride.0,
+            o.padding.0,
+            o.dilation.0,
+            o.output_padding.0,
+        ),
+        size(
+            w,
+            kw,
+            o.stride.1,
+            o.padding.1,
+            o.dilation.1,
+            o.output_padding.1,
+        ),
+    ) else {
+        return shape_err("conv_transpose2d", "the padding removes the whole output");
+    };
+    let cout = cog * g;
+    let geo = Geometry {
+        n,
+        c: cout,
+        h: ho,
+        w: wo,
+        ho: h,
+        wo: w,
+        k: (kh, kw),
+        stride: o.stride,
+        padding: o.padding,
+        dilation: o.dilation,
+    };
+    let kk = cog * kh * kw;
+    let wt = weight.reshape(&[1, g, cin / g, kk])?.transpose(-1, -2)?;
+    let xs = x.reshape(&[n, g, cin / g, h * w])?;
+    let cols = wt.matmul(&xs)?.reshape(&[n, cout * kh * kw, h * w])?;
+    let y = col2im(&cols, geo)?;
+    add_bias(y, bias, cout, "conv_transpose2d")
+}
+
+impl Tensor {
+    /// 2-D convolution, see [`conv2d`].
+    pub fn conv2d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        options: ConvOptions,
+    ) -> Result<Tensor> {
+        conv2d(self, weight, bias, options)
+    }
+    /// Transposed 2-D convolution, see [`conv_transpose2d`].
+    pub fn conv_transpose2d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        options: ConvOptions,
+    ) -> Result<Tensor> {
+        conv_transpose2d(self, weight, bias, options)
+    }
+}
