@@ -48,8 +48,9 @@ pub mod prelude {
     pub use crate::device::Device;
     pub use crate::error::{Error, Result};
     pub use crate::nn::{
-        BCEWithLogitsLoss, CrossEntropyLoss, Dropout, LeakyReLU, Linear, MSELoss, Module,
-        NoisyReLU, PReLU, ReLU, Sequential, Sigmoid, Softplus, Tanh,
+        AdaptiveAvgPool2d, AvgPool2d, BCEWithLogitsLoss, BatchNorm1d, BatchNorm2d, Conv2d,
+        ConvTranspose2d, CrossEntropyLoss, Dropout, Flatten, LeakyReLU, Linear, MSELoss, MaxPool2d,
+        Module, NoisyReLU, PReLU, ReLU, Sequential, Sigmoid, Softplus, Tanh, Upsample,
     };
     pub use crate::optim::{Adam, AdamW, Optimizer, Sgd};
     pub use crate::tensor::{DType, Tensor};

@@ -38,6 +38,9 @@ fn a_hand_computed_convolution() {
     }
 }
 
+/// One op applied to the fixture's input.
+type OpUnderTest<'a> = Box<dyn Fn(&Tensor) -> Tensor + 'a>;
+
 fn fixture() -> Vec<(String, Tensor)> {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch_conv.safetensors");
@@ -57,7 +60,7 @@ fn convolutions_and_pooling_match_pytorch_forward_and_backward() {
                 .to(&dev)
                 .unwrap()
         };
-        let cases: Vec<(&str, Box<dyn Fn(&Tensor) -> Tensor>)> = vec![
+        let cases: Vec<(&str, OpUnderTest)> = vec![
             (
                 "conv",
                 Box::new(|x: &Tensor| {

@@ -1,8 +1,11 @@
 //! Data: the [`Dataset`] trait, an in-memory dataset, subsets and a seeded train/test
 //! split, a [`DataLoader`] that shuffles with a seed and delivers batches as tensors on
-//! the chosen device, the bundled digits, and one-hot and normalisation helpers.
+//! the chosen device, the bundled digits, an IDX reader with a Fashion-MNIST loader,
+//! and one-hot and normalisation helpers.
 
 pub mod digits;
+pub mod fashion_mnist;
+pub mod idx;
 
 use std::sync::Arc;
 

@@ -1,10 +1,14 @@
-//! Neural-network building blocks: the [`Module`] trait (`a = h(x; θ)`), parameters,
-//! `Sequential`, `Linear`, the lecture's activations, dropout, losses and initialisers.
-//! Parameter names follow PyTorch's `state_dict` (`0.weight`, `encoder.1.bias`) and
-//! weights use PyTorch's layouts (`Linear`: `[out, in]`).
+//! Neural-network building blocks: the [`Module`] trait (`a = h(x; θ)`), parameters and
+//! buffers, `Sequential`, `Linear`, the lecture's activations, dropout, batch
+//! normalisation, `Flatten`, losses and initialisers.
+//! Parameter names follow PyTorch's `state_dict` (`0.weight`, `encoder.1.bias`,
+//! `1.running_mean`) and weights use PyTorch's layouts (`Linear`: `[out, in]`).
 
 mod activation;
+mod batchnorm;
+mod conv;
 mod dropout;
+mod flatten;
 pub mod init;
 mod linear;
 mod loss;
@@ -13,7 +17,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 
 pub use activation::{Identity, LeakyReLU, NoisyReLU, PReLU, ReLU, Sigmoid, Softplus, Tanh};
+pub use batchnorm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormOptions};
+pub use conv::{AdaptiveAvgPool2d, AvgPool2d, Conv2d, ConvTranspose2d, MaxPool2d, Upsample};
 pub use dropout::Dropout;
+pub use flatten::Flatten;
 pub use linear::Linear;
 pub use loss::{BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, Reduction};
 
@@ -48,6 +55,34 @@ impl Parameter {
     }
 }
 
+/// A tensor a module keeps and saves but does not train (PyTorch's buffers: batch
+/// norm's running statistics). It never requires grad, optimizers never see it, and it
+/// moves with the module and is saved in its `state_dict`.
+pub struct Buffer(RwLock<Tensor>);
+
+impl std::fmt::Debug for Buffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Buffer({:?})", self.tensor())
+    }
+}
+
+impl Buffer {
+    /// Wraps `t` (detached; it does not require grad).
+    pub fn new(t: Tensor) -> Buffer {
+        Buffer(RwLock::new(t.detach()))
+    }
+
+    /// The current tensor (a handle sharing the buffer's storage).
+    pub fn tensor(&self) -> Tensor {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the tensor (used to move a module between devices).
+    pub fn replace(&self, t: Tensor) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = t.detach();
+    }
+}
+
 /// The train/eval switch of modules whose behaviour depends on it (dropout, noise).
 #[derive(Debug)]
 pub struct TrainFlag(AtomicBool);
@@ -70,8 +105,9 @@ impl TrainFlag {
 }
 
 /// A function `a = h(x; θ)` with parameters θ. Implement `forward`, plus
-/// `local_parameters` for parameters the module owns directly and `children` for the
-/// modules it is made of; naming, devices, modes and saving then work recursively.
+/// `local_parameters` for parameters the module owns directly, `local_buffers` for
+/// state it keeps but does not train, and `children` for the modules it is made of;
+/// naming, devices, modes and saving then work recursively.
 ///
 /// ```
 /// use wgrad::nn::{Linear, Module, ReLU};
@@ -102,6 +138,12 @@ pub trait Module: Send + Sync {
         Vec::new()
     }
 
+    /// Buffers this module owns directly, by local name (`running_mean`): saved and
+    /// moved with the module, never trained.
+    fn local_buffers(&self) -> Vec<(&'static str, &Buffer)> {
+        Vec::new()
+    }
+
     /// Sub-modules, by name (`0`, `encoder`).
     fn children(&self) -> Vec<(String, &dyn Module)> {
         Vec::new()
@@ -118,6 +160,24 @@ pub trait Module: Send + Sync {
         for (name, child) in self.children() {
             child.visit_parameters(&format!("{prefix}{name}."), f);
         }
+    }
+
+    /// Calls `f` on every buffer with its full dotted name, children first in order.
+    fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(String, &Buffer)) {
+        for (name, b) in self.local_buffers() {
+            f(format!("{prefix}{name}"), b);
+        }
+        for (name, child) in self.children() {
+            child.visit_buffers(&format!("{prefix}{name}."), f);
+        }
+    }
+
+    /// Every buffer with its `state_dict` name (`1.running_mean`). Not parameters:
+    /// optimizers built from [`Module::parameters`] never see these.
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        self.visit_buffers("", &mut |n, b| out.push((n, b.tensor())));
+        out
     }
 
     /// Every parameter with its `state_dict` name.
@@ -158,7 +218,8 @@ pub trait Module: Send + Sync {
         self.set_training(false)
     }
 
-    /// Moves every parameter to `device`. Build optimizers after moving, as in PyTorch.
+    /// Moves every parameter and buffer to `device`. Build optimizers after moving, as
+    /// in PyTorch.
     fn to_device(&self, device: &Device) -> Result<()> {
         let mut result = Ok(());
         self.visit_parameters("", &mut |_, p| {
@@ -169,21 +230,44 @@ pub trait Module: Send + Sync {
                 }
             }
         });
+        self.visit_buffers("", &mut |_, b| {
+            if result.is_ok() {
+                match b.tensor().to(device) {
+                    Ok(t) => b.replace(t),
+                    Err(e) => result = Err(e),
+                }
+            }
+        });
         result
     }
 
-    /// Copies of the parameters by name (PyTorch's `state_dict`).
-    fn state_dict(&self) -> Vec<(String, Tensor)> {
-        self.named_parameters()
-            .into_iter()
-            .map(|(n, t)| (n, t.detach()))
-            .collect()
+    /// Parameters and buffers by name, in PyTorch's `state_dict` order: each module's
+    /// parameters, then its buffers, then its children's entries.
+    fn visit_state(&self, prefix: &str, f: &mut dyn FnMut(String, Tensor)) {
+        for (name, p) in self.local_parameters() {
+            f(format!("{prefix}{name}"), p.tensor());
+        }
+        for (name, b) in self.local_buffers() {
+            f(format!("{prefix}{name}"), b.tensor());
+        }
+        for (name, child) in self.children() {
+            child.visit_state(&format!("{prefix}{name}."), f);
+        }
     }
 
-    /// Loads parameters by name. Every name must match, with the same shape and dtype,
-    /// or nothing is changed and the error lists what is wrong.
+    /// Copies of the parameters and buffers by name (PyTorch's `state_dict`, in its
+    /// order: each module's parameters, then its buffers, then its children's).
+    fn state_dict(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        self.visit_state("", &mut |n, t| out.push((n, t.detach())));
+        out
+    }
+
+    /// Loads parameters and buffers by name. Every name must match, with the same shape
+    /// and dtype, or nothing is changed and the error lists what is wrong.
     fn load_state_dict(&self, state: &[(String, Tensor)]) -> Result<()> {
-        let own = self.named_parameters();
+        let mut own = Vec::new();
+        self.visit_state("", &mut |n, t| own.push((n, t)));
         let mut problems = Vec::new();
         for (name, t) in &own {
             match state.iter().find(|(n, _)| n == name) {
@@ -226,6 +310,9 @@ impl<M: Module + ?Sized> Module for Box<M> {
     }
     fn local_parameters(&self) -> Vec<(&'static str, &Parameter)> {
         (**self).local_parameters()
+    }
+    fn local_buffers(&self) -> Vec<(&'static str, &Buffer)> {
+        (**self).local_buffers()
     }
     fn children(&self) -> Vec<(String, &dyn Module)> {
         (**self).children()

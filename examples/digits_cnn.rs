@@ -1,0 +1,167 @@
+//! A small convolutional network reads the bundled 8x8 handwritten digits:
+//!
+//! ```text
+//! [1, 8, 8] -> Conv2d(1, 16, 3, padding 1) -> ReLU -> Conv2d(16, 32, 3, padding 1) -> ReLU
+//!           -> MaxPool2d(2) -> Flatten -> Linear(512, 64) -> ReLU -> Dropout(0.25) -> Linear(64, 10)
+//! ```
+//!
+//! trained with Adam on four fifths of the images; the held-out fifth measures test
+//! accuracy after each epoch. Convolutions run as im2col + the tiled matrix product, on
+//! the CPU backend or the GPU.
+//!
+//! ```text
+//! cargo run --release --example digits_cnn -- --device cpu
+//! cargo run --release --example digits_cnn -- --device gpu --epochs 15
+//! ```
+//!
+//! It writes `out/digits_cnn_curves.png` (training loss and test accuracy per epoch).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Parser;
+use plotters::prelude::*;
+use wgrad::data::{make_batch, train_test_split, Dataset};
+use wgrad::nn::{Conv2d, Flatten, MaxPool2d};
+use wgrad::prelude::*;
+
+#[derive(Parser)]
+#[command(about = "A small CNN on the 8x8 digits")]
+struct Args {
+    #[command(flatten)]
+    common: common::CommonArgs,
+    /// Passes over the training images.
+    #[arg(long, default_value_t = 20)]
+    epochs: usize,
+    /// Adam's learning rate.
+    #[arg(long, default_value_t = 2e-3)]
+    lr: f32,
+    /// Images per step.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+}
+
+fn build_model(dev: &Device) -> Sequential {
+    Sequential::new()
+        .add(Conv2d::new(dev, 1, 16, 3).padding(1))
+        .add(ReLU)
+        .add(Conv2d::new(dev, 16, 32, 3).padding(1))
+        .add(ReLU)
+        .add(MaxPool2d::new(2))
+        .add(Flatten::default())
+        .add(Linear::new(dev, 32 * 4 * 4, 64))
+        .add(ReLU)
+        .add(Dropout::new(0.25))
+        .add(Linear::new(dev, 64, 10))
+}
+
+/// The flat 64-pixel rows as one-channel 8x8 images.
+fn images(x: &Tensor) -> Result<Tensor> {
+    x.reshape(&[x.shape()[0], 1, 8, 8])
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dev = args.common.device()?;
+    let seed = args.common.seed;
+
+    let digits: Arc<dyn Dataset> = Arc::new(wgrad::data::digits::load()?);
+    let (train, test) = train_test_split(digits, 0.2, seed)?;
+    let all: Vec<usize> = (0..test.len()).collect();
+    let test_batch = make_batch(&test, &all, &dev)?;
+    let test_x = images(&test_batch.x)?;
+    let mut loader = DataLoader::new(Arc::new(train), args.batch_size, &dev).shuffle(seed);
+
+    let model = build_model(&dev);
+    println!("model: {} parameters", model.num_parameters());
+    let mut opt = Adam::new(model.parameters(), args.lr);
+
+    let bar = common::progress((args.epochs * loader.len()) as u64, "training");
+    let (mut losses, mut accuracies) = (Vec::new(), Vec::new());
+    let start = Instant::now();
+    for epoch in 1..=args.epochs {
+        let mut loss_sum = Tensor::scalar(0.0, &dev)?;
+        let mut batches = 0;
+        for batch in loader.epoch() {
+            let batch = batch?;
+            let loss = model.forward(&images(&batch.x)?)?.cross_entropy(&batch.y)?;
+            opt.zero_grad();
+            loss.backward()?;
+            opt.step()?;
+            loss_sum = loss_sum.add(&loss.detach())?;
+            batches += 1;
+            bar.inc(1);
+        }
+        model.eval();
+        let acc = common::accuracy(&no_grad(|| model.forward(&test_x))?, &test_batch.y)?;
+        model.train();
+        let loss = loss_sum.item()? / batches as f64;
+        bar.set_message(format!(
+            "epoch {epoch}: loss {loss:.4}, test accuracy {:.1}%",
+            100.0 * acc
+        ));
+        losses.push(loss);
+        accuracies.push(acc);
+    }
+    bar.finish();
+    let secs = start.elapsed().as_secs_f64();
+    let acc = accuracies.last().copied().unwrap_or(0.0);
+    println!(
+        "trained {} epochs in {secs:.1} s ({:.1} s per epoch) on {}: test accuracy {:.2}%",
+        args.epochs,
+        secs / args.epochs.max(1) as f64,
+        dev.name(),
+        100.0 * acc
+    );
+
+    let png = common::out_dir()?.join("digits_cnn_curves.png");
+    common::register_font();
+    let root = BitMapBackend::new(&png, (900, 400)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(450);
+    let epochs = losses.len().max(1) as f64;
+    let top = losses.iter().copied().fold(1e-3, f64::max) * 1.05;
+    let mut chart = ChartBuilder::on(&left)
+        .caption("Training loss", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(1.0..epochs, 0.0..top)?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc("cross-entropy")
+        .draw()?;
+    chart.draw_series(LineSeries::new(
+        losses.iter().enumerate().map(|(i, &l)| (i as f64 + 1.0, l)),
+        BLUE.stroke_width(2),
+    ))?;
+    let mut chart = ChartBuilder::on(&right)
+        .caption("Test accuracy (%)", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(1.0..epochs, 80.0..100.0)?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc("accuracy (%)")
+        .draw()?;
+    chart.draw_series(LineSeries::new(
+        accuracies
+            .iter()
+            .enumerate()
+            .map(|(i, &a)| (i as f64 + 1.0, 100.0 * a)),
+        RED.stroke_width(2),
+    ))?;
+    root.present()?;
+    println!("wrote {}", png.display());
+    if acc < 0.98 {
+        println!(
+            "note: below the 98% this network usually reaches; try more --epochs or another --seed"
+        );
+    }
+    Ok(())
+}
