@@ -5,7 +5,7 @@
 //!           -> MaxPool2d(2) -> Flatten -> Linear(512, 64) -> ReLU -> Dropout(0.25) -> Linear(64, 10)
 //! ```
 //!
-//! trained with Adam on four fifths of the images; the held-out fifth measures test
+//! trained with Adam (learning rate annealed on a half cosine) on four fifths of the images; the held-out fifth measures test
 //! accuracy after each epoch. Convolutions run as im2col + the tiled matrix product, on
 //! the CPU backend or the GPU.
 //!
@@ -25,6 +25,7 @@ use clap::Parser;
 use plotters::prelude::*;
 use wgrad::data::{make_batch, train_test_split, Dataset};
 use wgrad::nn::{Conv2d, Flatten, MaxPool2d};
+use wgrad::optim::{CosineAnnealingLR, Scheduled};
 use wgrad::prelude::*;
 
 #[derive(Parser)]
@@ -33,7 +34,7 @@ struct Args {
     #[command(flatten)]
     common: common::CommonArgs,
     /// Passes over the training images.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 30)]
     epochs: usize,
     /// Adam's learning rate.
     #[arg(long, default_value_t = 2e-3)]
@@ -77,6 +78,12 @@ fn main() -> anyhow::Result<()> {
     let model = build_model(&dev);
     println!("model: {} parameters", model.num_parameters());
     let mut opt = Adam::new(model.parameters(), args.lr);
+    // The learning rate follows a half cosine down to 0 over the run.
+    let schedule = CosineAnnealingLR {
+        t_max: args.epochs,
+        eta_min: 0.0,
+    };
+    let mut schedule = Scheduled::new(schedule, &opt);
 
     let bar = common::progress((args.epochs * loader.len()) as u64, "training");
     let (mut losses, mut accuracies) = (Vec::new(), Vec::new());
@@ -94,6 +101,7 @@ fn main() -> anyhow::Result<()> {
             batches += 1;
             bar.inc(1);
         }
+        schedule.step(&mut opt);
         model.eval();
         let acc = common::accuracy(&no_grad(|| model.forward(&test_x))?, &test_batch.y)?;
         model.train();
