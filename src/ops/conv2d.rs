@@ -66,7 +66,7 @@ impl Geometry {
         self.k.0 * self.k.1
     }
     fn cols_shape(&self) -> Vec<usize> {
-        vec![self.n, self.c * self.kk(), self.ho * self.wo]
+        vec![self.c * self.kk(), self.n * self.ho * self.wo]
     }
     fn image_shape(&self) -> Vec<usize> {
         vec![self.n, self.c, self.h, self.w]
@@ -84,50 +84,50 @@ impl Geometry {
             .checked_sub(span)
             .map(|v| v / stride + 1)
     }
+}
 
-    /// Where column entry `(n, row, p)` reads the image, if inside it.
-    fn source(&self, row: usize, p: usize) -> Option<(usize, usize, usize)> {
-        let (c, k) = (row / self.kk(), row % self.kk());
-        let (ki, kj) = (k / self.k.1, k % self.k.1);
-        let ih = ((p / self.wo) * self.stride.0 + ki * self.dilation.0) as isize
-            - self.padding.0 as isize;
-        let iw = ((p % self.wo) * self.stride.1 + kj * self.dilation.1) as isize
-            - self.padding.1 as isize;
-        (ih >= 0 && iw >= 0 && (ih as usize) < self.h && (iw as usize) < self.w).then_some((
-            c,
-            ih as usize,
-            iw as usize,
-        ))
+/// Calls `f(column index, image index)` for every column entry that reads the image
+/// (entries reading padding are skipped), walking rows, then output positions, with
+/// incremental indices so the hot loop has no division.
+fn for_each_tap(g: &Geometry, mut f: impl FnMut(usize, usize)) {
+    let pp = g.ho * g.wo;
+    for n in 0..g.n {
+        for c in 0..g.c {
+            let plane = (n * g.c + c) * g.h * g.w;
+            for ki in 0..g.k.0 {
+                for kj in 0..g.k.1 {
+                    let row = (c * g.k.0 + ki) * g.k.1 + kj;
+                    let col_base = (row * g.n + n) * pp;
+                    for oh in 0..g.ho {
+                        let ih =
+                            (oh * g.stride.0 + ki * g.dilation.0) as isize - g.padding.0 as isize;
+                        if ih < 0 || ih as usize >= g.h {
+                            continue;
+                        }
+                        let img_row = plane + ih as usize * g.w;
+                        for ow in 0..g.wo {
+                            let iw = (ow * g.stride.1 + kj * g.dilation.1) as isize
+                                - g.padding.1 as isize;
+                            if iw >= 0 && (iw as usize) < g.w {
+                                f(col_base + oh * g.wo + ow, img_row + iw as usize);
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
 fn im2col_cpu<T: Float>(g: &Geometry, x: &[T]) -> Vec<T> {
-    let (rows, pp) = (g.c * g.kk(), g.ho * g.wo);
-    let mut out = vec![T::zero(); g.n * rows * pp];
-    for n in 0..g.n {
-        for row in 0..rows {
-            for p in 0..pp {
-                if let Some((c, ih, iw)) = g.source(row, p) {
-                    out[(n * rows + row) * pp + p] = x[((n * g.c + c) * g.h + ih) * g.w + iw];
-                }
-            }
-        }
-    }
+    let mut out = vec![T::zero(); g.n * g.c * g.kk() * g.ho * g.wo];
+    for_each_tap(g, |col, img| out[col] = x[img]);
     out
 }
 
 fn col2im_cpu<T: Float>(g: &Geometry, cols: &[T]) -> Vec<T> {
-    let (rows, pp) = (g.c * g.kk(), g.ho * g.wo);
     let mut out = vec![T::zero(); g.n * g.c * g.h * g.w];
-    for n in 0..g.n {
-        for row in 0..rows {
-            for p in 0..pp {
-                if let Some((c, ih, iw)) = g.source(row, p) {
-                    out[((n * g.c + c) * g.h + ih) * g.w + iw] += cols[(n * rows + row) * pp + p];
-                }
-            }
-        }
-    }
+    for_each_tap(g, |col, img| out[img] += cols[col]);
     out
 }
 
@@ -156,7 +156,8 @@ fn run(x: &Tensor, g: Geometry, to_cols: bool) -> Tensor {
     }
 }
 
-/// Unfolds image patches into columns `[N, C kh kw, Ho Wo]` (`torch.nn.functional.unfold`).
+/// Unfolds image patches into columns `[C kh kw, N Ho Wo]`: the batch side by side, so a
+/// convolution of the whole batch is one matrix product.
 pub fn im2col(x: &Tensor, g: Geometry) -> Result<Tensor> {
     check_float("im2col", x)?;
     if x.shape() != g.image_shape().as_slice() {
@@ -175,7 +176,7 @@ pub fn im2col(x: &Tensor, g: Geometry) -> Result<Tensor> {
     }))
 }
 
-/// Folds columns back into images, summing overlaps (`torch.nn.functional.fold`).
+/// Folds columns `[C kh kw, N Ho Wo]` back into images, summing overlaps.
 pub fn col2im(cols: &Tensor, g: Geometry) -> Result<Tensor> {
     check_float("col2im", cols)?;
     if cols.shape() != g.cols_shape().as_slice() {
@@ -306,10 +307,14 @@ pub fn conv2d(
         dilation: o.dilation,
     };
     let kk = cg * kh * kw;
-    let cols = im2col(x, geo)?.reshape(&[n, g, kk, ho * wo])?;
-    let wm = weight.reshape(&[1, g, oc / g, kk])?;
-    let y = wm.matmul(&cols)?.reshape(&[n, oc, ho, wo])?;
-    add_bias(y, bias, oc, "conv2d")
+    // One product per group for the whole batch: [O/g, kk] x [kk, N Ho Wo].
+    let cols = im2col(x, geo)?.reshape(&[g, kk, n * ho * wo])?;
+    let wm = weight.reshape(&[g, oc / g, kk])?;
+    let y = wm
+        .matmul(&cols)?
+        .reshape(&[oc, n, ho * wo])?
+        .permute(&[1, 0, 2])?;
+    add_bias(y.reshape(&[n, oc, ho, wo])?, bias, oc, "conv2d")
 }
 
 /// Transposed 2-D convolution (`torch.nn.functional.conv_transpose2d`): input
@@ -385,9 +390,13 @@ pub fn conv_transpose2d(
         dilation: o.dilation,
     };
     let kk = cog * kh * kw;
-    let wt = weight.reshape(&[1, g, cin / g, kk])?.transpose(-1, -2)?;
-    let xs = x.reshape(&[n, g, cin / g, h * w])?;
-    let cols = wt.matmul(&xs)?.reshape(&[n, cout * kh * kw, h * w])?;
+    // Columns [Cout kh kw, N H W] = W^T x, one product per group for the whole batch.
+    let wt = weight.reshape(&[g, cin / g, kk])?.transpose(-1, -2)?;
+    let xs = x
+        .reshape(&[n, cin, h * w])?
+        .permute(&[1, 0, 2])?
+        .reshape(&[g, cin / g, n * h * w])?;
+    let cols = wt.matmul(&xs)?.reshape(&[cout * kh * kw, n * h * w])?;
     let y = col2im(&cols, geo)?;
     add_bias(y, bias, cout, "conv_transpose2d")
 }

@@ -4,7 +4,7 @@
 //! the strided-copy and scatter kernels of `shaders/layout.wgsl`.
 
 use crate::autograd::record;
-use crate::backend::cpu::{map_float, strided_offset, CpuData};
+use crate::backend::cpu::{map_float, strided_offset, CpuData, StridedIter};
 use crate::backend::gpu::{Kernel, ShaderFile};
 use crate::device::Device;
 use crate::error::{arg_err, shape_err, Error, Result};
@@ -58,6 +58,15 @@ pub(crate) fn fill(shape: &[usize], dtype: DType, value: f64, device: &Device) -
     })
 }
 
+/// Rebuilds CPU data of any dtype by reading the offsets `src` yields, in order.
+fn cpu_gather(d: &CpuData, src: impl Iterator<Item = usize>) -> CpuData {
+    match d {
+        CpuData::F32(v) => CpuData::F32(src.map(|i| v[i]).collect()),
+        CpuData::F64(v) => CpuData::F64(src.map(|i| v[i]).collect()),
+        CpuData::U32(v) => CpuData::U32(src.map(|i| v[i]).collect()),
+    }
+}
+
 /// Rebuilds CPU data of any dtype by reading `src(i)` for each output element.
 fn cpu_remap(d: &CpuData, n: usize, src: impl Fn(usize) -> usize) -> CpuData {
     match d {
@@ -85,9 +94,8 @@ fn strided_copy(x: &Tensor, out_shape: &[usize], strides: &[usize], base: usize)
     let n = shape::numel(out_shape);
     match x.device() {
         Device::Cpu => {
-            let out = cpu_remap(&x.cpu_data(), n, |i| {
-                base + strided_offset(i, out_shape, strides)
-            });
+            let src = StridedIter::new(out_shape, strides).map(|o| base + o);
+            let out = cpu_gather(&x.cpu_data(), src);
             Tensor::from_cpu(out, out_shape.to_vec())
         }
         Device::Gpu(g) => {
@@ -123,11 +131,13 @@ fn strided_scatter(dst: &Tensor, src: &Tensor, strides: &[usize], base: usize) {
             let src_data = src.cpu_data();
             let mut d = s.write();
             let n = src.numel();
-            let at = |i| base + strided_offset(i, src.shape(), strides);
+            let at = StridedIter::new(src.shape(), strides)
+                .map(|o| base + o)
+                .take(n);
             match (&mut *d, &*src_data) {
-                (CpuData::F32(o), CpuData::F32(v)) => (0..n).for_each(|i| o[at(i)] = v[i]),
-                (CpuData::F64(o), CpuData::F64(v)) => (0..n).for_each(|i| o[at(i)] = v[i]),
-                (CpuData::U32(o), CpuData::U32(v)) => (0..n).for_each(|i| o[at(i)] = v[i]),
+                (CpuData::F32(o), CpuData::F32(v)) => at.zip(v).for_each(|(k, &x)| o[k] = x),
+                (CpuData::F64(o), CpuData::F64(v)) => at.zip(v).for_each(|(k, &x)| o[k] = x),
+                (CpuData::U32(o), CpuData::U32(v)) => at.zip(v).for_each(|(k, &x)| o[k] = x),
                 _ => unreachable!("scatter dtypes checked"),
             }
         }
