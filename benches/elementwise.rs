@@ -10,6 +10,8 @@
 //! Defaults: 10 samples, 1 s warm-up, 4 s measurement (overridable on the command
 //! line). Panics if wgpu finds no adapter.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
@@ -48,37 +50,6 @@ impl Op {
     }
 }
 
-/// True when criterion measures (`cargo bench`), false under `cargo test --benches`,
-/// `--list` or `--profile-time`, where the summary runs are skipped.
-fn measuring() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().any(|a| a == "--bench")
-        && !args
-            .iter()
-            .any(|a| a == "--test" || a == "--list" || a.starts_with("--profile-time"))
-}
-
-/// The default wgpu adapter, or a panic that says how to get one.
-fn gpu_device() -> Device {
-    Device::gpu().unwrap_or_else(|e| {
-        panic!(
-            "the elementwise benchmark needs a GPU adapter and wgpu found none ({e}). Install \
-             a Vulkan driver: on Debian/Ubuntu `apt-get install mesa-vulkan-drivers libvulkan1` \
-             provides lavapipe, a software Vulkan adapter."
-        )
-    })
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    let m = times.len() / 2;
-    if times.len() % 2 == 1 {
-        times[m]
-    } else {
-        (times[m - 1] + times[m]) / 2
-    }
-}
-
 /// One op, synced, timed. The result is dropped after the clock stops.
 fn timed_op(op: Op, x: &Tensor, y: &Tensor, dev: &Device) -> Duration {
     let start = Instant::now();
@@ -104,11 +75,11 @@ fn summary_median(op: Op, x: &Tensor, y: &Tensor, dev: &Device) -> (Duration, us
         times.push(timed_op(op, x, y, dev));
     }
     let runs = times.len();
-    (median(times), runs)
+    (common::median(times), runs)
 }
 
 fn main() {
-    let gpu = gpu_device();
+    let gpu = common::gpu_device("elementwise");
     let cpu = Device::cpu();
     println!("elementwise benchmark: n = {N} f32, cpu vs {}", gpu.name());
 
@@ -117,7 +88,7 @@ fn main() {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4))
         .configure_from_args();
-    let measure = measuring();
+    let measure = common::measuring();
     let mut summary = Vec::new();
     for op in [Op::Add, Op::Relu] {
         let mut group = c.benchmark_group(format!("elementwise/{}", op.label()));

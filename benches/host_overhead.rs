@@ -12,6 +12,8 @@
 //! per device, from its own timed runs measured separately from criterion's samples.
 //! Panics if wgpu finds no adapter.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
@@ -23,37 +25,6 @@ const OPS: usize = 1000;
 const LEN: usize = 64;
 /// Timed runs per device for the printed summary.
 const SUMMARY_RUNS: usize = 50;
-
-/// True when criterion measures (`cargo bench`), false under `cargo test --benches`,
-/// `--list` or `--profile-time`, where the summary runs are skipped.
-fn measuring() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().any(|a| a == "--bench")
-        && !args
-            .iter()
-            .any(|a| a == "--test" || a == "--list" || a.starts_with("--profile-time"))
-}
-
-/// The default wgpu adapter, or a panic that says how to get one.
-fn gpu_device() -> Device {
-    Device::gpu().unwrap_or_else(|e| {
-        panic!(
-            "the host_overhead benchmark needs a GPU adapter and wgpu found none ({e}). \
-             Install a Vulkan driver: on Debian/Ubuntu `apt-get install mesa-vulkan-drivers \
-             libvulkan1` provides lavapipe, a software Vulkan adapter."
-        )
-    })
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    let m = times.len() / 2;
-    if times.len() % 2 == 1 {
-        times[m]
-    } else {
-        (times[m - 1] + times[m]) / 2
-    }
-}
 
 /// Records [`OPS`] ops and returns the time spent recording them. Pending work is
 /// flushed before the clock starts and synced after it stops.
@@ -89,7 +60,7 @@ fn timed_chain(x: &Tensor, dev: &Device) -> Duration {
 }
 
 fn main() {
-    let gpu = gpu_device();
+    let gpu = common::gpu_device("host_overhead");
     let cpu = Device::cpu();
     println!(
         "host overhead benchmark: {OPS} ops on {LEN}-element tensors, {} vs cpu",
@@ -101,7 +72,7 @@ fn main() {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4))
         .configure_from_args();
-    let measure = measuring();
+    let measure = common::measuring();
     let mut summary = Vec::new();
     let mut group = c.benchmark_group("host_overhead");
     group.throughput(Throughput::Elements(OPS as u64));
@@ -122,7 +93,7 @@ fn main() {
                 timed_chain(&x, dev); // warm-up: pipelines, bind groups, pooled buffers
                 let times: Vec<Duration> =
                     (0..SUMMARY_RUNS).map(|_| timed_chain(&x, dev)).collect();
-                summary.push((dev.name(), median(times)));
+                summary.push((dev.name(), common::median(times)));
             }
             bench.iter_custom(|iters| (0..iters).map(|_| timed_chain(&x, dev)).sum());
         });

@@ -13,6 +13,8 @@
 //! lavapipe runs well under 1 GFLOP/s; `--sample-size`, `--warm-up-time` and
 //! `--measurement-time` override them. Panics if wgpu finds no adapter.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -54,42 +56,6 @@ impl Impl {
     }
 }
 
-/// True for `WGRAD_BENCH_QUICK=1` (any value but empty or `0`).
-fn quick() -> bool {
-    std::env::var("WGRAD_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-/// True when criterion measures (`cargo bench`), false under `cargo test --benches`,
-/// `--list` or `--profile-time`, where the summary runs are skipped.
-fn measuring() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().any(|a| a == "--bench")
-        && !args
-            .iter()
-            .any(|a| a == "--test" || a == "--list" || a.starts_with("--profile-time"))
-}
-
-/// The default wgpu adapter, or a panic that says how to get one.
-fn gpu_device() -> Device {
-    Device::gpu().unwrap_or_else(|e| {
-        panic!(
-            "the matmul benchmark needs a GPU adapter and wgpu found none ({e}). Install a \
-             Vulkan driver: on Debian/Ubuntu `apt-get install mesa-vulkan-drivers libvulkan1` \
-             provides lavapipe, a software Vulkan adapter."
-        )
-    })
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    let m = times.len() / 2;
-    if times.len() % 2 == 1 {
-        times[m]
-    } else {
-        (times[m - 1] + times[m]) / 2
-    }
-}
-
 /// One product, synced, timed. The result is dropped after the clock stops.
 fn timed_matmul(imp: Impl, a: &Tensor, b: &Tensor, dev: &Device) -> Duration {
     let start = Instant::now();
@@ -115,7 +81,7 @@ fn summary_median(imp: Impl, a: &Tensor, b: &Tensor, dev: &Device) -> (Duration,
         times.push(timed_matmul(imp, a, b, dev));
     }
     let runs = times.len();
-    (median(times), runs)
+    (common::median(times), runs)
 }
 
 fn gflops(n: usize, t: Duration) -> f64 {
@@ -127,7 +93,7 @@ type Summary = BTreeMap<usize, [Option<(f64, usize)>; 3]>;
 
 fn bench_matmul(c: &mut Criterion, gpu: &Device, sizes: &[usize], summary: &mut Summary) {
     let cpu = Device::cpu();
-    let measure = measuring();
+    let measure = common::measuring();
     for imp in Impl::ALL {
         let dev = if imp == Impl::Cpu { &cpu } else { gpu };
         let mut group = c.benchmark_group(format!("matmul/{}", imp.label()));
@@ -154,9 +120,13 @@ fn bench_matmul(c: &mut Criterion, gpu: &Device, sizes: &[usize], summary: &mut 
 }
 
 fn main() {
-    let gpu = gpu_device();
+    let gpu = common::gpu_device("matmul");
     let adapter = gpu.name();
-    let sizes: &[usize] = if quick() { &[256] } else { &[256, 512, 1024] };
+    let sizes: &[usize] = if common::quick() {
+        &[256]
+    } else {
+        &[256, 512, 1024]
+    };
     println!("matmul benchmark: cpu vs {adapter}; sizes {sizes:?}");
 
     let mut c = Criterion::default()

@@ -76,11 +76,7 @@ impl Module for Conv2d {
         x.conv2d(&self.weight.tensor(), b.as_ref(), self.options)
     }
     fn local_parameters(&self) -> Vec<(&'static str, &Parameter)> {
-        let mut v = vec![("weight", &self.weight)];
-        if let Some(b) = &self.bias {
-            v.push(("bias", b));
-        }
-        v
+        super::weight_and_bias(&self.weight, &self.bias)
     }
 }
 
@@ -157,11 +153,7 @@ impl Module for ConvTranspose2d {
         x.conv_transpose2d(&self.weight.tensor(), b.as_ref(), self.options)
     }
     fn local_parameters(&self) -> Vec<(&'static str, &Parameter)> {
-        let mut v = vec![("weight", &self.weight)];
-        if let Some(b) = &self.bias {
-            v.push(("bias", b));
-        }
-        v
+        super::weight_and_bias(&self.weight, &self.bias)
     }
 }
 

@@ -66,10 +66,6 @@ impl Module for Linear {
         }
     }
     fn local_parameters(&self) -> Vec<(&'static str, &Parameter)> {
-        let mut v = vec![("weight", &self.weight)];
-        if let Some(b) = &self.bias {
-            v.push(("bias", b));
-        }
-        v
+        super::weight_and_bias(&self.weight, &self.bias)
     }
 }

@@ -83,6 +83,19 @@ impl Buffer {
     }
 }
 
+/// `[("weight", w), ("bias", b)]`, the bias only if there is one: the parameters of
+/// `Linear` and the convolutions.
+pub(crate) fn weight_and_bias<'a>(
+    weight: &'a Parameter,
+    bias: &'a Option<Parameter>,
+) -> Vec<(&'static str, &'a Parameter)> {
+    let mut v = vec![("weight", weight)];
+    if let Some(b) = bias {
+        v.push(("bias", b));
+    }
+    v
+}
+
 /// The train/eval switch of modules whose behaviour depends on it (dropout, noise).
 #[derive(Debug)]
 pub struct TrainFlag(AtomicBool);
