@@ -3,6 +3,7 @@
 //! the chosen device, the bundled digits, an IDX reader with a Fashion-MNIST loader,
 //! and one-hot and normalisation helpers.
 
+pub mod augment;
 pub mod digits;
 pub mod fashion_mnist;
 pub mod idx;
@@ -227,6 +228,7 @@ pub struct DataLoader {
     drop_last: bool,
     device: Device,
     epoch: u64,
+    augment: Option<augment::Augment>,
 }
 
 impl DataLoader {
@@ -239,11 +241,18 @@ impl DataLoader {
             drop_last: false,
             device: device.clone(),
             epoch: 0,
+            augment: None,
         }
     }
     /// Shuffles every epoch with a generator seeded by `seed` and the epoch number.
     pub fn shuffle(mut self, seed: u64) -> DataLoader {
         self.shuffle_seed = Some(seed);
+        self
+    }
+    /// Augments every batch's inputs (NCHW images) with `aug`; the targets are untouched.
+    /// Batch `b` of epoch `e` uses step number `e * batches + b`, so runs repeat exactly.
+    pub fn augment(mut self, aug: augment::Augment) -> DataLoader {
+        self.augment = Some(aug);
         self
     }
     /// Drops a last batch smaller than `batch_size`.
@@ -277,12 +286,17 @@ impl DataLoader {
                 seed.wrapping_add(self.epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             ));
         }
+        let epoch = self.epoch;
         self.epoch += 1;
         let batches = self.len();
         let bs = self.batch_size;
         (0..batches).map(move |b| {
             let idx = &order[b * bs..((b + 1) * bs).min(order.len())];
-            make_batch(self.dataset.as_ref(), idx, &self.device)
+            let mut batch = make_batch(self.dataset.as_ref(), idx, &self.device)?;
+            if let Some(aug) = &self.augment {
+                batch.x = aug.apply(&batch.x, epoch * batches as u64 + b as u64)?;
+            }
+            Ok(batch)
         })
     }
 }

@@ -3,6 +3,7 @@
 //! into input gradients) and the values it saves. The WGSL lives in `shaders/<family>.wgsl`.
 //! [`registry`] lists every op so the gradient suite cannot miss one.
 
+pub mod augment;
 pub mod binary;
 pub mod conv2d;
 pub mod layout;
@@ -38,6 +39,7 @@ pub fn shader_sources() -> Vec<(&'static str, &'static str)> {
         optim::FILE,
         conv2d::FILE,
         pool2d::FILE,
+        augment::FILE,
     ]
     .iter()
     .map(|f| (f.name, f.source))

@@ -969,6 +969,46 @@ pub fn registry() -> Vec<OpEntry> {
         })
         .collect(),
     });
+    use crate::ops::augment::{geometric, ImageMove};
+    let mv = |r, c, h, v| ImageMove {
+        crop_row: r,
+        crop_col: c,
+        hflip: h,
+        vflip: v,
+    };
+    let geometric_cases: Vec<(&[usize], usize, (usize, usize), Vec<ImageMove>)> = vec![
+        (
+            &[2, 3, 5, 4],
+            1,
+            (5, 4),
+            vec![mv(1, 2, true, false), mv(0, 0, false, true)],
+        ),
+        (
+            &[3, 1, 6, 7],
+            2,
+            (3, 5),
+            vec![
+                mv(4, 0, true, true),
+                mv(0, 6, false, false),
+                mv(7, 3, false, true),
+            ],
+        ),
+    ];
+    ops.push(OpEntry {
+        name: "augment_geometric",
+        differentiable: false,
+        kernels: &["augment_geometric_fwd"],
+        cases: geometric_cases
+            .into_iter()
+            .map(|(x, pad, out, moves)| {
+                case(
+                    format!("{x:?} pad {pad} crop {out:?}"),
+                    vec![spec(x, Any)],
+                    move |t, _| geometric(&t[0], pad, out, &moves),
+                )
+            })
+            .collect(),
+    });
     ops.push(OpEntry {
         name: "rand",
         differentiable: false,
