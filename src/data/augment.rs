@@ -28,9 +28,10 @@ pub struct PcaColor {
 impl PcaColor {
     /// Fits the principal components of the RGB values of NCHW images (`C = 3`) given
     /// as a flat slice.
+    #[allow(clippy::needless_range_loop)]
     pub fn fit(images: &[f32], height: usize, width: usize, sigma: f32) -> Result<PcaColor> {
         let plane = height * width;
-        if plane == 0 || images.len() % (3 * plane) != 0 {
+        if plane == 0 || !images.len().is_multiple_of(3 * plane) {
             return arg_err(
                 "PcaColor::fit",
                 "expects whole RGB images (3 channels of height x width)",
@@ -71,6 +72,7 @@ impl PcaColor {
 }
 
 /// Eigenvalues and unit eigenvectors of a symmetric 3x3 matrix by Jacobi rotations.
+#[allow(clippy::needless_range_loop)] // index arithmetic reads as the textbook algorithm
 pub fn symmetric_eigen3(mut a: [[f64; 3]; 3]) -> ([f64; 3], [[f64; 3]; 3]) {
     let mut v = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
     for _ in 0..50 {

@@ -976,7 +976,8 @@ pub fn registry() -> Vec<OpEntry> {
         hflip: h,
         vflip: v,
     };
-    let geometric_cases: Vec<(&[usize], usize, (usize, usize), Vec<ImageMove>)> = vec![
+    type GeometricCase = (&'static [usize], usize, (usize, usize), Vec<ImageMove>);
+    let geometric_cases: Vec<GeometricCase> = vec![
         (
             &[2, 3, 5, 4],
             1,
