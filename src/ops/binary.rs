@@ -208,10 +208,27 @@ impl Broadcast {
         if a.len() == b.len() && self.sa == self.sb && a.len() == shape::numel(&self.out) {
             return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
         }
-        StridedIter::new(&self.out, &self.sa)
-            .zip(StridedIter::new(&self.out, &self.sb))
-            .map(|(ia, ib)| f(a[ia], b[ib]))
-            .collect()
+        let mut out = Vec::with_capacity(shape::numel(&self.out));
+        self.for_each_offset(|ia, ib| out.push(f(a[ia], b[ib])));
+        out
+    }
+
+    /// Calls `f(offset in a, offset in b)` for every output element in order: an
+    /// odometer over the merged outer dimensions and a plain loop over the innermost one
+    /// (where broadcasting a bias is a stride of 0).
+    fn for_each_offset(&self, mut f: impl FnMut(usize, usize)) {
+        let (out, sa, sb) = self.collapsed();
+        let Some((&inner, outer)) = out.split_last() else {
+            f(0, 0);
+            return;
+        };
+        let (ia, ib) = (sa[sa.len() - 1], sb[sb.len() - 1]);
+        let (oa, ob) = (&sa[..sa.len() - 1], &sb[..sb.len() - 1]);
+        for (base_a, base_b) in StridedIter::new(outer, oa).zip(StridedIter::new(outer, ob)) {
+            for k in 0..inner {
+                f(base_a + k * ia, base_b + k * ib);
+            }
+        }
     }
 }
 
@@ -306,11 +323,15 @@ fn backward_loop<T: Float>(
     b: &[T],
     g: &[T],
 ) -> (Vec<T>, Vec<T>) {
-    StridedIter::new(&geo.out, &geo.sa)
-        .zip(StridedIter::new(&geo.out, &geo.sb))
-        .zip(g)
-        .map(|((ia, ib), &gi)| op.backward(a[ia], b[ib], gi))
-        .unzip()
+    let (mut da, mut db) = (Vec::with_capacity(g.len()), Vec::with_capacity(g.len()));
+    let mut i = 0;
+    geo.for_each_offset(|ia, ib| {
+        let (x, y) = op.backward(a[ia], b[ib], g[i]);
+        da.push(x);
+        db.push(y);
+        i += 1;
+    });
+    (da, db)
 }
 
 const COMPARE: &Kernel = kernel!(FILE, "compare_fwd", [X0, X1, Y0]);
