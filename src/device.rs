@@ -169,7 +169,10 @@ impl Device {
     }
 
     /// Restarts this device's random generator from `seed`. The CPU and a GPU seeded
-    /// alike draw the same numbers.
+    /// alike draw the same numbers. Each device has one generator for the whole process
+    /// (the CPU's is shared by all threads, as in PyTorch): threads that draw from the
+    /// same device concurrently interleave their draws, so a run that must repeat
+    /// exactly draws from one thread, or uses explicit seeds (`Tensor::rand_seeded`).
     pub fn manual_seed(&self, seed: u64) {
         self.rng().reseed(seed)
     }

@@ -38,6 +38,7 @@ fn fixture(name: &str) -> PathBuf {
 
 #[test]
 fn a_sequential_saves_with_pytorch_key_names_and_layouts() {
+    let _serial = common::exclusive();
     let dev = Device::cpu();
     let m = mlp(&dev);
     let path = tmp("names.safetensors");
@@ -60,6 +61,7 @@ fn a_sequential_saves_with_pytorch_key_names_and_layouts() {
 
 #[test]
 fn a_round_trip_restores_the_same_function_on_both_devices() {
+    let _serial = common::exclusive();
     for dev in common::devices() {
         dev.manual_seed(1);
         let a = mlp(&dev);
@@ -78,6 +80,7 @@ fn a_round_trip_restores_the_same_function_on_both_devices() {
 
 #[test]
 fn a_file_written_by_pytorch_loads_and_gives_pytorchs_outputs() {
+    let _serial = common::exclusive();
     // tests/fixtures/make_torch_fixture.py wrote these with torch 2 and safetensors.
     for dev in common::devices() {
         let m = mlp(&dev);
@@ -107,6 +110,7 @@ fn assert_rejected(m: &Sequential, path: &std::path::Path, needle: &str) {
 
 #[test]
 fn every_bad_file_is_a_clear_error_and_leaves_the_model_unchanged() {
+    let _serial = common::exclusive();
     let dev = Device::cpu();
     let m = mlp(&dev);
     let good = tmp("good.safetensors");

@@ -75,6 +75,7 @@ fn every_module_matches_the_cpu_on_the_gpu_forward_and_backward() {
 
 #[test]
 fn nested_modules_get_pytorch_state_dict_names() {
+    let _serial = common::exclusive();
     struct AutoEncoder {
         encoder: Sequential,
         decoder: Sequential,
@@ -115,6 +116,7 @@ fn nested_modules_get_pytorch_state_dict_names() {
 
 #[test]
 fn eval_mode_turns_dropout_and_noise_off() {
+    let _serial = common::exclusive();
     let dev = Device::cpu();
     let m = Sequential::new()
         .add(Dropout::new(0.5))
@@ -143,6 +145,7 @@ fn eval_mode_turns_dropout_and_noise_off() {
 
 #[test]
 fn linear_uses_pytorchs_layout_and_initialisation_bounds() {
+    let _serial = common::exclusive();
     let dev = Device::cpu();
     let l = Linear::new(&dev, 100, 7);
     assert_eq!(l.weight.tensor().shape(), &[7, 100]);
@@ -188,6 +191,7 @@ fn a_module_moves_between_devices() {
 
 #[test]
 fn init_helpers_follow_pytorchs_formulas() {
+    let _serial = common::exclusive();
     let dev = Device::cpu();
     assert_eq!(init::fans(&[16, 3, 3, 3]), (27, 144));
     let w = init::kaiming_normal(&[256, 512], &dev)
