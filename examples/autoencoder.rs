@@ -128,11 +128,6 @@ fn bottleneck_autoencoder(dev: &Device) -> AutoEncoder {
     }
 }
 
-/// The flat 64-pixel rows as one-channel 8x8 images.
-fn images(x: &Tensor) -> Result<Tensor> {
-    x.reshape(&[x.shape()[0], 1, 8, 8])
-}
-
 /// Trains `model` to reproduce its input, printing the train and test losses per epoch.
 /// Returns the final (train, test) loss.
 fn train(
@@ -152,7 +147,7 @@ fn train(
         let mut loss_sum = Tensor::scalar(0.0, dev)?;
         let mut seen = 0usize;
         for batch in loader.epoch() {
-            let x = images(&batch?.x)?;
+            let x = common::digit_images(&batch?.x)?;
             let n = x.shape()[0];
             let loss = model.forward(&x)?.mse_loss(&x)?;
             opt.zero_grad();
@@ -304,7 +299,7 @@ fn main() -> anyhow::Result<()> {
     let (train_set, test_set) = train_test_split(digits, 0.2, seed)?;
     let all: Vec<usize> = (0..test_set.len()).collect();
     let test_batch = make_batch(&test_set, &all, &dev)?;
-    let test_x = images(&test_batch.x)?;
+    let test_x = common::digit_images(&test_batch.x)?;
     let mut loader = DataLoader::new(Arc::new(train_set), args.batch_size, &dev).shuffle(seed);
     println!(
         "{} training and {} test digits",

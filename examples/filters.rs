@@ -27,7 +27,6 @@ use clap::Parser;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use wgrad::data::{make_batch, train_test_split, Dataset};
-use wgrad::nn::{Conv2d, Flatten, MaxPool2d};
 use wgrad::optim::{CosineAnnealingLR, Scheduled};
 use wgrad::prelude::*;
 
@@ -48,26 +47,6 @@ struct Args {
     /// Which test digit's feature maps to draw.
     #[arg(long, default_value_t = 0)]
     index: usize,
-}
-
-/// The network of `digits_cnn`.
-fn build_model(dev: &Device) -> Sequential {
-    Sequential::new()
-        .add(Conv2d::new(dev, 1, 16, 3).padding(1))
-        .add(ReLU)
-        .add(Conv2d::new(dev, 16, 32, 3).padding(1))
-        .add(ReLU)
-        .add(MaxPool2d::new(2))
-        .add(Flatten::default())
-        .add(Linear::new(dev, 32 * 4 * 4, 64))
-        .add(ReLU)
-        .add(Dropout::new(0.25))
-        .add(Linear::new(dev, 64, 10))
-}
-
-/// The flat 64-pixel rows as one-channel 8x8 images.
-fn images(x: &Tensor) -> Result<Tensor> {
-    x.reshape(&[x.shape()[0], 1, 8, 8])
 }
 
 /// Draws an `h x w` image (row-major `values`) with its top-left corner at `(x0, y0)`,
@@ -218,10 +197,10 @@ fn main() -> anyhow::Result<()> {
     let (train, test) = train_test_split(digits, 0.2, seed)?;
     let all: Vec<usize> = (0..test.len()).collect();
     let test_batch = make_batch(&test, &all, &dev)?;
-    let test_x = images(&test_batch.x)?;
+    let test_x = common::digit_images(&test_batch.x)?;
     let mut loader = DataLoader::new(Arc::new(train), args.batch_size, &dev).shuffle(seed);
 
-    let model = build_model(&dev);
+    let model = common::digits_cnn(&dev);
     println!("model: {} parameters", model.num_parameters());
     let mut opt = Adam::new(model.parameters(), args.lr);
     let schedule = CosineAnnealingLR {
@@ -236,7 +215,9 @@ fn main() -> anyhow::Result<()> {
         let mut batches = 0;
         for batch in loader.epoch() {
             let batch = batch?;
-            let loss = model.forward(&images(&batch.x)?)?.cross_entropy(&batch.y)?;
+            let loss = model
+                .forward(&common::digit_images(&batch.x)?)?
+                .cross_entropy(&batch.y)?;
             opt.zero_grad();
             loss.backward()?;
             opt.step()?;

@@ -73,3 +73,24 @@ pub fn accuracy(logits: &Tensor, labels: &Tensor) -> anyhow::Result<f64> {
     let right = pred.iter().zip(&want).filter(|(p, w)| p == w).count();
     Ok(right as f64 / want.len().max(1) as f64)
 }
+
+/// The small CNN of `digits_cnn` (and `filters`): two 3x3 convolutions, a max pool and
+/// two linear layers, for 8x8 one-channel digits.
+pub fn digits_cnn(dev: &Device) -> Sequential {
+    Sequential::new()
+        .add(Conv2d::new(dev, 1, 16, 3).padding(1))
+        .add(ReLU)
+        .add(Conv2d::new(dev, 16, 32, 3).padding(1))
+        .add(ReLU)
+        .add(MaxPool2d::new(2))
+        .add(Flatten::default())
+        .add(Linear::new(dev, 32 * 4 * 4, 64))
+        .add(ReLU)
+        .add(Dropout::new(0.25))
+        .add(Linear::new(dev, 64, 10))
+}
+
+/// The digits' flat 64-pixel rows as one-channel 8x8 images.
+pub fn digit_images(x: &Tensor) -> wgrad::Result<Tensor> {
+    x.reshape(&[x.shape()[0], 1, 8, 8])
+}

@@ -24,10 +24,24 @@ pub trait Optimizer {
     fn params(&self) -> &[Tensor];
 }
 
-fn zero_all(params: &[Tensor]) {
-    for p in params {
-        p.zero_grad();
-    }
+/// The `Optimizer` methods every optimizer with `params` and `lr` fields shares.
+macro_rules! shared_optimizer_methods {
+    () => {
+        fn zero_grad(&self) {
+            for p in &self.params {
+                p.zero_grad();
+            }
+        }
+        fn lr(&self) -> f32 {
+            self.lr
+        }
+        fn set_lr(&mut self, lr: f32) {
+            self.lr = lr
+        }
+        fn params(&self) -> &[Tensor] {
+            &self.params
+        }
+    };
 }
 
 /// Stochastic gradient descent, as `torch.optim.SGD`.
@@ -132,18 +146,7 @@ impl Optimizer for Sgd {
         }
         Ok(())
     }
-    fn zero_grad(&self) {
-        zero_all(&self.params)
-    }
-    fn lr(&self) -> f32 {
-        self.lr
-    }
-    fn set_lr(&mut self, lr: f32) {
-        self.lr = lr
-    }
-    fn params(&self) -> &[Tensor] {
-        &self.params
-    }
+    shared_optimizer_methods!();
 }
 
 /// Adam (`torch.optim.Adam`) or, with decoupled weight decay, AdamW.
@@ -227,18 +230,7 @@ impl Optimizer for Adam {
         }
         Ok(())
     }
-    fn zero_grad(&self) {
-        zero_all(&self.params)
-    }
-    fn lr(&self) -> f32 {
-        self.lr
-    }
-    fn set_lr(&mut self, lr: f32) {
-        self.lr = lr
-    }
-    fn params(&self) -> &[Tensor] {
-        &self.params
-    }
+    shared_optimizer_methods!();
 }
 
 /// Scales all gradients so that their global L2 norm is at most `max_norm`, as
