@@ -4,8 +4,8 @@
 // is im2col's backward.
 // Geometry: P[0] = N, P[1] = C, P[2] = H, P[3] = W, P[4] = Ho, P[5] = Wo, P[6] = kh,
 // P[7] = kw, P[8] = sh, P[9] = sw, P[10] = ph, P[11] = pw, P[12] = dh, P[13] = dw.
-// Columns are laid out [C * kh * kw, N * Ho * Wo] (row c * kh * kw + ki * kw + kj, column
-// n * Ho * Wo + p), so a whole batch convolves in one matrix product.
+// Columns are laid out [N, C * kh * kw, Ho * Wo] (row c * kh * kw + ki * kw + kj, column
+// p = oh * Wo + ow), one matrix per image, so the batched matmul's result is NCHW.
 
 // cols[n, c k, p] = x[n, c, oh sh + ki dh - ph, ow sw + kj dw - pw], 0 outside.
 @compute @workgroup_size(256)
@@ -15,10 +15,9 @@ fn im2col_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let pp = P[4] * P[5];
     let total = P[0] * P[1] * kk * pp;
     if (i >= total) { return; }
-    let col = i % (P[0] * pp);
-    let row = i / (P[0] * pp);
-    let p = col % pp;
-    let n = col / pp;
+    let p = i % pp;
+    let row = (i / pp) % (P[1] * kk);
+    let n = i / (pp * P[1] * kk);
     let c = row / kk;
     let k = row % kk;
     let ki = k / P[7];
@@ -56,7 +55,7 @@ fn col2im_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
             if (ow_num < 0 || u32(ow_num) % P[9] != 0u) { continue; }
             let ow = u32(ow_num) / P[9];
             if (ow >= P[5]) { continue; }
-            acc = acc + x0[((c * kk + ki * P[7] + kj) * P[0] + n) * pp + oh * P[5] + ow];
+            acc = acc + x0[((n * P[1] + c) * kk + ki * P[7] + kj) * pp + oh * P[5] + ow];
         }
     }
     y0[i] = acc;

@@ -160,6 +160,22 @@ impl Device {
         }
     }
 
+    /// Frees the memory this device keeps for reuse (like `torch.cuda.empty_cache`): the
+    /// CPU's pool of freed host buffers, or a GPU's pool of free buffers. Tensors still
+    /// alive are untouched; later ops allocate afresh.
+    pub fn empty_cache(&self) {
+        match self {
+            Device::Cpu => crate::backend::cpu::pool::clear(),
+            Device::Gpu(g) => g.trim(),
+        }
+    }
+
+    /// Bytes of freed CPU tensor buffers kept for reuse (at most 512 MiB; see
+    /// [`Device::empty_cache`]).
+    pub fn cpu_cached_bytes() -> usize {
+        crate::backend::cpu::pool::pooled_bytes()
+    }
+
     /// Submits pending GPU work and waits for it (nothing to do on the CPU).
     pub fn sync(&self) -> Result<()> {
         match self {

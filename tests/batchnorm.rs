@@ -607,3 +607,68 @@ fn flatten_keeps_the_batch_dimension_like_torch() {
         assert_eq!(net.forward(&x).unwrap().shape(), &[2, 2]);
     }
 }
+
+/// PyTorch's own BatchNorm2d state (num_batches_tracked stored as int64) loads, and the
+/// layer then gives PyTorch's eval and train outputs and running statistics, on each
+/// device (`tests/fixtures/make_torch_bn_fixture.py` wrote the file).
+#[test]
+fn a_pytorch_batchnorm_state_dict_loads_and_matches_its_outputs() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/torch_bn.safetensors");
+    for dev in common::devices() {
+        let file = wgrad::io::read_safetensors(&path, &dev).unwrap();
+        let get = |name: &str| {
+            file.iter()
+                .find(|(n, _)| n == name)
+                .unwrap_or_else(|| panic!("{name} missing"))
+                .1
+                .clone()
+        };
+        assert_eq!(get("bn.num_batches_tracked").dtype(), DType::U32);
+        let state: Vec<(String, Tensor)> = file
+            .iter()
+            .filter_map(|(n, t)| n.strip_prefix("bn.").map(|k| (k.to_string(), t.clone())))
+            .collect();
+        let bn = BatchNorm2d::with_options(
+            &dev,
+            3,
+            BatchNormOptions {
+                momentum: 0.2,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        bn.load_state_dict(&state).unwrap();
+        assert_eq!(bn.num_batches_tracked().to_vec::<f32>().unwrap(), vec![3.0]);
+        let x = get("x");
+        bn.eval();
+        let y = bn.forward(&x).unwrap();
+        common::assert_close(
+            &y.to_vec::<f32>().unwrap(),
+            &get("eval_out").to_vec::<f32>().unwrap(),
+            1e-5,
+            "eval output",
+        );
+        bn.train();
+        let y = bn.forward(&x).unwrap();
+        common::assert_close(
+            &y.to_vec::<f32>().unwrap(),
+            &get("train_out").to_vec::<f32>().unwrap(),
+            1e-5,
+            "train output",
+        );
+        common::assert_close(
+            &bn.running_mean().to_vec::<f32>().unwrap(),
+            &get("running_mean_after").to_vec::<f32>().unwrap(),
+            1e-5,
+            "running mean",
+        );
+        common::assert_close(
+            &bn.running_var().to_vec::<f32>().unwrap(),
+            &get("running_var_after").to_vec::<f32>().unwrap(),
+            1e-5,
+            "running var",
+        );
+        assert_eq!(bn.num_batches_tracked().to_vec::<f32>().unwrap(), vec![4.0]);
+    }
+}

@@ -57,7 +57,9 @@ pub fn write_safetensors(tensors: &[(String, Tensor)], path: impl AsRef<Path>) -
 }
 
 /// Reads every tensor of a safetensors file onto `device`, in the file's order of names.
-/// Element types other than `F32`, `F64` and `U32` are an error.
+/// `F32`, `F64` and `U32` load as they are; signed integers (`I64`, `I32`: PyTorch's
+/// `num_batches_tracked` counters and index tensors) load as `U32` when every value fits
+/// `0..2^32`, else they are an error, as are other element types.
 pub fn read_safetensors(path: impl AsRef<Path>, device: &Device) -> Result<Vec<(String, Tensor)>> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
@@ -87,10 +89,34 @@ pub fn read_safetensors(path: impl AsRef<Path>, device: &Device) -> Result<Vec<(
                 &shape,
                 device,
             )?,
+            Dtype::I64 | Dtype::I32 => {
+                let values: Vec<i64> = if v.dtype() == Dtype::I64 {
+                    bytemuck::pod_collect_to_vec::<u8, i64>(v.data())
+                } else {
+                    bytemuck::pod_collect_to_vec::<u8, i32>(v.data())
+                        .into_iter()
+                        .map(i64::from)
+                        .collect()
+                };
+                let narrowed: Option<Vec<u32>> =
+                    values.iter().map(|&x| u32::try_from(x).ok()).collect();
+                let Some(narrowed) = narrowed else {
+                    return Err(format_err(
+                        path,
+                        format!(
+                            "tensor {name} ({:?}) has values outside 0..2^32, which wgrad's U32 cannot hold",
+                            v.dtype()
+                        ),
+                    ));
+                };
+                Tensor::from_vec(narrowed, &shape, device)?
+            }
             other => {
                 return Err(format_err(
                     path,
-                    format!("tensor {name} has dtype {other:?}; wgrad reads F32, F64 and U32"),
+                    format!(
+                        "tensor {name} has dtype {other:?}; wgrad reads F32, F64, U32, and I64/I32 that fit U32"
+                    ),
                 ))
             }
         };

@@ -277,7 +277,9 @@ pub trait Module: Send + Sync {
     }
 
     /// Loads parameters and buffers by name. Every name must match, with the same shape
-    /// and dtype, or nothing is changed and the error lists what is wrong.
+    /// and dtype, or nothing is changed and the error lists what is wrong. The one
+    /// conversion: an integer counter (PyTorch's `int64` `num_batches_tracked`) loads
+    /// into this crate's `f32` counter when it is exact in `f32`.
     fn load_state_dict(&self, state: &[(String, Tensor)]) -> Result<()> {
         let mut own = Vec::new();
         self.visit_state("", &mut |n, t| own.push((n, t)));
@@ -290,11 +292,13 @@ pub trait Module: Send + Sync {
                     s.shape(),
                     t.shape()
                 )),
-                Some((_, s)) if s.dtype() != t.dtype() => problems.push(format!(
-                    "{name}: dtype {:?} in the file, {:?} in the model",
-                    s.dtype(),
-                    t.dtype()
-                )),
+                Some((_, s)) if s.dtype() != t.dtype() && !counter_fits(s, t) => {
+                    problems.push(format!(
+                        "{name}: dtype {:?} in the file, {:?} in the model",
+                        s.dtype(),
+                        t.dtype()
+                    ))
+                }
                 Some(_) => {}
             }
         }
@@ -311,10 +315,25 @@ pub trait Module: Send + Sync {
                 .iter()
                 .find(|(n, _)| n == name)
                 .expect("checked above");
+            let s = if s.dtype() == t.dtype() {
+                s.clone()
+            } else {
+                s.to(&Device::Cpu)?.to_dtype(t.dtype())?
+            };
             t.copy_from(&s.to(t.device())?)?;
         }
         Ok(())
     }
+}
+
+/// An integer file tensor (PyTorch's `int64` `num_batches_tracked`, read as `U32`) may
+/// load into an `F32` model tensor when every value is exact in `f32` (at most 2^24).
+fn counter_fits(file: &Tensor, model: &Tensor) -> bool {
+    file.dtype() == crate::DType::U32
+        && model.dtype() == crate::DType::F32
+        && file
+            .to_vec::<u32>()
+            .is_ok_and(|v| v.iter().all(|&x| x <= 1 << 24))
 }
 
 impl<M: Module + ?Sized> Module for Box<M> {

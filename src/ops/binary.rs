@@ -4,6 +4,7 @@
 //! broadcast dimensions. Each op saves both inputs.
 
 use crate::autograd::record;
+use crate::backend::cpu::pool::{self, CollectPooled};
 use crate::backend::cpu::{map_float2, CpuData, Float, StridedIter};
 use crate::backend::gpu::{Kernel, ShaderFile};
 use crate::device::Device;
@@ -206,10 +207,37 @@ impl Broadcast {
 
     fn map<T: Float>(&self, a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> Vec<T> {
         if a.len() == b.len() && self.sa == self.sb && a.len() == shape::numel(&self.out) {
-            return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+            return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect_pooled();
         }
-        let mut out = Vec::with_capacity(shape::numel(&self.out));
-        self.for_each_offset(|ia, ib| out.push(f(a[ia], b[ib])));
+        let mut out = pool::with_capacity(shape::numel(&self.out));
+        let (shape, sa, sb) = self.collapsed();
+        let Some((&inner, outer)) = shape.split_last() else {
+            out.push(f(a[0], b[0]));
+            return out;
+        };
+        let (ia, ib) = (sa[sa.len() - 1], sb[sb.len() - 1]);
+        let (oa, ob) = (&sa[..sa.len() - 1], &sb[..sb.len() - 1]);
+        // Runs along the innermost dimension as slice loops (they vectorise): both inputs
+        // contiguous, or one of them broadcast (a bias).
+        for (base_a, base_b) in StridedIter::new(outer, oa).zip(StridedIter::new(outer, ob)) {
+            match (ia, ib) {
+                (1, 1) => out.extend(
+                    a[base_a..base_a + inner]
+                        .iter()
+                        .zip(&b[base_b..base_b + inner])
+                        .map(|(&x, &y)| f(x, y)),
+                ),
+                (1, 0) => {
+                    let y = b[base_b];
+                    out.extend(a[base_a..base_a + inner].iter().map(|&x| f(x, y)));
+                }
+                (0, 1) => {
+                    let x = a[base_a];
+                    out.extend(b[base_b..base_b + inner].iter().map(|&y| f(x, y)));
+                }
+                _ => out.extend((0..inner).map(|k| f(a[base_a + k * ia], b[base_b + k * ib]))),
+            }
+        }
         out
     }
 
@@ -238,11 +266,14 @@ pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
     let geo = Broadcast::new(op.name(), a.shape(), b.shape())?;
     let y = match a.device() {
         Device::Cpu => {
-            let out = map_float2!(&*a.cpu_data(), &*b.cpu_data(), |av, bv: T| geo.map(
-                av,
-                bv,
-                |x, y| op.forward::<T>(x, y)
-            ));
+            // The common ops get their own loops: a generic one would match on the op
+            // per element.
+            let out = map_float2!(&*a.cpu_data(), &*b.cpu_data(), |av, bv: T| match op {
+                BinaryOp::Add => geo.map(av, bv, |x, y| x + y),
+                BinaryOp::Sub => geo.map(av, bv, |x, y| x - y),
+                BinaryOp::Mul => geo.map(av, bv, |x, y| x * y),
+                _ => geo.map(av, bv, |x, y| op.forward::<T>(x, y)),
+            });
             Tensor::from_cpu(out, geo.out.clone())
         }
         Device::Gpu(g) => {
@@ -323,7 +354,7 @@ fn backward_loop<T: Float>(
     b: &[T],
     g: &[T],
 ) -> (Vec<T>, Vec<T>) {
-    let (mut da, mut db) = (Vec::with_capacity(g.len()), Vec::with_capacity(g.len()));
+    let (mut da, mut db) = (pool::with_capacity(g.len()), pool::with_capacity(g.len()));
     let mut i = 0;
     geo.for_each_offset(|ia, ib| {
         let (x, y) = op.backward(a[ia], b[ib], g[i]);

@@ -5,6 +5,7 @@
 
 use crate::autograd::record;
 use crate::backend::cpu::{map_float, Float};
+use crate::backend::cpu::{parallel, pool};
 use crate::backend::gpu::{Kernel, ShaderFile};
 use crate::device::Device;
 use crate::error::{arg_err, shape_err, Result};
@@ -66,7 +67,7 @@ impl Geometry {
         self.k.0 * self.k.1
     }
     fn cols_shape(&self) -> Vec<usize> {
-        vec![self.c * self.kk(), self.n * self.ho * self.wo]
+        vec![self.n, self.c * self.kk(), self.ho * self.wo]
     }
     fn image_shape(&self) -> Vec<usize> {
         vec![self.n, self.c, self.h, self.w]
@@ -86,33 +87,53 @@ impl Geometry {
     }
 }
 
-/// Calls `f(column index, image index)` for every column entry that reads the image
-/// (entries reading padding are skipped), walking rows, then output positions, with
-/// incremental indices so the hot loop has no division.
-fn for_each_tap(g: &Geometry, mut f: impl FnMut(usize, usize)) {
+/// The output columns `ow` whose tap `kj` reads inside the image (not padding), as a
+/// half-open range.
+fn valid_outputs(
+    out: usize,
+    size: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    dil: usize,
+) -> (usize, usize) {
+    let shift = k * dil;
+    // ow stride + shift - pad must lie in [0, size).
+    let lo = pad.saturating_sub(shift).div_ceil(stride);
+    let hi = if size + pad > shift {
+        ((size + pad - shift - 1) / stride + 1).min(out)
+    } else {
+        0
+    };
+    (lo.min(hi), hi)
+}
+
+/// Calls `f(first column index, first image index, length)` for every run of column
+/// entries that read the image (entries reading padding are skipped): within a run the
+/// column index steps by 1 and the image index by the column stride. For one image:
+/// callers pass a geometry with `n = 1` and offset by the image themselves.
+fn for_each_run(g: &Geometry, mut f: impl FnMut(usize, usize, usize)) {
     let pp = g.ho * g.wo;
-    for n in 0..g.n {
-        for c in 0..g.c {
-            let plane = (n * g.c + c) * g.h * g.w;
-            for ki in 0..g.k.0 {
-                for kj in 0..g.k.1 {
-                    let row = (c * g.k.0 + ki) * g.k.1 + kj;
-                    let col_base = (row * g.n + n) * pp;
-                    for oh in 0..g.ho {
-                        let ih =
-                            (oh * g.stride.0 + ki * g.dilation.0) as isize - g.padding.0 as isize;
-                        if ih < 0 || ih as usize >= g.h {
-                            continue;
-                        }
-                        let img_row = plane + ih as usize * g.w;
-                        for ow in 0..g.wo {
-                            let iw = (ow * g.stride.1 + kj * g.dilation.1) as isize
-                                - g.padding.1 as isize;
-                            if iw >= 0 && (iw as usize) < g.w {
-                                f(col_base + oh * g.wo + ow, img_row + iw as usize);
-                            }
-                        }
+    let spans: Vec<(usize, usize)> = (0..g.k.1)
+        .map(|kj| valid_outputs(g.wo, g.w, kj, g.stride.1, g.padding.1, g.dilation.1))
+        .collect();
+    for c in 0..g.c {
+        let plane = c * g.h * g.w;
+        for ki in 0..g.k.0 {
+            for (kj, &(lo, hi)) in spans.iter().enumerate() {
+                let row = (c * g.k.0 + ki) * g.k.1 + kj;
+                let col_base = row * pp;
+                if lo >= hi {
+                    continue;
+                }
+                let iw0 = lo * g.stride.1 + kj * g.dilation.1 - g.padding.1;
+                for oh in 0..g.ho {
+                    let ih = (oh * g.stride.0 + ki * g.dilation.0) as isize - g.padding.0 as isize;
+                    if ih < 0 || ih as usize >= g.h {
+                        continue;
                     }
+                    let img = plane + ih as usize * g.w + iw0;
+                    f(col_base + oh * g.wo + lo, img, hi - lo);
                 }
             }
         }
@@ -120,14 +141,49 @@ fn for_each_tap(g: &Geometry, mut f: impl FnMut(usize, usize)) {
 }
 
 fn im2col_cpu<T: Float>(g: &Geometry, x: &[T]) -> Vec<T> {
-    let mut out = vec![T::zero(); g.n * g.c * g.kk() * g.ho * g.wo];
-    for_each_tap(g, |col, img| out[col] = x[img]);
+    let mut out = pool::filled(g.n * g.c * g.kk() * g.ho * g.wo, T::zero());
+    let (sw, image) = (g.stride.1, g.c * g.h * g.w);
+    let one = Geometry { n: 1, ..*g };
+    parallel::for_blocks_mut(&mut out, g.n, x.len() * g.kk(), |first, part| {
+        let per = (g.c * g.kk() * g.ho * g.wo).max(1);
+        for (i, cols) in part.chunks_exact_mut(per).enumerate() {
+            let x = &x[(first + i) * image..(first + i + 1) * image];
+            for_each_run(&one, |col, img, len| {
+                let dst = &mut cols[col..col + len];
+                if sw == 1 {
+                    dst.copy_from_slice(&x[img..img + len]);
+                } else {
+                    for (t, d) in dst.iter_mut().enumerate() {
+                        *d = x[img + t * sw];
+                    }
+                }
+            });
+        }
+    });
     out
 }
 
 fn col2im_cpu<T: Float>(g: &Geometry, cols: &[T]) -> Vec<T> {
-    let mut out = vec![T::zero(); g.n * g.c * g.h * g.w];
-    for_each_tap(g, |col, img| out[img] += cols[col]);
+    let mut out = pool::filled(g.n * g.c * g.h * g.w, T::zero());
+    let (sw, per) = (g.stride.1, g.c * g.kk() * g.ho * g.wo);
+    let one = Geometry { n: 1, ..*g };
+    parallel::for_blocks_mut(&mut out, g.n, cols.len(), |first, part| {
+        for (i, img_out) in part.chunks_exact_mut((g.c * g.h * g.w).max(1)).enumerate() {
+            let cols = &cols[(first + i) * per..(first + i + 1) * per];
+            for_each_run(&one, |col, img, len| {
+                let src = &cols[col..col + len];
+                if sw == 1 {
+                    for (d, &v) in img_out[img..img + len].iter_mut().zip(src) {
+                        *d += v;
+                    }
+                } else {
+                    for (t, &v) in src.iter().enumerate() {
+                        img_out[img + t * sw] += v;
+                    }
+                }
+            });
+        }
+    });
     out
 }
 
@@ -156,8 +212,9 @@ fn run(x: &Tensor, g: Geometry, to_cols: bool) -> Tensor {
     }
 }
 
-/// Unfolds image patches into columns `[C kh kw, N Ho Wo]`: the batch side by side, so a
-/// convolution of the whole batch is one matrix product.
+/// Unfolds image patches into columns `[N, C kh kw, Ho Wo]`: one matrix per image, so a
+/// convolution is one batched matrix product (the weight broadcast over the batch) whose
+/// result is already NCHW.
 pub fn im2col(x: &Tensor, g: Geometry) -> Result<Tensor> {
     check_float("im2col", x)?;
     if x.shape() != g.image_shape().as_slice() {
@@ -176,7 +233,7 @@ pub fn im2col(x: &Tensor, g: Geometry) -> Result<Tensor> {
     }))
 }
 
-/// Folds columns `[C kh kw, N Ho Wo]` back into images, summing overlaps.
+/// Folds columns `[N, C kh kw, Ho Wo]` back into images, summing overlaps.
 pub fn col2im(cols: &Tensor, g: Geometry) -> Result<Tensor> {
     check_float("col2im", cols)?;
     if cols.shape() != g.cols_shape().as_slice() {
@@ -307,14 +364,13 @@ pub fn conv2d(
         dilation: o.dilation,
     };
     let kk = cg * kh * kw;
-    // One product per group for the whole batch: [O/g, kk] x [kk, N Ho Wo].
-    let cols = im2col(x, geo)?.reshape(&[g, kk, n * ho * wo])?;
+    // Per image and group: [O/g, kk] x [kk, Ho Wo], the weight broadcast over the batch;
+    // the product [N, g, O/g, Ho Wo] is the NCHW output. Its backward sums the weight's
+    // gradient over the batch in place (see `matmul`).
+    let cols = im2col(x, geo)?.reshape(&[n, g, kk, ho * wo])?;
     let wm = weight.reshape(&[g, oc / g, kk])?;
-    let y = wm
-        .matmul(&cols)?
-        .reshape(&[oc, n, ho * wo])?
-        .permute(&[1, 0, 2])?;
-    add_bias(y.reshape(&[n, oc, ho, wo])?, bias, oc, "conv2d")
+    let y = wm.matmul(&cols)?.reshape(&[n, oc, ho, wo])?;
+    add_bias(y, bias, oc, "conv2d")
 }
 
 /// Transposed 2-D convolution (`torch.nn.functional.conv_transpose2d`): input
@@ -390,13 +446,10 @@ pub fn conv_transpose2d(
         dilation: o.dilation,
     };
     let kk = cog * kh * kw;
-    // Columns [Cout kh kw, N H W] = W^T x, one product per group for the whole batch.
+    // Columns [N, Cout kh kw, H W] = W^T x per image and group.
     let wt = weight.reshape(&[g, cin / g, kk])?.transpose(-1, -2)?;
-    let xs = x
-        .reshape(&[n, cin, h * w])?
-        .permute(&[1, 0, 2])?
-        .reshape(&[g, cin / g, n * h * w])?;
-    let cols = wt.matmul(&xs)?.reshape(&[cout * kh * kw, n * h * w])?;
+    let xs = x.reshape(&[n, g, cin / g, h * w])?;
+    let cols = wt.matmul(&xs)?.reshape(&[n, cout * kh * kw, h * w])?;
     let y = col2im(&cols, geo)?;
     add_bias(y, bias, cout, "conv_transpose2d")
 }

@@ -4,6 +4,7 @@
 //! the strided-copy and scatter kernels of `shaders/layout.wgsl`.
 
 use crate::autograd::record;
+use crate::backend::cpu::pool::CollectPooled;
 use crate::backend::cpu::{map_float, strided_offset, CpuData, StridedIter};
 use crate::backend::gpu::{Kernel, ShaderFile};
 use crate::device::Device;
@@ -61,18 +62,18 @@ pub(crate) fn fill(shape: &[usize], dtype: DType, value: f64, device: &Device) -
 /// Rebuilds CPU data of any dtype by reading the offsets `src` yields, in order.
 fn cpu_gather(d: &CpuData, src: impl Iterator<Item = usize>) -> CpuData {
     match d {
-        CpuData::F32(v) => CpuData::F32(src.map(|i| v[i]).collect()),
-        CpuData::F64(v) => CpuData::F64(src.map(|i| v[i]).collect()),
-        CpuData::U32(v) => CpuData::U32(src.map(|i| v[i]).collect()),
+        CpuData::F32(v) => CpuData::F32(src.map(|i| v[i]).collect_pooled()),
+        CpuData::F64(v) => CpuData::F64(src.map(|i| v[i]).collect_pooled()),
+        CpuData::U32(v) => CpuData::U32(src.map(|i| v[i]).collect_pooled()),
     }
 }
 
 /// Rebuilds CPU data of any dtype by reading `src(i)` for each output element.
 fn cpu_remap(d: &CpuData, n: usize, src: impl Fn(usize) -> usize) -> CpuData {
     match d {
-        CpuData::F32(v) => CpuData::F32((0..n).map(|i| v[src(i)]).collect()),
-        CpuData::F64(v) => CpuData::F64((0..n).map(|i| v[src(i)]).collect()),
-        CpuData::U32(v) => CpuData::U32((0..n).map(|i| v[src(i)]).collect()),
+        CpuData::F32(v) => CpuData::F32((0..n).map(|i| v[src(i)]).collect_pooled()),
+        CpuData::F64(v) => CpuData::F64((0..n).map(|i| v[src(i)]).collect_pooled()),
+        CpuData::U32(v) => CpuData::U32((0..n).map(|i| v[src(i)]).collect_pooled()),
     }
 }
 
@@ -487,7 +488,10 @@ impl Tensor {
                 Device::Cpu => {
                     let iv = u32_data(&idx);
                     let out = map_float!(&*g.cpu_data(), |gv: T| {
-                        let mut dx = vec![<T as crate::backend::cpu::Float>::zero(); n_in];
+                        let mut dx = crate::backend::cpu::pool::filled(
+                            n_in,
+                            <T as crate::backend::cpu::Float>::zero(),
+                        );
                         for (i, &gi) in gv.iter().enumerate() {
                             let r = i % inner;
                             let jj = (i / inner) % j;
@@ -569,7 +573,10 @@ impl Tensor {
                 Device::Cpu => {
                     let iv = u32_data(&idx);
                     let out = map_float!(&*g.cpu_data(), |gv: T| {
-                        let mut dx = vec![<T as crate::backend::cpu::Float>::zero(); n_in];
+                        let mut dx = crate::backend::cpu::pool::filled(
+                            n_in,
+                            <T as crate::backend::cpu::Float>::zero(),
+                        );
                         for (i, &gi) in gv.iter().enumerate() {
                             let r = i % inner;
                             let o = i / (inner * j);

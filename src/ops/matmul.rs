@@ -5,7 +5,8 @@
 //! `dA = dC B^T` and `dB = A^T dC` need no transpose copies.
 
 use crate::autograd::record;
-use crate::backend::cpu::{strided_offset, CpuData};
+use crate::backend::cpu::parallel::{self, SendPtr};
+use crate::backend::cpu::{strided_offset, CpuData, Float};
 use crate::backend::gpu::{Kernel, ShaderFile};
 use crate::device::Device;
 use crate::error::{shape_err, Result};
@@ -39,6 +40,21 @@ pub(crate) fn matmul_raw(
     b: &Tensor,
     tb: bool,
     which: MatmulKernel,
+) -> Result<Tensor> {
+    matmul_raw_sum(a, ta, b, tb, which, None)
+}
+
+/// [`matmul_raw`] whose per-batch products are summed down to the batch shape `sum_to`
+/// (a shape the broadcast batch reduces to, as in `sum_to_shape`): the backward of a
+/// broadcast operand. The CPU accumulates each product straight into its target
+/// (`C += A B`), so no `[batch, M, N]` intermediate exists; the GPU reduces after.
+fn matmul_raw_sum(
+    a: &Tensor,
+    ta: bool,
+    b: &Tensor,
+    tb: bool,
+    which: MatmulKernel,
+    sum_to: Option<&[usize]>,
 ) -> Result<Tensor> {
     let (ar, br) = (a.rank(), b.rank());
     let (a_rows, a_cols) = (a.shape()[ar - 2], a.shape()[ar - 1]);
@@ -85,61 +101,41 @@ pub(crate) fn matmul_raw(
     let (b_rs, b_cs) = if tb { (1, b_cols) } else { (b_cols, 1) };
     let mut out_shape = batch.clone();
     out_shape.extend([m, n]);
+    // Where each batch's product goes: its own matrix, or (summing) a shared one.
+    let out_batch: Vec<usize> = sum_to.map_or(batch.clone(), |t| t[..t.len() - 2].to_vec());
+    let so: Vec<usize> = broadcast_strides(&out_batch, &batch)
+        .iter()
+        .map(|s| s * m * n)
+        .collect();
+    let summing = sum_to.is_some_and(|t| t != out_shape.as_slice());
     Ok(match a.device() {
+        Device::Gpu(_) if summing => {
+            let full = matmul_raw_sum(a, ta, b, tb, which, None)?;
+            full.sum_to_shape(sum_to.expect("summing"))?
+        }
         Device::Cpu => {
             let (ad, bd) = (a.cpu_data(), b.cpu_data());
-            let mut out = ad.float_like(batches * m * n, 0.0);
-            for bi in 0..batches {
-                let (oa, ob) = (
-                    strided_offset(bi, &batch, &sa),
-                    strided_offset(bi, &batch, &sb),
-                );
-                let oc = bi * m * n;
-                // SAFETY: the offsets and strides describe in-bounds matrices of the
-                // contiguous buffers (checked shapes), and `out` does not alias inputs.
-                unsafe {
-                    match (&*ad, &*bd, &mut out) {
-                        (CpuData::F32(x), CpuData::F32(y), CpuData::F32(c)) => {
-                            matrixmultiply::sgemm(
-                                m,
-                                k,
-                                n,
-                                1.0,
-                                x.as_ptr().add(oa),
-                                a_rs as isize,
-                                a_cs as isize,
-                                y.as_ptr().add(ob),
-                                b_rs as isize,
-                                b_cs as isize,
-                                0.0,
-                                c.as_mut_ptr().add(oc),
-                                n as isize,
-                                1,
-                            )
-                        }
-                        (CpuData::F64(x), CpuData::F64(y), CpuData::F64(c)) => {
-                            matrixmultiply::dgemm(
-                                m,
-                                k,
-                                n,
-                                1.0,
-                                x.as_ptr().add(oa),
-                                a_rs as isize,
-                                a_cs as isize,
-                                y.as_ptr().add(ob),
-                                b_rs as isize,
-                                b_cs as isize,
-                                0.0,
-                                c.as_mut_ptr().add(oc),
-                                n as isize,
-                                1,
-                            )
-                        }
-                        _ => unreachable!("matmul dtypes checked"),
-                    }
-                }
+            let mut out = ad.float_like(shape::numel(&out_batch) * m * n, 0.0);
+            let geo = CpuGemm {
+                m,
+                k,
+                n,
+                batch: &batch,
+                sa: &sa,
+                sb: &sb,
+                so: &so,
+                a_strides: (a_rs, a_cs),
+                b_strides: (b_rs, b_cs),
+                summing,
+            };
+            match (&*ad, &*bd, &mut out) {
+                (CpuData::F32(x), CpuData::F32(y), CpuData::F32(c)) => geo.run(x, y, c),
+                (CpuData::F64(x), CpuData::F64(y), CpuData::F64(c)) => geo.run(x, y, c),
+                _ => unreachable!("matmul dtypes checked"),
             }
-            Tensor::from_cpu(out, out_shape)
+            let mut shape = out_batch;
+            shape.extend([m, n]);
+            Tensor::from_cpu(out, shape).reshape(sum_to.unwrap_or(&out_shape))?
         }
         Device::Gpu(g) => {
             let mut p = [0u32; 21];
@@ -188,6 +184,156 @@ pub(crate) fn matmul_raw(
     })
 }
 
+/// `matrixmultiply`'s single-threaded kernels for one element type.
+trait Gemm: Float {
+    /// `C = alpha A B + beta C` with arbitrary strides.
+    ///
+    /// # Safety
+    /// The pointers and strides must describe in-bounds matrices, `c` not aliasing.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: *const Self,
+        a_strides: (usize, usize),
+        b: *const Self,
+        b_strides: (usize, usize),
+        beta: Self,
+        c: *mut Self,
+        c_row: usize,
+    );
+}
+
+macro_rules! gemm_impl {
+    ($t:ty, $f:path) => {
+        impl Gemm for $t {
+            unsafe fn gemm(
+                m: usize,
+                k: usize,
+                n: usize,
+                a: *const Self,
+                (ar, ac): (usize, usize),
+                b: *const Self,
+                (br, bc): (usize, usize),
+                beta: Self,
+                c: *mut Self,
+                c_row: usize,
+            ) {
+                $f(
+                    m,
+                    k,
+                    n,
+                    1.0,
+                    a,
+                    ar as isize,
+                    ac as isize,
+                    b,
+                    br as isize,
+                    bc as isize,
+                    beta,
+                    c,
+                    c_row as isize,
+                    1,
+                )
+            }
+        }
+    };
+}
+gemm_impl!(f32, matrixmultiply::sgemm);
+gemm_impl!(f64, matrixmultiply::dgemm);
+
+/// One batched product on the CPU: per-batch offsets, element strides, and whether the
+/// batches sum into shared outputs.
+struct CpuGemm<'a> {
+    m: usize,
+    k: usize,
+    n: usize,
+    batch: &'a [usize],
+    sa: &'a [usize],
+    sb: &'a [usize],
+    so: &'a [usize],
+    a_strides: (usize, usize),
+    b_strides: (usize, usize),
+    summing: bool,
+}
+
+impl CpuGemm<'_> {
+    /// Splits the work over threads: by batch when there are several (a summing product
+    /// gives each thread its own accumulator, added at the end), else by rows of `C`.
+    fn run<T: Gemm>(&self, a: &[T], b: &[T], c: &mut [T]) {
+        let (m, k, n) = (self.m, self.k, self.n);
+        let batches = shape::numel(self.batch);
+        let work = batches * m * n * k;
+        let by_batch = batches > 1;
+        let parts = parallel::parts(if by_batch { batches } else { m }, work);
+        let beta = if self.summing { T::one() } else { T::zero() };
+        // Extra accumulators for all but the first part when summing.
+        let mut partials: Vec<Vec<T>> = if self.summing && parts > 1 {
+            (1..parts).map(|_| vec![T::zero(); c.len()]).collect()
+        } else {
+            Vec::new()
+        };
+        let c_ptr = SendPtr(c.as_mut_ptr());
+        let partial_ptrs: Vec<SendPtr<T>> = partials
+            .iter_mut()
+            .map(|p| SendPtr(p.as_mut_ptr()))
+            .collect();
+        let items = if by_batch { batches } else { m };
+        parallel::for_parts(items, parts, |part, range| {
+            let target = if part > 0 && self.summing {
+                partial_ptrs[part - 1]
+            } else {
+                c_ptr
+            };
+            // SAFETY: offsets and strides describe in-bounds matrices of the contiguous
+            // buffers (shapes checked by the caller); parts write disjoint outputs (their
+            // own batches, their own rows, or their own accumulator), and `c` aliases
+            // neither input.
+            unsafe {
+                if by_batch {
+                    for bi in range {
+                        let oa = strided_offset(bi, self.batch, self.sa);
+                        let ob = strided_offset(bi, self.batch, self.sb);
+                        let oc = strided_offset(bi, self.batch, self.so);
+                        T::gemm(
+                            m,
+                            k,
+                            n,
+                            a.as_ptr().add(oa),
+                            self.a_strides,
+                            b.as_ptr().add(ob),
+                            self.b_strides,
+                            beta,
+                            target.0.add(oc),
+                            n,
+                        );
+                    }
+                } else {
+                    let rows = range.len();
+                    T::gemm(
+                        rows,
+                        k,
+                        n,
+                        a.as_ptr().add(range.start * self.a_strides.0),
+                        self.a_strides,
+                        b.as_ptr(),
+                        self.b_strides,
+                        beta,
+                        target.0.add(range.start * n),
+                        n,
+                    );
+                }
+            }
+        });
+        for p in partials {
+            for (o, v) in c.iter_mut().zip(p) {
+                *o += v;
+            }
+        }
+    }
+}
+
 /// Matrix product with PyTorch's `matmul` rules, recording the backward.
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     check_pair("matmul", a, b)?;
@@ -215,12 +361,26 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let (need_a, need_b) = (a.requires_grad(), b.requires_grad());
     Ok(record(y, "matmul", &[a, b], move |g| {
         let da = if need_a {
-            Some(matmul_raw(g, false, &sb, true, MatmulKernel::Tiled)?.sum_to_shape(sa.shape())?)
+            Some(matmul_raw_sum(
+                g,
+                false,
+                &sb,
+                true,
+                MatmulKernel::Tiled,
+                Some(sa.shape()),
+            )?)
         } else {
             None
         };
         let db = if need_b {
-            Some(matmul_raw(&sa, true, g, false, MatmulKernel::Tiled)?.sum_to_shape(sb.shape())?)
+            Some(matmul_raw_sum(
+                &sa,
+                true,
+                g,
+                false,
+                MatmulKernel::Tiled,
+                Some(sb.shape()),
+            )?)
         } else {
             None
         };

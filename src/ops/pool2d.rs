@@ -5,6 +5,7 @@
 
 use crate::autograd::record;
 use crate::backend::cpu::{map_float, CpuData, Float};
+use crate::backend::cpu::{parallel, pool};
 use crate::backend::gpu::{Kernel, ShaderFile};
 use crate::device::Device;
 use crate::error::{arg_err, shape_err, Result};
@@ -129,30 +130,50 @@ fn plan(
     })
 }
 
+/// The clipped input range of every output row (`rows`) or column.
+fn clipped_windows(g: &Pool, rows: bool) -> Vec<(usize, usize)> {
+    let (n_out, n) = if rows { (g.ho, g.h) } else { (g.wo, g.w) };
+    (0..n_out)
+        .map(|o| {
+            let (a, b, _) = g.window(o, rows);
+            (a.max(0) as usize, b.min(n as isize) as usize)
+        })
+        .collect()
+}
+
 fn maxpool_cpu<T: Float>(g: &Pool, x: &[T]) -> (Vec<T>, Vec<u32>) {
-    let mut vals = Vec::with_capacity(g.planes() * g.ho * g.wo);
-    let mut idx = Vec::with_capacity(vals.capacity());
-    for plane in 0..g.planes() {
-        for oh in 0..g.ho {
-            for ow in 0..g.wo {
-                let (h0, h1, _) = g.window(oh, true);
-                let (w0, w1, _) = g.window(ow, false);
-                let mut best: Option<(T, usize)> = None;
-                for ih in h0.max(0)..h1.min(g.h as isize) {
-                    for iw in w0.max(0)..w1.min(g.w as isize) {
-                        let at = ih as usize * g.w + iw as usize;
-                        let v = x[plane * g.h * g.w + at];
-                        if best.is_none_or(|(b, _)| v > b) {
-                            best = Some((v, at));
+    let per_plane = g.ho * g.wo;
+    let mut vals = pool::filled(g.planes() * per_plane, T::zero());
+    let mut idx: Vec<u32> = pool::filled(vals.len(), 0);
+    let (rows, cols) = (clipped_windows(g, true), clipped_windows(g, false));
+    // One block per plane: its outputs and their argmax side by side in `pairs`.
+    let mut pairs: Vec<(&mut T, &mut u32)> = vals.iter_mut().zip(idx.iter_mut()).collect();
+    parallel::for_blocks_mut(&mut pairs, g.planes(), x.len(), |first, out| {
+        for (p, out) in out.chunks_exact_mut(per_plane).enumerate() {
+            let xp = &x[(first + p) * g.h * g.w..(first + p + 1) * g.h * g.w];
+            let mut slot = out.iter_mut();
+            for &(h0, h1) in &rows {
+                for &(w0, w1) in &cols {
+                    // Windows are never empty: padding is at most half the kernel.
+                    // Branch-free selects: which element wins is unpredictable.
+                    let mut at = h0 * g.w + w0;
+                    let mut best = xp[at];
+                    for ih in h0..h1 {
+                        for i in ih * g.w + w0..ih * g.w + w1 {
+                            let v = xp[i];
+                            let better = v > best;
+                            best = if better { v } else { best };
+                            at = if better { i } else { at };
                         }
                     }
+                    let (v, a) = slot.next().expect("one slot per output");
+                    **v = best;
+                    **a = at as u32;
                 }
-                let (v, at) = best.expect("padding is at most half the window");
-                vals.push(v);
-                idx.push(at as u32);
             }
         }
-    }
+    });
+    drop(pairs);
     (vals, idx)
 }
 
@@ -200,7 +221,7 @@ pub fn max_pool2d(
                 };
                 let winners = winners.clone();
                 let out = map_float!(&*grad.cpu_data(), |gv: T| {
-                    let mut dx = vec![T::zero(); g.planes() * g.h * g.w];
+                    let mut dx = pool::filled(g.planes() * g.h * g.w, T::zero());
                     for (o, (&gi, &at)) in gv.iter().zip(&winners).enumerate() {
                         let plane = o / (g.ho * g.wo);
                         dx[plane * g.h * g.w + at as usize] += gi;
@@ -225,7 +246,7 @@ pub fn max_pool2d(
 }
 
 fn avg_fwd_cpu<T: Float>(g: &Pool, x: &[T]) -> Vec<T> {
-    let mut out = Vec::with_capacity(g.planes() * g.ho * g.wo);
+    let mut out = pool::with_capacity(g.planes() * g.ho * g.wo);
     for plane in 0..g.planes() {
         for oh in 0..g.ho {
             for ow in 0..g.wo {
@@ -245,7 +266,7 @@ fn avg_fwd_cpu<T: Float>(g: &Pool, x: &[T]) -> Vec<T> {
 }
 
 fn avg_bwd_cpu<T: Float>(g: &Pool, gy: &[T]) -> Vec<T> {
-    let mut dx = vec![T::zero(); g.planes() * g.h * g.w];
+    let mut dx = pool::filled(g.planes() * g.h * g.w, T::zero());
     for plane in 0..g.planes() {
         for oh in 0..g.ho {
             for ow in 0..g.wo {
@@ -359,7 +380,7 @@ pub fn upsample_nearest(x: &Tensor, scale: (usize, usize)) -> Result<Tensor> {
     let y = match x.device() {
         Device::Cpu => {
             let out = map_float!(&*x.cpu_data(), |v: T| {
-                let mut o = Vec::with_capacity(g.planes() * g.ho * g.wo);
+                let mut o = pool::with_capacity(g.planes() * g.ho * g.wo);
                 for plane in 0..g.planes() {
                     for oh in 0..g.ho {
                         for ow in 0..g.wo {
@@ -382,7 +403,7 @@ pub fn upsample_nearest(x: &Tensor, scale: (usize, usize)) -> Result<Tensor> {
         Ok(vec![Some(match grad.device() {
             Device::Cpu => {
                 let out = map_float!(&*grad.cpu_data(), |v: T| {
-                    let mut dx = vec![T::zero(); g.planes() * g.h * g.w];
+                    let mut dx = pool::filled(g.planes() * g.h * g.w, T::zero());
                     for plane in 0..g.planes() {
                         for oh in 0..g.ho {
                             for ow in 0..g.wo {

@@ -3,6 +3,7 @@
 //! `max` saves the argmax indices and routes the gradient through them.
 
 use crate::autograd::record;
+use crate::backend::cpu::pool::CollectPooled;
 use crate::backend::cpu::{map_float, strided_offset, CpuData, Float, StridedIter};
 use crate::backend::gpu::{Kernel, ShaderFile};
 use crate::device::Device;
@@ -136,7 +137,7 @@ fn sum_cpu<T: Float>(plan: &Plan, x: &[T], scale: f64) -> Vec<T> {
             }
             acc * T::from_f64(scale)
         })
-        .collect()
+        .collect_pooled()
 }
 
 fn max_cpu<T: Float>(plan: &Plan, x: &[T]) -> (Vec<T>, Vec<u32>) {
@@ -163,7 +164,7 @@ fn spread(plan: &Plan, g: &Tensor, scale: f64) -> Tensor {
             let (so, _) = plan.bwd_strides();
             let out = map_float!(&*g.cpu_data(), |gv: T| StridedIter::new(&plan.input, &so)
                 .map(|o| gv[o] * T::from_f64(scale))
-                .collect());
+                .collect_pooled());
             Tensor::from_cpu(out, plan.input.clone())
         }
         Device::Gpu(ctx) => {
@@ -271,7 +272,7 @@ pub fn max_with_indices(x: &Tensor, dims: &[isize], keepdim: bool) -> Result<(Te
                             T::zero()
                         }
                     })
-                    .collect());
+                    .collect_pooled());
                 Tensor::from_cpu(out, plan.input.clone())
             }
             Device::Gpu(ctx) => {

@@ -2,6 +2,7 @@
 //! computed from the saved output: `dx = y (g - sum(g y))` and `dx = g - e^y sum(g)`.
 
 use crate::autograd::record;
+use crate::backend::cpu::pool;
 use crate::backend::cpu::{map_float, map_float2, Float};
 use crate::backend::gpu::{Kernel, ShaderFile};
 use crate::device::Device;
@@ -42,7 +43,7 @@ impl Rows {
 }
 
 fn forward_cpu<T: Float>(r: Rows, x: &[T], log: bool) -> Vec<T> {
-    let mut y = vec![T::zero(); x.len()];
+    let mut y = pool::filled(x.len(), T::zero());
     for row in 0..r.rows() {
         let mut m = x[r.at(row, 0)];
         for j in 1..r.d {
@@ -62,7 +63,7 @@ fn forward_cpu<T: Float>(r: Rows, x: &[T], log: bool) -> Vec<T> {
 }
 
 fn backward_cpu<T: Float>(r: Rows, y: &[T], g: &[T], log: bool) -> Vec<T> {
-    let mut dx = vec![T::zero(); y.len()];
+    let mut dx = pool::filled(y.len(), T::zero());
     for row in 0..r.rows() {
         let mut s = T::zero();
         for j in 0..r.d {

@@ -5,6 +5,7 @@
 //! Each op saves its input and output; the backward kernel reads the one it needs.
 
 use crate::autograd::record;
+use crate::backend::cpu::pool::CollectPooled;
 use crate::backend::cpu::{map_float, map_float2, map_float3, CpuData, Float};
 use crate::backend::gpu::{Kernel, ShaderFile};
 use crate::device::Device;
@@ -211,10 +212,11 @@ fn unary_forward(x: &Tensor, op: UnaryOp) -> Tensor {
     let n = x.numel();
     match x.device() {
         Device::Cpu => {
-            let out = map_float!(&*x.cpu_data(), |v: T| v
-                .iter()
-                .map(|&a| op.forward::<T>(a))
-                .collect());
+            // ReLU gets its own loop: the op's match is not hoisted out of a generic one.
+            let out = map_float!(&*x.cpu_data(), |v: T| match op {
+                UnaryOp::Relu => v.iter().map(|&a| a.max(T::zero())).collect_pooled(),
+                _ => v.iter().map(|&a| op.forward::<T>(a)).collect_pooled(),
+            });
             Tensor::from_cpu(out, x.shape().to_vec())
         }
         Device::Gpu(g) => {
@@ -238,10 +240,15 @@ fn unary_backward(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) -> Tensor {
                 &*x.cpu_data(),
                 &*y.cpu_data(),
                 &*g.cpu_data(),
-                |xv, yv, gv: T| {
-                    (0..n)
+                |xv, yv, gv: T| match op {
+                    UnaryOp::Relu => xv
+                        .iter()
+                        .zip(gv.iter())
+                        .map(|(&a, &g)| if a > T::zero() { g } else { T::zero() })
+                        .collect_pooled(),
+                    _ => (0..n)
                         .map(|i| op.backward::<T>(xv[i], yv[i], gv[i]))
-                        .collect()
+                        .collect_pooled(),
                 }
             );
             Tensor::from_cpu(out, x.shape().to_vec())

@@ -2,13 +2,16 @@
 //! generic over the float type so the gradient checker can run every op in `f64`.
 //! Matrix products use the `matrixmultiply` crate so CPU timings are honest.
 
+pub(crate) mod parallel;
+pub(crate) mod pool;
 pub mod random;
 
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// The float types the CPU kernels are generic over (`f32`, and `f64` for gradient checks).
 pub trait Float:
-    Copy
+    pool::Pooled
+    + Copy
     + Send
     + Sync
     + 'static
@@ -130,8 +133,8 @@ impl CpuData {
     /// A float buffer of the same type as `self`, filled with `value`.
     pub fn float_like(&self, n: usize, value: f64) -> CpuData {
         match self {
-            CpuData::F64(_) => CpuData::F64(vec![value; n]),
-            _ => CpuData::F32(vec![value as f32; n]),
+            CpuData::F64(_) => CpuData::F64(pool::filled(n, value)),
+            _ => CpuData::F32(pool::filled(n, value as f32)),
         }
     }
 }
@@ -139,6 +142,13 @@ impl CpuData {
 /// A CPU tensor's storage. The lock is only written by in-place parameter updates.
 #[derive(Debug)]
 pub struct CpuStorage(RwLock<CpuData>);
+
+impl Drop for CpuStorage {
+    fn drop(&mut self) {
+        let data = self.0.get_mut().unwrap_or_else(|e| e.into_inner());
+        pool::recycle(std::mem::replace(data, CpuData::U32(Vec::new())));
+    }
+}
 
 impl CpuStorage {
     pub(crate) fn new(data: CpuData) -> Self {
