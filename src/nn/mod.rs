@@ -12,6 +12,7 @@ mod flatten;
 pub mod init;
 mod linear;
 mod loss;
+mod rnn;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
@@ -23,6 +24,10 @@ pub use dropout::Dropout;
 pub use flatten::Flatten;
 pub use linear::Linear;
 pub use loss::{BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, Reduction};
+pub use rnn::{
+    Embedding, GRUCell, LSTMCell, RNNCell, Recurrent, RecurrentOptions, RecurrentState, GRU, LSTM,
+    RNN,
+};
 
 use crate::device::Device;
 use crate::error::{Error, Result};

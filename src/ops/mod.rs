@@ -14,6 +14,7 @@ pub mod pool2d;
 pub mod random;
 pub mod reduce;
 pub mod registry;
+pub mod rnn;
 pub mod softmax;
 pub mod unary;
 
@@ -40,6 +41,7 @@ pub fn shader_sources() -> Vec<(&'static str, &'static str)> {
         conv2d::FILE,
         pool2d::FILE,
         augment::FILE,
+        rnn::FILE,
     ]
     .iter()
     .map(|f| (f.name, f.source))

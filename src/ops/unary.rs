@@ -232,7 +232,7 @@ fn unary_forward(x: &Tensor, op: UnaryOp) -> Tensor {
     }
 }
 
-fn unary_backward(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) -> Tensor {
+pub(crate) fn unary_backward(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) -> Tensor {
     let n = x.numel();
     match x.device() {
         Device::Cpu => {

@@ -1,0 +1,96 @@
+// Recurrent cells: the gate math of one time step, fused, after the input and recurrent
+// matrix products (which include the biases). One thread per (batch row, hidden unit).
+// P[0] = B (batch), P[1] = H (hidden size).
+
+fn tanh_f(x: f32) -> f32 {
+    // Some drivers build tanh from exp and overflow past |x| ~ 44; tanh(15) is 1 in f32.
+    return tanh(clamp(x, -15.0, 15.0));
+}
+
+// LSTM (PyTorch's gate order i, f, g, o):
+//   i = s(a_i), f = s(a_f), g = tanh(a_g), o = s(a_o)
+//   c = f c_prev + i g,  h = o tanh(c)
+// x0 = gate pre-activations a [B, 4H], x1 = c_prev [B, H]; y0 = [2, B, H]: h, then c.
+@compute @workgroup_size(256)
+fn lstm_cell_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    let n = P[0] * P[1];
+    if (i >= n) { return; }
+    let h = P[1];
+    let base = (i / h) * 4u * h + i % h;
+    let ig = sigmoid_f(x0[base]);
+    let fg = sigmoid_f(x0[base + h]);
+    let gg = tanh_f(x0[base + 2u * h]);
+    let og = sigmoid_f(x0[base + 3u * h]);
+    let c = fg * x1[i] + ig * gg;
+    y0[i] = og * tanh_f(c);
+    y0[n + i] = c;
+}
+
+// Backward from the gradient of [h, c] (x2, [2, B, H]); the gates are recomputed.
+// y0 = d a [B, 4H], y1 = d c_prev [B, H].
+@compute @workgroup_size(256)
+fn lstm_cell_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    let n = P[0] * P[1];
+    if (i >= n) { return; }
+    let h = P[1];
+    let base = (i / h) * 4u * h + i % h;
+    let ig = sigmoid_f(x0[base]);
+    let fg = sigmoid_f(x0[base + h]);
+    let gg = tanh_f(x0[base + 2u * h]);
+    let og = sigmoid_f(x0[base + 3u * h]);
+    let cp = x1[i];
+    let c = fg * cp + ig * gg;
+    let tc = tanh_f(c);
+    let dh = x2[i];
+    let dc = x2[n + i] + dh * og * (1.0 - tc * tc);
+    y0[base] = dc * gg * ig * (1.0 - ig);
+    y0[base + h] = dc * cp * fg * (1.0 - fg);
+    y0[base + 2u * h] = dc * ig * (1.0 - gg * gg);
+    y0[base + 3u * h] = dh * tc * og * (1.0 - og);
+    y1[i] = dc * fg;
+}
+
+// GRU (PyTorch's gate order r, z, n):
+//   r = s(gi_r + gh_r), z = s(gi_z + gh_z), n = tanh(gi_n + r gh_n)
+//   h = (1 - z) n + z h_prev
+// x0 = gi [B, 3H] (input product + b_ih), x1 = gh [B, 3H] (recurrent product + b_hh),
+// x2 = h_prev [B, H]; y0 = h [B, H].
+@compute @workgroup_size(256)
+fn gru_cell_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    if (i >= P[0] * P[1]) { return; }
+    let h = P[1];
+    let base = (i / h) * 3u * h + i % h;
+    let r = sigmoid_f(x0[base] + x1[base]);
+    let z = sigmoid_f(x0[base + h] + x1[base + h]);
+    let nn = tanh_f(x0[base + 2u * h] + r * x1[base + 2u * h]);
+    y0[i] = (1.0 - z) * nn + z * x2[i];
+}
+
+// Backward. The output gradient d h [B, H] arrives in the u32 slot (xi), read through
+// bitcast: the f32 slots hold gi, gh and h_prev. y0 = d gi, y1 = d gh, y2 = d h_prev.
+@compute @workgroup_size(256)
+fn gru_cell_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    if (i >= P[0] * P[1]) { return; }
+    let h = P[1];
+    let base = (i / h) * 3u * h + i % h;
+    let r = sigmoid_f(x0[base] + x1[base]);
+    let z = sigmoid_f(x0[base + h] + x1[base + h]);
+    let ghn = x1[base + 2u * h];
+    let nn = tanh_f(x0[base + 2u * h] + r * ghn);
+    let hp = x2[i];
+    let dh = bitcast<f32>(xi[i]);
+    let dn = dh * (1.0 - z) * (1.0 - nn * nn);
+    let dz = dh * (hp - nn) * z * (1.0 - z);
+    let dr = dn * ghn * r * (1.0 - r);
+    y0[base] = dr;
+    y0[base + h] = dz;
+    y0[base + 2u * h] = dn;
+    y1[base] = dr;
+    y1[base + h] = dz;
+    y1[base + 2u * h] = dn * r;
+    y2[i] = dh * z;
+}

@@ -1,0 +1,676 @@
+//! Recurrent cells' gate math, one fused kernel per time step forward and one backward
+//! (the input and recurrent matrix products, with their biases, happen before, as
+//! ordinary `linear` ops). The layers in [`crate::nn::rnn`] put these together over time.
+//!
+//! LSTM (PyTorch's gate order i, f, g, o): from the pre-activations `a = [a_i, a_f, a_g,
+//! a_o]`, `c = s(a_f) c_prev + s(a_i) tanh(a_g)` and `h = s(a_o) tanh(c)`.
+//! GRU (order r, z, n): from `gi = x W_ih^T + b_ih` and `gh = h_prev W_hh^T + b_hh`,
+//! `r = s(gi_r + gh_r)`, `z = s(gi_z + gh_z)`, `n = tanh(gi_n + r gh_n)` and
+//! `h = (1 - z) n + z h_prev`.
+
+use crate::autograd::record;
+use crate::backend::cpu::{map_float2, map_float3, pool, CpuData, Float};
+use crate::backend::gpu::{Kernel, ShaderFile};
+use crate::device::Device;
+use crate::error::{shape_err, Result};
+use crate::ops::unary::sigmoid;
+use crate::ops::{gpu_alloc, groups_1d, kernel, shader};
+use crate::tensor::{check_float, check_pair, Tensor};
+
+pub(crate) const FILE: ShaderFile = shader("rnn", include_str!("../../shaders/rnn.wgsl"));
+const LSTM_FWD: &Kernel = kernel!(FILE, "lstm_cell_fwd", [X0, X1, Y0]);
+const LSTM_BWD: &Kernel = kernel!(FILE, "lstm_cell_bwd", [X0, X1, X2, Y0, Y1]);
+const GRU_FWD: &Kernel = kernel!(FILE, "gru_cell_fwd", [X0, X1, X2, Y0]);
+const GRU_BWD: &Kernel = kernel!(FILE, "gru_cell_bwd", [X0, X1, X2, XI, Y0, Y1, Y2]);
+
+/// The GPU clamps tanh's argument (see the shader); the CPU does the same so both agree.
+fn tanh_c<T: Float>(x: T) -> T {
+    let lim = T::from_f64(15.0);
+    let x = if x > lim {
+        lim
+    } else if x < -lim {
+        -lim
+    } else {
+        x
+    };
+    x.tanh()
+}
+
+/// The LSTM gates of one element: (i, f, g, o, c, tanh c).
+#[inline]
+fn lstm_unit<T: Float>(a: &[T], base: usize, h: usize, cp: T) -> (T, T, T, T, T, T) {
+    let i = sigmoid(a[base]);
+    let f = sigmoid(a[base + h]);
+    let g = tanh_c(a[base + 2 * h]);
+    let o = sigmoid(a[base + 3 * h]);
+    let c = f * cp + i * g;
+    (i, f, g, o, c, tanh_c(c))
+}
+
+fn lstm_fwd_cpu<T: Float>(a: &[T], cp: &[T], h: usize) -> Vec<T> {
+    let n = cp.len();
+    let mut out = pool::filled(2 * n, T::zero());
+    for k in 0..n {
+        let base = (k / h) * 4 * h + k % h;
+        let (_, _, _, o, c, tc) = lstm_unit(a, base, h, cp[k]);
+        out[k] = o * tc;
+        out[n + k] = c;
+    }
+    out
+}
+
+fn lstm_bwd_cpu<T: Float>(a: &[T], cp: &[T], gy: &[T], h: usize) -> (Vec<T>, Vec<T>) {
+    let n = cp.len();
+    let one = T::one();
+    let mut da = pool::filled(4 * n, T::zero());
+    let mut dcp = pool::filled(n, T::zero());
+    for k in 0..n {
+        let base = (k / h) * 4 * h + k % h;
+        let (i, f, g, o, _, tc) = lstm_unit(a, base, h, cp[k]);
+        let dh = gy[k];
+        let dc = gy[n + k] + dh * o * (one - tc * tc);
+        da[base] = dc * g * i * (one - i);
+        da[base + h] = dc * cp[k] * f * (one - f);
+        da[base + 2 * h] = dc * i * (one - g * g);
+        da[base + 3 * h] = dh * tc * o * (one - o);
+        dcp[k] = dc * f;
+    }
+    (da, dcp)
+}
+
+/// The fused forward without a graph: `[2, B, H]` holding `h` then `c`.
+fn lstm_forward_raw(gates: &Tensor, c_prev: &Tensor, b: usize, h: usize) -> Tensor {
+    match gates.device() {
+        Device::Cpu => {
+            let out = map_float2!(&*gates.cpu_data(), &*c_prev.cpu_data(), |a, cp: T| {
+                lstm_fwd_cpu(a, cp, h)
+            });
+            Tensor::from_cpu(out, vec![2, b, h])
+        }
+        Device::Gpu(g) => {
+            let out = gpu_alloc(g, 2 * b * h);
+            g.launch(
+                LSTM_FWD,
+                &[b as u32, h as u32],
+                &[gates.gpu_buf(), c_prev.gpu_buf(), &out],
+                groups_1d(b * h),
+            );
+            Tensor::from_gpu(out, vec![2, b, h], gates.dtype())
+        }
+    }
+}
+
+/// The fused backward without a graph: from the gradient `[2, B, H]` of `(h, c)`, the
+/// gradients of the gate pre-activations `[B, 4H]` and of `c_prev` `[B, H]`.
+fn lstm_backward_raw(
+    sa: &Tensor,
+    sc: &Tensor,
+    gy: &Tensor,
+    b: usize,
+    h: usize,
+) -> (Tensor, Tensor) {
+    match gy.device() {
+        Device::Cpu => {
+            let (ad, cd, gd) = (sa.cpu_data(), sc.cpu_data(), gy.cpu_data());
+            let (da, dc) = match (&*ad, &*cd, &*gd) {
+                (CpuData::F32(a), CpuData::F32(c), CpuData::F32(g)) => {
+                    let (x, y) = lstm_bwd_cpu(a, c, g, h);
+                    (CpuData::F32(x), CpuData::F32(y))
+                }
+                (CpuData::F64(a), CpuData::F64(c), CpuData::F64(g)) => {
+                    let (x, y) = lstm_bwd_cpu(a, c, g, h);
+                    (CpuData::F64(x), CpuData::F64(y))
+                }
+                _ => unreachable!("lstm_cell dtypes checked"),
+            };
+            (
+                Tensor::from_cpu(da, vec![b, 4 * h]),
+                Tensor::from_cpu(dc, vec![b, h]),
+            )
+        }
+        Device::Gpu(g) => {
+            let (da, dc) = (gpu_alloc(g, 4 * b * h), gpu_alloc(g, b * h));
+            g.launch(
+                LSTM_BWD,
+                &[b as u32, h as u32],
+                &[sa.gpu_buf(), sc.gpu_buf(), gy.gpu_buf(), &da, &dc],
+                groups_1d(b * h),
+            );
+            (
+                Tensor::from_gpu(da, vec![b, 4 * h], gy.dtype()),
+                Tensor::from_gpu(dc, vec![b, h], gy.dtype()),
+            )
+        }
+    }
+}
+
+/// One LSTM step's gate math: `gates` `[B, 4H]` (pre-activations, biases included) and
+/// `c_prev` `[B, H]` give `(h, c)`, each `[B, H]`.
+pub fn lstm_cell(gates: &Tensor, c_prev: &Tensor) -> Result<(Tensor, Tensor)> {
+    check_pair("lstm_cell", gates, c_prev)?;
+    check_float("lstm_cell", gates)?;
+    let (b, h) = match c_prev.shape() {
+        &[b, h] if gates.shape() == [b, 4 * h] => (b, h),
+        _ => {
+            return shape_err(
+                "lstm_cell",
+                format!(
+                    "gates {:?} and cell state {:?}: expected [B, 4H] and [B, H]",
+                    gates.shape(),
+                    c_prev.shape()
+                ),
+            )
+        }
+    };
+    let y = lstm_forward_raw(gates, c_prev, b, h);
+    let (sa, sc) = (gates.detach(), c_prev.detach());
+    let y = record(y, "lstm_cell", &[gates, c_prev], move |gy| {
+        let (da, dc) = lstm_backward_raw(&sa, &sc, gy, b, h);
+        Ok(vec![Some(da), Some(dc)])
+    });
+    let hs = y.narrow(0, 0, 1)?.reshape(&[b, h])?;
+    let cs = y.narrow(0, 1, 1)?.reshape(&[b, h])?;
+    Ok((hs, cs))
+}
+
+/// The GRU gates of one element: (r, z, n).
+#[inline]
+fn gru_unit<T: Float>(gi: &[T], gh: &[T], base: usize, h: usize) -> (T, T, T) {
+    let r = sigmoid(gi[base] + gh[base]);
+    let z = sigmoid(gi[base + h] + gh[base + h]);
+    let n = tanh_c(gi[base + 2 * h] + r * gh[base + 2 * h]);
+    (r, z, n)
+}
+
+fn gru_fwd_cpu<T: Float>(gi: &[T], gh: &[T], hp: &[T], h: usize) -> Vec<T> {
+    let one = T::one();
+    pool::collect(
+        hp.len(),
+        hp.iter().enumerate().map(|(k, &p)| {
+            let (_, z, n) = gru_unit(gi, gh, (k / h) * 3 * h + k % h, h);
+            (one - z) * n + z * p
+        }),
+    )
+}
+
+type Grads3<T> = (Vec<T>, Vec<T>, Vec<T>);
+
+fn gru_bwd_cpu<T: Float>(gi: &[T], gh: &[T], hp: &[T], gy: &[T], h: usize) -> Grads3<T> {
+    let one = T::one();
+    let mut dgi = pool::filled(gi.len(), T::zero());
+    let mut dgh = pool::filled(gi.len(), T::zero());
+    let mut dhp = pool::filled(hp.len(), T::zero());
+    for k in 0..hp.len() {
+        let base = (k / h) * 3 * h + k % h;
+        let (r, z, n) = gru_unit(gi, gh, base, h);
+        let dh = gy[k];
+        let dn = dh * (one - z) * (one - n * n);
+        let dz = dh * (hp[k] - n) * z * (one - z);
+        let dr = dn * gh[base + 2 * h] * r * (one - r);
+        dgi[base] = dr;
+        dgi[base + h] = dz;
+        dgi[base + 2 * h] = dn;
+        dgh[base] = dr;
+        dgh[base + h] = dz;
+        dgh[base + 2 * h] = dn * r;
+        dhp[k] = dh * z;
+    }
+    (dgi, dgh, dhp)
+}
+
+fn gru_forward_raw(gi: &Tensor, gh: &Tensor, h_prev: &Tensor, b: usize, h: usize) -> Tensor {
+    match gi.device() {
+        Device::Cpu => {
+            let out = map_float3!(
+                &*gi.cpu_data(),
+                &*gh.cpu_data(),
+                &*h_prev.cpu_data(),
+                |a, c, p: T| gru_fwd_cpu(a, c, p, h)
+            );
+            Tensor::from_cpu(out, vec![b, h])
+        }
+        Device::Gpu(g) => {
+            let out = gpu_alloc(g, b * h);
+            g.launch(
+                GRU_FWD,
+                &[b as u32, h as u32],
+                &[gi.gpu_buf(), gh.gpu_buf(), h_prev.gpu_buf(), &out],
+                groups_1d(b * h),
+            );
+            Tensor::from_gpu(out, vec![b, h], gi.dtype())
+        }
+    }
+}
+
+/// The fused GRU backward without a graph: `[d gi, d gh, d h_prev]` (the last only
+/// through `z`; the recurrent product's share is added by the caller).
+fn gru_backward_raw(
+    si: &Tensor,
+    sh: &Tensor,
+    sp: &Tensor,
+    gy: &Tensor,
+    b: usize,
+    h: usize,
+) -> [Tensor; 3] {
+    match gy.device() {
+        Device::Cpu => {
+            let (a, c, p, g) = (si.cpu_data(), sh.cpu_data(), sp.cpu_data(), gy.cpu_data());
+            let grads = match (&*a, &*c, &*p, &*g) {
+                (CpuData::F32(a), CpuData::F32(c), CpuData::F32(p), CpuData::F32(g)) => {
+                    let (x, y, z) = gru_bwd_cpu(a, c, p, g, h);
+                    [CpuData::F32(x), CpuData::F32(y), CpuData::F32(z)]
+                }
+                (CpuData::F64(a), CpuData::F64(c), CpuData::F64(p), CpuData::F64(g)) => {
+                    let (x, y, z) = gru_bwd_cpu(a, c, p, g, h);
+                    [CpuData::F64(x), CpuData::F64(y), CpuData::F64(z)]
+                }
+                _ => unreachable!("gru_cell dtypes checked"),
+            };
+            let [x, y, z] = grads;
+            [
+                Tensor::from_cpu(x, vec![b, 3 * h]),
+                Tensor::from_cpu(y, vec![b, 3 * h]),
+                Tensor::from_cpu(z, vec![b, h]),
+            ]
+        }
+        Device::Gpu(g) => {
+            let (dgi, dgh, dhp) = (
+                gpu_alloc(g, 3 * b * h),
+                gpu_alloc(g, 3 * b * h),
+                gpu_alloc(g, b * h),
+            );
+            g.launch(
+                GRU_BWD,
+                &[b as u32, h as u32],
+                &[
+                    si.gpu_buf(),
+                    sh.gpu_buf(),
+                    sp.gpu_buf(),
+                    gy.gpu_buf(),
+                    &dgi,
+                    &dgh,
+                    &dhp,
+                ],
+                groups_1d(b * h),
+            );
+            let dt = gy.dtype();
+            [
+                Tensor::from_gpu(dgi, vec![b, 3 * h], dt),
+                Tensor::from_gpu(dgh, vec![b, 3 * h], dt),
+                Tensor::from_gpu(dhp, vec![b, h], dt),
+            ]
+        }
+    }
+}
+
+/// One GRU step's gate math: `gi` and `gh` `[B, 3H]` (input and recurrent products with
+/// their biases) and `h_prev` `[B, H]` give the new hidden state `[B, H]`.
+pub fn gru_cell(gi: &Tensor, gh: &Tensor, h_prev: &Tensor) -> Result<Tensor> {
+    check_pair("gru_cell", gi, gh)?;
+    check_pair("gru_cell", gi, h_prev)?;
+    check_float("gru_cell", gi)?;
+    let (b, h) = match h_prev.shape() {
+        &[b, h] if gi.shape() == [b, 3 * h] && gh.shape() == [b, 3 * h] => (b, h),
+        _ => {
+            return shape_err(
+                "gru_cell",
+                format!(
+                    "gi {:?}, gh {:?} and h_prev {:?}: expected [B, 3H], [B, 3H] and [B, H]",
+                    gi.shape(),
+                    gh.shape(),
+                    h_prev.shape()
+                ),
+            )
+        }
+    };
+    let y = gru_forward_raw(gi, gh, h_prev, b, h);
+    let (si, sh, sp) = (gi.detach(), gh.detach(), h_prev.detach());
+    Ok(record(y, "gru_cell", &[gi, gh, h_prev], move |gy| {
+        Ok(gru_backward_raw(&si, &sh, &sp, gy, b, h)
+            .into_iter()
+            .map(Some)
+            .collect())
+    }))
+}
+
+/// Which recurrence a layer runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RnnMode {
+    /// Elman RNN, `h = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh)`.
+    Tanh,
+    /// Elman RNN with ReLU instead of tanh.
+    Relu,
+    /// Long short-term memory (gates i, f, g, o).
+    Lstm,
+    /// Gated recurrent unit (gates r, z, n).
+    Gru,
+}
+
+impl RnnMode {
+    /// Gate blocks stacked in the weights: 1, 4 or 3.
+    pub fn gates(self) -> usize {
+        match self {
+            RnnMode::Tanh | RnnMode::Relu => 1,
+            RnnMode::Lstm => 4,
+            RnnMode::Gru => 3,
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            RnnMode::Tanh => "rnn_tanh",
+            RnnMode::Relu => "rnn_relu",
+            RnnMode::Lstm => "lstm",
+            RnnMode::Gru => "gru",
+        }
+    }
+}
+
+/// One layer's weights in PyTorch's layout: `w_ih [G H, I]`, `w_hh [G H, H]`, biases
+/// `[G H]`, with `G` gate blocks.
+#[derive(Clone, Copy, Debug)]
+pub struct LayerWeights<'a> {
+    /// Input-to-hidden weights.
+    pub w_ih: &'a Tensor,
+    /// Hidden-to-hidden weights.
+    pub w_hh: &'a Tensor,
+    /// Input-to-hidden bias.
+    pub b_ih: Option<&'a Tensor>,
+    /// Hidden-to-hidden bias.
+    pub b_hh: Option<&'a Tensor>,
+}
+
+/// A layer's outputs: every step's hidden state `[T, B, H]`, the last hidden state
+/// `[B, H]` and, for an LSTM, the last cell state.
+pub type LayerOutput = (Tensor, Tensor, Option<Tensor>);
+
+/// One recurrent layer over a whole sequence `x` `[T, B, I]` from the initial states
+/// `h0` (and `c0` for an LSTM), each `[B, H]`.
+///
+/// The input products of all steps are one matrix product; the recurrence is then one
+/// graph node whose forward runs, per step, the recurrent product and the fused gate
+/// kernel, and whose backward walks the steps in reverse with the fused backward kernel
+/// (backpropagation through time), finishing with one product each for the recurrent
+/// weights' and bias's gradients. The graph stays a few nodes long however long the
+/// sequence, so thousands of steps need no deep recursion and only the per-step
+/// activations are kept.
+pub fn rnn_layer(
+    mode: RnnMode,
+    x: &Tensor,
+    w: LayerWeights<'_>,
+    h0: &Tensor,
+    c0: Option<&Tensor>,
+) -> Result<LayerOutput> {
+    let op = mode.name();
+    check_pair(op, x, w.w_ih)?;
+    check_pair(op, x, w.w_hh)?;
+    check_pair(op, x, h0)?;
+    check_float(op, x)?;
+    let (t_len, b, i) = match x.shape() {
+        &[t, b, i] if t > 0 => (t, b, i),
+        _ => {
+            return shape_err(
+                op,
+                format!("input {:?}: expected [T, B, I] with T >= 1", x.shape()),
+            )
+        }
+    };
+    let g = mode.gates();
+    let h = w.w_hh.shape().get(1).copied().unwrap_or(0);
+    let gh_size = g * h;
+    let bias_ok = |bias: Option<&Tensor>| bias.is_none_or(|t| t.shape() == [gh_size]);
+    if w.w_ih.shape() != [gh_size, i]
+        || w.w_hh.shape() != [gh_size, h]
+        || !bias_ok(w.b_ih)
+        || !bias_ok(w.b_hh)
+        || h0.shape() != [b, h]
+        || (mode == RnnMode::Lstm) != c0.is_some()
+        || c0.is_some_and(|c| c.shape() != [b, h])
+    {
+        return shape_err(
+            op,
+            format!(
+                "input {:?}, w_ih {:?}, w_hh {:?}, h0 {:?}{}: expected w_ih [{g}H, I], \
+                 w_hh [{g}H, H], biases [{g}H], h0 [B, H]{}",
+                x.shape(),
+                w.w_ih.shape(),
+                w.w_hh.shape(),
+                h0.shape(),
+                c0.map_or(String::new(), |c| format!(", c0 {:?}", c.shape())),
+                if mode == RnnMode::Lstm {
+                    " and c0 [B, H]"
+                } else {
+                    " and no c0"
+                }
+            ),
+        );
+    }
+    for t in [w.b_ih, w.b_hh, c0].into_iter().flatten() {
+        check_pair(op, x, t)?;
+    }
+    // All steps' input products at once: [T, B, G H].
+    let mut gi_all = x.linear(w.w_ih)?;
+    if let Some(bias) = w.b_ih {
+        gi_all = gi_all.add(bias)?;
+    }
+    recurrence(mode, &gi_all, w.w_hh, w.b_hh, h0, c0, (t_len, b, h))
+}
+
+/// What the forward keeps for the backward, per step.
+enum Saved {
+    /// LSTM: gate pre-activations and the previous cell state.
+    Lstm(Vec<(Tensor, Tensor)>),
+    /// GRU: the input and recurrent gate products.
+    Gru(Vec<(Tensor, Tensor)>),
+    /// Elman: nothing beyond the hidden states.
+    Elman,
+}
+
+fn recurrence(
+    mode: RnnMode,
+    gi_all: &Tensor,
+    w_hh: &Tensor,
+    b_hh: Option<&Tensor>,
+    h0: &Tensor,
+    c0: Option<&Tensor>,
+    (t_len, b, h): (usize, usize, usize),
+) -> Result<LayerOutput> {
+    let g = mode.gates();
+    let (whh, bhh) = (w_hh.detach(), b_hh.map(Tensor::detach));
+    let h0d = h0.detach();
+    let (y, hs, saved) = crate::autograd::no_grad(|| -> Result<_> {
+        let mut hs: Vec<Tensor> = Vec::with_capacity(t_len);
+        let mut saved = match mode {
+            RnnMode::Lstm => Saved::Lstm(Vec::with_capacity(t_len)),
+            RnnMode::Gru => Saved::Gru(Vec::with_capacity(t_len)),
+            _ => Saved::Elman,
+        };
+        let mut hprev = h0d.clone();
+        let mut cprev = c0.map(Tensor::detach);
+        for t in 0..t_len {
+            let gi = gi_all.narrow(0, t, 1)?.reshape(&[b, g * h])?;
+            let mut gh = hprev.linear(&whh)?;
+            if let Some(bias) = &bhh {
+                gh = gh.add(bias)?;
+            }
+            let hnew = match &mut saved {
+                Saved::Lstm(steps) => {
+                    let gates = gi.add(&gh)?;
+                    let cp = cprev.take().expect("an LSTM has a cell state");
+                    let y = lstm_forward_raw(&gates, &cp, b, h);
+                    cprev = Some(y.narrow(0, 1, 1)?.reshape(&[b, h])?);
+                    steps.push((gates, cp));
+                    y.narrow(0, 0, 1)?.reshape(&[b, h])?
+                }
+                Saved::Gru(steps) => {
+                    let hn = gru_forward_raw(&gi, &gh, &hprev, b, h);
+                    steps.push((gi, gh));
+                    hn
+                }
+                Saved::Elman => {
+                    let pre = gi.add(&gh)?;
+                    if mode == RnnMode::Relu {
+                        pre.relu()?
+                    } else {
+                        pre.tanh()?
+                    }
+                }
+            };
+            hs.push(hnew.clone());
+            hprev = hnew;
+        }
+        let refs: Vec<&Tensor> = hs.iter().collect();
+        let mut y = Tensor::stack(&refs, 0)?;
+        if let Some(c) = &cprev {
+            y = Tensor::cat(&[&y, &c.unsqueeze(0)?], 0)?;
+        }
+        Ok((y, hs, saved))
+    })?;
+    let mut inputs: Vec<&Tensor> = vec![gi_all, w_hh];
+    inputs.extend(b_hh);
+    inputs.push(h0);
+    inputs.extend(c0);
+    let needs: Vec<bool> = inputs.iter().map(|t| t.requires_grad()).collect();
+    let has_bias = b_hh.is_some();
+    let y = crate::autograd::record(y, mode.name(), &inputs, move |gy| {
+        crate::autograd::no_grad(|| {
+            bptt(
+                mode,
+                gy,
+                &whh,
+                &h0d,
+                &hs,
+                &saved,
+                (t_len, b, h),
+                has_bias,
+                &needs,
+            )
+        })
+    });
+    let out = y.narrow(0, 0, t_len)?;
+    let h_last = y.narrow(0, t_len - 1, 1)?.reshape(&[b, h])?;
+    let c_last = if mode == RnnMode::Lstm {
+        Some(y.narrow(0, t_len, 1)?.reshape(&[b, h])?)
+    } else {
+        None
+    };
+    Ok((out, h_last, c_last))
+}
+
+/// Backpropagation through time for [`recurrence`]: gradients for `[gi_all, w_hh,
+/// (b_hh), h0, (c0)]` from the gradient of `[outputs..., (c_T)]`.
+#[allow(clippy::too_many_arguments)]
+fn bptt(
+    mode: RnnMode,
+    gy: &Tensor,
+    whh: &Tensor,
+    h0: &Tensor,
+    hs: &[Tensor],
+    saved: &Saved,
+    (t_len, b, h): (usize, usize, usize),
+    has_bias: bool,
+    needs: &[bool],
+) -> Result<Vec<Option<Tensor>>> {
+    let g = mode.gates();
+    let mut dh_carry: Option<Tensor> = None;
+    let mut dc_carry = if mode == RnnMode::Lstm {
+        Some(gy.narrow(0, t_len, 1)?.reshape(&[b, h])?)
+    } else {
+        None
+    };
+    let mut dgi_steps: Vec<Tensor> = Vec::with_capacity(t_len);
+    let mut dgh_steps: Vec<Tensor> = Vec::new();
+    for t in (0..t_len).rev() {
+        let mut dh = gy.narrow(0, t, 1)?.reshape(&[b, h])?;
+        if let Some(c) = &dh_carry {
+            dh = dh.add(c)?;
+        }
+        let hprev = if t == 0 { h0 } else { &hs[t - 1] };
+        let (dgi, dgh, direct) = match saved {
+            Saved::Lstm(steps) => {
+                let (gates, cp) = &steps[t];
+                let dc = dc_carry.take().expect("an LSTM carries a cell gradient");
+                let g2 = Tensor::stack(&[&dh, &dc], 0)?;
+                let (da, dcp) = lstm_backward_raw(gates, cp, &g2, b, h);
+                dc_carry = Some(dcp);
+                (da.clone(), da, None)
+            }
+            Saved::Gru(steps) => {
+                let (gi, gh) = &steps[t];
+                let [dgi, dgh, dhp] = gru_backward_raw(gi, gh, hprev, &dh, b, h);
+                (dgi, dgh, Some(dhp))
+            }
+            Saved::Elman => {
+                let op = if mode == RnnMode::Relu {
+                    crate::ops::unary::UnaryOp::Relu
+                } else {
+                    crate::ops::unary::UnaryOp::Tanh
+                };
+                // Both backward rules read only the output (ReLU's sign is the output's).
+                let dpre = crate::ops::unary::unary_backward(op, &hs[t], &hs[t], &dh);
+                (dpre.clone(), dpre, None)
+            }
+        };
+        let mut carry = dgh.matmul(whh)?;
+        if let Some(d) = direct {
+            carry = carry.add(&d)?;
+        }
+        dh_carry = Some(carry);
+        dgi_steps.push(dgi);
+        if mode == RnnMode::Gru {
+            dgh_steps.push(dgh);
+        }
+    }
+    dgi_steps.reverse();
+    dgh_steps.reverse();
+    let refs: Vec<&Tensor> = dgi_steps.iter().collect();
+    let dgi_all = Tensor::stack(&refs, 0)?;
+    let dgh_all = if mode == RnnMode::Gru {
+        let refs: Vec<&Tensor> = dgh_steps.iter().collect();
+        Tensor::stack(&refs, 0)?
+    } else {
+        dgi_all.clone()
+    };
+    let rows = t_len * b;
+    let dgh2 = dgh_all.reshape(&[rows, g * h])?;
+    let mut grads = vec![Some(dgi_all)];
+    let w_index = 1;
+    grads.push(if needs[w_index] {
+        // One product over all steps: sum_t dgh_t^T h_{t-1}.
+        let mut prev: Vec<&Tensor> = vec![h0];
+        prev.extend(hs[..t_len - 1].iter());
+        let hprev_all = Tensor::stack(&prev, 0)?.reshape(&[rows, h])?;
+        Some(crate::ops::matmul::matmul_raw(
+            &dgh2,
+            true,
+            &hprev_all,
+            false,
+            crate::ops::matmul::MatmulKernel::Tiled,
+        )?)
+    } else {
+        None
+    });
+    if has_bias {
+        grads.push(Some(dgh2.sum_dim(&[0], false)?));
+    }
+    grads.push(dh_carry);
+    if mode == RnnMode::Lstm {
+        grads.push(dc_carry);
+    }
+    Ok(grads)
+}
+
+/// Rows of `weight` `[V, D]` picked by `u32` indices of any shape: `[..., D]`
+/// (`torch.nn.functional.embedding`). The backward scatter-adds into the picked rows.
+pub fn embedding(indices: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    if weight.rank() != 2 {
+        return shape_err(
+            "embedding",
+            format!("the table {:?} must be [V, D]", weight.shape()),
+        );
+    }
+    let mut shape = indices.shape().to_vec();
+    shape.push(weight.shape()[1]);
+    weight
+        .index_select(0, &indices.reshape(&[indices.numel()])?)?
+        .reshape(&shape)
+}
