@@ -7,6 +7,7 @@ pub mod augment;
 pub mod digits;
 pub mod fashion_mnist;
 pub mod idx;
+pub mod text;
 
 use std::sync::Arc;
 

@@ -91,12 +91,60 @@ fn gpu_float_only(op: &'static str, x: &Tensor) -> Result<()> {
 }
 
 /// A contiguous tensor of `out_shape` read from `x` at `base + sum idx_d * strides_d`.
+/// Splits a strided region into contiguous runs: the trailing dimensions whose strides
+/// are those of a contiguous layout form one run of `run` elements, and the leading
+/// `k` dimensions (shape and strides `[..k]`) walk the runs' starts.
+fn contiguous_runs(shape_: &[usize], strides: &[usize]) -> (usize, usize) {
+    let (mut run, mut k) = (1, shape_.len());
+    while k > 0 && (strides[k - 1] == run || shape_[k - 1] == 1) {
+        run *= shape_[k - 1];
+        k -= 1;
+    }
+    (run, k)
+}
+
+/// Calls `f(region offset, flat offset, run)` for each contiguous run of a strided
+/// region (see [`contiguous_runs`]).
+fn for_each_run(shape_: &[usize], strides: &[usize], mut f: impl FnMut(usize, usize, usize)) {
+    let (run, k) = contiguous_runs(shape_, strides);
+    if run == 0 {
+        return;
+    }
+    for (i, o) in StridedIter::new(&shape_[..k], &strides[..k]).enumerate() {
+        f(o, i * run, run);
+    }
+}
+
+/// The region of `src` at `base` with `shape_`/`strides`, as a contiguous vector.
+fn gather_runs<T: crate::backend::cpu::pool::Pooled + Default>(
+    src: &[T],
+    shape_: &[usize],
+    strides: &[usize],
+    base: usize,
+) -> Vec<T> {
+    let mut out = crate::backend::cpu::pool::filled(shape::numel(shape_), T::default());
+    for_each_run(shape_, strides, |o, i, run| {
+        out[i..i + run].copy_from_slice(&src[base + o..base + o + run])
+    });
+    out
+}
+
 fn strided_copy(x: &Tensor, out_shape: &[usize], strides: &[usize], base: usize) -> Tensor {
     let n = shape::numel(out_shape);
     match x.device() {
         Device::Cpu => {
-            let src = StridedIter::new(out_shape, strides).map(|o| base + o);
-            let out = cpu_gather(&x.cpu_data(), src);
+            let (run, _) = contiguous_runs(out_shape, strides);
+            if run < 16 {
+                let src = StridedIter::new(out_shape, strides).map(|o| base + o);
+                let out = cpu_gather(&x.cpu_data(), src);
+                return Tensor::from_cpu(out, out_shape.to_vec());
+            }
+            // Long contiguous runs: slice copies.
+            let out = match &*x.cpu_data() {
+                CpuData::F32(v) => CpuData::F32(gather_runs(v, out_shape, strides, base)),
+                CpuData::F64(v) => CpuData::F64(gather_runs(v, out_shape, strides, base)),
+                CpuData::U32(v) => CpuData::U32(gather_runs(v, out_shape, strides, base)),
+            };
             Tensor::from_cpu(out, out_shape.to_vec())
         }
         Device::Gpu(g) => {
@@ -132,6 +180,22 @@ fn strided_scatter(dst: &Tensor, src: &Tensor, strides: &[usize], base: usize) {
             let src_data = src.cpu_data();
             let mut d = s.write();
             let n = src.numel();
+            if contiguous_runs(src.shape(), strides).0 >= 16 {
+                macro_rules! put_runs {
+                    ($o:expr, $v:expr) => {
+                        for_each_run(src.shape(), strides, |o, i, run| {
+                            $o[base + o..base + o + run].copy_from_slice(&$v[i..i + run])
+                        })
+                    };
+                }
+                match (&mut *d, &*src_data) {
+                    (CpuData::F32(o), CpuData::F32(v)) => put_runs!(o, v),
+                    (CpuData::F64(o), CpuData::F64(v)) => put_runs!(o, v),
+                    (CpuData::U32(o), CpuData::U32(v)) => put_runs!(o, v),
+                    _ => unreachable!("scatter dtypes checked"),
+                }
+                return;
+            }
             let at = StridedIter::new(src.shape(), strides)
                 .map(|o| base + o)
                 .take(n);

@@ -3,7 +3,7 @@
 //! `max` saves the argmax indices and routes the gradient through them.
 
 use crate::autograd::record;
-use crate::backend::cpu::pool::CollectPooled;
+use crate::backend::cpu::pool::{self, CollectPooled};
 use crate::backend::cpu::{map_float, strided_offset, CpuData, Float, StridedIter};
 use crate::backend::gpu::{Kernel, ShaderFile};
 use crate::device::Device;
@@ -128,6 +128,25 @@ impl Plan {
 }
 
 fn sum_cpu<T: Float>(plan: &Plan, x: &[T], scale: f64) -> Vec<T> {
+    // Reducing leading dimensions only (a bias gradient: [rows, features] -> [features]):
+    // add whole rows in memory order instead of striding down each column.
+    let lead = plan.reduced.iter().take_while(|&&r| r).count();
+    if lead > 0 && plan.reduced[lead..].iter().all(|&r| !r) {
+        let inner: usize = plan.input[lead..].iter().product();
+        let mut out = pool::filled(inner, T::zero());
+        if inner > 0 {
+            for row in x.chunks_exact(inner) {
+                for (o, &v) in out.iter_mut().zip(row) {
+                    *o += v;
+                }
+            }
+        }
+        if scale != 1.0 {
+            let s = T::from_f64(scale);
+            out.iter_mut().for_each(|o| *o = *o * s);
+        }
+        return out;
+    }
     let offsets: Vec<usize> = StridedIter::new(&plan.red_sizes, &plan.red_strides).collect();
     StridedIter::new(&plan.kept_sizes, &plan.kept_strides)
         .map(|base| {
