@@ -16,7 +16,8 @@ use wgrad::ops::conv2d::ConvOptions;
 use wgrad::prelude::*;
 
 /// (label, input [N, C, H, W], output channels, kernel, padding, stride).
-const SIZES: &[(&str, [usize; 4], usize, usize, usize, usize)] = &[
+type Size = (&'static str, [usize; 4], usize, usize, usize, usize);
+const SIZES: &[Size] = &[
     ("cnn_conv1", [64, 1, 28, 28], 16, 3, 1, 1),
     ("cnn_conv2", [64, 16, 14, 14], 32, 3, 1, 1),
     ("c64_16x16", [16, 64, 16, 16], 64, 3, 1, 1),

@@ -70,6 +70,18 @@ impl TrainStep {
         }
     }
 
+    /// `model` trained on the given inputs and class labels.
+    pub fn with_data(dev: &Device, model: Sequential, x: Tensor, y: Tensor) -> TrainStep {
+        let opt = Sgd::new(model.parameters(), 0.01).momentum(0.9);
+        TrainStep {
+            model,
+            opt,
+            x,
+            y,
+            dev: dev.clone(),
+        }
+    }
+
     /// Forward, cross-entropy, backward, update, and a sync so the work is finished.
     pub fn step(&mut self) {
         self.opt.zero_grad();

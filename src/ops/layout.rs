@@ -31,9 +31,9 @@ pub(crate) fn fill(shape: &[usize], dtype: DType, value: f64, device: &Device) -
     Ok(match device {
         Device::Cpu => {
             let data = match dtype {
-                DType::F32 => CpuData::F32(vec![value as f32; n]),
-                DType::F64 => CpuData::F64(vec![value; n]),
-                DType::U32 => CpuData::U32(vec![value as u32; n]),
+                DType::F32 => CpuData::F32(crate::backend::cpu::pool::filled(n, value as f32)),
+                DType::F64 => CpuData::F64(crate::backend::cpu::pool::filled(n, value)),
+                DType::U32 => CpuData::U32(crate::backend::cpu::pool::filled(n, value as u32)),
             };
             Tensor::from_cpu(data, shape.to_vec())
         }

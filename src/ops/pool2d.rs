@@ -159,8 +159,8 @@ fn maxpool_cpu<T: Float>(g: &Pool, x: &[T]) -> (Vec<T>, Vec<u32>) {
                     let mut at = h0 * g.w + w0;
                     let mut best = xp[at];
                     for ih in h0..h1 {
-                        for i in ih * g.w + w0..ih * g.w + w1 {
-                            let v = xp[i];
+                        let row0 = ih * g.w + w0;
+                        for (i, &v) in (row0..).zip(&xp[row0..ih * g.w + w1]) {
                             let better = v > best;
                             best = if better { v } else { best };
                             at = if better { i } else { at };

@@ -447,12 +447,20 @@ pub fn rnn_layer(
     for t in [w.b_ih, w.b_hh, c0].into_iter().flatten() {
         check_pair(op, x, t)?;
     }
-    // All steps' input products at once: [T, B, G H].
+    // All steps' input products at once: [T, B, G H]. Where the two biases only ever
+    // appear summed (Elman, LSTM), b_hh joins them here once instead of every step; the
+    // GRU needs b_hh inside the reset gate's product.
     let mut gi_all = x.linear(w.w_ih)?;
     if let Some(bias) = w.b_ih {
         gi_all = gi_all.add(bias)?;
     }
-    recurrence(mode, &gi_all, w.w_hh, w.b_hh, h0, c0, (t_len, b, h))
+    let mut b_hh = w.b_hh;
+    if mode != RnnMode::Gru {
+        if let Some(bias) = b_hh.take() {
+            gi_all = gi_all.add(bias)?;
+        }
+    }
+    recurrence(mode, &gi_all, w.w_hh, b_hh, h0, c0, (t_len, b, h))
 }
 
 /// What the forward keeps for the backward, per step.

@@ -212,9 +212,12 @@ fn unary_forward(x: &Tensor, op: UnaryOp) -> Tensor {
     let n = x.numel();
     match x.device() {
         Device::Cpu => {
-            // ReLU gets its own loop: the op's match is not hoisted out of a generic one.
+            // The common activations get their own loops: the op's match is not hoisted out
+            // of a generic one.
             let out = map_float!(&*x.cpu_data(), |v: T| match op {
                 UnaryOp::Relu => v.iter().map(|&a| a.max(T::zero())).collect_pooled(),
+                UnaryOp::Tanh => v.iter().map(|&a| Float::tanh(a)).collect_pooled(),
+                UnaryOp::Sigmoid => v.iter().map(|&a| sigmoid(a)).collect_pooled(),
                 _ => v.iter().map(|&a| op.forward::<T>(a)).collect_pooled(),
             });
             Tensor::from_cpu(out, x.shape().to_vec())

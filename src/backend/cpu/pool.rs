@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use super::CpuData;
 
 /// Smaller buffers go straight back to the allocator (its own free lists serve them).
-pub const MIN_ELEMS: usize = 16 * 1024;
+pub const MIN_ELEMS: usize = 4 * 1024;
 /// The most bytes the pool keeps; buffers freed beyond this are released.
 pub const MAX_POOLED_BYTES: usize = 512 << 20;
 
