@@ -83,7 +83,11 @@ fn run(lstm: bool, k: usize, args: &Args, dev: &Device) -> anyhow::Result<f64> {
         for (name, t) in m.named_parameters() {
             let mut v = t.to_vec::<f32>()?;
             if name == "bias_ih_l0" || name == "bias_hh_l0" {
-                let value = if name == "bias_ih_l0" { args.forget_bias } else { 0.0 };
+                let value = if name == "bias_ih_l0" {
+                    args.forget_bias
+                } else {
+                    0.0
+                };
                 v[h..2 * h].iter_mut().for_each(|b| *b = value);
                 t.copy_from(&Tensor::from_vec(v, t.shape(), dev)?)?;
             }

@@ -297,13 +297,12 @@ pub trait Module: Send + Sync {
                     s.shape(),
                     t.shape()
                 )),
-                Some((_, s)) if s.dtype() != t.dtype() && !counter_fits(s, t) => {
-                    problems.push(format!(
+                Some((_, s)) if s.dtype() != t.dtype() && !counter_fits(name, s, t) => problems
+                    .push(format!(
                         "{name}: dtype {:?} in the file, {:?} in the model",
                         s.dtype(),
                         t.dtype()
-                    ))
-                }
+                    )),
                 Some(_) => {}
             }
         }
@@ -331,10 +330,12 @@ pub trait Module: Send + Sync {
     }
 }
 
-/// An integer file tensor (PyTorch's `int64` `num_batches_tracked`, read as `U32`) may
-/// load into an `F32` model tensor when every value is exact in `f32` (at most 2^24).
-fn counter_fits(file: &Tensor, model: &Tensor) -> bool {
-    file.dtype() == crate::DType::U32
+/// PyTorch's `int64` `num_batches_tracked` counter (read as `U32`) may load into this
+/// crate's `F32` counter when its value is exact in `f32` (at most 2^24). Nothing else
+/// converts.
+fn counter_fits(name: &str, file: &Tensor, model: &Tensor) -> bool {
+    name.ends_with("num_batches_tracked")
+        && file.dtype() == crate::DType::U32
         && model.dtype() == crate::DType::F32
         && file
             .to_vec::<u32>()

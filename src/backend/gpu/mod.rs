@@ -291,6 +291,18 @@ impl GpuContext {
         if groups.contains(&0) {
             return;
         }
+        let limit = self.device.limits().max_storage_buffer_binding_size as u64;
+        for b in buffers {
+            assert!(
+                b.buffer.size() <= limit,
+                "{}: a {} MiB buffer exceeds this adapter's largest storage binding ({} MiB, \
+                 {}); run the batch in smaller pieces",
+                k.entry,
+                b.buffer.size() >> 20,
+                limit >> 20,
+                self.info.name
+            );
+        }
         let mut st = self.lock_state();
         if st.pending.len() >= MAX_PENDING {
             self.flush_locked(&mut st, None);
