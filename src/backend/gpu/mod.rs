@@ -128,6 +128,8 @@ pub struct GpuContext {
     state: Mutex<State>,
     pub(crate) counters: Counters,
     pub(crate) rng: crate::device::RngState,
+    /// The adapter's largest storage-buffer binding, in bytes.
+    max_binding: u64,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -175,6 +177,7 @@ impl GpuContext {
             }),
             counters: Counters::default(),
             rng: crate::device::RngState::new(crate::device::DEFAULT_SEED),
+            max_binding: adapter.limits().max_storage_buffer_binding_size,
         };
         ctx.counters.buffers_created.fetch_add(1, Ordering::Relaxed);
         Ok(Arc::new(ctx))
@@ -291,7 +294,7 @@ impl GpuContext {
         if groups.contains(&0) {
             return;
         }
-        let limit = self.device.limits().max_storage_buffer_binding_size as u64;
+        let limit = self.max_binding;
         for b in buffers {
             assert!(
                 b.buffer.size() <= limit,
