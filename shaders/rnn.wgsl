@@ -7,6 +7,23 @@ fn tanh_f(x: f32) -> f32 {
     return tanh(clamp(x, -15.0, 15.0));
 }
 
+// The activated LSTM gates (i, f, g, o) of the element at `base` of x0 ([B, 4H]).
+fn lstm_gates(base: u32, h: u32) -> vec4<f32> {
+    return vec4<f32>(
+        sigmoid_f(x0[base]),
+        sigmoid_f(x0[base + h]),
+        tanh_f(x0[base + 2u * h]),
+        sigmoid_f(x0[base + 3u * h]),
+    );
+}
+
+// The activated GRU gates (r, z, n) of the element at `base` of x0 = gi and x1 = gh.
+fn gru_gates(base: u32, h: u32) -> vec3<f32> {
+    let r = sigmoid_f(x0[base] + x1[base]);
+    let z = sigmoid_f(x0[base + h] + x1[base + h]);
+    return vec3<f32>(r, z, tanh_f(x0[base + 2u * h] + r * x1[base + 2u * h]));
+}
+
 // LSTM (PyTorch's gate order i, f, g, o):
 //   i = s(a_i), f = s(a_f), g = tanh(a_g), o = s(a_o)
 //   c = f c_prev + i g,  h = o tanh(c)
@@ -18,10 +35,11 @@ fn lstm_cell_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     if (i >= n) { return; }
     let h = P[1];
     let base = (i / h) * 4u * h + i % h;
-    let ig = sigmoid_f(x0[base]);
-    let fg = sigmoid_f(x0[base + h]);
-    let gg = tanh_f(x0[base + 2u * h]);
-    let og = sigmoid_f(x0[base + 3u * h]);
+    let a = lstm_gates(base, h);
+    let ig = a.x;
+    let fg = a.y;
+    let gg = a.z;
+    let og = a.w;
     let c = fg * x1[i] + ig * gg;
     y0[i] = og * tanh_f(c);
     y0[n + i] = c;
@@ -36,10 +54,11 @@ fn lstm_cell_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     if (i >= n) { return; }
     let h = P[1];
     let base = (i / h) * 4u * h + i % h;
-    let ig = sigmoid_f(x0[base]);
-    let fg = sigmoid_f(x0[base + h]);
-    let gg = tanh_f(x0[base + 2u * h]);
-    let og = sigmoid_f(x0[base + 3u * h]);
+    let a = lstm_gates(base, h);
+    let ig = a.x;
+    let fg = a.y;
+    let gg = a.z;
+    let og = a.w;
     let cp = x1[i];
     let c = fg * cp + ig * gg;
     let tc = tanh_f(c);
@@ -63,10 +82,8 @@ fn gru_cell_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     if (i >= P[0] * P[1]) { return; }
     let h = P[1];
     let base = (i / h) * 3u * h + i % h;
-    let r = sigmoid_f(x0[base] + x1[base]);
-    let z = sigmoid_f(x0[base + h] + x1[base + h]);
-    let nn = tanh_f(x0[base + 2u * h] + r * x1[base + 2u * h]);
-    y0[i] = (1.0 - z) * nn + z * x2[i];
+    let g = gru_gates(base, h);
+    y0[i] = (1.0 - g.y) * g.z + g.y * x2[i];
 }
 
 // Backward. The output gradient d h [B, H] arrives in the u32 slot (xi), read through
@@ -77,10 +94,11 @@ fn gru_cell_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     if (i >= P[0] * P[1]) { return; }
     let h = P[1];
     let base = (i / h) * 3u * h + i % h;
-    let r = sigmoid_f(x0[base] + x1[base]);
-    let z = sigmoid_f(x0[base + h] + x1[base + h]);
+    let g = gru_gates(base, h);
+    let r = g.x;
+    let z = g.y;
+    let nn = g.z;
     let ghn = x1[base + 2u * h];
-    let nn = tanh_f(x0[base + 2u * h] + r * ghn);
     let hp = x2[i];
     let dh = bitcast<f32>(xi[i]);
     let dn = dh * (1.0 - z) * (1.0 - nn * nn);

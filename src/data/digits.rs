@@ -1,7 +1,6 @@
 //! The bundled handwritten digits (`data/digits.csv.gz`; source and licence in
 //! `data/SOURCES.md`): 1,797 8x8 images with grey levels 0..16 and their labels.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::InMemoryDataset;
@@ -27,14 +26,7 @@ pub fn load_from(path: impl AsRef<Path>) -> Result<InMemoryDataset> {
         path: path.display().to_string(),
         msg,
     };
-    let file = std::fs::File::open(path).map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        source: e,
-    })?;
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(file)
-        .read_to_string(&mut text)
-        .map_err(|e| bad(format!("not a readable gzip text file ({e})")))?;
+    let text = super::text::load_gzip_text(path)?;
     let mut features = Vec::new();
     let mut labels = Vec::new();
     for (line_no, line) in text

@@ -450,6 +450,15 @@ impl CellParams {
     fn zeros(&self, x: &Tensor) -> Result<Tensor> {
         Tensor::zeros(&[x.shape()[0], self.hidden()], x.device())
     }
+    /// The starting hidden state (zeros when `None`) and both gate products.
+    fn start(&self, x: &Tensor, h: Option<&Tensor>) -> Result<(Tensor, Tensor, Tensor)> {
+        let h0 = match h {
+            Some(h) => h.clone(),
+            None => self.zeros(x)?,
+        };
+        let (gi, gh) = self.products(x, &h0)?;
+        Ok((h0, gi, gh))
+    }
 }
 
 /// One step of an Elman RNN (`torch.nn.RNNCell`): `h' = tanh(x W_ih^T + b_ih + h W_hh^T
@@ -475,11 +484,7 @@ impl RNNCell {
     }
     /// One step from `h` (`[B, H]`; zeros when `None`) on input `x` `[B, I]`.
     pub fn step(&self, x: &Tensor, h: Option<&Tensor>) -> Result<Tensor> {
-        let h0 = match h {
-            Some(h) => h.clone(),
-            None => self.p.zeros(x)?,
-        };
-        let (gi, gh) = self.p.products(x, &h0)?;
+        let (_, gi, gh) = self.p.start(x, h)?;
         let pre = gi.add(&gh)?;
         if self.relu {
             pre.relu()
@@ -513,11 +518,11 @@ impl LSTMCell {
     }
     /// One step from `(h, c)` (zeros when `None`) on input `x` `[B, I]`: the new `(h, c)`.
     pub fn step(&self, x: &Tensor, state: Option<(&Tensor, &Tensor)>) -> Result<(Tensor, Tensor)> {
-        let (h0, c0) = match state {
-            Some((h, c)) => (h.clone(), c.clone()),
-            None => (self.p.zeros(x)?, self.p.zeros(x)?),
+        let (_, gi, gh) = self.p.start(x, state.map(|(h, _)| h))?;
+        let c0 = match state {
+            Some((_, c)) => c.clone(),
+            None => self.p.zeros(x)?,
         };
-        let (gi, gh) = self.p.products(x, &h0)?;
         lstm_cell(&gi.add(&gh)?, &c0)
     }
 }
@@ -547,11 +552,7 @@ impl GRUCell {
     }
     /// One step from `h` (zeros when `None`) on input `x` `[B, I]`.
     pub fn step(&self, x: &Tensor, h: Option<&Tensor>) -> Result<Tensor> {
-        let h0 = match h {
-            Some(h) => h.clone(),
-            None => self.p.zeros(x)?,
-        };
-        let (gi, gh) = self.p.products(x, &h0)?;
+        let (h0, gi, gh) = self.p.start(x, h)?;
         gru_cell(&gi, &gh, &h0)
     }
 }
