@@ -6,6 +6,23 @@
 //! `weight_hh_l{k}` `[G H, H]`, `bias_ih_l{k}` and `bias_hh_l{k}` `[G H]`, all initialised
 //! uniform in `±1/sqrt(H)` as PyTorch does. See [`crate::ops::rnn`] for the kernels and
 //! how backpropagation through time runs.
+//!
+//! ```
+//! use wgrad::nn::{RecurrentOptions, LSTM};
+//! use wgrad::prelude::*;
+//! # fn main() -> wgrad::Result<()> {
+//! let dev = Device::cpu();
+//! let opts = RecurrentOptions { num_layers: 2, ..Default::default() };
+//! let lstm = LSTM::with_options(&dev, 8, 16, opts)?;
+//! let x = Tensor::randn_seeded(&[5, 3, 8], 0, &dev)?; // [T, B, I]
+//! let (out, state) = lstm.forward_with_state(&x, None)?;
+//! assert_eq!(out.shape(), [5, 3, 16]);
+//! assert_eq!(state.h.shape(), [2, 3, 16]);
+//! // The next chunk starts from the detached state: truncated BPTT.
+//! let (next, _) = lstm.forward_with_state(&x, Some(&state.detach()))?;
+//! next.sum()?.backward()?;
+//! # Ok(()) }
+//! ```
 
 use std::collections::HashSet;
 use std::sync::Mutex;
