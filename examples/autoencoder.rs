@@ -24,12 +24,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
 use plotters::prelude::*;
-use wgrad::data::{make_batch, train_test_split, Dataset};
+
 use wgrad::prelude::*;
 
 #[derive(Parser)]
@@ -295,16 +294,12 @@ fn main() -> anyhow::Result<()> {
     let dev = args.common.device()?;
     let seed = args.common.seed;
 
-    let digits: Arc<dyn Dataset> = Arc::new(wgrad::data::digits::load()?);
-    let (train_set, test_set) = train_test_split(digits, 0.2, seed)?;
-    let all: Vec<usize> = (0..test_set.len()).collect();
-    let test_batch = make_batch(&test_set, &all, &dev)?;
+    let (mut loader, test_batch) = common::digits_split(seed, args.batch_size, &dev)?;
     let test_x = common::digit_images(&test_batch.x)?;
-    let mut loader = DataLoader::new(Arc::new(train_set), args.batch_size, &dev).shuffle(seed);
     println!(
         "{} training and {} test digits",
         loader.dataset().len(),
-        test_set.len()
+        test_batch.y.shape()[0]
     );
     common::register_font();
     let out = common::out_dir()?;
@@ -319,7 +314,7 @@ fn main() -> anyhow::Result<()> {
         args.epochs,
         args.lr,
     )?;
-    let n = args.show.clamp(1, test_set.len());
+    let n = args.show.clamp(1, test_batch.y.shape()[0]);
     let shown = test_x.narrow(0, 0, n)?;
     model.eval();
     let recon = no_grad(|| model.forward(&shown))?;

@@ -18,12 +18,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
 use plotters::prelude::*;
-use wgrad::data::{make_batch, train_test_split, Dataset};
+
 use wgrad::optim::{CosineAnnealingLR, Scheduled};
 use wgrad::prelude::*;
 
@@ -48,12 +47,8 @@ fn main() -> anyhow::Result<()> {
     let dev = args.common.device()?;
     let seed = args.common.seed;
 
-    let digits: Arc<dyn Dataset> = Arc::new(wgrad::data::digits::load()?);
-    let (train, test) = train_test_split(digits, 0.2, seed)?;
-    let all: Vec<usize> = (0..test.len()).collect();
-    let test_batch = make_batch(&test, &all, &dev)?;
+    let (mut loader, test_batch) = common::digits_split(seed, args.batch_size, &dev)?;
     let test_x = common::digit_images(&test_batch.x)?;
-    let mut loader = DataLoader::new(Arc::new(train), args.batch_size, &dev).shuffle(seed);
 
     let model = common::digits_cnn(&dev);
     println!("model: {} parameters", model.num_parameters());

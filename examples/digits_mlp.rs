@@ -27,12 +27,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
 use plotters::prelude::*;
-use wgrad::data::{make_batch, train_test_split, Dataset};
+
 use wgrad::prelude::*;
 
 #[derive(Parser)]
@@ -85,16 +84,13 @@ fn main() -> anyhow::Result<()> {
     let seed = args.common.seed;
 
     // The data: a seeded split into 4/5 training and 1/5 test images.
-    let digits: Arc<dyn Dataset> = Arc::new(wgrad::data::digits::load()?);
-    let (train, test) = train_test_split(digits, 0.2, seed)?;
-    let all_test: Vec<usize> = (0..test.len()).collect();
-    let test_batch = make_batch(&test, &all_test, &dev)?; // the whole test set, one tensor
+    // The whole test set is one batch.
+    let (mut loader, test_batch) = common::digits_split(seed, args.batch_size, &dev)?;
     println!(
         "data: {} training and {} test images",
-        train.len(),
-        test.len()
+        loader.dataset().len(),
+        test_batch.y.shape()[0]
     );
-    let mut loader = DataLoader::new(Arc::new(train), args.batch_size, &dev).shuffle(seed);
 
     let model = build_model(&dev, args.dropout);
     println!("model: {} parameters", model.num_parameters());
@@ -143,8 +139,8 @@ fn main() -> anyhow::Result<()> {
         dev.name(),
         losses.last().copied().unwrap_or(f64::NAN),
         100.0 * acc,
-        (acc * test.len() as f64).round(),
-        test.len()
+        (acc * test_batch.y.shape()[0] as f64).round(),
+        test_batch.y.shape()[0]
     );
 
     let out = common::out_dir()?;

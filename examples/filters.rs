@@ -20,13 +20,12 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use wgrad::data::{make_batch, train_test_split, Dataset};
+
 use wgrad::optim::{CosineAnnealingLR, Scheduled};
 use wgrad::prelude::*;
 
@@ -193,12 +192,8 @@ fn main() -> anyhow::Result<()> {
     let dev = args.common.device()?;
     let seed = args.common.seed;
 
-    let digits: Arc<dyn Dataset> = Arc::new(wgrad::data::digits::load()?);
-    let (train, test) = train_test_split(digits, 0.2, seed)?;
-    let all: Vec<usize> = (0..test.len()).collect();
-    let test_batch = make_batch(&test, &all, &dev)?;
+    let (mut loader, test_batch) = common::digits_split(seed, args.batch_size, &dev)?;
     let test_x = common::digit_images(&test_batch.x)?;
-    let mut loader = DataLoader::new(Arc::new(train), args.batch_size, &dev).shuffle(seed);
 
     let model = common::digits_cnn(&dev);
     println!("model: {} parameters", model.num_parameters());
@@ -256,7 +251,7 @@ fn main() -> anyhow::Result<()> {
     println!("wrote {}", png.display());
 
     // One test digit and every layer's output, in eval mode without a graph.
-    let i = args.index.min(test.len() - 1);
+    let i = args.index.min(test_batch.y.shape()[0] - 1);
     let x = test_x.narrow(0, i, 1)?;
     let outs = no_grad(|| model.forward_all(&x))?;
     let label = test_batch.y.to_vec::<u32>()?[i];

@@ -94,3 +94,18 @@ pub fn digits_cnn(dev: &Device) -> Sequential {
 pub fn digit_images(x: &Tensor) -> wgrad::Result<Tensor> {
     x.reshape(&[x.shape()[0], 1, 8, 8])
 }
+
+/// The bundled digits split 4:1 by `seed`: a loader over the training part (shuffled by
+/// `seed`) and the whole test part as one batch (flat pixels `[N, 64]`, labels `[N]`).
+pub fn digits_split(
+    seed: u64,
+    batch_size: usize,
+    dev: &Device,
+) -> anyhow::Result<(DataLoader, wgrad::data::Batch)> {
+    let digits: std::sync::Arc<dyn Dataset> = std::sync::Arc::new(wgrad::data::digits::load()?);
+    let (train, test) = wgrad::data::train_test_split(digits, 0.2, seed)?;
+    let all: Vec<usize> = (0..test.len()).collect();
+    let test_batch = wgrad::data::make_batch(&test, &all, dev)?;
+    let loader = DataLoader::new(std::sync::Arc::new(train), batch_size, dev).shuffle(seed);
+    Ok((loader, test_batch))
+}

@@ -41,18 +41,11 @@ impl Conv2d {
         bias: bool,
     ) -> Conv2d {
         let groups = options.groups.max(1);
-        let fan_in = in_channels / groups * kernel.0 * kernel.1;
-        let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
-        let weight = init::uniform(
-            &[out_channels, in_channels / groups, kernel.0, kernel.1],
-            -bound,
-            bound,
-            device,
-        );
+        let shape = [out_channels, in_channels / groups, kernel.0, kernel.1];
+        let (weight, bias) = conv_parameters(device, shape, out_channels, bias);
         Conv2d {
-            weight: Parameter::new(weight),
-            bias: bias
-                .then(|| Parameter::new(init::uniform(&[out_channels], -bound, bound, device))),
+            weight,
+            bias,
             options,
         }
     }
@@ -78,6 +71,22 @@ impl Module for Conv2d {
     fn local_parameters(&self) -> Vec<(&'static str, &Parameter)> {
         super::weight_and_bias(&self.weight, &self.bias)
     }
+}
+
+/// PyTorch's default initialisation of a convolution's weight (of `shape`) and bias:
+/// both uniform in `±1/sqrt(fan_in)`, with the fan-in taken from `weight.size(1) * kh *
+/// kw` (for a transposed convolution too, as PyTorch does).
+fn conv_parameters(
+    device: &Device,
+    shape: [usize; 4],
+    out_channels: usize,
+    bias: bool,
+) -> (Parameter, Option<Parameter>) {
+    let fan_in = shape[1] * shape[2] * shape[3];
+    let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
+    let weight = Parameter::new(init::uniform(&shape, -bound, bound, device));
+    let bias = bias.then(|| Parameter::new(init::uniform(&[out_channels], -bound, bound, device)));
+    (weight, bias)
 }
 
 /// `torch.nn.ConvTranspose2d`: weight `[in, out / groups, kh, kw]`, bias `[out]`.
@@ -117,19 +126,11 @@ impl ConvTranspose2d {
         bias: bool,
     ) -> ConvTranspose2d {
         let groups = options.groups.max(1);
-        // PyTorch computes the fan-in of a transposed convolution from weight.size(1).
-        let fan_in = out_channels / groups * kernel.0 * kernel.1;
-        let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
-        let weight = init::uniform(
-            &[in_channels, out_channels / groups, kernel.0, kernel.1],
-            -bound,
-            bound,
-            device,
-        );
+        let shape = [in_channels, out_channels / groups, kernel.0, kernel.1];
+        let (weight, bias) = conv_parameters(device, shape, out_channels, bias);
         ConvTranspose2d {
-            weight: Parameter::new(weight),
-            bias: bias
-                .then(|| Parameter::new(init::uniform(&[out_channels], -bound, bound, device))),
+            weight,
+            bias,
             options,
         }
     }
