@@ -23,7 +23,6 @@ use std::time::Instant;
 use clap::Parser;
 use plotters::prelude::*;
 
-use wgrad::optim::{CosineAnnealingLR, Scheduled};
 use wgrad::prelude::*;
 
 #[derive(Parser)]
@@ -52,45 +51,19 @@ fn main() -> anyhow::Result<()> {
 
     let model = common::digits_cnn(&dev);
     println!("model: {} parameters", model.num_parameters());
-    let mut opt = Adam::new(model.parameters(), args.lr);
-    // The learning rate follows a half cosine down to 0 over the run.
-    let schedule = CosineAnnealingLR {
-        t_max: args.epochs,
-        eta_min: 0.0,
-    };
-    let mut schedule = Scheduled::new(schedule, &opt);
-
-    let bar = common::progress((args.epochs * loader.len()) as u64, "training");
     let (mut losses, mut accuracies) = (Vec::new(), Vec::new());
     let start = Instant::now();
-    for epoch in 1..=args.epochs {
-        let mut loss_sum = Tensor::scalar(0.0, &dev)?;
-        let mut batches = 0;
-        for batch in loader.epoch() {
-            let batch = batch?;
-            let loss = model
-                .forward(&common::digit_images(&batch.x)?)?
-                .cross_entropy(&batch.y)?;
-            opt.zero_grad();
-            loss.backward()?;
-            opt.step()?;
-            loss_sum = loss_sum.add(&loss.detach())?;
-            batches += 1;
-            bar.inc(1);
-        }
-        schedule.step(&mut opt);
+    common::train_digits_cnn(&model, &mut loader, args.epochs, args.lr, |epoch, loss| {
         model.eval();
         let acc = common::accuracy(&no_grad(|| model.forward(&test_x))?, &test_batch.y)?;
         model.train();
-        let loss = loss_sum.item()? / batches as f64;
-        bar.set_message(format!(
-            "epoch {epoch}: loss {loss:.4}, test accuracy {:.1}%",
-            100.0 * acc
-        ));
         losses.push(loss);
         accuracies.push(acc);
-    }
-    bar.finish();
+        Ok(format!(
+            "epoch {epoch}: loss {loss:.4}, test accuracy {:.1}%",
+            100.0 * acc
+        ))
+    })?;
     let secs = start.elapsed().as_secs_f64();
     let acc = accuracies.last().copied().unwrap_or(0.0);
     println!(

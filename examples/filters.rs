@@ -26,7 +26,6 @@ use clap::Parser;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use wgrad::optim::{CosineAnnealingLR, Scheduled};
 use wgrad::prelude::*;
 
 #[derive(Parser)]
@@ -197,36 +196,10 @@ fn main() -> anyhow::Result<()> {
 
     let model = common::digits_cnn(&dev);
     println!("model: {} parameters", model.num_parameters());
-    let mut opt = Adam::new(model.parameters(), args.lr);
-    let schedule = CosineAnnealingLR {
-        t_max: args.epochs,
-        eta_min: 0.0,
-    };
-    let mut schedule = Scheduled::new(schedule, &opt);
-    let bar = common::progress((args.epochs * loader.len()) as u64, "training");
     let start = Instant::now();
-    for epoch in 1..=args.epochs {
-        let mut loss_sum = Tensor::scalar(0.0, &dev)?;
-        let mut batches = 0;
-        for batch in loader.epoch() {
-            let batch = batch?;
-            let loss = model
-                .forward(&common::digit_images(&batch.x)?)?
-                .cross_entropy(&batch.y)?;
-            opt.zero_grad();
-            loss.backward()?;
-            opt.step()?;
-            loss_sum = loss_sum.add(&loss.detach())?;
-            batches += 1;
-            bar.inc(1);
-        }
-        schedule.step(&mut opt);
-        bar.set_message(format!(
-            "epoch {epoch}: loss {:.4}",
-            loss_sum.item()? / batches.max(1) as f64
-        ));
-    }
-    bar.finish();
+    common::train_digits_cnn(&model, &mut loader, args.epochs, args.lr, |epoch, loss| {
+        Ok(format!("epoch {epoch}: loss {loss:.4}"))
+    })?;
     model.eval();
     let acc = common::accuracy(&no_grad(|| model.forward(&test_x))?, &test_batch.y)?;
     println!(

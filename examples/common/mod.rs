@@ -109,3 +109,51 @@ pub fn digits_split(
     let loader = DataLoader::new(std::sync::Arc::new(train), batch_size, dev).shuffle(seed);
     Ok((loader, test_batch))
 }
+
+/// Trains a digits CNN (inputs reshaped by [`digit_images`]) with cross-entropy and Adam
+/// at `lr`, the learning rate following a half cosine down to 0 over `epochs`; after each
+/// epoch calls `after_epoch(epoch, mean training loss)`. A progress bar counts the steps.
+pub fn train_digits_cnn(
+    model: &Sequential,
+    loader: &mut DataLoader,
+    epochs: usize,
+    lr: f32,
+    mut after_epoch: impl FnMut(usize, f64) -> anyhow::Result<String>,
+) -> anyhow::Result<()> {
+    use wgrad::optim::{CosineAnnealingLR, Scheduled};
+    let mut opt = Adam::new(model.parameters(), lr);
+    let schedule = CosineAnnealingLR {
+        t_max: epochs,
+        eta_min: 0.0,
+    };
+    let mut schedule = Scheduled::new(schedule, &opt);
+    let bar = progress((epochs * loader.len()) as u64, "training");
+    for epoch in 1..=epochs {
+        let mut loss_sum: Option<Tensor> = None;
+        let mut batches = 0;
+        for batch in loader.epoch() {
+            let batch = batch?;
+            let loss = model
+                .forward(&digit_images(&batch.x)?)?
+                .cross_entropy(&batch.y)?;
+            opt.zero_grad();
+            loss.backward()?;
+            opt.step()?;
+            loss_sum = Some(match loss_sum {
+                Some(s) => s.add(&loss.detach())?,
+                None => loss.detach(),
+            });
+            batches += 1;
+            bar.inc(1);
+        }
+        schedule.step(&mut opt);
+        let mean = match loss_sum {
+            Some(s) => s.item()? / batches as f64,
+            None => f64::NAN,
+        };
+        let message = after_epoch(epoch, mean)?;
+        bar.set_message(message);
+    }
+    bar.finish();
+    Ok(())
+}
