@@ -7,23 +7,10 @@
 mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use wgrad::prelude::*;
-
-fn workload(dev: &Device) -> common::TrainStep {
-    let model = Sequential::new()
-        .add(Conv2d::new(dev, 1, 16, 3).padding(1))
-        .add(ReLU)
-        .add(MaxPool2d::new(2))
-        .add(Conv2d::new(dev, 16, 32, 3).padding(1))
-        .add(ReLU)
-        .add(MaxPool2d::new(2))
-        .add(Flatten::default())
-        .add(Linear::new(dev, 32 * 7 * 7, 10));
-    common::TrainStep::new(dev, model, &[64, 1, 28, 28])
-}
+use wgrad::workloads::Workload;
 
 fn bench(c: &mut Criterion) {
-    common::bench_training(c, "cnn", "DESIGN workload, batch 64, 28x28", workload, 30);
+    common::bench_training(c, Workload::Cnn, 30);
 }
 
 criterion_group!(benches, bench);

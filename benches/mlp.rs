@@ -6,26 +6,10 @@
 mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use wgrad::prelude::*;
-
-fn workload(dev: &Device) -> common::TrainStep {
-    let model = Sequential::new()
-        .add(Linear::new(dev, 784, 256))
-        .add(ReLU)
-        .add(Linear::new(dev, 256, 128))
-        .add(ReLU)
-        .add(Linear::new(dev, 128, 10));
-    common::TrainStep::new(dev, model, &[128, 784])
-}
+use wgrad::workloads::Workload;
 
 fn bench(c: &mut Criterion) {
-    common::bench_training(
-        c,
-        "mlp",
-        "784-256-128-10, batch 128, SGD momentum",
-        workload,
-        200,
-    );
+    common::bench_training(c, Workload::Mlp, 200);
 }
 
 criterion_group!(benches, bench);

@@ -7,17 +7,20 @@
 // Columns are laid out [N, C * kh * kw, Ho * Wo] (row c * kh * kw + ki * kw + kj, column
 // p = oh * Wo + ow), one matrix per image, so the batched matmul's result is NCHW.
 
+// Both kernels run on a grid of (pixel groups of 256, rows, images), so a thread finds
+// its row and image from its workgroup (no division per element): launches cover at most
+// 65535 of each, starting at pixel group P[16], row P[14] and image P[15].
+
 // cols[n, c k, p] = x[n, c, oh sh + ki dh - ph, ow sw + kj dw - pw], 0 outside.
+// Grid: (ceil(Ho Wo / 256), C kh kw, N).
 @compute @workgroup_size(256)
-fn im2col_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_id(gid, nwg);
-    let kk = P[6] * P[7];
+fn im2col_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let pp = P[4] * P[5];
-    let total = P[0] * P[1] * kk * pp;
-    if (i >= total) { return; }
-    let p = i % pp;
-    let row = (i / pp) % (P[1] * kk);
-    let n = i / (pp * P[1] * kk);
+    let p = (wid.x + P[16]) * 256u + t;
+    if (p >= pp) { return; }
+    let kk = P[6] * P[7];
+    let row = wid.y + P[14];
+    let n = wid.z + P[15];
     let c = row / kk;
     let k = row % kk;
     let ki = k / P[7];
@@ -28,22 +31,24 @@ fn im2col_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     if (ih >= 0 && iw >= 0 && u32(ih) < P[2] && u32(iw) < P[3]) {
         v = x0[((n * P[1] + c) * P[2] + u32(ih)) * P[3] + u32(iw)];
     }
-    y0[i] = v;
+    y0[(n * P[1] * kk + row) * pp + p] = v;
 }
 
 // The adjoint: x[n, c, ih, iw] = sum of the column entries that im2col copied it to.
 // One thread per image element, a fixed loop over the kernel taps: deterministic.
+// Grid: (ceil(H W / 256), C, N).
 @compute @workgroup_size(256)
-fn col2im_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_id(gid, nwg);
-    let total = P[0] * P[1] * P[2] * P[3];
-    if (i >= total) { return; }
-    let iw = i % P[3];
-    let ih = (i / P[3]) % P[2];
-    let c = (i / (P[3] * P[2])) % P[1];
-    let n = i / (P[3] * P[2] * P[1]);
+fn col2im_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let hw = P[2] * P[3];
+    let px = (wid.x + P[16]) * 256u + t;
+    if (px >= hw) { return; }
+    let c = wid.y + P[14];
+    let n = wid.z + P[15];
+    let iw = px % P[3];
+    let ih = px / P[3];
     let kk = P[6] * P[7];
     let pp = P[4] * P[5];
+    let rows = (n * P[1] + c) * kk;
     var acc = 0.0;
     for (var ki = 0u; ki < P[6]; ki = ki + 1u) {
         let oh_num = i32(ih + P[10]) - i32(ki * P[12]);
@@ -55,8 +60,8 @@ fn col2im_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
             if (ow_num < 0 || u32(ow_num) % P[9] != 0u) { continue; }
             let ow = u32(ow_num) / P[9];
             if (ow >= P[5]) { continue; }
-            acc = acc + x0[((n * P[1] + c) * kk + ki * P[7] + kj) * pp + oh * P[5] + ow];
+            acc = acc + x0[(rows + ki * P[7] + kj) * pp + oh * P[5] + ow];
         }
     }
-    y0[i] = acc;
+    y0[(n * P[1] + c) * hw + px] = acc;
 }

@@ -46,11 +46,24 @@ fn index_select_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     let j = (i / P[3]) % P[2];
     let o = i / (P[3] * P[2]);
     let k = xi[j];
-    y0[i] = select(nan_f(), x0[(o * P[1] + k) * P[3] + r], k < P[1]);
+    var v = nan_f();
+    if (k < P[1]) { v = x0[(o * P[1] + k) * P[3] + r]; }
+    y0[i] = v;
+}
+
+// Writes a scatter-add's partial sum: the first chunk of j stores, later ones add.
+fn store_chunk(i: u32, acc: f32) {
+    if (P[6] == 1u) {
+        y0[i] = y0[i] + acc;
+    } else {
+        y0[i] = acc;
+    }
 }
 
 // dx[o, d, r] = sum over j with xi[j] == d of g[o, j, r] (a deterministic scatter-add).
-// x0 = g; P[0] = n in (x), P[1] = D, P[2] = J, P[3] = inner.
+// x0 = g; P[0] = n in (x), P[1] = D, P[2] = J, P[3] = inner. One launch covers the
+// positions j in [P[4], P[5]) (at most 1024, so no thread loops long) and adds to the
+// earlier launches' sums when P[6] = 1.
 @compute @workgroup_size(256)
 fn index_select_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
@@ -59,10 +72,10 @@ fn index_select_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     let d = (i / P[3]) % P[1];
     let o = i / (P[3] * P[1]);
     var acc = 0.0;
-    for (var j = 0u; j < P[2]; j = j + 1u) {
+    for (var j = P[4]; j < P[5]; j = j + 1u) {
         if (xi[j] == d) { acc = acc + x0[(o * P[2] + j) * P[3] + r]; }
     }
-    y0[i] = acc;
+    store_chunk(i, acc);
 }
 
 // gather along a dimension: the index has the input's shape except along the dimension
@@ -74,10 +87,13 @@ fn gather_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let r = i % P[3];
     let o = i / (P[3] * P[2]);
     let k = xi[i];
-    y0[i] = select(nan_f(), x0[(o * P[1] + k) * P[3] + r], k < P[1]);
+    var v = nan_f();
+    if (k < P[1]) { v = x0[(o * P[1] + k) * P[3] + r]; }
+    y0[i] = v;
 }
 
-// dx[o, d, r] = sum over j with xi[o, j, r] == d of g[o, j, r].
+// dx[o, d, r] = sum over j with xi[o, j, r] == d of g[o, j, r]; chunked over j as
+// index_select_bwd.
 @compute @workgroup_size(256)
 fn gather_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
@@ -86,11 +102,11 @@ fn gather_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let d = (i / P[3]) % P[1];
     let o = i / (P[3] * P[1]);
     var acc = 0.0;
-    for (var j = 0u; j < P[2]; j = j + 1u) {
+    for (var j = P[4]; j < P[5]; j = j + 1u) {
         let at = (o * P[2] + j) * P[3] + r;
         if (xi[at] == d) { acc = acc + x0[at]; }
     }
-    y0[i] = acc;
+    store_chunk(i, acc);
 }
 
 // where(c, a, b) with broadcasting: P[0] = n, P[1] = rank, P[2..8] = output shape,

@@ -2,12 +2,14 @@
 // P[0] = N, P[1] = C. Stable for logits of any size: everything goes through the row's
 // log-sum-exp, computed after subtracting the row maximum.
 
-var<workgroup> red: array<f32, 64>;
+// RT threads per row: 64, or 256 for many classes.
+override RT: u32 = 64u;
+var<workgroup> red: array<f32, 256>;
 
 fn wg_reduce(t: u32, v: f32, is_max: bool) -> f32 {
     red[t] = v;
     workgroupBarrier();
-    for (var s = 32u; s > 0u; s = s / 2u) {
+    for (var s = RT / 2u; s > 0u; s = s / 2u) {
         if (t < s) {
             if (is_max) { red[t] = max(red[t], red[t + s]); } else { red[t] = red[t] + red[t + s]; }
         }
@@ -19,7 +21,7 @@ fn wg_reduce(t: u32, v: f32, is_max: bool) -> f32 {
 }
 
 // One workgroup per row: y0[n] = lse_n - x[n, t_n] (NaN for a target >= C), y1[n] = lse_n.
-@compute @workgroup_size(64)
+@compute @workgroup_size(RT)
 fn cross_entropy_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) t: u32) {
     let row = row_id(wid, nwg);
@@ -29,12 +31,12 @@ fn cross_entropy_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     var m = 0.0;
     if (live) {
         m = x0[row * c];
-        for (var j = t; j < c; j = j + 64u) { m = max(m, x0[row * c + j]); }
+        for (var j = t; j < c; j = j + RT) { m = max(m, x0[row * c + j]); }
     }
     m = wg_reduce(t, m, true);
     var s = 0.0;
     if (live) {
-        for (var j = t; j < c; j = j + 64u) { s = s + exp(x0[row * c + j] - m); }
+        for (var j = t; j < c; j = j + RT) { s = s + exp(x0[row * c + j] - m); }
     }
     s = wg_reduce(t, s, false);
     if (!live || t != 0u) { return; }

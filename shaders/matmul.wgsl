@@ -1,89 +1,288 @@
-// Batched matrix products C[b] = op(A)[b] x op(B)[b] with broadcasting over batch dims.
-// A[m, k] is read at x0[a_base + m * P[16] + k * P[17]] and B[k, n] at
-// x1[b_base + k * P[18] + n * P[19]], so a transposed operand costs nothing.
+// Batched matrix products C[b] = op(A)[b] x op(B)[b] with broadcasting over batch dims,
+// in a family of kernels the host picks from by shape (src/ops/matmul/plan.rs).
+// A[m, k] is element a_base + m * P[16] + k * P[17] and B[k, n] is b_base + k * P[18] +
+// n * P[19], so transposed operands cost nothing; the tile loaders read whichever axis is
+// contiguous with neighbouring threads (override constants A_KMAJOR, B_KMAJOR).
 // P[0] = M, P[1] = N, P[2] = K, P[3] = batch rank, P[4..8] = batch shape,
 // P[8..12] = A's batch strides, P[12..16] = B's batch strides (0 where broadcast),
-// P[20] = the first batch of this launch (a grid dimension holds at most 65535 groups).
+// P[20] = the first batch of this launch (a grid dimension holds at most 65535 groups),
+// P[21] = batches of the whole product, P[22] = splits of K, P[23] = K per split,
+// P[24] = 1 to add to y0 instead of writing it, P[25] = the first k of this launch.
+// Grid z counts (batch, split) pairs of this launch: z = local batch * splits + split.
+// Split s covers k in [P[25] + s P[23], min(P[2], P[25] + (s + 1) P[23])) and writes its
+// partial product to y0[(s * P[21] + batch) * M * N + m * N + n]; a reduction pass adds
+// the splits up (no float atomics).
 
 fn batch_base_a(b: u32) -> u32 { return strided(b, P[3], 4u, 8u); }
 fn batch_base_b(b: u32) -> u32 { return strided(b, P[3], 4u, 12u); }
 
-fn load_a(base: u32, m: u32, k: u32) -> f32 {
-    if (m < P[0] && k < P[2]) { return x0[base + m * P[16] + k * P[17]]; }
-    return 0.0;
+// The batch, split and k range of a workgroup, and where its output goes.
+struct Job {
+    batch: u32,
+    k_lo: u32,
+    k_hi: u32,
+    c_base: u32,
 }
 
-fn load_b(base: u32, k: u32, n: u32) -> f32 {
-    if (k < P[2] && n < P[1]) { return x1[base + k * P[18] + n * P[19]]; }
-    return 0.0;
+fn job_of(z: u32) -> Job {
+    var j: Job;
+    let split = z % P[22];
+    j.batch = P[20] + z / P[22];
+    j.k_lo = P[25] + split * P[23];
+    j.k_hi = min(P[2], j.k_lo + P[23]);
+    j.c_base = (split * P[21] + j.batch) * P[0] * P[1];
+    return j;
 }
 
-// Register-tiled kernel: a 16x16 workgroup computes a 64x64 tile of C, each thread a
-// 4x4 block held in registers. Each step stages a 64x16 slice of A and a 16x64 slice
-// of B in workgroup memory as vec4s, so the inner loop is two vec4 loads and four
-// vec4 multiply-adds. Launch: (ceil(N / 64), ceil(M / 64), batches).
-const TK: u32 = 16u;
-var<workgroup> tile_a: array<vec4<f32>, 256>; // [k][m / 4]
-var<workgroup> tile_b: array<vec4<f32>, 256>; // [k][n / 4]
+fn store_c(at: u32, v: f32) {
+    if (P[24] == 1u) {
+        y0[at] = y0[at] + v;
+    } else {
+        y0[at] = v;
+    }
+}
+
+// ---- Register-tiled kernel --------------------------------------------------------------
+// A 16x16 workgroup computes a BM x BN tile of C (BM = BN = 16 TT), each thread TT x TT
+// outputs held in registers: TT = 8 (128 x 128 tiles) for big products, TT = 4 (64 x 64)
+// for medium ones. Each step stages a BM x BK slice of A and a BK x BN slice of B in
+// workgroup memory (BK = 1024 / BM, so each thread loads one vec4 of each), double
+// buffered: the next slice's global loads are issued before the current slice's
+// arithmetic and stored after it, one barrier per step. VEC_A / VEC_B read aligned vec4s
+// through the x0v / x1v views when the contiguous axis allows it. A thread's rows are
+// r * 64 + ty * 4 + i and its columns h * 64 + tx * 4 + j, so the vec4 reads of workgroup
+// memory by neighbouring threads are neighbouring (no bank conflicts).
+// Launch: (ceil(N / BN), ceil(M / BM), batches * splits of this launch).
+
+override TT: u32 = 8u;
+override A_KMAJOR: bool = true;
+override B_KMAJOR: bool = false;
+override VEC_A: bool = false;
+override VEC_B: bool = false;
+
+const TILE_VEC4S: u32 = 256u;                      // vec4s in one staged slice
+var<workgroup> tile_a: array<vec4<f32>, 512>;      // [buffer][k][m / 4]
+var<workgroup> tile_b: array<vec4<f32>, 512>;      // [buffer][k][n / 4]
+
+fn a_at(i: u32) -> f32 { return x0v[i >> 2u][i & 3u]; }
+fn b_at(i: u32) -> f32 { return x1v[i >> 2u][i & 3u]; }
+
+// One thread's vec4 of the A slice at rows m0.., columns k0.. (zero outside the matrix
+// and outside this workgroup's k range), along A's contiguous axis.
+fn load_a(base: u32, m0: u32, k0: u32, k_hi: u32, t: u32) -> vec4<f32> {
+    let bm = 16u * TT;
+    let bk = 1024u / bm;
+    var v = vec4<f32>(0.0);
+    if (A_KMAJOR) {
+        let m = m0 + t / (bk / 4u);
+        let k = k0 + (t % (bk / 4u)) * 4u;
+        if (m >= P[0]) { return v; }
+        let at = base + m * P[16] + k;
+        if (VEC_A) {
+            if (k < k_hi) { v = x0v[at >> 2u]; }
+            return v;
+        }
+        for (var c = 0u; c < 4u; c = c + 1u) {
+            if (k + c < k_hi) { v[c] = a_at(at + c); }
+        }
+    } else {
+        let k = k0 + t / (bm / 4u);
+        let m = m0 + (t % (bm / 4u)) * 4u;
+        if (k >= k_hi) { return v; }
+        let at = base + m + k * P[17];
+        if (VEC_A) {
+            if (m < P[0]) { v = x0v[at >> 2u]; }
+            return v;
+        }
+        for (var c = 0u; c < 4u; c = c + 1u) {
+            if (m + c < P[0]) { v[c] = a_at(at + c); }
+        }
+    }
+    return v;
+}
+
+// The same for the B slice at rows k0.., columns n0...
+fn load_b(base: u32, k0: u32, n0: u32, k_hi: u32, t: u32) -> vec4<f32> {
+    let bn = 16u * TT;
+    let bk = 1024u / bn;
+    var v = vec4<f32>(0.0);
+    if (B_KMAJOR) {
+        let n = n0 + t / (bk / 4u);
+        let k = k0 + (t % (bk / 4u)) * 4u;
+        if (n >= P[1]) { return v; }
+        let at = base + k + n * P[19];
+        if (VEC_B) {
+            if (k < k_hi) { v = x1v[at >> 2u]; }
+            return v;
+        }
+        for (var c = 0u; c < 4u; c = c + 1u) {
+            if (k + c < k_hi) { v[c] = b_at(at + c); }
+        }
+    } else {
+        let k = k0 + t / (bn / 4u);
+        let n = n0 + (t % (bn / 4u)) * 4u;
+        if (k >= k_hi) { return v; }
+        let at = base + k * P[18] + n;
+        if (VEC_B) {
+            if (n < P[1]) { v = x1v[at >> 2u]; }
+            return v;
+        }
+        for (var c = 0u; c < 4u; c = c + 1u) {
+            if (n + c < P[1]) { v[c] = b_at(at + c); }
+        }
+    }
+    return v;
+}
+
+// Writes a thread's loaded vec4s into slice buffer `buf`, laid out [k][m / 4] and [k][n / 4].
+fn stage(buf: u32, va: vec4<f32>, vb: vec4<f32>, t: u32) {
+    let b4 = 4u * TT;                 // vec4s per k row: BM / 4 = BN / 4
+    let bk = 1024u / (16u * TT);
+    let at = buf * TILE_VEC4S;
+    if (A_KMAJOR) {
+        let m = t / (bk / 4u);
+        let k = (t % (bk / 4u)) * 4u;
+        for (var c = 0u; c < 4u; c = c + 1u) {
+            tile_a[at + (k + c) * b4 + m / 4u][m % 4u] = va[c];
+        }
+    } else {
+        tile_a[at + (t / b4) * b4 + t % b4] = va;
+    }
+    if (B_KMAJOR) {
+        let n = t / (bk / 4u);
+        let k = (t % (bk / 4u)) * 4u;
+        for (var c = 0u; c < 4u; c = c + 1u) {
+            tile_b[at + (k + c) * b4 + n / 4u][n % 4u] = vb[c];
+        }
+    } else {
+        tile_b[at + (t / b4) * b4 + t % b4] = vb;
+    }
+}
 
 @compute @workgroup_size(16, 16)
-fn matmul_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-              @builtin(local_invocation_index) t: u32) {
-    let m0 = wid.y * 64u;
-    let n0 = wid.x * 64u;
-    let batch = wid.z + P[20];
-    let a_base = batch_base_a(batch);
-    let b_base = batch_base_b(batch);
-    var acc: array<vec4<f32>, 4>;
-    // Loaders: A with k fastest across threads (rows are contiguous in k), B with n fastest.
-    let a_q = t / TK;
-    let a_k = t % TK;
-    let b_k = t / 16u;
-    let b_q = t % 16u;
-    for (var k0 = 0u; k0 < P[2]; k0 = k0 + TK) {
-        let am = m0 + a_q * 4u;
-        let ak = k0 + a_k;
-        tile_a[a_k * 16u + a_q] = vec4<f32>(load_a(a_base, am, ak), load_a(a_base, am + 1u, ak),
-                                            load_a(a_base, am + 2u, ak), load_a(a_base, am + 3u, ak));
-        let bk = k0 + b_k;
-        let bn = n0 + b_q * 4u;
-        tile_b[b_k * 16u + b_q] = vec4<f32>(load_b(b_base, bk, bn), load_b(b_base, bk, bn + 1u),
-                                            load_b(b_base, bk, bn + 2u), load_b(b_base, bk, bn + 3u));
-        workgroupBarrier();
-        for (var kk = 0u; kk < TK; kk = kk + 1u) {
-            let a = tile_a[kk * 16u + lid.y];
-            let b = tile_b[kk * 16u + lid.x];
-            acc[0] = acc[0] + a.x * b;
-            acc[1] = acc[1] + a.y * b;
-            acc[2] = acc[2] + a.z * b;
-            acc[3] = acc[3] + a.w * b;
+fn matmul_tile_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+                   @builtin(local_invocation_index) t: u32) {
+    let bm = 16u * TT;
+    let bk = 1024u / bm;
+    let b4 = 4u * TT;
+    let groups = TT / 4u;             // 4-row (4-column) groups per thread
+    let m0 = wid.y * bm;
+    let n0 = wid.x * bm;
+    let job = job_of(wid.z);
+    let a_base = batch_base_a(job.batch);
+    let b_base = batch_base_b(job.batch);
+    var acc: array<vec4<f32>, 16>;    // [row r * groups + column group h]
+    let steps = (job.k_hi - job.k_lo + bk - 1u) / bk;
+    var va = load_a(a_base, m0, job.k_lo, job.k_hi, t);
+    var vb = load_b(b_base, job.k_lo, n0, job.k_hi, t);
+    stage(0u, va, vb, t);
+    workgroupBarrier();
+    for (var s = 0u; s < steps; s = s + 1u) {
+        let cur = (s % 2u) * TILE_VEC4S;
+        let more = s + 1u < steps;
+        if (more) {
+            let k1 = job.k_lo + (s + 1u) * bk;
+            va = load_a(a_base, m0, k1, job.k_hi, t);
+            vb = load_b(b_base, k1, n0, job.k_hi, t);
+        }
+        for (var kk = 0u; kk < bk; kk = kk + 1u) {
+            let row = cur + kk * b4;
+            for (var g = 0u; g < groups; g = g + 1u) {
+                let a = tile_a[row + g * 16u + lid.y];
+                for (var h = 0u; h < groups; h = h + 1u) {
+                    let b = tile_b[row + h * 16u + lid.x];
+                    let r = g * 4u;
+                    acc[(r + 0u) * groups + h] = acc[(r + 0u) * groups + h] + a.x * b;
+                    acc[(r + 1u) * groups + h] = acc[(r + 1u) * groups + h] + a.y * b;
+                    acc[(r + 2u) * groups + h] = acc[(r + 2u) * groups + h] + a.z * b;
+                    acc[(r + 3u) * groups + h] = acc[(r + 3u) * groups + h] + a.w * b;
+                }
+            }
+        }
+        if (more) {
+            stage((s + 1u) % 2u, va, vb, t);
         }
         workgroupBarrier();
     }
-    let c_base = batch * P[0] * P[1];
-    for (var i = 0u; i < 4u; i = i + 1u) {
-        let m = m0 + lid.y * 4u + i;
-        if (m >= P[0]) { break; }
-        for (var j = 0u; j < 4u; j = j + 1u) {
-            let n = n0 + lid.x * 4u + j;
-            if (n < P[1]) { y0[c_base + m * P[1] + n] = acc[i][j]; }
+    for (var g = 0u; g < groups; g = g + 1u) {
+        for (var i = 0u; i < 4u; i = i + 1u) {
+            let m = m0 + g * 64u + lid.y * 4u + i;
+            if (m >= P[0]) { continue; }
+            for (var h = 0u; h < groups; h = h + 1u) {
+                let v = acc[(g * 4u + i) * groups + h];
+                for (var j = 0u; j < 4u; j = j + 1u) {
+                    let n = n0 + h * 64u + lid.x * 4u + j;
+                    if (n < P[1]) { store_c(job.c_base + m * P[1] + n, v[j]); }
+                }
+            }
         }
     }
 }
 
-// The simple kernel the tiled one must beat (kept for the benchmark): one output per
+// ---- Small-tile kernel ------------------------------------------------------------------
+// For products with few rows or columns: an 8x8 workgroup computes an 8 SM x 8 SN tile
+// (SM, SN = 2 or 4: 16 or 32 rows by 16 or 32 columns), each thread SM x SN outputs
+// (rows ty + 8 i, columns tx + 8 j, so neighbouring threads read neighbouring columns),
+// straight from global memory with no staging and no barriers: the inner loop runs over
+// exactly this workgroup's k range, so a small K is not padded to a slice. Rows and
+// columns past the matrix are clamped for the loads and not stored.
+// Launch: (ceil(N / (8 SN)), ceil(M / (8 SM)), batches * splits of this launch).
+override SM: u32 = 2u;
+override SN: u32 = 2u;
+
+@compute @workgroup_size(8, 8)
+fn matmul_small_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let job = job_of(wid.z);
+    let a_base = batch_base_a(job.batch);
+    let b_base = batch_base_b(job.batch);
+    let m0 = wid.y * 8u * SM + lid.y;
+    let n0 = wid.x * 8u * SN + lid.x;
+    var a_row: array<u32, 4>;
+    var b_col: array<u32, 4>;
+    for (var i = 0u; i < SM; i = i + 1u) {
+        a_row[i] = a_base + min(m0 + 8u * i, P[0] - 1u) * P[16];
+    }
+    for (var j = 0u; j < SN; j = j + 1u) {
+        b_col[j] = b_base + min(n0 + 8u * j, P[1] - 1u) * P[19];
+    }
+    var acc: array<f32, 16>;          // [i * 4 + j]
+    for (var k = job.k_lo; k < job.k_hi; k = k + 1u) {
+        let ka = k * P[17];
+        let kb = k * P[18];
+        var a: array<f32, 4>;
+        var b: array<f32, 4>;
+        for (var i = 0u; i < SM; i = i + 1u) { a[i] = x0[a_row[i] + ka]; }
+        for (var j = 0u; j < SN; j = j + 1u) { b[j] = x1[b_col[j] + kb]; }
+        for (var i = 0u; i < SM; i = i + 1u) {
+            for (var j = 0u; j < SN; j = j + 1u) {
+                acc[i * 4u + j] = acc[i * 4u + j] + a[i] * b[j];
+            }
+        }
+    }
+    for (var i = 0u; i < SM; i = i + 1u) {
+        let m = m0 + 8u * i;
+        if (m >= P[0]) { continue; }
+        for (var j = 0u; j < SN; j = j + 1u) {
+            let n = n0 + 8u * j;
+            if (n < P[1]) { store_c(job.c_base + m * P[1] + n, acc[i * 4u + j]); }
+        }
+    }
+}
+
+// ---- Naive kernel -----------------------------------------------------------------------
+// The simple kernel the others must beat (kept for the benchmark): one output per
 // thread, straight from global memory. Launch: (ceil(N / 16), ceil(M / 16), batches).
 @compute @workgroup_size(16, 16)
 fn matmul_naive_fwd(@builtin(global_invocation_id) gid: vec3<u32>) {
     let m = gid.y;
     let n = gid.x;
     if (m >= P[0] || n >= P[1]) { return; }
-    let batch = gid.z + P[20];
-    let a_base = batch_base_a(batch);
-    let b_base = batch_base_b(batch);
+    let job = job_of(gid.z);
+    let a_base = batch_base_a(job.batch);
+    let b_base = batch_base_b(job.batch);
     var acc = 0.0;
-    for (var k = 0u; k < P[2]; k = k + 1u) {
+    for (var k = job.k_lo; k < job.k_hi; k = k + 1u) {
         acc = acc + x0[a_base + m * P[16] + k * P[17]] * x1[b_base + k * P[18] + n * P[19]];
     }
-    y0[batch * P[0] * P[1] + m * P[1] + n] = acc;
+    store_c(job.c_base + m * P[1] + n, acc);
 }

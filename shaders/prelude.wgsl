@@ -1,7 +1,9 @@
 // Prepended to every shader file. Binding 0 is this dispatch's parameter block (a
 // 256-byte window of the parameter arena, bound with a dynamic offset). The other
 // bindings are fixed slots so that every kernel's layout follows from the slots it uses:
-// 1-3 read-only f32 inputs, 4 a read-only u32 input, 5-7 f32 outputs, 8 a u32 output.
+// 1-3 read-only f32 inputs, 4 a read-only u32 input, 5-7 f32 outputs, 8 a u32 output,
+// 9-10 read-only vec4<f32> views of two inputs (aligned vector loads; element i of such an
+// input is x0v[i >> 2u][i & 3u]).
 @group(0) @binding(0) var<storage, read> P: array<u32>;
 @group(0) @binding(1) var<storage, read> x0: array<f32>;
 @group(0) @binding(2) var<storage, read> x1: array<f32>;
@@ -11,6 +13,8 @@
 @group(0) @binding(6) var<storage, read_write> y1: array<f32>;
 @group(0) @binding(7) var<storage, read_write> y2: array<f32>;
 @group(0) @binding(8) var<storage, read_write> yi: array<u32>;
+@group(0) @binding(9) var<storage, read> x0v: array<vec4<f32>>;
+@group(0) @binding(10) var<storage, read> x1v: array<vec4<f32>>;
 
 // Threads per workgroup of the one-dimensional elementwise kernels.
 const WG: u32 = 256u;

@@ -1,89 +1,128 @@
-// Reductions over chosen dimensions: one workgroup of 64 threads per output element,
-// each thread striding over the reduced positions, then a tree in workgroup memory.
-// Forward parameters: P[0] = outputs, P[1] = m (positions reduced per output),
-// P[2] = kept dims, P[3] = reduced dims, P[4..10] kept sizes, P[10..16] their input
-// strides, P[16..22] reduced sizes, P[22..28] their input strides, P[28] = scale (f32).
+// Reductions over chosen dimensions, spread over as many workgroups as the work needs.
+// (Shared by reduce_tree.wgsl and reduce_subgroup.wgsl, which add the entry points and
+// the way the lanes of a workgroup combine.)
+//
+// A pass reduces, for each output o < P[0], the reduced positions of one split: the
+// positions j in [split * P[30], min(P[1], (split + 1) * P[30])). A workgroup's 256
+// threads are OW = P[29] outputs by 256 / OW lanes (thread t: output t % OW, lane t / OW).
+// The lanes of an output stride over its positions, so with OW = 1 neighbouring threads
+// read neighbouring positions (reduced dims innermost), and with OW > 1 neighbouring
+// threads read neighbouring outputs (column sums); then the lanes combine. Workgroup g
+// (flattened over the grid) takes output block g % blocks and split g / blocks.
+// Geometry: P[2] kept dims, sizes P[4..10], strides P[10..16]; P[3] reduced dims, sizes
+// P[16..22], strides P[22..28]. P[28] = scale (f32, applied by the final pass),
+// P[31] = splits, P[32] = 1 when the pass writes partial results y[split * P[0] + o] for
+// a further pass, P[33] = 1 when a max pass reads partial (value, position) pairs.
 
-const RW: u32 = 64u;
-var<workgroup> part: array<f32, 64>;
-var<workgroup> part_idx: array<u32, 64>;
+const RT: u32 = 256u;
+const NONE: u32 = 0xffffffffu;
+var<workgroup> part: array<f32, 256>;
+var<workgroup> part_idx: array<u32, 256>;
 
-fn reduce_base(o: u32) -> u32 { return strided(o, P[2], 4u, 10u); }
-fn reduce_off(j: u32) -> u32 { return strided(j, P[3], 16u, 22u); }
+struct Slot {
+    o: u32,
+    lane: u32,
+    lanes: u32,
+    split: u32,
+    live: bool,
+}
 
-// y0[o] = scale * sum of the reduced positions (scale 1 for sum, 1/m for mean).
-@compute @workgroup_size(64)
-fn sum_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-           @builtin(local_invocation_index) t: u32) {
-    let o = row_id(wid, nwg);
-    let live = o < P[0];
+fn slot_of(g: u32, t: u32) -> Slot {
+    let ow = P[29];
+    let blocks = (P[0] + ow - 1u) / ow;
+    var s: Slot;
+    s.o = (g % blocks) * ow + t % ow;
+    s.lane = t / ow;
+    s.lanes = RT / ow;
+    s.split = g / blocks;
+    s.live = s.o < P[0] && s.split < P[31];
+    return s;
+}
+
+fn reduce_base(o: u32) -> u32 {
+    if (P[2] == 1u) { return o * P[10]; }
+    return strided(o, P[2], 4u, 10u);
+}
+
+fn reduce_off(j: u32) -> u32 {
+    if (P[3] == 1u) { return j * P[22]; }
+    return strided(j, P[3], 16u, 22u);
+}
+
+// Sums v over the lanes of output t % OW through workgroup memory; the result is valid
+// at lane 0 (t < OW).
+fn combine_tree(v: f32, t: u32) -> f32 {
+    let ow = P[29];
+    part[t] = v;
+    workgroupBarrier();
+    for (var s = RT / ow / 2u; s > 0u; s = s / 2u) {
+        if (t / ow < s) { part[t] = part[t] + part[t + s * ow]; }
+        workgroupBarrier();
+    }
+    return part[t % ow];
+}
+
+fn sum_body(g: u32, t: u32) {
+    let s = slot_of(g, t);
     var acc = 0.0;
-    if (live) {
-        let base = reduce_base(o);
-        for (var j = t; j < P[1]; j = j + RW) {
+    if (s.live) {
+        let base = reduce_base(s.o);
+        let start = s.split * P[30];
+        let stop = min(P[1], start + P[30]);
+        for (var j = start + s.lane; j < stop; j = j + s.lanes) {
             acc = acc + x0[base + reduce_off(j)];
         }
     }
-    part[t] = acc;
-    workgroupBarrier();
-    for (var s = RW / 2u; s > 0u; s = s / 2u) {
-        if (t < s) { part[t] = part[t] + part[t + s]; }
-        workgroupBarrier();
-    }
-    if (live && t == 0u) { y0[o] = part[0] * pf(28u); }
-}
-
-// y0[o] = max over the reduced positions, yi[o] = its position (the first, on ties).
-@compute @workgroup_size(64)
-fn max_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-           @builtin(local_invocation_index) t: u32) {
-    let o = row_id(wid, nwg);
-    let live = o < P[0];
-    var best = 0.0;
-    var best_j = 0xffffffffu;
-    if (live) {
-        let base = reduce_base(o);
-        for (var j = t; j < P[1]; j = j + RW) {
-            let v = x0[base + reduce_off(j)];
-            if (v > best || best_j == 0xffffffffu) { best = v; best_j = j; }
+    let total = combine_sum(acc, t);
+    if (s.live && s.lane == 0u) {
+        if (P[32] == 1u) {
+            y0[s.split * P[0] + s.o] = total;
+        } else {
+            y0[s.o] = total * pf(28u);
         }
     }
+}
+
+// True when (v, j) beats (best, best_j): larger, or equal at an earlier position.
+fn max_better(v: f32, j: u32, best: f32, best_j: u32) -> bool {
+    return j != NONE && (best_j == NONE || v > best || (v == best && j < best_j));
+}
+
+// The maximum and its position (row-major within the reduced dims; the first on ties).
+// A first pass reads values and numbers positions itself; later passes (P[33] = 1) read
+// the partial values in x0 and their positions in xi.
+fn max_body(g: u32, t: u32) {
+    let s = slot_of(g, t);
+    var best = 0.0;
+    var best_j = NONE;
+    if (s.live) {
+        let base = reduce_base(s.o);
+        let start = s.split * P[30];
+        let stop = min(P[1], start + P[30]);
+        for (var j = start + s.lane; j < stop; j = j + s.lanes) {
+            let at = base + reduce_off(j);
+            var pos = j;
+            if (P[33] == 1u) { pos = xi[at]; }
+            let v = x0[at];
+            if (max_better(v, pos, best, best_j)) { best = v; best_j = pos; }
+        }
+    }
+    let ow = P[29];
     part[t] = best;
     part_idx[t] = best_j;
     workgroupBarrier();
-    for (var s = RW / 2u; s > 0u; s = s / 2u) {
-        if (t < s) {
-            let v = part[t + s];
-            let j = part_idx[t + s];
-            let better = j != 0xffffffffu && (part_idx[t] == 0xffffffffu || v > part[t] || (v == part[t] && j < part_idx[t]));
-            if (better) { part[t] = v; part_idx[t] = j; }
+    for (var h = RT / ow / 2u; h > 0u; h = h / 2u) {
+        if (t / ow < h) {
+            let v = part[t + h * ow];
+            let j = part_idx[t + h * ow];
+            if (max_better(v, j, part[t], part_idx[t])) { part[t] = v; part_idx[t] = j; }
         }
         workgroupBarrier();
     }
-    if (live && t == 0u) {
-        y0[o] = part[0];
-        yi[o] = part_idx[0];
+    if (s.live && s.lane == 0u) {
+        var at = s.o;
+        if (P[32] == 1u) { at = s.split * P[0] + s.o; }
+        y0[at] = part[t];
+        yi[at] = part_idx[t];
     }
-}
-
-// Backward, one thread per input element. P[0] = input elements, P[1] = rank,
-// P[2..8] input shape, P[8..14] strides into the output (0 on reduced dims),
-// P[14..20] strides into the reduced-position space (0 on kept dims), P[20] = scale.
-
-// y0[i] = scale * g[output of i] (the gradient of sum and mean).
-@compute @workgroup_size(256)
-fn sum_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
-    y0[i] = x0[strided(i, P[1], 2u, 8u)] * pf(20u);
-}
-
-// y0[i] = g[output of i] where i was the saved argmax xi, else 0.
-@compute @workgroup_size(256)
-fn max_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
-    let o = strided(i, P[1], 2u, 8u);
-    let j = strided(i, P[1], 2u, 14u);
-    y0[i] = select(0.0, x0[o], xi[o] == j);
 }

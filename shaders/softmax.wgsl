@@ -1,13 +1,14 @@
 // softmax and log_softmax along one dimension. The tensor is viewed as [outer, D, inner];
-// one workgroup of 64 threads handles one (outer, inner) row of D elements.
-// P[0] = rows (outer * inner), P[1] = D, P[2] = inner.
+// one workgroup of RT threads (64, or 256 for long rows) handles one (outer, inner) row of
+// D elements. P[0] = rows (outer * inner), P[1] = D, P[2] = inner.
 
-var<workgroup> red: array<f32, 64>;
+override RT: u32 = 64u;
+var<workgroup> red: array<f32, 256>;
 
 fn wg_sum(t: u32, v: f32) -> f32 {
     red[t] = v;
     workgroupBarrier();
-    for (var s = 32u; s > 0u; s = s / 2u) {
+    for (var s = RT / 2u; s > 0u; s = s / 2u) {
         if (t < s) { red[t] = red[t] + red[t + s]; }
         workgroupBarrier();
     }
@@ -19,7 +20,7 @@ fn wg_sum(t: u32, v: f32) -> f32 {
 fn wg_max(t: u32, v: f32) -> f32 {
     red[t] = v;
     workgroupBarrier();
-    for (var s = 32u; s > 0u; s = s / 2u) {
+    for (var s = RT / 2u; s > 0u; s = s / 2u) {
         if (t < s) { red[t] = max(red[t], red[t + s]); }
         workgroupBarrier();
     }
@@ -40,74 +41,74 @@ fn row_stats(row: u32, t: u32, live: bool) -> vec2<f32> {
     var m = 0.0;
     if (live) {
         m = x0[elem_at(row, 0u)];
-        for (var d = t; d < P[1]; d = d + 64u) { m = max(m, x0[elem_at(row, d)]); }
+        for (var d = t; d < P[1]; d = d + RT) { m = max(m, x0[elem_at(row, d)]); }
     }
     m = wg_max(t, m);
     var s = 0.0;
     if (live) {
-        for (var d = t; d < P[1]; d = d + 64u) { s = s + exp(x0[elem_at(row, d)] - m); }
+        for (var d = t; d < P[1]; d = d + RT) { s = s + exp(x0[elem_at(row, d)] - m); }
     }
     s = wg_sum(t, s);
     return vec2<f32>(m, log(s));
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(RT)
 fn softmax_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) t: u32) {
     let row = row_id(wid, nwg);
     let live = row < P[0];
     let st = row_stats(row, t, live);
     if (!live) { return; }
-    for (var d = t; d < P[1]; d = d + 64u) {
+    for (var d = t; d < P[1]; d = d + RT) {
         let k = elem_at(row, d);
         y0[k] = exp(x0[k] - st.x - st.y);
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(RT)
 fn log_softmax_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) t: u32) {
     let row = row_id(wid, nwg);
     let live = row < P[0];
     let st = row_stats(row, t, live);
     if (!live) { return; }
-    for (var d = t; d < P[1]; d = d + 64u) {
+    for (var d = t; d < P[1]; d = d + RT) {
         let k = elem_at(row, d);
         y0[k] = x0[k] - st.x - st.y;
     }
 }
 
 // dx = y (g - sum(g y)), from the saved output x0 = y and the gradient x1 = g.
-@compute @workgroup_size(64)
+@compute @workgroup_size(RT)
 fn softmax_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) t: u32) {
     let row = row_id(wid, nwg);
     let live = row < P[0];
     var s = 0.0;
     if (live) {
-        for (var d = t; d < P[1]; d = d + 64u) { let k = elem_at(row, d); s = s + x0[k] * x1[k]; }
+        for (var d = t; d < P[1]; d = d + RT) { let k = elem_at(row, d); s = s + x0[k] * x1[k]; }
     }
     s = wg_sum(t, s);
     if (!live) { return; }
-    for (var d = t; d < P[1]; d = d + 64u) {
+    for (var d = t; d < P[1]; d = d + RT) {
         let k = elem_at(row, d);
         y0[k] = x0[k] * (x1[k] - s);
     }
 }
 
 // dx = g - exp(y) sum(g), from the saved output x0 = y (log-probabilities) and x1 = g.
-@compute @workgroup_size(64)
+@compute @workgroup_size(RT)
 fn log_softmax_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) t: u32) {
     let row = row_id(wid, nwg);
     let live = row < P[0];
     var s = 0.0;
     if (live) {
-        for (var d = t; d < P[1]; d = d + 64u) { s = s + x1[elem_at(row, d)]; }
+        for (var d = t; d < P[1]; d = d + RT) { s = s + x1[elem_at(row, d)]; }
     }
     s = wg_sum(t, s);
     if (!live) { return; }
-    for (var d = t; d < P[1]; d = d + 64u) {
+    for (var d = t; d < P[1]; d = d + RT) {
         let k = elem_at(row, d);
         y0[k] = x1[k] - exp(x0[k]) * s;
     }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::backend::cpu::random::RngKey;
-use crate::backend::gpu::{adapter, DeviceCounters, GpuContext};
+use crate::backend::gpu::{adapter, DeviceCounters, GpuContext, GpuOptions, Profile};
 use crate::error::{Error, Result};
 
 /// The seed every generator starts from until `manual_seed` is called.
@@ -72,19 +72,65 @@ impl Device {
     }
 
     /// The default GPU: the best adapter wgpu finds (hardware first, then software such
-    /// as lavapipe), honouring `WGPU_BACKEND`, `WGPU_ADAPTER_NAME` and `WGPU_POWER_PREF`.
-    /// Opened once per process; later calls share it.
+    /// as lavapipe), honouring `WGPU_BACKEND`, `WGPU_ADAPTER_NAME` and `WGPU_POWER_PREF`,
+    /// opened with [`GpuOptions::from_env`]. Opened once per process; later calls share it.
     pub fn gpu() -> Result<Device> {
         let ctx = DEFAULT_GPU.get_or_init(|| {
             let adapters = adapter::ranked_adapters(false);
             let Some(first) = adapters.first() else {
                 return Err(adapter::NO_ADAPTER_HELP.to_string());
             };
-            GpuContext::open(first).map_err(|e| e.to_string())
+            GpuContext::open(first, GpuOptions::from_env()).map_err(|e| e.to_string())
         });
         match ctx {
             Ok(c) => Ok(Device::Gpu(c.clone())),
             Err(msg) => Err(Error::NoAdapter(msg.clone())),
+        }
+    }
+
+    /// A new device on the adapter [`Device::gpu`] would pick, opened with `options`
+    /// (for instance with the shader runtime checks on, or without subgroup operations).
+    /// Each call opens a separate device: tensors of one cannot meet tensors of another.
+    pub fn gpu_with(options: GpuOptions) -> Result<Device> {
+        let adapters = adapter::ranked_adapters(false);
+        let first = adapters
+            .first()
+            .ok_or_else(|| Error::NoAdapter(adapter::NO_ADAPTER_HELP.to_string()))?;
+        Ok(Device::Gpu(GpuContext::open(first, options)?))
+    }
+
+    /// Runs `f` and reports every kernel it dispatched on this device: per kernel
+    /// variant, the dispatches, workgroups and bytes bound, and the GPU time where the
+    /// adapter supports timestamp queries ([`Profile::timestamps`]). The work recorded
+    /// before the call is finished first, and the work `f` records is finished before
+    /// the profile returns, so it holds exactly `f`'s dispatches (and those other threads
+    /// record on the same device meanwhile). On the CPU the profile is empty.
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::cpu(); // or Device::gpu()?
+    /// let x = Tensor::ones(&[1000], &dev)?;
+    /// let (sum, profile) = dev.profile(|| x.sum())?;
+    /// assert_eq!(sum?.item()?, 1000.0);
+    /// println!("{profile}");
+    /// # Ok(()) }
+    /// ```
+    pub fn profile<R>(&self, f: impl FnOnce() -> R) -> Result<(R, Profile)> {
+        match self {
+            Device::Cpu => Ok((
+                f(),
+                Profile {
+                    device: "cpu".into(),
+                    ..Default::default()
+                },
+            )),
+            Device::Gpu(g) => {
+                g.begin_profile()?;
+                let out = f();
+                let profile = g.end_profile()?;
+                Ok((out, profile))
+            }
         }
     }
 

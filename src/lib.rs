@@ -34,9 +34,10 @@ pub mod ops;
 pub mod optim;
 pub mod shape;
 pub mod tensor;
+pub mod workloads;
 
 pub use autograd::{is_grad_enabled, no_grad, NoGradGuard};
-pub use backend::gpu::{list_adapters, AdapterSummary, DeviceCounters};
+pub use backend::gpu::{list_adapters, AdapterSummary, DeviceCounters, GpuOptions, Profile};
 pub use device::Device;
 pub use error::{Error, Result};
 pub use tensor::{DType, Element, Tensor};

@@ -1,12 +1,13 @@
 //! Helpers the benchmarks share: which device to use, medians, and the harness that
-//! times whole training steps (DESIGN's `mlp` and `cnn` workloads) on both devices.
+//! times whole training steps (DESIGN's workloads, from `wgrad::workloads`) on both
+//! devices.
 #![allow(dead_code)]
 
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use wgrad::optim::{Optimizer, Sgd};
 use wgrad::prelude::*;
+use wgrad::workloads::Workload;
 
 /// True when `WGRAD_BENCH_QUICK` asks for a short smoke run.
 pub fn quick() -> bool {
@@ -45,93 +46,21 @@ pub fn median(mut times: Vec<Duration>) -> Duration {
     }
 }
 
-/// A classifier, one fixed batch and SGD with momentum 0.9: one training step at a time.
-pub struct TrainStep {
-    model: Sequential,
-    opt: Sgd,
-    x: Tensor,
-    y: Tensor,
-    dev: Device,
-}
-
-impl TrainStep {
-    /// `model` trained on random inputs of `input_shape` and 10 classes.
-    pub fn new(dev: &Device, model: Sequential, input_shape: &[usize]) -> TrainStep {
-        let opt = Sgd::new(model.parameters(), 0.01).momentum(0.9);
-        let x = Tensor::randn_seeded(input_shape, 1, dev).unwrap();
-        let labels: Vec<u32> = (0..input_shape[0]).map(|i| (i * 7 % 10) as u32).collect();
-        let y = Tensor::from_vec(labels, &[input_shape[0]], dev).unwrap();
-        TrainStep {
-            model,
-            opt,
-            x,
-            y,
-            dev: dev.clone(),
-        }
-    }
-
-    /// `model` trained on the given inputs and class labels.
-    pub fn with_data(dev: &Device, model: Sequential, x: Tensor, y: Tensor) -> TrainStep {
-        let opt = Sgd::new(model.parameters(), 0.01).momentum(0.9);
-        TrainStep {
-            model,
-            opt,
-            x,
-            y,
-            dev: dev.clone(),
-        }
-    }
-
-    /// Forward, cross-entropy, backward, update, and a sync so the work is finished.
-    pub fn step(&mut self) {
-        self.opt.zero_grad();
-        let loss = self
-            .model
-            .forward(&self.x)
-            .unwrap()
-            .cross_entropy(&self.y)
-            .unwrap();
-        loss.backward().unwrap();
-        self.opt.step().unwrap();
-        self.dev.sync().unwrap();
-    }
-
-    /// Median milliseconds of `steps` timed steps after `warm` untimed ones.
-    pub fn median_ms(&mut self, warm: usize, steps: usize) -> f64 {
-        for _ in 0..warm {
-            self.step();
-        }
-        let times = (0..steps)
-            .map(|_| {
-                let s = Instant::now();
-                self.step();
-                s.elapsed()
-            })
-            .collect();
-        median(times).as_secs_f64() * 1e3
-    }
-}
-
-/// Times a training workload on the CPU backend and the GPU: criterion samples per
-/// device, plus a printed median of whole steps and the GPU/CPU ratio.
-pub fn bench_training(
-    c: &mut Criterion,
-    name: &str,
-    label: &str,
-    make: fn(&Device) -> TrainStep,
-    cpu_steps: usize,
-) {
+/// Times one of DESIGN's shared workloads on the CPU backend and the GPU: criterion
+/// samples per device, plus a printed median of whole steps and the GPU/CPU ratio.
+pub fn bench_training(c: &mut Criterion, workload: Workload, cpu_steps: usize) {
+    let name = workload.name();
     let gpu = gpu_device(name);
     let mut summary = Vec::new();
     for dev in [Device::cpu(), gpu] {
         dev.manual_seed(0);
-        let mut w = make(&dev);
+        let mut w = workload.build(&dev).expect("building the workload");
         let steps = if dev.is_gpu() || quick() {
             5
         } else {
             cpu_steps
         };
-        summary.push((dev.name(), w.median_ms(3, steps)));
+        summary.push((dev.name(), w.median_ms(3, steps).expect("a training step")));
         let mut group = c.benchmark_group(format!("{name}_train_step"));
         group.sample_size(10);
         group.measurement_time(Duration::from_secs(if dev.is_gpu() { 20 } else { 5 }));
@@ -139,13 +68,14 @@ pub fn bench_training(
             b.iter_custom(|iters| {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    w.step();
+                    w.step().expect("a training step");
                 }
                 start.elapsed()
             })
         });
         group.finish();
     }
+    let label = workload.description();
     for (device, ms) in &summary {
         println!("{name} ({label}): {ms:.3} ms/step on {device} (median of timed steps after 3 warm-ups)");
     }

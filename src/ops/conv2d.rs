@@ -6,16 +6,18 @@
 use crate::autograd::record;
 use crate::backend::cpu::{map_float, Float};
 use crate::backend::cpu::{parallel, pool};
-use crate::backend::gpu::{Kernel, ShaderFile};
+use crate::backend::gpu::{Kernel, ShaderFile, Work};
 use crate::device::Device;
 use crate::error::{arg_err, shape_err, Result};
-use crate::ops::{gpu_alloc, groups_1d, kernel, shader};
+use crate::ops::{gpu_alloc, kernel, shader};
 use crate::shape;
 use crate::tensor::{check_float, check_pair, Tensor};
 
 pub(crate) const FILE: ShaderFile = shader("conv2d", include_str!("../../shaders/conv2d.wgsl"));
+/// Workgroups a grid dimension may hold.
+const MAX_GROUPS: usize = 65_535;
 const IM2COL: &Kernel = kernel!(FILE, "im2col_fwd", [X0, Y0]);
-const COL2IM: &Kernel = kernel!(FILE, "col2im_fwd", [X0, Y0]);
+const COL2IM: &Kernel = kernel!(FILE, "col2im_fwd", [X0, Y0], loops);
 
 /// Sizes of one convolution: image `[n, c, h, w]`, output plane `ho x wo`, kernel,
 /// stride, padding and dilation.
@@ -44,7 +46,7 @@ pub struct Geometry {
 }
 
 impl Geometry {
-    fn params(&self) -> [u32; 14] {
+    fn params(&self) -> [u32; 17] {
         [
             self.n,
             self.c,
@@ -60,6 +62,9 @@ impl Geometry {
             self.padding.1,
             self.dilation.0,
             self.dilation.1,
+            0,
+            0,
+            0,
         ]
         .map(|v| v as u32)
     }
@@ -203,10 +208,31 @@ fn run(x: &Tensor, g: Geometry, to_cols: bool) -> Tensor {
             Tensor::from_cpu(out, out_shape)
         }
         Device::Gpu(ctx) => {
-            let n = shape::numel(&out_shape);
-            let out = gpu_alloc(ctx, n);
-            let k = if to_cols { IM2COL } else { COL2IM };
-            ctx.launch(k, &g.params(), &[x.gpu_buf(), &out], groups_1d(n));
+            let out = gpu_alloc(ctx, shape::numel(&out_shape));
+            // Grid: pixel groups of the plane the kernel writes, rows, images.
+            let (kernel, pixels, rows, serial) = if to_cols {
+                (IM2COL, g.ho * g.wo, g.c * g.kk(), 0)
+            } else {
+                (COL2IM, g.h * g.w, g.c, g.kk() as u64)
+            };
+            let mut p = g.params();
+            for x0 in (0..pixels.div_ceil(256)).step_by(MAX_GROUPS) {
+                for y0 in (0..rows).step_by(MAX_GROUPS) {
+                    for z0 in (0..g.n).step_by(MAX_GROUPS) {
+                        (p[16], p[14], p[15]) = (x0 as u32, y0 as u32, z0 as u32);
+                        let grid = [
+                            (pixels.div_ceil(256) - x0).min(MAX_GROUPS) as u32,
+                            (rows - y0).min(MAX_GROUPS) as u32,
+                            (g.n - z0).min(MAX_GROUPS) as u32,
+                        ];
+                        let work = Work {
+                            serial,
+                            ..Work::default()
+                        };
+                        ctx.launch_with(kernel, &p, &[x.gpu_buf(), &out], grid, work);
+                    }
+                }
+            }
             Tensor::from_gpu(out, out_shape, x.dtype())
         }
     }
@@ -399,6 +425,12 @@ pub fn conv_transpose2d(
                 shape::fmt(x.shape()),
                 shape::fmt(weight.shape())
             ),
+        );
+    }
+    if [o.stride.0, o.stride.1, o.dilation.0, o.dilation.1, kh, kw].contains(&0) {
+        return arg_err(
+            "conv_transpose2d",
+            "kernel size, stride and dilation must be positive",
         );
     }
     if o.output_padding.0 >= o.stride.0.max(o.dilation.0)

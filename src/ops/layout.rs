@@ -6,7 +6,7 @@
 use crate::autograd::record;
 use crate::backend::cpu::pool::CollectPooled;
 use crate::backend::cpu::{map_float, strided_offset, CpuData, StridedIter};
-use crate::backend::gpu::{Kernel, ShaderFile};
+use crate::backend::gpu::{Kernel, ShaderFile, Work};
 use crate::device::Device;
 use crate::error::{arg_err, shape_err, Error, Result};
 use crate::ops::{gpu_alloc, groups_1d, kernel, put, shader};
@@ -19,9 +19,9 @@ const FILL_U32: &Kernel = kernel!(FILE, "fill_u32_fwd", [YI]);
 const STRIDED_COPY: &Kernel = kernel!(FILE, "strided_copy_fwd", [X0, Y0]);
 const STRIDED_SCATTER: &Kernel = kernel!(FILE, "strided_scatter_fwd", [X0, Y0]);
 const INDEX_SELECT_FWD: &Kernel = kernel!(FILE, "index_select_fwd", [X0, XI, Y0]);
-const INDEX_SELECT_BWD: &Kernel = kernel!(FILE, "index_select_bwd", [X0, XI, Y0]);
+const INDEX_SELECT_BWD: &Kernel = kernel!(FILE, "index_select_bwd", [X0, XI, Y0], loops);
 const GATHER_FWD: &Kernel = kernel!(FILE, "gather_fwd", [X0, XI, Y0]);
-const GATHER_BWD: &Kernel = kernel!(FILE, "gather_bwd", [X0, XI, Y0]);
+const GATHER_BWD: &Kernel = kernel!(FILE, "gather_bwd", [X0, XI, Y0], loops);
 const WHERE_FWD: &Kernel = kernel!(FILE, "where_fwd", [X0, X1, X2, Y0]);
 const WHERE_BWD: &Kernel = kernel!(FILE, "where_bwd", [X0, X2, Y0, Y1]);
 
@@ -127,6 +127,35 @@ fn gather_runs<T: crate::backend::cpu::pool::Pooled + Default>(
         out[i..i + run].copy_from_slice(&src[base + o..base + o + run])
     });
     out
+}
+
+/// Positions j one launch of a chunked scatter-add covers: no thread loops longer.
+const SCATTER_CHUNK: usize = 1024;
+
+/// Launches a scatter-add backward (`index_select_bwd`, `gather_bwd`) over the `j`
+/// positions in chunks of [`SCATTER_CHUNK`], each after the first adding to the sums.
+/// `p` holds the kernel's first four parameters.
+fn scatter_add_chunks(
+    ctx: &std::sync::Arc<crate::backend::gpu::GpuContext>,
+    kernel: &'static Kernel,
+    p: &[u32; 4],
+    bufs: &[&crate::backend::gpu::GpuBuffer; 3],
+    n_in: usize,
+    j: usize,
+) {
+    let mut params = [p[0], p[1], p[2], p[3], 0, 0, 0];
+    // One launch even for j = 0, so the result is written (as zeros).
+    for (chunk, start) in (0..j.max(1)).step_by(SCATTER_CHUNK).enumerate() {
+        let end = (start + SCATTER_CHUNK).min(j);
+        params[4] = start as u32;
+        params[5] = end as u32;
+        params[6] = (chunk > 0) as u32;
+        let work = Work {
+            serial: (end - start).max(1) as u64,
+            ..Work::default()
+        };
+        ctx.launch_with(kernel, &params, bufs, groups_1d(n_in), work);
+    }
 }
 
 fn strided_copy(x: &Tensor, out_shape: &[usize], strides: &[usize], base: usize) -> Tensor {
@@ -568,12 +597,8 @@ impl Tensor {
                 }
                 Device::Gpu(ctx) => {
                     let out = gpu_alloc(ctx, n_in);
-                    ctx.launch(
-                        INDEX_SELECT_BWD,
-                        &p,
-                        &[g.gpu_buf(), idx.gpu_buf(), &out],
-                        groups_1d(n_in),
-                    );
+                    let bufs = [g.gpu_buf(), idx.gpu_buf(), &out];
+                    scatter_add_chunks(ctx, INDEX_SELECT_BWD, &p, &bufs, n_in, j);
                     Tensor::from_gpu(out, full.clone(), g.dtype())
                 }
             })])
@@ -652,12 +677,9 @@ impl Tensor {
                 }
                 Device::Gpu(ctx) => {
                     let out = gpu_alloc(ctx, n_in);
-                    ctx.launch(
-                        GATHER_BWD,
-                        &[n_in as u32, size as u32, j as u32, inner as u32],
-                        &[g.gpu_buf(), idx.gpu_buf(), &out],
-                        groups_1d(n_in),
-                    );
+                    let p = [n_in as u32, size as u32, j as u32, inner as u32];
+                    let bufs = [g.gpu_buf(), idx.gpu_buf(), &out];
+                    scatter_add_chunks(ctx, GATHER_BWD, &p, &bufs, n_in, j);
                     Tensor::from_gpu(out, full.clone(), g.dtype())
                 }
             })])

@@ -8,12 +8,18 @@ use crate::backend::gpu::{Kernel, ShaderFile};
 use crate::device::Device;
 use crate::error::{arg_err, shape_err, Result};
 use crate::ops::layout::u32_data;
-use crate::ops::{gpu_alloc, groups_1d, groups_rows, kernel, shader};
+use crate::ops::{gpu_alloc, groups_1d, groups_rows, kernel, row_work, shader};
 use crate::shape;
 use crate::tensor::{check_float, check_index, check_pair, check_same_device, Tensor};
 
 pub(crate) const FILE: ShaderFile = shader("loss", include_str!("../../shaders/loss.wgsl"));
-const CE_FWD: &Kernel = kernel!(FILE, "cross_entropy_fwd", [X0, XI, Y0, Y1]);
+const CE_FWD: &Kernel = kernel!(
+    FILE,
+    "cross_entropy_fwd",
+    [X0, XI, Y0, Y1],
+    loops,
+    overrides = ["RT"]
+);
 const CE_BWD: &Kernel = kernel!(FILE, "cross_entropy_bwd", [X0, X1, X2, XI, Y0]);
 
 fn ce_forward_cpu<T: Float>(x: &[T], t: &[u32], c: usize) -> (Vec<T>, Vec<T>) {
@@ -87,11 +93,12 @@ pub fn cross_entropy_per_sample(logits: &Tensor, targets: &Tensor) -> Result<Ten
         }
         Device::Gpu(g) => {
             let (l, s) = (gpu_alloc(g, n), gpu_alloc(g, n));
-            g.launch(
+            g.launch_with(
                 CE_FWD,
                 &params,
                 &[logits.gpu_buf(), targets.gpu_buf(), &l, &s],
                 groups_rows(n),
+                row_work(c),
             );
             (
                 Tensor::from_gpu(l, vec![n], logits.dtype()),

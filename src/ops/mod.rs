@@ -22,16 +22,46 @@ use std::sync::Arc;
 
 use crate::backend::gpu::{GpuBuffer, GpuContext, ShaderFile};
 
+/// A shader file whose every index and divisor is guarded in the shader (see
+/// [`ShaderFile::guarded`]): all of wgrad's files are reviewed to this rule.
 pub(crate) const fn shader(name: &'static str, source: &'static str) -> ShaderFile {
-    ShaderFile { name, source }
+    ShaderFile {
+        name,
+        source,
+        guarded: true,
+        subgroups: false,
+    }
 }
 
-/// Every shader file, for validation tests and the pipeline warm-up.
-pub fn shader_sources() -> Vec<(&'static str, &'static str)> {
+/// [`shader`] for a file that uses subgroup operations.
+pub(crate) const fn subgroup_shader(name: &'static str, source: &'static str) -> ShaderFile {
+    ShaderFile {
+        name,
+        source,
+        guarded: true,
+        subgroups: true,
+    }
+}
+
+/// One shader file as the validation tests see it.
+#[derive(Clone, Copy, Debug)]
+pub struct ShaderSource {
+    /// The file's name (without `.wgsl`; a file compiled from several parts is named
+    /// after its entry points' part).
+    pub name: &'static str,
+    /// Its WGSL, without the prelude.
+    pub source: &'static str,
+    /// True when it uses subgroup operations (wgpu's `SUBGROUP` feature).
+    pub subgroups: bool,
+}
+
+/// Every shader file, for validation tests.
+pub fn shader_sources() -> Vec<ShaderSource> {
     [
         unary::FILE,
         binary::FILE,
         reduce::FILE,
+        reduce::SUBGROUP_FILE,
         layout::FILE,
         matmul::FILE,
         softmax::FILE,
@@ -44,21 +74,50 @@ pub fn shader_sources() -> Vec<(&'static str, &'static str)> {
         rnn::FILE,
     ]
     .iter()
-    .map(|f| (f.name, f.source))
+    .map(|f| ShaderSource {
+        name: f.name,
+        source: f.source,
+        subgroups: f.subgroups,
+    })
     .collect()
 }
 
-/// Defines a `&'static Kernel` from a file, an entry point and the slots it binds.
+/// Defines a `&'static Kernel` from a file, an entry point and the slots it binds;
+/// `loops` marks a kernel whose threads loop over a data-dependent number of elements
+/// (its launches declare that number), and `overrides = [...]` names the WGSL override
+/// constants its launches set.
 macro_rules! kernel {
     ($file:expr, $entry:literal, [$($slot:ident),*]) => {
+        $crate::ops::kernel!(@make $file, $entry, [$($slot),*], false, [])
+    };
+    ($file:expr, $entry:literal, [$($slot:ident),*], loops) => {
+        $crate::ops::kernel!(@make $file, $entry, [$($slot),*], true, [])
+    };
+    ($file:expr, $entry:literal, [$($slot:ident),*], loops, overrides = [$($o:literal),*]) => {
+        $crate::ops::kernel!(@make $file, $entry, [$($slot),*], true, [$($o),*])
+    };
+    (@make $file:expr, $entry:literal, [$($slot:ident),*], $loops:expr, [$($o:literal),*]) => {
         &$crate::backend::gpu::Kernel {
             file: &$file,
             entry: $entry,
             slots: &[$($crate::backend::gpu::slot::$slot),*],
+            overrides: &[$($o),*],
+            loops: $loops,
         }
     };
 }
 pub(crate) use kernel;
+
+/// Threads per row for the row-wise kernels (softmax, cross-entropy): 64, or 256 for
+/// rows of 2048 elements or more, so each thread loops over at most `len / threads`.
+pub(crate) fn row_work(len: usize) -> crate::backend::gpu::Work {
+    let threads = if len >= 2048 { 256 } else { 64 };
+    crate::backend::gpu::Work {
+        overrides: [threads as u32, 0, 0, 0, 0, 0],
+        serial: len.div_ceil(threads).max(1) as u64,
+        ..Default::default()
+    }
+}
 
 /// Workgroups for a 1-D launch of `n` threads at 256 per group (split over y past 65535).
 pub(crate) fn groups_1d(n: usize) -> [u32; 3] {

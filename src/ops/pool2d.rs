@@ -6,7 +6,7 @@
 use crate::autograd::record;
 use crate::backend::cpu::{map_float, CpuData, Float};
 use crate::backend::cpu::{parallel, pool};
-use crate::backend::gpu::{Kernel, ShaderFile};
+use crate::backend::gpu::{Kernel, ShaderFile, Work};
 use crate::device::Device;
 use crate::error::{arg_err, shape_err, Result};
 use crate::ops::{gpu_alloc, groups_1d, kernel, shader};
@@ -14,12 +14,12 @@ use crate::shape;
 use crate::tensor::{check_float, DType, Tensor};
 
 pub(crate) const FILE: ShaderFile = shader("pool2d", include_str!("../../shaders/pool2d.wgsl"));
-const MAX_FWD: &Kernel = kernel!(FILE, "maxpool2d_fwd", [X0, Y0, YI]);
-const MAX_BWD: &Kernel = kernel!(FILE, "maxpool2d_bwd", [X0, XI, Y0]);
-const AVG_FWD: &Kernel = kernel!(FILE, "avgpool2d_fwd", [X0, Y0]);
-const AVG_BWD: &Kernel = kernel!(FILE, "avgpool2d_bwd", [X0, Y0]);
+const MAX_FWD: &Kernel = kernel!(FILE, "maxpool2d_fwd", [X0, Y0, YI], loops);
+const MAX_BWD: &Kernel = kernel!(FILE, "maxpool2d_bwd", [X0, XI, Y0], loops);
+const AVG_FWD: &Kernel = kernel!(FILE, "avgpool2d_fwd", [X0, Y0], loops);
+const AVG_BWD: &Kernel = kernel!(FILE, "avgpool2d_bwd", [X0, Y0], loops);
 const UP_FWD: &Kernel = kernel!(FILE, "upsample_nearest_fwd", [X0, Y0]);
-const UP_BWD: &Kernel = kernel!(FILE, "upsample_nearest_bwd", [X0, Y0]);
+const UP_BWD: &Kernel = kernel!(FILE, "upsample_nearest_bwd", [X0, Y0], loops);
 
 /// The geometry of a pooling over `planes` planes of `h x w` into `ho x wo`.
 #[derive(Clone, Copy, Debug)]
@@ -59,6 +59,30 @@ impl Pool {
     }
     fn out_shape(&self) -> Vec<usize> {
         vec![self.n, self.c, self.ho, self.wo]
+    }
+    /// Inputs one output's window loops over (the forward kernels' serial work).
+    fn window_work(&self) -> Work {
+        let (kh, kw) = if self.adaptive {
+            (self.h.div_ceil(self.ho) + 1, self.w.div_ceil(self.wo) + 1)
+        } else {
+            self.k
+        };
+        Work {
+            serial: (kh * kw) as u64,
+            ..Work::default()
+        }
+    }
+    /// Outputs whose windows the backward kernels visit per input element.
+    fn covering_work(&self) -> Work {
+        let serial = if self.adaptive {
+            self.ho * self.wo
+        } else {
+            self.k.0.div_ceil(self.s.0) * self.k.1.div_ceil(self.s.1)
+        };
+        Work {
+            serial: serial as u64,
+            ..Work::default()
+        }
     }
     fn in_shape(&self) -> Vec<usize> {
         vec![self.n, self.c, self.h, self.w]
@@ -206,7 +230,13 @@ pub fn max_pool2d(
         Device::Gpu(ctx) => {
             let n = shape::numel(&g.out_shape());
             let (v, i) = (gpu_alloc(ctx, n), gpu_alloc(ctx, n));
-            ctx.launch(MAX_FWD, &g.params(), &[x.gpu_buf(), &v, &i], groups_1d(n));
+            ctx.launch_with(
+                MAX_FWD,
+                &g.params(),
+                &[x.gpu_buf(), &v, &i],
+                groups_1d(n),
+                g.window_work(),
+            );
             (
                 Tensor::from_gpu(v, g.out_shape(), x.dtype()),
                 Tensor::from_gpu(i, g.out_shape(), DType::U32),
@@ -233,11 +263,12 @@ pub fn max_pool2d(
             Device::Gpu(ctx) => {
                 let n = shape::numel(&g.in_shape());
                 let out = gpu_alloc(ctx, n);
-                ctx.launch(
+                ctx.launch_with(
                     MAX_BWD,
                     &g.params(),
                     &[grad.gpu_buf(), idx.gpu_buf(), &out],
                     groups_1d(n),
+                    g.covering_work(),
                 );
                 Tensor::from_gpu(out, g.in_shape(), grad.dtype())
             }
@@ -293,7 +324,13 @@ fn avg_pool(x: &Tensor, g: Pool, name: &'static str) -> Result<Tensor> {
         Device::Gpu(ctx) => {
             let n = shape::numel(&g.out_shape());
             let out = gpu_alloc(ctx, n);
-            ctx.launch(AVG_FWD, &g.params(), &[x.gpu_buf(), &out], groups_1d(n));
+            ctx.launch_with(
+                AVG_FWD,
+                &g.params(),
+                &[x.gpu_buf(), &out],
+                groups_1d(n),
+                g.window_work(),
+            );
             Tensor::from_gpu(out, g.out_shape(), x.dtype())
         }
     };
@@ -306,7 +343,13 @@ fn avg_pool(x: &Tensor, g: Pool, name: &'static str) -> Result<Tensor> {
             Device::Gpu(ctx) => {
                 let n = shape::numel(&g.in_shape());
                 let out = gpu_alloc(ctx, n);
-                ctx.launch(AVG_BWD, &g.params(), &[grad.gpu_buf(), &out], groups_1d(n));
+                ctx.launch_with(
+                    AVG_BWD,
+                    &g.params(),
+                    &[grad.gpu_buf(), &out],
+                    groups_1d(n),
+                    g.covering_work(),
+                );
                 Tensor::from_gpu(out, g.in_shape(), grad.dtype())
             }
         })])
@@ -337,6 +380,11 @@ pub fn adaptive_avg_pool2d(x: &Tensor, output: (usize, usize)) -> Result<Tensor>
         );
     }
     let [n, c, h, w] = [x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]];
+    if output == (1, 1) && h * w > 1024 {
+        // Global average pooling of a large plane: a mean, which spreads over many
+        // workgroups, instead of one thread looping over the whole plane.
+        return x.mean_dim(&[2, 3], true);
+    }
     let g = Pool {
         n,
         c,
@@ -419,7 +467,17 @@ pub fn upsample_nearest(x: &Tensor, scale: (usize, usize)) -> Result<Tensor> {
             Device::Gpu(ctx) => {
                 let n = shape::numel(&g.in_shape());
                 let out = gpu_alloc(ctx, n);
-                ctx.launch(UP_BWD, &g.params(), &[grad.gpu_buf(), &out], groups_1d(n));
+                let work = Work {
+                    serial: (g.k.0 * g.k.1) as u64,
+                    ..Work::default()
+                };
+                ctx.launch_with(
+                    UP_BWD,
+                    &g.params(),
+                    &[grad.gpu_buf(), &out],
+                    groups_1d(n),
+                    work,
+                );
                 Tensor::from_gpu(out, g.in_shape(), grad.dtype())
             }
         })])

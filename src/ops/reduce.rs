@@ -1,20 +1,42 @@
 //! Reductions over chosen dimensions (`sum`, `mean`, `max`, with `keepdim`) and their
 //! backward: `sum`/`mean` spread the output gradient back over the reduced positions;
 //! `max` saves the argmax indices and routes the gradient through them.
+//!
+//! On the GPU a reduction runs in passes over as many workgroups as the work needs: each
+//! workgroup reduces at most [`MAX_GROUP_ELEMENTS`] positions (64 per thread), long
+//! reductions split over workgroups that write partial results, and a further pass
+//! reduces those (see [`plan_pass`] and ARCHITECTURE.md).
 
 use crate::autograd::record;
 use crate::backend::cpu::pool::{self, CollectPooled};
 use crate::backend::cpu::{map_float, strided_offset, CpuData, Float, StridedIter};
-use crate::backend::gpu::{Kernel, ShaderFile};
+use std::sync::Arc;
+
+use crate::backend::gpu::{GpuBuffer, GpuContext, Kernel, ShaderFile, Work};
 use crate::device::Device;
 use crate::error::Result;
-use crate::ops::{gpu_alloc, groups_1d, groups_rows, kernel, put, shader};
+use crate::ops::{gpu_alloc, groups_1d, groups_rows, kernel, put, shader, subgroup_shader};
 use crate::shape::{self, MAX_RANK};
 use crate::tensor::{check_float, DType, Tensor};
 
-pub(crate) const FILE: ShaderFile = shader("reduce", include_str!("../../shaders/reduce.wgsl"));
-const SUM_FWD: &Kernel = kernel!(FILE, "sum_fwd", [X0, Y0]);
-const MAX_FWD: &Kernel = kernel!(FILE, "max_fwd", [X0, Y0, YI]);
+pub(crate) const FILE: ShaderFile = shader(
+    "reduce",
+    concat!(
+        include_str!("../../shaders/reduce_tree.wgsl"),
+        include_str!("../../shaders/reduce.wgsl")
+    ),
+);
+/// The same reductions with subgroup operations, for adapters that have them.
+pub(crate) const SUBGROUP_FILE: ShaderFile = subgroup_shader(
+    "reduce_subgroup",
+    concat!(
+        include_str!("../../shaders/reduce_subgroup.wgsl"),
+        include_str!("../../shaders/reduce.wgsl")
+    ),
+);
+const SUM_FWD: &Kernel = kernel!(FILE, "sum_fwd", [X0, Y0], loops);
+const SUM_FWD_SUBGROUP: &Kernel = kernel!(SUBGROUP_FILE, "sum_fwd", [X0, Y0], loops);
+const MAX_FWD: &Kernel = kernel!(FILE, "max_fwd", [X0, XI, Y0, YI], loops);
 const SUM_BWD: &Kernel = kernel!(FILE, "sum_bwd", [X0, Y0]);
 const MAX_BWD: &Kernel = kernel!(FILE, "max_bwd", [X0, XI, Y0]);
 
@@ -72,18 +94,15 @@ impl Plan {
         shape::numel(&self.red_sizes)
     }
 
-    fn fwd_params(&self, scale: f32) -> [u32; 29] {
-        let mut p = [0u32; 29];
-        p[0] = self.outputs() as u32;
-        p[1] = self.m() as u32;
-        p[2] = self.kept_sizes.len() as u32;
-        p[3] = self.red_sizes.len() as u32;
-        put(&mut p, 4, &self.kept_sizes, MAX_RANK);
-        put(&mut p, 10, &self.kept_strides, MAX_RANK);
-        put(&mut p, 16, &self.red_sizes, MAX_RANK);
-        put(&mut p, 22, &self.red_strides, MAX_RANK);
-        p[28] = scale.to_bits();
-        p
+    /// The GPU geometry of the forward pass (dims merged where contiguous).
+    fn geometry(&self) -> Geometry {
+        let zip = |sizes: &[usize], strides: &[usize]| -> Vec<(usize, usize)> {
+            sizes.iter().copied().zip(strides.iter().copied()).collect()
+        };
+        Geometry {
+            kept: merge_dims(&zip(&self.kept_sizes, &self.kept_strides)),
+            red: merge_dims(&zip(&self.red_sizes, &self.red_strides)),
+        }
     }
 
     /// For each input dim: its stride in the output (0 if reduced) and in the
@@ -124,6 +143,216 @@ impl Plan {
 
     fn offset(&self, j: usize) -> usize {
         strided_offset(j, &self.red_sizes, &self.red_strides)
+    }
+}
+
+/// Elements one workgroup reduces in one pass, at most (64 per thread): a longer
+/// reduction splits over workgroups, so no thread loops long and no big reduction runs on
+/// one workgroup.
+pub const MAX_GROUP_ELEMENTS: usize = 16_384;
+/// A reduction is split further (down to this many elements per workgroup) while it has
+/// fewer than [`TARGET_GROUPS`] workgroups, so that it fills a large GPU.
+const MIN_GROUP_ELEMENTS: usize = 4_096;
+/// Workgroups a pass aims for: enough to occupy every core of a large GPU (132 SMs and
+/// several workgroups each) when there is that much work.
+const TARGET_GROUPS: usize = 512;
+/// Outputs per workgroup for column sums (outputs adjacent in memory): 32 neighbouring
+/// floats per lane row, one 128-byte line.
+const COLUMN_OUTPUTS: usize = 32;
+/// Threads per reduction workgroup (`RT` in `shaders/reduce.wgsl`).
+const REDUCE_THREADS: usize = 256;
+
+/// Drops dims of size 1 and merges neighbours that are contiguous in memory, keeping
+/// the row-major numbering of the positions.
+fn merge_dims(dims: &[(usize, usize)]) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for &(size, stride) in dims {
+        if size == 1 {
+            continue;
+        }
+        match out.last_mut() {
+            Some(last) if last.1 == size * stride => {
+                last.0 *= size;
+                last.1 = stride;
+            }
+            _ => out.push((size, stride)),
+        }
+    }
+    out
+}
+
+/// A GPU reduction's addressing: the kept dims (one output per position) and the reduced
+/// dims (summed per output), each as (size, stride) pairs into the input buffer.
+#[derive(Clone, Debug)]
+pub(crate) struct Geometry {
+    kept: Vec<(usize, usize)>,
+    red: Vec<(usize, usize)>,
+}
+
+/// How one pass spreads a reduction over workgroups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Pass {
+    /// Outputs per workgroup (1, or up to [`COLUMN_OUTPUTS`] for column sums).
+    pub ow: usize,
+    /// Reduced positions per split.
+    pub chunk: usize,
+    /// Splits of each output's positions (1: this pass writes the result).
+    pub splits: usize,
+}
+
+impl Pass {
+    fn lanes(self) -> usize {
+        REDUCE_THREADS / self.ow
+    }
+    fn blocks(self, outputs: usize) -> usize {
+        outputs.div_ceil(self.ow)
+    }
+}
+
+impl Geometry {
+    /// Summing a `[rows, cols]` buffer over its rows.
+    pub(crate) fn columns(rows: usize, cols: usize) -> Geometry {
+        Geometry {
+            kept: merge_dims(&[(cols, 1)]),
+            red: merge_dims(&[(rows, cols)]),
+        }
+    }
+
+    fn outputs(&self) -> usize {
+        self.kept.iter().map(|d| d.0).product()
+    }
+
+    fn m(&self) -> usize {
+        self.red.iter().map(|d| d.0).product()
+    }
+
+    fn params(&self, pass: Pass, scale: f32, partial: bool, from_partials: bool) -> [u32; 34] {
+        let mut p = [0u32; 34];
+        let (ks, kt): (Vec<usize>, Vec<usize>) = self.kept.iter().copied().unzip();
+        let (rs, rt): (Vec<usize>, Vec<usize>) = self.red.iter().copied().unzip();
+        p[0] = self.outputs() as u32;
+        p[1] = self.m() as u32;
+        p[2] = ks.len() as u32;
+        p[3] = rs.len() as u32;
+        put(&mut p, 4, &ks, MAX_RANK);
+        put(&mut p, 10, &kt, MAX_RANK);
+        put(&mut p, 16, &rs, MAX_RANK);
+        put(&mut p, 22, &rt, MAX_RANK);
+        p[28] = scale.to_bits();
+        p[29] = pass.ow as u32;
+        p[30] = pass.chunk as u32;
+        p[31] = pass.splits as u32;
+        p[32] = partial as u32;
+        p[33] = from_partials as u32;
+        p
+    }
+}
+
+/// How a pass over `geo` spreads its work. Neighbouring threads read neighbouring
+/// elements: lanes along the reduced positions when the reduced dims are innermost
+/// (`ow = 1`), outputs along the threads when the kept dims are (column sums). Each
+/// output's positions split into chunks of at most [`MAX_GROUP_ELEMENTS`] per workgroup,
+/// and further (down to [`MIN_GROUP_ELEMENTS`]) until there are [`TARGET_GROUPS`]
+/// workgroups.
+pub(crate) fn plan_pass(geo: &Geometry) -> Pass {
+    let (outputs, m) = (geo.outputs(), geo.m());
+    let inner_kept = geo.kept.last().is_some_and(|d| d.1 == 1);
+    let inner_red = geo.red.last().is_some_and(|d| d.1 == 1);
+    let ow = if inner_kept && !inner_red {
+        outputs.next_power_of_two().min(COLUMN_OUTPUTS)
+    } else {
+        1
+    };
+    let lanes = REDUCE_THREADS / ow;
+    if m == 0 {
+        return Pass {
+            ow,
+            chunk: lanes,
+            splits: 1,
+        };
+    }
+    let blocks = outputs.div_ceil(ow);
+    let most = m.div_ceil((MAX_GROUP_ELEMENTS / ow).max(lanes));
+    let fill = m.div_ceil((MIN_GROUP_ELEMENTS / ow).max(lanes));
+    let splits = most.max(TARGET_GROUPS.div_ceil(blocks).min(fill));
+    let chunk = m.div_ceil(splits).next_multiple_of(lanes);
+    Pass {
+        ow,
+        chunk,
+        splits: m.div_ceil(chunk),
+    }
+}
+
+/// The work of one pass, for profiles and the dispatch tests.
+fn pass_work(geo: &Geometry, pass: Pass) -> Work {
+    Work {
+        serial: pass.chunk.div_ceil(pass.lanes()) as u64,
+        reduced: (geo.outputs() * geo.m()) as u64,
+        ..Work::default()
+    }
+}
+
+/// `scale` times the sum over `geo`'s reduced positions of `x`, one value per output.
+pub(crate) fn gpu_sum(
+    ctx: &Arc<GpuContext>,
+    x: &GpuBuffer,
+    geo: &Geometry,
+    scale: f32,
+) -> GpuBuffer {
+    let outputs = geo.outputs();
+    let kernel = if ctx.uses_subgroups() {
+        SUM_FWD_SUBGROUP
+    } else {
+        SUM_FWD
+    };
+    let mut geo = geo.clone();
+    let mut partials: Option<GpuBuffer> = None;
+    loop {
+        let pass = plan_pass(&geo);
+        let last = pass.splits == 1;
+        let out = gpu_alloc(ctx, if last { outputs } else { pass.splits * outputs });
+        ctx.launch_with(
+            kernel,
+            &geo.params(pass, if last { scale } else { 1.0 }, !last, false),
+            &[partials.as_ref().unwrap_or(x), &out],
+            groups_rows(pass.blocks(outputs) * pass.splits),
+            pass_work(&geo, pass),
+        );
+        if last {
+            return out;
+        }
+        geo = Geometry::columns(pass.splits, outputs);
+        partials = Some(out);
+    }
+}
+
+/// The maximum over `geo`'s reduced positions of `x` and its position, per output.
+fn gpu_max(ctx: &Arc<GpuContext>, x: &GpuBuffer, geo: &Geometry) -> (GpuBuffer, GpuBuffer) {
+    let outputs = geo.outputs();
+    let mut geo = geo.clone();
+    let mut partials: Option<(GpuBuffer, GpuBuffer)> = None;
+    loop {
+        let pass = plan_pass(&geo);
+        let last = pass.splits == 1;
+        let n = if last { outputs } else { pass.splits * outputs };
+        let (vals, idx) = (gpu_alloc(ctx, n), gpu_alloc(ctx, n));
+        // A first pass numbers positions itself: its index slot holds the input, unread.
+        let (src, src_idx) = match &partials {
+            Some((v, i)) => (v, i),
+            None => (x, x),
+        };
+        ctx.launch_with(
+            MAX_FWD,
+            &geo.params(pass, 1.0, !last, partials.is_some()),
+            &[src, src_idx, &vals, &idx],
+            groups_rows(pass.blocks(outputs) * pass.splits),
+            pass_work(&geo, pass),
+        );
+        if last {
+            return (vals, idx);
+        }
+        geo = Geometry::columns(pass.splits, outputs);
+        partials = Some((vals, idx));
     }
 }
 
@@ -217,13 +446,7 @@ fn sum_like(x: &Tensor, dims: &[isize], keepdim: bool, mean: bool) -> Result<Ten
             Tensor::from_cpu(out, plan.out_shape.clone())
         }
         Device::Gpu(g) => {
-            let out = gpu_alloc(g, plan.outputs());
-            g.launch(
-                SUM_FWD,
-                &plan.fwd_params(scale as f32),
-                &[x.gpu_buf(), &out],
-                groups_rows(plan.outputs()),
-            );
+            let out = gpu_sum(g, x.gpu_buf(), &plan.geometry(), scale as f32);
             Tensor::from_gpu(out, plan.out_shape.clone(), x.dtype())
         }
     };
@@ -259,13 +482,7 @@ pub fn max_with_indices(x: &Tensor, dims: &[isize], keepdim: bool) -> Result<(Te
             )
         }
         Device::Gpu(g) => {
-            let (out, idx) = (gpu_alloc(g, plan.outputs()), gpu_alloc(g, plan.outputs()));
-            g.launch(
-                MAX_FWD,
-                &plan.fwd_params(1.0),
-                &[x.gpu_buf(), &out, &idx],
-                groups_rows(plan.outputs()),
-            );
+            let (out, idx) = gpu_max(g, x.gpu_buf(), &plan.geometry());
             (
                 Tensor::from_gpu(out, plan.out_shape.clone(), x.dtype()),
                 Tensor::from_gpu(idx, plan.out_shape.clone(), DType::U32),

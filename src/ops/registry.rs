@@ -12,6 +12,7 @@ use rand::Rng;
 use crate::backend::cpu::random::RngKey;
 use crate::device::Device;
 use crate::error::Result;
+use crate::ops::matmul::{matmul_with, MatmulChoice, MatmulKernel};
 use crate::tensor::Tensor;
 
 /// Where an input's test values come from.
@@ -163,6 +164,34 @@ pub const BROADCAST_PAIRS: &[(&[usize], &[usize])] = &[
     (&[4, 1, 3, 1], &[1, 5, 1, 2]),
     (&[257], &[257]),
 ];
+
+/// Matrix products through a given kernel choice, differentiated through the same one.
+fn product_entry(
+    name: &'static str,
+    kernels: &'static [&'static str],
+    cases: Vec<(&'static [usize], &'static [usize], MatmulChoice)>,
+) -> OpEntry {
+    OpEntry {
+        name,
+        differentiable: true,
+        kernels,
+        cases: cases
+            .into_iter()
+            .map(|(a, b, choice)| {
+                let label = if choice == MatmulChoice::AUTO {
+                    format!("{a:?} x {b:?}")
+                } else {
+                    format!("{a:?} x {b:?} {:?} splits {}", choice.kernel, choice.splits)
+                };
+                case(
+                    label,
+                    vec![spec(a, Domain::Any), spec(b, Domain::Any)],
+                    move |x, _| matmul_with(&x[0], &x[1], choice),
+                )
+            })
+            .collect(),
+    }
+}
 
 fn unary_entry(
     name: &'static str,
@@ -402,6 +431,8 @@ pub fn registry() -> Vec<OpEntry> {
         });
     }
 
+    // Products for the planner's choice: the shapes that break kernels plus skinny,
+    // long-K and batched ones (each kernel of the family is forced below).
     let products: &[(&[usize], &[usize])] = &[
         (&[1, 1], &[1, 1]),
         (&[3, 7], &[7, 5]),
@@ -414,48 +445,75 @@ pub fn registry() -> Vec<OpEntry> {
         (&[7], &[7, 3]),
         (&[3, 7], &[7]),
         (&[5], &[5]),
+        (&[1, 300], &[300, 2]),
+        (&[2, 3, 260], &[260, 4]),
+        (&[4, 1030], &[1030, 3]),
     ];
-    ops.push(OpEntry {
-        name: "matmul",
-        differentiable: true,
-        kernels: &["matmul_fwd"],
-        cases: products
+    ops.push(product_entry(
+        "matmul",
+        &["matmul_small_fwd", "matmul_tile_fwd", "sum_fwd"],
+        products
             .iter()
-            .map(|(a, b)| {
-                case(
-                    format!("{a:?} x {b:?}"),
-                    vec![spec(a, Any), spec(b, Any)],
-                    |x, _| x[0].matmul(&x[1]),
-                )
-            })
+            .map(|&(a, b)| (a, b, MatmulChoice::AUTO))
             .collect(),
-    });
-    // The one-output-per-thread kernel that benchmarks compare the tiled one against.
-    ops.push(OpEntry {
-        name: "matmul_naive",
-        differentiable: false,
-        kernels: &["matmul_naive_fwd"],
-        cases: [
-            (&[3usize, 7][..], &[7usize, 5][..]),
-            (&[33, 65], &[65, 31]),
-            (&[2, 3, 4], &[4, 17]),
-        ]
-        .iter()
-        .map(|(a, b)| {
-            case(
-                format!("{a:?} x {b:?}"),
-                vec![spec(a, Any), spec(b, Any)],
-                |x, _| {
-                    crate::ops::matmul::matmul_with_kernel(
-                        &x[0],
-                        &x[1],
-                        crate::ops::matmul::MatmulKernel::Naive,
-                    )
-                },
-            )
-        })
-        .collect(),
-    });
+    ));
+    let forced = |kernel, splits| MatmulChoice { kernel, splits };
+    let tile128 = forced(MatmulKernel::Tile128, 0);
+    ops.push(product_entry(
+        "matmul_tile128",
+        &["matmul_tile_fwd"],
+        vec![
+            (&[3, 33], &[33, 5], tile128),
+            (&[129, 12], &[12, 130], tile128),
+            (&[2, 64, 24], &[24, 132], tile128),
+            (&[2, 1, 7, 9], &[3, 9, 131], tile128),
+        ],
+    ));
+    let tile64 = forced(MatmulKernel::Tile64, 0);
+    ops.push(product_entry(
+        "matmul_tile64",
+        &["matmul_tile_fwd"],
+        vec![
+            (&[3, 17], &[17, 5], tile64),
+            (&[65, 20], &[20, 66], tile64),
+            (&[2, 3, 36], &[36, 68], tile64),
+            (&[64, 33], &[2, 33, 64], tile64),
+        ],
+    ));
+    ops.push(product_entry(
+        "matmul_small",
+        &["matmul_small_fwd"],
+        vec![
+            (&[1, 40], &[40, 1], forced(MatmulKernel::Small16x16, 0)),
+            (&[17, 9], &[9, 18], forced(MatmulKernel::Small16x16, 0)),
+            (&[3, 16, 8], &[8, 17], forced(MatmulKernel::Small16x32, 0)),
+            (&[33, 2], &[2, 7], forced(MatmulKernel::Small32x16, 0)),
+            (&[33, 5], &[5, 65], forced(MatmulKernel::Small32x32, 0)),
+            (&[2, 31, 12], &[12, 33], forced(MatmulKernel::Small32x32, 0)),
+        ],
+    ));
+    ops.push(product_entry(
+        "matmul_splitk",
+        &["matmul_tile_fwd", "matmul_small_fwd", "sum_fwd"],
+        vec![
+            (&[5, 300], &[300, 7], forced(MatmulKernel::Tile128, 3)),
+            (&[2, 17, 70], &[70, 9], forced(MatmulKernel::Tile64, 2)),
+            (&[3, 500], &[500, 4], forced(MatmulKernel::Small16x16, 5)),
+            (&[3, 4, 100], &[100, 5], forced(MatmulKernel::Small32x32, 2)),
+            (&[2, 1, 3, 64], &[4, 64, 6], forced(MatmulKernel::Tile64, 4)),
+        ],
+    ));
+    // The one-output-per-thread kernel that benchmarks compare the others against.
+    let naive = forced(MatmulKernel::Naive, 0);
+    ops.push(product_entry(
+        "matmul_naive",
+        &["matmul_naive_fwd"],
+        vec![
+            (&[3, 7], &[7, 5], naive),
+            (&[33, 65], &[65, 31], naive),
+            (&[2, 3, 4], &[4, 17], naive),
+        ],
+    ));
 
     let softmax_shapes: &[(&[usize], isize)] = &[
         (&[3, 7], -1),
@@ -700,7 +758,7 @@ pub fn registry() -> Vec<OpEntry> {
     ops.push(OpEntry {
         name: "linear",
         differentiable: true,
-        kernels: &["matmul_fwd"],
+        kernels: &["matmul_small_fwd", "matmul_tile_fwd"],
         cases: [
             (&[5usize, 7][..], &[3usize, 7][..]),
             (&[2, 4, 7], &[6, 7]),
@@ -840,7 +898,7 @@ pub fn registry() -> Vec<OpEntry> {
     ops.push(OpEntry {
         name: "conv2d",
         differentiable: true,
-        kernels: &["im2col_fwd", "col2im_fwd", "matmul_fwd"],
+        kernels: &["im2col_fwd", "col2im_fwd", "matmul_small_fwd"],
         cases: conv_cases
             .iter()
             .map(|&(x, w, o)| {
@@ -885,7 +943,7 @@ pub fn registry() -> Vec<OpEntry> {
     ops.push(OpEntry {
         name: "conv_transpose2d",
         differentiable: true,
-        kernels: &["col2im_fwd", "im2col_fwd", "matmul_fwd"],
+        kernels: &["col2im_fwd", "im2col_fwd", "matmul_small_fwd"],
         cases: convt_cases
             .iter()
             .map(|&(x, w, o)| {
@@ -1088,22 +1146,22 @@ fn rnn_entries(ops: &mut Vec<OpEntry>) {
         (
             "rnn_tanh",
             RnnMode::Tanh,
-            &["tanh_fwd", "tanh_bwd", "matmul_fwd"][..],
+            &["tanh_fwd", "tanh_bwd", "matmul_small_fwd"][..],
         ),
         (
             "rnn_relu",
             RnnMode::Relu,
-            &["relu_fwd", "relu_bwd", "matmul_fwd"][..],
+            &["relu_fwd", "relu_bwd", "matmul_small_fwd"][..],
         ),
         (
             "lstm",
             RnnMode::Lstm,
-            &["lstm_cell_fwd", "lstm_cell_bwd", "matmul_fwd"][..],
+            &["lstm_cell_fwd", "lstm_cell_bwd", "matmul_small_fwd"][..],
         ),
         (
             "gru",
             RnnMode::Gru,
-            &["gru_cell_fwd", "gru_cell_bwd", "matmul_fwd"][..],
+            &["gru_cell_fwd", "gru_cell_bwd", "matmul_small_fwd"][..],
         ),
     ] {
         let g = mode.gates();

@@ -652,7 +652,7 @@ fn bptt(
             true,
             &hprev_all,
             false,
-            crate::ops::matmul::MatmulKernel::Tiled,
+            crate::ops::matmul::MatmulChoice::AUTO,
         )?)
     } else {
         None

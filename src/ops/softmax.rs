@@ -8,15 +8,22 @@ use crate::backend::gpu::{Kernel, ShaderFile};
 use crate::device::Device;
 use crate::error::Result;
 use crate::ops::layout::split3;
-use crate::ops::{gpu_alloc, groups_rows, kernel, shader};
+use crate::ops::{gpu_alloc, groups_rows, kernel, row_work, shader};
 use crate::shape;
 use crate::tensor::{check_float, Tensor};
 
 pub(crate) const FILE: ShaderFile = shader("softmax", include_str!("../../shaders/softmax.wgsl"));
-const SOFTMAX_FWD: &Kernel = kernel!(FILE, "softmax_fwd", [X0, Y0]);
-const LOG_SOFTMAX_FWD: &Kernel = kernel!(FILE, "log_softmax_fwd", [X0, Y0]);
-const SOFTMAX_BWD: &Kernel = kernel!(FILE, "softmax_bwd", [X0, X1, Y0]);
-const LOG_SOFTMAX_BWD: &Kernel = kernel!(FILE, "log_softmax_bwd", [X0, X1, Y0]);
+const SOFTMAX_FWD: &Kernel = kernel!(FILE, "softmax_fwd", [X0, Y0], loops, overrides = ["RT"]);
+const LOG_SOFTMAX_FWD: &Kernel =
+    kernel!(FILE, "log_softmax_fwd", [X0, Y0], loops, overrides = ["RT"]);
+const SOFTMAX_BWD: &Kernel = kernel!(FILE, "softmax_bwd", [X0, X1, Y0], loops, overrides = ["RT"]);
+const LOG_SOFTMAX_BWD: &Kernel = kernel!(
+    FILE,
+    "log_softmax_bwd",
+    [X0, X1, Y0],
+    loops,
+    overrides = ["RT"]
+);
 
 #[derive(Clone, Copy)]
 struct Rows {
@@ -96,6 +103,11 @@ fn softmax_impl(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
         d: size,
         inner,
     };
+    if x.numel() == 0 {
+        // Nothing to normalise (PyTorch returns an empty result of the same shape).
+        let y = Tensor::zeros(x.shape(), x.device())?;
+        return Ok(record(y, name, &[x], |g| Ok(vec![Some(g.clone())])));
+    }
     let (fk, bk) = if log {
         (LOG_SOFTMAX_FWD, LOG_SOFTMAX_BWD)
     } else {
@@ -108,7 +120,13 @@ fn softmax_impl(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
         ),
         Device::Gpu(g) => {
             let out = gpu_alloc(g, x.numel());
-            g.launch(fk, &r.params(), &[x.gpu_buf(), &out], groups_rows(r.rows()));
+            g.launch_with(
+                fk,
+                &r.params(),
+                &[x.gpu_buf(), &out],
+                groups_rows(r.rows()),
+                row_work(r.d),
+            );
             Tensor::from_gpu(out, x.shape().to_vec(), x.dtype())
         }
     };
@@ -123,11 +141,12 @@ fn softmax_impl(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
             ),
             Device::Gpu(ctx) => {
                 let out = gpu_alloc(ctx, ys.numel());
-                ctx.launch(
+                ctx.launch_with(
                     bk,
                     &r.params(),
                     &[ys.gpu_buf(), g.gpu_buf(), &out],
                     groups_rows(r.rows()),
+                    row_work(r.d),
                 );
                 Tensor::from_gpu(out, ys.shape().to_vec(), ys.dtype())
             }

@@ -1,0 +1,242 @@
+//! GPU against CPU on DESIGN's shared workloads: the `mlp`, `cnn` and `rnn` training
+//! steps and f32 matrix products (1024 and 4096 by default), on the GPU and on the CPU
+//! backend, the device synced inside every timed region. Prints the adapter, a table of
+//! median milliseconds per step (GFLOP/s for products) and dispatches per step, and how
+//! much of each step's matrix-product arithmetic is useful (partial tiles waste some);
+//! `--json PATH` writes the same figures. `--require-hardware` refuses a software
+//! adapter (lavapipe, llvmpipe, WARP), so a run on a GPU machine cannot silently measure
+//! a rasteriser.
+//!
+//! ```sh
+//! cargo run --release --example gpu_vs_cpu                      # defaults
+//! cargo run --release --example gpu_vs_cpu -- --matmul 256 1024 # smaller products (software GPUs)
+//! cargo run --release --example gpu_vs_cpu -- --profile         # per-kernel tables too
+//! ```
+
+use std::time::Instant;
+
+use clap::Parser;
+use serde_json::{json, Value};
+use wgrad::ops::matmul::gpu_plan;
+use wgrad::prelude::*;
+use wgrad::workloads::{median, Workload};
+use wgrad::Profile;
+
+#[derive(Parser, Debug)]
+#[command(about = "GPU against CPU on the shared workloads and matrix products")]
+struct Args {
+    /// Fail unless the GPU is a hardware adapter.
+    #[arg(long)]
+    require_hardware: bool,
+    /// Write the figures as JSON to this file.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+    /// Timed steps per workload and device (after the warm-up steps).
+    #[arg(long, default_value_t = 30)]
+    steps: usize,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    /// Sizes n of the n x n x n matrix products.
+    #[arg(long, num_args = 0.., default_values_t = [1024usize, 4096])]
+    matmul: Vec<usize>,
+    /// Which workloads to run (mlp, cnn, rnn).
+    #[arg(long, value_delimiter = ',', default_values_t = ["mlp".to_string(), "cnn".to_string(), "rnn".to_string()])]
+    workloads: Vec<String>,
+    /// Print each workload's kernels (dispatches, workgroups, bytes, GPU times).
+    #[arg(long)]
+    profile: bool,
+}
+
+/// Median milliseconds of one synced product, over up to 10 runs (at least 3, stopping
+/// after 30 s), after one warm-up.
+fn time_matmul(a: &Tensor, b: &Tensor, dev: &Device) -> anyhow::Result<f64> {
+    let run = || -> anyhow::Result<f64> {
+        let start = Instant::now();
+        let c = no_grad(|| a.matmul(b))?;
+        dev.sync()?;
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        drop(c);
+        Ok(ms)
+    };
+    run()?;
+    let begun = Instant::now();
+    let mut times = Vec::new();
+    while times.len() < 10 && (times.len() < 3 || begun.elapsed().as_secs() < 30) {
+        times.push(run()?);
+    }
+    Ok(median(&mut times))
+}
+
+/// One step's matrix products: the kernel chosen, the product's size, useful share.
+fn print_products(name: &str, profile: &Profile) {
+    let (useful, executed) = profile.flops();
+    if executed == 0 {
+        return;
+    }
+    println!(
+        "  {name}: matrix products {:.1} of {:.1} MFLOP useful ({:.1}%)",
+        useful as f64 / 1e6,
+        executed as f64 / 1e6,
+        100.0 * useful as f64 / executed as f64
+    );
+    for d in profile.dispatches.iter().filter(|d| d.executed_flops > 0) {
+        let [m, n, k, b] = d.product.unwrap_or_default();
+        println!(
+            "    {:<44} {m:>5} x {n:>5} x {k:>5} x {b:>3} batches {:>8} groups {:>6.1}% useful",
+            d.kernel,
+            d.workgroups,
+            100.0 * d.useful_flops as f64 / d.executed_flops as f64
+        );
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let gpu = Device::gpu()?;
+    let Device::Gpu(ctx) = &gpu else {
+        unreachable!("Device::gpu opens a GPU")
+    };
+    let adapter = ctx.adapter();
+    println!(
+        "GPU: {} ({}, {}; driver {})",
+        adapter.name, adapter.backend, adapter.device_type, adapter.driver
+    );
+    println!(
+        "     timestamp queries: {}; subgroups in reductions: {}; shader runtime checks: {}",
+        if ctx.has_timestamps() { "yes" } else { "no" },
+        if ctx.uses_subgroups() { "yes" } else { "no" },
+        if ctx.options().shader_checks {
+            "on"
+        } else {
+            "off"
+        }
+    );
+    if adapter.is_software {
+        if args.require_hardware {
+            anyhow::bail!(
+                "--require-hardware: wgpu's best adapter, {}, is a software rasteriser; \
+                 install the GPU's Vulkan/Metal/DX12 driver (or point VK_DRIVER_FILES at it)",
+                adapter.name
+            );
+        }
+        println!("     (a software adapter: it runs on the CPU, so expect it to lose to the CPU backend)");
+    }
+    let cpu = Device::cpu();
+    let mut rows: Vec<Value> = Vec::new();
+    println!(
+        "\n{:<12} {:>14} {:>14} {:>9} {:>16} {:>14}",
+        "workload", "CPU", "GPU", "GPU/CPU", "dispatches/step", "useful FLOPs"
+    );
+    let mut details = Vec::new();
+    for name in &args.workloads {
+        let workload = Workload::ALL
+            .into_iter()
+            .find(|w| w.name() == name)
+            .ok_or_else(|| anyhow::anyhow!("unknown workload {name} (mlp, cnn, rnn)"))?;
+        let mut ms = [0.0f64; 2];
+        let mut dispatches = 0;
+        let mut profile = Profile::default();
+        for (i, dev) in [&cpu, &gpu].into_iter().enumerate() {
+            dev.manual_seed(0);
+            let mut step = workload.build(dev)?;
+            ms[i] = step.median_ms(args.warmup, args.steps)?;
+            if dev.is_gpu() {
+                let before = dev.counters().dispatches;
+                step.step()?;
+                dispatches = dev.counters().dispatches - before;
+                let (done, p) = dev.profile(|| step.step())?;
+                done?;
+                profile = p;
+            }
+        }
+        let useful = profile.useful_fraction();
+        println!(
+            "{:<12} {:>11.3} ms {:>11.3} ms {:>8.2}x {:>16} {:>13}",
+            workload.name(),
+            ms[0],
+            ms[1],
+            ms[1] / ms[0],
+            dispatches,
+            useful.map_or("-".into(), |u| format!("{:.1}%", 100.0 * u))
+        );
+        rows.push(json!({
+            "workload": workload.name(),
+            "description": workload.description(),
+            "cpu_ms": ms[0],
+            "gpu_ms": ms[1],
+            "gpu_over_cpu": ms[1] / ms[0],
+            "dispatches_per_step": dispatches,
+            "workgroups_per_step": profile.workgroups(),
+            "useful_flop_fraction": useful,
+            "gpu_kernel_ms": profile.gpu_ns().map(|ns| ns / 1e6),
+        }));
+        details.push((workload.name(), profile));
+    }
+    let mut products = Vec::new();
+    for &n in &args.matmul {
+        let flop = 2.0 * (n as f64).powi(3);
+        let mut gflops = [0.0f64; 2];
+        let mut dispatches = 0;
+        for (i, dev) in [&cpu, &gpu].into_iter().enumerate() {
+            let a = Tensor::rand_seeded(&[n, n], 1, dev)?;
+            let b = Tensor::rand_seeded(&[n, n], 2, dev)?;
+            dev.sync()?;
+            let before = dev.counters().dispatches;
+            drop(no_grad(|| a.matmul(&b))?);
+            dispatches = dev.counters().dispatches - before;
+            gflops[i] = flop / (time_matmul(&a, &b, dev)? * 1e-3) / 1e9;
+        }
+        let plan = gpu_plan(&gpu, n, n, n, 1);
+        println!(
+            "{:<12} {:>8.1} GFLOP/s {:>8.1} GFLOP/s {:>8.2}x {:>16} {:>13}",
+            format!("matmul {n}"),
+            gflops[0],
+            gflops[1],
+            gflops[0] / gflops[1],
+            dispatches,
+            plan.map_or("-".into(), |p| format!(
+                "{:.1}%",
+                100.0 * p.useful_fraction()
+            ))
+        );
+        products.push(json!({
+            "n": n,
+            "cpu_gflops": gflops[0],
+            "gpu_gflops": gflops[1],
+            "dispatches": dispatches,
+            "kernel": plan.map(|p| format!("{:?}", p.kernel)),
+            "splits": plan.map(|p| p.splits),
+        }));
+    }
+    println!("\n(GPU/CPU: time ratio for workloads, CPU over GPU throughput for products; above 1 the CPU is faster)");
+    println!(
+        "\nmatrix products per training step on the GPU (kernel chosen, M x N x K x batches):"
+    );
+    for (name, profile) in &details {
+        print_products(name, profile);
+        if args.profile {
+            println!("{profile}");
+        }
+    }
+    if let Some(path) = &args.json {
+        let doc = json!({
+            "adapter": {
+                "name": adapter.name,
+                "backend": adapter.backend,
+                "device_type": adapter.device_type,
+                "driver": adapter.driver,
+                "software": adapter.is_software,
+                "timestamps": ctx.has_timestamps(),
+                "subgroups": ctx.uses_subgroups(),
+            },
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "workloads": rows,
+            "matmul": products,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}

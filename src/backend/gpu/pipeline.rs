@@ -1,0 +1,124 @@
+//! Shader modules and compute pipelines, compiled once per device and cached.
+//!
+//! Every shader file is compiled with `shaders/prelude.wgsl` prepended. Files whose
+//! indices are all guarded in the shader are created without naga's runtime checks
+//! (unless [`GpuOptions::shader_checks`](super::GpuOptions) asks for them); a kernel's
+//! override constants make one pipeline per combination of values.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{slot, Caches, GpuContext, Kernel, PRELUDE};
+
+/// A compiled kernel variant and the layout of its bind group.
+pub(crate) struct Pipeline {
+    /// Position in the cache, part of the bind-group cache key.
+    pub id: usize,
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+impl GpuContext {
+    /// True when `file`'s module is created without runtime checks on this device.
+    fn unchecked(&self, k: &Kernel) -> bool {
+        k.file.guarded && !self.options.shader_checks
+    }
+
+    fn module<'c>(&self, caches: &'c mut Caches, k: &'static Kernel) -> &'c wgpu::ShaderModule {
+        let unchecked = self.unchecked(k);
+        caches.modules.entry(k.file.name).or_insert_with(|| {
+            let source = format!("{PRELUDE}\n{}", k.file.source);
+            let desc = wgpu::ShaderModuleDescriptor {
+                label: Some(k.file.name),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            };
+            if unchecked {
+                // SAFETY: a guarded file's kernels check every index against the sizes in
+                // their parameter block before they read or write, never divide by a
+                // parameter the host may pass as zero, and have no unbounded loops
+                // (reviewed per file; `tests/gradcheck.rs` runs the whole registry with and
+                // without the checks and requires identical results).
+                unsafe {
+                    self.device
+                        .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+                }
+            } else {
+                self.device.create_shader_module(desc)
+            }
+        })
+    }
+
+    /// The pipeline of `k` with the given override values, compiled on first use.
+    pub(crate) fn pipeline(
+        &self,
+        caches: &mut Caches,
+        k: &'static Kernel,
+        overrides: [u32; 6],
+    ) -> Arc<Pipeline> {
+        let key = (k.file.name, k.entry, overrides);
+        if let Some(p) = caches.pipelines.get(&key) {
+            return p.clone();
+        }
+        let id = caches.pipelines.len();
+        let unchecked = self.unchecked(k);
+        let module = self.module(caches, k).clone();
+        let storage = |binding: u32| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage {
+                    read_only: binding == 0 || slot::read_only(binding),
+                },
+                has_dynamic_offset: binding == 0,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let mut entries = vec![storage(0)];
+        entries.extend(k.slots.iter().map(|&s| storage(s)));
+        let layout = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(k.entry),
+                entries: &entries,
+            });
+        let pipeline_layout = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(k.entry),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let constants: Vec<(&str, f64)> = k
+            .overrides
+            .iter()
+            .zip(overrides)
+            .map(|(&name, v)| (name, v as f64))
+            .collect();
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(k.entry),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some(k.entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &constants,
+                    // Every kernel writes its workgroup memory before reading it; the
+                    // zeroing pass is kept only in the checked (debugging) mode.
+                    zero_initialize_workgroup_memory: !unchecked,
+                },
+                cache: None,
+            });
+        self.counters
+            .pipelines_created
+            .fetch_add(1, Ordering::Relaxed);
+        let p = Arc::new(Pipeline {
+            id,
+            pipeline,
+            layout,
+        });
+        caches.pipelines.insert(key, p.clone());
+        p
+    }
+}

@@ -1,0 +1,396 @@
+//! The deferred-dispatch scheduler: kernel launches append to a pending list that is
+//! encoded into one command encoder and one `queue.submit` on a readback, on `sync()`,
+//! or at the size bound; uploads ride in the same queue order through an arena.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::profile::{DispatchRecord, Recorder};
+use super::{
+    Caches, GpuBuffer, GpuContext, Kernel, Work, DIRECT_UPLOAD_BYTES, MAX_PENDING, PARAM_BYTES,
+};
+use crate::error::{Error, Result};
+
+enum Command {
+    Dispatch {
+        pipeline: wgpu::ComputePipeline,
+        bind_group: wgpu::BindGroup,
+        param_offset: u32,
+        groups: [u32; 3],
+        /// The dispatch's index in the active profile, if one is recording.
+        record: Option<usize>,
+    },
+    Upload {
+        arena_offset: u64,
+        dst: wgpu::Buffer,
+        bytes: u64,
+    },
+}
+
+/// Everything the scheduler keeps between launches, behind the context's lock.
+pub(crate) struct State {
+    pub(crate) caches: Caches,
+    pub(crate) bind_groups: HashMap<(usize, [u64; 8]), wgpu::BindGroup>,
+    pending: Vec<Command>,
+    params: Vec<u32>,
+    params_arena: wgpu::Buffer,
+    uploads: Vec<u8>,
+    upload_arena: Option<wgpu::Buffer>,
+    pub(crate) profile: Option<Recorder>,
+}
+
+impl State {
+    pub(crate) fn new(device: &wgpu::Device) -> State {
+        let params_arena = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgrad parameter arena"),
+            size: MAX_PENDING as u64 * PARAM_BYTES,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        State {
+            caches: Caches::default(),
+            bind_groups: HashMap::new(),
+            pending: Vec::new(),
+            params: Vec::new(),
+            params_arena,
+            uploads: Vec::new(),
+            upload_arena: None,
+            profile: None,
+        }
+    }
+}
+
+impl GpuContext {
+    /// Records one dispatch of `k` over `groups` workgroups. `buffers` follow `k.slots`.
+    /// For kernels without override constants or data-dependent loops.
+    pub(crate) fn launch(
+        &self,
+        k: &'static Kernel,
+        params: &[u32],
+        buffers: &[&GpuBuffer],
+        groups: [u32; 3],
+    ) {
+        self.launch_with(k, params, buffers, groups, Work::default())
+    }
+
+    /// [`GpuContext::launch`] of a kernel variant, declaring the dispatch's work.
+    pub(crate) fn launch_with(
+        &self,
+        k: &'static Kernel,
+        params: &[u32],
+        buffers: &[&GpuBuffer],
+        groups: [u32; 3],
+        work: Work,
+    ) {
+        assert_eq!(
+            buffers.len(),
+            k.slots.len(),
+            "{}: wrong number of buffers",
+            k.entry
+        );
+        assert!(
+            params.len() <= (PARAM_BYTES / 4) as usize,
+            "{}: too many parameters",
+            k.entry
+        );
+        if groups.contains(&0) {
+            return;
+        }
+        let limit = self.max_binding();
+        for b in buffers {
+            assert!(
+                b.buffer.size() <= limit,
+                "{}: a {} MiB buffer exceeds this adapter's largest storage binding ({} MiB, \
+                 {}); run the batch in smaller pieces",
+                k.entry,
+                b.buffer.size() >> 20,
+                limit >> 20,
+                self.info.name
+            );
+        }
+        let mut st = self.lock_state();
+        if st.pending.len() >= MAX_PENDING {
+            self.flush_locked(&mut st, None);
+        }
+        let p = self.pipeline(&mut st.caches, k, work.overrides);
+        let mut key = [0u64; 8];
+        for (i, b) in buffers.iter().enumerate() {
+            key[i] = b.id;
+        }
+        let bind_group = match st.bind_groups.get(&(p.id, key)) {
+            Some(bg) => bg.clone(),
+            None => {
+                let mut entries = vec![wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &st.params_arena,
+                        offset: 0,
+                        size: std::num::NonZeroU64::new(PARAM_BYTES),
+                    }),
+                }];
+                for (b, &s) in buffers.iter().zip(k.slots) {
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: s,
+                        resource: b.buffer.as_entire_binding(),
+                    });
+                }
+                let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(k.entry),
+                    layout: &p.layout,
+                    entries: &entries,
+                });
+                self.counters
+                    .bind_groups_created
+                    .fetch_add(1, Ordering::Relaxed);
+                if st.bind_groups.len() > 65_536 {
+                    st.bind_groups.clear();
+                }
+                st.bind_groups.insert((p.id, key), bg.clone());
+                bg
+            }
+        };
+        let base = st.params.len();
+        let param_offset = (base * 4) as u32;
+        st.params.extend_from_slice(params);
+        st.params.resize(base + (PARAM_BYTES / 4) as usize, 0);
+        let workgroups = groups.iter().map(|&g| g as u64).product::<u64>();
+        let record = st.profile.as_mut().map(|prof| {
+            prof.push(DispatchRecord {
+                kernel: kernel_name(k, &work),
+                workgroups,
+                bytes_bound: buffers.iter().map(|b| b.buffer.size()).sum(),
+                loops: k.loops,
+                serial: work.serial,
+                reduced: work.reduced,
+                useful_flops: work.useful_flops,
+                executed_flops: work.executed_flops,
+                product: work.product,
+                gpu_ns: None,
+            })
+        });
+        st.pending.push(Command::Dispatch {
+            pipeline: p.pipeline.clone(),
+            bind_group,
+            param_offset,
+            groups,
+            record,
+        });
+        self.counters.dispatches.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .workgroups
+            .fetch_add(workgroups, Ordering::Relaxed);
+    }
+
+    /// A new buffer holding `bytes`, written in queue order with the pending work.
+    pub(crate) fn upload(self: &Arc<Self>, bytes: &[u8]) -> GpuBuffer {
+        let buf = self.alloc(bytes.len() as u64);
+        if bytes.is_empty() {
+            return buf;
+        }
+        let mut st = self.lock_state();
+        if bytes.len() > DIRECT_UPLOAD_BYTES {
+            self.flush_locked(&mut st, None);
+            self.queue.write_buffer(&buf.buffer, 0, bytes);
+            return buf;
+        }
+        if st.uploads.len() + bytes.len() > 4 * DIRECT_UPLOAD_BYTES
+            || st.pending.len() >= MAX_PENDING
+        {
+            self.flush_locked(&mut st, None);
+        }
+        let arena_offset = st.uploads.len() as u64;
+        st.uploads.extend_from_slice(bytes);
+        let aligned = st
+            .uploads
+            .len()
+            .next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT as usize);
+        st.uploads.resize(aligned, 0);
+        st.pending.push(Command::Upload {
+            arena_offset,
+            dst: buf.buffer.clone(),
+            bytes: bytes.len() as u64,
+        });
+        buf
+    }
+
+    /// Encodes every pending command into one command buffer and submits it, with an
+    /// optional final copy (a readback). Does not wait for the GPU, except while a
+    /// profile with timestamps is recording (then it reads the timestamps back).
+    pub(crate) fn flush_locked(
+        &self,
+        st: &mut State,
+        readback: Option<(&wgpu::Buffer, &wgpu::Buffer, u64)>,
+    ) {
+        if st.pending.is_empty() && readback.is_none() {
+            return;
+        }
+        if !st.params.is_empty() {
+            self.queue
+                .write_buffer(&st.params_arena, 0, bytemuck::cast_slice(&st.params));
+        }
+        if !st.uploads.is_empty() {
+            let need = st.uploads.len() as u64;
+            let too_small = st.upload_arena.as_ref().is_none_or(|a| a.size() < need);
+            if too_small {
+                st.upload_arena = Some(self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("wgrad upload arena"),
+                    size: need.next_power_of_two().max(1 << 16),
+                    usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                }));
+                self.counters
+                    .buffers_created
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            let arena = st.upload_arena.as_ref().expect("upload arena exists");
+            self.queue.write_buffer(arena, 0, &st.uploads);
+        }
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("wgrad"),
+            });
+        let commands = std::mem::take(&mut st.pending);
+        let timer = st.profile.as_ref().and_then(|p| p.timer());
+        // (query pair, profile record) of each timed dispatch.
+        let mut timed: Vec<(u32, usize)> = Vec::new();
+        let mut i = 0;
+        while i < commands.len() {
+            if let Command::Upload {
+                arena_offset,
+                dst,
+                bytes,
+            } = &commands[i]
+            {
+                let arena = st.upload_arena.as_ref().expect("upload arena exists");
+                encoder.copy_buffer_to_buffer(arena, *arena_offset, dst, 0, *bytes);
+                i += 1;
+                continue;
+            }
+            // Timed dispatches get a pass each, with timestamps at its start and end;
+            // otherwise consecutive dispatches share one pass.
+            let timestamp_writes = match (timer, &commands[i]) {
+                (
+                    Some(t),
+                    Command::Dispatch {
+                        record: Some(r), ..
+                    },
+                ) => {
+                    let q = timed.len() as u32;
+                    timed.push((q, *r));
+                    Some(wgpu::ComputePassTimestampWrites {
+                        query_set: &t.query_set,
+                        beginning_of_pass_write_index: Some(2 * q),
+                        end_of_pass_write_index: Some(2 * q + 1),
+                    })
+                }
+                _ => None,
+            };
+            let one_per_pass = timestamp_writes.is_some();
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes,
+            });
+            while let Some(Command::Dispatch {
+                pipeline,
+                bind_group,
+                param_offset,
+                groups,
+                ..
+            }) = commands.get(i)
+            {
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, bind_group, &[*param_offset]);
+                pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                i += 1;
+                if one_per_pass {
+                    break;
+                }
+            }
+        }
+        if let (Some(t), false) = (timer, timed.is_empty()) {
+            t.resolve(&mut encoder, timed.len() as u32);
+        }
+        if let Some((src, dst, bytes)) = readback {
+            encoder.copy_buffer_to_buffer(src, 0, dst, 0, bytes);
+        }
+        self.queue.submit([encoder.finish()]);
+        self.counters.submits.fetch_add(1, Ordering::Relaxed);
+        st.params.clear();
+        st.uploads.clear();
+        if !timed.is_empty() {
+            let times = timer.map(|t| t.read(&self.device, timed.len() as u32));
+            if let (Some(Ok(ns)), Some(prof)) = (times, st.profile.as_mut()) {
+                for ((_, record), d) in timed.iter().zip(ns) {
+                    prof.set_time(*record, d);
+                }
+            }
+        }
+    }
+
+    /// Submits all pending work and waits until the GPU has finished it.
+    pub fn sync(&self) -> Result<()> {
+        {
+            let mut st = self.lock_state();
+            self.flush_locked(&mut st, None);
+        }
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
+        Ok(())
+    }
+
+    /// Reads the first `bytes` bytes of `buf` back to the host (one submit, one wait).
+    pub(crate) fn read(self: &Arc<Self>, buf: &GpuBuffer, bytes: u64) -> Result<Vec<u8>> {
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.alloc_staging(bytes);
+        {
+            let mut st = self.lock_state();
+            self.flush_locked(&mut st, Some((&buf.buffer, &staging.buffer, bytes)));
+        }
+        let slice = staging.buffer.slice(..bytes);
+        let mapped = map_and_wait(&self.device, &slice).inspect(|_| staging.buffer.unmap());
+        if mapped.is_err() {
+            // A buffer left mapped (or still being mapped) must not go back to the pool.
+            std::mem::forget(staging);
+        }
+        mapped
+    }
+}
+
+/// Maps `slice` for reading, waits for the device, and copies the bytes out (the caller
+/// unmaps).
+pub(crate) fn map_and_wait(device: &wgpu::Device, slice: &wgpu::BufferSlice) -> Result<Vec<u8>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
+    device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
+    rx.recv()
+        .map_err(|_| Error::Gpu("the readback was dropped".into()))?
+        .map_err(|e| Error::Gpu(format!("mapping the readback buffer: {e}")))?;
+    let data = slice
+        .get_mapped_range()
+        .map_err(|e| Error::Gpu(format!("reading the mapped buffer: {e}")))?
+        .to_vec();
+    Ok(data)
+}
+
+/// A kernel's name in profiles: the entry point, with its override values if any.
+fn kernel_name(k: &Kernel, work: &Work) -> String {
+    if k.overrides.is_empty() {
+        return k.entry.to_string();
+    }
+    let values: Vec<String> = k
+        .overrides
+        .iter()
+        .zip(work.overrides)
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect();
+    format!("{}[{}]", k.entry, values.join(","))
+}

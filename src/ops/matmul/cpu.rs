@@ -1,0 +1,156 @@
+//! The CPU's matrix products: `matrixmultiply`'s single-threaded kernels, split over
+//! threads by the engine (by batch, or by rows of `C` for a single product).
+
+use crate::backend::cpu::parallel::{self, SendPtr};
+use crate::backend::cpu::{strided_offset, Float};
+use crate::shape;
+
+/// `matrixmultiply`'s single-threaded kernels for one element type.
+pub(super) trait Gemm: Float {
+    /// `C = alpha A B + beta C` with arbitrary strides.
+    ///
+    /// # Safety
+    /// The pointers and strides must describe in-bounds matrices, `c` not aliasing.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: *const Self,
+        a_strides: (usize, usize),
+        b: *const Self,
+        b_strides: (usize, usize),
+        beta: Self,
+        c: *mut Self,
+        c_row: usize,
+    );
+}
+
+macro_rules! gemm_impl {
+    ($t:ty, $f:path) => {
+        impl Gemm for $t {
+            unsafe fn gemm(
+                m: usize,
+                k: usize,
+                n: usize,
+                a: *const Self,
+                (ar, ac): (usize, usize),
+                b: *const Self,
+                (br, bc): (usize, usize),
+                beta: Self,
+                c: *mut Self,
+                c_row: usize,
+            ) {
+                $f(
+                    m,
+                    k,
+                    n,
+                    1.0,
+                    a,
+                    ar as isize,
+                    ac as isize,
+                    b,
+                    br as isize,
+                    bc as isize,
+                    beta,
+                    c,
+                    c_row as isize,
+                    1,
+                )
+            }
+        }
+    };
+}
+gemm_impl!(f32, matrixmultiply::sgemm);
+gemm_impl!(f64, matrixmultiply::dgemm);
+
+/// One batched product on the CPU: per-batch offsets, element strides, and whether the
+/// batches sum into shared outputs.
+pub(super) struct CpuGemm<'a> {
+    pub(super) m: usize,
+    pub(super) k: usize,
+    pub(super) n: usize,
+    pub(super) batch: &'a [usize],
+    pub(super) sa: &'a [usize],
+    pub(super) sb: &'a [usize],
+    pub(super) so: &'a [usize],
+    pub(super) a_strides: (usize, usize),
+    pub(super) b_strides: (usize, usize),
+    pub(super) summing: bool,
+}
+
+impl CpuGemm<'_> {
+    /// Splits the work over threads: by batch when there are several (a summing product
+    /// gives each thread its own accumulator, added at the end), else by rows of `C`.
+    pub(super) fn run<T: Gemm>(&self, a: &[T], b: &[T], c: &mut [T]) {
+        let (m, k, n) = (self.m, self.k, self.n);
+        let batches = shape::numel(self.batch);
+        let work = batches * m * n * k;
+        let by_batch = batches > 1;
+        let parts = parallel::parts(if by_batch { batches } else { m }, work);
+        let beta = if self.summing { T::one() } else { T::zero() };
+        // Extra accumulators for all but the first part when summing.
+        let mut partials: Vec<Vec<T>> = if self.summing && parts > 1 {
+            (1..parts).map(|_| vec![T::zero(); c.len()]).collect()
+        } else {
+            Vec::new()
+        };
+        let c_ptr = SendPtr(c.as_mut_ptr());
+        let partial_ptrs: Vec<SendPtr<T>> = partials
+            .iter_mut()
+            .map(|p| SendPtr(p.as_mut_ptr()))
+            .collect();
+        let items = if by_batch { batches } else { m };
+        parallel::for_parts(items, parts, |part, range| {
+            let target = if part > 0 && self.summing {
+                partial_ptrs[part - 1]
+            } else {
+                c_ptr
+            };
+            // SAFETY: offsets and strides describe in-bounds matrices of the contiguous
+            // buffers (shapes checked by the caller); parts write disjoint outputs (their
+            // own batches, their own rows, or their own accumulator), and `c` aliases
+            // neither input.
+            unsafe {
+                if by_batch {
+                    for bi in range {
+                        let oa = strided_offset(bi, self.batch, self.sa);
+                        let ob = strided_offset(bi, self.batch, self.sb);
+                        let oc = strided_offset(bi, self.batch, self.so);
+                        T::gemm(
+                            m,
+                            k,
+                            n,
+                            a.as_ptr().add(oa),
+                            self.a_strides,
+                            b.as_ptr().add(ob),
+                            self.b_strides,
+                            beta,
+                            target.0.add(oc),
+                            n,
+                        );
+                    }
+                } else {
+                    let rows = range.len();
+                    T::gemm(
+                        rows,
+                        k,
+                        n,
+                        a.as_ptr().add(range.start * self.a_strides.0),
+                        self.a_strides,
+                        b.as_ptr(),
+                        self.b_strides,
+                        beta,
+                        target.0.add(range.start * n),
+                        n,
+                    );
+                }
+            }
+        });
+        for p in partials {
+            for (o, v) in c.iter_mut().zip(p) {
+                *o += v;
+            }
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! Batched matrix products with broadcasting over batch dimensions (PyTorch's `matmul`,
+//! including 1-D operands), and `linear`. On the GPU a planner ([`plan`]) picks a kernel
+//! of the family in `shaders/matmul.wgsl` by shape (a register-tiled kernel with 128 or
+//! 64 wide tiles, or a small-tile kernel for skinny products) and splits long inner
+//! dimensions over workgroups (split-K) whose partial products a reduction pass adds.
+//! The CPU uses `matrixmultiply` ([`cpu`]). Transposed operands are read through
+//! strides, so the backward products `dA = dC B^T` and `dB = A^T dC` need no transpose
+//! copies.
+
+mod cpu;
+pub mod plan;
+
+use crate::autograd::{no_grad, record};
+use crate::backend::cpu::CpuData;
+use crate::backend::gpu::{Kernel, ShaderFile, Work};
+use crate::device::Device;
+use crate::error::{shape_err, Result};
+use crate::ops::{gpu_alloc, kernel, put, shader};
+use crate::shape::{self, broadcast_strides};
+use crate::tensor::{check_pair, DType, Tensor};
+use cpu::CpuGemm;
+pub use plan::{MatmulKernel, MatmulPlan, PlanLimits, ProductShape};
+
+pub(crate) const FILE: ShaderFile = shader("matmul", include_str!("../../../shaders/matmul.wgsl"));
+const MATMUL_TILE: &Kernel = kernel!(
+    FILE,
+    "matmul_tile_fwd",
+    [X0V, X1V, Y0],
+    loops,
+    overrides = ["TT", "A_KMAJOR", "B_KMAJOR", "VEC_A", "VEC_B"]
+);
+const MATMUL_SMALL: &Kernel = kernel!(
+    FILE,
+    "matmul_small_fwd",
+    [X0, X1, Y0],
+    loops,
+    overrides = ["SM", "SN"]
+);
+const MATMUL_NAIVE: &Kernel = kernel!(FILE, "matmul_naive_fwd", [X0, X1, Y0], loops);
+
+/// Batch dims the GPU kernel supports (the rest of the parameter block holds strides).
+const MAX_BATCH_RANK: usize = 4;
+
+/// A kernel and split count to force (tests and benchmarks); `Auto` and 0 let the
+/// planner choose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatmulChoice {
+    /// The kernel.
+    pub kernel: MatmulKernel,
+    /// Parallel splits of K; 0 for the planner's choice.
+    pub splits: usize,
+}
+
+impl MatmulChoice {
+    /// The planner's choice of both.
+    pub const AUTO: MatmulChoice = MatmulChoice {
+        kernel: MatmulKernel::Auto,
+        splits: 0,
+    };
+}
+
+/// `op(a) @ op(b)` where `op` transposes the last two dims when asked; no graph.
+/// Returns a tensor of shape `[broadcast batch..., M, N]`.
+pub(crate) fn matmul_raw(
+    a: &Tensor,
+    ta: bool,
+    b: &Tensor,
+    tb: bool,
+    choice: MatmulChoice,
+) -> Result<Tensor> {
+    matmul_raw_sum(a, ta, b, tb, choice, None)
+}
+
+/// [`matmul_raw`] whose per-batch products are summed down to the batch shape `sum_to`
+/// (a shape the broadcast batch reduces to, as in `sum_to_shape`): the backward of a
+/// broadcast operand. The CPU accumulates each product straight into its target
+/// (`C += A B`), so no `[batch, M, N]` intermediate exists; the GPU reduces after.
+fn matmul_raw_sum(
+    a: &Tensor,
+    ta: bool,
+    b: &Tensor,
+    tb: bool,
+    choice: MatmulChoice,
+    sum_to: Option<&[usize]>,
+) -> Result<Tensor> {
+    let (ar, br) = (a.rank(), b.rank());
+    let (a_rows, a_cols) = (a.shape()[ar - 2], a.shape()[ar - 1]);
+    let (b_rows, b_cols) = (b.shape()[br - 2], b.shape()[br - 1]);
+    let (m, k) = if ta {
+        (a_cols, a_rows)
+    } else {
+        (a_rows, a_cols)
+    };
+    let (k2, n) = if tb {
+        (b_cols, b_rows)
+    } else {
+        (b_rows, b_cols)
+    };
+    if k != k2 {
+        return shape_err(
+            "matmul",
+            format!(
+                "{} x {}: inner dimensions differ ({k} vs {k2})",
+                shape::fmt(a.shape()),
+                shape::fmt(b.shape())
+            ),
+        );
+    }
+    let (a_batch, b_batch) = (&a.shape()[..ar - 2], &b.shape()[..br - 2]);
+    let batch = shape::broadcast("matmul", a_batch, b_batch)?;
+    if batch.len() > MAX_BATCH_RANK {
+        return shape_err(
+            "matmul",
+            format!("at most {MAX_BATCH_RANK} batch dimensions are supported"),
+        );
+    }
+    let sa: Vec<usize> = broadcast_strides(a_batch, &batch)
+        .iter()
+        .map(|s| s * a_rows * a_cols)
+        .collect();
+    let sb: Vec<usize> = broadcast_strides(b_batch, &batch)
+        .iter()
+        .map(|s| s * b_rows * b_cols)
+        .collect();
+    // Element strides of op(A)[m, k] and op(B)[k, n] within one matrix.
+    let (a_rs, a_cs) = if ta { (1, a_cols) } else { (a_cols, 1) };
+    let (b_rs, b_cs) = if tb { (1, b_cols) } else { (b_cols, 1) };
+    let mut out_shape = batch.clone();
+    out_shape.extend([m, n]);
+    // Where each batch's product goes: its own matrix, or (summing) a shared one.
+    let out_batch: Vec<usize> = sum_to.map_or(batch.clone(), |t| t[..t.len() - 2].to_vec());
+    let so: Vec<usize> = broadcast_strides(&out_batch, &batch)
+        .iter()
+        .map(|s| s * m * n)
+        .collect();
+    let summing = sum_to.is_some_and(|t| t != out_shape.as_slice());
+    Ok(match a.device() {
+        Device::Cpu => {
+            let (ad, bd) = (a.cpu_data(), b.cpu_data());
+            let mut out = ad.float_like(shape::numel(&out_batch) * m * n, 0.0);
+            let geo = CpuGemm {
+                m,
+                k,
+                n,
+                batch: &batch,
+                sa: &sa,
+                sb: &sb,
+                so: &so,
+                a_strides: (a_rs, a_cs),
+                b_strides: (b_rs, b_cs),
+                summing,
+            };
+            match (&*ad, &*bd, &mut out) {
+                (CpuData::F32(x), CpuData::F32(y), CpuData::F32(c)) => geo.run(x, y, c),
+                (CpuData::F64(x), CpuData::F64(y), CpuData::F64(c)) => geo.run(x, y, c),
+                _ => unreachable!("matmul dtypes checked"),
+            }
+            let mut shape = out_batch;
+            shape.extend([m, n]);
+            Tensor::from_cpu(out, shape).reshape(sum_to.unwrap_or(&out_shape))?
+        }
+        Device::Gpu(_) => {
+            let geo = GpuProduct {
+                m,
+                n,
+                k,
+                batch,
+                out_batch,
+                sa,
+                sb,
+                a_strides: (a_rs, a_cs),
+                b_strides: (b_rs, b_cs),
+                summing,
+            };
+            let full = geo.run(a, b, choice)?;
+            full.reshape(sum_to.unwrap_or(&out_shape))?
+        }
+    })
+}
+
+/// A batched product on the GPU: sizes, batch shapes and strides.
+struct GpuProduct {
+    m: usize,
+    n: usize,
+    k: usize,
+    batch: Vec<usize>,
+    /// The batch shape of the result: `batch`, or what a summing product reduces it to.
+    out_batch: Vec<usize>,
+    sa: Vec<usize>,
+    sb: Vec<usize>,
+    a_strides: (usize, usize),
+    b_strides: (usize, usize),
+    summing: bool,
+}
+
+impl GpuProduct {
+    /// The override values of the tiled kernel: thread tile, which axis of each operand
+    /// is contiguous, and whether it can be read as aligned vec4s (the contiguous axis's
+    /// extent and every other stride a multiple of 4).
+    fn tile_overrides(&self, kernel: MatmulKernel) -> [u32; 6] {
+        let ((a_rs, a_cs), (b_rs, b_cs)) = (self.a_strides, self.b_strides);
+        let (m, n, k) = (self.m, self.n, self.k);
+        let all4 = |v: &[usize]| v.iter().all(|x| x % 4 == 0);
+        let a_kmajor = a_cs == 1;
+        let b_kmajor = b_rs == 1;
+        let vec_a = all4(&self.sa)
+            && if a_kmajor {
+                k % 4 == 0 && a_rs % 4 == 0
+            } else {
+                m % 4 == 0 && a_cs % 4 == 0
+            };
+        let vec_b = all4(&self.sb)
+            && if b_kmajor {
+                k % 4 == 0 && b_cs % 4 == 0
+            } else {
+                n % 4 == 0 && b_rs % 4 == 0
+            };
+        let tt = if kernel == MatmulKernel::Tile128 {
+            8
+        } else {
+            4
+        };
+        [
+            tt,
+            a_kmajor as u32,
+            b_kmajor as u32,
+            vec_a as u32,
+            vec_b as u32,
+            0,
+        ]
+    }
+
+    /// Runs the product: one launch per pass and per group of at most 65,535
+    /// (batch, split) pairs, then the reduction of the splits and of a summed batch.
+    /// Returns the result with shape `[1 or splits, out batch..., M, N]` reduced to
+    /// `[out batch..., M, N]` elements.
+    fn run(&self, a: &Tensor, b: &Tensor, choice: MatmulChoice) -> Result<Tensor> {
+        let Device::Gpu(g) = a.device() else {
+            unreachable!("a GPU product")
+        };
+        let (m, n, k) = (self.m, self.n, self.k);
+        let batches = shape::numel(&self.batch);
+        let mut final_shape = self.out_batch.clone();
+        final_shape.extend([m, n]);
+        if m * n * batches == 0 || k == 0 {
+            // An empty product, or an empty inner dimension: all zeros.
+            return Tensor::zeros(&final_shape, a.device());
+        }
+        let product = ProductShape {
+            m,
+            n,
+            k,
+            batches,
+            summing: self.summing,
+        };
+        let limits = plan_limits(g);
+        let plan =
+            plan::plan(&product, choice.kernel, choice.splits, &limits).ok_or_else(|| {
+                crate::Error::Shape {
+                    op: "matmul",
+                    msg: format!(
+                        "a {m} x {n} result needs more than {} workgroups along one axis",
+                        plan::MAX_GROUPS
+                    ),
+                }
+            })?;
+        let splits = plan.splits;
+        let mut p = [0u32; 26];
+        p[0] = m as u32;
+        p[1] = n as u32;
+        p[2] = k as u32;
+        p[3] = self.batch.len() as u32;
+        put(&mut p, 4, &self.batch, MAX_BATCH_RANK);
+        put(&mut p, 8, &self.sa, MAX_BATCH_RANK);
+        put(&mut p, 12, &self.sb, MAX_BATCH_RANK);
+        p[16] = self.a_strides.0 as u32;
+        p[17] = self.a_strides.1 as u32;
+        p[18] = self.b_strides.0 as u32;
+        p[19] = self.b_strides.1 as u32;
+        p[21] = batches as u32;
+        p[22] = splits as u32;
+        p[23] = plan.k_chunk as u32;
+        let (kernel, overrides) = match plan.kernel {
+            MatmulKernel::Tile128 | MatmulKernel::Tile64 => {
+                (MATMUL_TILE, self.tile_overrides(plan.kernel))
+            }
+            MatmulKernel::Naive => (MATMUL_NAIVE, [0; 6]),
+            small => {
+                let (rows, cols, _) = small.tile();
+                (MATMUL_SMALL, [rows as u32 / 8, cols as u32 / 8, 0, 0, 0, 0])
+            }
+        };
+        let (bm, bn, bk) = plan.kernel.tile();
+        let grid = [n.div_ceil(bn) as u32, m.div_ceil(bm) as u32];
+        let out = gpu_alloc(g, splits * batches * m * n);
+        // Batches per launch: the grid's z holds (batch, split) pairs.
+        let per_launch = (plan::MAX_GROUPS / splits).max(1);
+        for pass in 0..plan.passes {
+            let k_lo = pass * plan.k_chunk;
+            let k_len = if plan.passes == 1 {
+                k
+            } else {
+                plan.k_chunk.min(k - k_lo)
+            };
+            p[24] = (pass > 0) as u32;
+            p[25] = k_lo as u32;
+            for first in (0..batches).step_by(per_launch) {
+                let count = (batches - first).min(per_launch);
+                p[20] = first as u32;
+                let executed = if plan.passes == 1 {
+                    plan.executed_flops / batches as u64 * count as u64
+                } else {
+                    let padded = |x: usize, t: usize| {
+                        if plan.kernel == MatmulKernel::Naive {
+                            x
+                        } else {
+                            x.next_multiple_of(t)
+                        }
+                    };
+                    2 * (padded(m, bm) * padded(n, bn) * k_len.next_multiple_of(bk) * count) as u64
+                };
+                g.launch_with(
+                    kernel,
+                    &p,
+                    &[a.gpu_buf(), b.gpu_buf(), &out],
+                    [grid[0], grid[1], (count * splits) as u32],
+                    Work {
+                        overrides,
+                        serial: plan.k_chunk.min(k) as u64,
+                        useful_flops: 2 * (m * n * k_len * count) as u64,
+                        executed_flops: executed,
+                        product: Some([m as u64, n as u64, k_len as u64, count as u64]),
+                        ..Work::default()
+                    },
+                );
+            }
+        }
+        let mut full_shape = vec![splits];
+        full_shape.extend(&self.batch);
+        full_shape.extend([m, n]);
+        let full = Tensor::from_gpu(out, full_shape, DType::F32);
+        // Sum the splits (dim 0) and the batch dims the result reduces.
+        let lead = self.batch.len() - self.out_batch.len();
+        let mut dims: Vec<isize> = Vec::new();
+        if splits > 1 {
+            dims.push(0);
+        }
+        for (d, &size) in self.batch.iter().enumerate() {
+            if d < lead || (self.out_batch[d - lead] == 1 && size != 1) {
+                dims.push(d as isize + 1);
+            }
+        }
+        if dims.is_empty() {
+            return Ok(full);
+        }
+        no_grad(|| full.sum_dim(&dims, true))
+    }
+}
+
+/// Matrix product with PyTorch's `matmul` rules, recording the backward.
+pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    matmul_with(a, b, MatmulChoice::AUTO)
+}
+
+/// [`matmul`] through a chosen GPU kernel and split count, forward and backward (the
+/// tests reach every kernel of the family this way; benchmarks compare them). The CPU
+/// ignores the choice.
+pub fn matmul_with(a: &Tensor, b: &Tensor, choice: MatmulChoice) -> Result<Tensor> {
+    check_pair("matmul", a, b)?;
+    if a.rank() == 0 || b.rank() == 0 {
+        return shape_err(
+            "matmul",
+            format!(
+                "{} x {}: both operands need at least one dimension",
+                shape::fmt(a.shape()),
+                shape::fmt(b.shape())
+            ),
+        );
+    }
+    if a.rank() == 1 && b.rank() == 1 {
+        return matmul_with(&a.unsqueeze(0)?, &b.unsqueeze(-1)?, choice)?.reshape(&[]);
+    }
+    if a.rank() == 1 {
+        return matmul_with(&a.unsqueeze(0)?, b, choice)?.squeeze(-2);
+    }
+    if b.rank() == 1 {
+        return matmul_with(a, &b.unsqueeze(-1)?, choice)?.squeeze(-1);
+    }
+    let y = matmul_raw(a, false, b, false, choice)?;
+    let (sa, sb) = (a.detach(), b.detach());
+    let (need_a, need_b) = (a.requires_grad(), b.requires_grad());
+    Ok(record(y, "matmul", &[a, b], move |g| {
+        let da = if need_a {
+            Some(matmul_raw_sum(
+                g,
+                false,
+                &sb,
+                true,
+                choice,
+                Some(sa.shape()),
+            )?)
+        } else {
+            None
+        };
+        let db = if need_b {
+            Some(matmul_raw_sum(
+                &sa,
+                true,
+                g,
+                false,
+                choice,
+                Some(sb.shape()),
+            )?)
+        } else {
+            None
+        };
+        Ok(vec![da, db])
+    }))
+}
+
+/// The planner's limits on one device.
+fn plan_limits(g: &crate::backend::gpu::GpuContext) -> PlanLimits {
+    let full_groups = if g.adapter().is_software {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        plan::FULL_GROUPS
+    };
+    PlanLimits {
+        max_binding: g.max_binding(),
+        full_groups,
+    }
+}
+
+/// The plan the GPU would run for a product of `batches` `[m, k] x [k, n]` matrices on
+/// `device` (`None` on the CPU): which kernel, how many splits, useful and executed
+/// FLOPs. For benchmarks and curious users.
+pub fn gpu_plan(
+    device: &Device,
+    m: usize,
+    n: usize,
+    k: usize,
+    batches: usize,
+) -> Option<MatmulPlan> {
+    let Device::Gpu(g) = device else {
+        return None;
+    };
+    let shape = ProductShape {
+        m,
+        n,
+        k,
+        batches,
+        summing: false,
+    };
+    let limits = plan_limits(g);
+    plan::plan(&shape, MatmulKernel::Auto, 0, &limits)
+}
+
+impl Tensor {
+    /// Matrix product with broadcasting over batch dimensions (`torch.matmul`).
+    pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
+        matmul(self, other)
+    }
+}
+
+/// `x @ weight^T` for `x` of shape `[..., in]` and `weight` `[out, in]` (PyTorch's
+/// `Linear` layout), reading the weight transposed through strides: no copy forward or
+/// backward. `dx = g @ W`, `dW = g^T @ x` over the flattened leading dims.
+pub fn linear(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    check_pair("linear", x, weight)?;
+    if weight.rank() != 2 || x.rank() == 0 || x.shape()[x.rank() - 1] != weight.shape()[1] {
+        return shape_err(
+            "linear",
+            format!(
+                "input {} and weight {}: expected [..., in] and [out, in]",
+                shape::fmt(x.shape()),
+                shape::fmt(weight.shape())
+            ),
+        );
+    }
+    let (inp, out) = (weight.shape()[1], weight.shape()[0]);
+    let rows = x.numel() / inp.max(1);
+    let x2 = x.detach().reshape(&[rows, inp])?;
+    let y2 = matmul_raw(&x2, false, weight, true, MatmulChoice::AUTO)?;
+    let mut out_shape = x.shape().to_vec();
+    *out_shape.last_mut().expect("rank >= 1") = out;
+    let y = y2.reshape(&out_shape)?;
+    let (ws, need_x, need_w) = (weight.detach(), x.requires_grad(), weight.requires_grad());
+    let x_shape = x.shape().to_vec();
+    Ok(record(y, "linear", &[x, weight], move |g| {
+        let g2 = g.reshape(&[rows, out])?;
+        let dx = if need_x {
+            Some(matmul_raw(&g2, false, &ws, false, MatmulChoice::AUTO)?.reshape(&x_shape)?)
+        } else {
+            None
+        };
+        let dw = if need_w {
+            Some(matmul_raw(&g2, true, &x2, false, MatmulChoice::AUTO)?)
+        } else {
+            None
+        };
+        Ok(vec![dx, dw])
+    }))
+}
+
+impl Tensor {
+    /// `self @ weight^T` with `weight` in PyTorch's `[out, in]` layout.
+    pub fn linear(&self, weight: &Tensor) -> Result<Tensor> {
+        linear(self, weight)
+    }
+}

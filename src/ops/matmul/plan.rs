@@ -1,0 +1,374 @@
+//! Which kernel of the matmul family computes a product, and over how many K splits.
+//!
+//! The family (`shaders/matmul.wgsl`): register-tiled kernels with 128 x 128 tiles (8 x 8
+//! outputs per thread) and 64 x 64 tiles (4 x 4), and a small-tile kernel (16 or 32 rows
+//! by 16 or 32 columns, 2 or 4 by 2 or 4 outputs per thread, no staging) for products with
+//! few rows or columns. Any of them can split K into chunks whose partial products a
+//! reduction pass adds (split-K).
+//!
+//! The rule, for a product of `batches` matrices `M x K` by `K x N`:
+//! 1. Candidates are each kernel with each split count whose chunk is at least
+//!    [`MIN_K_CHUNK`] (one split always), whose grid fits the adapter, and whose partial
+//!    buffer fits the memory budget; at least `ceil(K / MAX_K_PER_GROUP)` splits, so no
+//!    thread loops over more than [`MAX_K_PER_GROUP`] values of k (where the partials
+//!    would not fit, the chunks run one after another, accumulating).
+//! 2. Candidates that waste at most a quarter of their arithmetic on partial tiles
+//!    ([`MIN_USEFUL`]) are preferred; without any, the least wasteful ones compete.
+//! 3. Among those, the lowest modelled time on a reference GPU of the H100 class wins:
+//!    executed FLOPs at the kernel's rate, slowed in proportion when the grid has fewer
+//!    workgroups than it takes to fill the GPU ([`FULL_GROUPS`] on hardware, one per CPU
+//!    thread on a software adapter), plus, with splits, one dependent dispatch and the
+//!    partials' memory traffic.
+//!
+//! The model only ranks candidates; its constants are estimates, documented here so they
+//! can be tuned on hardware (`examples/gpu_vs_cpu` prints each product's choice).
+
+/// A kernel of the matmul family, or `Auto` to let the planner choose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MatmulKernel {
+    /// The planner's choice (what `matmul`, `linear` and the convolutions use).
+    Auto,
+    /// Register-tiled, 128 x 128 tiles, 8 x 8 outputs per thread, 8-deep slices.
+    Tile128,
+    /// Register-tiled, 64 x 64 tiles, 4 x 4 outputs per thread, 16-deep slices.
+    Tile64,
+    /// 16 x 16 tiles, 2 x 2 outputs per thread, straight from global memory.
+    Small16x16,
+    /// 16 x 32 tiles (rows x columns), 2 x 4 outputs per thread.
+    Small16x32,
+    /// 32 x 16 tiles, 4 x 2 outputs per thread.
+    Small32x16,
+    /// 32 x 32 tiles, 4 x 4 outputs per thread.
+    Small32x32,
+    /// One output per thread, straight from global memory (the benchmarks' baseline).
+    Naive,
+}
+
+impl MatmulKernel {
+    /// Output tile (rows, columns) and the depth to which K is padded per split.
+    pub(crate) fn tile(self) -> (usize, usize, usize) {
+        match self {
+            MatmulKernel::Tile128 => (128, 128, 8),
+            MatmulKernel::Tile64 => (64, 64, 16),
+            MatmulKernel::Small32x32 => (32, 32, 1),
+            MatmulKernel::Small16x32 => (16, 32, 1),
+            MatmulKernel::Small32x16 => (32, 16, 1),
+            MatmulKernel::Small16x16 | MatmulKernel::Naive | MatmulKernel::Auto => (16, 16, 1),
+        }
+    }
+
+    /// Relative arithmetic rate on a large GPU (per executed FLOP). The small-tile
+    /// kernels read their operands from global memory (L1), so their rate follows the
+    /// multiply-adds per load: 1 for 2 x 2 outputs per thread, 4/3 for 2 x 4, 2 for 4 x 4.
+    fn rate(self) -> f64 {
+        match self {
+            MatmulKernel::Tile128 => 1.0,
+            MatmulKernel::Tile64 => 0.65,
+            MatmulKernel::Small32x32 => 0.4,
+            MatmulKernel::Small16x32 | MatmulKernel::Small32x16 => 0.3,
+            MatmulKernel::Small16x16 => 0.25,
+            MatmulKernel::Naive | MatmulKernel::Auto => 0.1,
+        }
+    }
+
+    /// True for the small-tile kernels.
+    pub fn is_small(self) -> bool {
+        matches!(
+            self,
+            MatmulKernel::Small16x16
+                | MatmulKernel::Small16x32
+                | MatmulKernel::Small32x16
+                | MatmulKernel::Small32x32
+        )
+    }
+}
+
+/// No workgroup loops over more values of k than this: longer products split K.
+pub const MAX_K_PER_GROUP: usize = 8192;
+/// Split chunks are at least this long (and a multiple of [`K_ALIGN`]).
+pub const MIN_K_CHUNK: usize = 128;
+/// Split chunks are multiples of this: every slice depth, and whole vec4s.
+const K_ALIGN: usize = 16;
+/// The share of executed FLOPs that must be useful for a candidate to be preferred (a
+/// quarter of wasted arithmetic at most).
+pub const MIN_USEFUL: f64 = 0.75;
+/// Workgroups that keep a reference GPU (132 SMs, two workgroups each) busy.
+pub const FULL_GROUPS: usize = 264;
+/// Reference GPU: sustained FP32 FLOPs per ns of the best kernel, bytes per ns of memory,
+/// and ns per dependent dispatch.
+const PEAK_FLOP_PER_NS: f64 = 50e3;
+const BYTES_PER_NS: f64 = 3e3;
+const DISPATCH_NS: f64 = 4e3;
+/// Split counts tried.
+const SPLITS: [usize; 14] = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128];
+/// Workgroups a grid dimension may hold.
+pub(crate) const MAX_GROUPS: usize = 65_535;
+
+/// A product's dimensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProductShape {
+    /// Rows of the result.
+    pub m: usize,
+    /// Columns of the result.
+    pub n: usize,
+    /// The inner dimension.
+    pub k: usize,
+    /// Matrices in the batch.
+    pub batches: usize,
+    /// True when the batch is summed into fewer outputs afterwards (the weight gradient
+    /// of a broadcast operand): that reduction pass happens with or without splits.
+    pub summing: bool,
+}
+
+/// How a product runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatmulPlan {
+    /// The kernel.
+    pub kernel: MatmulKernel,
+    /// Parallel splits of K (1: none); their partial products are summed after.
+    pub splits: usize,
+    /// Values of k per split (or per pass).
+    pub k_chunk: usize,
+    /// Launches one after another, each adding its chunk of K to the result (1 unless
+    /// the partials of the needed splits would not fit in memory).
+    pub passes: usize,
+    /// FLOPs the product needs.
+    pub useful_flops: u64,
+    /// FLOPs the threads execute.
+    pub executed_flops: u64,
+}
+
+impl MatmulPlan {
+    /// Useful over executed FLOPs.
+    pub fn useful_fraction(&self) -> f64 {
+        if self.executed_flops == 0 {
+            1.0
+        } else {
+            self.useful_flops as f64 / self.executed_flops as f64
+        }
+    }
+}
+
+/// What the plan must respect and aim for on one adapter.
+#[derive(Clone, Copy, Debug)]
+pub struct PlanLimits {
+    /// The adapter's largest storage binding (partial products must fit in one).
+    pub max_binding: u64,
+    /// Workgroups that keep the adapter busy: [`FULL_GROUPS`] for a hardware GPU, one per
+    /// CPU thread for a software rasteriser (lavapipe runs a workgroup per thread).
+    pub full_groups: usize,
+}
+
+fn chunk_for(k: usize, splits: usize) -> usize {
+    k.div_ceil(splits).next_multiple_of(K_ALIGN)
+}
+
+/// FLOPs executed by `kernel` over `splits` chunks of `chunk` (the last one shorter).
+fn executed(kernel: MatmulKernel, s: &ProductShape, splits: usize, chunk: usize) -> u64 {
+    let (bm, bn, bk) = kernel.tile();
+    let k_exec = if splits == 1 {
+        s.k.next_multiple_of(bk)
+    } else {
+        (splits - 1) * chunk + (s.k - (splits - 1) * chunk).next_multiple_of(bk)
+    };
+    let (m, n) = if kernel == MatmulKernel::Naive {
+        (s.m, s.n) // threads outside the matrix return at once
+    } else {
+        (s.m.next_multiple_of(bm), s.n.next_multiple_of(bn))
+    };
+    2 * (m * n * k_exec * s.batches) as u64
+}
+
+/// Builds the plan for one kernel and split count, or `None` when it does not fit.
+fn candidate(
+    kernel: MatmulKernel,
+    s: &ProductShape,
+    splits: usize,
+    limits: &PlanLimits,
+) -> Option<MatmulPlan> {
+    let (bm, bn, _) = kernel.tile();
+    if s.n.div_ceil(bn) > MAX_GROUPS || s.m.div_ceil(bm) > MAX_GROUPS || splits > MAX_GROUPS {
+        return None;
+    }
+    let useful_flops = 2 * (s.m * s.n * s.k * s.batches) as u64;
+    let chunk = if splits == 1 {
+        s.k
+    } else {
+        chunk_for(s.k, splits)
+    };
+    let splits = s.k.div_ceil(chunk.max(1)).max(1);
+    if splits > 1 {
+        let partial_bytes = (splits * s.batches * s.m * s.n * 4) as u64;
+        if partial_bytes > limits.max_binding {
+            return None;
+        }
+    }
+    let passes = if chunk > MAX_K_PER_GROUP {
+        // Only when a single split is all that fits: chunks one after another.
+        s.k.div_ceil(MAX_K_PER_GROUP)
+    } else {
+        1
+    };
+    let k_chunk = if passes > 1 { MAX_K_PER_GROUP } else { chunk };
+    Some(MatmulPlan {
+        kernel,
+        splits,
+        k_chunk,
+        passes,
+        useful_flops,
+        executed_flops: executed(kernel, s, splits, k_chunk),
+    })
+}
+
+/// Modelled time of a plan on the reference GPU, in ns.
+fn modelled_ns(p: &MatmulPlan, s: &ProductShape, limits: &PlanLimits) -> f64 {
+    let (bm, bn, _) = p.kernel.tile();
+    let groups = s.m.div_ceil(bm) * s.n.div_ceil(bn) * s.batches * p.splits;
+    let fill = (groups as f64 / limits.full_groups.max(1) as f64).min(1.0);
+    let mut ns = p.executed_flops as f64 / (PEAK_FLOP_PER_NS * p.kernel.rate() * fill);
+    if p.splits > 1 || s.summing {
+        ns += DISPATCH_NS + (p.splits * s.batches * s.m * s.n * 8) as f64 / BYTES_PER_NS;
+    }
+    ns + (p.passes - 1) as f64 * DISPATCH_NS
+}
+
+/// The plan for `s` with `kernel` (or the planner's choice for `Auto`) and `splits`
+/// (0: the planner's choice). `None` when no kernel's grid fits the adapter.
+pub fn plan(
+    s: &ProductShape,
+    kernel: MatmulKernel,
+    splits: usize,
+    limits: &PlanLimits,
+) -> Option<MatmulPlan> {
+    let kernels: &[MatmulKernel] = match kernel {
+        MatmulKernel::Auto => &[
+            MatmulKernel::Tile128,
+            MatmulKernel::Tile64,
+            MatmulKernel::Small32x32,
+            MatmulKernel::Small32x16,
+            MatmulKernel::Small16x32,
+            MatmulKernel::Small16x16,
+        ],
+        forced => std::slice::from_ref(match forced {
+            MatmulKernel::Tile128 => &MatmulKernel::Tile128,
+            MatmulKernel::Tile64 => &MatmulKernel::Tile64,
+            MatmulKernel::Small32x32 => &MatmulKernel::Small32x32,
+            MatmulKernel::Small32x16 => &MatmulKernel::Small32x16,
+            MatmulKernel::Small16x32 => &MatmulKernel::Small16x32,
+            MatmulKernel::Small16x16 => &MatmulKernel::Small16x16,
+            _ => &MatmulKernel::Naive,
+        }),
+    };
+    let least_splits = s.k.div_ceil(MAX_K_PER_GROUP).max(1);
+    let mut candidates: Vec<MatmulPlan> = Vec::new();
+    for &kern in kernels {
+        if splits > 0 {
+            candidates.extend(candidate(kern, s, splits, limits));
+            continue;
+        }
+        let mut fitted = false;
+        for &n in SPLITS.iter().chain(std::iter::once(&least_splits)) {
+            let long_enough = n == 1 || s.k / n >= MIN_K_CHUNK;
+            if n >= least_splits && long_enough {
+                if let Some(c) = candidate(kern, s, n, limits) {
+                    fitted |= c.passes == 1;
+                    candidates.push(c);
+                }
+            }
+        }
+        if !fitted {
+            // The partials of enough splits do not fit: chunks one after another.
+            candidates.extend(candidate(kern, s, 1, limits));
+        }
+    }
+    let best_useful = candidates
+        .iter()
+        .map(|c| c.useful_fraction())
+        .fold(0.0, f64::max);
+    let bar = MIN_USEFUL.min(best_useful);
+    candidates
+        .into_iter()
+        .filter(|c| c.useful_fraction() >= bar)
+        .min_by(|a, b| {
+            modelled_ns(a, s, limits)
+                .partial_cmp(&modelled_ns(b, s, limits))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: PlanLimits = PlanLimits {
+        max_binding: 128 << 20,
+        full_groups: FULL_GROUPS,
+    };
+
+    fn auto(m: usize, n: usize, k: usize, batches: usize) -> MatmulPlan {
+        let s = ProductShape {
+            m,
+            n,
+            k,
+            batches,
+            summing: false,
+        };
+        plan(&s, MatmulKernel::Auto, 0, &LIMITS).unwrap()
+    }
+
+    #[test]
+    fn big_square_products_take_the_large_tile_without_splits() {
+        let p = auto(4096, 4096, 4096, 1);
+        assert_eq!(
+            (p.kernel, p.splits, p.passes),
+            (MatmulKernel::Tile128, 1, 1)
+        );
+    }
+
+    #[test]
+    fn a_long_k_with_a_small_output_splits() {
+        // The cnn's final linear layer: 64 x 1568 by 1568 x 10.
+        let p = auto(64, 10, 1568, 1);
+        assert!(p.splits > 1, "{p:?}");
+        assert!(p.k_chunk >= MIN_K_CHUNK && p.k_chunk.is_multiple_of(K_ALIGN));
+    }
+
+    #[test]
+    fn skinny_products_take_a_small_tile() {
+        // conv1's forward product per image: 16 x 9 by 9 x 784.
+        let p = auto(16, 784, 9, 64);
+        assert!(p.kernel.is_small(), "{p:?}");
+        assert!(p.useful_fraction() > 0.95, "{p:?}");
+    }
+
+    #[test]
+    fn no_group_loops_over_more_than_the_bound() {
+        for k in [8192, 8193, 70_000, 1 << 20] {
+            let p = auto(4, 3, k, 1);
+            assert!(p.k_chunk <= MAX_K_PER_GROUP, "{k}: {p:?}");
+            assert!(p.splits * p.passes * p.k_chunk >= k);
+        }
+        // A big output whose partials would not fit runs its chunks one after another.
+        let p = auto(4096, 4096, 40_000, 1);
+        assert!(
+            p.k_chunk <= MAX_K_PER_GROUP && p.passes * p.k_chunk >= 40_000,
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn forced_kernels_and_splits_are_honoured() {
+        let s = ProductShape {
+            m: 33,
+            n: 65,
+            k: 300,
+            batches: 2,
+            summing: false,
+        };
+        let p = plan(&s, MatmulKernel::Tile64, 3, &LIMITS).unwrap();
+        assert_eq!(
+            (p.kernel, p.splits, p.k_chunk),
+            (MatmulKernel::Tile64, 3, 112)
+        );
+    }
+}

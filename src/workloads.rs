@@ -1,0 +1,207 @@
+//! The three training steps DESIGN section 7 shares with the reference numbers
+//! (`../shared/bench/torch_reference.py` runs the same ones in PyTorch): the benchmarks,
+//! `examples/gpu_vs_cpu` and the dispatch tests all build them from here, so they time
+//! and count exactly the same work.
+//!
+//! - `mlp`: 784-256-128-10 ReLU MLP, batch 128, softmax cross-entropy, SGD momentum 0.9;
+//! - `cnn`: conv(1->16, 3x3, pad 1)-ReLU-maxpool 2 - conv(16->32, 3x3, pad 1)-ReLU-maxpool
+//!   2 - linear(1568 -> 10), batch 64 of 28x28;
+//! - `rnn`: Elman RNN (tanh), hidden 128, 32 steps of one-hot characters from a vocabulary
+//!   of 65, batch 32 (`batch_first`), a linear read-out and cross-entropy at every step.
+//!
+//! ```
+//! use wgrad::prelude::*;
+//! use wgrad::workloads::Workload;
+//! # fn main() -> wgrad::Result<()> {
+//! let dev = Device::cpu();
+//! let mut step = Workload::Mlp.build(&dev)?;
+//! step.step()?;          // forward, backward, update, synced
+//! # Ok(()) }
+//! ```
+
+use std::time::Instant;
+
+use crate::device::Device;
+use crate::error::Result;
+use crate::nn::{
+    Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, RecurrentOptions, Sequential, RNN,
+};
+use crate::optim::{Optimizer, Sgd};
+use crate::tensor::Tensor;
+
+/// One of the shared workloads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// 784-256-128-10 ReLU MLP, batch 128.
+    Mlp,
+    /// Two 3x3 convolutions with max pooling and a linear read-out, batch 64 of 28x28.
+    Cnn,
+    /// Elman RNN, hidden 128, 32 steps of one-hot vocabulary 65, batch 32.
+    Rnn,
+}
+
+/// The recurrent workload's sizes.
+const VOCAB: usize = 65;
+const STEPS: usize = 32;
+const BATCH: usize = 32;
+const HIDDEN: usize = 128;
+
+impl Workload {
+    /// All three, in DESIGN's order.
+    pub const ALL: [Workload; 3] = [Workload::Mlp, Workload::Cnn, Workload::Rnn];
+
+    /// `mlp`, `cnn` or `rnn`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Mlp => "mlp",
+            Workload::Cnn => "cnn",
+            Workload::Rnn => "rnn",
+        }
+    }
+
+    /// A one-line description.
+    pub fn description(self) -> &'static str {
+        match self {
+            Workload::Mlp => "784-256-128-10 ReLU MLP, batch 128, SGD momentum 0.9",
+            Workload::Cnn => {
+                "conv 1->16, pool, conv 16->32, pool, linear 1568->10; batch 64, 28x28"
+            }
+            Workload::Rnn => "Elman RNN hidden 128, 32 steps, one-hot vocab 65, batch 32",
+        }
+    }
+
+    /// The model, a fixed batch and the optimizer on `device`. Initialisation draws from
+    /// the device's generator (seed it with [`Device::manual_seed`] for a repeatable run).
+    pub fn build(self, device: &Device) -> Result<TrainStep> {
+        match self {
+            Workload::Mlp => {
+                let model = Sequential::new()
+                    .add(Linear::new(device, 784, 256))
+                    .add(ReLU)
+                    .add(Linear::new(device, 256, 128))
+                    .add(ReLU)
+                    .add(Linear::new(device, 128, 10));
+                TrainStep::random(device, model, &[128, 784])
+            }
+            Workload::Cnn => {
+                let model = Sequential::new()
+                    .add(Conv2d::new(device, 1, 16, 3).padding(1))
+                    .add(ReLU)
+                    .add(MaxPool2d::new(2))
+                    .add(Conv2d::new(device, 16, 32, 3).padding(1))
+                    .add(ReLU)
+                    .add(MaxPool2d::new(2))
+                    .add(Flatten::default())
+                    .add(Linear::new(device, 32 * 7 * 7, 10));
+                TrainStep::random(device, model, &[64, 1, 28, 28])
+            }
+            Workload::Rnn => {
+                let options = RecurrentOptions {
+                    batch_first: true,
+                    ..Default::default()
+                };
+                let rnn = RNN::with_options(device, VOCAB, HIDDEN, false, options)?;
+                let model = Sequential::new()
+                    .add(rnn)
+                    .add(Linear::new(device, HIDDEN, VOCAB))
+                    .add(Flatten::dims(0, 1));
+                // One-hot inputs [B, T, V] and a target character per step.
+                let ids: Vec<usize> = (0..BATCH * STEPS).map(|i| (i * 31 + 7) % VOCAB).collect();
+                let mut onehot = vec![0.0f32; BATCH * STEPS * VOCAB];
+                for (k, &c) in ids.iter().enumerate() {
+                    onehot[k * VOCAB + c] = 1.0;
+                }
+                let x = Tensor::from_vec(onehot, &[BATCH, STEPS, VOCAB], device)?;
+                let labels: Vec<u32> = ids.iter().map(|&c| ((c * 7 + 3) % VOCAB) as u32).collect();
+                let y = Tensor::from_vec(labels, &[BATCH * STEPS], device)?;
+                Ok(TrainStep::new(device, model, x, y))
+            }
+        }
+    }
+}
+
+/// A classifier, one fixed batch and SGD with momentum 0.9: one training step at a time.
+pub struct TrainStep {
+    model: Sequential,
+    opt: Sgd,
+    x: Tensor,
+    y: Tensor,
+    device: Device,
+}
+
+impl TrainStep {
+    /// `model` trained on the given inputs and class labels.
+    pub fn new(device: &Device, model: Sequential, x: Tensor, y: Tensor) -> TrainStep {
+        let opt = Sgd::new(model.parameters(), 0.01).momentum(0.9);
+        TrainStep {
+            model,
+            opt,
+            x,
+            y,
+            device: device.clone(),
+        }
+    }
+
+    /// `model` trained on seeded normal inputs of `input_shape` and 10 classes.
+    pub fn random(device: &Device, model: Sequential, input_shape: &[usize]) -> Result<TrainStep> {
+        let x = Tensor::randn_seeded(input_shape, 1, device)?;
+        let labels: Vec<u32> = (0..input_shape[0]).map(|i| (i * 7 % 10) as u32).collect();
+        let y = Tensor::from_vec(labels, &[input_shape[0]], device)?;
+        Ok(TrainStep::new(device, model, x, y))
+    }
+
+    /// Forward, cross-entropy, backward and update, recorded but not waited for.
+    pub fn record(&mut self) -> Result<Tensor> {
+        self.opt.zero_grad();
+        let loss = self.model.forward(&self.x)?.cross_entropy(&self.y)?;
+        loss.backward()?;
+        self.opt.step()?;
+        Ok(loss)
+    }
+
+    /// One step, and a sync so the work is finished.
+    pub fn step(&mut self) -> Result<()> {
+        self.record()?;
+        self.device.sync()
+    }
+
+    /// Median milliseconds of `steps` timed steps after `warm` untimed ones, the device
+    /// synced inside every timed step.
+    pub fn median_ms(&mut self, warm: usize, steps: usize) -> Result<f64> {
+        for _ in 0..warm {
+            self.step()?;
+        }
+        let mut times = Vec::with_capacity(steps);
+        for _ in 0..steps {
+            let start = Instant::now();
+            self.step()?;
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        Ok(median(&mut times))
+    }
+
+    /// The model being trained.
+    pub fn model(&self) -> &Sequential {
+        &self.model
+    }
+
+    /// The device it trains on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+}
+
+/// The median of some numbers (the mean of the middle two for an even count; NaN for
+/// none).
+pub fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let m = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[m]
+    } else {
+        (values[m - 1] + values[m]) / 2.0
+    }
+}
