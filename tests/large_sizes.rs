@@ -88,3 +88,73 @@ fn a_product_with_an_inner_dimension_of_seventy_thousand_is_right() {
         assert!((x - y).abs() < 2e-3, "{g:?} vs {c:?}");
     }
 }
+
+#[test]
+fn a_sum_over_sixteen_million_values_spreads_over_many_workgroups() {
+    let gpu = common::gpu();
+    let x = Tensor::ones(&[16 << 20], &gpu).unwrap();
+    let (sum, profile) = gpu.profile(|| x.sum()).unwrap();
+    assert_eq!(sum.unwrap().item().unwrap(), (16u64 << 20) as f64);
+    let passes: Vec<_> = profile
+        .dispatches
+        .iter()
+        .filter(|d| d.kernel == "sum_fwd")
+        .collect();
+    assert!(
+        passes[0].workgroups >= 256,
+        "the first pass ran on {} workgroups",
+        passes[0].workgroups
+    );
+    for p in &passes {
+        assert!(p.serial <= 64, "{p:?}");
+        assert!(p.reduced <= 16_384 * p.workgroups, "{p:?}");
+    }
+    println!("16M sum: {passes:?}");
+}
+
+/// Softmax, log-softmax and cross-entropy over rows longer than one workgroup reduces:
+/// the GPU composes them from reductions over many workgroups; forward and backward
+/// must match the CPU's fused loops.
+#[test]
+fn softmax_and_cross_entropy_over_rows_of_a_hundred_thousand_match_the_cpu() {
+    let gpu = common::gpu();
+    let (n, c) = (3, 100_000);
+    let (v, _) = pair(n * c, 21, &gpu);
+    let v: Vec<f32> = v.iter().map(|x| x * 20.0).collect();
+    let targets = [5u32, 99_999, 41_000];
+    let run = |dev: &Device, which: usize| {
+        let x = Tensor::from_vec(v.clone(), &[n, c], dev)
+            .unwrap()
+            .requires_grad_(true);
+        let y = match which {
+            0 => x.softmax(1).unwrap(),
+            1 => x.log_softmax(1).unwrap(),
+            _ => {
+                let t = Tensor::from_vec(targets.to_vec(), &[n], dev).unwrap();
+                x.cross_entropy(&t).unwrap().reshape(&[1]).unwrap()
+            }
+        };
+        // A projection that weighs every output differently.
+        let w: Vec<f32> = (0..y.numel())
+            .map(|i| ((i % 7) as f32 - 3.0) * 0.5)
+            .collect();
+        let wt = Tensor::from_vec(w, y.shape(), dev).unwrap();
+        y.mul(&wt).unwrap().sum().unwrap().backward().unwrap();
+        (
+            y.to_vec::<f32>().unwrap(),
+            x.grad().unwrap().to_vec::<f32>().unwrap(),
+        )
+    };
+    for which in 0..3 {
+        let (gy, gg) = run(&gpu, which);
+        let (cy, cg) = run(&Device::cpu(), which);
+        for (what, g, c) in [("output", &gy, &cy), ("gradient", &gg, &cg)] {
+            for (i, (a, b)) in g.iter().zip(c.iter()).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-5 + 1e-3 * b.abs(),
+                    "case {which} {what}[{i}]: gpu {a} cpu {b}"
+                );
+            }
+        }
+    }
+}

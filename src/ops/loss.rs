@@ -91,6 +91,18 @@ pub fn cross_entropy_per_sample(logits: &Tensor, targets: &Tensor) -> Result<Ten
             };
             (Tensor::from_cpu(l, vec![n]), Tensor::from_cpu(s, vec![n]))
         }
+        Device::Gpu(_) if c > crate::ops::reduce::MAX_GROUP_ELEMENTS => {
+            // Rows too long for one workgroup: the log-sum-exp from reductions that
+            // spread over many workgroups; the loss picks each row's target logit
+            // (NaN for a target >= C, as the fused kernel).
+            crate::autograd::no_grad(|| -> Result<(Tensor, Tensor)> {
+                let x = logits.detach();
+                let m = x.max_dim(&[1], true)?;
+                let lse = m.add(&x.sub(&m)?.exp()?.sum_dim(&[1], true)?.log()?)?;
+                let picked = x.gather(1, &targets.reshape(&[n, 1])?)?;
+                Ok((lse.sub(&picked)?.reshape(&[n])?, lse.reshape(&[n])?))
+            })?
+        }
         Device::Gpu(g) => {
             let (l, s) = (gpu_alloc(g, n), gpu_alloc(g, n));
             g.launch_with(
@@ -98,7 +110,7 @@ pub fn cross_entropy_per_sample(logits: &Tensor, targets: &Tensor) -> Result<Ten
                 &params,
                 &[logits.gpu_buf(), targets.gpu_buf(), &l, &s],
                 groups_rows(n),
-                row_work(c),
+                row_work(n, c),
             );
             (
                 Tensor::from_gpu(l, vec![n], logits.dtype()),

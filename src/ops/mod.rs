@@ -108,13 +108,15 @@ macro_rules! kernel {
 }
 pub(crate) use kernel;
 
-/// Threads per row for the row-wise kernels (softmax, cross-entropy): 64, or 256 for
-/// rows of 2048 elements or more, so each thread loops over at most `len / threads`.
-pub(crate) fn row_work(len: usize) -> crate::backend::gpu::Work {
+/// Threads per row for the row-wise kernels (softmax, cross-entropy), which reduce each
+/// of `rows` rows of `len` elements on one workgroup: 64, or 256 for rows of 2048
+/// elements or more, so each thread loops over at most `len / threads`.
+pub(crate) fn row_work(rows: usize, len: usize) -> crate::backend::gpu::Work {
     let threads = if len >= 2048 { 256 } else { 64 };
     crate::backend::gpu::Work {
         overrides: [threads as u32, 0, 0, 0, 0, 0],
         serial: len.div_ceil(threads).max(1) as u64,
+        reduced: (rows * len) as u64,
         ..Default::default()
     }
 }

@@ -501,6 +501,9 @@ pub fn registry() -> Vec<OpEntry> {
             (&[3, 500], &[500, 4], forced(MatmulKernel::Small16x16, 5)),
             (&[3, 4, 100], &[100, 5], forced(MatmulKernel::Small32x32, 2)),
             (&[2, 1, 3, 64], &[4, 64, 6], forced(MatmulKernel::Tile64, 4)),
+            // One split longer than a workgroup may loop: chunks one after another.
+            (&[3, 1100], &[1100, 2], forced(MatmulKernel::Small16x16, 1)),
+            (&[2, 1040], &[1040, 3], forced(MatmulKernel::Tile64, 1)),
         ],
     ));
     // The one-output-per-thread kernel that benchmarks compare the others against.

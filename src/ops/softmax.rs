@@ -103,6 +103,15 @@ fn softmax_impl(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
         d: size,
         inner,
     };
+    if x.device().is_gpu() && size > crate::ops::reduce::MAX_GROUP_ELEMENTS {
+        // Rows too long for one workgroup: compose the row max and sum, which spread
+        // over many workgroups, with elementwise ops (autograd differentiates those).
+        let m = crate::autograd::no_grad(|| x.max_dim(&[dim], true))?;
+        let z = x.sub(&m)?;
+        let e = z.exp()?;
+        let s = e.sum_dim(&[dim], true)?;
+        return if log { z.sub(&s.log()?) } else { e.div(&s) };
+    }
     if x.numel() == 0 {
         // Nothing to normalise (PyTorch returns an empty result of the same shape).
         let y = Tensor::zeros(x.shape(), x.device())?;
@@ -125,7 +134,7 @@ fn softmax_impl(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
                 &r.params(),
                 &[x.gpu_buf(), &out],
                 groups_rows(r.rows()),
-                row_work(r.d),
+                row_work(r.rows(), r.d),
             );
             Tensor::from_gpu(out, x.shape().to_vec(), x.dtype())
         }
@@ -146,7 +155,7 @@ fn softmax_impl(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
                     &r.params(),
                     &[ys.gpu_buf(), g.gpu_buf(), &out],
                     groups_rows(r.rows()),
-                    row_work(r.d),
+                    row_work(r.rows(), r.d),
                 );
                 Tensor::from_gpu(out, ys.shape().to_vec(), ys.dtype())
             }

@@ -191,6 +191,8 @@ pub struct GpuContext {
     options: GpuOptions,
     features: wgpu::Features,
     limits: wgpu::Limits,
+    /// True for a software rasteriser (lavapipe, llvmpipe, WARP).
+    software: bool,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -225,6 +227,7 @@ impl GpuContext {
         }))
         .map_err(|e| Error::NoAdapter(format!("{} refused a device: {e}", info.name)))?;
         let state = scheduler::State::new(&device);
+        let info_copy = info.clone();
         let ctx = GpuContext {
             device,
             queue,
@@ -236,6 +239,7 @@ impl GpuContext {
             options,
             features,
             limits,
+            software: adapter::summary(&info_copy).is_software,
         };
         ctx.counters.buffers_created.fetch_add(1, Ordering::Relaxed);
         Ok(Arc::new(ctx))
@@ -244,6 +248,11 @@ impl GpuContext {
     /// The adapter this device runs on.
     pub fn adapter(&self) -> AdapterSummary {
         adapter::summary(&self.info)
+    }
+
+    /// True when the adapter is a software rasteriser running on the CPU.
+    pub fn is_software(&self) -> bool {
+        self.software
     }
 
     /// The options this device was opened with.

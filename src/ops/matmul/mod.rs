@@ -420,7 +420,7 @@ pub fn matmul_with(a: &Tensor, b: &Tensor, choice: MatmulChoice) -> Result<Tenso
 
 /// The planner's limits on one device.
 fn plan_limits(g: &crate::backend::gpu::GpuContext) -> PlanLimits {
-    let full_groups = if g.adapter().is_software {
+    let full_groups = if g.is_software() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
         plan::FULL_GROUPS

@@ -9,9 +9,10 @@
 //! The rule, for a product of `batches` matrices `M x K` by `K x N`:
 //! 1. Candidates are each kernel with each split count whose chunk is at least
 //!    [`MIN_K_CHUNK`] (one split always), whose grid fits the adapter, and whose partial
-//!    buffer fits the memory budget; at least `ceil(K / MAX_K_PER_GROUP)` splits, so no
-//!    thread loops over more than [`MAX_K_PER_GROUP`] values of k (where the partials
-//!    would not fit, the chunks run one after another, accumulating).
+//!    buffer fits in one binding. No workgroup loops over more than [`MAX_K_SHORT`]
+//!    values of k unless the grid alone fills the GPU ([`FULL_GROUPS`] workgroups), nor
+//!    ever over more than [`MAX_K_PER_GROUP`]; a single split over a longer K runs its
+//!    chunks one after another, each adding to the result.
 //! 2. Candidates that waste at most a quarter of their arithmetic on partial tiles
 //!    ([`MIN_USEFUL`]) are preferred; without any, the least wasteful ones compete.
 //! 3. Among those, the lowest modelled time on a reference GPU of the H100 class wins:
@@ -83,8 +84,12 @@ impl MatmulKernel {
     }
 }
 
-/// No workgroup loops over more values of k than this: longer products split K.
+/// No workgroup loops over more values of k than this (drivers stop or kill long shader
+/// loops: lavapipe after 65,535 iterations): longer products split K.
 pub const MAX_K_PER_GROUP: usize = 8192;
+/// Nor over more than this unless the grid alone has [`FULL_GROUPS`] workgroups: a long
+/// loop on a few workgroups leaves the GPU idle while they finish.
+pub const MAX_K_SHORT: usize = 1024;
 /// Split chunks are at least this long (and a multiple of [`K_ALIGN`]).
 pub const MIN_K_CHUNK: usize = 128;
 /// Split chunks are multiples of this: every slice depth, and whole vec4s.
@@ -179,7 +184,17 @@ fn executed(kernel: MatmulKernel, s: &ProductShape, splits: usize, chunk: usize)
     2 * (m * n * k_exec * s.batches) as u64
 }
 
-/// Builds the plan for one kernel and split count, or `None` when it does not fit.
+/// The longest k range one workgroup may loop over, for a grid of `groups` workgroups.
+pub fn k_limit(groups: usize) -> usize {
+    if groups >= FULL_GROUPS {
+        MAX_K_PER_GROUP
+    } else {
+        MAX_K_SHORT
+    }
+}
+
+/// Builds the plan for one kernel and split count, or `None` when it does not fit. One
+/// split whose k range is too long for [`k_limit`] runs as passes one after another.
 fn candidate(
     kernel: MatmulKernel,
     s: &ProductShape,
@@ -203,13 +218,15 @@ fn candidate(
             return None;
         }
     }
-    let passes = if chunk > MAX_K_PER_GROUP {
-        // Only when a single split is all that fits: chunks one after another.
-        s.k.div_ceil(MAX_K_PER_GROUP)
+    let tiles = s.m.div_ceil(bm) * s.n.div_ceil(bn) * s.batches;
+    let limit = k_limit(tiles * splits);
+    let (k_chunk, passes) = if chunk <= limit {
+        (chunk, 1)
+    } else if splits == 1 {
+        (limit, s.k.div_ceil(limit))
     } else {
-        1
+        return None;
     };
-    let k_chunk = if passes > 1 { MAX_K_PER_GROUP } else { chunk };
     Some(MatmulPlan {
         kernel,
         splits,
@@ -259,26 +276,20 @@ pub fn plan(
             _ => &MatmulKernel::Naive,
         }),
     };
-    let least_splits = s.k.div_ceil(MAX_K_PER_GROUP).max(1);
+    // Besides the usual counts, the fewest splits that keep each chunk within a bound.
+    let bounded = [s.k.div_ceil(MAX_K_SHORT), s.k.div_ceil(MAX_K_PER_GROUP)];
     let mut candidates: Vec<MatmulPlan> = Vec::new();
     for &kern in kernels {
         if splits > 0 {
-            candidates.extend(candidate(kern, s, splits, limits));
+            candidates.extend(
+                candidate(kern, s, splits, limits).or_else(|| candidate(kern, s, 1, limits)),
+            );
             continue;
         }
-        let mut fitted = false;
-        for &n in SPLITS.iter().chain(std::iter::once(&least_splits)) {
-            let long_enough = n == 1 || s.k / n >= MIN_K_CHUNK;
-            if n >= least_splits && long_enough {
-                if let Some(c) = candidate(kern, s, n, limits) {
-                    fitted |= c.passes == 1;
-                    candidates.push(c);
-                }
+        for &n in SPLITS.iter().chain(&bounded) {
+            if n == 1 || s.k / n >= MIN_K_CHUNK {
+                candidates.extend(candidate(kern, s, n, limits));
             }
-        }
-        if !fitted {
-            // The partials of enough splits do not fit: chunks one after another.
-            candidates.extend(candidate(kern, s, 1, limits));
         }
     }
     let best_useful = candidates
@@ -342,13 +353,19 @@ mod tests {
     }
 
     #[test]
-    fn no_group_loops_over_more_than_the_bound() {
-        for k in [8192, 8193, 70_000, 1 << 20] {
+    fn no_group_loops_over_more_than_the_bounds() {
+        for k in [1024, 1025, 8192, 8193, 70_000, 1 << 20] {
             let p = auto(4, 3, k, 1);
-            assert!(p.k_chunk <= MAX_K_PER_GROUP, "{k}: {p:?}");
+            assert!(p.k_chunk <= MAX_K_SHORT, "{k}: {p:?}");
             assert!(p.splits * p.passes * p.k_chunk >= k);
         }
-        // A big output whose partials would not fit runs its chunks one after another.
+        // The cnn's final linear layer splits its K of 1568 on any adapter.
+        let p = auto(64, 10, 1568, 1);
+        assert!(p.k_chunk <= MAX_K_SHORT, "{p:?}");
+        // A product that fills the GPU by itself may loop longer, up to the watchdog
+        // bound; when its partials would not fit, the chunks run one after another.
+        let p = auto(4096, 4096, 4096, 1);
+        assert_eq!((p.splits, p.passes, p.k_chunk), (1, 1, 4096), "{p:?}");
         let p = auto(4096, 4096, 40_000, 1);
         assert!(
             p.k_chunk <= MAX_K_PER_GROUP && p.passes * p.k_chunk >= 40_000,

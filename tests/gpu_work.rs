@@ -1,0 +1,128 @@
+//! What the GPU does in DESIGN's three training steps, read from the dispatches a
+//! profile records (counts are deterministic; timings are not): no thread loops over more
+//! than 1,024 elements, no reduction of more than 16K elements runs on one workgroup,
+//! and at least 80% of the matrix products' executed arithmetic is useful. And the
+//! profiler itself.
+
+mod common;
+
+use wgrad::prelude::*;
+use wgrad::workloads::Workload;
+
+/// A thread's serial loop, at most.
+const MAX_SERIAL: u64 = 1024;
+/// Elements one workgroup may reduce.
+const MAX_PER_GROUP: u64 = 16 * 1024;
+
+#[test]
+fn the_training_steps_keep_every_kernel_to_the_shape_rules() {
+    let _serial = common::exclusive();
+    let gpu = common::gpu();
+    for workload in Workload::ALL {
+        gpu.manual_seed(0);
+        let mut step = workload.build(&gpu).unwrap();
+        step.step().unwrap();
+        let (done, profile) = gpu.profile(|| step.step()).unwrap();
+        done.unwrap();
+        let name = workload.name();
+        assert!(!profile.dispatches.is_empty());
+        for d in &profile.dispatches {
+            if d.loops {
+                assert!(
+                    d.serial > 0,
+                    "{name}: {} loops but declared no serial work",
+                    d.kernel
+                );
+            }
+            assert!(
+                d.serial <= MAX_SERIAL,
+                "{name}: {} loops over {} elements per thread",
+                d.kernel,
+                d.serial
+            );
+            assert!(
+                d.reduced <= MAX_PER_GROUP * d.workgroups,
+                "{name}: {} reduces {} elements on {} workgroups",
+                d.kernel,
+                d.reduced,
+                d.workgroups
+            );
+        }
+        let useful = profile
+            .useful_fraction()
+            .expect("the step has matrix products");
+        println!(
+            "{name}: {} dispatches, {} workgroups, {:.1}% of product FLOPs useful",
+            profile.dispatches.len(),
+            profile.workgroups(),
+            100.0 * useful
+        );
+        assert!(
+            useful >= 0.8,
+            "{name}: only {:.1}% of the products' FLOPs are useful",
+            100.0 * useful
+        );
+    }
+}
+
+#[test]
+fn a_profile_reports_each_kernel_with_its_grid_and_where_possible_its_time() {
+    let _serial = common::exclusive();
+    let gpu = common::gpu();
+    let a = Tensor::rand_seeded(&[64, 48], 1, &gpu).unwrap();
+    let b = Tensor::rand_seeded(&[48, 40], 2, &gpu).unwrap();
+    let (c, profile) = gpu
+        .profile(|| a.matmul(&b).unwrap().relu().unwrap().sum().unwrap())
+        .unwrap();
+    assert!(c.item().unwrap() > 0.0);
+    let names: Vec<&str> = profile
+        .dispatches
+        .iter()
+        .map(|d| d.kernel.as_str())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names[0].starts_with("matmul_"), "{names:?}");
+    assert_eq!(names[1], "relu_fwd");
+    assert_eq!(names[2], "sum_fwd");
+    let product = &profile.dispatches[0];
+    assert_eq!(product.product, Some([64, 40, 48, 1]));
+    assert_eq!(product.useful_flops, 2 * 64 * 40 * 48);
+    assert!(product.executed_flops >= product.useful_flops);
+    assert!(profile
+        .dispatches
+        .iter()
+        .all(|d| d.workgroups > 0 && d.bytes_bound > 0));
+    let Device::Gpu(ctx) = &gpu else {
+        unreachable!()
+    };
+    assert_eq!(profile.timestamps, ctx.has_timestamps());
+    if profile.timestamps {
+        assert!(profile.dispatches.iter().all(|d| d.gpu_ns.is_some()));
+        assert!(profile.gpu_ns().unwrap() > 0.0);
+    } else {
+        assert!(profile.dispatches.iter().all(|d| d.gpu_ns.is_none()));
+    }
+    let by_kernel = profile.by_kernel();
+    assert_eq!(by_kernel.len(), 3);
+    assert_eq!(by_kernel.iter().map(|k| k.dispatches).sum::<u64>(), 3);
+    let table = profile.to_string();
+    assert!(
+        table.contains("relu_fwd") && table.contains("sum_fwd"),
+        "{table}"
+    );
+    // Work outside the closure is not in the profile, and profiles do not nest.
+    let (_, again) = gpu.profile(|| ()).unwrap();
+    assert!(again.dispatches.is_empty());
+    let nested = gpu.profile(|| gpu.profile(|| ()).map(|_| ()));
+    assert!(matches!(nested, Ok((Err(Error::Argument { .. }), _))));
+}
+
+#[test]
+fn a_cpu_profile_is_empty() {
+    let cpu = Device::cpu();
+    let x = Tensor::ones(&[10], &cpu).unwrap();
+    let (s, p) = cpu.profile(|| x.sum().unwrap()).unwrap();
+    assert_eq!(s.item().unwrap(), 10.0);
+    assert!(p.dispatches.is_empty() && !p.timestamps);
+    assert_eq!(p.useful_fraction(), None);
+}
