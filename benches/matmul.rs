@@ -64,11 +64,9 @@ impl Case {
     /// (M, N, K, batches).
     fn dims(&self) -> (usize, usize, usize, usize) {
         let (ra, rb) = (self.a.len(), self.b.len());
-        let batches = self.a[..ra - 2]
-            .iter()
-            .chain(&self.b[..rb - 2])
-            .product::<usize>()
-            .max(1);
+        // The batch dims broadcast: one side's, or the other's where it has none.
+        let count = |d: &[usize]| d.iter().product::<usize>();
+        let batches = count(&self.a[..ra - 2]).max(count(&self.b[..rb - 2]));
         (self.a[ra - 2], self.b[rb - 1], self.a[ra - 1], batches)
     }
 
@@ -211,10 +209,12 @@ fn main() {
         let plan = gpu_plan(&gpu, m, n, k, batches)
             .map(|p| {
                 format!(
-                    "{:?}, {} split{}, {:.0}% useful",
+                    "{:?}, {} split{}, {} pass{}, {:.0}% useful",
                     p.kernel,
                     p.splits,
                     if p.splits == 1 { "" } else { "s" },
+                    p.passes,
+                    if p.passes == 1 { "" } else { "es" },
                     100.0 * p.useful_fraction()
                 )
             })

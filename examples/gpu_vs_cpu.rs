@@ -80,14 +80,32 @@ fn print_products(name: &str, profile: &Profile) {
         executed as f64 / 1e6,
         100.0 * useful as f64 / executed as f64
     );
-    for d in profile.dispatches.iter().filter(|d| d.executed_flops > 0) {
+    // Consecutive dispatches of the same product (an RNN's steps) print as one line.
+    let products: Vec<_> = profile
+        .dispatches
+        .iter()
+        .filter(|d| d.executed_flops > 0)
+        .collect();
+    let mut i = 0;
+    while i < products.len() {
+        let d = products[i];
+        let same = products[i..]
+            .iter()
+            .take_while(|e| e.kernel == d.kernel && e.product == d.product)
+            .count();
         let [m, n, k, b] = d.product.unwrap_or_default();
+        let times = if same > 1 {
+            format!("{same} x ")
+        } else {
+            String::new()
+        };
         println!(
-            "    {:<44} {m:>5} x {n:>5} x {k:>5} x {b:>3} batches {:>8} groups {:>6.1}% useful",
+            "    {times}{:<44} {m:>5} x {n:>5} x {k:>5} x {b:>3} batches {:>6} groups {:>6.1}% useful",
             d.kernel,
             d.workgroups,
             100.0 * d.useful_flops as f64 / d.executed_flops as f64
         );
+        i += same;
     }
 }
 

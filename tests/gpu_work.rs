@@ -126,3 +126,59 @@ fn a_cpu_profile_is_empty() {
     assert!(p.dispatches.is_empty() && !p.timestamps);
     assert_eq!(p.useful_fraction(), None);
 }
+
+/// Every variant of the matmul family is reached by the op registry's product entries
+/// (whose values `tests/gradcheck.rs` checks): both thread tiles of the tiled kernel with
+/// each operand read along either axis, with and without vec4 loads, every small tile,
+/// split-K with its reduction, and sequential K passes.
+#[test]
+fn the_registry_reaches_every_variant_of_the_matmul_family() {
+    let _serial = common::exclusive();
+    let gpu = common::gpu();
+    let mut seen: Vec<String> = Vec::new();
+    for entry in wgrad::ops::registry::registry() {
+        if !(entry.name.starts_with("matmul") || entry.name == "linear") {
+            continue;
+        }
+        for case in &entry.cases {
+            let inputs: Vec<Tensor> = case
+                .inputs
+                .iter()
+                .enumerate()
+                .map(|(i, spec)| {
+                    Tensor::rand_seeded(&spec.shape, i as u64, &gpu)
+                        .unwrap()
+                        .requires_grad_(true)
+                })
+                .collect();
+            let (_, profile) = gpu
+                .profile(|| {
+                    let y = (case.run)(&inputs, &gpu).unwrap();
+                    y.sum().unwrap().backward().unwrap();
+                })
+                .unwrap();
+            seen.extend(profile.dispatches.into_iter().map(|d| d.kernel));
+        }
+    }
+    let has = |part: &str| seen.iter().any(|k| k.contains(part));
+    for tt in ["TT=8", "TT=4"] {
+        for flag in ["A_KMAJOR=0", "A_KMAJOR=1", "B_KMAJOR=0", "B_KMAJOR=1"] {
+            for vec in ["VEC_A=0", "VEC_A=1", "VEC_B=0", "VEC_B=1"] {
+                let ok = seen
+                    .iter()
+                    .any(|k| k.contains(tt) && k.contains(flag) && k.contains(vec));
+                assert!(
+                    ok,
+                    "no product ran matmul_tile_fwd with {tt}, {flag}, {vec}"
+                );
+            }
+        }
+    }
+    for (sm, sn) in [(2, 2), (2, 4), (4, 2), (4, 4)] {
+        assert!(
+            has(&format!("matmul_small_fwd[SM={sm},SN={sn}]")),
+            "no product ran the {sm} x {sn} small tile"
+        );
+    }
+    assert!(has("matmul_naive_fwd") && has("sum_fwd"));
+}

@@ -373,6 +373,77 @@ mod tests {
         );
     }
 
+    /// One product: M, N, K, batches, and whether the batch is summed.
+    type Product = (usize, usize, usize, usize, bool);
+
+    /// The products of DESIGN's three training steps, as `tests/gpu_work.rs` records them.
+    fn workload_products() -> [(&'static str, Vec<Product>); 3] {
+        let mut rnn = vec![(1024, 128, 65, 1, false), (1024, 65, 128, 1, false)];
+        rnn.extend(std::iter::repeat_n((32, 128, 128, 1, false), 64));
+        rnn.extend([
+            (1024, 128, 65, 1, false),
+            (65, 128, 1024, 1, false),
+            (128, 128, 1024, 1, false),
+            (128, 65, 1024, 1, false),
+        ]);
+        [
+            (
+                "mlp",
+                vec![
+                    (128, 256, 784, 1, false),
+                    (128, 128, 256, 1, false),
+                    (128, 10, 128, 1, false),
+                    (128, 128, 10, 1, false),
+                    (10, 128, 128, 1, false),
+                    (128, 256, 128, 1, false),
+                    (128, 256, 128, 1, false),
+                    (256, 784, 128, 1, false),
+                ],
+            ),
+            (
+                "cnn",
+                vec![
+                    (16, 784, 9, 64, false),
+                    (32, 196, 144, 64, false),
+                    (64, 10, 1568, 1, false),
+                    (64, 1568, 10, 1, false),
+                    (10, 1568, 64, 1, false),
+                    (32, 144, 196, 64, true),
+                    (144, 196, 32, 64, false),
+                    (16, 9, 784, 64, true),
+                ],
+            ),
+            ("rnn", rnn),
+        ]
+    }
+
+    #[test]
+    fn the_workloads_products_are_mostly_useful_on_a_large_gpu_too() {
+        let hardware = PlanLimits {
+            max_binding: 2 << 30,
+            full_groups: FULL_GROUPS,
+        };
+        for (name, products) in workload_products() {
+            let (mut useful, mut executed) = (0u64, 0u64);
+            for (m, n, k, batches, summing) in products {
+                let s = ProductShape {
+                    m,
+                    n,
+                    k,
+                    batches,
+                    summing,
+                };
+                let p = plan(&s, MatmulKernel::Auto, 0, &hardware).unwrap();
+                assert!(p.k_chunk <= MAX_K_SHORT, "{name} {s:?}: {p:?}");
+                useful += p.useful_flops;
+                executed += p.executed_flops;
+            }
+            let share = useful as f64 / executed as f64;
+            println!("{name}: {:.1}% useful on a large GPU", 100.0 * share);
+            assert!(share >= 0.8, "{name}: {:.1}% useful", 100.0 * share);
+        }
+    }
+
     #[test]
     fn forced_kernels_and_splits_are_honoured() {
         let s = ProductShape {
