@@ -49,7 +49,8 @@ fn store_c(at: u32, v: f32) {
 // workgroup memory (BK = 1024 / BM, so each thread loads one vec4 of each), double
 // buffered: the next slice's global loads are issued before the current slice's
 // arithmetic and stored after it, one barrier per step. VEC_A / VEC_B read aligned vec4s
-// through the x0v / x1v views when the contiguous axis allows it. A thread's rows are
+// through the x0v / x1v views when the operand's contiguous axis is M (A) or N (B) and
+// allows it. A thread's rows are
 // r * 64 + ty * 4 + i and its columns h * 64 + tx * 4 + j, so the vec4 reads of workgroup
 // memory by neighbouring threads are neighbouring (no bank conflicts).
 // Launch: (ceil(N / BN), ceil(M / BM), batches * splits of this launch).
@@ -68,22 +69,22 @@ fn a_at(i: u32) -> f32 { return x0v[i >> 2u][i & 3u]; }
 fn b_at(i: u32) -> f32 { return x1v[i >> 2u][i & 3u]; }
 
 // One thread's vec4 of the A slice at rows m0.., columns k0.. (zero outside the matrix
-// and outside this workgroup's k range), along A's contiguous axis.
+// and outside this workgroup's k range): four neighbouring rows m at one k, so that the
+// thread stages a whole vec4 of the [k][m / 4] slice (threads must not write different
+// components of one vec4: a compiler may store the whole vector). When m is A's
+// contiguous axis (a transposed A) that is one aligned vec4 load (VEC_A) or four
+// neighbouring scalars; when k is, four scalars from four rows, with neighbouring threads
+// reading neighbouring k of each row (coalesced).
 fn load_a(base: u32, m0: u32, k0: u32, k_hi: u32, t: u32) -> vec4<f32> {
     let bm = 16u * TT;
     let bk = 1024u / bm;
     var v = vec4<f32>(0.0);
     if (A_KMAJOR) {
-        let m = m0 + t / (bk / 4u);
-        let k = k0 + (t % (bk / 4u)) * 4u;
-        if (m >= P[0]) { return v; }
-        let at = base + m * P[16] + k;
-        if (VEC_A) {
-            if (k < k_hi) { v = x0v[at >> 2u]; }
-            return v;
-        }
+        let k = k0 + t % bk;
+        let m = m0 + (t / bk) * 4u;
+        if (k >= k_hi) { return v; }
         for (var c = 0u; c < 4u; c = c + 1u) {
-            if (k + c < k_hi) { v[c] = a_at(at + c); }
+            if (m + c < P[0]) { v[c] = a_at(base + (m + c) * P[16] + k); }
         }
     } else {
         let k = k0 + t / (bm / 4u);
@@ -101,22 +102,18 @@ fn load_a(base: u32, m0: u32, k0: u32, k_hi: u32, t: u32) -> vec4<f32> {
     return v;
 }
 
-// The same for the B slice at rows k0.., columns n0...
+// The same for the B slice at rows k0.., columns n0..: four neighbouring columns n at
+// one k.
 fn load_b(base: u32, k0: u32, n0: u32, k_hi: u32, t: u32) -> vec4<f32> {
     let bn = 16u * TT;
     let bk = 1024u / bn;
     var v = vec4<f32>(0.0);
     if (B_KMAJOR) {
-        let n = n0 + t / (bk / 4u);
-        let k = k0 + (t % (bk / 4u)) * 4u;
-        if (n >= P[1]) { return v; }
-        let at = base + k + n * P[19];
-        if (VEC_B) {
-            if (k < k_hi) { v = x1v[at >> 2u]; }
-            return v;
-        }
+        let k = k0 + t % bk;
+        let n = n0 + (t / bk) * 4u;
+        if (k >= k_hi) { return v; }
         for (var c = 0u; c < 4u; c = c + 1u) {
-            if (k + c < k_hi) { v[c] = b_at(at + c); }
+            if (n + c < P[1]) { v[c] = b_at(base + k + (n + c) * P[19]); }
         }
     } else {
         let k = k0 + t / (bn / 4u);
@@ -134,28 +131,21 @@ fn load_b(base: u32, k0: u32, n0: u32, k_hi: u32, t: u32) -> vec4<f32> {
     return v;
 }
 
-// Writes a thread's loaded vec4s into slice buffer `buf`, laid out [k][m / 4] and [k][n / 4].
+// Writes a thread's loaded vec4s into slice buffer `buf`, laid out [k][m / 4] and
+// [k][n / 4]: each thread one whole vec4 of each.
 fn stage(buf: u32, va: vec4<f32>, vb: vec4<f32>, t: u32) {
     let b4 = 4u * TT;                 // vec4s per k row: BM / 4 = BN / 4
     let bk = 1024u / (16u * TT);
     let at = buf * TILE_VEC4S;
     if (A_KMAJOR) {
-        let m = t / (bk / 4u);
-        let k = (t % (bk / 4u)) * 4u;
-        for (var c = 0u; c < 4u; c = c + 1u) {
-            tile_a[at + (k + c) * b4 + m / 4u][m % 4u] = va[c];
-        }
+        tile_a[at + (t % bk) * b4 + t / bk] = va;
     } else {
-        tile_a[at + (t / b4) * b4 + t % b4] = va;
+        tile_a[at + t] = va;
     }
     if (B_KMAJOR) {
-        let n = t / (bk / 4u);
-        let k = (t % (bk / 4u)) * 4u;
-        for (var c = 0u; c < 4u; c = c + 1u) {
-            tile_b[at + (k + c) * b4 + n / 4u][n % 4u] = vb[c];
-        }
+        tile_b[at + (t % bk) * b4 + t / bk] = vb;
     } else {
-        tile_b[at + (t / b4) * b4 + t % b4] = vb;
+        tile_b[at + t] = vb;
     }
 }
 
@@ -271,7 +261,8 @@ fn matmul_small_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
 
 // ---- Naive kernel -----------------------------------------------------------------------
 // The simple kernel the others must beat (kept for the benchmark): one output per
-// thread, straight from global memory. Launch: (ceil(N / 16), ceil(M / 16), batches).
+// thread, straight from global memory.
+// Launch: (ceil(N / 16), ceil(M / 16), batches * splits of this launch).
 @compute @workgroup_size(16, 16)
 fn matmul_naive_fwd(@builtin(global_invocation_id) gid: vec3<u32>) {
     let m = gid.y;

@@ -16,12 +16,14 @@ fn combine_sum(v: f32, t: u32) -> f32 {
     let s = subgroupAdd(v);
     if (sg_lane == 0u) { part[sg_id] = s; }
     workgroupBarrier();
+    // Every subgroup runs the second add (subgroup operations stay in uniform control
+    // flow); only the first one's lanes bring values.
+    var acc = 0.0;
     if (sg_id == 0u) {
-        var acc = 0.0;
         for (var i = sg_lane; i < sg_count; i = i + sg_size) { acc = acc + part[i]; }
-        let total = subgroupAdd(acc);
-        if (sg_lane == 0u) { part_idx[0] = bitcast<u32>(total); }
     }
+    let total = subgroupAdd(acc);
+    if (sg_id == 0u && sg_lane == 0u) { part_idx[0] = bitcast<u32>(total); }
     workgroupBarrier();
     return bitcast<f32>(part_idx[0]);
 }

@@ -54,3 +54,72 @@ fn matmul_with_more_batches_than_one_grid_dimension_holds() {
         assert_eq!(c[i], want, "batch {i}");
     }
 }
+
+/// Reductions and products whose result or inner dimension is empty (the GPU planners
+/// divide by workgroup counts that are zero there).
+#[test]
+fn reductions_and_products_over_empty_dimensions_give_empty_or_zero_results() {
+    for dev in common::devices() {
+        let x = Tensor::zeros(&[0, 5], &dev).unwrap();
+        let rows = x.sum_dim(&[1], false).unwrap();
+        assert_eq!(rows.shape(), [0]);
+        assert_eq!(x.max_dim(&[1], false).unwrap().shape(), [0]);
+        assert_eq!(
+            x.sum_dim(&[0], false).unwrap().to_vec::<f32>().unwrap(),
+            vec![0.0; 5]
+        );
+        assert_eq!(x.sum().unwrap().item().unwrap(), 0.0);
+        let y = Tensor::zeros(&[5, 0], &dev).unwrap();
+        assert_eq!(y.softmax(1).unwrap().shape(), [5, 0]);
+        // Long rows take another path on the GPU; an empty batch of them too.
+        let long = Tensor::zeros(&[0, 20_000], &dev).unwrap();
+        assert_eq!(long.softmax(1).unwrap().shape(), [0, 20_000]);
+        assert_eq!(long.log_softmax(1).unwrap().shape(), [0, 20_000]);
+        let none = Tensor::from_vec(Vec::<u32>::new(), &[0], &dev).unwrap();
+        let per_sample = wgrad::ops::loss::cross_entropy_per_sample(&long, &none).unwrap();
+        assert_eq!(per_sample.shape(), [0]);
+        let a = Tensor::ones(&[3, 0], &dev).unwrap();
+        let b = Tensor::ones(&[0, 4], &dev).unwrap();
+        let c = a.matmul(&b).unwrap();
+        assert_eq!(c.to_vec::<f32>().unwrap(), vec![0.0; 12], "{dev:?}");
+        assert_eq!(
+            b.transpose(0, 1)
+                .unwrap()
+                .matmul(&a.transpose(0, 1).unwrap())
+                .unwrap()
+                .shape(),
+            [4, 3]
+        );
+    }
+}
+
+/// The column kernels divide by the stride: a zero stride, dilation or kernel size is an
+/// argument error before any launch, through the public column functions too.
+#[test]
+fn im2col_and_col2im_refuse_zero_strides() {
+    use wgrad::ops::conv2d::{col2im, im2col, Geometry};
+    for dev in common::devices() {
+        let g = Geometry {
+            n: 1,
+            c: 1,
+            h: 4,
+            w: 4,
+            ho: 4,
+            wo: 4,
+            k: (1, 1),
+            stride: (0, 1),
+            padding: (0, 0),
+            dilation: (1, 1),
+        };
+        let x = Tensor::ones(&[1, 1, 4, 4], &dev).unwrap();
+        let cols = Tensor::ones(&[1, 1, 16], &dev).unwrap();
+        assert!(matches!(im2col(&x, g), Err(Error::Argument { .. })));
+        assert!(matches!(col2im(&cols, g), Err(Error::Argument { .. })));
+        let g = Geometry {
+            stride: (1, 1),
+            dilation: (1, 0),
+            ..g
+        };
+        assert!(matches!(col2im(&cols, g), Err(Error::Argument { .. })));
+    }
+}

@@ -71,6 +71,23 @@ impl Geometry {
     fn kk(&self) -> usize {
         self.k.0 * self.k.1
     }
+    /// Kernel size, stride and dilation must be positive (the kernels divide by them).
+    fn check(&self, op: &'static str) -> Result<()> {
+        let g = self;
+        if [
+            g.k.0,
+            g.k.1,
+            g.stride.0,
+            g.stride.1,
+            g.dilation.0,
+            g.dilation.1,
+        ]
+        .contains(&0)
+        {
+            return arg_err(op, "kernel size, stride and dilation must be positive");
+        }
+        Ok(())
+    }
     fn cols_shape(&self) -> Vec<usize> {
         vec![self.n, self.c * self.kk(), self.ho * self.wo]
     }
@@ -243,6 +260,7 @@ fn run(x: &Tensor, g: Geometry, to_cols: bool) -> Tensor {
 /// result is already NCHW.
 pub fn im2col(x: &Tensor, g: Geometry) -> Result<Tensor> {
     check_float("im2col", x)?;
+    g.check("im2col")?;
     if x.shape() != g.image_shape().as_slice() {
         return shape_err(
             "im2col",
@@ -262,6 +280,7 @@ pub fn im2col(x: &Tensor, g: Geometry) -> Result<Tensor> {
 /// Folds columns `[N, C kh kw, Ho Wo]` back into images, summing overlaps.
 pub fn col2im(cols: &Tensor, g: Geometry) -> Result<Tensor> {
     check_float("col2im", cols)?;
+    g.check("col2im")?;
     if cols.shape() != g.cols_shape().as_slice() {
         return shape_err(
             "col2im",

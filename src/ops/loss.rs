@@ -91,7 +91,7 @@ pub fn cross_entropy_per_sample(logits: &Tensor, targets: &Tensor) -> Result<Ten
             };
             (Tensor::from_cpu(l, vec![n]), Tensor::from_cpu(s, vec![n]))
         }
-        Device::Gpu(_) if c > crate::ops::reduce::MAX_GROUP_ELEMENTS => {
+        Device::Gpu(_) if c > crate::ops::reduce::MAX_GROUP_ELEMENTS && n > 0 => {
             // Rows too long for one workgroup: the log-sum-exp from reductions that
             // spread over many workgroups; the loss picks each row's target logit
             // (NaN for a target >= C, as the fused kernel).

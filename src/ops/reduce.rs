@@ -271,7 +271,7 @@ pub(crate) fn plan_pass(geo: &Geometry) -> Pass {
             splits: 1,
         };
     }
-    let blocks = outputs.div_ceil(ow);
+    let blocks = outputs.div_ceil(ow).max(1);
     let most = m.div_ceil((MAX_GROUP_ELEMENTS / ow).max(lanes));
     let fill = m.div_ceil((MIN_GROUP_ELEMENTS / ow).max(lanes));
     let splits = most.max(TARGET_GROUPS.div_ceil(blocks).min(fill));

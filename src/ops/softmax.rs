@@ -103,6 +103,11 @@ fn softmax_impl(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
         d: size,
         inner,
     };
+    if x.numel() == 0 {
+        // Nothing to normalise (PyTorch returns an empty result of the same shape).
+        let y = Tensor::zeros(x.shape(), x.device())?;
+        return Ok(record(y, name, &[x], |g| Ok(vec![Some(g.clone())])));
+    }
     if x.device().is_gpu() && size > crate::ops::reduce::MAX_GROUP_ELEMENTS {
         // Rows too long for one workgroup: compose the row max and sum, which spread
         // over many workgroups, with elementwise ops (autograd differentiates those).
@@ -111,11 +116,6 @@ fn softmax_impl(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
         let e = z.exp()?;
         let s = e.sum_dim(&[dim], true)?;
         return if log { z.sub(&s.log()?) } else { e.div(&s) };
-    }
-    if x.numel() == 0 {
-        // Nothing to normalise (PyTorch returns an empty result of the same shape).
-        let y = Tensor::zeros(x.shape(), x.device())?;
-        return Ok(record(y, name, &[x], |g| Ok(vec![Some(g.clone())])));
     }
     let (fk, bk) = if log {
         (LOG_SOFTMAX_FWD, LOG_SOFTMAX_BWD)

@@ -195,26 +195,17 @@ struct GpuProduct {
 
 impl GpuProduct {
     /// The override values of the tiled kernel: thread tile, which axis of each operand
-    /// is contiguous, and whether it can be read as aligned vec4s (the contiguous axis's
-    /// extent and every other stride a multiple of 4).
+    /// is contiguous, and whether a transposed A (contiguous along M) or an
+    /// untransposed B (contiguous along N) can be read as aligned vec4s (that axis's
+    /// extent and every other stride a multiple of 4). Operands contiguous along K are
+    /// read as scalars, coalesced across threads (see `load_a` in the shader).
     fn tile_overrides(&self, kernel: MatmulKernel) -> [u32; 6] {
-        let ((a_rs, a_cs), (b_rs, b_cs)) = (self.a_strides, self.b_strides);
-        let (m, n, k) = (self.m, self.n, self.k);
-        let all4 = |v: &[usize]| v.iter().all(|x| x % 4 == 0);
+        let ((_, a_cs), (b_rs, _)) = (self.a_strides, self.b_strides);
+        let all4 = |v: &[usize]| v.iter().all(|x| x.is_multiple_of(4));
         let a_kmajor = a_cs == 1;
         let b_kmajor = b_rs == 1;
-        let vec_a = all4(&self.sa)
-            && if a_kmajor {
-                k % 4 == 0 && a_rs % 4 == 0
-            } else {
-                m % 4 == 0 && a_cs % 4 == 0
-            };
-        let vec_b = all4(&self.sb)
-            && if b_kmajor {
-                k % 4 == 0 && b_cs % 4 == 0
-            } else {
-                n % 4 == 0 && b_rs % 4 == 0
-            };
+        let vec_a = !a_kmajor && all4(&self.sa) && all4(&[self.m, a_cs]);
+        let vec_b = !b_kmajor && all4(&self.sb) && all4(&[self.n, b_rs]);
         let tt = if kernel == MatmulKernel::Tile128 {
             8
         } else {

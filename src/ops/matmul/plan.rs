@@ -12,7 +12,8 @@
 //!    buffer fits in one binding. No workgroup loops over more than [`MAX_K_SHORT`]
 //!    values of k unless the grid alone fills the GPU ([`FULL_GROUPS`] workgroups), nor
 //!    ever over more than [`MAX_K_PER_GROUP`]; a single split over a longer K runs its
-//!    chunks one after another, each adding to the result.
+//!    chunks one after another, each adding to the result (passes), which competes with
+//!    the split candidates.
 //! 2. Candidates that waste at most a quarter of their arithmetic on partial tiles
 //!    ([`MIN_USEFUL`]) are preferred; without any, the least wasteful ones compete.
 //! 3. Among those, the lowest modelled time on a reference GPU of the H100 class wins:
@@ -134,8 +135,9 @@ pub struct MatmulPlan {
     pub splits: usize,
     /// Values of k per split (or per pass).
     pub k_chunk: usize,
-    /// Launches one after another, each adding its chunk of K to the result (1 unless
-    /// the partials of the needed splits would not fit in memory).
+    /// Launches one after another, each adding its chunk of K to the result: a single
+    /// split whose K is longer than a workgroup may loop runs this way (the planner
+    /// weighs it against splits, whose partials need memory and a reduction pass).
     pub passes: usize,
     /// FLOPs the product needs.
     pub useful_flops: u64,
@@ -213,7 +215,8 @@ fn candidate(
     };
     let splits = s.k.div_ceil(chunk.max(1)).max(1);
     if splits > 1 {
-        let partial_bytes = (splits * s.batches * s.m * s.n * 4) as u64;
+        // The pool rounds buffers up to a power of two.
+        let partial_bytes = ((splits * s.batches * s.m * s.n * 4) as u64).next_power_of_two();
         if partial_bytes > limits.max_binding {
             return None;
         }
@@ -359,7 +362,8 @@ mod tests {
             assert!(p.k_chunk <= MAX_K_SHORT, "{k}: {p:?}");
             assert!(p.splits * p.passes * p.k_chunk >= k);
         }
-        // The cnn's final linear layer splits its K of 1568 on any adapter.
+        // The cnn's final linear layer bounds its K of 1568 (split, or in passes) on any
+        // adapter.
         let p = auto(64, 10, 1568, 1);
         assert!(p.k_chunk <= MAX_K_SHORT, "{p:?}");
         // A product that fills the GPU by itself may loop longer, up to the watchdog
