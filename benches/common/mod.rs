@@ -36,14 +36,9 @@ pub fn gpu_device(bench: &str) -> Device {
 }
 
 /// The median of some timings (the mean of the middle two for an even count).
-pub fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    let m = times.len() / 2;
-    if times.len() % 2 == 1 {
-        times[m]
-    } else {
-        (times[m - 1] + times[m]) / 2
-    }
+pub fn median(times: Vec<Duration>) -> Duration {
+    let mut secs: Vec<f64> = times.iter().map(Duration::as_secs_f64).collect();
+    Duration::from_secs_f64(wgrad::workloads::median(&mut secs))
 }
 
 /// Times one of DESIGN's shared workloads on the CPU backend and the GPU: criterion

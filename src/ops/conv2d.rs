@@ -45,6 +45,19 @@ pub struct Geometry {
     pub dilation: (usize, usize),
 }
 
+/// Kernel size, stride and dilation must be positive: the column kernels divide by them.
+fn check_positive(
+    op: &'static str,
+    k: (usize, usize),
+    stride: (usize, usize),
+    dilation: (usize, usize),
+) -> Result<()> {
+    if [k.0, k.1, stride.0, stride.1, dilation.0, dilation.1].contains(&0) {
+        return arg_err(op, "kernel size, stride and dilation must be positive");
+    }
+    Ok(())
+}
+
 impl Geometry {
     fn params(&self) -> [u32; 17] {
         [
@@ -71,22 +84,8 @@ impl Geometry {
     fn kk(&self) -> usize {
         self.k.0 * self.k.1
     }
-    /// Kernel size, stride and dilation must be positive (the kernels divide by them).
     fn check(&self, op: &'static str) -> Result<()> {
-        let g = self;
-        if [
-            g.k.0,
-            g.k.1,
-            g.stride.0,
-            g.stride.1,
-            g.dilation.0,
-            g.dilation.1,
-        ]
-        .contains(&0)
-        {
-            return arg_err(op, "kernel size, stride and dilation must be positive");
-        }
-        Ok(())
+        check_positive(op, self.k, self.stride, self.dilation)
     }
     fn cols_shape(&self) -> Vec<usize> {
         vec![self.n, self.c * self.kk(), self.ho * self.wo]
@@ -377,12 +376,7 @@ pub fn conv2d(
             ),
         );
     }
-    if [o.stride.0, o.stride.1, o.dilation.0, o.dilation.1, kh, kw].contains(&0) {
-        return arg_err(
-            "conv2d",
-            "kernel size, stride and dilation must be positive",
-        );
-    }
+    check_positive("conv2d", (kh, kw), o.stride, o.dilation)?;
     let (Some(ho), Some(wo)) = (
         Geometry::out_size(h, kh, o.stride.0, o.padding.0, o.dilation.0),
         Geometry::out_size(w, kw, o.stride.1, o.padding.1, o.dilation.1),
@@ -446,12 +440,7 @@ pub fn conv_transpose2d(
             ),
         );
     }
-    if [o.stride.0, o.stride.1, o.dilation.0, o.dilation.1, kh, kw].contains(&0) {
-        return arg_err(
-            "conv_transpose2d",
-            "kernel size, stride and dilation must be positive",
-        );
-    }
+    check_positive("conv_transpose2d", (kh, kw), o.stride, o.dilation)?;
     if o.output_padding.0 >= o.stride.0.max(o.dilation.0)
         || o.output_padding.1 >= o.stride.1.max(o.dilation.1)
     {

@@ -184,14 +184,14 @@ fn merge_dims(dims: &[(usize, usize)]) -> Vec<(usize, usize)> {
 /// A GPU reduction's addressing: the kept dims (one output per position) and the reduced
 /// dims (summed per output), each as (size, stride) pairs into the input buffer.
 #[derive(Clone, Debug)]
-pub(crate) struct Geometry {
+struct Geometry {
     kept: Vec<(usize, usize)>,
     red: Vec<(usize, usize)>,
 }
 
 /// How one pass spreads a reduction over workgroups.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Pass {
+struct Pass {
     /// Outputs per workgroup (1, or up to [`COLUMN_OUTPUTS`] for column sums).
     pub ow: usize,
     /// Reduced positions per split.
@@ -211,7 +211,7 @@ impl Pass {
 
 impl Geometry {
     /// Summing a `[rows, cols]` buffer over its rows.
-    pub(crate) fn columns(rows: usize, cols: usize) -> Geometry {
+    fn columns(rows: usize, cols: usize) -> Geometry {
         Geometry {
             kept: merge_dims(&[(cols, 1)]),
             red: merge_dims(&[(rows, cols)]),
@@ -254,7 +254,7 @@ impl Geometry {
 /// output's positions split into chunks of at most [`MAX_GROUP_ELEMENTS`] per workgroup,
 /// and further (down to [`MIN_GROUP_ELEMENTS`]) until there are [`TARGET_GROUPS`]
 /// workgroups.
-pub(crate) fn plan_pass(geo: &Geometry) -> Pass {
+fn plan_pass(geo: &Geometry) -> Pass {
     let (outputs, m) = (geo.outputs(), geo.m());
     let inner_kept = geo.kept.last().is_some_and(|d| d.1 == 1);
     let inner_red = geo.red.last().is_some_and(|d| d.1 == 1);
@@ -293,12 +293,7 @@ fn pass_work(geo: &Geometry, pass: Pass) -> Work {
 }
 
 /// `scale` times the sum over `geo`'s reduced positions of `x`, one value per output.
-pub(crate) fn gpu_sum(
-    ctx: &Arc<GpuContext>,
-    x: &GpuBuffer,
-    geo: &Geometry,
-    scale: f32,
-) -> GpuBuffer {
+fn gpu_sum(ctx: &Arc<GpuContext>, x: &GpuBuffer, geo: &Geometry, scale: f32) -> GpuBuffer {
     let outputs = geo.outputs();
     let kernel = if ctx.uses_subgroups() {
         SUM_FWD_SUBGROUP

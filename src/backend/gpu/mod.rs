@@ -193,6 +193,8 @@ pub struct GpuContext {
     limits: wgpu::Limits,
     /// True for a software rasteriser (lavapipe, llvmpipe, WARP).
     software: bool,
+    /// Workgroups that keep this device busy (see [`GpuContext::full_groups`]).
+    full_groups: usize,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -227,7 +229,14 @@ impl GpuContext {
         }))
         .map_err(|e| Error::NoAdapter(format!("{} refused a device: {e}", info.name)))?;
         let state = scheduler::State::new(&device);
-        let info_copy = info.clone();
+        let software = info.device_type == wgpu::DeviceType::Cpu;
+        // A software rasteriser runs one workgroup per CPU thread; a hardware GPU is
+        // assumed to be of the H100 class (there is no portable way to ask).
+        let full_groups = if software {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            crate::ops::matmul::plan::FULL_GROUPS
+        };
         let ctx = GpuContext {
             device,
             queue,
@@ -239,7 +248,8 @@ impl GpuContext {
             options,
             features,
             limits,
-            software: adapter::summary(&info_copy).is_software,
+            software,
+            full_groups,
         };
         ctx.counters.buffers_created.fetch_add(1, Ordering::Relaxed);
         Ok(Arc::new(ctx))
@@ -253,6 +263,13 @@ impl GpuContext {
     /// True when the adapter is a software rasteriser running on the CPU.
     pub fn is_software(&self) -> bool {
         self.software
+    }
+
+    /// Workgroups that keep this device busy: one per CPU thread on a software adapter,
+    /// [`crate::ops::matmul::plan::FULL_GROUPS`] on a hardware GPU (the matmul planner's
+    /// notion of a full device).
+    pub fn full_groups(&self) -> usize {
+        self.full_groups
     }
 
     /// The options this device was opened with.

@@ -411,14 +411,9 @@ pub fn matmul_with(a: &Tensor, b: &Tensor, choice: MatmulChoice) -> Result<Tenso
 
 /// The planner's limits on one device.
 fn plan_limits(g: &crate::backend::gpu::GpuContext) -> PlanLimits {
-    let full_groups = if g.is_software() {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        plan::FULL_GROUPS
-    };
     PlanLimits {
         max_binding: g.max_binding(),
-        full_groups,
+        full_groups: g.full_groups(),
     }
 }
 

@@ -111,7 +111,7 @@ const SPLITS: [usize; 14] = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128];
 pub(crate) const MAX_GROUPS: usize = 65_535;
 
 /// A product's dimensions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ProductShape {
     /// Rows of the result.
     pub m: usize,
@@ -157,7 +157,7 @@ impl MatmulPlan {
 }
 
 /// What the plan must respect and aim for on one adapter.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PlanLimits {
     /// The adapter's largest storage binding (partial products must fit in one).
     pub max_binding: u64,
@@ -252,9 +252,38 @@ fn modelled_ns(p: &MatmulPlan, s: &ProductShape, limits: &PlanLimits) -> f64 {
     ns + (p.passes - 1) as f64 * DISPATCH_NS
 }
 
+/// Plans already made: a training step asks for the same shapes every step, and
+/// weighing every candidate takes a few microseconds of recording time.
+type PlanKey = (ProductShape, MatmulKernel, usize, PlanLimits);
+static PLANS: std::sync::Mutex<Option<std::collections::HashMap<PlanKey, Option<MatmulPlan>>>> =
+    std::sync::Mutex::new(None);
+/// Plans kept at most (the memo starts over past this).
+const PLANS_KEPT: usize = 4096;
+
 /// The plan for `s` with `kernel` (or the planner's choice for `Auto`) and `splits`
 /// (0: the planner's choice). `None` when no kernel's grid fits the adapter.
 pub fn plan(
+    s: &ProductShape,
+    kernel: MatmulKernel,
+    splits: usize,
+    limits: &PlanLimits,
+) -> Option<MatmulPlan> {
+    let key = (*s, kernel, splits, *limits);
+    let mut memo = PLANS.lock().unwrap_or_else(|e| e.into_inner());
+    let plans = memo.get_or_insert_with(Default::default);
+    if let Some(p) = plans.get(&key) {
+        return *p;
+    }
+    let p = weigh(s, kernel, splits, limits);
+    if plans.len() >= PLANS_KEPT {
+        plans.clear();
+    }
+    plans.insert(key, p);
+    p
+}
+
+/// [`plan`] without the memo.
+fn weigh(
     s: &ProductShape,
     kernel: MatmulKernel,
     splits: usize,
