@@ -46,8 +46,36 @@ fn cross_entropy_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     y1[row] = lse;
 }
 
-// One thread per logit: dx[n, j] = g[n] (softmax(x)[n, j] - [j == t_n]).
-// x0 = logits, x1 = saved lse [N], x2 = g [N].
+// The mean loss of a small batch on one workgroup of 256 threads (the host uses it when
+// N C <= 16K and each thread's rows hold at most 1,024 logits): thread t takes rows t,
+// t + 256, ...; y1[n] = lse_n (saved for the backward), y0[0] = the mean of the rows'
+// losses (NaN for a target >= C).
+@compute @workgroup_size(256)
+fn cross_entropy_mean_fwd(@builtin(local_invocation_index) t: u32) {
+    let c = P[1];
+    var total = 0.0;
+    for (var row = t; row < P[0]; row = row + 256u) {
+        var m = x0[row * c];
+        for (var j = 1u; j < c; j = j + 1u) { m = max(m, x0[row * c + j]); }
+        var s = 0.0;
+        for (var j = 0u; j < c; j = j + 1u) { s = s + exp(x0[row * c + j] - m); }
+        let lse = m + log(s);
+        let tgt = xi[row];
+        total = total + select(nan_f(), lse - x0[row * c + min(tgt, c - 1u)], tgt < c);
+        y1[row] = lse;
+    }
+    red[t] = total;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s = s / 2u) {
+        if (t < s) { red[t] = red[t] + red[t + s]; }
+        workgroupBarrier();
+    }
+    if (t == 0u) { y0[0] = red[0] / f32(P[0]); }
+}
+
+// One thread per logit: dx[n, j] = g[n] (softmax(x)[n, j] - [j == t_n]), or with
+// P[2] = 1 (the mean's gradient) g[0] / N for every row.
+// x0 = logits, x1 = saved lse [N], x2 = g [N] (or [1]).
 @compute @workgroup_size(256)
 fn cross_entropy_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
@@ -56,5 +84,7 @@ fn cross_entropy_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     let row = i / c;
     let j = i % c;
     let p = exp(x0[i] - x1[row]);
-    y0[i] = x2[row] * (p - select(0.0, 1.0, xi[row] == j));
+    var g = 0.0;
+    if (P[2] == 1u) { g = x2[0] / f32(P[0]); } else { g = x2[row]; }
+    y0[i] = g * (p - select(0.0, 1.0, xi[row] == j));
 }

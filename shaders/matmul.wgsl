@@ -8,13 +8,65 @@
 // P[20] = the first batch of this launch (a grid dimension holds at most 65535 groups),
 // P[21] = batches of the whole product, P[22] = splits of K, P[23] = K per split,
 // P[24] = 1 to add to y0 instead of writing it, P[25] = the first k of this launch.
+// P[26..36] are the fused prologue and epilogue, live when the override EPI is not 0;
+// EPI's bits choose what is compiled in (so a plain product has none of it): 1 the
+// epilogue, 2 the prologue (each element a of A becomes a * act'(x2[index of a]), x2 a
+// saved activation output laid out like A's buffer), 4 the row sums of A (a bias
+// gradient: y1[P[33] + m] = sum over k of A[m, k], from the threads of the first column
+// tile), bits 4-7 the prologue's activation, bits 8-11 the activation applied last
+// (0 identity, 1 ReLU, 2 leaky ReLU with slope P[27], 3 sigmoid, 4 tanh).
+// P[26] = flags: 1 add the bias x2 (per column n, or per row m with flag 2), 4 add the
+// addend y1[P[28] + out index]. P[29] = offset of the output in y0, P[31] / P[32] =
+// offsets of A / B in their buffers. The bias, addend and activation apply once, where
+// the last k of the product is added (a fused product has no splits; passes apply it
+// on the last pass, and add to the row sums).
 // Grid z counts (batch, split) pairs of this launch: z = local batch * splits + split.
 // Split s covers k in [P[25] + s P[23], min(P[2], P[25] + (s + 1) P[23])) and writes its
 // partial product to y0[(s * P[21] + batch) * M * N + m * N + n]; a reduction pass adds
 // the splits up (no float atomics).
 
-fn batch_base_a(b: u32) -> u32 { return strided(b, P[3], 4u, 8u); }
-fn batch_base_b(b: u32) -> u32 { return strided(b, P[3], 4u, 12u); }
+override EPI: u32 = 0u;
+
+fn batch_base_a(b: u32) -> u32 { return strided(b, P[3], 4u, 8u) + select(0u, P[31], EPI != 0u); }
+fn batch_base_b(b: u32) -> u32 { return strided(b, P[3], 4u, 12u) + select(0u, P[32], EPI != 0u); }
+
+// An activation (codes as P[26] bits 8-11), as the unary kernels compute it.
+fn act_apply(code: u32, v: f32) -> f32 {
+    switch code {
+        case 1u: { return max(v, 0.0); }
+        case 2u: { return select(pf(27u) * v, v, v > 0.0); }
+        case 3u: { return sigmoid_f(v); }
+        case 4u: { return tanh(clamp(v, -15.0, 15.0)); }
+        default: { return v; }
+    }
+}
+
+// Its derivative from the saved output y (the rules the unary backward kernels use; a
+// leaky slope is non-negative when fused, so y > 0 exactly where x > 0).
+fn act_deriv(code: u32, y: f32) -> f32 {
+    switch code {
+        case 1u: { return select(0.0, 1.0, y > 0.0); }
+        case 2u: { return select(pf(27u), 1.0, y > 0.0); }
+        case 3u: { return y * (1.0 - y); }
+        case 4u: { return 1.0 - y * y; }
+        default: { return 1.0; }
+    }
+}
+
+fn has_pro() -> bool { return (EPI & 2u) != 0u; }
+fn has_rowsum() -> bool { return (EPI & 4u) != 0u; }
+
+// Element i of A's buffer, through the prologue.
+fn a_pro(i: u32, v: f32) -> f32 {
+    if (has_pro()) { return v * act_deriv((EPI >> 4u) & 15u, x2[i]); }
+    return v;
+}
+
+// Writes (or with P[24] adds) the row sum of A at row m.
+fn store_rowsum(m: u32, v: f32) {
+    let at = P[33] + m;
+    if (P[24] == 1u) { y1[at] = y1[at] + v; } else { y1[at] = v; }
+}
 
 // The batch, split and k range of a workgroup, and where its output goes.
 struct Job {
@@ -40,6 +92,25 @@ fn store_c(at: u32, v: f32) {
     } else {
         y0[at] = v;
     }
+}
+
+// Stores the product's value v at row m, column n of job j, through the epilogue.
+fn store_out(j: Job, m: u32, n: u32, v: f32) {
+    if (EPI == 0u) {
+        store_c(j.c_base + m * P[1] + n, v);
+        return;
+    }
+    let f = P[26];
+    let rel = j.c_base + m * P[1] + n;
+    let at = P[29] + rel;
+    var r = v;
+    if (P[24] == 1u) { r = y0[at] + r; }
+    if (j.k_hi == P[2] && P[22] == 1u) {
+        if ((f & 4u) != 0u) { r = r + y1[P[28] + rel]; }
+        if ((f & 1u) != 0u) { r = r + x2[select(n, m, (f & 2u) != 0u)]; }
+        r = act_apply((EPI >> 8u) & 15u, r);
+    }
+    y0[at] = r;
 }
 
 // ---- Register-tiled kernel --------------------------------------------------------------
@@ -84,7 +155,8 @@ fn load_a(base: u32, m0: u32, k0: u32, k_hi: u32, t: u32) -> vec4<f32> {
         let m = m0 + (t / bk) * 4u;
         if (k >= k_hi) { return v; }
         for (var c = 0u; c < 4u; c = c + 1u) {
-            if (m + c < P[0]) { v[c] = a_at(base + (m + c) * P[16] + k); }
+            let i = base + (m + c) * P[16] + k;
+            if (m + c < P[0]) { v[c] = a_pro(i, a_at(i)); }
         }
     } else {
         let k = k0 + t / (bm / 4u);
@@ -92,11 +164,16 @@ fn load_a(base: u32, m0: u32, k0: u32, k_hi: u32, t: u32) -> vec4<f32> {
         if (k >= k_hi) { return v; }
         let at = base + m + k * P[17];
         if (VEC_A) {
-            if (m < P[0]) { v = x0v[at >> 2u]; }
+            if (m < P[0]) {
+                v = x0v[at >> 2u];
+                if (has_pro()) {
+                    for (var c = 0u; c < 4u; c = c + 1u) { v[c] = a_pro(at + c, v[c]); }
+                }
+            }
             return v;
         }
         for (var c = 0u; c < 4u; c = c + 1u) {
-            if (m + c < P[0]) { v[c] = a_at(at + c); }
+            if (m + c < P[0]) { v[c] = a_pro(at + c, a_at(at + c)); }
         }
     }
     return v;
@@ -162,6 +239,9 @@ fn matmul_tile_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     let a_base = batch_base_a(job.batch);
     let b_base = batch_base_b(job.batch);
     var acc: array<vec4<f32>, 16>;    // [row r * groups + column group h]
+    // The row sums of A, kept by the first column of threads of the first column tile.
+    let sums = has_rowsum() && wid.x == 0u && lid.x == 0u;
+    var rs: array<vec4<f32>, 2>;
     let steps = (job.k_hi - job.k_lo + bk - 1u) / bk;
     var va = load_a(a_base, m0, job.k_lo, job.k_hi, t);
     var vb = load_b(b_base, job.k_lo, n0, job.k_hi, t);
@@ -179,6 +259,7 @@ fn matmul_tile_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
             let row = cur + kk * b4;
             for (var g = 0u; g < groups; g = g + 1u) {
                 let a = tile_a[row + g * 16u + lid.y];
+                if (sums) { rs[g] = rs[g] + a; }
                 for (var h = 0u; h < groups; h = h + 1u) {
                     let b = tile_b[row + h * 16u + lid.x];
                     let r = g * 4u;
@@ -198,11 +279,12 @@ fn matmul_tile_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
         for (var i = 0u; i < 4u; i = i + 1u) {
             let m = m0 + g * 64u + lid.y * 4u + i;
             if (m >= P[0]) { continue; }
+            if (sums) { store_rowsum(m, rs[g][i]); }
             for (var h = 0u; h < groups; h = h + 1u) {
                 let v = acc[(g * 4u + i) * groups + h];
                 for (var j = 0u; j < 4u; j = j + 1u) {
                     let n = n0 + h * 64u + lid.x * 4u + j;
-                    if (n < P[1]) { store_c(job.c_base + m * P[1] + n, v[j]); }
+                    if (n < P[1]) { store_out(job, m, n, v[j]); }
                 }
             }
         }
@@ -219,6 +301,9 @@ fn matmul_tile_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
 // Launch: (ceil(N / (8 SN)), ceil(M / (8 SM)), batches * splits of this launch).
 override SM: u32 = 2u;
 override SN: u32 = 2u;
+// A is read from y0 (the recurrent step: h_{t-1} sits in the output buffer the step
+// writes h_t into); x0 is then unused.
+override A_IN_Y0: bool = false;
 
 @compute @workgroup_size(8, 8)
 fn matmul_small_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -235,13 +320,21 @@ fn matmul_small_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     for (var j = 0u; j < SN; j = j + 1u) {
         b_col[j] = b_base + min(n0 + 8u * j, P[1] - 1u) * P[19];
     }
+    let sums = has_rowsum() && wid.x == 0u && lid.x == 0u;
+    var rs: array<f32, 4>;
     var acc: array<f32, 16>;          // [i * 4 + j]
     for (var k = job.k_lo; k < job.k_hi; k = k + 1u) {
         let ka = k * P[17];
         let kb = k * P[18];
         var a: array<f32, 4>;
         var b: array<f32, 4>;
-        for (var i = 0u; i < SM; i = i + 1u) { a[i] = x0[a_row[i] + ka]; }
+        for (var i = 0u; i < SM; i = i + 1u) {
+            let at = a_row[i] + ka;
+            var av: f32;
+            if (A_IN_Y0) { av = y0[at]; } else { av = x0[at]; }
+            a[i] = a_pro(at, av);
+            if (sums) { rs[i] = rs[i] + a[i]; }
+        }
         for (var j = 0u; j < SN; j = j + 1u) { b[j] = x1[b_col[j] + kb]; }
         for (var i = 0u; i < SM; i = i + 1u) {
             for (var j = 0u; j < SN; j = j + 1u) {
@@ -252,9 +345,10 @@ fn matmul_small_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     for (var i = 0u; i < SM; i = i + 1u) {
         let m = m0 + 8u * i;
         if (m >= P[0]) { continue; }
+        if (sums) { store_rowsum(m, rs[i]); }
         for (var j = 0u; j < SN; j = j + 1u) {
             let n = n0 + 8u * j;
-            if (n < P[1]) { store_c(job.c_base + m * P[1] + n, acc[i * 4u + j]); }
+            if (n < P[1]) { store_out(job, m, n, acc[i * 4u + j]); }
         }
     }
 }

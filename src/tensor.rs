@@ -432,7 +432,12 @@ impl Tensor {
                 shape::fmt(self.shape())
             )));
         }
-        let seed = self.full_like(1.0)?;
+        // An f32 seed is uploaded (a copy in the step's command stream, not a dispatch).
+        let seed = if self.dtype() == DType::F32 {
+            Tensor::from_vec(vec![1.0f32], self.shape(), self.device())?
+        } else {
+            self.full_like(1.0)?
+        };
         autograd::run_backward(self, seed)
     }
 

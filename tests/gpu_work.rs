@@ -6,6 +6,7 @@
 
 mod common;
 
+use wgrad::nn::Act;
 use wgrad::prelude::*;
 use wgrad::workloads::Workload;
 
@@ -137,7 +138,11 @@ fn the_registry_reaches_every_variant_of_the_matmul_family() {
     let gpu = common::gpu();
     let mut seen: Vec<String> = Vec::new();
     for entry in wgrad::ops::registry::registry() {
-        if !(entry.name.starts_with("matmul") || entry.name == "linear") {
+        let fused = ["linear_act", "rnn_tanh", "rnn_relu"];
+        if !(entry.name.starts_with("matmul")
+            || entry.name == "linear"
+            || fused.contains(&entry.name))
+        {
             continue;
         }
         for case in &entry.cases {
@@ -159,6 +164,31 @@ fn the_registry_reaches_every_variant_of_the_matmul_family() {
                 .unwrap();
             seen.extend(profile.dispatches.into_iter().map(|d| d.kernel));
         }
+    }
+    // Fused layers big enough for the tiled kernels (the registry's cases are small).
+    for (rows, inp, out) in [(256usize, 256usize, 256usize), (128, 192, 128)] {
+        let x = Tensor::rand_seeded(&[rows, inp], 1, &gpu).unwrap();
+        let w = Tensor::rand_seeded(&[out, inp], 2, &gpu)
+            .unwrap()
+            .requires_grad_(true);
+        let b = Tensor::rand_seeded(&[out], 3, &gpu)
+            .unwrap()
+            .requires_grad_(true);
+        let w2 = Tensor::rand_seeded(&[out, out], 4, &gpu)
+            .unwrap()
+            .requires_grad_(true);
+        let (_, profile) = gpu
+            .profile(|| {
+                let y = x.linear_act(&w, Some(&b), Act::Tanh).unwrap();
+                y.linear_act(&w2, None, Act::Relu)
+                    .unwrap()
+                    .sum()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+            })
+            .unwrap();
+        seen.extend(profile.dispatches.into_iter().map(|d| d.kernel));
     }
     let has = |part: &str| seen.iter().any(|k| k.contains(part));
     // vec4 loads apply along M for A and N for B (a K-contiguous operand is read as
@@ -184,9 +214,29 @@ fn the_registry_reaches_every_variant_of_the_matmul_family() {
     }
     for (sm, sn) in [(2, 2), (2, 4), (4, 2), (4, 4)] {
         assert!(
-            has(&format!("matmul_small_fwd[SM={sm},SN={sn}]")),
+            has(&format!("matmul_small_fwd[SM={sm},SN={sn},")),
             "no product ran the {sm} x {sn} small tile"
         );
     }
     assert!(has("matmul_naive_fwd") && has("sum_fwd"));
+    // The fused prologue (bit 2), row sums (bit 4) and epilogue activations (bits 8-11)
+    // of both kernels, and the recurrent step's A read from the output.
+    let epi = |k: &String| -> Option<u32> {
+        let at = k.find("EPI=")? + 4;
+        k[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    for kernel in ["matmul_tile_fwd", "matmul_small_fwd"] {
+        for (bits, what) in [(2, "prologue"), (4, "row sums"), (4 << 8, "tanh epilogue")] {
+            let ok = seen
+                .iter()
+                .filter(|k| k.starts_with(kernel))
+                .any(|k| epi(k).is_some_and(|e| e & bits == bits));
+            assert!(ok, "no product ran {kernel} with the fused {what}");
+        }
+    }
+    assert!(has("A_IN_Y0=1"), "no recurrent step read A from its output");
 }

@@ -4,10 +4,11 @@
 use super::{Module, Parameter, TrainFlag};
 use crate::device::Device;
 use crate::error::Result;
+use crate::ops::matmul::Act;
 use crate::tensor::Tensor;
 
 macro_rules! stateless {
-    ($(#[$doc:meta])* $name:ident, |$x:ident| $body:expr) => {
+    ($(#[$doc:meta])* $name:ident, $act:expr, |$x:ident| $body:expr) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, Default)]
         pub struct $name;
@@ -15,22 +16,25 @@ macro_rules! stateless {
             fn forward(&self, $x: &Tensor) -> Result<Tensor> {
                 $body
             }
+            fn fusable_activation(&self) -> Option<Act> {
+                Some($act)
+            }
         }
     };
 }
 
 stateless!(
     /// `1 / (1 + e^-x)`.
-    Sigmoid, |x| x.sigmoid());
+    Sigmoid, Act::Sigmoid, |x| x.sigmoid());
 stateless!(
     /// `tanh x`.
-    Tanh, |x| x.tanh());
+    Tanh, Act::Tanh, |x| x.tanh());
 stateless!(
     /// `max(x, 0)`.
-    ReLU, |x| x.relu());
+    ReLU, Act::Relu, |x| x.relu());
 stateless!(
     /// Passes the input through.
-    Identity, |x| Ok(x.clone()));
+    Identity, Act::Identity, |x| Ok(x.clone()));
 
 /// `ln(1 + e^(beta x)) / beta`, linear where `beta x > threshold` (PyTorch's defaults:
 /// `beta = 1`, `threshold = 20`).
@@ -70,6 +74,9 @@ impl Default for LeakyReLU {
 impl Module for LeakyReLU {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.leaky_relu(self.0)
+    }
+    fn fusable_activation(&self) -> Option<Act> {
+        Some(Act::LeakyRelu(self.0)).filter(|a| a.fusable())
     }
 }
 

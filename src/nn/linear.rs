@@ -4,6 +4,7 @@
 use super::{init, Module, Parameter};
 use crate::device::Device;
 use crate::error::Result;
+use crate::ops::matmul::Act;
 use crate::tensor::Tensor;
 
 /// A fully connected layer.
@@ -57,13 +58,20 @@ impl Linear {
     }
 }
 
+impl Linear {
+    fn forward_act(&self, x: &Tensor, act: Act) -> Result<Tensor> {
+        let bias = self.bias.as_ref().map(Parameter::tensor);
+        x.linear_act(&self.weight.tensor(), bias.as_ref(), act)
+    }
+}
+
 impl Module for Linear {
+    /// `x W^T + b`, the bias added by the product's own kernel.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.linear(&self.weight.tensor())?;
-        match &self.bias {
-            Some(b) => y.add(&b.tensor()),
-            None => Ok(y),
-        }
+        self.forward_act(x, Act::Identity)
+    }
+    fn forward_with_activation(&self, x: &Tensor, act: Act) -> Option<Result<Tensor>> {
+        Some(self.forward_act(x, act))
     }
     fn local_parameters(&self) -> Vec<(&'static str, &Parameter)> {
         super::weight_and_bias(&self.weight, &self.bias)

@@ -17,6 +17,7 @@ mod rnn;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 
+pub use crate::ops::matmul::Act;
 pub use activation::{Identity, LeakyReLU, NoisyReLU, PReLU, ReLU, Sigmoid, Softplus, Tanh};
 pub use batchnorm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormOptions};
 pub use conv::{AdaptiveAvgPool2d, AvgPool2d, Conv2d, ConvTranspose2d, MaxPool2d, Upsample};
@@ -165,6 +166,21 @@ pub trait Module: Send + Sync {
     /// Sub-modules, by name (`0`, `encoder`).
     fn children(&self) -> Vec<(String, &dyn Module)> {
         Vec::new()
+    }
+
+    /// The activation this module computes, when it is a stateless one that the layer
+    /// before it may fuse into its own kernel (`ReLU`, `LeakyReLU` with a non-negative
+    /// slope, `Sigmoid`, `Tanh`, `Identity`). `Sequential` asks this.
+    fn fusable_activation(&self) -> Option<Act> {
+        None
+    }
+
+    /// `act(self.forward(x))` computed by one fused kernel, for layers that can
+    /// (`Linear`, `Conv2d`); `None` for the others. `Sequential` calls this for a layer
+    /// followed by a [`fusable_activation`](Module::fusable_activation), so models fuse
+    /// without any change to user code.
+    fn forward_with_activation(&self, _x: &Tensor, _act: Act) -> Option<Result<Tensor>> {
+        None
     }
 
     /// Reacts to train/eval for this module only (children are visited for you).
@@ -358,6 +374,12 @@ impl<M: Module + ?Sized> Module for Box<M> {
     fn set_local_training(&self, training: bool) {
         (**self).set_local_training(training)
     }
+    fn fusable_activation(&self) -> Option<Act> {
+        (**self).fusable_activation()
+    }
+    fn forward_with_activation(&self, x: &Tensor, act: Act) -> Option<Result<Tensor>> {
+        (**self).forward_with_activation(x, act)
+    }
 }
 
 /// Modules applied one after another; children are named `0`, `1`, ... as in PyTorch.
@@ -407,10 +429,21 @@ impl Sequential {
 }
 
 impl Module for Sequential {
+    /// Runs the layers in order; a layer that can fuse the activation module after it
+    /// (`Linear` or `Conv2d` then `ReLU`, `Tanh`, ...) runs both as one kernel.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
-        for l in &self.layers {
-            h = l.forward(&h)?;
+        let mut i = 0;
+        while i < self.layers.len() {
+            let layer = &self.layers[i];
+            let act = self.layers.get(i + 1).and_then(|l| l.fusable_activation());
+            if let Some(fused) = act.and_then(|a| layer.forward_with_activation(&h, a)) {
+                h = fused?;
+                i += 2;
+            } else {
+                h = layer.forward(&h)?;
+                i += 1;
+            }
         }
         Ok(h)
     }

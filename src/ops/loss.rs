@@ -21,6 +21,10 @@ const CE_FWD: &Kernel = kernel!(
     overrides = ["RT"]
 );
 const CE_BWD: &Kernel = kernel!(FILE, "cross_entropy_bwd", [X0, X1, X2, XI, Y0]);
+const CE_MEAN_FWD: &Kernel = kernel!(FILE, "cross_entropy_mean_fwd", [X0, XI, Y0, Y1], loops);
+
+/// Logits one workgroup's thread may loop over in the one-dispatch mean loss.
+const MEAN_SERIAL: usize = 1024;
 
 fn ce_forward_cpu<T: Float>(x: &[T], t: &[u32], c: usize) -> (Vec<T>, Vec<T>) {
     x.chunks(c)
@@ -68,7 +72,7 @@ pub fn cross_entropy_per_sample(logits: &Tensor, targets: &Tensor) -> Result<Ten
     if c == 0 {
         return arg_err("cross_entropy", "there are no classes (C = 0)");
     }
-    let params = [n as u32, c as u32];
+    let params = [n as u32, c as u32, 0];
     let (loss, lse) = match logits.device() {
         Device::Cpu => {
             let t = u32_data(targets);
@@ -148,9 +152,63 @@ pub fn cross_entropy_per_sample(logits: &Tensor, targets: &Tensor) -> Result<Ten
     }))
 }
 
+/// The mean cross-entropy of a batch small enough for one workgroup (`N C` at most 16K
+/// logits, at most 1,024 per thread) in one dispatch on the GPU, and its gradient in one
+/// more; `None` where it does not apply (the CPU, or a bigger batch: per-sample losses
+/// and a mean then).
+fn cross_entropy_mean_fused(logits: &Tensor, targets: &Tensor) -> Result<Option<Tensor>> {
+    let Device::Gpu(g) = logits.device() else {
+        return Ok(None);
+    };
+    check_index("cross_entropy", targets)?;
+    check_same_device("cross_entropy", logits, targets)?;
+    let &[n, c] = logits.shape() else {
+        return Ok(None);
+    };
+    let fits = n > 0
+        && c > 0
+        && n * c <= crate::ops::reduce::MAX_GROUP_ELEMENTS
+        && n.div_ceil(256) * c <= MEAN_SERIAL;
+    if !fits || targets.shape() != [n] || logits.dtype() != crate::tensor::DType::F32 {
+        return Ok(None);
+    }
+    let (l, s) = (gpu_alloc(g, 1), gpu_alloc(g, n));
+    g.launch_with(
+        CE_MEAN_FWD,
+        &[n as u32, c as u32],
+        &[logits.gpu_buf(), targets.gpu_buf(), &l, &s],
+        [1, 1, 1],
+        crate::backend::gpu::Work {
+            serial: (n.div_ceil(256) * c) as u64,
+            reduced: (n * c) as u64,
+            ..Default::default()
+        },
+    );
+    let loss = Tensor::from_gpu(l, vec![], logits.dtype());
+    let lse = Tensor::from_gpu(s, vec![n], logits.dtype());
+    let (xs, ts) = (logits.detach(), targets.clone());
+    Ok(Some(record(loss, "cross_entropy", &[logits], move |g| {
+        let Device::Gpu(ctx) = g.device() else {
+            unreachable!("a GPU loss")
+        };
+        let out = gpu_alloc(ctx, n * c);
+        ctx.launch(
+            CE_BWD,
+            &[n as u32, c as u32, 1],
+            &[xs.gpu_buf(), lse.gpu_buf(), g.gpu_buf(), ts.gpu_buf(), &out],
+            groups_1d(n * c),
+        );
+        Ok(vec![Some(Tensor::from_gpu(out, vec![n, c], xs.dtype()))])
+    })))
+}
+
 impl Tensor {
-    /// Mean softmax cross-entropy of logits `[N, C]` against `u32` class indices `[N]`.
+    /// Mean softmax cross-entropy of logits `[N, C]` against `u32` class indices `[N]`
+    /// (one dispatch forward and one backward on the GPU for batches up to 16K logits).
     pub fn cross_entropy(&self, targets: &Tensor) -> Result<Tensor> {
+        if let Some(loss) = cross_entropy_mean_fused(self, targets)? {
+            return Ok(loss);
+        }
         cross_entropy_per_sample(self, targets)?.mean()
     }
 

@@ -6,6 +6,7 @@
 pub mod augment;
 pub mod binary;
 pub mod conv2d;
+pub mod fused;
 pub mod layout;
 pub mod loss;
 pub mod matmul;

@@ -555,17 +555,30 @@ pub fn registry() -> Vec<OpEntry> {
     ops.push(OpEntry {
         name: "cross_entropy",
         differentiable: true,
-        kernels: &["cross_entropy_fwd", "cross_entropy_bwd"],
-        cases: [(1usize, 3usize), (7, 5), (33, 10), (4, 65), (3, 257)]
-            .iter()
-            .map(|&(n, c)| {
-                case(
-                    format!("[{n}, {c}]"),
-                    vec![spec(&[n, c], Any), spec(&[n], Index(c))],
-                    |x, _| x[0].cross_entropy(&x[1]),
-                )
-            })
-            .collect(),
+        kernels: &[
+            "cross_entropy_fwd",
+            "cross_entropy_mean_fwd",
+            "cross_entropy_bwd",
+        ],
+        // Up to 16K logits the GPU's mean loss is one dispatch; [260, 65] takes the
+        // per-sample kernel and a mean.
+        cases: [
+            (1usize, 3usize),
+            (7, 5),
+            (33, 10),
+            (4, 65),
+            (3, 257),
+            (260, 65),
+        ]
+        .iter()
+        .map(|&(n, c)| {
+            case(
+                format!("[{n}, {c}]"),
+                vec![spec(&[n, c], Any), spec(&[n], Index(c))],
+                |x, _| x[0].cross_entropy(&x[1]),
+            )
+        })
+        .collect(),
     });
     ops.push(OpEntry {
         name: "mse_loss",
@@ -777,6 +790,44 @@ pub fn registry() -> Vec<OpEntry> {
             )
         })
         .collect(),
+    });
+    ops.push(OpEntry {
+        name: "linear_act",
+        differentiable: true,
+        kernels: &["matmul_small_fwd", "matmul_tile_fwd"],
+        cases: {
+            use crate::ops::matmul::Act;
+            let acts = [
+                Act::Identity,
+                Act::Relu,
+                Act::LeakyRelu(0.1),
+                Act::Sigmoid,
+                Act::Tanh,
+                Act::LeakyRelu(-0.5),
+            ];
+            let shapes: [(&[usize], &[usize]); 3] =
+                [(&[5, 7], &[3, 7]), (&[2, 4, 9], &[6, 9]), (&[7], &[33, 7])];
+            let mut cases = Vec::new();
+            for (k, act) in acts.into_iter().enumerate() {
+                for (x, w) in shapes {
+                    for bias in [true, false] {
+                        if !bias && k % 2 == 1 {
+                            continue;
+                        }
+                        let mut inputs = vec![spec(x, Any), spec(w, Any)];
+                        if bias {
+                            inputs.push(spec(&w[..1], Any));
+                        }
+                        cases.push(case(
+                            format!("{act:?} {x:?} by {w:?}, bias {bias}"),
+                            inputs,
+                            move |t, _| t[0].linear_act(&t[1], t.get(2), act),
+                        ));
+                    }
+                }
+            }
+            cases
+        },
     });
     ops.push(OpEntry {
         name: "bce_with_logits",

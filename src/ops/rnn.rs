@@ -15,7 +15,7 @@ use crate::device::Device;
 use crate::error::{shape_err, Result};
 use crate::ops::unary::sigmoid;
 use crate::ops::{gpu_alloc, groups_1d, kernel, shader};
-use crate::tensor::{check_float, check_pair, Tensor};
+use crate::tensor::{check_float, check_pair, DType, Tensor};
 
 pub(crate) const FILE: ShaderFile = shader("rnn", include_str!("../../shaders/rnn.wgsl"));
 const LSTM_FWD: &Kernel = kernel!(FILE, "lstm_cell_fwd", [X0, X1, Y0]);
@@ -447,6 +447,9 @@ pub fn rnn_layer(
     for t in [w.b_ih, w.b_hh, c0].into_iter().flatten() {
         check_pair(op, x, t)?;
     }
+    if matches!(mode, RnnMode::Tanh | RnnMode::Relu) && matches!(x.device(), Device::Gpu(_)) {
+        return elman_gpu(mode, x, w, h0, (t_len, b, i, h));
+    }
     // All steps' input products at once: [T, B, G H]. Where the two biases only ever
     // appear summed (Elman, LSTM), b_hh joins them here once instead of every step; the
     // GRU needs b_hh inside the reset gate's product.
@@ -461,6 +464,215 @@ pub fn rnn_layer(
         }
     }
     recurrence(mode, &gi_all, w.w_hh, b_hh, h0, c0, (t_len, b, h))
+}
+
+/// An Elman layer on the GPU as one graph node of fused products: forward, the input
+/// product with `b_ih` for all steps (one dispatch), then one dispatch per step,
+/// `h_t = act(h_{t-1} W_hh^T + gi_t + b_hh)`, that reads `h_{t-1}` from and writes `h_t`
+/// into its slot of the output. Backward, one dispatch per step walks back `e_t =
+/// gy_t + (e_{t+1} act'(h_{t+1})) W_hh` (the gradient reaching `h_t`, into its slot of one
+/// `[T, B, H]` buffer), the derivative applied as the product loads its operand; then
+/// two products give `W_hh`'s gradient with `b_hh`'s as their operand's row sums, one gives
+/// `W_ih`'s with `b_ih`'s, and one each the input's and `h0`'s where they are needed.
+/// No per-step copies, scatters or elementwise passes.
+fn elman_gpu(
+    mode: RnnMode,
+    x: &Tensor,
+    w: LayerWeights<'_>,
+    h0: &Tensor,
+    (t_len, b, i, h): (usize, usize, usize, usize),
+) -> Result<LayerOutput> {
+    use crate::ops::matmul::{Act, Epi, GpuProduct, MatmulChoice};
+    let Device::Gpu(ctx) = x.device() else {
+        unreachable!("a GPU layer")
+    };
+    let act = if mode == RnnMode::Relu {
+        Act::Relu
+    } else {
+        Act::Tanh
+    };
+    let auto = MatmulChoice::AUTO;
+    let rows = t_len * b;
+    let step = b * h;
+    let x2 = x.detach().reshape(&[rows, i])?;
+    let (w_ih, w_hh) = (w.w_ih.detach(), w.w_hh.detach());
+    let (b_ih, b_hh) = (w.b_ih.map(Tensor::detach), w.b_hh.map(Tensor::detach));
+    let h0d = h0.detach();
+    // All steps' input products with b_ih: [T B, H].
+    let gi = GpuProduct::plain((rows, h, i), (i, 1), (1, i)).run_epi(
+        &x2,
+        &w_ih,
+        auto,
+        &Epi {
+            bias: b_ih.as_ref(),
+            ..Epi::default()
+        },
+    )?;
+    let hs = Tensor::from_gpu(gpu_alloc(ctx, rows * h), vec![t_len, b, h], x.dtype());
+    let recurrent = GpuProduct::plain((b, h, h), (h, 1), (1, h));
+    for t in 0..t_len {
+        let epi = Epi {
+            bias: b_hh.as_ref(),
+            act,
+            addend: Some((&gi, t * step)),
+            out: Some((&hs, t * step)),
+            a_in_out: t > 0,
+            a_off: t.saturating_sub(1) * step,
+            ..Epi::default()
+        };
+        let a = if t == 0 { &h0d } else { &hs };
+        recurrent.run_epi(a, &w_hh, auto, &epi)?;
+    }
+    let mut inputs: Vec<&Tensor> = vec![x, w.w_ih, w.w_hh];
+    inputs.extend(w.b_ih);
+    inputs.extend(w.b_hh);
+    inputs.push(h0);
+    let need: Vec<bool> = inputs.iter().map(|t| t.requires_grad()).collect();
+    let (has_bih, has_bhh) = (w.b_ih.is_some(), w.b_hh.is_some());
+    let saved = hs.detach();
+    let y = crate::autograd::record(hs, mode.name(), &inputs, move |gy| {
+        let mut need = need.iter().copied();
+        let need_x = need.next().unwrap_or(false);
+        let need_wih = need.next().unwrap_or(false);
+        let need_whh = need.next().unwrap_or(false);
+        let need_bih = has_bih && need.next().unwrap_or(false);
+        let need_bhh = has_bhh && need.next().unwrap_or(false);
+        let need_h0 = need.next().unwrap_or(false);
+        let Device::Gpu(ctx) = gy.device() else {
+            unreachable!("a GPU layer")
+        };
+        let new =
+            |n: usize, shape: Vec<usize>| Tensor::from_gpu(gpu_alloc(ctx, n), shape, DType::F32);
+        let pro = Some((&saved, act));
+        // e_t for every step, last to first.
+        let e = new(rows * h, vec![t_len, b, h]);
+        let back = GpuProduct::plain((b, h, h), (h, 1), (h, 1));
+        for t in (0..t_len).rev() {
+            let last = t + 1 == t_len;
+            let epi = Epi {
+                pro,
+                addend: Some((gy, t * step)),
+                out: Some((&e, t * step)),
+                a_in_out: true,
+                a_off: if last { 0 } else { (t + 1) * step },
+                empty: last,
+                ..Epi::default()
+            };
+            back.run_epi(&e, &w_hh, auto, &epi)?;
+        }
+        // delta = e * act'(h), as the products below load it; a bias gradient without
+        // its weight's (or with nothing to multiply) sums an explicit delta.
+        let delta = || {
+            crate::ops::unary::unary_backward(act_unary(act), &saved, &saved, &e)
+                .reshape(&[rows, h])
+        };
+        let db_hh = if need_bhh && !(need_whh && h > 0) {
+            Some(delta()?.sum_dim(&[0], false)?)
+        } else {
+            need_bhh.then(|| new(h, vec![h]))
+        };
+        let dw_hh = if need_whh {
+            let dw = new(h * h, vec![h, h]);
+            let rowsum = db_hh.as_ref().filter(|_| h > 0);
+            // Steps 1.. against h_0 .. h_{T-2}, then step 0 against h0, adding.
+            let later = (t_len - 1) * b;
+            if later > 0 {
+                GpuProduct::plain((h, h, later), (1, h), (h, 1)).run_epi(
+                    &e,
+                    &saved,
+                    auto,
+                    &Epi {
+                        pro,
+                        rowsum,
+                        out: Some((&dw, 0)),
+                        a_off: step,
+                        ..Epi::default()
+                    },
+                )?;
+            }
+            GpuProduct::plain((h, h, b), (1, h), (h, 1)).run_epi(
+                &e,
+                &h0d,
+                auto,
+                &Epi {
+                    pro,
+                    rowsum,
+                    out: Some((&dw, 0)),
+                    accumulate: later > 0,
+                    ..Epi::default()
+                },
+            )?;
+            Some(dw)
+        } else {
+            None
+        };
+        let db_ih = if need_bih && !(need_wih && i > 0) {
+            Some(delta()?.sum_dim(&[0], false)?)
+        } else {
+            need_bih.then(|| new(h, vec![h]))
+        };
+        let dw_ih = if need_wih {
+            Some(GpuProduct::plain((h, i, rows), (1, h), (i, 1)).run_epi(
+                &e,
+                &x2,
+                auto,
+                &Epi {
+                    pro,
+                    rowsum: db_ih.as_ref().filter(|_| i > 0),
+                    ..Epi::default()
+                },
+            )?)
+        } else {
+            None
+        };
+        let dx = if need_x {
+            let d = GpuProduct::plain((rows, i, h), (h, 1), (i, 1)).run_epi(
+                &e,
+                &w_ih,
+                auto,
+                &Epi {
+                    pro,
+                    ..Epi::default()
+                },
+            )?;
+            Some(d.reshape(&[t_len, b, i])?)
+        } else {
+            None
+        };
+        let dh0 = if need_h0 {
+            Some(back.run_epi(
+                &e,
+                &w_hh,
+                auto,
+                &Epi {
+                    pro,
+                    ..Epi::default()
+                },
+            )?)
+        } else {
+            None
+        };
+        let mut grads = vec![dx, dw_ih, dw_hh];
+        if has_bih {
+            grads.push(db_ih);
+        }
+        if has_bhh {
+            grads.push(db_hh);
+        }
+        grads.push(dh0);
+        Ok(grads)
+    });
+    let h_last = y.narrow(0, t_len - 1, 1)?.reshape(&[b, h])?;
+    Ok((y, h_last, None))
+}
+
+/// The unary op whose backward rule is the activation's.
+fn act_unary(act: crate::ops::matmul::Act) -> crate::ops::unary::UnaryOp {
+    if act == crate::ops::matmul::Act::Relu {
+        crate::ops::unary::UnaryOp::Relu
+    } else {
+        crate::ops::unary::UnaryOp::Tanh
+    }
 }
 
 /// What the forward keeps for the backward, per step.

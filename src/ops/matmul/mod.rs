@@ -22,21 +22,159 @@ use cpu::CpuGemm;
 pub use plan::{MatmulKernel, MatmulPlan, PlanLimits, ProductShape};
 
 pub(crate) const FILE: ShaderFile = shader("matmul", include_str!("../../../shaders/matmul.wgsl"));
+/// The tiled and small-tile kernels bind a bias or saved activation output (`x2`) and
+/// an addend or bias gradient (`y1`) for the fused prologue and epilogue; the override
+/// `EPI` compiles those parts in or out (a plain product binds stand-ins).
 const MATMUL_TILE: &Kernel = kernel!(
     FILE,
     "matmul_tile_fwd",
-    [X0V, X1V, Y0],
+    [X0V, X1V, X2, Y0, Y1],
     loops,
-    overrides = ["TT", "A_KMAJOR", "B_KMAJOR", "VEC_A", "VEC_B"]
+    overrides = ["TT", "A_KMAJOR", "B_KMAJOR", "VEC_A", "VEC_B", "EPI"]
 );
 const MATMUL_SMALL: &Kernel = kernel!(
     FILE,
     "matmul_small_fwd",
-    [X0, X1, Y0],
+    [X0, X1, X2, Y0, Y1],
     loops,
-    overrides = ["SM", "SN"]
+    overrides = ["SM", "SN", "EPI", "A_IN_Y0"]
 );
 const MATMUL_NAIVE: &Kernel = kernel!(FILE, "matmul_naive_fwd", [X0, X1, Y0], loops);
+
+/// An activation a fused product applies to its result, or whose derivative (from the
+/// saved output) a fused backward applies to an operand as it loads it. The rules are
+/// exactly the unary ops' (`relu`, `leaky_relu`, `sigmoid`, `tanh`), so fused and
+/// unfused models compute the same values.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub enum Act {
+    /// No activation.
+    #[default]
+    Identity,
+    /// `max(x, 0)`.
+    Relu,
+    /// `x` for `x > 0`, else `slope * x`; fused only for a non-negative slope (then the
+    /// output's sign tells the input's).
+    LeakyRelu(f32),
+    /// `1 / (1 + e^-x)`.
+    Sigmoid,
+    /// `tanh x`.
+    Tanh,
+}
+
+impl Act {
+    /// The shader's code for this activation.
+    fn code(self) -> u32 {
+        match self {
+            Act::Identity => 0,
+            Act::Relu => 1,
+            Act::LeakyRelu(_) => 2,
+            Act::Sigmoid => 3,
+            Act::Tanh => 4,
+        }
+    }
+    fn slope(self) -> f32 {
+        match self {
+            Act::LeakyRelu(s) => s,
+            _ => 0.0,
+        }
+    }
+    /// The activation on the CPU (the unary ops' arithmetic).
+    pub(crate) fn apply<T: crate::backend::cpu::Float>(self, v: T) -> T {
+        match self {
+            Act::Identity => v,
+            Act::Relu => v.max(T::zero()),
+            Act::LeakyRelu(s) => {
+                if v > T::zero() {
+                    v
+                } else {
+                    T::from_f64(s as f64) * v
+                }
+            }
+            Act::Sigmoid => crate::ops::unary::sigmoid(v),
+            Act::Tanh => v.tanh(),
+        }
+    }
+    /// Its derivative from the output `y` on the CPU.
+    pub(crate) fn deriv<T: crate::backend::cpu::Float>(self, y: T) -> T {
+        let one = T::one();
+        match self {
+            Act::Identity => one,
+            Act::Relu => {
+                if y > T::zero() {
+                    one
+                } else {
+                    T::zero()
+                }
+            }
+            Act::LeakyRelu(s) => {
+                if y > T::zero() {
+                    one
+                } else {
+                    T::from_f64(s as f64)
+                }
+            }
+            Act::Sigmoid => y * (one - y),
+            Act::Tanh => one - y * y,
+        }
+    }
+}
+
+/// What a product fuses around its arithmetic (all optional; the default is a plain
+/// product). Offsets are in elements of the buffer named.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Epi<'a> {
+    /// A bias added to every column (`[N]`), or with `bias_rows` every row (`[M]`).
+    pub bias: Option<&'a Tensor>,
+    pub bias_rows: bool,
+    /// Applied last.
+    pub act: Act,
+    /// A tensor added to the result, read at the result's index plus this offset.
+    pub addend: Option<(&'a Tensor, usize)>,
+    /// Each element of A is multiplied by the activation's derivative at the saved
+    /// output (laid out like A's buffer).
+    pub pro: Option<(&'a Tensor, Act)>,
+    /// The row sums of A (after the prologue), `[M]`: a bias gradient, from the same
+    /// product as the weight gradient.
+    pub rowsum: Option<&'a Tensor>,
+    /// Write into this tensor at this offset instead of a new one.
+    pub out: Option<(&'a Tensor, usize)>,
+    /// Offsets of A and B in their buffers.
+    pub a_off: usize,
+    pub b_off: usize,
+    /// A is read from the output tensor (`out`), as the recurrent step does.
+    pub a_in_out: bool,
+    /// Add to the output instead of overwriting it.
+    pub accumulate: bool,
+    /// The product over an empty range of k: only the epilogue runs (the last step of
+    /// a recurrence's backward, which has no later step to add).
+    pub empty: bool,
+}
+
+impl Epi<'_> {
+    /// The shader's `EPI` override: 1 the epilogue, 2 the prologue, 4 the row sums,
+    /// bits 4-7 the prologue's activation, bits 8-11 the epilogue's.
+    fn code(&self) -> u32 {
+        if !self.active() {
+            return 0;
+        }
+        let pro = self.pro.map_or(0, |(_, act)| 2 | act.code() << 4);
+        1 | pro | if self.rowsum.is_some() { 4 } else { 0 } | self.act.code() << 8
+    }
+
+    fn active(&self) -> bool {
+        self.bias.is_some()
+            || self.act != Act::Identity
+            || self.addend.is_some()
+            || self.pro.is_some()
+            || self.rowsum.is_some()
+            || self.out.is_some()
+            || self.a_off != 0
+            || self.b_off != 0
+            || self.a_in_out
+            || self.accumulate
+            || self.empty
+    }
+}
 
 /// Batch dims the GPU kernel supports (the rest of the parameter block holds strides).
 const MAX_BATCH_RANK: usize = 4;
@@ -179,7 +317,7 @@ fn matmul_raw_sum(
 }
 
 /// A batched product on the GPU: sizes, batch shapes and strides.
-struct GpuProduct {
+pub(crate) struct GpuProduct {
     m: usize,
     n: usize,
     k: usize,
@@ -194,18 +332,39 @@ struct GpuProduct {
 }
 
 impl GpuProduct {
+    /// A single `[m, k] x [k, n]` product whose operands' element strides are given
+    /// (`(row, column)` of op(A) and op(B)).
+    pub(crate) fn plain(
+        (m, n, k): (usize, usize, usize),
+        a_strides: (usize, usize),
+        b_strides: (usize, usize),
+    ) -> GpuProduct {
+        GpuProduct {
+            m,
+            n,
+            k,
+            batch: vec![],
+            out_batch: vec![],
+            sa: vec![],
+            sb: vec![],
+            a_strides,
+            b_strides,
+            summing: false,
+        }
+    }
+
     /// The override values of the tiled kernel: thread tile, which axis of each operand
     /// is contiguous, and whether a transposed A (contiguous along M) or an
     /// untransposed B (contiguous along N) can be read as aligned vec4s (that axis's
     /// extent and every other stride a multiple of 4). Operands contiguous along K are
     /// read as scalars, coalesced across threads (see `load_a` in the shader).
-    fn tile_overrides(&self, kernel: MatmulKernel) -> [u32; 6] {
+    fn tile_overrides(&self, kernel: MatmulKernel, epi: &Epi) -> [u32; 6] {
         let ((_, a_cs), (b_rs, _)) = (self.a_strides, self.b_strides);
         let all4 = |v: &[usize]| v.iter().all(|x| x.is_multiple_of(4));
         let a_kmajor = a_cs == 1;
         let b_kmajor = b_rs == 1;
-        let vec_a = !a_kmajor && all4(&self.sa) && all4(&[self.m, a_cs]);
-        let vec_b = !b_kmajor && all4(&self.sb) && all4(&[self.n, b_rs]);
+        let vec_a = !a_kmajor && all4(&self.sa) && all4(&[self.m, a_cs, epi.a_off]);
+        let vec_b = !b_kmajor && all4(&self.sb) && all4(&[self.n, b_rs, epi.b_off]);
         let tt = if kernel == MatmulKernel::Tile128 {
             8
         } else {
@@ -217,7 +376,7 @@ impl GpuProduct {
             b_kmajor as u32,
             vec_a as u32,
             vec_b as u32,
-            0,
+            epi.code(),
         ]
     }
 
@@ -226,37 +385,69 @@ impl GpuProduct {
     /// Returns the result with shape `[1 or splits, out batch..., M, N]` reduced to
     /// `[out batch..., M, N]` elements.
     fn run(&self, a: &Tensor, b: &Tensor, choice: MatmulChoice) -> Result<Tensor> {
+        self.run_epi(a, b, choice, &Epi::default())
+    }
+
+    /// [`GpuProduct::run`] with a fused prologue and epilogue. With one, the product
+    /// runs without splits of K (passes apply the epilogue on the last one) and returns
+    /// the output tensor (`epi.out`'s, when given).
+    pub(crate) fn run_epi(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        choice: MatmulChoice,
+        epi: &Epi,
+    ) -> Result<Tensor> {
         let Device::Gpu(g) = a.device() else {
             unreachable!("a GPU product")
         };
+        let fused = epi.active();
         let (m, n, k) = (self.m, self.n, self.k);
         let batches = shape::numel(&self.batch);
         let mut final_shape = self.out_batch.clone();
         final_shape.extend([m, n]);
-        if m * n * batches == 0 || k == 0 {
+        debug_assert!(!(fused && self.summing), "no epilogue on a summed batch");
+        debug_assert!(
+            epi.rowsum.is_none() || (batches == 1 && n > 0),
+            "row sums come from one matrix with columns"
+        );
+        let plain_empty = m * n * batches == 0 || (k == 0 && !fused);
+        if plain_empty || (fused && m * n * batches == 0) {
             // An empty product, or an empty inner dimension: all zeros.
-            return Tensor::zeros(&final_shape, a.device());
+            return match epi.out {
+                Some((t, _)) => Ok(t.clone()),
+                None => Tensor::zeros(&final_shape, a.device()),
+            };
         }
         let product = ProductShape {
             m,
             n,
-            k,
+            k: k.max(1),
             batches,
             summing: self.summing,
         };
         let limits = plan_limits(g);
-        let plan =
-            plan::plan(&product, choice.kernel, choice.splits, &limits).ok_or_else(|| {
-                crate::Error::Shape {
-                    op: "matmul",
-                    msg: format!(
-                        "a {m} x {n} result needs more than {} workgroups along one axis",
-                        plan::MAX_GROUPS
-                    ),
-                }
-            })?;
+        let mut kernel_choice = choice.kernel;
+        if fused && kernel_choice == MatmulKernel::Naive {
+            kernel_choice = MatmulKernel::Auto;
+        }
+        let splits_choice = if fused { 1 } else { choice.splits };
+        let too_big = || crate::Error::Shape {
+            op: "matmul",
+            msg: format!(
+                "a {m} x {n} result needs more than {} workgroups along one axis",
+                plan::MAX_GROUPS
+            ),
+        };
+        let mut plan =
+            plan::plan(&product, kernel_choice, splits_choice, &limits).ok_or_else(too_big)?;
+        if epi.a_in_out && matches!(plan.kernel, MatmulKernel::Tile128 | MatmulKernel::Tile64) {
+            // Only the small-tile kernel reads A from the output binding.
+            plan =
+                plan::plan(&product, MatmulKernel::Small32x32, 1, &limits).ok_or_else(too_big)?;
+        }
         let splits = plan.splits;
-        let mut p = [0u32; 26];
+        let mut p = [0u32; 36];
         p[0] = m as u32;
         p[1] = n as u32;
         p[2] = k as u32;
@@ -273,17 +464,59 @@ impl GpuProduct {
         p[23] = plan.k_chunk as u32;
         let (kernel, overrides) = match plan.kernel {
             MatmulKernel::Tile128 | MatmulKernel::Tile64 => {
-                (MATMUL_TILE, self.tile_overrides(plan.kernel))
+                (MATMUL_TILE, self.tile_overrides(plan.kernel, epi))
             }
             MatmulKernel::Naive => (MATMUL_NAIVE, [0; 6]),
             small => {
                 let (rows, cols, _) = small.tile();
-                (MATMUL_SMALL, [rows as u32 / 8, cols as u32 / 8, 0, 0, 0, 0])
+                (
+                    MATMUL_SMALL,
+                    [
+                        rows as u32 / 8,
+                        cols as u32 / 8,
+                        epi.code(),
+                        epi.a_in_out as u32,
+                        0,
+                        0,
+                    ],
+                )
             }
         };
+        if fused {
+            let mut flags = 0;
+            if epi.bias.is_some() {
+                flags |= 1 | if epi.bias_rows { 2 } else { 0 };
+            }
+            if epi.addend.is_some() {
+                flags |= 4;
+            }
+            if let Some((_, act)) = epi.pro {
+                p[27] = act.slope().to_bits();
+            }
+            if epi.act != Act::Identity {
+                p[27] = epi.act.slope().to_bits();
+            }
+            p[26] = flags;
+            p[28] = epi.addend.map_or(0, |(_, off)| off as u32);
+            p[29] = epi.out.map_or(0, |(_, off)| off as u32);
+            p[31] = epi.a_off as u32;
+            p[32] = epi.b_off as u32;
+        }
         let (bm, bn, bk) = plan.kernel.tile();
         let grid = [n.div_ceil(bn) as u32, m.div_ceil(bm) as u32];
-        let out = gpu_alloc(g, splits * batches * m * n);
+        let out = match epi.out {
+            Some((t, _)) => t.clone(),
+            None => Tensor::from_gpu(
+                gpu_alloc(g, splits * batches * m * n),
+                vec![splits * batches * m * n],
+                DType::F32,
+            ),
+        };
+        // The extra bindings of a fused kernel: x2 (bias or saved output; A when
+        // unused) and y1 (addend or bias gradient; the output when unused).
+        let x2 = epi.bias.or(epi.pro.map(|(t, _)| t)).unwrap_or(a);
+        let y1 = epi.addend.map(|(t, _)| t).or(epi.rowsum).unwrap_or(&out);
+        let x0 = if epi.a_in_out { b } else { a };
         // Batches per launch: the grid's z holds (batch, split) pairs.
         let per_launch = (plan::MAX_GROUPS / splits).max(1);
         for pass in 0..plan.passes {
@@ -293,8 +526,8 @@ impl GpuProduct {
             } else {
                 plan.k_chunk.min(k - k_lo)
             };
-            p[24] = (pass > 0) as u32;
-            p[25] = k_lo as u32;
+            p[24] = (pass > 0 || epi.accumulate) as u32;
+            p[25] = if epi.empty { k as u32 } else { k_lo as u32 };
             for first in (0..batches).step_by(per_launch) {
                 let count = (batches - first).min(per_launch);
                 p[20] = first as u32;
@@ -310,10 +543,23 @@ impl GpuProduct {
                     };
                     2 * (padded(m, bm) * padded(n, bn) * k_len.next_multiple_of(bk) * count) as u64
                 };
+                let bufs = [
+                    x0.gpu_buf(),
+                    b.gpu_buf(),
+                    x2.gpu_buf(),
+                    out.gpu_buf(),
+                    y1.gpu_buf(),
+                ];
+                let bufs: &[&crate::backend::gpu::GpuBuffer] = if plan.kernel == MatmulKernel::Naive
+                {
+                    &[bufs[0], bufs[1], bufs[3]]
+                } else {
+                    &bufs
+                };
                 g.launch_with(
                     kernel,
                     &p,
-                    &[a.gpu_buf(), b.gpu_buf(), &out],
+                    bufs,
                     [grid[0], grid[1], (count * splits) as u32],
                     Work {
                         overrides,
@@ -326,10 +572,17 @@ impl GpuProduct {
                 );
             }
         }
+        if fused {
+            return if epi.out.is_some() {
+                Ok(out)
+            } else {
+                out.reshape(&final_shape)
+            };
+        }
         let mut full_shape = vec![splits];
         full_shape.extend(&self.batch);
         full_shape.extend([m, n]);
-        let full = Tensor::from_gpu(out, full_shape, DType::F32);
+        let full = out.reshape(&full_shape)?;
         // Sum the splits (dim 0) and the batch dims the result reduces.
         let lead = self.batch.len() - self.out_batch.len();
         let mut dims: Vec<isize> = Vec::new();

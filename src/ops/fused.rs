@@ -1,0 +1,242 @@
+//! Fused layers: a matrix product with its bias and activation in one kernel forward,
+//! and the activation's derivative folded into the backward products' loads (no
+//! separate elementwise passes), with the bias gradient from the same product as the
+//! weight gradient (the row sums of that product's operand).
+//!
+//! `Linear` followed by an activation module in a `Sequential` runs through
+//! [`linear_act`] on its own: forward is one dispatch, backward two (the weight and bias
+//! gradients together, and the input gradient) where the unfused layer takes five.
+//! The CPU runs the same arithmetic with one pass for the bias and activation and one
+//! for the derivative.
+
+use crate::autograd::record;
+use crate::backend::cpu::{CpuData, Float};
+use crate::backend::Storage;
+use crate::device::Device;
+use crate::error::{shape_err, Result};
+use crate::ops::gpu_alloc;
+use crate::ops::matmul::{matmul_raw, Act, Epi, GpuProduct, MatmulChoice};
+use crate::shape;
+use crate::tensor::{check_pair, DType, Tensor};
+
+impl Act {
+    /// Whether this activation can be fused: a leaky ReLU's slope must be a
+    /// non-negative number (the backward reads the derivative off the output's sign).
+    pub fn fusable(self) -> bool {
+        match self {
+            Act::LeakyRelu(s) => s >= 0.0,
+            _ => true,
+        }
+    }
+
+    /// The same activation as an unfused op.
+    pub(crate) fn apply_op(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Act::Identity => Ok(x.clone()),
+            Act::Relu => x.relu(),
+            Act::LeakyRelu(s) => x.leaky_relu(s),
+            Act::Sigmoid => x.sigmoid(),
+            Act::Tanh => x.tanh(),
+        }
+    }
+}
+
+/// Runs `f` on a CPU tensor's data in place (a tensor this module just made).
+fn cpu_in_place(t: &Tensor, f: impl FnOnce(&mut CpuData)) {
+    match t.storage() {
+        Storage::Cpu(c) => f(&mut c.write()),
+        Storage::Gpu(_) => unreachable!("a CPU tensor"),
+    }
+}
+
+fn bias_act_cpu<T: Float>(y: &mut [T], bias: Option<&[T]>, act: Act, n: usize) {
+    match bias {
+        Some(b) => {
+            for row in y.chunks_mut(n.max(1)) {
+                for (v, &bv) in row.iter_mut().zip(b) {
+                    *v = act.apply(*v + bv);
+                }
+            }
+        }
+        None if act != Act::Identity => y.iter_mut().for_each(|v| *v = act.apply(*v)),
+        None => {}
+    }
+}
+
+/// `g * act'(y)`, elementwise.
+fn deriv_cpu(g: &Tensor, y: &Tensor, act: Act) -> Tensor {
+    let out = crate::backend::cpu::map_float2!(&*g.cpu_data(), &*y.cpu_data(), |gv, yv: T| {
+        crate::backend::cpu::pool::collect(
+            gv.len(),
+            gv.iter().zip(yv).map(|(&a, &b)| a * act.deriv(b)),
+        )
+    });
+    Tensor::from_cpu(out, g.shape().to_vec())
+}
+
+/// `act(x @ weight^T + bias)` for `x` `[..., in]`, `weight` `[out, in]` and `bias`
+/// `[out]`: one fused product forward, two backward. An activation that cannot be
+/// fused (a negative leaky slope) runs as separate ops, with the same result.
+pub fn linear_act(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, act: Act) -> Result<Tensor> {
+    check_pair("linear", x, weight)?;
+    if weight.rank() != 2 || x.rank() == 0 || x.shape()[x.rank() - 1] != weight.shape()[1] {
+        return shape_err(
+            "linear",
+            format!(
+                "input {} and weight {}: expected [..., in] and [out, in]",
+                shape::fmt(x.shape()),
+                shape::fmt(weight.shape())
+            ),
+        );
+    }
+    let (inp, out) = (weight.shape()[1], weight.shape()[0]);
+    if let Some(b) = bias {
+        check_pair("linear", x, b)?;
+        if b.shape() != [out] {
+            return shape_err(
+                "linear",
+                format!(
+                    "bias {} for {out} outputs: expected [{out}]",
+                    shape::fmt(b.shape())
+                ),
+            );
+        }
+    }
+    if !act.fusable() {
+        let y = x.linear(weight)?;
+        let y = match bias {
+            Some(b) => y.add(b)?,
+            None => y,
+        };
+        return act.apply_op(&y);
+    }
+    let rows = x.numel() / inp.max(1);
+    let x2 = x.detach().reshape(&[rows, inp])?;
+    let mut out_shape = x.shape().to_vec();
+    *out_shape.last_mut().expect("rank >= 1") = out;
+    let y = match x.device() {
+        Device::Cpu => {
+            let y = matmul_raw(&x2, false, weight, true, MatmulChoice::AUTO)?;
+            let bias_data = bias.map(|b| b.cpu_data());
+            cpu_in_place(&y, |yd| match (yd, bias_data.as_deref()) {
+                (CpuData::F32(v), Some(CpuData::F32(b))) => bias_act_cpu(v, Some(b), act, out),
+                (CpuData::F64(v), Some(CpuData::F64(b))) => bias_act_cpu(v, Some(b), act, out),
+                (CpuData::F32(v), None) => bias_act_cpu::<f32>(v, None, act, out),
+                (CpuData::F64(v), None) => bias_act_cpu::<f64>(v, None, act, out),
+                _ => unreachable!("dtypes checked"),
+            });
+            y
+        }
+        Device::Gpu(_) => {
+            let product = GpuProduct::plain((rows, out, inp), (inp, 1), (1, inp));
+            let epi = Epi {
+                bias,
+                act,
+                ..Epi::default()
+            };
+            product.run_epi(&x2, weight, MatmulChoice::AUTO, &epi)?
+        }
+    }
+    .reshape(&out_shape)?;
+    let saved_y = (act != Act::Identity).then(|| y.detach());
+    let ws = weight.detach();
+    let (need_x, need_w) = (x.requires_grad(), weight.requires_grad());
+    let need_b = bias.is_some_and(|b| b.requires_grad());
+    let x_shape = x.shape().to_vec();
+    let has_bias = bias.is_some();
+    let mut inputs = vec![x, weight];
+    inputs.extend(bias);
+    Ok(record(y, "linear_act", &inputs, move |g| {
+        let g2 = g.reshape(&[rows, out])?;
+        let y2 = saved_y
+            .as_ref()
+            .map(|y| y.reshape(&[rows, out]))
+            .transpose()?;
+        let (dx, dw, db) = match g.device() {
+            Device::Cpu => {
+                let gp = match &y2 {
+                    Some(y) => deriv_cpu(&g2, y, act),
+                    None => g2,
+                };
+                let dx = need_x
+                    .then(|| matmul_raw(&gp, false, &ws, false, MatmulChoice::AUTO))
+                    .transpose()?;
+                let dw = need_w
+                    .then(|| matmul_raw(&gp, true, &x2, false, MatmulChoice::AUTO))
+                    .transpose()?;
+                let db = need_b.then(|| gp.sum_dim(&[0], false)).transpose()?;
+                (dx, dw, db)
+            }
+            Device::Gpu(ctx) => {
+                let pro = y2.as_ref().map(|y| (y, act));
+                let dx = if need_x {
+                    let product = GpuProduct::plain((rows, inp, out), (out, 1), (inp, 1));
+                    let epi = Epi {
+                        pro,
+                        ..Epi::default()
+                    };
+                    Some(product.run_epi(&g2, &ws, MatmulChoice::AUTO, &epi)?)
+                } else {
+                    None
+                };
+                // The bias gradient comes from the weight gradient's product (the row
+                // sums of its operand g^T); without a weight gradient (or with no input
+                // features) it is a plain column sum.
+                let rowsum_ok = need_w && inp > 0 && rows > 0;
+                let db = if need_b {
+                    Some(if rowsum_ok {
+                        // Written (not added to) by the weight gradient's product.
+                        Tensor::from_gpu(gpu_alloc(ctx, out), vec![out], DType::F32)
+                    } else {
+                        let gp = match &y2 {
+                            Some(y) => crate::ops::unary::unary_backward(act_op(act), y, y, &g2),
+                            None => g2.clone(),
+                        };
+                        gp.sum_dim(&[0], false)?
+                    })
+                } else {
+                    None
+                };
+                let dw = if need_w {
+                    let product = GpuProduct::plain((out, inp, rows), (1, out), (inp, 1));
+                    let epi = Epi {
+                        pro,
+                        rowsum: db.as_ref().filter(|_| rowsum_ok),
+                        ..Epi::default()
+                    };
+                    Some(product.run_epi(&g2, &x2, MatmulChoice::AUTO, &epi)?)
+                } else {
+                    None
+                };
+                (dx, dw, db)
+            }
+        };
+        let mut grads = vec![dx.map(|d| d.reshape(&x_shape)).transpose()?, dw];
+        if has_bias {
+            grads.push(db);
+        }
+        Ok(grads)
+    }))
+}
+
+/// The unary op whose backward rule matches a fused activation's.
+fn act_op(act: Act) -> crate::ops::unary::UnaryOp {
+    use crate::ops::unary::UnaryOp;
+    match act {
+        Act::Identity => UnaryOp::Affine {
+            scale: 1.0,
+            shift: 0.0,
+        },
+        Act::Relu => UnaryOp::Relu,
+        Act::LeakyRelu(s) => UnaryOp::LeakyRelu { slope: s as f64 },
+        Act::Sigmoid => UnaryOp::Sigmoid,
+        Act::Tanh => UnaryOp::Tanh,
+    }
+}
+
+impl Tensor {
+    /// `act(self @ weight^T + bias)` in one fused kernel (see [`linear_act`]).
+    pub fn linear_act(&self, weight: &Tensor, bias: Option<&Tensor>, act: Act) -> Result<Tensor> {
+        linear_act(self, weight, bias, act)
+    }
+}
