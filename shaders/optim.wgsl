@@ -1,47 +1,44 @@
-// Fused optimizer updates: one kernel per parameter tensor and step, in place.
-// y0 = the parameter, x0 = its gradient, y1 (and y2) = the optimizer's state buffers.
-// Entry points are named <optimizer>_step: they update state rather than compute values.
+// Gradient clipping's reduction. The optimizers' updates and clipping's passes over the
+// gradients are multi-tensor kernels generated in src/ops/optim.rs (one dispatch binds
+// many tensors); this file holds the one kernel with fixed slots.
 
-// SGD as PyTorch's torch.optim.SGD. P[0] = n, P[1] = lr, P[2] = momentum,
-// P[3] = dampening, P[4] = weight decay, P[5] = nesterov (0/1), P[6] = first step (0/1).
+var<workgroup> norm_red: array<f32, 256>;
+
+// The partial sums of squares x0[0 .. P[0]] reduced by P[2] workgroups of P[1] each
+// (P[1] / 256 per thread). P[3] = 0: workgroup w writes its sum to y0[w] (a pass over
+// more than 16K partials); P[3] = 1 (one workgroup): y0[0] = the norm, sqrt(sum), and
+// y0[1] = the clipping scale min(1, P[4] / (norm + 1e-6)) with P[4] = max_norm, as
+// torch.nn.utils.clip_grad_norm_ (a NaN scale stays NaN: min() may drop NaNs).
 @compute @workgroup_size(256)
-fn sgd_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
-    let p = y0[i];
-    var g = x0[i] + pf(4u) * p;
-    let momentum = pf(2u);
-    if (momentum != 0.0) {
-        var b = g;
-        if (P[6] == 0u) {
-            b = momentum * y1[i] + (1.0 - pf(3u)) * g;
+fn clip_norm_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let w = row_id(wid, nwg);
+    let base = w * P[1];
+    let end = min(base + P[1], P[0]);
+    var s = 0.0;
+    for (var i = base + lid; i < end; i = i + WG) {
+        s = s + x0[i];
+    }
+    norm_red[lid] = s;
+    workgroupBarrier();
+    for (var h = WG / 2u; h > 0u; h = h / 2u) {
+        if (lid < h) {
+            norm_red[lid] = norm_red[lid] + norm_red[lid + h];
         }
-        y1[i] = b;
-        g = select(b, g + momentum * b, P[5] == 1u);
+        workgroupBarrier();
     }
-    y0[i] = p - pf(1u) * g;
-}
-
-// Adam and AdamW as PyTorch's. P[0] = n, P[1] = lr, P[2] = beta1, P[3] = beta2,
-// P[4] = eps, P[5] = weight decay, P[6] = decoupled (AdamW) 0/1,
-// P[7] = 1 - beta1^t, P[8] = 1 - beta2^t (bias corrections). y1 = m, y2 = v.
-@compute @workgroup_size(256)
-fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
-    var p = y0[i];
-    var g = x0[i];
-    let lr = pf(1u);
-    if (P[6] == 1u) {
-        p = p * (1.0 - lr * pf(5u));
-    } else {
-        g = g + pf(5u) * p;
+    if (lid == 0u && w < P[2]) {
+        let total = norm_red[0];
+        if (P[3] == 0u) {
+            y0[w] = total;
+        } else {
+            let norm = sqrt(total);
+            var scale = pf(4u) / (norm + 1e-6);
+            let nan = (bitcast<u32>(scale) & 0x7fffffffu) > 0x7f800000u;
+            if (!nan) {
+                scale = min(scale, 1.0);
+            }
+            y0[0] = norm;
+            y0[1] = scale;
+        }
     }
-    let m = pf(2u) * y1[i] + (1.0 - pf(2u)) * g;
-    let v = pf(3u) * y2[i] + (1.0 - pf(3u)) * g * g;
-    y1[i] = m;
-    y2[i] = v;
-    let m_hat = m / pf(7u);
-    let v_hat = v / pf(8u);
-    y0[i] = p - lr * m_hat / (sqrt(v_hat) + pf(4u));
 }

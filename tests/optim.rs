@@ -7,6 +7,7 @@ use wgrad::optim::{
     clip_grad_norm, Adam, AdamW, CosineAnnealingLR, LrScheduler, Optimizer, Scheduled, Sgd, StepLR,
 };
 use wgrad::prelude::*;
+use wgrad::GpuOptions;
 
 const P0: [f64; 3] = [1.0, -2.0, 0.5];
 const GRADS: [[f64; 3]; 4] = [
@@ -244,5 +245,349 @@ fn clipping_scales_gradients_to_the_global_norm_without_a_readback() {
             1e-5,
             "b unchanged",
         );
+    }
+}
+
+/// Element counts of the parameter lists below: one past a workgroup (300), one of a
+/// single element, a matrix, and sizes around the 256-thread workgroup.
+const SIZES: [&[usize]; 6] = [&[300], &[1], &[16, 9], &[256], &[257], &[5]];
+
+/// `shapes` as parameters drawn from `seed` (the same values on every device), each with
+/// a gradient drawn afresh for step `step`.
+fn seeded_params(shapes: &[&[usize]], seed: u64, dev: &Device) -> Vec<Tensor> {
+    shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            Tensor::randn_seeded(s, seed + i as u64, &Device::cpu())
+                .unwrap()
+                .to(dev)
+                .unwrap()
+                .requires_grad_(true)
+        })
+        .collect()
+}
+
+fn set_grads(params: &[Tensor], step: u64, skip: Option<usize>) {
+    for (i, p) in params.iter().enumerate() {
+        if skip == Some(i) {
+            p.set_grad(None);
+            continue;
+        }
+        let g = Tensor::randn_seeded(p.shape(), 1000 * step + i as u64, &Device::cpu())
+            .unwrap()
+            .to(p.device())
+            .unwrap();
+        p.set_grad(Some(g));
+    }
+}
+
+fn flat(ts: &[Tensor]) -> Vec<f32> {
+    ts.iter().flat_map(|t| t.to_vec::<f32>().unwrap()).collect()
+}
+
+type Make = fn(Vec<Tensor>) -> Box<dyn Optimizer>;
+
+/// Every optimizer and option, as the multi-tensor kernels run them.
+const OPTIMIZERS: [(&str, Make); 8] = [
+    ("sgd", |p| Box::new(Sgd::new(p, 0.1))),
+    ("sgd + weight decay", |p| {
+        Box::new(Sgd::new(p, 0.1).weight_decay(0.05))
+    }),
+    ("sgd + momentum", |p| {
+        Box::new(Sgd::new(p, 0.1).momentum(0.9))
+    }),
+    ("sgd + momentum + dampening + weight decay", |p| {
+        Box::new(
+            Sgd::new(p, 0.05)
+                .momentum(0.8)
+                .dampening(0.3)
+                .weight_decay(0.01),
+        )
+    }),
+    ("sgd + nesterov", |p| {
+        Box::new(
+            Sgd::new(p, 0.05)
+                .momentum(0.9)
+                .nesterov(true)
+                .weight_decay(0.02),
+        )
+    }),
+    ("adam", |p| Box::new(Adam::new(p, 0.01))),
+    ("adam + L2", |p| {
+        Box::new(Adam::new(p, 0.02).betas(0.8, 0.99).weight_decay(0.1))
+    }),
+    ("adamw", |p| {
+        Box::new(AdamW::new(p, 0.01).weight_decay(0.05))
+    }),
+];
+
+/// Four steps of `make` over `shapes` on `dev`; parameter `skip` has no gradient on the
+/// second step (it then misses a step: its Adam step count and its momentum buffer's
+/// first step differ from the others').
+fn trajectory(dev: &Device, make: Make, shapes: &[&[usize]], skip: usize) -> Vec<f32> {
+    let params = seeded_params(shapes, 7, dev);
+    let mut opt = make(params.clone());
+    for step in 0..4u64 {
+        set_grads(&params, step, (step == 1).then_some(skip));
+        opt.step().unwrap();
+    }
+    flat(&params)
+}
+
+#[test]
+fn every_optimizer_matches_the_cpu_on_the_gpu_for_parameters_of_many_sizes() {
+    let _serial = common::exclusive();
+    let gpu = common::gpu();
+    for (what, make) in OPTIMIZERS {
+        // The first parameter joins on step 2: with momentum its buffer starts then.
+        let want = trajectory(&Device::cpu(), make, &SIZES, 0);
+        let got = trajectory(&gpu, make, &SIZES, 0);
+        common::assert_close(&got, &want, 2e-5, what);
+    }
+}
+
+#[test]
+fn more_parameters_than_one_dispatch_binds_run_in_chunks_with_the_same_results() {
+    let _serial = common::exclusive();
+    let gpu = common::gpu();
+    // 40 parameters: more than any adapter's single dispatch takes (26 at most).
+    let shapes: Vec<&[usize]> = (0..40).map(|i| SIZES[i % SIZES.len()]).collect();
+    for (what, make) in [OPTIMIZERS[4], OPTIMIZERS[7]] {
+        let want = trajectory(&Device::cpu(), make, &shapes, 33);
+        let got = trajectory(&gpu, make, &shapes, 33);
+        common::assert_close(&got, &want, 2e-5, what);
+        let params = seeded_params(&shapes, 3, &gpu);
+        set_grads(&params, 0, None);
+        let mut opt = make(params.clone());
+        gpu.sync().unwrap();
+        let before = gpu.counters().dispatches;
+        opt.step().unwrap();
+        let n = gpu.counters().dispatches - before;
+        assert!(
+            (2..=40).contains(&n),
+            "{what}: 40 parameters in {n} dispatches"
+        );
+    }
+    // Clipping over the 40 gradients.
+    let (pc, pg) = (
+        seeded_params(&shapes, 9, &Device::cpu()),
+        seeded_params(&shapes, 9, &gpu),
+    );
+    set_grads(&pc, 5, None);
+    set_grads(&pg, 5, None);
+    let nc = clip_grad_norm(&pc, 2.0).unwrap().unwrap().item().unwrap();
+    let ng = clip_grad_norm(&pg, 2.0).unwrap().unwrap().item().unwrap();
+    assert!((nc - ng).abs() <= 1e-5 * nc, "norm {ng} vs {nc}");
+    let grads = |ps: &[Tensor]| flat(&ps.iter().map(|p| p.grad().unwrap()).collect::<Vec<_>>());
+    common::assert_close(&grads(&pg), &grads(&pc), 1e-6, "clipped gradients");
+}
+
+/// The MLP of the shared workloads (784-256-128-10), one forward and backward.
+fn mlp_with_gradients(dev: &Device) -> Vec<Tensor> {
+    dev.manual_seed(3);
+    let model = Sequential::new()
+        .add(Linear::new(dev, 784, 256))
+        .add(ReLU)
+        .add(Linear::new(dev, 256, 128))
+        .add(ReLU)
+        .add(Linear::new(dev, 128, 10));
+    let x = Tensor::randn_seeded(&[8, 784], 1, dev).unwrap();
+    let y = Tensor::from_vec((0..8u32).map(|i| i % 10).collect(), &[8], dev).unwrap();
+    let loss = model.forward(&x).unwrap().cross_entropy(&y).unwrap();
+    loss.backward().unwrap();
+    model.parameters()
+}
+
+#[test]
+fn one_step_of_six_parameters_is_one_dispatch_and_clipping_three() {
+    let _serial = common::exclusive();
+    let gpu = common::gpu();
+    let params = mlp_with_gradients(&gpu);
+    assert_eq!(params.len(), 6);
+    for (what, make) in OPTIMIZERS {
+        let mut opt = make(params.clone());
+        for step in 0..2 {
+            gpu.sync().unwrap();
+            let before = gpu.counters().dispatches;
+            opt.step().unwrap();
+            assert_eq!(
+                gpu.counters().dispatches - before,
+                1,
+                "{what}, step {step}: one dispatch for all six parameters"
+            );
+        }
+    }
+    gpu.sync().unwrap();
+    let before = gpu.counters();
+    let norm = clip_grad_norm(&params, 0.1).unwrap().unwrap();
+    let after = gpu.counters();
+    assert_eq!(after.dispatches - before.dispatches, 3, "clipping");
+    assert_eq!(after.submits, before.submits, "clipping reads nothing back");
+    assert!(norm.item().unwrap() > 0.1);
+    let total: f64 = params
+        .iter()
+        .flat_map(|p| p.grad().unwrap().to_f64_vec().unwrap())
+        .map(|g| g * g)
+        .sum();
+    assert!(
+        (total.sqrt() - 0.1).abs() < 1e-5,
+        "clipped norm {}",
+        total.sqrt()
+    );
+}
+
+#[test]
+fn steady_state_steps_with_clipping_create_nothing() {
+    let _serial = common::exclusive();
+    // A device of its own: its buffer pool starts empty, so the buffers the steps get
+    // (and hence their bind groups) settle into the same cycle whatever other tests left
+    // in the shared device's pool. The gradients are made while the previous step's are
+    // still held, so the steps alternate between two sets of gradient buffers, which
+    // settle after three steps.
+    let gpu = Device::gpu_with(GpuOptions::from_env()).unwrap();
+    let params = seeded_params(&SIZES, 11, &gpu);
+    let mut sgd = Sgd::new(params.clone(), 0.05).momentum(0.9);
+    let mut adam = AdamW::new(params.clone(), 0.01);
+    let step = |sgd: &mut Sgd, adam: &mut Adam, s: u64| {
+        set_grads(&params, s, None);
+        let norm = clip_grad_norm(&params, 1.0).unwrap().unwrap();
+        sgd.step().unwrap();
+        adam.step().unwrap();
+        norm.item().unwrap()
+    };
+    for s in 0..3 {
+        step(&mut sgd, &mut adam, s);
+    }
+    let warm = gpu.counters();
+    for s in 3..13 {
+        assert!(step(&mut sgd, &mut adam, s).is_finite());
+    }
+    let after = gpu.counters();
+    assert_eq!(after.buffers_created, warm.buffers_created, "buffers");
+    assert_eq!(after.pipelines_created, warm.pipelines_created, "pipelines");
+    assert_eq!(
+        after.bind_groups_created, warm.bind_groups_created,
+        "bind groups"
+    );
+    assert_eq!(after.peak_bytes, warm.peak_bytes, "peak memory");
+    assert_eq!(
+        after.dispatches - warm.dispatches,
+        10 * 5,
+        "per step: 3 for clipping, 1 per optimizer (uploads are copies)"
+    );
+}
+
+#[test]
+fn clipping_a_non_finite_gradient_gives_a_non_finite_norm_as_pytorch() {
+    let _serial = common::exclusive();
+    for dev in common::devices() {
+        let a = Tensor::ones(&[3], &dev).unwrap().requires_grad_(true);
+        let b = Tensor::ones(&[300], &dev).unwrap().requires_grad_(true);
+        b.set_grad(Some(Tensor::full(&[300], 0.5, &dev).unwrap()));
+        // An infinite element: norm inf, scale max_norm / inf = 0, so the finite elements
+        // become 0 and the infinite one inf * 0 = NaN (torch does the same).
+        a.set_grad(Some(
+            Tensor::from_vec(vec![1.0f32, f32::INFINITY, -2.0], &[3], &dev).unwrap(),
+        ));
+        let norm = clip_grad_norm(&[a.clone(), b.clone()], 1.0)
+            .unwrap()
+            .unwrap();
+        assert_eq!(norm.item().unwrap(), f64::INFINITY, "{dev:?}");
+        let ga = a.grad().unwrap().to_vec::<f32>().unwrap();
+        assert_eq!(ga[0], 0.0, "{dev:?}");
+        assert!(ga[1].is_nan(), "{dev:?}");
+        assert_eq!(ga[2], -0.0, "{dev:?}");
+        assert!(b
+            .grad()
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap()
+            .iter()
+            .all(|&g| g == 0.0));
+        // A NaN: the norm and every gradient become NaN.
+        a.set_grad(Some(
+            Tensor::from_vec(vec![1.0f32, f32::NAN, -2.0], &[3], &dev).unwrap(),
+        ));
+        b.set_grad(Some(Tensor::full(&[300], 0.5, &dev).unwrap()));
+        let norm = clip_grad_norm(&[a.clone(), b.clone()], 1.0)
+            .unwrap()
+            .unwrap();
+        assert!(norm.item().unwrap().is_nan(), "{dev:?}");
+        for p in [&a, &b] {
+            assert!(
+                p.grad()
+                    .unwrap()
+                    .to_vec::<f32>()
+                    .unwrap()
+                    .iter()
+                    .all(|g| g.is_nan()),
+                "{dev:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn clipping_scales_a_shared_gradient_once_and_counts_it_per_parameter() {
+    let _serial = common::exclusive();
+    for dev in common::devices() {
+        let a = Tensor::ones(&[4], &dev).unwrap().requires_grad_(true);
+        let b = Tensor::ones(&[2, 2], &dev).unwrap().requires_grad_(true);
+        let g = Tensor::full(&[4], 1.0, &dev).unwrap();
+        // b's gradient is a view of a's (same storage).
+        a.set_grad(Some(g.clone()));
+        b.set_grad(Some(g.reshape(&[2, 2]).unwrap()));
+        let norm = clip_grad_norm(&[a.clone(), b.clone()], 1.0)
+            .unwrap()
+            .unwrap();
+        assert!((norm.item().unwrap() - 8f64.sqrt()).abs() < 1e-6, "{dev:?}");
+        let want = (1.0 / (8f64.sqrt() + 1e-6)) as f32;
+        common::assert_close(&g.to_vec::<f32>().unwrap(), &[want; 4], 1e-6, "shared");
+    }
+}
+
+#[test]
+fn optimizer_and_clipping_mistakes_are_errors() {
+    let _serial = common::exclusive();
+    let (cpu, gpu) = (Device::cpu(), common::gpu());
+    // A gradient on another device.
+    let p = Tensor::ones(&[3], &gpu).unwrap().requires_grad_(true);
+    p.set_grad(Some(Tensor::ones(&[3], &cpu).unwrap()));
+    assert!(matches!(
+        Sgd::new(vec![p.clone()], 0.1).momentum(0.9).step(),
+        Err(Error::DeviceMismatch { .. })
+    ));
+    assert!(matches!(
+        Adam::new(vec![p.clone()], 0.1).step(),
+        Err(Error::DeviceMismatch { .. })
+    ));
+    // Gradients on two devices.
+    let q = Tensor::ones(&[2], &cpu).unwrap().requires_grad_(true);
+    q.set_grad(Some(Tensor::ones(&[2], &cpu).unwrap()));
+    p.set_grad(Some(Tensor::ones(&[3], &gpu).unwrap()));
+    assert!(matches!(
+        clip_grad_norm(&[p.clone(), q.clone()], 1.0),
+        Err(Error::DeviceMismatch { .. })
+    ));
+    // A gradient of the wrong shape, or sharing the parameter's storage.
+    p.set_grad(Some(Tensor::ones(&[4], &gpu).unwrap()));
+    assert!(Sgd::new(vec![p.clone()], 0.1).step().is_err());
+    for dev in [&cpu, &gpu] {
+        let p = Tensor::ones(&[3], dev).unwrap().requires_grad_(true);
+        p.set_grad(Some(no_grad(|| p.reshape(&[3]).unwrap())));
+        assert!(Sgd::new(vec![p.clone()], 0.1).step().is_err(), "{dev:?}");
+        assert!(Adam::new(vec![p.clone()], 0.1).step().is_err(), "{dev:?}");
+    }
+}
+
+#[test]
+fn a_parameter_listed_twice_is_updated_twice_as_in_sequence() {
+    let _serial = common::exclusive();
+    for dev in common::devices() {
+        let p = Tensor::ones(&[3], &dev).unwrap().requires_grad_(true);
+        p.set_grad(Some(Tensor::full(&[3], 1.0, &dev).unwrap()));
+        Sgd::new(vec![p.clone(), p.clone()], 0.25).step().unwrap();
+        common::assert_close(&p.to_vec::<f32>().unwrap(), &[0.5; 3], 1e-6, "twice");
     }
 }

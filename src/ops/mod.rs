@@ -10,6 +10,7 @@ pub mod fused;
 pub mod layout;
 pub mod loss;
 pub mod matmul;
+pub(crate) mod multi_tensor;
 pub mod optim;
 pub mod pool2d;
 pub mod random;
@@ -56,9 +57,10 @@ pub struct ShaderSource {
     pub subgroups: bool,
 }
 
-/// Every shader file, for validation tests.
+/// Every shader file, for validation tests, and one instance (for three tensors) of each
+/// generated multi-tensor kernel.
 pub fn shader_sources() -> Vec<ShaderSource> {
-    [
+    let files = [
         unary::FILE,
         binary::FILE,
         reduce::FILE,
@@ -73,14 +75,17 @@ pub fn shader_sources() -> Vec<ShaderSource> {
         pool2d::FILE,
         augment::FILE,
         rnn::FILE,
-    ]
-    .iter()
-    .map(|f| ShaderSource {
-        name: f.name,
-        source: f.source,
-        subgroups: f.subgroups,
-    })
-    .collect()
+    ];
+    let mut sources: Vec<ShaderSource> = files
+        .iter()
+        .map(|f| ShaderSource {
+            name: f.name,
+            source: f.source,
+            subgroups: f.subgroups,
+        })
+        .collect();
+    sources.extend(optim::generated_sources());
+    sources
 }
 
 /// Defines a `&'static Kernel` from a file, an entry point and the slots it binds;
@@ -102,6 +107,7 @@ macro_rules! kernel {
             file: &$file,
             entry: $entry,
             slots: &[$($crate::backend::gpu::slot::$slot),*],
+            extra: &[],
             overrides: &[$($o),*],
             loops: $loops,
         }

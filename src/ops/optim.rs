@@ -1,25 +1,151 @@
-//! Fused optimizer updates: each parameter's step is one kernel that reads the gradient
-//! and rewrites the parameter and the optimizer's state in place (no readback, no
-//! allocation). The CPU reference runs the same arithmetic in `f32`, so both devices
-//! follow the same trajectory up to rounding.
+//! Fused optimizer updates and gradient clipping over whole parameter lists.
+//!
+//! On the GPU one multi-tensor dispatch (`ops::multi_tensor`) updates every parameter
+//! and its state in place (more only when the list is longer than one dispatch may bind),
+//! and `clip_grad_norm` is three dispatches: per-workgroup sums of squares over every
+//! gradient, one workgroup turning them into the norm and the scale, and the scaling of
+//! every gradient in place. Nothing is read back and nothing is allocated but the
+//! clipping's partial sums and norm (pooled). The CPU reference runs the same
+//! arithmetic in `f32`, so both devices follow the same trajectory up to rounding.
+
+use std::sync::Arc;
 
 use crate::backend::cpu::CpuData;
-use crate::backend::gpu::{Kernel, ShaderFile};
+use crate::backend::gpu::{GpuContext, Kernel, ShaderFile, Work};
 use crate::backend::Storage;
-use crate::error::{shape_err, Result};
-use crate::ops::{groups_1d, kernel, shader};
-use crate::tensor::{check_pair, Tensor};
+use crate::device::Device;
+use crate::error::{arg_err, shape_err, Result};
+use crate::ops::multi_tensor::{self, Member, MultiSpec, ELEMENTWISE};
+use crate::ops::{gpu_alloc, groups_rows, kernel, shader, ShaderSource};
+use crate::tensor::{check_pair, DType, Tensor};
 
 pub(crate) const FILE: ShaderFile = shader("optim", include_str!("../../shaders/optim.wgsl"));
-const SGD_STEP: &Kernel = kernel!(FILE, "sgd_step", [X0, Y0, Y1]);
-const ADAM_STEP: &Kernel = kernel!(FILE, "adam_step", [X0, Y0, Y1, Y2]);
+const CLIP_NORM: &Kernel = kernel!(FILE, "clip_norm_step", [X0, Y0], loops);
+
+/// SGD without momentum: `p -= lr (g + wd p)`. Header: P[0] = lr, P[3] = weight decay.
+pub(crate) static SGD: MultiSpec = MultiSpec {
+    entry: "sgd_multi_step",
+    roles: &[("g", true), ("p", false)],
+    shared: &[],
+    decls: "",
+    before: ELEMENTWISE,
+    case: "            let p = $p[i];
+            $p[i] = p - pf(0u) * ($g[i] + pf(3u) * p);
+",
+    after: "",
+    loops: false,
+};
+
+/// SGD with momentum, as `torch.optim.SGD`. Header: P[0] = lr, P[1] = momentum,
+/// P[2] = dampening, P[3] = weight decay, P[4] = nesterov (0/1), P[5] = the buffers' first
+/// step (0/1: the buffer starts as the gradient itself).
+pub(crate) static SGD_MOMENTUM: MultiSpec = MultiSpec {
+    entry: "sgd_momentum_multi_step",
+    roles: &[("g", true), ("p", false), ("b", false)],
+    shared: &[],
+    decls: "",
+    before: ELEMENTWISE,
+    case: "            let p = $p[i];
+            let g = $g[i] + pf(3u) * p;
+            let mom = pf(1u);
+            var b = g;
+            if (P[5] == 0u) {
+                b = mom * $b[i] + (1.0 - pf(2u)) * g;
+            }
+            $b[i] = b;
+            let d = select(b, g + mom * b, P[4] == 1u);
+            $p[i] = p - pf(0u) * d;
+",
+    after: "",
+    loops: false,
+};
+
+/// Adam and AdamW, as PyTorch's. Header: P[0] = lr, P[1] = beta1, P[2] = beta2,
+/// P[3] = eps, P[4] = weight decay, P[5] = decoupled (AdamW, 0/1), P[6] = 1 - beta1^t,
+/// P[7] = 1 - beta2^t.
+pub(crate) static ADAM: MultiSpec = MultiSpec {
+    entry: "adam_multi_step",
+    roles: &[("g", true), ("p", false), ("m", false), ("v", false)],
+    shared: &[],
+    decls: "",
+    before: ELEMENTWISE,
+    case: "            var p = $p[i];
+            var g = $g[i];
+            let lr = pf(0u);
+            if (P[5] == 1u) {
+                p = p * (1.0 - lr * pf(4u));
+            } else {
+                g = g + pf(4u) * p;
+            }
+            let m = pf(1u) * $m[i] + (1.0 - pf(1u)) * g;
+            let v = pf(2u) * $v[i] + (1.0 - pf(2u)) * g * g;
+            $m[i] = m;
+            $v[i] = v;
+            $p[i] = p - lr * (m / pf(6u)) / (sqrt(v / pf(7u)) + pf(3u));
+",
+    after: "",
+    loops: false,
+};
+
+/// Clipping, pass 1: each workgroup sums the squares of up to P[0] consecutive elements
+/// of one gradient (P[0] / 256 per thread) and writes the sum to `partials[P[1] + wg]`;
+/// P[2] = the dispatch's workgroups.
+pub(crate) static CLIP_SUMSQ: MultiSpec = MultiSpec {
+    entry: "clip_sumsq_step",
+    roles: &[("g", true)],
+    shared: &[("partials", false)],
+    decls: "var<workgroup> sumsq_red: array<f32, 256>;\n",
+    before: "    let base = (wg - tfirst) * P[0];
+    let end = min(base + P[0], tn);
+    var s = 0.0;
+",
+    case: "            for (var i = base + lid; i < end; i = i + WG) {
+                let x = $g[i];
+                s = s + x * x;
+            }
+",
+    after: "    sumsq_red[lid] = s;
+    workgroupBarrier();
+    for (var w = WG / 2u; w > 0u; w = w / 2u) {
+        if (lid < w) {
+            sumsq_red[lid] = sumsq_red[lid] + sumsq_red[lid + w];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u && wg < P[2]) {
+        partials[P[1] + wg] = sumsq_red[0];
+    }
+",
+    loops: true,
+};
+
+/// Clipping, pass 3: every gradient times the scale `ns[1]` (`ns` = [norm, scale]).
+pub(crate) static CLIP_SCALE: MultiSpec = MultiSpec {
+    entry: "clip_scale_step",
+    roles: &[("g", false)],
+    shared: &[("ns", true)],
+    decls: "",
+    before: ELEMENTWISE,
+    case: "            $g[i] = $g[i] * ns[1];
+",
+    after: "",
+    loops: false,
+};
+
+/// The generated kernels, one sample each, for the shader validation tests.
+pub(crate) fn generated_sources() -> Vec<ShaderSource> {
+    [&SGD, &SGD_MOMENTUM, &ADAM, &CLIP_SUMSQ, &CLIP_SCALE]
+        .into_iter()
+        .map(multi_tensor::sample_source)
+        .collect()
+}
 
 /// Hyper-parameters of one SGD step (PyTorch's meaning).
 #[derive(Clone, Copy, Debug)]
 pub struct SgdStep {
     /// Learning rate.
     pub lr: f32,
-    /// Momentum factor (0 disables the buffer).
+    /// Momentum factor (0: no buffer).
     pub momentum: f32,
     /// Dampening of the gradient in the momentum buffer.
     pub dampening: f32,
@@ -27,7 +153,18 @@ pub struct SgdStep {
     pub weight_decay: f32,
     /// Nesterov momentum.
     pub nesterov: bool,
-    /// The first step initialises the buffer with the gradient itself.
+}
+
+/// One parameter's part of an SGD step.
+#[derive(Clone, Copy, Debug)]
+pub struct SgdTensors<'a> {
+    /// The parameter, updated in place.
+    pub param: &'a Tensor,
+    /// Its gradient.
+    pub grad: &'a Tensor,
+    /// Its momentum buffer (needed when the momentum is not 0).
+    pub buf: Option<&'a Tensor>,
+    /// True on the buffer's first step: it starts as the gradient itself.
     pub first: bool,
 }
 
@@ -46,11 +183,32 @@ pub struct AdamStep {
     pub weight_decay: f32,
     /// AdamW's decoupled weight decay.
     pub decoupled: bool,
-    /// The step number, from 1 (for the bias corrections).
+}
+
+/// One parameter's part of an Adam step.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamTensors<'a> {
+    /// The parameter, updated in place.
+    pub param: &'a Tensor,
+    /// Its gradient.
+    pub grad: &'a Tensor,
+    /// First moment.
+    pub m: &'a Tensor,
+    /// Second moment.
+    pub v: &'a Tensor,
+    /// This parameter's step number, from 1 (for the bias corrections).
     pub t: u64,
 }
 
+/// Fails unless `others` are f32 tensors shaped like `param` on its device, with storage
+/// of their own (a gradient sharing its parameter's storage is refused).
 fn check(op: &'static str, param: &Tensor, others: &[&Tensor]) -> Result<()> {
+    if param.dtype() != DType::F32 {
+        return Err(crate::error::Error::DType {
+            op,
+            msg: format!("optimizers update f32 parameters, got {:?}", param.dtype()),
+        });
+    }
     for o in others {
         check_pair(op, param, o)?;
         if o.shape() != param.shape() {
@@ -63,132 +221,533 @@ fn check(op: &'static str, param: &Tensor, others: &[&Tensor]) -> Result<()> {
                 ),
             );
         }
+        if o.storage().same_as(param.storage()) {
+            return arg_err(op, "the gradient or state shares the parameter's storage");
+        }
     }
     Ok(())
 }
 
-fn f32_mut(s: &Storage) -> std::sync::RwLockWriteGuard<'_, CpuData> {
-    match s {
+/// The CPU tensor's data, locked for writing (in-place updates).
+fn write_data(t: &Tensor) -> std::sync::RwLockWriteGuard<'_, CpuData> {
+    match t.storage() {
         Storage::Cpu(c) => c.write(),
         Storage::Gpu(_) => unreachable!("CPU path"),
     }
 }
 
-/// `param <- SGD(param, grad, buf)` in place.
-pub fn sgd_update(param: &Tensor, grad: &Tensor, buf: &Tensor, hp: SgdStep) -> Result<()> {
-    check("sgd_step", param, &[grad, buf])?;
-    match param.device() {
-        crate::Device::Cpu => {
-            let g = grad.cpu_data();
-            let CpuData::F32(g) = &*g else {
-                return shape_err("sgd_step", "optimizers update f32 parameters");
-            };
-            let mut p = f32_mut(param.storage());
-            let mut b = f32_mut(buf.storage());
-            let (CpuData::F32(p), CpuData::F32(b)) = (&mut *p, &mut *b) else {
-                return shape_err("sgd_step", "optimizers update f32 parameters");
-            };
-            for i in 0..p.len() {
-                let mut gi = g[i] + hp.weight_decay * p[i];
-                if hp.momentum != 0.0 {
-                    let bi = if hp.first {
-                        gi
-                    } else {
-                        hp.momentum * b[i] + (1.0 - hp.dampening) * gi
-                    };
-                    b[i] = bi;
-                    gi = if hp.nesterov {
-                        gi + hp.momentum * bi
-                    } else {
-                        bi
-                    };
-                }
-                p[i] -= hp.lr * gi;
-            }
+/// Groups of indices into a list of tensors, one per GPU device and key, in list order.
+/// CPU tensors are left out (the caller updates them one by one).
+fn gpu_groups<K: PartialEq + Copy>(
+    devices: impl Iterator<Item = (Device, K)>,
+) -> Vec<(Arc<GpuContext>, K, Vec<usize>)> {
+    let mut groups: Vec<(Arc<GpuContext>, K, Vec<usize>)> = Vec::new();
+    for (i, (dev, key)) in devices.enumerate() {
+        let Device::Gpu(ctx) = dev else { continue };
+        match groups
+            .iter_mut()
+            .find(|(c, k, _)| Arc::ptr_eq(c, &ctx) && *k == key)
+        {
+            Some(g) => g.2.push(i),
+            None => groups.push((ctx, key, vec![i])),
         }
-        crate::Device::Gpu(ctx) => {
-            let n = param.numel();
-            let params = [
-                n as u32,
-                hp.lr.to_bits(),
-                hp.momentum.to_bits(),
-                hp.dampening.to_bits(),
-                hp.weight_decay.to_bits(),
-                hp.nesterov as u32,
-                hp.first as u32,
-            ];
-            ctx.launch(
-                SGD_STEP,
-                &params,
-                &[grad.gpu_buf(), param.gpu_buf(), buf.gpu_buf()],
-                groups_1d(n),
-            );
-        }
+    }
+    groups
+}
+
+/// Runs `spec` over `members` on `ctx` in as few dispatches as the limits allow.
+fn launch_all(
+    ctx: &Arc<GpuContext>,
+    op: &'static str,
+    spec: &'static MultiSpec,
+    header: &[u32],
+    members: &[Member],
+) -> Result<()> {
+    let chunks =
+        multi_tensor::plan_chunks(op, members, multi_tensor::tensors_per_dispatch(ctx, spec))?;
+    for c in chunks {
+        multi_tensor::launch(ctx, spec, header, &members[c], &[], 256, Work::default());
     }
     Ok(())
 }
 
-/// `param <- Adam(param, grad, m, v)` in place.
-pub fn adam_update(
-    param: &Tensor,
-    grad: &Tensor,
-    m: &Tensor,
-    v: &Tensor,
-    hp: AdamStep,
-) -> Result<()> {
-    check("adam_step", param, &[grad, m, v])?;
-    let bc1 = 1.0 - (hp.beta1 as f64).powi(hp.t as i32);
-    let bc2 = 1.0 - (hp.beta2 as f64).powi(hp.t as i32);
-    match param.device() {
-        crate::Device::Cpu => {
-            let g = grad.cpu_data();
-            let CpuData::F32(g) = &*g else {
-                return shape_err("adam_step", "optimizers update f32 parameters");
-            };
-            let mut p = f32_mut(param.storage());
-            let mut mm = f32_mut(m.storage());
-            let mut vv = f32_mut(v.storage());
-            let (CpuData::F32(p), CpuData::F32(mm), CpuData::F32(vv)) =
-                (&mut *p, &mut *mm, &mut *vv)
-            else {
-                return shape_err("adam_step", "optimizers update f32 parameters");
-            };
-            let (bc1, bc2) = (bc1 as f32, bc2 as f32);
-            for i in 0..p.len() {
-                let mut gi = g[i];
-                let mut pi = p[i];
-                if hp.decoupled {
-                    pi *= 1.0 - hp.lr * hp.weight_decay;
-                } else {
-                    gi += hp.weight_decay * pi;
+/// One SGD step of every listed parameter, in place: one dispatch per GPU device (more
+/// only past its binding limits), a loop per parameter on the CPU.
+pub fn sgd_update(items: &[SgdTensors], hp: SgdStep) -> Result<()> {
+    let momentum = hp.momentum != 0.0;
+    for it in items {
+        match (momentum, it.buf) {
+            (true, Some(b)) => check("sgd_step", it.param, &[it.grad, b])?,
+            (true, None) => return arg_err("sgd_step", "momentum needs a buffer per parameter"),
+            (false, _) => check("sgd_step", it.param, &[it.grad])?,
+        }
+    }
+    for it in items.iter().filter(|it| it.param.numel() > 0) {
+        if matches!(it.param.device(), Device::Cpu) {
+            sgd_cpu(it, hp);
+        }
+    }
+    let live = || items.iter().filter(|it| it.param.numel() > 0);
+    let keys = live().map(|it| (it.param.device().clone(), it.first));
+    let list: Vec<&SgdTensors> = live().collect();
+    for (ctx, first, idx) in gpu_groups(keys) {
+        let members: Vec<Member> = idx
+            .iter()
+            .map(|&i| {
+                let it = list[i];
+                let mut buffers = vec![(it.grad.gpu_buf(), true), (it.param.gpu_buf(), false)];
+                if let (true, Some(b)) = (momentum, it.buf) {
+                    buffers.push((b.gpu_buf(), false));
                 }
-                mm[i] = hp.beta1 * mm[i] + (1.0 - hp.beta1) * gi;
-                vv[i] = hp.beta2 * vv[i] + (1.0 - hp.beta2) * gi * gi;
-                let m_hat = mm[i] / bc1;
-                let v_hat = vv[i] / bc2;
-                p[i] = pi - hp.lr * m_hat / (v_hat.sqrt() + hp.eps);
+                Member {
+                    buffers,
+                    numel: it.param.numel(),
+                }
+            })
+            .collect();
+        let header = [
+            hp.lr.to_bits(),
+            hp.momentum.to_bits(),
+            hp.dampening.to_bits(),
+            hp.weight_decay.to_bits(),
+            hp.nesterov as u32,
+            first as u32,
+        ];
+        let spec = if momentum { &SGD_MOMENTUM } else { &SGD };
+        launch_all(&ctx, "sgd_step", spec, &header, &members)?;
+    }
+    Ok(())
+}
+
+/// The CPU reference of one parameter's SGD step (the kernels' arithmetic, in f32).
+fn sgd_cpu(it: &SgdTensors, hp: SgdStep) {
+    let g = it.grad.cpu_data();
+    let mut p = write_data(it.param);
+    let (CpuData::F32(g), CpuData::F32(p)) = (&*g, &mut *p) else {
+        unreachable!("checked: f32 tensors")
+    };
+    let (lr, wd) = (hp.lr, hp.weight_decay);
+    match it.buf.filter(|_| hp.momentum != 0.0) {
+        None => {
+            for (p, &g) in p.iter_mut().zip(g) {
+                *p -= lr * (g + wd * *p);
             }
         }
-        crate::Device::Gpu(ctx) => {
-            let n = param.numel();
-            let params = [
-                n as u32,
-                hp.lr.to_bits(),
-                hp.beta1.to_bits(),
-                hp.beta2.to_bits(),
-                hp.eps.to_bits(),
-                hp.weight_decay.to_bits(),
-                hp.decoupled as u32,
-                (bc1 as f32).to_bits(),
-                (bc2 as f32).to_bits(),
-            ];
-            ctx.launch(
-                ADAM_STEP,
-                &params,
-                &[grad.gpu_buf(), param.gpu_buf(), m.gpu_buf(), v.gpu_buf()],
-                groups_1d(n),
+        Some(b) => {
+            let mut b = write_data(b);
+            let CpuData::F32(b) = &mut *b else {
+                unreachable!("checked: f32 tensors")
+            };
+            let (mom, damp) = (hp.momentum, 1.0 - hp.dampening);
+            for ((p, b), &g) in p.iter_mut().zip(b.iter_mut()).zip(g) {
+                let g = g + wd * *p;
+                let bi = if it.first { g } else { mom * *b + damp * g };
+                *b = bi;
+                let d = if hp.nesterov { g + mom * bi } else { bi };
+                *p -= lr * d;
+            }
+        }
+    }
+}
+
+/// The bias corrections `1 - beta1^t`, `1 - beta2^t` (in f64, rounded once).
+fn bias_corrections(hp: &AdamStep, t: u64) -> (f32, f32) {
+    let t = t.min(i32::MAX as u64) as i32;
+    (
+        (1.0 - (hp.beta1 as f64).powi(t)) as f32,
+        (1.0 - (hp.beta2 as f64).powi(t)) as f32,
+    )
+}
+
+/// One Adam (or AdamW) step of every listed parameter, in place: one dispatch per GPU
+/// device and step number (parameters that missed steps have their own), a loop per
+/// parameter on the CPU.
+pub fn adam_update(items: &[AdamTensors], hp: AdamStep) -> Result<()> {
+    for it in items {
+        check("adam_step", it.param, &[it.grad, it.m, it.v])?;
+        if it.t == 0 {
+            return arg_err("adam_step", "step numbers start at 1");
+        }
+    }
+    for it in items.iter().filter(|it| it.param.numel() > 0) {
+        if matches!(it.param.device(), Device::Cpu) {
+            adam_cpu(it, hp);
+        }
+    }
+    let live = || items.iter().filter(|it| it.param.numel() > 0);
+    let keys = live().map(|it| (it.param.device().clone(), it.t));
+    let list: Vec<&AdamTensors> = live().collect();
+    for (ctx, t, idx) in gpu_groups(keys) {
+        let members: Vec<Member> = idx
+            .iter()
+            .map(|&i| {
+                let it = list[i];
+                Member {
+                    buffers: vec![
+                        (it.grad.gpu_buf(), true),
+                        (it.param.gpu_buf(), false),
+                        (it.m.gpu_buf(), false),
+                        (it.v.gpu_buf(), false),
+                    ],
+                    numel: it.param.numel(),
+                }
+            })
+            .collect();
+        let (bc1, bc2) = bias_corrections(&hp, t);
+        let header = [
+            hp.lr.to_bits(),
+            hp.beta1.to_bits(),
+            hp.beta2.to_bits(),
+            hp.eps.to_bits(),
+            hp.weight_decay.to_bits(),
+            hp.decoupled as u32,
+            bc1.to_bits(),
+            bc2.to_bits(),
+        ];
+        launch_all(&ctx, "adam_step", &ADAM, &header, &members)?;
+    }
+    Ok(())
+}
+
+/// The CPU reference of one parameter's Adam step (the kernel's arithmetic, in f32).
+fn adam_cpu(it: &AdamTensors, hp: AdamStep) {
+    let (bc1, bc2) = bias_corrections(&hp, it.t);
+    let g = it.grad.cpu_data();
+    let mut p = write_data(it.param);
+    let mut m = write_data(it.m);
+    let mut v = write_data(it.v);
+    let (CpuData::F32(g), CpuData::F32(p), CpuData::F32(m), CpuData::F32(v)) =
+        (&*g, &mut *p, &mut *m, &mut *v)
+    else {
+        unreachable!("checked: f32 tensors")
+    };
+    let (lr, b1, b2, eps, wd) = (hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay);
+    for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+        let (mut pi, mut gi) = (*p, g);
+        if hp.decoupled {
+            pi *= 1.0 - lr * wd;
+        } else {
+            gi += wd * pi;
+        }
+        let mi = b1 * *m + (1.0 - b1) * gi;
+        let vi = b2 * *v + (1.0 - b2) * gi * gi;
+        *m = mi;
+        *v = vi;
+        *p = pi - lr * (mi / bc1) / ((vi / bc2).sqrt() + eps);
+    }
+}
+
+/// Most elements one clipping workgroup reduces (rule 2 of the GPU shape rules), and the
+/// most partial sums one workgroup of the norm pass reads.
+const CLIP_MAX_PER_GROUP: usize = 16 * 1024;
+
+/// Elements per workgroup of clipping's first pass over tensors of `numels`: the
+/// smallest power of two from 1,024 whose partial sums one workgroup can reduce, or the
+/// largest allowed (then the partials take more than one reduction pass). And the
+/// number of partial sums.
+fn clip_per_group(numels: &[usize]) -> (usize, usize) {
+    let mut per = 1024;
+    loop {
+        let partials: usize = numels.iter().map(|n| n.div_ceil(per)).sum();
+        if partials <= CLIP_MAX_PER_GROUP || per == CLIP_MAX_PER_GROUP {
+            return (per, partials);
+        }
+        per *= 2;
+    }
+}
+
+/// Scales the gradients `grads` in place so that their global L2 norm is at most
+/// `max_norm` (scale `min(1, max_norm / (norm + 1e-6))`, as
+/// `torch.nn.utils.clip_grad_norm_`; a non-finite norm gives a NaN or zero scale as
+/// there) and returns the norm before clipping as a 0-d tensor on their device, without
+/// a readback. A gradient listed twice (or two gradients sharing storage) counts twice in
+/// the norm and is scaled once. On the GPU: three dispatches (more only past the binding
+/// limits or past 256M elements).
+pub fn clip_grad_norm(grads: &[Tensor], max_norm: f32) -> Result<Tensor> {
+    let Some(first) = grads.first() else {
+        return arg_err("clip_grad_norm", "no gradients");
+    };
+    for g in grads {
+        check_pair("clip_grad_norm", first, g)?;
+    }
+    // Each distinct storage once, for the scaling.
+    let mut distinct: Vec<&Tensor> = Vec::new();
+    for g in grads {
+        if !distinct.iter().any(|d| d.storage().same_as(g.storage())) {
+            distinct.push(g);
+        }
+    }
+    match first.device() {
+        Device::Cpu => Ok(clip_cpu(grads, &distinct, max_norm)),
+        Device::Gpu(ctx) => clip_gpu(ctx, grads, &distinct, max_norm),
+    }
+}
+
+/// The sum of squares of `v` in f64, over eight independent accumulators (which the
+/// compiler vectorises; one running sum would serialise on the adds).
+fn sum_squares<T: Copy + Into<f64>>(v: &[T]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let chunks = v.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            let x: f64 = x.into();
+            *a += x * x;
+        }
+    }
+    let tail: f64 = rest
+        .iter()
+        .map(|&x| {
+            let x: f64 = x.into();
+            x * x
+        })
+        .sum();
+    acc.iter().sum::<f64>() + tail
+}
+
+/// The CPU reference of clipping: sums of squares accumulated in f64, then the norm and
+/// the scale in the gradients' type with the kernels' formula (`scale > 1` is false for a
+/// NaN, which therefore propagates as in PyTorch).
+fn clip_cpu(grads: &[Tensor], distinct: &[&Tensor], max_norm: f32) -> Tensor {
+    let mut total = 0.0f64;
+    for g in grads {
+        total += match &*g.cpu_data() {
+            CpuData::F32(v) => sum_squares(v),
+            CpuData::F64(v) => sum_squares(v),
+            CpuData::U32(_) => unreachable!("checked: float tensors"),
+        };
+    }
+    if grads[0].dtype() == DType::F64 {
+        let norm = total.sqrt();
+        let mut scale = max_norm as f64 / (norm + 1e-6);
+        if scale > 1.0 {
+            scale = 1.0;
+        }
+        for g in distinct {
+            if let CpuData::F64(v) = &mut *write_data(g) {
+                v.iter_mut().for_each(|x| *x *= scale);
+            }
+        }
+        return Tensor::from_cpu(CpuData::F64(vec![norm]), vec![]);
+    }
+    let norm = total.sqrt() as f32;
+    let mut scale = max_norm / (norm + 1e-6);
+    if scale > 1.0 {
+        scale = 1.0;
+    }
+    for g in distinct {
+        if let CpuData::F32(v) = &mut *write_data(g) {
+            v.iter_mut().for_each(|x| *x *= scale);
+        }
+    }
+    Tensor::from_cpu(CpuData::F32(vec![norm]), vec![])
+}
+
+/// Clipping on the GPU: sums of squares per workgroup, the norm and scale on one
+/// workgroup (after extra reduction passes only past 16K partial sums), the scaling.
+fn clip_gpu(
+    ctx: &Arc<GpuContext>,
+    grads: &[Tensor],
+    distinct: &[&Tensor],
+    max_norm: f32,
+) -> Result<Tensor> {
+    let numels: Vec<usize> = grads.iter().map(|g| g.numel()).collect();
+    let (per_group, count) = clip_per_group(&numels);
+    let mut partials = gpu_alloc(ctx, count.max(1));
+    let members: Vec<Member> = grads
+        .iter()
+        .filter(|g| g.numel() > 0)
+        .map(|g| Member {
+            buffers: vec![(g.gpu_buf(), true)],
+            numel: g.numel(),
+        })
+        .collect();
+    let chunks = multi_tensor::plan_chunks(
+        "clip_grad_norm",
+        &members,
+        multi_tensor::tensors_per_dispatch(ctx, &CLIP_SUMSQ),
+    )?;
+    let mut offset = 0;
+    for c in chunks {
+        let chunk = &members[c];
+        let groups = multi_tensor::chunk_groups(chunk, per_group);
+        let header = [per_group as u32, offset as u32, groups as u32];
+        let work = Work {
+            serial: (per_group / 256) as u64,
+            reduced: chunk.iter().map(|m| m.numel as u64).sum(),
+            ..Default::default()
+        };
+        multi_tensor::launch(
+            ctx,
+            &CLIP_SUMSQ,
+            &header,
+            chunk,
+            &[&partials],
+            per_group,
+            work,
+        );
+        offset += groups;
+    }
+    debug_assert_eq!(offset, count);
+    // Past 16K partial sums (over 256M elements), reduce them in passes first.
+    let mut count = count;
+    while count > CLIP_MAX_PER_GROUP {
+        let groups = count.div_ceil(CLIP_MAX_PER_GROUP);
+        let next = gpu_alloc(ctx, groups);
+        let params = [
+            count as u32,
+            CLIP_MAX_PER_GROUP as u32,
+            groups as u32,
+            0,
+            max_norm.to_bits(),
+        ];
+        let work = Work {
+            serial: (CLIP_MAX_PER_GROUP / 256) as u64,
+            reduced: count as u64,
+            ..Default::default()
+        };
+        ctx.launch_with(
+            CLIP_NORM,
+            &params,
+            &[&partials, &next],
+            groups_rows(groups),
+            work,
+        );
+        partials = next;
+        count = groups;
+    }
+    // [norm, scale]: the norm tensor's buffer also carries the scale for the last pass.
+    let ns = gpu_alloc(ctx, 2);
+    let params = [count as u32, count as u32, 1, 1, max_norm.to_bits()];
+    let work = Work {
+        serial: count.div_ceil(256).max(1) as u64,
+        reduced: count as u64,
+        ..Default::default()
+    };
+    ctx.launch_with(CLIP_NORM, &params, &[&partials, &ns], [1, 1, 1], work);
+    let scaled: Vec<Member> = distinct
+        .iter()
+        .filter(|g| g.numel() > 0)
+        .map(|g| Member {
+            buffers: vec![(g.gpu_buf(), false)],
+            numel: g.numel(),
+        })
+        .collect();
+    let chunks = multi_tensor::plan_chunks(
+        "clip_grad_norm",
+        &scaled,
+        multi_tensor::tensors_per_dispatch(ctx, &CLIP_SCALE),
+    )?;
+    for c in chunks {
+        multi_tensor::launch(
+            ctx,
+            &CLIP_SCALE,
+            &[],
+            &scaled[c],
+            &[&ns],
+            256,
+            Work::default(),
+        );
+    }
+    Ok(Tensor::from_gpu(ns, vec![], DType::F32))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::optim::{clip_grad_norm, Adam, Optimizer, Sgd};
+    use crate::prelude::*;
+
+    /// Parameters of several sizes (one past a workgroup, one of a single element) with
+    /// fixed gradients, on `dev`.
+    fn params(dev: &Device) -> Vec<Tensor> {
+        [&[300usize][..], &[1], &[3, 7], &[2], &[257]]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let p = Tensor::randn_seeded(s, 40 + i as u64, &Device::cpu())
+                    .unwrap()
+                    .to(dev)
+                    .unwrap()
+                    .requires_grad_(true);
+                let g = Tensor::randn_seeded(s, 80 + i as u64, &Device::cpu())
+                    .unwrap()
+                    .to(dev)
+                    .unwrap();
+                p.set_grad(Some(g));
+                p
+            })
+            .collect()
+    }
+
+    fn values(ts: &[Tensor]) -> Vec<f32> {
+        ts.iter().flat_map(|t| t.to_vec::<f32>().unwrap()).collect()
+    }
+
+    fn close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-5 + 1e-5 * y.abs(),
+                "{what}[{i}]: {x} vs {y}"
             );
         }
     }
-    Ok(())
+
+    /// With at most two tensors per dispatch, five parameters take three dispatches per
+    /// update (2 + 2 + 1) and clipping seven (3 + 1 + 3), with the CPU's results.
+    #[test]
+    fn a_capped_dispatch_runs_in_balanced_chunks_with_the_cpus_results() {
+        let gpu = Device::gpu().expect("a GPU adapter (lavapipe will do)");
+        let Device::Gpu(ctx) = &gpu else {
+            unreachable!()
+        };
+        ctx.set_multi_tensor_cap(2);
+        let cpu = Device::cpu();
+        type Make = fn(Vec<Tensor>) -> Box<dyn Optimizer>;
+        let makes: [(&str, Make); 2] = [
+            ("sgd", |p| {
+                Box::new(Sgd::new(p, 0.1).momentum(0.9).nesterov(true))
+            }),
+            ("adam", |p| Box::new(Adam::new(p, 0.01).weight_decay(0.1))),
+        ];
+        for (what, make) in makes {
+            let (pc, pg) = (params(&cpu), params(&gpu));
+            let (mut oc, mut og) = (make(pc.clone()), make(pg.clone()));
+            for _ in 0..2 {
+                oc.step().unwrap();
+                gpu.sync().unwrap();
+                let before = gpu.counters().dispatches;
+                og.step().unwrap();
+                assert_eq!(gpu.counters().dispatches - before, 3, "{what}");
+            }
+            close(&values(&pg), &values(&pc), what);
+        }
+        let (pc, pg) = (params(&cpu), params(&gpu));
+        let nc = clip_grad_norm(&pc, 0.5).unwrap().unwrap();
+        gpu.sync().unwrap();
+        let before = gpu.counters().dispatches;
+        let ng = clip_grad_norm(&pg, 0.5).unwrap().unwrap();
+        assert_eq!(gpu.counters().dispatches - before, 7, "clipping");
+        close(
+            &[ng.item().unwrap() as f32],
+            &[nc.item().unwrap() as f32],
+            "norm",
+        );
+        let grads =
+            |ps: &[Tensor]| values(&ps.iter().map(|p| p.grad().unwrap()).collect::<Vec<_>>());
+        close(&grads(&pg), &grads(&pc), "clipped gradients");
+        ctx.set_multi_tensor_cap(0);
+    }
+
+    /// The sums of squares are split so that one workgroup reduces at most 16K partials.
+    #[test]
+    fn clipping_grows_its_workgroups_before_it_needs_a_second_reduction_pass() {
+        assert_eq!(super::clip_per_group(&[1000, 1]), (1024, 2));
+        assert_eq!(super::clip_per_group(&[1 << 24]), (1024, 1 << 14));
+        assert_eq!(
+            super::clip_per_group(&[(1 << 24) + 1]),
+            (2048, (1 << 13) + 1)
+        );
+        assert_eq!(super::clip_per_group(&[1 << 30]), (16384, 1 << 16));
+    }
 }

@@ -1,13 +1,14 @@
 //! Optimizers (`SGD` with momentum, Nesterov and weight decay; `Adam`; `AdamW`),
-//! learning-rate schedules and gradient clipping. Each parameter's update is one fused
-//! kernel (`shaders/optim.wgsl`) that rewrites the parameter and its state in place.
+//! learning-rate schedules and gradient clipping. On the GPU a step updates every
+//! parameter and its state in place in one multi-tensor dispatch (`ops::optim`), and
+//! clipping takes three.
 
 mod schedule;
 
 pub use schedule::{CosineAnnealingLR, LrScheduler, Scheduled, StepLR};
 
 use crate::error::Result;
-use crate::ops::optim::{adam_update, sgd_update, AdamStep, SgdStep};
+use crate::ops::optim::{adam_update, sgd_update, AdamStep, AdamTensors, SgdStep, SgdTensors};
 use crate::tensor::Tensor;
 
 /// What every optimizer does.
@@ -58,8 +59,8 @@ pub struct Sgd {
     /// Nesterov momentum.
     pub nesterov: bool,
     buffers: Vec<Option<Tensor>>,
-    /// Whether each parameter has had a step (its first step fills the buffer with the
-    /// gradient itself, as PyTorch does).
+    /// Whether each parameter's momentum buffer has had a step (its first fills it with
+    /// the gradient itself, as PyTorch does).
     started: Vec<bool>,
 }
 
@@ -117,32 +118,42 @@ impl Sgd {
 
 impl Optimizer for Sgd {
     fn step(&mut self) -> Result<()> {
-        for ((p, buf), started) in self
+        let momentum = self.momentum != 0.0;
+        let grads: Vec<Option<Tensor>> = self.params.iter().map(|p| p.grad()).collect();
+        if momentum {
+            // Momentum switched on after construction: make the missing buffers now.
+            for ((p, g), buf) in self.params.iter().zip(&grads).zip(&mut self.buffers) {
+                if g.is_some() && buf.is_none() {
+                    *buf = Some(p.zeros_like()?);
+                }
+            }
+        }
+        let items: Vec<SgdTensors> = self
             .params
             .iter()
-            .zip(self.buffers.iter_mut())
-            .zip(self.started.iter_mut())
-        {
-            let Some(g) = p.grad() else { continue };
-            let first = !std::mem::replace(started, true);
-            let b = match buf {
-                Some(b) => b.clone(),
-                None => {
-                    // Momentum switched on after construction: make the buffer now.
-                    let b = p.zeros_like()?;
-                    *buf = Some(b.clone());
-                    b
-                }
-            };
-            let hp = SgdStep {
-                lr: self.lr,
-                momentum: self.momentum,
-                dampening: self.dampening,
-                weight_decay: self.weight_decay,
-                nesterov: self.nesterov,
-                first,
-            };
-            sgd_update(p, &g, &b, hp)?;
+            .zip(&grads)
+            .zip(self.buffers.iter().zip(&self.started))
+            .filter_map(|((param, g), (buf, &started))| {
+                g.as_ref().map(|grad| SgdTensors {
+                    param,
+                    grad,
+                    buf: buf.as_ref(),
+                    first: momentum && !started,
+                })
+            })
+            .collect();
+        let hp = SgdStep {
+            lr: self.lr,
+            momentum: self.momentum,
+            dampening: self.dampening,
+            weight_decay: self.weight_decay,
+            nesterov: self.nesterov,
+        };
+        sgd_update(&items, hp)?;
+        if momentum {
+            for (started, g) in self.started.iter_mut().zip(&grads) {
+                *started |= g.is_some();
+            }
         }
         Ok(())
     }
@@ -213,52 +224,52 @@ impl AdamW {
 
 impl Optimizer for Adam {
     fn step(&mut self) -> Result<()> {
-        for (p, st) in self.params.iter().zip(self.state.iter_mut()) {
-            let Some(g) = p.grad() else { continue };
-            let (m, v, t) = st;
-            *t += 1;
-            let hp = AdamStep {
-                lr: self.lr,
-                beta1: self.betas.0,
-                beta2: self.betas.1,
-                eps: self.eps,
-                weight_decay: self.weight_decay,
-                decoupled: self.decoupled,
-                t: *t,
-            };
-            adam_update(p, &g, m, v, hp)?;
+        let grads: Vec<Option<Tensor>> = self.params.iter().map(|p| p.grad()).collect();
+        let items: Vec<AdamTensors> = self
+            .params
+            .iter()
+            .zip(&grads)
+            .zip(&self.state)
+            .filter_map(|((param, g), (m, v, t))| {
+                g.as_ref().map(|grad| AdamTensors {
+                    param,
+                    grad,
+                    m,
+                    v,
+                    t: t + 1,
+                })
+            })
+            .collect();
+        let hp = AdamStep {
+            lr: self.lr,
+            beta1: self.betas.0,
+            beta2: self.betas.1,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            decoupled: self.decoupled,
+        };
+        adam_update(&items, hp)?;
+        for (st, g) in self.state.iter_mut().zip(&grads) {
+            if g.is_some() {
+                st.2 += 1;
+            }
         }
         Ok(())
     }
     shared_optimizer_methods!();
 }
 
-/// Scales all gradients so that their global L2 norm is at most `max_norm`, as
-/// `torch.nn.utils.clip_grad_norm_`. Returns the norm before clipping as a 0-d tensor on
-/// the parameters' device: nothing is read back, so the training step stays one submit.
+/// Scales all gradients in place so that their global L2 norm is at most `max_norm`, as
+/// `torch.nn.utils.clip_grad_norm_` (scale `min(1, max_norm / (norm + 1e-6))`; a
+/// non-finite norm makes the gradients non-finite as there). Returns the norm before
+/// clipping as a 0-d tensor on the parameters' device, or `None` when no parameter has a
+/// gradient: nothing is read back, so the training step stays one submit. On the GPU this
+/// is three dispatches for any number of parameters that fits one dispatch's bindings.
+/// The gradients must all be on one device.
 pub fn clip_grad_norm(params: &[Tensor], max_norm: f32) -> Result<Option<Tensor>> {
-    let grads: Vec<(&Tensor, Tensor)> = params
-        .iter()
-        .filter_map(|p| p.grad().map(|g| (p, g)))
-        .collect();
-    let Some((_, first)) = grads.first() else {
+    let grads: Vec<Tensor> = params.iter().filter_map(|p| p.grad()).collect();
+    if grads.is_empty() {
         return Ok(None);
-    };
-    crate::autograd::no_grad(|| {
-        let mut total = first.mul(first)?.sum()?;
-        for (_, g) in &grads[1..] {
-            total = total.add(&g.mul(g)?.sum()?)?;
-        }
-        let norm = total.sqrt()?;
-        // scale = min(1, max_norm / (norm + 1e-6)), as PyTorch.
-        let one = Tensor::full(&[], 1.0, norm.device())?;
-        let scale = norm
-            .add_scalar(1e-6)?
-            .div(&Tensor::full(&[], max_norm, norm.device())?)?;
-        let scale = one.div(&scale)?.minimum(&one)?;
-        for (p, g) in &grads {
-            p.set_grad(Some(g.mul(&scale)?));
-        }
-        Ok(Some(norm))
-    })
+    }
+    crate::ops::optim::clip_grad_norm(&grads, max_norm).map(Some)
 }

@@ -16,7 +16,7 @@ pub mod profile;
 mod scheduler;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use adapter::{list_adapters, AdapterSummary};
@@ -66,17 +66,34 @@ pub(crate) mod slot {
     pub const X0V: u32 = 9;
     pub const X1V: u32 = 10;
 
+    /// The first binding number past the fixed slots: generated kernels (multi-tensor
+    /// kernels, `ops::multi_tensor`) declare their own bindings from here on.
+    pub const FIRST_EXTRA: u32 = 11;
+
     /// True for the read-only slots.
     pub fn read_only(s: u32) -> bool {
         s <= XI || s >= X0V
     }
 }
 
-/// One compute entry point and the binding slots it uses, in the order buffers are passed.
+/// A binding a generated shader declares itself, past the fixed slots (a multi-tensor
+/// kernel binds several tensors' buffers at once): its number and access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ExtraSlot {
+    /// The binding number, at least [`slot::FIRST_EXTRA`].
+    pub binding: u32,
+    /// True for a `var<storage, read>` binding.
+    pub read_only: bool,
+}
+
+/// One compute entry point and the binding slots it uses, in the order buffers are passed:
+/// first the fixed `slots`, then the `extra` bindings of a generated shader.
 pub(crate) struct Kernel {
     pub file: &'static ShaderFile,
     pub entry: &'static str,
     pub slots: &'static [u32],
+    /// Bindings past the fixed slots (empty for every kernel written in `shaders/`).
+    pub extra: &'static [ExtraSlot],
     /// Names of the WGSL `override` constants a launch sets (at most six), in the order
     /// of [`Work::overrides`]. Each combination of values is its own pipeline.
     pub overrides: &'static [&'static str],
@@ -195,6 +212,9 @@ pub struct GpuContext {
     software: bool,
     /// Workgroups that keep this device busy (see [`GpuContext::full_groups`]).
     full_groups: usize,
+    /// A cap on the tensors one multi-tensor dispatch covers, below what the limits allow
+    /// (0: none). Tests lower it to exercise the chunking.
+    multi_tensor_cap: AtomicUsize,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -250,6 +270,7 @@ impl GpuContext {
             limits,
             software,
             full_groups,
+            multi_tensor_cap: AtomicUsize::new(0),
         };
         ctx.counters.buffers_created.fetch_add(1, Ordering::Relaxed);
         Ok(Arc::new(ctx))
@@ -290,6 +311,26 @@ impl GpuContext {
     /// The adapter's largest storage-buffer binding, in bytes.
     pub(crate) fn max_binding(&self) -> u64 {
         self.limits.max_storage_buffer_binding_size
+    }
+
+    /// Storage buffers one kernel may bind (the parameter block included): the adapter's
+    /// per-stage limit, bounded by the bindings a bind group may hold.
+    pub(crate) fn max_storage_buffers(&self) -> usize {
+        self.limits
+            .max_storage_buffers_per_shader_stage
+            .min(self.limits.max_bindings_per_bind_group) as usize
+    }
+
+    /// The test cap on tensors per multi-tensor dispatch (0: none).
+    pub(crate) fn multi_tensor_cap(&self) -> usize {
+        self.multi_tensor_cap.load(Ordering::Relaxed)
+    }
+
+    /// Caps the tensors one multi-tensor dispatch covers (0 removes the cap), so that
+    /// tests can exercise the chunking on an adapter with generous limits.
+    #[cfg(test)]
+    pub(crate) fn set_multi_tensor_cap(&self, cap: usize) {
+        self.multi_tensor_cap.store(cap, Ordering::Relaxed)
     }
 
     /// A snapshot of the object and memory counters.

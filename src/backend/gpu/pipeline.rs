@@ -62,20 +62,19 @@ impl GpuContext {
         let id = caches.pipelines.len();
         let unchecked = self.unchecked(k);
         let module = self.module(caches, k).clone();
-        let storage = |binding: u32| wgpu::BindGroupLayoutEntry {
+        let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
             ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Storage {
-                    read_only: binding == 0 || slot::read_only(binding),
-                },
+                ty: wgpu::BufferBindingType::Storage { read_only },
                 has_dynamic_offset: binding == 0,
                 min_binding_size: None,
             },
             count: None,
         };
-        let mut entries = vec![storage(0)];
-        entries.extend(k.slots.iter().map(|&s| storage(s)));
+        let mut entries = vec![storage(0, true)];
+        entries.extend(k.slots.iter().map(|&s| storage(s, slot::read_only(s))));
+        entries.extend(k.extra.iter().map(|e| storage(e.binding, e.read_only)));
         let layout = self
             .device
             .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {

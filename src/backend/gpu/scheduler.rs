@@ -31,7 +31,11 @@ enum Command {
 /// Everything the scheduler keeps between launches, behind the context's lock.
 pub(crate) struct State {
     pub(crate) caches: Caches,
-    pub(crate) bind_groups: HashMap<(usize, [u64; 8]), wgpu::BindGroup>,
+    /// Bind groups by `[pipeline id, buffer ids...]` (any number of buffers: a
+    /// multi-tensor kernel binds many).
+    pub(crate) bind_groups: HashMap<Box<[u64]>, wgpu::BindGroup>,
+    /// The key being looked up, kept to spare an allocation per launch.
+    key: Vec<u64>,
     pending: Vec<Command>,
     params: Vec<u32>,
     params_arena: wgpu::Buffer,
@@ -51,6 +55,7 @@ impl State {
         State {
             caches: Caches::default(),
             bind_groups: HashMap::new(),
+            key: Vec::new(),
             pending: Vec::new(),
             params: Vec::new(),
             params_arena,
@@ -62,7 +67,8 @@ impl State {
 }
 
 impl GpuContext {
-    /// Records one dispatch of `k` over `groups` workgroups. `buffers` follow `k.slots`.
+    /// Records one dispatch of `k` over `groups` workgroups. `buffers` follow `k.slots`,
+    /// then `k.extra`.
     /// For kernels without override constants or data-dependent loops.
     pub(crate) fn launch(
         &self,
@@ -85,7 +91,7 @@ impl GpuContext {
     ) {
         assert_eq!(
             buffers.len(),
-            k.slots.len(),
+            k.slots.len() + k.extra.len(),
             "{}: wrong number of buffers",
             k.entry
         );
@@ -114,11 +120,11 @@ impl GpuContext {
             self.flush_locked(&mut st, None);
         }
         let p = self.pipeline(&mut st.caches, k, work.overrides);
-        let mut key = [0u64; 8];
-        for (i, b) in buffers.iter().enumerate() {
-            key[i] = b.id;
-        }
-        let bind_group = match st.bind_groups.get(&(p.id, key)) {
+        let mut key = std::mem::take(&mut st.key);
+        key.clear();
+        key.push(p.id as u64);
+        key.extend(buffers.iter().map(|b| b.id));
+        let bind_group = match st.bind_groups.get(key.as_slice()) {
             Some(bg) => bg.clone(),
             None => {
                 let mut entries = vec![wgpu::BindGroupEntry {
@@ -129,7 +135,12 @@ impl GpuContext {
                         size: std::num::NonZeroU64::new(PARAM_BYTES),
                     }),
                 }];
-                for (b, &s) in buffers.iter().zip(k.slots) {
+                let bindings = k
+                    .slots
+                    .iter()
+                    .copied()
+                    .chain(k.extra.iter().map(|e| e.binding));
+                for (b, s) in buffers.iter().zip(bindings) {
                     entries.push(wgpu::BindGroupEntry {
                         binding: s,
                         resource: b.buffer.as_entire_binding(),
@@ -146,10 +157,11 @@ impl GpuContext {
                 if st.bind_groups.len() > 65_536 {
                     st.bind_groups.clear();
                 }
-                st.bind_groups.insert((p.id, key), bg.clone());
+                st.bind_groups.insert(key.as_slice().into(), bg.clone());
                 bg
             }
         };
+        st.key = key;
         let base = st.params.len();
         let param_offset = (base * 4) as u32;
         st.params.extend_from_slice(params);
