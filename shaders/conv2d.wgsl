@@ -34,7 +34,8 @@ fn im2col_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     y0[(n * P[1] * kk + row) * pp + p] = v;
 }
 
-// The adjoint: x[n, c, ih, iw] = sum of the column entries that im2col copied it to.
+// The adjoint: x[n, c, ih, iw] = sum of the column entries that im2col copied it to
+// (P[17] = 1: the columns are stored transposed, [N, Ho Wo, C kh kw]).
 // One thread per image element, a fixed loop over the kernel taps: deterministic.
 // Grid: (ceil(H W / 256), C, N).
 @compute @workgroup_size(256)
@@ -60,7 +61,13 @@ fn col2im_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
             if (ow_num < 0 || u32(ow_num) % P[9] != 0u) { continue; }
             let ow = u32(ow_num) / P[9];
             if (ow >= P[5]) { continue; }
-            acc = acc + x0[(rows + ki * P[7] + kj) * pp + oh * P[5] + ow];
+            let row = ki * P[7] + kj;
+            if (P[17] == 1u) {
+                // Columns stored transposed, [N, Ho Wo, C kh kw].
+                acc = acc + x0[(n * pp + oh * P[5] + ow) * P[1] * kk + c * kk + row];
+            } else {
+                acc = acc + x0[(rows + row) * pp + oh * P[5] + ow];
+            }
         }
     }
     y0[(n * P[1] + c) * hw + px] = acc;

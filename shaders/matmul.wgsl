@@ -62,9 +62,10 @@ fn a_pro(i: u32, v: f32) -> f32 {
     return v;
 }
 
-// Writes (or with P[24] adds) the row sum of A at row m.
-fn store_rowsum(m: u32, v: f32) {
-    let at = P[33] + m;
+// Writes (or with P[24] adds) the row sum of A at row m of job j: one [M] vector per
+// (split, batch) pair when the product has several (summed after, with the partials).
+fn store_rowsum(j: Job, m: u32, v: f32) {
+    let at = P[33] + j.c_base / max(P[1], 1u) + m;
     if (P[24] == 1u) { y1[at] = y1[at] + v; } else { y1[at] = v; }
 }
 
@@ -279,7 +280,7 @@ fn matmul_tile_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
         for (var i = 0u; i < 4u; i = i + 1u) {
             let m = m0 + g * 64u + lid.y * 4u + i;
             if (m >= P[0]) { continue; }
-            if (sums) { store_rowsum(m, rs[g][i]); }
+            if (sums) { store_rowsum(job, m, rs[g][i]); }
             for (var h = 0u; h < groups; h = h + 1u) {
                 let v = acc[(g * 4u + i) * groups + h];
                 for (var j = 0u; j < 4u; j = j + 1u) {
@@ -345,7 +346,7 @@ fn matmul_small_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     for (var i = 0u; i < SM; i = i + 1u) {
         let m = m0 + 8u * i;
         if (m >= P[0]) { continue; }
-        if (sums) { store_rowsum(m, rs[i]); }
+        if (sums) { store_rowsum(job, m, rs[i]); }
         for (var j = 0u; j < SN; j = j + 1u) {
             let n = n0 + 8u * j;
             if (n < P[1]) { store_out(job, m, n, acc[i * 4u + j]); }
@@ -370,4 +371,24 @@ fn matmul_naive_fwd(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc = acc + x0[a_base + m * P[16] + k * P[17]] * x1[b_base + k * P[18] + n * P[19]];
     }
     store_c(job.c_base + m * P[1] + n, acc);
+}
+
+// ---- Sum of partial products -------------------------------------------------------
+// y0[i] = sum over s of x0[s * P[1] + i] for i < P[1] (the partial products of the
+// splits and summed batches, P[0] of them), and y1[i] = sum over s of x1[s * P[2] + i]
+// for i < P[2] (their row sums, a bias gradient), in one pass. Deterministic.
+// Grid: ceil((P[1] + P[2]) / 256) workgroups (split over y past 65535).
+@compute @workgroup_size(256)
+fn matmul_sum_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    if (i < P[1]) {
+        var acc = 0.0;
+        for (var s = 0u; s < P[0]; s = s + 1u) { acc = acc + x0[s * P[1] + i]; }
+        y0[i] = acc;
+    } else if (i < P[1] + P[2]) {
+        let r = i - P[1];
+        var acc = 0.0;
+        for (var s = 0u; s < P[0]; s = s + 1u) { acc = acc + x1[s * P[2] + r]; }
+        y1[r] = acc;
+    }
 }

@@ -4,6 +4,7 @@
 use super::{init, Module, Parameter};
 use crate::device::Device;
 use crate::error::Result;
+use crate::ops::matmul::Act;
 use crate::ops::conv2d::ConvOptions;
 use crate::tensor::Tensor;
 
@@ -64,9 +65,14 @@ impl Conv2d {
 }
 
 impl Module for Conv2d {
+    /// The convolution with its bias added by the product's own kernel.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let b = self.bias.as_ref().map(|b| b.tensor());
-        x.conv2d(&self.weight.tensor(), b.as_ref(), self.options)
+        x.conv2d_act(&self.weight.tensor(), b.as_ref(), self.options, Act::Identity)
+    }
+    fn forward_with_activation(&self, x: &Tensor, act: Act) -> Option<Result<Tensor>> {
+        let b = self.bias.as_ref().map(|b| b.tensor());
+        Some(x.conv2d_act(&self.weight.tensor(), b.as_ref(), self.options, act))
     }
     fn local_parameters(&self) -> Vec<(&'static str, &Parameter)> {
         super::weight_and_bias(&self.weight, &self.bias)

@@ -11,7 +11,8 @@ use crate::device::Device;
 use crate::error::{arg_err, shape_err, Result};
 use crate::ops::{gpu_alloc, kernel, shader};
 use crate::shape;
-use crate::tensor::{check_float, check_pair, Tensor};
+use crate::ops::matmul::{Act, Epi, GpuProduct, MatmulChoice};
+use crate::tensor::{check_float, check_pair, DType, Tensor};
 
 pub(crate) const FILE: ShaderFile = shader("conv2d", include_str!("../../shaders/conv2d.wgsl"));
 /// Workgroups a grid dimension may hold.
@@ -59,7 +60,7 @@ fn check_positive(
 }
 
 impl Geometry {
-    fn params(&self) -> [u32; 17] {
+    fn params(&self) -> [u32; 18] {
         [
             self.n,
             self.c,
@@ -75,6 +76,7 @@ impl Geometry {
             self.padding.1,
             self.dilation.0,
             self.dilation.1,
+            0,
             0,
             0,
             0,
@@ -209,6 +211,11 @@ fn col2im_cpu<T: Float>(g: &Geometry, cols: &[T]) -> Vec<T> {
 }
 
 fn run(x: &Tensor, g: Geometry, to_cols: bool) -> Tensor {
+    run_with(x, g, to_cols, false)
+}
+
+/// [`run`]; `transposed` (GPU, folding only) reads columns stored `[N, Ho Wo, C kh kw]`.
+fn run_with(x: &Tensor, g: Geometry, to_cols: bool, transposed: bool) -> Tensor {
     let out_shape = if to_cols {
         g.cols_shape()
     } else {
@@ -232,6 +239,7 @@ fn run(x: &Tensor, g: Geometry, to_cols: bool) -> Tensor {
                 (COL2IM, g.h * g.w, g.c, g.kk() as u64)
             };
             let mut p = g.params();
+            p[17] = transposed as u32;
             for x0 in (0..pixels.div_ceil(256)).step_by(MAX_GROUPS) {
                 for y0 in (0..rows).step_by(MAX_GROUPS) {
                     for z0 in (0..g.n).step_by(MAX_GROUPS) {
@@ -350,13 +358,8 @@ fn add_bias(y: Tensor, bias: Option<&Tensor>, channels: usize, op: &'static str)
     }
 }
 
-/// 2-D convolution: input `[N, C, H, W]`, weight `[O, C / groups, kh, kw]`, bias `[O]`.
-pub fn conv2d(
-    x: &Tensor,
-    weight: &Tensor,
-    bias: Option<&Tensor>,
-    o: ConvOptions,
-) -> Result<Tensor> {
+/// The geometry of `conv2d(x, weight)` with options `o`, after checking the shapes.
+fn conv_geometry(x: &Tensor, weight: &Tensor, o: ConvOptions) -> Result<Geometry> {
     check_4d("conv2d", x, weight)?;
     let [n, c, h, w] = [x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]];
     let [oc, cg, kh, kw] = [
@@ -390,7 +393,7 @@ pub fn conv2d(
             ),
         );
     };
-    let geo = Geometry {
+    Ok(Geometry {
         n,
         c,
         h,
@@ -401,7 +404,19 @@ pub fn conv2d(
         stride: o.stride,
         padding: o.padding,
         dilation: o.dilation,
-    };
+    })
+}
+
+/// 2-D convolution: input `[N, C, H, W]`, weight `[O, C / groups, kh, kw]`, bias `[O]`.
+pub fn conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    o: ConvOptions,
+) -> Result<Tensor> {
+    let geo = conv_geometry(x, weight, o)?;
+    let (n, c, oc, g) = (geo.n, geo.c, weight.shape()[0], o.groups);
+    let (cg, kh, kw, ho, wo) = (c / g, geo.k.0, geo.k.1, geo.ho, geo.wo);
     let kk = cg * kh * kw;
     // Per image and group: [O/g, kk] x [kk, Ho Wo], the weight broadcast over the batch;
     // the product [N, g, O/g, Ho Wo] is the NCHW output. Its backward sums the weight's
@@ -410,6 +425,135 @@ pub fn conv2d(
     let wm = weight.reshape(&[g, oc / g, kk])?;
     let y = wm.matmul(&cols)?.reshape(&[n, oc, ho, wo])?;
     add_bias(y, bias, oc, "conv2d")
+}
+
+/// `act(conv2d(x, weight, bias))`, fused on the GPU for one group: forward the columns
+/// and one product whose kernel adds the bias and applies the activation; backward one
+/// product for the weight's gradient that sums the batch and gives the bias's gradient
+/// as its operand's row sums (both finished by one pass over the partials), one for
+/// the columns' gradient (stored transposed) and one fold back to the image, the
+/// activation's derivative applied as the products load the output gradient. Other
+/// cases run `conv2d` and the activation as separate ops, with the same result.
+pub fn conv2d_act(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    o: ConvOptions,
+    act: Act,
+) -> Result<Tensor> {
+    if o.groups != 1 || !act.fusable() || !matches!(x.device(), Device::Gpu(_)) {
+        return act.apply_op(&conv2d(x, weight, bias, o)?);
+    }
+    let geo = conv_geometry(x, weight, o)?;
+    let oc = weight.shape()[0];
+    if let Some(b) = bias {
+        check_pair("conv2d", x, b)?;
+        if b.shape() != [oc] {
+            return shape_err(
+                "conv2d",
+                format!("bias {} for {oc} channels: expected [{oc}]", shape::fmt(b.shape())),
+            );
+        }
+    }
+    let (n, hw, kc) = (geo.n, geo.ho * geo.wo, geo.c * geo.kk());
+    let auto = MatmulChoice::AUTO;
+    let cols = run(&x.detach(), geo, true);
+    let w2 = weight.detach().reshape(&[oc, kc])?;
+    let forward = GpuProduct {
+        m: oc,
+        n: hw,
+        k: kc,
+        batch: vec![n],
+        out_batch: vec![n],
+        sa: vec![0],
+        sb: vec![kc * hw],
+        a_strides: (kc, 1),
+        b_strides: (hw, 1),
+        summing: false,
+    };
+    let epi = Epi {
+        bias,
+        bias_rows: true,
+        act,
+        ..Epi::default()
+    };
+    let y = forward
+        .run_epi(&w2, &cols, auto, &epi)?
+        .reshape(&[n, oc, geo.ho, geo.wo])?;
+    let saved = (act != Act::Identity).then(|| y.detach());
+    let need_x = x.requires_grad();
+    let need_w = weight.requires_grad();
+    let need_b = bias.is_some_and(|b| b.requires_grad());
+    let has_bias = bias.is_some();
+    let w_shape = weight.shape().to_vec();
+    let mut inputs = vec![x, weight];
+    inputs.extend(bias);
+    Ok(record(y, "conv2d_act", &inputs, move |g| {
+        let Device::Gpu(ctx) = g.device() else {
+            unreachable!("a GPU convolution")
+        };
+        let pro = saved.as_ref().map(|y| (y, act));
+        let rowsum_ok = need_w && kc > 0;
+        let db = if need_b && !rowsum_ok {
+            let gp = match &saved {
+                Some(y) => crate::ops::unary::unary_backward(act.unary_rule(), y, y, g),
+                None => g.clone(),
+            };
+            Some(gp.sum_dim(&[0, 2, 3], false)?)
+        } else {
+            need_b.then(|| Tensor::from_gpu(gpu_alloc(ctx, oc), vec![oc], DType::F32))
+        };
+        let dw = if need_w {
+            let product = GpuProduct {
+                m: oc,
+                n: kc,
+                k: hw,
+                batch: vec![n],
+                out_batch: vec![],
+                sa: vec![oc * hw],
+                sb: vec![kc * hw],
+                a_strides: (hw, 1),
+                b_strides: (1, hw),
+                summing: true,
+            };
+            let epi = Epi {
+                pro,
+                rowsum: db.as_ref().filter(|_| rowsum_ok),
+                ..Epi::default()
+            };
+            Some(product.run_epi(g, &cols, auto, &epi)?.reshape(&w_shape)?)
+        } else {
+            None
+        };
+        let dx = if need_x {
+            // The columns' gradient transposed, [N, Ho Wo, C kh kw]: g^T W per image.
+            let product = GpuProduct {
+                m: hw,
+                n: kc,
+                k: oc,
+                batch: vec![n],
+                out_batch: vec![n],
+                sa: vec![oc * hw],
+                sb: vec![0],
+                a_strides: (1, hw),
+                b_strides: (kc, 1),
+                summing: false,
+            };
+            let epi = Epi {
+                pro,
+                ..Epi::default()
+            };
+            let cols_t = product.run_epi(g, &w2, auto, &epi)?;
+            Some(run_with(&cols_t, geo, false, true))
+        } else {
+            None
+        };
+        let mut grads = vec![dx, dw];
+        if has_bias {
+            grads.push(db);
+        }
+        Ok(grads)
+    }))
 }
 
 /// Transposed 2-D convolution (`torch.nn.functional.conv_transpose2d`): input
@@ -503,6 +647,16 @@ impl Tensor {
         options: ConvOptions,
     ) -> Result<Tensor> {
         conv2d(self, weight, bias, options)
+    }
+    /// `act(conv2d(...))` in fused kernels, see [`conv2d_act`].
+    pub fn conv2d_act(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        options: ConvOptions,
+        act: Act,
+    ) -> Result<Tensor> {
+        conv2d_act(self, weight, bias, options, act)
     }
     /// Transposed 2-D convolution, see [`conv_transpose2d`].
     pub fn conv_transpose2d(

@@ -1010,6 +1010,40 @@ pub fn registry() -> Vec<OpEntry> {
             })
             .collect(),
     });
+    ops.push(OpEntry {
+        name: "conv2d_act",
+        differentiable: true,
+        kernels: &[
+            "im2col_fwd",
+            "col2im_fwd",
+            "matmul_small_fwd",
+            "matmul_sum_partials",
+        ],
+        cases: {
+            use crate::ops::matmul::Act;
+            let acts = [Act::Identity, Act::Relu, Act::Tanh, Act::Sigmoid, Act::LeakyRelu(0.2)];
+            let mut cases = Vec::new();
+            for (k, &(x, w, o)) in conv_cases.iter().enumerate() {
+                if o.groups != 1 {
+                    continue;
+                }
+                let act = acts[k % acts.len()];
+                let oc = w[0];
+                for bias in [true, false] {
+                    let mut inputs = vec![spec(x, Any), spec(w, Any)];
+                    if bias {
+                        inputs.push(spec(&[oc], Any));
+                    }
+                    cases.push(case(
+                        format!("{act:?} {x:?} by {w:?} {o:?}, bias {bias}"),
+                        inputs,
+                        move |t, _| t[0].conv2d_act(&t[1], t.get(2), o, act),
+                    ));
+                }
+            }
+            cases
+        },
+    });
     let convt_cases: Vec<(&[usize], &[usize], ConvOptions)> = vec![
         (
             &[1, 2, 3, 3],

@@ -40,6 +40,7 @@ const MATMUL_SMALL: &Kernel = kernel!(
     overrides = ["SM", "SN", "EPI", "A_IN_Y0"]
 );
 const MATMUL_NAIVE: &Kernel = kernel!(FILE, "matmul_naive_fwd", [X0, X1, Y0], loops);
+const SUM_PARTIALS: &Kernel = kernel!(FILE, "matmul_sum_partials", [X0, X1, Y0, Y1], loops);
 
 /// An activation a fused product applies to its result, or whose derivative (from the
 /// saved output) a fused backward applies to an operand as it loads it. The rules are
@@ -159,6 +160,21 @@ impl Epi<'_> {
         }
         let pro = self.pro.map_or(0, |(_, act)| 2 | act.code() << 4);
         1 | pro | if self.rowsum.is_some() { 4 } else { 0 } | self.act.code() << 8
+    }
+
+    /// True when the product must run as one split writing its output directly: every
+    /// part but the prologue and the row sums (which work on split and summed products
+    /// too) applies where the last k is added.
+    fn direct(&self) -> bool {
+        self.bias.is_some()
+            || self.act != Act::Identity
+            || self.addend.is_some()
+            || self.out.is_some()
+            || self.a_off != 0
+            || self.b_off != 0
+            || self.a_in_out
+            || self.accumulate
+            || self.empty
     }
 
     fn active(&self) -> bool {
@@ -318,17 +334,17 @@ fn matmul_raw_sum(
 
 /// A batched product on the GPU: sizes, batch shapes and strides.
 pub(crate) struct GpuProduct {
-    m: usize,
-    n: usize,
-    k: usize,
-    batch: Vec<usize>,
+    pub(crate) m: usize,
+    pub(crate) n: usize,
+    pub(crate) k: usize,
+    pub(crate) batch: Vec<usize>,
     /// The batch shape of the result: `batch`, or what a summing product reduces it to.
-    out_batch: Vec<usize>,
-    sa: Vec<usize>,
-    sb: Vec<usize>,
-    a_strides: (usize, usize),
-    b_strides: (usize, usize),
-    summing: bool,
+    pub(crate) out_batch: Vec<usize>,
+    pub(crate) sa: Vec<usize>,
+    pub(crate) sb: Vec<usize>,
+    pub(crate) a_strides: (usize, usize),
+    pub(crate) b_strides: (usize, usize),
+    pub(crate) summing: bool,
 }
 
 impl GpuProduct {
@@ -402,17 +418,17 @@ impl GpuProduct {
             unreachable!("a GPU product")
         };
         let fused = epi.active();
+        let direct = epi.direct();
         let (m, n, k) = (self.m, self.n, self.k);
         let batches = shape::numel(&self.batch);
         let mut final_shape = self.out_batch.clone();
         final_shape.extend([m, n]);
-        debug_assert!(!(fused && self.summing), "no epilogue on a summed batch");
+        debug_assert!(!(direct && self.summing), "no epilogue on a summed batch");
         debug_assert!(
-            epi.rowsum.is_none() || (batches == 1 && n > 0),
-            "row sums come from one matrix with columns"
+            epi.rowsum.is_none() || (n > 0 && (batches == 1 || self.out_batch.is_empty())),
+            "row sums come from one matrix with columns, or a batch summed to one"
         );
-        let plain_empty = m * n * batches == 0 || (k == 0 && !fused);
-        if plain_empty || (fused && m * n * batches == 0) {
+        if m * n * batches == 0 || (k == 0 && !fused) {
             // An empty product, or an empty inner dimension: all zeros.
             return match epi.out {
                 Some((t, _)) => Ok(t.clone()),
@@ -431,7 +447,7 @@ impl GpuProduct {
         if fused && kernel_choice == MatmulKernel::Naive {
             kernel_choice = MatmulKernel::Auto;
         }
-        let splits_choice = if fused { 1 } else { choice.splits };
+        let splits_choice = if direct { 1 } else { choice.splits };
         let too_big = || crate::Error::Shape {
             op: "matmul",
             msg: format!(
@@ -515,7 +531,18 @@ impl GpuProduct {
         // The extra bindings of a fused kernel: x2 (bias or saved output; A when
         // unused) and y1 (addend or bias gradient; the output when unused).
         let x2 = epi.bias.or(epi.pro.map(|(t, _)| t)).unwrap_or(a);
-        let y1 = epi.addend.map(|(t, _)| t).or(epi.rowsum).unwrap_or(&out);
+        // Row sums of several (split, batch) pairs go to partials summed at the end.
+        let partial_rows = (epi.rowsum.is_some() && splits * batches > 1)
+            .then(|| {
+                let len = splits * batches * m;
+                Tensor::from_gpu(gpu_alloc(g, len), vec![len], DType::F32)
+            });
+        let y1 = epi
+            .addend
+            .map(|(t, _)| t)
+            .or(partial_rows.as_ref())
+            .or(epi.rowsum)
+            .unwrap_or(&out);
         let x0 = if epi.a_in_out { b } else { a };
         // Batches per launch: the grid's z holds (batch, split) pairs.
         let per_launch = (plan::MAX_GROUPS / splits).max(1);
@@ -572,12 +599,33 @@ impl GpuProduct {
                 );
             }
         }
-        if fused {
+        if direct {
             return if epi.out.is_some() {
                 Ok(out)
             } else {
                 out.reshape(&final_shape)
             };
+        }
+        if let (Some(rows), Some(rowsum)) = (&partial_rows, epi.rowsum) {
+            // Everything summed to one [M, N] product and its [M] row sums.
+            let s = splits * batches;
+            if s <= plan::MAX_K_SHORT {
+                let total = gpu_alloc(g, m * n);
+                g.launch_with(
+                    SUM_PARTIALS,
+                    &[s as u32, (m * n) as u32, m as u32],
+                    &[out.gpu_buf(), rows.gpu_buf(), &total, rowsum.gpu_buf()],
+                    crate::ops::groups_1d(m * n + m),
+                    Work {
+                        serial: s as u64,
+                        ..Work::default()
+                    },
+                );
+                return Ok(Tensor::from_gpu(total, final_shape, DType::F32));
+            }
+            let sums = no_grad(|| rows.reshape(&[s, m])?.sum_dim(&[0], false))?;
+            rowsum.copy_from(&sums)?;
+            return no_grad(|| out.reshape(&[s, m, n])?.sum_dim(&[0], false));
         }
         let mut full_shape = vec![splits];
         full_shape.extend(&self.batch);
