@@ -4,6 +4,7 @@
 //! [`registry`] lists every op so the gradient suite cannot miss one.
 
 pub mod augment;
+pub mod batchnorm;
 pub mod binary;
 pub mod conv2d;
 pub mod layout;
@@ -71,6 +72,7 @@ pub fn shader_sources() -> Vec<ShaderSource> {
         conv2d::FILE,
         pool2d::FILE,
         augment::FILE,
+        batchnorm::FILE,
         rnn::FILE,
     ]
     .iter()
