@@ -672,3 +672,335 @@ fn a_pytorch_batchnorm_state_dict_loads_and_matches_its_outputs() {
         assert_eq!(bn.num_batches_tracked().to_vec::<f32>().unwrap(), vec![4.0]);
     }
 }
+
+/// Dispatches of one BatchNorm2d layer in training mode on the GPU (before the fused op:
+/// 20 forward and 14 backward for `[4, 3, 5, 6]`, 22 and 17 for `[2, 2, 96, 96]`): at
+/// most 3 for the forward (statistics, finalise with the running-statistics update,
+/// normalise) and at most 3 for the backward, each bound checked on its own. Channels
+/// that fit one workgroup take 2 each way.
+#[test]
+fn a_training_batchnorm2d_layer_takes_at_most_three_dispatches_each_way() {
+    // A device of its own: other tests of this binary dispatch on the shared one
+    // meanwhile, and would move its counters.
+    let gpu = Device::gpu_with(wgrad::GpuOptions::from_env()).unwrap();
+    // Small channels (one workgroup each: the fused two-dispatch path) and channels of
+    // 2 x 96 x 96 = 18,432 values (past 16K: the multi-block path).
+    for (shape, fused) in [([4usize, 3, 5, 6], true), ([2, 2, 96, 96], false)] {
+        let bn = BatchNorm2d::new(&gpu, shape[1]);
+        let n: usize = shape.iter().product();
+        let x = Tensor::from_vec(f32s(&channel_data(&shape, 3)), &shape, &gpu)
+            .unwrap()
+            .requires_grad_(true);
+        let g = Tensor::from_vec(
+            (0..n)
+                .map(|i| ((i * 31) % 17) as f32 / 17.0 - 0.5)
+                .collect(),
+            &shape,
+            &gpu,
+        )
+        .unwrap();
+        gpu.sync().unwrap();
+        let before = gpu.counters().dispatches;
+        let y = bn.forward(&x).unwrap();
+        let fwd = gpu.counters().dispatches - before;
+        y.backward_with(&g).unwrap();
+        let bwd = gpu.counters().dispatches - before - fwd;
+        println!("BatchNorm2d {shape:?}: {fwd} dispatches forward, {bwd} backward");
+        assert!(x.grad().is_some());
+        for p in bn.parameters() {
+            assert!(p.grad().is_some());
+        }
+        assert!(
+            fwd <= 3,
+            "{shape:?}: the training forward took {fwd} dispatches"
+        );
+        assert!(bwd <= 3, "{shape:?}: the backward took {bwd} dispatches");
+        let want = if fused { 2 } else { 3 };
+        assert_eq!((fwd, bwd), (want, want), "{shape:?}");
+        assert_eq!(bn.num_batches_tracked().item().unwrap(), 1.0);
+        // Evaluation: the running statistics into the same normalise kernel.
+        bn.eval();
+        let before = gpu.counters().dispatches;
+        let _ = bn.forward(&x).unwrap();
+        assert_eq!(gpu.counters().dispatches - before, 2, "{shape:?} eval");
+    }
+}
+
+/// Per-channel outputs and gradients on the host in f64 (PyTorch's formulas), for a
+/// layer with weight `w` and bias `b` and the output gradient `g`: (y, dx, dw, db).
+fn reference_train(
+    x: &[f64],
+    shape: &[usize],
+    w: &[f64],
+    b: &[f64],
+    g: &[f64],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (mean, var, _) = channel_stats(x, shape);
+    let (c, inner) = (shape[1], shape[2..].iter().product::<usize>());
+    let m = (shape[0] * inner) as f64;
+    let ch = |i: usize| (i / inner) % c;
+    let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + 1e-5).sqrt()).collect();
+    let xhat: Vec<f64> = (0..x.len())
+        .map(|i| (x[i] - mean[ch(i)]) * invstd[ch(i)])
+        .collect();
+    let y = (0..x.len())
+        .map(|i| xhat[i] * w[ch(i)] + b[ch(i)])
+        .collect();
+    let (mut sg, mut sgx) = (vec![0.0; c], vec![0.0; c]);
+    for i in 0..x.len() {
+        sg[ch(i)] += g[i];
+        sgx[ch(i)] += g[i] * xhat[i];
+    }
+    let dx = (0..x.len())
+        .map(|i| {
+            let k = ch(i);
+            w[k] * invstd[k] * (g[i] - sg[k] / m - xhat[i] * sgx[k] / m)
+        })
+        .collect();
+    (y, dx, sgx, sg)
+}
+
+/// Channels of 3 x 80 x 80 = 19,200 values (more than one workgroup reduces: the
+/// multi-block forward and backward) with a large offset against a small spread, where
+/// `E[x^2] - E[x]^2` in f32 would lose the variance: both devices match the f64
+/// reference, the running statistics included.
+#[test]
+fn long_channels_split_into_blocks_and_match_the_cpu_and_an_f64_reference() {
+    let _serial = common::exclusive();
+    let shape = [3usize, 2, 80, 80];
+    let n: usize = shape.iter().product();
+    let mut rng = StdRng::seed_from_u64(44);
+    // Channel 0: mean 1000, spread 0.5; channel 1: mean -3, spread 2.
+    let xv: Vec<f64> = (0..n)
+        .map(|i| {
+            let u: f64 = rng.random_range(-1.0..1.0);
+            if (i / 6400) % 2 == 0 {
+                1000.0 + 0.5 * u
+            } else {
+                -3.0 + 2.0 * u
+            }
+        })
+        .map(|v| v as f32 as f64)
+        .collect();
+    let gv: Vec<f64> = (0..n)
+        .map(|_| rng.random_range(-1.0f32..1.0) as f64)
+        .collect();
+    let (w, b) = ([1.5, -0.75], [0.25, 2.0]);
+    let (y_ref, dx_ref, dw_ref, db_ref) = reference_train(&xv, &shape, &w, &b, &gv);
+    let (mean, _, unbiased) = channel_stats(&xv, &shape);
+    let mut results = Vec::new();
+    for dev in common::devices() {
+        let bn = BatchNorm2d::new(&dev, 2);
+        set(&bn.weight, &w);
+        set(&bn.bias, &b);
+        let x = Tensor::from_vec(f32s(&xv), &shape, &dev)
+            .unwrap()
+            .requires_grad_(true);
+        let y = bn.forward(&x).unwrap();
+        y.backward_with(&Tensor::from_vec(f32s(&gv), &shape, &dev).unwrap())
+            .unwrap();
+        let what = |s: &str| format!("{s} on {}", dev.name());
+        close(&host(&y), &y_ref, 2e-4, &what("y"));
+        close(&host(&x.grad().unwrap()), &dx_ref, 2e-4, &what("dx"));
+        let dw = host(&bn.weight.as_ref().unwrap().tensor().grad().unwrap());
+        let db = host(&bn.bias.as_ref().unwrap().tensor().grad().unwrap());
+        // Sums of 19,200 terms; channel 0's mean (1000) is rounded to f32 (half an ulp is
+        // 3e-5, 1e-4 of xhat against a spread of 0.29) before it enters every xhat, so
+        // sum(g xhat) carries about 1e-4 |sum g| ~ 1e-2 on either device.
+        close(&dw, &dw_ref, 5e-4, &what("dweight"));
+        close(&db, &db_ref, 1e-5, &what("dbias"));
+        let rm: Vec<f64> = mean.iter().map(|m| 0.1 * m).collect();
+        let rv: Vec<f64> = unbiased.iter().map(|v| 0.9 + 0.1 * v).collect();
+        close(&host(&bn.running_mean()), &rm, 1e-6, &what("running_mean"));
+        close(&host(&bn.running_var()), &rv, 1e-5, &what("running_var"));
+        results.push((host(&y), host(&x.grad().unwrap())));
+    }
+    // The GPU against the CPU: channel 0's f32 means may differ by an ulp (6e-5 at
+    // 1000, 2e-4 of xhat), channel 1's agree much more closely.
+    for (k, (tol0, tol1)) in [(4e-4, 1e-5), (4e-4, 1e-5)].into_iter().enumerate() {
+        let (g, c) = if k == 0 {
+            (&results[1].0, &results[0].0)
+        } else {
+            (&results[1].1, &results[0].1)
+        };
+        let what = ["y: gpu vs cpu", "dx: gpu vs cpu"][k];
+        for (i, (gv, cv)) in g.iter().zip(c.iter()).enumerate() {
+            let tol = if (i / 6400) % 2 == 0 { tol0 } else { tol1 };
+            assert!(
+                (gv - cv).abs() <= tol * (1.0 + cv.abs()),
+                "{what}[{i}]: {gv} vs {cv}"
+            );
+        }
+    }
+}
+
+/// Careless inputs on both devices: a batch of one value per channel in training mode
+/// and an empty batch are errors (nothing moves), a NaN poisons its channel only, and an
+/// empty batch in evaluation mode is an empty output.
+#[test]
+fn careless_inputs_error_or_propagate_nan_on_both_devices() {
+    let _serial = common::exclusive();
+    for dev in common::devices() {
+        let d = dev.name();
+        let bn1 = BatchNorm1d::new(&dev, 3);
+        let bn2 = BatchNorm2d::new(&dev, 3);
+        let err = |r: Result<Tensor>| r.unwrap_err().to_string();
+        let e = err(bn1.forward(&Tensor::zeros(&[1, 3], &dev).unwrap()));
+        assert!(e.contains("more than 1 value per channel"), "{d}: {e}");
+        let e = err(bn2.forward(&Tensor::zeros(&[1, 3, 1, 1], &dev).unwrap()));
+        assert!(e.contains("more than 1 value per channel"), "{d}: {e}");
+        let e = err(bn1.forward(&Tensor::zeros(&[0, 3], &dev).unwrap()));
+        assert!(e.contains("more than 1 value per channel"), "{d}: {e}");
+        let e = err(bn2.forward(&Tensor::zeros(&[0, 3, 4, 4], &dev).unwrap()));
+        assert!(e.contains("more than 1 value per channel"), "{d}: {e}");
+        // [1, C, L] with L > 1 is fine in training (L values per channel).
+        bn1.forward(&Tensor::rand_seeded(&[1, 3, 4], 1, &dev).unwrap())
+            .unwrap();
+        assert_eq!(bn1.num_batches_tracked().item().unwrap(), 1.0, "{d}");
+        assert_eq!(bn2.num_batches_tracked().item().unwrap(), 0.0, "{d}");
+        assert_eq!(host(&bn2.running_mean()), [0.0; 3], "{d}");
+        // The op itself refuses the same, and bad arguments.
+        use wgrad::ops::batchnorm::{batch_norm, BatchNormArgs};
+        let x = Tensor::zeros(&[1, 3], &dev).unwrap();
+        let e = err(batch_norm(&x, &BatchNormArgs::default()));
+        assert!(e.contains("more than 1 value per channel"), "{d}: {e}");
+        let x = Tensor::rand_seeded(&[4, 3], 2, &dev).unwrap();
+        let short = Tensor::zeros(&[2], &dev).unwrap();
+        let e = err(batch_norm(
+            &x,
+            &BatchNormArgs {
+                weight: Some(&short),
+                ..Default::default()
+            },
+        ));
+        assert!(e.contains("weight must be [3]"), "{d}: {e}");
+        let e = err(batch_norm(
+            &x,
+            &BatchNormArgs {
+                training: false,
+                ..Default::default()
+            },
+        ));
+        assert!(e.contains("running_mean"), "{d}: {e}");
+        let stats = Tensor::zeros(&[3], &dev).unwrap();
+        let e = err(batch_norm(
+            &x,
+            &BatchNormArgs {
+                running_mean: Some(&stats),
+                running_var: Some(&stats),
+                ..Default::default()
+            },
+        ));
+        assert!(e.contains("share storage"), "{d}: {e}");
+
+        // NaN in channel 1 poisons channel 1's outputs, its gradients and its running
+        // statistics, and nothing else.
+        let shape = [4, 3, 2, 2];
+        let mut xv = f32s(&channel_data(&shape, 8));
+        xv[4 + 2] = f32::NAN; // n = 0, c = 1
+        let x = Tensor::from_vec(xv, &shape, &dev)
+            .unwrap()
+            .requires_grad_(true);
+        let y = bn2.forward(&x).unwrap();
+        y.sum().unwrap().backward().unwrap();
+        let (yv, dx) = (host(&y), host(&x.grad().unwrap()));
+        for i in 0..yv.len() {
+            let c = (i / 4) % 3;
+            assert_eq!(yv[i].is_nan(), c == 1, "{d}: y[{i}] = {}", yv[i]);
+            assert_eq!(dx[i].is_nan(), c == 1, "{d}: dx[{i}] = {}", dx[i]);
+        }
+        for t in [bn2.running_mean(), bn2.running_var()] {
+            let v = host(&t);
+            assert!(
+                !v[0].is_nan() && v[1].is_nan() && !v[2].is_nan(),
+                "{d}: {v:?}"
+            );
+        }
+        let dw = host(&bn2.weight.as_ref().unwrap().tensor().grad().unwrap());
+        assert!(
+            !dw[0].is_nan() && dw[1].is_nan() && !dw[2].is_nan(),
+            "{d}: {dw:?}"
+        );
+        // dbias = sum(g) does not involve x.
+        let db = host(&bn2.bias.as_ref().unwrap().tensor().grad().unwrap());
+        assert_eq!(db, [16.0; 3], "{d}");
+
+        // An empty batch in evaluation mode is an empty output with empty gradients.
+        bn2.eval();
+        let x = Tensor::zeros(&[0, 3, 4, 4], &dev)
+            .unwrap()
+            .requires_grad_(true);
+        let y = bn2.forward(&x).unwrap();
+        assert_eq!(y.shape(), &[0, 3, 4, 4]);
+        y.sum().unwrap().backward().unwrap();
+        assert_eq!(x.grad().unwrap().shape(), &[0, 3, 4, 4]);
+        let db = host(&bn2.bias.as_ref().unwrap().tensor().grad().unwrap());
+        assert_eq!(db, [16.0; 3], "{d}: an empty batch adds nothing to dbias");
+    }
+}
+
+/// The registry's batch_norm cases (which `tests/gradcheck.rs` checks) reach every
+/// batch-norm kernel, and a layer whose channels split into blocks keeps every dispatch
+/// to the GPU shape rules of `tests/gpu_work.rs`: no thread loops over more than 1,024
+/// elements, no workgroup reduces more than 16K.
+#[test]
+fn every_batchnorm_kernel_is_reached_and_keeps_to_the_shape_rules() {
+    let gpu = Device::gpu_with(wgrad::GpuOptions::from_env()).unwrap();
+    let entry = wgrad::ops::registry::registry()
+        .into_iter()
+        .find(|e| e.name == "batch_norm")
+        .expect("a batch_norm registry entry");
+    let (_, profile) = gpu
+        .profile(|| {
+            for case in &entry.cases {
+                let inputs: Vec<Tensor> = case
+                    .inputs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        Tensor::randn_seeded(&s.shape, i as u64, &gpu)
+                            .unwrap()
+                            .requires_grad_(true)
+                    })
+                    .collect();
+                (case.run)(&inputs, &gpu)
+                    .unwrap()
+                    .sum()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+            }
+            // 4 x 1 x 128 x 128 = 65,536 values in one channel: blocks of 4,096.
+            let bn = BatchNorm2d::new(&gpu, 1);
+            let x = Tensor::randn_seeded(&[4, 1, 128, 128], 9, &gpu)
+                .unwrap()
+                .requires_grad_(true);
+            bn.forward(&x).unwrap().sum().unwrap().backward().unwrap();
+        })
+        .unwrap();
+    for k in entry.kernels {
+        assert!(
+            profile.dispatches.iter().any(|d| d.kernel == *k),
+            "no registry case launches {k}"
+        );
+    }
+    for d in profile
+        .dispatches
+        .iter()
+        .filter(|d| d.kernel.starts_with("bn_"))
+    {
+        assert!(
+            !d.loops || d.serial > 0,
+            "{} declares no serial work",
+            d.kernel
+        );
+        assert!(d.serial <= 1024, "{} loops over {}", d.kernel, d.serial);
+        assert!(
+            d.reduced <= 16 * 1024 * d.workgroups,
+            "{} reduces {} on {} workgroups",
+            d.kernel,
+            d.reduced,
+            d.workgroups
+        );
+    }
+}

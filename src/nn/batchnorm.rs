@@ -8,15 +8,16 @@
 //! goes into `running_var` is the unbiased one (`n / (n - 1)` times the biased).
 //! In evaluation mode the running statistics replace the batch's.
 //!
-//! The forward is a composition of differentiable ops (`mean_dim`, `sub`, `mul`,
-//! `sqrt`, `div`, `add`), so the backward comes from autograd and both devices run it
-//! with the existing kernels. The running statistics are updated on the device, under
-//! `no_grad`, with `copy_from`: nothing is read back.
+//! Both modes run the fused op [`crate::ops::batchnorm::batch_norm`]: on the GPU a
+//! training forward is two or three dispatches (statistics, finalise with the in-place
+//! update of the running statistics and `num_batches_tracked`, normalise) and so is its
+//! backward; evaluation is two. Nothing is read back.
 
 use super::{Buffer, Module, Parameter, TrainFlag};
 use crate::autograd::no_grad;
 use crate::device::Device;
 use crate::error::{arg_err, shape_err, Error, Result};
+use crate::ops::batchnorm::{batch_norm, BatchNormArgs};
 use crate::ops::layout::fill;
 use crate::tensor::{DType, Tensor};
 
@@ -204,10 +205,8 @@ impl<const DIMS: usize> BatchNorm<DIMS> {
         })
     }
 
-    /// Checks the input's layout and element type, and returns the dimensions that the
-    /// statistics reduce over (all but 1) and the shape `[1, C, 1, ...]` that
-    /// per-channel values broadcast from.
-    fn plan(&self, x: &Tensor) -> Result<(Vec<isize>, Vec<usize>)> {
+    /// Checks the input's layout, channels and element type.
+    fn plan(&self, x: &Tensor) -> Result<()> {
         let op = Self::name();
         let ok_rank = if DIMS == 1 {
             x.rank() == 2 || x.rank() == 3
@@ -243,39 +242,15 @@ impl<const DIMS: usize> BatchNorm<DIMS> {
                 ),
             });
         }
-        let dims = std::iter::once(0)
-            .chain(2..x.rank() as isize)
-            .collect::<Vec<isize>>();
-        let mut bshape = vec![1; x.rank()];
-        bshape[1] = self.num_features;
-        Ok((dims, bshape))
-    }
-
-    /// `running = (1 - momentum) running + momentum batch`, in place, for the mean and
-    /// the unbiased variance of a batch of `n` values per channel.
-    fn update_running(&self, mean: &Tensor, biased_var: &Tensor, n: usize) -> Result<()> {
-        no_grad(|| {
-            let c = [self.num_features];
-            let m = self.momentum;
-            let mean = mean.detach().reshape(&c)?;
-            let var = biased_var
-                .detach()
-                .reshape(&c)?
-                .mul_scalar((n as f64 / (n - 1) as f64) as f32)?;
-            for (buf, stat) in [(&self.running_mean, mean), (&self.running_var, var)] {
-                let r = buf.tensor();
-                r.copy_from(&r.mul_scalar(1.0 - m)?.add(&stat.mul_scalar(m)?)?)?;
-            }
-            let t = self.num_batches_tracked.tensor();
-            t.copy_from(&t.add_scalar(1.0)?)
-        })
+        Ok(())
     }
 }
 
 impl<const DIMS: usize> Module for BatchNorm<DIMS> {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (dims, bshape) = self.plan(x)?;
-        let (centered, var) = if self.training.get() {
+        self.plan(x)?;
+        let training = self.training.get();
+        if training {
             let n = x.numel() / self.num_features;
             if n < 2 {
                 return arg_err(
@@ -286,27 +261,27 @@ impl<const DIMS: usize> Module for BatchNorm<DIMS> {
                     ),
                 );
             }
-            let mean = x.mean_dim(&dims, true)?;
-            let centered = x.sub(&mean)?;
-            let var = centered.mul(&centered)?.mean_dim(&dims, true)?;
-            self.update_running(&mean, &var, n)?;
-            (centered, var)
-        } else {
-            let mean = self.running_mean.tensor().reshape(&bshape)?;
-            let var = self.running_var.tensor().reshape(&bshape)?;
-            (x.sub(&mean)?, var)
-        };
-        // The per-channel factor gamma / sqrt(var + eps) is computed on [1, C, 1, ...]
-        // and applied with one broadcast multiply.
-        let std = var.add_scalar(self.eps)?.sqrt()?;
-        let y = match &self.weight {
-            Some(w) => centered.mul(&w.tensor().reshape(&bshape)?.div(&std)?)?,
-            None => centered.div(&std)?,
-        };
-        match &self.bias {
-            Some(b) => y.add(&b.tensor().reshape(&bshape)?),
-            None => Ok(y),
         }
+        let weight = self.weight.as_ref().map(|p| p.tensor());
+        let bias = self.bias.as_ref().map(|p| p.tensor());
+        let (rm, rv, count) = (
+            self.running_mean.tensor(),
+            self.running_var.tensor(),
+            self.num_batches_tracked.tensor(),
+        );
+        batch_norm(
+            x,
+            &BatchNormArgs {
+                weight: weight.as_ref(),
+                bias: bias.as_ref(),
+                running_mean: Some(&rm),
+                running_var: Some(&rv),
+                num_batches_tracked: Some(&count),
+                training,
+                momentum: self.momentum,
+                eps: self.eps,
+            },
+        )
     }
 
     fn local_parameters(&self) -> Vec<(&'static str, &Parameter)> {

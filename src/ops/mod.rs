@@ -4,6 +4,7 @@
 //! [`registry`] lists every op so the gradient suite cannot miss one.
 
 pub mod augment;
+pub mod batchnorm;
 pub mod binary;
 pub mod conv2d;
 pub mod fused;
@@ -74,6 +75,7 @@ pub fn shader_sources() -> Vec<ShaderSource> {
         conv2d::FILE,
         pool2d::FILE,
         augment::FILE,
+        batchnorm::FILE,
         rnn::FILE,
     ];
     let mut sources: Vec<ShaderSource> = files
