@@ -305,6 +305,48 @@ override SN: u32 = 2u;
 // A is read from y0 (the recurrent step: h_{t-1} sits in the output buffer the step
 // writes h_t into); x0 is then unused.
 override A_IN_Y0: bool = false;
+// B gathered from an image x1 [C, H, W] (per batch) as a convolution's columns, with no
+// columns in memory: 1 = im2col, B[k = (c, kh, kw), n = (oh, ow)] (the forward), 2 = its
+// transpose, B[k = (oh, ow), n = (c, kh, kw)] (the weight's gradient); zero where the
+// tap falls in the padding. P[36..49] = C, H, W, Ho, Wo, kh, kw, stride (2), padding
+// (2), dilation (2).
+override B_CONV: u32 = 0u;
+
+// A tap of the gather split into what depends on one index: channel offset, row and
+// column (each of the row and column parts may be negative).
+struct Tap {
+    c: u32,
+    y: i32,
+    x: i32,
+}
+
+// The part of a tap that depends on the image position (oh, ow) = pixel p.
+fn tap_pixel(p: u32) -> Tap {
+    var t: Tap;
+    t.c = 0u;
+    t.y = i32((p / P[40]) * P[43]) - i32(P[45]);
+    t.x = i32((p % P[40]) * P[44]) - i32(P[46]);
+    return t;
+}
+
+// The part that depends on the kernel position (c, kh, kw) = column row r.
+fn tap_kernel(r: u32) -> Tap {
+    let kk = P[41] * P[42];
+    let kr = r % kk;
+    var t: Tap;
+    t.c = (r / kk) * P[37] * P[38];
+    t.y = i32((kr / P[42]) * P[47]);
+    t.x = i32((kr % P[42]) * P[48]);
+    return t;
+}
+
+// The image value at the sum of two tap parts (zero in the padding).
+fn gather(base: u32, a: Tap, b: Tap) -> f32 {
+    let y = a.y + b.y;
+    let x = a.x + b.x;
+    if (y < 0 || x < 0 || u32(y) >= P[37] || u32(x) >= P[38]) { return 0.0; }
+    return x1[base + a.c + b.c + u32(y) * P[38] + u32(x)];
+}
 
 @compute @workgroup_size(8, 8)
 fn matmul_small_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -318,8 +360,12 @@ fn matmul_small_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     for (var i = 0u; i < SM; i = i + 1u) {
         a_row[i] = a_base + min(m0 + 8u * i, P[0] - 1u) * P[16];
     }
+    var taps: array<Tap, 4>;
     for (var j = 0u; j < SN; j = j + 1u) {
-        b_col[j] = b_base + min(n0 + 8u * j, P[1] - 1u) * P[19];
+        let n = min(n0 + 8u * j, P[1] - 1u);
+        b_col[j] = b_base + n * P[19];
+        if (B_CONV == 1u) { taps[j] = tap_pixel(n); }
+        if (B_CONV == 2u) { taps[j] = tap_kernel(n); }
     }
     let sums = has_rowsum() && wid.x == 0u && lid.x == 0u;
     var rs: array<f32, 4>;
@@ -336,7 +382,13 @@ fn matmul_small_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
             a[i] = a_pro(at, av);
             if (sums) { rs[i] = rs[i] + a[i]; }
         }
-        for (var j = 0u; j < SN; j = j + 1u) { b[j] = x1[b_col[j] + kb]; }
+        if (B_CONV == 0u) {
+            for (var j = 0u; j < SN; j = j + 1u) { b[j] = x1[b_col[j] + kb]; }
+        } else {
+            var tk: Tap;
+            if (B_CONV == 1u) { tk = tap_kernel(k); } else { tk = tap_pixel(k); }
+            for (var j = 0u; j < SN; j = j + 1u) { b[j] = gather(b_base, taps[j], tk); }
+        }
         for (var i = 0u; i < SM; i = i + 1u) {
             for (var j = 0u; j < SN; j = j + 1u) {
                 acc[i * 4u + j] = acc[i * 4u + j] + a[i] * b[j];

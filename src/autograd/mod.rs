@@ -212,6 +212,15 @@ pub(crate) fn run_backward(root: &Tensor, grad: Tensor) -> Result<()> {
             match edge {
                 Edge::Skip => {}
                 Edge::Leaf(t) => {
+                    if ig.shape() != t.shape() {
+                        return Err(Error::Autograd(format!(
+                            "`{}` gave a gradient of shape {:?} for an input of shape {:?} \
+                             (a bug in wgrad: please report it)",
+                            node.name,
+                            ig.shape(),
+                            t.shape()
+                        )));
+                    }
                     let mut slot = t.0.grad.lock().unwrap_or_else(|e| e.into_inner());
                     accumulate(&mut slot, ig)?;
                 }

@@ -4,8 +4,8 @@
 use super::{init, Module, Parameter};
 use crate::device::Device;
 use crate::error::Result;
-use crate::ops::matmul::Act;
 use crate::ops::conv2d::ConvOptions;
+use crate::ops::matmul::Act;
 use crate::tensor::Tensor;
 
 /// `torch.nn.Conv2d`: weight `[out, in / groups, kh, kw]`, bias `[out]`.
@@ -68,7 +68,12 @@ impl Module for Conv2d {
     /// The convolution with its bias added by the product's own kernel.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let b = self.bias.as_ref().map(|b| b.tensor());
-        x.conv2d_act(&self.weight.tensor(), b.as_ref(), self.options, Act::Identity)
+        x.conv2d_act(
+            &self.weight.tensor(),
+            b.as_ref(),
+            self.options,
+            Act::Identity,
+        )
     }
     fn forward_with_activation(&self, x: &Tensor, act: Act) -> Option<Result<Tensor>> {
         let b = self.bias.as_ref().map(|b| b.tensor());

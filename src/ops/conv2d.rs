@@ -9,9 +9,9 @@ use crate::backend::cpu::{parallel, pool};
 use crate::backend::gpu::{Kernel, ShaderFile, Work};
 use crate::device::Device;
 use crate::error::{arg_err, shape_err, Result};
+use crate::ops::matmul::{Act, Epi, GpuProduct, MatmulChoice};
 use crate::ops::{gpu_alloc, kernel, shader};
 use crate::shape;
-use crate::ops::matmul::{Act, Epi, GpuProduct, MatmulChoice};
 use crate::tensor::{check_float, check_pair, DType, Tensor};
 
 pub(crate) const FILE: ShaderFile = shader("conv2d", include_str!("../../shaders/conv2d.wgsl"));
@@ -427,12 +427,14 @@ pub fn conv2d(
     add_bias(y, bias, oc, "conv2d")
 }
 
-/// `act(conv2d(x, weight, bias))`, fused on the GPU for one group: forward the columns
-/// and one product whose kernel adds the bias and applies the activation; backward one
-/// product for the weight's gradient that sums the batch and gives the bias's gradient
-/// as its operand's row sums (both finished by one pass over the partials), one for
-/// the columns' gradient (stored transposed) and one fold back to the image, the
-/// activation's derivative applied as the products load the output gradient. Other
+/// `act(conv2d(x, weight, bias))`, fused on the GPU for one group: forward one product
+/// that gathers the columns from the image as it loads them (no im2col in memory) and
+/// adds the bias and applies the activation as it stores; backward one product for the
+/// weight's gradient (gathering the columns again) that sums the batch and gives the
+/// bias's gradient as its operand's row sums (both finished by one pass over the
+/// partials), one for the columns' gradient (stored transposed) and one fold back to
+/// the image, the activation's derivative applied as the products load the output
+/// gradient. Other
 /// cases run `conv2d` and the activation as separate ops, with the same result.
 pub fn conv2d_act(
     x: &Tensor,
@@ -451,13 +453,33 @@ pub fn conv2d_act(
         if b.shape() != [oc] {
             return shape_err(
                 "conv2d",
-                format!("bias {} for {oc} channels: expected [{oc}]", shape::fmt(b.shape())),
+                format!(
+                    "bias {} for {oc} channels: expected [{oc}]",
+                    shape::fmt(b.shape())
+                ),
             );
         }
     }
     let (n, hw, kc) = (geo.n, geo.ho * geo.wo, geo.c * geo.kk());
     let auto = MatmulChoice::AUTO;
-    let cols = run(&x.detach(), geo, true);
+    // The columns are gathered from the image as the product loads them (none in memory).
+    let xd = x.detach();
+    let image = geo.c * geo.h * geo.w;
+    let taps = [
+        geo.c,
+        geo.h,
+        geo.w,
+        geo.ho,
+        geo.wo,
+        geo.k.0,
+        geo.k.1,
+        geo.stride.0,
+        geo.stride.1,
+        geo.padding.0,
+        geo.padding.1,
+        geo.dilation.0,
+        geo.dilation.1,
+    ];
     let w2 = weight.detach().reshape(&[oc, kc])?;
     let forward = GpuProduct {
         m: oc,
@@ -466,7 +488,7 @@ pub fn conv2d_act(
         batch: vec![n],
         out_batch: vec![n],
         sa: vec![0],
-        sb: vec![kc * hw],
+        sb: vec![image],
         a_strides: (kc, 1),
         b_strides: (hw, 1),
         summing: false,
@@ -475,10 +497,11 @@ pub fn conv2d_act(
         bias,
         bias_rows: true,
         act,
+        conv: Some((1, taps)),
         ..Epi::default()
     };
     let y = forward
-        .run_epi(&w2, &cols, auto, &epi)?
+        .run_epi(&w2, &xd, auto, &epi)?
         .reshape(&[n, oc, geo.ho, geo.wo])?;
     let saved = (act != Act::Identity).then(|| y.detach());
     let need_x = x.requires_grad();
@@ -511,7 +534,7 @@ pub fn conv2d_act(
                 batch: vec![n],
                 out_batch: vec![],
                 sa: vec![oc * hw],
-                sb: vec![kc * hw],
+                sb: vec![image],
                 a_strides: (hw, 1),
                 b_strides: (1, hw),
                 summing: true,
@@ -519,9 +542,10 @@ pub fn conv2d_act(
             let epi = Epi {
                 pro,
                 rowsum: db.as_ref().filter(|_| rowsum_ok),
+                conv: Some((2, taps)),
                 ..Epi::default()
             };
-            Some(product.run_epi(g, &cols, auto, &epi)?.reshape(&w_shape)?)
+            Some(product.run_epi(g, &xd, auto, &epi)?.reshape(&w_shape)?)
         } else {
             None
         };

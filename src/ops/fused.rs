@@ -189,7 +189,9 @@ pub fn linear_act(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, act: Act) 
                         Tensor::from_gpu(gpu_alloc(ctx, out), vec![out], DType::F32)
                     } else {
                         let gp = match &y2 {
-                            Some(y) => crate::ops::unary::unary_backward(act.unary_rule(), y, y, &g2),
+                            Some(y) => {
+                                crate::ops::unary::unary_backward(act.unary_rule(), y, y, &g2)
+                            }
                             None => g2.clone(),
                         };
                         gp.sum_dim(&[0], false)?
@@ -224,14 +226,14 @@ impl Act {
     pub(crate) fn unary_rule(self) -> crate::ops::unary::UnaryOp {
         use crate::ops::unary::UnaryOp;
         match self {
-        Act::Identity => UnaryOp::Affine {
-            scale: 1.0,
-            shift: 0.0,
-        },
-        Act::Relu => UnaryOp::Relu,
-        Act::LeakyRelu(s) => UnaryOp::LeakyRelu { slope: s as f64 },
-        Act::Sigmoid => UnaryOp::Sigmoid,
-        Act::Tanh => UnaryOp::Tanh,
+            Act::Identity => UnaryOp::Affine {
+                scale: 1.0,
+                shift: 0.0,
+            },
+            Act::Relu => UnaryOp::Relu,
+            Act::LeakyRelu(s) => UnaryOp::LeakyRelu { slope: s as f64 },
+            Act::Sigmoid => UnaryOp::Sigmoid,
+            Act::Tanh => UnaryOp::Tanh,
         }
     }
 }

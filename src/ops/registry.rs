@@ -1013,15 +1013,16 @@ pub fn registry() -> Vec<OpEntry> {
     ops.push(OpEntry {
         name: "conv2d_act",
         differentiable: true,
-        kernels: &[
-            "im2col_fwd",
-            "col2im_fwd",
-            "matmul_small_fwd",
-            "matmul_sum_partials",
-        ],
+        kernels: &["col2im_fwd", "matmul_small_fwd", "matmul_sum_partials"],
         cases: {
             use crate::ops::matmul::Act;
-            let acts = [Act::Identity, Act::Relu, Act::Tanh, Act::Sigmoid, Act::LeakyRelu(0.2)];
+            let acts = [
+                Act::Identity,
+                Act::Relu,
+                Act::Tanh,
+                Act::Sigmoid,
+                Act::LeakyRelu(0.2),
+            ];
             let mut cases = Vec::new();
             for (k, &(x, w, o)) in conv_cases.iter().enumerate() {
                 if o.groups != 1 {

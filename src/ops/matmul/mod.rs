@@ -37,7 +37,7 @@ const MATMUL_SMALL: &Kernel = kernel!(
     "matmul_small_fwd",
     [X0, X1, X2, Y0, Y1],
     loops,
-    overrides = ["SM", "SN", "EPI", "A_IN_Y0"]
+    overrides = ["SM", "SN", "EPI", "A_IN_Y0", "B_CONV"]
 );
 const MATMUL_NAIVE: &Kernel = kernel!(FILE, "matmul_naive_fwd", [X0, X1, Y0], loops);
 const SUM_PARTIALS: &Kernel = kernel!(FILE, "matmul_sum_partials", [X0, X1, Y0, Y1], loops);
@@ -149,6 +149,10 @@ pub(crate) struct Epi<'a> {
     /// The product over an empty range of k: only the epilogue runs (the last step of
     /// a recurrence's backward, which has no later step to add).
     pub empty: bool,
+    /// B is a convolution's columns gathered from the image B's buffer holds (1: im2col,
+    /// 2: its transpose) with this geometry: C, H, W, Ho, Wo, kh, kw, stride, padding,
+    /// dilation (rows then columns). The small-tile kernel runs it.
+    pub conv: Option<(u32, [usize; 13])>,
 }
 
 impl Epi<'_> {
@@ -183,6 +187,7 @@ impl Epi<'_> {
             || self.addend.is_some()
             || self.pro.is_some()
             || self.rowsum.is_some()
+            || self.conv.is_some()
             || self.out.is_some()
             || self.a_off != 0
             || self.b_off != 0
@@ -457,13 +462,14 @@ impl GpuProduct {
         };
         let mut plan =
             plan::plan(&product, kernel_choice, splits_choice, &limits).ok_or_else(too_big)?;
-        if epi.a_in_out && matches!(plan.kernel, MatmulKernel::Tile128 | MatmulKernel::Tile64) {
-            // Only the small-tile kernel reads A from the output binding.
-            plan =
-                plan::plan(&product, MatmulKernel::Small32x32, 1, &limits).ok_or_else(too_big)?;
+        let small_only = epi.a_in_out || epi.conv.is_some();
+        if small_only && matches!(plan.kernel, MatmulKernel::Tile128 | MatmulKernel::Tile64) {
+            // Only the small-tile kernel reads A from the output binding or gathers B.
+            plan = plan::plan(&product, MatmulKernel::Small32x32, splits_choice, &limits)
+                .ok_or_else(too_big)?;
         }
         let splits = plan.splits;
-        let mut p = [0u32; 36];
+        let mut p = [0u32; 49];
         p[0] = m as u32;
         p[1] = n as u32;
         p[2] = k as u32;
@@ -492,7 +498,7 @@ impl GpuProduct {
                         cols as u32 / 8,
                         epi.code(),
                         epi.a_in_out as u32,
-                        0,
+                        epi.conv.map_or(0, |(mode, _)| mode),
                         0,
                     ],
                 )
@@ -517,6 +523,9 @@ impl GpuProduct {
             p[29] = epi.out.map_or(0, |(_, off)| off as u32);
             p[31] = epi.a_off as u32;
             p[32] = epi.b_off as u32;
+            if let Some((_, geo)) = epi.conv {
+                put(&mut p, 36, &geo, 13);
+            }
         }
         let (bm, bn, bk) = plan.kernel.tile();
         let grid = [n.div_ceil(bn) as u32, m.div_ceil(bm) as u32];
@@ -532,11 +541,10 @@ impl GpuProduct {
         // unused) and y1 (addend or bias gradient; the output when unused).
         let x2 = epi.bias.or(epi.pro.map(|(t, _)| t)).unwrap_or(a);
         // Row sums of several (split, batch) pairs go to partials summed at the end.
-        let partial_rows = (epi.rowsum.is_some() && splits * batches > 1)
-            .then(|| {
-                let len = splits * batches * m;
-                Tensor::from_gpu(gpu_alloc(g, len), vec![len], DType::F32)
-            });
+        let partial_rows = (epi.rowsum.is_some() && splits * batches > 1).then(|| {
+            let len = splits * batches * m;
+            Tensor::from_gpu(gpu_alloc(g, len), vec![len], DType::F32)
+        });
         let y1 = epi
             .addend
             .map(|(t, _)| t)
@@ -642,10 +650,12 @@ impl GpuProduct {
                 dims.push(d as isize + 1);
             }
         }
-        if dims.is_empty() {
-            return Ok(full);
-        }
-        no_grad(|| full.sum_dim(&dims, true))
+        let summed = if dims.is_empty() {
+            full
+        } else {
+            no_grad(|| full.sum_dim(&dims, true))?
+        };
+        summed.reshape(&final_shape)
     }
 }
 
