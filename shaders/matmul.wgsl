@@ -431,7 +431,7 @@ fn matmul_naive_fwd(@builtin(global_invocation_id) gid: vec3<u32>) {
 // for i < P[2] (their row sums, a bias gradient), in one pass. Deterministic.
 // Grid: ceil((P[1] + P[2]) / 256) workgroups (split over y past 65535).
 @compute @workgroup_size(256)
-fn matmul_sum_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn matmul_partials_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i < P[1]) {
         var acc = 0.0;

@@ -1013,7 +1013,7 @@ pub fn registry() -> Vec<OpEntry> {
     ops.push(OpEntry {
         name: "conv2d_act",
         differentiable: true,
-        kernels: &["col2im_fwd", "matmul_small_fwd", "matmul_sum_partials"],
+        kernels: &["col2im_fwd", "matmul_small_fwd", "matmul_partials_bwd"],
         cases: {
             use crate::ops::matmul::Act;
             let acts = [

@@ -40,7 +40,7 @@ const MATMUL_SMALL: &Kernel = kernel!(
     overrides = ["SM", "SN", "EPI", "A_IN_Y0", "B_CONV"]
 );
 const MATMUL_NAIVE: &Kernel = kernel!(FILE, "matmul_naive_fwd", [X0, X1, Y0], loops);
-const SUM_PARTIALS: &Kernel = kernel!(FILE, "matmul_sum_partials", [X0, X1, Y0, Y1], loops);
+const SUM_PARTIALS: &Kernel = kernel!(FILE, "matmul_partials_bwd", [X0, X1, Y0, Y1], loops);
 
 /// An activation a fused product applies to its result, or whose derivative (from the
 /// saved output) a fused backward applies to an operand as it loads it. The rules are
