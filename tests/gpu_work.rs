@@ -240,3 +240,47 @@ fn the_registry_reaches_every_variant_of_the_matmul_family() {
     }
     assert!(has("A_IN_Y0=1"), "no recurrent step read A from its output");
 }
+
+/// Issue 10's budgets: dispatches per training step of DESIGN's three workloads (each
+/// below PyTorch CUDA's kernel count for the same step), counted on a device of this
+/// test's own so that no other test's work lands in the count; and the steady state
+/// creates no buffers, pipelines or bind groups.
+#[test]
+fn the_training_steps_keep_to_their_dispatch_budgets() {
+    let gpu = Device::gpu_with(wgrad::GpuOptions::from_env()).unwrap();
+    for (workload, most) in [
+        (Workload::Mlp, 12),
+        (Workload::Cnn, 20),
+        (Workload::Rnn, 100),
+    ] {
+        gpu.manual_seed(0);
+        let mut step = workload.build(&gpu).unwrap();
+        for _ in 0..3 {
+            step.step().unwrap();
+        }
+        let before = gpu.counters();
+        step.step().unwrap();
+        let after = gpu.counters();
+        let dispatches = after.dispatches - before.dispatches;
+        println!("{}: {dispatches} dispatches per step", workload.name());
+        assert!(
+            dispatches <= most,
+            "{}: {dispatches} dispatches per step, the budget is {most}",
+            workload.name()
+        );
+        assert_eq!(
+            (
+                after.buffers_created,
+                after.pipelines_created,
+                after.bind_groups_created
+            ),
+            (
+                before.buffers_created,
+                before.pipelines_created,
+                before.bind_groups_created
+            ),
+            "{}: a steady step created GPU objects",
+            workload.name()
+        );
+    }
+}

@@ -148,6 +148,10 @@ fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {
 
 /// Backpropagates `grad` (the gradient of some scalar with respect to `root`).
 pub(crate) fn run_backward(root: &Tensor, grad: Tensor) -> Result<()> {
+    // The forward pass goes to the GPU now, to run while the backward is recorded.
+    if let crate::device::Device::Gpu(g) = root.device() {
+        g.submit();
+    }
     let _guard = NoGradGuard::new();
     let Some(root_node) = root.0.grad_fn.clone() else {
         if root.requires_grad() {

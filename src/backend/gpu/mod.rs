@@ -27,6 +27,10 @@ use crate::error::{Error, Result};
 
 /// Dispatches recorded before the scheduler submits on its own.
 pub const MAX_PENDING: usize = 1024;
+/// Dispatches after which a recording step is submitted, so the GPU starts on them
+/// while the host records the rest (a step is also submitted when its backward pass
+/// begins).
+pub const SUBMIT_CHUNK: usize = 32;
 /// Bytes of parameters one dispatch may pass (64 `u32` words); also the arena stride.
 const PARAM_BYTES: u64 = 256;
 /// Uploads larger than this skip the upload arena and are written directly after a flush.

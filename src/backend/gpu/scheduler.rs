@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::profile::{DispatchRecord, Recorder};
 use super::{
     Caches, GpuBuffer, GpuContext, Kernel, Work, DIRECT_UPLOAD_BYTES, MAX_PENDING, PARAM_BYTES,
+    SUBMIT_CHUNK,
 };
 use crate::error::{Error, Result};
 
@@ -192,6 +193,16 @@ impl GpuContext {
         self.counters
             .workgroups
             .fetch_add(workgroups, Ordering::Relaxed);
+        if st.pending.len() >= SUBMIT_CHUNK {
+            self.flush_locked(&mut st, None);
+        }
+    }
+
+    /// Submits the pending work without waiting (the GPU starts on it while the host
+    /// records what follows).
+    pub(crate) fn submit(&self) {
+        let mut st = self.lock_state();
+        self.flush_locked(&mut st, None);
     }
 
     /// A new buffer holding `bytes`, written in queue order with the pending work.
