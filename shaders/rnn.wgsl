@@ -112,3 +112,61 @@ fn gru_cell_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     y1[base + 2u * h] = dn * r;
     y2[i] = dh * z;
 }
+
+// ---- Whole-sequence LSTM, one step at a time on [T, ...] buffers --------------------
+// The step's gate pre-activations come from one fused product (h_{t-1} W_hh^T + gi_t +
+// b_hh, written into slot t of x0 = [T, B, 4H]); these kernels read and write their
+// slots in place, so a step needs no copies.
+// P[0] = B, P[1] = H, P[2] = offset of step t's gates (and of its gate gradients),
+// P[3] = offset of c_{t-1}, P[4] = offset of h_t (forward) or of its gradient
+// (backward), P[5] = offset of c_t (forward) or of the last cell state's gradient
+// (backward), P[6] = flags.
+
+// Forward. x1 = c0; y0 = [T + 1, B, H] (h_0 .. h_{T-1}, then c_{T-1}); y1 = c_t of the
+// steps before the last. Flags: 1 c_{t-1} from y1 (else x1), 2 c_t into y0 (else y1).
+@compute @workgroup_size(256)
+fn lstm_step_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    if (i >= P[0] * P[1]) { return; }
+    let h = P[1];
+    let a = lstm_gates(P[2] + (i / h) * 4u * h + i % h, h);
+    var cp = 0.0;
+    if ((P[6] & 1u) != 0u) { cp = y1[P[3] + i]; } else { cp = x1[P[3] + i]; }
+    let c = a.y * cp + a.x * a.z;
+    y0[P[4] + i] = a.w * tanh_f(c);
+    if ((P[6] & 2u) != 0u) { y0[P[5] + i] = c; } else { y1[P[5] + i] = c; }
+}
+
+// Backward, gates recomputed. x1 = the c_{t-1} source (c0 or the saved cell states),
+// x2 = the gradient of the forward's y0; y0 = gate gradients [T, B, 4H]; y1 = the cell
+// gradient carried between steps [B, H] (read, then replaced by d c_{t-1}); y2 = the
+// hidden gradient carried from the later step's product [B, H]. Flag 1: the last step
+// (its cell gradient is the output's, and nothing is carried in).
+@compute @workgroup_size(256)
+fn lstm_step_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    if (i >= P[0] * P[1]) { return; }
+    let h = P[1];
+    let base = P[2] + (i / h) * 4u * h + i % h;
+    let a = lstm_gates(base, h);
+    let ig = a.x;
+    let fg = a.y;
+    let gg = a.z;
+    let og = a.w;
+    let cp = x1[P[3] + i];
+    let tc = tanh_f(fg * cp + ig * gg);
+    var dh = x2[P[4] + i];
+    var dc = 0.0;
+    if ((P[6] & 1u) != 0u) {
+        dc = x2[P[5] + i];
+    } else {
+        dh = dh + y2[i];
+        dc = y1[i];
+    }
+    dc = dc + dh * og * (1.0 - tc * tc);
+    y0[base] = dc * gg * ig * (1.0 - ig);
+    y0[base + h] = dc * cp * fg * (1.0 - fg);
+    y0[base + 2u * h] = dc * ig * (1.0 - gg * gg);
+    y0[base + 3u * h] = dh * tc * og * (1.0 - og);
+    y1[i] = dc * fg;
+}

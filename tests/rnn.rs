@@ -379,3 +379,36 @@ fn wrong_shapes_are_clear_errors() {
     )
     .is_err());
 }
+
+/// The recurrent layers' dispatch budgets on the GPU: per time step forward and backward
+/// together, an Elman layer takes 2 dispatches (one fused product each way) and an LSTM
+/// 4 (a product and a cell kernel each way), plus a fixed few per layer.
+#[test]
+fn recurrent_layers_take_a_few_dispatches_per_step() {
+    let dev = Device::gpu_with(wgrad::GpuOptions::from_env()).unwrap();
+    let (t, b, i, h) = (16usize, 4usize, 5usize, 8usize);
+    for (name, per_step, fixed) in [("rnn", 2usize, 16usize), ("lstm", 4, 24)] {
+        dev.manual_seed(3);
+        let layer: Box<dyn Module> = if name == "rnn" {
+            Box::new(RNN::new(&dev, i, h))
+        } else {
+            Box::new(LSTM::new(&dev, i, h))
+        };
+        let x = Tensor::randn_seeded(&[t, b, i], 4, &dev).unwrap();
+        let run = || {
+            let y = layer.forward(&x).unwrap();
+            y.sum().unwrap().backward().unwrap();
+            dev.sync().unwrap();
+        };
+        run();
+        let before = dev.counters().dispatches;
+        run();
+        let used = (dev.counters().dispatches - before) as usize;
+        println!("{name}: {used} dispatches for {t} steps forward and backward");
+        assert!(
+            used <= per_step * t + fixed,
+            "{name}: {used} dispatches for {t} steps (budget {})",
+            per_step * t + fixed
+        );
+    }
+}

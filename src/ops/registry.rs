@@ -1363,7 +1363,13 @@ fn rnn_entries(ops: &mut Vec<OpEntry>) {
         (
             "lstm",
             RnnMode::Lstm,
-            &["lstm_cell_fwd", "lstm_cell_bwd", "matmul_small_fwd"][..],
+            &[
+                "lstm_cell_fwd",
+                "lstm_cell_bwd",
+                "lstm_step_fwd",
+                "lstm_step_bwd",
+                "matmul_small_fwd",
+            ][..],
         ),
         (
             "gru",

@@ -20,6 +20,8 @@ use crate::tensor::{check_float, check_pair, DType, Tensor};
 pub(crate) const FILE: ShaderFile = shader("rnn", include_str!("../../shaders/rnn.wgsl"));
 const LSTM_FWD: &Kernel = kernel!(FILE, "lstm_cell_fwd", [X0, X1, Y0]);
 const LSTM_BWD: &Kernel = kernel!(FILE, "lstm_cell_bwd", [X0, X1, X2, Y0, Y1]);
+const LSTM_STEP_FWD: &Kernel = kernel!(FILE, "lstm_step_fwd", [X0, X1, Y0, Y1]);
+const LSTM_STEP_BWD: &Kernel = kernel!(FILE, "lstm_step_bwd", [X0, X1, X2, Y0, Y1, Y2]);
 const GRU_FWD: &Kernel = kernel!(FILE, "gru_cell_fwd", [X0, X1, X2, Y0]);
 const GRU_BWD: &Kernel = kernel!(FILE, "gru_cell_bwd", [X0, X1, X2, XI, Y0, Y1, Y2]);
 
@@ -447,8 +449,17 @@ pub fn rnn_layer(
     for t in [w.b_ih, w.b_hh, c0].into_iter().flatten() {
         check_pair(op, x, t)?;
     }
-    if matches!(mode, RnnMode::Tanh | RnnMode::Relu) && matches!(x.device(), Device::Gpu(_)) {
-        return elman_gpu(mode, x, w, h0, (t_len, b, i, h));
+    if matches!(x.device(), Device::Gpu(_)) {
+        match (mode, c0) {
+            (RnnMode::Tanh | RnnMode::Relu, _) => {
+                return elman_gpu(mode, x, w, h0, (t_len, b, i, h));
+            }
+            (RnnMode::Lstm, Some(c0)) => {
+                let gi_all = x.linear_act(w.w_ih, w.b_ih, crate::ops::matmul::Act::Identity)?;
+                return lstm_gpu(&gi_all, w.w_hh, w.b_hh, h0, c0, (t_len, b, h));
+            }
+            _ => {}
+        }
     }
     // All steps' input products at once: [T, B, G H]. Where the two biases only ever
     // appear summed (Elman, LSTM), b_hh joins them here once instead of every step; the
@@ -664,6 +675,159 @@ fn elman_gpu(
     });
     let h_last = y.narrow(0, t_len - 1, 1)?.reshape(&[b, h])?;
     Ok((y, h_last, None))
+}
+
+/// An LSTM's recurrence on the GPU as one graph node over whole-sequence buffers: per
+/// step forward one fused product writes the gate pre-activations `h_{t-1} W_hh^T +
+/// gi_t + b_hh` into slot t of `[T, B, 4H]` (reading `h_{t-1}` from its slot of the
+/// output) and one kernel turns them into `h_t` and `c_t` in their slots; per step
+/// backward one kernel gives the gate gradients (slot t) and the cell gradient carried
+/// back, and one product the hidden gradient carried back (`h0`'s after the first
+/// step). Two products give `W_hh`'s gradient with `b_hh`'s as their row sums. The
+/// output is `[T + 1, B, H]`: every step's `h`, then the last `c`.
+fn lstm_gpu(
+    gi_all: &Tensor,
+    w_hh: &Tensor,
+    b_hh: Option<&Tensor>,
+    h0: &Tensor,
+    c0: &Tensor,
+    (t_len, b, h): (usize, usize, usize),
+) -> Result<LayerOutput> {
+    use crate::ops::matmul::{Epi, GpuProduct, MatmulChoice};
+    let Device::Gpu(ctx) = gi_all.device() else {
+        unreachable!("a GPU layer")
+    };
+    let auto = MatmulChoice::AUTO;
+    let (g4, step) = (4 * h, b * h);
+    let step_g = b * g4;
+    let new = |n: usize, shape: Vec<usize>| Tensor::from_gpu(gpu_alloc(ctx, n), shape, DType::F32);
+    let (whh, bhh) = (w_hh.detach(), b_hh.map(Tensor::detach));
+    let (h0d, c0d) = (h0.detach(), c0.detach());
+    let gates = new(t_len * step_g, vec![t_len, b, g4]);
+    let y = new((t_len + 1) * step, vec![t_len + 1, b, h]);
+    let cs = new(t_len.max(2) * step, vec![t_len.max(2), b, h]);
+    let recurrent = GpuProduct::plain((b, g4, h), (h, 1), (1, h));
+    let cells = crate::ops::groups_1d(step);
+    for t in 0..t_len {
+        let epi = Epi {
+            bias: bhh.as_ref(),
+            addend: Some((gi_all, t * step_g)),
+            out: Some((&gates, t * step_g)),
+            a_off: t.saturating_sub(1) * step,
+            ..Epi::default()
+        };
+        recurrent.run_epi(if t == 0 { &h0d } else { &y }, &whh, auto, &epi)?;
+        let last = t + 1 == t_len;
+        let params = [
+            b as u32,
+            h as u32,
+            (t * step_g) as u32,
+            (t.saturating_sub(1) * step) as u32,
+            (t * step) as u32,
+            if last { t_len * step } else { t * step } as u32,
+            (t > 0) as u32 | (last as u32) << 1,
+        ];
+        let bufs = [gates.gpu_buf(), c0d.gpu_buf(), y.gpu_buf(), cs.gpu_buf()];
+        ctx.launch(LSTM_STEP_FWD, &params, &bufs, cells);
+    }
+    let mut inputs: Vec<&Tensor> = vec![gi_all, w_hh];
+    inputs.extend(b_hh);
+    inputs.push(h0);
+    inputs.push(c0);
+    let need: Vec<bool> = inputs.iter().map(|t| t.requires_grad()).collect();
+    let has_bias = b_hh.is_some();
+    let saved_y = y.detach();
+    let out = crate::autograd::record(y, "lstm", &inputs, move |gy| {
+        let Device::Gpu(ctx) = gy.device() else {
+            unreachable!("a GPU layer")
+        };
+        let new =
+            |n: usize, shape: Vec<usize>| Tensor::from_gpu(gpu_alloc(ctx, n), shape, DType::F32);
+        let da = new(t_len * step_g, vec![t_len, b, g4]);
+        let dc = new(step, vec![b, h]);
+        let dh = new(step, vec![b, h]);
+        let carry = GpuProduct::plain((b, h, g4), (g4, 1), (h, 1));
+        for t in (0..t_len).rev() {
+            let last = t + 1 == t_len;
+            let params = [
+                b as u32,
+                h as u32,
+                (t * step_g) as u32,
+                (t.saturating_sub(1) * step) as u32,
+                (t * step) as u32,
+                (t_len * step) as u32,
+                last as u32,
+            ];
+            let c_prev = if t == 0 { &c0d } else { &cs };
+            let bufs = [
+                gates.gpu_buf(),
+                c_prev.gpu_buf(),
+                gy.gpu_buf(),
+                da.gpu_buf(),
+                dc.gpu_buf(),
+                dh.gpu_buf(),
+            ];
+            ctx.launch(LSTM_STEP_BWD, &params, &bufs, cells);
+            let epi = Epi {
+                out: Some((&dh, 0)),
+                a_off: t * step_g,
+                ..Epi::default()
+            };
+            carry.run_epi(&da, &whh, auto, &epi)?;
+        }
+        let mut need = need.iter().copied();
+        let _gi = need.next();
+        let need_w = need.next().unwrap_or(false);
+        let need_b = has_bias && need.next().unwrap_or(false);
+        let db = if need_b && !(need_w && h > 0) {
+            Some(da.reshape(&[t_len * b, g4])?.sum_dim(&[0], false)?)
+        } else {
+            need_b.then(|| new(g4, vec![g4]))
+        };
+        let dw = if need_w {
+            let dw = new(g4 * h, vec![g4, h]);
+            let rowsum = db.as_ref().filter(|_| h > 0);
+            let later = (t_len - 1) * b;
+            if later > 0 {
+                GpuProduct::plain((g4, h, later), (1, g4), (h, 1)).run_epi(
+                    &da,
+                    &saved_y,
+                    auto,
+                    &Epi {
+                        rowsum,
+                        out: Some((&dw, 0)),
+                        a_off: step_g,
+                        ..Epi::default()
+                    },
+                )?;
+            }
+            GpuProduct::plain((g4, h, b), (1, g4), (h, 1)).run_epi(
+                &da,
+                &h0d,
+                auto,
+                &Epi {
+                    rowsum,
+                    out: Some((&dw, 0)),
+                    accumulate: later > 0,
+                    ..Epi::default()
+                },
+            )?;
+            Some(dw)
+        } else {
+            None
+        };
+        let mut grads = vec![Some(da), dw];
+        if has_bias {
+            grads.push(db);
+        }
+        grads.push(Some(dh));
+        grads.push(Some(dc));
+        Ok(grads)
+    });
+    let h_all = out.narrow(0, 0, t_len)?;
+    let h_last = out.narrow(0, t_len - 1, 1)?.reshape(&[b, h])?;
+    let c_last = out.narrow(0, t_len, 1)?.reshape(&[b, h])?;
+    Ok((h_all, h_last, Some(c_last)))
 }
 
 /// The unary op whose backward rule is the activation's.
