@@ -170,3 +170,51 @@ fn lstm_step_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     y0[base + 3u * h] = dh * tc * og * (1.0 - og);
     y1[i] = dc * fg;
 }
+
+// ---- Whole-sequence GRU, one step at a time on [T, ...] buffers ---------------------
+// x0 = gi [T, B, 3H] (input product + b_ih), x1 = gh [T, B, 3H] (recurrent products +
+// b_hh, slot t written by the step's fused product). P[0] = B, P[1] = H, P[2] = offset
+// of step t's gates, P[3] = offset of h_{t-1}, P[4] = offset of h_t (forward) or of its
+// gradient (backward), P[5] = flags.
+
+// Forward: y0 = [T, B, H]. Flag 1: h_{t-1} from y0 (else from x2 = h0).
+@compute @workgroup_size(256)
+fn gru_step_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    if (i >= P[0] * P[1]) { return; }
+    let h = P[1];
+    let g = gru_gates(P[2] + (i / h) * 3u * h + i % h, h);
+    var hp = 0.0;
+    if ((P[5] & 1u) != 0u) { hp = y0[P[3] + i]; } else { hp = x2[P[3] + i]; }
+    y0[P[4] + i] = (1.0 - g.y) * g.z + g.y * hp;
+}
+
+// Backward: x2 = h_{t-1}'s source (h0 or the saved outputs), xi = the output gradient
+// [T, B, H] read through bitcast; y0 = d gi and y1 = d gh, [T, B, 3H]; y2 = the hidden
+// gradient carried from the later step [B, H], read (unless flag 1: the last step) and
+// replaced by the direct part of d h_{t-1} (the step's product adds d gh W_hh to it).
+@compute @workgroup_size(256)
+fn gru_step_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    if (i >= P[0] * P[1]) { return; }
+    let h = P[1];
+    let base = P[2] + (i / h) * 3u * h + i % h;
+    let g = gru_gates(base, h);
+    let r = g.x;
+    let z = g.y;
+    let nn = g.z;
+    let ghn = x1[base + 2u * h];
+    let hp = x2[P[3] + i];
+    var dh = bitcast<f32>(xi[P[4] + i]);
+    if ((P[5] & 1u) == 0u) { dh = dh + y2[i]; }
+    let dn = dh * (1.0 - z) * (1.0 - nn * nn);
+    let dz = dh * (hp - nn) * z * (1.0 - z);
+    let dr = dn * ghn * r * (1.0 - r);
+    y0[base] = dr;
+    y0[base + h] = dz;
+    y0[base + 2u * h] = dn;
+    y1[base] = dr;
+    y1[base + h] = dz;
+    y1[base + 2u * h] = dn * r;
+    y2[i] = dh * z;
+}

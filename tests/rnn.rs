@@ -381,18 +381,18 @@ fn wrong_shapes_are_clear_errors() {
 }
 
 /// The recurrent layers' dispatch budgets on the GPU: per time step forward and backward
-/// together, an Elman layer takes 2 dispatches (one fused product each way) and an LSTM
-/// 4 (a product and a cell kernel each way), plus a fixed few per layer.
+/// together, an Elman layer takes 2 dispatches (one fused product each way), an LSTM or
+/// a GRU 4 (a product and a cell kernel each way), plus a fixed few per layer.
 #[test]
 fn recurrent_layers_take_a_few_dispatches_per_step() {
     let dev = Device::gpu_with(wgrad::GpuOptions::from_env()).unwrap();
     let (t, b, i, h) = (16usize, 4usize, 5usize, 8usize);
-    for (name, per_step, fixed) in [("rnn", 2usize, 16usize), ("lstm", 4, 24)] {
+    for (name, per_step, fixed) in [("rnn", 2usize, 16usize), ("lstm", 4, 24), ("gru", 4, 16)] {
         dev.manual_seed(3);
-        let layer: Box<dyn Module> = if name == "rnn" {
-            Box::new(RNN::new(&dev, i, h))
-        } else {
-            Box::new(LSTM::new(&dev, i, h))
+        let layer: Box<dyn Module> = match name {
+            "rnn" => Box::new(RNN::new(&dev, i, h)),
+            "lstm" => Box::new(LSTM::new(&dev, i, h)),
+            _ => Box::new(GRU::new(&dev, i, h)),
         };
         let x = Tensor::randn_seeded(&[t, b, i], 4, &dev).unwrap();
         let run = || {

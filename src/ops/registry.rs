@@ -1374,7 +1374,13 @@ fn rnn_entries(ops: &mut Vec<OpEntry>) {
         (
             "gru",
             RnnMode::Gru,
-            &["gru_cell_fwd", "gru_cell_bwd", "matmul_small_fwd"][..],
+            &[
+                "gru_cell_fwd",
+                "gru_cell_bwd",
+                "gru_step_fwd",
+                "gru_step_bwd",
+                "matmul_small_fwd",
+            ][..],
         ),
     ] {
         let g = mode.gates();

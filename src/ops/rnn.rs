@@ -22,6 +22,8 @@ const LSTM_FWD: &Kernel = kernel!(FILE, "lstm_cell_fwd", [X0, X1, Y0]);
 const LSTM_BWD: &Kernel = kernel!(FILE, "lstm_cell_bwd", [X0, X1, X2, Y0, Y1]);
 const LSTM_STEP_FWD: &Kernel = kernel!(FILE, "lstm_step_fwd", [X0, X1, Y0, Y1]);
 const LSTM_STEP_BWD: &Kernel = kernel!(FILE, "lstm_step_bwd", [X0, X1, X2, Y0, Y1, Y2]);
+const GRU_STEP_FWD: &Kernel = kernel!(FILE, "gru_step_fwd", [X0, X1, X2, Y0]);
+const GRU_STEP_BWD: &Kernel = kernel!(FILE, "gru_step_bwd", [X0, X1, X2, XI, Y0, Y1, Y2]);
 const GRU_FWD: &Kernel = kernel!(FILE, "gru_cell_fwd", [X0, X1, X2, Y0]);
 const GRU_BWD: &Kernel = kernel!(FILE, "gru_cell_bwd", [X0, X1, X2, XI, Y0, Y1, Y2]);
 
@@ -454,6 +456,10 @@ pub fn rnn_layer(
             (RnnMode::Tanh | RnnMode::Relu, _) => {
                 return elman_gpu(mode, x, w, h0, (t_len, b, i, h));
             }
+            (RnnMode::Gru, None) => {
+                let gi_all = x.linear_act(w.w_ih, w.b_ih, crate::ops::matmul::Act::Identity)?;
+                return gru_gpu(&gi_all, w.w_hh, w.b_hh, h0, (t_len, b, h));
+            }
             (RnnMode::Lstm, Some(c0)) => {
                 let gi_all = x.linear_act(w.w_ih, w.b_ih, crate::ops::matmul::Act::Identity)?;
                 return lstm_gpu(&gi_all, w.w_hh, w.b_hh, h0, c0, (t_len, b, h));
@@ -828,6 +834,149 @@ fn lstm_gpu(
     let h_last = out.narrow(0, t_len - 1, 1)?.reshape(&[b, h])?;
     let c_last = out.narrow(0, t_len, 1)?.reshape(&[b, h])?;
     Ok((h_all, h_last, Some(c_last)))
+}
+
+/// A GRU's recurrence on the GPU as one graph node over whole-sequence buffers: per step
+/// forward one fused product writes `h_{t-1} W_hh^T + b_hh` into slot t of `[T, B, 3H]`
+/// (reading `h_{t-1}` from its slot of the output) and one kernel writes `h_t` into its
+/// slot; per step backward one kernel gives the gate gradients (slot t) and the direct
+/// part of the hidden gradient, and one product adds `d gh_t W_hh` to it (`h0`'s
+/// gradient after the first step). Two products give `W_hh`'s gradient with `b_hh`'s as
+/// their row sums.
+fn gru_gpu(
+    gi_all: &Tensor,
+    w_hh: &Tensor,
+    b_hh: Option<&Tensor>,
+    h0: &Tensor,
+    (t_len, b, h): (usize, usize, usize),
+) -> Result<LayerOutput> {
+    use crate::ops::matmul::{Epi, GpuProduct, MatmulChoice};
+    let Device::Gpu(ctx) = gi_all.device() else {
+        unreachable!("a GPU layer")
+    };
+    let auto = MatmulChoice::AUTO;
+    let (g3, step) = (3 * h, b * h);
+    let step_g = b * g3;
+    let new = |n: usize, shape: Vec<usize>| Tensor::from_gpu(gpu_alloc(ctx, n), shape, DType::F32);
+    let (whh, bhh) = (w_hh.detach(), b_hh.map(Tensor::detach));
+    let (gi, h0d) = (gi_all.detach(), h0.detach());
+    let gh = new(t_len * step_g, vec![t_len, b, g3]);
+    let y = new(t_len * step, vec![t_len, b, h]);
+    let recurrent = GpuProduct::plain((b, g3, h), (h, 1), (1, h));
+    let cells = crate::ops::groups_1d(step);
+    for t in 0..t_len {
+        let epi = Epi {
+            bias: bhh.as_ref(),
+            out: Some((&gh, t * step_g)),
+            a_off: t.saturating_sub(1) * step,
+            ..Epi::default()
+        };
+        recurrent.run_epi(if t == 0 { &h0d } else { &y }, &whh, auto, &epi)?;
+        let params = [
+            b as u32,
+            h as u32,
+            (t * step_g) as u32,
+            (t.saturating_sub(1) * step) as u32,
+            (t * step) as u32,
+            (t > 0) as u32,
+        ];
+        let bufs = [gi.gpu_buf(), gh.gpu_buf(), h0d.gpu_buf(), y.gpu_buf()];
+        ctx.launch(GRU_STEP_FWD, &params, &bufs, cells);
+    }
+    let mut inputs: Vec<&Tensor> = vec![gi_all, w_hh];
+    inputs.extend(b_hh);
+    inputs.push(h0);
+    let need: Vec<bool> = inputs.iter().map(|t| t.requires_grad()).collect();
+    let has_bias = b_hh.is_some();
+    let saved_y = y.detach();
+    let out = crate::autograd::record(y, "gru", &inputs, move |gy| {
+        let Device::Gpu(ctx) = gy.device() else {
+            unreachable!("a GPU layer")
+        };
+        let new =
+            |n: usize, shape: Vec<usize>| Tensor::from_gpu(gpu_alloc(ctx, n), shape, DType::F32);
+        let dgi = new(t_len * step_g, vec![t_len, b, g3]);
+        let dgh = new(t_len * step_g, vec![t_len, b, g3]);
+        let carry = new(step, vec![b, h]);
+        let back = GpuProduct::plain((b, h, g3), (g3, 1), (h, 1));
+        for t in (0..t_len).rev() {
+            let params = [
+                b as u32,
+                h as u32,
+                (t * step_g) as u32,
+                (t.saturating_sub(1) * step) as u32,
+                (t * step) as u32,
+                (t + 1 == t_len) as u32,
+            ];
+            let h_prev = if t == 0 { &h0d } else { &saved_y };
+            let bufs = [
+                gi.gpu_buf(),
+                gh.gpu_buf(),
+                h_prev.gpu_buf(),
+                gy.gpu_buf(),
+                dgi.gpu_buf(),
+                dgh.gpu_buf(),
+                carry.gpu_buf(),
+            ];
+            ctx.launch(GRU_STEP_BWD, &params, &bufs, cells);
+            let epi = Epi {
+                addend: Some((&carry, 0)),
+                out: Some((&carry, 0)),
+                a_off: t * step_g,
+                ..Epi::default()
+            };
+            back.run_epi(&dgh, &whh, auto, &epi)?;
+        }
+        let mut need = need.iter().copied();
+        let _gi = need.next();
+        let need_w = need.next().unwrap_or(false);
+        let need_b = has_bias && need.next().unwrap_or(false);
+        let db = if need_b && !(need_w && h > 0) {
+            Some(dgh.reshape(&[t_len * b, g3])?.sum_dim(&[0], false)?)
+        } else {
+            need_b.then(|| new(g3, vec![g3]))
+        };
+        let dw = if need_w {
+            let dw = new(g3 * h, vec![g3, h]);
+            let rowsum = db.as_ref().filter(|_| h > 0);
+            let later = (t_len - 1) * b;
+            if later > 0 {
+                GpuProduct::plain((g3, h, later), (1, g3), (h, 1)).run_epi(
+                    &dgh,
+                    &saved_y,
+                    auto,
+                    &Epi {
+                        rowsum,
+                        out: Some((&dw, 0)),
+                        a_off: step_g,
+                        ..Epi::default()
+                    },
+                )?;
+            }
+            GpuProduct::plain((g3, h, b), (1, g3), (h, 1)).run_epi(
+                &dgh,
+                &h0d,
+                auto,
+                &Epi {
+                    rowsum,
+                    out: Some((&dw, 0)),
+                    accumulate: later > 0,
+                    ..Epi::default()
+                },
+            )?;
+            Some(dw)
+        } else {
+            None
+        };
+        let mut grads = vec![Some(dgi), dw];
+        if has_bias {
+            grads.push(db);
+        }
+        grads.push(Some(carry));
+        Ok(grads)
+    });
+    let h_last = out.narrow(0, t_len - 1, 1)?.reshape(&[b, h])?;
+    Ok((out, h_last, None))
 }
 
 /// The unary op whose backward rule is the activation's.
