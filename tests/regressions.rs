@@ -123,3 +123,65 @@ fn im2col_and_col2im_refuse_zero_strides() {
         assert!(matches!(col2im(&cols, g), Err(Error::Argument { .. })));
     }
 }
+
+/// Fused layers over an empty batch: empty outputs, and weight and bias gradients of
+/// exact zeros on both devices (the GPU's bias gradient comes from the weight
+/// gradient's product, which has nothing to add up).
+#[test]
+fn fused_layers_over_an_empty_batch_give_zero_gradients() {
+    use wgrad::nn::{Act, Module, GRU, LSTM, RNN};
+    for dev in common::devices() {
+        dev.manual_seed(2);
+        let grads_of = |params: &[Tensor]| -> Vec<Vec<f32>> {
+            params
+                .iter()
+                .map(|p| p.grad().unwrap().to_vec::<f32>().unwrap())
+                .collect()
+        };
+        // linear_act
+        let w = Tensor::randn_seeded(&[4, 3], 1, &dev)
+            .unwrap()
+            .requires_grad_(true);
+        let b = Tensor::randn_seeded(&[4], 2, &dev)
+            .unwrap()
+            .requires_grad_(true);
+        let x = Tensor::zeros(&[0, 3], &dev).unwrap();
+        let y = x.linear_act(&w, Some(&b), Act::Relu).unwrap();
+        assert_eq!(y.shape(), &[0, 4]);
+        y.sum().unwrap().backward().unwrap();
+        for g in grads_of(&[w, b]) {
+            assert!(g.iter().all(|&v| v == 0.0), "{dev:?}: linear_act {g:?}");
+        }
+        let w = Tensor::randn_seeded(&[3, 2, 3, 3], 3, &dev)
+            .unwrap()
+            .requires_grad_(true);
+        let b = Tensor::randn_seeded(&[3], 4, &dev)
+            .unwrap()
+            .requires_grad_(true);
+        let x = Tensor::zeros(&[0, 2, 5, 5], &dev).unwrap();
+        let o = wgrad::ops::conv2d::ConvOptions {
+            padding: (1, 1),
+            ..Default::default()
+        };
+        let y = x.conv2d_act(&w, Some(&b), o, Act::Tanh).unwrap();
+        assert_eq!(y.shape(), &[0, 3, 5, 5]);
+        y.sum().unwrap().backward().unwrap();
+        for g in grads_of(&[w, b]) {
+            assert!(g.iter().all(|&v| v == 0.0), "{dev:?}: conv2d_act {g:?}");
+        }
+        let layers: Vec<Box<dyn Module>> = vec![
+            Box::new(RNN::new(&dev, 3, 4)),
+            Box::new(LSTM::new(&dev, 3, 4)),
+            Box::new(GRU::new(&dev, 3, 4)),
+        ];
+        for layer in layers {
+            let x = Tensor::zeros(&[5, 0, 3], &dev).unwrap();
+            let y = layer.forward(&x).unwrap();
+            assert_eq!(y.shape(), &[5, 0, 4]);
+            y.sum().unwrap().backward().unwrap();
+            for g in grads_of(&layer.parameters()) {
+                assert!(g.iter().all(|&v| v == 0.0), "{dev:?}: recurrent {g:?}");
+            }
+        }
+    }
+}

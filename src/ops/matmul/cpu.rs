@@ -85,6 +85,11 @@ impl CpuGemm<'_> {
     pub(super) fn run<T: Gemm>(&self, a: &[T], b: &[T], c: &mut [T]) {
         let (m, k, n) = (self.m, self.k, self.n);
         let batches = shape::numel(self.batch);
+        if batches == 0 || m * n == 0 {
+            // Nothing to compute: `c` is already zeros (an empty batch used to run the
+            // row-split path over empty operands).
+            return;
+        }
         let work = batches * m * n * k;
         let by_batch = batches > 1;
         let parts = parallel::parts(if by_batch { batches } else { m }, work);

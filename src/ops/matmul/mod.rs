@@ -434,7 +434,13 @@ impl GpuProduct {
             "row sums come from one matrix with columns, or a batch summed to one"
         );
         if m * n * batches == 0 || (k == 0 && !fused) {
-            // An empty product, or an empty inner dimension: all zeros.
+            // An empty product, or an empty inner dimension: all zeros (row sums over an
+            // empty batch too).
+            if let (Some(rows), false) = (epi.rowsum, epi.accumulate) {
+                if m * batches == 0 || n == 0 {
+                    rows.copy_from(&Tensor::zeros(rows.shape(), a.device())?)?;
+                }
+            }
             return match epi.out {
                 Some((t, _)) => Ok(t.clone()),
                 None => Tensor::zeros(&final_shape, a.device()),
