@@ -45,7 +45,25 @@ fn lstm_cell_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     y0[n + i] = c;
 }
 
-// Backward from the gradient of [h, c] (x2, [2, B, H]); the gates are recomputed.
+// The backward of one LSTM element whose gates start at x0[base]: from the gradients of
+// its h (dh) and c (dc_out) and its c_prev, writes the gate gradients into y0 at the same
+// positions and returns the gradient of c_prev. The gates are recomputed.
+fn lstm_backward(base: u32, h: u32, cp: f32, dh: f32, dc_out: f32) -> f32 {
+    let a = lstm_gates(base, h);
+    let ig = a.x;
+    let fg = a.y;
+    let gg = a.z;
+    let og = a.w;
+    let tc = tanh_f(fg * cp + ig * gg);
+    let dc = dc_out + dh * og * (1.0 - tc * tc);
+    y0[base] = dc * gg * ig * (1.0 - ig);
+    y0[base + h] = dc * cp * fg * (1.0 - fg);
+    y0[base + 2u * h] = dc * ig * (1.0 - gg * gg);
+    y0[base + 3u * h] = dh * tc * og * (1.0 - og);
+    return dc * fg;
+}
+
+// Backward from the gradient of [h, c] (x2, [2, B, H]).
 // y0 = d a [B, 4H], y1 = d c_prev [B, H].
 @compute @workgroup_size(256)
 fn lstm_cell_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -53,22 +71,7 @@ fn lstm_cell_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let n = P[0] * P[1];
     if (i >= n) { return; }
     let h = P[1];
-    let base = (i / h) * 4u * h + i % h;
-    let a = lstm_gates(base, h);
-    let ig = a.x;
-    let fg = a.y;
-    let gg = a.z;
-    let og = a.w;
-    let cp = x1[i];
-    let c = fg * cp + ig * gg;
-    let tc = tanh_f(c);
-    let dh = x2[i];
-    let dc = x2[n + i] + dh * og * (1.0 - tc * tc);
-    y0[base] = dc * gg * ig * (1.0 - ig);
-    y0[base + h] = dc * cp * fg * (1.0 - fg);
-    y0[base + 2u * h] = dc * ig * (1.0 - gg * gg);
-    y0[base + 3u * h] = dh * tc * og * (1.0 - og);
-    y1[i] = dc * fg;
+    y1[i] = lstm_backward((i / h) * 4u * h + i % h, h, x1[i], x2[i], x2[n + i]);
 }
 
 // GRU (PyTorch's gate order r, z, n):
@@ -86,21 +89,15 @@ fn gru_cell_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     y0[i] = (1.0 - g.y) * g.z + g.y * x2[i];
 }
 
-// Backward. The output gradient d h [B, H] arrives in the u32 slot (xi), read through
-// bitcast: the f32 slots hold gi, gh and h_prev. y0 = d gi, y1 = d gh, y2 = d h_prev.
-@compute @workgroup_size(256)
-fn gru_cell_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_id(gid, nwg);
-    if (i >= P[0] * P[1]) { return; }
-    let h = P[1];
-    let base = (i / h) * 3u * h + i % h;
+// The backward of one GRU element whose gates start at x0[base] / x1[base]: from the
+// gradient of its h (dh) and its h_prev, writes d gi into y0 and d gh into y1 at the
+// same positions and returns the direct part of the gradient of h_prev.
+fn gru_backward(base: u32, h: u32, hp: f32, dh: f32) -> f32 {
     let g = gru_gates(base, h);
     let r = g.x;
     let z = g.y;
     let nn = g.z;
     let ghn = x1[base + 2u * h];
-    let hp = x2[i];
-    let dh = bitcast<f32>(xi[i]);
     let dn = dh * (1.0 - z) * (1.0 - nn * nn);
     let dz = dh * (hp - nn) * z * (1.0 - z);
     let dr = dn * ghn * r * (1.0 - r);
@@ -110,7 +107,17 @@ fn gru_cell_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     y1[base] = dr;
     y1[base + h] = dz;
     y1[base + 2u * h] = dn * r;
-    y2[i] = dh * z;
+    return dh * z;
+}
+
+// Backward. The output gradient d h [B, H] arrives in the u32 slot (xi), read through
+// bitcast: the f32 slots hold gi, gh and h_prev. y0 = d gi, y1 = d gh, y2 = d h_prev.
+@compute @workgroup_size(256)
+fn gru_cell_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    if (i >= P[0] * P[1]) { return; }
+    let h = P[1];
+    y2[i] = gru_backward((i / h) * 3u * h + i % h, h, x2[i], bitcast<f32>(xi[i]));
 }
 
 // ---- Whole-sequence LSTM, one step at a time on [T, ...] buffers --------------------
@@ -147,14 +154,6 @@ fn lstm_step_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let i = flat_id(gid, nwg);
     if (i >= P[0] * P[1]) { return; }
     let h = P[1];
-    let base = P[2] + (i / h) * 4u * h + i % h;
-    let a = lstm_gates(base, h);
-    let ig = a.x;
-    let fg = a.y;
-    let gg = a.z;
-    let og = a.w;
-    let cp = x1[P[3] + i];
-    let tc = tanh_f(fg * cp + ig * gg);
     var dh = x2[P[4] + i];
     var dc = 0.0;
     if ((P[6] & 1u) != 0u) {
@@ -163,12 +162,7 @@ fn lstm_step_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         dh = dh + y2[i];
         dc = y1[i];
     }
-    dc = dc + dh * og * (1.0 - tc * tc);
-    y0[base] = dc * gg * ig * (1.0 - ig);
-    y0[base + h] = dc * cp * fg * (1.0 - fg);
-    y0[base + 2u * h] = dc * ig * (1.0 - gg * gg);
-    y0[base + 3u * h] = dh * tc * og * (1.0 - og);
-    y1[i] = dc * fg;
+    y1[i] = lstm_backward(P[2] + (i / h) * 4u * h + i % h, h, x1[P[3] + i], dh, dc);
 }
 
 // ---- Whole-sequence GRU, one step at a time on [T, ...] buffers ---------------------
@@ -198,23 +192,7 @@ fn gru_step_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let i = flat_id(gid, nwg);
     if (i >= P[0] * P[1]) { return; }
     let h = P[1];
-    let base = P[2] + (i / h) * 3u * h + i % h;
-    let g = gru_gates(base, h);
-    let r = g.x;
-    let z = g.y;
-    let nn = g.z;
-    let ghn = x1[base + 2u * h];
-    let hp = x2[P[3] + i];
     var dh = bitcast<f32>(xi[P[4] + i]);
     if ((P[5] & 1u) == 0u) { dh = dh + y2[i]; }
-    let dn = dh * (1.0 - z) * (1.0 - nn * nn);
-    let dz = dh * (hp - nn) * z * (1.0 - z);
-    let dr = dn * ghn * r * (1.0 - r);
-    y0[base] = dr;
-    y0[base + h] = dz;
-    y0[base + 2u * h] = dn;
-    y1[base] = dr;
-    y1[base + h] = dz;
-    y1[base + 2u * h] = dn * r;
-    y2[i] = dh * z;
+    y2[i] = gru_backward(P[2] + (i / h) * 3u * h + i % h, h, x2[P[3] + i], dh);
 }

@@ -78,17 +78,7 @@ fn deriv_cpu(g: &Tensor, y: &Tensor, act: Act) -> Tensor {
 /// `[out]`: one fused product forward, two backward. An activation that cannot be
 /// fused (a negative leaky slope) runs as separate ops, with the same result.
 pub fn linear_act(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, act: Act) -> Result<Tensor> {
-    check_pair("linear", x, weight)?;
-    if weight.rank() != 2 || x.rank() == 0 || x.shape()[x.rank() - 1] != weight.shape()[1] {
-        return shape_err(
-            "linear",
-            format!(
-                "input {} and weight {}: expected [..., in] and [out, in]",
-                shape::fmt(x.shape()),
-                shape::fmt(weight.shape())
-            ),
-        );
-    }
+    crate::ops::matmul::check_linear(x, weight)?;
     let (inp, out) = (weight.shape()[1], weight.shape()[0]);
     if let Some(b) = bias {
         check_pair("linear", x, b)?;

@@ -589,37 +589,15 @@ fn elman_gpu(
             need_bhh.then(|| new(h, vec![h]))
         };
         let dw_hh = if need_whh {
-            let dw = new(h * h, vec![h, h]);
-            let rowsum = db_hh.as_ref().filter(|_| h > 0);
-            // Steps 1.. against h_0 .. h_{T-2}, then step 0 against h0, adding.
-            let later = (t_len - 1) * b;
-            if later > 0 {
-                GpuProduct::plain((h, h, later), (1, h), (h, 1)).run_epi(
-                    &e,
-                    &saved,
-                    auto,
-                    &Epi {
-                        pro,
-                        rowsum,
-                        out: Some((&dw, 0)),
-                        a_off: step,
-                        ..Epi::default()
-                    },
-                )?;
-            }
-            GpuProduct::plain((h, h, b), (1, h), (h, 1)).run_epi(
+            let dims = (t_len, b, h, h);
+            Some(recurrent_weight_grad(
                 &e,
+                pro,
+                &saved,
                 &h0d,
-                auto,
-                &Epi {
-                    pro,
-                    rowsum,
-                    out: Some((&dw, 0)),
-                    accumulate: later > 0,
-                    ..Epi::default()
-                },
-            )?;
-            Some(dw)
+                db_hh.as_ref(),
+                dims,
+            )?)
         } else {
             None
         };
@@ -681,6 +659,85 @@ fn elman_gpu(
     });
     let h_last = y.narrow(0, t_len - 1, 1)?.reshape(&[b, h])?;
     Ok((y, h_last, None))
+}
+
+/// `W_hh`'s gradient `[G, H]` on the GPU: the sum over steps of `d_t^T h_{t-1}` for the
+/// per-step gradients `d` (`[T, B, G]`, through the prologue `pro` when given), the saved
+/// outputs `ys` (`h_t` in the first T slots of `[.., B, H]`) and `h0`, as two products
+/// (steps 1.. against `h_0 .. h_{T-2}`, then step 0 against `h0`, adding) whose operand's
+/// row sums are the bias gradient, written into `db` when given.
+fn recurrent_weight_grad(
+    d: &Tensor,
+    pro: Option<(&Tensor, crate::ops::matmul::Act)>,
+    ys: &Tensor,
+    h0: &Tensor,
+    db: Option<&Tensor>,
+    (t_len, b, g, h): (usize, usize, usize, usize),
+) -> Result<Tensor> {
+    use crate::ops::matmul::{Epi, GpuProduct, MatmulChoice};
+    let Device::Gpu(ctx) = d.device() else {
+        unreachable!("a GPU layer")
+    };
+    let dw = Tensor::from_gpu(gpu_alloc(ctx, g * h), vec![g, h], DType::F32);
+    let rowsum = db.filter(|_| h > 0);
+    let later = (t_len - 1) * b;
+    if later > 0 {
+        GpuProduct::plain((g, h, later), (1, g), (h, 1)).run_epi(
+            d,
+            ys,
+            MatmulChoice::AUTO,
+            &Epi {
+                pro,
+                rowsum,
+                out: Some((&dw, 0)),
+                a_off: b * g,
+                ..Epi::default()
+            },
+        )?;
+    }
+    GpuProduct::plain((g, h, b), (1, g), (h, 1)).run_epi(
+        d,
+        h0,
+        MatmulChoice::AUTO,
+        &Epi {
+            pro,
+            rowsum,
+            out: Some((&dw, 0)),
+            accumulate: later > 0,
+            ..Epi::default()
+        },
+    )?;
+    Ok(dw)
+}
+
+/// The gradients of `W_hh` and (when the layer has one) `b_hh` that `need` (the node's
+/// inputs' flags: the gate input, `W_hh`, `b_hh`...) asks for, from the per-step gate
+/// gradients `d` `[T, B, G]`.
+fn hidden_weight_grads(
+    d: &Tensor,
+    need: &[bool],
+    has_bias: bool,
+    ys: &Tensor,
+    h0: &Tensor,
+    (t_len, b, g, h): (usize, usize, usize, usize),
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let Device::Gpu(ctx) = d.device() else {
+        unreachable!("a GPU layer")
+    };
+    let need_w = need.get(1).copied().unwrap_or(false);
+    let need_b = has_bias && need.get(2).copied().unwrap_or(false);
+    let db = if need_b && !(need_w && h > 0) {
+        Some(d.reshape(&[t_len * b, g])?.sum_dim(&[0], false)?)
+    } else {
+        need_b.then(|| Tensor::from_gpu(gpu_alloc(ctx, g), vec![g], DType::F32))
+    };
+    let dw = if need_w {
+        let dims = (t_len, b, g, h);
+        Some(recurrent_weight_grad(d, None, ys, h0, db.as_ref(), dims)?)
+    } else {
+        None
+    };
+    Ok((dw, db))
 }
 
 /// An LSTM's recurrence on the GPU as one graph node over whole-sequence buffers: per
@@ -781,47 +838,8 @@ fn lstm_gpu(
             };
             carry.run_epi(&da, &whh, auto, &epi)?;
         }
-        let mut need = need.iter().copied();
-        let _gi = need.next();
-        let need_w = need.next().unwrap_or(false);
-        let need_b = has_bias && need.next().unwrap_or(false);
-        let db = if need_b && !(need_w && h > 0) {
-            Some(da.reshape(&[t_len * b, g4])?.sum_dim(&[0], false)?)
-        } else {
-            need_b.then(|| new(g4, vec![g4]))
-        };
-        let dw = if need_w {
-            let dw = new(g4 * h, vec![g4, h]);
-            let rowsum = db.as_ref().filter(|_| h > 0);
-            let later = (t_len - 1) * b;
-            if later > 0 {
-                GpuProduct::plain((g4, h, later), (1, g4), (h, 1)).run_epi(
-                    &da,
-                    &saved_y,
-                    auto,
-                    &Epi {
-                        rowsum,
-                        out: Some((&dw, 0)),
-                        a_off: step_g,
-                        ..Epi::default()
-                    },
-                )?;
-            }
-            GpuProduct::plain((g4, h, b), (1, g4), (h, 1)).run_epi(
-                &da,
-                &h0d,
-                auto,
-                &Epi {
-                    rowsum,
-                    out: Some((&dw, 0)),
-                    accumulate: later > 0,
-                    ..Epi::default()
-                },
-            )?;
-            Some(dw)
-        } else {
-            None
-        };
+        let (dw, db) =
+            hidden_weight_grads(&da, &need, has_bias, &saved_y, &h0d, (t_len, b, g4, h))?;
         let mut grads = vec![Some(da), dw];
         if has_bias {
             grads.push(db);
@@ -927,47 +945,8 @@ fn gru_gpu(
             };
             back.run_epi(&dgh, &whh, auto, &epi)?;
         }
-        let mut need = need.iter().copied();
-        let _gi = need.next();
-        let need_w = need.next().unwrap_or(false);
-        let need_b = has_bias && need.next().unwrap_or(false);
-        let db = if need_b && !(need_w && h > 0) {
-            Some(dgh.reshape(&[t_len * b, g3])?.sum_dim(&[0], false)?)
-        } else {
-            need_b.then(|| new(g3, vec![g3]))
-        };
-        let dw = if need_w {
-            let dw = new(g3 * h, vec![g3, h]);
-            let rowsum = db.as_ref().filter(|_| h > 0);
-            let later = (t_len - 1) * b;
-            if later > 0 {
-                GpuProduct::plain((g3, h, later), (1, g3), (h, 1)).run_epi(
-                    &dgh,
-                    &saved_y,
-                    auto,
-                    &Epi {
-                        rowsum,
-                        out: Some((&dw, 0)),
-                        a_off: step_g,
-                        ..Epi::default()
-                    },
-                )?;
-            }
-            GpuProduct::plain((g3, h, b), (1, g3), (h, 1)).run_epi(
-                &dgh,
-                &h0d,
-                auto,
-                &Epi {
-                    rowsum,
-                    out: Some((&dw, 0)),
-                    accumulate: later > 0,
-                    ..Epi::default()
-                },
-            )?;
-            Some(dw)
-        } else {
-            None
-        };
+        let (dw, db) =
+            hidden_weight_grads(&dgh, &need, has_bias, &saved_y, &h0d, (t_len, b, g3, h))?;
         let mut grads = vec![Some(dgi), dw];
         if has_bias {
             grads.push(db);

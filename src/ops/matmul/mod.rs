@@ -765,10 +765,8 @@ impl Tensor {
     }
 }
 
-/// `x @ weight^T` for `x` of shape `[..., in]` and `weight` `[out, in]` (PyTorch's
-/// `Linear` layout), reading the weight transposed through strides: no copy forward or
-/// backward. `dx = g @ W`, `dW = g^T @ x` over the flattened leading dims.
-pub fn linear(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+/// Checks `linear`'s operands: the same device, `x` `[..., in]` and `weight` `[out, in]`.
+pub(crate) fn check_linear(x: &Tensor, weight: &Tensor) -> Result<()> {
     check_pair("linear", x, weight)?;
     if weight.rank() != 2 || x.rank() == 0 || x.shape()[x.rank() - 1] != weight.shape()[1] {
         return shape_err(
@@ -780,6 +778,14 @@ pub fn linear(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
             ),
         );
     }
+    Ok(())
+}
+
+/// `x @ weight^T` for `x` of shape `[..., in]` and `weight` `[out, in]` (PyTorch's
+/// `Linear` layout), reading the weight transposed through strides: no copy forward or
+/// backward. `dx = g @ W`, `dW = g^T @ x` over the flattened leading dims.
+pub fn linear(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    check_linear(x, weight)?;
     let (inp, out) = (weight.shape()[1], weight.shape()[0]);
     let rows = x.numel() / inp.max(1);
     let x2 = x.detach().reshape(&[rows, inp])?;
