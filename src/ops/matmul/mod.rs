@@ -409,9 +409,11 @@ impl GpuProduct {
         self.run_epi(a, b, choice, &Epi::default())
     }
 
-    /// [`GpuProduct::run`] with a fused prologue and epilogue. With one, the product
-    /// runs without splits of K (passes apply the epilogue on the last one) and returns
-    /// the output tensor (`epi.out`'s, when given).
+    /// [`GpuProduct::run`] with a fused prologue and epilogue, returning the result
+    /// shaped `[out batch..., M, N]` (`epi.out` itself when given). With an epilogue
+    /// ([`Epi::direct`]) the product runs without splits of K (passes apply it on the last
+    /// one); a prologue or row sums alone allow splits and summed batches (their
+    /// partials are added by one pass).
     pub(crate) fn run_epi(
         &self,
         a: &Tensor,
