@@ -5,7 +5,7 @@
 //! On the GPU a reduction runs in passes over as many workgroups as the work needs: each
 //! workgroup reduces at most [`MAX_GROUP_ELEMENTS`] positions (64 per thread), long
 //! reductions split over workgroups that write partial results, and a further pass
-//! reduces those (see [`plan_pass`] and ARCHITECTURE.md).
+//! reduces those (see `plan_pass` and ARCHITECTURE.md).
 
 use crate::autograd::record;
 use crate::backend::cpu::pool::{self, CollectPooled};

@@ -1,6 +1,11 @@
-//! Recurrent cells' gate math, one fused kernel per time step forward and one backward
-//! (the input and recurrent matrix products, with their biases, happen before, as
-//! ordinary `linear` ops). The layers in [`crate::nn::rnn`] put these together over time.
+//! Recurrent layers over whole sequences ([`rnn_layer`]) and the cells' gate math, one
+//! fused kernel per time step forward and one backward. On the GPU a layer runs on
+//! `[T, ...]` buffers: the input products of all steps are one fused product (with
+//! `b_ih`), and each step is one fused product (Elman: the recurrent product, `b_hh`,
+//! the input term and the activation) or a product and a gate kernel (LSTM, GRU) that
+//! read and write their slots in place, with no per-step copies. The CPU composes the
+//! cells with ordinary ops. The modules in `crate::nn` (`RNN`, `LSTM`, `GRU`) use
+//! these.
 //!
 //! LSTM (PyTorch's gate order i, f, g, o): from the pre-activations `a = [a_i, a_f, a_g,
 //! a_o]`, `c = s(a_f) c_prev + s(a_i) tanh(a_g)` and `h = s(a_o) tanh(c)`.

@@ -1,6 +1,6 @@
 //! The GPU backend: one wgpu device and queue, the deferred-dispatch scheduler
-//! ([`scheduler`]), the buffer pool, caches of shader modules, pipelines and bind groups
-//! ([`pipeline`]), and per-kernel profiling ([`profile`]).
+//! (`scheduler`), the buffer pool, caches of shader modules, pipelines and bind groups
+//! (`pipeline`), and per-kernel profiling ([`profile`]).
 //!
 //! A kernel launch appends a dispatch to the pending list and returns at once. The list
 //! is encoded into one command encoder and one `queue.submit` when a value is read

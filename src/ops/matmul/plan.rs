@@ -91,7 +91,7 @@ pub const MAX_K_PER_GROUP: usize = 8192;
 /// Nor over more than this unless the grid alone has [`FULL_GROUPS`] workgroups: a long
 /// loop on a few workgroups leaves the GPU idle while they finish.
 pub const MAX_K_SHORT: usize = 1024;
-/// Split chunks are at least this long (and a multiple of [`K_ALIGN`]).
+/// Split chunks are at least this long (and a multiple of `K_ALIGN`).
 pub const MIN_K_CHUNK: usize = 128;
 /// Split chunks are multiples of this: every slice depth, and whole vec4s.
 const K_ALIGN: usize = 16;
