@@ -18,6 +18,7 @@ use crate::backend::cpu::{map_float2, map_float3, pool, CpuData, Float};
 use crate::backend::gpu::{Kernel, ShaderFile};
 use crate::device::Device;
 use crate::error::{shape_err, Result};
+use crate::ops::matmul::cpu::{gemm_slices, Gemm};
 use crate::ops::unary::sigmoid;
 use crate::ops::{gpu_alloc, groups_1d, kernel, shader};
 use crate::tensor::{check_float, check_pair, DType, Tensor};
@@ -455,6 +456,9 @@ pub fn rnn_layer(
     }
     for t in [w.b_ih, w.b_hh, c0].into_iter().flatten() {
         check_pair(op, x, t)?;
+    }
+    if matches!(x.device(), Device::Cpu) && matches!(mode, RnnMode::Tanh | RnnMode::Relu) {
+        return elman_cpu(mode, x, w, h0, (t_len, b, i, h));
     }
     if matches!(x.device(), Device::Gpu(_)) {
         match (mode, c0) {
@@ -961,6 +965,207 @@ fn gru_gpu(
     });
     let h_last = out.narrow(0, t_len - 1, 1)?.reshape(&[b, h])?;
     Ok((out, h_last, None))
+}
+
+/// The `f32` elements of optional CPU data of that type.
+fn f32s(d: Option<&CpuData>) -> Option<&[f32]> {
+    match d {
+        Some(CpuData::F32(v)) => Some(v),
+        _ => None,
+    }
+}
+
+/// The `f64` elements of optional CPU data of that type.
+fn f64s(d: Option<&CpuData>) -> Option<&[f64]> {
+    match d {
+        Some(CpuData::F64(v)) => Some(v),
+        _ => None,
+    }
+}
+
+/// One Elman layer's forward on the CPU: `h_t = act(gi_t + b_ih + b_hh + h_{t-1}
+/// W_hh^T)`, each step's product added straight into its slot of the output.
+#[allow(clippy::too_many_arguments)]
+fn elman_fwd_cpu<T: Gemm>(
+    gi: &[T],
+    whh: &[T],
+    h0: &[T],
+    b_ih: Option<&[T]>,
+    b_hh: Option<&[T]>,
+    act: crate::ops::matmul::Act,
+    (t_len, b, h): (usize, usize, usize),
+) -> Vec<T> {
+    let step = b * h;
+    let mut hs = pool::filled(t_len * step, T::zero());
+    for t in 0..t_len {
+        let (done, rest) = hs.split_at_mut(t * step);
+        let slot = &mut rest[..step];
+        for (k, v) in slot.iter_mut().enumerate() {
+            let j = k % h.max(1);
+            let bias = b_ih.map_or(T::zero(), |bb| bb[j]) + b_hh.map_or(T::zero(), |bb| bb[j]);
+            *v = gi[t * step + k] + bias;
+        }
+        let prev: &[T] = if t == 0 { h0 } else { &done[(t - 1) * step..] };
+        gemm_slices((b, h, h), prev, (h, 1), whh, (1, h), T::one(), slot, h);
+        for v in slot.iter_mut() {
+            *v = act.apply(*v);
+        }
+    }
+    hs
+}
+
+/// Its backward: from the output gradient `gy` `[T, B, H]`, the gradients of the
+/// pre-activations `d` `[T, B, H]` (`d_t = (gy_t + d_{t+1} W_hh) act'(h_t)`) and of `h0`.
+fn elman_bwd_cpu<T: Gemm>(
+    gy: &[T],
+    hs: &[T],
+    whh: &[T],
+    act: crate::ops::matmul::Act,
+    (t_len, b, h): (usize, usize, usize),
+) -> (Vec<T>, Vec<T>) {
+    let step = b * h;
+    let mut d = pool::filled(t_len * step, T::zero());
+    let mut e = pool::filled(step, T::zero());
+    for t in (0..t_len).rev() {
+        e.copy_from_slice(&gy[t * step..(t + 1) * step]);
+        let (cur, next) = d.split_at_mut((t + 1) * step);
+        if t + 1 < t_len {
+            gemm_slices(
+                (b, h, h),
+                &next[..step],
+                (h, 1),
+                whh,
+                (h, 1),
+                T::one(),
+                &mut e,
+                h,
+            );
+        }
+        for (k, dv) in cur[t * step..].iter_mut().enumerate() {
+            *dv = e[k] * act.deriv(hs[t * step + k]);
+        }
+    }
+    let mut dh0 = pool::filled(step, T::zero());
+    gemm_slices(
+        (b, h, h),
+        &d[..step],
+        (h, 1),
+        whh,
+        (h, 1),
+        T::zero(),
+        &mut dh0,
+        h,
+    );
+    (d, dh0)
+}
+
+/// An Elman layer on the CPU as one graph node: one product for all steps' inputs, then
+/// per step one product accumulated into the output's slot and one pass for the biases
+/// and the activation; backward one product and one pass per step, then one product
+/// each for the weights' and the input's gradients. No per-step tensors.
+fn elman_cpu(
+    mode: RnnMode,
+    x: &Tensor,
+    w: LayerWeights<'_>,
+    h0: &Tensor,
+    (t_len, b, i, h): (usize, usize, usize, usize),
+) -> Result<LayerOutput> {
+    use crate::ops::matmul::{matmul_raw, Act, MatmulChoice};
+    let act = if mode == RnnMode::Relu {
+        Act::Relu
+    } else {
+        Act::Tanh
+    };
+    let all = [Some(w.w_ih), Some(w.w_hh), w.b_ih, w.b_hh, Some(h0)];
+    if all.iter().flatten().any(|t| t.dtype() != x.dtype()) {
+        return shape_err(
+            mode.name(),
+            format!(
+                "the weights, biases and state must all be {:?} like the input",
+                x.dtype()
+            ),
+        );
+    }
+    let auto = MatmulChoice::AUTO;
+    let rows = t_len * b;
+    let x2 = x.detach().reshape(&[rows, i])?;
+    let (w_ih, w_hh) = (w.w_ih.detach(), w.w_hh.detach());
+    let gi = matmul_raw(&x2, false, &w_ih, true, auto)?;
+    let dims = (t_len, b, h);
+    let hs = {
+        let (gd, wd, hd) = (gi.cpu_data(), w_hh.cpu_data(), h0.cpu_data());
+        let (bi, bh) = (w.b_ih.map(|t| t.cpu_data()), w.b_hh.map(|t| t.cpu_data()));
+        let data = match (&*gd, &*wd, &*hd) {
+            (CpuData::F32(g), CpuData::F32(wv), CpuData::F32(h0v)) => {
+                let (bi, bh) = (f32s(bi.as_deref()), f32s(bh.as_deref()));
+                CpuData::F32(elman_fwd_cpu(g, wv, h0v, bi, bh, act, dims))
+            }
+            (CpuData::F64(g), CpuData::F64(wv), CpuData::F64(h0v)) => {
+                let (bi, bh) = (f64s(bi.as_deref()), f64s(bh.as_deref()));
+                CpuData::F64(elman_fwd_cpu(g, wv, h0v, bi, bh, act, dims))
+            }
+            _ => return shape_err(mode.name(), "the input, weights and state differ in dtype"),
+        };
+        Tensor::from_cpu(data, vec![t_len, b, h])
+    };
+    let mut inputs: Vec<&Tensor> = vec![x, w.w_ih, w.w_hh];
+    inputs.extend(w.b_ih);
+    inputs.extend(w.b_hh);
+    inputs.push(h0);
+    let need: Vec<bool> = inputs.iter().map(|t| t.requires_grad()).collect();
+    let (has_bih, has_bhh) = (w.b_ih.is_some(), w.b_hh.is_some());
+    let saved = hs.detach();
+    let h0d = h0.detach();
+    let y = crate::autograd::record(hs, mode.name(), &inputs, move |gy| {
+        let mut need = need.iter().copied();
+        let need_x = need.next().unwrap_or(false);
+        let need_wih = need.next().unwrap_or(false);
+        let need_whh = need.next().unwrap_or(false);
+        let need_bih = has_bih && need.next().unwrap_or(false);
+        let need_bhh = has_bhh && need.next().unwrap_or(false);
+        let need_h0 = need.next().unwrap_or(false);
+        let (d, dh0) = {
+            let (gd, sd, wd) = (gy.cpu_data(), saved.cpu_data(), w_hh.cpu_data());
+            match (&*gd, &*sd, &*wd) {
+                (CpuData::F32(g), CpuData::F32(s), CpuData::F32(wv)) => {
+                    let (d, dh0) = elman_bwd_cpu(g, s, wv, act, dims);
+                    (CpuData::F32(d), CpuData::F32(dh0))
+                }
+                (CpuData::F64(g), CpuData::F64(s), CpuData::F64(wv)) => {
+                    let (d, dh0) = elman_bwd_cpu(g, s, wv, act, dims);
+                    (CpuData::F64(d), CpuData::F64(dh0))
+                }
+                _ => unreachable!("dtypes checked in the forward"),
+            }
+        };
+        let d = Tensor::from_cpu(d, vec![rows, h]);
+        let dx = need_x
+            .then(|| matmul_raw(&d, false, &w_ih, false, auto)?.reshape(&[t_len, b, i]))
+            .transpose()?;
+        let dw_ih = need_wih
+            .then(|| matmul_raw(&d, true, &x2, false, auto))
+            .transpose()?;
+        let dw_hh = if need_whh {
+            // h_{t-1} for every step: h0, then the outputs of all but the last step.
+            let prev = Tensor::cat(&[&h0d, &saved.reshape(&[rows, h])?], 0)?.narrow(0, 0, rows)?;
+            Some(matmul_raw(&d, true, &prev, false, auto)?)
+        } else {
+            None
+        };
+        let db_ih = need_bih.then(|| d.sum_dim(&[0], false)).transpose()?;
+        let db_hh = need_bhh.then(|| d.sum_dim(&[0], false)).transpose()?;
+        let mut grads = vec![dx, dw_ih, dw_hh];
+        if has_bih {
+            grads.push(db_ih);
+        }
+        if has_bhh {
+            grads.push(db_hh);
+        }
+        grads.push(need_h0.then(|| Tensor::from_cpu(dh0, vec![b, h])));
+        Ok(grads)
+    });
+    let h_last = y.narrow(0, t_len - 1, 1)?.reshape(&[b, h])?;
+    Ok((y, h_last, None))
 }
 
 /// The unary op whose backward rule is the activation's.

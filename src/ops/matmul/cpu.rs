@@ -6,7 +6,7 @@ use crate::backend::cpu::{strided_offset, Float};
 use crate::shape;
 
 /// `matrixmultiply`'s single-threaded kernels for one element type.
-pub(super) trait Gemm: Float {
+pub(crate) trait Gemm: Float {
     /// `C = alpha A B + beta C` with arbitrary strides.
     ///
     /// # Safety
@@ -157,5 +157,52 @@ impl CpuGemm<'_> {
                 *o += v;
             }
         }
+    }
+}
+
+/// `C = A B + beta C` on slices (`A` `[m, k]`, `B` `[k, n]` with the given (row, column)
+/// element strides, `C` with rows `c_row` apart), bounds-checked: the safe entry to
+/// [`Gemm::gemm`] for kernels that multiply parts of their own buffers.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_slices<T: Gemm>(
+    (m, k, n): (usize, usize, usize),
+    a: &[T],
+    a_strides: (usize, usize),
+    b: &[T],
+    b_strides: (usize, usize),
+    beta: T,
+    c: &mut [T],
+    c_row: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!((m - 1) * c_row + n <= c.len(), "gemm: C out of bounds");
+    if k == 0 {
+        for r in 0..m {
+            for v in &mut c[r * c_row..r * c_row + n] {
+                *v = *v * beta;
+            }
+        }
+        return;
+    }
+    let last =
+        |rows: usize, cols: usize, (rs, cs): (usize, usize)| (rows - 1) * rs + (cols - 1) * cs;
+    assert!(last(m, k, a_strides) < a.len(), "gemm: A out of bounds");
+    assert!(last(k, n, b_strides) < b.len(), "gemm: B out of bounds");
+    // SAFETY: every index of A, B and C was checked above; C is a distinct `&mut`.
+    unsafe {
+        T::gemm(
+            m,
+            k,
+            n,
+            a.as_ptr(),
+            a_strides,
+            b.as_ptr(),
+            b_strides,
+            beta,
+            c.as_mut_ptr(),
+            c_row,
+        )
     }
 }

@@ -7,7 +7,7 @@
 //! strides, so the backward products `dA = dC B^T` and `dB = A^T dC` need no transpose
 //! copies.
 
-mod cpu;
+pub(crate) mod cpu;
 pub mod plan;
 
 use crate::autograd::{no_grad, record};
