@@ -448,18 +448,7 @@ pub fn conv2d_act(
     }
     let geo = conv_geometry(x, weight, o)?;
     let oc = weight.shape()[0];
-    if let Some(b) = bias {
-        check_pair("conv2d", x, b)?;
-        if b.shape() != [oc] {
-            return shape_err(
-                "conv2d",
-                format!(
-                    "bias {} for {oc} channels: expected [{oc}]",
-                    shape::fmt(b.shape())
-                ),
-            );
-        }
-    }
+    crate::ops::fused::check_bias("conv2d", x, bias, oc)?;
     let (n, hw, kc) = (geo.n, geo.ho * geo.wo, geo.c * geo.kk());
     let auto = MatmulChoice::AUTO;
     // The columns are gathered from the image as the product loads them (none in memory).

@@ -74,24 +74,35 @@ fn deriv_cpu(g: &Tensor, y: &Tensor, act: Act) -> Tensor {
     Tensor::from_cpu(out, g.shape().to_vec())
 }
 
+/// Checks a fused layer's bias: on `x`'s device and `[outputs]`.
+pub(crate) fn check_bias(
+    op: &'static str,
+    x: &Tensor,
+    bias: Option<&Tensor>,
+    outputs: usize,
+) -> Result<()> {
+    if let Some(b) = bias {
+        check_pair(op, x, b)?;
+        if b.shape() != [outputs] {
+            return shape_err(
+                op,
+                format!(
+                    "bias {} for {outputs} outputs: expected [{outputs}]",
+                    shape::fmt(b.shape())
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// `act(x @ weight^T + bias)` for `x` `[..., in]`, `weight` `[out, in]` and `bias`
 /// `[out]`: one fused product forward, two backward. An activation that cannot be
 /// fused (a negative leaky slope) runs as separate ops, with the same result.
 pub fn linear_act(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, act: Act) -> Result<Tensor> {
     crate::ops::matmul::check_linear(x, weight)?;
     let (inp, out) = (weight.shape()[1], weight.shape()[0]);
-    if let Some(b) = bias {
-        check_pair("linear", x, b)?;
-        if b.shape() != [out] {
-            return shape_err(
-                "linear",
-                format!(
-                    "bias {} for {out} outputs: expected [{out}]",
-                    shape::fmt(b.shape())
-                ),
-            );
-        }
-    }
+    check_bias("linear", x, bias, out)?;
     if !act.fusable() {
         let y = x.linear(weight)?;
         let y = match bias {

@@ -476,9 +476,10 @@ pub fn rnn_layer(
             _ => {}
         }
     }
-    // All steps' input products at once: [T, B, G H]. Where the two biases only ever
-    // appear summed (Elman, LSTM), b_hh joins them here once instead of every step; the
-    // GRU needs b_hh inside the reset gate's product.
+    // The CPU's LSTM and GRU (Elman layers and the GPU returned above). All steps'
+    // input products at once: [T, B, G H]. Where the two biases only ever appear summed
+    // (LSTM), b_hh joins them here once instead of every step; the GRU needs b_hh inside
+    // the reset gate's product.
     let mut gi_all = x.linear(w.w_ih)?;
     if let Some(bias) = w.b_ih {
         gi_all = gi_all.add(bias)?;
@@ -1183,8 +1184,6 @@ enum Saved {
     Lstm(Vec<(Tensor, Tensor)>),
     /// GRU: the input and recurrent gate products.
     Gru(Vec<(Tensor, Tensor)>),
-    /// Elman: nothing beyond the hidden states.
-    Elman,
 }
 
 fn recurrence(
@@ -1203,8 +1202,7 @@ fn recurrence(
         let mut hs: Vec<Tensor> = Vec::with_capacity(t_len);
         let mut saved = match mode {
             RnnMode::Lstm => Saved::Lstm(Vec::with_capacity(t_len)),
-            RnnMode::Gru => Saved::Gru(Vec::with_capacity(t_len)),
-            _ => Saved::Elman,
+            _ => Saved::Gru(Vec::with_capacity(t_len)),
         };
         let mut hprev = h0d.clone();
         let mut cprev = c0.map(Tensor::detach);
@@ -1227,14 +1225,6 @@ fn recurrence(
                     let hn = gru_forward_raw(&gi, &gh, &hprev, b, h);
                     steps.push((gi, gh));
                     hn
-                }
-                Saved::Elman => {
-                    let pre = gi.add(&gh)?;
-                    if mode == RnnMode::Relu {
-                        pre.relu()?
-                    } else {
-                        pre.tanh()?
-                    }
                 }
             };
             hs.push(hnew.clone());
@@ -1320,16 +1310,6 @@ fn bptt(
                 let (gi, gh) = &steps[t];
                 let [dgi, dgh, dhp] = gru_backward_raw(gi, gh, hprev, &dh, b, h);
                 (dgi, dgh, Some(dhp))
-            }
-            Saved::Elman => {
-                let op = if mode == RnnMode::Relu {
-                    crate::ops::unary::UnaryOp::Relu
-                } else {
-                    crate::ops::unary::UnaryOp::Tanh
-                };
-                // Both backward rules read only the output (ReLU's sign is the output's).
-                let dpre = crate::ops::unary::unary_backward(op, &hs[t], &hs[t], &dh);
-                (dpre.clone(), dpre, None)
             }
         };
         let mut carry = dgh.matmul(whh)?;

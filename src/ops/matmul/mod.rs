@@ -182,18 +182,7 @@ impl Epi<'_> {
     }
 
     fn active(&self) -> bool {
-        self.bias.is_some()
-            || self.act != Act::Identity
-            || self.addend.is_some()
-            || self.pro.is_some()
-            || self.rowsum.is_some()
-            || self.conv.is_some()
-            || self.out.is_some()
-            || self.a_off != 0
-            || self.b_off != 0
-            || self.a_in_out
-            || self.accumulate
-            || self.empty
+        self.direct() || self.pro.is_some() || self.rowsum.is_some() || self.conv.is_some()
     }
 }
 
@@ -520,6 +509,12 @@ impl GpuProduct {
             if epi.addend.is_some() {
                 flags |= 4;
             }
+            // One slope word serves both activations; no product fuses two leaky ones.
+            debug_assert!(
+                !(matches!(epi.act, Act::LeakyRelu(_))
+                    && matches!(epi.pro, Some((_, Act::LeakyRelu(_))))),
+                "a leaky prologue and a leaky epilogue in one product"
+            );
             if let Some((_, act)) = epi.pro {
                 p[27] = act.slope().to_bits();
             }
