@@ -10,20 +10,20 @@
 @compute @workgroup_size(256)
 fn augment_geometric_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0] * P[1] * P[4] * P[5]) { return; }
-    let x = i % P[5];
-    let y = (i / P[5]) % P[4];
-    let c = (i / (P[5] * P[4])) % P[1];
-    let n = i / (P[5] * P[4] * P[1]);
+    if (i >= pu(0) * pu(1) * pu(4) * pu(5)) { return; }
+    let x = i % pu(5);
+    let y = (i / pu(5)) % pu(4);
+    let c = (i / (pu(5) * pu(4))) % pu(1);
+    let n = i / (pu(5) * pu(4) * pu(1));
     let oy = xi[n * 4u];
     let ox = xi[n * 4u + 1u];
-    let xx = select(x, P[5] - 1u - x, xi[n * 4u + 2u] == 1u);
-    let yy = select(y, P[4] - 1u - y, xi[n * 4u + 3u] == 1u);
-    let iy = i32(yy + oy) - i32(P[6]);
-    let ix = i32(xx + ox) - i32(P[6]);
+    let xx = select(x, pu(5) - 1u - x, xi[n * 4u + 2u] == 1u);
+    let yy = select(y, pu(4) - 1u - y, xi[n * 4u + 3u] == 1u);
+    let iy = i32(yy + oy) - i32(pu(6));
+    let ix = i32(xx + ox) - i32(pu(6));
     var v = 0.0;
-    if (iy >= 0 && ix >= 0 && u32(iy) < P[2] && u32(ix) < P[3]) {
-        v = x0[((n * P[1] + c) * P[2] + u32(iy)) * P[3] + u32(ix)];
+    if (iy >= 0 && ix >= 0 && u32(iy) < pu(2) && u32(ix) < pu(3)) {
+        v = x0[((n * pu(1) + c) * pu(2) + u32(iy)) * pu(3) + u32(ix)];
     }
     y0[i] = v;
 }

@@ -25,13 +25,13 @@ var<workgroup> bn_w: array<vec3<f32>, 256>;
 var<workgroup> bn_s: array<vec2<f32>, 256>;
 
 fn bn_flag(f: u32) -> bool {
-    return (P[5] & f) != 0u;
+    return (pu(5) & f) != 0u;
 }
 
 // Offset of element j (0 <= j < M) of channel c.
 fn bn_at(c: u32, j: u32) -> u32 {
-    let n = j / P[2];
-    return (n * P[1] + c) * P[2] + (j - n * P[2]);
+    let n = j / pu(2);
+    return (n * pu(1) + c) * pu(2) + (j - n * pu(2));
 }
 
 // Chan et al.'s combination of two (count, mean, M2) summaries.
@@ -70,8 +70,8 @@ fn bn_tree2(t: u32, s: vec2<f32>) -> vec2<f32> {
 fn bn_block_welford(c: u32, blk: u32, t: u32, live: bool) -> vec3<f32> {
     var s = vec3<f32>(0.0, 0.0, 0.0);
     if (live) {
-        let start = blk * P[4];
-        let end = min(start + P[4], P[10]);
+        let start = blk * pu(4);
+        let end = min(start + pu(4), pu(10));
         for (var j = start + t; j < end; j = j + WG) {
             let v = x0[bn_at(c, j)];
             s.x = s.x + 1.0;
@@ -86,7 +86,7 @@ fn bn_block_welford(c: u32, blk: u32, t: u32, live: bool) -> vec3<f32> {
 // Channel c's statistics from its summary, and the running statistics' update.
 // x1 = gamma, x2 = beta (when flagged).
 fn bn_finish(c: u32, s: vec3<f32>) {
-    let C = P[1];
+    let C = pu(1);
     let mean = s.y;
     let var_b = s.z / s.x;
     let invstd = 1.0 / sqrt(var_b + pf(6u));
@@ -113,12 +113,12 @@ fn bn_finish(c: u32, s: vec3<f32>) {
 fn bn_partial_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) t: u32) {
     let w = row_id(wid, nwg);
-    let live = w < P[1] * P[3];
+    let live = w < pu(1) * pu(3);
     var c = 0u;
     var blk = 0u;
     if (live) {
-        c = w / P[3];
-        blk = w - c * P[3];
+        c = w / pu(3);
+        blk = w - c * pu(3);
     }
     let s = bn_block_welford(c, blk, t, live);
     if (live && t == 0u) {
@@ -135,7 +135,7 @@ fn bn_partial_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
 fn bn_reduce_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) t: u32) {
     let c = row_id(wid, nwg);
-    let live = c < P[1];
+    let live = c < pu(1);
     let s = bn_block_welford(c, 0u, t, live);
     if (live && t == 0u) { bn_finish(c, s); }
 }
@@ -146,11 +146,11 @@ fn bn_reduce_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 fn bn_finalize_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) t: u32) {
     let c = row_id(wid, nwg);
-    let live = c < P[1];
+    let live = c < pu(1);
     var s = vec3<f32>(0.0, 0.0, 0.0);
     if (live) {
-        for (var b = t; b < P[3]; b = b + WG) {
-            let k = 3u * (c * P[3] + b);
+        for (var b = t; b < pu(3); b = b + WG) {
+            let k = 3u * (c * pu(3) + b);
             s = bn_chan(s, vec3<f32>(x0[k], x0[k + 1u], x0[k + 2u]));
         }
     }
@@ -164,7 +164,7 @@ fn bn_finalize_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
 @compute @workgroup_size(256)
 fn bn_eval_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let c = flat_id(gid, nwg);
-    let C = P[1];
+    let C = pu(1);
     if (c >= C) { return; }
     let invstd = 1.0 / sqrt(x1[c] + pf(6u));
     var scale = invstd;
@@ -181,9 +181,9 @@ fn bn_eval_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 @compute @workgroup_size(256)
 fn bn_norm_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[9]) { return; }
-    let C = P[1];
-    let c = (i / P[2]) % C;
+    if (i >= pu(9)) { return; }
+    let C = pu(1);
+    let c = (i / pu(2)) % C;
     y0[i] = (x0[i] - x1[c]) * x1[2u * C + c] + x1[3u * C + c];
 }
 
@@ -193,9 +193,9 @@ fn bn_block_grad(c: u32, blk: u32, t: u32, live: bool) -> vec2<f32> {
     var s = vec2<f32>(0.0, 0.0);
     if (live) {
         let mean = x2[c];
-        let invstd = x2[P[1] + c];
-        let start = blk * P[4];
-        let end = min(start + P[4], P[10]);
+        let invstd = x2[pu(1) + c];
+        let start = blk * pu(4);
+        let end = min(start + pu(4), pu(10));
         for (var j = start + t; j < end; j = j + WG) {
             let k = bn_at(c, j);
             let g = x1[k];
@@ -208,7 +208,7 @@ fn bn_block_grad(c: u32, blk: u32, t: u32, live: bool) -> vec2<f32> {
 // Channel c's weight and bias gradients (y1 = dgamma = sum g xhat, y2 = dbeta = sum g)
 // and the coefficients of dx (y0). x2 = statistics.
 fn bn_bwd_finish(c: u32, s: vec2<f32>) {
-    let C = P[1];
+    let C = pu(1);
     let invstd = x2[C + c];
     let scale = x2[2u * C + c];
     var b = 0.0;
@@ -230,12 +230,12 @@ fn bn_bwd_finish(c: u32, s: vec2<f32>) {
 fn bn_partial_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) t: u32) {
     let w = row_id(wid, nwg);
-    let live = w < P[1] * P[3];
+    let live = w < pu(1) * pu(3);
     var c = 0u;
     var blk = 0u;
     if (live) {
-        c = w / P[3];
-        blk = w - c * P[3];
+        c = w / pu(3);
+        blk = w - c * pu(3);
     }
     let s = bn_block_grad(c, blk, t, live);
     if (live && t == 0u) {
@@ -249,7 +249,7 @@ fn bn_partial_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
 fn bn_reduce_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) t: u32) {
     let c = row_id(wid, nwg);
-    let live = c < P[1];
+    let live = c < pu(1);
     let s = bn_block_grad(c, 0u, t, live);
     if (live && t == 0u) { bn_bwd_finish(c, s); }
 }
@@ -259,11 +259,11 @@ fn bn_reduce_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 fn bn_finalize_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) t: u32) {
     let c = row_id(wid, nwg);
-    let live = c < P[1];
+    let live = c < pu(1);
     var s = vec2<f32>(0.0, 0.0);
     if (live) {
-        for (var b = t; b < P[3]; b = b + WG) {
-            let k = 2u * (c * P[3] + b);
+        for (var b = t; b < pu(3); b = b + WG) {
+            let k = 2u * (c * pu(3) + b);
             s = s + vec2<f32>(x0[k], x0[k + 1u]);
         }
     }
@@ -276,9 +276,9 @@ fn bn_finalize_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
 @compute @workgroup_size(256)
 fn bn_dx_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[9]) { return; }
-    let C = P[1];
-    let c = (i / P[2]) % C;
+    if (i >= pu(9)) { return; }
+    let C = pu(1);
+    let c = (i / pu(2)) % C;
     var d = x2[2u * C + c] * x1[i];
     if (bn_flag(BN_TRAINING)) {
         d = d - x2[C + c] - x2[3u * C + c] * (x0[i] - x2[c]);

@@ -6,18 +6,18 @@
 
 // P[1] = 0: both inputs have the output's shape (no index arithmetic needed).
 fn ia(i: u32) -> u32 {
-    if (P[1] == 0u) { return i; }
-    return strided(i, P[1], 2u, 8u);
+    if (pu(1) == 0u) { return i; }
+    return strided(i, pu(1), 2u, 8u);
 }
 fn ib(i: u32) -> u32 {
-    if (P[1] == 0u) { return i; }
-    return strided(i, P[1], 2u, 14u);
+    if (pu(1) == 0u) { return i; }
+    return strided(i, pu(1), 2u, 14u);
 }
 
 @compute @workgroup_size(256)
 fn add_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     let a = x0[ia(i)];
     let b = x1[ib(i)];
     y0[i] = a + b;
@@ -26,7 +26,7 @@ fn add_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 @compute @workgroup_size(256)
 fn sub_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     let a = x0[ia(i)];
     let b = x1[ib(i)];
     y0[i] = a - b;
@@ -35,7 +35,7 @@ fn sub_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 @compute @workgroup_size(256)
 fn mul_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     let a = x0[ia(i)];
     let b = x1[ib(i)];
     y0[i] = a * b;
@@ -44,7 +44,7 @@ fn mul_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 @compute @workgroup_size(256)
 fn mul_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     let a = x0[ia(i)];
     let b = x1[ib(i)];
     let g = x2[i];
@@ -55,7 +55,7 @@ fn mul_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 @compute @workgroup_size(256)
 fn div_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     let a = x0[ia(i)];
     let b = x1[ib(i)];
     y0[i] = a / b;
@@ -64,7 +64,7 @@ fn div_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 @compute @workgroup_size(256)
 fn div_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     let a = x0[ia(i)];
     let b = x1[ib(i)];
     let g = x2[i];
@@ -85,7 +85,7 @@ fn pow_f(a: f32, b: f32) -> f32 {
 @compute @workgroup_size(256)
 fn pow_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     let a = x0[ia(i)];
     let b = x1[ib(i)];
     y0[i] = pow_f(a, b);
@@ -94,7 +94,7 @@ fn pow_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 @compute @workgroup_size(256)
 fn pow_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     let a = x0[ia(i)];
     let b = x1[ib(i)];
     let g = x2[i];
@@ -106,7 +106,7 @@ fn pow_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 @compute @workgroup_size(256)
 fn maximum_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     let a = x0[ia(i)];
     let b = x1[ib(i)];
     y0[i] = max(a, b);
@@ -117,7 +117,7 @@ fn maximum_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 @compute @workgroup_size(256)
 fn maximum_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     let a = x0[ia(i)];
     let b = x1[ib(i)];
     let g = x2[i];
@@ -129,7 +129,7 @@ fn maximum_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 @compute @workgroup_size(256)
 fn minimum_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     let a = x0[ia(i)];
     let b = x1[ib(i)];
     y0[i] = min(a, b);
@@ -138,7 +138,7 @@ fn minimum_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 @compute @workgroup_size(256)
 fn minimum_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     let a = x0[ia(i)];
     let b = x1[ib(i)];
     let g = x2[i];
@@ -152,11 +152,11 @@ fn minimum_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 @compute @workgroup_size(256)
 fn compare_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     let a = x0[ia(i)];
     let b = x1[ib(i)];
     var r = false;
-    switch P[20] {
+    switch pu(20) {
         case 0u: { r = a == b; }
         case 1u: { r = a != b; }
         case 2u: { r = a < b; }

@@ -15,23 +15,23 @@
 // Grid: (ceil(Ho Wo / 256), C kh kw, N).
 @compute @workgroup_size(256)
 fn im2col_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-    let pp = P[4] * P[5];
-    let p = (wid.x + P[16]) * 256u + t;
+    let pp = pu(4) * pu(5);
+    let p = (wid.x + pu(16)) * 256u + t;
     if (p >= pp) { return; }
-    let kk = P[6] * P[7];
-    let row = wid.y + P[14];
-    let n = wid.z + P[15];
+    let kk = pu(6) * pu(7);
+    let row = wid.y + pu(14);
+    let n = wid.z + pu(15);
     let c = row / kk;
     let k = row % kk;
-    let ki = k / P[7];
-    let kj = k % P[7];
-    let ih = i32((p / P[5]) * P[8] + ki * P[12]) - i32(P[10]);
-    let iw = i32((p % P[5]) * P[9] + kj * P[13]) - i32(P[11]);
+    let ki = k / pu(7);
+    let kj = k % pu(7);
+    let ih = i32((p / pu(5)) * pu(8) + ki * pu(12)) - i32(pu(10));
+    let iw = i32((p % pu(5)) * pu(9) + kj * pu(13)) - i32(pu(11));
     var v = 0.0;
-    if (ih >= 0 && iw >= 0 && u32(ih) < P[2] && u32(iw) < P[3]) {
-        v = x0[((n * P[1] + c) * P[2] + u32(ih)) * P[3] + u32(iw)];
+    if (ih >= 0 && iw >= 0 && u32(ih) < pu(2) && u32(iw) < pu(3)) {
+        v = x0[((n * pu(1) + c) * pu(2) + u32(ih)) * pu(3) + u32(iw)];
     }
-    y0[(n * P[1] * kk + row) * pp + p] = v;
+    y0[(n * pu(1) * kk + row) * pp + p] = v;
 }
 
 // The adjoint: x[n, c, ih, iw] = sum of the column entries that im2col copied it to
@@ -40,35 +40,35 @@ fn im2col_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
 // Grid: (ceil(H W / 256), C, N).
 @compute @workgroup_size(256)
 fn col2im_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-    let hw = P[2] * P[3];
-    let px = (wid.x + P[16]) * 256u + t;
+    let hw = pu(2) * pu(3);
+    let px = (wid.x + pu(16)) * 256u + t;
     if (px >= hw) { return; }
-    let c = wid.y + P[14];
-    let n = wid.z + P[15];
-    let iw = px % P[3];
-    let ih = px / P[3];
-    let kk = P[6] * P[7];
-    let pp = P[4] * P[5];
-    let rows = (n * P[1] + c) * kk;
+    let c = wid.y + pu(14);
+    let n = wid.z + pu(15);
+    let iw = px % pu(3);
+    let ih = px / pu(3);
+    let kk = pu(6) * pu(7);
+    let pp = pu(4) * pu(5);
+    let rows = (n * pu(1) + c) * kk;
     var acc = 0.0;
-    for (var ki = 0u; ki < P[6]; ki = ki + 1u) {
-        let oh_num = i32(ih + P[10]) - i32(ki * P[12]);
-        if (oh_num < 0 || u32(oh_num) % P[8] != 0u) { continue; }
-        let oh = u32(oh_num) / P[8];
-        if (oh >= P[4]) { continue; }
-        for (var kj = 0u; kj < P[7]; kj = kj + 1u) {
-            let ow_num = i32(iw + P[11]) - i32(kj * P[13]);
-            if (ow_num < 0 || u32(ow_num) % P[9] != 0u) { continue; }
-            let ow = u32(ow_num) / P[9];
-            if (ow >= P[5]) { continue; }
-            let row = ki * P[7] + kj;
-            if (P[17] == 1u) {
+    for (var ki = 0u; ki < pu(6); ki = ki + 1u) {
+        let oh_num = i32(ih + pu(10)) - i32(ki * pu(12));
+        if (oh_num < 0 || u32(oh_num) % pu(8) != 0u) { continue; }
+        let oh = u32(oh_num) / pu(8);
+        if (oh >= pu(4)) { continue; }
+        for (var kj = 0u; kj < pu(7); kj = kj + 1u) {
+            let ow_num = i32(iw + pu(11)) - i32(kj * pu(13));
+            if (ow_num < 0 || u32(ow_num) % pu(9) != 0u) { continue; }
+            let ow = u32(ow_num) / pu(9);
+            if (ow >= pu(5)) { continue; }
+            let row = ki * pu(7) + kj;
+            if (pu(17) == 1u) {
                 // Columns stored transposed, [N, Ho Wo, C kh kw].
-                acc = acc + x0[(n * pp + oh * P[5] + ow) * P[1] * kk + c * kk + row];
+                acc = acc + x0[(n * pp + oh * pu(5) + ow) * pu(1) * kk + c * kk + row];
             } else {
-                acc = acc + x0[(rows + row) * pp + oh * P[5] + ow];
+                acc = acc + x0[(rows + row) * pp + oh * pu(5) + ow];
             }
         }
     }
-    y0[(n * P[1] + c) * hw + px] = acc;
+    y0[(n * pu(1) + c) * hw + px] = acc;
 }

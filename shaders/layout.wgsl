@@ -5,7 +5,7 @@
 @compute @workgroup_size(256)
 fn fill_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     y0[i] = pf(1u);
 }
 
@@ -13,8 +13,8 @@ fn fill_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 @compute @workgroup_size(256)
 fn fill_u32_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
-    yi[i] = P[1];
+    if (i >= pu(0)) { return; }
+    yi[i] = pu(1);
 }
 
 // Strided gather into a contiguous output: y0[i] = x0[P[14] + sum idx_d * stride_d].
@@ -22,8 +22,8 @@ fn fill_u32_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 @compute @workgroup_size(256)
 fn strided_copy_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
-    y0[i] = x0[P[14] + strided(i, P[1], 2u, 8u)];
+    if (i >= pu(0)) { return; }
+    y0[i] = x0[pu(14) + strided(i, pu(1), 2u, 8u)];
 }
 
 // The inverse: writes a contiguous source into a strided region of y0, leaving the
@@ -31,8 +31,8 @@ fn strided_copy_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
 @compute @workgroup_size(256)
 fn strided_scatter_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
-    y0[P[14] + strided(i, P[1], 2u, 8u)] = x0[i];
+    if (i >= pu(0)) { return; }
+    y0[pu(14) + strided(i, pu(1), 2u, 8u)] = x0[i];
 }
 
 // index_select along a dimension viewed as [outer, D, inner]: the output is
@@ -41,19 +41,19 @@ fn strided_scatter_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
 @compute @workgroup_size(256)
 fn index_select_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
-    let r = i % P[3];
-    let j = (i / P[3]) % P[2];
-    let o = i / (P[3] * P[2]);
+    if (i >= pu(0)) { return; }
+    let r = i % pu(3);
+    let j = (i / pu(3)) % pu(2);
+    let o = i / (pu(3) * pu(2));
     let k = xi[j];
     var v = nan_f();
-    if (k < P[1]) { v = x0[(o * P[1] + k) * P[3] + r]; }
+    if (k < pu(1)) { v = x0[(o * pu(1) + k) * pu(3) + r]; }
     y0[i] = v;
 }
 
 // Writes a scatter-add's partial sum: the first chunk of j stores, later ones add.
 fn store_chunk(i: u32, acc: f32) {
-    if (P[6] == 1u) {
+    if (pu(6) == 1u) {
         y0[i] = y0[i] + acc;
     } else {
         y0[i] = acc;
@@ -67,13 +67,13 @@ fn store_chunk(i: u32, acc: f32) {
 @compute @workgroup_size(256)
 fn index_select_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
-    let r = i % P[3];
-    let d = (i / P[3]) % P[1];
-    let o = i / (P[3] * P[1]);
+    if (i >= pu(0)) { return; }
+    let r = i % pu(3);
+    let d = (i / pu(3)) % pu(1);
+    let o = i / (pu(3) * pu(1));
     var acc = 0.0;
-    for (var j = P[4]; j < P[5]; j = j + 1u) {
-        if (xi[j] == d) { acc = acc + x0[(o * P[2] + j) * P[3] + r]; }
+    for (var j = pu(4); j < pu(5); j = j + 1u) {
+        if (xi[j] == d) { acc = acc + x0[(o * pu(2) + j) * pu(3) + r]; }
     }
     store_chunk(i, acc);
 }
@@ -83,12 +83,12 @@ fn index_select_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
 @compute @workgroup_size(256)
 fn gather_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
-    let r = i % P[3];
-    let o = i / (P[3] * P[2]);
+    if (i >= pu(0)) { return; }
+    let r = i % pu(3);
+    let o = i / (pu(3) * pu(2));
     let k = xi[i];
     var v = nan_f();
-    if (k < P[1]) { v = x0[(o * P[1] + k) * P[3] + r]; }
+    if (k < pu(1)) { v = x0[(o * pu(1) + k) * pu(3) + r]; }
     y0[i] = v;
 }
 
@@ -97,13 +97,13 @@ fn gather_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 @compute @workgroup_size(256)
 fn gather_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
-    let r = i % P[3];
-    let d = (i / P[3]) % P[1];
-    let o = i / (P[3] * P[1]);
+    if (i >= pu(0)) { return; }
+    let r = i % pu(3);
+    let d = (i / pu(3)) % pu(1);
+    let o = i / (pu(3) * pu(1));
     var acc = 0.0;
-    for (var j = P[4]; j < P[5]; j = j + 1u) {
-        let at = (o * P[2] + j) * P[3] + r;
+    for (var j = pu(4); j < pu(5); j = j + 1u) {
+        let at = (o * pu(2) + j) * pu(3) + r;
         if (xi[at] == d) { acc = acc + x0[at]; }
     }
     store_chunk(i, acc);
@@ -114,17 +114,17 @@ fn gather_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 @compute @workgroup_size(256)
 fn where_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
-    let c = x0[strided(i, P[1], 2u, 8u)];
-    y0[i] = select(x2[strided(i, P[1], 2u, 20u)], x1[strided(i, P[1], 2u, 14u)], c != 0.0);
+    if (i >= pu(0)) { return; }
+    let c = x0[strided(i, pu(1), 2u, 8u)];
+    y0[i] = select(x2[strided(i, pu(1), 2u, 20u)], x1[strided(i, pu(1), 2u, 14u)], c != 0.0);
 }
 
 // y0 = g where c, else 0; y1 = g where not c, else 0 (output shape). x0 = c, x2 = g.
 @compute @workgroup_size(256)
 fn where_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
-    let c = x0[strided(i, P[1], 2u, 8u)] != 0.0;
+    if (i >= pu(0)) { return; }
+    let c = x0[strided(i, pu(1), 2u, 8u)] != 0.0;
     let g = x2[i];
     y0[i] = select(0.0, g, c);
     y1[i] = select(g, 0.0, c);

@@ -27,8 +27,8 @@
 
 override EPI: u32 = 0u;
 
-fn batch_base_a(b: u32) -> u32 { return strided(b, P[3], 4u, 8u) + select(0u, P[31], EPI != 0u); }
-fn batch_base_b(b: u32) -> u32 { return strided(b, P[3], 4u, 12u) + select(0u, P[32], EPI != 0u); }
+fn batch_base_a(b: u32) -> u32 { return strided(b, pu(3), 4u, 8u) + select(0u, pu(31), EPI != 0u); }
+fn batch_base_b(b: u32) -> u32 { return strided(b, pu(3), 4u, 12u) + select(0u, pu(32), EPI != 0u); }
 
 // An activation (codes as P[26] bits 8-11), as the unary kernels compute it.
 fn act_apply(code: u32, v: f32) -> f32 {
@@ -65,8 +65,8 @@ fn a_pro(i: u32, v: f32) -> f32 {
 // Writes (or with P[24] adds) the row sum of A at row m of job j: one [M] vector per
 // (split, batch) pair when the product has several (summed after, with the partials).
 fn store_rowsum(j: Job, m: u32, v: f32) {
-    let at = P[33] + j.c_base / max(P[1], 1u) + m;
-    if (P[24] == 1u) { y1[at] = y1[at] + v; } else { y1[at] = v; }
+    let at = pu(33) + j.c_base / max(pu(1), 1u) + m;
+    if (pu(24) == 1u) { y1[at] = y1[at] + v; } else { y1[at] = v; }
 }
 
 // The batch, split and k range of a workgroup, and where its output goes.
@@ -79,36 +79,59 @@ struct Job {
 
 fn job_of(z: u32) -> Job {
     var j: Job;
-    let split = z % P[22];
-    j.batch = P[20] + z / P[22];
-    j.k_lo = P[25] + split * P[23];
-    j.k_hi = min(P[2], j.k_lo + P[23]);
-    j.c_base = (split * P[21] + j.batch) * P[0] * P[1];
+    let split = z % pu(22);
+    j.batch = pu(20) + z / pu(22);
+    j.k_lo = pu(25) + split * pu(23);
+    j.k_hi = min(pu(2), j.k_lo + pu(23));
+    j.c_base = (split * pu(21) + j.batch) * pu(0) * pu(1);
     return j;
 }
 
 fn store_c(at: u32, v: f32) {
-    if (P[24] == 1u) {
+    if (pu(24) == 1u) {
         y0[at] = y0[at] + v;
     } else {
         y0[at] = v;
     }
 }
 
-// Stores the product's value v at row m, column n of job j, through the epilogue.
-fn store_out(j: Job, m: u32, n: u32, v: f32) {
-    if (EPI == 0u) {
-        store_c(j.c_base + m * P[1] + n, v);
-        return;
+// What storing an output needs from the parameter block, read once per thread (on a
+// software adapter every parameter read is a load instruction per element otherwise).
+struct Store {
+    base: u32,        // index of (0, 0) of this job's output, past the output offset
+    n: u32,           // row length
+    add: bool,        // add to y0 instead of writing it
+    last: bool,       // this job adds the last k of an unsplit product: apply the epilogue
+    flags: u32,       // P[26]
+    addend: u32,      // index of the addend's (0, 0) in y1
+}
+
+fn store_params(j: Job) -> Store {
+    var s: Store;
+    s.n = pu(1);
+    s.add = pu(24) == 1u;
+    s.base = j.c_base;
+    s.last = false;
+    s.flags = 0u;
+    s.addend = 0u;
+    if (EPI != 0u) {
+        s.base = pu(29) + j.c_base;
+        s.last = j.k_hi == pu(2) && pu(22) == 1u;
+        s.flags = pu(26);
+        s.addend = pu(28) + j.c_base;
     }
-    let f = P[26];
-    let rel = j.c_base + m * P[1] + n;
-    let at = P[29] + rel;
+    return s;
+}
+
+// Stores the product's value v at row m, column n, through the epilogue.
+fn store_out(s: Store, m: u32, n: u32, v: f32) {
+    let rel = m * s.n + n;
+    let at = s.base + rel;
     var r = v;
-    if (P[24] == 1u) { r = y0[at] + r; }
-    if (j.k_hi == P[2] && P[22] == 1u) {
-        if ((f & 4u) != 0u) { r = r + y1[P[28] + rel]; }
-        if ((f & 1u) != 0u) { r = r + x2[select(n, m, (f & 2u) != 0u)]; }
+    if (s.add) { r = y0[at] + r; }
+    if (EPI != 0u && s.last) {
+        if ((s.flags & 4u) != 0u) { r = r + y1[s.addend + rel]; }
+        if ((s.flags & 1u) != 0u) { r = r + x2[select(n, m, (s.flags & 2u) != 0u)]; }
         r = act_apply((EPI >> 8u) & 15u, r);
     }
     y0[at] = r;
@@ -156,16 +179,16 @@ fn load_a(base: u32, m0: u32, k0: u32, k_hi: u32, t: u32) -> vec4<f32> {
         let m = m0 + (t / bk) * 4u;
         if (k >= k_hi) { return v; }
         for (var c = 0u; c < 4u; c = c + 1u) {
-            let i = base + (m + c) * P[16] + k;
-            if (m + c < P[0]) { v[c] = a_pro(i, a_at(i)); }
+            let i = base + (m + c) * pu(16) + k;
+            if (m + c < pu(0)) { v[c] = a_pro(i, a_at(i)); }
         }
     } else {
         let k = k0 + t / (bm / 4u);
         let m = m0 + (t % (bm / 4u)) * 4u;
         if (k >= k_hi) { return v; }
-        let at = base + m + k * P[17];
+        let at = base + m + k * pu(17);
         if (VEC_A) {
-            if (m < P[0]) {
+            if (m < pu(0)) {
                 v = x0v[at >> 2u];
                 if (has_pro()) {
                     for (var c = 0u; c < 4u; c = c + 1u) { v[c] = a_pro(at + c, v[c]); }
@@ -174,7 +197,7 @@ fn load_a(base: u32, m0: u32, k0: u32, k_hi: u32, t: u32) -> vec4<f32> {
             return v;
         }
         for (var c = 0u; c < 4u; c = c + 1u) {
-            if (m + c < P[0]) { v[c] = a_pro(at + c, a_at(at + c)); }
+            if (m + c < pu(0)) { v[c] = a_pro(at + c, a_at(at + c)); }
         }
     }
     return v;
@@ -191,19 +214,19 @@ fn load_b(base: u32, k0: u32, n0: u32, k_hi: u32, t: u32) -> vec4<f32> {
         let n = n0 + (t / bk) * 4u;
         if (k >= k_hi) { return v; }
         for (var c = 0u; c < 4u; c = c + 1u) {
-            if (n + c < P[1]) { v[c] = b_at(base + k + (n + c) * P[19]); }
+            if (n + c < pu(1)) { v[c] = b_at(base + k + (n + c) * pu(19)); }
         }
     } else {
         let k = k0 + t / (bn / 4u);
         let n = n0 + (t % (bn / 4u)) * 4u;
         if (k >= k_hi) { return v; }
-        let at = base + k * P[18] + n;
+        let at = base + k * pu(18) + n;
         if (VEC_B) {
-            if (n < P[1]) { v = x1v[at >> 2u]; }
+            if (n < pu(1)) { v = x1v[at >> 2u]; }
             return v;
         }
         for (var c = 0u; c < 4u; c = c + 1u) {
-            if (n + c < P[1]) { v[c] = b_at(at + c); }
+            if (n + c < pu(1)) { v[c] = b_at(at + c); }
         }
     }
     return v;
@@ -276,16 +299,17 @@ fn matmul_tile_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
         }
         workgroupBarrier();
     }
+    let st = store_params(job);
     for (var g = 0u; g < groups; g = g + 1u) {
         for (var i = 0u; i < 4u; i = i + 1u) {
             let m = m0 + g * 64u + lid.y * 4u + i;
-            if (m >= P[0]) { continue; }
+            if (m >= pu(0)) { continue; }
             if (sums) { store_rowsum(job, m, rs[g][i]); }
             for (var h = 0u; h < groups; h = h + 1u) {
                 let v = acc[(g * 4u + i) * groups + h];
                 for (var j = 0u; j < 4u; j = j + 1u) {
                     let n = n0 + h * 64u + lid.x * 4u + j;
-                    if (n < P[1]) { store_out(job, m, n, v[j]); }
+                    if (n < pu(1)) { store_out(st, m, n, v[j]); }
                 }
             }
         }
@@ -324,28 +348,35 @@ struct Tap {
 fn tap_pixel(p: u32) -> Tap {
     var t: Tap;
     t.c = 0u;
-    t.y = i32((p / P[40]) * P[43]) - i32(P[45]);
-    t.x = i32((p % P[40]) * P[44]) - i32(P[46]);
+    t.y = i32((p / pu(40)) * pu(43)) - i32(pu(45));
+    t.x = i32((p % pu(40)) * pu(44)) - i32(pu(46));
     return t;
 }
 
 // The part that depends on the kernel position (c, kh, kw) = column row r.
 fn tap_kernel(r: u32) -> Tap {
-    let kk = P[41] * P[42];
+    let kk = pu(41) * pu(42);
     let kr = r % kk;
     var t: Tap;
-    t.c = (r / kk) * P[37] * P[38];
-    t.y = i32((kr / P[42]) * P[47]);
-    t.x = i32((kr % P[42]) * P[48]);
+    t.c = (r / kk) * pu(37) * pu(38);
+    t.y = i32((kr / pu(42)) * pu(47));
+    t.x = i32((kr % pu(42)) * pu(48));
     return t;
+}
+
+// Where the image value at the sum of two tap parts sits in x1, or -1 in the padding.
+fn tap_index(base: u32, a: Tap, b: Tap) -> i32 {
+    let y = a.y + b.y;
+    let x = a.x + b.x;
+    if (y < 0 || x < 0 || u32(y) >= pu(37) || u32(x) >= pu(38)) { return -1; }
+    return i32(base + a.c + b.c + u32(y) * pu(38) + u32(x));
 }
 
 // The image value at the sum of two tap parts (zero in the padding).
 fn gather(base: u32, a: Tap, b: Tap) -> f32 {
-    let y = a.y + b.y;
-    let x = a.x + b.x;
-    if (y < 0 || x < 0 || u32(y) >= P[37] || u32(x) >= P[38]) { return 0.0; }
-    return x1[base + a.c + b.c + u32(y) * P[38] + u32(x)];
+    let i = tap_index(base, a, b);
+    if (i < 0) { return 0.0; }
+    return x1[u32(i)];
 }
 
 @compute @workgroup_size(8, 8)
@@ -358,12 +389,12 @@ fn matmul_small_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     var a_row: array<u32, 4>;
     var b_col: array<u32, 4>;
     for (var i = 0u; i < SM; i = i + 1u) {
-        a_row[i] = a_base + min(m0 + 8u * i, P[0] - 1u) * P[16];
+        a_row[i] = a_base + min(m0 + 8u * i, pu(0) - 1u) * pu(16);
     }
     var taps: array<Tap, 4>;
     for (var j = 0u; j < SN; j = j + 1u) {
-        let n = min(n0 + 8u * j, P[1] - 1u);
-        b_col[j] = b_base + n * P[19];
+        let n = min(n0 + 8u * j, pu(1) - 1u);
+        b_col[j] = b_base + n * pu(19);
         if (B_CONV == 1u) { taps[j] = tap_pixel(n); }
         if (B_CONV == 2u) { taps[j] = tap_kernel(n); }
     }
@@ -371,8 +402,8 @@ fn matmul_small_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     var rs: array<f32, 4>;
     var acc: array<f32, 16>;          // [i * 4 + j]
     for (var k = job.k_lo; k < job.k_hi; k = k + 1u) {
-        let ka = k * P[17];
-        let kb = k * P[18];
+        let ka = k * pu(17);
+        let kb = k * pu(18);
         var a: array<f32, 4>;
         var b: array<f32, 4>;
         for (var i = 0u; i < SM; i = i + 1u) {
@@ -395,13 +426,217 @@ fn matmul_small_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
             }
         }
     }
+    let st = store_params(job);
     for (var i = 0u; i < SM; i = i + 1u) {
         let m = m0 + 8u * i;
-        if (m >= P[0]) { continue; }
+        if (m >= pu(0)) { continue; }
         if (sums) { store_rowsum(job, m, rs[i]); }
         for (var j = 0u; j < SN; j = j + 1u) {
             let n = n0 + 8u * j;
-            if (n < P[1]) { store_out(job, m, n, acc[i * 4u + j]); }
+            if (n < pu(1)) { store_out(st, m, n, acc[i * 4u + j]); }
+        }
+    }
+}
+
+// ---- Block kernel (software adapters) ---------------------------------------------------
+// For adapters that run a workgroup's invocations as the SIMD lanes of a CPU thread
+// (lavapipe, SwiftShader, WARP). There every load instruction costs tens of times a
+// multiply-add, whatever its addresses (measured on lavapipe: a scalar load about 40
+// cycles per lane, a vec4 load about twice that, a loop iteration a few), workgroup
+// memory is no cheaper than a storage buffer, and barriers switch coroutines. So each
+// thread keeps a large block of outputs in registers (BR rows by BC columns, up to
+// 16 x 16) and reads its operands straight from memory, four values of k at a time, as
+// aligned vec4s where the layout allows (LAYOUT bit 4 for A, 8 for B): 32 multiply-adds
+// per load instruction at 16 x 16, against 16 for the 128-wide tile and 2 for the small
+// kernel's 4 x 4. Not for hardware GPUs, where 256 accumulators per thread would spill.
+// A 4x4 workgroup covers 4 BR rows by 4 BC columns; thread (tx, ty) owns rows
+// m0 + i (i < BR) and columns n0 + 4 q + c (q < BC / 4), contiguous so that one vec4
+// holds four of them. LAYOUT bits: 1 A is contiguous along k (else along m), 2 B is
+// contiguous along k (else along n), 4 / 8 read A / B as aligned vec4s along that axis
+// (the host checks every stride and offset). Rows and columns past the matrix are
+// clamped for the loads and not stored; values of k past the job's range load as zero.
+// With A_IN_Y0 A is read from y0 and with B_CONV B is gathered from an image, as in the
+// small kernel (as scalars).
+// Launch: (ceil(N / (4 BC)), ceil(M / (4 BR)), batches * splits of this launch).
+override BR: u32 = 16u;
+override BC: u32 = 16u;
+override LAYOUT: u32 = 0u;
+
+// A(m, k) through the prologue, or 0 for k past the range.
+fn block_a(base: u32, m: u32, k: u32, k_hi: u32) -> f32 {
+    if (k >= k_hi) { return 0.0; }
+    let i = base + m * pu(16) + k * pu(17);
+    var v: f32;
+    if (A_IN_Y0) { v = y0[i]; } else { v = a_at(i); }
+    return a_pro(i, v);
+}
+
+// A vec4 of A's buffer at element i (aligned) through the prologue, whose saved output
+// x2 is laid out like A's buffer (so aligned alike).
+fn block_a4(i: u32) -> vec4<f32> {
+    let v = x0v[i >> 2u];
+    if (has_pro()) {
+        let y = x2v[i >> 2u];
+        let code = (EPI >> 4u) & 15u;
+        return v * vec4<f32>(act_deriv(code, y.x), act_deriv(code, y.y), act_deriv(code, y.z),
+                             act_deriv(code, y.w));
+    }
+    return v;
+}
+
+// B(k, n), gathered from the taps of column n and of row k when B is an image's columns;
+// 0 for k past the range.
+fn block_b(base: u32, k: u32, n: u32, tap_n: Tap, tap_k: Tap, k_hi: u32) -> f32 {
+    if (k >= k_hi) { return 0.0; }
+    if (B_CONV == 0u) { return b_at(base + k * pu(18) + n * pu(19)); }
+    let i = tap_index(base, tap_n, tap_k);
+    if (i < 0) { return 0.0; }
+    return b_at(u32(i));
+}
+
+// A block of A: a[i] = A(m0 + i, k0 .. k0 + 4). With `full` all four values of k are in
+// the range and the vec4 loads may be used (the callers pass a constant, so each call
+// compiles to one path: no masked-off branch is executed by the SIMD lanes).
+fn block_load_a(a: ptr<function, array<vec4<f32>, 16>>, base: u32, m0: u32, k0: u32, k_hi: u32, full: bool) {
+    let last_m = pu(0) - 1u;
+    if (full && (LAYOUT & 5u) == 5u) {
+        for (var i = 0u; i < BR; i = i + 1u) {
+            (*a)[i] = block_a4(base + min(m0 + i, last_m) * pu(16) + k0);
+        }
+    } else if (full && (LAYOUT & 4u) != 0u) {
+        // Contiguous along m (M is a multiple of 4): four rows per vec4, transposed.
+        for (var g = 0u; g < BR / 4u; g = g + 1u) {
+            let at = base + min(m0 + 4u * g, pu(0) - 4u) + k0 * pu(17);
+            let v0 = block_a4(at);
+            let v1 = block_a4(at + pu(17));
+            let v2 = block_a4(at + 2u * pu(17));
+            let v3 = block_a4(at + 3u * pu(17));
+            (*a)[4u * g] = vec4<f32>(v0.x, v1.x, v2.x, v3.x);
+            (*a)[4u * g + 1u] = vec4<f32>(v0.y, v1.y, v2.y, v3.y);
+            (*a)[4u * g + 2u] = vec4<f32>(v0.z, v1.z, v2.z, v3.z);
+            (*a)[4u * g + 3u] = vec4<f32>(v0.w, v1.w, v2.w, v3.w);
+        }
+    } else {
+        for (var i = 0u; i < BR; i = i + 1u) {
+            let m = min(m0 + i, last_m);
+            (*a)[i] = vec4<f32>(block_a(base, m, k0, k_hi), block_a(base, m, k0 + 1u, k_hi),
+                                block_a(base, m, k0 + 2u, k_hi), block_a(base, m, k0 + 3u, k_hi));
+        }
+    }
+}
+
+// A block of B: b[kk * 4 + q] = B(k0 + kk, n0 + 4 q .. n0 + 4 q + 4), as `block_load_a`.
+fn block_load_b(b: ptr<function, array<vec4<f32>, 16>>, taps: ptr<function, array<Tap, 16>>, base: u32,
+                n0: u32, k0: u32, k_hi: u32, full: bool) {
+    let last_n = pu(1) - 1u;
+    let quads = BC / 4u;
+    if (full && (LAYOUT & 10u) == 8u) {
+        for (var kk = 0u; kk < 4u; kk = kk + 1u) {
+            for (var q = 0u; q < quads; q = q + 1u) {
+                (*b)[kk * 4u + q] = x1v[(base + (k0 + kk) * pu(18) + min(n0 + 4u * q, pu(1) - 4u)) >> 2u];
+            }
+        }
+    } else if (full && (LAYOUT & 8u) != 0u) {
+        // Contiguous along k: one vec4 of k per column, transposed.
+        for (var q = 0u; q < quads; q = q + 1u) {
+            let n = n0 + 4u * q;
+            let v0 = x1v[(base + k0 + min(n, last_n) * pu(19)) >> 2u];
+            let v1 = x1v[(base + k0 + min(n + 1u, last_n) * pu(19)) >> 2u];
+            let v2 = x1v[(base + k0 + min(n + 2u, last_n) * pu(19)) >> 2u];
+            let v3 = x1v[(base + k0 + min(n + 3u, last_n) * pu(19)) >> 2u];
+            (*b)[q] = vec4<f32>(v0.x, v1.x, v2.x, v3.x);
+            (*b)[4u + q] = vec4<f32>(v0.y, v1.y, v2.y, v3.y);
+            (*b)[8u + q] = vec4<f32>(v0.z, v1.z, v2.z, v3.z);
+            (*b)[12u + q] = vec4<f32>(v0.w, v1.w, v2.w, v3.w);
+        }
+    } else {
+        for (var kk = 0u; kk < 4u; kk = kk + 1u) {
+            let k = k0 + kk;
+            // The row's tap (divisions) once for all columns.
+            var tk: Tap;
+            if (B_CONV == 1u) { tk = tap_kernel(k); }
+            if (B_CONV == 2u) { tk = tap_pixel(k); }
+            for (var q = 0u; q < quads; q = q + 1u) {
+                let n = n0 + 4u * q;
+                (*b)[kk * 4u + q] = vec4<f32>(
+                    block_b(base, k, min(n, last_n), (*taps)[4u * q], tk, k_hi),
+                    block_b(base, k, min(n + 1u, last_n), (*taps)[4u * q + 1u], tk, k_hi),
+                    block_b(base, k, min(n + 2u, last_n), (*taps)[4u * q + 2u], tk, k_hi),
+                    block_b(base, k, min(n + 3u, last_n), (*taps)[4u * q + 3u], tk, k_hi));
+            }
+        }
+    }
+}
+
+// acc[i * 4 + q] += a[i].x b[q]: one value of k (the tail past the whole blocks).
+fn block_fma1(acc: ptr<function, array<vec4<f32>, 64>>, rs: ptr<function, array<f32, 16>>,
+              a: ptr<function, array<vec4<f32>, 16>>, b: ptr<function, array<vec4<f32>, 16>>, sums: bool) {
+    for (var i = 0u; i < BR; i = i + 1u) {
+        let av = (*a)[i].x;
+        if (sums) { (*rs)[i] = (*rs)[i] + av; }
+        for (var q = 0u; q < BC / 4u; q = q + 1u) {
+            (*acc)[i * 4u + q] = (*acc)[i * 4u + q] + av * (*b)[q];
+        }
+    }
+}
+
+// acc[i * 4 + q] += sum over kk of a[i][kk] b[kk * 4 + q], and the row sums.
+fn block_fma(acc: ptr<function, array<vec4<f32>, 64>>, rs: ptr<function, array<f32, 16>>,
+             a: ptr<function, array<vec4<f32>, 16>>, b: ptr<function, array<vec4<f32>, 16>>, sums: bool) {
+    for (var i = 0u; i < BR; i = i + 1u) {
+        let av = (*a)[i];
+        if (sums) { (*rs)[i] = (*rs)[i] + ((av.x + av.y) + (av.z + av.w)); }
+        for (var q = 0u; q < BC / 4u; q = q + 1u) {
+            (*acc)[i * 4u + q] = (*acc)[i * 4u + q] + av.x * (*b)[q] + av.y * (*b)[4u + q]
+                                 + av.z * (*b)[8u + q] + av.w * (*b)[12u + q];
+        }
+    }
+}
+
+@compute @workgroup_size(4, 4)
+fn matmul_block_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let job = job_of(wid.z);
+    let a_base = batch_base_a(job.batch);
+    let b_base = batch_base_b(job.batch);
+    let m0 = (wid.y * 4u + lid.y) * BR;
+    let n0 = (wid.x * 4u + lid.x) * BC;
+    let quads = BC / 4u;
+    var taps: array<Tap, 16>;
+    if (B_CONV != 0u) {
+        for (var j = 0u; j < BC; j = j + 1u) {
+            let n = min(n0 + j, pu(1) - 1u);
+            if (B_CONV == 1u) { taps[j] = tap_pixel(n); } else { taps[j] = tap_kernel(n); }
+        }
+    }
+    let sums = has_rowsum() && wid.x == 0u && lid.x == 0u;
+    var rs: array<f32, 16>;
+    var acc: array<vec4<f32>, 64>;    // [i * 4 + q]: rows m0 + i, columns n0 + 4 q ..
+    var a: array<vec4<f32>, 16>;
+    var b: array<vec4<f32>, 16>;
+    // Whole blocks of four values of k, then the rest one at a time. (Two loops, not a
+    // branch inside one: SIMD lanes execute both sides of a branch.)
+    let k_full = job.k_lo + (job.k_hi - job.k_lo) / 4u * 4u;
+    for (var k0 = job.k_lo; k0 < k_full; k0 = k0 + 4u) {
+        block_load_a(&a, a_base, m0, k0, job.k_hi, true);
+        block_load_b(&b, &taps, b_base, n0, k0, job.k_hi, true);
+        block_fma(&acc, &rs, &a, &b, sums);
+    }
+    for (var k = k_full; k < job.k_hi; k = k + 1u) {
+        block_load_a(&a, a_base, m0, k, k + 1u, false);
+        block_load_b(&b, &taps, b_base, n0, k, k + 1u, false);
+        block_fma1(&acc, &rs, &a, &b, sums);
+    }
+    let st = store_params(job);
+    for (var i = 0u; i < BR; i = i + 1u) {
+        let m = m0 + i;
+        if (m >= pu(0)) { break; }
+        if (sums) { store_rowsum(job, m, rs[i]); }
+        for (var q = 0u; q < quads; q = q + 1u) {
+            let v = acc[i * 4u + q];
+            for (var c = 0u; c < 4u; c = c + 1u) {
+                let n = n0 + 4u * q + c;
+                if (n < pu(1)) { store_out(st, m, n, v[c]); }
+            }
         }
     }
 }
@@ -414,15 +649,15 @@ fn matmul_small_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
 fn matmul_naive_fwd(@builtin(global_invocation_id) gid: vec3<u32>) {
     let m = gid.y;
     let n = gid.x;
-    if (m >= P[0] || n >= P[1]) { return; }
+    if (m >= pu(0) || n >= pu(1)) { return; }
     let job = job_of(gid.z);
     let a_base = batch_base_a(job.batch);
     let b_base = batch_base_b(job.batch);
     var acc = 0.0;
     for (var k = job.k_lo; k < job.k_hi; k = k + 1u) {
-        acc = acc + x0[a_base + m * P[16] + k * P[17]] * x1[b_base + k * P[18] + n * P[19]];
+        acc = acc + x0[a_base + m * pu(16) + k * pu(17)] * x1[b_base + k * pu(18) + n * pu(19)];
     }
-    store_c(job.c_base + m * P[1] + n, acc);
+    store_c(job.c_base + m * pu(1) + n, acc);
 }
 
 // ---- Sum of partial products -------------------------------------------------------
@@ -433,14 +668,14 @@ fn matmul_naive_fwd(@builtin(global_invocation_id) gid: vec3<u32>) {
 @compute @workgroup_size(256)
 fn matmul_partials_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i < P[1]) {
+    if (i < pu(1)) {
         var acc = 0.0;
-        for (var s = 0u; s < P[0]; s = s + 1u) { acc = acc + x0[s * P[1] + i]; }
+        for (var s = 0u; s < pu(0); s = s + 1u) { acc = acc + x0[s * pu(1) + i]; }
         y0[i] = acc;
-    } else if (i < P[1] + P[2]) {
-        let r = i - P[1];
+    } else if (i < pu(1) + pu(2)) {
+        let r = i - pu(1);
         var acc = 0.0;
-        for (var s = 0u; s < P[0]; s = s + 1u) { acc = acc + x1[s * P[2] + r]; }
+        for (var s = 0u; s < pu(0); s = s + 1u) { acc = acc + x1[s * pu(2) + r]; }
         y1[r] = acc;
     }
 }

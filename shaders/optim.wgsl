@@ -12,8 +12,8 @@ var<workgroup> norm_red: array<f32, 256>;
 @compute @workgroup_size(256)
 fn clip_norm_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let w = row_id(wid, nwg);
-    let base = w * P[1];
-    let end = min(base + P[1], P[0]);
+    let base = w * pu(1);
+    let end = min(base + pu(1), pu(0));
     var s = 0.0;
     for (var i = base + lid; i < end; i = i + WG) {
         s = s + x0[i];
@@ -26,9 +26,9 @@ fn clip_norm_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
         }
         workgroupBarrier();
     }
-    if (lid == 0u && w < P[2]) {
+    if (lid == 0u && w < pu(2)) {
         let total = norm_red[0];
-        if (P[3] == 0u) {
+        if (pu(3) == 0u) {
             y0[w] = total;
         } else {
             let norm = sqrt(total);

@@ -1,10 +1,12 @@
 // Prepended to every shader file. Binding 0 is this dispatch's parameter block (a
-// 256-byte window of the parameter arena, bound with a dynamic offset). The other
+// 256-byte window of the parameter arena, bound with a dynamic offset), a uniform
+// buffer: its 64 words are read with pu(i) (a uniform read is a scalar load where a
+// storage read may be a load per SIMD lane, as on lavapipe). The other
 // bindings are fixed slots so that every kernel's layout follows from the slots it uses:
 // 1-3 read-only f32 inputs, 4 a read-only u32 input, 5-7 f32 outputs, 8 a u32 output,
-// 9-10 read-only vec4<f32> views of two inputs (aligned vector loads; element i of such an
-// input is x0v[i >> 2u][i & 3u]).
-@group(0) @binding(0) var<storage, read> P: array<u32>;
+// 9-11 read-only vec4<f32> views of the three inputs (aligned vector loads; element i of
+// such an input is x0v[i >> 2u][i & 3u]). Generated kernels bind their own from 12 on.
+@group(0) @binding(0) var<uniform> P: array<vec4<u32>, 16>;
 @group(0) @binding(1) var<storage, read> x0: array<f32>;
 @group(0) @binding(2) var<storage, read> x1: array<f32>;
 @group(0) @binding(3) var<storage, read> x2: array<f32>;
@@ -15,6 +17,7 @@
 @group(0) @binding(8) var<storage, read_write> yi: array<u32>;
 @group(0) @binding(9) var<storage, read> x0v: array<vec4<f32>>;
 @group(0) @binding(10) var<storage, read> x1v: array<vec4<f32>>;
+@group(0) @binding(11) var<storage, read> x2v: array<vec4<f32>>;
 
 // Threads per workgroup of the one-dimensional elementwise kernels.
 const WG: u32 = 256u;
@@ -30,9 +33,14 @@ fn row_id(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
 }
 
+// Parameter word `i`.
+fn pu(i: u32) -> u32 {
+    return P[i >> 2u][i & 3u];
+}
+
 // Parameter word `i` read as f32.
 fn pf(i: u32) -> f32 {
-    return bitcast<f32>(P[i]);
+    return bitcast<f32>(pu(i));
 }
 
 // Offset into a strided buffer of element `i` of a contiguous tensor whose shape is
@@ -41,8 +49,8 @@ fn strided(i: u32, rank: u32, shape_at: u32, stride_at: u32) -> u32 {
     var rem = i;
     var off = 0u;
     for (var d = i32(rank) - 1; d >= 0; d = d - 1) {
-        let s = P[shape_at + u32(d)];
-        off = off + (rem % s) * P[stride_at + u32(d)];
+        let s = pu(shape_at + u32(d));
+        off = off + (rem % s) * pu(stride_at + u32(d));
         rem = rem / s;
     }
     return off;

@@ -17,8 +17,8 @@ fn mulhilo(a: u32, b: u32) -> vec2<u32> {
 }
 
 fn philox(i: u32) -> vec4<u32> {
-    var c = vec4<u32>(i, 0u, P[3], P[4]);
-    var k = vec2<u32>(P[1], P[2]);
+    var c = vec4<u32>(i, 0u, pu(3), pu(4));
+    var k = vec2<u32>(pu(1), pu(2));
     for (var r = 0u; r < 10u; r = r + 1u) {
         let p0 = mulhilo(0xD2511F53u, c.x);
         let p1 = mulhilo(0xCD9E8D57u, c.z);
@@ -41,14 +41,14 @@ fn normal01(w0: u32, w1: u32) -> f32 {
 @compute @workgroup_size(256)
 fn uniform_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     y0[i] = uniform01(philox(i).x);
 }
 
 @compute @workgroup_size(256)
 fn normal_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     let w = philox(i);
     y0[i] = normal01(w.x, w.y);
 }
@@ -59,8 +59,8 @@ fn normal_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 @compute @workgroup_size(256)
 fn dropout_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
-    let keep = (philox(i).x >> 8u) >= P[5];
+    if (i >= pu(0)) { return; }
+    let keep = (philox(i).x >> 8u) >= pu(5);
     let m = select(0.0, pf(6u), keep);
     y1[i] = m;
     y0[i] = x0[i] * m;
@@ -70,7 +70,7 @@ fn dropout_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 @compute @workgroup_size(256)
 fn noisy_relu_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     let w = philox(i);
     let z = x0[i] + pf(5u) * normal01(w.x, w.y);
     let pos = z > 0.0;

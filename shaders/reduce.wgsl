@@ -28,31 +28,31 @@ struct Slot {
 }
 
 fn slot_of(g: u32, t: u32) -> Slot {
-    let ow = P[29];
-    let blocks = (P[0] + ow - 1u) / ow;
+    let ow = pu(29);
+    let blocks = (pu(0) + ow - 1u) / ow;
     var s: Slot;
     s.o = (g % blocks) * ow + t % ow;
     s.lane = t / ow;
     s.lanes = RT / ow;
     s.split = g / blocks;
-    s.live = s.o < P[0] && s.split < P[31];
+    s.live = s.o < pu(0) && s.split < pu(31);
     return s;
 }
 
 fn reduce_base(o: u32) -> u32 {
-    if (P[2] == 1u) { return o * P[10]; }
-    return strided(o, P[2], 4u, 10u);
+    if (pu(2) == 1u) { return o * pu(10); }
+    return strided(o, pu(2), 4u, 10u);
 }
 
 fn reduce_off(j: u32) -> u32 {
-    if (P[3] == 1u) { return j * P[22]; }
-    return strided(j, P[3], 16u, 22u);
+    if (pu(3) == 1u) { return j * pu(22); }
+    return strided(j, pu(3), 16u, 22u);
 }
 
 // Sums v over the lanes of output t % OW through workgroup memory; the result is valid
 // at lane 0 (t < OW).
 fn combine_tree(v: f32, t: u32) -> f32 {
-    let ow = P[29];
+    let ow = pu(29);
     part[t] = v;
     workgroupBarrier();
     for (var s = RT / ow / 2u; s > 0u; s = s / 2u) {
@@ -67,16 +67,16 @@ fn sum_body(g: u32, t: u32) {
     var acc = 0.0;
     if (s.live) {
         let base = reduce_base(s.o);
-        let start = s.split * P[30];
-        let stop = min(P[1], start + P[30]);
+        let start = s.split * pu(30);
+        let stop = min(pu(1), start + pu(30));
         for (var j = start + s.lane; j < stop; j = j + s.lanes) {
             acc = acc + x0[base + reduce_off(j)];
         }
     }
     let total = combine_sum(acc, t);
     if (s.live && s.lane == 0u) {
-        if (P[32] == 1u) {
-            y0[s.split * P[0] + s.o] = total;
+        if (pu(32) == 1u) {
+            y0[s.split * pu(0) + s.o] = total;
         } else {
             y0[s.o] = total * pf(28u);
         }
@@ -97,17 +97,17 @@ fn max_body(g: u32, t: u32) {
     var best_j = NONE;
     if (s.live) {
         let base = reduce_base(s.o);
-        let start = s.split * P[30];
-        let stop = min(P[1], start + P[30]);
+        let start = s.split * pu(30);
+        let stop = min(pu(1), start + pu(30));
         for (var j = start + s.lane; j < stop; j = j + s.lanes) {
             let at = base + reduce_off(j);
             var pos = j;
-            if (P[33] == 1u) { pos = xi[at]; }
+            if (pu(33) == 1u) { pos = xi[at]; }
             let v = x0[at];
             if (max_better(v, pos, best, best_j)) { best = v; best_j = pos; }
         }
     }
-    let ow = P[29];
+    let ow = pu(29);
     part[t] = best;
     part_idx[t] = best_j;
     workgroupBarrier();
@@ -121,7 +121,7 @@ fn max_body(g: u32, t: u32) {
     }
     if (s.live && s.lane == 0u) {
         var at = s.o;
-        if (P[32] == 1u) { at = s.split * P[0] + s.o; }
+        if (pu(32) == 1u) { at = s.split * pu(0) + s.o; }
         y0[at] = part[t];
         yi[at] = part_idx[t];
     }

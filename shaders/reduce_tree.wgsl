@@ -25,16 +25,16 @@ fn max_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 @compute @workgroup_size(256)
 fn sum_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
-    y0[i] = x0[strided(i, P[1], 2u, 8u)] * pf(20u);
+    if (i >= pu(0)) { return; }
+    y0[i] = x0[strided(i, pu(1), 2u, 8u)] * pf(20u);
 }
 
 // y0[i] = g[output of i] where i was the saved argmax xi, else 0.
 @compute @workgroup_size(256)
 fn max_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
-    let o = strided(i, P[1], 2u, 8u);
-    let j = strided(i, P[1], 2u, 14u);
+    if (i >= pu(0)) { return; }
+    let o = strided(i, pu(1), 2u, 8u);
+    let j = strided(i, pu(1), 2u, 14u);
     y0[i] = select(0.0, x0[o], xi[o] == j);
 }

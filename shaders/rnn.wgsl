@@ -31,9 +31,9 @@ fn gru_gates(base: u32, h: u32) -> vec3<f32> {
 @compute @workgroup_size(256)
 fn lstm_cell_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    let n = P[0] * P[1];
+    let n = pu(0) * pu(1);
     if (i >= n) { return; }
-    let h = P[1];
+    let h = pu(1);
     let base = (i / h) * 4u * h + i % h;
     let a = lstm_gates(base, h);
     let ig = a.x;
@@ -68,9 +68,9 @@ fn lstm_backward(base: u32, h: u32, cp: f32, dh: f32, dc_out: f32) -> f32 {
 @compute @workgroup_size(256)
 fn lstm_cell_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    let n = P[0] * P[1];
+    let n = pu(0) * pu(1);
     if (i >= n) { return; }
-    let h = P[1];
+    let h = pu(1);
     y1[i] = lstm_backward((i / h) * 4u * h + i % h, h, x1[i], x2[i], x2[n + i]);
 }
 
@@ -82,8 +82,8 @@ fn lstm_cell_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 @compute @workgroup_size(256)
 fn gru_cell_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0] * P[1]) { return; }
-    let h = P[1];
+    if (i >= pu(0) * pu(1)) { return; }
+    let h = pu(1);
     let base = (i / h) * 3u * h + i % h;
     let g = gru_gates(base, h);
     y0[i] = (1.0 - g.y) * g.z + g.y * x2[i];
@@ -115,8 +115,8 @@ fn gru_backward(base: u32, h: u32, hp: f32, dh: f32) -> f32 {
 @compute @workgroup_size(256)
 fn gru_cell_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0] * P[1]) { return; }
-    let h = P[1];
+    if (i >= pu(0) * pu(1)) { return; }
+    let h = pu(1);
     y2[i] = gru_backward((i / h) * 3u * h + i % h, h, x2[i], bitcast<f32>(xi[i]));
 }
 
@@ -134,14 +134,14 @@ fn gru_cell_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 @compute @workgroup_size(256)
 fn lstm_step_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0] * P[1]) { return; }
-    let h = P[1];
-    let a = lstm_gates(P[2] + (i / h) * 4u * h + i % h, h);
+    if (i >= pu(0) * pu(1)) { return; }
+    let h = pu(1);
+    let a = lstm_gates(pu(2) + (i / h) * 4u * h + i % h, h);
     var cp = 0.0;
-    if ((P[6] & 1u) != 0u) { cp = y1[P[3] + i]; } else { cp = x1[P[3] + i]; }
+    if ((pu(6) & 1u) != 0u) { cp = y1[pu(3) + i]; } else { cp = x1[pu(3) + i]; }
     let c = a.y * cp + a.x * a.z;
-    y0[P[4] + i] = a.w * tanh_f(c);
-    if ((P[6] & 2u) != 0u) { y0[P[5] + i] = c; } else { y1[P[5] + i] = c; }
+    y0[pu(4) + i] = a.w * tanh_f(c);
+    if ((pu(6) & 2u) != 0u) { y0[pu(5) + i] = c; } else { y1[pu(5) + i] = c; }
 }
 
 // Backward, gates recomputed. x1 = the c_{t-1} source (c0 or the saved cell states),
@@ -152,17 +152,17 @@ fn lstm_step_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 @compute @workgroup_size(256)
 fn lstm_step_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0] * P[1]) { return; }
-    let h = P[1];
-    var dh = x2[P[4] + i];
+    if (i >= pu(0) * pu(1)) { return; }
+    let h = pu(1);
+    var dh = x2[pu(4) + i];
     var dc = 0.0;
-    if ((P[6] & 1u) != 0u) {
-        dc = x2[P[5] + i];
+    if ((pu(6) & 1u) != 0u) {
+        dc = x2[pu(5) + i];
     } else {
         dh = dh + y2[i];
         dc = y1[i];
     }
-    y1[i] = lstm_backward(P[2] + (i / h) * 4u * h + i % h, h, x1[P[3] + i], dh, dc);
+    y1[i] = lstm_backward(pu(2) + (i / h) * 4u * h + i % h, h, x1[pu(3) + i], dh, dc);
 }
 
 // ---- Whole-sequence GRU, one step at a time on [T, ...] buffers ---------------------
@@ -175,12 +175,12 @@ fn lstm_step_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 @compute @workgroup_size(256)
 fn gru_step_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0] * P[1]) { return; }
-    let h = P[1];
-    let g = gru_gates(P[2] + (i / h) * 3u * h + i % h, h);
+    if (i >= pu(0) * pu(1)) { return; }
+    let h = pu(1);
+    let g = gru_gates(pu(2) + (i / h) * 3u * h + i % h, h);
     var hp = 0.0;
-    if ((P[5] & 1u) != 0u) { hp = y0[P[3] + i]; } else { hp = x2[P[3] + i]; }
-    y0[P[4] + i] = (1.0 - g.y) * g.z + g.y * hp;
+    if ((pu(5) & 1u) != 0u) { hp = y0[pu(3) + i]; } else { hp = x2[pu(3) + i]; }
+    y0[pu(4) + i] = (1.0 - g.y) * g.z + g.y * hp;
 }
 
 // Backward: x2 = h_{t-1}'s source (h0 or the saved outputs), xi = the output gradient
@@ -190,9 +190,9 @@ fn gru_step_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 @compute @workgroup_size(256)
 fn gru_step_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0] * P[1]) { return; }
-    let h = P[1];
-    var dh = bitcast<f32>(xi[P[4] + i]);
-    if ((P[5] & 1u) == 0u) { dh = dh + y2[i]; }
-    y2[i] = gru_backward(P[2] + (i / h) * 3u * h + i % h, h, x2[P[3] + i], dh);
+    if (i >= pu(0) * pu(1)) { return; }
+    let h = pu(1);
+    var dh = bitcast<f32>(xi[pu(4) + i]);
+    if ((pu(5) & 1u) == 0u) { dh = dh + y2[i]; }
+    y2[i] = gru_backward(pu(2) + (i / h) * 3u * h + i % h, h, x2[pu(3) + i], dh);
 }

@@ -4,77 +4,77 @@
 @compute @workgroup_size(256)
 fn neg_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     y0[i] = -x0[i];
 }
 
 @compute @workgroup_size(256)
 fn neg_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     y0[i] = -x2[i];
 }
 
 @compute @workgroup_size(256)
 fn exp_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     y0[i] = exp(x0[i]);
 }
 
 @compute @workgroup_size(256)
 fn exp_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     y0[i] = x2[i] * x1[i];
 }
 
 @compute @workgroup_size(256)
 fn log_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     y0[i] = log(x0[i]);
 }
 
 @compute @workgroup_size(256)
 fn log_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     y0[i] = x2[i] / x0[i];
 }
 
 @compute @workgroup_size(256)
 fn sqrt_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     y0[i] = sqrt(x0[i]);
 }
 
 @compute @workgroup_size(256)
 fn sqrt_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     y0[i] = x2[i] / (2.0 * x1[i]);
 }
 
 @compute @workgroup_size(256)
 fn abs_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     y0[i] = abs(x0[i]);
 }
 
 @compute @workgroup_size(256)
 fn abs_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     y0[i] = x2[i] * sign(x0[i]);
 }
 
 @compute @workgroup_size(256)
 fn sigmoid_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     y0[i] = sigmoid_f(x0[i]);
 }
 
@@ -82,7 +82,7 @@ fn sigmoid_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 @compute @workgroup_size(256)
 fn sigmoid_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     let y = x1[i];
     y0[i] = x2[i] * y * (1.0 - y);
 }
@@ -90,7 +90,7 @@ fn sigmoid_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 @compute @workgroup_size(256)
 fn tanh_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     // Some drivers build tanh from exp and overflow past |x| ~ 44; tanh(15) is 1 in f32.
     y0[i] = tanh(clamp(x0[i], -15.0, 15.0));
 }
@@ -98,7 +98,7 @@ fn tanh_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 @compute @workgroup_size(256)
 fn tanh_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     let y = x1[i];
     y0[i] = x2[i] * (1.0 - y * y);
 }
@@ -106,14 +106,14 @@ fn tanh_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 @compute @workgroup_size(256)
 fn relu_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     y0[i] = max(x0[i], 0.0);
 }
 
 @compute @workgroup_size(256)
 fn relu_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     y0[i] = select(0.0, x2[i], x0[i] > 0.0);
 }
 
@@ -121,7 +121,7 @@ fn relu_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 @compute @workgroup_size(256)
 fn leaky_relu_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     let x = x0[i];
     y0[i] = select(pf(1u) * x, x, x > 0.0);
 }
@@ -129,7 +129,7 @@ fn leaky_relu_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 @compute @workgroup_size(256)
 fn leaky_relu_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     y0[i] = select(pf(1u) * x2[i], x2[i], x0[i] > 0.0);
 }
 
@@ -137,7 +137,7 @@ fn leaky_relu_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 @compute @workgroup_size(256)
 fn softplus_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     let x = x0[i];
     let z = pf(1u) * x;
     if (z > pf(2u)) {
@@ -150,7 +150,7 @@ fn softplus_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 @compute @workgroup_size(256)
 fn softplus_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     let z = pf(1u) * x0[i];
     y0[i] = select(x2[i] * sigmoid_f(z), x2[i], z > pf(2u));
 }
@@ -159,28 +159,28 @@ fn softplus_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 @compute @workgroup_size(256)
 fn affine_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     y0[i] = pf(1u) * x0[i] + pf(2u);
 }
 
 @compute @workgroup_size(256)
 fn affine_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     y0[i] = pf(1u) * x2[i];
 }
 
 // Parametric ReLU, PyTorch layout: x0 = input [N, C, ...], x1 = slopes (C values, or one).
 // P[1] = C, P[2] = elements per channel plane, P[3] = number of slopes.
 fn prelu_channel(i: u32) -> u32 {
-    if (P[3] == 1u) { return 0u; }
-    return (i / P[2]) % P[1];
+    if (pu(3) == 1u) { return 0u; }
+    return (i / pu(2)) % pu(1);
 }
 
 @compute @workgroup_size(256)
 fn prelu_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     let x = x0[i];
     y0[i] = select(x1[prelu_channel(i)] * x, x, x > 0.0);
 }
@@ -190,7 +190,7 @@ fn prelu_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 @compute @workgroup_size(256)
 fn prelu_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= P[0]) { return; }
+    if (i >= pu(0)) { return; }
     let x = x0[i];
     let g = x2[i];
     let pos = x > 0.0;

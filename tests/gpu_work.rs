@@ -128,14 +128,10 @@ fn a_cpu_profile_is_empty() {
     assert_eq!(p.useful_fraction(), None);
 }
 
-/// Every variant of the matmul family is reached by the op registry's product entries
-/// (whose values `tests/gradcheck.rs` checks): both thread tiles of the tiled kernel with
-/// each operand read along either axis, with and without vec4 loads, every small tile,
-/// split-K with its reduction, and sequential K passes.
-#[test]
-fn the_registry_reaches_every_variant_of_the_matmul_family() {
-    let _serial = common::exclusive();
-    let gpu = common::gpu();
+/// The kernels (with their override values) that the registry's products, the fused
+/// layers' cases and two larger fused layers dispatch on `gpu`.
+fn matmul_variants_run(gpu: &Device) -> Vec<String> {
+    let gpu = gpu.clone();
     let mut seen: Vec<String> = Vec::new();
     for entry in wgrad::ops::registry::registry() {
         let fused = ["linear_act", "rnn_tanh", "rnn_relu"];
@@ -190,6 +186,34 @@ fn the_registry_reaches_every_variant_of_the_matmul_family() {
             .unwrap();
         seen.extend(profile.dispatches.into_iter().map(|d| d.kernel));
     }
+    seen
+}
+
+/// The extraction of a kernel's `EPI=` override value from its profile name.
+fn epi_of(k: &str) -> Option<u32> {
+    let at = k.find("EPI=")? + 4;
+    k[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Every variant of the matmul family is reached by the op registry's product entries
+/// (whose values `tests/gradcheck.rs` checks, planned both ways): both thread tiles of
+/// the tiled kernel with each operand read along either axis, with and without vec4
+/// loads, every small tile, every block with every layout, the fused parts, split-K with
+/// its reduction, and sequential K passes.
+#[test]
+fn the_registry_reaches_every_variant_of_the_matmul_family() {
+    let _serial = common::exclusive();
+    // Planned as on a hardware GPU (on lavapipe too): the tiled and small kernels.
+    let hardware_plans = Device::gpu_with(wgrad::GpuOptions {
+        software_kernels: false,
+        ..wgrad::GpuOptions::from_env()
+    })
+    .unwrap();
+    let seen = matmul_variants_run(&hardware_plans);
     let has = |part: &str| seen.iter().any(|k| k.contains(part));
     // vec4 loads apply along M for A and N for B (a K-contiguous operand is read as
     // scalars), so each layout is reached with the vec4 loads it can have.
@@ -221,24 +245,75 @@ fn the_registry_reaches_every_variant_of_the_matmul_family() {
     assert!(has("matmul_naive_fwd") && has("sum_fwd"));
     // The fused prologue (bit 2), row sums (bit 4) and epilogue activations (bits 8-11)
     // of both kernels, and the recurrent step's A read from the output.
-    let epi = |k: &String| -> Option<u32> {
-        let at = k.find("EPI=")? + 4;
-        k[at..]
-            .split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse()
-            .ok()
-    };
     for kernel in ["matmul_tile_fwd", "matmul_small_fwd"] {
         for (bits, what) in [(2, "prologue"), (4, "row sums"), (4 << 8, "tanh epilogue")] {
             let ok = seen
                 .iter()
                 .filter(|k| k.starts_with(kernel))
-                .any(|k| epi(k).is_some_and(|e| e & bits == bits));
+                .any(|k| epi_of(k).is_some_and(|e| e & bits == bits));
             assert!(ok, "no product ran {kernel} with the fused {what}");
         }
     }
     assert!(has("A_IN_Y0=1"), "no recurrent step read A from its output");
+
+    // The block kernels: forced by the registry on any adapter (every layout, with and
+    // without vec4 loads), and planned on a software one with their fused parts.
+    let gpu = common::gpu();
+    let seen = matmul_variants_run(&gpu);
+    let block: Vec<&String> = seen
+        .iter()
+        .filter(|k| k.starts_with("matmul_block_fwd"))
+        .collect();
+    let layout_of = |k: &str| -> u32 {
+        let at = k.find("LAYOUT=").unwrap() + 7;
+        k[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    // LAYOUT bits: 1 A contiguous along K, 2 B along K, 4 / 8 vec4 loads of A / B.
+    for (mask, want, what) in [
+        (5, 5, "A along K with vec4 loads"),
+        (5, 1, "A along K with scalar loads"),
+        (5, 4, "A along M with vec4 loads"),
+        (5, 0, "A along M with scalar loads"),
+        (10, 10, "B along K with vec4 loads"),
+        (10, 2, "B along K with scalar loads"),
+        (10, 8, "B along N with vec4 loads"),
+        (10, 0, "B along N with scalar loads"),
+    ] {
+        assert!(
+            block.iter().any(|k| layout_of(k) & mask == want),
+            "no product ran matmul_block_fwd with {what}"
+        );
+    }
+    for (br, bc) in [(16, 16), (8, 8), (4, 16), (16, 4), (4, 4)] {
+        assert!(
+            block
+                .iter()
+                .any(|k| k.contains(&format!("[BR={br},BC={bc},"))),
+            "no product ran the {br} x {bc} block"
+        );
+    }
+    let Device::Gpu(ctx) = &gpu else {
+        unreachable!()
+    };
+    if ctx.is_software() {
+        for (bits, what) in [(2, "prologue"), (4, "row sums"), (4 << 8, "tanh epilogue")] {
+            assert!(
+                block
+                    .iter()
+                    .any(|k| epi_of(k).is_some_and(|e| e & bits == bits)),
+                "no product ran matmul_block_fwd with the fused {what}"
+            );
+        }
+        assert!(
+            block.iter().any(|k| k.contains("A_IN_Y0=1")),
+            "no recurrent step ran on a block kernel"
+        );
+    }
 }
 
 /// Issue 10's budgets: dispatches per training step of DESIGN's three workloads (each

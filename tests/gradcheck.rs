@@ -237,33 +237,28 @@ fn every_op_matches_the_cpu_on_the_gpu_forward_and_backward() {
     println!("GPU vs CPU: {cases} cases agree on {}", gpu.name());
 }
 
-/// Reductions combine their lanes with subgroup operations where the adapter has them;
-/// the fallback through workgroup memory must agree with the CPU as well.
+/// The other side of the GPU options that choose between kernels: reductions that
+/// combine through workgroup memory instead of subgroup operations, and, on a software
+/// adapter, matrix products planned as on a hardware GPU (the tiled and small kernels,
+/// with their fused parts, instead of the block kernels). The default test above runs
+/// the defaults; this one must agree with the CPU as well.
 #[test]
-fn every_op_matches_the_cpu_with_and_without_subgroup_operations() {
-    for subgroups in [false, true] {
-        let options = GpuOptions {
-            subgroups,
-            ..GpuOptions::from_env()
-        };
-        let gpu = Device::gpu_with(options).unwrap_or_else(|e| panic!("a GPU device: {e}"));
-        let Device::Gpu(ctx) = &gpu else {
-            unreachable!()
-        };
-        if subgroups && !ctx.uses_subgroups() {
-            println!(
-                "{} has no subgroup operations: only the fallback runs",
-                gpu.name()
-            );
-            continue;
-        }
-        assert_eq!(ctx.uses_subgroups(), subgroups);
-        let cases = registry_matches_the_cpu(&gpu);
-        println!(
-            "subgroups {subgroups}: {cases} cases agree on {}",
-            gpu.name()
-        );
-    }
+fn every_op_matches_the_cpu_without_subgroups_and_with_hardware_plans() {
+    let options = GpuOptions {
+        subgroups: false,
+        software_kernels: false,
+        ..GpuOptions::from_env()
+    };
+    let gpu = Device::gpu_with(options).unwrap_or_else(|e| panic!("a GPU device: {e}"));
+    let Device::Gpu(ctx) = &gpu else {
+        unreachable!()
+    };
+    assert!(!ctx.uses_subgroups());
+    let cases = registry_matches_the_cpu(&gpu);
+    println!(
+        "no subgroups, hardware matmul plans: {cases} cases agree on {}",
+        gpu.name()
+    );
 }
 
 /// Shader modules are created without naga's runtime checks (bounds clamps, loop

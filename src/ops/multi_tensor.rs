@@ -96,12 +96,12 @@ pub(crate) fn generate(spec: &MultiSpec, k: usize) -> String {
     for t in 1..k {
         let _ = writeln!(
             s,
-            "    if (wg >= P[{}u]) {{ t = {t}u; }}",
+            "    if (wg >= pu({}u)) {{ t = {t}u; }}",
             TABLE + 2 * t + 1
         );
     }
-    let _ = writeln!(s, "    let tn = P[{TABLE}u + 2u * t];");
-    let _ = writeln!(s, "    let tfirst = P[{}u + 2u * t];", TABLE + 1);
+    let _ = writeln!(s, "    let tn = pu({TABLE}u + 2u * t);");
+    let _ = writeln!(s, "    let tfirst = pu({}u + 2u * t);", TABLE + 1);
     s.push_str(spec.before);
     s.push_str("    switch t {\n");
     // Longest role names first, so that no name's replacement eats a longer one's.
@@ -167,10 +167,11 @@ pub(crate) fn sample_source(spec: &'static MultiSpec) -> ShaderSource {
 }
 
 /// Tensors one dispatch of `spec` may cover on `ctx`: the parameter block's table holds
-/// [`MAX_TENSORS`], and every buffer is a storage binding (the parameter block too).
+/// [`MAX_TENSORS`], and every buffer is a storage binding (the parameter block is a
+/// uniform one).
 pub(crate) fn tensors_per_dispatch(ctx: &GpuContext, spec: &MultiSpec) -> usize {
     let bindings = ctx.max_storage_buffers();
-    let by_limits = bindings.saturating_sub(1 + spec.shared.len()) / spec.roles.len();
+    let by_limits = bindings.saturating_sub(spec.shared.len()) / spec.roles.len();
     let mut t = by_limits.min(MAX_TENSORS);
     let cap = ctx.multi_tensor_cap();
     if cap > 0 {
@@ -320,12 +321,12 @@ mod tests {
     fn generated_source_names_each_tensors_buffers() {
         let src = generate(&DEMO, 2);
         for needle in [
-            "@binding(11) var<storage, read> g0",
-            "@binding(12) var<storage, read_write> gp0",
-            "@binding(14) var<storage, read_write> gp1",
-            "@binding(15) var<storage, read> s",
+            "@binding(12) var<storage, read> g0",
+            "@binding(13) var<storage, read_write> gp0",
+            "@binding(15) var<storage, read_write> gp1",
+            "@binding(16) var<storage, read> s",
             "gp1[i] = g1[i] * s[0];",
-            "if (wg >= P[15u]) { t = 1u; }",
+            "if (wg >= pu(15u)) { t = 1u; }",
         ] {
             assert!(src.contains(needle), "missing {needle:?} in\n{src}");
         }

@@ -49,11 +49,11 @@ pub(crate) static SGD_MOMENTUM: MultiSpec = MultiSpec {
             let g = $g[i] + pf(3u) * p;
             let mom = pf(1u);
             var b = g;
-            if (P[5] == 0u) {
+            if (pu(5) == 0u) {
                 b = mom * $b[i] + (1.0 - pf(2u)) * g;
             }
             $b[i] = b;
-            let d = select(b, g + mom * b, P[4] == 1u);
+            let d = select(b, g + mom * b, pu(4) == 1u);
             $p[i] = p - pf(0u) * d;
 ",
     after: "",
@@ -72,7 +72,7 @@ pub(crate) static ADAM: MultiSpec = MultiSpec {
     case: "            var p = $p[i];
             var g = $g[i];
             let lr = pf(0u);
-            if (P[5] == 1u) {
+            if (pu(5) == 1u) {
                 p = p * (1.0 - lr * pf(4u));
             } else {
                 g = g + pf(4u) * p;
@@ -95,8 +95,8 @@ pub(crate) static CLIP_SUMSQ: MultiSpec = MultiSpec {
     roles: &[("g", true)],
     shared: &[("partials", false)],
     decls: "var<workgroup> sumsq_red: array<f32, 256>;\n",
-    before: "    let base = (wg - tfirst) * P[0];
-    let end = min(base + P[0], tn);
+    before: "    let base = (wg - tfirst) * pu(0);
+    let end = min(base + pu(0), tn);
     var s = 0.0;
 ",
     case: "            for (var i = base + lid; i < end; i = i + WG) {
@@ -112,8 +112,8 @@ pub(crate) static CLIP_SUMSQ: MultiSpec = MultiSpec {
         }
         workgroupBarrier();
     }
-    if (lid == 0u && wg < P[2]) {
-        partials[P[1] + wg] = sumsq_red[0];
+    if (lid == 0u && wg < pu(2)) {
+        partials[pu(1) + wg] = sumsq_red[0];
     }
 ",
     loops: true,

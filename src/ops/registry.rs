@@ -492,6 +492,25 @@ pub fn registry() -> Vec<OpEntry> {
             (&[2, 31, 12], &[12, 33], forced(MatmulKernel::Small32x32, 0)),
         ],
     ));
+    // The block kernels (software adapters), forced on any adapter: aligned shapes take
+    // the vec4 loads (in every layout, through the backward's transposed operands),
+    // the others the scalar ones, and K tails shorter than 4.
+    ops.push(product_entry(
+        "matmul_block",
+        &["matmul_block_fwd"],
+        vec![
+            (&[8, 12], &[12, 16], forced(MatmulKernel::Block64, 0)),
+            (&[65, 20], &[20, 68], forced(MatmulKernel::Block64, 0)),
+            (&[3, 17], &[17, 5], forced(MatmulKernel::Block64, 0)),
+            (&[2, 36, 9], &[9, 40], forced(MatmulKernel::Block32, 0)),
+            (&[2, 1, 7, 9], &[3, 9, 33], forced(MatmulKernel::Block32, 0)),
+            (&[16, 24], &[2, 24, 64], forced(MatmulKernel::Block16x64, 0)),
+            (&[17, 6], &[6, 70], forced(MatmulKernel::Block16x64, 0)),
+            (&[64, 28], &[28, 12], forced(MatmulKernel::Block64x16, 0)),
+            (&[66, 5], &[5, 3], forced(MatmulKernel::Block64x16, 0)),
+            (&[2, 9, 4], &[4, 18], forced(MatmulKernel::Block16, 0)),
+        ],
+    ));
     ops.push(product_entry(
         "matmul_splitk",
         &["matmul_tile_fwd", "matmul_small_fwd", "sum_fwd"],
@@ -504,6 +523,8 @@ pub fn registry() -> Vec<OpEntry> {
             // One split longer than a workgroup may loop: chunks one after another.
             (&[3, 1100], &[1100, 2], forced(MatmulKernel::Small16x16, 1)),
             (&[2, 1040], &[1040, 3], forced(MatmulKernel::Tile64, 1)),
+            (&[4, 300], &[300, 8], forced(MatmulKernel::Block64, 3)),
+            (&[3, 1030], &[1030, 4], forced(MatmulKernel::Block32, 1)),
         ],
     ));
     // The one-output-per-thread kernel that benchmarks compare the others against.

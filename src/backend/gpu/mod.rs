@@ -55,7 +55,7 @@ pub const PRELUDE: &str = include_str!("../../../shaders/prelude.wgsl");
 
 /// Binding slots, fixed across all shaders (see `shaders/prelude.wgsl`):
 /// 1-3 read-only `f32` inputs, 4 a read-only `u32` input, 5-7 `f32` outputs,
-/// 8 a `u32` output, 9-10 read-only `vec4<f32>` views of two inputs.
+/// 8 a `u32` output, 9-11 read-only `vec4<f32>` views of the three inputs.
 /// Binding 0 is the parameter block.
 pub(crate) mod slot {
     pub const X0: u32 = 1;
@@ -69,10 +69,11 @@ pub(crate) mod slot {
     pub const YI: u32 = 8;
     pub const X0V: u32 = 9;
     pub const X1V: u32 = 10;
+    pub const X2V: u32 = 11;
 
     /// The first binding number past the fixed slots: generated kernels (multi-tensor
     /// kernels, `ops::multi_tensor`) declare their own bindings from here on.
-    pub const FIRST_EXTRA: u32 = 11;
+    pub const FIRST_EXTRA: u32 = 12;
 
     /// True for the read-only slots.
     pub fn read_only(s: u32) -> bool {
@@ -140,6 +141,11 @@ pub struct GpuOptions {
     /// `SUBGROUP` feature); otherwise, or when this is false, reductions combine through
     /// workgroup memory. `WGRAD_SUBGROUPS=0` turns them off.
     pub subgroups: bool,
+    /// On a software adapter (lavapipe, SwiftShader, WARP), let matrix products take the
+    /// block kernels made for CPU SIMD lanes (see `ops::matmul::plan`); when false they
+    /// are planned as on a hardware GPU (tests use this to run the hardware kernels on
+    /// lavapipe). `WGRAD_SOFTWARE_KERNELS=0` turns them off. No effect on hardware.
+    pub software_kernels: bool,
 }
 
 impl Default for GpuOptions {
@@ -147,13 +153,14 @@ impl Default for GpuOptions {
         GpuOptions {
             shader_checks: false,
             subgroups: true,
+            software_kernels: true,
         }
     }
 }
 
 impl GpuOptions {
-    /// The defaults with the environment's overrides: `WGRAD_SHADER_CHECKS=1` and
-    /// `WGRAD_SUBGROUPS=0`.
+    /// The defaults with the environment's overrides: `WGRAD_SHADER_CHECKS=1`,
+    /// `WGRAD_SUBGROUPS=0` and `WGRAD_SOFTWARE_KERNELS=0`.
     pub fn from_env() -> GpuOptions {
         let flag = |name: &str| std::env::var(name).ok().map(|v| v.trim().to_string());
         let mut o = GpuOptions::default();
@@ -162,6 +169,9 @@ impl GpuOptions {
         }
         if let Some(v) = flag("WGRAD_SUBGROUPS") {
             o.subgroups = !matches!(v.as_str(), "0" | "false" | "off");
+        }
+        if let Some(v) = flag("WGRAD_SOFTWARE_KERNELS") {
+            o.software_kernels = !matches!(v.as_str(), "0" | "false" | "off");
         }
         o
     }

@@ -67,12 +67,21 @@ impl GpuContext {
             visibility: wgpu::ShaderStages::COMPUTE,
             ty: wgpu::BindingType::Buffer {
                 ty: wgpu::BufferBindingType::Storage { read_only },
-                has_dynamic_offset: binding == 0,
+                has_dynamic_offset: false,
                 min_binding_size: None,
             },
             count: None,
         };
-        let mut entries = vec![storage(0, true)];
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: true,
+                min_binding_size: None,
+            },
+            count: None,
+        }];
         entries.extend(k.slots.iter().map(|&s| storage(s, slot::read_only(s))));
         entries.extend(k.extra.iter().map(|e| storage(e.binding, e.read_only)));
         let layout = self

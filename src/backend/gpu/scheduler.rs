@@ -50,7 +50,7 @@ impl State {
         let params_arena = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgrad parameter arena"),
             size: MAX_PENDING as u64 * PARAM_BYTES,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         State {

@@ -39,6 +39,16 @@ const MATMUL_SMALL: &Kernel = kernel!(
     loops,
     overrides = ["SM", "SN", "EPI", "A_IN_Y0", "B_CONV"]
 );
+/// The block kernel binds the vec4 views of both operands (its scalar loads go through
+/// them too), like the tiled kernel, and both views of `x2` (a prologue's saved output
+/// is read as vec4s along with A).
+const MATMUL_BLOCK: &Kernel = kernel!(
+    FILE,
+    "matmul_block_fwd",
+    [X0V, X1V, X2, Y0, Y1, X2V],
+    loops,
+    overrides = ["BR", "BC", "LAYOUT", "EPI", "A_IN_Y0", "B_CONV"]
+);
 const MATMUL_NAIVE: &Kernel = kernel!(FILE, "matmul_naive_fwd", [X0, X1, Y0], loops);
 const SUM_PARTIALS: &Kernel = kernel!(FILE, "matmul_partials_bwd", [X0, X1, Y0, Y1], loops);
 
@@ -390,6 +400,44 @@ impl GpuProduct {
         ]
     }
 
+    /// The override values of a block kernel: outputs per thread, the layout bits (1 A
+    /// contiguous along K, 2 B contiguous along K, 4 / 8 A / B read as aligned vec4s
+    /// along that axis: its unit stride, every other stride, batch stride and offset a
+    /// multiple of 4, and along M or N that extent too), and the fused parts.
+    fn block_overrides(&self, kernel: MatmulKernel, epi: &Epi) -> [u32; 6] {
+        let (rows, cols) = kernel.block().expect("a block kernel");
+        let ((a_rs, a_cs), (b_rs, b_cs)) = (self.a_strides, self.b_strides);
+        let all4 = |v: &[usize]| v.iter().all(|x| x.is_multiple_of(4));
+        let a_kmajor = a_cs == 1;
+        let b_kmajor = b_rs == 1;
+        let vec_a = !epi.a_in_out
+            && all4(&self.sa)
+            && epi.a_off.is_multiple_of(4)
+            && if a_kmajor {
+                a_rs.is_multiple_of(4)
+            } else {
+                a_rs == 1 && all4(&[a_cs, self.m])
+            };
+        let vec_b = epi.conv.is_none()
+            && all4(&self.sb)
+            && epi.b_off.is_multiple_of(4)
+            && if b_kmajor {
+                b_cs.is_multiple_of(4)
+            } else {
+                b_cs == 1 && all4(&[b_rs, self.n])
+            };
+        let layout =
+            a_kmajor as u32 | (b_kmajor as u32) << 1 | (vec_a as u32) << 2 | (vec_b as u32) << 3;
+        [
+            rows as u32,
+            cols as u32,
+            layout,
+            epi.code(),
+            epi.a_in_out as u32,
+            epi.conv.map_or(0, |(mode, _)| mode),
+        ]
+    }
+
     /// Runs the product: one launch per pass and per group of at most 65,535
     /// (batch, split) pairs, then the reduction of the splits and of a summed batch.
     /// Returns the result with shape `[1 or splits, out batch..., M, N]` reduced to
@@ -461,7 +509,8 @@ impl GpuProduct {
             plan::plan(&product, kernel_choice, splits_choice, &limits).ok_or_else(too_big)?;
         let small_only = epi.a_in_out || epi.conv.is_some();
         if small_only && matches!(plan.kernel, MatmulKernel::Tile128 | MatmulKernel::Tile64) {
-            // Only the small-tile kernel reads A from the output binding or gathers B.
+            // Only the small-tile and block kernels read A from the output binding or
+            // gather B.
             plan = plan::plan(&product, MatmulKernel::Small32x32, splits_choice, &limits)
                 .ok_or_else(too_big)?;
         }
@@ -486,6 +535,7 @@ impl GpuProduct {
                 (MATMUL_TILE, self.tile_overrides(plan.kernel, epi))
             }
             MatmulKernel::Naive => (MATMUL_NAIVE, [0; 6]),
+            block if block.is_block() => (MATMUL_BLOCK, self.block_overrides(block, epi)),
             small => {
                 let (rows, cols, _) = small.tile();
                 (
@@ -591,6 +641,8 @@ impl GpuProduct {
                 let bufs: &[&crate::backend::gpu::GpuBuffer] = if plan.kernel == MatmulKernel::Naive
                 {
                     &[bufs[0], bufs[1], bufs[3]]
+                } else if plan.kernel.is_block() {
+                    &[bufs[0], bufs[1], bufs[2], bufs[3], bufs[4], bufs[2]]
                 } else {
                     &bufs
                 };
@@ -728,6 +780,7 @@ fn plan_limits(g: &crate::backend::gpu::GpuContext) -> PlanLimits {
     PlanLimits {
         max_binding: g.max_binding(),
         full_groups: g.full_groups(),
+        software: g.is_software() && g.options().software_kernels,
     }
 }
 

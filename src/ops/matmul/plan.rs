@@ -4,7 +4,10 @@
 //! outputs per thread) and 64 x 64 tiles (4 x 4), and a small-tile kernel (16 or 32 rows
 //! by 16 or 32 columns, 2 or 4 by 2 or 4 outputs per thread, no staging) for products with
 //! few rows or columns. Any of them can split K into chunks whose partial products a
-//! reduction pass adds (split-K).
+//! reduction pass adds (split-K). On a software adapter (lavapipe and the like, which
+//! run a workgroup's threads as one CPU thread's SIMD lanes) the block kernels join
+//! them: large register blocks per thread, operands read straight from memory as vec4s,
+//! because there every load instruction costs tens of multiply-adds.
 //!
 //! The rule, for a product of `batches` matrices `M x K` by `K x N`:
 //! 1. Candidates are each kernel with each split count whose chunk is at least
@@ -16,7 +19,8 @@
 //!    the split candidates.
 //! 2. Candidates that waste at most a quarter of their arithmetic on partial tiles
 //!    ([`MIN_USEFUL`]) are preferred; without any, the least wasteful ones compete.
-//! 3. Among those, the lowest modelled time on a reference GPU of the H100 class wins:
+//! 3. Among those, the lowest modelled time wins, on a reference GPU of the H100 class
+//!    (or, on a software adapter, at the rates measured on lavapipe, `software_rate`):
 //!    executed FLOPs at the kernel's rate, slowed in proportion when the grid has fewer
 //!    workgroups than it takes to fill the GPU ([`FULL_GROUPS`] on hardware, one per CPU
 //!    thread on a software adapter), plus, with splits, one dependent dispatch and the
@@ -44,6 +48,17 @@ pub enum MatmulKernel {
     Small32x32,
     /// One output per thread, straight from global memory (the benchmarks' baseline).
     Naive,
+    /// For software adapters: 64 x 64 tiles, 16 x 16 outputs per thread, operands read
+    /// straight from memory as aligned vec4s where the layout allows.
+    Block64,
+    /// For software adapters: 32 x 32 tiles, 8 x 8 outputs per thread.
+    Block32,
+    /// For software adapters: 16 x 64 tiles (rows x columns), 4 x 16 outputs per thread.
+    Block16x64,
+    /// For software adapters: 64 x 16 tiles, 16 x 4 outputs per thread.
+    Block64x16,
+    /// For software adapters: 16 x 16 tiles, 4 x 4 outputs per thread.
+    Block16,
 }
 
 impl MatmulKernel {
@@ -56,7 +71,18 @@ impl MatmulKernel {
             MatmulKernel::Small16x32 => (16, 32, 1),
             MatmulKernel::Small32x16 => (32, 16, 1),
             MatmulKernel::Small16x16 | MatmulKernel::Naive | MatmulKernel::Auto => (16, 16, 1),
+            MatmulKernel::Block64 => (64, 64, 1),
+            MatmulKernel::Block32 => (32, 32, 1),
+            MatmulKernel::Block16x64 => (16, 64, 1),
+            MatmulKernel::Block64x16 => (64, 16, 1),
+            MatmulKernel::Block16 => (16, 16, 1),
         }
+    }
+
+    /// Outputs per thread (rows, columns) of a block kernel.
+    pub(crate) fn block(self) -> Option<(usize, usize)> {
+        let (bm, bn, _) = self.tile();
+        self.is_block().then_some((bm / 4, bn / 4))
     }
 
     /// Relative arithmetic rate on a large GPU (per executed FLOP). The small-tile
@@ -70,7 +96,38 @@ impl MatmulKernel {
             MatmulKernel::Small16x32 | MatmulKernel::Small32x16 => 0.3,
             MatmulKernel::Small16x16 => 0.25,
             MatmulKernel::Naive | MatmulKernel::Auto => 0.1,
+            // Never planned on hardware (256 accumulators per thread spill).
+            MatmulKernel::Block64
+            | MatmulKernel::Block32
+            | MatmulKernel::Block16x64
+            | MatmulKernel::Block64x16
+            | MatmulKernel::Block16 => 0.05,
         }
+    }
+
+    /// Relative rate on a software adapter, measured on lavapipe (Mesa 22.3, 2 threads)
+    /// with the workloads' products: there the rate follows the multiply-adds per load
+    /// instruction, so the block kernels lead.
+    fn software_rate(self) -> f64 {
+        match self {
+            MatmulKernel::Block64 => 1.9,
+            MatmulKernel::Block32 => 1.25,
+            MatmulKernel::Block16x64 | MatmulKernel::Block64x16 => 1.05,
+            MatmulKernel::Block16 => 0.6,
+            other => other.rate(),
+        }
+    }
+
+    /// True for the block kernels (software adapters).
+    pub fn is_block(self) -> bool {
+        matches!(
+            self,
+            MatmulKernel::Block64
+                | MatmulKernel::Block32
+                | MatmulKernel::Block16x64
+                | MatmulKernel::Block64x16
+                | MatmulKernel::Block16
+        )
     }
 
     /// True for the small-tile kernels.
@@ -164,6 +221,8 @@ pub struct PlanLimits {
     /// Workgroups that keep the adapter busy: [`FULL_GROUPS`] for a hardware GPU, one per
     /// CPU thread for a software rasteriser (lavapipe runs a workgroup per thread).
     pub full_groups: usize,
+    /// Plan for a software adapter: the block kernels compete, at software rates.
+    pub software: bool,
 }
 
 fn chunk_for(k: usize, splits: usize) -> usize {
@@ -245,7 +304,12 @@ fn modelled_ns(p: &MatmulPlan, s: &ProductShape, limits: &PlanLimits) -> f64 {
     let (bm, bn, _) = p.kernel.tile();
     let groups = s.m.div_ceil(bm) * s.n.div_ceil(bn) * s.batches * p.splits;
     let fill = (groups as f64 / limits.full_groups.max(1) as f64).min(1.0);
-    let mut ns = p.executed_flops as f64 / (PEAK_FLOP_PER_NS * p.kernel.rate() * fill);
+    let rate = if limits.software {
+        p.kernel.software_rate()
+    } else {
+        p.kernel.rate()
+    };
+    let mut ns = p.executed_flops as f64 / (PEAK_FLOP_PER_NS * rate * fill);
     if p.splits > 1 || s.summing {
         ns += DISPATCH_NS + (p.splits * s.batches * s.m * s.n * 8) as f64 / BYTES_PER_NS;
     }
@@ -290,6 +354,19 @@ fn weigh(
     limits: &PlanLimits,
 ) -> Option<MatmulPlan> {
     let kernels: &[MatmulKernel] = match kernel {
+        MatmulKernel::Auto if limits.software => &[
+            MatmulKernel::Block64,
+            MatmulKernel::Block32,
+            MatmulKernel::Block16x64,
+            MatmulKernel::Block64x16,
+            MatmulKernel::Block16,
+            MatmulKernel::Tile128,
+            MatmulKernel::Tile64,
+            MatmulKernel::Small32x32,
+            MatmulKernel::Small32x16,
+            MatmulKernel::Small16x32,
+            MatmulKernel::Small16x16,
+        ],
         MatmulKernel::Auto => &[
             MatmulKernel::Tile128,
             MatmulKernel::Tile64,
@@ -305,6 +382,11 @@ fn weigh(
             MatmulKernel::Small32x16 => &MatmulKernel::Small32x16,
             MatmulKernel::Small16x32 => &MatmulKernel::Small16x32,
             MatmulKernel::Small16x16 => &MatmulKernel::Small16x16,
+            MatmulKernel::Block64 => &MatmulKernel::Block64,
+            MatmulKernel::Block32 => &MatmulKernel::Block32,
+            MatmulKernel::Block16x64 => &MatmulKernel::Block16x64,
+            MatmulKernel::Block64x16 => &MatmulKernel::Block64x16,
+            MatmulKernel::Block16 => &MatmulKernel::Block16,
             _ => &MatmulKernel::Naive,
         }),
     };
@@ -346,6 +428,7 @@ mod tests {
     const LIMITS: PlanLimits = PlanLimits {
         max_binding: 128 << 20,
         full_groups: FULL_GROUPS,
+        software: false,
     };
 
     fn auto(m: usize, n: usize, k: usize, batches: usize) -> MatmulPlan {
@@ -455,6 +538,7 @@ mod tests {
         let hardware = PlanLimits {
             max_binding: 2 << 30,
             full_groups: FULL_GROUPS,
+            software: false,
         };
         for (name, products) in workload_products() {
             let (mut useful, mut executed) = (0u64, 0u64);
@@ -475,6 +559,49 @@ mod tests {
             println!("{name}: {:.1}% useful on a large GPU", 100.0 * share);
             assert!(share >= 0.8, "{name}: {:.1}% useful", 100.0 * share);
         }
+    }
+
+    #[test]
+    fn block_kernels_only_on_software_adapters() {
+        let software = PlanLimits {
+            max_binding: 128 << 20,
+            full_groups: 2,
+            software: true,
+        };
+        let hardware = PlanLimits {
+            software: false,
+            ..software
+        };
+        for (name, products) in workload_products() {
+            for (m, n, k, batches, summing) in products {
+                let s = ProductShape {
+                    m,
+                    n,
+                    k,
+                    batches,
+                    summing,
+                };
+                let hw = plan(&s, MatmulKernel::Auto, 0, &hardware).unwrap();
+                assert!(!hw.kernel.is_block(), "{name} {s:?}: {hw:?}");
+                let sw = plan(&s, MatmulKernel::Auto, 0, &software).unwrap();
+                // On lavapipe every product of the workloads is faster on a block kernel.
+                assert!(sw.kernel.is_block(), "{name} {s:?}: {sw:?}");
+                assert!(sw.useful_fraction() >= 0.5, "{name} {s:?}: {sw:?}");
+            }
+        }
+        // The mlp's first layer takes the largest block.
+        let s = ProductShape {
+            m: 128,
+            n: 256,
+            k: 784,
+            batches: 1,
+            summing: false,
+        };
+        let p = plan(&s, MatmulKernel::Auto, 0, &software).unwrap();
+        assert_eq!(
+            (p.kernel, p.splits, p.useful_fraction()),
+            (MatmulKernel::Block64, 1, 1.0)
+        );
     }
 
     #[test]
