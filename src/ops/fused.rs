@@ -54,24 +54,43 @@ fn bias_act_cpu<T: Float>(y: &mut [T], bias: Option<&[T]>, act: Act, n: usize) {
         Some(b) => {
             for row in y.chunks_mut(n.max(1)) {
                 for (v, &bv) in row.iter_mut().zip(b) {
-                    *v = act.apply(*v + bv);
+                    *v = *v + bv;
                 }
+                act.apply_slice(row);
             }
         }
-        None if act != Act::Identity => y.iter_mut().for_each(|v| *v = act.apply(*v)),
-        None => {}
+        None => act.apply_slice(y),
     }
 }
 
 /// `g * act'(y)`, elementwise.
 fn deriv_cpu(g: &Tensor, y: &Tensor, act: Act) -> Tensor {
     let out = crate::backend::cpu::map_float2!(&*g.cpu_data(), &*y.cpu_data(), |gv, yv: T| {
-        crate::backend::cpu::pool::collect(
-            gv.len(),
-            gv.iter().zip(yv).map(|(&a, &b)| a * act.deriv(b)),
-        )
+        mul_deriv(gv, yv, act)
     });
     Tensor::from_cpu(out, g.shape().to_vec())
+}
+
+/// `g * act'(y)` with the match outside the loop (so each arm vectorises); the same
+/// arithmetic as [`Act::deriv`].
+fn mul_deriv<T: Float>(g: &[T], y: &[T], act: Act) -> Vec<T> {
+    use crate::backend::cpu::pool::collect;
+    let n = g.len();
+    let pairs = g.iter().zip(y);
+    let (zero, one) = (T::zero(), T::one());
+    match act {
+        Act::Identity => collect(n, g.iter().map(|&a| a * one)),
+        Act::Relu => collect(
+            n,
+            pairs.map(|(&a, &b)| a * if b > zero { one } else { zero }),
+        ),
+        Act::LeakyRelu(s) => {
+            let s = T::from_f64(s as f64);
+            collect(n, pairs.map(|(&a, &b)| a * if b > zero { one } else { s }))
+        }
+        Act::Sigmoid => collect(n, pairs.map(|(&a, &b)| a * (b * (one - b)))),
+        Act::Tanh => collect(n, pairs.map(|(&a, &b)| a * (one - b * b))),
+    }
 }
 
 /// Checks a fused layer's bias: on `x`'s device and `[outputs]`.

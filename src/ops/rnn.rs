@@ -998,19 +998,27 @@ fn elman_fwd_cpu<T: Gemm>(
 ) -> Vec<T> {
     let step = b * h;
     let mut hs = pool::filled(t_len * step, T::zero());
+    if step == 0 {
+        return hs;
+    }
+    // Both biases in one vector, added row by row (no per-element index arithmetic).
+    let bias: Vec<T> = (0..h)
+        .map(|j| b_ih.map_or(T::zero(), |bb| bb[j]) + b_hh.map_or(T::zero(), |bb| bb[j]))
+        .collect();
     for t in 0..t_len {
         let (done, rest) = hs.split_at_mut(t * step);
         let slot = &mut rest[..step];
-        for (k, v) in slot.iter_mut().enumerate() {
-            let j = k % h.max(1);
-            let bias = b_ih.map_or(T::zero(), |bb| bb[j]) + b_hh.map_or(T::zero(), |bb| bb[j]);
-            *v = gi[t * step + k] + bias;
+        for (row, g) in slot
+            .chunks_mut(h)
+            .zip(gi[t * step..(t + 1) * step].chunks(h))
+        {
+            for ((v, &gv), &bv) in row.iter_mut().zip(g).zip(&bias) {
+                *v = gv + bv;
+            }
         }
         let prev: &[T] = if t == 0 { h0 } else { &done[(t - 1) * step..] };
         gemm_slices((b, h, h), prev, (h, 1), whh, (1, h), T::one(), slot, h);
-        for v in slot.iter_mut() {
-            *v = act.apply(*v);
-        }
+        act.apply_slice(slot);
     }
     hs
 }

@@ -89,20 +89,21 @@ impl Act {
             _ => 0.0,
         }
     }
-    /// The activation on the CPU (the unary ops' arithmetic).
-    pub(crate) fn apply<T: crate::backend::cpu::Float>(self, v: T) -> T {
+    /// The activation on the CPU (the unary ops' arithmetic) over a slice in place, with
+    /// the match outside the loop (so the simple activations vectorise).
+    pub(crate) fn apply_slice<T: crate::backend::cpu::Float>(self, y: &mut [T]) {
         match self {
-            Act::Identity => v,
-            Act::Relu => v.max(T::zero()),
+            Act::Identity => {}
+            Act::Relu => y.iter_mut().for_each(|v| *v = v.max(T::zero())),
             Act::LeakyRelu(s) => {
-                if v > T::zero() {
-                    v
-                } else {
-                    T::from_f64(s as f64) * v
-                }
+                let s = T::from_f64(s as f64);
+                y.iter_mut()
+                    .for_each(|v| *v = if *v > T::zero() { *v } else { s * *v });
             }
-            Act::Sigmoid => crate::ops::unary::sigmoid(v),
-            Act::Tanh => v.tanh(),
+            Act::Sigmoid => y
+                .iter_mut()
+                .for_each(|v| *v = crate::ops::unary::sigmoid(*v)),
+            Act::Tanh => y.iter_mut().for_each(|v| *v = v.tanh()),
         }
     }
     /// Its derivative from the output `y` on the CPU.
