@@ -54,7 +54,7 @@ fn bias_act_cpu<T: Float>(y: &mut [T], bias: Option<&[T]>, act: Act, n: usize) {
         Some(b) => {
             for row in y.chunks_mut(n.max(1)) {
                 for (v, &bv) in row.iter_mut().zip(b) {
-                    *v = *v + bv;
+                    *v += bv;
                 }
                 act.apply_slice(row);
             }
