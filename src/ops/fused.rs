@@ -71,26 +71,28 @@ fn deriv_cpu(g: &Tensor, y: &Tensor, act: Act) -> Tensor {
     Tensor::from_cpu(out, g.shape().to_vec())
 }
 
-/// `g * act'(y)` with the match outside the loop (so each arm vectorises); the same
-/// arithmetic as [`Act::deriv`].
+/// `g * act'(y)` with the match outside the loop, over slices (so each arm compiles to
+/// a vectorised select, not a branch per element); the same arithmetic as
+/// [`Act::deriv`].
 fn mul_deriv<T: Float>(g: &[T], y: &[T], act: Act) -> Vec<T> {
-    use crate::backend::cpu::pool::collect;
-    let n = g.len();
-    let pairs = g.iter().zip(y);
     let (zero, one) = (T::zero(), T::one());
+    let mut out = crate::backend::cpu::pool::filled(g.len(), zero);
+    fn each<T: Float>(out: &mut [T], g: &[T], y: &[T], f: impl Fn(T, T) -> T) {
+        for ((o, &a), &b) in out.iter_mut().zip(g).zip(y) {
+            *o = f(a, b);
+        }
+    }
     match act {
-        Act::Identity => collect(n, g.iter().map(|&a| a * one)),
-        Act::Relu => collect(
-            n,
-            pairs.map(|(&a, &b)| a * if b > zero { one } else { zero }),
-        ),
+        Act::Identity => each(&mut out, g, y, |a, _| a * one),
+        Act::Relu => each(&mut out, g, y, |a, b| a * if b > zero { one } else { zero }),
         Act::LeakyRelu(s) => {
             let s = T::from_f64(s as f64);
-            collect(n, pairs.map(|(&a, &b)| a * if b > zero { one } else { s }))
+            each(&mut out, g, y, |a, b| a * if b > zero { one } else { s })
         }
-        Act::Sigmoid => collect(n, pairs.map(|(&a, &b)| a * (b * (one - b)))),
-        Act::Tanh => collect(n, pairs.map(|(&a, &b)| a * (one - b * b))),
+        Act::Sigmoid => each(&mut out, g, y, |a, b| a * (b * (one - b))),
+        Act::Tanh => each(&mut out, g, y, |a, b| a * (one - b * b)),
     }
+    out
 }
 
 /// Checks a fused layer's bias: on `x`'s device and `[outputs]`.
