@@ -176,6 +176,27 @@ fn maxpool_cpu<T: Float>(g: &Pool, x: &[T]) -> (Vec<T>, Vec<u32>) {
         for (p, out) in out.chunks_exact_mut(per_plane).enumerate() {
             let xp = &x[(first + p) * g.h * g.w..(first + p + 1) * g.h * g.w];
             let mut slot = out.iter_mut();
+            if g.k == (2, 2) && g.s == (2, 2) && g.p == (0, 0) && !g.adaptive {
+                // The common 2 x 2 window, unrolled: the same four elements in the same
+                // order and the same strict comparisons as the general loop below.
+                for oh in 0..g.ho {
+                    let r0 = 2 * oh * g.w;
+                    for ow in 0..g.wo {
+                        let i0 = r0 + 2 * ow;
+                        let (mut best, mut at) = (xp[i0], i0);
+                        for i in [i0 + 1, i0 + g.w, i0 + g.w + 1] {
+                            let v = xp[i];
+                            let better = v > best;
+                            best = if better { v } else { best };
+                            at = if better { i } else { at };
+                        }
+                        let (v, a) = slot.next().expect("one slot per output");
+                        **v = best;
+                        **a = at as u32;
+                    }
+                }
+                continue;
+            }
             for &(h0, h1) in &rows {
                 for &(w0, w1) in &cols {
                     // Windows are never empty: padding is at most half the kernel.
