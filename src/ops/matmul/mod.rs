@@ -409,24 +409,21 @@ impl GpuProduct {
         let (rows, cols) = kernel.block().expect("a block kernel");
         let ((a_rs, a_cs), (b_rs, b_cs)) = (self.a_strides, self.b_strides);
         let all4 = |v: &[usize]| v.iter().all(|x| x.is_multiple_of(4));
+        // An operand whose other axis (M or N, of `extent`) has stride `outer` and whose
+        // K axis has stride `inner`: vec4s along whichever is contiguous.
+        let vec_ok = |outer: usize, inner: usize, extent: usize, batch: &[usize], off: usize| {
+            all4(batch)
+                && off.is_multiple_of(4)
+                && if inner == 1 {
+                    outer.is_multiple_of(4)
+                } else {
+                    outer == 1 && all4(&[inner, extent])
+                }
+        };
         let a_kmajor = a_cs == 1;
         let b_kmajor = b_rs == 1;
-        let vec_a = !epi.a_in_out
-            && all4(&self.sa)
-            && epi.a_off.is_multiple_of(4)
-            && if a_kmajor {
-                a_rs.is_multiple_of(4)
-            } else {
-                a_rs == 1 && all4(&[a_cs, self.m])
-            };
-        let vec_b = epi.conv.is_none()
-            && all4(&self.sb)
-            && epi.b_off.is_multiple_of(4)
-            && if b_kmajor {
-                b_cs.is_multiple_of(4)
-            } else {
-                b_cs == 1 && all4(&[b_rs, self.n])
-            };
+        let vec_a = !epi.a_in_out && vec_ok(a_rs, a_cs, self.m, &self.sa, epi.a_off);
+        let vec_b = epi.conv.is_none() && vec_ok(b_cs, b_rs, self.n, &self.sb, epi.b_off);
         let layout =
             a_kmajor as u32 | (b_kmajor as u32) << 1 | (vec_a as u32) << 2 | (vec_b as u32) << 3;
         [

@@ -353,28 +353,23 @@ fn weigh(
     splits: usize,
     limits: &PlanLimits,
 ) -> Option<MatmulPlan> {
+    // The block kernels first: candidates on a software adapter only.
+    const FAMILY: [MatmulKernel; 11] = [
+        MatmulKernel::Block64,
+        MatmulKernel::Block32,
+        MatmulKernel::Block16x64,
+        MatmulKernel::Block64x16,
+        MatmulKernel::Block16,
+        MatmulKernel::Tile128,
+        MatmulKernel::Tile64,
+        MatmulKernel::Small32x32,
+        MatmulKernel::Small32x16,
+        MatmulKernel::Small16x32,
+        MatmulKernel::Small16x16,
+    ];
     let kernels: &[MatmulKernel] = match kernel {
-        MatmulKernel::Auto if limits.software => &[
-            MatmulKernel::Block64,
-            MatmulKernel::Block32,
-            MatmulKernel::Block16x64,
-            MatmulKernel::Block64x16,
-            MatmulKernel::Block16,
-            MatmulKernel::Tile128,
-            MatmulKernel::Tile64,
-            MatmulKernel::Small32x32,
-            MatmulKernel::Small32x16,
-            MatmulKernel::Small16x32,
-            MatmulKernel::Small16x16,
-        ],
-        MatmulKernel::Auto => &[
-            MatmulKernel::Tile128,
-            MatmulKernel::Tile64,
-            MatmulKernel::Small32x32,
-            MatmulKernel::Small32x16,
-            MatmulKernel::Small16x32,
-            MatmulKernel::Small16x16,
-        ],
+        MatmulKernel::Auto if limits.software => &FAMILY,
+        MatmulKernel::Auto => &FAMILY[5..],
         forced => std::slice::from_ref(match forced {
             MatmulKernel::Tile128 => &MatmulKernel::Tile128,
             MatmulKernel::Tile64 => &MatmulKernel::Tile64,
