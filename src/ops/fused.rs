@@ -66,33 +66,11 @@ fn bias_act_cpu<T: Float>(y: &mut [T], bias: Option<&[T]>, act: Act, n: usize) {
 /// `g * act'(y)`, elementwise.
 fn deriv_cpu(g: &Tensor, y: &Tensor, act: Act) -> Tensor {
     let out = crate::backend::cpu::map_float2!(&*g.cpu_data(), &*y.cpu_data(), |gv, yv: T| {
-        mul_deriv(gv, yv, act)
+        let mut out = crate::backend::cpu::pool::filled(gv.len(), T::zero());
+        act.mul_deriv_into(&mut out, gv, yv);
+        out
     });
     Tensor::from_cpu(out, g.shape().to_vec())
-}
-
-/// `g * act'(y)` with the match outside the loop, over slices (so each arm compiles to
-/// a vectorised select, not a branch per element); the same arithmetic as
-/// [`Act::deriv`].
-fn mul_deriv<T: Float>(g: &[T], y: &[T], act: Act) -> Vec<T> {
-    let (zero, one) = (T::zero(), T::one());
-    let mut out = crate::backend::cpu::pool::filled(g.len(), zero);
-    fn each<T: Float>(out: &mut [T], g: &[T], y: &[T], f: impl Fn(T, T) -> T) {
-        for ((o, &a), &b) in out.iter_mut().zip(g).zip(y) {
-            *o = f(a, b);
-        }
-    }
-    match act {
-        Act::Identity => each(&mut out, g, y, |a, _| a * one),
-        Act::Relu => each(&mut out, g, y, |a, b| a * if b > zero { one } else { zero }),
-        Act::LeakyRelu(s) => {
-            let s = T::from_f64(s as f64);
-            each(&mut out, g, y, |a, b| a * if b > zero { one } else { s })
-        }
-        Act::Sigmoid => each(&mut out, g, y, |a, b| a * (b * (one - b))),
-        Act::Tanh => each(&mut out, g, y, |a, b| a * (one - b * b)),
-    }
-    out
 }
 
 /// Checks a fused layer's bias: on `x`'s device and `[outputs]`.

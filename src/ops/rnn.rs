@@ -1050,9 +1050,7 @@ fn elman_bwd_cpu<T: Gemm>(
                 h,
             );
         }
-        for (k, dv) in cur[t * step..].iter_mut().enumerate() {
-            *dv = e[k] * act.deriv(hs[t * step + k]);
-        }
+        act.mul_deriv_into(&mut cur[t * step..], &e, &hs[t * step..(t + 1) * step]);
     }
     let mut dh0 = pool::filled(step, T::zero());
     gemm_slices(

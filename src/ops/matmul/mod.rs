@@ -106,27 +106,30 @@ impl Act {
             Act::Tanh => y.iter_mut().for_each(|v| *v = v.tanh()),
         }
     }
-    /// Its derivative from the output `y` on the CPU.
-    pub(crate) fn deriv<T: crate::backend::cpu::Float>(self, y: T) -> T {
-        let one = T::one();
+    /// `out = g * act'(y)` elementwise on the CPU, the derivative taken from the output
+    /// `y`, with the match outside the loop (each arm compiles to a vectorised select,
+    /// not a branch per element).
+    pub(crate) fn mul_deriv_into<T: crate::backend::cpu::Float>(
+        self,
+        out: &mut [T],
+        g: &[T],
+        y: &[T],
+    ) {
+        fn each<T: Copy>(out: &mut [T], g: &[T], y: &[T], f: impl Fn(T, T) -> T) {
+            for ((o, &a), &b) in out.iter_mut().zip(g).zip(y) {
+                *o = f(a, b);
+            }
+        }
+        let (zero, one) = (T::zero(), T::one());
         match self {
-            Act::Identity => one,
-            Act::Relu => {
-                if y > T::zero() {
-                    one
-                } else {
-                    T::zero()
-                }
-            }
+            Act::Identity => each(out, g, y, |a, _| a * one),
+            Act::Relu => each(out, g, y, |a, b| a * if b > zero { one } else { zero }),
             Act::LeakyRelu(s) => {
-                if y > T::zero() {
-                    one
-                } else {
-                    T::from_f64(s as f64)
-                }
+                let s = T::from_f64(s as f64);
+                each(out, g, y, |a, b| a * if b > zero { one } else { s })
             }
-            Act::Sigmoid => y * (one - y),
-            Act::Tanh => one - y * y,
+            Act::Sigmoid => each(out, g, y, |a, b| a * (b * (one - b))),
+            Act::Tanh => each(out, g, y, |a, b| a * (one - b * b)),
         }
     }
 }
