@@ -43,13 +43,16 @@ impl Case {
     ) -> Self {
         let x = Tensor::randn_seeded(&shape, 1, dev)
             .unwrap()
-            .requires_grad_(true);
+            .requires_grad_(true)
+            .unwrap();
         let w = Tensor::randn_seeded(&[oc, shape[1], k, k], 2, dev)
             .unwrap()
-            .requires_grad_(true);
+            .requires_grad_(true)
+            .unwrap();
         let b = Tensor::randn_seeded(&[oc], 3, dev)
             .unwrap()
-            .requires_grad_(true);
+            .requires_grad_(true)
+            .unwrap();
         let opts = ConvOptions {
             padding: (pad, pad),
             stride: (stride, stride),

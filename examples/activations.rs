@@ -39,7 +39,7 @@ struct Args {
 
 /// f(x) and f'(x) at the points `xs`, the derivative from the engine's `backward()`.
 fn value_and_grad(f: &dyn Module, xs: &[f32], dev: &Device) -> Result<(Vec<f32>, Vec<f32>)> {
-    let x = Tensor::from_slice(xs, &[xs.len()], dev)?.requires_grad_(true);
+    let x = Tensor::from_slice(xs, &[xs.len()], dev)?.requires_grad_(true)?;
     let y = f.forward(&x)?;
     y.sum()?.backward()?;
     let dy = x.grad().expect("x is a leaf that requires grad");

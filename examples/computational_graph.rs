@@ -37,9 +37,9 @@ fn run(dev: &Device) -> Result<Answer> {
     println!("== on {} ==", dev.name());
 
     // The inputs are leaves of the graph: we want gradients with respect to them.
-    let x = Tensor::scalar(-2.0, dev)?.requires_grad_(true);
-    let y = Tensor::scalar(5.0, dev)?.requires_grad_(true);
-    let z = Tensor::scalar(-4.0, dev)?.requires_grad_(true);
+    let x = Tensor::scalar(-2.0, dev)?.requires_grad_(true)?;
+    let y = Tensor::scalar(5.0, dev)?.requires_grad_(true)?;
+    let z = Tensor::scalar(-4.0, dev)?.requires_grad_(true)?;
 
     // Forward pass, one node at a time.
     let q = x.add(&y)?;
@@ -63,7 +63,7 @@ fn run(dev: &Device) -> Result<Answer> {
     //   the mul node:  df/dq = z, df/dz = q
     // To see the engine compute df/dq, cut the graph at q: make a copy of q that is a
     // leaf of its own, and backpropagate through the mul node alone.
-    let q_leaf = q.detach().requires_grad_(true);
+    let q_leaf = q.detach().requires_grad_(true)?;
     let f2 = q_leaf.mul(&z.detach())?;
     f2.backward()?;
     let df_dq = q_leaf.grad().expect("q_leaf requires a gradient").item()?;

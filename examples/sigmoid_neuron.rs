@@ -35,8 +35,8 @@ fn close(what: &str, got: &[f32], want: &[f64]) -> anyhow::Result<()> {
 fn run(dev: &Device) -> anyhow::Result<()> {
     println!("== on {} ==", dev.name());
 
-    let w = Tensor::from_vec(vec![2.0f32, -3.0, -3.0], &[3], dev)?.requires_grad_(true);
-    let x = Tensor::from_vec(vec![-1.0f32, -2.0], &[2], dev)?.requires_grad_(true);
+    let w = Tensor::from_vec(vec![2.0f32, -3.0, -3.0], &[3], dev)?.requires_grad_(true)?;
+    let x = Tensor::from_vec(vec![-1.0f32, -2.0], &[2], dev)?.requires_grad_(true)?;
 
     // Forward: append a constant 1 to x so that the bias is just the third weight.
     let one = Tensor::ones(&[1], dev)?;

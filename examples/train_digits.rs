@@ -117,10 +117,10 @@ impl Mlp {
         let w2 = Tensor::randn_seeded(&[HIDDEN, CLASSES], seed + 1, dev)?.mul_scalar(scale)?;
         Ok(Mlp {
             // requires_grad_(true) makes each a leaf whose .grad() backward() fills in.
-            w1: w1.requires_grad_(true),
-            b1: Tensor::zeros(&[HIDDEN], dev)?.requires_grad_(true),
-            w2: w2.requires_grad_(true),
-            b2: Tensor::zeros(&[CLASSES], dev)?.requires_grad_(true),
+            w1: w1.requires_grad_(true)?,
+            b1: Tensor::zeros(&[HIDDEN], dev)?.requires_grad_(true)?,
+            w2: w2.requires_grad_(true)?,
+            b2: Tensor::zeros(&[CLASSES], dev)?.requires_grad_(true)?,
         })
     }
 

@@ -47,7 +47,7 @@ fn index_select_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     let o = i / (pu(3) * pu(2));
     let k = xi[j];
     var v = nan_f();
-    if (k < pu(1)) { v = x0[(o * pu(1) + k) * pu(3) + r]; }
+    if (k < pu(1)) { v = x0[(o * pu(1) + k) * pu(3) + r]; } else { yi[0] = 1u; }
     y0[i] = v;
 }
 
@@ -88,7 +88,7 @@ fn gather_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let o = i / (pu(3) * pu(2));
     let k = xi[i];
     var v = nan_f();
-    if (k < pu(1)) { v = x0[(o * pu(1) + k) * pu(3) + r]; }
+    if (k < pu(1)) { v = x0[(o * pu(1) + k) * pu(3) + r]; } else { yi[0] = 2u; }
     y0[i] = v;
 }
 

@@ -42,6 +42,7 @@ fn cross_entropy_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     if (!live || t != 0u) { return; }
     let lse = m + log(s);
     let tgt = xi[row];
+    if (tgt >= c) { yi[0] = 3u; }
     y0[row] = select(nan_f(), lse - x0[row * c + min(tgt, c - 1u)], tgt < c);
     y1[row] = lse;
 }
@@ -61,6 +62,7 @@ fn cross_entropy_mean_fwd(@builtin(local_invocation_index) t: u32) {
         for (var j = 0u; j < c; j = j + 1u) { s = s + exp(x0[row * c + j] - m); }
         let lse = m + log(s);
         let tgt = xi[row];
+        if (tgt >= c) { yi[0] = 3u; }
         total = total + select(nan_f(), lse - x0[row * c + min(tgt, c - 1u)], tgt < c);
         y1[row] = lse;
     }

@@ -38,6 +38,15 @@ pub enum Error {
         /// What is wrong.
         msg: String,
     },
+    /// Memory for a tensor cannot be had: more bytes than the device's largest buffer
+    /// or than the allocator can give, or an element count that overflows.
+    #[error("{op}: out of memory: {msg}")]
+    OutOfMemory {
+        /// The op (or `alloc`).
+        op: &'static str,
+        /// How much was asked for and what the limit is.
+        msg: String,
+    },
     /// No GPU adapter could be opened.
     #[error("no GPU adapter: {0}")]
     NoAdapter(String),
@@ -80,6 +89,13 @@ pub(crate) fn shape_err<T>(op: &'static str, msg: impl Into<String>) -> Result<T
 
 pub(crate) fn arg_err<T>(op: &'static str, msg: impl Into<String>) -> Result<T> {
     Err(Error::Argument {
+        op,
+        msg: msg.into(),
+    })
+}
+
+pub(crate) fn oom_err<T>(op: &'static str, msg: impl Into<String>) -> Result<T> {
+    Err(Error::OutOfMemory {
         op,
         msg: msg.into(),
     })

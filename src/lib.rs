@@ -9,7 +9,7 @@
 //! use wgrad::prelude::*;
 //! # fn main() -> wgrad::Result<()> {
 //! let dev = Device::cpu(); // or Device::gpu()?, or Device::best()
-//! let w = Tensor::from_vec(vec![2.0f32, -3.0, -3.0], &[3], &dev)?.requires_grad_(true);
+//! let w = Tensor::from_vec(vec![2.0f32, -3.0, -3.0], &[3], &dev)?.requires_grad_(true)?;
 //! let x = Tensor::from_vec(vec![-1.0f32, -2.0, 1.0], &[3], &dev)?;
 //! let f = w.mul(&x)?.sum()?.sigmoid()?; // the lecture's sigmoid neuron
 //! f.backward()?;

@@ -104,6 +104,34 @@ pub fn normalize_dims(op: &'static str, dims: &[isize], rank: usize) -> Result<V
     Ok(out)
 }
 
+/// The element count of a new tensor's shape, checked: the rank limit, and a count that
+/// neither overflows `usize` nor passes what an allocator could ever give (`isize::MAX`
+/// bytes of 8-byte elements). A shape with a zero dimension has no elements, whatever
+/// the others.
+pub fn check_new(op: &'static str, shape: &[usize]) -> Result<usize> {
+    check_rank(op, shape)?;
+    if shape.contains(&0) {
+        return Ok(0);
+    }
+    let limit = isize::MAX as usize / 8;
+    let mut n: usize = 1;
+    for &d in shape {
+        n = match n.checked_mul(d) {
+            Some(v) if v <= limit => v,
+            _ => {
+                return Err(crate::error::Error::OutOfMemory {
+                    op,
+                    msg: format!(
+                        "{} has more elements than any allocator can give (the count overflows)",
+                        fmt(shape)
+                    ),
+                })
+            }
+        };
+    }
+    Ok(n)
+}
+
 /// Checks the rank limit of the kernels.
 pub fn check_rank(op: &'static str, shape: &[usize]) -> Result<()> {
     if shape.len() > MAX_RANK {

@@ -28,6 +28,13 @@ impl DType {
     pub fn is_float(self) -> bool {
         matches!(self, DType::F32 | DType::F64)
     }
+    /// Bytes per element.
+    pub fn size_bytes(self) -> usize {
+        match self {
+            DType::F32 | DType::U32 => 4,
+            DType::F64 => 8,
+        }
+    }
 }
 
 /// Host types a tensor can be made from and read back into.
@@ -76,9 +83,9 @@ pub(crate) struct TensorInner {
 /// use wgrad::prelude::*;
 /// # fn main() -> wgrad::Result<()> {
 /// let dev = Device::cpu();
-/// let x = Tensor::from_vec(vec![-2.0f32], &[], &dev)?.requires_grad_(true);
-/// let y = Tensor::from_vec(vec![5.0f32], &[], &dev)?.requires_grad_(true);
-/// let z = Tensor::from_vec(vec![-4.0f32], &[], &dev)?.requires_grad_(true);
+/// let x = Tensor::from_vec(vec![-2.0f32], &[], &dev)?.requires_grad_(true)?;
+/// let y = Tensor::from_vec(vec![5.0f32], &[], &dev)?.requires_grad_(true)?;
+/// let z = Tensor::from_vec(vec![-4.0f32], &[], &dev)?.requires_grad_(true)?;
 /// let f = x.add(&y)?.mul(&z)?;
 /// f.backward()?;
 /// assert_eq!(f.item()?, -12.0);
@@ -146,7 +153,7 @@ impl Tensor {
 
     /// A tensor holding `data` laid out row-major in `shape`.
     pub fn from_vec<T: Element>(data: Vec<T>, shape: &[usize], device: &Device) -> Result<Tensor> {
-        if data.len() != shape::numel(shape) {
+        if data.len() != shape::check_new("from_vec", shape)? {
             return shape_err(
                 "from_vec",
                 format!(
@@ -156,7 +163,6 @@ impl Tensor {
                 ),
             );
         }
-        shape::check_rank("from_vec", shape)?;
         match device {
             Device::Cpu => Ok(Tensor::from_cpu(T::into_data(data), shape.to_vec())),
             Device::Gpu(g) => {
@@ -166,7 +172,7 @@ impl Tensor {
                         msg: "GPU tensors hold f32 or u32, not f64".into(),
                     });
                 }
-                let buf = g.upload(bytemuck::cast_slice(&data));
+                let buf = g.upload(bytemuck::cast_slice(&data))?;
                 Ok(Tensor::from_gpu(buf, shape.to_vec(), T::DTYPE))
             }
         }
@@ -184,7 +190,6 @@ impl Tensor {
 
     /// An `f32` tensor filled with `value`.
     pub fn full(shape: &[usize], value: f32, device: &Device) -> Result<Tensor> {
-        shape::check_rank("full", shape)?;
         crate::ops::layout::fill(shape, DType::F32, value as f64, device)
     }
 
@@ -378,18 +383,27 @@ impl Tensor {
     }
 
     /// A handle to the same storage with gradient tracking set (a leaf of the graph).
-    pub fn requires_grad_(&self, on: bool) -> Tensor {
-        assert!(
-            !on || self.dtype().is_float(),
-            "requires_grad_: only float tensors can require gradients, this one is {:?}",
-            self.dtype()
-        );
+    pub fn requires_grad_(&self, on: bool) -> Result<Tensor> {
+        if on && !self.dtype().is_float() {
+            return Err(Error::DType {
+                op: "requires_grad_",
+                msg: format!(
+                    "only float tensors can require gradients, this one is {:?}",
+                    self.dtype()
+                ),
+            });
+        }
+        Ok(self.with_requires_grad(on))
+    }
+
+    /// [`Tensor::requires_grad_`] for callers that know the dtype (or turn it off).
+    pub(crate) fn with_requires_grad(&self, on: bool) -> Tensor {
         Tensor(Arc::new(TensorInner {
             shape: self.0.shape.clone(),
             dtype: self.0.dtype,
             device: self.0.device.clone(),
             storage: self.0.storage.clone(),
-            requires_grad: on,
+            requires_grad: on && self.dtype().is_float(),
             grad_fn: None,
             grad: Mutex::new(None),
         }))
@@ -397,7 +411,7 @@ impl Tensor {
 
     /// The same storage, cut out of the graph.
     pub fn detach(&self) -> Tensor {
-        self.requires_grad_(false)
+        self.with_requires_grad(false)
     }
 
     /// The op node that produced this tensor, if it is not a leaf.

@@ -8,6 +8,7 @@ fn leaf(v: &[f32], shape: &[usize], dev: &Device) -> Tensor {
     Tensor::from_vec(v.to_vec(), shape, dev)
         .unwrap()
         .requires_grad_(true)
+        .unwrap()
 }
 
 #[test]

@@ -250,7 +250,8 @@ fn bn_loss_f64(
     }
     let xt = Tensor::from_vec(x.to_vec(), shape, &dev)
         .unwrap()
-        .requires_grad_(true);
+        .requires_grad_(true)
+        .unwrap();
     let rt = Tensor::from_vec(r.to_vec(), shape, &dev).unwrap();
     let loss = bn.forward(&xt).unwrap().mul(&rt).unwrap().sum().unwrap();
     assert_eq!(loss.dtype(), DType::F64);
@@ -342,7 +343,8 @@ fn the_gpu_matches_the_cpu_forward_backward_and_running_statistics() {
                 .unwrap()
                 .affine(1.0 + step as f32, step as f32)
                 .unwrap()
-                .requires_grad_(true);
+                .requires_grad_(true)
+                .unwrap();
             let y = bn.forward(&x).unwrap();
             y.mul(&r).unwrap().sum().unwrap().backward().unwrap();
             out.push(common::vec_f32(&y));
@@ -362,7 +364,8 @@ fn the_gpu_matches_the_cpu_forward_backward_and_running_statistics() {
         for s in [vec![30, 4], vec![6, 4, 5]] {
             let x = Tensor::from_vec(xv[..120].to_vec(), &s, &dev)
                 .unwrap()
-                .requires_grad_(true);
+                .requires_grad_(true)
+                .unwrap();
             let y = bn1.forward(&x).unwrap();
             y.mul(&y).unwrap().sum().unwrap().backward().unwrap();
             out.push(common::vec_f32(&y));
@@ -588,7 +591,8 @@ fn flatten_keeps_the_batch_dimension_like_torch() {
     for dev in common::devices() {
         let x = Tensor::randn_seeded(&[2, 3, 4, 5], 4, &dev)
             .unwrap()
-            .requires_grad_(true);
+            .requires_grad_(true)
+            .unwrap();
         let y = Flatten::new().forward(&x).unwrap();
         assert_eq!(y.shape(), &[2, 60]);
         assert_eq!(common::vec_f32(&y), common::vec_f32(&x));
@@ -690,7 +694,8 @@ fn a_training_batchnorm2d_layer_takes_at_most_three_dispatches_each_way() {
         let n: usize = shape.iter().product();
         let x = Tensor::from_vec(f32s(&channel_data(&shape, 3)), &shape, &gpu)
             .unwrap()
-            .requires_grad_(true);
+            .requires_grad_(true)
+            .unwrap();
         let g = Tensor::from_vec(
             (0..n)
                 .map(|i| ((i * 31) % 17) as f32 / 17.0 - 0.5)
@@ -795,7 +800,8 @@ fn long_channels_split_into_blocks_and_match_the_cpu_and_an_f64_reference() {
         set(&bn.bias, &b);
         let x = Tensor::from_vec(f32s(&xv), &shape, &dev)
             .unwrap()
-            .requires_grad_(true);
+            .requires_grad_(true)
+            .unwrap();
         let y = bn.forward(&x).unwrap();
         y.backward_with(&Tensor::from_vec(f32s(&gv), &shape, &dev).unwrap())
             .unwrap();
@@ -900,7 +906,8 @@ fn careless_inputs_error_or_propagate_nan_on_both_devices() {
         xv[4 + 2] = f32::NAN; // n = 0, c = 1
         let x = Tensor::from_vec(xv, &shape, &dev)
             .unwrap()
-            .requires_grad_(true);
+            .requires_grad_(true)
+            .unwrap();
         let y = bn2.forward(&x).unwrap();
         y.sum().unwrap().backward().unwrap();
         let (yv, dx) = (host(&y), host(&x.grad().unwrap()));
@@ -929,7 +936,8 @@ fn careless_inputs_error_or_propagate_nan_on_both_devices() {
         bn2.eval();
         let x = Tensor::zeros(&[0, 3, 4, 4], &dev)
             .unwrap()
-            .requires_grad_(true);
+            .requires_grad_(true)
+            .unwrap();
         let y = bn2.forward(&x).unwrap();
         assert_eq!(y.shape(), &[0, 3, 4, 4]);
         y.sum().unwrap().backward().unwrap();
@@ -961,6 +969,7 @@ fn every_batchnorm_kernel_is_reached_and_keeps_to_the_shape_rules() {
                         Tensor::randn_seeded(&s.shape, i as u64, &gpu)
                             .unwrap()
                             .requires_grad_(true)
+                            .unwrap()
                     })
                     .collect();
                 (case.run)(&inputs, &gpu)
@@ -974,7 +983,8 @@ fn every_batchnorm_kernel_is_reached_and_keeps_to_the_shape_rules() {
             let bn = BatchNorm2d::new(&gpu, 1);
             let x = Tensor::randn_seeded(&[4, 1, 128, 128], 9, &gpu)
                 .unwrap()
-                .requires_grad_(true);
+                .requires_grad_(true)
+                .unwrap();
             bn.forward(&x).unwrap().sum().unwrap().backward().unwrap();
         })
         .unwrap();

@@ -102,7 +102,7 @@ fn convolutions_and_pooling_match_pytorch_forward_and_backward() {
             ),
         ];
         for (name, op) in cases {
-            let x = get(&format!("{name}.x")).requires_grad_(true);
+            let x = get(&format!("{name}.x")).requires_grad_(true).unwrap();
             let y = op(&x);
             let want = get(&format!("{name}.out"));
             assert_eq!(y.shape(), want.shape(), "{name} on {dev:?}");

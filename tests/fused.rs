@@ -44,6 +44,7 @@ fn leaves(shapes: &[&[usize]], dev: &Device) -> Vec<Tensor> {
             Tensor::randn_seeded(s, 10 + i as u64, dev)
                 .unwrap()
                 .requires_grad_(true)
+                .unwrap()
         })
         .collect()
 }

@@ -150,6 +150,7 @@ fn matmul_variants_run(gpu: &Device) -> Vec<String> {
                     Tensor::rand_seeded(&spec.shape, i as u64, &gpu)
                         .unwrap()
                         .requires_grad_(true)
+                        .unwrap()
                 })
                 .collect();
             let (_, profile) = gpu
@@ -166,13 +167,16 @@ fn matmul_variants_run(gpu: &Device) -> Vec<String> {
         let x = Tensor::rand_seeded(&[rows, inp], 1, &gpu).unwrap();
         let w = Tensor::rand_seeded(&[out, inp], 2, &gpu)
             .unwrap()
-            .requires_grad_(true);
+            .requires_grad_(true)
+            .unwrap();
         let b = Tensor::rand_seeded(&[out], 3, &gpu)
             .unwrap()
-            .requires_grad_(true);
+            .requires_grad_(true)
+            .unwrap();
         let w2 = Tensor::rand_seeded(&[out, out], 4, &gpu)
             .unwrap()
-            .requires_grad_(true);
+            .requires_grad_(true)
+            .unwrap();
         let (_, profile) = gpu
             .profile(|| {
                 let y = x.linear_act(&w, Some(&b), Act::Tanh).unwrap();

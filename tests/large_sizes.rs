@@ -125,7 +125,8 @@ fn softmax_and_cross_entropy_over_rows_of_a_hundred_thousand_match_the_cpu() {
     let run = |dev: &Device, which: usize| {
         let x = Tensor::from_vec(v.clone(), &[n, c], dev)
             .unwrap()
-            .requires_grad_(true);
+            .requires_grad_(true)
+            .unwrap();
         let y = match which {
             0 => x.softmax(1).unwrap(),
             1 => x.log_softmax(1).unwrap(),

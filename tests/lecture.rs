@@ -25,10 +25,12 @@ fn the_sigmoid_neuron_has_the_classic_gradients() {
     for dev in devices() {
         let w = Tensor::from_vec(vec![2.0f32, -3.0, -3.0], &[3], &dev)
             .unwrap()
-            .requires_grad_(true);
+            .requires_grad_(true)
+            .unwrap();
         let x = Tensor::from_vec(vec![-1.0f32, -2.0], &[2], &dev)
             .unwrap()
-            .requires_grad_(true);
+            .requires_grad_(true)
+            .unwrap();
         let one = Tensor::from_vec(vec![1.0f32], &[1], &dev).unwrap();
         let xa = Tensor::cat(&[&x, &one], 0).unwrap();
         let f = w.mul(&xa).unwrap().sum().unwrap().sigmoid().unwrap();

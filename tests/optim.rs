@@ -22,7 +22,8 @@ fn run(dev: &Device, make: impl Fn(Vec<Tensor>) -> Box<dyn Optimizer>) -> Vec<Ve
     let p0: Vec<f32> = P0.iter().map(|&v| v as f32).collect();
     let p = Tensor::from_vec(p0, &[3], dev)
         .unwrap()
-        .requires_grad_(true);
+        .requires_grad_(true)
+        .unwrap();
     let mut opt = make(vec![p.clone()]);
     GRADS
         .iter()
@@ -167,8 +168,14 @@ fn adam_and_adamw_match_the_textbook_update_with_bias_correction() {
 fn parameters_without_gradients_are_left_alone() {
     let _serial = common::exclusive();
     let dev = Device::cpu();
-    let a = Tensor::ones(&[2], &dev).unwrap().requires_grad_(true);
-    let b = Tensor::ones(&[2], &dev).unwrap().requires_grad_(true);
+    let a = Tensor::ones(&[2], &dev)
+        .unwrap()
+        .requires_grad_(true)
+        .unwrap();
+    let b = Tensor::ones(&[2], &dev)
+        .unwrap()
+        .requires_grad_(true)
+        .unwrap();
     let mut opt = Adam::new(vec![a.clone(), b.clone()], 0.1);
     a.set_grad(Some(Tensor::ones(&[2], &dev).unwrap()));
     opt.step().unwrap();
@@ -195,7 +202,8 @@ fn schedules_follow_pytorchs_formulas() {
     assert!(cos.lr_at(1.0, 10).abs() < 1e-6);
     let p = Tensor::ones(&[1], &Device::cpu())
         .unwrap()
-        .requires_grad_(true);
+        .requires_grad_(true)
+        .unwrap();
     let mut opt = Sgd::new(vec![p], 0.8);
     let mut sched = Scheduled::new(step, &opt);
     for _ in 0..3 {
@@ -208,8 +216,14 @@ fn schedules_follow_pytorchs_formulas() {
 fn clipping_scales_gradients_to_the_global_norm_without_a_readback() {
     let _serial = common::exclusive();
     for dev in common::devices() {
-        let a = Tensor::ones(&[2], &dev).unwrap().requires_grad_(true);
-        let b = Tensor::ones(&[1], &dev).unwrap().requires_grad_(true);
+        let a = Tensor::ones(&[2], &dev)
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap();
+        let b = Tensor::ones(&[1], &dev)
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap();
         a.set_grad(Some(
             Tensor::from_vec(vec![3.0f32, 0.0], &[2], &dev).unwrap(),
         ));
@@ -264,6 +278,7 @@ fn seeded_params(shapes: &[&[usize]], seed: u64, dev: &Device) -> Vec<Tensor> {
                 .to(dev)
                 .unwrap()
                 .requires_grad_(true)
+                .unwrap()
         })
         .collect()
 }
@@ -482,8 +497,14 @@ fn steady_state_steps_with_clipping_create_nothing() {
 fn clipping_a_non_finite_gradient_gives_a_non_finite_norm_as_pytorch() {
     let _serial = common::exclusive();
     for dev in common::devices() {
-        let a = Tensor::ones(&[3], &dev).unwrap().requires_grad_(true);
-        let b = Tensor::ones(&[300], &dev).unwrap().requires_grad_(true);
+        let a = Tensor::ones(&[3], &dev)
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap();
+        let b = Tensor::ones(&[300], &dev)
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap();
         b.set_grad(Some(Tensor::full(&[300], 0.5, &dev).unwrap()));
         // An infinite element: norm inf, scale max_norm / inf = 0, so the finite elements
         // become 0 and the infinite one inf * 0 = NaN (torch does the same).
@@ -532,8 +553,14 @@ fn clipping_a_non_finite_gradient_gives_a_non_finite_norm_as_pytorch() {
 fn clipping_scales_a_shared_gradient_once_and_counts_it_per_parameter() {
     let _serial = common::exclusive();
     for dev in common::devices() {
-        let a = Tensor::ones(&[4], &dev).unwrap().requires_grad_(true);
-        let b = Tensor::ones(&[2, 2], &dev).unwrap().requires_grad_(true);
+        let a = Tensor::ones(&[4], &dev)
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap();
+        let b = Tensor::ones(&[2, 2], &dev)
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap();
         let g = Tensor::full(&[4], 1.0, &dev).unwrap();
         // b's gradient is a view of a's (same storage).
         a.set_grad(Some(g.clone()));
@@ -552,7 +579,10 @@ fn optimizer_and_clipping_mistakes_are_errors() {
     let _serial = common::exclusive();
     let (cpu, gpu) = (Device::cpu(), common::gpu());
     // A gradient on another device.
-    let p = Tensor::ones(&[3], &gpu).unwrap().requires_grad_(true);
+    let p = Tensor::ones(&[3], &gpu)
+        .unwrap()
+        .requires_grad_(true)
+        .unwrap();
     p.set_grad(Some(Tensor::ones(&[3], &cpu).unwrap()));
     assert!(matches!(
         Sgd::new(vec![p.clone()], 0.1).momentum(0.9).step(),
@@ -563,7 +593,10 @@ fn optimizer_and_clipping_mistakes_are_errors() {
         Err(Error::DeviceMismatch { .. })
     ));
     // Gradients on two devices.
-    let q = Tensor::ones(&[2], &cpu).unwrap().requires_grad_(true);
+    let q = Tensor::ones(&[2], &cpu)
+        .unwrap()
+        .requires_grad_(true)
+        .unwrap();
     q.set_grad(Some(Tensor::ones(&[2], &cpu).unwrap()));
     p.set_grad(Some(Tensor::ones(&[3], &gpu).unwrap()));
     assert!(matches!(
@@ -574,7 +607,10 @@ fn optimizer_and_clipping_mistakes_are_errors() {
     p.set_grad(Some(Tensor::ones(&[4], &gpu).unwrap()));
     assert!(Sgd::new(vec![p.clone()], 0.1).step().is_err());
     for dev in [&cpu, &gpu] {
-        let p = Tensor::ones(&[3], dev).unwrap().requires_grad_(true);
+        let p = Tensor::ones(&[3], dev)
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap();
         p.set_grad(Some(no_grad(|| p.reshape(&[3]).unwrap())));
         assert!(Sgd::new(vec![p.clone()], 0.1).step().is_err(), "{dev:?}");
         assert!(Adam::new(vec![p.clone()], 0.1).step().is_err(), "{dev:?}");
@@ -585,7 +621,10 @@ fn optimizer_and_clipping_mistakes_are_errors() {
 fn a_parameter_listed_twice_is_updated_twice_as_in_sequence() {
     let _serial = common::exclusive();
     for dev in common::devices() {
-        let p = Tensor::ones(&[3], &dev).unwrap().requires_grad_(true);
+        let p = Tensor::ones(&[3], &dev)
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap();
         p.set_grad(Some(Tensor::full(&[3], 1.0, &dev).unwrap()));
         Sgd::new(vec![p.clone(), p.clone()], 0.25).step().unwrap();
         common::assert_close(&p.to_vec::<f32>().unwrap(), &[0.5; 3], 1e-6, "twice");

@@ -141,10 +141,12 @@ fn fused_layers_over_an_empty_batch_give_zero_gradients() {
         // linear_act
         let w = Tensor::randn_seeded(&[4, 3], 1, &dev)
             .unwrap()
-            .requires_grad_(true);
+            .requires_grad_(true)
+            .unwrap();
         let b = Tensor::randn_seeded(&[4], 2, &dev)
             .unwrap()
-            .requires_grad_(true);
+            .requires_grad_(true)
+            .unwrap();
         let x = Tensor::zeros(&[0, 3], &dev).unwrap();
         let y = x.linear_act(&w, Some(&b), Act::Relu).unwrap();
         assert_eq!(y.shape(), &[0, 4]);
@@ -154,10 +156,12 @@ fn fused_layers_over_an_empty_batch_give_zero_gradients() {
         }
         let w = Tensor::randn_seeded(&[3, 2, 3, 3], 3, &dev)
             .unwrap()
-            .requires_grad_(true);
+            .requires_grad_(true)
+            .unwrap();
         let b = Tensor::randn_seeded(&[3], 4, &dev)
             .unwrap()
-            .requires_grad_(true);
+            .requires_grad_(true)
+            .unwrap();
         let x = Tensor::zeros(&[0, 2, 5, 5], &dev).unwrap();
         let o = wgrad::ops::conv2d::ConvOptions {
             padding: (1, 1),

@@ -227,7 +227,8 @@ fn a_ten_thousand_step_sequence_backpropagates_on_the_cpu() {
     let lstm = LSTM::new(&dev, 2, 3);
     let x = Tensor::randn_seeded(&[10_000, 1, 2], 5, &dev)
         .unwrap()
-        .requires_grad_(true);
+        .requires_grad_(true)
+        .unwrap();
     let out = lstm.forward(&x).unwrap();
     out.sum().unwrap().backward().unwrap();
     let gx = x.grad().unwrap();
@@ -245,10 +246,12 @@ fn truncated_bptt_stops_at_the_detached_state() {
     let lstm = LSTM::new(&dev, 2, 3);
     let a = Tensor::randn_seeded(&[4, 1, 2], 1, &dev)
         .unwrap()
-        .requires_grad_(true);
+        .requires_grad_(true)
+        .unwrap();
     let b = Tensor::randn_seeded(&[4, 1, 2], 2, &dev)
         .unwrap()
-        .requires_grad_(true);
+        .requires_grad_(true)
+        .unwrap();
     let (_, s) = lstm.forward_with_state(&a, None).unwrap();
     let (out, _) = lstm.forward_with_state(&b, Some(&s.detach())).unwrap();
     out.sum().unwrap().backward().unwrap();

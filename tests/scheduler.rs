@@ -121,6 +121,7 @@ fn steady_state_training_creates_no_buffers_pipelines_or_bind_groups() {
                 .mul_scalar(0.3)
                 .unwrap()
                 .requires_grad_(true)
+                .unwrap()
         })
         .collect();
     let first = step(&dev, &params, 0);

@@ -47,7 +47,7 @@ impl std::fmt::Debug for Parameter {
 impl Parameter {
     /// Wraps `t` as a leaf that requires grad.
     pub fn new(t: Tensor) -> Parameter {
-        Parameter(RwLock::new(t.detach().requires_grad_(true)))
+        Parameter(RwLock::new(t.detach().with_requires_grad(true)))
     }
 
     /// The current tensor (a handle: gradients accumulate in it).
@@ -57,7 +57,7 @@ impl Parameter {
 
     /// Replaces the tensor (used to move a module between devices).
     pub fn replace(&self, t: Tensor) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = t.detach().requires_grad_(true);
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = t.detach().with_requires_grad(true);
     }
 }
 

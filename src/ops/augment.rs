@@ -104,7 +104,7 @@ pub fn geometric(
                 .collect();
             let words = Tensor::from_vec(words, &[n, 4], x.device())?;
             let total = shape::numel(&out_shape);
-            let buf = gpu_alloc(g, total);
+            let buf = gpu_alloc(g, total)?;
             g.launch(
                 GEOMETRIC,
                 &dims.map(|v| v as u32),

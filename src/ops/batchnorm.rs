@@ -393,7 +393,7 @@ impl Tensor {
 fn forward_stats(x: &Tensor, a: &BatchNormArgs, p: &Plan) -> Result<Tensor> {
     match x.device() {
         Device::Cpu => Ok(cpu_stats(x, a, p)),
-        Device::Gpu(g) => Ok(gpu_stats(g, x, a, p)),
+        Device::Gpu(g) => gpu_stats(g, x, a, p),
     }
 }
 
@@ -415,7 +415,7 @@ fn batch_norm_impl(x: &Tensor, a: &BatchNormArgs, forced: Option<usize>) -> Resu
                 Tensor::from_cpu(y, x.shape().to_vec())
             }
             Device::Gpu(g) => {
-                let y = gpu_alloc(g, p.numel());
+                let y = gpu_alloc(g, p.numel())?;
                 g.launch(
                     NORM_FWD,
                     &p.params(),
@@ -490,9 +490,9 @@ fn backward(x: &Tensor, stats: &Tensor, g: &Tensor, p: &Plan, need: [bool; 3]) -
             let sums_needed = need_dw || need_db || (need_dx && training);
             let (coef, dw, db) = if sums_needed {
                 let (coef, dw, db) = (
-                    gpu_alloc(ctx, 4 * p.c),
-                    gpu_alloc(ctx, p.c),
-                    gpu_alloc(ctx, p.c),
+                    gpu_alloc(ctx, 4 * p.c)?,
+                    gpu_alloc(ctx, p.c)?,
+                    gpu_alloc(ctx, p.c)?,
                 );
                 let params = p.params();
                 if p.blocks == 1 {
@@ -504,7 +504,7 @@ fn backward(x: &Tensor, stats: &Tensor, g: &Tensor, p: &Plan, need: [bool; 3]) -
                         p.block_work(),
                     );
                 } else {
-                    let partials = gpu_alloc(ctx, 2 * p.c * p.blocks);
+                    let partials = gpu_alloc(ctx, 2 * p.c * p.blocks)?;
                     ctx.launch_with(
                         BWD_PARTIAL,
                         &params,
@@ -530,7 +530,7 @@ fn backward(x: &Tensor, stats: &Tensor, g: &Tensor, p: &Plan, need: [bool; 3]) -
                 (None, None, None)
             };
             let dx = if need_dx {
-                let out = gpu_alloc(ctx, p.numel());
+                let out = gpu_alloc(ctx, p.numel())?;
                 let coef = coef.as_ref().filter(|_| training).unwrap_or(stats);
                 ctx.launch(
                     BWD_DX,
@@ -548,8 +548,8 @@ fn backward(x: &Tensor, stats: &Tensor, g: &Tensor, p: &Plan, need: [bool; 3]) -
 }
 
 /// The GPU's forward statistics, with the running statistics and the counter updated.
-fn gpu_stats(g: &Arc<GpuContext>, x: &Tensor, a: &BatchNormArgs, p: &Plan) -> Tensor {
-    let stats = gpu_alloc(g, 4 * p.c);
+fn gpu_stats(g: &Arc<GpuContext>, x: &Tensor, a: &BatchNormArgs, p: &Plan) -> Result<Tensor> {
+    let stats = gpu_alloc(g, 4 * p.c)?;
     let params = p.params();
     let xb = x.gpu_buf();
     let w = a.weight.map_or(xb, |t| t.gpu_buf());
@@ -562,11 +562,11 @@ fn gpu_stats(g: &Arc<GpuContext>, x: &Tensor, a: &BatchNormArgs, p: &Plan) -> Te
         let w = a.weight.map_or(rm, |t| t.gpu_buf());
         let b = a.bias.map_or(rm, |t| t.gpu_buf());
         g.launch(EVAL_PREP, &params, &[rm, rv, w, b, &stats], groups_1d(p.c));
-        return Tensor::from_gpu(stats, vec![4, p.c], x.dtype());
+        return Ok(Tensor::from_gpu(stats, vec![4, p.c], x.dtype()));
     }
     // Writable slots the call has no tensor for get small scratch buffers (a buffer must
     // not be bound twice where one binding writes).
-    let scratch: Vec<GpuBuffer> = (0..3).map(|_| gpu_alloc(g, 1)).collect();
+    let scratch: Vec<GpuBuffer> = (0..3).map(|_| gpu_alloc(g, 1)).collect::<Result<_>>()?;
     let rm = a.running_mean.map_or(&scratch[0], |t| t.gpu_buf());
     let rv = a.running_var.map_or(&scratch[1], |t| t.gpu_buf());
     let count = a.num_batches_tracked.map_or(&scratch[2], |t| t.gpu_buf());
@@ -579,7 +579,7 @@ fn gpu_stats(g: &Arc<GpuContext>, x: &Tensor, a: &BatchNormArgs, p: &Plan) -> Te
             p.block_work(),
         );
     } else {
-        let partials = gpu_alloc(g, 3 * p.c * p.blocks);
+        let partials = gpu_alloc(g, 3 * p.c * p.blocks)?;
         g.launch_with(
             STATS_PARTIAL,
             &params,
@@ -595,7 +595,7 @@ fn gpu_stats(g: &Arc<GpuContext>, x: &Tensor, a: &BatchNormArgs, p: &Plan) -> Te
             p.finalize_work(),
         );
     }
-    Tensor::from_gpu(stats, vec![4, p.c], x.dtype())
+    Ok(Tensor::from_gpu(stats, vec![4, p.c], x.dtype()))
 }
 
 /// The index of element `j` (of `M`) of channel `c`: `x[(n C + c) L + l]`, visited as

@@ -264,6 +264,7 @@ impl Broadcast {
 pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
     check_pair(op.name(), a, b)?;
     let geo = Broadcast::new(op.name(), a.shape(), b.shape())?;
+    crate::ops::check_out(op.name(), &geo.out, a.dtype(), a.device())?;
     let y = match a.device() {
         Device::Cpu => {
             // The common ops get their own loops: a generic one would match on the op
@@ -277,7 +278,7 @@ pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
             Tensor::from_cpu(out, geo.out.clone())
         }
         Device::Gpu(g) => {
-            let out = gpu_alloc(g, shape::numel(&geo.out));
+            let out = gpu_alloc(g, shape::numel(&geo.out))?;
             g.launch(
                 op.kernels().0,
                 &geo.params(0),
@@ -292,7 +293,7 @@ pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
         let (da, db) = match op {
             BinaryOp::Add => (g.clone(), g.clone()),
             BinaryOp::Sub => (g.clone(), g.neg()?),
-            _ => binary_backward(op, &geo, &sa, &sb, g),
+            _ => binary_backward(op, &geo, &sa, &sb, g)?,
         };
         Ok(vec![
             Some(da.sum_to_shape(sa.shape())?),
@@ -307,7 +308,7 @@ fn binary_backward(
     a: &Tensor,
     b: &Tensor,
     g: &Tensor,
-) -> (Tensor, Tensor) {
+) -> Result<(Tensor, Tensor)> {
     let n = shape::numel(&geo.out);
     match a.device() {
         Device::Cpu => {
@@ -325,13 +326,13 @@ fn binary_backward(
                 }
                 _ => unreachable!("binary dtypes checked"),
             };
-            (
+            Ok((
                 Tensor::from_cpu(da, geo.out.clone()),
                 Tensor::from_cpu(db, geo.out.clone()),
-            )
+            ))
         }
         Device::Gpu(ctx) => {
-            let (da, db) = (gpu_alloc(ctx, n), gpu_alloc(ctx, n));
+            let (da, db) = (gpu_alloc(ctx, n)?, gpu_alloc(ctx, n)?);
             let k = op.kernels().1.expect("this op has a backward kernel");
             ctx.launch(
                 k,
@@ -339,10 +340,10 @@ fn binary_backward(
                 &[a.gpu_buf(), b.gpu_buf(), g.gpu_buf(), &da, &db],
                 groups_1d(n),
             );
-            (
+            Ok((
                 Tensor::from_gpu(da, geo.out.clone(), a.dtype()),
                 Tensor::from_gpu(db, geo.out.clone(), a.dtype()),
-            )
+            ))
         }
     }
 }
@@ -371,6 +372,7 @@ const COMPARE: &Kernel = kernel!(FILE, "compare_fwd", [X0, X1, Y0]);
 pub fn compare(a: &Tensor, b: &Tensor, op: CompareOp) -> Result<Tensor> {
     check_pair("compare", a, b)?;
     let geo = Broadcast::new("compare", a.shape(), b.shape())?;
+    crate::ops::check_out("compare", &geo.out, a.dtype(), a.device())?;
     let test = move |x: f64, y: f64| match op {
         CompareOp::Eq => x == y,
         CompareOp::Ne => x != y,
@@ -396,7 +398,7 @@ pub fn compare(a: &Tensor, b: &Tensor, op: CompareOp) -> Result<Tensor> {
         }
         Device::Gpu(g) => {
             let n = shape::numel(&geo.out);
-            let out = gpu_alloc(g, n);
+            let out = gpu_alloc(g, n)?;
             g.launch(
                 COMPARE,
                 &geo.params(op as u32),

@@ -103,8 +103,9 @@ impl Geometry {
         padding: usize,
         dilation: usize,
     ) -> Option<usize> {
-        let span = dilation * (k - 1) + 1;
-        (input + 2 * padding)
+        let span = dilation.checked_mul(k.checked_sub(1)?)?.checked_add(1)?;
+        input
+            .checked_add(padding.checked_mul(2)?)?
             .checked_sub(span)
             .map(|v| v / stride + 1)
     }
@@ -210,12 +211,12 @@ fn col2im_cpu<T: Float>(g: &Geometry, cols: &[T]) -> Vec<T> {
     out
 }
 
-fn run(x: &Tensor, g: Geometry, to_cols: bool) -> Tensor {
+fn run(x: &Tensor, g: Geometry, to_cols: bool) -> Result<Tensor> {
     run_with(x, g, to_cols, false)
 }
 
 /// [`run`]; `transposed` (GPU, folding only) reads columns stored `[N, Ho Wo, C kh kw]`.
-fn run_with(x: &Tensor, g: Geometry, to_cols: bool, transposed: bool) -> Tensor {
+fn run_with(x: &Tensor, g: Geometry, to_cols: bool, transposed: bool) -> Result<Tensor> {
     let out_shape = if to_cols {
         g.cols_shape()
     } else {
@@ -228,10 +229,10 @@ fn run_with(x: &Tensor, g: Geometry, to_cols: bool, transposed: bool) -> Tensor 
             } else {
                 col2im_cpu(&g, v)
             });
-            Tensor::from_cpu(out, out_shape)
+            Ok(Tensor::from_cpu(out, out_shape))
         }
         Device::Gpu(ctx) => {
-            let out = gpu_alloc(ctx, shape::numel(&out_shape));
+            let out = gpu_alloc(ctx, shape::numel(&out_shape))?;
             // Grid: pixel groups of the plane the kernel writes, rows, images.
             let (kernel, pixels, rows, serial) = if to_cols {
                 (IM2COL, g.ho * g.wo, g.c * g.kk(), 0)
@@ -257,7 +258,7 @@ fn run_with(x: &Tensor, g: Geometry, to_cols: bool, transposed: bool) -> Tensor 
                     }
                 }
             }
-            Tensor::from_gpu(out, out_shape, x.dtype())
+            Ok(Tensor::from_gpu(out, out_shape, x.dtype()))
         }
     }
 }
@@ -278,9 +279,9 @@ pub fn im2col(x: &Tensor, g: Geometry) -> Result<Tensor> {
             ),
         );
     }
-    let y = run(x, g, true);
+    let y = run(x, g, true)?;
     Ok(record(y, "im2col", &[x], move |grad| {
-        Ok(vec![Some(run(grad, g, false))])
+        Ok(vec![Some(run(grad, g, false)?)])
     }))
 }
 
@@ -298,9 +299,9 @@ pub fn col2im(cols: &Tensor, g: Geometry) -> Result<Tensor> {
             ),
         );
     }
-    let y = run(cols, g, false);
+    let y = run(cols, g, false)?;
     Ok(record(y, "col2im", &[cols], move |grad| {
-        Ok(vec![Some(run(grad, g, true))])
+        Ok(vec![Some(run(grad, g, true)?)])
     }))
 }
 
@@ -393,6 +394,9 @@ fn conv_geometry(x: &Tensor, weight: &Tensor, o: ConvOptions) -> Result<Geometry
             ),
         );
     };
+    crate::ops::check_out("conv2d", &[n, oc, ho, wo], x.dtype(), x.device())?;
+    // The columns the CPU (and grouped convolutions) lay out.
+    crate::ops::check_out("conv2d", &[n, c * kh * kw, ho * wo], x.dtype(), x.device())?;
     Ok(Geometry {
         n,
         c,
@@ -508,12 +512,14 @@ pub fn conv2d_act(
         let rowsum_ok = need_w && kc > 0;
         let db = if need_b && !rowsum_ok {
             let gp = match &saved {
-                Some(y) => crate::ops::unary::unary_backward(act.unary_rule(), y, y, g),
+                Some(y) => crate::ops::unary::unary_backward(act.unary_rule(), y, y, g)?,
                 None => g.clone(),
             };
             Some(gp.sum_dim(&[0, 2, 3], false)?)
         } else {
-            need_b.then(|| Tensor::from_gpu(gpu_alloc(ctx, oc), vec![oc], DType::F32))
+            need_b
+                .then(|| gpu_alloc(ctx, oc).map(|b| Tensor::from_gpu(b, vec![oc], DType::F32)))
+                .transpose()?
         };
         let dw = if need_w {
             let product = GpuProduct {
@@ -557,7 +563,7 @@ pub fn conv2d_act(
                 ..Epi::default()
             };
             let cols_t = product.run_epi(g, &w2, auto, &epi)?;
-            Some(run_with(&cols_t, geo, false, true))
+            Some(run_with(&cols_t, geo, false, true)?)
         } else {
             None
         };
@@ -606,8 +612,20 @@ pub fn conv_transpose2d(
             "output_padding must be smaller than stride or dilation",
         );
     }
+    if h == 0 || w == 0 {
+        return shape_err(
+            "conv_transpose2d",
+            format!("the input {} has no pixels", shape::fmt(x.shape())),
+        );
+    }
+    // (i - 1) s + d (k - 1) + op + 1 - 2 p, with every step checked: huge strides or
+    // paddings give an error, not a wrapped size.
     let size = |i: usize, k: usize, s: usize, p: usize, d: usize, op: usize| {
-        ((i - 1) * s + d * (k - 1) + op + 1).checked_sub(2 * p)
+        (i - 1)
+            .checked_mul(s)?
+            .checked_add(d.checked_mul(k - 1)?)?
+            .checked_add(op + 1)?
+            .checked_sub(p.checked_mul(2)?)
     };
     let (Some(ho), Some(wo)) = (
         size(
@@ -630,6 +648,12 @@ pub fn conv_transpose2d(
         return shape_err("conv_transpose2d", "the padding removes the whole output");
     };
     let cout = cog * g;
+    crate::ops::check_out(
+        "conv_transpose2d",
+        &[n, cout, ho, wo],
+        x.dtype(),
+        x.device(),
+    )?;
     let geo = Geometry {
         n,
         c: cout,

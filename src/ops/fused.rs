@@ -186,11 +186,11 @@ pub fn linear_act(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, act: Act) 
                 let db = if need_b {
                     Some(if rowsum_ok {
                         // Written (not added to) by the weight gradient's product.
-                        Tensor::from_gpu(gpu_alloc(ctx, out), vec![out], DType::F32)
+                        Tensor::from_gpu(gpu_alloc(ctx, out)?, vec![out], DType::F32)
                     } else {
                         let gp = match &y2 {
                             Some(y) => {
-                                crate::ops::unary::unary_backward(act.unary_rule(), y, y, &g2)
+                                crate::ops::unary::unary_backward(act.unary_rule(), y, y, &g2)?
                             }
                             None => g2.clone(),
                         };

@@ -18,16 +18,16 @@ const FILL: &Kernel = kernel!(FILE, "fill_fwd", [Y0]);
 const FILL_U32: &Kernel = kernel!(FILE, "fill_u32_fwd", [YI]);
 const STRIDED_COPY: &Kernel = kernel!(FILE, "strided_copy_fwd", [X0, Y0]);
 const STRIDED_SCATTER: &Kernel = kernel!(FILE, "strided_scatter_fwd", [X0, Y0]);
-const INDEX_SELECT_FWD: &Kernel = kernel!(FILE, "index_select_fwd", [X0, XI, Y0]);
+const INDEX_SELECT_FWD: &Kernel = kernel!(FILE, "index_select_fwd", [X0, XI, Y0, YI]);
 const INDEX_SELECT_BWD: &Kernel = kernel!(FILE, "index_select_bwd", [X0, XI, Y0], loops);
-const GATHER_FWD: &Kernel = kernel!(FILE, "gather_fwd", [X0, XI, Y0]);
+const GATHER_FWD: &Kernel = kernel!(FILE, "gather_fwd", [X0, XI, Y0, YI]);
 const GATHER_BWD: &Kernel = kernel!(FILE, "gather_bwd", [X0, XI, Y0], loops);
 const WHERE_FWD: &Kernel = kernel!(FILE, "where_fwd", [X0, X1, X2, Y0]);
 const WHERE_BWD: &Kernel = kernel!(FILE, "where_bwd", [X0, X2, Y0, Y1]);
 
 /// A new tensor of `shape` filled with `value`.
 pub(crate) fn fill(shape: &[usize], dtype: DType, value: f64, device: &Device) -> Result<Tensor> {
-    let n = shape::numel(shape);
+    let n = crate::ops::check_out("full", shape, dtype, device)?;
     Ok(match device {
         Device::Cpu => {
             let data = match dtype {
@@ -38,7 +38,7 @@ pub(crate) fn fill(shape: &[usize], dtype: DType, value: f64, device: &Device) -
             Tensor::from_cpu(data, shape.to_vec())
         }
         Device::Gpu(g) => {
-            let out = gpu_alloc(g, n);
+            let out = gpu_alloc(g, n)?;
             match dtype {
                 DType::F32 => g.launch(
                     FILL,
@@ -158,7 +158,7 @@ fn scatter_add_chunks(
     }
 }
 
-fn strided_copy(x: &Tensor, out_shape: &[usize], strides: &[usize], base: usize) -> Tensor {
+fn strided_copy(x: &Tensor, out_shape: &[usize], strides: &[usize], base: usize) -> Result<Tensor> {
     let n = shape::numel(out_shape);
     match x.device() {
         Device::Cpu => {
@@ -166,7 +166,7 @@ fn strided_copy(x: &Tensor, out_shape: &[usize], strides: &[usize], base: usize)
             if run < 16 {
                 let src = StridedIter::new(out_shape, strides).map(|o| base + o);
                 let out = cpu_gather(&x.cpu_data(), src);
-                return Tensor::from_cpu(out, out_shape.to_vec());
+                return Ok(Tensor::from_cpu(out, out_shape.to_vec()));
             }
             // Long contiguous runs: slice copies.
             let out = match &*x.cpu_data() {
@@ -174,17 +174,17 @@ fn strided_copy(x: &Tensor, out_shape: &[usize], strides: &[usize], base: usize)
                 CpuData::F64(v) => CpuData::F64(gather_runs(v, out_shape, strides, base)),
                 CpuData::U32(v) => CpuData::U32(gather_runs(v, out_shape, strides, base)),
             };
-            Tensor::from_cpu(out, out_shape.to_vec())
+            Ok(Tensor::from_cpu(out, out_shape.to_vec()))
         }
         Device::Gpu(g) => {
-            let out = gpu_alloc(g, n);
+            let out = gpu_alloc(g, n)?;
             g.launch(
                 STRIDED_COPY,
                 &region_params(out_shape, strides, base),
                 &[x.gpu_buf(), &out],
                 groups_1d(n),
             );
-            Tensor::from_gpu(out, out_shape.to_vec(), x.dtype())
+            Ok(Tensor::from_gpu(out, out_shape.to_vec(), x.dtype()))
         }
     }
 }
@@ -256,10 +256,11 @@ pub(crate) fn copy_into(dst: &Tensor, src: &Tensor) -> Result<()> {
 
 /// An uninitialised-on-GPU / zeroed-on-CPU tensor to scatter into.
 fn empty_like_shape(x: &Tensor, shape_: &[usize]) -> Result<Tensor> {
+    crate::ops::check_out("cat", shape_, x.dtype(), x.device())?;
     match x.device() {
         Device::Cpu => fill(shape_, x.dtype(), 0.0, x.device()),
         Device::Gpu(g) => Ok(Tensor::from_gpu(
-            gpu_alloc(g, shape::numel(shape_)),
+            gpu_alloc(g, shape::numel(shape_))?,
             shape_.to_vec(),
             x.dtype(),
         )),
@@ -269,7 +270,7 @@ fn empty_like_shape(x: &Tensor, shape_: &[usize]) -> Result<Tensor> {
 impl Tensor {
     /// The same elements viewed with another shape (shares storage; no copy).
     pub fn reshape(&self, shape_: &[usize]) -> Result<Tensor> {
-        if shape::numel(shape_) != self.numel() {
+        if shape::check_new("reshape", shape_)? != self.numel() {
             return shape_err(
                 "reshape",
                 format!(
@@ -359,7 +360,7 @@ impl Tensor {
         let own = shape::contiguous_strides(self.shape());
         let out_shape: Vec<usize> = dims.iter().map(|&d| self.shape()[d]).collect();
         let strides: Vec<usize> = dims.iter().map(|&d| own[d]).collect();
-        let y = strided_copy(self, &out_shape, &strides, 0);
+        let y = strided_copy(self, &out_shape, &strides, 0)?;
         let mut inverse = vec![0; r];
         for (i, &d) in dims.iter().enumerate() {
             inverse[d] = i;
@@ -398,12 +399,14 @@ impl Tensor {
     /// Elements `start..start + len` along `dim` (a copy).
     pub fn narrow(&self, dim: isize, start: usize, len: usize) -> Result<Tensor> {
         let d = shape::normalize_dim("narrow", dim, self.rank())?;
-        if start + len > self.shape()[d] {
+        if start
+            .checked_add(len)
+            .is_none_or(|end| end > self.shape()[d])
+        {
             return shape_err(
                 "narrow",
                 format!(
-                    "{start}..{} is outside dimension {d} (size {}) of {}",
-                    start + len,
+                    "start {start} and length {len} reach outside dimension {d} (size {}) of {}",
                     self.shape()[d],
                     shape::fmt(self.shape())
                 ),
@@ -414,7 +417,7 @@ impl Tensor {
         let mut out_shape = self.shape().to_vec();
         out_shape[d] = len;
         let base = start * strides[d];
-        let y = strided_copy(self, &out_shape, &strides, base);
+        let y = strided_copy(self, &out_shape, &strides, base)?;
         let full = self.shape().to_vec();
         let xs = self.detach();
         Ok(record(y, "narrow", &[self], move |g| {
@@ -439,11 +442,12 @@ impl Tensor {
             );
         }
         gpu_float_only("broadcast_to", self)?;
+        crate::ops::check_out("broadcast_to", shape_, self.dtype(), self.device())?;
         if shape_ == self.shape() {
             return Ok(self.clone());
         }
         let strides = shape::broadcast_strides(self.shape(), shape_);
-        let y = strided_copy(self, shape_, &strides, 0);
+        let y = strided_copy(self, shape_, &strides, 0)?;
         let from = self.shape().to_vec();
         Ok(record(y, "broadcast_to", &[self], move |g| {
             Ok(vec![Some(g.sum_to_shape(&from)?)])
@@ -562,11 +566,12 @@ impl Tensor {
                 Tensor::from_cpu(out, out_shape)
             }
             Device::Gpu(g) => {
-                let out = gpu_alloc(g, n);
+                let out = gpu_alloc(g, n)?;
+                let flag = g.error_flag()?;
                 g.launch(
                     INDEX_SELECT_FWD,
                     &params,
-                    &[self.gpu_buf(), index.gpu_buf(), &out],
+                    &[self.gpu_buf(), index.gpu_buf(), &out, &flag],
                     groups_1d(n),
                 );
                 Tensor::from_gpu(out, out_shape, self.dtype())
@@ -596,7 +601,7 @@ impl Tensor {
                     Tensor::from_cpu(out, full.clone())
                 }
                 Device::Gpu(ctx) => {
-                    let out = gpu_alloc(ctx, n_in);
+                    let out = gpu_alloc(ctx, n_in)?;
                     let bufs = [g.gpu_buf(), idx.gpu_buf(), &out];
                     scatter_add_chunks(ctx, INDEX_SELECT_BWD, &p, &bufs, n_in, j);
                     Tensor::from_gpu(out, full.clone(), g.dtype())
@@ -645,11 +650,12 @@ impl Tensor {
                 Tensor::from_cpu(out, out_shape)
             }
             Device::Gpu(g) => {
-                let out = gpu_alloc(g, n);
+                let out = gpu_alloc(g, n)?;
+                let flag = g.error_flag()?;
                 g.launch(
                     GATHER_FWD,
                     &[n as u32, size as u32, j as u32, inner as u32],
-                    &[self.gpu_buf(), index.gpu_buf(), &out],
+                    &[self.gpu_buf(), index.gpu_buf(), &out, &flag],
                     groups_1d(n),
                 );
                 Tensor::from_gpu(out, out_shape, self.dtype())
@@ -676,7 +682,7 @@ impl Tensor {
                     Tensor::from_cpu(out, full.clone())
                 }
                 Device::Gpu(ctx) => {
-                    let out = gpu_alloc(ctx, n_in);
+                    let out = gpu_alloc(ctx, n_in)?;
                     let p = [n_in as u32, size as u32, j as u32, inner as u32];
                     let bufs = [g.gpu_buf(), idx.gpu_buf(), &out];
                     scatter_add_chunks(ctx, GATHER_BWD, &p, &bufs, n_in, j);
@@ -692,7 +698,7 @@ impl Tensor {
         check_pair("where", cond, a)?;
         let ab = shape::broadcast("where", a.shape(), b.shape())?;
         let out = shape::broadcast("where", cond.shape(), &ab)?;
-        shape::check_rank("where", &out)?;
+        crate::ops::check_out("where", &out, a.dtype(), a.device())?;
         let (sc, sa, sb) = (
             shape::broadcast_strides(cond.shape(), &out),
             shape::broadcast_strides(a.shape(), &out),
@@ -739,7 +745,7 @@ impl Tensor {
                 Tensor::from_cpu(data, out.clone())
             }
             Device::Gpu(g) => {
-                let buf = gpu_alloc(g, n);
+                let buf = gpu_alloc(g, n)?;
                 g.launch(
                     WHERE_FWD,
                     &p,
@@ -770,7 +776,7 @@ impl Tensor {
                     )
                 }
                 Device::Gpu(ctx) => {
-                    let (da, db) = (gpu_alloc(ctx, n), gpu_alloc(ctx, n));
+                    let (da, db) = (gpu_alloc(ctx, n)?, gpu_alloc(ctx, n)?);
                     ctx.launch(
                         WHERE_BWD,
                         &p,

@@ -16,12 +16,12 @@ pub(crate) const FILE: ShaderFile = shader("loss", include_str!("../../shaders/l
 const CE_FWD: &Kernel = kernel!(
     FILE,
     "cross_entropy_fwd",
-    [X0, XI, Y0, Y1],
+    [X0, XI, Y0, Y1, YI],
     loops,
     overrides = ["RT"]
 );
 const CE_BWD: &Kernel = kernel!(FILE, "cross_entropy_bwd", [X0, X1, X2, XI, Y0]);
-const CE_MEAN_FWD: &Kernel = kernel!(FILE, "cross_entropy_mean_fwd", [X0, XI, Y0, Y1], loops);
+const CE_MEAN_FWD: &Kernel = kernel!(FILE, "cross_entropy_mean_fwd", [X0, XI, Y0, Y1, YI], loops);
 
 /// Logits one workgroup's thread may loop over in the one-dispatch mean loss.
 const MEAN_SERIAL: usize = 1024;
@@ -108,11 +108,12 @@ pub fn cross_entropy_per_sample(logits: &Tensor, targets: &Tensor) -> Result<Ten
             })?
         }
         Device::Gpu(g) => {
-            let (l, s) = (gpu_alloc(g, n), gpu_alloc(g, n));
+            let (l, s) = (gpu_alloc(g, n)?, gpu_alloc(g, n)?);
+            let flag = g.error_flag()?;
             g.launch_with(
                 CE_FWD,
                 &params,
-                &[logits.gpu_buf(), targets.gpu_buf(), &l, &s],
+                &[logits.gpu_buf(), targets.gpu_buf(), &l, &s, &flag],
                 groups_rows(n),
                 row_work(n, c),
             );
@@ -139,7 +140,7 @@ pub fn cross_entropy_per_sample(logits: &Tensor, targets: &Tensor) -> Result<Ten
                 Tensor::from_cpu(data, vec![n, c])
             }
             Device::Gpu(ctx) => {
-                let out = gpu_alloc(ctx, n * c);
+                let out = gpu_alloc(ctx, n * c)?;
                 ctx.launch(
                     CE_BWD,
                     &params,
@@ -172,11 +173,12 @@ fn cross_entropy_mean_fused(logits: &Tensor, targets: &Tensor) -> Result<Option<
     if !fits || targets.shape() != [n] || logits.dtype() != crate::tensor::DType::F32 {
         return Ok(None);
     }
-    let (l, s) = (gpu_alloc(g, 1), gpu_alloc(g, n));
+    let (l, s) = (gpu_alloc(g, 1)?, gpu_alloc(g, n)?);
+    let flag = g.error_flag()?;
     g.launch_with(
         CE_MEAN_FWD,
         &[n as u32, c as u32],
-        &[logits.gpu_buf(), targets.gpu_buf(), &l, &s],
+        &[logits.gpu_buf(), targets.gpu_buf(), &l, &s, &flag],
         [1, 1, 1],
         crate::backend::gpu::Work {
             serial: (n.div_ceil(256) * c) as u64,
@@ -191,7 +193,7 @@ fn cross_entropy_mean_fused(logits: &Tensor, targets: &Tensor) -> Result<Option<
         let Device::Gpu(ctx) = g.device() else {
             unreachable!("a GPU loss")
         };
-        let out = gpu_alloc(ctx, n * c);
+        let out = gpu_alloc(ctx, n * c)?;
         ctx.launch(
             CE_BWD,
             &[n as u32, c as u32, 1],

@@ -142,9 +142,74 @@ pub(crate) fn groups_rows(rows: usize) -> [u32; 3] {
     [x as u32, y as u32, 1]
 }
 
-/// A GPU buffer for `n` 32-bit elements.
-pub(crate) fn gpu_alloc(g: &Arc<GpuContext>, n: usize) -> GpuBuffer {
-    g.alloc((n * 4) as u64)
+/// Checks that a new tensor of `shape` and `dtype` can exist on `device` before an op
+/// makes it: the rank, an element count that does not overflow, on the GPU the 32-bit
+/// element indices and the adapter's largest buffer, on the CPU (for 1 GiB and more) an
+/// allocation the system can give. Returns the element count. Ops call it where the
+/// output can be larger than their inputs (creation, broadcasting, products, images).
+pub(crate) fn check_out(
+    op: &'static str,
+    shape: &[usize],
+    dtype: crate::tensor::DType,
+    device: &crate::device::Device,
+) -> crate::error::Result<usize> {
+    use crate::error::oom_err;
+    let n = crate::shape::check_new(op, shape)?;
+    let bytes = n as u64 * dtype.size_bytes() as u64;
+    let size = crate::backend::gpu::fmt_bytes(bytes);
+    match device {
+        crate::device::Device::Cpu => {
+            if bytes >= 1 << 30 {
+                // Reserve (address space only: nothing is touched) and release at once,
+                // so a size the system cannot give is an error here, not an abort later.
+                let mut probe: Vec<u8> = Vec::new();
+                if probe.try_reserve_exact(bytes as usize).is_err() {
+                    return oom_err(
+                        op,
+                        format!(
+                            "{} ({size}) is more than the system can allocate",
+                            crate::shape::fmt(shape)
+                        ),
+                    );
+                }
+            }
+        }
+        crate::device::Device::Gpu(g) => {
+            if n > u32::MAX as usize {
+                return oom_err(
+                    op,
+                    format!(
+                        "{} has {n} elements; GPU kernels index at most 2^32 - 1",
+                        crate::shape::fmt(shape)
+                    ),
+                );
+            }
+            if bytes > g.max_buffer() {
+                return oom_err(
+                    op,
+                    format!(
+                        "{} ({size}) is larger than the largest buffer of {} ({})",
+                        crate::shape::fmt(shape),
+                        g.adapter().name,
+                        crate::backend::gpu::fmt_bytes(g.max_buffer())
+                    ),
+                );
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// A GPU buffer for `n` 32-bit elements, or [`crate::Error::OutOfMemory`] when the
+/// device cannot hold it or the kernels' 32-bit element indices cannot address it.
+pub(crate) fn gpu_alloc(g: &Arc<GpuContext>, n: usize) -> crate::error::Result<GpuBuffer> {
+    if n > u32::MAX as usize {
+        return crate::error::oom_err(
+            "alloc",
+            format!("{n} elements: GPU kernels index at most 2^32 - 1 elements of one tensor"),
+        );
+    }
+    g.alloc(n as u64 * 4)
 }
 
 /// Writes `vals` (padded with zeros to `len`) into a parameter block at `at`.

@@ -553,7 +553,7 @@ fn clip_gpu(
 ) -> Result<Tensor> {
     let numels: Vec<usize> = grads.iter().map(|g| g.numel()).collect();
     let (per_group, count) = clip_per_group(&numels);
-    let mut partials = gpu_alloc(ctx, count.max(1));
+    let mut partials = gpu_alloc(ctx, count.max(1))?;
     let members: Vec<Member> = grads
         .iter()
         .filter(|g| g.numel() > 0)
@@ -593,7 +593,7 @@ fn clip_gpu(
     let mut count = count;
     while count > CLIP_MAX_PER_GROUP {
         let groups = count.div_ceil(CLIP_MAX_PER_GROUP);
-        let next = gpu_alloc(ctx, groups);
+        let next = gpu_alloc(ctx, groups)?;
         let params = [
             count as u32,
             CLIP_MAX_PER_GROUP as u32,
@@ -617,7 +617,7 @@ fn clip_gpu(
         count = groups;
     }
     // [norm, scale]: the norm tensor's buffer also carries the scale for the last pass.
-    let ns = gpu_alloc(ctx, 2);
+    let ns = gpu_alloc(ctx, 2)?;
     let params = [count as u32, count as u32, 1, 1, max_norm.to_bits()];
     let work = Work {
         serial: count.div_ceil(256).max(1) as u64,
@@ -668,7 +668,8 @@ mod tests {
                     .unwrap()
                     .to(dev)
                     .unwrap()
-                    .requires_grad_(true);
+                    .requires_grad_(true)
+                    .unwrap();
                 let g = Tensor::randn_seeded(s, 80 + i as u64, &Device::cpu())
                     .unwrap()
                     .to(dev)

@@ -250,7 +250,7 @@ pub fn max_pool2d(
         }
         Device::Gpu(ctx) => {
             let n = shape::numel(&g.out_shape());
-            let (v, i) = (gpu_alloc(ctx, n), gpu_alloc(ctx, n));
+            let (v, i) = (gpu_alloc(ctx, n)?, gpu_alloc(ctx, n)?);
             ctx.launch_with(
                 MAX_FWD,
                 &g.params(),
@@ -283,7 +283,7 @@ pub fn max_pool2d(
             }
             Device::Gpu(ctx) => {
                 let n = shape::numel(&g.in_shape());
-                let out = gpu_alloc(ctx, n);
+                let out = gpu_alloc(ctx, n)?;
                 ctx.launch_with(
                     MAX_BWD,
                     &g.params(),
@@ -344,7 +344,7 @@ fn avg_pool(x: &Tensor, g: Pool, name: &'static str) -> Result<Tensor> {
         ),
         Device::Gpu(ctx) => {
             let n = shape::numel(&g.out_shape());
-            let out = gpu_alloc(ctx, n);
+            let out = gpu_alloc(ctx, n)?;
             ctx.launch_with(
                 AVG_FWD,
                 &g.params(),
@@ -363,7 +363,7 @@ fn avg_pool(x: &Tensor, g: Pool, name: &'static str) -> Result<Tensor> {
             ),
             Device::Gpu(ctx) => {
                 let n = shape::numel(&g.in_shape());
-                let out = gpu_alloc(ctx, n);
+                let out = gpu_alloc(ctx, n)?;
                 ctx.launch_with(
                     AVG_BWD,
                     &g.params(),
@@ -463,7 +463,7 @@ pub fn upsample_nearest(x: &Tensor, scale: (usize, usize)) -> Result<Tensor> {
         }
         Device::Gpu(ctx) => {
             let n = shape::numel(&g.out_shape());
-            let out = gpu_alloc(ctx, n);
+            let out = gpu_alloc(ctx, n)?;
             ctx.launch(UP_FWD, &g.params(), &[x.gpu_buf(), &out], groups_1d(n));
             Tensor::from_gpu(out, g.out_shape(), x.dtype())
         }
@@ -487,7 +487,7 @@ pub fn upsample_nearest(x: &Tensor, scale: (usize, usize)) -> Result<Tensor> {
             }
             Device::Gpu(ctx) => {
                 let n = shape::numel(&g.in_shape());
-                let out = gpu_alloc(ctx, n);
+                let out = gpu_alloc(ctx, n)?;
                 let work = Work {
                     serial: (g.k.0 * g.k.1) as u64,
                     ..Work::default()

@@ -10,7 +10,6 @@ use crate::backend::gpu::{Kernel, ShaderFile};
 use crate::device::Device;
 use crate::error::{arg_err, Result};
 use crate::ops::{gpu_alloc, groups_1d, kernel, shader};
-use crate::shape;
 use crate::tensor::{check_float, DType, Tensor};
 
 pub(crate) const FILE: ShaderFile = shader("random", include_str!("../../shaders/random.wgsl"));
@@ -25,8 +24,7 @@ fn key_params(n: usize, key: RngKey, a: u32, b: u32) -> [u32; 7] {
 }
 
 fn draw(shape_: &[usize], key: RngKey, device: &Device, normal: bool) -> Result<Tensor> {
-    shape::check_rank("rand", shape_)?;
-    let n = shape::numel(shape_);
+    let n = crate::ops::check_out("rand", shape_, DType::F32, device)?;
     Ok(match device {
         Device::Cpu => {
             let v: Vec<f32> = (0..n)
@@ -42,7 +40,7 @@ fn draw(shape_: &[usize], key: RngKey, device: &Device, normal: bool) -> Result<
             Tensor::from_cpu(CpuData::F32(v), shape_.to_vec())
         }
         Device::Gpu(g) => {
-            let out = gpu_alloc(g, n);
+            let out = gpu_alloc(g, n)?;
             let k = if normal { NORMAL } else { UNIFORM };
             g.launch(k, &key_params(n, key, 0, 0), &[&out], groups_1d(n));
             Tensor::from_gpu(out, shape_.to_vec(), DType::F32)
@@ -65,7 +63,7 @@ fn masked(
     kernel: &'static Kernel,
     params: [u32; 7],
     cpu_mask: impl Fn(usize, f64) -> (f64, f64),
-) -> Tensor {
+) -> Result<Tensor> {
     let n = x.numel();
     let (y, mask) = match x.device() {
         Device::Cpu => {
@@ -94,7 +92,7 @@ fn masked(
             )
         }
         Device::Gpu(g) => {
-            let (y, m) = (gpu_alloc(g, n), gpu_alloc(g, n));
+            let (y, m) = (gpu_alloc(g, n)?, gpu_alloc(g, n)?);
             g.launch(kernel, &params, &[x.gpu_buf(), &y, &m], groups_1d(n));
             (
                 Tensor::from_gpu(y, x.shape().to_vec(), x.dtype()),
@@ -102,7 +100,9 @@ fn masked(
             )
         }
     };
-    record(y, name, &[x], move |g| Ok(vec![Some(g.mul(&mask)?)]))
+    Ok(record(y, name, &[x], move |g| {
+        Ok(vec![Some(g.mul(&mask)?)])
+    }))
 }
 
 /// Dropout with an explicit generator key (see [`Tensor::dropout`]).
@@ -116,11 +116,11 @@ pub fn dropout_with_key(x: &Tensor, p: f32, key: RngKey) -> Result<Tensor> {
     let threshold = (p as f64 * 16_777_216.0).ceil() as u32;
     let scale = 1.0 / (1.0 - p);
     let params = key_params(x.numel(), key, threshold, scale.to_bits());
-    Ok(masked(x, "dropout", DROPOUT, params, move |i, a| {
+    masked(x, "dropout", DROPOUT, params, move |i, a| {
         let keep = (key.words(i)[0] >> 8) >= threshold;
         let m = if keep { scale as f64 } else { 0.0 };
         (a * m, m)
-    }))
+    })
 }
 
 /// Noisy ReLU with an explicit generator key (see [`Tensor::noisy_relu`]).
@@ -134,7 +134,7 @@ pub fn noisy_relu_with_key(x: &Tensor, std: f32, key: RngKey) -> Result<Tensor> 
     }
     let params = key_params(x.numel(), key, std.to_bits(), 0);
     let dtype = x.dtype();
-    Ok(masked(x, "noisy_relu", NOISY_RELU, params, move |i, a| {
+    masked(x, "noisy_relu", NOISY_RELU, params, move |i, a| {
         let w = key.words(i);
         let eps = normal_from(w[0], w[1]);
         // Match the GPU's f32 arithmetic for f32 tensors.
@@ -148,7 +148,7 @@ pub fn noisy_relu_with_key(x: &Tensor, std: f32, key: RngKey) -> Result<Tensor> 
         } else {
             (0.0, 0.0)
         }
-    }))
+    })
 }
 
 impl Tensor {

@@ -293,7 +293,7 @@ fn pass_work(geo: &Geometry, pass: Pass) -> Work {
 }
 
 /// `scale` times the sum over `geo`'s reduced positions of `x`, one value per output.
-fn gpu_sum(ctx: &Arc<GpuContext>, x: &GpuBuffer, geo: &Geometry, scale: f32) -> GpuBuffer {
+fn gpu_sum(ctx: &Arc<GpuContext>, x: &GpuBuffer, geo: &Geometry, scale: f32) -> Result<GpuBuffer> {
     let outputs = geo.outputs();
     let kernel = if ctx.uses_subgroups() {
         SUM_FWD_SUBGROUP
@@ -305,7 +305,7 @@ fn gpu_sum(ctx: &Arc<GpuContext>, x: &GpuBuffer, geo: &Geometry, scale: f32) -> 
     loop {
         let pass = plan_pass(&geo);
         let last = pass.splits == 1;
-        let out = gpu_alloc(ctx, if last { outputs } else { pass.splits * outputs });
+        let out = gpu_alloc(ctx, if last { outputs } else { pass.splits * outputs })?;
         ctx.launch_with(
             kernel,
             &geo.params(pass, if last { scale } else { 1.0 }, !last, false),
@@ -314,7 +314,7 @@ fn gpu_sum(ctx: &Arc<GpuContext>, x: &GpuBuffer, geo: &Geometry, scale: f32) -> 
             pass_work(&geo, pass),
         );
         if last {
-            return out;
+            return Ok(out);
         }
         geo = Geometry::columns(pass.splits, outputs);
         partials = Some(out);
@@ -322,7 +322,7 @@ fn gpu_sum(ctx: &Arc<GpuContext>, x: &GpuBuffer, geo: &Geometry, scale: f32) -> 
 }
 
 /// The maximum over `geo`'s reduced positions of `x` and its position, per output.
-fn gpu_max(ctx: &Arc<GpuContext>, x: &GpuBuffer, geo: &Geometry) -> (GpuBuffer, GpuBuffer) {
+fn gpu_max(ctx: &Arc<GpuContext>, x: &GpuBuffer, geo: &Geometry) -> Result<(GpuBuffer, GpuBuffer)> {
     let outputs = geo.outputs();
     let mut geo = geo.clone();
     let mut partials: Option<(GpuBuffer, GpuBuffer)> = None;
@@ -330,7 +330,7 @@ fn gpu_max(ctx: &Arc<GpuContext>, x: &GpuBuffer, geo: &Geometry) -> (GpuBuffer, 
         let pass = plan_pass(&geo);
         let last = pass.splits == 1;
         let n = if last { outputs } else { pass.splits * outputs };
-        let (vals, idx) = (gpu_alloc(ctx, n), gpu_alloc(ctx, n));
+        let (vals, idx) = (gpu_alloc(ctx, n)?, gpu_alloc(ctx, n)?);
         // A first pass numbers positions itself: its index slot holds the input, unread.
         let (src, src_idx) = match &partials {
             Some((v, i)) => (v, i),
@@ -344,7 +344,7 @@ fn gpu_max(ctx: &Arc<GpuContext>, x: &GpuBuffer, geo: &Geometry) -> (GpuBuffer, 
             pass_work(&geo, pass),
         );
         if last {
-            return (vals, idx);
+            return Ok((vals, idx));
         }
         geo = Geometry::columns(pass.splits, outputs);
         partials = Some((vals, idx));
@@ -400,7 +400,7 @@ fn max_cpu<T: Float>(plan: &Plan, x: &[T]) -> (Vec<T>, Vec<u32>) {
 }
 
 /// Spreads `g` (output shape) back over the input: `scale * g[output of i]`.
-fn spread(plan: &Plan, g: &Tensor, scale: f64) -> Tensor {
+fn spread(plan: &Plan, g: &Tensor, scale: f64) -> Result<Tensor> {
     let n = shape::numel(&plan.input);
     match g.device() {
         Device::Cpu => {
@@ -408,17 +408,17 @@ fn spread(plan: &Plan, g: &Tensor, scale: f64) -> Tensor {
             let out = map_float!(&*g.cpu_data(), |gv: T| StridedIter::new(&plan.input, &so)
                 .map(|o| gv[o] * T::from_f64(scale))
                 .collect_pooled());
-            Tensor::from_cpu(out, plan.input.clone())
+            Ok(Tensor::from_cpu(out, plan.input.clone()))
         }
         Device::Gpu(ctx) => {
-            let out = gpu_alloc(ctx, n);
+            let out = gpu_alloc(ctx, n)?;
             ctx.launch(
                 SUM_BWD,
                 &plan.bwd_params(scale as f32),
                 &[g.gpu_buf(), &out],
                 groups_1d(n),
             );
-            Tensor::from_gpu(out, plan.input.clone(), g.dtype())
+            Ok(Tensor::from_gpu(out, plan.input.clone(), g.dtype()))
         }
     }
 }
@@ -441,12 +441,12 @@ fn sum_like(x: &Tensor, dims: &[isize], keepdim: bool, mean: bool) -> Result<Ten
             Tensor::from_cpu(out, plan.out_shape.clone())
         }
         Device::Gpu(g) => {
-            let out = gpu_sum(g, x.gpu_buf(), &plan.geometry(), scale as f32);
+            let out = gpu_sum(g, x.gpu_buf(), &plan.geometry(), scale as f32)?;
             Tensor::from_gpu(out, plan.out_shape.clone(), x.dtype())
         }
     };
     Ok(record(y, op, &[x], move |g| {
-        Ok(vec![Some(spread(&plan, g, scale))])
+        Ok(vec![Some(spread(&plan, g, scale)?)])
     }))
 }
 
@@ -477,7 +477,7 @@ pub fn max_with_indices(x: &Tensor, dims: &[isize], keepdim: bool) -> Result<(Te
             )
         }
         Device::Gpu(g) => {
-            let (out, idx) = gpu_max(g, x.gpu_buf(), &plan.geometry());
+            let (out, idx) = gpu_max(g, x.gpu_buf(), &plan.geometry())?;
             (
                 Tensor::from_gpu(out, plan.out_shape.clone(), x.dtype()),
                 Tensor::from_gpu(idx, plan.out_shape.clone(), DType::U32),
@@ -507,7 +507,7 @@ pub fn max_with_indices(x: &Tensor, dims: &[isize], keepdim: bool) -> Result<(Te
                 Tensor::from_cpu(out, plan.input.clone())
             }
             Device::Gpu(ctx) => {
-                let out = gpu_alloc(ctx, n);
+                let out = gpu_alloc(ctx, n)?;
                 ctx.launch(
                     MAX_BWD,
                     &plan.bwd_params(1.0),

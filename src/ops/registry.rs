@@ -900,7 +900,7 @@ pub fn registry() -> Vec<OpEntry> {
     fn three_steps(x: &[Tensor], make: fn(Vec<Tensor>) -> Box<dyn Optimizer>) -> Result<Tensor> {
         let params: Vec<Tensor> = x
             .chunks(2)
-            .map(|pair| Ok(pair[0].mul_scalar(1.0)?.requires_grad_(true)))
+            .map(|pair| pair[0].mul_scalar(1.0)?.requires_grad_(true))
             .collect::<Result<_>>()?;
         let mut opt = make(params.clone());
         for k in 0..3 {
@@ -969,7 +969,7 @@ pub fn registry() -> Vec<OpEntry> {
                 let params: Vec<Tensor> = x
                     .iter()
                     .map(|g| {
-                        let p = g.zeros_like()?.requires_grad_(true);
+                        let p = g.zeros_like()?.requires_grad_(true)?;
                         p.set_grad(Some(g.mul_scalar(1.0)?));
                         Ok(p)
                     })

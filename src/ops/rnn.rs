@@ -89,23 +89,23 @@ fn lstm_bwd_cpu<T: Float>(a: &[T], cp: &[T], gy: &[T], h: usize) -> (Vec<T>, Vec
 }
 
 /// The fused forward without a graph: `[2, B, H]` holding `h` then `c`.
-fn lstm_forward_raw(gates: &Tensor, c_prev: &Tensor, b: usize, h: usize) -> Tensor {
+fn lstm_forward_raw(gates: &Tensor, c_prev: &Tensor, b: usize, h: usize) -> Result<Tensor> {
     match gates.device() {
         Device::Cpu => {
             let out = map_float2!(&*gates.cpu_data(), &*c_prev.cpu_data(), |a, cp: T| {
                 lstm_fwd_cpu(a, cp, h)
             });
-            Tensor::from_cpu(out, vec![2, b, h])
+            Ok(Tensor::from_cpu(out, vec![2, b, h]))
         }
         Device::Gpu(g) => {
-            let out = gpu_alloc(g, 2 * b * h);
+            let out = gpu_alloc(g, 2 * b * h)?;
             g.launch(
                 LSTM_FWD,
                 &[b as u32, h as u32],
                 &[gates.gpu_buf(), c_prev.gpu_buf(), &out],
                 groups_1d(b * h),
             );
-            Tensor::from_gpu(out, vec![2, b, h], gates.dtype())
+            Ok(Tensor::from_gpu(out, vec![2, b, h], gates.dtype()))
         }
     }
 }
@@ -118,7 +118,7 @@ fn lstm_backward_raw(
     gy: &Tensor,
     b: usize,
     h: usize,
-) -> (Tensor, Tensor) {
+) -> Result<(Tensor, Tensor)> {
     match gy.device() {
         Device::Cpu => {
             let (ad, cd, gd) = (sa.cpu_data(), sc.cpu_data(), gy.cpu_data());
@@ -133,23 +133,23 @@ fn lstm_backward_raw(
                 }
                 _ => unreachable!("lstm_cell dtypes checked"),
             };
-            (
+            Ok((
                 Tensor::from_cpu(da, vec![b, 4 * h]),
                 Tensor::from_cpu(dc, vec![b, h]),
-            )
+            ))
         }
         Device::Gpu(g) => {
-            let (da, dc) = (gpu_alloc(g, 4 * b * h), gpu_alloc(g, b * h));
+            let (da, dc) = (gpu_alloc(g, 4 * b * h)?, gpu_alloc(g, b * h)?);
             g.launch(
                 LSTM_BWD,
                 &[b as u32, h as u32],
                 &[sa.gpu_buf(), sc.gpu_buf(), gy.gpu_buf(), &da, &dc],
                 groups_1d(b * h),
             );
-            (
+            Ok((
                 Tensor::from_gpu(da, vec![b, 4 * h], gy.dtype()),
                 Tensor::from_gpu(dc, vec![b, h], gy.dtype()),
-            )
+            ))
         }
     }
 }
@@ -172,10 +172,10 @@ pub fn lstm_cell(gates: &Tensor, c_prev: &Tensor) -> Result<(Tensor, Tensor)> {
             )
         }
     };
-    let y = lstm_forward_raw(gates, c_prev, b, h);
+    let y = lstm_forward_raw(gates, c_prev, b, h)?;
     let (sa, sc) = (gates.detach(), c_prev.detach());
     let y = record(y, "lstm_cell", &[gates, c_prev], move |gy| {
-        let (da, dc) = lstm_backward_raw(&sa, &sc, gy, b, h);
+        let (da, dc) = lstm_backward_raw(&sa, &sc, gy, b, h)?;
         Ok(vec![Some(da), Some(dc)])
     });
     let hs = y.narrow(0, 0, 1)?.reshape(&[b, h])?;
@@ -228,7 +228,13 @@ fn gru_bwd_cpu<T: Float>(gi: &[T], gh: &[T], hp: &[T], gy: &[T], h: usize) -> Gr
     (dgi, dgh, dhp)
 }
 
-fn gru_forward_raw(gi: &Tensor, gh: &Tensor, h_prev: &Tensor, b: usize, h: usize) -> Tensor {
+fn gru_forward_raw(
+    gi: &Tensor,
+    gh: &Tensor,
+    h_prev: &Tensor,
+    b: usize,
+    h: usize,
+) -> Result<Tensor> {
     match gi.device() {
         Device::Cpu => {
             let out = map_float3!(
@@ -237,17 +243,17 @@ fn gru_forward_raw(gi: &Tensor, gh: &Tensor, h_prev: &Tensor, b: usize, h: usize
                 &*h_prev.cpu_data(),
                 |a, c, p: T| gru_fwd_cpu(a, c, p, h)
             );
-            Tensor::from_cpu(out, vec![b, h])
+            Ok(Tensor::from_cpu(out, vec![b, h]))
         }
         Device::Gpu(g) => {
-            let out = gpu_alloc(g, b * h);
+            let out = gpu_alloc(g, b * h)?;
             g.launch(
                 GRU_FWD,
                 &[b as u32, h as u32],
                 &[gi.gpu_buf(), gh.gpu_buf(), h_prev.gpu_buf(), &out],
                 groups_1d(b * h),
             );
-            Tensor::from_gpu(out, vec![b, h], gi.dtype())
+            Ok(Tensor::from_gpu(out, vec![b, h], gi.dtype()))
         }
     }
 }
@@ -261,7 +267,7 @@ fn gru_backward_raw(
     gy: &Tensor,
     b: usize,
     h: usize,
-) -> [Tensor; 3] {
+) -> Result<[Tensor; 3]> {
     match gy.device() {
         Device::Cpu => {
             let (a, c, p, g) = (si.cpu_data(), sh.cpu_data(), sp.cpu_data(), gy.cpu_data());
@@ -277,17 +283,17 @@ fn gru_backward_raw(
                 _ => unreachable!("gru_cell dtypes checked"),
             };
             let [x, y, z] = grads;
-            [
+            Ok([
                 Tensor::from_cpu(x, vec![b, 3 * h]),
                 Tensor::from_cpu(y, vec![b, 3 * h]),
                 Tensor::from_cpu(z, vec![b, h]),
-            ]
+            ])
         }
         Device::Gpu(g) => {
             let (dgi, dgh, dhp) = (
-                gpu_alloc(g, 3 * b * h),
-                gpu_alloc(g, 3 * b * h),
-                gpu_alloc(g, b * h),
+                gpu_alloc(g, 3 * b * h)?,
+                gpu_alloc(g, 3 * b * h)?,
+                gpu_alloc(g, b * h)?,
             );
             g.launch(
                 GRU_BWD,
@@ -304,11 +310,11 @@ fn gru_backward_raw(
                 groups_1d(b * h),
             );
             let dt = gy.dtype();
-            [
+            Ok([
                 Tensor::from_gpu(dgi, vec![b, 3 * h], dt),
                 Tensor::from_gpu(dgh, vec![b, 3 * h], dt),
                 Tensor::from_gpu(dhp, vec![b, h], dt),
-            ]
+            ])
         }
     }
 }
@@ -333,10 +339,10 @@ pub fn gru_cell(gi: &Tensor, gh: &Tensor, h_prev: &Tensor) -> Result<Tensor> {
             )
         }
     };
-    let y = gru_forward_raw(gi, gh, h_prev, b, h);
+    let y = gru_forward_raw(gi, gh, h_prev, b, h)?;
     let (si, sh, sp) = (gi.detach(), gh.detach(), h_prev.detach());
     Ok(record(y, "gru_cell", &[gi, gh, h_prev], move |gy| {
-        Ok(gru_backward_raw(&si, &sh, &sp, gy, b, h)
+        Ok(gru_backward_raw(&si, &sh, &sp, gy, b, h)?
             .into_iter()
             .map(Some)
             .collect())
@@ -535,7 +541,7 @@ fn elman_gpu(
             ..Epi::default()
         },
     )?;
-    let hs = Tensor::from_gpu(gpu_alloc(ctx, rows * h), vec![t_len, b, h], x.dtype());
+    let hs = Tensor::from_gpu(gpu_alloc(ctx, rows * h)?, vec![t_len, b, h], x.dtype());
     let recurrent = GpuProduct::plain((b, h, h), (h, 1), (1, h));
     for t in 0..t_len {
         let epi = Epi {
@@ -568,11 +574,12 @@ fn elman_gpu(
         let Device::Gpu(ctx) = gy.device() else {
             unreachable!("a GPU layer")
         };
-        let new =
-            |n: usize, shape: Vec<usize>| Tensor::from_gpu(gpu_alloc(ctx, n), shape, DType::F32);
+        let new = |n: usize, shape: Vec<usize>| {
+            gpu_alloc(ctx, n).map(|buf| Tensor::from_gpu(buf, shape, DType::F32))
+        };
         let pro = Some((&saved, act));
         // e_t for every step, last to first.
-        let e = new(rows * h, vec![t_len, b, h]);
+        let e = new(rows * h, vec![t_len, b, h])?;
         let back = GpuProduct::plain((b, h, h), (h, 1), (h, 1));
         for t in (0..t_len).rev() {
             let last = t + 1 == t_len;
@@ -590,13 +597,13 @@ fn elman_gpu(
         // delta = e * act'(h), as the products below load it; a bias gradient without
         // its weight's (or with nothing to multiply) sums an explicit delta.
         let delta = || {
-            crate::ops::unary::unary_backward(act_unary(act), &saved, &saved, &e)
+            crate::ops::unary::unary_backward(act_unary(act), &saved, &saved, &e)?
                 .reshape(&[rows, h])
         };
         let db_hh = if need_bhh && !(need_whh && h > 0) {
             Some(delta()?.sum_dim(&[0], false)?)
         } else {
-            need_bhh.then(|| new(h, vec![h]))
+            need_bhh.then(|| new(h, vec![h])).transpose()?
         };
         let dw_hh = if need_whh {
             let dims = (t_len, b, h, h);
@@ -614,7 +621,7 @@ fn elman_gpu(
         let db_ih = if need_bih && !(need_wih && i > 0) {
             Some(delta()?.sum_dim(&[0], false)?)
         } else {
-            need_bih.then(|| new(h, vec![h]))
+            need_bih.then(|| new(h, vec![h])).transpose()?
         };
         let dw_ih = if need_wih {
             Some(GpuProduct::plain((h, i, rows), (1, h), (i, 1)).run_epi(
@@ -688,7 +695,7 @@ fn recurrent_weight_grad(
     let Device::Gpu(ctx) = d.device() else {
         unreachable!("a GPU layer")
     };
-    let dw = Tensor::from_gpu(gpu_alloc(ctx, g * h), vec![g, h], DType::F32);
+    let dw = Tensor::from_gpu(gpu_alloc(ctx, g * h)?, vec![g, h], DType::F32);
     let rowsum = db.filter(|_| h > 0);
     let later = (t_len - 1) * b;
     if later > 0 {
@@ -739,7 +746,9 @@ fn hidden_weight_grads(
     let db = if need_b && !(need_w && h > 0) {
         Some(d.reshape(&[t_len * b, g])?.sum_dim(&[0], false)?)
     } else {
-        need_b.then(|| Tensor::from_gpu(gpu_alloc(ctx, g), vec![g], DType::F32))
+        need_b
+            .then(|| gpu_alloc(ctx, g).map(|buf| Tensor::from_gpu(buf, vec![g], DType::F32)))
+            .transpose()?
     };
     let dw = if need_w {
         let dims = (t_len, b, g, h);
@@ -773,12 +782,14 @@ fn lstm_gpu(
     let auto = MatmulChoice::AUTO;
     let (g4, step) = (4 * h, b * h);
     let step_g = b * g4;
-    let new = |n: usize, shape: Vec<usize>| Tensor::from_gpu(gpu_alloc(ctx, n), shape, DType::F32);
+    let new = |n: usize, shape: Vec<usize>| {
+        gpu_alloc(ctx, n).map(|buf| Tensor::from_gpu(buf, shape, DType::F32))
+    };
     let (whh, bhh) = (w_hh.detach(), b_hh.map(Tensor::detach));
     let (h0d, c0d) = (h0.detach(), c0.detach());
-    let gates = new(t_len * step_g, vec![t_len, b, g4]);
-    let y = new((t_len + 1) * step, vec![t_len + 1, b, h]);
-    let cs = new(t_len.max(2) * step, vec![t_len.max(2), b, h]);
+    let gates = new(t_len * step_g, vec![t_len, b, g4])?;
+    let y = new((t_len + 1) * step, vec![t_len + 1, b, h])?;
+    let cs = new(t_len.max(2) * step, vec![t_len.max(2), b, h])?;
     let recurrent = GpuProduct::plain((b, g4, h), (h, 1), (1, h));
     let cells = crate::ops::groups_1d(step);
     for t in 0..t_len {
@@ -814,11 +825,12 @@ fn lstm_gpu(
         let Device::Gpu(ctx) = gy.device() else {
             unreachable!("a GPU layer")
         };
-        let new =
-            |n: usize, shape: Vec<usize>| Tensor::from_gpu(gpu_alloc(ctx, n), shape, DType::F32);
-        let da = new(t_len * step_g, vec![t_len, b, g4]);
-        let dc = new(step, vec![b, h]);
-        let dh = new(step, vec![b, h]);
+        let new = |n: usize, shape: Vec<usize>| {
+            gpu_alloc(ctx, n).map(|buf| Tensor::from_gpu(buf, shape, DType::F32))
+        };
+        let da = new(t_len * step_g, vec![t_len, b, g4])?;
+        let dc = new(step, vec![b, h])?;
+        let dh = new(step, vec![b, h])?;
         let carry = GpuProduct::plain((b, h, g4), (g4, 1), (h, 1));
         for t in (0..t_len).rev() {
             let last = t + 1 == t_len;
@@ -885,11 +897,13 @@ fn gru_gpu(
     let auto = MatmulChoice::AUTO;
     let (g3, step) = (3 * h, b * h);
     let step_g = b * g3;
-    let new = |n: usize, shape: Vec<usize>| Tensor::from_gpu(gpu_alloc(ctx, n), shape, DType::F32);
+    let new = |n: usize, shape: Vec<usize>| {
+        gpu_alloc(ctx, n).map(|buf| Tensor::from_gpu(buf, shape, DType::F32))
+    };
     let (whh, bhh) = (w_hh.detach(), b_hh.map(Tensor::detach));
     let (gi, h0d) = (gi_all.detach(), h0.detach());
-    let gh = new(t_len * step_g, vec![t_len, b, g3]);
-    let y = new(t_len * step, vec![t_len, b, h]);
+    let gh = new(t_len * step_g, vec![t_len, b, g3])?;
+    let y = new(t_len * step, vec![t_len, b, h])?;
     let recurrent = GpuProduct::plain((b, g3, h), (h, 1), (1, h));
     let cells = crate::ops::groups_1d(step);
     for t in 0..t_len {
@@ -921,11 +935,12 @@ fn gru_gpu(
         let Device::Gpu(ctx) = gy.device() else {
             unreachable!("a GPU layer")
         };
-        let new =
-            |n: usize, shape: Vec<usize>| Tensor::from_gpu(gpu_alloc(ctx, n), shape, DType::F32);
-        let dgi = new(t_len * step_g, vec![t_len, b, g3]);
-        let dgh = new(t_len * step_g, vec![t_len, b, g3]);
-        let carry = new(step, vec![b, h]);
+        let new = |n: usize, shape: Vec<usize>| {
+            gpu_alloc(ctx, n).map(|buf| Tensor::from_gpu(buf, shape, DType::F32))
+        };
+        let dgi = new(t_len * step_g, vec![t_len, b, g3])?;
+        let dgh = new(t_len * step_g, vec![t_len, b, g3])?;
+        let carry = new(step, vec![b, h])?;
         let back = GpuProduct::plain((b, h, g3), (g3, 1), (h, 1));
         for t in (0..t_len).rev() {
             let params = [
@@ -1222,13 +1237,13 @@ fn recurrence(
                 Saved::Lstm(steps) => {
                     let gates = gi.add(&gh)?;
                     let cp = cprev.take().expect("an LSTM has a cell state");
-                    let y = lstm_forward_raw(&gates, &cp, b, h);
+                    let y = lstm_forward_raw(&gates, &cp, b, h)?;
                     cprev = Some(y.narrow(0, 1, 1)?.reshape(&[b, h])?);
                     steps.push((gates, cp));
                     y.narrow(0, 0, 1)?.reshape(&[b, h])?
                 }
                 Saved::Gru(steps) => {
-                    let hn = gru_forward_raw(&gi, &gh, &hprev, b, h);
+                    let hn = gru_forward_raw(&gi, &gh, &hprev, b, h)?;
                     steps.push((gi, gh));
                     hn
                 }
@@ -1308,13 +1323,13 @@ fn bptt(
                 let (gates, cp) = &steps[t];
                 let dc = dc_carry.take().expect("an LSTM carries a cell gradient");
                 let g2 = Tensor::stack(&[&dh, &dc], 0)?;
-                let (da, dcp) = lstm_backward_raw(gates, cp, &g2, b, h);
+                let (da, dcp) = lstm_backward_raw(gates, cp, &g2, b, h)?;
                 dc_carry = Some(dcp);
                 (da.clone(), da, None)
             }
             Saved::Gru(steps) => {
                 let (gi, gh) = &steps[t];
-                let [dgi, dgh, dhp] = gru_backward_raw(gi, gh, hprev, &dh, b, h);
+                let [dgi, dgh, dhp] = gru_backward_raw(gi, gh, hprev, &dh, b, h)?;
                 (dgi, dgh, Some(dhp))
             }
         };

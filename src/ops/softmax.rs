@@ -128,7 +128,7 @@ fn softmax_impl(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
             x.shape().to_vec(),
         ),
         Device::Gpu(g) => {
-            let out = gpu_alloc(g, x.numel());
+            let out = gpu_alloc(g, x.numel())?;
             g.launch_with(
                 fk,
                 &r.params(),
@@ -149,7 +149,7 @@ fn softmax_impl(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
                 ys.shape().to_vec(),
             ),
             Device::Gpu(ctx) => {
-                let out = gpu_alloc(ctx, ys.numel());
+                let out = gpu_alloc(ctx, ys.numel())?;
                 ctx.launch_with(
                     bk,
                     &r.params(),

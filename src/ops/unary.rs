@@ -201,14 +201,14 @@ pub(crate) fn sigmoid<T: Float>(x: T) -> T {
 /// Applies `op` to every element, recording the backward.
 pub fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
     check_float(op.name(), x)?;
-    let y = unary_forward(x, op);
+    let y = unary_forward(x, op)?;
     let (xs, ys) = (x.detach(), y.detach());
     Ok(record(y, op.name(), &[x], move |g| {
-        Ok(vec![Some(unary_backward(op, &xs, &ys, g))])
+        Ok(vec![Some(unary_backward(op, &xs, &ys, g)?)])
     }))
 }
 
-fn unary_forward(x: &Tensor, op: UnaryOp) -> Tensor {
+fn unary_forward(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
     let n = x.numel();
     match x.device() {
         Device::Cpu => {
@@ -220,22 +220,22 @@ fn unary_forward(x: &Tensor, op: UnaryOp) -> Tensor {
                 UnaryOp::Sigmoid => v.iter().map(|&a| sigmoid(a)).collect_pooled(),
                 _ => v.iter().map(|&a| op.forward::<T>(a)).collect_pooled(),
             });
-            Tensor::from_cpu(out, x.shape().to_vec())
+            Ok(Tensor::from_cpu(out, x.shape().to_vec()))
         }
         Device::Gpu(g) => {
-            let out = gpu_alloc(g, n);
+            let out = gpu_alloc(g, n)?;
             g.launch(
                 op.kernels().0,
                 &op.params(n),
                 &[x.gpu_buf(), &out],
                 groups_1d(n),
             );
-            Tensor::from_gpu(out, x.shape().to_vec(), x.dtype())
+            Ok(Tensor::from_gpu(out, x.shape().to_vec(), x.dtype()))
         }
     }
 }
 
-pub(crate) fn unary_backward(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) -> Tensor {
+pub(crate) fn unary_backward(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Tensor> {
     let n = x.numel();
     match x.device() {
         Device::Cpu => {
@@ -254,17 +254,17 @@ pub(crate) fn unary_backward(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) ->
                         .collect_pooled(),
                 }
             );
-            Tensor::from_cpu(out, x.shape().to_vec())
+            Ok(Tensor::from_cpu(out, x.shape().to_vec()))
         }
         Device::Gpu(ctx) => {
-            let out = gpu_alloc(ctx, n);
+            let out = gpu_alloc(ctx, n)?;
             ctx.launch(
                 op.kernels().1,
                 &op.params(n),
                 &[x.gpu_buf(), y.gpu_buf(), g.gpu_buf(), &out],
                 groups_1d(n),
             );
-            Tensor::from_gpu(out, x.shape().to_vec(), x.dtype())
+            Ok(Tensor::from_gpu(out, x.shape().to_vec(), x.dtype()))
         }
     }
 }
@@ -306,7 +306,7 @@ pub fn prelu(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
             Tensor::from_cpu(out, x.shape().to_vec())
         }
         Device::Gpu(g) => {
-            let out = gpu_alloc(g, x.numel());
+            let out = gpu_alloc(g, x.numel())?;
             g.launch(
                 PRELU_FWD,
                 &params,
@@ -341,7 +341,7 @@ pub fn prelu(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
             }
             Device::Gpu(ctx) => {
                 let n = xs.numel();
-                let (dx, dw) = (gpu_alloc(ctx, n), gpu_alloc(ctx, n));
+                let (dx, dw) = (gpu_alloc(ctx, n)?, gpu_alloc(ctx, n)?);
                 ctx.launch(
                     PRELU_BWD,
                     &params,

@@ -20,7 +20,10 @@ pub fn devices() -> Vec<Device> {
 }
 
 pub fn scalar(v: f32, dev: &Device) -> Tensor {
-    Tensor::scalar(v, dev).unwrap().requires_grad_(true)
+    Tensor::scalar(v, dev)
+        .unwrap()
+        .requires_grad_(true)
+        .unwrap()
 }
 
 pub fn vec_f32(t: &Tensor) -> Vec<f32> {

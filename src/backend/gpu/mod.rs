@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use adapter::{list_adapters, AdapterSummary};
+pub(crate) use pool::fmt_bytes;
 pub use pool::GpuBuffer;
 pub use profile::{DispatchRecord, KernelSummary, Profile};
 
@@ -146,6 +147,11 @@ pub struct GpuOptions {
     /// are planned as on a hardware GPU (tests use this to run the hardware kernels on
     /// lavapipe). `WGRAD_SOFTWARE_KERNELS=0` turns them off. No effect on hardware.
     pub software_kernels: bool,
+    /// Caps the storage-binding size (bytes) below the adapter's, for instance at
+    /// WebGPU's default 128 MiB to see how a model fares in a browser. A dispatch that
+    /// would bind a larger buffer is skipped and the next readback or `sync` returns
+    /// [`crate::Error::OutOfMemory`]. `None`: the adapter's limit.
+    pub max_binding: Option<u64>,
 }
 
 impl Default for GpuOptions {
@@ -154,6 +160,7 @@ impl Default for GpuOptions {
             shader_checks: false,
             subgroups: true,
             software_kernels: true,
+            max_binding: None,
         }
     }
 }
@@ -322,9 +329,17 @@ impl GpuContext {
         self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
+    /// The adapter's largest buffer, in bytes.
+    pub(crate) fn max_buffer(&self) -> u64 {
+        self.limits.max_buffer_size
+    }
+
     /// The adapter's largest storage-buffer binding, in bytes.
     pub(crate) fn max_binding(&self) -> u64 {
-        self.limits.max_storage_buffer_binding_size
+        let adapter = self.limits.max_storage_buffer_binding_size;
+        self.options
+            .max_binding
+            .map_or(adapter, |cap| cap.min(adapter))
     }
 
     /// Storage buffers one kernel may bind (the parameter block included): the adapter's

@@ -9,12 +9,40 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::GpuContext;
+use crate::error::{oom_err, Result};
 
 /// Smallest buffer handed out: wgpu cannot bind a zero-sized buffer.
 const MIN_CLASS: u64 = 256;
 
 pub(crate) fn size_class(bytes: u64) -> u64 {
     bytes.max(MIN_CLASS).next_power_of_two()
+}
+
+/// The size class, or (when the power of two would pass the adapter's largest buffer)
+/// the size rounded up to 256 bytes.
+fn class_within(bytes: u64, limit: u64) -> u64 {
+    let class = size_class(bytes);
+    if class <= limit {
+        class
+    } else {
+        bytes.next_multiple_of(MIN_CLASS).min(limit)
+    }
+}
+
+/// `1.5 GiB`, `300 MiB`, `12 KiB`, `10 B`.
+pub(crate) fn fmt_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 #[derive(Default)]
@@ -69,9 +97,23 @@ impl Drop for StagingBuffer {
 }
 
 impl GpuContext {
-    /// A storage buffer able to hold `bytes` bytes (contents undefined).
-    pub(crate) fn alloc(self: &Arc<Self>, bytes: u64) -> GpuBuffer {
-        let class = size_class(bytes);
+    /// A storage buffer able to hold `bytes` bytes (contents undefined), or
+    /// [`Error::OutOfMemory`] when the adapter's largest buffer is smaller or the device
+    /// cannot allocate it.
+    pub(crate) fn alloc(self: &Arc<Self>, bytes: u64) -> Result<GpuBuffer> {
+        let limit = self.limits.max_buffer_size;
+        if bytes > limit {
+            return oom_err(
+                "alloc",
+                format!(
+                    "a tensor of {} needs one buffer; the largest buffer {} allows is {}",
+                    fmt_bytes(bytes),
+                    self.info.name,
+                    fmt_bytes(limit)
+                ),
+            );
+        }
+        let class = class_within(bytes, limit);
         let reused = {
             let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
             pool.free.get_mut(&class).and_then(|m| m.pop_first())
@@ -79,14 +121,38 @@ impl GpuContext {
         let (id, buffer) = match reused {
             Some(pair) => pair,
             None => {
-                let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("wgrad tensor"),
-                    size: class,
-                    usage: wgpu::BufferUsages::STORAGE
-                        | wgpu::BufferUsages::COPY_SRC
-                        | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                });
+                let create = || {
+                    let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+                    let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("wgrad tensor"),
+                        size: class,
+                        usage: wgpu::BufferUsages::STORAGE
+                            | wgpu::BufferUsages::COPY_SRC
+                            | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    });
+                    match pollster::block_on(scope.pop()) {
+                        None => Ok(buffer),
+                        Some(e) => Err(e),
+                    }
+                };
+                // On failure, free what the pool holds and try once more.
+                let buffer = match create() {
+                    Ok(b) => b,
+                    Err(_) => {
+                        self.trim();
+                        create().or_else(|e| {
+                            oom_err(
+                                "alloc",
+                                format!(
+                                    "{} could not allocate {} ({e})",
+                                    self.info.name,
+                                    fmt_bytes(class)
+                                ),
+                            )
+                        })?
+                    }
+                };
                 self.counters
                     .buffers_created
                     .fetch_add(1, Ordering::Relaxed);
@@ -96,12 +162,12 @@ impl GpuContext {
         let c = &self.counters;
         let now = c.bytes_in_use.fetch_add(class, Ordering::Relaxed) + class;
         c.peak_bytes.fetch_max(now, Ordering::Relaxed);
-        GpuBuffer {
+        Ok(GpuBuffer {
             buffer,
             id,
             class,
             ctx: self.clone(),
-        }
+        })
     }
 
     pub(crate) fn alloc_staging(self: &Arc<Self>, bytes: u64) -> StagingBuffer {

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use super::scheduler::map_and_wait;
 use super::{GpuContext, MAX_PENDING};
@@ -249,7 +250,7 @@ impl Recorder {
 
 impl GpuContext {
     /// Starts recording dispatches (after finishing the work already recorded).
-    pub(crate) fn begin_profile(&self) -> Result<()> {
+    pub(crate) fn begin_profile(self: &Arc<Self>) -> Result<()> {
         self.sync()?;
         let mut st = self.lock_state();
         if st.profile.is_some() {
@@ -266,7 +267,7 @@ impl GpuContext {
     }
 
     /// Finishes the recorded work and returns the profile.
-    pub(crate) fn end_profile(&self) -> Result<Profile> {
+    pub(crate) fn end_profile(self: &Arc<Self>) -> Result<Profile> {
         let synced = self.sync();
         let rec = self.lock_state().profile.take();
         synced?;

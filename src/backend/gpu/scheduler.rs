@@ -43,6 +43,31 @@ pub(crate) struct State {
     uploads: Vec<u8>,
     upload_arena: Option<wgpu::Buffer>,
     pub(crate) profile: Option<Recorder>,
+    /// The device-side error flag (one `u32`, zero when nothing went wrong) that kernels
+    /// reading indices from device memory set when an index is out of range; made by the
+    /// first such launch after a check, read with the next readback or `sync`.
+    flag: Option<Arc<GpuBuffer>>,
+    /// The first error found while recording (a dispatch that could not run), returned
+    /// by the next readback or sync.
+    deferred: Option<Error>,
+}
+
+/// The op each code of the error flag stands for (a kernel writes its code).
+pub(crate) const FLAG_OPS: [&str; 4] =
+    ["", "index_select (or Embedding)", "gather", "cross_entropy"];
+
+/// The error a set flag turns into at the sync that reads it.
+fn flag_error(code: u32) -> Error {
+    let op = FLAG_OPS
+        .get(code as usize)
+        .copied()
+        .unwrap_or("an index kernel");
+    Error::Argument {
+        op,
+        msg: "an index was out of range (found on the GPU at this readback; the op's \
+              results since the previous readback are not valid)"
+            .into(),
+    }
 }
 
 impl State {
@@ -61,6 +86,8 @@ impl State {
             params: Vec::new(),
             params_arena,
             uploads: Vec::new(),
+            flag: None,
+            deferred: None,
             upload_arena: None,
             profile: None,
         }
@@ -105,16 +132,22 @@ impl GpuContext {
             return;
         }
         let limit = self.max_binding();
-        for b in buffers {
-            assert!(
-                b.buffer.size() <= limit,
-                "{}: a {} MiB buffer exceeds this adapter's largest storage binding ({} MiB, \
-                 {}); run the batch in smaller pieces",
-                k.entry,
-                b.buffer.size() >> 20,
-                limit >> 20,
-                self.info.name
-            );
+        if let Some(big) = buffers.iter().find(|b| b.buffer.size() > limit) {
+            // No kernel can bind this buffer whole: the dispatch is skipped and the next
+            // readback or sync returns the error (ops that can split their work check
+            // first, so this is the last resort, never a panic or a wrong result).
+            let mut st = self.lock_state();
+            st.deferred.get_or_insert(Error::OutOfMemory {
+                op: k.entry,
+                msg: format!(
+                    "a {} buffer is larger than the largest storage binding of {} ({}); \
+                     run the work in smaller pieces (a smaller batch)",
+                    super::fmt_bytes(big.buffer.size()),
+                    self.info.name,
+                    super::fmt_bytes(limit)
+                ),
+            });
+            return;
         }
         let mut st = self.lock_state();
         if st.pending.len() >= MAX_PENDING {
@@ -206,16 +239,16 @@ impl GpuContext {
     }
 
     /// A new buffer holding `bytes`, written in queue order with the pending work.
-    pub(crate) fn upload(self: &Arc<Self>, bytes: &[u8]) -> GpuBuffer {
-        let buf = self.alloc(bytes.len() as u64);
+    pub(crate) fn upload(self: &Arc<Self>, bytes: &[u8]) -> Result<GpuBuffer> {
+        let buf = self.alloc(bytes.len() as u64)?;
         if bytes.is_empty() {
-            return buf;
+            return Ok(buf);
         }
         let mut st = self.lock_state();
         if bytes.len() > DIRECT_UPLOAD_BYTES {
             self.flush_locked(&mut st, None);
             self.queue.write_buffer(&buf.buffer, 0, bytes);
-            return buf;
+            return Ok(buf);
         }
         if st.uploads.len() + bytes.len() > 4 * DIRECT_UPLOAD_BYTES
             || st.pending.len() >= MAX_PENDING
@@ -234,17 +267,13 @@ impl GpuContext {
             dst: buf.buffer.clone(),
             bytes: bytes.len() as u64,
         });
-        buf
+        Ok(buf)
     }
 
     /// Encodes every pending command into one command buffer and submits it, with an
     /// optional final copy (a readback). Does not wait for the GPU, except while a
     /// profile with timestamps is recording (then it reads the timestamps back).
-    pub(crate) fn flush_locked(
-        &self,
-        st: &mut State,
-        readback: Option<(&wgpu::Buffer, &wgpu::Buffer, u64)>,
-    ) {
+    pub(crate) fn flush_locked(&self, st: &mut State, readback: Option<Readback>) {
         if st.pending.is_empty() && readback.is_none() {
             return;
         }
@@ -335,8 +364,13 @@ impl GpuContext {
         if let (Some(t), false) = (timer, timed.is_empty()) {
             t.resolve(&mut encoder, timed.len() as u32);
         }
-        if let Some((src, dst, bytes)) = readback {
-            encoder.copy_buffer_to_buffer(src, 0, dst, 0, bytes);
+        if let Some(r) = readback {
+            if r.bytes > 0 {
+                encoder.copy_buffer_to_buffer(r.src, 0, r.dst, 0, r.bytes);
+            }
+            if let Some((flag, at)) = r.flag {
+                encoder.copy_buffer_to_buffer(flag, 0, r.dst, at, 4);
+            }
         }
         self.queue.submit([encoder.finish()]);
         self.counters.submits.fetch_add(1, Ordering::Relaxed);
@@ -353,7 +387,16 @@ impl GpuContext {
     }
 
     /// Submits all pending work and waits until the GPU has finished it.
-    pub fn sync(&self) -> Result<()> {
+    /// A set error flag (an out-of-range index on the device) is returned here as
+    /// [`Error::Argument`].
+    pub fn sync(self: &Arc<Self>) -> Result<()> {
+        if let Some(e) = self.lock_state().deferred.take() {
+            return Err(e);
+        }
+        if self.lock_state().flag.is_some() {
+            // Reading nothing still reads (and clears) the flag.
+            return self.read_with_flag(None, 0).map(|_| ());
+        }
         {
             let mut st = self.lock_state();
             self.flush_locked(&mut st, None);
@@ -364,24 +407,74 @@ impl GpuContext {
         Ok(())
     }
 
+    /// The device's error flag, made (zeroed, in queue order) if no launch since the last
+    /// check has made one. Kernels that read indices from device memory bind it.
+    pub(crate) fn error_flag(self: &Arc<Self>) -> Result<Arc<GpuBuffer>> {
+        if let Some(f) = &self.lock_state().flag {
+            return Ok(f.clone());
+        }
+        let made = Arc::new(self.upload(&[0u8; 4])?);
+        let mut st = self.lock_state();
+        Ok(st.flag.get_or_insert(made).clone())
+    }
+
     /// Reads the first `bytes` bytes of `buf` back to the host (one submit, one wait).
+    /// The device's error flag, if set since the last check, rides in the same copy and
+    /// turns the read into [`Error::Argument`].
     pub(crate) fn read(self: &Arc<Self>, buf: &GpuBuffer, bytes: u64) -> Result<Vec<u8>> {
         if bytes == 0 {
             return Ok(Vec::new());
         }
-        let staging = self.alloc_staging(bytes);
+        self.read_with_flag(Some(buf), bytes)
+    }
+
+    fn read_with_flag(self: &Arc<Self>, buf: Option<&GpuBuffer>, bytes: u64) -> Result<Vec<u8>> {
+        if let Some(e) = self.lock_state().deferred.take() {
+            return Err(e);
+        }
+        let flag = self.lock_state().flag.take();
+        let at = bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+        let total = at + if flag.is_some() { 4 } else { 0 };
+        if total == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.alloc_staging(total);
         {
             let mut st = self.lock_state();
-            self.flush_locked(&mut st, Some((&buf.buffer, &staging.buffer, bytes)));
+            let readback = Readback {
+                src: buf.map_or(&staging.buffer, |b| &b.buffer),
+                dst: &staging.buffer,
+                bytes,
+                flag: flag.as_ref().map(|f| (&f.buffer, at)),
+            };
+            self.flush_locked(&mut st, Some(readback));
         }
-        let slice = staging.buffer.slice(..bytes);
+        let slice = staging.buffer.slice(..total);
         let mapped = map_and_wait(&self.device, &slice).inspect(|_| staging.buffer.unmap());
         if mapped.is_err() {
             // A buffer left mapped (or still being mapped) must not go back to the pool.
             std::mem::forget(staging);
         }
-        mapped
+        let mut data = mapped?;
+        if flag.is_some() {
+            let at = at as usize;
+            let code = u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+            if code != 0 {
+                return Err(flag_error(code));
+            }
+        }
+        data.truncate(bytes as usize);
+        Ok(data)
     }
+}
+
+/// The copies a flush ends with: `bytes` of `src` to the start of the staging buffer
+/// `dst`, and the error flag (when one is being checked) to `dst` at an offset.
+pub(crate) struct Readback<'a> {
+    src: &'a wgpu::Buffer,
+    dst: &'a wgpu::Buffer,
+    bytes: u64,
+    flag: Option<(&'a wgpu::Buffer, u64)>,
 }
 
 /// Maps `slice` for reading, waits for the device, and copies the bytes out (the caller

@@ -289,6 +289,7 @@ fn matmul_raw_sum(
     let (b_rs, b_cs) = if tb { (1, b_cols) } else { (b_cols, 1) };
     let mut out_shape = batch.clone();
     out_shape.extend([m, n]);
+    crate::ops::check_out("matmul", &out_shape, a.dtype(), a.device())?;
     // Where each batch's product goes: its own matrix, or (summing) a shared one.
     let out_batch: Vec<usize> = sum_to.map_or(batch.clone(), |t| t[..t.len() - 2].to_vec());
     let so: Vec<usize> = broadcast_strides(&out_batch, &batch)
@@ -586,7 +587,7 @@ impl GpuProduct {
         let out = match epi.out {
             Some((t, _)) => t.clone(),
             None => Tensor::from_gpu(
-                gpu_alloc(g, splits * batches * m * n),
+                gpu_alloc(g, splits * batches * m * n)?,
                 vec![splits * batches * m * n],
                 DType::F32,
             ),
@@ -595,10 +596,12 @@ impl GpuProduct {
         // unused) and y1 (addend or bias gradient; the output when unused).
         let x2 = epi.bias.or(epi.pro.map(|(t, _)| t)).unwrap_or(a);
         // Row sums of several (split, batch) pairs go to partials summed at the end.
-        let partial_rows = (epi.rowsum.is_some() && splits * batches > 1).then(|| {
-            let len = splits * batches * m;
-            Tensor::from_gpu(gpu_alloc(g, len), vec![len], DType::F32)
-        });
+        let partial_rows = (epi.rowsum.is_some() && splits * batches > 1)
+            .then(|| {
+                let len = splits * batches * m;
+                gpu_alloc(g, len).map(|b| Tensor::from_gpu(b, vec![len], DType::F32))
+            })
+            .transpose()?;
         let y1 = epi
             .addend
             .map(|(t, _)| t)
@@ -674,7 +677,7 @@ impl GpuProduct {
             // Everything summed to one [M, N] product and its [M] row sums.
             let s = splits * batches;
             if s <= plan::MAX_K_SHORT {
-                let total = gpu_alloc(g, m * n);
+                let total = gpu_alloc(g, m * n)?;
                 g.launch_with(
                     SUM_PARTIALS,
                     &[s as u32, (m * n) as u32, m as u32],

@@ -1,0 +1,245 @@
+//! The mistakes and accidents a user can make, one case per category of issue 11: each
+//! must come back as a typed error or PyTorch's result, never a panic, an abort, a
+//! segfault or a silently wrong value. Every case runs on both devices unless it says
+//! otherwise.
+
+mod common;
+
+use common::{devices, vec_f32};
+use wgrad::ops::conv2d::ConvOptions;
+use wgrad::prelude::*;
+
+fn t(v: &[f32], shape: &[usize], dev: &Device) -> Tensor {
+    Tensor::from_slice(v, shape, dev).unwrap()
+}
+
+fn idx(v: &[u32], dev: &Device) -> Tensor {
+    Tensor::from_slice(v, &[v.len()], dev).unwrap()
+}
+
+fn is_oom(r: Result<Tensor>) -> bool {
+    matches!(r, Err(Error::OutOfMemory { .. }))
+}
+
+// ---- empty tensors (the CPU used to segfault or panic) -------------------------------
+
+#[test]
+fn products_with_a_zero_sized_dimension_are_empty_or_zero() {
+    for dev in devices() {
+        let a = Tensor::zeros(&[0, 2, 3], &dev)
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap();
+        let b = Tensor::ones(&[3, 4], &dev)
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap();
+        let y = a.matmul(&b).unwrap();
+        assert_eq!(y.shape(), [0, 2, 4], "{dev:?}");
+        y.sum().unwrap().backward().unwrap();
+        assert_eq!(a.grad().unwrap().shape(), [0, 2, 3]);
+        assert_eq!(vec_f32(&b.grad().unwrap()), vec![0.0; 12], "{dev:?}");
+        // K = 0: a [2, 4] of zeros, as PyTorch.
+        let a = Tensor::zeros(&[2, 0], &dev).unwrap();
+        let b = Tensor::zeros(&[0, 4], &dev).unwrap();
+        assert_eq!(vec_f32(&a.matmul(&b).unwrap()), vec![0.0; 8], "{dev:?}");
+        let x = Tensor::zeros(&[0, 3], &dev).unwrap();
+        let w = Tensor::ones(&[5, 3], &dev).unwrap();
+        assert_eq!(x.linear(&w).unwrap().shape(), [0, 5]);
+    }
+}
+
+#[test]
+fn convolutions_and_pools_of_an_empty_batch_are_empty() {
+    for dev in devices() {
+        let x = Tensor::zeros(&[0, 1, 8, 8], &dev)
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap();
+        let w = Tensor::ones(&[4, 1, 3, 3], &dev)
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap();
+        let y = x.conv2d(&w, None, ConvOptions::default()).unwrap();
+        assert_eq!(y.shape(), [0, 4, 6, 6], "{dev:?}");
+        y.sum().unwrap().backward().unwrap();
+        assert_eq!(vec_f32(&w.grad().unwrap()), vec![0.0; 36], "{dev:?}");
+        let p = x.max_pool2d((2, 2), (2, 2), (0, 0)).unwrap();
+        assert_eq!(p.shape(), [0, 1, 4, 4]);
+        let wt = Tensor::ones(&[1, 2, 3, 3], &dev).unwrap();
+        let z = x
+            .conv_transpose2d(&wt, None, ConvOptions::default())
+            .unwrap();
+        assert_eq!(z.shape(), [0, 2, 10, 10]);
+    }
+}
+
+#[test]
+fn softmax_and_losses_of_empty_tensors() {
+    for dev in devices() {
+        let x = Tensor::zeros(&[0, 5], &dev)
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap();
+        let s = x.softmax(-1).unwrap();
+        assert_eq!(s.shape(), [0, 5]);
+        s.sum().unwrap().backward().unwrap();
+        assert_eq!(x.grad().unwrap().shape(), [0, 5]);
+        assert_eq!(x.log_softmax(-1).unwrap().shape(), [0, 5]);
+    }
+}
+
+// ---- huge sizes and overflowing element counts --------------------------------------
+
+#[test]
+fn huge_tensors_are_out_of_memory_errors() {
+    for dev in devices() {
+        assert!(
+            is_oom(Tensor::zeros(&[1 << 40], &dev)),
+            "{dev:?}: 2^40 elements"
+        );
+        // 1 TiB of f32: more than any test machine has.
+        assert!(is_oom(Tensor::zeros(&[65536, 65536, 64], &dev)), "{dev:?}");
+        assert!(is_oom(Tensor::rand(&[1 << 20, 1 << 20], &dev)), "{dev:?}");
+        assert!(
+            is_oom(Tensor::full(&[1 << 31, 1 << 31, 8], 1.0, &dev)),
+            "{dev:?}"
+        );
+    }
+    let gpu = common::gpu();
+    assert!(is_oom(Tensor::zeros(&[1 << 62], &gpu)));
+    gpu.sync().unwrap();
+    // Over 2^32 elements: more than the GPU kernels' 32-bit indices reach.
+    assert!(is_oom(Tensor::zeros(&[1 << 32], &gpu)));
+}
+
+#[test]
+fn element_counts_that_overflow_are_errors() {
+    for dev in devices() {
+        let r = Tensor::from_vec(Vec::<f32>::new(), &[1 << 32, 1 << 32], &dev);
+        assert!(is_oom(r), "{dev:?}");
+        assert!(is_oom(Tensor::zeros(&[1 << 32, 1 << 32], &dev)), "{dev:?}");
+        let e = Tensor::zeros(&[0], &dev).unwrap();
+        assert!(e.reshape(&[1 << 32, 1 << 32]).is_err());
+        // A zero dimension makes any shape empty (PyTorch allows it).
+        assert_eq!(Tensor::zeros(&[0, 1 << 40], &dev).unwrap().numel(), 0);
+        let a = Tensor::zeros(&[1 << 20, 1], &dev).unwrap();
+        let b = Tensor::zeros(&[1, 1 << 20], &dev).unwrap();
+        // The broadcast result has 2^40 elements.
+        assert!(is_oom(a.add(&b)), "{dev:?}");
+        assert!(is_oom(a.matmul(&b)), "{dev:?}");
+    }
+}
+
+// ---- out-of-range indices ------------------------------------------------------------
+
+#[test]
+fn out_of_range_indices_are_errors_on_both_devices() {
+    for dev in devices() {
+        let x = t(&[1., 2., 3., 4., 5., 6.], &[3, 2], &dev);
+        let bad = idx(&[0, 3], &dev);
+        let r = x.index_select(0, &bad).and_then(|y| y.to_vec::<f32>());
+        assert!(
+            matches!(r, Err(Error::Argument { .. })),
+            "{dev:?} index_select: {r:?}"
+        );
+        let gi = Tensor::from_slice(&[0u32, 5, 1, 0, 0, 1], &[3, 2], &dev).unwrap();
+        let r = x.gather(1, &gi).and_then(|y| y.to_vec::<f32>());
+        assert!(
+            matches!(r, Err(Error::Argument { .. })),
+            "{dev:?} gather: {r:?}"
+        );
+        let emb = wgrad::nn::Embedding::new(&dev, 4, 2);
+        let r = emb
+            .forward(&idx(&[1, 4], &dev))
+            .and_then(|y| y.to_vec::<f32>());
+        assert!(
+            matches!(r, Err(Error::Argument { .. })),
+            "{dev:?} embedding: {r:?}"
+        );
+        let logits = t(&[0.1, 0.2, 0.3, 0.4], &[2, 2], &dev);
+        let r = logits
+            .cross_entropy(&idx(&[1, 2], &dev))
+            .and_then(|y| y.item());
+        assert!(
+            matches!(r, Err(Error::Argument { .. })),
+            "{dev:?} cross_entropy: {r:?}"
+        );
+        // The device is still usable afterwards, and good indices work.
+        let ok = x.index_select(0, &idx(&[2, 0], &dev)).unwrap();
+        assert_eq!(vec_f32(&ok), vec![5., 6., 1., 2.]);
+        assert!(logits
+            .cross_entropy(&idx(&[1, 0], &dev))
+            .unwrap()
+            .item()
+            .is_ok());
+    }
+}
+
+// ---- unchecked arguments -------------------------------------------------------------
+
+#[test]
+fn convolution_arguments_are_checked() {
+    for dev in devices() {
+        let x = Tensor::ones(&[1, 1, 4, 4], &dev).unwrap();
+        let w = Tensor::ones(&[1, 1, 3, 3], &dev).unwrap();
+        let stride0 = ConvOptions {
+            stride: (0, 1),
+            ..ConvOptions::default()
+        };
+        let dil0 = ConvOptions {
+            dilation: (1, 0),
+            ..ConvOptions::default()
+        };
+        for o in [stride0, dil0] {
+            assert!(matches!(
+                x.conv_transpose2d(&w, None, o),
+                Err(Error::Argument { .. })
+            ));
+            assert!(matches!(x.conv2d(&w, None, o), Err(Error::Argument { .. })));
+        }
+        let w0 = Tensor::ones(&[1, 1, 0, 0], &dev).unwrap();
+        assert!(x
+            .conv_transpose2d(&w0, None, ConvOptions::default())
+            .is_err());
+        assert!(x.conv2d(&w0, None, ConvOptions::default()).is_err());
+    }
+}
+
+#[test]
+fn layout_arguments_are_checked() {
+    for dev in devices() {
+        let x = Tensor::ones(&[2, 3], &dev).unwrap();
+        let r = x.broadcast_to(&[1, 1, 1, 1, 1, 2, 3]);
+        assert!(matches!(r, Err(Error::Shape { .. })), "{dev:?}: {r:?}");
+        let r = x.narrow(1, usize::MAX - 1, 2);
+        assert!(matches!(r, Err(Error::Shape { .. })), "{dev:?}: {r:?}");
+        let r = x.narrow(1, 1, usize::MAX);
+        assert!(matches!(r, Err(Error::Shape { .. })), "{dev:?}: {r:?}");
+        let u = idx(&[1, 2], &dev);
+        assert!(matches!(u.requires_grad_(true), Err(Error::DType { .. })));
+        assert!(!u.requires_grad_(false).unwrap().requires_grad());
+    }
+}
+
+// ---- GPU binding limits --------------------------------------------------------------
+
+#[test]
+fn a_buffer_over_the_binding_limit_is_an_error_at_the_next_readback() {
+    // A device whose storage bindings are capped at 1 MiB (as an adapter with a small
+    // limit would be): a product whose operand is 1.2 MiB cannot run whole.
+    let dev = Device::gpu_with(wgrad::GpuOptions {
+        max_binding: Some(1 << 20),
+        ..wgrad::GpuOptions::from_env()
+    })
+    .unwrap();
+    let a = Tensor::ones(&[600, 512], &dev).unwrap();
+    let b = Tensor::ones(&[512, 4], &dev).unwrap();
+    let r = a.matmul(&b).and_then(|y| y.to_vec::<f32>());
+    assert!(matches!(r, Err(Error::OutOfMemory { .. })), "{r:?}");
+    // The error is reported once; the device goes on working.
+    let small = Tensor::ones(&[4, 4], &dev)
+        .unwrap()
+        .matmul(&b.narrow(0, 0, 4).unwrap());
+    assert_eq!(vec_f32(&small.unwrap()), vec![4.0; 16]);
+}
