@@ -578,3 +578,24 @@ fn a_schedule_resumes_its_rates() {
     ));
     assert_eq!(b.state_dict().last_epoch, 2);
 }
+
+#[cfg(unix)]
+#[test]
+fn a_save_through_a_symbolic_link_replaces_the_file_it_points_to() {
+    let _serial = common::exclusive();
+    let dir = tmp_dir("symlink");
+    let dev = Device::cpu();
+    let (model, _, _) = small_state(&dev, 8);
+    let real = dir.join("real.safetensors");
+    std::fs::write(&real, b"old").unwrap();
+    let link = dir.join("link.safetensors");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    wgrad::io::save(&model, &link).unwrap();
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_ne!(std::fs::read(&real).unwrap(), b"old");
+    assert_eq!(listing(&dir), vec!["link.safetensors", "real.safetensors"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

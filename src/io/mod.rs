@@ -78,8 +78,10 @@ pub(crate) fn encode_safetensors(
 
 /// Writes `data` to `path` atomically: into a new temporary file next to it (a name no
 /// concurrent save can take), synced to disk, renamed over `path`, and (on Unix) the
-/// directory synced so that the rename survives a crash. On any error the temporary file
-/// is removed and `path` is untouched (absent if it was absent).
+/// directory synced so that the rename survives a crash. On any error before the rename
+/// the temporary file is removed and `path` is untouched (absent if it was absent); a
+/// failure to sync the directory afterwards is reported with the new file in place. A
+/// symbolic link is followed: the file it points to is replaced, not the link.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     write_atomic_with(path, data, &mut |f, d| f.write_all(d))
 }
@@ -92,6 +94,11 @@ pub fn write_atomic_with(
     data: &[u8],
     write: &mut dyn FnMut(&mut File, &[u8]) -> std::io::Result<()>,
 ) -> Result<()> {
+    let link_target = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path).ok(),
+        _ => None,
+    };
+    let path = link_target.as_deref().unwrap_or(path);
     let (tmp, mut file) = create_temp(path)?;
     let written = write(&mut file, data)
         .and_then(|()| file.sync_all())
