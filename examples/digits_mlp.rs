@@ -15,10 +15,17 @@
 //! into it and checks that it makes exactly the same predictions: the program fails if
 //! the reloaded model's test accuracy or logits differ.
 //!
+//! `--checkpoint PATH` writes a training checkpoint (model, optimizer, random generator,
+//! epoch; atomically) after every epoch, and `--resume PATH` continues from one: the
+//! same flags then give the same final model as an uninterrupted run (the loader's
+//! shuffle follows the seed and the epoch, dropout the restored generator).
+//!
 //! ```text
 //! cargo run --release --example digits_mlp -- --device cpu
 //! cargo run --release --example digits_mlp -- --device gpu --epochs 30
 //! cargo run --release --example digits_mlp -- --optimizer adam --lr 0.002 --dropout 0
+//! cargo run --release --example digits_mlp -- --epochs 1 --checkpoint out/ck.safetensors
+//! cargo run --release --example digits_mlp -- --epochs 2 --resume out/ck.safetensors
 //! ```
 //!
 //! It writes
@@ -27,6 +34,7 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
@@ -54,6 +62,12 @@ struct Args {
     /// Images per training step.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
+    /// Write a training checkpoint here after every epoch.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Continue from this checkpoint (written by --checkpoint with the same flags).
+    #[arg(long)]
+    resume: Option<PathBuf>,
 }
 
 /// The network, with `Dropout(p)` after each ReLU when `p > 0`. Its parameters are named
@@ -100,13 +114,33 @@ fn main() -> anyhow::Result<()> {
         other => anyhow::bail!("--optimizer must be adam or sgd, not {other}"),
     };
 
+    // Resuming: the checkpoint restores the model, the optimizer and the generator (for
+    // dropout); the loader skips the epochs done, so its shuffles follow on.
+    let mut first_epoch = 1;
+    let mut step = 0u64;
+    if let Some(path) = &args.resume {
+        let ck = wgrad::io::load_checkpoint(path, &model, opt.as_mut(), None, &dev)?;
+        for _ in 0..ck.epoch {
+            drop(loader.epoch());
+        }
+        first_epoch = ck.epoch as usize + 1;
+        step = ck.step;
+        println!(
+            "resumed from {} after epoch {} (step {})",
+            path.display(),
+            ck.epoch,
+            ck.step
+        );
+    }
+
     // Training. The loss is summed on the device and read once per epoch, so a GPU is
     // not made to wait for the host after every step.
     let mut losses = Vec::new();
     let mut accuracies = Vec::new();
-    let bar = common::progress((args.epochs * loader.len()) as u64, "training");
+    let epochs = args.epochs.saturating_sub(first_epoch - 1);
+    let bar = common::progress((epochs * loader.len()) as u64, "training");
     let start = Instant::now();
-    for epoch in 1..=args.epochs {
+    for epoch in first_epoch..=args.epochs {
         let mut loss_sum = Tensor::scalar(0.0, &dev)?;
         let mut batches = 0;
         for batch in loader.epoch() {
@@ -117,6 +151,7 @@ fn main() -> anyhow::Result<()> {
             opt.step()?;
             loss_sum = loss_sum.add(&loss.detach())?;
             batches += 1;
+            step += 1;
             bar.inc(1);
         }
         let loss = loss_sum.item()? / batches as f64;
@@ -127,6 +162,9 @@ fn main() -> anyhow::Result<()> {
         ));
         losses.push(loss);
         accuracies.push(acc);
+        if let Some(path) = &args.checkpoint {
+            wgrad::io::save_checkpoint(path, &model, opt.as_ref(), None, &dev, step, epoch as u64)?;
+        }
     }
     bar.finish();
     let seconds = start.elapsed().as_secs_f64();
@@ -134,8 +172,7 @@ fn main() -> anyhow::Result<()> {
     let logits = predict(&model, &test_batch.x)?;
     let acc = common::accuracy(&logits, &test_batch.y)?;
     println!(
-        "trained {} epochs in {seconds:.1} s on {}: final training loss {:.4}, test accuracy {:.2}% ({} of {})",
-        args.epochs,
+        "trained {epochs} epochs in {seconds:.1} s on {}: final training loss {:.4}, test accuracy {:.2}% ({} of {})",
         dev.name(),
         losses.last().copied().unwrap_or(f64::NAN),
         100.0 * acc,
@@ -145,7 +182,7 @@ fn main() -> anyhow::Result<()> {
 
     let out = common::out_dir()?;
     let png = out.join("digits_mlp_curves.png");
-    plot_curves(&png, &losses, &accuracies)?;
+    plot_curves(&png, first_epoch, &losses, &accuracies)?;
     println!("wrote {}", png.display());
 
     // Save, then load into a fresh model (new random weights) and compare predictions.
@@ -174,13 +211,20 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Two charts side by side: training loss and test accuracy against the epoch.
-fn plot_curves(path: &std::path::Path, losses: &[f64], accuracies: &[f64]) -> anyhow::Result<()> {
+/// Two charts side by side: training loss and test accuracy against the epoch (the
+/// first value is epoch `first`).
+fn plot_curves(
+    path: &std::path::Path,
+    first: usize,
+    losses: &[f64],
+    accuracies: &[f64],
+) -> anyhow::Result<()> {
     common::register_font();
     let root = BitMapBackend::new(path, (1100, 450)).into_drawing_area();
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(550);
-    let epochs = losses.len().max(1) as f64;
+    let x0 = first as f64;
+    let x1 = (first + losses.len()).saturating_sub(1).max(first + 1) as f64;
 
     let max_loss = losses.iter().copied().fold(0.0, f64::max).max(1e-3) * 1.05;
     let mut chart = ChartBuilder::on(&left)
@@ -188,7 +232,7 @@ fn plot_curves(path: &std::path::Path, losses: &[f64], accuracies: &[f64]) -> an
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(60)
-        .build_cartesian_2d(1.0..epochs, 0.0..max_loss)?;
+        .build_cartesian_2d(x0..x1, 0.0..max_loss)?;
     chart
         .configure_mesh()
         .x_desc("epoch")
@@ -197,7 +241,7 @@ fn plot_curves(path: &std::path::Path, losses: &[f64], accuracies: &[f64]) -> an
         .label_style(("sans-serif", 14))
         .draw()?;
     chart.draw_series(LineSeries::new(
-        losses.iter().enumerate().map(|(i, &l)| (i as f64 + 1.0, l)),
+        losses.iter().enumerate().map(|(i, &l)| (x0 + i as f64, l)),
         BLUE.stroke_width(2),
     ))?;
 
@@ -208,7 +252,7 @@ fn plot_curves(path: &std::path::Path, losses: &[f64], accuracies: &[f64]) -> an
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(60)
-        .build_cartesian_2d(1.0..epochs, low..100.0)?;
+        .build_cartesian_2d(x0..x1, low..100.0)?;
     chart
         .configure_mesh()
         .x_desc("epoch")
@@ -221,7 +265,7 @@ fn plot_curves(path: &std::path::Path, losses: &[f64], accuracies: &[f64]) -> an
         accuracies
             .iter()
             .enumerate()
-            .map(|(i, &a)| (i as f64 + 1.0, 100.0 * a)),
+            .map(|(i, &a)| (x0 + i as f64, 100.0 * a)),
         RED.stroke_width(2),
     ))?;
     root.present()?;

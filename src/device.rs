@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use crate::backend::cpu::random::RngKey;
+pub use crate::backend::cpu::random::RngKey;
 use crate::backend::gpu::{adapter, DeviceCounters, GpuContext, GpuOptions, Profile};
 use crate::error::{Error, Result};
 
@@ -28,6 +28,16 @@ impl RngState {
     fn reseed(&self, seed: u64) {
         self.seed.store(seed, Ordering::SeqCst);
         self.offset.store(0, Ordering::SeqCst);
+    }
+    fn get(&self) -> RngKey {
+        RngKey {
+            seed: self.seed.load(Ordering::SeqCst),
+            offset: self.offset.load(Ordering::SeqCst),
+        }
+    }
+    fn set(&self, key: RngKey) {
+        self.seed.store(key.seed, Ordering::SeqCst);
+        self.offset.store(key.offset, Ordering::SeqCst);
     }
     fn next(&self) -> RngKey {
         RngKey {
@@ -237,6 +247,20 @@ impl Device {
     /// exactly draws from one thread, or uses explicit seeds (`Tensor::rand_seeded`).
     pub fn manual_seed(&self, seed: u64) {
         self.rng().reseed(seed)
+    }
+
+    /// The state of this device's random generator: its seed and the number of draws
+    /// made since (the Philox stream's offset; each random op is one draw). With
+    /// [`Device::set_rng_state`] it lets a resumed run draw the numbers the uninterrupted
+    /// one would have (PyTorch's `get_rng_state`); checkpoints store it.
+    pub fn rng_state(&self) -> RngKey {
+        self.rng().get()
+    }
+
+    /// Puts this device's random generator back to a state from [`Device::rng_state`]
+    /// (of this or another device: the CPU and a GPU draw alike).
+    pub fn set_rng_state(&self, state: RngKey) {
+        self.rng().set(state)
     }
 
     fn rng(&self) -> &RngState {

@@ -161,3 +161,30 @@ fn every_bad_file_is_a_clear_error_and_leaves_the_model_unchanged() {
     let err = wgrad::io::load(&m, tmp("absent.safetensors")).unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err}");
 }
+
+#[test]
+fn a_checkpoint_given_to_load_names_the_missing_keys_and_the_prefix() {
+    let _serial = common::exclusive();
+    let dev = Device::cpu();
+    let m = mlp(&dev);
+    let opt = Sgd::new(m.parameters(), 0.1).momentum(0.9);
+    let p = tmp("checkpoint.safetensors");
+    wgrad::io::save_checkpoint(&p, &m, &opt, None, &dev, 0, 0).unwrap();
+    assert_rejected(&m, &p, "missing key 0.weight");
+    assert_rejected(&m, &p, "unexpected key model.0.weight");
+    assert_rejected(&m, &p, "prefix \"model.\"");
+    // Saving over an existing file replaces it and leaves no temporary file behind.
+    wgrad::io::save(&m, &p).unwrap();
+    wgrad::io::load(&m, &p).unwrap();
+    let dir = p.parent().unwrap();
+    let temps: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .ends_with(wgrad::io::TEMP_SUFFIX)
+        })
+        .collect();
+    assert!(temps.is_empty(), "{temps:?}");
+}

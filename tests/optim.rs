@@ -630,3 +630,265 @@ fn a_parameter_listed_twice_is_updated_twice_as_in_sequence() {
         common::assert_close(&p.to_vec::<f32>().unwrap(), &[0.5; 3], 1e-6, "twice");
     }
 }
+
+/// One parameter with a gradient, on `dev`.
+fn param_with_grad(dev: &Device) -> Tensor {
+    let p = Tensor::from_vec(vec![1.0f32, -2.0, 0.5], &[3], dev)
+        .unwrap()
+        .requires_grad_(true);
+    p.set_grad(Some(Tensor::full(&[3], 0.5, dev).unwrap()));
+    p
+}
+
+/// `err` is an `Error::Argument` whose message contains `needle`.
+fn assert_argument(err: Error, needle: &str) {
+    match &err {
+        Error::Argument { msg, .. } if msg.contains(needle) => {}
+        _ => panic!("expected an argument error with {needle:?}, got {err}"),
+    }
+}
+
+#[test]
+fn hyper_parameters_outside_their_domain_are_argument_errors_before_any_update() {
+    let _serial = common::exclusive();
+    type Case = (&'static str, fn(Vec<Tensor>) -> Box<dyn Optimizer>);
+    let cases: [Case; 13] = [
+        ("Invalid learning rate: -0.1", |p| {
+            Box::new(Sgd::new(p, -0.1))
+        }),
+        ("Invalid learning rate: NaN", |p| {
+            Box::new(Sgd::new(p, f32::NAN).momentum(0.9))
+        }),
+        ("Invalid momentum value: -0.5", |p| {
+            Box::new(Sgd::new(p, 0.1).momentum(-0.5))
+        }),
+        ("Invalid dampening value: 1.5", |p| {
+            Box::new(Sgd::new(p, 0.1).momentum(0.9).dampening(1.5))
+        }),
+        ("Invalid weight_decay value: -1", |p| {
+            Box::new(Sgd::new(p, 0.1).weight_decay(-1.0))
+        }),
+        (
+            "Nesterov momentum requires a momentum and zero dampening",
+            |p| Box::new(Sgd::new(p, 0.1).nesterov(true)),
+        ),
+        (
+            "Nesterov momentum requires a momentum and zero dampening",
+            |p| Box::new(Sgd::new(p, 0.1).momentum(0.9).dampening(0.1).nesterov(true)),
+        ),
+        ("Invalid learning rate: -0.001", |p| {
+            Box::new(Adam::new(p, -1e-3))
+        }),
+        ("Invalid epsilon value: -0.00000001", |p| {
+            Box::new(Adam::new(p, 1e-3).eps(-1e-8))
+        }),
+        ("Invalid beta parameter at index 0: 1", |p| {
+            Box::new(Adam::new(p, 1e-3).betas(1.0, 0.999))
+        }),
+        ("Invalid beta parameter at index 1: -0.1", |p| {
+            Box::new(Adam::new(p, 1e-3).betas(0.9, -0.1))
+        }),
+        ("Invalid weight_decay value: -0.01", |p| {
+            Box::new(Adam::new(p, 1e-3).weight_decay(-0.01))
+        }),
+        ("Invalid learning rate: inf", |p| {
+            Box::new(AdamW::new(p, f32::INFINITY))
+        }),
+    ];
+    for dev in common::devices() {
+        for (needle, make) in cases {
+            let p = param_with_grad(&dev);
+            let mut opt = make(vec![p.clone()]);
+            let err = opt.step().unwrap_err();
+            assert_argument(err, needle);
+            assert_eq!(p.to_vec::<f32>().unwrap(), vec![1.0, -2.0, 0.5], "{needle}");
+        }
+    }
+    // The validate() methods say the same before any step.
+    assert_argument(
+        Sgd::new(vec![], 0.1).nesterov(true).validate().unwrap_err(),
+        "Nesterov",
+    );
+    assert!(Sgd::new(vec![], 0.0)
+        .momentum(0.9)
+        .nesterov(true)
+        .validate()
+        .is_ok());
+    assert!(Adam::new(vec![], 0.0)
+        .betas(0.0, 0.0)
+        .eps(0.0)
+        .validate()
+        .is_ok());
+}
+
+#[test]
+fn a_gradient_aliasing_its_own_parameter_is_an_argument_error_on_both_devices() {
+    let _serial = common::exclusive();
+    type Make = fn(Vec<Tensor>) -> Box<dyn Optimizer>;
+    let makes: [(&str, Make); 4] = [
+        ("sgd", |p| Box::new(Sgd::new(p, 0.1))),
+        ("sgd momentum", |p| Box::new(Sgd::new(p, 0.1).momentum(0.9))),
+        ("adam", |p| Box::new(Adam::new(p, 0.1))),
+        ("adamw", |p| Box::new(AdamW::new(p, 0.1))),
+    ];
+    for dev in common::devices() {
+        let alias: [fn(&Tensor) -> Tensor; 2] = [
+            |p| p.clone(),
+            |p| no_grad(|| p.reshape(&[1, 3]).unwrap().reshape(&[3]).unwrap()),
+        ];
+        for (a, make_grad) in alias.iter().enumerate() {
+            let other = param_with_grad(&dev);
+            let p = param_with_grad(&dev);
+            p.set_grad(Some(make_grad(&p)));
+            for (what, make) in makes {
+                let mut opt = make(vec![other.clone(), p.clone()]);
+                let err = opt.step().unwrap_err();
+                assert_argument(err, "shares the parameter's storage");
+                assert_eq!(
+                    flat(&[other.clone(), p.clone()]),
+                    vec![1.0, -2.0, 0.5, 1.0, -2.0, 0.5],
+                    "{what} on {dev:?}, alias {a}: nothing may change"
+                );
+            }
+            let err = clip_grad_norm(&[other.clone(), p.clone()], 0.1).unwrap_err();
+            assert_argument(err, "shares a parameter's storage");
+            assert_eq!(other.grad().unwrap().to_vec::<f32>().unwrap(), vec![0.5; 3]);
+            assert_eq!(p.to_vec::<f32>().unwrap(), vec![1.0, -2.0, 0.5]);
+            p.set_grad(None); // breaks the cycle p -> grad -> p
+        }
+    }
+}
+
+#[test]
+fn cosine_annealing_goes_on_past_t_max_as_pytorch() {
+    let cos = CosineAnnealingLR {
+        t_max: 3,
+        eta_min: 0.001,
+    };
+    // torch.optim.lr_scheduler.CosineAnnealingLR(SGD(lr=0.1), T_max=3, eta_min=0.001).
+    let want = [0.1, 0.07525, 0.02575, 0.001, 0.02575, 0.07525, 0.1];
+    for (e, w) in want.iter().enumerate() {
+        let got = cos.lr_at(0.1, e);
+        assert!((got - w).abs() < 1e-6, "epoch {e}: {got} vs {w}");
+    }
+}
+
+/// An optimizer state for two parameters `[3]` and `[2]` after two steps on `dev`.
+fn trained(dev: &Device, make: fn(Vec<Tensor>) -> Box<dyn Optimizer>) -> Box<dyn Optimizer> {
+    let ps = seeded_params(&[&[3], &[2]], 1, dev);
+    let mut opt = make(ps.clone());
+    for s in 0..2 {
+        set_grads(&ps, s, None);
+        opt.step().unwrap();
+    }
+    opt
+}
+
+#[test]
+fn optimizer_state_uses_pytorchs_names_and_bad_states_change_nothing() {
+    let _serial = common::exclusive();
+    let cpu = Device::cpu();
+    let sgd: fn(Vec<Tensor>) -> Box<dyn Optimizer> =
+        |p| Box::new(Sgd::new(p, 0.1).momentum(0.9).nesterov(true));
+    let adam: fn(Vec<Tensor>) -> Box<dyn Optimizer> = |p| Box::new(AdamW::new(p, 0.01));
+    let names = |o: &dyn Optimizer| {
+        let s = o.state_dict();
+        let mut n: Vec<String> = s.tensors.iter().map(|(n, _)| n.clone()).collect();
+        n.extend(s.scalars.iter().map(|(n, v)| format!("{n}={v}")));
+        n
+    };
+    assert_eq!(
+        names(trained(&cpu, sgd).as_ref()),
+        [
+            "state.0.momentum_buffer",
+            "state.1.momentum_buffer",
+            "param_groups.0.lr=0.1",
+            "param_groups.0.momentum=0.9",
+            "param_groups.0.dampening=0",
+            "param_groups.0.weight_decay=0",
+            "param_groups.0.nesterov=true",
+            "state.0.started=true",
+            "state.1.started=true"
+        ]
+    );
+    assert_eq!(
+        names(trained(&cpu, adam).as_ref()),
+        [
+            "state.0.exp_avg",
+            "state.0.exp_avg_sq",
+            "state.1.exp_avg",
+            "state.1.exp_avg_sq",
+            "param_groups.0.lr=0.01",
+            "param_groups.0.betas.0=0.9",
+            "param_groups.0.betas.1=0.999",
+            "param_groups.0.eps=0.00000001",
+            "param_groups.0.weight_decay=0.01",
+            "param_groups.0.decoupled_weight_decay=true",
+            "state.0.step=2",
+            "state.1.step=2"
+        ]
+    );
+    let dump = |o: &dyn Optimizer| {
+        let s = o.state_dict();
+        let t: Vec<Vec<f32>> = s.tensors.iter().map(|(_, t)| t.to_vec().unwrap()).collect();
+        format!("{t:?} {:?} {}", s.scalars, o.lr())
+    };
+    for make in [sgd, adam] {
+        let good = trained(&cpu, make).state_dict();
+        let mut target = make(seeded_params(&[&[3], &[2]], 9, &cpu));
+        let before = dump(target.as_ref());
+        let mut bad_cases = Vec::new();
+        // A missing tensor, a wrong shape, an extra parameter, a wrong kind, a bad value.
+        let mut s = good.clone();
+        let gone = s.tensors.remove(1).0;
+        bad_cases.push((s, format!("missing key {gone}")));
+        let mut s = good.clone();
+        s.tensors[0].1 = Tensor::zeros(&[4], &cpu).unwrap();
+        bad_cases.push((
+            s,
+            "shape [4] in the state, [3] for the parameter".to_string(),
+        ));
+        let mut s = good.clone();
+        s.scalars
+            .push(("state.2.started".into(), wgrad::optim::Scalar::Bool(true)));
+        bad_cases.push((
+            s,
+            "the state is for 3 parameters, the optimizer has 2".into(),
+        ));
+        let mut s = good.clone();
+        s.scalars[0].1 = wgrad::optim::Scalar::Bool(true);
+        bad_cases.push((s, "param_groups.0.lr: expected a number, got true".into()));
+        let mut s = good.clone();
+        s.scalars[0].1 = wgrad::optim::Scalar::F32(-1.0);
+        bad_cases.push((s, "Invalid learning rate: -1".into()));
+        for (s, needle) in bad_cases {
+            let err = target.load_state_dict(&s).unwrap_err().to_string();
+            assert!(err.contains(&needle), "expected {needle:?} in {err}");
+            assert_eq!(dump(target.as_ref()), before, "{err}");
+        }
+        let handles: Vec<Tensor> = target
+            .state_dict()
+            .tensors
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect();
+        target.load_state_dict(&good).unwrap();
+        let after: Vec<Tensor> = target
+            .state_dict()
+            .tensors
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect();
+        assert_eq!(flat(&handles), flat(&after), "copied in place");
+        assert_eq!(
+            flat(&after),
+            flat(
+                &good
+                    .tensors
+                    .iter()
+                    .map(|(_, t)| t.clone())
+                    .collect::<Vec<_>>()
+            )
+        );
+    }
+}

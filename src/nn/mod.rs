@@ -328,6 +328,12 @@ pub trait Module: Send + Sync {
             }
         }
         if !problems.is_empty() {
+            if let Some(prefix) = common_prefix_of_missing(&own, state) {
+                problems.push(format!(
+                    "the file's names carry a prefix {prefix:?} (a checkpoint loads with \
+                     io::load_checkpoint; else strip the prefix)"
+                ));
+            }
             return Err(Error::StateDict(problems.join("; ")));
         }
         for (name, t) in &own {
@@ -344,6 +350,27 @@ pub trait Module: Send + Sync {
         }
         Ok(())
     }
+}
+
+/// A prefix `P` such that the state names every one of the model's keys `K` as `P` + `K`
+/// but never as `K` itself (a checkpoint's `model.`, a wrapper's `module.`), for the error.
+fn common_prefix_of_missing(
+    own: &[(String, Tensor)],
+    state: &[(String, Tensor)],
+) -> Option<String> {
+    let (first, _) = own.first()?;
+    let (candidate, _) = state
+        .iter()
+        .find(|(n, _)| n.len() > first.len() && n.ends_with(first.as_str()))?;
+    let prefix = &candidate[..candidate.len() - first.len()];
+    own.iter()
+        .all(|(k, _)| {
+            !state.iter().any(|(n, _)| n == k)
+                && state
+                    .iter()
+                    .any(|(n, _)| n.strip_prefix(prefix) == Some(k.as_str()))
+        })
+        .then(|| prefix.to_string())
 }
 
 /// PyTorch's `int64` `num_batches_tracked` counter (read as `U32`) may load into this

@@ -155,6 +155,43 @@ pub struct SgdStep {
     pub nesterov: bool,
 }
 
+/// Fails unless `v` is finite and not negative (`Invalid {what}: {v}`, PyTorch's words).
+fn non_negative(op: &'static str, what: &str, v: f32) -> Result<()> {
+    if v >= 0.0 && v.is_finite() {
+        Ok(())
+    } else {
+        arg_err(op, format!("Invalid {what}: {v}"))
+    }
+}
+
+impl SgdStep {
+    /// Checks the hyper-parameters with PyTorch's rules and words: learning rate,
+    /// momentum and weight decay finite and not negative (NaN refused), dampening in
+    /// `[0, 1]`, and Nesterov only with a momentum and zero dampening.
+    pub fn validate(&self) -> Result<()> {
+        let op = "sgd_step";
+        non_negative(op, "learning rate", self.lr)?;
+        non_negative(op, "momentum value", self.momentum)?;
+        non_negative(op, "weight_decay value", self.weight_decay)?;
+        if !(0.0..=1.0).contains(&self.dampening) {
+            return arg_err(
+                op,
+                format!(
+                    "Invalid dampening value: {} (it must be in [0, 1])",
+                    self.dampening
+                ),
+            );
+        }
+        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
+            return arg_err(
+                op,
+                "Nesterov momentum requires a momentum and zero dampening",
+            );
+        }
+        Ok(())
+    }
+}
+
 /// One parameter's part of an SGD step.
 #[derive(Clone, Copy, Debug)]
 pub struct SgdTensors<'a> {
@@ -183,6 +220,22 @@ pub struct AdamStep {
     pub weight_decay: f32,
     /// AdamW's decoupled weight decay.
     pub decoupled: bool,
+}
+
+impl AdamStep {
+    /// Checks the hyper-parameters with PyTorch's rules and words: learning rate, eps
+    /// and weight decay finite and not negative (NaN refused), each beta in `[0, 1)`.
+    pub fn validate(&self) -> Result<()> {
+        let op = "adam_step";
+        non_negative(op, "learning rate", self.lr)?;
+        non_negative(op, "epsilon value", self.eps)?;
+        for (i, b) in [self.beta1, self.beta2].into_iter().enumerate() {
+            if !(0.0..1.0).contains(&b) {
+                return arg_err(op, format!("Invalid beta parameter at index {i}: {b}"));
+            }
+        }
+        non_negative(op, "weight_decay value", self.weight_decay)
+    }
 }
 
 /// One parameter's part of an Adam step.
@@ -274,6 +327,7 @@ fn launch_all(
 /// One SGD step of every listed parameter, in place: one dispatch per GPU device (more
 /// only past its binding limits), a loop per parameter on the CPU.
 pub fn sgd_update(items: &[SgdTensors], hp: SgdStep) -> Result<()> {
+    hp.validate()?;
     let momentum = hp.momentum != 0.0;
     for it in items {
         match (momentum, it.buf) {
@@ -363,6 +417,7 @@ fn bias_corrections(hp: &AdamStep, t: u64) -> (f32, f32) {
 /// device and step number (parameters that missed steps have their own), a loop per
 /// parameter on the CPU.
 pub fn adam_update(items: &[AdamTensors], hp: AdamStep) -> Result<()> {
+    hp.validate()?;
     for it in items {
         check("adam_step", it.param, &[it.grad, it.m, it.v])?;
         if it.t == 0 {

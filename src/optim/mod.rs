@@ -2,14 +2,22 @@
 //! learning-rate schedules and gradient clipping. On the GPU a step updates every
 //! parameter and its state in place in one multi-tensor dispatch (`ops::optim`), and
 //! clipping takes three.
+//!
+//! Optimizers and schedules save and restore their state (`state_dict` /
+//! `load_state_dict`) with PyTorch's names, for checkpoints ([`crate::io::Checkpoint`]).
 
 mod schedule;
+mod state;
 
-pub use schedule::{CosineAnnealingLR, LrScheduler, Scheduled, StepLR};
+pub use schedule::{
+    CosineAnnealingLR, LrScheduler, Scheduled, SchedulerState, StatefulScheduler, StepLR,
+};
+pub use state::{OptimizerState, Scalar};
 
-use crate::error::Result;
+use crate::error::{arg_err, Result};
 use crate::ops::optim::{adam_update, sgd_update, AdamStep, AdamTensors, SgdStep, SgdTensors};
 use crate::tensor::Tensor;
+use state::StateReader;
 
 /// What every optimizer does.
 pub trait Optimizer {
@@ -23,6 +31,20 @@ pub trait Optimizer {
     fn set_lr(&mut self, lr: f32);
     /// The parameters being optimised.
     fn params(&self) -> &[Tensor];
+    /// The optimizer's state with PyTorch's names: per parameter (by its index in
+    /// [`Optimizer::params`]) `state.{i}.…`, and the hyper-parameters
+    /// `param_groups.0.…`. The tensors are handles on the live state (no copies), as in
+    /// PyTorch: copy them (or write them out) before the next step if they must not move.
+    fn state_dict(&self) -> OptimizerState;
+    /// Checks `state` against this optimizer (the number of parameters, every key, each
+    /// tensor's shape and dtype, the hyper-parameters' domains) without changing anything.
+    /// The error names the offending keys.
+    fn check_state_dict(&self, state: &OptimizerState) -> Result<()>;
+    /// Restores a [`Optimizer::state_dict`], hyper-parameters included (as PyTorch's
+    /// `load_state_dict` does). Everything is checked first ([`Optimizer::check_state_dict`]);
+    /// on an error nothing has changed. Tensors are copied into the existing state in place
+    /// (handles stay valid) and may come from another device.
+    fn load_state_dict(&mut self, state: &OptimizerState) -> Result<()>;
 }
 
 /// The `Optimizer` methods every optimizer with `params` and `lr` fields shares.
@@ -114,10 +136,28 @@ impl Sgd {
         self.nesterov = on;
         self
     }
+    /// The hyper-parameters of one step.
+    fn hyper(&self) -> SgdStep {
+        SgdStep {
+            lr: self.lr,
+            momentum: self.momentum,
+            dampening: self.dampening,
+            weight_decay: self.weight_decay,
+            nesterov: self.nesterov,
+        }
+    }
+    /// Checks the hyper-parameters with PyTorch's rules (a learning rate, momentum and
+    /// weight decay that are finite and not negative, a dampening in `[0, 1]`, Nesterov
+    /// only with momentum and zero dampening). [`Optimizer::step`] checks them first too.
+    pub fn validate(&self) -> Result<()> {
+        self.hyper().validate()
+    }
 }
 
 impl Optimizer for Sgd {
     fn step(&mut self) -> Result<()> {
+        self.validate()?;
+        check_own_grads("sgd_step", &self.params)?;
         let momentum = self.momentum != 0.0;
         let grads: Vec<Option<Tensor>> = self.params.iter().map(|p| p.grad()).collect();
         if momentum {
@@ -142,14 +182,7 @@ impl Optimizer for Sgd {
                 })
             })
             .collect();
-        let hp = SgdStep {
-            lr: self.lr,
-            momentum: self.momentum,
-            dampening: self.dampening,
-            weight_decay: self.weight_decay,
-            nesterov: self.nesterov,
-        };
-        sgd_update(&items, hp)?;
+        sgd_update(&items, self.hyper())?;
         if momentum {
             for (started, g) in self.started.iter_mut().zip(&grads) {
                 *started |= g.is_some();
@@ -158,6 +191,113 @@ impl Optimizer for Sgd {
         Ok(())
     }
     shared_optimizer_methods!();
+
+    fn state_dict(&self) -> OptimizerState {
+        let mut st = OptimizerState::default();
+        st.scalar("param_groups.0.lr", Scalar::F32(self.lr));
+        st.scalar("param_groups.0.momentum", Scalar::F32(self.momentum));
+        st.scalar("param_groups.0.dampening", Scalar::F32(self.dampening));
+        st.scalar(
+            "param_groups.0.weight_decay",
+            Scalar::F32(self.weight_decay),
+        );
+        st.scalar("param_groups.0.nesterov", Scalar::Bool(self.nesterov));
+        for (i, (buf, &started)) in self.buffers.iter().zip(&self.started).enumerate() {
+            if let Some(b) = buf {
+                st.tensor(format!("state.{i}.momentum_buffer"), b.detach());
+            }
+            st.scalar(format!("state.{i}.started"), Scalar::Bool(started));
+        }
+        st
+    }
+
+    fn check_state_dict(&self, state: &OptimizerState) -> Result<()> {
+        self.read_state(state).map(|_| ())
+    }
+
+    fn load_state_dict(&mut self, state: &OptimizerState) -> Result<()> {
+        let (hp, started, bufs) = self.read_state(state)?;
+        // Allocate and move everything first; then only in-place copies remain.
+        let mut staged = Vec::with_capacity(bufs.len());
+        for ((p, own), file) in self.params.iter().zip(&self.buffers).zip(bufs) {
+            staged.push(match file {
+                None => None,
+                Some(f) => {
+                    let dst = match own {
+                        Some(b) => b.clone(),
+                        None => p.zeros_like()?,
+                    };
+                    Some((dst, f.to(p.device())?))
+                }
+            });
+        }
+        for (own, s) in self.buffers.iter_mut().zip(staged) {
+            if let Some((dst, src)) = s {
+                dst.copy_from(&src)?;
+                *own = Some(dst);
+            }
+        }
+        self.started = started;
+        self.lr = hp.lr;
+        self.momentum = hp.momentum;
+        self.dampening = hp.dampening;
+        self.weight_decay = hp.weight_decay;
+        self.nesterov = hp.nesterov;
+        Ok(())
+    }
+}
+
+impl Sgd {
+    /// Reads and checks a state: the hyper-parameters, the started flags and the momentum
+    /// buffers present in the file.
+    #[allow(clippy::type_complexity)]
+    fn read_state(
+        &self,
+        state: &OptimizerState,
+    ) -> Result<(SgdStep, Vec<bool>, Vec<Option<Tensor>>)> {
+        let mut r = StateReader::new(state, self.params.len());
+        let hp = SgdStep {
+            lr: r.f32("param_groups.0.lr"),
+            momentum: r.f32("param_groups.0.momentum"),
+            dampening: r.f32("param_groups.0.dampening"),
+            weight_decay: r.f32("param_groups.0.weight_decay"),
+            nesterov: r.bool("param_groups.0.nesterov"),
+        };
+        let mut started = Vec::with_capacity(self.params.len());
+        let mut bufs = Vec::with_capacity(self.params.len());
+        for (i, p) in self.params.iter().enumerate() {
+            let s = r.bool(&format!("state.{i}.started"));
+            let key = format!("state.{i}.momentum_buffer");
+            let b = r.optional_tensor(&key, p);
+            if s && hp.momentum != 0.0 && b.is_none() && !r.has_tensor(&key) {
+                r.missing(&key);
+            }
+            started.push(s);
+            bufs.push(b);
+        }
+        r.finish()?;
+        hp.validate()?;
+        Ok((hp, started, bufs))
+    }
+}
+
+/// Refuses a gradient that shares its own parameter's storage (`p.set_grad(Some(p))`,
+/// or a view of `p`): the update would read what it writes.
+fn check_own_grads(op: &'static str, params: &[Tensor]) -> Result<()> {
+    for (i, p) in params.iter().enumerate() {
+        if let Some(g) = p.grad() {
+            if g.storage().same_as(p.storage()) {
+                return arg_err(
+                    op,
+                    format!(
+                        "the gradient of parameter {i} shares the parameter's storage; give it a \
+                         gradient of its own"
+                    ),
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Adam (`torch.optim.Adam`) or, with decoupled weight decay, AdamW.
@@ -206,6 +346,50 @@ impl Adam {
         self.weight_decay = wd;
         self
     }
+    /// The hyper-parameters of one step.
+    fn hyper(&self) -> AdamStep {
+        AdamStep {
+            lr: self.lr,
+            beta1: self.betas.0,
+            beta2: self.betas.1,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            decoupled: self.decoupled,
+        }
+    }
+    /// Checks the hyper-parameters with PyTorch's rules (a learning rate, eps and weight
+    /// decay that are finite and not negative, betas in `[0, 1)`). [`Optimizer::step`]
+    /// checks them first too.
+    pub fn validate(&self) -> Result<()> {
+        self.hyper().validate()
+    }
+
+    /// Reads and checks a state: the hyper-parameters and each parameter's moments and
+    /// step count.
+    #[allow(clippy::type_complexity)]
+    fn read_state(&self, state: &OptimizerState) -> Result<(AdamStep, Vec<(Tensor, Tensor, u64)>)> {
+        let mut r = StateReader::new(state, self.params.len());
+        let hp = AdamStep {
+            lr: r.f32("param_groups.0.lr"),
+            beta1: r.f32("param_groups.0.betas.0"),
+            beta2: r.f32("param_groups.0.betas.1"),
+            eps: r.f32("param_groups.0.eps"),
+            weight_decay: r.f32("param_groups.0.weight_decay"),
+            decoupled: r.bool("param_groups.0.decoupled_weight_decay"),
+        };
+        let mut out = Vec::with_capacity(self.params.len());
+        for (i, p) in self.params.iter().enumerate() {
+            let m = r.tensor(&format!("state.{i}.exp_avg"), p);
+            let v = r.tensor(&format!("state.{i}.exp_avg_sq"), p);
+            let t = r.u64(&format!("state.{i}.step"));
+            if let (Some(m), Some(v)) = (m, v) {
+                out.push((m, v, t));
+            }
+        }
+        r.finish()?;
+        hp.validate()?;
+        Ok((hp, out))
+    }
 }
 
 /// AdamW (`torch.optim.AdamW`): Adam with decoupled weight decay, default 0.01.
@@ -224,6 +408,8 @@ impl AdamW {
 
 impl Optimizer for Adam {
     fn step(&mut self) -> Result<()> {
+        self.validate()?;
+        check_own_grads("adam_step", &self.params)?;
         let grads: Vec<Option<Tensor>> = self.params.iter().map(|p| p.grad()).collect();
         let items: Vec<AdamTensors> = self
             .params
@@ -240,15 +426,7 @@ impl Optimizer for Adam {
                 })
             })
             .collect();
-        let hp = AdamStep {
-            lr: self.lr,
-            beta1: self.betas.0,
-            beta2: self.betas.1,
-            eps: self.eps,
-            weight_decay: self.weight_decay,
-            decoupled: self.decoupled,
-        };
-        adam_update(&items, hp)?;
+        adam_update(&items, self.hyper())?;
         for (st, g) in self.state.iter_mut().zip(&grads) {
             if g.is_some() {
                 st.2 += 1;
@@ -257,6 +435,52 @@ impl Optimizer for Adam {
         Ok(())
     }
     shared_optimizer_methods!();
+
+    fn state_dict(&self) -> OptimizerState {
+        let mut st = OptimizerState::default();
+        st.scalar("param_groups.0.lr", Scalar::F32(self.lr));
+        st.scalar("param_groups.0.betas.0", Scalar::F32(self.betas.0));
+        st.scalar("param_groups.0.betas.1", Scalar::F32(self.betas.1));
+        st.scalar("param_groups.0.eps", Scalar::F32(self.eps));
+        st.scalar(
+            "param_groups.0.weight_decay",
+            Scalar::F32(self.weight_decay),
+        );
+        st.scalar(
+            "param_groups.0.decoupled_weight_decay",
+            Scalar::Bool(self.decoupled),
+        );
+        for (i, (m, v, t)) in self.state.iter().enumerate() {
+            st.tensor(format!("state.{i}.exp_avg"), m.detach());
+            st.tensor(format!("state.{i}.exp_avg_sq"), v.detach());
+            st.scalar(format!("state.{i}.step"), Scalar::U64(*t));
+        }
+        st
+    }
+
+    fn check_state_dict(&self, state: &OptimizerState) -> Result<()> {
+        self.read_state(state).map(|_| ())
+    }
+
+    fn load_state_dict(&mut self, state: &OptimizerState) -> Result<()> {
+        let (hp, file) = self.read_state(state)?;
+        // Move everything to the parameters' devices first; then only in-place copies.
+        let mut staged = Vec::with_capacity(file.len());
+        for (p, (m, v, t)) in self.params.iter().zip(file) {
+            staged.push((m.to(p.device())?, v.to(p.device())?, t));
+        }
+        for (own, (m, v, t)) in self.state.iter_mut().zip(staged) {
+            own.0.copy_from(&m)?;
+            own.1.copy_from(&v)?;
+            own.2 = t;
+        }
+        self.lr = hp.lr;
+        self.betas = (hp.beta1, hp.beta2);
+        self.eps = hp.eps;
+        self.weight_decay = hp.weight_decay;
+        self.decoupled = hp.decoupled;
+        Ok(())
+    }
 }
 
 /// Scales all gradients in place so that their global L2 norm is at most `max_norm`, as
@@ -266,7 +490,17 @@ impl Optimizer for Adam {
 /// gradient: nothing is read back, so the training step stays one submit. On the GPU this
 /// is three dispatches for any number of parameters that fits one dispatch's bindings.
 /// The gradients must all be on one device.
+/// A gradient that shares a parameter's storage is an error (scaling it would change the
+/// parameter).
 pub fn clip_grad_norm(params: &[Tensor], max_norm: f32) -> Result<Option<Tensor>> {
+    for g in params.iter().filter_map(|p| p.grad()) {
+        if params.iter().any(|p| p.storage().same_as(g.storage())) {
+            return arg_err(
+                "clip_grad_norm",
+                "a gradient shares a parameter's storage; give it a gradient of its own",
+            );
+        }
+    }
     let grads: Vec<Tensor> = params.iter().filter_map(|p| p.grad()).collect();
     if grads.is_empty() {
         return Ok(None);
