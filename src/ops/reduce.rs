@@ -537,16 +537,16 @@ impl Tensor {
     pub fn sum_dim(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         sum_like(self, dims, keepdim, false)
     }
-    /// Mean of all elements.
+    /// Mean of all elements; NaN for an empty tensor (0 / 0, as PyTorch).
     pub fn mean(&self) -> Result<Tensor> {
         let all: Vec<isize> = (0..self.rank() as isize).collect();
         sum_like(self, &all, false, true)
     }
-    /// Mean over `dims`.
+    /// Mean over `dims`; NaN where they hold no elements.
     pub fn mean_dim(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         sum_like(self, dims, keepdim, true)
     }
-    /// Maximum of all elements.
+    /// Maximum of all elements: NaN if any is NaN; a shape error for an empty tensor.
     pub fn max(&self) -> Result<Tensor> {
         let all: Vec<isize> = (0..self.rank() as isize).collect();
         Ok(max_with_indices(self, &all, false)?.0)
@@ -559,7 +559,7 @@ impl Tensor {
     pub fn max_dim_with_indices(&self, dim: isize, keepdim: bool) -> Result<(Tensor, Tensor)> {
         max_with_indices(self, &[dim], keepdim)
     }
-    /// Position of the maximum along `dim` (`u32`).
+    /// Position of the maximum along `dim` (`u32`; the first NaN's where there is one).
     pub fn argmax(&self, dim: isize, keepdim: bool) -> Result<Tensor> {
         Ok(crate::autograd::no_grad(|| max_with_indices(self, &[dim], keepdim))?.1)
     }
