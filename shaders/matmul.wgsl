@@ -33,10 +33,10 @@ fn batch_base_b(b: u32) -> u32 { return strided(b, pu(3), 4u, 12u) + select(0u, 
 // An activation (codes as P[26] bits 8-11), as the unary kernels compute it.
 fn act_apply(code: u32, v: f32) -> f32 {
     switch code {
-        case 1u: { return max(v, 0.0); }
+        case 1u: { return relu_f(v); }
         case 2u: { return select(pf(27u) * v, v, v > 0.0); }
         case 3u: { return sigmoid_f(v); }
-        case 4u: { return tanh(clamp(v, -15.0, 15.0)); }
+        case 4u: { return tanh_f32(v); }
         default: { return v; }
     }
 }
@@ -45,7 +45,7 @@ fn act_apply(code: u32, v: f32) -> f32 {
 // leaky slope is non-negative when fused, so y > 0 exactly where x > 0).
 fn act_deriv(code: u32, y: f32) -> f32 {
     switch code {
-        case 1u: { return select(0.0, 1.0, y > 0.0); }
+        case 1u: { return select(1.0, 0.0, y <= 0.0); }
         case 2u: { return select(pf(27u), 1.0, y > 0.0); }
         case 3u: { return y * (1.0 - y); }
         case 4u: { return 1.0 - y * y; }

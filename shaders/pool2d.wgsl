@@ -2,7 +2,7 @@
 // P[0] = N * C (planes), P[1] = H, P[2] = W, P[3] = Ho, P[4] = Wo, P[5] = kh, P[6] = kw,
 // P[7] = sh, P[8] = sw, P[9] = ph, P[10] = pw, P[11] = adaptive (avg pooling only).
 
-// Max over each window (padding never wins); yi = the winner's index in its plane
+// Max over each window (padding never wins; NaN beats everything); yi = the winner's index in its plane
 // (ih * W + iw), saved for backward. One thread per output.
 @compute @workgroup_size(256)
 fn maxpool2d_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -21,7 +21,8 @@ fn maxpool2d_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
             if (iw < 0 || u32(iw) >= pu(2)) { continue; }
             let at = u32(ih) * pu(2) + u32(iw);
             let v = x0[plane * pu(1) * pu(2) + at];
-            if (best_at == 0xffffffffu || v > best) { best = v; best_at = at; }
+            // A NaN always takes over (the last NaN of the window wins, as PyTorch).
+            if (best_at == 0xffffffffu || v > best || is_nan_f(v)) { best = v; best_at = at; }
         }
     }
     y0[i] = best;

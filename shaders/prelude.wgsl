@@ -56,14 +56,55 @@ fn strided(i: u32, rank: u32, shape_at: u32, stride_at: u32) -> u32 {
     return off;
 }
 
+fn nan_f() -> f32 {
+    return bitcast<f32>(0x7fc00000u);
+}
+
+// True for NaN, from the bits: `x != x` may be folded away by a compiler that assumes
+// no NaNs, and min/max/clamp with a NaN operand are implementation-defined in WGSL, so
+// every NaN-propagating activation below selects explicitly.
+fn is_nan_f(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
 fn sigmoid_f(x: f32) -> f32 {
     if (x >= 0.0) {
         return 1.0 / (1.0 + exp(-x));
     }
     let e = exp(x);
-    return e / (1.0 + e);
+    return select(e / (1.0 + e), x, is_nan_f(x));
 }
 
-fn nan_f() -> f32 {
-    return bitcast<f32>(0x7fc00000u);
+// max(x, 0), NaN kept (PyTorch's relu; WGSL's max may return either operand).
+fn relu_f(x: f32) -> f32 {
+    return select(x, 0.0, x < 0.0);
+}
+
+// tanh with its argument clamped (some drivers build tanh from exp and overflow past
+// |x| ~ 44; tanh(15) is 1 in f32), NaN kept (clamp may turn it into either bound).
+fn tanh_f32(x: f32) -> f32 {
+    return select(tanh(clamp(x, -15.0, 15.0)), x, is_nan_f(x));
+}
+
+// ln(1 + x) for x >= -0.5, accurate to a few ulp relative near 0. WGSL has no log1p and
+// its log carries only an absolute error bound near 1 (2^-21), so Kahan's
+// `log(1 + x) * x / ((1 + x) - 1)` is not enough on hardware: for |x| <= 0.4142 this uses
+// 2 atanh(s), s = x / (2 + x), as an odd series in s (|s| <= 0.1716, so s^14 / 15 is
+// below 2^-24 relative), and log(1 + x) above, where the result is at least 0.34.
+fn log1p_f(x: f32) -> f32 {
+    if (abs(x) > 0.41421356) {
+        return log(1.0 + x);
+    }
+    let s = x / (2.0 + x);
+    let s2 = s * s;
+    let poly = 1.0 + s2 * (1.0 / 3.0 + s2 * (1.0 / 5.0 + s2 * (1.0 / 7.0 + s2 * (1.0 / 9.0
+        + s2 * (1.0 / 11.0 + s2 * (1.0 / 13.0))))));
+    return 2.0 * s * poly;
+}
+
+// PyTorch's softplus of z = beta x before the division by beta: max(z, 0) +
+// log1p(e^-|z|), exact to a few ulp for every z (no overflow, no rounding to 0 while the
+// result is a normal f32). NaN gives NaN.
+fn softplus_z(z: f32) -> f32 {
+    return select(relu_f(z) + log1p_f(exp(-abs(z))), z, is_nan_f(z));
 }

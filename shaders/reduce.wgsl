@@ -83,9 +83,15 @@ fn sum_body(g: u32, t: u32) {
     }
 }
 
-// True when (v, j) beats (best, best_j): larger, or equal at an earlier position.
+// True when (v, j) beats (best, best_j): larger, or equal at an earlier position, where
+// NaN is larger than any number (PyTorch: a NaN maximum at its first position).
 fn max_better(v: f32, j: u32, best: f32, best_j: u32) -> bool {
-    return j != NONE && (best_j == NONE || v > best || (v == best && j < best_j));
+    if (j == NONE) { return false; }
+    if (best_j == NONE) { return true; }
+    let vn = is_nan_f(v);
+    let bn = is_nan_f(best);
+    if (vn || bn) { return vn && (!bn || j < best_j); }
+    return v > best || (v == best && j < best_j);
 }
 
 // The maximum and its position (row-major within the reduced dims; the first on ties).

@@ -91,8 +91,7 @@ fn sigmoid_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 fn tanh_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= pu(0)) { return; }
-    // Some drivers build tanh from exp and overflow past |x| ~ 44; tanh(15) is 1 in f32.
-    y0[i] = tanh(clamp(x0[i], -15.0, 15.0));
+    y0[i] = tanh_f32(x0[i]);
 }
 
 @compute @workgroup_size(256)
@@ -107,14 +106,15 @@ fn tanh_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 fn relu_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= pu(0)) { return; }
-    y0[i] = max(x0[i], 0.0);
+    y0[i] = relu_f(x0[i]);
 }
 
 @compute @workgroup_size(256)
 fn relu_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
     if (i >= pu(0)) { return; }
-    y0[i] = select(0.0, x2[i], x0[i] > 0.0);
+    // PyTorch's threshold_backward: 0 where x <= 0, so a NaN input passes the gradient.
+    y0[i] = select(x2[i], 0.0, x0[i] <= 0.0);
 }
 
 // P[1] = negative slope.
@@ -143,7 +143,7 @@ fn softplus_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     if (z > pf(2u)) {
         y0[i] = x;
     } else {
-        y0[i] = (max(z, 0.0) + log(1.0 + exp(-abs(z)))) / pf(1u);
+        y0[i] = softplus_z(z) / pf(1u);
     }
 }
 

@@ -1,6 +1,6 @@
 //! Losses with PyTorch's definitions and reductions. Cross-entropy rests on the fused
 //! kernel; label smoothing, binary cross-entropy with logits and MSE are compositions of
-//! differentiable ops (no new kernels).
+//! differentiable ops (no new kernels). A mean over an empty batch is NaN, as PyTorch's.
 
 use crate::error::{shape_err, Result};
 use crate::shape;
@@ -89,29 +89,26 @@ impl CrossEntropyLoss {
     }
 }
 
-/// Binary cross-entropy on logits: `softplus(x) - x y`, the stable form of
-/// `-(y log sigma(x) + (1 - y) log(1 - sigma(x)))`; targets in `[0, 1]`, same shape.
-#[derive(Clone, Copy, Debug, Default)]
+/// Binary cross-entropy on logits, `-(w y log sigma(x) + (1 - y) log(1 - sigma(x)))` in a
+/// stable form (see [`crate::ops::loss::bce_with_logits_per_element`]); targets in
+/// `[0, 1]`, same shape as the logits.
+#[derive(Clone, Debug, Default)]
 pub struct BCEWithLogitsLoss {
     /// How to combine the per-element losses.
     pub reduction: Reduction,
+    /// The weight `w` of positive examples, broadcast over the logits (`[C]` for `[N, C]`
+    /// logits: one per class, as PyTorch's `pos_weight`); `None` weighs them 1.
+    pub pos_weight: Option<Tensor>,
 }
 
 impl BCEWithLogitsLoss {
     /// The loss of `logits` against `targets`.
     pub fn forward(&self, logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-        check_pair("binary_cross_entropy_with_logits", logits, targets)?;
-        if logits.shape() != targets.shape() {
-            return shape_err(
-                "binary_cross_entropy_with_logits",
-                format!(
-                    "{} vs {}: shapes differ",
-                    shape::fmt(logits.shape()),
-                    shape::fmt(targets.shape())
-                ),
-            );
-        }
-        let per = logits.softplus(1.0, 20.0)?.sub(&logits.mul(targets)?)?;
+        let per = crate::ops::loss::bce_with_logits_per_element(
+            logits,
+            targets,
+            self.pos_weight.as_ref(),
+        )?;
         self.reduction.apply(per)
     }
 }

@@ -1,6 +1,8 @@
 //! Losses. `cross_entropy` is fused (one kernel for the per-row loss through the stable
 //! log-sum-exp, one for its gradient `softmax - onehot`), so logits of +-1000 are fine.
-//! `mse_loss` is a composite of `sub`, `mul` and `mean` and needs no kernel of its own.
+//! `mse_loss` and the binary cross-entropy on logits are composites of elementwise ops and
+//! `mean` and need no kernel of their own. Mean losses of an empty batch are NaN (0 / 0),
+//! as PyTorch's.
 
 use crate::autograd::record;
 use crate::backend::cpu::{CpuData, Float};
@@ -204,7 +206,63 @@ fn cross_entropy_mean_fused(logits: &Tensor, targets: &Tensor) -> Result<Option<
     })))
 }
 
+/// Per-element binary cross-entropy on logits, PyTorch's
+/// `binary_cross_entropy_with_logits(x, y, pos_weight=w, reduction='none')`:
+/// `-(w y log sigma(x) + (1 - y) log(1 - sigma(x)))` for targets `y` in `[0, 1]` of the
+/// logits' shape, with `pos_weight` (the weight of positive examples, e.g. `[C]` for
+/// `[N, C]` logits) broadcast to the logits' shape, 1 when `None`. Computed as
+/// `w y softplus(-x) + (1 - y) softplus(x)`, each term a softplus, so it keeps its digits
+/// for logits of any size (`softplus(x) - x y` cancels for large `|x|`). The weight gets a
+/// gradient too (PyTorch refuses one).
+pub fn bce_with_logits_per_element(
+    logits: &Tensor,
+    targets: &Tensor,
+    pos_weight: Option<&Tensor>,
+) -> Result<Tensor> {
+    const OP: &str = "binary_cross_entropy_with_logits";
+    check_pair(OP, logits, targets)?;
+    if logits.shape() != targets.shape() {
+        return shape_err(
+            OP,
+            format!(
+                "{} vs {}: shapes differ",
+                shape::fmt(logits.shape()),
+                shape::fmt(targets.shape())
+            ),
+        );
+    }
+    if let Some(w) = pos_weight {
+        check_pair(OP, logits, w)?;
+        if shape::broadcast(OP, w.shape(), logits.shape())? != logits.shape() {
+            return shape_err(
+                OP,
+                format!(
+                    "pos_weight {} does not broadcast to the logits {}",
+                    shape::fmt(w.shape()),
+                    shape::fmt(logits.shape())
+                ),
+            );
+        }
+    }
+    let pos = logits.neg()?.softplus(1.0, 20.0)?.mul(targets)?;
+    let pos = match pos_weight {
+        Some(w) => pos.mul(w)?,
+        None => pos,
+    };
+    let neg = logits
+        .softplus(1.0, 20.0)?
+        .mul(&targets.affine(-1.0, 1.0)?)?;
+    pos.add(&neg)
+}
+
 impl Tensor {
+    /// Mean binary cross-entropy on logits against targets in `[0, 1]` of the same shape,
+    /// with an optional `pos_weight` broadcast over the logits (see
+    /// [`bce_with_logits_per_element`]); NaN for an empty batch, as PyTorch.
+    pub fn bce_with_logits(&self, targets: &Tensor, pos_weight: Option<&Tensor>) -> Result<Tensor> {
+        bce_with_logits_per_element(self, targets, pos_weight)?.mean()
+    }
+
     /// Mean softmax cross-entropy of logits `[N, C]` against `u32` class indices `[N]`
     /// (one dispatch forward and one backward on the GPU for batches up to 16K logits).
     pub fn cross_entropy(&self, targets: &Tensor) -> Result<Tensor> {

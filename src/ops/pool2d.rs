@@ -186,7 +186,7 @@ fn maxpool_cpu<T: Float>(g: &Pool, x: &[T]) -> (Vec<T>, Vec<u32>) {
                         let (mut best, mut at) = (xp[i0], i0);
                         for i in [i0 + 1, i0 + g.w, i0 + g.w + 1] {
                             let v = xp[i];
-                            let better = v > best;
+                            let better = v > best || v.is_nan();
                             best = if better { v } else { best };
                             at = if better { i } else { at };
                         }
@@ -200,13 +200,14 @@ fn maxpool_cpu<T: Float>(g: &Pool, x: &[T]) -> (Vec<T>, Vec<u32>) {
             for &(h0, h1) in &rows {
                 for &(w0, w1) in &cols {
                     // Windows are never empty: padding is at most half the kernel.
-                    // Branch-free selects: which element wins is unpredictable.
+                    // Branch-free selects: which element wins is unpredictable. A NaN
+                    // always takes over, so the window's last NaN wins (PyTorch's kernel).
                     let mut at = h0 * g.w + w0;
                     let mut best = xp[at];
                     for ih in h0..h1 {
                         let row0 = ih * g.w + w0;
                         for (i, &v) in (row0..).zip(&xp[row0..ih * g.w + w1]) {
-                            let better = v > best;
+                            let better = v > best || v.is_nan();
                             best = if better { v } else { best };
                             at = if better { i } else { at };
                         }
@@ -222,7 +223,8 @@ fn maxpool_cpu<T: Float>(g: &Pool, x: &[T]) -> (Vec<T>, Vec<u32>) {
     (vals, idx)
 }
 
-/// Max pooling with PyTorch's `max_pool2d(x, kernel, stride, padding)` semantics.
+/// Max pooling with PyTorch's `max_pool2d(x, kernel, stride, padding)` semantics: a window
+/// holding NaN gives NaN, and its gradient goes to the window's last NaN.
 pub fn max_pool2d(
     x: &Tensor,
     kernel: (usize, usize),

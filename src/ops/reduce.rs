@@ -390,7 +390,7 @@ fn max_cpu<T: Float>(plan: &Plan, x: &[T]) -> (Vec<T>, Vec<u32>) {
             let mut best = (x[base + plan.offset(0)], 0u32);
             for j in 1..plan.m() {
                 let v = x[base + plan.offset(j)];
-                if v > best.0 {
+                if v.beats_nan(best.0) {
                     best = (v, j as u32);
                 }
             }
@@ -427,11 +427,8 @@ fn sum_like(x: &Tensor, dims: &[isize], keepdim: bool, mean: bool) -> Result<Ten
     let op = if mean { "mean" } else { "sum" };
     check_float(op, x)?;
     let plan = Plan::new(op, x.shape(), dims, keepdim)?;
-    let scale = if mean {
-        1.0 / plan.m().max(1) as f64
-    } else {
-        1.0
-    };
+    // The mean of no elements is 0 / 0 = NaN, as PyTorch (the sum stays 0).
+    let scale = if mean { 1.0 / plan.m() as f64 } else { 1.0 };
     if plan.red_sizes.is_empty() {
         return x.reshape(&plan.out_shape);
     }
@@ -451,12 +448,20 @@ fn sum_like(x: &Tensor, dims: &[isize], keepdim: bool, mean: bool) -> Result<Ten
 }
 
 /// Maximum over `dims` and the flat position of the maximum within the reduced
-/// dimensions (row-major over them; the first on ties).
+/// dimensions (row-major over them; the first on ties). NaN is the largest value, as in
+/// PyTorch: a slice holding NaN gives NaN and the position of its first NaN.
 pub fn max_with_indices(x: &Tensor, dims: &[isize], keepdim: bool) -> Result<(Tensor, Tensor)> {
     check_float("max", x)?;
     let plan = Plan::new("max", x.shape(), dims, keepdim)?;
     if plan.m() == 0 {
-        return crate::error::arg_err("max", "cannot take the maximum of an empty dimension");
+        // PyTorch's errors: an empty tensor needs a reduction dim, and that dim must
+        // not be empty (an empty tensor reduced over a non-empty dim is empty).
+        let what = if plan.red_sizes.len() == plan.input.len() {
+            "expected reduction dims to be specified for an empty input"
+        } else {
+            "expected the reduction dims to have non-zero size"
+        };
+        return crate::error::shape_err("max", what);
     }
     let (y, idx) = match x.device() {
         Device::Cpu => {
@@ -532,16 +537,16 @@ impl Tensor {
     pub fn sum_dim(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         sum_like(self, dims, keepdim, false)
     }
-    /// Mean of all elements.
+    /// Mean of all elements; NaN for an empty tensor (0 / 0, as PyTorch).
     pub fn mean(&self) -> Result<Tensor> {
         let all: Vec<isize> = (0..self.rank() as isize).collect();
         sum_like(self, &all, false, true)
     }
-    /// Mean over `dims`.
+    /// Mean over `dims`; NaN where they hold no elements.
     pub fn mean_dim(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         sum_like(self, dims, keepdim, true)
     }
-    /// Maximum of all elements.
+    /// Maximum of all elements: NaN if any is NaN; a shape error for an empty tensor.
     pub fn max(&self) -> Result<Tensor> {
         let all: Vec<isize> = (0..self.rank() as isize).collect();
         Ok(max_with_indices(self, &all, false)?.0)
@@ -554,7 +559,7 @@ impl Tensor {
     pub fn max_dim_with_indices(&self, dim: isize, keepdim: bool) -> Result<(Tensor, Tensor)> {
         max_with_indices(self, &[dim], keepdim)
     }
-    /// Position of the maximum along `dim` (`u32`).
+    /// Position of the maximum along `dim` (`u32`; the first NaN's where there is one).
     pub fn argmax(&self, dim: isize, keepdim: bool) -> Result<Tensor> {
         Ok(crate::autograd::no_grad(|| max_with_indices(self, &[dim], keepdim))?.1)
     }

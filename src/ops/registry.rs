@@ -853,7 +853,14 @@ pub fn registry() -> Vec<OpEntry> {
     ops.push(OpEntry {
         name: "bce_with_logits",
         differentiable: true,
-        kernels: &["softplus_fwd", "softplus_bwd", "mul_fwd", "sub_fwd"],
+        kernels: &[
+            "softplus_fwd",
+            "softplus_bwd",
+            "neg_fwd",
+            "affine_fwd",
+            "mul_fwd",
+            "add_fwd",
+        ],
         cases: [&[7][..], &[3, 5], &[257]]
             .iter()
             .map(|s| {
@@ -861,6 +868,33 @@ pub fn registry() -> Vec<OpEntry> {
                     format!("{s:?}"),
                     vec![spec(s, Any), spec(s, Mask)],
                     |t, _| crate::nn::BCEWithLogitsLoss::default().forward(&t[0], &t[1]),
+                )
+            })
+            .collect(),
+    });
+    ops.push(OpEntry {
+        name: "bce_with_logits_pos_weight",
+        differentiable: true,
+        kernels: &[
+            "softplus_fwd",
+            "softplus_bwd",
+            "mul_fwd",
+            "mul_bwd",
+            "add_fwd",
+        ],
+        cases: [(&[3, 5][..], &[5][..]), (&[2, 3, 4], &[4]), (&[6], &[1])]
+            .iter()
+            .map(|&(s, w)| {
+                case(
+                    format!("{s:?} pos_weight {w:?}, sum"),
+                    vec![spec(s, Any), spec(s, Mask), spec(w, Positive)],
+                    |t, _| {
+                        crate::nn::BCEWithLogitsLoss {
+                            reduction: crate::nn::Reduction::Sum,
+                            pos_weight: Some(t[2].clone()),
+                        }
+                        .forward(&t[0], &t[1])
+                    },
                 )
             })
             .collect(),

@@ -32,7 +32,7 @@ pub enum UnaryOp {
     Sigmoid,
     /// tanh x
     Tanh,
-    /// max(x, 0)
+    /// max(x, 0), NaN kept (as PyTorch)
     Relu,
     /// x for x > 0, else slope * x
     LeakyRelu {
@@ -92,7 +92,7 @@ impl UnaryOp {
             UnaryOp::Abs => x.abs(),
             UnaryOp::Sigmoid => sigmoid(x),
             UnaryOp::Tanh => x.tanh(),
-            UnaryOp::Relu => x.max(z),
+            UnaryOp::Relu => x.relu(),
             UnaryOp::LeakyRelu { slope } => {
                 if x > z {
                     x
@@ -105,7 +105,9 @@ impl UnaryOp {
                 if zb > T::from_f64(threshold) {
                     x
                 } else {
-                    (zb.max(z) + (-zb.abs()).exp().ln_1p()) / T::from_f64(beta)
+                    // max(z, 0) + log1p(e^-|z|): no overflow, and accurate where the
+                    // result is tiny (log(1 + e^z) rounds to 0 below z = -16.6 in f32).
+                    (zb.relu() + (-zb.abs()).exp().ln_1p()) / T::from_f64(beta)
                 }
             }
             UnaryOp::Affine { scale, shift } => T::from_f64(scale) * x + T::from_f64(shift),
@@ -132,11 +134,12 @@ impl UnaryOp {
             }
             UnaryOp::Sigmoid => g * y * (one - y),
             UnaryOp::Tanh => g * (one - y * y),
+            // PyTorch's threshold_backward: 0 where x <= 0, so a NaN input passes g.
             UnaryOp::Relu => {
-                if x > z {
-                    g
-                } else {
+                if x <= z {
                     z
+                } else {
+                    g
                 }
             }
             UnaryOp::LeakyRelu { slope } => {
@@ -215,7 +218,7 @@ fn unary_forward(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
             // The common activations get their own loops: the op's match is not hoisted out
             // of a generic one.
             let out = map_float!(&*x.cpu_data(), |v: T| match op {
-                UnaryOp::Relu => v.iter().map(|&a| a.max(T::zero())).collect_pooled(),
+                UnaryOp::Relu => v.iter().map(|&a| a.relu()).collect_pooled(),
                 UnaryOp::Tanh => v.iter().map(|&a| Float::tanh(a)).collect_pooled(),
                 UnaryOp::Sigmoid => v.iter().map(|&a| sigmoid(a)).collect_pooled(),
                 _ => v.iter().map(|&a| op.forward::<T>(a)).collect_pooled(),
@@ -247,7 +250,7 @@ pub(crate) fn unary_backward(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) ->
                     UnaryOp::Relu => xv
                         .iter()
                         .zip(gv.iter())
-                        .map(|(&a, &g)| if a > T::zero() { g } else { T::zero() })
+                        .map(|(&a, &g)| if a <= T::zero() { T::zero() } else { g })
                         .collect_pooled(),
                     _ => (0..n)
                         .map(|i| op.backward::<T>(xv[i], yv[i], gv[i]))
@@ -420,7 +423,7 @@ impl Tensor {
     pub fn tanh(&self) -> Result<Tensor> {
         unary(self, UnaryOp::Tanh)
     }
-    /// max(x, 0) (gradient 0 at 0, as PyTorch).
+    /// max(x, 0) (gradient 0 at 0; NaN stays NaN and passes the gradient, as PyTorch).
     pub fn relu(&self) -> Result<Tensor> {
         unary(self, UnaryOp::Relu)
     }

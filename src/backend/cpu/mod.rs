@@ -46,6 +46,24 @@ pub trait Float:
     fn max(self, o: Self) -> Self;
     /// The smaller value.
     fn min(self, o: Self) -> Self;
+    /// True for NaN.
+    #[allow(clippy::eq_op)]
+    fn is_nan(self) -> bool {
+        self != self
+    }
+    /// `max(self, 0)` that keeps NaN and -0 (PyTorch's `relu`; `max` drops NaN).
+    fn relu(self) -> Self {
+        if self < Self::zero() {
+            Self::zero()
+        } else {
+            self
+        }
+    }
+    /// True when `self` should replace `best` in a NaN-propagating running maximum: it is
+    /// larger, or NaN where `best` is not (the first NaN wins, as in PyTorch's `max`).
+    fn beats_nan(self, best: Self) -> bool {
+        self > best || (self.is_nan() && !best.is_nan())
+    }
     /// 0.
     fn zero() -> Self {
         Self::from_f64(0.0)

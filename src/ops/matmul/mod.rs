@@ -94,7 +94,7 @@ impl Act {
     pub(crate) fn apply_slice<T: crate::backend::cpu::Float>(self, y: &mut [T]) {
         match self {
             Act::Identity => {}
-            Act::Relu => y.iter_mut().for_each(|v| *v = v.max(T::zero())),
+            Act::Relu => y.iter_mut().for_each(|v| *v = v.relu()),
             Act::LeakyRelu(s) => {
                 let s = T::from_f64(s as f64);
                 y.iter_mut()
@@ -123,7 +123,8 @@ impl Act {
         let (zero, one) = (T::zero(), T::one());
         match self {
             Act::Identity => each(out, g, y, |a, _| a * one),
-            Act::Relu => each(out, g, y, |a, b| a * if b > zero { one } else { zero }),
+            // 0 where y <= 0: a NaN output passes the gradient (PyTorch's threshold_backward).
+            Act::Relu => each(out, g, y, |a, b| a * if b <= zero { zero } else { one }),
             Act::LeakyRelu(s) => {
                 let s = T::from_f64(s as f64);
                 each(out, g, y, |a, b| a * if b > zero { one } else { s })
