@@ -556,7 +556,8 @@ fn the_rng_state_round_trips_and_repeats_the_draws() {
 fn a_schedule_resumes_its_rates() {
     let p = Tensor::ones(&[1], &Device::cpu())
         .unwrap()
-        .requires_grad_(true);
+        .requires_grad_(true)
+        .unwrap();
     let mut opt = Sgd::new(vec![p.clone()], 0.1);
     let mut a = Scheduled::new(COSINE, &opt);
     a.step(&mut opt);

@@ -18,7 +18,7 @@ fn t(data: &[f32], shape: &[usize], dev: &Device) -> Tensor {
 }
 
 fn leaf(data: &[f32], shape: &[usize], dev: &Device) -> Tensor {
-    t(data, shape, dev).requires_grad_(true)
+    t(data, shape, dev).requires_grad_(true).unwrap()
 }
 
 /// Equal within `tol`, NaN where `want` is NaN (and only there).
@@ -381,7 +381,12 @@ type LossFn<'a> = Box<dyn Fn(&Tensor) -> Result<Tensor> + 'a>;
 #[test]
 fn empty_means_and_mean_losses_are_nan_as_torch() {
     for dev in common::devices() {
-        let e = || Tensor::zeros(&[0, 3], &dev).unwrap().requires_grad_(true);
+        let e = || {
+            Tensor::zeros(&[0, 3], &dev)
+                .unwrap()
+                .requires_grad_(true)
+                .unwrap()
+        };
         let x = e();
         let m = x.mean().unwrap();
         assert!(m.item().unwrap().is_nan(), "{dev:?} mean of empty");
@@ -446,7 +451,10 @@ fn empty_means_and_mean_losses_are_nan_as_torch() {
 #[test]
 fn max_of_empty_tensors_follows_torch() {
     for dev in common::devices() {
-        let x = Tensor::zeros(&[0, 3], &dev).unwrap().requires_grad_(true);
+        let x = Tensor::zeros(&[0, 3], &dev)
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap();
         // torch: "max(): Expected reduction dim to be specified for input.numel() == 0."
         assert!(matches!(x.max(), Err(Error::Shape { .. })), "{dev:?} max()");
         // torch: "Expected reduction dim 0 to have non-zero size."

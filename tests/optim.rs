@@ -635,7 +635,8 @@ fn a_parameter_listed_twice_is_updated_twice_as_in_sequence() {
 fn param_with_grad(dev: &Device) -> Tensor {
     let p = Tensor::from_vec(vec![1.0f32, -2.0, 0.5], &[3], dev)
         .unwrap()
-        .requires_grad_(true);
+        .requires_grad_(true)
+        .unwrap();
     p.set_grad(Some(Tensor::full(&[3], 0.5, dev).unwrap()));
     p
 }
