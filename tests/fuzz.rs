@@ -5,9 +5,9 @@
 //! must return without panicking, as an error or as exactly what an independent parse of
 //! the damaged file says it holds; a failed `io::load` leaves the model bit-identical.
 //!
-//! `WGRAD_FUZZ_CASES` sets the cases per reader (default 1,000 each, 2,000 in all);
-//! `WGRAD_FUZZ_SEED` changes the seed (default 0). A failing case prints its seed and
-//! number, which replays it.
+//! `WGRAD_FUZZ_CASES` sets the number of cases, split evenly between the two readers
+//! (default 2,000); `WGRAD_FUZZ_SEED` changes the seed (default 0). A failing case
+//! prints its seed and number, which replays it.
 
 use std::io::{Read, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -29,8 +29,9 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// Cases per reader.
 fn cases() -> usize {
-    env_usize("WGRAD_FUZZ_CASES", 1_000)
+    env_usize("WGRAD_FUZZ_CASES", 2_000).div_ceil(2)
 }
 
 fn seed() -> u64 {
