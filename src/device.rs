@@ -226,7 +226,7 @@ impl Device {
         }
     }
 
-    /// Bytes of freed CPU tensor buffers kept for reuse (at most 512 MiB; see
+    /// Bytes of freed CPU tensor buffers kept for reuse (at most 256 MiB; see
     /// [`Device::empty_cache`]).
     pub fn cpu_cached_bytes() -> usize {
         crate::backend::cpu::pool::pooled_bytes()

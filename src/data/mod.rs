@@ -307,7 +307,8 @@ pub fn make_batch(dataset: &dyn Dataset, idx: &[usize], device: &Device) -> Resu
     let mut fshape = vec![idx.len()];
     fshape.extend(dataset.feature_shape());
     let row: usize = dataset.feature_shape().iter().product();
-    let mut x = Vec::with_capacity(row * idx.len());
+    // From the CPU pool: on the CPU the batch's buffer goes back there when it is freed.
+    let mut x = crate::backend::cpu::pool::with_capacity(row * idx.len());
     let mut labels = Vec::new();
     let mut values = Vec::new();
     for &i in idx {

@@ -67,21 +67,26 @@ fn masked(
     let n = x.numel();
     let (y, mask) = match x.device() {
         Device::Cpu => {
+            use crate::backend::cpu::pool;
             let (y, m) = match &*x.cpu_data() {
+                // Output and mask come from the CPU pool, as every op's outputs do:
+                // buffers made outside it are recycled into it but never asked for.
                 CpuData::F32(v) => {
-                    let (y, m): (Vec<f32>, Vec<f32>) = v
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &a)| {
-                            let (y, m) = cpu_mask(i, a as f64);
-                            (y as f32, m as f32)
-                        })
-                        .unzip();
+                    let (mut y, mut m) = (pool::with_capacity(n), pool::with_capacity(n));
+                    for (i, &a) in v.iter().enumerate() {
+                        let (b, k) = cpu_mask(i, a as f64);
+                        y.push(b as f32);
+                        m.push(k as f32);
+                    }
                     (CpuData::F32(y), CpuData::F32(m))
                 }
                 CpuData::F64(v) => {
-                    let (y, m): (Vec<f64>, Vec<f64>) =
-                        v.iter().enumerate().map(|(i, &a)| cpu_mask(i, a)).unzip();
+                    let (mut y, mut m) = (pool::with_capacity(n), pool::with_capacity(n));
+                    for (i, &a) in v.iter().enumerate() {
+                        let (b, k) = cpu_mask(i, a);
+                        y.push(b);
+                        m.push(k);
+                    }
                     (CpuData::F64(y), CpuData::F64(m))
                 }
                 CpuData::U32(_) => unreachable!("dtype checked"),
