@@ -395,8 +395,11 @@ fn conv_geometry(x: &Tensor, weight: &Tensor, o: ConvOptions) -> Result<Geometry
         );
     };
     crate::ops::check_out("conv2d", &[n, oc, ho, wo], x.dtype(), x.device())?;
-    // The columns the CPU (and grouped convolutions) lay out.
-    crate::ops::check_out("conv2d", &[n, c * kh * kw, ho * wo], x.dtype(), x.device())?;
+    // The columns the CPU and grouped convolutions lay out (the GPU's one-group
+    // convolution gathers them inside the product and never stores them).
+    if matches!(x.device(), Device::Cpu) || g > 1 {
+        crate::ops::check_out("conv2d", &[n, c * kh * kw, ho * wo], x.dtype(), x.device())?;
+    }
     Ok(Geometry {
         n,
         c,
