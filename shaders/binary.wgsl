@@ -109,7 +109,8 @@ fn maximum_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     if (i >= pu(0)) { return; }
     let a = x0[ia(i)];
     let b = x1[ib(i)];
-    y0[i] = max(a, b);
+    // NaN wins, as in PyTorch (WGSL's max may return either operand).
+    y0[i] = select(max(a, b), a + b, is_nan_f(a) || is_nan_f(b));
 }
 
 // Ties split the gradient evenly, as PyTorch does.
@@ -132,7 +133,7 @@ fn minimum_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     if (i >= pu(0)) { return; }
     let a = x0[ia(i)];
     let b = x1[ib(i)];
-    y0[i] = min(a, b);
+    y0[i] = select(min(a, b), a + b, is_nan_f(a) || is_nan_f(b));
 }
 
 @compute @workgroup_size(256)

@@ -2,17 +2,12 @@
 // matrix products (which include the biases). One thread per (batch row, hidden unit).
 // P[0] = B (batch), P[1] = H (hidden size).
 
-fn tanh_f(x: f32) -> f32 {
-    // Some drivers build tanh from exp and overflow past |x| ~ 44; tanh(15) is 1 in f32.
-    return tanh(clamp(x, -15.0, 15.0));
-}
-
 // The activated LSTM gates (i, f, g, o) of the element at `base` of x0 ([B, 4H]).
 fn lstm_gates(base: u32, h: u32) -> vec4<f32> {
     return vec4<f32>(
         sigmoid_f(x0[base]),
         sigmoid_f(x0[base + h]),
-        tanh_f(x0[base + 2u * h]),
+        tanh_f32(x0[base + 2u * h]),
         sigmoid_f(x0[base + 3u * h]),
     );
 }
@@ -21,7 +16,7 @@ fn lstm_gates(base: u32, h: u32) -> vec4<f32> {
 fn gru_gates(base: u32, h: u32) -> vec3<f32> {
     let r = sigmoid_f(x0[base] + x1[base]);
     let z = sigmoid_f(x0[base + h] + x1[base + h]);
-    return vec3<f32>(r, z, tanh_f(x0[base + 2u * h] + r * x1[base + 2u * h]));
+    return vec3<f32>(r, z, tanh_f32(x0[base + 2u * h] + r * x1[base + 2u * h]));
 }
 
 // LSTM (PyTorch's gate order i, f, g, o):
@@ -41,7 +36,7 @@ fn lstm_cell_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let gg = a.z;
     let og = a.w;
     let c = fg * x1[i] + ig * gg;
-    y0[i] = og * tanh_f(c);
+    y0[i] = og * tanh_f32(c);
     y0[n + i] = c;
 }
 
@@ -54,7 +49,7 @@ fn lstm_backward(base: u32, h: u32, cp: f32, dh: f32, dc_out: f32) -> f32 {
     let fg = a.y;
     let gg = a.z;
     let og = a.w;
-    let tc = tanh_f(fg * cp + ig * gg);
+    let tc = tanh_f32(fg * cp + ig * gg);
     let dc = dc_out + dh * og * (1.0 - tc * tc);
     y0[base] = dc * gg * ig * (1.0 - ig);
     y0[base + h] = dc * cp * fg * (1.0 - fg);
@@ -140,7 +135,7 @@ fn lstm_step_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     var cp = 0.0;
     if ((pu(6) & 1u) != 0u) { cp = y1[pu(3) + i]; } else { cp = x1[pu(3) + i]; }
     let c = a.y * cp + a.x * a.z;
-    y0[pu(4) + i] = a.w * tanh_f(c);
+    y0[pu(4) + i] = a.w * tanh_f32(c);
     if ((pu(6) & 2u) != 0u) { y0[pu(5) + i] = c; } else { y1[pu(5) + i] = c; }
 }
 

@@ -237,6 +237,27 @@ fn bytes_after_the_data_are_a_format_error() {
 }
 
 #[test]
+fn a_gzip_bomb_is_read_only_as_far_as_its_header_promises() {
+    // 3 labels, then 80 MiB of zeros: about 80 KiB on disk. The reader takes the 3
+    // bytes the header promises and counts the rest without keeping it (it used to
+    // inflate the whole stream into memory before looking at the header).
+    let dir = tmp_dir("bomb");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(&labels_bytes(&[1, 2, 3])).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..80 {
+        enc.write_all(&zeros).unwrap();
+    }
+    let z = enc.finish().unwrap();
+    assert!(z.len() < 1 << 20, "{} bytes compressed", z.len());
+    let p = write(&dir.join("bomb.gz"), &z);
+    format_err(
+        load_idx_labels(&p),
+        &["more than 64 MiB of unexpected bytes after the 3 bytes of data"],
+    );
+}
+
+#[test]
 fn image_and_label_counts_must_match() {
     let dir = tmp_dir("counts");
     let (img, _) = images_bytes(3, 2, 2);

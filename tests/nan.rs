@@ -528,3 +528,29 @@ fn bce_with_logits_pos_weight_matches_torch() {
         assert!(matches!(bad.forward(&xt, &yt), Err(Error::Shape { .. })));
     }
 }
+
+#[test]
+fn maximum_minimum_and_recurrent_cells_propagate_nan_as_torch() {
+    for dev in common::devices() {
+        // torch.maximum / torch.minimum: NaN wins on either side.
+        let a = t(&[1.0, NAN, 3.0, NAN], &[4], &dev);
+        let b = t(&[NAN, 2.0, 1.0, NAN], &[4], &dev);
+        let hi = common::vec_f32(&a.maximum(&b).unwrap());
+        same(&hi, &[NAN, NAN, 3.0, NAN], 0.0, "maximum");
+        let lo = common::vec_f32(&a.minimum(&b).unwrap());
+        same(&lo, &[NAN, NAN, 1.0, NAN], 0.0, "minimum");
+        // An LSTM step whose cell input is NaN (row 0) or saturated (row 1):
+        // torch gives h = NaN and h = sigmoid(0) tanh(0.5 tanh(50)) = 0.23105858.
+        let gates = t(&[0.0, 0.0, NAN, 0.0, 0.0, 0.0, 50.0, 0.0], &[2, 4], &dev);
+        let c0 = t(&[0.0, 0.0], &[2, 1], &dev);
+        let (h, c) = wgrad::ops::rnn::lstm_cell(&gates, &c0).unwrap();
+        same(&common::vec_f32(&h), &[NAN, 0.231_058_58], 1e-6, "lstm h");
+        same(&common::vec_f32(&c), &[NAN, 0.5], 1e-6, "lstm c");
+        // A GRU step with a NaN candidate: h = (1 - z) n + z h_prev is NaN.
+        let gi = t(&[0.0, 0.0, NAN], &[1, 3], &dev);
+        let gh = t(&[0.0, 0.0, 0.0], &[1, 3], &dev);
+        let h0 = t(&[1.0], &[1, 1], &dev);
+        let h = wgrad::ops::rnn::gru_cell(&gi, &gh, &h0).unwrap();
+        same(&common::vec_f32(&h), &[NAN], 0.0, "gru h");
+    }
+}

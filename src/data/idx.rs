@@ -8,7 +8,7 @@
 //! names the file and says what is wrong: a bad magic number, a truncated header or
 //! body, bytes after the data, or image and label files that do not belong together.
 
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::InMemoryDataset;
@@ -69,25 +69,59 @@ fn format_err(path: &Path, msg: impl Into<String>) -> Error {
     }
 }
 
-/// The bytes of a file, gunzipped when it starts with the gzip magic bytes.
-fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| Error::Io {
+/// A file's bytes as a stream, gunzipped when it starts with the gzip magic bytes.
+/// The reader pulls only what the header asks for, so a small file that inflates to
+/// gigabytes (a "gzip bomb") costs no more memory than its header promises.
+fn open_maybe_gzip(path: &Path) -> Result<(Box<dyn Read>, bool)> {
+    let io_err = |e| Error::Io {
         path: path.display().to_string(),
         source: e,
-    })?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(raw.len() * 2);
-        flate2::read::MultiGzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| {
-                format_err(
-                    path,
-                    format!("not a complete gzip stream ({e}); the download may be truncated"),
-                )
-            })?;
-        Ok(out)
+    };
+    let mut file = std::fs::File::open(path).map_err(io_err)?;
+    let mut magic = [0u8; 2];
+    let mut got = 0;
+    while got < 2 {
+        match file.read(&mut magic[got..]).map_err(io_err)? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    file.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    let reader = std::io::BufReader::new(file);
+    Ok(if got == 2 && magic == [0x1f, 0x8b] {
+        (Box::new(flate2::read::MultiGzDecoder::new(reader)), true)
     } else {
-        Ok(raw)
+        (Box::new(reader), false)
+    })
+}
+
+/// Reads up to `limit` bytes of `r` into `out` (fewer at its end). Errors of a gzip
+/// stream become format errors.
+fn read_up_to(
+    r: &mut dyn Read,
+    limit: u64,
+    out: &mut Vec<u8>,
+    path: &Path,
+    gz: bool,
+) -> Result<()> {
+    r.take(limit)
+        .read_to_end(out)
+        .map(|_| ())
+        .map_err(|e| gz_err(e, path, gz))
+}
+
+/// A read error: in a gzip stream, a damaged or truncated file.
+fn gz_err(e: std::io::Error, path: &Path, gz: bool) -> Error {
+    if gz {
+        format_err(
+            path,
+            format!("not a complete gzip stream ({e}); the download may be truncated"),
+        )
+    } else {
+        Error::Io {
+            path: path.display().to_string(),
+            source: e,
+        }
     }
 }
 
@@ -126,7 +160,9 @@ fn describe_magic(magic: u32) -> String {
 /// Parses an IDX file whose magic number must be `magic`; returns its dimension sizes
 /// and its data, checked to be exactly as long as the dimensions say.
 fn read_idx(path: &Path, magic: u32, what: &str) -> Result<(Vec<usize>, Vec<u8>)> {
-    let mut bytes = read_maybe_gzip(path)?;
+    let (mut reader, gz) = open_maybe_gzip(path)?;
+    let mut bytes = Vec::with_capacity(4 + 4 * 255);
+    read_up_to(&mut reader, 4, &mut bytes, path, gz)?;
     if bytes.len() < 4 {
         return Err(format_err(
             path,
@@ -149,6 +185,7 @@ fn read_idx(path: &Path, magic: u32, what: &str) -> Result<(Vec<usize>, Vec<u8>)
     }
     let ndims = bytes[3] as usize;
     let header = 4 + 4 * ndims;
+    read_up_to(&mut reader, 4 * ndims as u64, &mut bytes, path, gz)?;
     if bytes.len() < header {
         return Err(format_err(
             path,
@@ -171,7 +208,11 @@ fn read_idx(path: &Path, magic: u32, what: &str) -> Result<(Vec<usize>, Vec<u8>)
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or_else(|| format_err(path, format!("dimensions {shown} overflow")))?;
-    let have = bytes.len() - header;
+    // Only what the header promises is read (and reserved, growing with the data, so a
+    // header promising more than the file holds costs only what the file holds).
+    let mut data = Vec::new();
+    read_up_to(&mut reader, want as u64, &mut data, path, gz)?;
+    let have = data.len();
     if have < want {
         return Err(format_err(
             path,
@@ -181,18 +222,25 @@ fn read_idx(path: &Path, magic: u32, what: &str) -> Result<(Vec<usize>, Vec<u8>)
             ),
         ));
     }
-    if have > want {
+    // Trailing bytes are counted, not kept (up to 64 MiB; past that, "more than").
+    const COUNTED: u64 = 64 << 20;
+    let extra = std::io::copy(&mut reader.take(COUNTED + 1), &mut std::io::sink())
+        .map_err(|e| gz_err(e, path, gz))?;
+    if extra > 0 {
+        let count = if extra > COUNTED {
+            "more than 64 MiB of".to_string()
+        } else {
+            extra.to_string()
+        };
         return Err(format_err(
             path,
             format!(
-                "{} unexpected bytes after the {want} bytes of data that the header ({shown}) \
-                 describes",
-                have - want
+                "{count} unexpected bytes after the {want} bytes of data that the header \
+                 ({shown}) describes"
             ),
         ));
     }
-    bytes.drain(..header);
-    Ok((dims, bytes))
+    Ok((dims, data))
 }
 
 /// Reads an IDX file of images (`u8`, magic `0x00000803`: count, rows, columns), gzip

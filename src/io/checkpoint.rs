@@ -289,8 +289,32 @@ impl Checkpoint {
         device: &Device,
     ) -> Result<()> {
         self.check(model, optimizer, scheduler.as_deref())?;
-        model.load_state_dict(&self.model)?;
-        optimizer.load_state_dict(&self.optimizer)?;
+        // Move every tensor to where it goes before changing anything: running out of
+        // device memory part-way then leaves the model and optimizer as they were (the
+        // loads below only copy in place).
+        let own = model.state_dict();
+        let mut staged_model = Vec::with_capacity(self.model.len());
+        for (name, s) in &self.model {
+            let like = own.iter().find(|(n, _)| n == name).map(|(_, t)| t);
+            staged_model.push((
+                name.clone(),
+                match like {
+                    Some(t) => crate::nn::stage_for(s, t)?,
+                    None => s.clone(),
+                },
+            ));
+        }
+        let staged_optimizer = OptimizerState {
+            tensors: self
+                .optimizer
+                .tensors
+                .iter()
+                .map(|(n, t)| Ok((n.clone(), t.to(device)?)))
+                .collect::<Result<_>>()?,
+            scalars: self.optimizer.scalars.clone(),
+        };
+        model.load_state_dict(&staged_model)?;
+        optimizer.load_state_dict(&staged_optimizer)?;
         if let (Some(s), Some(state)) = (scheduler, &self.scheduler) {
             s.load_scheduler_state(state)?;
         }

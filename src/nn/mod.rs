@@ -336,20 +336,32 @@ pub trait Module: Send + Sync {
             }
             return Err(Error::StateDict(problems.join("; ")));
         }
+        // Convert and move everything first (this allocates, and may run out of memory);
+        // then only in-place copies remain, so a failure changes nothing.
+        let mut staged = Vec::with_capacity(own.len());
         for (name, t) in &own {
             let (_, s) = state
                 .iter()
                 .find(|(n, _)| n == name)
                 .expect("checked above");
-            let s = if s.dtype() == t.dtype() {
-                s.clone()
-            } else {
-                s.to(&Device::Cpu)?.to_dtype(t.dtype())?
-            };
-            t.copy_from(&s.to(t.device())?)?;
+            staged.push(stage_for(s, t)?);
+        }
+        for ((_, t), s) in own.iter().zip(&staged) {
+            t.copy_from(s)?;
         }
         Ok(())
     }
+}
+
+/// `s` converted to `like`'s dtype and moved to its device (a handle copy when both
+/// already match): what `load_state_dict` copies into `like`.
+pub(crate) fn stage_for(s: &Tensor, like: &Tensor) -> Result<Tensor> {
+    let s = if s.dtype() == like.dtype() {
+        s.clone()
+    } else {
+        s.to(&Device::Cpu)?.to_dtype(like.dtype())?
+    };
+    s.detach().to(like.device())
 }
 
 /// A prefix `P` such that the state names every one of the model's keys `K` as `P` + `K`

@@ -9,7 +9,7 @@ use crate::backend::cpu::{map_float2, CpuData, Float, StridedIter};
 use crate::backend::gpu::{Kernel, ShaderFile};
 use crate::device::Device;
 use crate::error::Result;
-use crate::ops::{gpu_alloc, groups_1d, kernel, put, shader};
+use crate::ops::{gpu_alloc, groups_1d, kernel, put, shader, split};
 use crate::shape::{self, MAX_RANK};
 use crate::tensor::{check_pair, Tensor};
 
@@ -71,6 +71,8 @@ impl BinaryOp {
             BinaryOp::Mul => a * b,
             BinaryOp::Div => a / b,
             BinaryOp::Pow => pow(a, b),
+            // NaN wins, as in PyTorch (Rust's max/min return the other operand).
+            BinaryOp::Maximum | BinaryOp::Minimum if a.is_nan() || b.is_nan() => a + b,
             BinaryOp::Maximum => a.max(b),
             BinaryOp::Minimum => a.min(b),
         }
@@ -277,16 +279,7 @@ pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
             });
             Tensor::from_cpu(out, geo.out.clone())
         }
-        Device::Gpu(g) => {
-            let out = gpu_alloc(g, shape::numel(&geo.out))?;
-            g.launch(
-                op.kernels().0,
-                &geo.params(0),
-                &[a.gpu_buf(), b.gpu_buf(), &out],
-                groups_1d(shape::numel(&geo.out)),
-            );
-            Tensor::from_gpu(out, geo.out.clone(), a.dtype())
-        }
+        Device::Gpu(_) => binary_gpu(a, b, &geo, op)?,
     };
     let (sa, sb) = (a.detach(), b.detach());
     Ok(record(y, op.name(), &[a, b], move |g| {
@@ -300,6 +293,27 @@ pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
             Some(db.sum_to_shape(sb.shape())?),
         ])
     }))
+}
+
+/// The GPU forward of a binary op (without the graph), in pieces past the binding limit.
+fn binary_gpu(a: &Tensor, b: &Tensor, geo: &Broadcast, op: BinaryOp) -> Result<Tensor> {
+    let Device::Gpu(g) = a.device() else {
+        unreachable!("a GPU op")
+    };
+    if let Some(mut o) = split::broadcast2(a, b, &[], &geo.out, 1, |p| {
+        let piece = Broadcast::new(op.name(), p[0].shape(), p[1].shape())?;
+        Ok(vec![binary_gpu(&p[0], &p[1], &piece, op)?])
+    })? {
+        return Ok(o.remove(0));
+    }
+    let out = gpu_alloc(g, shape::numel(&geo.out))?;
+    g.launch(
+        op.kernels().0,
+        &geo.params(0),
+        &[a.gpu_buf(), b.gpu_buf(), &out],
+        groups_1d(shape::numel(&geo.out)),
+    );
+    Ok(Tensor::from_gpu(out, geo.out.clone(), a.dtype()))
 }
 
 fn binary_backward(
@@ -332,6 +346,14 @@ fn binary_backward(
             ))
         }
         Device::Gpu(ctx) => {
+            if let Some(o) = split::broadcast2(a, b, &[g], &geo.out, 2, |p| {
+                let piece = Broadcast::new(op.name(), p[0].shape(), p[1].shape())?;
+                let (da, db) = binary_backward(op, &piece, &p[0], &p[1], &p[2])?;
+                Ok(vec![da, db])
+            })? {
+                let [da, db]: [Tensor; 2] = o.try_into().expect("two outputs");
+                return Ok((da, db));
+            }
             let (da, db) = (gpu_alloc(ctx, n)?, gpu_alloc(ctx, n)?);
             let k = op.kernels().1.expect("this op has a backward kernel");
             ctx.launch(
@@ -397,6 +419,11 @@ pub fn compare(a: &Tensor, b: &Tensor, op: CompareOp) -> Result<Tensor> {
             Tensor::from_cpu(out, geo.out.clone())
         }
         Device::Gpu(g) => {
+            if let Some(mut o) = split::broadcast2(a, b, &[], &geo.out, 1, |p| {
+                Ok(vec![compare(&p[0], &p[1], op)?])
+            })? {
+                return Ok(o.remove(0));
+            }
             let n = shape::numel(&geo.out);
             let out = gpu_alloc(g, n)?;
             g.launch(

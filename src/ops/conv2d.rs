@@ -10,7 +10,7 @@ use crate::backend::gpu::{Kernel, ShaderFile, Work};
 use crate::device::Device;
 use crate::error::{arg_err, shape_err, Result};
 use crate::ops::matmul::{Act, Epi, GpuProduct, MatmulChoice};
-use crate::ops::{gpu_alloc, kernel, shader};
+use crate::ops::{gpu_alloc, kernel, shader, split};
 use crate::shape;
 use crate::tensor::{check_float, check_pair, DType, Tensor};
 
@@ -414,6 +414,26 @@ fn conv_geometry(x: &Tensor, weight: &Tensor, o: ConvOptions) -> Result<Geometry
     })
 }
 
+/// Images per piece when a GPU convolution's input, columns or output (over the whole
+/// batch) is too large for one binding and the batch can be cut; `None` otherwise.
+fn image_pieces(x: &Tensor, geo: &Geometry, out_channels: usize) -> Option<usize> {
+    let Device::Gpu(g) = x.device() else {
+        return None;
+    };
+    let per_image = [
+        geo.c * geo.h * geo.w,
+        geo.c * geo.kk() * geo.ho * geo.wo,
+        out_channels * geo.ho * geo.wo,
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(0);
+    let big = per_image
+        .checked_mul(geo.n)
+        .is_none_or(|total| split::over(g, total));
+    (geo.n > 1 && big).then(|| split::rows_per_piece(g, per_image))
+}
+
 /// 2-D convolution: input `[N, C, H, W]`, weight `[O, C / groups, kh, kw]`, bias `[O]`.
 pub fn conv2d(
     x: &Tensor,
@@ -422,6 +442,9 @@ pub fn conv2d(
     o: ConvOptions,
 ) -> Result<Tensor> {
     let geo = conv_geometry(x, weight, o)?;
+    if let Some(per) = image_pieces(x, &geo, weight.shape()[0]) {
+        return split::map_rows(x, per, |p| conv2d(p, weight, bias, o));
+    }
     let (n, c, oc, g) = (geo.n, geo.c, weight.shape()[0], o.groups);
     let (cg, kh, kw, ho, wo) = (c / g, geo.k.0, geo.k.1, geo.ho, geo.wo);
     let kk = cg * kh * kw;
@@ -456,6 +479,9 @@ pub fn conv2d_act(
     let geo = conv_geometry(x, weight, o)?;
     let oc = weight.shape()[0];
     crate::ops::fused::check_bias("conv2d", x, bias, oc)?;
+    if let Some(per) = image_pieces(x, &geo, oc) {
+        return split::map_rows(x, per, |p| conv2d_act(p, weight, bias, o, act));
+    }
     let (n, hw, kc) = (geo.n, geo.ho * geo.wo, geo.c * geo.kk());
     let auto = MatmulChoice::AUTO;
     // The columns are gathered from the image as the product loads them (none in memory).
@@ -669,6 +695,10 @@ pub fn conv_transpose2d(
         padding: o.padding,
         dilation: o.dilation,
     };
+    // (The transposed geometry's image is the output, its output the input.)
+    if let Some(per) = image_pieces(x, &geo, cin) {
+        return split::map_rows(x, per, |p| conv_transpose2d(p, weight, bias, o));
+    }
     let kk = cog * kh * kw;
     // Columns [N, Cout kh kw, H W] = W^T x per image and group.
     let wt = weight.reshape(&[g, cin / g, kk])?.transpose(-1, -2)?;

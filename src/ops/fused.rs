@@ -14,8 +14,8 @@ use crate::backend::cpu::{CpuData, Float};
 use crate::backend::Storage;
 use crate::device::Device;
 use crate::error::{shape_err, Result};
-use crate::ops::gpu_alloc;
 use crate::ops::matmul::{matmul_raw, Act, Epi, GpuProduct, MatmulChoice};
+use crate::ops::{gpu_alloc, split};
 use crate::shape;
 use crate::tensor::{check_pair, DType, Tensor};
 
@@ -111,9 +111,18 @@ pub fn linear_act(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, act: Act) 
         return act.apply_op(&y);
     }
     let rows = x.numel() / inp.max(1);
-    let x2 = x.detach().reshape(&[rows, inp])?;
     let mut out_shape = x.shape().to_vec();
     *out_shape.last_mut().expect("rank >= 1") = out;
+    if let Device::Gpu(g) = x.device() {
+        if rows > 1 && (split::over(g, rows * inp) || split::over(g, rows * out)) {
+            // Too large for one binding: the rows in pieces.
+            let per = split::rows_per_piece(g, inp.max(out));
+            let x2 = x.reshape(&[rows, inp])?;
+            let y = split::map_rows(&x2, per, |p| linear_act(p, weight, bias, act))?;
+            return y.reshape(&out_shape);
+        }
+    }
+    let x2 = x.detach().reshape(&[rows, inp])?;
     let y = match x.device() {
         Device::Cpu => {
             let y = matmul_raw(&x2, false, weight, true, MatmulChoice::AUTO)?;

@@ -6,7 +6,7 @@
 use crate::autograd::record;
 use crate::backend::cpu::pool::CollectPooled;
 use crate::backend::cpu::{map_float, strided_offset, CpuData, StridedIter};
-use crate::backend::gpu::{Kernel, ShaderFile, Work};
+use crate::backend::gpu::{GpuContext, Kernel, ShaderFile, Work};
 use crate::device::Device;
 use crate::error::{arg_err, shape_err, Error, Result};
 use crate::ops::{gpu_alloc, groups_1d, kernel, put, shader};
@@ -39,6 +39,23 @@ pub(crate) fn fill(shape: &[usize], dtype: DType, value: f64, device: &Device) -
         }
         Device::Gpu(g) => {
             let out = gpu_alloc(g, n)?;
+            if crate::ops::split::over(g, n) && dtype != DType::F64 {
+                // Past the binding limit: fill one piece and copy it along.
+                let t = Tensor::from_gpu(out, shape.to_vec(), dtype);
+                let piece_len = (g.binding_cap() / 4) as usize;
+                let piece = fill(&[piece_len], dtype, value, device)?;
+                for at in (0..n).step_by(piece_len) {
+                    let len = piece_len.min(n - at);
+                    g.copy_range(
+                        piece.gpu_buf(),
+                        0,
+                        t.gpu_buf(),
+                        at as u64 * 4,
+                        len as u64 * 4,
+                    );
+                }
+                return Ok(t);
+            }
             match dtype {
                 DType::F32 => g.launch(
                     FILL,
@@ -178,6 +195,19 @@ fn strided_copy(x: &Tensor, out_shape: &[usize], strides: &[usize], base: usize)
         }
         Device::Gpu(g) => {
             let out = gpu_alloc(g, n)?;
+            if let Some(runs) = copy_runs(g, out_shape, strides, n) {
+                // Whole runs move as buffer copies (no kernel, no binding limit).
+                for (o, i, run) in runs {
+                    g.copy_range(
+                        x.gpu_buf(),
+                        (base + o) as u64 * 4,
+                        &out,
+                        i as u64 * 4,
+                        run as u64 * 4,
+                    );
+                }
+                return Ok(Tensor::from_gpu(out, out_shape.to_vec(), x.dtype()));
+            }
             g.launch(
                 STRIDED_COPY,
                 &region_params(out_shape, strides, base),
@@ -187,6 +217,25 @@ fn strided_copy(x: &Tensor, out_shape: &[usize], strides: &[usize], base: usize)
             Ok(Tensor::from_gpu(out, out_shape.to_vec(), x.dtype()))
         }
     }
+}
+
+/// The runs of a strided region of `n` elements as `(region offset, flat offset, run)`,
+/// when buffer copies should move it instead of a kernel: one run (a contiguous
+/// region), or a region too large for a kernel to bind cut into at most 4,096 runs.
+fn copy_runs(
+    g: &GpuContext,
+    shape_: &[usize],
+    strides: &[usize],
+    n: usize,
+) -> Option<Vec<(usize, usize, usize)>> {
+    let (run, _) = contiguous_runs(shape_, strides);
+    let big = crate::ops::split::over(g, n);
+    if n == 0 || (run != n && !(big && n / run.max(1) <= 4096)) {
+        return None;
+    }
+    let mut runs = Vec::new();
+    for_each_run(shape_, strides, |o, i, r| runs.push((o, i, r)));
+    Some(runs)
 }
 
 fn region_params(shape_: &[usize], strides: &[usize], base: usize) -> [u32; 15] {
@@ -235,12 +284,25 @@ fn strided_scatter(dst: &Tensor, src: &Tensor, strides: &[usize], base: usize) {
                 _ => unreachable!("scatter dtypes checked"),
             }
         }
-        Device::Gpu(g) => g.launch(
-            STRIDED_SCATTER,
-            &region_params(src.shape(), strides, base),
-            &[src.gpu_buf(), dst.gpu_buf()],
-            groups_1d(src.numel()),
-        ),
+        Device::Gpu(g) => match copy_runs(g, src.shape(), strides, src.numel()) {
+            Some(runs) => {
+                for (o, i, run) in runs {
+                    g.copy_range(
+                        src.gpu_buf(),
+                        i as u64 * 4,
+                        dst.gpu_buf(),
+                        (base + o) as u64 * 4,
+                        run as u64 * 4,
+                    );
+                }
+            }
+            None => g.launch(
+                STRIDED_SCATTER,
+                &region_params(src.shape(), strides, base),
+                &[src.gpu_buf(), dst.gpu_buf()],
+                groups_1d(src.numel()),
+            ),
+        },
     }
 }
 

@@ -19,6 +19,7 @@ pub mod reduce;
 pub mod registry;
 pub mod rnn;
 pub mod softmax;
+pub(crate) mod split;
 pub mod unary;
 
 use std::sync::Arc;

@@ -10,7 +10,7 @@ use crate::backend::cpu::{map_float, map_float2, map_float3, CpuData, Float};
 use crate::backend::gpu::{Kernel, ShaderFile};
 use crate::device::Device;
 use crate::error::{arg_err, Result};
-use crate::ops::{gpu_alloc, groups_1d, kernel, shader};
+use crate::ops::{gpu_alloc, groups_1d, kernel, shader, split};
 use crate::tensor::{check_float, check_pair, Tensor};
 
 pub(crate) const FILE: ShaderFile = shader("unary", include_str!("../../shaders/unary.wgsl"));
@@ -226,6 +226,11 @@ fn unary_forward(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
             Ok(Tensor::from_cpu(out, x.shape().to_vec()))
         }
         Device::Gpu(g) => {
+            if let Some(mut o) = split::elementwise(&[x], x.shape(), 1, x.dtype(), |p| {
+                Ok(vec![unary_forward(&p[0], op)?])
+            })? {
+                return Ok(o.remove(0));
+            }
             let out = gpu_alloc(g, n)?;
             g.launch(
                 op.kernels().0,
@@ -260,6 +265,11 @@ pub(crate) fn unary_backward(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) ->
             Ok(Tensor::from_cpu(out, x.shape().to_vec()))
         }
         Device::Gpu(ctx) => {
+            if let Some(mut o) = split::elementwise(&[x, y, g], x.shape(), 1, x.dtype(), |p| {
+                Ok(vec![unary_backward(op, &p[0], &p[1], &p[2])?])
+            })? {
+                return Ok(o.remove(0));
+            }
             let out = gpu_alloc(ctx, n)?;
             ctx.launch(
                 op.kernels().1,

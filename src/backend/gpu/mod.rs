@@ -342,6 +342,13 @@ impl GpuContext {
             .map_or(adapter, |cap| cap.min(adapter))
     }
 
+    /// The largest tensor, in bytes, that a kernel binds whole: [`GpuContext::max_binding`]
+    /// rounded down to 256 bytes. Ops on larger tensors cut their work into pieces of at
+    /// most this size (see `ops::split`).
+    pub(crate) fn binding_cap(&self) -> u64 {
+        self.max_binding() & !255
+    }
+
     /// Storage buffers one kernel may bind (the parameter block included): the adapter's
     /// per-stage limit, bounded by the bindings a bind group may hold.
     pub(crate) fn max_storage_buffers(&self) -> usize {

@@ -18,11 +18,13 @@ pub(crate) fn size_class(bytes: u64) -> u64 {
     bytes.max(MIN_CLASS).next_power_of_two()
 }
 
-/// The size class, or (when the power of two would pass the adapter's largest buffer)
-/// the size rounded up to 256 bytes.
-fn class_within(bytes: u64, limit: u64) -> u64 {
+/// The size class, or the size rounded up to 256 bytes when the power of two would pass
+/// the adapter's largest buffer (`limit`), or would pass the largest binding (`binding`,
+/// a multiple of 256) that the size itself fits: a tensor a kernel can bind whole gets
+/// a buffer it can bind whole.
+fn class_within(bytes: u64, limit: u64, binding: u64) -> u64 {
     let class = size_class(bytes);
-    if class <= limit {
+    if class <= limit && (class <= binding || bytes > binding) {
         class
     } else {
         bytes.next_multiple_of(MIN_CLASS).min(limit)
@@ -113,7 +115,7 @@ impl GpuContext {
                 ),
             );
         }
-        let class = class_within(bytes, limit);
+        let class = class_within(bytes, limit, self.binding_cap());
         let reused = {
             let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
             pool.free.get_mut(&class).and_then(|m| m.pop_first())

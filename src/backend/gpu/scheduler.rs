@@ -27,6 +27,15 @@ enum Command {
         dst: wgpu::Buffer,
         bytes: u64,
     },
+    /// A buffer-to-buffer copy (no binding, so no binding limit): how work too large
+    /// for one binding is cut into pieces and put back together.
+    Copy {
+        src: wgpu::Buffer,
+        src_offset: u64,
+        dst: wgpu::Buffer,
+        dst_offset: u64,
+        bytes: u64,
+    },
 }
 
 /// Everything the scheduler keeps between launches, behind the context's lock.
@@ -270,6 +279,41 @@ impl GpuContext {
         Ok(buf)
     }
 
+    /// Copies `bytes` of `src` from `src_offset` to `dst` at `dst_offset`, in queue order
+    /// with the pending work (offsets and size multiples of 4: whole elements).
+    pub(crate) fn copy_range(
+        &self,
+        src: &GpuBuffer,
+        src_offset: u64,
+        dst: &GpuBuffer,
+        dst_offset: u64,
+        bytes: u64,
+    ) {
+        debug_assert!(
+            [src_offset, dst_offset, bytes]
+                .iter()
+                .all(|v| v % wgpu::COPY_BUFFER_ALIGNMENT == 0),
+            "copies move whole 4-byte elements"
+        );
+        debug_assert!(
+            src_offset + bytes <= src.buffer.size() && dst_offset + bytes <= dst.buffer.size()
+        );
+        if bytes == 0 {
+            return;
+        }
+        let mut st = self.lock_state();
+        if st.pending.len() >= MAX_PENDING {
+            self.flush_locked(&mut st, None);
+        }
+        st.pending.push(Command::Copy {
+            src: src.buffer.clone(),
+            src_offset,
+            dst: dst.buffer.clone(),
+            dst_offset,
+            bytes,
+        });
+    }
+
     /// Encodes every pending command into one command buffer and submits it, with an
     /// optional final copy (a readback). Does not wait for the GPU, except while a
     /// profile with timestamps is recording (then it reads the timestamps back).
@@ -317,6 +361,18 @@ impl GpuContext {
             {
                 let arena = st.upload_arena.as_ref().expect("upload arena exists");
                 encoder.copy_buffer_to_buffer(arena, *arena_offset, dst, 0, *bytes);
+                i += 1;
+                continue;
+            }
+            if let Command::Copy {
+                src,
+                src_offset,
+                dst,
+                dst_offset,
+                bytes,
+            } = &commands[i]
+            {
+                encoder.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *bytes);
                 i += 1;
                 continue;
             }

@@ -15,7 +15,7 @@ use crate::backend::cpu::CpuData;
 use crate::backend::gpu::{Kernel, ShaderFile, Work};
 use crate::device::Device;
 use crate::error::{shape_err, Result};
-use crate::ops::{gpu_alloc, kernel, put, shader};
+use crate::ops::{gpu_alloc, kernel, put, shader, split};
 use crate::shape::{self, broadcast_strides};
 use crate::tensor::{check_pair, DType, Tensor};
 use cpu::CpuGemm;
@@ -324,6 +324,11 @@ fn matmul_raw_sum(
             Tensor::from_cpu(out, shape).reshape(sum_to.unwrap_or(&out_shape))?
         }
         Device::Gpu(_) => {
+            if !summing {
+                if let Some(y) = split_product(a, ta, b, tb, choice, (m, k, n), &batch)? {
+                    return y.reshape(&out_shape);
+                }
+            }
             let geo = GpuProduct {
                 m,
                 n,
@@ -340,6 +345,88 @@ fn matmul_raw_sum(
             full.reshape(sum_to.unwrap_or(&out_shape))?
         }
     })
+}
+
+/// A GPU product with an operand or result too large for one storage binding, in pieces
+/// (see [`crate::ops::split`]): rows of A and C when A is untransposed and B is one
+/// matrix (A's batch folds into the rows); the inner dimension, the pieces' products
+/// summed, when both are single matrices and only A is transposed (`dW = g^T x`); the
+/// batch, when the operands are batched alike or A is one matrix (a piece still too
+/// large recurses into the first two). `None` when everything fits or no cut applies
+/// (both operands transposed; a single operand too large to bind whole), and then the
+/// launch reports the error.
+fn split_product(
+    a: &Tensor,
+    ta: bool,
+    b: &Tensor,
+    tb: bool,
+    choice: MatmulChoice,
+    (m, k, n): (usize, usize, usize),
+    batch: &[usize],
+) -> Result<Option<Tensor>> {
+    let Device::Gpu(g) = a.device() else {
+        return Ok(None);
+    };
+    let batches = shape::numel(batch);
+    if m * n * batches == 0 || (!split::any_over(&[a, b]) && !split::over(g, batches * m * n)) {
+        return Ok(None);
+    }
+    let (ar, br) = (a.rank(), b.rank());
+    let (a_rows, a_cols) = (a.shape()[ar - 2], a.shape()[ar - 1]);
+    let (b_rows, b_cols) = (b.shape()[br - 2], b.shape()[br - 1]);
+    let a_batch = shape::numel(&a.shape()[..ar - 2]);
+    let b_batch = shape::numel(&b.shape()[..br - 2]);
+    let (ad, bd) = (a.detach(), b.detach());
+    let product = |p: &[Tensor]| Ok(vec![matmul_raw(&p[0], ta, &p[1], tb, choice)?]);
+    if b_batch == 1 && !ta {
+        let a2 = ad.reshape(&[a_batch * m, k])?;
+        let b2 = bd.reshape(&[b_rows, b_cols])?;
+        let parts = [split::Part::Rows(&a2), split::Part::Whole(&b2)];
+        let out = split::rows(&parts, &[a_batch * m, n], 1, a.dtype(), product)?;
+        return Ok(out.map(|mut o| o.remove(0)));
+    }
+    if a_batch == 1 && b_batch == 1 && ta && !tb {
+        if split::over(g, m * n) {
+            return Ok(None);
+        }
+        let (a2, b2) = (ad.reshape(&[k, m])?, bd.reshape(&[k, n])?);
+        let per = ((g.binding_cap() / 4) as usize / m.max(n)).max(1);
+        let mut sum: Option<Tensor> = None;
+        for first in (0..k).step_by(per) {
+            let len = per.min(k - first);
+            let pa = split::take(&a2, first * m, vec![len, m])?;
+            let pb = split::take(&b2, first * n, vec![len, n])?;
+            let c = matmul_raw(&pa, true, &pb, false, choice)?;
+            sum = Some(match sum {
+                None => c,
+                Some(s) => no_grad(|| s.add(&c))?,
+            });
+        }
+        return Ok(sum);
+    }
+    let alike = |t: usize| t == batches || t == 1;
+    if batches > 1 && alike(a_batch) && alike(b_batch) {
+        // One matrix is passed whole to every piece (broadcast over the batch).
+        let shaped = |t: &Tensor, count: usize, rows: usize, cols: usize| {
+            if count == 1 {
+                t.reshape(&[rows, cols])
+            } else {
+                t.reshape(&[count, rows, cols])
+            }
+        };
+        let a3 = shaped(&ad, a_batch, a_rows, a_cols)?;
+        let b3 = shaped(&bd, b_batch, b_rows, b_cols)?;
+        let parts = [(&a3, a_batch), (&b3, b_batch)].map(|(t, count)| {
+            if count == 1 {
+                split::Part::Whole(t)
+            } else {
+                split::Part::Rows(t)
+            }
+        });
+        let out = split::rows(&parts, &[batches, m, n], 1, a.dtype(), product)?;
+        return Ok(out.map(|mut o| o.remove(0)));
+    }
+    Ok(None)
 }
 
 /// A batched product on the GPU: sizes, batch shapes and strides.

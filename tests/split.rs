@@ -1,0 +1,203 @@
+//! Work past the GPU's storage-binding limit (issue 11): on a device whose bindings are
+//! capped at 1 MiB (262,144 f32s), elementwise ops, matrix products, linear layers and
+//! convolutions on larger tensors cut their work into pieces and give the CPU's
+//! results, forward and backward. Without the split every case here fails with
+//! `OutOfMemory` at the readback (the last test shows what still cannot be cut).
+
+mod common;
+
+use common::vec_f32;
+use wgrad::ops::conv2d::ConvOptions;
+use wgrad::ops::matmul::Act;
+use wgrad::prelude::*;
+
+/// 1 MiB: the binding cap of these tests.
+const CAP: u64 = 1 << 20;
+
+fn capped() -> Device {
+    Device::gpu_with(wgrad::GpuOptions {
+        max_binding: Some(CAP),
+        ..wgrad::GpuOptions::from_env()
+    })
+    .unwrap()
+}
+
+/// `n` values in [-1, 1) from a fixed sequence (the same on every device).
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn input(shape: &[usize], seed: u64, dev: &Device, grad: bool) -> Tensor {
+    let n = shape.iter().product();
+    let t = Tensor::from_vec(values(n, seed), shape, dev).unwrap();
+    if grad {
+        t.requires_grad_(true).unwrap()
+    } else {
+        t
+    }
+}
+
+/// Runs `f` on the CPU and on the capped GPU and compares every tensor it returns.
+fn same_on_both(what: &str, tol: f32, f: impl Fn(&Device) -> Vec<Tensor>) {
+    let want: Vec<Vec<f32>> = f(&Device::cpu()).iter().map(vec_f32).collect();
+    let dev = capped();
+    let got: Vec<Vec<f32>> = f(&dev)
+        .iter()
+        .map(|t| {
+            t.to_vec::<f32>()
+                .unwrap_or_else(|e| panic!("{what}: the capped GPU failed: {e}"))
+        })
+        .collect();
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g.len(), w.len(), "{what} #{i}: lengths differ");
+        for (j, (a, b)) in g.iter().zip(w).enumerate() {
+            // Relative past 1: the convolutions' sums reach the thousands.
+            assert!(
+                (a - b).abs() <= tol * b.abs().max(1.0),
+                "{what} #{i}[{j}]: got {a}, want {b} (tolerance {tol})"
+            );
+        }
+    }
+}
+
+const BIG: [usize; 2] = [600, 512]; // 307,200 f32s: 1.17 MiB
+
+#[test]
+fn elementwise_ops_past_the_binding_limit() {
+    same_on_both("unary", 1e-5, |dev| {
+        let x = input(&BIG, 1, dev, true);
+        let y = x.tanh().unwrap().relu().unwrap();
+        y.backward_with(&input(&BIG, 2, dev, false)).unwrap();
+        vec![y, x.grad().unwrap()]
+    });
+    same_on_both("binary, same shapes", 1e-5, |dev| {
+        let a = input(&BIG, 3, dev, true);
+        let b = input(&BIG, 4, dev, true);
+        let y = a.mul(&b).unwrap().div(&b.exp().unwrap()).unwrap();
+        y.backward_with(&input(&BIG, 5, dev, false)).unwrap();
+        vec![y, a.grad().unwrap(), b.grad().unwrap()]
+    });
+    same_on_both("binary, broadcast, compare", 1e-6, |dev| {
+        let a = input(&BIG, 6, dev, false);
+        let row = input(&[512], 7, dev, false);
+        let col = input(&[600, 1], 8, dev, false);
+        vec![
+            a.add(&row).unwrap(),
+            a.maximum(&col).unwrap(),
+            a.gt(&row).unwrap(),
+            row.mul(&a).unwrap(),
+        ]
+    });
+}
+
+#[test]
+fn filling_slicing_and_joining_past_the_binding_limit() {
+    same_on_both("fill, narrow, cat", 0.0, |dev| {
+        let a = input(&BIG, 9, dev, false);
+        let z = Tensor::full(&BIG, 2.5, dev).unwrap();
+        let rows = a.narrow(0, 100, 500).unwrap();
+        let cols = a.narrow(1, 3, 500).unwrap();
+        let joined = Tensor::cat(&[&a, &z], 0).unwrap();
+        let side = Tensor::cat(&[&a, &z], 1).unwrap();
+        vec![z, rows, cols, joined, side]
+    });
+}
+
+#[test]
+fn products_past_the_binding_limit() {
+    same_on_both("rows of A", 1e-4, |dev| {
+        let a = input(&BIG, 10, dev, true);
+        let b = input(&[512, 4], 11, dev, true);
+        let y = a.matmul(&b).unwrap();
+        y.backward_with(&input(&[600, 4], 12, dev, false)).unwrap();
+        // dA = g B^T is [600, 512] (rows cut), dB = A^T g sums over the rows of both.
+        vec![y, a.grad().unwrap(), b.grad().unwrap()]
+    });
+    same_on_both("a batch of A", 1e-4, |dev| {
+        let a = input(&[2, 300, 512], 13, dev, false);
+        let b = input(&[512, 3], 14, dev, false);
+        vec![a.matmul(&b).unwrap()]
+    });
+    same_on_both("batches alike", 1e-4, |dev| {
+        // Each [400, 300] matrix fits; three do not.
+        let a = input(&[3, 400, 300], 15, dev, false);
+        let b = input(&[3, 300, 8], 16, dev, false);
+        // One matrix too large even alone: the batch, then its rows.
+        let c = input(&[2, 600, 512], 17, dev, false);
+        let d = input(&[2, 512, 2], 18, dev, false);
+        vec![a.matmul(&b).unwrap(), c.matmul(&d).unwrap()]
+    });
+}
+
+#[test]
+fn linear_layers_past_the_binding_limit() {
+    same_on_both("linear_act", 1e-4, |dev| {
+        let x = input(&[700, 400], 19, dev, true); // 1.07 MiB
+        let w = input(&[16, 400], 20, dev, true);
+        let b = input(&[16], 21, dev, true);
+        let y = x.linear_act(&w, Some(&b), Act::Relu).unwrap();
+        y.backward_with(&input(&[700, 16], 22, dev, false)).unwrap();
+        vec![y, x.grad().unwrap(), w.grad().unwrap(), b.grad().unwrap()]
+    });
+}
+
+#[test]
+fn convolutions_past_the_binding_limit() {
+    // The input and output fit; the columns ([8, 72, 576]: 331,776 f32s) do not.
+    let o = ConvOptions {
+        padding: (1, 1),
+        ..ConvOptions::default()
+    };
+    same_on_both("conv2d_act", 1e-4, |dev| {
+        let x = input(&[8, 8, 24, 24], 23, dev, true);
+        let w = input(&[4, 8, 3, 3], 24, dev, true);
+        let b = input(&[4], 25, dev, true);
+        let y = x.conv2d_act(&w, Some(&b), o, Act::Tanh).unwrap();
+        y.backward_with(&input(&[8, 4, 24, 24], 26, dev, false))
+            .unwrap();
+        vec![y, x.grad().unwrap(), w.grad().unwrap(), b.grad().unwrap()]
+    });
+    same_on_both("grouped conv2d and conv_transpose2d", 1e-4, |dev| {
+        let x = input(&[8, 8, 24, 24], 27, dev, true);
+        let w = input(&[4, 4, 3, 3], 28, dev, true);
+        let grouped = ConvOptions { groups: 2, ..o };
+        let y = x.conv2d(&w, None, grouped).unwrap();
+        let wt = input(&[8, 2, 3, 3], 29, dev, true);
+        let t = x.conv_transpose2d(&wt, None, o).unwrap();
+        let loss = y.sum().unwrap().add(&t.mul(&t).unwrap().sum().unwrap());
+        loss.unwrap().backward().unwrap();
+        vec![
+            y,
+            t,
+            x.grad().unwrap(),
+            w.grad().unwrap(),
+            wt.grad().unwrap(),
+        ]
+    });
+}
+
+#[test]
+fn work_that_cannot_be_cut_is_an_error_at_the_next_readback() {
+    // One row of A and all of B are over the cap: no piece fits.
+    let dev = capped();
+    let a = Tensor::ones(&[1, 300_000], &dev).unwrap();
+    let b = Tensor::ones(&[300_000, 1], &dev).unwrap();
+    let r = a.matmul(&b).and_then(|y| y.to_vec::<f32>());
+    assert!(matches!(r, Err(Error::OutOfMemory { .. })), "{r:?}");
+    // The error is reported once; the device goes on working.
+    let small = Tensor::ones(&[4, 4], &dev)
+        .unwrap()
+        .matmul(&Tensor::ones(&[4, 2], &dev).unwrap())
+        .unwrap();
+    assert_eq!(vec_f32(&small), vec![4.0; 8]);
+}
