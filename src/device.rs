@@ -84,7 +84,16 @@ impl Device {
     /// The default GPU: the best adapter wgpu finds (hardware first, then software such
     /// as lavapipe), honouring `WGPU_BACKEND`, `WGPU_ADAPTER_NAME` and `WGPU_POWER_PREF`,
     /// opened with [`GpuOptions::from_env`]. Opened once per process; later calls share it.
+    /// In the browser a device can only be opened asynchronously: call
+    /// [`Device::gpu_async`] first; after it, this returns the same device.
     pub fn gpu() -> Result<Device> {
+        #[cfg(target_arch = "wasm32")]
+        let ctx = DEFAULT_GPU.get().ok_or_else(|| {
+            Error::NoAdapter(
+                "in the browser the GPU is opened with Device::gpu_async().await".into(),
+            )
+        })?;
+        #[cfg(not(target_arch = "wasm32"))]
         let ctx = DEFAULT_GPU.get_or_init(|| {
             let adapters = adapter::ranked_adapters(false);
             let Some(first) = adapters.first() else {
@@ -98,15 +107,66 @@ impl Device {
         }
     }
 
+    /// [`Device::gpu`] without blocking: the way to open the GPU in the browser (WebGPU),
+    /// and the same device natively (where it waits as `gpu` does). Opened once per
+    /// process; later calls, async or not, share it.
+    pub async fn gpu_async() -> Result<Device> {
+        if DEFAULT_GPU.get().is_none() {
+            let opened = match adapter::best_adapter_async().await {
+                None => Err(adapter::NO_ADAPTER_HELP.to_string()),
+                Some(a) => GpuContext::open_async(&a, GpuOptions::from_env())
+                    .await
+                    .map_err(|e| e.to_string()),
+            };
+            // Another caller may have opened it meanwhile: theirs is kept.
+            let _ = DEFAULT_GPU.set(opened);
+        }
+        match DEFAULT_GPU.get().expect("set above") {
+            Ok(c) => Ok(Device::Gpu(c.clone())),
+            Err(msg) => Err(Error::NoAdapter(msg.clone())),
+        }
+    }
+
     /// A new device on the adapter [`Device::gpu`] would pick, opened with `options`
     /// (for instance with the shader runtime checks on, or without subgroup operations).
     /// Each call opens a separate device: tensors of one cannot meet tensors of another.
+    /// In the browser, use [`Device::gpu_with_async`].
     pub fn gpu_with(options: GpuOptions) -> Result<Device> {
-        let adapters = adapter::ranked_adapters(false);
-        let first = adapters
-            .first()
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = options;
+            Err(Error::NoAdapter(
+                "in the browser the GPU is opened with Device::gpu_with_async(options).await"
+                    .into(),
+            ))
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let adapters = adapter::ranked_adapters(false);
+            let first = adapters
+                .first()
+                .ok_or_else(|| Error::NoAdapter(adapter::NO_ADAPTER_HELP.to_string()))?;
+            Ok(Device::Gpu(GpuContext::open(first, options)?))
+        }
+    }
+
+    /// [`Device::gpu_with`] without blocking (the browser's way).
+    pub async fn gpu_with_async(options: GpuOptions) -> Result<Device> {
+        let adapter = adapter::best_adapter_async()
+            .await
             .ok_or_else(|| Error::NoAdapter(adapter::NO_ADAPTER_HELP.to_string()))?;
-        Ok(Device::Gpu(GpuContext::open(first, options)?))
+        Ok(Device::Gpu(GpuContext::open_async(&adapter, options).await?))
+    }
+
+    /// Waits until the device has finished all recorded work, without blocking: the
+    /// browser's [`Device::sync`]. Natively it waits as `sync` does. An error found on
+    /// the device (an out-of-range index) or a dispatch that could not run is returned
+    /// here, as by `sync`.
+    pub async fn sync_async(&self) -> Result<()> {
+        match self {
+            Device::Cpu => Ok(()),
+            Device::Gpu(g) => g.sync_async().await,
+        }
     }
 
     /// Runs `f` and reports every kernel it dispatched on this device: per kernel

@@ -283,8 +283,35 @@ impl Tensor {
         }
     }
 
-    /// Copies the elements to the host. `T` must match the dtype.
+    /// Copies the elements to the host. `T` must match the dtype. On the GPU this waits
+    /// for the device; in the browser, where nothing may block, use
+    /// [`Tensor::to_vec_async`].
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        self.check_element::<T>()?;
+        match &self.0.storage {
+            Storage::Cpu(s) => Ok(T::from_data(&s.read()).expect("dtype checked")),
+            Storage::Gpu(b) => {
+                let bytes = b.ctx.read(b, (self.numel() * 4) as u64)?;
+                Ok(bytemuck::pod_collect_to_vec(&bytes))
+            }
+        }
+    }
+
+    /// [`Tensor::to_vec`] without blocking: awaits the GPU's copy (in the browser the
+    /// event loop runs meanwhile; natively it waits as `to_vec` does and gives the same
+    /// values).
+    pub async fn to_vec_async<T: Element>(&self) -> Result<Vec<T>> {
+        self.check_element::<T>()?;
+        match &self.0.storage {
+            Storage::Cpu(s) => Ok(T::from_data(&s.read()).expect("dtype checked")),
+            Storage::Gpu(b) => {
+                let bytes = b.ctx.read_async(b, (self.numel() * 4) as u64).await?;
+                Ok(bytemuck::pod_collect_to_vec(&bytes))
+            }
+        }
+    }
+
+    fn check_element<T: Element>(&self) -> Result<()> {
         if T::DTYPE != self.dtype() {
             return Err(Error::DType {
                 op: "to_vec",
@@ -295,13 +322,7 @@ impl Tensor {
                 ),
             });
         }
-        match &self.0.storage {
-            Storage::Cpu(s) => Ok(T::from_data(&s.read()).expect("dtype checked")),
-            Storage::Gpu(b) => {
-                let bytes = b.ctx.read(b, (self.numel() * 4) as u64)?;
-                Ok(bytemuck::pod_collect_to_vec(&bytes))
-            }
-        }
+        Ok(())
     }
 
     /// The elements as `f64`, whatever the dtype.
@@ -313,8 +334,38 @@ impl Tensor {
         })
     }
 
+    /// [`Tensor::to_f64_vec`] without blocking (see [`Tensor::to_vec_async`]).
+    pub async fn to_f64_vec_async(&self) -> Result<Vec<f64>> {
+        Ok(match self.dtype() {
+            DType::F32 => self
+                .to_vec_async::<f32>()
+                .await?
+                .into_iter()
+                .map(f64::from)
+                .collect(),
+            DType::F64 => self.to_vec_async::<f64>().await?,
+            DType::U32 => self
+                .to_vec_async::<u32>()
+                .await?
+                .into_iter()
+                .map(f64::from)
+                .collect(),
+        })
+    }
+
     /// The value of a one-element tensor (the only GPU -> CPU copy a training loop needs).
     pub fn item(&self) -> Result<f64> {
+        self.check_one()?;
+        Ok(self.to_f64_vec()?[0])
+    }
+
+    /// [`Tensor::item`] without blocking (see [`Tensor::to_vec_async`]).
+    pub async fn item_async(&self) -> Result<f64> {
+        self.check_one()?;
+        Ok(self.to_f64_vec_async().await?[0])
+    }
+
+    fn check_one(&self) -> Result<()> {
         if self.numel() != 1 {
             return shape_err(
                 "item",
@@ -324,7 +375,7 @@ impl Tensor {
                 ),
             );
         }
-        Ok(self.to_f64_vec()?[0])
+        Ok(())
     }
 
     /// The same values on another device (a no-op handle copy if already there).

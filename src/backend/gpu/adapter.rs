@@ -36,6 +36,7 @@ pub(crate) fn summary(info: &wgpu::AdapterInfo) -> AdapterSummary {
 }
 
 /// Higher is better.
+#[cfg(not(target_arch = "wasm32"))]
 fn rank(info: &wgpu::AdapterInfo, prefer_low_power: bool) -> u32 {
     let kind = match info.device_type {
         wgpu::DeviceType::DiscreteGpu if prefer_low_power => 40,
@@ -58,6 +59,7 @@ fn rank(info: &wgpu::AdapterInfo, prefer_low_power: bool) -> u32 {
 /// `WGPU_BACKEND`, the primary APIs (Vulkan, Metal, DX12) are searched first and GL only
 /// when they find nothing, unless `every_backend` asks for all of them at once (GL's EGL
 /// start-up prints warnings on headless Linux, so it is not probed needlessly).
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn ranked_adapters(every_backend: bool) -> Vec<wgpu::Adapter> {
     let named = wgpu::Backends::from_env();
     let search = |b: wgpu::Backends| pollster::block_on(instance(b).enumerate_adapters(b));
@@ -85,7 +87,31 @@ pub(crate) fn ranked_adapters(every_backend: bool) -> Vec<wgpu::Adapter> {
     adapters
 }
 
-/// Lists every adapter wgpu can see on every backend, best first.
+/// In the browser adapters are only found asynchronously ([`best_adapter_async`]).
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn ranked_adapters(_every_backend: bool) -> Vec<wgpu::Adapter> {
+    Vec::new()
+}
+
+/// The adapter [`ranked_adapters`] would put first, found without blocking: in the
+/// browser WebGPU's `requestAdapter` (high performance), natively the same search.
+pub(crate) async fn best_adapter_async() -> Option<wgpu::Adapter> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        instance(wgpu::Backends::BROWSER_WEBGPU)
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .ok()
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    ranked_adapters(false).into_iter().next()
+}
+
+/// Lists every adapter wgpu can see on every backend, best first (natively; in the
+/// browser, see [`crate::Device::gpu_async`]).
 pub fn list_adapters() -> Vec<AdapterSummary> {
     ranked_adapters(true)
         .iter()
@@ -93,6 +119,12 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
         .collect()
 }
 
+#[cfg(target_arch = "wasm32")]
+pub(crate) const NO_ADAPTER_HELP: &str = "this browser offers no WebGPU adapter. WebGPU is in \
+Chrome and Edge 113+ (on Linux, and headless, only with --enable-unsafe-webgpu), Firefox 141+ \
+on Windows and Safari 26; the page must be served from https or localhost.";
+
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) const NO_ADAPTER_HELP: &str = "wgpu found no GPU adapter. On Debian/Ubuntu, \
 `apt-get install mesa-vulkan-drivers libvulkan1` provides a software Vulkan GPU (lavapipe); \
 on other systems install your GPU's Vulkan, Metal or DX12 driver. WGPU_BACKEND and \

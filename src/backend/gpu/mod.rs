@@ -252,23 +252,39 @@ impl GpuContext {
     /// Opens a device on the given adapter with every limit the adapter offers, and the
     /// optional features wgrad uses where the adapter has them (timestamp queries for
     /// profiles, subgroups for reductions).
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn open(adapter: &wgpu::Adapter, options: GpuOptions) -> Result<Arc<GpuContext>> {
+        pollster::block_on(Self::open_async(adapter, options))
+    }
+
+    /// [`GpuContext::open`] without blocking (the only way in the browser). There the
+    /// device gets no timestamp queries: reading them back would block.
+    pub(crate) async fn open_async(
+        adapter: &wgpu::Adapter,
+        options: GpuOptions,
+    ) -> Result<Arc<GpuContext>> {
         let info = adapter.get_info();
         let offered = adapter.features();
-        let mut wanted = wgpu::Features::TIMESTAMP_QUERY;
+        let mut wanted = if cfg!(target_arch = "wasm32") {
+            wgpu::Features::empty()
+        } else {
+            wgpu::Features::TIMESTAMP_QUERY
+        };
         if options.subgroups {
             wanted |= wgpu::Features::SUBGROUP;
         }
         let features = offered & wanted;
         let limits = adapter.limits();
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("wgrad"),
-            required_features: features,
-            required_limits: limits.clone(),
-            memory_hints: wgpu::MemoryHints::Performance,
-            ..Default::default()
-        }))
-        .map_err(|e| Error::NoAdapter(format!("{} refused a device: {e}", info.name)))?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgrad"),
+                required_features: features,
+                required_limits: limits.clone(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::NoAdapter(format!("{} refused a device: {e}", info.name)))?;
         let state = scheduler::State::new(&device);
         let software = info.device_type == wgpu::DeviceType::Cpu;
         // A software rasteriser runs one workgroup per CPU thread; a hardware GPU is

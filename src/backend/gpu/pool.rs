@@ -124,18 +124,26 @@ impl GpuContext {
             Some(pair) => pair,
             None => {
                 let create = || {
-                    let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-                    let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+                    let descriptor = wgpu::BufferDescriptor {
                         label: Some("wgrad tensor"),
                         size: class,
                         usage: wgpu::BufferUsages::STORAGE
                             | wgpu::BufferUsages::COPY_SRC
                             | wgpu::BufferUsages::COPY_DST,
                         mapped_at_creation: false,
-                    });
-                    match pollster::block_on(scope.pop()) {
-                        None => Ok(buffer),
-                        Some(e) => Err(e),
+                    };
+                    // In the browser the error scope's answer comes back asynchronously
+                    // and nothing may block: the limits checked above are the guard there.
+                    #[cfg(target_arch = "wasm32")]
+                    return Ok::<_, wgpu::Error>(self.device.create_buffer(&descriptor));
+                    #[cfg(not(target_arch = "wasm32"))]
+                    {
+                        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+                        let buffer = self.device.create_buffer(&descriptor);
+                        match pollster::block_on(scope.pop()) {
+                            None => Ok(buffer),
+                            Some(e) => Err(e),
+                        }
                     }
                 };
                 // On failure, free what the pool holds and try once more.

@@ -444,7 +444,8 @@ impl GpuContext {
 
     /// Submits all pending work and waits until the GPU has finished it.
     /// A set error flag (an out-of-range index on the device) is returned here as
-    /// [`Error::Argument`].
+    /// [`Error::Argument`]. In the browser nothing may block: use
+    /// [`GpuContext::sync_async`] there.
     pub fn sync(self: &Arc<Self>) -> Result<()> {
         if let Some(e) = self.lock_state().deferred.take() {
             return Err(e);
@@ -453,14 +454,29 @@ impl GpuContext {
             // Reading nothing still reads (and clears) the flag.
             return self.read_with_flag(None, 0).map(|_| ());
         }
-        {
-            let mut st = self.lock_state();
-            self.flush_locked(&mut st, None);
+        self.submit();
+        wait_for_device(&self.device)
+    }
+
+    /// [`GpuContext::sync`] without blocking: awaits the device (in the browser, the
+    /// queue's work-done promise; natively it waits as `sync` does).
+    pub async fn sync_async(self: &Arc<Self>) -> Result<()> {
+        if let Some(e) = self.lock_state().deferred.take() {
+            return Err(e);
         }
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
-        Ok(())
+        if self.lock_state().flag.is_some() {
+            return self.read_async_with_flag(None, 0).await.map(|_| ());
+        }
+        self.submit();
+        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+        self.queue.on_submitted_work_done(move || {
+            let _ = tx.send(());
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        wait_for_device(&self.device)?;
+        rx.receive()
+            .await
+            .ok_or_else(|| Error::Gpu("the device was lost while waiting".into()))
     }
 
     /// The device's error flag, made (zeroed, in queue order) if no launch since the last
@@ -484,7 +500,46 @@ impl GpuContext {
         self.read_with_flag(Some(buf), bytes)
     }
 
+    /// [`GpuContext::read`] without blocking (the browser's way; natively the same wait).
+    pub(crate) async fn read_async(
+        self: &Arc<Self>,
+        buf: &GpuBuffer,
+        bytes: u64,
+    ) -> Result<Vec<u8>> {
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        self.read_async_with_flag(Some(buf), bytes).await
+    }
+
     fn read_with_flag(self: &Arc<Self>, buf: Option<&GpuBuffer>, bytes: u64) -> Result<Vec<u8>> {
+        let Some(pending) = self.begin_read(buf, bytes)? else {
+            return Ok(Vec::new());
+        };
+        let mapped = map_and_wait(&self.device, &pending.staging.buffer.slice(..pending.total));
+        pending.finish(mapped)
+    }
+
+    async fn read_async_with_flag(
+        self: &Arc<Self>,
+        buf: Option<&GpuBuffer>,
+        bytes: u64,
+    ) -> Result<Vec<u8>> {
+        let Some(pending) = self.begin_read(buf, bytes)? else {
+            return Ok(Vec::new());
+        };
+        let mapped = map_async(&self.device, &pending.staging.buffer.slice(..pending.total)).await;
+        pending.finish(mapped)
+    }
+
+    /// Submits the pending work with the copy of `bytes` of `buf` (and of the error flag,
+    /// when one is being checked) into a staging buffer, ready to map. `None` when there
+    /// is nothing to read.
+    fn begin_read(
+        self: &Arc<Self>,
+        buf: Option<&GpuBuffer>,
+        bytes: u64,
+    ) -> Result<Option<PendingRead>> {
         if let Some(e) = self.lock_state().deferred.take() {
             return Err(e);
         }
@@ -492,7 +547,7 @@ impl GpuContext {
         let at = bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
         let total = at + if flag.is_some() { 4 } else { 0 };
         if total == 0 {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let staging = self.alloc_staging(total);
         {
@@ -505,21 +560,42 @@ impl GpuContext {
             };
             self.flush_locked(&mut st, Some(readback));
         }
-        let slice = staging.buffer.slice(..total);
-        let mapped = map_and_wait(&self.device, &slice).inspect(|_| staging.buffer.unmap());
-        if mapped.is_err() {
+        Ok(Some(PendingRead {
+            staging,
+            total,
+            bytes,
+            flag_at: flag.map(|_| at),
+        }))
+    }
+}
+
+/// A readback submitted and waiting to be mapped.
+struct PendingRead {
+    staging: super::pool::StagingBuffer,
+    total: u64,
+    bytes: u64,
+    /// Where the error flag's copy sits in the staging buffer, when one was checked.
+    flag_at: Option<u64>,
+}
+
+impl PendingRead {
+    /// The data once mapped (`mapped`: the staging buffer's bytes), the flag checked.
+    fn finish(self, mapped: Result<Vec<u8>>) -> Result<Vec<u8>> {
+        if mapped.is_ok() {
+            self.staging.buffer.unmap();
+        } else {
             // A buffer left mapped (or still being mapped) must not go back to the pool.
-            std::mem::forget(staging);
+            std::mem::forget(self.staging);
         }
         let mut data = mapped?;
-        if flag.is_some() {
+        if let Some(at) = self.flag_at {
             let at = at as usize;
             let code = u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
             if code != 0 {
                 return Err(flag_error(code));
             }
         }
-        data.truncate(bytes as usize);
+        data.truncate(self.bytes as usize);
         Ok(data)
     }
 }
@@ -533,24 +609,76 @@ pub(crate) struct Readback<'a> {
     flag: Option<(&'a wgpu::Buffer, u64)>,
 }
 
+/// The error of a blocking wait in the browser, where nothing may block.
+#[cfg(target_arch = "wasm32")]
+fn no_blocking() -> Error {
+    Error::Gpu(
+        "a blocking GPU wait is not possible in the browser: use the async API \
+         (Device::gpu_async, Tensor::to_vec_async, item_async, Device::sync_async)"
+            .into(),
+    )
+}
+
+/// Waits until the device has finished the submitted work (natively; an error in the
+/// browser).
+fn wait_for_device(device: &wgpu::Device) -> Result<()> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let _ = device;
+        Err(no_blocking())
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map(|_| ())
+        .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))
+}
+
 /// Maps `slice` for reading, waits for the device, and copies the bytes out (the caller
-/// unmaps).
+/// unmaps). Natively only: in the browser it is an error (see [`map_async`]).
 pub(crate) fn map_and_wait(device: &wgpu::Device, slice: &wgpu::BufferSlice) -> Result<Vec<u8>> {
-    let (tx, rx) = std::sync::mpsc::channel();
+    #[cfg(target_arch = "wasm32")]
+    {
+        let _ = (device, slice);
+        Err(no_blocking())
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        wait_for_device(device)?;
+        rx.recv()
+            .map_err(|_| Error::Gpu("the readback was dropped".into()))?
+            .map_err(|e| Error::Gpu(format!("mapping the readback buffer: {e}")))?;
+        mapped_bytes(slice)
+    }
+}
+
+/// [`map_and_wait`] awaiting the map: in the browser the event loop runs the callback;
+/// natively the device is polled until it has (the same wait as the blocking call).
+pub(crate) async fn map_async(device: &wgpu::Device, slice: &wgpu::BufferSlice<'_>) -> Result<Vec<u8>> {
+    let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
     slice.map_async(wgpu::MapMode::Read, move |r| {
         let _ = tx.send(r);
     });
-    device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
-    rx.recv()
-        .map_err(|_| Error::Gpu("the readback was dropped".into()))?
+    #[cfg(not(target_arch = "wasm32"))]
+    wait_for_device(device)?;
+    #[cfg(target_arch = "wasm32")]
+    let _ = device;
+    rx.receive()
+        .await
+        .ok_or_else(|| Error::Gpu("the readback was dropped".into()))?
         .map_err(|e| Error::Gpu(format!("mapping the readback buffer: {e}")))?;
-    let data = slice
+    mapped_bytes(slice)
+}
+
+fn mapped_bytes(slice: &wgpu::BufferSlice) -> Result<Vec<u8>> {
+    Ok(slice
         .get_mapped_range()
         .map_err(|e| Error::Gpu(format!("reading the mapped buffer: {e}")))?
-        .to_vec();
-    Ok(data)
+        .to_vec())
 }
 
 /// A kernel's name in profiles: the entry point, with its override values if any.
