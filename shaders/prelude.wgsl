@@ -56,8 +56,11 @@ fn strided(i: u32, rank: u32, shape_at: u32, stride_at: u32) -> u32 {
     return off;
 }
 
+// A quiet NaN. Through a `var`: a constant expression that evaluates to NaN is a
+// shader-creation error in WGSL (Chrome's Tint enforces it; naga does not).
 fn nan_f() -> f32 {
-    return bitcast<f32>(0x7fc00000u);
+    var bits = 0x7fc00000u;
+    return bitcast<f32>(bits);
 }
 
 // True for NaN, from the bits: `x != x` may be folded away by a compiler that assumes

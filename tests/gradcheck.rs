@@ -5,66 +5,15 @@
 mod common;
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use wgrad::ops::registry::{registry, Domain, OpCase, OpEntry};
+use rand::SeedableRng;
+use wgrad::ops::registry::check::{compare, draw, make_inputs, projection, run_case, slack};
+use wgrad::ops::registry::{registry, Domain, OpCase};
 use wgrad::prelude::*;
 use wgrad::GpuOptions;
 
-fn seed_for(name: &str, case: usize) -> u64 {
-    name.bytes().fold(case as u64 + 1, |h, b| {
-        h.wrapping_mul(131).wrapping_add(b as u64)
-    })
-}
-
-/// Inputs as tensors of `dtype` (indices stay u32), with float inputs requiring grad.
-fn make_inputs(
-    case: &OpCase,
-    values: &[Vec<f64>],
-    dtype: DType,
-    dev: &Device,
-    grad: bool,
-) -> Vec<Tensor> {
-    case.inputs
-        .iter()
-        .zip(values)
-        .map(|(spec, v)| {
-            if spec.is_index() {
-                let idx: Vec<u32> = v.iter().map(|&x| x as u32).collect();
-                Tensor::from_vec(idx, &spec.shape, dev).unwrap()
-            } else {
-                let t = match dtype {
-                    DType::F64 => Tensor::from_vec(v.clone(), &spec.shape, dev).unwrap(),
-                    _ => Tensor::from_vec(
-                        v.iter().map(|&x| x as f32).collect::<Vec<_>>(),
-                        &spec.shape,
-                        dev,
-                    )
-                    .unwrap(),
-                };
-                t.requires_grad_(grad).unwrap()
-            }
-        })
-        .collect()
-}
-
-fn draw(entry: &OpEntry, k: usize) -> (Vec<Vec<f64>>, StdRng) {
-    let mut rng = StdRng::seed_from_u64(seed_for(entry.name, k));
-    let vals = entry.cases[k]
-        .inputs
-        .iter()
-        .map(|s| s.values(&mut rng))
-        .collect();
-    (vals, rng)
-}
-
-/// A fixed random projection so that every output element's gradient matters.
-fn projection(rng: &mut StdRng, n: usize) -> Vec<f64> {
-    (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
-}
-
 fn loss_f64(case: &OpCase, values: &[Vec<f64>], w: &[f64]) -> f64 {
     let dev = Device::cpu();
-    let inputs = make_inputs(case, values, DType::F64, &dev, false);
+    let inputs = make_inputs(case, values, DType::F64, &dev, false).unwrap();
     let out = (case.run)(&inputs, &dev).unwrap();
     let o = out.to_f64_vec().unwrap();
     o.iter().zip(w).map(|(a, b)| a * b).sum()
@@ -78,7 +27,7 @@ fn every_differentiable_op_passes_finite_differences_in_f64() {
         for (k, case) in entry.cases.iter().enumerate() {
             let (values, mut rng) = draw(entry, k);
             let dev = Device::cpu();
-            let inputs = make_inputs(case, &values, DType::F64, &dev, true);
+            let inputs = make_inputs(case, &values, DType::F64, &dev, true).unwrap();
             let out = (case.run)(&inputs, &dev)
                 .unwrap_or_else(|e| panic!("{} {}: {e}", entry.name, case.label));
             assert_eq!(
@@ -134,89 +83,18 @@ fn every_differentiable_op_passes_finite_differences_in_f64() {
     println!("finite differences: {checked} gradient entries agree");
 }
 
-/// DESIGN section 6.2: `|gpu - cpu| <= 1e-5 + 1e-4 |cpu|`. Sums of many f32 terms are
-/// added in a different order on the GPU (trees) than on the CPU (left to right), so
-/// their rounding differs by up to about `len * eps * sum |terms|`; `slack` widens the
-/// absolute part for the few cases whose outputs or gradients are such sums.
-fn compare(what: &str, gpu: &[f64], cpu: &[f64], slack: f64, failures: &mut Vec<String>) {
-    if gpu.len() != cpu.len() {
-        failures.push(format!(
-            "{what}: {} values on the GPU, {} on the CPU",
-            gpu.len(),
-            cpu.len()
-        ));
-        return;
-    }
-    for (j, (g, c)) in gpu.iter().zip(cpu).enumerate() {
-        let ok = (g - c).abs() <= 1e-5 * slack + 1e-4 * c.abs() || (g.is_nan() && c.is_nan());
-        if !ok {
-            failures.push(format!("{what}[{j}]: gpu {g} cpu {c}"));
-            return;
-        }
-    }
-}
-
-/// One registry case on one device in f32: the output's shape, then its values and the
-/// gradient of every differentiable input (through a fixed random projection).
-fn run_case(entry: &OpEntry, k: usize, dev: &Device) -> (Vec<usize>, Vec<Vec<f64>>) {
-    let case = &entry.cases[k];
-    let (values, rng) = draw(entry, k);
-    let what = format!("{} {}", entry.name, case.label);
-    let inputs = make_inputs(case, &values, DType::F32, dev, entry.differentiable);
-    let out = (case.run)(&inputs, dev).unwrap_or_else(|e| panic!("{what} on {dev:?}: {e}"));
-    let mut got = vec![out.to_f64_vec().unwrap()];
-    if entry.differentiable {
-        let w = projection(&mut rng.clone(), out.numel());
-        let wt = Tensor::from_vec(
-            w.iter().map(|&x| x as f32).collect::<Vec<_>>(),
-            out.shape(),
-            dev,
-        )
-        .unwrap();
-        out.mul(&wt).unwrap().sum().unwrap().backward().unwrap();
-        for (i, spec) in case.inputs.iter().enumerate() {
-            if spec.differentiable() {
-                got.push(inputs[i].grad().expect("gradient").to_f64_vec().unwrap());
-            }
-        }
-    }
-    (out.shape().to_vec(), got)
-}
-
-/// Every registry case on `gpu` against the CPU; returns the number of cases.
+/// Every registry case on `gpu` against the CPU (DESIGN section 6.2, see
+/// `wgrad::ops::registry::check::compare`); returns the number of cases.
 fn registry_matches_the_cpu(gpu: &Device) -> usize {
     let mut failures = Vec::new();
     let mut cases = 0;
     for entry in registry() {
-        // Long f32 reductions: matmul over K up to 1030, sums of up to 257 terms.
-        let slack = if entry.name.starts_with("matmul") {
-            30.0
-        } else {
-            match entry.name {
-                "sum_dim" | "mse_loss" | "cross_entropy" | "linear" => 10.0,
-                _ => 1.0,
-            }
-        };
         for (k, case) in entry.cases.iter().enumerate() {
             cases += 1;
             let what = format!("{} {}", entry.name, case.label);
-            let cpu = run_case(&entry, k, &Device::cpu());
-            let gpu_r = run_case(&entry, k, gpu);
-            if cpu.0 != gpu_r.0 {
-                failures.push(format!(
-                    "{what}: shapes differ {:?} vs {:?}",
-                    gpu_r.0, cpu.0
-                ));
-                continue;
-            }
-            for (t, (g, c)) in gpu_r.1.iter().zip(&cpu.1).enumerate() {
-                let label = if t == 0 {
-                    format!("{what} forward")
-                } else {
-                    format!("{what} grad {}", t - 1)
-                };
-                compare(&label, g, c, slack, &mut failures);
-            }
+            let cpu = run_case(&entry, k, &Device::cpu()).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let gpu_r = run_case(&entry, k, gpu).unwrap_or_else(|e| panic!("{what}: {e}"));
+            compare(&what, &gpu_r, &cpu, slack(&entry), &mut failures);
         }
     }
     assert!(
@@ -279,11 +157,11 @@ fn every_op_gives_identical_results_with_and_without_shader_checks() {
     for entry in registry() {
         for (k, case) in entry.cases.iter().enumerate() {
             cases += 1;
-            let a = run_case(&entry, k, &checked);
-            let b = run_case(&entry, k, &unchecked);
-            let same = a.0 == b.0
-                && a.1.len() == b.1.len()
-                && a.1.iter().zip(&b.1).all(|(x, y)| {
+            let a = run_case(&entry, k, &checked).unwrap();
+            let b = run_case(&entry, k, &unchecked).unwrap();
+            let same = a.shape == b.shape
+                && a.values.len() == b.values.len()
+                && a.values.iter().zip(&b.values).all(|(x, y)| {
                     x.len() == y.len() && x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits())
                 });
             if !same {

@@ -22,11 +22,23 @@ pub fn load() -> Result<InMemoryDataset> {
 /// Loads a digits file (gzip-compressed CSV rows of 64 pixels 0..16 and a label 0..9).
 pub fn load_from(path: impl AsRef<Path>) -> Result<InMemoryDataset> {
     let path = path.as_ref();
+    let text = super::text::load_gzip_text(path)?;
+    parse(&text, &path.display().to_string())
+}
+
+/// The digits from the bytes of a digits file (gzip-compressed CSV, as
+/// [`load_from`] reads): for programs that embed the data, such as the browser demo
+/// (`include_bytes!` of `data/digits.csv.gz`). `origin` names the data in errors.
+pub fn from_gzip_bytes(bytes: &[u8], origin: &str) -> Result<InMemoryDataset> {
+    parse(&super::text::gunzip_text(bytes, origin)?, origin)
+}
+
+/// The digits from their CSV text.
+fn parse(text: &str, origin: &str) -> Result<InMemoryDataset> {
     let bad = |msg: String| Error::Format {
-        path: path.display().to_string(),
+        path: origin.to_string(),
         msg,
     };
-    let text = super::text::load_gzip_text(path)?;
     let mut features = Vec::new();
     let mut labels = Vec::new();
     for (line_no, line) in text

@@ -32,11 +32,16 @@ pub fn load_gzip_text(path: impl AsRef<Path>) -> Result<String> {
         path: path.display().to_string(),
         source: e,
     })?;
+    gunzip_text(file, &path.display().to_string())
+}
+
+/// The UTF-8 text of a gzip stream; `origin` names it in errors.
+pub(crate) fn gunzip_text(gz: impl Read, origin: &str) -> Result<String> {
     let mut text = String::new();
-    flate2::read::GzDecoder::new(file)
+    flate2::read::GzDecoder::new(gz)
         .read_to_string(&mut text)
         .map_err(|e| Error::Format {
-            path: path.display().to_string(),
+            path: origin.to_string(),
             msg: format!("not a readable gzip UTF-8 text file ({e})"),
         })?;
     Ok(text)

@@ -15,6 +15,8 @@ use crate::error::Result;
 use crate::ops::matmul::{matmul_with, MatmulChoice, MatmulKernel};
 use crate::tensor::Tensor;
 
+pub mod check;
+
 /// Where an input's test values come from.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Domain {

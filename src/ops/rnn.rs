@@ -962,9 +962,11 @@ fn gru_gpu(
                 carry.gpu_buf(),
             ];
             ctx.launch(GRU_STEP_BWD, &params, &bufs, cells);
+            // carry += dgh_t W_hh (accumulated in place: binding carry as both the
+            // addend and the output is an alias WebGPU refuses).
             let epi = Epi {
-                addend: Some((&carry, 0)),
                 out: Some((&carry, 0)),
+                accumulate: true,
                 a_off: t * step_g,
                 ..Epi::default()
             };

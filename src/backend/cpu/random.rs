@@ -39,7 +39,7 @@ impl RngKey {
             [self.seed as u32, (self.seed >> 32) as u32],
             [
                 i as u32,
-                (i >> 32) as u32,
+                ((i as u64) >> 32) as u32,
                 self.offset as u32,
                 (self.offset >> 32) as u32,
             ],

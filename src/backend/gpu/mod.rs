@@ -236,6 +236,10 @@ pub struct GpuContext {
     /// A cap on the tensors one multi-tensor dispatch covers, below what the limits allow
     /// (0: none). Tests lower it to exercise the chunking.
     multi_tensor_cap: AtomicUsize,
+    /// The first error the device reported outside an error scope (a validation error:
+    /// a bug in wgrad, or a browser's WebGPU refusing what the native one accepts),
+    /// returned by the next readback or sync instead of wgpu's default panic.
+    device_error: Arc<Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -285,6 +289,12 @@ impl GpuContext {
             })
             .await
             .map_err(|e| Error::NoAdapter(format!("{} refused a device: {e}", info.name)))?;
+        let device_error = Arc::new(Mutex::new(None::<String>));
+        let sink = device_error.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut first = sink.lock().unwrap_or_else(|p| p.into_inner());
+            first.get_or_insert_with(|| e.to_string());
+        }));
         let state = scheduler::State::new(&device);
         let software = info.device_type == wgpu::DeviceType::Cpu;
         // A software rasteriser runs one workgroup per CPU thread; a hardware GPU is
@@ -308,6 +318,7 @@ impl GpuContext {
             software,
             full_groups,
             multi_tensor_cap: AtomicUsize::new(0),
+            device_error,
         };
         ctx.counters.buffers_created.fetch_add(1, Ordering::Relaxed);
         Ok(Arc::new(ctx))
@@ -405,6 +416,23 @@ impl GpuContext {
         let c = &self.counters;
         c.peak_bytes
             .store(c.bytes_in_use.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// The error the device reported since the last check, if any (see `device_error`).
+    pub(crate) fn take_device_error(&self) -> Result<()> {
+        let reported = self
+            .device_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        match reported {
+            Some(msg) => Err(Error::Gpu(format!(
+                "{} reported an error; the results since the previous readback are not \
+                 valid: {msg}",
+                self.info.name
+            ))),
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn lock_state(&self) -> MutexGuard<'_, scheduler::State> {

@@ -85,7 +85,7 @@ pub(crate) struct StagingBuffer {
     pub(crate) buffer: wgpu::Buffer,
     id: u64,
     class: u64,
-    ctx: Arc<GpuContext>,
+    pub(crate) ctx: Arc<GpuContext>,
 }
 
 impl Drop for StagingBuffer {

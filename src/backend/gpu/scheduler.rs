@@ -140,6 +140,17 @@ impl GpuContext {
         if groups.contains(&0) {
             return;
         }
+        if let Some((a, b)) = writable_alias(k, buffers) {
+            // WebGPU refuses a dispatch that binds one buffer twice when either binding
+            // is writable (native drivers run it); caught here on every backend so that
+            // the native tests find what a browser would refuse.
+            self.lock_state().deferred.get_or_insert(Error::Gpu(format!(
+                "{}: one buffer is bound at bindings {a} and {b}, one of them writable \
+                 (a wgrad bug: WebGPU refuses it)",
+                k.entry
+            )));
+            return;
+        }
         let limit = self.max_binding();
         if let Some(big) = buffers.iter().find(|b| b.buffer.size() > limit) {
             // No kernel can bind this buffer whole: the dispatch is skipped and the next
@@ -455,7 +466,8 @@ impl GpuContext {
             return self.read_with_flag(None, 0).map(|_| ());
         }
         self.submit();
-        wait_for_device(&self.device)
+        wait_for_device(&self.device)?;
+        self.take_device_error()
     }
 
     /// [`GpuContext::sync`] without blocking: awaits the device (in the browser, the
@@ -476,7 +488,8 @@ impl GpuContext {
         wait_for_device(&self.device)?;
         rx.receive()
             .await
-            .ok_or_else(|| Error::Gpu("the device was lost while waiting".into()))
+            .ok_or_else(|| Error::Gpu("the device was lost while waiting".into()))?;
+        self.take_device_error()
     }
 
     /// The device's error flag, made (zeroed, in queue order) if no launch since the last
@@ -581,6 +594,7 @@ struct PendingRead {
 impl PendingRead {
     /// The data once mapped (`mapped`: the staging buffer's bytes), the flag checked.
     fn finish(self, mapped: Result<Vec<u8>>) -> Result<Vec<u8>> {
+        let ctx = self.staging.ctx.clone();
         if mapped.is_ok() {
             self.staging.buffer.unmap();
         } else {
@@ -588,6 +602,7 @@ impl PendingRead {
             std::mem::forget(self.staging);
         }
         let mut data = mapped?;
+        ctx.take_device_error()?;
         if let Some(at) = self.flag_at {
             let at = at as usize;
             let code = u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
@@ -679,6 +694,25 @@ fn mapped_bytes(slice: &wgpu::BufferSlice) -> Result<Vec<u8>> {
         .get_mapped_range()
         .map_err(|e| Error::Gpu(format!("reading the mapped buffer: {e}")))?
         .to_vec())
+}
+
+/// Two bindings of `k` given the same buffer where either is writable, if any.
+fn writable_alias(k: &Kernel, buffers: &[&GpuBuffer]) -> Option<(u32, u32)> {
+    let slots: Vec<(u32, bool)> = k
+        .slots
+        .iter()
+        .map(|&s| (s, super::slot::read_only(s)))
+        .chain(k.extra.iter().map(|e| (e.binding, e.read_only)))
+        .collect();
+    for i in 0..buffers.len() {
+        for j in i + 1..buffers.len() {
+            let writes = !slots[i].1 || !slots[j].1;
+            if writes && buffers[i].id == buffers[j].id {
+                return Some((slots[i].0, slots[j].0));
+            }
+        }
+    }
+    None
 }
 
 /// A kernel's name in profiles: the entry point, with its override values if any.

@@ -690,11 +690,22 @@ impl GpuProduct {
                 gpu_alloc(g, len).map(|b| Tensor::from_gpu(b, vec![len], DType::F32))
             })
             .transpose()?;
+        // An unused y1 gets a buffer of its own: WebGPU refuses a buffer bound twice
+        // where either binding is writable.
+        let unused = match (epi.addend, &partial_rows, epi.rowsum) {
+            (None, None, None) if plan.kernel != MatmulKernel::Naive => Some(Tensor::from_gpu(
+                gpu_alloc(g, 1)?,
+                vec![1],
+                DType::F32,
+            )),
+            _ => None,
+        };
         let y1 = epi
             .addend
             .map(|(t, _)| t)
             .or(partial_rows.as_ref())
             .or(epi.rowsum)
+            .or(unused.as_ref())
             .unwrap_or(&out);
         let x0 = if epi.a_in_out { b } else { a };
         // Batches per launch: the grid's z holds (batch, split) pairs.

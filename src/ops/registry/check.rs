@@ -1,0 +1,176 @@
+//! Running the registry's cases: the inputs each case draws, the op's output and input
+//! gradients on a device, and the GPU-against-CPU comparison of DESIGN section 6.2.
+//! `tests/gradcheck.rs` runs it natively (blocking readbacks); `tests/web_registry.rs`
+//! runs it in a browser on WebGPU, where readbacks are awaited ([`run_case_async`]).
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::{OpCase, OpEntry};
+use crate::device::Device;
+use crate::error::Result;
+use crate::tensor::{DType, Tensor};
+
+/// The seed of case `case` of op `name` (the same draw on every device and run).
+pub fn seed_for(name: &str, case: usize) -> u64 {
+    name.bytes().fold(case as u64 + 1, |h, b| {
+        h.wrapping_mul(131).wrapping_add(b as u64)
+    })
+}
+
+/// The input values of case `k` of `entry`, and the generator after drawing them.
+pub fn draw(entry: &OpEntry, k: usize) -> (Vec<Vec<f64>>, StdRng) {
+    let mut rng = StdRng::seed_from_u64(seed_for(entry.name, k));
+    let vals = entry.cases[k]
+        .inputs
+        .iter()
+        .map(|s| s.values(&mut rng))
+        .collect();
+    (vals, rng)
+}
+
+/// A fixed random projection so that every output element's gradient matters.
+pub fn projection(rng: &mut StdRng, n: usize) -> Vec<f64> {
+    (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+}
+
+/// A case's inputs as tensors of `dtype` on `dev` (indices stay `u32`), float inputs
+/// requiring grad when `grad`.
+pub fn make_inputs(
+    case: &OpCase,
+    values: &[Vec<f64>],
+    dtype: DType,
+    dev: &Device,
+    grad: bool,
+) -> Result<Vec<Tensor>> {
+    case.inputs
+        .iter()
+        .zip(values)
+        .map(|(spec, v)| {
+            if spec.is_index() {
+                let idx: Vec<u32> = v.iter().map(|&x| x as u32).collect();
+                return Tensor::from_vec(idx, &spec.shape, dev);
+            }
+            let t = match dtype {
+                DType::F64 => Tensor::from_vec(v.clone(), &spec.shape, dev)?,
+                _ => Tensor::from_vec(
+                    v.iter().map(|&x| x as f32).collect::<Vec<_>>(),
+                    &spec.shape,
+                    dev,
+                )?,
+            };
+            t.requires_grad_(grad)
+        })
+        .collect()
+}
+
+/// Case `k` of `entry` run on `dev` in f32: its output, then the gradient of every
+/// differentiable input through a fixed random projection (nothing read back yet).
+fn run_tensors(entry: &OpEntry, k: usize, dev: &Device) -> Result<Vec<Tensor>> {
+    let case = &entry.cases[k];
+    let (values, rng) = draw(entry, k);
+    let inputs = make_inputs(case, &values, DType::F32, dev, entry.differentiable)?;
+    let out = (case.run)(&inputs, dev)?;
+    let mut got = vec![out.clone()];
+    if entry.differentiable {
+        let w = projection(&mut rng.clone(), out.numel());
+        let w: Vec<f32> = w.iter().map(|&x| x as f32).collect();
+        let wt = Tensor::from_vec(w, out.shape(), dev)?;
+        out.mul(&wt)?.sum()?.backward()?;
+        for (i, spec) in case.inputs.iter().enumerate() {
+            if spec.differentiable() {
+                got.push(inputs[i].grad().ok_or_else(|| {
+                    crate::Error::Autograd(format!("input {i} of {} got no gradient", entry.name))
+                })?);
+            }
+        }
+    }
+    Ok(got)
+}
+
+/// What one case gave on one device: the output's shape, then the output's values and
+/// each differentiable input's gradient.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CaseResult {
+    /// The output's shape.
+    pub shape: Vec<usize>,
+    /// The output, then the gradients.
+    pub values: Vec<Vec<f64>>,
+}
+
+/// Case `k` of `entry` on `dev` in f32, read back (blocking).
+pub fn run_case(entry: &OpEntry, k: usize, dev: &Device) -> Result<CaseResult> {
+    let got = run_tensors(entry, k, dev)?;
+    Ok(CaseResult {
+        shape: got[0].shape().to_vec(),
+        values: got.iter().map(|t| t.to_f64_vec()).collect::<Result<_>>()?,
+    })
+}
+
+/// [`run_case`] with awaited readbacks: the browser's way.
+pub async fn run_case_async(entry: &OpEntry, k: usize, dev: &Device) -> Result<CaseResult> {
+    let got = run_tensors(entry, k, dev)?;
+    let mut values = Vec::with_capacity(got.len());
+    for t in &got {
+        values.push(t.to_f64_vec_async().await?);
+    }
+    Ok(CaseResult {
+        shape: got[0].shape().to_vec(),
+        values,
+    })
+}
+
+/// The widening of the absolute tolerance for `entry`: long f32 sums (matmul over K up
+/// to 1030, sums of up to 257 terms) are added in another order on the GPU (trees)
+/// than on the CPU, so their rounding differs by up to about `len * eps * sum |terms|`.
+pub fn slack(entry: &OpEntry) -> f64 {
+    if entry.name.starts_with("matmul") {
+        30.0
+    } else {
+        match entry.name {
+            "sum_dim" | "mse_loss" | "cross_entropy" | "linear" => 10.0,
+            _ => 1.0,
+        }
+    }
+}
+
+/// Compares a case's GPU result with the CPU's under DESIGN section 6.2's rule
+/// `|gpu - cpu| <= 1e-5 slack + 1e-4 |cpu|` (NaN matching NaN); pushes the first
+/// mismatch of each tensor to `failures`, labelled with `what`.
+pub fn compare(
+    what: &str,
+    gpu: &CaseResult,
+    cpu: &CaseResult,
+    slack: f64,
+    failures: &mut Vec<String>,
+) {
+    if gpu.shape != cpu.shape {
+        failures.push(format!(
+            "{what}: shapes differ {:?} vs {:?}",
+            gpu.shape, cpu.shape
+        ));
+        return;
+    }
+    for (t, (g, c)) in gpu.values.iter().zip(&cpu.values).enumerate() {
+        let label = if t == 0 {
+            format!("{what} forward")
+        } else {
+            format!("{what} grad {}", t - 1)
+        };
+        if g.len() != c.len() {
+            failures.push(format!(
+                "{label}: {} values on the GPU, {} on the CPU",
+                g.len(),
+                c.len()
+            ));
+            continue;
+        }
+        for (j, (g, c)) in g.iter().zip(c).enumerate() {
+            let ok = (g - c).abs() <= 1e-5 * slack + 1e-4 * c.abs() || (g.is_nan() && c.is_nan());
+            if !ok {
+                failures.push(format!("{label}[{j}]: gpu {g} cpu {c}"));
+                break;
+            }
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! The op registry in a browser (issue 12): every case runs on WebGPU and on the wasm
+//! CPU backend inside headless Chromium, and the two must agree as natively (DESIGN
+//! section 6.2). Compiled for `wasm32-unknown-unknown` only; run with
+//! `cargo test --target wasm32-unknown-unknown --test web_registry` (see README, "In the
+//! browser"). In a browser nothing may block, so the GPU's results are awaited.
+#![cfg(target_arch = "wasm32")]
+
+use wasm_bindgen_test::*;
+use wgrad::ops::registry::check::{compare, run_case, run_case_async, slack};
+use wgrad::ops::registry::registry;
+use wgrad::prelude::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+/// The registry's entries `part` of `parts` (in order), each case on WebGPU against
+/// the CPU; returns the number of cases.
+async fn registry_part(part: usize, parts: usize) -> usize {
+    let gpu = Device::gpu_async()
+        .await
+        .unwrap_or_else(|e| panic!("the browser must offer WebGPU: {e}"));
+    let entries = registry();
+    let per = entries.len().div_ceil(parts);
+    let mut failures = Vec::new();
+    let mut cases = 0;
+    for entry in entries.iter().skip(part * per).take(per) {
+        for (k, case) in entry.cases.iter().enumerate() {
+            cases += 1;
+            let what = format!("{} {}", entry.name, case.label);
+            let cpu = run_case(entry, k, &Device::cpu()).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let got = run_case_async(entry, k, &gpu)
+                .await
+                .unwrap_or_else(|e| panic!("{what} on WebGPU: {e}"));
+            compare(&what, &got, &cpu, slack(entry), &mut failures);
+        }
+    }
+    let adapter = match &gpu {
+        Device::Gpu(g) => g.adapter().name,
+        Device::Cpu => unreachable!(),
+    };
+    console_log!(
+        "registry part {}/{parts}: {cases} cases on WebGPU ({adapter}), {} mismatches",
+        part + 1,
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} mismatches on WebGPU:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    cases
+}
+
+#[wasm_bindgen_test]
+async fn registry_part_1_matches_the_cpu_on_webgpu() {
+    assert!(registry_part(0, 4).await > 0);
+}
+
+#[wasm_bindgen_test]
+async fn registry_part_2_matches_the_cpu_on_webgpu() {
+    assert!(registry_part(1, 4).await > 0);
+}
+
+#[wasm_bindgen_test]
+async fn registry_part_3_matches_the_cpu_on_webgpu() {
+    assert!(registry_part(2, 4).await > 0);
+}
+
+#[wasm_bindgen_test]
+async fn registry_part_4_matches_the_cpu_on_webgpu() {
+    assert!(registry_part(3, 4).await > 0);
+}
