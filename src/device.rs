@@ -155,7 +155,9 @@ impl Device {
         let adapter = adapter::best_adapter_async()
             .await
             .ok_or_else(|| Error::NoAdapter(adapter::NO_ADAPTER_HELP.to_string()))?;
-        Ok(Device::Gpu(GpuContext::open_async(&adapter, options).await?))
+        Ok(Device::Gpu(
+            GpuContext::open_async(&adapter, options).await?,
+        ))
     }
 
     /// Waits until the device has finished all recorded work, without blocking: the

@@ -20,7 +20,11 @@ fn gpu_async_opens_the_same_default_device() {
 fn async_readbacks_give_the_sync_values() {
     for dev in common::devices() {
         let x = Tensor::randn_seeded(&[37, 19], 5, &dev).unwrap();
-        let y = x.tanh().unwrap().matmul(&x.transpose(0, 1).unwrap()).unwrap();
+        let y = x
+            .tanh()
+            .unwrap()
+            .matmul(&x.transpose(0, 1).unwrap())
+            .unwrap();
         let sync: Vec<f32> = y.to_vec().unwrap();
         let asynced: Vec<f32> = block_on(y.to_vec_async()).unwrap();
         assert_eq!(sync, asynced, "{dev:?}");
@@ -51,12 +55,8 @@ fn an_async_training_loop_matches_the_sync_one_step_for_step() {
             .add(Linear::new(&dev, 16, 3));
         let mut opt = Sgd::new(model.parameters(), 0.1);
         let x = Tensor::randn_seeded(&[32, 8], 1, &dev).unwrap();
-        let t = Tensor::from_vec(
-            (0..32u32).map(|i| i % 3).collect::<Vec<_>>(),
-            &[32],
-            &dev,
-        )
-        .unwrap();
+        let t =
+            Tensor::from_vec((0..32u32).map(|i| i % 3).collect::<Vec<_>>(), &[32], &dev).unwrap();
         (0..5)
             .map(|_| {
                 opt.zero_grad();
@@ -84,7 +84,10 @@ fn async_reads_report_device_errors_like_sync_ones() {
     let bad = Tensor::from_slice(&[0u32, 9], &[2], &dev).unwrap();
     let rows = table.index_select(0, &bad).unwrap();
     assert!(
-        matches!(block_on(rows.to_vec_async::<f32>()), Err(Error::Argument { .. })),
+        matches!(
+            block_on(rows.to_vec_async::<f32>()),
+            Err(Error::Argument { .. })
+        ),
         "the flag rides in the async readback"
     );
     // And through sync_async; the device works on afterwards.
@@ -94,5 +97,8 @@ fn async_reads_report_device_errors_like_sync_ones() {
         Err(Error::Argument { .. })
     ));
     let ok = table.index_select(0, &Tensor::from_slice(&[1u32], &[1], &dev).unwrap());
-    assert_eq!(block_on(ok.unwrap().to_vec_async::<f32>()).unwrap(), [1.0, 1.0]);
+    assert_eq!(
+        block_on(ok.unwrap().to_vec_async::<f32>()).unwrap(),
+        [1.0, 1.0]
+    );
 }

@@ -70,3 +70,24 @@ async fn registry_part_3_matches_the_cpu_on_webgpu() {
 async fn registry_part_4_matches_the_cpu_on_webgpu() {
     assert!(registry_part(3, 4).await > 0);
 }
+
+/// Nothing blocks in a browser: the blocking calls return an error that names the
+/// async one instead of hanging the page, and the async ones work.
+#[wasm_bindgen_test]
+async fn blocking_calls_are_errors_in_the_browser() {
+    let gpu = Device::gpu_async().await.unwrap();
+    assert_eq!(
+        Device::gpu().unwrap(),
+        gpu,
+        "gpu() returns the device gpu_async opened"
+    );
+    let x = Tensor::from_slice(&[1.0f32, -2.0, 3.0], &[3], &gpu).unwrap();
+    let y = x.relu().unwrap();
+    let blocked = y.to_vec::<f32>().unwrap_err().to_string();
+    assert!(blocked.contains("to_vec_async"), "{blocked}");
+    assert!(gpu.sync().is_err());
+    assert!(Device::gpu_with(wgrad::GpuOptions::from_env()).is_err());
+    assert_eq!(y.to_vec_async::<f32>().await.unwrap(), [1.0, 0.0, 3.0]);
+    assert_eq!(y.sum().unwrap().item_async().await.unwrap(), 4.0);
+    gpu.sync_async().await.unwrap();
+}

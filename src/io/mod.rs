@@ -103,6 +103,9 @@ pub fn write_atomic_with(
     let written = write(&mut file, data)
         .and_then(|()| file.sync_all())
         .and_then(|()| {
+            // Closed before the rename (Windows cannot rename an open file; on wasm32
+            // a File has nothing to close, hence the allow).
+            #[allow(clippy::drop_non_drop)]
             drop(file);
             std::fs::rename(&tmp, path)
         });

@@ -673,7 +673,10 @@ pub(crate) fn map_and_wait(device: &wgpu::Device, slice: &wgpu::BufferSlice) -> 
 
 /// [`map_and_wait`] awaiting the map: in the browser the event loop runs the callback;
 /// natively the device is polled until it has (the same wait as the blocking call).
-pub(crate) async fn map_async(device: &wgpu::Device, slice: &wgpu::BufferSlice<'_>) -> Result<Vec<u8>> {
+pub(crate) async fn map_async(
+    device: &wgpu::Device,
+    slice: &wgpu::BufferSlice<'_>,
+) -> Result<Vec<u8>> {
     let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
     slice.map_async(wgpu::MapMode::Read, move |r| {
         let _ = tx.send(r);

@@ -693,11 +693,9 @@ impl GpuProduct {
         // An unused y1 gets a buffer of its own: WebGPU refuses a buffer bound twice
         // where either binding is writable.
         let unused = match (epi.addend, &partial_rows, epi.rowsum) {
-            (None, None, None) if plan.kernel != MatmulKernel::Naive => Some(Tensor::from_gpu(
-                gpu_alloc(g, 1)?,
-                vec![1],
-                DType::F32,
-            )),
+            (None, None, None) if plan.kernel != MatmulKernel::Naive => {
+                Some(Tensor::from_gpu(gpu_alloc(g, 1)?, vec![1], DType::F32))
+            }
             _ => None,
         };
         let y1 = epi
