@@ -4,6 +4,8 @@
 # wasm-bindgen in Cargo.lock (see the README, "In the browser").
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# wasm-bindgen-cli where .ci/run installs it (else from PATH).
+export PATH="$PWD/target/tools/bin:$PATH"
 want=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
 have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
 if [ "$have" != "$want" ]; then

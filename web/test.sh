@@ -5,6 +5,8 @@
 # target/web-demo.png). Anything missing is a failure, never a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# wasm-bindgen-cli where .ci/run installs it (else from PATH).
+export PATH="$PWD/target/tools/bin:$PATH"
 want=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
 missing() { echo "web/test.sh: $1 is missing; $2" >&2; exit 1; }
 command -v chromium >/dev/null || missing chromium "apt-get install chromium"
