@@ -56,6 +56,11 @@ pub enum Error {
     /// Misuse of automatic differentiation (backward twice, backward from a non-scalar).
     #[error("autograd: {0}")]
     Autograd(String),
+
+    /// A collective operation of data-parallel training failed (see
+    /// [`crate::distributed`]).
+    #[error("distributed: {0}")]
+    Distributed(String),
     /// Parameters that do not fit a model (missing, unexpected, wrong shape or dtype).
     #[error("load_state_dict: {0}")]
     StateDict(String),

@@ -180,6 +180,12 @@ impl TrainStep {
         Ok(median(&mut times))
     }
 
+    /// The model, its inputs and its labels (to train them another way, for instance
+    /// data-parallel).
+    pub fn into_parts(self) -> (Sequential, Tensor, Tensor) {
+        (self.model, self.x, self.y)
+    }
+
     /// The model being trained.
     pub fn model(&self) -> &Sequential {
         &self.model

@@ -230,6 +230,7 @@ pub struct DataLoader {
     device: Device,
     epoch: u64,
     augment: Option<augment::Augment>,
+    sampler: Option<crate::distributed::DistributedSampler>,
 }
 
 impl DataLoader {
@@ -243,6 +244,7 @@ impl DataLoader {
             device: device.clone(),
             epoch: 0,
             augment: None,
+            sampler: None,
         }
     }
     /// Shuffles every epoch with a generator seeded by `seed` and the epoch number.
@@ -256,6 +258,25 @@ impl DataLoader {
         self.augment = Some(aug);
         self
     }
+    /// Draws each epoch's examples from `sampler` (this rank's shard in data-parallel
+    /// training; it shuffles, so [`DataLoader::shuffle`] no longer applies). The
+    /// loader passes its epoch number, so every epoch is reshuffled on every rank
+    /// alike (PyTorch's `set_epoch`, done for you).
+    pub fn distributed(
+        mut self,
+        sampler: crate::distributed::DistributedSampler,
+    ) -> Result<DataLoader> {
+        let one = sampler.clone();
+        let len = self.dataset.len();
+        if one.num_samples() > len.max(1) || (len > 0 && one.indices(0).iter().any(|&i| i >= len)) {
+            return crate::error::arg_err(
+                "DataLoader::distributed",
+                format!("the sampler does not fit a data set of {len} examples"),
+            );
+        }
+        self.sampler = Some(sampler);
+        Ok(self)
+    }
     /// Drops a last batch smaller than `batch_size`.
     pub fn drop_last(mut self, on: bool) -> DataLoader {
         self.drop_last = on;
@@ -263,7 +284,10 @@ impl DataLoader {
     }
     /// Batches per epoch.
     pub fn len(&self) -> usize {
-        let n = self.dataset.len();
+        let n = self
+            .sampler
+            .as_ref()
+            .map_or(self.dataset.len(), |s| s.num_samples());
         if self.drop_last {
             n / self.batch_size
         } else {
@@ -281,8 +305,11 @@ impl DataLoader {
 
     /// The batches of the next epoch.
     pub fn epoch(&mut self) -> impl Iterator<Item = Result<Batch>> + '_ {
-        let mut order: Vec<usize> = (0..self.dataset.len()).collect();
-        if let Some(seed) = self.shuffle_seed {
+        let mut order: Vec<usize> = match &self.sampler {
+            Some(s) => s.indices(self.epoch),
+            None => (0..self.dataset.len()).collect(),
+        };
+        if let (Some(seed), None) = (self.shuffle_seed, &self.sampler) {
             order.shuffle(&mut StdRng::seed_from_u64(
                 seed.wrapping_add(self.epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             ));

@@ -87,6 +87,16 @@ pub(crate) fn ranked_adapters(every_backend: bool) -> Vec<wgpu::Adapter> {
     adapters
 }
 
+/// The hardware GPUs among [`ranked_adapters`], best first (one per rank in
+/// data-parallel training).
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn hardware_adapters() -> Vec<wgpu::Adapter> {
+    ranked_adapters(false)
+        .into_iter()
+        .filter(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
+        .collect()
+}
+
 /// In the browser adapters are only found asynchronously ([`best_adapter_async`]).
 #[cfg(target_arch = "wasm32")]
 pub(crate) fn ranked_adapters(_every_backend: bool) -> Vec<wgpu::Adapter> {

@@ -1,0 +1,311 @@
+//! Data-parallel training (issue 13). Always: the sampler's shards, the loader over a
+//! shard, and `DistributedDataParallel` in a single process. With the `mpi` feature
+//! (as `tools/test.sh` and CI build): `mpirun` launches `examples/ddp_digits` (built
+//! by `cargo test`) at 2 and 4 ranks, whose parameters after k steps must equal one
+//! process's with the whole batch, on the CPU and on the GPU; a rank that panics must
+//! end the job within seconds; and the binary must run without `mpirun` as one rank.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use wgrad::data::{DataLoader, Dataset, InMemoryDataset};
+use wgrad::distributed::{Collective, DistributedDataParallel, DistributedSampler, SingleProcess};
+use wgrad::prelude::*;
+
+#[test]
+fn the_shards_are_disjoint_equal_and_cover_every_example() {
+    for (len, world) in [(10, 3), (12, 4), (1797, 2), (7, 8), (100, 1)] {
+        for epoch in 0..3 {
+            let shards: Vec<Vec<usize>> = (0..world)
+                .map(|r| {
+                    DistributedSampler::new(len, world, r)
+                        .unwrap()
+                        .shuffle(9)
+                        .indices(epoch)
+                })
+                .collect();
+            let per = len.div_ceil(world);
+            assert!(shards.iter().all(|s| s.len() == per), "{len} over {world}");
+            let all: HashSet<usize> = shards.iter().flatten().copied().collect();
+            assert_eq!(all.len(), len, "every example, {len} over {world}");
+            assert!(all.iter().all(|&i| i < len));
+            // Padding repeats only as many as needed to even out the shards.
+            assert_eq!(shards.iter().map(Vec::len).sum::<usize>(), per * world);
+            if len >= world {
+                // Without padding the shards are disjoint.
+                let dl: Vec<Vec<usize>> = (0..world)
+                    .map(|r| {
+                        let s = DistributedSampler::new(len, world, r).unwrap();
+                        s.drop_last(true).shuffle(9).indices(epoch)
+                    })
+                    .collect();
+                let flat: Vec<usize> = dl.iter().flatten().copied().collect();
+                let set: HashSet<usize> = flat.iter().copied().collect();
+                assert_eq!(set.len(), flat.len(), "disjoint, {len} over {world}");
+                assert_eq!(flat.len(), len / world * world);
+            }
+        }
+    }
+    // PyTorch's layout, unshuffled: 10 over 3 pads with 0 and 1, rank r takes r::3.
+    let s = |r| DistributedSampler::new(10, 3, r).unwrap().indices(0);
+    assert_eq!(s(0), [0, 3, 6, 9]);
+    assert_eq!(s(1), [1, 4, 7, 0]);
+    assert_eq!(s(2), [2, 5, 8, 1]);
+    // Shuffled: the same on every rank for an epoch, another order the next epoch.
+    let a = DistributedSampler::new(50, 2, 0).unwrap().shuffle(3);
+    assert_eq!(a.indices(4), a.clone().indices(4));
+    assert_ne!(a.indices(4), a.indices(5));
+    assert!(DistributedSampler::new(10, 2, 2).is_err());
+    assert!(DistributedSampler::new(10, 0, 0).is_err());
+}
+
+#[test]
+fn a_loader_over_a_shard_yields_that_shard() {
+    let n = 23;
+    let features: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    let labels: Vec<u32> = (0..n as u32).collect();
+    let data: Arc<dyn Dataset> =
+        Arc::new(InMemoryDataset::classification(features, &[1], labels).unwrap());
+    let mut seen = HashSet::new();
+    for rank in 0..3 {
+        let sampler = DistributedSampler::new(n, 3, rank).unwrap().shuffle(1);
+        let want = sampler.indices(0);
+        let mut loader = DataLoader::new(data.clone(), 4, &Device::cpu())
+            .distributed(sampler)
+            .unwrap();
+        assert_eq!(loader.len(), 2, "8 examples in batches of 4");
+        let got: Vec<u32> = loader
+            .epoch()
+            .flat_map(|b| b.unwrap().y.to_vec::<u32>().unwrap())
+            .collect();
+        assert_eq!(got, want.iter().map(|&i| i as u32).collect::<Vec<_>>());
+        seen.extend(got);
+    }
+    assert_eq!(seen.len(), n);
+    // A sampler for another data set is refused.
+    let wrong = DistributedSampler::new(100, 2, 0).unwrap();
+    assert!(DataLoader::new(data, 4, &Device::cpu())
+        .distributed(wrong)
+        .is_err());
+}
+
+#[test]
+fn ddp_in_one_process_trains_exactly_as_the_plain_model() {
+    for dev in common::devices() {
+        let build = || {
+            dev.manual_seed(4);
+            Sequential::new()
+                .add(Linear::new(&dev, 5, 7))
+                .add(Tanh)
+                .add(Linear::new(&dev, 7, 3))
+        };
+        let x = Tensor::randn_seeded(&[6, 5], 2, &dev).unwrap();
+        let y = Tensor::from_vec(vec![0u32, 1, 2, 2, 1, 0], &[6], &dev).unwrap();
+        let plain = build();
+        let comm: Arc<dyn Collective> = Arc::new(SingleProcess);
+        let ddp = DistributedDataParallel::new(build(), comm)
+            .unwrap()
+            .bucket_cap_mb(0.0); // a bucket per tensor
+        let mut o1 = Sgd::new(plain.parameters(), 0.1).momentum(0.9);
+        let mut o2 = Sgd::new(ddp.parameters(), 0.1).momentum(0.9);
+        for _ in 0..4 {
+            o1.zero_grad();
+            plain
+                .forward(&x)
+                .unwrap()
+                .cross_entropy(&y)
+                .unwrap()
+                .backward()
+                .unwrap();
+            o1.step().unwrap();
+            o2.zero_grad();
+            let loss = ddp.forward(&x).unwrap().cross_entropy(&y).unwrap();
+            ddp.backward(&loss).unwrap();
+            o2.step().unwrap();
+        }
+        for (a, b) in plain.parameters().iter().zip(ddp.parameters()) {
+            assert_eq!(
+                a.to_vec::<f32>().unwrap(),
+                b.to_vec::<f32>().unwrap(),
+                "{dev:?}"
+            );
+        }
+        let s = ddp.stats();
+        assert_eq!(
+            (s.calls, s.buckets),
+            (4, 16),
+            "{dev:?}: four tensors, four steps"
+        );
+        // PyTorch's names under the wrapper.
+        let names: Vec<String> = ddp.named_parameters().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names[0], "module.0.weight");
+    }
+}
+
+#[test]
+fn an_unused_parameter_gets_a_zero_gradient_and_f64_is_refused() {
+    let dev = Device::cpu();
+    let model = Sequential::new().add(Linear::new(&dev, 2, 2));
+    let ddp = DistributedDataParallel::new(model, Arc::new(SingleProcess)).unwrap();
+    ddp.sync_gradients().unwrap();
+    for p in ddp.parameters() {
+        assert!(p
+            .grad()
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap()
+            .iter()
+            .all(|&g| g == 0.0));
+    }
+    // A model holding an f64 parameter (the CPU allows them): refused with a message.
+    struct F64Model(wgrad::nn::Parameter);
+    impl Module for F64Model {
+        fn forward(&self, x: &Tensor) -> Result<Tensor> {
+            Ok(x.clone())
+        }
+        fn local_parameters(&self) -> Vec<(&'static str, &wgrad::nn::Parameter)> {
+            vec![("w", &self.0)]
+        }
+    }
+    let w = Tensor::from_vec(vec![1.0f64, 2.0], &[2], &dev).unwrap();
+    let model = F64Model(wgrad::nn::Parameter::new(w));
+    assert!(matches!(
+        DistributedDataParallel::new(model, Arc::new(SingleProcess)),
+        Err(Error::Distributed(_))
+    ));
+}
+
+#[cfg(feature = "mpi")]
+mod mpi {
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Output};
+    use std::time::{Duration, Instant};
+
+    /// `examples/ddp_digits`, which `cargo test` builds next to the test binaries.
+    fn example() -> PathBuf {
+        let exe = std::env::current_exe().unwrap();
+        let dir = exe.parent().unwrap().parent().unwrap();
+        let bin = dir.join("examples").join("ddp_digits");
+        assert!(
+            bin.exists(),
+            "{} is missing (cargo test builds it)",
+            bin.display()
+        );
+        bin
+    }
+
+    /// Runs `ranks` copies of the example under mpirun (0: without mpirun), killed
+    /// after `limit`; returns the output and the time taken.
+    fn run(ranks: usize, args: &[&str], env: &[(&str, &str)], limit: u64) -> (Output, Duration) {
+        let mut cmd = Command::new("timeout");
+        cmd.args(["-k", "5", &limit.to_string()]);
+        if ranks > 0 {
+            cmd.args([
+                "mpirun",
+                "--allow-run-as-root",
+                "--oversubscribe",
+                "--mca",
+                "btl",
+                "self,vader",
+                "-np",
+                &ranks.to_string(),
+            ]);
+        }
+        cmd.arg(example()).args(args);
+        // Without mpirun: a single rank, even where no ssh is installed.
+        cmd.env("OMPI_MCA_ess_singleton_isolated", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let start = Instant::now();
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("mpirun could not start ({e}); install openmpi-bin"));
+        (out, start.elapsed())
+    }
+
+    fn ok(out: &Output, what: &str) -> String {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "{what} failed ({}):\n{text}",
+            out.status
+        );
+        text
+    }
+
+    /// The parameters rank 0 saved, by name.
+    fn params(path: &Path) -> Vec<(String, Vec<f32>)> {
+        let model = wgrad::io::read_safetensors(path, &wgrad::Device::cpu()).unwrap();
+        model
+            .into_iter()
+            .map(|(n, t)| (n, t.to_vec::<f32>().unwrap()))
+            .collect()
+    }
+
+    fn equivalence(ranks: &[usize], device: &str) {
+        let dir = std::env::temp_dir().join(format!("wgrad-ddp-{}-{device}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let env = [("WGRAD_DDP_DEVICE", device)];
+        let file = |r: usize| dir.join(format!("params-{r}.safetensors"));
+        let steps = ["--check-steps", "8", "--global-batch", "64", "--out"];
+        let one = file(1);
+        let mut args = steps.to_vec();
+        args.push(one.to_str().unwrap());
+        ok(&run(0, &args, &env, 300).0, "one process");
+        let want = params(&one);
+        for &r in ranks {
+            let path = file(r);
+            let mut args = steps.to_vec();
+            args.push(path.to_str().unwrap());
+            ok(&run(r, &args, &env, 300).0, &format!("{r} ranks"));
+            let got = params(&path);
+            assert_eq!(got.len(), want.len());
+            for ((n, g), (_, w)) in got.iter().zip(&want) {
+                let worst = g
+                    .iter()
+                    .zip(w)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max);
+                // f32 sums in another order: rounding, not a different computation.
+                assert!(worst <= 1e-5, "{device}, {r} ranks, {n}: off by {worst}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn two_and_four_ranks_equal_one_process_with_the_whole_batch_on_the_cpu() {
+        equivalence(&[2, 4], "cpu");
+    }
+
+    #[test]
+    fn two_ranks_sharing_the_gpu_equal_one_process() {
+        equivalence(&[2], "gpu");
+    }
+
+    #[test]
+    fn a_rank_that_panics_ends_the_job_within_seconds() {
+        let args = ["--epochs", "3", "--panic-at-step", "5", "--panic-rank", "1"];
+        let (out, took) = run(2, &args, &[("WGRAD_DDP_DEVICE", "cpu")], 60);
+        assert!(!out.status.success(), "the job must fail");
+        assert_ne!(out.status.code(), Some(124), "timed out: the job hung");
+        assert!(took < Duration::from_secs(20), "took {took:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("panics at step 5"), "{err}");
+    }
+
+    #[test]
+    fn the_binary_runs_without_mpirun_as_one_rank() {
+        let (out, _) = run(0, &["--epochs", "2"], &[("WGRAD_DDP_DEVICE", "cpu")], 120);
+        let text = ok(&out, "without mpirun");
+        assert!(text.contains("MPI, rank 0 of 1"), "{text}");
+        assert!(text.contains("rank 0 of 1:"), "{text}");
+    }
+}
