@@ -224,8 +224,8 @@ fn overhead(
     let batch = x.shape()[0];
     let ddp = DistributedDataParallel::new(model, comm.clone())?.bucket_cap_mb(args.bucket_mb);
     let mut opt = Sgd::new(ddp.parameters(), 0.01).momentum(0.9);
-    let mut step = |timed: &mut Vec<(f64, f64)>| -> anyhow::Result<()> {
-        let before = ddp.stats().total;
+    let mut step = |timed: &mut Vec<(f64, f64, f64)>| -> anyhow::Result<()> {
+        let before = (ddp.stats().total, ddp.stats().all_reduce);
         let start = Instant::now();
         opt.zero_grad();
         let loss = ddp.forward(&x)?.cross_entropy(&y)?;
@@ -233,7 +233,12 @@ fn overhead(
         opt.step()?;
         dev.sync()?;
         let total = start.elapsed().as_secs_f64() * 1e3;
-        timed.push((total, (ddp.stats().total - before).as_secs_f64() * 1e3));
+        let s = ddp.stats();
+        timed.push((
+            total,
+            (s.total - before.0).as_secs_f64() * 1e3,
+            (s.all_reduce - before.1).as_secs_f64() * 1e3,
+        ));
         Ok(())
     };
     let mut warm = Vec::new();
@@ -247,9 +252,11 @@ fn overhead(
     }
     let mut totals: Vec<f64> = timed.iter().map(|t| t.0).collect();
     let mut syncs: Vec<f64> = timed.iter().map(|t| t.1).collect();
-    let (step_ms, sync_ms) = (
+    let mut reduces: Vec<f64> = timed.iter().map(|t| t.2).collect();
+    let (step_ms, sync_ms, reduce_ms) = (
         wgrad::workloads::median(&mut totals),
         wgrad::workloads::median(&mut syncs),
+        wgrad::workloads::median(&mut reduces),
     );
     // The slowest rank sets the pace: report rank 0's view and the world's throughput.
     let mut worst = [step_ms as f32];
@@ -257,7 +264,7 @@ fn overhead(
     let mean_step = worst[0] as f64 / comm.world_size() as f64;
     println!(
         "rank {} of {}: {name} step {step_ms:.2} ms (median of {}), gradient sync {sync_ms:.2} ms \
-         ({:.1}%), {} parameters",
+         ({:.1}%; all-reduce {reduce_ms:.2} ms), {} parameters",
         comm.rank(),
         comm.world_size(),
         args.bench_steps,

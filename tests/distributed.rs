@@ -91,8 +91,36 @@ fn a_loader_over_a_shard_yields_that_shard() {
         .is_err());
 }
 
+/// Two ranks that always hold the same gradients, in one process: rank 0 of 2 whose
+/// all-reduce doubles (the twin's share) and whose broadcast keeps its own. Averaging
+/// then gives the gradients back exactly, so the whole bucket path (join, readback,
+/// reduce, scale, upload, copy back) must leave training unchanged.
+struct Twins;
+
+impl Collective for Twins {
+    fn rank(&self) -> usize {
+        0
+    }
+    fn world_size(&self) -> usize {
+        2
+    }
+    fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<()> {
+        buf.iter_mut().for_each(|v| *v *= 2.0);
+        Ok(())
+    }
+    fn broadcast(&self, _buf: &mut [f32], _root: usize) -> Result<()> {
+        Ok(())
+    }
+    fn barrier(&self) -> Result<()> {
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "twins".into()
+    }
+}
+
 #[test]
-fn ddp_in_one_process_trains_exactly_as_the_plain_model() {
+fn ddp_over_identical_ranks_trains_exactly_as_the_plain_model() {
     for dev in common::devices() {
         let build = || {
             dev.manual_seed(4);
@@ -104,7 +132,7 @@ fn ddp_in_one_process_trains_exactly_as_the_plain_model() {
         let x = Tensor::randn_seeded(&[6, 5], 2, &dev).unwrap();
         let y = Tensor::from_vec(vec![0u32, 1, 2, 2, 1, 0], &[6], &dev).unwrap();
         let plain = build();
-        let comm: Arc<dyn Collective> = Arc::new(SingleProcess);
+        let comm: Arc<dyn Collective> = Arc::new(Twins);
         let ddp = DistributedDataParallel::new(build(), comm)
             .unwrap()
             .bucket_cap_mb(0.0); // a bucket per tensor
@@ -138,6 +166,17 @@ fn ddp_in_one_process_trains_exactly_as_the_plain_model() {
             (4, 16),
             "{dev:?}: four tensors, four steps"
         );
+        // A single process moves nothing: its mean gradient is its gradient.
+        let alone = DistributedDataParallel::new(build(), Arc::new(SingleProcess)).unwrap();
+        alone
+            .forward(&x)
+            .unwrap()
+            .sum()
+            .unwrap()
+            .backward()
+            .unwrap();
+        alone.sync_gradients().unwrap();
+        assert_eq!(alone.stats().buckets, 0);
         // PyTorch's names under the wrapper.
         let names: Vec<String> = ddp.named_parameters().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names[0], "module.0.weight");
