@@ -325,8 +325,8 @@ mod mpi {
     }
 
     #[test]
-    fn two_ranks_sharing_the_gpu_equal_one_process() {
-        equivalence(&[2], "gpu");
+    fn two_and_four_ranks_sharing_the_gpu_equal_one_process() {
+        equivalence(&[2, 4], "gpu");
     }
 
     #[test]
