@@ -84,11 +84,13 @@ fn a_loader_over_a_shard_yields_that_shard() {
         seen.extend(got);
     }
     assert_eq!(seen.len(), n);
-    // A sampler for another data set is refused.
-    let wrong = DistributedSampler::new(100, 2, 0).unwrap();
-    assert!(DataLoader::new(data, 4, &Device::cpu())
-        .distributed(wrong)
-        .is_err());
+    // A sampler for another data set is refused, also one whose first epoch would fit.
+    for len in [100, n + 2] {
+        let wrong = DistributedSampler::new(len, 2, 0).unwrap().shuffle(2);
+        assert!(DataLoader::new(data.clone(), 4, &Device::cpu())
+            .distributed(wrong)
+            .is_err());
+    }
 }
 
 /// Two ranks that always hold the same gradients, in one process: rank 0 of 2 whose
@@ -183,21 +185,68 @@ fn ddp_over_identical_ranks_trains_exactly_as_the_plain_model() {
     }
 }
 
-#[test]
-fn an_unused_parameter_gets_a_zero_gradient_and_f64_is_refused() {
-    let dev = Device::cpu();
-    let model = Sequential::new().add(Linear::new(&dev, 2, 2));
-    let ddp = DistributedDataParallel::new(model, Arc::new(SingleProcess)).unwrap();
-    ddp.sync_gradients().unwrap();
-    for p in ddp.parameters() {
-        assert!(p
-            .grad()
-            .unwrap()
-            .to_vec::<f32>()
-            .unwrap()
-            .iter()
-            .all(|&g| g == 0.0));
+/// Rank 0 of 2 whose partner used every parameter but had zero gradients: the first
+/// all-reduce of a sync (the "has a gradient" flags) gets the partner's ones, the
+/// others its zeros.
+struct Peer(std::sync::atomic::AtomicUsize);
+
+impl Collective for Peer {
+    fn rank(&self) -> usize {
+        0
     }
+    fn world_size(&self) -> usize {
+        2
+    }
+    fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<()> {
+        if self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            buf.iter_mut().for_each(|v| *v += 1.0);
+        }
+        Ok(())
+    }
+    fn broadcast(&self, _buf: &mut [f32], _root: usize) -> Result<()> {
+        Ok(())
+    }
+    fn barrier(&self) -> Result<()> {
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "peer".into()
+    }
+}
+
+#[test]
+fn unused_parameters_keep_no_gradient_unless_another_rank_used_them() {
+    let dev = Device::cpu();
+    // The second layer is never used.
+    struct Half(Linear, Linear);
+    impl Module for Half {
+        fn forward(&self, x: &Tensor) -> Result<Tensor> {
+            self.0.forward(x)
+        }
+        fn children(&self) -> Vec<(String, &dyn Module)> {
+            vec![("a".into(), &self.0 as &dyn Module), ("b".into(), &self.1)]
+        }
+    }
+    let x = Tensor::ones(&[3, 2], &dev).unwrap();
+    let half = || Half(Linear::new(&dev, 2, 2), Linear::new(&dev, 2, 2));
+    // Unused on every rank: no gradient, as in one process (the optimizer skips it).
+    let ddp = DistributedDataParallel::new(half(), Arc::new(Twins)).unwrap();
+    ddp.backward(&ddp.forward(&x).unwrap().sum().unwrap())
+        .unwrap();
+    let p = ddp.parameters();
+    assert!(p[0].grad().is_some() && p[2].grad().is_none() && p[3].grad().is_none());
+    // Used on the other rank: zeros here, so that both ranks reduce the same buckets.
+    let peer = Arc::new(Peer(Default::default()));
+    let ddp = DistributedDataParallel::new(half(), peer).unwrap();
+    ddp.backward(&ddp.forward(&x).unwrap().sum().unwrap())
+        .unwrap();
+    let g = ddp.parameters()[2].grad().expect("a zero gradient");
+    assert!(g.to_vec::<f32>().unwrap().iter().all(|&v| v == 0.0));
+}
+
+#[test]
+fn f64_parameters_are_refused() {
+    let dev = Device::cpu();
     // A model holding an f64 parameter (the CPU allows them): refused with a message.
     struct F64Model(wgrad::nn::Parameter);
     impl Module for F64Model {

@@ -87,6 +87,19 @@ fn elementwise_ops_past_the_binding_limit() {
         y.backward_with(&input(&BIG, 5, dev, false)).unwrap();
         vec![y, a.grad().unwrap(), b.grad().unwrap()]
     });
+    same_on_both("broadcasts with leading ones and wide rows", 1e-6, |dev| {
+        // [1, 600, 600] and [2, 600, 600]: the leading 1 cannot be cut, and one row of
+        // the second is 1.4 MiB (it used to recurse until the stack overflowed).
+        let col = input(&[1, 600, 1], 30, dev, false);
+        let row = input(&[1, 1, 600], 31, dev, false);
+        let two = input(&[2, 600, 1], 32, dev, false);
+        let flat = input(&[600], 33, dev, false);
+        vec![
+            col.sub(&row).unwrap(),
+            two.mul(&flat).unwrap(),
+            col.lt(&row).unwrap(),
+        ]
+    });
     same_on_both("binary, broadcast, compare", 1e-6, |dev| {
         let a = input(&BIG, 6, dev, false);
         let row = input(&[512], 7, dev, false);
@@ -107,9 +120,13 @@ fn filling_slicing_and_joining_past_the_binding_limit() {
         let z = Tensor::full(&BIG, 2.5, dev).unwrap();
         let rows = a.narrow(0, 100, 500).unwrap();
         let cols = a.narrow(1, 3, 500).unwrap();
+        // Small regions of a large tensor, and small tensors joined into a large one.
+        let few = a.narrow(1, 3, 100).unwrap();
+        let half = input(&[600, 300], 34, dev, false);
+        let wide = Tensor::cat(&[&half, &half], 1).unwrap();
         let joined = Tensor::cat(&[&a, &z], 0).unwrap();
         let side = Tensor::cat(&[&a, &z], 1).unwrap();
-        vec![z, rows, cols, joined, side]
+        vec![z, rows, cols, joined, side, few, wide]
     });
 }
 

@@ -66,8 +66,9 @@ let drawing = false, last = null;
 const at = (e) => { const r = pad.getBoundingClientRect(); return [(e.clientX - r.left) * pad.width / r.width, (e.clientY - r.top) * pad.height / r.height]; };
 pad.addEventListener('pointerdown', (e) => { drawing = true; last = at(e); stroke(last, last); });
 pad.addEventListener('pointermove', (e) => { if (drawing) { const p = at(e); stroke(last, p); last = p; } });
-pad.addEventListener('pointerup', () => { drawing = false; classifyDrawing(); });
-pad.addEventListener('pointerleave', () => { if (drawing) { drawing = false; classifyDrawing(); } });
+const classifyNow = () => classifyDrawing().catch((e) => status(`Error: ${e && e.message ? e.message : e}`, true));
+pad.addEventListener('pointerup', () => { drawing = false; classifyNow(); });
+pad.addEventListener('pointerleave', () => { if (drawing) { drawing = false; classifyNow(); } });
 $('clear').addEventListener('click', clearPad);
 function stroke(a, b) {
   pg.strokeStyle = '#000'; pg.lineWidth = 18; pg.lineCap = 'round';

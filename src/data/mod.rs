@@ -266,12 +266,14 @@ impl DataLoader {
         mut self,
         sampler: crate::distributed::DistributedSampler,
     ) -> Result<DataLoader> {
-        let one = sampler.clone();
         let len = self.dataset.len();
-        if one.num_samples() > len.max(1) || (len > 0 && one.indices(0).iter().any(|&i| i >= len)) {
+        if sampler.dataset_len() != len {
             return crate::error::arg_err(
                 "DataLoader::distributed",
-                format!("the sampler does not fit a data set of {len} examples"),
+                format!(
+                    "the sampler is for {} examples, the data set has {len}",
+                    sampler.dataset_len()
+                ),
             );
         }
         self.sampler = Some(sampler);

@@ -21,9 +21,10 @@ const DEFAULT_BUCKET_MB: f64 = 25.0;
 /// The gradients travel in buckets of about 25 MiB (PyTorch's default; see
 /// [`DistributedDataParallel::bucket_cap_mb`]): each bucket's gradients are joined into
 /// one tensor on their device (buffer copies), read back once, all-reduced on the
-/// host, uploaded once and copied back into the gradients. A parameter without a
-/// gradient (unused in this step) contributes zeros, so every rank makes the same
-/// calls. Unlike PyTorch the reduction runs after the backward, not overlapped with it.
+/// host, uploaded once and copied back into the gradients. A parameter that has no
+/// gradient on this rank but has one on another contributes zeros; one unused on
+/// every rank keeps no gradient (one small all-reduce of flags per call decides).
+/// Unlike PyTorch the reduction runs after the backward, not overlapped with it.
 ///
 /// As a [`Module`] it is its model under the name `module` (PyTorch's names:
 /// `module.0.weight`).
@@ -119,9 +120,26 @@ impl<M: Module> DistributedDataParallel<M> {
         let start = Instant::now();
         let params = self.module.parameters();
         check_f32(&params)?;
+        if self.comm.world_size() == 1 {
+            // The mean over one rank is the gradient itself: nothing to move.
+            let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+            s.calls += 1;
+            s.total += start.elapsed();
+            return Ok(());
+        }
+        // Which parameters got a gradient on some rank: those every rank reduces (a
+        // rank that did not use one adds zeros); one unused everywhere keeps no
+        // gradient, as in a single process (the optimizer then skips it).
+        let mut used: Vec<f32> = params
+            .iter()
+            .map(|p| if p.grad().is_some() { 1.0 } else { 0.0 })
+            .collect();
+        self.comm.all_reduce_sum(&mut used)?;
         let grads: Vec<Tensor> = params
             .iter()
-            .map(|p| match p.grad() {
+            .zip(&used)
+            .filter(|(_, &u)| u > 0.0)
+            .map(|(p, _)| match p.grad() {
                 Some(g) => Ok(g),
                 None => {
                     let z = p.zeros_like()?;
@@ -130,13 +148,6 @@ impl<M: Module> DistributedDataParallel<M> {
                 }
             })
             .collect::<Result<_>>()?;
-        if self.comm.world_size() == 1 {
-            // The mean over one rank is the gradient itself: nothing to move.
-            let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
-            s.calls += 1;
-            s.total += start.elapsed();
-            return Ok(());
-        }
         let scale = 1.0 / self.comm.world_size() as f32;
         let (mut reduce, mut count, mut elements) = (Duration::ZERO, 0, 0);
         for bucket in buckets(&grads, self.bucket_elems) {

@@ -1,5 +1,6 @@
 //! The MPI transport (cargo feature `mpi`): rsmpi over the system's MPI library.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use mpi::collective::SystemOperation;
@@ -23,6 +24,10 @@ pub struct Mpi {
     _universe: Universe,
 }
 
+/// True between [`Mpi::init`] and the drop of the `Mpi` (MPI_Finalize): the panic
+/// hook may call MPI_Abort only then.
+static LIVE: AtomicBool = AtomicBool::new(false);
+
 // SAFETY: MPI is initialised with MPI_THREAD_SERIALIZED, which allows calls from any
 // thread as long as no two run at once; every call below holds `lock`.
 unsafe impl Send for Mpi {}
@@ -30,7 +35,9 @@ unsafe impl Sync for Mpi {}
 
 impl Mpi {
     /// Initialises MPI and installs a panic hook that aborts the whole job (a rank that
-    /// panics would otherwise leave the others waiting in a collective forever).
+    /// panics would otherwise leave the others waiting in a collective forever). The
+    /// hook aborts on any panic while MPI runs, even one a `catch_unwind` would catch:
+    /// a rank that stops taking part in collectives hangs the job.
     pub fn init() -> Result<Mpi> {
         let (universe, threading) = mpi::initialize_with_threading(Threading::Serialized)
             .ok_or_else(|| {
@@ -47,10 +54,13 @@ impl Mpi {
             let previous = std::panic::take_hook();
             std::panic::set_hook(Box::new(move |info| {
                 previous(info);
-                eprintln!("wgrad: rank {rank} of {size} panicked; aborting the MPI job");
-                SimpleCommunicator::world().abort(101);
+                if LIVE.load(Ordering::SeqCst) {
+                    eprintln!("wgrad: rank {rank} of {size} panicked; aborting the MPI job");
+                    SimpleCommunicator::world().abort(101);
+                }
             }));
         }
+        LIVE.store(true, Ordering::SeqCst);
         Ok(Mpi {
             world,
             rank,
@@ -62,6 +72,14 @@ impl Mpi {
 
     fn serial(&self) -> std::sync::MutexGuard<'_, ()> {
         self.lock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Mpi {
+    /// Finalises MPI (the universe drops after this). Drop it on the thread that
+    /// created it (MPI's rule), normally at the end of `main`.
+    fn drop(&mut self) {
+        LIVE.store(false, Ordering::SeqCst);
     }
 }
 

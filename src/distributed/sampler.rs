@@ -53,6 +53,11 @@ impl DistributedSampler {
         self
     }
 
+    /// The data set's length the sampler was made for.
+    pub fn dataset_len(&self) -> usize {
+        self.len
+    }
+
     /// Examples per rank and epoch.
     pub fn num_samples(&self) -> usize {
         if self.drop_last {

@@ -195,7 +195,7 @@ fn strided_copy(x: &Tensor, out_shape: &[usize], strides: &[usize], base: usize)
         }
         Device::Gpu(g) => {
             let out = gpu_alloc(g, n)?;
-            if let Some(runs) = copy_runs(g, out_shape, strides, n) {
+            if let Some(runs) = copy_runs(g, out_shape, strides, n, x.numel()) {
                 // Whole runs move as buffer copies (no kernel, no binding limit).
                 for (o, i, run) in runs {
                     g.copy_range(
@@ -221,15 +221,19 @@ fn strided_copy(x: &Tensor, out_shape: &[usize], strides: &[usize], base: usize)
 
 /// The runs of a strided region of `n` elements as `(region offset, flat offset, run)`,
 /// when buffer copies should move it instead of a kernel: one run (a contiguous
-/// region), or a region too large for a kernel to bind cut into at most 4,096 runs.
+/// region), or at most 4,096 runs when the region or its tensor is too large for a
+/// kernel to bind.
 fn copy_runs(
     g: &GpuContext,
     shape_: &[usize],
     strides: &[usize],
     n: usize,
+    whole: usize,
 ) -> Option<Vec<(usize, usize, usize)>> {
     let (run, _) = contiguous_runs(shape_, strides);
-    let big = crate::ops::split::over(g, n);
+    // Too large for a kernel: the region, or the tensor it is cut from or put into
+    // (`whole` elements), which the kernel would bind whole.
+    let big = crate::ops::split::over(g, n) || crate::ops::split::over(g, whole);
     if n == 0 || (run != n && !(big && n / run.max(1) <= 4096)) {
         return None;
     }
@@ -284,7 +288,7 @@ fn strided_scatter(dst: &Tensor, src: &Tensor, strides: &[usize], base: usize) {
                 _ => unreachable!("scatter dtypes checked"),
             }
         }
-        Device::Gpu(g) => match copy_runs(g, src.shape(), strides, src.numel()) {
+        Device::Gpu(g) => match copy_runs(g, src.shape(), strides, src.numel(), dst.numel()) {
             Some(runs) => {
                 for (o, i, run) in runs {
                     g.copy_range(

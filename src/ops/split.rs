@@ -107,6 +107,10 @@ pub(crate) fn rows(
         }
     }
     let cap = (g.binding_cap() / 4) as usize;
+    if total == 1 || !inputs.iter().any(|p| matches!(p, Part::Rows(_))) {
+        // One piece would be the whole work again: no cut at this level helps.
+        return Ok(None);
+    }
     let per = (cap / row.max(1)).max(1);
     let outs: Vec<Tensor> = (0..outputs)
         .map(|_| gpu_alloc(&g, out_numel).map(|b| Tensor::from_gpu(b, out_shape.to_vec(), dtype)))
@@ -182,6 +186,24 @@ pub(crate) fn broadcast2(
     }
     if a.shape() == out_shape && b.shape() == out_shape {
         return elementwise(&all, out_shape, outputs, a.dtype(), f);
+    }
+    if out_shape.len() > 1 && out_shape[0] == 1 {
+        // A leading 1 cannot be cut: drop it (from the operands that have it) and cut
+        // along the next dimension.
+        let drop = |t: &Tensor| -> Result<Tensor> {
+            if t.rank() == out_shape.len() {
+                t.detach().reshape(&t.shape()[1..])
+            } else {
+                Ok(t.detach())
+            }
+        };
+        let (a1, b1) = (drop(a)?, drop(b)?);
+        let extra1 = extra.iter().map(|t| drop(t)).collect::<Result<Vec<_>>>()?;
+        let extra_refs: Vec<&Tensor> = extra1.iter().collect();
+        let outs = broadcast2(&a1, &b1, &extra_refs, &out_shape[1..], outputs, f)?;
+        return outs
+            .map(|o| o.into_iter().map(|t| t.reshape(out_shape)).collect())
+            .transpose();
     }
     let cut = |t: &Tensor| {
         t.rank() == out_shape.len()

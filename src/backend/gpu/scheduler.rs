@@ -526,11 +526,20 @@ impl GpuContext {
     }
 
     fn read_with_flag(self: &Arc<Self>, buf: Option<&GpuBuffer>, bytes: u64) -> Result<Vec<u8>> {
-        let Some(pending) = self.begin_read(buf, bytes)? else {
-            return Ok(Vec::new());
-        };
-        let mapped = map_and_wait(&self.device, &pending.staging.buffer.slice(..pending.total));
-        pending.finish(mapped)
+        // In the browser, refuse before taking the flag (which the async read reports).
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = (buf, bytes);
+            Err(no_blocking())
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let Some(pending) = self.begin_read(buf, bytes)? else {
+                return Ok(Vec::new());
+            };
+            let mapped = map_and_wait(&self.device, &pending.staging.buffer.slice(..pending.total));
+            pending.finish(mapped)
+        }
     }
 
     async fn read_async_with_flag(
@@ -602,14 +611,15 @@ impl PendingRead {
             std::mem::forget(self.staging);
         }
         let mut data = mapped?;
-        ctx.take_device_error()?;
         if let Some(at) = self.flag_at {
             let at = at as usize;
             let code = u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
             if code != 0 {
+                // A device error, if any, stays for the next readback.
                 return Err(flag_error(code));
             }
         }
+        ctx.take_device_error()?;
         data.truncate(self.bytes as usize);
         Ok(data)
     }
