@@ -93,13 +93,14 @@ fn a_loader_over_a_shard_yields_that_shard() {
     }
 }
 
-/// Two ranks that always hold the same gradients, in one process: rank 0 of 2 whose
-/// all-reduce doubles (the twin's share) and whose broadcast keeps its own. Averaging
-/// then gives the gradients back exactly, so the whole bucket path (join, readback,
-/// reduce, scale, upload, copy back) must leave training unchanged.
-struct Twins;
+/// Rank 0 of 2 in one process: `other(call, buf)` adds the other rank's part to the
+/// `call`-th all-reduce; broadcasts keep this rank's values.
+struct FakePair {
+    calls: std::sync::atomic::AtomicUsize,
+    other: fn(usize, &mut [f32]),
+}
 
-impl Collective for Twins {
+impl Collective for FakePair {
     fn rank(&self) -> usize {
         0
     }
@@ -107,7 +108,8 @@ impl Collective for Twins {
         2
     }
     fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<()> {
-        buf.iter_mut().for_each(|v| *v *= 2.0);
+        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        (self.other)(call, buf);
         Ok(())
     }
     fn broadcast(&self, _buf: &mut [f32], _root: usize) -> Result<()> {
@@ -117,8 +119,31 @@ impl Collective for Twins {
         Ok(())
     }
     fn describe(&self) -> String {
-        "twins".into()
+        "a fake pair".into()
     }
+}
+
+/// Two ranks that always hold the same gradients: the other adds what this one has.
+/// Averaging then gives the gradients back exactly, so the whole bucket path (join,
+/// readback, reduce, scale, upload, copy back) must leave training unchanged.
+fn twins() -> Arc<dyn Collective> {
+    Arc::new(FakePair {
+        calls: Default::default(),
+        other: |_, buf| buf.iter_mut().for_each(|v| *v *= 2.0),
+    })
+}
+
+/// A partner that used every parameter but had zero gradients: the first all-reduce
+/// of a sync (the "has a gradient" flags) gets its ones, the others its zeros.
+fn peer() -> Arc<dyn Collective> {
+    Arc::new(FakePair {
+        calls: Default::default(),
+        other: |call, buf| {
+            if call == 0 {
+                buf.iter_mut().for_each(|v| *v += 1.0);
+            }
+        },
+    })
 }
 
 #[test]
@@ -134,7 +159,7 @@ fn ddp_over_identical_ranks_trains_exactly_as_the_plain_model() {
         let x = Tensor::randn_seeded(&[6, 5], 2, &dev).unwrap();
         let y = Tensor::from_vec(vec![0u32, 1, 2, 2, 1, 0], &[6], &dev).unwrap();
         let plain = build();
-        let comm: Arc<dyn Collective> = Arc::new(Twins);
+        let comm = twins();
         let ddp = DistributedDataParallel::new(build(), comm)
             .unwrap()
             .bucket_cap_mb(0.0); // a bucket per tensor
@@ -185,35 +210,6 @@ fn ddp_over_identical_ranks_trains_exactly_as_the_plain_model() {
     }
 }
 
-/// Rank 0 of 2 whose partner used every parameter but had zero gradients: the first
-/// all-reduce of a sync (the "has a gradient" flags) gets the partner's ones, the
-/// others its zeros.
-struct Peer(std::sync::atomic::AtomicUsize);
-
-impl Collective for Peer {
-    fn rank(&self) -> usize {
-        0
-    }
-    fn world_size(&self) -> usize {
-        2
-    }
-    fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<()> {
-        if self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-            buf.iter_mut().for_each(|v| *v += 1.0);
-        }
-        Ok(())
-    }
-    fn broadcast(&self, _buf: &mut [f32], _root: usize) -> Result<()> {
-        Ok(())
-    }
-    fn barrier(&self) -> Result<()> {
-        Ok(())
-    }
-    fn describe(&self) -> String {
-        "peer".into()
-    }
-}
-
 #[test]
 fn unused_parameters_keep_no_gradient_unless_another_rank_used_them() {
     let dev = Device::cpu();
@@ -230,14 +226,13 @@ fn unused_parameters_keep_no_gradient_unless_another_rank_used_them() {
     let x = Tensor::ones(&[3, 2], &dev).unwrap();
     let half = || Half(Linear::new(&dev, 2, 2), Linear::new(&dev, 2, 2));
     // Unused on every rank: no gradient, as in one process (the optimizer skips it).
-    let ddp = DistributedDataParallel::new(half(), Arc::new(Twins)).unwrap();
+    let ddp = DistributedDataParallel::new(half(), twins()).unwrap();
     ddp.backward(&ddp.forward(&x).unwrap().sum().unwrap())
         .unwrap();
     let p = ddp.parameters();
     assert!(p[0].grad().is_some() && p[2].grad().is_none() && p[3].grad().is_none());
     // Used on the other rank: zeros here, so that both ranks reduce the same buckets.
-    let peer = Arc::new(Peer(Default::default()));
-    let ddp = DistributedDataParallel::new(half(), peer).unwrap();
+    let ddp = DistributedDataParallel::new(half(), peer()).unwrap();
     ddp.backward(&ddp.forward(&x).unwrap().sum().unwrap())
         .unwrap();
     let g = ddp.parameters()[2].grad().expect("a zero gradient");

@@ -81,18 +81,20 @@ pub(crate) fn rows(
     dtype: DType,
     mut f: impl FnMut(&[Tensor]) -> Result<Vec<Tensor>>,
 ) -> Result<Option<Vec<Tensor>>> {
-    let tensor = |p: &Part<'_>| match p {
-        Part::Rows(t) | Part::Whole(t) => (*t).clone(),
-    };
-    let Some(Device::Gpu(g)) = inputs.first().map(|p| tensor(p).device().clone()) else {
+    let all: Vec<&Tensor> = inputs
+        .iter()
+        .map(|p| match p {
+            Part::Rows(t) | Part::Whole(t) => *t,
+        })
+        .collect();
+    let Some(Device::Gpu(g)) = all.first().map(|t| t.device().clone()) else {
         return Ok(None);
     };
     let Some(&total) = out_shape.first() else {
         return Ok(None);
     };
     let out_numel = shape::numel(out_shape);
-    let all: Vec<Tensor> = inputs.iter().map(tensor).collect();
-    if total == 0 || (!over(&g, out_numel) && !any_over(&all.iter().collect::<Vec<_>>())) {
+    if total == 0 || (!over(&g, out_numel) && !any_over(&all)) {
         return Ok(None);
     }
     let mut row = out_numel / total;
@@ -146,7 +148,7 @@ pub(crate) fn elementwise(
     out_shape: &[usize],
     outputs: usize,
     dtype: DType,
-    mut f: impl FnMut(&[Tensor]) -> Result<Vec<Tensor>>,
+    f: impl FnMut(&[Tensor]) -> Result<Vec<Tensor>>,
 ) -> Result<Option<Vec<Tensor>>> {
     if !any_over(inputs) {
         return Ok(None);
@@ -154,11 +156,7 @@ pub(crate) fn elementwise(
     let n = shape::numel(out_shape);
     let flats = inputs.iter().map(|t| flat(t)).collect::<Result<Vec<_>>>()?;
     let parts: Vec<Part> = flats.iter().map(Part::Rows).collect();
-    let Some(outs) = rows(&parts, &[n], outputs, dtype, |p| {
-        let shaped = p.to_vec();
-        f(&shaped)
-    })?
-    else {
+    let Some(outs) = rows(&parts, &[n], outputs, dtype, f)? else {
         return Ok(None);
     };
     outs.into_iter()
@@ -178,12 +176,13 @@ pub(crate) fn broadcast2(
     outputs: usize,
     mut f: impl FnMut(&[Tensor]) -> Result<Vec<Tensor>>,
 ) -> Result<Option<Vec<Tensor>>> {
-    let mut all = vec![a, b];
-    all.extend(extra);
-    if !any_over(&all) && !matches!(a.device(), Device::Gpu(g) if over(g, shape::numel(out_shape)))
-    {
+    // Checked without allocating: this runs on every GPU binary op.
+    let out_over = matches!(a.device(), Device::Gpu(g) if over(g, shape::numel(out_shape)));
+    if !out_over && !any_over(&[a, b]) && !any_over(extra) {
         return Ok(None);
     }
+    let mut all = vec![a, b];
+    all.extend(extra);
     if a.shape() == out_shape && b.shape() == out_shape {
         return elementwise(&all, out_shape, outputs, a.dtype(), f);
     }

@@ -711,18 +711,22 @@ fn mapped_bytes(slice: &wgpu::BufferSlice) -> Result<Vec<u8>> {
 
 /// Two bindings of `k` given the same buffer where either is writable, if any.
 fn writable_alias(k: &Kernel, buffers: &[&GpuBuffer]) -> Option<(u32, u32)> {
-    let slots: Vec<(u32, bool)> = k
-        .slots
-        .iter()
-        .map(|&s| (s, super::slot::read_only(s)))
-        .chain(k.extra.iter().map(|e| (e.binding, e.read_only)))
-        .collect();
-    for i in 0..buffers.len() {
-        for j in i + 1..buffers.len() {
-            let writes = !slots[i].1 || !slots[j].1;
-            if writes && buffers[i].id == buffers[j].id {
-                return Some((slots[i].0, slots[j].0));
-            }
+    // (binding, read-only) of buffer i: the fixed slots, then the extra bindings. No
+    // allocation: this runs on every launch.
+    let slot = |i: usize| match k.slots.get(i) {
+        Some(&s) => (s, super::slot::read_only(s)),
+        None => {
+            let e = k.extra[i - k.slots.len()];
+            (e.binding, e.read_only)
+        }
+    };
+    for (i, written) in buffers.iter().enumerate() {
+        let (binding, read_only) = slot(i);
+        if read_only {
+            continue;
+        }
+        if let Some(j) = (0..buffers.len()).find(|&j| j != i && buffers[j].id == written.id) {
+            return Some((binding, slot(j).0));
         }
     }
     None
