@@ -7,7 +7,7 @@
 //! `WGRAD_BENCH_QUICK=1` keeps only the smallest size (a smoke run). Panics if wgpu
 //! finds no adapter.
 
-mod common;
+use wgrad_benches as common;
 
 use std::time::{Duration, Instant};
 

@@ -10,7 +10,7 @@
 //! Defaults: 10 samples, 1 s warm-up, 4 s measurement (overridable on the command
 //! line). Panics if wgpu finds no adapter.
 
-mod common;
+use wgrad_benches as common;
 
 use std::time::{Duration, Instant};
 

@@ -12,7 +12,7 @@
 //! per device, from its own timed runs measured separately from criterion's samples.
 //! Panics if wgpu finds no adapter.
 
-mod common;
+use wgrad_benches as common;
 
 use std::time::{Duration, Instant};
 

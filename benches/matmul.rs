@@ -1,7 +1,7 @@
 //! Matrix products on the CPU backend (`matrixmultiply`) and on the default wgpu
 //! adapter: the square sizes n = 256, 512, 1024 (and 4096: always on a hardware GPU, on
 //! a software one only with `WGRAD_BENCH_LARGE=1`, where it takes minutes), and the
-//! products inside DESIGN's training workloads: skinny ones (few rows or columns), long-K
+//! products inside the shared training workloads: skinny ones (few rows or columns), long-K
 //! ones (the weight gradients, whose inner dimension is the batch or the pixels), and
 //! batched ones (the convolutions). The GPU runs the planner's choice of kernel (printed
 //! with each case: kernel, K splits, useful share of the executed FLOPs); the square
@@ -18,7 +18,7 @@
 //! lavapipe runs at a few GFLOP/s; `--sample-size`, `--warm-up-time` and
 //! `--measurement-time` override them. Panics if wgpu finds no adapter.
 
-mod common;
+use wgrad_benches as common;
 
 use std::time::{Duration, Instant};
 

@@ -149,36 +149,80 @@ fn plot(
     noisy_draw: &[f32],
 ) -> anyhow::Result<()> {
     common::register_font();
-    let root = BitMapBackend::new(path, (1600, 800)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let (title, body) = root.split_vertically(40);
-    title.titled(
-        "Activation functions f (blue) and their derivatives f' from backward() (red)",
-        ("sans-serif", 22),
-    )?;
-    let panels = body.split_evenly((2, 4));
-    let points = |v: &[f32]| -> Vec<(f64, f64)> {
-        xs.iter()
-            .zip(v)
-            .map(|(&x, &y)| (x as f64, y as f64))
-            .collect()
-    };
+    common::save_png(path, (1600, 800), |root| {
+        root.fill(&WHITE)?;
+        let (title, body) = root.split_vertically(40);
+        title.titled(
+            "Activation functions f (blue) and their derivatives f' from backward() (red)",
+            ("sans-serif", 22),
+        )?;
+        let panels = body.split_evenly((2, 4));
+        let points = |v: &[f32]| -> Vec<(f64, f64)> {
+            xs.iter()
+                .zip(v)
+                .map(|(&x, &y)| (x as f64, y as f64))
+                .collect()
+        };
 
-    for (i, (c, area)) in curves.iter().zip(&panels).enumerate() {
-        let is_noisy = i == 4;
-        let mut all: Vec<f32> = c.f.iter().chain(&c.df).copied().collect();
-        if is_noisy {
-            all.extend(noisy_draw);
+        for (i, (c, area)) in curves.iter().zip(&panels).enumerate() {
+            let is_noisy = i == 4;
+            let mut all: Vec<f32> = c.f.iter().chain(&c.df).copied().collect();
+            if is_noisy {
+                all.extend(noisy_draw);
+            }
+            let lo = all.iter().copied().fold(0.0f32, f32::min) as f64;
+            let hi = all.iter().copied().fold(1.0f32, f32::max) as f64;
+            let pad = 0.08 * (hi - lo);
+            let mut chart = ChartBuilder::on(area)
+                .caption(&c.name, ("sans-serif", 18))
+                .margin(10)
+                .x_label_area_size(35)
+                .y_label_area_size(45)
+                .build_cartesian_2d(-4.0..4.0, (lo - pad)..(hi + pad))?;
+            chart
+                .configure_mesh()
+                .x_desc("x")
+                .x_label_formatter(&|x| format!("{x:.0}"))
+                .y_label_formatter(&tick)
+                .label_style(("sans-serif", 13))
+                .draw()?;
+            if is_noisy {
+                let green = GREEN_700.mix(0.6);
+                chart
+                    .draw_series(
+                        points(noisy_draw)
+                            .into_iter()
+                            .step_by(2)
+                            .map(|p| Circle::new(p, 2, green.filled())),
+                    )?
+                    .label("f, one training-mode draw")
+                    .legend(move |(x, y)| Circle::new((x + 10, y), 3, green.filled()));
+            }
+            let mode = if is_noisy { " (eval mode)" } else { "" };
+            for (v, color, label) in [(&c.f, BLUE, "f"), (&c.df, RED, "f'")] {
+                chart
+                    .draw_series(LineSeries::new(points(v), color.stroke_width(2)))?
+                    .label(format!("{label}{mode}"))
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                    });
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 13))
+                .draw()?;
         }
-        let lo = all.iter().copied().fold(0.0f32, f32::min) as f64;
-        let hi = all.iter().copied().fold(1.0f32, f32::max) as f64;
-        let pad = 0.08 * (hi - lo);
-        let mut chart = ChartBuilder::on(area)
-            .caption(&c.name, ("sans-serif", 18))
+
+        // The last panel: every derivative at once (noisy ReLU's eval mode is ReLU's).
+        let mut chart = ChartBuilder::on(&panels[7])
+            .caption("All derivatives f'", ("sans-serif", 18))
             .margin(10)
             .x_label_area_size(35)
             .y_label_area_size(45)
-            .build_cartesian_2d(-4.0..4.0, (lo - pad)..(hi + pad))?;
+            .build_cartesian_2d(-4.0..4.0, -0.1..1.1)?;
         chart
             .configure_mesh()
             .x_desc("x")
@@ -186,23 +230,15 @@ fn plot(
             .y_label_formatter(&tick)
             .label_style(("sans-serif", 13))
             .draw()?;
-        if is_noisy {
-            let green = GREEN_700.mix(0.6);
+        let colors = [RED, BLUE, BLACK, GREEN_700, CYAN, MAGENTA, ORANGE];
+        for (i, c) in curves.iter().enumerate() {
+            if i == 4 {
+                continue;
+            }
+            let color = colors[i];
             chart
-                .draw_series(
-                    points(noisy_draw)
-                        .into_iter()
-                        .step_by(2)
-                        .map(|p| Circle::new(p, 2, green.filled())),
-                )?
-                .label("f, one training-mode draw")
-                .legend(move |(x, y)| Circle::new((x + 10, y), 3, green.filled()));
-        }
-        let mode = if is_noisy { " (eval mode)" } else { "" };
-        for (v, color, label) in [(&c.f, BLUE, "f"), (&c.df, RED, "f'")] {
-            chart
-                .draw_series(LineSeries::new(points(v), color.stroke_width(2)))?
-                .label(format!("{label}{mode}"))
+                .draw_series(LineSeries::new(points(&c.df), color.stroke_width(2)))?
+                .label(c.name.clone())
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
                 });
@@ -212,44 +248,9 @@ fn plot(
             .position(SeriesLabelPosition::UpperLeft)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
-            .label_font(("sans-serif", 13))
+            .label_font(("sans-serif", 12))
             .draw()?;
-    }
-
-    // The last panel: every derivative at once (noisy ReLU's eval mode is ReLU's).
-    let mut chart = ChartBuilder::on(&panels[7])
-        .caption("All derivatives f'", ("sans-serif", 18))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(45)
-        .build_cartesian_2d(-4.0..4.0, -0.1..1.1)?;
-    chart
-        .configure_mesh()
-        .x_desc("x")
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&tick)
-        .label_style(("sans-serif", 13))
-        .draw()?;
-    let colors = [RED, BLUE, BLACK, GREEN_700, CYAN, MAGENTA, ORANGE];
-    for (i, c) in curves.iter().enumerate() {
-        if i == 4 {
-            continue;
-        }
-        let color = colors[i];
-        chart
-            .draw_series(LineSeries::new(points(&c.df), color.stroke_width(2)))?
-            .label(c.name.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 12))
-        .draw()?;
-    root.present()?;
+        Ok(())
+    })?;
     Ok(())
 }

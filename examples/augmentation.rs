@@ -84,35 +84,37 @@ fn main() -> anyhow::Result<()> {
     let height = (cell + gap) * args.images as u32 + gap + 30;
     let path = common::out_dir()?.join("augmentation.png");
     common::register_font();
-    let root = BitMapBackend::new(&path, (width, height)).into_drawing_area();
-    root.fill(&WHITE)?;
-    root.draw(&Text::new(
+    common::save_png(&path, (width, height), |root| {
+        root.fill(&WHITE)?;
+        root.draw(&Text::new(
         "original | eight augmented training steps (crop after padding, flips, brightness, contrast, PCA colour)",
         (gap as i32, 8),
         ("sans-serif", 15),
     ))?;
-    for (col, t) in columns.iter().enumerate() {
-        let v = t.to_vec::<f32>()?;
-        for img in 0..args.images {
-            let (x0, y0) = (
-                gap + col as u32 * (cell + gap),
-                30 + gap + img as u32 * (cell + gap),
-            );
-            for py in 0..32u32 {
-                for px in 0..32u32 {
-                    let at = |c: usize| v[((img * 3 + c) * 32 + py as usize) * 32 + px as usize];
-                    let rgb = [0, 1, 2].map(|c| (at(c).clamp(0.0, 1.0) * 255.0) as u8);
-                    let colour = RGBColor(rgb[0], rgb[1], rgb[2]);
-                    let (sx, sy) = ((x0 + px * 3) as i32, (y0 + py * 3) as i32);
-                    root.draw(&Rectangle::new(
-                        [(sx, sy), (sx + 3, sy + 3)],
-                        colour.filled(),
-                    ))?;
+        for (col, t) in columns.iter().enumerate() {
+            let v = t.to_vec::<f32>()?;
+            for img in 0..args.images {
+                let (x0, y0) = (
+                    gap + col as u32 * (cell + gap),
+                    30 + gap + img as u32 * (cell + gap),
+                );
+                for py in 0..32u32 {
+                    for px in 0..32u32 {
+                        let at =
+                            |c: usize| v[((img * 3 + c) * 32 + py as usize) * 32 + px as usize];
+                        let rgb = [0, 1, 2].map(|c| (at(c).clamp(0.0, 1.0) * 255.0) as u8);
+                        let colour = RGBColor(rgb[0], rgb[1], rgb[2]);
+                        let (sx, sy) = ((x0 + px * 3) as i32, (y0 + py * 3) as i32);
+                        root.draw(&Rectangle::new(
+                            [(sx, sy), (sx + 3, sy + 3)],
+                            colour.filled(),
+                        ))?;
+                    }
                 }
             }
         }
-    }
-    root.present()?;
+        Ok(())
+    })?;
     println!("wrote {}", path.display());
     Ok(())
 }

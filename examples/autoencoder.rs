@@ -185,40 +185,41 @@ fn draw_reconstructions(
     let side = 8 * CELL;
     let width = LEFT + n as i32 * (side + GAP) + GAP;
     let height = TOP + 2 * (side + GAP) + GAP;
-    let root = BitMapBackend::new(path, (width as u32, height as u32)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let title = format!("Convolutional autoencoder on test digits (test MSE {test_mse:.4})");
-    root.draw(&Text::new(title, (GAP, 14), ("sans-serif", 20)))?;
-    for (row, (label, data)) in [("input", inputs), ("reconstruction", outputs)]
-        .iter()
-        .enumerate()
-    {
-        let y0 = TOP + row as i32 * (side + GAP);
-        root.draw(&Text::new(
-            label.to_string(),
-            (GAP, y0 + side / 2 - 8),
-            ("sans-serif", 16),
-        ))?;
-        for k in 0..n {
-            let x0 = LEFT + k as i32 * (side + GAP);
-            for p in 0..64 {
-                let v = data[k * 64 + p].clamp(0.0, 1.0);
-                // Ink is dark: 0 draws white, 1 draws black.
-                let g = (255.0 * (1.0 - v)).round() as u8;
-                let (r, c) = ((p / 8) as i32, (p % 8) as i32);
-                let (x, y) = (x0 + c * CELL, y0 + r * CELL);
+    common::save_png(path, (width as u32, height as u32), |root| {
+        root.fill(&WHITE)?;
+        let title = format!("Convolutional autoencoder on test digits (test MSE {test_mse:.4})");
+        root.draw(&Text::new(title, (GAP, 14), ("sans-serif", 20)))?;
+        for (row, (label, data)) in [("input", inputs), ("reconstruction", outputs)]
+            .iter()
+            .enumerate()
+        {
+            let y0 = TOP + row as i32 * (side + GAP);
+            root.draw(&Text::new(
+                label.to_string(),
+                (GAP, y0 + side / 2 - 8),
+                ("sans-serif", 16),
+            ))?;
+            for k in 0..n {
+                let x0 = LEFT + k as i32 * (side + GAP);
+                for p in 0..64 {
+                    let v = data[k * 64 + p].clamp(0.0, 1.0);
+                    // Ink is dark: 0 draws white, 1 draws black.
+                    let g = (255.0 * (1.0 - v)).round() as u8;
+                    let (r, c) = ((p / 8) as i32, (p % 8) as i32);
+                    let (x, y) = (x0 + c * CELL, y0 + r * CELL);
+                    root.draw(&Rectangle::new(
+                        [(x, y), (x + CELL, y + CELL)],
+                        RGBColor(g, g, g).filled(),
+                    ))?;
+                }
                 root.draw(&Rectangle::new(
-                    [(x, y), (x + CELL, y + CELL)],
-                    RGBColor(g, g, g).filled(),
+                    [(x0 - 1, y0 - 1), (x0 + side, y0 + side)],
+                    BLACK.mix(0.4),
                 ))?;
             }
-            root.draw(&Rectangle::new(
-                [(x0 - 1, y0 - 1), (x0 + side, y0 + side)],
-                BLACK.mix(0.4),
-            ))?;
         }
-    }
-    root.present()?;
+        Ok(())
+    })?;
     Ok(())
 }
 
@@ -234,58 +235,59 @@ fn draw_codes(path: &std::path::Path, codes: &[f32], labels: &[u32]) -> anyhow::
         (lo - pad) as f64..(hi + pad) as f64
     };
     let (xr, yr) = (range(&mut xs.clone()), range(&mut ys.clone()));
-    let root = BitMapBackend::new(path, (760, 640)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "2-D autoencoder codes of the test digits",
-            ("sans-serif", 22),
-        )
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .build_cartesian_2d(xr, yr)?;
-    chart
-        .configure_mesh()
-        .x_desc("code[0]")
-        .y_desc("code[1]")
-        .draw()?;
-    let colours = [
-        RGBColor(31, 119, 180),
-        RGBColor(255, 127, 14),
-        RGBColor(44, 160, 44),
-        RGBColor(214, 39, 40),
-        RGBColor(148, 103, 189),
-        RGBColor(140, 86, 75),
-        RGBColor(227, 119, 194),
-        RGBColor(127, 127, 127),
-        RGBColor(188, 189, 34),
-        RGBColor(23, 190, 207),
-    ];
-    for (class, &colour) in colours.iter().enumerate() {
-        let points: Vec<(f64, f64)> = labels
-            .iter()
-            .enumerate()
-            .filter(|(_, &l)| l as usize == class)
-            .map(|(i, _)| (codes[2 * i] as f64, codes[2 * i + 1] as f64))
-            .collect();
+    common::save_png(path, (760, 640), |root| {
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "2-D autoencoder codes of the test digits",
+                ("sans-serif", 22),
+            )
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(xr, yr)?;
         chart
-            .draw_series(
-                points
-                    .into_iter()
-                    .map(|p| Circle::new(p, 3, colour.mix(0.8).filled())),
-            )?
-            .label(format!("{class}"))
-            .legend(move |(x, y)| Circle::new((x + 8, y), 4, colour.filled()));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 15))
-        .draw()?;
-    root.present()?;
+            .configure_mesh()
+            .x_desc("code[0]")
+            .y_desc("code[1]")
+            .draw()?;
+        let colours = [
+            RGBColor(31, 119, 180),
+            RGBColor(255, 127, 14),
+            RGBColor(44, 160, 44),
+            RGBColor(214, 39, 40),
+            RGBColor(148, 103, 189),
+            RGBColor(140, 86, 75),
+            RGBColor(227, 119, 194),
+            RGBColor(127, 127, 127),
+            RGBColor(188, 189, 34),
+            RGBColor(23, 190, 207),
+        ];
+        for (class, &colour) in colours.iter().enumerate() {
+            let points: Vec<(f64, f64)> = labels
+                .iter()
+                .enumerate()
+                .filter(|(_, &l)| l as usize == class)
+                .map(|(i, _)| (codes[2 * i] as f64, codes[2 * i + 1] as f64))
+                .collect();
+            chart
+                .draw_series(
+                    points
+                        .into_iter()
+                        .map(|p| Circle::new(p, 3, colour.mix(0.8).filled())),
+                )?
+                .label(format!("{class}"))
+                .legend(move |(x, y)| Circle::new((x + 8, y), 4, colour.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 15))
+            .draw()?;
+        Ok(())
+    })?;
     Ok(())
 }
 

@@ -352,66 +352,70 @@ fn plot_errors(
     deep: &[(u32, usize, f64)],
 ) -> anyhow::Result<()> {
     let path = common::out_dir()?.join("deep_vs_shallow.png");
-    let root = BitMapBackend::new(&path, (1000, 650)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let max_p = errors.iter().flatten().map(|e| e.0).max().unwrap_or(10) as f64;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Sawtooth t^k: fit error vs number of parameters",
-            ("sans-serif", 24),
-        )
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(75)
-        .build_cartesian_2d(
-            (5.0..max_p * 1.5).log_scale(),
-            (FLOOR / 3.0..2.0).log_scale(),
-        )?;
-    chart
-        .configure_mesh()
-        .x_desc("parameters (log scale)")
-        .y_desc("RMSE on 2001 points (log scale)")
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_label_formatter(&|v| format!("{v:.0e}"))
-        .label_style(("sans-serif", 15))
-        .axis_desc_style(("sans-serif", 17))
-        .draw()?;
-    for (ki, &k) in ks.iter().enumerate() {
-        let c = color(ki);
-        let pts: Vec<(f64, f64)> = errors[ki]
-            .iter()
-            .map(|&(p, e)| (p as f64, e.max(FLOOR)))
-            .collect();
+    common::save_png(&path, (1000, 650), |root| {
+        root.fill(&WHITE)?;
+        let max_p = errors.iter().flatten().map(|e| e.0).max().unwrap_or(10) as f64;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "Sawtooth t^k: fit error vs number of parameters",
+                ("sans-serif", 24),
+            )
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(75)
+            .build_cartesian_2d(
+                (5.0..max_p * 1.5).log_scale(),
+                (FLOOR / 3.0..2.0).log_scale(),
+            )?;
         chart
-            .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))?
-            .label(format!("shallow, k = {k} ({} teeth)", 1 << (k - 1)))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))?;
-    }
-    // The deep constructions, at the floor (their error is float rounding, ~1e-7 or 0).
-    for (ki, &(k, p, _)) in deep.iter().enumerate() {
-        let c = color(ki);
-        let pt = (p as f64, FLOOR);
-        let series = chart.draw_series(std::iter::once(TriangleMarker::new(pt, 9, c.filled())))?;
-        if ki == 0 {
-            series
-                .label("deep, exact (2 units/layer, k layers), drawn at 1e-7")
-                .legend(|(x, y)| TriangleMarker::new((x + 10, y), 7, BLACK.filled()));
+            .configure_mesh()
+            .x_desc("parameters (log scale)")
+            .y_desc("RMSE on 2001 points (log scale)")
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| format!("{v:.0e}"))
+            .label_style(("sans-serif", 15))
+            .axis_desc_style(("sans-serif", 17))
+            .draw()?;
+        for (ki, &k) in ks.iter().enumerate() {
+            let c = color(ki);
+            let pts: Vec<(f64, f64)> = errors[ki]
+                .iter()
+                .map(|&(p, e)| (p as f64, e.max(FLOOR)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))?
+                .label(format!("shallow, k = {k} ({} teeth)", 1 << (k - 1)))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                });
+            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))?;
         }
-        chart.draw_series(std::iter::once(Text::new(
-            format!("k={k}"),
-            (p as f64 * 0.93, FLOOR * 2.2),
-            ("sans-serif", 14),
-        )))?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 15))
-        .draw()?;
-    root.present()?;
+        // The deep constructions, at the floor (their error is float rounding, ~1e-7 or 0).
+        for (ki, &(k, p, _)) in deep.iter().enumerate() {
+            let c = color(ki);
+            let pt = (p as f64, FLOOR);
+            let series =
+                chart.draw_series(std::iter::once(TriangleMarker::new(pt, 9, c.filled())))?;
+            if ki == 0 {
+                series
+                    .label("deep, exact (2 units/layer, k layers), drawn at 1e-7")
+                    .legend(|(x, y)| TriangleMarker::new((x + 10, y), 7, BLACK.filled()));
+            }
+            chart.draw_series(std::iter::once(Text::new(
+                format!("k={k}"),
+                (p as f64 * 0.93, FLOOR * 2.2),
+                ("sans-serif", 14),
+            )))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 15))
+            .draw()?;
+        Ok(())
+    })?;
     println!("wrote {}", path.display());
     Ok(())
 }
@@ -419,49 +423,52 @@ fn plot_errors(
 /// The k = 4 sawtooth with the shallow fits of a few widths.
 fn plot_fits(xs: &[f64], fits: &[(usize, Vec<f32>)]) -> anyhow::Result<()> {
     let path = common::out_dir()?.join("deep_vs_shallow_fits.png");
-    let root = BitMapBackend::new(&path, (1000, 550)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "k = 4: the sawtooth (8 teeth, 16 pieces) and one-hidden-layer fits",
-            ("sans-serif", 22),
-        )
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0.0..1.0, -0.1..1.45)?;
-    chart
-        .configure_mesh()
-        .x_desc("x")
-        .y_desc("y")
-        .label_style(("sans-serif", 15))
-        .axis_desc_style(("sans-serif", 17))
-        .draw()?;
-    let truth: Vec<(f64, f64)> = xs.iter().map(|&x| (x, sawtooth(x, 4))).collect();
-    chart
-        .draw_series(LineSeries::new(truth, BLACK.stroke_width(3)))?
-        .label("t^4 (= the deep net, exactly)")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(3)));
-    let shown: Vec<&(usize, Vec<f32>)> = fits
-        .iter()
-        .filter(|(m, _)| [8, 16, 32, 64].contains(m))
-        .collect();
-    for (i, (m, out)) in shown.into_iter().enumerate() {
-        let c = color(i + 1);
-        let pts: Vec<(f64, f64)> = xs.iter().zip(out).map(|(&x, &y)| (x, y as f64)).collect();
+    common::save_png(&path, (1000, 550), |root| {
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "k = 4: the sawtooth (8 teeth, 16 pieces) and one-hidden-layer fits",
+                ("sans-serif", 22),
+            )
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.0..1.0, -0.1..1.45)?;
         chart
-            .draw_series(LineSeries::new(pts, c.stroke_width(2)))?
-            .label(format!("shallow, m = {m} units"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 15))
-        .draw()?;
-    root.present()?;
+            .configure_mesh()
+            .x_desc("x")
+            .y_desc("y")
+            .label_style(("sans-serif", 15))
+            .axis_desc_style(("sans-serif", 17))
+            .draw()?;
+        let truth: Vec<(f64, f64)> = xs.iter().map(|&x| (x, sawtooth(x, 4))).collect();
+        chart
+            .draw_series(LineSeries::new(truth, BLACK.stroke_width(3)))?
+            .label("t^4 (= the deep net, exactly)")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(3)));
+        let shown: Vec<&(usize, Vec<f32>)> = fits
+            .iter()
+            .filter(|(m, _)| [8, 16, 32, 64].contains(m))
+            .collect();
+        for (i, (m, out)) in shown.into_iter().enumerate() {
+            let c = color(i + 1);
+            let pts: Vec<(f64, f64)> = xs.iter().zip(out).map(|(&x, &y)| (x, y as f64)).collect();
+            chart
+                .draw_series(LineSeries::new(pts, c.stroke_width(2)))?
+                .label(format!("shallow, m = {m} units"))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 15))
+            .draw()?;
+        Ok(())
+    })?;
     println!("wrote {}", path.display());
     Ok(())
 }

@@ -76,45 +76,46 @@ fn main() -> anyhow::Result<()> {
 
     let png = common::out_dir()?.join("digits_cnn_curves.png");
     common::register_font();
-    let root = BitMapBackend::new(&png, (900, 400)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let (left, right) = root.split_horizontally(450);
-    let epochs = losses.len().max(1) as f64;
-    let top = losses.iter().copied().fold(1e-3, f64::max) * 1.05;
-    let mut chart = ChartBuilder::on(&left)
-        .caption("Training loss", ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .build_cartesian_2d(1.0..epochs, 0.0..top)?;
-    chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .y_desc("cross-entropy")
-        .draw()?;
-    chart.draw_series(LineSeries::new(
-        losses.iter().enumerate().map(|(i, &l)| (i as f64 + 1.0, l)),
-        BLUE.stroke_width(2),
-    ))?;
-    let mut chart = ChartBuilder::on(&right)
-        .caption("Test accuracy (%)", ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .build_cartesian_2d(1.0..epochs, 80.0..100.0)?;
-    chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .y_desc("accuracy (%)")
-        .draw()?;
-    chart.draw_series(LineSeries::new(
-        accuracies
-            .iter()
-            .enumerate()
-            .map(|(i, &a)| (i as f64 + 1.0, 100.0 * a)),
-        RED.stroke_width(2),
-    ))?;
-    root.present()?;
+    common::save_png(&png, (900, 400), |root| {
+        root.fill(&WHITE)?;
+        let (left, right) = root.split_horizontally(450);
+        let epochs = losses.len().max(1) as f64;
+        let top = losses.iter().copied().fold(1e-3, f64::max) * 1.05;
+        let mut chart = ChartBuilder::on(&left)
+            .caption("Training loss", ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(1.0..epochs, 0.0..top)?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc("cross-entropy")
+            .draw()?;
+        chart.draw_series(LineSeries::new(
+            losses.iter().enumerate().map(|(i, &l)| (i as f64 + 1.0, l)),
+            BLUE.stroke_width(2),
+        ))?;
+        let mut chart = ChartBuilder::on(&right)
+            .caption("Test accuracy (%)", ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(1.0..epochs, 80.0..100.0)?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc("accuracy (%)")
+            .draw()?;
+        chart.draw_series(LineSeries::new(
+            accuracies
+                .iter()
+                .enumerate()
+                .map(|(i, &a)| (i as f64 + 1.0, 100.0 * a)),
+            RED.stroke_width(2),
+        ))?;
+        Ok(())
+    })?;
     println!("wrote {}", png.display());
     if acc < 0.98 {
         println!(

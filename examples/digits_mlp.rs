@@ -220,54 +220,55 @@ fn plot_curves(
     accuracies: &[f64],
 ) -> anyhow::Result<()> {
     common::register_font();
-    let root = BitMapBackend::new(path, (1100, 450)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let (left, right) = root.split_horizontally(550);
-    let x0 = first as f64;
-    let x1 = (first + losses.len()).saturating_sub(1).max(first + 1) as f64;
+    common::save_png(path, (1100, 450), |root| {
+        root.fill(&WHITE)?;
+        let (left, right) = root.split_horizontally(550);
+        let x0 = first as f64;
+        let x1 = (first + losses.len()).saturating_sub(1).max(first + 1) as f64;
 
-    let max_loss = losses.iter().copied().fold(0.0, f64::max).max(1e-3) * 1.05;
-    let mut chart = ChartBuilder::on(&left)
-        .caption("Training loss", ("sans-serif", 22))
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(60)
-        .build_cartesian_2d(x0..x1, 0.0..max_loss)?;
-    chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .y_desc("mean cross-entropy")
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .label_style(("sans-serif", 14))
-        .draw()?;
-    chart.draw_series(LineSeries::new(
-        losses.iter().enumerate().map(|(i, &l)| (x0 + i as f64, l)),
-        BLUE.stroke_width(2),
-    ))?;
+        let max_loss = losses.iter().copied().fold(0.0, f64::max).max(1e-3) * 1.05;
+        let mut chart = ChartBuilder::on(&left)
+            .caption("Training loss", ("sans-serif", 22))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x0..x1, 0.0..max_loss)?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc("mean cross-entropy")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .label_style(("sans-serif", 14))
+            .draw()?;
+        chart.draw_series(LineSeries::new(
+            losses.iter().enumerate().map(|(i, &l)| (x0 + i as f64, l)),
+            BLUE.stroke_width(2),
+        ))?;
 
-    let low = accuracies.iter().copied().fold(1.0, f64::min) * 100.0;
-    let low = (low - 2.0).clamp(0.0, 95.0).floor();
-    let mut chart = ChartBuilder::on(&right)
-        .caption("Test accuracy", ("sans-serif", 22))
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(60)
-        .build_cartesian_2d(x0..x1, low..100.0)?;
-    chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .y_desc("accuracy (%)")
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{y:.0}"))
-        .label_style(("sans-serif", 14))
-        .draw()?;
-    chart.draw_series(LineSeries::new(
-        accuracies
-            .iter()
-            .enumerate()
-            .map(|(i, &a)| (x0 + i as f64, 100.0 * a)),
-        RED.stroke_width(2),
-    ))?;
-    root.present()?;
+        let low = accuracies.iter().copied().fold(1.0, f64::min) * 100.0;
+        let low = (low - 2.0).clamp(0.0, 95.0).floor();
+        let mut chart = ChartBuilder::on(&right)
+            .caption("Test accuracy", ("sans-serif", 22))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x0..x1, low..100.0)?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc("accuracy (%)")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .label_style(("sans-serif", 14))
+            .draw()?;
+        chart.draw_series(LineSeries::new(
+            accuracies
+                .iter()
+                .enumerate()
+                .map(|(i, &a)| (x0 + i as f64, 100.0 * a)),
+            RED.stroke_width(2),
+        ))?;
+        Ok(())
+    })?;
     Ok(())
 }

@@ -187,83 +187,84 @@ fn plot(
     n: usize,
 ) -> anyhow::Result<()> {
     common::register_font();
-    let root = BitMapBackend::new(path, (1300, 560)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let (title, body) = root.split_vertically(40);
-    title.titled(
-        &format!("Overfitting {n} digits: a 64-512-512-10 MLP with and without dropout"),
-        ("sans-serif", 22),
-    )?;
-    let (left, right) = body.split_horizontally(650);
-    let gap = |h: &History| 100.0 * (h.train[h.train.len() - 1] - h.test[h.test.len() - 1]);
-    // Thick lines: training accuracy; thin, lighter lines: test accuracy.
-    let curves = [
-        (
-            &plain.train,
-            "no dropout: train".to_string(),
-            RED.to_rgba(),
-            3,
-        ),
-        (
-            &plain.test,
-            format!("no dropout: test (final gap {:.1} points)", gap(plain)),
-            RED.mix(0.5),
-            2,
-        ),
-        (
-            &dropped.train,
-            format!("dropout {p}: train"),
-            BLUE.to_rgba(),
-            3,
-        ),
-        (
-            &dropped.test,
-            format!("dropout {p}: test (final gap {:.1} points)", gap(dropped)),
-            BLUE.mix(0.5),
-            2,
-        ),
-    ];
-    let epochs = plain.train.len().max(1) as f64;
-    for (area, caption, low) in [
-        (&left, "All epochs", 0.0),
-        (&right, "Close-up of the top", 80.0),
-    ] {
-        let mut chart = ChartBuilder::on(area)
-            .caption(caption, ("sans-serif", 18))
-            .margin(15)
-            .x_label_area_size(45)
-            .y_label_area_size(60)
-            .build_cartesian_2d(1.0..epochs, low..100.5)?;
-        chart
-            .configure_mesh()
-            .x_desc("epoch")
-            .y_desc("accuracy (%)")
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .y_label_formatter(&|y| format!("{y:.0}"))
-            .label_style(("sans-serif", 14))
-            .draw()?;
-        for (values, label, color, width) in &curves {
-            let style = color.stroke_width(*width);
+    common::save_png(path, (1300, 560), |root| {
+        root.fill(&WHITE)?;
+        let (title, body) = root.split_vertically(40);
+        title.titled(
+            &format!("Overfitting {n} digits: a 64-512-512-10 MLP with and without dropout"),
+            ("sans-serif", 22),
+        )?;
+        let (left, right) = body.split_horizontally(650);
+        let gap = |h: &History| 100.0 * (h.train[h.train.len() - 1] - h.test[h.test.len() - 1]);
+        // Thick lines: training accuracy; thin, lighter lines: test accuracy.
+        let curves = [
+            (
+                &plain.train,
+                "no dropout: train".to_string(),
+                RED.to_rgba(),
+                3,
+            ),
+            (
+                &plain.test,
+                format!("no dropout: test (final gap {:.1} points)", gap(plain)),
+                RED.mix(0.5),
+                2,
+            ),
+            (
+                &dropped.train,
+                format!("dropout {p}: train"),
+                BLUE.to_rgba(),
+                3,
+            ),
+            (
+                &dropped.test,
+                format!("dropout {p}: test (final gap {:.1} points)", gap(dropped)),
+                BLUE.mix(0.5),
+                2,
+            ),
+        ];
+        let epochs = plain.train.len().max(1) as f64;
+        for (area, caption, low) in [
+            (&left, "All epochs", 0.0),
+            (&right, "Close-up of the top", 80.0),
+        ] {
+            let mut chart = ChartBuilder::on(area)
+                .caption(caption, ("sans-serif", 18))
+                .margin(15)
+                .x_label_area_size(45)
+                .y_label_area_size(60)
+                .build_cartesian_2d(1.0..epochs, low..100.5)?;
             chart
-                .draw_series(LineSeries::new(
-                    values
-                        .iter()
-                        .enumerate()
-                        .map(|(e, &a)| (e as f64 + 1.0, 100.0 * a))
-                        .filter(|&(_, a)| a >= low), // the close-up leaves out the climb
-                    style,
-                ))?
-                .label(label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+                .configure_mesh()
+                .x_desc("epoch")
+                .y_desc("accuracy (%)")
+                .x_label_formatter(&|x| format!("{x:.0}"))
+                .y_label_formatter(&|y| format!("{y:.0}"))
+                .label_style(("sans-serif", 14))
+                .draw()?;
+            for (values, label, color, width) in &curves {
+                let style = color.stroke_width(*width);
+                chart
+                    .draw_series(LineSeries::new(
+                        values
+                            .iter()
+                            .enumerate()
+                            .map(|(e, &a)| (e as f64 + 1.0, 100.0 * a))
+                            .filter(|&(_, a)| a >= low), // the close-up leaves out the climb
+                        style,
+                    ))?
+                    .label(label)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE.mix(0.9))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 14))
+                .draw()?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .draw()?;
-    }
-    root.present()?;
+        Ok(())
+    })?;
     Ok(())
 }

@@ -97,34 +97,35 @@ fn draw_filters(path: &std::path::Path, weights: &[f32], count: usize) -> anyhow
     let rows = count.div_ceil(PER_ROW);
     let width = GAP + PER_ROW as i32 * (side + GAP);
     let height = 80 + rows as i32 * (side + GAP + 20);
-    let root = BitMapBackend::new(path, (width as u32, height as u32)).into_drawing_area();
-    root.fill(&WHITE)?;
-    root.draw(&Text::new(
-        "First-layer filters (3x3) of the digits CNN",
-        (GAP, 12),
-        ("sans-serif", 22),
-    ))?;
-    root.draw(&Text::new(
-        "each scaled to its own range: black = most negative weight, white = most positive",
-        (GAP, 44),
-        ("sans-serif", 15),
-    ))?;
-    for k in 0..count {
-        let f = &weights[k * 9..(k + 1) * 9];
-        let (lo, hi) = min_max(f);
-        let span = (hi - lo).max(1e-8);
-        let x0 = GAP + (k % PER_ROW) as i32 * (side + GAP);
-        let y0 = 80 + (k / PER_ROW) as i32 * (side + GAP + 20);
+    common::save_png(path, (width as u32, height as u32), |root| {
+        root.fill(&WHITE)?;
         root.draw(&Text::new(
-            format!("filter {k}"),
-            (x0, y0),
-            ("sans-serif", 14),
+            "First-layer filters (3x3) of the digits CNN",
+            (GAP, 12),
+            ("sans-serif", 22),
         ))?;
-        draw_image(&root, (x0, y0 + 20), f, 3, 3, CELL, |v| {
-            (255.0 * (v - lo) / span).round() as u8
-        })?;
-    }
-    root.present()?;
+        root.draw(&Text::new(
+            "each scaled to its own range: black = most negative weight, white = most positive",
+            (GAP, 44),
+            ("sans-serif", 15),
+        ))?;
+        for k in 0..count {
+            let f = &weights[k * 9..(k + 1) * 9];
+            let (lo, hi) = min_max(f);
+            let span = (hi - lo).max(1e-8);
+            let x0 = GAP + (k % PER_ROW) as i32 * (side + GAP);
+            let y0 = 80 + (k / PER_ROW) as i32 * (side + GAP + 20);
+            root.draw(&Text::new(
+                format!("filter {k}"),
+                (x0, y0),
+                ("sans-serif", 14),
+            ))?;
+            draw_image(&root, (x0, y0 + 20), f, 3, 3, CELL, |v| {
+                (255.0 * (v - lo) / span).round() as u8
+            })?;
+        }
+        Ok(())
+    })?;
     Ok(())
 }
 
@@ -146,43 +147,44 @@ fn draw_feature_maps(path: &std::path::Path, panels: &[Panel]) -> anyhow::Result
     let width = GAP + PER_ROW as i32 * (TILE + GAP);
     let panel_height = |p: &Panel| HEAD + p.count.div_ceil(PER_ROW) as i32 * (TILE + GAP) + GAP;
     let height = 50 + panels.iter().map(panel_height).sum::<i32>();
-    let root = BitMapBackend::new(path, (width as u32, height as u32)).into_drawing_area();
-    root.fill(&WHITE)?;
-    root.draw(&Text::new(
-        "One test digit through the digits CNN (each map scaled to its own maximum)",
-        (GAP, 14),
-        ("sans-serif", 17),
-    ))?;
-    let mut y = 50;
-    for p in panels {
-        root.draw(&Rectangle::new(
-            [(2, y - 4), (width - 2, y + panel_height(p) - 8)],
-            BLACK.mix(0.25),
-        ))?;
+    common::save_png(path, (width as u32, height as u32), |root| {
+        root.fill(&WHITE)?;
         root.draw(&Text::new(
-            p.title.clone(),
-            (GAP, y + 4),
-            ("sans-serif", 16),
+            "One test digit through the digits CNN (each map scaled to its own maximum)",
+            (GAP, 14),
+            ("sans-serif", 17),
         ))?;
-        let cell = TILE / p.size as i32;
-        let n = p.size * p.size;
-        for k in 0..p.count {
-            let m = &p.maps[k * n..(k + 1) * n];
-            let (_, hi) = min_max(m);
-            let x0 = GAP + (k % PER_ROW) as i32 * (TILE + GAP);
-            let y0 = y + HEAD + (k / PER_ROW) as i32 * (TILE + GAP);
-            draw_image(&root, (x0, y0), m, p.size, p.size, cell, |v| {
-                let v = if hi > 0.0 {
-                    (v / hi).clamp(0.0, 1.0)
-                } else {
-                    0.0
-                };
-                (255.0 * (1.0 - v)).round() as u8
-            })?;
+        let mut y = 50;
+        for p in panels {
+            root.draw(&Rectangle::new(
+                [(2, y - 4), (width - 2, y + panel_height(p) - 8)],
+                BLACK.mix(0.25),
+            ))?;
+            root.draw(&Text::new(
+                p.title.clone(),
+                (GAP, y + 4),
+                ("sans-serif", 16),
+            ))?;
+            let cell = TILE / p.size as i32;
+            let n = p.size * p.size;
+            for k in 0..p.count {
+                let m = &p.maps[k * n..(k + 1) * n];
+                let (_, hi) = min_max(m);
+                let x0 = GAP + (k % PER_ROW) as i32 * (TILE + GAP);
+                let y0 = y + HEAD + (k / PER_ROW) as i32 * (TILE + GAP);
+                draw_image(&root, (x0, y0), m, p.size, p.size, cell, |v| {
+                    let v = if hi > 0.0 {
+                        (v / hi).clamp(0.0, 1.0)
+                    } else {
+                        0.0
+                    };
+                    (255.0 * (1.0 - v)).round() as u8
+                })?;
+            }
+            y += panel_height(p);
         }
-        y += panel_height(p);
-    }
-    root.present()?;
+        Ok(())
+    })?;
     Ok(())
 }
 

@@ -198,57 +198,60 @@ fn main() -> anyhow::Result<()> {
 
     common::register_font();
     let path = common::out_dir()?.join("nonlinear.png");
-    let root = BitMapBackend::new(&path, (1200, 580)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let panels = root.split_evenly((1, 2));
-    for ((name, model, acc), panel) in results.iter().zip(panels.iter()) {
-        let title = format!(
-            "{}: training accuracy {:.1}%",
-            if *name == "linear" {
-                "linear model Linear(2, 2)"
-            } else {
-                "MLP 2-16-16-2 (tanh)"
-            },
-            100.0 * acc
-        );
-        let mut chart = ChartBuilder::on(panel)
-            .caption(title, ("sans-serif", 22))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(45)
-            .build_cartesian_2d(b.x.0..b.x.1, b.y.0..b.y.1)?;
-        chart
-            .configure_mesh()
-            .disable_mesh()
-            .x_desc("x1")
-            .y_desc("x2")
-            .label_style(("sans-serif", 14))
-            .draw()?;
-
-        let classes = predict_grid(model, &b, n, &dev)?;
-        chart.draw_series(classes.iter().enumerate().map(|(k, &c)| {
-            let (x0, y0) = (b.x.0 + (k % n) as f32 * dx, b.y.0 + (k / n) as f32 * dy);
-            Rectangle::new([(x0, y0), (x0 + dx, y0 + dy)], REGION[c as usize].filled())
-        }))?;
-        for class in 0..2u32 {
+    common::save_png(&path, (1200, 580), |root| {
+        root.fill(&WHITE)?;
+        let panels = root.split_evenly((1, 2));
+        for ((name, model, acc), panel) in results.iter().zip(panels.iter()) {
+            let title = format!(
+                "{}: training accuracy {:.1}%",
+                if *name == "linear" {
+                    "linear model Linear(2, 2)"
+                } else {
+                    "MLP 2-16-16-2 (tanh)"
+                },
+                100.0 * acc
+            );
+            let mut chart = ChartBuilder::on(panel)
+                .caption(title, ("sans-serif", 22))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(45)
+                .build_cartesian_2d(b.x.0..b.x.1, b.y.0..b.y.1)?;
             chart
-                .draw_series(
-                    data.iter()
-                        .filter(|p| p.2 == class)
-                        .map(|&(x, y, _)| Circle::new((x, y), 3, POINT[class as usize].filled())),
-                )?
-                .label(format!("class {class}"))
-                .legend(move |(x, y)| Circle::new((x + 10, y), 4, POINT[class as usize].filled()));
+                .configure_mesh()
+                .disable_mesh()
+                .x_desc("x1")
+                .y_desc("x2")
+                .label_style(("sans-serif", 14))
+                .draw()?;
+
+            let classes = predict_grid(model, &b, n, &dev)?;
+            chart.draw_series(classes.iter().enumerate().map(|(k, &c)| {
+                let (x0, y0) = (b.x.0 + (k % n) as f32 * dx, b.y.0 + (k / n) as f32 * dy);
+                Rectangle::new([(x0, y0), (x0 + dx, y0 + dy)], REGION[c as usize].filled())
+            }))?;
+            for class in 0..2u32 {
+                chart
+                    .draw_series(
+                        data.iter().filter(|p| p.2 == class).map(|&(x, y, _)| {
+                            Circle::new((x, y), 3, POINT[class as usize].filled())
+                        }),
+                    )?
+                    .label(format!("class {class}"))
+                    .legend(move |(x, y)| {
+                        Circle::new((x + 10, y), 4, POINT[class as usize].filled())
+                    });
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 15))
+                .draw()?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 15))
-            .draw()?;
-    }
-    root.present()?;
+        Ok(())
+    })?;
     println!("wrote {}", path.display());
     Ok(())
 }

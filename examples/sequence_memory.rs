@@ -151,44 +151,45 @@ fn main() -> anyhow::Result<()> {
 
     let png = common::out_dir()?.join("sequence_memory.png");
     common::register_font();
-    let root = BitMapBackend::new(&png, (700, 450)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let kmax = args.gaps.iter().copied().max().unwrap_or(1) as f64;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Recall the first token after k distractors",
-            ("sans-serif", 20),
-        )
-        .margin(14)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .build_cartesian_2d(0.0..kmax * 1.05, 0.0..105.0)?;
-    chart
-        .configure_mesh()
-        .x_desc("k (steps between the token and the question)")
-        .y_desc("held-out accuracy (%)")
-        .draw()?;
-    for (name, color, pick) in [("plain RNN (tanh)", RED, 1usize), ("LSTM", BLUE, 2usize)] {
-        let pts: Vec<(f64, f64)> = results
-            .iter()
-            .map(|r| (r.0 as f64, 100.0 * if pick == 1 { r.1 } else { r.2 }))
-            .collect();
+    common::save_png(&png, (700, 450), |root| {
+        root.fill(&WHITE)?;
+        let kmax = args.gaps.iter().copied().max().unwrap_or(1) as f64;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "Recall the first token after k distractors",
+                ("sans-serif", 20),
+            )
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0.0..kmax * 1.05, 0.0..105.0)?;
         chart
-            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
-    }
-    chart.draw_series(LineSeries::new(
-        vec![(0.0, 12.5), (kmax * 1.05, 12.5)],
-        BLACK.mix(0.4),
-    ))?;
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
-    root.present()?;
+            .configure_mesh()
+            .x_desc("k (steps between the token and the question)")
+            .y_desc("held-out accuracy (%)")
+            .draw()?;
+        for (name, color, pick) in [("plain RNN (tanh)", RED, 1usize), ("LSTM", BLUE, 2usize)] {
+            let pts: Vec<(f64, f64)> = results
+                .iter()
+                .map(|r| (r.0 as f64, 100.0 * if pick == 1 { r.1 } else { r.2 }))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+        }
+        chart.draw_series(LineSeries::new(
+            vec![(0.0, 12.5), (kmax * 1.05, 12.5)],
+            BLACK.mix(0.4),
+        ))?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        Ok(())
+    })?;
     println!("wrote {}", png.display());
     Ok(())
 }

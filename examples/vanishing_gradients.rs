@@ -160,57 +160,58 @@ fn main() -> anyhow::Result<()> {
 
     common::register_font();
     let path = common::out_dir()?.join("vanishing_gradients.png");
-    let root = BitMapBackend::new(&path, (900, 600)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "Weight-gradient norm per layer, {}-layer MLP, default init",
-                args.depth
-            ),
-            ("sans-serif", 22),
-        )
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(75)
-        .build_cartesian_2d(0.5f64..args.depth as f64 + 0.5, (lo..hi).log_scale())?;
-    chart
-        .configure_mesh()
-        .x_desc("layer (1 = input side)")
-        .y_desc("||dL/dW|| (L2 norm, log scale)")
-        .x_labels(args.depth.min(20))
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_label_formatter(&|v| format!("{v:.0e}"))
-        .label_style(("sans-serif", 15))
-        .axis_desc_style(("sans-serif", 17))
-        .draw()?;
-    let colors = [
-        RGBColor(214, 39, 40),
-        RGBColor(31, 119, 180),
-        RGBColor(44, 160, 44),
-    ];
-    for ((act, n), color) in activations.iter().zip(&norms).zip(colors) {
-        let pts: Vec<(f64, f64)> = n
-            .iter()
-            .enumerate()
-            .map(|(i, v)| ((i + 1) as f64, *v))
-            .collect();
+    common::save_png(&path, (900, 600), |root| {
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!(
+                    "Weight-gradient norm per layer, {}-layer MLP, default init",
+                    args.depth
+                ),
+                ("sans-serif", 22),
+            )
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(75)
+            .build_cartesian_2d(0.5f64..args.depth as f64 + 0.5, (lo..hi).log_scale())?;
         chart
-            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
-            .label(*act)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 17))
-        .draw()?;
-    root.present()?;
+            .configure_mesh()
+            .x_desc("layer (1 = input side)")
+            .y_desc("||dL/dW|| (L2 norm, log scale)")
+            .x_labels(args.depth.min(20))
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| format!("{v:.0e}"))
+            .label_style(("sans-serif", 15))
+            .axis_desc_style(("sans-serif", 17))
+            .draw()?;
+        let colors = [
+            RGBColor(214, 39, 40),
+            RGBColor(31, 119, 180),
+            RGBColor(44, 160, 44),
+        ];
+        for ((act, n), color) in activations.iter().zip(&norms).zip(colors) {
+            let pts: Vec<(f64, f64)> = n
+                .iter()
+                .enumerate()
+                .map(|(i, v)| ((i + 1) as f64, *v))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
+                .label(*act)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 17))
+            .draw()?;
+        Ok(())
+    })?;
     println!("wrote {}", path.display());
     Ok(())
 }

@@ -1,7 +1,6 @@
 //! Helpers the benchmarks share: which device to use, medians, and the harness that
-//! times whole training steps (DESIGN's workloads, from `wgrad::workloads`) on both
+//! times whole training steps (the shared workloads, from `wgrad::workloads`) on both
 //! devices.
-#![allow(dead_code)]
 
 use std::time::{Duration, Instant};
 
@@ -41,7 +40,7 @@ pub fn median(times: Vec<Duration>) -> Duration {
     Duration::from_secs_f64(wgrad::workloads::median(&mut secs))
 }
 
-/// Times one of DESIGN's shared workloads on the CPU backend and the GPU: criterion
+/// Times one of the shared workloads on the CPU backend and the GPU: criterion
 /// samples per device, plus a printed median of whole steps and the GPU/CPU ratio.
 pub fn bench_training(c: &mut Criterion, workload: Workload, cpu_steps: usize) {
     let name = workload.name();

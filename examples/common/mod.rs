@@ -2,7 +2,10 @@
 //! progress bars, the output folder and accuracy. Not an example itself.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use plotters::coord::Shift;
+use plotters::prelude::{BitMapBackend, DrawingArea, IntoDrawingArea};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use wgrad::prelude::*;
@@ -45,6 +48,30 @@ pub fn register_font() {
             eprintln!("warning: the bundled font could not be loaded; charts will have no text");
         }
     });
+}
+
+/// Draws a picture of `size` pixels with `draw` and writes it to `path` as an RGB PNG.
+/// Plotters renders into memory and the `png` crate encodes, rather than plotters'
+/// `bitmap_encoder`, which compiles the whole `image` crate (JPEG, BMP, ...) for this.
+pub fn save_png(
+    path: &Path,
+    size: (u32, u32),
+    draw: impl FnOnce(DrawingArea<BitMapBackend<'_>, Shift>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut pixels = vec![0u8; size.0 as usize * size.1 as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
+        draw(root.clone())?;
+        root.present()?;
+    }
+    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut encoder = png::Encoder::new(file, size.0, size.1);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header()?;
+    writer.write_image_data(&pixels)?;
+    writer.finish()?;
+    Ok(())
 }
 
 /// The folder the examples write their pictures and models into (`out/`, created).
