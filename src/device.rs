@@ -76,7 +76,18 @@ impl std::fmt::Debug for Device {
 }
 
 impl Device {
-    /// The CPU backend.
+    /// The CPU backend: plain Rust loops, always available, and the reference the GPU
+    /// kernels are checked against.
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::cpu();
+    /// assert!(!dev.is_gpu());
+    /// let t = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3], &dev)?;
+    /// assert_eq!(t.to_vec::<f32>()?, [1.0, 2.0, 3.0]);
+    /// # Ok(()) }
+    /// ```
     pub fn cpu() -> Device {
         Device::Cpu
     }
@@ -86,6 +97,21 @@ impl Device {
     /// opened with [`GpuOptions::from_env`]. Opened once per process; later calls share it.
     /// In the browser a device can only be opened asynchronously: call
     /// [`Device::gpu_async`] first; after it, this returns the same device.
+    ///
+    /// A machine without any adapter gets [`Error::NoAdapter`], whose message says what
+    /// to install; a program can fall back to the CPU:
+    ///
+    /// ```no_run
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::gpu().unwrap_or_else(|e| {
+    ///     eprintln!("{e}; using the CPU");
+    ///     Device::cpu()
+    /// });
+    /// let x = Tensor::ones(&[4], &dev)?; // on the GPU when there is one
+    /// assert_eq!(x.sum()?.item()?, 4.0);
+    /// # Ok(()) }
+    /// ```
     pub fn gpu() -> Result<Device> {
         #[cfg(target_arch = "wasm32")]
         let ctx = DEFAULT_GPU.get().ok_or_else(|| {
@@ -252,7 +278,18 @@ impl Device {
         }
     }
 
-    /// [`Device::best_with_reason`] without the reason.
+    /// [`Device::best_with_reason`] without the reason: a hardware GPU when there is one,
+    /// else the CPU. Never fails.
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::best();
+    /// println!("training on {}", dev.name());
+    /// let x = Tensor::ones(&[2, 3], &dev)?;
+    /// assert_eq!(x.sum()?.item()?, 6.0);
+    /// # Ok(()) }
+    /// ```
     pub fn best() -> Device {
         Device::best_with_reason().0
     }

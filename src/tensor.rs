@@ -151,7 +151,21 @@ impl Tensor {
         Tensor::from_storage(Storage::Gpu(Arc::new(buf)), shape, dtype, dev)
     }
 
-    /// A tensor holding `data` laid out row-major in `shape`.
+    /// A tensor holding `data` laid out row-major in `shape`. The element type picks the
+    /// dtype (`f32`, `f64` on the CPU only, or `u32` for indices and class labels); a
+    /// length that does not fill the shape is an error.
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::cpu();
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3], &dev)?;
+    /// assert_eq!(x.shape(), [2, 3]);
+    /// let labels = Tensor::from_vec(vec![0u32, 2], &[2], &dev)?;
+    /// assert_eq!(labels.dtype(), DType::U32);
+    /// assert!(Tensor::from_vec(vec![1.0f32; 5], &[2, 3], &dev).is_err());
+    /// # Ok(()) }
+    /// ```
     pub fn from_vec<T: Element>(data: Vec<T>, shape: &[usize], device: &Device) -> Result<Tensor> {
         if data.len() != shape::check_new("from_vec", shape)? {
             return shape_err(
@@ -184,6 +198,15 @@ impl Tensor {
     }
 
     /// A 0-dimensional `f32` tensor.
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let x = Tensor::scalar(-2.0, &Device::cpu())?;
+    /// assert!(x.shape().is_empty());
+    /// assert_eq!(x.item()?, -2.0);
+    /// # Ok(()) }
+    /// ```
     pub fn scalar(value: f32, device: &Device) -> Result<Tensor> {
         Tensor::from_vec(vec![value], &[], device)
     }
@@ -283,9 +306,19 @@ impl Tensor {
         }
     }
 
-    /// Copies the elements to the host. `T` must match the dtype. On the GPU this waits
-    /// for the device; in the browser, where nothing may block, use
+    /// Copies the elements to the host, row-major. `T` must match the dtype. On the GPU
+    /// this waits for the device; in the browser, where nothing may block, use
     /// [`Tensor::to_vec_async`].
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::cpu();
+    /// let x = Tensor::from_vec(vec![1.0f32, -2.0, 3.0], &[3], &dev)?;
+    /// assert_eq!(x.relu()?.to_vec::<f32>()?, [1.0, 0.0, 3.0]);
+    /// assert!(x.to_vec::<u32>().is_err()); // the dtype is f32
+    /// # Ok(()) }
+    /// ```
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
         self.check_element::<T>()?;
         match &self.0.storage {
@@ -353,7 +386,17 @@ impl Tensor {
         })
     }
 
-    /// The value of a one-element tensor (the only GPU -> CPU copy a training loop needs).
+    /// The value of a one-element tensor (the only GPU -> CPU copy a training loop needs),
+    /// as `f64` whatever the dtype.
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let x = Tensor::from_vec(vec![1.5f32, 2.5], &[2], &Device::cpu())?;
+    /// assert_eq!(x.sum()?.item()?, 4.0);
+    /// assert!(x.item().is_err()); // two elements
+    /// # Ok(()) }
+    /// ```
     pub fn item(&self) -> Result<f64> {
         self.check_one()?;
         Ok(self.to_f64_vec()?[0])
@@ -433,7 +476,20 @@ impl Tensor {
         self.0.requires_grad
     }
 
-    /// A handle to the same storage with gradient tracking set (a leaf of the graph).
+    /// A handle to the same storage with gradient tracking set (a leaf of the graph):
+    /// [`Tensor::backward`] then accumulates this tensor's gradient in [`Tensor::grad`].
+    /// Only float tensors can require gradients; a `u32` tensor is an error.
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::cpu();
+    /// let w = Tensor::from_vec(vec![1.0f32, 2.0], &[2], &dev)?.requires_grad_(true)?;
+    /// assert!(w.requires_grad());
+    /// let idx = Tensor::from_vec(vec![0u32, 1], &[2], &dev)?;
+    /// assert!(idx.requires_grad_(true).is_err());
+    /// # Ok(()) }
+    /// ```
     pub fn requires_grad_(&self, on: bool) -> Result<Tensor> {
         if on && !self.dtype().is_float() {
             return Err(Error::DType {
@@ -470,7 +526,22 @@ impl Tensor {
         self.0.grad_fn.as_ref()
     }
 
-    /// The gradient accumulated in a leaf by `backward()`.
+    /// The gradient accumulated in a leaf by `backward()`: `None` before the first
+    /// backward pass, after [`Tensor::zero_grad`], and for tensors that do not require
+    /// gradients. Successive backward passes add up, as in PyTorch.
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::cpu();
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3], &dev)?.requires_grad_(true)?;
+    /// assert!(x.grad().is_none());
+    /// x.mul(&x)?.sum()?.backward()?; // d(sum x^2)/dx = 2x
+    /// assert_eq!(x.grad().unwrap().to_vec::<f32>()?, [2.0, 4.0, 6.0]);
+    /// x.mul(&x)?.sum()?.backward()?; // accumulates
+    /// assert_eq!(x.grad().unwrap().to_vec::<f32>()?, [4.0, 8.0, 12.0]);
+    /// # Ok(()) }
+    /// ```
     pub fn grad(&self) -> Option<Tensor> {
         self.0
             .grad
@@ -489,7 +560,23 @@ impl Tensor {
         *self.0.grad.lock().unwrap_or_else(|e| e.into_inner()) = grad;
     }
 
-    /// Backpropagates from a one-element tensor (seeded with 1).
+    /// Backpropagates from a one-element tensor (seeded with 1): walks the graph that
+    /// produced it in reverse and adds `d self / d leaf` to the gradient of every leaf
+    /// that requires one ([`Tensor::grad`]). A tensor with more than one element is an
+    /// error.
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::cpu();
+    /// let w = Tensor::scalar(3.0, &dev)?.requires_grad_(true)?;
+    /// let x = Tensor::scalar(2.0, &dev)?;
+    /// let y = w.mul(&x)?.add(&w)?; // y = w x + w
+    /// y.backward()?;
+    /// assert_eq!(w.grad().unwrap().item()?, 3.0); // x + 1
+    /// assert!(x.grad().is_none()); // x does not require a gradient
+    /// # Ok(()) }
+    /// ```
     pub fn backward(&self) -> Result<()> {
         if self.numel() != 1 {
             return Err(Error::Autograd(format!(

@@ -1,7 +1,7 @@
-//! The three training steps DESIGN section 7 shares with the reference numbers
-//! (`../shared/bench/torch_reference.py` runs the same ones in PyTorch): the benchmarks,
-//! `examples/gpu_vs_cpu` and the dispatch tests all build them from here, so they time
-//! and count exactly the same work.
+//! The three shared benchmark workloads: one training step each of an MLP, a CNN and an
+//! RNN, the same ones `tools/torch_reference.py` runs in PyTorch for the reference
+//! numbers. The benchmarks, `examples/gpu_vs_cpu` and the dispatch tests all build them
+//! from here, so they time and count exactly the same work.
 //!
 //! - `mlp`: 784-256-128-10 ReLU MLP, batch 128, softmax cross-entropy, SGD momentum 0.9;
 //! - `cnn`: conv(1->16, 3x3, pad 1)-ReLU-maxpool 2 - conv(16->32, 3x3, pad 1)-ReLU-maxpool
@@ -47,7 +47,7 @@ const BATCH: usize = 32;
 const HIDDEN: usize = 128;
 
 impl Workload {
-    /// All three, in DESIGN's order.
+    /// All three: MLP, CNN, RNN.
     pub const ALL: [Workload; 3] = [Workload::Mlp, Workload::Cnn, Workload::Rnn];
 
     /// `mlp`, `cnn` or `rnn`.

@@ -1,4 +1,4 @@
-//! The async API (issue 12), which the browser needs because nothing may block there:
+//! The async API, which the browser needs because nothing may block there:
 //! on native it must give exactly what the blocking API gives, report the same errors,
 //! and share the same default device.
 

@@ -1,4 +1,4 @@
-//! Data-parallel training (issue 13). Always: the sampler's shards, the loader over a
+//! Data-parallel training. Always: the sampler's shards, the loader over a
 //! shard, and `DistributedDataParallel` in a single process. With the `mpi` feature
 //! (as `tools/test.sh` and CI build): `mpirun` launches `examples/ddp_digits` (built
 //! by `cargo test`) at 2 and 4 ranks, whose parameters after k steps must equal one

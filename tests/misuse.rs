@@ -1,4 +1,4 @@
-//! The mistakes and accidents a user can make, one case per category of issue 11: each
+//! The mistakes and accidents a user can make, one case per category: each
 //! must come back as a typed error or PyTorch's result, never a panic, an abort, a
 //! segfault or a silently wrong value. Every case runs on both devices unless it says
 //! otherwise.

@@ -1,4 +1,4 @@
-//! Work past the GPU's storage-binding limit (issue 11): on a device whose bindings are
+//! Work past the GPU's storage-binding limit: on a device whose bindings are
 //! capped at 1 MiB (262,144 f32s), elementwise ops, matrix products, linear layers and
 //! convolutions on larger tensors cut their work into pieces and give the CPU's
 //! results, forward and backward. Without the split every case here fails with

@@ -1,4 +1,4 @@
-//! The op registry in a browser (issue 12): every case runs on WebGPU and on the wasm
+//! The op registry in a browser: every case runs on WebGPU and on the wasm
 //! CPU backend inside headless Chromium, and the two must agree as natively (DESIGN
 //! section 6.2). Compiled for `wasm32-unknown-unknown` only; run with
 //! `cargo test --target wasm32-unknown-unknown --test web_registry` (see README, "In the

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The browser demo end to end (issue 12): serves web/ on 127.0.0.1, opens the page in
+"""The browser demo end to end: serves web/ on 127.0.0.1, opens the page in
 headless Chromium through chromedriver (WebDriver over HTTP; Python's standard library
 only), waits for training to finish, requires the test accuracy, draws digits on the
 page's canvas with pointer events and requires that the classifier answers, and saves

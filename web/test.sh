@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The browser tests (issue 12), in headless Chromium on its WebGPU (SwiftShader where
+# The browser tests, in headless Chromium on its WebGPU (SwiftShader where
 # there is no GPU): the whole op registry against the wasm CPU backend, then the demo
 # page end to end (training to at least 90%, a drawn digit read, a screenshot in
 # target/web-demo.png). Anything missing is a failure, never a skip.

@@ -14,7 +14,16 @@ pub fn default_path() -> PathBuf {
 }
 
 /// Loads the digits from the repository's copy, pixels scaled to [0, 1], as flat
-/// features of shape `[64]`.
+/// features of shape `[64]` with class labels 0..9.
+///
+/// ```
+/// use wgrad::data::Dataset;
+/// # fn main() -> wgrad::Result<()> {
+/// let digits = wgrad::data::digits::load()?;
+/// assert_eq!(digits.len(), 1797);
+/// assert_eq!(digits.feature_shape(), [64]);
+/// # Ok(()) }
+/// ```
 pub fn load() -> Result<InMemoryDataset> {
     load_from(default_path())
 }

@@ -234,7 +234,26 @@ pub struct DataLoader {
 }
 
 impl DataLoader {
-    /// Batches of `batch_size` in order, not shuffled, keeping a short last batch.
+    /// Batches of `batch_size` in order, not shuffled, keeping a short last batch. Each
+    /// batch's inputs and targets are tensors on `device`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use wgrad::data::InMemoryDataset;
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::cpu();
+    /// // Five examples of two features each, with class labels.
+    /// let features = (0..10).map(|v| v as f32).collect();
+    /// let data = InMemoryDataset::classification(features, &[2], vec![0, 1, 0, 1, 0])?;
+    /// let mut loader = DataLoader::new(Arc::new(data), 2, &dev);
+    /// assert_eq!(loader.len(), 3); // 2 + 2 + 1
+    /// let first = loader.epoch().next().unwrap()?;
+    /// assert_eq!(first.x.shape(), [2, 2]);
+    /// assert_eq!(first.x.to_vec::<f32>()?, [0.0, 1.0, 2.0, 3.0]);
+    /// assert_eq!(first.y.to_vec::<u32>()?, [0, 1]);
+    /// # Ok(()) }
+    /// ```
     pub fn new(dataset: Arc<dyn Dataset>, batch_size: usize, device: &Device) -> DataLoader {
         DataLoader {
             dataset,
@@ -247,7 +266,23 @@ impl DataLoader {
             sampler: None,
         }
     }
-    /// Shuffles every epoch with a generator seeded by `seed` and the epoch number.
+    /// Shuffles every epoch with a generator seeded by `seed` and the epoch number, so
+    /// each epoch has its own order and a rerun with the same seed repeats them all.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use wgrad::data::InMemoryDataset;
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::cpu();
+    /// let features = (0..8).map(|v| v as f32).collect();
+    /// let data = InMemoryDataset::classification(features, &[1], vec![0; 8])?;
+    /// let mut loader = DataLoader::new(Arc::new(data), 8, &dev).shuffle(42);
+    /// let mut order = loader.epoch().next().unwrap()?.x.to_vec::<f32>()?;
+    /// order.sort_by(f32::total_cmp);
+    /// assert_eq!(order, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]); // every example once
+    /// # Ok(()) }
+    /// ```
     pub fn shuffle(mut self, seed: u64) -> DataLoader {
         self.shuffle_seed = Some(seed);
         self
@@ -305,7 +340,24 @@ impl DataLoader {
         &self.dataset
     }
 
-    /// The batches of the next epoch.
+    /// The batches of the next epoch (each an `Err` only if making its tensors fails).
+    /// Every call starts a new epoch, reshuffled when [`DataLoader::shuffle`] is on.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::cpu();
+    /// let data = Arc::new(wgrad::data::digits::load()?);
+    /// let mut loader = DataLoader::new(data, 256, &dev).shuffle(0);
+    /// let mut seen = 0;
+    /// for batch in loader.epoch() {
+    ///     let batch = batch?; // x: [B, 64] f32 pixels, y: [B] u32 labels
+    ///     seen += batch.y.shape()[0];
+    /// }
+    /// assert_eq!(seen, 1797);
+    /// # Ok(()) }
+    /// ```
     pub fn epoch(&mut self) -> impl Iterator<Item = Result<Batch>> + '_ {
         let mut order: Vec<usize> = match &self.sampler {
             Some(s) => s.indices(self.epoch),

@@ -1,4 +1,4 @@
-//! Data-parallel training across processes and machines (issue 13).
+//! Data-parallel training across processes and machines.
 //!
 //! No vendor-neutral GPU collective library exists (NCCL is NVIDIA's, RCCL AMD's, and
 //! neither takes a wgpu buffer), so wgrad follows the pattern HPC clusters and
@@ -8,8 +8,9 @@
 //! each rank a disjoint shard of every epoch.
 //!
 //! A [`Collective`] is the transport: [`SingleProcess`] (the default, one rank) or, with
-//! the cargo feature `mpi`, [`Mpi`]. [`init`] picks: MPI when the feature is on (a
-//! program started without `mpirun` is then a single rank), else a single process.
+//! the cargo feature `mpi`, `Mpi` (the system's MPI library through rsmpi). [`init`]
+//! picks: MPI when the feature is on (a program started without `mpirun` is then a
+//! single rank), else a single process.
 //!
 //! ```no_run
 //! use wgrad::distributed::{self, DistributedDataParallel};
@@ -20,7 +21,8 @@
 //! let model = Sequential::new().add(Linear::new(&dev, 64, 10));
 //! let ddp = DistributedDataParallel::new(model, comm.clone())?; // rank 0's weights everywhere
 //! let mut opt = Sgd::new(ddp.parameters(), 0.1);
-//! # let (x, y) = (Tensor::zeros(&[8, 64], &dev)?, Tensor::zeros(&[8], &dev)?.to_dtype(DType::U32)?);
+//! # let x = Tensor::zeros(&[8, 64], &dev)?;
+//! # let y = Tensor::zeros(&[8], &dev)?.to_dtype(DType::U32)?;
 //! let loss = ddp.forward(&x)?.cross_entropy(&y)?;
 //! opt.zero_grad();
 //! ddp.backward(&loss)?;                              // backward, then the averaged gradients

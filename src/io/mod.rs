@@ -259,7 +259,23 @@ pub(crate) fn read_with_metadata(
     Ok((out, metadata))
 }
 
-/// Saves a module's parameters (its `state_dict`) to a safetensors file.
+/// Saves a module's parameters and buffers (its `state_dict`) to a safetensors file,
+/// under PyTorch's names (`0.weight`, `0.bias`, ...), atomically: a failed save leaves
+/// the previous file as it was.
+///
+/// ```
+/// use wgrad::prelude::*;
+/// # fn main() -> wgrad::Result<()> {
+/// let dev = Device::cpu();
+/// let model = Sequential::new().add(Linear::new(&dev, 4, 2));
+/// let path = std::env::temp_dir().join(format!("wgrad-save-{}.safetensors", std::process::id()));
+/// wgrad::io::save(&model, &path)?;
+/// let saved = wgrad::io::read_safetensors(&path, &dev)?;
+/// let names: Vec<&str> = saved.iter().map(|(n, _)| n.as_str()).collect();
+/// assert!(names.contains(&"0.weight") && names.contains(&"0.bias"));
+/// # std::fs::remove_file(&path).ok();
+/// # Ok(()) }
+/// ```
 pub fn save(model: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
     write_safetensors(&model.state_dict(), path)
 }
@@ -268,6 +284,25 @@ pub fn save(model: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
 /// PyTorch's `safetensors.torch.save_file(model.state_dict(), path)`). Missing or
 /// unexpected names, wrong shapes, wrong dtypes and damaged files are errors, and then
 /// the model is unchanged.
+///
+/// ```
+/// use wgrad::prelude::*;
+/// # fn main() -> wgrad::Result<()> {
+/// let dev = Device::cpu();
+/// let path = std::env::temp_dir().join(format!("wgrad-load-{}.safetensors", std::process::id()));
+/// let trained = Sequential::new().add(Linear::new(&dev, 4, 2));
+/// wgrad::io::save(&trained, &path)?;
+///
+/// let fresh = Sequential::new().add(Linear::new(&dev, 4, 2)); // other random weights
+/// wgrad::io::load(&fresh, &path)?;
+/// let x = Tensor::ones(&[1, 4], &dev)?;
+/// assert_eq!(fresh.forward(&x)?.to_vec::<f32>()?, trained.forward(&x)?.to_vec::<f32>()?);
+///
+/// let wrong = Sequential::new().add(Linear::new(&dev, 3, 2)); // another shape
+/// assert!(wgrad::io::load(&wrong, &path).is_err());
+/// # std::fs::remove_file(&path).ok();
+/// # Ok(()) }
+/// ```
 pub fn load(model: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
     // Read to the CPU first: a bad file then costs no GPU memory, and shapes are checked

@@ -30,7 +30,16 @@ stateless!(
     /// `tanh x`.
     Tanh, Act::Tanh, |x| x.tanh());
 stateless!(
-    /// `max(x, 0)`.
+    /// `max(x, 0)`. After a `Linear` or `Conv2d` in a [`Sequential`](super::Sequential)
+    /// it runs in the layer's own kernel.
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let x = Tensor::from_vec(vec![-1.0f32, 0.5], &[2], &Device::cpu())?;
+    /// assert_eq!(ReLU.forward(&x)?.to_vec::<f32>()?, [0.0, 0.5]);
+    /// # Ok(()) }
+    /// ```
     ReLU, Act::Relu, |x| x.relu());
 stateless!(
     /// Passes the input through.

@@ -15,7 +15,21 @@ pub struct Dropout {
 }
 
 impl Dropout {
-    /// Drops with probability `p` (`0 <= p < 1`, checked when it runs).
+    /// Drops with probability `p` (`0 <= p < 1`, checked when it runs). A new module is
+    /// in training mode; [`Module::set_training`] switches it.
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::cpu();
+    /// let drop = Dropout::new(0.5);
+    /// let x = Tensor::ones(&[1000], &dev)?;
+    /// let y = drop.forward(&x)?.to_vec::<f32>()?;
+    /// assert!(y.iter().all(|&v| v == 0.0 || v == 2.0)); // kept values scaled by 1 / (1 - p)
+    /// drop.set_training(false); // evaluation: the identity
+    /// assert_eq!(drop.forward(&x)?.to_vec::<f32>()?, x.to_vec::<f32>()?);
+    /// # Ok(()) }
+    /// ```
     pub fn new(p: f32) -> Dropout {
         Dropout {
             p,

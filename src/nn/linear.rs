@@ -17,7 +17,19 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// A layer with a bias, initialised as PyTorch does.
+    /// A layer with a bias, initialised as PyTorch does (uniform in `±1/sqrt(in)`, from
+    /// the device's seeded generator).
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::cpu();
+    /// let layer = Linear::new(&dev, 3, 2);
+    /// assert_eq!(layer.weight.tensor().shape(), [2, 3]); // [out, in], as PyTorch
+    /// let y = layer.forward(&Tensor::ones(&[4, 3], &dev)?)?;
+    /// assert_eq!(y.shape(), [4, 2]);
+    /// # Ok(()) }
+    /// ```
     pub fn new(device: &Device, in_features: usize, out_features: usize) -> Linear {
         Linear::with_bias(device, in_features, out_features, true)
     }

@@ -1,6 +1,9 @@
 //! Neural-network building blocks: the [`Module`] trait (`a = h(x; θ)`), parameters and
-//! buffers, `Sequential`, `Linear`, the lecture's activations, dropout, batch
-//! normalisation, `Flatten`, losses and initialisers.
+//! buffers, [`Sequential`], [`Linear`], convolution and pooling ([`Conv2d`],
+//! [`MaxPool2d`], ...), recurrent layers ([`RNN`], [`LSTM`], [`GRU`], their cells,
+//! [`Embedding`]), the lecture's activations, [`Dropout`], batch normalisation,
+//! [`Flatten`], losses and initialisers ([`init`]).
+//!
 //! Parameter names follow PyTorch's `state_dict` (`0.weight`, `encoder.1.bias`,
 //! `1.running_mean`) and weights use PyTorch's layouts (`Linear`: `[out, in]`).
 
@@ -149,7 +152,18 @@ impl TrainFlag {
 /// assert_eq!(names, ["hidden.weight", "hidden.bias", "out.weight", "out.bias"]);
 /// ```
 pub trait Module: Send + Sync {
-    /// Computes the output.
+    /// Computes the output, recording the graph for `backward()` when a parameter or the
+    /// input requires gradients. Layers take a batch: `[N, in_features]` for [`Linear`].
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::cpu();
+    /// let layer = Linear::new(&dev, 3, 2);
+    /// let y = layer.forward(&Tensor::ones(&[5, 3], &dev)?)?;
+    /// assert_eq!(y.shape(), [5, 2]);
+    /// # Ok(()) }
+    /// ```
     fn forward(&self, x: &Tensor) -> Result<Tensor>;
 
     /// Parameters this module owns directly, by local name (`weight`, `bias`).
@@ -221,7 +235,23 @@ pub trait Module: Send + Sync {
         out
     }
 
-    /// Every parameter tensor (for an optimizer).
+    /// Every parameter tensor (for an optimizer), in [`Module::named_parameters`]'s
+    /// order. The handles share storage with the module: an optimizer that updates them
+    /// updates the module.
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// let dev = Device::cpu();
+    /// let model = Sequential::new()
+    ///     .add(Linear::new(&dev, 4, 3))
+    ///     .add(ReLU)
+    ///     .add(Linear::new(&dev, 3, 2));
+    /// let params = model.parameters(); // 0.weight, 0.bias, 2.weight, 2.bias
+    /// assert_eq!(params.len(), 4);
+    /// assert_eq!(params[0].shape(), [3, 4]);
+    /// assert_eq!(model.num_parameters(), 4 * 3 + 3 + 3 * 2 + 2);
+    /// let _opt = Adam::new(params, 1e-3);
+    /// ```
     fn parameters(&self) -> Vec<Tensor> {
         self.named_parameters()
             .into_iter()
@@ -428,12 +458,35 @@ pub struct Sequential {
 }
 
 impl Sequential {
-    /// An empty sequence.
+    /// An empty sequence; add layers with [`Sequential::add`].
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// let model = Sequential::new();
+    /// assert!(model.is_empty());
+    /// ```
     pub fn new() -> Sequential {
         Sequential::default()
     }
 
-    /// Appends a module (builder style, as in DESIGN's `Sequential::new().add(...)`).
+    /// Appends a module (builder style: `Sequential::new().add(...).add(...)`). Its
+    /// parameters are named after its position: `0.weight`, `2.bias`, ...
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::cpu();
+    /// let model = Sequential::new()
+    ///     .add(Linear::new(&dev, 64, 128))
+    ///     .add(ReLU)
+    ///     .add(Dropout::new(0.2))
+    ///     .add(Linear::new(&dev, 128, 10));
+    /// assert_eq!(model.len(), 4);
+    /// assert_eq!(model.forward(&Tensor::zeros(&[8, 64], &dev)?)?.shape(), [8, 10]);
+    /// let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
+    /// assert_eq!(names, ["0.weight", "0.bias", "3.weight", "3.bias"]);
+    /// # Ok(()) }
+    /// ```
     #[allow(clippy::should_implement_trait)]
     pub fn add(mut self, m: impl Module + 'static) -> Sequential {
         self.layers.push(Box::new(m));

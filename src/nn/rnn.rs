@@ -6,23 +6,6 @@
 //! `weight_hh_l{k}` `[G H, H]`, `bias_ih_l{k}` and `bias_hh_l{k}` `[G H]`, all initialised
 //! uniform in `±1/sqrt(H)` as PyTorch does. See [`crate::ops::rnn`] for the kernels and
 //! how backpropagation through time runs.
-//!
-//! ```
-//! use wgrad::nn::{RecurrentOptions, LSTM};
-//! use wgrad::prelude::*;
-//! # fn main() -> wgrad::Result<()> {
-//! let dev = Device::cpu();
-//! let opts = RecurrentOptions { num_layers: 2, ..Default::default() };
-//! let lstm = LSTM::with_options(&dev, 8, 16, opts)?;
-//! let x = Tensor::randn_seeded(&[5, 3, 8], 0, &dev)?; // [T, B, I]
-//! let (out, state) = lstm.forward_with_state(&x, None)?;
-//! assert_eq!(out.shape(), [5, 3, 16]);
-//! assert_eq!(state.h.shape(), [2, 3, 16]);
-//! // The next chunk starts from the detached state: truncated BPTT.
-//! let (next, _) = lstm.forward_with_state(&x, Some(&state.detach()))?;
-//! next.sum()?.backward()?;
-//! # Ok(()) }
-//! ```
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -101,7 +84,25 @@ impl RecurrentState {
     }
 }
 
-/// The shared machinery of [`RNN`], [`LSTM`] and [`GRU`].
+/// The shared machinery of [`RNN`], [`LSTM`] and [`GRU`] (each dereferences to it): a
+/// stack of layers run over whole sequences, with the state in and out.
+///
+/// ```
+/// use wgrad::nn::{RecurrentOptions, LSTM};
+/// use wgrad::prelude::*;
+/// # fn main() -> wgrad::Result<()> {
+/// let dev = Device::cpu();
+/// let opts = RecurrentOptions { num_layers: 2, ..Default::default() };
+/// let lstm = LSTM::with_options(&dev, 8, 16, opts)?;
+/// let x = Tensor::randn_seeded(&[5, 3, 8], 0, &dev)?; // [T, B, I]
+/// let (out, state) = lstm.forward_with_state(&x, None)?;
+/// assert_eq!(out.shape(), [5, 3, 16]);
+/// assert_eq!(state.h.shape(), [2, 3, 16]);
+/// // The next chunk starts from the detached state: truncated BPTT.
+/// let (next, _) = lstm.forward_with_state(&x, Some(&state.detach()))?;
+/// next.sum()?.backward()?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Recurrent {
     mode: RnnMode,
@@ -478,8 +479,8 @@ impl CellParams {
     }
 }
 
-/// One step of an Elman RNN (`torch.nn.RNNCell`): `h' = tanh(x W_ih^T + b_ih + h W_hh^T
-/// + b_hh)` (or ReLU).
+/// One step of an Elman RNN (`torch.nn.RNNCell`):
+/// `h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh)` (or ReLU).
 #[derive(Debug)]
 pub struct RNNCell {
     p: CellParams,

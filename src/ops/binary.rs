@@ -193,7 +193,7 @@ impl Broadcast {
         (out, sa, sb)
     }
 
-    /// P[1] = 0 tells the kernel both inputs are read at the output's own index.
+    /// `P[1] = 0` tells the kernel both inputs are read at the output's own index.
     fn params(&self, extra: u32) -> [u32; 21] {
         let (out, sa, sb) = self.collapsed();
         let direct = out.len() <= 1 && sa.iter().chain(&sb).all(|&s| s == 1);
@@ -438,7 +438,17 @@ pub fn compare(a: &Tensor, b: &Tensor, op: CompareOp) -> Result<Tensor> {
 }
 
 impl Tensor {
-    /// Elementwise `self + other`, broadcasting.
+    /// Elementwise `self + other`, broadcasting (NumPy's rules).
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::cpu();
+    /// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2], &dev)?;
+    /// let b = Tensor::from_vec(vec![10.0f32, 20.0], &[2], &dev)?; // added to every row
+    /// assert_eq!(a.add(&b)?.to_vec::<f32>()?, [11.0, 22.0, 13.0, 24.0]);
+    /// # Ok(()) }
+    /// ```
     pub fn add(&self, other: &Tensor) -> Result<Tensor> {
         binary(self, other, BinaryOp::Add)
     }
@@ -446,7 +456,16 @@ impl Tensor {
     pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
         binary(self, other, BinaryOp::Sub)
     }
-    /// Elementwise `self * other`, broadcasting.
+    /// Elementwise `self * other`, broadcasting (NumPy's rules).
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::cpu();
+    /// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3], &dev)?;
+    /// assert_eq!(a.mul(&Tensor::scalar(2.0, &dev)?)?.to_vec::<f32>()?, [2.0, 4.0, 6.0]);
+    /// # Ok(()) }
+    /// ```
     pub fn mul(&self, other: &Tensor) -> Result<Tensor> {
         binary(self, other, BinaryOp::Mul)
     }

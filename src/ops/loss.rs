@@ -265,6 +265,21 @@ impl Tensor {
 
     /// Mean softmax cross-entropy of logits `[N, C]` against `u32` class indices `[N]`
     /// (one dispatch forward and one backward on the GPU for batches up to 16K logits).
+    /// The logits' gradient is `(softmax - onehot) / N`.
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::cpu();
+    /// let logits = Tensor::zeros(&[2, 4], &dev)?.requires_grad_(true)?;
+    /// let targets = Tensor::from_vec(vec![1u32, 3], &[2], &dev)?;
+    /// let loss = logits.cross_entropy(&targets)?;
+    /// assert!((loss.item()? - 4f64.ln()).abs() < 1e-6); // uniform over 4 classes
+    /// loss.backward()?;
+    /// let g = logits.grad().unwrap().to_vec::<f32>()?;
+    /// assert!((g[1] - (0.25 - 1.0) / 2.0).abs() < 1e-6);
+    /// # Ok(()) }
+    /// ```
     pub fn cross_entropy(&self, targets: &Tensor) -> Result<Tensor> {
         if let Some(loss) = cross_entropy_mean_fused(self, targets)? {
             return Ok(loss);

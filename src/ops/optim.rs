@@ -22,7 +22,7 @@ use crate::tensor::{check_pair, DType, Tensor};
 pub(crate) const FILE: ShaderFile = shader("optim", include_str!("../../shaders/optim.wgsl"));
 const CLIP_NORM: &Kernel = kernel!(FILE, "clip_norm_step", [X0, Y0], loops);
 
-/// SGD without momentum: `p -= lr (g + wd p)`. Header: P[0] = lr, P[3] = weight decay.
+/// SGD without momentum: `p -= lr (g + wd p)`. Header: `P[0]` = lr, `P[3]` = weight decay.
 pub(crate) static SGD: MultiSpec = MultiSpec {
     entry: "sgd_multi_step",
     roles: &[("g", true), ("p", false)],
@@ -36,9 +36,9 @@ pub(crate) static SGD: MultiSpec = MultiSpec {
     loops: false,
 };
 
-/// SGD with momentum, as `torch.optim.SGD`. Header: P[0] = lr, P[1] = momentum,
-/// P[2] = dampening, P[3] = weight decay, P[4] = nesterov (0/1), P[5] = the buffers' first
-/// step (0/1: the buffer starts as the gradient itself).
+/// SGD with momentum, as `torch.optim.SGD`. Header: `P[0]` = lr, `P[1]` = momentum,
+/// `P[2]` = dampening, `P[3]` = weight decay, `P[4]` = nesterov (0/1), `P[5]` = the
+/// buffers' first step (0/1: the buffer starts as the gradient itself).
 pub(crate) static SGD_MOMENTUM: MultiSpec = MultiSpec {
     entry: "sgd_momentum_multi_step",
     roles: &[("g", true), ("p", false), ("b", false)],
@@ -60,9 +60,9 @@ pub(crate) static SGD_MOMENTUM: MultiSpec = MultiSpec {
     loops: false,
 };
 
-/// Adam and AdamW, as PyTorch's. Header: P[0] = lr, P[1] = beta1, P[2] = beta2,
-/// P[3] = eps, P[4] = weight decay, P[5] = decoupled (AdamW, 0/1), P[6] = 1 - beta1^t,
-/// P[7] = 1 - beta2^t.
+/// Adam and AdamW, as PyTorch's. Header: `P[0]` = lr, `P[1]` = beta1, `P[2]` = beta2,
+/// `P[3]` = eps, `P[4]` = weight decay, `P[5]` = decoupled (AdamW, 0/1),
+/// `P[6]` = 1 - beta1^t, `P[7]` = 1 - beta2^t.
 pub(crate) static ADAM: MultiSpec = MultiSpec {
     entry: "adam_multi_step",
     roles: &[("g", true), ("p", false), ("m", false), ("v", false)],
@@ -87,9 +87,9 @@ pub(crate) static ADAM: MultiSpec = MultiSpec {
     loops: false,
 };
 
-/// Clipping, pass 1: each workgroup sums the squares of up to P[0] consecutive elements
-/// of one gradient (P[0] / 256 per thread) and writes the sum to `partials[P[1] + wg]`;
-/// P[2] = the dispatch's workgroups.
+/// Clipping, pass 1: each workgroup sums the squares of up to `P[0]` consecutive
+/// elements of one gradient (`P[0]` / 256 per thread) and writes the sum to
+/// `partials[P[1] + wg]`; `P[2]` = the dispatch's workgroups.
 pub(crate) static CLIP_SUMSQ: MultiSpec = MultiSpec {
     entry: "clip_sumsq_step",
     roles: &[("g", true)],

@@ -135,7 +135,8 @@ fn case(
     }
 }
 
-/// The sizes of DESIGN section 6.3 that break kernels, plus scalars and small tensors.
+/// Sizes that break kernels (one below and one above a power of two, where workgroup
+/// and tile bounds are off by one), plus scalars and small tensors.
 pub const ELEMENTWISE_SHAPES: &[&[usize]] = &[
     &[],
     &[1],
@@ -1281,7 +1282,7 @@ pub fn registry() -> Vec<OpEntry> {
         ],
     });
     rnn_entries(&mut ops);
-    // Fused batch normalisation (issue 10): [N, C], [N, C, L] and [N, C, H, W], with and
+    // Fused batch normalisation: [N, C], [N, C, L] and [N, C, H, W], with and
     // without affine parameters, training (with and without running statistics to
     // update) and evaluation, one block per channel and channels split into blocks.
     {

@@ -21,9 +21,38 @@ use state::StateReader;
 
 /// What every optimizer does.
 pub trait Optimizer {
-    /// Applies one update to every parameter that has a gradient.
+    /// Applies one update to every parameter that has a gradient (parameters without one
+    /// are left alone). Invalid hyper-parameters are an error, before anything changes.
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::cpu();
+    /// let w = Tensor::from_vec(vec![1.0f32, -1.0], &[2], &dev)?.requires_grad_(true)?;
+    /// let mut opt = Sgd::new(vec![w.clone()], 0.1);
+    /// w.mul(&w)?.sum()?.backward()?; // gradient 2w
+    /// opt.step()?; // w - 0.1 * 2w, in place
+    /// let w = w.to_vec::<f32>()?;
+    /// assert!((w[0] - 0.8).abs() < 1e-6 && (w[1] + 0.8).abs() < 1e-6);
+    /// # Ok(()) }
+    /// ```
     fn step(&mut self) -> Result<()>;
-    /// Forgets the parameters' gradients.
+    /// Forgets the parameters' gradients (sets them to `None`, as PyTorch's
+    /// `zero_grad(set_to_none=True)`). Call it before each `backward()`: gradients add
+    /// up otherwise.
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::cpu();
+    /// let model = Linear::new(&dev, 2, 1);
+    /// let opt = Adam::new(model.parameters(), 1e-3);
+    /// model.forward(&Tensor::ones(&[1, 2], &dev)?)?.sum()?.backward()?;
+    /// assert!(model.parameters()[0].grad().is_some());
+    /// opt.zero_grad();
+    /// assert!(model.parameters().iter().all(|p| p.grad().is_none()));
+    /// # Ok(()) }
+    /// ```
     fn zero_grad(&self);
     /// The current learning rate.
     fn lr(&self) -> f32;
@@ -317,7 +346,26 @@ pub struct Adam {
 }
 
 impl Adam {
-    /// Adam with PyTorch's defaults: betas (0.9, 0.999), eps 1e-8, no weight decay.
+    /// Adam with PyTorch's defaults: betas (0.9, 0.999), eps 1e-8, no weight decay. The
+    /// builder methods change them.
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::cpu();
+    /// let model = Sequential::new().add(Linear::new(&dev, 2, 1));
+    /// let mut opt = Adam::new(model.parameters(), 1e-2).betas(0.9, 0.99);
+    /// let (x, y) = (Tensor::ones(&[4, 2], &dev)?, Tensor::zeros(&[4, 1], &dev)?);
+    /// let before = model.forward(&x)?.mse_loss(&y)?.item()?;
+    /// for _ in 0..10 {
+    ///     let loss = model.forward(&x)?.mse_loss(&y)?;
+    ///     opt.zero_grad();
+    ///     loss.backward()?;
+    ///     opt.step()?;
+    /// }
+    /// assert!(model.forward(&x)?.mse_loss(&y)?.item()? < before);
+    /// # Ok(()) }
+    /// ```
     pub fn new(params: Vec<Tensor>, lr: f32) -> Adam {
         let m = zeros_like_all(&params);
         let v = zeros_like_all(&params);

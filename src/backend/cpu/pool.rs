@@ -245,7 +245,7 @@ mod tests {
         let mut p = Pool::default();
         let n = MIN_ELEMS;
         // Each "step" takes two buffers of size n and frees three (one made outside the
-        // pool, as dropout masks used to be): the pool must not grow without bound.
+        // pool, as a buffer from elsewhere can be): the pool must not grow without bound.
         let mut made = 0;
         for _ in 0..10 * MAX_IDLE {
             let a = take(&mut p, n).unwrap_or_else(|| {

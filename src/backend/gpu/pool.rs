@@ -100,8 +100,8 @@ impl Drop for StagingBuffer {
 
 impl GpuContext {
     /// A storage buffer able to hold `bytes` bytes (contents undefined), or
-    /// [`Error::OutOfMemory`] when the adapter's largest buffer is smaller or the device
-    /// cannot allocate it.
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the adapter's largest buffer
+    /// is smaller or the device cannot allocate it.
     pub(crate) fn alloc(self: &Arc<Self>, bytes: u64) -> Result<GpuBuffer> {
         let limit = self.limits.max_buffer_size;
         if bytes > limit {

@@ -86,8 +86,8 @@ impl CpuGemm<'_> {
         let (m, k, n) = (self.m, self.k, self.n);
         let batches = shape::numel(self.batch);
         if batches == 0 || m * n == 0 {
-            // Nothing to compute: `c` is already zeros (an empty batch used to run the
-            // row-split path over empty operands).
+            // Nothing to compute: `c` is already zeros (and an empty batch must not reach
+            // the row-split path with empty operands).
             return;
         }
         let work = batches * m * n * k;

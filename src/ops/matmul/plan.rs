@@ -487,7 +487,8 @@ mod tests {
     /// One product: M, N, K, batches, and whether the batch is summed.
     type Product = (usize, usize, usize, usize, bool);
 
-    /// The products of DESIGN's three training steps, as `tests/gpu_work.rs` records them.
+    /// The products of the three shared benchmark workloads' training steps, as
+    /// `tests/gpu_work.rs` records them.
     fn workload_products() -> [(&'static str, Vec<Product>); 3] {
         let mut rnn = vec![(1024, 128, 65, 1, false), (1024, 65, 128, 1, false)];
         rnn.extend(std::iter::repeat_n((32, 128, 128, 1, false), 64));

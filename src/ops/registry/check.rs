@@ -1,5 +1,5 @@
 //! Running the registry's cases: the inputs each case draws, the op's output and input
-//! gradients on a device, and the GPU-against-CPU comparison of DESIGN section 6.2.
+//! gradients on a device, and the GPU-against-CPU comparison.
 //! `tests/gradcheck.rs` runs it natively (blocking readbacks); `tests/web_registry.rs`
 //! runs it in a browser on WebGPU, where readbacks are awaited ([`run_case_async`]).
 
@@ -134,7 +134,7 @@ pub fn slack(entry: &OpEntry) -> f64 {
     }
 }
 
-/// Compares a case's GPU result with the CPU's under DESIGN section 6.2's rule
+/// Compares a case's GPU result with the CPU's under the rule
 /// `|gpu - cpu| <= 1e-5 slack + 1e-4 |cpu|` (NaN matching NaN); pushes the first
 /// mismatch of each tensor to `failures`, labelled with `what`.
 pub fn compare(
