@@ -47,7 +47,10 @@ fn user_docs() -> Vec<PathBuf> {
 #[test]
 fn the_readme_is_at_most_250_lines() {
     let lines = read(&root().join("README.md")).lines().count();
-    assert!(lines <= 250, "README.md has {lines} lines; details belong in docs/");
+    assert!(
+        lines <= 250,
+        "README.md has {lines} lines; details belong in docs/"
+    );
 }
 
 #[test]

@@ -67,8 +67,14 @@ fn without_apt_get_it_names_what_is_missing_and_how_to_install_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(out.status.code(), Some(1), "stderr:\n{err}");
-    assert!(err.contains("cannot install here (apt-get is not available)"), "{err}");
-    assert!(err.contains("  chromedriver\n"), "the missing tool is named:\n{err}");
+    assert!(
+        err.contains("cannot install here (apt-get is not available)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("  chromedriver\n"),
+        "the missing tool is named:\n{err}"
+    );
     assert!(
         err.contains("apt-get install -y ") && err.contains("chromium-driver"),
         "with the command that installs it:\n{err}"
@@ -89,7 +95,10 @@ fn neither_root_nor_sudo_is_refused_with_the_commands() {
     let bin = fake_path(
         &dir,
         &["sudo", "chromedriver"],
-        &[("id", r#"if [ "$1" = "-u" ]; then echo 1000; else echo "uid=1000(user)"; fi"#)],
+        &[(
+            "id",
+            r#"if [ "$1" = "-u" ]; then echo 1000; else echo "uid=1000(user)"; fi"#,
+        )],
     );
     let out = run_setup(&bin);
     let err = String::from_utf8_lossy(&out.stderr);
