@@ -8,11 +8,14 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Every file under `dir` whose name ends with one of `exts`.
+/// Every file under `dir` whose name ends with one of `exts`, outside build outputs.
 fn files(dir: &Path, exts: &[&str], out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let path = entry.path();
         if path.is_dir() {
+            if path.ends_with("target") || path.ends_with("web/pkg") {
+                continue;
+            }
             files(&path, exts, out);
         } else if exts.iter().any(|e| path.to_string_lossy().ends_with(e)) {
             out.push(path);
