@@ -13,7 +13,7 @@
 //! - `--check-steps K --global-batch G --out FILE`: K steps of a fixed schedule where
 //!   each step's G examples are split evenly over the ranks, rank 0 saving the
 //!   parameters: the same file as one process with batch G, within f32 rounding;
-//! - `--workload mlp|cnn --bench-steps N`: DESIGN's shared training steps, per-rank
+//! - `--workload mlp|cnn --bench-steps N`: the shared training steps, per-rank
 //!   batch fixed, timing each step and the part spent synchronising gradients;
 //! - `--panic-at-step N --panic-rank R`: rank R panics at step N (the job must end).
 //!
@@ -54,7 +54,7 @@ struct Args {
     /// Where rank 0 saves the parameters (equivalence mode).
     #[arg(long)]
     out: Option<std::path::PathBuf>,
-    /// Overhead mode: DESIGN's `mlp` or `cnn` step.
+    /// Overhead mode: the shared `mlp` or `cnn` step.
     #[arg(long)]
     workload: Option<String>,
     /// Timed steps in overhead mode (after 3 untimed).
@@ -207,7 +207,7 @@ fn equivalence(
     Ok(())
 }
 
-/// DESIGN's `mlp` or `cnn` step with its batch on every rank: median step time and the
+/// the shared `mlp` or `cnn` step with its batch on every rank: median step time and the
 /// part spent synchronising gradients.
 fn overhead(
     args: &Args,

@@ -1,4 +1,4 @@
-//! What the GPU does in DESIGN's three training steps, read from the dispatches a
+//! What the GPU does in the three shared training steps, read from the dispatches a
 //! profile records (counts are deterministic; timings are not): no thread loops over more
 //! than 1,024 elements, no reduction of more than 16K elements runs on one workgroup,
 //! and at least 80% of the matrix products' executed arithmetic is useful. And the
@@ -320,7 +320,7 @@ fn the_registry_reaches_every_variant_of_the_matmul_family() {
     }
 }
 
-/// Issue 10's budgets: dispatches per training step of DESIGN's three workloads (each
+/// The budgets: dispatches per training step of the three shared workloads (each
 /// below PyTorch CUDA's kernel count for the same step), counted on a device of this
 /// test's own so that no other test's work lands in the count; and the steady state
 /// creates no buffers, pipelines or bind groups.

@@ -83,8 +83,9 @@ fn every_differentiable_op_passes_finite_differences_in_f64() {
     println!("finite differences: {checked} gradient entries agree");
 }
 
-/// Every registry case on `gpu` against the CPU (DESIGN section 6.2, see
-/// `wgrad::ops::registry::check::compare`); returns the number of cases.
+/// Every registry case on `gpu` against the CPU (the rule in ARCHITECTURE.md, "How every
+/// number is trusted"; see `wgrad::ops::registry::check::compare`); returns the number of
+/// cases.
 fn registry_matches_the_cpu(gpu: &Device) -> usize {
     let mut failures = Vec::new();
     let mut cases = 0;

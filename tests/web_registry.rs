@@ -1,8 +1,9 @@
-//! The op registry in a browser: every case runs on WebGPU and on the wasm
-//! CPU backend inside headless Chromium, and the two must agree as natively (DESIGN
-//! section 6.2). Compiled for `wasm32-unknown-unknown` only; run with
-//! `cargo test --target wasm32-unknown-unknown --test web_registry` (see README, "In the
-//! browser"). In a browser nothing may block, so the GPU's results are awaited.
+//! The op registry in a browser: every case runs on WebGPU and on the wasm CPU backend
+//! inside headless Chromium, and the two must agree as natively (the GPU-against-CPU
+//! rule in ARCHITECTURE.md). Compiled for `wasm32-unknown-unknown` only; run with
+//! `cargo test --target wasm32-unknown-unknown --test web_registry` (see
+//! docs/testing.md, "The browser tests"). In a browser nothing may block, so the GPU's
+//! results are awaited.
 #![cfg(target_arch = "wasm32")]
 
 use wasm_bindgen_test::*;

@@ -1,5 +1,5 @@
-//! Burn 0.22's autotuned wgpu backend on DESIGN's `mlp` and `cnn` training steps (the
-//! same shapes as `wgrad::workloads`), for issue 10's side-by-side on one adapter.
+//! Burn 0.22's autotuned wgpu backend on the shared `mlp` and `cnn` training steps (the
+//! same shapes as `wgrad::workloads`), for a side-by-side comparison on one adapter.
 //! Prints the median ms per step (device synced by reading the loss back each step).
 //! Usage: `burn_reference [STEPS [WARMUP]]` (defaults 10 and 5).
 use std::time::Instant;
