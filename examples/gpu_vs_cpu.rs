@@ -1,11 +1,13 @@
-//! GPU against CPU on DESIGN's shared workloads: the `mlp`, `cnn` and `rnn` training
+//! GPU against CPU on the shared benchmark workloads (`wgrad::workloads`, the same steps
+//! that `tools/torch_reference.py` times in PyTorch): the `mlp`, `cnn` and `rnn` training
 //! steps and f32 matrix products (1024 and 4096 by default), on the GPU and on the CPU
 //! backend, the device synced inside every timed region. Prints the adapter, a table of
 //! median milliseconds per step (GFLOP/s for products) and dispatches per step, and how
 //! much of each step's matrix-product arithmetic is useful (partial tiles waste some);
 //! `--json PATH` writes the same figures. `--require-hardware` refuses a software
 //! adapter (lavapipe, llvmpipe, WARP), so a run on a GPU machine cannot silently measure
-//! a rasteriser.
+//! a rasteriser. `tools/device_check.sh` builds this for a GPU machine without Rust, and
+//! docs/benchmarks.md has the figures measured so far.
 //!
 //! ```sh
 //! cargo run --release --example gpu_vs_cpu                      # defaults
