@@ -1,14 +1,16 @@
-//! Host-side cost of recording ops on the GPU device: a chain of 1,000 small elementwise
+//! Host-side cost of recording ops on the GPU device: a chain of 31 small elementwise
 //! ops (`y = y.add(&x)` and `y = y.relu()`, alternating, on 64-element tensors) is
 //! recorded without flushing inside the timed region; `dev.sync()` runs after the clock
-//! stops. 1,000 stays under the scheduler's 1,024-dispatch auto-flush bound
-//! (`MAX_PENDING`), and the bench checks that no submit happened while timing.
+//! stops. 31 stays under the scheduler's chunk (`SUBMIT_CHUNK`, 32 dispatches), past
+//! which it hands the work to the queue (on a software adapter that submit can cost
+//! more than the recording itself), and the bench checks that no submit happened while
+//! timing.
 //!
 //! The same chain on the CPU device is measured for comparison; there each op also
 //! computes its result.
 //!
-//! Criterion reports elements/s with `Throughput::Elements(1000)`, which is ops/s. After
-//! criterion the bench prints `host overhead: X us/op (median of N runs of 1000 ops)`
+//! Criterion reports elements/s with `Throughput::Elements(OPS)`, which is ops/s. After
+//! criterion the bench prints `host overhead: X us/op (median of N runs of 31 ops)`
 //! per device, from its own timed runs measured separately from criterion's samples.
 //! Panics if wgpu finds no adapter.
 
@@ -19,12 +21,12 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use wgrad::prelude::*;
 
-/// Ops recorded per timed run (must stay below the scheduler's auto-flush bound).
-const OPS: usize = 1000;
+/// Ops recorded per timed run (below the scheduler's chunk, so nothing is submitted).
+const OPS: usize = wgrad::backend::gpu::SUBMIT_CHUNK - 1;
 /// Elements per tensor: small, so GPU recording cost dominates.
 const LEN: usize = 64;
 /// Timed runs per device for the printed summary.
-const SUMMARY_RUNS: usize = 50;
+const SUMMARY_RUNS: usize = 500;
 
 /// Records [`OPS`] ops and returns the time spent recording them. Pending work is
 /// flushed before the clock starts and synced after it stops.
@@ -78,9 +80,9 @@ fn main() {
     group.throughput(Throughput::Elements(OPS as u64));
     for dev in [&gpu, &cpu] {
         let label = if dev.is_gpu() {
-            "gpu_record_1000_ops"
+            "gpu_record_31_ops"
         } else {
-            "cpu_1000_ops"
+            "cpu_31_ops"
         };
         let x = Tensor::rand_seeded(&[LEN], 1, dev).expect("rand x");
         dev.sync().expect("device sync failed");
