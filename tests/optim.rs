@@ -651,54 +651,55 @@ fn assert_argument(err: Error, needle: &str) {
     }
 }
 
-#[test]
-fn hyper_parameters_outside_their_domain_are_argument_errors_before_any_update() {
-    let _serial = common::exclusive();
-    type Case = (&'static str, fn(Vec<Tensor>) -> Box<dyn Optimizer>);
-    let cases: [Case; 13] = [
-        ("Invalid learning rate: -0.1", |p| {
-            Box::new(Sgd::new(p, -0.1))
-        }),
-        ("Invalid learning rate: NaN", |p| {
-            Box::new(Sgd::new(p, f32::NAN).momentum(0.9))
-        }),
-        ("Invalid momentum value: -0.5", |p| {
-            Box::new(Sgd::new(p, 0.1).momentum(-0.5))
-        }),
-        ("Invalid dampening value: 1.5", |p| {
-            Box::new(Sgd::new(p, 0.1).momentum(0.9).dampening(1.5))
-        }),
-        ("Invalid weight_decay value: -1", |p| {
-            Box::new(Sgd::new(p, 0.1).weight_decay(-1.0))
-        }),
-        (
-            "Nesterov momentum requires a momentum and zero dampening",
-            |p| Box::new(Sgd::new(p, 0.1).nesterov(true)),
-        ),
-        (
-            "Nesterov momentum requires a momentum and zero dampening",
-            |p| Box::new(Sgd::new(p, 0.1).momentum(0.9).dampening(0.1).nesterov(true)),
-        ),
-        ("Invalid learning rate: -0.001", |p| {
-            Box::new(Adam::new(p, -1e-3))
-        }),
-        ("Invalid epsilon value: -0.00000001", |p| {
-            Box::new(Adam::new(p, 1e-3).eps(-1e-8))
-        }),
-        ("Invalid beta parameter at index 0: 1", |p| {
-            Box::new(Adam::new(p, 1e-3).betas(1.0, 0.999))
-        }),
-        ("Invalid beta parameter at index 1: -0.1", |p| {
-            Box::new(Adam::new(p, 1e-3).betas(0.9, -0.1))
-        }),
-        ("Invalid weight_decay value: -0.01", |p| {
-            Box::new(Adam::new(p, 1e-3).weight_decay(-0.01))
-        }),
-        ("Invalid learning rate: inf", |p| {
-            Box::new(AdamW::new(p, f32::INFINITY))
-        }),
-    ];
-    for dev in common::devices() {
+common::test_device!(
+    hyper_parameters_outside_their_domain_are_argument_errors_before_any_update_cpu,
+    hyper_parameters_outside_their_domain_are_argument_errors_before_any_update_gpu,
+    |dev| {
+        let _serial = common::exclusive();
+        type Case = (&'static str, fn(Vec<Tensor>) -> Box<dyn Optimizer>);
+        let cases: [Case; 13] = [
+            ("Invalid learning rate: -0.1", |p| {
+                Box::new(Sgd::new(p, -0.1))
+            }),
+            ("Invalid learning rate: NaN", |p| {
+                Box::new(Sgd::new(p, f32::NAN).momentum(0.9))
+            }),
+            ("Invalid momentum value: -0.5", |p| {
+                Box::new(Sgd::new(p, 0.1).momentum(-0.5))
+            }),
+            ("Invalid dampening value: 1.5", |p| {
+                Box::new(Sgd::new(p, 0.1).momentum(0.9).dampening(1.5))
+            }),
+            ("Invalid weight_decay value: -1", |p| {
+                Box::new(Sgd::new(p, 0.1).weight_decay(-1.0))
+            }),
+            (
+                "Nesterov momentum requires a momentum and zero dampening",
+                |p| Box::new(Sgd::new(p, 0.1).nesterov(true)),
+            ),
+            (
+                "Nesterov momentum requires a momentum and zero dampening",
+                |p| Box::new(Sgd::new(p, 0.1).momentum(0.9).dampening(0.1).nesterov(true)),
+            ),
+            ("Invalid learning rate: -0.001", |p| {
+                Box::new(Adam::new(p, -1e-3))
+            }),
+            ("Invalid epsilon value: -0.00000001", |p| {
+                Box::new(Adam::new(p, 1e-3).eps(-1e-8))
+            }),
+            ("Invalid beta parameter at index 0: 1", |p| {
+                Box::new(Adam::new(p, 1e-3).betas(1.0, 0.999))
+            }),
+            ("Invalid beta parameter at index 1: -0.1", |p| {
+                Box::new(Adam::new(p, 1e-3).betas(0.9, -0.1))
+            }),
+            ("Invalid weight_decay value: -0.01", |p| {
+                Box::new(Adam::new(p, 1e-3).weight_decay(-0.01))
+            }),
+            ("Invalid learning rate: inf", |p| {
+                Box::new(AdamW::new(p, f32::INFINITY))
+            }),
+        ];
         for (needle, make) in cases {
             let p = param_with_grad(&dev);
             let mut opt = make(vec![p.clone()]);
@@ -706,23 +707,23 @@ fn hyper_parameters_outside_their_domain_are_argument_errors_before_any_update()
             assert_argument(err, needle);
             assert_eq!(p.to_vec::<f32>().unwrap(), vec![1.0, -2.0, 0.5], "{needle}");
         }
+        // The validate() methods say the same before any step.
+        assert_argument(
+            Sgd::new(vec![], 0.1).nesterov(true).validate().unwrap_err(),
+            "Nesterov",
+        );
+        assert!(Sgd::new(vec![], 0.0)
+            .momentum(0.9)
+            .nesterov(true)
+            .validate()
+            .is_ok());
+        assert!(Adam::new(vec![], 0.0)
+            .betas(0.0, 0.0)
+            .eps(0.0)
+            .validate()
+            .is_ok());
     }
-    // The validate() methods say the same before any step.
-    assert_argument(
-        Sgd::new(vec![], 0.1).nesterov(true).validate().unwrap_err(),
-        "Nesterov",
-    );
-    assert!(Sgd::new(vec![], 0.0)
-        .momentum(0.9)
-        .nesterov(true)
-        .validate()
-        .is_ok());
-    assert!(Adam::new(vec![], 0.0)
-        .betas(0.0, 0.0)
-        .eps(0.0)
-        .validate()
-        .is_ok());
-}
+);
 
 common::test_device!(
     a_gradient_aliasing_its_own_parameter_is_an_argument_error_on_both_devices_cpu,
