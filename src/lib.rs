@@ -72,8 +72,8 @@
 //!   Shakespeare text, Fashion-MNIST, augmentation.
 //! - [`io`]: safetensors files with PyTorch's names, and training checkpoints.
 //! - [`distributed`]: data-parallel training over several processes.
-//! - [`ops`]: every op's forward and backward on both backends, and the op registry the
-//!   gradient tests walk.
+//! - [`ops`]: every op's forward and backward on both backends, and (with the `testing`
+//!   feature) the op registry the gradient tests walk.
 //! - [`backend`]: the CPU loops and the GPU scheduler, buffer pool and profiler.
 //! - [`shape`]: element counts, strides and broadcasting.
 //! - [`error`]: the [`Error`] type every fallible call returns.
@@ -89,6 +89,8 @@
 //!   through MPI (`wgrad::distributed::Mpi`). It needs an MPI library and libclang to
 //!   build; on Debian, `apt-get install libopenmpi-dev openmpi-bin libclang1-14
 //!   libclang-common-14-dev`. Without it, [`distributed`] runs as a single process.
+//! - `testing` (off by default): the op registry (`ops::registry`) that the gradient
+//!   tests walk. It is test scaffolding, not part of the API; the tests turn it on.
 #![warn(missing_docs)]
 
 pub mod autograd;

@@ -16,9 +16,10 @@ fn gpu_async_opens_the_same_default_device() {
     assert_eq!(a, b, "one default GPU per process");
 }
 
-#[test]
-fn async_readbacks_give_the_sync_values() {
-    for dev in common::devices() {
+common::test_device!(
+    async_readbacks_give_the_sync_values_cpu,
+    async_readbacks_give_the_sync_values_gpu,
+    |dev| {
         let x = Tensor::randn_seeded(&[37, 19], 5, &dev).unwrap();
         let y = x
             .tanh()
@@ -42,7 +43,7 @@ fn async_readbacks_give_the_sync_values() {
         assert!(matches!(block_on(y.item_async()), Err(Error::Shape { .. })));
         block_on(dev.sync_async()).unwrap();
     }
-}
+);
 
 #[test]
 fn an_async_training_loop_matches_the_sync_one_step_for_step() {

@@ -11,10 +11,11 @@ fn leaf(v: &[f32], shape: &[usize], dev: &Device) -> Tensor {
         .unwrap()
 }
 
-#[test]
-fn a_tensor_used_twice_accumulates_both_gradients() {
-    let _serial = common::exclusive();
-    for dev in common::devices() {
+common::test_device!(
+    a_tensor_used_twice_accumulates_both_gradients_cpu,
+    a_tensor_used_twice_accumulates_both_gradients_gpu,
+    |dev| {
+        let _serial = common::exclusive();
         let x = leaf(&[3.0], &[], &dev);
         // y = x * x + x  =>  dy/dx = 2x + 1 = 7
         let y = x.mul(&x).unwrap().add(&x).unwrap();
@@ -26,7 +27,7 @@ fn a_tensor_used_twice_accumulates_both_gradients() {
         x.zero_grad();
         assert!(x.grad().is_none());
     }
-}
+);
 
 #[test]
 fn no_grad_records_nothing() {

@@ -60,17 +60,6 @@ fn host(t: &Tensor) -> Vec<f64> {
     t.to_f64_vec().unwrap()
 }
 
-#[track_caller]
-fn close(got: &[f64], want: &[f64], tol: f64, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol * (1.0 + w.abs()),
-            "{what}[{i}]: got {g}, want {w} (tolerance {tol})"
-        );
-    }
-}
-
 #[test]
 fn training_mode_normalises_each_channel_then_scales_and_shifts() {
     let dev = Device::cpu();
@@ -129,15 +118,17 @@ fn check_running_statistics<const D: usize>(bn: &BatchNorm<D>, shape: &[usize]) 
         }
         if batch == 1 || batch == 3 {
             let what = format!("{shape:?} after {batch} batches");
-            close(
+            common::assert_close(
                 &host(&bn.running_mean()),
                 &rm,
                 1e-5,
+                1e-5,
                 &format!("running_mean {what}"),
             );
-            close(
+            common::assert_close(
                 &host(&bn.running_var()),
                 &rv,
+                1e-5,
                 1e-5,
                 &format!("running_var {what}"),
             );
@@ -166,10 +157,17 @@ fn running_statistics_follow_pytorchs_formulas_after_one_and_three_batches() {
     let bn = BatchNorm2d::new(&dev, 1);
     let x = Tensor::from_vec(vec![1.0f32, 2.0, 4.0, 9.0], &[4, 1, 1, 1], &dev).unwrap();
     bn.forward(&x).unwrap();
-    close(&host(&bn.running_mean()), &[0.4], 1e-6, "running_mean");
-    close(
+    common::assert_close(
+        &host(&bn.running_mean()),
+        &[0.4],
+        1e-6,
+        1e-6,
+        "running_mean",
+    );
+    common::assert_close(
         &host(&bn.running_var()),
         &[0.9 + 0.1 * 38.0 / 3.0],
+        1e-6,
         1e-6,
         "running_var",
     );
@@ -204,7 +202,7 @@ fn evaluation_mode_uses_the_running_statistics_and_leaves_them_alone() {
             (v - rm[c]) / (rv[c] + 1e-5).sqrt() * gamma[c] + beta[c]
         })
         .collect();
-    close(&y, &want, 1e-5, "eval output");
+    common::assert_close(&y, &want, 1e-5, 1e-5, "eval output");
     // A batch of one is fine in evaluation mode, and nothing moves.
     let one = Tensor::from_vec(f32s(&xv[..90]), &[1, 3, 5, 6], &dev).unwrap();
     bn.forward(&one).unwrap();
@@ -215,7 +213,7 @@ fn evaluation_mode_uses_the_running_statistics_and_leaves_them_alone() {
     bn.train();
     let y = host(&bn.forward(&x).unwrap());
     let (mean, _, _) = channel_stats(&y, &shape);
-    close(&mean, &beta, 1e-5, "training mean");
+    common::assert_close(&mean, &beta, 1e-5, 1e-5, "training mean");
 }
 
 /// `sum(forward(x) * r)` of a fresh f64 layer with the given weight and bias.
@@ -306,9 +304,9 @@ fn gradients_match_finite_differences_in_f64() {
             })
             .collect();
         let mode = if training { "train" } else { "eval" };
-        close(&dx, &fd_x, 1e-6, &format!("{mode} dL/dx"));
-        close(&dw, &fd_w, 1e-6, &format!("{mode} dL/dweight"));
-        close(&db, &fd_b, 1e-6, &format!("{mode} dL/dbias"));
+        common::assert_close(&dx, &fd_x, 1e-6, 1e-6, &format!("{mode} dL/dx"));
+        common::assert_close(&dw, &fd_w, 1e-6, 1e-6, &format!("{mode} dL/dweight"));
+        common::assert_close(&db, &fd_b, 1e-6, 1e-6, &format!("{mode} dL/dbias"));
         // In training mode the gradient through the batch statistics matters: each
         // channel's dL/dx sums to zero (the mean is subtracted).
         if training {
@@ -394,7 +392,7 @@ fn the_gpu_matches_the_cpu_forward_backward_and_running_statistics() {
     assert_eq!(results[0].len(), names.len());
     for ((c, g), name) in results[0].iter().zip(&results[1]).zip(names) {
         let scale = c.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-        common::assert_close(g, c, 2e-5 * scale, name);
+        common::assert_close(g, c, 2e-5 * scale, 0.0, name);
     }
 }
 
@@ -502,6 +500,7 @@ fn buffers_are_saved_moved_and_loaded_but_never_trained() {
         &common::vec_f32(&fresh.forward(&xg).unwrap()),
         &common::vec_f32(&model.forward(&x).unwrap()),
         1e-5,
+        0.0,
         "eval on the GPU after to_device",
     );
     // ...and loading into a GPU model copies the buffers in place.
@@ -578,17 +577,18 @@ fn without_affine_there_are_no_parameters_and_reset_restores_the_statistics() {
     let x = Tensor::from_vec(f32s(&channel_data(&shape, 2)), &shape, &dev).unwrap();
     let y = host(&bn.forward(&x).unwrap());
     let (mean, var, _) = channel_stats(&y, &shape);
-    close(&mean, &[0.0, 0.0], 1e-5, "mean");
-    close(&var, &[1.0, 1.0], 1e-3, "var");
+    common::assert_close(&mean, &[0.0, 0.0], 1e-5, 1e-5, "mean");
+    common::assert_close(&var, &[1.0, 1.0], 1e-3, 1e-3, "var");
     bn.reset_running_stats().unwrap();
     assert_eq!(host(&bn.running_mean()), [0.0, 0.0]);
     assert_eq!(host(&bn.running_var()), [1.0, 1.0]);
     assert_eq!(bn.num_batches_tracked().item().unwrap(), 0.0);
 }
 
-#[test]
-fn flatten_keeps_the_batch_dimension_like_torch() {
-    for dev in common::devices() {
+common::test_device!(
+    flatten_keeps_the_batch_dimension_like_torch_cpu,
+    flatten_keeps_the_batch_dimension_like_torch_gpu,
+    |dev| {
         let x = Tensor::randn_seeded(&[2, 3, 4, 5], 4, &dev)
             .unwrap()
             .requires_grad_(true)
@@ -610,16 +610,17 @@ fn flatten_keeps_the_batch_dimension_like_torch() {
             .add(Linear::new(&dev, 60, 2));
         assert_eq!(net.forward(&x).unwrap().shape(), &[2, 2]);
     }
-}
+);
 
-/// PyTorch's own BatchNorm2d state (num_batches_tracked stored as int64) loads, and the
-/// layer then gives PyTorch's eval and train outputs and running statistics, on each
-/// device (`tests/fixtures/make_torch_bn_fixture.py` wrote the file).
-#[test]
-fn a_pytorch_batchnorm_state_dict_loads_and_matches_its_outputs() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/torch_bn.safetensors");
-    for dev in common::devices() {
+common::test_device!(
+    /// PyTorch's own BatchNorm2d state (num_batches_tracked stored as int64) loads, and the
+    /// layer then gives PyTorch's eval and train outputs and running statistics, on each
+    /// device (`tests/fixtures/make_torch_bn_fixture.py` wrote the file).
+    a_pytorch_batchnorm_state_dict_loads_and_matches_its_outputs_cpu,
+    a_pytorch_batchnorm_state_dict_loads_and_matches_its_outputs_gpu,
+    |dev| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/torch_bn.safetensors");
         let file = wgrad::io::read_safetensors(&path, &dev).unwrap();
         let get = |name: &str| {
             file.iter()
@@ -651,6 +652,7 @@ fn a_pytorch_batchnorm_state_dict_loads_and_matches_its_outputs() {
             &y.to_vec::<f32>().unwrap(),
             &get("eval_out").to_vec::<f32>().unwrap(),
             1e-5,
+            0.0,
             "eval output",
         );
         bn.train();
@@ -659,23 +661,26 @@ fn a_pytorch_batchnorm_state_dict_loads_and_matches_its_outputs() {
             &y.to_vec::<f32>().unwrap(),
             &get("train_out").to_vec::<f32>().unwrap(),
             1e-5,
+            0.0,
             "train output",
         );
         common::assert_close(
             &bn.running_mean().to_vec::<f32>().unwrap(),
             &get("running_mean_after").to_vec::<f32>().unwrap(),
             1e-5,
+            0.0,
             "running mean",
         );
         common::assert_close(
             &bn.running_var().to_vec::<f32>().unwrap(),
             &get("running_var_after").to_vec::<f32>().unwrap(),
             1e-5,
+            0.0,
             "running var",
         );
         assert_eq!(bn.num_batches_tracked().to_vec::<f32>().unwrap(), vec![4.0]);
-    }
-}
+        }
+);
 
 /// Dispatches of one BatchNorm2d layer in training mode on the GPU (before the fused op:
 /// 20 forward and 14 backward for `[4, 3, 5, 6]`, 22 and 17 for `[2, 2, 96, 96]`): at
@@ -806,19 +811,31 @@ fn long_channels_split_into_blocks_and_match_the_cpu_and_an_f64_reference() {
         y.backward_with(&Tensor::from_vec(f32s(&gv), &shape, &dev).unwrap())
             .unwrap();
         let what = |s: &str| format!("{s} on {}", dev.name());
-        close(&host(&y), &y_ref, 2e-4, &what("y"));
-        close(&host(&x.grad().unwrap()), &dx_ref, 2e-4, &what("dx"));
+        common::assert_close(&host(&y), &y_ref, 2e-4, 2e-4, &what("y"));
+        common::assert_close(&host(&x.grad().unwrap()), &dx_ref, 2e-4, 2e-4, &what("dx"));
         let dw = host(&bn.weight.as_ref().unwrap().tensor().grad().unwrap());
         let db = host(&bn.bias.as_ref().unwrap().tensor().grad().unwrap());
         // Sums of 19,200 terms; channel 0's mean (1000) is rounded to f32 (half an ulp is
         // 3e-5, 1e-4 of xhat against a spread of 0.29) before it enters every xhat, so
         // sum(g xhat) carries about 1e-4 |sum g| ~ 1e-2 on either device.
-        close(&dw, &dw_ref, 5e-4, &what("dweight"));
-        close(&db, &db_ref, 1e-5, &what("dbias"));
+        common::assert_close(&dw, &dw_ref, 5e-4, 5e-4, &what("dweight"));
+        common::assert_close(&db, &db_ref, 1e-5, 1e-5, &what("dbias"));
         let rm: Vec<f64> = mean.iter().map(|m| 0.1 * m).collect();
         let rv: Vec<f64> = unbiased.iter().map(|v| 0.9 + 0.1 * v).collect();
-        close(&host(&bn.running_mean()), &rm, 1e-6, &what("running_mean"));
-        close(&host(&bn.running_var()), &rv, 1e-5, &what("running_var"));
+        common::assert_close(
+            &host(&bn.running_mean()),
+            &rm,
+            1e-6,
+            1e-6,
+            &what("running_mean"),
+        );
+        common::assert_close(
+            &host(&bn.running_var()),
+            &rv,
+            1e-5,
+            1e-5,
+            &what("running_var"),
+        );
         results.push((host(&y), host(&x.grad().unwrap())));
     }
     // The GPU against the CPU: channel 0's f32 means may differ by an ulp (6e-5 at
@@ -840,13 +857,14 @@ fn long_channels_split_into_blocks_and_match_the_cpu_and_an_f64_reference() {
     }
 }
 
-/// Careless inputs on both devices: a batch of one value per channel in training mode
-/// and an empty batch are errors (nothing moves), a NaN poisons its channel only, and an
-/// empty batch in evaluation mode is an empty output.
-#[test]
-fn careless_inputs_error_or_propagate_nan_on_both_devices() {
-    let _serial = common::exclusive();
-    for dev in common::devices() {
+common::test_device!(
+    /// Careless inputs on both devices: a batch of one value per channel in training mode
+    /// and an empty batch are errors (nothing moves), a NaN poisons its channel only, and an
+    /// empty batch in evaluation mode is an empty output.
+    careless_inputs_error_or_propagate_nan_on_both_devices_cpu,
+    careless_inputs_error_or_propagate_nan_on_both_devices_gpu,
+    |dev| {
+        let _serial = common::exclusive();
         let d = dev.name();
         let bn1 = BatchNorm1d::new(&dev, 3);
         let bn2 = BatchNorm2d::new(&dev, 3);
@@ -944,8 +962,8 @@ fn careless_inputs_error_or_propagate_nan_on_both_devices() {
         assert_eq!(x.grad().unwrap().shape(), &[0, 3, 4, 4]);
         let db = host(&bn2.bias.as_ref().unwrap().tensor().grad().unwrap());
         assert_eq!(db, [16.0; 3], "{d}: an empty batch adds nothing to dbias");
-    }
-}
+        }
+);
 
 /// The registry's batch_norm cases (which `tests/gradcheck.rs` checks) reach every
 /// batch-norm kernel, and a layer whose channels split into blocks keeps every dispatch

@@ -528,6 +528,7 @@ fn optimizer_state_saved_on_the_cpu_loads_onto_a_gpu_optimizer() {
                 &a.to_vec::<f32>().unwrap(),
                 &b.to_vec::<f32>().unwrap(),
                 1e-5,
+                0.0,
                 what,
             );
         }
@@ -535,10 +536,11 @@ fn optimizer_state_saved_on_the_cpu_loads_onto_a_gpu_optimizer() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
-fn the_rng_state_round_trips_and_repeats_the_draws() {
-    let _serial = common::exclusive();
-    for dev in common::devices() {
+common::test_device!(
+    the_rng_state_round_trips_and_repeats_the_draws_cpu,
+    the_rng_state_round_trips_and_repeats_the_draws_gpu,
+    |dev| {
+        let _serial = common::exclusive();
         dev.manual_seed(21);
         let _ = Tensor::rand(&[4], &dev).unwrap();
         let state = dev.rng_state();
@@ -549,7 +551,7 @@ fn the_rng_state_round_trips_and_repeats_the_draws() {
         let b = Tensor::rand(&[5], &dev).unwrap().to_vec::<f32>().unwrap();
         assert_eq!(a, b);
     }
-}
+);
 
 /// The scheduler trait object restores what `Scheduled::load_state_dict` does.
 #[test]

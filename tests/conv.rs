@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use wgrad::ops::conv2d::ConvOptions;
 use wgrad::prelude::*;
 
-#[test]
-fn a_hand_computed_convolution() {
-    for dev in common::devices() {
+common::test_device!(
+    a_hand_computed_convolution_cpu,
+    a_hand_computed_convolution_gpu,
+    |dev| {
         // x = 1..16 in a 4x4 image; the kernel [[1, 0], [0, -1]] takes x[i, j] - x[i+1, j+1] = -5.
         let x =
             Tensor::from_vec((1..=16).map(|v| v as f32).collect(), &[1, 1, 4, 4], &dev).unwrap();
@@ -36,7 +37,7 @@ fn a_hand_computed_convolution() {
         ];
         assert_eq!(y, want.to_vec(), "{dev:?}");
     }
-}
+);
 
 /// One op applied to the fixture's input.
 type OpUnderTest<'a> = Box<dyn Fn(&Tensor) -> Tensor + 'a>;
@@ -47,11 +48,12 @@ fn fixture() -> Vec<(String, Tensor)> {
     wgrad::io::read_safetensors(path, &Device::cpu()).unwrap()
 }
 
-#[test]
-fn convolutions_and_pooling_match_pytorch_forward_and_backward() {
-    let _serial = common::exclusive();
-    let f = fixture();
-    for dev in common::devices() {
+common::test_device!(
+    convolutions_and_pooling_match_pytorch_forward_and_backward_cpu,
+    convolutions_and_pooling_match_pytorch_forward_and_backward_gpu,
+    |dev| {
+        let _serial = common::exclusive();
+        let f = fixture();
         let get = |k: &str| {
             f.iter()
                 .find(|(n, _)| n == k)
@@ -111,6 +113,7 @@ fn convolutions_and_pooling_match_pytorch_forward_and_backward() {
                 &y.to_vec::<f32>().unwrap(),
                 &want.to_vec::<f32>().unwrap(),
                 1e-4,
+                0.0,
                 &what,
             );
             y.mul(&get(&format!("{name}.proj")))
@@ -124,11 +127,12 @@ fn convolutions_and_pooling_match_pytorch_forward_and_backward() {
                 &x.grad().unwrap().to_vec::<f32>().unwrap(),
                 &get(&format!("{name}.dx")).to_vec::<f32>().unwrap(),
                 1e-4,
+                0.0,
                 &what,
             );
         }
     }
-}
+);
 
 #[test]
 fn bad_convolution_arguments_are_errors() {

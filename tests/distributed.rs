@@ -146,9 +146,10 @@ fn peer() -> Arc<dyn Collective> {
     })
 }
 
-#[test]
-fn ddp_over_identical_ranks_trains_exactly_as_the_plain_model() {
-    for dev in common::devices() {
+common::test_device!(
+    ddp_over_identical_ranks_trains_exactly_as_the_plain_model_cpu,
+    ddp_over_identical_ranks_trains_exactly_as_the_plain_model_gpu,
+    |dev| {
         let build = || {
             dev.manual_seed(4);
             Sequential::new()
@@ -208,7 +209,7 @@ fn ddp_over_identical_ranks_trains_exactly_as_the_plain_model() {
         let names: Vec<String> = ddp.named_parameters().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names[0], "module.0.weight");
     }
-}
+);
 
 #[test]
 fn unused_parameters_keep_no_gradient_unless_another_rank_used_them() {

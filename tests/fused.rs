@@ -52,7 +52,7 @@ fn leaves(shapes: &[&[usize]], dev: &Device) -> Vec<Tensor> {
 fn assert_all_close(got: &[Vec<f32>], want: &[Vec<f32>], what: &str) {
     for (k, (g, w)) in got.iter().zip(want).enumerate() {
         let scale = w.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-        common::assert_close(g, w, 2e-4 * scale, &format!("{what}, tensor {k}"));
+        common::assert_close(g, w, 2e-4 * scale, 0.0, &format!("{what}, tensor {k}"));
     }
 }
 
@@ -168,10 +168,11 @@ fn fused_layers_refuse_what_the_unfused_ones_refuse() {
     assert!(e.to_string().contains("bias"), "{e}");
 }
 
-#[test]
-fn nan_and_infinity_pass_through_the_fused_layers_as_through_the_unfused_ones() {
-    let _serial = common::exclusive();
-    for dev in common::devices() {
+common::test_device!(
+    nan_and_infinity_pass_through_the_fused_layers_as_through_the_unfused_ones_cpu,
+    nan_and_infinity_pass_through_the_fused_layers_as_through_the_unfused_ones_gpu,
+    |dev| {
+        let _serial = common::exclusive();
         let x = Tensor::from_vec(vec![f32::NAN, 1.0, f32::INFINITY, -2.0], &[2, 2], &dev).unwrap();
         let w = Tensor::from_vec(vec![1.0f32, 0.0, 0.0, 1.0], &[2, 2], &dev).unwrap();
         let b = Tensor::zeros(&[2], &dev).unwrap();
@@ -186,4 +187,4 @@ fn nan_and_infinity_pass_through_the_fused_layers_as_through_the_unfused_ones() 
             }
         }
     }
-}
+);

@@ -178,9 +178,10 @@ fn every_op_gives_identical_results_with_and_without_shader_checks() {
     println!("{cases} cases bit-identical with and without shader runtime checks");
 }
 
-#[test]
-fn huge_logits_give_finite_cross_entropy_on_both_devices() {
-    for dev in common::devices() {
+common::test_device!(
+    huge_logits_give_finite_cross_entropy_on_both_devices_cpu,
+    huge_logits_give_finite_cross_entropy_on_both_devices_gpu,
+    |dev| {
         let mut rng = StdRng::seed_from_u64(5);
         let spec = wgrad::ops::registry::InputSpec {
             shape: vec![6, 9],
@@ -221,7 +222,7 @@ fn huge_logits_give_finite_cross_entropy_on_both_devices() {
             );
         }
     }
-}
+);
 
 #[test]
 fn the_registry_covers_every_shader_entry_point() {

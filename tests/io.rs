@@ -59,10 +59,11 @@ fn a_sequential_saves_with_pytorch_key_names_and_layouts() {
     );
 }
 
-#[test]
-fn a_round_trip_restores_the_same_function_on_both_devices() {
-    let _serial = common::exclusive();
-    for dev in common::devices() {
+common::test_device!(
+    a_round_trip_restores_the_same_function_on_both_devices_cpu,
+    a_round_trip_restores_the_same_function_on_both_devices_gpu,
+    |dev| {
+        let _serial = common::exclusive();
         dev.manual_seed(1);
         let a = mlp(&dev);
         let path = tmp(&format!("round-{}.safetensors", dev.is_gpu()));
@@ -76,13 +77,14 @@ fn a_round_trip_restores_the_same_function_on_both_devices() {
         let (ya, yb) = (a.forward(&x).unwrap(), b.forward(&x).unwrap());
         assert_eq!(ya.to_vec::<f32>().unwrap(), yb.to_vec::<f32>().unwrap());
     }
-}
+);
 
-#[test]
-fn a_file_written_by_pytorch_loads_and_gives_pytorchs_outputs() {
-    let _serial = common::exclusive();
-    // tests/fixtures/make_torch_fixture.py wrote these with torch 2 and safetensors.
-    for dev in common::devices() {
+common::test_device!(
+    a_file_written_by_pytorch_loads_and_gives_pytorchs_outputs_cpu,
+    a_file_written_by_pytorch_loads_and_gives_pytorchs_outputs_gpu,
+    |dev| {
+        let _serial = common::exclusive();
+        // tests/fixtures/make_torch_fixture.py wrote these with torch 2 and safetensors.
         let m = mlp(&dev);
         wgrad::io::load(&m, fixture("torch_mlp.safetensors")).unwrap();
         let io = wgrad::io::read_safetensors(fixture("torch_mlp_io.safetensors"), &dev).unwrap();
@@ -92,10 +94,11 @@ fn a_file_written_by_pytorch_loads_and_gives_pytorchs_outputs() {
             &y,
             &get("output").to_vec::<f32>().unwrap(),
             1e-5,
+            0.0,
             "output vs PyTorch",
         );
     }
-}
+);
 
 fn assert_rejected(m: &Sequential, path: &std::path::Path, needle: &str) {
     let before = values(m);

@@ -84,9 +84,7 @@ fn a_product_with_an_inner_dimension_of_seventy_thousand_is_right() {
         a.matmul(&b).unwrap().to_vec::<f32>().unwrap()
     };
     let (g, c) = (run(&gpu), run(&Device::cpu()));
-    for (x, y) in g.iter().zip(&c) {
-        assert!((x - y).abs() < 2e-3, "{g:?} vs {c:?}");
-    }
+    common::assert_close(&g, &c, 2e-3, 0.0, "gpu vs cpu");
 }
 
 #[test]
@@ -150,12 +148,13 @@ fn softmax_and_cross_entropy_over_rows_of_a_hundred_thousand_match_the_cpu() {
         let (gy, gg) = run(&gpu, which);
         let (cy, cg) = run(&Device::cpu(), which);
         for (what, g, c) in [("output", &gy, &cy), ("gradient", &gg, &cg)] {
-            for (i, (a, b)) in g.iter().zip(c.iter()).enumerate() {
-                assert!(
-                    (a - b).abs() <= 1e-5 + 1e-3 * b.abs(),
-                    "case {which} {what}[{i}]: gpu {a} cpu {b}"
-                );
-            }
+            common::assert_close(
+                g,
+                c,
+                1e-5,
+                1e-3,
+                &format!("case {which} {what}, gpu vs cpu"),
+            );
         }
     }
 }

@@ -2,12 +2,13 @@
 
 mod common;
 
-use common::{assert_close, devices, scalar, vec_f32};
+use common::{assert_close, scalar, vec_f32};
 use wgrad::prelude::*;
 
-#[test]
-fn add_then_multiply_gives_the_slides_gradients() {
-    for dev in devices() {
+common::test_device!(
+    add_then_multiply_gives_the_slides_gradients_cpu,
+    add_then_multiply_gives_the_slides_gradients_gpu,
+    |dev| {
         let (x, y, z) = (scalar(-2.0, &dev), scalar(5.0, &dev), scalar(-4.0, &dev));
         let q = x.add(&y).unwrap();
         let f = q.mul(&z).unwrap();
@@ -18,11 +19,12 @@ fn add_then_multiply_gives_the_slides_gradients() {
         assert_eq!(y.grad().unwrap().item().unwrap(), -4.0, "{dev:?}: df/dy");
         assert_eq!(z.grad().unwrap().item().unwrap(), 3.0, "{dev:?}: df/dz");
     }
-}
+);
 
-#[test]
-fn the_sigmoid_neuron_has_the_classic_gradients() {
-    for dev in devices() {
+common::test_device!(
+    the_sigmoid_neuron_has_the_classic_gradients_cpu,
+    the_sigmoid_neuron_has_the_classic_gradients_gpu,
+    |dev| {
         let w = Tensor::from_vec(vec![2.0f32, -3.0, -3.0], &[3], &dev)
             .unwrap()
             .requires_grad_(true)
@@ -44,13 +46,15 @@ fn the_sigmoid_neuron_has_the_classic_gradients() {
             &vec_f32(&w.grad().unwrap()),
             &[-0.1966, -0.3932, 0.1966],
             1e-4,
+            0.0,
             "df/dw",
         );
         assert_close(
             &vec_f32(&x.grad().unwrap()),
             &[0.3932, -0.5898],
             1e-4,
+            0.0,
             "df/dx",
         );
     }
-}
+);

@@ -95,10 +95,11 @@ fn softplus_error(got: &[f32], want: &[f64], what: &str) -> f64 {
     worst
 }
 
-#[test]
-fn softplus_is_accurate_for_every_argument() {
-    let z: Vec<f32> = SOFTPLUS_Z.iter().map(|&v| v as f32).collect();
-    for dev in common::devices() {
+common::test_device!(
+    softplus_is_accurate_for_every_argument_cpu,
+    softplus_is_accurate_for_every_argument_gpu,
+    |dev| {
+        let z: Vec<f32> = SOFTPLUS_Z.iter().map(|&v| v as f32).collect();
         let x = t(&z, &[z.len()], &dev);
         let y = common::vec_f32(&x.softplus(1.0, 20.0).unwrap());
         let e1 = softplus_error(&y, &SOFTPLUS_F64, &format!("{dev:?} softplus"));
@@ -121,25 +122,26 @@ fn softplus_is_accurate_for_every_argument() {
             "{dev:?}: worst relative error {e1:.2e} (beta 1), {e2:.2e} (beta 2), {e3:.2e} (sweep)"
         );
     }
-}
+);
 
-#[test]
-fn bce_with_logits_keeps_its_digits_for_large_logits() {
-    // Float64 values of -(y log sigma(x) + (1 - y) log(1 - sigma(x))) (softplus(-x) for
-    // y = 1, softplus(x) for y = 0). torch's own float32 and float64 results at x = -30,
-    // y = 0 are 0 and 9.237e-14: its (1 - y) x + softplus(-x) cancels there.
-    let x = [-100.0, -30.0, 0.0, 30.0, 100.0, -17.0, 17.0];
-    let y = [1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0];
-    let want = [
-        100.0,
-        9.357622968839737e-14,
-        std::f64::consts::LN_2, // torch: 0.6931471805599453
-        9.357622968839737e-14,
-        100.0,
-        4.139937633089748e-08,
-        4.139937633089748e-08,
-    ];
-    for dev in common::devices() {
+common::test_device!(
+    bce_with_logits_keeps_its_digits_for_large_logits_cpu,
+    bce_with_logits_keeps_its_digits_for_large_logits_gpu,
+    |dev| {
+        // Float64 values of -(y log sigma(x) + (1 - y) log(1 - sigma(x))) (softplus(-x) for
+        // y = 1, softplus(x) for y = 0). torch's own float32 and float64 results at x = -30,
+        // y = 0 are 0 and 9.237e-14: its (1 - y) x + softplus(-x) cancels there.
+        let x = [-100.0, -30.0, 0.0, 30.0, 100.0, -17.0, 17.0];
+        let y = [1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0];
+        let want = [
+            100.0,
+            9.357622968839737e-14,
+            std::f64::consts::LN_2, // torch: 0.6931471805599453
+            9.357622968839737e-14,
+            100.0,
+            4.139937633089748e-08,
+            4.139937633089748e-08,
+        ];
         let loss = BCEWithLogitsLoss {
             reduction: Reduction::None,
             pos_weight: None,
@@ -151,38 +153,39 @@ fn bce_with_logits_keeps_its_digits_for_large_logits() {
             assert!(rel < 1e-5, "{dev:?} bce[{i}]: got {g:e}, want {w:e}");
         }
     }
-}
+);
 
 // ---------------------------------------------------------------- 2. NaN propagation
 
-#[test]
-fn activations_propagate_nan_as_torch() {
-    let x = [1.0, NAN, -2.0, NAN, 3.0];
-    // (forward, gradient of the sum) from torch.
-    let cases: [(&str, [f32; 5], [f32; 5]); 5] = [
-        ("relu", [1.0, NAN, 0.0, NAN, 3.0], [1.0, 1.0, 0.0, 1.0, 1.0]),
-        (
-            "leaky_relu",
-            [1.0, NAN, -0.2, NAN, 3.0],
-            [1.0, 0.1, 0.1, 0.1, 1.0],
-        ),
-        (
-            "tanh",
-            [0.7615942, NAN, -0.9640276, NAN, 0.9950548],
-            [0.4199743, NAN, 0.07065082, NAN, 0.009865982],
-        ),
-        (
-            "sigmoid",
-            [0.7310586, NAN, 0.11920292, NAN, 0.95257413],
-            [0.19661193, NAN, 0.10499358, NAN, 0.045176655],
-        ),
-        (
-            "softplus",
-            [1.3132616, NAN, 0.126928, NAN, 3.0485873],
-            [0.7310586, NAN, 0.11920292, NAN, 0.95257413],
-        ),
-    ];
-    for dev in common::devices() {
+common::test_device!(
+    activations_propagate_nan_as_torch_cpu,
+    activations_propagate_nan_as_torch_gpu,
+    |dev| {
+        let x = [1.0, NAN, -2.0, NAN, 3.0];
+        // (forward, gradient of the sum) from torch.
+        let cases: [(&str, [f32; 5], [f32; 5]); 5] = [
+            ("relu", [1.0, NAN, 0.0, NAN, 3.0], [1.0, 1.0, 0.0, 1.0, 1.0]),
+            (
+                "leaky_relu",
+                [1.0, NAN, -0.2, NAN, 3.0],
+                [1.0, 0.1, 0.1, 0.1, 1.0],
+            ),
+            (
+                "tanh",
+                [0.7615942, NAN, -0.9640276, NAN, 0.9950548],
+                [0.4199743, NAN, 0.07065082, NAN, 0.009865982],
+            ),
+            (
+                "sigmoid",
+                [0.7310586, NAN, 0.11920292, NAN, 0.95257413],
+                [0.19661193, NAN, 0.10499358, NAN, 0.045176655],
+            ),
+            (
+                "softplus",
+                [1.3132616, NAN, 0.126928, NAN, 3.0485873],
+                [0.7310586, NAN, 0.11920292, NAN, 0.95257413],
+            ),
+        ];
         for (name, want_y, want_g) in cases {
             let xt = leaf(&x, &[5], &dev);
             let y = match name {
@@ -219,18 +222,19 @@ fn activations_propagate_nan_as_torch() {
             z[0]
         );
     }
-}
+);
 
-#[test]
-fn fused_activations_propagate_nan_as_torch() {
-    // relu/tanh/sigmoid/leaky(F.linear(x, I, b)) with b = [nan, 0.5], from torch.
-    let cases = [
-        (Act::Relu, [NAN, 0.0, NAN, 0.0]),
-        (Act::Tanh, [NAN, -0.46211717, NAN, -0.9866143]),
-        (Act::Sigmoid, [NAN, 0.37754068, NAN, 0.07585818]),
-        (Act::LeakyRelu(0.1), [NAN, -0.05, NAN, -0.25]),
-    ];
-    for dev in common::devices() {
+common::test_device!(
+    fused_activations_propagate_nan_as_torch_cpu,
+    fused_activations_propagate_nan_as_torch_gpu,
+    |dev| {
+        // relu/tanh/sigmoid/leaky(F.linear(x, I, b)) with b = [nan, 0.5], from torch.
+        let cases = [
+            (Act::Relu, [NAN, 0.0, NAN, 0.0]),
+            (Act::Tanh, [NAN, -0.46211717, NAN, -0.9866143]),
+            (Act::Sigmoid, [NAN, 0.37754068, NAN, 0.07585818]),
+            (Act::LeakyRelu(0.1), [NAN, -0.05, NAN, -0.25]),
+        ];
         for (act, want) in cases {
             let x = leaf(&[1.0, -1.0, 2.0, -3.0], &[2, 2], &dev);
             let w = leaf(&[1.0, 0.0, 0.0, 1.0], &[2, 2], &dev);
@@ -251,11 +255,12 @@ fn fused_activations_propagate_nan_as_torch() {
             }
         }
     }
-}
+);
 
-#[test]
-fn max_and_argmax_propagate_nan_as_torch() {
-    for dev in common::devices() {
+common::test_device!(
+    max_and_argmax_propagate_nan_as_torch_cpu,
+    max_and_argmax_propagate_nan_as_torch_gpu,
+    |dev| {
         // Full reduction: NaN; the gradient goes to the first NaN (torch splits it
         // evenly between equal maxima, [0, 0.5, 0, 0.5]; wgrad routes to one, as with ties).
         let x = leaf(&[1.0, NAN, 2.0, NAN], &[4], &dev);
@@ -284,7 +289,7 @@ fn max_and_argmax_propagate_nan_as_torch() {
             "{dev:?} argmax dim 0"
         );
     }
-}
+);
 
 #[test]
 fn long_reductions_propagate_nan_on_every_path() {
@@ -322,12 +327,13 @@ fn long_reductions_propagate_nan_on_every_path() {
     }
 }
 
-#[test]
-fn max_pool_propagates_nan_as_torch() {
-    let x = [
-        1.0, NAN, 2.0, 3.0, NAN, 0.0, 4.0, 5.0, 6.0, 7.0, 8.0, NAN, 9.0, 1.0, 2.0, 3.0,
-    ];
-    for dev in common::devices() {
+common::test_device!(
+    max_pool_propagates_nan_as_torch_cpu,
+    max_pool_propagates_nan_as_torch_gpu,
+    |dev| {
+        let x = [
+            1.0, NAN, 2.0, 3.0, NAN, 0.0, 4.0, 5.0, 6.0, 7.0, 8.0, NAN, 9.0, 1.0, 2.0, 3.0,
+        ];
         // 2 x 2 (the CPU's unrolled loop): the window's last NaN gets the gradient.
         let p = leaf(&x, &[1, 1, 4, 4], &dev);
         let y = p.max_pool2d((2, 2), (2, 2), (0, 0)).unwrap();
@@ -350,12 +356,13 @@ fn max_pool_propagates_nan_as_torch() {
         ];
         same(&grad(&p), &want, 0.0, "pool 3x3 grad");
     }
-}
+);
 
-#[test]
-fn softmax_and_cross_entropy_give_nan_rows_as_torch() {
-    let x = [1.0, NAN, 2.0, 1.0, 2.0, 3.0];
-    for dev in common::devices() {
+common::test_device!(
+    softmax_and_cross_entropy_give_nan_rows_as_torch_cpu,
+    softmax_and_cross_entropy_give_nan_rows_as_torch_gpu,
+    |dev| {
+        let x = [1.0, NAN, 2.0, 1.0, 2.0, 3.0];
         let s = common::vec_f32(&t(&x, &[2, 3], &dev).softmax(1).unwrap());
         let want = [NAN, NAN, NAN, 0.09003057, 0.24472848, 0.66524094];
         same(&s, &want, 1e-5, "softmax");
@@ -372,15 +379,16 @@ fn softmax_and_cross_entropy_give_nan_rows_as_torch() {
         let want = [NAN, NAN, NAN, 0.04501529, 0.12236425, -0.1673795];
         same(&grad(&xl), &want, 1e-5, "ce grad");
     }
-}
+);
 
 // ---------------------------------------------------------------- 3. empty tensors
 
 type LossFn<'a> = Box<dyn Fn(&Tensor) -> Result<Tensor> + 'a>;
 
-#[test]
-fn empty_means_and_mean_losses_are_nan_as_torch() {
-    for dev in common::devices() {
+common::test_device!(
+    empty_means_and_mean_losses_are_nan_as_torch_cpu,
+    empty_means_and_mean_losses_are_nan_as_torch_gpu,
+    |dev| {
         let e = || {
             Tensor::zeros(&[0, 3], &dev)
                 .unwrap()
@@ -446,11 +454,12 @@ fn empty_means_and_mean_losses_are_nan_as_torch() {
         .unwrap();
         assert_eq!(s.item().unwrap(), 0.0, "{dev:?} summed bce");
     }
-}
+);
 
-#[test]
-fn max_of_empty_tensors_follows_torch() {
-    for dev in common::devices() {
+common::test_device!(
+    max_of_empty_tensors_follows_torch_cpu,
+    max_of_empty_tensors_follows_torch_gpu,
+    |dev| {
         let x = Tensor::zeros(&[0, 3], &dev)
             .unwrap()
             .requires_grad_(true)
@@ -466,37 +475,38 @@ fn max_of_empty_tensors_follows_torch() {
         v.sum().unwrap().backward().unwrap();
         assert_eq!(x.grad().unwrap().shape(), [0, 3]);
     }
-}
+);
 
 // ---------------------------------------------------------------- 4. pos_weight
 
-#[test]
-fn bce_with_logits_pos_weight_matches_torch() {
-    let x = [0.5, -1.0, 2.0, -3.0, 0.25, -0.75];
-    let y = [1.0, 0.0, 1.0, 0.0, 1.0, 1.0];
-    let pw = [2.0, 0.5, 3.0];
-    // torch.nn.functional.binary_cross_entropy_with_logits(x, y, pos_weight=pw), float64.
-    let none = [
-        0.9481539683602134,
-        0.3132616875182228,
-        0.3807840331289175,
-        0.048587351573742055,
-        0.2879697099394218,
-        3.4106130183446997,
-    ];
-    let (mean, sum) = (0.8982282948108695, 5.389369768865217);
-    // d mean / dx from torch; d mean / d pos_weight = sum over rows of y softplus(-x) / 6
-    // (torch refuses this gradient; the value is that formula in float64).
-    let dx = [
-        -0.1258468895993818,
-        0.04482357022833252,
-        -0.05960146101105882,
-        0.00790431219626113,
-        -0.03648529159285016,
-        -0.3395893495876965,
-    ];
-    let dpw = [0.07901283069668445, 0.0959899033131406, 0.21063316952631206];
-    for dev in common::devices() {
+common::test_device!(
+    bce_with_logits_pos_weight_matches_torch_cpu,
+    bce_with_logits_pos_weight_matches_torch_gpu,
+    |dev| {
+        let x = [0.5, -1.0, 2.0, -3.0, 0.25, -0.75];
+        let y = [1.0, 0.0, 1.0, 0.0, 1.0, 1.0];
+        let pw = [2.0, 0.5, 3.0];
+        // torch.nn.functional.binary_cross_entropy_with_logits(x, y, pos_weight=pw), float64.
+        let none = [
+            0.9481539683602134,
+            0.3132616875182228,
+            0.3807840331289175,
+            0.048587351573742055,
+            0.2879697099394218,
+            3.4106130183446997,
+        ];
+        let (mean, sum) = (0.8982282948108695, 5.389369768865217);
+        // d mean / dx from torch; d mean / d pos_weight = sum over rows of y softplus(-x) / 6
+        // (torch refuses this gradient; the value is that formula in float64).
+        let dx = [
+            -0.1258468895993818,
+            0.04482357022833252,
+            -0.05960146101105882,
+            0.00790431219626113,
+            -0.03648529159285016,
+            -0.3395893495876965,
+        ];
+        let dpw = [0.07901283069668445, 0.0959899033131406, 0.21063316952631206];
         let xt = leaf(&x, &[2, 3], &dev);
         let w = leaf(&pw, &[3], &dev);
         let loss = |reduction| BCEWithLogitsLoss {
@@ -527,11 +537,12 @@ fn bce_with_logits_pos_weight_matches_torch() {
         };
         assert!(matches!(bad.forward(&xt, &yt), Err(Error::Shape { .. })));
     }
-}
+);
 
-#[test]
-fn maximum_minimum_and_recurrent_cells_propagate_nan_as_torch() {
-    for dev in common::devices() {
+common::test_device!(
+    maximum_minimum_and_recurrent_cells_propagate_nan_as_torch_cpu,
+    maximum_minimum_and_recurrent_cells_propagate_nan_as_torch_gpu,
+    |dev| {
         // torch.maximum / torch.minimum: NaN wins on either side.
         let a = t(&[1.0, NAN, 3.0, NAN], &[4], &dev);
         let b = t(&[NAN, 2.0, 1.0, NAN], &[4], &dev);
@@ -553,4 +564,4 @@ fn maximum_minimum_and_recurrent_cells_propagate_nan_as_torch() {
         let h = wgrad::ops::rnn::gru_cell(&gi, &gh, &h0).unwrap();
         same(&common::vec_f32(&h), &[NAN], 0.0, "gru h");
     }
-}
+);

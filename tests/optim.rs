@@ -38,13 +38,7 @@ fn run(dev: &Device, make: impl Fn(Vec<Tensor>) -> Box<dyn Optimizer>) -> Vec<Ve
 
 fn check(got: &[Vec<f64>], want: &[Vec<f64>], what: &str) {
     for (s, (g, w)) in got.iter().zip(want).enumerate() {
-        for (i, (a, b)) in g.iter().zip(w).enumerate() {
-            assert!(
-                (a - b).abs() < 2e-6,
-                "{what}: step {} element {i}: got {a}, want {b}",
-                s + 1
-            );
-        }
+        common::assert_close(g, w, 2e-6, 0.0, &format!("{what}: step {}", s + 1));
     }
 }
 
@@ -100,10 +94,11 @@ fn adam_reference(lr: f64, b1: f64, b2: f64, eps: f64, wd: f64, decoupled: bool)
     out
 }
 
-#[test]
-fn sgd_matches_the_textbook_update() {
-    let _serial = common::exclusive();
-    for dev in common::devices() {
+common::test_device!(
+    sgd_matches_the_textbook_update_cpu,
+    sgd_matches_the_textbook_update_gpu,
+    |dev| {
+        let _serial = common::exclusive();
         check(
             &run(&dev, |p| Box::new(Sgd::new(p, 0.1))),
             &sgd_reference(0.1, 0.0, 0.0, 0.0, false),
@@ -134,7 +129,7 @@ fn sgd_matches_the_textbook_update() {
             "dampening",
         );
     }
-}
+);
 
 #[test]
 fn adam_and_adamw_match_the_textbook_update_with_bias_correction() {
@@ -212,10 +207,11 @@ fn schedules_follow_pytorchs_formulas() {
     assert_eq!(opt.lr(), 0.4);
 }
 
-#[test]
-fn clipping_scales_gradients_to_the_global_norm_without_a_readback() {
-    let _serial = common::exclusive();
-    for dev in common::devices() {
+common::test_device!(
+    clipping_scales_gradients_to_the_global_norm_without_a_readback_cpu,
+    clipping_scales_gradients_to_the_global_norm_without_a_readback_gpu,
+    |dev| {
+        let _serial = common::exclusive();
         let a = Tensor::ones(&[2], &dev)
             .unwrap()
             .requires_grad_(true)
@@ -243,12 +239,14 @@ fn clipping_scales_gradients_to_the_global_norm_without_a_readback() {
             &a.grad().unwrap().to_vec::<f32>().unwrap(),
             &[0.6, 0.0],
             1e-5,
+            0.0,
             "a",
         );
         common::assert_close(
             &b.grad().unwrap().to_vec::<f32>().unwrap(),
             &[0.8],
             1e-5,
+            0.0,
             "b",
         );
         // Below the limit nothing changes.
@@ -257,10 +255,11 @@ fn clipping_scales_gradients_to_the_global_norm_without_a_readback() {
             &b.grad().unwrap().to_vec::<f32>().unwrap(),
             &[0.8],
             1e-5,
+            0.0,
             "b unchanged",
         );
     }
-}
+);
 
 /// Element counts of the parameter lists below: one past a workgroup (300), one of a
 /// single element, a matrix, and sizes around the 256-thread workgroup.
@@ -358,7 +357,7 @@ fn every_optimizer_matches_the_cpu_on_the_gpu_for_parameters_of_many_sizes() {
         // The first parameter joins on step 2: with momentum its buffer starts then.
         let want = trajectory(&Device::cpu(), make, &SIZES, 0);
         let got = trajectory(&gpu, make, &SIZES, 0);
-        common::assert_close(&got, &want, 2e-5, what);
+        common::assert_close(&got, &want, 2e-5, 0.0, what);
     }
 }
 
@@ -371,7 +370,7 @@ fn more_parameters_than_one_dispatch_binds_run_in_chunks_with_the_same_results()
     for (what, make) in [OPTIMIZERS[4], OPTIMIZERS[7]] {
         let want = trajectory(&Device::cpu(), make, &shapes, 33);
         let got = trajectory(&gpu, make, &shapes, 33);
-        common::assert_close(&got, &want, 2e-5, what);
+        common::assert_close(&got, &want, 2e-5, 0.0, what);
         let params = seeded_params(&shapes, 3, &gpu);
         set_grads(&params, 0, None);
         let mut opt = make(params.clone());
@@ -395,7 +394,7 @@ fn more_parameters_than_one_dispatch_binds_run_in_chunks_with_the_same_results()
     let ng = clip_grad_norm(&pg, 2.0).unwrap().unwrap().item().unwrap();
     assert!((nc - ng).abs() <= 1e-5 * nc, "norm {ng} vs {nc}");
     let grads = |ps: &[Tensor]| flat(&ps.iter().map(|p| p.grad().unwrap()).collect::<Vec<_>>());
-    common::assert_close(&grads(&pg), &grads(&pc), 1e-6, "clipped gradients");
+    common::assert_close(&grads(&pg), &grads(&pc), 1e-6, 0.0, "clipped gradients");
 }
 
 /// The MLP of the shared workloads (784-256-128-10), one forward and backward.
@@ -493,10 +492,11 @@ fn steady_state_steps_with_clipping_create_nothing() {
     );
 }
 
-#[test]
-fn clipping_a_non_finite_gradient_gives_a_non_finite_norm_as_pytorch() {
-    let _serial = common::exclusive();
-    for dev in common::devices() {
+common::test_device!(
+    clipping_a_non_finite_gradient_gives_a_non_finite_norm_as_pytorch_cpu,
+    clipping_a_non_finite_gradient_gives_a_non_finite_norm_as_pytorch_gpu,
+    |dev| {
+        let _serial = common::exclusive();
         let a = Tensor::ones(&[3], &dev)
             .unwrap()
             .requires_grad_(true)
@@ -547,12 +547,13 @@ fn clipping_a_non_finite_gradient_gives_a_non_finite_norm_as_pytorch() {
             );
         }
     }
-}
+);
 
-#[test]
-fn clipping_scales_a_shared_gradient_once_and_counts_it_per_parameter() {
-    let _serial = common::exclusive();
-    for dev in common::devices() {
+common::test_device!(
+    clipping_scales_a_shared_gradient_once_and_counts_it_per_parameter_cpu,
+    clipping_scales_a_shared_gradient_once_and_counts_it_per_parameter_gpu,
+    |dev| {
+        let _serial = common::exclusive();
         let a = Tensor::ones(&[4], &dev)
             .unwrap()
             .requires_grad_(true)
@@ -570,9 +571,9 @@ fn clipping_scales_a_shared_gradient_once_and_counts_it_per_parameter() {
             .unwrap();
         assert!((norm.item().unwrap() - 8f64.sqrt()).abs() < 1e-6, "{dev:?}");
         let want = (1.0 / (8f64.sqrt() + 1e-6)) as f32;
-        common::assert_close(&g.to_vec::<f32>().unwrap(), &[want; 4], 1e-6, "shared");
+        common::assert_close(&g.to_vec::<f32>().unwrap(), &[want; 4], 1e-6, 0.0, "shared");
     }
-}
+);
 
 #[test]
 fn optimizer_and_clipping_mistakes_are_errors() {
@@ -617,19 +618,20 @@ fn optimizer_and_clipping_mistakes_are_errors() {
     }
 }
 
-#[test]
-fn a_parameter_listed_twice_is_updated_twice_as_in_sequence() {
-    let _serial = common::exclusive();
-    for dev in common::devices() {
+common::test_device!(
+    a_parameter_listed_twice_is_updated_twice_as_in_sequence_cpu,
+    a_parameter_listed_twice_is_updated_twice_as_in_sequence_gpu,
+    |dev| {
+        let _serial = common::exclusive();
         let p = Tensor::ones(&[3], &dev)
             .unwrap()
             .requires_grad_(true)
             .unwrap();
         p.set_grad(Some(Tensor::full(&[3], 1.0, &dev).unwrap()));
         Sgd::new(vec![p.clone(), p.clone()], 0.25).step().unwrap();
-        common::assert_close(&p.to_vec::<f32>().unwrap(), &[0.5; 3], 1e-6, "twice");
+        common::assert_close(&p.to_vec::<f32>().unwrap(), &[0.5; 3], 1e-6, 0.0, "twice");
     }
-}
+);
 
 /// One parameter with a gradient, on `dev`.
 fn param_with_grad(dev: &Device) -> Tensor {
@@ -649,54 +651,55 @@ fn assert_argument(err: Error, needle: &str) {
     }
 }
 
-#[test]
-fn hyper_parameters_outside_their_domain_are_argument_errors_before_any_update() {
-    let _serial = common::exclusive();
-    type Case = (&'static str, fn(Vec<Tensor>) -> Box<dyn Optimizer>);
-    let cases: [Case; 13] = [
-        ("Invalid learning rate: -0.1", |p| {
-            Box::new(Sgd::new(p, -0.1))
-        }),
-        ("Invalid learning rate: NaN", |p| {
-            Box::new(Sgd::new(p, f32::NAN).momentum(0.9))
-        }),
-        ("Invalid momentum value: -0.5", |p| {
-            Box::new(Sgd::new(p, 0.1).momentum(-0.5))
-        }),
-        ("Invalid dampening value: 1.5", |p| {
-            Box::new(Sgd::new(p, 0.1).momentum(0.9).dampening(1.5))
-        }),
-        ("Invalid weight_decay value: -1", |p| {
-            Box::new(Sgd::new(p, 0.1).weight_decay(-1.0))
-        }),
-        (
-            "Nesterov momentum requires a momentum and zero dampening",
-            |p| Box::new(Sgd::new(p, 0.1).nesterov(true)),
-        ),
-        (
-            "Nesterov momentum requires a momentum and zero dampening",
-            |p| Box::new(Sgd::new(p, 0.1).momentum(0.9).dampening(0.1).nesterov(true)),
-        ),
-        ("Invalid learning rate: -0.001", |p| {
-            Box::new(Adam::new(p, -1e-3))
-        }),
-        ("Invalid epsilon value: -0.00000001", |p| {
-            Box::new(Adam::new(p, 1e-3).eps(-1e-8))
-        }),
-        ("Invalid beta parameter at index 0: 1", |p| {
-            Box::new(Adam::new(p, 1e-3).betas(1.0, 0.999))
-        }),
-        ("Invalid beta parameter at index 1: -0.1", |p| {
-            Box::new(Adam::new(p, 1e-3).betas(0.9, -0.1))
-        }),
-        ("Invalid weight_decay value: -0.01", |p| {
-            Box::new(Adam::new(p, 1e-3).weight_decay(-0.01))
-        }),
-        ("Invalid learning rate: inf", |p| {
-            Box::new(AdamW::new(p, f32::INFINITY))
-        }),
-    ];
-    for dev in common::devices() {
+common::test_device!(
+    hyper_parameters_outside_their_domain_are_argument_errors_before_any_update_cpu,
+    hyper_parameters_outside_their_domain_are_argument_errors_before_any_update_gpu,
+    |dev| {
+        let _serial = common::exclusive();
+        type Case = (&'static str, fn(Vec<Tensor>) -> Box<dyn Optimizer>);
+        let cases: [Case; 13] = [
+            ("Invalid learning rate: -0.1", |p| {
+                Box::new(Sgd::new(p, -0.1))
+            }),
+            ("Invalid learning rate: NaN", |p| {
+                Box::new(Sgd::new(p, f32::NAN).momentum(0.9))
+            }),
+            ("Invalid momentum value: -0.5", |p| {
+                Box::new(Sgd::new(p, 0.1).momentum(-0.5))
+            }),
+            ("Invalid dampening value: 1.5", |p| {
+                Box::new(Sgd::new(p, 0.1).momentum(0.9).dampening(1.5))
+            }),
+            ("Invalid weight_decay value: -1", |p| {
+                Box::new(Sgd::new(p, 0.1).weight_decay(-1.0))
+            }),
+            (
+                "Nesterov momentum requires a momentum and zero dampening",
+                |p| Box::new(Sgd::new(p, 0.1).nesterov(true)),
+            ),
+            (
+                "Nesterov momentum requires a momentum and zero dampening",
+                |p| Box::new(Sgd::new(p, 0.1).momentum(0.9).dampening(0.1).nesterov(true)),
+            ),
+            ("Invalid learning rate: -0.001", |p| {
+                Box::new(Adam::new(p, -1e-3))
+            }),
+            ("Invalid epsilon value: -0.00000001", |p| {
+                Box::new(Adam::new(p, 1e-3).eps(-1e-8))
+            }),
+            ("Invalid beta parameter at index 0: 1", |p| {
+                Box::new(Adam::new(p, 1e-3).betas(1.0, 0.999))
+            }),
+            ("Invalid beta parameter at index 1: -0.1", |p| {
+                Box::new(Adam::new(p, 1e-3).betas(0.9, -0.1))
+            }),
+            ("Invalid weight_decay value: -0.01", |p| {
+                Box::new(Adam::new(p, 1e-3).weight_decay(-0.01))
+            }),
+            ("Invalid learning rate: inf", |p| {
+                Box::new(AdamW::new(p, f32::INFINITY))
+            }),
+        ];
         for (needle, make) in cases {
             let p = param_with_grad(&dev);
             let mut opt = make(vec![p.clone()]);
@@ -704,35 +707,36 @@ fn hyper_parameters_outside_their_domain_are_argument_errors_before_any_update()
             assert_argument(err, needle);
             assert_eq!(p.to_vec::<f32>().unwrap(), vec![1.0, -2.0, 0.5], "{needle}");
         }
+        // The validate() methods say the same before any step.
+        assert_argument(
+            Sgd::new(vec![], 0.1).nesterov(true).validate().unwrap_err(),
+            "Nesterov",
+        );
+        assert!(Sgd::new(vec![], 0.0)
+            .momentum(0.9)
+            .nesterov(true)
+            .validate()
+            .is_ok());
+        assert!(Adam::new(vec![], 0.0)
+            .betas(0.0, 0.0)
+            .eps(0.0)
+            .validate()
+            .is_ok());
     }
-    // The validate() methods say the same before any step.
-    assert_argument(
-        Sgd::new(vec![], 0.1).nesterov(true).validate().unwrap_err(),
-        "Nesterov",
-    );
-    assert!(Sgd::new(vec![], 0.0)
-        .momentum(0.9)
-        .nesterov(true)
-        .validate()
-        .is_ok());
-    assert!(Adam::new(vec![], 0.0)
-        .betas(0.0, 0.0)
-        .eps(0.0)
-        .validate()
-        .is_ok());
-}
+);
 
-#[test]
-fn a_gradient_aliasing_its_own_parameter_is_an_argument_error_on_both_devices() {
-    let _serial = common::exclusive();
-    type Make = fn(Vec<Tensor>) -> Box<dyn Optimizer>;
-    let makes: [(&str, Make); 4] = [
-        ("sgd", |p| Box::new(Sgd::new(p, 0.1))),
-        ("sgd momentum", |p| Box::new(Sgd::new(p, 0.1).momentum(0.9))),
-        ("adam", |p| Box::new(Adam::new(p, 0.1))),
-        ("adamw", |p| Box::new(AdamW::new(p, 0.1))),
-    ];
-    for dev in common::devices() {
+common::test_device!(
+    a_gradient_aliasing_its_own_parameter_is_an_argument_error_on_both_devices_cpu,
+    a_gradient_aliasing_its_own_parameter_is_an_argument_error_on_both_devices_gpu,
+    |dev| {
+        let _serial = common::exclusive();
+        type Make = fn(Vec<Tensor>) -> Box<dyn Optimizer>;
+        let makes: [(&str, Make); 4] = [
+            ("sgd", |p| Box::new(Sgd::new(p, 0.1))),
+            ("sgd momentum", |p| Box::new(Sgd::new(p, 0.1).momentum(0.9))),
+            ("adam", |p| Box::new(Adam::new(p, 0.1))),
+            ("adamw", |p| Box::new(AdamW::new(p, 0.1))),
+        ];
         let alias: [fn(&Tensor) -> Tensor; 2] = [
             |p| p.clone(),
             |p| no_grad(|| p.reshape(&[1, 3]).unwrap().reshape(&[3]).unwrap()),
@@ -758,7 +762,7 @@ fn a_gradient_aliasing_its_own_parameter_is_an_argument_error_on_both_devices() 
             p.set_grad(None); // breaks the cycle p -> grad -> p
         }
     }
-}
+);
 
 #[test]
 fn cosine_annealing_goes_on_past_t_max_as_pytorch() {

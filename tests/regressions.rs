@@ -4,16 +4,17 @@ mod common;
 
 use wgrad::prelude::*;
 
-#[test]
-fn copy_from_a_view_of_itself_is_a_no_op() {
-    let _serial = common::exclusive();
-    for dev in common::devices() {
+common::test_device!(
+    copy_from_a_view_of_itself_is_a_no_op_cpu,
+    copy_from_a_view_of_itself_is_a_no_op_gpu,
+    |dev| {
+        let _serial = common::exclusive();
         let p = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3], &dev).unwrap();
         p.copy_from(&p.detach()).unwrap();
         p.copy_from(&p.reshape(&[3]).unwrap()).unwrap();
         assert_eq!(p.to_vec::<f32>().unwrap(), vec![1.0, 2.0, 3.0]);
     }
-}
+);
 
 #[test]
 fn zero_dimensional_tensors_reject_dimension_arguments() {
@@ -26,10 +27,11 @@ fn zero_dimensional_tensors_reject_dimension_arguments() {
     assert_eq!(s.softmax(-1).unwrap().item().unwrap(), 1.0);
 }
 
-#[test]
-fn softmax_and_cross_entropy_handle_rows_near_the_float_limit() {
-    let _serial = common::exclusive();
-    for dev in common::devices() {
+common::test_device!(
+    softmax_and_cross_entropy_handle_rows_near_the_float_limit_cpu,
+    softmax_and_cross_entropy_handle_rows_near_the_float_limit_gpu,
+    |dev| {
+        let _serial = common::exclusive();
         let x = Tensor::from_vec(vec![-3.3e38f32, -3.4e38, -3.39e38], &[1, 3], &dev).unwrap();
         let p = x.softmax(1).unwrap().to_vec::<f32>().unwrap();
         assert!((p[0] - 1.0).abs() < 1e-6 && p[1] == 0.0, "{dev:?}: {p:?}");
@@ -37,7 +39,7 @@ fn softmax_and_cross_entropy_handle_rows_near_the_float_limit() {
         let l = x.cross_entropy(&t).unwrap().item().unwrap();
         assert!(l.abs() < 1e-6, "{dev:?}: {l}");
     }
-}
+);
 
 #[test]
 fn matmul_with_more_batches_than_one_grid_dimension_holds() {
@@ -55,11 +57,12 @@ fn matmul_with_more_batches_than_one_grid_dimension_holds() {
     }
 }
 
-/// Reductions and products whose result or inner dimension is empty (the GPU planners
-/// divide by workgroup counts that are zero there).
-#[test]
-fn reductions_and_products_over_empty_dimensions_give_empty_or_zero_results() {
-    for dev in common::devices() {
+common::test_device!(
+    /// Reductions and products whose result or inner dimension is empty (the GPU planners
+    /// divide by workgroup counts that are zero there).
+    reductions_and_products_over_empty_dimensions_give_empty_or_zero_results_cpu,
+    reductions_and_products_over_empty_dimensions_give_empty_or_zero_results_gpu,
+    |dev| {
         let x = Tensor::zeros(&[0, 5], &dev).unwrap();
         let rows = x.sum_dim(&[1], false).unwrap();
         assert_eq!(rows.shape(), [0]);
@@ -90,15 +93,16 @@ fn reductions_and_products_over_empty_dimensions_give_empty_or_zero_results() {
                 .shape(),
             [4, 3]
         );
-    }
-}
+        }
+);
 
-/// The column kernels divide by the stride: a zero stride, dilation or kernel size is an
-/// argument error before any launch, through the public column functions too.
-#[test]
-fn im2col_and_col2im_refuse_zero_strides() {
-    use wgrad::ops::conv2d::{col2im, im2col, Geometry};
-    for dev in common::devices() {
+common::test_device!(
+    /// The column kernels divide by the stride: a zero stride, dilation or kernel size is an
+    /// argument error before any launch, through the public column functions too.
+    im2col_and_col2im_refuse_zero_strides_cpu,
+    im2col_and_col2im_refuse_zero_strides_gpu,
+    |dev| {
+        use wgrad::ops::conv2d::{col2im, im2col, Geometry};
         let g = Geometry {
             n: 1,
             c: 1,
@@ -121,16 +125,17 @@ fn im2col_and_col2im_refuse_zero_strides() {
             ..g
         };
         assert!(matches!(col2im(&cols, g), Err(Error::Argument { .. })));
-    }
-}
+        }
+);
 
-/// Fused layers over an empty batch: empty outputs, and weight and bias gradients of
-/// exact zeros on both devices (the GPU's bias gradient comes from the weight
-/// gradient's product, which has nothing to add up).
-#[test]
-fn fused_layers_over_an_empty_batch_give_zero_gradients() {
-    use wgrad::nn::{Act, Module, GRU, LSTM, RNN};
-    for dev in common::devices() {
+common::test_device!(
+    /// Fused layers over an empty batch: empty outputs, and weight and bias gradients of
+    /// exact zeros on both devices (the GPU's bias gradient comes from the weight
+    /// gradient's product, which has nothing to add up).
+    fused_layers_over_an_empty_batch_give_zero_gradients_cpu,
+    fused_layers_over_an_empty_batch_give_zero_gradients_gpu,
+    |dev| {
+        use wgrad::nn::{Act, Module, GRU, LSTM, RNN};
         dev.manual_seed(2);
         let grads_of = |params: &[Tensor]| -> Vec<Vec<f32>> {
             params
@@ -187,5 +192,5 @@ fn fused_layers_over_an_empty_batch_give_zero_gradients() {
                 assert!(g.iter().all(|&v| v == 0.0), "{dev:?}: recurrent {g:?}");
             }
         }
-    }
-}
+        }
+);

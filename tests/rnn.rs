@@ -47,10 +47,11 @@ fn get<'a>(p: &'a [(String, Vec<f64>)], name: &str) -> &'a [f64] {
     &p.iter().find(|(n, _)| n == name).unwrap().1
 }
 
-#[test]
-fn an_lstm_gives_pytorchs_equations_by_hand() {
-    let (t_len, b, i, h) = (3, 2, 3, 2);
-    for dev in common::devices() {
+common::test_device!(
+    an_lstm_gives_pytorchs_equations_by_hand_cpu,
+    an_lstm_gives_pytorchs_equations_by_hand_gpu,
+    |dev| {
+        let (t_len, b, i, h) = (3, 2, 3, 2);
         let lstm = LSTM::new(&dev, i, h);
         let p = set_known(&lstm);
         let names: Vec<String> = lstm
@@ -111,19 +112,22 @@ fn an_lstm_gives_pytorchs_equations_by_hand() {
                 .map(f64::from)
                 .collect::<Vec<_>>()
         };
-        for (g, w) in to64(&state.h).iter().zip(&last.0) {
-            assert!((g - w).abs() < 1e-5);
-        }
-        for (g, w) in to64(state.c.as_ref().unwrap()).iter().zip(&last.1) {
-            assert!((g - w).abs() < 1e-5);
-        }
+        common::assert_close(&to64(&state.h), &last.0, 1e-5, 0.0, "final h");
+        common::assert_close(
+            &to64(state.c.as_ref().unwrap()),
+            &last.1,
+            1e-5,
+            0.0,
+            "final c",
+        );
     }
-}
+);
 
-#[test]
-fn a_gru_gives_pytorchs_equations_by_hand() {
-    let (t_len, b, i, h) = (4, 1, 2, 3);
-    for dev in common::devices() {
+common::test_device!(
+    a_gru_gives_pytorchs_equations_by_hand_cpu,
+    a_gru_gives_pytorchs_equations_by_hand_gpu,
+    |dev| {
+        let (t_len, b, i, h) = (4, 1, 2, 3);
         let gru = GRU::new(&dev, i, h);
         let p = set_known(&gru);
         let xs: Vec<f32> = known(t_len * b * i, 4);
@@ -166,7 +170,7 @@ fn a_gru_gives_pytorchs_equations_by_hand() {
             }
         }
     }
-}
+);
 
 /// Cells share the layers' math: an LSTMCell/GRUCell/RNNCell stepped by hand over a
 /// sequence matches the layer with the same weights.
@@ -212,6 +216,7 @@ fn cells_stepped_by_hand_match_the_layers() {
                 &common::vec_f32(got),
                 &common::vec_f32(&w),
                 1e-5,
+                0.0,
                 "cell vs layer",
             );
         }

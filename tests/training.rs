@@ -20,10 +20,11 @@ fn xor_data(dev: &Device) -> (Tensor, Tensor) {
     (x, y)
 }
 
-#[test]
-fn a_two_layer_mlp_learns_xor_on_both_devices() {
-    let _serial = common::exclusive();
-    for dev in common::devices() {
+common::test_device!(
+    a_two_layer_mlp_learns_xor_on_both_devices_cpu,
+    a_two_layer_mlp_learns_xor_on_both_devices_gpu,
+    |dev| {
+        let _serial = common::exclusive();
         dev.manual_seed(3);
         let model = Sequential::new()
             .add(Linear::new(&dev, 2, 8))
@@ -51,7 +52,7 @@ fn a_two_layer_mlp_learns_xor_on_both_devices() {
             .unwrap();
         assert_eq!(pred, vec![0, 1, 1, 0], "{dev:?}: XOR after 300 steps");
     }
-}
+);
 
 /// Losses of a short seeded run with dropout and shuffling.
 fn seeded_run(dev: &Device, seed: u64) -> Vec<f64> {
@@ -83,10 +84,11 @@ fn seeded_run(dev: &Device, seed: u64) -> Vec<f64> {
     losses
 }
 
-#[test]
-fn a_seeded_run_repeats_bit_for_bit_on_the_same_device() {
-    let _serial = common::exclusive();
-    for dev in common::devices() {
+common::test_device!(
+    a_seeded_run_repeats_bit_for_bit_on_the_same_device_cpu,
+    a_seeded_run_repeats_bit_for_bit_on_the_same_device_gpu,
+    |dev| {
+        let _serial = common::exclusive();
         let a = seeded_run(&dev, 11);
         let b = seeded_run(&dev, 11);
         assert_eq!(a, b, "{dev:?}");
@@ -96,7 +98,7 @@ fn a_seeded_run_repeats_bit_for_bit_on_the_same_device() {
             "{dev:?}: another seed, another run"
         );
     }
-}
+);
 
 #[test]
 fn steady_state_training_with_adam_and_dropout_creates_nothing_new() {

@@ -1,7 +1,8 @@
 //! Ops: each family in one file with its shape rule, its forward (the kernel it
 //! launches on each backend), its backward (the kernels that turn the output gradient
 //! into input gradients) and the values it saves. The WGSL lives in `shaders/<family>.wgsl`.
-//! [`registry`] lists every op so the gradient suite cannot miss one.
+//! `registry` (with the `testing` feature) lists every op so the gradient suite cannot
+//! miss one.
 
 pub mod augment;
 pub mod batchnorm;
@@ -16,6 +17,7 @@ pub mod optim;
 pub mod pool2d;
 pub mod random;
 pub mod reduce;
+#[cfg(feature = "testing")]
 pub mod registry;
 pub mod rnn;
 pub mod softmax;

@@ -19,6 +19,31 @@ pub fn devices() -> Vec<Device> {
     vec![Device::cpu(), gpu()]
 }
 
+/// One test per device from one body: `test_device!(name_cpu, name_gpu, |dev| { ... })`
+/// defines the tests `name_cpu`, whose body runs with `dev` the CPU, and `name_gpu`, with
+/// `dev` the GPU of [`gpu`]. Each device's result is its own test, so a failure on one
+/// never hides the other's. Doc comments go first, inside the parentheses.
+#[allow(unused_macros)]
+macro_rules! test_device {
+    ($(#[$attr:meta])* $cpu:ident, $gpu:ident, |$dev:ident| $body:block) => {
+        $(#[$attr])*
+        #[test]
+        fn $cpu() {
+            let $dev = ::wgrad::Device::cpu();
+            $body
+        }
+
+        $(#[$attr])*
+        #[test]
+        fn $gpu() {
+            let $dev = $crate::common::gpu();
+            $body
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use test_device;
+
 pub fn scalar(v: f32, dev: &Device) -> Tensor {
     Tensor::scalar(v, dev)
         .unwrap()
@@ -30,12 +55,33 @@ pub fn vec_f32(t: &Tensor) -> Vec<f32> {
     t.to_vec::<f32>().unwrap()
 }
 
-pub fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+/// Asserts that `got` and `want` have the same length and that every element is within
+/// `atol + rtol * |want|` of the wanted one (computed in `f64`); a failure names `what`,
+/// the index, both values and the tolerance.
+#[track_caller]
+pub fn assert_close<T: Copy + Into<f64> + std::fmt::Display>(
+    got: &[T],
+    want: &[T],
+    atol: impl Into<f64>,
+    rtol: impl Into<f64>,
+    what: &str,
+) {
+    let (atol, rtol) = (atol.into(), rtol.into());
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: lengths differ (got {}, want {})",
+        got.len(),
+        want.len()
+    );
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let (g64, w64) = (g.into(), w.into());
+        let tol = atol + rtol * w64.abs();
+        let diff = (g64 - w64).abs();
         assert!(
-            (g - w).abs() <= tol,
-            "{what}[{i}]: got {g}, want {w} (tolerance {tol})"
+            diff <= tol,
+            "{what}[{i}]: got {g}, want {w}: difference {diff:e} over the tolerance {tol:e} \
+             (atol {atol:e} + rtol {rtol:e} * |want|)"
         );
     }
 }

@@ -1,0 +1,106 @@
+//! Optimizer steps and gradient clipping.
+
+use super::*;
+
+/// SGD (plain and Nesterov), Adam and AdamW steps, and clipping by the global norm.
+pub(super) fn entries() -> Vec<OpEntry> {
+    let mut ops = Vec::new();
+    use Domain::*;
+    // Optimizer kernels: three steps from the same parameters and gradients must leave
+    // the same parameters on both devices. Inputs come in (parameter, gradient) pairs; a
+    // case with several pairs updates them all in one dispatch.
+    use crate::optim::{clip_grad_norm, Adam, AdamW, Optimizer, Sgd};
+    fn flat_cat(ts: &[Tensor]) -> Result<Tensor> {
+        let flat: Vec<Tensor> = ts
+            .iter()
+            .map(|t| t.reshape(&[t.numel()]))
+            .collect::<Result<_>>()?;
+        Tensor::cat(&flat.iter().collect::<Vec<_>>(), 0)
+    }
+    fn three_steps(x: &[Tensor], make: fn(Vec<Tensor>) -> Box<dyn Optimizer>) -> Result<Tensor> {
+        let params: Vec<Tensor> = x
+            .chunks(2)
+            .map(|pair| pair[0].mul_scalar(1.0)?.requires_grad_(true))
+            .collect::<Result<_>>()?;
+        let mut opt = make(params.clone());
+        for k in 0..3 {
+            for (p, pair) in params.iter().zip(x.chunks(2)) {
+                p.set_grad(Some(pair[1].mul_scalar(1.0 - 0.25 * k as f32)?));
+            }
+            opt.step()?;
+        }
+        flat_cat(&params)
+    }
+    let shapes: &[&[&[usize]]] = &[&[&[7]], &[&[3, 65]], &[&[257]], &[&[300], &[1], &[4, 5]]];
+    let pairs = |s: &[&[usize]]| -> Vec<InputSpec> {
+        s.iter()
+            .flat_map(|s| [spec(s, Any), spec(s, Any)])
+            .collect()
+    };
+    for (name, kernels, make) in [
+        (
+            "sgd_step",
+            &["sgd_momentum_multi_step"] as &'static [&'static str],
+            (|p| Box::new(Sgd::new(p, 0.1).momentum(0.9).weight_decay(0.01)) as Box<dyn Optimizer>)
+                as fn(Vec<Tensor>) -> Box<dyn Optimizer>,
+        ),
+        ("sgd_nesterov_step", &["sgd_momentum_multi_step"], |p| {
+            Box::new(
+                Sgd::new(p, 0.05)
+                    .momentum(0.8)
+                    .nesterov(true)
+                    .dampening(0.0),
+            )
+        }),
+        ("sgd_plain_step", &["sgd_multi_step"], |p| {
+            Box::new(Sgd::new(p, 0.1).weight_decay(0.05))
+        }),
+        ("adam_step", &["adam_multi_step"], |p| {
+            Box::new(Adam::new(p, 0.01).weight_decay(0.1))
+        }),
+        ("adamw_step", &["adam_multi_step"], |p| {
+            Box::new(AdamW::new(p, 0.01))
+        }),
+    ] {
+        ops.push(OpEntry {
+            name,
+            differentiable: false,
+            kernels,
+            cases: shapes
+                .iter()
+                .map(|s| case(format!("{s:?}"), pairs(s), move |x, _| three_steps(x, make)))
+                .collect(),
+        });
+    }
+    // Clipping: the norm, then the clipped gradients, of gradients given as inputs.
+    ops.push(OpEntry {
+        name: "clip_grad_norm",
+        differentiable: false,
+        kernels: &["clip_sumsq_step", "clip_norm_step", "clip_scale_step"],
+        cases: [
+            (&[&[7][..]][..], 0.5f32),
+            (&[&[3, 65], &[1], &[2000]], 1.0),
+            (&[&[5], &[4, 4]], 1e3),
+        ]
+        .iter()
+        .map(|&(s, max_norm)| {
+            let specs: Vec<InputSpec> = s.iter().map(|s| spec(s, Any)).collect();
+            case(format!("{s:?} max {max_norm}"), specs, move |x, _| {
+                let params: Vec<Tensor> = x
+                    .iter()
+                    .map(|g| {
+                        let p = g.zeros_like()?.requires_grad_(true)?;
+                        p.set_grad(Some(g.mul_scalar(1.0)?));
+                        Ok(p)
+                    })
+                    .collect::<Result<_>>()?;
+                let norm = clip_grad_norm(&params, max_norm)?.expect("gradients");
+                let mut out = vec![norm];
+                out.extend(params.iter().map(|p| p.grad().expect("gradient")));
+                flat_cat(&out)
+            })
+        })
+        .collect(),
+    });
+    ops
+}
