@@ -288,7 +288,8 @@ fn a_6200_by_6200_image_convolves_on_the_gpu() {
     let got = sum(&gpu);
     let gpu_time = started.elapsed();
     eprintln!("6200x6200 conv: CPU sum {want} ({cpu_time:.1?}), GPU sum {got} ({gpu_time:.1?})");
-    // 38M terms of about +-1 whose absolute values sum to about 1e7: a relative 1e-4
-    // of that scale.
-    assert!((got - want).abs() < 1e3, "{got} vs {want}");
+    // 38M outputs of about +-1 (their absolute values sum to about 3e7), summed in f32
+    // in different orders: within 1e-6 of that scale (lavapipe: 0.2 apart, 9.9 s; the
+    // CPU 1.5 s).
+    assert!((got - want).abs() < 30.0, "{got} vs {want}");
 }
