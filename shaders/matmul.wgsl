@@ -5,7 +5,7 @@
 // contiguous with neighbouring threads (override constants A_KMAJOR, B_KMAJOR).
 // P[0] = M, P[1] = N, P[2] = K, P[3] = batch rank, P[4..8] = batch shape,
 // P[8..12] = A's batch strides, P[12..16] = B's batch strides (0 where broadcast),
-// P[20] = the first batch of this launch (a grid dimension holds at most 65535 groups),
+// P[20] = the first batch of this launch (grid z holds at most 65535 (batch, split) pairs),
 // P[21] = batches of the whole product, P[22] = splits of K, P[23] = K per split,
 // P[24] = 1 to add to y0 instead of writing it, P[25] = the first k of this launch.
 // P[26..36] are the fused prologue and epilogue, live when the override EPI is not 0;
@@ -20,6 +20,9 @@
 // offsets of A / B in their buffers. The bias, addend and activation apply once, where
 // the last k of the product is added (a fused product has no splits; passes apply it
 // on the last pass, and add to the row sums).
+// Grid x and y hold the P[49] x P[50] output tiles (columns of tiles fastest) folded by
+// the host's `ops::groups_rows` past 65535 workgroups: `tile_of` recovers a workgroup's
+// tile from its flat index, and workgroups past the last tile return at once.
 // Grid z counts (batch, split) pairs of this launch: z = local batch * splits + split.
 // Split s covers k in [P[25] + s P[23], min(P[2], P[25] + (s + 1) P[23])) and writes its
 // partial product to y0[(s * P[21] + batch) * M * N + m * N + n]; a reduction pass adds
@@ -75,6 +78,13 @@ struct Job {
     k_lo: u32,
     k_hi: u32,
     c_base: u32,
+}
+
+// The (column, row) output tile of a workgroup; a row past P[50] is a spare workgroup
+// of the folded grid.
+fn tile_of(wid: vec3<u32>, nwg: vec3<u32>) -> vec2<u32> {
+    let t = row_id(wid, nwg);
+    return vec2<u32>(t % pu(49), t / pu(49));
 }
 
 fn job_of(z: u32) -> Job {
@@ -148,7 +158,7 @@ fn store_out(s: Store, m: u32, n: u32, v: f32) {
 // allows it. A thread's rows are
 // r * 64 + ty * 4 + i and its columns h * 64 + tx * 4 + j, so the vec4 reads of workgroup
 // memory by neighbouring threads are neighbouring (no bank conflicts).
-// Launch: (ceil(N / BN), ceil(M / BM), batches * splits of this launch).
+// Launch: the ceil(N / BN) x ceil(M / BM) tiles folded (see `tile_of`), batches * splits.
 
 override TT: u32 = 8u;
 override A_KMAJOR: bool = true;
@@ -252,19 +262,21 @@ fn stage(buf: u32, va: vec4<f32>, vb: vec4<f32>, t: u32) {
 
 @compute @workgroup_size(16, 16)
 fn matmul_tile_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-                   @builtin(local_invocation_index) t: u32) {
+                   @builtin(local_invocation_index) t: u32, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let tile = tile_of(wid, nwg);
+    if (tile.y >= pu(50)) { return; }
     let bm = 16u * TT;
     let bk = 1024u / bm;
     let b4 = 4u * TT;
     let groups = TT / 4u;             // 4-row (4-column) groups per thread
-    let m0 = wid.y * bm;
-    let n0 = wid.x * bm;
+    let m0 = tile.y * bm;
+    let n0 = tile.x * bm;
     let job = job_of(wid.z);
     let a_base = batch_base_a(job.batch);
     let b_base = batch_base_b(job.batch);
     var acc: array<vec4<f32>, 16>;    // [row r * groups + column group h]
     // The row sums of A, kept by the first column of threads of the first column tile.
-    let sums = has_rowsum() && wid.x == 0u && lid.x == 0u;
+    let sums = has_rowsum() && tile.x == 0u && lid.x == 0u;
     var rs: array<vec4<f32>, 2>;
     let steps = (job.k_hi - job.k_lo + bk - 1u) / bk;
     var va = load_a(a_base, m0, job.k_lo, job.k_hi, t);
@@ -323,7 +335,7 @@ fn matmul_tile_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
 // straight from global memory with no staging and no barriers: the inner loop runs over
 // exactly this workgroup's k range, so a small K is not padded to a slice. Rows and
 // columns past the matrix are clamped for the loads and not stored.
-// Launch: (ceil(N / (8 SN)), ceil(M / (8 SM)), batches * splits of this launch).
+// Launch: the ceil(N / (8 SN)) x ceil(M / (8 SM)) tiles folded (see `tile_of`), batches * splits.
 override SM: u32 = 2u;
 override SN: u32 = 2u;
 // A is read from y0 (the recurrent step: h_{t-1} sits in the output buffer the step
@@ -380,12 +392,15 @@ fn gather(base: u32, a: Tap, b: Tap) -> f32 {
 }
 
 @compute @workgroup_size(8, 8)
-fn matmul_small_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn matmul_small_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>) {
+    let tile = tile_of(wid, nwg);
+    if (tile.y >= pu(50)) { return; }
     let job = job_of(wid.z);
     let a_base = batch_base_a(job.batch);
     let b_base = batch_base_b(job.batch);
-    let m0 = wid.y * 8u * SM + lid.y;
-    let n0 = wid.x * 8u * SN + lid.x;
+    let m0 = tile.y * 8u * SM + lid.y;
+    let n0 = tile.x * 8u * SN + lid.x;
     var a_row: array<u32, 4>;
     var b_col: array<u32, 4>;
     for (var i = 0u; i < SM; i = i + 1u) {
@@ -398,7 +413,7 @@ fn matmul_small_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
         if (B_CONV == 1u) { taps[j] = tap_pixel(n); }
         if (B_CONV == 2u) { taps[j] = tap_kernel(n); }
     }
-    let sums = has_rowsum() && wid.x == 0u && lid.x == 0u;
+    let sums = has_rowsum() && tile.x == 0u && lid.x == 0u;
     var rs: array<f32, 4>;
     var acc: array<f32, 16>;          // [i * 4 + j]
     for (var k = job.k_lo; k < job.k_hi; k = k + 1u) {
@@ -457,7 +472,7 @@ fn matmul_small_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
 // clamped for the loads and not stored; values of k past the job's range load as zero.
 // With A_IN_Y0 A is read from y0 and with B_CONV B is gathered from an image, as in the
 // small kernel (as scalars).
-// Launch: (ceil(N / (4 BC)), ceil(M / (4 BR)), batches * splits of this launch).
+// Launch: the ceil(N / (4 BC)) x ceil(M / (4 BR)) tiles folded (see `tile_of`), batches * splits.
 override BR: u32 = 16u;
 override BC: u32 = 16u;
 override LAYOUT: u32 = 0u;
@@ -594,12 +609,15 @@ fn block_fma(acc: ptr<function, array<vec4<f32>, 64>>, rs: ptr<function, array<f
 }
 
 @compute @workgroup_size(4, 4)
-fn matmul_block_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn matmul_block_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>) {
+    let tile = tile_of(wid, nwg);
+    if (tile.y >= pu(50)) { return; }
     let job = job_of(wid.z);
     let a_base = batch_base_a(job.batch);
     let b_base = batch_base_b(job.batch);
-    let m0 = (wid.y * 4u + lid.y) * BR;
-    let n0 = (wid.x * 4u + lid.x) * BC;
+    let m0 = (tile.y * 4u + lid.y) * BR;
+    let n0 = (tile.x * 4u + lid.x) * BC;
     let quads = BC / 4u;
     var taps: array<Tap, 16>;
     if (B_CONV != 0u) {
@@ -608,7 +626,7 @@ fn matmul_block_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
             if (B_CONV == 1u) { taps[j] = tap_pixel(n); } else { taps[j] = tap_kernel(n); }
         }
     }
-    let sums = has_rowsum() && wid.x == 0u && lid.x == 0u;
+    let sums = has_rowsum() && tile.x == 0u && lid.x == 0u;
     var rs: array<f32, 16>;
     var acc: array<vec4<f32>, 64>;    // [i * 4 + q]: rows m0 + i, columns n0 + 4 q ..
     var a: array<vec4<f32>, 16>;
@@ -644,13 +662,16 @@ fn matmul_block_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
 // ---- Naive kernel -----------------------------------------------------------------------
 // The simple kernel the others must beat (kept for the benchmark): one output per
 // thread, straight from global memory.
-// Launch: (ceil(N / 16), ceil(M / 16), batches * splits of this launch).
+// Launch: the ceil(N / 16) x ceil(M / 16) tiles folded (see `tile_of`), batches *
+// splits of this launch.
 @compute @workgroup_size(16, 16)
-fn matmul_naive_fwd(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let m = gid.y;
-    let n = gid.x;
+fn matmul_naive_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>) {
+    let tile = tile_of(wid, nwg);
+    let m = tile.y * 16u + lid.y;
+    let n = tile.x * 16u + lid.x;
     if (m >= pu(0) || n >= pu(1)) { return; }
-    let job = job_of(gid.z);
+    let job = job_of(wid.z);
     let a_base = batch_base_a(job.batch);
     let b_base = batch_base_b(job.batch);
     var acc = 0.0;

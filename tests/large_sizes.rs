@@ -158,3 +158,46 @@ fn softmax_and_cross_entropy_over_rows_of_a_hundred_thousand_match_the_cpu() {
         }
     }
 }
+
+/// A product whose output tiles number more than 65,535 (the workgroups a grid
+/// dimension holds) runs on a grid folded into two dimensions, with every kernel: a
+/// `[2, 3] x [3, 1,100,003]` product has 68,751 tiles of 16 columns and more of 8, so
+/// the folded grid has spare workgroups, which must write nothing.
+#[test]
+fn a_product_with_more_than_65535_output_tiles_folds_its_grid() {
+    use wgrad::ops::matmul::{matmul_with, MatmulChoice, MatmulKernel};
+    let gpu = common::gpu();
+    let n = 1_100_003;
+    let a: Vec<f32> = vec![1.0, 2.0, -1.0, 0.5, 0.25, 3.0];
+    let b: Vec<f32> = (0..3 * n).map(|i| ((i % 7) as f32) - 3.0).collect();
+    let want: Vec<f32> = (0..2 * n)
+        .map(|i| {
+            let (r, c) = (i / n, i % n);
+            (0..3).map(|k| a[r * 3 + k] * b[k * n + c]).sum()
+        })
+        .collect();
+    let at = Tensor::from_vec(a, &[2, 3], &gpu).unwrap();
+    let bt = Tensor::from_vec(b, &[3, n], &gpu).unwrap();
+    for kernel in [
+        MatmulKernel::Auto,
+        MatmulKernel::Naive,
+        MatmulKernel::Small16x16,
+        MatmulKernel::Small32x32,
+        MatmulKernel::Tile64,
+        MatmulKernel::Tile128,
+        MatmulKernel::Block16,
+        MatmulKernel::Block64x16,
+    ] {
+        let choice = MatmulChoice { kernel, splits: 1 };
+        let got = matmul_with(&at, &bt, choice)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        assert_eq!(got.len(), want.len());
+        let bad = got
+            .iter()
+            .zip(&want)
+            .position(|(g, w)| (g - w).abs() > 1e-4);
+        assert!(bad.is_none(), "{kernel:?}: element {bad:?} differs");
+    }
+}

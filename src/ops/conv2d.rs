@@ -347,15 +347,21 @@ fn check_4d(op: &'static str, x: &Tensor, w: &Tensor) -> Result<()> {
     Ok(())
 }
 
-fn add_bias(y: Tensor, bias: Option<&Tensor>, channels: usize, op: &'static str) -> Result<Tensor> {
+/// A bias must be `[channels]`: checked before anything is launched.
+fn check_bias(bias: Option<&Tensor>, channels: usize, op: &'static str) -> Result<()> {
+    match bias {
+        Some(b) if b.shape() != [channels] => {
+            shape_err(op, format!("bias {:?} should be [{channels}]", b.shape()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Adds a bias already checked by [`check_bias`].
+fn add_bias(y: Tensor, bias: Option<&Tensor>, channels: usize) -> Result<Tensor> {
     match bias {
         None => Ok(y),
-        Some(b) => {
-            if b.shape() != [channels] {
-                return shape_err(op, format!("bias {:?} should be [{channels}]", b.shape()));
-            }
-            y.add(&b.reshape(&[channels, 1, 1])?)
-        }
+        Some(b) => y.add(&b.reshape(&[channels, 1, 1])?),
     }
 }
 
@@ -434,6 +440,81 @@ fn image_pieces(x: &Tensor, geo: &Geometry, out_channels: usize) -> Option<usize
     (geo.n > 1 && big).then(|| split::rows_per_piece(g, per_image))
 }
 
+/// Output rows per piece when one GPU image's input, columns or output is too large
+/// for one binding (a batch is cut by images first, [`image_pieces`]); `None` when it
+/// fits, or when not even one output row (with the input rows it reads) fits.
+fn row_pieces(x: &Tensor, geo: &Geometry, out_channels: usize) -> Option<usize> {
+    let Device::Gpu(g) = x.device() else {
+        return None;
+    };
+    if geo.n != 1 || geo.ho < 2 {
+        return None;
+    }
+    let per_image = [
+        geo.c * geo.h * geo.w,
+        geo.c * geo.kk() * geo.ho * geo.wo,
+        out_channels * geo.ho * geo.wo,
+    ];
+    if !per_image.iter().any(|&e| split::over(g, e)) {
+        return None;
+    }
+    // r output rows read (r - 1) stride + span input rows (padding included).
+    let cap = (g.binding_cap() / 4) as usize;
+    let span = geo.dilation.0 * (geo.k.0 - 1) + 1;
+    let image_row = (geo.c * geo.w).max(1);
+    let by_input = (cap / image_row)
+        .checked_sub(span)
+        .map_or(0, |rest| rest / geo.stride.0 + 1);
+    let by_cols = cap / (geo.c * geo.kk() * geo.wo).max(1);
+    let by_output = cap / (out_channels * geo.wo).max(1);
+    let per = by_input.min(by_cols).min(by_output).min(geo.ho - 1);
+    (per > 0).then_some(per)
+}
+
+/// A convolution `f` (the same options with no row padding) run on pieces of the
+/// single image `x` of `per` output rows each, its results joined along the rows: each
+/// piece reads the input rows its outputs need, the kernel's halo included, with the
+/// padding's zero rows joined on at the edges. Slicing and joining are differentiable
+/// buffer copies, so the backward runs in the same pieces.
+fn map_output_rows(
+    x: &Tensor,
+    geo: &Geometry,
+    per: usize,
+    f: impl Fn(&Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let (s, pad, h) = (geo.stride.0, geo.padding.0 as isize, geo.h as isize);
+    let span = geo.dilation.0 * (geo.k.0 - 1) + 1;
+    let zeros = |rows: usize| Tensor::zeros(&[1, geo.c, rows, geo.w], x.device());
+    let mut outs = Vec::with_capacity(geo.ho.div_ceil(per));
+    for r0 in (0..geo.ho).step_by(per) {
+        let r1 = (r0 + per).min(geo.ho);
+        // Input rows [a, b) in padded coordinates less the padding.
+        let a = (r0 * s) as isize - pad;
+        let b = ((r1 - 1) * s + span) as isize - pad;
+        let total = (b - a) as usize;
+        let top = (-a).clamp(0, total as isize) as usize;
+        let (lo, hi) = (a.max(0), b.min(h));
+        let mid = (hi - lo).max(0) as usize;
+        let bottom = total - top - mid;
+        let mut parts = Vec::with_capacity(3);
+        if top > 0 {
+            parts.push(zeros(top)?);
+        }
+        if mid > 0 {
+            parts.push(x.narrow(2, lo as usize, mid)?);
+        }
+        if bottom > 0 {
+            parts.push(zeros(bottom)?);
+        }
+        let piece = match parts.len() {
+            1 => parts.pop().expect("one part"),
+            _ => Tensor::cat(&parts.iter().collect::<Vec<_>>(), 2)?,
+        };
+        outs.push(f(&piece)?);
+    }
+    Tensor::cat(&outs.iter().collect::<Vec<_>>(), 2)
+}
+
 /// 2-D convolution: input `[N, C, H, W]`, weight `[O, C / groups, kh, kw]`, bias `[O]`.
 pub fn conv2d(
     x: &Tensor,
@@ -442,8 +523,17 @@ pub fn conv2d(
     o: ConvOptions,
 ) -> Result<Tensor> {
     let geo = conv_geometry(x, weight, o)?;
+    // Every check before anything is launched: a failed op leaves no work behind.
+    check_bias(bias, weight.shape()[0], "conv2d")?;
     if let Some(per) = image_pieces(x, &geo, weight.shape()[0]) {
         return split::map_rows(x, per, |p| conv2d(p, weight, bias, o));
+    }
+    if let Some(per) = row_pieces(x, &geo, weight.shape()[0]) {
+        let o = ConvOptions {
+            padding: (0, o.padding.1),
+            ..o
+        };
+        return map_output_rows(x, &geo, per, |p| conv2d(p, weight, bias, o));
     }
     let (n, c, oc, g) = (geo.n, geo.c, weight.shape()[0], o.groups);
     let (cg, kh, kw, ho, wo) = (c / g, geo.k.0, geo.k.1, geo.ho, geo.wo);
@@ -454,7 +544,7 @@ pub fn conv2d(
     let cols = im2col(x, geo)?.reshape(&[n, g, kk, ho * wo])?;
     let wm = weight.reshape(&[g, oc / g, kk])?;
     let y = wm.matmul(&cols)?.reshape(&[n, oc, ho, wo])?;
-    add_bias(y, bias, oc, "conv2d")
+    add_bias(y, bias, oc)
 }
 
 /// `act(conv2d(x, weight, bias))`, fused on the GPU for one group: forward one product
@@ -481,6 +571,13 @@ pub fn conv2d_act(
     crate::ops::fused::check_bias("conv2d", x, bias, oc)?;
     if let Some(per) = image_pieces(x, &geo, oc) {
         return split::map_rows(x, per, |p| conv2d_act(p, weight, bias, o, act));
+    }
+    if let Some(per) = row_pieces(x, &geo, oc) {
+        let o = ConvOptions {
+            padding: (0, o.padding.1),
+            ..o
+        };
+        return map_output_rows(x, &geo, per, |p| conv2d_act(p, weight, bias, o, act));
     }
     let (n, hw, kc) = (geo.n, geo.ho * geo.wo, geo.c * geo.kk());
     let auto = MatmulChoice::AUTO;
@@ -677,6 +774,7 @@ pub fn conv_transpose2d(
         return shape_err("conv_transpose2d", "the padding removes the whole output");
     };
     let cout = cog * g;
+    check_bias(bias, cout, "conv_transpose2d")?;
     crate::ops::check_out(
         "conv_transpose2d",
         &[n, cout, ho, wo],
@@ -705,7 +803,7 @@ pub fn conv_transpose2d(
     let xs = x.reshape(&[n, g, cin / g, h * w])?;
     let cols = wt.matmul(&xs)?.reshape(&[n, cout * kh * kw, h * w])?;
     let y = col2im(&cols, geo)?;
-    add_bias(y, bias, cout, "conv_transpose2d")
+    add_bias(y, bias, cout)
 }
 
 impl Tensor {

@@ -588,24 +588,23 @@ impl GpuProduct {
             kernel_choice = MatmulKernel::Auto;
         }
         let splits_choice = if direct { 1 } else { choice.splits };
-        let too_big = || crate::Error::Shape {
+        // Never `None` since grids fold (one split always fits); kept as an error, not a
+        // panic.
+        let no_plan = || crate::Error::Shape {
             op: "matmul",
-            msg: format!(
-                "a {m} x {n} result needs more than {} workgroups along one axis",
-                plan::MAX_GROUPS
-            ),
+            msg: format!("no kernel can run a {m} x {n} x {k} product"),
         };
         let mut plan =
-            plan::plan(&product, kernel_choice, splits_choice, &limits).ok_or_else(too_big)?;
+            plan::plan(&product, kernel_choice, splits_choice, &limits).ok_or_else(no_plan)?;
         let small_only = epi.a_in_out || epi.conv.is_some();
         if small_only && matches!(plan.kernel, MatmulKernel::Tile128 | MatmulKernel::Tile64) {
             // Only the small-tile and block kernels read A from the output binding or
             // gather B.
             plan = plan::plan(&product, MatmulKernel::Small32x32, splits_choice, &limits)
-                .ok_or_else(too_big)?;
+                .ok_or_else(no_plan)?;
         }
         let splits = plan.splits;
-        let mut p = [0u32; 49];
+        let mut p = [0u32; 51];
         p[0] = m as u32;
         p[1] = n as u32;
         p[2] = k as u32;
@@ -671,7 +670,12 @@ impl GpuProduct {
             }
         }
         let (bm, bn, bk) = plan.kernel.tile();
-        let grid = [n.div_ceil(bn) as u32, m.div_ceil(bm) as u32];
+        // The tiles, folded into x and y past 65,535 workgroups (the kernels recover each
+        // tile from the flat workgroup index and P[49], and skip the spares).
+        let tiles = (n.div_ceil(bn), m.div_ceil(bm));
+        p[49] = tiles.0 as u32;
+        p[50] = tiles.1 as u32;
+        let grid = crate::ops::groups_rows(tiles.0 * tiles.1);
         let out = match epi.out {
             Some((t, _)) => t.clone(),
             None => Tensor::from_gpu(

@@ -11,7 +11,8 @@
 //!
 //! The rule, for a product of `batches` matrices `M x K` by `K x N`:
 //! 1. Candidates are each kernel with each split count whose chunk is at least
-//!    [`MIN_K_CHUNK`] (one split always), whose grid fits the adapter, and whose partial
+//!    [`MIN_K_CHUNK`] (one split always), whose (batch, split) pairs fit grid z (the tiles
+//!    fold into x and y, so any M and N fit), and whose partial
 //!    buffer fits in one binding. No workgroup loops over more than [`MAX_K_SHORT`]
 //!    values of k unless the grid alone fills the GPU ([`FULL_GROUPS`] workgroups), nor
 //!    ever over more than [`MAX_K_PER_GROUP`]; a single split over a longer K runs its
@@ -164,7 +165,8 @@ const BYTES_PER_NS: f64 = 3e3;
 const DISPATCH_NS: f64 = 4e3;
 /// Split counts tried.
 const SPLITS: [usize; 14] = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128];
-/// Workgroups a grid dimension may hold.
+/// Workgroups a grid dimension may hold (z carries at most this many (batch, split) pairs
+/// per launch; the output tiles fold into x and y).
 pub(crate) const MAX_GROUPS: usize = 65_535;
 
 /// A product's dimensions.
@@ -263,7 +265,8 @@ fn candidate(
     limits: &PlanLimits,
 ) -> Option<MatmulPlan> {
     let (bm, bn, _) = kernel.tile();
-    if s.n.div_ceil(bn) > MAX_GROUPS || s.m.div_ceil(bm) > MAX_GROUPS || splits > MAX_GROUPS {
+    // The tiles fold into x and y (`ops::groups_rows`); z holds (batch, split) pairs.
+    if splits > MAX_GROUPS {
         return None;
     }
     let useful_flops = 2 * (s.m * s.n * s.k * s.batches) as u64;
@@ -325,7 +328,7 @@ static PLANS: std::sync::Mutex<Option<std::collections::HashMap<PlanKey, Option<
 const PLANS_KEPT: usize = 4096;
 
 /// The plan for `s` with `kernel` (or the planner's choice for `Auto`) and `splits`
-/// (0: the planner's choice). `None` when no kernel's grid fits the adapter.
+/// (0: the planner's choice). `None` only when no candidate fits (one split always does).
 pub fn plan(
     s: &ProductShape,
     kernel: MatmulKernel,
