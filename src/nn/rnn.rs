@@ -610,7 +610,7 @@ impl Embedding {
 impl Module for Embedding {
     /// Indices `[...]` give `[..., embedding_dim]`.
     fn forward(&self, idx: &Tensor) -> Result<Tensor> {
-        crate::ops::rnn::embedding(idx, &self.weight.tensor())
+        crate::ops::embedding::embedding(idx, &self.weight.tensor())
     }
     fn local_parameters(&self) -> Vec<(&'static str, &Parameter)> {
         vec![("weight", &self.weight)]

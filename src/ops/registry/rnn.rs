@@ -167,7 +167,7 @@ fn layers() -> Vec<OpEntry> {
         cases: vec![case(
             "[6, 4] table by [3, 5] indices (repeats)",
             vec![spec(&[6, 4], Any), spec(&[3, 5], Domain::Index(6))],
-            |x, _| crate::ops::rnn::embedding(&x[1], &x[0]),
+            |x, _| crate::ops::embedding::embedding(&x[1], &x[0]),
         )],
     });
     ops
