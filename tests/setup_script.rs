@@ -42,15 +42,22 @@ fn fake_path(dir: &Path, hidden: &[&str], extra: &[(&str, &str)]) -> PathBuf {
     bin
 }
 
-fn run_setup(bin: &Path) -> Output {
+/// `tools/test.sh --setup-only` with `PATH` = `bin`, looking for Vulkan drivers in
+/// `icd_dirs` (lavapipe's manifest where the machine has it, or an empty folder).
+fn run_setup(bin: &Path, icd_dirs: &str) -> Output {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     Command::new("bash")
         .arg(root.join("tools/test.sh"))
         .arg("--setup-only")
         .env("PATH", bin)
+        .env("WGRAD_SETUP_ICD_DIRS", icd_dirs)
+        .env_remove("VK_ICD_FILENAMES")
+        .env_remove("VK_DRIVER_FILES")
         .output()
         .expect("bash runs")
 }
+
+const SYSTEM_ICD_DIRS: &str = "/usr/share/vulkan/icd.d /etc/vulkan/icd.d";
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("wgrad-setup-{name}-{}", std::process::id()));
@@ -63,7 +70,7 @@ fn scratch(name: &str) -> PathBuf {
 fn without_apt_get_it_names_what_is_missing_and_how_to_install_it() {
     let dir = scratch("no-apt");
     let bin = fake_path(&dir, &["apt-get", "chromedriver"], &[]);
-    let out = run_setup(&bin);
+    let out = run_setup(&bin, SYSTEM_ICD_DIRS);
     let err = String::from_utf8_lossy(&out.stderr);
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(out.status.code(), Some(1), "stderr:\n{err}");
@@ -100,7 +107,7 @@ fn neither_root_nor_sudo_is_refused_with_the_commands() {
             r#"if [ "$1" = "-u" ]; then echo 1000; else echo "uid=1000(user)"; fi"#,
         )],
     );
-    let out = run_setup(&bin);
+    let out = run_setup(&bin, SYSTEM_ICD_DIRS);
     let err = String::from_utf8_lossy(&out.stderr);
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(out.status.code(), Some(1), "stderr:\n{err}");
@@ -111,6 +118,26 @@ fn neither_root_nor_sudo_is_refused_with_the_commands() {
     assert!(err.contains("  chromedriver\n"), "{err}");
     assert!(err.contains("apt-get update"), "{err}");
     assert!(err.contains("chromium-driver"), "{err}");
+}
+
+#[test]
+fn a_machine_without_lavapipe_is_told_to_install_mesa_vulkan_drivers() {
+    let dir = scratch("no-vulkan");
+    let empty = dir.join("icd.d");
+    std::fs::create_dir_all(&empty).unwrap();
+    let bin = fake_path(&dir, &["apt-get"], &[]);
+    let out = run_setup(&bin, empty.to_str().unwrap());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{err}");
+    assert!(
+        err.contains("  the Vulkan loader and lavapipe (a software GPU)\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains("apt-get install -y mesa-vulkan-drivers libvulkan1"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -9,8 +9,8 @@
 #
 # What it needs, and how it gets each one when missing:
 #   system packages (apt-get, as root or through `sudo`):
-#     a Vulkan driver and loader   mesa-vulkan-drivers libvulkan1 (lavapipe: a software
-#                                  GPU, used when the machine has no hardware one)
+#     the Vulkan loader, lavapipe  mesa-vulkan-drivers libvulkan1 (lavapipe: a software
+#                                  GPU, so the GPU tests always find an adapter)
 #     Open MPI and libclang        libopenmpi-dev openmpi-bin libclang1-N
 #                                  libclang-common-N-dev (mpi-sys generates its bindings)
 #     Chromium and its driver      chromium chromium-driver (headless WebGPU)
@@ -45,16 +45,21 @@ have_lib() { grep -q "$1" <<<"$libs"; }
 missing=()   # "what|packages", one per missing piece
 missing_norec=()  # the same, for packages installed without their recommendations
 
-vulkan_icd() {
+# lavapipe (Mesa's software Vulkan) guarantees the GPU tests an adapter on any machine;
+# a hardware driver's manifest alone is not proof of a working GPU (a container may have
+# one and no device). With lavapipe installed, wgpu still prefers a hardware adapter.
+# VK_ICD_FILENAMES / VK_DRIVER_FILES set by hand mean the user chose the driver.
+lavapipe() {
     [ -n "${VK_ICD_FILENAMES:-}${VK_DRIVER_FILES:-}" ] && return 0
     local d
-    for d in /usr/share/vulkan/icd.d /etc/vulkan/icd.d /usr/local/share/vulkan/icd.d; do
-        compgen -G "$d/*.json" >/dev/null && return 0
+    # WGRAD_SETUP_ICD_DIRS: where to look instead (tests/setup_script.rs).
+    for d in ${WGRAD_SETUP_ICD_DIRS:-/usr/share/vulkan/icd.d /etc/vulkan/icd.d /usr/local/share/vulkan/icd.d}; do
+        compgen -G "$d/lvp_icd*.json" >/dev/null && return 0
     done
     return 1
 }
-if ! have_lib 'libvulkan\.so\.1' || ! vulkan_icd; then
-    missing+=("a Vulkan driver and loader|mesa-vulkan-drivers libvulkan1")
+if ! have_lib 'libvulkan\.so\.1' || ! lavapipe; then
+    missing+=("the Vulkan loader and lavapipe (a software GPU)|mesa-vulkan-drivers libvulkan1")
 fi
 command -v chromium >/dev/null || missing+=("chromium|chromium")
 command -v chromedriver >/dev/null || missing+=("chromedriver|chromium-driver")
