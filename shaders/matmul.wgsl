@@ -10,13 +10,15 @@
 // P[24] = 1 to add to y0 instead of writing it, P[25] = the first k of this launch.
 // P[26..36] are the fused prologue and epilogue, live when the override EPI is not 0;
 // EPI's bits choose what is compiled in (so a plain product has none of it): 1 the
-// epilogue, 2 the prologue (each element a of A becomes a * act'(x2[index of a]), x2 a
-// saved activation output laid out like A's buffer), 4 the row sums of A (a bias
+// epilogue, 2 the prologue (each element a of A, an output gradient, becomes the
+// activation's backward ew_bwd(code, a, x2[index of a]), x2 the saved output or
+// pre-activation laid out like A's buffer), 4 the row sums of A (a bias
 // gradient: y1[P[33] + m] = sum over k of A[m, k], from the threads of the first column
-// tile), bits 4-7 the prologue's activation, bits 8-11 the activation applied last
-// (0 identity, 1 ReLU, 2 leaky ReLU with slope P[27], 3 sigmoid, 4 tanh).
+// tile), bits 8-15 the prologue's activation, bits 16-23 the activation applied last
+// (codes of the elementwise table, 0 the identity; its scalars at P[27] and P[30]).
 // P[26] = flags: 1 add the bias x2 (per column n, or per row m with flag 2), 4 add the
-// addend y1[P[28] + out index]. P[29] = offset of the output in y0, P[31] / P[32] =
+// addend y1[P[28] + out index], 8 write the value before the activation (after bias and
+// addend) to y1[P[28] + out index] too (the pre-activation a backward reads). P[29] = offset of the output in y0, P[31] / P[32] =
 // offsets of A / B in their buffers. The bias, addend and activation apply once, where
 // the last k of the product is added (a fused product has no splits; passes apply it
 // on the last pass, and add to the row sums).
@@ -33,35 +35,16 @@ override EPI: u32 = 0u;
 fn batch_base_a(b: u32) -> u32 { return strided(b, pu(3), 4u, 8u) + select(0u, pu(31), EPI != 0u); }
 fn batch_base_b(b: u32) -> u32 { return strided(b, pu(3), 4u, 12u) + select(0u, pu(32), EPI != 0u); }
 
-// An activation (codes as P[26] bits 8-11), as the unary kernels compute it.
-fn act_apply(code: u32, v: f32) -> f32 {
-    switch code {
-        case 1u: { return relu_f(v); }
-        case 2u: { return select(pf(27u) * v, v, v > 0.0); }
-        case 3u: { return sigmoid_f(v); }
-        case 4u: { return tanh_f32(v); }
-        default: { return v; }
-    }
-}
-
-// Its derivative from the saved output y (the rules the unary backward kernels use; a
-// leaky slope is non-negative when fused, so y > 0 exactly where x > 0).
-fn act_deriv(code: u32, y: f32) -> f32 {
-    switch code {
-        case 1u: { return select(1.0, 0.0, y <= 0.0); }
-        case 2u: { return select(pf(27u), 1.0, y > 0.0); }
-        case 3u: { return y * (1.0 - y); }
-        case 4u: { return 1.0 - y * y; }
-        default: { return 1.0; }
-    }
-}
+// The activations are the elementwise table's rows (`ew_fwd`, `ew_bwd` and the `OP_*`
+// codes, generated from src/ops/elementwise.rs and placed before this file), with the
+// row's scalars at P[27] and P[30].
 
 fn has_pro() -> bool { return (EPI & 2u) != 0u; }
 fn has_rowsum() -> bool { return (EPI & 4u) != 0u; }
 
 // Element i of A's buffer, through the prologue.
 fn a_pro(i: u32, v: f32) -> f32 {
-    if (has_pro()) { return v * act_deriv((EPI >> 4u) & 15u, x2[i]); }
+    if (has_pro()) { return ew_bwd((EPI >> 8u) & 255u, v, x2[i], pf(27u), pf(30u)); }
     return v;
 }
 
@@ -113,7 +96,9 @@ struct Store {
     add: bool,        // add to y0 instead of writing it
     last: bool,       // this job adds the last k of an unsplit product: apply the epilogue
     flags: u32,       // P[26]
-    addend: u32,      // index of the addend's (0, 0) in y1
+    addend: u32,      // index of the addend's (0, 0) in y1 (or of the pre-activation's)
+    act_a: f32,       // the epilogue activation's scalars, P[27] and P[30]
+    act_b: f32,
 }
 
 fn store_params(j: Job) -> Store {
@@ -124,7 +109,11 @@ fn store_params(j: Job) -> Store {
     s.last = false;
     s.flags = 0u;
     s.addend = 0u;
+    s.act_a = 0.0;
+    s.act_b = 0.0;
     if (EPI != 0u) {
+        s.act_a = pf(27u);
+        s.act_b = pf(30u);
         s.base = pu(29) + j.c_base;
         s.last = j.k_hi == pu(2) && pu(22) == 1u;
         s.flags = pu(26);
@@ -142,7 +131,8 @@ fn store_out(s: Store, m: u32, n: u32, v: f32) {
     if (EPI != 0u && s.last) {
         if ((s.flags & 4u) != 0u) { r = r + y1[s.addend + rel]; }
         if ((s.flags & 1u) != 0u) { r = r + x2[select(n, m, (s.flags & 2u) != 0u)]; }
-        r = act_apply((EPI >> 8u) & 15u, r);
+        if ((s.flags & 8u) != 0u) { y1[s.addend + rel] = r; }
+        r = ew_fwd((EPI >> 16u) & 255u, r, s.act_a, s.act_b);
     }
     y0[at] = r;
 }
@@ -491,10 +481,12 @@ fn block_a(base: u32, m: u32, k: u32, k_hi: u32) -> f32 {
 fn block_a4(i: u32) -> vec4<f32> {
     let v = x0v[i >> 2u];
     if (has_pro()) {
-        let y = x2v[i >> 2u];
-        let code = (EPI >> 4u) & 15u;
-        return v * vec4<f32>(act_deriv(code, y.x), act_deriv(code, y.y), act_deriv(code, y.z),
-                             act_deriv(code, y.w));
+        let s = x2v[i >> 2u];
+        let code = (EPI >> 8u) & 255u;
+        let a = pf(27u);
+        let b = pf(30u);
+        return vec4<f32>(ew_bwd(code, v.x, s.x, a, b), ew_bwd(code, v.y, s.y, a, b),
+                         ew_bwd(code, v.z, s.z, a, b), ew_bwd(code, v.w, s.w, a, b));
     }
     return v;
 }

@@ -1,22 +1,30 @@
 // Recurrent cells: the gate math of one time step, fused, after the input and recurrent
 // matrix products (which include the biases). One thread per (batch row, hidden unit).
 // P[0] = B (batch), P[1] = H (hidden size).
+// The gate nonlinearities and their derivatives are the elementwise table's rows
+// (`op_sigmoid_*`, `op_tanh_*`, generated from src/ops/elementwise.rs before this file).
+
+fn sig(x: f32) -> f32 { return op_sigmoid_fwd(x, 0.0, 0.0); }
+fn th(x: f32) -> f32 { return op_tanh_fwd(x, 0.0, 0.0); }
+// g times the derivative, from the saved output s.
+fn sig_bwd(g: f32, s: f32) -> f32 { return op_sigmoid_bwd(g, s, 0.0, 0.0); }
+fn th_bwd(g: f32, s: f32) -> f32 { return op_tanh_bwd(g, s, 0.0, 0.0); }
 
 // The activated LSTM gates (i, f, g, o) of the element at `base` of x0 ([B, 4H]).
 fn lstm_gates(base: u32, h: u32) -> vec4<f32> {
     return vec4<f32>(
-        sigmoid_f(x0[base]),
-        sigmoid_f(x0[base + h]),
-        tanh_f32(x0[base + 2u * h]),
-        sigmoid_f(x0[base + 3u * h]),
+        sig(x0[base]),
+        sig(x0[base + h]),
+        th(x0[base + 2u * h]),
+        sig(x0[base + 3u * h]),
     );
 }
 
 // The activated GRU gates (r, z, n) of the element at `base` of x0 = gi and x1 = gh.
 fn gru_gates(base: u32, h: u32) -> vec3<f32> {
-    let r = sigmoid_f(x0[base] + x1[base]);
-    let z = sigmoid_f(x0[base + h] + x1[base + h]);
-    return vec3<f32>(r, z, tanh_f32(x0[base + 2u * h] + r * x1[base + 2u * h]));
+    let r = sig(x0[base] + x1[base]);
+    let z = sig(x0[base + h] + x1[base + h]);
+    return vec3<f32>(r, z, th(x0[base + 2u * h] + r * x1[base + 2u * h]));
 }
 
 // LSTM (PyTorch's gate order i, f, g, o):
@@ -36,7 +44,7 @@ fn lstm_cell_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let gg = a.z;
     let og = a.w;
     let c = fg * x1[i] + ig * gg;
-    y0[i] = og * tanh_f32(c);
+    y0[i] = og * th(c);
     y0[n + i] = c;
 }
 
@@ -49,12 +57,12 @@ fn lstm_backward(base: u32, h: u32, cp: f32, dh: f32, dc_out: f32) -> f32 {
     let fg = a.y;
     let gg = a.z;
     let og = a.w;
-    let tc = tanh_f32(fg * cp + ig * gg);
-    let dc = dc_out + dh * og * (1.0 - tc * tc);
-    y0[base] = dc * gg * ig * (1.0 - ig);
-    y0[base + h] = dc * cp * fg * (1.0 - fg);
-    y0[base + 2u * h] = dc * ig * (1.0 - gg * gg);
-    y0[base + 3u * h] = dh * tc * og * (1.0 - og);
+    let tc = th(fg * cp + ig * gg);
+    let dc = dc_out + th_bwd(dh * og, tc);
+    y0[base] = sig_bwd(dc * gg, ig);
+    y0[base + h] = sig_bwd(dc * cp, fg);
+    y0[base + 2u * h] = th_bwd(dc * ig, gg);
+    y0[base + 3u * h] = sig_bwd(dh * tc, og);
     return dc * fg;
 }
 
@@ -93,9 +101,9 @@ fn gru_backward(base: u32, h: u32, hp: f32, dh: f32) -> f32 {
     let z = g.y;
     let nn = g.z;
     let ghn = x1[base + 2u * h];
-    let dn = dh * (1.0 - z) * (1.0 - nn * nn);
-    let dz = dh * (hp - nn) * z * (1.0 - z);
-    let dr = dn * ghn * r * (1.0 - r);
+    let dn = th_bwd(dh * (1.0 - z), nn);
+    let dz = sig_bwd(dh * (hp - nn), z);
+    let dr = sig_bwd(dn * ghn, r);
     y0[base] = dr;
     y0[base + h] = dz;
     y0[base + 2u * h] = dn;
@@ -135,7 +143,7 @@ fn lstm_step_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     var cp = 0.0;
     if ((pu(6) & 1u) != 0u) { cp = y1[pu(3) + i]; } else { cp = x1[pu(3) + i]; }
     let c = a.y * cp + a.x * a.z;
-    y0[pu(4) + i] = a.w * tanh_f32(c);
+    y0[pu(4) + i] = a.w * th(c);
     if ((pu(6) & 2u) != 0u) { y0[pu(5) + i] = c; } else { y1[pu(5) + i] = c; }
 }
 

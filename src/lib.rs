@@ -123,8 +123,8 @@ pub mod prelude {
     pub use crate::nn::{
         AdaptiveAvgPool2d, AvgPool2d, BCEWithLogitsLoss, BatchNorm1d, BatchNorm2d, Conv2d,
         ConvTranspose2d, CrossEntropyLoss, Dropout, Embedding, Flatten, LeakyReLU, Linear, MSELoss,
-        MaxPool2d, Module, NoisyReLU, PReLU, ReLU, Sequential, Sigmoid, Softplus, Tanh, Upsample,
-        GRU, LSTM, RNN,
+        MaxPool2d, Mish, Module, NoisyReLU, PReLU, ReLU, Sequential, SiLU, Sigmoid, Softplus, Tanh,
+        Upsample, GELU, GRU, LSTM, RNN,
     };
     pub use crate::optim::{Adam, AdamW, Optimizer, Sgd};
     pub use crate::tensor::{DType, Tensor};

@@ -44,6 +44,61 @@ stateless!(
 stateless!(
     /// Passes the input through.
     Identity, Act::Identity, |x| Ok(x.clone()));
+stateless!(
+    /// SiLU (swish), `x sigmoid(x)`. Fuses into a preceding `Linear` or `Conv2d` in a
+    /// [`Sequential`](super::Sequential) (which then saves the pre-activation).
+    SiLU, Act::Silu, |x| x.silu());
+stateless!(
+    /// Mish, `x tanh(softplus(x))`. Fuses like [`SiLU`].
+    Mish, Act::Mish, |x| x.mish());
+
+/// Which GELU: PyTorch's `approximate` argument.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GeluApproximate {
+    /// Exact, `x Phi(x)` (PyTorch's `'none'`).
+    #[default]
+    None,
+    /// `x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2` (PyTorch's `'tanh'`).
+    Tanh,
+}
+
+/// GELU, exact by default (PyTorch's `nn.GELU(approximate=...)`). Fuses into a preceding
+/// `Linear` or `Conv2d` in a [`Sequential`](super::Sequential), which then saves the
+/// pre-activation for the backward.
+///
+/// ```
+/// use wgrad::prelude::*;
+/// use wgrad::nn::{GeluApproximate, GELU};
+/// # fn main() -> wgrad::Result<()> {
+/// let x = Tensor::from_vec(vec![1.0f32], &[1], &Device::cpu())?;
+/// let exact = GELU::default().forward(&x)?.item()?;
+/// let tanh = GELU { approximate: GeluApproximate::Tanh }.forward(&x)?.item()?;
+/// assert!((exact - 0.841_344_7).abs() < 1e-6 && (tanh - 0.841_192).abs() < 1e-6);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GELU {
+    /// Exact or the tanh approximation.
+    pub approximate: GeluApproximate,
+}
+
+impl GELU {
+    fn act(&self) -> Act {
+        match self.approximate {
+            GeluApproximate::None => Act::Gelu,
+            GeluApproximate::Tanh => Act::GeluTanh,
+        }
+    }
+}
+
+impl Module for GELU {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.act().apply_op(x)
+    }
+    fn fusable_activation(&self) -> Option<Act> {
+        Some(self.act())
+    }
+}
 
 /// `ln(1 + e^(beta x)) / beta`, linear where `beta x > threshold` (PyTorch's defaults:
 /// `beta = 1`, `threshold = 20`).
@@ -85,7 +140,7 @@ impl Module for LeakyReLU {
         x.leaky_relu(self.0)
     }
     fn fusable_activation(&self) -> Option<Act> {
-        Some(Act::LeakyRelu(self.0)).filter(|a| a.fusable())
+        Some(Act::LeakyRelu(self.0))
     }
 }
 

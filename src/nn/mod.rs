@@ -21,7 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 
 pub use crate::ops::matmul::Act;
-pub use activation::{Identity, LeakyReLU, NoisyReLU, PReLU, ReLU, Sigmoid, Softplus, Tanh};
+pub use activation::{
+    GeluApproximate, Identity, LeakyReLU, Mish, NoisyReLU, PReLU, ReLU, SiLU, Sigmoid, Softplus,
+    Tanh, GELU,
+};
 pub use batchnorm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormOptions};
 pub use conv::{AdaptiveAvgPool2d, AvgPool2d, Conv2d, ConvTranspose2d, MaxPool2d, Upsample};
 pub use dropout::Dropout;

@@ -563,7 +563,7 @@ pub fn conv2d_act(
     o: ConvOptions,
     act: Act,
 ) -> Result<Tensor> {
-    if o.groups != 1 || !act.fusable() || !matches!(x.device(), Device::Gpu(_)) {
+    if o.groups != 1 || !matches!(x.device(), Device::Gpu(_)) {
         return act.apply_op(&conv2d(x, weight, bias, o)?);
     }
     let geo = conv_geometry(x, weight, o)?;
@@ -612,17 +612,34 @@ pub fn conv2d_act(
         b_strides: (hw, 1),
         summing: false,
     };
+    // An activation whose backward reads its input has the product write the
+    // pre-activation beside the output.
+    let pre = match x.device() {
+        Device::Gpu(g) if act.needs_input() => {
+            let len = n * oc * hw;
+            Some(Tensor::from_gpu(
+                gpu_alloc(g, len)?,
+                vec![n, oc, geo.ho, geo.wo],
+                DType::F32,
+            ))
+        }
+        _ => None,
+    };
     let epi = Epi {
         bias,
         bias_rows: true,
         act,
+        pre: pre.as_ref(),
         conv: Some((1, taps)),
         ..Epi::default()
     };
     let y = forward
         .run_epi(&w2, &xd, auto, &epi)?
         .reshape(&[n, oc, geo.ho, geo.wo])?;
-    let saved = (act != Act::Identity).then(|| y.detach());
+    let saved = match pre {
+        Some(p) => Some(p),
+        None => (act != Act::Identity).then(|| y.detach()),
+    };
     let need_x = x.requires_grad();
     let need_w = weight.requires_grad();
     let need_b = bias.is_some_and(|b| b.requires_grad());
@@ -638,7 +655,7 @@ pub fn conv2d_act(
         let rowsum_ok = need_w && kc > 0;
         let db = if need_b && !rowsum_ok {
             let gp = match &saved {
-                Some(y) => crate::ops::unary::unary_backward(act.unary_rule(), y, y, g)?,
+                Some(s) => act.backward_op(s, g)?,
                 None => g.clone(),
             };
             Some(gp.sum_dim(&[0, 2, 3], false)?)

@@ -20,23 +20,19 @@ use crate::shape;
 use crate::tensor::{check_pair, DType, Tensor};
 
 impl Act {
-    /// Whether this activation can be fused: a leaky ReLU's slope must be a
-    /// non-negative number (the backward reads the derivative off the output's sign).
-    pub fn fusable(self) -> bool {
-        match self {
-            Act::LeakyRelu(s) => s >= 0.0,
-            _ => true,
+    /// The same activation as an unfused op.
+    pub(crate) fn apply_op(self, x: &Tensor) -> Result<Tensor> {
+        match self.op() {
+            None => Ok(x.clone()),
+            Some(op) => x.unary(op),
         }
     }
 
-    /// The same activation as an unfused op.
-    pub(crate) fn apply_op(self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Act::Identity => Ok(x.clone()),
-            Act::Relu => x.relu(),
-            Act::LeakyRelu(s) => x.leaky_relu(s),
-            Act::Sigmoid => x.sigmoid(),
-            Act::Tanh => x.tanh(),
+    /// `dL/dx` from the output gradient and the saved value, as an op (no graph).
+    pub(crate) fn backward_op(self, saved: &Tensor, g: &Tensor) -> Result<Tensor> {
+        match self.op() {
+            None => Ok(g.clone()),
+            Some(op) => crate::ops::unary::unary_backward(op, saved, g),
         }
     }
 }
@@ -63,11 +59,11 @@ fn bias_act_cpu<T: Float>(y: &mut [T], bias: Option<&[T]>, act: Act, n: usize) {
     }
 }
 
-/// `g * act'(y)`, elementwise.
-fn deriv_cpu(g: &Tensor, y: &Tensor, act: Act) -> Tensor {
-    let out = crate::backend::cpu::map_float2!(&*g.cpu_data(), &*y.cpu_data(), |gv, yv: T| {
+/// `dL/dx` from the output gradient `g` and the saved value `s`, elementwise.
+fn deriv_cpu(g: &Tensor, s: &Tensor, act: Act) -> Tensor {
+    let out = crate::backend::cpu::map_float2!(&*g.cpu_data(), &*s.cpu_data(), |gv, sv: T| {
         let mut out = crate::backend::cpu::pool::filled(gv.len(), T::zero());
-        act.mul_deriv_into(&mut out, gv, yv);
+        act.mul_deriv_into(&mut out, gv, sv);
         out
     });
     Tensor::from_cpu(out, g.shape().to_vec())
@@ -96,20 +92,13 @@ pub(crate) fn check_bias(
 }
 
 /// `act(x @ weight^T + bias)` for `x` `[..., in]`, `weight` `[out, in]` and `bias`
-/// `[out]`: one fused product forward, two backward. An activation that cannot be
-/// fused (a negative leaky slope) runs as separate ops, with the same result.
+/// `[out]`: one fused product forward, two backward. An activation whose backward reads
+/// its input (GELU, SiLU, Mish, a negative leaky slope) has the product write the
+/// pre-activation too, in the same kernel.
 pub fn linear_act(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, act: Act) -> Result<Tensor> {
     crate::ops::matmul::check_linear(x, weight)?;
     let (inp, out) = (weight.shape()[1], weight.shape()[0]);
     check_bias("linear", x, bias, out)?;
-    if !act.fusable() {
-        let y = x.linear(weight)?;
-        let y = match bias {
-            Some(b) => y.add(b)?,
-            None => y,
-        };
-        return act.apply_op(&y);
-    }
     let rows = x.numel() / inp.max(1);
     let mut out_shape = x.shape().to_vec();
     *out_shape.last_mut().expect("rank >= 1") = out;
@@ -123,31 +112,50 @@ pub fn linear_act(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, act: Act) 
         }
     }
     let x2 = x.detach().reshape(&[rows, inp])?;
-    let y = match x.device() {
+    let needs_input = act.needs_input();
+    // The output, and the pre-activation where the backward reads it.
+    let (y, pre) = match x.device() {
         Device::Cpu => {
             let y = matmul_raw(&x2, false, weight, true, MatmulChoice::AUTO)?;
             let bias_data = bias.map(|b| b.cpu_data());
+            let in_place = if needs_input { Act::Identity } else { act };
             cpu_in_place(&y, |yd| match (yd, bias_data.as_deref()) {
-                (CpuData::F32(v), Some(CpuData::F32(b))) => bias_act_cpu(v, Some(b), act, out),
-                (CpuData::F64(v), Some(CpuData::F64(b))) => bias_act_cpu(v, Some(b), act, out),
-                (CpuData::F32(v), None) => bias_act_cpu::<f32>(v, None, act, out),
-                (CpuData::F64(v), None) => bias_act_cpu::<f64>(v, None, act, out),
+                (CpuData::F32(v), Some(CpuData::F32(b))) => bias_act_cpu(v, Some(b), in_place, out),
+                (CpuData::F64(v), Some(CpuData::F64(b))) => bias_act_cpu(v, Some(b), in_place, out),
+                (CpuData::F32(v), None) => bias_act_cpu::<f32>(v, None, in_place, out),
+                (CpuData::F64(v), None) => bias_act_cpu::<f64>(v, None, in_place, out),
                 _ => unreachable!("dtypes checked"),
             });
-            y
+            if needs_input {
+                let op = act.op().expect("an activation that reads its input");
+                (crate::ops::unary::unary_forward(&y, op)?, Some(y))
+            } else {
+                (y, None)
+            }
         }
-        Device::Gpu(_) => {
+        Device::Gpu(g) => {
+            let pre = needs_input
+                .then(|| {
+                    gpu_alloc(g, rows * out)
+                        .map(|b| Tensor::from_gpu(b, vec![rows, out], DType::F32))
+                })
+                .transpose()?;
             let product = GpuProduct::plain((rows, out, inp), (inp, 1), (1, inp));
             let epi = Epi {
                 bias,
                 act,
+                pre: pre.as_ref(),
                 ..Epi::default()
             };
-            product.run_epi(&x2, weight, MatmulChoice::AUTO, &epi)?
+            (product.run_epi(&x2, weight, MatmulChoice::AUTO, &epi)?, pre)
         }
-    }
-    .reshape(&out_shape)?;
-    let saved_y = (act != Act::Identity).then(|| y.detach());
+    };
+    let y = y.reshape(&out_shape)?;
+    // What the backward reads: the pre-activation, or the output (nothing for none).
+    let saved_y = match pre {
+        Some(p) => Some(p),
+        None => (act != Act::Identity).then(|| y.detach()),
+    };
     let ws = weight.detach();
     let (need_x, need_w) = (x.requires_grad(), weight.requires_grad());
     let need_b = bias.is_some_and(|b| b.requires_grad());
@@ -198,9 +206,7 @@ pub fn linear_act(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, act: Act) 
                         Tensor::from_gpu(gpu_alloc(ctx, out)?, vec![out], DType::F32)
                     } else {
                         let gp = match &y2 {
-                            Some(y) => {
-                                crate::ops::unary::unary_backward(act.unary_rule(), y, y, &g2)?
-                            }
+                            Some(s) => act.backward_op(s, &g2)?,
                             None => g2.clone(),
                         };
                         gp.sum_dim(&[0], false)?
@@ -228,23 +234,6 @@ pub fn linear_act(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, act: Act) 
         }
         Ok(grads)
     }))
-}
-
-impl Act {
-    /// The unary op whose backward rule (read off the output) is this activation's.
-    pub(crate) fn unary_rule(self) -> crate::ops::unary::UnaryOp {
-        use crate::ops::unary::UnaryOp;
-        match self {
-            Act::Identity => UnaryOp::Affine {
-                scale: 1.0,
-                shift: 0.0,
-            },
-            Act::Relu => UnaryOp::Relu,
-            Act::LeakyRelu(s) => UnaryOp::LeakyRelu { slope: s as f64 },
-            Act::Sigmoid => UnaryOp::Sigmoid,
-            Act::Tanh => UnaryOp::Tanh,
-        }
-    }
 }
 
 impl Tensor {

@@ -8,6 +8,7 @@ pub mod augment;
 pub mod batchnorm;
 pub mod binary;
 pub mod conv2d;
+pub mod elementwise;
 pub mod embedding;
 pub mod fused;
 pub mod layout;
@@ -27,7 +28,7 @@ pub mod unary;
 
 use std::sync::Arc;
 
-use crate::backend::gpu::{GpuBuffer, GpuContext, ShaderFile};
+use crate::backend::gpu::{Generated, GpuBuffer, GpuContext, ShaderFile};
 
 /// A shader file whose every index and divisor is guarded in the shader (see
 /// [`ShaderFile::guarded`]): all of wgrad's files are reviewed to this rule.
@@ -37,6 +38,22 @@ pub(crate) const fn shader(name: &'static str, source: &'static str) -> ShaderFi
         source,
         guarded: true,
         subgroups: false,
+        generated: Generated::None,
+    }
+}
+
+/// [`shader`] with generated WGSL between the prelude and `source`.
+pub(crate) const fn shader_with(
+    name: &'static str,
+    source: &'static str,
+    generated: Generated,
+) -> ShaderFile {
+    ShaderFile {
+        name,
+        source,
+        guarded: true,
+        subgroups: false,
+        generated,
     }
 }
 
@@ -47,17 +64,18 @@ pub(crate) const fn subgroup_shader(name: &'static str, source: &'static str) ->
         source,
         guarded: true,
         subgroups: true,
+        generated: Generated::None,
     }
 }
 
 /// One shader file as the validation tests see it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ShaderSource {
     /// The file's name (without `.wgsl`; a file compiled from several parts is named
     /// after its entry points' part).
     pub name: &'static str,
-    /// Its WGSL, without the prelude.
-    pub source: &'static str,
+    /// Its WGSL, without the prelude (generated parts included).
+    pub source: String,
     /// True when it uses subgroup operations (wgpu's `SUBGROUP` feature).
     pub subgroups: bool,
 }
@@ -86,7 +104,7 @@ pub fn shader_sources() -> Vec<ShaderSource> {
         .iter()
         .map(|f| ShaderSource {
             name: f.name,
-            source: f.source,
+            source: f.body(),
             subgroups: f.subgroups,
         })
         .collect();

@@ -161,7 +161,7 @@ pub(crate) fn sample_source(spec: &'static MultiSpec) -> ShaderSource {
     let k = kernel(spec, 3);
     ShaderSource {
         name: k.file.name,
-        source: k.file.source,
+        source: k.file.body(),
         subgroups: false,
     }
 }

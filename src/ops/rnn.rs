@@ -20,10 +20,14 @@ use crate::device::Device;
 use crate::error::{shape_err, Result};
 use crate::ops::matmul::cpu::{gemm_slices, Gemm};
 use crate::ops::unary::sigmoid;
-use crate::ops::{gpu_alloc, groups_1d, kernel, shader};
+use crate::ops::{gpu_alloc, groups_1d, kernel};
 use crate::tensor::{check_float, check_pair, DType, Tensor};
 
-pub(crate) const FILE: ShaderFile = shader("rnn", include_str!("../../shaders/rnn.wgsl"));
+pub(crate) const FILE: ShaderFile = crate::ops::shader_with(
+    "rnn",
+    include_str!("../../shaders/rnn.wgsl"),
+    crate::backend::gpu::Generated::Fixed(crate::ops::elementwise::wgsl_functions),
+);
 const LSTM_FWD: &Kernel = kernel!(FILE, "lstm_cell_fwd", [X0, X1, Y0]);
 const LSTM_BWD: &Kernel = kernel!(FILE, "lstm_cell_bwd", [X0, X1, X2, Y0, Y1]);
 const LSTM_STEP_FWD: &Kernel = kernel!(FILE, "lstm_step_fwd", [X0, X1, Y0, Y1]);
@@ -596,10 +600,7 @@ fn elman_gpu(
         }
         // delta = e * act'(h), as the products below load it; a bias gradient without
         // its weight's (or with nothing to multiply) sums an explicit delta.
-        let delta = || {
-            crate::ops::unary::unary_backward(act_unary(act), &saved, &saved, &e)?
-                .reshape(&[rows, h])
-        };
+        let delta = || act.backward_op(&saved, &e)?.reshape(&[rows, h]);
         let db_hh = if need_bhh && !(need_whh && h > 0) {
             Some(delta()?.sum_dim(&[0], false)?)
         } else {
@@ -1193,14 +1194,6 @@ fn elman_cpu(
 }
 
 /// The unary op whose backward rule is the activation's.
-fn act_unary(act: crate::ops::matmul::Act) -> crate::ops::unary::UnaryOp {
-    if act == crate::ops::matmul::Act::Relu {
-        crate::ops::unary::UnaryOp::Relu
-    } else {
-        crate::ops::unary::UnaryOp::Tanh
-    }
-}
-
 /// What the forward keeps for the backward, per step.
 enum Saved {
     /// LSTM: gate pre-activations and the previous cell state.

@@ -1,188 +1,57 @@
 //! Elementwise unary ops: math (`neg`, `exp`, `log`, `sqrt`, `abs`, scalar `affine`) and
-//! the lecture's activations (`sigmoid`, `tanh`, `relu`, `softplus`, `leaky_relu`,
-//! `prelu` with a trainable slope; `noisy_relu` lives in `random`). Forward and backward
-//! math for the CPU are side by side below; the WGSL twins are in `shaders/unary.wgsl`.
-//! Each op saves its input and output; the backward kernel reads the one it needs.
+//! activations (`sigmoid`, `tanh`, `relu`, `softplus`, `leaky_relu`, `gelu`, `silu`,
+//! `mish`, and `prelu` with a trainable slope; `noisy_relu` lives in `random`). Their math,
+//! forward and backward in Rust and WGSL, is one row each of the elementwise table
+//! ([`super::elementwise`]); this file records them in the graph and launches them. Each
+//! op saves only the value its backward reads (its input or its output, [`Needs`]).
+
+use std::sync::OnceLock;
 
 use crate::autograd::record;
-use crate::backend::cpu::pool::CollectPooled;
-use crate::backend::cpu::{map_float, map_float2, map_float3, CpuData, Float};
-use crate::backend::gpu::{Kernel, ShaderFile};
+use crate::backend::cpu::{map_float, map_float2, CpuData, Float};
+use crate::backend::gpu::{slot, Kernel, ShaderFile};
 use crate::device::Device;
 use crate::error::{arg_err, Result};
-use crate::ops::{gpu_alloc, groups_1d, kernel, shader, split};
+use crate::ops::{gpu_alloc, groups_1d, kernel, shader_with, split};
 use crate::tensor::{check_float, check_pair, Tensor};
 
-pub(crate) const FILE: ShaderFile = shader("unary", include_str!("../../shaders/unary.wgsl"));
+pub(crate) use super::elementwise::sigmoid;
+pub use super::elementwise::{Needs, UnaryOp};
 
-/// A unary op and its scalar parameters.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum UnaryOp {
-    /// -x
-    Neg,
-    /// e^x
-    Exp,
-    /// ln x
-    Log,
-    /// sqrt x
-    Sqrt,
-    /// |x|
-    Abs,
-    /// 1 / (1 + e^-x)
-    Sigmoid,
-    /// tanh x
-    Tanh,
-    /// max(x, 0), NaN kept (as PyTorch)
-    Relu,
-    /// x for x > 0, else slope * x
-    LeakyRelu {
-        /// The negative slope.
-        slope: f64,
-    },
-    /// ln(1 + e^(beta x)) / beta, linear above `threshold` (PyTorch's Softplus).
-    Softplus {
-        /// Sharpness.
-        beta: f64,
-        /// Where the function switches to the identity.
-        threshold: f64,
-    },
-    /// scale * x + shift
-    Affine {
-        /// Multiplier.
-        scale: f64,
-        /// Offset.
-        shift: f64,
-    },
-}
+pub(crate) const FILE: ShaderFile = shader_with(
+    "unary",
+    include_str!("../../shaders/unary.wgsl"),
+    crate::backend::gpu::Generated::Fixed(super::elementwise::wgsl_with_kernels),
+);
 
 impl UnaryOp {
-    fn name(self) -> &'static str {
-        match self {
-            UnaryOp::Neg => "neg",
-            UnaryOp::Exp => "exp",
-            UnaryOp::Log => "log",
-            UnaryOp::Sqrt => "sqrt",
-            UnaryOp::Abs => "abs",
-            UnaryOp::Sigmoid => "sigmoid",
-            UnaryOp::Tanh => "tanh",
-            UnaryOp::Relu => "relu",
-            UnaryOp::LeakyRelu { .. } => "leaky_relu",
-            UnaryOp::Softplus { .. } => "softplus",
-            UnaryOp::Affine { .. } => "affine",
-        }
-    }
-
-    fn scalars(self) -> [f64; 2] {
-        match self {
-            UnaryOp::LeakyRelu { slope } => [slope, 0.0],
-            UnaryOp::Softplus { beta, threshold } => [beta, threshold],
-            UnaryOp::Affine { scale, shift } => [scale, shift],
-            _ => [0.0, 0.0],
-        }
-    }
-
-    /// Forward math on the CPU.
-    fn forward<T: Float>(self, x: T) -> T {
-        let z = T::zero();
-        match self {
-            UnaryOp::Neg => -x,
-            UnaryOp::Exp => x.exp(),
-            UnaryOp::Log => x.ln(),
-            UnaryOp::Sqrt => x.sqrt(),
-            UnaryOp::Abs => x.abs(),
-            UnaryOp::Sigmoid => sigmoid(x),
-            UnaryOp::Tanh => x.tanh(),
-            UnaryOp::Relu => x.relu(),
-            UnaryOp::LeakyRelu { slope } => {
-                if x > z {
-                    x
-                } else {
-                    T::from_f64(slope) * x
-                }
-            }
-            UnaryOp::Softplus { beta, threshold } => {
-                let zb = T::from_f64(beta) * x;
-                if zb > T::from_f64(threshold) {
-                    x
-                } else {
-                    // max(z, 0) + log1p(e^-|z|): no overflow, and accurate where the
-                    // result is tiny (log(1 + e^z) rounds to 0 below z = -16.6 in f32).
-                    (zb.relu() + (-zb.abs()).exp().ln_1p()) / T::from_f64(beta)
-                }
-            }
-            UnaryOp::Affine { scale, shift } => T::from_f64(scale) * x + T::from_f64(shift),
-        }
-    }
-
-    /// Backward math on the CPU: dL/dx from input `x`, output `y`, output gradient `g`.
-    fn backward<T: Float>(self, x: T, y: T, g: T) -> T {
-        let z = T::zero();
-        let one = T::one();
-        match self {
-            UnaryOp::Neg => -g,
-            UnaryOp::Exp => g * y,
-            UnaryOp::Log => g / x,
-            UnaryOp::Sqrt => g / (T::from_f64(2.0) * y),
-            UnaryOp::Abs => {
-                if x > z {
-                    g
-                } else if x < z {
-                    -g
-                } else {
-                    z
-                }
-            }
-            UnaryOp::Sigmoid => g * y * (one - y),
-            UnaryOp::Tanh => g * (one - y * y),
-            // PyTorch's threshold_backward: 0 where x <= 0, so a NaN input passes g.
-            UnaryOp::Relu => {
-                if x <= z {
-                    z
-                } else {
-                    g
-                }
-            }
-            UnaryOp::LeakyRelu { slope } => {
-                if x > z {
-                    g
-                } else {
-                    T::from_f64(slope) * g
-                }
-            }
-            UnaryOp::Softplus { beta, threshold } => {
-                let zb = T::from_f64(beta) * x;
-                if zb > T::from_f64(threshold) {
-                    g
-                } else {
-                    g * sigmoid(zb)
-                }
-            }
-            UnaryOp::Affine { scale, .. } => T::from_f64(scale) * g,
-        }
-    }
-
+    /// The op's generated forward and backward kernels.
     fn kernels(self) -> (&'static Kernel, &'static Kernel) {
-        macro_rules! pair {
-            ($f:literal, $b:literal) => {
-                (
-                    kernel!(FILE, $f, [X0, Y0]),
-                    kernel!(FILE, $b, [X0, X1, X2, Y0]),
-                )
+        static KERNELS: OnceLock<Vec<(Kernel, Kernel)>> = OnceLock::new();
+        let all = KERNELS.get_or_init(|| {
+            let make = |entry: String, slots: &'static [u32]| Kernel {
+                file: &FILE,
+                entry: Box::leak(entry.into_boxed_str()),
+                slots,
+                extra: &[],
+                overrides: &[],
+                loops: false,
             };
-        }
-        match self {
-            UnaryOp::Neg => pair!("neg_fwd", "neg_bwd"),
-            UnaryOp::Exp => pair!("exp_fwd", "exp_bwd"),
-            UnaryOp::Log => pair!("log_fwd", "log_bwd"),
-            UnaryOp::Sqrt => pair!("sqrt_fwd", "sqrt_bwd"),
-            UnaryOp::Abs => pair!("abs_fwd", "abs_bwd"),
-            UnaryOp::Sigmoid => pair!("sigmoid_fwd", "sigmoid_bwd"),
-            UnaryOp::Tanh => pair!("tanh_fwd", "tanh_bwd"),
-            UnaryOp::Relu => pair!("relu_fwd", "relu_bwd"),
-            UnaryOp::LeakyRelu { .. } => pair!("leaky_relu_fwd", "leaky_relu_bwd"),
-            UnaryOp::Softplus { .. } => pair!("softplus_fwd", "softplus_bwd"),
-            UnaryOp::Affine { .. } => pair!("affine_fwd", "affine_bwd"),
-        }
+            UnaryOp::ROWS
+                .iter()
+                .map(|op| {
+                    (
+                        make(format!("{}_fwd", op.name()), &[slot::X0, slot::Y0]),
+                        make(
+                            format!("{}_bwd", op.name()),
+                            &[slot::X0, slot::X1, slot::Y0],
+                        ),
+                    )
+                })
+                .collect()
+        });
+        let (f, b) = &all[self.code() as usize - 1];
+        (f, b)
     }
 
     fn params(self, n: usize) -> [u32; 3] {
@@ -191,38 +60,26 @@ impl UnaryOp {
     }
 }
 
-pub(crate) fn sigmoid<T: Float>(x: T) -> T {
-    let one = T::one();
-    if x >= T::zero() {
-        one / (one + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (one + e)
-    }
-}
-
 /// Applies `op` to every element, recording the backward.
 pub fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
     check_float(op.name(), x)?;
     let y = unary_forward(x, op)?;
-    let (xs, ys) = (x.detach(), y.detach());
+    let saved = match op.needs() {
+        Needs::Output => y.detach(),
+        // A constant derivative reads nothing; the input stands in (never read).
+        Needs::Input | Needs::Nothing => x.detach(),
+    };
     Ok(record(y, op.name(), &[x], move |g| {
-        Ok(vec![Some(unary_backward(op, &xs, &ys, g)?)])
+        Ok(vec![Some(unary_backward(op, &saved, g)?)])
     }))
 }
 
-fn unary_forward(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
+/// `op(x)` without recording a backward.
+pub(crate) fn unary_forward(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
     let n = x.numel();
     match x.device() {
         Device::Cpu => {
-            // The common activations get their own loops: the op's match is not hoisted out
-            // of a generic one.
-            let out = map_float!(&*x.cpu_data(), |v: T| match op {
-                UnaryOp::Relu => v.iter().map(|&a| a.relu()).collect_pooled(),
-                UnaryOp::Tanh => v.iter().map(|&a| Float::tanh(a)).collect_pooled(),
-                UnaryOp::Sigmoid => v.iter().map(|&a| sigmoid(a)).collect_pooled(),
-                _ => v.iter().map(|&a| op.forward::<T>(a)).collect_pooled(),
-            });
+            let out = map_float!(&*x.cpu_data(), |v: T| op.forward_vec(v));
             Ok(Tensor::from_cpu(out, x.shape().to_vec()))
         }
         Device::Gpu(g) => {
@@ -243,30 +100,21 @@ fn unary_forward(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
     }
 }
 
-pub(crate) fn unary_backward(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Tensor> {
-    let n = x.numel();
-    match x.device() {
+/// `dL/dx` of `op` from the saved value `s` (the input or the output, as
+/// [`UnaryOp::needs`] says; any tensor of the shape for [`Needs::Nothing`]) and the
+/// output gradient `g`.
+pub(crate) fn unary_backward(op: UnaryOp, s: &Tensor, g: &Tensor) -> Result<Tensor> {
+    let n = s.numel();
+    match s.device() {
         Device::Cpu => {
-            let out = map_float3!(
-                &*x.cpu_data(),
-                &*y.cpu_data(),
-                &*g.cpu_data(),
-                |xv, yv, gv: T| match op {
-                    UnaryOp::Relu => xv
-                        .iter()
-                        .zip(gv.iter())
-                        .map(|(&a, &g)| if a <= T::zero() { T::zero() } else { g })
-                        .collect_pooled(),
-                    _ => (0..n)
-                        .map(|i| op.backward::<T>(xv[i], yv[i], gv[i]))
-                        .collect_pooled(),
-                }
-            );
-            Ok(Tensor::from_cpu(out, x.shape().to_vec()))
+            let out = map_float2!(&*g.cpu_data(), &*s.cpu_data(), |gv, sv: T| {
+                op.backward_vec(gv, sv)
+            });
+            Ok(Tensor::from_cpu(out, s.shape().to_vec()))
         }
         Device::Gpu(ctx) => {
-            if let Some(mut o) = split::elementwise(&[x, y, g], x.shape(), 1, x.dtype(), |p| {
-                Ok(vec![unary_backward(op, &p[0], &p[1], &p[2])?])
+            if let Some(mut o) = split::elementwise(&[s, g], s.shape(), 1, s.dtype(), |p| {
+                Ok(vec![unary_backward(op, &p[0], &p[1])?])
             })? {
                 return Ok(o.remove(0));
             }
@@ -274,10 +122,10 @@ pub(crate) fn unary_backward(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) ->
             ctx.launch(
                 op.kernels().1,
                 &op.params(n),
-                &[x.gpu_buf(), y.gpu_buf(), g.gpu_buf(), &out],
+                &[s.gpu_buf(), g.gpu_buf(), &out],
                 groups_1d(n),
             );
-            Ok(Tensor::from_gpu(out, x.shape().to_vec(), x.dtype()))
+            Ok(Tensor::from_gpu(out, s.shape().to_vec(), s.dtype()))
         }
     }
 }
@@ -459,6 +307,34 @@ impl Tensor {
                 threshold: threshold as f64,
             },
         )
+    }
+    /// GELU, exact: `x Phi(x)` with `Phi` the standard normal CDF (PyTorch's
+    /// `gelu(x)`, `approximate='none'`). Accurate for negative inputs too (computed
+    /// through `erfc`, with no cancellation).
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let x = Tensor::from_vec(vec![-1.0f32, 0.0, 1.0], &[3], &Device::cpu())?;
+    /// let y = x.gelu()?.to_vec::<f32>()?;
+    /// assert!((y[0] + 0.158_655_25).abs() < 1e-6 && y[1] == 0.0);
+    /// # Ok(()) }
+    /// ```
+    pub fn gelu(&self) -> Result<Tensor> {
+        unary(self, UnaryOp::Gelu)
+    }
+    /// GELU's tanh approximation, `x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2`
+    /// (PyTorch's `gelu(x, approximate='tanh')`).
+    pub fn gelu_tanh(&self) -> Result<Tensor> {
+        unary(self, UnaryOp::GeluTanh)
+    }
+    /// SiLU (swish), `x sigmoid(x)`.
+    pub fn silu(&self) -> Result<Tensor> {
+        unary(self, UnaryOp::Silu)
+    }
+    /// Mish, `x tanh(softplus(x))`.
+    pub fn mish(&self) -> Result<Tensor> {
+        unary(self, UnaryOp::Mish)
     }
     /// Parametric ReLU with a (trainable) slope per channel (dimension 1) or one slope.
     pub fn prelu(&self, weight: &Tensor) -> Result<Tensor> {

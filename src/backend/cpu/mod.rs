@@ -42,6 +42,8 @@ pub trait Float:
     fn powf(self, e: Self) -> Self;
     /// ln(1 + x), accurate near 0.
     fn ln_1p(self) -> Self;
+    /// The complementary error function, `1 - erf(x)` without cancellation for large x.
+    fn erfc(self) -> Self;
     /// The larger value (NaN-propagating is not required).
     fn max(self, o: Self) -> Self;
     /// The smaller value.
@@ -75,7 +77,7 @@ pub trait Float:
 }
 
 macro_rules! impl_float {
-    ($t:ty) => {
+    ($t:ty, $erfc:path) => {
         impl Float for $t {
             fn from_f64(v: f64) -> Self {
                 v as $t
@@ -104,6 +106,9 @@ macro_rules! impl_float {
             fn ln_1p(self) -> Self {
                 <$t>::ln_1p(self)
             }
+            fn erfc(self) -> Self {
+                $erfc(self)
+            }
             fn max(self, o: Self) -> Self {
                 <$t>::max(self, o)
             }
@@ -113,8 +118,8 @@ macro_rules! impl_float {
         }
     };
 }
-impl_float!(f32);
-impl_float!(f64);
+impl_float!(f32, libm::erfcf);
+impl_float!(f64, libm::erfc);
 
 /// tanh through one `exp` (libm's `tanhf` goes through `expm1f`, several times slower,
 /// and recurrent cells call it millions of times per step): an odd Taylor polynomial

@@ -49,6 +49,42 @@ pub(crate) struct ShaderFile {
     /// True when the file uses subgroup operations (compiled only on adapters that have
     /// them).
     pub subgroups: bool,
+    /// Generated WGSL placed between the prelude and `source` (the elementwise table's
+    /// functions and kernels), given by the op layer.
+    pub generated: Generated,
+}
+
+/// The generated part of a shader file.
+#[derive(Clone, Copy)]
+pub(crate) enum Generated {
+    /// None.
+    None,
+    /// The same text for every kernel of the file.
+    Fixed(fn() -> &'static str),
+    /// Text specialised to a kernel's override values (so a pipeline compiles only the
+    /// code its variant runs); each distinct text is its own module. The second function
+    /// gives the general text, for validation.
+    PerVariant(fn(&Kernel, &[u32; 6]) -> String, fn() -> &'static str),
+}
+
+impl ShaderFile {
+    /// The file's WGSL without the prelude: the general generated part, then `source`.
+    pub(crate) fn body(&self) -> String {
+        match self.generated {
+            Generated::Fixed(f) | Generated::PerVariant(_, f) => {
+                format!("{}\n{}", f(), self.source)
+            }
+            Generated::None => self.source.to_string(),
+        }
+    }
+
+    /// The generated text for one kernel variant, when it depends on the variant.
+    pub(crate) fn variant_text(&self, k: &Kernel, overrides: &[u32; 6]) -> Option<String> {
+        match self.generated {
+            Generated::PerVariant(f, _) => Some(f(k, overrides)),
+            _ => None,
+        }
+    }
 }
 
 /// Declarations and helpers shared by every shader file (prepended at compile time).
@@ -446,6 +482,7 @@ type PipelineKey = (&'static str, &'static str, [u32; 6]);
 /// Shader modules and pipelines compiled on one device.
 #[derive(Default)]
 pub(crate) struct Caches {
-    modules: HashMap<&'static str, wgpu::ShaderModule>,
+    /// Keyed by file, and by the generated text for a file specialised per variant.
+    modules: HashMap<(&'static str, Option<String>), wgpu::ShaderModule>,
     pipelines: HashMap<PipelineKey, Arc<pipeline::Pipeline>>,
 }

@@ -24,10 +24,21 @@ impl GpuContext {
         k.file.guarded && !self.options.shader_checks
     }
 
-    fn module<'c>(&self, caches: &'c mut Caches, k: &'static Kernel) -> &'c wgpu::ShaderModule {
+    fn module<'c>(
+        &self,
+        caches: &'c mut Caches,
+        k: &'static Kernel,
+        overrides: &[u32; 6],
+    ) -> &'c wgpu::ShaderModule {
         let unchecked = self.unchecked(k);
-        caches.modules.entry(k.file.name).or_insert_with(|| {
-            let source = format!("{PRELUDE}\n{}", k.file.source);
+        let variant = k.file.variant_text(k, overrides);
+        let key = (k.file.name, variant.clone());
+        caches.modules.entry(key).or_insert_with(|| {
+            let body = match &variant {
+                Some(text) => format!("{text}\n{}", k.file.source),
+                None => k.file.body(),
+            };
+            let source = format!("{PRELUDE}\n{body}");
             let desc = wgpu::ShaderModuleDescriptor {
                 label: Some(k.file.name),
                 source: wgpu::ShaderSource::Wgsl(source.into()),
@@ -61,7 +72,7 @@ impl GpuContext {
         }
         let id = caches.pipelines.len();
         let unchecked = self.unchecked(k);
-        let module = self.module(caches, k).clone();
+        let module = self.module(caches, k, &overrides).clone();
         let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,

@@ -15,13 +15,21 @@ use crate::backend::cpu::CpuData;
 use crate::backend::gpu::{Kernel, ShaderFile, Work};
 use crate::device::Device;
 use crate::error::{shape_err, Result};
-use crate::ops::{gpu_alloc, kernel, put, shader, split};
+use crate::ops::unary::{Needs, UnaryOp};
+use crate::ops::{gpu_alloc, kernel, put, shader_with, split};
 use crate::shape::{self, broadcast_strides};
 use crate::tensor::{check_pair, DType, Tensor};
 use cpu::CpuGemm;
 pub use plan::{MatmulKernel, MatmulPlan, PlanLimits, ProductShape};
 
-pub(crate) const FILE: ShaderFile = shader("matmul", include_str!("../../../shaders/matmul.wgsl"));
+pub(crate) const FILE: ShaderFile = shader_with(
+    "matmul",
+    include_str!("../../../shaders/matmul.wgsl"),
+    crate::backend::gpu::Generated::PerVariant(
+        crate::ops::elementwise::wgsl_for_epilogue,
+        crate::ops::elementwise::wgsl_functions,
+    ),
+);
 /// The tiled and small-tile kernels bind a bias or saved activation output (`x2`) and
 /// an addend or bias gradient (`y1`) for the fused prologue and epilogue; the override
 /// `EPI` compiles those parts in or out (a plain product binds stand-ins).
@@ -52,10 +60,12 @@ const MATMUL_BLOCK: &Kernel = kernel!(
 const MATMUL_NAIVE: &Kernel = kernel!(FILE, "matmul_naive_fwd", [X0, X1, Y0], loops);
 const SUM_PARTIALS: &Kernel = kernel!(FILE, "matmul_partials_bwd", [X0, X1, Y0, Y1], loops);
 
-/// An activation a fused product applies to its result, or whose derivative (from the
-/// saved output) a fused backward applies to an operand as it loads it. The rules are
-/// exactly the unary ops' (`relu`, `leaky_relu`, `sigmoid`, `tanh`), so fused and
-/// unfused models compute the same values.
+/// An activation a fused product applies to its result, or whose derivative a fused
+/// backward applies to an operand as it loads it. Each is a row of the elementwise table
+/// ([`UnaryOp`]), so fused and unfused models compute the same values. Its backward reads
+/// the saved output, or, for the activations whose derivative needs the input (GELU,
+/// SiLU, Mish, a negative leaky slope), the pre-activation, which the fused forward then
+/// writes beside its output.
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub enum Act {
     /// No activation.
@@ -63,74 +73,68 @@ pub enum Act {
     Identity,
     /// `max(x, 0)`.
     Relu,
-    /// `x` for `x > 0`, else `slope * x`; fused only for a non-negative slope (then the
-    /// output's sign tells the input's).
+    /// `x` for `x > 0`, else `slope * x`.
     LeakyRelu(f32),
     /// `1 / (1 + e^-x)`.
     Sigmoid,
     /// `tanh x`.
     Tanh,
+    /// GELU, exact (`x Phi(x)`).
+    Gelu,
+    /// GELU, tanh approximation.
+    GeluTanh,
+    /// SiLU, `x sigmoid(x)`.
+    Silu,
+    /// Mish, `x tanh(softplus(x))`.
+    Mish,
 }
 
 impl Act {
-    /// The shader's code for this activation.
+    /// The elementwise-table row of this activation (`None` for the identity).
+    pub fn op(self) -> Option<UnaryOp> {
+        Some(match self {
+            Act::Identity => return None,
+            Act::Relu => UnaryOp::Relu,
+            Act::LeakyRelu(s) => UnaryOp::LeakyRelu { slope: s as f64 },
+            Act::Sigmoid => UnaryOp::Sigmoid,
+            Act::Tanh => UnaryOp::Tanh,
+            Act::Gelu => UnaryOp::Gelu,
+            Act::GeluTanh => UnaryOp::GeluTanh,
+            Act::Silu => UnaryOp::Silu,
+            Act::Mish => UnaryOp::Mish,
+        })
+    }
+    /// The shader's code for this activation (0 the identity).
     fn code(self) -> u32 {
-        match self {
-            Act::Identity => 0,
-            Act::Relu => 1,
-            Act::LeakyRelu(_) => 2,
-            Act::Sigmoid => 3,
-            Act::Tanh => 4,
-        }
+        self.op().map_or(0, |op| op.code())
     }
-    fn slope(self) -> f32 {
-        match self {
-            Act::LeakyRelu(s) => s,
-            _ => 0.0,
-        }
+    /// The row's scalar parameters as the shader reads them.
+    fn scalars(self) -> [f32; 2] {
+        self.op()
+            .map_or([0.0; 2], |op| op.scalars().map(|v| v as f32))
     }
-    /// The activation on the CPU (the unary ops' arithmetic) over a slice in place, with
-    /// the match outside the loop (so the simple activations vectorise).
+    /// True when the backward reads the pre-activation (which a fused forward then
+    /// saves) rather than the output.
+    pub(crate) fn needs_input(self) -> bool {
+        self.op().is_some_and(|op| op.needs() == Needs::Input)
+    }
+    /// The activation on the CPU over a slice in place.
     pub(crate) fn apply_slice<T: crate::backend::cpu::Float>(self, y: &mut [T]) {
-        match self {
-            Act::Identity => {}
-            Act::Relu => y.iter_mut().for_each(|v| *v = v.relu()),
-            Act::LeakyRelu(s) => {
-                let s = T::from_f64(s as f64);
-                y.iter_mut()
-                    .for_each(|v| *v = if *v > T::zero() { *v } else { s * *v });
-            }
-            Act::Sigmoid => y
-                .iter_mut()
-                .for_each(|v| *v = crate::ops::unary::sigmoid(*v)),
-            Act::Tanh => y.iter_mut().for_each(|v| *v = v.tanh()),
+        if let Some(op) = self.op() {
+            op.forward_in_place(y);
         }
     }
-    /// `out = g * act'(y)` elementwise on the CPU, the derivative taken from the output
-    /// `y`, with the match outside the loop (each arm compiles to a vectorised select,
-    /// not a branch per element).
+    /// `out = dL/dx` elementwise on the CPU from the output gradient `g` and the saved
+    /// value `s` (the output, or the pre-activation where [`Act::needs_input`]).
     pub(crate) fn mul_deriv_into<T: crate::backend::cpu::Float>(
         self,
         out: &mut [T],
         g: &[T],
-        y: &[T],
+        s: &[T],
     ) {
-        fn each<T: Copy>(out: &mut [T], g: &[T], y: &[T], f: impl Fn(T, T) -> T) {
-            for ((o, &a), &b) in out.iter_mut().zip(g).zip(y) {
-                *o = f(a, b);
-            }
-        }
-        let (zero, one) = (T::zero(), T::one());
-        match self {
-            Act::Identity => each(out, g, y, |a, _| a * one),
-            // 0 where y <= 0: a NaN output passes the gradient (PyTorch's threshold_backward).
-            Act::Relu => each(out, g, y, |a, b| a * if b <= zero { zero } else { one }),
-            Act::LeakyRelu(s) => {
-                let s = T::from_f64(s as f64);
-                each(out, g, y, |a, b| a * if b > zero { one } else { s })
-            }
-            Act::Sigmoid => each(out, g, y, |a, b| a * (b * (one - b))),
-            Act::Tanh => each(out, g, y, |a, b| a * (one - b * b)),
+        match self.op() {
+            Some(op) => op.backward_into(out, g, s),
+            None => out.copy_from_slice(g),
         }
     }
 }
@@ -146,9 +150,13 @@ pub(crate) struct Epi<'a> {
     pub act: Act,
     /// A tensor added to the result, read at the result's index plus this offset.
     pub addend: Option<(&'a Tensor, usize)>,
-    /// Each element of A is multiplied by the activation's derivative at the saved
-    /// output (laid out like A's buffer).
+    /// Each element of A (an output gradient) becomes the activation's backward at the
+    /// saved value (the output, or the pre-activation for an activation that needs its
+    /// input; laid out like A's buffer).
     pub pro: Option<(&'a Tensor, Act)>,
+    /// Write the value before the activation (after the bias and addend) here too,
+    /// laid out like the output: the saved value of an activation that needs its input.
+    pub pre: Option<&'a Tensor>,
     /// The row sums of A (after the prologue), `[M]`: a bias gradient, from the same
     /// product as the weight gradient.
     pub rowsum: Option<&'a Tensor>,
@@ -172,13 +180,14 @@ pub(crate) struct Epi<'a> {
 
 impl Epi<'_> {
     /// The shader's `EPI` override: 1 the epilogue, 2 the prologue, 4 the row sums,
-    /// bits 4-7 the prologue's activation, bits 8-11 the epilogue's.
+    /// bits 8-15 the prologue's activation, bits 16-23 the epilogue's (table codes).
     fn code(&self) -> u32 {
+        const _: () = assert!(UnaryOp::ROWS.len() < 256, "codes fit in 8 bits");
         if !self.active() {
             return 0;
         }
-        let pro = self.pro.map_or(0, |(_, act)| 2 | act.code() << 4);
-        1 | pro | if self.rowsum.is_some() { 4 } else { 0 } | self.act.code() << 8
+        let pro = self.pro.map_or(0, |(_, act)| 2 | act.code() << 8);
+        1 | pro | if self.rowsum.is_some() { 4 } else { 0 } | self.act.code() << 16
     }
 
     /// True when the product must run as one split writing its output directly: every
@@ -187,6 +196,7 @@ impl Epi<'_> {
     fn direct(&self) -> bool {
         self.bias.is_some()
             || self.act != Act::Identity
+            || self.pre.is_some()
             || self.addend.is_some()
             || self.out.is_some()
             || self.a_off != 0
@@ -648,18 +658,27 @@ impl GpuProduct {
             if epi.addend.is_some() {
                 flags |= 4;
             }
-            // One slope word serves both activations; no product fuses two leaky ones.
+            if epi.pre.is_some() {
+                debug_assert!(
+                    epi.addend.is_none(),
+                    "the pre-activation takes the addend's binding"
+                );
+                flags |= 8;
+            }
+            // One pair of scalar words serves both activations; no product fuses two
+            // activations with parameters.
+            let pro_scalars = epi.pro.map_or([0.0; 2], |(_, act)| act.scalars());
             debug_assert!(
-                !(matches!(epi.act, Act::LeakyRelu(_))
-                    && matches!(epi.pro, Some((_, Act::LeakyRelu(_))))),
-                "a leaky prologue and a leaky epilogue in one product"
+                pro_scalars == [0.0; 2] || epi.act.scalars() == [0.0; 2],
+                "a prologue and an epilogue with parameters in one product"
             );
-            if let Some((_, act)) = epi.pro {
-                p[27] = act.slope().to_bits();
-            }
-            if epi.act != Act::Identity {
-                p[27] = epi.act.slope().to_bits();
-            }
+            let [sa, sb] = if epi.act == Act::Identity {
+                pro_scalars
+            } else {
+                epi.act.scalars()
+            };
+            p[27] = sa.to_bits();
+            p[30] = sb.to_bits();
             p[26] = flags;
             p[28] = epi.addend.map_or(0, |(_, off)| off as u32);
             p[29] = epi.out.map_or(0, |(_, off)| off as u32);
@@ -696,7 +715,11 @@ impl GpuProduct {
             .transpose()?;
         // An unused y1 gets a buffer of its own: WebGPU refuses a buffer bound twice
         // where either binding is writable.
-        let unused = match (epi.addend, &partial_rows, epi.rowsum) {
+        let unused = match (
+            epi.addend.or(epi.pre.map(|t| (t, 0))),
+            &partial_rows,
+            epi.rowsum,
+        ) {
             (None, None, None) if plan.kernel != MatmulKernel::Naive => {
                 Some(Tensor::from_gpu(gpu_alloc(g, 1)?, vec![1], DType::F32))
             }
@@ -705,6 +728,7 @@ impl GpuProduct {
         let y1 = epi
             .addend
             .map(|(t, _)| t)
+            .or(epi.pre)
             .or(partial_rows.as_ref())
             .or(epi.rowsum)
             .or(unused.as_ref())

@@ -68,7 +68,33 @@ pub(super) fn entries() -> Vec<OpEntry> {
                 Act::Sigmoid,
                 Act::LeakyRelu(0.2),
             ];
-            let mut cases = Vec::new();
+            // The activations whose backward reads the pre-activation, each on one
+            // shape (with and without padding).
+            let mut cases: Vec<OpCase> = [
+                Act::Gelu,
+                Act::GeluTanh,
+                Act::Silu,
+                Act::Mish,
+                Act::LeakyRelu(-0.3),
+            ]
+            .into_iter()
+            .enumerate()
+            .map(|(k, act)| {
+                let o = ConvOptions {
+                    padding: (k % 2, k % 2),
+                    ..ConvOptions::default()
+                };
+                case(
+                    format!("{act:?} [2, 3, 5, 6] by [4, 3, 3, 3] {o:?}"),
+                    vec![
+                        spec(&[2, 3, 5, 6], Any),
+                        spec(&[4, 3, 3, 3], Any),
+                        spec(&[4], Any),
+                    ],
+                    move |t, _| t[0].conv2d_act(&t[1], Some(&t[2]), o, act),
+                )
+            })
+            .collect();
             for (k, &(x, w, o)) in conv_cases.iter().enumerate() {
                 if o.groups != 1 {
                     continue;

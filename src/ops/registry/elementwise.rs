@@ -37,6 +37,12 @@ pub(super) fn entries() -> Vec<OpEntry> {
         unary_entry("affine", &["affine_fwd", "affine_bwd"], Any, |x| {
             x.affine(-1.5, 0.25)
         }),
+        unary_entry("gelu", &["gelu_fwd", "gelu_bwd"], Any, |x| x.gelu()),
+        unary_entry("gelu_tanh", &["gelu_tanh_fwd", "gelu_tanh_bwd"], Any, |x| {
+            x.gelu_tanh()
+        }),
+        unary_entry("silu", &["silu_fwd", "silu_bwd"], Any, |x| x.silu()),
+        unary_entry("mish", &["mish_fwd", "mish_bwd"], Any, |x| x.mish()),
         unary_entry(
             "noisy_relu",
             &["noisy_relu_fwd", "mul_bwd"],

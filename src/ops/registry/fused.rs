@@ -39,6 +39,10 @@ pub(super) fn entries() -> Vec<OpEntry> {
                 Act::Sigmoid,
                 Act::Tanh,
                 Act::LeakyRelu(-0.5),
+                Act::Gelu,
+                Act::GeluTanh,
+                Act::Silu,
+                Act::Mish,
             ];
             let shapes: [(&[usize], &[usize]); 3] =
                 [(&[5, 7], &[3, 7]), (&[2, 4, 9], &[6, 9]), (&[7], &[33, 7])];
