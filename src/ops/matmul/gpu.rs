@@ -1,0 +1,465 @@
+//! The GPU launcher of the matrix-product family: the kernels of `shaders/matmul.wgsl`,
+//! and [`GpuProduct`], which plans a product (see [`super::plan`]), fills its parameter
+//! block and fused parts, and launches it in as many passes and batch groups as the
+//! grid and binding limits need.
+
+use super::plan::{self, MatmulKernel, PlanLimits, ProductShape};
+use super::{Act, Epi, MatmulChoice, MAX_BATCH_RANK};
+use crate::autograd::no_grad;
+use crate::backend::gpu::{Kernel, ShaderFile, Work};
+use crate::device::Device;
+use crate::error::Result;
+use crate::ops::{gpu_alloc, kernel, put, shader_with};
+use crate::shape;
+use crate::tensor::{DType, Tensor};
+
+pub(crate) const FILE: ShaderFile = shader_with(
+    "matmul",
+    include_str!("../../../shaders/matmul.wgsl"),
+    crate::backend::gpu::Generated::PerVariant(
+        crate::ops::elementwise::wgsl_for_epilogue,
+        crate::ops::elementwise::wgsl_functions,
+    ),
+);
+/// The tiled and small-tile kernels bind a bias or saved activation output (`x2`) and
+/// an addend or bias gradient (`y1`) for the fused prologue and epilogue; the override
+/// `EPI` compiles those parts in or out (a plain product binds stand-ins).
+const MATMUL_TILE: &Kernel = kernel!(
+    FILE,
+    "matmul_tile_fwd",
+    [X0V, X1V, X2, Y0, Y1],
+    loops,
+    overrides = ["TT", "A_KMAJOR", "B_KMAJOR", "VEC_A", "VEC_B", "EPI"]
+);
+const MATMUL_SMALL: &Kernel = kernel!(
+    FILE,
+    "matmul_small_fwd",
+    [X0, X1, X2, Y0, Y1],
+    loops,
+    overrides = ["SM", "SN", "EPI", "A_IN_Y0", "B_CONV"]
+);
+/// The block kernel binds the vec4 views of both operands (its scalar loads go through
+/// them too), like the tiled kernel, and both views of `x2` (a prologue's saved output
+/// is read as vec4s along with A).
+const MATMUL_BLOCK: &Kernel = kernel!(
+    FILE,
+    "matmul_block_fwd",
+    [X0V, X1V, X2, Y0, Y1, X2V],
+    loops,
+    overrides = ["BR", "BC", "LAYOUT", "EPI", "A_IN_Y0", "B_CONV"]
+);
+const MATMUL_NAIVE: &Kernel = kernel!(FILE, "matmul_naive_fwd", [X0, X1, Y0], loops);
+const SUM_PARTIALS: &Kernel = kernel!(FILE, "matmul_partials_bwd", [X0, X1, Y0, Y1], loops);
+
+/// A batched product on the GPU: sizes, batch shapes and strides.
+pub(crate) struct GpuProduct {
+    pub(crate) m: usize,
+    pub(crate) n: usize,
+    pub(crate) k: usize,
+    pub(crate) batch: Vec<usize>,
+    /// The batch shape of the result: `batch`, or what a summing product reduces it to.
+    pub(crate) out_batch: Vec<usize>,
+    pub(crate) sa: Vec<usize>,
+    pub(crate) sb: Vec<usize>,
+    pub(crate) a_strides: (usize, usize),
+    pub(crate) b_strides: (usize, usize),
+    pub(crate) summing: bool,
+}
+
+impl GpuProduct {
+    /// A single `[m, k] x [k, n]` product whose operands' element strides are given
+    /// (`(row, column)` of op(A) and op(B)).
+    pub(crate) fn plain(
+        (m, n, k): (usize, usize, usize),
+        a_strides: (usize, usize),
+        b_strides: (usize, usize),
+    ) -> GpuProduct {
+        GpuProduct {
+            m,
+            n,
+            k,
+            batch: vec![],
+            out_batch: vec![],
+            sa: vec![],
+            sb: vec![],
+            a_strides,
+            b_strides,
+            summing: false,
+        }
+    }
+
+    /// The override values of the tiled kernel: thread tile, which axis of each operand
+    /// is contiguous, and whether a transposed A (contiguous along M) or an
+    /// untransposed B (contiguous along N) can be read as aligned vec4s (that axis's
+    /// extent and every other stride a multiple of 4). Operands contiguous along K are
+    /// read as scalars, coalesced across threads (see `load_a` in the shader).
+    fn tile_overrides(&self, kernel: MatmulKernel, epi: &Epi) -> [u32; 6] {
+        let ((_, a_cs), (b_rs, _)) = (self.a_strides, self.b_strides);
+        let all4 = |v: &[usize]| v.iter().all(|x| x.is_multiple_of(4));
+        let a_kmajor = a_cs == 1;
+        let b_kmajor = b_rs == 1;
+        let vec_a = !a_kmajor && all4(&self.sa) && all4(&[self.m, a_cs, epi.a_off]);
+        let vec_b = !b_kmajor && all4(&self.sb) && all4(&[self.n, b_rs, epi.b_off]);
+        let tt = if kernel == MatmulKernel::Tile128 {
+            8
+        } else {
+            4
+        };
+        [
+            tt,
+            a_kmajor as u32,
+            b_kmajor as u32,
+            vec_a as u32,
+            vec_b as u32,
+            epi.code(),
+        ]
+    }
+
+    /// The override values of a block kernel: outputs per thread, the layout bits (1 A
+    /// contiguous along K, 2 B contiguous along K, 4 / 8 A / B read as aligned vec4s
+    /// along that axis: its unit stride, every other stride, batch stride and offset a
+    /// multiple of 4, and along M or N that extent too), and the fused parts.
+    fn block_overrides(&self, kernel: MatmulKernel, epi: &Epi) -> [u32; 6] {
+        let (rows, cols) = kernel.block().expect("a block kernel");
+        let ((a_rs, a_cs), (b_rs, b_cs)) = (self.a_strides, self.b_strides);
+        let all4 = |v: &[usize]| v.iter().all(|x| x.is_multiple_of(4));
+        // An operand whose other axis (M or N, of `extent`) has stride `outer` and whose
+        // K axis has stride `inner`: vec4s along whichever is contiguous.
+        let vec_ok = |outer: usize, inner: usize, extent: usize, batch: &[usize], off: usize| {
+            all4(batch)
+                && off.is_multiple_of(4)
+                && if inner == 1 {
+                    outer.is_multiple_of(4)
+                } else {
+                    outer == 1 && all4(&[inner, extent])
+                }
+        };
+        let a_kmajor = a_cs == 1;
+        let b_kmajor = b_rs == 1;
+        let vec_a = !epi.a_in_out && vec_ok(a_rs, a_cs, self.m, &self.sa, epi.a_off);
+        let vec_b = epi.conv.is_none() && vec_ok(b_cs, b_rs, self.n, &self.sb, epi.b_off);
+        let layout =
+            a_kmajor as u32 | (b_kmajor as u32) << 1 | (vec_a as u32) << 2 | (vec_b as u32) << 3;
+        [
+            rows as u32,
+            cols as u32,
+            layout,
+            epi.code(),
+            epi.a_in_out as u32,
+            epi.conv.map_or(0, |(mode, _)| mode),
+        ]
+    }
+
+    /// Runs the product: one launch per pass and per group of at most 65,535
+    /// (batch, split) pairs, then the reduction of the splits and of a summed batch.
+    /// Returns the result with shape `[1 or splits, out batch..., M, N]` reduced to
+    /// `[out batch..., M, N]` elements.
+    pub(super) fn run(&self, a: &Tensor, b: &Tensor, choice: MatmulChoice) -> Result<Tensor> {
+        self.run_epi(a, b, choice, &Epi::default())
+    }
+
+    /// [`GpuProduct::run`] with a fused prologue and epilogue, returning the result
+    /// shaped `[out batch..., M, N]` (`epi.out` itself when given). With an epilogue
+    /// ([`Epi::direct`]) the product runs without splits of K (passes apply it on the last
+    /// one); a prologue or row sums alone allow splits and summed batches (their
+    /// partials are added by one pass).
+    pub(crate) fn run_epi(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        choice: MatmulChoice,
+        epi: &Epi,
+    ) -> Result<Tensor> {
+        let Device::Gpu(g) = a.device() else {
+            unreachable!("a GPU product")
+        };
+        let fused = epi.active();
+        let direct = epi.direct();
+        let (m, n, k) = (self.m, self.n, self.k);
+        let batches = shape::numel(&self.batch);
+        let mut final_shape = self.out_batch.clone();
+        final_shape.extend([m, n]);
+        debug_assert!(!(direct && self.summing), "no epilogue on a summed batch");
+        debug_assert!(
+            epi.rowsum.is_none() || (n > 0 && (batches == 1 || self.out_batch.is_empty())),
+            "row sums come from one matrix with columns, or a batch summed to one"
+        );
+        if m * n * batches == 0 || (k == 0 && !fused) {
+            // An empty product, or an empty inner dimension: all zeros (row sums over an
+            // empty batch too).
+            if let (Some(rows), false) = (epi.rowsum, epi.accumulate) {
+                if m * batches == 0 || n == 0 {
+                    rows.copy_from(&Tensor::zeros(rows.shape(), a.device())?)?;
+                }
+            }
+            return match epi.out {
+                Some((t, _)) => Ok(t.clone()),
+                None => Tensor::zeros(&final_shape, a.device()),
+            };
+        }
+        let product = ProductShape {
+            m,
+            n,
+            k: k.max(1),
+            batches,
+            summing: self.summing,
+        };
+        let limits = plan_limits(g);
+        let mut kernel_choice = choice.kernel;
+        if fused && kernel_choice == MatmulKernel::Naive {
+            kernel_choice = MatmulKernel::Auto;
+        }
+        let splits_choice = if direct { 1 } else { choice.splits };
+        // Never `None` since grids fold (one split always fits); kept as an error, not a
+        // panic.
+        let no_plan = || crate::Error::Shape {
+            op: "matmul",
+            msg: format!("no kernel can run a {m} x {n} x {k} product"),
+        };
+        let mut plan =
+            plan::plan(&product, kernel_choice, splits_choice, &limits).ok_or_else(no_plan)?;
+        let small_only = epi.a_in_out || epi.conv.is_some();
+        if small_only && matches!(plan.kernel, MatmulKernel::Tile128 | MatmulKernel::Tile64) {
+            // Only the small-tile and block kernels read A from the output binding or
+            // gather B.
+            plan = plan::plan(&product, MatmulKernel::Small32x32, splits_choice, &limits)
+                .ok_or_else(no_plan)?;
+        }
+        let splits = plan.splits;
+        let mut p = [0u32; 51];
+        p[0] = m as u32;
+        p[1] = n as u32;
+        p[2] = k as u32;
+        p[3] = self.batch.len() as u32;
+        put(&mut p, 4, &self.batch, MAX_BATCH_RANK);
+        put(&mut p, 8, &self.sa, MAX_BATCH_RANK);
+        put(&mut p, 12, &self.sb, MAX_BATCH_RANK);
+        p[16] = self.a_strides.0 as u32;
+        p[17] = self.a_strides.1 as u32;
+        p[18] = self.b_strides.0 as u32;
+        p[19] = self.b_strides.1 as u32;
+        p[21] = batches as u32;
+        p[22] = splits as u32;
+        p[23] = plan.k_chunk as u32;
+        let (kernel, overrides) = match plan.kernel {
+            MatmulKernel::Tile128 | MatmulKernel::Tile64 => {
+                (MATMUL_TILE, self.tile_overrides(plan.kernel, epi))
+            }
+            MatmulKernel::Naive => (MATMUL_NAIVE, [0; 6]),
+            block if block.is_block() => (MATMUL_BLOCK, self.block_overrides(block, epi)),
+            small => {
+                let (rows, cols, _) = small.tile();
+                (
+                    MATMUL_SMALL,
+                    [
+                        rows as u32 / 8,
+                        cols as u32 / 8,
+                        epi.code(),
+                        epi.a_in_out as u32,
+                        epi.conv.map_or(0, |(mode, _)| mode),
+                        0,
+                    ],
+                )
+            }
+        };
+        if fused {
+            let mut flags = 0;
+            if epi.bias.is_some() {
+                flags |= 1 | if epi.bias_rows { 2 } else { 0 };
+            }
+            if epi.addend.is_some() {
+                flags |= 4;
+            }
+            if epi.pre.is_some() {
+                debug_assert!(
+                    epi.addend.is_none(),
+                    "the pre-activation takes the addend's binding"
+                );
+                flags |= 8;
+            }
+            // One pair of scalar words serves both activations; no product fuses two
+            // activations with parameters.
+            let pro_scalars = epi.pro.map_or([0.0; 2], |(_, act)| act.scalars());
+            debug_assert!(
+                pro_scalars == [0.0; 2] || epi.act.scalars() == [0.0; 2],
+                "a prologue and an epilogue with parameters in one product"
+            );
+            let [sa, sb] = if epi.act == Act::Identity {
+                pro_scalars
+            } else {
+                epi.act.scalars()
+            };
+            p[27] = sa.to_bits();
+            p[30] = sb.to_bits();
+            p[26] = flags;
+            p[28] = epi.addend.map_or(0, |(_, off)| off as u32);
+            p[29] = epi.out.map_or(0, |(_, off)| off as u32);
+            p[31] = epi.a_off as u32;
+            p[32] = epi.b_off as u32;
+            if let Some((_, geo)) = epi.conv {
+                put(&mut p, 36, &geo, 13);
+            }
+        }
+        let (bm, bn, bk) = plan.kernel.tile();
+        // The tiles, folded into x and y past 65,535 workgroups (the kernels recover each
+        // tile from the flat workgroup index and P[49], and skip the spares).
+        let tiles = (n.div_ceil(bn), m.div_ceil(bm));
+        p[49] = tiles.0 as u32;
+        p[50] = tiles.1 as u32;
+        let grid = crate::ops::groups_rows(tiles.0 * tiles.1);
+        let out = match epi.out {
+            Some((t, _)) => t.clone(),
+            None => Tensor::from_gpu(
+                gpu_alloc(g, splits * batches * m * n)?,
+                vec![splits * batches * m * n],
+                DType::F32,
+            ),
+        };
+        // The extra bindings of a fused kernel: x2 (bias or saved output; A when
+        // unused) and y1 (addend or bias gradient; the output when unused).
+        let x2 = epi.bias.or(epi.pro.map(|(t, _)| t)).unwrap_or(a);
+        // Row sums of several (split, batch) pairs go to partials summed at the end.
+        let partial_rows = (epi.rowsum.is_some() && splits * batches > 1)
+            .then(|| {
+                let len = splits * batches * m;
+                gpu_alloc(g, len).map(|b| Tensor::from_gpu(b, vec![len], DType::F32))
+            })
+            .transpose()?;
+        // An unused y1 gets a buffer of its own: WebGPU refuses a buffer bound twice
+        // where either binding is writable.
+        let unused = match (
+            epi.addend.or(epi.pre.map(|t| (t, 0))),
+            &partial_rows,
+            epi.rowsum,
+        ) {
+            (None, None, None) if plan.kernel != MatmulKernel::Naive => {
+                Some(Tensor::from_gpu(gpu_alloc(g, 1)?, vec![1], DType::F32))
+            }
+            _ => None,
+        };
+        let y1 = epi
+            .addend
+            .map(|(t, _)| t)
+            .or(epi.pre)
+            .or(partial_rows.as_ref())
+            .or(epi.rowsum)
+            .or(unused.as_ref())
+            .unwrap_or(&out);
+        let x0 = if epi.a_in_out { b } else { a };
+        // Batches per launch: the grid's z holds (batch, split) pairs.
+        let per_launch = (plan::MAX_GROUPS / splits).max(1);
+        for pass in 0..plan.passes {
+            let k_lo = pass * plan.k_chunk;
+            let k_len = if plan.passes == 1 {
+                k
+            } else {
+                plan.k_chunk.min(k - k_lo)
+            };
+            p[24] = (pass > 0 || epi.accumulate) as u32;
+            p[25] = if epi.empty { k as u32 } else { k_lo as u32 };
+            for first in (0..batches).step_by(per_launch) {
+                let count = (batches - first).min(per_launch);
+                p[20] = first as u32;
+                let executed = if plan.passes == 1 {
+                    plan.executed_flops / batches as u64 * count as u64
+                } else {
+                    let padded = |x: usize, t: usize| {
+                        if plan.kernel == MatmulKernel::Naive {
+                            x
+                        } else {
+                            x.next_multiple_of(t)
+                        }
+                    };
+                    2 * (padded(m, bm) * padded(n, bn) * k_len.next_multiple_of(bk) * count) as u64
+                };
+                let bufs = [
+                    x0.gpu_buf(),
+                    b.gpu_buf(),
+                    x2.gpu_buf(),
+                    out.gpu_buf(),
+                    y1.gpu_buf(),
+                ];
+                let bufs: &[&crate::backend::gpu::GpuBuffer] = if plan.kernel == MatmulKernel::Naive
+                {
+                    &[bufs[0], bufs[1], bufs[3]]
+                } else if plan.kernel.is_block() {
+                    &[bufs[0], bufs[1], bufs[2], bufs[3], bufs[4], bufs[2]]
+                } else {
+                    &bufs
+                };
+                g.launch_with(
+                    kernel,
+                    &p,
+                    bufs,
+                    [grid[0], grid[1], (count * splits) as u32],
+                    Work {
+                        overrides,
+                        serial: plan.k_chunk.min(k) as u64,
+                        useful_flops: 2 * (m * n * k_len * count) as u64,
+                        executed_flops: executed,
+                        product: Some([m as u64, n as u64, k_len as u64, count as u64]),
+                        ..Work::default()
+                    },
+                );
+            }
+        }
+        if direct {
+            return if epi.out.is_some() {
+                Ok(out)
+            } else {
+                out.reshape(&final_shape)
+            };
+        }
+        if let (Some(rows), Some(rowsum)) = (&partial_rows, epi.rowsum) {
+            // Everything summed to one [M, N] product and its [M] row sums.
+            let s = splits * batches;
+            if s <= plan::MAX_K_SHORT {
+                let total = gpu_alloc(g, m * n)?;
+                g.launch_with(
+                    SUM_PARTIALS,
+                    &[s as u32, (m * n) as u32, m as u32],
+                    &[out.gpu_buf(), rows.gpu_buf(), &total, rowsum.gpu_buf()],
+                    crate::ops::groups_1d(m * n + m),
+                    Work {
+                        serial: s as u64,
+                        ..Work::default()
+                    },
+                );
+                return Ok(Tensor::from_gpu(total, final_shape, DType::F32));
+            }
+            let sums = no_grad(|| rows.reshape(&[s, m])?.sum_dim(&[0], false))?;
+            rowsum.copy_from(&sums)?;
+            return no_grad(|| out.reshape(&[s, m, n])?.sum_dim(&[0], false));
+        }
+        let mut full_shape = vec![splits];
+        full_shape.extend(&self.batch);
+        full_shape.extend([m, n]);
+        let full = out.reshape(&full_shape)?;
+        // Sum the splits (dim 0) and the batch dims the result reduces.
+        let lead = self.batch.len() - self.out_batch.len();
+        let mut dims: Vec<isize> = Vec::new();
+        if splits > 1 {
+            dims.push(0);
+        }
+        for (d, &size) in self.batch.iter().enumerate() {
+            if d < lead || (self.out_batch[d - lead] == 1 && size != 1) {
+                dims.push(d as isize + 1);
+            }
+        }
+        let summed = if dims.is_empty() {
+            full
+        } else {
+            no_grad(|| full.sum_dim(&dims, true))?
+        };
+        summed.reshape(&final_shape)
+    }
+}
+
+/// The planner's limits on one device.
+pub(super) fn plan_limits(g: &crate::backend::gpu::GpuContext) -> PlanLimits {
+    PlanLimits {
+        max_binding: g.max_binding(),
+        full_groups: g.full_groups(),
+        software: g.is_software() && g.options().software_kernels,
+    }
+}
