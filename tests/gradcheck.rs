@@ -4,6 +4,9 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use wgrad::ops::registry::check::{compare, draw, make_inputs, projection, run_case, slack};
@@ -83,18 +86,36 @@ fn every_differentiable_op_passes_finite_differences_in_f64() {
     println!("finite differences: {checked} gradient entries agree");
 }
 
+/// The kernels each registry entry launched on the GPU (from `Device::profile`, variants
+/// folded into their entry point), merged over the GPU configurations run so far, and
+/// how many have run.
+type Launched = BTreeMap<&'static str, BTreeSet<String>>;
+static LAUNCHED: Mutex<(usize, Launched)> = Mutex::new((0, BTreeMap::new()));
+
 /// Every registry case on `gpu` against the CPU (the rule in ARCHITECTURE.md, "How every
 /// number is trusted"; see `wgrad::ops::registry::check::compare`); returns the number of
-/// cases.
+/// cases. The dispatches each case makes are recorded: once both GPU configurations
+/// (the defaults, and no subgroups with hardware plans) have run, every kernel an entry
+/// claims must have been launched by its cases in one of them.
 fn registry_matches_the_cpu(gpu: &Device) -> usize {
     let mut failures = Vec::new();
     let mut cases = 0;
+    let mut launched = Launched::new();
     for entry in registry() {
         for (k, case) in entry.cases.iter().enumerate() {
             cases += 1;
             let what = format!("{} {}", entry.name, case.label);
             let cpu = run_case(&entry, k, &Device::cpu()).unwrap_or_else(|e| panic!("{what}: {e}"));
-            let gpu_r = run_case(&entry, k, gpu).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let (gpu_r, profile) = gpu
+                .profile(|| run_case(&entry, k, gpu))
+                .unwrap_or_else(|e| panic!("{what}: profile: {e}"));
+            let gpu_r = gpu_r.unwrap_or_else(|e| panic!("{what}: {e}"));
+            launched.entry(entry.name).or_default().extend(
+                profile
+                    .dispatches
+                    .iter()
+                    .map(|d| d.kernel.split('[').next().unwrap_or_default().to_string()),
+            );
             compare(&what, &gpu_r, &cpu, slack(&entry), &mut failures);
         }
     }
@@ -106,6 +127,24 @@ fn registry_matches_the_cpu(gpu: &Device) -> usize {
         failures.join("\n")
     );
     assert!(cases > 150, "only {cases} cases ran");
+    let mut all = LAUNCHED.lock().unwrap_or_else(|e| e.into_inner());
+    all.0 += 1;
+    for (name, kernels) in launched {
+        all.1.entry(name).or_default().extend(kernels);
+    }
+    if all.0 == 2 {
+        let mut unlaunched = Vec::new();
+        for e in registry() {
+            let got = all.1.get(e.name).cloned().unwrap_or_default();
+            for k in e.kernels.iter().filter(|k| !got.contains(**k)) {
+                unlaunched.push(format!("{} claims {k} (launched {got:?})", e.name));
+            }
+        }
+        assert!(
+            unlaunched.is_empty(),
+            "registry entries claim kernels their cases never launch: {unlaunched:?}"
+        );
+    }
     cases
 }
 

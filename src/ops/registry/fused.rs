@@ -9,7 +9,7 @@ pub(super) fn entries() -> Vec<OpEntry> {
     ops.push(OpEntry {
         name: "linear",
         differentiable: true,
-        kernels: &["matmul_small_fwd", "matmul_tile_fwd"],
+        kernels: &["matmul_small_fwd", "matmul_block_fwd"],
         cases: [
             (&[5usize, 7][..], &[3usize, 7][..]),
             (&[2, 4, 7], &[6, 7]),
@@ -29,7 +29,7 @@ pub(super) fn entries() -> Vec<OpEntry> {
     ops.push(OpEntry {
         name: "linear_act",
         differentiable: true,
-        kernels: &["matmul_small_fwd", "matmul_tile_fwd"],
+        kernels: &["matmul_small_fwd", "matmul_block_fwd"],
         cases: {
             use crate::ops::matmul::Act;
             let acts = [

@@ -25,7 +25,7 @@ pub(super) fn entries() -> Vec<OpEntry> {
     ];
     ops.push(product_entry(
         "matmul",
-        &["matmul_small_fwd", "matmul_tile_fwd", "sum_fwd"],
+        &["matmul_small_fwd", "matmul_block_fwd", "sum_fwd"],
         products
             .iter()
             .map(|&(a, b)| (a, b, MatmulChoice::AUTO))

@@ -68,34 +68,22 @@ fn layers() -> Vec<OpEntry> {
         (
             "rnn_tanh",
             RnnMode::Tanh,
-            &["tanh_fwd", "tanh_bwd", "matmul_small_fwd"][..],
+            &["matmul_small_fwd", "matmul_block_fwd"][..],
         ),
         (
             "rnn_relu",
             RnnMode::Relu,
-            &["relu_fwd", "relu_bwd", "matmul_small_fwd"][..],
+            &["matmul_small_fwd", "matmul_block_fwd"][..],
         ),
         (
             "lstm",
             RnnMode::Lstm,
-            &[
-                "lstm_cell_fwd",
-                "lstm_cell_bwd",
-                "lstm_step_fwd",
-                "lstm_step_bwd",
-                "matmul_small_fwd",
-            ][..],
+            &["lstm_step_fwd", "lstm_step_bwd", "matmul_small_fwd"][..],
         ),
         (
             "gru",
             RnnMode::Gru,
-            &[
-                "gru_cell_fwd",
-                "gru_cell_bwd",
-                "gru_step_fwd",
-                "gru_step_bwd",
-                "matmul_small_fwd",
-            ][..],
+            &["gru_step_fwd", "gru_step_bwd", "matmul_small_fwd"][..],
         ),
     ] {
         let g = mode.gates();
