@@ -28,6 +28,12 @@ fn acts_for(all: bool) -> impl Iterator<Item = Act> {
         .filter(move |a| all || !matches!(a, Act::GeluTanh | Act::Silu | Act::Mish))
 }
 
+/// The activations of the largest product: one that reads its output and one that reads
+/// its pre-activation, besides none. Its 128-wide tiles unroll every store, so each
+/// activation's kernels take seconds to compile on a software adapter; the epilogue code
+/// is shared with the smaller tiles, where every activation runs.
+const LARGEST: [Act; 3] = [Act::Identity, Act::Relu, Act::Gelu];
+
 fn unfused(y: Tensor, act: Act) -> Tensor {
     match act {
         Act::Identity => y,
@@ -81,7 +87,12 @@ fn linear_act_matches_the_unfused_ops_on_both_devices() {
     let cpu = Device::cpu();
     let gpu = common::gpu();
     for (case, (rows, inp, out)) in shapes.into_iter().enumerate() {
-        for act in acts_for(case == 2) {
+        let acts: Vec<Act> = if case == 0 {
+            LARGEST.to_vec()
+        } else {
+            acts_for(case == 2).collect()
+        };
+        for act in acts {
             let shapes: [&[usize]; 3] = [&[rows, inp], &[out, inp], &[out]];
             let reference = run(&leaves(&shapes, &cpu), &|t| {
                 unfused(t[0].linear(&t[1]).unwrap().add(&t[2]).unwrap(), act)
