@@ -165,8 +165,11 @@ macro_rules! unary_table {
 
             /// The op's code in the generated WGSL (`OP_<NAME>`); 0 is the identity.
             pub(crate) fn code(self) -> u32 {
-                let names = [$($name),*];
-                1 + names.iter().position(|&n| n == self.name()).expect("a row") as u32
+                // The variant's position in the table: a comparison of discriminants (no
+                // strings) per launch.
+                let d = std::mem::discriminant(&self);
+                let at = Self::ROWS.iter().position(|r| std::mem::discriminant(r) == d);
+                1 + at.expect("every variant is a row") as u32
             }
 
             /// The scalar parameters `a` and `b` of the row (0 where unused).

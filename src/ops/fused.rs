@@ -19,24 +19,6 @@ use crate::ops::{gpu_alloc, split};
 use crate::shape;
 use crate::tensor::{check_pair, DType, Tensor};
 
-impl Act {
-    /// The same activation as an unfused op.
-    pub(crate) fn apply_op(self, x: &Tensor) -> Result<Tensor> {
-        match self.op() {
-            None => Ok(x.clone()),
-            Some(op) => x.unary(op),
-        }
-    }
-
-    /// `dL/dx` from the output gradient and the saved value, as an op (no graph).
-    pub(crate) fn backward_op(self, saved: &Tensor, g: &Tensor) -> Result<Tensor> {
-        match self.op() {
-            None => Ok(g.clone()),
-            Some(op) => crate::ops::unary::unary_backward(op, saved, g),
-        }
-    }
-}
-
 /// Runs `f` on a CPU tensor's data in place (a tensor this module just made).
 fn cpu_in_place(t: &Tensor, f: impl FnOnce(&mut CpuData)) {
     match t.storage() {

@@ -65,12 +65,17 @@ pub fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
     check_float(op.name(), x)?;
     let y = unary_forward(x, op)?;
     let saved = match op.needs() {
-        Needs::Output => y.detach(),
-        // A constant derivative reads nothing; the input stands in (never read).
-        Needs::Input | Needs::Nothing => x.detach(),
+        Needs::Output => Some(y.detach()),
+        Needs::Input => Some(x.detach()),
+        // A constant derivative keeps nothing alive; the gradient stands in (never read).
+        Needs::Nothing => None,
     };
     Ok(record(y, op.name(), &[x], move |g| {
-        Ok(vec![Some(unary_backward(op, &saved, g)?)])
+        Ok(vec![Some(unary_backward(
+            op,
+            saved.as_ref().unwrap_or(g),
+            g,
+        )?)])
     }))
 }
 

@@ -2,6 +2,7 @@
 //! elementwise table) and the epilogue and prologue description ([`Epi`]) that the GPU
 //! launcher turns into the kernels' `EPI` override and parameter words.
 
+use crate::error::Result;
 use crate::ops::unary::{Needs, UnaryOp};
 use crate::tensor::Tensor;
 
@@ -80,6 +81,22 @@ impl Act {
         match self.op() {
             Some(op) => op.backward_into(out, g, s),
             None => out.copy_from_slice(g),
+        }
+    }
+
+    /// The same activation as an unfused op.
+    pub(crate) fn apply_op(self, x: &Tensor) -> Result<Tensor> {
+        match self.op() {
+            None => Ok(x.clone()),
+            Some(op) => x.unary(op),
+        }
+    }
+
+    /// `dL/dx` from the output gradient and the saved value, as an op (no graph).
+    pub(crate) fn backward_op(self, saved: &Tensor, g: &Tensor) -> Result<Tensor> {
+        match self.op() {
+            None => Ok(g.clone()),
+            Some(op) => crate::ops::unary::unary_backward(op, saved, g),
         }
     }
 }
