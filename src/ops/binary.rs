@@ -3,150 +3,62 @@
 //! input gradients in the output's shape; `sum_to_shape` then reduces them over the
 //! broadcast dimensions. Each op saves both inputs.
 
+use std::sync::OnceLock;
+
 use crate::autograd::record;
 use crate::backend::cpu::pool::{self, CollectPooled};
 use crate::backend::cpu::{map_float2, CpuData, Float, StridedIter};
-use crate::backend::gpu::{Kernel, ShaderFile};
+use crate::backend::gpu::{slot, Kernel, ShaderFile};
 use crate::device::Device;
 use crate::error::Result;
-use crate::ops::{gpu_alloc, groups_1d, kernel, put, shader, split};
+use crate::ops::elementwise::binary::{MapBackward2, MapForward2};
+use crate::ops::{gpu_alloc, groups_1d, kernel, put, shader_with, split};
 use crate::shape::{self, MAX_RANK};
 use crate::tensor::{check_pair, Tensor};
 
-pub(crate) const FILE: ShaderFile = shader("binary", include_str!("../../shaders/binary.wgsl"));
+pub(crate) const FILE: ShaderFile = shader_with(
+    "binary",
+    include_str!("../../shaders/binary.wgsl"),
+    crate::backend::gpu::Generated::Fixed(super::elementwise::binary::wgsl),
+);
 
-/// A differentiable binary op.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BinaryOp {
-    /// a + b
-    Add,
-    /// a - b
-    Sub,
-    /// a * b
-    Mul,
-    /// a / b
-    Div,
-    /// a ^ b
-    Pow,
-    /// max(a, b)
-    Maximum,
-    /// min(a, b)
-    Minimum,
-}
-
-/// A comparison giving 1.0 where it holds and 0.0 elsewhere.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CompareOp {
-    /// a == b
-    Eq,
-    /// a != b
-    Ne,
-    /// a < b
-    Lt,
-    /// a <= b
-    Le,
-    /// a > b
-    Gt,
-    /// a >= b
-    Ge,
-}
+pub use super::elementwise::binary::{BinaryOp, CompareOp};
 
 impl BinaryOp {
-    fn name(self) -> &'static str {
-        match self {
-            BinaryOp::Add => "add",
-            BinaryOp::Sub => "sub",
-            BinaryOp::Mul => "mul",
-            BinaryOp::Div => "div",
-            BinaryOp::Pow => "pow",
-            BinaryOp::Maximum => "maximum",
-            BinaryOp::Minimum => "minimum",
-        }
-    }
-
-    fn forward<T: Float>(self, a: T, b: T) -> T {
-        match self {
-            BinaryOp::Add => a + b,
-            BinaryOp::Sub => a - b,
-            BinaryOp::Mul => a * b,
-            BinaryOp::Div => a / b,
-            BinaryOp::Pow => pow(a, b),
-            // NaN wins, as in PyTorch (Rust's max/min return the other operand).
-            BinaryOp::Maximum | BinaryOp::Minimum if a.is_nan() || b.is_nan() => a + b,
-            BinaryOp::Maximum => a.max(b),
-            BinaryOp::Minimum => a.min(b),
-        }
-    }
-
-    /// (dL/da, dL/db) at one output element, before reduction over broadcast dims.
-    fn backward<T: Float>(self, a: T, b: T, g: T) -> (T, T) {
-        let (z, one) = (T::zero(), T::one());
-        let half = T::from_f64(0.5);
-        match self {
-            BinaryOp::Add => (g, g),
-            BinaryOp::Sub => (g, -g),
-            BinaryOp::Mul => (g * b, g * a),
-            BinaryOp::Div => (g / b, -g * a / (b * b)),
-            BinaryOp::Pow => {
-                let db = if a == z { z } else { g * pow(a, b) * a.ln() };
-                (g * b * pow(a, b - one), db)
-            }
-            BinaryOp::Maximum | BinaryOp::Minimum => {
-                let first = if self == BinaryOp::Maximum {
-                    a > b
-                } else {
-                    a < b
-                };
-                let w = if a == b {
-                    half
-                } else if first {
-                    one
-                } else {
-                    z
-                };
-                (g * w, g * (one - w))
-            }
-        }
-    }
-
+    /// The op's generated forward and backward kernels.
+    /// (The backward is `None` for a row with constant gradients.)
     fn kernels(self) -> (&'static Kernel, Option<&'static Kernel>) {
-        macro_rules! k {
-            ($f:literal) => {
-                kernel!(FILE, $f, [X0, X1, Y0])
+        static KERNELS: OnceLock<Vec<(Kernel, Option<Kernel>)>> = OnceLock::new();
+        let all = KERNELS.get_or_init(|| {
+            let make = |entry: String, slots: &'static [u32]| Kernel {
+                file: &FILE,
+                entry: Box::leak(entry.into_boxed_str()),
+                slots,
+                extra: &[],
+                overrides: &[],
+                loops: false,
             };
-        }
-        macro_rules! kb {
-            ($f:literal) => {
-                Some(kernel!(FILE, $f, [X0, X1, X2, Y0, Y1]))
-            };
-        }
-        match self {
-            BinaryOp::Add => (k!("add_fwd"), None),
-            BinaryOp::Sub => (k!("sub_fwd"), None),
-            BinaryOp::Mul => (k!("mul_fwd"), kb!("mul_bwd")),
-            BinaryOp::Div => (k!("div_fwd"), kb!("div_bwd")),
-            BinaryOp::Pow => (k!("pow_fwd"), kb!("pow_bwd")),
-            BinaryOp::Maximum => (k!("maximum_fwd"), kb!("maximum_bwd")),
-            BinaryOp::Minimum => (k!("minimum_fwd"), kb!("minimum_bwd")),
-        }
-    }
-}
-
-/// a^b with PyTorch's meaning for negative bases (integer exponents only).
-fn pow<T: Float>(a: T, b: T) -> T {
-    if a >= T::zero() {
-        return a.powf(b);
-    }
-    let bf = b.to_f64();
-    if bf.fract() == 0.0 {
-        let r = (-a).powf(b);
-        if (bf as i64) % 2 != 0 {
-            -r
-        } else {
-            r
-        }
-    } else {
-        T::from_f64(f64::NAN)
+            BinaryOp::ROWS
+                .iter()
+                .map(|op| {
+                    (
+                        make(
+                            format!("{}_fwd", op.name()),
+                            &[slot::X0, slot::X1, slot::Y0],
+                        ),
+                        op.constant_grads().is_none().then(|| {
+                            make(
+                                format!("{}_bwd", op.name()),
+                                &[slot::X0, slot::X1, slot::X2, slot::Y0, slot::Y1],
+                            )
+                        }),
+                    )
+                })
+                .collect()
+        });
+        let at = BinaryOp::ROWS.iter().position(|&r| r == self);
+        let (f, b) = &all[at.expect("every variant is a row")];
+        (f, b.as_ref())
     }
 }
 
@@ -269,30 +181,42 @@ pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
     crate::ops::check_out(op.name(), &geo.out, a.dtype(), a.device())?;
     let y = match a.device() {
         Device::Cpu => {
-            // The common ops get their own loops: a generic one would match on the op
-            // per element.
-            let out = map_float2!(&*a.cpu_data(), &*b.cpu_data(), |av, bv: T| match op {
-                BinaryOp::Add => geo.map(av, bv, |x, y| x + y),
-                BinaryOp::Sub => geo.map(av, bv, |x, y| x - y),
-                BinaryOp::Mul => geo.map(av, bv, |x, y| x * y),
-                _ => geo.map(av, bv, |x, y| op.forward::<T>(x, y)),
-            });
+            // One monomorphic loop per row of the table (the match is outside the loop).
+            struct Loop<'a, T>(&'a Broadcast, &'a [T], &'a [T]);
+            impl<T: Float> MapForward2<T> for Loop<'_, T> {
+                type Out = Vec<T>;
+                fn run<F: Fn(T, T) -> T>(self, f: F) -> Vec<T> {
+                    self.0.map(self.1, self.2, f)
+                }
+            }
+            let out = map_float2!(&*a.cpu_data(), &*b.cpu_data(), |av, bv: T| op
+                .map_forward(Loop(&geo, av, bv)));
             Tensor::from_cpu(out, geo.out.clone())
         }
         Device::Gpu(_) => binary_gpu(a, b, &geo, op)?,
     };
     let (sa, sb) = (a.detach(), b.detach());
     Ok(record(y, op.name(), &[a, b], move |g| {
-        let (da, db) = match op {
-            BinaryOp::Add => (g.clone(), g.clone()),
-            BinaryOp::Sub => (g.clone(), g.neg()?),
-            _ => binary_backward(op, &geo, &sa, &sb, g)?,
+        let (da, db) = match op.constant_grads() {
+            Some((ca, cb)) => (scaled(g, ca)?, scaled(g, cb)?),
+            None => binary_backward(op, &geo, &sa, &sb, g)?,
         };
         Ok(vec![
             Some(da.sum_to_shape(sa.shape())?),
             Some(db.sum_to_shape(sb.shape())?),
         ])
     }))
+}
+
+/// `c g` for a constant gradient factor: `g` itself for 1, no launch.
+fn scaled(g: &Tensor, c: f64) -> Result<Tensor> {
+    if c == 1.0 {
+        Ok(g.clone())
+    } else if c == -1.0 {
+        g.neg()
+    } else {
+        g.affine(c as f32, 0.0)
+    }
 }
 
 /// The GPU forward of a binary op (without the graph), in pieces past the binding limit.
@@ -355,7 +279,10 @@ fn binary_backward(
                 return Ok((da, db));
             }
             let (da, db) = (gpu_alloc(ctx, n)?, gpu_alloc(ctx, n)?);
-            let k = op.kernels().1.expect("this op has a backward kernel");
+            let k = op
+                .kernels()
+                .1
+                .expect("rows without constant gradients have one");
             ctx.launch(
                 k,
                 &geo.params(0),
@@ -377,15 +304,23 @@ fn backward_loop<T: Float>(
     b: &[T],
     g: &[T],
 ) -> (Vec<T>, Vec<T>) {
-    let (mut da, mut db) = (pool::with_capacity(g.len()), pool::with_capacity(g.len()));
-    let mut i = 0;
-    geo.for_each_offset(|ia, ib| {
-        let (x, y) = op.backward(a[ia], b[ib], g[i]);
-        da.push(x);
-        db.push(y);
-        i += 1;
-    });
-    (da, db)
+    struct Loop<'a, T>(&'a Broadcast, &'a [T], &'a [T], &'a [T]);
+    impl<T: Float> MapBackward2<T> for Loop<'_, T> {
+        type Out = (Vec<T>, Vec<T>);
+        fn run<F: Fn(T, T, T) -> (T, T)>(self, f: F) -> (Vec<T>, Vec<T>) {
+            let Loop(geo, a, b, g) = self;
+            let (mut da, mut db) = (pool::with_capacity(g.len()), pool::with_capacity(g.len()));
+            let mut i = 0;
+            geo.for_each_offset(|ia, ib| {
+                let (x, y) = f(g[i], a[ia], b[ib]);
+                da.push(x);
+                db.push(y);
+                i += 1;
+            });
+            (da, db)
+        }
+    }
+    op.map_backward(Loop(geo, a, b, g))
 }
 
 const COMPARE: &Kernel = kernel!(FILE, "compare_fwd", [X0, X1, Y0]);
@@ -395,21 +330,13 @@ pub fn compare(a: &Tensor, b: &Tensor, op: CompareOp) -> Result<Tensor> {
     check_pair("compare", a, b)?;
     let geo = Broadcast::new("compare", a.shape(), b.shape())?;
     crate::ops::check_out("compare", &geo.out, a.dtype(), a.device())?;
-    let test = move |x: f64, y: f64| match op {
-        CompareOp::Eq => x == y,
-        CompareOp::Ne => x != y,
-        CompareOp::Lt => x < y,
-        CompareOp::Le => x <= y,
-        CompareOp::Gt => x > y,
-        CompareOp::Ge => x >= y,
-    };
     Ok(match a.device() {
         Device::Cpu => {
             let out = map_float2!(&*a.cpu_data(), &*b.cpu_data(), |av, bv: T| geo.map(
                 av,
                 bv,
                 |x, y| {
-                    if test(x.to_f64(), y.to_f64()) {
+                    if op.test(x, y) {
                         T::one()
                     } else {
                         T::zero()
@@ -428,7 +355,7 @@ pub fn compare(a: &Tensor, b: &Tensor, op: CompareOp) -> Result<Tensor> {
             let out = gpu_alloc(g, n)?;
             g.launch(
                 COMPARE,
-                &geo.params(op as u32),
+                &geo.params(op.code()),
                 &[a.gpu_buf(), b.gpu_buf(), &out],
                 groups_1d(n),
             );

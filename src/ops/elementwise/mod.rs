@@ -1,4 +1,5 @@
-//! The elementwise table: every unary op and activation, written once.
+//! The elementwise table: every unary op and activation, written once (the binary ops
+//! and comparisons are in [`binary`]).
 //!
 //! Each row of `unary_table!` gives an op's name, its variant of [`UnaryOp`] (with its
 //! scalar parameters), its forward and backward in Rust and in WGSL side by side, and
@@ -15,6 +16,8 @@
 //! the input for [`Needs::Input`], the output for [`Needs::Output`] (nothing is saved
 //! for [`Needs::Nothing`]). A fused layer saves the pre-activation exactly when its
 //! activation needs the input.
+
+pub mod binary;
 
 use std::sync::OnceLock;
 
