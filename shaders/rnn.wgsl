@@ -170,9 +170,10 @@ fn lstm_step_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 
 // ---- Whole-sequence GRU, one step at a time on [T, ...] buffers ---------------------
 // x0 = gi [T, B, 3H] (input product + b_ih), x1 = gh [T, B, 3H] (recurrent products +
-// b_hh, slot t written by the step's fused product). P[0] = B, P[1] = H, P[2] = offset
-// of step t's gates, P[3] = offset of h_{t-1}, P[4] = offset of h_t (forward) or of its
-// gradient (backward), P[5] = flags.
+// b_hh, slot t written by the step's fused product). The parameters have the LSTM's
+// layout (one launcher drives both, src/ops/rnn/gpu.rs): P[0] = B, P[1] = H, P[2] =
+// offset of step t's gates, P[3] = offset of h_{t-1}, P[4] = offset of h_t (forward) or
+// of its gradient (backward), P[5] = unused (the LSTM's cell state), P[6] = flags.
 
 // Forward: y0 = [T, B, H]. Flag 1: h_{t-1} from y0 (else from x2 = h0).
 @compute @workgroup_size(256)
@@ -182,7 +183,7 @@ fn gru_step_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let h = pu(1);
     let g = gru_gates(pu(2) + (i / h) * 3u * h + i % h, h);
     var hp = 0.0;
-    if ((pu(5) & 1u) != 0u) { hp = y0[pu(3) + i]; } else { hp = x2[pu(3) + i]; }
+    if ((pu(6) & 1u) != 0u) { hp = y0[pu(3) + i]; } else { hp = x2[pu(3) + i]; }
     y0[pu(4) + i] = (1.0 - g.y) * g.z + g.y * hp;
 }
 
@@ -196,6 +197,6 @@ fn gru_step_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     if (i >= pu(0) * pu(1)) { return; }
     let h = pu(1);
     var dh = bitcast<f32>(xi[pu(4) + i]);
-    if ((pu(5) & 1u) == 0u) { dh = dh + y2[i]; }
+    if ((pu(6) & 1u) == 0u) { dh = dh + y2[i]; }
     y2[i] = gru_backward(pu(2) + (i / h) * 3u * h + i % h, h, x2[pu(3) + i], dh);
 }

@@ -420,3 +420,45 @@ fn recurrent_layers_take_a_few_dispatches_per_step() {
         );
     }
 }
+
+common::test_device!(
+    empty_batches_and_zero_hidden_sizes_run_forward_and_backward_cpu,
+    empty_batches_and_zero_hidden_sizes_run_forward_and_backward_gpu,
+    |dev| {
+        // Keeps the buffer counts of the steady-state test its own.
+        let _serial = common::exclusive();
+        use wgrad::ops::rnn::{rnn_layer, LayerWeights, RnnMode};
+        for mode in [RnnMode::Tanh, RnnMode::Relu, RnnMode::Lstm, RnnMode::Gru] {
+            for &(t, b, i, h) in &[(3usize, 0usize, 2usize, 3usize), (2, 2, 3, 0), (2, 2, 0, 3)] {
+                let g = mode.gates();
+                let p = |shape: &[usize]| {
+                    let n = shape.iter().product();
+                    Tensor::from_vec(vec![0.25f32; n], shape, &dev)
+                        .unwrap()
+                        .requires_grad_(true)
+                        .unwrap()
+                };
+                let (x, w_ih, w_hh) = (p(&[t, b, i]), p(&[g * h, i]), p(&[g * h, h]));
+                let (b_ih, b_hh, h0) = (p(&[g * h]), p(&[g * h]), p(&[b, h]));
+                let c0 = (mode == RnnMode::Lstm).then(|| p(&[b, h]));
+                let w = LayerWeights {
+                    w_ih: &w_ih,
+                    w_hh: &w_hh,
+                    b_ih: Some(&b_ih),
+                    b_hh: Some(&b_hh),
+                };
+                let (y, h_last, c_last) = rnn_layer(mode, &x, w, &h0, c0.as_ref()).unwrap();
+                assert_eq!(y.shape(), [t, b, h], "{mode:?} {t} {b} {i} {h}");
+                assert_eq!(h_last.shape(), [b, h]);
+                assert_eq!(c_last.is_some(), mode == RnnMode::Lstm);
+                y.sum().unwrap().backward().unwrap();
+                for (name, p) in [("w_hh", &w_hh), ("b_ih", &b_ih), ("x", &x)] {
+                    let grad = p.grad().expect(name);
+                    assert_eq!(grad.shape(), p.shape(), "{mode:?} {name}");
+                    assert!(grad.to_vec::<f32>().unwrap().iter().all(|v| v.is_finite()));
+                }
+                dev.sync().unwrap();
+            }
+        }
+    }
+);

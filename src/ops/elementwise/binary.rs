@@ -4,8 +4,8 @@
 //! Each row of `binary_table!` gives an op's variant of [`BinaryOp`], its name, and its
 //! forward `(a, b) -> y` and backward `(g, a, b) -> (dL/da, dL/db)` in Rust and in WGSL
 //! side by side. From the rows come the [`BinaryOp`] enum, the CPU loops (one monomorphic
-//! loop per row, the match outside the loop: [`BinaryOp::map_forward`],
-//! [`BinaryOp::map_backward`]), the WGSL functions `bop_<name>_fwd(a, b)` and
+//! loop per row, the match outside the loop: `BinaryOp::map_forward`,
+//! `BinaryOp::map_backward`), the WGSL functions `bop_<name>_fwd(a, b)` and
 //! `bop_<name>_bwd(g, a, b) -> vec2<f32>`, and the kernels `<name>_fwd` / `<name>_bwd`
 //! that `shaders/binary.wgsl` completes with its broadcast indexing. A row whose
 //! gradients are constant multiples of the output gradient (`bwd const (da, db)`) has no

@@ -1,125 +1,244 @@
-//! The CPU recurrences: Elman with its own loops, and a generic recurrence with
-//! backpropagation through time for the gated cells.
+//! The CPU recurrence: one driver ([`recurrence_cpu`]) for every cell, on slices. Elman,
+//! LSTM and GRU differ only in their [`Cell`]: what follows the step's product (the
+//! activation, or the gate math of `cell.rs`) and its derivative.
 
 use super::*;
 use crate::ops::matmul::cpu::{gemm_slices, Gemm};
+use crate::ops::matmul::{matmul_raw, MatmulChoice};
 
-/// The `f32` elements of optional CPU data of that type.
-pub(super) fn f32s(d: Option<&CpuData>) -> Option<&[f32]> {
-    match d {
-        Some(CpuData::F32(v)) => Some(v),
-        _ => None,
+/// A float type's slices out of CPU data, and back.
+pub(super) trait Elem: Gemm {
+    /// The elements, when `d` holds this type.
+    fn of(d: &CpuData) -> Option<&[Self]>;
+    /// The elements as CPU data.
+    fn data(v: Vec<Self>) -> CpuData;
+}
+
+impl Elem for f32 {
+    fn of(d: &CpuData) -> Option<&[f32]> {
+        match d {
+            CpuData::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn data(v: Vec<f32>) -> CpuData {
+        CpuData::F32(v)
     }
 }
 
-/// The `f64` elements of optional CPU data of that type.
-pub(super) fn f64s(d: Option<&CpuData>) -> Option<&[f64]> {
-    match d {
-        Some(CpuData::F64(v)) => Some(v),
-        _ => None,
+impl Elem for f64 {
+    fn of(d: &CpuData) -> Option<&[f64]> {
+        match d {
+            CpuData::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn data(v: Vec<f64>) -> CpuData {
+        CpuData::F64(v)
     }
 }
 
-/// One Elman layer's forward on the CPU: `h_t = act(gi_t + b_ih + b_hh + h_{t-1}
-/// W_hh^T)`, each step's product added straight into its slot of the output.
+/// What the forward keeps for the backward (besides its output).
+struct Kept {
+    /// The input products with `b_ih`, `[T, B, G H]` (the GRU's backward reads them).
+    gi: Option<Tensor>,
+    /// The step products, `[T, B, G H]` (gated cells).
+    pre: Option<Tensor>,
+    /// An LSTM's cell state after each step, `[T, B, H]`.
+    cs: Option<Tensor>,
+}
+
+/// `(steps, batch, input, hidden, gate blocks)`.
+type Dims = (usize, usize, usize, usize, usize);
+
+/// The forward on slices: `(y, kept)` with `y` every step's `h` (an LSTM's then its last
+/// `c`), `[T (+ 1), B, H]`.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn elman_fwd_cpu<T: Gemm>(
-    gi: &[T],
+fn forward<T: Elem>(
+    cell: Cell,
+    x: &[T],
+    wih: &[T],
     whh: &[T],
-    h0: &[T],
     b_ih: Option<&[T]>,
     b_hh: Option<&[T]>,
-    act: crate::ops::matmul::Act,
-    (t_len, b, h): (usize, usize, usize),
-) -> Vec<T> {
-    let step = b * h;
-    let mut hs = pool::filled(t_len * step, T::zero());
-    if step == 0 {
-        return hs;
+    h0: &[T],
+    c0: Option<&[T]>,
+    (t_len, b, i, h, g): Dims,
+) -> (Vec<T>, Vec<T>, Vec<T>, Vec<T>) {
+    let (rows, gh) = (t_len * b, g * h);
+    let (step, step_g) = (b * h, b * gh);
+    // All steps' input products with b_ih: [T B, G H].
+    let mut gi = pool::filled(rows * gh, T::zero());
+    gemm_slices(
+        (rows, i, gh),
+        x,
+        (i, 1),
+        wih,
+        (1, i),
+        T::zero(),
+        &mut gi,
+        gh,
+    );
+    if let Some(bias) = b_ih {
+        for row in gi.chunks_mut(gh.max(1)) {
+            row.iter_mut().zip(bias).for_each(|(v, &bv)| *v += bv);
+        }
     }
-    // Both biases in one vector, added row by row (no per-element index arithmetic).
-    let bias: Vec<T> = (0..h)
-        .map(|j| b_ih.map_or(T::zero(), |bb| bb[j]) + b_hh.map_or(T::zero(), |bb| bb[j]))
+    let y_steps = if cell == Cell::Lstm { t_len + 1 } else { t_len };
+    let mut y = pool::filled(y_steps * step, T::zero());
+    let mut pre = match cell {
+        Cell::Elman(_) => Vec::new(),
+        _ => pool::filled(t_len * step_g, T::zero()),
+    };
+    let mut cs = match cell {
+        Cell::Lstm => pool::filled(t_len * step, T::zero()),
+        _ => Vec::new(),
+    };
+    if step == 0 {
+        return (y, gi, pre, cs);
+    }
+    // The step's product `h_{t-1} W_hh^T + b_hh`, onto `gi_t` where the cell adds it.
+    let bias: Vec<T> = (0..gh)
+        .map(|j| b_hh.map_or(T::zero(), |bb| bb[j]))
         .collect();
-    for t in 0..t_len {
-        let (done, rest) = hs.split_at_mut(t * step);
-        let slot = &mut rest[..step];
-        for (row, g) in slot
-            .chunks_mut(h)
-            .zip(gi[t * step..(t + 1) * step].chunks(h))
-        {
-            for ((v, &gv), &bv) in row.iter_mut().zip(g).zip(&bias) {
-                *v = gv + bv;
+    let adds_input = cell.product_adds_input();
+    let product = |slot: &mut [T], prev: &[T], t: usize| {
+        let gi_t = &gi[t * step_g..(t + 1) * step_g];
+        for (row, g_row) in slot.chunks_mut(gh).zip(gi_t.chunks(gh)) {
+            if adds_input {
+                for ((v, &gv), &bv) in row.iter_mut().zip(g_row).zip(&bias) {
+                    *v = gv + bv;
+                }
+            } else {
+                row.copy_from_slice(&bias);
             }
         }
+        gemm_slices((b, h, gh), prev, (h, 1), whh, (1, h), T::one(), slot, gh);
+    };
+    for t in 0..t_len {
+        let (done, rest) = y.split_at_mut(t * step);
         let prev: &[T] = if t == 0 { h0 } else { &done[(t - 1) * step..] };
-        gemm_slices((b, h, h), prev, (h, 1), whh, (1, h), T::one(), slot, h);
-        act.apply_slice(slot);
-    }
-    hs
-}
-
-/// Its backward: from the output gradient `gy` `[T, B, H]`, the gradients of the
-/// pre-activations `d` `[T, B, H]` (`d_t = (gy_t + d_{t+1} W_hh) act'(h_t)`) and of `h0`.
-pub(super) fn elman_bwd_cpu<T: Gemm>(
-    gy: &[T],
-    hs: &[T],
-    whh: &[T],
-    act: crate::ops::matmul::Act,
-    (t_len, b, h): (usize, usize, usize),
-) -> (Vec<T>, Vec<T>) {
-    let step = b * h;
-    let mut d = pool::filled(t_len * step, T::zero());
-    let mut e = pool::filled(step, T::zero());
-    for t in (0..t_len).rev() {
-        e.copy_from_slice(&gy[t * step..(t + 1) * step]);
-        let (cur, next) = d.split_at_mut((t + 1) * step);
-        if t + 1 < t_len {
-            gemm_slices(
-                (b, h, h),
-                &next[..step],
-                (h, 1),
-                whh,
-                (h, 1),
-                T::one(),
-                &mut e,
-                h,
-            );
+        let h_t = &mut rest[..step];
+        match cell {
+            Cell::Elman(act) => {
+                product(h_t, prev, t);
+                act.apply_slice(h_t);
+            }
+            Cell::Lstm => {
+                let a = &mut pre[t * step_g..(t + 1) * step_g];
+                product(a, prev, t);
+                let c_prev = match t {
+                    0 => c0.expect("an LSTM has c0"),
+                    _ => &cs[(t - 1) * step..t * step],
+                };
+                let out = lstm_fwd_cpu(a, c_prev, h);
+                h_t.copy_from_slice(&out[..step]);
+                cs[t * step..(t + 1) * step].copy_from_slice(&out[step..]);
+            }
+            Cell::Gru => {
+                let gh_t = &mut pre[t * step_g..(t + 1) * step_g];
+                product(gh_t, prev, t);
+                let gi_t = &gi[t * step_g..(t + 1) * step_g];
+                h_t.copy_from_slice(&gru_fwd_cpu(gi_t, gh_t, prev, h));
+            }
         }
-        act.mul_deriv_into(&mut cur[t * step..], &e, &hs[t * step..(t + 1) * step]);
     }
-    let mut dh0 = pool::filled(step, T::zero());
-    gemm_slices(
-        (b, h, h),
-        &d[..step],
-        (h, 1),
-        whh,
-        (h, 1),
-        T::zero(),
-        &mut dh0,
-        h,
-    );
-    (d, dh0)
+    if cell == Cell::Lstm {
+        y[t_len * step..].copy_from_slice(&cs[(t_len - 1) * step..]);
+    }
+    (y, gi, pre, cs)
 }
 
-/// An Elman layer on the CPU as one graph node: one product for all steps' inputs, then
-/// per step one product accumulated into the output's slot and one pass for the biases
-/// and the activation; backward one product and one pass per step, then one product
-/// each for the weights' and the input's gradients. No per-step tensors.
-pub(super) fn elman_cpu(
+/// Backpropagation through time on slices: from the output gradient `gy`, the
+/// gradients of the input products `d_in` and of the step products `d_rec` (`[T, B, G
+/// H]`; the same for all but the GRU, so empty then), of `h0` and (LSTM) of `c0`.
+#[allow(clippy::too_many_arguments)]
+fn backward<T: Elem>(
+    cell: Cell,
+    gy: &[T],
+    (y, gi, pre, cs): (&[T], &[T], &[T], &[T]),
+    whh: &[T],
+    h0: &[T],
+    c0: Option<&[T]>,
+    (t_len, b, _, h, g): Dims,
+) -> (Vec<T>, Vec<T>, Vec<T>, Vec<T>) {
+    let gh = g * h;
+    let (step, step_g) = (b * h, b * gh);
+    let mut d_in = pool::filled(t_len * step_g, T::zero());
+    let mut d_rec = match cell {
+        Cell::Gru => pool::filled(t_len * step_g, T::zero()),
+        _ => Vec::new(),
+    };
+    let mut carry = pool::filled(step, T::zero());
+    let mut dc = match cell {
+        Cell::Lstm => gy[t_len * step..(t_len + 1) * step].to_vec(),
+        _ => Vec::new(),
+    };
+    let mut dh = pool::filled(step, T::zero());
+    for t in (0..t_len).rev() {
+        // The gradient reaching h_t: the output's and the one carried from step t + 1.
+        for ((d, &gv), &cv) in dh.iter_mut().zip(&gy[t * step..]).zip(&carry) {
+            *d = gv + cv;
+        }
+        let prev = if t == 0 {
+            h0
+        } else {
+            &y[(t - 1) * step..t * step]
+        };
+        let d_t = &mut d_in[t * step_g..(t + 1) * step_g];
+        // d_t W_hh, the hidden gradient carried to step t - 1 (onto its direct part).
+        let mut beta = T::zero();
+        match cell {
+            Cell::Elman(act) => act.mul_deriv_into(d_t, &dh, &y[t * step..(t + 1) * step]),
+            Cell::Lstm => {
+                let c_prev = match t {
+                    0 => c0.expect("an LSTM has c0"),
+                    _ => &cs[(t - 1) * step..t * step],
+                };
+                let mut g2 = dh.clone();
+                g2.extend_from_slice(&dc);
+                let (da, dcp) = lstm_bwd_cpu(&pre[t * step_g..(t + 1) * step_g], c_prev, &g2, h);
+                d_t.copy_from_slice(&da);
+                dc = dcp;
+            }
+            Cell::Gru => {
+                let at = t * step_g..(t + 1) * step_g;
+                let (gi_t, gh_t) = (&gi[at.clone()], &pre[at]);
+                let (dgi, dgh, direct) = gru_bwd_cpu(gi_t, gh_t, prev, &dh, h);
+                d_t.copy_from_slice(&dgi);
+                d_rec[t * step_g..(t + 1) * step_g].copy_from_slice(&dgh);
+                carry.copy_from_slice(&direct);
+                beta = T::one();
+            }
+        }
+        let d_t = match cell {
+            Cell::Gru => &d_rec[t * step_g..(t + 1) * step_g],
+            _ => &d_in[t * step_g..(t + 1) * step_g],
+        };
+        gemm_slices((b, gh, h), d_t, (gh, 1), whh, (h, 1), beta, &mut carry, h);
+    }
+    (d_in, d_rec, carry, dc)
+}
+
+/// The tensor's elements as `T` (its dtype was checked).
+fn els<T: Elem>(d: &CpuData) -> &[T] {
+    T::of(d).expect("the recurrence's dtypes are checked")
+}
+
+/// One recurrent layer on the CPU as one graph node, for every cell: one product for
+/// all steps' inputs; per step one product accumulated into its slot (of the output for
+/// Elman, of the gate buffer for the gated cells) and one pass of the cell's math;
+/// backward one pass and one product per step, then one product each for the weights'
+/// and the input's gradients. No per-step tensors.
+pub(super) fn recurrence_cpu(
     mode: RnnMode,
     x: &Tensor,
     w: LayerWeights<'_>,
     h0: &Tensor,
+    c0: Option<&Tensor>,
     (t_len, b, i, h): (usize, usize, usize, usize),
 ) -> Result<LayerOutput> {
-    use crate::ops::matmul::{matmul_raw, Act, MatmulChoice};
-    let act = if mode == RnnMode::Relu {
-        Act::Relu
-    } else {
-        Act::Tanh
-    };
-    let all = [Some(w.w_ih), Some(w.w_hh), w.b_ih, w.b_hh, Some(h0)];
+    let all = [Some(w.w_ih), Some(w.w_hh), w.b_ih, w.b_hh, Some(h0), c0];
     if all.iter().flatten().any(|t| t.dtype() != x.dtype()) {
         return shape_err(
             mode.name(),
@@ -129,37 +248,65 @@ pub(super) fn elman_cpu(
             ),
         );
     }
-    let auto = MatmulChoice::AUTO;
-    let rows = t_len * b;
-    let x2 = x.detach().reshape(&[rows, i])?;
+    let cell = Cell::of(mode);
+    let g = mode.gates();
+    let dims = (t_len, b, i, h, g);
+    let (rows, gh) = (t_len * b, g * h);
     let (w_ih, w_hh) = (w.w_ih.detach(), w.w_hh.detach());
-    let gi = matmul_raw(&x2, false, &w_ih, true, auto)?;
-    let dims = (t_len, b, h);
-    let hs = {
-        let (gd, wd, hd) = (gi.cpu_data(), w_hh.cpu_data(), h0.cpu_data());
+    let (h0d, c0d) = (h0.detach(), c0.map(Tensor::detach));
+    let x2 = x.detach().reshape(&[rows, i])?;
+    let (y, gi, pre, cs) = {
+        let (xd, wi, wh, hd) = (
+            x.cpu_data(),
+            w_ih.cpu_data(),
+            w_hh.cpu_data(),
+            h0.cpu_data(),
+        );
         let (bi, bh) = (w.b_ih.map(|t| t.cpu_data()), w.b_hh.map(|t| t.cpu_data()));
-        let data = match (&*gd, &*wd, &*hd) {
-            (CpuData::F32(g), CpuData::F32(wv), CpuData::F32(h0v)) => {
-                let (bi, bh) = (f32s(bi.as_deref()), f32s(bh.as_deref()));
-                CpuData::F32(elman_fwd_cpu(g, wv, h0v, bi, bh, act, dims))
-            }
-            (CpuData::F64(g), CpuData::F64(wv), CpuData::F64(h0v)) => {
-                let (bi, bh) = (f64s(bi.as_deref()), f64s(bh.as_deref()));
-                CpuData::F64(elman_fwd_cpu(g, wv, h0v, bi, bh, act, dims))
-            }
-            _ => return shape_err(mode.name(), "the input, weights and state differ in dtype"),
+        let cd = c0.map(|t| t.cpu_data());
+        fn run<T: Elem>(
+            cell: Cell,
+            [x, wi, wh, h0]: [&CpuData; 4],
+            [bi, bh, c0]: [Option<&CpuData>; 3],
+            dims: Dims,
+        ) -> [CpuData; 4] {
+            let (bi, bh, c0) = (bi.map(els), bh.map(els), c0.map(els));
+            let (y, gi, pre, cs) =
+                forward::<T>(cell, els(x), els(wi), els(wh), bi, bh, els(h0), c0, dims);
+            [T::data(y), T::data(gi), T::data(pre), T::data(cs)]
+        }
+        let dense = [&*xd, &*wi, &*wh, &*hd];
+        let opt = [bi.as_deref(), bh.as_deref(), cd.as_deref()];
+        let [y, gi, pre, cs] = match x.dtype() {
+            DType::F64 => run::<f64>(cell, dense, opt, dims),
+            _ => run::<f32>(cell, dense, opt, dims),
         };
-        Tensor::from_cpu(data, vec![t_len, b, h])
+        let y_steps = if cell == Cell::Lstm { t_len + 1 } else { t_len };
+        let flat = |d: CpuData| {
+            let n = d.len();
+            Tensor::from_cpu(d, vec![n])
+        };
+        (
+            Tensor::from_cpu(y, vec![y_steps, b, h]),
+            flat(gi),
+            flat(pre),
+            flat(cs),
+        )
+    };
+    let kept = Kept {
+        gi: (cell == Cell::Gru).then_some(gi),
+        pre: cell.fused().is_none().then_some(pre),
+        cs: (cell == Cell::Lstm).then_some(cs),
     };
     let mut inputs: Vec<&Tensor> = vec![x, w.w_ih, w.w_hh];
     inputs.extend(w.b_ih);
     inputs.extend(w.b_hh);
     inputs.push(h0);
+    inputs.extend(c0);
     let need: Vec<bool> = inputs.iter().map(|t| t.requires_grad()).collect();
     let (has_bih, has_bhh) = (w.b_ih.is_some(), w.b_hh.is_some());
-    let saved = hs.detach();
-    let h0d = h0.detach();
-    let y = crate::autograd::record(hs, mode.name(), &inputs, move |gy| {
+    let saved = y.detach();
+    let node = crate::autograd::record(y, mode.name(), &inputs, move |gy| {
         let mut need = need.iter().copied();
         let need_x = need.next().unwrap_or(false);
         let need_wih = need.next().unwrap_or(false);
@@ -167,36 +314,59 @@ pub(super) fn elman_cpu(
         let need_bih = has_bih && need.next().unwrap_or(false);
         let need_bhh = has_bhh && need.next().unwrap_or(false);
         let need_h0 = need.next().unwrap_or(false);
-        let (d, dh0) = {
-            let (gd, sd, wd) = (gy.cpu_data(), saved.cpu_data(), w_hh.cpu_data());
-            match (&*gd, &*sd, &*wd) {
-                (CpuData::F32(g), CpuData::F32(s), CpuData::F32(wv)) => {
-                    let (d, dh0) = elman_bwd_cpu(g, s, wv, act, dims);
-                    (CpuData::F32(d), CpuData::F32(dh0))
-                }
-                (CpuData::F64(g), CpuData::F64(s), CpuData::F64(wv)) => {
-                    let (d, dh0) = elman_bwd_cpu(g, s, wv, act, dims);
-                    (CpuData::F64(d), CpuData::F64(dh0))
-                }
-                _ => unreachable!("dtypes checked in the forward"),
+        let [d_in, d_rec, dh0, dc0] = {
+            let (gd, yd, wd, hd) = (
+                gy.cpu_data(),
+                saved.cpu_data(),
+                w_hh.cpu_data(),
+                h0d.cpu_data(),
+            );
+            let cd = c0d.as_ref().map(|t| t.cpu_data());
+            let kept_data =
+                [&kept.gi, &kept.pre, &kept.cs].map(|t| t.as_ref().map(|t| t.cpu_data()));
+            fn run<T: Elem>(
+                cell: Cell,
+                [gy, y, wh, h0]: [&CpuData; 4],
+                [gi, pre, cs, c0]: [Option<&CpuData>; 4],
+                dims: Dims,
+            ) -> [CpuData; 4] {
+                let none: &[T] = &[];
+                let [gi, pre, cs] = [gi, pre, cs].map(|d| d.map_or(none, els));
+                let kept = (els(y), gi, pre, cs);
+                let (d_in, d_rec, dh0, dc0) =
+                    backward::<T>(cell, els(gy), kept, els(wh), els(h0), c0.map(els), dims);
+                [T::data(d_in), T::data(d_rec), T::data(dh0), T::data(dc0)]
+            }
+            let [kg, kp, kc] = &kept_data;
+            let opt = [kg.as_deref(), kp.as_deref(), kc.as_deref(), cd.as_deref()];
+            let dense = [&*gd, &*yd, &*wd, &*hd];
+            match gy.dtype() {
+                DType::F64 => run::<f64>(cell, dense, opt, dims),
+                _ => run::<f32>(cell, dense, opt, dims),
             }
         };
-        let d = Tensor::from_cpu(d, vec![rows, h]);
+        let auto = MatmulChoice::AUTO;
+        let d_in = Tensor::from_cpu(d_in, vec![rows, gh]);
+        let d_rec = match cell {
+            Cell::Gru => Tensor::from_cpu(d_rec, vec![rows, gh]),
+            _ => d_in.clone(),
+        };
         let dx = need_x
-            .then(|| matmul_raw(&d, false, &w_ih, false, auto)?.reshape(&[t_len, b, i]))
+            .then(|| matmul_raw(&d_in, false, &w_ih, false, auto)?.reshape(&[t_len, b, i]))
             .transpose()?;
         let dw_ih = need_wih
-            .then(|| matmul_raw(&d, true, &x2, false, auto))
+            .then(|| matmul_raw(&d_in, true, &x2, false, auto))
             .transpose()?;
         let dw_hh = if need_whh {
             // h_{t-1} for every step: h0, then the outputs of all but the last step.
-            let prev = Tensor::cat(&[&h0d, &saved.reshape(&[rows, h])?], 0)?.narrow(0, 0, rows)?;
-            Some(matmul_raw(&d, true, &prev, false, auto)?)
+            let hs = saved.reshape(&[saved.shape()[0] * b, h])?;
+            let prev = Tensor::cat(&[&h0d, &hs], 0)?.narrow(0, 0, rows)?;
+            Some(matmul_raw(&d_rec, true, &prev, false, auto)?)
         } else {
             None
         };
-        let db_ih = need_bih.then(|| d.sum_dim(&[0], false)).transpose()?;
-        let db_hh = need_bhh.then(|| d.sum_dim(&[0], false)).transpose()?;
+        let db_ih = need_bih.then(|| d_in.sum_dim(&[0], false)).transpose()?;
+        let db_hh = need_bhh.then(|| d_rec.sum_dim(&[0], false)).transpose()?;
         let mut grads = vec![dx, dw_ih, dw_hh];
         if has_bih {
             grads.push(db_ih);
@@ -205,192 +375,18 @@ pub(super) fn elman_cpu(
             grads.push(db_hh);
         }
         grads.push(need_h0.then(|| Tensor::from_cpu(dh0, vec![b, h])));
+        if cell == Cell::Lstm {
+            grads.push(Some(Tensor::from_cpu(dc0, vec![b, h])));
+        }
         Ok(grads)
     });
-    let h_last = y.narrow(0, t_len - 1, 1)?.reshape(&[b, h])?;
-    Ok((y, h_last, None))
-}
-
-/// The unary op whose backward rule is the activation's.
-/// What the forward keeps for the backward, per step.
-pub(super) enum Saved {
-    /// LSTM: gate pre-activations and the previous cell state.
-    Lstm(Vec<(Tensor, Tensor)>),
-    /// GRU: the input and recurrent gate products.
-    Gru(Vec<(Tensor, Tensor)>),
-}
-
-pub(super) fn recurrence(
-    mode: RnnMode,
-    gi_all: &Tensor,
-    w_hh: &Tensor,
-    b_hh: Option<&Tensor>,
-    h0: &Tensor,
-    c0: Option<&Tensor>,
-    (t_len, b, h): (usize, usize, usize),
-) -> Result<LayerOutput> {
-    let g = mode.gates();
-    let (whh, bhh) = (w_hh.detach(), b_hh.map(Tensor::detach));
-    let h0d = h0.detach();
-    let (y, hs, saved) = crate::autograd::no_grad(|| -> Result<_> {
-        let mut hs: Vec<Tensor> = Vec::with_capacity(t_len);
-        let mut saved = match mode {
-            RnnMode::Lstm => Saved::Lstm(Vec::with_capacity(t_len)),
-            _ => Saved::Gru(Vec::with_capacity(t_len)),
-        };
-        let mut hprev = h0d.clone();
-        let mut cprev = c0.map(Tensor::detach);
-        for t in 0..t_len {
-            let gi = gi_all.narrow(0, t, 1)?.reshape(&[b, g * h])?;
-            let mut gh = hprev.linear(&whh)?;
-            if let Some(bias) = &bhh {
-                gh = gh.add(bias)?;
-            }
-            let hnew = match &mut saved {
-                Saved::Lstm(steps) => {
-                    let gates = gi.add(&gh)?;
-                    let cp = cprev.take().expect("an LSTM has a cell state");
-                    let y = lstm_forward_raw(&gates, &cp, b, h)?;
-                    cprev = Some(y.narrow(0, 1, 1)?.reshape(&[b, h])?);
-                    steps.push((gates, cp));
-                    y.narrow(0, 0, 1)?.reshape(&[b, h])?
-                }
-                Saved::Gru(steps) => {
-                    let hn = gru_forward_raw(&gi, &gh, &hprev, b, h)?;
-                    steps.push((gi, gh));
-                    hn
-                }
-            };
-            hs.push(hnew.clone());
-            hprev = hnew;
-        }
-        let refs: Vec<&Tensor> = hs.iter().collect();
-        let mut y = Tensor::stack(&refs, 0)?;
-        if let Some(c) = &cprev {
-            y = Tensor::cat(&[&y, &c.unsqueeze(0)?], 0)?;
-        }
-        Ok((y, hs, saved))
-    })?;
-    let mut inputs: Vec<&Tensor> = vec![gi_all, w_hh];
-    inputs.extend(b_hh);
-    inputs.push(h0);
-    inputs.extend(c0);
-    let needs: Vec<bool> = inputs.iter().map(|t| t.requires_grad()).collect();
-    let has_bias = b_hh.is_some();
-    let y = crate::autograd::record(y, mode.name(), &inputs, move |gy| {
-        crate::autograd::no_grad(|| {
-            bptt(
-                mode,
-                gy,
-                &whh,
-                &h0d,
-                &hs,
-                &saved,
-                (t_len, b, h),
-                has_bias,
-                &needs,
-            )
-        })
-    });
-    let out = y.narrow(0, 0, t_len)?;
-    let h_last = y.narrow(0, t_len - 1, 1)?.reshape(&[b, h])?;
-    let c_last = if mode == RnnMode::Lstm {
-        Some(y.narrow(0, t_len, 1)?.reshape(&[b, h])?)
-    } else {
-        None
+    let h_all = match cell {
+        Cell::Lstm => node.narrow(0, 0, t_len)?,
+        _ => node.clone(),
     };
-    Ok((out, h_last, c_last))
-}
-
-/// Backpropagation through time for [`recurrence`]: gradients for `[gi_all, w_hh,
-/// (b_hh), h0, (c0)]` from the gradient of `[outputs..., (c_T)]`.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn bptt(
-    mode: RnnMode,
-    gy: &Tensor,
-    whh: &Tensor,
-    h0: &Tensor,
-    hs: &[Tensor],
-    saved: &Saved,
-    (t_len, b, h): (usize, usize, usize),
-    has_bias: bool,
-    needs: &[bool],
-) -> Result<Vec<Option<Tensor>>> {
-    let g = mode.gates();
-    let mut dh_carry: Option<Tensor> = None;
-    let mut dc_carry = if mode == RnnMode::Lstm {
-        Some(gy.narrow(0, t_len, 1)?.reshape(&[b, h])?)
-    } else {
-        None
-    };
-    let mut dgi_steps: Vec<Tensor> = Vec::with_capacity(t_len);
-    let mut dgh_steps: Vec<Tensor> = Vec::new();
-    for t in (0..t_len).rev() {
-        let mut dh = gy.narrow(0, t, 1)?.reshape(&[b, h])?;
-        if let Some(c) = &dh_carry {
-            dh = dh.add(c)?;
-        }
-        let hprev = if t == 0 { h0 } else { &hs[t - 1] };
-        let (dgi, dgh, direct) = match saved {
-            Saved::Lstm(steps) => {
-                let (gates, cp) = &steps[t];
-                let dc = dc_carry.take().expect("an LSTM carries a cell gradient");
-                let g2 = Tensor::stack(&[&dh, &dc], 0)?;
-                let (da, dcp) = lstm_backward_raw(gates, cp, &g2, b, h)?;
-                dc_carry = Some(dcp);
-                (da.clone(), da, None)
-            }
-            Saved::Gru(steps) => {
-                let (gi, gh) = &steps[t];
-                let [dgi, dgh, dhp] = gru_backward_raw(gi, gh, hprev, &dh, b, h)?;
-                (dgi, dgh, Some(dhp))
-            }
-        };
-        let mut carry = dgh.matmul(whh)?;
-        if let Some(d) = direct {
-            carry = carry.add(&d)?;
-        }
-        dh_carry = Some(carry);
-        dgi_steps.push(dgi);
-        if mode == RnnMode::Gru {
-            dgh_steps.push(dgh);
-        }
-    }
-    dgi_steps.reverse();
-    dgh_steps.reverse();
-    let refs: Vec<&Tensor> = dgi_steps.iter().collect();
-    let dgi_all = Tensor::stack(&refs, 0)?;
-    let dgh_all = if mode == RnnMode::Gru {
-        let refs: Vec<&Tensor> = dgh_steps.iter().collect();
-        Tensor::stack(&refs, 0)?
-    } else {
-        dgi_all.clone()
-    };
-    let rows = t_len * b;
-    let dgh2 = dgh_all.reshape(&[rows, g * h])?;
-    let mut grads = vec![Some(dgi_all)];
-    let w_index = 1;
-    grads.push(if needs[w_index] {
-        // One product over all steps: sum_t dgh_t^T h_{t-1}.
-        let mut prev: Vec<&Tensor> = vec![h0];
-        prev.extend(hs[..t_len - 1].iter());
-        let hprev_all = Tensor::stack(&prev, 0)?.reshape(&[rows, h])?;
-        Some(crate::ops::matmul::matmul_raw(
-            &dgh2,
-            true,
-            &hprev_all,
-            false,
-            crate::ops::matmul::MatmulChoice::AUTO,
-        )?)
-    } else {
-        None
-    });
-    if has_bias {
-        grads.push(Some(dgh2.sum_dim(&[0], false)?));
-    }
-    grads.push(dh_carry);
-    if mode == RnnMode::Lstm {
-        grads.push(dc_carry);
-    }
-    Ok(grads)
+    let h_last = node.narrow(0, t_len - 1, 1)?.reshape(&[b, h])?;
+    let c_last = (cell == Cell::Lstm)
+        .then(|| node.narrow(0, t_len, 1)?.reshape(&[b, h]))
+        .transpose()?;
+    Ok((h_all, h_last, c_last))
 }

@@ -1,7 +1,11 @@
-//! The GPU recurrences: Elman (a fused product per step), LSTM and GRU (a product and
-//! a step kernel per step), forward and backward through time.
+//! The GPU recurrence: one driver ([`recurrence_gpu`]) for every cell. Elman, LSTM and
+//! GRU differ only in their [`Cell`]: how many gate blocks, whether the step's product
+//! adds the input term, what runs after the product (the product's own activation for
+//! Elman, a step kernel for the gated cells) and what those kernels bind.
 
 use super::*;
+use crate::backend::gpu::GpuBuffer;
+use crate::ops::matmul::{Act, Epi, GpuProduct, MatmulChoice};
 
 pub(super) const LSTM_STEP_FWD: &Kernel = kernel!(FILE, "lstm_step_fwd", [X0, X1, Y0, Y1]);
 pub(super) const LSTM_STEP_BWD: &Kernel = kernel!(FILE, "lstm_step_bwd", [X0, X1, X2, Y0, Y1, Y2]);
@@ -9,40 +13,153 @@ pub(super) const GRU_STEP_FWD: &Kernel = kernel!(FILE, "gru_step_fwd", [X0, X1, 
 pub(super) const GRU_STEP_BWD: &Kernel =
     kernel!(FILE, "gru_step_bwd", [X0, X1, X2, XI, Y0, Y1, Y2]);
 
-/// An Elman layer on the GPU as one graph node of fused products: forward, the input
-/// product with `b_ih` for all steps (one dispatch), then one dispatch per step,
-/// `h_t = act(h_{t-1} W_hh^T + gi_t + b_hh)`, that reads `h_{t-1}` from and writes `h_t`
-/// into its slot of the output. Backward, one dispatch per step walks back `e_t =
-/// gy_t + (e_{t+1} act'(h_{t+1})) W_hh` (the gradient reaching `h_t`, into its slot of one
-/// `[T, B, H]` buffer), the derivative applied as the product loads its operand; then
-/// two products give `W_hh`'s gradient with `b_hh`'s as their operand's row sums, one gives
-/// `W_ih`'s with `b_ih`'s, and one each the input's and `h0`'s where they are needed.
-/// No per-step copies, scatters or elementwise passes.
-pub(super) fn elman_gpu(
+/// The buffers of one layer's recurrence, as the step kernels bind them.
+struct Seq<'a> {
+    /// The input products with `b_ih`, `[T, B, G H]` (kept for the backward by the GRU
+    /// only).
+    gi: Option<&'a Tensor>,
+    /// The step products (gated cells), `[T, B, G H]`.
+    pre: &'a Tensor,
+    h0: &'a Tensor,
+    c0: Option<&'a Tensor>,
+    /// Every step's `h` (an LSTM's then its last `c`).
+    y: &'a Tensor,
+    /// An LSTM's cell states before the last step.
+    cs: Option<&'a Tensor>,
+}
+
+/// The gradient buffers of the backward's step kernels.
+struct SeqGrad<'a> {
+    /// The output gradient.
+    gy: &'a Tensor,
+    /// The gradient of `gi` (for an LSTM also of the step products).
+    d_in: &'a Tensor,
+    /// The gradient of the step products (GRU).
+    d_rec: &'a Tensor,
+    /// An LSTM's cell gradient carried between steps.
+    dc: Option<&'a Tensor>,
+    /// The hidden gradient carried between steps.
+    carry: &'a Tensor,
+}
+
+/// What the GPU driver launches for a cell.
+impl Cell {
+    /// The step kernels, forward and backward (gated cells).
+    fn kernels(self) -> Option<(&'static Kernel, &'static Kernel)> {
+        match self {
+            Cell::Elman(_) => None,
+            Cell::Lstm => Some((LSTM_STEP_FWD, LSTM_STEP_BWD)),
+            Cell::Gru => Some((GRU_STEP_FWD, GRU_STEP_BWD)),
+        }
+    }
+
+    /// The forward step kernel's bindings, in its slots' order.
+    fn fwd_bindings<'a>(self, s: &Seq<'a>) -> Vec<&'a GpuBuffer> {
+        match self {
+            Cell::Lstm => {
+                let (c0, cs) = (s.c0.expect("an LSTM's c0"), s.cs.expect("its states"));
+                vec![s.pre.gpu_buf(), c0.gpu_buf(), s.y.gpu_buf(), cs.gpu_buf()]
+            }
+            _ => {
+                let gi = s.gi.expect("the GRU's input products");
+                vec![gi.gpu_buf(), s.pre.gpu_buf(), s.h0.gpu_buf(), s.y.gpu_buf()]
+            }
+        }
+    }
+
+    /// The backward step kernel's bindings at step `t`.
+    fn bwd_bindings<'a>(self, s: &Seq<'a>, d: &SeqGrad<'a>, t: usize) -> Vec<&'a GpuBuffer> {
+        match self {
+            Cell::Lstm => {
+                let c_prev = if t == 0 { s.c0 } else { s.cs }.expect("an LSTM's states");
+                let dc = d.dc.expect("an LSTM's cell gradient");
+                let (pre, gy, carry) = (s.pre.gpu_buf(), d.gy.gpu_buf(), d.carry.gpu_buf());
+                vec![
+                    pre,
+                    c_prev.gpu_buf(),
+                    gy,
+                    d.d_in.gpu_buf(),
+                    dc.gpu_buf(),
+                    carry,
+                ]
+            }
+            _ => {
+                let h_prev = if t == 0 { s.h0 } else { s.y };
+                vec![
+                    s.gi.expect("the GRU's input products").gpu_buf(),
+                    s.pre.gpu_buf(),
+                    h_prev.gpu_buf(),
+                    d.gy.gpu_buf(),
+                    d.d_in.gpu_buf(),
+                    d.d_rec.gpu_buf(),
+                    d.carry.gpu_buf(),
+                ]
+            }
+        }
+    }
+}
+
+/// The step kernels' parameters (the same layout for every cell, `shaders/rnn.wgsl`):
+/// `[B, H, offset of step t's gates, of h_{t-1} (and c_{t-1}), of h_t (or its
+/// gradient), of the cell state written (forward) or of the last cell state's gradient
+/// (backward), flags]`.
+fn step_params(t: usize, t_len: usize, b: usize, h: usize, g: usize, bwd: bool) -> [u32; 7] {
+    let (step, step_g) = (b * h, b * g * h);
+    let last = t + 1 == t_len;
+    let (c_at, flags) = if bwd {
+        (t_len * step, last as u32)
+    } else {
+        let c_at = if last { t_len * step } else { t * step };
+        (c_at, (t > 0) as u32 | (last as u32) << 1)
+    };
+    [
+        b as u32,
+        h as u32,
+        (t * step_g) as u32,
+        (t.saturating_sub(1) * step) as u32,
+        (t * step) as u32,
+        c_at as u32,
+        flags,
+    ]
+}
+
+/// One recurrent layer on the GPU as one graph node over whole-sequence buffers, for
+/// every cell.
+///
+/// Forward: the input products of all steps with `b_ih` (one dispatch); per step one
+/// fused product `h_{t-1} W_hh^T (+ gi_t) + b_hh` that reads `h_{t-1}` from its slot of
+/// the output, then the cell's step kernel (none for Elman, whose product applies the
+/// activation and writes `h_t` itself). Backward, per step in reverse: the cell's step
+/// kernel (gate gradients into slot t, the carried gradients updated in place) and one
+/// product carrying the hidden gradient back through `W_hh` (Elman: one product with the
+/// activation's derivative in its prologue, adding the output gradient); then two
+/// products give `W_hh`'s gradient with `b_hh`'s as their operand's row sums, one
+/// `W_ih`'s with `b_ih`'s, and one the input's. No per-step copies, scatters or
+/// elementwise passes.
+pub(super) fn recurrence_gpu(
     mode: RnnMode,
     x: &Tensor,
     w: LayerWeights<'_>,
     h0: &Tensor,
+    c0: Option<&Tensor>,
     (t_len, b, i, h): (usize, usize, usize, usize),
 ) -> Result<LayerOutput> {
-    use crate::ops::matmul::{Act, Epi, GpuProduct, MatmulChoice};
     let Device::Gpu(ctx) = x.device() else {
         unreachable!("a GPU layer")
     };
-    let act = if mode == RnnMode::Relu {
-        Act::Relu
-    } else {
-        Act::Tanh
-    };
+    let cell = Cell::of(mode);
+    let g = mode.gates();
     let auto = MatmulChoice::AUTO;
-    let rows = t_len * b;
-    let step = b * h;
+    let (rows, step, step_g) = (t_len * b, b * h, b * g * h);
+    let new = |n: usize, shape: Vec<usize>| {
+        gpu_alloc(ctx, n).map(|buf| Tensor::from_gpu(buf, shape, DType::F32))
+    };
     let x2 = x.detach().reshape(&[rows, i])?;
     let (w_ih, w_hh) = (w.w_ih.detach(), w.w_hh.detach());
     let (b_ih, b_hh) = (w.b_ih.map(Tensor::detach), w.b_hh.map(Tensor::detach));
-    let h0d = h0.detach();
-    // All steps' input products with b_ih: [T B, H].
-    let gi = GpuProduct::plain((rows, h, i), (i, 1), (1, i)).run_epi(
+    let (h0d, c0d) = (h0.detach(), c0.map(Tensor::detach));
+    // All steps' input products with b_ih: [T B, G H].
+    let gi = GpuProduct::plain((rows, g * h, i), (i, 1), (1, i)).run_epi(
         &x2,
         &w_ih,
         auto,
@@ -51,29 +168,53 @@ pub(super) fn elman_gpu(
             ..Epi::default()
         },
     )?;
-    let hs = Tensor::from_gpu(gpu_alloc(ctx, rows * h)?, vec![t_len, b, h], x.dtype());
-    let recurrent = GpuProduct::plain((b, h, h), (h, 1), (1, h));
+    let y_steps = if cell == Cell::Lstm { t_len + 1 } else { t_len };
+    let y = new(y_steps * step, vec![y_steps, b, h])?;
+    let pre = match cell.fused() {
+        Some(_) => y.clone(),
+        None => new(t_len * step_g, vec![t_len, b, g * h])?,
+    };
+    let cs = (cell == Cell::Lstm)
+        .then(|| new(t_len.max(2) * step, vec![t_len.max(2), b, h]))
+        .transpose()?;
+    let seq = Seq {
+        gi: Some(&gi),
+        pre: &pre,
+        h0: &h0d,
+        c0: c0d.as_ref(),
+        y: &y,
+        cs: cs.as_ref(),
+    };
+    let recurrent = GpuProduct::plain((b, g * h, h), (h, 1), (1, h));
+    let cells = crate::ops::groups_1d(step);
     for t in 0..t_len {
+        let fused = cell.fused();
         let epi = Epi {
             bias: b_hh.as_ref(),
-            act,
-            addend: Some((&gi, t * step)),
-            out: Some((&hs, t * step)),
-            a_in_out: t > 0,
+            act: fused.unwrap_or(Act::Identity),
+            addend: cell.product_adds_input().then_some((&gi, t * step_g)),
+            out: Some((&pre, t * step_g)),
+            // Elman reads h_{t-1} from the buffer it writes.
+            a_in_out: fused.is_some() && t > 0,
             a_off: t.saturating_sub(1) * step,
             ..Epi::default()
         };
-        let a = if t == 0 { &h0d } else { &hs };
-        recurrent.run_epi(a, &w_hh, auto, &epi)?;
+        recurrent.run_epi(if t == 0 { &h0d } else { &y }, &w_hh, auto, &epi)?;
+        if let Some((fwd, _)) = cell.kernels() {
+            let params = step_params(t, t_len, b, h, g, false);
+            ctx.launch(fwd, &params, &cell.fwd_bindings(&seq), cells);
+        }
     }
     let mut inputs: Vec<&Tensor> = vec![x, w.w_ih, w.w_hh];
     inputs.extend(w.b_ih);
     inputs.extend(w.b_hh);
     inputs.push(h0);
+    inputs.extend(c0);
     let need: Vec<bool> = inputs.iter().map(|t| t.requires_grad()).collect();
     let (has_bih, has_bhh) = (w.b_ih.is_some(), w.b_hh.is_some());
-    let saved = hs.detach();
-    let y = crate::autograd::record(hs, mode.name(), &inputs, move |gy| {
+    let saved_y = y.detach();
+    let gi_saved = (cell == Cell::Gru).then_some(gi);
+    let node = crate::autograd::record(y, mode.name(), &inputs, move |gy| {
         let mut need = need.iter().copied();
         let need_x = need.next().unwrap_or(false);
         let need_wih = need.next().unwrap_or(false);
@@ -87,102 +228,184 @@ pub(super) fn elman_gpu(
         let new = |n: usize, shape: Vec<usize>| {
             gpu_alloc(ctx, n).map(|buf| Tensor::from_gpu(buf, shape, DType::F32))
         };
-        let pro = Some((&saved, act));
-        // e_t for every step, last to first.
-        let e = new(rows * h, vec![t_len, b, h])?;
-        let back = GpuProduct::plain((b, h, h), (h, 1), (h, 1));
-        for t in (0..t_len).rev() {
-            let last = t + 1 == t_len;
+        let seq = Seq {
+            gi: gi_saved.as_ref(),
+            pre: &pre,
+            h0: &h0d,
+            c0: c0d.as_ref(),
+            y: &saved_y,
+            cs: cs.as_ref(),
+        };
+        // The gradients of the input products (d_in) and of the step products (d_rec),
+        // with the prologue that completes them where they are not explicit (Elman: the
+        // gradient reaching h_t, times act'(h_t) as the products load it).
+        let (d_in, d_rec, pro, dh0, dc0) = match cell.fused() {
+            Some(act) => {
+                // e_t = gy_t + (e_{t+1} act'(h_{t+1})) W_hh, last to first.
+                let e = new(rows * h, vec![t_len, b, h])?;
+                let pro = Some((&saved_y, act));
+                let back = GpuProduct::plain((b, h, h), (h, 1), (h, 1));
+                for t in (0..t_len).rev() {
+                    let last = t + 1 == t_len;
+                    let epi = Epi {
+                        pro,
+                        addend: Some((gy, t * step)),
+                        out: Some((&e, t * step)),
+                        a_in_out: true,
+                        a_off: if last { 0 } else { (t + 1) * step },
+                        empty: last,
+                        ..Epi::default()
+                    };
+                    back.run_epi(&e, &w_hh, auto, &epi)?;
+                }
+                let dh0 = need_h0
+                    .then(|| {
+                        let epi = Epi {
+                            pro,
+                            ..Epi::default()
+                        };
+                        back.run_epi(&e, &w_hh, auto, &epi)
+                    })
+                    .transpose()?;
+                (e.clone(), e, Some(act), dh0, None)
+            }
+            None => {
+                let (_, bwd) = cell.kernels().expect("a gated cell has step kernels");
+                let d_in = new(t_len * step_g, vec![t_len, b, g * h])?;
+                let d_rec = match cell {
+                    Cell::Gru => new(t_len * step_g, vec![t_len, b, g * h])?,
+                    _ => d_in.clone(),
+                };
+                let dc = (cell == Cell::Lstm)
+                    .then(|| new(step, vec![b, h]))
+                    .transpose()?;
+                let carry = new(step, vec![b, h])?;
+                let grads = SeqGrad {
+                    gy,
+                    d_in: &d_in,
+                    d_rec: &d_rec,
+                    dc: dc.as_ref(),
+                    carry: &carry,
+                };
+                let back = GpuProduct::plain((b, h, g * h), (g * h, 1), (h, 1));
+                for t in (0..t_len).rev() {
+                    let params = step_params(t, t_len, b, h, g, true);
+                    ctx.launch(bwd, &params, &cell.bwd_bindings(&seq, &grads, t), cells);
+                    // The GRU's step kernel leaves the direct part of d h_{t-1} in the
+                    // carry and the product adds to it (binding carry as both addend and
+                    // output is an alias WebGPU refuses); the LSTM's product replaces it.
+                    let epi = Epi {
+                        out: Some((&carry, 0)),
+                        accumulate: cell == Cell::Gru,
+                        a_off: t * step_g,
+                        ..Epi::default()
+                    };
+                    back.run_epi(&d_rec, &w_hh, auto, &epi)?;
+                }
+                (d_in, d_rec, None, Some(carry), dc)
+            }
+        };
+        finish(
+            &seq,
+            (d_in, d_rec, pro, dh0, dc0),
+            (need_x, need_wih, need_whh, need_bih, need_bhh),
+            (has_bih, has_bhh),
+            (&x2, &w_ih),
+            (t_len, b, i, h, g),
+        )
+    });
+    let h_all = if cell == Cell::Lstm {
+        node.narrow(0, 0, t_len)?
+    } else {
+        node.clone()
+    };
+    let h_last = node.narrow(0, t_len - 1, 1)?.reshape(&[b, h])?;
+    let c_last = (cell == Cell::Lstm)
+        .then(|| node.narrow(0, t_len, 1)?.reshape(&[b, h]))
+        .transpose()?;
+    Ok((h_all, h_last, c_last))
+}
+
+/// `(d_in, d_rec, the prologue's activation, d h0, d c0)`, for [`finish`].
+type Grads = (Tensor, Tensor, Option<Act>, Option<Tensor>, Option<Tensor>);
+
+/// The weight, bias, input and state gradients of [`recurrence_gpu`]'s node, in its
+/// inputs' order `[x, W_ih, W_hh, (b_ih), (b_hh), h0, (c0)]`, from the gradients of the
+/// input products `d_in` and of the step products `d_rec` (`[T, B, G H]`, through the
+/// activation's derivative `pro` when given) and those of `h0` and `c0`.
+fn finish(
+    seq: &Seq<'_>,
+    (d_in, d_rec, pro, dh0, dc0): Grads,
+    (need_x, need_wih, need_whh, need_bih, need_bhh): (bool, bool, bool, bool, bool),
+    (has_bih, has_bhh): (bool, bool),
+    (x2, w_ih): (&Tensor, &Tensor),
+    (t_len, b, i, h, g): (usize, usize, usize, usize, usize),
+) -> Result<Vec<Option<Tensor>>> {
+    let Device::Gpu(ctx) = d_in.device() else {
+        unreachable!("a GPU layer")
+    };
+    let auto = MatmulChoice::AUTO;
+    let (rows, gh) = (t_len * b, g * h);
+    let pro = pro.map(|act| (seq.y, act));
+    let zeros = |n: usize| gpu_alloc(ctx, n).map(|buf| Tensor::from_gpu(buf, vec![n], DType::F32));
+    // A bias gradient is its weight product's row sums; without that product (or with
+    // nothing to multiply) it sums the explicit gradient.
+    let explicit = |d: &Tensor| -> Result<Tensor> {
+        let d = match pro {
+            Some((ys, act)) => act.backward_op(ys, d)?,
+            None => d.clone(),
+        };
+        d.reshape(&[rows, gh])?.sum_dim(&[0], false)
+    };
+    let db_hh = if need_bhh && !(need_whh && h > 0) {
+        Some(explicit(&d_rec)?)
+    } else {
+        need_bhh.then(|| zeros(gh)).transpose()?
+    };
+    let dw_hh = need_whh
+        .then(|| {
+            let dims = (t_len, b, gh, h);
+            recurrent_weight_grad(&d_rec, pro, seq.y, seq.h0, db_hh.as_ref(), dims)
+        })
+        .transpose()?;
+    let db_ih = if need_bih && !(need_wih && i > 0) {
+        Some(explicit(&d_in)?)
+    } else {
+        need_bih.then(|| zeros(gh)).transpose()?
+    };
+    let dw_ih = need_wih
+        .then(|| {
             let epi = Epi {
                 pro,
-                addend: Some((gy, t * step)),
-                out: Some((&e, t * step)),
-                a_in_out: true,
-                a_off: if last { 0 } else { (t + 1) * step },
-                empty: last,
+                rowsum: db_ih.as_ref().filter(|_| i > 0),
                 ..Epi::default()
             };
-            back.run_epi(&e, &w_hh, auto, &epi)?;
-        }
-        // delta = e * act'(h), as the products below load it; a bias gradient without
-        // its weight's (or with nothing to multiply) sums an explicit delta.
-        let delta = || act.backward_op(&saved, &e)?.reshape(&[rows, h]);
-        let db_hh = if need_bhh && !(need_whh && h > 0) {
-            Some(delta()?.sum_dim(&[0], false)?)
-        } else {
-            need_bhh.then(|| new(h, vec![h])).transpose()?
-        };
-        let dw_hh = if need_whh {
-            let dims = (t_len, b, h, h);
-            Some(recurrent_weight_grad(
-                &e,
+            GpuProduct::plain((gh, i, rows), (1, gh), (i, 1)).run_epi(&d_in, x2, auto, &epi)
+        })
+        .transpose()?;
+    let dx = need_x
+        .then(|| {
+            let epi = Epi {
                 pro,
-                &saved,
-                &h0d,
-                db_hh.as_ref(),
-                dims,
-            )?)
-        } else {
-            None
-        };
-        let db_ih = if need_bih && !(need_wih && i > 0) {
-            Some(delta()?.sum_dim(&[0], false)?)
-        } else {
-            need_bih.then(|| new(h, vec![h])).transpose()?
-        };
-        let dw_ih = if need_wih {
-            Some(GpuProduct::plain((h, i, rows), (1, h), (i, 1)).run_epi(
-                &e,
-                &x2,
-                auto,
-                &Epi {
-                    pro,
-                    rowsum: db_ih.as_ref().filter(|_| i > 0),
-                    ..Epi::default()
-                },
-            )?)
-        } else {
-            None
-        };
-        let dx = if need_x {
-            let d = GpuProduct::plain((rows, i, h), (h, 1), (i, 1)).run_epi(
-                &e,
-                &w_ih,
-                auto,
-                &Epi {
-                    pro,
-                    ..Epi::default()
-                },
-            )?;
-            Some(d.reshape(&[t_len, b, i])?)
-        } else {
-            None
-        };
-        let dh0 = if need_h0 {
-            Some(back.run_epi(
-                &e,
-                &w_hh,
-                auto,
-                &Epi {
-                    pro,
-                    ..Epi::default()
-                },
-            )?)
-        } else {
-            None
-        };
-        let mut grads = vec![dx, dw_ih, dw_hh];
-        if has_bih {
-            grads.push(db_ih);
-        }
-        if has_bhh {
-            grads.push(db_hh);
-        }
-        grads.push(dh0);
-        Ok(grads)
-    });
-    let h_last = y.narrow(0, t_len - 1, 1)?.reshape(&[b, h])?;
-    Ok((y, h_last, None))
+                ..Epi::default()
+            };
+            GpuProduct::plain((rows, i, gh), (gh, 1), (i, 1))
+                .run_epi(&d_in, w_ih, auto, &epi)?
+                .reshape(&[t_len, b, i])
+        })
+        .transpose()?;
+    let mut grads = vec![dx, dw_ih, dw_hh];
+    if has_bih {
+        grads.push(db_ih);
+    }
+    if has_bhh {
+        grads.push(db_hh);
+    }
+    grads.push(dh0);
+    if dc0.is_some() {
+        grads.push(dc0);
+    }
+    Ok(grads)
 }
 
 /// `W_hh`'s gradient `[G, H]` on the GPU: the sum over steps of `d_t^T h_{t-1}` for the
@@ -192,13 +415,12 @@ pub(super) fn elman_gpu(
 /// row sums are the bias gradient, written into `db` when given.
 pub(super) fn recurrent_weight_grad(
     d: &Tensor,
-    pro: Option<(&Tensor, crate::ops::matmul::Act)>,
+    pro: Option<(&Tensor, Act)>,
     ys: &Tensor,
     h0: &Tensor,
     db: Option<&Tensor>,
     (t_len, b, g, h): (usize, usize, usize, usize),
 ) -> Result<Tensor> {
-    use crate::ops::matmul::{Epi, GpuProduct, MatmulChoice};
     let Device::Gpu(ctx) = d.device() else {
         unreachable!("a GPU layer")
     };
@@ -232,262 +454,4 @@ pub(super) fn recurrent_weight_grad(
         },
     )?;
     Ok(dw)
-}
-
-/// The gradients of `W_hh` and (when the layer has one) `b_hh` that `need` (the node's
-/// inputs' flags: the gate input, `W_hh`, `b_hh`...) asks for, from the per-step gate
-/// gradients `d` `[T, B, G]`.
-pub(super) fn hidden_weight_grads(
-    d: &Tensor,
-    need: &[bool],
-    has_bias: bool,
-    ys: &Tensor,
-    h0: &Tensor,
-    (t_len, b, g, h): (usize, usize, usize, usize),
-) -> Result<(Option<Tensor>, Option<Tensor>)> {
-    let Device::Gpu(ctx) = d.device() else {
-        unreachable!("a GPU layer")
-    };
-    let need_w = need.get(1).copied().unwrap_or(false);
-    let need_b = has_bias && need.get(2).copied().unwrap_or(false);
-    let db = if need_b && !(need_w && h > 0) {
-        Some(d.reshape(&[t_len * b, g])?.sum_dim(&[0], false)?)
-    } else {
-        need_b
-            .then(|| gpu_alloc(ctx, g).map(|buf| Tensor::from_gpu(buf, vec![g], DType::F32)))
-            .transpose()?
-    };
-    let dw = if need_w {
-        let dims = (t_len, b, g, h);
-        Some(recurrent_weight_grad(d, None, ys, h0, db.as_ref(), dims)?)
-    } else {
-        None
-    };
-    Ok((dw, db))
-}
-
-/// An LSTM's recurrence on the GPU as one graph node over whole-sequence buffers: per
-/// step forward one fused product writes the gate pre-activations `h_{t-1} W_hh^T +
-/// gi_t + b_hh` into slot t of `[T, B, 4H]` (reading `h_{t-1}` from its slot of the
-/// output) and one kernel turns them into `h_t` and `c_t` in their slots; per step
-/// backward one kernel gives the gate gradients (slot t) and the cell gradient carried
-/// back, and one product the hidden gradient carried back (`h0`'s after the first
-/// step). Two products give `W_hh`'s gradient with `b_hh`'s as their row sums. The
-/// output is `[T + 1, B, H]`: every step's `h`, then the last `c`.
-pub(super) fn lstm_gpu(
-    gi_all: &Tensor,
-    w_hh: &Tensor,
-    b_hh: Option<&Tensor>,
-    h0: &Tensor,
-    c0: &Tensor,
-    (t_len, b, h): (usize, usize, usize),
-) -> Result<LayerOutput> {
-    use crate::ops::matmul::{Epi, GpuProduct, MatmulChoice};
-    let Device::Gpu(ctx) = gi_all.device() else {
-        unreachable!("a GPU layer")
-    };
-    let auto = MatmulChoice::AUTO;
-    let (g4, step) = (4 * h, b * h);
-    let step_g = b * g4;
-    let new = |n: usize, shape: Vec<usize>| {
-        gpu_alloc(ctx, n).map(|buf| Tensor::from_gpu(buf, shape, DType::F32))
-    };
-    let (whh, bhh) = (w_hh.detach(), b_hh.map(Tensor::detach));
-    let (h0d, c0d) = (h0.detach(), c0.detach());
-    let gates = new(t_len * step_g, vec![t_len, b, g4])?;
-    let y = new((t_len + 1) * step, vec![t_len + 1, b, h])?;
-    let cs = new(t_len.max(2) * step, vec![t_len.max(2), b, h])?;
-    let recurrent = GpuProduct::plain((b, g4, h), (h, 1), (1, h));
-    let cells = crate::ops::groups_1d(step);
-    for t in 0..t_len {
-        let epi = Epi {
-            bias: bhh.as_ref(),
-            addend: Some((gi_all, t * step_g)),
-            out: Some((&gates, t * step_g)),
-            a_off: t.saturating_sub(1) * step,
-            ..Epi::default()
-        };
-        recurrent.run_epi(if t == 0 { &h0d } else { &y }, &whh, auto, &epi)?;
-        let last = t + 1 == t_len;
-        let params = [
-            b as u32,
-            h as u32,
-            (t * step_g) as u32,
-            (t.saturating_sub(1) * step) as u32,
-            (t * step) as u32,
-            if last { t_len * step } else { t * step } as u32,
-            (t > 0) as u32 | (last as u32) << 1,
-        ];
-        let bufs = [gates.gpu_buf(), c0d.gpu_buf(), y.gpu_buf(), cs.gpu_buf()];
-        ctx.launch(LSTM_STEP_FWD, &params, &bufs, cells);
-    }
-    let mut inputs: Vec<&Tensor> = vec![gi_all, w_hh];
-    inputs.extend(b_hh);
-    inputs.push(h0);
-    inputs.push(c0);
-    let need: Vec<bool> = inputs.iter().map(|t| t.requires_grad()).collect();
-    let has_bias = b_hh.is_some();
-    let saved_y = y.detach();
-    let out = crate::autograd::record(y, "lstm", &inputs, move |gy| {
-        let Device::Gpu(ctx) = gy.device() else {
-            unreachable!("a GPU layer")
-        };
-        let new = |n: usize, shape: Vec<usize>| {
-            gpu_alloc(ctx, n).map(|buf| Tensor::from_gpu(buf, shape, DType::F32))
-        };
-        let da = new(t_len * step_g, vec![t_len, b, g4])?;
-        let dc = new(step, vec![b, h])?;
-        let dh = new(step, vec![b, h])?;
-        let carry = GpuProduct::plain((b, h, g4), (g4, 1), (h, 1));
-        for t in (0..t_len).rev() {
-            let last = t + 1 == t_len;
-            let params = [
-                b as u32,
-                h as u32,
-                (t * step_g) as u32,
-                (t.saturating_sub(1) * step) as u32,
-                (t * step) as u32,
-                (t_len * step) as u32,
-                last as u32,
-            ];
-            let c_prev = if t == 0 { &c0d } else { &cs };
-            let bufs = [
-                gates.gpu_buf(),
-                c_prev.gpu_buf(),
-                gy.gpu_buf(),
-                da.gpu_buf(),
-                dc.gpu_buf(),
-                dh.gpu_buf(),
-            ];
-            ctx.launch(LSTM_STEP_BWD, &params, &bufs, cells);
-            let epi = Epi {
-                out: Some((&dh, 0)),
-                a_off: t * step_g,
-                ..Epi::default()
-            };
-            carry.run_epi(&da, &whh, auto, &epi)?;
-        }
-        let (dw, db) =
-            hidden_weight_grads(&da, &need, has_bias, &saved_y, &h0d, (t_len, b, g4, h))?;
-        let mut grads = vec![Some(da), dw];
-        if has_bias {
-            grads.push(db);
-        }
-        grads.push(Some(dh));
-        grads.push(Some(dc));
-        Ok(grads)
-    });
-    let h_all = out.narrow(0, 0, t_len)?;
-    let h_last = out.narrow(0, t_len - 1, 1)?.reshape(&[b, h])?;
-    let c_last = out.narrow(0, t_len, 1)?.reshape(&[b, h])?;
-    Ok((h_all, h_last, Some(c_last)))
-}
-
-/// A GRU's recurrence on the GPU as one graph node over whole-sequence buffers: per step
-/// forward one fused product writes `h_{t-1} W_hh^T + b_hh` into slot t of `[T, B, 3H]`
-/// (reading `h_{t-1}` from its slot of the output) and one kernel writes `h_t` into its
-/// slot; per step backward one kernel gives the gate gradients (slot t) and the direct
-/// part of the hidden gradient, and one product adds `d gh_t W_hh` to it (`h0`'s
-/// gradient after the first step). Two products give `W_hh`'s gradient with `b_hh`'s as
-/// their row sums.
-pub(super) fn gru_gpu(
-    gi_all: &Tensor,
-    w_hh: &Tensor,
-    b_hh: Option<&Tensor>,
-    h0: &Tensor,
-    (t_len, b, h): (usize, usize, usize),
-) -> Result<LayerOutput> {
-    use crate::ops::matmul::{Epi, GpuProduct, MatmulChoice};
-    let Device::Gpu(ctx) = gi_all.device() else {
-        unreachable!("a GPU layer")
-    };
-    let auto = MatmulChoice::AUTO;
-    let (g3, step) = (3 * h, b * h);
-    let step_g = b * g3;
-    let new = |n: usize, shape: Vec<usize>| {
-        gpu_alloc(ctx, n).map(|buf| Tensor::from_gpu(buf, shape, DType::F32))
-    };
-    let (whh, bhh) = (w_hh.detach(), b_hh.map(Tensor::detach));
-    let (gi, h0d) = (gi_all.detach(), h0.detach());
-    let gh = new(t_len * step_g, vec![t_len, b, g3])?;
-    let y = new(t_len * step, vec![t_len, b, h])?;
-    let recurrent = GpuProduct::plain((b, g3, h), (h, 1), (1, h));
-    let cells = crate::ops::groups_1d(step);
-    for t in 0..t_len {
-        let epi = Epi {
-            bias: bhh.as_ref(),
-            out: Some((&gh, t * step_g)),
-            a_off: t.saturating_sub(1) * step,
-            ..Epi::default()
-        };
-        recurrent.run_epi(if t == 0 { &h0d } else { &y }, &whh, auto, &epi)?;
-        let params = [
-            b as u32,
-            h as u32,
-            (t * step_g) as u32,
-            (t.saturating_sub(1) * step) as u32,
-            (t * step) as u32,
-            (t > 0) as u32,
-        ];
-        let bufs = [gi.gpu_buf(), gh.gpu_buf(), h0d.gpu_buf(), y.gpu_buf()];
-        ctx.launch(GRU_STEP_FWD, &params, &bufs, cells);
-    }
-    let mut inputs: Vec<&Tensor> = vec![gi_all, w_hh];
-    inputs.extend(b_hh);
-    inputs.push(h0);
-    let need: Vec<bool> = inputs.iter().map(|t| t.requires_grad()).collect();
-    let has_bias = b_hh.is_some();
-    let saved_y = y.detach();
-    let out = crate::autograd::record(y, "gru", &inputs, move |gy| {
-        let Device::Gpu(ctx) = gy.device() else {
-            unreachable!("a GPU layer")
-        };
-        let new = |n: usize, shape: Vec<usize>| {
-            gpu_alloc(ctx, n).map(|buf| Tensor::from_gpu(buf, shape, DType::F32))
-        };
-        let dgi = new(t_len * step_g, vec![t_len, b, g3])?;
-        let dgh = new(t_len * step_g, vec![t_len, b, g3])?;
-        let carry = new(step, vec![b, h])?;
-        let back = GpuProduct::plain((b, h, g3), (g3, 1), (h, 1));
-        for t in (0..t_len).rev() {
-            let params = [
-                b as u32,
-                h as u32,
-                (t * step_g) as u32,
-                (t.saturating_sub(1) * step) as u32,
-                (t * step) as u32,
-                (t + 1 == t_len) as u32,
-            ];
-            let h_prev = if t == 0 { &h0d } else { &saved_y };
-            let bufs = [
-                gi.gpu_buf(),
-                gh.gpu_buf(),
-                h_prev.gpu_buf(),
-                gy.gpu_buf(),
-                dgi.gpu_buf(),
-                dgh.gpu_buf(),
-                carry.gpu_buf(),
-            ];
-            ctx.launch(GRU_STEP_BWD, &params, &bufs, cells);
-            // carry += dgh_t W_hh (accumulated in place: binding carry as both the
-            // addend and the output is an alias WebGPU refuses).
-            let epi = Epi {
-                out: Some((&carry, 0)),
-                accumulate: true,
-                a_off: t * step_g,
-                ..Epi::default()
-            };
-            back.run_epi(&dgh, &whh, auto, &epi)?;
-        }
-        let (dw, db) =
-            hidden_weight_grads(&dgh, &need, has_bias, &saved_y, &h0d, (t_len, b, g3, h))?;
-        let mut grads = vec![Some(dgi), dw];
-        if has_bias {
-            grads.push(db);
-        }
-        grads.push(Some(carry));
-        Ok(grads)
-    });
-    let h_last = out.narrow(0, t_len - 1, 1)?.reshape(&[b, h])?;
-    Ok((out, h_last, None))
 }

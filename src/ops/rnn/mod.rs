@@ -1,11 +1,11 @@
-//! Recurrent layers over whole sequences ([`rnn_layer`]) and the cells' gate math, one
-//! fused kernel per time step forward and one backward. On the GPU a layer runs on
-//! `[T, ...]` buffers: the input products of all steps are one fused product (with
-//! `b_ih`), and each step is one fused product (Elman: the recurrent product, `b_hh`,
-//! the input term and the activation) or a product and a gate kernel (LSTM, GRU) that
-//! read and write their slots in place, with no per-step copies. The CPU composes the
-//! cells with ordinary ops. The modules in `crate::nn` (`RNN`, `LSTM`, `GRU`) use
-//! these.
+//! Recurrent layers over whole sequences ([`rnn_layer`]) and the cells' gate math. One
+//! driver per backend runs every layer (`cpu.rs`, `gpu.rs`); Elman, LSTM and GRU differ
+//! only in their `Cell`. A layer is one graph node: the input products of all steps
+//! are one product (with `b_ih`), and each step is one product (`h_{t-1} W_hh^T + b_hh`,
+//! plus `gi_t` for Elman and the LSTM) followed by the cell's math (Elman: the
+//! activation, fused into the product on the GPU; LSTM, GRU: one step kernel), reading
+//! and writing slots of whole-sequence buffers with no per-step copies. The modules in
+//! `crate::nn` (`RNN`, `LSTM`, `GRU`) use these.
 //!
 //! LSTM (PyTorch's gate order i, f, g, o): from the pre-activations `a = [a_i, a_f, a_g,
 //! a_o]`, `c = s(a_f) c_prev + s(a_i) tanh(a_g)` and `h = s(a_o) tanh(c)`.
@@ -65,6 +65,49 @@ impl RnnMode {
             RnnMode::Lstm => "lstm",
             RnnMode::Gru => "gru",
         }
+    }
+}
+
+/// A recurrent cell, as both recurrence drivers (`cpu.rs`, `gpu.rs`) see it: what
+/// follows each step's recurrent product and its derivative. Nothing else differs
+/// between the layers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Cell {
+    /// `h_t = act(h_{t-1} W_hh^T + gi_t + b_hh)`: the activation follows the product
+    /// (on the GPU, in its epilogue; backward, the next product's prologue applies its
+    /// derivative).
+    Elman(crate::ops::matmul::Act),
+    /// The product gives the gate pre-activations `h_{t-1} W_hh^T + gi_t + b_hh`
+    /// (`[B, 4H]`), and the gate math turns them into `h_t` and the cell state.
+    Lstm,
+    /// The product gives `gh_t = h_{t-1} W_hh^T + b_hh` (`[B, 3H]`, kept apart from
+    /// `gi_t`: the reset gate multiplies its `n` block), and the gate math gives `h_t`.
+    Gru,
+}
+
+impl Cell {
+    pub(super) fn of(mode: RnnMode) -> Cell {
+        use crate::ops::matmul::Act;
+        match mode {
+            RnnMode::Tanh => Cell::Elman(Act::Tanh),
+            RnnMode::Relu => Cell::Elman(Act::Relu),
+            RnnMode::Lstm => Cell::Lstm,
+            RnnMode::Gru => Cell::Gru,
+        }
+    }
+
+    /// The activation that follows the product (Elman), else `None`.
+    pub(super) fn fused(self) -> Option<crate::ops::matmul::Act> {
+        match self {
+            Cell::Elman(act) => Some(act),
+            _ => None,
+        }
+    }
+
+    /// Whether the step's product adds `gi_t`, so its output is the whole
+    /// pre-activation (all but the GRU).
+    pub(super) fn product_adds_input(self) -> bool {
+        self != Cell::Gru
     }
 }
 
@@ -150,40 +193,10 @@ pub fn rnn_layer(
     for t in [w.b_ih, w.b_hh, c0].into_iter().flatten() {
         check_pair(op, x, t)?;
     }
-    if matches!(x.device(), Device::Cpu) && matches!(mode, RnnMode::Tanh | RnnMode::Relu) {
-        return elman_cpu(mode, x, w, h0, (t_len, b, i, h));
+    match x.device() {
+        Device::Cpu => recurrence_cpu(mode, x, w, h0, c0, (t_len, b, i, h)),
+        Device::Gpu(_) => recurrence_gpu(mode, x, w, h0, c0, (t_len, b, i, h)),
     }
-    if matches!(x.device(), Device::Gpu(_)) {
-        match (mode, c0) {
-            (RnnMode::Tanh | RnnMode::Relu, _) => {
-                return elman_gpu(mode, x, w, h0, (t_len, b, i, h));
-            }
-            (RnnMode::Gru, None) => {
-                let gi_all = x.linear_act(w.w_ih, w.b_ih, crate::ops::matmul::Act::Identity)?;
-                return gru_gpu(&gi_all, w.w_hh, w.b_hh, h0, (t_len, b, h));
-            }
-            (RnnMode::Lstm, Some(c0)) => {
-                let gi_all = x.linear_act(w.w_ih, w.b_ih, crate::ops::matmul::Act::Identity)?;
-                return lstm_gpu(&gi_all, w.w_hh, w.b_hh, h0, c0, (t_len, b, h));
-            }
-            _ => {}
-        }
-    }
-    // The CPU's LSTM and GRU (Elman layers and the GPU returned above). All steps'
-    // input products at once: [T, B, G H]. Where the two biases only ever appear summed
-    // (LSTM), b_hh joins them here once instead of every step; the GRU needs b_hh inside
-    // the reset gate's product.
-    let mut gi_all = x.linear(w.w_ih)?;
-    if let Some(bias) = w.b_ih {
-        gi_all = gi_all.add(bias)?;
-    }
-    let mut b_hh = w.b_hh;
-    if mode != RnnMode::Gru {
-        if let Some(bias) = b_hh.take() {
-            gi_all = gi_all.add(bias)?;
-        }
-    }
-    recurrence(mode, &gi_all, w.w_hh, b_hh, h0, c0, (t_len, b, h))
 }
 
 /// Kept here too for existing callers; the op lives in [`crate::ops::embedding`].
