@@ -256,6 +256,74 @@ fn one_image_too_large_for_a_binding_is_cut_by_output_rows() {
     });
 }
 
+#[test]
+fn sums_and_means_past_the_binding_limit() {
+    // Cut along the first long dimension: added where it is reduced, joined where kept;
+    // a [2, 600, 512] tensor's one slice along dimension 0 is itself over the cap.
+    same_on_both("sum and mean past the cap", 1e-4, |dev| {
+        let x = input(&[2, BIG[0], BIG[1]], 50, dev, true);
+        let all = x.sum().unwrap();
+        let rows = x.sum_dim(&[2], false).unwrap();
+        let cols = x.mean_dim(&[0, 1], true).unwrap();
+        let loss = all
+            .add(
+                &rows
+                    .mul(&input(rows.shape(), 51, dev, false))
+                    .unwrap()
+                    .sum()
+                    .unwrap(),
+            )
+            .unwrap()
+            .add(
+                &cols
+                    .mul(&input(cols.shape(), 52, dev, false))
+                    .unwrap()
+                    .sum()
+                    .unwrap(),
+            )
+            .unwrap();
+        loss.backward().unwrap();
+        vec![all, rows, cols, x.grad().unwrap()]
+    });
+}
+
+#[test]
+fn one_image_too_large_for_a_binding_is_cut_by_input_rows_in_a_transposed_convolution() {
+    // One image whose columns ([1, 3 k k, 120 * 250]) and output are over the cap: the
+    // transposed convolution runs on bands of input rows whose outputs overlap (kernel
+    // taller than the stride: added), abut, or leave zero rows between them (shorter),
+    // with the padding cut and the output padding joined afterwards.
+    // (stride, padding, dilation, output padding, kernel)
+    for (stride, padding, dilation, out_pad, k) in [
+        (2, 1, 1, 1, 3),
+        (1, 1, 1, 0, 3),
+        (3, 0, 1, 2, 2),
+        (2, 2, 2, 1, 3),
+        (2, 0, 1, 0, 2),
+    ] {
+        let o = ConvOptions {
+            stride: (stride, stride),
+            padding: (padding, padding),
+            dilation: (dilation, dilation),
+            output_padding: (out_pad, out_pad),
+            ..ConvOptions::default()
+        };
+        same_on_both(
+            &format!("conv_transpose2d cut by rows, {o:?}, k {k}"),
+            1e-4,
+            |dev| {
+                let x = input(&[1, 2, 120, 250], 40, dev, true);
+                let w = input(&[2, 3, k, k], 41, dev, true);
+                let b = input(&[3], 42, dev, true);
+                let y = x.conv_transpose2d(&w, Some(&b), o).unwrap();
+                let gy = input(y.shape(), 43, dev, false);
+                y.backward_with(&gy).unwrap();
+                vec![y, x.grad().unwrap(), w.grad().unwrap(), b.grad().unwrap()]
+            },
+        );
+    }
+}
+
 /// A `[1, 1, 6200, 6200]` image with a 3x3 kernel: 38M outputs, whose 346M columns are
 /// over any binding limit (lavapipe's is 128 MiB) and whose column tiles are far more
 /// than the 65,535 workgroups of one grid dimension. The GPU cuts it by output rows and

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use crate::backend::gpu::{GpuBuffer, GpuContext, Kernel, ShaderFile, Work};
 use crate::device::Device;
 use crate::error::Result;
-use crate::ops::{gpu_alloc, groups_1d, groups_rows, kernel, put, shader, subgroup_shader};
+use crate::ops::{gpu_alloc, groups_1d, groups_rows, kernel, put, shader, split, subgroup_shader};
 use crate::shape::{self, MAX_RANK};
 use crate::tensor::{check_float, DType, Tensor};
 
@@ -423,6 +423,49 @@ fn spread(plan: &Plan, g: &Tensor, scale: f64) -> Result<Tensor> {
     }
 }
 
+/// A GPU sum of a tensor too large for one binding, in pieces that fit: cut along its
+/// first dimension longer than 1 (a piece that is one slice and still too large is cut
+/// again, along its next), each piece summed keeping its dimensions; the pieces' sums
+/// are added where that dimension is reduced and joined along it where it is kept.
+/// Slicing, adding and joining are differentiable, so the backward runs in the same
+/// pieces.
+fn sum_in_pieces(
+    g: &GpuContext,
+    x: &Tensor,
+    plan: &Plan,
+    dims: &[isize],
+    scale: f64,
+) -> Result<Tensor> {
+    let d = plan
+        .input
+        .iter()
+        .position(|&s| s > 1)
+        .expect("a tensor over the binding cap has a dimension longer than 1");
+    let size = plan.input[d];
+    // Every dimension before d is 1, so the whole is `size * inner` and fewer than
+    // `size` rows fit: each piece is smaller than the whole.
+    let inner = shape::numel(&plan.input[d + 1..]);
+    let per = split::rows_per_piece(g, inner).min(size - 1).max(1);
+    let mut parts = Vec::with_capacity(size.div_ceil(per));
+    for start in (0..size).step_by(per) {
+        let piece = x.narrow(d as isize, start, per.min(size - start))?;
+        parts.push(sum_like(&piece, dims, true, false)?);
+    }
+    let joined = if plan.reduced[d] {
+        let mut parts = parts.into_iter();
+        let first = parts.next().expect("at least one piece");
+        parts.try_fold(first, |acc, p| acc.add(&p))?
+    } else {
+        Tensor::cat(&parts.iter().collect::<Vec<_>>(), d as isize)?
+    };
+    let y = joined.reshape(&plan.out_shape)?;
+    if scale == 1.0 {
+        Ok(y)
+    } else {
+        y.affine(scale as f32, 0.0)
+    }
+}
+
 fn sum_like(x: &Tensor, dims: &[isize], keepdim: bool, mean: bool) -> Result<Tensor> {
     let op = if mean { "mean" } else { "sum" };
     check_float(op, x)?;
@@ -431,6 +474,11 @@ fn sum_like(x: &Tensor, dims: &[isize], keepdim: bool, mean: bool) -> Result<Ten
     let scale = if mean { 1.0 / plan.m() as f64 } else { 1.0 };
     if plan.red_sizes.is_empty() {
         return x.reshape(&plan.out_shape);
+    }
+    if let Device::Gpu(g) = x.device() {
+        if split::over(g, x.numel()) {
+            return sum_in_pieces(g, x, &plan, dims, scale);
+        }
     }
     let y = match x.device() {
         Device::Cpu => {

@@ -227,6 +227,107 @@ fn map_output_rows(
     Tensor::cat(&outs.iter().collect::<Vec<_>>(), 2)
 }
 
+/// Input rows per piece when one GPU image of a transposed convolution (geometry `geo`,
+/// transposed: its `ho` rows are the input's) has an input, columns or output too large
+/// for one binding; `None` when it fits or cannot be cut. A piece has at least as many
+/// rows as the kernel spans, so its output overlaps only its neighbours'.
+fn transposed_row_pieces(x: &Tensor, geo: &Geometry, in_channels: usize) -> Option<usize> {
+    let Device::Gpu(g) = x.device() else {
+        return None;
+    };
+    let (h, w, cout) = (geo.ho, geo.wo, geo.c);
+    if geo.n != 1 || h < 2 {
+        return None;
+    }
+    let per_image = [
+        in_channels * h * w,
+        cout * geo.kk() * h * w,
+        cout * geo.h * geo.w,
+    ];
+    if !per_image.iter().any(|&e| split::over(g, e)) {
+        return None;
+    }
+    let cap = (g.binding_cap() / 4) as usize;
+    let (s, span) = (geo.stride.0, geo.dilation.0 * (geo.k.0 - 1) + 1);
+    let by_input = cap / (in_channels * w).max(1);
+    let by_cols = cap / (cout * geo.kk() * w).max(1);
+    // r input rows give (r - 1) s + span output rows (before the padding is cut).
+    let by_output = (cap / (cout * geo.w).max(1))
+        .checked_sub(span)
+        .map_or(0, |rest| rest / s + 1);
+    let per = by_input.min(by_cols).min(by_output).min(h - 1);
+    (per > 0 && per >= span.div_ceil(s)).then_some(per)
+}
+
+/// A transposed convolution `f` (called with the options less their row padding and
+/// row output padding) run on bands of `per` input rows of the single image `x`: each
+/// band's output starts `stride` rows further per input row, so neighbouring bands'
+/// outputs overlap where the kernel spans more rows than the stride (they are added
+/// there) and leave zero rows between them where it spans fewer. The padding's rows
+/// are then cut from the top and bottom and the output padding's zero rows joined on.
+/// All differentiable slicing, adding and joining, so the backward runs in the same
+/// bands. The bias is the caller's (it would be added twice where bands overlap).
+fn overlap_add_rows(
+    x: &Tensor,
+    geo: &Geometry,
+    o: ConvOptions,
+    per: usize,
+    f: impl Fn(&Tensor, ConvOptions) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let (h, s) = (geo.ho, geo.stride.0);
+    let (cout, wo) = (geo.c, geo.w);
+    let band_o = ConvOptions {
+        padding: (0, o.padding.1),
+        output_padding: (0, o.output_padding.1),
+        ..o
+    };
+    let zeros = |rows: usize| Tensor::zeros(&[1, cout, rows, wo], x.device());
+    // Final rows, and the rows from `at` on that a later band may still add to.
+    let mut done: Vec<Tensor> = Vec::new();
+    let mut tail: Option<(Tensor, usize)> = None;
+    for r0 in (0..h).step_by(per) {
+        let rows = per.min(h - r0);
+        let band = f(&x.narrow(2, r0, rows)?, band_o)?;
+        let (start, len) = (r0 * s, band.shape()[2]);
+        tail = Some(match tail.take() {
+            None => (band, start),
+            Some((t, at)) => {
+                let end = at + t.shape()[2];
+                if start >= end {
+                    done.push(t);
+                    if start > end {
+                        done.push(zeros(start - end)?);
+                    }
+                    (band, start)
+                } else {
+                    // The band's first `end - start` rows land on the tail's last ones
+                    // (no further: a band spans at least the kernel's rows).
+                    let over = end - start;
+                    if start > at {
+                        done.push(t.narrow(2, 0, start - at)?);
+                    }
+                    let sum = t
+                        .narrow(2, start - at, over)?
+                        .add(&band.narrow(2, 0, over)?)?;
+                    let joined = if len > over {
+                        Tensor::cat(&[&sum, &band.narrow(2, over, len - over)?], 2)?
+                    } else {
+                        sum
+                    };
+                    (joined, start)
+                }
+            }
+        });
+    }
+    done.extend(tail.map(|(t, _)| t));
+    // The full output, (H - 1) s + span rows, then the output padding's zero rows.
+    if o.output_padding.0 > 0 {
+        done.push(zeros(o.output_padding.0)?);
+    }
+    let full = Tensor::cat(&done.iter().collect::<Vec<_>>(), 2)?;
+    full.narrow(2, o.padding.0, geo.h)
+}
+
 /// 2-D convolution: input `[N, C, H, W]`, weight `[O, C / groups, kh, kw]`, bias `[O]`.
 pub fn conv2d(
     x: &Tensor,
@@ -525,6 +626,10 @@ pub fn conv_transpose2d(
     // (The transposed geometry's image is the output, its output the input.)
     if let Some(per) = image_pieces(x, &geo, cin) {
         return split::map_rows(x, per, |p| conv_transpose2d(p, weight, bias, o));
+    }
+    if let Some(per) = transposed_row_pieces(x, &geo, cin) {
+        let y = overlap_add_rows(x, &geo, o, per, |p, o| conv_transpose2d(p, weight, None, o))?;
+        return add_bias(y, bias, cout);
     }
     let kk = cog * kh * kw;
     // Columns [N, Cout kh kw, H W] = W^T x per image and group.
