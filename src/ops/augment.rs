@@ -105,7 +105,7 @@ pub fn geometric(
             let words = Tensor::from_vec(words, &[n, 4], x.device())?;
             let total = shape::numel(&out_shape);
             let buf = gpu_alloc(g, total)?;
-            g.launch(
+            g.launch_words(
                 GEOMETRIC,
                 &dims.map(|v| v as u32),
                 &[x.gpu_buf(), words.gpu_buf(), &buf],

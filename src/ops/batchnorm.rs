@@ -416,7 +416,7 @@ fn batch_norm_impl(x: &Tensor, a: &BatchNormArgs, forced: Option<usize>) -> Resu
             }
             Device::Gpu(g) => {
                 let y = gpu_alloc(g, p.numel())?;
-                g.launch(
+                g.launch_words(
                     NORM_FWD,
                     &p.params(),
                     &[x.gpu_buf(), stats.gpu_buf(), &y],
@@ -496,7 +496,7 @@ fn backward(x: &Tensor, stats: &Tensor, g: &Tensor, p: &Plan, need: [bool; 3]) -
                 );
                 let params = p.params();
                 if p.blocks == 1 {
-                    ctx.launch_with(
+                    ctx.launch_words_with(
                         BWD_REDUCE,
                         &params,
                         &[x.gpu_buf(), g.gpu_buf(), stats.gpu_buf(), &coef, &dw, &db],
@@ -505,14 +505,14 @@ fn backward(x: &Tensor, stats: &Tensor, g: &Tensor, p: &Plan, need: [bool; 3]) -
                     );
                 } else {
                     let partials = gpu_alloc(ctx, 2 * p.c * p.blocks)?;
-                    ctx.launch_with(
+                    ctx.launch_words_with(
                         BWD_PARTIAL,
                         &params,
                         &[x.gpu_buf(), g.gpu_buf(), stats.gpu_buf(), &partials],
                         groups_rows(p.c * p.blocks),
                         p.block_work(),
                     );
-                    ctx.launch_with(
+                    ctx.launch_words_with(
                         BWD_FINALIZE,
                         &params,
                         &[&partials, stats.gpu_buf(), &coef, &dw, &db],
@@ -532,7 +532,7 @@ fn backward(x: &Tensor, stats: &Tensor, g: &Tensor, p: &Plan, need: [bool; 3]) -
             let dx = if need_dx {
                 let out = gpu_alloc(ctx, p.numel())?;
                 let coef = coef.as_ref().filter(|_| training).unwrap_or(stats);
-                ctx.launch(
+                ctx.launch_words(
                     BWD_DX,
                     &p.params(),
                     &[x.gpu_buf(), g.gpu_buf(), coef.gpu_buf(), &out],
@@ -561,7 +561,7 @@ fn gpu_stats(g: &Arc<GpuContext>, x: &Tensor, a: &BatchNormArgs, p: &Plan) -> Re
         );
         let w = a.weight.map_or(rm, |t| t.gpu_buf());
         let b = a.bias.map_or(rm, |t| t.gpu_buf());
-        g.launch(EVAL_PREP, &params, &[rm, rv, w, b, &stats], groups_1d(p.c));
+        g.launch_words(EVAL_PREP, &params, &[rm, rv, w, b, &stats], groups_1d(p.c));
         return Ok(Tensor::from_gpu(stats, vec![4, p.c], x.dtype()));
     }
     // Writable slots the call has no tensor for get small scratch buffers (a buffer must
@@ -571,7 +571,7 @@ fn gpu_stats(g: &Arc<GpuContext>, x: &Tensor, a: &BatchNormArgs, p: &Plan) -> Re
     let rv = a.running_var.map_or(&scratch[1], |t| t.gpu_buf());
     let count = a.num_batches_tracked.map_or(&scratch[2], |t| t.gpu_buf());
     if p.blocks == 1 {
-        g.launch_with(
+        g.launch_words_with(
             STATS_REDUCE,
             &params,
             &[xb, w, b, &stats, rm, rv, count],
@@ -580,14 +580,14 @@ fn gpu_stats(g: &Arc<GpuContext>, x: &Tensor, a: &BatchNormArgs, p: &Plan) -> Re
         );
     } else {
         let partials = gpu_alloc(g, 3 * p.c * p.blocks)?;
-        g.launch_with(
+        g.launch_words_with(
             STATS_PARTIAL,
             &params,
             &[xb, &partials],
             groups_rows(p.c * p.blocks),
             p.block_work(),
         );
-        g.launch_with(
+        g.launch_words_with(
             STATS_FINALIZE,
             &params,
             &[&partials, w, b, &stats, rm, rv, count],

@@ -8,19 +8,42 @@ use std::sync::OnceLock;
 use crate::autograd::record;
 use crate::backend::cpu::pool::{self, CollectPooled};
 use crate::backend::cpu::{map_float2, CpuData, Float, StridedIter};
+use crate::backend::gpu::params::{params, Dims, Params};
 use crate::backend::gpu::{slot, Kernel, ShaderFile};
 use crate::device::Device;
 use crate::error::Result;
 use crate::ops::elementwise::binary::{MapBackward2, MapForward2};
-use crate::ops::{gpu_alloc, groups_1d, kernel, put, shader_with, split};
-use crate::shape::{self, MAX_RANK};
+use crate::ops::{gpu_alloc, groups_1d, kernel, shader_with, split};
+use crate::shape;
 use crate::tensor::{check_pair, Tensor};
 
 pub(crate) const FILE: ShaderFile = shader_with(
     "binary",
     include_str!("../../shaders/binary.wgsl"),
     crate::backend::gpu::Generated::Fixed(super::elementwise::binary::wgsl),
-);
+)
+.with_params(&[&BinaryParams::INFO]);
+
+params! {
+    /// The parameters of every kernel in `shaders/binary.wgsl`.
+    pub(crate) struct BinaryParams as bp {
+        /// Output elements.
+        n: u32,
+        /// Rank of the collapsed geometry; 0: both inputs are read at the output's own
+        /// index.
+        rank: u32,
+        /// The comparison's code (`CMP_<NAME>`).
+        code: u32,
+        /// Padding.
+        _pad: u32,
+        /// The collapsed output shape.
+        shape: Dims,
+        /// a's strides over it (0 on broadcast dimensions).
+        sa: Dims @ (shape, rank),
+        /// b's strides over it.
+        sb: Dims @ (shape, rank),
+    }
+}
 
 pub use super::elementwise::binary::{BinaryOp, CompareOp};
 
@@ -37,6 +60,7 @@ impl BinaryOp {
                 extra: &[],
                 overrides: &[],
                 loops: false,
+                params: BinaryParams::INFO.name,
             };
             BinaryOp::ROWS
                 .iter()
@@ -105,18 +129,20 @@ impl Broadcast {
         (out, sa, sb)
     }
 
-    /// `P[1] = 0` tells the kernel both inputs are read at the output's own index.
-    fn params(&self, extra: u32) -> [u32; 21] {
+    /// The kernels' parameters (rank 0 tells them both inputs are read at the output's
+    /// own index).
+    fn params(&self, code: u32) -> BinaryParams {
         let (out, sa, sb) = self.collapsed();
         let direct = out.len() <= 1 && sa.iter().chain(&sb).all(|&s| s == 1);
-        let mut p = [0u32; 21];
-        p[0] = shape::numel(&self.out) as u32;
-        p[1] = if direct { 0 } else { out.len() as u32 };
-        put(&mut p, 2, &out, MAX_RANK);
-        put(&mut p, 8, &sa, MAX_RANK);
-        put(&mut p, 14, &sb, MAX_RANK);
-        p[20] = extra;
-        p
+        BinaryParams {
+            n: shape::numel(&self.out) as u32,
+            rank: if direct { 0 } else { out.len() as u32 },
+            code,
+            shape: Dims::of(&out),
+            sa: Dims::of(&sa),
+            sb: Dims::of(&sb),
+            ..Default::default()
+        }
     }
 
     fn map<T: Float>(&self, a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> Vec<T> {
@@ -323,7 +349,7 @@ fn backward_loop<T: Float>(
     op.map_backward(Loop(geo, a, b, g))
 }
 
-const COMPARE: &Kernel = kernel!(FILE, "compare_fwd", [X0, X1, Y0]);
+const COMPARE: &Kernel = kernel!(FILE, "compare_fwd", [X0, X1, Y0], params = BinaryParams);
 
 /// Elementwise comparison with broadcasting: 1.0 where it holds, else 0.0. No gradient.
 pub fn compare(a: &Tensor, b: &Tensor, op: CompareOp) -> Result<Tensor> {

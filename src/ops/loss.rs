@@ -112,7 +112,7 @@ pub fn cross_entropy_per_sample(logits: &Tensor, targets: &Tensor) -> Result<Ten
         Device::Gpu(g) => {
             let (l, s) = (gpu_alloc(g, n)?, gpu_alloc(g, n)?);
             let flag = g.error_flag()?;
-            g.launch_with(
+            g.launch_words_with(
                 CE_FWD,
                 &params,
                 &[logits.gpu_buf(), targets.gpu_buf(), &l, &s, &flag],
@@ -143,7 +143,7 @@ pub fn cross_entropy_per_sample(logits: &Tensor, targets: &Tensor) -> Result<Ten
             }
             Device::Gpu(ctx) => {
                 let out = gpu_alloc(ctx, n * c)?;
-                ctx.launch(
+                ctx.launch_words(
                     CE_BWD,
                     &params,
                     &[xs.gpu_buf(), lse.gpu_buf(), g.gpu_buf(), ts.gpu_buf(), &out],
@@ -177,7 +177,7 @@ fn cross_entropy_mean_fused(logits: &Tensor, targets: &Tensor) -> Result<Option<
     }
     let (l, s) = (gpu_alloc(g, 1)?, gpu_alloc(g, n)?);
     let flag = g.error_flag()?;
-    g.launch_with(
+    g.launch_words_with(
         CE_MEAN_FWD,
         &[n as u32, c as u32],
         &[logits.gpu_buf(), targets.gpu_buf(), &l, &s, &flag],
@@ -196,7 +196,7 @@ fn cross_entropy_mean_fused(logits: &Tensor, targets: &Tensor) -> Result<Option<
             unreachable!("a GPU loss")
         };
         let out = gpu_alloc(ctx, n * c)?;
-        ctx.launch(
+        ctx.launch_words(
             CE_BWD,
             &[n as u32, c as u32, 1],
             &[xs.gpu_buf(), lse.gpu_buf(), g.gpu_buf(), ts.gpu_buf(), &out],

@@ -39,6 +39,7 @@ pub(crate) const fn shader(name: &'static str, source: &'static str) -> ShaderFi
         guarded: true,
         subgroups: false,
         generated: Generated::None,
+        params: &[],
     }
 }
 
@@ -54,6 +55,7 @@ pub(crate) const fn shader_with(
         guarded: true,
         subgroups: false,
         generated,
+        params: &[],
     }
 }
 
@@ -65,6 +67,7 @@ pub(crate) const fn subgroup_shader(name: &'static str, source: &'static str) ->
         guarded: true,
         subgroups: true,
         generated: Generated::None,
+        params: &[],
     }
 }
 
@@ -117,16 +120,18 @@ pub fn shader_sources() -> Vec<ShaderSource> {
 /// (its launches declare that number), and `overrides = [...]` names the WGSL override
 /// constants its launches set.
 macro_rules! kernel {
-    ($file:expr, $entry:literal, [$($slot:ident),*]) => {
-        $crate::ops::kernel!(@make $file, $entry, [$($slot),*], false, [])
+    ($file:expr, $entry:literal, [$($slot:ident),*] $(, params = $p:ident)?) => {
+        $crate::ops::kernel!(@make $file, $entry, [$($slot),*], false, [] $(, $p)?)
     };
-    ($file:expr, $entry:literal, [$($slot:ident),*], loops) => {
-        $crate::ops::kernel!(@make $file, $entry, [$($slot),*], true, [])
+    ($file:expr, $entry:literal, [$($slot:ident),*], loops $(, params = $p:ident)?) => {
+        $crate::ops::kernel!(@make $file, $entry, [$($slot),*], true, [] $(, $p)?)
     };
-    ($file:expr, $entry:literal, [$($slot:ident),*], loops, overrides = [$($o:literal),*]) => {
-        $crate::ops::kernel!(@make $file, $entry, [$($slot),*], true, [$($o),*])
+    ($file:expr, $entry:literal, [$($slot:ident),*], loops, overrides = [$($o:literal),*]
+     $(, params = $p:ident)?) => {
+        $crate::ops::kernel!(@make $file, $entry, [$($slot),*], true, [$($o),*] $(, $p)?)
     };
-    (@make $file:expr, $entry:literal, [$($slot:ident),*], $loops:expr, [$($o:literal),*]) => {
+    (@make $file:expr, $entry:literal, [$($slot:ident),*], $loops:expr, [$($o:literal),*]
+     $(, $p:ident)?) => {
         &$crate::backend::gpu::Kernel {
             file: &$file,
             entry: $entry,
@@ -134,6 +139,12 @@ macro_rules! kernel {
             extra: &[],
             overrides: &[$($o),*],
             loops: $loops,
+            params: {
+                #[allow(unused_mut, unused_assignments)]
+                let mut name = "";
+                $(name = <$p as $crate::backend::gpu::params::Params>::INFO.name;)?
+                name
+            },
         }
     };
 }

@@ -9,20 +9,26 @@
 //! [`TABLE`] words of header (hyper-parameters) and then, per tensor, its element count
 //! and its first workgroup, which bounds a dispatch to [`MAX_TENSORS`] tensors; the
 //! adapter's storage-buffer limit may bound it further ([`tensors_per_dispatch`]). Longer
-//! lists run in a few balanced chunks ([`plan_chunks`]), one dispatch each.
+//! lists run in a few balanced chunks ([`plan_chunks`]), one dispatch each. The header is
+//! a parameter struct per kernel family ([`Tabled`]) whose last field is the table.
 
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 
+use crate::backend::gpu::params::{Params, ParamsInfo, Table};
 use crate::backend::gpu::{slot, ExtraSlot, GpuBuffer, GpuContext, Kernel, ShaderFile, Work};
 use crate::error::{arg_err, Result};
 use crate::ops::{groups_rows, ShaderSource};
 
-/// Words of the parameter block before the tensor table.
-pub(crate) const TABLE: usize = 12;
-/// Most tensors one dispatch covers: two table words each fill the 64-word block.
-pub(crate) const MAX_TENSORS: usize = (64 - TABLE) / 2;
+/// Most tensors one dispatch covers: two words each of a [`Table`].
+pub(crate) const MAX_TENSORS: usize = 26;
+
+/// A multi-tensor kernel's parameter struct: its header fields, then the tensor table.
+pub(crate) trait Tabled: Params {
+    /// The table.
+    fn table(&mut self) -> &mut Table;
+}
 
 /// A multi-tensor kernel, as WGSL fragments the generator assembles. Inside the entry
 /// point, `wg` is the flat workgroup index, `lid` the thread's index in its workgroup,
@@ -32,6 +38,8 @@ pub(crate) const MAX_TENSORS: usize = (64 - TABLE) / 2;
 pub(crate) struct MultiSpec {
     /// The entry point (`..._step`).
     pub entry: &'static str,
+    /// Its parameter struct (a [`Tabled`] one), whose fields the WGSL fragments read.
+    pub params: &'static ParamsInfo,
     /// Each tensor's buffers: (role name, read-only).
     pub roles: &'static [(&'static str, bool)],
     /// Buffers every tensor of the dispatch shares: (name, read-only), bound after the
@@ -93,15 +101,16 @@ pub(crate) fn generate(spec: &MultiSpec, k: usize) -> String {
         spec.entry
     );
     s.push_str("    let wg = row_id(wid, nwg);\n    var t = 0u;\n");
+    let var = spec.params.var;
     for t in 1..k {
         let _ = writeln!(
             s,
-            "    if (wg >= pu({}u)) {{ t = {t}u; }}",
-            TABLE + 2 * t + 1
+            "    if (wg >= {var}_table({}u)) {{ t = {t}u; }}",
+            2 * t + 1
         );
     }
-    let _ = writeln!(s, "    let tn = pu({TABLE}u + 2u * t);");
-    let _ = writeln!(s, "    let tfirst = pu({}u + 2u * t);", TABLE + 1);
+    let _ = writeln!(s, "    let tn = {var}_table(2u * t);");
+    let _ = writeln!(s, "    let tfirst = {var}_table(2u * t + 1u);");
     s.push_str(spec.before);
     s.push_str("    switch t {\n");
     // Longest role names first, so that no name's replacement eats a longer one's.
@@ -132,7 +141,10 @@ pub(crate) fn kernel(spec: &'static MultiSpec, k: usize) -> &'static Kernel {
     cache.entry((spec.entry, k)).or_insert_with(|| {
         let source: &'static str = Box::leak(generate(spec, k).into_boxed_str());
         let name: &'static str = Box::leak(format!("{}_{k}", spec.entry).into_boxed_str());
-        let file: &'static ShaderFile = Box::leak(Box::new(crate::ops::shader(name, source)));
+        let params: &'static [&'static ParamsInfo] = Box::leak(Box::new([spec.params]));
+        let file: &'static ShaderFile = Box::leak(Box::new(
+            crate::ops::shader(name, source).with_params(params),
+        ));
         let mut extra = Vec::new();
         let mut binding = slot::FIRST_EXTRA;
         for _ in 0..k {
@@ -152,6 +164,7 @@ pub(crate) fn kernel(spec: &'static MultiSpec, k: usize) -> &'static Kernel {
             extra: Box::leak(extra.into_boxed_slice()),
             overrides: &[],
             loops: spec.loops,
+            params: spec.params.name,
         }))
     })
 }
@@ -251,18 +264,17 @@ fn plan_ids(
 }
 
 /// Records one dispatch of `spec` over `members` (one chunk of [`plan_chunks`]), with
-/// `header` in the parameter block's first [`TABLE`] words, `per_group` elements per
-/// workgroup and the `shared` buffers bound after the tensors'.
-pub(crate) fn launch(
+/// the parameters `header` (its table filled here), `per_group` elements per workgroup
+/// and the `shared` buffers bound after the tensors'.
+pub(crate) fn launch<P: Tabled>(
     ctx: &Arc<GpuContext>,
     spec: &'static MultiSpec,
-    header: &[u32],
+    mut header: P,
     members: &[Member],
     shared: &[&GpuBuffer],
     per_group: usize,
     work: Work,
 ) {
-    assert!(header.len() <= TABLE, "{}: header too long", spec.entry);
     assert!(
         (1..=MAX_TENSORS).contains(&members.len()),
         "{}: {} tensors in one dispatch",
@@ -275,26 +287,20 @@ pub(crate) fn launch(
         "{}: shared buffers",
         spec.entry
     );
-    let mut params = [0u32; TABLE + 2 * MAX_TENSORS];
-    params[..header.len()].copy_from_slice(header);
+    let table = header.table();
+    *table = Table::default();
     let mut groups = 0usize;
     let mut buffers = Vec::with_capacity(members.len() * spec.roles.len() + shared.len());
     for (t, m) in members.iter().enumerate() {
         assert_eq!(m.buffers.len(), spec.roles.len(), "{}: roles", spec.entry);
-        params[TABLE + 2 * t] = m.numel as u32;
-        params[TABLE + 2 * t + 1] = groups as u32;
+        table.set(2 * t, m.numel as u32);
+        table.set(2 * t + 1, groups as u32);
         groups += m.numel.div_ceil(per_group);
         buffers.extend(m.buffers.iter().map(|&(b, _)| b));
     }
     buffers.extend_from_slice(shared);
     let k = kernel(spec, members.len());
-    ctx.launch_with(
-        k,
-        &params[..TABLE + 2 * members.len()],
-        &buffers,
-        groups_rows(groups),
-        work,
-    );
+    ctx.launch_with(k, &header, &buffers, groups_rows(groups), work);
 }
 
 /// Workgroups a chunk needs at `per_group` elements per workgroup.
@@ -306,8 +312,16 @@ pub(crate) fn chunk_groups(members: &[Member], per_group: usize) -> usize {
 mod tests {
     use super::*;
 
+    crate::backend::gpu::params::params! {
+        /// The demo's parameters.
+        struct DemoParams as demo {
+            table: Table,
+        }
+    }
+
     const DEMO: MultiSpec = MultiSpec {
         entry: "demo_step",
+        params: &DemoParams::INFO,
         roles: &[("g", true), ("gp", false)],
         shared: &[("s", true)],
         decls: "",
@@ -326,7 +340,7 @@ mod tests {
             "@binding(15) var<storage, read_write> gp1",
             "@binding(16) var<storage, read> s",
             "gp1[i] = g1[i] * s[0];",
-            "if (wg >= pu(15u)) { t = 1u; }",
+            "if (wg >= demo_table(3u)) { t = 1u; }",
         ] {
             assert!(src.contains(needle), "missing {needle:?} in\n{src}");
         }

@@ -253,7 +253,7 @@ pub fn max_pool2d(
         Device::Gpu(ctx) => {
             let n = shape::numel(&g.out_shape());
             let (v, i) = (gpu_alloc(ctx, n)?, gpu_alloc(ctx, n)?);
-            ctx.launch_with(
+            ctx.launch_words_with(
                 MAX_FWD,
                 &g.params(),
                 &[x.gpu_buf(), &v, &i],
@@ -286,7 +286,7 @@ pub fn max_pool2d(
             Device::Gpu(ctx) => {
                 let n = shape::numel(&g.in_shape());
                 let out = gpu_alloc(ctx, n)?;
-                ctx.launch_with(
+                ctx.launch_words_with(
                     MAX_BWD,
                     &g.params(),
                     &[grad.gpu_buf(), idx.gpu_buf(), &out],
@@ -347,7 +347,7 @@ fn avg_pool(x: &Tensor, g: Pool, name: &'static str) -> Result<Tensor> {
         Device::Gpu(ctx) => {
             let n = shape::numel(&g.out_shape());
             let out = gpu_alloc(ctx, n)?;
-            ctx.launch_with(
+            ctx.launch_words_with(
                 AVG_FWD,
                 &g.params(),
                 &[x.gpu_buf(), &out],
@@ -366,7 +366,7 @@ fn avg_pool(x: &Tensor, g: Pool, name: &'static str) -> Result<Tensor> {
             Device::Gpu(ctx) => {
                 let n = shape::numel(&g.in_shape());
                 let out = gpu_alloc(ctx, n)?;
-                ctx.launch_with(
+                ctx.launch_words_with(
                     AVG_BWD,
                     &g.params(),
                     &[grad.gpu_buf(), &out],
@@ -466,7 +466,7 @@ pub fn upsample_nearest(x: &Tensor, scale: (usize, usize)) -> Result<Tensor> {
         Device::Gpu(ctx) => {
             let n = shape::numel(&g.out_shape());
             let out = gpu_alloc(ctx, n)?;
-            ctx.launch(UP_FWD, &g.params(), &[x.gpu_buf(), &out], groups_1d(n));
+            ctx.launch_words(UP_FWD, &g.params(), &[x.gpu_buf(), &out], groups_1d(n));
             Tensor::from_gpu(out, g.out_shape(), x.dtype())
         }
     };
@@ -494,7 +494,7 @@ pub fn upsample_nearest(x: &Tensor, scale: (usize, usize)) -> Result<Tensor> {
                     serial: (g.k.0 * g.k.1) as u64,
                     ..Work::default()
                 };
-                ctx.launch_with(
+                ctx.launch_words_with(
                     UP_BWD,
                     &g.params(),
                     &[grad.gpu_buf(), &out],

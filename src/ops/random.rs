@@ -42,7 +42,7 @@ fn draw(shape_: &[usize], key: RngKey, device: &Device, normal: bool) -> Result<
         Device::Gpu(g) => {
             let out = gpu_alloc(g, n)?;
             let k = if normal { NORMAL } else { UNIFORM };
-            g.launch(k, &key_params(n, key, 0, 0), &[&out], groups_1d(n));
+            g.launch_words(k, &key_params(n, key, 0, 0), &[&out], groups_1d(n));
             Tensor::from_gpu(out, shape_.to_vec(), DType::F32)
         }
     })
@@ -98,7 +98,7 @@ fn masked(
         }
         Device::Gpu(g) => {
             let (y, m) = (gpu_alloc(g, n)?, gpu_alloc(g, n)?);
-            g.launch(kernel, &params, &[x.gpu_buf(), &y, &m], groups_1d(n));
+            g.launch_words(kernel, &params, &[x.gpu_buf(), &y, &m], groups_1d(n));
             (
                 Tensor::from_gpu(y, x.shape().to_vec(), x.dtype()),
                 Tensor::from_gpu(m, x.shape().to_vec(), x.dtype()),

@@ -306,7 +306,7 @@ fn gpu_sum(ctx: &Arc<GpuContext>, x: &GpuBuffer, geo: &Geometry, scale: f32) -> 
         let pass = plan_pass(&geo);
         let last = pass.splits == 1;
         let out = gpu_alloc(ctx, if last { outputs } else { pass.splits * outputs })?;
-        ctx.launch_with(
+        ctx.launch_words_with(
             kernel,
             &geo.params(pass, if last { scale } else { 1.0 }, !last, false),
             &[partials.as_ref().unwrap_or(x), &out],
@@ -336,7 +336,7 @@ fn gpu_max(ctx: &Arc<GpuContext>, x: &GpuBuffer, geo: &Geometry) -> Result<(GpuB
             Some((v, i)) => (v, i),
             None => (x, x),
         };
-        ctx.launch_with(
+        ctx.launch_words_with(
             MAX_FWD,
             &geo.params(pass, 1.0, !last, partials.is_some()),
             &[src, src_idx, &vals, &idx],
@@ -412,7 +412,7 @@ fn spread(plan: &Plan, g: &Tensor, scale: f64) -> Result<Tensor> {
         }
         Device::Gpu(ctx) => {
             let out = gpu_alloc(ctx, n)?;
-            ctx.launch(
+            ctx.launch_words(
                 SUM_BWD,
                 &plan.bwd_params(scale as f32),
                 &[g.gpu_buf(), &out],
@@ -561,7 +561,7 @@ pub fn max_with_indices(x: &Tensor, dims: &[isize], keepdim: bool) -> Result<(Te
             }
             Device::Gpu(ctx) => {
                 let out = gpu_alloc(ctx, n)?;
-                ctx.launch(
+                ctx.launch_words(
                     MAX_BWD,
                     &plan.bwd_params(1.0),
                     &[g.gpu_buf(), saved.gpu_buf(), &out],

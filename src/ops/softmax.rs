@@ -129,7 +129,7 @@ fn softmax_impl(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
         ),
         Device::Gpu(g) => {
             let out = gpu_alloc(g, x.numel())?;
-            g.launch_with(
+            g.launch_words_with(
                 fk,
                 &r.params(),
                 &[x.gpu_buf(), &out],
@@ -150,7 +150,7 @@ fn softmax_impl(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
             ),
             Device::Gpu(ctx) => {
                 let out = gpu_alloc(ctx, ys.numel())?;
-                ctx.launch_with(
+                ctx.launch_words_with(
                     bk,
                     &r.params(),
                     &[ys.gpu_buf(), g.gpu_buf(), &out],

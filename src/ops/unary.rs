@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 
 use crate::autograd::record;
 use crate::backend::cpu::{map_float, map_float2, CpuData, Float};
+use crate::backend::gpu::params::{params, Params};
 use crate::backend::gpu::{slot, Kernel, ShaderFile};
 use crate::device::Device;
 use crate::error::{arg_err, Result};
@@ -22,7 +23,32 @@ pub(crate) const FILE: ShaderFile = shader_with(
     "unary",
     include_str!("../../shaders/unary.wgsl"),
     crate::backend::gpu::Generated::Fixed(super::elementwise::wgsl_with_kernels),
-);
+)
+.with_params(&[&UnaryParams::INFO, &PreluParams::INFO]);
+
+params! {
+    /// The parameters of the elementwise table's unary kernels.
+    pub(crate) struct UnaryParams as up {
+        /// Elements.
+        n: u32,
+        /// The row's scalars.
+        a: f32,
+        /// See `a`.
+        b: f32,
+    }
+
+    /// The parameters of the parametric ReLU's kernels.
+    pub(crate) struct PreluParams as pp {
+        /// Elements.
+        n: u32,
+        /// Channels (the input's dimension 1, or 1).
+        channels: u32,
+        /// Elements per channel plane.
+        plane: u32,
+        /// Slopes: 1 or `channels`.
+        slopes: u32,
+    }
+}
 
 impl UnaryOp {
     /// The op's generated forward and backward kernels.
@@ -36,6 +62,7 @@ impl UnaryOp {
                 extra: &[],
                 overrides: &[],
                 loops: false,
+                params: UnaryParams::INFO.name,
             };
             UnaryOp::ROWS
                 .iter()
@@ -54,9 +81,13 @@ impl UnaryOp {
         (f, b)
     }
 
-    fn params(self, n: usize) -> [u32; 3] {
+    fn params(self, n: usize) -> UnaryParams {
         let [a, b] = self.scalars();
-        [n as u32, (a as f32).to_bits(), (b as f32).to_bits()]
+        UnaryParams {
+            n: n as u32,
+            a: a as f32,
+            b: b as f32,
+        }
     }
 }
 
@@ -135,8 +166,13 @@ pub(crate) fn unary_backward(op: UnaryOp, s: &Tensor, g: &Tensor) -> Result<Tens
     }
 }
 
-const PRELU_FWD: &Kernel = kernel!(FILE, "prelu_fwd", [X0, X1, Y0]);
-const PRELU_BWD: &Kernel = kernel!(FILE, "prelu_bwd", [X0, X1, X2, Y0, Y1]);
+const PRELU_FWD: &Kernel = kernel!(FILE, "prelu_fwd", [X0, X1, Y0], params = PreluParams);
+const PRELU_BWD: &Kernel = kernel!(
+    FILE,
+    "prelu_bwd",
+    [X0, X1, X2, Y0, Y1],
+    params = PreluParams
+);
 
 /// Parametric ReLU: `x` for `x > 0`, else `weight[c] * x` where `c` indexes dimension 1
 /// of `x` (PyTorch's layout); a one-element `weight` is shared by all channels.
@@ -159,7 +195,12 @@ pub fn prelu(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     } else {
         1
     };
-    let params = [x.numel() as u32, channels as u32, plane as u32, w as u32];
+    let params = PreluParams {
+        n: x.numel() as u32,
+        channels: channels as u32,
+        plane: plane as u32,
+        slopes: w as u32,
+    };
     let channel = move |i: usize| if w == 1 { 0 } else { (i / plane) % channels };
     let y = match x.device() {
         Device::Cpu => {

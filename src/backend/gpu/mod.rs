@@ -10,6 +10,7 @@
 //! training loop creates no buffers, pipelines or bind groups.
 
 pub mod adapter;
+pub(crate) mod params;
 mod pipeline;
 pub(crate) mod pool;
 pub mod profile;
@@ -52,6 +53,8 @@ pub(crate) struct ShaderFile {
     /// Generated WGSL placed between the prelude and `source` (the elementwise table's
     /// functions and kernels), given by the op layer.
     pub generated: Generated,
+    /// The parameter structs of the file's kernels (their WGSL goes before the rest).
+    pub params: &'static [&'static params::ParamsInfo],
 }
 
 /// The generated part of a shader file.
@@ -70,12 +73,20 @@ pub(crate) enum Generated {
 impl ShaderFile {
     /// The file's WGSL without the prelude: the general generated part, then `source`.
     pub(crate) fn body(&self) -> String {
+        let mut s: String = self.params.iter().map(|p| p.wgsl).collect();
         match self.generated {
             Generated::Fixed(f) | Generated::PerVariant(_, f) => {
-                format!("{}\n{}", f(), self.source)
+                s += f();
+                s += "\n";
             }
-            Generated::None => self.source.to_string(),
+            Generated::None => {}
         }
+        s + self.source
+    }
+
+    /// Declares the file's parameter structs.
+    pub(crate) const fn with_params(self, params: &'static [&'static params::ParamsInfo]) -> Self {
+        ShaderFile { params, ..self }
     }
 
     /// The generated text for one kernel variant, when it depends on the variant.
@@ -143,6 +154,8 @@ pub(crate) struct Kernel {
     /// such kernels declare that number in [`Work::serial`], which profiles report and
     /// tests bound.
     pub loops: bool,
+    /// The name of its parameter struct (`params::Params`), which every launch passes.
+    pub params: &'static str,
 }
 
 /// What one dispatch does, beyond its grid: the variant it runs and the work it declares

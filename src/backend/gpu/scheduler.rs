@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::params::Params;
 use super::profile::{DispatchRecord, Recorder};
 use super::{
     Caches, GpuBuffer, GpuContext, Kernel, Work, DIRECT_UPLOAD_BYTES, MAX_PENDING, PARAM_BYTES,
@@ -104,21 +105,56 @@ impl State {
 }
 
 impl GpuContext {
-    /// Records one dispatch of `k` over `groups` workgroups. `buffers` follow `k.slots`,
-    /// then `k.extra`.
+    /// Records one dispatch of `k` over `groups` workgroups with the parameters `p`.
+    /// `buffers` follow `k.slots`, then `k.extra`.
     /// For kernels without override constants or data-dependent loops.
-    pub(crate) fn launch(
+    pub(crate) fn launch<P: Params>(
+        &self,
+        k: &'static Kernel,
+        p: &P,
+        buffers: &[&GpuBuffer],
+        groups: [u32; 3],
+    ) {
+        self.launch_with(k, p, buffers, groups, Work::default())
+    }
+
+    /// [`GpuContext::launch`] of a kernel variant, declaring the dispatch's work.
+    pub(crate) fn launch_with<P: Params>(
+        &self,
+        k: &'static Kernel,
+        p: &P,
+        buffers: &[&GpuBuffer],
+        groups: [u32; 3],
+        work: Work,
+    ) {
+        assert_eq!(
+            k.params,
+            P::INFO.name,
+            "{}: launched with the wrong parameter struct",
+            k.entry
+        );
+        self.launch_words_with(
+            k,
+            bytemuck::cast_slice(bytemuck::bytes_of(p)),
+            buffers,
+            groups,
+            work,
+        )
+    }
+
+    /// [`GpuContext::launch`] with positional parameter words (kernels not yet typed).
+    pub(crate) fn launch_words(
         &self,
         k: &'static Kernel,
         params: &[u32],
         buffers: &[&GpuBuffer],
         groups: [u32; 3],
     ) {
-        self.launch_with(k, params, buffers, groups, Work::default())
+        self.launch_words_with(k, params, buffers, groups, Work::default())
     }
 
-    /// [`GpuContext::launch`] of a kernel variant, declaring the dispatch's work.
-    pub(crate) fn launch_with(
+    /// [`GpuContext::launch_with`] with positional parameter words.
+    pub(crate) fn launch_words_with(
         &self,
         k: &'static Kernel,
         params: &[u32],

@@ -253,7 +253,7 @@ pub(super) fn run_with(x: &Tensor, g: Geometry, to_cols: bool, transposed: bool)
                             serial,
                             ..Work::default()
                         };
-                        ctx.launch_with(kernel, &p, &[x.gpu_buf(), &out], grid, work);
+                        ctx.launch_words_with(kernel, &p, &[x.gpu_buf(), &out], grid, work);
                     }
                 }
             }

@@ -266,7 +266,7 @@ pub(crate) fn wgsl() -> &'static str {
         let head = "@compute @workgroup_size(256)\nfn";
         let args = "(@builtin(global_invocation_id) gid: vec3<u32>, \
                     @builtin(num_workgroups) nwg: vec3<u32>) {\n    \
-                    let i = flat_id(gid, nwg);\n    if (i >= pu(0)) { return; }\n    \
+                    let i = flat_id(gid, nwg);\n    if (i >= bp.n) { return; }\n    \
                     let a = x0[ia(i)];\n    let b = x1[ib(i)];\n";
         let mut s = String::from(
             "// ---- Generated from the elementwise table (src/ops/elementwise/binary.rs) ----\n",

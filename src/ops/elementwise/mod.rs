@@ -436,20 +436,20 @@ pub(crate) fn wgsl_for_epilogue(k: &Kernel, overrides: &[u32; 6]) -> String {
 
 /// [`wgsl_functions`] and the unary kernels `<name>_fwd` (`y0 = op(x0)`) and
 /// `<name>_bwd` (`y0 = dL/dx` from the saved value `x0` and the output gradient `x1`),
-/// one pair per row; `P[0]` = n, `P[1]`, `P[2]` = the row's scalars.
+/// one pair per row, with the parameters `up` (`UnaryParams`: n and the row's scalars).
 pub(crate) fn wgsl_with_kernels() -> &'static str {
     static TEXT: OnceLock<String> = OnceLock::new();
     TEXT.get_or_init(|| {
         let head = "@compute @workgroup_size(256)\nfn";
         let args = "(@builtin(global_invocation_id) gid: vec3<u32>, \
                     @builtin(num_workgroups) nwg: vec3<u32>) {\n    \
-                    let i = flat_id(gid, nwg);\n    if (i >= pu(0)) { return; }\n";
+                    let i = flat_id(gid, nwg);\n    if (i >= up.n) { return; }\n";
         let mut s = String::from(wgsl_functions());
         for op in UnaryOp::ROWS {
             let name = op.name();
             s += &format!(
-                "{head} {name}_fwd{args}    y0[i] = op_{name}_fwd(x0[i], pf(1u), pf(2u));\n}}\n\n\
-                 {head} {name}_bwd{args}    y0[i] = op_{name}_bwd(x1[i], x0[i], pf(1u), pf(2u));\n}}\n\n"
+                "{head} {name}_fwd{args}    y0[i] = op_{name}_fwd(x0[i], up.a, up.b);\n}}\n\n\
+                 {head} {name}_bwd{args}    y0[i] = op_{name}_bwd(x1[i], x0[i], up.a, up.b);\n}}\n\n"
             );
         }
         s

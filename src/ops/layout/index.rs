@@ -49,7 +49,7 @@ impl Tensor {
             Device::Gpu(g) => {
                 let out = gpu_alloc(g, n)?;
                 let flag = g.error_flag()?;
-                g.launch(
+                g.launch_words(
                     INDEX_SELECT_FWD,
                     &params,
                     &[self.gpu_buf(), index.gpu_buf(), &out, &flag],
@@ -133,7 +133,7 @@ impl Tensor {
             Device::Gpu(g) => {
                 let out = gpu_alloc(g, n)?;
                 let flag = g.error_flag()?;
-                g.launch(
+                g.launch_words(
                     GATHER_FWD,
                     &[n as u32, size as u32, j as u32, inner as u32],
                     &[self.gpu_buf(), index.gpu_buf(), &out, &flag],
@@ -227,7 +227,7 @@ impl Tensor {
             }
             Device::Gpu(g) => {
                 let buf = gpu_alloc(g, n)?;
-                g.launch(
+                g.launch_words(
                     WHERE_FWD,
                     &p,
                     &[cond.gpu_buf(), a.gpu_buf(), b.gpu_buf(), &buf],
@@ -258,7 +258,7 @@ impl Tensor {
                 }
                 Device::Gpu(ctx) => {
                     let (da, db) = (gpu_alloc(ctx, n)?, gpu_alloc(ctx, n)?);
-                    ctx.launch(
+                    ctx.launch_words(
                         WHERE_BWD,
                         &p,
                         &[cs.gpu_buf(), g.gpu_buf(), &da, &db],

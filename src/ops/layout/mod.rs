@@ -53,13 +53,15 @@ pub(crate) fn fill(shape: &[usize], dtype: DType, value: f64, device: &Device) -
                 return Ok(t);
             }
             match dtype {
-                DType::F32 => g.launch(
+                DType::F32 => g.launch_words(
                     FILL,
                     &[n as u32, (value as f32).to_bits()],
                     &[&out],
                     groups_1d(n),
                 ),
-                DType::U32 => g.launch(FILL_U32, &[n as u32, value as u32], &[&out], groups_1d(n)),
+                DType::U32 => {
+                    g.launch_words(FILL_U32, &[n as u32, value as u32], &[&out], groups_1d(n))
+                }
                 DType::F64 => {
                     return Err(Error::DType {
                         op: "full",
@@ -167,7 +169,7 @@ fn scatter_add_chunks(
             serial: (end - start).max(1) as u64,
             ..Work::default()
         };
-        ctx.launch_with(kernel, &params, bufs, groups_1d(n_in), work);
+        ctx.launch_words_with(kernel, &params, bufs, groups_1d(n_in), work);
     }
 }
 
@@ -204,7 +206,7 @@ fn strided_copy(x: &Tensor, out_shape: &[usize], strides: &[usize], base: usize)
                 }
                 return Ok(Tensor::from_gpu(out, out_shape.to_vec(), x.dtype()));
             }
-            g.launch(
+            g.launch_words(
                 STRIDED_COPY,
                 &region_params(out_shape, strides, base),
                 &[x.gpu_buf(), &out],
@@ -296,7 +298,7 @@ fn strided_scatter(dst: &Tensor, src: &Tensor, strides: &[usize], base: usize) {
                     );
                 }
             }
-            None => g.launch(
+            None => g.launch_words(
                 STRIDED_SCATTER,
                 &region_params(src.shape(), strides, base),
                 &[src.gpu_buf(), dst.gpu_buf()],

@@ -387,7 +387,7 @@ impl GpuProduct {
                 } else {
                     &bufs
                 };
-                g.launch_with(
+                g.launch_words_with(
                     kernel,
                     &p,
                     bufs,
@@ -415,7 +415,7 @@ impl GpuProduct {
             let s = splits * batches;
             if s <= plan::MAX_K_SHORT {
                 let total = gpu_alloc(g, m * n)?;
-                g.launch_with(
+                g.launch_words_with(
                     SUM_PARTIALS,
                     &[s as u32, (m * n) as u32, m as u32],
                     &[out.gpu_buf(), rows.gpu_buf(), &total, rowsum.gpu_buf()],

@@ -4,7 +4,13 @@
 
 use super::*;
 
-const CLIP_NORM: &Kernel = kernel!(FILE, "clip_norm_step", [X0, Y0], loops);
+const CLIP_NORM: &Kernel = kernel!(
+    FILE,
+    "clip_norm_step",
+    [X0, Y0],
+    loops,
+    params = ClipNormParams
+);
 
 /// Most elements one clipping workgroup reduces (rule 2 of the GPU shape rules), and the
 /// most partial sums one workgroup of the norm pass reads.
@@ -140,7 +146,12 @@ fn clip_gpu(
     for c in chunks {
         let chunk = &members[c];
         let groups = multi_tensor::chunk_groups(chunk, per_group);
-        let header = [per_group as u32, offset as u32, groups as u32];
+        let header = ClipSumsqParams {
+            per_group: per_group as u32,
+            offset: offset as u32,
+            groups: groups as u32,
+            ..Default::default()
+        };
         let work = Work {
             serial: (per_group / 256) as u64,
             reduced: chunk.iter().map(|m| m.numel as u64).sum(),
@@ -149,7 +160,7 @@ fn clip_gpu(
         multi_tensor::launch(
             ctx,
             &CLIP_SUMSQ,
-            &header,
+            header,
             chunk,
             &[&partials],
             per_group,
@@ -163,13 +174,13 @@ fn clip_gpu(
     while count > CLIP_MAX_PER_GROUP {
         let groups = count.div_ceil(CLIP_MAX_PER_GROUP);
         let next = gpu_alloc(ctx, groups)?;
-        let params = [
-            count as u32,
-            CLIP_MAX_PER_GROUP as u32,
-            groups as u32,
-            0,
-            max_norm.to_bits(),
-        ];
+        let params = ClipNormParams {
+            n: count as u32,
+            per_group: CLIP_MAX_PER_GROUP as u32,
+            groups: groups as u32,
+            last: 0,
+            max_norm,
+        };
         let work = Work {
             serial: (CLIP_MAX_PER_GROUP / 256) as u64,
             reduced: count as u64,
@@ -187,7 +198,13 @@ fn clip_gpu(
     }
     // [norm, scale]: the norm tensor's buffer also carries the scale for the last pass.
     let ns = gpu_alloc(ctx, 2)?;
-    let params = [count as u32, count as u32, 1, 1, max_norm.to_bits()];
+    let params = ClipNormParams {
+        n: count as u32,
+        per_group: count as u32,
+        groups: 1,
+        last: 1,
+        max_norm,
+    };
     let work = Work {
         serial: count.div_ceil(256).max(1) as u64,
         reduced: count as u64,
@@ -211,7 +228,7 @@ fn clip_gpu(
         multi_tensor::launch(
             ctx,
             &CLIP_SCALE,
-            &[],
+            ClipScaleParams::default(),
             &scaled[c],
             &[&ns],
             256,

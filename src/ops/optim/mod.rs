@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use crate::backend::cpu::CpuData;
+use crate::backend::gpu::params::{params, Params, Table};
 use crate::backend::gpu::{GpuContext, Kernel, ShaderFile, Work};
 use crate::backend::Storage;
 use crate::device::Device;
@@ -19,86 +20,178 @@ use crate::ops::multi_tensor::{self, Member, MultiSpec, ELEMENTWISE};
 use crate::ops::{gpu_alloc, groups_rows, kernel, shader, ShaderSource};
 use crate::tensor::{check_pair, DType, Tensor};
 
-pub(crate) const FILE: ShaderFile = shader("optim", include_str!("../../../shaders/optim.wgsl"));
+pub(crate) const FILE: ShaderFile = shader("optim", include_str!("../../../shaders/optim.wgsl"))
+    .with_params(&[&ClipNormParams::INFO]);
+
+params! {
+    /// SGD's step, with or without momentum (as `torch.optim.SGD`).
+    pub(crate) struct SgdParams as sgd {
+        /// Learning rate.
+        lr: f32,
+        /// Momentum factor.
+        momentum: f32,
+        /// Dampening.
+        dampening: f32,
+        /// L2 penalty added to the gradient.
+        weight_decay: f32,
+        /// Nesterov momentum (0/1).
+        nesterov: u32,
+        /// The buffers' first step (0/1: the buffer starts as the gradient itself).
+        first: u32,
+        /// Padding.
+        _pad0: u32,
+        /// Padding.
+        _pad1: u32,
+        /// The tensors.
+        table: Table,
+    }
+
+    /// Adam's and AdamW's step, as PyTorch's.
+    pub(crate) struct AdamParams as adam {
+        /// Learning rate.
+        lr: f32,
+        /// First moment decay.
+        beta1: f32,
+        /// Second moment decay.
+        beta2: f32,
+        /// Denominator epsilon.
+        eps: f32,
+        /// Weight decay.
+        weight_decay: f32,
+        /// Decoupled weight decay (AdamW, 0/1).
+        decoupled: u32,
+        /// `1 - beta1^t`.
+        bc1: f32,
+        /// `1 - beta2^t`.
+        bc2: f32,
+        /// The tensors.
+        table: Table,
+    }
+
+    /// Clipping's first pass: sums of squares per workgroup.
+    pub(crate) struct ClipSumsqParams as clipsq {
+        /// Elements per workgroup.
+        per_group: u32,
+        /// Where this dispatch's partial sums start.
+        offset: u32,
+        /// The dispatch's workgroups.
+        groups: u32,
+        /// Padding.
+        _pad: u32,
+        /// The tensors.
+        table: Table,
+    }
+
+    /// Clipping's last pass: every gradient times the scale.
+    pub(crate) struct ClipScaleParams as clipsc {
+        /// The tensors.
+        table: Table,
+    }
+
+    /// The reduction of clipping's partial sums (`clip_norm_step`).
+    pub(crate) struct ClipNormParams as cn {
+        /// Partial sums.
+        n: u32,
+        /// Partial sums per workgroup.
+        per_group: u32,
+        /// Workgroups.
+        groups: u32,
+        /// 0: workgroup w writes its sum to y0[w]; 1 (one workgroup): the norm and scale.
+        last: u32,
+        /// The largest norm kept.
+        max_norm: f32,
+    }
+}
+
+macro_rules! tabled {
+    ($($t:ident),*) => {$(
+        impl multi_tensor::Tabled for $t {
+            fn table(&mut self) -> &mut Table {
+                &mut self.table
+            }
+        }
+    )*};
+}
+tabled!(SgdParams, AdamParams, ClipSumsqParams, ClipScaleParams);
 
 mod clip;
 pub use clip::clip_grad_norm;
 
-/// SGD without momentum: `p -= lr (g + wd p)`. Header: `P[0]` = lr, `P[3]` = weight decay.
+/// SGD without momentum: `p -= lr (g + wd p)`.
 pub(crate) static SGD: MultiSpec = MultiSpec {
     entry: "sgd_multi_step",
+    params: &SgdParams::INFO,
     roles: &[("g", true), ("p", false)],
     shared: &[],
     decls: "",
     before: ELEMENTWISE,
     case: "            let p = $p[i];
-            $p[i] = p - pf(0u) * ($g[i] + pf(3u) * p);
+            $p[i] = p - sgd.lr * ($g[i] + sgd.weight_decay * p);
 ",
     after: "",
     loops: false,
 };
 
-/// SGD with momentum, as `torch.optim.SGD`. Header: `P[0]` = lr, `P[1]` = momentum,
-/// `P[2]` = dampening, `P[3]` = weight decay, `P[4]` = nesterov (0/1), `P[5]` = the
-/// buffers' first step (0/1: the buffer starts as the gradient itself).
+/// SGD with momentum, as `torch.optim.SGD`.
 pub(crate) static SGD_MOMENTUM: MultiSpec = MultiSpec {
     entry: "sgd_momentum_multi_step",
+    params: &SgdParams::INFO,
     roles: &[("g", true), ("p", false), ("b", false)],
     shared: &[],
     decls: "",
     before: ELEMENTWISE,
     case: "            let p = $p[i];
-            let g = $g[i] + pf(3u) * p;
-            let mom = pf(1u);
+            let g = $g[i] + sgd.weight_decay * p;
+            let mom = sgd.momentum;
             var b = g;
-            if (pu(5) == 0u) {
-                b = mom * $b[i] + (1.0 - pf(2u)) * g;
+            if (sgd.first == 0u) {
+                b = mom * $b[i] + (1.0 - sgd.dampening) * g;
             }
             $b[i] = b;
-            let d = select(b, g + mom * b, pu(4) == 1u);
-            $p[i] = p - pf(0u) * d;
+            let d = select(b, g + mom * b, sgd.nesterov == 1u);
+            $p[i] = p - sgd.lr * d;
 ",
     after: "",
     loops: false,
 };
 
-/// Adam and AdamW, as PyTorch's. Header: `P[0]` = lr, `P[1]` = beta1, `P[2]` = beta2,
-/// `P[3]` = eps, `P[4]` = weight decay, `P[5]` = decoupled (AdamW, 0/1),
-/// `P[6]` = 1 - beta1^t, `P[7]` = 1 - beta2^t.
+/// Adam and AdamW, as PyTorch's.
 pub(crate) static ADAM: MultiSpec = MultiSpec {
     entry: "adam_multi_step",
+    params: &AdamParams::INFO,
     roles: &[("g", true), ("p", false), ("m", false), ("v", false)],
     shared: &[],
     decls: "",
     before: ELEMENTWISE,
     case: "            var p = $p[i];
             var g = $g[i];
-            let lr = pf(0u);
-            if (pu(5) == 1u) {
-                p = p * (1.0 - lr * pf(4u));
+            let lr = adam.lr;
+            if (adam.decoupled == 1u) {
+                p = p * (1.0 - lr * adam.weight_decay);
             } else {
-                g = g + pf(4u) * p;
+                g = g + adam.weight_decay * p;
             }
-            let m = pf(1u) * $m[i] + (1.0 - pf(1u)) * g;
-            let v = pf(2u) * $v[i] + (1.0 - pf(2u)) * g * g;
+            let m = adam.beta1 * $m[i] + (1.0 - adam.beta1) * g;
+            let v = adam.beta2 * $v[i] + (1.0 - adam.beta2) * g * g;
             $m[i] = m;
             $v[i] = v;
-            $p[i] = p - lr * (m / pf(6u)) / (sqrt(v / pf(7u)) + pf(3u));
+            $p[i] = p - lr * (m / adam.bc1) / (sqrt(v / adam.bc2) + adam.eps);
 ",
     after: "",
     loops: false,
 };
 
-/// Clipping, pass 1: each workgroup sums the squares of up to `P[0]` consecutive
-/// elements of one gradient (`P[0]` / 256 per thread) and writes the sum to
-/// `partials[P[1] + wg]`; `P[2]` = the dispatch's workgroups.
+/// Clipping, pass 1: each workgroup sums the squares of up to `per_group` consecutive
+/// elements of one gradient (`per_group` / 256 per thread) and writes the sum to
+/// `partials[offset + wg]`.
 pub(crate) static CLIP_SUMSQ: MultiSpec = MultiSpec {
     entry: "clip_sumsq_step",
+    params: &ClipSumsqParams::INFO,
     roles: &[("g", true)],
     shared: &[("partials", false)],
     decls: "var<workgroup> sumsq_red: array<f32, 256>;\n",
-    before: "    let base = (wg - tfirst) * pu(0);
-    let end = min(base + pu(0), tn);
+    before: "    let base = (wg - tfirst) * clipsq.per_group;
+    let end = min(base + clipsq.per_group, tn);
     var s = 0.0;
 ",
     case: "            for (var i = base + lid; i < end; i = i + WG) {
@@ -114,8 +207,8 @@ pub(crate) static CLIP_SUMSQ: MultiSpec = MultiSpec {
         }
         workgroupBarrier();
     }
-    if (lid == 0u && wg < pu(2)) {
-        partials[pu(1) + wg] = sumsq_red[0];
+    if (lid == 0u && wg < clipsq.groups) {
+        partials[clipsq.offset + wg] = sumsq_red[0];
     }
 ",
     loops: true,
@@ -124,6 +217,7 @@ pub(crate) static CLIP_SUMSQ: MultiSpec = MultiSpec {
 /// Clipping, pass 3: every gradient times the scale `ns[1]` (`ns` = [norm, scale]).
 pub(crate) static CLIP_SCALE: MultiSpec = MultiSpec {
     entry: "clip_scale_step",
+    params: &ClipScaleParams::INFO,
     roles: &[("g", false)],
     shared: &[("ns", true)],
     decls: "",
@@ -315,7 +409,7 @@ fn launch_all(
     ctx: &Arc<GpuContext>,
     op: &'static str,
     spec: &'static MultiSpec,
-    header: &[u32],
+    header: impl multi_tensor::Tabled,
     members: &[Member],
 ) -> Result<()> {
     let chunks =
@@ -361,16 +455,17 @@ pub fn sgd_update(items: &[SgdTensors], hp: SgdStep) -> Result<()> {
                 }
             })
             .collect();
-        let header = [
-            hp.lr.to_bits(),
-            hp.momentum.to_bits(),
-            hp.dampening.to_bits(),
-            hp.weight_decay.to_bits(),
-            hp.nesterov as u32,
-            first as u32,
-        ];
+        let header = SgdParams {
+            lr: hp.lr,
+            momentum: hp.momentum,
+            dampening: hp.dampening,
+            weight_decay: hp.weight_decay,
+            nesterov: hp.nesterov as u32,
+            first: first as u32,
+            ..Default::default()
+        };
         let spec = if momentum { &SGD_MOMENTUM } else { &SGD };
-        launch_all(&ctx, "sgd_step", spec, &header, &members)?;
+        launch_all(&ctx, "sgd_step", spec, header, &members)?;
     }
     Ok(())
 }
@@ -451,17 +546,18 @@ pub fn adam_update(items: &[AdamTensors], hp: AdamStep) -> Result<()> {
             })
             .collect();
         let (bc1, bc2) = bias_corrections(&hp, t);
-        let header = [
-            hp.lr.to_bits(),
-            hp.beta1.to_bits(),
-            hp.beta2.to_bits(),
-            hp.eps.to_bits(),
-            hp.weight_decay.to_bits(),
-            hp.decoupled as u32,
-            bc1.to_bits(),
-            bc2.to_bits(),
-        ];
-        launch_all(&ctx, "adam_step", &ADAM, &header, &members)?;
+        let header = AdamParams {
+            lr: hp.lr,
+            beta1: hp.beta1,
+            beta2: hp.beta2,
+            eps: hp.eps,
+            weight_decay: hp.weight_decay,
+            decoupled: hp.decoupled as u32,
+            bc1,
+            bc2,
+            ..Default::default()
+        };
+        launch_all(&ctx, "adam_step", &ADAM, header, &members)?;
     }
     Ok(())
 }

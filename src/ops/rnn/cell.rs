@@ -80,7 +80,7 @@ pub(super) fn lstm_forward_raw(
         }
         Device::Gpu(g) => {
             let out = gpu_alloc(g, 2 * b * h)?;
-            g.launch(
+            g.launch_words(
                 LSTM_FWD,
                 &[b as u32, h as u32],
                 &[gates.gpu_buf(), c_prev.gpu_buf(), &out],
@@ -121,7 +121,7 @@ pub(super) fn lstm_backward_raw(
         }
         Device::Gpu(g) => {
             let (da, dc) = (gpu_alloc(g, 4 * b * h)?, gpu_alloc(g, b * h)?);
-            g.launch(
+            g.launch_words(
                 LSTM_BWD,
                 &[b as u32, h as u32],
                 &[sa.gpu_buf(), sc.gpu_buf(), gy.gpu_buf(), &da, &dc],
@@ -228,7 +228,7 @@ pub(super) fn gru_forward_raw(
         }
         Device::Gpu(g) => {
             let out = gpu_alloc(g, b * h)?;
-            g.launch(
+            g.launch_words(
                 GRU_FWD,
                 &[b as u32, h as u32],
                 &[gi.gpu_buf(), gh.gpu_buf(), h_prev.gpu_buf(), &out],
@@ -276,7 +276,7 @@ pub(super) fn gru_backward_raw(
                 gpu_alloc(g, 3 * b * h)?,
                 gpu_alloc(g, b * h)?,
             );
-            g.launch(
+            g.launch_words(
                 GRU_BWD,
                 &[b as u32, h as u32],
                 &[

@@ -202,7 +202,7 @@ pub(super) fn recurrence_gpu(
         recurrent.run_epi(if t == 0 { &h0d } else { &y }, &w_hh, auto, &epi)?;
         if let Some((fwd, _)) = cell.kernels() {
             let params = step_params(t, t_len, b, h, g, false);
-            ctx.launch(fwd, &params, &cell.fwd_bindings(&seq), cells);
+            ctx.launch_words(fwd, &params, &cell.fwd_bindings(&seq), cells);
         }
     }
     let mut inputs: Vec<&Tensor> = vec![x, w.w_ih, w.w_hh];
@@ -290,7 +290,7 @@ pub(super) fn recurrence_gpu(
                 let back = GpuProduct::plain((b, h, g * h), (g * h, 1), (h, 1));
                 for t in (0..t_len).rev() {
                     let params = step_params(t, t_len, b, h, g, true);
-                    ctx.launch(bwd, &params, &cell.bwd_bindings(&seq, &grads, t), cells);
+                    ctx.launch_words(bwd, &params, &cell.bwd_bindings(&seq, &grads, t), cells);
                     // The GRU's step kernel leaves the direct part of d h_{t-1} in the
                     // carry and the product adds to it (binding carry as both addend and
                     // output is an alias WebGPU refuses); the LSTM's product replaces it.
