@@ -2,17 +2,17 @@
 // (Shared by reduce_tree.wgsl and reduce_subgroup.wgsl, which add the entry points and
 // the way the lanes of a workgroup combine.)
 //
-// A pass reduces, for each output o < P[0], the reduced positions of one split: the
-// positions j in [split * P[30], min(P[1], (split + 1) * P[30])). A workgroup's 256
-// threads are OW = P[29] outputs by 256 / OW lanes (thread t: output t % OW, lane t / OW).
+// A pass reduces, for each output o < rp.outputs, the reduced positions of one split:
+// the positions j in [split * rp.chunk, min(rp.m, (split + 1) * rp.chunk)). A
+// workgroup's 256 threads are OW = rp.ow outputs by 256 / OW lanes (thread t: output
+// t % OW, lane t / OW).
 // The lanes of an output stride over its positions, so with OW = 1 neighbouring threads
 // read neighbouring positions (reduced dims innermost), and with OW > 1 neighbouring
 // threads read neighbouring outputs (column sums); then the lanes combine. Workgroup g
 // (flattened over the grid) takes output block g % blocks and split g / blocks.
-// Geometry: P[2] kept dims, sizes P[4..10], strides P[10..16]; P[3] reduced dims, sizes
-// P[16..22], strides P[22..28]. P[28] = scale (f32, applied by the final pass),
-// P[31] = splits, P[32] = 1 when the pass writes partial results y[split * P[0] + o] for
-// a further pass, P[33] = 1 when a max pass reads partial (value, position) pairs.
+// Parameters: `rp` (ReduceParams, src/ops/reduce.rs), the kept and reduced dimensions'
+// sizes and strides, the scale the final pass applies, the splits, and whether the pass
+// writes or reads partial results.
 
 const RT: u32 = 256u;
 const NONE: u32 = 0xffffffffu;
@@ -28,31 +28,31 @@ struct Slot {
 }
 
 fn slot_of(g: u32, t: u32) -> Slot {
-    let ow = pu(29);
-    let blocks = (pu(0) + ow - 1u) / ow;
+    let ow = rp.ow;
+    let blocks = (rp.outputs + ow - 1u) / ow;
     var s: Slot;
     s.o = (g % blocks) * ow + t % ow;
     s.lane = t / ow;
     s.lanes = RT / ow;
     s.split = g / blocks;
-    s.live = s.o < pu(0) && s.split < pu(31);
+    s.live = s.o < rp.outputs && s.split < rp.splits;
     return s;
 }
 
 fn reduce_base(o: u32) -> u32 {
-    if (pu(2) == 1u) { return o * pu(10); }
-    return strided(o, pu(2), 4u, 10u);
+    if (rp.kept_rank == 1u) { return o * rp_kept_strides(0u); }
+    return rp_kept_strides_offset(o);
 }
 
 fn reduce_off(j: u32) -> u32 {
-    if (pu(3) == 1u) { return j * pu(22); }
-    return strided(j, pu(3), 16u, 22u);
+    if (rp.red_rank == 1u) { return j * rp_red_strides(0u); }
+    return rp_red_strides_offset(j);
 }
 
 // Sums v over the lanes of output t % OW through workgroup memory; the result is valid
 // at lane 0 (t < OW).
 fn combine_tree(v: f32, t: u32) -> f32 {
-    let ow = pu(29);
+    let ow = rp.ow;
     part[t] = v;
     workgroupBarrier();
     for (var s = RT / ow / 2u; s > 0u; s = s / 2u) {
@@ -67,18 +67,18 @@ fn sum_body(g: u32, t: u32) {
     var acc = 0.0;
     if (s.live) {
         let base = reduce_base(s.o);
-        let start = s.split * pu(30);
-        let stop = min(pu(1), start + pu(30));
+        let start = s.split * rp.chunk;
+        let stop = min(rp.m, start + rp.chunk);
         for (var j = start + s.lane; j < stop; j = j + s.lanes) {
             acc = acc + x0[base + reduce_off(j)];
         }
     }
     let total = combine_sum(acc, t);
     if (s.live && s.lane == 0u) {
-        if (pu(32) == 1u) {
-            y0[s.split * pu(0) + s.o] = total;
+        if (rp.partial == 1u) {
+            y0[s.split * rp.outputs + s.o] = total;
         } else {
-            y0[s.o] = total * pf(28u);
+            y0[s.o] = total * rp.scale;
         }
     }
 }
@@ -95,7 +95,7 @@ fn max_better(v: f32, j: u32, best: f32, best_j: u32) -> bool {
 }
 
 // The maximum and its position (row-major within the reduced dims; the first on ties).
-// A first pass reads values and numbers positions itself; later passes (P[33] = 1) read
+// A first pass reads values and numbers positions itself; later passes (from_partials) read
 // the partial values in x0 and their positions in xi.
 fn max_body(g: u32, t: u32) {
     let s = slot_of(g, t);
@@ -103,17 +103,17 @@ fn max_body(g: u32, t: u32) {
     var best_j = NONE;
     if (s.live) {
         let base = reduce_base(s.o);
-        let start = s.split * pu(30);
-        let stop = min(pu(1), start + pu(30));
+        let start = s.split * rp.chunk;
+        let stop = min(rp.m, start + rp.chunk);
         for (var j = start + s.lane; j < stop; j = j + s.lanes) {
             let at = base + reduce_off(j);
             var pos = j;
-            if (pu(33) == 1u) { pos = xi[at]; }
+            if (rp.from_partials == 1u) { pos = xi[at]; }
             let v = x0[at];
             if (max_better(v, pos, best, best_j)) { best = v; best_j = pos; }
         }
     }
-    let ow = pu(29);
+    let ow = rp.ow;
     part[t] = best;
     part_idx[t] = best_j;
     workgroupBarrier();
@@ -127,7 +127,7 @@ fn max_body(g: u32, t: u32) {
     }
     if (s.live && s.lane == 0u) {
         var at = s.o;
-        if (pu(32) == 1u) { at = s.split * pu(0) + s.o; }
+        if (rp.partial == 1u) { at = s.split * rp.outputs + s.o; }
         y0[at] = part[t];
         yi[at] = part_idx[t];
     }

@@ -10,7 +10,7 @@ var<private> sg_count: u32;
 // first subgroup adds those. Column sums (several outputs per workgroup, interleaved
 // over the lanes) combine through workgroup memory as on other adapters.
 fn combine_sum(v: f32, t: u32) -> f32 {
-    if (pu(29) != 1u) {
+    if (rp.ow != 1u) {
         return combine_tree(v, t);
     }
     let s = subgroupAdd(v);

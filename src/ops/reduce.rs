@@ -12,11 +12,12 @@ use crate::backend::cpu::pool::{self, CollectPooled};
 use crate::backend::cpu::{map_float, strided_offset, CpuData, Float, StridedIter};
 use std::sync::Arc;
 
+use crate::backend::gpu::params::{params, Dims, Params};
 use crate::backend::gpu::{GpuBuffer, GpuContext, Kernel, ShaderFile, Work};
 use crate::device::Device;
 use crate::error::Result;
-use crate::ops::{gpu_alloc, groups_1d, groups_rows, kernel, put, shader, split, subgroup_shader};
-use crate::shape::{self, MAX_RANK};
+use crate::ops::{gpu_alloc, groups_1d, groups_rows, kernel, shader, split, subgroup_shader};
+use crate::shape;
 use crate::tensor::{check_float, DType, Tensor};
 
 pub(crate) const FILE: ShaderFile = shader(
@@ -25,7 +26,8 @@ pub(crate) const FILE: ShaderFile = shader(
         include_str!("../../shaders/reduce_tree.wgsl"),
         include_str!("../../shaders/reduce.wgsl")
     ),
-);
+)
+.with_params(&[&ReduceParams::INFO, &ReduceBwdParams::INFO]);
 /// The same reductions with subgroup operations, for adapters that have them.
 pub(crate) const SUBGROUP_FILE: ShaderFile = subgroup_shader(
     "reduce_subgroup",
@@ -33,12 +35,72 @@ pub(crate) const SUBGROUP_FILE: ShaderFile = subgroup_shader(
         include_str!("../../shaders/reduce_subgroup.wgsl"),
         include_str!("../../shaders/reduce.wgsl")
     ),
-);
-const SUM_FWD: &Kernel = kernel!(FILE, "sum_fwd", [X0, Y0], loops);
-const SUM_FWD_SUBGROUP: &Kernel = kernel!(SUBGROUP_FILE, "sum_fwd", [X0, Y0], loops);
-const MAX_FWD: &Kernel = kernel!(FILE, "max_fwd", [X0, XI, Y0, YI], loops);
-const SUM_BWD: &Kernel = kernel!(FILE, "sum_bwd", [X0, Y0]);
-const MAX_BWD: &Kernel = kernel!(FILE, "max_bwd", [X0, XI, Y0]);
+)
+.with_params(&[&ReduceParams::INFO]);
+
+params! {
+    /// One pass of a forward reduction (`shaders/reduce.wgsl`): for each output o, the
+    /// reduced positions of one split, `[split * chunk, min(m, (split + 1) * chunk))`.
+    pub(crate) struct ReduceParams as rp {
+        /// Outputs.
+        outputs: u32,
+        /// Reduced positions per output.
+        m: u32,
+        /// Kept dimensions (after merging).
+        kept_rank: u32,
+        /// Reduced dimensions (after merging).
+        red_rank: u32,
+        /// Applied by the final pass (a mean's 1 / m).
+        scale: f32,
+        /// Outputs per workgroup (threads: outputs by 256 / ow lanes).
+        ow: u32,
+        /// Reduced positions per split.
+        chunk: u32,
+        /// Splits of each output's positions.
+        splits: u32,
+        /// 1: the pass writes partial results `y[split * outputs + o]` for a later pass.
+        partial: u32,
+        /// 1: a max pass reads partial (value, position) pairs.
+        from_partials: u32,
+        /// Padding.
+        _pad0: u32,
+        /// Padding.
+        _pad1: u32,
+        /// Kept dimensions' sizes.
+        kept: Dims,
+        /// Their strides in the input.
+        kept_strides: Dims @ (kept, kept_rank),
+        /// Reduced dimensions' sizes.
+        red: Dims,
+        /// Their strides in the input.
+        red_strides: Dims @ (red, red_rank),
+    }
+
+    /// A reduction's backward, one thread per input element.
+    pub(crate) struct ReduceBwdParams as rb {
+        /// Input elements.
+        n: u32,
+        /// The input's rank.
+        rank: u32,
+        /// The gradient's factor (a mean's 1 / m).
+        scale: f32,
+        /// Padding.
+        _pad: u32,
+        /// The input's shape.
+        shape: Dims,
+        /// Its dimensions' strides in the output (0 on reduced dimensions).
+        out_strides: Dims @ (shape, rank),
+        /// Their strides in the reduced-position space (0 on kept dimensions).
+        red_strides: Dims @ (shape, rank),
+    }
+}
+
+const SUM_FWD: &Kernel = kernel!(FILE, "sum_fwd", [X0, Y0], loops, params = ReduceParams);
+const SUM_FWD_SUBGROUP: &Kernel =
+    kernel!(SUBGROUP_FILE, "sum_fwd", [X0, Y0], loops, params = ReduceParams);
+const MAX_FWD: &Kernel = kernel!(FILE, "max_fwd", [X0, XI, Y0, YI], loops, params = ReduceParams);
+const SUM_BWD: &Kernel = kernel!(FILE, "sum_bwd", [X0, Y0], params = ReduceBwdParams);
+const MAX_BWD: &Kernel = kernel!(FILE, "max_bwd", [X0, XI, Y0], params = ReduceBwdParams);
 
 /// The geometry of one reduction.
 #[derive(Clone)]
@@ -125,16 +187,17 @@ impl Plan {
         (so, sr)
     }
 
-    fn bwd_params(&self, scale: f32) -> [u32; 21] {
+    fn bwd_params(&self, scale: f32) -> ReduceBwdParams {
         let (so, sr) = self.bwd_strides();
-        let mut p = [0u32; 21];
-        p[0] = shape::numel(&self.input) as u32;
-        p[1] = self.input.len() as u32;
-        put(&mut p, 2, &self.input, MAX_RANK);
-        put(&mut p, 8, &so, MAX_RANK);
-        put(&mut p, 14, &sr, MAX_RANK);
-        p[20] = scale.to_bits();
-        p
+        ReduceBwdParams {
+            n: shape::numel(&self.input) as u32,
+            rank: self.input.len() as u32,
+            scale,
+            shape: Dims::of(&self.input),
+            out_strides: Dims::of(&so),
+            red_strides: Dims::of(&sr),
+            ..Default::default()
+        }
     }
 
     fn base(&self, o: usize) -> usize {
@@ -226,25 +289,26 @@ impl Geometry {
         self.red.iter().map(|d| d.0).product()
     }
 
-    fn params(&self, pass: Pass, scale: f32, partial: bool, from_partials: bool) -> [u32; 34] {
-        let mut p = [0u32; 34];
+    fn params(&self, pass: Pass, scale: f32, partial: bool, from_partials: bool) -> ReduceParams {
         let (ks, kt): (Vec<usize>, Vec<usize>) = self.kept.iter().copied().unzip();
         let (rs, rt): (Vec<usize>, Vec<usize>) = self.red.iter().copied().unzip();
-        p[0] = self.outputs() as u32;
-        p[1] = self.m() as u32;
-        p[2] = ks.len() as u32;
-        p[3] = rs.len() as u32;
-        put(&mut p, 4, &ks, MAX_RANK);
-        put(&mut p, 10, &kt, MAX_RANK);
-        put(&mut p, 16, &rs, MAX_RANK);
-        put(&mut p, 22, &rt, MAX_RANK);
-        p[28] = scale.to_bits();
-        p[29] = pass.ow as u32;
-        p[30] = pass.chunk as u32;
-        p[31] = pass.splits as u32;
-        p[32] = partial as u32;
-        p[33] = from_partials as u32;
-        p
+        ReduceParams {
+            outputs: self.outputs() as u32,
+            m: self.m() as u32,
+            kept_rank: ks.len() as u32,
+            red_rank: rs.len() as u32,
+            scale,
+            ow: pass.ow as u32,
+            chunk: pass.chunk as u32,
+            splits: pass.splits as u32,
+            partial: partial as u32,
+            from_partials: from_partials as u32,
+            kept: Dims::of(&ks),
+            kept_strides: Dims::of(&kt),
+            red: Dims::of(&rs),
+            red_strides: Dims::of(&rt),
+            ..Default::default()
+        }
     }
 }
 
@@ -306,7 +370,7 @@ fn gpu_sum(ctx: &Arc<GpuContext>, x: &GpuBuffer, geo: &Geometry, scale: f32) -> 
         let pass = plan_pass(&geo);
         let last = pass.splits == 1;
         let out = gpu_alloc(ctx, if last { outputs } else { pass.splits * outputs })?;
-        ctx.launch_words_with(
+        ctx.launch_with(
             kernel,
             &geo.params(pass, if last { scale } else { 1.0 }, !last, false),
             &[partials.as_ref().unwrap_or(x), &out],
@@ -336,7 +400,7 @@ fn gpu_max(ctx: &Arc<GpuContext>, x: &GpuBuffer, geo: &Geometry) -> Result<(GpuB
             Some((v, i)) => (v, i),
             None => (x, x),
         };
-        ctx.launch_words_with(
+        ctx.launch_with(
             MAX_FWD,
             &geo.params(pass, 1.0, !last, partials.is_some()),
             &[src, src_idx, &vals, &idx],
@@ -412,7 +476,7 @@ fn spread(plan: &Plan, g: &Tensor, scale: f64) -> Result<Tensor> {
         }
         Device::Gpu(ctx) => {
             let out = gpu_alloc(ctx, n)?;
-            ctx.launch_words(
+            ctx.launch(
                 SUM_BWD,
                 &plan.bwd_params(scale as f32),
                 &[g.gpu_buf(), &out],
@@ -561,7 +625,7 @@ pub fn max_with_indices(x: &Tensor, dims: &[isize], keepdim: bool) -> Result<(Te
             }
             Device::Gpu(ctx) => {
                 let out = gpu_alloc(ctx, n)?;
-                ctx.launch_words(
+                ctx.launch(
                     MAX_BWD,
                     &plan.bwd_params(1.0),
                     &[g.gpu_buf(), saved.gpu_buf(), &out],

@@ -3,12 +3,26 @@
 
 use super::*;
 
-const INDEX_SELECT_FWD: &Kernel = kernel!(FILE, "index_select_fwd", [X0, XI, Y0, YI]);
-const INDEX_SELECT_BWD: &Kernel = kernel!(FILE, "index_select_bwd", [X0, XI, Y0], loops);
-const GATHER_FWD: &Kernel = kernel!(FILE, "gather_fwd", [X0, XI, Y0, YI]);
-const GATHER_BWD: &Kernel = kernel!(FILE, "gather_bwd", [X0, XI, Y0], loops);
-const WHERE_FWD: &Kernel = kernel!(FILE, "where_fwd", [X0, X1, X2, Y0]);
-const WHERE_BWD: &Kernel = kernel!(FILE, "where_bwd", [X0, X2, Y0, Y1]);
+const INDEX_SELECT_FWD: &Kernel =
+    kernel!(FILE, "index_select_fwd", [X0, XI, Y0, YI], params = IndexParams);
+const INDEX_SELECT_BWD: &Kernel =
+    kernel!(FILE, "index_select_bwd", [X0, XI, Y0], loops, params = IndexParams);
+const GATHER_FWD: &Kernel = kernel!(FILE, "gather_fwd", [X0, XI, Y0, YI], params = IndexParams);
+const GATHER_BWD: &Kernel =
+    kernel!(FILE, "gather_bwd", [X0, XI, Y0], loops, params = IndexParams);
+const WHERE_FWD: &Kernel = kernel!(FILE, "where_fwd", [X0, X1, X2, Y0], params = WhereParams);
+const WHERE_BWD: &Kernel = kernel!(FILE, "where_bwd", [X0, X2, Y0, Y1], params = WhereParams);
+
+/// The index kernels' geometry (no backward chunk set).
+fn index_params(n: usize, size: usize, j: usize, inner: usize) -> IndexParams {
+    IndexParams {
+        n: n as u32,
+        size: size as u32,
+        j: j as u32,
+        inner: inner as u32,
+        ..Default::default()
+    }
+}
 
 impl Tensor {
     /// Rows (or slices along `dim`) picked by a `u32` index vector, like `torch.index_select`.
@@ -28,7 +42,7 @@ impl Tensor {
         let mut out_shape = self.shape().to_vec();
         out_shape[d] = j;
         let n = shape::numel(&out_shape);
-        let params = [n as u32, size as u32, j as u32, inner as u32];
+        let params = index_params(n, size, j, inner);
         let y = match self.device() {
             Device::Cpu => {
                 let idx = u32_data(index);
@@ -49,7 +63,7 @@ impl Tensor {
             Device::Gpu(g) => {
                 let out = gpu_alloc(g, n)?;
                 let flag = g.error_flag()?;
-                g.launch_words(
+                g.launch(
                     INDEX_SELECT_FWD,
                     &params,
                     &[self.gpu_buf(), index.gpu_buf(), &out, &flag],
@@ -62,7 +76,7 @@ impl Tensor {
         let _ = outer;
         Ok(record(y, "index_select", &[self], move |g| {
             let n_in = shape::numel(&full);
-            let p = [n_in as u32, size as u32, j as u32, inner as u32];
+            let p = index_params(n_in, size, j, inner);
             Ok(vec![Some(match g.device() {
                 Device::Cpu => {
                     let iv = u32_data(&idx);
@@ -84,7 +98,7 @@ impl Tensor {
                 Device::Gpu(ctx) => {
                     let out = gpu_alloc(ctx, n_in)?;
                     let bufs = [g.gpu_buf(), idx.gpu_buf(), &out];
-                    scatter_add_chunks(ctx, INDEX_SELECT_BWD, &p, &bufs, n_in, j);
+                    scatter_add_chunks(ctx, INDEX_SELECT_BWD, p, &bufs, n_in, j);
                     Tensor::from_gpu(out, full.clone(), g.dtype())
                 }
             })])
@@ -133,9 +147,9 @@ impl Tensor {
             Device::Gpu(g) => {
                 let out = gpu_alloc(g, n)?;
                 let flag = g.error_flag()?;
-                g.launch_words(
+                g.launch(
                     GATHER_FWD,
-                    &[n as u32, size as u32, j as u32, inner as u32],
+                    &index_params(n, size, j, inner),
                     &[self.gpu_buf(), index.gpu_buf(), &out, &flag],
                     groups_1d(n),
                 );
@@ -164,9 +178,9 @@ impl Tensor {
                 }
                 Device::Gpu(ctx) => {
                     let out = gpu_alloc(ctx, n_in)?;
-                    let p = [n_in as u32, size as u32, j as u32, inner as u32];
+                    let p = index_params(n_in, size, j, inner);
                     let bufs = [g.gpu_buf(), idx.gpu_buf(), &out];
-                    scatter_add_chunks(ctx, GATHER_BWD, &p, &bufs, n_in, j);
+                    scatter_add_chunks(ctx, GATHER_BWD, p, &bufs, n_in, j);
                     Tensor::from_gpu(out, full.clone(), g.dtype())
                 }
             })])
@@ -186,13 +200,15 @@ impl Tensor {
             shape::broadcast_strides(b.shape(), &out),
         );
         let n = shape::numel(&out);
-        let mut p = [0u32; 26];
-        p[0] = n as u32;
-        p[1] = out.len() as u32;
-        put(&mut p, 2, &out, MAX_RANK);
-        put(&mut p, 8, &sc, MAX_RANK);
-        put(&mut p, 14, &sa, MAX_RANK);
-        put(&mut p, 20, &sb, MAX_RANK);
+        let p = WhereParams {
+            n: n as u32,
+            rank: out.len() as u32,
+            shape: Dims::of(&out),
+            sc: Dims::of(&sc),
+            sa: Dims::of(&sa),
+            sb: Dims::of(&sb),
+            ..Default::default()
+        };
         let y = match a.device() {
             Device::Cpu => {
                 let (cd, ad, bd) = (cond.cpu_data(), a.cpu_data(), b.cpu_data());
@@ -227,7 +243,7 @@ impl Tensor {
             }
             Device::Gpu(g) => {
                 let buf = gpu_alloc(g, n)?;
-                g.launch_words(
+                g.launch(
                     WHERE_FWD,
                     &p,
                     &[cond.gpu_buf(), a.gpu_buf(), b.gpu_buf(), &buf],
@@ -258,7 +274,7 @@ impl Tensor {
                 }
                 Device::Gpu(ctx) => {
                     let (da, db) = (gpu_alloc(ctx, n)?, gpu_alloc(ctx, n)?);
-                    ctx.launch_words(
+                    ctx.launch(
                         WHERE_BWD,
                         &p,
                         &[cs.gpu_buf(), g.gpu_buf(), &da, &db],

@@ -6,20 +6,100 @@
 use crate::autograd::record;
 use crate::backend::cpu::pool::CollectPooled;
 use crate::backend::cpu::{map_float, strided_offset, CpuData, StridedIter};
+use crate::backend::gpu::params::{params, Dims, Params};
 use crate::backend::gpu::{GpuContext, Kernel, ShaderFile, Work};
 use crate::device::Device;
 use crate::error::{arg_err, shape_err, Error, Result};
-use crate::ops::{gpu_alloc, groups_1d, kernel, put, shader};
-use crate::shape::{self, MAX_RANK};
+use crate::ops::{gpu_alloc, groups_1d, kernel, shader};
+use crate::shape;
 use crate::tensor::{check_float, check_index, check_pair, check_same_device, DType, Tensor};
 
-pub(crate) const FILE: ShaderFile = shader("layout", include_str!("../../../shaders/layout.wgsl"));
+pub(crate) const FILE: ShaderFile =
+    shader("layout", include_str!("../../../shaders/layout.wgsl")).with_params(&[
+        &FillParams::INFO,
+        &RegionParams::INFO,
+        &IndexParams::INFO,
+        &WhereParams::INFO,
+    ]);
+
+params! {
+    /// A fill: `n` elements of `value` (f32) or `bits` (u32).
+    pub(crate) struct FillParams as fp {
+        /// Elements.
+        n: u32,
+        /// The f32 value.
+        value: f32,
+        /// The u32 value.
+        bits: u32,
+        /// Padding.
+        _pad: u32,
+    }
+
+    /// A strided region of a buffer: a copy out of it or a scatter into it.
+    pub(crate) struct RegionParams as rg {
+        /// Elements.
+        n: u32,
+        /// The region's rank.
+        rank: u32,
+        /// Its first element's offset.
+        base: u32,
+        /// Padding.
+        _pad: u32,
+        /// Its shape.
+        shape: Dims,
+        /// Its strides in the buffer.
+        strides: Dims @ (shape, rank),
+    }
+
+    /// `index_select` and `gather` (the indexed dimension viewed as `[outer, size,
+    /// inner]`) and their chunked scatter-add backward.
+    pub(crate) struct IndexParams as ix {
+        /// Threads: the output's elements (forward), the input's (backward).
+        n: u32,
+        /// The indexed dimension's size in the input.
+        size: u32,
+        /// Its size in the output (the index's length).
+        j: u32,
+        /// Elements per position of the dimension.
+        inner: u32,
+        /// The positions j one backward launch covers: from `start`...
+        start: u32,
+        /// ... to `end`.
+        end: u32,
+        /// 1: the launch adds to the earlier chunks' sums.
+        accumulate: u32,
+        /// Padding.
+        _pad: u32,
+    }
+
+    /// `where` with broadcasting: the condition (x0), a (x1) and b (x2).
+    pub(crate) struct WhereParams as wp {
+        /// Output elements.
+        n: u32,
+        /// The output's rank.
+        rank: u32,
+        /// Padding.
+        _pad0: u32,
+        /// Padding.
+        _pad1: u32,
+        /// The output's shape.
+        shape: Dims,
+        /// The condition's strides over it.
+        sc: Dims @ (shape, rank),
+        /// a's strides.
+        sa: Dims @ (shape, rank),
+        /// b's strides.
+        sb: Dims @ (shape, rank),
+    }
+}
 
 mod index;
-const FILL: &Kernel = kernel!(FILE, "fill_fwd", [Y0]);
-const FILL_U32: &Kernel = kernel!(FILE, "fill_u32_fwd", [YI]);
-const STRIDED_COPY: &Kernel = kernel!(FILE, "strided_copy_fwd", [X0, Y0]);
-const STRIDED_SCATTER: &Kernel = kernel!(FILE, "strided_scatter_fwd", [X0, Y0]);
+const FILL: &Kernel = kernel!(FILE, "fill_fwd", [Y0], params = FillParams);
+const FILL_U32: &Kernel = kernel!(FILE, "fill_u32_fwd", [YI], params = FillParams);
+const STRIDED_COPY: &Kernel =
+    kernel!(FILE, "strided_copy_fwd", [X0, Y0], params = RegionParams);
+const STRIDED_SCATTER: &Kernel =
+    kernel!(FILE, "strided_scatter_fwd", [X0, Y0], params = RegionParams);
 
 /// A new tensor of `shape` filled with `value`.
 pub(crate) fn fill(shape: &[usize], dtype: DType, value: f64, device: &Device) -> Result<Tensor> {
@@ -53,14 +133,21 @@ pub(crate) fn fill(shape: &[usize], dtype: DType, value: f64, device: &Device) -
                 return Ok(t);
             }
             match dtype {
-                DType::F32 => g.launch_words(
-                    FILL,
-                    &[n as u32, (value as f32).to_bits()],
-                    &[&out],
-                    groups_1d(n),
-                ),
+                DType::F32 => {
+                    let p = FillParams {
+                        n: n as u32,
+                        value: value as f32,
+                        ..Default::default()
+                    };
+                    g.launch(FILL, &p, &[&out], groups_1d(n))
+                }
                 DType::U32 => {
-                    g.launch_words(FILL_U32, &[n as u32, value as u32], &[&out], groups_1d(n))
+                    let p = FillParams {
+                        n: n as u32,
+                        bits: value as u32,
+                        ..Default::default()
+                    };
+                    g.launch(FILL_U32, &p, &[&out], groups_1d(n))
                 }
                 DType::F64 => {
                     return Err(Error::DType {
@@ -149,27 +236,26 @@ const SCATTER_CHUNK: usize = 1024;
 
 /// Launches a scatter-add backward (`index_select_bwd`, `gather_bwd`) over the `j`
 /// positions in chunks of [`SCATTER_CHUNK`], each after the first adding to the sums.
-/// `p` holds the kernel's first four parameters.
+/// `p` gives the geometry; the chunks are set here.
 fn scatter_add_chunks(
     ctx: &std::sync::Arc<crate::backend::gpu::GpuContext>,
     kernel: &'static Kernel,
-    p: &[u32; 4],
+    mut p: IndexParams,
     bufs: &[&crate::backend::gpu::GpuBuffer; 3],
     n_in: usize,
     j: usize,
 ) {
-    let mut params = [p[0], p[1], p[2], p[3], 0, 0, 0];
     // One launch even for j = 0, so the result is written (as zeros).
     for (chunk, start) in (0..j.max(1)).step_by(SCATTER_CHUNK).enumerate() {
         let end = (start + SCATTER_CHUNK).min(j);
-        params[4] = start as u32;
-        params[5] = end as u32;
-        params[6] = (chunk > 0) as u32;
+        p.start = start as u32;
+        p.end = end as u32;
+        p.accumulate = (chunk > 0) as u32;
         let work = Work {
             serial: (end - start).max(1) as u64,
             ..Work::default()
         };
-        ctx.launch_words_with(kernel, &params, bufs, groups_1d(n_in), work);
+        ctx.launch_with(kernel, &p, bufs, groups_1d(n_in), work);
     }
 }
 
@@ -206,7 +292,7 @@ fn strided_copy(x: &Tensor, out_shape: &[usize], strides: &[usize], base: usize)
                 }
                 return Ok(Tensor::from_gpu(out, out_shape.to_vec(), x.dtype()));
             }
-            g.launch_words(
+            g.launch(
                 STRIDED_COPY,
                 &region_params(out_shape, strides, base),
                 &[x.gpu_buf(), &out],
@@ -240,14 +326,15 @@ fn copy_runs(
     Some(runs)
 }
 
-fn region_params(shape_: &[usize], strides: &[usize], base: usize) -> [u32; 15] {
-    let mut p = [0u32; 15];
-    p[0] = shape::numel(shape_) as u32;
-    p[1] = shape_.len() as u32;
-    put(&mut p, 2, shape_, MAX_RANK);
-    put(&mut p, 8, strides, MAX_RANK);
-    p[14] = base as u32;
-    p
+fn region_params(shape_: &[usize], strides: &[usize], base: usize) -> RegionParams {
+    RegionParams {
+        n: shape::numel(shape_) as u32,
+        rank: shape_.len() as u32,
+        base: base as u32,
+        shape: Dims::of(shape_),
+        strides: Dims::of(strides),
+        ..Default::default()
+    }
 }
 
 /// Writes contiguous `src` into the region of `dst` at `base` with `strides` (in place).
@@ -298,7 +385,7 @@ fn strided_scatter(dst: &Tensor, src: &Tensor, strides: &[usize], base: usize) {
                     );
                 }
             }
-            None => g.launch_words(
+            None => g.launch(
                 STRIDED_SCATTER,
                 &region_params(src.shape(), strides, base),
                 &[src.gpu_buf(), dst.gpu_buf()],
