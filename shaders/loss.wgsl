@@ -1,5 +1,5 @@
 // Fused softmax cross-entropy from logits x0 [N, C] and class indices xi [N].
-// P[0] = N, P[1] = C. Stable for logits of any size: everything goes through the row's
+// Parameters: `ce` (CeParams, src/ops/loss.rs): N and C. Stable for logits of any size: everything goes through the row's
 // log-sum-exp, computed after subtracting the row maximum.
 
 // RT threads per row: 64, or 256 for many classes.
@@ -25,8 +25,8 @@ fn wg_reduce(t: u32, v: f32, is_max: bool) -> f32 {
 fn cross_entropy_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) t: u32) {
     let row = row_id(wid, nwg);
-    let live = row < pu(0);
-    let c = pu(1);
+    let live = row < ce.n;
+    let c = ce.c;
     // Start from the row's first logit (not a sentinel) so logits of any size work.
     var m = 0.0;
     if (live) {
@@ -53,9 +53,9 @@ fn cross_entropy_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
 // losses (NaN for a target >= C).
 @compute @workgroup_size(256)
 fn cross_entropy_mean_fwd(@builtin(local_invocation_index) t: u32) {
-    let c = pu(1);
+    let c = ce.c;
     var total = 0.0;
-    for (var row = t; row < pu(0); row = row + 256u) {
+    for (var row = t; row < ce.n; row = row + 256u) {
         var m = x0[row * c];
         for (var j = 1u; j < c; j = j + 1u) { m = max(m, x0[row * c + j]); }
         var s = 0.0;
@@ -72,21 +72,21 @@ fn cross_entropy_mean_fwd(@builtin(local_invocation_index) t: u32) {
         if (t < s) { red[t] = red[t] + red[t + s]; }
         workgroupBarrier();
     }
-    if (t == 0u) { y0[0] = red[0] / f32(pu(0)); }
+    if (t == 0u) { y0[0] = red[0] / f32(ce.n); }
 }
 
 // One thread per logit: dx[n, j] = g[n] (softmax(x)[n, j] - [j == t_n]), or with
-// P[2] = 1 (the mean's gradient) g[0] / N for every row.
+// ce.mean = 1 (the mean's gradient) g[0] / N for every row.
 // x0 = logits, x1 = saved lse [N], x2 = g [N] (or [1]).
 @compute @workgroup_size(256)
 fn cross_entropy_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    let c = pu(1);
-    if (i >= pu(0) * c) { return; }
+    let c = ce.c;
+    if (i >= ce.n * c) { return; }
     let row = i / c;
     let j = i % c;
     let p = exp(x0[i] - x1[row]);
     var g = 0.0;
-    if (pu(2) == 1u) { g = x2[0] / f32(pu(0)); } else { g = x2[row]; }
+    if (ce.mean == 1u) { g = x2[0] / f32(ce.n); } else { g = x2[row]; }
     y0[i] = g * (p - select(0.0, 1.0, xi[row] == j));
 }

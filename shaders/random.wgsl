@@ -1,6 +1,7 @@
 // Counter-based random numbers: Philox4x32-10, the same function as the CPU backend's
 // `backend/cpu/random.rs`. Element i of a draw uses counter (i, 0, offset) and key seed.
-// P[0] = n, P[1], P[2] = seed (low, high words), P[3], P[4] = draw offset (low, high).
+// Parameters: `rnd` (RandomParams, src/ops/random.rs): n, the seed and the draw offset
+// (low and high words), and the op's own: dropout's threshold and scale, noisy ReLU's sigma.
 
 fn mulhilo(a: u32, b: u32) -> vec2<u32> {
     let a_lo = a & 0xffffu;
@@ -17,8 +18,8 @@ fn mulhilo(a: u32, b: u32) -> vec2<u32> {
 }
 
 fn philox(i: u32) -> vec4<u32> {
-    var c = vec4<u32>(i, 0u, pu(3), pu(4));
-    var k = vec2<u32>(pu(1), pu(2));
+    var c = vec4<u32>(i, 0u, rnd.offset_lo, rnd.offset_hi);
+    var k = vec2<u32>(rnd.seed_lo, rnd.seed_hi);
     for (var r = 0u; r < 10u; r = r + 1u) {
         let p0 = mulhilo(0xD2511F53u, c.x);
         let p1 = mulhilo(0xCD9E8D57u, c.z);
@@ -67,38 +68,38 @@ fn normal01(w0: u32, w1: u32) -> f32 {
 @compute @workgroup_size(256)
 fn uniform_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= pu(0)) { return; }
+    if (i >= rnd.n) { return; }
     y0[i] = uniform01(philox(i).x);
 }
 
 @compute @workgroup_size(256)
 fn normal_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= pu(0)) { return; }
+    if (i >= rnd.n) { return; }
     let w = philox(i);
     y0[i] = normal01(w.x, w.y);
 }
 
-// Inverted dropout: keep where the top 24 bits of the first word are >= P[5]
+// Inverted dropout: keep where the top 24 bits of the first word are >= threshold
 // (= ceil(p 2^24), an exact integer test on both backends); kept values are scaled by
-// P[6] = 1 / (1 - p). y0 = output, y1 = the scaled mask saved for backward.
+// scale = 1 / (1 - p). y0 = output, y1 = the scaled mask saved for backward.
 @compute @workgroup_size(256)
 fn dropout_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= pu(0)) { return; }
-    let keep = (philox(i).x >> 8u) >= pu(5);
-    let m = select(0.0, pf(6u), keep);
+    if (i >= rnd.n) { return; }
+    let keep = (philox(i).x >> 8u) >= rnd.threshold;
+    let m = select(0.0, rnd.scale, keep);
     y1[i] = m;
     y0[i] = x0[i] * m;
 }
 
-// Noisy ReLU: y = max(x + P[5] * eps, 0) with eps ~ N(0, 1); y1 = 1 where x + noise > 0.
+// Noisy ReLU: y = max(x + sigma * eps, 0) with eps ~ N(0, 1); y1 = 1 where x + noise > 0.
 @compute @workgroup_size(256)
 fn noisy_relu_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= pu(0)) { return; }
+    if (i >= rnd.n) { return; }
     let w = philox(i);
-    let z = x0[i] + pf(5u) * normal01(w.x, w.y);
+    let z = x0[i] + rnd.sigma * normal01(w.x, w.y);
     let pos = z > 0.0;
     y0[i] = select(0.0, z, pos);
     y1[i] = select(0.0, 1.0, pos);

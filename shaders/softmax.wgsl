@@ -1,6 +1,7 @@
 // softmax and log_softmax along one dimension. The tensor is viewed as [outer, D, inner];
 // one workgroup of RT threads (64, or 256 for long rows) handles one (outer, inner) row of
-// D elements. P[0] = rows (outer * inner), P[1] = D, P[2] = inner.
+// D elements. Parameters: `sm` (SoftmaxParams, src/ops/softmax.rs): rows (outer * inner),
+// d and inner.
 
 override RT: u32 = 64u;
 var<workgroup> red: array<f32, 256>;
@@ -30,9 +31,9 @@ fn wg_max(t: u32, v: f32) -> f32 {
 }
 
 fn elem_at(row: u32, d: u32) -> u32 {
-    let o = row / pu(2);
-    let i = row % pu(2);
-    return (o * pu(1) + d) * pu(2) + i;
+    let o = row / sm.inner;
+    let i = row % sm.inner;
+    return (o * sm.d + d) * sm.inner + i;
 }
 
 // Row max and log of the sum of exp(x - max): the stable log-sum-exp pieces.
@@ -41,12 +42,12 @@ fn row_stats(row: u32, t: u32, live: bool) -> vec2<f32> {
     var m = 0.0;
     if (live) {
         m = x0[elem_at(row, 0u)];
-        for (var d = t; d < pu(1); d = d + RT) { m = max(m, x0[elem_at(row, d)]); }
+        for (var d = t; d < sm.d; d = d + RT) { m = max(m, x0[elem_at(row, d)]); }
     }
     m = wg_max(t, m);
     var s = 0.0;
     if (live) {
-        for (var d = t; d < pu(1); d = d + RT) { s = s + exp(x0[elem_at(row, d)] - m); }
+        for (var d = t; d < sm.d; d = d + RT) { s = s + exp(x0[elem_at(row, d)] - m); }
     }
     s = wg_sum(t, s);
     return vec2<f32>(m, log(s));
@@ -56,10 +57,10 @@ fn row_stats(row: u32, t: u32, live: bool) -> vec2<f32> {
 fn softmax_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) t: u32) {
     let row = row_id(wid, nwg);
-    let live = row < pu(0);
+    let live = row < sm.rows;
     let st = row_stats(row, t, live);
     if (!live) { return; }
-    for (var d = t; d < pu(1); d = d + RT) {
+    for (var d = t; d < sm.d; d = d + RT) {
         let k = elem_at(row, d);
         y0[k] = exp(x0[k] - st.x - st.y);
     }
@@ -69,10 +70,10 @@ fn softmax_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 fn log_softmax_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) t: u32) {
     let row = row_id(wid, nwg);
-    let live = row < pu(0);
+    let live = row < sm.rows;
     let st = row_stats(row, t, live);
     if (!live) { return; }
-    for (var d = t; d < pu(1); d = d + RT) {
+    for (var d = t; d < sm.d; d = d + RT) {
         let k = elem_at(row, d);
         y0[k] = x0[k] - st.x - st.y;
     }
@@ -83,14 +84,14 @@ fn log_softmax_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
 fn softmax_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) t: u32) {
     let row = row_id(wid, nwg);
-    let live = row < pu(0);
+    let live = row < sm.rows;
     var s = 0.0;
     if (live) {
-        for (var d = t; d < pu(1); d = d + RT) { let k = elem_at(row, d); s = s + x0[k] * x1[k]; }
+        for (var d = t; d < sm.d; d = d + RT) { let k = elem_at(row, d); s = s + x0[k] * x1[k]; }
     }
     s = wg_sum(t, s);
     if (!live) { return; }
-    for (var d = t; d < pu(1); d = d + RT) {
+    for (var d = t; d < sm.d; d = d + RT) {
         let k = elem_at(row, d);
         y0[k] = x0[k] * (x1[k] - s);
     }
@@ -101,14 +102,14 @@ fn softmax_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 fn log_softmax_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) t: u32) {
     let row = row_id(wid, nwg);
-    let live = row < pu(0);
+    let live = row < sm.rows;
     var s = 0.0;
     if (live) {
-        for (var d = t; d < pu(1); d = d + RT) { s = s + x1[elem_at(row, d)]; }
+        for (var d = t; d < sm.d; d = d + RT) { s = s + x1[elem_at(row, d)]; }
     }
     s = wg_sum(t, s);
     if (!live) { return; }
-    for (var d = t; d < pu(1); d = d + RT) {
+    for (var d = t; d < sm.d; d = d + RT) {
         let k = elem_at(row, d);
         y0[k] = x1[k] - exp(x0[k]) * s;
     }

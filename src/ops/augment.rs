@@ -4,6 +4,7 @@
 //! `data::augment`.
 
 use crate::backend::cpu::{map_float, Float};
+use crate::backend::gpu::params::{params, Params};
 use crate::backend::gpu::{Kernel, ShaderFile};
 use crate::device::Device;
 use crate::error::{arg_err, shape_err, Result};
@@ -11,8 +12,33 @@ use crate::ops::{gpu_alloc, groups_1d, kernel, shader};
 use crate::shape;
 use crate::tensor::{check_float, Tensor};
 
-pub(crate) const FILE: ShaderFile = shader("augment", include_str!("../../shaders/augment.wgsl"));
-const GEOMETRIC: &Kernel = kernel!(FILE, "augment_geometric_fwd", [X0, XI, Y0]);
+pub(crate) const FILE: ShaderFile =
+    shader("augment", include_str!("../../shaders/augment.wgsl")).with_params(&[&AugmentParams::INFO]);
+
+params! {
+    /// The geometric augmentation of an NCHW batch.
+    pub(crate) struct AugmentParams as ag {
+        /// Images.
+        n: u32,
+        /// Channels.
+        c: u32,
+        /// Input height.
+        h: u32,
+        /// Input width.
+        w: u32,
+        /// Output height.
+        ho: u32,
+        /// Output width.
+        wo: u32,
+        /// Zero padding before the crop.
+        pad: u32,
+        /// Padding.
+        _pad: u32,
+    }
+}
+
+const GEOMETRIC: &Kernel =
+    kernel!(FILE, "augment_geometric_fwd", [X0, XI, Y0], params = AugmentParams);
 
 /// What happens to one image: crop offsets into the padded image, and flips.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -105,9 +131,18 @@ pub fn geometric(
             let words = Tensor::from_vec(words, &[n, 4], x.device())?;
             let total = shape::numel(&out_shape);
             let buf = gpu_alloc(g, total)?;
-            g.launch_words(
+            g.launch(
                 GEOMETRIC,
-                &dims.map(|v| v as u32),
+                &AugmentParams {
+                    n: dims[0] as u32,
+                    c: dims[1] as u32,
+                    h: dims[2] as u32,
+                    w: dims[3] as u32,
+                    ho: dims[4] as u32,
+                    wo: dims[5] as u32,
+                    pad: dims[6] as u32,
+                    ..Default::default()
+                },
                 &[x.gpu_buf(), words.gpu_buf(), &buf],
                 groups_1d(total),
             );

@@ -6,6 +6,7 @@
 
 use crate::autograd::record;
 use crate::backend::cpu::{CpuData, Float};
+use crate::backend::gpu::params::{params, Params};
 use crate::backend::gpu::{Kernel, ShaderFile};
 use crate::device::Device;
 use crate::error::{arg_err, shape_err, Result};
@@ -14,16 +15,49 @@ use crate::ops::{gpu_alloc, groups_1d, groups_rows, kernel, row_work, shader};
 use crate::shape;
 use crate::tensor::{check_float, check_index, check_pair, check_same_device, Tensor};
 
-pub(crate) const FILE: ShaderFile = shader("loss", include_str!("../../shaders/loss.wgsl"));
+pub(crate) const FILE: ShaderFile =
+    shader("loss", include_str!("../../shaders/loss.wgsl")).with_params(&[&CeParams::INFO]);
+
+params! {
+    /// Softmax cross-entropy of `[n, c]` logits.
+    pub(crate) struct CeParams as ce {
+        /// Rows.
+        n: u32,
+        /// Classes.
+        c: u32,
+        /// 1: the backward of the mean loss (one gradient for every row, over n).
+        mean: u32,
+        /// Padding.
+        _pad: u32,
+    }
+}
 const CE_FWD: &Kernel = kernel!(
     FILE,
     "cross_entropy_fwd",
     [X0, XI, Y0, Y1, YI],
     loops,
-    overrides = ["RT"]
+    overrides = ["RT"],
+    params = CeParams
 );
-const CE_BWD: &Kernel = kernel!(FILE, "cross_entropy_bwd", [X0, X1, X2, XI, Y0]);
-const CE_MEAN_FWD: &Kernel = kernel!(FILE, "cross_entropy_mean_fwd", [X0, XI, Y0, Y1, YI], loops);
+const CE_BWD: &Kernel =
+    kernel!(FILE, "cross_entropy_bwd", [X0, X1, X2, XI, Y0], params = CeParams);
+const CE_MEAN_FWD: &Kernel = kernel!(
+    FILE,
+    "cross_entropy_mean_fwd",
+    [X0, XI, Y0, Y1, YI],
+    loops,
+    params = CeParams
+);
+
+/// The cross-entropy kernels' parameters.
+fn ce_params(n: usize, c: usize, mean: bool) -> CeParams {
+    CeParams {
+        n: n as u32,
+        c: c as u32,
+        mean: mean as u32,
+        ..Default::default()
+    }
+}
 
 /// Logits one workgroup's thread may loop over in the one-dispatch mean loss.
 const MEAN_SERIAL: usize = 1024;
@@ -74,7 +108,7 @@ pub fn cross_entropy_per_sample(logits: &Tensor, targets: &Tensor) -> Result<Ten
     if c == 0 {
         return arg_err("cross_entropy", "there are no classes (C = 0)");
     }
-    let params = [n as u32, c as u32, 0];
+    let params = ce_params(n, c, false);
     let (loss, lse) = match logits.device() {
         Device::Cpu => {
             let t = u32_data(targets);
@@ -112,7 +146,7 @@ pub fn cross_entropy_per_sample(logits: &Tensor, targets: &Tensor) -> Result<Ten
         Device::Gpu(g) => {
             let (l, s) = (gpu_alloc(g, n)?, gpu_alloc(g, n)?);
             let flag = g.error_flag()?;
-            g.launch_words_with(
+            g.launch_with(
                 CE_FWD,
                 &params,
                 &[logits.gpu_buf(), targets.gpu_buf(), &l, &s, &flag],
@@ -143,7 +177,7 @@ pub fn cross_entropy_per_sample(logits: &Tensor, targets: &Tensor) -> Result<Ten
             }
             Device::Gpu(ctx) => {
                 let out = gpu_alloc(ctx, n * c)?;
-                ctx.launch_words(
+                ctx.launch(
                     CE_BWD,
                     &params,
                     &[xs.gpu_buf(), lse.gpu_buf(), g.gpu_buf(), ts.gpu_buf(), &out],
@@ -177,9 +211,9 @@ fn cross_entropy_mean_fused(logits: &Tensor, targets: &Tensor) -> Result<Option<
     }
     let (l, s) = (gpu_alloc(g, 1)?, gpu_alloc(g, n)?);
     let flag = g.error_flag()?;
-    g.launch_words_with(
+    g.launch_with(
         CE_MEAN_FWD,
-        &[n as u32, c as u32],
+        &ce_params(n, c, false),
         &[logits.gpu_buf(), targets.gpu_buf(), &l, &s, &flag],
         [1, 1, 1],
         crate::backend::gpu::Work {
@@ -196,9 +230,9 @@ fn cross_entropy_mean_fused(logits: &Tensor, targets: &Tensor) -> Result<Option<
             unreachable!("a GPU loss")
         };
         let out = gpu_alloc(ctx, n * c)?;
-        ctx.launch_words(
+        ctx.launch(
             CE_BWD,
-            &[n as u32, c as u32, 1],
+            &ce_params(n, c, true),
             &[xs.gpu_buf(), lse.gpu_buf(), g.gpu_buf(), ts.gpu_buf(), &out],
             groups_1d(n * c),
         );

@@ -6,21 +6,53 @@
 use crate::autograd::record;
 use crate::backend::cpu::random::{normal as normal_from, uniform01, RngKey};
 use crate::backend::cpu::CpuData;
+use crate::backend::gpu::params::{params, Params};
 use crate::backend::gpu::{Kernel, ShaderFile};
 use crate::device::Device;
 use crate::error::{arg_err, Result};
 use crate::ops::{gpu_alloc, groups_1d, kernel, shader};
 use crate::tensor::{check_float, DType, Tensor};
 
-pub(crate) const FILE: ShaderFile = shader("random", include_str!("../../shaders/random.wgsl"));
-const UNIFORM: &Kernel = kernel!(FILE, "uniform_fwd", [Y0]);
-const NORMAL: &Kernel = kernel!(FILE, "normal_fwd", [Y0]);
-const DROPOUT: &Kernel = kernel!(FILE, "dropout_fwd", [X0, Y0, Y1]);
-const NOISY_RELU: &Kernel = kernel!(FILE, "noisy_relu_fwd", [X0, Y0, Y1]);
+pub(crate) const FILE: ShaderFile =
+    shader("random", include_str!("../../shaders/random.wgsl")).with_params(&[&RandomParams::INFO]);
 
-fn key_params(n: usize, key: RngKey, a: u32, b: u32) -> [u32; 7] {
-    let k = key.gpu_params();
-    [n as u32, k[0], k[1], k[2], k[3], a, b]
+params! {
+    /// A draw from the Philox generator, and what the op does with it.
+    pub(crate) struct RandomParams as rnd {
+        /// Elements.
+        n: u32,
+        /// The seed's low word.
+        seed_lo: u32,
+        /// Its high word.
+        seed_hi: u32,
+        /// The draw offset's low word.
+        offset_lo: u32,
+        /// Its high word.
+        offset_hi: u32,
+        /// Dropout: keep where the top 24 bits of the first word are at least this.
+        threshold: u32,
+        /// Dropout: the kept values' scale, 1 / (1 - p).
+        scale: f32,
+        /// Noisy ReLU: the noise's standard deviation.
+        sigma: f32,
+    }
+}
+
+const UNIFORM: &Kernel = kernel!(FILE, "uniform_fwd", [Y0], params = RandomParams);
+const NORMAL: &Kernel = kernel!(FILE, "normal_fwd", [Y0], params = RandomParams);
+const DROPOUT: &Kernel = kernel!(FILE, "dropout_fwd", [X0, Y0, Y1], params = RandomParams);
+const NOISY_RELU: &Kernel = kernel!(FILE, "noisy_relu_fwd", [X0, Y0, Y1], params = RandomParams);
+
+fn key_params(n: usize, key: RngKey) -> RandomParams {
+    let [seed_lo, seed_hi, offset_lo, offset_hi] = key.gpu_params();
+    RandomParams {
+        n: n as u32,
+        seed_lo,
+        seed_hi,
+        offset_lo,
+        offset_hi,
+        ..Default::default()
+    }
 }
 
 fn draw(shape_: &[usize], key: RngKey, device: &Device, normal: bool) -> Result<Tensor> {
@@ -42,7 +74,7 @@ fn draw(shape_: &[usize], key: RngKey, device: &Device, normal: bool) -> Result<
         Device::Gpu(g) => {
             let out = gpu_alloc(g, n)?;
             let k = if normal { NORMAL } else { UNIFORM };
-            g.launch_words(k, &key_params(n, key, 0, 0), &[&out], groups_1d(n));
+            g.launch(k, &key_params(n, key), &[&out], groups_1d(n));
             Tensor::from_gpu(out, shape_.to_vec(), DType::F32)
         }
     })
@@ -61,7 +93,7 @@ fn masked(
     x: &Tensor,
     name: &'static str,
     kernel: &'static Kernel,
-    params: [u32; 7],
+    params: RandomParams,
     cpu_mask: impl Fn(usize, f64) -> (f64, f64),
 ) -> Result<Tensor> {
     let n = x.numel();
@@ -98,7 +130,7 @@ fn masked(
         }
         Device::Gpu(g) => {
             let (y, m) = (gpu_alloc(g, n)?, gpu_alloc(g, n)?);
-            g.launch_words(kernel, &params, &[x.gpu_buf(), &y, &m], groups_1d(n));
+            g.launch(kernel, &params, &[x.gpu_buf(), &y, &m], groups_1d(n));
             (
                 Tensor::from_gpu(y, x.shape().to_vec(), x.dtype()),
                 Tensor::from_gpu(m, x.shape().to_vec(), x.dtype()),
@@ -120,7 +152,11 @@ pub fn dropout_with_key(x: &Tensor, p: f32, key: RngKey) -> Result<Tensor> {
     // integer test, identical on both backends.
     let threshold = (p as f64 * 16_777_216.0).ceil() as u32;
     let scale = 1.0 / (1.0 - p);
-    let params = key_params(x.numel(), key, threshold, scale.to_bits());
+    let params = RandomParams {
+        threshold,
+        scale,
+        ..key_params(x.numel(), key)
+    };
     masked(x, "dropout", DROPOUT, params, move |i, a| {
         let keep = (key.words(i)[0] >> 8) >= threshold;
         let m = if keep { scale as f64 } else { 0.0 };
@@ -137,7 +173,10 @@ pub fn noisy_relu_with_key(x: &Tensor, std: f32, key: RngKey) -> Result<Tensor> 
             format!("the noise deviation must be >= 0, got {std}"),
         );
     }
-    let params = key_params(x.numel(), key, std.to_bits(), 0);
+    let params = RandomParams {
+        sigma: std,
+        ..key_params(x.numel(), key)
+    };
     let dtype = x.dtype();
     masked(x, "noisy_relu", NOISY_RELU, params, move |i, a| {
         let w = key.words(i);

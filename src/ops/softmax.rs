@@ -4,6 +4,7 @@
 use crate::autograd::record;
 use crate::backend::cpu::pool;
 use crate::backend::cpu::{map_float, map_float2, Float};
+use crate::backend::gpu::params::{params, Params};
 use crate::backend::gpu::{Kernel, ShaderFile};
 use crate::device::Device;
 use crate::error::Result;
@@ -12,17 +13,35 @@ use crate::ops::{gpu_alloc, groups_rows, kernel, row_work, shader};
 use crate::shape;
 use crate::tensor::{check_float, Tensor};
 
-pub(crate) const FILE: ShaderFile = shader("softmax", include_str!("../../shaders/softmax.wgsl"));
-const SOFTMAX_FWD: &Kernel = kernel!(FILE, "softmax_fwd", [X0, Y0], loops, overrides = ["RT"]);
+pub(crate) const FILE: ShaderFile =
+    shader("softmax", include_str!("../../shaders/softmax.wgsl")).with_params(&[&SoftmaxParams::INFO]);
+
+params! {
+    /// Softmax rows: the tensor viewed as `[outer, d, inner]`, one row per (outer, inner).
+    pub(crate) struct SoftmaxParams as sm {
+        /// Rows (outer * inner).
+        rows: u32,
+        /// Row length.
+        d: u32,
+        /// Elements per position of the dimension.
+        inner: u32,
+        /// Padding.
+        _pad: u32,
+    }
+}
+const SOFTMAX_FWD: &Kernel =
+    kernel!(FILE, "softmax_fwd", [X0, Y0], loops, overrides = ["RT"], params = SoftmaxParams);
 const LOG_SOFTMAX_FWD: &Kernel =
-    kernel!(FILE, "log_softmax_fwd", [X0, Y0], loops, overrides = ["RT"]);
-const SOFTMAX_BWD: &Kernel = kernel!(FILE, "softmax_bwd", [X0, X1, Y0], loops, overrides = ["RT"]);
+    kernel!(FILE, "log_softmax_fwd", [X0, Y0], loops, overrides = ["RT"], params = SoftmaxParams);
+const SOFTMAX_BWD: &Kernel =
+    kernel!(FILE, "softmax_bwd", [X0, X1, Y0], loops, overrides = ["RT"], params = SoftmaxParams);
 const LOG_SOFTMAX_BWD: &Kernel = kernel!(
     FILE,
     "log_softmax_bwd",
     [X0, X1, Y0],
     loops,
-    overrides = ["RT"]
+    overrides = ["RT"],
+    params = SoftmaxParams
 );
 
 #[derive(Clone, Copy)]
@@ -33,12 +52,13 @@ struct Rows {
 }
 
 impl Rows {
-    fn params(self) -> [u32; 3] {
-        [
-            (self.outer * self.inner) as u32,
-            self.d as u32,
-            self.inner as u32,
-        ]
+    fn params(self) -> SoftmaxParams {
+        SoftmaxParams {
+            rows: (self.outer * self.inner) as u32,
+            d: self.d as u32,
+            inner: self.inner as u32,
+            ..Default::default()
+        }
     }
     fn at(self, row: usize, j: usize) -> usize {
         let (o, i) = (row / self.inner, row % self.inner);
@@ -129,7 +149,7 @@ fn softmax_impl(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
         ),
         Device::Gpu(g) => {
             let out = gpu_alloc(g, x.numel())?;
-            g.launch_words_with(
+            g.launch_with(
                 fk,
                 &r.params(),
                 &[x.gpu_buf(), &out],
@@ -150,7 +170,7 @@ fn softmax_impl(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
             ),
             Device::Gpu(ctx) => {
                 let out = gpu_alloc(ctx, ys.numel())?;
-                ctx.launch_words_with(
+                ctx.launch_with(
                     bk,
                     &r.params(),
                     &[ys.gpu_buf(), g.gpu_buf(), &out],
