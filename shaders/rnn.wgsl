@@ -1,6 +1,6 @@
 // Recurrent cells: the gate math of one time step, fused, after the input and recurrent
 // matrix products (which include the biases). One thread per (batch row, hidden unit).
-// P[0] = B (batch), P[1] = H (hidden size).
+// Parameters: `cp` (CellParams, src/ops/rnn/mod.rs): B (batch) and H (hidden size).
 // The gate nonlinearities and their derivatives are the elementwise table's rows
 // (`op_sigmoid_*`, `op_tanh_*`, generated from src/ops/elementwise.rs before this file).
 
@@ -34,9 +34,9 @@ fn gru_gates(base: u32, h: u32) -> vec3<f32> {
 @compute @workgroup_size(256)
 fn lstm_cell_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    let n = pu(0) * pu(1);
+    let n = cp.b * cp.h;
     if (i >= n) { return; }
-    let h = pu(1);
+    let h = cp.h;
     let base = (i / h) * 4u * h + i % h;
     let a = lstm_gates(base, h);
     let ig = a.x;
@@ -71,9 +71,9 @@ fn lstm_backward(base: u32, h: u32, cp: f32, dh: f32, dc_out: f32) -> f32 {
 @compute @workgroup_size(256)
 fn lstm_cell_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    let n = pu(0) * pu(1);
+    let n = cp.b * cp.h;
     if (i >= n) { return; }
-    let h = pu(1);
+    let h = cp.h;
     y1[i] = lstm_backward((i / h) * 4u * h + i % h, h, x1[i], x2[i], x2[n + i]);
 }
 
@@ -85,8 +85,8 @@ fn lstm_cell_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 @compute @workgroup_size(256)
 fn gru_cell_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= pu(0) * pu(1)) { return; }
-    let h = pu(1);
+    if (i >= cp.b * cp.h) { return; }
+    let h = cp.h;
     let base = (i / h) * 3u * h + i % h;
     let g = gru_gates(base, h);
     y0[i] = (1.0 - g.y) * g.z + g.y * x2[i];
@@ -118,8 +118,8 @@ fn gru_backward(base: u32, h: u32, hp: f32, dh: f32) -> f32 {
 @compute @workgroup_size(256)
 fn gru_cell_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= pu(0) * pu(1)) { return; }
-    let h = pu(1);
+    if (i >= cp.b * cp.h) { return; }
+    let h = cp.h;
     y2[i] = gru_backward((i / h) * 3u * h + i % h, h, x2[i], bitcast<f32>(xi[i]));
 }
 
@@ -127,24 +127,24 @@ fn gru_cell_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 // The step's gate pre-activations come from one fused product (h_{t-1} W_hh^T + gi_t +
 // b_hh, written into slot t of x0 = [T, B, 4H]); these kernels read and write their
 // slots in place, so a step needs no copies.
-// P[0] = B, P[1] = H, P[2] = offset of step t's gates (and of its gate gradients),
-// P[3] = offset of c_{t-1}, P[4] = offset of h_t (forward) or of its gradient
-// (backward), P[5] = offset of c_t (forward) or of the last cell state's gradient
-// (backward), P[6] = flags.
+// Parameters: `st` (StepParams, src/ops/rnn/mod.rs): B, H, the offsets of step t's
+// gates (and of its gate gradients), of c_{t-1} (and h_{t-1}), of h_t (forward) or of
+// its gradient (backward), of c_t (forward) or of the last cell state's gradient
+// (backward), and flags.
 
 // Forward. x1 = c0; y0 = [T + 1, B, H] (h_0 .. h_{T-1}, then c_{T-1}); y1 = c_t of the
 // steps before the last. Flags: 1 c_{t-1} from y1 (else x1), 2 c_t into y0 (else y1).
 @compute @workgroup_size(256)
 fn lstm_step_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= pu(0) * pu(1)) { return; }
-    let h = pu(1);
-    let a = lstm_gates(pu(2) + (i / h) * 4u * h + i % h, h);
+    if (i >= st.b * st.h) { return; }
+    let h = st.h;
+    let a = lstm_gates(st.gates + (i / h) * 4u * h + i % h, h);
     var cp = 0.0;
-    if ((pu(6) & 1u) != 0u) { cp = y1[pu(3) + i]; } else { cp = x1[pu(3) + i]; }
+    if ((st.flags & 1u) != 0u) { cp = y1[st.prev + i]; } else { cp = x1[st.prev + i]; }
     let c = a.y * cp + a.x * a.z;
-    y0[pu(4) + i] = a.w * th(c);
-    if ((pu(6) & 2u) != 0u) { y0[pu(5) + i] = c; } else { y1[pu(5) + i] = c; }
+    y0[st.cur + i] = a.w * th(c);
+    if ((st.flags & 2u) != 0u) { y0[st.cell + i] = c; } else { y1[st.cell + i] = c; }
 }
 
 // Backward, gates recomputed. x1 = the c_{t-1} source (c0 or the saved cell states),
@@ -155,36 +155,34 @@ fn lstm_step_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 @compute @workgroup_size(256)
 fn lstm_step_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= pu(0) * pu(1)) { return; }
-    let h = pu(1);
-    var dh = x2[pu(4) + i];
+    if (i >= st.b * st.h) { return; }
+    let h = st.h;
+    var dh = x2[st.cur + i];
     var dc = 0.0;
-    if ((pu(6) & 1u) != 0u) {
-        dc = x2[pu(5) + i];
+    if ((st.flags & 1u) != 0u) {
+        dc = x2[st.cell + i];
     } else {
         dh = dh + y2[i];
         dc = y1[i];
     }
-    y1[i] = lstm_backward(pu(2) + (i / h) * 4u * h + i % h, h, x1[pu(3) + i], dh, dc);
+    y1[i] = lstm_backward(st.gates + (i / h) * 4u * h + i % h, h, x1[st.prev + i], dh, dc);
 }
 
 // ---- Whole-sequence GRU, one step at a time on [T, ...] buffers ---------------------
 // x0 = gi [T, B, 3H] (input product + b_ih), x1 = gh [T, B, 3H] (recurrent products +
-// b_hh, slot t written by the step's fused product). The parameters have the LSTM's
-// layout (one launcher drives both, src/ops/rnn/gpu.rs): P[0] = B, P[1] = H, P[2] =
-// offset of step t's gates, P[3] = offset of h_{t-1}, P[4] = offset of h_t (forward) or
-// of its gradient (backward), P[5] = unused (the LSTM's cell state), P[6] = flags.
+// b_hh, slot t written by the step's fused product). The parameters are the LSTM's
+// (one launcher drives both, src/ops/rnn/gpu.rs); st.cell is unused.
 
 // Forward: y0 = [T, B, H]. Flag 1: h_{t-1} from y0 (else from x2 = h0).
 @compute @workgroup_size(256)
 fn gru_step_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= pu(0) * pu(1)) { return; }
-    let h = pu(1);
-    let g = gru_gates(pu(2) + (i / h) * 3u * h + i % h, h);
+    if (i >= st.b * st.h) { return; }
+    let h = st.h;
+    let g = gru_gates(st.gates + (i / h) * 3u * h + i % h, h);
     var hp = 0.0;
-    if ((pu(6) & 1u) != 0u) { hp = y0[pu(3) + i]; } else { hp = x2[pu(3) + i]; }
-    y0[pu(4) + i] = (1.0 - g.y) * g.z + g.y * hp;
+    if ((st.flags & 1u) != 0u) { hp = y0[st.prev + i]; } else { hp = x2[st.prev + i]; }
+    y0[st.cur + i] = (1.0 - g.y) * g.z + g.y * hp;
 }
 
 // Backward: x2 = h_{t-1}'s source (h0 or the saved outputs), xi = the output gradient
@@ -194,9 +192,9 @@ fn gru_step_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 @compute @workgroup_size(256)
 fn gru_step_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= pu(0) * pu(1)) { return; }
-    let h = pu(1);
-    var dh = bitcast<f32>(xi[pu(4) + i]);
-    if ((pu(6) & 1u) == 0u) { dh = dh + y2[i]; }
-    y2[i] = gru_backward(pu(2) + (i / h) * 3u * h + i % h, h, x2[pu(3) + i], dh);
+    if (i >= st.b * st.h) { return; }
+    let h = st.h;
+    var dh = bitcast<f32>(xi[st.cur + i]);
+    if ((st.flags & 1u) == 0u) { dh = dh + y2[i]; }
+    y2[i] = gru_backward(st.gates + (i / h) * 3u * h + i % h, h, x2[st.prev + i], dh);
 }

@@ -4,10 +4,23 @@
 
 use super::*;
 
-pub(super) const LSTM_FWD: &Kernel = kernel!(FILE, "lstm_cell_fwd", [X0, X1, Y0]);
-pub(super) const LSTM_BWD: &Kernel = kernel!(FILE, "lstm_cell_bwd", [X0, X1, X2, Y0, Y1]);
-pub(super) const GRU_FWD: &Kernel = kernel!(FILE, "gru_cell_fwd", [X0, X1, X2, Y0]);
-pub(super) const GRU_BWD: &Kernel = kernel!(FILE, "gru_cell_bwd", [X0, X1, X2, XI, Y0, Y1, Y2]);
+pub(super) const LSTM_FWD: &Kernel =
+    kernel!(FILE, "lstm_cell_fwd", [X0, X1, Y0], params = CellParams);
+pub(super) const LSTM_BWD: &Kernel =
+    kernel!(FILE, "lstm_cell_bwd", [X0, X1, X2, Y0, Y1], params = CellParams);
+pub(super) const GRU_FWD: &Kernel =
+    kernel!(FILE, "gru_cell_fwd", [X0, X1, X2, Y0], params = CellParams);
+pub(super) const GRU_BWD: &Kernel =
+    kernel!(FILE, "gru_cell_bwd", [X0, X1, X2, XI, Y0, Y1, Y2], params = CellParams);
+
+/// The cell kernels' parameters.
+fn cell_params(b: usize, h: usize) -> CellParams {
+    CellParams {
+        b: b as u32,
+        h: h as u32,
+        ..Default::default()
+    }
+}
 
 /// The GPU clamps tanh's argument (see the shader); the CPU does the same so both agree.
 pub(super) fn tanh_c<T: Float>(x: T) -> T {
@@ -80,9 +93,9 @@ pub(super) fn lstm_forward_raw(
         }
         Device::Gpu(g) => {
             let out = gpu_alloc(g, 2 * b * h)?;
-            g.launch_words(
+            g.launch(
                 LSTM_FWD,
-                &[b as u32, h as u32],
+                &cell_params(b, h),
                 &[gates.gpu_buf(), c_prev.gpu_buf(), &out],
                 groups_1d(b * h),
             );
@@ -121,9 +134,9 @@ pub(super) fn lstm_backward_raw(
         }
         Device::Gpu(g) => {
             let (da, dc) = (gpu_alloc(g, 4 * b * h)?, gpu_alloc(g, b * h)?);
-            g.launch_words(
+            g.launch(
                 LSTM_BWD,
-                &[b as u32, h as u32],
+                &cell_params(b, h),
                 &[sa.gpu_buf(), sc.gpu_buf(), gy.gpu_buf(), &da, &dc],
                 groups_1d(b * h),
             );
@@ -228,9 +241,9 @@ pub(super) fn gru_forward_raw(
         }
         Device::Gpu(g) => {
             let out = gpu_alloc(g, b * h)?;
-            g.launch_words(
+            g.launch(
                 GRU_FWD,
-                &[b as u32, h as u32],
+                &cell_params(b, h),
                 &[gi.gpu_buf(), gh.gpu_buf(), h_prev.gpu_buf(), &out],
                 groups_1d(b * h),
             );
@@ -276,9 +289,9 @@ pub(super) fn gru_backward_raw(
                 gpu_alloc(g, 3 * b * h)?,
                 gpu_alloc(g, b * h)?,
             );
-            g.launch_words(
+            g.launch(
                 GRU_BWD,
-                &[b as u32, h as u32],
+                &cell_params(b, h),
                 &[
                     si.gpu_buf(),
                     sh.gpu_buf(),

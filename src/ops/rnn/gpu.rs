@@ -7,11 +7,14 @@ use super::*;
 use crate::backend::gpu::GpuBuffer;
 use crate::ops::matmul::{Act, Epi, GpuProduct, MatmulChoice};
 
-pub(super) const LSTM_STEP_FWD: &Kernel = kernel!(FILE, "lstm_step_fwd", [X0, X1, Y0, Y1]);
-pub(super) const LSTM_STEP_BWD: &Kernel = kernel!(FILE, "lstm_step_bwd", [X0, X1, X2, Y0, Y1, Y2]);
-pub(super) const GRU_STEP_FWD: &Kernel = kernel!(FILE, "gru_step_fwd", [X0, X1, X2, Y0]);
+pub(super) const LSTM_STEP_FWD: &Kernel =
+    kernel!(FILE, "lstm_step_fwd", [X0, X1, Y0, Y1], params = StepParams);
+pub(super) const LSTM_STEP_BWD: &Kernel =
+    kernel!(FILE, "lstm_step_bwd", [X0, X1, X2, Y0, Y1, Y2], params = StepParams);
+pub(super) const GRU_STEP_FWD: &Kernel =
+    kernel!(FILE, "gru_step_fwd", [X0, X1, X2, Y0], params = StepParams);
 pub(super) const GRU_STEP_BWD: &Kernel =
-    kernel!(FILE, "gru_step_bwd", [X0, X1, X2, XI, Y0, Y1, Y2]);
+    kernel!(FILE, "gru_step_bwd", [X0, X1, X2, XI, Y0, Y1, Y2], params = StepParams);
 
 /// The buffers of one layer's recurrence, as the step kernels bind them.
 struct Seq<'a> {
@@ -99,11 +102,8 @@ impl Cell {
     }
 }
 
-/// The step kernels' parameters (the same layout for every cell, `shaders/rnn.wgsl`):
-/// `[B, H, offset of step t's gates, of h_{t-1} (and c_{t-1}), of h_t (or its
-/// gradient), of the cell state written (forward) or of the last cell state's gradient
-/// (backward), flags]`.
-fn step_params(t: usize, t_len: usize, b: usize, h: usize, g: usize, bwd: bool) -> [u32; 7] {
+/// The step kernels' parameters (the same for every cell).
+fn step_params(t: usize, t_len: usize, b: usize, h: usize, g: usize, bwd: bool) -> StepParams {
     let (step, step_g) = (b * h, b * g * h);
     let last = t + 1 == t_len;
     let (c_at, flags) = if bwd {
@@ -112,15 +112,16 @@ fn step_params(t: usize, t_len: usize, b: usize, h: usize, g: usize, bwd: bool) 
         let c_at = if last { t_len * step } else { t * step };
         (c_at, (t > 0) as u32 | (last as u32) << 1)
     };
-    [
-        b as u32,
-        h as u32,
-        (t * step_g) as u32,
-        (t.saturating_sub(1) * step) as u32,
-        (t * step) as u32,
-        c_at as u32,
+    StepParams {
+        b: b as u32,
+        h: h as u32,
+        gates: (t * step_g) as u32,
+        prev: (t.saturating_sub(1) * step) as u32,
+        cur: (t * step) as u32,
+        cell: c_at as u32,
         flags,
-    ]
+        ..Default::default()
+    }
 }
 
 /// One recurrent layer on the GPU as one graph node over whole-sequence buffers, for
@@ -202,7 +203,7 @@ pub(super) fn recurrence_gpu(
         recurrent.run_epi(if t == 0 { &h0d } else { &y }, &w_hh, auto, &epi)?;
         if let Some((fwd, _)) = cell.kernels() {
             let params = step_params(t, t_len, b, h, g, false);
-            ctx.launch_words(fwd, &params, &cell.fwd_bindings(&seq), cells);
+            ctx.launch(fwd, &params, &cell.fwd_bindings(&seq), cells);
         }
     }
     let mut inputs: Vec<&Tensor> = vec![x, w.w_ih, w.w_hh];
@@ -290,7 +291,7 @@ pub(super) fn recurrence_gpu(
                 let back = GpuProduct::plain((b, h, g * h), (g * h, 1), (h, 1));
                 for t in (0..t_len).rev() {
                     let params = step_params(t, t_len, b, h, g, true);
-                    ctx.launch_words(bwd, &params, &cell.bwd_bindings(&seq, &grads, t), cells);
+                    ctx.launch(bwd, &params, &cell.bwd_bindings(&seq, &grads, t), cells);
                     // The GRU's step kernel leaves the direct part of d h_{t-1} in the
                     // carry and the product adds to it (binding carry as both addend and
                     // output is an alias WebGPU refuses); the LSTM's product replaces it.

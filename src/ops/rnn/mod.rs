@@ -15,6 +15,7 @@
 
 use crate::autograd::record;
 use crate::backend::cpu::{map_float2, map_float3, pool, CpuData, Float};
+use crate::backend::gpu::params::{params, Params};
 use crate::backend::gpu::{Kernel, ShaderFile};
 use crate::device::Device;
 use crate::error::{shape_err, Result};
@@ -34,7 +35,44 @@ pub(crate) const FILE: ShaderFile = crate::ops::shader_with(
     "rnn",
     include_str!("../../../shaders/rnn.wgsl"),
     crate::backend::gpu::Generated::Fixed(crate::ops::elementwise::wgsl_functions),
-);
+)
+.with_params(&[&CellParams::INFO, &StepParams::INFO]);
+
+params! {
+    /// One cell step's kernels (`lstm_cell_*`, `gru_cell_*`).
+    pub(crate) struct CellParams as cp {
+        /// Batch.
+        b: u32,
+        /// Hidden size.
+        h: u32,
+        /// Padding.
+        _pad0: u32,
+        /// Padding.
+        _pad1: u32,
+    }
+
+    /// The whole-sequence step kernels (`lstm_step_*`, `gru_step_*`): offsets into the
+    /// `[T, ...]` buffers.
+    pub(crate) struct StepParams as st {
+        /// Batch.
+        b: u32,
+        /// Hidden size.
+        h: u32,
+        /// Offset of step t's gates (and of their gradients).
+        gates: u32,
+        /// Offset of h_{t-1} and c_{t-1}.
+        prev: u32,
+        /// Offset of h_t (forward) or of its gradient (backward).
+        cur: u32,
+        /// Offset of the cell state written (forward) or of the last cell state's
+        /// gradient (backward).
+        cell: u32,
+        /// Forward: 1 = not the first step, 2 = the last; backward: 1 = the last step.
+        flags: u32,
+        /// Padding.
+        _pad: u32,
+    }
+}
 
 /// Which recurrence a layer runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
