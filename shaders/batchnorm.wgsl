@@ -1,10 +1,10 @@
 // Fused batch normalisation. The input is viewed as [N, C, L] (L = H W, or 1 for [N, C]);
 // channel c holds the M = N L elements x[(n C + c) L + l].
 //
-// Parameter block (every entry point): P[0] = N, P[1] = C, P[2] = L, P[3] = B (blocks per
-// channel), P[4] = block (elements per block, at most 16,384), P[5] = flags (below),
-// P[6] = eps, P[7] = momentum, P[8] = M / (M - 1) (unbiased variance), P[9] = N C L,
-// P[10] = M, P[11] = 1 / M. The host never launches with N, C, L, B or the block at 0.
+// Parameters (every entry point): `bn` (BatchNormParams, src/ops/batchnorm.rs): N, C, L,
+// the blocks per channel and the elements per block (at most 16,384), flags (below), eps,
+// momentum, M / (M - 1) (unbiased variance), N C L, M and 1 / M. The host never launches
+// with N, C, L, the blocks or the block at 0.
 //
 // Per-channel statistics, [4, C]: mean, invstd = 1 / sqrt(var + eps), scale = invstd
 // gamma (or invstd), shift = beta (or 0); the forward is y = (x - mean) scale + shift.
@@ -25,13 +25,13 @@ var<workgroup> bn_w: array<vec3<f32>, 256>;
 var<workgroup> bn_s: array<vec2<f32>, 256>;
 
 fn bn_flag(f: u32) -> bool {
-    return (pu(5) & f) != 0u;
+    return (bn.flags & f) != 0u;
 }
 
 // Offset of element j (0 <= j < M) of channel c.
 fn bn_at(c: u32, j: u32) -> u32 {
-    let n = j / pu(2);
-    return (n * pu(1) + c) * pu(2) + (j - n * pu(2));
+    let n = j / bn.l;
+    return (n * bn.c + c) * bn.l + (j - n * bn.l);
 }
 
 // Chan et al.'s combination of two (count, mean, M2) summaries.
@@ -70,8 +70,8 @@ fn bn_tree2(t: u32, s: vec2<f32>) -> vec2<f32> {
 fn bn_block_welford(c: u32, blk: u32, t: u32, live: bool) -> vec3<f32> {
     var s = vec3<f32>(0.0, 0.0, 0.0);
     if (live) {
-        let start = blk * pu(4);
-        let end = min(start + pu(4), pu(10));
+        let start = blk * bn.block;
+        let end = min(start + bn.block, bn.m);
         for (var j = start + t; j < end; j = j + WG) {
             let v = x0[bn_at(c, j)];
             s.x = s.x + 1.0;
@@ -86,10 +86,10 @@ fn bn_block_welford(c: u32, blk: u32, t: u32, live: bool) -> vec3<f32> {
 // Channel c's statistics from its summary, and the running statistics' update.
 // x1 = gamma, x2 = beta (when flagged).
 fn bn_finish(c: u32, s: vec3<f32>) {
-    let C = pu(1);
+    let C = bn.c;
     let mean = s.y;
     let var_b = s.z / s.x;
-    let invstd = 1.0 / sqrt(var_b + pf(6u));
+    let invstd = 1.0 / sqrt(var_b + bn.eps);
     var scale = invstd;
     var shift = 0.0;
     if (bn_flag(BN_WEIGHT)) { scale = invstd * x1[c]; }
@@ -99,9 +99,9 @@ fn bn_finish(c: u32, s: vec3<f32>) {
     y0[2u * C + c] = scale;
     y0[3u * C + c] = shift;
     if (bn_flag(BN_RUNNING)) {
-        let m = pf(7u);
+        let m = bn.momentum;
         y1[c] = (1.0 - m) * y1[c] + m * mean;
-        y2[c] = (1.0 - m) * y2[c] + m * (var_b * pf(8u));
+        y2[c] = (1.0 - m) * y2[c] + m * (var_b * bn.unbiased);
     }
     if (bn_flag(BN_COUNT) && c == 0u) {
         yi[0] = bitcast<u32>(bitcast<f32>(yi[0]) + 1.0);
@@ -113,12 +113,12 @@ fn bn_finish(c: u32, s: vec3<f32>) {
 fn bn_partial_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) t: u32) {
     let w = row_id(wid, nwg);
-    let live = w < pu(1) * pu(3);
+    let live = w < bn.c * bn.blocks;
     var c = 0u;
     var blk = 0u;
     if (live) {
-        c = w / pu(3);
-        blk = w - c * pu(3);
+        c = w / bn.blocks;
+        blk = w - c * bn.blocks;
     }
     let s = bn_block_welford(c, blk, t, live);
     if (live && t == 0u) {
@@ -135,7 +135,7 @@ fn bn_partial_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
 fn bn_reduce_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) t: u32) {
     let c = row_id(wid, nwg);
-    let live = c < pu(1);
+    let live = c < bn.c;
     let s = bn_block_welford(c, 0u, t, live);
     if (live && t == 0u) { bn_finish(c, s); }
 }
@@ -146,11 +146,11 @@ fn bn_reduce_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 fn bn_finalize_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) t: u32) {
     let c = row_id(wid, nwg);
-    let live = c < pu(1);
+    let live = c < bn.c;
     var s = vec3<f32>(0.0, 0.0, 0.0);
     if (live) {
-        for (var b = t; b < pu(3); b = b + WG) {
-            let k = 3u * (c * pu(3) + b);
+        for (var b = t; b < bn.blocks; b = b + WG) {
+            let k = 3u * (c * bn.blocks + b);
             s = bn_chan(s, vec3<f32>(x0[k], x0[k + 1u], x0[k + 2u]));
         }
     }
@@ -164,9 +164,9 @@ fn bn_finalize_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
 @compute @workgroup_size(256)
 fn bn_eval_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let c = flat_id(gid, nwg);
-    let C = pu(1);
+    let C = bn.c;
     if (c >= C) { return; }
-    let invstd = 1.0 / sqrt(x1[c] + pf(6u));
+    let invstd = 1.0 / sqrt(x1[c] + bn.eps);
     var scale = invstd;
     var shift = 0.0;
     if (bn_flag(BN_WEIGHT)) { scale = invstd * x2[c]; }
@@ -181,9 +181,9 @@ fn bn_eval_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 @compute @workgroup_size(256)
 fn bn_norm_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= pu(9)) { return; }
-    let C = pu(1);
-    let c = (i / pu(2)) % C;
+    if (i >= bn.numel) { return; }
+    let C = bn.c;
+    let c = (i / bn.l) % C;
     y0[i] = (x0[i] - x1[c]) * x1[2u * C + c] + x1[3u * C + c];
 }
 
@@ -193,9 +193,9 @@ fn bn_block_grad(c: u32, blk: u32, t: u32, live: bool) -> vec2<f32> {
     var s = vec2<f32>(0.0, 0.0);
     if (live) {
         let mean = x2[c];
-        let invstd = x2[pu(1) + c];
-        let start = blk * pu(4);
-        let end = min(start + pu(4), pu(10));
+        let invstd = x2[bn.c + c];
+        let start = blk * bn.block;
+        let end = min(start + bn.block, bn.m);
         for (var j = start + t; j < end; j = j + WG) {
             let k = bn_at(c, j);
             let g = x1[k];
@@ -208,14 +208,14 @@ fn bn_block_grad(c: u32, blk: u32, t: u32, live: bool) -> vec2<f32> {
 // Channel c's weight and bias gradients (y1 = dgamma = sum g xhat, y2 = dbeta = sum g)
 // and the coefficients of dx (y0). x2 = statistics.
 fn bn_bwd_finish(c: u32, s: vec2<f32>) {
-    let C = pu(1);
+    let C = bn.c;
     let invstd = x2[C + c];
     let scale = x2[2u * C + c];
     var b = 0.0;
     var k = 0.0;
     if (bn_flag(BN_TRAINING)) {
-        b = scale * s.x * pf(11u);
-        k = scale * invstd * s.y * pf(11u);
+        b = scale * s.x * bn.inv_m;
+        k = scale * invstd * s.y * bn.inv_m;
     }
     y0[c] = x2[c];
     y0[C + c] = b;
@@ -230,12 +230,12 @@ fn bn_bwd_finish(c: u32, s: vec2<f32>) {
 fn bn_partial_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) t: u32) {
     let w = row_id(wid, nwg);
-    let live = w < pu(1) * pu(3);
+    let live = w < bn.c * bn.blocks;
     var c = 0u;
     var blk = 0u;
     if (live) {
-        c = w / pu(3);
-        blk = w - c * pu(3);
+        c = w / bn.blocks;
+        blk = w - c * bn.blocks;
     }
     let s = bn_block_grad(c, blk, t, live);
     if (live && t == 0u) {
@@ -249,7 +249,7 @@ fn bn_partial_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
 fn bn_reduce_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) t: u32) {
     let c = row_id(wid, nwg);
-    let live = c < pu(1);
+    let live = c < bn.c;
     let s = bn_block_grad(c, 0u, t, live);
     if (live && t == 0u) { bn_bwd_finish(c, s); }
 }
@@ -259,11 +259,11 @@ fn bn_reduce_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 fn bn_finalize_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) t: u32) {
     let c = row_id(wid, nwg);
-    let live = c < pu(1);
+    let live = c < bn.c;
     var s = vec2<f32>(0.0, 0.0);
     if (live) {
-        for (var b = t; b < pu(3); b = b + WG) {
-            let k = 2u * (c * pu(3) + b);
+        for (var b = t; b < bn.blocks; b = b + WG) {
+            let k = 2u * (c * bn.blocks + b);
             s = s + vec2<f32>(x0[k], x0[k + 1u]);
         }
     }
@@ -276,9 +276,9 @@ fn bn_finalize_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
 @compute @workgroup_size(256)
 fn bn_dx_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i >= pu(9)) { return; }
-    let C = pu(1);
-    let c = (i / pu(2)) % C;
+    if (i >= bn.numel) { return; }
+    let C = bn.c;
+    let c = (i / bn.l) % C;
     var d = x2[2u * C + c] * x1[i];
     if (bn_flag(BN_TRAINING)) {
         d = d - x2[C + c] - x2[3u * C + c] * (x0[i] - x2[c]);

@@ -12,8 +12,8 @@ use crate::ops::{gpu_alloc, groups_1d, kernel, shader};
 use crate::shape;
 use crate::tensor::{check_float, Tensor};
 
-pub(crate) const FILE: ShaderFile =
-    shader("augment", include_str!("../../shaders/augment.wgsl")).with_params(&[&AugmentParams::INFO]);
+pub(crate) const FILE: ShaderFile = shader("augment", include_str!("../../shaders/augment.wgsl"))
+    .with_params(&[&AugmentParams::INFO]);
 
 params! {
     /// The geometric augmentation of an NCHW batch.
@@ -37,8 +37,12 @@ params! {
     }
 }
 
-const GEOMETRIC: &Kernel =
-    kernel!(FILE, "augment_geometric_fwd", [X0, XI, Y0], params = AugmentParams);
+const GEOMETRIC: &Kernel = kernel!(
+    FILE,
+    "augment_geometric_fwd",
+    [X0, XI, Y0],
+    params = AugmentParams
+);
 
 /// What happens to one image: crop offsets into the padded image, and flips.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

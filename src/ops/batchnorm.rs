@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use crate::autograd::record;
 use crate::backend::cpu::{CpuData, Float};
+use crate::backend::gpu::params::{params, Params};
 use crate::backend::gpu::{GpuBuffer, GpuContext, Kernel, ShaderFile, Work};
 use crate::backend::Storage;
 use crate::device::Device;
@@ -39,17 +40,93 @@ use crate::ops::{gpu_alloc, groups_1d, groups_rows, kernel, shader};
 use crate::tensor::{check_float, check_same_device, DType, Tensor};
 
 pub(crate) const FILE: ShaderFile =
-    shader("batchnorm", include_str!("../../shaders/batchnorm.wgsl"));
-const STATS_PARTIAL: &Kernel = kernel!(FILE, "bn_partial_fwd", [X0, Y0], loops);
-const STATS_REDUCE: &Kernel = kernel!(FILE, "bn_reduce_fwd", [X0, X1, X2, Y0, Y1, Y2, YI], loops);
-const STATS_FINALIZE: &Kernel =
-    kernel!(FILE, "bn_finalize_fwd", [X0, X1, X2, Y0, Y1, Y2, YI], loops);
-const EVAL_PREP: &Kernel = kernel!(FILE, "bn_eval_fwd", [X0, X1, X2, XI, Y0]);
-const NORM_FWD: &Kernel = kernel!(FILE, "bn_norm_fwd", [X0, X1, Y0]);
-const BWD_PARTIAL: &Kernel = kernel!(FILE, "bn_partial_bwd", [X0, X1, X2, Y0], loops);
-const BWD_REDUCE: &Kernel = kernel!(FILE, "bn_reduce_bwd", [X0, X1, X2, Y0, Y1, Y2], loops);
-const BWD_FINALIZE: &Kernel = kernel!(FILE, "bn_finalize_bwd", [X0, X2, Y0, Y1, Y2], loops);
-const BWD_DX: &Kernel = kernel!(FILE, "bn_dx_bwd", [X0, X1, X2, Y0]);
+    shader("batchnorm", include_str!("../../shaders/batchnorm.wgsl"))
+        .with_params(&[&BatchNormParams::INFO]);
+
+params! {
+    /// Every batch-normalisation kernel's parameters: the input viewed as `[N, C, L]`.
+    pub(crate) struct BatchNormParams as bn {
+        /// Batch.
+        n: u32,
+        /// Channels.
+        c: u32,
+        /// Elements per image and channel (H W, or 1).
+        l: u32,
+        /// Blocks per channel.
+        blocks: u32,
+        /// Elements per block.
+        block: u32,
+        /// The kernels' flags.
+        flags: u32,
+        /// Variance epsilon.
+        eps: f32,
+        /// Running statistics' momentum.
+        momentum: f32,
+        /// M / (M - 1), for the unbiased running variance.
+        unbiased: f32,
+        /// N C L.
+        numel: u32,
+        /// Elements per channel, N L.
+        m: u32,
+        /// 1 / M.
+        inv_m: f32,
+    }
+}
+const STATS_PARTIAL: &Kernel = kernel!(
+    FILE,
+    "bn_partial_fwd",
+    [X0, Y0],
+    loops,
+    params = BatchNormParams
+);
+const STATS_REDUCE: &Kernel = kernel!(
+    FILE,
+    "bn_reduce_fwd",
+    [X0, X1, X2, Y0, Y1, Y2, YI],
+    loops,
+    params = BatchNormParams
+);
+const STATS_FINALIZE: &Kernel = kernel!(
+    FILE,
+    "bn_finalize_fwd",
+    [X0, X1, X2, Y0, Y1, Y2, YI],
+    loops,
+    params = BatchNormParams
+);
+const EVAL_PREP: &Kernel = kernel!(
+    FILE,
+    "bn_eval_fwd",
+    [X0, X1, X2, XI, Y0],
+    params = BatchNormParams
+);
+const NORM_FWD: &Kernel = kernel!(FILE, "bn_norm_fwd", [X0, X1, Y0], params = BatchNormParams);
+const BWD_PARTIAL: &Kernel = kernel!(
+    FILE,
+    "bn_partial_bwd",
+    [X0, X1, X2, Y0],
+    loops,
+    params = BatchNormParams
+);
+const BWD_REDUCE: &Kernel = kernel!(
+    FILE,
+    "bn_reduce_bwd",
+    [X0, X1, X2, Y0, Y1, Y2],
+    loops,
+    params = BatchNormParams
+);
+const BWD_FINALIZE: &Kernel = kernel!(
+    FILE,
+    "bn_finalize_bwd",
+    [X0, X2, Y0, Y1, Y2],
+    loops,
+    params = BatchNormParams
+);
+const BWD_DX: &Kernel = kernel!(
+    FILE,
+    "bn_dx_bwd",
+    [X0, X1, X2, Y0],
+    params = BatchNormParams
+);
 
 // Flags (P[5]); the shader names them BN_*.
 const WEIGHT: u32 = 1;
@@ -127,27 +204,27 @@ impl Plan {
         self.n * self.c * self.l
     }
 
-    fn params(&self) -> [u32; 12] {
+    fn params(&self) -> BatchNormParams {
         let m = self.m();
         let unbiased = if m > 1 {
             m as f64 / (m - 1) as f64
         } else {
             1.0
         };
-        [
-            self.n as u32,
-            self.c as u32,
-            self.l as u32,
-            self.blocks as u32,
-            self.block as u32,
-            self.flags,
-            self.eps.to_bits(),
-            self.momentum.to_bits(),
-            (unbiased as f32).to_bits(),
-            self.numel() as u32,
-            m as u32,
-            ((1.0 / m.max(1) as f64) as f32).to_bits(),
-        ]
+        BatchNormParams {
+            n: self.n as u32,
+            c: self.c as u32,
+            l: self.l as u32,
+            blocks: self.blocks as u32,
+            block: self.block as u32,
+            flags: self.flags,
+            eps: self.eps,
+            momentum: self.momentum,
+            unbiased: unbiased as f32,
+            numel: self.numel() as u32,
+            m: m as u32,
+            inv_m: (1.0 / m.max(1) as f64) as f32,
+        }
     }
 
     /// The declared work of the per-block kernels (the fused ones take a whole channel).
@@ -416,7 +493,7 @@ fn batch_norm_impl(x: &Tensor, a: &BatchNormArgs, forced: Option<usize>) -> Resu
             }
             Device::Gpu(g) => {
                 let y = gpu_alloc(g, p.numel())?;
-                g.launch_words(
+                g.launch(
                     NORM_FWD,
                     &p.params(),
                     &[x.gpu_buf(), stats.gpu_buf(), &y],
@@ -496,7 +573,7 @@ fn backward(x: &Tensor, stats: &Tensor, g: &Tensor, p: &Plan, need: [bool; 3]) -
                 );
                 let params = p.params();
                 if p.blocks == 1 {
-                    ctx.launch_words_with(
+                    ctx.launch_with(
                         BWD_REDUCE,
                         &params,
                         &[x.gpu_buf(), g.gpu_buf(), stats.gpu_buf(), &coef, &dw, &db],
@@ -505,14 +582,14 @@ fn backward(x: &Tensor, stats: &Tensor, g: &Tensor, p: &Plan, need: [bool; 3]) -
                     );
                 } else {
                     let partials = gpu_alloc(ctx, 2 * p.c * p.blocks)?;
-                    ctx.launch_words_with(
+                    ctx.launch_with(
                         BWD_PARTIAL,
                         &params,
                         &[x.gpu_buf(), g.gpu_buf(), stats.gpu_buf(), &partials],
                         groups_rows(p.c * p.blocks),
                         p.block_work(),
                     );
-                    ctx.launch_words_with(
+                    ctx.launch_with(
                         BWD_FINALIZE,
                         &params,
                         &[&partials, stats.gpu_buf(), &coef, &dw, &db],
@@ -532,7 +609,7 @@ fn backward(x: &Tensor, stats: &Tensor, g: &Tensor, p: &Plan, need: [bool; 3]) -
             let dx = if need_dx {
                 let out = gpu_alloc(ctx, p.numel())?;
                 let coef = coef.as_ref().filter(|_| training).unwrap_or(stats);
-                ctx.launch_words(
+                ctx.launch(
                     BWD_DX,
                     &p.params(),
                     &[x.gpu_buf(), g.gpu_buf(), coef.gpu_buf(), &out],
@@ -561,7 +638,7 @@ fn gpu_stats(g: &Arc<GpuContext>, x: &Tensor, a: &BatchNormArgs, p: &Plan) -> Re
         );
         let w = a.weight.map_or(rm, |t| t.gpu_buf());
         let b = a.bias.map_or(rm, |t| t.gpu_buf());
-        g.launch_words(EVAL_PREP, &params, &[rm, rv, w, b, &stats], groups_1d(p.c));
+        g.launch(EVAL_PREP, &params, &[rm, rv, w, b, &stats], groups_1d(p.c));
         return Ok(Tensor::from_gpu(stats, vec![4, p.c], x.dtype()));
     }
     // Writable slots the call has no tensor for get small scratch buffers (a buffer must
@@ -571,7 +648,7 @@ fn gpu_stats(g: &Arc<GpuContext>, x: &Tensor, a: &BatchNormArgs, p: &Plan) -> Re
     let rv = a.running_var.map_or(&scratch[1], |t| t.gpu_buf());
     let count = a.num_batches_tracked.map_or(&scratch[2], |t| t.gpu_buf());
     if p.blocks == 1 {
-        g.launch_words_with(
+        g.launch_with(
             STATS_REDUCE,
             &params,
             &[xb, w, b, &stats, rm, rv, count],
@@ -580,14 +657,14 @@ fn gpu_stats(g: &Arc<GpuContext>, x: &Tensor, a: &BatchNormArgs, p: &Plan) -> Re
         );
     } else {
         let partials = gpu_alloc(g, 3 * p.c * p.blocks)?;
-        g.launch_words_with(
+        g.launch_with(
             STATS_PARTIAL,
             &params,
             &[xb, &partials],
             groups_rows(p.c * p.blocks),
             p.block_work(),
         );
-        g.launch_words_with(
+        g.launch_with(
             STATS_FINALIZE,
             &params,
             &[&partials, w, b, &stats, rm, rv, count],

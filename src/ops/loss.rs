@@ -39,8 +39,12 @@ const CE_FWD: &Kernel = kernel!(
     overrides = ["RT"],
     params = CeParams
 );
-const CE_BWD: &Kernel =
-    kernel!(FILE, "cross_entropy_bwd", [X0, X1, X2, XI, Y0], params = CeParams);
+const CE_BWD: &Kernel = kernel!(
+    FILE,
+    "cross_entropy_bwd",
+    [X0, X1, X2, XI, Y0],
+    params = CeParams
+);
 const CE_MEAN_FWD: &Kernel = kernel!(
     FILE,
     "cross_entropy_mean_fwd",

@@ -96,9 +96,20 @@ params! {
 }
 
 const SUM_FWD: &Kernel = kernel!(FILE, "sum_fwd", [X0, Y0], loops, params = ReduceParams);
-const SUM_FWD_SUBGROUP: &Kernel =
-    kernel!(SUBGROUP_FILE, "sum_fwd", [X0, Y0], loops, params = ReduceParams);
-const MAX_FWD: &Kernel = kernel!(FILE, "max_fwd", [X0, XI, Y0, YI], loops, params = ReduceParams);
+const SUM_FWD_SUBGROUP: &Kernel = kernel!(
+    SUBGROUP_FILE,
+    "sum_fwd",
+    [X0, Y0],
+    loops,
+    params = ReduceParams
+);
+const MAX_FWD: &Kernel = kernel!(
+    FILE,
+    "max_fwd",
+    [X0, XI, Y0, YI],
+    loops,
+    params = ReduceParams
+);
 const SUM_BWD: &Kernel = kernel!(FILE, "sum_bwd", [X0, Y0], params = ReduceBwdParams);
 const MAX_BWD: &Kernel = kernel!(FILE, "max_bwd", [X0, XI, Y0], params = ReduceBwdParams);
 

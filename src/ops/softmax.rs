@@ -13,8 +13,8 @@ use crate::ops::{gpu_alloc, groups_rows, kernel, row_work, shader};
 use crate::shape;
 use crate::tensor::{check_float, Tensor};
 
-pub(crate) const FILE: ShaderFile =
-    shader("softmax", include_str!("../../shaders/softmax.wgsl")).with_params(&[&SoftmaxParams::INFO]);
+pub(crate) const FILE: ShaderFile = shader("softmax", include_str!("../../shaders/softmax.wgsl"))
+    .with_params(&[&SoftmaxParams::INFO]);
 
 params! {
     /// Softmax rows: the tensor viewed as `[outer, d, inner]`, one row per (outer, inner).
@@ -29,12 +29,30 @@ params! {
         _pad: u32,
     }
 }
-const SOFTMAX_FWD: &Kernel =
-    kernel!(FILE, "softmax_fwd", [X0, Y0], loops, overrides = ["RT"], params = SoftmaxParams);
-const LOG_SOFTMAX_FWD: &Kernel =
-    kernel!(FILE, "log_softmax_fwd", [X0, Y0], loops, overrides = ["RT"], params = SoftmaxParams);
-const SOFTMAX_BWD: &Kernel =
-    kernel!(FILE, "softmax_bwd", [X0, X1, Y0], loops, overrides = ["RT"], params = SoftmaxParams);
+const SOFTMAX_FWD: &Kernel = kernel!(
+    FILE,
+    "softmax_fwd",
+    [X0, Y0],
+    loops,
+    overrides = ["RT"],
+    params = SoftmaxParams
+);
+const LOG_SOFTMAX_FWD: &Kernel = kernel!(
+    FILE,
+    "log_softmax_fwd",
+    [X0, Y0],
+    loops,
+    overrides = ["RT"],
+    params = SoftmaxParams
+);
+const SOFTMAX_BWD: &Kernel = kernel!(
+    FILE,
+    "softmax_bwd",
+    [X0, X1, Y0],
+    loops,
+    overrides = ["RT"],
+    params = SoftmaxParams
+);
 const LOG_SOFTMAX_BWD: &Kernel = kernel!(
     FILE,
     "log_softmax_bwd",

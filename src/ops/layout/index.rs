@@ -3,13 +3,27 @@
 
 use super::*;
 
-const INDEX_SELECT_FWD: &Kernel =
-    kernel!(FILE, "index_select_fwd", [X0, XI, Y0, YI], params = IndexParams);
-const INDEX_SELECT_BWD: &Kernel =
-    kernel!(FILE, "index_select_bwd", [X0, XI, Y0], loops, params = IndexParams);
+const INDEX_SELECT_FWD: &Kernel = kernel!(
+    FILE,
+    "index_select_fwd",
+    [X0, XI, Y0, YI],
+    params = IndexParams
+);
+const INDEX_SELECT_BWD: &Kernel = kernel!(
+    FILE,
+    "index_select_bwd",
+    [X0, XI, Y0],
+    loops,
+    params = IndexParams
+);
 const GATHER_FWD: &Kernel = kernel!(FILE, "gather_fwd", [X0, XI, Y0, YI], params = IndexParams);
-const GATHER_BWD: &Kernel =
-    kernel!(FILE, "gather_bwd", [X0, XI, Y0], loops, params = IndexParams);
+const GATHER_BWD: &Kernel = kernel!(
+    FILE,
+    "gather_bwd",
+    [X0, XI, Y0],
+    loops,
+    params = IndexParams
+);
 const WHERE_FWD: &Kernel = kernel!(FILE, "where_fwd", [X0, X1, X2, Y0], params = WhereParams);
 const WHERE_BWD: &Kernel = kernel!(FILE, "where_bwd", [X0, X2, Y0, Y1], params = WhereParams);
 

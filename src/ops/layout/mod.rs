@@ -14,8 +14,8 @@ use crate::ops::{gpu_alloc, groups_1d, kernel, shader};
 use crate::shape;
 use crate::tensor::{check_float, check_index, check_pair, check_same_device, DType, Tensor};
 
-pub(crate) const FILE: ShaderFile =
-    shader("layout", include_str!("../../../shaders/layout.wgsl")).with_params(&[
+pub(crate) const FILE: ShaderFile = shader("layout", include_str!("../../../shaders/layout.wgsl"))
+    .with_params(&[
         &FillParams::INFO,
         &RegionParams::INFO,
         &IndexParams::INFO,
@@ -96,8 +96,7 @@ params! {
 mod index;
 const FILL: &Kernel = kernel!(FILE, "fill_fwd", [Y0], params = FillParams);
 const FILL_U32: &Kernel = kernel!(FILE, "fill_u32_fwd", [YI], params = FillParams);
-const STRIDED_COPY: &Kernel =
-    kernel!(FILE, "strided_copy_fwd", [X0, Y0], params = RegionParams);
+const STRIDED_COPY: &Kernel = kernel!(FILE, "strided_copy_fwd", [X0, Y0], params = RegionParams);
 const STRIDED_SCATTER: &Kernel =
     kernel!(FILE, "strided_scatter_fwd", [X0, Y0], params = RegionParams);
 

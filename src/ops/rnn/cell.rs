@@ -6,12 +6,20 @@ use super::*;
 
 pub(super) const LSTM_FWD: &Kernel =
     kernel!(FILE, "lstm_cell_fwd", [X0, X1, Y0], params = CellParams);
-pub(super) const LSTM_BWD: &Kernel =
-    kernel!(FILE, "lstm_cell_bwd", [X0, X1, X2, Y0, Y1], params = CellParams);
+pub(super) const LSTM_BWD: &Kernel = kernel!(
+    FILE,
+    "lstm_cell_bwd",
+    [X0, X1, X2, Y0, Y1],
+    params = CellParams
+);
 pub(super) const GRU_FWD: &Kernel =
     kernel!(FILE, "gru_cell_fwd", [X0, X1, X2, Y0], params = CellParams);
-pub(super) const GRU_BWD: &Kernel =
-    kernel!(FILE, "gru_cell_bwd", [X0, X1, X2, XI, Y0, Y1, Y2], params = CellParams);
+pub(super) const GRU_BWD: &Kernel = kernel!(
+    FILE,
+    "gru_cell_bwd",
+    [X0, X1, X2, XI, Y0, Y1, Y2],
+    params = CellParams
+);
 
 /// The cell kernels' parameters.
 fn cell_params(b: usize, h: usize) -> CellParams {

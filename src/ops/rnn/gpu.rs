@@ -9,12 +9,20 @@ use crate::ops::matmul::{Act, Epi, GpuProduct, MatmulChoice};
 
 pub(super) const LSTM_STEP_FWD: &Kernel =
     kernel!(FILE, "lstm_step_fwd", [X0, X1, Y0, Y1], params = StepParams);
-pub(super) const LSTM_STEP_BWD: &Kernel =
-    kernel!(FILE, "lstm_step_bwd", [X0, X1, X2, Y0, Y1, Y2], params = StepParams);
+pub(super) const LSTM_STEP_BWD: &Kernel = kernel!(
+    FILE,
+    "lstm_step_bwd",
+    [X0, X1, X2, Y0, Y1, Y2],
+    params = StepParams
+);
 pub(super) const GRU_STEP_FWD: &Kernel =
     kernel!(FILE, "gru_step_fwd", [X0, X1, X2, Y0], params = StepParams);
-pub(super) const GRU_STEP_BWD: &Kernel =
-    kernel!(FILE, "gru_step_bwd", [X0, X1, X2, XI, Y0, Y1, Y2], params = StepParams);
+pub(super) const GRU_STEP_BWD: &Kernel = kernel!(
+    FILE,
+    "gru_step_bwd",
+    [X0, X1, X2, XI, Y0, Y1, Y2],
+    params = StepParams
+);
 
 /// The buffers of one layer's recurrence, as the step kernels bind them.
 struct Seq<'a> {
