@@ -7,6 +7,7 @@ use super::FILE;
 use crate::autograd::record;
 use crate::backend::cpu::{map_float, Float};
 use crate::backend::cpu::{parallel, pool};
+use crate::backend::gpu::params::{params, Params};
 use crate::backend::gpu::{Kernel, Work};
 use crate::device::Device;
 use crate::error::{arg_err, shape_err, Result};
@@ -16,8 +17,55 @@ use crate::tensor::{check_float, Tensor};
 
 /// Workgroups a grid dimension may hold.
 const MAX_GROUPS: usize = 65_535;
-const IM2COL: &Kernel = kernel!(FILE, "im2col_fwd", [X0, Y0]);
-const COL2IM: &Kernel = kernel!(FILE, "col2im_fwd", [X0, Y0], loops);
+const IM2COL: &Kernel = kernel!(FILE, "im2col_fwd", [X0, Y0], params = ConvParams);
+const COL2IM: &Kernel = kernel!(FILE, "col2im_fwd", [X0, Y0], loops, params = ConvParams);
+
+params! {
+    /// `im2col` and `col2im`: one convolution's geometry, and where a launch's grid
+    /// starts (a launch covers at most 65,535 workgroups along each grid dimension).
+    pub(crate) struct ConvParams as cv {
+        /// Images.
+        n: u32,
+        /// Channels.
+        c: u32,
+        /// Image height.
+        h: u32,
+        /// Image width.
+        w: u32,
+        /// Output height.
+        ho: u32,
+        /// Output width.
+        wo: u32,
+        /// Kernel height.
+        kh: u32,
+        /// Kernel width.
+        kw: u32,
+        /// Row stride.
+        sh: u32,
+        /// Column stride.
+        sw: u32,
+        /// Row padding.
+        ph: u32,
+        /// Column padding.
+        pw: u32,
+        /// Row dilation.
+        dh: u32,
+        /// Column dilation.
+        dw: u32,
+        /// The launch's first row of columns (im2col) or channel (col2im).
+        row0: u32,
+        /// Its first image.
+        image0: u32,
+        /// Its first group of 256 pixels.
+        group0: u32,
+        /// 1: the columns are stored transposed, `[N, Ho Wo, C kh kw]`.
+        transposed: u32,
+        /// Padding.
+        _pad0: u32,
+        /// Padding.
+        _pad1: u32,
+    }
+}
 
 /// Sizes of one convolution: image `[n, c, h, w]`, output plane `ho x wo`, kernel,
 /// stride, padding and dilation.
@@ -59,28 +107,25 @@ pub(super) fn check_positive(
 }
 
 impl Geometry {
-    fn params(&self) -> [u32; 18] {
-        [
-            self.n,
-            self.c,
-            self.h,
-            self.w,
-            self.ho,
-            self.wo,
-            self.k.0,
-            self.k.1,
-            self.stride.0,
-            self.stride.1,
-            self.padding.0,
-            self.padding.1,
-            self.dilation.0,
-            self.dilation.1,
-            0,
-            0,
-            0,
-            0,
-        ]
-        .map(|v| v as u32)
+    fn params(&self) -> ConvParams {
+        let u = |v: usize| v as u32;
+        ConvParams {
+            n: u(self.n),
+            c: u(self.c),
+            h: u(self.h),
+            w: u(self.w),
+            ho: u(self.ho),
+            wo: u(self.wo),
+            kh: u(self.k.0),
+            kw: u(self.k.1),
+            sh: u(self.stride.0),
+            sw: u(self.stride.1),
+            ph: u(self.padding.0),
+            pw: u(self.padding.1),
+            dh: u(self.dilation.0),
+            dw: u(self.dilation.1),
+            ..Default::default()
+        }
     }
     pub(super) fn kk(&self) -> usize {
         self.k.0 * self.k.1
@@ -239,11 +284,11 @@ pub(super) fn run_with(x: &Tensor, g: Geometry, to_cols: bool, transposed: bool)
                 (COL2IM, g.h * g.w, g.c, g.kk() as u64)
             };
             let mut p = g.params();
-            p[17] = transposed as u32;
+            p.transposed = transposed as u32;
             for x0 in (0..pixels.div_ceil(256)).step_by(MAX_GROUPS) {
                 for y0 in (0..rows).step_by(MAX_GROUPS) {
                     for z0 in (0..g.n).step_by(MAX_GROUPS) {
-                        (p[16], p[14], p[15]) = (x0 as u32, y0 as u32, z0 as u32);
+                        (p.group0, p.row0, p.image0) = (x0 as u32, y0 as u32, z0 as u32);
                         let grid = [
                             (pixels.div_ceil(256) - x0).min(MAX_GROUPS) as u32,
                             (rows - y0).min(MAX_GROUPS) as u32,
@@ -253,7 +298,7 @@ pub(super) fn run_with(x: &Tensor, g: Geometry, to_cols: bool, transposed: bool)
                             serial,
                             ..Work::default()
                         };
-                        ctx.launch_words_with(kernel, &p, &[x.gpu_buf(), &out], grid, work);
+                        ctx.launch_with(kernel, &p, &[x.gpu_buf(), &out], grid, work);
                     }
                 }
             }

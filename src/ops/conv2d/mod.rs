@@ -4,6 +4,7 @@
 //! col2im forward. Weight gradients come from the matmul's own backward.
 
 use crate::autograd::record;
+use crate::backend::gpu::params::Params;
 use crate::backend::gpu::ShaderFile;
 use crate::device::Device;
 use crate::error::{arg_err, shape_err, Result};
@@ -12,7 +13,8 @@ use crate::ops::{gpu_alloc, shader, split};
 use crate::shape;
 use crate::tensor::{check_pair, DType, Tensor};
 
-pub(crate) const FILE: ShaderFile = shader("conv2d", include_str!("../../../shaders/conv2d.wgsl"));
+pub(crate) const FILE: ShaderFile = shader("conv2d", include_str!("../../../shaders/conv2d.wgsl"))
+    .with_params(&[&im2col::ConvParams::INFO]);
 
 mod im2col;
 use im2col::{check_positive, run_with};
