@@ -6,6 +6,7 @@
 use crate::autograd::record;
 use crate::backend::cpu::{map_float, CpuData, Float};
 use crate::backend::cpu::{parallel, pool};
+use crate::backend::gpu::params::{params, Params};
 use crate::backend::gpu::{Kernel, ShaderFile, Work};
 use crate::device::Device;
 use crate::error::{arg_err, shape_err, Result};
@@ -13,13 +14,44 @@ use crate::ops::{gpu_alloc, groups_1d, kernel, shader};
 use crate::shape;
 use crate::tensor::{check_float, DType, Tensor};
 
-pub(crate) const FILE: ShaderFile = shader("pool2d", include_str!("../../shaders/pool2d.wgsl"));
-const MAX_FWD: &Kernel = kernel!(FILE, "maxpool2d_fwd", [X0, Y0, YI], loops);
-const MAX_BWD: &Kernel = kernel!(FILE, "maxpool2d_bwd", [X0, XI, Y0], loops);
-const AVG_FWD: &Kernel = kernel!(FILE, "avgpool2d_fwd", [X0, Y0], loops);
-const AVG_BWD: &Kernel = kernel!(FILE, "avgpool2d_bwd", [X0, Y0], loops);
-const UP_FWD: &Kernel = kernel!(FILE, "upsample_nearest_fwd", [X0, Y0]);
-const UP_BWD: &Kernel = kernel!(FILE, "upsample_nearest_bwd", [X0, Y0], loops);
+pub(crate) const FILE: ShaderFile =
+    shader("pool2d", include_str!("../../shaders/pool2d.wgsl")).with_params(&[&PoolParams::INFO]);
+
+params! {
+    /// Pooling and upsampling over NCHW planes.
+    pub(crate) struct PoolParams as pl {
+        /// Planes, N C.
+        planes: u32,
+        /// Input height.
+        h: u32,
+        /// Input width.
+        w: u32,
+        /// Output height.
+        ho: u32,
+        /// Output width.
+        wo: u32,
+        /// Window height (upsampling: the row factor).
+        kh: u32,
+        /// Window width (upsampling: the column factor).
+        kw: u32,
+        /// Row stride.
+        sh: u32,
+        /// Column stride.
+        sw: u32,
+        /// Row padding.
+        ph: u32,
+        /// Column padding.
+        pw: u32,
+        /// 1: adaptive average pooling's windows.
+        adaptive: u32,
+    }
+}
+const MAX_FWD: &Kernel = kernel!(FILE, "maxpool2d_fwd", [X0, Y0, YI], loops, params = PoolParams);
+const MAX_BWD: &Kernel = kernel!(FILE, "maxpool2d_bwd", [X0, XI, Y0], loops, params = PoolParams);
+const AVG_FWD: &Kernel = kernel!(FILE, "avgpool2d_fwd", [X0, Y0], loops, params = PoolParams);
+const AVG_BWD: &Kernel = kernel!(FILE, "avgpool2d_bwd", [X0, Y0], loops, params = PoolParams);
+const UP_FWD: &Kernel = kernel!(FILE, "upsample_nearest_fwd", [X0, Y0], params = PoolParams);
+const UP_BWD: &Kernel = kernel!(FILE, "upsample_nearest_bwd", [X0, Y0], loops, params = PoolParams);
 
 /// The geometry of a pooling over `planes` planes of `h x w` into `ho x wo`.
 #[derive(Clone, Copy, Debug)]
@@ -40,22 +72,22 @@ impl Pool {
     fn planes(&self) -> usize {
         self.n * self.c
     }
-    fn params(&self) -> [u32; 12] {
-        [
-            self.planes(),
-            self.h,
-            self.w,
-            self.ho,
-            self.wo,
-            self.k.0,
-            self.k.1,
-            self.s.0,
-            self.s.1,
-            self.p.0,
-            self.p.1,
-            self.adaptive as usize,
-        ]
-        .map(|v| v as u32)
+    fn params(&self) -> PoolParams {
+        let u = |v: usize| v as u32;
+        PoolParams {
+            planes: u(self.planes()),
+            h: u(self.h),
+            w: u(self.w),
+            ho: u(self.ho),
+            wo: u(self.wo),
+            kh: u(self.k.0),
+            kw: u(self.k.1),
+            sh: u(self.s.0),
+            sw: u(self.s.1),
+            ph: u(self.p.0),
+            pw: u(self.p.1),
+            adaptive: self.adaptive as u32,
+        }
     }
     fn out_shape(&self) -> Vec<usize> {
         vec![self.n, self.c, self.ho, self.wo]
@@ -253,7 +285,7 @@ pub fn max_pool2d(
         Device::Gpu(ctx) => {
             let n = shape::numel(&g.out_shape());
             let (v, i) = (gpu_alloc(ctx, n)?, gpu_alloc(ctx, n)?);
-            ctx.launch_words_with(
+            ctx.launch_with(
                 MAX_FWD,
                 &g.params(),
                 &[x.gpu_buf(), &v, &i],
@@ -286,7 +318,7 @@ pub fn max_pool2d(
             Device::Gpu(ctx) => {
                 let n = shape::numel(&g.in_shape());
                 let out = gpu_alloc(ctx, n)?;
-                ctx.launch_words_with(
+                ctx.launch_with(
                     MAX_BWD,
                     &g.params(),
                     &[grad.gpu_buf(), idx.gpu_buf(), &out],
@@ -347,7 +379,7 @@ fn avg_pool(x: &Tensor, g: Pool, name: &'static str) -> Result<Tensor> {
         Device::Gpu(ctx) => {
             let n = shape::numel(&g.out_shape());
             let out = gpu_alloc(ctx, n)?;
-            ctx.launch_words_with(
+            ctx.launch_with(
                 AVG_FWD,
                 &g.params(),
                 &[x.gpu_buf(), &out],
@@ -366,7 +398,7 @@ fn avg_pool(x: &Tensor, g: Pool, name: &'static str) -> Result<Tensor> {
             Device::Gpu(ctx) => {
                 let n = shape::numel(&g.in_shape());
                 let out = gpu_alloc(ctx, n)?;
-                ctx.launch_words_with(
+                ctx.launch_with(
                     AVG_BWD,
                     &g.params(),
                     &[grad.gpu_buf(), &out],
@@ -466,7 +498,7 @@ pub fn upsample_nearest(x: &Tensor, scale: (usize, usize)) -> Result<Tensor> {
         Device::Gpu(ctx) => {
             let n = shape::numel(&g.out_shape());
             let out = gpu_alloc(ctx, n)?;
-            ctx.launch_words(UP_FWD, &g.params(), &[x.gpu_buf(), &out], groups_1d(n));
+            ctx.launch(UP_FWD, &g.params(), &[x.gpu_buf(), &out], groups_1d(n));
             Tensor::from_gpu(out, g.out_shape(), x.dtype())
         }
     };
@@ -494,7 +526,7 @@ pub fn upsample_nearest(x: &Tensor, scale: (usize, usize)) -> Result<Tensor> {
                     serial: (g.k.0 * g.k.1) as u64,
                     ..Work::default()
                 };
-                ctx.launch_words_with(
+                ctx.launch_with(
                     UP_BWD,
                     &g.params(),
                     &[grad.gpu_buf(), &out],
