@@ -1,58 +1,59 @@
 // Batched matrix products C[b] = op(A)[b] x op(B)[b] with broadcasting over batch dims,
 // in a family of kernels the host picks from by shape (src/ops/matmul/plan.rs).
-// A[m, k] is element a_base + m * P[16] + k * P[17] and B[k, n] is b_base + k * P[18] +
-// n * P[19], so transposed operands cost nothing; the tile loaders read whichever axis is
-// contiguous with neighbouring threads (override constants A_KMAJOR, B_KMAJOR).
-// P[0] = M, P[1] = N, P[2] = K, P[3] = batch rank, P[4..8] = batch shape,
-// P[8..12] = A's batch strides, P[12..16] = B's batch strides (0 where broadcast),
-// P[20] = the first batch of this launch (grid z holds at most 65535 (batch, split) pairs),
-// P[21] = batches of the whole product, P[22] = splits of K, P[23] = K per split,
-// P[24] = 1 to add to y0 instead of writing it, P[25] = the first k of this launch.
-// P[26..36] are the fused prologue and epilogue, live when the override EPI is not 0;
-// EPI's bits choose what is compiled in (so a plain product has none of it): 1 the
-// epilogue, 2 the prologue (each element a of A, an output gradient, becomes the
-// activation's backward ew_bwd(code, a, x2[index of a]), x2 the saved output or
-// pre-activation laid out like A's buffer), 4 the row sums of A (a bias
-// gradient: y1[P[33] + m] = sum over k of A[m, k], from the threads of the first column
-// tile), bits 8-15 the prologue's activation, bits 16-23 the activation applied last
-// (codes of the elementwise table, 0 the identity; its scalars at P[27] and P[30]).
-// P[26] = flags: 1 add the bias x2 (per column n, or per row m with flag 2), 4 add the
-// addend y1[P[28] + out index], 8 write the value before the activation (after bias and
-// addend) to y1[P[28] + out index] too (the pre-activation a backward reads). P[29] = offset of the output in y0, P[31] / P[32] =
-// offsets of A / B in their buffers. The bias, addend and activation apply once, where
-// the last k of the product is added (a fused product has no splits; passes apply it
-// on the last pass, and add to the row sums).
-// Grid x and y hold the P[49] x P[50] output tiles (columns of tiles fastest) folded by
-// the host's `ops::groups_rows` past 65535 workgroups: `tile_of` recovers a workgroup's
-// tile from its flat index, and workgroups past the last tile return at once.
+// Parameters: `mm` (MatmulParams, src/ops/matmul/gpu.rs).
+// A[m, k] is element a_base + m * mm.a_row + k * mm.a_col and B[k, n] is
+// b_base + k * mm.b_row + n * mm.b_col, so transposed operands cost nothing; the tile
+// loaders read whichever axis is contiguous with neighbouring threads (override
+// constants A_KMAJOR, B_KMAJOR). The batch shape and A's and B's batch strides (0 where
+// broadcast) give each batch's bases. mm.first_batch is the first batch of this launch
+// (grid z holds at most 65535 (batch, split) pairs), mm.batches those of the whole
+// product, mm.splits the splits of K and mm.k_chunk the K per split; mm.accumulate = 1
+// adds to y0 instead of writing it, and mm.k_first is the first k of this launch.
+// The fused prologue and epilogue are live when the override EPI is not 0; EPI's bits
+// choose what is compiled in (so a plain product has none of it): 1 the epilogue, 2 the
+// prologue (each element a of A, an output gradient, becomes the activation's backward
+// ew_bwd(code, a, x2[index of a]), x2 the saved output or pre-activation laid out like
+// A's buffer), 4 the row sums of A (a bias gradient: y1[m] = sum over k of A[m, k], from
+// the threads of the first column tile), bits 8-15 the prologue's activation, bits 16-23
+// the activation applied last (codes of the elementwise table, 0 the identity; its
+// scalars are mm.act_a and mm.act_b). mm.flags: 1 add the bias x2 (per column n, or per
+// row m with flag 2), 4 add the addend y1[mm.addend_off + out index], 8 write the value
+// before the activation (after bias and addend) to y1[mm.addend_off + out index] too
+// (the pre-activation a backward reads). mm.out_off is the offset of the output in y0,
+// mm.a_off / mm.b_off those of A / B in their buffers. The bias, addend and activation
+// apply once, where the last k of the product is added (a fused product has no splits;
+// passes apply it on the last pass, and add to the row sums).
+// Grid x and y hold the mm.tiles_x x mm.tiles_y output tiles (columns of tiles fastest)
+// folded by the host's `ops::groups_rows` past 65535 workgroups: `tile_of` recovers a
+// workgroup's tile from its flat index, and workgroups past the last tile return at once.
 // Grid z counts (batch, split) pairs of this launch: z = local batch * splits + split.
-// Split s covers k in [P[25] + s P[23], min(P[2], P[25] + (s + 1) P[23])) and writes its
-// partial product to y0[(s * P[21] + batch) * M * N + m * N + n]; a reduction pass adds
-// the splits up (no float atomics).
+// Split s covers k in [k_first + s k_chunk, min(K, k_first + (s + 1) k_chunk)) and writes
+// its partial product to y0[(s * batches + batch) * M * N + m * N + n]; a reduction pass
+// adds the splits up (no float atomics).
 
 override EPI: u32 = 0u;
 
-fn batch_base_a(b: u32) -> u32 { return strided(b, pu(3), 4u, 8u) + select(0u, pu(31), EPI != 0u); }
-fn batch_base_b(b: u32) -> u32 { return strided(b, pu(3), 4u, 12u) + select(0u, pu(32), EPI != 0u); }
+fn batch_base_a(b: u32) -> u32 { return mm_sa_offset(b) + select(0u, mm.a_off, EPI != 0u); }
+fn batch_base_b(b: u32) -> u32 { return mm_sb_offset(b) + select(0u, mm.b_off, EPI != 0u); }
 
 // The activations are the elementwise table's rows (`ew_fwd`, `ew_bwd` and the `OP_*`
 // codes, generated from src/ops/elementwise.rs and placed before this file), with the
-// row's scalars at P[27] and P[30].
+// row's scalars mm.act_a and mm.act_b.
 
 fn has_pro() -> bool { return (EPI & 2u) != 0u; }
 fn has_rowsum() -> bool { return (EPI & 4u) != 0u; }
 
 // Element i of A's buffer, through the prologue.
 fn a_pro(i: u32, v: f32) -> f32 {
-    if (has_pro()) { return ew_bwd((EPI >> 8u) & 255u, v, x2[i], pf(27u), pf(30u)); }
+    if (has_pro()) { return ew_bwd((EPI >> 8u) & 255u, v, x2[i], mm.act_a, mm.act_b); }
     return v;
 }
 
-// Writes (or with P[24] adds) the row sum of A at row m of job j: one [M] vector per
+// Writes (or with mm.accumulate adds) the row sum of A at row m of job j: one [M] vector per
 // (split, batch) pair when the product has several (summed after, with the partials).
 fn store_rowsum(j: Job, m: u32, v: f32) {
-    let at = pu(33) + j.c_base / max(pu(1), 1u) + m;
-    if (pu(24) == 1u) { y1[at] = y1[at] + v; } else { y1[at] = v; }
+    let at = j.c_base / max(mm.n, 1u) + m;
+    if (mm.accumulate == 1u) { y1[at] = y1[at] + v; } else { y1[at] = v; }
 }
 
 // The batch, split and k range of a workgroup, and where its output goes.
@@ -63,25 +64,25 @@ struct Job {
     c_base: u32,
 }
 
-// The (column, row) output tile of a workgroup; a row past P[50] is a spare workgroup
+// The (column, row) output tile of a workgroup; a row past mm.tiles_y is a spare workgroup
 // of the folded grid.
 fn tile_of(wid: vec3<u32>, nwg: vec3<u32>) -> vec2<u32> {
     let t = row_id(wid, nwg);
-    return vec2<u32>(t % pu(49), t / pu(49));
+    return vec2<u32>(t % mm.tiles_x, t / mm.tiles_x);
 }
 
 fn job_of(z: u32) -> Job {
     var j: Job;
-    let split = z % pu(22);
-    j.batch = pu(20) + z / pu(22);
-    j.k_lo = pu(25) + split * pu(23);
-    j.k_hi = min(pu(2), j.k_lo + pu(23));
-    j.c_base = (split * pu(21) + j.batch) * pu(0) * pu(1);
+    let split = z % mm.splits;
+    j.batch = mm.first_batch + z / mm.splits;
+    j.k_lo = mm.k_first + split * mm.k_chunk;
+    j.k_hi = min(mm.k, j.k_lo + mm.k_chunk);
+    j.c_base = (split * mm.batches + j.batch) * mm.m * mm.n;
     return j;
 }
 
 fn store_c(at: u32, v: f32) {
-    if (pu(24) == 1u) {
+    if (mm.accumulate == 1u) {
         y0[at] = y0[at] + v;
     } else {
         y0[at] = v;
@@ -95,16 +96,16 @@ struct Store {
     n: u32,           // row length
     add: bool,        // add to y0 instead of writing it
     last: bool,       // this job adds the last k of an unsplit product: apply the epilogue
-    flags: u32,       // P[26]
+    flags: u32,       // mm.flags
     addend: u32,      // index of the addend's (0, 0) in y1 (or of the pre-activation's)
-    act_a: f32,       // the epilogue activation's scalars, P[27] and P[30]
+    act_a: f32,       // the epilogue activation's scalars, mm.act_a and mm.act_b
     act_b: f32,
 }
 
 fn store_params(j: Job) -> Store {
     var s: Store;
-    s.n = pu(1);
-    s.add = pu(24) == 1u;
+    s.n = mm.n;
+    s.add = mm.accumulate == 1u;
     s.base = j.c_base;
     s.last = false;
     s.flags = 0u;
@@ -112,12 +113,12 @@ fn store_params(j: Job) -> Store {
     s.act_a = 0.0;
     s.act_b = 0.0;
     if (EPI != 0u) {
-        s.act_a = pf(27u);
-        s.act_b = pf(30u);
-        s.base = pu(29) + j.c_base;
-        s.last = j.k_hi == pu(2) && pu(22) == 1u;
-        s.flags = pu(26);
-        s.addend = pu(28) + j.c_base;
+        s.act_a = mm.act_a;
+        s.act_b = mm.act_b;
+        s.base = mm.out_off + j.c_base;
+        s.last = j.k_hi == mm.k && mm.splits == 1u;
+        s.flags = mm.flags;
+        s.addend = mm.addend_off + j.c_base;
     }
     return s;
 }
@@ -179,16 +180,16 @@ fn load_a(base: u32, m0: u32, k0: u32, k_hi: u32, t: u32) -> vec4<f32> {
         let m = m0 + (t / bk) * 4u;
         if (k >= k_hi) { return v; }
         for (var c = 0u; c < 4u; c = c + 1u) {
-            let i = base + (m + c) * pu(16) + k;
-            if (m + c < pu(0)) { v[c] = a_pro(i, a_at(i)); }
+            let i = base + (m + c) * mm.a_row + k;
+            if (m + c < mm.m) { v[c] = a_pro(i, a_at(i)); }
         }
     } else {
         let k = k0 + t / (bm / 4u);
         let m = m0 + (t % (bm / 4u)) * 4u;
         if (k >= k_hi) { return v; }
-        let at = base + m + k * pu(17);
+        let at = base + m + k * mm.a_col;
         if (VEC_A) {
-            if (m < pu(0)) {
+            if (m < mm.m) {
                 v = x0v[at >> 2u];
                 if (has_pro()) {
                     for (var c = 0u; c < 4u; c = c + 1u) { v[c] = a_pro(at + c, v[c]); }
@@ -197,7 +198,7 @@ fn load_a(base: u32, m0: u32, k0: u32, k_hi: u32, t: u32) -> vec4<f32> {
             return v;
         }
         for (var c = 0u; c < 4u; c = c + 1u) {
-            if (m + c < pu(0)) { v[c] = a_pro(at + c, a_at(at + c)); }
+            if (m + c < mm.m) { v[c] = a_pro(at + c, a_at(at + c)); }
         }
     }
     return v;
@@ -214,19 +215,19 @@ fn load_b(base: u32, k0: u32, n0: u32, k_hi: u32, t: u32) -> vec4<f32> {
         let n = n0 + (t / bk) * 4u;
         if (k >= k_hi) { return v; }
         for (var c = 0u; c < 4u; c = c + 1u) {
-            if (n + c < pu(1)) { v[c] = b_at(base + k + (n + c) * pu(19)); }
+            if (n + c < mm.n) { v[c] = b_at(base + k + (n + c) * mm.b_col); }
         }
     } else {
         let k = k0 + t / (bn / 4u);
         let n = n0 + (t % (bn / 4u)) * 4u;
         if (k >= k_hi) { return v; }
-        let at = base + k * pu(18) + n;
+        let at = base + k * mm.b_row + n;
         if (VEC_B) {
-            if (n < pu(1)) { v = x1v[at >> 2u]; }
+            if (n < mm.n) { v = x1v[at >> 2u]; }
             return v;
         }
         for (var c = 0u; c < 4u; c = c + 1u) {
-            if (n + c < pu(1)) { v[c] = b_at(at + c); }
+            if (n + c < mm.n) { v[c] = b_at(at + c); }
         }
     }
     return v;
@@ -254,7 +255,7 @@ fn stage(buf: u32, va: vec4<f32>, vb: vec4<f32>, t: u32) {
 fn matmul_tile_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
                    @builtin(local_invocation_index) t: u32, @builtin(num_workgroups) nwg: vec3<u32>) {
     let tile = tile_of(wid, nwg);
-    if (tile.y >= pu(50)) { return; }
+    if (tile.y >= mm.tiles_y) { return; }
     let bm = 16u * TT;
     let bk = 1024u / bm;
     let b4 = 4u * TT;
@@ -305,13 +306,13 @@ fn matmul_tile_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     for (var g = 0u; g < groups; g = g + 1u) {
         for (var i = 0u; i < 4u; i = i + 1u) {
             let m = m0 + g * 64u + lid.y * 4u + i;
-            if (m >= pu(0)) { continue; }
+            if (m >= mm.m) { continue; }
             if (sums) { store_rowsum(job, m, rs[g][i]); }
             for (var h = 0u; h < groups; h = h + 1u) {
                 let v = acc[(g * 4u + i) * groups + h];
                 for (var j = 0u; j < 4u; j = j + 1u) {
                     let n = n0 + h * 64u + lid.x * 4u + j;
-                    if (n < pu(1)) { store_out(st, m, n, v[j]); }
+                    if (n < mm.n) { store_out(st, m, n, v[j]); }
                 }
             }
         }
@@ -334,8 +335,8 @@ override A_IN_Y0: bool = false;
 // B gathered from an image x1 [C, H, W] (per batch) as a convolution's columns, with no
 // columns in memory: 1 = im2col, B[k = (c, kh, kw), n = (oh, ow)] (the forward), 2 = its
 // transpose, B[k = (oh, ow), n = (c, kh, kw)] (the weight's gradient); zero where the
-// tap falls in the padding. P[36..49] = C, H, W, Ho, Wo, kh, kw, stride (2), padding
-// (2), dilation (2).
+// tap falls in the padding. The image's geometry: mm.conv_c, _h, _w, _ho, _wo, _kh, _kw,
+// the stride _sh, _sw, padding _ph, _pw and dilation _dh, _dw.
 override B_CONV: u32 = 0u;
 
 // A tap of the gather split into what depends on one index: channel offset, row and
@@ -350,19 +351,19 @@ struct Tap {
 fn tap_pixel(p: u32) -> Tap {
     var t: Tap;
     t.c = 0u;
-    t.y = i32((p / pu(40)) * pu(43)) - i32(pu(45));
-    t.x = i32((p % pu(40)) * pu(44)) - i32(pu(46));
+    t.y = i32((p / mm.conv_wo) * mm.conv_sh) - i32(mm.conv_ph);
+    t.x = i32((p % mm.conv_wo) * mm.conv_sw) - i32(mm.conv_pw);
     return t;
 }
 
 // The part that depends on the kernel position (c, kh, kw) = column row r.
 fn tap_kernel(r: u32) -> Tap {
-    let kk = pu(41) * pu(42);
+    let kk = mm.conv_kh * mm.conv_kw;
     let kr = r % kk;
     var t: Tap;
-    t.c = (r / kk) * pu(37) * pu(38);
-    t.y = i32((kr / pu(42)) * pu(47));
-    t.x = i32((kr % pu(42)) * pu(48));
+    t.c = (r / kk) * mm.conv_h * mm.conv_w;
+    t.y = i32((kr / mm.conv_kw) * mm.conv_dh);
+    t.x = i32((kr % mm.conv_kw) * mm.conv_dw);
     return t;
 }
 
@@ -370,8 +371,8 @@ fn tap_kernel(r: u32) -> Tap {
 fn tap_index(base: u32, a: Tap, b: Tap) -> i32 {
     let y = a.y + b.y;
     let x = a.x + b.x;
-    if (y < 0 || x < 0 || u32(y) >= pu(37) || u32(x) >= pu(38)) { return -1; }
-    return i32(base + a.c + b.c + u32(y) * pu(38) + u32(x));
+    if (y < 0 || x < 0 || u32(y) >= mm.conv_h || u32(x) >= mm.conv_w) { return -1; }
+    return i32(base + a.c + b.c + u32(y) * mm.conv_w + u32(x));
 }
 
 // The image value at the sum of two tap parts (zero in the padding).
@@ -385,7 +386,7 @@ fn gather(base: u32, a: Tap, b: Tap) -> f32 {
 fn matmul_small_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
                     @builtin(num_workgroups) nwg: vec3<u32>) {
     let tile = tile_of(wid, nwg);
-    if (tile.y >= pu(50)) { return; }
+    if (tile.y >= mm.tiles_y) { return; }
     let job = job_of(wid.z);
     let a_base = batch_base_a(job.batch);
     let b_base = batch_base_b(job.batch);
@@ -394,12 +395,12 @@ fn matmul_small_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     var a_row: array<u32, 4>;
     var b_col: array<u32, 4>;
     for (var i = 0u; i < SM; i = i + 1u) {
-        a_row[i] = a_base + min(m0 + 8u * i, pu(0) - 1u) * pu(16);
+        a_row[i] = a_base + min(m0 + 8u * i, mm.m - 1u) * mm.a_row;
     }
     var taps: array<Tap, 4>;
     for (var j = 0u; j < SN; j = j + 1u) {
-        let n = min(n0 + 8u * j, pu(1) - 1u);
-        b_col[j] = b_base + n * pu(19);
+        let n = min(n0 + 8u * j, mm.n - 1u);
+        b_col[j] = b_base + n * mm.b_col;
         if (B_CONV == 1u) { taps[j] = tap_pixel(n); }
         if (B_CONV == 2u) { taps[j] = tap_kernel(n); }
     }
@@ -407,8 +408,8 @@ fn matmul_small_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     var rs: array<f32, 4>;
     var acc: array<f32, 16>;          // [i * 4 + j]
     for (var k = job.k_lo; k < job.k_hi; k = k + 1u) {
-        let ka = k * pu(17);
-        let kb = k * pu(18);
+        let ka = k * mm.a_col;
+        let kb = k * mm.b_row;
         var a: array<f32, 4>;
         var b: array<f32, 4>;
         for (var i = 0u; i < SM; i = i + 1u) {
@@ -434,11 +435,11 @@ fn matmul_small_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     let st = store_params(job);
     for (var i = 0u; i < SM; i = i + 1u) {
         let m = m0 + 8u * i;
-        if (m >= pu(0)) { continue; }
+        if (m >= mm.m) { continue; }
         if (sums) { store_rowsum(job, m, rs[i]); }
         for (var j = 0u; j < SN; j = j + 1u) {
             let n = n0 + 8u * j;
-            if (n < pu(1)) { store_out(st, m, n, acc[i * 4u + j]); }
+            if (n < mm.n) { store_out(st, m, n, acc[i * 4u + j]); }
         }
     }
 }
@@ -470,7 +471,7 @@ override LAYOUT: u32 = 0u;
 // A(m, k) through the prologue, or 0 for k past the range.
 fn block_a(base: u32, m: u32, k: u32, k_hi: u32) -> f32 {
     if (k >= k_hi) { return 0.0; }
-    let i = base + m * pu(16) + k * pu(17);
+    let i = base + m * mm.a_row + k * mm.a_col;
     var v: f32;
     if (A_IN_Y0) { v = y0[i]; } else { v = a_at(i); }
     return a_pro(i, v);
@@ -483,8 +484,8 @@ fn block_a4(i: u32) -> vec4<f32> {
     if (has_pro()) {
         let s = x2v[i >> 2u];
         let code = (EPI >> 8u) & 255u;
-        let a = pf(27u);
-        let b = pf(30u);
+        let a = mm.act_a;
+        let b = mm.act_b;
         return vec4<f32>(ew_bwd(code, v.x, s.x, a, b), ew_bwd(code, v.y, s.y, a, b),
                          ew_bwd(code, v.z, s.z, a, b), ew_bwd(code, v.w, s.w, a, b));
     }
@@ -495,7 +496,7 @@ fn block_a4(i: u32) -> vec4<f32> {
 // 0 for k past the range.
 fn block_b(base: u32, k: u32, n: u32, tap_n: Tap, tap_k: Tap, k_hi: u32) -> f32 {
     if (k >= k_hi) { return 0.0; }
-    if (B_CONV == 0u) { return b_at(base + k * pu(18) + n * pu(19)); }
+    if (B_CONV == 0u) { return b_at(base + k * mm.b_row + n * mm.b_col); }
     let i = tap_index(base, tap_n, tap_k);
     if (i < 0) { return 0.0; }
     return b_at(u32(i));
@@ -505,19 +506,19 @@ fn block_b(base: u32, k: u32, n: u32, tap_n: Tap, tap_k: Tap, k_hi: u32) -> f32 
 // the range and the vec4 loads may be used (the callers pass a constant, so each call
 // compiles to one path: no masked-off branch is executed by the SIMD lanes).
 fn block_load_a(a: ptr<function, array<vec4<f32>, 16>>, base: u32, m0: u32, k0: u32, k_hi: u32, full: bool) {
-    let last_m = pu(0) - 1u;
+    let last_m = mm.m - 1u;
     if (full && (LAYOUT & 5u) == 5u) {
         for (var i = 0u; i < BR; i = i + 1u) {
-            (*a)[i] = block_a4(base + min(m0 + i, last_m) * pu(16) + k0);
+            (*a)[i] = block_a4(base + min(m0 + i, last_m) * mm.a_row + k0);
         }
     } else if (full && (LAYOUT & 4u) != 0u) {
         // Contiguous along m (M is a multiple of 4): four rows per vec4, transposed.
         for (var g = 0u; g < BR / 4u; g = g + 1u) {
-            let at = base + min(m0 + 4u * g, pu(0) - 4u) + k0 * pu(17);
+            let at = base + min(m0 + 4u * g, mm.m - 4u) + k0 * mm.a_col;
             let v0 = block_a4(at);
-            let v1 = block_a4(at + pu(17));
-            let v2 = block_a4(at + 2u * pu(17));
-            let v3 = block_a4(at + 3u * pu(17));
+            let v1 = block_a4(at + mm.a_col);
+            let v2 = block_a4(at + 2u * mm.a_col);
+            let v3 = block_a4(at + 3u * mm.a_col);
             (*a)[4u * g] = vec4<f32>(v0.x, v1.x, v2.x, v3.x);
             (*a)[4u * g + 1u] = vec4<f32>(v0.y, v1.y, v2.y, v3.y);
             (*a)[4u * g + 2u] = vec4<f32>(v0.z, v1.z, v2.z, v3.z);
@@ -535,22 +536,22 @@ fn block_load_a(a: ptr<function, array<vec4<f32>, 16>>, base: u32, m0: u32, k0: 
 // A block of B: b[kk * 4 + q] = B(k0 + kk, n0 + 4 q .. n0 + 4 q + 4), as `block_load_a`.
 fn block_load_b(b: ptr<function, array<vec4<f32>, 16>>, taps: ptr<function, array<Tap, 16>>, base: u32,
                 n0: u32, k0: u32, k_hi: u32, full: bool) {
-    let last_n = pu(1) - 1u;
+    let last_n = mm.n - 1u;
     let quads = BC / 4u;
     if (full && (LAYOUT & 10u) == 8u) {
         for (var kk = 0u; kk < 4u; kk = kk + 1u) {
             for (var q = 0u; q < quads; q = q + 1u) {
-                (*b)[kk * 4u + q] = x1v[(base + (k0 + kk) * pu(18) + min(n0 + 4u * q, pu(1) - 4u)) >> 2u];
+                (*b)[kk * 4u + q] = x1v[(base + (k0 + kk) * mm.b_row + min(n0 + 4u * q, mm.n - 4u)) >> 2u];
             }
         }
     } else if (full && (LAYOUT & 8u) != 0u) {
         // Contiguous along k: one vec4 of k per column, transposed.
         for (var q = 0u; q < quads; q = q + 1u) {
             let n = n0 + 4u * q;
-            let v0 = x1v[(base + k0 + min(n, last_n) * pu(19)) >> 2u];
-            let v1 = x1v[(base + k0 + min(n + 1u, last_n) * pu(19)) >> 2u];
-            let v2 = x1v[(base + k0 + min(n + 2u, last_n) * pu(19)) >> 2u];
-            let v3 = x1v[(base + k0 + min(n + 3u, last_n) * pu(19)) >> 2u];
+            let v0 = x1v[(base + k0 + min(n, last_n) * mm.b_col) >> 2u];
+            let v1 = x1v[(base + k0 + min(n + 1u, last_n) * mm.b_col) >> 2u];
+            let v2 = x1v[(base + k0 + min(n + 2u, last_n) * mm.b_col) >> 2u];
+            let v3 = x1v[(base + k0 + min(n + 3u, last_n) * mm.b_col) >> 2u];
             (*b)[q] = vec4<f32>(v0.x, v1.x, v2.x, v3.x);
             (*b)[4u + q] = vec4<f32>(v0.y, v1.y, v2.y, v3.y);
             (*b)[8u + q] = vec4<f32>(v0.z, v1.z, v2.z, v3.z);
@@ -604,7 +605,7 @@ fn block_fma(acc: ptr<function, array<vec4<f32>, 64>>, rs: ptr<function, array<f
 fn matmul_block_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
                     @builtin(num_workgroups) nwg: vec3<u32>) {
     let tile = tile_of(wid, nwg);
-    if (tile.y >= pu(50)) { return; }
+    if (tile.y >= mm.tiles_y) { return; }
     let job = job_of(wid.z);
     let a_base = batch_base_a(job.batch);
     let b_base = batch_base_b(job.batch);
@@ -614,7 +615,7 @@ fn matmul_block_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     var taps: array<Tap, 16>;
     if (B_CONV != 0u) {
         for (var j = 0u; j < BC; j = j + 1u) {
-            let n = min(n0 + j, pu(1) - 1u);
+            let n = min(n0 + j, mm.n - 1u);
             if (B_CONV == 1u) { taps[j] = tap_pixel(n); } else { taps[j] = tap_kernel(n); }
         }
     }
@@ -639,13 +640,13 @@ fn matmul_block_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     let st = store_params(job);
     for (var i = 0u; i < BR; i = i + 1u) {
         let m = m0 + i;
-        if (m >= pu(0)) { break; }
+        if (m >= mm.m) { break; }
         if (sums) { store_rowsum(job, m, rs[i]); }
         for (var q = 0u; q < quads; q = q + 1u) {
             let v = acc[i * 4u + q];
             for (var c = 0u; c < 4u; c = c + 1u) {
                 let n = n0 + 4u * q + c;
-                if (n < pu(1)) { store_out(st, m, n, v[c]); }
+                if (n < mm.n) { store_out(st, m, n, v[c]); }
             }
         }
     }
@@ -662,33 +663,34 @@ fn matmul_naive_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     let tile = tile_of(wid, nwg);
     let m = tile.y * 16u + lid.y;
     let n = tile.x * 16u + lid.x;
-    if (m >= pu(0) || n >= pu(1)) { return; }
+    if (m >= mm.m || n >= mm.n) { return; }
     let job = job_of(wid.z);
     let a_base = batch_base_a(job.batch);
     let b_base = batch_base_b(job.batch);
     var acc = 0.0;
     for (var k = job.k_lo; k < job.k_hi; k = k + 1u) {
-        acc = acc + x0[a_base + m * pu(16) + k * pu(17)] * x1[b_base + k * pu(18) + n * pu(19)];
+        acc = acc + x0[a_base + m * mm.a_row + k * mm.a_col] * x1[b_base + k * mm.b_row + n * mm.b_col];
     }
-    store_c(job.c_base + m * pu(1) + n, acc);
+    store_c(job.c_base + m * mm.n + n, acc);
 }
 
 // ---- Sum of partial products -------------------------------------------------------
-// y0[i] = sum over s of x0[s * P[1] + i] for i < P[1] (the partial products of the
-// splits and summed batches, P[0] of them), and y1[i] = sum over s of x1[s * P[2] + i]
-// for i < P[2] (their row sums, a bias gradient), in one pass. Deterministic.
-// Grid: ceil((P[1] + P[2]) / 256) workgroups (split over y past 65535).
+// y0[i] = sum over s of x0[s * len + i] for i < len (the partial products of the
+// splits and summed batches, `count` of them), and y1[i] = sum over s of
+// x1[s * rows + i] for i < rows (their row sums, a bias gradient), in one pass
+// (`sp`: SumPartialsParams). Deterministic. Grid: ceil((len + rows) / 256) workgroups
+// (split over y past 65535).
 @compute @workgroup_size(256)
 fn matmul_partials_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_id(gid, nwg);
-    if (i < pu(1)) {
+    if (i < sp.len) {
         var acc = 0.0;
-        for (var s = 0u; s < pu(0); s = s + 1u) { acc = acc + x0[s * pu(1) + i]; }
+        for (var s = 0u; s < sp.count; s = s + 1u) { acc = acc + x0[s * sp.len + i]; }
         y0[i] = acc;
-    } else if (i < pu(1) + pu(2)) {
-        let r = i - pu(1);
+    } else if (i < sp.len + sp.rows) {
+        let r = i - sp.len;
         var acc = 0.0;
-        for (var s = 0u; s < pu(0); s = s + 1u) { acc = acc + x1[s * pu(2) + r]; }
+        for (var s = 0u; s < sp.count; s = s + 1u) { acc = acc + x1[s * sp.rows + r]; }
         y1[r] = acc;
     }
 }

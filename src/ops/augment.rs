@@ -44,6 +44,11 @@ const GEOMETRIC: &Kernel = kernel!(
     params = AugmentParams
 );
 
+/// The kernels of this file, for the entry-point test.
+pub(crate) fn kernels() -> Vec<&'static Kernel> {
+    vec![GEOMETRIC]
+}
+
 /// What happens to one image: crop offsets into the padded image, and flips.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ImageMove {

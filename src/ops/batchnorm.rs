@@ -128,6 +128,21 @@ const BWD_DX: &Kernel = kernel!(
     params = BatchNormParams
 );
 
+/// The kernels of this file, for the entry-point test.
+pub(crate) fn kernels() -> Vec<&'static Kernel> {
+    vec![
+        STATS_PARTIAL,
+        STATS_REDUCE,
+        STATS_FINALIZE,
+        EVAL_PREP,
+        NORM_FWD,
+        BWD_PARTIAL,
+        BWD_REDUCE,
+        BWD_FINALIZE,
+        BWD_DX,
+    ]
+}
+
 // Flags (P[5]); the shader names them BN_*.
 const WEIGHT: u32 = 1;
 const BIAS: u32 = 2;

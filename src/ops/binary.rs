@@ -351,6 +351,17 @@ fn backward_loop<T: Float>(
 
 const COMPARE: &Kernel = kernel!(FILE, "compare_fwd", [X0, X1, Y0], params = BinaryParams);
 
+/// The kernels of this file, for the entry-point test: each row's, and the comparison.
+pub(crate) fn kernels() -> Vec<&'static Kernel> {
+    let mut all = vec![COMPARE];
+    for op in BinaryOp::ROWS {
+        let (f, b) = op.kernels();
+        all.push(f);
+        all.extend(b);
+    }
+    all
+}
+
 /// Elementwise comparison with broadcasting: 1.0 where it holds, else 0.0. No gradient.
 pub fn compare(a: &Tensor, b: &Tensor, op: CompareOp) -> Result<Tensor> {
     check_pair("compare", a, b)?;

@@ -53,6 +53,11 @@ const CE_MEAN_FWD: &Kernel = kernel!(
     params = CeParams
 );
 
+/// The kernels of this file, for the entry-point test.
+pub(crate) fn kernels() -> Vec<&'static Kernel> {
+    vec![CE_FWD, CE_BWD, CE_MEAN_FWD]
+}
+
 /// The cross-entropy kernels' parameters.
 fn ce_params(n: usize, c: usize, mean: bool) -> CeParams {
     CeParams {

@@ -71,6 +71,8 @@ pub(crate) const fn subgroup_shader(name: &'static str, source: &'static str) ->
     }
 }
 
+pub use crate::backend::gpu::params::ParamsInfo;
+
 /// One shader file as the validation tests see it.
 #[derive(Clone, Debug)]
 pub struct ShaderSource {
@@ -81,6 +83,40 @@ pub struct ShaderSource {
     pub source: String,
     /// True when it uses subgroup operations (wgpu's `SUBGROUP` feature).
     pub subgroups: bool,
+    /// Its parameter structs, as the Rust side lays them out.
+    pub params: Vec<&'static ParamsInfo>,
+    /// The kernels the Rust side defines on it.
+    pub kernels: Vec<KernelInfo>,
+}
+
+/// A kernel constant as the entry-point test sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelInfo {
+    /// Its WGSL entry point.
+    pub entry: &'static str,
+    /// The name of the parameter struct its launches pass.
+    pub params: &'static str,
+}
+
+/// Every kernel constant of the op layer (not the generated multi-tensor kernels).
+fn all_kernels() -> Vec<&'static crate::backend::gpu::Kernel> {
+    [
+        unary::kernels(),
+        binary::kernels(),
+        reduce::kernels(),
+        layout::kernels(),
+        matmul::kernels(),
+        softmax::kernels(),
+        loss::kernels(),
+        random::kernels(),
+        optim::kernels(),
+        conv2d::kernels(),
+        pool2d::kernels(),
+        augment::kernels(),
+        batchnorm::kernels(),
+        rnn::kernels(),
+    ]
+    .concat()
 }
 
 /// Every shader file, for validation tests, and one instance (for three tensors) of each
@@ -103,12 +139,22 @@ pub fn shader_sources() -> Vec<ShaderSource> {
         batchnorm::FILE,
         rnn::FILE,
     ];
+    let kernels = all_kernels();
     let mut sources: Vec<ShaderSource> = files
         .iter()
         .map(|f| ShaderSource {
             name: f.name,
             source: f.body(),
             subgroups: f.subgroups,
+            params: f.params.to_vec(),
+            kernels: kernels
+                .iter()
+                .filter(|k| k.file.name == f.name)
+                .map(|k| KernelInfo {
+                    entry: k.entry,
+                    params: k.params,
+                })
+                .collect(),
         })
         .collect();
     sources.extend(optim::generated_sources());
@@ -243,11 +289,4 @@ pub(crate) fn gpu_alloc(g: &Arc<GpuContext>, n: usize) -> crate::error::Result<G
         );
     }
     g.alloc(n as u64 * 4)
-}
-
-/// Writes `vals` (padded with zeros to `len`) into a parameter block at `at`.
-pub(crate) fn put(params: &mut [u32], at: usize, vals: &[usize], len: usize) {
-    for i in 0..len {
-        params[at + i] = vals.get(i).map_or(0, |&v| v as u32);
-    }
 }

@@ -176,6 +176,11 @@ pub(crate) fn sample_source(spec: &'static MultiSpec) -> ShaderSource {
         name: k.file.name,
         source: k.file.body(),
         subgroups: false,
+        params: k.file.params.to_vec(),
+        kernels: vec![crate::ops::KernelInfo {
+            entry: k.entry,
+            params: k.params,
+        }],
     }
 }
 

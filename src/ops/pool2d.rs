@@ -46,12 +46,35 @@ params! {
         adaptive: u32,
     }
 }
-const MAX_FWD: &Kernel = kernel!(FILE, "maxpool2d_fwd", [X0, Y0, YI], loops, params = PoolParams);
-const MAX_BWD: &Kernel = kernel!(FILE, "maxpool2d_bwd", [X0, XI, Y0], loops, params = PoolParams);
+const MAX_FWD: &Kernel = kernel!(
+    FILE,
+    "maxpool2d_fwd",
+    [X0, Y0, YI],
+    loops,
+    params = PoolParams
+);
+const MAX_BWD: &Kernel = kernel!(
+    FILE,
+    "maxpool2d_bwd",
+    [X0, XI, Y0],
+    loops,
+    params = PoolParams
+);
 const AVG_FWD: &Kernel = kernel!(FILE, "avgpool2d_fwd", [X0, Y0], loops, params = PoolParams);
 const AVG_BWD: &Kernel = kernel!(FILE, "avgpool2d_bwd", [X0, Y0], loops, params = PoolParams);
 const UP_FWD: &Kernel = kernel!(FILE, "upsample_nearest_fwd", [X0, Y0], params = PoolParams);
-const UP_BWD: &Kernel = kernel!(FILE, "upsample_nearest_bwd", [X0, Y0], loops, params = PoolParams);
+const UP_BWD: &Kernel = kernel!(
+    FILE,
+    "upsample_nearest_bwd",
+    [X0, Y0],
+    loops,
+    params = PoolParams
+);
+
+/// The kernels of this file, for the entry-point test.
+pub(crate) fn kernels() -> Vec<&'static Kernel> {
+    vec![MAX_FWD, MAX_BWD, AVG_FWD, AVG_BWD, UP_FWD, UP_BWD]
+}
 
 /// The geometry of a pooling over `planes` planes of `h x w` into `ho x wo`.
 #[derive(Clone, Copy, Debug)]

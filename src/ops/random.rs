@@ -43,6 +43,11 @@ const NORMAL: &Kernel = kernel!(FILE, "normal_fwd", [Y0], params = RandomParams)
 const DROPOUT: &Kernel = kernel!(FILE, "dropout_fwd", [X0, Y0, Y1], params = RandomParams);
 const NOISY_RELU: &Kernel = kernel!(FILE, "noisy_relu_fwd", [X0, Y0, Y1], params = RandomParams);
 
+/// The kernels of this file, for the entry-point test.
+pub(crate) fn kernels() -> Vec<&'static Kernel> {
+    vec![UNIFORM, NORMAL, DROPOUT, NOISY_RELU]
+}
+
 fn key_params(n: usize, key: RngKey) -> RandomParams {
     let [seed_lo, seed_hi, offset_lo, offset_hi] = key.gpu_params();
     RandomParams {

@@ -113,6 +113,11 @@ const MAX_FWD: &Kernel = kernel!(
 const SUM_BWD: &Kernel = kernel!(FILE, "sum_bwd", [X0, Y0], params = ReduceBwdParams);
 const MAX_BWD: &Kernel = kernel!(FILE, "max_bwd", [X0, XI, Y0], params = ReduceBwdParams);
 
+/// The kernels of this file, for the entry-point test.
+pub(crate) fn kernels() -> Vec<&'static Kernel> {
+    vec![SUM_FWD, SUM_FWD_SUBGROUP, MAX_FWD, SUM_BWD, MAX_BWD]
+}
+
 /// The geometry of one reduction.
 #[derive(Clone)]
 struct Plan {

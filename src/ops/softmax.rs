@@ -62,6 +62,11 @@ const LOG_SOFTMAX_BWD: &Kernel = kernel!(
     params = SoftmaxParams
 );
 
+/// The kernels of this file, for the entry-point test.
+pub(crate) fn kernels() -> Vec<&'static Kernel> {
+    vec![SOFTMAX_FWD, LOG_SOFTMAX_FWD, SOFTMAX_BWD, LOG_SOFTMAX_BWD]
+}
+
 #[derive(Clone, Copy)]
 struct Rows {
     outer: usize,

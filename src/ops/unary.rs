@@ -174,6 +174,16 @@ const PRELU_BWD: &Kernel = kernel!(
     params = PreluParams
 );
 
+/// The kernels of this file, for the entry-point test: each row's, and prelu's.
+pub(crate) fn kernels() -> Vec<&'static Kernel> {
+    let mut all = vec![PRELU_FWD, PRELU_BWD];
+    for op in UnaryOp::ROWS {
+        let (f, b) = op.kernels();
+        all.extend([f, b]);
+    }
+    all
+}
+
 /// Parametric ReLU: `x` for `x > 0`, else `weight[c] * x` where `c` indexes dimension 1
 /// of `x` (PyTorch's layout); a one-element `weight` is shared by all channels.
 pub fn prelu(x: &Tensor, weight: &Tensor) -> Result<Tensor> {

@@ -73,14 +73,18 @@ pub(crate) enum Generated {
 impl ShaderFile {
     /// The file's WGSL without the prelude: the general generated part, then `source`.
     pub(crate) fn body(&self) -> String {
-        let mut s: String = self.params.iter().map(|p| p.wgsl).collect();
         match self.generated {
-            Generated::Fixed(f) | Generated::PerVariant(_, f) => {
-                s += f();
-                s += "\n";
-            }
-            Generated::None => {}
+            Generated::Fixed(f) | Generated::PerVariant(_, f) => self.body_with(f()),
+            Generated::None => self.body_with(""),
         }
+    }
+
+    /// The file's WGSL without the prelude, with `generated` as its generated part: its
+    /// parameter structs, `generated`, then `source`.
+    pub(crate) fn body_with(&self, generated: &str) -> String {
+        let mut s: String = self.params.iter().map(|p| p.wgsl).collect();
+        s += generated;
+        s += "\n";
         s + self.source
     }
 

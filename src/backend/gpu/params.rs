@@ -52,6 +52,7 @@ impl<const K: usize> Words<K> {
     }
 
     /// Word `i`.
+    #[cfg(test)]
     pub fn get(&self, i: usize) -> u32 {
         self.0[i / 4][i % 4]
     }

@@ -35,7 +35,7 @@ impl GpuContext {
         let key = (k.file.name, variant.clone());
         caches.modules.entry(key).or_insert_with(|| {
             let body = match &variant {
-                Some(text) => format!("{text}\n{}", k.file.source),
+                Some(text) => k.file.body_with(text),
                 None => k.file.body(),
             };
             let source = format!("{PRELUDE}\n{body}");

@@ -142,19 +142,8 @@ impl GpuContext {
         )
     }
 
-    /// [`GpuContext::launch`] with positional parameter words (kernels not yet typed).
-    pub(crate) fn launch_words(
-        &self,
-        k: &'static Kernel,
-        params: &[u32],
-        buffers: &[&GpuBuffer],
-        groups: [u32; 3],
-    ) {
-        self.launch_words_with(k, params, buffers, groups, Work::default())
-    }
-
-    /// [`GpuContext::launch_with`] with positional parameter words.
-    pub(crate) fn launch_words_with(
+    /// [`GpuContext::launch_with`] with the parameter struct's words.
+    fn launch_words_with(
         &self,
         k: &'static Kernel,
         params: &[u32],

@@ -7,7 +7,7 @@ use super::FILE;
 use crate::autograd::record;
 use crate::backend::cpu::{map_float, Float};
 use crate::backend::cpu::{parallel, pool};
-use crate::backend::gpu::params::{params, Params};
+use crate::backend::gpu::params::params;
 use crate::backend::gpu::{Kernel, Work};
 use crate::device::Device;
 use crate::error::{arg_err, shape_err, Result};
@@ -19,6 +19,11 @@ use crate::tensor::{check_float, Tensor};
 const MAX_GROUPS: usize = 65_535;
 const IM2COL: &Kernel = kernel!(FILE, "im2col_fwd", [X0, Y0], params = ConvParams);
 const COL2IM: &Kernel = kernel!(FILE, "col2im_fwd", [X0, Y0], loops, params = ConvParams);
+
+/// The kernels of `shaders/conv2d.wgsl`, for the entry-point test.
+pub(crate) fn kernels() -> Vec<&'static Kernel> {
+    vec![IM2COL, COL2IM]
+}
 
 params! {
     /// `im2col` and `col2im`: one convolution's geometry, and where a launch's grid

@@ -17,6 +17,7 @@ pub(crate) const FILE: ShaderFile = shader("conv2d", include_str!("../../../shad
     .with_params(&[&im2col::ConvParams::INFO]);
 
 mod im2col;
+pub(crate) use im2col::kernels;
 use im2col::{check_positive, run_with};
 pub use im2col::{col2im, im2col, Geometry};
 /// Options of a convolution.

@@ -27,6 +27,18 @@ const GATHER_BWD: &Kernel = kernel!(
 const WHERE_FWD: &Kernel = kernel!(FILE, "where_fwd", [X0, X1, X2, Y0], params = WhereParams);
 const WHERE_BWD: &Kernel = kernel!(FILE, "where_bwd", [X0, X2, Y0, Y1], params = WhereParams);
 
+/// The indexing kernels.
+pub(super) fn kernels() -> Vec<&'static Kernel> {
+    vec![
+        INDEX_SELECT_FWD,
+        INDEX_SELECT_BWD,
+        GATHER_FWD,
+        GATHER_BWD,
+        WHERE_FWD,
+        WHERE_BWD,
+    ]
+}
+
 /// The index kernels' geometry (no backward chunk set).
 fn index_params(n: usize, size: usize, j: usize, inner: usize) -> IndexParams {
     IndexParams {

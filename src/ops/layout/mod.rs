@@ -100,6 +100,13 @@ const STRIDED_COPY: &Kernel = kernel!(FILE, "strided_copy_fwd", [X0, Y0], params
 const STRIDED_SCATTER: &Kernel =
     kernel!(FILE, "strided_scatter_fwd", [X0, Y0], params = RegionParams);
 
+/// The kernels of this file, for the entry-point test.
+pub(crate) fn kernels() -> Vec<&'static Kernel> {
+    let mut k = vec![FILL, FILL_U32, STRIDED_COPY, STRIDED_SCATTER];
+    k.extend(index::kernels());
+    k
+}
+
 /// A new tensor of `shape` filled with `value`.
 pub(crate) fn fill(shape: &[usize], dtype: DType, value: f64, device: &Device) -> Result<Tensor> {
     let n = crate::ops::check_out("full", shape, dtype, device)?;

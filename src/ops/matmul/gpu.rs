@@ -4,12 +4,13 @@
 //! grid and binding limits need.
 
 use super::plan::{self, MatmulKernel, PlanLimits, ProductShape};
-use super::{Act, Epi, MatmulChoice, MAX_BATCH_RANK};
+use super::{Act, Epi, MatmulChoice};
 use crate::autograd::no_grad;
+use crate::backend::gpu::params::{params, Params, Words4};
 use crate::backend::gpu::{Kernel, ShaderFile, Work};
 use crate::device::Device;
 use crate::error::Result;
-use crate::ops::{gpu_alloc, kernel, put, shader_with};
+use crate::ops::{gpu_alloc, kernel, shader_with};
 use crate::shape;
 use crate::tensor::{DType, Tensor};
 
@@ -20,7 +21,104 @@ pub(crate) const FILE: ShaderFile = shader_with(
         crate::ops::elementwise::wgsl_for_epilogue,
         crate::ops::elementwise::wgsl_functions,
     ),
-);
+)
+.with_params(&[&MatmulParams::INFO, &SumPartialsParams::INFO]);
+
+params! {
+    /// Every product kernel's parameters (`shaders/matmul.wgsl`).
+    pub(crate) struct MatmulParams as mm {
+        /// Rows of the product.
+        m: u32,
+        /// Columns.
+        n: u32,
+        /// The inner dimension.
+        k: u32,
+        /// Batch dimensions.
+        batch_rank: u32,
+        /// The batch shape.
+        batch: Words4,
+        /// A's batch strides (0 where broadcast).
+        sa: Words4 @ (batch, batch_rank),
+        /// B's batch strides.
+        sb: Words4 @ (batch, batch_rank),
+        /// A's stride along m.
+        a_row: u32,
+        /// A's stride along k.
+        a_col: u32,
+        /// B's stride along k.
+        b_row: u32,
+        /// B's stride along n.
+        b_col: u32,
+        /// The launch's first batch.
+        first_batch: u32,
+        /// Batches of the whole product.
+        batches: u32,
+        /// Splits of K.
+        splits: u32,
+        /// K per split.
+        k_chunk: u32,
+        /// 1: add to the output instead of writing it.
+        accumulate: u32,
+        /// The launch's first k.
+        k_first: u32,
+        /// The fused epilogue's flags (bias, bias per row, addend, pre-activation).
+        flags: u32,
+        /// The activation's first scalar.
+        act_a: f32,
+        /// The addend's (or pre-activation's) offset in y1.
+        addend_off: u32,
+        /// The output's offset in y0.
+        out_off: u32,
+        /// The activation's second scalar.
+        act_b: f32,
+        /// A's offset in its buffer.
+        a_off: u32,
+        /// B's offset in its buffer.
+        b_off: u32,
+        /// Output tiles along n.
+        tiles_x: u32,
+        /// Output tiles along m.
+        tiles_y: u32,
+        /// Gathered B (a convolution's columns): the image's channels.
+        conv_c: u32,
+        /// Its height.
+        conv_h: u32,
+        /// Its width.
+        conv_w: u32,
+        /// The convolution's output height.
+        conv_ho: u32,
+        /// Its output width.
+        conv_wo: u32,
+        /// Kernel height.
+        conv_kh: u32,
+        /// Kernel width.
+        conv_kw: u32,
+        /// Row stride.
+        conv_sh: u32,
+        /// Column stride.
+        conv_sw: u32,
+        /// Row padding.
+        conv_ph: u32,
+        /// Column padding.
+        conv_pw: u32,
+        /// Row dilation.
+        conv_dh: u32,
+        /// Column dilation.
+        conv_dw: u32,
+    }
+
+    /// The sum of a product's partial results (splits, summed batches) and their row sums.
+    pub(crate) struct SumPartialsParams as sp {
+        /// Partial results.
+        count: u32,
+        /// Elements of one.
+        len: u32,
+        /// Row sums of one.
+        rows: u32,
+        /// Padding.
+        _pad: u32,
+    }
+}
 /// The tiled and small-tile kernels bind a bias or saved activation output (`x2`) and
 /// an addend or bias gradient (`y1`) for the fused prologue and epilogue; the override
 /// `EPI` compiles those parts in or out (a plain product binds stand-ins).
@@ -29,14 +127,16 @@ const MATMUL_TILE: &Kernel = kernel!(
     "matmul_tile_fwd",
     [X0V, X1V, X2, Y0, Y1],
     loops,
-    overrides = ["TT", "A_KMAJOR", "B_KMAJOR", "VEC_A", "VEC_B", "EPI"]
+    overrides = ["TT", "A_KMAJOR", "B_KMAJOR", "VEC_A", "VEC_B", "EPI"],
+    params = MatmulParams
 );
 const MATMUL_SMALL: &Kernel = kernel!(
     FILE,
     "matmul_small_fwd",
     [X0, X1, X2, Y0, Y1],
     loops,
-    overrides = ["SM", "SN", "EPI", "A_IN_Y0", "B_CONV"]
+    overrides = ["SM", "SN", "EPI", "A_IN_Y0", "B_CONV"],
+    params = MatmulParams
 );
 /// The block kernel binds the vec4 views of both operands (its scalar loads go through
 /// them too), like the tiled kernel, and both views of `x2` (a prologue's saved output
@@ -46,10 +146,34 @@ const MATMUL_BLOCK: &Kernel = kernel!(
     "matmul_block_fwd",
     [X0V, X1V, X2, Y0, Y1, X2V],
     loops,
-    overrides = ["BR", "BC", "LAYOUT", "EPI", "A_IN_Y0", "B_CONV"]
+    overrides = ["BR", "BC", "LAYOUT", "EPI", "A_IN_Y0", "B_CONV"],
+    params = MatmulParams
 );
-const MATMUL_NAIVE: &Kernel = kernel!(FILE, "matmul_naive_fwd", [X0, X1, Y0], loops);
-const SUM_PARTIALS: &Kernel = kernel!(FILE, "matmul_partials_bwd", [X0, X1, Y0, Y1], loops);
+const MATMUL_NAIVE: &Kernel = kernel!(
+    FILE,
+    "matmul_naive_fwd",
+    [X0, X1, Y0],
+    loops,
+    params = MatmulParams
+);
+const SUM_PARTIALS: &Kernel = kernel!(
+    FILE,
+    "matmul_partials_bwd",
+    [X0, X1, Y0, Y1],
+    loops,
+    params = SumPartialsParams
+);
+
+/// The kernels of this file, for the entry-point test.
+pub(crate) fn kernels() -> Vec<&'static Kernel> {
+    vec![
+        MATMUL_TILE,
+        MATMUL_SMALL,
+        MATMUL_BLOCK,
+        MATMUL_NAIVE,
+        SUM_PARTIALS,
+    ]
+}
 
 /// A batched product on the GPU: sizes, batch shapes and strides.
 pub(crate) struct GpuProduct {
@@ -226,21 +350,24 @@ impl GpuProduct {
                 .ok_or_else(no_plan)?;
         }
         let splits = plan.splits;
-        let mut p = [0u32; 51];
-        p[0] = m as u32;
-        p[1] = n as u32;
-        p[2] = k as u32;
-        p[3] = self.batch.len() as u32;
-        put(&mut p, 4, &self.batch, MAX_BATCH_RANK);
-        put(&mut p, 8, &self.sa, MAX_BATCH_RANK);
-        put(&mut p, 12, &self.sb, MAX_BATCH_RANK);
-        p[16] = self.a_strides.0 as u32;
-        p[17] = self.a_strides.1 as u32;
-        p[18] = self.b_strides.0 as u32;
-        p[19] = self.b_strides.1 as u32;
-        p[21] = batches as u32;
-        p[22] = splits as u32;
-        p[23] = plan.k_chunk as u32;
+        let u = |v: usize| v as u32;
+        let mut p = MatmulParams {
+            m: u(m),
+            n: u(n),
+            k: u(k),
+            batch_rank: u(self.batch.len()),
+            batch: Words4::of(&self.batch),
+            sa: Words4::of(&self.sa),
+            sb: Words4::of(&self.sb),
+            a_row: u(self.a_strides.0),
+            a_col: u(self.a_strides.1),
+            b_row: u(self.b_strides.0),
+            b_col: u(self.b_strides.1),
+            batches: u(batches),
+            splits: u(splits),
+            k_chunk: u(plan.k_chunk),
+            ..Default::default()
+        };
         let (kernel, overrides) = match plan.kernel {
             MatmulKernel::Tile128 | MatmulKernel::Tile64 => {
                 (MATMUL_TILE, self.tile_overrides(plan.kernel, epi))
@@ -289,23 +416,26 @@ impl GpuProduct {
             } else {
                 epi.act.scalars()
             };
-            p[27] = sa.to_bits();
-            p[30] = sb.to_bits();
-            p[26] = flags;
-            p[28] = epi.addend.map_or(0, |(_, off)| off as u32);
-            p[29] = epi.out.map_or(0, |(_, off)| off as u32);
-            p[31] = epi.a_off as u32;
-            p[32] = epi.b_off as u32;
-            if let Some((_, geo)) = epi.conv {
-                put(&mut p, 36, &geo, 13);
+            p.act_a = sa;
+            p.act_b = sb;
+            p.flags = flags;
+            p.addend_off = epi.addend.map_or(0, |(_, off)| u(off));
+            p.out_off = epi.out.map_or(0, |(_, off)| u(off));
+            p.a_off = u(epi.a_off);
+            p.b_off = u(epi.b_off);
+            if let Some((_, g)) = epi.conv {
+                [
+                    p.conv_c, p.conv_h, p.conv_w, p.conv_ho, p.conv_wo, p.conv_kh, p.conv_kw,
+                    p.conv_sh, p.conv_sw, p.conv_ph, p.conv_pw, p.conv_dh, p.conv_dw,
+                ] = g.map(u);
             }
         }
         let (bm, bn, bk) = plan.kernel.tile();
         // The tiles, folded into x and y past 65,535 workgroups (the kernels recover each
-        // tile from the flat workgroup index and P[49], and skip the spares).
+        // tile from the flat workgroup index and the tiles along n, and skip the spares).
         let tiles = (n.div_ceil(bn), m.div_ceil(bm));
-        p[49] = tiles.0 as u32;
-        p[50] = tiles.1 as u32;
+        p.tiles_x = u(tiles.0);
+        p.tiles_y = u(tiles.1);
         let grid = crate::ops::groups_rows(tiles.0 * tiles.1);
         let out = match epi.out {
             Some((t, _)) => t.clone(),
@@ -355,11 +485,11 @@ impl GpuProduct {
             } else {
                 plan.k_chunk.min(k - k_lo)
             };
-            p[24] = (pass > 0 || epi.accumulate) as u32;
-            p[25] = if epi.empty { k as u32 } else { k_lo as u32 };
+            p.accumulate = (pass > 0 || epi.accumulate) as u32;
+            p.k_first = if epi.empty { u(k) } else { u(k_lo) };
             for first in (0..batches).step_by(per_launch) {
                 let count = (batches - first).min(per_launch);
-                p[20] = first as u32;
+                p.first_batch = u(first);
                 let executed = if plan.passes == 1 {
                     plan.executed_flops / batches as u64 * count as u64
                 } else {
@@ -387,7 +517,7 @@ impl GpuProduct {
                 } else {
                     &bufs
                 };
-                g.launch_words_with(
+                g.launch_with(
                     kernel,
                     &p,
                     bufs,
@@ -415,9 +545,14 @@ impl GpuProduct {
             let s = splits * batches;
             if s <= plan::MAX_K_SHORT {
                 let total = gpu_alloc(g, m * n)?;
-                g.launch_words_with(
+                g.launch_with(
                     SUM_PARTIALS,
-                    &[s as u32, (m * n) as u32, m as u32],
+                    &SumPartialsParams {
+                        count: s as u32,
+                        len: (m * n) as u32,
+                        rows: m as u32,
+                        ..Default::default()
+                    },
                     &[out.gpu_buf(), rows.gpu_buf(), &total, rowsum.gpu_buf()],
                     crate::ops::groups_1d(m * n + m),
                     Work {

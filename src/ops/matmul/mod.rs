@@ -23,7 +23,7 @@ use cpu::CpuGemm;
 pub use epi::Act;
 pub(crate) use epi::Epi;
 use gpu::plan_limits;
-pub(crate) use gpu::{GpuProduct, FILE};
+pub(crate) use gpu::{kernels, GpuProduct, FILE};
 pub use plan::{MatmulKernel, MatmulPlan, PlanLimits, ProductShape};
 
 /// Batch dims the GPU kernel supports (the rest of the parameter block holds strides).

@@ -12,6 +12,11 @@ const CLIP_NORM: &Kernel = kernel!(
     params = ClipNormParams
 );
 
+/// The fixed kernel of `shaders/optim.wgsl`.
+pub(super) fn kernels() -> Vec<&'static Kernel> {
+    vec![CLIP_NORM]
+}
+
 /// Most elements one clipping workgroup reduces (rule 2 of the GPU shape rules), and the
 /// most partial sums one workgroup of the norm pass reads.
 const CLIP_MAX_PER_GROUP: usize = 16 * 1024;

@@ -228,6 +228,11 @@ pub(crate) static CLIP_SCALE: MultiSpec = MultiSpec {
     loops: false,
 };
 
+/// The fixed kernel of `shaders/optim.wgsl`, for the entry-point test.
+pub(crate) fn kernels() -> Vec<&'static Kernel> {
+    clip::kernels()
+}
+
 /// The generated kernels, one sample each, for the shader validation tests.
 pub(crate) fn generated_sources() -> Vec<ShaderSource> {
     [&SGD, &SGD_MOMENTUM, &ADAM, &CLIP_SUMSQ, &CLIP_SCALE]

@@ -239,3 +239,17 @@ pub fn rnn_layer(
 
 /// Kept here too for existing callers; the op lives in [`crate::ops::embedding`].
 pub use super::embedding::embedding;
+
+/// The kernels of `shaders/rnn.wgsl`, for the entry-point test.
+pub(crate) fn kernels() -> Vec<&'static Kernel> {
+    vec![
+        LSTM_FWD,
+        LSTM_BWD,
+        GRU_FWD,
+        GRU_BWD,
+        LSTM_STEP_FWD,
+        LSTM_STEP_BWD,
+        GRU_STEP_FWD,
+        GRU_STEP_BWD,
+    ]
+}
