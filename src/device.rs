@@ -1,51 +1,12 @@
 //! Devices: the CPU reference backend or a GPU through wgpu, and how [`Device::best`]
 //! chooses between them. Each device owns a seeded counter-based random generator.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-pub use crate::backend::cpu::random::RngKey;
+use crate::backend::cpu::random::RngState;
+pub use crate::backend::cpu::random::{RngKey, DEFAULT_SEED};
 use crate::backend::gpu::{adapter, DeviceCounters, GpuContext, GpuOptions, Profile};
 use crate::error::{Error, Result};
-
-/// The seed every generator starts from until `manual_seed` is called.
-pub const DEFAULT_SEED: u64 = 0x005E_ED0F_D1CE;
-
-/// A device's random generator: a seed and the number of draws made from it.
-#[derive(Debug)]
-pub(crate) struct RngState {
-    seed: AtomicU64,
-    offset: AtomicU64,
-}
-
-impl RngState {
-    pub(crate) const fn new(seed: u64) -> Self {
-        RngState {
-            seed: AtomicU64::new(seed),
-            offset: AtomicU64::new(0),
-        }
-    }
-    fn reseed(&self, seed: u64) {
-        self.seed.store(seed, Ordering::SeqCst);
-        self.offset.store(0, Ordering::SeqCst);
-    }
-    fn get(&self) -> RngKey {
-        RngKey {
-            seed: self.seed.load(Ordering::SeqCst),
-            offset: self.offset.load(Ordering::SeqCst),
-        }
-    }
-    fn set(&self, key: RngKey) {
-        self.seed.store(key.seed, Ordering::SeqCst);
-        self.offset.store(key.offset, Ordering::SeqCst);
-    }
-    fn next(&self) -> RngKey {
-        RngKey {
-            seed: self.seed.load(Ordering::SeqCst),
-            offset: self.offset.fetch_add(1, Ordering::SeqCst),
-        }
-    }
-}
 
 static CPU_RNG: RngState = RngState::new(DEFAULT_SEED);
 static DEFAULT_GPU: OnceLock<std::result::Result<Arc<GpuContext>, String>> = OnceLock::new();
@@ -150,6 +111,26 @@ impl Device {
         match DEFAULT_GPU.get().expect("set above") {
             Ok(c) => Ok(Device::Gpu(c.clone())),
             Err(msg) => Err(Error::NoAdapter(msg.clone())),
+        }
+    }
+
+    /// A device on hardware GPU number `index` modulo the number of hardware GPUs
+    /// (software adapters excluded), each opened anew with the environment's options; one
+    /// per data-parallel rank on a machine with several GPUs. `None` when there is no
+    /// hardware GPU or it cannot be opened (and in the browser).
+    pub(crate) fn hardware_gpu(index: usize) -> Option<Device> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let gpus = adapter::hardware_adapters();
+            let pick = gpus.get(index % gpus.len().max(1))?;
+            GpuContext::open(pick, GpuOptions::from_env())
+                .ok()
+                .map(Device::Gpu)
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = index;
+            None
         }
     }
 

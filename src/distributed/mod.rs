@@ -134,17 +134,5 @@ pub fn device_for_rank(comm: &dyn Collective) -> Device {
         Ok("gpu") => return Device::gpu().unwrap_or(Device::Cpu),
         _ => {}
     }
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        let gpus = crate::backend::gpu::adapter::hardware_adapters();
-        if !gpus.is_empty() {
-            let pick = &gpus[comm.local_rank() % gpus.len()];
-            let opened = crate::backend::gpu::GpuContext::open(pick, crate::GpuOptions::from_env());
-            if let Ok(ctx) = opened {
-                return Device::Gpu(ctx);
-            }
-        }
-    }
-    let _ = comm;
-    Device::Cpu
+    Device::hardware_gpu(comm.local_rank()).unwrap_or(Device::Cpu)
 }

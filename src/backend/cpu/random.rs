@@ -2,6 +2,47 @@
 //! same function in `shaders/random.wgsl`, so a seeded draw gives the same numbers on
 //! both backends: element `i` of draw `offset` under `seed` is `philox(seed, [i, 0, offset])`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The seed every generator starts from until `manual_seed` is called.
+pub const DEFAULT_SEED: u64 = 0x005E_ED0F_D1CE;
+
+/// A device's random generator: a seed and the number of draws made from it.
+#[derive(Debug)]
+pub(crate) struct RngState {
+    seed: AtomicU64,
+    offset: AtomicU64,
+}
+
+impl RngState {
+    pub(crate) const fn new(seed: u64) -> Self {
+        RngState {
+            seed: AtomicU64::new(seed),
+            offset: AtomicU64::new(0),
+        }
+    }
+    pub(crate) fn reseed(&self, seed: u64) {
+        self.seed.store(seed, Ordering::SeqCst);
+        self.offset.store(0, Ordering::SeqCst);
+    }
+    pub(crate) fn get(&self) -> RngKey {
+        RngKey {
+            seed: self.seed.load(Ordering::SeqCst),
+            offset: self.offset.load(Ordering::SeqCst),
+        }
+    }
+    pub(crate) fn set(&self, key: RngKey) {
+        self.seed.store(key.seed, Ordering::SeqCst);
+        self.offset.store(key.offset, Ordering::SeqCst);
+    }
+    pub(crate) fn next(&self) -> RngKey {
+        RngKey {
+            seed: self.seed.load(Ordering::SeqCst),
+            offset: self.offset.fetch_add(1, Ordering::SeqCst),
+        }
+    }
+}
+
 const M0: u32 = 0xD251_1F53;
 const M1: u32 = 0xCD9E_8D57;
 const W0: u32 = 0x9E37_79B9;

@@ -14,6 +14,7 @@ pub(crate) mod params;
 mod pipeline;
 pub(crate) mod pool;
 pub mod profile;
+mod readback;
 mod scheduler;
 
 use std::collections::HashMap;
@@ -27,6 +28,9 @@ pub use profile::{DispatchRecord, KernelSummary, Profile};
 
 use crate::error::{Error, Result};
 
+/// Workgroups that keep a reference GPU (132 SMs, two workgroups each) busy: a hardware
+/// adapter's [`GpuContext::full_groups`] (the matmul planner's notion of a full device).
+pub const FULL_GROUPS: usize = 264;
 /// Dispatches recorded before the scheduler submits on its own.
 pub const MAX_PENDING: usize = 1024;
 /// Dispatches after which a recording step is submitted, so the GPU starts on them
@@ -278,7 +282,7 @@ pub struct GpuContext {
     pub(crate) pool: Mutex<pool::Pool>,
     state: Mutex<scheduler::State>,
     pub(crate) counters: Counters,
-    pub(crate) rng: crate::device::RngState,
+    pub(crate) rng: crate::backend::cpu::random::RngState,
     options: GpuOptions,
     features: wgpu::Features,
     limits: wgpu::Limits,
@@ -355,7 +359,7 @@ impl GpuContext {
         let full_groups = if software {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
-            crate::ops::matmul::plan::FULL_GROUPS
+            FULL_GROUPS
         };
         let ctx = GpuContext {
             device,
@@ -364,7 +368,9 @@ impl GpuContext {
             pool: Mutex::new(pool::Pool::default()),
             state: Mutex::new(state),
             counters: Counters::default(),
-            rng: crate::device::RngState::new(crate::device::DEFAULT_SEED),
+            rng: crate::backend::cpu::random::RngState::new(
+                crate::backend::cpu::random::DEFAULT_SEED,
+            ),
             options,
             features,
             limits,
@@ -388,7 +394,7 @@ impl GpuContext {
     }
 
     /// Workgroups that keep this device busy: one per CPU thread on a software adapter,
-    /// [`crate::ops::matmul::plan::FULL_GROUPS`] on a hardware GPU (the matmul planner's
+    /// [`FULL_GROUPS`] on a hardware GPU (the matmul planner's
     /// notion of a full device).
     pub fn full_groups(&self) -> usize {
         self.full_groups

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use super::scheduler::map_and_wait;
+use super::readback::map_and_wait;
 use super::{GpuContext, MAX_PENDING};
 use crate::error::{Error, Result};
 

@@ -156,8 +156,7 @@ const K_ALIGN: usize = 16;
 /// The share of executed FLOPs that must be useful for a candidate to be preferred (a
 /// quarter of wasted arithmetic at most).
 pub const MIN_USEFUL: f64 = 0.75;
-/// Workgroups that keep a reference GPU (132 SMs, two workgroups each) busy.
-pub const FULL_GROUPS: usize = 264;
+pub use crate::backend::gpu::FULL_GROUPS;
 /// Reference GPU: sustained FP32 FLOPs per ns of the best kernel, bytes per ns of memory,
 /// and ns per dependent dispatch.
 const PEAK_FLOP_PER_NS: f64 = 50e3;
