@@ -1,6 +1,6 @@
 // Elementwise binary ops with NumPy broadcasting. The ops' math and their kernels
 // `<name>_fwd` / `<name>_bwd` are generated from the elementwise table
-// (src/ops/elementwise/binary.rs) and placed before this file; this file gives them their
+// (src/backend/elementwise/binary.rs) and placed before this file; this file gives them their
 // indexing. Parameters: `bp` (BinaryParams, src/ops/binary.rs): n output elements, the
 // collapsed output shape and the strides of a (x0) and b (x1) over it, 0 on broadcast
 // dimensions. Backward kernels read the output gradient x2 (output shape) and write the

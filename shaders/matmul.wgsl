@@ -37,7 +37,7 @@ fn batch_base_a(b: u32) -> u32 { return mm_sa_offset(b) + select(0u, mm.a_off, E
 fn batch_base_b(b: u32) -> u32 { return mm_sb_offset(b) + select(0u, mm.b_off, EPI != 0u); }
 
 // The activations are the elementwise table's rows (`ew_fwd`, `ew_bwd` and the `OP_*`
-// codes, generated from src/ops/elementwise.rs and placed before this file), with the
+// codes, generated from src/backend/elementwise/mod.rs and placed before this file), with the
 // row's scalars mm.act_a and mm.act_b.
 
 fn has_pro() -> bool { return (EPI & 2u) != 0u; }

@@ -2,7 +2,7 @@
 // matrix products (which include the biases). One thread per (batch row, hidden unit).
 // Parameters: `cp` (CellParams, src/ops/rnn/mod.rs): B (batch) and H (hidden size).
 // The gate nonlinearities and their derivatives are the elementwise table's rows
-// (`op_sigmoid_*`, `op_tanh_*`, generated from src/ops/elementwise.rs before this file).
+// (`op_sigmoid_*`, `op_tanh_*`, generated from src/backend/elementwise/mod.rs before this file).
 
 fn sig(x: f32) -> f32 { return op_sigmoid_fwd(x, 0.0, 0.0); }
 fn th(x: f32) -> f32 { return op_tanh_fwd(x, 0.0, 0.0); }

@@ -1,5 +1,5 @@
 // Elementwise unary ops. The kernels of every op in the elementwise table
-// (`<name>_fwd`, `<name>_bwd`) are generated from src/ops/elementwise/mod.rs and come before
+// (`<name>_fwd`, `<name>_bwd`) are generated from src/backend/elementwise/mod.rs and come before
 // this file; what follows is the parametric ReLU, whose slope is a tensor.
 
 // Parametric ReLU, PyTorch layout: x0 = input [N, C, ...], x1 = slopes (C values, or one).

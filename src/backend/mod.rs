@@ -1,8 +1,11 @@
 //! Backends: where a tensor's bytes live and how kernels run on them. The CPU backend
 //! runs plain Rust loops directly; the GPU backend records WGSL dispatches and submits
-//! them through its scheduler. Nothing above this layer names a wgpu type.
+//! them through its scheduler. Nothing above this layer names a wgpu type. The
+//! elementwise table ([`elementwise`]) defines the elementwise primitives both backends
+//! render: the CPU as monomorphic loops, the GPU as generated WGSL.
 
 pub mod cpu;
+pub mod elementwise;
 pub mod gpu;
 
 use std::sync::Arc;

@@ -8,11 +8,11 @@ use std::sync::OnceLock;
 use crate::autograd::record;
 use crate::backend::cpu::pool::{self, CollectPooled};
 use crate::backend::cpu::{map_float2, CpuData, Float, StridedIter};
+use crate::backend::elementwise::binary::{MapBackward2, MapForward2};
 use crate::backend::gpu::params::{params, Dims, Params};
 use crate::backend::gpu::{slot, Kernel, ShaderFile};
 use crate::device::Device;
 use crate::error::Result;
-use crate::ops::elementwise::binary::{MapBackward2, MapForward2};
 use crate::ops::{gpu_alloc, groups_1d, kernel, shader_with, split};
 use crate::shape;
 use crate::tensor::{check_pair, Tensor};
@@ -20,7 +20,7 @@ use crate::tensor::{check_pair, Tensor};
 pub(crate) const FILE: ShaderFile = shader_with(
     "binary",
     include_str!("../../shaders/binary.wgsl"),
-    crate::backend::gpu::Generated::Fixed(super::elementwise::binary::wgsl),
+    crate::backend::gpu::Generated::Fixed(crate::backend::elementwise::binary::wgsl),
 )
 .with_params(&[&BinaryParams::INFO]);
 
@@ -45,7 +45,7 @@ params! {
     }
 }
 
-pub use super::elementwise::binary::{BinaryOp, CompareOp};
+pub use crate::backend::elementwise::binary::{BinaryOp, CompareOp};
 
 impl BinaryOp {
     /// The op's generated forward and backward kernels.

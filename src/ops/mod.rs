@@ -8,7 +8,7 @@ pub mod augment;
 pub mod batchnorm;
 pub mod binary;
 pub mod conv2d;
-pub mod elementwise;
+pub use crate::backend::elementwise;
 pub mod embedding;
 pub mod fused;
 pub mod layout;

@@ -16,13 +16,13 @@ use crate::error::{arg_err, Result};
 use crate::ops::{gpu_alloc, groups_1d, kernel, shader_with, split};
 use crate::tensor::{check_float, check_pair, Tensor};
 
-pub(crate) use super::elementwise::sigmoid;
-pub use super::elementwise::{Needs, UnaryOp};
+pub(crate) use crate::backend::elementwise::sigmoid;
+pub use crate::backend::elementwise::{Needs, UnaryOp};
 
 pub(crate) const FILE: ShaderFile = shader_with(
     "unary",
     include_str!("../../shaders/unary.wgsl"),
-    crate::backend::gpu::Generated::Fixed(super::elementwise::wgsl_with_kernels),
+    crate::backend::gpu::Generated::Fixed(crate::backend::elementwise::wgsl_with_kernels),
 )
 .with_params(&[&UnaryParams::INFO, &PreluParams::INFO]);
 

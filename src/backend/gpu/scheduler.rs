@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use super::params::Params;
 use super::profile::{DispatchRecord, Recorder};
-#[cfg(target_arch = "wasm32")]
-use super::readback::no_blocking;
 #[cfg(not(target_arch = "wasm32"))]
 use super::readback::map_and_wait;
+#[cfg(target_arch = "wasm32")]
+use super::readback::no_blocking;
 use super::readback::{map_async, wait_for_device};
 use super::{
     Caches, GpuBuffer, GpuContext, Kernel, Work, DIRECT_UPLOAD_BYTES, MAX_PENDING, PARAM_BYTES,

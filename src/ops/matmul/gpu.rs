@@ -18,8 +18,8 @@ pub(crate) const FILE: ShaderFile = shader_with(
     "matmul",
     include_str!("../../../shaders/matmul.wgsl"),
     crate::backend::gpu::Generated::PerVariant(
-        crate::ops::elementwise::wgsl_for_epilogue,
-        crate::ops::elementwise::wgsl_functions,
+        crate::backend::elementwise::wgsl_for_epilogue,
+        crate::backend::elementwise::wgsl_functions,
     ),
 )
 .with_params(&[&MatmulParams::INFO, &SumPartialsParams::INFO]);

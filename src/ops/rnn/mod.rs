@@ -34,7 +34,7 @@ use gpu::*;
 pub(crate) const FILE: ShaderFile = crate::ops::shader_with(
     "rnn",
     include_str!("../../../shaders/rnn.wgsl"),
-    crate::backend::gpu::Generated::Fixed(crate::ops::elementwise::wgsl_functions),
+    crate::backend::gpu::Generated::Fixed(crate::backend::elementwise::wgsl_functions),
 )
 .with_params(&[&CellParams::INFO, &StepParams::INFO]);
 

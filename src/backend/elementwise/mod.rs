@@ -380,7 +380,7 @@ unary_table! {
 /// listed, is the identity).
 fn wgsl_rows(keep: impl Fn(u32) -> bool) -> String {
     let mut s = String::from(
-        "// ---- Generated from the elementwise table (src/ops/elementwise.rs) ----\n",
+        "// ---- Generated from the elementwise table (src/backend/elementwise/mod.rs) ----\n",
     );
     let rows: Vec<(u32, &str, &str, &str)> = WGSL_ROWS
         .iter()

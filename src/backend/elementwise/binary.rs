@@ -269,7 +269,7 @@ pub(crate) fn wgsl() -> &'static str {
                     let i = flat_id(gid, nwg);\n    if (i >= bp.n) { return; }\n    \
                     let a = x0[ia(i)];\n    let b = x1[ib(i)];\n";
         let mut s = String::from(
-            "// ---- Generated from the elementwise table (src/ops/elementwise/binary.rs) ----\n",
+            "// ---- Generated from the elementwise table (src/backend/elementwise/binary.rs) ----\n",
         );
         for (name, fwd, bwd) in WGSL_ROWS {
             s += &format!(
