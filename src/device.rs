@@ -114,6 +114,17 @@ impl Device {
         }
     }
 
+    /// This device's backend: the seam through which an op reaches the CPU loops or
+    /// the GPU launchers. The one place that tells the backends apart.
+    pub(crate) fn backend(&self) -> &dyn crate::backend::Backend {
+        static CPU: crate::backend::cpu::elementwise::CpuBackend =
+            crate::backend::cpu::elementwise::CpuBackend;
+        match self {
+            Device::Cpu => &CPU,
+            Device::Gpu(g) => g,
+        }
+    }
+
     /// A device on hardware GPU number `index` modulo the number of hardware GPUs
     /// (software adapters excluded), each opened anew with the environment's options; one
     /// per data-parallel rank on a machine with several GPUs. `None` when there is no

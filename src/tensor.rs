@@ -131,6 +131,12 @@ impl Tensor {
         }))
     }
 
+    /// A tensor of `shape` on `like`'s device and of its dtype, holding `storage` (what a
+    /// backend primitive returned).
+    pub(crate) fn like(storage: Storage, shape: Vec<usize>, like: &Tensor) -> Tensor {
+        Tensor::from_storage(storage, shape, like.dtype(), like.device().clone())
+    }
+
     pub(crate) fn from_cpu(data: CpuData, shape: Vec<usize>) -> Tensor {
         debug_assert_eq!(data.len(), shape::numel(&shape));
         let dtype = match data {

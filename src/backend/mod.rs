@@ -4,11 +4,77 @@
 //! elementwise table ([`elementwise`]) defines the elementwise primitives both backends
 //! render: the CPU as monomorphic loops, the GPU as generated WGSL.
 
+pub(crate) mod broadcast;
 pub mod cpu;
 pub mod elementwise;
 pub mod gpu;
 
 use std::sync::Arc;
+
+use crate::error::Result;
+use broadcast::Broadcast;
+use elementwise::binary::{BinaryOp, CompareOp};
+use elementwise::UnaryOp;
+
+/// The channel layout of a parametric ReLU over `n` elements: the slope of element `i`
+/// is `slopes[(i / plane) % channels]`, or the only one when `slopes` is 1.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PreluGeo {
+    /// Elements.
+    pub n: usize,
+    /// Channels (the input's dimension 1, or 1).
+    pub channels: usize,
+    /// Elements per channel plane.
+    pub plane: usize,
+    /// Slopes: 1 or `channels`.
+    pub slopes: usize,
+}
+
+/// The seam between the ops and the backends: the primitives each backend implements
+/// fully (the compiler, not review, holds a backend to every one). An op checks its
+/// arguments, cuts work too large for one binding, calls these through
+/// `Device::backend`, wraps the storage in a tensor and records its backward. Families
+/// move behind the seam one at a time; the elementwise ones are behind it.
+pub(crate) trait Backend {
+    /// `op(x)` for each of the `n` elements of `x`.
+    fn unary(&self, op: UnaryOp, x: &Storage, n: usize) -> Result<Storage>;
+    /// `dL/dx` of `op` from the saved value `s` (its input or output, as `op.needs()`
+    /// says) and the output gradient `g`, `n` elements each.
+    fn unary_backward(&self, op: UnaryOp, s: &Storage, g: &Storage, n: usize) -> Result<Storage>;
+    /// The parametric ReLU of `x` with slopes `w`.
+    fn prelu(&self, x: &Storage, w: &Storage, geo: PreluGeo) -> Result<Storage>;
+    /// Its backward: `dL/dx` and the per-element contributions to `dL/dw` (each `n`
+    /// elements; the op sums the latter per channel).
+    fn prelu_backward(
+        &self,
+        x: &Storage,
+        w: &Storage,
+        g: &Storage,
+        geo: PreluGeo,
+    ) -> Result<(Storage, Storage)>;
+    /// `op(a, b)` broadcast over `geo`.
+    fn binary(&self, op: BinaryOp, a: &Storage, b: &Storage, geo: &Broadcast) -> Result<Storage>;
+    /// The gradients of a binary op's inputs in the output's shape (the op sums them
+    /// down to the inputs' shapes), for an op without constant gradients.
+    fn binary_backward(
+        &self,
+        op: BinaryOp,
+        a: &Storage,
+        b: &Storage,
+        g: &Storage,
+        geo: &Broadcast,
+    ) -> Result<(Storage, Storage)>;
+    /// 1 where `op(a, b)` holds, else 0, broadcast over `geo`.
+    fn compare(&self, op: CompareOp, a: &Storage, b: &Storage, geo: &Broadcast) -> Result<Storage>;
+}
+
+/// A storage of the other backend reached this one: a wgrad bug (ops check devices
+/// before calling the seam), reported as an error rather than a panic.
+pub(crate) fn wrong_backend<T>(op: &'static str) -> Result<T> {
+    Err(crate::error::Error::Gpu(format!(
+        "{op}: a tensor of another device reached this backend (a wgrad bug)"
+    )))
+}
 
 /// The bytes of a tensor: shared by views (reshape), written in place only by optimizers.
 #[derive(Clone)]

@@ -5,91 +5,14 @@
 //! ([`super::elementwise`]); this file records them in the graph and launches them. Each
 //! op saves only the value its backward reads (its input or its output, [`Needs`]).
 
-use std::sync::OnceLock;
-
 use crate::autograd::record;
-use crate::backend::cpu::{map_float, map_float2, CpuData, Float};
-use crate::backend::gpu::params::{params, Params};
-use crate::backend::gpu::{slot, Kernel, ShaderFile};
-use crate::device::Device;
+use crate::backend::PreluGeo;
 use crate::error::{arg_err, Result};
-use crate::ops::{gpu_alloc, groups_1d, kernel, shader_with, split};
+use crate::ops::split;
 use crate::tensor::{check_float, check_pair, Tensor};
 
 pub(crate) use crate::backend::elementwise::sigmoid;
 pub use crate::backend::elementwise::{Needs, UnaryOp};
-
-pub(crate) const FILE: ShaderFile = shader_with(
-    "unary",
-    include_str!("../../shaders/unary.wgsl"),
-    crate::backend::gpu::Generated::Fixed(crate::backend::elementwise::wgsl_with_kernels),
-)
-.with_params(&[&UnaryParams::INFO, &PreluParams::INFO]);
-
-params! {
-    /// The parameters of the elementwise table's unary kernels.
-    pub(crate) struct UnaryParams as up {
-        /// Elements.
-        n: u32,
-        /// The row's scalars.
-        a: f32,
-        /// See `a`.
-        b: f32,
-    }
-
-    /// The parameters of the parametric ReLU's kernels.
-    pub(crate) struct PreluParams as pp {
-        /// Elements.
-        n: u32,
-        /// Channels (the input's dimension 1, or 1).
-        channels: u32,
-        /// Elements per channel plane.
-        plane: u32,
-        /// Slopes: 1 or `channels`.
-        slopes: u32,
-    }
-}
-
-impl UnaryOp {
-    /// The op's generated forward and backward kernels.
-    fn kernels(self) -> (&'static Kernel, &'static Kernel) {
-        static KERNELS: OnceLock<Vec<(Kernel, Kernel)>> = OnceLock::new();
-        let all = KERNELS.get_or_init(|| {
-            let make = |entry: String, slots: &'static [u32]| Kernel {
-                file: &FILE,
-                entry: Box::leak(entry.into_boxed_str()),
-                slots,
-                extra: &[],
-                overrides: &[],
-                loops: false,
-                params: UnaryParams::INFO.name,
-            };
-            UnaryOp::ROWS
-                .iter()
-                .map(|op| {
-                    (
-                        make(format!("{}_fwd", op.name()), &[slot::X0, slot::Y0]),
-                        make(
-                            format!("{}_bwd", op.name()),
-                            &[slot::X0, slot::X1, slot::Y0],
-                        ),
-                    )
-                })
-                .collect()
-        });
-        let (f, b) = &all[self.code() as usize - 1];
-        (f, b)
-    }
-
-    fn params(self, n: usize) -> UnaryParams {
-        let [a, b] = self.scalars();
-        UnaryParams {
-            n: n as u32,
-            a: a as f32,
-            b: b as f32,
-        }
-    }
-}
 
 /// Applies `op` to every element, recording the backward.
 pub fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
@@ -112,76 +35,29 @@ pub fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
 
 /// `op(x)` without recording a backward.
 pub(crate) fn unary_forward(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
-    let n = x.numel();
-    match x.device() {
-        Device::Cpu => {
-            let out = map_float!(&*x.cpu_data(), |v: T| op.forward_vec(v));
-            Ok(Tensor::from_cpu(out, x.shape().to_vec()))
-        }
-        Device::Gpu(g) => {
-            if let Some(mut o) = split::elementwise(&[x], x.shape(), 1, x.dtype(), |p| {
-                Ok(vec![unary_forward(&p[0], op)?])
-            })? {
-                return Ok(o.remove(0));
-            }
-            let out = gpu_alloc(g, n)?;
-            g.launch(
-                op.kernels().0,
-                &op.params(n),
-                &[x.gpu_buf(), &out],
-                groups_1d(n),
-            );
-            Ok(Tensor::from_gpu(out, x.shape().to_vec(), x.dtype()))
-        }
+    if let Some(mut o) = split::elementwise(&[x], x.shape(), 1, x.dtype(), |p| {
+        Ok(vec![unary_forward(&p[0], op)?])
+    })? {
+        return Ok(o.remove(0));
     }
+    let out = x.device().backend().unary(op, x.storage(), x.numel())?;
+    Ok(Tensor::like(out, x.shape().to_vec(), x))
 }
 
 /// `dL/dx` of `op` from the saved value `s` (the input or the output, as
 /// [`UnaryOp::needs`] says; any tensor of the shape for [`Needs::Nothing`]) and the
 /// output gradient `g`.
 pub(crate) fn unary_backward(op: UnaryOp, s: &Tensor, g: &Tensor) -> Result<Tensor> {
-    let n = s.numel();
-    match s.device() {
-        Device::Cpu => {
-            let out = map_float2!(&*g.cpu_data(), &*s.cpu_data(), |gv, sv: T| {
-                op.backward_vec(gv, sv)
-            });
-            Ok(Tensor::from_cpu(out, s.shape().to_vec()))
-        }
-        Device::Gpu(ctx) => {
-            if let Some(mut o) = split::elementwise(&[s, g], s.shape(), 1, s.dtype(), |p| {
-                Ok(vec![unary_backward(op, &p[0], &p[1])?])
-            })? {
-                return Ok(o.remove(0));
-            }
-            let out = gpu_alloc(ctx, n)?;
-            ctx.launch(
-                op.kernels().1,
-                &op.params(n),
-                &[s.gpu_buf(), g.gpu_buf(), &out],
-                groups_1d(n),
-            );
-            Ok(Tensor::from_gpu(out, s.shape().to_vec(), s.dtype()))
-        }
+    if let Some(mut o) = split::elementwise(&[s, g], s.shape(), 1, s.dtype(), |p| {
+        Ok(vec![unary_backward(op, &p[0], &p[1])?])
+    })? {
+        return Ok(o.remove(0));
     }
-}
-
-const PRELU_FWD: &Kernel = kernel!(FILE, "prelu_fwd", [X0, X1, Y0], params = PreluParams);
-const PRELU_BWD: &Kernel = kernel!(
-    FILE,
-    "prelu_bwd",
-    [X0, X1, X2, Y0, Y1],
-    params = PreluParams
-);
-
-/// The kernels of this file, for the entry-point test: each row's, and prelu's.
-pub(crate) fn kernels() -> Vec<&'static Kernel> {
-    let mut all = vec![PRELU_FWD, PRELU_BWD];
-    for op in UnaryOp::ROWS {
-        let (f, b) = op.kernels();
-        all.extend([f, b]);
-    }
-    all
+    let out = s
+        .device()
+        .backend()
+        .unary_backward(op, s.storage(), g.storage(), s.numel())?;
+    Ok(Tensor::like(out, s.shape().to_vec(), s))
 }
 
 /// Parametric ReLU: `x` for `x > 0`, else `weight[c] * x` where `c` indexes dimension 1
@@ -205,72 +81,25 @@ pub fn prelu(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     } else {
         1
     };
-    let params = PreluParams {
-        n: x.numel() as u32,
-        channels: channels as u32,
-        plane: plane as u32,
-        slopes: w as u32,
+    let geo = PreluGeo {
+        n: x.numel(),
+        channels,
+        plane,
+        slopes: w,
     };
-    let channel = move |i: usize| if w == 1 { 0 } else { (i / plane) % channels };
-    let y = match x.device() {
-        Device::Cpu => {
-            let out = map_float2!(&*x.cpu_data(), &*weight.cpu_data(), |xv, wv: T| {
-                xv.iter()
-                    .enumerate()
-                    .map(|(i, &a)| if a > T::zero() { a } else { wv[channel(i)] * a })
-                    .collect()
-            });
-            Tensor::from_cpu(out, x.shape().to_vec())
-        }
-        Device::Gpu(g) => {
-            let out = gpu_alloc(g, x.numel())?;
-            g.launch(
-                PRELU_FWD,
-                &params,
-                &[x.gpu_buf(), weight.gpu_buf(), &out],
-                groups_1d(x.numel()),
-            );
-            Tensor::from_gpu(out, x.shape().to_vec(), x.dtype())
-        }
-    };
+    let out = x
+        .device()
+        .backend()
+        .prelu(x.storage(), weight.storage(), geo)?;
+    let y = Tensor::like(out, x.shape().to_vec(), x);
     let (xs, ws) = (x.detach(), weight.detach());
     Ok(record(y, "prelu", &[x, weight], move |g| {
-        let (dx, dw_full) = match xs.device() {
-            Device::Cpu => {
-                let xd = xs.cpu_data();
-                let wd = ws.cpu_data();
-                let gd = g.cpu_data();
-                let (dx, dw): (CpuData, CpuData) = match (&*xd, &*wd, &*gd) {
-                    (CpuData::F32(a), CpuData::F32(b), CpuData::F32(c)) => {
-                        let (p, q) = prelu_back(a, b, c, channel);
-                        (CpuData::F32(p), CpuData::F32(q))
-                    }
-                    (CpuData::F64(a), CpuData::F64(b), CpuData::F64(c)) => {
-                        let (p, q) = prelu_back(a, b, c, channel);
-                        (CpuData::F64(p), CpuData::F64(q))
-                    }
-                    _ => unreachable!("prelu dtypes checked"),
-                };
-                (
-                    Tensor::from_cpu(dx, xs.shape().to_vec()),
-                    Tensor::from_cpu(dw, xs.shape().to_vec()),
-                )
-            }
-            Device::Gpu(ctx) => {
-                let n = xs.numel();
-                let (dx, dw) = (gpu_alloc(ctx, n)?, gpu_alloc(ctx, n)?);
-                ctx.launch(
-                    PRELU_BWD,
-                    &params,
-                    &[xs.gpu_buf(), ws.gpu_buf(), g.gpu_buf(), &dx, &dw],
-                    groups_1d(n),
-                );
-                (
-                    Tensor::from_gpu(dx, xs.shape().to_vec(), xs.dtype()),
-                    Tensor::from_gpu(dw, xs.shape().to_vec(), xs.dtype()),
-                )
-            }
-        };
+        let (dx, dw) =
+            xs.device()
+                .backend()
+                .prelu_backward(xs.storage(), ws.storage(), g.storage(), geo)?;
+        let dx = Tensor::like(dx, xs.shape().to_vec(), &xs);
+        let dw_full = Tensor::like(dw, xs.shape().to_vec(), &xs);
         // Sum the per-element slope gradients over everything but the channel.
         let dw = if w == 1 {
             dw_full.sum()?.reshape(ws.shape())?
@@ -283,25 +112,6 @@ pub fn prelu(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
         };
         Ok(vec![Some(dx), Some(dw)])
     }))
-}
-
-fn prelu_back<T: Float>(
-    x: &[T],
-    w: &[T],
-    g: &[T],
-    channel: impl Fn(usize) -> usize,
-) -> (Vec<T>, Vec<T>) {
-    x.iter()
-        .zip(g)
-        .enumerate()
-        .map(|(i, (&a, &gi))| {
-            if a > T::zero() {
-                (gi, T::zero())
-            } else {
-                (w[channel(i)] * gi, gi * a)
-            }
-        })
-        .unzip()
 }
 
 impl Tensor {

@@ -10,6 +10,8 @@
 //! training loop creates no buffers, pipelines or bind groups.
 
 pub mod adapter;
+pub(crate) mod elementwise;
+pub(crate) mod kernels;
 pub(crate) mod params;
 mod pipeline;
 pub(crate) mod pool;

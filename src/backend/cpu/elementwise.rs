@@ -1,0 +1,184 @@
+//! The CPU backend's elementwise primitives: the elementwise table's rows as
+//! monomorphic loops (one per row, the match outside the loop), in `f32` or `f64`.
+
+use std::sync::Arc;
+
+use super::pool;
+use super::{map_float, map_float2, CpuData, CpuStorage, Float};
+use crate::backend::broadcast::Broadcast;
+use crate::backend::elementwise::binary::{BinaryOp, CompareOp, MapBackward2, MapForward2};
+use crate::backend::elementwise::UnaryOp;
+use crate::backend::{wrong_backend, Backend, PreluGeo, Storage};
+use crate::error::Result;
+
+/// The CPU backend (its state is the process's: threads and the buffer pool).
+pub(crate) struct CpuBackend;
+
+/// The CPU data of a storage.
+fn data<'a>(op: &'static str, s: &'a Storage) -> Result<&'a CpuStorage> {
+    match s {
+        Storage::Cpu(c) => Ok(c),
+        Storage::Gpu(_) => wrong_backend(op),
+    }
+}
+
+fn new(d: CpuData) -> Storage {
+    Storage::Cpu(Arc::new(CpuStorage::new(d)))
+}
+
+/// Runs `f` on the matching `f32` or `f64` slices of three buffers.
+macro_rules! float3 {
+    ($a:expr, $b:expr, $c:expr, |$x:ident, $y:ident, $z:ident: $T:ident| $body:expr) => {
+        match ($a, $b, $c) {
+            (CpuData::F32($x), CpuData::F32($y), CpuData::F32($z)) => {
+                #[allow(dead_code)]
+                type $T = f32;
+                let (p, q) = $body;
+                (CpuData::F32(p), CpuData::F32(q))
+            }
+            (CpuData::F64($x), CpuData::F64($y), CpuData::F64($z)) => {
+                #[allow(dead_code)]
+                type $T = f64;
+                let (p, q) = $body;
+                (CpuData::F64(p), CpuData::F64(q))
+            }
+            _ => {
+                return Err(crate::error::Error::DType {
+                    op: "backward",
+                    msg: "mixed or integer dtypes reached a float kernel".into(),
+                })
+            }
+        }
+    };
+}
+
+impl Backend for CpuBackend {
+    fn unary(&self, op: UnaryOp, x: &Storage, _n: usize) -> Result<Storage> {
+        let x = data(op.name(), x)?.read();
+        Ok(new(map_float!(&*x, |v: T| op.forward_vec(v))))
+    }
+
+    fn unary_backward(&self, op: UnaryOp, s: &Storage, g: &Storage, _n: usize) -> Result<Storage> {
+        let (s, g) = (data(op.name(), s)?.read(), data(op.name(), g)?.read());
+        Ok(new(
+            map_float2!(&*g, &*s, |gv, sv: T| op.backward_vec(gv, sv))
+        ))
+    }
+
+    fn prelu(&self, x: &Storage, w: &Storage, geo: PreluGeo) -> Result<Storage> {
+        let (x, w) = (data("prelu", x)?.read(), data("prelu", w)?.read());
+        let channel = channel_of(geo);
+        Ok(new(map_float2!(&*x, &*w, |xv, wv: T| {
+            xv.iter()
+                .enumerate()
+                .map(|(i, &a)| if a > T::zero() { a } else { wv[channel(i)] * a })
+                .collect()
+        })))
+    }
+
+    fn prelu_backward(
+        &self,
+        x: &Storage,
+        w: &Storage,
+        g: &Storage,
+        geo: PreluGeo,
+    ) -> Result<(Storage, Storage)> {
+        let (x, w, g) = (
+            data("prelu", x)?.read(),
+            data("prelu", w)?.read(),
+            data("prelu", g)?.read(),
+        );
+        let channel = channel_of(geo);
+        let (dx, dw) = float3!(&*x, &*w, &*g, |xv, wv, gv: T| {
+            xv.iter()
+                .zip(gv.iter())
+                .enumerate()
+                .map(|(i, (&a, &gi))| {
+                    if a > T::zero() {
+                        (gi, T::zero())
+                    } else {
+                        (wv[channel(i)] * gi, gi * a)
+                    }
+                })
+                .unzip::<T, T, Vec<T>, Vec<T>>()
+        });
+        Ok((new(dx), new(dw)))
+    }
+
+    fn binary(&self, op: BinaryOp, a: &Storage, b: &Storage, geo: &Broadcast) -> Result<Storage> {
+        let (a, b) = (data(op.name(), a)?.read(), data(op.name(), b)?.read());
+        // One monomorphic loop per row of the table (the match is outside the loop).
+        struct Loop<'a, T>(&'a Broadcast, &'a [T], &'a [T]);
+        impl<T: Float> MapForward2<T> for Loop<'_, T> {
+            type Out = Vec<T>;
+            fn run<F: Fn(T, T) -> T>(self, f: F) -> Vec<T> {
+                self.0.map(self.1, self.2, f)
+            }
+        }
+        Ok(new(
+            map_float2!(&*a, &*b, |av, bv: T| op.map_forward(Loop(geo, av, bv)))
+        ))
+    }
+
+    fn binary_backward(
+        &self,
+        op: BinaryOp,
+        a: &Storage,
+        b: &Storage,
+        g: &Storage,
+        geo: &Broadcast,
+    ) -> Result<(Storage, Storage)> {
+        let name = op.name();
+        let (a, b, g) = (
+            data(name, a)?.read(),
+            data(name, b)?.read(),
+            data(name, g)?.read(),
+        );
+        struct Loop<'a, T>(&'a Broadcast, &'a [T], &'a [T], &'a [T]);
+        impl<T: Float> MapBackward2<T> for Loop<'_, T> {
+            type Out = (Vec<T>, Vec<T>);
+            fn run<F: Fn(T, T, T) -> (T, T)>(self, f: F) -> (Vec<T>, Vec<T>) {
+                let Loop(geo, a, b, g) = self;
+                let mut da = pool::with_capacity(g.len());
+                let mut db = pool::with_capacity(g.len());
+                let mut i = 0;
+                geo.for_each_offset(|ia, ib| {
+                    let (x, y) = f(g[i], a[ia], b[ib]);
+                    da.push(x);
+                    db.push(y);
+                    i += 1;
+                });
+                (da, db)
+            }
+        }
+        let (da, db) = float3!(&*a, &*b, &*g, |av, bv, gv: T| op
+            .map_backward(Loop(geo, av, bv, gv)));
+        Ok((new(da), new(db)))
+    }
+
+    fn compare(&self, op: CompareOp, a: &Storage, b: &Storage, geo: &Broadcast) -> Result<Storage> {
+        let (a, b) = (data("compare", a)?.read(), data("compare", b)?.read());
+        Ok(new(map_float2!(&*a, &*b, |av, bv: T| geo.map(
+            av,
+            bv,
+            |x, y| {
+                if op.test(x, y) {
+                    T::one()
+                } else {
+                    T::zero()
+                }
+            }
+        ))))
+    }
+}
+
+/// The slope index of element `i`.
+fn channel_of(geo: PreluGeo) -> impl Fn(usize) -> usize {
+    move |i| {
+        if geo.slopes == 1 {
+            0
+        } else {
+            (i / geo.plane) % geo.channels
+        }
+    }
+}

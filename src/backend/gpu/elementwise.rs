@@ -1,0 +1,318 @@
+//! The GPU backend's elementwise primitives: the elementwise table's unary and binary
+//! kernels (generated from its rows into `shaders/unary.wgsl` and
+//! `shaders/binary.wgsl`), the parametric ReLU's and the comparison's, and their
+//! launches.
+
+use std::sync::{Arc, OnceLock};
+
+use super::kernels::{gpu_alloc, groups_1d, kernel, shader_with};
+use super::params::{params, Dims, Params};
+use super::{slot, GpuBuffer, GpuContext, Kernel, ShaderFile};
+use crate::backend::broadcast::Broadcast;
+use crate::backend::elementwise::binary::{BinaryOp, CompareOp};
+use crate::backend::elementwise::UnaryOp;
+use crate::backend::{wrong_backend, Backend, PreluGeo, Storage};
+use crate::error::Result;
+use crate::shape;
+
+pub(crate) const UNARY_FILE: ShaderFile = shader_with(
+    "unary",
+    include_str!("../../../shaders/unary.wgsl"),
+    crate::backend::gpu::Generated::Fixed(crate::backend::elementwise::wgsl_with_kernels),
+)
+.with_params(&[&UnaryParams::INFO, &PreluParams::INFO]);
+
+params! {
+    /// The parameters of the elementwise table's unary kernels.
+    pub(crate) struct UnaryParams as up {
+        /// Elements.
+        n: u32,
+        /// The row's scalars.
+        a: f32,
+        /// See `a`.
+        b: f32,
+    }
+
+    /// The parameters of the parametric ReLU's kernels.
+    pub(crate) struct PreluParams as pp {
+        /// Elements.
+        n: u32,
+        /// Channels (the input's dimension 1, or 1).
+        channels: u32,
+        /// Elements per channel plane.
+        plane: u32,
+        /// Slopes: 1 or `channels`.
+        slopes: u32,
+    }
+}
+
+/// The unary rows' kernels and parameters.
+trait UnaryKernels {
+    fn kernels(self) -> (&'static Kernel, &'static Kernel);
+    fn params(self, n: usize) -> UnaryParams;
+}
+
+impl UnaryKernels for UnaryOp {
+    fn kernels(self) -> (&'static Kernel, &'static Kernel) {
+        static KERNELS: OnceLock<Vec<(Kernel, Kernel)>> = OnceLock::new();
+        let all = KERNELS.get_or_init(|| {
+            let make = |entry: String, slots: &'static [u32]| Kernel {
+                file: &UNARY_FILE,
+                entry: Box::leak(entry.into_boxed_str()),
+                slots,
+                extra: &[],
+                overrides: &[],
+                loops: false,
+                params: UnaryParams::INFO.name,
+            };
+            UnaryOp::ROWS
+                .iter()
+                .map(|op| {
+                    (
+                        make(format!("{}_fwd", op.name()), &[slot::X0, slot::Y0]),
+                        make(
+                            format!("{}_bwd", op.name()),
+                            &[slot::X0, slot::X1, slot::Y0],
+                        ),
+                    )
+                })
+                .collect()
+        });
+        let (f, b) = &all[self.code() as usize - 1];
+        (f, b)
+    }
+
+    fn params(self, n: usize) -> UnaryParams {
+        let [a, b] = self.scalars();
+        UnaryParams {
+            n: n as u32,
+            a: a as f32,
+            b: b as f32,
+        }
+    }
+}
+
+pub(crate) const BINARY_FILE: ShaderFile = shader_with(
+    "binary",
+    include_str!("../../../shaders/binary.wgsl"),
+    crate::backend::gpu::Generated::Fixed(crate::backend::elementwise::binary::wgsl),
+)
+.with_params(&[&BinaryParams::INFO]);
+
+params! {
+    /// The parameters of every kernel in `shaders/binary.wgsl`.
+    pub(crate) struct BinaryParams as bp {
+        /// Output elements.
+        n: u32,
+        /// Rank of the collapsed geometry; 0: both inputs are read at the output's own
+        /// index.
+        rank: u32,
+        /// The comparison's code (`CMP_<NAME>`).
+        code: u32,
+        /// Padding.
+        _pad: u32,
+        /// The collapsed output shape.
+        shape: Dims,
+        /// a's strides over it (0 on broadcast dimensions).
+        sa: Dims @ (shape, rank),
+        /// b's strides over it.
+        sb: Dims @ (shape, rank),
+    }
+}
+
+/// The binary rows' kernels.
+trait BinaryKernels {
+    fn kernels(self) -> (&'static Kernel, Option<&'static Kernel>);
+}
+
+impl BinaryKernels for BinaryOp {
+    fn kernels(self) -> (&'static Kernel, Option<&'static Kernel>) {
+        static KERNELS: OnceLock<Vec<(Kernel, Option<Kernel>)>> = OnceLock::new();
+        let all = KERNELS.get_or_init(|| {
+            let make = |entry: String, slots: &'static [u32]| Kernel {
+                file: &BINARY_FILE,
+                entry: Box::leak(entry.into_boxed_str()),
+                slots,
+                extra: &[],
+                overrides: &[],
+                loops: false,
+                params: BinaryParams::INFO.name,
+            };
+            BinaryOp::ROWS
+                .iter()
+                .map(|op| {
+                    (
+                        make(
+                            format!("{}_fwd", op.name()),
+                            &[slot::X0, slot::X1, slot::Y0],
+                        ),
+                        op.constant_grads().is_none().then(|| {
+                            make(
+                                format!("{}_bwd", op.name()),
+                                &[slot::X0, slot::X1, slot::X2, slot::Y0, slot::Y1],
+                            )
+                        }),
+                    )
+                })
+                .collect()
+        });
+        let at = BinaryOp::ROWS.iter().position(|&r| r == self);
+        let (f, b) = &all[at.expect("every variant is a row")];
+        (f, b.as_ref())
+    }
+}
+
+/// The binary kernels' parameters over `geo` (rank 0 tells them both inputs are read at
+/// the output's own index).
+fn binary_params(geo: &Broadcast, code: u32) -> BinaryParams {
+    let (out, sa, sb) = geo.collapsed();
+    let direct = out.len() <= 1 && sa.iter().chain(&sb).all(|&s| s == 1);
+    BinaryParams {
+        n: shape::numel(&geo.out) as u32,
+        rank: if direct { 0 } else { out.len() as u32 },
+        code,
+        shape: Dims::of(&out),
+        sa: Dims::of(&sa),
+        sb: Dims::of(&sb),
+        ..Default::default()
+    }
+}
+
+const PRELU_FWD: &Kernel = kernel!(UNARY_FILE, "prelu_fwd", [X0, X1, Y0], params = PreluParams);
+const PRELU_BWD: &Kernel = kernel!(
+    UNARY_FILE,
+    "prelu_bwd",
+    [X0, X1, X2, Y0, Y1],
+    params = PreluParams
+);
+const COMPARE: &Kernel = kernel!(
+    BINARY_FILE,
+    "compare_fwd",
+    [X0, X1, Y0],
+    params = BinaryParams
+);
+
+/// The kernels of `shaders/unary.wgsl`, for the entry-point test: each row's, and
+/// prelu's.
+pub(crate) fn unary_kernels() -> Vec<&'static Kernel> {
+    let mut all = vec![PRELU_FWD, PRELU_BWD];
+    for op in UnaryOp::ROWS {
+        let (f, b) = op.kernels();
+        all.extend([f, b]);
+    }
+    all
+}
+
+/// The kernels of `shaders/binary.wgsl`, for the entry-point test: each row's, and the
+/// comparison.
+pub(crate) fn binary_kernels() -> Vec<&'static Kernel> {
+    let mut all = vec![COMPARE];
+    for op in BinaryOp::ROWS {
+        let (f, b) = op.kernels();
+        all.push(f);
+        all.extend(b);
+    }
+    all
+}
+
+/// The GPU buffer of a storage.
+fn buf<'a>(op: &'static str, s: &'a Storage) -> Result<&'a GpuBuffer> {
+    match s {
+        Storage::Gpu(b) => Ok(b),
+        Storage::Cpu(_) => wrong_backend(op),
+    }
+}
+
+fn new(b: GpuBuffer) -> Storage {
+    Storage::Gpu(Arc::new(b))
+}
+
+fn prelu_params(geo: PreluGeo) -> PreluParams {
+    PreluParams {
+        n: geo.n as u32,
+        channels: geo.channels as u32,
+        plane: geo.plane as u32,
+        slopes: geo.slopes as u32,
+    }
+}
+
+impl Backend for Arc<GpuContext> {
+    fn unary(&self, op: UnaryOp, x: &Storage, n: usize) -> Result<Storage> {
+        let out = gpu_alloc(self, n)?;
+        let (f, _) = op.kernels();
+        self.launch(f, &op.params(n), &[buf(op.name(), x)?, &out], groups_1d(n));
+        Ok(new(out))
+    }
+
+    fn unary_backward(&self, op: UnaryOp, s: &Storage, g: &Storage, n: usize) -> Result<Storage> {
+        let out = gpu_alloc(self, n)?;
+        let (_, b) = op.kernels();
+        let bufs = [buf(op.name(), s)?, buf(op.name(), g)?, &out];
+        self.launch(b, &op.params(n), &bufs, groups_1d(n));
+        Ok(new(out))
+    }
+
+    fn prelu(&self, x: &Storage, w: &Storage, geo: PreluGeo) -> Result<Storage> {
+        let out = gpu_alloc(self, geo.n)?;
+        let bufs = [buf("prelu", x)?, buf("prelu", w)?, &out];
+        self.launch(PRELU_FWD, &prelu_params(geo), &bufs, groups_1d(geo.n));
+        Ok(new(out))
+    }
+
+    fn prelu_backward(
+        &self,
+        x: &Storage,
+        w: &Storage,
+        g: &Storage,
+        geo: PreluGeo,
+    ) -> Result<(Storage, Storage)> {
+        let (dx, dw) = (gpu_alloc(self, geo.n)?, gpu_alloc(self, geo.n)?);
+        let bufs = [
+            buf("prelu", x)?,
+            buf("prelu", w)?,
+            buf("prelu", g)?,
+            &dx,
+            &dw,
+        ];
+        self.launch(PRELU_BWD, &prelu_params(geo), &bufs, groups_1d(geo.n));
+        Ok((new(dx), new(dw)))
+    }
+
+    fn binary(&self, op: BinaryOp, a: &Storage, b: &Storage, geo: &Broadcast) -> Result<Storage> {
+        let n = shape::numel(&geo.out);
+        let out = gpu_alloc(self, n)?;
+        let bufs = [buf(op.name(), a)?, buf(op.name(), b)?, &out];
+        self.launch(op.kernels().0, &binary_params(geo, 0), &bufs, groups_1d(n));
+        Ok(new(out))
+    }
+
+    fn binary_backward(
+        &self,
+        op: BinaryOp,
+        a: &Storage,
+        b: &Storage,
+        g: &Storage,
+        geo: &Broadcast,
+    ) -> Result<(Storage, Storage)> {
+        let Some(k) = op.kernels().1 else {
+            return Err(crate::error::Error::Gpu(format!(
+                "{}: a row with constant gradients has no backward kernel (a wgrad bug)",
+                op.name()
+            )));
+        };
+        let n = shape::numel(&geo.out);
+        let (da, db) = (gpu_alloc(self, n)?, gpu_alloc(self, n)?);
+        let name = op.name();
+        let bufs = [buf(name, a)?, buf(name, b)?, buf(name, g)?, &da, &db];
+        self.launch(k, &binary_params(geo, 0), &bufs, groups_1d(n));
+        Ok((new(da), new(db)))
+    }
+
+    fn compare(&self, op: CompareOp, a: &Storage, b: &Storage, geo: &Broadcast) -> Result<Storage> {
+        let n = shape::numel(&geo.out);
+        let out = gpu_alloc(self, n)?;
+        let bufs = [buf("compare", a)?, buf("compare", b)?, &out];
+        self.launch(COMPARE, &binary_params(geo, op.code()), &bufs, groups_1d(n));
+        Ok(new(out))
+    }
+}
