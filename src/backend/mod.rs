@@ -31,11 +31,17 @@ pub(crate) struct PreluGeo {
 }
 
 /// The seam between the ops and the backends: the primitives each backend implements
-/// fully (the compiler, not review, holds a backend to every one). An op checks its
-/// arguments, cuts work too large for one binding, calls these through
+/// fully, one trait per op family (the compiler, not review, holds a backend to every
+/// one: `Device::backend` returns a `dyn Backend`, which needs them all). An op checks
+/// its arguments, cuts work too large for one binding, calls the primitives through
 /// `Device::backend`, wraps the storage in a tensor and records its backward. Families
-/// move behind the seam one at a time; the elementwise ones are behind it.
-pub(crate) trait Backend {
+/// move behind the seam one at a time.
+pub(crate) trait Backend: Elementwise + Random {}
+
+impl<B: Elementwise + Random> Backend for B {}
+
+/// The elementwise table's primitives, prelu's and the comparisons'.
+pub(crate) trait Elementwise {
     /// `op(x)` for each of the `n` elements of `x`.
     fn unary(&self, op: UnaryOp, x: &Storage, n: usize) -> Result<Storage>;
     /// `dL/dx` of `op` from the saved value `s` (its input or output, as `op.needs()`
@@ -66,6 +72,53 @@ pub(crate) trait Backend {
     ) -> Result<(Storage, Storage)>;
     /// 1 where `op(a, b)` holds, else 0, broadcast over `geo`.
     fn compare(&self, op: CompareOp, a: &Storage, b: &Storage, geo: &Broadcast) -> Result<Storage>;
+}
+
+/// Which distribution a random draw takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dist {
+    /// Uniform on [0, 1).
+    Uniform,
+    /// Standard normal (Box-Muller from two words).
+    Normal,
+}
+
+/// An op that multiplies its input by a random mask made from a draw.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Masked {
+    /// Inverted dropout: keep where the top 24 bits of the first word reach `threshold`,
+    /// scaling kept values by `scale`.
+    Dropout {
+        /// `ceil(p 2^24)`.
+        threshold: u32,
+        /// `1 / (1 - p)`.
+        scale: f32,
+    },
+    /// `relu(x + sigma eps)` with `eps ~ N(0, 1)`; the mask is 1 where that is positive.
+    NoisyRelu {
+        /// The noise's standard deviation.
+        sigma: f32,
+    },
+}
+
+/// The random primitives (Philox draws: the same numbers on every backend).
+pub(crate) trait Random {
+    /// `n` numbers of `dist` from the draw `key` (`f32`).
+    fn draw(
+        &self,
+        dist: Dist,
+        key: crate::backend::cpu::random::RngKey,
+        n: usize,
+    ) -> Result<Storage>;
+    /// `op` applied to `x` (`n` elements) with the draw `key`: the output and the mask
+    /// its backward multiplies the gradient by.
+    fn masked(
+        &self,
+        op: Masked,
+        x: &Storage,
+        key: crate::backend::cpu::random::RngKey,
+        n: usize,
+    ) -> Result<(Storage, Storage)>;
 }
 
 /// A storage of the other backend reached this one: a wgrad bug (ops check devices

@@ -4,85 +4,22 @@
 //! (seed, offset) key, so the GPU and the CPU produce the same values.
 
 use crate::autograd::record;
-use crate::backend::cpu::random::{normal as normal_from, uniform01, RngKey};
-use crate::backend::cpu::CpuData;
-use crate::backend::gpu::params::{params, Params};
-use crate::backend::gpu::{Kernel, ShaderFile};
+use crate::backend::cpu::random::RngKey;
+use crate::backend::{Dist, Masked};
 use crate::device::Device;
 use crate::error::{arg_err, Result};
-use crate::ops::{gpu_alloc, groups_1d, kernel, shader};
 use crate::tensor::{check_float, DType, Tensor};
-
-pub(crate) const FILE: ShaderFile =
-    shader("random", include_str!("../../shaders/random.wgsl")).with_params(&[&RandomParams::INFO]);
-
-params! {
-    /// A draw from the Philox generator, and what the op does with it.
-    pub(crate) struct RandomParams as rnd {
-        /// Elements.
-        n: u32,
-        /// The seed's low word.
-        seed_lo: u32,
-        /// Its high word.
-        seed_hi: u32,
-        /// The draw offset's low word.
-        offset_lo: u32,
-        /// Its high word.
-        offset_hi: u32,
-        /// Dropout: keep where the top 24 bits of the first word are at least this.
-        threshold: u32,
-        /// Dropout: the kept values' scale, 1 / (1 - p).
-        scale: f32,
-        /// Noisy ReLU: the noise's standard deviation.
-        sigma: f32,
-    }
-}
-
-const UNIFORM: &Kernel = kernel!(FILE, "uniform_fwd", [Y0], params = RandomParams);
-const NORMAL: &Kernel = kernel!(FILE, "normal_fwd", [Y0], params = RandomParams);
-const DROPOUT: &Kernel = kernel!(FILE, "dropout_fwd", [X0, Y0, Y1], params = RandomParams);
-const NOISY_RELU: &Kernel = kernel!(FILE, "noisy_relu_fwd", [X0, Y0, Y1], params = RandomParams);
-
-/// The kernels of this file, for the entry-point test.
-pub(crate) fn kernels() -> Vec<&'static Kernel> {
-    vec![UNIFORM, NORMAL, DROPOUT, NOISY_RELU]
-}
-
-fn key_params(n: usize, key: RngKey) -> RandomParams {
-    let [seed_lo, seed_hi, offset_lo, offset_hi] = key.gpu_params();
-    RandomParams {
-        n: n as u32,
-        seed_lo,
-        seed_hi,
-        offset_lo,
-        offset_hi,
-        ..Default::default()
-    }
-}
 
 fn draw(shape_: &[usize], key: RngKey, device: &Device, normal: bool) -> Result<Tensor> {
     let n = crate::ops::check_out("rand", shape_, DType::F32, device)?;
-    Ok(match device {
-        Device::Cpu => {
-            let v: Vec<f32> = (0..n)
-                .map(|i| {
-                    let w = key.words(i);
-                    if normal {
-                        normal_from(w[0], w[1]) as f32
-                    } else {
-                        uniform01(w[0]) as f32
-                    }
-                })
-                .collect();
-            Tensor::from_cpu(CpuData::F32(v), shape_.to_vec())
-        }
-        Device::Gpu(g) => {
-            let out = gpu_alloc(g, n)?;
-            let k = if normal { NORMAL } else { UNIFORM };
-            g.launch(k, &key_params(n, key), &[&out], groups_1d(n));
-            Tensor::from_gpu(out, shape_.to_vec(), DType::F32)
-        }
-    })
+    let dist = if normal { Dist::Normal } else { Dist::Uniform };
+    let out = device.backend().draw(dist, key, n)?;
+    Ok(Tensor::from_storage(
+        out,
+        shape_.to_vec(),
+        DType::F32,
+        device.clone(),
+    ))
 }
 
 pub(crate) fn uniform(shape_: &[usize], key: RngKey, device: &Device) -> Result<Tensor> {
@@ -94,54 +31,13 @@ pub(crate) fn normal(shape_: &[usize], key: RngKey, device: &Device) -> Result<T
 }
 
 /// Applies `x * mask` with a mask made on the device; the mask is saved for backward.
-fn masked(
-    x: &Tensor,
-    name: &'static str,
-    kernel: &'static Kernel,
-    params: RandomParams,
-    cpu_mask: impl Fn(usize, f64) -> (f64, f64),
-) -> Result<Tensor> {
-    let n = x.numel();
-    let (y, mask) = match x.device() {
-        Device::Cpu => {
-            use crate::backend::cpu::pool;
-            let (y, m) = match &*x.cpu_data() {
-                // Output and mask come from the CPU pool, as every op's outputs do:
-                // buffers made outside it are recycled into it but never asked for.
-                CpuData::F32(v) => {
-                    let (mut y, mut m) = (pool::with_capacity(n), pool::with_capacity(n));
-                    for (i, &a) in v.iter().enumerate() {
-                        let (b, k) = cpu_mask(i, a as f64);
-                        y.push(b as f32);
-                        m.push(k as f32);
-                    }
-                    (CpuData::F32(y), CpuData::F32(m))
-                }
-                CpuData::F64(v) => {
-                    let (mut y, mut m) = (pool::with_capacity(n), pool::with_capacity(n));
-                    for (i, &a) in v.iter().enumerate() {
-                        let (b, k) = cpu_mask(i, a);
-                        y.push(b);
-                        m.push(k);
-                    }
-                    (CpuData::F64(y), CpuData::F64(m))
-                }
-                CpuData::U32(_) => unreachable!("dtype checked"),
-            };
-            (
-                Tensor::from_cpu(y, x.shape().to_vec()),
-                Tensor::from_cpu(m, x.shape().to_vec()),
-            )
-        }
-        Device::Gpu(g) => {
-            let (y, m) = (gpu_alloc(g, n)?, gpu_alloc(g, n)?);
-            g.launch(kernel, &params, &[x.gpu_buf(), &y, &m], groups_1d(n));
-            (
-                Tensor::from_gpu(y, x.shape().to_vec(), x.dtype()),
-                Tensor::from_gpu(m, x.shape().to_vec(), x.dtype()),
-            )
-        }
-    };
+fn masked(x: &Tensor, name: &'static str, op: Masked, key: RngKey) -> Result<Tensor> {
+    let (y, m) = x
+        .device()
+        .backend()
+        .masked(op, x.storage(), key, x.numel())?;
+    let y = Tensor::like(y, x.shape().to_vec(), x);
+    let mask = Tensor::like(m, x.shape().to_vec(), x);
     Ok(record(y, name, &[x], move |g| {
         Ok(vec![Some(g.mul(&mask)?)])
     }))
@@ -157,16 +53,7 @@ pub fn dropout_with_key(x: &Tensor, p: f32, key: RngKey) -> Result<Tensor> {
     // integer test, identical on both backends.
     let threshold = (p as f64 * 16_777_216.0).ceil() as u32;
     let scale = 1.0 / (1.0 - p);
-    let params = RandomParams {
-        threshold,
-        scale,
-        ..key_params(x.numel(), key)
-    };
-    masked(x, "dropout", DROPOUT, params, move |i, a| {
-        let keep = (key.words(i)[0] >> 8) >= threshold;
-        let m = if keep { scale as f64 } else { 0.0 };
-        (a * m, m)
-    })
+    masked(x, "dropout", Masked::Dropout { threshold, scale }, key)
 }
 
 /// Noisy ReLU with an explicit generator key (see [`Tensor::noisy_relu`]).
@@ -178,26 +65,7 @@ pub fn noisy_relu_with_key(x: &Tensor, std: f32, key: RngKey) -> Result<Tensor> 
             format!("the noise deviation must be >= 0, got {std}"),
         );
     }
-    let params = RandomParams {
-        sigma: std,
-        ..key_params(x.numel(), key)
-    };
-    let dtype = x.dtype();
-    masked(x, "noisy_relu", NOISY_RELU, params, move |i, a| {
-        let w = key.words(i);
-        let eps = normal_from(w[0], w[1]);
-        // Match the GPU's f32 arithmetic for f32 tensors.
-        let z = if dtype == DType::F32 {
-            (a as f32 + std * eps as f32) as f64
-        } else {
-            a + std as f64 * eps
-        };
-        if z > 0.0 {
-            (z, 1.0)
-        } else {
-            (0.0, 0.0)
-        }
-    })
+    masked(x, "noisy_relu", Masked::NoisyRelu { sigma: std }, key)
 }
 
 impl Tensor {

@@ -8,7 +8,7 @@ use super::{map_float, map_float2, CpuData, CpuStorage, Float};
 use crate::backend::broadcast::Broadcast;
 use crate::backend::elementwise::binary::{BinaryOp, CompareOp, MapBackward2, MapForward2};
 use crate::backend::elementwise::UnaryOp;
-use crate::backend::{wrong_backend, Backend, PreluGeo, Storage};
+use crate::backend::{wrong_backend, Elementwise, PreluGeo, Storage};
 use crate::error::Result;
 
 /// The CPU backend (its state is the process's: threads and the buffer pool).
@@ -52,7 +52,7 @@ macro_rules! float3 {
     };
 }
 
-impl Backend for CpuBackend {
+impl Elementwise for CpuBackend {
     fn unary(&self, op: UnaryOp, x: &Storage, _n: usize) -> Result<Storage> {
         let x = data(op.name(), x)?.read();
         Ok(new(map_float!(&*x, |v: T| op.forward_vec(v))))

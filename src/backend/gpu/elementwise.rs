@@ -11,7 +11,7 @@ use super::{slot, GpuBuffer, GpuContext, Kernel, ShaderFile};
 use crate::backend::broadcast::Broadcast;
 use crate::backend::elementwise::binary::{BinaryOp, CompareOp};
 use crate::backend::elementwise::UnaryOp;
-use crate::backend::{wrong_backend, Backend, PreluGeo, Storage};
+use crate::backend::{wrong_backend, Elementwise, PreluGeo, Storage};
 use crate::error::Result;
 use crate::shape;
 
@@ -236,7 +236,7 @@ fn prelu_params(geo: PreluGeo) -> PreluParams {
     }
 }
 
-impl Backend for Arc<GpuContext> {
+impl Elementwise for Arc<GpuContext> {
     fn unary(&self, op: UnaryOp, x: &Storage, n: usize) -> Result<Storage> {
         let out = gpu_alloc(self, n)?;
         let (f, _) = op.kernels();

@@ -16,6 +16,7 @@ pub(crate) mod params;
 mod pipeline;
 pub(crate) mod pool;
 pub mod profile;
+pub(crate) mod random;
 mod readback;
 mod scheduler;
 
