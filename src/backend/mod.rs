@@ -36,9 +36,9 @@ pub(crate) struct PreluGeo {
 /// its arguments, cuts work too large for one binding, calls the primitives through
 /// `Device::backend`, wraps the storage in a tensor and records its backward. Families
 /// move behind the seam one at a time.
-pub(crate) trait Backend: Elementwise + Random {}
+pub(crate) trait Backend: Elementwise + Random + Softmax {}
 
-impl<B: Elementwise + Random> Backend for B {}
+impl<B: Elementwise + Random + Softmax> Backend for B {}
 
 /// The elementwise table's primitives, prelu's and the comparisons'.
 pub(crate) trait Elementwise {
@@ -119,6 +119,38 @@ pub(crate) trait Random {
         key: crate::backend::cpu::random::RngKey,
         n: usize,
     ) -> Result<(Storage, Storage)>;
+}
+
+/// Softmax rows: a tensor viewed as `[outer, d, inner]`, one row of `d` elements per
+/// (outer, inner) pair.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rows {
+    /// Positions before the dimension.
+    pub outer: usize,
+    /// The row length.
+    pub d: usize,
+    /// Positions after it.
+    pub inner: usize,
+}
+
+impl Rows {
+    /// The flat index of element `j` of row `row`.
+    pub fn at(self, row: usize, j: usize) -> usize {
+        let (o, i) = (row / self.inner, row % self.inner);
+        (o * self.d + j) * self.inner + i
+    }
+    /// Rows.
+    pub fn rows(self) -> usize {
+        self.outer * self.inner
+    }
+}
+
+/// Softmax and log-softmax along rows, each with its backward from the saved output.
+pub(crate) trait Softmax {
+    /// `softmax` (or `log_softmax` when `log`) of each row of `x`.
+    fn softmax(&self, x: &Storage, rows: Rows, log: bool) -> Result<Storage>;
+    /// Its backward from the saved output `y` and the output gradient `g`.
+    fn softmax_backward(&self, y: &Storage, g: &Storage, rows: Rows, log: bool) -> Result<Storage>;
 }
 
 /// A storage of the other backend reached this one: a wgrad bug (ops check devices

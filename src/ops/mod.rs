@@ -27,7 +27,7 @@ pub(crate) mod split;
 pub mod unary;
 
 pub(crate) use crate::backend::gpu::kernels::{
-    gpu_alloc, groups_1d, groups_rows, kernel, shader, shader_with, subgroup_shader,
+    gpu_alloc, groups_1d, groups_rows, kernel, row_work, shader, shader_with, subgroup_shader,
 };
 
 pub use crate::backend::gpu::params::ParamsInfo;
@@ -65,7 +65,7 @@ fn all_kernels() -> Vec<&'static crate::backend::gpu::Kernel> {
         reduce::kernels(),
         layout::kernels(),
         matmul::kernels(),
-        softmax::kernels(),
+        crate::backend::gpu::softmax::kernels(),
         loss::kernels(),
         crate::backend::gpu::random::kernels(),
         optim::kernels(),
@@ -88,7 +88,7 @@ pub fn shader_sources() -> Vec<ShaderSource> {
         reduce::SUBGROUP_FILE,
         layout::FILE,
         matmul::FILE,
-        softmax::FILE,
+        crate::backend::gpu::softmax::FILE,
         loss::FILE,
         crate::backend::gpu::random::FILE,
         optim::FILE,
@@ -118,19 +118,6 @@ pub fn shader_sources() -> Vec<ShaderSource> {
         .collect();
     sources.extend(optim::generated_sources());
     sources
-}
-
-/// Threads per row for the row-wise kernels (softmax, cross-entropy), which reduce each
-/// of `rows` rows of `len` elements on one workgroup: 64, or 256 for rows of 2048
-/// elements or more, so each thread loops over at most `len / threads`.
-pub(crate) fn row_work(rows: usize, len: usize) -> crate::backend::gpu::Work {
-    let threads = if len >= 2048 { 256 } else { 64 };
-    crate::backend::gpu::Work {
-        overrides: [threads as u32, 0, 0, 0, 0, 0],
-        serial: len.div_ceil(threads).max(1) as u64,
-        reduced: (rows * len) as u64,
-        ..Default::default()
-    }
 }
 
 /// Checks that a new tensor of `shape` and `dtype` can exist on `device` before an op

@@ -2,135 +2,11 @@
 //! computed from the saved output: `dx = y (g - sum(g y))` and `dx = g - e^y sum(g)`.
 
 use crate::autograd::record;
-use crate::backend::cpu::pool;
-use crate::backend::cpu::{map_float, map_float2, Float};
-use crate::backend::gpu::params::{params, Params};
-use crate::backend::gpu::{Kernel, ShaderFile};
-use crate::device::Device;
+use crate::backend::Rows;
 use crate::error::Result;
 use crate::ops::layout::split3;
-use crate::ops::{gpu_alloc, groups_rows, kernel, row_work, shader};
 use crate::shape;
 use crate::tensor::{check_float, Tensor};
-
-pub(crate) const FILE: ShaderFile = shader("softmax", include_str!("../../shaders/softmax.wgsl"))
-    .with_params(&[&SoftmaxParams::INFO]);
-
-params! {
-    /// Softmax rows: the tensor viewed as `[outer, d, inner]`, one row per (outer, inner).
-    pub(crate) struct SoftmaxParams as sm {
-        /// Rows (outer * inner).
-        rows: u32,
-        /// Row length.
-        d: u32,
-        /// Elements per position of the dimension.
-        inner: u32,
-        /// Padding.
-        _pad: u32,
-    }
-}
-const SOFTMAX_FWD: &Kernel = kernel!(
-    FILE,
-    "softmax_fwd",
-    [X0, Y0],
-    loops,
-    overrides = ["RT"],
-    params = SoftmaxParams
-);
-const LOG_SOFTMAX_FWD: &Kernel = kernel!(
-    FILE,
-    "log_softmax_fwd",
-    [X0, Y0],
-    loops,
-    overrides = ["RT"],
-    params = SoftmaxParams
-);
-const SOFTMAX_BWD: &Kernel = kernel!(
-    FILE,
-    "softmax_bwd",
-    [X0, X1, Y0],
-    loops,
-    overrides = ["RT"],
-    params = SoftmaxParams
-);
-const LOG_SOFTMAX_BWD: &Kernel = kernel!(
-    FILE,
-    "log_softmax_bwd",
-    [X0, X1, Y0],
-    loops,
-    overrides = ["RT"],
-    params = SoftmaxParams
-);
-
-/// The kernels of this file, for the entry-point test.
-pub(crate) fn kernels() -> Vec<&'static Kernel> {
-    vec![SOFTMAX_FWD, LOG_SOFTMAX_FWD, SOFTMAX_BWD, LOG_SOFTMAX_BWD]
-}
-
-#[derive(Clone, Copy)]
-struct Rows {
-    outer: usize,
-    d: usize,
-    inner: usize,
-}
-
-impl Rows {
-    fn params(self) -> SoftmaxParams {
-        SoftmaxParams {
-            rows: (self.outer * self.inner) as u32,
-            d: self.d as u32,
-            inner: self.inner as u32,
-            ..Default::default()
-        }
-    }
-    fn at(self, row: usize, j: usize) -> usize {
-        let (o, i) = (row / self.inner, row % self.inner);
-        (o * self.d + j) * self.inner + i
-    }
-    fn rows(self) -> usize {
-        self.outer * self.inner
-    }
-}
-
-fn forward_cpu<T: Float>(r: Rows, x: &[T], log: bool) -> Vec<T> {
-    let mut y = pool::filled(x.len(), T::zero());
-    for row in 0..r.rows() {
-        let mut m = x[r.at(row, 0)];
-        for j in 1..r.d {
-            m = m.max(x[r.at(row, j)]);
-        }
-        let mut s = T::zero();
-        for j in 0..r.d {
-            s += (x[r.at(row, j)] - m).exp();
-        }
-        let lse = m + s.ln();
-        for j in 0..r.d {
-            let k = r.at(row, j);
-            y[k] = if log { x[k] - lse } else { (x[k] - lse).exp() };
-        }
-    }
-    y
-}
-
-fn backward_cpu<T: Float>(r: Rows, y: &[T], g: &[T], log: bool) -> Vec<T> {
-    let mut dx = pool::filled(y.len(), T::zero());
-    for row in 0..r.rows() {
-        let mut s = T::zero();
-        for j in 0..r.d {
-            let k = r.at(row, j);
-            s += if log { g[k] } else { g[k] * y[k] };
-        }
-        for j in 0..r.d {
-            let k = r.at(row, j);
-            dx[k] = if log {
-                g[k] - y[k].exp() * s
-            } else {
-                y[k] * (g[k] - s)
-            };
-        }
-    }
-    dx
-}
 
 fn softmax_impl(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
     let name = if log { "log_softmax" } else { "softmax" };
@@ -160,49 +36,15 @@ fn softmax_impl(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
         let s = e.sum_dim(&[dim], true)?;
         return if log { z.sub(&s.log()?) } else { e.div(&s) };
     }
-    let (fk, bk) = if log {
-        (LOG_SOFTMAX_FWD, LOG_SOFTMAX_BWD)
-    } else {
-        (SOFTMAX_FWD, SOFTMAX_BWD)
-    };
-    let y = match x.device() {
-        Device::Cpu => Tensor::from_cpu(
-            map_float!(&*x.cpu_data(), |v: T| forward_cpu(r, v, log)),
-            x.shape().to_vec(),
-        ),
-        Device::Gpu(g) => {
-            let out = gpu_alloc(g, x.numel())?;
-            g.launch_with(
-                fk,
-                &r.params(),
-                &[x.gpu_buf(), &out],
-                groups_rows(r.rows()),
-                row_work(r.rows(), r.d),
-            );
-            Tensor::from_gpu(out, x.shape().to_vec(), x.dtype())
-        }
-    };
+    let out = x.device().backend().softmax(x.storage(), r, log)?;
+    let y = Tensor::like(out, x.shape().to_vec(), x);
     let ys = y.detach();
     Ok(record(y, name, &[x], move |g| {
-        Ok(vec![Some(match g.device() {
-            Device::Cpu => Tensor::from_cpu(
-                map_float2!(&*ys.cpu_data(), &*g.cpu_data(), |yv, gv: T| backward_cpu(
-                    r, yv, gv, log
-                )),
-                ys.shape().to_vec(),
-            ),
-            Device::Gpu(ctx) => {
-                let out = gpu_alloc(ctx, ys.numel())?;
-                ctx.launch_with(
-                    bk,
-                    &r.params(),
-                    &[ys.gpu_buf(), g.gpu_buf(), &out],
-                    groups_rows(r.rows()),
-                    row_work(r.rows(), r.d),
-                );
-                Tensor::from_gpu(out, ys.shape().to_vec(), ys.dtype())
-            }
-        })])
+        let dx = ys
+            .device()
+            .backend()
+            .softmax_backward(ys.storage(), g.storage(), r, log)?;
+        Ok(vec![Some(Tensor::like(dx, ys.shape().to_vec(), &ys))])
     }))
 }
 

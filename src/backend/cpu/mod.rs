@@ -6,6 +6,7 @@ pub(crate) mod elementwise;
 pub(crate) mod parallel;
 pub(crate) mod pool;
 pub mod random;
+pub(crate) mod softmax;
 
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 

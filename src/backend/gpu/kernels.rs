@@ -105,3 +105,16 @@ pub(crate) fn gpu_alloc(g: &Arc<GpuContext>, n: usize) -> crate::error::Result<G
     }
     g.alloc(n as u64 * 4)
 }
+
+/// Threads per row for the row-wise kernels (softmax, cross-entropy), which reduce each
+/// of `rows` rows of `len` elements on one workgroup: 64, or 256 for rows of 2048
+/// elements or more, so each thread loops over at most `len / threads`.
+pub(crate) fn row_work(rows: usize, len: usize) -> super::Work {
+    let threads = if len >= 2048 { 256 } else { 64 };
+    super::Work {
+        overrides: [threads as u32, 0, 0, 0, 0, 0],
+        serial: len.div_ceil(threads).max(1) as u64,
+        reduced: (rows * len) as u64,
+        ..Default::default()
+    }
+}

@@ -19,6 +19,7 @@ pub mod profile;
 pub(crate) mod random;
 mod readback;
 mod scheduler;
+pub(crate) mod softmax;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
