@@ -36,9 +36,9 @@ pub(crate) struct PreluGeo {
 /// its arguments, cuts work too large for one binding, calls the primitives through
 /// `Device::backend`, wraps the storage in a tensor and records its backward. Families
 /// move behind the seam one at a time.
-pub(crate) trait Backend: Elementwise + Random + Softmax {}
+pub(crate) trait Backend: Elementwise + Random + Softmax + Augment {}
 
-impl<B: Elementwise + Random + Softmax> Backend for B {}
+impl<B: Elementwise + Random + Softmax + Augment> Backend for B {}
 
 /// The elementwise table's primitives, prelu's and the comparisons'.
 pub(crate) trait Elementwise {
@@ -151,6 +151,26 @@ pub(crate) trait Softmax {
     fn softmax(&self, x: &Storage, rows: Rows, log: bool) -> Result<Storage>;
     /// Its backward from the saved output `y` and the output gradient `g`.
     fn softmax_backward(&self, y: &Storage, g: &Storage, rows: Rows, log: bool) -> Result<Storage>;
+}
+
+/// What happens to one image: crop offsets into the padded image, and flips.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImageMove {
+    /// First row of the crop in the padded image (`0..=H + 2 pad - Ho`).
+    pub crop_row: u32,
+    /// First column of the crop in the padded image.
+    pub crop_col: u32,
+    /// Mirror left-right.
+    pub hflip: bool,
+    /// Mirror top-bottom.
+    pub vflip: bool,
+}
+
+/// Data augmentation over whole batches.
+pub(crate) trait Augment {
+    /// Pads each image of the NCHW batch `x` (`dims` = N, C, H, W, Ho, Wo, padding) with
+    /// zeros, crops `Ho x Wo` at its move's offsets, then flips it as asked.
+    fn geometric(&self, x: &Storage, dims: [usize; 7], moves: &[ImageMove]) -> Result<Storage>;
 }
 
 /// A storage of the other backend reached this one: a wgrad bug (ops check devices

@@ -71,7 +71,7 @@ fn all_kernels() -> Vec<&'static crate::backend::gpu::Kernel> {
         optim::kernels(),
         conv2d::kernels(),
         pool2d::kernels(),
-        augment::kernels(),
+        crate::backend::gpu::augment::kernels(),
         batchnorm::kernels(),
         rnn::kernels(),
     ]
@@ -94,7 +94,7 @@ pub fn shader_sources() -> Vec<ShaderSource> {
         optim::FILE,
         conv2d::FILE,
         pool2d::FILE,
-        augment::FILE,
+        crate::backend::gpu::augment::FILE,
         batchnorm::FILE,
         rnn::FILE,
     ];
