@@ -36,9 +36,9 @@ pub(crate) struct PreluGeo {
 /// its arguments, cuts work too large for one binding, calls the primitives through
 /// `Device::backend`, wraps the storage in a tensor and records its backward. Families
 /// move behind the seam one at a time.
-pub(crate) trait Backend: Elementwise + Random + Softmax + Augment {}
+pub(crate) trait Backend: Elementwise + Random + Softmax + Augment + Loss {}
 
-impl<B: Elementwise + Random + Softmax + Augment> Backend for B {}
+impl<B: Elementwise + Random + Softmax + Augment + Loss> Backend for B {}
 
 /// The elementwise table's primitives, prelu's and the comparisons'.
 pub(crate) trait Elementwise {
@@ -171,6 +171,44 @@ pub(crate) trait Augment {
     /// Pads each image of the NCHW batch `x` (`dims` = N, C, H, W, Ho, Wo, padding) with
     /// zeros, crops `Ho x Wo` at its move's offsets, then flips it as asked.
     fn geometric(&self, x: &Storage, dims: [usize; 7], moves: &[ImageMove]) -> Result<Storage>;
+}
+
+/// The fused softmax cross-entropy of `[n, c]` logits and `u32` targets `[n]`.
+pub(crate) trait Loss {
+    /// The longest row one fused kernel takes (longer rows compose reductions).
+    fn row_limit(&self) -> usize;
+    /// Per-row losses `lse - x[target]` and the rows' log-sum-exp `lse`, each `[n]`. A
+    /// target `>= c` is an argument error on the CPU, and NaN plus a deferred error on
+    /// the GPU (the targets are not on the host).
+    fn cross_entropy(
+        &self,
+        x: &Storage,
+        t: &Storage,
+        n: usize,
+        c: usize,
+    ) -> Result<(Storage, Storage)>;
+    /// The logits' gradient `g[row] (softmax - onehot)` (`g` one value for every row,
+    /// over n, when `mean`).
+    #[allow(clippy::too_many_arguments)]
+    fn cross_entropy_backward(
+        &self,
+        x: &Storage,
+        lse: &Storage,
+        g: &Storage,
+        t: &Storage,
+        n: usize,
+        c: usize,
+        mean: bool,
+    ) -> Result<Storage>;
+    /// The mean loss and the rows' `lse` in one dispatch where the backend has a kernel
+    /// for the batch's size; `None` otherwise (per-row losses and a mean then).
+    fn cross_entropy_mean(
+        &self,
+        x: &Storage,
+        t: &Storage,
+        n: usize,
+        c: usize,
+    ) -> Result<Option<(Storage, Storage)>>;
 }
 
 /// A storage of the other backend reached this one: a wgrad bug (ops check devices

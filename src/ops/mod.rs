@@ -27,7 +27,7 @@ pub(crate) mod split;
 pub mod unary;
 
 pub(crate) use crate::backend::gpu::kernels::{
-    gpu_alloc, groups_1d, groups_rows, kernel, row_work, shader, shader_with, subgroup_shader,
+    gpu_alloc, groups_1d, groups_rows, kernel, shader, shader_with, subgroup_shader,
 };
 
 pub use crate::backend::gpu::params::ParamsInfo;
@@ -66,7 +66,7 @@ fn all_kernels() -> Vec<&'static crate::backend::gpu::Kernel> {
         layout::kernels(),
         matmul::kernels(),
         crate::backend::gpu::softmax::kernels(),
-        loss::kernels(),
+        crate::backend::gpu::loss::kernels(),
         crate::backend::gpu::random::kernels(),
         optim::kernels(),
         conv2d::kernels(),
@@ -89,7 +89,7 @@ pub fn shader_sources() -> Vec<ShaderSource> {
         layout::FILE,
         matmul::FILE,
         crate::backend::gpu::softmax::FILE,
-        loss::FILE,
+        crate::backend::gpu::loss::FILE,
         crate::backend::gpu::random::FILE,
         optim::FILE,
         conv2d::FILE,

@@ -225,10 +225,7 @@ impl Plan {
     }
 }
 
-/// Elements one workgroup reduces in one pass, at most (64 per thread): a longer
-/// reduction splits over workgroups, so no thread loops long and no big reduction runs on
-/// one workgroup.
-pub const MAX_GROUP_ELEMENTS: usize = 16_384;
+pub use crate::backend::gpu::MAX_GROUP_ELEMENTS;
 /// A reduction is split further (down to this many elements per workgroup) while it has
 /// fewer than [`TARGET_GROUPS`] workgroups, so that it fills a large GPU.
 const MIN_GROUP_ELEMENTS: usize = 4_096;

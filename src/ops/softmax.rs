@@ -27,7 +27,7 @@ fn softmax_impl(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
         let y = Tensor::zeros(x.shape(), x.device())?;
         return Ok(record(y, name, &[x], |g| Ok(vec![Some(g.clone())])));
     }
-    if x.device().is_gpu() && size > crate::ops::reduce::MAX_GROUP_ELEMENTS {
+    if size > x.device().backend().row_limit() {
         // Rows too long for one workgroup: compose the row max and sum, which spread
         // over many workgroups, with elementwise ops (autograd differentiates those).
         let m = crate::autograd::no_grad(|| x.max_dim(&[dim], true))?;

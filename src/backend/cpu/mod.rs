@@ -4,6 +4,7 @@
 
 pub(crate) mod augment;
 pub(crate) mod elementwise;
+pub(crate) mod loss;
 pub(crate) mod parallel;
 pub(crate) mod pool;
 pub mod random;

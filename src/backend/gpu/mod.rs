@@ -13,6 +13,7 @@ pub mod adapter;
 pub(crate) mod augment;
 pub(crate) mod elementwise;
 pub(crate) mod kernels;
+pub(crate) mod loss;
 pub(crate) mod params;
 mod pipeline;
 pub(crate) mod pool;
@@ -33,6 +34,10 @@ pub use profile::{DispatchRecord, KernelSummary, Profile};
 
 use crate::error::{Error, Result};
 
+/// Elements one workgroup reduces in one pass, at most (64 per thread): a longer
+/// reduction splits over workgroups, so no thread loops long and no big reduction runs on
+/// one workgroup.
+pub const MAX_GROUP_ELEMENTS: usize = 16_384;
 /// Workgroups that keep a reference GPU (132 SMs, two workgroups each) busy: a hardware
 /// adapter's [`GpuContext::full_groups`] (the matmul planner's notion of a full device).
 pub const FULL_GROUPS: usize = 264;
