@@ -8,6 +8,7 @@ pub(crate) mod broadcast;
 pub mod cpu;
 pub mod elementwise;
 pub mod gpu;
+pub(crate) mod reduce;
 
 use std::sync::Arc;
 
@@ -36,9 +37,9 @@ pub(crate) struct PreluGeo {
 /// its arguments, cuts work too large for one binding, calls the primitives through
 /// `Device::backend`, wraps the storage in a tensor and records its backward. Families
 /// move behind the seam one at a time.
-pub(crate) trait Backend: Elementwise + Random + Softmax + Augment + Loss {}
+pub(crate) trait Backend: Elementwise + Random + Softmax + Augment + Loss + Reduce {}
 
-impl<B: Elementwise + Random + Softmax + Augment + Loss> Backend for B {}
+impl<B: Elementwise + Random + Softmax + Augment + Loss + Reduce> Backend for B {}
 
 /// The elementwise table's primitives, prelu's and the comparisons'.
 pub(crate) trait Elementwise {
@@ -209,6 +210,26 @@ pub(crate) trait Loss {
         n: usize,
         c: usize,
     ) -> Result<Option<(Storage, Storage)>>;
+}
+
+/// Sums and maxima over chosen dimensions, and their backwards.
+pub(crate) trait Reduce {
+    /// Elements one kernel may bind (work past it is cut by the op).
+    fn binding_elements(&self) -> usize;
+    /// `scale` times the sum over the plan's reduced dimensions of `x`.
+    fn sum(&self, x: &Storage, plan: &reduce::ReducePlan, scale: f64) -> Result<Storage>;
+    /// The sum's backward: `scale * g[output of i]` for every input element i.
+    fn spread(&self, g: &Storage, plan: &reduce::ReducePlan, scale: f64) -> Result<Storage>;
+    /// The maximum over the reduced dimensions and its position among them (`u32`; the
+    /// first on ties, NaN the largest).
+    fn max(&self, x: &Storage, plan: &reduce::ReducePlan) -> Result<(Storage, Storage)>;
+    /// The maximum's backward: `g` at each saved position, 0 elsewhere.
+    fn max_backward(
+        &self,
+        g: &Storage,
+        idx: &Storage,
+        plan: &reduce::ReducePlan,
+    ) -> Result<Storage>;
 }
 
 /// A storage of the other backend reached this one: a wgrad bug (ops check devices

@@ -27,7 +27,7 @@ pub(crate) mod split;
 pub mod unary;
 
 pub(crate) use crate::backend::gpu::kernels::{
-    gpu_alloc, groups_1d, groups_rows, kernel, shader, shader_with, subgroup_shader,
+    gpu_alloc, groups_1d, groups_rows, kernel, shader, shader_with,
 };
 
 pub use crate::backend::gpu::params::ParamsInfo;
@@ -62,7 +62,7 @@ fn all_kernels() -> Vec<&'static crate::backend::gpu::Kernel> {
     [
         crate::backend::gpu::elementwise::unary_kernels(),
         crate::backend::gpu::elementwise::binary_kernels(),
-        reduce::kernels(),
+        crate::backend::gpu::reduce::kernels(),
         layout::kernels(),
         matmul::kernels(),
         crate::backend::gpu::softmax::kernels(),
@@ -84,8 +84,8 @@ pub fn shader_sources() -> Vec<ShaderSource> {
     let files = [
         crate::backend::gpu::elementwise::UNARY_FILE,
         crate::backend::gpu::elementwise::BINARY_FILE,
-        reduce::FILE,
-        reduce::SUBGROUP_FILE,
+        crate::backend::gpu::reduce::FILE,
+        crate::backend::gpu::reduce::SUBGROUP_FILE,
         layout::FILE,
         matmul::FILE,
         crate::backend::gpu::softmax::FILE,

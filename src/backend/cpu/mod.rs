@@ -8,6 +8,7 @@ pub(crate) mod loss;
 pub(crate) mod parallel;
 pub(crate) mod pool;
 pub mod random;
+pub(crate) mod reduce;
 pub(crate) mod softmax;
 
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};

@@ -20,6 +20,7 @@ pub(crate) mod pool;
 pub mod profile;
 pub(crate) mod random;
 mod readback;
+pub(crate) mod reduce;
 mod scheduler;
 pub(crate) mod softmax;
 

@@ -1,0 +1,125 @@
+//! The CPU backend's reductions.
+
+use std::sync::Arc;
+
+use super::elementwise::CpuBackend;
+use super::pool::{self, CollectPooled};
+use super::{map_float, strided_offset, CpuData, CpuStorage, Float, StridedIter};
+use crate::backend::reduce::ReducePlan as Plan;
+use crate::backend::{wrong_backend, Reduce, Storage};
+use crate::error::Result;
+use crate::shape;
+
+fn data(s: &Storage) -> Result<&CpuStorage> {
+    match s {
+        Storage::Cpu(c) => Ok(c),
+        Storage::Gpu(_) => wrong_backend("reduce"),
+    }
+}
+
+fn new(d: CpuData) -> Storage {
+    Storage::Cpu(Arc::new(CpuStorage::new(d)))
+}
+
+impl Reduce for CpuBackend {
+    fn binding_elements(&self) -> usize {
+        usize::MAX
+    }
+
+    fn sum(&self, x: &Storage, plan: &Plan, scale: f64) -> Result<Storage> {
+        Ok(new(map_float!(&*data(x)?.read(), |v: T| sum_cpu(
+            plan, v, scale
+        ))))
+    }
+
+    fn spread(&self, g: &Storage, plan: &Plan, scale: f64) -> Result<Storage> {
+        let (so, _) = plan.bwd_strides();
+        Ok(new(map_float!(&*data(g)?.read(), |gv: T| {
+            StridedIter::new(&plan.input, &so)
+                .map(|o| gv[o] * T::from_f64(scale))
+                .collect_pooled()
+        })))
+    }
+
+    fn max(&self, x: &Storage, plan: &Plan) -> Result<(Storage, Storage)> {
+        let (vals, idx) = match &*data(x)?.read() {
+            CpuData::F32(v) => {
+                let (a, b) = max_cpu(plan, v);
+                (CpuData::F32(a), b)
+            }
+            CpuData::F64(v) => {
+                let (a, b) = max_cpu(plan, v);
+                (CpuData::F64(a), b)
+            }
+            CpuData::U32(_) => return wrong_backend("max of u32"),
+        };
+        Ok((new(vals), new(CpuData::U32(idx))))
+    }
+
+    fn max_backward(&self, g: &Storage, idx: &Storage, plan: &Plan) -> Result<Storage> {
+        let n = shape::numel(&plan.input);
+        let (so, sr) = plan.bwd_strides();
+        let idx = data(idx)?.read();
+        let CpuData::U32(idx) = &*idx else {
+            return wrong_backend("max indices");
+        };
+        Ok(new(map_float!(&*data(g)?.read(), |gv: T| (0..n)
+            .map(|i| {
+                let o = strided_offset(i, &plan.input, &so);
+                if idx[o] as usize == strided_offset(i, &plan.input, &sr) {
+                    gv[o]
+                } else {
+                    T::zero()
+                }
+            })
+            .collect_pooled())))
+    }
+}
+
+fn sum_cpu<T: Float>(plan: &Plan, x: &[T], scale: f64) -> Vec<T> {
+    // Reducing leading dimensions only (a bias gradient: [rows, features] -> [features]):
+    // add whole rows in memory order instead of striding down each column.
+    let lead = plan.reduced.iter().take_while(|&&r| r).count();
+    if lead > 0 && plan.reduced[lead..].iter().all(|&r| !r) {
+        let inner: usize = plan.input[lead..].iter().product();
+        let mut out = pool::filled(inner, T::zero());
+        if inner > 0 {
+            for row in x.chunks_exact(inner) {
+                for (o, &v) in out.iter_mut().zip(row) {
+                    *o += v;
+                }
+            }
+        }
+        if scale != 1.0 {
+            let s = T::from_f64(scale);
+            out.iter_mut().for_each(|o| *o = *o * s);
+        }
+        return out;
+    }
+    let offsets: Vec<usize> = StridedIter::new(&plan.red_sizes, &plan.red_strides).collect();
+    StridedIter::new(&plan.kept_sizes, &plan.kept_strides)
+        .map(|base| {
+            let mut acc = T::zero();
+            for &j in &offsets {
+                acc += x[base + j];
+            }
+            acc * T::from_f64(scale)
+        })
+        .collect_pooled()
+}
+
+fn max_cpu<T: Float>(plan: &Plan, x: &[T]) -> (Vec<T>, Vec<u32>) {
+    (0..plan.outputs())
+        .map(|o| {
+            let base = plan.base(o);
+            let mut best = (x[base + plan.offset(0)], 0u32);
+            for j in 1..plan.m() {
+                let v = x[base + plan.offset(j)];
+                if v.beats_nan(best.0) {
+                    best = (v, j as u32);
+                }
+            }
+            best
+        })
+        .unzip()
+}
