@@ -8,6 +8,7 @@ pub(crate) mod broadcast;
 pub mod cpu;
 pub mod elementwise;
 pub mod gpu;
+pub(crate) mod pool2d;
 pub(crate) mod reduce;
 
 use std::sync::Arc;
@@ -37,9 +38,12 @@ pub(crate) struct PreluGeo {
 /// its arguments, cuts work too large for one binding, calls the primitives through
 /// `Device::backend`, wraps the storage in a tensor and records its backward. Families
 /// move behind the seam one at a time.
-pub(crate) trait Backend: Elementwise + Random + Softmax + Augment + Loss + Reduce {}
+pub(crate) trait Backend:
+    Elementwise + Random + Softmax + Augment + Loss + Reduce + Pool2d
+{
+}
 
-impl<B: Elementwise + Random + Softmax + Augment + Loss + Reduce> Backend for B {}
+impl<B: Elementwise + Random + Softmax + Augment + Loss + Reduce + Pool2d> Backend for B {}
 
 /// The elementwise table's primitives, prelu's and the comparisons'.
 pub(crate) trait Elementwise {
@@ -230,6 +234,23 @@ pub(crate) trait Reduce {
         idx: &Storage,
         plan: &reduce::ReducePlan,
     ) -> Result<Storage>;
+}
+
+/// Pooling and nearest upsampling over NCHW planes, and their backwards (gathers over
+/// the windows covering each input element: no atomics, deterministic).
+pub(crate) trait Pool2d {
+    /// The maximum of each window and its winner's index in its plane (`u32`).
+    fn max_pool(&self, x: &Storage, g: &pool2d::Pool) -> Result<(Storage, Storage)>;
+    /// The maximum's backward through the saved winners.
+    fn max_pool_backward(&self, gy: &Storage, idx: &Storage, g: &pool2d::Pool) -> Result<Storage>;
+    /// The mean of each window (fixed windows count the padding).
+    fn avg_pool(&self, x: &Storage, g: &pool2d::Pool) -> Result<Storage>;
+    /// Its backward.
+    fn avg_pool_backward(&self, gy: &Storage, g: &pool2d::Pool) -> Result<Storage>;
+    /// Nearest upsampling by the factors `g.k`.
+    fn upsample(&self, x: &Storage, g: &pool2d::Pool) -> Result<Storage>;
+    /// Its backward: the sum of each element's block.
+    fn upsample_backward(&self, gy: &Storage, g: &pool2d::Pool) -> Result<Storage>;
 }
 
 /// A storage of the other backend reached this one: a wgrad bug (ops check devices

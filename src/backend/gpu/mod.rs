@@ -17,6 +17,7 @@ pub(crate) mod loss;
 pub(crate) mod params;
 mod pipeline;
 pub(crate) mod pool;
+pub(crate) mod pool2d;
 pub mod profile;
 pub(crate) mod random;
 mod readback;

@@ -1,0 +1,181 @@
+//! The GPU backend's pooling and upsampling (`shaders/pool2d.wgsl`): one thread per
+//! output forward, one per input element backward (gathers over covering windows).
+
+use std::sync::Arc;
+
+use super::kernels::{gpu_alloc, groups_1d, kernel, shader};
+use super::params::{params, Params};
+use super::{GpuBuffer, GpuContext, Kernel, ShaderFile, Work};
+use crate::backend::pool2d::Pool;
+use crate::backend::{wrong_backend, Pool2d, Storage};
+use crate::error::Result;
+use crate::shape;
+
+pub(crate) const FILE: ShaderFile = shader("pool2d", include_str!("../../../shaders/pool2d.wgsl"))
+    .with_params(&[&PoolParams::INFO]);
+
+params! {
+    /// Pooling and upsampling over NCHW planes.
+    pub(crate) struct PoolParams as pl {
+        /// Planes, N C.
+        planes: u32,
+        /// Input height.
+        h: u32,
+        /// Input width.
+        w: u32,
+        /// Output height.
+        ho: u32,
+        /// Output width.
+        wo: u32,
+        /// Window height (upsampling: the row factor).
+        kh: u32,
+        /// Window width (upsampling: the column factor).
+        kw: u32,
+        /// Row stride.
+        sh: u32,
+        /// Column stride.
+        sw: u32,
+        /// Row padding.
+        ph: u32,
+        /// Column padding.
+        pw: u32,
+        /// 1: adaptive average pooling's windows.
+        adaptive: u32,
+    }
+}
+const MAX_FWD: &Kernel = kernel!(
+    FILE,
+    "maxpool2d_fwd",
+    [X0, Y0, YI],
+    loops,
+    params = PoolParams
+);
+const MAX_BWD: &Kernel = kernel!(
+    FILE,
+    "maxpool2d_bwd",
+    [X0, XI, Y0],
+    loops,
+    params = PoolParams
+);
+const AVG_FWD: &Kernel = kernel!(FILE, "avgpool2d_fwd", [X0, Y0], loops, params = PoolParams);
+const AVG_BWD: &Kernel = kernel!(FILE, "avgpool2d_bwd", [X0, Y0], loops, params = PoolParams);
+const UP_FWD: &Kernel = kernel!(FILE, "upsample_nearest_fwd", [X0, Y0], params = PoolParams);
+const UP_BWD: &Kernel = kernel!(
+    FILE,
+    "upsample_nearest_bwd",
+    [X0, Y0],
+    loops,
+    params = PoolParams
+);
+
+/// The kernels of this file, for the entry-point test.
+pub(crate) fn kernels() -> Vec<&'static Kernel> {
+    vec![MAX_FWD, MAX_BWD, AVG_FWD, AVG_BWD, UP_FWD, UP_BWD]
+}
+
+/// The kernels' parameters.
+fn params(g: &Pool) -> PoolParams {
+    let u = |v: usize| v as u32;
+    PoolParams {
+        planes: u(g.planes()),
+        h: u(g.h),
+        w: u(g.w),
+        ho: u(g.ho),
+        wo: u(g.wo),
+        kh: u(g.k.0),
+        kw: u(g.k.1),
+        sh: u(g.s.0),
+        sw: u(g.s.1),
+        ph: u(g.p.0),
+        pw: u(g.p.1),
+        adaptive: g.adaptive as u32,
+    }
+}
+
+/// Inputs one output's window loops over (the forward kernels' serial work).
+fn window_work(g: &Pool) -> Work {
+    let (kh, kw) = if g.adaptive {
+        (g.h.div_ceil(g.ho) + 1, g.w.div_ceil(g.wo) + 1)
+    } else {
+        g.k
+    };
+    Work {
+        serial: (kh * kw) as u64,
+        ..Work::default()
+    }
+}
+/// Outputs whose windows the backward kernels visit per input element.
+fn covering_work(g: &Pool) -> Work {
+    let serial = if g.adaptive {
+        g.ho * g.wo
+    } else {
+        g.k.0.div_ceil(g.s.0) * g.k.1.div_ceil(g.s.1)
+    };
+    Work {
+        serial: serial as u64,
+        ..Work::default()
+    }
+}
+
+fn buf(s: &Storage) -> Result<&GpuBuffer> {
+    match s {
+        Storage::Gpu(b) => Ok(b),
+        Storage::Cpu(_) => wrong_backend("pool2d"),
+    }
+}
+
+fn new(b: GpuBuffer) -> Storage {
+    Storage::Gpu(Arc::new(b))
+}
+
+impl Pool2d for Arc<GpuContext> {
+    fn max_pool(&self, x: &Storage, g: &Pool) -> Result<(Storage, Storage)> {
+        let n = shape::numel(&g.out_shape());
+        let (v, i) = (gpu_alloc(self, n)?, gpu_alloc(self, n)?);
+        let bufs = [buf(x)?, &v, &i];
+        self.launch_with(MAX_FWD, &params(g), &bufs, groups_1d(n), window_work(g));
+        Ok((new(v), new(i)))
+    }
+
+    fn max_pool_backward(&self, gy: &Storage, idx: &Storage, g: &Pool) -> Result<Storage> {
+        let n = shape::numel(&g.in_shape());
+        let out = gpu_alloc(self, n)?;
+        let bufs = [buf(gy)?, buf(idx)?, &out];
+        self.launch_with(MAX_BWD, &params(g), &bufs, groups_1d(n), covering_work(g));
+        Ok(new(out))
+    }
+
+    fn avg_pool(&self, x: &Storage, g: &Pool) -> Result<Storage> {
+        let n = shape::numel(&g.out_shape());
+        let out = gpu_alloc(self, n)?;
+        let bufs = [buf(x)?, &out];
+        self.launch_with(AVG_FWD, &params(g), &bufs, groups_1d(n), window_work(g));
+        Ok(new(out))
+    }
+
+    fn avg_pool_backward(&self, gy: &Storage, g: &Pool) -> Result<Storage> {
+        let n = shape::numel(&g.in_shape());
+        let out = gpu_alloc(self, n)?;
+        let bufs = [buf(gy)?, &out];
+        self.launch_with(AVG_BWD, &params(g), &bufs, groups_1d(n), covering_work(g));
+        Ok(new(out))
+    }
+
+    fn upsample(&self, x: &Storage, g: &Pool) -> Result<Storage> {
+        let n = shape::numel(&g.out_shape());
+        let out = gpu_alloc(self, n)?;
+        self.launch(UP_FWD, &params(g), &[buf(x)?, &out], groups_1d(n));
+        Ok(new(out))
+    }
+
+    fn upsample_backward(&self, gy: &Storage, g: &Pool) -> Result<Storage> {
+        let n = shape::numel(&g.in_shape());
+        let out = gpu_alloc(self, n)?;
+        let work = Work {
+            serial: (g.k.0 * g.k.1) as u64,
+            ..Work::default()
+        };
+        self.launch_with(UP_BWD, &params(g), &[buf(gy)?, &out], groups_1d(n), work);
+        Ok(new(out))
+    }
+}
