@@ -269,6 +269,33 @@ pub(crate) enum Storage {
 }
 
 impl Storage {
+    /// CPU storage holding `d`.
+    pub(crate) fn new_cpu(d: cpu::CpuData) -> Storage {
+        Storage::Cpu(Arc::new(cpu::CpuStorage::new(d)))
+    }
+
+    /// GPU storage holding `b`.
+    pub(crate) fn new_gpu(b: gpu::GpuBuffer) -> Storage {
+        Storage::Gpu(Arc::new(b))
+    }
+
+    /// The CPU data, or an error naming `op` for GPU storage (a wgrad bug: ops check
+    /// devices before calling the seam).
+    pub(crate) fn cpu(&self, op: &'static str) -> Result<&cpu::CpuStorage> {
+        match self {
+            Storage::Cpu(c) => Ok(c),
+            Storage::Gpu(_) => wrong_backend(op),
+        }
+    }
+
+    /// The GPU buffer, or an error naming `op` for CPU storage.
+    pub(crate) fn gpu(&self, op: &'static str) -> Result<&gpu::GpuBuffer> {
+        match self {
+            Storage::Gpu(b) => Ok(b),
+            Storage::Cpu(_) => wrong_backend(op),
+        }
+    }
+
     /// True when both handles name the same bytes.
     pub(crate) fn same_as(&self, other: &Storage) -> bool {
         match (self, other) {

@@ -1,30 +1,16 @@
 //! The CPU backend's elementwise primitives: the elementwise table's rows as
 //! monomorphic loops (one per row, the match outside the loop), in `f32` or `f64`.
 
-use std::sync::Arc;
-
 use super::pool;
-use super::{map_float, map_float2, CpuData, CpuStorage, Float};
+use super::{map_float, map_float2, CpuData, Float};
 use crate::backend::broadcast::Broadcast;
 use crate::backend::elementwise::binary::{BinaryOp, CompareOp, MapBackward2, MapForward2};
 use crate::backend::elementwise::UnaryOp;
-use crate::backend::{wrong_backend, Elementwise, PreluGeo, Storage};
+use crate::backend::{Elementwise, PreluGeo, Storage};
 use crate::error::Result;
 
 /// The CPU backend (its state is the process's: threads and the buffer pool).
 pub(crate) struct CpuBackend;
-
-/// The CPU data of a storage.
-fn data<'a>(op: &'static str, s: &'a Storage) -> Result<&'a CpuStorage> {
-    match s {
-        Storage::Cpu(c) => Ok(c),
-        Storage::Gpu(_) => wrong_backend(op),
-    }
-}
-
-fn new(d: CpuData) -> Storage {
-    Storage::Cpu(Arc::new(CpuStorage::new(d)))
-}
 
 /// Runs `f` on the matching `f32` or `f64` slices of three buffers.
 macro_rules! float3 {
@@ -54,21 +40,21 @@ macro_rules! float3 {
 
 impl Elementwise for CpuBackend {
     fn unary(&self, op: UnaryOp, x: &Storage, _n: usize) -> Result<Storage> {
-        let x = data(op.name(), x)?.read();
-        Ok(new(map_float!(&*x, |v: T| op.forward_vec(v))))
+        let x = x.cpu(op.name())?.read();
+        Ok(Storage::new_cpu(map_float!(&*x, |v: T| op.forward_vec(v))))
     }
 
     fn unary_backward(&self, op: UnaryOp, s: &Storage, g: &Storage, _n: usize) -> Result<Storage> {
-        let (s, g) = (data(op.name(), s)?.read(), data(op.name(), g)?.read());
-        Ok(new(
+        let (s, g) = (s.cpu(op.name())?.read(), g.cpu(op.name())?.read());
+        Ok(Storage::new_cpu(
             map_float2!(&*g, &*s, |gv, sv: T| op.backward_vec(gv, sv))
         ))
     }
 
     fn prelu(&self, x: &Storage, w: &Storage, geo: PreluGeo) -> Result<Storage> {
-        let (x, w) = (data("prelu", x)?.read(), data("prelu", w)?.read());
+        let (x, w) = (x.cpu("prelu")?.read(), w.cpu("prelu")?.read());
         let channel = channel_of(geo);
-        Ok(new(map_float2!(&*x, &*w, |xv, wv: T| {
+        Ok(Storage::new_cpu(map_float2!(&*x, &*w, |xv, wv: T| {
             xv.iter()
                 .enumerate()
                 .map(|(i, &a)| if a > T::zero() { a } else { wv[channel(i)] * a })
@@ -84,9 +70,9 @@ impl Elementwise for CpuBackend {
         geo: PreluGeo,
     ) -> Result<(Storage, Storage)> {
         let (x, w, g) = (
-            data("prelu", x)?.read(),
-            data("prelu", w)?.read(),
-            data("prelu", g)?.read(),
+            x.cpu("prelu")?.read(),
+            w.cpu("prelu")?.read(),
+            g.cpu("prelu")?.read(),
         );
         let channel = channel_of(geo);
         let (dx, dw) = float3!(&*x, &*w, &*g, |xv, wv, gv: T| {
@@ -102,11 +88,11 @@ impl Elementwise for CpuBackend {
                 })
                 .unzip::<T, T, Vec<T>, Vec<T>>()
         });
-        Ok((new(dx), new(dw)))
+        Ok((Storage::new_cpu(dx), Storage::new_cpu(dw)))
     }
 
     fn binary(&self, op: BinaryOp, a: &Storage, b: &Storage, geo: &Broadcast) -> Result<Storage> {
-        let (a, b) = (data(op.name(), a)?.read(), data(op.name(), b)?.read());
+        let (a, b) = (a.cpu(op.name())?.read(), b.cpu(op.name())?.read());
         // One monomorphic loop per row of the table (the match is outside the loop).
         struct Loop<'a, T>(&'a Broadcast, &'a [T], &'a [T]);
         impl<T: Float> MapForward2<T> for Loop<'_, T> {
@@ -115,7 +101,7 @@ impl Elementwise for CpuBackend {
                 self.0.map(self.1, self.2, f)
             }
         }
-        Ok(new(
+        Ok(Storage::new_cpu(
             map_float2!(&*a, &*b, |av, bv: T| op.map_forward(Loop(geo, av, bv)))
         ))
     }
@@ -130,9 +116,9 @@ impl Elementwise for CpuBackend {
     ) -> Result<(Storage, Storage)> {
         let name = op.name();
         let (a, b, g) = (
-            data(name, a)?.read(),
-            data(name, b)?.read(),
-            data(name, g)?.read(),
+            a.cpu(name)?.read(),
+            b.cpu(name)?.read(),
+            g.cpu(name)?.read(),
         );
         struct Loop<'a, T>(&'a Broadcast, &'a [T], &'a [T], &'a [T]);
         impl<T: Float> MapBackward2<T> for Loop<'_, T> {
@@ -153,22 +139,19 @@ impl Elementwise for CpuBackend {
         }
         let (da, db) = float3!(&*a, &*b, &*g, |av, bv, gv: T| op
             .map_backward(Loop(geo, av, bv, gv)));
-        Ok((new(da), new(db)))
+        Ok((Storage::new_cpu(da), Storage::new_cpu(db)))
     }
 
     fn compare(&self, op: CompareOp, a: &Storage, b: &Storage, geo: &Broadcast) -> Result<Storage> {
-        let (a, b) = (data("compare", a)?.read(), data("compare", b)?.read());
-        Ok(new(map_float2!(&*a, &*b, |av, bv: T| geo.map(
-            av,
-            bv,
-            |x, y| {
+        let (a, b) = (a.cpu("compare")?.read(), b.cpu("compare")?.read());
+        Ok(Storage::new_cpu(map_float2!(&*a, &*b, |av, bv: T| geo
+            .map(av, bv, |x, y| {
                 if op.test(x, y) {
                     T::one()
                 } else {
                     T::zero()
                 }
-            }
-        ))))
+            }))))
     }
 }
 

@@ -1,27 +1,14 @@
 //! The CPU backend's pooling and upsampling.
 
-use std::sync::Arc;
-
 use super::elementwise::CpuBackend;
-use super::{map_float, parallel, pool, CpuData, CpuStorage, Float};
+use super::{map_float, parallel, pool, CpuData, Float};
 use crate::backend::pool2d::Pool;
-use crate::backend::{wrong_backend, Pool2d, Storage};
+use crate::backend::{Pool2d, Storage};
 use crate::error::Result;
-
-fn data(s: &Storage) -> Result<&CpuStorage> {
-    match s {
-        Storage::Cpu(c) => Ok(c),
-        Storage::Gpu(_) => wrong_backend("pool2d"),
-    }
-}
-
-fn new(d: CpuData) -> Storage {
-    Storage::Cpu(Arc::new(CpuStorage::new(d)))
-}
 
 impl Pool2d for CpuBackend {
     fn max_pool(&self, x: &Storage, g: &Pool) -> Result<(Storage, Storage)> {
-        let (v, i) = match &*data(x)?.read() {
+        let (v, i) = match &*x.cpu("pool2d")?.read() {
             CpuData::F32(d) => {
                 let (v, i) = maxpool_cpu(g, d);
                 (CpuData::F32(v), i)
@@ -30,65 +17,86 @@ impl Pool2d for CpuBackend {
                 let (v, i) = maxpool_cpu(g, d);
                 (CpuData::F64(v), i)
             }
-            CpuData::U32(_) => return wrong_backend("max_pool2d of u32"),
+            CpuData::U32(_) => {
+                return Err(crate::error::Error::DType {
+                    op: "max_pool2d",
+                    msg: "u32 data reached a float kernel".into(),
+                })
+            }
         };
-        Ok((new(v), new(CpuData::U32(i))))
+        Ok((Storage::new_cpu(v), Storage::new_cpu(CpuData::U32(i))))
     }
 
     fn max_pool_backward(&self, gy: &Storage, idx: &Storage, g: &Pool) -> Result<Storage> {
-        let idx = data(idx)?.read();
+        let idx = idx.cpu("pool2d")?.read();
         let CpuData::U32(winners) = &*idx else {
-            return wrong_backend("max_pool2d winners");
+            return Err(crate::error::Error::DType {
+                op: "max_pool2d",
+                msg: "the saved positions are not u32".into(),
+            });
         };
-        Ok(new(map_float!(&*data(gy)?.read(), |gv: T| {
-            let mut dx = pool::filled(g.planes() * g.h * g.w, T::zero());
-            for (o, (&gi, &at)) in gv.iter().zip(winners).enumerate() {
-                let plane = o / (g.ho * g.wo);
-                dx[plane * g.h * g.w + at as usize] += gi;
+        Ok(Storage::new_cpu(map_float!(
+            &*gy.cpu("pool2d")?.read(),
+            |gv: T| {
+                let mut dx = pool::filled(g.planes() * g.h * g.w, T::zero());
+                for (o, (&gi, &at)) in gv.iter().zip(winners).enumerate() {
+                    let plane = o / (g.ho * g.wo);
+                    dx[plane * g.h * g.w + at as usize] += gi;
+                }
+                dx
             }
-            dx
-        })))
+        )))
     }
 
     fn avg_pool(&self, x: &Storage, g: &Pool) -> Result<Storage> {
-        Ok(new(map_float!(&*data(x)?.read(), |v: T| avg_fwd_cpu(g, v))))
+        Ok(Storage::new_cpu(map_float!(
+            &*x.cpu("pool2d")?.read(),
+            |v: T| avg_fwd_cpu(g, v)
+        )))
     }
 
     fn avg_pool_backward(&self, gy: &Storage, g: &Pool) -> Result<Storage> {
-        Ok(new(map_float!(&*data(gy)?.read(), |v: T| avg_bwd_cpu(
-            g, v
-        ))))
+        Ok(Storage::new_cpu(map_float!(
+            &*gy.cpu("pool2d")?.read(),
+            |v: T| avg_bwd_cpu(g, v)
+        )))
     }
 
     fn upsample(&self, x: &Storage, g: &Pool) -> Result<Storage> {
         let scale = g.k;
-        Ok(new(map_float!(&*data(x)?.read(), |v: T| {
-            let mut o = pool::with_capacity(g.planes() * g.ho * g.wo);
-            for plane in 0..g.planes() {
-                for oh in 0..g.ho {
-                    for ow in 0..g.wo {
-                        o.push(v[(plane * g.h + oh / scale.0) * g.w + ow / scale.1]);
+        Ok(Storage::new_cpu(map_float!(
+            &*x.cpu("pool2d")?.read(),
+            |v: T| {
+                let mut o = pool::with_capacity(g.planes() * g.ho * g.wo);
+                for plane in 0..g.planes() {
+                    for oh in 0..g.ho {
+                        for ow in 0..g.wo {
+                            o.push(v[(plane * g.h + oh / scale.0) * g.w + ow / scale.1]);
+                        }
                     }
                 }
+                o
             }
-            o
-        })))
+        )))
     }
 
     fn upsample_backward(&self, gy: &Storage, g: &Pool) -> Result<Storage> {
         let scale = g.k;
-        Ok(new(map_float!(&*data(gy)?.read(), |v: T| {
-            let mut dx = pool::filled(g.planes() * g.h * g.w, T::zero());
-            for plane in 0..g.planes() {
-                for oh in 0..g.ho {
-                    for ow in 0..g.wo {
-                        dx[(plane * g.h + oh / scale.0) * g.w + ow / scale.1] +=
-                            v[(plane * g.ho + oh) * g.wo + ow];
+        Ok(Storage::new_cpu(map_float!(
+            &*gy.cpu("pool2d")?.read(),
+            |v: T| {
+                let mut dx = pool::filled(g.planes() * g.h * g.w, T::zero());
+                for plane in 0..g.planes() {
+                    for oh in 0..g.ho {
+                        for ow in 0..g.wo {
+                            dx[(plane * g.h + oh / scale.0) * g.w + ow / scale.1] +=
+                                v[(plane * g.ho + oh) * g.wo + ow];
+                        }
                     }
                 }
+                dx
             }
-            dx
-        })))
+        )))
     }
 }
 

@@ -1,25 +1,12 @@
 //! The CPU backend's reductions.
 
-use std::sync::Arc;
-
 use super::elementwise::CpuBackend;
 use super::pool::{self, CollectPooled};
-use super::{map_float, strided_offset, CpuData, CpuStorage, Float, StridedIter};
+use super::{map_float, strided_offset, CpuData, Float, StridedIter};
 use crate::backend::reduce::ReducePlan as Plan;
-use crate::backend::{wrong_backend, Reduce, Storage};
+use crate::backend::{Reduce, Storage};
 use crate::error::Result;
 use crate::shape;
-
-fn data(s: &Storage) -> Result<&CpuStorage> {
-    match s {
-        Storage::Cpu(c) => Ok(c),
-        Storage::Gpu(_) => wrong_backend("reduce"),
-    }
-}
-
-fn new(d: CpuData) -> Storage {
-    Storage::Cpu(Arc::new(CpuStorage::new(d)))
-}
 
 impl Reduce for CpuBackend {
     fn binding_elements(&self) -> usize {
@@ -27,22 +14,26 @@ impl Reduce for CpuBackend {
     }
 
     fn sum(&self, x: &Storage, plan: &Plan, scale: f64) -> Result<Storage> {
-        Ok(new(map_float!(&*data(x)?.read(), |v: T| sum_cpu(
-            plan, v, scale
-        ))))
+        Ok(Storage::new_cpu(map_float!(
+            &*x.cpu("reduce")?.read(),
+            |v: T| sum_cpu(plan, v, scale)
+        )))
     }
 
     fn spread(&self, g: &Storage, plan: &Plan, scale: f64) -> Result<Storage> {
         let (so, _) = plan.bwd_strides();
-        Ok(new(map_float!(&*data(g)?.read(), |gv: T| {
-            StridedIter::new(&plan.input, &so)
-                .map(|o| gv[o] * T::from_f64(scale))
-                .collect_pooled()
-        })))
+        Ok(Storage::new_cpu(map_float!(
+            &*g.cpu("reduce")?.read(),
+            |gv: T| {
+                StridedIter::new(&plan.input, &so)
+                    .map(|o| gv[o] * T::from_f64(scale))
+                    .collect_pooled()
+            }
+        )))
     }
 
     fn max(&self, x: &Storage, plan: &Plan) -> Result<(Storage, Storage)> {
-        let (vals, idx) = match &*data(x)?.read() {
+        let (vals, idx) = match &*x.cpu("reduce")?.read() {
             CpuData::F32(v) => {
                 let (a, b) = max_cpu(plan, v);
                 (CpuData::F32(a), b)
@@ -51,28 +42,39 @@ impl Reduce for CpuBackend {
                 let (a, b) = max_cpu(plan, v);
                 (CpuData::F64(a), b)
             }
-            CpuData::U32(_) => return wrong_backend("max of u32"),
+            CpuData::U32(_) => {
+                return Err(crate::error::Error::DType {
+                    op: "max",
+                    msg: "u32 data reached a float kernel".into(),
+                })
+            }
         };
-        Ok((new(vals), new(CpuData::U32(idx))))
+        Ok((Storage::new_cpu(vals), Storage::new_cpu(CpuData::U32(idx))))
     }
 
     fn max_backward(&self, g: &Storage, idx: &Storage, plan: &Plan) -> Result<Storage> {
         let n = shape::numel(&plan.input);
         let (so, sr) = plan.bwd_strides();
-        let idx = data(idx)?.read();
+        let idx = idx.cpu("reduce")?.read();
         let CpuData::U32(idx) = &*idx else {
-            return wrong_backend("max indices");
+            return Err(crate::error::Error::DType {
+                op: "max",
+                msg: "the saved positions are not u32".into(),
+            });
         };
-        Ok(new(map_float!(&*data(g)?.read(), |gv: T| (0..n)
-            .map(|i| {
-                let o = strided_offset(i, &plan.input, &so);
-                if idx[o] as usize == strided_offset(i, &plan.input, &sr) {
-                    gv[o]
-                } else {
-                    T::zero()
-                }
-            })
-            .collect_pooled())))
+        Ok(Storage::new_cpu(map_float!(
+            &*g.cpu("reduce")?.read(),
+            |gv: T| (0..n)
+                .map(|i| {
+                    let o = strided_offset(i, &plan.input, &so);
+                    if idx[o] as usize == strided_offset(i, &plan.input, &sr) {
+                        gv[o]
+                    } else {
+                        T::zero()
+                    }
+                })
+                .collect_pooled()
+        )))
     }
 }
 

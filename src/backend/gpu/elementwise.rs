@@ -7,11 +7,11 @@ use std::sync::{Arc, OnceLock};
 
 use super::kernels::{gpu_alloc, groups_1d, kernel, shader_with};
 use super::params::{params, Dims, Params};
-use super::{slot, GpuBuffer, GpuContext, Kernel, ShaderFile};
+use super::{slot, GpuContext, Kernel, ShaderFile};
 use crate::backend::broadcast::Broadcast;
 use crate::backend::elementwise::binary::{BinaryOp, CompareOp};
 use crate::backend::elementwise::UnaryOp;
-use crate::backend::{wrong_backend, Elementwise, PreluGeo, Storage};
+use crate::backend::{Elementwise, PreluGeo, Storage};
 use crate::error::Result;
 use crate::shape;
 
@@ -215,18 +215,6 @@ pub(crate) fn binary_kernels() -> Vec<&'static Kernel> {
     all
 }
 
-/// The GPU buffer of a storage.
-fn buf<'a>(op: &'static str, s: &'a Storage) -> Result<&'a GpuBuffer> {
-    match s {
-        Storage::Gpu(b) => Ok(b),
-        Storage::Cpu(_) => wrong_backend(op),
-    }
-}
-
-fn new(b: GpuBuffer) -> Storage {
-    Storage::Gpu(Arc::new(b))
-}
-
 fn prelu_params(geo: PreluGeo) -> PreluParams {
     PreluParams {
         n: geo.n as u32,
@@ -240,23 +228,23 @@ impl Elementwise for Arc<GpuContext> {
     fn unary(&self, op: UnaryOp, x: &Storage, n: usize) -> Result<Storage> {
         let out = gpu_alloc(self, n)?;
         let (f, _) = op.kernels();
-        self.launch(f, &op.params(n), &[buf(op.name(), x)?, &out], groups_1d(n));
-        Ok(new(out))
+        self.launch(f, &op.params(n), &[x.gpu(op.name())?, &out], groups_1d(n));
+        Ok(Storage::new_gpu(out))
     }
 
     fn unary_backward(&self, op: UnaryOp, s: &Storage, g: &Storage, n: usize) -> Result<Storage> {
         let out = gpu_alloc(self, n)?;
         let (_, b) = op.kernels();
-        let bufs = [buf(op.name(), s)?, buf(op.name(), g)?, &out];
+        let bufs = [s.gpu(op.name())?, g.gpu(op.name())?, &out];
         self.launch(b, &op.params(n), &bufs, groups_1d(n));
-        Ok(new(out))
+        Ok(Storage::new_gpu(out))
     }
 
     fn prelu(&self, x: &Storage, w: &Storage, geo: PreluGeo) -> Result<Storage> {
         let out = gpu_alloc(self, geo.n)?;
-        let bufs = [buf("prelu", x)?, buf("prelu", w)?, &out];
+        let bufs = [x.gpu("prelu")?, w.gpu("prelu")?, &out];
         self.launch(PRELU_FWD, &prelu_params(geo), &bufs, groups_1d(geo.n));
-        Ok(new(out))
+        Ok(Storage::new_gpu(out))
     }
 
     fn prelu_backward(
@@ -267,23 +255,17 @@ impl Elementwise for Arc<GpuContext> {
         geo: PreluGeo,
     ) -> Result<(Storage, Storage)> {
         let (dx, dw) = (gpu_alloc(self, geo.n)?, gpu_alloc(self, geo.n)?);
-        let bufs = [
-            buf("prelu", x)?,
-            buf("prelu", w)?,
-            buf("prelu", g)?,
-            &dx,
-            &dw,
-        ];
+        let bufs = [x.gpu("prelu")?, w.gpu("prelu")?, g.gpu("prelu")?, &dx, &dw];
         self.launch(PRELU_BWD, &prelu_params(geo), &bufs, groups_1d(geo.n));
-        Ok((new(dx), new(dw)))
+        Ok((Storage::new_gpu(dx), Storage::new_gpu(dw)))
     }
 
     fn binary(&self, op: BinaryOp, a: &Storage, b: &Storage, geo: &Broadcast) -> Result<Storage> {
         let n = shape::numel(&geo.out);
         let out = gpu_alloc(self, n)?;
-        let bufs = [buf(op.name(), a)?, buf(op.name(), b)?, &out];
+        let bufs = [a.gpu(op.name())?, b.gpu(op.name())?, &out];
         self.launch(op.kernels().0, &binary_params(geo, 0), &bufs, groups_1d(n));
-        Ok(new(out))
+        Ok(Storage::new_gpu(out))
     }
 
     fn binary_backward(
@@ -303,16 +285,16 @@ impl Elementwise for Arc<GpuContext> {
         let n = shape::numel(&geo.out);
         let (da, db) = (gpu_alloc(self, n)?, gpu_alloc(self, n)?);
         let name = op.name();
-        let bufs = [buf(name, a)?, buf(name, b)?, buf(name, g)?, &da, &db];
+        let bufs = [a.gpu(name)?, b.gpu(name)?, g.gpu(name)?, &da, &db];
         self.launch(k, &binary_params(geo, 0), &bufs, groups_1d(n));
-        Ok((new(da), new(db)))
+        Ok((Storage::new_gpu(da), Storage::new_gpu(db)))
     }
 
     fn compare(&self, op: CompareOp, a: &Storage, b: &Storage, geo: &Broadcast) -> Result<Storage> {
         let n = shape::numel(&geo.out);
         let out = gpu_alloc(self, n)?;
-        let bufs = [buf("compare", a)?, buf("compare", b)?, &out];
+        let bufs = [a.gpu("compare")?, b.gpu("compare")?, &out];
         self.launch(COMPARE, &binary_params(geo, op.code()), &bufs, groups_1d(n));
-        Ok(new(out))
+        Ok(Storage::new_gpu(out))
     }
 }

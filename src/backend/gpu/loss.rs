@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::kernels::{gpu_alloc, groups_1d, groups_rows, kernel, row_work, shader};
 use super::params::{params, Params};
-use super::{GpuBuffer, GpuContext, Kernel, ShaderFile, Work};
-use crate::backend::{wrong_backend, Loss, Storage};
+use super::{GpuContext, Kernel, ShaderFile, Work};
+use crate::backend::{Loss, Storage};
 use crate::error::Result;
 
 pub(crate) const FILE: ShaderFile =
@@ -66,17 +66,6 @@ fn ce_params(n: usize, c: usize, mean: bool) -> CeParams {
 /// Logits one workgroup's thread may loop over in the one-dispatch mean loss.
 const MEAN_SERIAL: usize = 1024;
 
-fn buf(s: &Storage) -> Result<&GpuBuffer> {
-    match s {
-        Storage::Gpu(b) => Ok(b),
-        Storage::Cpu(_) => wrong_backend("cross_entropy"),
-    }
-}
-
-fn new(b: GpuBuffer) -> Storage {
-    Storage::Gpu(Arc::new(b))
-}
-
 impl Loss for Arc<GpuContext> {
     fn row_limit(&self) -> usize {
         crate::backend::gpu::MAX_GROUP_ELEMENTS
@@ -94,11 +83,17 @@ impl Loss for Arc<GpuContext> {
         self.launch_with(
             CE_FWD,
             &ce_params(n, c, false),
-            &[buf(x)?, buf(t)?, &l, &s, &flag],
+            &[
+                x.gpu("cross_entropy")?,
+                t.gpu("cross_entropy")?,
+                &l,
+                &s,
+                &flag,
+            ],
             groups_rows(n),
             row_work(n, c),
         );
-        Ok((new(l), new(s)))
+        Ok((Storage::new_gpu(l), Storage::new_gpu(s)))
     }
 
     fn cross_entropy_backward(
@@ -115,10 +110,16 @@ impl Loss for Arc<GpuContext> {
         self.launch(
             CE_BWD,
             &ce_params(n, c, mean),
-            &[buf(x)?, buf(lse)?, buf(g)?, buf(t)?, &out],
+            &[
+                x.gpu("cross_entropy")?,
+                lse.gpu("cross_entropy")?,
+                g.gpu("cross_entropy")?,
+                t.gpu("cross_entropy")?,
+                &out,
+            ],
             groups_1d(n * c),
         );
-        Ok(new(out))
+        Ok(Storage::new_gpu(out))
     }
 
     fn cross_entropy_mean(
@@ -140,7 +141,13 @@ impl Loss for Arc<GpuContext> {
         self.launch_with(
             CE_MEAN_FWD,
             &ce_params(n, c, false),
-            &[buf(x)?, buf(t)?, &l, &s, &flag],
+            &[
+                x.gpu("cross_entropy")?,
+                t.gpu("cross_entropy")?,
+                &l,
+                &s,
+                &flag,
+            ],
             [1, 1, 1],
             Work {
                 serial: (n.div_ceil(256) * c) as u64,
@@ -148,6 +155,6 @@ impl Loss for Arc<GpuContext> {
                 ..Default::default()
             },
         );
-        Ok(Some((new(l), new(s))))
+        Ok(Some((Storage::new_gpu(l), Storage::new_gpu(s))))
     }
 }

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use super::kernels::{gpu_alloc, groups_1d, kernel, shader};
 use super::params::{params, Params};
-use super::{GpuBuffer, GpuContext, Kernel, ShaderFile, Work};
+use super::{GpuContext, Kernel, ShaderFile, Work};
 use crate::backend::pool2d::Pool;
-use crate::backend::{wrong_backend, Pool2d, Storage};
+use crate::backend::{Pool2d, Storage};
 use crate::error::Result;
 use crate::shape;
 
@@ -117,55 +117,44 @@ fn covering_work(g: &Pool) -> Work {
     }
 }
 
-fn buf(s: &Storage) -> Result<&GpuBuffer> {
-    match s {
-        Storage::Gpu(b) => Ok(b),
-        Storage::Cpu(_) => wrong_backend("pool2d"),
-    }
-}
-
-fn new(b: GpuBuffer) -> Storage {
-    Storage::Gpu(Arc::new(b))
-}
-
 impl Pool2d for Arc<GpuContext> {
     fn max_pool(&self, x: &Storage, g: &Pool) -> Result<(Storage, Storage)> {
         let n = shape::numel(&g.out_shape());
         let (v, i) = (gpu_alloc(self, n)?, gpu_alloc(self, n)?);
-        let bufs = [buf(x)?, &v, &i];
+        let bufs = [x.gpu("pool2d")?, &v, &i];
         self.launch_with(MAX_FWD, &params(g), &bufs, groups_1d(n), window_work(g));
-        Ok((new(v), new(i)))
+        Ok((Storage::new_gpu(v), Storage::new_gpu(i)))
     }
 
     fn max_pool_backward(&self, gy: &Storage, idx: &Storage, g: &Pool) -> Result<Storage> {
         let n = shape::numel(&g.in_shape());
         let out = gpu_alloc(self, n)?;
-        let bufs = [buf(gy)?, buf(idx)?, &out];
+        let bufs = [gy.gpu("pool2d")?, idx.gpu("pool2d")?, &out];
         self.launch_with(MAX_BWD, &params(g), &bufs, groups_1d(n), covering_work(g));
-        Ok(new(out))
+        Ok(Storage::new_gpu(out))
     }
 
     fn avg_pool(&self, x: &Storage, g: &Pool) -> Result<Storage> {
         let n = shape::numel(&g.out_shape());
         let out = gpu_alloc(self, n)?;
-        let bufs = [buf(x)?, &out];
+        let bufs = [x.gpu("pool2d")?, &out];
         self.launch_with(AVG_FWD, &params(g), &bufs, groups_1d(n), window_work(g));
-        Ok(new(out))
+        Ok(Storage::new_gpu(out))
     }
 
     fn avg_pool_backward(&self, gy: &Storage, g: &Pool) -> Result<Storage> {
         let n = shape::numel(&g.in_shape());
         let out = gpu_alloc(self, n)?;
-        let bufs = [buf(gy)?, &out];
+        let bufs = [gy.gpu("pool2d")?, &out];
         self.launch_with(AVG_BWD, &params(g), &bufs, groups_1d(n), covering_work(g));
-        Ok(new(out))
+        Ok(Storage::new_gpu(out))
     }
 
     fn upsample(&self, x: &Storage, g: &Pool) -> Result<Storage> {
         let n = shape::numel(&g.out_shape());
         let out = gpu_alloc(self, n)?;
-        self.launch(UP_FWD, &params(g), &[buf(x)?, &out], groups_1d(n));
-        Ok(new(out))
+        self.launch(UP_FWD, &params(g), &[x.gpu("pool2d")?, &out], groups_1d(n));
+        Ok(Storage::new_gpu(out))
     }
 
     fn upsample_backward(&self, gy: &Storage, g: &Pool) -> Result<Storage> {
@@ -175,7 +164,13 @@ impl Pool2d for Arc<GpuContext> {
             serial: (g.k.0 * g.k.1) as u64,
             ..Work::default()
         };
-        self.launch_with(UP_BWD, &params(g), &[buf(gy)?, &out], groups_1d(n), work);
-        Ok(new(out))
+        self.launch_with(
+            UP_BWD,
+            &params(g),
+            &[gy.gpu("pool2d")?, &out],
+            groups_1d(n),
+            work,
+        );
+        Ok(Storage::new_gpu(out))
     }
 }

@@ -7,7 +7,7 @@ use super::kernels::{gpu_alloc, groups_1d, groups_rows, kernel, shader, subgroup
 use super::params::{params, Dims, Params};
 use super::{GpuBuffer, GpuContext, Kernel, ShaderFile, Work, MAX_GROUP_ELEMENTS};
 use crate::backend::reduce::ReducePlan as Plan;
-use crate::backend::{wrong_backend, Reduce, Storage};
+use crate::backend::{Reduce, Storage};
 use crate::error::Result;
 use crate::shape;
 
@@ -336,20 +336,13 @@ fn gpu_max(ctx: &Arc<GpuContext>, x: &GpuBuffer, geo: &Geometry) -> Result<(GpuB
     }
 }
 
-fn buf(s: &Storage) -> Result<&GpuBuffer> {
-    match s {
-        Storage::Gpu(b) => Ok(b),
-        Storage::Cpu(_) => wrong_backend("reduce"),
-    }
-}
-
 impl Reduce for Arc<GpuContext> {
     fn binding_elements(&self) -> usize {
         (self.binding_cap() / 4) as usize
     }
 
     fn sum(&self, x: &Storage, plan: &Plan, scale: f64) -> Result<Storage> {
-        let out = gpu_sum(self, buf(x)?, &geometry(plan), scale as f32)?;
+        let out = gpu_sum(self, x.gpu("reduce")?, &geometry(plan), scale as f32)?;
         Ok(Storage::Gpu(Arc::new(out)))
     }
 
@@ -357,12 +350,12 @@ impl Reduce for Arc<GpuContext> {
         let n = shape::numel(&plan.input);
         let out = gpu_alloc(self, n)?;
         let p = bwd_params(plan, scale as f32);
-        self.launch(SUM_BWD, &p, &[buf(g)?, &out], groups_1d(n));
+        self.launch(SUM_BWD, &p, &[g.gpu("reduce")?, &out], groups_1d(n));
         Ok(Storage::Gpu(Arc::new(out)))
     }
 
     fn max(&self, x: &Storage, plan: &Plan) -> Result<(Storage, Storage)> {
-        let (out, idx) = gpu_max(self, buf(x)?, &geometry(plan))?;
+        let (out, idx) = gpu_max(self, x.gpu("reduce")?, &geometry(plan))?;
         Ok((Storage::Gpu(Arc::new(out)), Storage::Gpu(Arc::new(idx))))
     }
 
@@ -370,7 +363,12 @@ impl Reduce for Arc<GpuContext> {
         let n = shape::numel(&plan.input);
         let out = gpu_alloc(self, n)?;
         let p = bwd_params(plan, 1.0);
-        self.launch(MAX_BWD, &p, &[buf(g)?, buf(idx)?, &out], groups_1d(n));
+        self.launch(
+            MAX_BWD,
+            &p,
+            &[g.gpu("reduce")?, idx.gpu("reduce")?, &out],
+            groups_1d(n),
+        );
         Ok(Storage::Gpu(Arc::new(out)))
     }
 }
