@@ -298,22 +298,9 @@ pub(super) fn recurrence_cpu(
         pre: cell.fused().is_none().then_some(pre),
         cs: (cell == Cell::Lstm).then_some(cs),
     };
-    let mut inputs: Vec<&Tensor> = vec![x, w.w_ih, w.w_hh];
-    inputs.extend(w.b_ih);
-    inputs.extend(w.b_hh);
-    inputs.push(h0);
-    inputs.extend(c0);
-    let need: Vec<bool> = inputs.iter().map(|t| t.requires_grad()).collect();
-    let (has_bih, has_bhh) = (w.b_ih.is_some(), w.b_hh.is_some());
+    let (inputs, need) = Need::of(x, w, h0, c0);
     let saved = y.detach();
     let node = crate::autograd::record(y, mode.name(), &inputs, move |gy| {
-        let mut need = need.iter().copied();
-        let need_x = need.next().unwrap_or(false);
-        let need_wih = need.next().unwrap_or(false);
-        let need_whh = need.next().unwrap_or(false);
-        let need_bih = has_bih && need.next().unwrap_or(false);
-        let need_bhh = has_bhh && need.next().unwrap_or(false);
-        let need_h0 = need.next().unwrap_or(false);
         let [d_in, d_rec, dh0, dc0] = {
             let (gd, yd, wd, hd) = (
                 gy.cpu_data(),
@@ -351,13 +338,15 @@ pub(super) fn recurrence_cpu(
             Cell::Gru => Tensor::from_cpu(d_rec, vec![rows, gh]),
             _ => d_in.clone(),
         };
-        let dx = need_x
+        let dx = need
+            .x
             .then(|| matmul_raw(&d_in, false, &w_ih, false, auto)?.reshape(&[t_len, b, i]))
             .transpose()?;
-        let dw_ih = need_wih
+        let dw_ih = need
+            .w_ih
             .then(|| matmul_raw(&d_in, true, &x2, false, auto))
             .transpose()?;
-        let dw_hh = if need_whh {
+        let dw_hh = if need.w_hh {
             // h_{t-1} for every step: h0, then the outputs of all but the last step.
             let hs = saved.reshape(&[saved.shape()[0] * b, h])?;
             let prev = Tensor::cat(&[&h0d, &hs], 0)?.narrow(0, 0, rows)?;
@@ -365,20 +354,11 @@ pub(super) fn recurrence_cpu(
         } else {
             None
         };
-        let db_ih = need_bih.then(|| d_in.sum_dim(&[0], false)).transpose()?;
-        let db_hh = need_bhh.then(|| d_rec.sum_dim(&[0], false)).transpose()?;
-        let mut grads = vec![dx, dw_ih, dw_hh];
-        if has_bih {
-            grads.push(db_ih);
-        }
-        if has_bhh {
-            grads.push(db_hh);
-        }
-        grads.push(need_h0.then(|| Tensor::from_cpu(dh0, vec![b, h])));
-        if cell == Cell::Lstm {
-            grads.push(Some(Tensor::from_cpu(dc0, vec![b, h])));
-        }
-        Ok(grads)
+        let db_ih = need.b_ih.then(|| d_in.sum_dim(&[0], false)).transpose()?;
+        let db_hh = need.b_hh.then(|| d_rec.sum_dim(&[0], false)).transpose()?;
+        let dh0 = need.h0.then(|| Tensor::from_cpu(dh0, vec![b, h]));
+        let dc0 = (cell == Cell::Lstm).then(|| Tensor::from_cpu(dc0, vec![b, h]));
+        Ok(need.order([dx, dw_ih, dw_hh, db_ih, db_hh, dh0, dc0]))
     });
     let h_all = match cell {
         Cell::Lstm => node.narrow(0, 0, t_len)?,

@@ -214,23 +214,10 @@ pub(super) fn recurrence_gpu(
             ctx.launch(fwd, &params, &cell.fwd_bindings(&seq), cells);
         }
     }
-    let mut inputs: Vec<&Tensor> = vec![x, w.w_ih, w.w_hh];
-    inputs.extend(w.b_ih);
-    inputs.extend(w.b_hh);
-    inputs.push(h0);
-    inputs.extend(c0);
-    let need: Vec<bool> = inputs.iter().map(|t| t.requires_grad()).collect();
-    let (has_bih, has_bhh) = (w.b_ih.is_some(), w.b_hh.is_some());
+    let (inputs, need) = Need::of(x, w, h0, c0);
     let saved_y = y.detach();
     let gi_saved = (cell == Cell::Gru).then_some(gi);
     let node = crate::autograd::record(y, mode.name(), &inputs, move |gy| {
-        let mut need = need.iter().copied();
-        let need_x = need.next().unwrap_or(false);
-        let need_wih = need.next().unwrap_or(false);
-        let need_whh = need.next().unwrap_or(false);
-        let need_bih = has_bih && need.next().unwrap_or(false);
-        let need_bhh = has_bhh && need.next().unwrap_or(false);
-        let need_h0 = need.next().unwrap_or(false);
         let Device::Gpu(ctx) = gy.device() else {
             unreachable!("a GPU layer")
         };
@@ -267,7 +254,8 @@ pub(super) fn recurrence_gpu(
                     };
                     back.run_epi(&e, &w_hh, auto, &epi)?;
                 }
-                let dh0 = need_h0
+                let dh0 = need
+                    .h0
                     .then(|| {
                         let epi = Epi {
                             pro,
@@ -317,8 +305,7 @@ pub(super) fn recurrence_gpu(
         finish(
             &seq,
             (d_in, d_rec, pro, dh0, dc0),
-            (need_x, need_wih, need_whh, need_bih, need_bhh),
-            (has_bih, has_bhh),
+            need,
             (&x2, &w_ih),
             (t_len, b, i, h, g),
         )
@@ -345,8 +332,7 @@ type Grads = (Tensor, Tensor, Option<Act>, Option<Tensor>, Option<Tensor>);
 fn finish(
     seq: &Seq<'_>,
     (d_in, d_rec, pro, dh0, dc0): Grads,
-    (need_x, need_wih, need_whh, need_bih, need_bhh): (bool, bool, bool, bool, bool),
-    (has_bih, has_bhh): (bool, bool),
+    need: Need,
     (x2, w_ih): (&Tensor, &Tensor),
     (t_len, b, i, h, g): (usize, usize, usize, usize, usize),
 ) -> Result<Vec<Option<Tensor>>> {
@@ -366,23 +352,25 @@ fn finish(
         };
         d.reshape(&[rows, gh])?.sum_dim(&[0], false)
     };
-    let db_hh = if need_bhh && !(need_whh && h > 0) {
+    let db_hh = if need.b_hh && !(need.w_hh && h > 0) {
         Some(explicit(&d_rec)?)
     } else {
-        need_bhh.then(|| zeros(gh)).transpose()?
+        need.b_hh.then(|| zeros(gh)).transpose()?
     };
-    let dw_hh = need_whh
+    let dw_hh = need
+        .w_hh
         .then(|| {
             let dims = (t_len, b, gh, h);
             recurrent_weight_grad(&d_rec, pro, seq.y, seq.h0, db_hh.as_ref(), dims)
         })
         .transpose()?;
-    let db_ih = if need_bih && !(need_wih && i > 0) {
+    let db_ih = if need.b_ih && !(need.w_ih && i > 0) {
         Some(explicit(&d_in)?)
     } else {
-        need_bih.then(|| zeros(gh)).transpose()?
+        need.b_ih.then(|| zeros(gh)).transpose()?
     };
-    let dw_ih = need_wih
+    let dw_ih = need
+        .w_ih
         .then(|| {
             let epi = Epi {
                 pro,
@@ -392,7 +380,8 @@ fn finish(
             GpuProduct::plain((gh, i, rows), (1, gh), (i, 1)).run_epi(&d_in, x2, auto, &epi)
         })
         .transpose()?;
-    let dx = need_x
+    let dx = need
+        .x
         .then(|| {
             let epi = Epi {
                 pro,
@@ -403,18 +392,7 @@ fn finish(
                 .reshape(&[t_len, b, i])
         })
         .transpose()?;
-    let mut grads = vec![dx, dw_ih, dw_hh];
-    if has_bih {
-        grads.push(db_ih);
-    }
-    if has_bhh {
-        grads.push(db_hh);
-    }
-    grads.push(dh0);
-    if dc0.is_some() {
-        grads.push(dc0);
-    }
-    Ok(grads)
+    Ok(need.order([dx, dw_ih, dw_hh, db_ih, db_hh, dh0, dc0]))
 }
 
 /// `W_hh`'s gradient `[G, H]` on the GPU: the sum over steps of `d_t^T h_{t-1}` for the

@@ -149,6 +149,69 @@ impl Cell {
     }
 }
 
+/// A layer's graph node, shared by both drivers: its inputs in the order `[x, W_ih,
+/// W_hh, (b_ih), (b_hh), h0, (c0)]` and which of them need a gradient.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Need {
+    pub x: bool,
+    pub w_ih: bool,
+    pub w_hh: bool,
+    pub b_ih: bool,
+    pub b_hh: bool,
+    pub h0: bool,
+    has_bih: bool,
+    has_bhh: bool,
+    has_c0: bool,
+}
+
+impl Need {
+    /// The node's inputs and the gradients they need.
+    pub(super) fn of<'a>(
+        x: &'a Tensor,
+        w: LayerWeights<'a>,
+        h0: &'a Tensor,
+        c0: Option<&'a Tensor>,
+    ) -> (Vec<&'a Tensor>, Need) {
+        let mut inputs: Vec<&Tensor> = vec![x, w.w_ih, w.w_hh];
+        inputs.extend(w.b_ih);
+        inputs.extend(w.b_hh);
+        inputs.push(h0);
+        inputs.extend(c0);
+        let g = |t: Option<&Tensor>| t.is_some_and(Tensor::requires_grad);
+        let need = Need {
+            x: x.requires_grad(),
+            w_ih: w.w_ih.requires_grad(),
+            w_hh: w.w_hh.requires_grad(),
+            b_ih: g(w.b_ih),
+            b_hh: g(w.b_hh),
+            h0: h0.requires_grad(),
+            has_bih: w.b_ih.is_some(),
+            has_bhh: w.b_hh.is_some(),
+            has_c0: c0.is_some(),
+        };
+        (inputs, need)
+    }
+
+    /// The gradients `[dx, dW_ih, dW_hh, db_ih, db_hh, dh0, dc0]` in the node's input
+    /// order (absent inputs dropped).
+    pub(super) fn order(self, grads: [Option<Tensor>; 7]) -> Vec<Option<Tensor>> {
+        let present = [
+            true,
+            true,
+            true,
+            self.has_bih,
+            self.has_bhh,
+            true,
+            self.has_c0,
+        ];
+        grads
+            .into_iter()
+            .zip(present)
+            .filter_map(|(g, p)| p.then_some(g))
+            .collect()
+    }
+}
+
 /// One layer's weights in PyTorch's layout: `w_ih [G H, I]`, `w_hh [G H, H]`, biases
 /// `[G H]`, with `G` gate blocks.
 #[derive(Clone, Copy, Debug)]
