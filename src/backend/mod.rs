@@ -39,11 +39,26 @@ pub(crate) struct PreluGeo {
 /// `Device::backend`, wraps the storage in a tensor and records its backward. Families
 /// move behind the seam one at a time.
 pub(crate) trait Backend:
-    Elementwise + Random + Softmax + Augment + Loss + Reduce + Pool2d
+    Buffers + Elementwise + Random + Softmax + Augment + Loss + Reduce + Pool2d
 {
 }
 
-impl<B: Elementwise + Random + Softmax + Augment + Loss + Reduce + Pool2d> Backend for B {}
+impl<B: Buffers + Elementwise + Random + Softmax + Augment + Loss + Reduce + Pool2d> Backend for B {}
+
+/// Storages as a whole: how much one kernel may bind, and copies of element ranges
+/// (the ops cut work past the binding limit into pieces with them; a GPU copy has no
+/// binding limit).
+pub(crate) trait Buffers {
+    /// Elements one kernel may bind (`usize::MAX` where nothing limits it).
+    fn binding_elements(&self) -> usize;
+    /// Elements `[start, start + len)` of `x` as a new storage of its element type.
+    fn take(&self, x: &Storage, start: usize, len: usize) -> Result<Storage>;
+    /// A storage of `len` elements of `like`'s element type, every one of which the
+    /// caller writes before reading (the GPU leaves it uninitialised).
+    fn alloc_like(&self, like: &Storage, len: usize) -> Result<Storage>;
+    /// Copies the first `len` elements of `src` into `dst` from element `at`.
+    fn put(&self, dst: &Storage, at: usize, src: &Storage, len: usize) -> Result<()>;
+}
 
 /// The elementwise table's primitives, prelu's and the comparisons'.
 pub(crate) trait Elementwise {
@@ -218,8 +233,6 @@ pub(crate) trait Loss {
 
 /// Sums and maxima over chosen dimensions, and their backwards.
 pub(crate) trait Reduce {
-    /// Elements one kernel may bind (work past it is cut by the op).
-    fn binding_elements(&self) -> usize;
     /// `scale` times the sum over the plan's reduced dimensions of `x`.
     fn sum(&self, x: &Storage, plan: &reduce::ReducePlan, scale: f64) -> Result<Storage>;
     /// The sum's backward: `scale * g[output of i]` for every input element i.

@@ -84,14 +84,13 @@ pub fn linear_act(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, act: Act) 
     let rows = x.numel() / inp.max(1);
     let mut out_shape = x.shape().to_vec();
     *out_shape.last_mut().expect("rank >= 1") = out;
-    if let Device::Gpu(g) = x.device() {
-        if rows > 1 && (split::over(g, rows * inp) || split::over(g, rows * out)) {
-            // Too large for one binding: the rows in pieces.
-            let per = split::rows_per_piece(g, inp.max(out));
-            let x2 = x.reshape(&[rows, inp])?;
-            let y = split::map_rows(&x2, per, |p| linear_act(p, weight, bias, act))?;
-            return y.reshape(&out_shape);
-        }
+    let dev = x.device();
+    if rows > 1 && (split::over(dev, rows * inp) || split::over(dev, rows * out)) {
+        // Too large for one binding: the rows in pieces.
+        let per = split::rows_per_piece(dev, inp.max(out));
+        let x2 = x.reshape(&[rows, inp])?;
+        let y = split::map_rows(&x2, per, |p| linear_act(p, weight, bias, act))?;
+        return y.reshape(&out_shape);
     }
     let x2 = x.detach().reshape(&[rows, inp])?;
     let needs_input = act.needs_input();

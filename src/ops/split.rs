@@ -9,24 +9,20 @@
 //! binding), the launch refuses the dispatch and the next readback returns
 //! [`crate::Error::OutOfMemory`].
 
-use crate::backend::gpu::GpuContext;
 use crate::error::Result;
-use crate::ops::gpu_alloc;
 use crate::shape;
 use crate::tensor::{DType, Tensor};
 use crate::Device;
 
-/// True when a GPU tensor of `elems` 4-byte elements is too large for a kernel to bind.
-pub(crate) fn over(g: &GpuContext, elems: usize) -> bool {
-    (elems as u64).saturating_mul(4) > g.binding_cap()
+/// True when `elems` elements on `dev` are too many for a kernel to bind (never on the
+/// CPU).
+pub(crate) fn over(dev: &Device, elems: usize) -> bool {
+    elems > dev.backend().binding_elements()
 }
 
-/// True when any of `tensors` is a GPU tensor too large for a kernel to bind.
+/// True when any of `tensors` is too large for a kernel to bind.
 pub(crate) fn any_over(tensors: &[&Tensor]) -> bool {
-    tensors.iter().any(|t| match t.device() {
-        Device::Gpu(g) => over(g, t.numel()),
-        Device::Cpu => false,
-    })
+    tensors.iter().any(|t| over(t.device(), t.numel()))
 }
 
 /// `t` (detached) as one dimension.
@@ -34,30 +30,19 @@ pub(crate) fn flat(t: &Tensor) -> Result<Tensor> {
     t.detach().reshape(&[t.numel()])
 }
 
-/// Elements `[start, start + numel(shape))` of the GPU tensor `t`, as a new tensor of
+/// Elements `[start, start + numel(shape))` of `t` (detached), as a new tensor of
 /// `shape` (a buffer copy).
 pub(crate) fn take(t: &Tensor, start: usize, shape_: Vec<usize>) -> Result<Tensor> {
-    let Device::Gpu(g) = t.device() else {
-        unreachable!("pieces are cut from GPU tensors")
-    };
     let len = shape::numel(&shape_);
-    let out = gpu_alloc(g, len)?;
-    g.copy_range(t.gpu_buf(), start as u64 * 4, &out, 0, len as u64 * 4);
-    Ok(Tensor::from_gpu(out, shape_, t.dtype()))
+    let s = t.device().backend().take(t.storage(), start, len)?;
+    Ok(Tensor::like(s, shape_, t))
 }
 
-/// Copies the GPU tensor `src` into `dst`'s buffer from element `at`.
-pub(crate) fn put(dst: &Tensor, at: usize, src: &Tensor) {
-    let Device::Gpu(g) = dst.device() else {
-        unreachable!("pieces are put into GPU tensors")
-    };
-    g.copy_range(
-        src.gpu_buf(),
-        0,
-        dst.gpu_buf(),
-        at as u64 * 4,
-        src.numel() as u64 * 4,
-    );
+/// Copies `src` into `dst`'s storage from element `at`.
+pub(crate) fn put(dst: &Tensor, at: usize, src: &Tensor) -> Result<()> {
+    dst.device()
+        .backend()
+        .put(dst.storage(), at, src.storage(), src.numel())
 }
 
 /// How an input of a split op is cut.
@@ -87,14 +72,15 @@ pub(crate) fn rows(
             Part::Rows(t) | Part::Whole(t) => *t,
         })
         .collect();
-    let Some(Device::Gpu(g)) = all.first().map(|t| t.device().clone()) else {
+    let Some(first_input) = all.first().copied() else {
         return Ok(None);
     };
+    let dev = first_input.device();
     let Some(&total) = out_shape.first() else {
         return Ok(None);
     };
     let out_numel = shape::numel(out_shape);
-    if total == 0 || (!over(&g, out_numel) && !any_over(&all)) {
+    if total == 0 || (!over(dev, out_numel) && !any_over(&all)) {
         return Ok(None);
     }
     let mut row = out_numel / total;
@@ -104,18 +90,22 @@ pub(crate) fn rows(
                 debug_assert_eq!(t.shape().first(), Some(&total), "rows of the output");
                 row = row.max(t.numel() / total);
             }
-            Part::Whole(t) if over(&g, t.numel()) => return Ok(None),
+            Part::Whole(t) if over(dev, t.numel()) => return Ok(None),
             Part::Whole(_) => {}
         }
     }
-    let cap = (g.binding_cap() / 4) as usize;
+    let cap = dev.backend().binding_elements();
     if total == 1 || !inputs.iter().any(|p| matches!(p, Part::Rows(_))) {
         // One piece would be the whole work again: no cut at this level helps.
         return Ok(None);
     }
     let per = (cap / row.max(1)).max(1);
     let outs: Vec<Tensor> = (0..outputs)
-        .map(|_| gpu_alloc(&g, out_numel).map(|b| Tensor::from_gpu(b, out_shape.to_vec(), dtype)))
+        .map(|_| {
+            dev.backend()
+                .alloc_like(first_input.storage(), out_numel)
+                .map(|s| Tensor::from_storage(s, out_shape.to_vec(), dtype, dev.clone()))
+        })
         .collect::<Result<_>>()?;
     let out_row = out_numel / total;
     for first in (0..total).step_by(per) {
@@ -136,7 +126,7 @@ pub(crate) fn rows(
         debug_assert_eq!(results.len(), outputs);
         for (o, r) in outs.iter().zip(&results) {
             debug_assert_eq!(r.numel(), n * out_row, "a piece's output has its rows");
-            put(o, first * out_row, r);
+            put(o, first * out_row, r)?;
         }
     }
     Ok(Some(outs))
@@ -177,7 +167,7 @@ pub(crate) fn broadcast2(
     mut f: impl FnMut(&[Tensor]) -> Result<Vec<Tensor>>,
 ) -> Result<Option<Vec<Tensor>>> {
     // Checked without allocating: this runs on every GPU binary op.
-    let out_over = matches!(a.device(), Device::Gpu(g) if over(g, shape::numel(out_shape)));
+    let out_over = over(a.device(), shape::numel(out_shape));
     if !out_over && !any_over(&[a, b]) && !any_over(extra) {
         return Ok(None);
     }
@@ -224,9 +214,9 @@ pub(crate) fn broadcast2(
     rows(&parts, out_shape, outputs, a.dtype(), |p| f(p))
 }
 
-/// Rows of `row` elements that fit one binding on `g` (at least one).
-pub(crate) fn rows_per_piece(g: &GpuContext, row: usize) -> usize {
-    ((g.binding_cap() / 4) as usize / row.max(1)).max(1)
+/// Rows of `row` elements that fit one binding on `dev` (at least one).
+pub(crate) fn rows_per_piece(dev: &Device, row: usize) -> usize {
+    (dev.backend().binding_elements() / row.max(1)).max(1)
 }
 
 /// A differentiable op `f` run on pieces of `x` of at most `per` rows along dimension 0,

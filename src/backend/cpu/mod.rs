@@ -3,6 +3,7 @@
 //! Matrix products use the `matrixmultiply` crate so CPU timings are honest.
 
 pub(crate) mod augment;
+pub(crate) mod buffers;
 pub(crate) mod elementwise;
 pub(crate) mod loss;
 pub(crate) mod parallel;

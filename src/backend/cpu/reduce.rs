@@ -9,10 +9,6 @@ use crate::error::Result;
 use crate::shape;
 
 impl Reduce for CpuBackend {
-    fn binding_elements(&self) -> usize {
-        usize::MAX
-    }
-
     fn sum(&self, x: &Storage, plan: &Plan, scale: f64) -> Result<Storage> {
         Ok(Storage::new_cpu(map_float!(
             &*x.cpu("reduce")?.read(),

@@ -11,6 +11,7 @@
 
 pub mod adapter;
 pub(crate) mod augment;
+pub(crate) mod buffers;
 pub(crate) mod elementwise;
 pub(crate) mod kernels;
 pub(crate) mod loss;

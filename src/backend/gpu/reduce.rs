@@ -337,10 +337,6 @@ fn gpu_max(ctx: &Arc<GpuContext>, x: &GpuBuffer, geo: &Geometry) -> Result<(GpuB
 }
 
 impl Reduce for Arc<GpuContext> {
-    fn binding_elements(&self) -> usize {
-        (self.binding_cap() / 4) as usize
-    }
-
     fn sum(&self, x: &Storage, plan: &Plan, scale: f64) -> Result<Storage> {
         let out = gpu_sum(self, x.gpu("reduce")?, &geometry(plan), scale as f32)?;
         Ok(Storage::Gpu(Arc::new(out)))

@@ -138,9 +138,7 @@ fn conv_geometry(x: &Tensor, weight: &Tensor, o: ConvOptions) -> Result<Geometry
 /// Images per piece when a GPU convolution's input, columns or output (over the whole
 /// batch) is too large for one binding and the batch can be cut; `None` otherwise.
 fn image_pieces(x: &Tensor, geo: &Geometry, out_channels: usize) -> Option<usize> {
-    let Device::Gpu(g) = x.device() else {
-        return None;
-    };
+    let g = x.device();
     let per_image = [
         geo.c * geo.h * geo.w,
         geo.c * geo.kk() * geo.ho * geo.wo,
@@ -159,9 +157,7 @@ fn image_pieces(x: &Tensor, geo: &Geometry, out_channels: usize) -> Option<usize
 /// for one binding (a batch is cut by images first, [`image_pieces`]); `None` when it
 /// fits, or when not even one output row (with the input rows it reads) fits.
 fn row_pieces(x: &Tensor, geo: &Geometry, out_channels: usize) -> Option<usize> {
-    let Device::Gpu(g) = x.device() else {
-        return None;
-    };
+    let g = x.device();
     if geo.n != 1 || geo.ho < 2 {
         return None;
     }
@@ -174,7 +170,7 @@ fn row_pieces(x: &Tensor, geo: &Geometry, out_channels: usize) -> Option<usize> 
         return None;
     }
     // r output rows read (r - 1) stride + span input rows (padding included).
-    let cap = (g.binding_cap() / 4) as usize;
+    let cap = g.backend().binding_elements();
     let span = geo.dilation.0 * (geo.k.0 - 1) + 1;
     let image_row = (geo.c * geo.w).max(1);
     let by_input = (cap / image_row)
@@ -235,9 +231,7 @@ fn map_output_rows(
 /// for one binding; `None` when it fits or cannot be cut. A piece has at least as many
 /// rows as the kernel spans, so its output overlaps only its neighbours'.
 fn transposed_row_pieces(x: &Tensor, geo: &Geometry, in_channels: usize) -> Option<usize> {
-    let Device::Gpu(g) = x.device() else {
-        return None;
-    };
+    let g = x.device();
     let (h, w, cout) = (geo.ho, geo.wo, geo.c);
     if geo.n != 1 || h < 2 {
         return None;
@@ -250,7 +244,7 @@ fn transposed_row_pieces(x: &Tensor, geo: &Geometry, in_channels: usize) -> Opti
     if !per_image.iter().any(|&e| split::over(g, e)) {
         return None;
     }
-    let cap = (g.binding_cap() / 4) as usize;
+    let cap = g.backend().binding_elements();
     let (s, span) = (geo.stride.0, geo.dilation.0 * (geo.k.0 - 1) + 1);
     let by_input = cap / (in_channels * w).max(1);
     let by_cols = cap / (cout * geo.kk() * w).max(1);

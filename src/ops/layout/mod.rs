@@ -7,7 +7,7 @@ use crate::autograd::record;
 use crate::backend::cpu::pool::CollectPooled;
 use crate::backend::cpu::{map_float, strided_offset, CpuData, StridedIter};
 use crate::backend::gpu::params::{params, Dims, Params};
-use crate::backend::gpu::{GpuContext, Kernel, ShaderFile, Work};
+use crate::backend::gpu::{Kernel, ShaderFile, Work};
 use crate::device::Device;
 use crate::error::{arg_err, shape_err, Error, Result};
 use crate::ops::{gpu_alloc, groups_1d, kernel, shader};
@@ -121,7 +121,7 @@ pub(crate) fn fill(shape: &[usize], dtype: DType, value: f64, device: &Device) -
         }
         Device::Gpu(g) => {
             let out = gpu_alloc(g, n)?;
-            if crate::ops::split::over(g, n) && dtype != DType::F64 {
+            if crate::ops::split::over(device, n) && dtype != DType::F64 {
                 // Past the binding limit: fill one piece and copy it along.
                 let t = Tensor::from_gpu(out, shape.to_vec(), dtype);
                 let piece_len = (g.binding_cap() / 4) as usize;
@@ -285,7 +285,7 @@ fn strided_copy(x: &Tensor, out_shape: &[usize], strides: &[usize], base: usize)
         }
         Device::Gpu(g) => {
             let out = gpu_alloc(g, n)?;
-            if let Some(runs) = copy_runs(g, out_shape, strides, n, x.numel()) {
+            if let Some(runs) = copy_runs(x.device(), out_shape, strides, n, x.numel()) {
                 // Whole runs move as buffer copies (no kernel, no binding limit).
                 for (o, i, run) in runs {
                     g.copy_range(
@@ -314,7 +314,7 @@ fn strided_copy(x: &Tensor, out_shape: &[usize], strides: &[usize], base: usize)
 /// region), or at most 4,096 runs when the region or its tensor is too large for a
 /// kernel to bind.
 fn copy_runs(
-    g: &GpuContext,
+    g: &crate::Device,
     shape_: &[usize],
     strides: &[usize],
     n: usize,
@@ -379,25 +379,27 @@ fn strided_scatter(dst: &Tensor, src: &Tensor, strides: &[usize], base: usize) {
                 _ => unreachable!("scatter dtypes checked"),
             }
         }
-        Device::Gpu(g) => match copy_runs(g, src.shape(), strides, src.numel(), dst.numel()) {
-            Some(runs) => {
-                for (o, i, run) in runs {
-                    g.copy_range(
-                        src.gpu_buf(),
-                        i as u64 * 4,
-                        dst.gpu_buf(),
-                        (base + o) as u64 * 4,
-                        run as u64 * 4,
-                    );
+        Device::Gpu(g) => {
+            match copy_runs(dst.device(), src.shape(), strides, src.numel(), dst.numel()) {
+                Some(runs) => {
+                    for (o, i, run) in runs {
+                        g.copy_range(
+                            src.gpu_buf(),
+                            i as u64 * 4,
+                            dst.gpu_buf(),
+                            (base + o) as u64 * 4,
+                            run as u64 * 4,
+                        );
+                    }
                 }
+                None => g.launch(
+                    STRIDED_SCATTER,
+                    &region_params(src.shape(), strides, base),
+                    &[src.gpu_buf(), dst.gpu_buf()],
+                    groups_1d(src.numel()),
+                ),
             }
-            None => g.launch(
-                STRIDED_SCATTER,
-                &region_params(src.shape(), strides, base),
-                &[src.gpu_buf(), dst.gpu_buf()],
-                groups_1d(src.numel()),
-            ),
-        },
+        }
     }
 }
 

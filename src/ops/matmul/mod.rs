@@ -189,9 +189,7 @@ fn split_product(
     (m, k, n): (usize, usize, usize),
     batch: &[usize],
 ) -> Result<Option<Tensor>> {
-    let Device::Gpu(g) = a.device() else {
-        return Ok(None);
-    };
+    let g = a.device();
     let batches = shape::numel(batch);
     if m * n * batches == 0 || (!split::any_over(&[a, b]) && !split::over(g, batches * m * n)) {
         return Ok(None);
@@ -215,7 +213,7 @@ fn split_product(
             return Ok(None);
         }
         let (a2, b2) = (ad.reshape(&[k, m])?, bd.reshape(&[k, n])?);
-        let per = ((g.binding_cap() / 4) as usize / m.max(n)).max(1);
+        let per = split::rows_per_piece(g, m.max(n));
         let mut sum: Option<Tensor> = None;
         for first in (0..k).step_by(per) {
             let len = per.min(k - first);
