@@ -3,9 +3,9 @@
 
 use std::sync::{Arc, OnceLock};
 
-use crate::backend::cpu::random::RngState;
-pub use crate::backend::cpu::random::{RngKey, DEFAULT_SEED};
 use crate::backend::gpu::{adapter, DeviceCounters, GpuContext, GpuOptions, Profile};
+use crate::backend::random::RngState;
+pub use crate::backend::random::{RngKey, DEFAULT_SEED};
 use crate::error::{Error, Result};
 
 static CPU_RNG: RngState = RngState::new(DEFAULT_SEED);

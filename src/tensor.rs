@@ -5,8 +5,9 @@
 use std::sync::{Arc, Mutex};
 
 use crate::autograd::{self, Node};
-use crate::backend::cpu::{random::RngKey, CpuData, CpuStorage};
+use crate::backend::cpu::{CpuData, CpuStorage};
 use crate::backend::gpu::GpuBuffer;
+use crate::backend::random::RngKey;
 use crate::backend::Storage;
 use crate::device::Device;
 use crate::error::{arg_err, shape_err, Error, Result};

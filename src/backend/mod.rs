@@ -9,6 +9,7 @@ pub mod cpu;
 pub mod elementwise;
 pub mod gpu;
 pub(crate) mod pool2d;
+pub mod random;
 pub(crate) mod reduce;
 
 use std::sync::Arc;
@@ -124,19 +125,14 @@ pub(crate) enum Masked {
 /// The random primitives (Philox draws: the same numbers on every backend).
 pub(crate) trait Random {
     /// `n` numbers of `dist` from the draw `key` (`f32`).
-    fn draw(
-        &self,
-        dist: Dist,
-        key: crate::backend::cpu::random::RngKey,
-        n: usize,
-    ) -> Result<Storage>;
+    fn draw(&self, dist: Dist, key: random::RngKey, n: usize) -> Result<Storage>;
     /// `op` applied to `x` (`n` elements) with the draw `key`: the output and the mask
     /// its backward multiplies the gradient by.
     fn masked(
         &self,
         op: Masked,
         x: &Storage,
-        key: crate::backend::cpu::random::RngKey,
+        key: random::RngKey,
         n: usize,
     ) -> Result<(Storage, Storage)>;
 }

@@ -7,7 +7,7 @@
 //! labels are never touched.
 
 use crate::autograd::no_grad;
-use crate::backend::cpu::random::{normal, uniform01, RngKey};
+use crate::backend::random::{normal, uniform01, RngKey};
 use crate::error::{arg_err, shape_err, Result};
 use crate::ops::augment::{geometric, ImageMove};
 use crate::tensor::Tensor;

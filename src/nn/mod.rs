@@ -392,7 +392,7 @@ pub(crate) fn stage_for(s: &Tensor, like: &Tensor) -> Result<Tensor> {
     let s = if s.dtype() == like.dtype() {
         s.clone()
     } else {
-        s.to(&Device::Cpu)?.to_dtype(like.dtype())?
+        s.to(&Device::cpu())?.to_dtype(like.dtype())?
     };
     s.detach().to(like.device())
 }

@@ -4,7 +4,7 @@
 //! (seed, offset) key, so the GPU and the CPU produce the same values.
 
 use crate::autograd::record;
-use crate::backend::cpu::random::RngKey;
+use crate::backend::random::RngKey;
 use crate::backend::{Dist, Masked};
 use crate::device::Device;
 use crate::error::{arg_err, Result};

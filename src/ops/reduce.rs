@@ -3,9 +3,10 @@
 //! `max` saves the argmax indices and routes the gradient through them.
 //!
 //! On the GPU a reduction runs in passes over as many workgroups as the work needs: each
-//! workgroup reduces at most [`MAX_GROUP_ELEMENTS`] positions (64 per thread), long
+//! workgroup reduces at most
+//! [`MAX_GROUP_ELEMENTS`](crate::backend::gpu::MAX_GROUP_ELEMENTS) positions (64 per thread), long
 //! reductions split over workgroups that write partial results, and a further pass
-//! reduces those (see `plan_pass` and ARCHITECTURE.md).
+//! reduces those (see `plan_pass` in `backend/gpu/reduce.rs` and ARCHITECTURE.md).
 
 use crate::autograd::record;
 use crate::backend::reduce::ReducePlan as Plan;
@@ -13,7 +14,6 @@ use crate::error::Result;
 use crate::shape;
 use crate::tensor::{check_float, DType, Tensor};
 
-pub use crate::backend::gpu::MAX_GROUP_ELEMENTS;
 /// Spreads `g` (output shape) back over the input: `scale * g[output of i]`.
 fn spread(plan: &Plan, g: &Tensor, scale: f64) -> Result<Tensor> {
     let out = g.device().backend().spread(g.storage(), plan, scale)?;

@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::backend::cpu::random::RngKey;
+use crate::backend::random::RngKey;
 use crate::device::Device;
 use crate::error::Result;
 use crate::ops::matmul::{matmul_with, MatmulChoice, MatmulKernel};

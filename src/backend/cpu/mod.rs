@@ -9,7 +9,7 @@ pub(crate) mod loss;
 pub(crate) mod parallel;
 pub(crate) mod pool;
 pub(crate) mod pool2d;
-pub mod random;
+pub(crate) mod random;
 pub(crate) mod reduce;
 pub(crate) mod softmax;
 

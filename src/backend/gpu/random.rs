@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::kernels::{gpu_alloc, groups_1d, kernel, shader};
 use super::params::{params, Params};
 use super::{GpuBuffer, GpuContext, Kernel, ShaderFile};
-use crate::backend::cpu::random::RngKey;
+use crate::backend::random::RngKey;
 use crate::backend::{wrong_backend, Dist, Masked, Random, Storage};
 use crate::error::Result;
 

@@ -30,12 +30,12 @@ use std::sync::Arc;
 use crate::autograd::record;
 use crate::backend::cpu::{CpuData, Float};
 use crate::backend::gpu::params::{params, Params};
+use crate::backend::gpu::MAX_GROUP_ELEMENTS;
 use crate::backend::gpu::{GpuBuffer, GpuContext, Kernel, ShaderFile, Work};
 use crate::backend::Storage;
 use crate::device::Device;
 use crate::error::{arg_err, shape_err, Error, Result};
 use crate::ops::layout::fill;
-use crate::ops::reduce::MAX_GROUP_ELEMENTS;
 use crate::ops::{gpu_alloc, groups_1d, groups_rows, kernel, shader};
 use crate::tensor::{check_float, check_same_device, DType, Tensor};
 
