@@ -59,6 +59,10 @@ pub(crate) trait Buffers {
     fn alloc_like(&self, like: &Storage, len: usize) -> Result<Storage>;
     /// Copies the first `len` elements of `src` into `dst` from element `at`.
     fn put(&self, dst: &Storage, at: usize, src: &Storage, len: usize) -> Result<()>;
+    /// An out-of-memory error naming `op` when a new storage of `shape` (`bytes` bytes)
+    /// cannot exist here: on the GPU past 32-bit element indices or the adapter's
+    /// largest buffer, on the CPU (from 1 GiB) past what the system can reserve.
+    fn check_new(&self, op: &'static str, shape: &[usize], bytes: u64) -> Result<()>;
 }
 
 /// The elementwise table's primitives, prelu's and the comparisons'.

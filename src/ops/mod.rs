@@ -131,49 +131,8 @@ pub(crate) fn check_out(
     dtype: crate::tensor::DType,
     device: &crate::device::Device,
 ) -> crate::error::Result<usize> {
-    use crate::error::oom_err;
     let n = crate::shape::check_new(op, shape)?;
     let bytes = n as u64 * dtype.size_bytes() as u64;
-    let size = crate::backend::gpu::fmt_bytes(bytes);
-    match device {
-        crate::device::Device::Cpu => {
-            if bytes >= 1 << 30 {
-                // Reserve (address space only: nothing is touched) and release at once,
-                // so a size the system cannot give is an error here, not an abort later.
-                let mut probe: Vec<u8> = Vec::new();
-                if probe.try_reserve_exact(bytes as usize).is_err() {
-                    return oom_err(
-                        op,
-                        format!(
-                            "{} ({size}) is more than the system can allocate",
-                            crate::shape::fmt(shape)
-                        ),
-                    );
-                }
-            }
-        }
-        crate::device::Device::Gpu(g) => {
-            if n > u32::MAX as usize {
-                return oom_err(
-                    op,
-                    format!(
-                        "{} has {n} elements; GPU kernels index at most 2^32 - 1",
-                        crate::shape::fmt(shape)
-                    ),
-                );
-            }
-            if bytes > g.max_buffer() {
-                return oom_err(
-                    op,
-                    format!(
-                        "{} ({size}) is larger than the largest buffer of {} ({})",
-                        crate::shape::fmt(shape),
-                        g.adapter().name,
-                        crate::backend::gpu::fmt_bytes(g.max_buffer())
-                    ),
-                );
-            }
-        }
-    }
+    device.backend().check_new(op, shape, bytes)?;
     Ok(n)
 }

@@ -3,8 +3,9 @@
 
 use super::elementwise::CpuBackend;
 use super::{pool, CpuData};
+use crate::backend::gpu::fmt_bytes;
 use crate::backend::{Buffers, Storage};
-use crate::error::{arg_err, Result};
+use crate::error::{arg_err, oom_err, Result};
 
 /// `[start, start + len)` of a storage of `total` elements, or an argument error.
 fn range(op: &'static str, start: usize, len: usize, total: usize) -> Result<()> {
@@ -38,6 +39,25 @@ impl Buffers for CpuBackend {
             CpuData::F64(_) => CpuData::F64(pool::filled(len, 0.0)),
             CpuData::U32(_) => CpuData::U32(pool::filled(len, 0)),
         }))
+    }
+
+    fn check_new(&self, op: &'static str, shape: &[usize], bytes: u64) -> Result<()> {
+        if bytes >= 1 << 30 {
+            // Reserve (address space only: nothing is touched) and release at once, so a
+            // size the system cannot give is an error here, not an abort later.
+            let mut probe: Vec<u8> = Vec::new();
+            if usize::try_from(bytes).map_or(true, |b| probe.try_reserve_exact(b).is_err()) {
+                return oom_err(
+                    op,
+                    format!(
+                        "{} ({}) is more than the system can allocate",
+                        crate::shape::fmt(shape),
+                        fmt_bytes(bytes)
+                    ),
+                );
+            }
+        }
+        Ok(())
     }
 
     fn put(&self, dst: &Storage, at: usize, src: &Storage, len: usize) -> Result<()> {

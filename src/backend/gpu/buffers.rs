@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use super::kernels::gpu_alloc;
+use super::pool::fmt_bytes;
 use super::GpuContext;
 use crate::backend::{Buffers, Storage};
-use crate::error::{arg_err, Result};
+use crate::error::{arg_err, oom_err, Result};
 
 /// Checks that `[start, start + len)` lies in a buffer of `bytes` bytes.
 fn range(op: &'static str, start: usize, len: usize, bytes: u64) -> Result<()> {
@@ -36,6 +37,32 @@ impl Buffers for Arc<GpuContext> {
     fn alloc_like(&self, like: &Storage, len: usize) -> Result<Storage> {
         like.gpu("alloc")?;
         Ok(Storage::new_gpu(gpu_alloc(self, len)?))
+    }
+
+    fn check_new(&self, op: &'static str, shape: &[usize], bytes: u64) -> Result<()> {
+        let n = crate::shape::numel(shape);
+        if n > u32::MAX as usize {
+            return oom_err(
+                op,
+                format!(
+                    "{} has {n} elements; GPU kernels index at most 2^32 - 1",
+                    crate::shape::fmt(shape)
+                ),
+            );
+        }
+        if bytes > self.max_buffer() {
+            return oom_err(
+                op,
+                format!(
+                    "{} ({}) is larger than the largest buffer of {} ({})",
+                    crate::shape::fmt(shape),
+                    fmt_bytes(bytes),
+                    self.adapter().name,
+                    fmt_bytes(self.max_buffer())
+                ),
+            );
+        }
+        Ok(())
     }
 
     fn put(&self, dst: &Storage, at: usize, src: &Storage, len: usize) -> Result<()> {
