@@ -8,6 +8,7 @@ pub(crate) mod broadcast;
 pub mod cpu;
 pub mod elementwise;
 pub mod gpu;
+pub(crate) mod layout;
 pub(crate) mod pool2d;
 pub mod random;
 pub(crate) mod reduce;
@@ -40,11 +41,24 @@ pub(crate) struct PreluGeo {
 /// `Device::backend`, wraps the storage in a tensor and records its backward. Families
 /// move behind the seam one at a time.
 pub(crate) trait Backend:
-    Buffers + Elementwise + Random + Softmax + Augment + Loss + Reduce + Pool2d
+    Buffers + Elementwise + Random + Softmax + Augment + Loss + Reduce + Pool2d + Layout + Indexing
 {
 }
 
-impl<B: Buffers + Elementwise + Random + Softmax + Augment + Loss + Reduce + Pool2d> Backend for B {}
+impl<
+        B: Buffers
+            + Elementwise
+            + Random
+            + Softmax
+            + Augment
+            + Loss
+            + Reduce
+            + Pool2d
+            + Layout
+            + Indexing,
+    > Backend for B
+{
+}
 
 /// Storages as a whole: how much one kernel may bind, and copies of element ranges
 /// (the ops cut work past the binding limit into pieces with them; a GPU copy has no
@@ -264,6 +278,55 @@ pub(crate) trait Pool2d {
     fn upsample(&self, x: &Storage, g: &pool2d::Pool) -> Result<Storage>;
     /// Its backward: the sum of each element's block.
     fn upsample_backward(&self, gy: &Storage, g: &pool2d::Pool) -> Result<Storage>;
+}
+
+/// New storages and strided copies: the layout ops (`full`, `permute`, `narrow`,
+/// `broadcast_to`, `cat`, `copy_from`) write contiguous tensors through these.
+pub(crate) trait Layout {
+    /// `n` elements of `value`, a storage of its element type (the GPU holds no `f64`: a
+    /// dtype error naming `full`).
+    fn fill(&self, n: usize, value: layout::Fill) -> Result<Storage>;
+    /// The region `r` of `x` (a storage of `x_len` elements) as a new contiguous storage
+    /// of `x`'s element type.
+    fn copy_region(&self, x: &Storage, x_len: usize, r: layout::Region) -> Result<Storage>;
+    /// Writes the contiguous `src` (`r.numel()` elements) into the region `r` of `dst`
+    /// (a storage of `dst_len` elements), in place. `dst` and `src` are different
+    /// storages of one element type.
+    fn scatter_region(
+        &self,
+        dst: &Storage,
+        dst_len: usize,
+        src: &Storage,
+        r: layout::Region,
+    ) -> Result<()>;
+}
+
+/// Reads through `u32` indices (`index_select`, `gather`) and picks by a condition
+/// (`where`), with the backwards that scatter (add) gradients back.
+pub(crate) trait Indexing {
+    /// `x` read through `idx` as `geo` says. An index `>= geo.size` is an argument error
+    /// on the CPU, and NaN plus a deferred error on the GPU (the indices are not on the
+    /// host).
+    fn index(&self, x: &Storage, idx: &Storage, geo: &layout::Indexed) -> Result<Storage>;
+    /// Its backward: the output gradient `g` added into a zeroed input-shaped storage at
+    /// the positions the forward read (the GPU in chunks of positions, deterministic).
+    fn index_backward(&self, g: &Storage, idx: &Storage, geo: &layout::Indexed) -> Result<Storage>;
+    /// `a` where `cond != 0`, else `b`, broadcast over `geo.out` (all of one float type).
+    fn where_cond(
+        &self,
+        cond: &Storage,
+        a: &Storage,
+        b: &Storage,
+        geo: &layout::WhereGeo,
+    ) -> Result<Storage>;
+    /// Its backward in the output's shape: `g` where `cond != 0` (for `a`) and `g`
+    /// elsewhere (for `b`), 0 otherwise; the op sums them down to the inputs' shapes.
+    fn where_backward(
+        &self,
+        cond: &Storage,
+        g: &Storage,
+        geo: &layout::WhereGeo,
+    ) -> Result<(Storage, Storage)>;
 }
 
 /// A storage of the other backend reached this one: a wgrad bug (ops check devices

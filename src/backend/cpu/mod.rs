@@ -5,6 +5,7 @@
 pub(crate) mod augment;
 pub(crate) mod buffers;
 pub(crate) mod elementwise;
+pub(crate) mod layout;
 pub(crate) mod loss;
 pub(crate) mod parallel;
 pub(crate) mod pool;

@@ -14,6 +14,7 @@ pub(crate) mod augment;
 pub(crate) mod buffers;
 pub(crate) mod elementwise;
 pub(crate) mod kernels;
+pub(crate) mod layout;
 pub(crate) mod loss;
 pub(crate) mod params;
 mod pipeline;
