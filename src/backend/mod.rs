@@ -4,11 +4,13 @@
 //! elementwise table ([`elementwise`]) defines the elementwise primitives both backends
 //! render: the CPU as monomorphic loops, the GPU as generated WGSL.
 
+pub(crate) mod batchnorm;
 pub(crate) mod broadcast;
 pub mod cpu;
 pub mod elementwise;
 pub mod gpu;
 pub(crate) mod layout;
+pub(crate) mod optim;
 pub(crate) mod pool2d;
 pub mod random;
 pub(crate) mod reduce;
@@ -41,22 +43,34 @@ pub(crate) struct PreluGeo {
 /// `Device::backend`, wraps the storage in a tensor and records its backward. Families
 /// move behind the seam one at a time.
 pub(crate) trait Backend:
-    Buffers + Elementwise + Random + Softmax + Augment + Loss + Reduce + Pool2d + Layout + Indexing
+    Buffers
+    + Elementwise
+    + Random
+    + Softmax
+    + Augment
+    + Loss
+    + Reduce
+    + Pool2d
+    + Layout
+    + Indexing
+    + BatchNorm
+    + Optim
 {
 }
 
-impl<
-        B: Buffers
-            + Elementwise
-            + Random
-            + Softmax
-            + Augment
-            + Loss
-            + Reduce
-            + Pool2d
-            + Layout
-            + Indexing,
-    > Backend for B
+impl<B> Backend for B where
+    B: Buffers
+        + Elementwise
+        + Random
+        + Softmax
+        + Augment
+        + Loss
+        + Reduce
+        + Pool2d
+        + Layout
+        + Indexing
+        + BatchNorm
+        + Optim
 {
 }
 
@@ -327,6 +341,107 @@ pub(crate) trait Indexing {
         g: &Storage,
         geo: &layout::WhereGeo,
     ) -> Result<(Storage, Storage)>;
+}
+
+/// The per-channel tensors of a forward (`[C]` each, the counter one value), each
+/// optional; the running statistics and the counter are updated in place in training
+/// mode.
+#[derive(Clone, Copy)]
+pub(crate) struct BnChannels<'a> {
+    /// Per-channel scale.
+    pub weight: Option<&'a Storage>,
+    /// Per-channel shift.
+    pub bias: Option<&'a Storage>,
+    /// Running mean (given exactly when `running_var` is, and always in evaluation mode).
+    pub running_mean: Option<&'a Storage>,
+    /// Running variance.
+    pub running_var: Option<&'a Storage>,
+    /// `num_batches_tracked`.
+    pub count: Option<&'a Storage>,
+}
+
+/// Batch normalisation of an input viewed as `[N, C, L]`, over every dimension but the
+/// channels (the plan says which of the optional tensors are given and whether the call
+/// trains).
+pub(crate) trait BatchNorm {
+    /// Per-channel statistics `[4, C]` in the input's type: mean, invstd, scale (invstd
+    /// times the weight) and shift (the bias). In training mode the batch's, with the
+    /// running statistics (given the unbiased variance) and the counter of `ch` updated
+    /// in place; otherwise from the running statistics.
+    fn batch_norm_stats(&self, x: &Storage, ch: BnChannels, p: &batchnorm::Plan)
+        -> Result<Storage>;
+    /// `y = (x - mean) scale + shift` from the statistics.
+    fn batch_norm(&self, x: &Storage, stats: &Storage, p: &batchnorm::Plan) -> Result<Storage>;
+    /// The gradients of the input, the weight and the bias from the output gradient `g`
+    /// and the saved statistics, each only where `need` says so (evaluation mode drops
+    /// the batch-statistics terms).
+    fn batch_norm_backward(
+        &self,
+        x: &Storage,
+        stats: &Storage,
+        g: &Storage,
+        p: &batchnorm::Plan,
+        need: [bool; 3],
+    ) -> Result<[Option<Storage>; 3]>;
+}
+
+/// One parameter of an SGD step: `f32` storages of `numel` (> 0) elements each, every
+/// one distinct, updated in place.
+#[derive(Clone, Copy)]
+pub(crate) struct SgdSlot<'a> {
+    /// The parameter.
+    pub param: &'a Storage,
+    /// Its gradient (read only).
+    pub grad: &'a Storage,
+    /// Its momentum buffer: given exactly when the step has a momentum.
+    pub buf: Option<&'a Storage>,
+    /// True on the buffer's first step: it starts as the gradient itself.
+    pub first: bool,
+    /// Elements.
+    pub numel: usize,
+}
+
+/// One parameter of an Adam step: `f32` storages of `numel` (> 0) elements each, every
+/// one distinct, updated in place.
+#[derive(Clone, Copy)]
+pub(crate) struct AdamSlot<'a> {
+    /// The parameter.
+    pub param: &'a Storage,
+    /// Its gradient (read only).
+    pub grad: &'a Storage,
+    /// First moment.
+    pub m: &'a Storage,
+    /// Second moment.
+    pub v: &'a Storage,
+    /// This parameter's step number, from 1.
+    pub t: u64,
+    /// Elements.
+    pub numel: usize,
+}
+
+/// One gradient of a clipping: its storage and element count.
+#[derive(Clone, Copy)]
+pub(crate) struct Grad<'a> {
+    /// The gradient, scaled in place.
+    pub storage: &'a Storage,
+    /// Elements (possibly 0).
+    pub numel: usize,
+}
+
+/// The optimizers' fused in-place updates and gradient clipping over whole lists of
+/// one device's tensors (checked by the op layer: `f32` parameters, every storage of a
+/// slot distinct). The CPU updates one parameter after another in list order; the GPU
+/// updates them all in one multi-tensor dispatch per group (more only past its binding
+/// limits), everything planned before anything is launched.
+pub(crate) trait Optim {
+    /// One SGD step of every slot (SGD's groups: the buffers' first step or not).
+    fn sgd_step(&self, slots: &[SgdSlot], hp: &optim::SgdStep) -> Result<()>;
+    /// One Adam (or AdamW) step of every slot (groups: the step number).
+    fn adam_step(&self, slots: &[AdamSlot], hp: &optim::AdamStep) -> Result<()>;
+    /// Scales the `distinct` gradients in place so that the global L2 norm of `grads`
+    /// is at most `max_norm` (`torch.nn.utils.clip_grad_norm_`'s formula) and returns
+    /// that norm before clipping (one value of the gradients' type).
+    fn clip_grad_norm(&self, grads: &[Grad], distinct: &[Grad], max_norm: f32) -> Result<Storage>;
 }
 
 /// A storage of the other backend reached this one: a wgrad bug (ops check devices

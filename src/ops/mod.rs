@@ -14,7 +14,6 @@ pub mod fused;
 pub mod layout;
 pub mod loss;
 pub mod matmul;
-pub(crate) mod multi_tensor;
 pub mod optim;
 pub mod pool2d;
 pub mod random;
@@ -68,11 +67,11 @@ fn all_kernels() -> Vec<&'static crate::backend::gpu::Kernel> {
         crate::backend::gpu::softmax::kernels(),
         crate::backend::gpu::loss::kernels(),
         crate::backend::gpu::random::kernels(),
-        optim::kernels(),
+        crate::backend::gpu::optim::kernels(),
         conv2d::kernels(),
         crate::backend::gpu::pool2d::kernels(),
         crate::backend::gpu::augment::kernels(),
-        batchnorm::kernels(),
+        crate::backend::gpu::batchnorm::kernels(),
         rnn::kernels(),
     ]
     .concat()
@@ -91,11 +90,11 @@ pub fn shader_sources() -> Vec<ShaderSource> {
         crate::backend::gpu::softmax::FILE,
         crate::backend::gpu::loss::FILE,
         crate::backend::gpu::random::FILE,
-        optim::FILE,
+        crate::backend::gpu::optim::FILE,
         conv2d::FILE,
         crate::backend::gpu::pool2d::FILE,
         crate::backend::gpu::augment::FILE,
-        batchnorm::FILE,
+        crate::backend::gpu::batchnorm::FILE,
         rnn::FILE,
     ];
     let kernels = all_kernels();
@@ -116,7 +115,20 @@ pub fn shader_sources() -> Vec<ShaderSource> {
                 .collect(),
         })
         .collect();
-    sources.extend(optim::generated_sources());
+    sources.extend(
+        crate::backend::gpu::optim::generated_kernels()
+            .into_iter()
+            .map(|k| ShaderSource {
+                name: k.file.name,
+                source: k.file.body(),
+                subgroups: k.file.subgroups,
+                params: k.file.params.to_vec(),
+                kernels: vec![KernelInfo {
+                    entry: k.entry,
+                    params: k.params,
+                }],
+            }),
+    );
     sources
 }
 

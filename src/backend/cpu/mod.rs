@@ -3,10 +3,12 @@
 //! Matrix products use the `matrixmultiply` crate so CPU timings are honest.
 
 pub(crate) mod augment;
+pub(crate) mod batchnorm;
 pub(crate) mod buffers;
 pub(crate) mod elementwise;
 pub(crate) mod layout;
 pub(crate) mod loss;
+pub(crate) mod optim;
 pub(crate) mod parallel;
 pub(crate) mod pool;
 pub(crate) mod pool2d;

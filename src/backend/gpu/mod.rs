@@ -11,11 +11,14 @@
 
 pub mod adapter;
 pub(crate) mod augment;
+pub(crate) mod batchnorm;
 pub(crate) mod buffers;
 pub(crate) mod elementwise;
 pub(crate) mod kernels;
 pub(crate) mod layout;
 pub(crate) mod loss;
+pub(crate) mod multi_tensor;
+pub(crate) mod optim;
 pub(crate) mod params;
 mod pipeline;
 pub(crate) mod pool;
@@ -142,7 +145,7 @@ pub(crate) mod slot {
     pub const X2V: u32 = 11;
 
     /// The first binding number past the fixed slots: generated kernels (multi-tensor
-    /// kernels, `ops::multi_tensor`) declare their own bindings from here on.
+    /// kernels, [`multi_tensor`]) declare their own bindings from here on.
     pub const FIRST_EXTRA: u32 = 12;
 
     /// True for the read-only slots.

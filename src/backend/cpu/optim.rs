@@ -1,0 +1,169 @@
+//! The CPU reference of the optimizers' updates and of gradient clipping: the kernels'
+//! arithmetic in `f32` (clipping also in `f64`), one parameter after another in list
+//! order, in place.
+
+use super::elementwise::CpuBackend;
+use super::CpuData;
+use crate::backend::optim::{bias_corrections, AdamStep, SgdStep};
+use crate::backend::{AdamSlot, Grad, Optim, SgdSlot, Storage};
+use crate::error::{Error, Result};
+
+fn not_f32<T>(op: &'static str) -> Result<T> {
+    Err(Error::DType {
+        op,
+        msg: "optimizers update f32 tensors".into(),
+    })
+}
+
+impl Optim for CpuBackend {
+    fn sgd_step(&self, slots: &[SgdSlot], hp: &SgdStep) -> Result<()> {
+        for s in slots {
+            sgd_cpu(s, hp)?;
+        }
+        Ok(())
+    }
+
+    fn adam_step(&self, slots: &[AdamSlot], hp: &AdamStep) -> Result<()> {
+        for s in slots {
+            adam_cpu(s, hp)?;
+        }
+        Ok(())
+    }
+
+    fn clip_grad_norm(&self, grads: &[Grad], distinct: &[Grad], max_norm: f32) -> Result<Storage> {
+        clip_cpu(grads, distinct, max_norm)
+    }
+}
+
+/// The CPU reference of one parameter's SGD step (the kernels' arithmetic, in f32).
+fn sgd_cpu(it: &SgdSlot, hp: &SgdStep) -> Result<()> {
+    let op = "sgd_step";
+    let g = it.grad.cpu(op)?.read();
+    let mut p = it.param.cpu(op)?.write();
+    let (CpuData::F32(g), CpuData::F32(p)) = (&*g, &mut *p) else {
+        return not_f32(op);
+    };
+    let (lr, wd) = (hp.lr, hp.weight_decay);
+    match it.buf.filter(|_| hp.momentum != 0.0) {
+        None => {
+            for (p, &g) in p.iter_mut().zip(g) {
+                *p -= lr * (g + wd * *p);
+            }
+        }
+        Some(b) => {
+            let mut b = b.cpu(op)?.write();
+            let CpuData::F32(b) = &mut *b else {
+                return not_f32(op);
+            };
+            let (mom, damp) = (hp.momentum, 1.0 - hp.dampening);
+            for ((p, b), &g) in p.iter_mut().zip(b.iter_mut()).zip(g) {
+                let g = g + wd * *p;
+                let bi = if it.first { g } else { mom * *b + damp * g };
+                *b = bi;
+                let d = if hp.nesterov { g + mom * bi } else { bi };
+                *p -= lr * d;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The CPU reference of one parameter's Adam step (the kernel's arithmetic, in f32).
+fn adam_cpu(it: &AdamSlot, hp: &AdamStep) -> Result<()> {
+    let op = "adam_step";
+    let (bc1, bc2) = bias_corrections(hp, it.t);
+    let g = it.grad.cpu(op)?.read();
+    let mut p = it.param.cpu(op)?.write();
+    let mut m = it.m.cpu(op)?.write();
+    let mut v = it.v.cpu(op)?.write();
+    let (CpuData::F32(g), CpuData::F32(p), CpuData::F32(m), CpuData::F32(v)) =
+        (&*g, &mut *p, &mut *m, &mut *v)
+    else {
+        return not_f32(op);
+    };
+    let (lr, b1, b2, eps, wd) = (hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay);
+    for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+        let (mut pi, mut gi) = (*p, g);
+        if hp.decoupled {
+            pi *= 1.0 - lr * wd;
+        } else {
+            gi += wd * pi;
+        }
+        let mi = b1 * *m + (1.0 - b1) * gi;
+        let vi = b2 * *v + (1.0 - b2) * gi * gi;
+        *m = mi;
+        *v = vi;
+        *p = pi - lr * (mi / bc1) / ((vi / bc2).sqrt() + eps);
+    }
+    Ok(())
+}
+
+/// The sum of squares of `v` in f64, over eight independent accumulators (which the
+/// compiler vectorises; one running sum would serialise on the adds).
+fn sum_squares<T: Copy + Into<f64>>(v: &[T]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let chunks = v.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            let x: f64 = x.into();
+            *a += x * x;
+        }
+    }
+    let tail: f64 = rest
+        .iter()
+        .map(|&x| {
+            let x: f64 = x.into();
+            x * x
+        })
+        .sum();
+    acc.iter().sum::<f64>() + tail
+}
+
+/// The CPU reference of clipping: sums of squares accumulated in f64, then the norm and
+/// the scale in the gradients' type with the kernels' formula (`scale > 1` is false for a
+/// NaN, which therefore propagates as in PyTorch).
+fn clip_cpu(grads: &[Grad], distinct: &[Grad], max_norm: f32) -> Result<Storage> {
+    let op = "clip_grad_norm";
+    let mut total = 0.0f64;
+    let mut f64_grads = false;
+    for g in grads {
+        total += match &*g.storage.cpu(op)?.read() {
+            CpuData::F32(v) => sum_squares(v),
+            CpuData::F64(v) => {
+                f64_grads = true;
+                sum_squares(v)
+            }
+            CpuData::U32(_) => {
+                return Err(Error::DType {
+                    op,
+                    msg: "u32 data reached a float kernel".into(),
+                })
+            }
+        };
+    }
+    if f64_grads {
+        let norm = total.sqrt();
+        let mut scale = max_norm as f64 / (norm + 1e-6);
+        if scale > 1.0 {
+            scale = 1.0;
+        }
+        for g in distinct {
+            if let CpuData::F64(v) = &mut *g.storage.cpu(op)?.write() {
+                v.iter_mut().for_each(|x| *x *= scale);
+            }
+        }
+        return Ok(Storage::new_cpu(CpuData::F64(vec![norm])));
+    }
+    let norm = total.sqrt() as f32;
+    let mut scale = max_norm / (norm + 1e-6);
+    if scale > 1.0 {
+        scale = 1.0;
+    }
+    for g in distinct {
+        if let CpuData::F32(v) = &mut *g.storage.cpu(op)?.write() {
+            v.iter_mut().for_each(|x| *x *= scale);
+        }
+    }
+    Ok(Storage::new_cpu(CpuData::F32(vec![norm])))
+}

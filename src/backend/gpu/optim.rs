@@ -1,0 +1,614 @@
+//! The GPU backend's fused optimizer updates and gradient clipping over whole parameter
+//! lists: one multi-tensor dispatch ([`super::multi_tensor`]) updates every parameter
+//! and its state in place (more only when the list is longer than one dispatch may
+//! bind), and clipping is three dispatches: per-workgroup sums of squares over every
+//! gradient, one workgroup turning them into the norm and the scale
+//! (`shaders/optim.wgsl`), and the scaling of every gradient in place. Nothing is read
+//! back and nothing is allocated but the clipping's partial sums and norm (pooled).
+
+use std::sync::Arc;
+
+use super::kernels::{gpu_alloc, groups_rows, kernel, shader};
+use super::multi_tensor::{self, Member, MultiSpec, ELEMENTWISE};
+use super::params::{params, Params, Table};
+use super::{GpuContext, Kernel, ShaderFile, Work};
+use crate::backend::optim::{bias_corrections, AdamStep, SgdStep};
+use crate::backend::{AdamSlot, Grad, Optim, SgdSlot, Storage};
+use crate::error::Result;
+
+pub(crate) const FILE: ShaderFile = shader("optim", include_str!("../../../shaders/optim.wgsl"))
+    .with_params(&[&ClipNormParams::INFO]);
+
+params! {
+    /// SGD's step, with or without momentum (as `torch.optim.SGD`).
+    pub(crate) struct SgdParams as sgd {
+        /// Learning rate.
+        lr: f32,
+        /// Momentum factor.
+        momentum: f32,
+        /// Dampening.
+        dampening: f32,
+        /// L2 penalty added to the gradient.
+        weight_decay: f32,
+        /// Nesterov momentum (0/1).
+        nesterov: u32,
+        /// The buffers' first step (0/1: the buffer starts as the gradient itself).
+        first: u32,
+        /// Padding.
+        _pad0: u32,
+        /// Padding.
+        _pad1: u32,
+        /// The tensors.
+        table: Table,
+    }
+
+    /// Adam's and AdamW's step, as PyTorch's.
+    pub(crate) struct AdamParams as adam {
+        /// Learning rate.
+        lr: f32,
+        /// First moment decay.
+        beta1: f32,
+        /// Second moment decay.
+        beta2: f32,
+        /// Denominator epsilon.
+        eps: f32,
+        /// Weight decay.
+        weight_decay: f32,
+        /// Decoupled weight decay (AdamW, 0/1).
+        decoupled: u32,
+        /// `1 - beta1^t`.
+        bc1: f32,
+        /// `1 - beta2^t`.
+        bc2: f32,
+        /// The tensors.
+        table: Table,
+    }
+
+    /// Clipping's first pass: sums of squares per workgroup.
+    pub(crate) struct ClipSumsqParams as clipsq {
+        /// Elements per workgroup.
+        per_group: u32,
+        /// Where this dispatch's partial sums start.
+        offset: u32,
+        /// The dispatch's workgroups.
+        groups: u32,
+        /// Padding.
+        _pad: u32,
+        /// The tensors.
+        table: Table,
+    }
+
+    /// Clipping's last pass: every gradient times the scale.
+    pub(crate) struct ClipScaleParams as clipsc {
+        /// The tensors.
+        table: Table,
+    }
+
+    /// The reduction of clipping's partial sums (`clip_norm_step`).
+    pub(crate) struct ClipNormParams as cn {
+        /// Partial sums.
+        n: u32,
+        /// Partial sums per workgroup.
+        per_group: u32,
+        /// Workgroups.
+        groups: u32,
+        /// 0: workgroup w writes its sum to y0[w]; 1 (one workgroup): the norm and scale.
+        last: u32,
+        /// The largest norm kept.
+        max_norm: f32,
+    }
+}
+
+macro_rules! tabled {
+    ($($t:ident),*) => {$(
+        impl multi_tensor::Tabled for $t {
+            fn table(&mut self) -> &mut Table {
+                &mut self.table
+            }
+        }
+    )*};
+}
+tabled!(SgdParams, AdamParams, ClipSumsqParams, ClipScaleParams);
+
+/// SGD without momentum: `p -= lr (g + wd p)`.
+pub(crate) static SGD: MultiSpec = MultiSpec {
+    entry: "sgd_multi_step",
+    params: &SgdParams::INFO,
+    roles: &[("g", true), ("p", false)],
+    shared: &[],
+    decls: "",
+    before: ELEMENTWISE,
+    case: "            let p = $p[i];
+            $p[i] = p - sgd.lr * ($g[i] + sgd.weight_decay * p);
+",
+    after: "",
+    loops: false,
+};
+
+/// SGD with momentum, as `torch.optim.SGD`.
+pub(crate) static SGD_MOMENTUM: MultiSpec = MultiSpec {
+    entry: "sgd_momentum_multi_step",
+    params: &SgdParams::INFO,
+    roles: &[("g", true), ("p", false), ("b", false)],
+    shared: &[],
+    decls: "",
+    before: ELEMENTWISE,
+    case: "            let p = $p[i];
+            let g = $g[i] + sgd.weight_decay * p;
+            let mom = sgd.momentum;
+            var b = g;
+            if (sgd.first == 0u) {
+                b = mom * $b[i] + (1.0 - sgd.dampening) * g;
+            }
+            $b[i] = b;
+            let d = select(b, g + mom * b, sgd.nesterov == 1u);
+            $p[i] = p - sgd.lr * d;
+",
+    after: "",
+    loops: false,
+};
+
+/// Adam and AdamW, as PyTorch's.
+pub(crate) static ADAM: MultiSpec = MultiSpec {
+    entry: "adam_multi_step",
+    params: &AdamParams::INFO,
+    roles: &[("g", true), ("p", false), ("m", false), ("v", false)],
+    shared: &[],
+    decls: "",
+    before: ELEMENTWISE,
+    case: "            var p = $p[i];
+            var g = $g[i];
+            let lr = adam.lr;
+            if (adam.decoupled == 1u) {
+                p = p * (1.0 - lr * adam.weight_decay);
+            } else {
+                g = g + adam.weight_decay * p;
+            }
+            let m = adam.beta1 * $m[i] + (1.0 - adam.beta1) * g;
+            let v = adam.beta2 * $v[i] + (1.0 - adam.beta2) * g * g;
+            $m[i] = m;
+            $v[i] = v;
+            $p[i] = p - lr * (m / adam.bc1) / (sqrt(v / adam.bc2) + adam.eps);
+",
+    after: "",
+    loops: false,
+};
+
+/// Clipping, pass 1: each workgroup sums the squares of up to `per_group` consecutive
+/// elements of one gradient (`per_group` / 256 per thread) and writes the sum to
+/// `partials[offset + wg]`.
+pub(crate) static CLIP_SUMSQ: MultiSpec = MultiSpec {
+    entry: "clip_sumsq_step",
+    params: &ClipSumsqParams::INFO,
+    roles: &[("g", true)],
+    shared: &[("partials", false)],
+    decls: "var<workgroup> sumsq_red: array<f32, 256>;\n",
+    before: "    let base = (wg - tfirst) * clipsq.per_group;
+    let end = min(base + clipsq.per_group, tn);
+    var s = 0.0;
+",
+    case: "            for (var i = base + lid; i < end; i = i + WG) {
+                let x = $g[i];
+                s = s + x * x;
+            }
+",
+    after: "    sumsq_red[lid] = s;
+    workgroupBarrier();
+    for (var w = WG / 2u; w > 0u; w = w / 2u) {
+        if (lid < w) {
+            sumsq_red[lid] = sumsq_red[lid] + sumsq_red[lid + w];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u && wg < clipsq.groups) {
+        partials[clipsq.offset + wg] = sumsq_red[0];
+    }
+",
+    loops: true,
+};
+
+/// Clipping, pass 3: every gradient times the scale `ns[1]` (`ns` = [norm, scale]).
+pub(crate) static CLIP_SCALE: MultiSpec = MultiSpec {
+    entry: "clip_scale_step",
+    params: &ClipScaleParams::INFO,
+    roles: &[("g", false)],
+    shared: &[("ns", true)],
+    decls: "",
+    before: ELEMENTWISE,
+    case: "            $g[i] = $g[i] * ns[1];
+",
+    after: "",
+    loops: false,
+};
+
+const CLIP_NORM: &Kernel = kernel!(
+    FILE,
+    "clip_norm_step",
+    [X0, Y0],
+    loops,
+    params = ClipNormParams
+);
+
+/// Most elements one clipping workgroup reduces (rule 2 of the GPU shape rules), and the
+/// most partial sums one workgroup of the norm pass reads.
+const CLIP_MAX_PER_GROUP: usize = 16 * 1024;
+
+/// Elements per workgroup of clipping's first pass over tensors of `numels`: the
+/// smallest power of two from 1,024 whose partial sums one workgroup can reduce, or the
+/// largest allowed (then the partials take more than one reduction pass). And the
+/// number of partial sums.
+pub(crate) fn clip_per_group(numels: &[usize]) -> (usize, usize) {
+    let mut per = 1024;
+    loop {
+        let partials: usize = numels.iter().map(|n| n.div_ceil(per)).sum();
+        if partials <= CLIP_MAX_PER_GROUP || per == CLIP_MAX_PER_GROUP {
+            return (per, partials);
+        }
+        per *= 2;
+    }
+}
+
+/// The fixed kernel of `shaders/optim.wgsl`, for the entry-point test.
+pub(crate) fn kernels() -> Vec<&'static Kernel> {
+    vec![CLIP_NORM]
+}
+
+/// The generated kernels, one instance (for three tensors) each, for the shader
+/// validation tests.
+pub(crate) fn generated_kernels() -> Vec<&'static Kernel> {
+    [&SGD, &SGD_MOMENTUM, &ADAM, &CLIP_SUMSQ, &CLIP_SCALE]
+        .into_iter()
+        .map(|spec| multi_tensor::kernel(spec, 3))
+        .collect()
+}
+
+/// The chunks of one update: its header, its tensors and how they split into
+/// dispatches (all planned before anything is launched).
+type Planned<'a, P> = (P, Vec<Member<'a>>, Vec<std::ops::Range<usize>>);
+
+/// Plans `spec` over `members` on `ctx` in as few dispatches as the limits allow.
+fn plan<'a, P>(
+    ctx: &GpuContext,
+    op: &'static str,
+    spec: &'static MultiSpec,
+    header: P,
+    members: Vec<Member<'a>>,
+) -> Result<Planned<'a, P>> {
+    let chunks =
+        multi_tensor::plan_chunks(op, &members, multi_tensor::tensors_per_dispatch(ctx, spec))?;
+    Ok((header, members, chunks))
+}
+
+/// Launches planned updates of `spec`, one dispatch per chunk.
+fn launch_all<P: multi_tensor::Tabled + Copy>(
+    ctx: &Arc<GpuContext>,
+    spec: &'static MultiSpec,
+    planned: &[Planned<P>],
+) {
+    for (header, members, chunks) in planned {
+        for c in chunks {
+            multi_tensor::launch(
+                ctx,
+                spec,
+                *header,
+                &members[c.clone()],
+                &[],
+                256,
+                Work::default(),
+            );
+        }
+    }
+}
+
+/// The distinct values of `key` over `items`, in order of first appearance.
+fn keys<T, K: PartialEq + Copy>(items: &[T], key: impl Fn(&T) -> K) -> Vec<K> {
+    let mut out: Vec<K> = Vec::new();
+    for it in items {
+        let k = key(it);
+        if !out.contains(&k) {
+            out.push(k);
+        }
+    }
+    out
+}
+
+impl Optim for Arc<GpuContext> {
+    fn sgd_step(&self, slots: &[SgdSlot], hp: &SgdStep) -> Result<()> {
+        let op = "sgd_step";
+        let momentum = hp.momentum != 0.0;
+        let spec = if momentum { &SGD_MOMENTUM } else { &SGD };
+        // One dispatch per value of `first` (the buffers' first step or not).
+        let mut planned = Vec::new();
+        for first in keys(slots, |s| s.first) {
+            let mut members = Vec::new();
+            for s in slots.iter().filter(|s| s.first == first) {
+                let mut buffers = vec![(s.grad.gpu(op)?, true), (s.param.gpu(op)?, false)];
+                if let (true, Some(b)) = (momentum, s.buf) {
+                    buffers.push((b.gpu(op)?, false));
+                }
+                members.push(Member {
+                    buffers,
+                    numel: s.numel,
+                });
+            }
+            let header = SgdParams {
+                lr: hp.lr,
+                momentum: hp.momentum,
+                dampening: hp.dampening,
+                weight_decay: hp.weight_decay,
+                nesterov: hp.nesterov as u32,
+                first: first as u32,
+                ..Default::default()
+            };
+            planned.push(plan(self, op, spec, header, members)?);
+        }
+        launch_all(self, spec, &planned);
+        Ok(())
+    }
+
+    fn adam_step(&self, slots: &[AdamSlot], hp: &AdamStep) -> Result<()> {
+        let op = "adam_step";
+        // One dispatch per step number (parameters that missed steps have their own).
+        let mut planned = Vec::new();
+        for t in keys(slots, |s| s.t) {
+            let mut members = Vec::new();
+            for s in slots.iter().filter(|s| s.t == t) {
+                members.push(Member {
+                    buffers: vec![
+                        (s.grad.gpu(op)?, true),
+                        (s.param.gpu(op)?, false),
+                        (s.m.gpu(op)?, false),
+                        (s.v.gpu(op)?, false),
+                    ],
+                    numel: s.numel,
+                });
+            }
+            let (bc1, bc2) = bias_corrections(hp, t);
+            let header = AdamParams {
+                lr: hp.lr,
+                beta1: hp.beta1,
+                beta2: hp.beta2,
+                eps: hp.eps,
+                weight_decay: hp.weight_decay,
+                decoupled: hp.decoupled as u32,
+                bc1,
+                bc2,
+                ..Default::default()
+            };
+            planned.push(plan(self, op, &ADAM, header, members)?);
+        }
+        launch_all(self, &ADAM, &planned);
+        Ok(())
+    }
+
+    fn clip_grad_norm(&self, grads: &[Grad], distinct: &[Grad], max_norm: f32) -> Result<Storage> {
+        clip_gpu(self, grads, distinct, max_norm).map(Storage::new_gpu)
+    }
+}
+
+/// Clipping on the GPU: sums of squares per workgroup, the norm and scale on one
+/// workgroup (after extra reduction passes only past 16K partial sums), the scaling.
+fn clip_gpu(
+    ctx: &Arc<GpuContext>,
+    grads: &[Grad],
+    distinct: &[Grad],
+    max_norm: f32,
+) -> Result<super::GpuBuffer> {
+    let op = "clip_grad_norm";
+    let numels: Vec<usize> = grads.iter().map(|g| g.numel).collect();
+    let (per_group, count) = clip_per_group(&numels);
+    let mut partials = gpu_alloc(ctx, count.max(1))?;
+    let members: Vec<Member> = grads
+        .iter()
+        .filter(|g| g.numel > 0)
+        .map(|g| {
+            Ok(Member {
+                buffers: vec![(g.storage.gpu(op)?, true)],
+                numel: g.numel,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let chunks = multi_tensor::plan_chunks(
+        op,
+        &members,
+        multi_tensor::tensors_per_dispatch(ctx, &CLIP_SUMSQ),
+    )?;
+    // The scaling's chunks too, before anything is launched.
+    let scaled: Vec<Member> = distinct
+        .iter()
+        .filter(|g| g.numel > 0)
+        .map(|g| {
+            Ok(Member {
+                buffers: vec![(g.storage.gpu(op)?, false)],
+                numel: g.numel,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let scale_chunks = multi_tensor::plan_chunks(
+        op,
+        &scaled,
+        multi_tensor::tensors_per_dispatch(ctx, &CLIP_SCALE),
+    )?;
+    let mut offset = 0;
+    for c in chunks {
+        let chunk = &members[c];
+        let groups = multi_tensor::chunk_groups(chunk, per_group);
+        let header = ClipSumsqParams {
+            per_group: per_group as u32,
+            offset: offset as u32,
+            groups: groups as u32,
+            ..Default::default()
+        };
+        let work = Work {
+            serial: (per_group / 256) as u64,
+            reduced: chunk.iter().map(|m| m.numel as u64).sum(),
+            ..Default::default()
+        };
+        multi_tensor::launch(
+            ctx,
+            &CLIP_SUMSQ,
+            header,
+            chunk,
+            &[&partials],
+            per_group,
+            work,
+        );
+        offset += groups;
+    }
+    debug_assert_eq!(offset, count);
+    // Past 16K partial sums (over 256M elements), reduce them in passes first.
+    let mut count = count;
+    while count > CLIP_MAX_PER_GROUP {
+        let groups = count.div_ceil(CLIP_MAX_PER_GROUP);
+        let next = gpu_alloc(ctx, groups)?;
+        let params = ClipNormParams {
+            n: count as u32,
+            per_group: CLIP_MAX_PER_GROUP as u32,
+            groups: groups as u32,
+            last: 0,
+            max_norm,
+        };
+        let work = Work {
+            serial: (CLIP_MAX_PER_GROUP / 256) as u64,
+            reduced: count as u64,
+            ..Default::default()
+        };
+        ctx.launch_with(
+            CLIP_NORM,
+            &params,
+            &[&partials, &next],
+            groups_rows(groups),
+            work,
+        );
+        partials = next;
+        count = groups;
+    }
+    // [norm, scale]: the norm tensor's buffer also carries the scale for the last pass.
+    let ns = gpu_alloc(ctx, 2)?;
+    let params = ClipNormParams {
+        n: count as u32,
+        per_group: count as u32,
+        groups: 1,
+        last: 1,
+        max_norm,
+    };
+    let work = Work {
+        serial: count.div_ceil(256).max(1) as u64,
+        reduced: count as u64,
+        ..Default::default()
+    };
+    ctx.launch_with(CLIP_NORM, &params, &[&partials, &ns], [1, 1, 1], work);
+    for c in scale_chunks {
+        multi_tensor::launch(
+            ctx,
+            &CLIP_SCALE,
+            ClipScaleParams::default(),
+            &scaled[c],
+            &[&ns],
+            256,
+            Work::default(),
+        );
+    }
+    Ok(ns)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::optim::{clip_grad_norm, Adam, Optimizer, Sgd};
+    use crate::prelude::*;
+
+    /// Parameters of several sizes (one past a workgroup, one of a single element) with
+    /// fixed gradients, on `dev`.
+    fn params(dev: &Device) -> Vec<Tensor> {
+        [&[300usize][..], &[1], &[3, 7], &[2], &[257]]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let p = Tensor::randn_seeded(s, 40 + i as u64, &Device::cpu())
+                    .unwrap()
+                    .to(dev)
+                    .unwrap()
+                    .requires_grad_(true)
+                    .unwrap();
+                let g = Tensor::randn_seeded(s, 80 + i as u64, &Device::cpu())
+                    .unwrap()
+                    .to(dev)
+                    .unwrap();
+                p.set_grad(Some(g));
+                p
+            })
+            .collect()
+    }
+
+    fn values(ts: &[Tensor]) -> Vec<f32> {
+        ts.iter().flat_map(|t| t.to_vec::<f32>().unwrap()).collect()
+    }
+
+    fn close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-5 + 1e-5 * y.abs(),
+                "{what}[{i}]: {x} vs {y}"
+            );
+        }
+    }
+
+    /// With at most two tensors per dispatch, five parameters take three dispatches per
+    /// update (2 + 2 + 1) and clipping seven (3 + 1 + 3), with the CPU's results.
+    #[test]
+    fn a_capped_dispatch_runs_in_balanced_chunks_with_the_cpus_results() {
+        let gpu = Device::gpu().expect("a GPU adapter (lavapipe will do)");
+        let Device::Gpu(ctx) = &gpu else {
+            unreachable!()
+        };
+        ctx.set_multi_tensor_cap(2);
+        let cpu = Device::cpu();
+        type Make = fn(Vec<Tensor>) -> Box<dyn Optimizer>;
+        let makes: [(&str, Make); 2] = [
+            ("sgd", |p| {
+                Box::new(Sgd::new(p, 0.1).momentum(0.9).nesterov(true))
+            }),
+            ("adam", |p| Box::new(Adam::new(p, 0.01).weight_decay(0.1))),
+        ];
+        for (what, make) in makes {
+            let (pc, pg) = (params(&cpu), params(&gpu));
+            let (mut oc, mut og) = (make(pc.clone()), make(pg.clone()));
+            for _ in 0..2 {
+                oc.step().unwrap();
+                gpu.sync().unwrap();
+                let before = gpu.counters().dispatches;
+                og.step().unwrap();
+                assert_eq!(gpu.counters().dispatches - before, 3, "{what}");
+            }
+            close(&values(&pg), &values(&pc), what);
+        }
+        let (pc, pg) = (params(&cpu), params(&gpu));
+        let nc = clip_grad_norm(&pc, 0.5).unwrap().unwrap();
+        gpu.sync().unwrap();
+        let before = gpu.counters().dispatches;
+        let ng = clip_grad_norm(&pg, 0.5).unwrap().unwrap();
+        assert_eq!(gpu.counters().dispatches - before, 7, "clipping");
+        close(
+            &[ng.item().unwrap() as f32],
+            &[nc.item().unwrap() as f32],
+            "norm",
+        );
+        let grads =
+            |ps: &[Tensor]| values(&ps.iter().map(|p| p.grad().unwrap()).collect::<Vec<_>>());
+        close(&grads(&pg), &grads(&pc), "clipped gradients");
+        ctx.set_multi_tensor_cap(0);
+    }
+
+    /// The sums of squares are split so that one workgroup reduces at most 16K partials.
+    #[test]
+    fn clipping_grows_its_workgroups_before_it_needs_a_second_reduction_pass() {
+        assert_eq!(super::clip_per_group(&[1000, 1]), (1024, 2));
+        assert_eq!(super::clip_per_group(&[1 << 24]), (1024, 1 << 14));
+        assert_eq!(
+            super::clip_per_group(&[(1 << 24) + 1]),
+            (2048, (1 << 13) + 1)
+        );
+        assert_eq!(super::clip_per_group(&[1 << 30]), (16384, 1 << 16));
+    }
+}

@@ -1,0 +1,242 @@
+//! Fused optimizer updates and gradient clipping over whole parameter lists.
+//!
+//! On the GPU one multi-tensor dispatch updates every parameter and its state in place
+//! (more only when the list is longer than one dispatch may bind), and `clip_grad_norm`
+//! is three dispatches: per-workgroup sums of squares over every gradient, one workgroup
+//! turning them into the norm and the scale, and the scaling of every gradient in place.
+//! Nothing is read back and nothing is allocated but the clipping's partial sums and
+//! norm (pooled). The CPU reference runs the same arithmetic in `f32`, so both devices
+//! follow the same trajectory up to rounding. This file checks the arguments and hands
+//! each device's tensors to its backend (`backend::{cpu,gpu}::optim`).
+
+use crate::backend::{AdamSlot, Grad, SgdSlot};
+use crate::device::Device;
+use crate::error::{arg_err, shape_err, Result};
+use crate::tensor::{check_pair, DType, Tensor};
+
+pub use crate::backend::optim::{AdamStep, SgdStep};
+
+/// Fails unless `v` is finite and not negative (`Invalid {what}: {v}`, PyTorch's words).
+fn non_negative(op: &'static str, what: &str, v: f32) -> Result<()> {
+    if v >= 0.0 && v.is_finite() {
+        Ok(())
+    } else {
+        arg_err(op, format!("Invalid {what}: {v}"))
+    }
+}
+
+impl SgdStep {
+    /// Checks the hyper-parameters with PyTorch's rules and words: learning rate,
+    /// momentum and weight decay finite and not negative (NaN refused), dampening in
+    /// `[0, 1]`, and Nesterov only with a momentum and zero dampening.
+    pub fn validate(&self) -> Result<()> {
+        let op = "sgd_step";
+        non_negative(op, "learning rate", self.lr)?;
+        non_negative(op, "momentum value", self.momentum)?;
+        non_negative(op, "weight_decay value", self.weight_decay)?;
+        if !(0.0..=1.0).contains(&self.dampening) {
+            return arg_err(
+                op,
+                format!(
+                    "Invalid dampening value: {} (it must be in [0, 1])",
+                    self.dampening
+                ),
+            );
+        }
+        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
+            return arg_err(
+                op,
+                "Nesterov momentum requires a momentum and zero dampening",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One parameter's part of an SGD step.
+#[derive(Clone, Copy, Debug)]
+pub struct SgdTensors<'a> {
+    /// The parameter, updated in place.
+    pub param: &'a Tensor,
+    /// Its gradient.
+    pub grad: &'a Tensor,
+    /// Its momentum buffer (needed when the momentum is not 0).
+    pub buf: Option<&'a Tensor>,
+    /// True on the buffer's first step: it starts as the gradient itself.
+    pub first: bool,
+}
+
+impl AdamStep {
+    /// Checks the hyper-parameters with PyTorch's rules and words: learning rate, eps
+    /// and weight decay finite and not negative (NaN refused), each beta in `[0, 1)`.
+    pub fn validate(&self) -> Result<()> {
+        let op = "adam_step";
+        non_negative(op, "learning rate", self.lr)?;
+        non_negative(op, "epsilon value", self.eps)?;
+        for (i, b) in [self.beta1, self.beta2].into_iter().enumerate() {
+            if !(0.0..1.0).contains(&b) {
+                return arg_err(op, format!("Invalid beta parameter at index {i}: {b}"));
+            }
+        }
+        non_negative(op, "weight_decay value", self.weight_decay)
+    }
+}
+
+/// One parameter's part of an Adam step.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamTensors<'a> {
+    /// The parameter, updated in place.
+    pub param: &'a Tensor,
+    /// Its gradient.
+    pub grad: &'a Tensor,
+    /// First moment.
+    pub m: &'a Tensor,
+    /// Second moment.
+    pub v: &'a Tensor,
+    /// This parameter's step number, from 1 (for the bias corrections).
+    pub t: u64,
+}
+
+/// Fails unless `others` are f32 tensors shaped like `param` on its device, with storage
+/// of their own (a gradient sharing its parameter's storage, or a state sharing the
+/// gradient's or another state's, is refused).
+fn check(op: &'static str, param: &Tensor, others: &[&Tensor]) -> Result<()> {
+    if param.dtype() != DType::F32 {
+        return Err(crate::error::Error::DType {
+            op,
+            msg: format!("optimizers update f32 parameters, got {:?}", param.dtype()),
+        });
+    }
+    for o in others {
+        check_pair(op, param, o)?;
+        if o.shape() != param.shape() {
+            return shape_err(
+                op,
+                format!(
+                    "{:?} does not match the parameter {:?}",
+                    o.shape(),
+                    param.shape()
+                ),
+            );
+        }
+        if o.storage().same_as(param.storage()) {
+            return arg_err(op, "the gradient or state shares the parameter's storage");
+        }
+    }
+    // A state sharing storage with the gradient or another state (a dispatch cannot bind
+    // a buffer both ways, and the CPU cannot lock it both ways).
+    for (i, o) in others.iter().enumerate() {
+        if others[..i].iter().any(|e| e.storage().same_as(o.storage())) {
+            return arg_err(
+                op,
+                "a tensor's gradient shares storage with its parameter or state; give it a \
+                 gradient of its own",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Groups `items` by device, in order of first appearance (list order within a group).
+fn by_device<'a, T>(items: impl Iterator<Item = (&'a Device, T)>) -> Vec<(&'a Device, Vec<T>)> {
+    let mut groups: Vec<(&Device, Vec<T>)> = Vec::new();
+    for (dev, it) in items {
+        match groups.iter_mut().find(|(d, _)| *d == dev) {
+            Some(g) => g.1.push(it),
+            None => groups.push((dev, vec![it])),
+        }
+    }
+    groups
+}
+
+/// One SGD step of every listed parameter, in place: one dispatch per GPU device (more
+/// only past its binding limits), a loop per parameter on the CPU.
+pub fn sgd_update(items: &[SgdTensors], hp: SgdStep) -> Result<()> {
+    hp.validate()?;
+    let momentum = hp.momentum != 0.0;
+    for it in items {
+        match (momentum, it.buf) {
+            (true, Some(b)) => check("sgd_step", it.param, &[it.grad, b])?,
+            (true, None) => return arg_err("sgd_step", "momentum needs a buffer per parameter"),
+            (false, _) => check("sgd_step", it.param, &[it.grad])?,
+        }
+    }
+    let live = items.iter().filter(|it| it.param.numel() > 0).map(|it| {
+        let slot = SgdSlot {
+            param: it.param.storage(),
+            grad: it.grad.storage(),
+            buf: it.buf.filter(|_| momentum).map(|b| b.storage()),
+            first: it.first,
+            numel: it.param.numel(),
+        };
+        (it.param.device(), slot)
+    });
+    for (dev, slots) in by_device(live) {
+        dev.backend().sgd_step(&slots, &hp)?;
+    }
+    Ok(())
+}
+
+/// One Adam (or AdamW) step of every listed parameter, in place: one dispatch per GPU
+/// device and step number (parameters that missed steps have their own), a loop per
+/// parameter on the CPU.
+pub fn adam_update(items: &[AdamTensors], hp: AdamStep) -> Result<()> {
+    hp.validate()?;
+    for it in items {
+        check("adam_step", it.param, &[it.grad, it.m, it.v])?;
+        if it.t == 0 {
+            return arg_err("adam_step", "step numbers start at 1");
+        }
+    }
+    let live = items.iter().filter(|it| it.param.numel() > 0).map(|it| {
+        let slot = AdamSlot {
+            param: it.param.storage(),
+            grad: it.grad.storage(),
+            m: it.m.storage(),
+            v: it.v.storage(),
+            t: it.t,
+            numel: it.param.numel(),
+        };
+        (it.param.device(), slot)
+    });
+    for (dev, slots) in by_device(live) {
+        dev.backend().adam_step(&slots, &hp)?;
+    }
+    Ok(())
+}
+
+/// Scales the gradients `grads` in place so that their global L2 norm is at most
+/// `max_norm` (scale `min(1, max_norm / (norm + 1e-6))`, as
+/// `torch.nn.utils.clip_grad_norm_`; a non-finite norm gives a NaN or zero scale as
+/// there) and returns the norm before clipping as a 0-d tensor on their device, without
+/// a readback. A gradient listed twice (or two gradients sharing storage) counts twice in
+/// the norm and is scaled once. On the GPU: three dispatches (more only past the binding
+/// limits or past 256M elements).
+pub fn clip_grad_norm(grads: &[Tensor], max_norm: f32) -> Result<Tensor> {
+    let Some(first) = grads.first() else {
+        return arg_err("clip_grad_norm", "no gradients");
+    };
+    for g in grads {
+        check_pair("clip_grad_norm", first, g)?;
+    }
+    // Each distinct storage once, for the scaling.
+    let mut distinct: Vec<&Tensor> = Vec::new();
+    for g in grads {
+        if !distinct.iter().any(|d| d.storage().same_as(g.storage())) {
+            distinct.push(g);
+        }
+    }
+    fn grad(g: &Tensor) -> Grad<'_> {
+        Grad {
+            storage: g.storage(),
+            numel: g.numel(),
+        }
+    }
+    let all: Vec<Grad> = grads.iter().map(grad).collect();
+    let distinct: Vec<Grad> = distinct.into_iter().map(grad).collect();
+    let norm = first
+        .device()
+        .backend()
+        .clip_grad_norm(&all, &distinct, max_norm)?;
+    Ok(Tensor::like(norm, vec![], first))
+}
