@@ -10,6 +10,7 @@ pub mod elementwise;
 pub mod gpu;
 pub(crate) mod pool2d;
 pub(crate) mod reduce;
+pub(crate) mod rnn;
 
 use std::sync::Arc;
 
@@ -39,11 +40,14 @@ pub(crate) struct PreluGeo {
 /// `Device::backend`, wraps the storage in a tensor and records its backward. Families
 /// move behind the seam one at a time.
 pub(crate) trait Backend:
-    Elementwise + Random + Softmax + Augment + Loss + Reduce + Pool2d
+    Elementwise + Random + Softmax + Augment + Loss + Reduce + Pool2d + Recurrence
 {
 }
 
-impl<B: Elementwise + Random + Softmax + Augment + Loss + Reduce + Pool2d> Backend for B {}
+impl<B: Elementwise + Random + Softmax + Augment + Loss + Reduce + Pool2d + Recurrence> Backend
+    for B
+{
+}
 
 /// The elementwise table's primitives, prelu's and the comparisons'.
 pub(crate) trait Elementwise {
@@ -251,6 +255,68 @@ pub(crate) trait Pool2d {
     fn upsample(&self, x: &Storage, g: &pool2d::Pool) -> Result<Storage>;
     /// Its backward: the sum of each element's block.
     fn upsample_backward(&self, gy: &Storage, g: &pool2d::Pool) -> Result<Storage>;
+}
+
+/// The recurrences (Elman, LSTM, GRU; see [`rnn::Cell`]): a whole layer over a sequence
+/// as one forward and one backward (backpropagation through time), run by one driver
+/// per backend for every cell, and the LSTM and GRU cells' gate math for one step.
+pub(crate) trait Recurrence {
+    /// One layer over the whole sequence: every step's `h` (an LSTM's then its last
+    /// `c`), `[T (+ 1), B, H]`, and what the backward reads besides.
+    fn recurrence(
+        &self,
+        cell: rnn::Cell,
+        layer: &rnn::Layer<'_>,
+        dims: rnn::Dims,
+    ) -> Result<(Storage, rnn::Saved)>;
+    /// The layer's backward from its inputs (biases unread), its output `y`, what its
+    /// forward saved and the output gradient `gy`: the gradients `need` asks for (the
+    /// initial states' whenever the walk computes them anyway).
+    #[allow(clippy::too_many_arguments)]
+    fn recurrence_backward(
+        &self,
+        cell: rnn::Cell,
+        layer: &rnn::Layer<'_>,
+        y: &Storage,
+        saved: &rnn::Saved,
+        gy: &Storage,
+        need: rnn::Need,
+        dims: rnn::Dims,
+    ) -> Result<rnn::Grads>;
+    /// One LSTM step: the gate pre-activations `gates` `[B, 4H]` and the cell state
+    /// `c_prev` `[B, H]` give `[2, B, H]`, `h` then `c`.
+    fn lstm_cell(&self, gates: &Storage, c_prev: &Storage, b: usize, h: usize) -> Result<Storage>;
+    /// Its backward from the gradient `g` `[2, B, H]` of `(h, c)`: the gradients of the
+    /// gates `[B, 4H]` and of `c_prev` `[B, H]`.
+    fn lstm_cell_backward(
+        &self,
+        gates: &Storage,
+        c_prev: &Storage,
+        g: &Storage,
+        b: usize,
+        h: usize,
+    ) -> Result<(Storage, Storage)>;
+    /// One GRU step: the input and recurrent products `gi`, `gh` `[B, 3H]` (with their
+    /// biases) and `h_prev` `[B, H]` give the new hidden state `[B, H]`.
+    fn gru_cell(
+        &self,
+        gi: &Storage,
+        gh: &Storage,
+        h_prev: &Storage,
+        b: usize,
+        h: usize,
+    ) -> Result<Storage>;
+    /// Its backward from the gradient `g` `[B, H]`: `[d gi, d gh, d h_prev]` (the last
+    /// through `z` only; the recurrent product's share is the caller's).
+    fn gru_cell_backward(
+        &self,
+        gi: &Storage,
+        gh: &Storage,
+        h_prev: &Storage,
+        g: &Storage,
+        b: usize,
+        h: usize,
+    ) -> Result<[Storage; 3]>;
 }
 
 /// A storage of the other backend reached this one: a wgrad bug (ops check devices
