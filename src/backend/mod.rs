@@ -14,6 +14,7 @@ pub(crate) mod optim;
 pub(crate) mod pool2d;
 pub mod random;
 pub(crate) mod reduce;
+pub(crate) mod rnn;
 
 use std::sync::Arc;
 
@@ -55,6 +56,7 @@ pub(crate) trait Backend:
     + Indexing
     + BatchNorm
     + Optim
+    + Recurrence
 {
 }
 
@@ -71,6 +73,7 @@ impl<B> Backend for B where
         + Indexing
         + BatchNorm
         + Optim
+        + Recurrence
 {
 }
 
@@ -442,6 +445,68 @@ pub(crate) trait Optim {
     /// is at most `max_norm` (`torch.nn.utils.clip_grad_norm_`'s formula) and returns
     /// that norm before clipping (one value of the gradients' type).
     fn clip_grad_norm(&self, grads: &[Grad], distinct: &[Grad], max_norm: f32) -> Result<Storage>;
+}
+
+/// The recurrences (Elman, LSTM, GRU; see [`rnn::Cell`]): a whole layer over a sequence
+/// as one forward and one backward (backpropagation through time), run by one driver
+/// per backend for every cell, and the LSTM and GRU cells' gate math for one step.
+pub(crate) trait Recurrence {
+    /// One layer over the whole sequence: every step's `h` (an LSTM's then its last
+    /// `c`), `[T (+ 1), B, H]`, and what the backward reads besides.
+    fn recurrence(
+        &self,
+        cell: rnn::Cell,
+        layer: &rnn::Layer<'_>,
+        dims: rnn::Dims,
+    ) -> Result<(Storage, rnn::Saved)>;
+    /// The layer's backward from its inputs (biases unread), its output `y`, what its
+    /// forward saved and the output gradient `gy`: the gradients `need` asks for (the
+    /// initial states' whenever the walk computes them anyway).
+    #[allow(clippy::too_many_arguments)]
+    fn recurrence_backward(
+        &self,
+        cell: rnn::Cell,
+        layer: &rnn::Layer<'_>,
+        y: &Storage,
+        saved: &rnn::Saved,
+        gy: &Storage,
+        need: rnn::Need,
+        dims: rnn::Dims,
+    ) -> Result<rnn::Grads>;
+    /// One LSTM step: the gate pre-activations `gates` `[B, 4H]` and the cell state
+    /// `c_prev` `[B, H]` give `[2, B, H]`, `h` then `c`.
+    fn lstm_cell(&self, gates: &Storage, c_prev: &Storage, b: usize, h: usize) -> Result<Storage>;
+    /// Its backward from the gradient `g` `[2, B, H]` of `(h, c)`: the gradients of the
+    /// gates `[B, 4H]` and of `c_prev` `[B, H]`.
+    fn lstm_cell_backward(
+        &self,
+        gates: &Storage,
+        c_prev: &Storage,
+        g: &Storage,
+        b: usize,
+        h: usize,
+    ) -> Result<(Storage, Storage)>;
+    /// One GRU step: the input and recurrent products `gi`, `gh` `[B, 3H]` (with their
+    /// biases) and `h_prev` `[B, H]` give the new hidden state `[B, H]`.
+    fn gru_cell(
+        &self,
+        gi: &Storage,
+        gh: &Storage,
+        h_prev: &Storage,
+        b: usize,
+        h: usize,
+    ) -> Result<Storage>;
+    /// Its backward from the gradient `g` `[B, H]`: `[d gi, d gh, d h_prev]` (the last
+    /// through `z` only; the recurrent product's share is the caller's).
+    fn gru_cell_backward(
+        &self,
+        gi: &Storage,
+        gh: &Storage,
+        h_prev: &Storage,
+        g: &Storage,
+        b: usize,
+        h: usize,
+    ) -> Result<[Storage; 3]>;
 }
 
 /// A storage of the other backend reached this one: a wgrad bug (ops check devices

@@ -72,7 +72,7 @@ fn all_kernels() -> Vec<&'static crate::backend::gpu::Kernel> {
         crate::backend::gpu::pool2d::kernels(),
         crate::backend::gpu::augment::kernels(),
         crate::backend::gpu::batchnorm::kernels(),
-        rnn::kernels(),
+        crate::backend::gpu::rnn::kernels(),
     ]
     .concat()
 }
@@ -95,7 +95,7 @@ pub fn shader_sources() -> Vec<ShaderSource> {
         crate::backend::gpu::pool2d::FILE,
         crate::backend::gpu::augment::FILE,
         crate::backend::gpu::batchnorm::FILE,
-        rnn::FILE,
+        crate::backend::gpu::rnn::FILE,
     ];
     let kernels = all_kernels();
     let mut sources: Vec<ShaderSource> = files

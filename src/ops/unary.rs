@@ -11,7 +11,6 @@ use crate::error::{arg_err, Result};
 use crate::ops::split;
 use crate::tensor::{check_float, check_pair, Tensor};
 
-pub(crate) use crate::backend::elementwise::sigmoid;
 pub use crate::backend::elementwise::{Needs, UnaryOp};
 
 /// Applies `op` to every element, recording the backward.

@@ -14,6 +14,7 @@ pub(crate) mod pool;
 pub(crate) mod pool2d;
 pub(crate) mod random;
 pub(crate) mod reduce;
+pub(crate) mod rnn;
 pub(crate) mod softmax;
 
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};

@@ -27,6 +27,8 @@ pub mod profile;
 pub(crate) mod random;
 mod readback;
 pub(crate) mod reduce;
+pub(crate) mod rnn;
+mod rnn_layer;
 mod scheduler;
 pub(crate) mod softmax;
 

@@ -1,6 +1,7 @@
-//! Recurrent layers over whole sequences ([`rnn_layer`]) and the cells' gate math. One
-//! driver per backend runs every layer (`cpu.rs`, `gpu.rs`); Elman, LSTM and GRU differ
-//! only in their `Cell`. A layer is one graph node: the input products of all steps
+//! Recurrent layers over whole sequences ([`rnn_layer`]) and the cells' gate math
+//! ([`lstm_cell`], [`gru_cell`]): their checks, graph nodes and backwards. One driver
+//! per backend runs every layer (`backend/cpu/rnn.rs`, `backend/gpu/rnn_layer.rs`, behind
+//! the `Recurrence` primitives); Elman, LSTM and GRU differ only in their `Cell`. A layer is one graph node: the input products of all steps
 //! are one product (with `b_ih`), and each step is one product (`h_{t-1} W_hh^T + b_hh`,
 //! plus `gi_t` for Elman and the LSTM) followed by the cell's math (Elman: the
 //! activation, fused into the product on the GPU; LSTM, GRU: one step kernel), reading
@@ -14,65 +15,13 @@
 //! `h = (1 - z) n + z h_prev`.
 
 use crate::autograd::record;
-use crate::backend::cpu::{map_float2, map_float3, pool, CpuData, Float};
-use crate::backend::gpu::params::{params, Params};
-use crate::backend::gpu::{Kernel, ShaderFile};
-use crate::device::Device;
+use crate::backend::rnn::{Cell, Dims, Layer, Need};
 use crate::error::{shape_err, Result};
-use crate::ops::unary::sigmoid;
-use crate::ops::{gpu_alloc, groups_1d, kernel};
-use crate::tensor::{check_float, check_pair, DType, Tensor};
+use crate::ops::matmul::Act;
+use crate::tensor::{check_float, check_pair, Tensor};
 
 mod cell;
-mod cpu;
-mod gpu;
-use cell::*;
 pub use cell::{gru_cell, lstm_cell};
-use cpu::*;
-use gpu::*;
-
-pub(crate) const FILE: ShaderFile = crate::ops::shader_with(
-    "rnn",
-    include_str!("../../../shaders/rnn.wgsl"),
-    crate::backend::gpu::Generated::Fixed(crate::backend::elementwise::wgsl_functions),
-)
-.with_params(&[&CellParams::INFO, &StepParams::INFO]);
-
-params! {
-    /// One cell step's kernels (`lstm_cell_*`, `gru_cell_*`).
-    pub(crate) struct CellParams as cp {
-        /// Batch.
-        b: u32,
-        /// Hidden size.
-        h: u32,
-        /// Padding.
-        _pad0: u32,
-        /// Padding.
-        _pad1: u32,
-    }
-
-    /// The whole-sequence step kernels (`lstm_step_*`, `gru_step_*`): offsets into the
-    /// `[T, ...]` buffers.
-    pub(crate) struct StepParams as st {
-        /// Batch.
-        b: u32,
-        /// Hidden size.
-        h: u32,
-        /// Offset of step t's gates (and of their gradients).
-        gates: u32,
-        /// Offset of h_{t-1} and c_{t-1}.
-        prev: u32,
-        /// Offset of h_t (forward) or of its gradient (backward).
-        cur: u32,
-        /// Offset of the cell state written (forward) or of the last cell state's
-        /// gradient (backward).
-        cell: u32,
-        /// Forward: 1 = not the first step, 2 = the last; backward: 1 = the last step.
-        flags: u32,
-        /// Padding.
-        _pad: u32,
-    }
-}
 
 /// Which recurrence a layer runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,74 +53,35 @@ impl RnnMode {
             RnnMode::Gru => "gru",
         }
     }
-}
-
-/// A recurrent cell, as both recurrence drivers (`cpu.rs`, `gpu.rs`) see it: what
-/// follows each step's recurrent product and its derivative. Nothing else differs
-/// between the layers.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(super) enum Cell {
-    /// `h_t = act(h_{t-1} W_hh^T + gi_t + b_hh)`: the activation follows the product
-    /// (on the GPU, in its epilogue; backward, the next product's prologue applies its
-    /// derivative).
-    Elman(crate::ops::matmul::Act),
-    /// The product gives the gate pre-activations `h_{t-1} W_hh^T + gi_t + b_hh`
-    /// (`[B, 4H]`), and the gate math turns them into `h_t` and the cell state.
-    Lstm,
-    /// The product gives `gh_t = h_{t-1} W_hh^T + b_hh` (`[B, 3H]`, kept apart from
-    /// `gi_t`: the reset gate multiplies its `n` block), and the gate math gives `h_t`.
-    Gru,
-}
-
-impl Cell {
-    pub(super) fn of(mode: RnnMode) -> Cell {
-        use crate::ops::matmul::Act;
-        match mode {
+    /// The cell both backends' drivers run for this mode.
+    fn cell(self) -> Cell {
+        match self {
             RnnMode::Tanh => Cell::Elman(Act::Tanh),
             RnnMode::Relu => Cell::Elman(Act::Relu),
             RnnMode::Lstm => Cell::Lstm,
             RnnMode::Gru => Cell::Gru,
         }
     }
-
-    /// The activation that follows the product (Elman), else `None`.
-    pub(super) fn fused(self) -> Option<crate::ops::matmul::Act> {
-        match self {
-            Cell::Elman(act) => Some(act),
-            _ => None,
-        }
-    }
-
-    /// Whether the step's product adds `gi_t`, so its output is the whole
-    /// pre-activation (all but the GRU).
-    pub(super) fn product_adds_input(self) -> bool {
-        self != Cell::Gru
-    }
 }
 
-/// A layer's graph node, shared by both drivers: its inputs in the order `[x, W_ih,
-/// W_hh, (b_ih), (b_hh), h0, (c0)]` and which of them need a gradient.
+/// A layer's graph node: its inputs in the order `[x, W_ih, W_hh, (b_ih), (b_hh), h0,
+/// (c0)]` and which of them need a gradient.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Need {
-    pub x: bool,
-    pub w_ih: bool,
-    pub w_hh: bool,
-    pub b_ih: bool,
-    pub b_hh: bool,
-    pub h0: bool,
+struct Node {
+    need: Need,
     has_bih: bool,
     has_bhh: bool,
     has_c0: bool,
 }
 
-impl Need {
+impl Node {
     /// The node's inputs and the gradients they need.
-    pub(super) fn of<'a>(
+    fn of<'a>(
         x: &'a Tensor,
         w: LayerWeights<'a>,
         h0: &'a Tensor,
         c0: Option<&'a Tensor>,
-    ) -> (Vec<&'a Tensor>, Need) {
+    ) -> (Vec<&'a Tensor>, Node) {
         let mut inputs: Vec<&Tensor> = vec![x, w.w_ih, w.w_hh];
         inputs.extend(w.b_ih);
         inputs.extend(w.b_hh);
@@ -185,16 +95,19 @@ impl Need {
             b_ih: g(w.b_ih),
             b_hh: g(w.b_hh),
             h0: h0.requires_grad(),
+        };
+        let node = Node {
+            need,
             has_bih: w.b_ih.is_some(),
             has_bhh: w.b_hh.is_some(),
             has_c0: c0.is_some(),
         };
-        (inputs, need)
+        (inputs, node)
     }
 
     /// The gradients `[dx, dW_ih, dW_hh, db_ih, db_hh, dh0, dc0]` in the node's input
     /// order (absent inputs dropped).
-    pub(super) fn order(self, grads: [Option<Tensor>; 7]) -> Vec<Option<Tensor>> {
+    fn order(self, grads: impl Iterator<Item = Option<Tensor>>) -> Vec<Option<Tensor>> {
         let present = [
             true,
             true,
@@ -205,7 +118,6 @@ impl Need {
             self.has_c0,
         ];
         grads
-            .into_iter()
             .zip(present)
             .filter_map(|(g, p)| p.then_some(g))
             .collect()
@@ -294,25 +206,71 @@ pub fn rnn_layer(
     for t in [w.b_ih, w.b_hh, c0].into_iter().flatten() {
         check_pair(op, x, t)?;
     }
-    match x.device() {
-        Device::Cpu => recurrence_cpu(mode, x, w, h0, c0, (t_len, b, i, h)),
-        Device::Gpu(_) => recurrence_gpu(mode, x, w, h0, c0, (t_len, b, i, h)),
-    }
+    let cell = mode.cell();
+    let dims = Dims { t_len, b, i, h, g };
+    let layer = Layer {
+        x: x.storage(),
+        w_ih: w.w_ih.storage(),
+        w_hh: w.w_hh.storage(),
+        b_ih: w.b_ih.map(Tensor::storage),
+        b_hh: w.b_hh.map(Tensor::storage),
+        h0: h0.storage(),
+        c0: c0.map(Tensor::storage),
+    };
+    let (y, saved) = x.device().backend().recurrence(cell, &layer, dims)?;
+    let y_steps = cell.y_steps(t_len);
+    let y = Tensor::like(y, vec![y_steps, b, h], x);
+    let (inputs, graph) = Node::of(x, w, h0, c0);
+    // What the backward reads: the inputs but the biases, and the output.
+    let kept = [x, w.w_ih, w.w_hh, h0].map(Tensor::detach);
+    let c0d = c0.map(Tensor::detach);
+    let saved_y = y.detach();
+    let node = record(y, op, &inputs, move |gy| {
+        let [x, w_ih, w_hh, h0] = &kept;
+        let layer = Layer {
+            x: x.storage(),
+            w_ih: w_ih.storage(),
+            w_hh: w_hh.storage(),
+            b_ih: None,
+            b_hh: None,
+            h0: h0.storage(),
+            c0: c0d.as_ref().map(Tensor::storage),
+        };
+        let grads = gy.device().backend().recurrence_backward(
+            cell,
+            &layer,
+            saved_y.storage(),
+            &saved,
+            gy.storage(),
+            graph.need,
+            dims,
+        )?;
+        let gh = g * h;
+        let shapes = [
+            vec![t_len, b, i],
+            vec![gh, i],
+            vec![gh, h],
+            vec![gh],
+            vec![gh],
+            vec![b, h],
+            vec![b, h],
+        ];
+        let grads = grads
+            .into_iter()
+            .zip(shapes)
+            .map(|(d, shape)| d.map(|d| Tensor::like(d, shape, gy)));
+        Ok(graph.order(grads))
+    });
+    let h_all = match cell {
+        Cell::Lstm => node.narrow(0, 0, t_len)?,
+        _ => node.clone(),
+    };
+    let h_last = node.narrow(0, t_len - 1, 1)?.reshape(&[b, h])?;
+    let c_last = (cell == Cell::Lstm)
+        .then(|| node.narrow(0, t_len, 1)?.reshape(&[b, h]))
+        .transpose()?;
+    Ok((h_all, h_last, c_last))
 }
 
 /// Kept here too for existing callers; the op lives in [`crate::ops::embedding`].
 pub use super::embedding::embedding;
-
-/// The kernels of `shaders/rnn.wgsl`, for the entry-point test.
-pub(crate) fn kernels() -> Vec<&'static Kernel> {
-    vec![
-        LSTM_FWD,
-        LSTM_BWD,
-        GRU_FWD,
-        GRU_BWD,
-        LSTM_STEP_FWD,
-        LSTM_STEP_BWD,
-        GRU_STEP_FWD,
-        GRU_STEP_BWD,
-    ]
-}
