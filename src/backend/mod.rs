@@ -5,11 +5,16 @@
 //! render: the CPU as monomorphic loops, the GPU as generated WGSL.
 
 pub(crate) mod broadcast;
+pub(crate) mod conv2d;
 pub mod cpu;
 pub mod elementwise;
 pub mod gpu;
+pub(crate) mod matmul;
 pub(crate) mod pool2d;
 pub(crate) mod reduce;
+
+/// The GPU's matrix-product planner, which the product's kernel choice names.
+pub use gpu::matmul_plan;
 
 use std::sync::Arc;
 
@@ -39,11 +44,25 @@ pub(crate) struct PreluGeo {
 /// `Device::backend`, wraps the storage in a tensor and records its backward. Families
 /// move behind the seam one at a time.
 pub(crate) trait Backend:
-    Buffers + Elementwise + Random + Softmax + Augment + Loss + Reduce + Pool2d
+    Buffers + Elementwise + Random + Softmax + Augment + Loss + Reduce + Pool2d + Matmul + Fused + Conv
 {
 }
 
-impl<B: Buffers + Elementwise + Random + Softmax + Augment + Loss + Reduce + Pool2d> Backend for B {}
+impl<
+        B: Buffers
+            + Elementwise
+            + Random
+            + Softmax
+            + Augment
+            + Loss
+            + Reduce
+            + Pool2d
+            + Matmul
+            + Fused
+            + Conv,
+    > Backend for B
+{
+}
 
 /// Storages as a whole: how much one kernel may bind, and copies of element ranges
 /// (the ops cut work past the binding limit into pieces with them; a GPU copy has no
@@ -264,6 +283,93 @@ pub(crate) trait Pool2d {
     fn upsample(&self, x: &Storage, g: &pool2d::Pool) -> Result<Storage>;
     /// Its backward: the sum of each element's block.
     fn upsample_backward(&self, gy: &Storage, g: &pool2d::Pool) -> Result<Storage>;
+}
+
+/// Batched matrix products (the CPU's `matrixmultiply`, the GPU's planned kernel family).
+pub(crate) trait Matmul {
+    /// The product `p` of `a` and `b`: `[out batch..., M, N]` elements, the batches a
+    /// summing product reduces added together. `choice` forces a GPU kernel and split
+    /// count (the CPU ignores it).
+    fn matmul(
+        &self,
+        a: &Storage,
+        b: &Storage,
+        p: &matmul::Product,
+        choice: matmul::MatmulChoice,
+    ) -> Result<Storage>;
+    /// The plan the GPU runs for a product of `shape` with the planner's choices (`None`
+    /// on the CPU, which has no planner).
+    fn matmul_plan(&self, shape: &matmul_plan::ProductShape) -> Option<matmul_plan::MatmulPlan>;
+    /// The product with the fused prologue and epilogue `epi`, as [`Matmul::matmul`]
+    /// (`epi.out` itself when given). Fused products are GPU kernels: the CPU returns an
+    /// error (the recurrences, the one caller outside the backends, call it on the GPU
+    /// only).
+    fn product_epi(
+        &self,
+        a: &Storage,
+        b: &Storage,
+        p: &matmul::Product,
+        choice: matmul::MatmulChoice,
+        epi: &matmul::Epi,
+    ) -> Result<Storage>;
+}
+
+/// Fused layers: a product with its bias and activation, and its backward with the
+/// activation's derivative and the bias gradient. The saved value a backward reads is
+/// the output, or the pre-activation (returned beside the output) for an activation
+/// whose derivative needs its input ([`matmul::Act::needs_input`]).
+pub(crate) trait Fused {
+    /// `act(x W^T + b)` for `x` `[rows, inp]`, `W` `[out, inp]`, `b` `[out]`: the output
+    /// and, where the activation needs its input, the pre-activation.
+    fn linear_act(
+        &self,
+        x: &Storage,
+        w: &Storage,
+        bias: Option<&Storage>,
+        l: &matmul::LinearAct,
+    ) -> Result<(Storage, Option<Storage>)>;
+    /// Its backward from the output gradient `g` and the saved value (`None` for the
+    /// identity): the gradients of `x`, `W` and `b` where `need` asks for them.
+    fn linear_act_backward(
+        &self,
+        g: &Storage,
+        saved: Option<&Storage>,
+        x: &Storage,
+        w: &Storage,
+        l: &matmul::LinearAct,
+        need: [bool; 3],
+    ) -> Result<[Option<Storage>; 3]>;
+    /// True when [`Fused::conv_act`] runs here (the GPU); the CPU composes a fused
+    /// convolution from the unfused ops.
+    fn fuses_conv(&self) -> bool;
+    /// `act(conv2d(x, W) + b)` for one group, the columns gathered as the product loads
+    /// them: the output `[N, O, Ho, Wo]` and, where the activation needs its input, the
+    /// pre-activation.
+    fn conv_act(
+        &self,
+        x: &Storage,
+        w: &Storage,
+        bias: Option<&Storage>,
+        c: &matmul::ConvAct,
+    ) -> Result<(Storage, Option<Storage>)>;
+    /// Its backward: the gradients of `x` (the image), `W` and `b` where `need` asks.
+    fn conv_act_backward(
+        &self,
+        g: &Storage,
+        saved: Option<&Storage>,
+        x: &Storage,
+        w: &Storage,
+        c: &matmul::ConvAct,
+        need: [bool; 3],
+    ) -> Result<[Option<Storage>; 3]>;
+}
+
+/// A convolution's column transforms, adjoint to each other.
+pub(crate) trait Conv {
+    /// The columns `[N, C kh kw, Ho Wo]` of the images `x` (`[N, C, H, W]`).
+    fn im2col(&self, x: &Storage, g: &conv2d::Geometry) -> Result<Storage>;
+    /// Columns folded back into images, overlaps summed.
+    fn col2im(&self, cols: &Storage, g: &conv2d::Geometry) -> Result<Storage>;
 }
 
 /// A storage of the other backend reached this one: a wgrad bug (ops check devices

@@ -4,8 +4,11 @@
 
 pub(crate) mod augment;
 pub(crate) mod buffers;
+pub(crate) mod conv2d;
 pub(crate) mod elementwise;
+pub(crate) mod fused;
 pub(crate) mod loss;
+pub(crate) mod matmul;
 pub(crate) mod parallel;
 pub(crate) mod pool;
 pub(crate) mod pool2d;

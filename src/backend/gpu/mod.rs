@@ -12,9 +12,13 @@
 pub mod adapter;
 pub(crate) mod augment;
 pub(crate) mod buffers;
+pub(crate) mod conv2d;
 pub(crate) mod elementwise;
+pub(crate) mod fused;
 pub(crate) mod kernels;
 pub(crate) mod loss;
+pub(crate) mod matmul;
+pub mod matmul_plan;
 pub(crate) mod params;
 mod pipeline;
 pub(crate) mod pool;

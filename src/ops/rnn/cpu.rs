@@ -3,7 +3,7 @@
 //! activation, or the gate math of `cell.rs`) and its derivative.
 
 use super::*;
-use crate::ops::matmul::cpu::{gemm_slices, Gemm};
+use crate::backend::cpu::matmul::{gemm_slices, Gemm};
 use crate::ops::matmul::{matmul_raw, MatmulChoice};
 
 /// A float type's slices out of CPU data, and back.
