@@ -297,14 +297,6 @@ impl Tensor {
         &self.0.storage
     }
 
-    /// The GPU buffer of a GPU tensor.
-    pub(crate) fn gpu_buf(&self) -> &GpuBuffer {
-        match &self.0.storage {
-            Storage::Gpu(b) => b,
-            Storage::Cpu(_) => unreachable!("gpu_buf on a CPU tensor"),
-        }
-    }
-
     /// The host data of a CPU tensor.
     pub(crate) fn cpu_data(&self) -> std::sync::RwLockReadGuard<'_, CpuData> {
         match &self.0.storage {

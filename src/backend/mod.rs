@@ -6,15 +6,20 @@
 
 pub(crate) mod batchnorm;
 pub(crate) mod broadcast;
+pub(crate) mod conv2d;
 pub mod cpu;
 pub mod elementwise;
 pub mod gpu;
 pub(crate) mod layout;
+pub(crate) mod matmul;
 pub(crate) mod optim;
 pub(crate) mod pool2d;
 pub mod random;
 pub(crate) mod reduce;
 pub(crate) mod rnn;
+
+/// The GPU's matrix-product planner, which the product's kernel choice names.
+pub use gpu::matmul_plan;
 
 use std::sync::Arc;
 
@@ -57,6 +62,9 @@ pub(crate) trait Backend:
     + BatchNorm
     + Optim
     + Recurrence
+    + Matmul
+    + Fused
+    + Conv
 {
 }
 
@@ -74,6 +82,9 @@ impl<B> Backend for B where
         + BatchNorm
         + Optim
         + Recurrence
+        + Matmul
+        + Fused
+        + Conv
 {
 }
 
@@ -507,6 +518,81 @@ pub(crate) trait Recurrence {
         b: usize,
         h: usize,
     ) -> Result<[Storage; 3]>;
+}
+
+/// Batched matrix products (the CPU's `matrixmultiply`, the GPU's planned kernel family).
+pub(crate) trait Matmul {
+    /// The product `p` of `a` and `b`: `[out batch..., M, N]` elements, the batches a
+    /// summing product reduces added together. `choice` forces a GPU kernel and split
+    /// count (the CPU ignores it).
+    fn matmul(
+        &self,
+        a: &Storage,
+        b: &Storage,
+        p: &matmul::Product,
+        choice: matmul::MatmulChoice,
+    ) -> Result<Storage>;
+    /// The plan the GPU runs for a product of `shape` with the planner's choices (`None`
+    /// on the CPU, which has no planner).
+    fn matmul_plan(&self, shape: &matmul_plan::ProductShape) -> Option<matmul_plan::MatmulPlan>;
+}
+
+/// Fused layers: a product with its bias and activation, and its backward with the
+/// activation's derivative and the bias gradient. The saved value a backward reads is
+/// the output, or the pre-activation (returned beside the output) for an activation
+/// whose derivative needs its input ([`matmul::Act::needs_input`]).
+pub(crate) trait Fused {
+    /// `act(x W^T + b)` for `x` `[rows, inp]`, `W` `[out, inp]`, `b` `[out]`: the output
+    /// and, where the activation needs its input, the pre-activation.
+    fn linear_act(
+        &self,
+        x: &Storage,
+        w: &Storage,
+        bias: Option<&Storage>,
+        l: &matmul::LinearAct,
+    ) -> Result<(Storage, Option<Storage>)>;
+    /// Its backward from the output gradient `g` and the saved value (`None` for the
+    /// identity): the gradients of `x`, `W` and `b` where `need` asks for them.
+    fn linear_act_backward(
+        &self,
+        g: &Storage,
+        saved: Option<&Storage>,
+        x: &Storage,
+        w: &Storage,
+        l: &matmul::LinearAct,
+        need: [bool; 3],
+    ) -> Result<[Option<Storage>; 3]>;
+    /// True when [`Fused::conv_act`] runs here (the GPU); the CPU composes a fused
+    /// convolution from the unfused ops.
+    fn fuses_conv(&self) -> bool;
+    /// `act(conv2d(x, W) + b)` for one group, the columns gathered as the product loads
+    /// them: the output `[N, O, Ho, Wo]` and, where the activation needs its input, the
+    /// pre-activation.
+    fn conv_act(
+        &self,
+        x: &Storage,
+        w: &Storage,
+        bias: Option<&Storage>,
+        c: &matmul::ConvAct,
+    ) -> Result<(Storage, Option<Storage>)>;
+    /// Its backward: the gradients of `x` (the image), `W` and `b` where `need` asks.
+    fn conv_act_backward(
+        &self,
+        g: &Storage,
+        saved: Option<&Storage>,
+        x: &Storage,
+        w: &Storage,
+        c: &matmul::ConvAct,
+        need: [bool; 3],
+    ) -> Result<[Option<Storage>; 3]>;
+}
+
+/// A convolution's column transforms, adjoint to each other.
+pub(crate) trait Conv {
+    /// The columns `[N, C kh kw, Ho Wo]` of the images `x` (`[N, C, H, W]`).
+    fn im2col(&self, x: &Storage, g: &conv2d::Geometry) -> Result<Storage>;
+    /// Columns folded back into images, overlaps summed.
+    fn col2im(&self, cols: &Storage, g: &conv2d::Geometry) -> Result<Storage>;
 }
 
 /// A storage of the other backend reached this one: a wgrad bug (ops check devices

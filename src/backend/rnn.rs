@@ -5,7 +5,7 @@
 
 use super::Storage;
 // The matrix-product family's fused activation (moving behind the seam in its own step).
-use crate::ops::matmul::Act;
+use crate::backend::matmul::Act;
 
 /// A recurrent cell: what follows each step's recurrent product and its derivative.
 /// Nothing else differs between the layers.

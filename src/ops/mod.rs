@@ -25,10 +25,6 @@ pub mod softmax;
 pub(crate) mod split;
 pub mod unary;
 
-pub(crate) use crate::backend::gpu::kernels::{
-    gpu_alloc, groups_1d, groups_rows, kernel, shader, shader_with,
-};
-
 pub use crate::backend::gpu::params::ParamsInfo;
 
 /// One shader file as the validation tests see it.
@@ -63,12 +59,12 @@ fn all_kernels() -> Vec<&'static crate::backend::gpu::Kernel> {
         crate::backend::gpu::elementwise::binary_kernels(),
         crate::backend::gpu::reduce::kernels(),
         crate::backend::gpu::layout::kernels(),
-        matmul::kernels(),
+        crate::backend::gpu::matmul::kernels(),
         crate::backend::gpu::softmax::kernels(),
         crate::backend::gpu::loss::kernels(),
         crate::backend::gpu::random::kernels(),
         crate::backend::gpu::optim::kernels(),
-        conv2d::kernels(),
+        crate::backend::gpu::conv2d::kernels(),
         crate::backend::gpu::pool2d::kernels(),
         crate::backend::gpu::augment::kernels(),
         crate::backend::gpu::batchnorm::kernels(),
@@ -86,12 +82,12 @@ pub fn shader_sources() -> Vec<ShaderSource> {
         crate::backend::gpu::reduce::FILE,
         crate::backend::gpu::reduce::SUBGROUP_FILE,
         crate::backend::gpu::layout::FILE,
-        matmul::FILE,
+        crate::backend::gpu::matmul::FILE,
         crate::backend::gpu::softmax::FILE,
         crate::backend::gpu::loss::FILE,
         crate::backend::gpu::random::FILE,
         crate::backend::gpu::optim::FILE,
-        conv2d::FILE,
+        crate::backend::gpu::conv2d::FILE,
         crate::backend::gpu::pool2d::FILE,
         crate::backend::gpu::augment::FILE,
         crate::backend::gpu::batchnorm::FILE,

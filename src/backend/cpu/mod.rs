@@ -5,9 +5,12 @@
 pub(crate) mod augment;
 pub(crate) mod batchnorm;
 pub(crate) mod buffers;
+pub(crate) mod conv2d;
 pub(crate) mod elementwise;
+pub(crate) mod fused;
 pub(crate) mod layout;
 pub(crate) mod loss;
+pub(crate) mod matmul;
 pub(crate) mod optim;
 pub(crate) mod parallel;
 pub(crate) mod pool;

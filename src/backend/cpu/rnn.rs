@@ -12,7 +12,7 @@ use crate::backend::rnn::{Cell, Dims, Grads, Layer, Need, Saved};
 use crate::backend::{Recurrence, Reduce, Storage};
 use crate::error::{Error, Result};
 // The matrix-product family's CPU products (moving behind the seam in its own step).
-use crate::ops::matmul::cpu::{gemm_slices, Gemm};
+use super::matmul::{gemm_slices, Gemm};
 
 /// The op named in this backend's errors.
 const OP: &str = "rnn";

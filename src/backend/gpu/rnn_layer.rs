@@ -20,15 +20,11 @@ use std::sync::Arc;
 use super::kernels::{gpu_alloc, groups_1d};
 use super::rnn::{StepParams, GRU_STEP_BWD, GRU_STEP_FWD, LSTM_STEP_BWD, LSTM_STEP_FWD, OP};
 use super::{GpuBuffer, GpuContext, Kernel};
+use crate::backend::matmul::{Act, Epi, MatmulChoice, Product};
 use crate::backend::reduce::ReducePlan;
 use crate::backend::rnn::{Cell, Dims, Grads, Layer, Need, Saved};
 use crate::backend::{Elementwise, Reduce, Storage};
 use crate::error::{Error, Result};
-// The matrix-product family's launcher and fused parts (moving behind the seam in its
-// own step); until then it takes tensors, so [`product`] views buffers as tensors.
-use crate::device::Device;
-use crate::ops::matmul::{Act, Epi, GpuProduct, MatmulChoice};
-use crate::tensor::{DType, Tensor};
 
 /// A GPU storage and its length in elements.
 #[derive(Clone)]
@@ -74,34 +70,25 @@ struct Fused<'a> {
 }
 
 /// Runs the product `p` of `a` and `b` with the fused parts `f` (see [`Epi`]): the
-/// result (`f.out`'s buffer when given). The launcher takes tensors, so each buffer is
-/// viewed as a flat one of its length (no copies, no graph).
-fn product(ctx: &Arc<GpuContext>, p: &GpuProduct, a: &Buf, b: &Buf, f: &Fused<'_>) -> Result<Buf> {
-    let view = |x: &Buf| {
-        Tensor::from_storage(x.s.clone(), vec![x.n], DType::F32, Device::Gpu(ctx.clone()))
-    };
-    let bias = f.bias.map(view);
-    let addend = f.addend.map(|(x, off)| (view(x), off));
-    let pro = f.pro.map(|(x, act)| (view(x), act));
-    let rowsum = f.rowsum.map(view);
-    let out = f.out.map(|(x, off)| (view(x), off));
+/// result (`f.out`'s buffer when given).
+fn product(ctx: &Arc<GpuContext>, p: &Product, a: &Buf, b: &Buf, f: &Fused<'_>) -> Result<Buf> {
     let epi = Epi {
-        bias: bias.as_ref(),
+        bias: f.bias.map(|x| &x.s),
         act: f.act,
-        addend: addend.as_ref().map(|(t, off)| (t, *off)),
-        pro: pro.as_ref().map(|(t, act)| (t, *act)),
-        rowsum: rowsum.as_ref(),
-        out: out.as_ref().map(|(t, off)| (t, *off)),
+        addend: f.addend.map(|(x, off)| (&x.s, off)),
+        pro: f.pro.map(|(x, act)| (&x.s, act)),
+        rowsum: f.rowsum.map(|x| &x.s),
+        out: f.out.map(|(x, off)| (&x.s, off)),
         a_off: f.a_off,
         a_in_out: f.a_in_out,
         accumulate: f.accumulate,
         empty: f.empty,
         ..Epi::default()
     };
-    let y = p.run_epi(&view(a), &view(b), MatmulChoice::AUTO, &epi)?;
-    Ok(Buf {
-        s: y.storage().clone(),
-        n: y.numel(),
+    let y = p.run_epi(ctx, &a.s, &b.s, MatmulChoice::AUTO, &epi)?;
+    Ok(match f.out {
+        Some((o, _)) => o.clone(),
+        None => Buf { s: y, n: p.m * p.n },
     })
 }
 
@@ -261,7 +248,7 @@ pub(super) fn forward(
     // All steps' input products with b_ih: [T B, G H].
     let gi = product(
         ctx,
-        &GpuProduct::plain((rows, g * h, i), (i, 1), (1, i)),
+        &Product::plain((rows, g * h, i), (i, 1), (1, i)),
         &inp.x,
         &inp.w_ih,
         &Fused {
@@ -285,7 +272,7 @@ pub(super) fn forward(
         y: &y,
         cs: cs.as_ref(),
     };
-    let recurrent = GpuProduct::plain((b, g * h, h), (h, 1), (1, h));
+    let recurrent = Product::plain((b, g * h, h), (h, 1), (1, h));
     let cells = groups_1d(step);
     for t in 0..t_len {
         let fused = cell.fused();
@@ -360,7 +347,7 @@ pub(super) fn backward(
             // e_t = gy_t + (e_{t+1} act'(h_{t+1})) W_hh, last to first.
             let e = Buf::new(ctx, rows * h)?;
             let pro = Some((&y, act));
-            let back = GpuProduct::plain((b, h, h), (h, 1), (h, 1));
+            let back = Product::plain((b, h, h), (h, 1), (h, 1));
             for t in (0..t_len).rev() {
                 let last = t + 1 == t_len;
                 let f = Fused {
@@ -404,7 +391,7 @@ pub(super) fn backward(
                 dc: dc.as_ref(),
                 carry: &carry,
             };
-            let back = GpuProduct::plain((b, h, g * h), (g * h, 1), (h, 1));
+            let back = Product::plain((b, h, g * h), (g * h, 1), (h, 1));
             for t in (0..t_len).rev() {
                 let params = step_params(t, t_len, b, h, g, true);
                 ctx.launch(bwd, &params, &bwd_bindings(cell, &seq, &grads, t)?, cells);
@@ -477,7 +464,7 @@ fn finish(
                 rowsum: db_ih.as_ref().filter(|_| i > 0),
                 ..Fused::default()
             };
-            let p = GpuProduct::plain((gh, i, rows), (1, gh), (i, 1));
+            let p = Product::plain((gh, i, rows), (1, gh), (i, 1));
             product(ctx, &p, &d_in, x, &f)
         })
         .transpose()?;
@@ -488,7 +475,7 @@ fn finish(
                 pro,
                 ..Fused::default()
             };
-            let p = GpuProduct::plain((rows, i, gh), (gh, 1), (i, 1));
+            let p = Product::plain((rows, i, gh), (gh, 1), (i, 1));
             product(ctx, &p, &d_in, w_ih, &f)
         })
         .transpose()?;
@@ -522,7 +509,7 @@ fn recurrent_weight_grad(
         };
         product(
             ctx,
-            &GpuProduct::plain((g, h, later), (1, g), (h, 1)),
+            &Product::plain((g, h, later), (1, g), (h, 1)),
             d,
             ys,
             &f,
@@ -535,12 +522,6 @@ fn recurrent_weight_grad(
         accumulate: later > 0,
         ..Fused::default()
     };
-    product(
-        ctx,
-        &GpuProduct::plain((g, h, b), (1, g), (h, 1)),
-        d,
-        h0,
-        &f,
-    )?;
+    product(ctx, &Product::plain((g, h, b), (1, g), (h, 1)), d, h0, &f)?;
     Ok(dw)
 }

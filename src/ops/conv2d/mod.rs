@@ -4,22 +4,16 @@
 //! col2im forward. Weight gradients come from the matmul's own backward.
 
 use crate::autograd::record;
-use crate::backend::gpu::params::Params;
-use crate::backend::gpu::ShaderFile;
-use crate::device::Device;
+use crate::backend::matmul::{Act, ConvAct};
 use crate::error::{arg_err, shape_err, Result};
-use crate::ops::matmul::{Act, Epi, GpuProduct, MatmulChoice};
-use crate::ops::{gpu_alloc, shader, split};
+use crate::ops::split;
 use crate::shape;
-use crate::tensor::{check_pair, DType, Tensor};
-
-pub(crate) const FILE: ShaderFile = shader("conv2d", include_str!("../../../shaders/conv2d.wgsl"))
-    .with_params(&[&im2col::ConvParams::INFO]);
+use crate::tensor::{check_pair, Tensor};
 
 mod im2col;
-pub(crate) use im2col::kernels;
-use im2col::{check_positive, run_with};
+use im2col::check_positive;
 pub use im2col::{col2im, im2col, Geometry};
+
 /// Options of a convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvOptions {
@@ -116,9 +110,10 @@ fn conv_geometry(x: &Tensor, weight: &Tensor, o: ConvOptions) -> Result<Geometry
         );
     };
     crate::ops::check_out("conv2d", &[n, oc, ho, wo], x.dtype(), x.device())?;
-    // The columns the CPU and grouped convolutions lay out (the GPU's one-group
-    // convolution gathers them inside the product and never stores them).
-    if matches!(x.device(), Device::Cpu) || g > 1 {
+    // The columns a backend without the fused convolution (the CPU) and grouped
+    // convolutions lay out (the fused one-group convolution gathers them inside the
+    // product and never stores them).
+    if !x.device().backend().fuses_conv() || g > 1 {
         crate::ops::check_out("conv2d", &[n, c * kh * kw, ho * wo], x.dtype(), x.device())?;
     }
     Ok(Geometry {
@@ -364,8 +359,8 @@ pub fn conv2d(
 /// bias's gradient as its operand's row sums (both finished by one pass over the
 /// partials), one for the columns' gradient (stored transposed) and one fold back to
 /// the image, the activation's derivative applied as the products load the output
-/// gradient. Other
-/// cases run `conv2d` and the activation as separate ops, with the same result.
+/// gradient. Other cases (and backends without the fused convolution: the CPU) run
+/// `conv2d` and the activation as separate ops, with the same result.
 pub fn conv2d_act(
     x: &Tensor,
     weight: &Tensor,
@@ -373,7 +368,7 @@ pub fn conv2d_act(
     o: ConvOptions,
     act: Act,
 ) -> Result<Tensor> {
-    if o.groups != 1 || !matches!(x.device(), Device::Gpu(_)) {
+    if o.groups != 1 || !x.device().backend().fuses_conv() {
         return act.apply_op(&conv2d(x, weight, bias, o)?);
     }
     let geo = conv_geometry(x, weight, o)?;
@@ -389,140 +384,40 @@ pub fn conv2d_act(
         };
         return map_output_rows(x, &geo, per, |p| conv2d_act(p, weight, bias, o, act));
     }
-    let (n, hw, kc) = (geo.n, geo.ho * geo.wo, geo.c * geo.kk());
-    let auto = MatmulChoice::AUTO;
-    // The columns are gathered from the image as the product loads them (none in memory).
-    let xd = x.detach();
-    let image = geo.c * geo.h * geo.w;
-    let taps = [
-        geo.c,
-        geo.h,
-        geo.w,
-        geo.ho,
-        geo.wo,
-        geo.k.0,
-        geo.k.1,
-        geo.stride.0,
-        geo.stride.1,
-        geo.padding.0,
-        geo.padding.1,
-        geo.dilation.0,
-        geo.dilation.1,
-    ];
-    let w2 = weight.detach().reshape(&[oc, kc])?;
-    let forward = GpuProduct {
-        m: oc,
-        n: hw,
-        k: kc,
-        batch: vec![n],
-        out_batch: vec![n],
-        sa: vec![0],
-        sb: vec![image],
-        a_strides: (kc, 1),
-        b_strides: (hw, 1),
-        summing: false,
-    };
-    // An activation whose backward reads its input has the product write the
-    // pre-activation beside the output.
-    let pre = match x.device() {
-        Device::Gpu(g) if act.needs_input() => {
-            let len = n * oc * hw;
-            Some(Tensor::from_gpu(
-                gpu_alloc(g, len)?,
-                vec![n, oc, geo.ho, geo.wo],
-                DType::F32,
-            ))
-        }
-        _ => None,
-    };
-    let epi = Epi {
-        bias,
-        bias_rows: true,
-        act,
-        pre: pre.as_ref(),
-        conv: Some((1, taps)),
-        ..Epi::default()
-    };
-    let y = forward
-        .run_epi(&w2, &xd, auto, &epi)?
-        .reshape(&[n, oc, geo.ho, geo.wo])?;
+    let c = ConvAct { geo, oc, act };
+    let (xd, wd) = (x.detach(), weight.detach());
+    let out_shape = vec![geo.n, oc, geo.ho, geo.wo];
+    let backend = x.device().backend();
+    let (y, pre) = backend.conv_act(xd.storage(), wd.storage(), bias.map(Tensor::storage), &c)?;
+    let y = Tensor::like(y, out_shape.clone(), x);
     let saved = match pre {
-        Some(p) => Some(p),
+        Some(p) => Some(Tensor::like(p, out_shape, x)),
         None => (act != Act::Identity).then(|| y.detach()),
     };
-    let need_x = x.requires_grad();
-    let need_w = weight.requires_grad();
-    let need_b = bias.is_some_and(|b| b.requires_grad());
+    let need = [
+        x.requires_grad(),
+        weight.requires_grad(),
+        bias.is_some_and(|b| b.requires_grad()),
+    ];
     let has_bias = bias.is_some();
     let w_shape = weight.shape().to_vec();
     let mut inputs = vec![x, weight];
     inputs.extend(bias);
     Ok(record(y, "conv2d_act", &inputs, move |g| {
-        let Device::Gpu(ctx) = g.device() else {
-            unreachable!("a GPU convolution")
-        };
-        let pro = saved.as_ref().map(|y| (y, act));
-        let rowsum_ok = need_w && kc > 0;
-        let db = if need_b && !rowsum_ok {
-            let gp = match &saved {
-                Some(s) => act.backward_op(s, g)?,
-                None => g.clone(),
-            };
-            Some(gp.sum_dim(&[0, 2, 3], false)?)
-        } else {
-            need_b
-                .then(|| gpu_alloc(ctx, oc).map(|b| Tensor::from_gpu(b, vec![oc], DType::F32)))
-                .transpose()?
-        };
-        let dw = if need_w {
-            let product = GpuProduct {
-                m: oc,
-                n: kc,
-                k: hw,
-                batch: vec![n],
-                out_batch: vec![],
-                sa: vec![oc * hw],
-                sb: vec![image],
-                a_strides: (hw, 1),
-                b_strides: (1, hw),
-                summing: true,
-            };
-            let epi = Epi {
-                pro,
-                rowsum: db.as_ref().filter(|_| rowsum_ok),
-                conv: Some((2, taps)),
-                ..Epi::default()
-            };
-            Some(product.run_epi(g, &xd, auto, &epi)?.reshape(&w_shape)?)
-        } else {
-            None
-        };
-        let dx = if need_x {
-            // The columns' gradient transposed, [N, Ho Wo, C kh kw]: g^T W per image.
-            let product = GpuProduct {
-                m: hw,
-                n: kc,
-                k: oc,
-                batch: vec![n],
-                out_batch: vec![n],
-                sa: vec![oc * hw],
-                sb: vec![0],
-                a_strides: (1, hw),
-                b_strides: (kc, 1),
-                summing: false,
-            };
-            let epi = Epi {
-                pro,
-                ..Epi::default()
-            };
-            let cols_t = product.run_epi(g, &w2, auto, &epi)?;
-            Some(run_with(&cols_t, geo, false, true)?)
-        } else {
-            None
-        };
-        let mut grads = vec![dx, dw];
+        let [dx, dw, db] = g.device().backend().conv_act_backward(
+            g.storage(),
+            saved.as_ref().map(Tensor::storage),
+            xd.storage(),
+            wd.storage(),
+            &c,
+            need,
+        )?;
+        let mut grads = vec![
+            dx.map(|d| Tensor::like(d, geo.image_shape(), g)),
+            dw.map(|d| Tensor::like(d, w_shape.clone(), g)),
+        ];
         if has_bias {
-            grads.push(db);
+            grads.push(db.map(|d| Tensor::like(d, vec![oc], g)));
         }
         Ok(grads)
     }))

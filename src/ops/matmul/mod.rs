@@ -3,49 +3,24 @@
 //! of the family in `shaders/matmul.wgsl` by shape (a register-tiled kernel with 128 or
 //! 64 wide tiles, or a small-tile kernel for skinny products) and splits long inner
 //! dimensions over workgroups (split-K) whose partial products a reduction pass adds.
-//! The CPU uses `matrixmultiply` (`cpu`). Transposed operands are read through
-//! strides, so the backward products `dA = dC B^T` and `dB = A^T dC` need no transpose
-//! copies.
-
-pub(crate) mod cpu;
-mod epi;
-mod gpu;
-pub mod plan;
+//! The CPU uses `matrixmultiply`. Transposed operands are read through strides, so the
+//! backward products `dA = dC B^T` and `dB = A^T dC` need no transpose copies. The
+//! products run behind the backend seam ([`crate::backend`]'s `Matmul`); this module
+//! checks shapes, cuts products too large for one binding and records the backward.
 
 use crate::autograd::{no_grad, record};
-use crate::backend::cpu::CpuData;
+use crate::backend::matmul::Product;
+pub use crate::backend::matmul::{Act, MatmulChoice};
+pub use crate::backend::matmul_plan as plan;
 use crate::device::Device;
 use crate::error::{shape_err, Result};
 use crate::ops::split;
 use crate::shape::{self, broadcast_strides};
 use crate::tensor::{check_pair, Tensor};
-use cpu::CpuGemm;
-pub use epi::Act;
-pub(crate) use epi::Epi;
-use gpu::plan_limits;
-pub(crate) use gpu::{kernels, GpuProduct, FILE};
 pub use plan::{MatmulKernel, MatmulPlan, PlanLimits, ProductShape};
 
 /// Batch dims the GPU kernel supports (the rest of the parameter block holds strides).
 const MAX_BATCH_RANK: usize = 4;
-
-/// A kernel and split count to force (tests and benchmarks); `Auto` and 0 let the
-/// planner choose.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MatmulChoice {
-    /// The kernel.
-    pub kernel: MatmulKernel,
-    /// Parallel splits of K; 0 for the planner's choice.
-    pub splits: usize,
-}
-
-impl MatmulChoice {
-    /// The planner's choice of both.
-    pub const AUTO: MatmulChoice = MatmulChoice {
-        kernel: MatmulKernel::Auto,
-        splits: 0,
-    };
-}
 
 /// `op(a) @ op(b)` where `op` transposes the last two dims when asked; no graph.
 /// Returns a tensor of shape `[broadcast batch..., M, N]`.
@@ -118,58 +93,34 @@ fn matmul_raw_sum(
     crate::ops::check_out("matmul", &out_shape, a.dtype(), a.device())?;
     // Where each batch's product goes: its own matrix, or (summing) a shared one.
     let out_batch: Vec<usize> = sum_to.map_or(batch.clone(), |t| t[..t.len() - 2].to_vec());
-    let so: Vec<usize> = broadcast_strides(&out_batch, &batch)
-        .iter()
-        .map(|s| s * m * n)
-        .collect();
     let summing = sum_to.is_some_and(|t| t != out_shape.as_slice());
-    Ok(match a.device() {
-        Device::Cpu => {
-            let (ad, bd) = (a.cpu_data(), b.cpu_data());
-            let mut out = ad.float_like(shape::numel(&out_batch) * m * n, 0.0);
-            let geo = CpuGemm {
-                m,
-                k,
-                n,
-                batch: &batch,
-                sa: &sa,
-                sb: &sb,
-                so: &so,
-                a_strides: (a_rs, a_cs),
-                b_strides: (b_rs, b_cs),
-                summing,
-            };
-            match (&*ad, &*bd, &mut out) {
-                (CpuData::F32(x), CpuData::F32(y), CpuData::F32(c)) => geo.run(x, y, c),
-                (CpuData::F64(x), CpuData::F64(y), CpuData::F64(c)) => geo.run(x, y, c),
-                _ => unreachable!("matmul dtypes checked"),
-            }
-            let mut shape = out_batch;
-            shape.extend([m, n]);
-            Tensor::from_cpu(out, shape).reshape(sum_to.unwrap_or(&out_shape))?
+    if !summing {
+        if let Some(y) = split_product(a, ta, b, tb, choice, (m, k, n), &batch)? {
+            return y.reshape(&out_shape);
         }
-        Device::Gpu(_) => {
-            if !summing {
-                if let Some(y) = split_product(a, ta, b, tb, choice, (m, k, n), &batch)? {
-                    return y.reshape(&out_shape);
-                }
-            }
-            let geo = GpuProduct {
-                m,
-                n,
-                k,
-                batch,
-                out_batch,
-                sa,
-                sb,
-                a_strides: (a_rs, a_cs),
-                b_strides: (b_rs, b_cs),
-                summing,
-            };
-            let full = geo.run(a, b, choice)?;
-            full.reshape(sum_to.unwrap_or(&out_shape))?
-        }
-    })
+    }
+    let final_shape = sum_to.unwrap_or(&out_shape).to_vec();
+    if m * n * shape::numel(&batch) == 0 || k == 0 {
+        // An empty product, or an empty inner dimension: all zeros.
+        return crate::ops::layout::fill(&final_shape, a.dtype(), 0.0, a.device());
+    }
+    let product = Product {
+        m,
+        n,
+        k,
+        batch,
+        out_batch,
+        sa,
+        sb,
+        a_strides: (a_rs, a_cs),
+        b_strides: (b_rs, b_cs),
+        summing,
+    };
+    let y = a
+        .device()
+        .backend()
+        .matmul(a.storage(), b.storage(), &product, choice)?;
+    Ok(Tensor::like(y, final_shape, a))
 }
 
 /// A GPU product with an operand or result too large for one storage binding, in pieces
@@ -323,18 +274,13 @@ pub fn gpu_plan(
     k: usize,
     batches: usize,
 ) -> Option<MatmulPlan> {
-    let Device::Gpu(g) = device else {
-        return None;
-    };
-    let shape = ProductShape {
+    device.backend().matmul_plan(&ProductShape {
         m,
         n,
         k,
         batches,
         summing: false,
-    };
-    let limits = plan_limits(g);
-    plan::plan(&shape, MatmulKernel::Auto, 0, &limits)
+    })
 }
 
 impl Tensor {
@@ -394,5 +340,15 @@ impl Tensor {
     /// `self @ weight^T` with `weight` in PyTorch's `[out, in]` layout.
     pub fn linear(&self, weight: &Tensor) -> Result<Tensor> {
         linear(self, weight)
+    }
+}
+
+impl Act {
+    /// The same activation as an unfused op.
+    pub(crate) fn apply_op(self, x: &Tensor) -> Result<Tensor> {
+        match self.op() {
+            None => Ok(x.clone()),
+            Some(op) => x.unary(op),
+        }
     }
 }

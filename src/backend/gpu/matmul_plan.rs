@@ -30,37 +30,7 @@
 //! The model only ranks candidates; its constants are estimates, documented here so they
 //! can be tuned on hardware (`examples/gpu_vs_cpu` prints each product's choice).
 
-/// A kernel of the matmul family, or `Auto` to let the planner choose.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum MatmulKernel {
-    /// The planner's choice (what `matmul`, `linear` and the convolutions use).
-    Auto,
-    /// Register-tiled, 128 x 128 tiles, 8 x 8 outputs per thread, 8-deep slices.
-    Tile128,
-    /// Register-tiled, 64 x 64 tiles, 4 x 4 outputs per thread, 16-deep slices.
-    Tile64,
-    /// 16 x 16 tiles, 2 x 2 outputs per thread, straight from global memory.
-    Small16x16,
-    /// 16 x 32 tiles (rows x columns), 2 x 4 outputs per thread.
-    Small16x32,
-    /// 32 x 16 tiles, 4 x 2 outputs per thread.
-    Small32x16,
-    /// 32 x 32 tiles, 4 x 4 outputs per thread.
-    Small32x32,
-    /// One output per thread, straight from global memory (the benchmarks' baseline).
-    Naive,
-    /// For software adapters: 64 x 64 tiles, 16 x 16 outputs per thread, operands read
-    /// straight from memory as aligned vec4s where the layout allows.
-    Block64,
-    /// For software adapters: 32 x 32 tiles, 8 x 8 outputs per thread.
-    Block32,
-    /// For software adapters: 16 x 64 tiles (rows x columns), 4 x 16 outputs per thread.
-    Block16x64,
-    /// For software adapters: 64 x 16 tiles, 16 x 4 outputs per thread.
-    Block64x16,
-    /// For software adapters: 16 x 16 tiles, 4 x 4 outputs per thread.
-    Block16,
-}
+pub use crate::backend::matmul::MatmulKernel;
 
 impl MatmulKernel {
     /// Output tile (rows, columns) and the depth to which K is padded per split.

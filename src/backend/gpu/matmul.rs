@@ -1,18 +1,19 @@
 //! The GPU launcher of the matrix-product family: the kernels of `shaders/matmul.wgsl`,
-//! and [`GpuProduct`], which plans a product (see [`super::plan`]), fills its parameter
-//! block and fused parts, and launches it in as many passes and batch groups as the
-//! grid and binding limits need.
+//! and [`Product::run_epi`], which plans a product (see [`super::matmul_plan`]), fills
+//! its parameter block and fused parts, and launches it in as many passes and batch
+//! groups as the grid and binding limits need.
 
-use super::plan::{self, MatmulKernel, PlanLimits, ProductShape};
-use super::{Act, Epi, MatmulChoice};
-use crate::autograd::no_grad;
-use crate::backend::gpu::params::{params, Params, Words4};
-use crate::backend::gpu::{Kernel, ShaderFile, Work};
-use crate::device::Device;
+use std::sync::Arc;
+
+use super::kernels::{gpu_alloc, groups_1d, groups_rows, kernel, shader_with};
+use super::matmul_plan::{self as plan, MatmulKernel, MatmulPlan, PlanLimits, ProductShape};
+use super::params::{params, Params, Words4};
+use super::{GpuBuffer, GpuContext, Kernel, ShaderFile, Work};
+use crate::backend::matmul::{Act, Epi, MatmulChoice, Product};
+use crate::backend::reduce::ReducePlan;
+use crate::backend::{Buffers, Matmul, Reduce, Storage};
 use crate::error::Result;
-use crate::ops::{gpu_alloc, kernel, shader_with};
 use crate::shape;
-use crate::tensor::{DType, Tensor};
 
 pub(crate) const FILE: ShaderFile = shader_with(
     "matmul",
@@ -175,134 +176,105 @@ pub(crate) fn kernels() -> Vec<&'static Kernel> {
     ]
 }
 
-/// A batched product on the GPU: sizes, batch shapes and strides.
-pub(crate) struct GpuProduct {
-    pub(crate) m: usize,
-    pub(crate) n: usize,
-    pub(crate) k: usize,
-    pub(crate) batch: Vec<usize>,
-    /// The batch shape of the result: `batch`, or what a summing product reduces it to.
-    pub(crate) out_batch: Vec<usize>,
-    pub(crate) sa: Vec<usize>,
-    pub(crate) sb: Vec<usize>,
-    pub(crate) a_strides: (usize, usize),
-    pub(crate) b_strides: (usize, usize),
-    pub(crate) summing: bool,
+impl Matmul for Arc<GpuContext> {
+    fn matmul(
+        &self,
+        a: &Storage,
+        b: &Storage,
+        p: &Product,
+        choice: MatmulChoice,
+    ) -> Result<Storage> {
+        p.run_epi(self, a, b, choice, &Epi::default())
+    }
+
+    fn matmul_plan(&self, shape: &ProductShape) -> Option<MatmulPlan> {
+        plan::plan(shape, MatmulKernel::Auto, 0, &plan_limits(self))
+    }
 }
 
-impl GpuProduct {
-    /// A single `[m, k] x [k, n]` product whose operands' element strides are given
-    /// (`(row, column)` of op(A) and op(B)).
-    pub(crate) fn plain(
-        (m, n, k): (usize, usize, usize),
-        a_strides: (usize, usize),
-        b_strides: (usize, usize),
-    ) -> GpuProduct {
-        GpuProduct {
-            m,
-            n,
-            k,
-            batch: vec![],
-            out_batch: vec![],
-            sa: vec![],
-            sb: vec![],
-            a_strides,
-            b_strides,
-            summing: false,
-        }
-    }
+/// The override values of the tiled kernel: thread tile, which axis of each operand
+/// is contiguous, and whether a transposed A (contiguous along M) or an
+/// untransposed B (contiguous along N) can be read as aligned vec4s (that axis's
+/// extent and every other stride a multiple of 4). Operands contiguous along K are
+/// read as scalars, coalesced across threads (see `load_a` in the shader).
+fn tile_overrides(p: &Product, kernel: MatmulKernel, epi: &Epi) -> [u32; 6] {
+    let ((_, a_cs), (b_rs, _)) = (p.a_strides, p.b_strides);
+    let all4 = |v: &[usize]| v.iter().all(|x| x.is_multiple_of(4));
+    let a_kmajor = a_cs == 1;
+    let b_kmajor = b_rs == 1;
+    let vec_a = !a_kmajor && all4(&p.sa) && all4(&[p.m, a_cs, epi.a_off]);
+    let vec_b = !b_kmajor && all4(&p.sb) && all4(&[p.n, b_rs, epi.b_off]);
+    let tt = if kernel == MatmulKernel::Tile128 {
+        8
+    } else {
+        4
+    };
+    [
+        tt,
+        a_kmajor as u32,
+        b_kmajor as u32,
+        vec_a as u32,
+        vec_b as u32,
+        epi.code(),
+    ]
+}
 
-    /// The override values of the tiled kernel: thread tile, which axis of each operand
-    /// is contiguous, and whether a transposed A (contiguous along M) or an
-    /// untransposed B (contiguous along N) can be read as aligned vec4s (that axis's
-    /// extent and every other stride a multiple of 4). Operands contiguous along K are
-    /// read as scalars, coalesced across threads (see `load_a` in the shader).
-    fn tile_overrides(&self, kernel: MatmulKernel, epi: &Epi) -> [u32; 6] {
-        let ((_, a_cs), (b_rs, _)) = (self.a_strides, self.b_strides);
-        let all4 = |v: &[usize]| v.iter().all(|x| x.is_multiple_of(4));
-        let a_kmajor = a_cs == 1;
-        let b_kmajor = b_rs == 1;
-        let vec_a = !a_kmajor && all4(&self.sa) && all4(&[self.m, a_cs, epi.a_off]);
-        let vec_b = !b_kmajor && all4(&self.sb) && all4(&[self.n, b_rs, epi.b_off]);
-        let tt = if kernel == MatmulKernel::Tile128 {
-            8
-        } else {
-            4
-        };
-        [
-            tt,
-            a_kmajor as u32,
-            b_kmajor as u32,
-            vec_a as u32,
-            vec_b as u32,
-            epi.code(),
-        ]
-    }
+/// The override values of a block kernel: outputs per thread, the layout bits (1 A
+/// contiguous along K, 2 B contiguous along K, 4 / 8 A / B read as aligned vec4s
+/// along that axis: its unit stride, every other stride, batch stride and offset a
+/// multiple of 4, and along M or N that extent too), and the fused parts.
+fn block_overrides(p: &Product, kernel: MatmulKernel, epi: &Epi) -> [u32; 6] {
+    let (rows, cols) = kernel.block().expect("a block kernel");
+    let ((a_rs, a_cs), (b_rs, b_cs)) = (p.a_strides, p.b_strides);
+    let all4 = |v: &[usize]| v.iter().all(|x| x.is_multiple_of(4));
+    // An operand whose other axis (M or N, of `extent`) has stride `outer` and whose
+    // K axis has stride `inner`: vec4s along whichever is contiguous.
+    let vec_ok = |outer: usize, inner: usize, extent: usize, batch: &[usize], off: usize| {
+        all4(batch)
+            && off.is_multiple_of(4)
+            && if inner == 1 {
+                outer.is_multiple_of(4)
+            } else {
+                outer == 1 && all4(&[inner, extent])
+            }
+    };
+    let a_kmajor = a_cs == 1;
+    let b_kmajor = b_rs == 1;
+    let vec_a = !epi.a_in_out && vec_ok(a_rs, a_cs, p.m, &p.sa, epi.a_off);
+    let vec_b = epi.conv.is_none() && vec_ok(b_cs, b_rs, p.n, &p.sb, epi.b_off);
+    let layout =
+        a_kmajor as u32 | (b_kmajor as u32) << 1 | (vec_a as u32) << 2 | (vec_b as u32) << 3;
+    [
+        rows as u32,
+        cols as u32,
+        layout,
+        epi.code(),
+        epi.a_in_out as u32,
+        epi.conv.map_or(0, |(mode, _)| mode),
+    ]
+}
 
-    /// The override values of a block kernel: outputs per thread, the layout bits (1 A
-    /// contiguous along K, 2 B contiguous along K, 4 / 8 A / B read as aligned vec4s
-    /// along that axis: its unit stride, every other stride, batch stride and offset a
-    /// multiple of 4, and along M or N that extent too), and the fused parts.
-    fn block_overrides(&self, kernel: MatmulKernel, epi: &Epi) -> [u32; 6] {
-        let (rows, cols) = kernel.block().expect("a block kernel");
-        let ((a_rs, a_cs), (b_rs, b_cs)) = (self.a_strides, self.b_strides);
-        let all4 = |v: &[usize]| v.iter().all(|x| x.is_multiple_of(4));
-        // An operand whose other axis (M or N, of `extent`) has stride `outer` and whose
-        // K axis has stride `inner`: vec4s along whichever is contiguous.
-        let vec_ok = |outer: usize, inner: usize, extent: usize, batch: &[usize], off: usize| {
-            all4(batch)
-                && off.is_multiple_of(4)
-                && if inner == 1 {
-                    outer.is_multiple_of(4)
-                } else {
-                    outer == 1 && all4(&[inner, extent])
-                }
-        };
-        let a_kmajor = a_cs == 1;
-        let b_kmajor = b_rs == 1;
-        let vec_a = !epi.a_in_out && vec_ok(a_rs, a_cs, self.m, &self.sa, epi.a_off);
-        let vec_b = epi.conv.is_none() && vec_ok(b_cs, b_rs, self.n, &self.sb, epi.b_off);
-        let layout =
-            a_kmajor as u32 | (b_kmajor as u32) << 1 | (vec_a as u32) << 2 | (vec_b as u32) << 3;
-        [
-            rows as u32,
-            cols as u32,
-            layout,
-            epi.code(),
-            epi.a_in_out as u32,
-            epi.conv.map_or(0, |(mode, _)| mode),
-        ]
-    }
-
-    /// Runs the product: one launch per pass and per group of at most 65,535
-    /// (batch, split) pairs, then the reduction of the splits and of a summed batch.
-    /// Returns the result with shape `[1 or splits, out batch..., M, N]` reduced to
-    /// `[out batch..., M, N]` elements.
-    pub(super) fn run(&self, a: &Tensor, b: &Tensor, choice: MatmulChoice) -> Result<Tensor> {
-        self.run_epi(a, b, choice, &Epi::default())
-    }
-
-    /// [`GpuProduct::run`] with a fused prologue and epilogue, returning the result
-    /// shaped `[out batch..., M, N]` (`epi.out` itself when given). With an epilogue
-    /// ([`Epi::direct`]) the product runs without splits of K (passes apply it on the last
-    /// one); a prologue or row sums alone allow splits and summed batches (their
+impl Product {
+    /// Runs the product on the GPU `g` with a fused prologue and epilogue `epi`: one
+    /// launch per pass and per group of at most 65,535 (batch, split) pairs, then the
+    /// reduction of the splits and of a summed batch. Returns the result, `[out
+    /// batch..., M, N]` elements (`epi.out` itself when given). With an epilogue
+    /// ([`Epi::direct`]) the product runs without splits of K (passes apply it on the
+    /// last one); a prologue or row sums alone allow splits and summed batches (their
     /// partials are added by one pass).
     pub(crate) fn run_epi(
         &self,
-        a: &Tensor,
-        b: &Tensor,
+        g: &Arc<GpuContext>,
+        a: &Storage,
+        b: &Storage,
         choice: MatmulChoice,
         epi: &Epi,
-    ) -> Result<Tensor> {
-        let Device::Gpu(g) = a.device() else {
-            unreachable!("a GPU product")
-        };
+    ) -> Result<Storage> {
         let fused = epi.active();
         let direct = epi.direct();
         let (m, n, k) = (self.m, self.n, self.k);
         let batches = shape::numel(&self.batch);
-        let mut final_shape = self.out_batch.clone();
-        final_shape.extend([m, n]);
+        let final_len = self.out_len();
         debug_assert!(!(direct && self.summing), "no epilogue on a summed batch");
         debug_assert!(
             epi.rowsum.is_none() || (n > 0 && (batches == 1 || self.out_batch.is_empty())),
@@ -311,15 +283,17 @@ impl GpuProduct {
         if m * n * batches == 0 || (k == 0 && !fused) {
             // An empty product, or an empty inner dimension: all zeros (row sums over an
             // empty batch too).
-            if let (Some(rows), false) = (epi.rowsum, epi.accumulate) {
-                if m * batches == 0 || n == 0 {
-                    rows.copy_from(&Tensor::zeros(rows.shape(), a.device())?)?;
-                }
-            }
-            return match epi.out {
-                Some((t, _)) => Ok(t.clone()),
-                None => Tensor::zeros(&final_shape, a.device()),
+            let rows = match (epi.rowsum, epi.accumulate) {
+                (Some(rows), false) if m * batches == 0 || n == 0 => Some(rows),
+                _ => None,
             };
+            let out = match epi.out {
+                Some((t, _)) => t.clone(),
+                None => Storage::new_gpu(gpu_alloc(g, final_len)?),
+            };
+            let len = if epi.out.is_some() { 0 } else { final_len };
+            zeros(g, (&out, len), rows.map(|r| (r, m)))?;
+            return Ok(out);
         }
         let product = ProductShape {
             m,
@@ -370,10 +344,10 @@ impl GpuProduct {
         };
         let (kernel, overrides) = match plan.kernel {
             MatmulKernel::Tile128 | MatmulKernel::Tile64 => {
-                (MATMUL_TILE, self.tile_overrides(plan.kernel, epi))
+                (MATMUL_TILE, tile_overrides(self, plan.kernel, epi))
             }
             MatmulKernel::Naive => (MATMUL_NAIVE, [0; 6]),
-            block if block.is_block() => (MATMUL_BLOCK, self.block_overrides(block, epi)),
+            block if block.is_block() => (MATMUL_BLOCK, block_overrides(self, block, epi)),
             small => {
                 let (rows, cols, _) = small.tile();
                 (
@@ -436,24 +410,17 @@ impl GpuProduct {
         let tiles = (n.div_ceil(bn), m.div_ceil(bm));
         p.tiles_x = u(tiles.0);
         p.tiles_y = u(tiles.1);
-        let grid = crate::ops::groups_rows(tiles.0 * tiles.1);
+        let grid = groups_rows(tiles.0 * tiles.1);
         let out = match epi.out {
             Some((t, _)) => t.clone(),
-            None => Tensor::from_gpu(
-                gpu_alloc(g, splits * batches * m * n)?,
-                vec![splits * batches * m * n],
-                DType::F32,
-            ),
+            None => Storage::new_gpu(gpu_alloc(g, splits * batches * m * n)?),
         };
         // The extra bindings of a fused kernel: x2 (bias or saved output; A when
         // unused) and y1 (addend or bias gradient; the output when unused).
         let x2 = epi.bias.or(epi.pro.map(|(t, _)| t)).unwrap_or(a);
         // Row sums of several (split, batch) pairs go to partials summed at the end.
         let partial_rows = (epi.rowsum.is_some() && splits * batches > 1)
-            .then(|| {
-                let len = splits * batches * m;
-                gpu_alloc(g, len).map(|b| Tensor::from_gpu(b, vec![len], DType::F32))
-            })
+            .then(|| gpu_alloc(g, splits * batches * m).map(Storage::new_gpu))
             .transpose()?;
         // An unused y1 gets a buffer of its own: WebGPU refuses a buffer bound twice
         // where either binding is writable.
@@ -463,7 +430,7 @@ impl GpuProduct {
             epi.rowsum,
         ) {
             (None, None, None) if plan.kernel != MatmulKernel::Naive => {
-                Some(Tensor::from_gpu(gpu_alloc(g, 1)?, vec![1], DType::F32))
+                Some(Storage::new_gpu(gpu_alloc(g, 1)?))
             }
             _ => None,
         };
@@ -476,6 +443,8 @@ impl GpuProduct {
             .or(unused.as_ref())
             .unwrap_or(&out);
         let x0 = if epi.a_in_out { b } else { a };
+        let gpu = storage_buffer;
+        let all = [gpu(x0)?, gpu(b)?, gpu(x2)?, gpu(&out)?, gpu(y1)?];
         // Batches per launch: the grid's z holds (batch, split) pairs.
         let per_launch = (plan::MAX_GROUPS / splits).max(1);
         for pass in 0..plan.passes {
@@ -502,20 +471,12 @@ impl GpuProduct {
                     };
                     2 * (padded(m, bm) * padded(n, bn) * k_len.next_multiple_of(bk) * count) as u64
                 };
-                let bufs = [
-                    x0.gpu_buf(),
-                    b.gpu_buf(),
-                    x2.gpu_buf(),
-                    out.gpu_buf(),
-                    y1.gpu_buf(),
-                ];
-                let bufs: &[&crate::backend::gpu::GpuBuffer] = if plan.kernel == MatmulKernel::Naive
-                {
-                    &[bufs[0], bufs[1], bufs[3]]
+                let bufs: &[&GpuBuffer] = if plan.kernel == MatmulKernel::Naive {
+                    &[all[0], all[1], all[3]]
                 } else if plan.kernel.is_block() {
-                    &[bufs[0], bufs[1], bufs[2], bufs[3], bufs[4], bufs[2]]
+                    &[all[0], all[1], all[2], all[3], all[4], all[2]]
                 } else {
-                    &bufs
+                    &all
                 };
                 g.launch_with(
                     kernel,
@@ -534,42 +495,24 @@ impl GpuProduct {
             }
         }
         if direct {
-            return if epi.out.is_some() {
-                Ok(out)
-            } else {
-                out.reshape(&final_shape)
-            };
+            return Ok(out);
         }
         if let (Some(rows), Some(rowsum)) = (&partial_rows, epi.rowsum) {
             // Everything summed to one [M, N] product and its [M] row sums.
             let s = splits * batches;
             if s <= plan::MAX_K_SHORT {
                 let total = gpu_alloc(g, m * n)?;
-                g.launch_with(
-                    SUM_PARTIALS,
-                    &SumPartialsParams {
-                        count: s as u32,
-                        len: (m * n) as u32,
-                        rows: m as u32,
-                        ..Default::default()
-                    },
-                    &[out.gpu_buf(), rows.gpu_buf(), &total, rowsum.gpu_buf()],
-                    crate::ops::groups_1d(m * n + m),
-                    Work {
-                        serial: s as u64,
-                        ..Work::default()
-                    },
-                );
-                return Ok(Tensor::from_gpu(total, final_shape, DType::F32));
+                let bufs = [gpu(&out)?, gpu(rows)?, &total, gpu(rowsum)?];
+                sum_partials(g, &bufs, s, m * n, m);
+                return Ok(Storage::new_gpu(total));
             }
-            let sums = no_grad(|| rows.reshape(&[s, m])?.sum_dim(&[0], false))?;
-            rowsum.copy_from(&sums)?;
-            return no_grad(|| out.reshape(&[s, m, n])?.sum_dim(&[0], false));
+            let sums = g.sum(rows, &ReducePlan::new("sum", &[s, m], &[0], false)?, 1.0)?;
+            g.put(rowsum, 0, &sums, m)?;
+            return g.sum(&out, &ReducePlan::new("sum", &[s, m, n], &[0], false)?, 1.0);
         }
         let mut full_shape = vec![splits];
         full_shape.extend(&self.batch);
         full_shape.extend([m, n]);
-        let full = out.reshape(&full_shape)?;
         // Sum the splits (dim 0) and the batch dims the result reduces.
         let lead = self.batch.len() - self.out_batch.len();
         let mut dims: Vec<isize> = Vec::new();
@@ -581,17 +524,82 @@ impl GpuProduct {
                 dims.push(d as isize + 1);
             }
         }
-        let summed = if dims.is_empty() {
-            full
+        if dims.is_empty() {
+            Ok(out)
         } else {
-            no_grad(|| full.sum_dim(&dims, true))?
-        };
-        summed.reshape(&final_shape)
+            g.sum(
+                &out,
+                &ReducePlan::new("sum", &full_shape, &dims, true)?,
+                1.0,
+            )
+        }
     }
 }
 
+/// The GPU buffer of a product's storage.
+fn storage_buffer(s: &Storage) -> Result<&GpuBuffer> {
+    s.gpu("matmul")
+}
+
+/// Adds `count` partial results of `len` elements (`bufs[0]`) and their `rows` row sums
+/// (`bufs[1]`) into `bufs[2]` and `bufs[3]`: with no partials, zeros (the value of an
+/// empty product and its row sums).
+fn sum_partials(
+    g: &Arc<GpuContext>,
+    bufs: &[&GpuBuffer; 4],
+    count: usize,
+    len: usize,
+    rows: usize,
+) {
+    g.launch_with(
+        SUM_PARTIALS,
+        &SumPartialsParams {
+            count: count as u32,
+            len: len as u32,
+            rows: rows as u32,
+            ..Default::default()
+        },
+        bufs,
+        groups_1d(len + rows),
+        Work {
+            serial: count as u64,
+            ..Work::default()
+        },
+    );
+}
+
+/// Writes zeros to the first `len` elements of `out` and the first `rows` of the row
+/// sums, when given: the sum of no partials.
+fn zeros(
+    g: &Arc<GpuContext>,
+    (out, len): (&Storage, usize),
+    row_sums: Option<(&Storage, usize)>,
+) -> Result<()> {
+    let rows = row_sums.map_or(0, |(_, rows)| rows);
+    if len + rows == 0 {
+        return Ok(());
+    }
+    // Stand-ins for the unread partials and an absent row-sum output (a buffer is never
+    // bound twice).
+    let spare = || gpu_alloc(g, 1).map(Storage::new_gpu);
+    let (x0, x1) = (spare()?, spare()?);
+    let y1 = match row_sums {
+        Some((r, _)) => r.clone(),
+        None => spare()?,
+    };
+    let gpu = storage_buffer;
+    sum_partials(
+        g,
+        &[gpu(&x0)?, gpu(&x1)?, gpu(out)?, gpu(&y1)?],
+        0,
+        len,
+        rows,
+    );
+    Ok(())
+}
+
 /// The planner's limits on one device.
-pub(super) fn plan_limits(g: &crate::backend::gpu::GpuContext) -> PlanLimits {
+pub(super) fn plan_limits(g: &GpuContext) -> PlanLimits {
     PlanLimits {
         max_binding: g.max_binding(),
         full_groups: g.full_groups(),

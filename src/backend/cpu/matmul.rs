@@ -1,9 +1,62 @@
 //! The CPU's matrix products: `matrixmultiply`'s single-threaded kernels, split over
-//! threads by the engine (by batch, or by rows of `C` for a single product).
+//! threads by the engine (by batch, or by rows of `C` for a single product). The CPU
+//! has no fused products: the fused layers (`super::fused`) run a product and then
+//! their bias and activation loops.
 
-use crate::backend::cpu::parallel::{self, SendPtr};
-use crate::backend::cpu::{strided_offset, Float};
-use crate::shape;
+use super::elementwise::CpuBackend;
+use super::parallel::{self, SendPtr};
+use super::{strided_offset, CpuData, Float};
+use crate::backend::gpu::matmul_plan::{MatmulPlan, ProductShape};
+use crate::backend::matmul::{MatmulChoice, Product};
+use crate::backend::{Matmul, Storage};
+use crate::error::{Error, Result};
+use crate::shape::{self, broadcast_strides};
+
+impl Matmul for CpuBackend {
+    fn matmul(
+        &self,
+        a: &Storage,
+        b: &Storage,
+        p: &Product,
+        _choice: MatmulChoice,
+    ) -> Result<Storage> {
+        let (m, n) = (p.m, p.n);
+        // Where each batch's product goes: its own matrix, or (summing) a shared one.
+        let so: Vec<usize> = broadcast_strides(&p.out_batch, &p.batch)
+            .iter()
+            .map(|s| s * m * n)
+            .collect();
+        let (ad, bd) = (a.cpu("matmul")?.read(), b.cpu("matmul")?.read());
+        let mut out = ad.float_like(p.out_len(), 0.0);
+        let geo = CpuGemm {
+            m,
+            k: p.k,
+            n,
+            batch: &p.batch,
+            sa: &p.sa,
+            sb: &p.sb,
+            so: &so,
+            a_strides: p.a_strides,
+            b_strides: p.b_strides,
+            summing: p.summing,
+        };
+        match (&*ad, &*bd, &mut out) {
+            (CpuData::F32(x), CpuData::F32(y), CpuData::F32(c)) => geo.run(x, y, c),
+            (CpuData::F64(x), CpuData::F64(y), CpuData::F64(c)) => geo.run(x, y, c),
+            _ => {
+                return Err(Error::DType {
+                    op: "matmul",
+                    msg: "mixed or integer dtypes reached a float product".into(),
+                })
+            }
+        }
+        Ok(Storage::new_cpu(out))
+    }
+
+    fn matmul_plan(&self, _shape: &ProductShape) -> Option<MatmulPlan> {
+        None
+    }
+}
 
 /// `matrixmultiply`'s single-threaded kernels for one element type.
 pub(crate) trait Gemm: Float {
@@ -66,23 +119,23 @@ gemm_impl!(f64, matrixmultiply::dgemm);
 
 /// One batched product on the CPU: per-batch offsets, element strides, and whether the
 /// batches sum into shared outputs.
-pub(super) struct CpuGemm<'a> {
-    pub(super) m: usize,
-    pub(super) k: usize,
-    pub(super) n: usize,
-    pub(super) batch: &'a [usize],
-    pub(super) sa: &'a [usize],
-    pub(super) sb: &'a [usize],
-    pub(super) so: &'a [usize],
-    pub(super) a_strides: (usize, usize),
-    pub(super) b_strides: (usize, usize),
-    pub(super) summing: bool,
+struct CpuGemm<'a> {
+    m: usize,
+    k: usize,
+    n: usize,
+    batch: &'a [usize],
+    sa: &'a [usize],
+    sb: &'a [usize],
+    so: &'a [usize],
+    a_strides: (usize, usize),
+    b_strides: (usize, usize),
+    summing: bool,
 }
 
 impl CpuGemm<'_> {
     /// Splits the work over threads: by batch when there are several (a summing product
     /// gives each thread its own accumulator, added at the end), else by rows of `C`.
-    pub(super) fn run<T: Gemm>(&self, a: &[T], b: &[T], c: &mut [T]) {
+    fn run<T: Gemm>(&self, a: &[T], b: &[T], c: &mut [T]) {
         let (m, k, n) = (self.m, self.k, self.n);
         let batches = shape::numel(self.batch);
         if batches == 0 || m * n == 0 {
