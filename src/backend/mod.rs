@@ -20,6 +20,8 @@ pub(crate) mod rnn;
 
 /// The GPU's matrix-product planner, which the product's kernel choice names.
 pub use gpu::matmul_plan;
+pub use gpu::params::ParamsInfo;
+pub use gpu::sources::{shader_sources, KernelInfo, ShaderSource};
 
 use std::sync::Arc;
 

@@ -4,7 +4,7 @@
 //!
 //! On the GPU a reduction runs in passes over as many workgroups as the work needs: each
 //! workgroup reduces at most
-//! [`MAX_GROUP_ELEMENTS`](crate::backend::gpu::MAX_GROUP_ELEMENTS) positions (64 per thread), long
+//! 16,384 positions (64 per thread), long
 //! reductions split over workgroups that write partial results, and a further pass
 //! reduces those (see `plan_pass` in `backend/gpu/reduce.rs` and ARCHITECTURE.md).
 

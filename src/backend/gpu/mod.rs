@@ -35,6 +35,7 @@ pub(crate) mod rnn;
 mod rnn_layer;
 mod scheduler;
 pub(crate) mod softmax;
+pub(crate) mod sources;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
