@@ -72,9 +72,10 @@
 //!   Shakespeare text, Fashion-MNIST, augmentation.
 //! - [`io`]: safetensors files with PyTorch's names, and training checkpoints.
 //! - [`distributed`]: data-parallel training over several processes.
-//! - [`ops`]: every op's forward and backward on both backends, and (with the `testing`
-//!   feature) the op registry the gradient tests walk.
-//! - [`backend`]: the CPU loops and the GPU scheduler, buffer pool and profiler.
+//! - [`ops`]: every op's checks, forward and backward (through the backend seam), and
+//!   (with the `testing` feature) the op registry the gradient tests walk.
+//! - [`backend`]: the seam (one trait per op family), the CPU loops, and the GPU
+//!   launchers, scheduler, buffer pool and profiler.
 //! - [`shape`]: element counts, strides and broadcasting.
 //! - [`error`]: the [`Error`] type every fallible call returns.
 //! - [`workloads`]: the three shared benchmark workloads (MLP, CNN, RNN training steps).

@@ -48,8 +48,8 @@ pub(crate) struct PreluGeo {
 /// fully, one trait per op family (the compiler, not review, holds a backend to every
 /// one: `Device::backend` returns a `dyn Backend`, which needs them all). An op checks
 /// its arguments, cuts work too large for one binding, calls the primitives through
-/// `Device::backend`, wraps the storage in a tensor and records its backward. Families
-/// move behind the seam one at a time.
+/// `Device::backend`, wraps the storage in a tensor and records its backward. A new
+/// family adds its trait here and to the blanket impl below.
 pub(crate) trait Backend:
     Buffers
     + Elementwise

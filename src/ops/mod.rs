@@ -1,6 +1,8 @@
-//! Ops: each family in one file with its shape rule, its forward (the kernel it
-//! launches on each backend), its backward (the kernels that turn the output gradient
-//! into input gradients) and the values it saves. The WGSL lives in `shaders/<family>.wgsl`.
+//! Ops: each family in one file with its shape rule and argument checks, its forward
+//! (calls to the backend seam, [`crate::backend`], through `Device::backend`), its
+//! backward (ops or seam calls that turn the output gradient into input gradients) and
+//! the values it saves. The CPU loops and GPU launchers live under `src/backend/`, the
+//! WGSL in `shaders/<family>.wgsl`.
 //! `registry` (with the `testing` feature) lists every op so the gradient suite cannot
 //! miss one.
 

@@ -224,7 +224,7 @@ pub struct GpuOptions {
     /// workgroup memory. `WGRAD_SUBGROUPS=0` turns them off.
     pub subgroups: bool,
     /// On a software adapter (lavapipe, SwiftShader, WARP), let matrix products take the
-    /// block kernels made for CPU SIMD lanes (see `ops::matmul::plan`); when false they
+    /// block kernels made for CPU SIMD lanes (see `backend::matmul_plan`); when false they
     /// are planned as on a hardware GPU (tests use this to run the hardware kernels on
     /// lavapipe). `WGRAD_SOFTWARE_KERNELS=0` turns them off. No effect on hardware.
     pub software_kernels: bool,
