@@ -163,7 +163,7 @@ macro_rules! wgsl_offset {
 /// and its [`Params::INFO`] with the WGSL struct, its uniform variable `var` and the
 /// accessors of its array fields. Field types: `u32`, `f32`, [`Dims`], `Words4`.
 ///
-/// ```ignore
+/// ```text
 /// params! {
 ///     /// Broadcast binary ops.
 ///     pub(crate) struct BinaryParams as bp {
