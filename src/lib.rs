@@ -122,10 +122,10 @@ pub mod prelude {
     pub use crate::device::Device;
     pub use crate::error::{Error, Result};
     pub use crate::nn::{
-        AdaptiveAvgPool2d, AvgPool2d, BCEWithLogitsLoss, BatchNorm1d, BatchNorm2d, Conv2d,
+        AdaptiveAvgPool2d, AvgPool2d, BCELoss, BCEWithLogitsLoss, BatchNorm1d, BatchNorm2d, Conv2d,
         ConvTranspose2d, CrossEntropyLoss, Dropout, Embedding, Flatten, LeakyReLU, Linear, MSELoss,
-        MaxPool2d, Mish, Module, NoisyReLU, PReLU, ReLU, Sequential, SiLU, Sigmoid, Softplus, Tanh,
-        Upsample, GELU, GRU, LSTM, RNN,
+        MaxPool2d, Mish, Module, NLLLoss, NoisyReLU, PReLU, ReLU, Sequential, SiLU, Sigmoid,
+        Softplus, Tanh, Upsample, GELU, GRU, LSTM, RNN,
     };
     pub use crate::optim::{Adam, AdamW, Optimizer, Sgd};
     pub use crate::tensor::{DType, Tensor};

@@ -30,7 +30,7 @@ pub use conv::{AdaptiveAvgPool2d, AvgPool2d, Conv2d, ConvTranspose2d, MaxPool2d,
 pub use dropout::Dropout;
 pub use flatten::Flatten;
 pub use linear::Linear;
-pub use loss::{BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, Reduction};
+pub use loss::{BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss, Reduction};
 pub use rnn::{
     Embedding, GRUCell, LSTMCell, RNNCell, Recurrent, RecurrentOptions, RecurrentState, GRU, LSTM,
     RNN,

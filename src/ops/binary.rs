@@ -1,7 +1,8 @@
 //! Elementwise binary ops with NumPy broadcasting: `add`, `sub`, `mul`, `div`, `pow`,
 //! `maximum`, `minimum`, and comparisons (no gradient). Backward kernels compute both
 //! input gradients in the output's shape; `sum_to_shape` then reduces them over the
-//! broadcast dimensions. Each op saves both inputs.
+//! broadcast dimensions. Each op saves both inputs. `clamp` composes comparisons and
+//! `where` with constant bounds.
 
 use crate::autograd::record;
 use crate::backend::broadcast::Broadcast;
@@ -185,5 +186,62 @@ impl Tensor {
             .map(|d| d as isize)
             .collect();
         self.sum_dim(&dims, true)?.reshape(shape)
+    }
+}
+
+/// `x` with the elements on the wrong side of `bound` (`below` it, or above) replaced
+/// by it; the gradient passes where `x` is on the right side, the bound included, so not
+/// at NaN (which stays NaN through the detached branch), as PyTorch's.
+fn clamp_side(x: &Tensor, bound: f32, below: bool) -> Result<Tensor> {
+    let b = crate::ops::layout::fill(&[], x.dtype(), bound as f64, x.device())?;
+    let (keep, out) = if below {
+        (x.ge(&b)?, x.lt(&b)?)
+    } else {
+        (x.le(&b)?, x.gt(&b)?)
+    };
+    let rest = Tensor::where_cond(&out, &b, &x.detach())?;
+    Tensor::where_cond(&keep, x, &rest)
+}
+
+impl Tensor {
+    /// PyTorch's `clamp(x, min, max)`: `min(max(x, min), max)` elementwise, either bound
+    /// optional (not both); with `min > max` every element is `max`, as in PyTorch. The
+    /// gradient is PyTorch's: 1 where `min <= x <= max` (the bounds included), 0 outside.
+    /// NaN stays NaN, with gradient 0 (PyTorch's too). A NaN bound, or no bound, is an
+    /// error.
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let x = Tensor::from_vec(vec![-2.0f32, 0.5, 3.0], &[3], &Device::cpu())?;
+    /// assert_eq!(x.clamp(Some(-1.0), Some(1.0))?.to_vec::<f32>()?, [-1.0, 0.5, 1.0]);
+    /// # Ok(()) }
+    /// ```
+    pub fn clamp(&self, min: Option<f32>, max: Option<f32>) -> Result<Tensor> {
+        crate::tensor::check_float("clamp", self)?;
+        if min.is_none() && max.is_none() {
+            return crate::error::arg_err("clamp", "at least one of min and max is needed");
+        }
+        if min.is_some_and(f32::is_nan) || max.is_some_and(f32::is_nan) {
+            return crate::error::arg_err("clamp", "a bound is NaN");
+        }
+        let x = match min {
+            Some(lo) => clamp_side(self, lo, true)?,
+            None => self.clone(),
+        };
+        match max {
+            Some(hi) => clamp_side(&x, hi, false),
+            None => Ok(x),
+        }
+    }
+
+    /// `clamp(Some(min), None)`: PyTorch's `clamp_min`.
+    pub fn clamp_min(&self, min: f32) -> Result<Tensor> {
+        self.clamp(Some(min), None)
+    }
+
+    /// `clamp(None, Some(max))`: PyTorch's `clamp_max`.
+    pub fn clamp_max(&self, max: f32) -> Result<Tensor> {
+        self.clamp(None, Some(max))
     }
 }

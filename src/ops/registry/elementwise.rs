@@ -61,6 +61,23 @@ pub(super) fn entries() -> Vec<OpEntry> {
         binary_entry("pow", &["pow_fwd", "pow_bwd"], Positive, Any, |a, b| {
             a.pow(b)
         }),
+        // On a lattice offset from the bounds by at least 0.05: no value within a
+        // finite-difference step of a kink.
+        unary_entry("clamp", &["where_fwd", "where_bwd"], Lattice(0.1), |x| {
+            x.clamp(Some(-0.5), Some(0.7))
+        }),
+        unary_entry(
+            "clamp_min",
+            &["where_fwd", "where_bwd"],
+            Lattice(0.1),
+            |x| x.clamp_min(-0.5),
+        ),
+        unary_entry(
+            "clamp_max",
+            &["where_fwd", "where_bwd"],
+            Lattice(0.1),
+            |x| x.clamp_max(0.7),
+        ),
         binary_entry(
             "maximum",
             &["maximum_fwd", "maximum_bwd"],

@@ -1,5 +1,5 @@
-//! Losses: cross-entropy (with and without label smoothing), mean squared error and
-//! binary cross-entropy on logits.
+//! Losses: cross-entropy (with and without label smoothing), mean squared error, binary
+//! cross-entropy on logits and on probabilities, and the negative log-likelihood.
 
 use super::*;
 
@@ -118,6 +118,100 @@ pub(super) fn entries() -> Vec<OpEntry> {
                     },
                 )
             })
+            .collect(),
+    });
+    ops.push(OpEntry {
+        name: "nll_loss",
+        differentiable: true,
+        kernels: &["gather_fwd", "neg_fwd"],
+        cases: [(1usize, 3usize), (7, 5), (33, 10), (3, 257)]
+            .iter()
+            .map(|&(n, c)| {
+                case(
+                    format!("[{n}, {c}]"),
+                    vec![spec(&[n, c], Any), spec(&[n], Index(c))],
+                    |x, _| x[0].nll_loss(&x[1]),
+                )
+            })
+            .collect(),
+    });
+    ops.push(OpEntry {
+        name: "nll_loss_options",
+        differentiable: true,
+        kernels: &["gather_fwd", "where_fwd", "where_bwd", "div_fwd", "div_bwd"],
+        // The weighted mean differentiates through its divisor (the weight gets a
+        // gradient); class 1 is ignored, which some of the random targets hit.
+        cases: vec![
+            case(
+                "[7, 5] weight, ignore 1, mean",
+                vec![
+                    spec(&[7, 5], Any),
+                    spec(&[7], Index(5)),
+                    spec(&[5], Positive),
+                ],
+                |t, _| {
+                    crate::nn::NLLLoss::default()
+                        .weight(t[2].clone())
+                        .ignore_index(1)
+                        .forward(&t[0], &t[1])
+                },
+            ),
+            case(
+                "[9, 3] weight, mean",
+                vec![
+                    spec(&[9, 3], Any),
+                    spec(&[9], Index(3)),
+                    spec(&[3], Positive),
+                ],
+                |t, _| t[0].nll_loss_with(&t[1], Some(&t[2]), None, crate::nn::Reduction::Mean),
+            ),
+            case(
+                "[6, 4] ignore 0, none",
+                vec![spec(&[6, 4], Any), spec(&[6], Index(4))],
+                |t, _| t[0].nll_loss_with(&t[1], None, Some(0), crate::nn::Reduction::None),
+            ),
+            case(
+                "[33, 65] weight, sum",
+                vec![
+                    spec(&[33, 65], Any),
+                    spec(&[33], Index(65)),
+                    spec(&[65], Positive),
+                ],
+                |t, _| t[0].nll_loss_with(&t[1], Some(&t[2]), None, crate::nn::Reduction::Sum),
+            ),
+        ],
+    });
+    ops.push(OpEntry {
+        name: "binary_cross_entropy",
+        differentiable: true,
+        kernels: &["log_fwd", "maximum_fwd", "affine_fwd", "div_fwd"],
+        // Probabilities and soft targets through a sigmoid, in (0.11, 0.89): away from the
+        // clamps, where the gradient is the derivative of the loss.
+        cases: [&[7][..], &[3, 5], &[257]]
+            .iter()
+            .map(|s| {
+                case(
+                    format!("{s:?} soft targets"),
+                    vec![spec(s, Any), spec(s, Any)],
+                    |t, _| t[0].sigmoid()?.binary_cross_entropy(&t[1].sigmoid()?),
+                )
+            })
+            .chain(
+                [(&[3, 5][..], &[5][..]), (&[2, 3, 4], &[3, 1]), (&[6], &[])]
+                    .iter()
+                    .map(|&(s, w)| {
+                        case(
+                            format!("{s:?} weight {w:?}, 0/1 targets, sum"),
+                            vec![spec(s, Any), spec(s, Mask), spec(w, Positive)],
+                            |t, _| {
+                                crate::nn::BCELoss::default()
+                                    .weight(t[2].clone())
+                                    .reduction(crate::nn::Reduction::Sum)
+                                    .forward(&t[0].sigmoid()?, &t[1])
+                            },
+                        )
+                    }),
+            )
             .collect(),
     });
     ops
