@@ -243,6 +243,25 @@ impl Tensor {
         self.full_like(0.0)
     }
 
+    /// Same shape, dtype and device as `self`, all ones.
+    pub fn ones_like(&self) -> Result<Tensor> {
+        self.full_like(1.0)
+    }
+
+    /// Uniform numbers in [0, 1) of `self`'s shape, float dtype and device, from the
+    /// device's generator (PyTorch's `rand_like`; a `u32` tensor is a dtype error).
+    pub fn rand_like(&self) -> Result<Tensor> {
+        check_float("rand_like", self)?;
+        Tensor::rand(self.shape(), self.device())?.to_dtype(self.dtype())
+    }
+
+    /// Standard normal numbers of `self`'s shape, float dtype and device, from the
+    /// device's generator (PyTorch's `randn_like`; a `u32` tensor is a dtype error).
+    pub fn randn_like(&self) -> Result<Tensor> {
+        check_float("randn_like", self)?;
+        Tensor::randn(self.shape(), self.device())?.to_dtype(self.dtype())
+    }
+
     /// `[0, 1, ..., n - 1]` as `f32`.
     pub fn arange(n: usize, device: &Device) -> Result<Tensor> {
         Tensor::from_vec((0..n).map(|i| i as f32).collect(), &[n], device)

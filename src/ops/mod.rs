@@ -6,6 +6,7 @@
 //! `registry` (with the `testing` feature) lists every op so the gradient suite cannot
 //! miss one.
 
+pub mod arith;
 pub mod augment;
 pub mod batchnorm;
 pub mod binary;
