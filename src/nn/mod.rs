@@ -40,6 +40,114 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
+/// `#[derive(Module)]`: implements [`Module`](trait@Module) from a struct's fields, so
+/// that naming, devices, train/eval and saving reach every parameter and sub-module
+/// without a hand-written `children()` that could forget one. `use wgrad::nn::Module;`
+/// (or the prelude) brings both the trait and this derive, as serde's `Serialize` does.
+///
+/// The struct needs named fields and an inherent method `fn forward(&self, x: &Tensor)
+/// -> Result<Tensor>`: the derived [`Module::forward`] calls it (in `Self::forward` an
+/// inherent method is found before the trait's, so the two share a name and callers may
+/// use either). A struct without one does not compile: the error says that `forward` is
+/// ambiguous and names the trait `derive_Module_needs_an_inherent_fn_forward_on_<Name>`.
+///
+/// Types are written, not known, when a macro runs, so each field is sorted by how its
+/// type is spelled (the last path segment: `Parameter` and `wgrad::nn::Parameter` alike):
+///
+/// | field | becomes |
+/// |---|---|
+/// | `#[module(skip)]` on the field | nothing: settings, devices, anything else |
+/// | `Parameter`, `Option<Parameter>` | a parameter named after the field (when `Some`) |
+/// | `Buffer`, `Option<Buffer>` | a buffer named after the field (when `Some`) |
+/// | [`TrainFlag`] | set by [`train`](Module::train) / [`eval`](Module::eval) |
+/// | `bool`, `char`, number types, `String`, `&str`, and `Vec`, `Option`, `Box`, arrays, slices and tuples of them | nothing (plain settings) |
+/// | `Vec<T>` | children `field.0`, `field.1`, ... (PyTorch's `ModuleList`) |
+/// | `Option<T>` | a child `field` when `Some` |
+/// | any other type | a child `field`: a layer, [`Sequential`], `Box<dyn Module>`, another derived struct |
+///
+/// `Vec` and `Option` nest (`Vec<Vec<Linear>>` gives `blocks.0.1`). A field of any other
+/// type must implement `Module`; one that does not (a `Device`, an `Act`, a `HashMap`)
+/// fails to compile with "`…` is not a `Module`" at the field, and the note says to
+/// mark it `#[module(skip)]`. A `Parameter`, `Buffer` or `TrainFlag` inside a `Vec` (or
+/// deeper) is a compile error too: state names are field names. Parameters come first
+/// in field order, then buffers, then children, as in PyTorch's `state_dict`.
+///
+/// ```
+/// use wgrad::nn::{Dropout, Linear, Module, Parameter};
+/// use wgrad::prelude::*;
+///
+/// #[derive(Module)]
+/// struct Mlp {
+///     layers: Vec<Linear>,
+///     dropout: Option<Dropout>,
+///     scale: Parameter,
+///     #[module(skip)]
+///     device: Device,
+///     negative_slope: f32, // plain: ignored
+/// }
+///
+/// impl Mlp {
+///     fn forward(&self, x: &Tensor) -> wgrad::Result<Tensor> {
+///         let mut h = x.clone();
+///         for (i, layer) in self.layers.iter().enumerate() {
+///             h = layer.forward(&h)?;
+///             if i + 1 < self.layers.len() {
+///                 h = h.leaky_relu(self.negative_slope)?;
+///                 if let Some(d) = &self.dropout {
+///                     h = d.forward(&h)?;
+///                 }
+///             }
+///         }
+///         h.mul(&self.scale.tensor())
+///     }
+/// }
+///
+/// # fn main() -> wgrad::Result<()> {
+/// let dev = Device::cpu();
+/// let net = Mlp {
+///     layers: vec![Linear::new(&dev, 2, 8), Linear::new(&dev, 8, 1)],
+///     dropout: Some(Dropout::new(0.1)),
+///     scale: Parameter::new(Tensor::ones(&[1], &dev)?),
+///     device: dev.clone(),
+///     negative_slope: 0.01,
+/// };
+/// let names: Vec<String> = net.named_parameters().into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names, ["scale", "layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias"]);
+/// net.eval(); // reaches the dropout
+/// assert_eq!(Module::forward(&net, &Tensor::ones(&[3, 2], &net.device)?)?.shape(), [3, 1]);
+/// # Ok(()) }
+/// ```
+pub use wgrad_derive::Module;
+
+/// What the code that `#[derive(Module)]` writes calls. Not part of the API.
+#[doc(hidden)]
+pub mod __derive {
+    use super::Module;
+
+    /// The types a derived module accepts as a child field: the modules.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` is not a `Module`, so it cannot be a field of a `#[derive(Module)]` struct",
+        label = "not a `Module`",
+        note = "a field that is not a module, `Parameter`, `Buffer`, `TrainFlag` or plain \
+                value (numbers, `bool`, `String`) needs `#[module(skip)]`"
+    )]
+    pub trait Child {
+        /// The field as a module.
+        fn as_module(&self) -> &dyn Module;
+    }
+
+    impl<M: Module> Child for M {
+        fn as_module(&self) -> &dyn Module {
+            self
+        }
+    }
+
+    /// `m` as a `&dyn Module`, for `children()`.
+    pub fn child<M: Child>(m: &M) -> &dyn Module {
+        m.as_module()
+    }
+}
+
 /// A trainable tensor owned by a module. The handle inside can be replaced (moving the
 /// module to another device) while gradients accumulate in the current one.
 pub struct Parameter(RwLock<Tensor>);
