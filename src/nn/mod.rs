@@ -73,8 +73,8 @@ use crate::tensor::Tensor;
 /// in field order, then buffers, then children, as in PyTorch's `state_dict`.
 ///
 /// ```
-/// use wgrad::nn::{Dropout, Linear, Module, Parameter};
-/// use wgrad::prelude::*;
+/// use wgrad::nn::Parameter;
+/// use wgrad::prelude::*; // the Module trait and its derive
 ///
 /// #[derive(Module)]
 /// struct Mlp {
@@ -116,6 +116,53 @@ use crate::tensor::Tensor;
 /// net.eval(); // reaches the dropout
 /// assert_eq!(Module::forward(&net, &Tensor::ones(&[3, 2], &net.device)?)?.shape(), [3, 1]);
 /// # Ok(()) }
+/// ```
+///
+/// Hand-write `impl Module` instead for what the derive does not cover: fusing an
+/// activation ([`Module::fusable_activation`]), state inside a `Vec`, names other than
+/// the field names. A type parameter that is a child needs its bound written
+/// (`struct Residual<M: Module> { inner: M }`).
+///
+/// What does not compile: a struct without an inherent `forward`,
+///
+/// ```compile_fail,E0034
+/// use wgrad::prelude::*;
+/// #[derive(Module)]
+/// struct NoForward { fc: Linear }
+/// ```
+///
+/// a field that is neither a module nor plain, without `#[module(skip)]`,
+///
+/// ```compile_fail,E0277
+/// use wgrad::prelude::*;
+/// #[derive(Module)]
+/// struct Unmarked { fc: Linear, device: Device }
+/// impl Unmarked {
+///     fn forward(&self, x: &Tensor) -> wgrad::Result<Tensor> { self.fc.forward(x) }
+/// }
+/// ```
+///
+/// a list of parameters (their names would not be field names),
+///
+/// ```compile_fail
+/// use wgrad::nn::Parameter;
+/// use wgrad::prelude::*;
+/// #[derive(Module)]
+/// struct Weights { ws: Vec<Parameter> }
+/// impl Weights {
+///     fn forward(&self, x: &Tensor) -> wgrad::Result<Tensor> { Ok(x.clone()) }
+/// }
+/// ```
+///
+/// and a tuple struct (its fields have no names).
+///
+/// ```compile_fail
+/// use wgrad::prelude::*;
+/// #[derive(Module)]
+/// struct Wrapper(Linear);
+/// impl Wrapper {
+///     fn forward(&self, x: &Tensor) -> wgrad::Result<Tensor> { self.0.forward(x) }
+/// }
 /// ```
 pub use wgrad_derive::Module;
 
@@ -240,7 +287,9 @@ impl TrainFlag {
 /// A function `a = h(x; θ)` with parameters θ. Implement `forward`, plus
 /// `local_parameters` for parameters the module owns directly, `local_buffers` for
 /// state it keeps but does not train, and `children` for the modules it is made of;
-/// naming, devices, modes and saving then work recursively.
+/// naming, devices, modes and saving then work recursively. Or let
+/// [`#[derive(Module)]`](derive@Module) write all but `forward` from the struct's fields,
+/// so that no sub-module can be left out of `children`.
 ///
 /// ```
 /// use wgrad::nn::{Linear, Module, ReLU};
