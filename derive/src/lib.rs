@@ -162,10 +162,10 @@ fn forward_code(name: &syn::Ident) -> TokenStream {
         name.unraw(),
         span = name.span()
     );
-    let call = quote! { Self::forward(self, x) };
+    let call = quote! { Self::forward(self, __x) };
     quote! {
         /// Calls the struct's own (inherent) `forward`.
-        fn forward(&self, x: &::wgrad::Tensor) -> ::wgrad::Result<::wgrad::Tensor> {
+        fn forward(&self, __x: &::wgrad::Tensor) -> ::wgrad::Result<::wgrad::Tensor> {
             #[allow(unused_imports)]
             use ::wgrad::nn::Module as _;
             #[allow(non_camel_case_types, dead_code)]
@@ -244,12 +244,17 @@ fn classify(field: &syn::Field) -> syn::Result<Kind> {
         }
     }
     if let Some(bad) = misplaced_state(ty, false) {
+        let allowed = if bad == "TrainFlag" {
+            "only as a field's own type"
+        } else {
+            "only as a field's own type or in an `Option`"
+        };
         return Err(syn::Error::new(
             ty.span(),
             format!(
-                "#[derive(Module)] supports `{bad}` only as a field's type or in an \
-                 `Option`: parameter and buffer names are the field names. Implement \
-                 `Module` by hand for a list of them, or mark the field #[module(skip)]"
+                "#[derive(Module)] supports `{bad}` {allowed}: parameters and buffers are \
+                 named after their fields. Implement `Module` by hand for a list of them, \
+                 or mark the field #[module(skip)]"
             ),
         ));
     }
