@@ -65,21 +65,19 @@ impl Module for Unflatten {
     }
 }
 
-/// An encoder and a decoder; `forward` runs both.
+/// An encoder and a decoder. `#[derive(Module)]` makes both children (parameters
+/// `encoder.0.weight`, ..., `decoder.0.bias`, ...), and the derived `Module::forward`
+/// calls the inherent `forward` below.
+#[derive(Module)]
 struct AutoEncoder {
     encoder: Sequential,
     decoder: Sequential,
 }
 
-impl Module for AutoEncoder {
+impl AutoEncoder {
+    /// Runs the encoder, then the decoder.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.decoder.forward(&self.encoder.forward(x)?)
-    }
-    fn children(&self) -> Vec<(String, &dyn Module)> {
-        vec![
-            ("encoder".into(), &self.encoder),
-            ("decoder".into(), &self.decoder),
-        ]
     }
 }
 

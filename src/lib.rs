@@ -115,7 +115,8 @@ pub use error::{Error, Result};
 pub use tensor::{DType, Element, Tensor};
 
 /// The names most programs need: `use wgrad::prelude::*;` brings in [`Device`],
-/// [`Tensor`], the layers and losses, the optimizers and the data loader.
+/// [`Tensor`], the layers and losses, the optimizers and the data loader, and
+/// `Module`, both the trait and `#[derive(Module)]`.
 pub mod prelude {
     pub use crate::autograd::no_grad;
     pub use crate::data::{DataLoader, Dataset};

@@ -40,6 +40,161 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
+/// `#[derive(Module)]`: implements [`Module`](trait@Module) from a struct's fields, so
+/// that naming, devices, train/eval and saving reach every parameter and sub-module
+/// without a hand-written `children()` that could forget one. `use wgrad::nn::Module;`
+/// (or the prelude) brings both the trait and this derive, as serde's `Serialize` does.
+///
+/// The struct needs named fields and an inherent method `fn forward(&self, x: &Tensor)
+/// -> Result<Tensor>`: the derived [`Module::forward`] calls it (in `Self::forward` an
+/// inherent method is found before the trait's, so the two share a name and callers may
+/// use either). A struct without one does not compile: the error says that `forward` is
+/// ambiguous and names the trait `derive_Module_needs_an_inherent_fn_forward_on_<Name>`.
+///
+/// Types are written, not known, when a macro runs, so each field is sorted by how its
+/// type is spelled (the last path segment: `Parameter` and `wgrad::nn::Parameter` alike):
+///
+/// | field | becomes |
+/// |---|---|
+/// | `#[module(skip)]` on the field | nothing: settings, devices, anything else |
+/// | `Parameter`, `Option<Parameter>` | a parameter named after the field (when `Some`) |
+/// | `Buffer`, `Option<Buffer>` | a buffer named after the field (when `Some`) |
+/// | [`TrainFlag`] | set by [`train`](Module::train) / [`eval`](Module::eval) |
+/// | `bool`, `char`, number types, `String`, `&str`, and `Vec`, `Option`, `Box`, arrays, slices and tuples of them | nothing (plain settings) |
+/// | `Vec<T>` | children `field.0`, `field.1`, ... (PyTorch's `ModuleList`) |
+/// | `Option<T>` | a child `field` when `Some` |
+/// | any other type | a child `field`: a layer, [`Sequential`], `Box<dyn Module>`, another derived struct |
+///
+/// `Vec` and `Option` nest (`Vec<Vec<Linear>>` gives `blocks.0.1`). A field of any other
+/// type must implement `Module`; one that does not (a `Device`, an `Act`, a `HashMap`)
+/// fails to compile with "`…` is not a `Module`" at the field, and the note says to
+/// mark it `#[module(skip)]`. A `Parameter`, `Buffer` or `TrainFlag` inside a `Vec` (or
+/// deeper) is a compile error too: state names are field names. Parameters come first
+/// in field order, then buffers, then children, as in PyTorch's `state_dict`.
+///
+/// ```
+/// use wgrad::nn::Parameter;
+/// use wgrad::prelude::*; // the Module trait and its derive
+///
+/// #[derive(Module)]
+/// struct Mlp {
+///     layers: Vec<Linear>,
+///     dropout: Option<Dropout>,
+///     scale: Parameter,
+///     #[module(skip)]
+///     device: Device,
+///     negative_slope: f32, // plain: ignored
+/// }
+///
+/// impl Mlp {
+///     fn forward(&self, x: &Tensor) -> wgrad::Result<Tensor> {
+///         let mut h = x.clone();
+///         for (i, layer) in self.layers.iter().enumerate() {
+///             h = layer.forward(&h)?;
+///             if i + 1 < self.layers.len() {
+///                 h = h.leaky_relu(self.negative_slope)?;
+///                 if let Some(d) = &self.dropout {
+///                     h = d.forward(&h)?;
+///                 }
+///             }
+///         }
+///         h.mul(&self.scale.tensor())
+///     }
+/// }
+///
+/// # fn main() -> wgrad::Result<()> {
+/// let dev = Device::cpu();
+/// let net = Mlp {
+///     layers: vec![Linear::new(&dev, 2, 8), Linear::new(&dev, 8, 1)],
+///     dropout: Some(Dropout::new(0.1)),
+///     scale: Parameter::new(Tensor::ones(&[1], &dev)?),
+///     device: dev.clone(),
+///     negative_slope: 0.01,
+/// };
+/// let names: Vec<String> = net.named_parameters().into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names, ["scale", "layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias"]);
+/// net.eval(); // reaches the dropout
+/// assert_eq!(Module::forward(&net, &Tensor::ones(&[3, 2], &net.device)?)?.shape(), [3, 1]);
+/// # Ok(()) }
+/// ```
+///
+/// Hand-write `impl Module` instead for what the derive does not cover: fusing an
+/// activation ([`Module::fusable_activation`]), state inside a `Vec`, names other than
+/// the field names. A type parameter that is a child needs its bound written
+/// (`struct Residual<M: Module> { inner: M }`).
+///
+/// What does not compile: a struct without an inherent `forward`,
+///
+/// ```compile_fail,E0034
+/// use wgrad::prelude::*;
+/// #[derive(Module)]
+/// struct NoForward { fc: Linear }
+/// ```
+///
+/// a field that is neither a module nor plain, without `#[module(skip)]`,
+///
+/// ```compile_fail,E0277
+/// use wgrad::prelude::*;
+/// #[derive(Module)]
+/// struct Unmarked { fc: Linear, device: Device }
+/// impl Unmarked {
+///     fn forward(&self, x: &Tensor) -> wgrad::Result<Tensor> { self.fc.forward(x) }
+/// }
+/// ```
+///
+/// a list of parameters (their names would not be field names),
+///
+/// ```compile_fail
+/// use wgrad::nn::Parameter;
+/// use wgrad::prelude::*;
+/// #[derive(Module)]
+/// struct Weights { ws: Vec<Parameter> }
+/// impl Weights {
+///     fn forward(&self, x: &Tensor) -> wgrad::Result<Tensor> { Ok(x.clone()) }
+/// }
+/// ```
+///
+/// and a tuple struct (its fields have no names).
+///
+/// ```compile_fail
+/// use wgrad::prelude::*;
+/// #[derive(Module)]
+/// struct Wrapper(Linear);
+/// impl Wrapper {
+///     fn forward(&self, x: &Tensor) -> wgrad::Result<Tensor> { self.0.forward(x) }
+/// }
+/// ```
+pub use wgrad_derive::Module;
+
+/// What the code that `#[derive(Module)]` writes calls. Not part of the API.
+#[doc(hidden)]
+pub mod __derive {
+    use super::Module;
+
+    /// The types a derived module accepts as a child field: the modules.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` is not a `Module`, so it cannot be a field of a `#[derive(Module)]` struct",
+        label = "not a `Module`",
+        note = "a field that is not a module, `Parameter`, `Buffer`, `TrainFlag` or plain \
+                value (numbers, `bool`, `String`) needs `#[module(skip)]`"
+    )]
+    pub trait Child {
+        /// The field as a module.
+        fn as_module(&self) -> &dyn Module;
+    }
+
+    impl<M: Module> Child for M {
+        fn as_module(&self) -> &dyn Module {
+            self
+        }
+    }
+
+    /// `m` as a `&dyn Module`, for `children()`.
+    pub fn child<M: Child>(m: &M) -> &dyn Module {
+        m.as_module()
+    }
+}
+
 /// A trainable tensor owned by a module. The handle inside can be replaced (moving the
 /// module to another device) while gradients accumulate in the current one.
 pub struct Parameter(RwLock<Tensor>);
@@ -132,7 +287,9 @@ impl TrainFlag {
 /// A function `a = h(x; θ)` with parameters θ. Implement `forward`, plus
 /// `local_parameters` for parameters the module owns directly, `local_buffers` for
 /// state it keeps but does not train, and `children` for the modules it is made of;
-/// naming, devices, modes and saving then work recursively.
+/// naming, devices, modes and saving then work recursively. Or let
+/// [`#[derive(Module)]`](derive@Module) write all but `forward` from the struct's fields,
+/// so that no sub-module can be left out of `children`.
 ///
 /// ```
 /// use wgrad::nn::{Linear, Module, ReLU};

@@ -22,7 +22,9 @@ use state::StateReader;
 /// What every optimizer does.
 pub trait Optimizer {
     /// Applies one update to every parameter that has a gradient (parameters without one
-    /// are left alone). Invalid hyper-parameters are an error, before anything changes.
+    /// are left alone). Invalid hyper-parameters are an error, before anything changes,
+    /// and so is an optimizer built from an empty parameter list (`Error::Argument`): it
+    /// would train nothing.
     ///
     /// ```
     /// use wgrad::prelude::*;
@@ -185,6 +187,7 @@ impl Sgd {
 
 impl Optimizer for Sgd {
     fn step(&mut self) -> Result<()> {
+        check_has_params("sgd_step", &self.params)?;
         self.validate()?;
         check_own_grads("sgd_step", &self.params)?;
         let momentum = self.momentum != 0.0;
@@ -308,6 +311,21 @@ impl Sgd {
         hp.validate()?;
         Ok((hp, started, bufs))
     }
+}
+
+/// Refuses to step an optimizer built from an empty parameter list: it would train
+/// nothing without a word (a hand-written `Module` whose `children()` leaves out its
+/// layers, or parameters taken from a model with none).
+fn check_has_params(op: &'static str, params: &[Tensor]) -> Result<()> {
+    if params.is_empty() {
+        return arg_err(
+            op,
+            "the optimizer has no parameters, so a step would train nothing; build it from \
+             the model's parameters (a hand-written Module must list its sub-modules in \
+             children(), or use #[derive(Module)])",
+        );
+    }
+    Ok(())
 }
 
 /// Refuses a gradient that shares its own parameter's storage (`p.set_grad(Some(p))`,
@@ -456,6 +474,7 @@ impl AdamW {
 
 impl Optimizer for Adam {
     fn step(&mut self) -> Result<()> {
+        check_has_params("adam_step", &self.params)?;
         self.validate()?;
         check_own_grads("adam_step", &self.params)?;
         let grads: Vec<Option<Tensor>> = self.params.iter().map(|p| p.grad()).collect();

@@ -1,0 +1,336 @@
+//! `#[derive(Module)]` for wgrad: implements `wgrad::nn::Module` from a struct's fields,
+//! so that no parameter or sub-module is ever left out of `children()` by hand.
+//!
+//! Use it through wgrad (`use wgrad::nn::Module;` brings both the trait and the derive);
+//! the rules for each field are documented on the re-export, `wgrad::nn::Module`.
+//!
+//! Types are syntactic in a macro, so fields are sorted by how their type is written:
+//!
+//! | field | becomes |
+//! |---|---|
+//! | `#[module(skip)]` | nothing |
+//! | `Parameter`, `Option<Parameter>` | a parameter named after the field |
+//! | `Buffer`, `Option<Buffer>` | a buffer named after the field |
+//! | `TrainFlag` | set by `train()` / `eval()` |
+//! | `bool`, `char`, numbers, `String`, `&str` (and `Vec`, `Option`, `Box`, arrays, tuples of these) | nothing (plain settings) |
+//! | `Vec<T>` | children `field.0`, `field.1`, ... (PyTorch's `ModuleList`) |
+//! | `Option<T>` | a child `field` when `Some` |
+//! | anything else | a child `field`; its type must implement `Module` |
+//!
+//! `forward` calls the struct's inherent `fn forward(&self, x: &Tensor) -> Result<Tensor>`.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{
+    parse_macro_input, Data, DeriveInput, Fields, GenericArgument, PathArguments, Type, TypePath,
+};
+
+/// Implements `wgrad::nn::Module` for a struct with named fields. See the documentation
+/// of `wgrad::nn::Module` (the derive is re-exported there) for the rules.
+#[proc_macro_derive(Module, attributes(module))]
+pub fn derive_module(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    expand(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// What a field contributes to the module.
+enum Kind {
+    /// Ignored: `#[module(skip)]` or a plain setting.
+    Nothing,
+    Parameter,
+    OptionalParameter,
+    Buffer,
+    OptionalBuffer,
+    TrainFlag,
+    /// A sub-module, or a `Vec` / `Option` (nested as deep as wanted) of them.
+    Child,
+}
+
+fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
+    let name = &input.ident;
+    let fields = match &input.data {
+        Data::Struct(s) => match &s.fields {
+            Fields::Named(f) => &f.named,
+            _ => {
+                return Err(syn::Error::new(
+                    name.span(),
+                    "#[derive(Module)] needs a struct with named fields: the field names \
+                     become the parameter and sub-module names",
+                ))
+            }
+        },
+        _ => {
+            return Err(syn::Error::new(
+                name.span(),
+                "#[derive(Module)] works on structs with named fields only",
+            ))
+        }
+    };
+
+    let mut params = Vec::new();
+    let mut buffers = Vec::new();
+    let mut flags = Vec::new();
+    let mut children = Vec::new();
+    for field in fields {
+        let ident = field.ident.as_ref().expect("named fields have names");
+        let label = ident.unraw().to_string();
+        let kind = classify(field)?;
+        match kind {
+            Kind::Nothing => {}
+            Kind::Parameter => params.push(quote! { __out.push((#label, &self.#ident)); }),
+            Kind::OptionalParameter => params.push(quote! {
+                if let ::core::option::Option::Some(__p) = &self.#ident {
+                    __out.push((#label, __p));
+                }
+            }),
+            Kind::Buffer => buffers.push(quote! { __out.push((#label, &self.#ident)); }),
+            Kind::OptionalBuffer => buffers.push(quote! {
+                if let ::core::option::Option::Some(__b) = &self.#ident {
+                    __out.push((#label, __b));
+                }
+            }),
+            Kind::TrainFlag => flags.push(quote! { self.#ident.set(__training); }),
+            Kind::Child => children.push(child_code(
+                &field.ty,
+                quote! { ::std::string::String::from(#label) },
+                quote! { &self.#ident },
+                0,
+            )),
+        }
+    }
+
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    let forward = forward_code(name);
+    let local_parameters = (!params.is_empty()).then(|| {
+        quote! {
+            fn local_parameters(&self) -> ::std::vec::Vec<(&'static str, &::wgrad::nn::Parameter)> {
+                let mut __out = ::std::vec::Vec::new();
+                #(#params)*
+                __out
+            }
+        }
+    });
+    let local_buffers = (!buffers.is_empty()).then(|| {
+        quote! {
+            fn local_buffers(&self) -> ::std::vec::Vec<(&'static str, &::wgrad::nn::Buffer)> {
+                let mut __out = ::std::vec::Vec::new();
+                #(#buffers)*
+                __out
+            }
+        }
+    });
+    let children_fn = (!children.is_empty()).then(|| {
+        quote! {
+            fn children(&self) -> ::std::vec::Vec<(::std::string::String, &dyn ::wgrad::nn::Module)> {
+                let mut __out: ::std::vec::Vec<(::std::string::String, &dyn ::wgrad::nn::Module)> =
+                    ::std::vec::Vec::new();
+                #(#children)*
+                __out
+            }
+        }
+    });
+    let set_local_training = (!flags.is_empty()).then(|| {
+        quote! {
+            fn set_local_training(&self, __training: bool) {
+                #(#flags)*
+            }
+        }
+    });
+    Ok(quote! {
+        #[automatically_derived]
+        impl #impl_generics ::wgrad::nn::Module for #name #ty_generics #where_clause {
+            #forward
+            #local_parameters
+            #local_buffers
+            #children_fn
+            #set_local_training
+        }
+    })
+}
+
+/// `forward` calling the struct's inherent `forward`. `Self::forward` finds an inherent
+/// method before any trait's; without one, the two traits in scope here (`Module` and
+/// the marker below, implemented for every type) make the call ambiguous, a compile
+/// error whose notes name the marker trait, which says what is missing.
+fn forward_code(name: &syn::Ident) -> TokenStream {
+    let marker = format_ident!(
+        "derive_Module_needs_an_inherent_fn_forward_on_{}",
+        name.unraw(),
+        span = name.span()
+    );
+    let call = quote! { Self::forward(self, __x) };
+    quote! {
+        /// Calls the struct's own (inherent) `forward`.
+        fn forward(&self, __x: &::wgrad::Tensor) -> ::wgrad::Result<::wgrad::Tensor> {
+            #[allow(unused_imports)]
+            use ::wgrad::nn::Module as _;
+            #[allow(non_camel_case_types, dead_code)]
+            trait #marker {
+                fn forward(&self, _: &::wgrad::Tensor) {}
+            }
+            impl<T: ?::core::marker::Sized> #marker for T {}
+            #call
+        }
+    }
+}
+
+/// The statements that push the child (or children) of type `ty`, reached as the
+/// reference `value`, named `name` (a `String` expression), onto `__out`.
+fn child_code(ty: &Type, name: TokenStream, value: TokenStream, depth: usize) -> TokenStream {
+    let v = format_ident!("__v{depth}");
+    if let Some(inner) = generic_of(ty, "Vec") {
+        let i = format_ident!("__i{depth}");
+        let n = format_ident!("__n{depth}");
+        let body = child_code(inner, quote! { #n }, quote! { #v }, depth + 1);
+        return quote! {
+            for (#i, #v) in (#value).iter().enumerate() {
+                let #n = ::std::format!("{}.{}", #name, #i);
+                #body
+            }
+        };
+    }
+    if let Some(inner) = generic_of(ty, "Option") {
+        let body = child_code(inner, name, quote! { #v }, depth + 1);
+        return quote! {
+            if let ::core::option::Option::Some(#v) = (#value).as_ref() {
+                #body
+            }
+        };
+    }
+    // The span of the field's type: a type that is not a module is reported there.
+    quote_spanned! {ty.span()=>
+        __out.push((#name, ::wgrad::nn::__derive::child::<#ty>(#value)));
+    }
+}
+
+fn classify(field: &syn::Field) -> syn::Result<Kind> {
+    let mut skip = false;
+    for attr in &field.attrs {
+        if attr.path().is_ident("module") {
+            attr.parse_nested_meta(|meta| {
+                if meta.path.is_ident("skip") {
+                    skip = true;
+                    Ok(())
+                } else {
+                    Err(meta
+                        .error("unknown #[module(...)] option: the one option is #[module(skip)]"))
+                }
+            })?;
+        }
+    }
+    if skip {
+        return Ok(Kind::Nothing);
+    }
+    let ty = &field.ty;
+    if is_named(ty, "Parameter") {
+        return Ok(Kind::Parameter);
+    }
+    if is_named(ty, "Buffer") {
+        return Ok(Kind::Buffer);
+    }
+    if is_named(ty, "TrainFlag") {
+        return Ok(Kind::TrainFlag);
+    }
+    if let Some(inner) = generic_of(ty, "Option") {
+        if is_named(inner, "Parameter") {
+            return Ok(Kind::OptionalParameter);
+        }
+        if is_named(inner, "Buffer") {
+            return Ok(Kind::OptionalBuffer);
+        }
+    }
+    if let Some(bad) = misplaced_state(ty, false) {
+        let allowed = if bad == "TrainFlag" {
+            "only as a field's own type"
+        } else {
+            "only as a field's own type or in an `Option`"
+        };
+        return Err(syn::Error::new(
+            ty.span(),
+            format!(
+                "#[derive(Module)] supports `{bad}` {allowed}: parameters and buffers are \
+                 named after their fields. Implement `Module` by hand for a list of them, \
+                 or mark the field #[module(skip)]"
+            ),
+        ));
+    }
+    if is_plain(ty) {
+        return Ok(Kind::Nothing);
+    }
+    Ok(Kind::Child)
+}
+
+/// The last segment of `ty`'s path, when `ty` is a path type.
+fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
+    match ty {
+        Type::Path(TypePath { qself: None, path }) => path.segments.last(),
+        Type::Group(g) => last_segment(&g.elem),
+        Type::Paren(p) => last_segment(&p.elem),
+        _ => None,
+    }
+}
+
+/// True when `ty` is written `name` (or `some::path::name`) without arguments.
+fn is_named(ty: &Type, name: &str) -> bool {
+    last_segment(ty).is_some_and(|s| s.ident == name && s.arguments.is_none())
+}
+
+/// `T` when `ty` is written `outer<T>` (or `some::path::outer<T>`).
+fn generic_of<'a>(ty: &'a Type, outer: &str) -> Option<&'a Type> {
+    let seg = last_segment(ty)?;
+    if seg.ident != outer {
+        return None;
+    }
+    match &seg.arguments {
+        PathArguments::AngleBracketed(a) if a.args.len() == 1 => match a.args.first() {
+            Some(GenericArgument::Type(t)) => Some(t),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A `Parameter`, `Buffer` or `TrainFlag` nested where the derive cannot name it (a
+/// `Vec<Parameter>`, an `Option<Vec<Buffer>>`): `nested` is false at the field's own level.
+fn misplaced_state(ty: &Type, nested: bool) -> Option<&'static str> {
+    for name in ["Parameter", "Buffer", "TrainFlag"] {
+        if nested && is_named(ty, name) {
+            return Some(name);
+        }
+    }
+    ["Vec", "Option", "Box"]
+        .iter()
+        .find_map(|outer| generic_of(ty, outer))
+        .and_then(|inner| misplaced_state(inner, true))
+}
+
+/// Plain settings that a derived module ignores without `#[module(skip)]`: `bool`,
+/// `char`, the number types, `String`, `str`, and `Vec`, `Option`, `Box`, arrays,
+/// slices, tuples and references of them.
+fn is_plain(ty: &Type) -> bool {
+    const PLAIN: &[&str] = &[
+        "bool", "char", "f32", "f64", "i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16",
+        "u32", "u64", "u128", "usize", "String", "str",
+    ];
+    match ty {
+        Type::Array(a) => is_plain(&a.elem),
+        Type::Slice(s) => is_plain(&s.elem),
+        Type::Reference(r) => is_plain(&r.elem),
+        Type::Tuple(t) => t.elems.iter().all(is_plain),
+        Type::Group(g) => is_plain(&g.elem),
+        Type::Paren(p) => is_plain(&p.elem),
+        _ => {
+            if PLAIN.iter().any(|p| is_named(ty, p)) {
+                return true;
+            }
+            ["Vec", "Option", "Box"]
+                .iter()
+                .find_map(|outer| generic_of(ty, outer))
+                .is_some_and(is_plain)
+        }
+    }
+}
