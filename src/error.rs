@@ -4,7 +4,8 @@
 /// Everything that can go wrong in wgrad.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Shapes do not fit the op (`matmul: [32, 64] x [65, 10]: inner dimensions differ`).
+    /// Shapes do not fit the op (`matmul: mat1 and mat2 shapes cannot be multiplied (32x64
+    /// and 65x10)`).
     #[error("{op}: {msg}")]
     Shape {
         /// The op that refused the shapes.

@@ -25,11 +25,32 @@ pub fn fmt(shape: &[usize]) -> String {
     format!("{shape:?}")
 }
 
-/// NumPy broadcasting of two shapes.
+/// NumPy broadcasting of two shapes. A mismatch is reported as PyTorch does, at the
+/// last dimension (of the broadcast shape) that does not fit: "the size of tensor a (3)
+/// must match the size of tensor b (4) at non-singleton dimension 1", then both shapes.
 pub fn broadcast(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+    match broadcast_mismatch(a, b) {
+        Ok(out) => Ok(out),
+        Err((i, da, db)) => shape_err(
+            op,
+            format!(
+                "the size of tensor a ({da}) must match the size of tensor b ({db}) at non-singleton dimension {i} (shapes {} and {})",
+                fmt(a),
+                fmt(b)
+            ),
+        ),
+    }
+}
+
+/// The broadcast shape of `a` and `b`, or the last dimension of the broadcast shape where
+/// they do not fit with the two sizes there.
+pub(crate) fn broadcast_mismatch(
+    a: &[usize],
+    b: &[usize],
+) -> std::result::Result<Vec<usize>, (usize, usize, usize)> {
     let rank = a.len().max(b.len());
     let mut out = vec![0; rank];
-    for i in 0..rank {
+    for i in (0..rank).rev() {
         let da = if i + a.len() >= rank {
             a[i + a.len() - rank]
         } else {
@@ -45,14 +66,7 @@ pub fn broadcast(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec<usize
         } else if da == 1 {
             db
         } else {
-            return shape_err(
-                op,
-                format!(
-                    "{} and {} cannot be broadcast together (dimension {i}: {da} vs {db})",
-                    fmt(a),
-                    fmt(b)
-                ),
-            );
+            return Err((i, da, db));
         };
     }
     Ok(out)

@@ -15,7 +15,19 @@ pub fn cross_entropy_per_sample(logits: &Tensor, targets: &Tensor) -> Result<Ten
     check_float("cross_entropy", logits)?;
     check_index("cross_entropy", targets)?;
     check_same_device("cross_entropy", logits, targets)?;
-    if logits.rank() != 2 || targets.rank() != 1 || targets.shape()[0] != logits.shape()[0] {
+    if logits.rank() == 2 && targets.rank() == 1 && targets.shape()[0] != logits.shape()[0] {
+        return shape_err(
+            "cross_entropy",
+            format!(
+                "expected input batch_size ({}) to match target batch_size ({}) (logits {}, targets {})",
+                logits.shape()[0],
+                targets.shape()[0],
+                shape::fmt(logits.shape()),
+                shape::fmt(targets.shape())
+            ),
+        );
+    }
+    if logits.rank() != 2 || targets.rank() != 1 {
         return shape_err(
             "cross_entropy",
             format!(
@@ -229,7 +241,19 @@ pub fn nll_loss_parts(
     check_float(OP, input)?;
     check_index(OP, target)?;
     check_same_device(OP, input, target)?;
-    if input.rank() != 2 || target.rank() != 1 || target.shape()[0] != input.shape()[0] {
+    if input.rank() == 2 && target.rank() == 1 && target.shape()[0] != input.shape()[0] {
+        return shape_err(
+            OP,
+            format!(
+                "expected input batch_size ({}) to match target batch_size ({}) (input {}, target {})",
+                input.shape()[0],
+                target.shape()[0],
+                shape::fmt(input.shape()),
+                shape::fmt(target.shape())
+            ),
+        );
+    }
+    if input.rank() != 2 || target.rank() != 1 {
         return shape_err(
             OP,
             format!(

@@ -85,13 +85,31 @@ fn conv_geometry(x: &Tensor, weight: &Tensor, o: ConvOptions) -> Result<Geometry
         weight.shape()[3],
     ];
     let g = o.groups;
-    if g == 0 || c % g != 0 || oc % g != 0 || cg != c / g {
+    // PyTorch's checks and wording, in its order (`c != cg * g` is `c % g != 0 ||
+    // cg != c / g`).
+    if g == 0 {
+        return shape_err(
+            "conv2d",
+            "non-positive groups is not supported (groups = 0)",
+        );
+    }
+    if oc % g != 0 {
         return shape_err(
             "conv2d",
             format!(
-                "input {} and weight {} with groups = {g}: expected weight [O, C / groups, kh, kw] with C and O divisible by groups",
-                shape::fmt(x.shape()),
+                "given groups={g}, expected weight to be divisible by {g} at dimension 0, but got weight of size {} instead",
                 shape::fmt(weight.shape())
+            ),
+        );
+    }
+    if cg.checked_mul(g) != Some(c) {
+        return shape_err(
+            "conv2d",
+            format!(
+                "given groups={g}, weight of size {}, expected input{} to have {} channels, but got {c} channels instead",
+                shape::fmt(weight.shape()),
+                shape::fmt(x.shape()),
+                cg as u128 * g as u128
             ),
         );
     }

@@ -285,7 +285,7 @@ impl Tensor {
         };
         let d = shape::normalize_dim("cat", dim, first.rank())?;
         let mut total = 0;
-        for t in tensors {
+        for (i, t) in tensors.iter().enumerate() {
             check_same_device("cat", first, t)?;
             if t.dtype() != first.dtype() {
                 return Err(Error::DType {
@@ -294,13 +294,26 @@ impl Tensor {
                 });
             }
             gpu_float_only("cat", t)?;
-            let same = t.rank() == first.rank()
-                && (0..t.rank()).all(|k| k == d || t.shape()[k] == first.shape()[k]);
-            if !same {
+            // PyTorch's wording, naming the tensor's place in the list.
+            if t.rank() != first.rank() {
                 return shape_err(
                     "cat",
                     format!(
-                        "{} and {} differ outside dimension {d}",
+                        "tensors must have same number of dimensions: got {} and {} for tensor number {i} in the list ({} and {})",
+                        first.rank(),
+                        t.rank(),
+                        shape::fmt(first.shape()),
+                        shape::fmt(t.shape())
+                    ),
+                );
+            }
+            if let Some(k) = (0..t.rank()).find(|&k| k != d && t.shape()[k] != first.shape()[k]) {
+                return shape_err(
+                    "cat",
+                    format!(
+                        "sizes of tensors must match except in dimension {d}: expected size {} but got size {} in dimension {k} for tensor number {i} in the list ({} and {})",
+                        first.shape()[k],
+                        t.shape()[k],
                         shape::fmt(first.shape()),
                         shape::fmt(t.shape())
                     ),

@@ -60,17 +60,38 @@ fn matmul_raw_sum(
         (b_rows, b_cols)
     };
     if k != k2 {
-        return shape_err(
-            "matmul",
+        // PyTorch's wording, with the matrices as the product reads them (`mat2` of a
+        // linear layer is the weight transposed); batched operands get their shapes too.
+        let whole = if ar > 2 || br > 2 {
             format!(
-                "{} x {}: inner dimensions differ ({k} vs {k2})",
+                " (batched: {} and {})",
                 shape::fmt(a.shape()),
                 shape::fmt(b.shape())
-            ),
+            )
+        } else {
+            String::new()
+        };
+        return shape_err(
+            "matmul",
+            format!("mat1 and mat2 shapes cannot be multiplied ({m}x{k} and {k2}x{n}){whole}"),
         );
     }
     let (a_batch, b_batch) = (&a.shape()[..ar - 2], &b.shape()[..br - 2]);
-    let batch = shape::broadcast("matmul", a_batch, b_batch)?;
+    let batch = match shape::broadcast_mismatch(a_batch, b_batch) {
+        Ok(batch) => batch,
+        Err((i, da, db)) => {
+            return shape_err(
+                "matmul",
+                format!(
+                    "batch dimensions {} of {} and {} of {} do not broadcast: the size of tensor a ({da}) must match the size of tensor b ({db}) at non-singleton dimension {i}",
+                    shape::fmt(a_batch),
+                    shape::fmt(a.shape()),
+                    shape::fmt(b_batch),
+                    shape::fmt(b.shape())
+                ),
+            )
+        }
+    };
     if batch.len() > MAX_BATCH_RANK {
         return shape_err(
             "matmul",
@@ -293,7 +314,27 @@ impl Tensor {
 /// Checks `linear`'s operands: the same device, `x` `[..., in]` and `weight` `[out, in]`.
 pub(crate) fn check_linear(x: &Tensor, weight: &Tensor) -> Result<()> {
     check_pair("linear", x, weight)?;
-    if weight.rank() != 2 || x.rank() == 0 || x.shape()[x.rank() - 1] != weight.shape()[1] {
+    if weight.rank() == 2 && x.rank() > 0 && x.shape()[x.rank() - 1] != weight.shape()[1] {
+        // PyTorch's wording: the input's leading dimensions flattened into rows, times
+        // the weight transposed.
+        let (out, inp) = (weight.shape()[0], weight.shape()[1]);
+        let cols = x.shape()[x.rank() - 1];
+        let rows = shape::numel(&x.shape()[..x.rank() - 1]);
+        let mut msg =
+            format!("mat1 and mat2 shapes cannot be multiplied ({rows}x{cols} and {inp}x{out})");
+        if x.rank() > 2 {
+            msg += &format!(
+                " (input {}, weight {})",
+                shape::fmt(x.shape()),
+                shape::fmt(weight.shape())
+            );
+            if shape::numel(&x.shape()[1..]) == inp {
+                msg += "; hint: flatten the input (x.flatten(1, -1)) before Linear";
+            }
+        }
+        return shape_err("linear", msg);
+    }
+    if weight.rank() != 2 || x.rank() == 0 {
         return shape_err(
             "linear",
             format!(
