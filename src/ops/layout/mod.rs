@@ -156,7 +156,7 @@ impl Tensor {
         let rest = known.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         match rest {
             Some(0) => bad("-1 beside sizes whose product is 0 is ambiguous".into()),
-            Some(r) if self.numel() % r == 0 => {
+            Some(r) if self.numel().is_multiple_of(r) => {
                 known.insert(at, self.numel() / r);
                 self.reshape(&known)
             }
