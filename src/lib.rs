@@ -106,6 +106,7 @@ pub mod ops;
 pub mod optim;
 pub mod shape;
 pub mod tensor;
+pub mod vis;
 pub mod workloads;
 
 pub use autograd::{is_grad_enabled, no_grad, NoGradGuard};

@@ -311,6 +311,71 @@ impl TrainFlag {
 /// let names: Vec<String> = net.named_parameters().into_iter().map(|(n, _)| n).collect();
 /// assert_eq!(names, ["hidden.weight", "hidden.bias", "out.weight", "out.bias"]);
 /// ```
+///
+/// # Models with several outputs
+///
+/// `forward` returns one tensor. A model with several outputs (a VAE's reconstruction,
+/// mean and log-variance) gives itself an inherent `fn forward` returning a tuple, which
+/// `model.forward(&x)` calls (Rust finds an inherent method before a trait's), and
+/// implements `Module` by hand for its parameters, modes and saving, with a `forward`
+/// that returns the main output (write `Vae::forward(self, x)` there: a path also finds
+/// the inherent method first). `#[derive(Module)]` needs an inherent `forward` returning
+/// one tensor, so it does not apply to such a struct; it can still derive its parts.
+///
+/// ```
+/// use wgrad::nn::{Linear, Module};
+/// use wgrad::prelude::*;
+///
+/// struct Vae { enc: Linear, mu: Linear, logvar: Linear, dec: Linear }
+///
+/// impl Vae {
+///     /// (reconstruction, mu, logvar).
+///     fn forward(&self, x: &Tensor) -> wgrad::Result<(Tensor, Tensor, Tensor)> {
+///         let h = self.enc.forward(x)?.relu()?;
+///         let (mu, logvar) = (self.mu.forward(&h)?, self.logvar.forward(&h)?);
+///         let std = logvar.mul_scalar(0.5)?.exp()?;
+///         let z = (&mu + &(&std * &std.randn_like()?)?)?;
+///         Ok((self.dec.forward(&z)?.sigmoid()?, mu, logvar))
+///     }
+/// }
+///
+/// impl Module for Vae {
+///     fn forward(&self, x: &Tensor) -> wgrad::Result<Tensor> {
+///         Ok(Vae::forward(self, x)?.0) // the reconstruction
+///     }
+///     fn children(&self) -> Vec<(String, &dyn Module)> {
+///         vec![
+///             ("enc".into(), &self.enc),
+///             ("mu".into(), &self.mu),
+///             ("logvar".into(), &self.logvar),
+///             ("dec".into(), &self.dec),
+///         ]
+///     }
+/// }
+///
+/// # fn main() -> wgrad::Result<()> {
+/// let dev = Device::cpu();
+/// let vae = Vae {
+///     enc: Linear::new(&dev, 8, 16),
+///     mu: Linear::new(&dev, 16, 2),
+///     logvar: Linear::new(&dev, 16, 2),
+///     dec: Linear::new(&dev, 2, 8),
+/// };
+/// let mut opt = Adam::new(vae.parameters(), 1e-3);
+/// let x = Tensor::rand(&[4, 8], &dev)?;
+/// let (recon, mu, logvar) = vae.forward(&x)?; // the inherent, three outputs
+/// // KL(q(z|x) || N(0, 1)) = -0.5 mean(1 + logvar - mu^2 - exp(logvar))
+/// let kl = (&(&(1.0 + &logvar)? - &mu.mul(&mu)?)? - &logvar.exp()?)?
+///     .mean()?
+///     .mul_scalar(-0.5)?;
+/// let loss = recon.mse_loss(&x)?.add(&kl)?;
+/// opt.zero_grad();
+/// loss.backward()?;
+/// opt.step()?;
+/// assert_eq!(Module::forward(&vae, &x)?.shape(), [4, 8]); // the trait: one output
+/// assert_eq!(vae.named_parameters().len(), 8);
+/// # Ok(()) }
+/// ```
 pub trait Module: Send + Sync {
     /// Computes the output, recording the graph for `backward()` when a parameter or the
     /// input requires gradients. Layers take a batch: `[N, in_features]` for [`Linear`].

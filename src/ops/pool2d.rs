@@ -91,6 +91,21 @@ fn avg_pool(x: &Tensor, g: Pool, name: &'static str) -> Result<Tensor> {
     }))
 }
 
+/// [`max_pool2d`] with PyTorch's defaults `stride=None, padding=0`: non-overlapping
+/// `kernel` windows, the stride equal to the kernel (`F.max_pool2d(x, 2)` is
+/// `max_pool2d_by(&x, (2, 2))`). A trailing row or column that fills no window is
+/// dropped, as in PyTorch.
+pub fn max_pool2d_by(x: &Tensor, kernel: (usize, usize)) -> Result<Tensor> {
+    max_pool2d(x, kernel, kernel, (0, 0))
+}
+
+/// [`avg_pool2d`] with PyTorch's defaults `stride=None, padding=0`: non-overlapping
+/// `kernel` windows, the stride equal to the kernel (`F.avg_pool2d(x, 2)` is
+/// `avg_pool2d_by(&x, (2, 2))`).
+pub fn avg_pool2d_by(x: &Tensor, kernel: (usize, usize)) -> Result<Tensor> {
+    avg_pool2d(x, kernel, kernel, (0, 0))
+}
+
 /// Average pooling, counting padded zeros in the divisor (PyTorch's default).
 pub fn avg_pool2d(
     x: &Tensor,
@@ -189,6 +204,14 @@ impl Tensor {
         padding: (usize, usize),
     ) -> Result<Tensor> {
         avg_pool2d(self, kernel, stride, padding)
+    }
+    /// Max pooling with the stride equal to the kernel, see [`max_pool2d_by`].
+    pub fn max_pool2d_by(&self, kernel: (usize, usize)) -> Result<Tensor> {
+        max_pool2d_by(self, kernel)
+    }
+    /// Average pooling with the stride equal to the kernel, see [`avg_pool2d_by`].
+    pub fn avg_pool2d_by(&self, kernel: (usize, usize)) -> Result<Tensor> {
+        avg_pool2d_by(self, kernel)
     }
     /// Adaptive average pooling, see [`adaptive_avg_pool2d`].
     pub fn adaptive_avg_pool2d(&self, output: (usize, usize)) -> Result<Tensor> {

@@ -122,6 +122,54 @@ impl Tensor {
         }))
     }
 
+    /// [`reshape`](Tensor::reshape) with PyTorch's `view` spelling: at most one
+    /// dimension may be `-1`, inferred from the element count (`x.view(&[-1, 4])` on 12
+    /// elements is `[3, 4]`). Tensors are always contiguous, so every shape with the same
+    /// element count is a view (shared storage, no copy). Errors, as PyTorch: two `-1`s,
+    /// any other negative size, an element count the other sizes do not divide, and a
+    /// `-1` beside sizes whose product is 0 (the inferred size would be ambiguous).
+    pub fn view(&self, shape_: &[isize]) -> Result<Tensor> {
+        let bad = |why: String| -> Result<Tensor> {
+            shape_err(
+                "view",
+                format!(
+                    "shape {shape_:?} is invalid for {} ({} elements): {why}",
+                    shape::fmt(self.shape()),
+                    self.numel()
+                ),
+            )
+        };
+        let mut infer = None;
+        let mut known: Vec<usize> = Vec::with_capacity(shape_.len());
+        for (i, &d) in shape_.iter().enumerate() {
+            match d {
+                -1 if infer.is_some() => return bad("only one dimension can be -1".into()),
+                -1 => infer = Some(i),
+                d if d < 0 => return bad(format!("size {d} of dimension {i} is negative")),
+                d => known.push(d as usize),
+            }
+        }
+        let Some(at) = infer else {
+            return self.reshape(&known);
+        };
+        // The product of the given sizes; an overflow cannot divide the element count.
+        let rest = known.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        match rest {
+            Some(0) => bad("-1 beside sizes whose product is 0 is ambiguous".into()),
+            Some(r) if self.numel().is_multiple_of(r) => {
+                known.insert(at, self.numel() / r);
+                self.reshape(&known)
+            }
+            _ => bad("the other sizes do not divide the element count".into()),
+        }
+    }
+
+    /// Merges dimensions `start` to the last into one: `flatten(start, -1)`, PyTorch's
+    /// `x.flatten(start)` (`x.flatten_from(1)` turns `[N, C, H, W]` into `[N, C H W]`).
+    pub fn flatten_from(&self, start: isize) -> Result<Tensor> {
+        self.flatten(start, -1)
+    }
+
     /// Merges dimensions `start..=end` into one.
     pub fn flatten(&self, start: isize, end: isize) -> Result<Tensor> {
         if self.rank() == 0 {
