@@ -67,7 +67,8 @@
 //! - [`autograd`]: the graph that ops record and `backward()` walks; [`no_grad`].
 //! - [`nn`]: the [`Module`](nn::Module) trait and layers (linear, convolution,
 //!   recurrent, batch norm, dropout, activations), losses and initialisers.
-//! - [`optim`]: SGD, Adam and AdamW, learning-rate schedules, gradient clipping.
+//! - [`optim`]: SGD, Adam, AdamW, Adagrad, RMSprop and Adadelta, learning-rate
+//!   schedules, gradient clipping.
 //! - [`data`]: datasets, the [`DataLoader`](data::DataLoader), the bundled digits and
 //!   Shakespeare text, Fashion-MNIST, augmentation.
 //! - [`io`]: safetensors files with PyTorch's names, and training checkpoints.
@@ -129,7 +130,7 @@ pub mod prelude {
         MaxPool2d, Mish, Module, NLLLoss, NoisyReLU, PReLU, ReLU, Sequential, SiLU, Sigmoid,
         Softplus, Tanh, Upsample, GELU, GRU, LSTM, RNN,
     };
-    pub use crate::optim::{Adam, AdamW, Optimizer, Sgd};
+    pub use crate::optim::{Adadelta, Adagrad, Adam, AdamW, Optimizer, RMSprop, Sgd};
     pub use crate::tensor::{DType, Tensor};
 }
 

@@ -435,6 +435,56 @@ pub(crate) struct AdamSlot<'a> {
     pub numel: usize,
 }
 
+/// One parameter of an Adagrad step: `f32` storages of `numel` (> 0) elements each,
+/// every one distinct, updated in place.
+#[derive(Clone, Copy)]
+pub(crate) struct AdagradSlot<'a> {
+    /// The parameter.
+    pub param: &'a Storage,
+    /// Its gradient (read only).
+    pub grad: &'a Storage,
+    /// The sum of squared gradients.
+    pub sum: &'a Storage,
+    /// This parameter's step number, from 1.
+    pub t: u64,
+    /// Elements.
+    pub numel: usize,
+}
+
+/// One parameter of an RMSprop step: `f32` storages of `numel` (> 0) elements each,
+/// every one distinct, updated in place.
+#[derive(Clone, Copy)]
+pub(crate) struct RmspropSlot<'a> {
+    /// The parameter.
+    pub param: &'a Storage,
+    /// Its gradient (read only).
+    pub grad: &'a Storage,
+    /// The running average of squared gradients.
+    pub square_avg: &'a Storage,
+    /// The momentum buffer: given exactly when the step has a momentum.
+    pub momentum_buffer: Option<&'a Storage>,
+    /// The running average of gradients: given exactly when the step is centered.
+    pub grad_avg: Option<&'a Storage>,
+    /// Elements.
+    pub numel: usize,
+}
+
+/// One parameter of an Adadelta step: `f32` storages of `numel` (> 0) elements each,
+/// every one distinct, updated in place.
+#[derive(Clone, Copy)]
+pub(crate) struct AdadeltaSlot<'a> {
+    /// The parameter.
+    pub param: &'a Storage,
+    /// Its gradient (read only).
+    pub grad: &'a Storage,
+    /// The running average of squared gradients.
+    pub square_avg: &'a Storage,
+    /// The running average of squared updates.
+    pub acc_delta: &'a Storage,
+    /// Elements.
+    pub numel: usize,
+}
+
 /// One gradient of a clipping: its storage and element count.
 #[derive(Clone, Copy)]
 pub(crate) struct Grad<'a> {
@@ -454,6 +504,12 @@ pub(crate) trait Optim {
     fn sgd_step(&self, slots: &[SgdSlot], hp: &optim::SgdStep) -> Result<()>;
     /// One Adam (or AdamW) step of every slot (groups: the step number).
     fn adam_step(&self, slots: &[AdamSlot], hp: &optim::AdamStep) -> Result<()>;
+    /// One Adagrad step of every slot (groups: the step number).
+    fn adagrad_step(&self, slots: &[AdagradSlot], hp: &optim::AdagradStep) -> Result<()>;
+    /// One RMSprop step of every slot (one group).
+    fn rmsprop_step(&self, slots: &[RmspropSlot], hp: &optim::RmspropStep) -> Result<()>;
+    /// One Adadelta step of every slot (one group).
+    fn adadelta_step(&self, slots: &[AdadeltaSlot], hp: &optim::AdadeltaStep) -> Result<()>;
     /// Scales the `distinct` gradients in place so that the global L2 norm of `grads`
     /// is at most `max_norm` (`torch.nn.utils.clip_grad_norm_`'s formula) and returns
     /// that norm before clipping (one value of the gradients' type).

@@ -41,3 +41,55 @@ pub(crate) fn bias_corrections(hp: &AdamStep, t: u64) -> (f32, f32) {
         (1.0 - (hp.beta2 as f64).powi(t)) as f32,
     )
 }
+
+/// Hyper-parameters of one Adagrad step (`torch.optim.Adagrad`).
+#[derive(Clone, Copy, Debug)]
+pub struct AdagradStep {
+    /// Learning rate.
+    pub lr: f32,
+    /// Learning-rate decay: step `t` uses `lr / (1 + (t - 1) lr_decay)`.
+    pub lr_decay: f32,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f32,
+    /// The value the sums of squares start from (read when the state is made).
+    pub initial_accumulator_value: f32,
+    /// Added to the denominator, after the square root.
+    pub eps: f32,
+}
+
+/// Adagrad's learning rate at step `t` (from 1): `lr / (1 + (t - 1) lr_decay)`, in f64
+/// rounded once.
+pub(crate) fn adagrad_clr(hp: &AdagradStep, t: u64) -> f32 {
+    (hp.lr as f64 / (1.0 + (t.saturating_sub(1)) as f64 * hp.lr_decay as f64)) as f32
+}
+
+/// Hyper-parameters of one RMSprop step (`torch.optim.RMSprop`).
+#[derive(Clone, Copy, Debug)]
+pub struct RmspropStep {
+    /// Learning rate.
+    pub lr: f32,
+    /// Smoothing constant of the running averages.
+    pub alpha: f32,
+    /// Added to the denominator, after the square root.
+    pub eps: f32,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f32,
+    /// Momentum factor (0: no buffer).
+    pub momentum: f32,
+    /// Centered: the gradient's variance (with its running mean) instead of its second
+    /// moment under the square root.
+    pub centered: bool,
+}
+
+/// Hyper-parameters of one Adadelta step (`torch.optim.Adadelta`).
+#[derive(Clone, Copy, Debug)]
+pub struct AdadeltaStep {
+    /// Learning rate (scales the computed update).
+    pub lr: f32,
+    /// Decay of the running averages.
+    pub rho: f32,
+    /// Added inside both square roots.
+    pub eps: f32,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f32,
+}

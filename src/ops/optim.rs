@@ -9,12 +9,12 @@
 //! follow the same trajectory up to rounding. This file checks the arguments and hands
 //! each device's tensors to its backend (`backend::{cpu,gpu}::optim`).
 
-use crate::backend::{AdamSlot, Grad, SgdSlot};
+use crate::backend::{AdadeltaSlot, AdagradSlot, AdamSlot, Grad, RmspropSlot, SgdSlot};
 use crate::device::Device;
 use crate::error::{arg_err, shape_err, Result};
 use crate::tensor::{check_pair, DType, Tensor};
 
-pub use crate::backend::optim::{AdamStep, SgdStep};
+pub use crate::backend::optim::{AdadeltaStep, AdagradStep, AdamStep, RmspropStep, SgdStep};
 
 /// Fails unless `v` is finite and not negative (`Invalid {what}: {v}`, PyTorch's words).
 fn non_negative(op: &'static str, what: &str, v: f32) -> Result<()> {
@@ -95,6 +95,92 @@ pub struct AdamTensors<'a> {
     pub v: &'a Tensor,
     /// This parameter's step number, from 1 (for the bias corrections).
     pub t: u64,
+}
+
+impl AdagradStep {
+    /// Checks the hyper-parameters with PyTorch's rules and words: learning rate,
+    /// learning-rate decay, weight decay, initial accumulator value and eps finite and
+    /// not negative (NaN refused).
+    pub fn validate(&self) -> Result<()> {
+        let op = "adagrad_step";
+        non_negative(op, "learning rate", self.lr)?;
+        non_negative(op, "lr_decay value", self.lr_decay)?;
+        non_negative(op, "weight_decay value", self.weight_decay)?;
+        non_negative(
+            op,
+            "initial_accumulator_value value",
+            self.initial_accumulator_value,
+        )?;
+        non_negative(op, "epsilon value", self.eps)
+    }
+}
+
+/// One parameter's part of an Adagrad step.
+#[derive(Clone, Copy, Debug)]
+pub struct AdagradTensors<'a> {
+    /// The parameter, updated in place.
+    pub param: &'a Tensor,
+    /// Its gradient.
+    pub grad: &'a Tensor,
+    /// The sum of squared gradients (PyTorch's `sum`).
+    pub sum: &'a Tensor,
+    /// This parameter's step number, from 1 (for the learning-rate decay).
+    pub t: u64,
+}
+
+impl RmspropStep {
+    /// Checks the hyper-parameters with PyTorch's rules and words: learning rate, eps,
+    /// momentum, weight decay and alpha finite and not negative (NaN refused).
+    pub fn validate(&self) -> Result<()> {
+        let op = "rmsprop_step";
+        non_negative(op, "learning rate", self.lr)?;
+        non_negative(op, "epsilon value", self.eps)?;
+        non_negative(op, "momentum value", self.momentum)?;
+        non_negative(op, "weight_decay value", self.weight_decay)?;
+        non_negative(op, "alpha value", self.alpha)
+    }
+}
+
+/// One parameter's part of an RMSprop step.
+#[derive(Clone, Copy, Debug)]
+pub struct RmspropTensors<'a> {
+    /// The parameter, updated in place.
+    pub param: &'a Tensor,
+    /// Its gradient.
+    pub grad: &'a Tensor,
+    /// The running average of squared gradients (PyTorch's `square_avg`).
+    pub square_avg: &'a Tensor,
+    /// The momentum buffer (needed when the momentum is not 0).
+    pub momentum_buffer: Option<&'a Tensor>,
+    /// The running average of gradients (needed when centered).
+    pub grad_avg: Option<&'a Tensor>,
+}
+
+impl AdadeltaStep {
+    /// Checks the hyper-parameters with PyTorch's rules and words: learning rate, eps and
+    /// weight decay finite and not negative (NaN refused), rho in `[0, 1]`.
+    pub fn validate(&self) -> Result<()> {
+        let op = "adadelta_step";
+        non_negative(op, "learning rate", self.lr)?;
+        if !(0.0..=1.0).contains(&self.rho) {
+            return arg_err(op, format!("Invalid rho value: {}", self.rho));
+        }
+        non_negative(op, "epsilon value", self.eps)?;
+        non_negative(op, "weight_decay value", self.weight_decay)
+    }
+}
+
+/// One parameter's part of an Adadelta step.
+#[derive(Clone, Copy, Debug)]
+pub struct AdadeltaTensors<'a> {
+    /// The parameter, updated in place.
+    pub param: &'a Tensor,
+    /// Its gradient.
+    pub grad: &'a Tensor,
+    /// The running average of squared gradients (PyTorch's `square_avg`).
+    pub square_avg: &'a Tensor,
+    /// The running average of squared updates (PyTorch's `acc_delta`).
+    pub acc_delta: &'a Tensor,
 }
 
 /// Fails unless `others` are f32 tensors shaped like `param` on its device, with storage
@@ -201,6 +287,103 @@ pub fn adam_update(items: &[AdamTensors], hp: AdamStep) -> Result<()> {
     });
     for (dev, slots) in by_device(live) {
         dev.backend().adam_step(&slots, &hp)?;
+    }
+    Ok(())
+}
+
+/// One Adagrad step of every listed parameter, in place: one dispatch per GPU device
+/// and step number (parameters that missed steps have their own), a loop per parameter
+/// on the CPU.
+pub fn adagrad_update(items: &[AdagradTensors], hp: AdagradStep) -> Result<()> {
+    hp.validate()?;
+    for it in items {
+        check("adagrad_step", it.param, &[it.grad, it.sum])?;
+        if it.t == 0 {
+            return arg_err("adagrad_step", "step numbers start at 1");
+        }
+    }
+    let live = items.iter().filter(|it| it.param.numel() > 0).map(|it| {
+        let slot = AdagradSlot {
+            param: it.param.storage(),
+            grad: it.grad.storage(),
+            sum: it.sum.storage(),
+            t: it.t,
+            numel: it.param.numel(),
+        };
+        (it.param.device(), slot)
+    });
+    for (dev, slots) in by_device(live) {
+        dev.backend().adagrad_step(&slots, &hp)?;
+    }
+    Ok(())
+}
+
+/// One RMSprop step of every listed parameter, in place: one dispatch per GPU device
+/// (more only past its binding limits), a loop per parameter on the CPU.
+pub fn rmsprop_update(items: &[RmspropTensors], hp: RmspropStep) -> Result<()> {
+    hp.validate()?;
+    let momentum = hp.momentum != 0.0;
+    for it in items {
+        let mut others = vec![it.grad, it.square_avg];
+        match (momentum, it.momentum_buffer) {
+            (true, Some(b)) => others.push(b),
+            (true, None) => {
+                return arg_err("rmsprop_step", "momentum needs a buffer per parameter")
+            }
+            (false, _) => {}
+        }
+        match (hp.centered, it.grad_avg) {
+            (true, Some(a)) => others.push(a),
+            (true, None) => {
+                return arg_err(
+                    "rmsprop_step",
+                    "centered needs a gradient average per parameter",
+                )
+            }
+            (false, _) => {}
+        }
+        check("rmsprop_step", it.param, &others)?;
+    }
+    let live = items.iter().filter(|it| it.param.numel() > 0).map(|it| {
+        let slot = RmspropSlot {
+            param: it.param.storage(),
+            grad: it.grad.storage(),
+            square_avg: it.square_avg.storage(),
+            momentum_buffer: it.momentum_buffer.filter(|_| momentum).map(|b| b.storage()),
+            grad_avg: it.grad_avg.filter(|_| hp.centered).map(|a| a.storage()),
+            numel: it.param.numel(),
+        };
+        (it.param.device(), slot)
+    });
+    for (dev, slots) in by_device(live) {
+        dev.backend().rmsprop_step(&slots, &hp)?;
+    }
+    Ok(())
+}
+
+/// One Adadelta step of every listed parameter, in place: one dispatch per GPU device
+/// (more only past its binding limits), a loop per parameter on the CPU.
+pub fn adadelta_update(items: &[AdadeltaTensors], hp: AdadeltaStep) -> Result<()> {
+    hp.validate()?;
+    for it in items {
+        check(
+            "adadelta_step",
+            it.param,
+            &[it.grad, it.square_avg, it.acc_delta],
+        )?;
+    }
+    let live = items.iter().filter(|it| it.param.numel() > 0).map(|it| {
+        let slot = AdadeltaSlot {
+            param: it.param.storage(),
+            grad: it.grad.storage(),
+            square_avg: it.square_avg.storage(),
+            acc_delta: it.acc_delta.storage(),
+            numel: it.param.numel(),
+        };
+        (it.param.device(), slot)
+    });
+    for (dev, slots) in by_device(live) {
+        dev.backend().adadelta_step(&slots, &hp)?;
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! Optimizers (`SGD` with momentum, Nesterov and weight decay; `Adam`; `AdamW`),
+//! Optimizers (`SGD` with momentum, Nesterov and weight decay; `Adam`; `AdamW`;
+//! `Adagrad`; `RMSprop`; `Adadelta`),
 //! learning-rate schedules and gradient clipping. On the GPU a step updates every
 //! parameter and its state in place in one multi-tensor dispatch (`ops::optim`), and
 //! clipping takes three.
@@ -15,7 +16,11 @@ pub use schedule::{
 pub use state::{OptimizerState, Scalar};
 
 use crate::error::{arg_err, Result};
-use crate::ops::optim::{adam_update, sgd_update, AdamStep, AdamTensors, SgdStep, SgdTensors};
+use crate::ops::optim::{
+    adadelta_update, adagrad_update, adam_update, rmsprop_update, sgd_update, AdadeltaStep,
+    AdadeltaTensors, AdagradStep, AdagradTensors, AdamStep, AdamTensors, RmspropStep,
+    RmspropTensors, SgdStep, SgdTensors,
+};
 use crate::tensor::Tensor;
 use state::StateReader;
 
@@ -546,6 +551,690 @@ impl Optimizer for Adam {
         self.eps = hp.eps;
         self.weight_decay = hp.weight_decay;
         self.decoupled = hp.decoupled;
+        Ok(())
+    }
+}
+
+/// Adagrad, as `torch.optim.Adagrad`: per element, with `g = grad + weight_decay * p`,
+/// `sum += g^2` and `p -= clr * g / (sqrt(sum) + eps)`, where step `t` (from 1) uses
+/// `clr = lr / (1 + (t - 1) * lr_decay)`. Its state, per parameter, is `sum` and `step`.
+pub struct Adagrad {
+    params: Vec<Tensor>,
+    /// Learning rate.
+    pub lr: f32,
+    /// Learning-rate decay per step.
+    pub lr_decay: f32,
+    /// L2 penalty.
+    pub weight_decay: f32,
+    /// The value the sums of squares start from.
+    pub initial_accumulator_value: f32,
+    /// Added to the denominator, after the square root.
+    pub eps: f32,
+    /// Per parameter: the sum of squared gradients and the step count.
+    state: Vec<(Tensor, u64)>,
+}
+
+impl Adagrad {
+    /// Adagrad with PyTorch's defaults: no learning-rate decay, no weight decay, sums
+    /// starting from 0, eps 1e-10 (PyTorch's default learning rate is 0.01). The builder
+    /// methods change them.
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::cpu();
+    /// let w = Tensor::from_vec(vec![1.0f32, -1.0], &[2], &dev)?.requires_grad_(true)?;
+    /// let mut opt = Adagrad::new(vec![w.clone()], 0.1).lr_decay(0.01);
+    /// w.mul(&w)?.sum()?.backward()?; // gradient 2w
+    /// opt.step()?; // sum = 4w^2, so w - 0.1 * 2w / |2w| = w - 0.1 sign(w)
+    /// let w = w.to_vec::<f32>()?;
+    /// assert!((w[0] - 0.9).abs() < 1e-6 && (w[1] + 0.9).abs() < 1e-6);
+    /// # Ok(()) }
+    /// ```
+    pub fn new(params: Vec<Tensor>, lr: f32) -> Adagrad {
+        Adagrad {
+            state: zeros_like_all(&params)
+                .into_iter()
+                .map(|s| (s, 0))
+                .collect(),
+            params,
+            lr,
+            lr_decay: 0.0,
+            weight_decay: 0.0,
+            initial_accumulator_value: 0.0,
+            eps: 1e-10,
+        }
+    }
+    /// Sets the learning-rate decay.
+    pub fn lr_decay(mut self, d: f32) -> Adagrad {
+        self.lr_decay = d;
+        self
+    }
+    /// Sets the L2 penalty.
+    pub fn weight_decay(mut self, wd: f32) -> Adagrad {
+        self.weight_decay = wd;
+        self
+    }
+    /// Sets epsilon.
+    pub fn eps(mut self, eps: f32) -> Adagrad {
+        self.eps = eps;
+        self
+    }
+    /// Sets the value the sums of squares start from, and refills the sums of the
+    /// parameters that have not stepped yet with it (as PyTorch, which reads it when the
+    /// optimizer is built). A value that is negative or not finite is refused by the
+    /// next step, and fills nothing.
+    pub fn initial_accumulator_value(mut self, v: f32) -> Adagrad {
+        self.initial_accumulator_value = v;
+        if v >= 0.0 && v.is_finite() {
+            for (s, t) in &self.state {
+                if *t == 0 {
+                    s.full_like(v as f64)
+                        .and_then(|full| s.copy_from(&full))
+                        .expect("a state is a float tensor of its own");
+                }
+            }
+        }
+        self
+    }
+    /// The hyper-parameters of one step.
+    fn hyper(&self) -> AdagradStep {
+        AdagradStep {
+            lr: self.lr,
+            lr_decay: self.lr_decay,
+            weight_decay: self.weight_decay,
+            initial_accumulator_value: self.initial_accumulator_value,
+            eps: self.eps,
+        }
+    }
+    /// Checks the hyper-parameters with PyTorch's rules (learning rate, learning-rate
+    /// decay, weight decay, initial accumulator value and eps finite and not negative).
+    /// [`Optimizer::step`] checks them first too.
+    pub fn validate(&self) -> Result<()> {
+        self.hyper().validate()
+    }
+
+    /// Reads and checks a state: the hyper-parameters and each parameter's sum and step
+    /// count.
+    #[allow(clippy::type_complexity)]
+    fn read_state(&self, state: &OptimizerState) -> Result<(AdagradStep, Vec<(Tensor, u64)>)> {
+        let mut r = StateReader::new(state, self.params.len());
+        let hp = AdagradStep {
+            lr: r.f32("param_groups.0.lr"),
+            lr_decay: r.f32("param_groups.0.lr_decay"),
+            weight_decay: r.f32("param_groups.0.weight_decay"),
+            initial_accumulator_value: r.f32("param_groups.0.initial_accumulator_value"),
+            eps: r.f32("param_groups.0.eps"),
+        };
+        let mut out = Vec::with_capacity(self.params.len());
+        for (i, p) in self.params.iter().enumerate() {
+            let s = r.tensor(&format!("state.{i}.sum"), p);
+            let t = r.u64(&format!("state.{i}.step"));
+            if let Some(s) = s {
+                out.push((s, t));
+            }
+        }
+        r.finish()?;
+        hp.validate()?;
+        Ok((hp, out))
+    }
+}
+
+impl Optimizer for Adagrad {
+    fn step(&mut self) -> Result<()> {
+        check_has_params("adagrad_step", &self.params)?;
+        self.validate()?;
+        check_own_grads("adagrad_step", &self.params)?;
+        let grads: Vec<Option<Tensor>> = self.params.iter().map(|p| p.grad()).collect();
+        let items: Vec<AdagradTensors> = self
+            .params
+            .iter()
+            .zip(&grads)
+            .zip(&self.state)
+            .filter_map(|((param, g), (sum, t))| {
+                g.as_ref().map(|grad| AdagradTensors {
+                    param,
+                    grad,
+                    sum,
+                    t: t + 1,
+                })
+            })
+            .collect();
+        adagrad_update(&items, self.hyper())?;
+        for (st, g) in self.state.iter_mut().zip(&grads) {
+            if g.is_some() {
+                st.1 += 1;
+            }
+        }
+        Ok(())
+    }
+    shared_optimizer_methods!();
+
+    fn state_dict(&self) -> OptimizerState {
+        let mut st = OptimizerState::default();
+        st.scalar("param_groups.0.lr", Scalar::F32(self.lr));
+        st.scalar("param_groups.0.lr_decay", Scalar::F32(self.lr_decay));
+        st.scalar(
+            "param_groups.0.weight_decay",
+            Scalar::F32(self.weight_decay),
+        );
+        st.scalar(
+            "param_groups.0.initial_accumulator_value",
+            Scalar::F32(self.initial_accumulator_value),
+        );
+        st.scalar("param_groups.0.eps", Scalar::F32(self.eps));
+        for (i, (s, t)) in self.state.iter().enumerate() {
+            st.tensor(format!("state.{i}.sum"), s.detach());
+            st.scalar(format!("state.{i}.step"), Scalar::U64(*t));
+        }
+        st
+    }
+
+    fn check_state_dict(&self, state: &OptimizerState) -> Result<()> {
+        self.read_state(state).map(|_| ())
+    }
+
+    fn load_state_dict(&mut self, state: &OptimizerState) -> Result<()> {
+        let (hp, file) = self.read_state(state)?;
+        // Move everything to the parameters' devices first; then only in-place copies.
+        let mut staged = Vec::with_capacity(file.len());
+        for (p, (s, t)) in self.params.iter().zip(file) {
+            staged.push((s.to(p.device())?, t));
+        }
+        for (own, (s, t)) in self.state.iter_mut().zip(staged) {
+            own.0.copy_from(&s)?;
+            own.1 = t;
+        }
+        self.lr = hp.lr;
+        self.lr_decay = hp.lr_decay;
+        self.weight_decay = hp.weight_decay;
+        self.initial_accumulator_value = hp.initial_accumulator_value;
+        self.eps = hp.eps;
+        Ok(())
+    }
+}
+
+/// RMSprop, as `torch.optim.RMSprop`: per element, with `g = grad + weight_decay * p`,
+/// `square_avg = alpha * square_avg + (1 - alpha) * g^2`; centered, also
+/// `grad_avg = alpha * grad_avg + (1 - alpha) * g` and the denominator
+/// `sqrt(square_avg - grad_avg^2) + eps`, otherwise `sqrt(square_avg) + eps`; then
+/// `p -= lr * g / denominator`, or with a momentum
+/// `momentum_buffer = momentum * momentum_buffer + g / denominator` and
+/// `p -= lr * momentum_buffer`. Its state, per parameter, is `square_avg`, `step`, and
+/// `momentum_buffer` (with a momentum) and `grad_avg` (centered) as PyTorch's.
+pub struct RMSprop {
+    params: Vec<Tensor>,
+    /// Learning rate.
+    pub lr: f32,
+    /// Smoothing constant of the running averages.
+    pub alpha: f32,
+    /// Added to the denominator, after the square root.
+    pub eps: f32,
+    /// L2 penalty.
+    pub weight_decay: f32,
+    /// Momentum factor.
+    pub momentum: f32,
+    /// Divides by the gradients' estimated standard deviation instead of their root mean
+    /// square.
+    pub centered: bool,
+    square_avg: Vec<Tensor>,
+    momentum_buffer: Vec<Option<Tensor>>,
+    grad_avg: Vec<Option<Tensor>>,
+    steps: Vec<u64>,
+}
+
+/// Makes the missing state tensors of the parameters that have a gradient.
+fn fill_missing(
+    params: &[Tensor],
+    grads: &[Option<Tensor>],
+    state: &mut [Option<Tensor>],
+) -> Result<()> {
+    for ((p, g), s) in params.iter().zip(grads).zip(state) {
+        if g.is_some() && s.is_none() {
+            *s = Some(p.zeros_like()?);
+        }
+    }
+    Ok(())
+}
+
+/// Stages optional state tensors read from a file: each moved to its parameter's device,
+/// with the tensor it will be copied into (the existing one, or a new one).
+#[allow(clippy::type_complexity)]
+fn stage_optional(
+    params: &[Tensor],
+    own: &[Option<Tensor>],
+    file: Vec<Option<Tensor>>,
+) -> Result<Vec<Option<(Tensor, Tensor)>>> {
+    let mut staged = Vec::with_capacity(file.len());
+    for ((p, own), f) in params.iter().zip(own).zip(file) {
+        staged.push(match f {
+            None => None,
+            Some(f) => {
+                let dst = match own {
+                    Some(b) => b.clone(),
+                    None => p.zeros_like()?,
+                };
+                Some((dst, f.to(p.device())?))
+            }
+        });
+    }
+    Ok(staged)
+}
+
+/// Copies staged tensors ([`stage_optional`]) into place.
+fn commit_optional(
+    own: &mut [Option<Tensor>],
+    staged: Vec<Option<(Tensor, Tensor)>>,
+) -> Result<()> {
+    for (own, s) in own.iter_mut().zip(staged) {
+        if let Some((dst, src)) = s {
+            dst.copy_from(&src)?;
+            *own = Some(dst);
+        }
+    }
+    Ok(())
+}
+
+impl RMSprop {
+    /// RMSprop with PyTorch's defaults: alpha 0.99, eps 1e-8, no weight decay, no
+    /// momentum, not centered (PyTorch's default learning rate is 0.01). The builder
+    /// methods change them.
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::cpu();
+    /// let w = Tensor::from_vec(vec![1.0f32, -1.0], &[2], &dev)?.requires_grad_(true)?;
+    /// let mut opt = RMSprop::new(vec![w.clone()], 0.01).momentum(0.9).centered(true);
+    /// w.mul(&w)?.sum()?.backward()?;
+    /// opt.step()?;
+    /// assert!(w.to_vec::<f32>()?[0] < 1.0);
+    /// # Ok(()) }
+    /// ```
+    pub fn new(params: Vec<Tensor>, lr: f32) -> RMSprop {
+        let n = params.len();
+        RMSprop {
+            square_avg: zeros_like_all(&params),
+            params,
+            lr,
+            alpha: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            momentum: 0.0,
+            centered: false,
+            momentum_buffer: vec![None; n],
+            grad_avg: vec![None; n],
+            steps: vec![0; n],
+        }
+    }
+    /// Sets the smoothing constant.
+    pub fn alpha(mut self, alpha: f32) -> RMSprop {
+        self.alpha = alpha;
+        self
+    }
+    /// Sets epsilon.
+    pub fn eps(mut self, eps: f32) -> RMSprop {
+        self.eps = eps;
+        self
+    }
+    /// Sets the L2 penalty.
+    pub fn weight_decay(mut self, wd: f32) -> RMSprop {
+        self.weight_decay = wd;
+        self
+    }
+    /// Sets the momentum factor (and makes the momentum buffers).
+    pub fn momentum(mut self, m: f32) -> RMSprop {
+        self.momentum = m;
+        if m != 0.0 && self.momentum_buffer.iter().any(|b| b.is_none()) {
+            self.momentum_buffer = zeros_like_all(&self.params).into_iter().map(Some).collect();
+        }
+        self
+    }
+    /// Centers the denominator (and makes the gradient averages).
+    pub fn centered(mut self, on: bool) -> RMSprop {
+        self.centered = on;
+        if on && self.grad_avg.iter().any(|a| a.is_none()) {
+            self.grad_avg = zeros_like_all(&self.params).into_iter().map(Some).collect();
+        }
+        self
+    }
+    /// The hyper-parameters of one step.
+    fn hyper(&self) -> RmspropStep {
+        RmspropStep {
+            lr: self.lr,
+            alpha: self.alpha,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            momentum: self.momentum,
+            centered: self.centered,
+        }
+    }
+    /// Checks the hyper-parameters with PyTorch's rules (learning rate, alpha, eps,
+    /// momentum and weight decay finite and not negative). [`Optimizer::step`] checks
+    /// them first too.
+    pub fn validate(&self) -> Result<()> {
+        self.hyper().validate()
+    }
+
+    /// Reads and checks a state: the hyper-parameters, each parameter's step count and
+    /// square average, and the momentum buffers and gradient averages in the file.
+    #[allow(clippy::type_complexity)]
+    fn read_state(
+        &self,
+        state: &OptimizerState,
+    ) -> Result<(
+        RmspropStep,
+        Vec<(Tensor, u64)>,
+        Vec<Option<Tensor>>,
+        Vec<Option<Tensor>>,
+    )> {
+        let mut r = StateReader::new(state, self.params.len());
+        let hp = RmspropStep {
+            lr: r.f32("param_groups.0.lr"),
+            alpha: r.f32("param_groups.0.alpha"),
+            eps: r.f32("param_groups.0.eps"),
+            weight_decay: r.f32("param_groups.0.weight_decay"),
+            momentum: r.f32("param_groups.0.momentum"),
+            centered: r.bool("param_groups.0.centered"),
+        };
+        let n = self.params.len();
+        let (mut out, mut bufs, mut avgs) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for (i, p) in self.params.iter().enumerate() {
+            let v = r.tensor(&format!("state.{i}.square_avg"), p);
+            let t = r.u64(&format!("state.{i}.step"));
+            for (key, on, dst) in [
+                ("momentum_buffer", hp.momentum != 0.0, &mut bufs),
+                ("grad_avg", hp.centered, &mut avgs),
+            ] {
+                let key = format!("state.{i}.{key}");
+                let b = r.optional_tensor(&key, p);
+                if on && t > 0 && b.is_none() && !r.has_tensor(&key) {
+                    r.missing(&key);
+                }
+                dst.push(b);
+            }
+            if let Some(v) = v {
+                out.push((v, t));
+            }
+        }
+        r.finish()?;
+        hp.validate()?;
+        Ok((hp, out, bufs, avgs))
+    }
+}
+
+impl Optimizer for RMSprop {
+    fn step(&mut self) -> Result<()> {
+        check_has_params("rmsprop_step", &self.params)?;
+        self.validate()?;
+        check_own_grads("rmsprop_step", &self.params)?;
+        let grads: Vec<Option<Tensor>> = self.params.iter().map(|p| p.grad()).collect();
+        // Momentum or centering switched on after construction: make the missing state.
+        if self.momentum != 0.0 {
+            fill_missing(&self.params, &grads, &mut self.momentum_buffer)?;
+        }
+        if self.centered {
+            fill_missing(&self.params, &grads, &mut self.grad_avg)?;
+        }
+        let items: Vec<RmspropTensors> = self
+            .params
+            .iter()
+            .zip(&grads)
+            .zip(
+                self.square_avg
+                    .iter()
+                    .zip(self.momentum_buffer.iter().zip(&self.grad_avg)),
+            )
+            .filter_map(|((param, g), (square_avg, (b, a)))| {
+                g.as_ref().map(|grad| RmspropTensors {
+                    param,
+                    grad,
+                    square_avg,
+                    momentum_buffer: b.as_ref(),
+                    grad_avg: a.as_ref(),
+                })
+            })
+            .collect();
+        rmsprop_update(&items, self.hyper())?;
+        for (t, g) in self.steps.iter_mut().zip(&grads) {
+            if g.is_some() {
+                *t += 1;
+            }
+        }
+        Ok(())
+    }
+    shared_optimizer_methods!();
+
+    fn state_dict(&self) -> OptimizerState {
+        let mut st = OptimizerState::default();
+        st.scalar("param_groups.0.lr", Scalar::F32(self.lr));
+        st.scalar("param_groups.0.alpha", Scalar::F32(self.alpha));
+        st.scalar("param_groups.0.eps", Scalar::F32(self.eps));
+        st.scalar(
+            "param_groups.0.weight_decay",
+            Scalar::F32(self.weight_decay),
+        );
+        st.scalar("param_groups.0.momentum", Scalar::F32(self.momentum));
+        st.scalar("param_groups.0.centered", Scalar::Bool(self.centered));
+        for i in 0..self.params.len() {
+            st.tensor(format!("state.{i}.square_avg"), self.square_avg[i].detach());
+            if let Some(b) = &self.momentum_buffer[i] {
+                st.tensor(format!("state.{i}.momentum_buffer"), b.detach());
+            }
+            if let Some(a) = &self.grad_avg[i] {
+                st.tensor(format!("state.{i}.grad_avg"), a.detach());
+            }
+            st.scalar(format!("state.{i}.step"), Scalar::U64(self.steps[i]));
+        }
+        st
+    }
+
+    fn check_state_dict(&self, state: &OptimizerState) -> Result<()> {
+        self.read_state(state).map(|_| ())
+    }
+
+    fn load_state_dict(&mut self, state: &OptimizerState) -> Result<()> {
+        let (hp, file, bufs, avgs) = self.read_state(state)?;
+        // Allocate and move everything first; then only in-place copies remain.
+        let mut staged = Vec::with_capacity(file.len());
+        for (p, (v, t)) in self.params.iter().zip(file) {
+            staged.push((v.to(p.device())?, t));
+        }
+        let bufs = stage_optional(&self.params, &self.momentum_buffer, bufs)?;
+        let avgs = stage_optional(&self.params, &self.grad_avg, avgs)?;
+        for ((own, t), (v, ft)) in self.square_avg.iter().zip(&mut self.steps).zip(staged) {
+            own.copy_from(&v)?;
+            *t = ft;
+        }
+        commit_optional(&mut self.momentum_buffer, bufs)?;
+        commit_optional(&mut self.grad_avg, avgs)?;
+        self.lr = hp.lr;
+        self.alpha = hp.alpha;
+        self.eps = hp.eps;
+        self.weight_decay = hp.weight_decay;
+        self.momentum = hp.momentum;
+        self.centered = hp.centered;
+        Ok(())
+    }
+}
+
+/// Adadelta, as `torch.optim.Adadelta`: per element, with `g = grad + weight_decay * p`,
+/// `square_avg = rho * square_avg + (1 - rho) * g^2`,
+/// `delta = sqrt(acc_delta + eps) / sqrt(square_avg + eps) * g`,
+/// `acc_delta = rho * acc_delta + (1 - rho) * delta^2` and `p -= lr * delta`. Its state,
+/// per parameter, is `square_avg`, `acc_delta` and `step`.
+pub struct Adadelta {
+    params: Vec<Tensor>,
+    /// Learning rate (scales the computed update).
+    pub lr: f32,
+    /// Decay of the running averages.
+    pub rho: f32,
+    /// Added inside both square roots.
+    pub eps: f32,
+    /// L2 penalty.
+    pub weight_decay: f32,
+    /// Per parameter: `square_avg`, `acc_delta` and the step count.
+    state: Vec<(Tensor, Tensor, u64)>,
+}
+
+impl Adadelta {
+    /// Adadelta with PyTorch's defaults: rho 0.9, eps 1e-6, no weight decay (PyTorch's
+    /// default learning rate is 1.0). The builder methods change them.
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::cpu();
+    /// let w = Tensor::from_vec(vec![1.0f32, -1.0], &[2], &dev)?.requires_grad_(true)?;
+    /// let mut opt = Adadelta::new(vec![w.clone()], 1.0).rho(0.95);
+    /// w.mul(&w)?.sum()?.backward()?;
+    /// opt.step()?;
+    /// assert!(w.to_vec::<f32>()?[0] < 1.0);
+    /// # Ok(()) }
+    /// ```
+    pub fn new(params: Vec<Tensor>, lr: f32) -> Adadelta {
+        let v = zeros_like_all(&params);
+        let u = zeros_like_all(&params);
+        Adadelta {
+            state: v.into_iter().zip(u).map(|(v, u)| (v, u, 0)).collect(),
+            params,
+            lr,
+            rho: 0.9,
+            eps: 1e-6,
+            weight_decay: 0.0,
+        }
+    }
+    /// Sets the decay of the running averages.
+    pub fn rho(mut self, rho: f32) -> Adadelta {
+        self.rho = rho;
+        self
+    }
+    /// Sets epsilon.
+    pub fn eps(mut self, eps: f32) -> Adadelta {
+        self.eps = eps;
+        self
+    }
+    /// Sets the L2 penalty.
+    pub fn weight_decay(mut self, wd: f32) -> Adadelta {
+        self.weight_decay = wd;
+        self
+    }
+    /// The hyper-parameters of one step.
+    fn hyper(&self) -> AdadeltaStep {
+        AdadeltaStep {
+            lr: self.lr,
+            rho: self.rho,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+        }
+    }
+    /// Checks the hyper-parameters with PyTorch's rules (learning rate, eps and weight
+    /// decay finite and not negative, rho in `[0, 1]`). [`Optimizer::step`] checks them
+    /// first too.
+    pub fn validate(&self) -> Result<()> {
+        self.hyper().validate()
+    }
+
+    /// Reads and checks a state: the hyper-parameters and each parameter's averages and
+    /// step count.
+    #[allow(clippy::type_complexity)]
+    fn read_state(
+        &self,
+        state: &OptimizerState,
+    ) -> Result<(AdadeltaStep, Vec<(Tensor, Tensor, u64)>)> {
+        let mut r = StateReader::new(state, self.params.len());
+        let hp = AdadeltaStep {
+            lr: r.f32("param_groups.0.lr"),
+            rho: r.f32("param_groups.0.rho"),
+            eps: r.f32("param_groups.0.eps"),
+            weight_decay: r.f32("param_groups.0.weight_decay"),
+        };
+        let mut out = Vec::with_capacity(self.params.len());
+        for (i, p) in self.params.iter().enumerate() {
+            let v = r.tensor(&format!("state.{i}.square_avg"), p);
+            let u = r.tensor(&format!("state.{i}.acc_delta"), p);
+            let t = r.u64(&format!("state.{i}.step"));
+            if let (Some(v), Some(u)) = (v, u) {
+                out.push((v, u, t));
+            }
+        }
+        r.finish()?;
+        hp.validate()?;
+        Ok((hp, out))
+    }
+}
+
+impl Optimizer for Adadelta {
+    fn step(&mut self) -> Result<()> {
+        check_has_params("adadelta_step", &self.params)?;
+        self.validate()?;
+        check_own_grads("adadelta_step", &self.params)?;
+        let grads: Vec<Option<Tensor>> = self.params.iter().map(|p| p.grad()).collect();
+        let items: Vec<AdadeltaTensors> = self
+            .params
+            .iter()
+            .zip(&grads)
+            .zip(&self.state)
+            .filter_map(|((param, g), (square_avg, acc_delta, _))| {
+                g.as_ref().map(|grad| AdadeltaTensors {
+                    param,
+                    grad,
+                    square_avg,
+                    acc_delta,
+                })
+            })
+            .collect();
+        adadelta_update(&items, self.hyper())?;
+        for (st, g) in self.state.iter_mut().zip(&grads) {
+            if g.is_some() {
+                st.2 += 1;
+            }
+        }
+        Ok(())
+    }
+    shared_optimizer_methods!();
+
+    fn state_dict(&self) -> OptimizerState {
+        let mut st = OptimizerState::default();
+        st.scalar("param_groups.0.lr", Scalar::F32(self.lr));
+        st.scalar("param_groups.0.rho", Scalar::F32(self.rho));
+        st.scalar("param_groups.0.eps", Scalar::F32(self.eps));
+        st.scalar(
+            "param_groups.0.weight_decay",
+            Scalar::F32(self.weight_decay),
+        );
+        for (i, (v, u, t)) in self.state.iter().enumerate() {
+            st.tensor(format!("state.{i}.square_avg"), v.detach());
+            st.tensor(format!("state.{i}.acc_delta"), u.detach());
+            st.scalar(format!("state.{i}.step"), Scalar::U64(*t));
+        }
+        st
+    }
+
+    fn check_state_dict(&self, state: &OptimizerState) -> Result<()> {
+        self.read_state(state).map(|_| ())
+    }
+
+    fn load_state_dict(&mut self, state: &OptimizerState) -> Result<()> {
+        let (hp, file) = self.read_state(state)?;
+        // Move everything to the parameters' devices first; then only in-place copies.
+        let mut staged = Vec::with_capacity(file.len());
+        for (p, (v, u, t)) in self.params.iter().zip(file) {
+            staged.push((v.to(p.device())?, u.to(p.device())?, t));
+        }
+        for (own, (v, u, t)) in self.state.iter_mut().zip(staged) {
+            own.0.copy_from(&v)?;
+            own.1.copy_from(&u)?;
+            own.2 = t;
+        }
+        self.lr = hp.lr;
+        self.rho = hp.rho;
+        self.eps = hp.eps;
+        self.weight_decay = hp.weight_decay;
         Ok(())
     }
 }

@@ -4,8 +4,12 @@
 
 use super::elementwise::CpuBackend;
 use super::CpuData;
-use crate::backend::optim::{bias_corrections, AdamStep, SgdStep};
-use crate::backend::{AdamSlot, Grad, Optim, SgdSlot, Storage};
+use crate::backend::optim::{
+    adagrad_clr, bias_corrections, AdadeltaStep, AdagradStep, AdamStep, RmspropStep, SgdStep,
+};
+use crate::backend::{
+    AdadeltaSlot, AdagradSlot, AdamSlot, Grad, Optim, RmspropSlot, SgdSlot, Storage,
+};
 use crate::error::{Error, Result};
 
 fn not_f32<T>(op: &'static str) -> Result<T> {
@@ -26,6 +30,27 @@ impl Optim for CpuBackend {
     fn adam_step(&self, slots: &[AdamSlot], hp: &AdamStep) -> Result<()> {
         for s in slots {
             adam_cpu(s, hp)?;
+        }
+        Ok(())
+    }
+
+    fn adagrad_step(&self, slots: &[AdagradSlot], hp: &AdagradStep) -> Result<()> {
+        for s in slots {
+            adagrad_cpu(s, hp)?;
+        }
+        Ok(())
+    }
+
+    fn rmsprop_step(&self, slots: &[RmspropSlot], hp: &RmspropStep) -> Result<()> {
+        for s in slots {
+            rmsprop_cpu(s, hp)?;
+        }
+        Ok(())
+    }
+
+    fn adadelta_step(&self, slots: &[AdadeltaSlot], hp: &AdadeltaStep) -> Result<()> {
+        for s in slots {
+            adadelta_cpu(s, hp)?;
         }
         Ok(())
     }
@@ -94,6 +119,103 @@ fn adam_cpu(it: &AdamSlot, hp: &AdamStep) -> Result<()> {
         *m = mi;
         *v = vi;
         *p = pi - lr * (mi / bc1) / ((vi / bc2).sqrt() + eps);
+    }
+    Ok(())
+}
+
+/// The CPU reference of one parameter's Adagrad step (the kernel's arithmetic, in f32).
+fn adagrad_cpu(it: &AdagradSlot, hp: &AdagradStep) -> Result<()> {
+    let op = "adagrad_step";
+    let clr = adagrad_clr(hp, it.t);
+    let g = it.grad.cpu(op)?.read();
+    let mut p = it.param.cpu(op)?.write();
+    let mut s = it.sum.cpu(op)?.write();
+    let (CpuData::F32(g), CpuData::F32(p), CpuData::F32(s)) = (&*g, &mut *p, &mut *s) else {
+        return not_f32(op);
+    };
+    let (eps, wd) = (hp.eps, hp.weight_decay);
+    for ((p, s), &g) in p.iter_mut().zip(s.iter_mut()).zip(g) {
+        let gi = g + wd * *p;
+        let si = *s + gi * gi;
+        *s = si;
+        *p -= clr * gi / (si.sqrt() + eps);
+    }
+    Ok(())
+}
+
+/// The CPU reference of one parameter's RMSprop step (the kernels' arithmetic, in f32).
+fn rmsprop_cpu(it: &RmspropSlot, hp: &RmspropStep) -> Result<()> {
+    let op = "rmsprop_step";
+    let g = it.grad.cpu(op)?.read();
+    let mut p = it.param.cpu(op)?.write();
+    let mut v = it.square_avg.cpu(op)?.write();
+    let mut b = match it.momentum_buffer.filter(|_| hp.momentum != 0.0) {
+        Some(b) => Some(b.cpu(op)?.write()),
+        None => None,
+    };
+    let mut a = match it.grad_avg.filter(|_| hp.centered) {
+        Some(a) => Some(a.cpu(op)?.write()),
+        None => None,
+    };
+    let (CpuData::F32(g), CpuData::F32(p), CpuData::F32(v)) = (&*g, &mut *p, &mut *v) else {
+        return not_f32(op);
+    };
+    let mut b = match b.as_deref_mut() {
+        Some(CpuData::F32(b)) => Some(b),
+        Some(_) => return not_f32(op),
+        None => None,
+    };
+    let mut a = match a.as_deref_mut() {
+        Some(CpuData::F32(a)) => Some(a),
+        Some(_) => return not_f32(op),
+        None => None,
+    };
+    let (lr, alpha, eps, wd, mom) = (hp.lr, hp.alpha, hp.eps, hp.weight_decay, hp.momentum);
+    for i in 0..p.len() {
+        let pi = p[i];
+        let gi = g[i] + wd * pi;
+        let vi = alpha * v[i] + (1.0 - alpha) * gi * gi;
+        v[i] = vi;
+        let avg = match a.as_deref_mut() {
+            Some(a) => {
+                let ai = alpha * a[i] + (1.0 - alpha) * gi;
+                a[i] = ai;
+                (vi - ai * ai).sqrt() + eps
+            }
+            None => vi.sqrt() + eps,
+        };
+        p[i] = match b.as_deref_mut() {
+            Some(b) => {
+                let bi = mom * b[i] + gi / avg;
+                b[i] = bi;
+                pi - lr * bi
+            }
+            None => pi - lr * gi / avg,
+        };
+    }
+    Ok(())
+}
+
+/// The CPU reference of one parameter's Adadelta step (the kernel's arithmetic, in f32).
+fn adadelta_cpu(it: &AdadeltaSlot, hp: &AdadeltaStep) -> Result<()> {
+    let op = "adadelta_step";
+    let g = it.grad.cpu(op)?.read();
+    let mut p = it.param.cpu(op)?.write();
+    let mut v = it.square_avg.cpu(op)?.write();
+    let mut u = it.acc_delta.cpu(op)?.write();
+    let (CpuData::F32(g), CpuData::F32(p), CpuData::F32(v), CpuData::F32(u)) =
+        (&*g, &mut *p, &mut *v, &mut *u)
+    else {
+        return not_f32(op);
+    };
+    let (lr, rho, eps, wd) = (hp.lr, hp.rho, hp.eps, hp.weight_decay);
+    for (((p, v), u), &g) in p.iter_mut().zip(v.iter_mut()).zip(u.iter_mut()).zip(g) {
+        let gi = g + wd * *p;
+        let vi = rho * *v + (1.0 - rho) * gi * gi;
+        *v = vi;
+        let delta = (*u + eps).sqrt() / (vi + eps).sqrt() * gi;
+        *u = rho * *u + (1.0 - rho) * delta * delta;
+        *p -= lr * delta;
     }
     Ok(())
 }

@@ -12,8 +12,12 @@ use super::kernels::{gpu_alloc, groups_rows, kernel, shader};
 use super::multi_tensor::{self, Member, MultiSpec, ELEMENTWISE};
 use super::params::{params, Params, Table};
 use super::{GpuContext, Kernel, ShaderFile, Work};
-use crate::backend::optim::{bias_corrections, AdamStep, SgdStep};
-use crate::backend::{AdamSlot, Grad, Optim, SgdSlot, Storage};
+use crate::backend::optim::{
+    adagrad_clr, bias_corrections, AdadeltaStep, AdagradStep, AdamStep, RmspropStep, SgdStep,
+};
+use crate::backend::{
+    AdadeltaSlot, AdagradSlot, AdamSlot, Grad, Optim, RmspropSlot, SgdSlot, Storage,
+};
 use crate::error::Result;
 
 pub(crate) const FILE: ShaderFile = shader("optim", include_str!("../../../shaders/optim.wgsl"))
@@ -64,6 +68,56 @@ params! {
         table: Table,
     }
 
+    /// Adagrad's step, as `torch.optim.Adagrad`.
+    pub(crate) struct AdagradParams as adagrad {
+        /// This step's learning rate, `lr / (1 + (t - 1) lr_decay)`.
+        clr: f32,
+        /// Added after the square root.
+        eps: f32,
+        /// L2 penalty added to the gradient.
+        weight_decay: f32,
+        /// Padding.
+        _pad: u32,
+        /// The tensors.
+        table: Table,
+    }
+
+    /// RMSprop's step, as `torch.optim.RMSprop`.
+    pub(crate) struct RmspropParams as rms {
+        /// Learning rate.
+        lr: f32,
+        /// Smoothing constant.
+        alpha: f32,
+        /// Added after the square root.
+        eps: f32,
+        /// L2 penalty added to the gradient.
+        weight_decay: f32,
+        /// Momentum factor.
+        momentum: f32,
+        /// Padding.
+        _pad0: u32,
+        /// Padding.
+        _pad1: u32,
+        /// Padding.
+        _pad2: u32,
+        /// The tensors.
+        table: Table,
+    }
+
+    /// Adadelta's step, as `torch.optim.Adadelta`.
+    pub(crate) struct AdadeltaParams as adadelta {
+        /// Learning rate.
+        lr: f32,
+        /// Decay of the running averages.
+        rho: f32,
+        /// Added inside the square roots.
+        eps: f32,
+        /// L2 penalty added to the gradient.
+        weight_decay: f32,
+        /// The tensors.
+        table: Table,
+    }
+
     /// Clipping's first pass: sums of squares per workgroup.
     pub(crate) struct ClipSumsqParams as clipsq {
         /// Elements per workgroup.
@@ -108,7 +162,15 @@ macro_rules! tabled {
         }
     )*};
 }
-tabled!(SgdParams, AdamParams, ClipSumsqParams, ClipScaleParams);
+tabled!(
+    SgdParams,
+    AdamParams,
+    AdagradParams,
+    RmspropParams,
+    AdadeltaParams,
+    ClipSumsqParams,
+    ClipScaleParams
+);
 
 /// SGD without momentum: `p -= lr (g + wd p)`.
 pub(crate) static SGD: MultiSpec = MultiSpec {
@@ -169,6 +231,156 @@ pub(crate) static ADAM: MultiSpec = MultiSpec {
             $m[i] = m;
             $v[i] = v;
             $p[i] = p - lr * (m / adam.bc1) / (sqrt(v / adam.bc2) + adam.eps);
+",
+    after: "",
+    loops: false,
+};
+
+/// Adagrad, as `torch.optim.Adagrad`: `s += g^2`, `p -= clr g / (sqrt(s) + eps)`.
+pub(crate) static ADAGRAD: MultiSpec = MultiSpec {
+    entry: "adagrad_multi_step",
+    params: &AdagradParams::INFO,
+    roles: &[("g", true), ("p", false), ("s", false)],
+    shared: &[],
+    decls: "",
+    before: ELEMENTWISE,
+    case: "            let p = $p[i];
+            let g = $g[i] + adagrad.weight_decay * p;
+            let s = $s[i] + g * g;
+            $s[i] = s;
+            $p[i] = p - adagrad.clr * g / (sqrt(s) + adagrad.eps);
+",
+    after: "",
+    loops: false,
+};
+
+/// RMSprop's WGSL arm: the squared-gradient average, then the denominator (centered or
+/// not), then the update (with a momentum buffer or not).
+macro_rules! rmsprop_case {
+    ($avg:expr, $update:expr) => {
+        concat!(
+            "            let p = $p[i];
+            let g = $g[i] + rms.weight_decay * p;
+            let v = rms.alpha * $sq[i] + (1.0 - rms.alpha) * g * g;
+            $sq[i] = v;
+",
+            $avg,
+            $update
+        )
+    };
+}
+
+/// RMSprop's plain denominator.
+macro_rules! rms_plain {
+    () => {
+        "            let avg = sqrt(v) + rms.eps;\n"
+    };
+}
+
+/// RMSprop's centered denominator: the variance, with the gradients' running mean.
+macro_rules! rms_centered {
+    () => {
+        "            let a = rms.alpha * $gavg[i] + (1.0 - rms.alpha) * g;
+            $gavg[i] = a;
+            let avg = sqrt(v - a * a) + rms.eps;
+"
+    };
+}
+
+/// RMSprop's update without momentum.
+macro_rules! rms_step {
+    () => {
+        "            $p[i] = p - rms.lr * g / avg;\n"
+    };
+}
+
+/// RMSprop's update through the momentum buffer.
+macro_rules! rms_momentum {
+    () => {
+        "            let b = rms.momentum * $buf[i] + g / avg;
+            $buf[i] = b;
+            $p[i] = p - rms.lr * b;
+"
+    };
+}
+
+/// RMSprop, as `torch.optim.RMSprop`, without momentum, not centered.
+pub(crate) static RMSPROP: MultiSpec = MultiSpec {
+    entry: "rmsprop_multi_step",
+    params: &RmspropParams::INFO,
+    roles: &[("g", true), ("p", false), ("sq", false)],
+    shared: &[],
+    decls: "",
+    before: ELEMENTWISE,
+    case: rmsprop_case!(rms_plain!(), rms_step!()),
+    after: "",
+    loops: false,
+};
+
+/// RMSprop with momentum, not centered.
+pub(crate) static RMSPROP_MOMENTUM: MultiSpec = MultiSpec {
+    entry: "rmsprop_momentum_multi_step",
+    params: &RmspropParams::INFO,
+    roles: &[("g", true), ("p", false), ("sq", false), ("buf", false)],
+    shared: &[],
+    decls: "",
+    before: ELEMENTWISE,
+    case: rmsprop_case!(rms_plain!(), rms_momentum!()),
+    after: "",
+    loops: false,
+};
+
+/// RMSprop centered, without momentum.
+pub(crate) static RMSPROP_CENTERED: MultiSpec = MultiSpec {
+    entry: "rmsprop_centered_multi_step",
+    params: &RmspropParams::INFO,
+    roles: &[("g", true), ("p", false), ("sq", false), ("gavg", false)],
+    shared: &[],
+    decls: "",
+    before: ELEMENTWISE,
+    case: rmsprop_case!(rms_centered!(), rms_step!()),
+    after: "",
+    loops: false,
+};
+
+/// RMSprop centered, with momentum.
+pub(crate) static RMSPROP_CENTERED_MOMENTUM: MultiSpec = MultiSpec {
+    entry: "rmsprop_centered_momentum_multi_step",
+    params: &RmspropParams::INFO,
+    roles: &[
+        ("g", true),
+        ("p", false),
+        ("sq", false),
+        ("buf", false),
+        ("gavg", false),
+    ],
+    shared: &[],
+    decls: "",
+    before: ELEMENTWISE,
+    case: rmsprop_case!(rms_centered!(), rms_momentum!()),
+    after: "",
+    loops: false,
+};
+
+/// Adadelta, as `torch.optim.Adadelta`: `v = rho v + (1 - rho) g^2`,
+/// `d = sqrt(u + eps) / sqrt(v + eps) g`, `u = rho u + (1 - rho) d^2`, `p -= lr d`.
+pub(crate) static ADADELTA: MultiSpec = MultiSpec {
+    entry: "adadelta_multi_step",
+    params: &AdadeltaParams::INFO,
+    roles: &[("g", true), ("p", false), ("sq", false), ("acc", false)],
+    shared: &[],
+    decls: "",
+    before: ELEMENTWISE,
+    case: "            let p = $p[i];
+            let g = $g[i] + adadelta.weight_decay * p;
+            let rho = adadelta.rho;
+            let eps = adadelta.eps;
+            let v = rho * $sq[i] + (1.0 - rho) * g * g;
+            $sq[i] = v;
+            let u = $acc[i];
+            let d = sqrt(u + eps) / sqrt(v + eps) * g;
+            $acc[i] = rho * u + (1.0 - rho) * d * d;
+            $p[i] = p - adadelta.lr * d;
 ",
     after: "",
     loops: false,
@@ -256,10 +468,22 @@ pub(crate) fn kernels() -> Vec<&'static Kernel> {
 /// The generated kernels, one instance (for three tensors) each, for the shader
 /// validation tests.
 pub(crate) fn generated_kernels() -> Vec<&'static Kernel> {
-    [&SGD, &SGD_MOMENTUM, &ADAM, &CLIP_SUMSQ, &CLIP_SCALE]
-        .into_iter()
-        .map(|spec| multi_tensor::kernel(spec, 3))
-        .collect()
+    [
+        &SGD,
+        &SGD_MOMENTUM,
+        &ADAM,
+        &ADAGRAD,
+        &RMSPROP,
+        &RMSPROP_MOMENTUM,
+        &RMSPROP_CENTERED,
+        &RMSPROP_CENTERED_MOMENTUM,
+        &ADADELTA,
+        &CLIP_SUMSQ,
+        &CLIP_SCALE,
+    ]
+    .into_iter()
+    .map(|spec| multi_tensor::kernel(spec, 3))
+    .collect()
 }
 
 /// The chunks of one update: its header, its tensors and how they split into
@@ -378,6 +602,100 @@ impl Optim for Arc<GpuContext> {
             planned.push(plan(self, op, &ADAM, header, members)?);
         }
         launch_all(self, &ADAM, &planned);
+        Ok(())
+    }
+
+    fn adagrad_step(&self, slots: &[AdagradSlot], hp: &AdagradStep) -> Result<()> {
+        let op = "adagrad_step";
+        // One dispatch per step number (its learning rate decays with it).
+        let mut planned = Vec::new();
+        for t in keys(slots, |s| s.t) {
+            let mut members = Vec::new();
+            for s in slots.iter().filter(|s| s.t == t) {
+                members.push(Member {
+                    buffers: vec![
+                        (s.grad.gpu(op)?, true),
+                        (s.param.gpu(op)?, false),
+                        (s.sum.gpu(op)?, false),
+                    ],
+                    numel: s.numel,
+                });
+            }
+            let header = AdagradParams {
+                clr: adagrad_clr(hp, t),
+                eps: hp.eps,
+                weight_decay: hp.weight_decay,
+                ..Default::default()
+            };
+            planned.push(plan(self, op, &ADAGRAD, header, members)?);
+        }
+        launch_all(self, &ADAGRAD, &planned);
+        Ok(())
+    }
+
+    fn rmsprop_step(&self, slots: &[RmspropSlot], hp: &RmspropStep) -> Result<()> {
+        let op = "rmsprop_step";
+        let momentum = hp.momentum != 0.0;
+        let spec = match (momentum, hp.centered) {
+            (false, false) => &RMSPROP,
+            (true, false) => &RMSPROP_MOMENTUM,
+            (false, true) => &RMSPROP_CENTERED,
+            (true, true) => &RMSPROP_CENTERED_MOMENTUM,
+        };
+        let mut members = Vec::new();
+        for s in slots {
+            let mut buffers = vec![
+                (s.grad.gpu(op)?, true),
+                (s.param.gpu(op)?, false),
+                (s.square_avg.gpu(op)?, false),
+            ];
+            if let (true, Some(b)) = (momentum, s.momentum_buffer) {
+                buffers.push((b.gpu(op)?, false));
+            }
+            if let (true, Some(a)) = (hp.centered, s.grad_avg) {
+                buffers.push((a.gpu(op)?, false));
+            }
+            members.push(Member {
+                buffers,
+                numel: s.numel,
+            });
+        }
+        let header = RmspropParams {
+            lr: hp.lr,
+            alpha: hp.alpha,
+            eps: hp.eps,
+            weight_decay: hp.weight_decay,
+            momentum: hp.momentum,
+            ..Default::default()
+        };
+        let planned = [plan(self, op, spec, header, members)?];
+        launch_all(self, spec, &planned);
+        Ok(())
+    }
+
+    fn adadelta_step(&self, slots: &[AdadeltaSlot], hp: &AdadeltaStep) -> Result<()> {
+        let op = "adadelta_step";
+        let mut members = Vec::new();
+        for s in slots {
+            members.push(Member {
+                buffers: vec![
+                    (s.grad.gpu(op)?, true),
+                    (s.param.gpu(op)?, false),
+                    (s.square_avg.gpu(op)?, false),
+                    (s.acc_delta.gpu(op)?, false),
+                ],
+                numel: s.numel,
+            });
+        }
+        let header = AdadeltaParams {
+            lr: hp.lr,
+            rho: hp.rho,
+            eps: hp.eps,
+            weight_decay: hp.weight_decay,
+            ..Default::default()
+        };
+        let planned = [plan(self, op, &ADADELTA, header, members)?];
+        launch_all(self, &ADADELTA, &planned);
         Ok(())
     }
 

@@ -2,14 +2,14 @@
 
 use super::*;
 
-/// SGD (plain and Nesterov), Adam and AdamW steps, and clipping by the global norm.
+/// SGD (plain and Nesterov), Adam, AdamW, Adagrad, RMSprop and Adadelta steps, and clipping by the global norm.
 pub(super) fn entries() -> Vec<OpEntry> {
     let mut ops = Vec::new();
     use Domain::*;
     // Optimizer kernels: three steps from the same parameters and gradients must leave
     // the same parameters on both devices. Inputs come in (parameter, gradient) pairs; a
     // case with several pairs updates them all in one dispatch.
-    use crate::optim::{clip_grad_norm, Adam, AdamW, Optimizer, Sgd};
+    use crate::optim::{clip_grad_norm, Adadelta, Adagrad, Adam, AdamW, Optimizer, RMSprop, Sgd};
     fn flat_cat(ts: &[Tensor]) -> Result<Tensor> {
         let flat: Vec<Tensor> = ts
             .iter()
@@ -60,6 +60,35 @@ pub(super) fn entries() -> Vec<OpEntry> {
         }),
         ("adamw_step", &["adam_multi_step"], |p| {
             Box::new(AdamW::new(p, 0.01))
+        }),
+        ("adagrad_step", &["adagrad_multi_step"], |p| {
+            Box::new(
+                Adagrad::new(p, 0.05)
+                    .lr_decay(0.1)
+                    .weight_decay(0.02)
+                    .initial_accumulator_value(0.1),
+            )
+        }),
+        ("rmsprop_step", &["rmsprop_multi_step"], |p| {
+            Box::new(RMSprop::new(p, 0.01).weight_decay(0.05))
+        }),
+        (
+            "rmsprop_momentum_step",
+            &["rmsprop_momentum_multi_step"],
+            |p| Box::new(RMSprop::new(p, 0.01).alpha(0.9).momentum(0.8)),
+        ),
+        (
+            "rmsprop_centered_step",
+            &["rmsprop_centered_multi_step"],
+            |p| Box::new(RMSprop::new(p, 0.01).centered(true)),
+        ),
+        (
+            "rmsprop_centered_momentum_step",
+            &["rmsprop_centered_momentum_multi_step"],
+            |p| Box::new(RMSprop::new(p, 0.01).centered(true).momentum(0.9)),
+        ),
+        ("adadelta_step", &["adadelta_multi_step"], |p| {
+            Box::new(Adadelta::new(p, 1.0).rho(0.8).weight_decay(0.01))
         }),
     ] {
         ops.push(OpEntry {
