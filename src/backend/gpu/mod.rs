@@ -13,6 +13,7 @@ pub mod adapter;
 pub(crate) mod augment;
 pub(crate) mod batchnorm;
 pub(crate) mod buffers;
+mod clip;
 pub(crate) mod conv2d;
 pub(crate) mod elementwise;
 pub(crate) mod fused;

@@ -8,7 +8,8 @@
 
 use std::sync::Arc;
 
-use super::kernels::{gpu_alloc, groups_rows, kernel, shader};
+use super::clip::{CLIP_NORM, CLIP_SCALE, CLIP_SUMSQ};
+use super::kernels::shader;
 use super::multi_tensor::{self, Member, MultiSpec, ELEMENTWISE};
 use super::params::{params, Params, Table};
 use super::{GpuContext, Kernel, ShaderFile, Work};
@@ -386,80 +387,6 @@ pub(crate) static ADADELTA: MultiSpec = MultiSpec {
     loops: false,
 };
 
-/// Clipping, pass 1: each workgroup sums the squares of up to `per_group` consecutive
-/// elements of one gradient (`per_group` / 256 per thread) and writes the sum to
-/// `partials[offset + wg]`.
-pub(crate) static CLIP_SUMSQ: MultiSpec = MultiSpec {
-    entry: "clip_sumsq_step",
-    params: &ClipSumsqParams::INFO,
-    roles: &[("g", true)],
-    shared: &[("partials", false)],
-    decls: "var<workgroup> sumsq_red: array<f32, 256>;\n",
-    before: "    let base = (wg - tfirst) * clipsq.per_group;
-    let end = min(base + clipsq.per_group, tn);
-    var s = 0.0;
-",
-    case: "            for (var i = base + lid; i < end; i = i + WG) {
-                let x = $g[i];
-                s = s + x * x;
-            }
-",
-    after: "    sumsq_red[lid] = s;
-    workgroupBarrier();
-    for (var w = WG / 2u; w > 0u; w = w / 2u) {
-        if (lid < w) {
-            sumsq_red[lid] = sumsq_red[lid] + sumsq_red[lid + w];
-        }
-        workgroupBarrier();
-    }
-    if (lid == 0u && wg < clipsq.groups) {
-        partials[clipsq.offset + wg] = sumsq_red[0];
-    }
-",
-    loops: true,
-};
-
-/// Clipping, pass 3: every gradient times the scale `ns[1]` (`ns` = [norm, scale]).
-pub(crate) static CLIP_SCALE: MultiSpec = MultiSpec {
-    entry: "clip_scale_step",
-    params: &ClipScaleParams::INFO,
-    roles: &[("g", false)],
-    shared: &[("ns", true)],
-    decls: "",
-    before: ELEMENTWISE,
-    case: "            $g[i] = $g[i] * ns[1];
-",
-    after: "",
-    loops: false,
-};
-
-const CLIP_NORM: &Kernel = kernel!(
-    FILE,
-    "clip_norm_step",
-    [X0, Y0],
-    loops,
-    params = ClipNormParams
-);
-
-/// Most elements one clipping workgroup reduces (rule 2 of the GPU shape rules), and the
-/// most partial sums one workgroup of the norm pass reads.
-const CLIP_MAX_PER_GROUP: usize = 16 * 1024;
-
-/// Elements per workgroup of clipping's first pass over tensors of `numels`: the
-/// smallest power of two from 1,024 whose partial sums one workgroup can reduce, or the
-/// largest allowed (then the partials take more than one reduction pass). And the
-/// number of partial sums.
-pub(crate) fn clip_per_group(numels: &[usize]) -> (usize, usize) {
-    let mut per = 1024;
-    loop {
-        let partials: usize = numels.iter().map(|n| n.div_ceil(per)).sum();
-        if partials <= CLIP_MAX_PER_GROUP || per == CLIP_MAX_PER_GROUP {
-            return (per, partials);
-        }
-        per *= 2;
-    }
-}
-
 /// The fixed kernel of `shaders/optim.wgsl`, for the entry-point test.
 pub(crate) fn kernels() -> Vec<&'static Kernel> {
     vec![CLIP_NORM]
@@ -700,134 +627,8 @@ impl Optim for Arc<GpuContext> {
     }
 
     fn clip_grad_norm(&self, grads: &[Grad], distinct: &[Grad], max_norm: f32) -> Result<Storage> {
-        clip_gpu(self, grads, distinct, max_norm).map(Storage::new_gpu)
+        super::clip::clip_gpu(self, grads, distinct, max_norm).map(Storage::new_gpu)
     }
-}
-
-/// Clipping on the GPU: sums of squares per workgroup, the norm and scale on one
-/// workgroup (after extra reduction passes only past 16K partial sums), the scaling.
-fn clip_gpu(
-    ctx: &Arc<GpuContext>,
-    grads: &[Grad],
-    distinct: &[Grad],
-    max_norm: f32,
-) -> Result<super::GpuBuffer> {
-    let op = "clip_grad_norm";
-    let numels: Vec<usize> = grads.iter().map(|g| g.numel).collect();
-    let (per_group, count) = clip_per_group(&numels);
-    let mut partials = gpu_alloc(ctx, count.max(1))?;
-    let members: Vec<Member> = grads
-        .iter()
-        .filter(|g| g.numel > 0)
-        .map(|g| {
-            Ok(Member {
-                buffers: vec![(g.storage.gpu(op)?, true)],
-                numel: g.numel,
-            })
-        })
-        .collect::<Result<_>>()?;
-    let chunks = multi_tensor::plan_chunks(
-        op,
-        &members,
-        multi_tensor::tensors_per_dispatch(ctx, &CLIP_SUMSQ),
-    )?;
-    // The scaling's chunks too, before anything is launched.
-    let scaled: Vec<Member> = distinct
-        .iter()
-        .filter(|g| g.numel > 0)
-        .map(|g| {
-            Ok(Member {
-                buffers: vec![(g.storage.gpu(op)?, false)],
-                numel: g.numel,
-            })
-        })
-        .collect::<Result<_>>()?;
-    let scale_chunks = multi_tensor::plan_chunks(
-        op,
-        &scaled,
-        multi_tensor::tensors_per_dispatch(ctx, &CLIP_SCALE),
-    )?;
-    let mut offset = 0;
-    for c in chunks {
-        let chunk = &members[c];
-        let groups = multi_tensor::chunk_groups(chunk, per_group);
-        let header = ClipSumsqParams {
-            per_group: per_group as u32,
-            offset: offset as u32,
-            groups: groups as u32,
-            ..Default::default()
-        };
-        let work = Work {
-            serial: (per_group / 256) as u64,
-            reduced: chunk.iter().map(|m| m.numel as u64).sum(),
-            ..Default::default()
-        };
-        multi_tensor::launch(
-            ctx,
-            &CLIP_SUMSQ,
-            header,
-            chunk,
-            &[&partials],
-            per_group,
-            work,
-        );
-        offset += groups;
-    }
-    debug_assert_eq!(offset, count);
-    // Past 16K partial sums (over 256M elements), reduce them in passes first.
-    let mut count = count;
-    while count > CLIP_MAX_PER_GROUP {
-        let groups = count.div_ceil(CLIP_MAX_PER_GROUP);
-        let next = gpu_alloc(ctx, groups)?;
-        let params = ClipNormParams {
-            n: count as u32,
-            per_group: CLIP_MAX_PER_GROUP as u32,
-            groups: groups as u32,
-            last: 0,
-            max_norm,
-        };
-        let work = Work {
-            serial: (CLIP_MAX_PER_GROUP / 256) as u64,
-            reduced: count as u64,
-            ..Default::default()
-        };
-        ctx.launch_with(
-            CLIP_NORM,
-            &params,
-            &[&partials, &next],
-            groups_rows(groups),
-            work,
-        );
-        partials = next;
-        count = groups;
-    }
-    // [norm, scale]: the norm tensor's buffer also carries the scale for the last pass.
-    let ns = gpu_alloc(ctx, 2)?;
-    let params = ClipNormParams {
-        n: count as u32,
-        per_group: count as u32,
-        groups: 1,
-        last: 1,
-        max_norm,
-    };
-    let work = Work {
-        serial: count.div_ceil(256).max(1) as u64,
-        reduced: count as u64,
-        ..Default::default()
-    };
-    ctx.launch_with(CLIP_NORM, &params, &[&partials, &ns], [1, 1, 1], work);
-    for c in scale_chunks {
-        multi_tensor::launch(
-            ctx,
-            &CLIP_SCALE,
-            ClipScaleParams::default(),
-            &scaled[c],
-            &[&ns],
-            256,
-            Work::default(),
-        );
-    }
-    Ok(ns)
 }
 
 #[cfg(test)]
@@ -916,17 +717,5 @@ mod tests {
             |ps: &[Tensor]| values(&ps.iter().map(|p| p.grad().unwrap()).collect::<Vec<_>>());
         close(&grads(&pg), &grads(&pc), "clipped gradients");
         ctx.set_multi_tensor_cap(0);
-    }
-
-    /// The sums of squares are split so that one workgroup reduces at most 16K partials.
-    #[test]
-    fn clipping_grows_its_workgroups_before_it_needs_a_second_reduction_pass() {
-        assert_eq!(super::clip_per_group(&[1000, 1]), (1024, 2));
-        assert_eq!(super::clip_per_group(&[1 << 24]), (1024, 1 << 14));
-        assert_eq!(
-            super::clip_per_group(&[(1 << 24) + 1]),
-            (2048, (1 << 13) + 1)
-        );
-        assert_eq!(super::clip_per_group(&[1 << 30]), (16384, 1 << 16));
     }
 }
