@@ -60,7 +60,11 @@ pub trait Optimizer {
     /// assert!(model.parameters().iter().all(|p| p.grad().is_none()));
     /// # Ok(()) }
     /// ```
-    fn zero_grad(&self);
+    fn zero_grad(&self) {
+        for p in self.params() {
+            p.zero_grad();
+        }
+    }
     /// The current learning rate.
     fn lr(&self) -> f32;
     /// Changes the learning rate (schedulers call this).
@@ -71,16 +75,45 @@ pub trait Optimizer {
     /// [`Optimizer::params`]) `state.{i}.…`, and the hyper-parameters
     /// `param_groups.0.…`. The tensors are handles on the live state (no copies), as in
     /// PyTorch: copy them (or write them out) before the next step if they must not move.
-    fn state_dict(&self) -> OptimizerState;
+    ///
+    /// The default, for an optimizer without state, is an empty state.
+    fn state_dict(&self) -> OptimizerState {
+        OptimizerState::default()
+    }
     /// Checks `state` against this optimizer (the number of parameters, every key, each
     /// tensor's shape and dtype, the hyper-parameters' domains) without changing anything.
     /// The error names the offending keys.
-    fn check_state_dict(&self, state: &OptimizerState) -> Result<()>;
+    ///
+    /// The default, for an optimizer without state, accepts only an empty state
+    /// (`Error::Argument` naming the keys otherwise).
+    fn check_state_dict(&self, state: &OptimizerState) -> Result<()> {
+        let keys: Vec<&str> = state
+            .tensors
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .chain(state.scalars.iter().map(|(k, _)| k.as_str()))
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        arg_err(
+            "load_state_dict",
+            format!(
+                "this optimizer keeps no state (it does not override state_dict), \
+                 but the state has the keys {}",
+                keys.join(", ")
+            ),
+        )
+    }
     /// Restores a [`Optimizer::state_dict`], hyper-parameters included (as PyTorch's
     /// `load_state_dict` does). Everything is checked first ([`Optimizer::check_state_dict`]);
     /// on an error nothing has changed. Tensors are copied into the existing state in place
     /// (handles stay valid) and may come from another device.
-    fn load_state_dict(&mut self, state: &OptimizerState) -> Result<()>;
+    ///
+    /// The default, for an optimizer without state, loads only an empty state.
+    fn load_state_dict(&mut self, state: &OptimizerState) -> Result<()> {
+        self.check_state_dict(state)
+    }
 }
 
 /// The `Optimizer` methods every optimizer with `params` and `lr` fields shares.
