@@ -25,6 +25,62 @@ use crate::tensor::Tensor;
 use state::StateReader;
 
 /// What every optimizer does.
+///
+/// A custom optimizer implements `step`, `params`, `lr` and `set_lr`; `zero_grad` and
+/// the checkpoint methods have defaults (an optimizer without state saves an empty
+/// state and loads only an empty one; override `state_dict`, `check_state_dict` and
+/// `load_state_dict` to checkpoint yours). Its `step` updates the parameters with the
+/// in-place tensor methods (`add_`, `add_scaled_`, `addcmul_`, `addcdiv_`,
+/// `mul_scalar_`...) under [`crate::no_grad`]:
+///
+/// ```
+/// use wgrad::optim::Optimizer;
+/// use wgrad::prelude::*;
+///
+/// /// Momentum SGD: `buf = momentum * buf + grad; p -= lr * buf`.
+/// struct MomentumSgd {
+///     params: Vec<Tensor>,
+///     bufs: Vec<Tensor>,
+///     lr: f32,
+///     momentum: f32,
+/// }
+///
+/// impl Optimizer for MomentumSgd {
+///     fn step(&mut self) -> wgrad::Result<()> {
+///         no_grad(|| {
+///             for (p, buf) in self.params.iter().zip(&self.bufs) {
+///                 if let Some(g) = p.grad() {
+///                     buf.mul_scalar_(self.momentum)?.add_(&g)?;
+///                     p.add_scaled_(buf, -self.lr)?;
+///                 }
+///             }
+///             Ok(())
+///         })
+///     }
+///     fn params(&self) -> &[Tensor] {
+///         &self.params
+///     }
+///     fn lr(&self) -> f32 {
+///         self.lr
+///     }
+///     fn set_lr(&mut self, lr: f32) {
+///         self.lr = lr
+///     }
+/// }
+///
+/// # fn main() -> wgrad::Result<()> {
+/// let dev = Device::cpu();
+/// let w = Tensor::from_vec(vec![1.0f32, -1.0], &[2], &dev)?.requires_grad_(true)?;
+/// let bufs = vec![w.zeros_like()?];
+/// let mut opt = MomentumSgd { params: vec![w.clone()], bufs, lr: 0.1, momentum: 0.9 };
+/// opt.zero_grad();
+/// w.mul(&w)?.sum()?.backward()?; // gradient 2w
+/// opt.step()?; // w - 0.1 * 2w
+/// let v = w.to_vec::<f32>()?;
+/// assert!((v[0] - 0.8).abs() < 1e-6 && (v[1] + 0.8).abs() < 1e-6);
+/// assert!(opt.state_dict().tensors.is_empty()); // the default: no state
+/// # Ok(()) }
+/// ```
 pub trait Optimizer {
     /// Applies one update to every parameter that has a gradient (parameters without one
     /// are left alone). Invalid hyper-parameters are an error, before anything changes,
