@@ -26,7 +26,8 @@ fn want2(y: &[f32], f: impl Fn(f32, f32) -> f32) -> Vec<f32> {
 
 common::test_device!(binary_updates_cpu, binary_updates_gpu, |dev| {
     type Op = fn(&Tensor, &Tensor) -> wgrad::Result<()>;
-    let cases: [(&str, Op, fn(f32, f32) -> f32); 4] = [
+    type Want = fn(f32, f32) -> f32;
+    let cases: [(&str, Op, Want); 4] = [
         ("add_", |a, b| a.add_(b).map(|_| ()), |x, y| x + y),
         ("sub_", |a, b| a.sub_(b).map(|_| ()), |x, y| x - y),
         ("mul_", |a, b| a.mul_(b).map(|_| ()), |x, y| x * y),
