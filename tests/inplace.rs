@@ -27,7 +27,17 @@ fn want2(y: &[f32], f: impl Fn(f32, f32) -> f32) -> Vec<f32> {
 common::test_device!(binary_updates_cpu, binary_updates_gpu, |dev| {
     type Op = fn(&Tensor, &Tensor) -> wgrad::Result<()>;
     type Want = fn(f32, f32) -> f32;
-    let cases: [(&str, Op, Want); 4] = [
+    let cases: [(&str, Op, Want); 6] = [
+        (
+            "add_scaled_ 1",
+            |a, b| a.add_scaled_(b, 1.0).map(|_| ()),
+            |x, y| x + y,
+        ),
+        (
+            "add_scaled_ -1",
+            |a, b| a.add_scaled_(b, -1.0).map(|_| ()),
+            |x, y| x - y,
+        ),
         ("add_", |a, b| a.add_(b).map(|_| ()), |x, y| x + y),
         ("sub_", |a, b| a.sub_(b).map(|_| ()), |x, y| x - y),
         ("mul_", |a, b| a.mul_(b).map(|_| ()), |x, y| x * y),
@@ -64,6 +74,12 @@ common::test_device!(
             .unwrap();
         let want: Vec<f32> = (0..6).map(|i| X[i] - 2.0 * Y[i] / Z[i]).collect();
         assert_close(&vec_f32(&x), &want, 1e-6, 1e-6, "addcdiv_");
+
+        let x = t(&X, &[2, 3], &dev);
+        x.addcdiv_(&t(&Y, &[2, 3], &dev), &t(&Z, &[2, 3], &dev), -1.0)
+            .unwrap();
+        let want: Vec<f32> = (0..6).map(|i| X[i] - Y[i] / Z[i]).collect();
+        assert_close(&vec_f32(&x), &want, 1e-6, 1e-6, "addcdiv_ -1");
 
         let x = t(&X, &[2, 3], &dev);
         x.mul_scalar_(-3.0)

@@ -64,6 +64,17 @@ impl Tensor {
         Ok(self)
     }
 
+    /// `self + alpha * other`, one dispatch fewer when `alpha` is 1 or -1.
+    fn add_times(&self, other: &Tensor, alpha: f32) -> Result<Tensor> {
+        if alpha == 1.0 {
+            self.add(other)
+        } else if alpha == -1.0 {
+            self.sub(other)
+        } else {
+            self.add(&other.mul_scalar(alpha)?)
+        }
+    }
+
     /// `self += other` in place (`other` broadcast to `self`'s shape), as PyTorch's
     /// `add_`. Returns `self` for chaining.
     ///
@@ -98,23 +109,17 @@ impl Tensor {
 
     /// `self += alpha * other` in place, as PyTorch's `add_(other, alpha=alpha)`.
     pub fn add_scaled_(&self, other: &Tensor, alpha: f32) -> Result<&Tensor> {
-        self.update_inplace("add_scaled_", &[other], || {
-            self.add(&other.mul_scalar(alpha)?)
-        })
+        self.update_inplace("add_scaled_", &[other], || self.add_times(other, alpha))
     }
 
     /// `self += value * a * b` in place, as PyTorch's `addcmul_(a, b, value=value)`.
     pub fn addcmul_(&self, a: &Tensor, b: &Tensor, value: f32) -> Result<&Tensor> {
-        self.update_inplace("addcmul_", &[a, b], || {
-            self.add(&a.mul(b)?.mul_scalar(value)?)
-        })
+        self.update_inplace("addcmul_", &[a, b], || self.add_times(&a.mul(b)?, value))
     }
 
     /// `self += value * a / b` in place, as PyTorch's `addcdiv_(a, b, value=value)`.
     pub fn addcdiv_(&self, a: &Tensor, b: &Tensor, value: f32) -> Result<&Tensor> {
-        self.update_inplace("addcdiv_", &[a, b], || {
-            self.add(&a.div(b)?.mul_scalar(value)?)
-        })
+        self.update_inplace("addcdiv_", &[a, b], || self.add_times(&a.div(b)?, value))
     }
 
     /// `self *= s` in place, as PyTorch's `mul_` with a number.
