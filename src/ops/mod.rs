@@ -14,6 +14,7 @@ pub mod conv2d;
 pub use crate::backend::elementwise;
 pub mod embedding;
 pub mod fused;
+pub mod inplace;
 pub mod layout;
 pub mod loss;
 pub mod matmul;

@@ -25,6 +25,62 @@ use crate::tensor::Tensor;
 use state::StateReader;
 
 /// What every optimizer does.
+///
+/// A custom optimizer implements `step`, `params`, `lr` and `set_lr`; `zero_grad` and
+/// the checkpoint methods have defaults (an optimizer without state saves an empty
+/// state and loads only an empty one; override `state_dict`, `check_state_dict` and
+/// `load_state_dict` to checkpoint yours). Its `step` updates the parameters with the
+/// in-place tensor methods (`add_`, `add_scaled_`, `addcmul_`, `addcdiv_`,
+/// `mul_scalar_`...) under [`crate::no_grad`]:
+///
+/// ```
+/// use wgrad::optim::Optimizer;
+/// use wgrad::prelude::*;
+///
+/// /// Momentum SGD: `buf = momentum * buf + grad; p -= lr * buf`.
+/// struct MomentumSgd {
+///     params: Vec<Tensor>,
+///     bufs: Vec<Tensor>,
+///     lr: f32,
+///     momentum: f32,
+/// }
+///
+/// impl Optimizer for MomentumSgd {
+///     fn step(&mut self) -> wgrad::Result<()> {
+///         no_grad(|| {
+///             for (p, buf) in self.params.iter().zip(&self.bufs) {
+///                 if let Some(g) = p.grad() {
+///                     buf.mul_scalar_(self.momentum)?.add_(&g)?;
+///                     p.add_scaled_(buf, -self.lr)?;
+///                 }
+///             }
+///             Ok(())
+///         })
+///     }
+///     fn params(&self) -> &[Tensor] {
+///         &self.params
+///     }
+///     fn lr(&self) -> f32 {
+///         self.lr
+///     }
+///     fn set_lr(&mut self, lr: f32) {
+///         self.lr = lr
+///     }
+/// }
+///
+/// # fn main() -> wgrad::Result<()> {
+/// let dev = Device::cpu();
+/// let w = Tensor::from_vec(vec![1.0f32, -1.0], &[2], &dev)?.requires_grad_(true)?;
+/// let bufs = vec![w.zeros_like()?];
+/// let mut opt = MomentumSgd { params: vec![w.clone()], bufs, lr: 0.1, momentum: 0.9 };
+/// opt.zero_grad();
+/// w.mul(&w)?.sum()?.backward()?; // gradient 2w
+/// opt.step()?; // w - 0.1 * 2w
+/// let v = w.to_vec::<f32>()?;
+/// assert!((v[0] - 0.8).abs() < 1e-6 && (v[1] + 0.8).abs() < 1e-6);
+/// assert!(opt.state_dict().tensors.is_empty()); // the default: no state
+/// # Ok(()) }
+/// ```
 pub trait Optimizer {
     /// Applies one update to every parameter that has a gradient (parameters without one
     /// are left alone). Invalid hyper-parameters are an error, before anything changes,
@@ -60,7 +116,11 @@ pub trait Optimizer {
     /// assert!(model.parameters().iter().all(|p| p.grad().is_none()));
     /// # Ok(()) }
     /// ```
-    fn zero_grad(&self);
+    fn zero_grad(&self) {
+        for p in self.params() {
+            p.zero_grad();
+        }
+    }
     /// The current learning rate.
     fn lr(&self) -> f32;
     /// Changes the learning rate (schedulers call this).
@@ -71,16 +131,45 @@ pub trait Optimizer {
     /// [`Optimizer::params`]) `state.{i}.…`, and the hyper-parameters
     /// `param_groups.0.…`. The tensors are handles on the live state (no copies), as in
     /// PyTorch: copy them (or write them out) before the next step if they must not move.
-    fn state_dict(&self) -> OptimizerState;
+    ///
+    /// The default, for an optimizer without state, is an empty state.
+    fn state_dict(&self) -> OptimizerState {
+        OptimizerState::default()
+    }
     /// Checks `state` against this optimizer (the number of parameters, every key, each
     /// tensor's shape and dtype, the hyper-parameters' domains) without changing anything.
     /// The error names the offending keys.
-    fn check_state_dict(&self, state: &OptimizerState) -> Result<()>;
+    ///
+    /// The default, for an optimizer without state, accepts only an empty state
+    /// (`Error::Argument` naming the keys otherwise).
+    fn check_state_dict(&self, state: &OptimizerState) -> Result<()> {
+        let keys: Vec<&str> = state
+            .tensors
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .chain(state.scalars.iter().map(|(k, _)| k.as_str()))
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        arg_err(
+            "load_state_dict",
+            format!(
+                "this optimizer keeps no state (it does not override state_dict), \
+                 but the state has the keys {}",
+                keys.join(", ")
+            ),
+        )
+    }
     /// Restores a [`Optimizer::state_dict`], hyper-parameters included (as PyTorch's
     /// `load_state_dict` does). Everything is checked first ([`Optimizer::check_state_dict`]);
     /// on an error nothing has changed. Tensors are copied into the existing state in place
     /// (handles stay valid) and may come from another device.
-    fn load_state_dict(&mut self, state: &OptimizerState) -> Result<()>;
+    ///
+    /// The default, for an optimizer without state, loads only an empty state.
+    fn load_state_dict(&mut self, state: &OptimizerState) -> Result<()> {
+        self.check_state_dict(state)
+    }
 }
 
 /// The `Optimizer` methods every optimizer with `params` and `lr` fields shares.
