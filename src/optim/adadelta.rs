@@ -110,10 +110,7 @@ impl Adadelta {
 
 impl Optimizer for Adadelta {
     fn step(&mut self) -> Result<()> {
-        check_has_params("adadelta_step", &self.params)?;
-        self.validate()?;
-        check_own_grads("adadelta_step", &self.params)?;
-        let grads: Vec<Option<Tensor>> = self.params.iter().map(|p| p.grad()).collect();
+        let grads = step_grads("adadelta_step", &self.params, || self.validate())?;
         let items: Vec<AdadeltaTensors> = self
             .params
             .iter()
@@ -129,11 +126,7 @@ impl Optimizer for Adadelta {
             })
             .collect();
         adadelta_update(&items, self.hyper())?;
-        for (st, g) in self.state.iter_mut().zip(&grads) {
-            if g.is_some() {
-                st.2 += 1;
-            }
-        }
+        count_steps(self.state.iter_mut().map(|st| &mut st.2), &grads);
         Ok(())
     }
     shared_optimizer_methods!();

@@ -129,10 +129,7 @@ impl Adagrad {
 
 impl Optimizer for Adagrad {
     fn step(&mut self) -> Result<()> {
-        check_has_params("adagrad_step", &self.params)?;
-        self.validate()?;
-        check_own_grads("adagrad_step", &self.params)?;
-        let grads: Vec<Option<Tensor>> = self.params.iter().map(|p| p.grad()).collect();
+        let grads = step_grads("adagrad_step", &self.params, || self.validate())?;
         let items: Vec<AdagradTensors> = self
             .params
             .iter()
@@ -148,11 +145,7 @@ impl Optimizer for Adagrad {
             })
             .collect();
         adagrad_update(&items, self.hyper())?;
-        for (st, g) in self.state.iter_mut().zip(&grads) {
-            if g.is_some() {
-                st.1 += 1;
-            }
-        }
+        count_steps(self.state.iter_mut().map(|st| &mut st.1), &grads);
         Ok(())
     }
     shared_optimizer_methods!();

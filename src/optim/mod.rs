@@ -290,11 +290,8 @@ impl Sgd {
 
 impl Optimizer for Sgd {
     fn step(&mut self) -> Result<()> {
-        check_has_params("sgd_step", &self.params)?;
-        self.validate()?;
-        check_own_grads("sgd_step", &self.params)?;
+        let grads = step_grads("sgd_step", &self.params, || self.validate())?;
         let momentum = self.momentum != 0.0;
-        let grads: Vec<Option<Tensor>> = self.params.iter().map(|p| p.grad()).collect();
         if momentum {
             // Momentum switched on after construction: make the missing buffers now.
             for ((p, g), buf) in self.params.iter().zip(&grads).zip(&mut self.buffers) {
@@ -413,6 +410,30 @@ impl Sgd {
         r.finish()?;
         hp.validate()?;
         Ok((hp, started, bufs))
+    }
+}
+
+/// The gradients of a step's parameters (`None` where a parameter has none), after the
+/// checks every built-in step makes first, in this order: there are parameters, the
+/// hyper-parameters are valid (`validate`), and no gradient shares its parameter's
+/// storage. Nothing has changed when it returns an error.
+fn step_grads(
+    op: &'static str,
+    params: &[Tensor],
+    validate: impl FnOnce() -> Result<()>,
+) -> Result<Vec<Option<Tensor>>> {
+    check_has_params(op, params)?;
+    validate()?;
+    check_own_grads(op, params)?;
+    Ok(params.iter().map(|p| p.grad()).collect())
+}
+
+/// Adds one to the step count of every parameter that had a gradient this step.
+fn count_steps<'a>(counts: impl Iterator<Item = &'a mut u64>, grads: &[Option<Tensor>]) {
+    for (t, g) in counts.zip(grads) {
+        if g.is_some() {
+            *t += 1;
+        }
     }
 }
 
@@ -577,10 +598,7 @@ impl AdamW {
 
 impl Optimizer for Adam {
     fn step(&mut self) -> Result<()> {
-        check_has_params("adam_step", &self.params)?;
-        self.validate()?;
-        check_own_grads("adam_step", &self.params)?;
-        let grads: Vec<Option<Tensor>> = self.params.iter().map(|p| p.grad()).collect();
+        let grads = step_grads("adam_step", &self.params, || self.validate())?;
         let items: Vec<AdamTensors> = self
             .params
             .iter()
@@ -597,11 +615,7 @@ impl Optimizer for Adam {
             })
             .collect();
         adam_update(&items, self.hyper())?;
-        for (st, g) in self.state.iter_mut().zip(&grads) {
-            if g.is_some() {
-                st.2 += 1;
-            }
-        }
+        count_steps(self.state.iter_mut().map(|st| &mut st.2), &grads);
         Ok(())
     }
     shared_optimizer_methods!();

@@ -217,10 +217,7 @@ impl RMSprop {
 
 impl Optimizer for RMSprop {
     fn step(&mut self) -> Result<()> {
-        check_has_params("rmsprop_step", &self.params)?;
-        self.validate()?;
-        check_own_grads("rmsprop_step", &self.params)?;
-        let grads: Vec<Option<Tensor>> = self.params.iter().map(|p| p.grad()).collect();
+        let grads = step_grads("rmsprop_step", &self.params, || self.validate())?;
         // Momentum or centering switched on after construction: make the missing state.
         if self.momentum != 0.0 {
             fill_missing(&self.params, &grads, &mut self.momentum_buffer)?;
@@ -248,11 +245,7 @@ impl Optimizer for RMSprop {
             })
             .collect();
         rmsprop_update(&items, self.hyper())?;
-        for (t, g) in self.steps.iter_mut().zip(&grads) {
-            if g.is_some() {
-                *t += 1;
-            }
-        }
+        count_steps(self.steps.iter_mut(), &grads);
         Ok(())
     }
     shared_optimizer_methods!();
