@@ -34,3 +34,14 @@ fn compare_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     if (i >= bp.n) { return; }
     y0[i] = select(0.0, 1.0, cmp_test(bp.code, x0[ia(i)], x1[ib(i)]));
 }
+
+// The same comparisons of two u32 tensors (whose buffers the f32 slots x0 and x1 bind:
+// their bits are read back as u32), giving u32 1 or 0 in yi.
+@compute @workgroup_size(256)
+fn compare_u32_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    if (i >= bp.n) { return; }
+    let a = bitcast<u32>(x0[ia(i)]);
+    let b = bitcast<u32>(x1[ib(i)]);
+    yi[i] = select(0u, 1u, cmp_test_u32(bp.code, a, b));
+}

@@ -19,6 +19,30 @@ fn fill_u32_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     yi[i] = fp.bits;
 }
 
+// Conversions between u32 and f32 (Tensor::to_dtype), fp.n elements. u32 -> f32: x0 holds
+// the u32 bits; values past 2^24 round to a neighbouring f32.
+@compute @workgroup_size(256)
+fn cast_u32_f32_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    if (i >= fp.n) { return; }
+    y0[i] = f32(bitcast<u32>(x0[i]));
+}
+
+// f32 -> u32 as Rust's `as`: toward zero, saturating at 0 and u32::MAX, NaN to 0.
+@compute @workgroup_size(256)
+fn cast_f32_u32_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_id(gid, nwg);
+    if (i >= fp.n) { return; }
+    let v = x0[i];
+    var r = 0u;
+    if (v >= 4294967296.0) {
+        r = 0xffffffffu;
+    } else if (v >= 1.0) {
+        r = u32(v);
+    }
+    yi[i] = r;
+}
+
 // Strided gather into a contiguous output: y0[i] = x0[base + sum idx_d * stride_d] over
 // the region rg (the output's shape, the source's strides).
 @compute @workgroup_size(256)

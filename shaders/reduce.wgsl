@@ -18,6 +18,8 @@ const RT: u32 = 256u;
 const NONE: u32 = 0xffffffffu;
 var<workgroup> part: array<f32, 256>;
 var<workgroup> part_idx: array<u32, 256>;
+// The lanes' u32 values (a u32 maximum's; a u32 sum's).
+var<workgroup> part_u32: array<u32, 256>;
 
 struct Slot {
     o: u32,
@@ -62,27 +64,6 @@ fn combine_tree(v: f32, t: u32) -> f32 {
     return part[t % ow];
 }
 
-fn sum_body(g: u32, t: u32) {
-    let s = slot_of(g, t);
-    var acc = 0.0;
-    if (s.live) {
-        let base = reduce_base(s.o);
-        let start = s.split * rp.chunk;
-        let stop = min(rp.m, start + rp.chunk);
-        for (var j = start + s.lane; j < stop; j = j + s.lanes) {
-            acc = acc + x0[base + reduce_off(j)];
-        }
-    }
-    let total = combine_sum(acc, t);
-    if (s.live && s.lane == 0u) {
-        if (rp.partial == 1u) {
-            y0[s.split * rp.outputs + s.o] = total;
-        } else {
-            y0[s.o] = total * rp.scale;
-        }
-    }
-}
-
 // True when (v, j) beats (best, best_j): larger, or equal at an earlier position, where
 // NaN is larger than any number (PyTorch: a NaN maximum at its first position).
 fn max_better(v: f32, j: u32, best: f32, best_j: u32) -> bool {
@@ -94,41 +75,24 @@ fn max_better(v: f32, j: u32, best: f32, best_j: u32) -> bool {
     return v > best || (v == best && j < best_j);
 }
 
-// The maximum and its position (row-major within the reduced dims; the first on ties).
-// A first pass reads values and numbers positions itself; later passes (from_partials) read
-// the partial values in x0 and their positions in xi.
-fn max_body(g: u32, t: u32) {
-    let s = slot_of(g, t);
-    var best = 0.0;
-    var best_j = NONE;
-    if (s.live) {
-        let base = reduce_base(s.o);
-        let start = s.split * rp.chunk;
-        let stop = min(rp.m, start + rp.chunk);
-        for (var j = start + s.lane; j < stop; j = j + s.lanes) {
-            let at = base + reduce_off(j);
-            var pos = j;
-            if (rp.from_partials == 1u) { pos = xi[at]; }
-            let v = x0[at];
-            if (max_better(v, pos, best, best_j)) { best = v; best_j = pos; }
-        }
-    }
+// `sum_body`, `max_body` and their u32 twins `sum_u32_body`, `max_u32_body` are generated
+// from one text (src/backend/gpu/reduce.rs, `reduce_bodies`) and placed before this file.
+
+// max_better for u32 values (no NaN).
+fn max_better_u32(v: u32, j: u32, best: u32, best_j: u32) -> bool {
+    if (j == NONE) { return false; }
+    if (best_j == NONE) { return true; }
+    return v > best || (v == best && j < best_j);
+}
+
+// Sums v over the lanes of output t % OW as combine_tree does, for u32 (wrapping adds).
+fn combine_sum_u32(v: u32, t: u32) -> u32 {
     let ow = rp.ow;
-    part[t] = best;
-    part_idx[t] = best_j;
+    part_u32[t] = v;
     workgroupBarrier();
-    for (var h = RT / ow / 2u; h > 0u; h = h / 2u) {
-        if (t / ow < h) {
-            let v = part[t + h * ow];
-            let j = part_idx[t + h * ow];
-            if (max_better(v, j, part[t], part_idx[t])) { part[t] = v; part_idx[t] = j; }
-        }
+    for (var s = RT / ow / 2u; s > 0u; s = s / 2u) {
+        if (t / ow < s) { part_u32[t] = part_u32[t] + part_u32[t + s * ow]; }
         workgroupBarrier();
     }
-    if (s.live && s.lane == 0u) {
-        var at = s.o;
-        if (rp.partial == 1u) { at = s.split * rp.outputs + s.o; }
-        y0[at] = part[t];
-        yi[at] = part_idx[t];
-    }
+    return part_u32[t % ow];
 }

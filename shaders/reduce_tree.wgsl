@@ -11,10 +11,25 @@ fn sum_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     sum_body(row_id(wid, nwg), t);
 }
 
+// The sum of u32 tensors (wrapping past u32::MAX): inputs through x0 (their bits read as
+// u32), sums in yi.
+@compute @workgroup_size(256)
+fn sum_u32_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) t: u32) {
+    sum_u32_body(row_id(wid, nwg), t);
+}
+
 @compute @workgroup_size(256)
 fn max_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) t: u32) {
     max_body(row_id(wid, nwg), t);
+}
+
+// The maximum of u32 tensors: values through x0 and y0 as bits, positions in xi and yi.
+@compute @workgroup_size(256)
+fn max_u32_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) t: u32) {
+    max_u32_body(row_id(wid, nwg), t);
 }
 
 // Backward, one thread per input element. Parameters: `rb` (ReduceBwdParams,

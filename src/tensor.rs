@@ -316,14 +316,6 @@ impl Tensor {
         &self.0.storage
     }
 
-    /// The host data of a CPU tensor.
-    pub(crate) fn cpu_data(&self) -> std::sync::RwLockReadGuard<'_, CpuData> {
-        match &self.0.storage {
-            Storage::Cpu(s) => s.read(),
-            Storage::Gpu(_) => unreachable!("cpu_data on a GPU tensor"),
-        }
-    }
-
     /// Copies the elements to the host, row-major. `T` must match the dtype. On the GPU
     /// this waits for the device; in the browser, where nothing may block, use
     /// [`Tensor::to_vec_async`].
@@ -458,28 +450,28 @@ impl Tensor {
         }))
     }
 
-    /// The same values with another element type (CPU tensors; GPU tensors only to
-    /// their own dtype). Float-to-float conversions carry gradients.
+    /// The same values with another element type, like PyTorch's `.to(dtype)`: `u32`
+    /// to and from `f32` on either device (floats to `u32` as Rust's `as`: toward zero,
+    /// saturating, NaN to 0; `u32` past 2^24 to the nearest `f32`s), `f64` on the CPU.
+    /// Float-to-float conversions carry gradients; `u32` results have none.
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::cpu();
+    /// let labels = Tensor::from_vec(vec![2u32, 0, 1], &[3], &dev)?;
+    /// assert_eq!(labels.to_dtype(DType::F32)?.to_vec::<f32>()?, [2.0, 0.0, 1.0]);
+    /// # Ok(()) }
+    /// ```
     pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
         if dtype == self.dtype() {
             return Ok(self.clone());
         }
-        if self.device().is_gpu() {
-            return Err(Error::DType {
-                op: "to_dtype",
-                msg: format!(
-                    "GPU tensors convert only via the host: {:?} -> {dtype:?}",
-                    self.dtype()
-                ),
-            });
-        }
-        let v = self.cpu_data().to_f64_vec();
-        let data = match dtype {
-            DType::F32 => CpuData::F32(v.iter().map(|&x| x as f32).collect()),
-            DType::F64 => CpuData::F64(v),
-            DType::U32 => CpuData::U32(v.iter().map(|&x| x as u32).collect()),
-        };
-        let out = Tensor::from_cpu(data, self.shape().to_vec());
+        let s = self
+            .device()
+            .backend()
+            .cast(self.storage(), self.numel(), self.dtype(), dtype)?;
+        let out = Tensor::from_storage(s, self.shape().to_vec(), dtype, self.device().clone());
         if !(self.dtype().is_float() && dtype.is_float()) {
             return Ok(out);
         }

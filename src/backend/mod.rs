@@ -139,8 +139,16 @@ pub(crate) trait Elementwise {
         g: &Storage,
         geo: &Broadcast,
     ) -> Result<(Storage, Storage)>;
-    /// 1 where `op(a, b)` holds, else 0, broadcast over `geo`.
-    fn compare(&self, op: CompareOp, a: &Storage, b: &Storage, geo: &Broadcast) -> Result<Storage>;
+    /// 1 where `op(a, b)` holds, else 0, broadcast over `geo`: `dtype` is both inputs'
+    /// and the output's (float 1.0 / 0.0, or `u32` 1 / 0 for `u32` inputs).
+    fn compare(
+        &self,
+        op: CompareOp,
+        a: &Storage,
+        b: &Storage,
+        geo: &Broadcast,
+        dtype: crate::tensor::DType,
+    ) -> Result<Storage>;
 }
 
 /// Which distribution a random draw takes.
@@ -277,13 +285,21 @@ pub(crate) trait Loss {
 
 /// Sums and maxima over chosen dimensions, and their backwards.
 pub(crate) trait Reduce {
-    /// `scale` times the sum over the plan's reduced dimensions of `x`.
+    /// `scale` times the sum over the plan's reduced dimensions of `x` (floats).
     fn sum(&self, x: &Storage, plan: &reduce::ReducePlan, scale: f64) -> Result<Storage>;
+    /// The sum over the plan's reduced dimensions of `u32` data, wrapping past
+    /// `u32::MAX`.
+    fn sum_u32(&self, x: &Storage, plan: &reduce::ReducePlan) -> Result<Storage>;
     /// The sum's backward: `scale * g[output of i]` for every input element i.
     fn spread(&self, g: &Storage, plan: &reduce::ReducePlan, scale: f64) -> Result<Storage>;
     /// The maximum over the reduced dimensions and its position among them (`u32`; the
-    /// first on ties, NaN the largest).
-    fn max(&self, x: &Storage, plan: &reduce::ReducePlan) -> Result<(Storage, Storage)>;
+    /// first on ties, NaN the largest); the values of `dtype`.
+    fn max(
+        &self,
+        x: &Storage,
+        plan: &reduce::ReducePlan,
+        dtype: crate::tensor::DType,
+    ) -> Result<(Storage, Storage)>;
     /// The maximum's backward: `g` at each saved position, 0 elsewhere.
     fn max_backward(
         &self,
@@ -329,6 +345,16 @@ pub(crate) trait Layout {
         src: &Storage,
         r: layout::Region,
     ) -> Result<()>;
+    /// The `n` elements of `x` (of `from`) converted to `to`, as Rust's `as`: floats to
+    /// `u32` round toward zero and saturate (NaN to 0). The GPU holds no `f64`: a dtype
+    /// error.
+    fn cast(
+        &self,
+        x: &Storage,
+        n: usize,
+        from: crate::tensor::DType,
+        to: crate::tensor::DType,
+    ) -> Result<Storage>;
 }
 
 /// Reads through `u32` indices (`index_select`, `gather`) and picks by a condition

@@ -6,9 +6,9 @@
 
 use crate::autograd::record;
 use crate::backend::broadcast::Broadcast;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ops::split;
-use crate::tensor::{check_pair, Tensor};
+use crate::tensor::{check_pair, check_same_device, DType, Tensor};
 
 pub use crate::backend::elementwise::binary::{BinaryOp, CompareOp};
 
@@ -86,9 +86,15 @@ fn binary_backward(
     ))
 }
 
-/// Elementwise comparison with broadcasting: 1.0 where it holds, else 0.0. No gradient.
+/// Elementwise comparison with broadcasting: 1.0 where it holds, else 0.0 (float
+/// inputs), or `u32` 1 / 0 for two `u32` tensors (standing in for PyTorch's bool). No
+/// gradient.
 pub fn compare(a: &Tensor, b: &Tensor, op: CompareOp) -> Result<Tensor> {
-    check_pair("compare", a, b)?;
+    if a.dtype() == DType::U32 || b.dtype() == DType::U32 {
+        check_integer_pair(op.name(), a, b)?;
+    } else {
+        check_pair(op.name(), a, b)?;
+    }
     let geo = Broadcast::new("compare", a.shape(), b.shape())?;
     crate::ops::check_out("compare", &geo.out, a.dtype(), a.device())?;
     if let Some(mut o) = split::broadcast2(a, b, &[], &geo.out, 1, |p| {
@@ -99,8 +105,30 @@ pub fn compare(a: &Tensor, b: &Tensor, op: CompareOp) -> Result<Tensor> {
     let out = a
         .device()
         .backend()
-        .compare(op, a.storage(), b.storage(), &geo)?;
+        .compare(op, a.storage(), b.storage(), &geo, a.dtype())?;
     Ok(Tensor::like(out, geo.out.clone(), a))
+}
+
+/// Fails unless both are `u32` tensors on the same device: a `u32` and a float tensor
+/// are not promoted (PyTorch would); the message says to cast one.
+fn check_integer_pair(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
+    if a.dtype() != b.dtype() {
+        return Err(Error::DType {
+            op,
+            msg: format!(
+                "dtypes differ: {:?} and {:?} (wgrad does not promote; cast one with \
+                 `to_dtype(DType::{:?})` first)",
+                a.dtype(),
+                b.dtype(),
+                if a.dtype() == DType::U32 {
+                    b.dtype()
+                } else {
+                    a.dtype()
+                }
+            ),
+        });
+    }
+    check_same_device(op, a, b)
 }
 
 impl Tensor {
@@ -151,27 +179,33 @@ impl Tensor {
     pub fn minimum(&self, other: &Tensor) -> Result<Tensor> {
         binary(self, other, BinaryOp::Minimum)
     }
-    /// 1.0 where `self == other`.
+    /// 1.0 where `self == other`, else 0.0, broadcasting; on two `u32` tensors a `u32`
+    /// tensor of 1 / 0 (PyTorch's bool). Mixed `u32` / float operands are an error.
     pub fn eq(&self, other: &Tensor) -> Result<Tensor> {
         compare(self, other, CompareOp::Eq)
     }
-    /// 1.0 where `self != other`.
+    /// 1.0 where `self != other`, else 0.0, broadcasting; on two `u32` tensors a `u32`
+    /// tensor of 1 / 0 (PyTorch's bool). Mixed `u32` / float operands are an error.
     pub fn ne(&self, other: &Tensor) -> Result<Tensor> {
         compare(self, other, CompareOp::Ne)
     }
-    /// 1.0 where `self < other`.
+    /// 1.0 where `self < other`, else 0.0, broadcasting; on two `u32` tensors a `u32`
+    /// tensor of 1 / 0 (PyTorch's bool). Mixed `u32` / float operands are an error.
     pub fn lt(&self, other: &Tensor) -> Result<Tensor> {
         compare(self, other, CompareOp::Lt)
     }
-    /// 1.0 where `self <= other`.
+    /// 1.0 where `self <= other`, else 0.0, broadcasting; on two `u32` tensors a `u32`
+    /// tensor of 1 / 0 (PyTorch's bool). Mixed `u32` / float operands are an error.
     pub fn le(&self, other: &Tensor) -> Result<Tensor> {
         compare(self, other, CompareOp::Le)
     }
-    /// 1.0 where `self > other`.
+    /// 1.0 where `self > other`, else 0.0, broadcasting; on two `u32` tensors a `u32`
+    /// tensor of 1 / 0 (PyTorch's bool). Mixed `u32` / float operands are an error.
     pub fn gt(&self, other: &Tensor) -> Result<Tensor> {
         compare(self, other, CompareOp::Gt)
     }
-    /// 1.0 where `self >= other`.
+    /// 1.0 where `self >= other`, else 0.0, broadcasting; on two `u32` tensors a `u32`
+    /// tensor of 1 / 0 (PyTorch's bool). Mixed `u32` / float operands are an error.
     pub fn ge(&self, other: &Tensor) -> Result<Tensor> {
         compare(self, other, CompareOp::Ge)
     }

@@ -10,7 +10,7 @@
 
 use crate::autograd::record;
 use crate::backend::reduce::ReducePlan as Plan;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::shape;
 use crate::tensor::{check_float, DType, Tensor};
 
@@ -43,7 +43,10 @@ fn sum_in_pieces(x: &Tensor, plan: &Plan, dims: &[isize], scale: f64) -> Result<
         let piece = x.narrow(d as isize, start, per.min(size - start))?;
         parts.push(sum_like(&piece, dims, true, false)?);
     }
-    let joined = if plan.reduced[d] {
+    let joined = if plan.reduced[d] && x.dtype() == DType::U32 {
+        // No elementwise add on u32: join the pieces' sums and sum them again.
+        Tensor::cat(&parts.iter().collect::<Vec<_>>(), d as isize)?.sum_dim(&[d as isize], true)?
+    } else if plan.reduced[d] {
         let mut parts = parts.into_iter();
         let first = parts.next().expect("at least one piece");
         parts.try_fold(first, |acc, p| acc.add(&p))?
@@ -60,7 +63,20 @@ fn sum_in_pieces(x: &Tensor, plan: &Plan, dims: &[isize], scale: f64) -> Result<
 
 fn sum_like(x: &Tensor, dims: &[isize], keepdim: bool, mean: bool) -> Result<Tensor> {
     let op = if mean { "mean" } else { "sum" };
-    check_float(op, x)?;
+    if mean && x.dtype() == DType::U32 {
+        // PyTorch's message for `torch.mean` of an integer tensor.
+        return Err(Error::DType {
+            op,
+            msg: format!(
+                "could not infer output dtype. Input dtype must be either a floating point \
+                 or complex dtype. Got: {:?} (cast with `to_dtype(DType::F32)` first)",
+                x.dtype()
+            ),
+        });
+    }
+    if x.dtype() != DType::U32 {
+        check_float(op, x)?;
+    }
     let plan = Plan::new(op, x.shape(), dims, keepdim)?;
     // The mean of no elements is 0 / 0 = NaN, as PyTorch (the sum stays 0).
     let scale = if mean { 1.0 / plan.m() as f64 } else { 1.0 };
@@ -70,6 +86,10 @@ fn sum_like(x: &Tensor, dims: &[isize], keepdim: bool, mean: bool) -> Result<Ten
     let backend = x.device().backend();
     if x.numel() > backend.binding_elements() {
         return sum_in_pieces(x, &plan, dims, scale);
+    }
+    if x.dtype() == DType::U32 {
+        let out = backend.sum_u32(x.storage(), &plan)?;
+        return Ok(Tensor::like(out, plan.out_shape.clone(), x)); // no gradient
     }
     let out = backend.sum(x.storage(), &plan, scale)?;
     let y = Tensor::like(out, plan.out_shape.clone(), x);
@@ -81,8 +101,11 @@ fn sum_like(x: &Tensor, dims: &[isize], keepdim: bool, mean: bool) -> Result<Ten
 /// Maximum over `dims` and the flat position of the maximum within the reduced
 /// dimensions (row-major over them; the first on ties). NaN is the largest value, as in
 /// PyTorch: a slice holding NaN gives NaN and the position of its first NaN.
+/// On a `u32` tensor the values are `u32` too (and have no gradient).
 pub fn max_with_indices(x: &Tensor, dims: &[isize], keepdim: bool) -> Result<(Tensor, Tensor)> {
-    check_float("max", x)?;
+    if x.dtype() != DType::U32 {
+        check_float("max", x)?;
+    }
     let plan = Plan::new("max", x.shape(), dims, keepdim)?;
     if plan.m() == 0 {
         // PyTorch's errors: an empty tensor needs a reduction dim, and that dim must
@@ -94,9 +117,12 @@ pub fn max_with_indices(x: &Tensor, dims: &[isize], keepdim: bool) -> Result<(Te
         };
         return crate::error::shape_err("max", what);
     }
-    let (vals, idx) = x.device().backend().max(x.storage(), &plan)?;
+    let (vals, idx) = x.device().backend().max(x.storage(), &plan, x.dtype())?;
     let y = Tensor::like(vals, plan.out_shape.clone(), x);
     let idx = Tensor::from_storage(idx, plan.out_shape.clone(), DType::U32, x.device().clone());
+    if x.dtype() == DType::U32 {
+        return Ok((y, idx)); // integers have no gradient
+    }
     let saved = idx.clone();
     let y = record(y, "max", &[x], move |g| {
         let dx = g
@@ -109,16 +135,32 @@ pub fn max_with_indices(x: &Tensor, dims: &[isize], keepdim: bool) -> Result<(Te
 }
 
 impl Tensor {
-    /// Sum of all elements (a 0-dimensional tensor).
+    /// Sum of all elements (a 0-dimensional tensor). A `u32` tensor sums to `u32`
+    /// (PyTorch: int64), wrapping around past `u32::MAX` on both devices.
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::cpu();
+    /// let logits = Tensor::from_vec(vec![0.1f32, 0.9, 0.8, 0.2, 0.3, 0.7], &[3, 2], &dev)?;
+    /// let labels = Tensor::from_vec(vec![1u32, 0, 0], &[3], &dev)?;
+    /// // PyTorch's accuracy idiom, no casts: argmax and eq give u32, sum stays u32.
+    /// let correct = logits.argmax(1, false)?.eq(&labels)?.sum()?;
+    /// assert_eq!(correct.dtype(), DType::U32);
+    /// assert_eq!(correct.to_vec::<u32>()?, [2]);
+    /// # Ok(()) }
+    /// ```
     pub fn sum(&self) -> Result<Tensor> {
         let all: Vec<isize> = (0..self.rank() as isize).collect();
         sum_like(self, &all, false, false)
     }
-    /// Sum over `dims` (negative dims count from the end).
+    /// Sum over `dims` (negative dims count from the end); `u32` stays `u32`, as
+    /// [`Tensor::sum`].
     pub fn sum_dim(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         sum_like(self, dims, keepdim, false)
     }
-    /// Mean of all elements; NaN for an empty tensor (0 / 0, as PyTorch).
+    /// Mean of all elements; NaN for an empty tensor (0 / 0, as PyTorch). A `u32`
+    /// tensor is an error, as in PyTorch: cast it with `to_dtype(DType::F32)`.
     pub fn mean(&self) -> Result<Tensor> {
         let all: Vec<isize> = (0..self.rank() as isize).collect();
         sum_like(self, &all, false, true)
@@ -128,6 +170,7 @@ impl Tensor {
         sum_like(self, dims, keepdim, true)
     }
     /// Maximum of all elements: NaN if any is NaN; a shape error for an empty tensor.
+    /// The maxima of a `u32` tensor are `u32` (as are all the `max` methods').
     pub fn max(&self) -> Result<Tensor> {
         let all: Vec<isize> = (0..self.rank() as isize).collect();
         Ok(max_with_indices(self, &all, false)?.0)

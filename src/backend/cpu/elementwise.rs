@@ -142,8 +142,20 @@ impl Elementwise for CpuBackend {
         Ok((Storage::new_cpu(da), Storage::new_cpu(db)))
     }
 
-    fn compare(&self, op: CompareOp, a: &Storage, b: &Storage, geo: &Broadcast) -> Result<Storage> {
+    fn compare(
+        &self,
+        op: CompareOp,
+        a: &Storage,
+        b: &Storage,
+        geo: &Broadcast,
+        _dtype: crate::tensor::DType,
+    ) -> Result<Storage> {
         let (a, b) = (a.cpu("compare")?.read(), b.cpu("compare")?.read());
+        if let (CpuData::U32(av), CpuData::U32(bv)) = (&*a, &*b) {
+            let mut out = pool::with_capacity(crate::shape::numel(&geo.out));
+            geo.for_each_offset(|ia, ib| out.push(u32::from(op.test(av[ia], bv[ib]))));
+            return Ok(Storage::new_cpu(CpuData::U32(out)));
+        }
         Ok(Storage::new_cpu(map_float2!(&*a, &*b, |av, bv: T| geo
             .map(av, bv, |x, y| {
                 if op.test(x, y) {

@@ -8,6 +8,7 @@ use super::{map_float, strided_offset, CpuData, Float};
 use crate::backend::layout::{Fill, Indexed, Region, WhereGeo};
 use crate::backend::{Indexing, Layout, Storage};
 use crate::error::{arg_err, Error, Result};
+use crate::tensor::DType;
 
 /// Regions whose contiguous runs are at least this long move as slice copies.
 const LONG_RUN: usize = 16;
@@ -77,6 +78,15 @@ impl Layout for CpuBackend {
             Fill::F32(v) => CpuData::F32(pool::filled(n, v)),
             Fill::F64(v) => CpuData::F64(pool::filled(n, v)),
             Fill::U32(v) => CpuData::U32(pool::filled(n, v)),
+        }))
+    }
+
+    fn cast(&self, x: &Storage, _n: usize, _from: DType, to: DType) -> Result<Storage> {
+        let v = x.cpu("to_dtype")?.read().to_f64_vec();
+        Ok(Storage::new_cpu(match to {
+            DType::F32 => CpuData::F32(v.iter().map(|&x| x as f32).collect_pooled()),
+            DType::F64 => CpuData::F64(v),
+            DType::U32 => CpuData::U32(v.iter().map(|&x| x as u32).collect_pooled()),
         }))
     }
 

@@ -7,8 +7,19 @@ use crate::backend::reduce::ReducePlan as Plan;
 use crate::backend::{Reduce, Storage};
 use crate::error::Result;
 use crate::shape;
+use crate::tensor::DType;
 
 impl Reduce for CpuBackend {
+    fn sum_u32(&self, x: &Storage, plan: &Plan) -> Result<Storage> {
+        let CpuData::U32(v) = &*x.cpu("reduce")?.read() else {
+            return Err(crate::error::Error::DType {
+                op: "sum",
+                msg: "float data reached the u32 sum".into(),
+            });
+        };
+        Ok(Storage::new_cpu(CpuData::U32(sum_u32(plan, v))))
+    }
+
     fn sum(&self, x: &Storage, plan: &Plan, scale: f64) -> Result<Storage> {
         Ok(Storage::new_cpu(map_float!(
             &*x.cpu("reduce")?.read(),
@@ -28,21 +39,19 @@ impl Reduce for CpuBackend {
         )))
     }
 
-    fn max(&self, x: &Storage, plan: &Plan) -> Result<(Storage, Storage)> {
+    fn max(&self, x: &Storage, plan: &Plan, _dtype: DType) -> Result<(Storage, Storage)> {
         let (vals, idx) = match &*x.cpu("reduce")?.read() {
             CpuData::F32(v) => {
-                let (a, b) = max_cpu(plan, v);
+                let (a, b) = max_cpu(plan, v, |v, best| v.beats_nan(best));
                 (CpuData::F32(a), b)
             }
             CpuData::F64(v) => {
-                let (a, b) = max_cpu(plan, v);
+                let (a, b) = max_cpu(plan, v, |v, best| v.beats_nan(best));
                 (CpuData::F64(a), b)
             }
-            CpuData::U32(_) => {
-                return Err(crate::error::Error::DType {
-                    op: "max",
-                    msg: "u32 data reached a float kernel".into(),
-                })
+            CpuData::U32(v) => {
+                let (a, b) = max_cpu(plan, v, |v, best| v > best);
+                (CpuData::U32(a), b)
             }
         };
         Ok((Storage::new_cpu(vals), Storage::new_cpu(CpuData::U32(idx))))
@@ -106,14 +115,29 @@ fn sum_cpu<T: Float>(plan: &Plan, x: &[T], scale: f64) -> Vec<T> {
         .collect_pooled()
 }
 
-fn max_cpu<T: Float>(plan: &Plan, x: &[T]) -> (Vec<T>, Vec<u32>) {
+/// The `u32` sum over the reduced dimensions, wrapping past `u32::MAX` (as the GPU's
+/// 32-bit adds do).
+fn sum_u32(plan: &Plan, x: &[u32]) -> Vec<u32> {
+    let offsets: Vec<usize> = StridedIter::new(&plan.red_sizes, &plan.red_strides).collect();
+    StridedIter::new(&plan.kept_sizes, &plan.kept_strides)
+        .map(|base| {
+            offsets
+                .iter()
+                .fold(0u32, |acc, &j| acc.wrapping_add(x[base + j]))
+        })
+        .collect_pooled()
+}
+
+/// The maximum and its first position, `better(v, best)` saying when `v` replaces
+/// `best` (NaN the largest float).
+fn max_cpu<T: Copy>(plan: &Plan, x: &[T], better: impl Fn(T, T) -> bool) -> (Vec<T>, Vec<u32>) {
     (0..plan.outputs())
         .map(|o| {
             let base = plan.base(o);
             let mut best = (x[base + plan.offset(0)], 0u32);
             for j in 1..plan.m() {
                 let v = x[base + plan.offset(j)];
-                if v.beats_nan(best.0) {
+                if better(v, best.0) {
                     best = (v, j as u32);
                 }
             }

@@ -217,8 +217,8 @@ macro_rules! compare_table {
                 }
             }
 
-            /// Whether it holds for `a` and `b`.
-            pub(crate) fn test<T: Float>(self, x: T, y: T) -> bool {
+            /// Whether it holds for `a` and `b` (floats or `u32`).
+            pub(crate) fn test<T: PartialOrd>(self, x: T, y: T) -> bool {
                 match self {
                     $(CompareOp::$v => (|$a: T, $b: T| $test)(x, y)),*
                 }
@@ -258,7 +258,8 @@ impl CompareOp {
 /// The generated part of `shaders/binary.wgsl`: per row `bop_<name>_fwd(a, b)`,
 /// `bop_<name>_bwd(g, a, b)` and the kernels `<name>_fwd` (`y0 = op(x0, x1)`) and
 /// `<name>_bwd` (`y0`, `y1` = the gradients of `x0` and `x1` in the output's shape, from
-/// the output gradient `x2`); then `CMP_<NAME>`, `cmp_test(code, a, b)` and `compare_fwd`.
+/// the output gradient `x2`); then `CMP_<NAME>`, `cmp_test(code, a, b)` (floats) and
+/// `cmp_test_u32` (the same rows on `u32`) for `compare_fwd` and `compare_u32_fwd`.
 /// The kernels read their inputs through `ia`/`ib`, the file's broadcast indexing.
 pub(crate) fn wgsl() -> &'static str {
     static TEXT: OnceLock<String> = OnceLock::new();
@@ -290,10 +291,13 @@ pub(crate) fn wgsl() -> &'static str {
             s += &format!("const CMP_{upper}: u32 = {code}u;\n");
             cases += &format!("        case CMP_{upper}: {{ return {test}; }}\n");
         }
-        s += &format!(
-            "fn cmp_test(code: u32, a: f32, b: f32) -> bool {{\n    switch code {{\n{cases}\
-             \x20       default: {{ return false; }}\n    }}\n}}\n"
-        );
+        // One test per element type from the same rows: floats and `u32`.
+        for (suffix, ty) in [("", "f32"), ("_u32", "u32")] {
+            s += &format!(
+                "fn cmp_test{suffix}(code: u32, a: {ty}, b: {ty}) -> bool {{\n    switch code {{\n{cases}\
+                 \x20       default: {{ return false; }}\n    }}\n}}\n"
+            );
+        }
         s
     })
 }

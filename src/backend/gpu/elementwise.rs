@@ -14,6 +14,7 @@ use crate::backend::elementwise::UnaryOp;
 use crate::backend::{Elementwise, PreluGeo, Storage};
 use crate::error::Result;
 use crate::shape;
+use crate::tensor::DType;
 
 pub(crate) const UNARY_FILE: ShaderFile = shader_with(
     "unary",
@@ -191,6 +192,12 @@ const COMPARE: &Kernel = kernel!(
     [X0, X1, Y0],
     params = BinaryParams
 );
+const COMPARE_U32: &Kernel = kernel!(
+    BINARY_FILE,
+    "compare_u32_fwd",
+    [X0, X1, YI],
+    params = BinaryParams
+);
 
 /// The kernels of `shaders/unary.wgsl`, for the entry-point test: each row's, and
 /// prelu's.
@@ -204,9 +211,9 @@ pub(crate) fn unary_kernels() -> Vec<&'static Kernel> {
 }
 
 /// The kernels of `shaders/binary.wgsl`, for the entry-point test: each row's, and the
-/// comparison.
+/// comparisons (floats and `u32`).
 pub(crate) fn binary_kernels() -> Vec<&'static Kernel> {
-    let mut all = vec![COMPARE];
+    let mut all = vec![COMPARE, COMPARE_U32];
     for op in BinaryOp::ROWS {
         let (f, b) = op.kernels();
         all.push(f);
@@ -290,11 +297,23 @@ impl Elementwise for Arc<GpuContext> {
         Ok((Storage::new_gpu(da), Storage::new_gpu(db)))
     }
 
-    fn compare(&self, op: CompareOp, a: &Storage, b: &Storage, geo: &Broadcast) -> Result<Storage> {
+    fn compare(
+        &self,
+        op: CompareOp,
+        a: &Storage,
+        b: &Storage,
+        geo: &Broadcast,
+        dtype: DType,
+    ) -> Result<Storage> {
         let n = shape::numel(&geo.out);
         let out = gpu_alloc(self, n)?;
         let bufs = [a.gpu("compare")?, b.gpu("compare")?, &out];
-        self.launch(COMPARE, &binary_params(geo, op.code()), &bufs, groups_1d(n));
+        let kernel = if dtype == DType::U32 {
+            COMPARE_U32
+        } else {
+            COMPARE
+        };
+        self.launch(kernel, &binary_params(geo, op.code()), &bufs, groups_1d(n));
         Ok(Storage::new_gpu(out))
     }
 }

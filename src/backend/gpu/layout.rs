@@ -11,6 +11,7 @@ use super::{GpuBuffer, GpuContext, Kernel, ShaderFile, Work};
 use crate::backend::layout::{Fill, Indexed, Pick, Region, WhereGeo};
 use crate::backend::{Buffers, Indexing, Layout, Storage};
 use crate::error::{arg_err, Error, Result};
+use crate::tensor::DType;
 
 pub(crate) const FILE: ShaderFile = shader("layout", include_str!("../../../shaders/layout.wgsl"))
     .with_params(&[
@@ -93,6 +94,8 @@ params! {
 
 const FILL: &Kernel = kernel!(FILE, "fill_fwd", [Y0], params = FillParams);
 const FILL_U32: &Kernel = kernel!(FILE, "fill_u32_fwd", [YI], params = FillParams);
+const CAST_U32_F32: &Kernel = kernel!(FILE, "cast_u32_f32_fwd", [X0, Y0], params = FillParams);
+const CAST_F32_U32: &Kernel = kernel!(FILE, "cast_f32_u32_fwd", [X0, YI], params = FillParams);
 const STRIDED_COPY: &Kernel = kernel!(FILE, "strided_copy_fwd", [X0, Y0], params = RegionParams);
 const STRIDED_SCATTER: &Kernel =
     kernel!(FILE, "strided_scatter_fwd", [X0, Y0], params = RegionParams);
@@ -125,6 +128,8 @@ pub(crate) fn kernels() -> Vec<&'static Kernel> {
     vec![
         FILL,
         FILL_U32,
+        CAST_U32_F32,
+        CAST_F32_U32,
         STRIDED_COPY,
         STRIDED_SCATTER,
         INDEX_SELECT_FWD,
@@ -216,6 +221,26 @@ fn where_params(geo: &WhereGeo) -> WhereParams {
 }
 
 impl Layout for Arc<GpuContext> {
+    fn cast(&self, x: &Storage, n: usize, from: DType, to: DType) -> Result<Storage> {
+        let kernel = match (from, to) {
+            (DType::U32, DType::F32) => CAST_U32_F32,
+            (DType::F32, DType::U32) => CAST_F32_U32,
+            _ => {
+                return Err(Error::DType {
+                    op: "to_dtype",
+                    msg: format!("GPU tensors hold f32 or u32: {from:?} -> {to:?}"),
+                })
+            }
+        };
+        let out = gpu_alloc(self, n)?;
+        let p = FillParams {
+            n: n as u32,
+            ..Default::default()
+        };
+        self.launch(kernel, &p, &[x.gpu("to_dtype")?, &out], groups_1d(n));
+        Ok(Storage::new_gpu(out))
+    }
+
     fn fill(&self, n: usize, value: Fill) -> Result<Storage> {
         let out = gpu_alloc(self, n)?;
         match value {

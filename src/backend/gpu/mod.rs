@@ -122,6 +122,11 @@ impl ShaderFile {
         ShaderFile { params, ..self }
     }
 
+    /// The file with `generated` as its generated part.
+    pub(crate) const fn with_generated(self, generated: Generated) -> Self {
+        ShaderFile { generated, ..self }
+    }
+
     /// The generated text for one kernel variant, when it depends on the variant.
     pub(crate) fn variant_text(&self, k: &Kernel, overrides: &[u32; 6]) -> Option<String> {
         match self.generated {

@@ -3,20 +3,24 @@
 
 use std::sync::Arc;
 
-use super::kernels::{gpu_alloc, groups_1d, groups_rows, kernel, shader, subgroup_shader};
+use std::sync::OnceLock;
+
+use super::kernels::{gpu_alloc, groups_1d, groups_rows, kernel, shader_with, subgroup_shader};
 use super::params::{params, Dims, Params};
-use super::{GpuBuffer, GpuContext, Kernel, ShaderFile, Work, MAX_GROUP_ELEMENTS};
+use super::{Generated, GpuBuffer, GpuContext, Kernel, ShaderFile, Work, MAX_GROUP_ELEMENTS};
 use crate::backend::reduce::ReducePlan as Plan;
 use crate::backend::{Reduce, Storage};
 use crate::error::Result;
 use crate::shape;
+use crate::tensor::DType;
 
-pub(crate) const FILE: ShaderFile = shader(
+pub(crate) const FILE: ShaderFile = shader_with(
     "reduce",
     concat!(
         include_str!("../../../shaders/reduce_tree.wgsl"),
         include_str!("../../../shaders/reduce.wgsl")
     ),
+    Generated::Fixed(reduce_bodies),
 )
 .with_params(&[&ReduceParams::INFO, &ReduceBwdParams::INFO]);
 /// The same reductions with subgroup operations, for adapters that have them.
@@ -27,7 +31,102 @@ pub(crate) const SUBGROUP_FILE: ShaderFile = subgroup_shader(
         include_str!("../../../shaders/reduce.wgsl")
     ),
 )
+.with_generated(Generated::Fixed(reduce_bodies))
 .with_params(&[&ReduceParams::INFO]);
+
+/// The bodies of the forward reductions (`shaders/reduce.wgsl` describes the passes),
+/// written once and rendered per element type: `sum_body` / `max_body` on `f32`, and
+/// `sum_u32_body` / `max_u32_body` on `u32` tensors, whose buffers the `f32` slots bind
+/// (their bits read and written through `bitcast`).
+fn reduce_bodies() -> &'static str {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    TEXT.get_or_init(|| {
+        const SUM: &str = "
+fn sum{S}_body(g: u32, t: u32) {
+    let s = slot_of(g, t);
+    var acc = {ZERO};
+    if (s.live) {
+        let base = reduce_base(s.o);
+        let start = s.split * rp.chunk;
+        let stop = min(rp.m, start + rp.chunk);
+        for (var j = start + s.lane; j < stop; j = j + s.lanes) {
+            acc = acc + {LOAD}(x0[base + reduce_off(j)]);
+        }
+    }
+    let total = combine_sum{S}(acc, t);
+    if (s.live && s.lane == 0u) {
+        if (rp.partial == 1u) {
+            {SUM_OUT}[s.split * rp.outputs + s.o] = total;
+        } else {
+            {SUM_OUT}[s.o] = {SCALED};
+        }
+    }
+}
+";
+        // The maximum and its position (row-major within the reduced dims; the first
+        // on ties). A first pass reads values and numbers positions itself; later passes
+        // (from_partials) read the partial values in x0 and their positions in xi.
+        const MAX: &str = "
+fn max{S}_body(g: u32, t: u32) {
+    let s = slot_of(g, t);
+    var best = {ZERO};
+    var best_j = NONE;
+    if (s.live) {
+        let base = reduce_base(s.o);
+        let start = s.split * rp.chunk;
+        let stop = min(rp.m, start + rp.chunk);
+        for (var j = start + s.lane; j < stop; j = j + s.lanes) {
+            let at = base + reduce_off(j);
+            var pos = j;
+            if (rp.from_partials == 1u) { pos = xi[at]; }
+            let v = {LOAD}(x0[at]);
+            if (max_better{S}(v, pos, best, best_j)) { best = v; best_j = pos; }
+        }
+    }
+    let ow = rp.ow;
+    {PART}[t] = best;
+    part_idx[t] = best_j;
+    workgroupBarrier();
+    for (var h = RT / ow / 2u; h > 0u; h = h / 2u) {
+        if (t / ow < h) {
+            let v = {PART}[t + h * ow];
+            let j = part_idx[t + h * ow];
+            if (max_better{S}(v, j, {PART}[t], part_idx[t])) { {PART}[t] = v; part_idx[t] = j; }
+        }
+        workgroupBarrier();
+    }
+    if (s.live && s.lane == 0u) {
+        var at = s.o;
+        if (rp.partial == 1u) { at = s.split * rp.outputs + s.o; }
+        y0[at] = {STORE}({PART}[t]);
+        yi[at] = part_idx[t];
+    }
+}
+";
+        let mut text = String::from(
+            "// ---- Generated: the reductions' bodies per element type (src/backend/gpu/reduce.rs) ----\n",
+        );
+        // (suffix, zero, load, store, the max's lane array, the sum's output, the
+        // final sum)
+        let types = [
+            ("", "0.0", "", "", "part", "y0", "total * rp.scale"),
+            ("_u32", "0u", "bitcast<u32>", "bitcast<f32>", "part_u32", "yi", "total"),
+        ];
+        for (suffix, zero, load, store, part, sum_out, scaled) in types {
+            for body in [SUM, MAX] {
+                text += &body
+                    .replace("{S}", suffix)
+                    .replace("{ZERO}", zero)
+                    .replace("{LOAD}", load)
+                    .replace("{STORE}", store)
+                    .replace("{PART}", part)
+                    .replace("{SUM_OUT}", sum_out)
+                    .replace("{SCALED}", scaled);
+            }
+        }
+        text
+    })
+}
 
 params! {
     /// One pass of a forward reduction (`shaders/reduce.wgsl`): for each output o, the
@@ -101,12 +200,28 @@ const MAX_FWD: &Kernel = kernel!(
     loops,
     params = ReduceParams
 );
+const SUM_U32_FWD: &Kernel = kernel!(FILE, "sum_u32_fwd", [X0, YI], loops, params = ReduceParams);
+const MAX_U32_FWD: &Kernel = kernel!(
+    FILE,
+    "max_u32_fwd",
+    [X0, XI, Y0, YI],
+    loops,
+    params = ReduceParams
+);
 const SUM_BWD: &Kernel = kernel!(FILE, "sum_bwd", [X0, Y0], params = ReduceBwdParams);
 const MAX_BWD: &Kernel = kernel!(FILE, "max_bwd", [X0, XI, Y0], params = ReduceBwdParams);
 
 /// The kernels of this file, for the entry-point test.
 pub(crate) fn kernels() -> Vec<&'static Kernel> {
-    vec![SUM_FWD, SUM_FWD_SUBGROUP, MAX_FWD, SUM_BWD, MAX_BWD]
+    vec![
+        SUM_FWD,
+        SUM_FWD_SUBGROUP,
+        SUM_U32_FWD,
+        MAX_FWD,
+        MAX_U32_FWD,
+        SUM_BWD,
+        MAX_BWD,
+    ]
 }
 
 /// The GPU geometry of a plan's forward pass (dims merged where contiguous).
@@ -278,9 +393,18 @@ fn pass_work(geo: &Geometry, pass: Pass) -> Work {
 }
 
 /// `scale` times the sum over `geo`'s reduced positions of `x`, one value per output.
-fn gpu_sum(ctx: &Arc<GpuContext>, x: &GpuBuffer, geo: &Geometry, scale: f32) -> Result<GpuBuffer> {
+/// On `u32` data (`integer`) the sums wrap past `u32::MAX` and `scale` is ignored.
+fn gpu_sum(
+    ctx: &Arc<GpuContext>,
+    x: &GpuBuffer,
+    geo: &Geometry,
+    scale: f32,
+    integer: bool,
+) -> Result<GpuBuffer> {
     let outputs = geo.outputs();
-    let kernel = if ctx.uses_subgroups() {
+    let kernel = if integer {
+        SUM_U32_FWD
+    } else if ctx.uses_subgroups() {
         SUM_FWD_SUBGROUP
     } else {
         SUM_FWD
@@ -307,7 +431,14 @@ fn gpu_sum(ctx: &Arc<GpuContext>, x: &GpuBuffer, geo: &Geometry, scale: f32) -> 
 }
 
 /// The maximum over `geo`'s reduced positions of `x` and its position, per output.
-fn gpu_max(ctx: &Arc<GpuContext>, x: &GpuBuffer, geo: &Geometry) -> Result<(GpuBuffer, GpuBuffer)> {
+/// On `u32` data when `integer`.
+fn gpu_max(
+    ctx: &Arc<GpuContext>,
+    x: &GpuBuffer,
+    geo: &Geometry,
+    integer: bool,
+) -> Result<(GpuBuffer, GpuBuffer)> {
+    let kernel = if integer { MAX_U32_FWD } else { MAX_FWD };
     let outputs = geo.outputs();
     let mut geo = geo.clone();
     let mut partials: Option<(GpuBuffer, GpuBuffer)> = None;
@@ -322,7 +453,7 @@ fn gpu_max(ctx: &Arc<GpuContext>, x: &GpuBuffer, geo: &Geometry) -> Result<(GpuB
             None => (x, x),
         };
         ctx.launch_with(
-            MAX_FWD,
+            kernel,
             &geo.params(pass, 1.0, !last, partials.is_some()),
             &[src, src_idx, &vals, &idx],
             groups_rows(pass.blocks(outputs) * pass.splits),
@@ -338,7 +469,12 @@ fn gpu_max(ctx: &Arc<GpuContext>, x: &GpuBuffer, geo: &Geometry) -> Result<(GpuB
 
 impl Reduce for Arc<GpuContext> {
     fn sum(&self, x: &Storage, plan: &Plan, scale: f64) -> Result<Storage> {
-        let out = gpu_sum(self, x.gpu("reduce")?, &geometry(plan), scale as f32)?;
+        let out = gpu_sum(self, x.gpu("reduce")?, &geometry(plan), scale as f32, false)?;
+        Ok(Storage::Gpu(Arc::new(out)))
+    }
+
+    fn sum_u32(&self, x: &Storage, plan: &Plan) -> Result<Storage> {
+        let out = gpu_sum(self, x.gpu("reduce")?, &geometry(plan), 1.0, true)?;
         Ok(Storage::Gpu(Arc::new(out)))
     }
 
@@ -350,8 +486,9 @@ impl Reduce for Arc<GpuContext> {
         Ok(Storage::Gpu(Arc::new(out)))
     }
 
-    fn max(&self, x: &Storage, plan: &Plan) -> Result<(Storage, Storage)> {
-        let (out, idx) = gpu_max(self, x.gpu("reduce")?, &geometry(plan))?;
+    fn max(&self, x: &Storage, plan: &Plan, dtype: DType) -> Result<(Storage, Storage)> {
+        let integer = dtype == DType::U32;
+        let (out, idx) = gpu_max(self, x.gpu("reduce")?, &geometry(plan), integer)?;
         Ok((Storage::Gpu(Arc::new(out)), Storage::Gpu(Arc::new(idx))))
     }
 

@@ -23,9 +23,9 @@ fn indexed(x: &Tensor, index: &Tensor, geo: Indexed, out_shape: Vec<usize>) -> R
 }
 
 impl Tensor {
-    /// Rows (or slices along `dim`) picked by a `u32` index vector, like `torch.index_select`.
+    /// Rows (or slices along `dim`) picked by a `u32` index vector, like `torch.index_select`
+    /// (of a float or a `u32` tensor).
     pub fn index_select(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
-        check_float("index_select", self)?;
         check_index("index_select", index)?;
         check_same_device("index_select", self, index)?;
         if index.rank() != 1 {
@@ -50,9 +50,8 @@ impl Tensor {
     }
 
     /// `torch.gather`: `out[.., j, ..] = self[.., index[.., j, ..], ..]` along `dim`. The
-    /// index has the input's shape except along `dim`.
+    /// index has the input's shape except along `dim`. The input may be float or `u32`.
     pub fn gather(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
-        check_float("gather", self)?;
         check_index("gather", index)?;
         check_same_device("gather", self, index)?;
         let d = shape::normalize_dim("gather", dim, self.rank())?;

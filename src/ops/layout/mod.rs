@@ -9,7 +9,7 @@ use crate::backend::Storage;
 use crate::device::Device;
 use crate::error::{arg_err, shape_err, Error, Result};
 use crate::shape;
-use crate::tensor::{check_float, check_index, check_pair, check_same_device, DType, Tensor};
+use crate::tensor::{check_index, check_pair, check_same_device, DType, Tensor};
 
 mod index;
 
@@ -34,19 +34,6 @@ pub(crate) fn fill(shape: &[usize], dtype: DType, value: f64, device: &Device) -
         return Ok(new(out));
     }
     Ok(new(b.fill(n, v)?))
-}
-
-fn gpu_float_only(op: &'static str, x: &Tensor) -> Result<()> {
-    if x.device().is_gpu() && x.dtype() != DType::F32 {
-        return Err(Error::DType {
-            op,
-            msg: format!(
-                "on the GPU this op moves f32 tensors only, got {:?}",
-                x.dtype()
-            ),
-        });
-    }
-    Ok(())
 }
 
 /// A contiguous tensor of `out_shape` read from `x` at `base + sum idx_d * strides_d`.
@@ -77,7 +64,6 @@ fn strided_scatter(dst: &Tensor, src: &Tensor, strides: &[usize], base: usize) -
 
 /// Overwrites `dst` with `src` (same shape, dtype and device; checked by the caller).
 pub(crate) fn copy_into(dst: &Tensor, src: &Tensor) -> Result<()> {
-    gpu_float_only("copy_from", dst)?;
     if dst.storage().same_as(src.storage()) {
         return Ok(()); // a view of itself: already equal
     }
@@ -225,7 +211,6 @@ impl Tensor {
                 ),
             );
         }
-        gpu_float_only("permute", self)?;
         if dims.iter().enumerate().all(|(i, &d)| i == d) {
             return Ok(self.clone());
         }
@@ -284,7 +269,6 @@ impl Tensor {
                 ),
             );
         }
-        gpu_float_only("narrow", self)?;
         let strides = shape::contiguous_strides(self.shape());
         let mut out_shape = self.shape().to_vec();
         out_shape[d] = len;
@@ -313,7 +297,6 @@ impl Tensor {
                 ),
             );
         }
-        gpu_float_only("broadcast_to", self)?;
         crate::ops::check_out("broadcast_to", shape_, self.dtype(), self.device())?;
         if shape_ == self.shape() {
             return Ok(self.clone());
@@ -341,7 +324,6 @@ impl Tensor {
                     msg: format!("dtypes differ: {:?} and {:?}", first.dtype(), t.dtype()),
                 });
             }
-            gpu_float_only("cat", t)?;
             // PyTorch's wording, naming the tensor's place in the list.
             if t.rank() != first.rank() {
                 return shape_err(

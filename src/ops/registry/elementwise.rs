@@ -136,6 +136,35 @@ pub(super) fn entries() -> Vec<OpEntry> {
         }));
     ops.push(compare);
 
+    // The comparisons of two u32 tensors (u32 1 / 0), on small integers so that the
+    // operands often tie, over every broadcasting pattern.
+    type Compare = fn(&Tensor, &Tensor) -> Result<Tensor>;
+    let u32_tests: [(&str, Compare); 6] = [
+        ("eq", Tensor::eq),
+        ("ne", Tensor::ne),
+        ("lt", Tensor::lt),
+        ("le", Tensor::le),
+        ("gt", Tensor::gt),
+        ("ge", Tensor::ge),
+    ];
+    ops.push(OpEntry {
+        name: "compare_u32",
+        differentiable: false,
+        kernels: &["compare_u32_fwd"],
+        cases: BROADCAST_PAIRS
+            .iter()
+            .flat_map(|(a, b)| {
+                u32_tests.map(|(name, test)| {
+                    case(
+                        format!("{name} {a:?} {b:?}"),
+                        vec![spec(a, Index(4)), spec(b, Index(4))],
+                        move |x, _| test(&x[0], &x[1]),
+                    )
+                })
+            })
+            .collect(),
+    });
+
     ops.push(OpEntry {
         name: "prelu",
         differentiable: true,

@@ -57,6 +57,52 @@ pub(super) fn entries() -> Vec<OpEntry> {
         });
     }
 
+    // u32 sums (wrapping) and maxima with their positions, on integer inputs: small
+    // ones for the maxima so that ties are common (the first wins on both devices), and
+    // a long sum that takes two passes on the GPU.
+    for (name, kernels, bound) in [
+        (
+            "sum_dim_u32",
+            &["sum_u32_fwd"] as &'static [&'static str],
+            1_000,
+        ),
+        ("max_dim_u32", &["max_u32_fwd"], 5),
+    ] {
+        let mut cases: Vec<OpCase> = reductions
+            .iter()
+            .chain(&[(&[40_000usize] as &[usize], &[0isize] as &[isize], false)])
+            .map(|&(s, dims, keep)| {
+                let dims = dims.to_vec();
+                case(
+                    format!("{s:?} dims {dims:?} keepdim {keep}"),
+                    vec![spec(s, Index(bound))],
+                    move |x, _| match name {
+                        "sum_dim_u32" => x[0].sum_dim(&dims, keep),
+                        // The values and their positions, stacked into one output.
+                        _ => {
+                            let (v, i) = crate::ops::reduce::max_with_indices(&x[0], &dims, keep)?;
+                            Tensor::stack(&[&v, &i], 0)
+                        }
+                    },
+                )
+            })
+            .collect();
+        cases.push(case(
+            "[31] all",
+            vec![spec(&[31], Index(bound))],
+            move |x, _| match name {
+                "sum_dim_u32" => x[0].sum(),
+                _ => x[0].max(),
+            },
+        ));
+        ops.push(OpEntry {
+            name,
+            differentiable: false,
+            kernels,
+            cases,
+        });
+    }
+
     let softmax_shapes: &[(&[usize], isize)] = &[
         (&[3, 7], -1),
         (&[2, 3, 5], 1),
