@@ -7,6 +7,30 @@ use super::*;
 pub(super) fn entries() -> Vec<OpEntry> {
     let mut ops = Vec::new();
     use Domain::*;
+    // Conversions between u32 and f32: integers to floats, and floats (both signs,
+    // fractions) to u32, toward zero and saturating at 0.
+    ops.push(OpEntry {
+        name: "to_dtype",
+        differentiable: false,
+        kernels: &["cast_u32_f32_fwd", "cast_f32_u32_fwd"],
+        cases: [&[1usize] as &[usize], &[7], &[257], &[3, 65]]
+            .iter()
+            .flat_map(|&shape| {
+                [
+                    case(
+                        format!("u32 -> f32 {shape:?}"),
+                        vec![spec(shape, Index(100_000))],
+                        |x, _| x[0].to_dtype(crate::tensor::DType::F32),
+                    ),
+                    case(
+                        format!("f32 -> u32 {shape:?}"),
+                        vec![spec(shape, Huge)],
+                        |x, _| x[0].to_dtype(crate::tensor::DType::U32),
+                    ),
+                ]
+            })
+            .collect(),
+    });
     ops.push(OpEntry {
         name: "reshape",
         differentiable: true,
