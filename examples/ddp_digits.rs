@@ -139,13 +139,11 @@ fn train(args: &Args, comm: &Arc<dyn Collective>, dev: &Device) -> anyhow::Resul
             ddp.eval();
             let logits = no_grad(|| ddp.forward(&test_batch.x))?;
             ddp.train();
-            let pred = logits.argmax(1, false)?.to_vec::<u32>()?;
-            let want = test_batch.y.to_vec::<u32>()?;
-            let right = pred.iter().zip(&want).filter(|(p, w)| p == w).count();
+            let right = logits.argmax(1, false)?.eq(&test_batch.y)?.sum()?.item()?;
             println!(
                 "epoch {epoch:3}: loss {:.4}, test accuracy {:.2}%",
                 mean[0] / comm.world_size() as f32,
-                100.0 * right as f64 / want.len() as f64
+                100.0 * right / test_batch.y.numel() as f64
             );
         }
     }

@@ -181,9 +181,11 @@ fn main() -> anyhow::Result<()> {
         // # PyTorch: test_loss += F.nll_loss(output, target, reduction='sum').item()
         // # PyTorch: test_loss /= len(test_loader.dataset)
         let test_loss = summed_nll.forward(&output, &test_batch.y)?.item()? / n_test as f64;
-        // # PyTorch: pred = output.argmax(dim=1, keepdim=True); correct += pred.eq(...).sum()
-        accuracy = common::accuracy(&output, &test_batch.y)?;
-        let correct = (accuracy * n_test as f64).round() as usize;
+        // # PyTorch: pred = output.argmax(dim=1, keepdim=True)
+        // # PyTorch: correct += pred.eq(target.view_as(pred)).sum().item()
+        let pred = output.argmax(1, false)?;
+        let correct = pred.eq(&test_batch.y)?.sum()?.item()? as usize;
+        accuracy = correct as f64 / n_test as f64;
         println!(
             "epoch {epoch:2}: lr {:.4}, train loss {train_loss:.4}; test set: average loss {test_loss:.4}, accuracy {correct}/{n_test} ({:.2}%)",
             optimizer.lr(),

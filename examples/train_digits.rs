@@ -135,12 +135,13 @@ impl Mlp {
     }
 }
 
-/// The fraction of images whose largest logit is the right label. The predicted classes
-/// (`u32`) are compared with the labels on the host: `eq` works on float tensors only.
-fn accuracy(model: &Mlp, x: &Tensor, labels: &[u32]) -> Result<f64> {
-    let predicted = no_grad(|| model.forward(x)?.argmax(1, false))?.to_vec::<u32>()?;
-    let right = predicted.iter().zip(labels).filter(|(p, y)| p == y).count();
-    Ok(right as f64 / labels.len() as f64)
+/// The fraction of images whose largest logit is the right label: PyTorch's
+/// `pred.argmax(1).eq(labels).sum()`, all on the device (`argmax`, `eq` and `sum` of
+/// `u32` tensors give `u32`), one number read back.
+fn accuracy(model: &Mlp, x: &Tensor, labels: &Tensor) -> Result<f64> {
+    let logits = no_grad(|| model.forward(x))?;
+    let right = logits.argmax(1, false)?.eq(labels)?.sum()?.item()?;
+    Ok(right / labels.numel().max(1) as f64)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -157,8 +158,7 @@ fn main() -> anyhow::Result<()> {
     let n_test = order.len() / 5;
     let test = order.split_off(order.len() - n_test);
     let mut train = order;
-    let (x_test, _) = batch(&data, &test, &dev)?;
-    let y_test: Vec<u32> = test.iter().map(|&i| data.labels[i]).collect();
+    let (x_test, y_test) = batch(&data, &test, &dev)?;
     println!(
         "data: {} training and {} test images of {PIXELS} pixels, {CLASSES} classes",
         train.len(),
@@ -224,8 +224,8 @@ fn main() -> anyhow::Result<()> {
     println!(
         "final test accuracy: {:.1}% ({} of {})",
         100.0 * acc,
-        (acc * y_test.len() as f64).round(),
-        y_test.len()
+        (acc * y_test.numel() as f64).round(),
+        y_test.numel()
     );
     Ok(())
 }

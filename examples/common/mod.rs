@@ -93,12 +93,11 @@ pub fn progress(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// Fraction of rows of `logits` whose largest entry is the label.
+/// Fraction of rows of `logits` whose largest entry is the label (`u32` labels), as
+/// PyTorch's `logits.argmax(1).eq(labels).sum()`: no casts, one number read back.
 pub fn accuracy(logits: &Tensor, labels: &Tensor) -> anyhow::Result<f64> {
-    let pred = logits.argmax(1, false)?.to_vec::<u32>()?;
-    let want = labels.to_vec::<u32>()?;
-    let right = pred.iter().zip(&want).filter(|(p, w)| p == w).count();
-    Ok(right as f64 / want.len().max(1) as f64)
+    let right = logits.argmax(1, false)?.eq(labels)?.sum()?.item()?;
+    Ok(right / labels.numel().max(1) as f64)
 }
 
 /// The small CNN of `digits_cnn` (and `filters`): two 3x3 convolutions, a max pool and
