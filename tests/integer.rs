@@ -384,3 +384,32 @@ fn gpu_u32_results_match_the_cpu() {
     assert_eq!(accuracy(&cpu), want);
     assert_eq!(accuracy(&gpu), want);
 }
+
+/// Past the GPU's storage-binding limit (capped here at 1 MiB, 262,144 elements),
+/// `u32` comparisons and sums cut their work into pieces and give exact results.
+#[test]
+fn u32_comparisons_and_sums_past_the_binding_limit() {
+    let dev = Device::gpu_with(wgrad::GpuOptions {
+        max_binding: Some(1 << 20),
+        ..wgrad::GpuOptions::from_env()
+    })
+    .unwrap();
+    let n = 300_007;
+    let a = draws(n, 4, 21);
+    let b = draws(n, 4, 22);
+    let (x, y) = (u32s(&a, &[n], &dev), u32s(&b, &[n], &dev));
+    let mask = x.eq(&y).unwrap();
+    let want: Vec<u32> = a.iter().zip(&b).map(|(p, q)| u32::from(p == q)).collect();
+    assert_eq!(read(&mask), want);
+    assert_eq!(read(&mask.sum().unwrap()), [want.iter().sum::<u32>()]);
+    let big = draws(n, u32::MAX, 23);
+    let total = big.iter().fold(0u32, |s, &v| s.wrapping_add(v));
+    assert_eq!(read(&u32s(&big, &[n], &dev).sum().unwrap()), [total]);
+    // Kept dimensions: the pieces' sums are joined, not added.
+    let m = u32s(&a[..300_000], &[3, 100_000], &dev);
+    let rows: Vec<u32> = a[..300_000]
+        .chunks(100_000)
+        .map(|r| r.iter().sum())
+        .collect();
+    assert_eq!(read(&m.sum_dim(&[1], false).unwrap()), rows);
+}
