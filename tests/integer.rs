@@ -63,6 +63,11 @@ test_device!(
             [0, 1, 1]
         );
         assert!(!y.requires_grad());
+        // Empty operands give an empty mask.
+        let none = u32s(&[], &[0, 3], &dev);
+        let e = none.lt(&u32s(&[1, 2, 3], &[3], &dev)).unwrap();
+        assert_eq!(e.shape(), [0, 3]);
+        assert_eq!(read(&e), [] as [u32; 0]);
     }
 );
 
