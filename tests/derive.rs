@@ -3,9 +3,13 @@
 //! its parameters as PyTorch does, counts them, reaches the dropout with `train()` /
 //! `eval()`, trains on both devices, moves between them and survives a safetensors save
 //! and a checkpoint; nested `Vec` / `Option` fields, generics, raw names and boxed
-//! children; optimizers refuse an empty parameter list. The compile errors (no inherent
-//! `forward`, a field that is not a module, a `Vec<Parameter>`, a tuple struct) are
-//! `compile_fail` doctests on `wgrad::nn::Module`.
+//! children; optimizers refuse an empty parameter list. The struct options: a unit
+//! struct with `hooks(fusable_activation)` and a layer with
+//! `hooks(forward_with_activation)` fuse in a `Sequential`; `forward = "..."` names the
+//! method behind `Module::forward`. The built-in layers, now derived, keep their state
+//! names, modes and hooks. The compile errors (no inherent `forward`, a hook without its
+//! inherent method, an unknown hook, a field that is not a module, a `Vec<Parameter>`,
+//! a tuple struct) are `compile_fail` doctests on `wgrad::nn::Module`.
 
 mod common;
 

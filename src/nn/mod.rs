@@ -192,6 +192,31 @@ use crate::tensor::Tensor;
 /// struct NoForward { fc: Linear }
 /// ```
 ///
+/// a hook without its inherent method,
+///
+/// ```compile_fail,E0034
+/// use wgrad::prelude::*;
+/// #[derive(Module)]
+/// #[module(hooks(fusable_activation))]
+/// struct NotAnActivation;
+/// impl NotAnActivation {
+///     fn forward(&self, x: &Tensor) -> wgrad::Result<Tensor> { Ok(x.clone()) }
+/// }
+/// ```
+///
+/// a hook that is not one of the two,
+///
+/// ```compile_fail
+/// use wgrad::prelude::*;
+/// #[derive(Module)]
+/// #[module(hooks(to_device))]
+/// struct Mover;
+/// impl Mover {
+///     fn forward(&self, x: &Tensor) -> wgrad::Result<Tensor> { Ok(x.clone()) }
+///     fn to_device(&self, _: &Device) -> wgrad::Result<()> { Ok(()) }
+/// }
+/// ```
+///
 /// a field that is neither a module nor plain, without `#[module(skip)]`,
 ///
 /// ```compile_fail,E0277
