@@ -9,7 +9,8 @@
 //! method behind `Module::forward`. The built-in layers, now derived, keep their state
 //! names, modes and hooks. The compile errors (no inherent `forward`, a hook without its
 //! inherent method, an unknown hook, a field that is not a module, a `Vec<Parameter>`,
-//! a tuple struct) are `compile_fail` doctests on `wgrad::nn::Module`.
+//! a tuple struct holding a module) are `compile_fail` doctests on `wgrad::nn::Module`.
+//! A tuple struct of plain settings derives.
 
 mod common;
 
@@ -686,10 +687,13 @@ fn built_in_layers_keep_their_names_modes_and_hooks() {
     );
     assert_eq!(state(&PReLU::new(&dev, 1, 0.25)), ["weight"]);
     assert_eq!(state(&Embedding::new(&dev, 5, 3)), ["weight"]);
-    let stateless: [&dyn Module; 7] = [
+    let stateless: [&dyn Module; 10] = [
         &Flatten::new(),
         &MaxPool2d::new(2),
         &AvgPool2d::new(2),
+        &AdaptiveAvgPool2d((1, 1)),
+        &Upsample(2),
+        &LeakyReLU(0.2),
         &Softplus::default(),
         &GELU::default(),
         &Dropout::new(0.5),
@@ -744,8 +748,9 @@ fn built_in_layers_keep_their_names_modes_and_hooks() {
     );
 
     // The hooks: activations report what they fuse; Linear and Conv2d fuse.
-    let fusable: [(&dyn Module, Option<Act>); 8] = [
+    let fusable: [(&dyn Module, Option<Act>); 9] = [
         (&ReLU, Some(Act::Relu)),
+        (&LeakyReLU(0.2), Some(Act::LeakyRelu(0.2))),
         (&Sigmoid, Some(Act::Sigmoid)),
         (&Tanh, Some(Act::Tanh)),
         (&Identity, Some(Act::Identity)),
@@ -766,4 +771,36 @@ fn built_in_layers_keep_their_names_modes_and_hooks() {
     assert!(conv.forward_with_activation(&img, Act::Tanh).is_some());
     let up = ConvTranspose2d::new(&dev, 1, 1, 2, 2);
     assert!(up.forward_with_activation(&img, Act::Tanh).is_none());
+}
+
+/// A tuple struct of plain settings derives: nothing in it needs a name. A skipped
+/// field may be anything.
+#[derive(Module)]
+struct Repeat(usize, #[module(skip)] Device);
+
+impl Repeat {
+    /// The input `self.0` times side by side, on `self.1`.
+    fn forward(&self, x: &Tensor) -> wgrad::Result<Tensor> {
+        let x = x.to(&self.1)?;
+        Tensor::cat(&vec![&x; self.0], 1)
+    }
+}
+
+#[test]
+fn tuple_structs_of_plain_settings_derive() {
+    let dev = Device::cpu();
+    let repeat = Repeat(3, dev.clone());
+    assert!(repeat.state_dict().is_empty());
+    let model = Sequential::new()
+        .add(Linear::new(&dev, 2, 2))
+        .add(Repeat(2, dev.clone()));
+    assert_eq!(names(model.named_parameters()), ["0.weight", "0.bias"]);
+    let x = Tensor::from_vec(vec![1.0f32, -2.0], &[1, 2], &dev).unwrap();
+    let y = vec_f32(&Module::forward(&repeat, &x).unwrap());
+    assert_eq!(y, [1.0, -2.0, 1.0, -2.0, 1.0, -2.0]);
+    assert_eq!(model.forward(&x).unwrap().shape(), [1, 4]);
+    assert_eq!(
+        vec_f32(&Module::forward(&LeakyReLU(0.5), &x).unwrap()),
+        [1.0, -1.0]
+    );
 }

@@ -18,7 +18,9 @@
 //! | anything else | a child `field`; its type must implement `Module` |
 //!
 //! `forward` calls the struct's inherent `fn forward(&self, x: &Tensor) -> Result<Tensor>`.
-//! A unit struct (`struct ReLU;`) derives a module without state.
+//! A unit struct (`struct ReLU;`) derives a module without state, and so does a tuple
+//! struct whose fields are all plain settings or skipped (`struct LeakyReLU(f32);`);
+//! a tuple field that is state or a child is an error, as it has no name to give.
 //!
 //! Two struct-level options, for layers whose behaviour the fields do not say:
 //!
@@ -70,18 +72,27 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
         Data::Struct(s) => match &s.fields {
             Fields::Named(f) => &f.named,
             Fields::Unit => &empty,
-            Fields::Unnamed(_) => {
-                return Err(syn::Error::new(
-                    name.span(),
-                    "#[derive(Module)] needs a struct with named fields (or none): the \
-                     field names become the parameter and sub-module names",
-                ))
+            Fields::Unnamed(f) => {
+                // Without names there is nothing to call a parameter or a child: a tuple
+                // struct derives only when its fields are plain settings (or skipped).
+                for field in &f.unnamed {
+                    if !matches!(classify(field)?, Kind::Nothing) {
+                        return Err(syn::Error::new(
+                            field.ty.span(),
+                            "#[derive(Module)] on a tuple struct takes plain settings only \
+                             (numbers, `bool`, `String`, ...) or #[module(skip)] fields: a \
+                             parameter, buffer, train flag or sub-module needs a named \
+                             field, whose name it takes",
+                        ));
+                    }
+                }
+                &empty
             }
         },
         _ => {
             return Err(syn::Error::new(
                 name.span(),
-                "#[derive(Module)] works on structs with named fields (or none) only",
+                "#[derive(Module)] works on structs only",
             ))
         }
     };

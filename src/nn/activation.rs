@@ -129,7 +129,8 @@ impl Softplus {
 }
 
 /// `x` for `x > 0`, else `slope * x` (PyTorch's default slope: 0.01).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Module)]
+#[module(hooks(fusable_activation))]
 pub struct LeakyReLU(pub f32);
 
 impl Default for LeakyReLU {
@@ -138,7 +139,8 @@ impl Default for LeakyReLU {
     }
 }
 
-impl Module for LeakyReLU {
+/// What the derived `Module` impl calls.
+impl LeakyReLU {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.leaky_relu(self.0)
     }

@@ -229,20 +229,22 @@ impl AvgPool2d {
 }
 
 /// `torch.nn.AdaptiveAvgPool2d(output_size)`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Module)]
 pub struct AdaptiveAvgPool2d(pub (usize, usize));
 
-impl Module for AdaptiveAvgPool2d {
+/// What the derived `Module` impl calls.
+impl AdaptiveAvgPool2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.adaptive_avg_pool2d(self.0)
     }
 }
 
 /// `torch.nn.Upsample(scale_factor, mode="nearest")` with integer factors.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Module)]
 pub struct Upsample(pub usize);
 
-impl Module for Upsample {
+/// What the derived `Module` impl calls.
+impl Upsample {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.upsample_nearest((self.0, self.0))
     }

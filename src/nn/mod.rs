@@ -118,8 +118,10 @@ use crate::tensor::Tensor;
 /// # Ok(()) }
 /// ```
 ///
-/// A unit struct (`struct Swish;`) derives a module without state. Two options on the
-/// struct cover what its fields cannot say:
+/// A unit struct (`struct Swish;`) derives a module without state, and so does a tuple
+/// struct whose fields are all plain settings or `#[module(skip)]` (`struct
+/// LeakyReLU(f32);`): its fields have no names to give a parameter or a child. Two
+/// options on the struct cover what its fields cannot say:
 ///
 /// - `#[module(forward = "name")]`: the derived [`Module::forward`] calls the inherent
 ///   method `name` (same signature) instead of `forward`, for a struct whose inherent
@@ -180,7 +182,8 @@ use crate::tensor::Tensor;
 /// Most built-in layers derive `Module` this way (`Linear`, `Conv2d`, `BatchNorm2d`,
 /// the activations, ...). Hand-write `impl Module` instead for what the derive does not
 /// cover: state inside a `Vec`, names other than the field names (a wrapper that
-/// reports its inner module's parameters as its own), tuple structs and enums. A type
+/// reports its inner module's parameters as its own), tuple structs holding state or
+/// sub-modules, and enums. A type
 /// parameter that is a child needs its bound written
 /// (`struct Residual<M: Module> { inner: M }`).
 ///
@@ -240,7 +243,7 @@ use crate::tensor::Tensor;
 /// }
 /// ```
 ///
-/// and a tuple struct (its fields have no names).
+/// and a tuple struct holding a sub-module or state (its fields have no names).
 ///
 /// ```compile_fail
 /// use wgrad::prelude::*;
