@@ -763,6 +763,10 @@ fn built_in_layers_keep_their_names_modes_and_hooks() {
         assert_eq!(m.fusable_activation(), act);
     }
     let lin = Linear::new(&dev, 2, 3);
+    // The layers' inherent `forward` is private: outside the crate, a method call and
+    // a path both find the trait's, as before the derive.
+    let by_path = vec_f32(&Linear::forward(&lin, &x).unwrap());
+    assert_eq!(by_path, vec_f32(&lin.forward(&x).unwrap()));
     let fused = lin.forward_with_activation(&x, Act::Relu).unwrap().unwrap();
     let want = vec_f32(&lin.forward(&x).unwrap().relu().unwrap());
     assert_close(&vec_f32(&fused), &want, 1e-6, 1e-6, "Linear + ReLU");

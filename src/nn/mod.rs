@@ -45,10 +45,11 @@ use crate::tensor::Tensor;
 /// without a hand-written `children()` that could forget one. `use wgrad::nn::Module;`
 /// (or the prelude) brings both the trait and this derive, as serde's `Serialize` does.
 ///
-/// The struct needs named fields and an inherent method `fn forward(&self, x: &Tensor)
-/// -> Result<Tensor>`: the derived [`Module::forward`] calls it (in `Self::forward` an
-/// inherent method is found before the trait's, so the two share a name and callers may
-/// use either). A struct without one does not compile: the error says that `forward` is
+/// The struct needs named fields (or none, or only plain ones: see below) and an
+/// inherent method `fn forward(&self, x: &Tensor) -> Result<Tensor>`: the derived
+/// [`Module::forward`] calls it (in `Self::forward` an inherent method is found before
+/// the trait's, so the two share a name and callers may use either; a private one is
+/// not seen outside its module, where `layer.forward(x)` is then the trait's). A struct without one does not compile: the error says that `forward` is
 /// ambiguous and names the trait `derive_Module_needs_an_inherent_fn_forward_on_<Name>`.
 ///
 /// Types are written, not known, when a macro runs, so each field is sorted by how its
