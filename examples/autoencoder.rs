@@ -55,12 +55,16 @@ struct Args {
 
 /// Reshapes every example to a fixed shape (the batch dimension is kept): the inverse
 /// of `Flatten`, PyTorch's `nn.Unflatten(1, shape)`.
-struct Unflatten(Vec<usize>);
+/// Derived too: a plain `Vec<usize>` setting is no parameter and no child.
+#[derive(Module)]
+struct Unflatten {
+    shape: Vec<usize>,
+}
 
-impl Module for Unflatten {
+impl Unflatten {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut shape = vec![x.shape()[0]];
-        shape.extend(&self.0);
+        shape.extend(&self.shape);
         x.reshape(&shape)
     }
 }
@@ -120,7 +124,9 @@ fn bottleneck_autoencoder(dev: &Device) -> AutoEncoder {
             Sequential::new()
                 .add(Linear::new(dev, 2, 32 * 4 * 4))
                 .add(ReLU)
-                .add(Unflatten(vec![32, 4, 4])),
+                .add(Unflatten {
+                    shape: vec![32, 4, 4],
+                }),
         ),
     }
 }

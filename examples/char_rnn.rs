@@ -100,6 +100,24 @@ impl Core {
     }
 }
 
+/// By hand: `#[derive(Module)]` takes structs, and `Core` is an enum. Its parameters
+/// are the layer's own (`weight_ih_l0`, no variant name in between).
+impl Module for Core {
+    fn forward(&self, x: &Tensor) -> wgrad::Result<Tensor> {
+        self.module().forward(x)
+    }
+    fn local_parameters(&self) -> Vec<(&'static str, &wgrad::nn::Parameter)> {
+        self.module().local_parameters()
+    }
+    fn set_local_training(&self, training: bool) {
+        self.module().set_local_training(training)
+    }
+}
+
+/// Children `embedding`, `rnn` and `head`; `run` returns the state too, so the derived
+/// `Module::forward` calls `logits` (`#[module(forward = ...)]`).
+#[derive(Module)]
+#[module(forward = "logits")]
 struct CharModel {
     embedding: Embedding,
     rnn: Core,
@@ -131,7 +149,7 @@ impl CharModel {
         dev: &Device,
     ) -> anyhow::Result<String> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        self.rnn.module().eval();
+        self.rnn.eval();
         let ids = vocab.encode(prime)?;
         let mut out = prime.to_string();
         no_grad(|| -> anyhow::Result<()> {
@@ -150,27 +168,21 @@ impl CharModel {
             }
             Ok(())
         })?;
-        self.rnn.module().train();
+        self.rnn.train();
         Ok(out)
     }
 }
 
-impl Module for CharModel {
-    fn forward(&self, x: &Tensor) -> wgrad::Result<Tensor> {
+impl CharModel {
+    /// The logits from a zero state.
+    fn logits(&self, x: &Tensor) -> wgrad::Result<Tensor> {
         Ok(self.run(x, None)?.0)
-    }
-    fn children(&self) -> Vec<(String, &dyn Module)> {
-        vec![
-            ("embedding".into(), &self.embedding as &dyn Module),
-            ("rnn".into(), self.rnn.module()),
-            ("head".into(), &self.head as &dyn Module),
-        ]
     }
 }
 
 /// Mean validation loss in bits per character, the state carried across chunks.
 fn bits_per_char(model: &CharModel, val: &SequenceBatches, dev: &Device) -> anyhow::Result<f64> {
-    model.rnn.module().eval();
+    model.rnn.eval();
     let mut state: Option<RecurrentState> = None;
     let (mut total, mut count) = (0.0, 0usize);
     no_grad(|| -> anyhow::Result<()> {
@@ -184,7 +196,7 @@ fn bits_per_char(model: &CharModel, val: &SequenceBatches, dev: &Device) -> anyh
         }
         Ok(())
     })?;
-    model.rnn.module().train();
+    model.rnn.train();
     Ok(total / count as f64 / std::f64::consts::LN_2)
 }
 

@@ -57,6 +57,10 @@ const PIXELS: usize = 64;
 const LATENT: usize = 20;
 
 /// PyTorch's `VAE`, parameters named after its fields (`fc1.weight`, ..., `fc4.bias`).
+/// Its `forward` has three outputs, so the derived `Module::forward` calls
+/// `reconstruction`, the first of them (`#[module(forward = ...)]`).
+#[derive(Module)]
+#[module(forward = "reconstruction")]
 struct Vae {
     fc1: Linear,
     fc21: Linear,
@@ -119,22 +123,10 @@ impl Vae {
     }
 }
 
-/// By hand rather than derived, as `#[derive(Module)]` wants a one-tensor `forward`:
-/// the parameters, modes, devices and saving, with the reconstruction as the trait's
-/// output.
-impl Module for Vae {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(Vae::forward(self, x)?.0)
-    }
-
-    fn children(&self) -> Vec<(String, &dyn Module)> {
-        vec![
-            ("fc1".into(), &self.fc1),
-            ("fc21".into(), &self.fc21),
-            ("fc22".into(), &self.fc22),
-            ("fc3".into(), &self.fc3),
-            ("fc4".into(), &self.fc4),
-        ]
+impl Vae {
+    /// The reconstruction alone: `Module::forward`'s one output.
+    fn reconstruction(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.forward(x)?.0)
     }
 }
 

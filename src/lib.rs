@@ -95,6 +95,10 @@
 //!   tests walk. It is test scaffolding, not part of the API; the tests turn it on.
 #![warn(missing_docs)]
 
+// `#[derive(Module)]` writes `::wgrad::nn::...` paths, which name this crate only from
+// outside it; this alias makes them resolve inside too, so the built-in layers derive.
+extern crate self as wgrad;
+
 pub mod autograd;
 pub mod backend;
 pub mod data;

@@ -3,17 +3,23 @@
 //! its parameters as PyTorch does, counts them, reaches the dropout with `train()` /
 //! `eval()`, trains on both devices, moves between them and survives a safetensors save
 //! and a checkpoint; nested `Vec` / `Option` fields, generics, raw names and boxed
-//! children; optimizers refuse an empty parameter list. The compile errors (no inherent
-//! `forward`, a field that is not a module, a `Vec<Parameter>`, a tuple struct) are
-//! `compile_fail` doctests on `wgrad::nn::Module`.
+//! children; optimizers refuse an empty parameter list. The struct options: a unit
+//! struct with `hooks(fusable_activation)` and a layer with
+//! `hooks(forward_with_activation)` fuse in a `Sequential`; `forward = "..."` names the
+//! method behind `Module::forward`. The built-in layers, now derived, keep their state
+//! names, modes and hooks. The compile errors (no inherent `forward`, a hook without its
+//! inherent method, an unknown hook, a field that is not a module, a `Vec<Parameter>`,
+//! a tuple struct holding a module) are `compile_fail` doctests on `wgrad::nn::Module`.
+//! A tuple struct of plain settings derives.
 
 mod common;
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use common::{assert_close, test_device, vec_f32};
 use wgrad::io::{load_checkpoint, save_checkpoint};
-use wgrad::nn::{Buffer, Dropout, Linear, Module, Parameter, TrainFlag};
+use wgrad::nn::{Act, Buffer, Dropout, Linear, Module, Parameter, TrainFlag};
 use wgrad::prelude::*;
 
 /// A multi-layer perceptron written with the derive.
@@ -511,4 +517,294 @@ fn optimizers_refuse_an_empty_parameter_list() {
         .unwrap();
     opt.step().unwrap();
     assert_ne!(vec_f32(&layer.parameters()[0]), before);
+}
+
+/// A unit struct derives a stateless module; `hooks(fusable_activation)` makes the
+/// derived impl report the inherent `fusable_activation`, so a layer before it in a
+/// `Sequential` may fuse it.
+#[derive(Module)]
+#[module(hooks(fusable_activation))]
+struct Swish;
+
+impl Swish {
+    fn forward(&self, x: &Tensor) -> wgrad::Result<Tensor> {
+        x.silu()
+    }
+    fn fusable_activation(&self) -> Option<Act> {
+        Some(Act::Silu)
+    }
+}
+
+/// A layer that fuses an activation (`hooks(forward_with_activation)`) and records which
+/// ones it was asked to fuse; a skipped field holds the record.
+#[derive(Module)]
+#[module(hooks(forward_with_activation, fusable_activation))]
+struct Recording {
+    fc: Linear,
+    #[module(skip)]
+    fused: Arc<Mutex<Vec<Act>>>,
+}
+
+impl Recording {
+    fn forward(&self, x: &Tensor) -> wgrad::Result<Tensor> {
+        self.fc.forward(x)
+    }
+    fn forward_with_activation(&self, x: &Tensor, act: Act) -> Option<wgrad::Result<Tensor>> {
+        self.fused.lock().unwrap().push(act);
+        let fc = &self.fc;
+        let bias = fc.bias.as_ref().map(|b| b.tensor());
+        Some(x.linear_act(&fc.weight.tensor(), bias.as_ref(), act))
+    }
+    /// Not an activation itself: the hook may say so.
+    fn fusable_activation(&self) -> Option<Act> {
+        None
+    }
+}
+
+#[test]
+fn hooks_delegate_to_the_inherent_methods() {
+    let dev = Device::cpu();
+    assert_eq!(Module::fusable_activation(&Swish), Some(Act::Silu));
+    assert!(Swish.named_parameters().is_empty());
+    // Without the hook, the trait's default: not fusable, no fused forward.
+    let plain = OnlyDropout {
+        drop: Dropout::new(0.5),
+    };
+    assert_eq!(plain.fusable_activation(), None);
+    let x = Tensor::randn_seeded(&[3, 2], 7, &dev).unwrap();
+    assert!(plain.forward_with_activation(&x, Act::Relu).is_none());
+
+    let recording = |log: &Arc<Mutex<Vec<Act>>>| Recording {
+        fc: Linear::new(&dev, 2, 2),
+        fused: log.clone(),
+    };
+    let layer = recording(&Arc::default());
+    assert_eq!(Module::fusable_activation(&layer), None);
+    let want = vec_f32(&layer.fc.forward(&x).unwrap().silu().unwrap());
+    let fused = Module::forward_with_activation(&layer, &x, Act::Silu)
+        .expect("the hook's inherent method answers")
+        .unwrap();
+    assert_close(&vec_f32(&fused), &want, 1e-6, 1e-6, "fused silu");
+    assert_eq!(*layer.fused.lock().unwrap(), [Act::Silu]);
+
+    // In a Sequential: the derived layer fuses the derived activation after it, and
+    // the names are the derived ones.
+    let (log, last) = (Arc::default(), Arc::default());
+    let model = Sequential::new()
+        .add(recording(&log))
+        .add(Swish)
+        .add(recording(&last));
+    assert_eq!(
+        names(model.named_parameters()),
+        ["0.fc.weight", "0.fc.bias", "2.fc.weight", "2.fc.bias"]
+    );
+    assert_eq!(model.forward(&x).unwrap().shape(), [3, 2]);
+    assert_eq!(*log.lock().unwrap(), [Act::Silu]);
+    assert!(last.lock().unwrap().is_empty(), "nothing after it to fuse");
+    // A dropout is no activation: nothing fused.
+    let log = Arc::default();
+    let second = Sequential::new()
+        .add(recording(&log))
+        .add(Dropout::new(0.0));
+    second.forward(&x).unwrap();
+    assert!(log.lock().unwrap().is_empty());
+}
+
+/// Several outputs: the inherent `forward` returns a tuple, and `#[module(forward =
+/// "...")]` names the one-tensor method that the derived `Module::forward` calls.
+#[derive(Module)]
+#[module(forward = "reconstruction")]
+struct TwoHeads {
+    body: Linear,
+    head: Linear,
+}
+
+impl TwoHeads {
+    fn forward(&self, x: &Tensor) -> wgrad::Result<(Tensor, Tensor)> {
+        let h = self.body.forward(x)?;
+        Ok((self.head.forward(&h)?, h))
+    }
+    fn reconstruction(&self, x: &Tensor) -> wgrad::Result<Tensor> {
+        Ok(self.forward(x)?.0)
+    }
+}
+
+#[test]
+fn forward_option_names_the_method_the_trait_calls() {
+    let dev = Device::cpu();
+    let m = TwoHeads {
+        body: Linear::new(&dev, 3, 5),
+        head: Linear::new(&dev, 5, 2),
+    };
+    let x = Tensor::randn_seeded(&[4, 3], 3, &dev).unwrap();
+    let (out, hidden) = m.forward(&x).unwrap(); // the inherent: two outputs
+    assert_eq!(hidden.shape(), [4, 5]);
+    let via_trait = Module::forward(&m, &x).unwrap();
+    assert_eq!(vec_f32(&via_trait), vec_f32(&out));
+    assert_eq!(
+        names(m.named_parameters()),
+        ["body.weight", "body.bias", "head.weight", "head.bias"]
+    );
+    // As a boxed child the trait's one output is used.
+    let seq = Sequential::new().add(m).add(ReLU);
+    assert_eq!(seq.forward(&x).unwrap().shape(), [4, 2]);
+}
+
+/// The built-in layers derive `Module`: their state names, modes and hooks are still
+/// PyTorch's and the hand-written impls' (the checkpoint tests load files saved before).
+#[test]
+fn built_in_layers_keep_their_names_modes_and_hooks() {
+    use wgrad::distributed::{DistributedDataParallel, SingleProcess};
+    use wgrad::nn::{BatchNormOptions, ConvTranspose2d, Identity, Mish, NoisyReLU};
+    let dev = Device::cpu();
+    let state = |m: &dyn Module| names(m.state_dict());
+    assert_eq!(state(&Linear::new(&dev, 2, 3)), ["weight", "bias"]);
+    assert_eq!(state(&Linear::with_bias(&dev, 2, 3, false)), ["weight"]);
+    assert_eq!(state(&Conv2d::new(&dev, 1, 2, 3)), ["weight", "bias"]);
+    assert_eq!(
+        state(&ConvTranspose2d::new(&dev, 2, 1, 2, 2)),
+        ["weight", "bias"]
+    );
+    assert_eq!(
+        state(&BatchNorm2d::new(&dev, 2)),
+        [
+            "weight",
+            "bias",
+            "running_mean",
+            "running_var",
+            "num_batches_tracked"
+        ]
+    );
+    let no_affine = BatchNormOptions {
+        affine: false,
+        ..Default::default()
+    };
+    let bn = BatchNorm1d::with_options(&dev, 2, no_affine).unwrap();
+    assert!(bn.parameters().is_empty());
+    assert_eq!(
+        state(&bn),
+        ["running_mean", "running_var", "num_batches_tracked"]
+    );
+    assert_eq!(state(&PReLU::new(&dev, 1, 0.25)), ["weight"]);
+    assert_eq!(state(&Embedding::new(&dev, 5, 3)), ["weight"]);
+    let stateless: [&dyn Module; 10] = [
+        &Flatten::new(),
+        &MaxPool2d::new(2),
+        &AvgPool2d::new(2),
+        &AdaptiveAvgPool2d((1, 1)),
+        &Upsample(2),
+        &LeakyReLU(0.2),
+        &Softplus::default(),
+        &GELU::default(),
+        &Dropout::new(0.5),
+        &NoisyReLU::new(0.1),
+    ];
+    for m in stateless {
+        assert!(m.state_dict().is_empty());
+    }
+    let ddp = DistributedDataParallel::new(
+        Sequential::new()
+            .add(Linear::new(&dev, 2, 2))
+            .add(BatchNorm1d::new(&dev, 2)),
+        Arc::new(SingleProcess),
+    )
+    .unwrap();
+    assert_eq!(
+        state(&ddp),
+        [
+            "module.0.weight",
+            "module.0.bias",
+            "module.1.weight",
+            "module.1.bias",
+            "module.1.running_mean",
+            "module.1.running_var",
+            "module.1.num_batches_tracked"
+        ]
+    );
+    let x = Tensor::randn_seeded(&[4, 2], 5, &dev).unwrap();
+    assert_eq!(
+        vec_f32(&Module::forward(&ddp, &x).unwrap()),
+        vec_f32(&ddp.module().forward(&x).unwrap())
+    );
+
+    // Train/eval reaches the derived flags.
+    let model = Sequential::new()
+        .add(Dropout::new(0.5))
+        .add(BatchNorm1d::new(&dev, 2))
+        .add(NoisyReLU::new(10.0));
+    let ones = Tensor::ones(&[4, 2], &dev).unwrap();
+    let y = vec_f32(&model.forward(&ones).unwrap());
+    assert_ne!(
+        y,
+        vec_f32(&model.forward(&ones).unwrap()),
+        "noise in training"
+    );
+    model.eval();
+    let y = vec_f32(&model.forward(&ones).unwrap());
+    assert_eq!(
+        y,
+        vec_f32(&model.forward(&ones).unwrap()),
+        "no noise in eval"
+    );
+
+    // The hooks: activations report what they fuse; Linear and Conv2d fuse.
+    let fusable: [(&dyn Module, Option<Act>); 9] = [
+        (&ReLU, Some(Act::Relu)),
+        (&LeakyReLU(0.2), Some(Act::LeakyRelu(0.2))),
+        (&Sigmoid, Some(Act::Sigmoid)),
+        (&Tanh, Some(Act::Tanh)),
+        (&Identity, Some(Act::Identity)),
+        (&SiLU, Some(Act::Silu)),
+        (&Mish, Some(Act::Mish)),
+        (&GELU::default(), Some(Act::Gelu)),
+        (&Softplus::default(), None),
+    ];
+    for (m, act) in fusable {
+        assert_eq!(m.fusable_activation(), act);
+    }
+    let lin = Linear::new(&dev, 2, 3);
+    // The layers' inherent `forward` is private: outside the crate, a method call and
+    // a path both find the trait's, as before the derive.
+    let by_path = vec_f32(&Linear::forward(&lin, &x).unwrap());
+    assert_eq!(by_path, vec_f32(&lin.forward(&x).unwrap()));
+    let fused = lin.forward_with_activation(&x, Act::Relu).unwrap().unwrap();
+    let want = vec_f32(&lin.forward(&x).unwrap().relu().unwrap());
+    assert_close(&vec_f32(&fused), &want, 1e-6, 1e-6, "Linear + ReLU");
+    let img = Tensor::randn_seeded(&[1, 1, 4, 4], 2, &dev).unwrap();
+    let conv = Conv2d::new(&dev, 1, 2, 3);
+    assert!(conv.forward_with_activation(&img, Act::Tanh).is_some());
+    let up = ConvTranspose2d::new(&dev, 1, 1, 2, 2);
+    assert!(up.forward_with_activation(&img, Act::Tanh).is_none());
+}
+
+/// A tuple struct of plain settings derives: nothing in it needs a name. A skipped
+/// field may be anything.
+#[derive(Module)]
+struct Repeat(usize, #[module(skip)] Device);
+
+impl Repeat {
+    /// The input `self.0` times side by side, on `self.1`.
+    fn forward(&self, x: &Tensor) -> wgrad::Result<Tensor> {
+        let x = x.to(&self.1)?;
+        Tensor::cat(&vec![&x; self.0], 1)
+    }
+}
+
+#[test]
+fn tuple_structs_of_plain_settings_derive() {
+    let dev = Device::cpu();
+    let repeat = Repeat(3, dev.clone());
+    assert!(repeat.state_dict().is_empty());
+    let model = Sequential::new()
+        .add(Linear::new(&dev, 2, 2))
+        .add(Repeat(2, dev.clone()));
+    assert_eq!(names(model.named_parameters()), ["0.weight", "0.bias"]);
+    let x = Tensor::from_vec(vec![1.0f32, -2.0], &[1, 2], &dev).unwrap();
+    let y = vec_f32(&Module::forward(&repeat, &x).unwrap());
+    assert_eq!(y, [1.0, -2.0, 1.0, -2.0, 1.0, -2.0]);
+    assert_eq!(model.forward(&x).unwrap().shape(), [1, 4]);
+    assert_eq!(
+        vec_f32(&Module::forward(&LeakyReLU(0.5), &x).unwrap()),
+        [1.0, -1.0]
+    );
 }

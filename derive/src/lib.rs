@@ -18,6 +18,19 @@
 //! | anything else | a child `field`; its type must implement `Module` |
 //!
 //! `forward` calls the struct's inherent `fn forward(&self, x: &Tensor) -> Result<Tensor>`.
+//! A unit struct (`struct ReLU;`) derives a module without state, and so does a tuple
+//! struct whose fields are all plain settings or skipped (`struct LeakyReLU(f32);`);
+//! a tuple field that is state or a child is an error, as it has no name to give.
+//!
+//! Two struct-level options, for layers whose behaviour the fields do not say:
+//!
+//! - `#[module(forward = "name")]`: the derived `forward` calls the inherent method
+//!   `name` instead (for a struct whose inherent `forward` returns several tensors).
+//! - `#[module(hooks(fusable_activation, forward_with_activation))]`: the derived impl
+//!   also defines these `Module` methods, each calling the struct's inherent method of
+//!   the same name and signature (an activation that a layer before it may fuse; a
+//!   layer that fuses one). A hook without its inherent method is a compile error naming
+//!   the trait `derive_Module_needs_an_inherent_fn_<hook>_on_<Name>`.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
@@ -52,21 +65,34 @@ enum Kind {
 
 fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
     let name = &input.ident;
+    let options = struct_options(input)?;
+    let empty: syn::punctuated::Punctuated<syn::Field, syn::Token![,]> =
+        syn::punctuated::Punctuated::new();
     let fields = match &input.data {
         Data::Struct(s) => match &s.fields {
             Fields::Named(f) => &f.named,
-            _ => {
-                return Err(syn::Error::new(
-                    name.span(),
-                    "#[derive(Module)] needs a struct with named fields: the field names \
-                     become the parameter and sub-module names",
-                ))
+            Fields::Unit => &empty,
+            Fields::Unnamed(f) => {
+                // Without names there is nothing to call a parameter or a child: a tuple
+                // struct derives only when its fields are plain settings (or skipped).
+                for field in &f.unnamed {
+                    if !matches!(classify(field)?, Kind::Nothing) {
+                        return Err(syn::Error::new(
+                            field.ty.span(),
+                            "#[derive(Module)] on a tuple struct takes plain settings only \
+                             (numbers, `bool`, `String`, ...) or #[module(skip)] fields: a \
+                             parameter, buffer, train flag or sub-module needs a named \
+                             field, whose name it takes",
+                        ));
+                    }
+                }
+                &empty
             }
         },
         _ => {
             return Err(syn::Error::new(
                 name.span(),
-                "#[derive(Module)] works on structs with named fields only",
+                "#[derive(Module)] works on structs only",
             ))
         }
     };
@@ -104,7 +130,16 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
     }
 
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
-    let forward = forward_code(name);
+    let forward = match &options.forward {
+        Some(method) => quote! {
+            /// Calls the struct's own (inherent) method named in `#[module(forward = ...)]`.
+            fn forward(&self, __x: &::wgrad::Tensor) -> ::wgrad::Result<::wgrad::Tensor> {
+                Self::#method(self, __x)
+            }
+        },
+        None => delegate(name, &format_ident!("forward")),
+    };
+    let hooks = options.hooks.iter().map(|hook| delegate(name, hook));
     let local_parameters = (!params.is_empty()).then(|| {
         quote! {
             fn local_parameters(&self) -> ::std::vec::Vec<(&'static str, &::wgrad::nn::Parameter)> {
@@ -144,6 +179,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
         #[automatically_derived]
         impl #impl_generics ::wgrad::nn::Module for #name #ty_generics #where_clause {
             #forward
+            #(#hooks)*
             #local_parameters
             #local_buffers
             #children_fn
@@ -152,28 +188,103 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
     })
 }
 
-/// `forward` calling the struct's inherent `forward`. `Self::forward` finds an inherent
-/// method before any trait's; without one, the two traits in scope here (`Module` and
-/// the marker below, implemented for every type) make the call ambiguous, a compile
-/// error whose notes name the marker trait, which says what is missing.
-fn forward_code(name: &syn::Ident) -> TokenStream {
+/// The hooks that `#[module(hooks(...))]` accepts: the `Module` methods that say how a
+/// layer computes rather than what it holds.
+const HOOKS: &[&str] = &["fusable_activation", "forward_with_activation"];
+
+/// The struct-level `#[module(...)]` options.
+#[derive(Default)]
+struct StructOptions {
+    /// `forward = "name"`: the inherent method the derived `forward` calls.
+    forward: Option<syn::Ident>,
+    /// `hooks(...)`: `Module` methods delegated to inherent methods of the same name.
+    hooks: Vec<syn::Ident>,
+}
+
+fn struct_options(input: &DeriveInput) -> syn::Result<StructOptions> {
+    let mut options = StructOptions::default();
+    for attr in &input.attrs {
+        if !attr.path().is_ident("module") {
+            continue;
+        }
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("forward") {
+                let lit: syn::LitStr = meta.value()?.parse()?;
+                options.forward = Some(lit.parse()?);
+                Ok(())
+            } else if meta.path.is_ident("hooks") {
+                meta.parse_nested_meta(|hook| {
+                    let ident = hook.path.get_ident().cloned();
+                    match ident {
+                        Some(i) if HOOKS.iter().any(|h| i == h) => {
+                            if !options.hooks.contains(&i) {
+                                options.hooks.push(i);
+                            }
+                            Ok(())
+                        }
+                        _ => Err(hook.error(format!(
+                            "unknown hook: #[module(hooks(...))] takes {}",
+                            HOOKS.join(", ")
+                        ))),
+                    }
+                })
+            } else {
+                Err(meta.error(
+                    "unknown #[module(...)] option on a struct: the options are \
+                     forward = \"method\" and hooks(...)",
+                ))
+            }
+        })?;
+    }
+    Ok(options)
+}
+
+/// The `Module` method `method` calling the struct's inherent method of that name.
+/// `Self::method` finds an inherent method before any trait's; without one, the two
+/// traits in scope here (`Module` and the marker below, implemented for every type) make
+/// the call ambiguous, a compile error whose notes name the marker trait, which says
+/// what is missing.
+fn delegate(name: &syn::Ident, method: &syn::Ident) -> TokenStream {
     let marker = format_ident!(
-        "derive_Module_needs_an_inherent_fn_forward_on_{}",
+        "derive_Module_needs_an_inherent_fn_{}_on_{}",
+        method,
         name.unraw(),
         span = name.span()
     );
-    let call = quote! { Self::forward(self, __x) };
+    let (signature, args, doc) = match method.to_string().as_str() {
+        "forward" => (
+            quote! { fn forward(&self, __x: &::wgrad::Tensor) -> ::wgrad::Result<::wgrad::Tensor> },
+            quote! { __x },
+            "Calls the struct's own (inherent) `forward`.",
+        ),
+        "fusable_activation" => (
+            quote! { fn fusable_activation(&self) -> ::core::option::Option<::wgrad::nn::Act> },
+            quote! {},
+            "Calls the struct's own (inherent) `fusable_activation`.",
+        ),
+        _ => (
+            quote! {
+                fn forward_with_activation(
+                    &self,
+                    __x: &::wgrad::Tensor,
+                    __act: ::wgrad::nn::Act,
+                ) -> ::core::option::Option<::wgrad::Result<::wgrad::Tensor>>
+            },
+            quote! { __x, __act },
+            "Calls the struct's own (inherent) `forward_with_activation`.",
+        ),
+    };
     quote! {
-        /// Calls the struct's own (inherent) `forward`.
-        fn forward(&self, __x: &::wgrad::Tensor) -> ::wgrad::Result<::wgrad::Tensor> {
+        #[doc = #doc]
+        #signature {
             #[allow(unused_imports)]
             use ::wgrad::nn::Module as _;
             #[allow(non_camel_case_types, dead_code)]
             trait #marker {
-                fn forward(&self, _: &::wgrad::Tensor) {}
+                fn #method(&self) {}
             }
             impl<T: ?::core::marker::Sized> #marker for T {}
-            #call
+            Self::#method(self, #args)
         }
     }
 }
@@ -216,8 +327,10 @@ fn classify(field: &syn::Field) -> syn::Result<Kind> {
                     skip = true;
                     Ok(())
                 } else {
-                    Err(meta
-                        .error("unknown #[module(...)] option: the one option is #[module(skip)]"))
+                    Err(meta.error(
+                        "unknown #[module(...)] option on a field: the one option is \
+                         #[module(skip)] (forward = ... and hooks(...) go on the struct)",
+                    ))
                 }
             })?;
         }

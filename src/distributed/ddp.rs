@@ -28,10 +28,13 @@ const DEFAULT_BUCKET_MB: f64 = 25.0;
 ///
 /// As a [`Module`] it is its model under the name `module` (PyTorch's names:
 /// `module.0.weight`).
+#[derive(Module)]
 pub struct DistributedDataParallel<M: Module> {
     module: M,
+    #[module(skip)]
     comm: Arc<dyn Collective>,
     bucket_elems: usize,
+    #[module(skip)]
     stats: Mutex<SyncStats>,
 }
 
@@ -230,11 +233,10 @@ fn split_into(host: &[f32], ts: &[Tensor]) -> Result<()> {
     })
 }
 
-impl<M: Module> Module for DistributedDataParallel<M> {
+/// What the derived `Module` impl calls.
+impl<M: Module> DistributedDataParallel<M> {
+    /// The wrapped model's output.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.module.forward(x)
-    }
-    fn children(&self) -> Vec<(String, &dyn Module)> {
-        vec![("module".to_string(), &self.module as &dyn Module)]
     }
 }

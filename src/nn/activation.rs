@@ -10,9 +10,11 @@ use crate::tensor::Tensor;
 macro_rules! stateless {
     ($(#[$doc:meta])* $name:ident, $act:expr, |$x:ident| $body:expr) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, Default)]
+        #[derive(Clone, Copy, Debug, Default, Module)]
+        #[module(hooks(fusable_activation))]
         pub struct $name;
-        impl Module for $name {
+        /// What the derived `Module` impl calls.
+        impl $name {
             fn forward(&self, $x: &Tensor) -> Result<Tensor> {
                 $body
             }
@@ -76,12 +78,15 @@ pub enum GeluApproximate {
 /// assert!((exact - 0.841_344_7).abs() < 1e-6 && (tanh - 0.841_192).abs() < 1e-6);
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, Module)]
+#[module(hooks(fusable_activation))]
 pub struct GELU {
     /// Exact or the tanh approximation.
+    #[module(skip)]
     pub approximate: GeluApproximate,
 }
 
+/// What the derived `Module` impl calls.
 impl GELU {
     fn act(&self) -> Act {
         match self.approximate {
@@ -89,9 +94,6 @@ impl GELU {
             GeluApproximate::Tanh => Act::GeluTanh,
         }
     }
-}
-
-impl Module for GELU {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.act().apply_op(x)
     }
@@ -102,7 +104,7 @@ impl Module for GELU {
 
 /// `ln(1 + e^(beta x)) / beta`, linear where `beta x > threshold` (PyTorch's defaults:
 /// `beta = 1`, `threshold = 20`).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Module)]
 pub struct Softplus {
     /// Sharpness.
     pub beta: f32,
@@ -119,14 +121,16 @@ impl Default for Softplus {
     }
 }
 
-impl Module for Softplus {
+/// What the derived `Module` impl calls.
+impl Softplus {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.softplus(self.beta, self.threshold)
     }
 }
 
 /// `x` for `x > 0`, else `slope * x` (PyTorch's default slope: 0.01).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Module)]
+#[module(hooks(fusable_activation))]
 pub struct LeakyReLU(pub f32);
 
 impl Default for LeakyReLU {
@@ -135,7 +139,8 @@ impl Default for LeakyReLU {
     }
 }
 
-impl Module for LeakyReLU {
+/// What the derived `Module` impl calls.
+impl LeakyReLU {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.leaky_relu(self.0)
     }
@@ -145,7 +150,7 @@ impl Module for LeakyReLU {
 }
 
 /// `max(x + eps, 0)` with `eps ~ N(0, sigma^2)` in training mode, `relu` in evaluation.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Module)]
 pub struct NoisyReLU {
     /// The noise's standard deviation.
     pub sigma: f32,
@@ -162,18 +167,16 @@ impl NoisyReLU {
     }
 }
 
-impl Module for NoisyReLU {
+/// What the derived `Module` impl calls.
+impl NoisyReLU {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.noisy_relu(self.sigma, self.training.get())
-    }
-    fn set_local_training(&self, training: bool) {
-        self.training.set(training)
     }
 }
 
 /// Parametric ReLU: `x` for `x > 0`, else `a * x` with a trainable slope `a`, one shared
 /// or one per channel (dimension 1), initialised to 0.25 as in PyTorch.
-#[derive(Debug)]
+#[derive(Debug, Module)]
 pub struct PReLU {
     /// The slopes, `[num_parameters]`.
     pub weight: Parameter,
@@ -189,11 +192,9 @@ impl PReLU {
     }
 }
 
-impl Module for PReLU {
+/// What the derived `Module` impl calls.
+impl PReLU {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.prelu(&self.weight.tensor())
-    }
-    fn local_parameters(&self) -> Vec<(&'static str, &Parameter)> {
-        vec![("weight", &self.weight)]
     }
 }

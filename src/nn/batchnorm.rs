@@ -71,7 +71,7 @@ impl Default for BatchNormOptions {
 /// );
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Module)]
 pub struct BatchNorm<const DIMS: usize> {
     /// Per-channel scale (gamma), `[C]`; `None` when built with `affine: false`.
     pub weight: Option<Parameter>,
@@ -246,7 +246,8 @@ impl<const DIMS: usize> BatchNorm<DIMS> {
     }
 }
 
-impl<const DIMS: usize> Module for BatchNorm<DIMS> {
+/// What the derived `Module` impl calls.
+impl<const DIMS: usize> BatchNorm<DIMS> {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.plan(x)?;
         let training = self.training.get();
@@ -282,28 +283,5 @@ impl<const DIMS: usize> Module for BatchNorm<DIMS> {
                 eps: self.eps,
             },
         )
-    }
-
-    fn local_parameters(&self) -> Vec<(&'static str, &Parameter)> {
-        let mut v = Vec::new();
-        if let Some(w) = &self.weight {
-            v.push(("weight", w));
-        }
-        if let Some(b) = &self.bias {
-            v.push(("bias", b));
-        }
-        v
-    }
-
-    fn local_buffers(&self) -> Vec<(&'static str, &Buffer)> {
-        vec![
-            ("running_mean", &self.running_mean),
-            ("running_var", &self.running_var),
-            ("num_batches_tracked", &self.num_batches_tracked),
-        ]
-    }
-
-    fn set_local_training(&self, training: bool) {
-        self.training.set(training)
     }
 }

@@ -9,13 +9,15 @@ use crate::ops::matmul::Act;
 use crate::tensor::Tensor;
 
 /// `torch.nn.Conv2d`: weight `[out, in / groups, kh, kw]`, bias `[out]`.
-#[derive(Debug)]
+#[derive(Debug, Module)]
+#[module(hooks(forward_with_activation))]
 pub struct Conv2d {
     /// The filters.
     pub weight: Parameter,
     /// One bias per output channel, if any.
     pub bias: Option<Parameter>,
     /// Stride, padding, dilation and groups.
+    #[module(skip)]
     pub options: ConvOptions,
 }
 
@@ -64,7 +66,8 @@ impl Conv2d {
     }
 }
 
-impl Module for Conv2d {
+/// What the derived `Module` impl calls.
+impl Conv2d {
     /// The convolution with its bias added by the product's own kernel.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let b = self.bias.as_ref().map(|b| b.tensor());
@@ -75,12 +78,11 @@ impl Module for Conv2d {
             Act::Identity,
         )
     }
+
+    /// `act` of the convolution, in the same kernel.
     fn forward_with_activation(&self, x: &Tensor, act: Act) -> Option<Result<Tensor>> {
         let b = self.bias.as_ref().map(|b| b.tensor());
         Some(x.conv2d_act(&self.weight.tensor(), b.as_ref(), self.options, act))
-    }
-    fn local_parameters(&self) -> Vec<(&'static str, &Parameter)> {
-        super::weight_and_bias(&self.weight, &self.bias)
     }
 }
 
@@ -101,13 +103,14 @@ fn conv_parameters(
 }
 
 /// `torch.nn.ConvTranspose2d`: weight `[in, out / groups, kh, kw]`, bias `[out]`.
-#[derive(Debug)]
+#[derive(Debug, Module)]
 pub struct ConvTranspose2d {
     /// The filters.
     pub weight: Parameter,
     /// One bias per output channel, if any.
     pub bias: Option<Parameter>,
     /// Stride, padding, output padding, dilation and groups.
+    #[module(skip)]
     pub options: ConvOptions,
 }
 
@@ -159,18 +162,16 @@ impl ConvTranspose2d {
     }
 }
 
-impl Module for ConvTranspose2d {
+/// What the derived `Module` impl calls.
+impl ConvTranspose2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let b = self.bias.as_ref().map(|b| b.tensor());
         x.conv_transpose2d(&self.weight.tensor(), b.as_ref(), self.options)
     }
-    fn local_parameters(&self) -> Vec<(&'static str, &Parameter)> {
-        super::weight_and_bias(&self.weight, &self.bias)
-    }
 }
 
 /// `torch.nn.MaxPool2d(kernel, stride, padding)`; stride defaults to the kernel size.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Module)]
 pub struct MaxPool2d {
     /// Window size.
     pub kernel: (usize, usize),
@@ -191,14 +192,15 @@ impl MaxPool2d {
     }
 }
 
-impl Module for MaxPool2d {
+/// What the derived `Module` impl calls.
+impl MaxPool2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.max_pool2d(self.kernel, self.stride, self.padding)
     }
 }
 
 /// `torch.nn.AvgPool2d(kernel, stride, padding)` (padding counted in the average).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Module)]
 pub struct AvgPool2d {
     /// Window size.
     pub kernel: (usize, usize),
@@ -219,27 +221,30 @@ impl AvgPool2d {
     }
 }
 
-impl Module for AvgPool2d {
+/// What the derived `Module` impl calls.
+impl AvgPool2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.avg_pool2d(self.kernel, self.stride, self.padding)
     }
 }
 
 /// `torch.nn.AdaptiveAvgPool2d(output_size)`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Module)]
 pub struct AdaptiveAvgPool2d(pub (usize, usize));
 
-impl Module for AdaptiveAvgPool2d {
+/// What the derived `Module` impl calls.
+impl AdaptiveAvgPool2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.adaptive_avg_pool2d(self.0)
     }
 }
 
 /// `torch.nn.Upsample(scale_factor, mode="nearest")` with integer factors.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Module)]
 pub struct Upsample(pub usize);
 
-impl Module for Upsample {
+/// What the derived `Module` impl calls.
+impl Upsample {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.upsample_nearest((self.0, self.0))
     }

@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::tensor::Tensor;
 
 /// Inverted dropout.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Module)]
 pub struct Dropout {
     /// Probability of zeroing an element.
     pub p: f32,
@@ -38,11 +38,9 @@ impl Dropout {
     }
 }
 
-impl Module for Dropout {
+/// What the derived `Module` impl calls.
+impl Dropout {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.dropout(self.p, self.training.get())
-    }
-    fn set_local_training(&self, training: bool) {
-        self.training.set(training)
     }
 }

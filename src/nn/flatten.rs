@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::tensor::Tensor;
 
 /// Flattens a range of dimensions (a view: no copy).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Module)]
 pub struct Flatten {
     /// The first dimension merged (negative counts from the end).
     pub start_dim: isize,
@@ -35,7 +35,8 @@ impl Flatten {
     }
 }
 
-impl Module for Flatten {
+/// What the derived `Module` impl calls.
+impl Flatten {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.flatten(self.start_dim, self.end_dim)
     }

@@ -8,7 +8,8 @@ use crate::ops::matmul::Act;
 use crate::tensor::Tensor;
 
 /// A fully connected layer.
-#[derive(Debug)]
+#[derive(Debug, Module)]
+#[module(hooks(forward_with_activation))]
 pub struct Linear {
     /// `[out_features, in_features]`.
     pub weight: Parameter,
@@ -70,22 +71,20 @@ impl Linear {
     }
 }
 
+/// What the derived `Module` impl calls.
 impl Linear {
     fn forward_act(&self, x: &Tensor, act: Act) -> Result<Tensor> {
         let bias = self.bias.as_ref().map(Parameter::tensor);
         x.linear_act(&self.weight.tensor(), bias.as_ref(), act)
     }
-}
 
-impl Module for Linear {
     /// `x W^T + b`, the bias added by the product's own kernel.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.forward_act(x, Act::Identity)
     }
+
+    /// `act(x W^T + b)` in the same kernel.
     fn forward_with_activation(&self, x: &Tensor, act: Act) -> Option<Result<Tensor>> {
         Some(self.forward_act(x, act))
-    }
-    fn local_parameters(&self) -> Vec<(&'static str, &Parameter)> {
-        super::weight_and_bias(&self.weight, &self.bias)
     }
 }

@@ -45,10 +45,11 @@ use crate::tensor::Tensor;
 /// without a hand-written `children()` that could forget one. `use wgrad::nn::Module;`
 /// (or the prelude) brings both the trait and this derive, as serde's `Serialize` does.
 ///
-/// The struct needs named fields and an inherent method `fn forward(&self, x: &Tensor)
-/// -> Result<Tensor>`: the derived [`Module::forward`] calls it (in `Self::forward` an
-/// inherent method is found before the trait's, so the two share a name and callers may
-/// use either). A struct without one does not compile: the error says that `forward` is
+/// The struct needs named fields (or none, or only plain ones: see below) and an
+/// inherent method `fn forward(&self, x: &Tensor) -> Result<Tensor>`: the derived
+/// [`Module::forward`] calls it (in `Self::forward` an inherent method is found before
+/// the trait's, so the two share a name and callers may use either; a private one is
+/// not seen outside its module, where `layer.forward(x)` is then the trait's). A struct without one does not compile: the error says that `forward` is
 /// ambiguous and names the trait `derive_Module_needs_an_inherent_fn_forward_on_<Name>`.
 ///
 /// Types are written, not known, when a macro runs, so each field is sorted by how its
@@ -118,9 +119,73 @@ use crate::tensor::Tensor;
 /// # Ok(()) }
 /// ```
 ///
-/// Hand-write `impl Module` instead for what the derive does not cover: fusing an
-/// activation ([`Module::fusable_activation`]), state inside a `Vec`, names other than
-/// the field names. A type parameter that is a child needs its bound written
+/// A unit struct (`struct Swish;`) derives a module without state, and so does a tuple
+/// struct whose fields are all plain settings or `#[module(skip)]` (`struct
+/// LeakyReLU(f32);`): its fields have no names to give a parameter or a child. Two
+/// options on the struct cover what its fields cannot say:
+///
+/// - `#[module(forward = "name")]`: the derived [`Module::forward`] calls the inherent
+///   method `name` (same signature) instead of `forward`, for a struct whose inherent
+///   `forward` returns several tensors (see "Models with several outputs" on the trait).
+/// - `#[module(hooks(fusable_activation, forward_with_activation))]` (either or both):
+///   the derived impl also defines these [`Module`](trait@Module) methods, each calling
+///   the struct's inherent method of the same name and signature: an activation that
+///   the layer before it in a [`Sequential`] may fuse
+///   ([`fusable_activation`](Module::fusable_activation)), a layer that fuses one
+///   ([`forward_with_activation`](Module::forward_with_activation)). A hook without its
+///   inherent method does not compile; the error names the trait
+///   `derive_Module_needs_an_inherent_fn_<hook>_on_<Name>`.
+///
+/// ```
+/// use wgrad::nn::{Act, Module};
+/// use wgrad::prelude::*;
+///
+/// #[derive(Module)]
+/// #[module(hooks(fusable_activation))]
+/// struct Swish;
+///
+/// impl Swish {
+///     fn forward(&self, x: &Tensor) -> wgrad::Result<Tensor> {
+///         x.silu()
+///     }
+///     fn fusable_activation(&self) -> Option<Act> {
+///         Some(Act::Silu) // a Linear before it in a Sequential runs both in one kernel
+///     }
+/// }
+///
+/// #[derive(Module)]
+/// #[module(forward = "output")]
+/// struct WithHidden { body: Linear, head: Linear }
+///
+/// impl WithHidden {
+///     /// (output, hidden activations).
+///     fn forward(&self, x: &Tensor) -> wgrad::Result<(Tensor, Tensor)> {
+///         let h = self.body.forward(x)?;
+///         Ok((self.head.forward(&h)?, h))
+///     }
+///     fn output(&self, x: &Tensor) -> wgrad::Result<Tensor> {
+///         Ok(self.forward(x)?.0)
+///     }
+/// }
+///
+/// # fn main() -> wgrad::Result<()> {
+/// let dev = Device::cpu();
+/// assert_eq!(Module::fusable_activation(&Swish), Some(Act::Silu));
+/// let m = WithHidden { body: Linear::new(&dev, 3, 4), head: Linear::new(&dev, 4, 2) };
+/// let x = Tensor::ones(&[5, 3], &dev)?;
+/// assert_eq!(m.forward(&x)?.1.shape(), [5, 4]); // the inherent: two outputs
+/// assert_eq!(Module::forward(&m, &x)?.shape(), [5, 2]); // the trait: `output`
+/// let model = Sequential::new().add(m).add(Swish);
+/// assert_eq!(model.named_parameters().len(), 4);
+/// # Ok(()) }
+/// ```
+///
+/// Most built-in layers derive `Module` this way (`Linear`, `Conv2d`, `BatchNorm2d`,
+/// the activations, ...). Hand-write `impl Module` instead for what the derive does not
+/// cover: state inside a `Vec`, names other than the field names (a wrapper that
+/// reports its inner module's parameters as its own), tuple structs holding state or
+/// sub-modules, and enums. A type
+/// parameter that is a child needs its bound written
 /// (`struct Residual<M: Module> { inner: M }`).
 ///
 /// What does not compile: a struct without an inherent `forward`,
@@ -129,6 +194,31 @@ use crate::tensor::Tensor;
 /// use wgrad::prelude::*;
 /// #[derive(Module)]
 /// struct NoForward { fc: Linear }
+/// ```
+///
+/// a hook without its inherent method,
+///
+/// ```compile_fail,E0034
+/// use wgrad::prelude::*;
+/// #[derive(Module)]
+/// #[module(hooks(fusable_activation))]
+/// struct NotAnActivation;
+/// impl NotAnActivation {
+///     fn forward(&self, x: &Tensor) -> wgrad::Result<Tensor> { Ok(x.clone()) }
+/// }
+/// ```
+///
+/// a hook that is not one of the two,
+///
+/// ```compile_fail
+/// use wgrad::prelude::*;
+/// #[derive(Module)]
+/// #[module(hooks(to_device))]
+/// struct Mover;
+/// impl Mover {
+///     fn forward(&self, x: &Tensor) -> wgrad::Result<Tensor> { Ok(x.clone()) }
+///     fn to_device(&self, _: &Device) -> wgrad::Result<()> { Ok(()) }
+/// }
 /// ```
 ///
 /// a field that is neither a module nor plain, without `#[module(skip)]`,
@@ -154,7 +244,7 @@ use crate::tensor::Tensor;
 /// }
 /// ```
 ///
-/// and a tuple struct (its fields have no names).
+/// and a tuple struct holding a sub-module or state (its fields have no names).
 ///
 /// ```compile_fail
 /// use wgrad::prelude::*;
@@ -250,19 +340,6 @@ impl Buffer {
     }
 }
 
-/// `[("weight", w), ("bias", b)]`, the bias only if there is one: the parameters of
-/// `Linear` and the convolutions.
-pub(crate) fn weight_and_bias<'a>(
-    weight: &'a Parameter,
-    bias: &'a Option<Parameter>,
-) -> Vec<(&'static str, &'a Parameter)> {
-    let mut v = vec![("weight", weight)];
-    if let Some(b) = bias {
-        v.push(("bias", b));
-    }
-    v
-}
-
 /// The train/eval switch of modules whose behaviour depends on it (dropout, noise).
 #[derive(Debug)]
 pub struct TrainFlag(AtomicBool);
@@ -319,8 +396,10 @@ impl TrainFlag {
 /// `model.forward(&x)` calls (Rust finds an inherent method before a trait's), and
 /// implements `Module` by hand for its parameters, modes and saving, with a `forward`
 /// that returns the main output (write `Vae::forward(self, x)` there: a path also finds
-/// the inherent method first). `#[derive(Module)]` needs an inherent `forward` returning
-/// one tensor, so it does not apply to such a struct; it can still derive its parts.
+/// the inherent method first). Or it derives `Module` with
+/// `#[module(forward = "reconstruction")]`, naming an inherent method that returns the
+/// main output (see [the derive](derive@Module)); the hand-written impl below does the
+/// same.
 ///
 /// ```
 /// use wgrad::nn::{Linear, Module};

@@ -587,7 +587,7 @@ impl Module for GRUCell {
 /// A lookup table (`torch.nn.Embedding`): `u32` indices of any shape pick rows of
 /// `weight` `[num_embeddings, dim]` (initialised N(0, 1) as in PyTorch). The backward
 /// scatter-adds into the rows that were picked (`index_select`'s backward).
-#[derive(Debug)]
+#[derive(Debug, Module)]
 pub struct Embedding {
     /// `[num_embeddings, embedding_dim]`.
     pub weight: Parameter,
@@ -607,12 +607,10 @@ impl Embedding {
     }
 }
 
-impl Module for Embedding {
+/// What the derived `Module` impl calls.
+impl Embedding {
     /// Indices `[...]` give `[..., embedding_dim]`.
     fn forward(&self, idx: &Tensor) -> Result<Tensor> {
         crate::ops::embedding::embedding(idx, &self.weight.tensor())
-    }
-    fn local_parameters(&self) -> Vec<(&'static str, &Parameter)> {
-        vec![("weight", &self.weight)]
     }
 }
