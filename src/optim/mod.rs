@@ -50,8 +50,8 @@ use state::StateReader;
 ///         no_grad(|| {
 ///             for (p, buf) in self.params.iter().zip(&self.bufs) {
 ///                 if let Some(g) = p.grad() {
-///                     buf.mul_scalar_(self.momentum)?.add_(&g)?;
-///                     p.add_scaled_(buf, -self.lr)?;
+///                     buf.mul_scalar_(f64::from(self.momentum))?.add_(&g)?;
+///                     p.add_scaled_(buf, -f64::from(self.lr))?;
 ///                 }
 ///             }
 ///             Ok(())
