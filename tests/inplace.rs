@@ -650,3 +650,27 @@ common::test_device!(hand_written_adam_cpu, hand_written_adam_gpu, |dev| {
         );
     }
 });
+
+/// Two threads updating each other's operands (`a += b` and `b += a`) take the locks in
+/// one order: both finish.
+#[test]
+fn crossed_updates_on_two_threads_cpu() {
+    let dev = Device::cpu();
+    let a = t(&[1.0; 64], &[64], &dev);
+    let b = t(&[1.0; 64], &[64], &dev);
+    std::thread::scope(|s| {
+        let (a1, b1) = (a.clone(), b.clone());
+        s.spawn(move || {
+            for _ in 0..5000 {
+                a1.addcmul_(&b1, &b1, 1e-6).unwrap();
+            }
+        });
+        for _ in 0..5000 {
+            b.add_scaled_(&a, -1e-6).unwrap();
+        }
+    });
+    assert!(vec_f32(&a)
+        .iter()
+        .chain(&vec_f32(&b))
+        .all(|v| v.is_finite()));
+}

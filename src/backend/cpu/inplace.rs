@@ -43,6 +43,14 @@ enum Src<'a, T> {
     Unused,
 }
 
+/// Where a CPU storage's lock lives (0 for a GPU storage, which `cpu` then refuses).
+fn address(s: &Storage) -> usize {
+    match s {
+        Storage::Cpu(c) => std::sync::Arc::as_ptr(c) as usize,
+        Storage::Gpu(_) => 0,
+    }
+}
+
 fn dtype_err<T>() -> Result<T> {
     Err(Error::DType {
         op: "inplace update",
@@ -63,16 +71,28 @@ impl Inplace for CpuBackend {
         if shape::numel(&geo.out) == 0 {
             return Ok(());
         }
-        // Read locks on the operands other than dst (taken once when a and b are one
-        // storage), then dst's write lock: an operand that is dst is read through it.
+        // Read locks on the operands other than dst (one when a and b are one storage)
+        // and dst's write lock, taken in address order so that two threads updating
+        // each other's operands cannot deadlock; an operand that is dst is read
+        // through dst's lock.
         let (a_own, b_own) = (a.filter(|s| !s.same_as(dst)), b.filter(|s| !s.same_as(dst)));
         let b_is_a = matches!((a_own, b_own), (Some(x), Some(y)) if x.same_as(y));
-        let ga = a_own.map(|s| s.cpu(name).map(|c| c.read())).transpose()?;
-        let gb = match b_own {
-            Some(s) if !b_is_a => Some(s.cpu(name)?.read()),
-            _ => None,
+        let mut order: Vec<(usize, u8, &Storage)> = vec![(address(dst), 0, dst)];
+        order.extend(a_own.map(|s| (address(s), 1, s)));
+        order.extend(b_own.filter(|_| !b_is_a).map(|s| (address(s), 2, s)));
+        order.sort_by_key(|&(at, which, _)| (at, which));
+        let (mut ga, mut gb, mut gd) = (None, None, None);
+        for (_, which, s) in order {
+            let c = s.cpu(name)?;
+            match which {
+                0 => gd = Some(c.write()),
+                1 => ga = Some(c.read()),
+                _ => gb = Some(c.read()),
+            }
+        }
+        let Some(mut gd) = gd else {
+            return dtype_err();
         };
-        let mut gd = dst.cpu(name)?.write();
         let b_guard = if b_is_a { ga.as_deref() } else { gb.as_deref() };
         match &mut *gd {
             CpuData::F32(d) => run(
