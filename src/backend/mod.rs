@@ -10,6 +10,7 @@ pub(crate) mod conv2d;
 pub mod cpu;
 pub mod elementwise;
 pub mod gpu;
+pub(crate) mod inplace;
 pub(crate) mod layout;
 pub(crate) mod matmul;
 pub(crate) mod optim;
@@ -67,6 +68,7 @@ pub(crate) trait Backend:
     + Matmul
     + Fused
     + Conv
+    + Inplace
 {
 }
 
@@ -87,6 +89,7 @@ impl<B> Backend for B where
         + Matmul
         + Fused
         + Conv
+        + Inplace
 {
 }
 
@@ -677,6 +680,24 @@ pub(crate) trait Conv {
     fn im2col(&self, x: &Storage, g: &conv2d::Geometry) -> Result<Storage>;
     /// Columns folded back into images, overlaps summed.
     fn col2im(&self, cols: &Storage, g: &conv2d::Geometry) -> Result<Storage>;
+}
+
+/// In-place updates `dst = op(dst, a, b)` of a contiguous `dst` in one pass (one
+/// dispatch on the GPU), the operands broadcast to `dst`'s shape (`geo.out`, with `a`'s
+/// and `b`'s strides over it; an operand the update does not read is `None`). An operand
+/// that is `dst`'s own storage has `dst`'s layout (the op layer checks it: a same-storage
+/// tensor that broadcasts to `dst`'s shape has its size) and is read as the value before
+/// the update. Nothing is done for an empty `dst`.
+pub(crate) trait Inplace {
+    /// Updates `dst` in place.
+    fn update(
+        &self,
+        op: inplace::InplaceOp,
+        dst: &Storage,
+        a: Option<&Storage>,
+        b: Option<&Storage>,
+        geo: &Broadcast,
+    ) -> Result<()>;
 }
 
 /// A storage of the other backend reached this one: a wgrad bug (ops check devices

@@ -21,6 +21,7 @@ mod augment;
 mod conv;
 mod elementwise;
 mod fused;
+mod inplace;
 mod layout;
 mod loss;
 mod matmul;
@@ -258,7 +259,7 @@ fn binary_entry(
 
 /// Every op wgrad has, with its test cases: each family's entries in turn.
 pub fn registry() -> Vec<OpEntry> {
-    let families: [fn() -> Vec<OpEntry>; 12] = [
+    let families: [fn() -> Vec<OpEntry>; 13] = [
         elementwise::entries,
         reduce::entries,
         matmul::entries,
@@ -271,6 +272,7 @@ pub fn registry() -> Vec<OpEntry> {
         augment::entries,
         rnn::entries,
         norm::entries,
+        inplace::entries,
     ];
     families.iter().flat_map(|f| f()).collect()
 }

@@ -30,8 +30,9 @@ use state::StateReader;
 /// the checkpoint methods have defaults (an optimizer without state saves an empty
 /// state and loads only an empty one; override `state_dict`, `check_state_dict` and
 /// `load_state_dict` to checkpoint yours). Its `step` updates the parameters with the
-/// in-place tensor methods (`add_`, `add_scaled_`, `addcmul_`, `addcdiv_`,
-/// `mul_scalar_`...) under [`crate::no_grad`]:
+/// in-place tensor methods (`add_`, `add_scaled_`, `addcmul_`, `addcdiv_`, `lerp_`,
+/// `mul_scalar_`, `sqrt_`...; each one pass, one dispatch on the GPU) under
+/// [`crate::no_grad`]:
 ///
 /// ```
 /// use wgrad::optim::Optimizer;
@@ -50,8 +51,8 @@ use state::StateReader;
 ///         no_grad(|| {
 ///             for (p, buf) in self.params.iter().zip(&self.bufs) {
 ///                 if let Some(g) = p.grad() {
-///                     buf.mul_scalar_(self.momentum)?.add_(&g)?;
-///                     p.add_scaled_(buf, -self.lr)?;
+///                     buf.mul_scalar_(f64::from(self.momentum))?.add_(&g)?;
+///                     p.add_scaled_(buf, -f64::from(self.lr))?;
 ///                 }
 ///             }
 ///             Ok(())

@@ -8,6 +8,7 @@ pub(crate) mod buffers;
 pub(crate) mod conv2d;
 pub(crate) mod elementwise;
 pub(crate) mod fused;
+pub(crate) mod inplace;
 pub(crate) mod layout;
 pub(crate) mod loss;
 pub(crate) mod matmul;

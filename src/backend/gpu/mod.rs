@@ -17,6 +17,7 @@ mod clip;
 pub(crate) mod conv2d;
 pub(crate) mod elementwise;
 pub(crate) mod fused;
+pub(crate) mod inplace;
 pub(crate) mod kernels;
 pub(crate) mod layout;
 pub(crate) mod loss;

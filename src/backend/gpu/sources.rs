@@ -46,6 +46,7 @@ fn all_kernels() -> Vec<&'static super::Kernel> {
         super::augment::kernels(),
         super::batchnorm::kernels(),
         super::rnn::kernels(),
+        super::inplace::kernels(),
     ]
     .concat()
 }
@@ -69,6 +70,7 @@ pub fn shader_sources() -> Vec<ShaderSource> {
         super::augment::FILE,
         super::batchnorm::FILE,
         super::rnn::FILE,
+        super::inplace::FILE,
     ];
     let kernels = all_kernels();
     let mut sources: Vec<ShaderSource> = files
