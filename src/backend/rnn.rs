@@ -61,6 +61,22 @@ pub(crate) struct Dims {
     pub h: usize,
     /// Gate blocks stacked in the weights: 1, 4 or 3.
     pub g: usize,
+    /// The reverse direction of a bidirectional layer: the steps run from the last time
+    /// step to the first (`h_t` from `h_{t+1}`, the first step from `h0`), and `h_t`
+    /// still lands in slot `t` of the output, so the final state is slot 0.
+    pub reverse: bool,
+}
+
+impl Dims {
+    /// The time step that the `s`-th step of the recurrence computes: `s`, or `T - 1 - s`
+    /// in the reverse direction.
+    pub(crate) fn time(&self, s: usize) -> usize {
+        if self.reverse {
+            self.t_len - 1 - s
+        } else {
+            s
+        }
+    }
 }
 
 /// A layer's inputs in PyTorch's layout, of one float dtype: `x` `[T, B, I]`, `w_ih`

@@ -1,11 +1,12 @@
 //! Recurrent layers with PyTorch's semantics, parameter names and layouts: [`RNN`]
 //! (tanh or ReLU), [`LSTM`] (gates i, f, g, o) and [`GRU`] (gates r, z, n), with several
 //! layers, `batch_first`, initial states in and final states out, and dropout between
-//! layers; the single-step cells [`RNNCell`], [`LSTMCell`], [`GRUCell`]; and
-//! [`Embedding`]. Layer `k`'s parameters are `weight_ih_l{k}` `[G H, in]`,
-//! `weight_hh_l{k}` `[G H, H]`, `bias_ih_l{k}` and `bias_hh_l{k}` `[G H]`, all initialised
-//! uniform in `±1/sqrt(H)` as PyTorch does. See [`crate::ops::rnn`] for the kernels and
-//! how backpropagation through time runs.
+//! layers, optionally bidirectional; the single-step cells [`RNNCell`], [`LSTMCell`],
+//! [`GRUCell`]; and [`Embedding`]. Layer `k`'s parameters are `weight_ih_l{k}` `[G H,
+//! in]`, `weight_hh_l{k}` `[G H, H]`, `bias_ih_l{k}` and `bias_hh_l{k}` `[G H]` (and the
+//! reverse direction's the same names ending in `_reverse`), all initialised uniform in
+//! `±1/sqrt(H)` as PyTorch does. See [`crate::ops::rnn`] for the kernels and how
+//! backpropagation through time runs.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -13,7 +14,7 @@ use std::sync::Mutex;
 use super::{init, Module, Parameter, TrainFlag};
 use crate::device::Device;
 use crate::error::{arg_err, shape_err, Result};
-use crate::ops::rnn::{gru_cell, lstm_cell, rnn_layer, LayerWeights, RnnMode};
+use crate::ops::rnn::{gru_cell, lstm_cell, rnn_layer, rnn_layer_reverse, LayerWeights, RnnMode};
 use crate::tensor::Tensor;
 
 /// `'static` parameter names made at run time (`weight_ih_l3`): each distinct name is
@@ -41,6 +42,10 @@ pub struct RecurrentOptions {
     pub batch_first: bool,
     /// Dropout on each layer's output except the last, in training mode.
     pub dropout: f32,
+    /// Each layer also runs over the sequence from its end to its start (PyTorch's
+    /// `bidirectional=True`): the output is `[.., 2 H]`, the forward state at each step
+    /// then the reverse one, and the next layer reads those `2 H` features.
+    pub bidirectional: bool,
 }
 
 impl Default for RecurrentOptions {
@@ -50,11 +55,12 @@ impl Default for RecurrentOptions {
             bias: true,
             batch_first: false,
             dropout: 0.0,
+            bidirectional: false,
         }
     }
 }
 
-/// One layer's parameters.
+/// One layer's parameters in one direction.
 #[derive(Debug)]
 struct LayerParams {
     w_ih: Parameter,
@@ -64,7 +70,9 @@ struct LayerParams {
     names: [&'static str; 4],
 }
 
-/// Recurrent state: `h` `[L, B, H]` and, for an LSTM, `c` `[L, B, H]`.
+/// Recurrent state: `h` `[D L, B, H]` and, for an LSTM, `c` `[D L, B, H]`, with `L`
+/// layers and `D` directions (2 when bidirectional), PyTorch's order: layer 0 forward,
+/// layer 0 reverse, layer 1 forward, ...
 #[derive(Clone, Debug)]
 pub struct RecurrentState {
     /// Hidden state of every layer.
@@ -85,7 +93,8 @@ impl RecurrentState {
 }
 
 /// The shared machinery of [`RNN`], [`LSTM`] and [`GRU`] (each dereferences to it): a
-/// stack of layers run over whole sequences, with the state in and out.
+/// stack of layers run over whole sequences, with the state in and out, in one or both
+/// directions ([`RecurrentOptions::bidirectional`]).
 ///
 /// ```
 /// use wgrad::nn::{RecurrentOptions, LSTM};
@@ -101,6 +110,12 @@ impl RecurrentState {
 /// // The next chunk starts from the detached state: truncated BPTT.
 /// let (next, _) = lstm.forward_with_state(&x, Some(&state.detach()))?;
 /// next.sum()?.backward()?;
+/// // Both directions: the forward and the reverse state at every step.
+/// let opts = RecurrentOptions { num_layers: 2, bidirectional: true, ..Default::default() };
+/// let bi = LSTM::with_options(&dev, 8, 16, opts)?;
+/// let (out, state) = bi.forward_with_state(&x, None)?;
+/// assert_eq!(out.shape(), [5, 3, 32]);
+/// assert_eq!(state.h.shape(), [4, 3, 16]);
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
@@ -109,6 +124,7 @@ pub struct Recurrent {
     input_size: usize,
     hidden_size: usize,
     options: RecurrentOptions,
+    /// Layer 0 forward, (layer 0 reverse,) layer 1 forward, ...
     layers: Vec<LayerParams>,
     training: TrainFlag,
 }
@@ -137,19 +153,26 @@ impl Recurrent {
         let g = mode.gates() * hidden_size;
         let bound = 1.0 / (hidden_size as f32).sqrt();
         let u = |shape: &[usize]| Parameter::new(init::uniform(shape, -bound, bound, device));
-        let layers = (0..options.num_layers)
-            .map(|k| {
-                let inp = if k == 0 { input_size } else { hidden_size };
+        let dirs = if options.bidirectional { 2 } else { 1 };
+        let layers = (0..options.num_layers * dirs)
+            .map(|n| {
+                let k = n / dirs;
+                let inp = if k == 0 {
+                    input_size
+                } else {
+                    dirs * hidden_size
+                };
+                let sfx = if n % dirs == 1 { "_reverse" } else { "" };
                 LayerParams {
                     w_ih: u(&[g, inp]),
                     w_hh: u(&[g, hidden_size]),
                     b_ih: options.bias.then(|| u(&[g])),
                     b_hh: options.bias.then(|| u(&[g])),
                     names: [
-                        intern(format!("weight_ih_l{k}")),
-                        intern(format!("weight_hh_l{k}")),
-                        intern(format!("bias_ih_l{k}")),
-                        intern(format!("bias_hh_l{k}")),
+                        intern(format!("weight_ih_l{k}{sfx}")),
+                        intern(format!("weight_hh_l{k}{sfx}")),
+                        intern(format!("bias_ih_l{k}{sfx}")),
+                        intern(format!("bias_hh_l{k}{sfx}")),
                     ],
                 }
             })
@@ -176,10 +199,23 @@ impl Recurrent {
     pub fn options(&self) -> RecurrentOptions {
         self.options
     }
+    /// Directions: 2 when bidirectional, else 1.
+    pub fn num_directions(&self) -> usize {
+        if self.options.bidirectional {
+            2
+        } else {
+            1
+        }
+    }
 
-    /// Zero initial state for a batch of `batch` sequences.
+    /// Zero initial state for a batch of `batch` sequences: `[D L, B, H]` with `D`
+    /// [`Self::num_directions`] and `L` layers.
     pub fn zero_state(&self, batch: usize, device: &Device) -> Result<RecurrentState> {
-        let shape = [self.options.num_layers, batch, self.hidden_size];
+        let shape = [
+            self.num_directions() * self.options.num_layers,
+            batch,
+            self.hidden_size,
+        ];
         Ok(RecurrentState {
             h: Tensor::zeros(&shape, device)?,
             c: if self.mode == RnnMode::Lstm {
@@ -191,8 +227,11 @@ impl Recurrent {
     }
 
     /// Runs the stack over `x` (`[T, B, I]`, or `[B, T, I]` with `batch_first`) from
-    /// `state` (zeros when `None`): every step's top-layer output and the final state
-    /// of every layer, as `torch.nn.LSTM` returns `(output, (h_n, c_n))`.
+    /// `state` (zeros when `None`): every step's top-layer output (`[T, B, D H]`, or
+    /// `[B, T, D H]`; bidirectional, the forward state at each step then the reverse
+    /// one) and the final state of every layer and direction (`[D L, B, H]`: the
+    /// reverse direction's is its state at step 0), as `torch.nn.LSTM` returns
+    /// `(output, (h_n, c_n))`.
     pub fn forward_with_state(
         &self,
         x: &Tensor,
@@ -225,44 +264,60 @@ impl Recurrent {
                 &zero
             }
         };
-        let want = [self.options.num_layers, batch, self.hidden_size];
-        if state.h.shape() != want || state.c.as_ref().is_some_and(|c| c.shape() != want) {
-            return shape_err(
-                op,
-                format!(
-                    "state h {:?}: expected {want:?} (layers, batch, hidden)",
-                    state.h.shape()
-                ),
-            );
+        let dirs = self.num_directions();
+        let want = [dirs * self.options.num_layers, batch, self.hidden_size];
+        let what = if dirs == 2 {
+            "2 * num_layers, batch, hidden"
+        } else {
+            "num_layers, batch, hidden"
+        };
+        for (name, t) in [("h", Some(&state.h)), ("c", state.c.as_ref())] {
+            if let Some(t) = t.filter(|t| t.shape() != want) {
+                return shape_err(
+                    op,
+                    format!("state {name} {:?}: expected {want:?} ({what})", t.shape()),
+                );
+            }
         }
         let mut input = seq;
         let (mut hs, mut cs) = (Vec::new(), Vec::new());
-        for (k, layer) in self.layers.iter().enumerate() {
-            let (w_ih, w_hh) = (layer.w_ih.tensor(), layer.w_hh.tensor());
-            let (b_ih, b_hh) = (
-                layer.b_ih.as_ref().map(Parameter::tensor),
-                layer.b_hh.as_ref().map(Parameter::tensor),
-            );
-            let h0 = state.h.narrow(0, k, 1)?.squeeze(0)?;
-            let c0 = match &state.c {
-                Some(c) => Some(c.narrow(0, k, 1)?.squeeze(0)?),
-                None => None,
+        for (k, pair) in self.layers.chunks(dirs).enumerate() {
+            let mut outs = Vec::with_capacity(dirs);
+            for (d, layer) in pair.iter().enumerate() {
+                let (w_ih, w_hh) = (layer.w_ih.tensor(), layer.w_hh.tensor());
+                let (b_ih, b_hh) = (
+                    layer.b_ih.as_ref().map(Parameter::tensor),
+                    layer.b_hh.as_ref().map(Parameter::tensor),
+                );
+                let at = k * dirs + d;
+                let h0 = state.h.narrow(0, at, 1)?.squeeze(0)?;
+                let c0 = match &state.c {
+                    Some(c) => Some(c.narrow(0, at, 1)?.squeeze(0)?),
+                    None => None,
+                };
+                let run = if d == 0 { rnn_layer } else { rnn_layer_reverse };
+                let (out, h_n, c_n) = run(
+                    self.mode,
+                    &input,
+                    LayerWeights {
+                        w_ih: &w_ih,
+                        w_hh: &w_hh,
+                        b_ih: b_ih.as_ref(),
+                        b_hh: b_hh.as_ref(),
+                    },
+                    &h0,
+                    c0.as_ref(),
+                )?;
+                hs.push(h_n);
+                cs.extend(c_n);
+                outs.push(out);
+            }
+            // Bidirectional: the forward then the reverse state at each step.
+            let out = match outs.as_slice() {
+                [one] => one.clone(),
+                two => Tensor::cat(&two.iter().collect::<Vec<_>>(), 2)?,
             };
-            let (out, h_n, c_n) = rnn_layer(
-                self.mode,
-                &input,
-                LayerWeights {
-                    w_ih: &w_ih,
-                    w_hh: &w_hh,
-                    b_ih: b_ih.as_ref(),
-                    b_hh: b_hh.as_ref(),
-                },
-                &h0,
-                c0.as_ref(),
-            )?;
-            hs.push(h_n);
-            cs.extend(c_n);
-            let last = k + 1 == self.layers.len();
+            let last = k + 1 == self.options.num_layers;
             input = if !last && self.options.dropout > 0.0 {
                 out.dropout(self.options.dropout, self.training.get())?
             } else {

@@ -183,9 +183,21 @@ fn opt_els<T: Elem>(d: Option<&CpuData>) -> Result<&[T]> {
     d.map_or(Ok(&[]), els)
 }
 
+/// Slot `cur` of `v` to write and slot `prev` to read (slots of `step` elements; two
+/// different slots).
+fn slots<T>(v: &mut [T], cur: usize, prev: usize, step: usize) -> (&mut [T], &[T]) {
+    if prev < cur {
+        let (done, rest) = v.split_at_mut(cur * step);
+        (&mut rest[..step], &done[prev * step..(prev + 1) * step])
+    } else {
+        let (head, later) = v.split_at_mut(prev * step);
+        (&mut head[cur * step..(cur + 1) * step], &later[..step])
+    }
+}
+
 /// The forward on slices: `[y, gi, pre, cs]` with `y` every step's `h` (an LSTM's then
 /// its last `c`), `[T (+ 1), B, H]`, the input products with `b_ih`, the step products
-/// (gated cells) and an LSTM's cell states.
+/// (gated cells) and an LSTM's cell states. The steps run in [`Dims::time`]'s order.
 #[allow(clippy::too_many_arguments)]
 fn forward<T: Elem>(
     cell: Cell,
@@ -196,8 +208,11 @@ fn forward<T: Elem>(
     b_hh: Option<&[T]>,
     h0: &[T],
     c0: &[T],
-    Dims { t_len, b, i, h, g }: Dims,
+    dims: Dims,
 ) -> [Vec<T>; 4] {
+    let Dims {
+        t_len, b, i, h, g, ..
+    } = dims;
     let (rows, gh) = (t_len * b, g * h);
     let (step, step_g) = (b * h, b * gh);
     // All steps' input products with b_ih: [T B, G H].
@@ -247,10 +262,14 @@ fn forward<T: Elem>(
         }
         gemm_slices((b, h, gh), prev, (h, 1), whh, (1, h), T::one(), slot, gh);
     };
-    for t in 0..t_len {
-        let (done, rest) = y.split_at_mut(t * step);
-        let prev: &[T] = if t == 0 { h0 } else { &done[(t - 1) * step..] };
-        let h_t = &mut rest[..step];
+    for s in 0..t_len {
+        // Step s computes time t from the state of time pt (the step before it).
+        let t = dims.time(s);
+        let pt = (s > 0).then(|| dims.time(s - 1));
+        let (h_t, prev) = match pt {
+            None => (&mut y[t * step..(t + 1) * step], h0),
+            Some(pt) => slots(&mut y, t, pt, step),
+        };
         match cell {
             Cell::Elman(act) => {
                 product(h_t, prev, t);
@@ -259,9 +278,9 @@ fn forward<T: Elem>(
             Cell::Lstm => {
                 let a = &mut pre[t * step_g..(t + 1) * step_g];
                 product(a, prev, t);
-                let c_prev = match t {
-                    0 => c0,
-                    _ => &cs[(t - 1) * step..t * step],
+                let c_prev = match pt {
+                    None => c0,
+                    Some(pt) => &cs[pt * step..(pt + 1) * step],
                 };
                 let out = lstm_fwd_cpu(a, c_prev, h);
                 h_t.copy_from_slice(&out[..step]);
@@ -276,14 +295,16 @@ fn forward<T: Elem>(
         }
     }
     if cell == Cell::Lstm {
-        y[t_len * step..].copy_from_slice(&cs[(t_len - 1) * step..]);
+        let last = dims.time(t_len - 1);
+        y[t_len * step..].copy_from_slice(&cs[last * step..(last + 1) * step]);
     }
     [y, gi, pre, cs]
 }
 
 /// Backpropagation through time on slices: from the output gradient `gy`, the
 /// gradients of the input products `d_in` and of the step products `d_rec` (`[T, B, G
-/// H]`; the same for all but the GRU, so empty then), of `h0` and (LSTM) of `c0`.
+/// H]`; the same for all but the GRU, so empty then), of `h0` and (LSTM) of `c0`. The
+/// steps run in the reverse of [`Dims::time`]'s order.
 fn backward<T: Elem>(
     cell: Cell,
     gy: &[T],
@@ -291,8 +312,9 @@ fn backward<T: Elem>(
     whh: &[T],
     h0: &[T],
     c0: &[T],
-    Dims { t_len, b, h, g, .. }: Dims,
+    dims: Dims,
 ) -> [Vec<T>; 4] {
+    let Dims { t_len, b, h, g, .. } = dims;
     let gh = g * h;
     let (step, step_g) = (b * h, b * gh);
     let mut d_in = pool::filled(t_len * step_g, T::zero());
@@ -306,25 +328,26 @@ fn backward<T: Elem>(
         _ => Vec::new(),
     };
     let mut dh = pool::filled(step, T::zero());
-    for t in (0..t_len).rev() {
-        // The gradient reaching h_t: the output's and the one carried from step t + 1.
+    for s in (0..t_len).rev() {
+        let t = dims.time(s);
+        let pt = (s > 0).then(|| dims.time(s - 1));
+        // The gradient reaching h_t: the output's and the one carried from the next step.
         for ((d, &gv), &cv) in dh.iter_mut().zip(&gy[t * step..]).zip(&carry) {
             *d = gv + cv;
         }
-        let prev = if t == 0 {
-            h0
-        } else {
-            &y[(t - 1) * step..t * step]
+        let prev = match pt {
+            None => h0,
+            Some(pt) => &y[pt * step..(pt + 1) * step],
         };
         let d_t = &mut d_in[t * step_g..(t + 1) * step_g];
-        // d_t W_hh, the hidden gradient carried to step t - 1 (onto its direct part).
+        // d_t W_hh, the hidden gradient carried to the step before (onto its direct part).
         let mut beta = T::zero();
         match cell {
             Cell::Elman(act) => act.mul_deriv_into(d_t, &dh, &y[t * step..(t + 1) * step]),
             Cell::Lstm => {
-                let c_prev = match t {
-                    0 => c0,
-                    _ => &cs[(t - 1) * step..t * step],
+                let c_prev = match pt {
+                    None => c0,
+                    Some(pt) => &cs[pt * step..(pt + 1) * step],
                 };
                 let mut g2 = dh.clone();
                 g2.extend_from_slice(&dc);
@@ -390,7 +413,9 @@ fn layer_backward<T: Elem>(
     need: Need,
     dims: Dims,
 ) -> Result<[Vec<T>; 7]> {
-    let Dims { t_len, b, i, h, g } = dims;
+    let Dims {
+        t_len, b, i, h, g, ..
+    } = dims;
     let (rows, gh) = (t_len * b, g * h);
     let (y, wih, whh, h0) = (els::<T>(y)?, els::<T>(wih)?, els::<T>(whh)?, els::<T>(h0)?);
     let c0 = opt_els::<T>(c0)?;
@@ -407,10 +432,17 @@ fn layer_backward<T: Elem>(
     };
     let dw_hh = match need.w_hh {
         true => {
-            // h_{t-1} for every step: h0, then the outputs of all but the last step.
+            // The state each time step started from, in time order: h0, then the
+            // outputs of all but the last step (reversed: the outputs from time 1, then
+            // h0).
             let mut prev = pool::with_capacity(rows * h);
-            prev.extend_from_slice(h0);
-            prev.extend_from_slice(&y[..(t_len - 1) * b * h]);
+            if dims.reverse {
+                prev.extend_from_slice(&y[b * h..t_len * b * h]);
+                prev.extend_from_slice(h0);
+            } else {
+                prev.extend_from_slice(h0);
+                prev.extend_from_slice(&y[..(t_len - 1) * b * h]);
+            }
             product((gh, rows, h), d_r, (1, gh), &prev, (h, 1))
         }
         false => Vec::new(),

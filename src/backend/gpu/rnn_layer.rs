@@ -64,6 +64,7 @@ struct Fused<'a> {
     rowsum: Option<&'a Buf>,
     out: Option<(&'a Buf, usize)>,
     a_off: usize,
+    b_off: usize,
     a_in_out: bool,
     accumulate: bool,
     empty: bool,
@@ -80,6 +81,7 @@ fn product(ctx: &Arc<GpuContext>, p: &Product, a: &Buf, b: &Buf, f: &Fused<'_>) 
         rowsum: f.rowsum.map(|x| &x.s),
         out: f.out.map(|(x, off)| (&x.s, off)),
         a_off: f.a_off,
+        b_off: f.b_off,
         a_in_out: f.a_in_out,
         accumulate: f.accumulate,
         empty: f.empty,
@@ -150,16 +152,17 @@ fn fwd_bindings<'a>(cell: Cell, s: &Seq<'a>) -> Result<Vec<&'a GpuBuffer>> {
     })
 }
 
-/// The backward step kernel's bindings at step `t`.
+/// The backward step kernel's bindings at step `step` (the recurrence's order: the
+/// first step reads the initial states).
 fn bwd_bindings<'a>(
     cell: Cell,
     s: &Seq<'a>,
     d: &SeqGrad<'a>,
-    t: usize,
+    step: usize,
 ) -> Result<Vec<&'a GpuBuffer>> {
     Ok(match cell {
         Cell::Lstm => {
-            let c_prev = if t == 0 { s.c0 } else { s.cs };
+            let c_prev = if step == 0 { s.c0 } else { s.cs };
             let c_prev = c_prev.ok_or_else(|| missing("an LSTM's states"))?;
             let dc = d.dc.ok_or_else(|| missing("an LSTM's cell gradient"))?;
             vec![
@@ -172,7 +175,7 @@ fn bwd_bindings<'a>(
             ]
         }
         _ => {
-            let h_prev = if t == 0 { s.h0 } else { s.y };
+            let h_prev = if step == 0 { s.h0 } else { s.y };
             let gi = s.gi.ok_or_else(|| missing("the GRU's input products"))?;
             vec![
                 gi.gpu()?,
@@ -187,21 +190,25 @@ fn bwd_bindings<'a>(
     })
 }
 
-/// The step kernels' parameters (the same for every cell).
-fn step_params(t: usize, t_len: usize, b: usize, h: usize, g: usize, bwd: bool) -> StepParams {
+/// The step kernels' parameters (the same for every cell) for the recurrence's `s`-th
+/// step, which computes time step [`Dims::time`]`(s)` from the state of the step before.
+fn step_params(s: usize, dims: Dims, bwd: bool) -> StepParams {
+    let Dims { t_len, b, h, g, .. } = dims;
     let (step, step_g) = (b * h, b * g * h);
-    let last = t + 1 == t_len;
+    let t = dims.time(s);
+    let prev = if s == 0 { 0 } else { dims.time(s - 1) };
+    let last = s + 1 == t_len;
     let (c_at, flags) = if bwd {
         (t_len * step, last as u32)
     } else {
         let c_at = if last { t_len * step } else { t * step };
-        (c_at, (t > 0) as u32 | (last as u32) << 1)
+        (c_at, (s > 0) as u32 | (last as u32) << 1)
     };
     StepParams {
         b: b as u32,
         h: h as u32,
         gates: (t * step_g) as u32,
-        prev: (t.saturating_sub(1) * step) as u32,
+        prev: (prev * step) as u32,
         cur: (t * step) as u32,
         cell: c_at as u32,
         flags,
@@ -221,7 +228,12 @@ struct Inputs {
 }
 
 impl Inputs {
-    fn of(l: &Layer<'_>, Dims { t_len, b, i, h, g }: Dims) -> Inputs {
+    fn of(
+        l: &Layer<'_>,
+        Dims {
+            t_len, b, i, h, g, ..
+        }: Dims,
+    ) -> Inputs {
         let gh = g * h;
         Inputs {
             x: Buf::of(l.x, t_len * b * i),
@@ -242,7 +254,9 @@ pub(super) fn forward(
     l: &Layer<'_>,
     dims: Dims,
 ) -> Result<(Storage, Saved)> {
-    let Dims { t_len, b, i, h, g } = dims;
+    let Dims {
+        t_len, b, i, h, g, ..
+    } = dims;
     let (rows, step, step_g) = (t_len * b, b * h, b * g * h);
     let inp = Inputs::of(l, dims);
     // All steps' input products with b_ih: [T B, G H].
@@ -274,27 +288,29 @@ pub(super) fn forward(
     };
     let recurrent = Product::plain((b, g * h, h), (h, 1), (1, h));
     let cells = groups_1d(step);
-    for t in 0..t_len {
+    for s in 0..t_len {
+        // Step s computes time t from the state of the step before (h0 at the first).
+        let t = dims.time(s);
         let fused = cell.fused();
         let f = Fused {
             bias: inp.b_hh.as_ref(),
             act: fused.unwrap_or(Act::Identity),
             addend: cell.product_adds_input().then_some((&gi, t * step_g)),
             out: Some((&pre, t * step_g)),
-            // Elman reads h_{t-1} from the buffer it writes.
-            a_in_out: fused.is_some() && t > 0,
-            a_off: t.saturating_sub(1) * step,
+            // Elman reads the previous state from the buffer it writes.
+            a_in_out: fused.is_some() && s > 0,
+            a_off: if s == 0 { 0 } else { dims.time(s - 1) * step },
             ..Fused::default()
         };
         product(
             ctx,
             &recurrent,
-            if t == 0 { &inp.h0 } else { &y },
+            if s == 0 { &inp.h0 } else { &y },
             &inp.w_hh,
             &f,
         )?;
         if let Some((fwd, _)) = step_kernels(cell) {
-            let params = step_params(t, t_len, b, h, g, false);
+            let params = step_params(s, dims, false);
             ctx.launch(fwd, &params, &fwd_bindings(cell, &seq)?, cells);
         }
     }
@@ -344,18 +360,19 @@ pub(super) fn backward(
     // gradient reaching h_t, times act'(h_t) as the products load it).
     let walked: Walked = match cell.fused() {
         Some(act) => {
-            // e_t = gy_t + (e_{t+1} act'(h_{t+1})) W_hh, last to first.
+            // e_t = gy_t + (e_n act'(h_n)) W_hh with n the time step computed after t
+            // (t + 1, or t - 1 in reverse), last step to first.
             let e = Buf::new(ctx, rows * h)?;
             let pro = Some((&y, act));
             let back = Product::plain((b, h, h), (h, 1), (h, 1));
-            for t in (0..t_len).rev() {
-                let last = t + 1 == t_len;
+            for s in (0..t_len).rev() {
+                let (t, last) = (dims.time(s), s + 1 == t_len);
                 let f = Fused {
                     pro,
                     addend: Some((&gy, t * step)),
                     out: Some((&e, t * step)),
                     a_in_out: true,
-                    a_off: if last { 0 } else { (t + 1) * step },
+                    a_off: if last { 0 } else { dims.time(s + 1) * step },
                     empty: last,
                     ..Fused::default()
                 };
@@ -366,6 +383,7 @@ pub(super) fn backward(
                 .then(|| {
                     let f = Fused {
                         pro,
+                        a_off: dims.time(0) * step,
                         ..Fused::default()
                     };
                     product(ctx, &back, &e, &inp.w_hh, &f)
@@ -392,9 +410,10 @@ pub(super) fn backward(
                 carry: &carry,
             };
             let back = Product::plain((b, h, g * h), (g * h, 1), (h, 1));
-            for t in (0..t_len).rev() {
-                let params = step_params(t, t_len, b, h, g, true);
-                ctx.launch(bwd, &params, &bwd_bindings(cell, &seq, &grads, t)?, cells);
+            for s in (0..t_len).rev() {
+                let t = dims.time(s);
+                let params = step_params(s, dims, true);
+                ctx.launch(bwd, &params, &bwd_bindings(cell, &seq, &grads, s)?, cells);
                 // The GRU's step kernel leaves the direct part of d h_{t-1} in the
                 // carry and the product adds to it (binding carry as both addend and
                 // output is an alias WebGPU refuses); the LSTM's product replaces it.
@@ -421,8 +440,11 @@ fn finish(
     (d_in, d_rec, pro, dh0, dc0): Walked,
     need: Need,
     (x, w_ih): (&Buf, &Buf),
-    Dims { t_len, b, i, h, g }: Dims,
+    dims: Dims,
 ) -> Result<Grads> {
+    let Dims {
+        t_len, b, i, h, g, ..
+    } = dims;
     let (rows, gh) = (t_len * b, g * h);
     let pro = pro.map(|act| (seq.y, act));
     let zeros = |n: usize| Buf::new(ctx, n);
@@ -447,8 +469,8 @@ fn finish(
     let dw_hh = need
         .w_hh
         .then(|| {
-            let dims = (t_len, b, gh, h);
-            recurrent_weight_grad(ctx, &d_rec, pro, seq.y, seq.h0, db_hh.as_ref(), dims)
+            let sizes = (t_len, b, gh, h, dims.reverse);
+            recurrent_weight_grad(ctx, &d_rec, pro, seq.y, seq.h0, db_hh.as_ref(), sizes)
         })
         .transpose()?;
     let db_ih = if need.b_ih && !(need.w_ih && i > 0) {
@@ -485,8 +507,9 @@ fn finish(
 /// `W_hh`'s gradient `[G, H]`: the sum over steps of `d_t^T h_{t-1}` for the per-step
 /// gradients `d` (`[T, B, G]`, through the prologue `pro` when given), the saved outputs
 /// `ys` (`h_t` in the first T slots of `[.., B, H]`) and `h0`, as two products (steps 1..
-/// against `h_0 .. h_{T-2}`, then step 0 against `h0`, adding) whose operand's row sums
-/// are the bias gradient, written into `db` when given.
+/// against `h_0 .. h_{T-2}`, then step 0 against `h0`, adding; in `reverse`, steps ..T-2
+/// against `h_1 .. h_{T-1}`, then step T-1 against `h0`) whose operand's row sums are the
+/// bias gradient, written into `db` when given.
 fn recurrent_weight_grad(
     ctx: &Arc<GpuContext>,
     d: &Buf,
@@ -494,7 +517,7 @@ fn recurrent_weight_grad(
     ys: &Buf,
     h0: &Buf,
     db: Option<&Buf>,
-    (t_len, b, g, h): (usize, usize, usize, usize),
+    (t_len, b, g, h, reverse): (usize, usize, usize, usize, bool),
 ) -> Result<Buf> {
     let dw = Buf::new(ctx, g * h)?;
     let rowsum = db.filter(|_| h > 0);
@@ -504,7 +527,8 @@ fn recurrent_weight_grad(
             pro,
             rowsum,
             out: Some((&dw, 0)),
-            a_off: b * g,
+            a_off: if reverse { 0 } else { b * g },
+            b_off: if reverse { b * h } else { 0 },
             ..Fused::default()
         };
         product(
@@ -520,6 +544,7 @@ fn recurrent_weight_grad(
         rowsum,
         out: Some((&dw, 0)),
         accumulate: later > 0,
+        a_off: if reverse { later * g } else { 0 },
         ..Fused::default()
     };
     product(ctx, &Product::plain((g, h, b), (1, g), (h, 1)), d, h0, &f)?;

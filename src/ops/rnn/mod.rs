@@ -143,7 +143,8 @@ pub struct LayerWeights<'a> {
 pub type LayerOutput = (Tensor, Tensor, Option<Tensor>);
 
 /// One recurrent layer over a whole sequence `x` `[T, B, I]` from the initial states
-/// `h0` (and `c0` for an LSTM), each `[B, H]`.
+/// `h0` (and `c0` for an LSTM), each `[B, H]`; [`rnn_layer_reverse`] runs it from the
+/// last step to the first.
 ///
 /// The input products of all steps are one matrix product; the recurrence is then one
 /// graph node whose forward runs, per step, the recurrent product and the fused gate
@@ -158,6 +159,33 @@ pub fn rnn_layer(
     w: LayerWeights<'_>,
     h0: &Tensor,
     c0: Option<&Tensor>,
+) -> Result<LayerOutput> {
+    layer(mode, x, w, h0, c0, false)
+}
+
+/// The reverse direction of a bidirectional layer (PyTorch's `*_reverse` weights): the
+/// recurrence of [`rnn_layer`] run from the last time step to the first, `h_t` computed
+/// from `h_{t+1}` and `x_t` (`h_{T-1}` from `h0`). The output is still in time order,
+/// `[T, B, H]` with `h_t` at step `t`, so the final state is step 0's. The drivers walk
+/// the steps backwards over the same buffers: nothing is flipped or copied.
+pub fn rnn_layer_reverse(
+    mode: RnnMode,
+    x: &Tensor,
+    w: LayerWeights<'_>,
+    h0: &Tensor,
+    c0: Option<&Tensor>,
+) -> Result<LayerOutput> {
+    layer(mode, x, w, h0, c0, true)
+}
+
+/// [`rnn_layer`] or, with `reverse`, [`rnn_layer_reverse`].
+fn layer(
+    mode: RnnMode,
+    x: &Tensor,
+    w: LayerWeights<'_>,
+    h0: &Tensor,
+    c0: Option<&Tensor>,
+    reverse: bool,
 ) -> Result<LayerOutput> {
     let op = mode.name();
     check_pair(op, x, w.w_ih)?;
@@ -207,7 +235,14 @@ pub fn rnn_layer(
         check_pair(op, x, t)?;
     }
     let cell = mode.cell();
-    let dims = Dims { t_len, b, i, h, g };
+    let dims = Dims {
+        t_len,
+        b,
+        i,
+        h,
+        g,
+        reverse,
+    };
     let layer = Layer {
         x: x.storage(),
         w_ih: w.w_ih.storage(),
@@ -265,7 +300,8 @@ pub fn rnn_layer(
         Cell::Lstm => node.narrow(0, 0, t_len)?,
         _ => node.clone(),
     };
-    let h_last = node.narrow(0, t_len - 1, 1)?.reshape(&[b, h])?;
+    let last = if reverse { 0 } else { t_len - 1 };
+    let h_last = node.narrow(0, last, 1)?.reshape(&[b, h])?;
     let c_last = (cell == Cell::Lstm)
         .then(|| node.narrow(0, t_len, 1)?.reshape(&[b, h]))
         .transpose()?;
