@@ -295,3 +295,64 @@ common::test_device!(
         assert_eq!(common::vec_f32(&w_rev.grad().unwrap()), vec![0.0; 48]);
     }
 );
+
+/// On the GPU a bidirectional layer costs exactly the dispatches of its two directions
+/// (each its own recurrence, kernel for kernel those of a unidirectional layer), plus
+/// two copies joining their outputs and two scatters splitting the gradient: no
+/// per-step flips or copies. (Its own device, so no other test's dispatches count.)
+#[test]
+fn a_bidirectional_layer_takes_twice_the_dispatches_plus_a_join() {
+    let dev = Device::gpu_with(wgrad::GpuOptions::from_env()).unwrap();
+    let (t, b, i, h) = (12usize, 3usize, 5usize, 8usize);
+    for name in ["rnn", "lstm", "gru"] {
+        let kernels = |bidirectional: bool| {
+            let opts = RecurrentOptions {
+                bidirectional,
+                ..Default::default()
+            };
+            let layer: Box<dyn Module> = match name {
+                "rnn" => Box::new(RNN::with_options(&dev, i, h, false, opts).unwrap()),
+                "lstm" => Box::new(LSTM::with_options(&dev, i, h, opts).unwrap()),
+                _ => Box::new(GRU::with_options(&dev, i, h, opts).unwrap()),
+            };
+            let x = Tensor::randn_seeded(&[t, b, i], 4, &dev).unwrap();
+            let run = || {
+                let y = layer.forward(&x).unwrap();
+                y.sum().unwrap().backward().unwrap();
+                dev.sync().unwrap();
+            };
+            run();
+            let (_, profile) = dev.profile(run).unwrap();
+            let mut count = std::collections::BTreeMap::<String, usize>::new();
+            for d in &profile.dispatches {
+                *count.entry(d.kernel.clone()).or_default() += 1;
+            }
+            count
+        };
+        let (one, mut two) = (kernels(false), kernels(true));
+        println!("{name}: one way {one:?}\nboth ways {two:?}");
+        let total = |m: &std::collections::BTreeMap<String, usize>| m.values().sum::<usize>();
+        assert!(total(&one) > 2 * t, "{name}: {one:?}");
+        for (kernel, n) in &one {
+            let got = two.remove(kernel).unwrap_or(0);
+            match kernel.as_str() {
+                // The loss's sum and its backward are shared.
+                "sum_fwd" | "sum_bwd" => assert_eq!(got, *n, "{name}: {kernel}"),
+                // So are the zero states (one fill each for h and c), but not the
+                // drivers' zeroed buffers.
+                "fill_fwd" => assert!(*n <= got && got < 2 * n, "{name}: {kernel} {got}"),
+                _ => assert_eq!(got, 2 * n, "{name}: {kernel}"),
+            }
+        }
+        let join: std::collections::BTreeMap<String, usize> = [
+            ("strided_copy_fwd".to_string(), 2),
+            ("strided_scatter_fwd".to_string(), 2),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            two, join,
+            "{name}: the dispatches besides the two directions'"
+        );
+    }
+}

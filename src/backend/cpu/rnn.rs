@@ -1,6 +1,7 @@
 //! The CPU recurrences: the LSTM and GRU cells' gate math, and one driver for every
 //! layer on slices. Elman, LSTM and GRU differ only in their [`Cell`]: what follows the
-//! step's product (the activation, or the gate math) and its derivative.
+//! step's product (the activation, or the gate math) and its derivative. The reverse
+//! direction ([`Dims::reverse`]) walks the same slices from the last step to the first.
 
 use std::sync::RwLockReadGuard;
 

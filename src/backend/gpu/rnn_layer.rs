@@ -14,6 +14,13 @@
 //! products give `W_hh`'s gradient with `b_hh`'s as their operand's row sums, one
 //! `W_ih`'s with `b_ih`'s, and one the input's. No per-step copies, scatters or
 //! elementwise passes.
+//!
+//! The reverse direction of a bidirectional layer ([`Dims::reverse`]) runs the same
+//! dispatches with other offsets: step `s` computes time step [`Dims::time`]`(s)` from
+//! the state of the time step before it in that order, so `h_t` still lands in slot `t`
+//! and nothing is flipped. The two directions of a layer are two calls, one after the
+//! other (their products could share dispatches as batched products over both
+//! directions' weights, which this driver does not do yet).
 
 use std::sync::Arc;
 

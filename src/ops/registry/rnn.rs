@@ -1,8 +1,8 @@
 //! The recurrent cells and whole layers (one and two layers; batch 1 and 3; sequence
-//! lengths 1, 2 and 17), and embedding.
+//! lengths 1, 2 and 17; one and both directions), and embedding.
 
 use super::*;
-use crate::ops::rnn::{gru_cell, lstm_cell, rnn_layer, LayerWeights, RnnMode};
+use crate::ops::rnn::{gru_cell, lstm_cell, rnn_layer, rnn_layer_reverse, LayerWeights, RnnMode};
 
 /// Outputs flattened and concatenated so one tensor carries every step's output and
 /// the final states.
@@ -89,51 +89,64 @@ fn layers() -> Vec<OpEntry> {
         let g = mode.gates();
         let lstm = mode == RnnMode::Lstm;
         let mut cases = Vec::new();
-        // (steps, batch, input, hidden, layers)
-        for &(t, b, i, h, layers) in &[
-            (1usize, 1usize, 3usize, 4usize, 1usize),
-            (2, 3, 2, 3, 1),
-            (17, 2, 3, 4, 1),
-            (5, 3, 2, 3, 2),
+        // (steps, batch, input, hidden, layers, directions)
+        for &(t, b, i, h, layers, dirs) in &[
+            (1usize, 1usize, 3usize, 4usize, 1usize, 1usize),
+            (2, 3, 2, 3, 1, 1),
+            (17, 2, 3, 4, 1, 1),
+            (5, 3, 2, 3, 2, 1),
+            (1, 2, 3, 2, 1, 2),
+            (3, 2, 2, 3, 1, 2),
+            (4, 2, 2, 3, 2, 2),
         ] {
             let mut inputs = vec![spec(&[t, b, i], Any)];
             for l in 0..layers {
-                let inp = if l == 0 { i } else { h };
-                inputs.extend([
-                    spec(&[g * h, inp], Any),
-                    spec(&[g * h, h], Any),
-                    spec(&[g * h], Any),
-                    spec(&[g * h], Any),
-                    spec(&[b, h], Any),
-                ]);
-                if lstm {
-                    inputs.push(spec(&[b, h], Any));
+                let inp = if l == 0 { i } else { dirs * h };
+                for _ in 0..dirs {
+                    inputs.extend([
+                        spec(&[g * h, inp], Any),
+                        spec(&[g * h, h], Any),
+                        spec(&[g * h], Any),
+                        spec(&[g * h], Any),
+                        spec(&[b, h], Any),
+                    ]);
+                    if lstm {
+                        inputs.push(spec(&[b, h], Any));
+                    }
                 }
             }
+            let way = if dirs == 2 { "bidirectional " } else { "" };
             cases.push(case(
-                format!("{layers} layer(s), {t} steps, batch {b}, input {i}, hidden {h}"),
+                format!("{way}{layers} layer(s), {t} steps, batch {b}, input {i}, hidden {h}"),
                 inputs,
                 move |x, _| {
                     let per = if lstm { 6 } else { 5 };
                     let mut input = x[0].clone();
                     let mut outs = Vec::new();
                     for l in 0..layers {
-                        let p = &x[1 + l * per..1 + (l + 1) * per];
-                        let (out, h_n, c_n) = rnn_layer(
-                            mode,
-                            &input,
-                            LayerWeights {
-                                w_ih: &p[0],
-                                w_hh: &p[1],
-                                b_ih: Some(&p[2]),
-                                b_hh: Some(&p[3]),
-                            },
-                            &p[4],
-                            if lstm { Some(&p[5]) } else { None },
-                        )?;
-                        outs.push(h_n);
-                        outs.extend(c_n);
-                        input = out;
+                        let mut dir_outs = Vec::new();
+                        for d in 0..dirs {
+                            let at = 1 + (l * dirs + d) * per;
+                            let p = &x[at..at + per];
+                            let run = if d == 0 { rnn_layer } else { rnn_layer_reverse };
+                            let (out, h_n, c_n) = run(
+                                mode,
+                                &input,
+                                LayerWeights {
+                                    w_ih: &p[0],
+                                    w_hh: &p[1],
+                                    b_ih: Some(&p[2]),
+                                    b_hh: Some(&p[3]),
+                                },
+                                &p[4],
+                                if lstm { Some(&p[5]) } else { None },
+                            )?;
+                            outs.push(h_n);
+                            outs.extend(c_n);
+                            dir_outs.push(out);
+                        }
+                        let refs: Vec<&Tensor> = dir_outs.iter().collect();
+                        input = Tensor::cat(&refs, 2)?;
                     }
                     outs.push(input);
                     let refs: Vec<&Tensor> = outs.iter().collect();

@@ -1,4 +1,5 @@
-//! Recurrent layers over whole sequences ([`rnn_layer`]) and the cells' gate math
+//! Recurrent layers over whole sequences ([`rnn_layer`], and in reverse for
+//! bidirectional layers [`rnn_layer_reverse`]) and the cells' gate math
 //! ([`lstm_cell`], [`gru_cell`]): their checks, graph nodes and backwards. One driver
 //! per backend runs every layer (`backend/cpu/rnn.rs`, `backend/gpu/rnn_layer.rs`, behind
 //! the `Recurrence` primitives); Elman, LSTM and GRU differ only in their `Cell`. A layer is one graph node: the input products of all steps
