@@ -75,9 +75,9 @@ struct LayerParams {
 /// layer 0 reverse, layer 1 forward, ...
 #[derive(Clone, Debug)]
 pub struct RecurrentState {
-    /// Hidden state of every layer.
+    /// Hidden state of every layer and direction.
     pub h: Tensor,
-    /// Cell state of every layer (LSTM only).
+    /// Cell state of every layer and direction (LSTM only).
     pub c: Option<Tensor>,
 }
 
