@@ -356,3 +356,52 @@ fn a_bidirectional_layer_takes_twice_the_dispatches_plus_a_join() {
         );
     }
 }
+
+common::test_device!(
+    /// Bidirectional with the other options: without biases only the weights exist
+    /// (`weight_ih_l1_reverse` reads `2H` features); dropout between layers in training;
+    /// and a final state feeds the next chunk (truncated BPTT).
+    bidirectional_combines_with_the_other_options_cpu,
+    bidirectional_combines_with_the_other_options_gpu,
+    |dev| {
+        let opts = RecurrentOptions {
+            num_layers: 2,
+            bias: false,
+            dropout: 0.5,
+            bidirectional: true,
+            ..Default::default()
+        };
+        let lstm = LSTM::with_options(&dev, 3, 4, opts).unwrap();
+        let names: Vec<(String, Vec<usize>)> = lstm
+            .named_parameters()
+            .into_iter()
+            .map(|(n, t)| (n, t.shape().to_vec()))
+            .collect();
+        let want = [
+            ("weight_ih_l0", [16, 3]),
+            ("weight_hh_l0", [16, 4]),
+            ("weight_ih_l0_reverse", [16, 3]),
+            ("weight_hh_l0_reverse", [16, 4]),
+            ("weight_ih_l1", [16, 8]),
+            ("weight_hh_l1", [16, 4]),
+            ("weight_ih_l1_reverse", [16, 8]),
+            ("weight_hh_l1_reverse", [16, 4]),
+        ]
+        .map(|(n, s)| (n.to_string(), s.to_vec()));
+        assert_eq!(names, want);
+        lstm.train();
+        let x = Tensor::randn_seeded(&[6, 2, 3], 5, &dev).unwrap();
+        let (out, state) = lstm.forward_with_state(&x, None).unwrap();
+        assert_eq!(out.shape(), [6, 2, 8]);
+        let (next, next_state) = lstm
+            .forward_with_state(&x, Some(&state.detach()))
+            .unwrap();
+        assert_eq!(next_state.c.unwrap().shape(), [4, 2, 4]);
+        next.sum().unwrap().backward().unwrap();
+        for (name, p) in lstm.named_parameters() {
+            let g = common::vec_f32(&p.grad().unwrap());
+            assert!(g.iter().all(|v| v.is_finite()), "{name}");
+            assert!(g.iter().any(|&v| v != 0.0), "{name}: no gradient reached it");
+        }
+    }
+);
