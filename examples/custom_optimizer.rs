@@ -37,8 +37,8 @@ impl Optimizer for HandAdadelta {
             {
                 let Some(g) = p.grad() else { continue };
                 sq.mul_scalar_(rho)?.addcmul_(&g, &g, 1.0 - rho)?;
-                let std = sq.add_scalar(eps)?.sqrt()?;
-                let delta = acc.add_scalar(eps)?.sqrt()?.div(&std)?.mul(&g)?;
+                let std = sq.add_scalar(eps as f64)?.sqrt()?;
+                let delta = acc.add_scalar(eps as f64)?.sqrt()?.div(&std)?.mul(&g)?;
                 acc.mul_scalar_(rho)?.addcmul_(&delta, &delta, 1.0 - rho)?;
                 p.add_scaled_(&delta, -self.lr)?;
             }
@@ -48,11 +48,11 @@ impl Optimizer for HandAdadelta {
     fn params(&self) -> &[Tensor] {
         &self.params
     }
-    fn lr(&self) -> f32 {
-        self.lr
+    fn lr(&self) -> f64 {
+        self.lr as f64
     }
-    fn set_lr(&mut self, lr: f32) {
-        self.lr = lr
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr as f32
     }
 }
 
@@ -78,11 +78,11 @@ impl Optimizer for HandSgd {
     fn params(&self) -> &[Tensor] {
         &self.params
     }
-    fn lr(&self) -> f32 {
-        self.lr
+    fn lr(&self) -> f64 {
+        self.lr as f64
     }
-    fn set_lr(&mut self, lr: f32) {
-        self.lr = lr
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr as f32
     }
 }
 

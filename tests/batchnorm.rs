@@ -339,7 +339,7 @@ fn the_gpu_matches_the_cpu_forward_backward_and_running_statistics() {
         for step in 0..2 {
             let x = Tensor::from_vec(xv.clone(), &shape, &dev)
                 .unwrap()
-                .affine(1.0 + step as f32, step as f32)
+                .affine(1.0 + step as f64, step as f64)
                 .unwrap()
                 .requires_grad_(true)
                 .unwrap();

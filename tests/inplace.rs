@@ -185,11 +185,11 @@ impl Optimizer for HandSgd {
     fn params(&self) -> &[Tensor] {
         &self.params
     }
-    fn lr(&self) -> f32 {
-        self.lr
+    fn lr(&self) -> f64 {
+        self.lr as f64
     }
-    fn set_lr(&mut self, lr: f32) {
-        self.lr = lr
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr as f32
     }
 }
 
@@ -235,7 +235,7 @@ common::test_device!(
         assert!(state.tensors.is_empty() && state.scalars.is_empty());
         opt.load_state_dict(&state).unwrap();
         let mut foreign = OptimizerState::default();
-        foreign.scalar("param_groups.0.lr", Scalar::F32(0.5));
+        foreign.scalar("param_groups.0.lr", Scalar::F64(0.5));
         foreign.tensor("state.0.momentum_buffer", w.zeros_like().unwrap());
         let err = opt.load_state_dict(&foreign).unwrap_err();
         assert!(matches!(err, Error::Argument { .. }), "{err}");
@@ -244,6 +244,6 @@ common::test_device!(
             msg.contains("state.0.momentum_buffer") && msg.contains("param_groups.0.lr"),
             "{msg}"
         );
-        assert_eq!(opt.lr(), 0.1, "a refused state changes nothing");
+        assert_eq!(opt.lr() as f32, 0.1, "a refused state changes nothing");
     }
 );

@@ -105,9 +105,9 @@ impl Module for GELU {
 #[derive(Clone, Copy, Debug)]
 pub struct Softplus {
     /// Sharpness.
-    pub beta: f32,
+    pub beta: f64,
     /// Where the function becomes the identity.
-    pub threshold: f32,
+    pub threshold: f64,
 }
 
 impl Default for Softplus {
@@ -127,7 +127,7 @@ impl Module for Softplus {
 
 /// `x` for `x > 0`, else `slope * x` (PyTorch's default slope: 0.01).
 #[derive(Clone, Copy, Debug)]
-pub struct LeakyReLU(pub f32);
+pub struct LeakyReLU(pub f64);
 
 impl Default for LeakyReLU {
     fn default() -> Self {
@@ -148,13 +148,13 @@ impl Module for LeakyReLU {
 #[derive(Debug, Default)]
 pub struct NoisyReLU {
     /// The noise's standard deviation.
-    pub sigma: f32,
+    pub sigma: f64,
     training: TrainFlag,
 }
 
 impl NoisyReLU {
     /// Noise of standard deviation `sigma`.
-    pub fn new(sigma: f32) -> NoisyReLU {
+    pub fn new(sigma: f64) -> NoisyReLU {
         NoisyReLU {
             sigma,
             training: TrainFlag::default(),
@@ -181,7 +181,7 @@ pub struct PReLU {
 
 impl PReLU {
     /// `num_parameters` slopes (1, or the number of channels) starting at `init`.
-    pub fn new(device: &Device, num_parameters: usize, init: f32) -> PReLU {
+    pub fn new(device: &Device, num_parameters: usize, init: f64) -> PReLU {
         let w = Tensor::full(&[num_parameters], init, device).expect("1-D shape");
         PReLU {
             weight: Parameter::new(w),

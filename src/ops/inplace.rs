@@ -71,7 +71,7 @@ impl Tensor {
         } else if alpha == -1.0 {
             self.sub(other)
         } else {
-            self.add(&other.mul_scalar(alpha)?)
+            self.add(&other.mul_scalar(alpha as f64)?)
         }
     }
 
@@ -124,7 +124,7 @@ impl Tensor {
 
     /// `self *= s` in place, as PyTorch's `mul_` with a number.
     pub fn mul_scalar_(&self, s: f32) -> Result<&Tensor> {
-        self.update_inplace("mul_scalar_", &[], || self.mul_scalar(s))
+        self.update_inplace("mul_scalar_", &[], || self.mul_scalar(s as f64))
     }
 
     /// Overwrites `self` with `src` broadcast to `self`'s shape, as PyTorch's `copy_`
