@@ -104,7 +104,7 @@ fn training_mode_normalises_each_channel_then_scales_and_shifts() {
 /// and the third against PyTorch's update, computed here on the host.
 fn check_running_statistics<const D: usize>(bn: &BatchNorm<D>, shape: &[usize]) {
     let dev = Device::cpu();
-    let m = bn.momentum as f64;
+    let m = bn.momentum;
     let c = shape[1];
     let (mut rm, mut rv) = (vec![0.0; c], vec![1.0; c]);
     for batch in 1..=3u64 {

@@ -76,7 +76,7 @@ impl Adagrad {
         if v >= 0.0 && v.is_finite() {
             for (s, t) in &self.state {
                 if *t == 0 {
-                    s.full_like(v as f64)
+                    s.full_like(v)
                         .and_then(|full| s.copy_from(&full))
                         .expect("a state is a float tensor of its own");
                 }
