@@ -96,6 +96,29 @@ fn softplus_z(z: f32) -> f32 {
     return select(relu_f(z) + log1p_f(exp(-abs(z))), z, is_nan_f(z));
 }
 
+// x^e as Rust's powf and PyTorch's pow: an integer e up to 2^24 in magnitude is
+// multiplied out by squaring (exact signs for negative x, 0^0 = NaN^0 = 1, 0^-1 = inf);
+// otherwise |x|^e through pow, which WGSL defines only for a positive base, so 0 is
+// handled here and a negative x gives NaN unless e is an (even) integer.
+fn pow_e(x: f32, e: f32) -> f32 {
+    let m = abs(e);
+    if (e == round(e) && m <= 16777216.0) {
+        var n = u32(m);
+        var base = x;
+        var r = 1.0;
+        for (var k = 0u; k < 25u && n != 0u; k = k + 1u) {
+            if ((n & 1u) == 1u) { r = r * base; }
+            n = n >> 1u;
+            if (n != 0u) { base = base * base; }
+        }
+        return select(r, 1.0 / r, e < 0.0);
+    }
+    if (is_nan_f(x) || is_nan_f(e)) { return nan_f(); }
+    if (x == 0.0) { return select(0.0, bitcast<f32>(0x7f800000u), e < 0.0); }
+    if (x < 0.0 && e != round(e)) { return nan_f(); }
+    return pow(abs(x), e);
+}
+
 // erfc(x), relative error below 1.2e-7 for every x (Numerical Recipes' Chebyshev fit,
 // `erfcc`): no cancellation in the tail, where GELU of a negative input needs it.
 fn erfc_f(x: f32) -> f32 {
