@@ -41,6 +41,13 @@ fn nan_f() -> f32 {
     return bitcast<f32>(bits);
 }
 
+// +infinity, from a variable's bits for the same reason: a constant infinity is a
+// shader-creation error in Tint ("value inf cannot be represented as 'f32'").
+fn inf_f() -> f32 {
+    var bits = 0x7f800000u;
+    return bitcast<f32>(bits);
+}
+
 // True for NaN, from the bits: `x != x` may be folded away by a compiler that assumes
 // no NaNs, and min/max/clamp with a NaN operand are implementation-defined in WGSL, so
 // every NaN-propagating activation below selects explicitly.
@@ -114,7 +121,7 @@ fn pow_e(x: f32, e: f32) -> f32 {
         return select(r, 1.0 / r, e < 0.0);
     }
     if (is_nan_f(x) || is_nan_f(e)) { return nan_f(); }
-    if (x == 0.0) { return select(0.0, bitcast<f32>(0x7f800000u), e < 0.0); }
+    if (x == 0.0) { return select(0.0, inf_f(), e < 0.0); }
     if (x < 0.0 && e != round(e)) { return nan_f(); }
     return pow(abs(x), e);
 }
