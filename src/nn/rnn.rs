@@ -41,7 +41,7 @@ pub struct RecurrentOptions {
     /// Inputs and outputs are `[B, T, features]` instead of `[T, B, features]`.
     pub batch_first: bool,
     /// Dropout on each layer's output except the last, in training mode.
-    pub dropout: f32,
+    pub dropout: f64,
     /// Each layer also runs over the sequence from its end to its start (PyTorch's
     /// `bidirectional=True`): the output is `[.., 2 H]`, the forward state at each step
     /// then the reverse one, and the next layer reads those `2 H` features.
@@ -151,7 +151,7 @@ impl Recurrent {
             );
         }
         let g = mode.gates() * hidden_size;
-        let bound = 1.0 / (hidden_size as f32).sqrt();
+        let bound = 1.0 / (hidden_size as f64).sqrt();
         let u = |shape: &[usize]| Parameter::new(init::uniform(shape, -bound, bound, device));
         let dirs = if options.bidirectional { 2 } else { 1 };
         let layers = (0..options.num_layers * dirs)
@@ -490,7 +490,7 @@ struct CellParams {
 
 impl CellParams {
     fn new(device: &Device, gates: usize, input: usize, hidden: usize, bias: bool) -> Self {
-        let bound = 1.0 / (hidden.max(1) as f32).sqrt();
+        let bound = 1.0 / (hidden.max(1) as f64).sqrt();
         let u = |shape: &[usize]| Parameter::new(init::uniform(shape, -bound, bound, device));
         CellParams {
             w_ih: u(&[gates * hidden, input]),
