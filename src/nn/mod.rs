@@ -15,6 +15,7 @@ mod flatten;
 pub mod init;
 mod linear;
 mod loss;
+mod norm;
 mod rnn;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +32,7 @@ pub use dropout::Dropout;
 pub use flatten::Flatten;
 pub use linear::Linear;
 pub use loss::{BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss, Reduction};
+pub use norm::{GroupNorm, GroupNormOptions, LayerNorm, LayerNormOptions, RMSNorm, RMSNormOptions};
 pub use rnn::{
     Embedding, GRUCell, LSTMCell, RNNCell, Recurrent, RecurrentOptions, RecurrentState, GRU, LSTM,
     RNN,
