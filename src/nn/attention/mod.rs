@@ -159,7 +159,7 @@ impl MultiheadAttention {
                 ),
             );
         }
-        if embed_dim % num_heads != 0 {
+        if !embed_dim.is_multiple_of(num_heads) {
             return arg_err(
                 OP,
                 format!("embed_dim {embed_dim} must be divisible by num_heads {num_heads}"),

@@ -133,3 +133,47 @@ pub(super) fn causal_additive_mask(l: usize, s: usize, like: &Tensor) -> Result<
         .collect();
     Tensor::from_vec(values, &[l, s], like.device())?.to_dtype(like.dtype())
 }
+
+#[cfg(test)]
+mod tests {
+    //! The conventions of [`attention`] that `MultiheadAttention` does not reach (it
+    //! always passes an additive float mask): a `U32` mask keeps the pairs where it is 1,
+    //! `causal` is the top-left triangle, and a mask with `causal` is refused.
+    use super::*;
+    use crate::device::Device;
+
+    fn run(mask: Option<&Tensor>, causal: bool) -> Result<Vec<f32>> {
+        let dev = Device::cpu();
+        dev.manual_seed(3);
+        let q = Tensor::randn(&[1, 2, 3, 4], &dev)?;
+        let k = Tensor::randn(&[1, 2, 5, 4], &dev)?;
+        let v = Tensor::randn(&[1, 2, 5, 2], &dev)?;
+        attention(&q, &k, &v, mask, causal, 0.5, 0.0, false)?.to_vec::<f32>()
+    }
+
+    #[test]
+    fn a_one_takes_part_and_causal_is_the_top_left_triangle() -> Result<()> {
+        let dev = Device::cpu();
+        // Query i sees keys j <= i of S = 5 (L = 3).
+        let keep: Vec<u32> = (0..3)
+            .flat_map(|i| (0..5).map(move |j| u32::from(j <= i)))
+            .collect();
+        let boolean = Tensor::from_vec(keep.clone(), &[3, 5], &dev)?;
+        let float: Vec<f32> = keep
+            .iter()
+            .map(|&k| if k == 1 { 0.0 } else { f32::NEG_INFINITY })
+            .collect();
+        let float = Tensor::from_vec(float, &[3, 5], &dev)?;
+        let (by_bool, by_float, by_flag) = (
+            run(Some(&boolean), false)?,
+            run(Some(&float), false)?,
+            run(None, true)?,
+        );
+        assert_eq!(by_bool, by_float);
+        assert_eq!(by_bool, by_flag);
+        assert_ne!(by_bool, run(None, false)?);
+        let refused = run(Some(&float), true).unwrap_err().to_string();
+        assert!(refused.contains("cannot be combined"), "{refused}");
+        Ok(())
+    }
+}
