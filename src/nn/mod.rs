@@ -8,6 +8,7 @@
 //! `1.running_mean`) and weights use PyTorch's layouts (`Linear`: `[out, in]`).
 
 mod activation;
+mod attention;
 mod batchnorm;
 mod conv;
 mod dropout;
@@ -16,6 +17,7 @@ pub mod init;
 mod linear;
 mod loss;
 mod norm;
+mod position;
 mod rnn;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +28,7 @@ pub use activation::{
     GeluApproximate, Identity, LeakyReLU, Mish, NoisyReLU, PReLU, ReLU, SiLU, Sigmoid, Softplus,
     Tanh, GELU,
 };
+pub use attention::{AttentionArgs, MultiheadAttention, MultiheadAttentionOptions};
 pub use batchnorm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormOptions};
 pub use conv::{AdaptiveAvgPool2d, AvgPool2d, Conv2d, ConvTranspose2d, MaxPool2d, Upsample};
 pub use dropout::Dropout;
@@ -33,6 +36,7 @@ pub use flatten::Flatten;
 pub use linear::Linear;
 pub use loss::{BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss, Reduction};
 pub use norm::{GroupNorm, GroupNormOptions, LayerNorm, LayerNormOptions, RMSNorm, RMSNormOptions};
+pub use position::{sinusoidal_position_encoding, PositionalEncoding};
 pub use rnn::{
     Embedding, GRUCell, LSTMCell, RNNCell, Recurrent, RecurrentOptions, RecurrentState, GRU, LSTM,
     RNN,
