@@ -19,6 +19,7 @@ mod loss;
 mod norm;
 mod position;
 mod rnn;
+mod transformer;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
@@ -40,6 +41,10 @@ pub use position::{sinusoidal_position_encoding, PositionalEncoding};
 pub use rnn::{
     Embedding, GRUCell, LSTMCell, RNNCell, Recurrent, RecurrentOptions, RecurrentState, GRU, LSTM,
     RNN,
+};
+pub use transformer::{
+    DecoderMasks, EncoderMasks, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
+    TransformerEncoderLayer, TransformerLayerOptions,
 };
 
 use crate::device::Device;
