@@ -570,3 +570,60 @@ fn positional_encoding_module_adds_the_table() {
     );
     assert!(y.contains(&0.0));
 }
+
+#[test]
+fn the_guides_example_runs() {
+    // docs/guide.md, "Attention and position encodings", with the shapes it states.
+    let dev = Device::cpu();
+    let opts = MultiheadAttentionOptions {
+        batch_first: true,
+        ..Default::default()
+    };
+    let mha = MultiheadAttention::with_options(&dev, 16, 4, opts).unwrap();
+    let x = Tensor::randn(&[2, 5, 16], &dev).unwrap();
+    assert_eq!(mha.forward(&x).unwrap().shape(), [2, 5, 16]);
+    let padding = Tensor::from_vec(vec![0u32, 0, 0, 1, 1, 0, 0, 0, 0, 0], &[2, 5], &dev).unwrap();
+    let args = AttentionArgs {
+        key_padding_mask: Some(&padding),
+        is_causal: true,
+        ..Default::default()
+    };
+    let (y, weights) = mha.forward_qkv(&x, &x, &x, args).unwrap();
+    assert_eq!(y.shape(), [2, 5, 16]);
+    let weights = values(&weights.unwrap()); // [2, 5, 5]
+                                             // Padding keys 3 and 4 of the first sequence, and keys after each query, get 0.
+    for (i, w) in weights.iter().enumerate() {
+        let (n, query, key) = (i / 25, (i / 5) % 5, i % 5);
+        if key > query || (n == 0 && key >= 3) {
+            assert_eq!(*w, 0.0, "weight {i}");
+        }
+    }
+    let cross = MultiheadAttention::with_options(
+        &dev,
+        16,
+        4,
+        MultiheadAttentionOptions {
+            kdim: Some(12),
+            vdim: Some(10),
+            batch_first: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let memory = Tensor::randn(&[2, 7, 12], &dev).unwrap();
+    let vals = Tensor::randn(&[2, 7, 10], &dev).unwrap();
+    let no_weights = AttentionArgs {
+        need_weights: false,
+        ..Default::default()
+    };
+    let (z, w) = cross.forward_qkv(&x, &memory, &vals, no_weights).unwrap();
+    assert_eq!(z.shape(), [2, 5, 16]);
+    assert!(w.is_none());
+    let pe = sinusoidal_position_encoding(50, 16, &dev).unwrap();
+    assert_eq!(pe.shape(), [50, 16]);
+    let add_positions = PositionalEncoding::new(&dev, 16, 0.1, 512)
+        .unwrap()
+        .batch_first();
+    let h = mha.forward(&add_positions.forward(&x).unwrap()).unwrap();
+    assert_eq!(h.shape(), [2, 5, 16]);
+}
