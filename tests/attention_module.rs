@@ -500,6 +500,14 @@ fn empty_sequences_give_empty_results_or_the_bias_as_pytorch() {
             w.map(|w| w.shape().to_vec()),
             need_weights.then(|| vec![2, 3, 0])
         );
+        // N = 0: an empty batch.
+        let x = Tensor::zeros(&[3, 0, 8], &dev).unwrap();
+        let (out, w) = mha.forward_qkv(&x, &x, &x, args).unwrap();
+        assert_eq!(out.shape(), [3, 0, 8]);
+        assert_eq!(
+            w.map(|w| w.shape().to_vec()),
+            need_weights.then(|| vec![0, 3, 3])
+        );
     }
 }
 
