@@ -278,8 +278,11 @@ fn gpu_matches_cpu_forward_and_gradients() {
         ..Default::default()
     };
     let on_cpu = MultiheadAttention::with_options(&cpu, 8, 2, options).unwrap();
-    let on_gpu = MultiheadAttention::with_options(&gpu, 8, 2, options).unwrap();
+    // Built on the CPU and moved: to_device reaches both weight sets and out_proj.
+    let on_gpu = MultiheadAttention::with_options(&cpu, 8, 2, options).unwrap();
     on_gpu.load_state_dict(&on_cpu.state_dict()).unwrap();
+    on_gpu.to_device(&gpu).unwrap();
+    assert!(on_gpu.parameters().iter().all(|p| p.device() == &gpu));
     let q = Tensor::randn(&[3, 2, 8], &cpu).unwrap(); // [L, N, E]
     let k = Tensor::randn(&[4, 2, 6], &cpu).unwrap();
     let v = Tensor::randn(&[4, 2, 5], &cpu).unwrap();
@@ -531,6 +534,27 @@ common::test_device!(
         assert!(e.contains("d_model must be greater than 0"), "{e}");
     }
 );
+
+#[test]
+fn positional_encoding_moves_to_the_gpu() {
+    let (cpu, gpu) = (Device::cpu(), common::gpu());
+    let pe = PositionalEncoding::new(&cpu, 6, 0.0, 10).unwrap();
+    pe.to_device(&gpu).unwrap();
+    assert_eq!(pe.pe.tensor().device(), &gpu);
+    let x = Tensor::randn(&[4, 2, 6], &cpu).unwrap();
+    let want = values(
+        &pe.pe
+            .tensor()
+            .to(&cpu)
+            .unwrap()
+            .narrow(0, 0, 4)
+            .unwrap()
+            .add(&x)
+            .unwrap(),
+    );
+    let got = pe.forward(&x.to(&gpu).unwrap()).unwrap();
+    assert_close(&values(&got), &want, 0.0, 0.0, "on the GPU");
+}
 
 #[test]
 fn positional_encoding_module_adds_the_table() {
