@@ -601,6 +601,14 @@ fn positional_encoding_module_adds_the_table() {
             .unwrap(),
     );
     assert!(y.contains(&0.0));
+    // The tutorial's state dict (its table computed in f32 by PyTorch) loads, and its
+    // values are ours to f32 rounding of the angles.
+    let tutorial = get(&f, "tutorial_pe.sd.pe", &dev);
+    let ours = values(&pe.pe.tensor());
+    assert_close(&values(&tutorial), &ours, 1e-5, 0.0, "tutorial pe");
+    pe.load_state_dict(&[("pe".to_string(), tutorial.clone())])
+        .unwrap();
+    assert_eq!(values(&pe.pe.tensor()), values(&tutorial));
 }
 
 #[test]
