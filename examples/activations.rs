@@ -34,7 +34,7 @@ struct Args {
     common: common::CommonArgs,
     /// Standard deviation of the noisy ReLU's noise.
     #[arg(long, default_value_t = 0.2)]
-    sigma: f32,
+    sigma: f64,
 }
 
 /// f(x) and f'(x) at the points `xs`, the derivative from the engine's `backward()`.

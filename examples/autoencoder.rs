@@ -44,7 +44,7 @@ struct Args {
     code_epochs: usize,
     /// Adam's learning rate.
     #[arg(long, default_value_t = 2e-3)]
-    lr: f32,
+    lr: f64,
     /// Images per step.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
@@ -139,7 +139,7 @@ fn train(
     loader: &mut DataLoader,
     test_x: &Tensor,
     epochs: usize,
-    lr: f32,
+    lr: f64,
 ) -> anyhow::Result<(f64, f64)> {
     println!("{name}: {} parameters", model.num_parameters());
     let mut opt = Adam::new(model.parameters(), lr);
@@ -157,7 +157,7 @@ fn train(
             loss.backward()?;
             opt.step()?;
             // Weighted by the batch size so a short last batch counts for what it holds.
-            loss_sum = loss_sum.add(&loss.detach().mul_scalar(n as f32)?)?;
+            loss_sum = loss_sum.add(&loss.detach().mul_scalar(n as f64)?)?;
             seen += n;
         }
         train_loss = loss_sum.item()? / seen.max(1) as f64;

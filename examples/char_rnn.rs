@@ -67,10 +67,10 @@ struct Args {
     seq_len: usize,
     /// Adam's learning rate.
     #[arg(long, default_value_t = 3e-3)]
-    lr: f32,
+    lr: f64,
     /// Sampling temperature (lower is more conservative).
     #[arg(long, default_value_t = 0.7)]
-    temperature: f32,
+    temperature: f64,
     /// Characters per sample.
     #[arg(long, default_value_t = 400)]
     sample_len: usize,
@@ -144,7 +144,7 @@ impl CharModel {
         vocab: &CharVocab,
         prime: &str,
         len: usize,
-        temperature: f32,
+        temperature: f64,
         seed: u64,
         dev: &Device,
     ) -> anyhow::Result<String> {

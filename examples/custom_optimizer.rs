@@ -54,11 +54,11 @@ impl Optimizer for HandAdam {
     fn params(&self) -> &[Tensor] {
         &self.params
     }
-    fn lr(&self) -> f32 {
-        self.lr as f32
+    fn lr(&self) -> f64 {
+        self.lr
     }
-    fn set_lr(&mut self, lr: f32) {
-        self.lr = lr.into()
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr
     }
 }
 
@@ -85,10 +85,9 @@ impl Optimizer for HandAdadelta {
             {
                 let Some(g) = p.grad() else { continue };
                 sq.mul_scalar_(rho)?.addcmul_(&g, &g, 1.0 - rho)?;
-                // `as _`: the out-of-place methods' scalar type, whichever it is.
-                let std = sq.add_scalar(eps as _)?;
+                let std = sq.add_scalar(eps)?;
                 std.sqrt_()?;
-                let delta = acc.add_scalar(eps as _)?;
+                let delta = acc.add_scalar(eps)?;
                 delta.sqrt_()?.div_(&std)?.mul_(&g)?;
                 acc.mul_scalar_(rho)?.addcmul_(&delta, &delta, 1.0 - rho)?;
                 p.add_scaled_(&delta, -self.lr)?;
@@ -99,11 +98,11 @@ impl Optimizer for HandAdadelta {
     fn params(&self) -> &[Tensor] {
         &self.params
     }
-    fn lr(&self) -> f32 {
-        self.lr as f32
+    fn lr(&self) -> f64 {
+        self.lr
     }
-    fn set_lr(&mut self, lr: f32) {
-        self.lr = lr.into()
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr
     }
 }
 
@@ -129,11 +128,11 @@ impl Optimizer for HandSgd {
     fn params(&self) -> &[Tensor] {
         &self.params
     }
-    fn lr(&self) -> f32 {
-        self.lr as f32
+    fn lr(&self) -> f64 {
+        self.lr
     }
-    fn set_lr(&mut self, lr: f32) {
-        self.lr = lr.into()
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr
     }
 }
 

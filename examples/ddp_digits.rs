@@ -41,7 +41,7 @@ struct Args {
     batch: usize,
     /// Learning rate (SGD, momentum 0.9).
     #[arg(long, default_value_t = 0.1)]
-    lr: f32,
+    lr: f64,
     /// Seed of the split, the shuffles and the initial weights (rank 0's are used).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -70,7 +70,7 @@ struct Args {
     panic_rank: usize,
 }
 
-fn mlp(dev: &Device, dropout: f32) -> Sequential {
+fn mlp(dev: &Device, dropout: f64) -> Sequential {
     let mut m = Sequential::new().add(Linear::new(dev, 64, 128)).add(ReLU);
     if dropout > 0.0 {
         m = m.add(Dropout::new(dropout));

@@ -65,7 +65,7 @@ struct Args {
     steps: u64,
     /// Adam's learning rate (divided by 10 for the last quarter of the steps).
     #[arg(long, default_value_t = 0.001)]
-    lr: f32,
+    lr: f64,
     /// Training points, evenly spaced on [0, 1].
     #[arg(long, default_value_t = 256)]
     points: usize,

@@ -52,13 +52,13 @@ struct Args {
     epochs: usize,
     /// Learning rate [default: 0.1 for sgd, 0.002 for adam].
     #[arg(long)]
-    lr: Option<f32>,
+    lr: Option<f64>,
     /// sgd (with momentum 0.9) or adam.
     #[arg(long, default_value = "sgd")]
     optimizer: String,
     /// Dropout probability after each hidden layer (0: no dropout layers).
     #[arg(long, default_value_t = 0.2)]
-    dropout: f32,
+    dropout: f64,
     /// Images per training step.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
@@ -72,7 +72,7 @@ struct Args {
 
 /// The network, with `Dropout(p)` after each ReLU when `p > 0`. Its parameters are named
 /// as PyTorch would: `0.weight`, `0.bias`, ...
-fn build_model(dev: &Device, p: f32) -> Sequential {
+fn build_model(dev: &Device, p: f64) -> Sequential {
     let mut model = Sequential::new().add(Linear::new(dev, 64, 128)).add(ReLU);
     if p > 0.0 {
         model = model.add(Dropout::new(p));

@@ -47,17 +47,17 @@ struct Args {
     epochs: usize,
     /// Dropout probability in the second run.
     #[arg(long, default_value_t = 0.5)]
-    p: f32,
+    p: f64,
     /// Learning rate of SGD with momentum 0.9.
     #[arg(long, default_value_t = 0.03)]
-    lr: f32,
+    lr: f64,
     /// Images per training step.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
 }
 
 /// The wide network, with dropout after each hidden layer when `p > 0`.
-fn build_model(dev: &Device, p: f32) -> Sequential {
+fn build_model(dev: &Device, p: f64) -> Sequential {
     let mut model = Sequential::new().add(Linear::new(dev, 64, 512)).add(ReLU);
     if p > 0.0 {
         model = model.add(Dropout::new(p));
@@ -86,7 +86,7 @@ struct History {
     test_loss: Vec<f64>,
 }
 
-fn run(args: &Args, dev: &Device, p: f32, train: &Subset, test: &Batch) -> anyhow::Result<History> {
+fn run(args: &Args, dev: &Device, p: f64, train: &Subset, test: &Batch) -> anyhow::Result<History> {
     // The same seed for both runs: the same initial weights and the same batch order.
     dev.manual_seed(args.common.seed);
     let model = build_model(dev, p);
@@ -183,7 +183,7 @@ fn plot(
     path: &std::path::Path,
     plain: &History,
     dropped: &History,
-    p: f32,
+    p: f64,
     n: usize,
 ) -> anyhow::Result<()> {
     common::register_font();

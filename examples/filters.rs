@@ -38,7 +38,7 @@ struct Args {
     epochs: usize,
     /// Adam's learning rate.
     #[arg(long, default_value_t = 2e-3)]
-    lr: f32,
+    lr: f64,
     /// Images per step.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,

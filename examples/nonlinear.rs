@@ -47,7 +47,7 @@ struct Args {
     steps: u64,
     /// Learning rate.
     #[arg(long, default_value_t = 0.02)]
-    lr: f32,
+    lr: f64,
 }
 
 /// A standard normal number (Box-Muller).

@@ -41,10 +41,10 @@ struct Args {
     epochs: usize,
     /// Adadelta's learning rate.
     #[arg(long, default_value_t = 1.0)]
-    lr: f32,
+    lr: f64,
     /// The learning rate's decay per epoch (StepLR's gamma).
     #[arg(long, default_value_t = 0.7)]
-    gamma: f32,
+    gamma: f64,
     /// Images per step.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,

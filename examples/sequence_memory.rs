@@ -46,7 +46,7 @@ struct Args {
     hidden: usize,
     /// Adam's learning rate.
     #[arg(long, default_value_t = 3e-3)]
-    lr: f32,
+    lr: f64,
     /// The LSTM's forget-gate bias at the start (in `bias_ih_l0`; `bias_hh_l0`'s block is
     /// zeroed): the usual "remember by default" initialisation. With 0, PyTorch's
     /// default, the forget gate starts at 0.5 and an LSTM (PyTorch's too) does not start

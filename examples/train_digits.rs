@@ -30,8 +30,8 @@ use wgrad::prelude::*;
 const PIXELS: usize = 64;
 const HIDDEN: usize = 64;
 const CLASSES: usize = 10;
-const LR: f32 = 0.1;
-const MOMENTUM: f32 = 0.9;
+const LR: f64 = 0.1;
+const MOMENTUM: f64 = 0.9;
 const BATCH: usize = 64;
 
 struct Args {
@@ -111,9 +111,9 @@ struct Mlp {
 impl Mlp {
     fn new(seed: u64, dev: &Device) -> Result<Mlp> {
         // Kaiming-style initialisation: normal with variance 2 / fan_in suits ReLU.
-        let scale = (2.0 / PIXELS as f32).sqrt();
+        let scale = (2.0 / PIXELS as f64).sqrt();
         let w1 = Tensor::randn_seeded(&[PIXELS, HIDDEN], seed, dev)?.mul_scalar(scale)?;
-        let scale = (2.0 / HIDDEN as f32).sqrt();
+        let scale = (2.0 / HIDDEN as f64).sqrt();
         let w2 = Tensor::randn_seeded(&[HIDDEN, CLASSES], seed + 1, dev)?.mul_scalar(scale)?;
         Ok(Mlp {
             // requires_grad_(true) makes each a leaf whose .grad() backward() fills in.

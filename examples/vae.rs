@@ -45,7 +45,7 @@ struct Args {
     epochs: usize,
     /// Adam's learning rate.
     #[arg(long, default_value_t = 1e-3)]
-    lr: f32,
+    lr: f64,
     /// Images per step.
     #[arg(long, default_value_t = 128)]
     batch_size: usize,

@@ -41,6 +41,13 @@ fn nan_f() -> f32 {
     return bitcast<f32>(bits);
 }
 
+// +infinity, from a variable's bits for the same reason: a constant infinity is a
+// shader-creation error in Tint ("value inf cannot be represented as 'f32'").
+fn inf_f() -> f32 {
+    var bits = 0x7f800000u;
+    return bitcast<f32>(bits);
+}
+
 // True for NaN, from the bits: `x != x` may be folded away by a compiler that assumes
 // no NaNs, and min/max/clamp with a NaN operand are implementation-defined in WGSL, so
 // every NaN-propagating activation below selects explicitly.
@@ -94,6 +101,29 @@ fn log1p_f(x: f32) -> f32 {
 // result is a normal f32). NaN gives NaN.
 fn softplus_z(z: f32) -> f32 {
     return select(relu_f(z) + log1p_f(exp(-abs(z))), z, is_nan_f(z));
+}
+
+// x^e as Rust's powf and PyTorch's pow: an integer e up to 2^24 in magnitude is
+// multiplied out by squaring (exact signs for negative x, 0^0 = NaN^0 = 1, 0^-1 = inf);
+// otherwise |x|^e through pow, which WGSL defines only for a positive base, so 0 is
+// handled here and a negative x gives NaN unless e is an (even) integer.
+fn pow_e(x: f32, e: f32) -> f32 {
+    let m = abs(e);
+    if (e == round(e) && m <= 16777216.0) {
+        var n = u32(m);
+        var base = x;
+        var r = 1.0;
+        for (var k = 0u; k < 25u && n != 0u; k = k + 1u) {
+            if ((n & 1u) == 1u) { r = r * base; }
+            n = n >> 1u;
+            if (n != 0u) { base = base * base; }
+        }
+        return select(r, 1.0 / r, e < 0.0);
+    }
+    if (is_nan_f(x) || is_nan_f(e)) { return nan_f(); }
+    if (x == 0.0) { return select(0.0, inf_f(), e < 0.0); }
+    if (x < 0.0 && e != round(e)) { return nan_f(); }
+    return pow(abs(x), e);
 }
 
 // erfc(x), relative error below 1.2e-7 for every x (Numerical Recipes' Chebyshev fit,

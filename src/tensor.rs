@@ -204,7 +204,7 @@ impl Tensor {
         Tensor::from_vec(data.to_vec(), shape, device)
     }
 
-    /// A 0-dimensional `f32` tensor.
+    /// A 0-dimensional `f32` tensor holding `value` (rounded to `f32`).
     ///
     /// ```
     /// use wgrad::prelude::*;
@@ -214,13 +214,13 @@ impl Tensor {
     /// assert_eq!(x.item()?, -2.0);
     /// # Ok(()) }
     /// ```
-    pub fn scalar(value: f32, device: &Device) -> Result<Tensor> {
-        Tensor::from_vec(vec![value], &[], device)
+    pub fn scalar(value: f64, device: &Device) -> Result<Tensor> {
+        Tensor::from_vec(vec![value as f32], &[], device)
     }
 
-    /// An `f32` tensor filled with `value`.
-    pub fn full(shape: &[usize], value: f32, device: &Device) -> Result<Tensor> {
-        crate::ops::layout::fill(shape, DType::F32, value as f64, device)
+    /// An `f32` tensor filled with `value` (rounded to `f32`).
+    pub fn full(shape: &[usize], value: f64, device: &Device) -> Result<Tensor> {
+        crate::ops::layout::fill(shape, DType::F32, value, device)
     }
 
     /// An `f32` tensor of zeros.

@@ -104,7 +104,7 @@ fn training_mode_normalises_each_channel_then_scales_and_shifts() {
 /// and the third against PyTorch's update, computed here on the host.
 fn check_running_statistics<const D: usize>(bn: &BatchNorm<D>, shape: &[usize]) {
     let dev = Device::cpu();
-    let m = bn.momentum as f64;
+    let m = bn.momentum;
     let c = shape[1];
     let (mut rm, mut rv) = (vec![0.0; c], vec![1.0; c]);
     for batch in 1..=3u64 {
@@ -339,7 +339,7 @@ fn the_gpu_matches_the_cpu_forward_backward_and_running_statistics() {
         for step in 0..2 {
             let x = Tensor::from_vec(xv.clone(), &shape, &dev)
                 .unwrap()
-                .affine(1.0 + step as f32, step as f32)
+                .affine(1.0 + step as f64, step as f64)
                 .unwrap()
                 .requires_grad_(true)
                 .unwrap();

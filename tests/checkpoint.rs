@@ -63,9 +63,9 @@ fn train_step(model: &Sequential, opt: &mut dyn Optimizer, dev: &Device, step: u
     opt.step().unwrap();
 }
 
-type MakeOpt = fn(Vec<Tensor>, f32) -> Box<dyn Optimizer>;
+type MakeOpt = fn(Vec<Tensor>, f64) -> Box<dyn Optimizer>;
 
-fn sgd(p: Vec<Tensor>, lr: f32) -> Box<dyn Optimizer> {
+fn sgd(p: Vec<Tensor>, lr: f64) -> Box<dyn Optimizer> {
     Box::new(
         Sgd::new(p, lr)
             .momentum(0.9)
@@ -74,7 +74,7 @@ fn sgd(p: Vec<Tensor>, lr: f32) -> Box<dyn Optimizer> {
     )
 }
 
-fn adam(p: Vec<Tensor>, lr: f32) -> Box<dyn Optimizer> {
+fn adam(p: Vec<Tensor>, lr: f64) -> Box<dyn Optimizer> {
     Box::new(Adam::new(p, lr).weight_decay(1e-3))
 }
 
@@ -103,7 +103,7 @@ const COSINE: CosineAnnealingLR = CosineAnnealingLR {
 };
 
 /// The parameters after `n` steps without a stop.
-fn uninterrupted(dev: &Device, make: MakeOpt, lr: f32, n: usize) -> Vec<Vec<u32>> {
+fn uninterrupted(dev: &Device, make: MakeOpt, lr: f64, n: usize) -> Vec<Vec<u32>> {
     dev.manual_seed(7);
     let model = mlp(dev, 16);
     let mut opt = make(model.parameters(), lr);
@@ -118,7 +118,7 @@ fn uninterrupted(dev: &Device, make: MakeOpt, lr: f32, n: usize) -> Vec<Vec<u32>
 fn resumed(
     dev: &Device,
     make: MakeOpt,
-    lr: f32,
+    lr: f64,
     k: usize,
     n: usize,
     path: &Path,
@@ -572,7 +572,7 @@ fn a_schedule_resumes_its_rates() {
     b.step(&mut opt2);
     assert_eq!(opt.lr(), opt2.lr());
     let bad = wgrad::optim::SchedulerState {
-        base_lr: f32::NAN,
+        base_lr: f64::NAN,
         last_epoch: 1,
     };
     assert!(matches!(

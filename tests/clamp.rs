@@ -58,9 +58,9 @@ test_device!(
                 .requires_grad_(true)
                 .unwrap();
             let y = match (lo, hi) {
-                (Some(lo), None) => x.clamp_min(lo).unwrap(),
-                (None, Some(hi)) => x.clamp_max(hi).unwrap(),
-                _ => x.clamp(lo, hi).unwrap(),
+                (Some(lo), None) => x.clamp_min(lo.into()).unwrap(),
+                (None, Some(hi)) => x.clamp_max(hi.into()).unwrap(),
+                _ => x.clamp(lo.map(f64::from), hi.map(f64::from)).unwrap(),
             };
             let (want, dwant): (Vec<f32>, Vec<f32>) =
                 X.iter().map(|&v| reference(v, lo, hi)).unzip();
@@ -82,10 +82,10 @@ fn clamp_bad_arguments_are_errors() {
     let x = Tensor::from_slice(&X, &[8], &dev).unwrap();
     assert!(matches!(x.clamp(None, None), Err(Error::Argument { .. })));
     assert!(matches!(
-        x.clamp(Some(f32::NAN), Some(1.0)),
+        x.clamp(Some(f64::NAN), Some(1.0)),
         Err(Error::Argument { .. })
     ));
-    assert!(matches!(x.clamp_max(f32::NAN), Err(Error::Argument { .. })));
+    assert!(matches!(x.clamp_max(f64::NAN), Err(Error::Argument { .. })));
     let i = Tensor::from_slice(&[1u32, 2], &[2], &dev).unwrap();
     assert!(matches!(i.clamp_min(0.0), Err(Error::DType { .. })));
 }

@@ -40,7 +40,7 @@ test_device!(
         assert_eq!(g.shape(), &[2, 3, 4]);
         assert_close(&vec_f32(&g), &vec_f32(&w), 0.0, 0.0, "view gradient");
         // A scalar and an empty tensor.
-        let s = Tensor::scalar(5.0f32, &dev).unwrap();
+        let s = Tensor::scalar(5.0, &dev).unwrap();
         assert_eq!(s.view(&[-1]).unwrap().shape(), &[1]);
         assert_eq!(s.view(&[1, -1, 1]).unwrap().shape(), &[1, 1, 1]);
         let e = Tensor::zeros(&[0, 3], &dev).unwrap();
@@ -81,7 +81,7 @@ test_device!(
         assert_eq!(x.flatten_from(3).unwrap().shape(), &[2, 3, 4, 5]);
         assert_eq!(vec_f32(&x.flatten_from(1).unwrap()), vec_f32(&x));
         assert!(matches!(x.flatten_from(4), Err(Error::Argument { .. })));
-        let s = Tensor::scalar(1.0f32, &dev).unwrap();
+        let s = Tensor::scalar(1.0, &dev).unwrap();
         assert_eq!(s.flatten_from(0).unwrap().shape(), &[1]);
     }
 );

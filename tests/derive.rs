@@ -44,7 +44,7 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn new(dev: &Device, width: usize, head: bool, p: f32) -> Mlp {
+    fn new(dev: &Device, width: usize, head: bool, p: f64) -> Mlp {
         Mlp {
             scale: Parameter::new(Tensor::ones(&[1], dev).unwrap()),
             offset: Buffer::new(Tensor::zeros(&[2], dev).unwrap()),

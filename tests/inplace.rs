@@ -169,8 +169,8 @@ common::test_device!(errors_cpu, errors_gpu, |dev| {
 struct HandSgd {
     params: Vec<Tensor>,
     bufs: Vec<Tensor>,
-    lr: f32,
-    momentum: f32,
+    lr: f64,
+    momentum: f64,
 }
 
 impl Optimizer for HandSgd {
@@ -178,8 +178,8 @@ impl Optimizer for HandSgd {
         no_grad(|| {
             for (p, b) in self.params.iter().zip(&self.bufs) {
                 if let Some(g) = p.grad() {
-                    b.mul_scalar_(f64::from(self.momentum))?.add_(&g)?;
-                    p.add_scaled_(b, -f64::from(self.lr))?;
+                    b.mul_scalar_(self.momentum)?.add_(&g)?;
+                    p.add_scaled_(b, -self.lr)?;
                 }
             }
             Ok(())
@@ -188,10 +188,10 @@ impl Optimizer for HandSgd {
     fn params(&self) -> &[Tensor] {
         &self.params
     }
-    fn lr(&self) -> f32 {
+    fn lr(&self) -> f64 {
         self.lr
     }
-    fn set_lr(&mut self, lr: f32) {
+    fn set_lr(&mut self, lr: f64) {
         self.lr = lr
     }
 }
@@ -238,7 +238,7 @@ common::test_device!(
         assert!(state.tensors.is_empty() && state.scalars.is_empty());
         opt.load_state_dict(&state).unwrap();
         let mut foreign = OptimizerState::default();
-        foreign.scalar("param_groups.0.lr", Scalar::F32(0.5));
+        foreign.scalar("param_groups.0.lr", Scalar::F64(0.5));
         foreign.tensor("state.0.momentum_buffer", w.zeros_like().unwrap());
         let err = opt.load_state_dict(&foreign).unwrap_err();
         assert!(matches!(err, Error::Argument { .. }), "{err}");
@@ -590,11 +590,11 @@ impl Optimizer for HandAdam {
     fn params(&self) -> &[Tensor] {
         &self.params
     }
-    fn lr(&self) -> f32 {
-        self.lr as f32
+    fn lr(&self) -> f64 {
+        self.lr
     }
-    fn set_lr(&mut self, lr: f32) {
-        self.lr = lr.into()
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr
     }
 }
 

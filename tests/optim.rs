@@ -187,7 +187,7 @@ fn schedules_follow_pytorchs_formulas() {
         step_size: 3,
         gamma: 0.5,
     };
-    let lrs: Vec<f32> = (0..7).map(|e| step.lr_at(0.8, e)).collect();
+    let lrs: Vec<f64> = (0..7).map(|e| step.lr_at(0.8, e)).collect();
     assert_eq!(lrs, vec![0.8, 0.8, 0.8, 0.4, 0.4, 0.4, 0.2]);
     let cos = CosineAnnealingLR {
         t_max: 10,
@@ -662,7 +662,7 @@ common::test_device!(
                 Box::new(Sgd::new(p, -0.1))
             }),
             ("Invalid learning rate: NaN", |p| {
-                Box::new(Sgd::new(p, f32::NAN).momentum(0.9))
+                Box::new(Sgd::new(p, f64::NAN).momentum(0.9))
             }),
             ("Invalid momentum value: -0.5", |p| {
                 Box::new(Sgd::new(p, 0.1).momentum(-0.5))
@@ -697,7 +697,7 @@ common::test_device!(
                 Box::new(Adam::new(p, 1e-3).weight_decay(-0.01))
             }),
             ("Invalid learning rate: inf", |p| {
-                Box::new(AdamW::new(p, f32::INFINITY))
+                Box::new(AdamW::new(p, f64::INFINITY))
             }),
         ];
         for (needle, make) in cases {
@@ -864,7 +864,7 @@ fn optimizer_state_uses_pytorchs_names_and_bad_states_change_nothing() {
         s.scalars[0].1 = wgrad::optim::Scalar::Bool(true);
         bad_cases.push((s, "param_groups.0.lr: expected a number, got true".into()));
         let mut s = good.clone();
-        s.scalars[0].1 = wgrad::optim::Scalar::F32(-1.0);
+        s.scalars[0].1 = wgrad::optim::Scalar::F64(-1.0);
         bad_cases.push((s, "Invalid learning rate: -1".into()));
         for (s, needle) in bad_cases {
             let err = target.load_state_dict(&s).unwrap_err().to_string();

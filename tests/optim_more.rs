@@ -446,14 +446,14 @@ common::test_device!(
                 Box::new(Adagrad::new(p, 0.1).lr_decay(-1.0))
             }),
             ("initial_accumulator_value", |p| {
-                Box::new(Adagrad::new(p, 0.1).initial_accumulator_value(f32::NAN))
+                Box::new(Adagrad::new(p, 0.1).initial_accumulator_value(f64::NAN))
             }),
             ("alpha", |p| Box::new(RMSprop::new(p, 0.1).alpha(-0.5))),
             ("momentum", |p| {
                 Box::new(RMSprop::new(p, 0.1).momentum(-0.5))
             }),
             ("epsilon", |p| {
-                Box::new(RMSprop::new(p, 0.1).eps(f32::INFINITY))
+                Box::new(RMSprop::new(p, 0.1).eps(f64::INFINITY))
             }),
             ("rho", |p| Box::new(Adadelta::new(p, 1.0).rho(1.5))),
             ("weight_decay", |p| {

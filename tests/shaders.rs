@@ -169,3 +169,29 @@ fn every_entry_point_has_a_kernel_constant_and_its_parameter_struct() {
         }
     }
 }
+
+/// Chromium's Tint rejects a constant expression whose value is infinite or NaN
+/// ("value inf cannot be represented as 'f32'") where naga accepts it, so no shader may
+/// bitcast a literal with an all-ones exponent: `nan_f()` and `inf_f()` in the prelude
+/// bitcast a variable's bits instead.
+#[test]
+fn no_shader_builds_an_infinity_or_nan_from_a_constant() {
+    let prelude = wgrad::backend::gpu::PRELUDE.to_string();
+    let files = wgrad::ops::shader_sources()
+        .into_iter()
+        .map(|f| (f.name, f.source));
+    for (name, src) in std::iter::once(("prelude", prelude)).chain(files) {
+        let compact: String = src.chars().filter(|c| !c.is_whitespace()).collect();
+        for (at, _) in compact.match_indices("bitcast<f32>(0x") {
+            let digits: String = compact[at + "bitcast<f32>(0x".len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_hexdigit())
+                .collect();
+            let bits = u32::from_str_radix(&digits, 16).unwrap_or(0);
+            assert!(
+                bits & 0x7f80_0000 != 0x7f80_0000,
+                "{name}.wgsl bitcasts the constant 0x{digits} (infinite or NaN): Tint rejects it"
+            );
+        }
+    }
+}

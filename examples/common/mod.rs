@@ -143,7 +143,7 @@ pub fn train_digits_cnn(
     model: &Sequential,
     loader: &mut DataLoader,
     epochs: usize,
-    lr: f32,
+    lr: f64,
     mut after_epoch: impl FnMut(usize, f64) -> anyhow::Result<String>,
 ) -> anyhow::Result<()> {
     use wgrad::optim::{CosineAnnealingLR, Scheduled};

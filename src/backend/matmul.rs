@@ -22,7 +22,7 @@ pub enum Act {
     /// `max(x, 0)`.
     Relu,
     /// `x` for `x > 0`, else `slope * x`.
-    LeakyRelu(f32),
+    LeakyRelu(f64),
     /// `1 / (1 + e^-x)`.
     Sigmoid,
     /// `tanh x`.
@@ -43,7 +43,7 @@ impl Act {
         Some(match self {
             Act::Identity => return None,
             Act::Relu => UnaryOp::Relu,
-            Act::LeakyRelu(s) => UnaryOp::LeakyRelu { slope: s as f64 },
+            Act::LeakyRelu(s) => UnaryOp::LeakyRelu { slope: s },
             Act::Sigmoid => UnaryOp::Sigmoid,
             Act::Tanh => UnaryOp::Tanh,
             Act::Gelu => UnaryOp::Gelu,

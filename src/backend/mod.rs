@@ -542,7 +542,7 @@ pub(crate) trait Optim {
     /// Scales the `distinct` gradients in place so that the global L2 norm of `grads`
     /// is at most `max_norm` (`torch.nn.utils.clip_grad_norm_`'s formula) and returns
     /// that norm before clipping (one value of the gradients' type).
-    fn clip_grad_norm(&self, grads: &[Grad], distinct: &[Grad], max_norm: f32) -> Result<Storage>;
+    fn clip_grad_norm(&self, grads: &[Grad], distinct: &[Grad], max_norm: f64) -> Result<Storage>;
 }
 
 /// The recurrences (Elman, LSTM, GRU; see [`rnn::Cell`]): a whole layer over a sequence

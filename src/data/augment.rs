@@ -22,14 +22,14 @@ pub struct PcaColor {
     /// The matching unit eigenvectors.
     pub eigenvectors: [[f32; 3]; 3],
     /// Standard deviation of the per-image multipliers (AlexNet: 0.1).
-    pub sigma: f32,
+    pub sigma: f64,
 }
 
 impl PcaColor {
     /// Fits the principal components of the RGB values of NCHW images (`C = 3`) given
     /// as a flat slice.
     #[allow(clippy::needless_range_loop)]
-    pub fn fit(images: &[f32], height: usize, width: usize, sigma: f32) -> Result<PcaColor> {
+    pub fn fit(images: &[f32], height: usize, width: usize, sigma: f64) -> Result<PcaColor> {
         let plane = height * width;
         if plane == 0 || !images.len().is_multiple_of(3 * plane) {
             return arg_err(
@@ -148,23 +148,23 @@ impl Augment {
         self
     }
     /// Mirrors left-right with probability `p`.
-    pub fn horizontal_flip(mut self, p: f32) -> Augment {
-        self.hflip = p;
+    pub fn horizontal_flip(mut self, p: f64) -> Augment {
+        self.hflip = p as f32;
         self
     }
     /// Mirrors top-bottom with probability `p`.
-    pub fn vertical_flip(mut self, p: f32) -> Augment {
-        self.vflip = p;
+    pub fn vertical_flip(mut self, p: f64) -> Augment {
+        self.vflip = p as f32;
         self
     }
     /// Multiplies each image by a factor uniform in `[1 - b, 1 + b]`.
-    pub fn brightness(mut self, b: f32) -> Augment {
-        self.brightness = b;
+    pub fn brightness(mut self, b: f64) -> Augment {
+        self.brightness = b as f32;
         self
     }
     /// Scales each image's deviation from its mean by a factor uniform in `[1 - c, 1 + c]`.
-    pub fn contrast(mut self, c: f32) -> Augment {
-        self.contrast = c;
+    pub fn contrast(mut self, c: f64) -> Augment {
+        self.contrast = c as f32;
         self
     }
     /// Adds AlexNet's PCA colour noise (RGB images only).
@@ -249,12 +249,13 @@ impl Augment {
                         format!("PCA colour augmentation needs RGB images, got {c} channels"),
                     );
                 }
+                let sigma = pca.sigma as f32;
                 let mut offsets = Vec::with_capacity(n * 3);
                 for wd in &words {
                     let alpha = [
-                        normal(wd[2], wd[3]) as f32 * pca.sigma,
-                        normal(wd[4], wd[5]) as f32 * pca.sigma,
-                        normal(wd[6], wd[7]) as f32 * pca.sigma,
+                        normal(wd[2], wd[3]) as f32 * sigma,
+                        normal(wd[4], wd[5]) as f32 * sigma,
+                        normal(wd[6], wd[7]) as f32 * sigma,
                     ];
                     for ch in 0..3 {
                         offsets.push(

@@ -222,7 +222,7 @@ impl SequenceBatches {
 
 /// Draws a token from `logits` (`[V]`, any device) softened or sharpened by
 /// `temperature` (`> 0`; lower is greedier): `p ∝ exp(logit / temperature)`.
-pub fn sample_logits(logits: &Tensor, temperature: f32, rng: &mut impl Rng) -> Result<u32> {
+pub fn sample_logits(logits: &Tensor, temperature: f64, rng: &mut impl Rng) -> Result<u32> {
     if !(temperature > 0.0 && temperature.is_finite()) {
         return arg_err(
             "sample_logits",
@@ -236,7 +236,7 @@ pub fn sample_logits(logits: &Tensor, temperature: f32, rng: &mut impl Rng) -> R
     let max = v.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     let w: Vec<f64> = v
         .iter()
-        .map(|&l| (((l - max) / temperature) as f64).exp())
+        .map(|&l| ((l - max) as f64 / temperature).exp())
         .collect();
     let total: f64 = w.iter().sum();
     let mut u = rng.random::<f64>() * total;

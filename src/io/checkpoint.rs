@@ -117,7 +117,7 @@ impl Checkpoint {
         if let Some(s) = &self.scheduler {
             meta.insert(
                 "scheduler.base_lrs.0".to_string(),
-                Scalar::F32(s.base_lr).to_string(),
+                Scalar::F64(s.base_lr).to_string(),
             );
             meta.insert("scheduler.last_epoch".to_string(), s.last_epoch.to_string());
         }
@@ -169,7 +169,7 @@ impl Checkpoint {
         ) {
             (None, None) => None,
             (Some(lr), Some(e)) => Some(SchedulerState {
-                base_lr: lr.parse::<f32>().map_err(|_| {
+                base_lr: lr.parse::<f64>().map_err(|_| {
                     format_err(
                         path,
                         format!("scheduler.base_lrs.0: {lr:?} is not a number"),

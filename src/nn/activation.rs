@@ -107,9 +107,9 @@ impl GELU {
 #[derive(Clone, Copy, Debug, Module)]
 pub struct Softplus {
     /// Sharpness.
-    pub beta: f32,
+    pub beta: f64,
     /// Where the function becomes the identity.
-    pub threshold: f32,
+    pub threshold: f64,
 }
 
 impl Default for Softplus {
@@ -131,7 +131,7 @@ impl Softplus {
 /// `x` for `x > 0`, else `slope * x` (PyTorch's default slope: 0.01).
 #[derive(Clone, Copy, Debug, Module)]
 #[module(hooks(fusable_activation))]
-pub struct LeakyReLU(pub f32);
+pub struct LeakyReLU(pub f64);
 
 impl Default for LeakyReLU {
     fn default() -> Self {
@@ -153,13 +153,13 @@ impl LeakyReLU {
 #[derive(Debug, Default, Module)]
 pub struct NoisyReLU {
     /// The noise's standard deviation.
-    pub sigma: f32,
+    pub sigma: f64,
     training: TrainFlag,
 }
 
 impl NoisyReLU {
     /// Noise of standard deviation `sigma`.
-    pub fn new(sigma: f32) -> NoisyReLU {
+    pub fn new(sigma: f64) -> NoisyReLU {
         NoisyReLU {
             sigma,
             training: TrainFlag::default(),
@@ -184,7 +184,7 @@ pub struct PReLU {
 
 impl PReLU {
     /// `num_parameters` slopes (1, or the number of channels) starting at `init`.
-    pub fn new(device: &Device, num_parameters: usize, init: f32) -> PReLU {
+    pub fn new(device: &Device, num_parameters: usize, init: f64) -> PReLU {
         let w = Tensor::full(&[num_parameters], init, device).expect("1-D shape");
         PReLU {
             weight: Parameter::new(w),

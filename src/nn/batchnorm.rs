@@ -25,9 +25,9 @@ use crate::tensor::{DType, Tensor};
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BatchNormOptions {
     /// Added to the variance before the square root (default `1e-5`).
-    pub eps: f32,
+    pub eps: f64,
     /// Weight of the batch's statistic in the running average (default `0.1`).
-    pub momentum: f32,
+    pub momentum: f64,
     /// Learnable per-channel `weight` (init 1) and `bias` (init 0) (default `true`).
     pub affine: bool,
     /// Element type of the parameters and running statistics (default `F32`; `F64`
@@ -78,9 +78,9 @@ pub struct BatchNorm<const DIMS: usize> {
     /// Per-channel shift (beta), `[C]`; `None` when built with `affine: false`.
     pub bias: Option<Parameter>,
     /// Added to the variance before the square root.
-    pub eps: f32,
+    pub eps: f64,
     /// Weight of the batch's statistic in the running average.
-    pub momentum: f32,
+    pub momentum: f64,
     running_mean: Buffer,
     running_var: Buffer,
     num_batches_tracked: Buffer,

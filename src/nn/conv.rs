@@ -96,7 +96,7 @@ fn conv_parameters(
     bias: bool,
 ) -> (Parameter, Option<Parameter>) {
     let fan_in = shape[1] * shape[2] * shape[3];
-    let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
+    let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
     let weight = Parameter::new(init::uniform(&shape, -bound, bound, device));
     let bias = bias.then(|| Parameter::new(init::uniform(&[out_channels], -bound, bound, device)));
     (weight, bias)

@@ -10,7 +10,7 @@ use crate::tensor::Tensor;
 #[derive(Debug, Default, Module)]
 pub struct Dropout {
     /// Probability of zeroing an element.
-    pub p: f32,
+    pub p: f64,
     training: TrainFlag,
 }
 
@@ -30,7 +30,7 @@ impl Dropout {
     /// assert_eq!(drop.forward(&x)?.to_vec::<f32>()?, x.to_vec::<f32>()?);
     /// # Ok(()) }
     /// ```
-    pub fn new(p: f32) -> Dropout {
+    pub fn new(p: f64) -> Dropout {
         Dropout {
             p,
             training: TrainFlag::default(),

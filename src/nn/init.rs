@@ -19,43 +19,43 @@ pub fn fans(shape: &[usize]) -> (usize, usize) {
 }
 
 /// Uniform in `[low, high)`.
-pub fn uniform(shape: &[usize], low: f32, high: f32, device: &Device) -> Tensor {
+pub fn uniform(shape: &[usize], low: f64, high: f64, device: &Device) -> Tensor {
     Tensor::rand(shape, device)
         .and_then(|t| t.affine(high - low, low))
         .expect("uniform: a valid shape")
 }
 
 /// Normal with `mean` and `std`.
-pub fn normal(shape: &[usize], mean: f32, std: f32, device: &Device) -> Tensor {
+pub fn normal(shape: &[usize], mean: f64, std: f64, device: &Device) -> Tensor {
     Tensor::randn(shape, device)
         .and_then(|t| t.affine(std, mean))
         .expect("normal: a valid shape")
 }
 
 /// Glorot/Xavier uniform: bound `gain * sqrt(6 / (fan_in + fan_out))`.
-pub fn xavier_uniform(shape: &[usize], gain: f32, device: &Device) -> Tensor {
+pub fn xavier_uniform(shape: &[usize], gain: f64, device: &Device) -> Tensor {
     let (fi, fo) = fans(shape);
-    let b = gain * (6.0 / (fi + fo) as f32).sqrt();
+    let b = gain * (6.0 / (fi + fo) as f64).sqrt();
     uniform(shape, -b, b, device)
 }
 
 /// Glorot/Xavier normal: std `gain * sqrt(2 / (fan_in + fan_out))`.
-pub fn xavier_normal(shape: &[usize], gain: f32, device: &Device) -> Tensor {
+pub fn xavier_normal(shape: &[usize], gain: f64, device: &Device) -> Tensor {
     let (fi, fo) = fans(shape);
-    normal(shape, 0.0, gain * (2.0 / (fi + fo) as f32).sqrt(), device)
+    normal(shape, 0.0, gain * (2.0 / (fi + fo) as f64).sqrt(), device)
 }
 
 /// Kaiming/He uniform for ReLU layers (fan-in mode): bound `sqrt(6 / fan_in)`.
 pub fn kaiming_uniform(shape: &[usize], device: &Device) -> Tensor {
     let (fi, _) = fans(shape);
-    let b = (6.0 / fi.max(1) as f32).sqrt();
+    let b = (6.0 / fi.max(1) as f64).sqrt();
     uniform(shape, -b, b, device)
 }
 
 /// Kaiming/He normal for ReLU layers (fan-in mode): std `sqrt(2 / fan_in)`.
 pub fn kaiming_normal(shape: &[usize], device: &Device) -> Tensor {
     let (fi, _) = fans(shape);
-    normal(shape, 0.0, (2.0 / fi.max(1) as f32).sqrt(), device)
+    normal(shape, 0.0, (2.0 / fi.max(1) as f64).sqrt(), device)
 }
 
 /// Overwrites `t` in place with values from `make(shape, device)`.

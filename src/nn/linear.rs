@@ -42,7 +42,7 @@ impl Linear {
         out_features: usize,
         bias: bool,
     ) -> Linear {
-        let bound = 1.0 / (in_features.max(1) as f32).sqrt();
+        let bound = 1.0 / (in_features.max(1) as f64).sqrt();
         let weight = init::uniform(&[out_features, in_features], -bound, bound, device);
         let bias =
             bias.then(|| Parameter::new(init::uniform(&[out_features], -bound, bound, device)));

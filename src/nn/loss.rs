@@ -61,7 +61,7 @@ pub struct CrossEntropyLoss {
     /// How to combine the per-sample losses.
     pub reduction: Reduction,
     /// Label smoothing `s` in `[0, 1]`.
-    pub label_smoothing: f32,
+    pub label_smoothing: f64,
 }
 
 impl CrossEntropyLoss {

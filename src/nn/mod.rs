@@ -89,7 +89,7 @@ use crate::tensor::Tensor;
 ///     scale: Parameter,
 ///     #[module(skip)]
 ///     device: Device,
-///     negative_slope: f32, // plain: ignored
+///     negative_slope: f64, // plain: ignored
 /// }
 ///
 /// impl Mlp {

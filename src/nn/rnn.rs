@@ -40,7 +40,7 @@ pub struct RecurrentOptions {
     /// Inputs and outputs are `[B, T, features]` instead of `[T, B, features]`.
     pub batch_first: bool,
     /// Dropout on each layer's output except the last, in training mode.
-    pub dropout: f32,
+    pub dropout: f64,
 }
 
 impl Default for RecurrentOptions {
@@ -135,7 +135,7 @@ impl Recurrent {
             );
         }
         let g = mode.gates() * hidden_size;
-        let bound = 1.0 / (hidden_size as f32).sqrt();
+        let bound = 1.0 / (hidden_size as f64).sqrt();
         let u = |shape: &[usize]| Parameter::new(init::uniform(shape, -bound, bound, device));
         let layers = (0..options.num_layers)
             .map(|k| {
@@ -435,7 +435,7 @@ struct CellParams {
 
 impl CellParams {
     fn new(device: &Device, gates: usize, input: usize, hidden: usize, bias: bool) -> Self {
-        let bound = 1.0 / (hidden.max(1) as f32).sqrt();
+        let bound = 1.0 / (hidden.max(1) as f64).sqrt();
         let u = |shape: &[usize]| Parameter::new(init::uniform(shape, -bound, bound, device));
         CellParams {
             w_ih: u(&[gates * hidden, input]),

@@ -50,9 +50,9 @@ pub struct BatchNormArgs<'a> {
     /// with the running statistics.
     pub training: bool,
     /// `running = (1 - momentum) running + momentum batch_statistic`.
-    pub momentum: f32,
+    pub momentum: f64,
     /// Added to the variance before the square root.
-    pub eps: f32,
+    pub eps: f64,
 }
 
 impl Default for BatchNormArgs<'_> {
@@ -207,8 +207,8 @@ fn check(op: &'static str, x: &Tensor, a: &BatchNormArgs, forced: Option<usize>)
         block,
         blocks,
         flags,
-        eps: a.eps,
-        momentum: a.momentum,
+        eps: a.eps as f32,
+        momentum: a.momentum as f32,
     })
 }
 

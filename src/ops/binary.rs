@@ -38,7 +38,7 @@ fn scaled(g: &Tensor, c: f64) -> Result<Tensor> {
     } else if c == -1.0 {
         g.neg()
     } else {
-        g.affine(c as f32, 0.0)
+        g.affine(c, 0.0)
     }
 }
 
@@ -226,8 +226,8 @@ impl Tensor {
 /// `x` with the elements on the wrong side of `bound` (`below` it, or above) replaced
 /// by it; the gradient passes where `x` is on the right side, the bound included, so not
 /// at NaN (which stays NaN through the detached branch), as PyTorch's.
-fn clamp_side(x: &Tensor, bound: f32, below: bool) -> Result<Tensor> {
-    let b = crate::ops::layout::fill(&[], x.dtype(), bound as f64, x.device())?;
+fn clamp_side(x: &Tensor, bound: f64, below: bool) -> Result<Tensor> {
+    let b = crate::ops::layout::fill(&[], x.dtype(), bound, x.device())?;
     let (keep, out) = if below {
         (x.ge(&b)?, x.lt(&b)?)
     } else {
@@ -251,12 +251,12 @@ impl Tensor {
     /// assert_eq!(x.clamp(Some(-1.0), Some(1.0))?.to_vec::<f32>()?, [-1.0, 0.5, 1.0]);
     /// # Ok(()) }
     /// ```
-    pub fn clamp(&self, min: Option<f32>, max: Option<f32>) -> Result<Tensor> {
+    pub fn clamp(&self, min: Option<f64>, max: Option<f64>) -> Result<Tensor> {
         crate::tensor::check_float("clamp", self)?;
         if min.is_none() && max.is_none() {
             return crate::error::arg_err("clamp", "at least one of min and max is needed");
         }
-        if min.is_some_and(f32::is_nan) || max.is_some_and(f32::is_nan) {
+        if min.is_some_and(f64::is_nan) || max.is_some_and(f64::is_nan) {
             return crate::error::arg_err("clamp", "a bound is NaN");
         }
         let x = match min {
@@ -270,12 +270,12 @@ impl Tensor {
     }
 
     /// `clamp(Some(min), None)`: PyTorch's `clamp_min`.
-    pub fn clamp_min(&self, min: f32) -> Result<Tensor> {
+    pub fn clamp_min(&self, min: f64) -> Result<Tensor> {
         self.clamp(Some(min), None)
     }
 
     /// `clamp(None, Some(max))`: PyTorch's `clamp_max`.
-    pub fn clamp_max(&self, max: f32) -> Result<Tensor> {
+    pub fn clamp_max(&self, max: f64) -> Result<Tensor> {
         self.clamp(None, Some(max))
     }
 }

@@ -96,7 +96,7 @@ impl Tensor {
                 Error::Gpu("an in-place update's operand is missing (a wgrad bug)".into())
             })
         }
-        let scalar = |v: f64| Tensor::scalar(v as _, self.device());
+        let scalar = |v: f64| Tensor::scalar(v, self.device());
         match u {
             InplaceOp::AddScaled(alpha) => self.add_times(arg(a)?, alpha),
             InplaceOp::Mul => self.mul(arg(a)?),
@@ -127,7 +127,7 @@ impl Tensor {
         } else if alpha == -1.0 {
             self.sub(other)
         } else {
-            self.add(&other.mul(&Tensor::scalar(alpha as _, self.device())?)?)
+            self.add(&other.mul_scalar(alpha)?)
         }
     }
 

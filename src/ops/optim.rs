@@ -17,7 +17,7 @@ use crate::tensor::{check_pair, DType, Tensor};
 pub use crate::backend::optim::{AdadeltaStep, AdagradStep, AdamStep, RmspropStep, SgdStep};
 
 /// Fails unless `v` is finite and not negative (`Invalid {what}: {v}`, PyTorch's words).
-fn non_negative(op: &'static str, what: &str, v: f32) -> Result<()> {
+fn non_negative(op: &'static str, what: &str, v: f64) -> Result<()> {
     if v >= 0.0 && v.is_finite() {
         Ok(())
     } else {
@@ -395,7 +395,7 @@ pub fn adadelta_update(items: &[AdadeltaTensors], hp: AdadeltaStep) -> Result<()
 /// a readback. A gradient listed twice (or two gradients sharing storage) counts twice in
 /// the norm and is scaled once. On the GPU: three dispatches (more only past the binding
 /// limits or past 256M elements).
-pub fn clip_grad_norm(grads: &[Tensor], max_norm: f32) -> Result<Tensor> {
+pub fn clip_grad_norm(grads: &[Tensor], max_norm: f64) -> Result<Tensor> {
     let Some(first) = grads.first() else {
         return arg_err("clip_grad_norm", "no gradients");
     };

@@ -44,20 +44,20 @@ fn masked(x: &Tensor, name: &'static str, op: Masked, key: RngKey) -> Result<Ten
 }
 
 /// Dropout with an explicit generator key (see [`Tensor::dropout`]).
-pub fn dropout_with_key(x: &Tensor, p: f32, key: RngKey) -> Result<Tensor> {
+pub fn dropout_with_key(x: &Tensor, p: f64, key: RngKey) -> Result<Tensor> {
     check_float("dropout", x)?;
     if !(0.0..1.0).contains(&p) {
         return arg_err("dropout", format!("p must be in [0, 1), got {p}"));
     }
     // Keep an element when the top 24 bits of its word reach ceil(p 2^24): an exact
     // integer test, identical on both backends.
-    let threshold = (p as f64 * 16_777_216.0).ceil() as u32;
-    let scale = 1.0 / (1.0 - p);
+    let threshold = (p * 16_777_216.0).ceil() as u32;
+    let scale = (1.0 / (1.0 - p)) as f32;
     masked(x, "dropout", Masked::Dropout { threshold, scale }, key)
 }
 
 /// Noisy ReLU with an explicit generator key (see [`Tensor::noisy_relu`]).
-pub fn noisy_relu_with_key(x: &Tensor, std: f32, key: RngKey) -> Result<Tensor> {
+pub fn noisy_relu_with_key(x: &Tensor, std: f64, key: RngKey) -> Result<Tensor> {
     check_float("noisy_relu", x)?;
     if std.is_nan() || std < 0.0 {
         return arg_err(
@@ -65,14 +65,19 @@ pub fn noisy_relu_with_key(x: &Tensor, std: f32, key: RngKey) -> Result<Tensor> 
             format!("the noise deviation must be >= 0, got {std}"),
         );
     }
-    masked(x, "noisy_relu", Masked::NoisyRelu { sigma: std }, key)
+    masked(
+        x,
+        "noisy_relu",
+        Masked::NoisyRelu { sigma: std as f32 },
+        key,
+    )
 }
 
 impl Tensor {
     /// Inverted dropout: while `training`, zeroes each element with probability `p` and
     /// scales the rest by `1 / (1 - p)`, using the device's seeded generator; the
     /// identity otherwise.
-    pub fn dropout(&self, p: f32, training: bool) -> Result<Tensor> {
+    pub fn dropout(&self, p: f64, training: bool) -> Result<Tensor> {
         if !training || p == 0.0 {
             check_float("dropout", self)?;
             return Ok(self.clone());
@@ -82,7 +87,7 @@ impl Tensor {
 
     /// Noisy ReLU `max(x + eps, 0)`, `eps ~ N(0, std^2)` from the device's generator
     /// while `training`; plain `relu` otherwise.
-    pub fn noisy_relu(&self, std: f32, training: bool) -> Result<Tensor> {
+    pub fn noisy_relu(&self, std: f64, training: bool) -> Result<Tensor> {
         if !training {
             return self.relu();
         }

@@ -57,7 +57,7 @@ fn sum_in_pieces(x: &Tensor, plan: &Plan, dims: &[isize], scale: f64) -> Result<
     if scale == 1.0 {
         Ok(y)
     } else {
-        y.affine(scale as f32, 0.0)
+        y.affine(scale, 0.0)
     }
 }
 

@@ -151,27 +151,16 @@ impl Tensor {
         unary(self, UnaryOp::Relu)
     }
     /// `x` for `x > 0`, else `slope * x`.
-    pub fn leaky_relu(&self, slope: f32) -> Result<Tensor> {
-        unary(
-            self,
-            UnaryOp::LeakyRelu {
-                slope: slope as f64,
-            },
-        )
+    pub fn leaky_relu(&self, slope: f64) -> Result<Tensor> {
+        unary(self, UnaryOp::LeakyRelu { slope })
     }
     /// PyTorch's `softplus(x, beta, threshold)`: `ln(1 + e^(beta x)) / beta`, and `x`
     /// where `beta x > threshold`. PyTorch's defaults are `beta = 1`, `threshold = 20`.
-    pub fn softplus(&self, beta: f32, threshold: f32) -> Result<Tensor> {
+    pub fn softplus(&self, beta: f64, threshold: f64) -> Result<Tensor> {
         if beta <= 0.0 {
             return arg_err("softplus", format!("beta must be positive, got {beta}"));
         }
-        unary(
-            self,
-            UnaryOp::Softplus {
-                beta: beta as f64,
-                threshold: threshold as f64,
-            },
-        )
+        unary(self, UnaryOp::Softplus { beta, threshold })
     }
     /// GELU, exact: `x Phi(x)` with `Phi` the standard normal CDF (PyTorch's
     /// `gelu(x)`, `approximate='none'`). Accurate for negative inputs too (computed
@@ -205,22 +194,34 @@ impl Tensor {
     pub fn prelu(&self, weight: &Tensor) -> Result<Tensor> {
         prelu(self, weight)
     }
+    /// `x^exponent` elementwise, PyTorch's `x.pow(exponent)` (`x ** exponent`) for a
+    /// scalar exponent; [`Tensor::pow`] takes a tensor of exponents.
+    ///
+    /// As in PyTorch, a negative `x` with an integer exponent keeps its sign rule
+    /// (`(-2)^3 = -8`) and gives NaN with a non-integer one; `x^0 = 1` for every `x`. The
+    /// gradient is `exponent * x^(exponent - 1)`, and 0 everywhere when the exponent is 0.
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let x = Tensor::from_vec(vec![-2.0f32, 0.5, 3.0], &[3], &Device::cpu())?;
+    /// assert_eq!(x.pow_scalar(3.0)?.to_vec::<f32>()?, vec![-8.0, 0.125, 27.0]);
+    /// assert!(x.pow_scalar(0.5)?.to_vec::<f32>()?[0].is_nan());
+    /// # Ok(()) }
+    /// ```
+    pub fn pow_scalar(&self, exponent: f64) -> Result<Tensor> {
+        unary(self, UnaryOp::PowScalar { exponent })
+    }
     /// `scale * x + shift` for scalars.
-    pub fn affine(&self, scale: f32, shift: f32) -> Result<Tensor> {
-        unary(
-            self,
-            UnaryOp::Affine {
-                scale: scale as f64,
-                shift: shift as f64,
-            },
-        )
+    pub fn affine(&self, scale: f64, shift: f64) -> Result<Tensor> {
+        unary(self, UnaryOp::Affine { scale, shift })
     }
     /// Multiplies by a scalar.
-    pub fn mul_scalar(&self, s: f32) -> Result<Tensor> {
+    pub fn mul_scalar(&self, s: f64) -> Result<Tensor> {
         self.affine(s, 0.0)
     }
     /// Adds a scalar.
-    pub fn add_scalar(&self, s: f32) -> Result<Tensor> {
+    pub fn add_scalar(&self, s: f64) -> Result<Tensor> {
         self.affine(1.0, s)
     }
 }

@@ -10,13 +10,13 @@ use super::*;
 pub struct Adadelta {
     params: Vec<Tensor>,
     /// Learning rate (scales the computed update).
-    pub lr: f32,
+    pub lr: f64,
     /// Decay of the running averages.
-    pub rho: f32,
+    pub rho: f64,
     /// Added inside both square roots.
-    pub eps: f32,
+    pub eps: f64,
     /// L2 penalty.
-    pub weight_decay: f32,
+    pub weight_decay: f64,
     /// Per parameter: `square_avg`, `acc_delta` and the step count.
     state: Vec<(Tensor, Tensor, u64)>,
 }
@@ -36,7 +36,7 @@ impl Adadelta {
     /// assert!(w.to_vec::<f32>()?[0] < 1.0);
     /// # Ok(()) }
     /// ```
-    pub fn new(params: Vec<Tensor>, lr: f32) -> Adadelta {
+    pub fn new(params: Vec<Tensor>, lr: f64) -> Adadelta {
         let v = zeros_like_all(&params);
         let u = zeros_like_all(&params);
         Adadelta {
@@ -49,17 +49,17 @@ impl Adadelta {
         }
     }
     /// Sets the decay of the running averages.
-    pub fn rho(mut self, rho: f32) -> Adadelta {
+    pub fn rho(mut self, rho: f64) -> Adadelta {
         self.rho = rho;
         self
     }
     /// Sets epsilon.
-    pub fn eps(mut self, eps: f32) -> Adadelta {
+    pub fn eps(mut self, eps: f64) -> Adadelta {
         self.eps = eps;
         self
     }
     /// Sets the L2 penalty.
-    pub fn weight_decay(mut self, wd: f32) -> Adadelta {
+    pub fn weight_decay(mut self, wd: f64) -> Adadelta {
         self.weight_decay = wd;
         self
     }
@@ -88,10 +88,10 @@ impl Adadelta {
     ) -> Result<(AdadeltaStep, Vec<(Tensor, Tensor, u64)>)> {
         let mut r = StateReader::new(state, self.params.len());
         let hp = AdadeltaStep {
-            lr: r.f32("param_groups.0.lr"),
-            rho: r.f32("param_groups.0.rho"),
-            eps: r.f32("param_groups.0.eps"),
-            weight_decay: r.f32("param_groups.0.weight_decay"),
+            lr: r.f64("param_groups.0.lr"),
+            rho: r.f64("param_groups.0.rho"),
+            eps: r.f64("param_groups.0.eps"),
+            weight_decay: r.f64("param_groups.0.weight_decay"),
         };
         let mut out = Vec::with_capacity(self.params.len());
         for (i, p) in self.params.iter().enumerate() {
@@ -133,12 +133,12 @@ impl Optimizer for Adadelta {
 
     fn state_dict(&self) -> OptimizerState {
         let mut st = OptimizerState::default();
-        st.scalar("param_groups.0.lr", Scalar::F32(self.lr));
-        st.scalar("param_groups.0.rho", Scalar::F32(self.rho));
-        st.scalar("param_groups.0.eps", Scalar::F32(self.eps));
+        st.scalar("param_groups.0.lr", Scalar::F64(self.lr));
+        st.scalar("param_groups.0.rho", Scalar::F64(self.rho));
+        st.scalar("param_groups.0.eps", Scalar::F64(self.eps));
         st.scalar(
             "param_groups.0.weight_decay",
-            Scalar::F32(self.weight_decay),
+            Scalar::F64(self.weight_decay),
         );
         for (i, (v, u, t)) in self.state.iter().enumerate() {
             st.tensor(format!("state.{i}.square_avg"), v.detach());

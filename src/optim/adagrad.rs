@@ -8,15 +8,15 @@ use super::*;
 pub struct Adagrad {
     params: Vec<Tensor>,
     /// Learning rate.
-    pub lr: f32,
+    pub lr: f64,
     /// Learning-rate decay per step.
-    pub lr_decay: f32,
+    pub lr_decay: f64,
     /// L2 penalty.
-    pub weight_decay: f32,
+    pub weight_decay: f64,
     /// The value the sums of squares start from.
-    pub initial_accumulator_value: f32,
+    pub initial_accumulator_value: f64,
     /// Added to the denominator, after the square root.
-    pub eps: f32,
+    pub eps: f64,
     /// Per parameter: the sum of squared gradients and the step count.
     state: Vec<(Tensor, u64)>,
 }
@@ -38,7 +38,7 @@ impl Adagrad {
     /// assert!((w[0] - 0.9).abs() < 1e-6 && (w[1] + 0.9).abs() < 1e-6);
     /// # Ok(()) }
     /// ```
-    pub fn new(params: Vec<Tensor>, lr: f32) -> Adagrad {
+    pub fn new(params: Vec<Tensor>, lr: f64) -> Adagrad {
         Adagrad {
             state: zeros_like_all(&params)
                 .into_iter()
@@ -53,17 +53,17 @@ impl Adagrad {
         }
     }
     /// Sets the learning-rate decay.
-    pub fn lr_decay(mut self, d: f32) -> Adagrad {
+    pub fn lr_decay(mut self, d: f64) -> Adagrad {
         self.lr_decay = d;
         self
     }
     /// Sets the L2 penalty.
-    pub fn weight_decay(mut self, wd: f32) -> Adagrad {
+    pub fn weight_decay(mut self, wd: f64) -> Adagrad {
         self.weight_decay = wd;
         self
     }
     /// Sets epsilon.
-    pub fn eps(mut self, eps: f32) -> Adagrad {
+    pub fn eps(mut self, eps: f64) -> Adagrad {
         self.eps = eps;
         self
     }
@@ -71,12 +71,12 @@ impl Adagrad {
     /// parameters that have not stepped yet with it (as PyTorch, which reads it when the
     /// optimizer is built). A value that is negative or not finite is refused by the
     /// next step, and fills nothing.
-    pub fn initial_accumulator_value(mut self, v: f32) -> Adagrad {
+    pub fn initial_accumulator_value(mut self, v: f64) -> Adagrad {
         self.initial_accumulator_value = v;
         if v >= 0.0 && v.is_finite() {
             for (s, t) in &self.state {
                 if *t == 0 {
-                    s.full_like(v as f64)
+                    s.full_like(v)
                         .and_then(|full| s.copy_from(&full))
                         .expect("a state is a float tensor of its own");
                 }
@@ -107,11 +107,11 @@ impl Adagrad {
     fn read_state(&self, state: &OptimizerState) -> Result<(AdagradStep, Vec<(Tensor, u64)>)> {
         let mut r = StateReader::new(state, self.params.len());
         let hp = AdagradStep {
-            lr: r.f32("param_groups.0.lr"),
-            lr_decay: r.f32("param_groups.0.lr_decay"),
-            weight_decay: r.f32("param_groups.0.weight_decay"),
-            initial_accumulator_value: r.f32("param_groups.0.initial_accumulator_value"),
-            eps: r.f32("param_groups.0.eps"),
+            lr: r.f64("param_groups.0.lr"),
+            lr_decay: r.f64("param_groups.0.lr_decay"),
+            weight_decay: r.f64("param_groups.0.weight_decay"),
+            initial_accumulator_value: r.f64("param_groups.0.initial_accumulator_value"),
+            eps: r.f64("param_groups.0.eps"),
         };
         let mut out = Vec::with_capacity(self.params.len());
         for (i, p) in self.params.iter().enumerate() {
@@ -152,17 +152,17 @@ impl Optimizer for Adagrad {
 
     fn state_dict(&self) -> OptimizerState {
         let mut st = OptimizerState::default();
-        st.scalar("param_groups.0.lr", Scalar::F32(self.lr));
-        st.scalar("param_groups.0.lr_decay", Scalar::F32(self.lr_decay));
+        st.scalar("param_groups.0.lr", Scalar::F64(self.lr));
+        st.scalar("param_groups.0.lr_decay", Scalar::F64(self.lr_decay));
         st.scalar(
             "param_groups.0.weight_decay",
-            Scalar::F32(self.weight_decay),
+            Scalar::F64(self.weight_decay),
         );
         st.scalar(
             "param_groups.0.initial_accumulator_value",
-            Scalar::F32(self.initial_accumulator_value),
+            Scalar::F64(self.initial_accumulator_value),
         );
-        st.scalar("param_groups.0.eps", Scalar::F32(self.eps));
+        st.scalar("param_groups.0.eps", Scalar::F64(self.eps));
         for (i, (s, t)) in self.state.iter().enumerate() {
             st.tensor(format!("state.{i}.sum"), s.detach());
             st.scalar(format!("state.{i}.step"), Scalar::U64(*t));

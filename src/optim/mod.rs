@@ -42,8 +42,8 @@ use state::StateReader;
 /// struct MomentumSgd {
 ///     params: Vec<Tensor>,
 ///     bufs: Vec<Tensor>,
-///     lr: f32,
-///     momentum: f32,
+///     lr: f64,
+///     momentum: f64,
 /// }
 ///
 /// impl Optimizer for MomentumSgd {
@@ -51,8 +51,8 @@ use state::StateReader;
 ///         no_grad(|| {
 ///             for (p, buf) in self.params.iter().zip(&self.bufs) {
 ///                 if let Some(g) = p.grad() {
-///                     buf.mul_scalar_(f64::from(self.momentum))?.add_(&g)?;
-///                     p.add_scaled_(buf, -f64::from(self.lr))?;
+///                     buf.mul_scalar_(self.momentum)?.add_(&g)?;
+///                     p.add_scaled_(buf, -self.lr)?;
 ///                 }
 ///             }
 ///             Ok(())
@@ -61,10 +61,10 @@ use state::StateReader;
 ///     fn params(&self) -> &[Tensor] {
 ///         &self.params
 ///     }
-///     fn lr(&self) -> f32 {
+///     fn lr(&self) -> f64 {
 ///         self.lr
 ///     }
-///     fn set_lr(&mut self, lr: f32) {
+///     fn set_lr(&mut self, lr: f64) {
 ///         self.lr = lr
 ///     }
 /// }
@@ -123,9 +123,9 @@ pub trait Optimizer {
         }
     }
     /// The current learning rate.
-    fn lr(&self) -> f32;
+    fn lr(&self) -> f64;
     /// Changes the learning rate (schedulers call this).
-    fn set_lr(&mut self, lr: f32);
+    fn set_lr(&mut self, lr: f64);
     /// The parameters being optimised.
     fn params(&self) -> &[Tensor];
     /// The optimizer's state with PyTorch's names: per parameter (by its index in
@@ -181,10 +181,10 @@ macro_rules! shared_optimizer_methods {
                 p.zero_grad();
             }
         }
-        fn lr(&self) -> f32 {
+        fn lr(&self) -> f64 {
             self.lr
         }
-        fn set_lr(&mut self, lr: f32) {
+        fn set_lr(&mut self, lr: f64) {
             self.lr = lr
         }
         fn params(&self) -> &[Tensor] {
@@ -206,13 +206,13 @@ pub use rmsprop::RMSprop;
 pub struct Sgd {
     params: Vec<Tensor>,
     /// Learning rate.
-    pub lr: f32,
+    pub lr: f64,
     /// Momentum factor.
-    pub momentum: f32,
+    pub momentum: f64,
     /// Dampening of new gradients in the momentum buffer.
-    pub dampening: f32,
+    pub dampening: f64,
     /// L2 penalty.
-    pub weight_decay: f32,
+    pub weight_decay: f64,
     /// Nesterov momentum.
     pub nesterov: bool,
     buffers: Vec<Option<Tensor>>,
@@ -235,7 +235,7 @@ fn zeros_like_all(params: &[Tensor]) -> Vec<Tensor> {
 
 impl Sgd {
     /// Plain SGD with learning rate `lr`; add momentum etc. with the builder methods.
-    pub fn new(params: Vec<Tensor>, lr: f32) -> Sgd {
+    pub fn new(params: Vec<Tensor>, lr: f64) -> Sgd {
         let n = params.len();
         Sgd {
             params,
@@ -249,7 +249,7 @@ impl Sgd {
         }
     }
     /// Sets the momentum factor (and makes the momentum buffers).
-    pub fn momentum(mut self, m: f32) -> Sgd {
+    pub fn momentum(mut self, m: f64) -> Sgd {
         self.momentum = m;
         if m != 0.0 && self.buffers.iter().any(|b| b.is_none()) {
             self.buffers = zeros_like_all(&self.params).into_iter().map(Some).collect();
@@ -257,12 +257,12 @@ impl Sgd {
         self
     }
     /// Sets the dampening.
-    pub fn dampening(mut self, d: f32) -> Sgd {
+    pub fn dampening(mut self, d: f64) -> Sgd {
         self.dampening = d;
         self
     }
     /// Sets the L2 penalty.
-    pub fn weight_decay(mut self, wd: f32) -> Sgd {
+    pub fn weight_decay(mut self, wd: f64) -> Sgd {
         self.weight_decay = wd;
         self
     }
@@ -327,12 +327,12 @@ impl Optimizer for Sgd {
 
     fn state_dict(&self) -> OptimizerState {
         let mut st = OptimizerState::default();
-        st.scalar("param_groups.0.lr", Scalar::F32(self.lr));
-        st.scalar("param_groups.0.momentum", Scalar::F32(self.momentum));
-        st.scalar("param_groups.0.dampening", Scalar::F32(self.dampening));
+        st.scalar("param_groups.0.lr", Scalar::F64(self.lr));
+        st.scalar("param_groups.0.momentum", Scalar::F64(self.momentum));
+        st.scalar("param_groups.0.dampening", Scalar::F64(self.dampening));
         st.scalar(
             "param_groups.0.weight_decay",
-            Scalar::F32(self.weight_decay),
+            Scalar::F64(self.weight_decay),
         );
         st.scalar("param_groups.0.nesterov", Scalar::Bool(self.nesterov));
         for (i, (buf, &started)) in self.buffers.iter().zip(&self.started).enumerate() {
@@ -390,10 +390,10 @@ impl Sgd {
     ) -> Result<(SgdStep, Vec<bool>, Vec<Option<Tensor>>)> {
         let mut r = StateReader::new(state, self.params.len());
         let hp = SgdStep {
-            lr: r.f32("param_groups.0.lr"),
-            momentum: r.f32("param_groups.0.momentum"),
-            dampening: r.f32("param_groups.0.dampening"),
-            weight_decay: r.f32("param_groups.0.weight_decay"),
+            lr: r.f64("param_groups.0.lr"),
+            momentum: r.f64("param_groups.0.momentum"),
+            dampening: r.f64("param_groups.0.dampening"),
+            weight_decay: r.f64("param_groups.0.weight_decay"),
             nesterov: r.bool("param_groups.0.nesterov"),
         };
         let mut started = Vec::with_capacity(self.params.len());
@@ -476,13 +476,13 @@ fn check_own_grads(op: &'static str, params: &[Tensor]) -> Result<()> {
 pub struct Adam {
     params: Vec<Tensor>,
     /// Learning rate.
-    pub lr: f32,
+    pub lr: f64,
     /// Decay rates of the first and second moments.
-    pub betas: (f32, f32),
+    pub betas: (f64, f64),
     /// Added to the denominator.
-    pub eps: f32,
+    pub eps: f64,
     /// L2 penalty (Adam) or decoupled decay (AdamW).
-    pub weight_decay: f32,
+    pub weight_decay: f64,
     /// AdamW's decoupled weight decay.
     pub decoupled: bool,
     state: Vec<(Tensor, Tensor, u64)>,
@@ -509,7 +509,7 @@ impl Adam {
     /// assert!(model.forward(&x)?.mse_loss(&y)?.item()? < before);
     /// # Ok(()) }
     /// ```
-    pub fn new(params: Vec<Tensor>, lr: f32) -> Adam {
+    pub fn new(params: Vec<Tensor>, lr: f64) -> Adam {
         let m = zeros_like_all(&params);
         let v = zeros_like_all(&params);
         Adam {
@@ -523,17 +523,17 @@ impl Adam {
         }
     }
     /// Sets the moment decay rates.
-    pub fn betas(mut self, b1: f32, b2: f32) -> Adam {
+    pub fn betas(mut self, b1: f64, b2: f64) -> Adam {
         self.betas = (b1, b2);
         self
     }
     /// Sets epsilon.
-    pub fn eps(mut self, eps: f32) -> Adam {
+    pub fn eps(mut self, eps: f64) -> Adam {
         self.eps = eps;
         self
     }
     /// Sets the weight decay.
-    pub fn weight_decay(mut self, wd: f32) -> Adam {
+    pub fn weight_decay(mut self, wd: f64) -> Adam {
         self.weight_decay = wd;
         self
     }
@@ -561,11 +561,11 @@ impl Adam {
     fn read_state(&self, state: &OptimizerState) -> Result<(AdamStep, Vec<(Tensor, Tensor, u64)>)> {
         let mut r = StateReader::new(state, self.params.len());
         let hp = AdamStep {
-            lr: r.f32("param_groups.0.lr"),
-            beta1: r.f32("param_groups.0.betas.0"),
-            beta2: r.f32("param_groups.0.betas.1"),
-            eps: r.f32("param_groups.0.eps"),
-            weight_decay: r.f32("param_groups.0.weight_decay"),
+            lr: r.f64("param_groups.0.lr"),
+            beta1: r.f64("param_groups.0.betas.0"),
+            beta2: r.f64("param_groups.0.betas.1"),
+            eps: r.f64("param_groups.0.eps"),
+            weight_decay: r.f64("param_groups.0.weight_decay"),
             decoupled: r.bool("param_groups.0.decoupled_weight_decay"),
         };
         let mut out = Vec::with_capacity(self.params.len());
@@ -589,7 +589,7 @@ pub struct AdamW;
 impl AdamW {
     /// AdamW with PyTorch's defaults.
     #[allow(clippy::new_ret_no_self)]
-    pub fn new(params: Vec<Tensor>, lr: f32) -> Adam {
+    pub fn new(params: Vec<Tensor>, lr: f64) -> Adam {
         let mut a = Adam::new(params, lr);
         a.decoupled = true;
         a.weight_decay = 0.01;
@@ -623,13 +623,13 @@ impl Optimizer for Adam {
 
     fn state_dict(&self) -> OptimizerState {
         let mut st = OptimizerState::default();
-        st.scalar("param_groups.0.lr", Scalar::F32(self.lr));
-        st.scalar("param_groups.0.betas.0", Scalar::F32(self.betas.0));
-        st.scalar("param_groups.0.betas.1", Scalar::F32(self.betas.1));
-        st.scalar("param_groups.0.eps", Scalar::F32(self.eps));
+        st.scalar("param_groups.0.lr", Scalar::F64(self.lr));
+        st.scalar("param_groups.0.betas.0", Scalar::F64(self.betas.0));
+        st.scalar("param_groups.0.betas.1", Scalar::F64(self.betas.1));
+        st.scalar("param_groups.0.eps", Scalar::F64(self.eps));
         st.scalar(
             "param_groups.0.weight_decay",
-            Scalar::F32(self.weight_decay),
+            Scalar::F64(self.weight_decay),
         );
         st.scalar(
             "param_groups.0.decoupled_weight_decay",
@@ -677,7 +677,7 @@ impl Optimizer for Adam {
 /// The gradients must all be on one device.
 /// A gradient that shares a parameter's storage is an error (scaling it would change the
 /// parameter).
-pub fn clip_grad_norm(params: &[Tensor], max_norm: f32) -> Result<Option<Tensor>> {
+pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> Result<Option<Tensor>> {
     for g in params.iter().filter_map(|p| p.grad()) {
         if params.iter().any(|p| p.storage().same_as(g.storage())) {
             return arg_err(

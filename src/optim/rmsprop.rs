@@ -13,15 +13,15 @@ use super::*;
 pub struct RMSprop {
     params: Vec<Tensor>,
     /// Learning rate.
-    pub lr: f32,
+    pub lr: f64,
     /// Smoothing constant of the running averages.
-    pub alpha: f32,
+    pub alpha: f64,
     /// Added to the denominator, after the square root.
-    pub eps: f32,
+    pub eps: f64,
     /// L2 penalty.
-    pub weight_decay: f32,
+    pub weight_decay: f64,
     /// Momentum factor.
-    pub momentum: f32,
+    pub momentum: f64,
     /// Divides by the gradients' estimated standard deviation instead of their root mean
     /// square.
     pub centered: bool,
@@ -99,7 +99,7 @@ impl RMSprop {
     /// assert!(w.to_vec::<f32>()?[0] < 1.0);
     /// # Ok(()) }
     /// ```
-    pub fn new(params: Vec<Tensor>, lr: f32) -> RMSprop {
+    pub fn new(params: Vec<Tensor>, lr: f64) -> RMSprop {
         let n = params.len();
         RMSprop {
             square_avg: zeros_like_all(&params),
@@ -116,22 +116,22 @@ impl RMSprop {
         }
     }
     /// Sets the smoothing constant.
-    pub fn alpha(mut self, alpha: f32) -> RMSprop {
+    pub fn alpha(mut self, alpha: f64) -> RMSprop {
         self.alpha = alpha;
         self
     }
     /// Sets epsilon.
-    pub fn eps(mut self, eps: f32) -> RMSprop {
+    pub fn eps(mut self, eps: f64) -> RMSprop {
         self.eps = eps;
         self
     }
     /// Sets the L2 penalty.
-    pub fn weight_decay(mut self, wd: f32) -> RMSprop {
+    pub fn weight_decay(mut self, wd: f64) -> RMSprop {
         self.weight_decay = wd;
         self
     }
     /// Sets the momentum factor (and makes the momentum buffers).
-    pub fn momentum(mut self, m: f32) -> RMSprop {
+    pub fn momentum(mut self, m: f64) -> RMSprop {
         self.momentum = m;
         if m != 0.0 && self.momentum_buffer.iter().any(|b| b.is_none()) {
             self.momentum_buffer = zeros_like_all(&self.params).into_iter().map(Some).collect();
@@ -178,11 +178,11 @@ impl RMSprop {
     )> {
         let mut r = StateReader::new(state, self.params.len());
         let hp = RmspropStep {
-            lr: r.f32("param_groups.0.lr"),
-            alpha: r.f32("param_groups.0.alpha"),
-            eps: r.f32("param_groups.0.eps"),
-            weight_decay: r.f32("param_groups.0.weight_decay"),
-            momentum: r.f32("param_groups.0.momentum"),
+            lr: r.f64("param_groups.0.lr"),
+            alpha: r.f64("param_groups.0.alpha"),
+            eps: r.f64("param_groups.0.eps"),
+            weight_decay: r.f64("param_groups.0.weight_decay"),
+            momentum: r.f64("param_groups.0.momentum"),
             centered: r.bool("param_groups.0.centered"),
         };
         let n = self.params.len();
@@ -252,14 +252,14 @@ impl Optimizer for RMSprop {
 
     fn state_dict(&self) -> OptimizerState {
         let mut st = OptimizerState::default();
-        st.scalar("param_groups.0.lr", Scalar::F32(self.lr));
-        st.scalar("param_groups.0.alpha", Scalar::F32(self.alpha));
-        st.scalar("param_groups.0.eps", Scalar::F32(self.eps));
+        st.scalar("param_groups.0.lr", Scalar::F64(self.lr));
+        st.scalar("param_groups.0.alpha", Scalar::F64(self.alpha));
+        st.scalar("param_groups.0.eps", Scalar::F64(self.eps));
         st.scalar(
             "param_groups.0.weight_decay",
-            Scalar::F32(self.weight_decay),
+            Scalar::F64(self.weight_decay),
         );
-        st.scalar("param_groups.0.momentum", Scalar::F32(self.momentum));
+        st.scalar("param_groups.0.momentum", Scalar::F64(self.momentum));
         st.scalar("param_groups.0.centered", Scalar::Bool(self.centered));
         for i in 0..self.params.len() {
             st.tensor(format!("state.{i}.square_avg"), self.square_avg[i].detach());

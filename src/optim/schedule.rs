@@ -6,7 +6,7 @@ use crate::error::{arg_err, Result};
 /// Sets an optimizer's learning rate from the epoch number.
 pub trait LrScheduler {
     /// The learning rate for `epoch` (0-based) given the initial rate.
-    fn lr_at(&self, base_lr: f32, epoch: usize) -> f32;
+    fn lr_at(&self, base_lr: f64, epoch: usize) -> f64;
 }
 
 /// Multiplies the rate by `gamma` every `step_size` epochs.
@@ -15,11 +15,11 @@ pub struct StepLR {
     /// Epochs between decays.
     pub step_size: usize,
     /// The decay factor.
-    pub gamma: f32,
+    pub gamma: f64,
 }
 
 impl LrScheduler for StepLR {
-    fn lr_at(&self, base_lr: f32, epoch: usize) -> f32 {
+    fn lr_at(&self, base_lr: f64, epoch: usize) -> f64 {
         base_lr * self.gamma.powi((epoch / self.step_size.max(1)) as i32)
     }
 }
@@ -33,20 +33,20 @@ pub struct CosineAnnealingLR {
     /// Epochs of one half cosine.
     pub t_max: usize,
     /// The final rate.
-    pub eta_min: f32,
+    pub eta_min: f64,
 }
 
 impl LrScheduler for CosineAnnealingLR {
-    fn lr_at(&self, base_lr: f32, epoch: usize) -> f32 {
-        let t = epoch as f32 / self.t_max.max(1) as f32;
-        self.eta_min + (base_lr - self.eta_min) * (1.0 + (std::f32::consts::PI * t).cos()) / 2.0
+    fn lr_at(&self, base_lr: f64, epoch: usize) -> f64 {
+        let t = epoch as f64 / self.t_max.max(1) as f64;
+        self.eta_min + (base_lr - self.eta_min) * (1.0 + (std::f64::consts::PI * t).cos()) / 2.0
     }
 }
 
 /// Applies a schedule to an optimizer: call [`Scheduled::step`] once per epoch.
 pub struct Scheduled<S: LrScheduler> {
     schedule: S,
-    base_lr: f32,
+    base_lr: f64,
     epoch: usize,
 }
 
@@ -87,7 +87,7 @@ impl<S: LrScheduler> Scheduled<S> {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SchedulerState {
     /// The rate the schedule started from.
-    pub base_lr: f32,
+    pub base_lr: f64,
     /// Epochs stepped so far.
     pub last_epoch: u64,
 }

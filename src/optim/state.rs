@@ -10,7 +10,7 @@ use crate::tensor::Tensor;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Scalar {
     /// A real hyper-parameter (learning rate, momentum...).
-    F32(f32),
+    F64(f64),
     /// A count (Adam's step).
     U64(u64),
     /// A flag (Nesterov, a momentum buffer's first step done).
@@ -18,11 +18,11 @@ pub enum Scalar {
 }
 
 impl Scalar {
-    /// The value as an `f32`: a real, or a count (a file cannot tell `1.0` from `1`).
-    pub fn as_f32(self) -> Option<f32> {
+    /// The value as an `f64`: a real, or a count (a file cannot tell `1.0` from `1`).
+    pub fn as_f64(self) -> Option<f64> {
         match self {
-            Scalar::F32(v) => Some(v),
-            Scalar::U64(v) => Some(v as f32),
+            Scalar::F64(v) => Some(v),
+            Scalar::U64(v) => Some(v as f64),
             Scalar::Bool(_) => None,
         }
     }
@@ -49,7 +49,7 @@ impl Scalar {
                 .parse::<u64>()
                 .map(Scalar::U64)
                 .ok()
-                .or_else(|| text.parse::<f32>().ok().map(Scalar::F32)),
+                .or_else(|| text.parse::<f64>().ok().map(Scalar::F64)),
         }
     }
 }
@@ -58,7 +58,7 @@ impl std::fmt::Display for Scalar {
     /// The shortest text that parses back to the same value.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Scalar::F32(v) => write!(f, "{v}"),
+            Scalar::F64(v) => write!(f, "{v}"),
             Scalar::U64(v) => write!(f, "{v}"),
             Scalar::Bool(v) => write!(f, "{v}"),
         }
@@ -144,9 +144,9 @@ impl<'a> StateReader<'a> {
     }
 
     /// A real hyper-parameter (0 when missing or of the wrong kind; the problem is noted).
-    pub(crate) fn f32(&mut self, key: &str) -> f32 {
+    pub(crate) fn f64(&mut self, key: &str) -> f64 {
         let v = self.scalar(key);
-        v.and_then(Scalar::as_f32).unwrap_or_else(|| {
+        v.and_then(Scalar::as_f64).unwrap_or_else(|| {
             if let Some(v) = v {
                 self.problems
                     .push(format!("{key}: expected a number, got {v}"));

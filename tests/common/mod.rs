@@ -44,7 +44,7 @@ macro_rules! test_device {
 #[allow(unused_imports)]
 pub(crate) use test_device;
 
-pub fn scalar(v: f32, dev: &Device) -> Tensor {
+pub fn scalar(v: f64, dev: &Device) -> Tensor {
     Tensor::scalar(v, dev)
         .unwrap()
         .requires_grad_(true)

@@ -45,7 +45,7 @@ pub struct Demo {
 }
 
 /// 64-128-64-10 with ReLU and dropout `p`: `examples/digits_mlp.rs`'s model.
-fn build_model(dev: &Device, p: f32) -> Sequential {
+fn build_model(dev: &Device, p: f64) -> Sequential {
     Sequential::new()
         .add(Linear::new(dev, 64, 128))
         .add(ReLU)
@@ -93,8 +93,8 @@ impl Demo {
         device: String,
         seed: u32,
         batch_size: u32,
-        lr: f32,
-        p: f32,
+        lr: f64,
+        p: f64,
     ) -> std::result::Result<Demo, JsValue> {
         console_error_panic_hook::set_once();
         let dev = match device.as_str() {

@@ -55,7 +55,7 @@ impl Optim for CpuBackend {
         Ok(())
     }
 
-    fn clip_grad_norm(&self, grads: &[Grad], distinct: &[Grad], max_norm: f32) -> Result<Storage> {
+    fn clip_grad_norm(&self, grads: &[Grad], distinct: &[Grad], max_norm: f64) -> Result<Storage> {
         clip_cpu(grads, distinct, max_norm)
     }
 }
@@ -68,7 +68,7 @@ fn sgd_cpu(it: &SgdSlot, hp: &SgdStep) -> Result<()> {
     let (CpuData::F32(g), CpuData::F32(p)) = (&*g, &mut *p) else {
         return not_f32(op);
     };
-    let (lr, wd) = (hp.lr, hp.weight_decay);
+    let (lr, wd) = (hp.lr as f32, hp.weight_decay as f32);
     match it.buf.filter(|_| hp.momentum != 0.0) {
         None => {
             for (p, &g) in p.iter_mut().zip(g) {
@@ -80,7 +80,7 @@ fn sgd_cpu(it: &SgdSlot, hp: &SgdStep) -> Result<()> {
             let CpuData::F32(b) = &mut *b else {
                 return not_f32(op);
             };
-            let (mom, damp) = (hp.momentum, 1.0 - hp.dampening);
+            let (mom, damp) = (hp.momentum as f32, 1.0 - hp.dampening as f32);
             for ((p, b), &g) in p.iter_mut().zip(b.iter_mut()).zip(g) {
                 let g = g + wd * *p;
                 let bi = if it.first { g } else { mom * *b + damp * g };
@@ -106,7 +106,8 @@ fn adam_cpu(it: &AdamSlot, hp: &AdamStep) -> Result<()> {
     else {
         return not_f32(op);
     };
-    let (lr, b1, b2, eps, wd) = (hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay);
+    let (lr, b1, b2) = (hp.lr as f32, hp.beta1 as f32, hp.beta2 as f32);
+    let (eps, wd) = (hp.eps as f32, hp.weight_decay as f32);
     for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
         let (mut pi, mut gi) = (*p, g);
         if hp.decoupled {
@@ -133,7 +134,7 @@ fn adagrad_cpu(it: &AdagradSlot, hp: &AdagradStep) -> Result<()> {
     let (CpuData::F32(g), CpuData::F32(p), CpuData::F32(s)) = (&*g, &mut *p, &mut *s) else {
         return not_f32(op);
     };
-    let (eps, wd) = (hp.eps, hp.weight_decay);
+    let (eps, wd) = (hp.eps as f32, hp.weight_decay as f32);
     for ((p, s), &g) in p.iter_mut().zip(s.iter_mut()).zip(g) {
         let gi = g + wd * *p;
         let si = *s + gi * gi;
@@ -170,7 +171,8 @@ fn rmsprop_cpu(it: &RmspropSlot, hp: &RmspropStep) -> Result<()> {
         Some(_) => return not_f32(op),
         None => None,
     };
-    let (lr, alpha, eps, wd, mom) = (hp.lr, hp.alpha, hp.eps, hp.weight_decay, hp.momentum);
+    let (lr, alpha, eps) = (hp.lr as f32, hp.alpha as f32, hp.eps as f32);
+    let (wd, mom) = (hp.weight_decay as f32, hp.momentum as f32);
     for i in 0..p.len() {
         let pi = p[i];
         let gi = g[i] + wd * pi;
@@ -208,7 +210,8 @@ fn adadelta_cpu(it: &AdadeltaSlot, hp: &AdadeltaStep) -> Result<()> {
     else {
         return not_f32(op);
     };
-    let (lr, rho, eps, wd) = (hp.lr, hp.rho, hp.eps, hp.weight_decay);
+    let (lr, rho) = (hp.lr as f32, hp.rho as f32);
+    let (eps, wd) = (hp.eps as f32, hp.weight_decay as f32);
     for (((p, v), u), &g) in p.iter_mut().zip(v.iter_mut()).zip(u.iter_mut()).zip(g) {
         let gi = g + wd * *p;
         let vi = rho * *v + (1.0 - rho) * gi * gi;
@@ -245,7 +248,7 @@ fn sum_squares<T: Copy + Into<f64>>(v: &[T]) -> f64 {
 /// The CPU reference of clipping: sums of squares accumulated in f64, then the norm and
 /// the scale in the gradients' type with the kernels' formula (`scale > 1` is false for a
 /// NaN, which therefore propagates as in PyTorch).
-fn clip_cpu(grads: &[Grad], distinct: &[Grad], max_norm: f32) -> Result<Storage> {
+fn clip_cpu(grads: &[Grad], distinct: &[Grad], max_norm: f64) -> Result<Storage> {
     let op = "clip_grad_norm";
     let mut total = 0.0f64;
     let mut f64_grads = false;
@@ -266,7 +269,7 @@ fn clip_cpu(grads: &[Grad], distinct: &[Grad], max_norm: f32) -> Result<Storage>
     }
     if f64_grads {
         let norm = total.sqrt();
-        let mut scale = max_norm as f64 / (norm + 1e-6);
+        let mut scale = max_norm / (norm + 1e-6);
         if scale > 1.0 {
             scale = 1.0;
         }
@@ -278,7 +281,7 @@ fn clip_cpu(grads: &[Grad], distinct: &[Grad], max_norm: f32) -> Result<Storage>
         return Ok(Storage::new_cpu(CpuData::F64(vec![norm])));
     }
     let norm = total.sqrt() as f32;
-    let mut scale = max_norm / (norm + 1e-6);
+    let mut scale = max_norm as f32 / (norm + 1e-6);
     if scale > 1.0 {
         scale = 1.0;
     }

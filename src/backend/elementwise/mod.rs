@@ -303,6 +303,18 @@ unary_table! {
         bwd |g, s, a, b| if a * s > b { g } else { g * sigmoid(a * s) },
         wgsl "let z = a * x; if (z > b) { return x; } return softplus_z(z) / a;",
              "let z = a * s; return select(g * sigmoid_f(z), g, z > b);";
+    /// x^e for a scalar exponent e (PyTorch's `x.pow(e)`): NaN for a negative x with a
+    /// non-integer e, `(-2)^3 = -8`, `x^0 = 1` everywhere; the gradient is
+    /// `e x^(e - 1)`, and 0 everywhere for `e = 0`. WGSL's `pow` is undefined for a
+    /// negative or zero base, so the kernel multiplies out integer exponents (`pow_e`).
+    PowScalar {
+        /// The exponent.
+        exponent
+    } = "pow_scalar",
+        needs |a, b| Input,
+        fwd |x, a, b| x.powf(a),
+        bwd |g, s, a, b| if a == T::zero() { T::zero() } else { g * a * s.powf(a - T::one()) },
+        wgsl "return pow_e(x, a);", "return select(g * a * pow_e(s, a - 1.0), 0.0, a == 0.0);";
     /// scale * x + shift
     Affine {
         /// Multiplier.

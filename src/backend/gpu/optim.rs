@@ -483,10 +483,10 @@ impl Optim for Arc<GpuContext> {
                 });
             }
             let header = SgdParams {
-                lr: hp.lr,
-                momentum: hp.momentum,
-                dampening: hp.dampening,
-                weight_decay: hp.weight_decay,
+                lr: hp.lr as f32,
+                momentum: hp.momentum as f32,
+                dampening: hp.dampening as f32,
+                weight_decay: hp.weight_decay as f32,
                 nesterov: hp.nesterov as u32,
                 first: first as u32,
                 ..Default::default()
@@ -516,11 +516,11 @@ impl Optim for Arc<GpuContext> {
             }
             let (bc1, bc2) = bias_corrections(hp, t);
             let header = AdamParams {
-                lr: hp.lr,
-                beta1: hp.beta1,
-                beta2: hp.beta2,
-                eps: hp.eps,
-                weight_decay: hp.weight_decay,
+                lr: hp.lr as f32,
+                beta1: hp.beta1 as f32,
+                beta2: hp.beta2 as f32,
+                eps: hp.eps as f32,
+                weight_decay: hp.weight_decay as f32,
                 decoupled: hp.decoupled as u32,
                 bc1,
                 bc2,
@@ -550,8 +550,8 @@ impl Optim for Arc<GpuContext> {
             }
             let header = AdagradParams {
                 clr: adagrad_clr(hp, t),
-                eps: hp.eps,
-                weight_decay: hp.weight_decay,
+                eps: hp.eps as f32,
+                weight_decay: hp.weight_decay as f32,
                 ..Default::default()
             };
             planned.push(plan(self, op, &ADAGRAD, header, members)?);
@@ -588,11 +588,11 @@ impl Optim for Arc<GpuContext> {
             });
         }
         let header = RmspropParams {
-            lr: hp.lr,
-            alpha: hp.alpha,
-            eps: hp.eps,
-            weight_decay: hp.weight_decay,
-            momentum: hp.momentum,
+            lr: hp.lr as f32,
+            alpha: hp.alpha as f32,
+            eps: hp.eps as f32,
+            weight_decay: hp.weight_decay as f32,
+            momentum: hp.momentum as f32,
             ..Default::default()
         };
         let planned = [plan(self, op, spec, header, members)?];
@@ -615,10 +615,10 @@ impl Optim for Arc<GpuContext> {
             });
         }
         let header = AdadeltaParams {
-            lr: hp.lr,
-            rho: hp.rho,
-            eps: hp.eps,
-            weight_decay: hp.weight_decay,
+            lr: hp.lr as f32,
+            rho: hp.rho as f32,
+            eps: hp.eps as f32,
+            weight_decay: hp.weight_decay as f32,
             ..Default::default()
         };
         let planned = [plan(self, op, &ADADELTA, header, members)?];
@@ -626,8 +626,8 @@ impl Optim for Arc<GpuContext> {
         Ok(())
     }
 
-    fn clip_grad_norm(&self, grads: &[Grad], distinct: &[Grad], max_norm: f32) -> Result<Storage> {
-        super::clip::clip_gpu(self, grads, distinct, max_norm).map(Storage::new_gpu)
+    fn clip_grad_norm(&self, grads: &[Grad], distinct: &[Grad], max_norm: f64) -> Result<Storage> {
+        super::clip::clip_gpu(self, grads, distinct, max_norm as f32).map(Storage::new_gpu)
     }
 }
 

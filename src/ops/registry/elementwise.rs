@@ -37,6 +37,36 @@ pub(super) fn entries() -> Vec<OpEntry> {
         unary_entry("affine", &["affine_fwd", "affine_bwd"], Any, |x| {
             x.affine(-1.5, 0.25)
         }),
+        unary_entry(
+            "pow_scalar_2",
+            &["pow_scalar_fwd", "pow_scalar_bwd"],
+            Any,
+            |x| x.pow_scalar(2.0),
+        ),
+        unary_entry(
+            "pow_scalar_3",
+            &["pow_scalar_fwd", "pow_scalar_bwd"],
+            Any,
+            |x| x.pow_scalar(3.0),
+        ),
+        unary_entry(
+            "pow_scalar_half",
+            &["pow_scalar_fwd", "pow_scalar_bwd"],
+            Positive,
+            |x| x.pow_scalar(0.5),
+        ),
+        unary_entry(
+            "pow_scalar_minus_1",
+            &["pow_scalar_fwd", "pow_scalar_bwd"],
+            AwayFromZero,
+            |x| x.pow_scalar(-1.0),
+        ),
+        unary_entry(
+            "pow_scalar_0",
+            &["pow_scalar_fwd", "pow_scalar_bwd"],
+            Any,
+            |x| x.pow_scalar(0.0),
+        ),
         unary_entry("gelu", &["gelu_fwd", "gelu_bwd"], Any, |x| x.gelu()),
         unary_entry("gelu_tanh", &["gelu_tanh_fwd", "gelu_tanh_bwd"], Any, |x| {
             x.gelu_tanh()

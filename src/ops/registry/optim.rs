@@ -25,7 +25,7 @@ pub(super) fn entries() -> Vec<OpEntry> {
         let mut opt = make(params.clone());
         for k in 0..3 {
             for (p, pair) in params.iter().zip(x.chunks(2)) {
-                p.set_grad(Some(pair[1].mul_scalar(1.0 - 0.25 * k as f32)?));
+                p.set_grad(Some(pair[1].mul_scalar(1.0 - 0.25 * k as f64)?));
             }
             opt.step()?;
         }
@@ -107,7 +107,7 @@ pub(super) fn entries() -> Vec<OpEntry> {
         differentiable: false,
         kernels: &["clip_sumsq_step", "clip_norm_step", "clip_scale_step"],
         cases: [
-            (&[&[7][..]][..], 0.5f32),
+            (&[&[7][..]][..], 0.5f64),
             (&[&[3, 65], &[1], &[2000]], 1.0),
             (&[&[5], &[4, 4]], 1e3),
         ]
