@@ -143,7 +143,7 @@ common::test_device!(
         let upper = upper.narrow(1, 0, 5).unwrap().to_dtype(DType::F32).unwrap();
         let hint = Tensor::where_cond(
             &upper,
-            &Tensor::full(&[], f32::NEG_INFINITY as _, &Device::cpu()).unwrap(),
+            &Tensor::full(&[], f64::NEG_INFINITY, &Device::cpu()).unwrap(),
             &Tensor::zeros(&[], &Device::cpu()).unwrap(),
         )
         .unwrap()
