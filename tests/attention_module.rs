@@ -143,7 +143,7 @@ common::test_device!(
         let upper = upper.narrow(1, 0, 5).unwrap().to_dtype(DType::F32).unwrap();
         let hint = Tensor::where_cond(
             &upper,
-            &Tensor::full(&[], f32::NEG_INFINITY as _, &Device::cpu()).unwrap(),
+            &Tensor::full(&[], f64::NEG_INFINITY, &Device::cpu()).unwrap(),
             &Tensor::zeros(&[], &Device::cpu()).unwrap(),
         )
         .unwrap()
@@ -278,8 +278,11 @@ fn gpu_matches_cpu_forward_and_gradients() {
         ..Default::default()
     };
     let on_cpu = MultiheadAttention::with_options(&cpu, 8, 2, options).unwrap();
-    let on_gpu = MultiheadAttention::with_options(&gpu, 8, 2, options).unwrap();
+    // Built on the CPU and moved: to_device reaches both weight sets and out_proj.
+    let on_gpu = MultiheadAttention::with_options(&cpu, 8, 2, options).unwrap();
     on_gpu.load_state_dict(&on_cpu.state_dict()).unwrap();
+    on_gpu.to_device(&gpu).unwrap();
+    assert!(on_gpu.parameters().iter().all(|p| p.device() == &gpu));
     let q = Tensor::randn(&[3, 2, 8], &cpu).unwrap(); // [L, N, E]
     let k = Tensor::randn(&[4, 2, 6], &cpu).unwrap();
     let v = Tensor::randn(&[4, 2, 5], &cpu).unwrap();
@@ -500,6 +503,14 @@ fn empty_sequences_give_empty_results_or_the_bias_as_pytorch() {
             w.map(|w| w.shape().to_vec()),
             need_weights.then(|| vec![2, 3, 0])
         );
+        // N = 0: an empty batch.
+        let x = Tensor::zeros(&[3, 0, 8], &dev).unwrap();
+        let (out, w) = mha.forward_qkv(&x, &x, &x, args).unwrap();
+        assert_eq!(out.shape(), [3, 0, 8]);
+        assert_eq!(
+            w.map(|w| w.shape().to_vec()),
+            need_weights.then(|| vec![0, 3, 3])
+        );
     }
 }
 
@@ -523,6 +534,27 @@ common::test_device!(
         assert!(e.contains("d_model must be greater than 0"), "{e}");
     }
 );
+
+#[test]
+fn positional_encoding_moves_to_the_gpu() {
+    let (cpu, gpu) = (Device::cpu(), common::gpu());
+    let pe = PositionalEncoding::new(&cpu, 6, 0.0, 10).unwrap();
+    pe.to_device(&gpu).unwrap();
+    assert_eq!(pe.pe.tensor().device(), &gpu);
+    let x = Tensor::randn(&[4, 2, 6], &cpu).unwrap();
+    let want = values(
+        &pe.pe
+            .tensor()
+            .to(&cpu)
+            .unwrap()
+            .narrow(0, 0, 4)
+            .unwrap()
+            .add(&x)
+            .unwrap(),
+    );
+    let got = pe.forward(&x.to(&gpu).unwrap()).unwrap();
+    assert_close(&values(&got), &want, 0.0, 0.0, "on the GPU");
+}
 
 #[test]
 fn positional_encoding_module_adds_the_table() {
@@ -569,4 +601,69 @@ fn positional_encoding_module_adds_the_table() {
             .unwrap(),
     );
     assert!(y.contains(&0.0));
+    // The tutorial's state dict (its table computed in f32 by PyTorch) loads, and its
+    // values are ours to f32 rounding of the angles.
+    let tutorial = get(&f, "tutorial_pe.sd.pe", &dev);
+    let ours = values(&pe.pe.tensor());
+    assert_close(&values(&tutorial), &ours, 1e-5, 0.0, "tutorial pe");
+    pe.load_state_dict(&[("pe".to_string(), tutorial.clone())])
+        .unwrap();
+    assert_eq!(values(&pe.pe.tensor()), values(&tutorial));
+}
+
+#[test]
+fn the_guides_example_runs() {
+    // docs/guide.md, "Attention and position encodings", with the shapes it states.
+    let dev = Device::cpu();
+    let opts = MultiheadAttentionOptions {
+        batch_first: true,
+        ..Default::default()
+    };
+    let mha = MultiheadAttention::with_options(&dev, 16, 4, opts).unwrap();
+    let x = Tensor::randn(&[2, 5, 16], &dev).unwrap();
+    assert_eq!(mha.forward(&x).unwrap().shape(), [2, 5, 16]);
+    let padding = Tensor::from_vec(vec![0u32, 0, 0, 1, 1, 0, 0, 0, 0, 0], &[2, 5], &dev).unwrap();
+    let args = AttentionArgs {
+        key_padding_mask: Some(&padding),
+        is_causal: true,
+        ..Default::default()
+    };
+    let (y, weights) = mha.forward_qkv(&x, &x, &x, args).unwrap();
+    assert_eq!(y.shape(), [2, 5, 16]);
+    let weights = values(&weights.unwrap()); // [2, 5, 5]
+                                             // Padding keys 3 and 4 of the first sequence, and keys after each query, get 0.
+    for (i, w) in weights.iter().enumerate() {
+        let (n, query, key) = (i / 25, (i / 5) % 5, i % 5);
+        if key > query || (n == 0 && key >= 3) {
+            assert_eq!(*w, 0.0, "weight {i}");
+        }
+    }
+    let cross = MultiheadAttention::with_options(
+        &dev,
+        16,
+        4,
+        MultiheadAttentionOptions {
+            kdim: Some(12),
+            vdim: Some(10),
+            batch_first: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let memory = Tensor::randn(&[2, 7, 12], &dev).unwrap();
+    let vals = Tensor::randn(&[2, 7, 10], &dev).unwrap();
+    let no_weights = AttentionArgs {
+        need_weights: false,
+        ..Default::default()
+    };
+    let (z, w) = cross.forward_qkv(&x, &memory, &vals, no_weights).unwrap();
+    assert_eq!(z.shape(), [2, 5, 16]);
+    assert!(w.is_none());
+    let pe = sinusoidal_position_encoding(50, 16, &dev).unwrap();
+    assert_eq!(pe.shape(), [50, 16]);
+    let add_positions = PositionalEncoding::new(&dev, 16, 0.1, 512)
+        .unwrap()
+        .batch_first();
+    let h = mha.forward(&add_positions.forward(&x).unwrap()).unwrap();
+    assert_eq!(h.shape(), [2, 5, 16]);
 }

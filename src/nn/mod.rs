@@ -1,8 +1,9 @@
 //! Neural-network building blocks: the [`Module`] trait (`a = h(x; θ)`), parameters and
 //! buffers, [`Sequential`], [`Linear`], convolution and pooling ([`Conv2d`],
 //! [`MaxPool2d`], ...), recurrent layers ([`RNN`], [`LSTM`], [`GRU`], their cells,
-//! [`Embedding`]), the lecture's activations, [`Dropout`], batch normalisation,
-//! [`Flatten`], losses and initialisers ([`init`]).
+//! [`Embedding`]), attention ([`MultiheadAttention`], [`sinusoidal_position_encoding`]),
+//! the lecture's activations, [`Dropout`], batch normalisation, [`Flatten`], losses and
+//! initialisers ([`init`]).
 //!
 //! Parameter names follow PyTorch's `state_dict` (`0.weight`, `encoder.1.bias`,
 //! `1.running_mean`) and weights use PyTorch's layouts (`Linear`: `[out, in]`).

@@ -135,6 +135,6 @@ impl PositionalEncoding {
         } else {
             pe
         };
-        x.add(&pe)?.dropout(self.dropout as _, self.training.get())
+        x.add(&pe)?.dropout(self.dropout, self.training.get())
     }
 }

@@ -7,7 +7,7 @@ mod sdpa;
 use super::{init, Linear, Module, Parameter, TrainFlag};
 use crate::device::Device;
 use crate::error::{arg_err, shape_err, Result};
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 const OP: &str = "MultiheadAttention";
 
@@ -257,7 +257,8 @@ impl MultiheadAttention {
         value: &Tensor,
         args: AttentionArgs<'_>,
     ) -> Result<(Tensor, Option<Tensor>)> {
-        let batched = self.check_inputs(query, key, value)?;
+        let (batched, n, l, s) = self.check_inputs(query, key, value)?;
+        let mask = self.merged_mask(&args, batched, n, l, s, query)?;
         // Batch-first, batched views: [N, L, E], [N, S, kdim], [N, S, vdim].
         let canonical = |t: &Tensor| -> Result<Tensor> {
             match (batched, self.batch_first) {
@@ -267,8 +268,6 @@ impl MultiheadAttention {
             }
         };
         let (q_in, k_in, v_in) = (canonical(query)?, canonical(key)?, canonical(value)?);
-        let (n, l, s) = (q_in.shape()[0], q_in.shape()[1], k_in.shape()[1]);
-        let mask = self.merged_mask(&args, batched, n, l, s, query)?;
         let (h, d) = (self.num_heads, self.head_dim());
         let (q, k, v) = self.project_inputs(&q_in, &k_in, &v_in)?;
         // [N, T, E] -> [N, H, T, d].
@@ -327,8 +326,13 @@ impl MultiheadAttention {
     }
 
     /// Checks features, ranks, batch sizes and lengths; returns whether the input is
-    /// batched.
-    fn check_inputs(&self, query: &Tensor, key: &Tensor, value: &Tensor) -> Result<bool> {
+    /// batched, the batch size `N` (1 unbatched) and the lengths `L` and `S`.
+    fn check_inputs(
+        &self,
+        query: &Tensor,
+        key: &Tensor,
+        value: &Tensor,
+    ) -> Result<(bool, usize, usize, usize)> {
         let (qs, ks, vs) = (query.shape(), key.shape(), value.shape());
         let batched = match qs.len() {
             3 => true,
@@ -368,20 +372,20 @@ impl MultiheadAttention {
                 format!("key {ks:?} and value {vs:?} must have the same batch size and length"),
             );
         }
-        if batched {
-            let batch_dim = if self.batch_first { 0 } else { 1 };
-            if qs[batch_dim] != ks[batch_dim] {
-                return shape_err(
-                    OP,
-                    format!(
-                        "query {qs:?} and key {ks:?} have different batch sizes (batch_first \
-                         = {})",
-                        self.batch_first
-                    ),
-                );
-            }
+        if !batched {
+            return Ok((false, 1, qs[0], ks[0]));
         }
-        Ok(batched)
+        let (batch_dim, seq_dim) = if self.batch_first { (0, 1) } else { (1, 0) };
+        if qs[batch_dim] != ks[batch_dim] {
+            return shape_err(
+                OP,
+                format!(
+                    "query {qs:?} and key {ks:?} have different batch sizes (batch_first = {})",
+                    self.batch_first
+                ),
+            );
+        }
+        Ok((true, qs[batch_dim], qs[seq_dim], ks[seq_dim]))
     }
 
     /// The query, key and value projections `[N, T, E]`.
@@ -473,6 +477,23 @@ impl MultiheadAttention {
                         n * h
                     ),
                 );
+            }
+        }
+        for (what, mask) in [
+            ("key_padding_mask", args.key_padding_mask),
+            ("attn_mask", args.attn_mask),
+        ] {
+            if let Some(m) = mask {
+                if m.dtype() != DType::U32 && m.dtype() != like.dtype() {
+                    return arg_err(
+                        OP,
+                        format!(
+                            "{what} must be U32 (bool) or the query's dtype {:?}, got {:?}",
+                            like.dtype(),
+                            m.dtype()
+                        ),
+                    );
+                }
             }
         }
         if args.is_causal && args.key_padding_mask.is_none() && !args.need_weights {

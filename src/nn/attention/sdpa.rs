@@ -47,7 +47,7 @@ pub(super) fn attention(
         Some(_) => safe_softmax(&scores)?,
         None => scores.softmax(-1)?,
     };
-    weights.dropout(dropout_p as _, training)?.matmul(v)
+    weights.dropout(dropout_p, training)?.matmul(v)
 }
 
 /// The composed path of PyTorch's `multi_head_attention_forward` with `need_weights`:
@@ -65,13 +65,13 @@ pub(super) fn attention_with_weights(
 ) -> Result<(Tensor, Tensor)> {
     let weights = scores(q, k, scale, mask)?
         .softmax(-1)?
-        .dropout(dropout_p as _, training)?;
+        .dropout(dropout_p, training)?;
     Ok((weights.matmul(v)?, weights))
 }
 
 /// `q k^T * scale (+ mask)`: `[B, H, L, S]`.
 fn scores(q: &Tensor, k: &Tensor, scale: f64, mask: Option<&Tensor>) -> Result<Tensor> {
-    let s = q.matmul(&k.transpose(-2, -1)?)?.mul_scalar(scale as _)?;
+    let s = q.matmul(&k.transpose(-2, -1)?)?.mul_scalar(scale)?;
     match mask {
         Some(m) => s.add(m),
         None => Ok(s),
