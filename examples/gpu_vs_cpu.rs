@@ -153,7 +153,9 @@ fn main() -> anyhow::Result<()> {
         let workload = Workload::ALL
             .into_iter()
             .find(|w| w.name() == name)
-            .ok_or_else(|| anyhow::anyhow!("unknown workload {name} (mlp, cnn, rnn, transformer)"))?;
+            .ok_or_else(|| {
+                anyhow::anyhow!("unknown workload {name} (mlp, cnn, rnn, transformer)")
+            })?;
         let mut ms = [0.0f64; 2];
         let mut dispatches = 0;
         let mut profile = Profile::default();

@@ -145,7 +145,13 @@ impl Workload {
                 let x = Tensor::from_vec(ids, &[batch, ctx], device)?;
                 let y = Tensor::from_vec(labels, &[batch * ctx], device)?;
                 let opt = AdamW::new(model.parameters(), 3e-4);
-                Ok(TrainStep::with_optimizer(device, model, Box::new(opt), x, y))
+                Ok(TrainStep::with_optimizer(
+                    device,
+                    model,
+                    Box::new(opt),
+                    x,
+                    y,
+                ))
             }
         }
     }
