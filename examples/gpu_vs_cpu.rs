@@ -42,8 +42,8 @@ struct Args {
     /// Sizes n of the n x n x n matrix products.
     #[arg(long, num_args = 0.., default_values_t = [1024usize, 4096])]
     matmul: Vec<usize>,
-    /// Which workloads to run (mlp, cnn, rnn).
-    #[arg(long, value_delimiter = ',', default_values_t = ["mlp".to_string(), "cnn".to_string(), "rnn".to_string()])]
+    /// Which workloads to run (mlp, cnn, rnn, transformer).
+    #[arg(long, value_delimiter = ',', default_values_t = ["mlp".to_string(), "cnn".to_string(), "rnn".to_string(), "transformer".to_string()])]
     workloads: Vec<String>,
     /// Print each workload's kernels (dispatches, workgroups, bytes, GPU times).
     #[arg(long)]
@@ -153,7 +153,9 @@ fn main() -> anyhow::Result<()> {
         let workload = Workload::ALL
             .into_iter()
             .find(|w| w.name() == name)
-            .ok_or_else(|| anyhow::anyhow!("unknown workload {name} (mlp, cnn, rnn)"))?;
+            .ok_or_else(|| {
+                anyhow::anyhow!("unknown workload {name} (mlp, cnn, rnn, transformer)")
+            })?;
         let mut ms = [0.0f64; 2];
         let mut dispatches = 0;
         let mut profile = Profile::default();

@@ -130,9 +130,9 @@ pub mod prelude {
     pub use crate::error::{Error, Result};
     pub use crate::nn::{
         AdaptiveAvgPool2d, AvgPool2d, BCELoss, BCEWithLogitsLoss, BatchNorm1d, BatchNorm2d, Conv2d,
-        ConvTranspose2d, CrossEntropyLoss, Dropout, Embedding, Flatten, LeakyReLU, Linear, MSELoss,
-        MaxPool2d, Mish, Module, NLLLoss, NoisyReLU, PReLU, ReLU, Sequential, SiLU, Sigmoid,
-        Softplus, Tanh, Upsample, GELU, GRU, LSTM, RNN,
+        ConvTranspose2d, CrossEntropyLoss, Dropout, Embedding, Flatten, GroupNorm, LayerNorm,
+        LeakyReLU, Linear, MSELoss, MaxPool2d, Mish, Module, NLLLoss, NoisyReLU, PReLU, RMSNorm,
+        ReLU, Sequential, SiLU, Sigmoid, Softplus, Tanh, Upsample, GELU, GRU, LSTM, RNN,
     };
     pub use crate::optim::{Adadelta, Adagrad, Adam, AdamW, Optimizer, RMSprop, Sgd};
     pub use crate::tensor::{DType, Tensor};

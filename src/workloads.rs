@@ -1,13 +1,17 @@
-//! The three shared benchmark workloads: one training step each of an MLP, a CNN and an
-//! RNN, the same ones `tools/torch_reference.py` runs in PyTorch for the reference
-//! numbers. The benchmarks, `examples/gpu_vs_cpu` and the dispatch tests all build them
+//! The four shared benchmark workloads: one training step each of an MLP, a CNN, an RNN
+//! and a small transformer, the same ones `tools/torch_reference.py` runs in PyTorch for
+//! the reference numbers. The benchmarks, `examples/gpu_vs_cpu` and the dispatch tests all build them
 //! from here, so they time and count exactly the same work.
 //!
 //! - `mlp`: 784-256-128-10 ReLU MLP, batch 128, softmax cross-entropy, SGD momentum 0.9;
 //! - `cnn`: conv(1->16, 3x3, pad 1)-ReLU-maxpool 2 - conv(16->32, 3x3, pad 1)-ReLU-maxpool
 //!   2 - linear(1568 -> 10), batch 64 of 28x28;
 //! - `rnn`: Elman RNN (tanh), hidden 128, 32 steps of one-hot characters from a vocabulary
-//!   of 65, batch 32 (`batch_first`), a linear read-out and cross-entropy at every step.
+//!   of 65, batch 32 (`batch_first`), a linear read-out and cross-entropy at every step;
+//! - `transformer`: a decoder-only character model ([`CharTransformer`]): vocabulary 76,
+//!   context 64, batch 32, token and learned position embeddings (`d_model` 128), 2
+//!   pre-norm encoder layers (4 heads, feed-forward 512, GELU, dropout 0, causal), a final
+//!   LayerNorm, a linear head and cross-entropy at every position, AdamW with lr 3e-4.
 //!
 //! ```
 //! use wgrad::prelude::*;
@@ -24,9 +28,11 @@ use std::time::Instant;
 use crate::device::Device;
 use crate::error::Result;
 use crate::nn::{
-    Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, RecurrentOptions, Sequential, RNN,
+    Conv2d, Embedding, EncoderMasks, Flatten, LayerNorm, Linear, MaxPool2d, Module, ReLU,
+    RecurrentOptions, Sequential, TransformerEncoderLayer, TransformerLayerOptions, RNN,
 };
-use crate::optim::{Optimizer, Sgd};
+use crate::ops::matmul::Act;
+use crate::optim::{AdamW, Optimizer, Sgd};
 use crate::tensor::Tensor;
 
 /// One of the shared workloads.
@@ -38,6 +44,9 @@ pub enum Workload {
     Cnn,
     /// Elman RNN, hidden 128, 32 steps of one-hot vocabulary 65, batch 32.
     Rnn,
+    /// A decoder-only character transformer ([`CharTransformer::workload`]), batch 32 of
+    /// 64 tokens, AdamW.
+    Transformer,
 }
 
 /// The recurrent workload's sizes.
@@ -47,15 +56,21 @@ const BATCH: usize = 32;
 const HIDDEN: usize = 128;
 
 impl Workload {
-    /// All three: MLP, CNN, RNN.
-    pub const ALL: [Workload; 3] = [Workload::Mlp, Workload::Cnn, Workload::Rnn];
+    /// All four: MLP, CNN, RNN, transformer.
+    pub const ALL: [Workload; 4] = [
+        Workload::Mlp,
+        Workload::Cnn,
+        Workload::Rnn,
+        Workload::Transformer,
+    ];
 
-    /// `mlp`, `cnn` or `rnn`.
+    /// `mlp`, `cnn`, `rnn` or `transformer`.
     pub fn name(self) -> &'static str {
         match self {
             Workload::Mlp => "mlp",
             Workload::Cnn => "cnn",
             Workload::Rnn => "rnn",
+            Workload::Transformer => "transformer",
         }
     }
 
@@ -67,6 +82,9 @@ impl Workload {
                 "conv 1->16, pool, conv 16->32, pool, linear 1568->10; batch 64, 28x28"
             }
             Workload::Rnn => "Elman RNN hidden 128, 32 steps, one-hot vocab 65, batch 32",
+            Workload::Transformer => {
+                "2-layer pre-norm transformer, d 128, 4 heads, context 64, vocab 76, batch 32, AdamW"
+            }
         }
     }
 
@@ -116,14 +134,158 @@ impl Workload {
                 let y = Tensor::from_vec(labels, &[BATCH * STEPS], device)?;
                 Ok(TrainStep::new(device, model, x, y))
             }
+            Workload::Transformer => {
+                let config = CharTransformerConfig::workload();
+                let (batch, ctx, vocab) = (32, config.context, config.vocab);
+                let model = Sequential::new().add(CharTransformer::new(device, config)?);
+                let ids: Vec<u32> = (0..batch * ctx)
+                    .map(|i| ((i * 31 + 7) % vocab) as u32)
+                    .collect();
+                let labels: Vec<u32> = ids.iter().map(|&c| (c * 7 + 3) % vocab as u32).collect();
+                let x = Tensor::from_vec(ids, &[batch, ctx], device)?;
+                let y = Tensor::from_vec(labels, &[batch * ctx], device)?;
+                let opt = AdamW::new(model.parameters(), 3e-4);
+                Ok(TrainStep::with_optimizer(
+                    device,
+                    model,
+                    Box::new(opt),
+                    x,
+                    y,
+                ))
+            }
         }
     }
 }
 
-/// A classifier, one fixed batch and SGD with momentum 0.9: one training step at a time.
+/// The sizes of a [`CharTransformer`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CharTransformerConfig {
+    /// Characters in the vocabulary.
+    pub vocab: usize,
+    /// The longest sequence (the learned position table's rows).
+    pub context: usize,
+    /// The model width.
+    pub d_model: usize,
+    /// Attention heads per layer.
+    pub heads: usize,
+    /// Encoder layers.
+    pub layers: usize,
+    /// The feed-forward width.
+    pub feedforward: usize,
+    /// Dropout in the layers.
+    pub dropout: f64,
+}
+
+impl CharTransformerConfig {
+    /// The `transformer` workload's sizes (PyTorch reference: `CharTransformer()` in
+    /// `tools/torch_reference.py`): vocabulary 76, context 64, width 128, 4 heads, 2
+    /// layers, feed-forward 512, no dropout.
+    pub fn workload() -> Self {
+        CharTransformerConfig {
+            vocab: 76,
+            context: 64,
+            d_model: 128,
+            heads: 4,
+            layers: 2,
+            feedforward: 512,
+            dropout: 0.0,
+        }
+    }
+}
+
+/// A decoder-only character model: token and learned position embeddings, pre-norm
+/// causal [`TransformerEncoderLayer`]s with GELU, a final [`LayerNorm`] and a linear head.
+/// Its parameter names are those of the PyTorch reference model (`tok`, `pos`,
+/// `layers.0.self_attn.in_proj_weight`, ..., `norm`, `head`).
+///
+/// Its input is token ids `[N, T]` (`U32`, `T <= context`); its output the logits of
+/// every position, `[N * T, vocab]`, ready for `cross_entropy`.
+#[derive(Debug, Module)]
+pub struct CharTransformer {
+    /// Token embeddings `[vocab, d_model]`.
+    pub tok: Embedding,
+    /// Position embeddings `[context, d_model]`.
+    pub pos: Embedding,
+    /// The layers.
+    pub layers: Vec<TransformerEncoderLayer>,
+    /// The final norm.
+    pub norm: LayerNorm,
+    /// The read-out `d_model -> vocab`.
+    pub head: Linear,
+    #[module(skip)]
+    config: CharTransformerConfig,
+}
+
+impl CharTransformer {
+    /// A model of the given sizes, initialised from the device's generator.
+    pub fn new(device: &Device, config: CharTransformerConfig) -> Result<Self> {
+        let c = config;
+        let options = TransformerLayerOptions {
+            dim_feedforward: c.feedforward,
+            dropout: c.dropout,
+            activation: Act::Gelu,
+            batch_first: true,
+            norm_first: true,
+            ..Default::default()
+        };
+        let layers = (0..c.layers)
+            .map(|_| TransformerEncoderLayer::with_options(device, c.d_model, c.heads, options))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(CharTransformer {
+            tok: Embedding::new(device, c.vocab, c.d_model),
+            pos: Embedding::new(device, c.context, c.d_model),
+            layers,
+            norm: LayerNorm::new(device, &[c.d_model])?,
+            head: Linear::new(device, c.d_model, c.vocab),
+            config,
+        })
+    }
+
+    /// The sizes it was built with.
+    pub fn config(&self) -> CharTransformerConfig {
+        self.config
+    }
+
+    fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        let op = "CharTransformer";
+        let (n, t) = match ids.shape() {
+            &[n, t] => (n, t),
+            other => {
+                return crate::error::shape_err(
+                    op,
+                    format!("expected token ids [N, T], got {other:?}"),
+                )
+            }
+        };
+        if t > self.config.context {
+            return crate::error::shape_err(
+                op,
+                format!(
+                    "a sequence of {t} tokens is longer than the context of {}",
+                    self.config.context
+                ),
+            );
+        }
+        // The first `t` rows of the position table: the embedding of 0..t.
+        let positions = self.pos.weight.tensor().narrow(0, 0, t)?;
+        let mut h = self.tok.forward(ids)?.add(&positions)?;
+        let masks = EncoderMasks {
+            is_causal: true,
+            ..Default::default()
+        };
+        for layer in &self.layers {
+            h = layer.forward_with(&h, masks)?;
+        }
+        let logits = self.head.forward(&self.norm.forward(&h)?)?;
+        logits.reshape(&[n * t, self.config.vocab])
+    }
+}
+
+/// A classifier, one fixed batch and its optimizer (SGD with momentum 0.9 unless built
+/// with another): one training step at a time.
 pub struct TrainStep {
     model: Sequential,
-    opt: Sgd,
+    opt: Box<dyn Optimizer>,
     x: Tensor,
     y: Tensor,
     device: Device,
@@ -133,6 +295,17 @@ impl TrainStep {
     /// `model` trained on the given inputs and class labels.
     pub fn new(device: &Device, model: Sequential, x: Tensor, y: Tensor) -> TrainStep {
         let opt = Sgd::new(model.parameters(), 0.01).momentum(0.9);
+        TrainStep::with_optimizer(device, model, Box::new(opt), x, y)
+    }
+
+    /// `model` trained by `opt` (which holds `model`'s parameters).
+    pub fn with_optimizer(
+        device: &Device,
+        model: Sequential,
+        opt: Box<dyn Optimizer>,
+        x: Tensor,
+        y: Tensor,
+    ) -> TrainStep {
         TrainStep {
             model,
             opt,

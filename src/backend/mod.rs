@@ -13,6 +13,7 @@ pub mod gpu;
 pub(crate) mod inplace;
 pub(crate) mod layout;
 pub(crate) mod matmul;
+pub(crate) mod norm;
 pub(crate) mod optim;
 pub(crate) mod pool2d;
 pub mod random;
@@ -63,6 +64,7 @@ pub(crate) trait Backend:
     + Layout
     + Indexing
     + BatchNorm
+    + Norm
     + Optim
     + Recurrence
     + Matmul
@@ -84,6 +86,7 @@ impl<B> Backend for B where
         + Layout
         + Indexing
         + BatchNorm
+        + Norm
         + Optim
         + Recurrence
         + Matmul
@@ -428,6 +431,43 @@ pub(crate) trait BatchNorm {
         p: &batchnorm::Plan,
         need: [bool; 3],
     ) -> Result<[Option<Storage>; 3]>;
+}
+
+/// Row normalisations (`layer_norm`, `rms_norm`, `group_norm`): rows of `D` contiguous
+/// elements normalised by their own mean and variance (or mean square), then an affine
+/// map whose values the geometry indexes (`backend/norm.rs`). Rows of at most
+/// [`norm::MAX_ROW`] elements.
+pub(crate) trait Norm {
+    /// The normalised output and the per-row statistics `[2, R]` in the input's type:
+    /// the mean (0 for `rms_norm`) and `rstd = 1 / sqrt(var + eps)`.
+    fn norm_rows(
+        &self,
+        x: &Storage,
+        weight: Option<&Storage>,
+        bias: Option<&Storage>,
+        geo: &norm::NormGeo,
+    ) -> Result<(Storage, Storage)>;
+    /// The input's gradient from the output gradient `g`, the saved statistics and the
+    /// weight.
+    fn norm_rows_backward(
+        &self,
+        x: &Storage,
+        stats: &Storage,
+        g: &Storage,
+        weight: Option<&Storage>,
+        geo: &norm::NormGeo,
+    ) -> Result<Storage>;
+    /// Partial gradients of the weight (`sum g xhat`) and the bias (`sum g`), `[chunks,
+    /// A]` each (`geo.chunks()`; the caller adds the chunks), each only where `need`
+    /// says so.
+    fn norm_affine_backward(
+        &self,
+        x: &Storage,
+        stats: &Storage,
+        g: &Storage,
+        geo: &norm::NormGeo,
+        need: [bool; 2],
+    ) -> Result<[Option<Storage>; 2]>;
 }
 
 /// One parameter of an SGD step: `f32` storages of `numel` (> 0) elements each, every

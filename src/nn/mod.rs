@@ -1,13 +1,15 @@
 //! Neural-network building blocks: the [`Module`] trait (`a = h(x; θ)`), parameters and
 //! buffers, [`Sequential`], [`Linear`], convolution and pooling ([`Conv2d`],
 //! [`MaxPool2d`], ...), recurrent layers ([`RNN`], [`LSTM`], [`GRU`], their cells,
-//! [`Embedding`]), the lecture's activations, [`Dropout`], batch normalisation,
-//! [`Flatten`], losses and initialisers ([`init`]).
+//! [`Embedding`]), attention ([`MultiheadAttention`], [`sinusoidal_position_encoding`]),
+//! the lecture's activations, [`Dropout`], batch normalisation, [`Flatten`], losses and
+//! initialisers ([`init`]).
 //!
 //! Parameter names follow PyTorch's `state_dict` (`0.weight`, `encoder.1.bias`,
 //! `1.running_mean`) and weights use PyTorch's layouts (`Linear`: `[out, in]`).
 
 mod activation;
+mod attention;
 mod batchnorm;
 mod conv;
 mod dropout;
@@ -15,7 +17,10 @@ mod flatten;
 pub mod init;
 mod linear;
 mod loss;
+mod norm;
+mod position;
 mod rnn;
+mod transformer;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
@@ -25,15 +30,22 @@ pub use activation::{
     GeluApproximate, Identity, LeakyReLU, Mish, NoisyReLU, PReLU, ReLU, SiLU, Sigmoid, Softplus,
     Tanh, GELU,
 };
+pub use attention::{AttentionArgs, MultiheadAttention, MultiheadAttentionOptions};
 pub use batchnorm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormOptions};
 pub use conv::{AdaptiveAvgPool2d, AvgPool2d, Conv2d, ConvTranspose2d, MaxPool2d, Upsample};
 pub use dropout::Dropout;
 pub use flatten::Flatten;
 pub use linear::Linear;
 pub use loss::{BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss, Reduction};
+pub use norm::{GroupNorm, GroupNormOptions, LayerNorm, LayerNormOptions, RMSNorm, RMSNormOptions};
+pub use position::{sinusoidal_position_encoding, PositionalEncoding};
 pub use rnn::{
     Embedding, GRUCell, LSTMCell, RNNCell, Recurrent, RecurrentOptions, RecurrentState, GRU, LSTM,
     RNN,
+};
+pub use transformer::{
+    DecoderMasks, EncoderMasks, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
+    TransformerEncoderLayer, TransformerLayerOptions,
 };
 
 use crate::device::Device;

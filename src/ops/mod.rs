@@ -18,6 +18,7 @@ pub mod inplace;
 pub mod layout;
 pub mod loss;
 pub mod matmul;
+pub mod norm;
 pub mod optim;
 pub mod pool2d;
 pub mod random;

@@ -30,6 +30,7 @@ mod optim;
 mod pool;
 mod reduce;
 mod rnn;
+mod row_norm;
 
 /// Where an input's test values come from.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -259,7 +260,7 @@ fn binary_entry(
 
 /// Every op wgrad has, with its test cases: each family's entries in turn.
 pub fn registry() -> Vec<OpEntry> {
-    let families: [fn() -> Vec<OpEntry>; 13] = [
+    let families: [fn() -> Vec<OpEntry>; 14] = [
         elementwise::entries,
         reduce::entries,
         matmul::entries,
@@ -272,6 +273,7 @@ pub fn registry() -> Vec<OpEntry> {
         augment::entries,
         rnn::entries,
         norm::entries,
+        row_norm::entries,
         inplace::entries,
     ];
     families.iter().flat_map(|f| f()).collect()

@@ -12,6 +12,7 @@ pub(crate) mod inplace;
 pub(crate) mod layout;
 pub(crate) mod loss;
 pub(crate) mod matmul;
+pub(crate) mod norm;
 pub(crate) mod optim;
 pub(crate) mod parallel;
 pub(crate) mod pool;

@@ -24,6 +24,7 @@ pub(crate) mod loss;
 pub(crate) mod matmul;
 pub mod matmul_plan;
 pub(crate) mod multi_tensor;
+pub(crate) mod norm;
 pub(crate) mod optim;
 pub(crate) mod params;
 mod pipeline;

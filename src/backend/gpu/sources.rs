@@ -45,6 +45,7 @@ fn all_kernels() -> Vec<&'static super::Kernel> {
         super::pool2d::kernels(),
         super::augment::kernels(),
         super::batchnorm::kernels(),
+        super::norm::kernels(),
         super::rnn::kernels(),
         super::inplace::kernels(),
     ]
@@ -69,6 +70,7 @@ pub fn shader_sources() -> Vec<ShaderSource> {
         super::pool2d::FILE,
         super::augment::FILE,
         super::batchnorm::FILE,
+        super::norm::FILE,
         super::rnn::FILE,
         super::inplace::FILE,
     ];

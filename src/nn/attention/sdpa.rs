@@ -1,0 +1,179 @@
+//! The attention core of [`MultiheadAttention`](super::MultiheadAttention), with the
+//! semantics of PyTorch's `F.scaled_dot_product_attention` on `[batch, heads, L, D]`
+//! tensors, composed from existing ops. [`attention`] is the one place the fused kernel
+//! goes; [`attention_with_weights`] is the composed path that also returns the weights.
+
+use crate::autograd::no_grad;
+use crate::error::{arg_err, Result};
+use crate::ops::layout::fill;
+use crate::tensor::{DType, Tensor};
+
+/// `softmax(q k^T * scale + mask) v`, with PyTorch's `scaled_dot_product_attention`
+/// semantics: `q [B, H, L, D]`, `k [B, H, S, D]`, `v [B, H, S, Dv]` give `[B, H, L, Dv]`.
+/// `mask` broadcasts to `[B, H, L, S]`: a float mask is added to the scores, a `U32` mask
+/// (PyTorch's bool) keeps the pairs where it is 1 ("takes part in attention"). `causal`
+/// lets query `i` see keys `j <= i` (the top-left triangle, also when `L != S`); PyTorch
+/// refuses `causal` together with a mask, and so does this. A row whose keys are all
+/// masked gives zeros (PyTorch's safe softmax), not NaN. `dropout_p` drops weights while
+/// `training`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    causal: bool,
+    scale: f64,
+    dropout_p: f64,
+    training: bool,
+) -> Result<Tensor> {
+    if causal && mask.is_some() {
+        return arg_err(
+            "scaled_dot_product_attention",
+            "an explicit mask cannot be combined with causal = true",
+        );
+    }
+    let causal_mask;
+    let mask = match mask {
+        Some(m) => Some(additive_mask(m, q)?),
+        None if causal => {
+            causal_mask = causal_additive_mask(q.shape()[2], k.shape()[2], q)?;
+            Some(causal_mask)
+        }
+        None => None,
+    };
+    let scores = scores(q, k, scale, mask.as_ref())?;
+    let weights = match &mask {
+        Some(_) => safe_softmax(&scores)?,
+        None => scores.softmax(-1)?,
+    };
+    weights.dropout(dropout_p, training)?.matmul(v)
+}
+
+/// The composed path of PyTorch's `multi_head_attention_forward` with `need_weights`:
+/// `(softmax(q k^T * scale + mask) v, weights)`, the weights `[B, H, L, S]` after dropout
+/// (as PyTorch returns them). `mask` is additive (float) here; a fully masked row is NaN,
+/// as PyTorch's plain softmax gives.
+pub(super) fn attention_with_weights(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    scale: f64,
+    dropout_p: f64,
+    training: bool,
+) -> Result<(Tensor, Tensor)> {
+    let weights = scores(q, k, scale, mask)?
+        .softmax(-1)?
+        .dropout(dropout_p, training)?;
+    Ok((weights.matmul(v)?, weights))
+}
+
+/// `q k^T * scale (+ mask)`: `[B, H, L, S]`.
+fn scores(q: &Tensor, k: &Tensor, scale: f64, mask: Option<&Tensor>) -> Result<Tensor> {
+    let s = q.matmul(&k.transpose(-2, -1)?)?.mul_scalar(scale)?;
+    match mask {
+        Some(m) => s.add(m),
+        None => Ok(s),
+    }
+}
+
+/// Softmax over the last dimension that gives zeros, not NaN, in a row that is all
+/// `-inf` (every key masked), as PyTorch's `_safe_softmax`; no gradient reaches such a
+/// row.
+fn safe_softmax(scores: &Tensor) -> Result<Tensor> {
+    let dtype = scores.dtype();
+    let zero = fill(&[], dtype, 0.0, scores.device())?;
+    let neg_inf = fill(&[], dtype, f64::NEG_INFINITY, scores.device())?;
+    let dead = no_grad(|| scores.max_dim(&[-1], true)?.eq(&neg_inf))?;
+    let finite = Tensor::where_cond(&dead, &zero, scores)?;
+    Tensor::where_cond(&dead, &zero, &finite.softmax(-1)?)
+}
+
+/// A mask in SDPA's convention as an additive float mask of `like`'s dtype: a float mask
+/// as it is, a `U32` mask `0` where it is 1 and `-inf` where it is 0.
+pub(super) fn additive_mask(mask: &Tensor, like: &Tensor) -> Result<Tensor> {
+    boolean_to_additive(mask, like, false)
+}
+
+/// A mask in `nn.MultiheadAttention`'s convention as an additive float mask of `like`'s
+/// dtype: a float mask as it is, a `U32` mask (PyTorch's bool) `-inf` where it is 1
+/// (True: "not allowed to attend") and `0` where it is 0, as PyTorch's `_canonical_mask`.
+pub(super) fn additive_from_blocking(mask: &Tensor, like: &Tensor) -> Result<Tensor> {
+    boolean_to_additive(mask, like, true)
+}
+
+fn boolean_to_additive(mask: &Tensor, like: &Tensor, one_blocks: bool) -> Result<Tensor> {
+    let dtype = like.dtype();
+    match mask.dtype() {
+        DType::U32 => {
+            let dev = like.device();
+            let cond = mask.to_dtype(dtype)?;
+            let zero = fill(&[], dtype, 0.0, dev)?;
+            let neg_inf = fill(&[], dtype, f64::NEG_INFINITY, dev)?;
+            if one_blocks {
+                Tensor::where_cond(&cond, &neg_inf, &zero)
+            } else {
+                Tensor::where_cond(&cond, &zero, &neg_inf)
+            }
+        }
+        d if d == dtype => Ok(mask.clone()),
+        d => arg_err(
+            "MultiheadAttention",
+            format!("a float mask must have the inputs' dtype {dtype:?}, got {d:?}"),
+        ),
+    }
+}
+
+/// The causal mask `[L, S]` of `like`'s dtype and device: `0` where key `j <= i` (query
+/// `i`), `-inf` above the diagonal (PyTorch's top-left alignment).
+pub(super) fn causal_additive_mask(l: usize, s: usize, like: &Tensor) -> Result<Tensor> {
+    let values: Vec<f32> = (0..l)
+        .flat_map(|i| (0..s).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY }))
+        .collect();
+    Tensor::from_vec(values, &[l, s], like.device())?.to_dtype(like.dtype())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The conventions of [`attention`] that `MultiheadAttention` does not reach (it
+    //! always passes an additive float mask): a `U32` mask keeps the pairs where it is 1,
+    //! `causal` is the top-left triangle, and a mask with `causal` is refused.
+    use super::*;
+    use crate::device::Device;
+
+    fn run(mask: Option<&Tensor>, causal: bool) -> Result<Vec<f32>> {
+        let dev = Device::cpu();
+        dev.manual_seed(3);
+        let q = Tensor::randn(&[1, 2, 3, 4], &dev)?;
+        let k = Tensor::randn(&[1, 2, 5, 4], &dev)?;
+        let v = Tensor::randn(&[1, 2, 5, 2], &dev)?;
+        attention(&q, &k, &v, mask, causal, 0.5, 0.0, false)?.to_vec::<f32>()
+    }
+
+    #[test]
+    fn a_one_takes_part_and_causal_is_the_top_left_triangle() -> Result<()> {
+        let dev = Device::cpu();
+        // Query i sees keys j <= i of S = 5 (L = 3).
+        let keep: Vec<u32> = (0..3)
+            .flat_map(|i| (0..5).map(move |j| u32::from(j <= i)))
+            .collect();
+        let boolean = Tensor::from_vec(keep.clone(), &[3, 5], &dev)?;
+        let float: Vec<f32> = keep
+            .iter()
+            .map(|&k| if k == 1 { 0.0 } else { f32::NEG_INFINITY })
+            .collect();
+        let float = Tensor::from_vec(float, &[3, 5], &dev)?;
+        let (by_bool, by_float, by_flag) = (
+            run(Some(&boolean), false)?,
+            run(Some(&float), false)?,
+            run(None, true)?,
+        );
+        assert_eq!(by_bool, by_float);
+        assert_eq!(by_bool, by_flag);
+        assert_ne!(by_bool, run(None, false)?);
+        let refused = run(Some(&float), true).unwrap_err().to_string();
+        assert!(refused.contains("cannot be combined"), "{refused}");
+        Ok(())
+    }
+}
