@@ -17,6 +17,7 @@ use crate::tensor::Tensor;
 
 pub mod check;
 
+mod attention;
 mod augment;
 mod conv;
 mod elementwise;
@@ -259,7 +260,7 @@ fn binary_entry(
 
 /// Every op wgrad has, with its test cases: each family's entries in turn.
 pub fn registry() -> Vec<OpEntry> {
-    let families: [fn() -> Vec<OpEntry>; 13] = [
+    let families: [fn() -> Vec<OpEntry>; 14] = [
         elementwise::entries,
         reduce::entries,
         matmul::entries,
@@ -273,6 +274,7 @@ pub fn registry() -> Vec<OpEntry> {
         rnn::entries,
         norm::entries,
         inplace::entries,
+        attention::entries,
     ];
     families.iter().flat_map(|f| f()).collect()
 }

@@ -47,6 +47,7 @@ fn all_kernels() -> Vec<&'static super::Kernel> {
         super::batchnorm::kernels(),
         super::rnn::kernels(),
         super::inplace::kernels(),
+        super::attention::kernels(),
     ]
     .concat()
 }
@@ -71,6 +72,7 @@ pub fn shader_sources() -> Vec<ShaderSource> {
         super::batchnorm::FILE,
         super::rnn::FILE,
         super::inplace::FILE,
+        super::attention::FILE,
     ];
     let kernels = all_kernels();
     let mut sources: Vec<ShaderSource> = files
