@@ -31,7 +31,8 @@ type AttentionCase = (
 );
 
 /// Attention: causal and not, a sequence not a multiple of the tiles (16 keys, 64
-/// rows), 0/1 and additive masks broadcast over heads (and over queries), L != S and
+/// rows), 0/1 and additive masks broadcast over heads (and over queries; one whose
+/// pattern is not a run of the leading dimensions), L != S and
 /// Ev != E, a long key sequence crossing many tiles and query rows crossing two blocks,
 /// logits near ±700, dropout with a fixed key.
 pub(super) fn entries() -> Vec<OpEntry> {
@@ -96,6 +97,15 @@ pub(super) fn entries() -> Vec<OpEntry> {
             &[2, 3, 6, 4],
             &[2, 3, 6, 3],
             Additive(&[2, 1, 5, 6]),
+            1.0,
+            0.0,
+            Option::None,
+        ),
+        (
+            &[2, 3, 2, 3, 4],
+            &[2, 3, 2, 5, 4],
+            &[2, 3, 2, 5, 2],
+            Boolean(&[2, 1, 2, 3, 5]),
             1.0,
             0.0,
             Option::None,
