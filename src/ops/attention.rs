@@ -164,11 +164,12 @@ pub fn scaled_dot_product_attention_with_key(
     if !scale.is_finite() {
         return arg_err(OP, format!("scale must be finite, got {scale}"));
     }
+    let out_shape = [lead, &[l, ev]].concat();
+    crate::ops::check_out(OP, &out_shape, q.dtype(), q.device())?;
+    // Last: a mask may be converted (checked first, then cast or broadcast).
     let mask = attn_mask
         .map(|m| mask_layout(m, q, lead, l, s))
         .transpose()?;
-    let out_shape = [lead, &[l, ev]].concat();
-    crate::ops::check_out(OP, &out_shape, q.dtype(), q.device())?;
     let bh: usize = lead.iter().product();
     if bh * l * s * ev == 0 {
         // No query, key or value element: a zero output (PyTorch's result for S = 0)
