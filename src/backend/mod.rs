@@ -4,6 +4,7 @@
 //! elementwise table ([`elementwise`]) defines the elementwise primitives both backends
 //! render: the CPU as monomorphic loops, the GPU as generated WGSL.
 
+pub(crate) mod attention;
 pub(crate) mod batchnorm;
 pub(crate) mod broadcast;
 pub(crate) mod conv2d;
@@ -71,6 +72,7 @@ pub(crate) trait Backend:
     + Fused
     + Conv
     + Inplace
+    + Attention
 {
 }
 
@@ -93,6 +95,7 @@ impl<B> Backend for B where
         + Fused
         + Conv
         + Inplace
+        + Attention
 {
 }
 
@@ -221,6 +224,32 @@ impl Rows {
     pub fn rows(self) -> usize {
         self.outer * self.inner
     }
+}
+
+/// Fused scaled-dot-product attention over `q [bh, L, E]`, `k [bh, S, E]`,
+/// `v [bh, S, Ev]` (contiguous), with an optional mask laid out as
+/// [`attention::MaskLayout`] says. The forward returns the output `[bh, L, Ev]` and one
+/// log-sum-exp of the (masked, scaled) scores per query row (`+inf` for a row that sees
+/// no key); the backward recomputes the weights from that log-sum-exp.
+pub(crate) trait Attention {
+    /// The largest head dimension (of `q`/`k` and of `v`) the fused kernels take.
+    fn attention_head_limit(&self) -> usize;
+    /// The output and the per-row log-sum-exp.
+    fn attention(
+        &self,
+        qkv: [&Storage; 3],
+        mask: Option<&Storage>,
+        geo: &attention::AttentionGeometry,
+    ) -> Result<(Storage, Storage)>;
+    /// The gradients of `q`, `k` and `v` from the output gradient `dout`, the saved
+    /// output `out` and log-sum-exp `lse`.
+    fn attention_backward(
+        &self,
+        qkv: [&Storage; 3],
+        mask: Option<&Storage>,
+        saved: [&Storage; 3],
+        geo: &attention::AttentionGeometry,
+    ) -> Result<[Storage; 3]>;
 }
 
 /// Softmax and log-softmax along rows, each with its backward from the saved output.

@@ -7,6 +7,7 @@
 //! miss one.
 
 pub mod arith;
+pub mod attention;
 pub mod augment;
 pub mod batchnorm;
 pub mod binary;

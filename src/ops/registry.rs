@@ -17,6 +17,7 @@ use crate::tensor::Tensor;
 
 pub mod check;
 
+mod attention;
 mod augment;
 mod conv;
 mod elementwise;
@@ -260,7 +261,7 @@ fn binary_entry(
 
 /// Every op wgrad has, with its test cases: each family's entries in turn.
 pub fn registry() -> Vec<OpEntry> {
-    let families: [fn() -> Vec<OpEntry>; 14] = [
+    let families: [fn() -> Vec<OpEntry>; 15] = [
         elementwise::entries,
         reduce::entries,
         matmul::entries,
@@ -275,6 +276,7 @@ pub fn registry() -> Vec<OpEntry> {
         norm::entries,
         row_norm::entries,
         inplace::entries,
+        attention::entries,
     ];
     families.iter().flat_map(|f| f()).collect()
 }

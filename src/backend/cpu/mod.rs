@@ -2,6 +2,7 @@
 //! generic over the float type so the gradient checker can run every op in `f64`.
 //! Matrix products use the `matrixmultiply` crate so CPU timings are honest.
 
+pub(crate) mod attention;
 pub(crate) mod augment;
 pub(crate) mod batchnorm;
 pub(crate) mod buffers;

@@ -10,6 +10,7 @@
 //! training loop creates no buffers, pipelines or bind groups.
 
 pub mod adapter;
+pub(crate) mod attention;
 pub(crate) mod augment;
 pub(crate) mod batchnorm;
 pub(crate) mod buffers;

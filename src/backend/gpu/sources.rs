@@ -48,6 +48,7 @@ fn all_kernels() -> Vec<&'static super::Kernel> {
         super::norm::kernels(),
         super::rnn::kernels(),
         super::inplace::kernels(),
+        super::attention::kernels(),
     ]
     .concat()
 }
@@ -73,6 +74,7 @@ pub fn shader_sources() -> Vec<ShaderSource> {
         super::norm::FILE,
         super::rnn::FILE,
         super::inplace::FILE,
+        super::attention::FILE,
     ];
     let kernels = all_kernels();
     let mut sources: Vec<ShaderSource> = files

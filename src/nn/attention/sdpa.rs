@@ -1,9 +1,9 @@
 //! The attention core of [`MultiheadAttention`](super::MultiheadAttention), with the
 //! semantics of PyTorch's `F.scaled_dot_product_attention` on `[batch, heads, L, D]`
-//! tensors, composed from existing ops. [`attention`] is the one place the fused kernel
-//! goes; [`attention_with_weights`] is the composed path that also returns the weights.
+//! tensors. [`attention`] runs the fused op ([`Tensor::scaled_dot_product_attention`]:
+//! on the GPU one kernel that never stores the scores); [`attention_with_weights`] is
+//! the composed path that also returns the weights.
 
-use crate::autograd::no_grad;
 use crate::error::{arg_err, Result};
 use crate::ops::layout::fill;
 use crate::tensor::{DType, Tensor};
@@ -27,27 +27,8 @@ pub(super) fn attention(
     dropout_p: f64,
     training: bool,
 ) -> Result<Tensor> {
-    if causal && mask.is_some() {
-        return arg_err(
-            "scaled_dot_product_attention",
-            "an explicit mask cannot be combined with causal = true",
-        );
-    }
-    let causal_mask;
-    let mask = match mask {
-        Some(m) => Some(additive_mask(m, q)?),
-        None if causal => {
-            causal_mask = causal_additive_mask(q.shape()[2], k.shape()[2], q)?;
-            Some(causal_mask)
-        }
-        None => None,
-    };
-    let scores = scores(q, k, scale, mask.as_ref())?;
-    let weights = match &mask {
-        Some(_) => safe_softmax(&scores)?,
-        None => scores.softmax(-1)?,
-    };
-    weights.dropout(dropout_p, training)?.matmul(v)
+    let p = if training { dropout_p } else { 0.0 };
+    q.scaled_dot_product_attention(k, v, mask, p, causal, Some(scale))
 }
 
 /// The composed path of PyTorch's `multi_head_attention_forward` with `need_weights`:
@@ -78,32 +59,10 @@ fn scores(q: &Tensor, k: &Tensor, scale: f64, mask: Option<&Tensor>) -> Result<T
     }
 }
 
-/// Softmax over the last dimension that gives zeros, not NaN, in a row that is all
-/// `-inf` (every key masked), as PyTorch's `_safe_softmax`; no gradient reaches such a
-/// row.
-fn safe_softmax(scores: &Tensor) -> Result<Tensor> {
-    let dtype = scores.dtype();
-    let zero = fill(&[], dtype, 0.0, scores.device())?;
-    let neg_inf = fill(&[], dtype, f64::NEG_INFINITY, scores.device())?;
-    let dead = no_grad(|| scores.max_dim(&[-1], true)?.eq(&neg_inf))?;
-    let finite = Tensor::where_cond(&dead, &zero, scores)?;
-    Tensor::where_cond(&dead, &zero, &finite.softmax(-1)?)
-}
-
-/// A mask in SDPA's convention as an additive float mask of `like`'s dtype: a float mask
-/// as it is, a `U32` mask `0` where it is 1 and `-inf` where it is 0.
-pub(super) fn additive_mask(mask: &Tensor, like: &Tensor) -> Result<Tensor> {
-    boolean_to_additive(mask, like, false)
-}
-
 /// A mask in `nn.MultiheadAttention`'s convention as an additive float mask of `like`'s
 /// dtype: a float mask as it is, a `U32` mask (PyTorch's bool) `-inf` where it is 1
 /// (True: "not allowed to attend") and `0` where it is 0, as PyTorch's `_canonical_mask`.
 pub(super) fn additive_from_blocking(mask: &Tensor, like: &Tensor) -> Result<Tensor> {
-    boolean_to_additive(mask, like, true)
-}
-
-fn boolean_to_additive(mask: &Tensor, like: &Tensor, one_blocks: bool) -> Result<Tensor> {
     let dtype = like.dtype();
     match mask.dtype() {
         DType::U32 => {
@@ -111,11 +70,7 @@ fn boolean_to_additive(mask: &Tensor, like: &Tensor, one_blocks: bool) -> Result
             let cond = mask.to_dtype(dtype)?;
             let zero = fill(&[], dtype, 0.0, dev)?;
             let neg_inf = fill(&[], dtype, f64::NEG_INFINITY, dev)?;
-            if one_blocks {
-                Tensor::where_cond(&cond, &neg_inf, &zero)
-            } else {
-                Tensor::where_cond(&cond, &zero, &neg_inf)
-            }
+            Tensor::where_cond(&cond, &neg_inf, &zero)
         }
         d if d == dtype => Ok(mask.clone()),
         d => arg_err(
@@ -173,7 +128,7 @@ mod tests {
         assert_eq!(by_bool, by_flag);
         assert_ne!(by_bool, run(None, false)?);
         let refused = run(Some(&float), true).unwrap_err().to_string();
-        assert!(refused.contains("cannot be combined"), "{refused}");
+        assert!(refused.contains("cannot both be given"), "{refused}");
         Ok(())
     }
 }

@@ -123,12 +123,19 @@ pub async fn run_case_async(entry: &OpEntry, k: usize, dev: &Device) -> Result<C
 /// The widening of the absolute tolerance for `entry`: long f32 sums (matmul over K up
 /// to 1030, sums of up to 257 terms) are added in another order on the GPU (trees)
 /// than on the CPU, so their rounding differs by up to about `len * eps * sum |terms|`.
+/// Attention's cases with logits near ±700 round each score by about `700 * 2^-24 * E`
+/// (a few 1e-5, differently on each device), which reaches the near-one-hot weights'
+/// gradients as an absolute error of that size.
 pub fn slack(entry: &OpEntry) -> f64 {
     if entry.name.starts_with("matmul") {
         30.0
     } else {
         match entry.name {
-            "sum_dim" | "mse_loss" | "cross_entropy" | "linear" => 10.0,
+            "sum_dim"
+            | "mse_loss"
+            | "cross_entropy"
+            | "linear"
+            | "scaled_dot_product_attention" => 10.0,
             _ => 1.0,
         }
     }

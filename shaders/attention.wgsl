@@ -1,0 +1,358 @@
+// Fused scaled-dot-product attention (FlashAttention-2 scheme) over q [bh, L, E],
+// k [bh, S, E], v [bh, S, Ev], all contiguous. Parameters: `at` (AttentionParams,
+// src/backend/gpu/attention.rs). The [L, S] score matrix is never stored:
+// - attention_fwd: a workgroup of 64 threads owns 64 query rows of one batch-head (one
+//   row per thread, held in registers as vec4s); keys and values stream through
+//   workgroup memory in tiles of 16, and each row keeps a running maximum and sum (the
+//   online softmax), rescaling its accumulator once per tile. It writes the output and
+//   one log-sum-exp per row (+inf for a row that sees no key: its output is 0).
+// - attention_delta_bwd: D_i = rowsum(dO o O) beside the log-sum-exp, one thread a row.
+// - attention_dq_bwd: the same tiling as the forward; the weights are recomputed from
+//   the log-sum-exp, dQ accumulates in registers.
+// - attention_dkv_bwd: a workgroup owns 64 keys (one per thread); queries and output
+//   gradients stream through workgroup memory in tiles of 16; dK and dV accumulate in
+//   registers. No float atomics: every gradient row has one owner.
+// Causal tiles wholly above the diagonal are skipped by the loop bounds. The head
+// dimensions are override constants (in vec4s, at most 32 = 128 floats) so the inner
+// loops have constant trip counts. Dropout regenerates its keep-test from Philox with
+// counter (key, bh * L + row, offset): the forward and the backward see the same mask.
+
+override HD4: u32 = 16u;
+override HV4: u32 = 16u;
+const ROWS: u32 = 64u;
+const TILE: u32 = 16u;
+const MAXV: u32 = 32u;
+
+@group(0) @binding(12) var<storage, read> at_mask: array<f32>;
+@group(0) @binding(13) var<storage, read> at_dout: array<f32>;
+@group(0) @binding(14) var<storage, read> at_stats: array<f32>;
+
+var<workgroup> tile_a: array<vec4<f32>, 512>;
+var<workgroup> tile_b: array<vec4<f32>, 512>;
+
+fn at_mulhilo(a: u32, b: u32) -> vec2<u32> {
+    let a_lo = a & 0xffffu;
+    let a_hi = a >> 16u;
+    let b_lo = b & 0xffffu;
+    let b_hi = b >> 16u;
+    let ll = a_lo * b_lo;
+    let lh = a_lo * b_hi;
+    let hl = a_hi * b_lo;
+    let hh = a_hi * b_hi;
+    let mid = (ll >> 16u) + (lh & 0xffffu) + (hl & 0xffffu);
+    let hi = hh + (lh >> 16u) + (hl >> 16u) + (mid >> 16u);
+    return vec2<u32>(hi, a * b);
+}
+
+// The dropout factor of row `row` (bh * L + i) and key `col`: 0 or 1 / (1 - p).
+fn at_keep(row: u32, col: u32) -> f32 {
+    if (at.dropout == 0u) { return 1.0; }
+    var c = vec4<u32>(col, row, at.offset_lo, at.offset_hi);
+    var k = vec2<u32>(at.seed_lo, at.seed_hi);
+    for (var r = 0u; r < 10u; r = r + 1u) {
+        let p0 = at_mulhilo(0xD2511F53u, c.x);
+        let p1 = at_mulhilo(0xCD9E8D57u, c.z);
+        c = vec4<u32>(p1.x ^ c.y ^ k.x, p1.y, p0.x ^ c.w ^ k.y, p0.y);
+        k = k + vec2<u32>(0x9E3779B9u, 0xBB67AE85u);
+    }
+    return select(0.0, at.drop_scale, (c.x >> 8u) >= at.threshold);
+}
+
+fn at_is_neg_inf(x: f32) -> bool {
+    return bitcast<u32>(x) == 0xff800000u;
+}
+
+fn at_pos_inf() -> f32 {
+    var bits = 0x7f800000u;
+    return bitcast<f32>(bits);
+}
+
+// Elements 4 d4 .. 4 d4 + 3 of a row of `len` floats starting at `base` of one input,
+// zero past the row's end (one function per binding: a kernel binds only what it reads).
+fn at_q4(base: u32, d4: u32, len: u32) -> vec4<f32> {
+    var r = vec4<f32>(0.0);
+    for (var c = 0u; c < 4u; c = c + 1u) {
+        if (d4 * 4u + c < len) { r[c] = x0[base + d4 * 4u + c]; }
+    }
+    return r;
+}
+
+fn at_k4(base: u32, d4: u32, len: u32) -> vec4<f32> {
+    var r = vec4<f32>(0.0);
+    for (var c = 0u; c < 4u; c = c + 1u) {
+        if (d4 * 4u + c < len) { r[c] = x1[base + d4 * 4u + c]; }
+    }
+    return r;
+}
+
+fn at_v4(base: u32, d4: u32, len: u32) -> vec4<f32> {
+    var r = vec4<f32>(0.0);
+    for (var c = 0u; c < 4u; c = c + 1u) {
+        if (d4 * 4u + c < len) { r[c] = x2[base + d4 * 4u + c]; }
+    }
+    return r;
+}
+
+fn at_do4(base: u32, d4: u32, len: u32) -> vec4<f32> {
+    var r = vec4<f32>(0.0);
+    for (var c = 0u; c < 4u; c = c + 1u) {
+        if (d4 * 4u + c < len) { r[c] = at_dout[base + d4 * 4u + c]; }
+    }
+    return r;
+}
+
+// Whether query i of batch-head bh sees key j, and the additive term of its score.
+fn at_bias(bh: u32, i: u32, j: u32) -> vec2<f32> {
+    if (at.causal != 0u && j > i) { return vec2<f32>(0.0, 0.0); }
+    if (at.mask_kind == 0u) { return vec2<f32>(1.0, 0.0); }
+    let mv = at_mask[((bh / at.m_repeat) % at.m_blocks) * at.m_block + i * at.m_row + j * at.m_col];
+    if (at.mask_kind == 2u) { return vec2<f32>(select(0.0, 1.0, mv != 0.0), 0.0); }
+    if (at_is_neg_inf(mv)) { return vec2<f32>(0.0, 0.0); }
+    return vec2<f32>(1.0, mv);
+}
+
+// Loads keys j0 .. j0 + TILE of batch-head bh into tile_a and their values into tile_b
+// (zero past the last key).
+fn at_load_kv(t: u32, valid: bool, bh: u32, j0: u32) {
+    workgroupBarrier();
+    for (var idx = t; idx < TILE * HD4; idx = idx + ROWS) {
+        let jj = idx / HD4;
+        let j = j0 + jj;
+        var val = vec4<f32>(0.0);
+        if (valid && j < at.s) { val = at_k4((bh * at.s + j) * at.e, idx % HD4, at.e); }
+        tile_a[jj * MAXV + idx % HD4] = val;
+    }
+    for (var idx = t; idx < TILE * HV4; idx = idx + ROWS) {
+        let jj = idx / HV4;
+        let j = j0 + jj;
+        var val = vec4<f32>(0.0);
+        if (valid && j < at.s) { val = at_v4((bh * at.s + j) * at.ev, idx % HV4, at.ev); }
+        tile_b[jj * MAXV + idx % HV4] = val;
+    }
+    workgroupBarrier();
+}
+
+// Loads queries i0 .. i0 + TILE of batch-head bh into tile_a and their output gradients
+// into tile_b (zero past the last query).
+fn at_load_qdo(t: u32, valid: bool, bh: u32, i0: u32) {
+    workgroupBarrier();
+    for (var idx = t; idx < TILE * HD4; idx = idx + ROWS) {
+        let ii = idx / HD4;
+        let i = i0 + ii;
+        var val = vec4<f32>(0.0);
+        if (valid && i < at.l) { val = at_q4((bh * at.l + i) * at.e, idx % HD4, at.e); }
+        tile_a[ii * MAXV + idx % HD4] = val;
+    }
+    for (var idx = t; idx < TILE * HV4; idx = idx + ROWS) {
+        let ii = idx / HV4;
+        let i = i0 + ii;
+        var val = vec4<f32>(0.0);
+        if (valid && i < at.l) { val = at_do4((bh * at.l + i) * at.ev, idx % HV4, at.ev); }
+        tile_b[ii * MAXV + idx % HV4] = val;
+    }
+    workgroupBarrier();
+}
+
+@compute @workgroup_size(64)
+fn attention_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) t: u32) {
+    let blk = row_id(wid, nwg);
+    let valid = blk < at.bh * at.blocks;
+    let bh = blk / at.blocks;
+    let i0 = (blk % at.blocks) * ROWS;
+    let i = i0 + t;
+    let live = valid && i < at.l;
+    var qr: array<vec4<f32>, 32>;
+    var acc: array<vec4<f32>, 32>;
+    for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) {
+        qr[d4] = vec4<f32>(0.0);
+        if (live) { qr[d4] = at_q4((bh * at.l + i) * at.e, d4, at.e); }
+    }
+    for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) { acc[d4] = vec4<f32>(0.0); }
+    var m = 0.0;
+    var seen = false;
+    var lsum = 0.0;
+    var kend = at.s;
+    if (at.causal != 0u) { kend = min(at.s, i0 + ROWS); }
+    for (var j0 = 0u; j0 < kend; j0 = j0 + TILE) {
+        at_load_kv(t, valid, bh, j0);
+        if (!live) { continue; }
+        let n = min(TILE, kend - j0);
+        var sc: array<f32, 16>;
+        var ok = 0u;
+        var tmax = 0.0;
+        for (var jj = 0u; jj < n; jj = jj + 1u) {
+            let b = at_bias(bh, i, j0 + jj);
+            var s = 0.0;
+            for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) { s = s + dot(qr[d4], tile_a[jj * MAXV + d4]); }
+            s = s * at.scale + b.y;
+            sc[jj] = s;
+            if (b.x != 0.0) {
+                tmax = select(s, max(tmax, s), ok != 0u);
+                ok = ok | (1u << jj);
+            }
+        }
+        if (ok == 0u) { continue; }
+        let mnew = select(tmax, max(m, tmax), seen);
+        let corr = select(0.0, exp(m - mnew), seen);
+        lsum = lsum * corr;
+        for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) { acc[d4] = acc[d4] * corr; }
+        for (var jj = 0u; jj < n; jj = jj + 1u) {
+            if ((ok & (1u << jj)) == 0u) { continue; }
+            let p = exp(sc[jj] - mnew);
+            lsum = lsum + p;
+            let pz = p * at_keep(bh * at.l + i, j0 + jj);
+            for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) { acc[d4] = acc[d4] + pz * tile_b[jj * MAXV + d4]; }
+        }
+        m = mnew;
+        seen = true;
+    }
+    if (!live) { return; }
+    let row = bh * at.l + i;
+    var inv = 0.0;
+    if (seen) {
+        inv = 1.0 / lsum;
+        y1[row] = m + log(lsum);
+    } else {
+        y1[row] = at_pos_inf();
+    }
+    for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) {
+        let val = acc[d4] * inv;
+        for (var c = 0u; c < 4u; c = c + 1u) {
+            let d = d4 * 4u + c;
+            if (d < at.ev) { y0[row * at.ev + d] = val[c]; }
+        }
+    }
+}
+
+@compute @workgroup_size(256)
+fn attention_delta_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = flat_id(gid, nwg);
+    if (row >= at.bh * at.l) { return; }
+    var d = 0.0;
+    for (var c = 0u; c < at.ev; c = c + 1u) { d = d + x0[row * at.ev + c] * x1[row * at.ev + c]; }
+    y0[2u * row] = x2[row];
+    y0[2u * row + 1u] = d;
+}
+
+@compute @workgroup_size(64)
+fn attention_dq_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) t: u32) {
+    let blk = row_id(wid, nwg);
+    let valid = blk < at.bh * at.blocks;
+    let bh = blk / at.blocks;
+    let i0 = (blk % at.blocks) * ROWS;
+    let i = i0 + t;
+    let live = valid && i < at.l;
+    let row = bh * at.l + i;
+    var qr: array<vec4<f32>, 32>;
+    var gr: array<vec4<f32>, 32>;
+    var dq: array<vec4<f32>, 32>;
+    for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) {
+        qr[d4] = vec4<f32>(0.0);
+        dq[d4] = vec4<f32>(0.0);
+        if (live) { qr[d4] = at_q4(row * at.e, d4, at.e); }
+    }
+    for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) {
+        gr[d4] = vec4<f32>(0.0);
+        if (live) { gr[d4] = at_do4(row * at.ev, d4, at.ev); }
+    }
+    var lse = 0.0;
+    var delta = 0.0;
+    if (live) {
+        lse = at_stats[2u * row];
+        delta = at_stats[2u * row + 1u];
+    }
+    var kend = at.s;
+    if (at.causal != 0u) { kend = min(at.s, i0 + ROWS); }
+    for (var j0 = 0u; j0 < kend; j0 = j0 + TILE) {
+        at_load_kv(t, valid, bh, j0);
+        if (!live) { continue; }
+        let n = min(TILE, kend - j0);
+        for (var jj = 0u; jj < n; jj = jj + 1u) {
+            let b = at_bias(bh, i, j0 + jj);
+            if (b.x == 0.0) { continue; }
+            var s = 0.0;
+            for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) { s = s + dot(qr[d4], tile_a[jj * MAXV + d4]); }
+            let p = exp(s * at.scale + b.y - lse);
+            var dp = 0.0;
+            for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) { dp = dp + dot(gr[d4], tile_b[jj * MAXV + d4]); }
+            let ds = p * (dp * at_keep(row, j0 + jj) - delta);
+            for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) { dq[d4] = dq[d4] + ds * tile_a[jj * MAXV + d4]; }
+        }
+    }
+    if (!live) { return; }
+    for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) {
+        let val = dq[d4] * at.scale;
+        for (var c = 0u; c < 4u; c = c + 1u) {
+            let d = d4 * 4u + c;
+            if (d < at.e) { y0[row * at.e + d] = val[c]; }
+        }
+    }
+}
+
+@compute @workgroup_size(64)
+fn attention_dkv_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) t: u32) {
+    let blk = row_id(wid, nwg);
+    let valid = blk < at.bh * at.blocks;
+    let bh = blk / at.blocks;
+    let j0 = (blk % at.blocks) * ROWS;
+    let j = j0 + t;
+    let live = valid && j < at.s;
+    let key = bh * at.s + j;
+    var kr: array<vec4<f32>, 32>;
+    var vr: array<vec4<f32>, 32>;
+    var dk: array<vec4<f32>, 32>;
+    var dv: array<vec4<f32>, 32>;
+    for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) {
+        kr[d4] = vec4<f32>(0.0);
+        dk[d4] = vec4<f32>(0.0);
+        if (live) { kr[d4] = at_k4(key * at.e, d4, at.e); }
+    }
+    for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) {
+        vr[d4] = vec4<f32>(0.0);
+        dv[d4] = vec4<f32>(0.0);
+        if (live) { vr[d4] = at_v4(key * at.ev, d4, at.ev); }
+    }
+    // Causal: queries before this block's first key see none of its keys.
+    var istart = 0u;
+    if (at.causal != 0u) { istart = (j0 / TILE) * TILE; }
+    for (var i0 = istart; i0 < at.l; i0 = i0 + TILE) {
+        at_load_qdo(t, valid, bh, i0);
+        if (!live) { continue; }
+        let n = min(TILE, at.l - i0);
+        for (var ii = 0u; ii < n; ii = ii + 1u) {
+            let i = i0 + ii;
+            let b = at_bias(bh, i, j);
+            if (b.x == 0.0) { continue; }
+            let row = bh * at.l + i;
+            var s = 0.0;
+            for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) { s = s + dot(kr[d4], tile_a[ii * MAXV + d4]); }
+            let p = exp(s * at.scale + b.y - at_stats[2u * row]);
+            let z = at_keep(row, j);
+            var dp = 0.0;
+            for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) {
+                let g = tile_b[ii * MAXV + d4];
+                dp = dp + dot(g, vr[d4]);
+                dv[d4] = dv[d4] + (p * z) * g;
+            }
+            let ds = p * (dp * z - at_stats[2u * row + 1u]);
+            for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) { dk[d4] = dk[d4] + ds * tile_a[ii * MAXV + d4]; }
+        }
+    }
+    if (!live) { return; }
+    for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) {
+        let val = dk[d4] * at.scale;
+        for (var c = 0u; c < 4u; c = c + 1u) {
+            let d = d4 * 4u + c;
+            if (d < at.e) { y0[key * at.e + d] = val[c]; }
+        }
+    }
+    for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) {
+        for (var c = 0u; c < 4u; c = c + 1u) {
+            let d = d4 * 4u + c;
+            if (d < at.ev) { y1[key * at.ev + d] = dv[d4][c]; }
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! The GPU backend's fused scaled-dot-product attention (`shaders/attention.wgsl`): one
+//! forward dispatch (output and log-sum-exp, the scores never stored) and three backward
+//! dispatches (`D = rowsum(dO o O)`, then dQ, then dK and dV, each recomputing the
+//! weights tile by tile from the log-sum-exp).
+
+use std::sync::Arc;
+
+use super::kernels::{gpu_alloc, groups_1d, groups_rows, shader};
+use super::params::{params, Params};
+use super::{slot, ExtraSlot, GpuBuffer, GpuContext, Kernel, ShaderFile, Work};
+use crate::backend::attention::AttentionGeometry;
+use crate::backend::{wrong_backend, Attention, Storage};
+use crate::error::Result;
+
+pub(crate) const FILE: ShaderFile =
+    shader("attention", include_str!("../../../shaders/attention.wgsl"))
+        .with_params(&[&AttentionParams::INFO]);
+
+/// Query (or key) rows one workgroup owns, one per thread.
+const ROWS: usize = 64;
+/// The largest head dimension: private rows of 32 `vec4`s.
+const HEAD_LIMIT: usize = 128;
+
+params! {
+    /// One attention call: sizes, the mask's layout and the dropout key.
+    pub(crate) struct AttentionParams as at {
+        /// Batch-heads.
+        bh: u32,
+        /// Query rows.
+        l: u32,
+        /// Keys.
+        s: u32,
+        /// Head dimension of queries and keys.
+        e: u32,
+        /// Head dimension of values.
+        ev: u32,
+        /// Row blocks of 64 per batch-head (of queries, or of keys for dK/dV).
+        blocks: u32,
+        /// 1 for a causal mask.
+        causal: u32,
+        /// 0 no mask, 1 additive, 2 boolean (0 excludes).
+        mask_kind: u32,
+        /// Batch-heads sharing one mask block.
+        m_repeat: u32,
+        /// Distinct mask blocks.
+        m_blocks: u32,
+        /// Elements between mask blocks.
+        m_block: u32,
+        /// Elements between mask rows.
+        m_row: u32,
+        /// Elements between mask columns.
+        m_col: u32,
+        /// The factor of `q k^T`.
+        scale: f32,
+        /// 1 when dropout is on.
+        dropout: u32,
+        /// Dropout's keep threshold on the top 24 bits.
+        threshold: u32,
+        /// `1 / (1 - p)`.
+        drop_scale: f32,
+        /// Generator seed, low word.
+        seed_lo: u32,
+        /// Generator seed, high word.
+        seed_hi: u32,
+        /// Draw offset, low word.
+        offset_lo: u32,
+        /// Draw offset, high word.
+        offset_hi: u32,
+        /// Padding.
+        _pad0: u32,
+        /// Padding.
+        _pad1: u32,
+        /// Padding.
+        _pad2: u32,
+    }
+}
+
+const MASK: ExtraSlot = ExtraSlot {
+    binding: slot::FIRST_EXTRA,
+    read_only: true,
+};
+const DOUT: ExtraSlot = ExtraSlot {
+    binding: slot::FIRST_EXTRA + 1,
+    read_only: true,
+};
+const STATS: ExtraSlot = ExtraSlot {
+    binding: slot::FIRST_EXTRA + 2,
+    read_only: true,
+};
+
+const fn attention_kernel(
+    entry: &'static str,
+    slots: &'static [u32],
+    extra: &'static [ExtraSlot],
+    overrides: &'static [&'static str],
+) -> Kernel {
+    Kernel {
+        file: &FILE,
+        entry,
+        slots,
+        extra,
+        overrides,
+        loops: true,
+        params: AttentionParams::INFO.name,
+    }
+}
+
+const ATTENTION_FWD: &Kernel = &attention_kernel(
+    "attention_fwd",
+    &[slot::X0, slot::X1, slot::X2, slot::Y0, slot::Y1],
+    &[MASK],
+    &["HD4", "HV4"],
+);
+const ATTENTION_DELTA_BWD: &Kernel = &attention_kernel(
+    "attention_delta_bwd",
+    &[slot::X0, slot::X1, slot::X2, slot::Y0],
+    &[],
+    &[],
+);
+const ATTENTION_DQ_BWD: &Kernel = &attention_kernel(
+    "attention_dq_bwd",
+    &[slot::X0, slot::X1, slot::X2, slot::Y0],
+    &[MASK, DOUT, STATS],
+    &["HD4", "HV4"],
+);
+const ATTENTION_DKV_BWD: &Kernel = &attention_kernel(
+    "attention_dkv_bwd",
+    &[slot::X0, slot::X1, slot::X2, slot::Y0, slot::Y1],
+    &[MASK, DOUT, STATS],
+    &["HD4", "HV4"],
+);
+
+/// The kernels of this file, for the entry-point test.
+pub(crate) fn kernels() -> Vec<&'static Kernel> {
+    vec![
+        ATTENTION_FWD,
+        ATTENTION_DELTA_BWD,
+        ATTENTION_DQ_BWD,
+        ATTENTION_DKV_BWD,
+    ]
+}
+
+fn params(g: &AttentionGeometry, rows: usize) -> AttentionParams {
+    let mut p = AttentionParams {
+        bh: g.bh as u32,
+        l: g.l as u32,
+        s: g.s as u32,
+        e: g.e as u32,
+        ev: g.ev as u32,
+        blocks: rows.div_ceil(ROWS).max(1) as u32,
+        causal: g.causal as u32,
+        m_repeat: 1,
+        m_blocks: 1,
+        scale: g.scale as f32,
+        drop_scale: 1.0,
+        ..Default::default()
+    };
+    if let Some(m) = g.mask {
+        p.mask_kind = if m.boolean { 2 } else { 1 };
+        p.m_repeat = m.repeat as u32;
+        p.m_blocks = m.blocks as u32;
+        p.m_block = m.block as u32;
+        p.m_row = m.row as u32;
+        p.m_col = m.col as u32;
+    }
+    if let Some(d) = g.dropout {
+        let [seed_lo, seed_hi, offset_lo, offset_hi] = d.key.gpu_params();
+        p.dropout = 1;
+        p.threshold = d.threshold;
+        p.drop_scale = d.scale as f32;
+        (p.seed_lo, p.seed_hi, p.offset_lo, p.offset_hi) = (seed_lo, seed_hi, offset_lo, offset_hi);
+    }
+    p
+}
+
+/// The launch's override values and declared work: `len` rows streamed past each
+/// thread.
+fn work(g: &AttentionGeometry, len: usize) -> Work {
+    Work {
+        overrides: [g.e.div_ceil(4) as u32, g.ev.div_ceil(4) as u32, 0, 0, 0, 0],
+        serial: len.max(1) as u64,
+        useful_flops: (2 * g.bh * g.l * g.s * (g.e + g.ev)) as u64,
+        ..Default::default()
+    }
+}
+
+fn gpu(s: &Storage) -> Result<&GpuBuffer> {
+    match s {
+        Storage::Gpu(b) => Ok(b),
+        _ => wrong_backend("scaled_dot_product_attention"),
+    }
+}
+
+impl Attention for Arc<GpuContext> {
+    fn attention_head_limit(&self) -> usize {
+        HEAD_LIMIT
+    }
+
+    fn attention(
+        &self,
+        [q, k, v]: [&Storage; 3],
+        mask: Option<&Storage>,
+        g: &AttentionGeometry,
+    ) -> Result<(Storage, Storage)> {
+        let (q, k, v) = (gpu(q)?, gpu(k)?, gpu(v)?);
+        // Without a mask the mask binding holds q, which the kernel never reads.
+        let m = match mask {
+            Some(m) => gpu(m)?,
+            None => q,
+        };
+        let out = gpu_alloc(self, g.bh * g.l * g.ev)?;
+        let lse = gpu_alloc(self, g.bh * g.l)?;
+        let p = params(g, g.l);
+        let groups = groups_rows(g.bh * p.blocks as usize);
+        self.launch_with(
+            ATTENTION_FWD,
+            &p,
+            &[q, k, v, &out, &lse, m],
+            groups,
+            work(g, g.s),
+        );
+        Ok((Storage::Gpu(Arc::new(out)), Storage::Gpu(Arc::new(lse))))
+    }
+
+    fn attention_backward(
+        &self,
+        [q, k, v]: [&Storage; 3],
+        mask: Option<&Storage>,
+        [out, lse, dout]: [&Storage; 3],
+        g: &AttentionGeometry,
+    ) -> Result<[Storage; 3]> {
+        let (q, k, v) = (gpu(q)?, gpu(k)?, gpu(v)?);
+        let (out, lse, dout) = (gpu(out)?, gpu(lse)?, gpu(dout)?);
+        let m = match mask {
+            Some(m) => gpu(m)?,
+            None => q,
+        };
+        let rows = g.bh * g.l;
+        let stats = gpu_alloc(self, 2 * rows)?;
+        let dq = gpu_alloc(self, rows * g.e)?;
+        let dk = gpu_alloc(self, g.bh * g.s * g.e)?;
+        let dv = gpu_alloc(self, g.bh * g.s * g.ev)?;
+        let delta = Work {
+            serial: g.ev.max(1) as u64,
+            ..Default::default()
+        };
+        self.launch_with(
+            ATTENTION_DELTA_BWD,
+            &params(g, g.l),
+            &[out, dout, lse, &stats],
+            groups_1d(rows),
+            delta,
+        );
+        let p = params(g, g.l);
+        self.launch_with(
+            ATTENTION_DQ_BWD,
+            &p,
+            &[q, k, v, &dq, m, dout, &stats],
+            groups_rows(g.bh * p.blocks as usize),
+            work(g, g.s),
+        );
+        let p = params(g, g.s);
+        self.launch_with(
+            ATTENTION_DKV_BWD,
+            &p,
+            &[q, k, v, &dk, &dv, m, dout, &stats],
+            groups_rows(g.bh * p.blocks as usize),
+            work(g, g.l),
+        );
+        Ok([dq, dk, dv].map(|b| Storage::Gpu(Arc::new(b))))
+    }
+}

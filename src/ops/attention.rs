@@ -1,0 +1,278 @@
+//! `scaled_dot_product_attention`, PyTorch's `F.scaled_dot_product_attention`, fused:
+//! the GPU runs one forward kernel that never stores the `[L, S]` scores (queries in
+//! tiles, keys and values streamed with an online softmax) and saves one log-sum-exp
+//! per query row, from which the backward recomputes the weights (FlashAttention-2).
+//! Attention dropout regenerates its mask from the generator key in both passes.
+
+use crate::autograd::{no_grad, record};
+use crate::backend::attention::{AttentionDropout, AttentionGeometry, MaskLayout};
+use crate::backend::random::RngKey;
+use crate::error::{arg_err, shape_err, Result};
+use crate::tensor::{check_pair, check_same_device, DType, Tensor};
+
+const OP: &str = "scaled_dot_product_attention";
+
+/// The mask's layout against the leading shape `lead` and the `[l, s]` plane, and the
+/// mask itself as a float tensor (materialised over the leading dimensions when its
+/// broadcast pattern is not one run of them).
+fn mask_layout(
+    mask: &Tensor,
+    q: &Tensor,
+    lead: &[usize],
+    l: usize,
+    s: usize,
+) -> Result<(Tensor, MaskLayout)> {
+    check_same_device(OP, q, mask)?;
+    let boolean = match mask.dtype() {
+        DType::U32 => true,
+        d if d == q.dtype() => false,
+        d => {
+            return arg_err(
+                OP,
+                format!(
+                    "attn_mask must be u32 (0/1) or {:?} like q, got {d:?}",
+                    q.dtype()
+                ),
+            )
+        }
+    };
+    let rank = lead.len() + 2;
+    let bad = || {
+        shape_err(
+            OP,
+            format!(
+                "attn_mask {:?} does not broadcast to the scores {:?}",
+                mask.shape(),
+                [lead, &[l, s]].concat()
+            ),
+        )
+    };
+    if mask.rank() > rank {
+        return bad();
+    }
+    let mut shape = vec![1; rank - mask.rank()];
+    shape.extend_from_slice(mask.shape());
+    let (ml, ms) = (shape[rank - 2], shape[rank - 1]);
+    if (ml != 1 && ml != l) || (ms != 1 && ms != s) {
+        return bad();
+    }
+    let mlead = &shape[..rank - 2];
+    if mlead.iter().zip(lead).any(|(&m, &d)| m != 1 && m != d) {
+        return bad();
+    }
+    // The leading dimensions the mask varies over must be one run a..b.
+    let varies: Vec<usize> = (0..lead.len())
+        .filter(|&d| mlead[d] != 1 && lead[d] != 1)
+        .collect();
+    let run = match (varies.first(), varies.last()) {
+        (Some(&a), Some(&b)) => (a..=b).all(|d| mlead[d] == lead[d] || lead[d] == 1),
+        _ => true,
+    };
+    let mut m = if boolean {
+        mask.to_dtype(q.dtype())?
+    } else {
+        mask.detach()
+    };
+    let (blocks, repeat) = if run {
+        let (a, b) = match (varies.first(), varies.last()) {
+            (Some(&a), Some(&b)) => (a, b + 1),
+            _ => (lead.len(), lead.len()),
+        };
+        (
+            lead[a..b].iter().product::<usize>(),
+            lead[b..].iter().product::<usize>(),
+        )
+    } else {
+        m = m
+            .reshape(&shape)?
+            .broadcast_to(&[lead, &[ml, ms]].concat())?;
+        (lead.iter().product(), 1)
+    };
+    Ok((
+        m,
+        MaskLayout {
+            repeat: repeat.max(1),
+            blocks: blocks.max(1),
+            block: ml * ms,
+            row: if ml == 1 { 0 } else { ms },
+            col: if ms == 1 { 0 } else { 1 },
+            boolean,
+        },
+    ))
+}
+
+/// [`Tensor::scaled_dot_product_attention`] with an explicit generator key for the
+/// dropout (the registry's fixed-key cases; `key` is ignored when `dropout_p` is 0).
+#[allow(clippy::too_many_arguments)]
+pub fn scaled_dot_product_attention_with_key(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    attn_mask: Option<&Tensor>,
+    dropout_p: f64,
+    is_causal: bool,
+    scale: Option<f64>,
+    key: RngKey,
+) -> Result<Tensor> {
+    check_pair(OP, q, k)?;
+    check_pair(OP, q, v)?;
+    let (qs, ks, vs) = (q.shape(), k.shape(), v.shape());
+    if qs.len() < 2 || ks.len() != qs.len() || vs.len() != qs.len() {
+        return shape_err(
+            OP,
+            format!("q {qs:?}, k {ks:?}, v {vs:?}: need [..., L, E], [..., S, E], [..., S, Ev] of one rank >= 2"),
+        );
+    }
+    let r = qs.len();
+    let lead = &qs[..r - 2];
+    let (l, e, s, ev) = (qs[r - 2], qs[r - 1], ks[r - 2], vs[r - 1]);
+    if &ks[..r - 2] != lead || &vs[..r - 2] != lead {
+        return shape_err(
+            OP,
+            format!("q {qs:?}, k {ks:?}, v {vs:?}: the leading (batch, head) dimensions differ"),
+        );
+    }
+    if ks[r - 1] != e {
+        return shape_err(OP, format!("q {qs:?} and k {ks:?}: head dimensions differ"));
+    }
+    if vs[r - 2] != s {
+        return shape_err(
+            OP,
+            format!("k {ks:?} and v {vs:?}: sequence lengths differ"),
+        );
+    }
+    if e == 0 {
+        return shape_err(OP, format!("q {qs:?}: the head dimension is 0"));
+    }
+    let limit = q.device().backend().attention_head_limit();
+    if e > limit || ev > limit {
+        return arg_err(
+            OP,
+            format!("head dimensions {e} (q, k) and {ev} (v): this device's fused kernel takes at most {limit}"),
+        );
+    }
+    if attn_mask.is_some() && is_causal {
+        return arg_err(
+            OP,
+            "attn_mask and is_causal cannot both be given (as PyTorch)",
+        );
+    }
+    if !(0.0..1.0).contains(&dropout_p) {
+        return arg_err(OP, format!("dropout_p must be in [0, 1), got {dropout_p}"));
+    }
+    let scale = scale.unwrap_or(1.0 / (e as f64).sqrt());
+    if !scale.is_finite() {
+        return arg_err(OP, format!("scale must be finite, got {scale}"));
+    }
+    let out_shape = [lead, &[l, ev]].concat();
+    crate::ops::check_out(OP, &out_shape, q.dtype(), q.device())?;
+    // Last: a mask may be converted (checked first, then cast or broadcast).
+    let mask = attn_mask
+        .map(|m| mask_layout(m, q, lead, l, s))
+        .transpose()?;
+    let bh: usize = lead.iter().product();
+    if bh * l * s * ev == 0 {
+        // No query, key or value element: a zero output (PyTorch's result for S = 0)
+        // and zero gradients.
+        let out = Tensor::zeros(&out_shape, q.device())?.to_dtype(q.dtype())?;
+        let (qz, kz, vz) = (q.detach(), k.detach(), v.detach());
+        return Ok(record(out, OP, &[q, k, v], move |_| {
+            Ok(vec![
+                Some(qz.zeros_like()?),
+                Some(kz.zeros_like()?),
+                Some(vz.zeros_like()?),
+            ])
+        }));
+    }
+    let geo = AttentionGeometry {
+        bh,
+        l,
+        s,
+        e,
+        ev,
+        scale,
+        causal: is_causal,
+        mask: mask.as_ref().map(|m| m.1),
+        dropout: (dropout_p > 0.0).then(|| AttentionDropout {
+            threshold: (dropout_p * 16_777_216.0).ceil() as u32,
+            scale: 1.0 / (1.0 - dropout_p),
+            key,
+        }),
+    };
+    let mask = mask.map(|m| m.0);
+    let backend = q.device().backend();
+    let (o, lse) = backend.attention(
+        [q.storage(), k.storage(), v.storage()],
+        mask.as_ref().map(|m| m.storage()),
+        &geo,
+    )?;
+    let out = Tensor::like(o, out_shape, q);
+    let lse = Tensor::like(lse, vec![bh * l], q);
+    let saved = (q.detach(), k.detach(), v.detach(), out.detach());
+    Ok(record(out, OP, &[q, k, v], move |g| {
+        let (q, k, v, o) = &saved;
+        let grads = no_grad(|| {
+            q.device().backend().attention_backward(
+                [q.storage(), k.storage(), v.storage()],
+                mask.as_ref().map(|m| m.storage()),
+                [o.storage(), lse.storage(), g.storage()],
+                &geo,
+            )
+        })?;
+        let [dq, dk, dv] = grads;
+        Ok(vec![
+            Some(Tensor::like(dq, q.shape().to_vec(), q)),
+            Some(Tensor::like(dk, k.shape().to_vec(), k)),
+            Some(Tensor::like(dv, v.shape().to_vec(), v)),
+        ])
+    }))
+}
+
+impl Tensor {
+    /// Scaled-dot-product attention of the queries `self` `[..., L, E]` over keys `k`
+    /// `[..., S, E]` and values `v` `[..., S, Ev]` (the same leading batch and head
+    /// dimensions), as PyTorch's `F.scaled_dot_product_attention`:
+    /// `softmax(q k^T scale + mask) v`, `[..., L, Ev]`.
+    ///
+    /// - `scale` defaults to `1 / sqrt(E)`.
+    /// - `is_causal`: query `i` sees keys `j <= i` (upper-left aligned, as PyTorch).
+    /// - `attn_mask`, broadcast to `[..., L, S]`: a `u32` 0/1 mask (1 = the key takes
+    ///   part) or a float mask of `q`'s dtype added to the scores (`-inf` excludes). A
+    ///   query row that sees no key gives zeros (as PyTorch). The mask gets no gradient.
+    ///   Giving both a mask and `is_causal` is an error, as in PyTorch.
+    /// - `dropout_p > 0` drops attention weights with that probability (scaling the
+    ///   rest by `1 / (1 - p)`) from the device's seeded generator; pass 0 outside
+    ///   training, as with PyTorch's function.
+    ///
+    /// On the GPU this is one fused kernel that never stores the `[L, S]` scores (and
+    /// three for the backward); head dimensions of at most 128 there.
+    ///
+    /// ```
+    /// # use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::cpu();
+    /// let q = Tensor::from_vec(vec![1.0f32, 0.0, 0.0, 1.0], &[1, 2, 2], &dev)?;
+    /// let v = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[1, 2, 2], &dev)?;
+    /// let out = q.scaled_dot_product_attention(&q, &v, None, 0.0, true, None)?;
+    /// assert_eq!(out.to_vec::<f32>()?[..2], [1.0, 2.0]); // row 0 sees key 0 only
+    /// # Ok(()) }
+    /// ```
+    pub fn scaled_dot_product_attention(
+        &self,
+        k: &Tensor,
+        v: &Tensor,
+        attn_mask: Option<&Tensor>,
+        dropout_p: f64,
+        is_causal: bool,
+        scale: Option<f64>,
+    ) -> Result<Tensor> {
+        let key = if dropout_p > 0.0 {
+            self.device().next_rng_key()
+        } else {
+            RngKey { seed: 0, offset: 0 }
+        };
+        scaled_dot_product_attention_with_key(
+            self, k, v, attn_mask, dropout_p, is_causal, scale, key,
+        )
+    }
+}
