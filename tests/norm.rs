@@ -311,3 +311,87 @@ fn the_gpu_forward_is_one_dispatch_and_the_backward_at_most_two() {
         assert_eq!(w.grad().is_some(), params);
     }
 }
+
+/// Per-row f64 reference of a layer norm without affine parameters.
+fn reference_rows(x: &[f32], d: usize) -> Vec<f64> {
+    x.chunks(d)
+        .flat_map(|row| {
+            let n = row.len() as f64;
+            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
+            let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+            let rstd = 1.0 / (var + 1e-5).sqrt();
+            row.iter().map(move |&v| (v as f64 - mean) * rstd)
+        })
+        .collect()
+}
+
+common::test_device!(
+    /// Rows longer than one workgroup reduces (16,384 elements) go through the composed
+    /// path and still give the normalised rows (mean 3, spread 0.5: no cancellation).
+    rows_past_16k_elements_are_normalised_cpu,
+    rows_past_16k_elements_are_normalised_gpu,
+    |dev| {
+        let d = 16_500;
+        let x: Vec<f32> = (0..2 * d)
+            .map(|i| 3.0 + 0.5 * (((i * 7919) % 1000) as f32 / 500.0 - 1.0))
+            .collect();
+        let xt = Tensor::from_vec(x.clone(), &[2, d], &dev).unwrap();
+        let got = xt.layer_norm(&[d], None, None, 1e-5).unwrap().to_vec::<f32>().unwrap();
+        let want = reference_rows(&x, d);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!((*g as f64 - w).abs() < 1e-4, "element {i}: {g} vs {w}");
+        }
+    }
+);
+
+/// Group norm whose channels hold more elements than one workgroup of the weight's
+/// backward sums (2 x 8,200 > 16,384: two chunks per channel, added by the op) gives
+/// the CPU's weight and bias gradients on the GPU.
+#[test]
+fn long_channels_sum_the_weight_gradient_in_chunks_on_both_devices() {
+    let shape = [2usize, 2, 8200];
+    let n: usize = shape.iter().product();
+    let x: Vec<f32> = (0..n)
+        .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+        .collect();
+    let g: Vec<f32> = (0..n)
+        .map(|i| ((i * 53) % 89) as f32 / 44.0 - 1.0)
+        .collect();
+    let run = |dev: &Device| {
+        let xt = Tensor::from_vec(x.clone(), &shape, dev).unwrap();
+        let w = Tensor::from_vec(vec![0.5f32, -1.5], &[2], dev)
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap();
+        let b = Tensor::zeros(&[2], dev)
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap();
+        let y = xt.group_norm(2, Some(&w), Some(&b), 1e-5).unwrap();
+        y.backward_with(&Tensor::from_vec(g.clone(), &shape, dev).unwrap())
+            .unwrap();
+        (
+            w.grad().unwrap().to_vec::<f32>().unwrap(),
+            b.grad().unwrap().to_vec::<f32>().unwrap(),
+        )
+    };
+    let (cpu_w, cpu_b) = run(&Device::cpu());
+    let (gpu_w, gpu_b) = run(&common::gpu());
+    // Sums of 16,400 terms of size ~1 in another order: a looser absolute tolerance.
+    common::assert_close(&gpu_w, &cpu_w, 2e-3, 1e-4, "dweight");
+    common::assert_close(&gpu_b, &cpu_b, 2e-3, 1e-4, "dbias");
+    // dbias is the plain sum of g over each channel.
+    for c in 0..2 {
+        let want: f64 = (0..2)
+            .flat_map(|s| {
+                let start = (s * 2 + c) * 8200;
+                g[start..start + 8200].iter().map(|&v| v as f64)
+            })
+            .sum();
+        assert!(
+            (cpu_b[c] as f64 - want).abs() < 1e-2,
+            "dbias {c}: {} vs {want}",
+            cpu_b[c]
+        );
+    }
+}
