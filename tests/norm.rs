@@ -394,3 +394,24 @@ fn long_channels_sum_the_weight_gradient_in_chunks_on_both_devices() {
         );
     }
 }
+
+common::test_device!(
+    /// Rows with mean 1000 and spread 0.3 keep their variance: the GPU's Welford
+    /// statistics never form `E[x^2] - E[x]^2`, which in f32 would lose it entirely.
+    a_large_mean_does_not_swamp_the_variance_cpu,
+    a_large_mean_does_not_swamp_the_variance_gpu,
+    |dev| {
+        let d = 3000;
+        let x: Vec<f32> = (0..3 * d)
+            .map(|i| 1000.0 + 0.3 * (((i * 7919) % 1001) as f32 / 500.0 - 1.0))
+            .collect();
+        let xt = Tensor::from_vec(x.clone(), &[3, d], &dev).unwrap();
+        let got = xt.layer_norm(&[d], None, None, 1e-5).unwrap().to_vec::<f32>().unwrap();
+        // The mean rounded to f32 is off by up to 3e-5 (half an ulp of 1000); divided by
+        // the spread (~0.17) that is ~2e-4 of the output. A variance from
+        // E[x^2] - E[x]^2 in f32 would be off by more than itself.
+        for (i, (g, w)) in got.iter().zip(reference_rows(&x, d)).enumerate() {
+            assert!((*g as f64 - w).abs() < 2e-3, "element {i}: {g} vs {w}");
+        }
+    }
+);
