@@ -4,10 +4,10 @@
 //! (`backend/norm.rs`): each row is normalised by its own mean and biased variance (the
 //! mean square for `rms_norm`), then scaled and shifted by an optional weight and bias.
 //!
-//! On the GPU the forward is one dispatch (a workgroup per row, the statistics by
-//! Welford's update per element and Chan's combination across the workgroup, then the
-//! output) and the backward at most two (`dx` per row workgroup; the weight's and bias's
-//! gradients as one column reduction). Rows of more than 16,384 elements, which one
+//! On the GPU the forward is one dispatch (32 to 256 threads per row, several short rows
+//! per workgroup; the statistics by Welford's update per element and Chan's combination
+//! across the row's threads, then the output) and the backward at most two (`dx` per
+//! row; the weight's and bias's gradients as one column reduction). Rows of more than 16,384 elements, which one
 //! workgroup would reduce too serially, are normalised by a composition of the
 //! reductions and elementwise ops instead (on both devices, so they agree).
 
