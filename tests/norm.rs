@@ -147,6 +147,24 @@ common::test_device!(
                 assert!((g - w).abs() <= 1e-5 + 1e-4 * w.abs(), "element {i}: {g} vs {w}");
             }
         }
+        // Group norm and its input gradient: a NaN in sample 1, group 0 (channels 0
+        // and 1) makes that group NaN and leaves every other group as without it.
+        let mut v: Vec<f32> = (0..24).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+        let clean = Tensor::from_vec(v.clone(), &[2, 4, 3], &dev).unwrap();
+        v[12 + 4] = f32::NAN;
+        let x = Tensor::from_vec(v, &[2, 4, 3], &dev).unwrap().requires_grad_(true).unwrap();
+        let y = x.group_norm(2, None, None, 1e-5).unwrap();
+        y.mul(&clean).unwrap().sum().unwrap().backward().unwrap();
+        let want = clean.group_norm(2, None, None, 1e-5).unwrap().to_vec::<f32>().unwrap();
+        let dx = x.grad().unwrap().to_vec::<f32>().unwrap();
+        for (i, (g, w)) in y.to_vec::<f32>().unwrap().iter().zip(&want).enumerate() {
+            let poisoned = (12..18).contains(&i);
+            assert_eq!(g.is_nan(), poisoned, "output {i}: {g}");
+            assert_eq!(dx[i].is_nan(), poisoned, "input gradient {i}: {}", dx[i]);
+            if !poisoned {
+                assert!((g - w).abs() <= 1e-6, "output {i}: {g} vs {w}");
+            }
+        }
     }
 );
 
