@@ -365,7 +365,8 @@ fn composed(x: &Tensor, call: &Call) -> Result<Tensor> {
         rows.sub(&rows.mean_dim(&[1], true)?)?
     };
     let var = centred.mul(&centred)?.mean_dim(&[1], true)?;
-    let std = var.add_scalar(geo.eps as _)?.sqrt()?;
+    let eps = fill(&[1], x.dtype(), geo.eps, x.device())?;
+    let std = var.add(&eps)?.sqrt()?;
     let mut y = centred.div(&std)?.reshape(x.shape())?;
     if let Some(w) = call.weight {
         y = y.mul(&w.reshape(&call.affine_view)?)?;
