@@ -433,3 +433,62 @@ common::test_device!(
         }
     }
 );
+
+/// The registry's cases of the three norms, a row of 16,384 elements (the longest one
+/// workgroup takes) and channels of 2 x 8,200 keep every norm dispatch to the GPU shape
+/// rules of `tests/gpu_work.rs`: no thread loops over more than 1,024 elements (these
+/// kernels: 64), no workgroup reduces more than 16K.
+#[test]
+fn every_norm_kernel_keeps_to_the_shape_rules() {
+    let gpu = Device::gpu_with(wgrad::GpuOptions::from_env()).unwrap();
+    let entries: Vec<_> = wgrad::ops::registry::registry()
+        .into_iter()
+        .filter(|e| ["layer_norm", "rms_norm", "group_norm"].contains(&e.name))
+        .collect();
+    assert_eq!(entries.len(), 3);
+    let leaf = |shape: &[usize], seed: u64| {
+        Tensor::randn_seeded(shape, seed, &gpu)
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap()
+    };
+    let (_, profile) = gpu
+        .profile(|| {
+            for entry in &entries {
+                for case in &entry.cases {
+                    let inputs: Vec<Tensor> = (case.inputs.iter().enumerate())
+                        .map(|(i, s)| leaf(&s.shape, i as u64))
+                        .collect();
+                    let y = (case.run)(&inputs, &gpu).unwrap();
+                    y.sum().unwrap().backward().unwrap();
+                }
+            }
+            let (x, w) = (leaf(&[3, 16_384], 5), leaf(&[16_384], 6));
+            let y = x.rms_norm(&[16_384], Some(&w), None).unwrap();
+            y.sum().unwrap().backward().unwrap();
+            // Rows of 8,200; channels of 2 x 8,200 summed in two chunks.
+            let (x, w) = (leaf(&[2, 2, 8200], 7), leaf(&[2], 8));
+            let y = x.group_norm(2, Some(&w), None, 1e-5).unwrap();
+            y.sum().unwrap().backward().unwrap();
+        })
+        .unwrap();
+    let norm: Vec<_> = profile
+        .dispatches
+        .iter()
+        .filter(|d| d.kernel.starts_with("norm_"))
+        .collect();
+    for k in ["norm_fwd", "norm_bwd", "norm_affine_bwd"] {
+        assert!(norm.iter().any(|d| d.kernel == k), "nothing launched {k}");
+    }
+    for d in norm {
+        assert!(d.serial > 0, "{} declares no serial work", d.kernel);
+        assert!(d.serial <= 64, "{} loops over {}", d.kernel, d.serial);
+        assert!(
+            d.reduced <= 16 * 1024 * d.workgroups,
+            "{} reduces {} on {} workgroups",
+            d.kernel,
+            d.reduced,
+            d.workgroups
+        );
+    }
+}
