@@ -6,8 +6,8 @@
 //
 // Parameters (every entry point): `nm` (NormParams, src/backend/gpu/norm.rs). The host
 // never launches with R, D, G or L at 0 and never passes a row longer than 16,384
-// elements (64 per thread). Statistics, [2, R]: mean (0 for rms_norm) and
-// rstd = 1 / sqrt(var + eps).
+// elements (64 per thread); the threads per row (tpr) are a power of two from 32 to
+// 256. Statistics, [2, R]: mean (0 for rms_norm) and rstd = 1 / sqrt(var + eps).
 
 const NM_RMS: u32 = 1u;
 const NM_WEIGHT: u32 = 2u;
@@ -36,22 +36,38 @@ fn nm_chan(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
     return vec3<f32>(n, a.y + d * f, a.z + b.z + d * d * a.x * f);
 }
 
-// The workgroup's combined summary (every thread gets it).
-fn nm_tree3(t: u32, s: vec3<f32>) -> vec3<f32> {
+// The combined summary of thread t's row: the workgroup's threads form segments of
+// nm.tpr consecutive threads, one row each (every thread gets its row's).
+fn nm_row3(t: u32, s: vec3<f32>) -> vec3<f32> {
+    let lt = t % nm.tpr;
     nm_w[t] = s;
     workgroupBarrier();
-    for (var k = WG / 2u; k > 0u; k = k / 2u) {
-        if (t < k) { nm_w[t] = nm_chan(nm_w[t], nm_w[t + k]); }
+    for (var k = nm.tpr / 2u; k > 0u; k = k / 2u) {
+        if (lt < k) { nm_w[t] = nm_chan(nm_w[t], nm_w[t + k]); }
         workgroupBarrier();
     }
-    let s_all = nm_w[0];
+    let s_all = nm_w[t - lt];
+    workgroupBarrier();
+    return s_all;
+}
+
+// The sum over thread t's row segment, as nm_row3.
+fn nm_row2(t: u32, s: vec2<f32>) -> vec2<f32> {
+    let lt = t % nm.tpr;
+    nm_s[t] = s;
+    workgroupBarrier();
+    for (var k = nm.tpr / 2u; k > 0u; k = k / 2u) {
+        if (lt < k) { nm_s[t] = nm_s[t] + nm_s[t + k]; }
+        workgroupBarrier();
+    }
+    let s_all = nm_s[t - lt];
     workgroupBarrier();
     return s_all;
 }
 
 // The sum over the workgroup's `stride`-apart lanes: thread t gets the sum over the
-// threads t mod stride + i stride (stride = 1: the whole workgroup's).
-fn nm_tree2(t: u32, s: vec2<f32>, stride: u32) -> vec2<f32> {
+// threads t mod stride + i stride.
+fn nm_lanes2(t: u32, s: vec2<f32>, stride: u32) -> vec2<f32> {
     nm_s[t] = s;
     workgroupBarrier();
     for (var k = WG / 2u; k >= stride; k = k / 2u) {
@@ -63,20 +79,22 @@ fn nm_tree2(t: u32, s: vec2<f32>, stride: u32) -> vec2<f32> {
     return s_all;
 }
 
-// One workgroup per row: the row's (count, mean, M2) by Welford's update per element
-// (a running sum of squares for rms_norm), combined over the workgroup; the statistics
-// (y1); then y = (x - mean) rstd weight + bias (y0). x0 = input, x1 = weight,
-// x2 = bias (when flagged).
+// A segment of nm.tpr threads per row (256 / tpr rows per workgroup: short rows do not
+// leave most of a workgroup idle): the row's (count, mean, M2) by Welford's update per
+// element (a running sum of squares for rms_norm), combined over the segment; the
+// statistics (y1); then y = (x - mean) rstd weight + bias (y0). x0 = input,
+// x1 = weight, x2 = bias (when flagged).
 @compute @workgroup_size(256)
 fn norm_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) t: u32) {
-    let r = row_id(wid, nwg);
+    let lt = t % nm.tpr;
+    let r = row_id(wid, nwg) * (WG / nm.tpr) + t / nm.tpr;
     let live = r < nm.rows;
     let base = r * nm.d;
     let rms = nm_flag(NM_RMS);
     var s = vec3<f32>(0.0, 0.0, 0.0);
     if (live) {
-        for (var j = t; j < nm.d; j = j + WG) {
+        for (var j = lt; j < nm.d; j = j + nm.tpr) {
             let v = x0[base + j];
             s.x = s.x + 1.0;
             if (rms) {
@@ -88,15 +106,15 @@ fn norm_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
             }
         }
     }
-    s = nm_tree3(t, s);
+    s = nm_row3(t, s);
     if (!live) { return; }
     let mean = s.y;
     let rstd = 1.0 / sqrt(s.z / s.x + nm.eps);
-    if (t == 0u) {
+    if (lt == 0u) {
         y1[r] = mean;
         y1[nm.rows + r] = rstd;
     }
-    for (var j = t; j < nm.d; j = j + WG) {
+    for (var j = lt; j < nm.d; j = j + nm.tpr) {
         let a = nm_affine(r, j);
         var v = (x0[base + j] - mean) * rstd;
         if (nm_flag(NM_WEIGHT)) { v = v * x1[a]; }
@@ -105,14 +123,15 @@ fn norm_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     }
 }
 
-// One workgroup per row: dx = rstd (gw - mean(gw) - xhat mean(gw xhat)), gw = g weight,
-// xhat = (x - mean) rstd (rms_norm: without mean(gw)). x0 = input, x1 = output
-// gradient, x2 = statistics, xi = weight (f32 bits, when flagged; the three f32 input
-// slots are taken), y0 = dx.
+// A segment of nm.tpr threads per row, as norm_fwd:
+// dx = rstd (gw - mean(gw) - xhat mean(gw xhat)), gw = g weight, xhat = (x - mean) rstd
+// (rms_norm: without mean(gw)). x0 = input, x1 = output gradient, x2 = statistics,
+// xi = weight (f32 bits, when flagged; the three f32 input slots are taken), y0 = dx.
 @compute @workgroup_size(256)
 fn norm_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) t: u32) {
-    let r = row_id(wid, nwg);
+    let lt = t % nm.tpr;
+    let r = row_id(wid, nwg) * (WG / nm.tpr) + t / nm.tpr;
     let live = r < nm.rows;
     let base = r * nm.d;
     var mean = 0.0;
@@ -121,18 +140,18 @@ fn norm_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     if (live) {
         mean = x2[r];
         rstd = x2[nm.rows + r];
-        for (var j = t; j < nm.d; j = j + WG) {
+        for (var j = lt; j < nm.d; j = j + nm.tpr) {
             var gw = x1[base + j];
             if (nm_flag(NM_WEIGHT)) { gw = gw * bitcast<f32>(xi[nm_affine(r, j)]); }
             s = s + vec2<f32>(gw, gw * ((x0[base + j] - mean) * rstd));
         }
     }
-    s = nm_tree2(t, s, 1u);
+    s = nm_row2(t, s);
     if (!live) { return; }
     var c1 = s.x * nm.inv_d;
     if (nm_flag(NM_RMS)) { c1 = 0.0; }
     let c2 = s.y * nm.inv_d;
-    for (var j = t; j < nm.d; j = j + WG) {
+    for (var j = lt; j < nm.d; j = j + nm.tpr) {
         var gw = x1[base + j];
         if (nm_flag(NM_WEIGHT)) { gw = gw * bitcast<f32>(xi[nm_affine(r, j)]); }
         let xhat = (x0[base + j] - mean) * rstd;
@@ -177,7 +196,7 @@ fn norm_affine_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
             s = s + vec2<f32>(gv * ((x0[i] - x2[r]) * x2[nm.rows + r]), gv);
         }
     }
-    s = nm_tree2(t, s, nm.cols);
+    s = nm_lanes2(t, s, nm.cols);
     if (live && lane == 0u) {
         y0[chunk * nm.affine + a] = s.x;
         y1[chunk * nm.affine + a] = s.y;

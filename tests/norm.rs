@@ -147,6 +147,24 @@ common::test_device!(
                 assert!((g - w).abs() <= 1e-5 + 1e-4 * w.abs(), "element {i}: {g} vs {w}");
             }
         }
+        // Group norm and its input gradient: a NaN in sample 1, group 0 (channels 0
+        // and 1) makes that group NaN and leaves every other group as without it.
+        let mut v: Vec<f32> = (0..24).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+        let clean = Tensor::from_vec(v.clone(), &[2, 4, 3], &dev).unwrap();
+        v[12 + 4] = f32::NAN;
+        let x = Tensor::from_vec(v, &[2, 4, 3], &dev).unwrap().requires_grad_(true).unwrap();
+        let y = x.group_norm(2, None, None, 1e-5).unwrap();
+        y.mul(&clean).unwrap().sum().unwrap().backward().unwrap();
+        let want = clean.group_norm(2, None, None, 1e-5).unwrap().to_vec::<f32>().unwrap();
+        let dx = x.grad().unwrap().to_vec::<f32>().unwrap();
+        for (i, (g, w)) in y.to_vec::<f32>().unwrap().iter().zip(&want).enumerate() {
+            let poisoned = (12..18).contains(&i);
+            assert_eq!(g.is_nan(), poisoned, "output {i}: {g}");
+            assert_eq!(dx[i].is_nan(), poisoned, "input gradient {i}: {}", dx[i]);
+            if !poisoned {
+                assert!((g - w).abs() <= 1e-6, "output {i}: {g} vs {w}");
+            }
+        }
     }
 );
 
@@ -309,5 +327,168 @@ fn the_gpu_forward_is_one_dispatch_and_the_backward_at_most_two() {
         assert_eq!(bwd, if params { 2 } else { 1 }, "{name} params {params}");
         assert!(x.grad().is_some());
         assert_eq!(w.grad().is_some(), params);
+    }
+}
+
+/// Per-row f64 reference of a layer norm without affine parameters.
+fn reference_rows(x: &[f32], d: usize) -> Vec<f64> {
+    x.chunks(d)
+        .flat_map(|row| {
+            let n = row.len() as f64;
+            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
+            let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+            let rstd = 1.0 / (var + 1e-5).sqrt();
+            row.iter().map(move |&v| (v as f64 - mean) * rstd)
+        })
+        .collect()
+}
+
+common::test_device!(
+    /// Rows longer than one workgroup reduces (16,384 elements) go through the composed
+    /// path and still give the normalised rows (mean 3, spread 0.5: no cancellation).
+    rows_past_16k_elements_are_normalised_cpu,
+    rows_past_16k_elements_are_normalised_gpu,
+    |dev| {
+        let d = 16_500;
+        let x: Vec<f32> = (0..2 * d)
+            .map(|i| 3.0 + 0.5 * (((i * 7919) % 1000) as f32 / 500.0 - 1.0))
+            .collect();
+        let xt = Tensor::from_vec(x.clone(), &[2, d], &dev).unwrap();
+        let got = xt.layer_norm(&[d], None, None, 1e-5).unwrap().to_vec::<f32>().unwrap();
+        let want = reference_rows(&x, d);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!((*g as f64 - w).abs() < 1e-4, "element {i}: {g} vs {w}");
+        }
+    }
+);
+
+/// Group norm whose channels hold more elements than one workgroup of the weight's
+/// backward sums (2 x 8,200 > 16,384: two chunks per channel, added by the op) gives
+/// the CPU's weight and bias gradients on the GPU.
+#[test]
+fn long_channels_sum_the_weight_gradient_in_chunks_on_both_devices() {
+    let shape = [2usize, 2, 8200];
+    let n: usize = shape.iter().product();
+    let x: Vec<f32> = (0..n)
+        .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+        .collect();
+    let g: Vec<f32> = (0..n)
+        .map(|i| ((i * 53) % 89) as f32 / 44.0 - 1.0)
+        .collect();
+    let run = |dev: &Device| {
+        let xt = Tensor::from_vec(x.clone(), &shape, dev).unwrap();
+        let w = Tensor::from_vec(vec![0.5f32, -1.5], &[2], dev)
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap();
+        let b = Tensor::zeros(&[2], dev)
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap();
+        let y = xt.group_norm(2, Some(&w), Some(&b), 1e-5).unwrap();
+        y.backward_with(&Tensor::from_vec(g.clone(), &shape, dev).unwrap())
+            .unwrap();
+        (
+            w.grad().unwrap().to_vec::<f32>().unwrap(),
+            b.grad().unwrap().to_vec::<f32>().unwrap(),
+        )
+    };
+    let (cpu_w, cpu_b) = run(&Device::cpu());
+    let (gpu_w, gpu_b) = run(&common::gpu());
+    // Sums of 16,400 terms of size ~1 in another order: a looser absolute tolerance.
+    common::assert_close(&gpu_w, &cpu_w, 2e-3, 1e-4, "dweight");
+    common::assert_close(&gpu_b, &cpu_b, 2e-3, 1e-4, "dbias");
+    // dbias is the plain sum of g over each channel.
+    for (c, &got) in cpu_b.iter().enumerate() {
+        let want: f64 = (0..2)
+            .flat_map(|s| {
+                let start = (s * 2 + c) * 8200;
+                g[start..start + 8200].iter().map(|&v| v as f64)
+            })
+            .sum();
+        assert!(
+            (got as f64 - want).abs() < 1e-2,
+            "dbias {c}: {got} vs {want}"
+        );
+    }
+}
+
+common::test_device!(
+    /// Rows with mean 1000 and spread 0.3 keep their variance: the GPU's Welford
+    /// statistics never form `E[x^2] - E[x]^2`, which in f32 would lose it entirely.
+    a_large_mean_does_not_swamp_the_variance_cpu,
+    a_large_mean_does_not_swamp_the_variance_gpu,
+    |dev| {
+        let d = 3000;
+        let x: Vec<f32> = (0..3 * d)
+            .map(|i| 1000.0 + 0.3 * (((i * 7919) % 1001) as f32 / 500.0 - 1.0))
+            .collect();
+        let xt = Tensor::from_vec(x.clone(), &[3, d], &dev).unwrap();
+        let got = xt.layer_norm(&[d], None, None, 1e-5).unwrap().to_vec::<f32>().unwrap();
+        // The mean rounded to f32 is off by up to 3e-5 (half an ulp of 1000); divided by
+        // the spread (~0.17) that is ~2e-4 of the output. A variance from
+        // E[x^2] - E[x]^2 in f32 would be off by more than itself.
+        for (i, (g, w)) in got.iter().zip(reference_rows(&x, d)).enumerate() {
+            assert!((*g as f64 - w).abs() < 2e-3, "element {i}: {g} vs {w}");
+        }
+    }
+);
+
+/// The registry's cases of the three norms, a row of 16,384 elements (the longest one
+/// workgroup takes) and channels of 2 x 8,200 keep every norm dispatch to the GPU shape
+/// rules of `tests/gpu_work.rs`: no thread loops over more than 1,024 elements (these
+/// kernels: 64), no workgroup reduces more than 16K.
+#[test]
+fn every_norm_kernel_keeps_to_the_shape_rules() {
+    let gpu = Device::gpu_with(wgrad::GpuOptions::from_env()).unwrap();
+    let entries: Vec<_> = wgrad::ops::registry::registry()
+        .into_iter()
+        .filter(|e| ["layer_norm", "rms_norm", "group_norm"].contains(&e.name))
+        .collect();
+    assert_eq!(entries.len(), 3);
+    let leaf = |shape: &[usize], seed: u64| {
+        Tensor::randn_seeded(shape, seed, &gpu)
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap()
+    };
+    let (_, profile) = gpu
+        .profile(|| {
+            for entry in &entries {
+                for case in &entry.cases {
+                    let inputs: Vec<Tensor> = (case.inputs.iter().enumerate())
+                        .map(|(i, s)| leaf(&s.shape, i as u64))
+                        .collect();
+                    let y = (case.run)(&inputs, &gpu).unwrap();
+                    y.sum().unwrap().backward().unwrap();
+                }
+            }
+            let (x, w) = (leaf(&[3, 16_384], 5), leaf(&[16_384], 6));
+            let y = x.rms_norm(&[16_384], Some(&w), None).unwrap();
+            y.sum().unwrap().backward().unwrap();
+            // Rows of 8,200; channels of 2 x 8,200 summed in two chunks.
+            let (x, w) = (leaf(&[2, 2, 8200], 7), leaf(&[2], 8));
+            let y = x.group_norm(2, Some(&w), None, 1e-5).unwrap();
+            y.sum().unwrap().backward().unwrap();
+        })
+        .unwrap();
+    let norm: Vec<_> = profile
+        .dispatches
+        .iter()
+        .filter(|d| d.kernel.starts_with("norm_"))
+        .collect();
+    for k in ["norm_fwd", "norm_bwd", "norm_affine_bwd"] {
+        assert!(norm.iter().any(|d| d.kernel == k), "nothing launched {k}");
+    }
+    for d in norm {
+        assert!(d.serial > 0, "{} declares no serial work", d.kernel);
+        assert!(d.serial <= 64, "{} loops over {}", d.kernel, d.serial);
+        assert!(
+            d.reduced <= 16 * 1024 * d.workgroups,
+            "{} reduces {} on {} workgroups",
+            d.kernel,
+            d.reduced,
+            d.workgroups
+        );
     }
 }

@@ -80,6 +80,12 @@ impl NormGeo {
         (r, r * self.d + (a % per_row) * self.l + li)
     }
 
+    /// Threads per row of the per-row kernels: one element each for rows of up to 256,
+    /// at least 32 (several rows share a workgroup of 256 when they are short).
+    pub fn threads_per_row(&self) -> usize {
+        self.d.next_power_of_two().clamp(32, THREADS)
+    }
+
     /// Affine values per workgroup of the affine backward: 32 where neighbouring
     /// affine values are neighbouring elements (`l = 1`: coalesced reads along a row),
     /// else 1 (neighbouring threads read neighbouring elements of one channel).

@@ -283,7 +283,7 @@ impl GroupNorm {
         options: GroupNormOptions,
     ) -> Result<Self> {
         let op = "GroupNorm";
-        if num_groups == 0 || num_channels % num_groups != 0 {
+        if num_groups == 0 || !num_channels.is_multiple_of(num_groups) {
             return arg_err(
                 op,
                 format!(

@@ -4,10 +4,10 @@
 //! (`backend/norm.rs`): each row is normalised by its own mean and biased variance (the
 //! mean square for `rms_norm`), then scaled and shifted by an optional weight and bias.
 //!
-//! On the GPU the forward is one dispatch (a workgroup per row, the statistics by
-//! Welford's update per element and Chan's combination across the workgroup, then the
-//! output) and the backward at most two (`dx` per row workgroup; the weight's and bias's
-//! gradients as one column reduction). Rows of more than 16,384 elements, which one
+//! On the GPU the forward is one dispatch (32 to 256 threads per row, several short rows
+//! per workgroup; the statistics by Welford's update per element and Chan's combination
+//! across the row's threads, then the output) and the backward at most two (`dx` per
+//! row; the weight's and bias's gradients as one column reduction). Rows of more than 16,384 elements, which one
 //! workgroup would reduce too serially, are normalised by a composition of the
 //! reductions and elementwise ops instead (on both devices, so they agree).
 
@@ -365,7 +365,8 @@ fn composed(x: &Tensor, call: &Call) -> Result<Tensor> {
         rows.sub(&rows.mean_dim(&[1], true)?)?
     };
     let var = centred.mul(&centred)?.mean_dim(&[1], true)?;
-    let std = var.add_scalar(geo.eps as _)?.sqrt()?;
+    let eps = fill(&[1], x.dtype(), geo.eps, x.device())?;
+    let std = var.add(&eps)?.sqrt()?;
     let mut y = centred.div(&std)?.reshape(x.shape())?;
     if let Some(w) = call.weight {
         y = y.mul(&w.reshape(&call.affine_view)?)?;

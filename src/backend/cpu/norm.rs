@@ -128,14 +128,9 @@ fn forward<T: Float>(
         stats[geo.rows + r] = rstd;
         for (j, (o, &v)) in y[r * geo.d..].iter_mut().zip(row).enumerate() {
             let a = geo.affine_of(r, j);
-            let mut e = (v - mean) * rstd;
-            if let Some(w) = &w {
-                e = e * w[a];
-            }
-            if let Some(b) = &b {
-                e = e + b[a];
-            }
-            *o = e;
+            let e = (v - mean) * rstd;
+            let e = w.as_ref().map_or(e, |w| e * w[a]);
+            *o = b.as_ref().map_or(e, |b| e + b[a]);
         }
     }
     (y, stats)

@@ -1,8 +1,9 @@
 //! The GPU backend's row normalisations (`shaders/norm.wgsl`): `layer_norm`,
-//! `rms_norm` and `group_norm` share three kernels. The forward is one dispatch (one
-//! workgroup per row: the statistics by Welford's update and Chan's combination, then
-//! the normalised, scaled and shifted row); the backward is at most two (`dx` per row
-//! workgroup, and the weight's and bias's sums as a column reduction).
+//! `rms_norm` and `group_norm` share three kernels. The forward is one dispatch (a
+//! segment of 32 to 256 threads per row, several short rows per workgroup: the
+//! statistics by Welford's update and Chan's combination, then the normalised, scaled
+//! and shifted row); the backward is at most two (`dx` per row segment, and the
+//! weight's and bias's sums as a column reduction).
 
 use std::sync::Arc;
 
@@ -43,6 +44,8 @@ params! {
         chunk: u32,
         /// Chunks per affine value.
         chunks: u32,
+        /// Threads per row of the per-row kernels (32 to 256, a power of two).
+        tpr: u32,
     }
 }
 
@@ -90,16 +93,22 @@ fn params(geo: &NormGeo) -> NormParams {
         cols: geo.cols() as u32,
         chunk: chunk as u32,
         chunks: chunks as u32,
+        tpr: geo.threads_per_row() as u32,
     }
 }
 
 /// The declared work of the per-row kernels: each thread reads its share of a row.
 fn row_work(geo: &NormGeo) -> Work {
     Work {
-        serial: geo.d.div_ceil(THREADS) as u64,
+        serial: geo.d.div_ceil(geo.threads_per_row()) as u64,
         reduced: geo.numel() as u64,
         ..Default::default()
     }
+}
+
+/// The per-row kernels' grid: `256 / threads_per_row` rows per workgroup.
+fn row_groups(geo: &NormGeo) -> [u32; 3] {
+    groups_rows(geo.rows.div_ceil(THREADS / geo.threads_per_row()))
 }
 
 /// The buffer of `t`, or `or` when there is none (an unread read-only slot).
@@ -123,7 +132,7 @@ impl Norm for Arc<GpuContext> {
             FWD,
             &params(geo),
             &[xb, w, b, &y, &stats],
-            groups_rows(geo.rows),
+            row_groups(geo),
             row_work(geo),
         );
         Ok((Storage::new_gpu(y), Storage::new_gpu(stats)))
@@ -144,7 +153,7 @@ impl Norm for Arc<GpuContext> {
             BWD,
             &params(geo),
             &[xb, gb, sb, w, &dx],
-            groups_rows(geo.rows),
+            row_groups(geo),
             row_work(geo),
         );
         Ok(Storage::new_gpu(dx))
