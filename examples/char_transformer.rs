@@ -299,7 +299,7 @@ fn main() -> anyhow::Result<()> {
         opt.step()?;
         steps += 1;
         bar.inc(1);
-        if steps % 10 == 0 || steps == 1 {
+        if steps.is_multiple_of(10) || steps == 1 {
             recent.push_back(loss.item()? / std::f64::consts::LN_2);
             if recent.len() > 5 {
                 recent.pop_front();
@@ -308,7 +308,7 @@ fn main() -> anyhow::Result<()> {
             train_curve.push((steps as f64, mean));
             bar.set_message(format!("loss {mean:.3} bits/char"));
         }
-        if steps % args.eval_every == 0 {
+        if steps.is_multiple_of(args.eval_every) {
             let bpc = bits_per_char(&model, &val_ids, args.context, args.eval_windows, &dev)?;
             val_curve.push((steps as f64, bpc));
             let secs = start.elapsed().as_secs_f64();
