@@ -44,7 +44,7 @@ pub enum Workload {
     Cnn,
     /// Elman RNN, hidden 128, 32 steps of one-hot vocabulary 65, batch 32.
     Rnn,
-    /// A decoder-only character transformer ([`CharTransformer::workload`]), batch 32 of
+    /// A decoder-only character transformer ([`CharTransformerConfig::workload`]), batch 32 of
     /// 64 tokens, AdamW.
     Transformer,
 }

@@ -31,21 +31,9 @@ use std::sync::Arc;
 use crate::error::Result;
 use broadcast::Broadcast;
 use elementwise::binary::{BinaryOp, CompareOp};
+pub(crate) use elementwise::PreluGeo;
 use elementwise::UnaryOp;
-
-/// The channel layout of a parametric ReLU over `n` elements: the slope of element `i`
-/// is `slopes[(i / plane) % channels]`, or the only one when `slopes` is 1.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct PreluGeo {
-    /// Elements.
-    pub n: usize,
-    /// Channels (the input's dimension 1, or 1).
-    pub channels: usize,
-    /// Elements per channel plane.
-    pub plane: usize,
-    /// Slopes: 1 or `channels`.
-    pub slopes: usize,
-}
+pub(crate) use random::{Dist, Masked};
 
 /// The seam between the ops and the backends: the primitives each backend implements
 /// fully, one trait per op family (the compiler, not review, holds a backend to every
@@ -158,33 +146,6 @@ pub(crate) trait Elementwise {
         geo: &Broadcast,
         dtype: crate::tensor::DType,
     ) -> Result<Storage>;
-}
-
-/// Which distribution a random draw takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Dist {
-    /// Uniform on [0, 1).
-    Uniform,
-    /// Standard normal (Box-Muller from two words).
-    Normal,
-}
-
-/// An op that multiplies its input by a random mask made from a draw.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum Masked {
-    /// Inverted dropout: keep where the top 24 bits of the first word reach `threshold`,
-    /// scaling kept values by `scale`.
-    Dropout {
-        /// `ceil(p 2^24)`.
-        threshold: u32,
-        /// `1 / (1 - p)`.
-        scale: f32,
-    },
-    /// `relu(x + sigma eps)` with `eps ~ N(0, 1)`; the mask is 1 where that is positive.
-    NoisyRelu {
-        /// The noise's standard deviation.
-        sigma: f32,
-    },
 }
 
 /// The random primitives (Philox draws: the same numbers on every backend).

@@ -127,3 +127,30 @@ mod tests {
         );
     }
 }
+
+/// Which distribution a random draw takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dist {
+    /// Uniform on [0, 1).
+    Uniform,
+    /// Standard normal (Box-Muller from two words).
+    Normal,
+}
+
+/// An op that multiplies its input by a random mask made from a draw.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Masked {
+    /// Inverted dropout: keep where the top 24 bits of the first word reach `threshold`,
+    /// scaling kept values by `scale`.
+    Dropout {
+        /// `ceil(p 2^24)`.
+        threshold: u32,
+        /// `1 / (1 - p)`.
+        scale: f32,
+    },
+    /// `relu(x + sigma eps)` with `eps ~ N(0, 1)`; the mask is 1 where that is positive.
+    NoisyRelu {
+        /// The noise's standard deviation.
+        sigma: f32,
+    },
+}

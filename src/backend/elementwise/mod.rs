@@ -505,3 +505,17 @@ mod tests {
         }
     }
 }
+
+/// The channel layout of a parametric ReLU over `n` elements: the slope of element `i`
+/// is `slopes[(i / plane) % channels]`, or the only one when `slopes` is 1.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PreluGeo {
+    /// Elements.
+    pub n: usize,
+    /// Channels (the input's dimension 1, or 1).
+    pub channels: usize,
+    /// Elements per channel plane.
+    pub plane: usize,
+    /// Slopes: 1 or `channels`.
+    pub slopes: usize,
+}
