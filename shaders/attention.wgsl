@@ -176,36 +176,40 @@ fn attention_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     if (at.causal != 0u) { kend = min(at.s, i0 + ROWS); }
     for (var j0 = 0u; j0 < kend; j0 = j0 + TILE) {
         at_load_kv(t, valid, bh, j0);
-        if (!live) { continue; }
-        let n = min(TILE, kend - j0);
-        var sc: array<f32, 16>;
-        var ok = 0u;
-        var tmax = 0.0;
-        for (var jj = 0u; jj < n; jj = jj + 1u) {
-            let b = at_bias(bh, i, j0 + jj);
-            var s = 0.0;
-            for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) { s = s + dot(qr[d4], tile_a[jj * MAXV + d4]); }
-            s = s * at.scale + b.y;
-            sc[jj] = s;
-            if (b.x != 0.0) {
-                tmax = select(s, max(tmax, s), ok != 0u);
-                ok = ok | (1u << jj);
+        // No `continue` on a per-thread condition before the next tile's barrier:
+        // Tint requires barriers in uniform control flow.
+        if (live) {
+            let n = min(TILE, kend - j0);
+            var sc: array<f32, 16>;
+            var ok = 0u;
+            var tmax = 0.0;
+            for (var jj = 0u; jj < n; jj = jj + 1u) {
+                let b = at_bias(bh, i, j0 + jj);
+                var s = 0.0;
+                for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) { s = s + dot(qr[d4], tile_a[jj * MAXV + d4]); }
+                s = s * at.scale + b.y;
+                sc[jj] = s;
+                if (b.x != 0.0) {
+                    tmax = select(s, max(tmax, s), ok != 0u);
+                    ok = ok | (1u << jj);
+                }
+            }
+            if (ok != 0u) {
+                let mnew = select(tmax, max(m, tmax), seen);
+                let corr = select(0.0, exp(m - mnew), seen);
+                lsum = lsum * corr;
+                for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) { acc[d4] = acc[d4] * corr; }
+                for (var jj = 0u; jj < n; jj = jj + 1u) {
+                    if ((ok & (1u << jj)) == 0u) { continue; }
+                    let p = exp(sc[jj] - mnew);
+                    lsum = lsum + p;
+                    let pz = p * at_keep(bh * at.l + i, j0 + jj);
+                    for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) { acc[d4] = acc[d4] + pz * tile_b[jj * MAXV + d4]; }
+                }
+                m = mnew;
+                seen = true;
             }
         }
-        if (ok == 0u) { continue; }
-        let mnew = select(tmax, max(m, tmax), seen);
-        let corr = select(0.0, exp(m - mnew), seen);
-        lsum = lsum * corr;
-        for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) { acc[d4] = acc[d4] * corr; }
-        for (var jj = 0u; jj < n; jj = jj + 1u) {
-            if ((ok & (1u << jj)) == 0u) { continue; }
-            let p = exp(sc[jj] - mnew);
-            lsum = lsum + p;
-            let pz = p * at_keep(bh * at.l + i, j0 + jj);
-            for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) { acc[d4] = acc[d4] + pz * tile_b[jj * MAXV + d4]; }
-        }
-        m = mnew;
-        seen = true;
     }
     if (!live) { return; }
     let row = bh * at.l + i;
@@ -267,18 +271,19 @@ fn attention_dq_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     if (at.causal != 0u) { kend = min(at.s, i0 + ROWS); }
     for (var j0 = 0u; j0 < kend; j0 = j0 + TILE) {
         at_load_kv(t, valid, bh, j0);
-        if (!live) { continue; }
-        let n = min(TILE, kend - j0);
-        for (var jj = 0u; jj < n; jj = jj + 1u) {
-            let b = at_bias(bh, i, j0 + jj);
-            if (b.x == 0.0) { continue; }
-            var s = 0.0;
-            for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) { s = s + dot(qr[d4], tile_a[jj * MAXV + d4]); }
-            let p = exp(s * at.scale + b.y - lse);
-            var dp = 0.0;
-            for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) { dp = dp + dot(gr[d4], tile_b[jj * MAXV + d4]); }
-            let ds = p * (dp * at_keep(row, j0 + jj) - delta);
-            for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) { dq[d4] = dq[d4] + ds * tile_a[jj * MAXV + d4]; }
+        if (live) {
+            let n = min(TILE, kend - j0);
+            for (var jj = 0u; jj < n; jj = jj + 1u) {
+                let b = at_bias(bh, i, j0 + jj);
+                if (b.x == 0.0) { continue; }
+                var s = 0.0;
+                for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) { s = s + dot(qr[d4], tile_a[jj * MAXV + d4]); }
+                let p = exp(s * at.scale + b.y - lse);
+                var dp = 0.0;
+                for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) { dp = dp + dot(gr[d4], tile_b[jj * MAXV + d4]); }
+                let ds = p * (dp * at_keep(row, j0 + jj) - delta);
+                for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) { dq[d4] = dq[d4] + ds * tile_a[jj * MAXV + d4]; }
+            }
         }
     }
     if (!live) { return; }
@@ -320,25 +325,26 @@ fn attention_dkv_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     if (at.causal != 0u) { istart = (j0 / TILE) * TILE; }
     for (var i0 = istart; i0 < at.l; i0 = i0 + TILE) {
         at_load_qdo(t, valid, bh, i0);
-        if (!live) { continue; }
-        let n = min(TILE, at.l - i0);
-        for (var ii = 0u; ii < n; ii = ii + 1u) {
-            let i = i0 + ii;
-            let b = at_bias(bh, i, j);
-            if (b.x == 0.0) { continue; }
-            let row = bh * at.l + i;
-            var s = 0.0;
-            for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) { s = s + dot(kr[d4], tile_a[ii * MAXV + d4]); }
-            let p = exp(s * at.scale + b.y - at_stats[2u * row]);
-            let z = at_keep(row, j);
-            var dp = 0.0;
-            for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) {
-                let g = tile_b[ii * MAXV + d4];
-                dp = dp + dot(g, vr[d4]);
-                dv[d4] = dv[d4] + (p * z) * g;
+        if (live) {
+            let n = min(TILE, at.l - i0);
+            for (var ii = 0u; ii < n; ii = ii + 1u) {
+                let i = i0 + ii;
+                let b = at_bias(bh, i, j);
+                if (b.x == 0.0) { continue; }
+                let row = bh * at.l + i;
+                var s = 0.0;
+                for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) { s = s + dot(kr[d4], tile_a[ii * MAXV + d4]); }
+                let p = exp(s * at.scale + b.y - at_stats[2u * row]);
+                let z = at_keep(row, j);
+                var dp = 0.0;
+                for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) {
+                    let g = tile_b[ii * MAXV + d4];
+                    dp = dp + dot(g, vr[d4]);
+                    dv[d4] = dv[d4] + (p * z) * g;
+                }
+                let ds = p * (dp * z - at_stats[2u * row + 1u]);
+                for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) { dk[d4] = dk[d4] + ds * tile_a[ii * MAXV + d4]; }
             }
-            let ds = p * (dp * z - at_stats[2u * row + 1u]);
-            for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) { dk[d4] = dk[d4] + ds * tile_a[ii * MAXV + d4]; }
         }
     }
     if (!live) { return; }
