@@ -30,31 +30,10 @@ const MAXV: u32 = 32u;
 var<workgroup> tile_a: array<vec4<f32>, 512>;
 var<workgroup> tile_b: array<vec4<f32>, 512>;
 
-fn at_mulhilo(a: u32, b: u32) -> vec2<u32> {
-    let a_lo = a & 0xffffu;
-    let a_hi = a >> 16u;
-    let b_lo = b & 0xffffu;
-    let b_hi = b >> 16u;
-    let ll = a_lo * b_lo;
-    let lh = a_lo * b_hi;
-    let hl = a_hi * b_lo;
-    let hh = a_hi * b_hi;
-    let mid = (ll >> 16u) + (lh & 0xffffu) + (hl & 0xffffu);
-    let hi = hh + (lh >> 16u) + (hl >> 16u) + (mid >> 16u);
-    return vec2<u32>(hi, a * b);
-}
-
 // The dropout factor of row `row` (bh * L + i) and key `col`: 0 or 1 / (1 - p).
 fn at_keep(row: u32, col: u32) -> f32 {
     if (at.dropout == 0u) { return 1.0; }
-    var c = vec4<u32>(col, row, at.offset_lo, at.offset_hi);
-    var k = vec2<u32>(at.seed_lo, at.seed_hi);
-    for (var r = 0u; r < 10u; r = r + 1u) {
-        let p0 = at_mulhilo(0xD2511F53u, c.x);
-        let p1 = at_mulhilo(0xCD9E8D57u, c.z);
-        c = vec4<u32>(p1.x ^ c.y ^ k.x, p1.y, p0.x ^ c.w ^ k.y, p0.y);
-        k = k + vec2<u32>(0x9E3779B9u, 0xBB67AE85u);
-    }
+    let c = philox_rounds(vec4<u32>(col, row, at.offset_lo, at.offset_hi), vec2<u32>(at.seed_lo, at.seed_hi));
     return select(0.0, at.drop_scale, (c.x >> 8u) >= at.threshold);
 }
 

@@ -1,32 +1,11 @@
-// Counter-based random numbers: Philox4x32-10, the same function as the CPU backend's
-// `backend/cpu/random.rs`. Element i of a draw uses counter (i, 0, offset) and key seed.
+// Counter-based random numbers: Philox4x32-10 (`philox_rounds` in the prelude), the same
+// function as the CPU backend's `backend/random.rs`. Element i of a draw uses counter
+// (i, 0, offset) and key seed.
 // Parameters: `rnd` (RandomParams, src/ops/random.rs): n, the seed and the draw offset
 // (low and high words), and the op's own: dropout's threshold and scale, noisy ReLU's sigma.
 
-fn mulhilo(a: u32, b: u32) -> vec2<u32> {
-    let a_lo = a & 0xffffu;
-    let a_hi = a >> 16u;
-    let b_lo = b & 0xffffu;
-    let b_hi = b >> 16u;
-    let ll = a_lo * b_lo;
-    let lh = a_lo * b_hi;
-    let hl = a_hi * b_lo;
-    let hh = a_hi * b_hi;
-    let mid = (ll >> 16u) + (lh & 0xffffu) + (hl & 0xffffu);
-    let hi = hh + (lh >> 16u) + (hl >> 16u) + (mid >> 16u);
-    return vec2<u32>(hi, a * b);
-}
-
 fn philox(i: u32) -> vec4<u32> {
-    var c = vec4<u32>(i, 0u, rnd.offset_lo, rnd.offset_hi);
-    var k = vec2<u32>(rnd.seed_lo, rnd.seed_hi);
-    for (var r = 0u; r < 10u; r = r + 1u) {
-        let p0 = mulhilo(0xD2511F53u, c.x);
-        let p1 = mulhilo(0xCD9E8D57u, c.z);
-        c = vec4<u32>(p1.x ^ c.y ^ k.x, p1.y, p0.x ^ c.w ^ k.y, p0.y);
-        k = k + vec2<u32>(0x9E3779B9u, 0xBB67AE85u);
-    }
-    return c;
+    return philox_rounds(vec4<u32>(i, 0u, rnd.offset_lo, rnd.offset_hi), vec2<u32>(rnd.seed_lo, rnd.seed_hi));
 }
 
 fn uniform01(w: u32) -> f32 {
