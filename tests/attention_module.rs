@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::assert_close;
 use wgrad::nn::{
     sinusoidal_position_encoding, AttentionArgs, MultiheadAttention, MultiheadAttentionOptions,
@@ -17,18 +15,11 @@ use wgrad::prelude::*;
 type Fixture = Vec<(String, Tensor)>;
 
 fn fixture() -> Fixture {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/torch_attention.safetensors");
-    wgrad::io::read_safetensors(path, &Device::cpu()).unwrap()
+    common::torch_fixture("torch_attention.safetensors")
 }
 
 fn get(f: &Fixture, name: &str, dev: &Device) -> Tensor {
-    f.iter()
-        .find(|(n, _)| n == name)
-        .unwrap_or_else(|| panic!("{name} is not in the fixture"))
-        .1
-        .to(dev)
-        .unwrap()
+    common::fixture_tensor(f, name, dev)
 }
 
 /// A module built with `options` that loaded the PyTorch state dict of `case`.
@@ -39,12 +30,7 @@ fn loaded(
     dev: &Device,
 ) -> MultiheadAttention {
     let mha = MultiheadAttention::with_options(dev, 16, 4, options).unwrap();
-    let prefix = format!("{case}.sd.");
-    let state: Vec<(String, Tensor)> = f
-        .iter()
-        .filter_map(|(n, t)| n.strip_prefix(&prefix).map(|k| (k.to_string(), t.clone())))
-        .collect();
-    assert!(!state.is_empty(), "{case}: no state dict in the fixture");
+    let state = common::fixture_state(f, &format!("{case}.sd."));
     mha.load_state_dict(&state).unwrap();
     mha
 }

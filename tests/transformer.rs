@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::assert_close;
 use wgrad::nn::{
     DecoderMasks, EncoderMasks, LayerNorm, Module, TransformerDecoderLayer, TransformerEncoder,
@@ -17,27 +15,15 @@ use wgrad::prelude::*;
 type Fixture = Vec<(String, Tensor)>;
 
 fn fixture() -> Fixture {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/torch_transformer.safetensors");
-    wgrad::io::read_safetensors(path, &Device::cpu()).unwrap()
+    common::torch_fixture("torch_transformer.safetensors")
 }
 
 fn get(f: &Fixture, name: &str, dev: &Device) -> Tensor {
-    f.iter()
-        .find(|(n, _)| n == name)
-        .unwrap_or_else(|| panic!("{name} is not in the fixture"))
-        .1
-        .to(dev)
-        .unwrap()
+    common::fixture_tensor(f, name, dev)
 }
 
 fn load(m: &dyn Module, f: &Fixture, case: &str) {
-    let prefix = format!("{case}.sd.");
-    let state: Vec<(String, Tensor)> = f
-        .iter()
-        .filter_map(|(n, t)| n.strip_prefix(&prefix).map(|k| (k.to_string(), t.clone())))
-        .collect();
-    assert!(!state.is_empty(), "{case}: no state dict in the fixture");
+    let state = common::fixture_state(f, &format!("{case}.sd."));
     let ours: Vec<String> = m.state_dict().into_iter().map(|(n, _)| n).collect();
     let mut theirs: Vec<String> = state.iter().map(|(n, _)| n.clone()).collect();
     let mut sorted = ours.clone();

@@ -92,3 +92,38 @@ pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// The tensors of `tests/fixtures/<file>` (each written by the `make_torch_*.py` script
+/// beside it, with PyTorch), on the CPU.
+pub fn torch_fixture(file: &str) -> Vec<(String, Tensor)> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(file);
+    wgrad::io::read_safetensors(&path, &Device::cpu())
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// Tensor `name` of a fixture, on `dev`.
+pub fn fixture_tensor(fixture: &[(String, Tensor)], name: &str, dev: &Device) -> Tensor {
+    fixture
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("{name} is not in the fixture"))
+        .1
+        .to(dev)
+        .unwrap()
+}
+
+/// The entries of a fixture whose names start with `prefix`, without it (a state dict
+/// stored as `case.sd.weight`, ...).
+pub fn fixture_state(fixture: &[(String, Tensor)], prefix: &str) -> Vec<(String, Tensor)> {
+    let state: Vec<(String, Tensor)> = fixture
+        .iter()
+        .filter_map(|(n, t)| n.strip_prefix(prefix).map(|k| (k.to_string(), t.clone())))
+        .collect();
+    assert!(
+        !state.is_empty(),
+        "no entries under {prefix} in the fixture"
+    );
+    state
+}
