@@ -252,6 +252,12 @@ fn main() -> anyhow::Result<()> {
         train_ids.len(),
         val_ids.len()
     );
+    if args.context == 0 || args.context + 1 >= val_ids.len() || args.batch == 0 {
+        anyhow::bail!(
+            "--context must be between 1 and {} (the held-out text's length) and --batch at least 1",
+            val_ids.len() - 2
+        );
+    }
     let config = CharTransformerConfig {
         vocab: vocab.len(),
         context: args.context,
