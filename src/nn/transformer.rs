@@ -115,6 +115,44 @@ fn check_options(op: &'static str, d_model: usize, o: &TransformerLayerOptions) 
     Ok(())
 }
 
+/// Attention of `x` to `kv` (itself for self-attention) through `mha` with the masks
+/// `(key_padding_mask, attn_mask, is_causal)`, on the fused path (no weights), then
+/// `dropout`: the attention block both layers share.
+fn attention_block(
+    mha: &MultiheadAttention,
+    dropout: &Dropout,
+    x: &Tensor,
+    kv: &Tensor,
+    (key_padding_mask, attn_mask, is_causal): (Option<&Tensor>, Option<&Tensor>, bool),
+) -> Result<Tensor> {
+    let args = AttentionArgs {
+        key_padding_mask,
+        need_weights: false,
+        attn_mask,
+        average_attn_weights: true,
+        is_causal,
+    };
+    let (y, _) = mha.forward_qkv(x, kv, kv, args)?;
+    dropout.forward(&y)
+}
+
+/// `x` through every layer of a stack by `step`, then the stack's final norm.
+fn through<L>(
+    layers: &[L],
+    norm: Option<&LayerNorm>,
+    x: &Tensor,
+    step: impl Fn(&L, &Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let mut x = x.clone();
+    for layer in layers {
+        x = step(layer, &x)?;
+    }
+    match norm {
+        Some(n) => n.forward(&x),
+        None => Ok(x),
+    }
+}
+
 /// The feed-forward block and its sub-modules, shared by both layers:
 /// `dropout2(linear2(dropout(act(linear1(x)))))` with the activation in `linear1`'s
 /// kernel.
@@ -212,16 +250,9 @@ impl TransformerEncoderLayer {
 
     /// PyTorch's `forward(src, src_mask, src_key_padding_mask, is_causal)`.
     pub fn forward_with(&self, src: &Tensor, masks: EncoderMasks<'_>) -> Result<Tensor> {
-        let attend = |x: &Tensor| -> Result<Tensor> {
-            let args = AttentionArgs {
-                key_padding_mask: masks.src_key_padding_mask,
-                need_weights: false,
-                attn_mask: masks.src_mask,
-                average_attn_weights: true,
-                is_causal: masks.is_causal,
-            };
-            let (y, _) = self.self_attn.forward_qkv(x, x, x, args)?;
-            self.dropout1.forward(&y)
+        let attend = |x: &Tensor| {
+            let m = (masks.src_key_padding_mask, masks.src_mask, masks.is_causal);
+            attention_block(&self.self_attn, &self.dropout1, x, x, m)
         };
         let ff = |x: &Tensor| {
             feed_forward(
@@ -291,14 +322,9 @@ impl TransformerEncoder {
 
     /// Every layer with the same masks, then the norm.
     pub fn forward_with(&self, src: &Tensor, masks: EncoderMasks<'_>) -> Result<Tensor> {
-        let mut x = src.clone();
-        for layer in &self.layers {
-            x = layer.forward_with(&x, masks)?;
-        }
-        match &self.norm {
-            Some(n) => n.forward(&x),
-            None => Ok(x),
-        }
+        through(&self.layers, self.norm.as_ref(), src, |l, x| {
+            l.forward_with(x, masks)
+        })
     }
 
     fn forward(&self, src: &Tensor) -> Result<Tensor> {
@@ -384,27 +410,21 @@ impl TransformerDecoderLayer {
         memory: &Tensor,
         masks: DecoderMasks<'_>,
     ) -> Result<Tensor> {
-        let self_block = |x: &Tensor| -> Result<Tensor> {
-            let args = AttentionArgs {
-                key_padding_mask: masks.tgt_key_padding_mask,
-                need_weights: false,
-                attn_mask: masks.tgt_mask,
-                average_attn_weights: true,
-                is_causal: masks.tgt_is_causal,
-            };
-            let (y, _) = self.self_attn.forward_qkv(x, x, x, args)?;
-            self.dropout1.forward(&y)
+        let self_block = |x: &Tensor| {
+            let m = (
+                masks.tgt_key_padding_mask,
+                masks.tgt_mask,
+                masks.tgt_is_causal,
+            );
+            attention_block(&self.self_attn, &self.dropout1, x, x, m)
         };
-        let cross_block = |x: &Tensor| -> Result<Tensor> {
-            let args = AttentionArgs {
-                key_padding_mask: masks.memory_key_padding_mask,
-                need_weights: false,
-                attn_mask: masks.memory_mask,
-                average_attn_weights: true,
-                is_causal: masks.memory_is_causal,
-            };
-            let (y, _) = self.multihead_attn.forward_qkv(x, memory, memory, args)?;
-            self.dropout2.forward(&y)
+        let cross_block = |x: &Tensor| {
+            let m = (
+                masks.memory_key_padding_mask,
+                masks.memory_mask,
+                masks.memory_is_causal,
+            );
+            attention_block(&self.multihead_attn, &self.dropout2, x, memory, m)
         };
         let ff = |x: &Tensor| {
             feed_forward(
@@ -469,14 +489,9 @@ impl TransformerDecoder {
         memory: &Tensor,
         masks: DecoderMasks<'_>,
     ) -> Result<Tensor> {
-        let mut x = tgt.clone();
-        for layer in &self.layers {
-            x = layer.forward_with(&x, memory, masks)?;
-        }
-        match &self.norm {
-            Some(n) => n.forward(&x),
-            None => Ok(x),
-        }
+        through(&self.layers, self.norm.as_ref(), tgt, |l, x| {
+            l.forward_with(x, memory, masks)
+        })
     }
 
     fn forward(&self, _tgt: &Tensor) -> Result<Tensor> {
