@@ -193,8 +193,11 @@ impl Device {
     /// variant, the dispatches, workgroups and bytes bound, and the GPU time where the
     /// adapter supports timestamp queries ([`Profile::timestamps`]). The work recorded
     /// before the call is finished first, and the work `f` records is finished before
-    /// the profile returns, so it holds exactly `f`'s dispatches (and those other threads
-    /// record on the same device meanwhile). On the CPU the profile is empty.
+    /// the profile returns. Only the calling thread's dispatches are recorded, so the
+    /// profile holds exactly `f`'s work even while other threads use the same device
+    /// (their GPU time may still overlap `f`'s). One profile records on a device at a
+    /// time: a second, from any thread, is an [`Error::Argument`]. On the CPU the
+    /// profile is empty.
     ///
     /// ```
     /// use wgrad::prelude::*;

@@ -118,6 +118,37 @@ fn a_profile_reports_each_kernel_with_its_grid_and_where_possible_its_time() {
     assert!(matches!(nested, Ok((Err(Error::Argument { .. }), _))));
 }
 
+/// A profile holds the profiling thread's dispatches only, even while another thread
+/// keeps the same device busy.
+#[test]
+fn a_profile_ignores_other_threads_work() {
+    let _serial = common::exclusive();
+    let gpu = common::gpu();
+    let x = Tensor::ones(&[64], &gpu).unwrap();
+    let started = std::sync::Barrier::new(2);
+    std::thread::scope(|s| {
+        let busy = s.spawn(|| {
+            started.wait();
+            for _ in 0..200 {
+                let y = x.exp().unwrap().mul(&x).unwrap();
+                gpu.sync().unwrap();
+                drop(y);
+            }
+        });
+        started.wait();
+        let seen: Vec<Vec<String>> = (0..20)
+            .map(|_| {
+                let (_, p) = gpu.profile(|| x.sum().unwrap()).unwrap();
+                p.dispatches.into_iter().map(|d| d.kernel).collect()
+            })
+            .collect();
+        busy.join().unwrap();
+        for kernels in seen {
+            assert_eq!(kernels, ["sum_fwd"]);
+        }
+    });
+}
+
 #[test]
 fn a_cpu_profile_is_empty() {
     let cpu = Device::cpu();

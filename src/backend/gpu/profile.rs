@@ -1,5 +1,5 @@
-//! Per-kernel GPU profiling ([`crate::Device::profile`]): every dispatch recorded while a
-//! profile is active, with its grid, the bytes it binds and the work it declares, and,
+//! Per-kernel GPU profiling ([`crate::Device::profile`]): every dispatch the profiling
+//! thread records while its profile is active, with its grid, the bytes it binds and the work it declares, and,
 //! where the adapter supports timestamp queries, the GPU time between the start and the
 //! end of its compute pass. Timed dispatches run one per pass, so a profiled run is
 //! slower than a plain one; the counts are the same.
@@ -229,9 +229,16 @@ impl Timer {
 pub(crate) struct Recorder {
     records: Vec<DispatchRecord>,
     timer: Option<Timer>,
+    /// The thread that started the profile: only its dispatches are recorded.
+    thread: std::thread::ThreadId,
 }
 
 impl Recorder {
+    /// True when the calling thread is the one being profiled.
+    pub(crate) fn records_this_thread(&self) -> bool {
+        self.thread == std::thread::current().id()
+    }
+
     pub(crate) fn push(&mut self, r: DispatchRecord) -> usize {
         self.records.push(r);
         self.records.len() - 1
@@ -262,6 +269,7 @@ impl GpuContext {
         st.profile = Some(Recorder {
             records: Vec::new(),
             timer: self.has_timestamps().then(|| Timer::new(self)),
+            thread: std::thread::current().id(),
         });
         Ok(())
     }

@@ -251,20 +251,24 @@ impl GpuContext {
         st.params.extend_from_slice(params);
         st.params.resize(base + (PARAM_BYTES / 4) as usize, 0);
         let workgroups = groups.iter().map(|&g| g as u64).product::<u64>();
-        let record = st.profile.as_mut().map(|prof| {
-            prof.push(DispatchRecord {
-                kernel: kernel_name(k, &work),
-                workgroups,
-                bytes_bound: buffers.iter().map(|b| b.buffer.size()).sum(),
-                loops: k.loops,
-                serial: work.serial,
-                reduced: work.reduced,
-                useful_flops: work.useful_flops,
-                executed_flops: work.executed_flops,
-                product: work.product,
-                gpu_ns: None,
-            })
-        });
+        let record = st
+            .profile
+            .as_mut()
+            .filter(|prof| prof.records_this_thread())
+            .map(|prof| {
+                prof.push(DispatchRecord {
+                    kernel: kernel_name(k, &work),
+                    workgroups,
+                    bytes_bound: buffers.iter().map(|b| b.buffer.size()).sum(),
+                    loops: k.loops,
+                    serial: work.serial,
+                    reduced: work.reduced,
+                    useful_flops: work.useful_flops,
+                    executed_flops: work.executed_flops,
+                    product: work.product,
+                    gpu_ns: None,
+                })
+            });
         st.pending.push(Command::Dispatch {
             pipeline: p.pipeline.clone(),
             bind_group,
