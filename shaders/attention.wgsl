@@ -1,5 +1,9 @@
 // Fused scaled-dot-product attention (FlashAttention-2 scheme) over q [bh, L, E],
-// k [bh, S, E], v [bh, S, Ev], all contiguous. Parameters: `at` (AttentionParams,
+// k [bh, S, E], v [bh, S, Ev] and the output [bh, L, Ev], each at its row layout (row i
+// of batch-head bh at off + (bh / heads) * batch + (bh % heads) * head + i * row, the
+// row's elements consecutive: contiguous tensors, or the heads of a packed projection,
+// which then need no copies). The gradients are written at their operands' layouts, the
+// output gradient read at the output's. Parameters: `at` (AttentionParams,
 // src/backend/gpu/attention.rs). The [L, S] score matrix is never stored:
 // - attention_fwd: a workgroup of 64 threads owns 64 query rows of one batch-head (one
 //   row per thread, held in registers as vec4s); keys and values stream through
@@ -35,6 +39,23 @@ fn at_keep(row: u32, col: u32) -> f32 {
     if (at.dropout == 0u) { return 1.0; }
     let c = philox_rounds(vec4<u32>(col, row, at.offset_lo, at.offset_hi), vec2<u32>(at.seed_lo, at.seed_hi));
     return select(0.0, at.drop_scale, (c.x >> 8u) >= at.threshold);
+}
+
+// The first element of row i of batch-head bh of q, k, v and the output.
+fn at_qrow(bh: u32, i: u32) -> u32 {
+    return at.q_off + (bh / at.q_heads) * at.q_batch + (bh % at.q_heads) * at.q_head + i * at.q_row;
+}
+
+fn at_krow(bh: u32, j: u32) -> u32 {
+    return at.k_off + (bh / at.k_heads) * at.k_batch + (bh % at.k_heads) * at.k_head + j * at.k_row;
+}
+
+fn at_vrow(bh: u32, j: u32) -> u32 {
+    return at.v_off + (bh / at.v_heads) * at.v_batch + (bh % at.v_heads) * at.v_head + j * at.v_row;
+}
+
+fn at_orow(bh: u32, i: u32) -> u32 {
+    return at.o_off + (bh / at.o_heads) * at.o_batch + (bh % at.o_heads) * at.o_head + i * at.o_row;
 }
 
 fn at_is_neg_inf(x: f32) -> bool {
@@ -98,14 +119,14 @@ fn at_load_kv(t: u32, valid: bool, bh: u32, j0: u32) {
         let jj = idx / HD4;
         let j = j0 + jj;
         var val = vec4<f32>(0.0);
-        if (valid && j < at.s) { val = at_k4((bh * at.s + j) * at.e, idx % HD4, at.e); }
+        if (valid && j < at.s) { val = at_k4(at_krow(bh, j), idx % HD4, at.e); }
         tile_a[jj * MAXV + idx % HD4] = val;
     }
     for (var idx = t; idx < TILE * HV4; idx = idx + ROWS) {
         let jj = idx / HV4;
         let j = j0 + jj;
         var val = vec4<f32>(0.0);
-        if (valid && j < at.s) { val = at_v4((bh * at.s + j) * at.ev, idx % HV4, at.ev); }
+        if (valid && j < at.s) { val = at_v4(at_vrow(bh, j), idx % HV4, at.ev); }
         tile_b[jj * MAXV + idx % HV4] = val;
     }
     workgroupBarrier();
@@ -119,14 +140,14 @@ fn at_load_qdo(t: u32, valid: bool, bh: u32, i0: u32) {
         let ii = idx / HD4;
         let i = i0 + ii;
         var val = vec4<f32>(0.0);
-        if (valid && i < at.l) { val = at_q4((bh * at.l + i) * at.e, idx % HD4, at.e); }
+        if (valid && i < at.l) { val = at_q4(at_qrow(bh, i), idx % HD4, at.e); }
         tile_a[ii * MAXV + idx % HD4] = val;
     }
     for (var idx = t; idx < TILE * HV4; idx = idx + ROWS) {
         let ii = idx / HV4;
         let i = i0 + ii;
         var val = vec4<f32>(0.0);
-        if (valid && i < at.l) { val = at_do4((bh * at.l + i) * at.ev, idx % HV4, at.ev); }
+        if (valid && i < at.l) { val = at_do4(at_orow(bh, i), idx % HV4, at.ev); }
         tile_b[ii * MAXV + idx % HV4] = val;
     }
     workgroupBarrier();
@@ -145,7 +166,7 @@ fn attention_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     var acc: array<vec4<f32>, 32>;
     for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) {
         qr[d4] = vec4<f32>(0.0);
-        if (live) { qr[d4] = at_q4((bh * at.l + i) * at.e, d4, at.e); }
+        if (live) { qr[d4] = at_q4(at_qrow(bh, i), d4, at.e); }
     }
     for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) { acc[d4] = vec4<f32>(0.0); }
     var m = 0.0;
@@ -203,7 +224,7 @@ fn attention_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         let val = acc[d4] * inv;
         for (var c = 0u; c < 4u; c = c + 1u) {
             let d = d4 * 4u + c;
-            if (d < at.ev) { y0[row * at.ev + d] = val[c]; }
+            if (d < at.ev) { y0[at_orow(bh, i) + d] = val[c]; }
         }
     }
 }
@@ -212,8 +233,9 @@ fn attention_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 fn attention_delta_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let row = flat_id(gid, nwg);
     if (row >= at.bh * at.l) { return; }
+    let base = at_orow(row / at.l, row % at.l);
     var d = 0.0;
-    for (var c = 0u; c < at.ev; c = c + 1u) { d = d + x0[row * at.ev + c] * x1[row * at.ev + c]; }
+    for (var c = 0u; c < at.ev; c = c + 1u) { d = d + x0[base + c] * x1[base + c]; }
     y0[2u * row] = x2[row];
     y0[2u * row + 1u] = d;
 }
@@ -234,11 +256,11 @@ fn attention_dq_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) {
         qr[d4] = vec4<f32>(0.0);
         dq[d4] = vec4<f32>(0.0);
-        if (live) { qr[d4] = at_q4(row * at.e, d4, at.e); }
+        if (live) { qr[d4] = at_q4(at_qrow(bh, i), d4, at.e); }
     }
     for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) {
         gr[d4] = vec4<f32>(0.0);
-        if (live) { gr[d4] = at_do4(row * at.ev, d4, at.ev); }
+        if (live) { gr[d4] = at_do4(at_orow(bh, i), d4, at.ev); }
     }
     var lse = 0.0;
     var delta = 0.0;
@@ -270,7 +292,7 @@ fn attention_dq_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         let val = dq[d4] * at.scale;
         for (var c = 0u; c < 4u; c = c + 1u) {
             let d = d4 * 4u + c;
-            if (d < at.e) { y0[row * at.e + d] = val[c]; }
+            if (d < at.e) { y0[at_qrow(bh, i) + d] = val[c]; }
         }
     }
 }
@@ -284,7 +306,6 @@ fn attention_dkv_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     let j0 = (blk % at.blocks) * ROWS;
     let j = j0 + t;
     let live = valid && j < at.s;
-    let key = bh * at.s + j;
     var kr: array<vec4<f32>, 32>;
     var vr: array<vec4<f32>, 32>;
     var dk: array<vec4<f32>, 32>;
@@ -292,12 +313,12 @@ fn attention_dkv_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) {
         kr[d4] = vec4<f32>(0.0);
         dk[d4] = vec4<f32>(0.0);
-        if (live) { kr[d4] = at_k4(key * at.e, d4, at.e); }
+        if (live) { kr[d4] = at_k4(at_krow(bh, j), d4, at.e); }
     }
     for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) {
         vr[d4] = vec4<f32>(0.0);
         dv[d4] = vec4<f32>(0.0);
-        if (live) { vr[d4] = at_v4(key * at.ev, d4, at.ev); }
+        if (live) { vr[d4] = at_v4(at_vrow(bh, j), d4, at.ev); }
     }
     // Causal: queries before this block's first key see none of its keys.
     var istart = 0u;
@@ -331,13 +352,18 @@ fn attention_dkv_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
         let val = dk[d4] * at.scale;
         for (var c = 0u; c < 4u; c = c + 1u) {
             let d = d4 * 4u + c;
-            if (d < at.e) { y0[key * at.e + d] = val[c]; }
+            if (d < at.e) { y0[at_krow(bh, j) + d] = val[c]; }
         }
     }
     for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) {
         for (var c = 0u; c < 4u; c = c + 1u) {
             let d = d4 * 4u + c;
-            if (d < at.ev) { y1[key * at.ev + d] = dv[d4][c]; }
+            if (d >= at.ev) { continue; }
+            if (at.dv_in_dk != 0u) {
+                y0[at_vrow(bh, j) + d] = dv[d4][c];
+            } else {
+                y1[at_vrow(bh, j) + d] = dv[d4][c];
+            }
         }
     }
 }

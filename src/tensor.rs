@@ -97,6 +97,13 @@ pub(crate) struct TensorInner {
 #[derive(Clone)]
 pub struct Tensor(pub(crate) Arc<TensorInner>);
 
+impl Tensor {
+    /// True when `other` is this very tensor (a clone of it), not merely equal data.
+    pub(crate) fn same_tensor(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

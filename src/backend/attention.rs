@@ -61,6 +61,43 @@ impl AttentionDropout {
     }
 }
 
+/// Where the rows of one attention operand (or of the output) live in its storage: row
+/// `i` of batch-head `bh` starts at `off + (bh / heads) * batch + (bh % heads) * head +
+/// i * row`, and its elements are consecutive. A contiguous `[bh, rows, width]` tensor is
+/// [`RowLayout::contiguous`]; the heads of a packed projection `[N, T, 3E]` are strided
+/// views into it, so multi-head attention needs no copies to split or merge heads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RowLayout {
+    /// Offset of the first element.
+    pub off: usize,
+    /// Batch-heads per outer step (the heads); 1 for a plain leading dimension.
+    pub heads: usize,
+    /// Elements between outer steps (batches).
+    pub batch: usize,
+    /// Elements between heads.
+    pub head: usize,
+    /// Elements between rows.
+    pub row: usize,
+}
+
+impl RowLayout {
+    /// Rows of `width` elements, `rows` per batch-head, one batch-head after another.
+    pub(crate) fn contiguous(rows: usize, width: usize) -> RowLayout {
+        RowLayout {
+            off: 0,
+            heads: 1,
+            batch: rows * width,
+            head: 0,
+            row: width,
+        }
+    }
+
+    /// The first element of row `i` of batch-head `bh`.
+    pub(crate) fn at(&self, bh: usize, i: usize) -> usize {
+        self.off + (bh / self.heads) * self.batch + (bh % self.heads) * self.head + i * self.row
+    }
+}
+
 /// The sizes and options of one attention call.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct AttentionGeometry {
@@ -82,6 +119,10 @@ pub(crate) struct AttentionGeometry {
     pub mask: Option<MaskLayout>,
     /// Dropout of the attention weights, when training with `p > 0`.
     pub dropout: Option<AttentionDropout>,
+    /// Where the rows of `q`, `k`, `v` and of the output live (the gradients of `q`, `k`
+    /// and `v` are written at their operands' layouts, the output gradient is read at
+    /// the output's).
+    pub layouts: [RowLayout; 4],
 }
 
 impl AttentionGeometry {

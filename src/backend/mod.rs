@@ -195,22 +195,25 @@ impl Rows {
 pub(crate) trait Attention {
     /// The largest head dimension (of `q`/`k` and of `v`) the fused kernels take.
     fn attention_head_limit(&self) -> usize;
-    /// The output and the per-row log-sum-exp.
+    /// The output (`bh * L * Ev` elements, at the output's layout) and the per-row
+    /// log-sum-exp; `q`, `k` and `v` are read at their layouts (they may share a storage).
     fn attention(
         &self,
         qkv: [&Storage; 3],
         mask: Option<&Storage>,
         geo: &attention::AttentionGeometry,
     ) -> Result<(Storage, Storage)>;
-    /// The gradients of `q`, `k` and `v` from the output gradient `dout`, the saved
-    /// output `out` and log-sum-exp `lse`.
+    /// Writes the gradients of `q`, `k` and `v` into `grads` at their operands' layouts
+    /// (the storages may be one; elements outside the layouts are left as they are),
+    /// from the output gradient `dout`, the saved output `out` and log-sum-exp `lse`.
     fn attention_backward(
         &self,
         qkv: [&Storage; 3],
         mask: Option<&Storage>,
         saved: [&Storage; 3],
         geo: &attention::AttentionGeometry,
-    ) -> Result<[Storage; 3]>;
+        grads: [&Storage; 3],
+    ) -> Result<()>;
 }
 
 /// Softmax and log-softmax along rows, each with its backward from the saved output.
@@ -659,13 +662,16 @@ pub(crate) trait Matmul {
 /// the output, or the pre-activation (returned beside the output) for an activation
 /// whose derivative needs its input ([`matmul::Act::needs_input`]).
 pub(crate) trait Fused {
-    /// `act(x W^T + b)` for `x` `[rows, inp]`, `W` `[out, inp]`, `b` `[out]`: the output
-    /// and, where the activation needs its input, the pre-activation.
+    /// `act(x W^T + b + addend)` for `x` `[rows, inp]`, `W` `[out, inp]`, `b` `[out]` and
+    /// `addend` `[rows, out]` (a residual connection, added where the product is
+    /// written): the output and, where the activation needs its input, the
+    /// pre-activation.
     fn linear_act(
         &self,
         x: &Storage,
         w: &Storage,
         bias: Option<&Storage>,
+        addend: Option<&Storage>,
         l: &matmul::LinearAct,
     ) -> Result<(Storage, Option<Storage>)>;
     /// Its backward from the output gradient `g` and the saved value (`None` for the

@@ -40,6 +40,12 @@ impl Dropout {
 
 /// What the derived `Module` impl calls.
 impl Dropout {
+    /// True when [`Module::forward`] returns its input unchanged (evaluation, or `p = 0`),
+    /// so a caller may fuse what follows into what precedes it.
+    pub(crate) fn is_identity(&self) -> bool {
+        self.p == 0.0 || !self.training.get()
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.dropout(self.p, self.training.get())
     }

@@ -69,6 +69,19 @@ impl Linear {
     pub fn out_features(&self) -> usize {
         self.weight.tensor().shape()[0]
     }
+
+    /// `x W^T + b + residual` with the residual added in the product's epilogue (no
+    /// pass of its own): a transformer's residual connection after this layer.
+    pub(crate) fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        let bias = self.bias.as_ref().map(Parameter::tensor);
+        crate::ops::fused::linear_add(
+            x,
+            &self.weight.tensor(),
+            bias.as_ref(),
+            Act::Identity,
+            Some(residual),
+        )
+    }
 }
 
 /// What the derived `Module` impl calls.

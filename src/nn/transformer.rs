@@ -115,15 +115,18 @@ fn check_options(op: &'static str, d_model: usize, o: &TransformerLayerOptions) 
     Ok(())
 }
 
-/// Attention of `x` to `kv` (itself for self-attention) through `mha` with the masks
-/// `(key_padding_mask, attn_mask, is_causal)`, on the fused path (no weights), then
-/// `dropout`: the attention block both layers share.
+/// `residual + dropout(attention of x to kv)` (`kv` is `x` itself for self-attention)
+/// through `mha` with the masks `(key_padding_mask, attn_mask, is_causal)`, on the fused
+/// path (no weights): the attention block both layers share. Where the dropout does
+/// nothing (evaluation, or `p = 0`) and the layout is batch first, the residual is added
+/// in the output projection's epilogue.
 fn attention_block(
     mha: &MultiheadAttention,
     dropout: &Dropout,
     x: &Tensor,
     kv: &Tensor,
     (key_padding_mask, attn_mask, is_causal): (Option<&Tensor>, Option<&Tensor>, bool),
+    residual: &Tensor,
 ) -> Result<Tensor> {
     let args = AttentionArgs {
         key_padding_mask,
@@ -132,8 +135,11 @@ fn attention_block(
         average_attn_weights: true,
         is_causal,
     };
+    if dropout.is_identity() && mha.batch_first() {
+        return Ok(mha.forward_qkv_add(x, kv, kv, args, Some(residual))?.0);
+    }
     let (y, _) = mha.forward_qkv(x, kv, kv, args)?;
-    dropout.forward(&y)
+    residual.add(&dropout.forward(&y)?)
 }
 
 /// `x` through every layer of a stack by `step`, then the stack's final norm.
@@ -153,9 +159,10 @@ fn through<L>(
     }
 }
 
-/// The feed-forward block and its sub-modules, shared by both layers:
-/// `dropout2(linear2(dropout(act(linear1(x)))))` with the activation in `linear1`'s
-/// kernel.
+/// The feed-forward block and its sub-modules, shared by both layers, with its
+/// residual connection: `residual + dropout2(linear2(dropout(act(linear1(x)))))`, the
+/// activation in `linear1`'s kernel and, where `dropout2` does nothing, the residual in
+/// `linear2`'s epilogue.
 fn feed_forward(
     linear1: &Linear,
     act: Act,
@@ -163,12 +170,17 @@ fn feed_forward(
     linear2: &Linear,
     out_dropout: &Dropout,
     x: &Tensor,
+    residual: &Tensor,
 ) -> Result<Tensor> {
     let h = match linear1.forward_with_activation(x, act) {
         Some(h) => h?,
         None => linear1.forward(x)?,
     };
-    out_dropout.forward(&linear2.forward(&dropout.forward(&h)?)?)
+    let h = dropout.forward(&h)?;
+    if out_dropout.is_identity() {
+        return linear2.forward_add(&h, residual);
+    }
+    residual.add(&out_dropout.forward(&linear2.forward(&h)?)?)
 }
 
 /// One encoder layer (`torch.nn.TransformerEncoderLayer`): self-attention and a
@@ -250,11 +262,12 @@ impl TransformerEncoderLayer {
 
     /// PyTorch's `forward(src, src_mask, src_key_padding_mask, is_causal)`.
     pub fn forward_with(&self, src: &Tensor, masks: EncoderMasks<'_>) -> Result<Tensor> {
-        let attend = |x: &Tensor| {
+        // Each block returns its input's residual plus its output.
+        let attend = |x: &Tensor, residual: &Tensor| {
             let m = (masks.src_key_padding_mask, masks.src_mask, masks.is_causal);
-            attention_block(&self.self_attn, &self.dropout1, x, x, m)
+            attention_block(&self.self_attn, &self.dropout1, x, x, m, residual)
         };
-        let ff = |x: &Tensor| {
+        let ff = |x: &Tensor, residual: &Tensor| {
             feed_forward(
                 &self.linear1,
                 self.activation,
@@ -262,14 +275,15 @@ impl TransformerEncoderLayer {
                 &self.linear2,
                 &self.dropout2,
                 x,
+                residual,
             )
         };
         if self.norm_first {
-            let x = src.add(&attend(&self.norm1.forward(src)?)?)?;
-            x.add(&ff(&self.norm2.forward(&x)?)?)
+            let x = attend(&self.norm1.forward(src)?, src)?;
+            ff(&self.norm2.forward(&x)?, &x)
         } else {
-            let x = self.norm1.forward(&src.add(&attend(src)?)?)?;
-            self.norm2.forward(&x.add(&ff(&x)?)?)
+            let x = self.norm1.forward(&attend(src, src)?)?;
+            self.norm2.forward(&ff(&x, &x)?)
         }
     }
 
@@ -410,23 +424,24 @@ impl TransformerDecoderLayer {
         memory: &Tensor,
         masks: DecoderMasks<'_>,
     ) -> Result<Tensor> {
-        let self_block = |x: &Tensor| {
+        // Each block returns its input's residual plus its output.
+        let self_block = |x: &Tensor, residual: &Tensor| {
             let m = (
                 masks.tgt_key_padding_mask,
                 masks.tgt_mask,
                 masks.tgt_is_causal,
             );
-            attention_block(&self.self_attn, &self.dropout1, x, x, m)
+            attention_block(&self.self_attn, &self.dropout1, x, x, m, residual)
         };
-        let cross_block = |x: &Tensor| {
+        let cross_block = |x: &Tensor, residual: &Tensor| {
             let m = (
                 masks.memory_key_padding_mask,
                 masks.memory_mask,
                 masks.memory_is_causal,
             );
-            attention_block(&self.multihead_attn, &self.dropout2, x, memory, m)
+            attention_block(&self.multihead_attn, &self.dropout2, x, memory, m, residual)
         };
-        let ff = |x: &Tensor| {
+        let ff = |x: &Tensor, residual: &Tensor| {
             feed_forward(
                 &self.linear1,
                 self.activation,
@@ -434,16 +449,17 @@ impl TransformerDecoderLayer {
                 &self.linear2,
                 &self.dropout3,
                 x,
+                residual,
             )
         };
         if self.norm_first {
-            let x = tgt.add(&self_block(&self.norm1.forward(tgt)?)?)?;
-            let x = x.add(&cross_block(&self.norm2.forward(&x)?)?)?;
-            x.add(&ff(&self.norm3.forward(&x)?)?)
+            let x = self_block(&self.norm1.forward(tgt)?, tgt)?;
+            let x = cross_block(&self.norm2.forward(&x)?, &x)?;
+            ff(&self.norm3.forward(&x)?, &x)
         } else {
-            let x = self.norm1.forward(&tgt.add(&self_block(tgt)?)?)?;
-            let x = self.norm2.forward(&x.add(&cross_block(&x)?)?)?;
-            self.norm3.forward(&x.add(&ff(&x)?)?)
+            let x = self.norm1.forward(&self_block(tgt, tgt)?)?;
+            let x = self.norm2.forward(&cross_block(&x, &x)?)?;
+            self.norm3.forward(&ff(&x, &x)?)
         }
     }
 

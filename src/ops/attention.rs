@@ -5,7 +5,7 @@
 //! Attention dropout regenerates its mask from the generator key in both passes.
 
 use crate::autograd::{no_grad, record};
-use crate::backend::attention::{AttentionDropout, AttentionGeometry, MaskLayout};
+use crate::backend::attention::{AttentionDropout, AttentionGeometry, MaskLayout, RowLayout};
 use crate::backend::random::RngKey;
 use crate::error::{arg_err, shape_err, Result};
 use crate::tensor::{check_pair, check_same_device, DType, Tensor};
@@ -193,39 +193,241 @@ pub fn scaled_dot_product_attention_with_key(
         scale,
         causal: is_causal,
         mask: mask.as_ref().map(|m| m.1),
-        dropout: (dropout_p > 0.0).then(|| AttentionDropout {
-            threshold: (dropout_p * 16_777_216.0).ceil() as u32,
-            scale: 1.0 / (1.0 - dropout_p),
-            key,
-        }),
+        dropout: dropout(dropout_p, key),
+        layouts: [
+            RowLayout::contiguous(l, e),
+            RowLayout::contiguous(s, e),
+            RowLayout::contiguous(s, ev),
+            RowLayout::contiguous(l, ev),
+        ],
     };
-    let mask = mask.map(|m| m.0);
-    let backend = q.device().backend();
+    let inputs = Inputs {
+        tensors: vec![q, k, v],
+        of: [0, 1, 2],
+        covered: vec![true; 3],
+    };
+    run(inputs, geo, mask.map(|m| m.0), out_shape)
+}
+
+/// The dropout of one call (`None` for `p = 0`).
+fn dropout(p: f64, key: RngKey) -> Option<AttentionDropout> {
+    (p > 0.0).then(|| AttentionDropout {
+        threshold: (p * 16_777_216.0).ceil() as u32,
+        scale: 1.0 / (1.0 - p),
+        key,
+    })
+}
+
+/// The tensors `q`, `k` and `v` are read from: `of[i]` is operand `i`'s tensor, and
+/// `covered[t]` says the operands' layouts together write every element of tensor `t`'s
+/// gradient exactly once (else the gradient starts from zeros).
+struct Inputs<'a> {
+    tensors: Vec<&'a Tensor>,
+    of: [usize; 3],
+    covered: Vec<bool>,
+}
+
+/// Runs the checked call and records its backward (one gradient per input tensor, the
+/// operands' parts written in place at their layouts: no copies to split or merge heads).
+fn run(
+    inputs: Inputs<'_>,
+    geo: AttentionGeometry,
+    mask: Option<Tensor>,
+    out_shape: Vec<usize>,
+) -> Result<Tensor> {
+    let first = inputs.tensors[0];
+    let [a, b, c] = inputs.of.map(|i| inputs.tensors[i]);
+    let backend = first.device().backend();
     let (o, lse) = backend.attention(
-        [q.storage(), k.storage(), v.storage()],
+        [a.storage(), b.storage(), c.storage()],
         mask.as_ref().map(|m| m.storage()),
         &geo,
     )?;
-    let out = Tensor::like(o, out_shape, q);
-    let lse = Tensor::like(lse, vec![bh * l], q);
-    let saved = (q.detach(), k.detach(), v.detach(), out.detach());
-    Ok(record(out, OP, &[q, k, v], move |g| {
-        let (q, k, v, o) = &saved;
-        let grads = no_grad(|| {
-            q.device().backend().attention_backward(
-                [q.storage(), k.storage(), v.storage()],
+    let out = Tensor::like(o, out_shape, first);
+    let lse = Tensor::like(lse, vec![geo.bh * geo.l], first);
+    let saved: Vec<Tensor> = inputs.tensors.iter().map(|t| t.detach()).collect();
+    let (of, covered) = (inputs.of, inputs.covered);
+    let o = out.detach();
+    Ok(record(out, OP, &inputs.tensors, move |g| {
+        let backend = g.device().backend();
+        let grads = saved
+            .iter()
+            .zip(&covered)
+            .map(|(t, &full)| {
+                if full {
+                    backend.alloc_like(t.storage(), t.numel())
+                } else {
+                    Ok(Tensor::zeros(t.shape(), t.device())?
+                        .to_dtype(t.dtype())?
+                        .storage()
+                        .clone())
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        no_grad(|| {
+            backend.attention_backward(
+                of.map(|i| saved[i].storage()),
                 mask.as_ref().map(|m| m.storage()),
                 [o.storage(), lse.storage(), g.storage()],
                 &geo,
+                of.map(|i| &grads[i]),
             )
         })?;
-        let [dq, dk, dv] = grads;
-        Ok(vec![
-            Some(Tensor::like(dq, q.shape().to_vec(), q)),
-            Some(Tensor::like(dk, k.shape().to_vec(), k)),
-            Some(Tensor::like(dv, v.shape().to_vec(), v)),
-        ])
+        Ok(grads
+            .into_iter()
+            .zip(&saved)
+            .map(|(d, t)| Some(Tensor::like(d, t.shape().to_vec(), t)))
+            .collect())
     }))
+}
+
+/// The heads of one operand of [`multi_head_attention`]: `src` `[N, T, W]` holds head
+/// `h`'s `T` rows at columns `col + h * head_dim ..`, as a packed projection does.
+#[derive(Clone, Copy)]
+pub(crate) struct Heads<'a> {
+    /// The projection `[N, T, W]`.
+    pub src: &'a Tensor,
+    /// The column of head 0's first element.
+    pub col: usize,
+}
+
+/// Attention of `heads` heads read straight from packed projections: queries `[N, L,
+/// heads * e]` at `q`, keys at `k` and values `[N, S, heads * ev]` at `v` give `[N, L,
+/// heads * ev]` with the heads side by side, as `MultiheadAttention` feeds its output
+/// projection. The same as splitting the heads (`[N, T, H, d] -> [N, H, T, d]`), calling
+/// [`Tensor::scaled_dot_product_attention`] and merging them back, without the copies
+/// (the kernels read and write the heads at their strides, and the backward writes each
+/// projection's gradient in place). `mask` broadcasts to `[N, heads, L, S]`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn multi_head_attention(
+    [q, k, v]: [Heads<'_>; 3],
+    heads: usize,
+    (e, ev): (usize, usize),
+    attn_mask: Option<&Tensor>,
+    dropout_p: f64,
+    is_causal: bool,
+    scale: f64,
+    key: RngKey,
+) -> Result<Tensor> {
+    check_pair(OP, q.src, k.src)?;
+    check_pair(OP, q.src, v.src)?;
+    let dims = |h: &Heads<'_>, width: usize| -> Result<(usize, usize, usize)> {
+        let sh = h.src.shape();
+        if sh.len() != 3 || h.col + heads * width > sh[2] {
+            return shape_err(
+                OP,
+                format!(
+                    "a projection {sh:?} must be [N, T, W] with {heads} heads of {width} from column {}",
+                    h.col
+                ),
+            );
+        }
+        Ok((sh[0], sh[1], sh[2]))
+    };
+    let ((n, l, wq), (nk, s, wk), (nv, sv, wv)) = (dims(&q, e)?, dims(&k, e)?, dims(&v, ev)?);
+    if nk != n || nv != n || sv != s {
+        return shape_err(
+            OP,
+            format!(
+                "q {:?}, k {:?}, v {:?}: batch sizes or key lengths differ",
+                q.src.shape(),
+                k.src.shape(),
+                v.src.shape()
+            ),
+        );
+    }
+    if heads == 0 || e == 0 {
+        return shape_err(OP, format!("{heads} heads of dimension {e}"));
+    }
+    let limit = q.src.device().backend().attention_head_limit();
+    if e > limit || ev > limit {
+        return arg_err(
+            OP,
+            format!("head dimensions {e} (q, k) and {ev} (v): this device's fused kernel takes at most {limit}"),
+        );
+    }
+    if attn_mask.is_some() && is_causal {
+        return arg_err(
+            OP,
+            "attn_mask and is_causal cannot both be given (as PyTorch)",
+        );
+    }
+    if !(0.0..1.0).contains(&dropout_p) {
+        return arg_err(OP, format!("dropout_p must be in [0, 1), got {dropout_p}"));
+    }
+    let out_shape = vec![n, l, heads * ev];
+    crate::ops::check_out(OP, &out_shape, q.src.dtype(), q.src.device())?;
+    let lead = [n, heads];
+    let mask = attn_mask
+        .map(|m| mask_layout(m, q.src, &lead, l, s))
+        .transpose()?;
+    // One input per distinct tensor; each operand's columns on it.
+    let mut tensors: Vec<&Tensor> = Vec::new();
+    let mut cols: Vec<Vec<(usize, usize)>> = Vec::new();
+    let mut of = [0; 3];
+    for (i, (h, width)) in [(q, e), (k, e), (v, ev)].into_iter().enumerate() {
+        let span = (h.col, h.col + heads * width);
+        match tensors.iter().position(|t| t.same_tensor(h.src)) {
+            Some(t) if cols[t].iter().all(|&(a, b)| span.1 <= a || b <= span.0) => {
+                cols[t].push(span);
+                of[i] = t;
+            }
+            _ => {
+                tensors.push(h.src);
+                cols.push(vec![span]);
+                of[i] = tensors.len() - 1;
+            }
+        }
+    }
+    let covered = tensors
+        .iter()
+        .zip(&cols)
+        .map(|(t, c)| c.iter().map(|(a, b)| b - a).sum::<usize>() == t.shape()[2])
+        .collect();
+    let bh = n * heads;
+    if bh * l * s * ev == 0 {
+        let out = Tensor::zeros(&out_shape, q.src.device())?.to_dtype(q.src.dtype())?;
+        let zeros: Vec<Tensor> = tensors.iter().map(|t| t.detach()).collect();
+        return Ok(record(out, OP, &tensors, move |_| {
+            zeros.iter().map(|t| t.zeros_like().map(Some)).collect()
+        }));
+    }
+    let layout = |h: &Heads<'_>, t: usize, w: usize, width: usize| RowLayout {
+        off: h.col,
+        heads,
+        batch: t * w,
+        head: width,
+        row: w,
+    };
+    let geo = AttentionGeometry {
+        bh,
+        l,
+        s,
+        e,
+        ev,
+        scale,
+        causal: is_causal,
+        mask: mask.as_ref().map(|m| m.1),
+        dropout: dropout(dropout_p, key),
+        layouts: [
+            layout(&q, l, wq, e),
+            layout(&k, s, wk, e),
+            layout(&v, s, wv, ev),
+            RowLayout {
+                off: 0,
+                heads,
+                batch: l * heads * ev,
+                head: ev,
+                row: heads * ev,
+            },
+        ],
+    };
+    let inputs = Inputs {
+        tensors,
+        of,
+        covered,
+    };
+    run(inputs, geo, mask.map(|m| m.0), out_shape)
 }
 
 impl Tensor {

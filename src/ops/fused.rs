@@ -43,6 +43,19 @@ pub(crate) fn check_bias(
 /// its input (GELU, SiLU, Mish, a negative leaky slope) has the product write the
 /// pre-activation too, in the same kernel.
 pub fn linear_act(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, act: Act) -> Result<Tensor> {
+    linear_add(x, weight, bias, act, None)
+}
+
+/// [`linear_act`] with a residual `addend` (the output's shape) added in the product's
+/// epilogue, `x @ weight^T + bias + addend`, which then costs no pass of its own (the
+/// addend's gradient is the output's). Only with the identity activation.
+pub(crate) fn linear_add(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    act: Act,
+    addend: Option<&Tensor>,
+) -> Result<Tensor> {
     crate::ops::matmul::check_linear(x, weight)?;
     let (inp, out) = (weight.shape()[1], weight.shape()[0]);
     check_bias("linear", x, bias, out)?;
@@ -50,6 +63,22 @@ pub fn linear_act(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, act: Act) 
     let mut out_shape = x.shape().to_vec();
     *out_shape.last_mut().expect("rank >= 1") = out;
     let dev = x.device();
+    if let Some(a) = addend {
+        check_pair("linear", x, a)?;
+        if a.shape() != out_shape.as_slice() || act != Act::Identity {
+            return shape_err(
+                "linear",
+                format!(
+                    "a residual {} for an output {} (the identity activation only)",
+                    shape::fmt(a.shape()),
+                    shape::fmt(&out_shape)
+                ),
+            );
+        }
+        if rows > 1 && (split::over(dev, rows * inp) || split::over(dev, rows * out)) {
+            return linear_act(x, weight, bias, act)?.add(a);
+        }
+    }
     if rows > 1 && (split::over(dev, rows * inp) || split::over(dev, rows * out)) {
         // Too large for one binding: the rows in pieces.
         let per = split::rows_per_piece(dev, inp.max(out));
@@ -70,6 +99,7 @@ pub fn linear_act(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, act: Act) 
         x2.storage(),
         weight.storage(),
         bias.map(Tensor::storage),
+        addend.map(Tensor::storage),
         &l,
     )?;
     let y = Tensor::like(y, vec![rows, out], x).reshape(&out_shape)?;
@@ -87,8 +117,10 @@ pub fn linear_act(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, act: Act) 
     let x_shape = x.shape().to_vec();
     let w_shape = weight.shape().to_vec();
     let has_bias = bias.is_some();
+    let has_addend = addend.is_some();
     let mut inputs = vec![x, weight];
     inputs.extend(bias);
+    inputs.extend(addend);
     Ok(record(y, "linear_act", &inputs, move |g| {
         let [dx, dw, db] = g.device().backend().linear_act_backward(
             g.storage(),
@@ -104,6 +136,9 @@ pub fn linear_act(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, act: Act) 
         ];
         if has_bias {
             grads.push(db.map(|d| Tensor::like(d, vec![out], g)));
+        }
+        if has_addend {
+            grads.push(Some(g.clone()));
         }
         Ok(grads)
     }))

@@ -1,13 +1,17 @@
 //! The CPU reference of scaled-dot-product attention. It stores scores, but only for a
 //! block of [`ROWS`] query rows at a time (`ROWS x S` values), so a long sequence never
-//! needs the whole `[L, S]` matrix; the products go through `matrixmultiply`.
+//! needs the whole `[L, S]` matrix; the products go through `matrixmultiply`. Operands
+//! at strided layouts (heads of a packed projection) are gathered into contiguous rows
+//! first and the results scattered back: the reference keeps one arithmetic path.
 
 use std::sync::Arc;
 
 use super::elementwise::CpuBackend;
 use super::matmul::{gemm_slices, Gemm};
 use super::{pool, CpuData, CpuStorage};
-use crate::backend::attention::AttentionGeometry;
+use std::borrow::Cow;
+
+use crate::backend::attention::{AttentionGeometry, RowLayout};
 use crate::backend::{wrong_backend, Attention, Storage};
 use crate::error::{Error, Result};
 
@@ -51,11 +55,11 @@ impl Attention for CpuBackend {
         let m = mask.as_deref();
         let (o, lse) = match (&*q, &*k, &*v) {
             (CpuData::F32(q), CpuData::F32(k), CpuData::F32(v)) => {
-                let (o, l) = forward(geo, q, k, v, m);
+                let (o, l) = forward_at(geo, [q, k, v], m);
                 (CpuData::F32(o), CpuData::F32(l))
             }
             (CpuData::F64(q), CpuData::F64(k), CpuData::F64(v)) => {
-                let (o, l) = forward(geo, q, k, v, m);
+                let (o, l) = forward_at(geo, [q, k, v], m);
                 (CpuData::F64(o), CpuData::F64(l))
             }
             _ => return dtype_err(),
@@ -69,11 +73,13 @@ impl Attention for CpuBackend {
         mask: Option<&Storage>,
         [out, lse, dout]: [&Storage; 3],
         geo: &AttentionGeometry,
-    ) -> Result<[Storage; 3]> {
+        grads: [&Storage; 3],
+    ) -> Result<()> {
         let op = "scaled_dot_product_attention";
         let mask = mask
             .map(|m| cpu(m, op).map(|m| m.read().to_f64_vec()))
             .transpose()?;
+        let targets = [cpu(grads[0], op)?, cpu(grads[1], op)?, cpu(grads[2], op)?];
         let (q, k, v) = (cpu(q, op)?.read(), cpu(k, op)?.read(), cpu(v, op)?.read());
         let (o, l, g) = (
             cpu(out, op)?.read(),
@@ -81,7 +87,9 @@ impl Attention for CpuBackend {
             cpu(dout, op)?.read(),
         );
         let m = mask.as_deref();
-        let grads = match (&*q, &*k, &*v, &*o, &*l, &*g) {
+        let widths = [geo.e, geo.e, geo.ev];
+        let rows = [geo.l, geo.s, geo.s];
+        match (&*q, &*k, &*v, &*o, &*l, &*g) {
             (
                 CpuData::F32(q),
                 CpuData::F32(k),
@@ -89,7 +97,17 @@ impl Attention for CpuBackend {
                 CpuData::F32(o),
                 CpuData::F32(l),
                 CpuData::F32(g),
-            ) => backward(geo, [q, k, v], m, [o, l, g]).map(CpuData::F32),
+            ) => {
+                let d = backward_at(geo, [q, k, v], m, [o, l, g]);
+                for (i, d) in d.iter().enumerate() {
+                    match &mut *targets[i].write() {
+                        CpuData::F32(t) => {
+                            scatter(t, &geo.layouts[i], geo.bh, rows[i], widths[i], d)
+                        }
+                        _ => return dtype_err(),
+                    }
+                }
+            }
             (
                 CpuData::F64(q),
                 CpuData::F64(k),
@@ -97,11 +115,97 @@ impl Attention for CpuBackend {
                 CpuData::F64(o),
                 CpuData::F64(l),
                 CpuData::F64(g),
-            ) => backward(geo, [q, k, v], m, [o, l, g]).map(CpuData::F64),
+            ) => {
+                let d = backward_at(geo, [q, k, v], m, [o, l, g]);
+                for (i, d) in d.iter().enumerate() {
+                    match &mut *targets[i].write() {
+                        CpuData::F64(t) => {
+                            scatter(t, &geo.layouts[i], geo.bh, rows[i], widths[i], d)
+                        }
+                        _ => return dtype_err(),
+                    }
+                }
+            }
             _ => return dtype_err(),
-        };
-        Ok(grads.map(store))
+        }
+        Ok(())
     }
+}
+
+/// The rows of a `[bh, rows, width]` operand stored at `lay`, contiguous (borrowed when
+/// they already are).
+fn gather<'a, T: Copy>(
+    src: &'a [T],
+    lay: &RowLayout,
+    bh: usize,
+    rows: usize,
+    width: usize,
+) -> Cow<'a, [T]> {
+    if *lay == RowLayout::contiguous(rows, width) {
+        return Cow::Borrowed(&src[..bh * rows * width]);
+    }
+    let mut out = Vec::with_capacity(bh * rows * width);
+    for b in 0..bh {
+        for i in 0..rows {
+            let at = lay.at(b, i);
+            out.extend_from_slice(&src[at..at + width]);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Writes contiguous rows `vals` of a `[bh, rows, width]` operand into `dst` at `lay`.
+fn scatter<T: Copy>(
+    dst: &mut [T],
+    lay: &RowLayout,
+    bh: usize,
+    rows: usize,
+    width: usize,
+    vals: &[T],
+) {
+    for b in 0..bh {
+        for i in 0..rows {
+            let at = lay.at(b, i);
+            let from = (b * rows + i) * width;
+            dst[at..at + width].copy_from_slice(&vals[from..from + width]);
+        }
+    }
+}
+
+/// [`forward`] on operands at the geometry's layouts; the output at its layout.
+fn forward_at<T: Gemm>(
+    geo: &AttentionGeometry,
+    [q, k, v]: [&[T]; 3],
+    mask: Option<&[f64]>,
+) -> (Vec<T>, Vec<T>) {
+    let [lq, lk, lv, lo] = &geo.layouts;
+    let q = gather(q, lq, geo.bh, geo.l, geo.e);
+    let k = gather(k, lk, geo.bh, geo.s, geo.e);
+    let v = gather(v, lv, geo.bh, geo.s, geo.ev);
+    let (o, lse) = forward(geo, &q, &k, &v, mask);
+    if *lo == RowLayout::contiguous(geo.l, geo.ev) {
+        return (o, lse);
+    }
+    let mut out = pool::filled(geo.bh * geo.l * geo.ev, T::zero());
+    scatter(&mut out, lo, geo.bh, geo.l, geo.ev, &o);
+    (out, lse)
+}
+
+/// [`backward`] on operands at the geometry's layouts (the output and its gradient at
+/// the output's); the gradients contiguous.
+fn backward_at<T: Gemm>(
+    geo: &AttentionGeometry,
+    [q, k, v]: [&[T]; 3],
+    mask: Option<&[f64]>,
+    [o, lse, g]: [&[T]; 3],
+) -> [Vec<T>; 3] {
+    let [lq, lk, lv, lo] = &geo.layouts;
+    let q = gather(q, lq, geo.bh, geo.l, geo.e);
+    let k = gather(k, lk, geo.bh, geo.s, geo.e);
+    let v = gather(v, lv, geo.bh, geo.s, geo.ev);
+    let o = gather(o, lo, geo.bh, geo.l, geo.ev);
+    let g = gather(g, lo, geo.bh, geo.l, geo.ev);
+    backward(geo, [&q, &k, &v], mask, [&o, lse, &g])
 }
 
 /// Turns the raw products `q k^T` of query rows `i0..i0 + rows` of batch-head `bh` into

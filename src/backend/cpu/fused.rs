@@ -26,6 +26,12 @@ impl Act {
     }
 }
 
+fn add_into<T: Float>(y: &mut [T], a: &[T]) {
+    for (v, &a) in y.iter_mut().zip(a) {
+        *v += a;
+    }
+}
+
 fn bias_act_cpu<T: Float>(y: &mut [T], bias: Option<&[T]>, act: Act, n: usize) {
     match bias {
         Some(b) => {
@@ -63,6 +69,7 @@ impl Fused for CpuBackend {
         x: &Storage,
         w: &Storage,
         bias: Option<&Storage>,
+        addend: Option<&Storage>,
         l: &LinearAct,
     ) -> Result<(Storage, Option<Storage>)> {
         let (rows, inp, out) = (l.rows, l.inp, l.out);
@@ -74,6 +81,19 @@ impl Fused for CpuBackend {
             let bias = bias.map(|b| b.cpu("linear_act")).transpose()?;
             let bias_data = bias.map(|b| b.read());
             let mut yd = y.cpu("linear_act")?.write();
+            if let Some(a) = addend {
+                // The residual before the bias and activation, as the GPU's epilogue.
+                match (&mut *yd, &*a.cpu("linear_act")?.read()) {
+                    (CpuData::F32(v), CpuData::F32(a)) => add_into(v, a),
+                    (CpuData::F64(v), CpuData::F64(a)) => add_into(v, a),
+                    _ => {
+                        return Err(Error::DType {
+                            op: "linear_act",
+                            msg: "the residual's dtype differs from the product's".into(),
+                        })
+                    }
+                }
+            }
             match (&mut *yd, bias_data.as_deref()) {
                 (CpuData::F32(v), Some(CpuData::F32(b))) => bias_act_cpu(v, Some(b), in_place, out),
                 (CpuData::F64(v), Some(CpuData::F64(b))) => bias_act_cpu(v, Some(b), in_place, out),

@@ -66,8 +66,49 @@ params! {
         offset_lo: u32,
         /// Draw offset, high word.
         offset_hi: u32,
-        /// Padding.
-        _pad0: u32,
+        /// Offset of the queries' first row.
+        q_off: u32,
+        /// Batch-heads per outer step of the queries.
+        q_heads: u32,
+        /// Elements between outer steps of the queries.
+        q_batch: u32,
+        /// Elements between heads of the queries.
+        q_head: u32,
+        /// Elements between rows of the queries.
+        q_row: u32,
+        /// Offset of the keys' first row.
+        k_off: u32,
+        /// Batch-heads per outer step of the keys.
+        k_heads: u32,
+        /// Elements between outer steps of the keys.
+        k_batch: u32,
+        /// Elements between heads of the keys.
+        k_head: u32,
+        /// Elements between rows of the keys.
+        k_row: u32,
+        /// Offset of the values' first row.
+        v_off: u32,
+        /// Batch-heads per outer step of the values.
+        v_heads: u32,
+        /// Elements between outer steps of the values.
+        v_batch: u32,
+        /// Elements between heads of the values.
+        v_head: u32,
+        /// Elements between rows of the values.
+        v_row: u32,
+        /// Offset of the output (and its gradient)' first row.
+        o_off: u32,
+        /// Batch-heads per outer step of the output (and its gradient).
+        o_heads: u32,
+        /// Elements between outer steps of the output (and its gradient).
+        o_batch: u32,
+        /// Elements between heads of the output (and its gradient).
+        o_head: u32,
+        /// Elements between rows of the output (and its gradient).
+        o_row: u32,
+        /// 1: dV is written into dK's buffer (bound once: WebGPU refuses one buffer at
+        /// two bindings when one is writable).
+        dv_in_dk: u32,
         /// Padding.
         _pad1: u32,
         /// Padding.
@@ -155,6 +196,13 @@ fn params(g: &AttentionGeometry, rows: usize) -> AttentionParams {
         drop_scale: 1.0,
         ..Default::default()
     };
+    let words = |l: &crate::backend::attention::RowLayout| {
+        [l.off, l.heads, l.batch, l.head, l.row].map(|v| v as u32)
+    };
+    [p.q_off, p.q_heads, p.q_batch, p.q_head, p.q_row] = words(&g.layouts[0]);
+    [p.k_off, p.k_heads, p.k_batch, p.k_head, p.k_row] = words(&g.layouts[1]);
+    [p.v_off, p.v_heads, p.v_batch, p.v_head, p.v_row] = words(&g.layouts[2]);
+    [p.o_off, p.o_heads, p.o_batch, p.o_head, p.o_row] = words(&g.layouts[3]);
     if let Some(m) = g.mask {
         p.mask_kind = if m.boolean { 2 } else { 1 };
         p.m_repeat = m.repeat as u32;
@@ -229,18 +277,17 @@ impl Attention for Arc<GpuContext> {
         mask: Option<&Storage>,
         [out, lse, dout]: [&Storage; 3],
         g: &AttentionGeometry,
-    ) -> Result<[Storage; 3]> {
+        [dq, dk, dv]: [&Storage; 3],
+    ) -> Result<()> {
         let (q, k, v) = (gpu(q)?, gpu(k)?, gpu(v)?);
         let (out, lse, dout) = (gpu(out)?, gpu(lse)?, gpu(dout)?);
+        let (dq, dk, dv) = (gpu(dq)?, gpu(dk)?, gpu(dv)?);
         let m = match mask {
             Some(m) => gpu(m)?,
             None => q,
         };
         let rows = g.bh * g.l;
         let stats = gpu_alloc(self, 2 * rows)?;
-        let dq = gpu_alloc(self, rows * g.e)?;
-        let dk = gpu_alloc(self, g.bh * g.s * g.e)?;
-        let dv = gpu_alloc(self, g.bh * g.s * g.ev)?;
         let delta = Work {
             serial: g.ev.max(1) as u64,
             ..Default::default()
@@ -256,18 +303,24 @@ impl Attention for Arc<GpuContext> {
         self.launch_with(
             ATTENTION_DQ_BWD,
             &p,
-            &[q, k, v, &dq, m, dout, &stats],
+            &[q, k, v, dq, m, dout, &stats],
             groups_rows(g.bh * p.blocks as usize),
             work(g, g.s),
         );
-        let p = params(g, g.s);
+        let mut p = params(g, g.s);
+        // One buffer for dK and dV (a packed projection's gradient) is bound once; the
+        // second binding then holds the log-sum-exp, which this kernel neither reads
+        // (it reads the statistics) nor writes.
+        let shared = std::ptr::eq(dk, dv);
+        p.dv_in_dk = shared as u32;
+        let dv = if shared { lse } else { dv };
         self.launch_with(
             ATTENTION_DKV_BWD,
             &p,
-            &[q, k, v, &dk, &dv, m, dout, &stats],
+            &[q, k, v, dk, dv, m, dout, &stats],
             groups_rows(g.bh * p.blocks as usize),
             work(g, g.l),
         );
-        Ok([dq, dk, dv].map(|b| Storage::Gpu(Arc::new(b))))
+        Ok(())
     }
 }

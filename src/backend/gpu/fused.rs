@@ -33,6 +33,7 @@ impl Fused for Arc<GpuContext> {
         x: &Storage,
         w: &Storage,
         bias: Option<&Storage>,
+        addend: Option<&Storage>,
         l: &LinearAct,
     ) -> Result<(Storage, Option<Storage>)> {
         let (rows, inp, out) = (l.rows, l.inp, l.out);
@@ -48,6 +49,7 @@ impl Fused for Arc<GpuContext> {
             bias,
             act: l.act,
             pre: pre.as_ref(),
+            addend: addend.map(|a| (a, 0)),
             ..Epi::default()
         };
         let y = product.run_epi(self, x, w, MatmulChoice::AUTO, &epi)?;

@@ -5,8 +5,10 @@
 mod sdpa;
 
 use super::{init, Linear, Module, Parameter, TrainFlag};
+use crate::backend::random::RngKey;
 use crate::device::Device;
 use crate::error::{arg_err, shape_err, Result};
+use crate::ops::attention::{multi_head_attention, Heads};
 use crate::tensor::{DType, Tensor};
 
 const OP: &str = "MultiheadAttention";
@@ -257,7 +259,29 @@ impl MultiheadAttention {
         value: &Tensor,
         args: AttentionArgs<'_>,
     ) -> Result<(Tensor, Option<Tensor>)> {
+        self.forward_qkv_add(query, key, value, args, None)
+    }
+
+    /// [`MultiheadAttention::forward_qkv`] with `residual` (the query's shape and
+    /// layout) added in the output projection's epilogue: a transformer layer's residual
+    /// connection without a pass of its own.
+    pub(crate) fn forward_qkv_add(
+        &self,
+        query: &Tensor,
+        key: &Tensor,
+        value: &Tensor,
+        args: AttentionArgs<'_>,
+        residual: Option<&Tensor>,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let (batched, n, l, s) = self.check_inputs(query, key, value)?;
+        if let Some(r) = residual {
+            if r.shape() != query.shape() {
+                return shape_err(
+                    OP,
+                    format!("a residual {:?} for a query {:?}", r.shape(), query.shape()),
+                );
+            }
+        }
         let mask = self.merged_mask(&args, batched, n, l, s, query)?;
         // Batch-first, batched views: [N, L, E], [N, S, kdim], [N, S, vdim].
         let canonical = |t: &Tensor| -> Result<Tensor> {
@@ -267,16 +291,29 @@ impl MultiheadAttention {
                 (true, false) => t.transpose(0, 1),
             }
         };
-        let (q_in, k_in, v_in) = (canonical(query)?, canonical(key)?, canonical(value)?);
+        // Self-attention (and keys that are the values) keeps one tensor, so that one
+        // product projects them together.
+        let q_in = canonical(query)?;
+        let k_in = if key.same_tensor(query) {
+            q_in.clone()
+        } else {
+            canonical(key)?
+        };
+        let v_in = if value.same_tensor(key) {
+            k_in.clone()
+        } else {
+            canonical(value)?
+        };
         let (h, d) = (self.num_heads, self.head_dim());
-        let (q, k, v) = self.project_inputs(&q_in, &k_in, &v_in)?;
-        // [N, T, E] -> [N, H, T, d].
-        let heads = |t: Tensor, len: usize| t.reshape(&[n, len, h, d])?.permute(&[0, 2, 1, 3]);
-        let (q, k, v) = (heads(q, l)?, heads(k, s)?, heads(v, s)?);
         let scale = 1.0 / (d as f64).sqrt();
         let training = self.training.get();
         let (attended, weights) = match mask {
             MaskPlan::Weights(m) => {
+                let (q, k, v) = self.project_inputs(&q_in, &k_in, &v_in)?;
+                // [N, T, E] -> [N, H, T, d].
+                let heads =
+                    |t: Tensor, len: usize| t.reshape(&[n, len, h, d])?.permute(&[0, 2, 1, 3]);
+                let (q, k, v) = (heads(q, l)?, heads(k, s)?, heads(v, s)?);
                 let (o, w) = sdpa::attention_with_weights(
                     &q,
                     &k,
@@ -286,27 +323,21 @@ impl MultiheadAttention {
                     self.dropout,
                     training,
                 )?;
+                // [N, H, L, d] -> [N, L, E].
+                let o = o.permute(&[0, 2, 1, 3])?.reshape(&[n, l, self.embed_dim])?;
                 (o, Some(w))
             }
             MaskPlan::Fused { mask, causal } => {
-                let o = sdpa::attention(
-                    &q,
-                    &k,
-                    &v,
-                    mask.as_ref(),
-                    causal,
-                    scale,
-                    self.dropout,
-                    training,
-                )?;
+                let p = if training { self.dropout } else { 0.0 };
+                let o = self.fused_heads(&q_in, &k_in, &v_in, mask.as_ref(), causal, scale, p)?;
                 (o, None)
             }
         };
-        // [N, H, L, d] -> [N, L, E] -> the output projection.
-        let attended = attended
-            .permute(&[0, 2, 1, 3])?
-            .reshape(&[n, l, self.embed_dim])?;
-        let out = self.out_proj.forward(&attended)?;
+        // The output projection, with the residual in its epilogue.
+        let out = match residual {
+            Some(r) => self.out_proj.forward_add(&attended, &canonical(r)?)?,
+            None => self.out_proj.forward(&attended)?,
+        };
         let out = match (batched, self.batch_first) {
             (false, _) => out.squeeze(0)?,
             (true, true) => out,
@@ -323,6 +354,65 @@ impl MultiheadAttention {
             }
         };
         Ok((out, weights))
+    }
+
+    /// The fused path: the projections (one product for self-attention, one for keys
+    /// that are the values), then attention reading each head where the projection
+    /// wrote it and writing the heads side by side, `[N, L, E]`: no copies to split or
+    /// merge heads.
+    #[allow(clippy::too_many_arguments)]
+    fn fused_heads(
+        &self,
+        q_in: &Tensor,
+        k_in: &Tensor,
+        v_in: &Tensor,
+        mask: Option<&Tensor>,
+        causal: bool,
+        scale: f64,
+        dropout_p: f64,
+    ) -> Result<Tensor> {
+        let e = self.embed_dim;
+        let (h, d) = (self.num_heads, self.head_dim());
+        let key = match dropout_p > 0.0 {
+            true => q_in.device().next_rng_key(),
+            false => RngKey { seed: 0, offset: 0 },
+        };
+        let bias = self.in_proj_bias.as_ref().map(Parameter::tensor);
+        let packed = |x: &Tensor, from: usize, parts: usize| -> Result<Tensor> {
+            let w = self.in_proj_weight.as_ref().expect("checked").tensor();
+            let (w, b) = match (from, parts) {
+                (0, 3) => (w, bias.clone()),
+                _ => (
+                    w.narrow(0, from * e, parts * e)?,
+                    bias.as_ref()
+                        .map(|b| b.narrow(0, from * e, parts * e))
+                        .transpose()?,
+                ),
+            };
+            x.linear_act(&w, b.as_ref(), crate::nn::Act::Identity)
+        };
+        let attend = |q: Heads<'_>, k: Heads<'_>, v: Heads<'_>| {
+            multi_head_attention([q, k, v], h, (d, d), mask, dropout_p, causal, scale, key)
+        };
+        let at = |src, col| Heads { src, col };
+        match (
+            &self.in_proj_weight,
+            k_in.same_tensor(q_in),
+            v_in.same_tensor(k_in),
+        ) {
+            (Some(_), true, true) => {
+                let qkv = packed(q_in, 0, 3)?;
+                attend(at(&qkv, 0), at(&qkv, e), at(&qkv, 2 * e))
+            }
+            (Some(_), _, true) => {
+                let (q, kv) = (packed(q_in, 0, 1)?, packed(k_in, 1, 2)?);
+                attend(at(&q, 0), at(&kv, 0), at(&kv, e))
+            }
+            _ => {
+                let (q, k, v) = self.project_inputs(q_in, k_in, v_in)?;
+                attend(at(&q, 0), at(&k, 0), at(&v, 0))
+            }
+        }
     }
 
     /// Checks features, ranks, batch sizes and lengths; returns whether the input is

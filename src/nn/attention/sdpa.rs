@@ -1,35 +1,11 @@
-//! The attention core of [`MultiheadAttention`](super::MultiheadAttention), with the
-//! semantics of PyTorch's `F.scaled_dot_product_attention` on `[batch, heads, L, D]`
-//! tensors. [`attention`] runs the fused op ([`Tensor::scaled_dot_product_attention`]:
-//! on the GPU one kernel that never stores the scores); [`attention_with_weights`] is
-//! the composed path that also returns the weights.
+//! The composed attention of [`MultiheadAttention`](super::MultiheadAttention) that
+//! also returns the weights ([`attention_with_weights`]), and its masks. The fused path
+//! (`crate::ops::attention::multi_head_attention`, the kernel of
+//! [`Tensor::scaled_dot_product_attention`] reading the heads in place) needs neither.
 
 use crate::error::{arg_err, Result};
 use crate::ops::layout::fill;
 use crate::tensor::{DType, Tensor};
-
-/// `softmax(q k^T * scale + mask) v`, with PyTorch's `scaled_dot_product_attention`
-/// semantics: `q [B, H, L, D]`, `k [B, H, S, D]`, `v [B, H, S, Dv]` give `[B, H, L, Dv]`.
-/// `mask` broadcasts to `[B, H, L, S]`: a float mask is added to the scores, a `U32` mask
-/// (PyTorch's bool) keeps the pairs where it is 1 ("takes part in attention"). `causal`
-/// lets query `i` see keys `j <= i` (the top-left triangle, also when `L != S`); PyTorch
-/// refuses `causal` together with a mask, and so does this. A row whose keys are all
-/// masked gives zeros (PyTorch's safe softmax), not NaN. `dropout_p` drops weights while
-/// `training`.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    mask: Option<&Tensor>,
-    causal: bool,
-    scale: f64,
-    dropout_p: f64,
-    training: bool,
-) -> Result<Tensor> {
-    let p = if training { dropout_p } else { 0.0 };
-    q.scaled_dot_product_attention(k, v, mask, p, causal, Some(scale))
-}
 
 /// The composed path of PyTorch's `multi_head_attention_forward` with `need_weights`:
 /// `(softmax(q k^T * scale + mask) v, weights)`, the weights `[B, H, L, S]` after dropout
@@ -91,9 +67,9 @@ pub(super) fn causal_additive_mask(l: usize, s: usize, like: &Tensor) -> Result<
 
 #[cfg(test)]
 mod tests {
-    //! The conventions of [`attention`] that `MultiheadAttention` does not reach (it
-    //! always passes an additive float mask): a `U32` mask keeps the pairs where it is 1,
-    //! `causal` is the top-left triangle, and a mask with `causal` is refused.
+    //! The conventions of the fused attention that `MultiheadAttention` does not reach
+    //! (it always passes an additive float mask): a `U32` mask keeps the pairs where it
+    //! is 1, `causal` is the top-left triangle, and a mask with `causal` is refused.
     use super::*;
     use crate::device::Device;
 
@@ -103,7 +79,8 @@ mod tests {
         let q = Tensor::randn(&[1, 2, 3, 4], &dev)?;
         let k = Tensor::randn(&[1, 2, 5, 4], &dev)?;
         let v = Tensor::randn(&[1, 2, 5, 2], &dev)?;
-        attention(&q, &k, &v, mask, causal, 0.5, 0.0, false)?.to_vec::<f32>()
+        q.scaled_dot_product_attention(&k, &v, mask, 0.0, causal, Some(0.5))?
+            .to_vec::<f32>()
     }
 
     #[test]

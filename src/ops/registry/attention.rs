@@ -1,7 +1,7 @@
 //! Fused scaled-dot-product attention.
 
 use super::*;
-use crate::ops::attention::scaled_dot_product_attention_with_key;
+use crate::ops::attention::{multi_head_attention, scaled_dot_product_attention_with_key, Heads};
 use crate::tensor::DType;
 
 /// How a case masks the scores.
@@ -156,7 +156,129 @@ pub(super) fn entries() -> Vec<OpEntry> {
             Option::None,
         ),
     ];
-    vec![OpEntry {
+    vec![sdpa_entry(cases), packed_entry()]
+}
+
+/// Where a packed case reads q, k and v: (input, column) each.
+type Packing = [(usize, usize); 3];
+
+/// One packed case: the input shapes, the packing, the heads, the head dimensions
+/// `(e, ev)`, the masking and the dropout probability.
+type PackedCase = (
+    Vec<&'static [usize]>,
+    Packing,
+    usize,
+    (usize, usize),
+    Masking,
+    f64,
+);
+
+/// Attention reading the heads in place from packed projections (what
+/// `MultiheadAttention` runs): one `[N, T, 3 H d]` projection for self-attention, a query
+/// projection beside a packed key-value one, separate projections, a projection wider
+/// than its heads (its gradient starts from zeros), masks, causal rows crossing the tiles
+/// and the 64-row blocks, and dropout with a fixed key.
+fn packed_entry() -> OpEntry {
+    use Masking::*;
+    let cases: Vec<PackedCase> = vec![
+        (
+            vec![&[2, 5, 18]],
+            [(0, 0), (0, 6), (0, 12)],
+            2,
+            (3, 3),
+            None,
+            0.0,
+        ),
+        (
+            vec![&[1, 7, 24]],
+            [(0, 0), (0, 8), (0, 16)],
+            2,
+            (4, 4),
+            Causal,
+            0.0,
+        ),
+        (
+            vec![&[1, 6, 8], &[1, 9, 16]],
+            [(0, 0), (1, 0), (1, 8)],
+            2,
+            (4, 4),
+            Additive(&[1, 1, 1, 9]),
+            0.0,
+        ),
+        (
+            vec![&[1, 4, 10], &[1, 5, 8], &[1, 5, 6]],
+            [(0, 1), (1, 0), (2, 0)],
+            2,
+            (4, 3),
+            Boolean(&[1, 2, 4, 5]),
+            0.0,
+        ),
+        (
+            vec![&[1, 20, 24]],
+            [(0, 0), (0, 8), (0, 16)],
+            2,
+            (4, 4),
+            None,
+            0.25,
+        ),
+        (
+            vec![&[1, 70, 16]],
+            [(0, 0), (0, 4), (0, 8)],
+            1,
+            (4, 8),
+            Causal,
+            0.0,
+        ),
+    ];
+    OpEntry {
+        name: "multi_head_attention (heads in place)",
+        differentiable: true,
+        kernels: &[
+            "attention_fwd",
+            "attention_delta_bwd",
+            "attention_dq_bwd",
+            "attention_dkv_bwd",
+        ],
+        cases: cases
+            .into_iter()
+            .map(|(shapes, packing, heads, dims, masking, p)| {
+                let sources = shapes.len();
+                let mut inputs: Vec<InputSpec> =
+                    shapes.iter().map(|s| spec(s, Domain::Any)).collect();
+                if let Boolean(m) | Additive(m) = masking {
+                    inputs.push(spec(m, Domain::Mask));
+                }
+                let label = format!(
+                    "{shapes:?} at {packing:?}, {heads} heads of {dims:?} {masking:?}, dropout {p}"
+                );
+                case(label, inputs, move |x, _| {
+                    let mask = match masking {
+                        Boolean(_) => Some(x[sources].to_dtype(DType::U32)?),
+                        Additive(_) => Some(x[sources].mul_scalar(1.5)?.add(&x[sources].log()?)?),
+                        _ => Option::None,
+                    };
+                    let at = |(i, col): (usize, usize)| Heads { src: &x[i], col };
+                    let key = RngKey { seed: 5, offset: 1 };
+                    multi_head_attention(
+                        packing.map(at),
+                        heads,
+                        dims,
+                        mask.as_ref(),
+                        p,
+                        matches!(masking, Causal),
+                        1.0 / (dims.0 as f64).sqrt(),
+                        key,
+                    )
+                })
+            })
+            .collect(),
+    }
+}
+
+/// The cases of [`Tensor::scaled_dot_product_attention`] on contiguous tensors.
+fn sdpa_entry(cases: &[AttentionCase]) -> OpEntry {
+    use Masking::*;
+    OpEntry {
         name: "scaled_dot_product_attention",
         differentiable: true,
         kernels: &[
@@ -219,5 +341,5 @@ pub(super) fn entries() -> Vec<OpEntry> {
                 })
             })
             .collect(),
-    }]
+    }
 }

@@ -65,6 +65,26 @@ pub(super) fn entries() -> Vec<OpEntry> {
                     }
                 }
             }
+            // A residual added in the product's epilogue (a transformer's connection).
+            let residuals: [(&[usize], &[usize], &[usize]); 2] = [
+                (&[5, 7], &[3, 7], &[5, 3]),
+                (&[2, 4, 9], &[6, 9], &[2, 4, 6]),
+            ];
+            for (x, w, r) in residuals {
+                cases.push(case(
+                    format!("residual {x:?} by {w:?}"),
+                    vec![spec(x, Any), spec(w, Any), spec(&w[..1], Any), spec(r, Any)],
+                    move |t, _| {
+                        crate::ops::fused::linear_add(
+                            &t[0],
+                            &t[1],
+                            Some(&t[2]),
+                            Act::Identity,
+                            Some(&t[3]),
+                        )
+                    },
+                ));
+            }
             cases
         },
     });
