@@ -97,8 +97,8 @@ const EXP_TAYLOR: [f64; 8] = [
 fn exp_lanes<A: Arith>(y: &mut [f64; LANES]) {
     const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52
     const LOG2_E: f64 = std::f64::consts::LOG2_E;
-    const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
-    const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     let (mut k, mut r, mut p) = ([0.0; LANES], [0.0; LANES], [EXP_TAYLOR[0]; LANES]);
     for i in 0..LANES {
         // NaN compares false and stays NaN.
