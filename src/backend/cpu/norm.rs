@@ -178,11 +178,16 @@ fn forward<T: Float>(
     b: Option<&[f64]>,
     geo: &NormGeo,
 ) -> (Vec<T>, Vec<T>) {
-    let mut y = super::pool::filled(x.len(), T::zero());
+    // Every element is written below (each row by one part), so the buffer is not
+    // zero-filled first.
+    let mut y = super::pool::with_capacity::<T>(x.len());
     let mut stats = vec![T::zero(); 2 * geo.rows];
     let w: Option<Vec<T>> = w.map(|w| per_element(w, geo, T::from_f64));
     let b: Option<Vec<T>> = b.map(|b| per_element(b, geo, T::from_f64));
-    let (y_ptr, s_ptr) = (SendPtr(y.as_mut_ptr()), SendPtr(stats.as_mut_ptr()));
+    let (y_ptr, s_ptr) = (
+        SendPtr(y.spare_capacity_mut().as_mut_ptr()),
+        SendPtr(stats.as_mut_ptr()),
+    );
     let d = geo.d;
     parallel::for_parts(geo.rows, row_parts(geo), |_, rows| {
         // The whole wrappers (not their raw-pointer fields) are what the parts share.
@@ -201,29 +206,31 @@ fn forward<T: Float>(
                 (Some(w), Some(b)) => {
                     let (w, b) = (row_of(w, geo, r), row_of(b, geo, r));
                     for (((o, &v), &wv), &bv) in out.iter_mut().zip(row).zip(w).zip(b) {
-                        *o = (v - mean) * rstd * wv + bv;
+                        o.write((v - mean) * rstd * wv + bv);
                     }
                 }
                 (Some(w), None) => {
                     let w = row_of(w, geo, r);
                     for ((o, &v), &wv) in out.iter_mut().zip(row).zip(w) {
-                        *o = (v - mean) * rstd * wv;
+                        o.write((v - mean) * rstd * wv);
                     }
                 }
                 (None, Some(b)) => {
                     let b = row_of(b, geo, r);
                     for ((o, &v), &bv) in out.iter_mut().zip(row).zip(b) {
-                        *o = (v - mean) * rstd + bv;
+                        o.write((v - mean) * rstd + bv);
                     }
                 }
                 (None, None) => {
                     for (o, &v) in out.iter_mut().zip(row) {
-                        *o = (v - mean) * rstd;
+                        o.write((v - mean) * rstd);
                     }
                 }
             }
         }
     });
+    // SAFETY: the capacity is at least `x.len()`, and the parts wrote every row.
+    unsafe { y.set_len(x.len()) };
     (y, stats)
 }
 
@@ -236,7 +243,11 @@ fn backward_input<T: Float>(
     w: Option<&[f64]>,
     geo: &NormGeo,
 ) -> Vec<T> {
-    let mut dx = super::pool::filled(x.len(), T::zero());
+    if geo.d == 0 {
+        return Vec::new();
+    }
+    // Every element is written below, so the buffer is not zero-filled first.
+    let mut dx = super::pool::with_capacity::<T>(x.len());
     let inv_d = 1.0 / geo.d as f64;
     let d = geo.d;
     // Multiplying by an exact 1.0 where there is no weight changes nothing.
@@ -245,7 +256,7 @@ fn backward_input<T: Float>(
         None => vec![1.0; geo.groups * geo.d],
     };
     parallel::for_blocks_mut(
-        &mut dx,
+        &mut dx.spare_capacity_mut()[..x.len()],
         geo.rows,
         geo.numel() * NORM_WORK_PER_ELEMENT,
         |first, block| {
@@ -290,11 +301,13 @@ fn backward_input<T: Float>(
                 let c2 = s2 * inv_d;
                 for (j, o) in out.iter_mut().enumerate() {
                     let (gw, xhat) = gx(xr[j], gr[j], wr[j]);
-                    *o = T::from_f64(rstd * (gw - c1 - xhat * c2));
+                    o.write(T::from_f64(rstd * (gw - c1 - xhat * c2)));
                 }
             }
         },
     );
+    // SAFETY: the capacity is at least `x.len()`, and every row of it was written.
+    unsafe { dx.set_len(x.len()) };
     dx
 }
 
