@@ -36,11 +36,14 @@ const ERFC_FIT: [f64; 10] = [
 ];
 
 /// Work units one GELU element counts as when deciding whether to split a slice over
-/// threads ([`parallel::parts`] splits from [`parallel::MIN_WORK`] units). Chosen by
-/// measurement on a 2-core x86-64 machine (2026-12-07): the vectorised forward costs
-/// about 1 ns per element and starting a scoped thread about 30-60 us, so a slice
-/// splits from 32K elements (`MIN_WORK / 64`), where each part already runs ~16 us.
-pub const GELU_WORK_PER_ELEMENT: usize = 64;
+/// threads ([`parallel::parts`] splits from [`parallel::MIN_WORK`] units, `1 << 21`):
+/// a slice splits from 128K elements. Measured on a 2-core x86-64 machine under heavy
+/// load (2026-12-07): one thread takes 3-4 ns per element (forward and slope; libm's
+/// `erfcf` alone took 17-45 ns), and a 64K-element GELU through the tensor API took
+/// 0.25 ms split in two against 0.20 ms on one thread, so 64K is too few; from 128K each
+/// half is 0.2 ms or more, well above the tens of microseconds a scoped thread costs.
+/// The transformer's `[2048, 512]` activations split.
+pub const GELU_WORK_PER_ELEMENT: usize = 16;
 
 /// How `a * b + c` is evaluated: two roundings ([`Plain`], any CPU) or one ([`Fused`],
 /// only inside functions compiled with the `fma` target feature, where `mul_add` is one

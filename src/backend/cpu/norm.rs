@@ -102,10 +102,10 @@ impl Norm for CpuBackend {
 }
 
 /// Work units one element of a normalisation counts as when splitting rows over
-/// threads ([`parallel::parts`]): each element costs a few `f64` operations per pass and
-/// there are two or three passes, so a split pays from about 128K elements (measured on
-/// a 2-core x86-64 machine, 2026-12-07: the transformer's `[2048, 128]` layer norms run
-/// on two threads).
+/// threads ([`parallel::parts`]): a split from 128K elements, the same as GELU's
+/// ([`super::gelu::GELU_WORK_PER_ELEMENT`]; not tuned separately): each element costs a
+/// few `f64` operations in each of two or three passes. The transformer's `[2048, 128]`
+/// layer norms split over two threads.
 const NORM_WORK_PER_ELEMENT: usize = 16;
 
 /// Partial sums kept side by side so a row's `f64` sums vectorise (a single running sum
