@@ -27,7 +27,10 @@ impl Matmul for CpuBackend {
             .map(|s| s * m * n)
             .collect();
         let (ad, bd) = (a.cpu("matmul")?.read(), b.cpu("matmul")?.read());
-        let mut out = ad.float_like(p.out_len(), 0.0);
+        let len = p.out_len();
+        // A plain product with k > 0 writes every element of its result (beta 0: C is
+        // not read), so the buffer needs no zeroing; a summing one accumulates into it.
+        let overwrites = !p.summing && p.k > 0;
         let geo = CpuGemm {
             m,
             k: p.k,
@@ -40,16 +43,16 @@ impl Matmul for CpuBackend {
             b_strides: p.b_strides,
             summing: p.summing,
         };
-        match (&*ad, &*bd, &mut out) {
-            (CpuData::F32(x), CpuData::F32(y), CpuData::F32(c)) => geo.run(x, y, c),
-            (CpuData::F64(x), CpuData::F64(y), CpuData::F64(c)) => geo.run(x, y, c),
+        let out = match (&*ad, &*bd) {
+            (CpuData::F32(x), CpuData::F32(y)) => CpuData::F32(geo.product(x, y, len, overwrites)),
+            (CpuData::F64(x), CpuData::F64(y)) => CpuData::F64(geo.product(x, y, len, overwrites)),
             _ => {
                 return Err(Error::DType {
                     op: "matmul",
                     msg: "mixed or integer dtypes reached a float product".into(),
                 })
             }
-        }
+        };
         Ok(Storage::new_cpu(out))
     }
 
@@ -133,9 +136,29 @@ struct CpuGemm<'a> {
 }
 
 impl CpuGemm<'_> {
+    /// The product's `len` elements in a pooled buffer. With `overwrites` (not summing,
+    /// k > 0: every element is written with beta 0) the buffer is not zeroed first.
+    fn product<T: Gemm>(&self, a: &[T], b: &[T], len: usize, overwrites: bool) -> Vec<T> {
+        if !overwrites || len == 0 {
+            let mut c = super::pool::filled(len, T::zero());
+            self.run(a, b, SendPtr(c.as_mut_ptr()), len, true);
+            return c;
+        }
+        let mut c = super::pool::with_capacity(len);
+        self.run(a, b, SendPtr(c.as_mut_ptr()), len, false);
+        // SAFETY: the capacity is at least `len`, and a non-summing product with k > 0
+        // wrote all `len` elements (every batch's, or every row's, `m x n` block with
+        // beta 0, which `matrixmultiply` stores without reading).
+        unsafe { c.set_len(len) };
+        c
+    }
+
     /// Splits the work over threads: by batch when there are several (a summing product
     /// gives each thread its own accumulator, added at the end), else by rows of `C`.
-    fn run<T: Gemm>(&self, a: &[T], b: &[T], c: &mut [T]) {
+    /// `c` points to room for `c_len` elements, initialised (zeros) when `zeroed`; a
+    /// summing product needs them so.
+    fn run<T: Gemm>(&self, a: &[T], b: &[T], c_ptr: SendPtr<T>, c_len: usize, zeroed: bool) {
+        debug_assert!(zeroed || !self.summing);
         let (m, k, n) = (self.m, self.k, self.n);
         let batches = shape::numel(self.batch);
         if batches == 0 || m * n == 0 {
@@ -149,11 +172,10 @@ impl CpuGemm<'_> {
         let beta = if self.summing { T::one() } else { T::zero() };
         // Extra accumulators for all but the first part when summing.
         let mut partials: Vec<Vec<T>> = if self.summing && parts > 1 {
-            (1..parts).map(|_| vec![T::zero(); c.len()]).collect()
+            (1..parts).map(|_| vec![T::zero(); c_len]).collect()
         } else {
             Vec::new()
         };
-        let c_ptr = SendPtr(c.as_mut_ptr());
         let partial_ptrs: Vec<SendPtr<T>> = partials
             .iter_mut()
             .map(|p| SendPtr(p.as_mut_ptr()))
@@ -205,6 +227,12 @@ impl CpuGemm<'_> {
                 }
             }
         });
+        if partials.is_empty() {
+            return;
+        }
+        // SAFETY: a summing product's buffer is initialised (zeroed, then written by
+        // the first part), and the parts have ended.
+        let c = unsafe { std::slice::from_raw_parts_mut(c_ptr.0, c_len) };
         for p in partials {
             for (o, v) in c.iter_mut().zip(p) {
                 *o += v;

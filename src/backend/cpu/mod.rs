@@ -9,6 +9,7 @@ pub(crate) mod buffers;
 pub(crate) mod conv2d;
 pub(crate) mod elementwise;
 pub(crate) mod fused;
+pub(crate) mod gelu;
 pub(crate) mod inplace;
 pub(crate) mod layout;
 pub(crate) mod loss;
@@ -61,6 +62,14 @@ pub trait Float:
     fn ln_1p(self) -> Self;
     /// The complementary error function, `1 - erf(x)` without cancellation for large x.
     fn erfc(self) -> Self;
+    /// The exact GELU `x Phi(x)` (`f32`: the fast [`gelu::gelu`]; `f64`: libm's `erfc`).
+    fn gelu(self) -> Self;
+    /// The exact GELU's derivative `Phi(x) + x phi(x)`.
+    fn gelu_slope(self) -> Self;
+    /// `y = GELU(y)` over a slice (`f32`: vectorised, threaded when long).
+    fn gelu_in_place(ys: &mut [Self]);
+    /// `out = g GELU'(s)` elementwise over slices of one length.
+    fn gelu_backward_into(out: &mut [Self], g: &[Self], s: &[Self]);
     /// The larger value (NaN-propagating is not required).
     fn max(self, o: Self) -> Self;
     /// The smaller value.
@@ -94,7 +103,7 @@ pub trait Float:
 }
 
 macro_rules! impl_float {
-    ($t:ty, $erfc:path) => {
+    ($t:ty, $erfc:path, $gelu:path, $slope:path, $gelu_slice:path, $gelu_back:path) => {
         impl Float for $t {
             fn from_f64(v: f64) -> Self {
                 v as $t
@@ -126,6 +135,18 @@ macro_rules! impl_float {
             fn erfc(self) -> Self {
                 $erfc(self)
             }
+            fn gelu(self) -> Self {
+                $gelu(self)
+            }
+            fn gelu_slope(self) -> Self {
+                $slope(self)
+            }
+            fn gelu_in_place(ys: &mut [Self]) {
+                $gelu_slice(ys)
+            }
+            fn gelu_backward_into(out: &mut [Self], g: &[Self], s: &[Self]) {
+                $gelu_back(out, g, s)
+            }
             fn max(self, o: Self) -> Self {
                 <$t>::max(self, o)
             }
@@ -135,8 +156,34 @@ macro_rules! impl_float {
         }
     };
 }
-impl_float!(f32, libm::erfcf);
-impl_float!(f64, libm::erfc);
+impl_float!(
+    f32,
+    libm::erfcf,
+    gelu::gelu,
+    gelu::gelu_slope,
+    gelu::forward_in_place,
+    gelu::backward_into
+);
+impl_float!(
+    f64,
+    libm::erfc,
+    gelu::gelu_f64,
+    gelu::gelu_slope_f64,
+    gelu_in_place_f64,
+    gelu_backward_into_f64
+);
+
+/// The `f64` GELU over a slice, element by element.
+fn gelu_in_place_f64(ys: &mut [f64]) {
+    ys.iter_mut().for_each(|y| *y = gelu::gelu_f64(*y));
+}
+
+/// The `f64` GELU's backward, element by element.
+fn gelu_backward_into_f64(out: &mut [f64], g: &[f64], s: &[f64]) {
+    for ((o, &g), &s) in out.iter_mut().zip(g).zip(s) {
+        *o = g * gelu::gelu_slope_f64(s);
+    }
+}
 
 /// tanh through one `exp` (libm's `tanhf` goes through `expm1f`, several times slower,
 /// and recurrent cells call it millions of times per step): an odd Taylor polynomial
