@@ -162,8 +162,10 @@ fn norm_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 // The weight's and bias's gradients as a column reduction: one workgroup per (tile of
 // `cols` affine values, chunk of `chunk` elements of each), lanes of 256 / cols threads
 // per affine value (neighbouring threads take neighbouring affine values when L = 1, so
-// a row's reads coalesce). y0 = sum g xhat, y1 = sum g, [chunks, A] each (the op adds
-// the chunks). x0 = input, x1 = output gradient, x2 = statistics.
+// a row's reads coalesce). Columns of up to 2,048 rows are one chunk (tiles of 8 to 32
+// values, NormGeo::cols), so this is the whole reduction. y0 = sum g xhat, y1 = sum g,
+// [chunks, A] each (the op adds several chunks). x0 = input, x1 = output gradient,
+// x2 = statistics.
 @compute @workgroup_size(256)
 fn norm_affine_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) t: u32) {

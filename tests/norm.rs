@@ -413,6 +413,60 @@ fn long_channels_sum_the_weight_gradient_in_chunks_on_both_devices() {
     }
 }
 
+/// The weight's and bias's gradients of a layer norm over columns of up to 2,048 rows
+/// (the transformer's 2,048 tokens of 128 features) take one dispatch, in tiles of 8
+/// to 32 affine values that each workgroup sums whole (16 workgroups for 2,048 rows);
+/// longer columns are summed in chunks that the op adds (two more dispatches). The
+/// gradients agree with the CPU's either way.
+#[test]
+fn the_affine_gradients_of_up_to_2048_rows_take_one_dispatch() {
+    let d = 128;
+    let gpu = common::gpu();
+    for (rows, affine_dispatches, groups) in [(1000, 1, 8), (2048, 1, 16), (2100, 3, 20)] {
+        let n = rows * d;
+        let x: Vec<f32> = (0..n)
+            .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+            .collect();
+        let g: Vec<f32> = (0..n)
+            .map(|i| ((i * 53) % 89) as f32 / 44.0 - 1.0)
+            .collect();
+        let run = |dev: &Device| {
+            let xt = Tensor::from_vec(x.clone(), &[rows, d], dev).unwrap();
+            let w = Tensor::ones(&[d], dev)
+                .unwrap()
+                .requires_grad_(true)
+                .unwrap();
+            let b = Tensor::zeros(&[d], dev)
+                .unwrap()
+                .requires_grad_(true)
+                .unwrap();
+            let y = xt.layer_norm(&[d], Some(&w), Some(&b), 1e-5).unwrap();
+            let gt = Tensor::from_vec(g.clone(), &[rows, d], dev).unwrap();
+            let (done, profile) = dev.profile(|| y.backward_with(&gt)).unwrap();
+            done.unwrap();
+            let grads = (
+                w.grad().unwrap().to_vec::<f32>().unwrap(),
+                b.grad().unwrap().to_vec::<f32>().unwrap(),
+            );
+            (grads, profile)
+        };
+        let ((cpu_w, cpu_b), _) = run(&Device::cpu());
+        let ((gpu_w, gpu_b), profile) = run(&gpu);
+        let kernels: Vec<&str> = profile
+            .dispatches
+            .iter()
+            .map(|d| d.kernel.as_str())
+            .collect();
+        assert_eq!(kernels.len(), affine_dispatches, "{rows} rows: {kernels:?}");
+        let affine = &profile.dispatches[0];
+        assert_eq!(affine.kernel, "norm_affine_bwd", "{rows} rows: {kernels:?}");
+        assert_eq!(affine.workgroups, groups, "{rows} rows");
+        // Sums of up to 2,100 terms of size ~1 in another order.
+        common::assert_close(&gpu_w, &cpu_w, 1e-3, 1e-4, "dweight");
+        common::assert_close(&gpu_b, &cpu_b, 1e-3, 1e-4, "dbias");
+    }
+}
+
 common::test_device!(
     /// Rows with mean 1000 and spread 0.3 keep their variance: the GPU's Welford
     /// statistics never form `E[x^2] - E[x]^2`, which in f32 would lose it entirely.

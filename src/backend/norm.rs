@@ -24,6 +24,11 @@ pub(crate) const BIAS: u32 = 4;
 
 /// Threads of every normalisation workgroup.
 pub(crate) const THREADS: usize = 256;
+/// The widest tile of affine values an affine backward workgroup sums (`l = 1`).
+const MAX_COLS: usize = 32;
+/// The narrowest tile summed whole in one dispatch (`l = 1`): 8 floats of a row, one
+/// 32-byte memory sector. Columns too long for it are summed in chunks.
+const MIN_WHOLE_COLS: usize = 8;
 /// The longest row one workgroup normalises (64 elements per thread); longer rows are
 /// normalised by a composition of reductions and elementwise ops (`src/ops/norm.rs`).
 pub(crate) const MAX_ROW: usize = MAX_GROUP_ELEMENTS;
@@ -86,20 +91,29 @@ impl NormGeo {
         self.d.next_power_of_two().clamp(32, THREADS)
     }
 
-    /// Affine values per workgroup of the affine backward: 32 where neighbouring
-    /// affine values are neighbouring elements (`l = 1`: coalesced reads along a row),
-    /// else 1 (neighbouring threads read neighbouring elements of one channel).
+    /// Affine values per workgroup of the affine backward. Where neighbouring affine
+    /// values are neighbouring elements (`l = 1`: coalesced reads along a row), the
+    /// widest tile of 32, 16 or 8 whose whole columns one workgroup sums (at most
+    /// 16,384 elements, 64 per thread), so the sums take one dispatch: 8 values of a
+    /// row are still one 32-byte read, and 128 affine values over 2,048 rows are 16
+    /// workgroups. Longer columns take tiles of 32 summed in chunks. With `l > 1`, 1
+    /// (neighbouring threads read neighbouring elements of one channel).
     pub fn cols(&self) -> usize {
-        if self.l == 1 {
-            32
+        if self.l != 1 {
+            return 1;
+        }
+        let whole = MAX_GROUP_ELEMENTS / self.per_affine().max(1);
+        if whole >= MIN_WHOLE_COLS {
+            1 << whole.min(MAX_COLS).ilog2()
         } else {
-            1
+            MAX_COLS
         }
     }
 
     /// How the affine backward splits each affine value's elements: `(chunk,
     /// chunks)`, a workgroup summing at most 16,384 elements (64 per thread). Both
-    /// backends return one partial sum per chunk, which the op adds.
+    /// backends return one partial sum per chunk, which the op adds when there are
+    /// several (columns longer than a workgroup sums whole, see [`cols`](Self::cols)).
     pub fn chunks(&self) -> (usize, usize) {
         let chunk = MAX_GROUP_ELEMENTS / self.cols();
         (chunk, self.per_affine().div_ceil(chunk).max(1))
@@ -132,5 +146,40 @@ mod tests {
                 assert_eq!(geo.element_of(c, k), (r, r * 6 + j));
             }
         }
+    }
+
+    #[test]
+    fn the_affine_backward_sums_columns_of_up_to_2048_in_one_dispatch() {
+        let geo = |rows: usize, d: usize, l: usize| NormGeo {
+            rows,
+            d,
+            groups: 1,
+            l,
+            flags: WEIGHT | BIAS,
+            eps: 1e-5,
+        };
+        // (rows, cols, chunks) for layer norm over 128 values.
+        for (rows, cols, chunks) in [
+            (1, 32, 1),
+            (512, 32, 1),
+            (520, 16, 1),
+            (1024, 16, 1),
+            (2048, 8, 1),
+            (2049, 32, 5),
+            (100_000, 32, 196),
+        ] {
+            let g = geo(rows, 128, 1);
+            assert_eq!((g.cols(), g.chunks().1), (cols, chunks), "{rows} rows");
+            // A workgroup never sums more than 16K elements.
+            assert!(g.cols() * g.chunks().0 <= MAX_GROUP_ELEMENTS);
+        }
+        // The transformer's layer norms: 16 workgroups, one dispatch.
+        let g = geo(2048, 128, 1);
+        assert_eq!(g.affine().div_ceil(g.cols()) * g.chunks().1, 16);
+        // A channel per workgroup where l > 1, chunked past 16K elements.
+        assert_eq!(
+            (geo(64, 300, 300).cols(), geo(64, 300, 300).chunks().1),
+            (1, 2)
+        );
     }
 }

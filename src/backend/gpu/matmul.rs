@@ -123,6 +123,10 @@ params! {
 /// The tiled and small-tile kernels bind a bias or saved activation output (`x2`) and
 /// an addend or bias gradient (`y1`) for the fused prologue and epilogue; the override
 /// `EPI` compiles those parts in or out (a plain product binds stand-ins).
+/// Partial products one thread of `matmul_partials_bwd` adds at most (a thread's serial
+/// loop stays within 1,024 elements); more are summed by the reduction kernels.
+const MAX_PARTIALS_SERIAL: usize = 1024;
+
 const MATMUL_TILE: &Kernel = kernel!(
     FILE,
     "matmul_tile_fwd",
@@ -500,7 +504,7 @@ impl Product {
         if let (Some(rows), Some(rowsum)) = (&partial_rows, epi.rowsum) {
             // Everything summed to one [M, N] product and its [M] row sums.
             let s = splits * batches;
-            if s <= plan::MAX_K_SHORT {
+            if s <= MAX_PARTIALS_SERIAL {
                 let total = gpu_alloc(g, m * n)?;
                 let bufs = [gpu(&out)?, gpu(rows)?, &total, gpu(rowsum)?];
                 sum_partials(g, &bufs, s, m * n, m);

@@ -13,11 +13,13 @@
 //! 1. Candidates are each kernel with each split count whose chunk is at least
 //!    [`MIN_K_CHUNK`] (one split always), whose (batch, split) pairs fit grid z (the tiles
 //!    fold into x and y, so any M and N fit), and whose partial
-//!    buffer fits in one binding. No workgroup loops over more than [`MAX_K_SHORT`]
-//!    values of k unless the grid alone fills the GPU ([`FULL_GROUPS`] workgroups), nor
-//!    ever over more than [`MAX_K_PER_GROUP`]; a single split over a longer K runs its
-//!    chunks one after another, each adding to the result (passes), which competes with
-//!    the split candidates.
+//!    buffer fits in one binding. No workgroup loops over more than [`MAX_K_PER_GROUP`]
+//!    values of k (drivers stop long shader loops); a single split over a longer K runs
+//!    its chunks one after another, each adding to the result (passes). Below that bound
+//!    a single split is one dispatch however few its workgroups: passes on the same
+//!    workgroups would fill the GPU no better than one longer loop, only add dispatches
+//!    and re-read the output. Whether a long loop on few workgroups is worth splitting
+//!    is the model's to weigh (3.), which charges it its low fill.
 //! 2. Candidates that waste at most a quarter of their arithmetic on partial tiles
 //!    ([`MIN_USEFUL`]) are preferred; without any, the least wasteful ones compete.
 //! 3. Among those, the lowest modelled time wins, on a reference GPU of the H100 class
@@ -114,11 +116,12 @@ impl MatmulKernel {
 }
 
 /// No workgroup loops over more values of k than this (drivers stop or kill long shader
-/// loops: lavapipe after 65,535 iterations): longer products split K.
+/// loops: lavapipe after 65,535 iterations): longer products split K, or a single split
+/// runs in passes.
 pub const MAX_K_PER_GROUP: usize = 8192;
-/// Nor over more than this unless the grid alone has [`FULL_GROUPS`] workgroups: a long
-/// loop on a few workgroups leaves the GPU idle while they finish.
-pub const MAX_K_SHORT: usize = 1024;
+/// A split count tried besides [`SPLITS`]: the fewest splits whose chunks are at most this
+/// long (many short loops, which fill a large GPU when K is very long).
+const SHORT_CHUNK: usize = 1024;
 /// Split chunks are at least this long (and a multiple of `K_ALIGN`).
 pub const MIN_K_CHUNK: usize = 128;
 /// Split chunks are multiples of this: every slice depth, and whole vec4s.
@@ -164,7 +167,7 @@ pub struct MatmulPlan {
     /// Values of k per split (or per pass).
     pub k_chunk: usize,
     /// Launches one after another, each adding its chunk of K to the result: a single
-    /// split whose K is longer than a workgroup may loop runs this way (the planner
+    /// split whose K is longer than [`MAX_K_PER_GROUP`] runs this way (the planner
     /// weighs it against splits, whose partials need memory and a reduction pass).
     pub passes: usize,
     /// FLOPs the product needs.
@@ -216,24 +219,15 @@ fn executed(kernel: MatmulKernel, s: &ProductShape, splits: usize, chunk: usize)
     2 * (m * n * k_exec * s.batches) as u64
 }
 
-/// The longest k range one workgroup may loop over, for a grid of `groups` workgroups.
-pub fn k_limit(groups: usize) -> usize {
-    if groups >= FULL_GROUPS {
-        MAX_K_PER_GROUP
-    } else {
-        MAX_K_SHORT
-    }
-}
-
 /// Builds the plan for one kernel and split count, or `None` when it does not fit. One
-/// split whose k range is too long for [`k_limit`] runs as passes one after another.
+/// split whose k range is longer than [`MAX_K_PER_GROUP`] runs as passes one after
+/// another; a shorter one is one dispatch.
 fn candidate(
     kernel: MatmulKernel,
     s: &ProductShape,
     splits: usize,
     limits: &PlanLimits,
 ) -> Option<MatmulPlan> {
-    let (bm, bn, _) = kernel.tile();
     // The tiles fold into x and y (`ops::groups_rows`); z holds (batch, split) pairs.
     if splits > MAX_GROUPS {
         return None;
@@ -252,12 +246,10 @@ fn candidate(
             return None;
         }
     }
-    let tiles = s.m.div_ceil(bm) * s.n.div_ceil(bn) * s.batches;
-    let limit = k_limit(tiles * splits);
-    let (k_chunk, passes) = if chunk <= limit {
+    let (k_chunk, passes) = if chunk <= MAX_K_PER_GROUP {
         (chunk, 1)
     } else if splits == 1 {
-        (limit, s.k.div_ceil(limit))
+        (MAX_K_PER_GROUP, s.k.div_ceil(MAX_K_PER_GROUP))
     } else {
         return None;
     };
@@ -271,7 +263,9 @@ fn candidate(
     })
 }
 
-/// Modelled time of a plan on the reference GPU, in ns.
+/// Modelled time of a plan on the reference GPU, in ns. A grid of fewer workgroups than
+/// fill the device runs at that share of the rate, so one long k loop on a few
+/// workgroups costs what it does: each workgroup's whole chunk at one workgroup's pace.
 fn modelled_ns(p: &MatmulPlan, s: &ProductShape, limits: &PlanLimits) -> f64 {
     let (bm, bn, _) = p.kernel.tile();
     let groups = s.m.div_ceil(bm) * s.n.div_ceil(bn) * s.batches * p.splits;
@@ -358,7 +352,7 @@ fn weigh(
         }),
     };
     // Besides the usual counts, the fewest splits that keep each chunk within a bound.
-    let bounded = [s.k.div_ceil(MAX_K_SHORT), s.k.div_ceil(MAX_K_PER_GROUP)];
+    let bounded = [s.k.div_ceil(SHORT_CHUNK), s.k.div_ceil(MAX_K_PER_GROUP)];
     let mut candidates: Vec<MatmulPlan> = Vec::new();
     for &kern in kernels {
         if splits > 0 {
@@ -438,15 +432,18 @@ mod tests {
     fn no_group_loops_over_more_than_the_bounds() {
         for k in [1024, 1025, 8192, 8193, 70_000, 1 << 20] {
             let p = auto(4, 3, k, 1);
-            assert!(p.k_chunk <= MAX_K_SHORT, "{k}: {p:?}");
+            assert!(p.k_chunk <= MAX_K_PER_GROUP, "{k}: {p:?}");
             assert!(p.splits * p.passes * p.k_chunk >= k);
+            // On a large GPU a long K over one tile takes split-K: one loop over all of
+            // it would leave the GPU idle (the model charges the low fill).
+            assert!(p.splits > 1 && p.k_chunk <= SHORT_CHUNK, "{k}: {p:?}");
         }
-        // The cnn's final linear layer bounds its K of 1568 (split, or in passes) on any
-        // adapter.
+        // The cnn's final linear layer splits its K of 1568 on a large GPU.
         let p = auto(64, 10, 1568, 1);
-        assert!(p.k_chunk <= MAX_K_SHORT, "{p:?}");
-        // A product that fills the GPU by itself may loop longer, up to the watchdog
-        // bound; when its partials would not fit, the chunks run one after another.
+        assert!(p.k_chunk <= SHORT_CHUNK, "{p:?}");
+        // A product that fills the GPU by itself loops over its K of 4096 in one dispatch;
+        // past the watchdog bound, when its partials would not fit, the chunks run one
+        // after another.
         let p = auto(4096, 4096, 4096, 1);
         assert_eq!((p.splits, p.passes, p.k_chunk), (1, 1, 4096), "{p:?}");
         let p = auto(4096, 4096, 40_000, 1);
@@ -454,6 +451,59 @@ mod tests {
             p.k_chunk <= MAX_K_PER_GROUP && p.passes * p.k_chunk >= 40_000,
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn a_single_split_is_one_dispatch_up_to_the_watchdog_bound() {
+        // A forced single split (a fused product) never runs in passes below the bound,
+        // however few its workgroups, and in the fewest passes above it.
+        for (k, passes) in [(1024, 1), (2048, 1), (8192, 1), (8193, 2), (20_000, 3)] {
+            let s = ProductShape {
+                m: 64,
+                n: 10,
+                k,
+                batches: 1,
+                summing: false,
+            };
+            let p = plan(&s, MatmulKernel::Small32x16, 1, &LIMITS).unwrap();
+            assert_eq!((p.splits, p.passes), (1, passes), "{k}: {p:?}");
+            assert!(p.k_chunk <= MAX_K_PER_GROUP && p.passes * p.k_chunk >= k);
+        }
+    }
+
+    #[test]
+    fn the_transformers_weight_gradients_are_one_dispatch_on_lavapipe_and_split_on_a_large_gpu() {
+        let software = PlanLimits {
+            max_binding: 128 << 20,
+            full_groups: 2,
+            software: true,
+        };
+        let hardware = PlanLimits {
+            max_binding: 2 << 30,
+            ..LIMITS
+        };
+        // dW = x^T g over the 2048 tokens of a step: 128 x 128, 76 x 128 (the
+        // vocabulary's projection), and the feed-forward's 128 x 512 and 512 x 128.
+        for (m, n) in [(128, 128), (76, 128), (128, 512), (512, 128)] {
+            let s = ProductShape {
+                m,
+                n,
+                k: 2048,
+                batches: 1,
+                summing: false,
+            };
+            // Two CPU threads are kept busy by these grids: one loop over K, no splits
+            // or passes.
+            let sw = plan(&s, MatmulKernel::Auto, 0, &software).unwrap();
+            assert_eq!(
+                (sw.splits, sw.passes, sw.k_chunk),
+                (1, 1, 2048),
+                "{s:?}: {sw:?}"
+            );
+            // A large GPU is not filled by these few tiles: split-K, short loops.
+            let hw = plan(&s, MatmulKernel::Auto, 0, &hardware).unwrap();
+            assert!(hw.splits > 1 && hw.k_chunk <= SHORT_CHUNK, "{s:?}: {hw:?}");
+        }
     }
 
     /// One product: M, N, K, batches, and whether the batch is summed.
@@ -519,7 +569,8 @@ mod tests {
                     summing,
                 };
                 let p = plan(&s, MatmulKernel::Auto, 0, &hardware).unwrap();
-                assert!(p.k_chunk <= MAX_K_SHORT, "{name} {s:?}: {p:?}");
+                // The model keeps every loop short here, splitting K where tiles are few.
+                assert!(p.k_chunk <= SHORT_CHUNK, "{name} {s:?}: {p:?}");
                 useful += p.useful_flops;
                 executed += p.executed_flops;
             }

@@ -3,7 +3,8 @@
 //! segment of 32 to 256 threads per row, several short rows per workgroup: the
 //! statistics by Welford's update and Chan's combination, then the normalised, scaled
 //! and shifted row); the backward is at most two (`dx` per row segment, and the
-//! weight's and bias's sums as a column reduction).
+//! weight's and bias's sums as a column reduction, whole columns of up to 2,048 rows
+//! per workgroup; the op adds the partial sums of longer columns).
 
 use std::sync::Arc;
 

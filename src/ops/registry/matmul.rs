@@ -94,8 +94,10 @@ pub(super) fn entries() -> Vec<OpEntry> {
             (&[3, 500], &[500, 4], forced(MatmulKernel::Small16x16, 5)),
             (&[3, 4, 100], &[100, 5], forced(MatmulKernel::Small32x32, 2)),
             (&[2, 1, 3, 64], &[4, 64, 6], forced(MatmulKernel::Tile64, 4)),
-            // One split longer than a workgroup may loop: chunks one after another.
+            // One split over K past 1,024: one dispatch (a workgroup loops over all of
+            // it); past the watchdog bound of 8,192, chunks one after another (passes).
             (&[3, 1100], &[1100, 2], forced(MatmulKernel::Small16x16, 1)),
+            (&[1, 8200], &[8200, 1], forced(MatmulKernel::Small16x16, 1)),
             (&[2, 1040], &[1040, 3], forced(MatmulKernel::Tile64, 1)),
             (&[4, 300], &[300, 8], forced(MatmulKernel::Block64, 3)),
             (&[3, 1030], &[1030, 4], forced(MatmulKernel::Block32, 1)),

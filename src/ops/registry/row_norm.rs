@@ -24,8 +24,9 @@ fn label(shape: &[usize], what: String, affine: usize, max_row: Option<usize>) -
 }
 
 /// The row normalisations with their cases: several shapes, affine parameters on and
-/// off, rows longer than a workgroup's 256 threads, the weight's gradient summed in
-/// several chunks, group norm with 1, 2 and C groups, and the composed path of long
+/// off, rows longer than a workgroup's 256 threads, the weight's gradient summed whole
+/// by one workgroup (520 rows: tiles of 16 values) and, past 2,048 rows, in several
+/// chunks that the op adds (2,100 rows), group norm with 1, 2 and C groups, and the composed path of long
 /// rows (forced on small rows).
 pub(super) fn entries() -> Vec<OpEntry> {
     // (input, normalized_shape, affine: 0 none, 1 weight, 2 weight and bias, max_row)
@@ -37,6 +38,7 @@ pub(super) fn entries() -> Vec<OpEntry> {
         (&[33, 65], &[65], 2, None),
         (&[2, 1030], &[1030], 2, None),
         (&[520, 3], &[3], 2, None),
+        (&[2100, 2], &[2], 2, None),
         (&[3, 2, 6], &[2, 6], 2, Some(8)),
     ];
     let rms: &[Trailing] = &[
@@ -45,6 +47,7 @@ pub(super) fn entries() -> Vec<OpEntry> {
         (&[2, 3, 4], &[3, 4], 1, None),
         (&[2, 1030], &[1030], 1, None),
         (&[520, 3], &[3], 1, None),
+        (&[2100, 2], &[2], 1, None),
         (&[3, 10], &[10], 1, Some(8)),
     ];
     // (input, groups, affine, max_row)
