@@ -62,7 +62,7 @@ pub trait Float:
     fn ln_1p(self) -> Self;
     /// The complementary error function, `1 - erf(x)` without cancellation for large x.
     fn erfc(self) -> Self;
-    /// The exact GELU `x Phi(x)` (`f32`: the fast [`gelu::gelu`]; `f64`: libm's `erfc`).
+    /// The exact GELU `x Phi(x)` (`f32`: the fast `gelu::gelu`; `f64`: libm's `erfc`).
     fn gelu(self) -> Self;
     /// The exact GELU's derivative `Phi(x) + x phi(x)`.
     fn gelu_slope(self) -> Self;
