@@ -240,11 +240,13 @@ fn tile(hd4: usize, hv4: usize) -> usize {
 /// Whether every row of q, k, v and the output (and its gradient) starts on a `vec4` and
 /// both head dimensions are multiples of 4, so the kernels load rows as aligned `vec4`s.
 fn vec_rows(g: &AttentionGeometry) -> bool {
-    g.e % 4 == 0
-        && g.ev % 4 == 0
-        && g.layouts
-            .iter()
-            .all(|l| [l.off, l.batch, l.head, l.row].iter().all(|v| v % 4 == 0))
+    g.e.is_multiple_of(4)
+        && g.ev.is_multiple_of(4)
+        && g.layouts.iter().all(|l| {
+            [l.off, l.batch, l.head, l.row]
+                .iter()
+                .all(|v| v.is_multiple_of(4))
+        })
 }
 
 /// The launch's override values and declared work: `len` rows streamed past each
