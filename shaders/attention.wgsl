@@ -24,8 +24,9 @@
 // not causal or wholly below the diagonal, KT keys) takes a path without per-(row, key)
 // tests. Every thread runs every tile (a thread past the last row on zeros, storing
 // nothing), so the tile reads sit in uniform control flow: uniform loads, where under a
-// per-thread condition lavapipe loads per SIMD lane (measured: the forward at seq 256
-// went from 100 to 30 ms once its scores left a private array and its branches went).
+// per-thread condition lavapipe may load per SIMD lane. The forward keeps a tile's scores
+// in vec4s, not a private array indexed by the key (on lavapipe such an array is memory
+// written per SIMD lane: with 32 scores in one, the seq-256 forward took 4x as long).
 // VEC (every row start and head dimension a multiple of 4, set by the host) loads rows
 // as aligned vec4s instead of four checked scalars. Dropout regenerates its keep-test
 // from Philox with counter (key, bh * L + row, offset): the forward and the backward see
