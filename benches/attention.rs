@@ -11,6 +11,8 @@
 //! and the composed/fused ratio. `WGRAD_BENCH_QUICK=1` runs seq 256 only. The defaults
 //! are 10 samples, 1 s warm-up and 3 s measurement (a software adapter such as lavapipe
 //! takes seconds per step at seq 2048); the command-line options override them.
+//! `WGRAD_BENCH_KERNELS=1` also profiles one GPU step of each case (`Device::profile`)
+//! and prints each kernel's dispatches and GPU time, where the adapter has timestamps.
 
 use wgrad_benches as common;
 
@@ -120,6 +122,9 @@ fn main() {
         }
         group.finish();
     }
+    if measure && std::env::var("WGRAD_BENCH_KERNELS").is_ok_and(|v| !v.is_empty() && v != "0") {
+        kernel_times(seqs, &gpu);
+    }
     for &(seq, name, imp, ms) in &summary {
         let other = summary
             .iter()
@@ -139,5 +144,29 @@ fn main() {
             imp.label(),
             if imp == Impl::Composed { other } else { String::new() }
         );
+    }
+}
+
+/// Prints each kernel's dispatches and GPU time over one profiled step of each case.
+fn kernel_times(seqs: &[usize], gpu: &Device) {
+    for &seq in seqs {
+        let qkv = inputs(seq, gpu);
+        for imp in [Impl::Fused, Impl::Composed] {
+            timed(imp, &qkv, gpu);
+            let (_, profile) = gpu
+                .profile(|| timed(imp, &qkv, gpu))
+                .expect("attention profile");
+            for k in profile.by_kernel() {
+                let ms = k.gpu_ns.map_or("no timestamps".to_string(), |ns| {
+                    format!("{:.2} ms", ns / 1e6)
+                });
+                println!(
+                    "attention seq {seq:>4} gpu {:<8} kernel {:<24} x{:<3} {ms}",
+                    imp.label(),
+                    k.kernel,
+                    k.dispatches
+                );
+            }
+        }
     }
 }

@@ -17,9 +17,13 @@ pub(crate) const FILE: ShaderFile =
         .with_params(&[&AttentionParams::INFO]);
 
 /// Query (or key) rows one workgroup owns, one per thread.
-const ROWS: usize = 64;
+const ROWS: usize = 128;
 /// The largest head dimension: private rows of 32 `vec4`s.
 const HEAD_LIMIT: usize = 128;
+/// `vec4`s in each of the two workgroup tiles (2 x 8 KiB: WebGPU's default 16 KiB).
+const TILE_VEC4S: usize = 512;
+/// The most keys (queries) in a tile: the kernels' private score array.
+const TILE_MAX: usize = 32;
 
 params! {
     /// One attention call: sizes, the mask's layout and the dropout key.
@@ -34,7 +38,7 @@ params! {
         e: u32,
         /// Head dimension of values.
         ev: u32,
-        /// Row blocks of 64 per batch-head (of queries, or of keys for dK/dV).
+        /// Row blocks of 128 per batch-head (of queries, or of keys for dK/dV).
         blocks: u32,
         /// 1 for a causal mask.
         causal: u32,
@@ -146,11 +150,15 @@ const fn attention_kernel(
     }
 }
 
+/// The tiled kernels' override constants: the head dimensions in vec4s, the tile
+/// ([`tile`]) and whether rows are read as aligned vec4s ([`vec_rows`]).
+const OVERRIDES: &[&str] = &["HD4", "HV4", "KT", "VEC"];
+
 const ATTENTION_FWD: &Kernel = &attention_kernel(
     "attention_fwd",
-    &[slot::X0, slot::X1, slot::X2, slot::Y0, slot::Y1],
+    &[slot::X0V, slot::X1V, slot::X2V, slot::Y0, slot::Y1],
     &[MASK],
-    &["HD4", "HV4"],
+    OVERRIDES,
 );
 const ATTENTION_DELTA_BWD: &Kernel = &attention_kernel(
     "attention_delta_bwd",
@@ -160,15 +168,15 @@ const ATTENTION_DELTA_BWD: &Kernel = &attention_kernel(
 );
 const ATTENTION_DQ_BWD: &Kernel = &attention_kernel(
     "attention_dq_bwd",
-    &[slot::X0, slot::X1, slot::X2, slot::Y0],
+    &[slot::X0V, slot::X1V, slot::X2V, slot::Y0],
     &[MASK, DOUT, STATS],
-    &["HD4", "HV4"],
+    OVERRIDES,
 );
 const ATTENTION_DKV_BWD: &Kernel = &attention_kernel(
     "attention_dkv_bwd",
-    &[slot::X0, slot::X1, slot::X2, slot::Y0, slot::Y1],
+    &[slot::X0V, slot::X1V, slot::X2V, slot::Y0, slot::Y1],
     &[MASK, DOUT, STATS],
-    &["HD4", "HV4"],
+    OVERRIDES,
 );
 
 /// The kernels of this file, for the entry-point test.
@@ -221,13 +229,41 @@ fn params(g: &AttentionGeometry, rows: usize) -> AttentionParams {
     p
 }
 
+/// Keys (or queries) per workgroup tile: as many rows of `hd4` and `hv4` vec4s as the
+/// tiles hold, rounded down to a multiple of 8 (the forward takes keys eight at a time),
+/// at most [`TILE_MAX`]: 32 at head_dim 64, 16 at 128. Fewer, larger tiles mean fewer
+/// barrier pairs.
+fn tile(hd4: usize, hv4: usize) -> usize {
+    (TILE_VEC4S / hd4.max(hv4).max(1)).min(TILE_MAX) / 8 * 8
+}
+
+/// Whether every row of q, k, v and the output (and its gradient) starts on a `vec4` and
+/// both head dimensions are multiples of 4, so the kernels load rows as aligned `vec4`s.
+fn vec_rows(g: &AttentionGeometry) -> bool {
+    g.e.is_multiple_of(4)
+        && g.ev.is_multiple_of(4)
+        && g.layouts.iter().all(|l| {
+            [l.off, l.batch, l.head, l.row]
+                .iter()
+                .all(|v| v.is_multiple_of(4))
+        })
+}
+
 /// The launch's override values and declared work: `len` rows streamed past each
 /// thread. No FLOP counts: the profile's useful-over-executed figure is the matrix
 /// products' (declaring attention's useful work without its executed work pushed a
 /// workload's figure past 100%).
 fn work(g: &AttentionGeometry, len: usize) -> Work {
+    let (hd4, hv4) = (g.e.div_ceil(4), g.ev.div_ceil(4));
     Work {
-        overrides: [g.e.div_ceil(4) as u32, g.ev.div_ceil(4) as u32, 0, 0, 0, 0],
+        overrides: [
+            hd4 as u32,
+            hv4 as u32,
+            tile(hd4, hv4) as u32,
+            vec_rows(g) as u32,
+            0,
+            0,
+        ],
         serial: len.max(1) as u64,
         ..Default::default()
     }
