@@ -308,9 +308,12 @@ fn one_image_too_large_for_a_binding_is_cut_by_input_rows_in_a_transposed_convol
             output_padding: (out_pad, out_pad),
             ..ConvOptions::default()
         };
+        // The weight gradient sums 120,000 products per element in f32: a workgroup
+        // loops over up to 8,192 of them serially, so the sums differ from the CPU's by
+        // up to about 2e-4 (terms of order 1); a wrong cut would differ by far more.
         same_on_both(
             &format!("conv_transpose2d cut by rows, {o:?}, k {k}"),
-            1e-4,
+            5e-4,
             |dev| {
                 let x = input(&[1, 2, 120, 250], 40, dev, true);
                 let w = input(&[2, 3, k, k], 41, dev, true);

@@ -101,6 +101,34 @@ fn mask_layout(
     ))
 }
 
+/// The checks both entry points share: head dimensions within the device's kernel, no
+/// mask beside `is_causal` (as PyTorch), `dropout_p` in `[0, 1)`.
+fn check_call(
+    q: &Tensor,
+    (e, ev): (usize, usize),
+    mask: bool,
+    is_causal: bool,
+    dropout_p: f64,
+) -> Result<()> {
+    let limit = q.device().backend().attention_head_limit();
+    if e > limit || ev > limit {
+        return arg_err(
+            OP,
+            format!("head dimensions {e} (q, k) and {ev} (v): this device's fused kernel takes at most {limit}"),
+        );
+    }
+    if mask && is_causal {
+        return arg_err(
+            OP,
+            "attn_mask and is_causal cannot both be given (as PyTorch)",
+        );
+    }
+    if !(0.0..1.0).contains(&dropout_p) {
+        return arg_err(OP, format!("dropout_p must be in [0, 1), got {dropout_p}"));
+    }
+    Ok(())
+}
+
 /// [`Tensor::scaled_dot_product_attention`] with an explicit generator key for the
 /// dropout (the registry's fixed-key cases; `key` is ignored when `dropout_p` is 0).
 #[allow(clippy::too_many_arguments)]
@@ -144,22 +172,7 @@ pub fn scaled_dot_product_attention_with_key(
     if e == 0 {
         return shape_err(OP, format!("q {qs:?}: the head dimension is 0"));
     }
-    let limit = q.device().backend().attention_head_limit();
-    if e > limit || ev > limit {
-        return arg_err(
-            OP,
-            format!("head dimensions {e} (q, k) and {ev} (v): this device's fused kernel takes at most {limit}"),
-        );
-    }
-    if attn_mask.is_some() && is_causal {
-        return arg_err(
-            OP,
-            "attn_mask and is_causal cannot both be given (as PyTorch)",
-        );
-    }
-    if !(0.0..1.0).contains(&dropout_p) {
-        return arg_err(OP, format!("dropout_p must be in [0, 1), got {dropout_p}"));
-    }
+    check_call(q, (e, ev), attn_mask.is_some(), is_causal, dropout_p)?;
     let scale = scale.unwrap_or(1.0 / (e as f64).sqrt());
     if !scale.is_finite() {
         return arg_err(OP, format!("scale must be finite, got {scale}"));
@@ -339,22 +352,7 @@ pub(crate) fn multi_head_attention(
     if heads == 0 || e == 0 {
         return shape_err(OP, format!("{heads} heads of dimension {e}"));
     }
-    let limit = q.src.device().backend().attention_head_limit();
-    if e > limit || ev > limit {
-        return arg_err(
-            OP,
-            format!("head dimensions {e} (q, k) and {ev} (v): this device's fused kernel takes at most {limit}"),
-        );
-    }
-    if attn_mask.is_some() && is_causal {
-        return arg_err(
-            OP,
-            "attn_mask and is_causal cannot both be given (as PyTorch)",
-        );
-    }
-    if !(0.0..1.0).contains(&dropout_p) {
-        return arg_err(OP, format!("dropout_p must be in [0, 1), got {dropout_p}"));
-    }
+    check_call(q.src, (e, ev), attn_mask.is_some(), is_causal, dropout_p)?;
     let out_shape = vec![n, l, heads * ev];
     crate::ops::check_out(OP, &out_shape, q.src.dtype(), q.src.device())?;
     let lead = [n, heads];
