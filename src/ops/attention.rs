@@ -184,19 +184,6 @@ pub fn scaled_dot_product_attention_with_key(
         .map(|m| mask_layout(m, q, lead, l, s))
         .transpose()?;
     let bh: usize = lead.iter().product();
-    if bh * l * s * ev == 0 {
-        // No query, key or value element: a zero output (PyTorch's result for S = 0)
-        // and zero gradients.
-        let out = Tensor::zeros(&out_shape, q.device())?.to_dtype(q.dtype())?;
-        let (qz, kz, vz) = (q.detach(), k.detach(), v.detach());
-        return Ok(record(out, OP, &[q, k, v], move |_| {
-            Ok(vec![
-                Some(qz.zeros_like()?),
-                Some(kz.zeros_like()?),
-                Some(vz.zeros_like()?),
-            ])
-        }));
-    }
     let geo = AttentionGeometry {
         bh,
         l,
@@ -249,6 +236,15 @@ fn run(
     out_shape: Vec<usize>,
 ) -> Result<Tensor> {
     let first = inputs.tensors[0];
+    if geo.bh * geo.l * geo.s * geo.ev == 0 {
+        // No query, key or value element: a zero output (PyTorch's result for S = 0)
+        // and zero gradients.
+        let out = Tensor::zeros(&out_shape, first.device())?.to_dtype(first.dtype())?;
+        let zeros: Vec<Tensor> = inputs.tensors.iter().map(|t| t.detach()).collect();
+        return Ok(record(out, OP, &inputs.tensors, move |_| {
+            zeros.iter().map(|t| t.zeros_like().map(Some)).collect()
+        }));
+    }
     let [a, b, c] = inputs.of.map(|i| inputs.tensors[i]);
     let backend = first.device().backend();
     let (o, lse) = backend.attention(
@@ -383,13 +379,6 @@ pub(crate) fn multi_head_attention(
         .map(|(t, c)| c.iter().map(|(a, b)| b - a).sum::<usize>() == t.shape()[2])
         .collect();
     let bh = n * heads;
-    if bh * l * s * ev == 0 {
-        let out = Tensor::zeros(&out_shape, q.src.device())?.to_dtype(q.src.dtype())?;
-        let zeros: Vec<Tensor> = tensors.iter().map(|t| t.detach()).collect();
-        return Ok(record(out, OP, &tensors, move |_| {
-            zeros.iter().map(|t| t.zeros_like().map(Some)).collect()
-        }));
-    }
     let layout = |h: &Heads<'_>, t: usize, w: usize, width: usize| RowLayout {
         off: h.col,
         heads,

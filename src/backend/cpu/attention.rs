@@ -89,7 +89,7 @@ impl Attention for CpuBackend {
         let m = mask.as_deref();
         let widths = [geo.e, geo.e, geo.ev];
         let rows = [geo.l, geo.s, geo.s];
-        match (&*q, &*k, &*v, &*o, &*l, &*g) {
+        let grads = match (&*q, &*k, &*v, &*o, &*l, &*g) {
             (
                 CpuData::F32(q),
                 CpuData::F32(k),
@@ -97,17 +97,7 @@ impl Attention for CpuBackend {
                 CpuData::F32(o),
                 CpuData::F32(l),
                 CpuData::F32(g),
-            ) => {
-                let d = backward_at(geo, [q, k, v], m, [o, l, g]);
-                for (i, d) in d.iter().enumerate() {
-                    match &mut *targets[i].write() {
-                        CpuData::F32(t) => {
-                            scatter(t, &geo.layouts[i], geo.bh, rows[i], widths[i], d)
-                        }
-                        _ => return dtype_err(),
-                    }
-                }
-            }
+            ) => backward_at(geo, [q, k, v], m, [o, l, g]).map(CpuData::F32),
             (
                 CpuData::F64(q),
                 CpuData::F64(k),
@@ -115,18 +105,17 @@ impl Attention for CpuBackend {
                 CpuData::F64(o),
                 CpuData::F64(l),
                 CpuData::F64(g),
-            ) => {
-                let d = backward_at(geo, [q, k, v], m, [o, l, g]);
-                for (i, d) in d.iter().enumerate() {
-                    match &mut *targets[i].write() {
-                        CpuData::F64(t) => {
-                            scatter(t, &geo.layouts[i], geo.bh, rows[i], widths[i], d)
-                        }
-                        _ => return dtype_err(),
-                    }
-                }
-            }
+            ) => backward_at(geo, [q, k, v], m, [o, l, g]).map(CpuData::F64),
             _ => return dtype_err(),
+        };
+        // One write lock at a time: the targets may be one storage.
+        for (i, d) in grads.iter().enumerate() {
+            let (lay, n, w) = (&geo.layouts[i], rows[i], widths[i]);
+            match (&mut *targets[i].write(), d) {
+                (CpuData::F32(t), CpuData::F32(d)) => scatter(t, lay, geo.bh, n, w, d),
+                (CpuData::F64(t), CpuData::F64(d)) => scatter(t, lay, geo.bh, n, w, d),
+                _ => return dtype_err(),
+            }
         }
         Ok(())
     }
