@@ -87,8 +87,6 @@ impl Attention for CpuBackend {
             cpu(dout, op)?.read(),
         );
         let m = mask.as_deref();
-        let widths = [geo.e, geo.e, geo.ev];
-        let rows = [geo.l, geo.s, geo.s];
         let grads = match (&*q, &*k, &*v, &*o, &*l, &*g) {
             (
                 CpuData::F32(q),
@@ -110,7 +108,7 @@ impl Attention for CpuBackend {
         };
         // One write lock at a time: the targets may be one storage.
         for (i, d) in grads.iter().enumerate() {
-            let (lay, n, w) = (&geo.layouts[i], rows[i], widths[i]);
+            let (lay, (n, w)) = (&geo.layouts[i], operand_shape(geo, i));
             match (&mut *targets[i].write(), d) {
                 (CpuData::F32(t), CpuData::F32(d)) => scatter(t, lay, geo.bh, n, w, d),
                 (CpuData::F64(t), CpuData::F64(d)) => scatter(t, lay, geo.bh, n, w, d),
@@ -161,16 +159,27 @@ fn scatter<T: Copy>(
     }
 }
 
+/// Rows per batch-head and row width of `q`, `k` and `v` (`i` = 0, 1, 2).
+fn operand_shape(geo: &AttentionGeometry, i: usize) -> (usize, usize) {
+    [(geo.l, geo.e), (geo.s, geo.e), (geo.s, geo.ev)][i]
+}
+
+/// `q`, `k` and `v` gathered from their layouts into contiguous rows.
+fn gather_qkv<'a, T: Copy>(geo: &AttentionGeometry, ops: [&'a [T]; 3]) -> [Cow<'a, [T]>; 3] {
+    std::array::from_fn(|i| {
+        let (n, w) = operand_shape(geo, i);
+        gather(ops[i], &geo.layouts[i], geo.bh, n, w)
+    })
+}
+
 /// [`forward`] on operands at the geometry's layouts; the output at its layout.
 fn forward_at<T: Gemm>(
     geo: &AttentionGeometry,
     [q, k, v]: [&[T]; 3],
     mask: Option<&[f64]>,
 ) -> (Vec<T>, Vec<T>) {
-    let [lq, lk, lv, lo] = &geo.layouts;
-    let q = gather(q, lq, geo.bh, geo.l, geo.e);
-    let k = gather(k, lk, geo.bh, geo.s, geo.e);
-    let v = gather(v, lv, geo.bh, geo.s, geo.ev);
+    let [q, k, v] = gather_qkv(geo, [q, k, v]);
+    let lo = &geo.layouts[3];
     let (o, lse) = forward(geo, &q, &k, &v, mask);
     if *lo == RowLayout::contiguous(geo.l, geo.ev) {
         return (o, lse);
@@ -188,10 +197,8 @@ fn backward_at<T: Gemm>(
     mask: Option<&[f64]>,
     [o, lse, g]: [&[T]; 3],
 ) -> [Vec<T>; 3] {
-    let [lq, lk, lv, lo] = &geo.layouts;
-    let q = gather(q, lq, geo.bh, geo.l, geo.e);
-    let k = gather(k, lk, geo.bh, geo.s, geo.e);
-    let v = gather(v, lv, geo.bh, geo.s, geo.ev);
+    let [q, k, v] = gather_qkv(geo, [q, k, v]);
+    let lo = &geo.layouts[3];
     let o = gather(o, lo, geo.bh, geo.l, geo.ev);
     let g = gather(g, lo, geo.bh, geo.l, geo.ev);
     backward(geo, [&q, &k, &v], mask, [&o, lse, &g])
