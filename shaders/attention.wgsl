@@ -5,45 +5,45 @@
 // which then need no copies). The gradients are written at their operands' layouts, the
 // output gradient read at the output's. Parameters: `at` (AttentionParams,
 // src/backend/gpu/attention.rs). The [L, S] score matrix is never stored:
-// - attention_fwd: a workgroup of AW threads owns AW * R query rows of one batch-head;
-//   thread t owns rows i0 + t + r AW (r < R), held in registers as vec4s with their
-//   output accumulators. Keys and values stream past four at a time, every thread
-//   reading the same four rows (a broadcast: one load serves the whole SIMD group on a
-//   CPU adapter and the warp on a GPU), each loaded vec4 feeding 4 R multiply-adds. Each
-//   row keeps a running maximum and sum (the online softmax), rescaling its accumulator
-//   once per four keys. It writes the output and one log-sum-exp per row (+inf for a row
-//   that sees no key: its output is 0).
+// - attention_fwd: a workgroup of 128 threads owns 128 query rows of one batch-head (one
+//   row per thread, held in registers as vec4s); keys and values stream through
+//   workgroup memory in tiles of KT, and each row keeps a running maximum and sum (the
+//   online softmax), rescaling its accumulator once per 8 keys. It writes the output and
+//   one log-sum-exp per row (+inf for a row that sees no key: its output is 0).
 // - attention_delta_bwd: D_i = rowsum(dO o O) beside the log-sum-exp, one thread a row.
-// - attention_dq_bwd: the forward's layout; the weights are recomputed from the
-//   log-sum-exp, dQ accumulates in registers.
-// - attention_dkv_bwd: a workgroup owns AW * R keys (R per thread); queries and output
-//   gradients stream past four at a time; dK and dV accumulate in registers. No float
-//   atomics: every gradient row has one owner.
-// Causal key (query) groups wholly above the diagonal are skipped by the loop bounds.
-// The head dimensions (in vec4s, at most 32 = 128 floats), R (rows per thread, with
-// R * HD4 and R * HV4 at most 128) and AW are override constants, so every inner loop
-// has a constant trip count and the register arrays constant indices. The host picks R 4
-// on software adapters (lavapipe: a load instruction costs tens of multiply-adds, so
-// each loaded vec4 must feed many; measured 4.7x faster than one row per thread at
-// seq 1024) and 1 on hardware GPUs (register pressure). A group of four keys that every
-// row of the workgroup sees whole (no mask, all four keys in range, not causal or below
-// the diagonal) skips the per-(row, key) tests. No barriers and no workgroup memory:
-// every thread runs every key group (a thread past the last row on a clamped row,
-// storing nothing), so the key loads stay uniform (on lavapipe a load in divergent
-// control flow is a load per SIMD lane). VEC (every row start and head dimension a
-// multiple of 4, set by the host) loads rows as aligned vec4s instead of four checked
-// scalars. Dropout regenerates its keep-test from Philox with counter
-// (key, bh * L + row, offset): the forward and the backward see the same mask.
+// - attention_dq_bwd: the same tiling as the forward; the weights are recomputed from
+//   the log-sum-exp, dQ accumulates in registers.
+// - attention_dkv_bwd: a workgroup owns 128 keys (one per thread); queries and output
+//   gradients stream through workgroup memory in tiles of KT; dK and dV accumulate in
+//   registers. No float atomics: every gradient row has one owner.
+// Causal tiles wholly above the diagonal are skipped by the loop bounds. The head
+// dimensions are override constants (in vec4s, at most 32 = 128 floats) so the inner
+// loops have constant trip counts; so is the tile KT (the keys or queries two tiles of
+// 512 vec4s hold, a multiple of 8, at most 32: 32 at head_dim 64, 16 at 128), fewer
+// tiles meaning fewer barriers. A tile that every row of the block sees whole (no mask,
+// not causal or wholly below the diagonal, KT keys) takes a path without per-(row, key)
+// tests. Every thread runs every tile (a thread past the last row on zeros, storing
+// nothing), so the tile reads sit in uniform control flow: uniform loads, where under a
+// per-thread condition lavapipe may load per SIMD lane. The forward keeps a tile's scores
+// in vec4s, not a private array indexed by the key (on lavapipe such an array is memory
+// written per SIMD lane: with 32 scores in one, the seq-256 forward took 4x as long).
+// VEC (every row start and head dimension a multiple of 4, set by the host) loads rows
+// as aligned vec4s instead of four checked scalars. Dropout regenerates its keep-test
+// from Philox with counter (key, bh * L + row, offset): the forward and the backward see
+// the same mask.
 
 override HD4: u32 = 16u;
 override HV4: u32 = 16u;
-override R: u32 = 1u;
-override AW: u32 = 128u;
+override KT: u32 = 32u;
 override VEC: bool = false;
+const ROWS: u32 = 128u;
 
 @group(0) @binding(12) var<storage, read> at_mask: array<f32>;
 @group(0) @binding(13) var<storage, read> at_dout: array<vec4<f32>>;
 @group(0) @binding(14) var<storage, read> at_stats: array<f32>;
+
+var<workgroup> tile_a: array<vec4<f32>, 512>;
+var<workgroup> tile_b: array<vec4<f32>, 512>;
 
 // The dropout factor of row `row` (bh * L + i) and key `col`: 0 or 1 / (1 - p).
 fn at_keep(row: u32, col: u32) -> f32 {
@@ -131,134 +131,174 @@ fn at_bias(bh: u32, i: u32, j: u32) -> vec2<f32> {
     return vec2<f32>(1.0, mv);
 }
 
-// Visibility (1 or 0) and additive terms of four (query, key) pairs: query iv[c]
-// against key jv[c]. A query or key past the end is not visible (the mask is read at
-// clamped positions).
-fn at_bias4(bh: u32, iv: vec4<u32>, jv: vec4<u32>) -> array<vec4<f32>, 2> {
-    var vis = vec4<f32>(0.0);
-    var add = vec4<f32>(0.0);
-    for (var c = 0u; c < 4u; c = c + 1u) {
-        let i = iv[c];
-        let j = jv[c];
-        let b = at_bias(bh, min(i, at.l - 1u), min(j, at.s - 1u));
-        let shown = i < at.l && j < at.s && !(at.causal != 0u && j > i);
-        vis[c] = select(0.0, b.x, shown);
-        add[c] = b.y;
+// Whether the tile of `n` keys from j0 is seen whole by every query of the block from
+// i0: no mask, KT keys, and not causal or the tile's last key at or before the block's
+// first query. Uniform over the workgroup.
+fn at_plain(n: u32, j0: u32, i0: u32) -> bool {
+    return at.mask_kind == 0u && n == KT && (at.causal == 0u || j0 + n <= i0 + 1u);
+}
+
+// Loads keys j0 .. j0 + KT of batch-head bh into tile_a and their values into tile_b,
+// key jj's vec4 d4 at jj * HD4 + d4 (HV4 for values; zero past the last key). The
+// loops have constant trip counts.
+fn at_load_kv(t: u32, valid: bool, bh: u32, j0: u32) {
+    workgroupBarrier();
+    for (var r = 0u; r < (KT * HD4 + ROWS - 1u) / ROWS; r = r + 1u) {
+        let idx = r * ROWS + t;
+        let j = j0 + idx / HD4;
+        if (idx < KT * HD4) {
+            var val = vec4<f32>(0.0);
+            if (valid && j < at.s) { val = at_k4(at_krow(bh, j), idx % HD4, at.e); }
+            tile_a[idx] = val;
+        }
     }
-    return array<vec4<f32>, 2>(vis, add);
+    for (var r = 0u; r < (KT * HV4 + ROWS - 1u) / ROWS; r = r + 1u) {
+        let idx = r * ROWS + t;
+        let j = j0 + idx / HV4;
+        if (idx < KT * HV4) {
+            var val = vec4<f32>(0.0);
+            if (valid && j < at.s) { val = at_v4(at_vrow(bh, j), idx % HV4, at.ev); }
+            tile_b[idx] = val;
+        }
+    }
+    workgroupBarrier();
 }
 
-// The dropout factors of row `row` against keys j0 .. j0 + 3.
-fn at_keep4(row: u32, j0: u32) -> vec4<f32> {
-    return vec4<f32>(at_keep(row, j0), at_keep(row, j0 + 1u), at_keep(row, j0 + 2u), at_keep(row, j0 + 3u));
+// Loads queries i0 .. i0 + KT of batch-head bh into tile_a and their output gradients
+// into tile_b, laid out as at_load_kv's (zero past the last query).
+fn at_load_qdo(t: u32, valid: bool, bh: u32, i0: u32) {
+    workgroupBarrier();
+    for (var r = 0u; r < (KT * HD4 + ROWS - 1u) / ROWS; r = r + 1u) {
+        let idx = r * ROWS + t;
+        let i = i0 + idx / HD4;
+        if (idx < KT * HD4) {
+            var val = vec4<f32>(0.0);
+            if (valid && i < at.l) { val = at_q4(at_qrow(bh, i), idx % HD4, at.e); }
+            tile_a[idx] = val;
+        }
+    }
+    for (var r = 0u; r < (KT * HV4 + ROWS - 1u) / ROWS; r = r + 1u) {
+        let idx = r * ROWS + t;
+        let i = i0 + idx / HV4;
+        if (idx < KT * HV4) {
+            var val = vec4<f32>(0.0);
+            if (valid && i < at.l) { val = at_do4(at_orow(bh, i), idx % HV4, at.ev); }
+            tile_b[idx] = val;
+        }
+    }
+    workgroupBarrier();
 }
 
-// The dropout factors of rows row0 .. row0 + 3 against key j.
-fn at_keep4q(row0: u32, j: u32) -> vec4<f32> {
-    return vec4<f32>(at_keep(row0, j), at_keep(row0 + 1u, j), at_keep(row0 + 2u, j), at_keep(row0 + 3u, j));
-}
-
-// A finite stand-in for -inf in maxima over visible scores.
-const AT_LOWEST: f32 = -3.402823e38;
-
-
-@compute @workgroup_size(AW)
+@compute @workgroup_size(128)
 fn attention_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) t: u32) {
     let blk = row_id(wid, nwg);
-    if (blk >= at.bh * at.blocks) { return; }
+    let valid = blk < at.bh * at.blocks;
     let bh = blk / at.blocks;
-    let i0 = (blk % at.blocks) * AW * R;
-    var qr: array<vec4<f32>, 128>;
-    var acc: array<vec4<f32>, 128>;
-    var m: array<f32, 4>;
-    var lsum: array<f32, 4>;
-    var seen: array<bool, 4>;
-    for (var r = 0u; r < R; r = r + 1u) {
-        let base = at_qrow(bh, min(i0 + t + r * AW, at.l - 1u));
-        for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) { qr[r * HD4 + d4] = at_q4(base, d4, at.e); }
-        for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) { acc[r * HV4 + d4] = vec4<f32>(0.0); }
-        m[r] = 0.0;
-        lsum[r] = 0.0;
-        seen[r] = false;
+    let i0 = (blk % at.blocks) * ROWS;
+    let i = i0 + t;
+    let live = valid && i < at.l;
+    let row = bh * at.l + i;
+    var qr: array<vec4<f32>, 32>;
+    var acc: array<vec4<f32>, 32>;
+    for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) {
+        qr[d4] = vec4<f32>(0.0);
+        if (live) { qr[d4] = at_q4(at_qrow(bh, i), d4, at.e); }
     }
+    for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) { acc[d4] = vec4<f32>(0.0); }
+    var m = 0.0;
+    var seen = false;
+    var lsum = 0.0;
     var kend = at.s;
-    if (at.causal != 0u) { kend = min(at.s, i0 + AW * R); }
-    let last = at.s - 1u;
-    for (var j0 = 0u; j0 < kend; j0 = j0 + 4u) {
-        let jv = vec4<u32>(j0, j0 + 1u, j0 + 2u, j0 + 3u);
-        let kb = vec4<u32>(at_krow(bh, min(jv.x, last)), at_krow(bh, min(jv.y, last)),
-                           at_krow(bh, min(jv.z, last)), at_krow(bh, min(jv.w, last)));
-        // Scores of four keys per row: every thread loads the same four key vec4s.
-        var s: array<vec4<f32>, 4>;
-        for (var r = 0u; r < R; r = r + 1u) { s[r] = vec4<f32>(0.0); }
-        for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) {
-            let k0 = at_k4(kb.x, d4, at.e);
-            let k1 = at_k4(kb.y, d4, at.e);
-            let k2 = at_k4(kb.z, d4, at.e);
-            let k3 = at_k4(kb.w, d4, at.e);
-            for (var r = 0u; r < R; r = r + 1u) {
-                let x = qr[r * HD4 + d4];
-                s[r] = s[r] + vec4<f32>(dot(x, k0), dot(x, k1), dot(x, k2), dot(x, k3));
+    if (at.causal != 0u) { kend = min(at.s, i0 + ROWS); }
+    for (var j0 = 0u; j0 < kend; j0 = j0 + KT) {
+        at_load_kv(t, valid, bh, j0);
+        let n = min(KT, kend - j0);
+        // Every thread runs the tile (a thread past the last row on zeros, storing
+        // nothing): no per-thread branch around the loops, so the next barrier stays in
+        // uniform control flow (Tint requires it) and the tile reads are uniform loads (a
+        // load under a per-thread condition is a load per SIMD lane on lavapipe).
+        if (at_plain(n, j0, i0)) {
+            // Every key counts. Eight keys at a time, their scores in two vec4s (a
+            // private array indexed by the key is memory, a load and store per SIMD lane
+            // on lavapipe): their maximum, one rescale, then the weights.
+            for (var c0 = 0u; c0 < KT; c0 = c0 + 8u) {
+                var s0 = vec4<f32>(0.0);
+                var s1 = vec4<f32>(0.0);
+                for (var c = 0u; c < 4u; c = c + 1u) {
+                    var a = 0.0;
+                    var b = 0.0;
+                    for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) {
+                        a = a + dot(qr[d4], tile_a[(c0 + c) * HD4 + d4]);
+                        b = b + dot(qr[d4], tile_a[(c0 + 4u + c) * HD4 + d4]);
+                    }
+                    s0[c] = a;
+                    s1[c] = b;
+                }
+                s0 = s0 * at.scale;
+                s1 = s1 * at.scale;
+                let h = max(s0, s1);
+                let cmax = max(max(h.x, h.y), max(h.z, h.w));
+                let mnew = select(cmax, max(m, cmax), seen);
+                let corr = select(0.0, exp(m - mnew), seen);
+                let p0 = exp(s0 - vec4<f32>(mnew));
+                let p1 = exp(s1 - vec4<f32>(mnew));
+                lsum = lsum * corr + dot(p0 + p1, vec4<f32>(1.0));
+                for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) { acc[d4] = acc[d4] * corr; }
+                for (var c = 0u; c < 4u; c = c + 1u) {
+                    let pa = p0[c] * at_keep(row, j0 + c0 + c);
+                    let pb = p1[c] * at_keep(row, j0 + c0 + 4u + c);
+                    for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) {
+                        acc[d4] = acc[d4] + pa * tile_b[(c0 + c) * HV4 + d4] + pb * tile_b[(c0 + 4u + c) * HV4 + d4];
+                    }
+                }
+                m = mnew;
+                seen = true;
             }
-        }
-        // Plain: every row of the workgroup sees all four keys.
-        let plain = at.mask_kind == 0u && j0 + 4u <= at.s && (at.causal == 0u || j0 + 3u <= i0);
-        var p: array<vec4<f32>, 4>;
-        for (var r = 0u; r < R; r = r + 1u) {
-            let i = i0 + t + r * AW;
-            var sc = s[r] * at.scale;
-            var vis = vec4<bool>(true);
-            if (!plain) {
-                let b = at_bias4(bh, vec4<u32>(i), jv);
-                sc = sc + b[1];
-                vis = b[0] != vec4<f32>(0.0);
+        } else {
+            // Per-key visibility by selects, not branches (the same uniform loads).
+            var sc: array<f32, 32>;
+            var ok = 0u;
+            var tmax = 0.0;
+            for (var jj = 0u; jj < n; jj = jj + 1u) {
+                let b = at_bias(bh, i, j0 + jj);
+                var s = 0.0;
+                for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) { s = s + dot(qr[d4], tile_a[jj * HD4 + d4]); }
+                s = s * at.scale + b.y;
+                sc[jj] = s;
+                let vis = b.x != 0.0;
+                tmax = select(tmax, select(s, max(tmax, s), ok != 0u), vis);
+                ok = ok | select(0u, 1u << jj, vis);
             }
-            let shown = select(vec4<f32>(AT_LOWEST), sc, vis);
-            let tmax = max(max(shown.x, shown.y), max(shown.z, shown.w));
-            let any_vis = any(vis);
-            // A group this row sees none of leaves its state as it is (corr 1).
-            let mnew = select(m[r], select(tmax, max(m[r], tmax), seen[r]), any_vis);
-            let corr = select(1.0, select(0.0, exp(m[r] - mnew), seen[r]), any_vis);
-            var pr = select(vec4<f32>(0.0), exp(sc - vec4<f32>(mnew)), vis);
-            lsum[r] = lsum[r] * corr + dot(pr, vec4<f32>(1.0));
-            for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) { acc[r * HV4 + d4] = acc[r * HV4 + d4] * corr; }
-            m[r] = mnew;
-            seen[r] = seen[r] || any_vis;
-            if (at.dropout != 0u) { pr = pr * at_keep4(bh * at.l + i, j0); }
-            p[r] = pr;
-        }
-        let vb = vec4<u32>(at_vrow(bh, min(jv.x, last)), at_vrow(bh, min(jv.y, last)),
-                           at_vrow(bh, min(jv.z, last)), at_vrow(bh, min(jv.w, last)));
-        for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) {
-            let v0 = at_v4(vb.x, d4, at.ev);
-            let v1 = at_v4(vb.y, d4, at.ev);
-            let v2 = at_v4(vb.z, d4, at.ev);
-            let v3 = at_v4(vb.w, d4, at.ev);
-            for (var r = 0u; r < R; r = r + 1u) {
-                let w = p[r];
-                acc[r * HV4 + d4] = acc[r * HV4 + d4] + w.x * v0 + w.y * v1 + w.z * v2 + w.w * v3;
+            // A tile this row sees none of leaves its state as it is (corr 1).
+            let any = ok != 0u;
+            let mnew = select(m, select(tmax, max(m, tmax), seen), any);
+            let corr = select(1.0, select(0.0, exp(m - mnew), seen), any);
+            lsum = lsum * corr;
+            for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) { acc[d4] = acc[d4] * corr; }
+            for (var jj = 0u; jj < n; jj = jj + 1u) {
+                let p = select(0.0, exp(sc[jj] - mnew), (ok & (1u << jj)) != 0u);
+                lsum = lsum + p;
+                let pz = p * at_keep(row, j0 + jj);
+                for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) { acc[d4] = acc[d4] + pz * tile_b[jj * HV4 + d4]; }
             }
+            m = mnew;
+            seen = seen || any;
         }
     }
-    for (var r = 0u; r < R; r = r + 1u) {
-        let i = i0 + t + r * AW;
-        if (i >= at.l) { break; }
-        let row = bh * at.l + i;
-        var inv = 0.0;
-        if (seen[r]) {
-            inv = 1.0 / lsum[r];
-            y1[row] = m[r] + log(lsum[r]);
-        } else {
-            y1[row] = at_pos_inf();
-        }
-        let base = at_orow(bh, i);
-        for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) {
-            let val = acc[r * HV4 + d4] * inv;
-            for (var c = 0u; c < 4u; c = c + 1u) {
-                let d = d4 * 4u + c;
-                if (d < at.ev) { y0[base + d] = val[c]; }
-            }
+    if (!live) { return; }
+    var inv = 0.0;
+    if (seen) {
+        inv = 1.0 / lsum;
+        y1[row] = m + log(lsum);
+    } else {
+        y1[row] = at_pos_inf();
+    }
+    for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) {
+        let val = acc[d4] * inv;
+        for (var c = 0u; c < 4u; c = c + 1u) {
+            let d = d4 * 4u + c;
+            if (d < at.ev) { y0[at_orow(bh, i) + d] = val[c]; }
         }
     }
 }
@@ -274,233 +314,158 @@ fn attention_delta_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
     y0[2u * row + 1u] = d;
 }
 
-@compute @workgroup_size(AW)
+@compute @workgroup_size(128)
 fn attention_dq_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) t: u32) {
     let blk = row_id(wid, nwg);
-    if (blk >= at.bh * at.blocks) { return; }
+    let valid = blk < at.bh * at.blocks;
     let bh = blk / at.blocks;
-    let i0 = (blk % at.blocks) * AW * R;
-    var qr: array<vec4<f32>, 128>;
-    var gr: array<vec4<f32>, 128>;
-    var dq: array<vec4<f32>, 128>;
-    var lse: array<f32, 4>;
-    var delta: array<f32, 4>;
-    for (var r = 0u; r < R; r = r + 1u) {
-        let i = min(i0 + t + r * AW, at.l - 1u);
-        let qb = at_qrow(bh, i);
-        let ob = at_orow(bh, i);
-        for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) {
-            qr[r * HD4 + d4] = at_q4(qb, d4, at.e);
-            dq[r * HD4 + d4] = vec4<f32>(0.0);
-        }
-        for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) { gr[r * HV4 + d4] = at_do4(ob, d4, at.ev); }
-        lse[r] = at_stats[2u * (bh * at.l + i)];
-        delta[r] = at_stats[2u * (bh * at.l + i) + 1u];
+    let i0 = (blk % at.blocks) * ROWS;
+    let i = i0 + t;
+    let live = valid && i < at.l;
+    let row = bh * at.l + i;
+    var qr: array<vec4<f32>, 32>;
+    var gr: array<vec4<f32>, 32>;
+    var dq: array<vec4<f32>, 32>;
+    for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) {
+        qr[d4] = vec4<f32>(0.0);
+        dq[d4] = vec4<f32>(0.0);
+        if (live) { qr[d4] = at_q4(at_qrow(bh, i), d4, at.e); }
+    }
+    for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) {
+        gr[d4] = vec4<f32>(0.0);
+        if (live) { gr[d4] = at_do4(at_orow(bh, i), d4, at.ev); }
+    }
+    var lse = 0.0;
+    var delta = 0.0;
+    if (live) {
+        lse = at_stats[2u * row];
+        delta = at_stats[2u * row + 1u];
     }
     var kend = at.s;
-    if (at.causal != 0u) { kend = min(at.s, i0 + AW * R); }
-    let last = at.s - 1u;
-    for (var j0 = 0u; j0 < kend; j0 = j0 + 4u) {
-        let jv = vec4<u32>(j0, j0 + 1u, j0 + 2u, j0 + 3u);
-        let kb = vec4<u32>(at_krow(bh, min(jv.x, last)), at_krow(bh, min(jv.y, last)),
-                           at_krow(bh, min(jv.z, last)), at_krow(bh, min(jv.w, last)));
-        let vb = vec4<u32>(at_vrow(bh, min(jv.x, last)), at_vrow(bh, min(jv.y, last)),
-                           at_vrow(bh, min(jv.z, last)), at_vrow(bh, min(jv.w, last)));
-        var s: array<vec4<f32>, 4>;
-        var dp: array<vec4<f32>, 4>;
-        for (var r = 0u; r < R; r = r + 1u) {
-            s[r] = vec4<f32>(0.0);
-            dp[r] = vec4<f32>(0.0);
-        }
-        for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) {
-            let k0 = at_k4(kb.x, d4, at.e);
-            let k1 = at_k4(kb.y, d4, at.e);
-            let k2 = at_k4(kb.z, d4, at.e);
-            let k3 = at_k4(kb.w, d4, at.e);
-            for (var r = 0u; r < R; r = r + 1u) {
-                let x = qr[r * HD4 + d4];
-                s[r] = s[r] + vec4<f32>(dot(x, k0), dot(x, k1), dot(x, k2), dot(x, k3));
+    if (at.causal != 0u) { kend = min(at.s, i0 + ROWS); }
+    for (var j0 = 0u; j0 < kend; j0 = j0 + KT) {
+        at_load_kv(t, valid, bh, j0);
+        let n = min(KT, kend - j0);
+        // Uniform control flow around the loops, as in attention_fwd.
+        if (at_plain(n, j0, i0)) {
+            for (var jj = 0u; jj < KT; jj = jj + 1u) {
+                var s = 0.0;
+                for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) { s = s + dot(qr[d4], tile_a[jj * HD4 + d4]); }
+                let p = exp(s * at.scale - lse);
+                var dp = 0.0;
+                for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) { dp = dp + dot(gr[d4], tile_b[jj * HV4 + d4]); }
+                let ds = p * (dp * at_keep(row, j0 + jj) - delta);
+                for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) { dq[d4] = dq[d4] + ds * tile_a[jj * HD4 + d4]; }
             }
-        }
-        for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) {
-            let v0 = at_v4(vb.x, d4, at.ev);
-            let v1 = at_v4(vb.y, d4, at.ev);
-            let v2 = at_v4(vb.z, d4, at.ev);
-            let v3 = at_v4(vb.w, d4, at.ev);
-            for (var r = 0u; r < R; r = r + 1u) {
-                let g = gr[r * HV4 + d4];
-                dp[r] = dp[r] + vec4<f32>(dot(g, v0), dot(g, v1), dot(g, v2), dot(g, v3));
-            }
-        }
-        let plain = at.mask_kind == 0u && j0 + 4u <= at.s && (at.causal == 0u || j0 + 3u <= i0);
-        var ds: array<vec4<f32>, 4>;
-        for (var r = 0u; r < R; r = r + 1u) {
-            let i = i0 + t + r * AW;
-            var sc = s[r] * at.scale;
-            var vis = vec4<bool>(true);
-            if (!plain) {
-                let b = at_bias4(bh, vec4<u32>(i), jv);
-                sc = sc + b[1];
-                vis = b[0] != vec4<f32>(0.0);
-            }
-            let pr = select(vec4<f32>(0.0), exp(sc - vec4<f32>(lse[r])), vis);
-            var z = vec4<f32>(1.0);
-            if (at.dropout != 0u) { z = at_keep4(bh * at.l + i, j0); }
-            ds[r] = pr * (dp[r] * z - vec4<f32>(delta[r]));
-        }
-        for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) {
-            let k0 = at_k4(kb.x, d4, at.e);
-            let k1 = at_k4(kb.y, d4, at.e);
-            let k2 = at_k4(kb.z, d4, at.e);
-            let k3 = at_k4(kb.w, d4, at.e);
-            for (var r = 0u; r < R; r = r + 1u) {
-                let w = ds[r];
-                dq[r * HD4 + d4] = dq[r * HD4 + d4] + w.x * k0 + w.y * k1 + w.z * k2 + w.w * k3;
+        } else {
+            for (var jj = 0u; jj < n; jj = jj + 1u) {
+                let b = at_bias(bh, i, j0 + jj);
+                var s = 0.0;
+                for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) { s = s + dot(qr[d4], tile_a[jj * HD4 + d4]); }
+                let p = select(0.0, exp(s * at.scale + b.y - lse), b.x != 0.0);
+                var dp = 0.0;
+                for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) { dp = dp + dot(gr[d4], tile_b[jj * HV4 + d4]); }
+                let ds = p * (dp * at_keep(row, j0 + jj) - delta);
+                for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) { dq[d4] = dq[d4] + ds * tile_a[jj * HD4 + d4]; }
             }
         }
     }
-    for (var r = 0u; r < R; r = r + 1u) {
-        let i = i0 + t + r * AW;
-        if (i >= at.l) { break; }
-        let base = at_qrow(bh, i);
-        for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) {
-            let val = dq[r * HD4 + d4] * at.scale;
-            for (var c = 0u; c < 4u; c = c + 1u) {
-                let d = d4 * 4u + c;
-                if (d < at.e) { y0[base + d] = val[c]; }
-            }
+    if (!live) { return; }
+    for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) {
+        let val = dq[d4] * at.scale;
+        for (var c = 0u; c < 4u; c = c + 1u) {
+            let d = d4 * 4u + c;
+            if (d < at.e) { y0[at_qrow(bh, i) + d] = val[c]; }
         }
     }
 }
 
-@compute @workgroup_size(AW)
+@compute @workgroup_size(128)
 fn attention_dkv_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) t: u32) {
     let blk = row_id(wid, nwg);
-    if (blk >= at.bh * at.blocks) { return; }
+    let valid = blk < at.bh * at.blocks;
     let bh = blk / at.blocks;
-    let j0 = (blk % at.blocks) * AW * R;
-    var kr: array<vec4<f32>, 128>;
-    var vr: array<vec4<f32>, 128>;
-    var dk: array<vec4<f32>, 128>;
-    var dv: array<vec4<f32>, 128>;
-    for (var r = 0u; r < R; r = r + 1u) {
-        let j = min(j0 + t + r * AW, at.s - 1u);
-        let kb = at_krow(bh, j);
-        let vb = at_vrow(bh, j);
-        for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) {
-            kr[r * HD4 + d4] = at_k4(kb, d4, at.e);
-            dk[r * HD4 + d4] = vec4<f32>(0.0);
-        }
-        for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) {
-            vr[r * HV4 + d4] = at_v4(vb, d4, at.ev);
-            dv[r * HV4 + d4] = vec4<f32>(0.0);
-        }
+    let j0 = (blk % at.blocks) * ROWS;
+    let j = j0 + t;
+    let live = valid && j < at.s;
+    var kr: array<vec4<f32>, 32>;
+    var vr: array<vec4<f32>, 32>;
+    var dk: array<vec4<f32>, 32>;
+    var dv: array<vec4<f32>, 32>;
+    for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) {
+        kr[d4] = vec4<f32>(0.0);
+        dk[d4] = vec4<f32>(0.0);
+        if (live) { kr[d4] = at_k4(at_krow(bh, j), d4, at.e); }
+    }
+    for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) {
+        vr[d4] = vec4<f32>(0.0);
+        dv[d4] = vec4<f32>(0.0);
+        if (live) { vr[d4] = at_v4(at_vrow(bh, j), d4, at.ev); }
     }
     // Causal: queries before this block's first key see none of its keys.
     var istart = 0u;
-    if (at.causal != 0u) { istart = j0 / 4u * 4u; }
-    // The block's last key, for the plain test.
-    let jlast = min(j0 + AW * R, at.s) - 1u;
-    let lastq = at.l - 1u;
-    for (var i0 = istart; i0 < at.l; i0 = i0 + 4u) {
-        let iv = vec4<u32>(i0, i0 + 1u, i0 + 2u, i0 + 3u);
-        let ic = min(iv, vec4<u32>(lastq));
-        let qb = vec4<u32>(at_qrow(bh, ic.x), at_qrow(bh, ic.y), at_qrow(bh, ic.z), at_qrow(bh, ic.w));
-        let ob = vec4<u32>(at_orow(bh, ic.x), at_orow(bh, ic.y), at_orow(bh, ic.z), at_orow(bh, ic.w));
-        let rows = vec4<u32>(bh * at.l) + ic;
-        let lse = vec4<f32>(at_stats[2u * rows.x], at_stats[2u * rows.y], at_stats[2u * rows.z], at_stats[2u * rows.w]);
-        let delta = vec4<f32>(at_stats[2u * rows.x + 1u], at_stats[2u * rows.y + 1u],
-                              at_stats[2u * rows.z + 1u], at_stats[2u * rows.w + 1u]);
-        // s[r][c]: key r's score against query i0 + c; dp likewise.
-        var s: array<vec4<f32>, 4>;
-        var dp: array<vec4<f32>, 4>;
-        for (var r = 0u; r < R; r = r + 1u) {
-            s[r] = vec4<f32>(0.0);
-            dp[r] = vec4<f32>(0.0);
-        }
-        for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) {
-            let q0 = at_q4(qb.x, d4, at.e);
-            let q1 = at_q4(qb.y, d4, at.e);
-            let q2 = at_q4(qb.z, d4, at.e);
-            let q3 = at_q4(qb.w, d4, at.e);
-            for (var r = 0u; r < R; r = r + 1u) {
-                let x = kr[r * HD4 + d4];
-                s[r] = s[r] + vec4<f32>(dot(x, q0), dot(x, q1), dot(x, q2), dot(x, q3));
+    if (at.causal != 0u) { istart = (j0 / KT) * KT; }
+    for (var i0 = istart; i0 < at.l; i0 = i0 + KT) {
+        at_load_qdo(t, valid, bh, i0);
+        let n = min(KT, at.l - i0);
+        // Plain: every query of the tile sees every key of this block (the tile's first
+        // query at or after the block's last key when causal).
+        let plain = at.mask_kind == 0u && n == KT && (at.causal == 0u || j0 + ROWS <= i0 + 1u);
+        // Uniform control flow around the loops, as in attention_fwd.
+        if (plain) {
+            for (var ii = 0u; ii < KT; ii = ii + 1u) {
+                let row = bh * at.l + i0 + ii;
+                var s = 0.0;
+                for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) { s = s + dot(kr[d4], tile_a[ii * HD4 + d4]); }
+                let p = exp(s * at.scale - at_stats[2u * row]);
+                let z = at_keep(row, j);
+                var dp = 0.0;
+                for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) {
+                    let g = tile_b[ii * HV4 + d4];
+                    dp = dp + dot(g, vr[d4]);
+                    dv[d4] = dv[d4] + (p * z) * g;
+                }
+                let ds = p * (dp * z - at_stats[2u * row + 1u]);
+                for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) { dk[d4] = dk[d4] + ds * tile_a[ii * HD4 + d4]; }
             }
-        }
-        for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) {
-            let g0 = at_do4(ob.x, d4, at.ev);
-            let g1 = at_do4(ob.y, d4, at.ev);
-            let g2 = at_do4(ob.z, d4, at.ev);
-            let g3 = at_do4(ob.w, d4, at.ev);
-            for (var r = 0u; r < R; r = r + 1u) {
-                let x = vr[r * HV4 + d4];
-                dp[r] = dp[r] + vec4<f32>(dot(x, g0), dot(x, g1), dot(x, g2), dot(x, g3));
-            }
-        }
-        // Plain: all four queries are in range and see every key of this block.
-        let plain = at.mask_kind == 0u && i0 + 4u <= at.l && (at.causal == 0u || jlast <= i0);
-        var pz: array<vec4<f32>, 4>;
-        var ds: array<vec4<f32>, 4>;
-        for (var r = 0u; r < R; r = r + 1u) {
-            let j = j0 + t + r * AW;
-            var sc = s[r] * at.scale;
-            var vis = vec4<bool>(true);
-            if (!plain) {
-                let b = at_bias4(bh, iv, vec4<u32>(j));
-                sc = sc + b[1];
-                vis = b[0] != vec4<f32>(0.0);
-            }
-            let pr = select(vec4<f32>(0.0), exp(sc - lse), vis);
-            var z = vec4<f32>(1.0);
-            if (at.dropout != 0u) { z = at_keep4q(bh * at.l + i0, j); }
-            pz[r] = pr * z;
-            ds[r] = pr * (dp[r] * z - delta);
-        }
-        for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) {
-            let g0 = at_do4(ob.x, d4, at.ev);
-            let g1 = at_do4(ob.y, d4, at.ev);
-            let g2 = at_do4(ob.z, d4, at.ev);
-            let g3 = at_do4(ob.w, d4, at.ev);
-            for (var r = 0u; r < R; r = r + 1u) {
-                let w = pz[r];
-                dv[r * HV4 + d4] = dv[r * HV4 + d4] + w.x * g0 + w.y * g1 + w.z * g2 + w.w * g3;
-            }
-        }
-        for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) {
-            let q0 = at_q4(qb.x, d4, at.e);
-            let q1 = at_q4(qb.y, d4, at.e);
-            let q2 = at_q4(qb.z, d4, at.e);
-            let q3 = at_q4(qb.w, d4, at.e);
-            for (var r = 0u; r < R; r = r + 1u) {
-                let w = ds[r];
-                dk[r * HD4 + d4] = dk[r * HD4 + d4] + w.x * q0 + w.y * q1 + w.z * q2 + w.w * q3;
+        } else {
+            for (var ii = 0u; ii < n; ii = ii + 1u) {
+                let i = i0 + ii;
+                let b = at_bias(bh, i, j);
+                let row = bh * at.l + i;
+                var s = 0.0;
+                for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) { s = s + dot(kr[d4], tile_a[ii * HD4 + d4]); }
+                let p = select(0.0, exp(s * at.scale + b.y - at_stats[2u * row]), b.x != 0.0);
+                let z = at_keep(row, j);
+                var dp = 0.0;
+                for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) {
+                    let g = tile_b[ii * HV4 + d4];
+                    dp = dp + dot(g, vr[d4]);
+                    dv[d4] = dv[d4] + (p * z) * g;
+                }
+                let ds = p * (dp * z - at_stats[2u * row + 1u]);
+                for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) { dk[d4] = dk[d4] + ds * tile_a[ii * HD4 + d4]; }
             }
         }
     }
-    for (var r = 0u; r < R; r = r + 1u) {
-        let j = j0 + t + r * AW;
-        if (j >= at.s) { break; }
-        let kb = at_krow(bh, j);
-        let vb = at_vrow(bh, j);
-        for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) {
-            let val = dk[r * HD4 + d4] * at.scale;
-            for (var c = 0u; c < 4u; c = c + 1u) {
-                let d = d4 * 4u + c;
-                if (d < at.e) { y0[kb + d] = val[c]; }
-            }
+    if (!live) { return; }
+    for (var d4 = 0u; d4 < HD4; d4 = d4 + 1u) {
+        let val = dk[d4] * at.scale;
+        for (var c = 0u; c < 4u; c = c + 1u) {
+            let d = d4 * 4u + c;
+            if (d < at.e) { y0[at_krow(bh, j) + d] = val[c]; }
         }
-        for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) {
-            for (var c = 0u; c < 4u; c = c + 1u) {
-                let d = d4 * 4u + c;
-                if (d >= at.ev) { continue; }
-                if (at.dv_in_dk != 0u) {
-                    y0[vb + d] = dv[r * HV4 + d4][c];
-                } else {
-                    y1[vb + d] = dv[r * HV4 + d4][c];
-                }
+    }
+    for (var d4 = 0u; d4 < HV4; d4 = d4 + 1u) {
+        for (var c = 0u; c < 4u; c = c + 1u) {
+            let d = d4 * 4u + c;
+            if (d >= at.ev) { continue; }
+            if (at.dv_in_dk != 0u) {
+                y0[at_vrow(bh, j) + d] = dv[d4][c];
+            } else {
+                y1[at_vrow(bh, j) + d] = dv[d4][c];
             }
         }
     }

@@ -16,13 +16,14 @@ pub(crate) const FILE: ShaderFile =
     shader("attention", include_str!("../../../shaders/attention.wgsl"))
         .with_params(&[&AttentionParams::INFO]);
 
+/// Query (or key) rows one workgroup owns, one per thread.
+const ROWS: usize = 128;
 /// The largest head dimension: private rows of 32 `vec4`s.
 const HEAD_LIMIT: usize = 128;
-/// `vec4`s in each of the kernels' private register arrays (rows per thread times the
-/// head dimension in `vec4`s).
-const REGISTER_VEC4S: usize = 128;
-/// Rows per thread on a software adapter (see [`Shape`]).
-const SOFTWARE_ROWS: usize = 4;
+/// `vec4`s in each of the two workgroup tiles (2 x 8 KiB: WebGPU's default 16 KiB).
+const TILE_VEC4S: usize = 512;
+/// The most keys (queries) in a tile: the kernels' private score array.
+const TILE_MAX: usize = 32;
 
 params! {
     /// One attention call: sizes, the mask's layout and the dropout key.
@@ -37,8 +38,7 @@ params! {
         e: u32,
         /// Head dimension of values.
         ev: u32,
-        /// Row blocks per batch-head (of queries, or of keys for dK/dV), `AW * R` rows
-        /// each.
+        /// Row blocks of 128 per batch-head (of queries, or of keys for dK/dV).
         blocks: u32,
         /// 1 for a causal mask.
         causal: u32,
@@ -150,10 +150,9 @@ const fn attention_kernel(
     }
 }
 
-/// The kernels' override constants: the head dimensions in vec4s, the rows per thread
-/// and the workgroup size ([`Shape`]), and whether rows are read as aligned vec4s
-/// ([`vec_rows`]).
-const OVERRIDES: &[&str] = &["HD4", "HV4", "R", "AW", "VEC"];
+/// The tiled kernels' override constants: the head dimensions in vec4s, the tile
+/// ([`tile`]) and whether rows are read as aligned vec4s ([`vec_rows`]).
+const OVERRIDES: &[&str] = &["HD4", "HV4", "KT", "VEC"];
 
 const ATTENTION_FWD: &Kernel = &attention_kernel(
     "attention_fwd",
@@ -190,45 +189,14 @@ pub(crate) fn kernels() -> Vec<&'static Kernel> {
     ]
 }
 
-/// How a launch covers `rows` rows (queries, or keys for dK/dV): `r` rows per thread,
-/// `aw` threads per workgroup. A software adapter (lavapipe and the like, where one load
-/// instruction costs tens of multiply-adds) takes 4 rows per thread, so that every key
-/// (query) vec4 loaded feeds 16 multiply-adds (at seq 1024 on lavapipe, 4.7x the speed
-/// of one row per thread); a hardware GPU one, its registers being scarcer. The
-/// workgroup shrinks for short sequences, so that a batch of 64-row heads does not run
-/// workgroups of mostly idle rows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Shape {
-    r: usize,
-    aw: usize,
-}
-
-impl Shape {
-    fn new(g: &AttentionGeometry, rows: usize, software: bool) -> Shape {
-        let widest = g.e.div_ceil(4).max(g.ev.div_ceil(4)).max(1);
-        let r = if software {
-            SOFTWARE_ROWS.min(REGISTER_VEC4S / widest).max(1)
-        } else {
-            1
-        };
-        let (lo, hi) = if software { (8, 64) } else { (32, 128) };
-        let aw = rows.div_ceil(r).next_power_of_two().clamp(lo, hi);
-        Shape { r, aw }
-    }
-
-    fn rows(self) -> usize {
-        self.r * self.aw
-    }
-}
-
-fn params(g: &AttentionGeometry, rows: usize, shape: Shape) -> AttentionParams {
+fn params(g: &AttentionGeometry, rows: usize) -> AttentionParams {
     let mut p = AttentionParams {
         bh: g.bh as u32,
         l: g.l as u32,
         s: g.s as u32,
         e: g.e as u32,
         ev: g.ev as u32,
-        blocks: rows.div_ceil(shape.rows()).max(1) as u32,
+        blocks: rows.div_ceil(ROWS).max(1) as u32,
         causal: g.causal as u32,
         m_repeat: 1,
         m_blocks: 1,
@@ -261,6 +229,14 @@ fn params(g: &AttentionGeometry, rows: usize, shape: Shape) -> AttentionParams {
     p
 }
 
+/// Keys (or queries) per workgroup tile: as many rows of `hd4` and `hv4` vec4s as the
+/// tiles hold, rounded down to a multiple of 8 (the forward takes keys eight at a time),
+/// at most [`TILE_MAX`]: 32 at head_dim 64, 16 at 128. Fewer, larger tiles mean fewer
+/// barrier pairs.
+fn tile(hd4: usize, hv4: usize) -> usize {
+    (TILE_VEC4S / hd4.max(hv4).max(1)).min(TILE_MAX) / 8 * 8
+}
+
 /// Whether every row of q, k, v and the output (and its gradient) starts on a `vec4` and
 /// both head dimensions are multiples of 4, so the kernels load rows as aligned `vec4`s.
 fn vec_rows(g: &AttentionGeometry) -> bool {
@@ -277,15 +253,15 @@ fn vec_rows(g: &AttentionGeometry) -> bool {
 /// thread. No FLOP counts: the profile's useful-over-executed figure is the matrix
 /// products' (declaring attention's useful work without its executed work pushed a
 /// workload's figure past 100%).
-fn work(g: &AttentionGeometry, len: usize, shape: Shape) -> Work {
+fn work(g: &AttentionGeometry, len: usize) -> Work {
     let (hd4, hv4) = (g.e.div_ceil(4), g.ev.div_ceil(4));
     Work {
         overrides: [
             hd4 as u32,
             hv4 as u32,
-            shape.r as u32,
-            shape.aw as u32,
+            tile(hd4, hv4) as u32,
             vec_rows(g) as u32,
+            0,
             0,
         ],
         serial: len.max(1) as u64,
@@ -297,18 +273,6 @@ fn gpu(s: &Storage) -> Result<&GpuBuffer> {
     match s {
         Storage::Gpu(b) => Ok(b),
         _ => wrong_backend("scaled_dot_product_attention"),
-    }
-}
-
-/// The software-adapter shape ([`Shape`]) where the adapter is one and its block
-/// kernels are not turned off ([`crate::GpuOptions::software_kernels`]).
-trait SoftwareAttention {
-    fn software_attention(&self) -> bool;
-}
-
-impl SoftwareAttention for Arc<GpuContext> {
-    fn software_attention(&self) -> bool {
-        self.is_software() && self.options().software_kernels
     }
 }
 
@@ -331,15 +295,14 @@ impl Attention for Arc<GpuContext> {
         };
         let out = gpu_alloc(self, g.bh * g.l * g.ev)?;
         let lse = gpu_alloc(self, g.bh * g.l)?;
-        let shape = Shape::new(g, g.l, self.software_attention());
-        let p = params(g, g.l, shape);
+        let p = params(g, g.l);
         let groups = groups_rows(g.bh * p.blocks as usize);
         self.launch_with(
             ATTENTION_FWD,
             &p,
             &[q, k, v, &out, &lse, m],
             groups,
-            work(g, g.s, shape),
+            work(g, g.s),
         );
         Ok((Storage::Gpu(Arc::new(out)), Storage::Gpu(Arc::new(lse))))
     }
@@ -367,23 +330,20 @@ impl Attention for Arc<GpuContext> {
         };
         self.launch_with(
             ATTENTION_DELTA_BWD,
-            &params(g, g.l, Shape { r: 1, aw: 1 }),
+            &params(g, g.l),
             &[out, dout, lse, &stats],
             groups_1d(rows),
             delta,
         );
-        let software = self.software_attention();
-        let shape = Shape::new(g, g.l, software);
-        let p = params(g, g.l, shape);
+        let p = params(g, g.l);
         self.launch_with(
             ATTENTION_DQ_BWD,
             &p,
             &[q, k, v, dq, m, dout, &stats],
             groups_rows(g.bh * p.blocks as usize),
-            work(g, g.s, shape),
+            work(g, g.s),
         );
-        let shape = Shape::new(g, g.s, software);
-        let mut p = params(g, g.s, shape);
+        let mut p = params(g, g.s);
         // One buffer for dK and dV (a packed projection's gradient) is bound once; the
         // second binding then holds the log-sum-exp, which this kernel neither reads
         // (it reads the statistics) nor writes.
@@ -395,7 +355,7 @@ impl Attention for Arc<GpuContext> {
             &p,
             &[q, k, v, dk, dv, m, dout, &stats],
             groups_rows(g.bh * p.blocks as usize),
-            work(g, g.l, shape),
+            work(g, g.l),
         );
         Ok(())
     }
