@@ -362,6 +362,14 @@ common::test_device!(
     }
 );
 
+/// `n` values in [-1, 1) that repeat with period `modulus` (`i * step % modulus`): an
+/// input without the symmetry that could hide a wrong reduction.
+fn wave(n: usize, step: usize, modulus: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * step) % modulus) as f32 / ((modulus / 2) as f32) - 1.0)
+        .collect()
+}
+
 /// Group norm whose channels hold more elements than one workgroup of the weight's
 /// backward sums (2 x 8,200 > 16,384: two chunks per channel, added by the op) gives
 /// the CPU's weight and bias gradients on the GPU.
@@ -369,12 +377,8 @@ common::test_device!(
 fn long_channels_sum_the_weight_gradient_in_chunks_on_both_devices() {
     let shape = [2usize, 2, 8200];
     let n: usize = shape.iter().product();
-    let x: Vec<f32> = (0..n)
-        .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
-        .collect();
-    let g: Vec<f32> = (0..n)
-        .map(|i| ((i * 53) % 89) as f32 / 44.0 - 1.0)
-        .collect();
+    let x: Vec<f32> = wave(n, 37, 101);
+    let g: Vec<f32> = wave(n, 53, 89);
     let run = |dev: &Device| {
         let xt = Tensor::from_vec(x.clone(), &shape, dev).unwrap();
         let w = Tensor::from_vec(vec![0.5f32, -1.5], &[2], dev)
@@ -424,12 +428,8 @@ fn the_affine_gradients_of_up_to_2048_rows_take_one_dispatch() {
     let gpu = common::gpu();
     for (rows, affine_dispatches, groups) in [(1000, 1, 8), (2048, 1, 16), (2100, 3, 20)] {
         let n = rows * d;
-        let x: Vec<f32> = (0..n)
-            .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
-            .collect();
-        let g: Vec<f32> = (0..n)
-            .map(|i| ((i * 53) % 89) as f32 / 44.0 - 1.0)
-            .collect();
+        let x: Vec<f32> = wave(n, 37, 101);
+        let g: Vec<f32> = wave(n, 53, 89);
         let run = |dev: &Device| {
             let xt = Tensor::from_vec(x.clone(), &[rows, d], dev).unwrap();
             let w = Tensor::ones(&[d], dev)

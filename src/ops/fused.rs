@@ -75,16 +75,17 @@ pub(crate) fn linear_add(
                 ),
             );
         }
-        if rows > 1 && (split::over(dev, rows * inp) || split::over(dev, rows * out)) {
-            return linear_act(x, weight, bias, act)?.add(a);
-        }
     }
     if rows > 1 && (split::over(dev, rows * inp) || split::over(dev, rows * out)) {
-        // Too large for one binding: the rows in pieces.
+        // Too large for one binding: the rows in pieces, then any residual added.
         let per = split::rows_per_piece(dev, inp.max(out));
         let x2 = x.reshape(&[rows, inp])?;
         let y = split::map_rows(&x2, per, |p| linear_act(p, weight, bias, act))?;
-        return y.reshape(&out_shape);
+        let y = y.reshape(&out_shape)?;
+        return match addend {
+            Some(a) => y.add(a),
+            None => Ok(y),
+        };
     }
     crate::ops::check_out("matmul", &[rows, out], x.dtype(), x.device())?;
     let x2 = x.detach().reshape(&[rows, inp])?;
