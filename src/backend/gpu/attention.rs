@@ -1,10 +1,14 @@
-//! The GPU backend's fused scaled-dot-product attention (`shaders/attention.wgsl`): one
-//! forward dispatch (output and log-sum-exp, the scores never stored) and three backward
-//! dispatches (`D = rowsum(dO o O)`, then dQ, then dK and dV, each recomputing the
-//! weights tile by tile from the log-sum-exp).
+//! The GPU backend's fused scaled-dot-product attention: one forward dispatch (output
+//! and log-sum-exp, the scores never stored) and three backward dispatches
+//! (`D = rowsum(dO o O)`, then dQ, then dK and dV, each recomputing the weights from the
+//! log-sum-exp). Hardware adapters run the tiled kernels of `shaders/attention.wgsl`
+//! (keys and values staged in workgroup memory, one row per thread); software adapters
+//! run the generated row kernels of [`super::attention_rows`] (several rows per thread,
+//! no workgroup memory), the same math laid out for CPU SIMD lanes.
 
 use std::sync::Arc;
 
+use super::attention_rows::{Pass, Variant};
 use super::kernels::{gpu_alloc, groups_1d, groups_rows, shader};
 use super::params::{params, Params};
 use super::{slot, ExtraSlot, GpuBuffer, GpuContext, Kernel, ShaderFile, Work};
@@ -12,9 +16,14 @@ use crate::backend::attention::AttentionGeometry;
 use crate::backend::{wrong_backend, Attention, Storage};
 use crate::error::Result;
 
-pub(crate) const FILE: ShaderFile =
-    shader("attention", include_str!("../../../shaders/attention.wgsl"))
-        .with_params(&[&AttentionParams::INFO]);
+pub(crate) const FILE: ShaderFile = shader(
+    "attention",
+    concat!(
+        include_str!("../../../shaders/attention_common.wgsl"),
+        include_str!("../../../shaders/attention.wgsl")
+    ),
+)
+.with_params(&[&AttentionParams::INFO]);
 
 /// Query (or key) rows one workgroup owns, one per thread.
 const ROWS: usize = 128;
@@ -38,7 +47,7 @@ params! {
         e: u32,
         /// Head dimension of values.
         ev: u32,
-        /// Row blocks of 128 per batch-head (of queries, or of keys for dK/dV).
+        /// Row blocks per batch-head (of queries, or of keys for dK/dV).
         blocks: u32,
         /// 1 for a causal mask.
         causal: u32,
@@ -189,14 +198,14 @@ pub(crate) fn kernels() -> Vec<&'static Kernel> {
     ]
 }
 
-fn params(g: &AttentionGeometry, rows: usize) -> AttentionParams {
+fn params(g: &AttentionGeometry, rows: usize, block: usize) -> AttentionParams {
     let mut p = AttentionParams {
         bh: g.bh as u32,
         l: g.l as u32,
         s: g.s as u32,
         e: g.e as u32,
         ev: g.ev as u32,
-        blocks: rows.div_ceil(ROWS).max(1) as u32,
+        blocks: rows.div_ceil(block).max(1) as u32,
         causal: g.causal as u32,
         m_repeat: 1,
         m_blocks: 1,
@@ -249,13 +258,43 @@ fn vec_rows(g: &AttentionGeometry) -> bool {
         })
 }
 
-/// The launch's override values and declared work: `len` rows streamed past each
-/// thread. No FLOP counts: the profile's useful-over-executed figure is the matrix
-/// products' (declaring attention's useful work without its executed work pushed a
-/// workload's figure past 100%).
-fn work(g: &AttentionGeometry, len: usize) -> Work {
+/// How one pass of a call is launched: its kernel, the rows a workgroup owns, and the
+/// override values (the tiled kernels' constants, or a row kernel's variant).
+struct Launch {
+    kernel: &'static Kernel,
+    block: usize,
+    overrides: [u32; 6],
+}
+
+/// The launch of `pass` on this device: on a software adapter (unless
+/// [`super::GpuOptions::software_kernels`] is off) the generated row kernels of
+/// [`super::attention_rows`], elsewhere the tiled kernels of `shaders/attention.wgsl`.
+fn launch(ctx: &GpuContext, pass: Pass, g: &AttentionGeometry) -> Launch {
+    if ctx.is_software() && ctx.options().software_kernels {
+        let rows = if pass == Pass::Dkv { g.s } else { g.l };
+        let v = Variant::new(
+            pass,
+            (g.e, g.ev),
+            rows,
+            vec_rows(g),
+            g.causal,
+            g.mask.is_some(),
+            g.dropout.is_some(),
+        );
+        return Launch {
+            kernel: pass.kernel(),
+            block: v.block(),
+            overrides: v.words(),
+        };
+    }
     let (hd4, hv4) = (g.e.div_ceil(4), g.ev.div_ceil(4));
-    Work {
+    Launch {
+        kernel: match pass {
+            Pass::Forward => ATTENTION_FWD,
+            Pass::Dq => ATTENTION_DQ_BWD,
+            Pass::Dkv => ATTENTION_DKV_BWD,
+        },
+        block: ROWS,
         overrides: [
             hd4 as u32,
             hv4 as u32,
@@ -264,8 +303,30 @@ fn work(g: &AttentionGeometry, len: usize) -> Work {
             0,
             0,
         ],
-        serial: len.max(1) as u64,
-        ..Default::default()
+    }
+}
+
+impl Launch {
+    /// The parameters of a launch over `rows` rows per batch-head.
+    fn params(&self, g: &AttentionGeometry, rows: usize) -> AttentionParams {
+        params(g, rows, self.block)
+    }
+
+    /// Its workgroups.
+    fn groups(&self, g: &AttentionGeometry, rows: usize) -> [u32; 3] {
+        groups_rows(g.bh * rows.div_ceil(self.block).max(1))
+    }
+
+    /// Its declared work: `len` rows streamed past each thread. No FLOP counts: the
+    /// profile's useful-over-executed figure is the matrix products' (declaring
+    /// attention's useful work without its executed work pushed a workload's figure
+    /// past 100%).
+    fn work(&self, len: usize) -> Work {
+        Work {
+            overrides: self.overrides,
+            serial: len.max(1) as u64,
+            ..Default::default()
+        }
     }
 }
 
@@ -295,14 +356,13 @@ impl Attention for Arc<GpuContext> {
         };
         let out = gpu_alloc(self, g.bh * g.l * g.ev)?;
         let lse = gpu_alloc(self, g.bh * g.l)?;
-        let p = params(g, g.l);
-        let groups = groups_rows(g.bh * p.blocks as usize);
+        let fwd = launch(self, Pass::Forward, g);
         self.launch_with(
-            ATTENTION_FWD,
-            &p,
+            fwd.kernel,
+            &fwd.params(g, g.l),
             &[q, k, v, &out, &lse, m],
-            groups,
-            work(g, g.s),
+            fwd.groups(g, g.l),
+            fwd.work(g.s),
         );
         Ok((Storage::Gpu(Arc::new(out)), Storage::Gpu(Arc::new(lse))))
     }
@@ -330,20 +390,21 @@ impl Attention for Arc<GpuContext> {
         };
         self.launch_with(
             ATTENTION_DELTA_BWD,
-            &params(g, g.l),
+            &params(g, g.l, ROWS),
             &[out, dout, lse, &stats],
             groups_1d(rows),
             delta,
         );
-        let p = params(g, g.l);
+        let dq_pass = launch(self, Pass::Dq, g);
         self.launch_with(
-            ATTENTION_DQ_BWD,
-            &p,
+            dq_pass.kernel,
+            &dq_pass.params(g, g.l),
             &[q, k, v, dq, m, dout, &stats],
-            groups_rows(g.bh * p.blocks as usize),
-            work(g, g.s),
+            dq_pass.groups(g, g.l),
+            dq_pass.work(g.s),
         );
-        let mut p = params(g, g.s);
+        let dkv = launch(self, Pass::Dkv, g);
+        let mut p = dkv.params(g, g.s);
         // One buffer for dK and dV (a packed projection's gradient) is bound once; the
         // second binding then holds the log-sum-exp, which this kernel neither reads
         // (it reads the statistics) nor writes.
@@ -351,11 +412,11 @@ impl Attention for Arc<GpuContext> {
         p.dv_in_dk = shared as u32;
         let dv = if shared { lse } else { dv };
         self.launch_with(
-            ATTENTION_DKV_BWD,
+            dkv.kernel,
             &p,
             &[q, k, v, dk, dv, m, dout, &stats],
-            groups_rows(g.bh * p.blocks as usize),
-            work(g, g.l),
+            dkv.groups(g, g.s),
+            dkv.work(g.l),
         );
         Ok(())
     }

@@ -11,6 +11,7 @@
 
 pub mod adapter;
 pub(crate) mod attention;
+mod attention_rows;
 pub(crate) mod augment;
 pub(crate) mod batchnorm;
 pub(crate) mod buffers;

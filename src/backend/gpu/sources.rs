@@ -49,6 +49,7 @@ fn all_kernels() -> Vec<&'static super::Kernel> {
         super::rnn::kernels(),
         super::inplace::kernels(),
         super::attention::kernels(),
+        super::attention_rows::kernels(),
     ]
     .concat()
 }
@@ -75,6 +76,7 @@ pub fn shader_sources() -> Vec<ShaderSource> {
         super::rnn::FILE,
         super::inplace::FILE,
         super::attention::FILE,
+        super::attention_rows::FILE,
     ];
     let kernels = all_kernels();
     let mut sources: Vec<ShaderSource> = files

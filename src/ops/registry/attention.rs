@@ -238,6 +238,9 @@ fn packed_entry() -> OpEntry {
             "attention_delta_bwd",
             "attention_dq_bwd",
             "attention_dkv_bwd",
+            "attention_rows_fwd",
+            "attention_rows_dq_bwd",
+            "attention_rows_dkv_bwd",
         ],
         cases: cases
             .into_iter()
@@ -286,6 +289,9 @@ fn sdpa_entry(cases: &[AttentionCase]) -> OpEntry {
             "attention_delta_bwd",
             "attention_dq_bwd",
             "attention_dkv_bwd",
+            "attention_rows_fwd",
+            "attention_rows_dq_bwd",
+            "attention_rows_dkv_bwd",
         ],
         cases: cases
             .iter()
