@@ -129,15 +129,15 @@ params! {
     }
 }
 
-const MASK: ExtraSlot = ExtraSlot {
+pub(super) const MASK: ExtraSlot = ExtraSlot {
     binding: slot::FIRST_EXTRA,
     read_only: true,
 };
-const DOUT: ExtraSlot = ExtraSlot {
+pub(super) const DOUT: ExtraSlot = ExtraSlot {
     binding: slot::FIRST_EXTRA + 1,
     read_only: true,
 };
-const STATS: ExtraSlot = ExtraSlot {
+pub(super) const STATS: ExtraSlot = ExtraSlot {
     binding: slot::FIRST_EXTRA + 2,
     read_only: true,
 };

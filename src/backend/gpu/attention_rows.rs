@@ -22,7 +22,7 @@
 use std::fmt::Write;
 use std::sync::OnceLock;
 
-use super::attention::AttentionParams;
+use super::attention::{AttentionParams, DOUT, MASK, STATS};
 use super::kernels::shader_with;
 use super::params::Params;
 use super::{slot, ExtraSlot, Generated, Kernel, ShaderFile};
@@ -33,19 +33,6 @@ pub(crate) const FILE: ShaderFile = shader_with(
     Generated::PerVariant(variant_text, general_text),
 )
 .with_params(&[&AttentionParams::INFO]);
-
-const MASK: ExtraSlot = ExtraSlot {
-    binding: slot::FIRST_EXTRA,
-    read_only: true,
-};
-const DOUT: ExtraSlot = ExtraSlot {
-    binding: slot::FIRST_EXTRA + 1,
-    read_only: true,
-};
-const STATS: ExtraSlot = ExtraSlot {
-    binding: slot::FIRST_EXTRA + 2,
-    read_only: true,
-};
 
 const fn rows_kernel(
     entry: &'static str,
@@ -248,6 +235,10 @@ pub(crate) fn generate(pass: Pass, v: &Variant) -> String {
     g.s
 }
 
+/// Four streamed rows: the name of their loaded `vec4`s, the name of their bases, and
+/// the loader of their binding.
+type Stream = (&'static str, &'static str, fn(&Gen, &str, usize) -> String);
+
 /// The text being written and its variant. Names: `r` a thread's row, `c` one of the
 /// four streamed rows, `d` a `vec4` of the head dimension.
 struct Gen {
@@ -431,13 +422,7 @@ impl Gen {
         for r in 0..r {
             w!(self, "        var s{r} = vec4<f32>(0.0);");
         }
-        for d in 0..hd4 {
-            self.stream_load(d, "k", "kb", Gen::k);
-            for r in 0..r {
-                w!(self, "          s{r} = s{r} + vec4<f32>(dot(q{r}_{d}, k0), dot(q{r}_{d}, k1), dot(q{r}_{d}, k2), dot(q{r}_{d}, k3));");
-            }
-            w!(self, "        }}");
-        }
+        self.dots(hd4, ("k", "kb", Gen::k), "q", "s");
         for r in 0..r {
             w!(self, "        var x{r} = s{r} * at.scale;");
             self.visibility(r, &|r, _| format!("c{r}"), &|_, c| format!("j{c}"));
@@ -465,13 +450,7 @@ impl Gen {
                 w!(self, "        p{r} = p{r} * z{r};");
             }
         }
-        for d in 0..hv4 {
-            self.stream_load(d, "v", "vb", Gen::val);
-            for r in 0..r {
-                w!(self, "          a{r}_{d} = a{r}_{d} * corr{r} + p{r}.x * v0 + p{r}.y * v1 + p{r}.z * v2 + p{r}.w * v3;");
-            }
-            w!(self, "        }}");
-        }
+        self.accumulate(hv4, ("v", "vb", Gen::val), "p", "a", "corr");
         w!(self, "    }}");
         for r in 0..r {
             w!(self, "    if (live{r}) {{");
@@ -492,18 +471,46 @@ impl Gen {
 
     /// Opens a block loading `vec4` `d` of the four streamed rows at bases `{base}0..3`
     /// into `{name}0..3`.
-    fn stream_load(
-        &mut self,
-        d: usize,
-        name: &str,
-        base: &str,
-        load: fn(&Gen, &str, usize) -> String,
-    ) {
+    fn stream_load(&mut self, d: usize, (name, base, load): Stream) {
         let loads = (0..4)
             .map(|c| format!("let {name}{c} = {};", load(self, &format!("{base}{c}"), d)))
             .collect::<Vec<_>>()
             .join(" ");
         w!(self, "        {{ {loads}");
+    }
+
+    /// For each `vec4` `d` of `n4`, loads the four streamed rows' `vec4`s (`stream`: their
+    /// name, base and loader) and adds their dot products with each thread row's
+    /// `{own}{r}_{d}` to the `vec4` `{acc}{r}`.
+    fn dots(&mut self, n4: usize, stream: Stream, own: &str, acc: &str) {
+        let n = stream.0;
+        for d in 0..n4 {
+            self.stream_load(d, stream);
+            for r in 0..self.v.r {
+                let o = format!("{own}{r}_{d}");
+                w!(self, "          {acc}{r} = {acc}{r} + vec4<f32>(dot({o}, {n}0), dot({o}, {n}1), dot({o}, {n}2), dot({o}, {n}3));");
+            }
+            w!(self, "        }}");
+        }
+    }
+
+    /// For each `vec4` `d` of `n4`, loads the four streamed rows' `vec4`s and adds them,
+    /// weighted by the `vec4` `{w}{r}`, to each thread row's `{acc}{r}_{d}` (first scaled
+    /// by `{scale}{r}` unless `scale` is empty).
+    fn accumulate(&mut self, n4: usize, stream: Stream, w: &str, acc: &str, scale: &str) {
+        let n = stream.0;
+        for d in 0..n4 {
+            self.stream_load(d, stream);
+            for r in 0..self.v.r {
+                let a = format!("{acc}{r}_{d}");
+                let old = match scale {
+                    "" => a.clone(),
+                    s => format!("{a} * {s}{r}"),
+                };
+                w!(self, "          {a} = {old} + {w}{r}.x * {n}0 + {w}{r}.y * {n}1 + {w}{r}.z * {n}2 + {w}{r}.w * {n}3;");
+            }
+            w!(self, "        }}");
+        }
     }
 
     fn dq(&mut self) {
@@ -543,20 +550,8 @@ impl Gen {
             w!(self, "        var s{r} = vec4<f32>(0.0);");
             w!(self, "        var dp{r} = vec4<f32>(0.0);");
         }
-        for d in 0..hd4 {
-            self.stream_load(d, "k", "kb", Gen::k);
-            for r in 0..r {
-                w!(self, "          s{r} = s{r} + vec4<f32>(dot(q{r}_{d}, k0), dot(q{r}_{d}, k1), dot(q{r}_{d}, k2), dot(q{r}_{d}, k3));");
-            }
-            w!(self, "        }}");
-        }
-        for d in 0..hv4 {
-            self.stream_load(d, "v", "vb", Gen::val);
-            for r in 0..r {
-                w!(self, "          dp{r} = dp{r} + vec4<f32>(dot(g{r}_{d}, v0), dot(g{r}_{d}, v1), dot(g{r}_{d}, v2), dot(g{r}_{d}, v3));");
-            }
-            w!(self, "        }}");
-        }
+        self.dots(hd4, ("k", "kb", Gen::k), "q", "s");
+        self.dots(hv4, ("v", "vb", Gen::val), "g", "dp");
         for r in 0..r {
             w!(self, "        var x{r} = s{r} * at.scale;");
             self.visibility(r, &|r, _| format!("c{r}"), &|_, c| format!("j{c}"));
@@ -576,13 +571,7 @@ impl Gen {
                 );
             }
         }
-        for d in 0..hd4 {
-            self.stream_load(d, "k", "kb", Gen::k);
-            for r in 0..r {
-                w!(self, "          dq{r}_{d} = dq{r}_{d} + ds{r}.x * k0 + ds{r}.y * k1 + ds{r}.z * k2 + ds{r}.w * k3;");
-            }
-            w!(self, "        }}");
-        }
+        self.accumulate(hd4, ("k", "kb", Gen::k), "ds", "dq", "");
         w!(self, "    }}");
         for r in 0..r {
             w!(self, "    if (live{r}) {{");
@@ -638,20 +627,8 @@ impl Gen {
             w!(self, "        var s{r} = vec4<f32>(0.0);");
             w!(self, "        var dp{r} = vec4<f32>(0.0);");
         }
-        for d in 0..hd4 {
-            self.stream_load(d, "q", "qb", Gen::q);
-            for r in 0..r {
-                w!(self, "          s{r} = s{r} + vec4<f32>(dot(k{r}_{d}, q0), dot(k{r}_{d}, q1), dot(k{r}_{d}, q2), dot(k{r}_{d}, q3));");
-            }
-            w!(self, "        }}");
-        }
-        for d in 0..hv4 {
-            self.stream_load(d, "g", "gb", Gen::dout);
-            for r in 0..r {
-                w!(self, "          dp{r} = dp{r} + vec4<f32>(dot(v{r}_{d}, g0), dot(v{r}_{d}, g1), dot(v{r}_{d}, g2), dot(v{r}_{d}, g3));");
-            }
-            w!(self, "        }}");
-        }
+        self.dots(hd4, ("q", "qb", Gen::q), "k", "s");
+        self.dots(hv4, ("g", "gb", Gen::dout), "v", "dp");
         for r in 0..r {
             w!(self, "        var x{r} = s{r} * at.scale;");
             // Here the thread's row is a key and the streamed rows are queries.
@@ -668,20 +645,8 @@ impl Gen {
                 w!(self, "        let ds{r} = p{r} * (dp{r} - del4);");
             }
         }
-        for d in 0..hv4 {
-            self.stream_load(d, "g", "gb", Gen::dout);
-            for r in 0..r {
-                w!(self, "          dv{r}_{d} = dv{r}_{d} + pz{r}.x * g0 + pz{r}.y * g1 + pz{r}.z * g2 + pz{r}.w * g3;");
-            }
-            w!(self, "        }}");
-        }
-        for d in 0..hd4 {
-            self.stream_load(d, "q", "qb", Gen::q);
-            for r in 0..r {
-                w!(self, "          dk{r}_{d} = dk{r}_{d} + ds{r}.x * q0 + ds{r}.y * q1 + ds{r}.z * q2 + ds{r}.w * q3;");
-            }
-            w!(self, "        }}");
-        }
+        self.accumulate(hv4, ("g", "gb", Gen::dout), "pz", "dv", "");
+        self.accumulate(hd4, ("q", "qb", Gen::q), "ds", "dk", "");
         w!(self, "    }}");
         for r in 0..r {
             w!(self, "    if (live{r}) {{");
