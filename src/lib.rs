@@ -118,6 +118,9 @@ pub use autograd::{is_grad_enabled, no_grad, NoGradGuard};
 pub use backend::gpu::{list_adapters, AdapterSummary, DeviceCounters, GpuOptions, Profile};
 pub use device::Device;
 pub use error::{Error, Result};
+/// The `half` crate, whose `f16` and `bf16` are the host types of `F16` and `BF16`
+/// tensors (`Tensor::from_vec`, `Tensor::to_vec`).
+pub use half;
 pub use tensor::{DType, Element, Tensor};
 
 /// The names most programs need: `use wgrad::prelude::*;` brings in [`Device`],

@@ -22,28 +22,39 @@ pub enum DType {
     F64,
     /// 32-bit unsigned integer: class labels and indices.
     U32,
+    /// IEEE 754 half precision (binary16): 5 exponent bits, 10 mantissa bits.
+    F16,
+    /// bfloat16: f32's 8 exponent bits, 7 mantissa bits.
+    BF16,
 }
 
 impl DType {
-    /// True for `F32` and `F64`.
+    /// True for the floating-point types: `F32`, `F64`, `F16` and `BF16`.
     pub fn is_float(self) -> bool {
-        matches!(self, DType::F32 | DType::F64)
+        !matches!(self, DType::U32)
+    }
+    /// True for the 16-bit floats `F16` and `BF16`.
+    pub fn is_half(self) -> bool {
+        matches!(self, DType::F16 | DType::BF16)
     }
     /// Bytes per element.
     pub fn size_bytes(self) -> usize {
         match self {
             DType::F32 | DType::U32 => 4,
             DType::F64 => 8,
+            DType::F16 | DType::BF16 => 2,
         }
     }
 }
 
-/// Host types a tensor can be made from and read back into.
+/// Host types a tensor can be made from and read back into: `f32`, `f64`, `u32`, and
+/// `half::f16` and `half::bf16` (the `half` crate's, re-exported as [`crate::half`]).
 pub trait Element: Copy + bytemuck::Pod + Send + Sync + 'static {
     /// The matching dtype.
     const DTYPE: DType;
-    /// Wraps host values as CPU data.
-    fn into_data(v: Vec<Self>) -> CpuData;
+    /// Wraps host values as CPU data (`None` for the 16-bit types, which have their own
+    /// storage).
+    fn into_data(v: Vec<Self>) -> Option<CpuData>;
     /// Unwraps CPU data of the matching dtype.
     fn from_data(d: &CpuData) -> Option<Vec<Self>>;
 }
@@ -52,8 +63,8 @@ macro_rules! element {
     ($t:ty, $d:ident) => {
         impl Element for $t {
             const DTYPE: DType = DType::$d;
-            fn into_data(v: Vec<Self>) -> CpuData {
-                CpuData::$d(v)
+            fn into_data(v: Vec<Self>) -> Option<CpuData> {
+                Some(CpuData::$d(v))
             }
             fn from_data(d: &CpuData) -> Option<Vec<Self>> {
                 match d {
@@ -63,10 +74,23 @@ macro_rules! element {
             }
         }
     };
+    ($t:ty, $d:ident, half) => {
+        impl Element for $t {
+            const DTYPE: DType = DType::$d;
+            fn into_data(_: Vec<Self>) -> Option<CpuData> {
+                None
+            }
+            fn from_data(_: &CpuData) -> Option<Vec<Self>> {
+                None
+            }
+        }
+    };
 }
 element!(f32, F32);
 element!(f64, F64);
 element!(u32, U32);
+element!(half::f16, F16, half);
+element!(half::bf16, BF16, half);
 
 pub(crate) struct TensorInner {
     pub(crate) shape: Vec<usize>,
@@ -191,8 +215,23 @@ impl Tensor {
                 ),
             );
         }
+        if T::DTYPE.is_half() {
+            let bits = bytemuck::try_cast_slice::<T, u16>(&data)
+                .map(<[u16]>::to_vec)
+                .map_err(|e| Error::DType {
+                    op: "from_vec",
+                    msg: format!("{:?} elements as 16-bit words: {e}", T::DTYPE),
+                })?;
+            return crate::ops::half::from_bits(bits, shape, T::DTYPE, device);
+        }
         match device {
-            Device::Cpu => Ok(Tensor::from_cpu(T::into_data(data), shape.to_vec())),
+            Device::Cpu => match T::into_data(data) {
+                Some(d) => Ok(Tensor::from_cpu(d, shape.to_vec())),
+                None => Err(Error::DType {
+                    op: "from_vec",
+                    msg: format!("{:?} has no CPU data form", T::DTYPE),
+                }),
+            },
             Device::Gpu(g) => {
                 if T::DTYPE == DType::F64 {
                     return Err(Error::DType {
@@ -339,11 +378,12 @@ impl Tensor {
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
         self.check_element::<T>()?;
         match &self.0.storage {
-            Storage::Cpu(s) => Ok(T::from_data(&s.read()).expect("dtype checked")),
+            Storage::Cpu(s) => from_data::<T>(&s.read()),
             Storage::Gpu(b) => {
                 let bytes = b.ctx.read(b, (self.numel() * 4) as u64)?;
                 Ok(bytemuck::pod_collect_to_vec(&bytes))
             }
+            Storage::Half(_) => half_elements(crate::ops::half::bits(self)?),
         }
     }
 
@@ -353,11 +393,12 @@ impl Tensor {
     pub async fn to_vec_async<T: Element>(&self) -> Result<Vec<T>> {
         self.check_element::<T>()?;
         match &self.0.storage {
-            Storage::Cpu(s) => Ok(T::from_data(&s.read()).expect("dtype checked")),
+            Storage::Cpu(s) => from_data::<T>(&s.read()),
             Storage::Gpu(b) => {
                 let bytes = b.ctx.read_async(b, (self.numel() * 4) as u64).await?;
                 Ok(bytemuck::pod_collect_to_vec(&bytes))
             }
+            Storage::Half(_) => half_elements(crate::ops::half::bits_async(self).await?),
         }
     }
 
@@ -381,6 +422,10 @@ impl Tensor {
             DType::F32 => self.to_vec::<f32>()?.into_iter().map(f64::from).collect(),
             DType::F64 => self.to_vec::<f64>()?,
             DType::U32 => self.to_vec::<u32>()?.into_iter().map(f64::from).collect(),
+            d @ (DType::F16 | DType::BF16) => crate::ops::half::bits(self)?
+                .into_iter()
+                .map(|b| crate::backend::half::to_f32(d, b) as f64)
+                .collect(),
         })
     }
 
@@ -399,6 +444,11 @@ impl Tensor {
                 .await?
                 .into_iter()
                 .map(f64::from)
+                .collect(),
+            d @ (DType::F16 | DType::BF16) => crate::ops::half::bits_async(self)
+                .await?
+                .into_iter()
+                .map(|b| crate::backend::half::to_f32(d, b) as f64)
                 .collect(),
         })
     }
@@ -447,6 +497,9 @@ impl Tensor {
             DType::F32 => Tensor::from_vec(self.to_vec::<f32>()?, self.shape(), device)?,
             DType::F64 => Tensor::from_vec(self.to_vec::<f64>()?, self.shape(), device)?,
             DType::U32 => Tensor::from_vec(self.to_vec::<u32>()?, self.shape(), device)?,
+            d @ (DType::F16 | DType::BF16) => {
+                crate::ops::half::from_bits(crate::ops::half::bits(self)?, self.shape(), d, device)?
+            }
         };
         if !self.dtype().is_float() {
             return Ok(out);
@@ -459,8 +512,11 @@ impl Tensor {
 
     /// The same values with another element type, like PyTorch's `.to(dtype)`: `u32`
     /// to and from `f32` on either device (floats to `u32` as Rust's `as`: toward zero,
-    /// saturating, NaN to 0; `u32` past 2^24 to the nearest `f32`s), `f64` on the CPU.
-    /// Float-to-float conversions carry gradients; `u32` results have none.
+    /// saturating, NaN to 0; `u32` past 2^24 to the nearest `f32`s), `f64` on the CPU,
+    /// and `F16` and `BF16` on either device (rounded as PyTorch: to nearest even, past
+    /// the largest finite value to infinity, subnormals and NaN kept; see
+    /// [`Tensor::half`]). Float-to-float conversions carry gradients; `u32` results have
+    /// none.
     ///
     /// ```
     /// use wgrad::prelude::*;
@@ -474,11 +530,15 @@ impl Tensor {
         if dtype == self.dtype() {
             return Ok(self.clone());
         }
-        let s = self
-            .device()
-            .backend()
-            .cast(self.storage(), self.numel(), self.dtype(), dtype)?;
-        let out = Tensor::from_storage(s, self.shape().to_vec(), dtype, self.device().clone());
+        let out = if dtype.is_half() || self.dtype().is_half() {
+            crate::ops::half::convert(self, dtype)?
+        } else {
+            let s =
+                self.device()
+                    .backend()
+                    .cast(self.storage(), self.numel(), self.dtype(), dtype)?;
+            Tensor::from_storage(s, self.shape().to_vec(), dtype, self.device().clone())
+        };
         if !(self.dtype().is_float() && dtype.is_float()) {
             return Ok(out);
         }
@@ -646,6 +706,24 @@ impl Tensor {
     }
 }
 
+/// `T`'s values from CPU data of its dtype.
+fn from_data<T: Element>(d: &CpuData) -> Result<Vec<T>> {
+    T::from_data(d).ok_or_else(|| Error::DType {
+        op: "to_vec",
+        msg: format!("the storage does not hold {:?}", T::DTYPE),
+    })
+}
+
+/// 16-bit elements as `T` (a 16-bit element type: the dtype was checked).
+fn half_elements<T: Element>(bits: Vec<u16>) -> Result<Vec<T>> {
+    bytemuck::try_cast_slice::<u16, T>(&bits)
+        .map(<[T]>::to_vec)
+        .map_err(|e| Error::DType {
+            op: "to_vec",
+            msg: format!("16-bit words as {:?}: {e}", T::DTYPE),
+        })
+}
+
 /// Fails unless both tensors are on the same device.
 pub(crate) fn check_same_device(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
     if a.device() != b.device() {
@@ -658,8 +736,12 @@ pub(crate) fn check_same_device(op: &'static str, a: &Tensor, b: &Tensor) -> Res
     Ok(())
 }
 
-/// Fails unless the tensor holds floats; returns its dtype.
+/// Fails unless the tensor holds 32- or 64-bit floats (ops do not take the 16-bit types
+/// yet); returns its dtype.
 pub(crate) fn check_float(op: &'static str, t: &Tensor) -> Result<DType> {
+    if t.dtype().is_half() {
+        return crate::backend::half::not_yet(op, t.dtype());
+    }
     if !t.dtype().is_float() {
         return Err(Error::DType {
             op,

@@ -217,6 +217,8 @@ fn parse(bytes: &[u8]) -> Option<std::result::Result<Parsed, String>> {
             "F32" => (DType::F32, words::<4>(raw)),
             "U32" => (DType::U32, words::<4>(raw)),
             "F64" => (DType::F64, words::<8>(raw)),
+            "F16" => (DType::F16, words::<2>(raw)),
+            "BF16" => (DType::BF16, words::<2>(raw)),
             "I32" | "I64" => {
                 let signed: Vec<i64> = if dtype == "I32" {
                     words::<4>(raw)
@@ -272,6 +274,18 @@ fn tensor_words(t: &Tensor) -> Vec<u64> {
             .unwrap()
             .iter()
             .map(|&x| x as u64)
+            .collect(),
+        DType::F16 => t
+            .to_vec::<wgrad::half::f16>()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_bits() as u64)
+            .collect(),
+        DType::BF16 => t
+            .to_vec::<wgrad::half::bf16>()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_bits() as u64)
             .collect(),
     }
 }
@@ -486,7 +500,9 @@ fn check_safetensors_case(bytes: &[u8], path: &Path, what: &str) -> bool {
                 let wbits: Vec<u32> = match dt {
                     DType::F32 => wvals.iter().map(|&v| v as u32).collect(),
                     DType::U32 => wvals.iter().map(|&v| (v as f32).to_bits()).collect(),
-                    DType::F64 => panic!("{what}: {name} loaded from f64"),
+                    DType::F64 | DType::F16 | DType::BF16 => {
+                        panic!("{what}: {name} loaded from {dt:?} into f32 parameters")
+                    }
                 };
                 assert!(
                     *bits == wbits,

@@ -11,6 +11,7 @@ pub(crate) mod conv2d;
 pub mod cpu;
 pub mod elementwise;
 pub mod gpu;
+pub(crate) mod half;
 pub(crate) mod inplace;
 pub(crate) mod layout;
 pub(crate) mod matmul;
@@ -749,6 +750,8 @@ pub(crate) fn wrong_backend<T>(op: &'static str) -> Result<T> {
 pub(crate) enum Storage {
     Cpu(Arc<cpu::CpuStorage>),
     Gpu(Arc<gpu::GpuBuffer>),
+    /// `F16` or `BF16` elements on either device ([`half`]): no f32 kernel reads it.
+    Half(Arc<half::HalfStorage>),
 }
 
 impl Storage {
@@ -768,6 +771,7 @@ impl Storage {
         match self {
             Storage::Cpu(c) => Ok(c),
             Storage::Gpu(_) => wrong_backend(op),
+            Storage::Half(h) => half::not_yet(op, h.dtype),
         }
     }
 
@@ -776,6 +780,7 @@ impl Storage {
         match self {
             Storage::Gpu(b) => Ok(b),
             Storage::Cpu(_) => wrong_backend(op),
+            Storage::Half(h) => half::not_yet(op, h.dtype),
         }
     }
 
@@ -784,6 +789,7 @@ impl Storage {
         match (self, other) {
             (Storage::Cpu(a), Storage::Cpu(b)) => Arc::ptr_eq(a, b),
             (Storage::Gpu(a), Storage::Gpu(b)) => Arc::ptr_eq(a, b),
+            (Storage::Half(a), Storage::Half(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }

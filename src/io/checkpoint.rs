@@ -51,6 +51,8 @@ fn host_copy(t: &Tensor) -> Result<Tensor> {
         DType::F32 => Tensor::from_vec(t.to_vec::<f32>()?, t.shape(), &cpu),
         DType::F64 => Tensor::from_vec(t.to_vec::<f64>()?, t.shape(), &cpu),
         DType::U32 => Tensor::from_vec(t.to_vec::<u32>()?, t.shape(), &cpu),
+        DType::F16 => Tensor::from_vec(t.to_vec::<crate::half::f16>()?, t.shape(), &cpu),
+        DType::BF16 => Tensor::from_vec(t.to_vec::<crate::half::bf16>()?, t.shape(), &cpu),
     }
 }
 

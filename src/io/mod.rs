@@ -37,7 +37,7 @@ pub(crate) fn format_err(path: &Path, msg: impl Into<String>) -> Error {
     }
 }
 
-/// Writes named tensors (`f32`, `f64` or `u32`) to a safetensors file, atomically: on
+/// Writes named tensors (`f32`, `f64`, `f16`, `bf16` or `u32`) to a safetensors file, atomically: on
 /// any error the previous file at `path` (if any) is left as it was.
 pub fn write_safetensors(tensors: &[(String, Tensor)], path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
@@ -64,6 +64,14 @@ pub(crate) fn encode_safetensors(
             DType::U32 => (
                 Dtype::U32,
                 bytemuck::cast_slice(&t.to_vec::<u32>()?).to_vec(),
+            ),
+            DType::F16 => (
+                Dtype::F16,
+                bytemuck::cast_slice(&t.to_vec::<crate::half::f16>()?).to_vec(),
+            ),
+            DType::BF16 => (
+                Dtype::BF16,
+                bytemuck::cast_slice(&t.to_vec::<crate::half::bf16>()?).to_vec(),
             ),
         };
         bytes.push((name.clone(), dtype, t.shape().to_vec(), data));
@@ -223,6 +231,16 @@ pub(crate) fn read_with_metadata(
                 &shape,
                 device,
             )?,
+            Dtype::F16 => Tensor::from_vec(
+                bytemuck::pod_collect_to_vec::<u8, crate::half::f16>(v.data()),
+                &shape,
+                device,
+            )?,
+            Dtype::BF16 => Tensor::from_vec(
+                bytemuck::pod_collect_to_vec::<u8, crate::half::bf16>(v.data()),
+                &shape,
+                device,
+            )?,
             Dtype::I64 | Dtype::I32 => {
                 let values: Vec<i64> = if v.dtype() == Dtype::I64 {
                     bytemuck::pod_collect_to_vec::<u8, i64>(v.data())
@@ -249,7 +267,7 @@ pub(crate) fn read_with_metadata(
                 return Err(format_err(
                     path,
                     format!(
-                        "tensor {name} has dtype {other:?}; wgrad reads F32, F64, U32, and I64/I32 that fit U32"
+                        "tensor {name} has dtype {other:?}; wgrad reads F32, F64, F16, BF16, U32, and I64/I32 that fit U32"
                     ),
                 ))
             }

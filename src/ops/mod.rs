@@ -15,6 +15,7 @@ pub mod conv2d;
 pub use crate::backend::elementwise;
 pub mod embedding;
 pub mod fused;
+pub mod half;
 pub mod inplace;
 pub mod layout;
 pub mod loss;

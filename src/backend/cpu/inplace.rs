@@ -47,7 +47,7 @@ enum Src<'a, T> {
 fn address(s: &Storage) -> usize {
     match s {
         Storage::Cpu(c) => std::sync::Arc::as_ptr(c) as usize,
-        Storage::Gpu(_) => 0,
+        Storage::Gpu(_) | Storage::Half(_) => 0,
     }
 }
 

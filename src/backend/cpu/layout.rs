@@ -87,6 +87,7 @@ impl Layout for CpuBackend {
             DType::F32 => CpuData::F32(v.iter().map(|&x| x as f32).collect_pooled()),
             DType::F64 => CpuData::F64(v),
             DType::U32 => CpuData::U32(v.iter().map(|&x| x as u32).collect_pooled()),
+            DType::F16 | DType::BF16 => return crate::backend::half::not_yet("cast", to),
         }))
     }
 

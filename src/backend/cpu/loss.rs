@@ -11,6 +11,7 @@ fn targets(t: &Storage) -> Result<std::sync::RwLockReadGuard<'_, CpuData>> {
     match t {
         Storage::Cpu(t) => Ok(t.read()),
         Storage::Gpu(_) => wrong_backend("cross_entropy"),
+        Storage::Half(h) => crate::backend::half::not_yet("cross_entropy", h.dtype),
     }
 }
 

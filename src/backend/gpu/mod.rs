@@ -19,6 +19,7 @@ mod clip;
 pub(crate) mod conv2d;
 pub(crate) mod elementwise;
 pub(crate) mod fused;
+pub(crate) mod half;
 pub(crate) mod inplace;
 pub(crate) mod kernels;
 pub(crate) mod layout;

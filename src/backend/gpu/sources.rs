@@ -50,6 +50,7 @@ fn all_kernels() -> Vec<&'static super::Kernel> {
         super::inplace::kernels(),
         super::attention::kernels(),
         super::attention_rows::kernels(),
+        super::half::kernels(),
     ]
     .concat()
 }
@@ -77,6 +78,7 @@ pub fn shader_sources() -> Vec<ShaderSource> {
         super::inplace::FILE,
         super::attention::FILE,
         super::attention_rows::FILE,
+        super::half::FILE,
     ];
     let kernels = all_kernels();
     let mut sources: Vec<ShaderSource> = files

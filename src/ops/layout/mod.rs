@@ -21,6 +21,10 @@ pub(crate) fn fill(shape: &[usize], dtype: DType, value: f64, device: &Device) -
         DType::F32 => Fill::F32(value as f32),
         DType::F64 => Fill::F64(value),
         DType::U32 => Fill::U32(value as u32),
+        // Filled in f32 and rounded once (as PyTorch's `full(..., dtype=half)`).
+        DType::F16 | DType::BF16 => {
+            return crate::ops::half::convert(&fill(shape, DType::F32, value, device)?, dtype)
+        }
     };
     let new = |s: Storage| Tensor::from_storage(s, shape.to_vec(), dtype, device.clone());
     if crate::ops::split::over(device, n) && dtype != DType::F64 {

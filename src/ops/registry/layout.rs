@@ -8,11 +8,17 @@ pub(super) fn entries() -> Vec<OpEntry> {
     let mut ops = Vec::new();
     use Domain::*;
     // Conversions between u32 and f32: integers to floats, and floats (both signs,
-    // fractions) to u32, toward zero and saturating at 0.
+    // fractions) to u32, toward zero and saturating at 0; f32 to f16 and bf16 and back
+    // (odd and even counts: two elements to a GPU word).
     ops.push(OpEntry {
         name: "to_dtype",
         differentiable: false,
-        kernels: &["cast_u32_f32_fwd", "cast_f32_u32_fwd"],
+        kernels: &[
+            "cast_u32_f32_fwd",
+            "cast_f32_u32_fwd",
+            "half_pack_fwd",
+            "half_unpack_fwd",
+        ],
         cases: [&[1usize] as &[usize], &[7], &[257], &[3, 65]]
             .iter()
             .flat_map(|&shape| {
@@ -26,6 +32,16 @@ pub(super) fn entries() -> Vec<OpEntry> {
                         format!("f32 -> u32 {shape:?}"),
                         vec![spec(shape, Huge)],
                         |x, _| x[0].to_dtype(crate::tensor::DType::U32),
+                    ),
+                    case(
+                        format!("f32 -> f16 -> f32 {shape:?}"),
+                        vec![spec(shape, Huge)],
+                        |x, _| x[0].mul_scalar(30.0)?.half()?.float(),
+                    ),
+                    case(
+                        format!("f32 -> bf16 -> f32 {shape:?}"),
+                        vec![spec(shape, Any)],
+                        |x, _| x[0].bfloat16()?.float(),
                     ),
                 ]
             })

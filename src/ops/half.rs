@@ -1,0 +1,186 @@
+//! Half-precision tensors (`DType::F16`, `DType::BF16`): made from host values, converted
+//! to and from the other dtypes with PyTorch's rounding, moved between devices, read back
+//! and saved. Their storage is `backend::half`'s (`src/backend/half.rs`).
+
+use crate::backend::half::{self as hs, HalfData, HalfStorage};
+use crate::backend::Storage;
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::tensor::{DType, Tensor};
+
+impl Tensor {
+    /// The values as IEEE half precision (`F16`), as PyTorch's `.half()`: rounded to
+    /// nearest even, past 65504 (plus half an ulp) to infinity, subnormals and NaN kept.
+    /// Gradients flow back through the conversion.
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let x = Tensor::from_vec(vec![0.1f32, 65520.0, 6e-8], &[3], &Device::cpu())?;
+    /// let h = x.half()?;
+    /// assert_eq!(h.dtype(), DType::F16);
+    /// assert_eq!(h.float()?.to_vec::<f32>()?, [0.099975586, f32::INFINITY, 5.9604645e-8]);
+    /// # Ok(()) }
+    /// ```
+    pub fn half(&self) -> Result<Tensor> {
+        self.to_dtype(DType::F16)
+    }
+
+    /// The values as bfloat16 (`BF16`), as PyTorch's `.bfloat16()`.
+    pub fn bfloat16(&self) -> Result<Tensor> {
+        self.to_dtype(DType::BF16)
+    }
+
+    /// The values as `f32`, as PyTorch's `.float()`.
+    pub fn float(&self) -> Result<Tensor> {
+        self.to_dtype(DType::F32)
+    }
+}
+
+/// A `dtype` (half) tensor of `shape` on `device` holding `bits`.
+pub(crate) fn from_bits(
+    bits: Vec<u16>,
+    shape: &[usize],
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
+    let storage = match device {
+        Device::Cpu => HalfStorage::cpu(dtype, bits),
+        Device::Gpu(g) => {
+            let words = hs::pack(&bits);
+            HalfStorage::gpu(dtype, g.upload(bytemuck::cast_slice(&words))?)
+        }
+    };
+    Ok(Tensor::from_storage(
+        storage,
+        shape.to_vec(),
+        dtype,
+        device.clone(),
+    ))
+}
+
+fn half_storage(t: &Tensor) -> Result<&HalfStorage> {
+    match t.storage() {
+        Storage::Half(h) => Ok(h),
+        _ => Err(Error::DType {
+            op: "half",
+            msg: format!("a {:?} tensor has no 16-bit storage", t.dtype()),
+        }),
+    }
+}
+
+/// The 16-bit elements of a half tensor (read back from the GPU).
+pub(crate) fn bits(t: &Tensor) -> Result<Vec<u16>> {
+    match &half_storage(t)?.data {
+        HalfData::Cpu(v) => Ok(v.clone()),
+        HalfData::Gpu(b) => {
+            let bytes = b.ctx.read(b, (t.numel().div_ceil(2) * 4) as u64)?;
+            Ok(hs::unpack(&bytemuck::pod_collect_to_vec(&bytes), t.numel()))
+        }
+    }
+}
+
+/// [`bits`] without blocking (see [`Tensor::to_vec_async`]).
+pub(crate) async fn bits_async(t: &Tensor) -> Result<Vec<u16>> {
+    match &half_storage(t)?.data {
+        HalfData::Cpu(v) => Ok(v.clone()),
+        HalfData::Gpu(b) => {
+            let bytes = b
+                .ctx
+                .read_async(b, (t.numel().div_ceil(2) * 4) as u64)
+                .await?;
+            Ok(hs::unpack(&bytemuck::pod_collect_to_vec(&bytes), t.numel()))
+        }
+    }
+}
+
+/// `x` converted to `to` where either side is a half type (no gradient recorded: the
+/// caller, [`Tensor::to_dtype`], records it). Half to half goes through `f32` (exact
+/// from either, then one rounding); `u32` through `f32` as well.
+pub(crate) fn convert(x: &Tensor, to: DType) -> Result<Tensor> {
+    let from = x.dtype();
+    let n = x.numel();
+    let dev = x.device();
+    if from.is_half() && to.is_half() || from == DType::U32 {
+        let wide = convert_or_cast(x, DType::F32)?;
+        return convert(&wide.detach(), to);
+    }
+    if to.is_half() {
+        let storage = match x.storage() {
+            Storage::Cpu(c) => {
+                let bits = match &*c.read() {
+                    crate::backend::cpu::CpuData::F32(v) => {
+                        v.iter().map(|&a| hs::from_f32(to, a)).collect()
+                    }
+                    // Through f32, as PyTorch (two roundings: 1 + 2^-11 + 2^-40
+                    // becomes 1.0, not 1 + 2^-10).
+                    crate::backend::cpu::CpuData::F64(v) => {
+                        v.iter().map(|&a| hs::from_f32(to, a as f32)).collect()
+                    }
+                    crate::backend::cpu::CpuData::U32(_) => {
+                        return Err(Error::DType {
+                            op: "to_dtype",
+                            msg: "u32 to half goes through f32".into(),
+                        })
+                    }
+                };
+                HalfStorage::cpu(to, bits)
+            }
+            Storage::Gpu(b) => {
+                HalfStorage::gpu(to, crate::backend::gpu::half::pack(&b.ctx, b, n, to)?)
+            }
+            Storage::Half(_) => unreachable_half(from)?,
+        };
+        return Ok(Tensor::from_storage(
+            storage,
+            x.shape().to_vec(),
+            to,
+            dev.clone(),
+        ));
+    }
+    // From half to a 32- or 64-bit type.
+    let h = half_storage(x)?;
+    let wide = match &h.data {
+        HalfData::Cpu(bits) => {
+            let v: Vec<f32> = bits.iter().map(|&b| hs::to_f32(from, b)).collect();
+            Tensor::from_vec(v, x.shape(), dev)?
+        }
+        HalfData::Gpu(b) => {
+            let out = crate::backend::gpu::half::unpack(&b.ctx, b, n, from)?;
+            Tensor::from_storage(
+                Storage::new_gpu(out),
+                x.shape().to_vec(),
+                DType::F32,
+                dev.clone(),
+            )
+        }
+    };
+    convert_or_cast(&wide, to)
+}
+
+/// `x` as `to` by [`convert`] or the backend's cast, without recording a gradient.
+fn convert_or_cast(x: &Tensor, to: DType) -> Result<Tensor> {
+    if x.dtype() == to {
+        return Ok(x.clone());
+    }
+    if x.dtype().is_half() || to.is_half() {
+        return convert(x, to);
+    }
+    let s = x
+        .device()
+        .backend()
+        .cast(x.storage(), x.numel(), x.dtype(), to)?;
+    Ok(Tensor::from_storage(
+        s,
+        x.shape().to_vec(),
+        to,
+        x.device().clone(),
+    ))
+}
+
+fn unreachable_half<T>(dtype: DType) -> Result<T> {
+    Err(Error::DType {
+        op: "to_dtype",
+        msg: format!("a {dtype:?} tensor with 16-bit storage reached the f32 path"),
+    })
+}

@@ -1,0 +1,239 @@
+//! Half-precision tensors (`F16`, `BF16`): PyTorch's rounding on both devices, every
+//! 16-bit pattern and a sweep of f32 bit patterns identical on the GPU and the CPU,
+//! readback, device moves, gradients through the conversions, files, and the error an
+//! op gives for a dtype it does not take yet.
+
+mod common;
+
+use wgrad::half::{bf16, f16};
+use wgrad::prelude::*;
+
+/// f32 inputs and the bits PyTorch 2.15 gives for them
+/// (`torch.tensor(v).half().view(torch.int16)`, and `.bfloat16()`): ties to even, the
+/// f16 overflow at 65520, subnormals of both types, an f32 subnormal, infinities. The
+/// tie cases are exact binary fractions, written out in full.
+#[allow(clippy::excessive_precision)]
+const TABLE: &[(f32, u16, u16)] = &[
+    (0.1, 0x2e66, 0x3dcd),
+    (1.0 / 3.0, 0x3555, 0x3eab),
+    (65504.0, 0x7bff, 0x4780),
+    (65520.0, 0x7c00, 0x4780),
+    (1e-8, 0x0000, 0x322c),
+    (6e-8, 0x0001, 0x3381),
+    (1.0009765625, 0x3c01, 0x3f80),
+    (1.00048828125, 0x3c00, 0x3f80),
+    (-7e4, 0xfc00, 0xc789),
+    (1e30, 0x7c00, 0x714a),
+    (f32::INFINITY, 0x7c00, 0x7f80),
+    (-0.0, 0x8000, 0x8000),
+    (3.0e-5, 0x01f7, 0x37fc),
+    (1.00390625, 0x3c04, 0x3f80),
+    (1.01171875, 0x3c0c, 0x3f82),
+    (3.389_531_4e38, 0x7c00, 0x7f7f),
+    (3.4e38, 0x7c00, 0x7f80),
+    (1e-40, 0x0000, 0x0001),
+    (2.980_232_2e-8, 0x0000, 0x3300),
+    (4.470_348_4e-8, 0x0001, 0x3340),
+];
+
+fn bits16(t: &Tensor) -> Vec<u16> {
+    match t.dtype() {
+        DType::F16 => t
+            .to_vec::<f16>()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect(),
+        _ => t
+            .to_vec::<bf16>()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect(),
+    }
+}
+
+common::test_device!(
+    /// The rounding table, and NaN staying NaN.
+    rounding_matches_pytorch_cpu,
+    rounding_matches_pytorch_gpu,
+    |dev| {
+        let mut values: Vec<f32> = TABLE.iter().map(|r| r.0).collect();
+        values.push(f32::NAN);
+        let x = Tensor::from_vec(values.clone(), &[values.len()], &dev).unwrap();
+        let (h, b) = (x.half().unwrap(), x.bfloat16().unwrap());
+        assert_eq!((h.dtype(), b.dtype()), (DType::F16, DType::BF16));
+        let (hb, bb) = (bits16(&h), bits16(&b));
+        for (i, &(v, want_h, want_b)) in TABLE.iter().enumerate() {
+            assert_eq!(hb[i], want_h, "f16 of {v:e}: {:#06x}", hb[i]);
+            assert_eq!(bb[i], want_b, "bf16 of {v:e}: {:#06x}", bb[i]);
+        }
+        let n = values.len() - 1;
+        assert!(f16::from_bits(hb[n]).is_nan() && bf16::from_bits(bb[n]).is_nan());
+        // Back to f32 exactly (the largest f16 and a subnormal), f64 and u32 too.
+        let back = h.float().unwrap().to_vec::<f32>().unwrap();
+        assert_eq!(back[2], 65504.0);
+        assert_eq!(back[5], 2f32.powi(-24));
+        assert!(back[n].is_nan());
+        assert_eq!(h.to_f64_vec().unwrap()[6], 1.0009765625);
+        let small = Tensor::from_vec(vec![2.5f32, 7.0], &[2], &dev).unwrap();
+        let as_u32 = small.half().unwrap().to_dtype(DType::U32).unwrap();
+        assert_eq!(as_u32.to_vec::<u32>().unwrap(), [2, 7]);
+        let from_u32 = as_u32.bfloat16().unwrap();
+        assert_eq!(from_u32.to_f64_vec().unwrap(), [2.0, 7.0]);
+        // f16 to bf16 through f32: 65504 is 65536 in bf16.
+        let hb16 = h.bfloat16().unwrap().to_f64_vec().unwrap();
+        assert_eq!(hb16[2], 65536.0);
+    }
+);
+
+/// The GPU widens every f16 and bf16 bit pattern to the same f32 bits as the CPU, and
+/// rounds a sweep of f32 bit patterns (every exponent, with low mantissa bits that make
+/// ties and near-ties) to the same 16 bits.
+#[test]
+fn every_bit_pattern_agrees_between_devices() {
+    let gpu = common::gpu();
+    let all: Vec<u16> = (0..=u16::MAX).collect();
+    for dtype in [DType::F16, DType::BF16] {
+        let make = |dev: &Device| match dtype {
+            DType::F16 => {
+                let v: Vec<f16> = all.iter().map(|&b| f16::from_bits(b)).collect();
+                Tensor::from_vec(v, &[all.len()], dev).unwrap()
+            }
+            _ => {
+                let v: Vec<bf16> = all.iter().map(|&b| bf16::from_bits(b)).collect();
+                Tensor::from_vec(v, &[all.len()], dev).unwrap()
+            }
+        };
+        let want = make(&Device::cpu())
+            .float()
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        let got = make(&gpu).float().unwrap().to_vec::<f32>().unwrap();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                "{dtype:?} {i:#06x}: GPU {g:e}, CPU {w:e}"
+            );
+        }
+    }
+    let mut sweep: Vec<u32> = Vec::new();
+    for sign in [0u32, 1 << 31] {
+        for e in 0..=255u32 {
+            for low in [
+                0u32, 1, 0xfff, 0x1000, 0x1001, 0x2000, 0x3000, 0x7fff, 0x8000, 0x8001, 0x1_8000,
+                0x7f_ffff, 0x40_1000, 0x3f_f000,
+            ] {
+                sweep.push(sign | e << 23 | low);
+            }
+        }
+    }
+    let values: Vec<f32> = sweep.iter().map(|&b| f32::from_bits(b)).collect();
+    for dtype in [DType::F16, DType::BF16] {
+        let on = |dev: &Device| {
+            let x = Tensor::from_vec(values.clone(), &[values.len()], dev).unwrap();
+            bits16(&x.to_dtype(dtype).unwrap())
+        };
+        let (want, got) = (on(&Device::cpu()), on(&gpu));
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            let nan = |b: u16| match dtype {
+                DType::F16 => f16::from_bits(b).is_nan(),
+                _ => bf16::from_bits(b).is_nan(),
+            };
+            assert!(
+                g == w || (nan(*g) && nan(*w)),
+                "{dtype:?} of {:#010x}: GPU {g:#06x}, CPU {w:#06x}",
+                sweep[i]
+            );
+        }
+    }
+}
+
+common::test_device!(
+    /// Odd and empty counts, moves between devices with the bits unchanged, `item`,
+    /// and the u32 route.
+    storage_round_trips_cpu,
+    storage_round_trips_gpu,
+    |dev| {
+        for n in [0usize, 1, 3, 8] {
+            let v: Vec<f16> = (0..n).map(|i| f16::from_f32(i as f32 * 0.3 - 1.0)).collect();
+            let t = Tensor::from_vec(v.clone(), &[n], &dev).unwrap();
+            assert_eq!(t.to_vec::<f16>().unwrap(), v);
+            let there = t.to(&Device::cpu()).unwrap().to(&dev).unwrap();
+            assert_eq!(there.to_vec::<f16>().unwrap(), v);
+            assert_eq!(there.dtype(), DType::F16);
+        }
+        let one = Tensor::from_vec(vec![bf16::from_f32(-2.5)], &[], &dev).unwrap();
+        assert_eq!(one.item().unwrap(), -2.5);
+        assert!(one.to_vec::<f32>().is_err(), "the dtype is bf16");
+        let zeros = Tensor::zeros(&[3], &dev).unwrap().half().unwrap();
+        assert_eq!(bits16(&zeros), [0, 0, 0]);
+    }
+);
+
+common::test_device!(
+    /// Gradients flow back through the conversions (as the identity, as PyTorch), and
+    /// math on a half tensor is a clear error naming the dtype, not a panic.
+    gradients_and_errors_cpu,
+    gradients_and_errors_gpu,
+    |dev| {
+        let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3], &dev)
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap();
+        let h = x.half().unwrap();
+        let y = h.float().unwrap().mul_scalar(2.0).unwrap().sum().unwrap();
+        y.backward().unwrap();
+        assert_eq!(x.grad().unwrap().to_vec::<f32>().unwrap(), [2.0, 2.0, 2.0]);
+        for e in [
+            h.add(&h).unwrap_err(),
+            h.exp().unwrap_err(),
+            h.sum().unwrap_err(),
+            h.matmul(&h.reshape(&[3, 1]).unwrap()).unwrap_err(),
+        ] {
+            let msg = e.to_string();
+            assert!(msg.contains("F16") && msg.contains("float()"), "{msg}");
+        }
+        let u = Tensor::from_vec(vec![1u32], &[1], &dev).unwrap();
+        assert!(u.requires_grad_(true).is_err());
+    }
+);
+
+/// PyTorch's `.half()` and `.bfloat16()` tensors from a safetensors file
+/// (`tests/fixtures/make_torch_half_fixture.py`): the same bits as wgrad's conversion
+/// of the f32 tensor beside them, on both devices; saving writes them back unchanged.
+#[test]
+fn pytorch_half_files_load_and_save() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/torch_half.safetensors");
+    for dev in common::devices() {
+        let file = wgrad::io::read_safetensors(&path, &dev).unwrap();
+        let get = |n: &str| file.iter().find(|(k, _)| k == n).unwrap().1.clone();
+        let x = get("x32");
+        assert_eq!(get("x16").dtype(), DType::F16);
+        assert_eq!(bits16(&get("x16")), bits16(&x.half().unwrap()));
+        assert_eq!(bits16(&get("xb16")), bits16(&x.bfloat16().unwrap()));
+        assert!(get("x16").to_f64_vec().unwrap()[0].is_infinite());
+        let odd = get("odd16");
+        assert_eq!(odd.shape(), [7]);
+        assert!((odd.to_f64_vec().unwrap()[4] - 4.0 / 3.0).abs() < 1e-3);
+        let out = std::env::temp_dir().join(format!(
+            "wgrad-half-{}-{}.safetensors",
+            std::process::id(),
+            dev.name().len()
+        ));
+        wgrad::io::write_safetensors(&file, &out).unwrap();
+        let again = wgrad::io::read_safetensors(&out, &Device::cpu()).unwrap();
+        std::fs::remove_file(&out).ok();
+        for (name, t) in &file {
+            let back = &again.iter().find(|(k, _)| k == name).unwrap().1;
+            assert_eq!(back.dtype(), t.dtype(), "{name}");
+            assert_eq!(
+                back.to_f64_vec().unwrap(),
+                t.to_f64_vec().unwrap(),
+                "{name}"
+            );
+        }
+    }
+}
