@@ -10,9 +10,10 @@
 //! On the GPU the elements are packed two to a 32-bit word, element `i` in the low half
 //! of word `i / 2` when `i` is even and the high half when odd; an odd count leaves the
 //! last word's high half zero. A half tensor's storage is its own [`Storage::Half`]
-//! variant, so the backends' f32 kernels can never read it by mistake: an op that does
-//! not take half tensors yet returns [`Error::DType`] naming the dtype (convert with
-//! [`Tensor::float`](crate::Tensor::float) first).
+//! variant, so the backends' f32 kernels can never read it by mistake. Ops take half
+//! tensors through `ops::half::widened`: converted to f32, computed, rounded back once.
+//! What reaches a backend with half storage anyway (an in-place update) returns
+//! [`Error::DType`] naming the dtype.
 
 use std::sync::Arc;
 
@@ -30,8 +31,8 @@ pub(crate) struct HalfStorage {
 
 /// Where they live.
 pub(crate) enum HalfData {
-    /// One `u16` of bits per element.
-    Cpu(Vec<u16>),
+    /// One `u16` of bits per element (written in place only by `copy_from`).
+    Cpu(std::sync::RwLock<Vec<u16>>),
     /// Two elements per 32-bit word.
     Gpu(GpuBuffer),
 }
@@ -39,7 +40,7 @@ pub(crate) enum HalfData {
 impl std::fmt::Debug for HalfStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.data {
-            HalfData::Cpu(v) => write!(f, "{:?} storage, {} elements", self.dtype, v.len()),
+            HalfData::Cpu(v) => write!(f, "{:?} storage, {} elements", self.dtype, read(v).len()),
             HalfData::Gpu(b) => write!(f, "{:?} storage, {b:?}", self.dtype),
         }
     }
@@ -50,7 +51,7 @@ impl HalfStorage {
     pub(crate) fn cpu(dtype: DType, bits: Vec<u16>) -> Storage {
         Storage::Half(Arc::new(HalfStorage {
             dtype,
-            data: HalfData::Cpu(bits),
+            data: HalfData::Cpu(std::sync::RwLock::new(bits)),
         }))
     }
 
@@ -63,13 +64,18 @@ impl HalfStorage {
     }
 }
 
+/// The CPU bits, readable even after a writer panicked (the bits are plain data).
+pub(crate) fn read(v: &std::sync::RwLock<Vec<u16>>) -> std::sync::RwLockReadGuard<'_, Vec<u16>> {
+    v.read().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The error of an op given half storage it cannot read yet.
 pub(crate) fn not_yet<T>(op: &'static str, dtype: DType) -> Result<T> {
     Err(Error::DType {
         op,
         msg: format!(
-            "{dtype:?} tensors can so far be converted (to_dtype, float, half, bfloat16), \
-             moved between devices, read back and saved; for math convert with .float() first"
+            "{dtype:?} tensors are not updated in place yet (mixed precision keeps f32 \
+             master weights); convert with .float() first"
         ),
     })
 }

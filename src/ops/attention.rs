@@ -142,6 +142,15 @@ pub fn scaled_dot_product_attention_with_key(
     scale: Option<f64>,
     key: RngKey,
 ) -> Result<Tensor> {
+    let ins = crate::ops::half::with_optional(&[q, k, v], &[attn_mask]);
+    if let Some(r) = crate::ops::half::widened("scaled_dot_product_attention", &ins, |w| {
+        let (f, o) = crate::ops::half::split_optional(w, 3, &[attn_mask]);
+        scaled_dot_product_attention_with_key(
+            &f[0], &f[1], &f[2], o[0], dropout_p, is_causal, scale, key,
+        )
+    }) {
+        return r;
+    }
     check_pair(OP, q, k)?;
     check_pair(OP, q, v)?;
     let (qs, ks, vs) = (q.shape(), k.shape(), v.shape());
@@ -318,6 +327,33 @@ pub(crate) fn multi_head_attention(
     scale: f64,
     key: RngKey,
 ) -> Result<Tensor> {
+    // Half sources: each distinct one widened once, so packed operands stay packed.
+    let mut distinct: Vec<&Tensor> = Vec::new();
+    for h in [&q, &k, &v] {
+        if !distinct.iter().any(|t| t.same_tensor(h.src)) {
+            distinct.push(h.src);
+        }
+    }
+    let at = |t: &Tensor| distinct.iter().position(|d| d.same_tensor(t)).unwrap_or(0);
+    let (iq, ik, iv) = (at(q.src), at(k.src), at(v.src));
+    let (cq, ck, cv) = (q.col, k.col, v.col);
+    let ins = crate::ops::half::with_optional(&distinct, &[attn_mask]);
+    if let Some(r) = crate::ops::half::widened(OP, &ins, |w| {
+        let (f, m) = crate::ops::half::split_optional(w, distinct.len(), &[attn_mask]);
+        let heads_at = |i: usize, col: usize| Heads { src: &f[i], col };
+        multi_head_attention(
+            [heads_at(iq, cq), heads_at(ik, ck), heads_at(iv, cv)],
+            heads,
+            (e, ev),
+            m[0],
+            dropout_p,
+            is_causal,
+            scale,
+            key,
+        )
+    }) {
+        return r;
+    }
     check_pair(OP, q.src, k.src)?;
     check_pair(OP, q.src, v.src)?;
     let dims = |h: &Heads<'_>, width: usize| -> Result<(usize, usize, usize)> {

@@ -16,6 +16,11 @@ pub fn geometric(
     out: (usize, usize),
     moves: &[ImageMove],
 ) -> Result<Tensor> {
+    if let Some(r) =
+        crate::ops::half::widened("augment", &[x], |w| geometric(&w[0], padding, out, moves))
+    {
+        return r;
+    }
     check_float("augment", x)?;
     if x.rank() != 4 || moves.len() != x.shape()[0] {
         return shape_err(

@@ -229,6 +229,9 @@ fn check(op: &'static str, x: &Tensor, a: &BatchNormArgs, forced: Option<usize>)
 /// # Ok(()) }
 /// ```
 pub fn batch_norm(x: &Tensor, args: &BatchNormArgs) -> Result<Tensor> {
+    if let Some(r) = half_batch_norm(x, args, None) {
+        return r;
+    }
     batch_norm_impl(x, args, None)
 }
 
@@ -237,6 +240,9 @@ pub fn batch_norm(x: &Tensor, args: &BatchNormArgs) -> Result<Tensor> {
 /// path on small inputs. The CPU ignores `block`.
 #[doc(hidden)]
 pub fn batch_norm_blocked(x: &Tensor, args: &BatchNormArgs, block: usize) -> Result<Tensor> {
+    if let Some(r) = half_batch_norm(x, args, Some(block)) {
+        return r;
+    }
     batch_norm_impl(x, args, Some(block))
 }
 
@@ -245,6 +251,35 @@ impl Tensor {
     pub fn batch_norm(&self, args: &BatchNormArgs) -> Result<Tensor> {
         batch_norm(self, args)
     }
+}
+
+/// Batch norm with half tensors among the input, the affine parameters and the running
+/// statistics: computed in f32 ([`crate::ops::half::widened`]), the updated running
+/// statistics rounded back into their own storage.
+fn half_batch_norm(x: &Tensor, a: &BatchNormArgs, forced: Option<usize>) -> Option<Result<Tensor>> {
+    let stats = [a.running_mean, a.running_var, a.num_batches_tracked];
+    let optional = [a.weight, a.bias, stats[0], stats[1], stats[2]];
+    let ins = crate::ops::half::with_optional(&[x], &optional);
+    crate::ops::half::widened("batch_norm", &ins, |w| {
+        let (f, o) = crate::ops::half::split_optional(w, 1, &optional);
+        let args = BatchNormArgs {
+            weight: o[0],
+            bias: o[1],
+            running_mean: o[2],
+            running_var: o[3],
+            num_batches_tracked: o[4],
+            ..*a
+        };
+        let y = batch_norm_impl(&f[0], &args, forced)?;
+        for (orig, wide) in stats.iter().zip(&o[2..]) {
+            if let (Some(orig), Some(wide)) = (orig, wide) {
+                if orig.dtype().is_half() {
+                    orig.copy_from(&wide.to_dtype(orig.dtype())?)?;
+                }
+            }
+        }
+        Ok(y)
+    })
 }
 
 fn batch_norm_impl(x: &Tensor, a: &BatchNormArgs, forced: Option<usize>) -> Result<Tensor> {

@@ -14,6 +14,9 @@ pub use crate::backend::elementwise::binary::{BinaryOp, CompareOp};
 
 /// Applies a broadcasting binary op, recording the backward.
 pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
+    if let Some(r) = crate::ops::half::widened(op.name(), &[a, b], |w| binary(&w[0], &w[1], op)) {
+        return r;
+    }
     check_pair(op.name(), a, b)?;
     let geo = Broadcast::new(op.name(), a.shape(), b.shape())?;
     crate::ops::check_out(op.name(), &geo.out, a.dtype(), a.device())?;
@@ -90,6 +93,9 @@ fn binary_backward(
 /// inputs), or `u32` 1 / 0 for two `u32` tensors (standing in for PyTorch's bool). No
 /// gradient.
 pub fn compare(a: &Tensor, b: &Tensor, op: CompareOp) -> Result<Tensor> {
+    if let Some(r) = crate::ops::half::widened(op.name(), &[a, b], |w| compare(&w[0], &w[1], op)) {
+        return r;
+    }
     if a.dtype() == DType::U32 || b.dtype() == DType::U32 {
         check_integer_pair(op.name(), a, b)?;
     } else {
@@ -252,6 +258,9 @@ impl Tensor {
     /// # Ok(()) }
     /// ```
     pub fn clamp(&self, min: Option<f64>, max: Option<f64>) -> Result<Tensor> {
+        if let Some(r) = crate::ops::half::widened("clamp", &[self], |w| w[0].clamp(min, max)) {
+            return r;
+        }
         crate::tensor::check_float("clamp", self)?;
         if min.is_none() && max.is_none() {
             return crate::error::arg_err("clamp", "at least one of min and max is needed");

@@ -56,6 +56,13 @@ pub(crate) fn linear_add(
     act: Act,
     addend: Option<&Tensor>,
 ) -> Result<Tensor> {
+    let ins = crate::ops::half::with_optional(&[x, weight], &[bias, addend]);
+    if let Some(r) = crate::ops::half::widened("linear", &ins, |w| {
+        let (f, o) = crate::ops::half::split_optional(w, 2, &[bias, addend]);
+        linear_add(&f[0], &f[1], o[0], act, o[1])
+    }) {
+        return r;
+    }
     crate::ops::matmul::check_linear(x, weight)?;
     let (inp, out) = (weight.shape()[1], weight.shape()[0]);
     check_bias("linear", x, bias, out)?;

@@ -72,7 +72,7 @@ fn half_storage(t: &Tensor) -> Result<&HalfStorage> {
 /// The 16-bit elements of a half tensor (read back from the GPU).
 pub(crate) fn bits(t: &Tensor) -> Result<Vec<u16>> {
     match &half_storage(t)?.data {
-        HalfData::Cpu(v) => Ok(v.clone()),
+        HalfData::Cpu(v) => Ok(hs::read(v).clone()),
         HalfData::Gpu(b) => {
             let bytes = b.ctx.read(b, (t.numel().div_ceil(2) * 4) as u64)?;
             Ok(hs::unpack(&bytemuck::pod_collect_to_vec(&bytes), t.numel()))
@@ -83,7 +83,7 @@ pub(crate) fn bits(t: &Tensor) -> Result<Vec<u16>> {
 /// [`bits`] without blocking (see [`Tensor::to_vec_async`]).
 pub(crate) async fn bits_async(t: &Tensor) -> Result<Vec<u16>> {
     match &half_storage(t)?.data {
-        HalfData::Cpu(v) => Ok(v.clone()),
+        HalfData::Cpu(v) => Ok(hs::read(v).clone()),
         HalfData::Gpu(b) => {
             let bytes = b
                 .ctx
@@ -142,7 +142,10 @@ pub(crate) fn convert(x: &Tensor, to: DType) -> Result<Tensor> {
     let h = half_storage(x)?;
     let wide = match &h.data {
         HalfData::Cpu(bits) => {
-            let v: Vec<f32> = bits.iter().map(|&b| hs::to_f32(from, b)).collect();
+            let v: Vec<f32> = hs::read(bits)
+                .iter()
+                .map(|&b| hs::to_f32(from, b))
+                .collect();
             Tensor::from_vec(v, x.shape(), dev)?
         }
         HalfData::Gpu(b) => {
@@ -183,4 +186,148 @@ fn unreachable_half<T>(dtype: DType) -> Result<T> {
         op: "to_dtype",
         msg: format!("a {dtype:?} tensor with 16-bit storage reached the f32 path"),
     })
+}
+
+/// The generic path of an op given half tensors: when any of `inputs` is `F16` or
+/// `BF16`, checks that every float input has that one dtype (mixing is an error naming
+/// both, as without autocast), runs `f` on the inputs with the half ones converted to
+/// `f32` (recorded, so gradients flow back as the half dtype), and rounds its `f32`
+/// outputs back to the half dtype (other outputs, such as indices, stay). `None` when no
+/// input is half: the op runs as usual. The op thus computes in `f32` and rounds once,
+/// as PyTorch's half kernels accumulate in `f32`.
+pub(crate) fn widened<T: Outputs>(
+    op: &'static str,
+    inputs: &[&Tensor],
+    f: impl FnOnce(&[Tensor]) -> Result<T>,
+) -> Option<Result<T>> {
+    let half = inputs.iter().map(|t| t.dtype()).find(|d| d.is_half())?;
+    Some((|| {
+        let mut wide = Vec::with_capacity(inputs.len());
+        for t in inputs {
+            let d = t.dtype();
+            if d.is_float() && d != half {
+                return Err(Error::DType {
+                    op,
+                    msg: format!("dtypes differ: {half:?} and {d:?} (convert one of them)"),
+                });
+            }
+            wide.push(if d == half {
+                t.to_dtype(DType::F32)?
+            } else {
+                (*t).clone()
+            });
+        }
+        f(&wide)?.narrow(half)
+    })())
+}
+
+/// What an op returns: its `f32` tensors are rounded back to the half dtype.
+pub(crate) trait Outputs: Sized {
+    fn narrow(self, dtype: DType) -> Result<Self>;
+}
+
+impl Outputs for Tensor {
+    fn narrow(self, dtype: DType) -> Result<Self> {
+        if self.dtype() == DType::F32 {
+            self.to_dtype(dtype)
+        } else {
+            Ok(self)
+        }
+    }
+}
+
+impl Outputs for (Tensor, Tensor) {
+    fn narrow(self, dtype: DType) -> Result<Self> {
+        Ok((self.0.narrow(dtype)?, self.1.narrow(dtype)?))
+    }
+}
+
+impl Outputs for Option<Tensor> {
+    fn narrow(self, dtype: DType) -> Result<Self> {
+        self.map(|t| t.narrow(dtype)).transpose()
+    }
+}
+
+/// `fixed` then the present `optional` tensors, for [`widened`].
+pub(crate) fn with_optional<'a>(
+    fixed: &[&'a Tensor],
+    optional: &[Option<&'a Tensor>],
+) -> Vec<&'a Tensor> {
+    fixed
+        .iter()
+        .copied()
+        .chain(optional.iter().flatten().copied())
+        .collect()
+}
+
+/// The inverse of [`with_optional`] on the widened tensors: the `fixed` ones, then one
+/// entry per optional slot (`None` where none was given).
+pub(crate) fn split_optional<'a>(
+    wide: &'a [Tensor],
+    fixed: usize,
+    optional: &[Option<&Tensor>],
+) -> (&'a [Tensor], Vec<Option<&'a Tensor>>) {
+    let (head, mut rest) = wide.split_at(fixed);
+    let opts = optional
+        .iter()
+        .map(|o| {
+            o.map(|_| {
+                let (first, tail) = rest.split_first().expect("one widened tensor per slot");
+                rest = tail;
+                first
+            })
+        })
+        .collect();
+    (head, opts)
+}
+
+impl Outputs for (Tensor, Option<Tensor>) {
+    fn narrow(self, dtype: DType) -> Result<Self> {
+        Ok((self.0.narrow(dtype)?, self.1.narrow(dtype)?))
+    }
+}
+
+impl Outputs for (Tensor, Tensor, Option<Tensor>) {
+    fn narrow(self, dtype: DType) -> Result<Self> {
+        Ok((
+            self.0.narrow(dtype)?,
+            self.1.narrow(dtype)?,
+            self.2.narrow(dtype)?,
+        ))
+    }
+}
+
+/// The machine epsilon of a float dtype (PyTorch's `finfo(dtype).eps`).
+pub(crate) fn epsilon(dtype: DType) -> f64 {
+    match dtype {
+        DType::F16 => 2f64.powi(-10),
+        DType::BF16 => 2f64.powi(-7),
+        DType::F64 => f64::EPSILON,
+        _ => f32::EPSILON as f64,
+    }
+}
+
+/// `copy_from` between half tensors of one dtype, shape and device: the bits, in place.
+pub(crate) fn copy_into(dst: &Tensor, src: &Tensor) -> Result<()> {
+    let (d, s) = (half_storage(dst)?, half_storage(src)?);
+    match (&d.data, &s.data) {
+        (HalfData::Cpu(d), HalfData::Cpu(s)) => {
+            let bits = hs::read(s).clone();
+            let mut w = d.write().unwrap_or_else(|e| e.into_inner());
+            w.copy_from_slice(&bits);
+            Ok(())
+        }
+        (HalfData::Gpu(d), HalfData::Gpu(s)) => {
+            let bytes = (dst.numel().div_ceil(2) * 4) as u64;
+            if bytes > 0 {
+                d.ctx.copy_range(s, 0, d, 0, bytes);
+            }
+            Ok(())
+        }
+        _ => Err(Error::DeviceMismatch {
+            op: "copy_from",
+            a: dst.device().name(),
+            b: src.device().name(),
+        }),
+    }
 }

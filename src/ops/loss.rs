@@ -12,6 +12,11 @@ use crate::tensor::{check_float, check_index, check_pair, check_same_device, Ten
 /// Per-sample cross-entropy `-log softmax(logits)[target]` for logits `[N, C]` and `u32`
 /// targets `[N]`; returns `[N]`.
 pub fn cross_entropy_per_sample(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    if let Some(r) = crate::ops::half::widened("cross_entropy", &[logits, targets], |w| {
+        cross_entropy_per_sample(&w[0], &w[1])
+    }) {
+        return r;
+    }
     check_float("cross_entropy", logits)?;
     check_index("cross_entropy", targets)?;
     check_same_device("cross_entropy", logits, targets)?;
@@ -126,6 +131,13 @@ pub fn bce_with_logits_per_element(
     targets: &Tensor,
     pos_weight: Option<&Tensor>,
 ) -> Result<Tensor> {
+    let ins = crate::ops::half::with_optional(&[logits, targets], &[pos_weight]);
+    if let Some(r) = crate::ops::half::widened("bce_with_logits", &ins, |w| {
+        let (f, o) = crate::ops::half::split_optional(w, 2, &[pos_weight]);
+        bce_with_logits_per_element(&f[0], &f[1], o[0])
+    }) {
+        return r;
+    }
     const OP: &str = "binary_cross_entropy_with_logits";
     check_pair(OP, logits, targets)?;
     if logits.shape() != targets.shape() {
@@ -188,6 +200,11 @@ impl Tensor {
     /// # Ok(()) }
     /// ```
     pub fn cross_entropy(&self, targets: &Tensor) -> Result<Tensor> {
+        if let Some(r) = crate::ops::half::widened("cross_entropy", &[self, targets], |w| {
+            w[0].cross_entropy(&w[1])
+        }) {
+            return r;
+        }
         if let Some(loss) = cross_entropy_mean_fused(self, targets)? {
             return Ok(loss);
         }
@@ -196,6 +213,11 @@ impl Tensor {
 
     /// Mean squared error against a target of the same shape.
     pub fn mse_loss(&self, target: &Tensor) -> Result<Tensor> {
+        if let Some(r) =
+            crate::ops::half::widened("mse_loss", &[self, target], |w| w[0].mse_loss(&w[1]))
+        {
+            return r;
+        }
         check_pair("mse_loss", self, target)?;
         if self.shape() != target.shape() {
             return shape_err(
@@ -237,6 +259,13 @@ pub fn nll_loss_parts(
     weight: Option<&Tensor>,
     ignore_index: Option<u32>,
 ) -> Result<(Tensor, Option<Tensor>)> {
+    let ins = crate::ops::half::with_optional(&[input, target], &[weight]);
+    if let Some(r) = crate::ops::half::widened("nll_loss", &ins, |w| {
+        let (f, o) = crate::ops::half::split_optional(w, 2, &[weight]);
+        nll_loss_parts(&f[0], &f[1], o[0], ignore_index)
+    }) {
+        return r;
+    }
     const OP: &str = "nll_loss";
     check_float(OP, input)?;
     check_index(OP, target)?;
@@ -350,6 +379,13 @@ pub fn binary_cross_entropy_per_element(
     target: &Tensor,
     weight: Option<&Tensor>,
 ) -> Result<Tensor> {
+    let ins = crate::ops::half::with_optional(&[input, target], &[weight]);
+    if let Some(r) = crate::ops::half::widened("binary_cross_entropy", &ins, |w| {
+        let (f, o) = crate::ops::half::split_optional(w, 2, &[weight]);
+        binary_cross_entropy_per_element(&f[0], &f[1], o[0])
+    }) {
+        return r;
+    }
     const OP: &str = "binary_cross_entropy";
     check_pair(OP, input, target)?;
     if input.shape() != target.shape() {

@@ -138,6 +138,13 @@ pub fn layer_norm(
     bias: Option<&Tensor>,
     eps: f64,
 ) -> Result<Tensor> {
+    let ins = crate::ops::half::with_optional(&[x], &[weight, bias]);
+    if let Some(r) = crate::ops::half::widened("layer_norm", &ins, |w| {
+        let (f, o) = crate::ops::half::split_optional(w, 1, &[weight, bias]);
+        layer_norm(&f[0], normalized_shape, o[0], o[1], eps)
+    }) {
+        return r;
+    }
     let op = "layer_norm";
     let (rows, d) = trailing_rows(op, x, normalized_shape)?;
     for (what, t) in [("weight", weight), ("bias", bias)] {
@@ -187,6 +194,15 @@ pub fn rms_norm(
     weight: Option<&Tensor>,
     eps: Option<f64>,
 ) -> Result<Tensor> {
+    let ins = crate::ops::half::with_optional(&[x], &[weight]);
+    if let Some(r) = crate::ops::half::widened("rms_norm", &ins, |w| {
+        let (f, o) = crate::ops::half::split_optional(w, 1, &[weight]);
+        // PyTorch's default eps is the input dtype's: keep the half type's.
+        let eps = eps.or(Some(crate::ops::half::epsilon(x.dtype())));
+        rms_norm(&f[0], normalized_shape, o[0], eps)
+    }) {
+        return r;
+    }
     let op = "rms_norm";
     let (rows, d) = trailing_rows(op, x, normalized_shape)?;
     if let Some(w) = weight {
@@ -236,6 +252,13 @@ pub fn group_norm(
     bias: Option<&Tensor>,
     eps: f64,
 ) -> Result<Tensor> {
+    let ins = crate::ops::half::with_optional(&[x], &[weight, bias]);
+    if let Some(r) = crate::ops::half::widened("group_norm", &ins, |w| {
+        let (f, o) = crate::ops::half::split_optional(w, 1, &[weight, bias]);
+        group_norm(&f[0], num_groups, o[0], o[1], eps)
+    }) {
+        return r;
+    }
     let op = "group_norm";
     check_float(op, x)?;
     if x.rank() < 2 {

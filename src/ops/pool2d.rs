@@ -66,6 +66,11 @@ pub fn max_pool2d(
     stride: (usize, usize),
     padding: (usize, usize),
 ) -> Result<Tensor> {
+    if let Some(r) = crate::ops::half::widened("max_pool2d", &[x], |w| {
+        max_pool2d(&w[0], kernel, stride, padding)
+    }) {
+        return r;
+    }
     let g = plan("max_pool2d", x, kernel, stride, padding)?;
     let (v, i) = x.device().backend().max_pool(x.storage(), &g)?;
     let y = Tensor::like(v, g.out_shape(), x);
@@ -80,6 +85,9 @@ pub fn max_pool2d(
 }
 
 fn avg_pool(x: &Tensor, g: Pool, name: &'static str) -> Result<Tensor> {
+    if let Some(r) = crate::ops::half::widened(name, &[x], |w| avg_pool(&w[0], g, name)) {
+        return r;
+    }
     let out = x.device().backend().avg_pool(x.storage(), &g)?;
     let y = Tensor::like(out, g.out_shape(), x);
     Ok(record(y, name, &[x], move |grad| {
@@ -113,12 +121,22 @@ pub fn avg_pool2d(
     stride: (usize, usize),
     padding: (usize, usize),
 ) -> Result<Tensor> {
+    if let Some(r) = crate::ops::half::widened("avg_pool2d", &[x], |w| {
+        avg_pool2d(&w[0], kernel, stride, padding)
+    }) {
+        return r;
+    }
     let g = plan("avg_pool2d", x, kernel, stride, padding)?;
     avg_pool(x, g, "avg_pool2d")
 }
 
 /// Average pooling to a fixed output size (`torch.nn.AdaptiveAvgPool2d`).
 pub fn adaptive_avg_pool2d(x: &Tensor, output: (usize, usize)) -> Result<Tensor> {
+    if let Some(r) = crate::ops::half::widened("adaptive_avg_pool2d", &[x], |w| {
+        adaptive_avg_pool2d(&w[0], output)
+    }) {
+        return r;
+    }
     check_float("adaptive_avg_pool2d", x)?;
     if x.rank() != 4 || output.0 == 0 || output.1 == 0 {
         return shape_err(
@@ -152,6 +170,11 @@ pub fn adaptive_avg_pool2d(x: &Tensor, output: (usize, usize)) -> Result<Tensor>
 
 /// Nearest-neighbour upsampling by integer factors (`nn.Upsample(scale_factor, 'nearest')`).
 pub fn upsample_nearest(x: &Tensor, scale: (usize, usize)) -> Result<Tensor> {
+    if let Some(r) =
+        crate::ops::half::widened("upsample_nearest", &[x], |w| upsample_nearest(&w[0], scale))
+    {
+        return r;
+    }
     check_float("upsample_nearest", x)?;
     if x.rank() != 4 || scale.0 == 0 || scale.1 == 0 {
         return shape_err(

@@ -32,6 +32,9 @@ pub(crate) fn normal(shape_: &[usize], key: RngKey, device: &Device) -> Result<T
 
 /// Applies `x * mask` with a mask made on the device; the mask is saved for backward.
 fn masked(x: &Tensor, name: &'static str, op: Masked, key: RngKey) -> Result<Tensor> {
+    if let Some(r) = crate::ops::half::widened(name, &[x], |w| masked(&w[0], name, op, key)) {
+        return r;
+    }
     let (y, m) = x
         .device()
         .backend()
@@ -45,6 +48,10 @@ fn masked(x: &Tensor, name: &'static str, op: Masked, key: RngKey) -> Result<Ten
 
 /// Dropout with an explicit generator key (see [`Tensor::dropout`]).
 pub fn dropout_with_key(x: &Tensor, p: f64, key: RngKey) -> Result<Tensor> {
+    if let Some(r) = crate::ops::half::widened("dropout", &[x], |w| dropout_with_key(&w[0], p, key))
+    {
+        return r;
+    }
     check_float("dropout", x)?;
     if !(0.0..1.0).contains(&p) {
         return arg_err("dropout", format!("p must be in [0, 1), got {p}"));
@@ -58,6 +65,11 @@ pub fn dropout_with_key(x: &Tensor, p: f64, key: RngKey) -> Result<Tensor> {
 
 /// Noisy ReLU with an explicit generator key (see [`Tensor::noisy_relu`]).
 pub fn noisy_relu_with_key(x: &Tensor, std: f64, key: RngKey) -> Result<Tensor> {
+    if let Some(r) =
+        crate::ops::half::widened("noisy_relu", &[x], |w| noisy_relu_with_key(&w[0], std, key))
+    {
+        return r;
+    }
     check_float("noisy_relu", x)?;
     if std.is_nan() || std < 0.0 {
         return arg_err(

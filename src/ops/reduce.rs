@@ -62,6 +62,11 @@ fn sum_in_pieces(x: &Tensor, plan: &Plan, dims: &[isize], scale: f64) -> Result<
 }
 
 fn sum_like(x: &Tensor, dims: &[isize], keepdim: bool, mean: bool) -> Result<Tensor> {
+    if let Some(r) =
+        crate::ops::half::widened("sum", &[x], |w| sum_like(&w[0], dims, keepdim, mean))
+    {
+        return r;
+    }
     let op = if mean { "mean" } else { "sum" };
     if mean && x.dtype() == DType::U32 {
         // PyTorch's message for `torch.mean` of an integer tensor.
@@ -103,6 +108,11 @@ fn sum_like(x: &Tensor, dims: &[isize], keepdim: bool, mean: bool) -> Result<Ten
 /// PyTorch: a slice holding NaN gives NaN and the position of its first NaN.
 /// On a `u32` tensor the values are `u32` too (and have no gradient).
 pub fn max_with_indices(x: &Tensor, dims: &[isize], keepdim: bool) -> Result<(Tensor, Tensor)> {
+    if let Some(r) =
+        crate::ops::half::widened("max", &[x], |w| max_with_indices(&w[0], dims, keepdim))
+    {
+        return r;
+    }
     if x.dtype() != DType::U32 {
         check_float("max", x)?;
     }

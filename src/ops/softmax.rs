@@ -9,6 +9,9 @@ use crate::shape;
 use crate::tensor::{check_float, Tensor};
 
 fn softmax_impl(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
+    if let Some(r) = crate::ops::half::widened("softmax", &[x], |w| softmax_impl(&w[0], dim, log)) {
+        return r;
+    }
     let name = if log { "log_softmax" } else { "softmax" };
     check_float(name, x)?;
     // A 0-d tensor is one row of one element (PyTorch accepts dim 0 or -1 for it).

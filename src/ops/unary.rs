@@ -15,6 +15,9 @@ pub use crate::backend::elementwise::{Needs, UnaryOp};
 
 /// Applies `op` to every element, recording the backward.
 pub fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
+    if let Some(r) = crate::ops::half::widened(op.name(), &[x], |w| unary(&w[0], op)) {
+        return r;
+    }
     check_float(op.name(), x)?;
     let y = unary_forward(x, op)?;
     let saved = match op.needs() {
@@ -62,6 +65,9 @@ pub(crate) fn unary_backward(op: UnaryOp, s: &Tensor, g: &Tensor) -> Result<Tens
 /// Parametric ReLU: `x` for `x > 0`, else `weight[c] * x` where `c` indexes dimension 1
 /// of `x` (PyTorch's layout); a one-element `weight` is shared by all channels.
 pub fn prelu(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    if let Some(r) = crate::ops::half::widened("prelu", &[x, weight], |w| prelu(&w[0], &w[1])) {
+        return r;
+    }
     check_pair("prelu", x, weight)?;
     let channels = if x.rank() >= 2 { x.shape()[1] } else { 1 };
     let w = weight.numel();

@@ -41,6 +41,9 @@ fn run(x: &Tensor, g: Geometry, to_cols: bool) -> Result<Tensor> {
 /// convolution is one batched matrix product (the weight broadcast over the batch) whose
 /// result is already NCHW.
 pub fn im2col(x: &Tensor, g: Geometry) -> Result<Tensor> {
+    if let Some(r) = crate::ops::half::widened("im2col", &[x], |w| im2col(&w[0], g)) {
+        return r;
+    }
     check_float("im2col", x)?;
     check(&g, "im2col")?;
     if x.shape() != g.image_shape().as_slice() {
@@ -61,6 +64,9 @@ pub fn im2col(x: &Tensor, g: Geometry) -> Result<Tensor> {
 
 /// Folds columns `[N, C kh kw, Ho Wo]` back into images, summing overlaps.
 pub fn col2im(cols: &Tensor, g: Geometry) -> Result<Tensor> {
+    if let Some(r) = crate::ops::half::widened("col2im", &[cols], |w| col2im(&w[0], g)) {
+        return r;
+    }
     check_float("col2im", cols)?;
     check(&g, "col2im")?;
     if cols.shape() != g.cols_shape().as_slice() {

@@ -345,6 +345,13 @@ pub fn conv2d(
     bias: Option<&Tensor>,
     o: ConvOptions,
 ) -> Result<Tensor> {
+    let ins = crate::ops::half::with_optional(&[x, weight], &[bias]);
+    if let Some(r) = crate::ops::half::widened("conv2d", &ins, |w| {
+        let (f, b) = crate::ops::half::split_optional(w, 2, &[bias]);
+        conv2d(&f[0], &f[1], b[0], o)
+    }) {
+        return r;
+    }
     let geo = conv_geometry(x, weight, o)?;
     // Every check before anything is launched: a failed op leaves no work behind.
     check_bias(bias, weight.shape()[0], "conv2d")?;
@@ -386,6 +393,13 @@ pub fn conv2d_act(
     o: ConvOptions,
     act: Act,
 ) -> Result<Tensor> {
+    let ins = crate::ops::half::with_optional(&[x, weight], &[bias]);
+    if let Some(r) = crate::ops::half::widened("conv2d", &ins, |w| {
+        let (f, b) = crate::ops::half::split_optional(w, 2, &[bias]);
+        conv2d_act(&f[0], &f[1], b[0], o, act)
+    }) {
+        return r;
+    }
     if o.groups != 1 || !x.device().backend().fuses_conv() {
         return act.apply_op(&conv2d(x, weight, bias, o)?);
     }
@@ -450,6 +464,13 @@ pub fn conv_transpose2d(
     bias: Option<&Tensor>,
     o: ConvOptions,
 ) -> Result<Tensor> {
+    let ins = crate::ops::half::with_optional(&[x, weight], &[bias]);
+    if let Some(r) = crate::ops::half::widened("conv_transpose2d", &ins, |w| {
+        let (f, b) = crate::ops::half::split_optional(w, 2, &[bias]);
+        conv_transpose2d(&f[0], &f[1], b[0], o)
+    }) {
+        return r;
+    }
     check_4d("conv_transpose2d", x, weight)?;
     let [n, cin, h, w] = [x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]];
     let [wc, cog, kh, kw] = [

@@ -7,6 +7,11 @@ use crate::backend::layout::{Indexed, Pick, WhereGeo};
 /// `x` read through `index` as `geo` says, with the backward that scatter-adds the
 /// output gradient back (into a tensor of `x`'s shape).
 fn indexed(x: &Tensor, index: &Tensor, geo: Indexed, out_shape: Vec<usize>) -> Result<Tensor> {
+    if let Some(r) = crate::ops::half::widened("index_select", &[x, index], |w| {
+        indexed(&w[0], &w[1], geo, out_shape.clone())
+    }) {
+        return r;
+    }
     let s = x
         .device()
         .backend()
@@ -80,6 +85,11 @@ impl Tensor {
 
     /// `torch.where(cond, a, b)` with broadcasting: `a` where `cond != 0`, else `b`.
     pub fn where_cond(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        if let Some(r) = crate::ops::half::widened("where", &[cond, a, b], |w| {
+            Tensor::where_cond(&w[0], &w[1], &w[2])
+        }) {
+            return r;
+        }
         check_pair("where", a, b)?;
         check_pair("where", cond, a)?;
         let ab = shape::broadcast("where", a.shape(), b.shape())?;

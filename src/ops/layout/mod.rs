@@ -71,6 +71,9 @@ pub(crate) fn copy_into(dst: &Tensor, src: &Tensor) -> Result<()> {
     if dst.storage().same_as(src.storage()) {
         return Ok(()); // a view of itself: already equal
     }
+    if dst.dtype().is_half() {
+        return crate::ops::half::copy_into(dst, src);
+    }
     strided_scatter(dst, src, &shape::contiguous_strides(src.shape()), 0)
 }
 
@@ -200,6 +203,9 @@ impl Tensor {
 
     /// Reorders dimensions: output dim `i` is input dim `dims[i]` (a contiguous copy).
     pub fn permute(&self, dims: &[usize]) -> Result<Tensor> {
+        if let Some(r) = crate::ops::half::widened("permute", &[self], |w| w[0].permute(dims)) {
+            return r;
+        }
         let r = self.rank();
         let mut seen = vec![false; r];
         if dims.len() != r
@@ -259,6 +265,11 @@ impl Tensor {
 
     /// Elements `start..start + len` along `dim` (a copy).
     pub fn narrow(&self, dim: isize, start: usize, len: usize) -> Result<Tensor> {
+        if let Some(r) =
+            crate::ops::half::widened("narrow", &[self], |w| w[0].narrow(dim, start, len))
+        {
+            return r;
+        }
         let d = shape::normalize_dim("narrow", dim, self.rank())?;
         if start
             .checked_add(len)
@@ -290,6 +301,11 @@ impl Tensor {
 
     /// Repeats size-1 (and missing leading) dimensions to reach `shape` (a copy).
     pub fn broadcast_to(&self, shape_: &[usize]) -> Result<Tensor> {
+        if let Some(r) =
+            crate::ops::half::widened("broadcast_to", &[self], |w| w[0].broadcast_to(shape_))
+        {
+            return r;
+        }
         let out = shape::broadcast("broadcast_to", self.shape(), shape_)?;
         if out != shape_ {
             return shape_err(
@@ -315,6 +331,11 @@ impl Tensor {
 
     /// Concatenates along `dim`; all other dimensions must agree.
     pub fn cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
+        if let Some(r) = crate::ops::half::widened("cat", tensors, |w| {
+            Tensor::cat(&w.iter().collect::<Vec<_>>(), dim)
+        }) {
+            return r;
+        }
         let Some(first) = tensors.first() else {
             return arg_err("cat", "needs at least one tensor");
         };

@@ -233,6 +233,11 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// tests reach every kernel of the family this way; benchmarks compare them). The CPU
 /// ignores the choice.
 pub fn matmul_with(a: &Tensor, b: &Tensor, choice: MatmulChoice) -> Result<Tensor> {
+    if let Some(r) =
+        crate::ops::half::widened("matmul", &[a, b], |w| matmul_with(&w[0], &w[1], choice))
+    {
+        return r;
+    }
     check_pair("matmul", a, b)?;
     if a.rank() == 0 || b.rank() == 0 {
         return shape_err(
@@ -351,6 +356,9 @@ pub(crate) fn check_linear(x: &Tensor, weight: &Tensor) -> Result<()> {
 /// `Linear` layout), reading the weight transposed through strides: no copy forward or
 /// backward. `dx = g @ W`, `dW = g^T @ x` over the flattened leading dims.
 pub fn linear(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    if let Some(r) = crate::ops::half::widened("linear", &[x, weight], |w| linear(&w[0], &w[1])) {
+        return r;
+    }
     check_linear(x, weight)?;
     let (inp, out) = (weight.shape()[1], weight.shape()[0]);
     let rows = x.numel() / inp.max(1);

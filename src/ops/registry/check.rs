@@ -67,16 +67,38 @@ pub fn make_inputs(
 /// Case `k` of `entry` run on `dev` in f32: its output, then the gradient of every
 /// differentiable input through a fixed random projection (nothing read back yet).
 fn run_tensors(entry: &OpEntry, k: usize, dev: &Device) -> Result<Vec<Tensor>> {
+    run_tensors_in(entry, k, dev, DType::F32)
+}
+
+/// [`run_tensors`] with the float inputs of `dtype` (`F32`, or a half type: the drawn
+/// values rounded to it); the projection is applied to the output in f32.
+fn run_tensors_in(entry: &OpEntry, k: usize, dev: &Device, dtype: DType) -> Result<Vec<Tensor>> {
     let case = &entry.cases[k];
     let (values, rng) = draw(entry, k);
-    let inputs = make_inputs(case, &values, DType::F32, dev, entry.differentiable)?;
+    let inputs = make_inputs(case, &values, DType::F32, dev, false)?
+        .into_iter()
+        .zip(&case.inputs)
+        .map(|(t, spec)| {
+            let t = if spec.is_index() {
+                t
+            } else {
+                t.to_dtype(dtype)?
+            };
+            t.requires_grad_(entry.differentiable && !spec.is_index())
+        })
+        .collect::<Result<Vec<_>>>()?;
     let out = (case.run)(&inputs, dev)?;
     let mut got = vec![out.clone()];
     if entry.differentiable {
         let w = projection(&mut rng.clone(), out.numel());
         let w: Vec<f32> = w.iter().map(|&x| x as f32).collect();
         let wt = Tensor::from_vec(w, out.shape(), dev)?;
-        out.mul(&wt)?.sum()?.backward()?;
+        let wide = if out.dtype().is_half() {
+            out.float()?
+        } else {
+            out.clone()
+        };
+        wide.mul(&wt)?.sum()?.backward()?;
         for (i, spec) in case.inputs.iter().enumerate() {
             if spec.differentiable() {
                 got.push(inputs[i].grad().ok_or_else(|| {
@@ -105,6 +127,80 @@ pub fn run_case(entry: &OpEntry, k: usize, dev: &Device) -> Result<CaseResult> {
         shape: got[0].shape().to_vec(),
         values: got.iter().map(|t| t.to_f64_vec()).collect::<Result<_>>()?,
     })
+}
+
+/// Case `k` of `entry` on `dev` with its float inputs in the half type `dtype` (the
+/// drawn values rounded to it), read back: the op's output and gradients in `dtype`.
+pub fn run_case_half(entry: &OpEntry, k: usize, dev: &Device, dtype: DType) -> Result<CaseResult> {
+    let got = run_tensors_in(entry, k, dev, dtype)?;
+    Ok(CaseResult {
+        shape: got[0].shape().to_vec(),
+        values: got.iter().map(|t| t.to_f64_vec()).collect::<Result<_>>()?,
+    })
+}
+
+/// The reference for [`run_case_half`]: the case in f32 on `dev` from the drawn values
+/// rounded to `dtype`, its output and gradients then rounded to `dtype` (what an op that
+/// computes in f32 and rounds once gives).
+pub fn run_case_rounded(
+    entry: &OpEntry,
+    k: usize,
+    dev: &Device,
+    dtype: DType,
+) -> Result<CaseResult> {
+    let case = &entry.cases[k];
+    let (values, rng) = draw(entry, k);
+    let rounded: Vec<Vec<f64>> = values
+        .iter()
+        .zip(&case.inputs)
+        .map(|(v, spec)| {
+            if spec.is_index() {
+                v.clone()
+            } else {
+                v.iter()
+                    .map(|&x| round_to(dtype, x as f32) as f64)
+                    .collect()
+            }
+        })
+        .collect();
+    let inputs = make_inputs(case, &rounded, DType::F32, dev, entry.differentiable)?;
+    let out = (case.run)(&inputs, dev)?;
+    let mut got = vec![out.clone()];
+    if entry.differentiable {
+        let w = projection(&mut rng.clone(), out.numel());
+        let w: Vec<f32> = w.iter().map(|&x| x as f32).collect();
+        let wt = Tensor::from_vec(w, out.shape(), dev)?;
+        let g = if out.dtype() == DType::F32 && case.inputs.iter().any(|s| !s.is_index()) {
+            out.to_dtype(dtype)?.float()?
+        } else {
+            out.clone()
+        };
+        g.mul(&wt)?.sum()?.backward()?;
+        for (i, spec) in case.inputs.iter().enumerate() {
+            if spec.differentiable() {
+                got.push(inputs[i].grad().ok_or_else(|| {
+                    crate::Error::Autograd(format!("input {i} of {} got no gradient", entry.name))
+                })?);
+            }
+        }
+    }
+    // An op with no float input (u32 to f32) computes in f32 in both runs.
+    let any_float = case.inputs.iter().any(|s| !s.is_index());
+    let round = |t: &Tensor| -> Result<Vec<f64>> {
+        if t.dtype() == DType::F32 && any_float {
+            t.to_dtype(dtype)?.to_f64_vec()
+        } else {
+            t.to_f64_vec()
+        }
+    };
+    Ok(CaseResult {
+        shape: got[0].shape().to_vec(),
+        values: got.iter().map(round).collect::<Result<_>>()?,
+    })
+}
+
+fn round_to(dtype: DType, x: f32) -> f32 {
+    crate::backend::half::to_f32(dtype, crate::backend::half::from_f32(dtype, x))
 }
 
 /// [`run_case`] with awaited readbacks: the browser's way.

@@ -7,6 +7,11 @@ use super::*;
 /// One LSTM step's gate math: `gates` `[B, 4H]` (pre-activations, biases included) and
 /// `c_prev` `[B, H]` give `(h, c)`, each `[B, H]`.
 pub fn lstm_cell(gates: &Tensor, c_prev: &Tensor) -> Result<(Tensor, Tensor)> {
+    if let Some(r) =
+        crate::ops::half::widened("lstm_cell", &[gates, c_prev], |w| lstm_cell(&w[0], &w[1]))
+    {
+        return r;
+    }
     check_pair("lstm_cell", gates, c_prev)?;
     check_float("lstm_cell", gates)?;
     let (b, h) = match c_prev.shape() {
@@ -49,6 +54,11 @@ pub fn lstm_cell(gates: &Tensor, c_prev: &Tensor) -> Result<(Tensor, Tensor)> {
 /// One GRU step's gate math: `gi` and `gh` `[B, 3H]` (input and recurrent products with
 /// their biases) and `h_prev` `[B, H]` give the new hidden state `[B, H]`.
 pub fn gru_cell(gi: &Tensor, gh: &Tensor, h_prev: &Tensor) -> Result<Tensor> {
+    if let Some(r) = crate::ops::half::widened("gru_cell", &[gi, gh, h_prev], |w| {
+        gru_cell(&w[0], &w[1], &w[2])
+    }) {
+        return r;
+    }
     check_pair("gru_cell", gi, gh)?;
     check_pair("gru_cell", gi, h_prev)?;
     check_float("gru_cell", gi)?;

@@ -161,6 +161,19 @@ pub fn rnn_layer(
     h0: &Tensor,
     c0: Option<&Tensor>,
 ) -> Result<LayerOutput> {
+    let ins = crate::ops::half::with_optional(&[x, w.w_ih, w.w_hh, h0], &[w.b_ih, w.b_hh, c0]);
+    if let Some(r) = crate::ops::half::widened("rnn_layer", &ins, |t| {
+        let (f, o) = crate::ops::half::split_optional(t, 4, &[w.b_ih, w.b_hh, c0]);
+        let lw = LayerWeights {
+            w_ih: &f[1],
+            w_hh: &f[2],
+            b_ih: o[0],
+            b_hh: o[1],
+        };
+        rnn_layer(mode, &f[0], lw, &f[3], o[2])
+    }) {
+        return r;
+    }
     layer(mode, x, w, h0, c0, false)
 }
 
@@ -176,6 +189,19 @@ pub fn rnn_layer_reverse(
     h0: &Tensor,
     c0: Option<&Tensor>,
 ) -> Result<LayerOutput> {
+    let ins = crate::ops::half::with_optional(&[x, w.w_ih, w.w_hh, h0], &[w.b_ih, w.b_hh, c0]);
+    if let Some(r) = crate::ops::half::widened("rnn_layer_reverse", &ins, |t| {
+        let (f, o) = crate::ops::half::split_optional(t, 4, &[w.b_ih, w.b_hh, c0]);
+        let lw = LayerWeights {
+            w_ih: &f[1],
+            w_hh: &f[2],
+            b_ih: o[0],
+            b_hh: o[1],
+        };
+        rnn_layer_reverse(mode, &f[0], lw, &f[3], o[2])
+    }) {
+        return r;
+    }
     layer(mode, x, w, h0, c0, true)
 }
 
