@@ -99,6 +99,7 @@
 // outside it; this alias makes them resolve inside too, so the built-in layers derive.
 extern crate self as wgrad;
 
+pub mod amp;
 pub mod autograd;
 pub mod backend;
 pub mod data;

@@ -195,29 +195,60 @@ fn unreachable_half<T>(dtype: DType) -> Result<T> {
 /// outputs back to the half dtype (other outputs, such as indices, stay). `None` when no
 /// input is half: the op runs as usual. The op thus computes in `f32` and rounds once,
 /// as PyTorch's half kernels accumulate in `f32`.
+///
+/// Under [`crate::amp::autocast`] for the inputs' device, `op` names the op in
+/// autocast's lists: a lower-precision op first rounds its `f32` inputs to the autocast
+/// dtype (and so also runs here when none was half), an `f32` op keeps its `f32` output,
+/// and mixed half and `f32` inputs run in `f32` instead of failing. `f` runs with
+/// autocast off.
 pub(crate) fn widened<T: Outputs>(
     op: &'static str,
     inputs: &[&Tensor],
     f: impl FnOnce(&[Tensor]) -> Result<T>,
 ) -> Option<Result<T>> {
-    let half = inputs.iter().map(|t| t.dtype()).find(|d| d.is_half())?;
+    use crate::amp::{cast_of, AutocastGuard, Cast};
+    let amp = inputs
+        .first()
+        .and_then(|t| crate::amp::autocast_dtype(t.device()));
+    let cast = amp.map(|_| cast_of(op));
+    let found = inputs.iter().map(|t| t.dtype()).find(|d| d.is_half());
+    let lower = cast == Some(Cast::Lower)
+        && inputs
+            .iter()
+            .any(|t| matches!(t.dtype(), DType::F32 | DType::F16 | DType::BF16));
+    let half = match (amp, found) {
+        (Some(dt), _) if lower => dt,
+        (_, Some(h)) => h,
+        _ => return None,
+    };
     Some((|| {
+        let _off = amp.map(|_| AutocastGuard::off());
+        let mut mixed = false;
         let mut wide = Vec::with_capacity(inputs.len());
         for t in inputs {
             let d = t.dtype();
-            if d.is_float() && d != half {
+            wide.push(if !d.is_float() {
+                (*t).clone()
+            } else if d == half {
+                t.to_dtype(DType::F32)?
+            } else if lower {
+                t.to_dtype(half)?.to_dtype(DType::F32)?
+            } else if amp.is_some() {
+                mixed = true;
+                t.to_dtype(DType::F32)?
+            } else {
                 return Err(Error::DType {
                     op,
                     msg: format!("dtypes differ: {half:?} and {d:?} (convert one of them)"),
                 });
-            }
-            wide.push(if d == half {
-                t.to_dtype(DType::F32)?
-            } else {
-                (*t).clone()
             });
         }
-        f(&wide)?.narrow(half)
+        let out = f(&wide)?;
+        if amp.is_some() && (cast == Some(Cast::F32) || mixed) {
+            Ok(out)
+        } else {
+            out.narrow(half)
+        }
     })())
 }
 
