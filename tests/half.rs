@@ -244,3 +244,48 @@ fn pytorch_half_files_load_and_save() {
         }
     }
 }
+
+/// A LayerNorm MLP that PyTorch saved after `.half()` loads into a model converted with
+/// `to_dtype(F16)` and gives PyTorch's f16 outputs (each op rounds to f16 on both sides,
+/// so within a few f16 ulps), on both devices; loading it into the f32 model is an error
+/// naming the dtypes, and the model is unchanged.
+#[test]
+fn a_pytorch_half_model_loads_and_matches() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/torch_half_mlp.safetensors");
+    for dev in common::devices() {
+        let file = wgrad::io::read_safetensors(&path, &dev).unwrap();
+        let get = |n: &str| file.iter().find(|(k, _)| k == n).unwrap().1.clone();
+        let state: Vec<(String, Tensor)> = file
+            .iter()
+            .filter(|(k, _)| k != "input" && k != "output")
+            .cloned()
+            .collect();
+        let model = Sequential::new()
+            .add(Linear::new(&dev, 8, 16))
+            .add(LayerNorm::new(&dev, &[16]).unwrap())
+            .add(ReLU)
+            .add(Linear::new(&dev, 16, 4));
+        let before = model.parameters()[0].to_vec::<f32>().unwrap();
+        assert!(
+            model.load_state_dict(&state).is_err(),
+            "f16 state into f32 parameters"
+        );
+        assert_eq!(model.parameters()[0].to_vec::<f32>().unwrap(), before);
+        model.to_dtype(DType::F16).unwrap();
+        model.load_state_dict(&state).unwrap();
+        let y = model.forward(&get("input")).unwrap();
+        assert_eq!(y.dtype(), DType::F16);
+        let want = get("output").to_f64_vec().unwrap();
+        let got = y.to_f64_vec().unwrap();
+        common::assert_close(&got, &want, 4e-3, 4e-3, &format!("{} f16 MLP", dev.name()));
+        model.to_dtype(DType::F32).unwrap();
+        assert_eq!(
+            model
+                .forward(&get("input").float().unwrap())
+                .unwrap()
+                .dtype(),
+            DType::F32
+        );
+    }
+}

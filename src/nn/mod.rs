@@ -52,7 +52,7 @@ pub use transformer::{
 
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 /// `#[derive(Module)]`: implements [`Module`](trait@Module) from a struct's fields, so
 /// that naming, devices, train/eval and saving reach every parameter and sub-module
@@ -615,6 +615,50 @@ pub trait Module: Send + Sync {
         self.visit_buffers("", &mut |_, b| {
             if result.is_ok() {
                 match b.tensor().to(device) {
+                    Ok(t) => b.replace(t),
+                    Err(e) => result = Err(e),
+                }
+            }
+        });
+        result
+    }
+
+    /// Converts every floating-point parameter and buffer to `dtype` (PyTorch's
+    /// `module.half()`, `.bfloat16()`, `.float()`, `.to(dtype)`): for half-precision
+    /// inference, or to load a state dict saved in that dtype. Integer buffers stay.
+    /// Build optimizers after converting (and keep training parameters in `f32`: use
+    /// [`crate::amp::autocast`] for mixed precision).
+    ///
+    /// ```
+    /// use wgrad::prelude::*;
+    /// # fn main() -> wgrad::Result<()> {
+    /// let dev = Device::cpu();
+    /// let model = Sequential::new().add(Linear::new(&dev, 4, 2));
+    /// model.to_dtype(DType::F16)?;
+    /// let y = model.forward(&Tensor::ones(&[1, 4], &dev)?.half()?)?;
+    /// assert_eq!(y.dtype(), DType::F16);
+    /// # Ok(()) }
+    /// ```
+    fn to_dtype(&self, dtype: DType) -> Result<()> {
+        if !dtype.is_float() {
+            return crate::error::arg_err(
+                "to_dtype",
+                format!("modules hold float parameters, not {dtype:?}"),
+            );
+        }
+        let mut result = Ok(());
+        self.visit_parameters("", &mut |_, p| {
+            if result.is_ok() {
+                match p.tensor().to_dtype(dtype) {
+                    Ok(t) => p.replace(t),
+                    Err(e) => result = Err(e),
+                }
+            }
+        });
+        self.visit_buffers("", &mut |_, b| {
+            let t = b.tensor();
+            if result.is_ok() && t.dtype().is_float() {
+                match t.to_dtype(dtype) {
                     Ok(t) => b.replace(t),
                     Err(e) => result = Err(e),
                 }
