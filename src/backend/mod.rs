@@ -4,6 +4,7 @@
 //! elementwise table ([`elementwise`]) defines the elementwise primitives both backends
 //! render: the CPU as monomorphic loops, the GPU as generated WGSL.
 
+pub(crate) mod amp;
 pub(crate) mod attention;
 pub(crate) mod batchnorm;
 pub(crate) mod broadcast;
@@ -62,6 +63,7 @@ pub(crate) trait Backend:
     + Conv
     + Inplace
     + Attention
+    + amp::Amp
 {
 }
 
@@ -85,6 +87,7 @@ impl<B> Backend for B where
         + Conv
         + Inplace
         + Attention
+        + amp::Amp
 {
 }
 

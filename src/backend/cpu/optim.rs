@@ -292,3 +292,36 @@ fn clip_cpu(grads: &[Grad], distinct: &[Grad], max_norm: f64) -> Result<Storage>
     }
     Ok(Storage::new_cpu(CpuData::F32(vec![norm])))
 }
+
+impl crate::backend::amp::Amp for CpuBackend {
+    fn amp_unscale(&self, grads: &[Grad], state: &Storage) -> Result<()> {
+        let op = "unscale_";
+        let mut st = state.cpu(op)?.write();
+        let CpuData::F32(st) = &mut *st else {
+            return not_f32(op);
+        };
+        let inv = 1.0 / st[0];
+        for g in grads {
+            let mut d = g.storage.cpu(op)?.write();
+            let CpuData::F32(v) = &mut *d else {
+                return not_f32(op);
+            };
+            for x in v.iter_mut() {
+                if !x.is_finite() {
+                    st[2] = 1.0;
+                }
+                *x *= inv;
+            }
+        }
+        Ok(())
+    }
+
+    fn amp_update(&self, state: &Storage, u: crate::backend::amp::ScaleUpdate) -> Result<()> {
+        let mut st = state.cpu("update")?.write();
+        let CpuData::F32(st) = &mut *st else {
+            return not_f32("update");
+        };
+        crate::backend::amp::update_state(st, u);
+        Ok(())
+    }
+}

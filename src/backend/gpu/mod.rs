@@ -10,6 +10,7 @@
 //! training loop creates no buffers, pipelines or bind groups.
 
 pub mod adapter;
+pub(crate) mod amp;
 pub(crate) mod attention;
 mod attention_rows;
 pub(crate) mod augment;

@@ -407,6 +407,7 @@ pub(crate) fn generated_kernels() -> Vec<&'static Kernel> {
         &ADADELTA,
         &CLIP_SUMSQ,
         &CLIP_SCALE,
+        &super::amp::AMP_UNSCALE,
     ]
     .into_iter()
     .map(|spec| multi_tensor::kernel(spec, 3))

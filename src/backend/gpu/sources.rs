@@ -51,6 +51,7 @@ fn all_kernels() -> Vec<&'static super::Kernel> {
         super::attention::kernels(),
         super::attention_rows::kernels(),
         super::half::kernels(),
+        super::amp::kernels(),
     ]
     .concat()
 }
@@ -79,6 +80,7 @@ pub fn shader_sources() -> Vec<ShaderSource> {
         super::attention::FILE,
         super::attention_rows::FILE,
         super::half::FILE,
+        super::amp::FILE,
     ];
     let kernels = all_kernels();
     let mut sources: Vec<ShaderSource> = files

@@ -131,5 +131,63 @@ pub(super) fn entries() -> Vec<OpEntry> {
         })
         .collect(),
     });
+    // The gradient scaler: scaled gradients unscaled in place (one of them with an
+    // infinity and a NaN in some cases), then two updates of the scale; the unscaled
+    // gradients and the state [scale, growth_tracker, found_inf] after each call.
+    ops.push(OpEntry {
+        name: "grad_scaler",
+        differentiable: false,
+        kernels: &["amp_unscale_step", "amp_update_step"],
+        cases: [
+            (&[&[7][..]][..], false),
+            (&[&[3, 65], &[1], &[300]], false),
+            (&[&[5], &[4, 4]], true),
+        ]
+        .iter()
+        .map(|&(s, overflow)| {
+            let specs: Vec<InputSpec> = s.iter().map(|s| spec(s, Any)).collect();
+            case(
+                format!("{s:?} overflow {overflow}"),
+                specs,
+                move |x, dev| {
+                    let params: Vec<Tensor> = x
+                        .iter()
+                        .enumerate()
+                        .map(|(i, g)| {
+                            let p = g.zeros_like()?.requires_grad_(true)?;
+                            let mut g = g.mul_scalar(1024.0)?;
+                            if overflow && i == 1 {
+                                // g / 0: infinities where g != 0 (and NaN where it is 0).
+                                g = g.div(&g.mul_scalar(0.0)?)?;
+                            }
+                            p.set_grad(Some(g));
+                            Ok(p)
+                        })
+                        .collect::<Result<_>>()?;
+                    let opt = Sgd::new(params.clone(), 0.1);
+                    let mut scaler = crate::amp::GradScaler::new()
+                        .init_scale(1024.0)
+                        .growth_interval(1);
+                    scaler.scale(&Tensor::zeros(&[], dev)?)?;
+                    scaler.unscale_(&opt)?;
+                    // The overflowed gradient itself stays non-finite: not compared.
+                    let mut out: Vec<Tensor> = params
+                        .iter()
+                        .enumerate()
+                        .filter(|&(i, _)| !(overflow && i == 1))
+                        .map(|(_, p)| p.grad().expect("gradient"))
+                        .collect();
+                    // The flag, then the state after one update and after a second one.
+                    out.push(scaler.state_tensor().expect("made by scale"));
+                    scaler.update()?;
+                    out.push(scaler.state_tensor().expect("made by scale"));
+                    scaler.update()?;
+                    out.push(scaler.state_tensor().expect("made by scale"));
+                    flat_cat(&out)
+                },
+            )
+        })
+        .collect(),
+    });
     ops
 }

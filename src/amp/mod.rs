@@ -1,4 +1,5 @@
-//! Automatic mixed precision: [`autocast`], PyTorch's `torch.autocast`.
+//! Automatic mixed precision: [`autocast`], PyTorch's `torch.autocast`, and
+//! [`GradScaler`], PyTorch's `torch.amp.GradScaler`.
 //!
 //! Inside an autocast scope for a device and a half dtype (`F16` or `BF16`), ops on that
 //! device's tensors pick their precision by PyTorch's lists:
@@ -14,6 +15,10 @@
 //! The scope is per thread, and ops inside an op (a loss built from other ops) run with
 //! autocast off, as in PyTorch. The backward pass needs no scope: each op's gradient
 //! follows the dtypes its forward chose.
+
+mod scaler;
+
+pub use scaler::GradScaler;
 
 use std::cell::RefCell;
 
