@@ -12,6 +12,7 @@
 //! ```text
 //! cargo run --release --example digits_cnn -- --device cpu
 //! cargo run --release --example digits_cnn -- --device gpu --epochs 15
+//! cargo run --release --example digits_cnn -- --device cpu --amp f16   # autocast + GradScaler
 //! ```
 //!
 //! It writes `out/digits_cnn_curves.png` (training loss and test accuracy per epoch).
@@ -39,6 +40,10 @@ struct Args {
     /// Images per step.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
+    /// Mixed precision: the forward under autocast in f16 or bf16, with a gradient
+    /// scaler (f32 master weights).
+    #[arg(long)]
+    amp: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,26 +54,40 @@ fn main() -> anyhow::Result<()> {
     let (mut loader, test_batch) = common::digits_split(seed, args.batch_size, &dev)?;
     let test_x = common::digit_images(&test_batch.x)?;
 
+    let amp = match args.amp.as_deref() {
+        None => None,
+        Some("f16") => Some(DType::F16),
+        Some("bf16") => Some(DType::BF16),
+        Some(other) => anyhow::bail!("--amp takes f16 or bf16, not {other}"),
+    };
     let model = common::digits_cnn(&dev);
     println!("model: {} parameters", model.num_parameters());
     let (mut losses, mut accuracies) = (Vec::new(), Vec::new());
     let start = Instant::now();
-    common::train_digits_cnn(&model, &mut loader, args.epochs, args.lr, |epoch, loss| {
-        model.eval();
-        let acc = common::accuracy(&no_grad(|| model.forward(&test_x))?, &test_batch.y)?;
-        model.train();
-        losses.push(loss);
-        accuracies.push(acc);
-        Ok(format!(
-            "epoch {epoch}: loss {loss:.4}, test accuracy {:.1}%",
-            100.0 * acc
-        ))
-    })?;
+    common::train_digits_cnn(
+        &model,
+        &mut loader,
+        args.epochs,
+        args.lr,
+        amp,
+        |epoch, loss| {
+            model.eval();
+            let acc = common::accuracy(&no_grad(|| model.forward(&test_x))?, &test_batch.y)?;
+            model.train();
+            losses.push(loss);
+            accuracies.push(acc);
+            Ok(format!(
+                "epoch {epoch}: loss {loss:.4}, test accuracy {:.1}%",
+                100.0 * acc
+            ))
+        },
+    )?;
     let secs = start.elapsed().as_secs_f64();
     let acc = accuracies.last().copied().unwrap_or(0.0);
     println!(
-        "trained {} epochs in {secs:.1} s ({:.1} s per epoch) on {}: test accuracy {:.2}%",
+        "trained {} epochs{} in {secs:.1} s ({:.1} s per epoch) on {}: test accuracy {:.2}%",
         args.epochs,
+        amp.map_or(String::new(), |d| format!(" under autocast ({d:?})")),
         secs / args.epochs.max(1) as f64,
         dev.name(),
         100.0 * acc

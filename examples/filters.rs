@@ -199,9 +199,14 @@ fn main() -> anyhow::Result<()> {
     let model = common::digits_cnn(&dev);
     println!("model: {} parameters", model.num_parameters());
     let start = Instant::now();
-    common::train_digits_cnn(&model, &mut loader, args.epochs, args.lr, |epoch, loss| {
-        Ok(format!("epoch {epoch}: loss {loss:.4}"))
-    })?;
+    common::train_digits_cnn(
+        &model,
+        &mut loader,
+        args.epochs,
+        args.lr,
+        None,
+        |epoch, loss| Ok(format!("epoch {epoch}: loss {loss:.4}")),
+    )?;
     model.eval();
     let acc = common::accuracy(&no_grad(|| model.forward(&test_x))?, &test_batch.y)?;
     println!(

@@ -144,10 +144,13 @@ pub fn train_digits_cnn(
     loader: &mut DataLoader,
     epochs: usize,
     lr: f64,
+    amp: Option<DType>,
     mut after_epoch: impl FnMut(usize, f64) -> anyhow::Result<String>,
 ) -> anyhow::Result<()> {
     use wgrad::optim::{CosineAnnealingLR, Scheduled};
     let mut opt = Adam::new(model.parameters(), lr);
+    // Mixed precision: the forward under autocast, the loss scaled (f32 master weights).
+    let mut scaler = wgrad::amp::GradScaler::new().enabled(amp.is_some());
     let schedule = CosineAnnealingLR {
         t_max: epochs,
         eta_min: 0.0,
@@ -159,12 +162,16 @@ pub fn train_digits_cnn(
         let mut batches = 0;
         for batch in loader.epoch() {
             let batch = batch?;
-            let loss = model
-                .forward(&digit_images(&batch.x)?)?
-                .cross_entropy(&batch.y)?;
+            let x = digit_images(&batch.x)?;
+            let forward = || model.forward(&x)?.cross_entropy(&batch.y);
+            let loss = match amp {
+                Some(dtype) => wgrad::amp::autocast(x.device(), dtype, forward)??,
+                None => forward()?,
+            };
             opt.zero_grad();
-            loss.backward()?;
-            opt.step()?;
+            scaler.scale(&loss)?.backward()?;
+            scaler.step(&mut opt)?;
+            scaler.update()?;
             loss_sum = Some(match loss_sum {
                 Some(s) => s.add(&loss.detach())?,
                 None => loss.detach(),
