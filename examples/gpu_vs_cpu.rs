@@ -13,6 +13,7 @@
 //! cargo run --release --example gpu_vs_cpu                      # defaults
 //! cargo run --release --example gpu_vs_cpu -- --matmul 256 1024 # smaller products (software GPUs)
 //! cargo run --release --example gpu_vs_cpu -- --profile         # per-kernel tables too
+//! cargo run --release --example gpu_vs_cpu -- --dtype amp       # autocast f16 + GradScaler
 //! ```
 
 use std::time::Instant;
@@ -48,6 +49,11 @@ struct Args {
     /// Print each workload's kernels (dispatches, workgroups, bytes, GPU times).
     #[arg(long)]
     profile: bool,
+    /// Precision of the workloads' steps: f32; f16 or bf16 (the forward under autocast,
+    /// f32 master weights); amp (autocast in f16 with a gradient scaler, PyTorch's
+    /// recipe).
+    #[arg(long, default_value = "f32")]
+    dtype: String,
 }
 
 /// Median milliseconds of one synced product, over up to 10 runs (at least 3, stopping
@@ -161,7 +167,13 @@ fn main() -> anyhow::Result<()> {
         let mut profile = Profile::default();
         for (i, dev) in [&cpu, &gpu].into_iter().enumerate() {
             dev.manual_seed(0);
-            let mut step = workload.build(dev)?;
+            let mut step = match args.dtype.as_str() {
+                "f32" => workload.build(dev)?,
+                "f16" => workload.build(dev)?.autocast(DType::F16, false)?,
+                "bf16" => workload.build(dev)?.autocast(DType::BF16, false)?,
+                "amp" => workload.build(dev)?.autocast(DType::F16, true)?,
+                other => anyhow::bail!("--dtype takes f32, f16, bf16 or amp, not {other}"),
+            };
             ms[i] = step.median_ms(args.warmup, args.steps)?;
             if dev.is_gpu() {
                 let before = dev.counters().dispatches;
@@ -184,6 +196,7 @@ fn main() -> anyhow::Result<()> {
         );
         rows.push(json!({
             "workload": workload.name(),
+            "dtype": args.dtype,
             "description": workload.description(),
             "cpu_ms": ms[0],
             "gpu_ms": ms[1],

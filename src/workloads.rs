@@ -33,7 +33,7 @@ use crate::nn::{
 };
 use crate::ops::matmul::Act;
 use crate::optim::{AdamW, Optimizer, Sgd};
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 /// One of the shared workloads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -289,6 +289,8 @@ pub struct TrainStep {
     x: Tensor,
     y: Tensor,
     device: Device,
+    /// Mixed precision: the forward's autocast dtype, and the loss scaler (F16).
+    amp: Option<(DType, crate::amp::GradScaler)>,
 }
 
 impl TrainStep {
@@ -312,6 +314,7 @@ impl TrainStep {
             x,
             y,
             device: device.clone(),
+            amp: None,
         }
     }
 
@@ -323,12 +326,37 @@ impl TrainStep {
         Ok(TrainStep::new(device, model, x, y))
     }
 
-    /// Forward, cross-entropy, backward and update, recorded but not waited for.
+    /// The step in mixed precision: the forward under [`crate::amp::autocast`] in
+    /// `dtype` (`F16` or `BF16`), with a [`crate::amp::GradScaler`] when `scaler` (the
+    /// parameters stay f32). `F32` turns it off.
+    pub fn autocast(mut self, dtype: DType, scaler: bool) -> Result<TrainStep> {
+        if dtype == DType::F32 {
+            self.amp = None;
+            return Ok(self);
+        }
+        // Checks the dtype now rather than at the first step.
+        crate::amp::AutocastGuard::new(&self.device, dtype)?;
+        let scaler = crate::amp::GradScaler::new().enabled(scaler);
+        self.amp = Some((dtype, scaler));
+        Ok(self)
+    }
+
+    /// Forward, cross-entropy, backward and update, recorded but not waited for (a
+    /// mixed-precision step's skip test reads one value back).
     pub fn record(&mut self) -> Result<Tensor> {
         self.opt.zero_grad();
-        let loss = self.model.forward(&self.x)?.cross_entropy(&self.y)?;
-        loss.backward()?;
-        self.opt.step()?;
+        let (model, x, y) = (&self.model, &self.x, &self.y);
+        let forward = || model.forward(x)?.cross_entropy(y);
+        let Some((dtype, scaler)) = &mut self.amp else {
+            let loss = forward()?;
+            loss.backward()?;
+            self.opt.step()?;
+            return Ok(loss);
+        };
+        let loss = crate::amp::autocast(&self.device, *dtype, forward)??;
+        scaler.scale(&loss)?.backward()?;
+        scaler.step(self.opt.as_mut())?;
+        scaler.update()?;
         Ok(loss)
     }
 
