@@ -144,3 +144,28 @@ fn a_model_trains_under_autocast() {
     }
     assert!(losses[29] < 0.5 * losses[0], "{losses:?}");
 }
+
+/// The shared workloads' steps under autocast (`gpu_vs_cpu --dtype`): finite losses
+/// with and without the scaler; a dtype that is not half is an error.
+#[test]
+fn workload_steps_run_under_autocast() {
+    use wgrad::workloads::Workload;
+    let dev = Device::cpu();
+    for (dtype, scaler) in [(DType::F16, true), (DType::BF16, false)] {
+        let mut step = Workload::Mlp
+            .build(&dev)
+            .unwrap()
+            .autocast(dtype, scaler)
+            .unwrap();
+        for _ in 0..3 {
+            let loss = step.record().unwrap();
+            assert_eq!(loss.dtype(), DType::F32);
+            assert!(loss.item().unwrap().is_finite());
+        }
+    }
+    assert!(Workload::Mlp
+        .build(&dev)
+        .unwrap()
+        .autocast(DType::U32, false)
+        .is_err());
+}

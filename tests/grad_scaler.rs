@@ -215,3 +215,69 @@ fn misuse_is_an_error() {
     assert_eq!(off.get_scale().unwrap(), 1.0);
     assert!(off.state_dict().unwrap().scalars.is_empty());
 }
+
+/// A checkpoint carries the scaler's state under PyTorch's names (`scaler.scale`,
+/// `scaler._growth_tracker`, ...): training resumed from it follows the uninterrupted
+/// run exactly, parameters and scale alike.
+#[test]
+fn checkpoints_resume_the_scaler_exactly() {
+    let dev = Device::cpu();
+    let x = Tensor::randn_seeded(&[8, 4], 3, &dev).unwrap();
+    let labels = Tensor::from_vec(vec![0u32, 1, 1, 0, 1, 0, 0, 1], &[8], &dev).unwrap();
+    let make = || {
+        dev.manual_seed(11);
+        let model = Linear::new(&dev, 4, 2);
+        let opt = Adam::new(model.parameters(), 0.05);
+        let scaler = GradScaler::new().init_scale(4.0).growth_interval(3);
+        (model, opt, scaler)
+    };
+    let train = |model: &Linear, opt: &mut Adam, scaler: &mut GradScaler, steps: usize| {
+        let mut scales = Vec::new();
+        for _ in 0..steps {
+            opt.zero_grad();
+            let loss = wgrad::amp::autocast(&dev, DType::F16, || {
+                model.forward(&x)?.cross_entropy(&labels)
+            })
+            .unwrap()
+            .unwrap();
+            scaler.scale(&loss).unwrap().backward().unwrap();
+            scaler.step(opt).unwrap();
+            scaler.update().unwrap();
+            scales.push(scaler.get_scale().unwrap());
+        }
+        scales
+    };
+    let (model, mut opt, mut scaler) = make();
+    train(&model, &mut opt, &mut scaler, 4);
+    let path = std::env::temp_dir().join(format!("wgrad-scaler-{}.ckpt", std::process::id()));
+    wgrad::io::Checkpoint::capture(&model, &opt, None, &dev, 4, 0)
+        .unwrap()
+        .with_scaler(&scaler)
+        .unwrap()
+        .save(&path)
+        .unwrap();
+    let want_scales = train(&model, &mut opt, &mut scaler, 5);
+    let want = model.parameters()[0].to_vec::<f32>().unwrap();
+
+    let (model2, mut opt2, mut scaler2) = make();
+    let ck = wgrad::io::load_checkpoint(&path, &model2, &mut opt2, None, &dev).unwrap();
+    let names: Vec<&str> = ck
+        .scaler
+        .as_ref()
+        .unwrap()
+        .scalars
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert!(
+        names.contains(&"_growth_tracker") && names.contains(&"scale"),
+        "{names:?}"
+    );
+    ck.restore_scaler(&mut scaler2).unwrap();
+    std::fs::remove_file(&path).ok();
+    assert_eq!(train(&model2, &mut opt2, &mut scaler2, 5), want_scales);
+    assert_eq!(model2.parameters()[0].to_vec::<f32>().unwrap(), want);
+    // A checkpoint without a scaler says so.
+    let plain = wgrad::io::Checkpoint::capture(&model2, &opt2, None, &dev, 0, 0).unwrap();
+    assert!(plain.restore_scaler(&mut scaler2).is_err());
+}

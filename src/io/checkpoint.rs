@@ -6,8 +6,11 @@
 //! `format` = `wgrad-checkpoint`, `format_version`, `step`, `epoch`, `rng.seed`,
 //! `rng.offset`, the optimizer's hyper-parameters and counts
 //! (`optimizer.param_groups.0.lr`, `optimizer.state.0.step`) and the schedule
-//! (`scheduler.base_lrs.0`, `scheduler.last_epoch`). Saving is atomic; loading checks
-//! the whole file against the model, optimizer and schedule before changing anything.
+//! (`scheduler.base_lrs.0`, `scheduler.last_epoch`), and a gradient scaler's state when
+//! training has one ([`Checkpoint::with_scaler`]: `scaler.scale`,
+//! `scaler._growth_tracker`, ... as PyTorch's `GradScaler.state_dict()`). Saving is
+//! atomic; loading checks the whole file against the model, optimizer and schedule
+//! before changing anything.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -42,6 +45,8 @@ pub struct Checkpoint {
     pub step: u64,
     /// The caller's epoch counter (for instance, epochs completed).
     pub epoch: u64,
+    /// The gradient scaler's `state_dict`, if mixed-precision training has one.
+    pub scaler: Option<OptimizerState>,
 }
 
 /// A copy of `t` on the host that shares nothing with it.
@@ -83,7 +88,26 @@ impl Checkpoint {
             rng: device.rng_state(),
             step,
             epoch,
+            scaler: None,
         })
+    }
+
+    /// The checkpoint with `scaler`'s state (read back from its device), which
+    /// [`Checkpoint::restore_scaler`] puts back.
+    pub fn with_scaler(mut self, scaler: &crate::amp::GradScaler) -> Result<Checkpoint> {
+        self.scaler = Some(scaler.state_dict()?);
+        Ok(self)
+    }
+
+    /// Restores the gradient scaler's state; a checkpoint without one is an error, and
+    /// then the scaler is unchanged.
+    pub fn restore_scaler(&self, scaler: &mut crate::amp::GradScaler) -> Result<()> {
+        match &self.scaler {
+            Some(st) => scaler.load_state_dict(st),
+            None => Err(Error::StateDict(
+                "missing key scaler.scale (the checkpoint has no gradient scaler)".into(),
+            )),
+        }
     }
 
     /// Writes the checkpoint to `path`, atomically: on any error the previous file is
@@ -115,6 +139,9 @@ impl Checkpoint {
         meta.insert("rng.offset".to_string(), self.rng.offset.to_string());
         for (n, v) in &self.optimizer.scalars {
             meta.insert(format!("optimizer.{n}"), v.to_string());
+        }
+        for (n, v) in self.scaler.iter().flat_map(|s| &s.scalars) {
+            meta.insert(format!("scaler.{n}"), v.to_string());
         }
         if let Some(s) = &self.scheduler {
             meta.insert(
@@ -187,15 +214,23 @@ impl Checkpoint {
             }
         };
         let mut optimizer = OptimizerState::default();
+        let mut scaler: Option<OptimizerState> = None;
         let mut rest: Vec<(String, String)> = meta.into_iter().collect();
         rest.sort();
         for (key, text) in rest {
-            let Some(name) = key.strip_prefix("optimizer.") else {
-                return Err(format_err(path, format!("unexpected key {key}")));
+            let parse = || {
+                Scalar::parse(&text)
+                    .ok_or_else(|| format_err(path, format!("{key}: {text:?} is not a value")))
             };
-            let v = Scalar::parse(&text)
-                .ok_or_else(|| format_err(path, format!("{key}: {text:?} is not a value")))?;
-            optimizer.scalar(name, v);
+            if let Some(name) = key.strip_prefix("optimizer.") {
+                optimizer.scalar(name, parse()?);
+            } else if let Some(name) = key.strip_prefix("scaler.") {
+                scaler
+                    .get_or_insert_with(Default::default)
+                    .scalar(name, parse()?);
+            } else {
+                return Err(format_err(path, format!("unexpected key {key}")));
+            }
         }
         let mut model = Vec::new();
         for (key, t) in tensors {
@@ -214,6 +249,7 @@ impl Checkpoint {
             rng,
             step,
             epoch,
+            scaler,
         })
     }
 
