@@ -1,13 +1,16 @@
 //! The op registry in a browser: every case runs on WebGPU and on the wasm CPU backend
 //! inside headless Chromium, and the two must agree as natively (the GPU-against-CPU
-//! rule in ARCHITECTURE.md). Compiled for `wasm32-unknown-unknown` only; run with
+//! rule in ARCHITECTURE.md), in f32 and with half-precision inputs. Compiled for `wasm32-unknown-unknown` only; run with
 //! `cargo test --target wasm32-unknown-unknown --test web_registry` (see
 //! docs/testing.md, "The browser tests"). In a browser nothing may block, so the GPU's
 //! results are awaited.
 #![cfg(target_arch = "wasm32")]
 
 use wasm_bindgen_test::*;
-use wgrad::ops::registry::check::{compare, run_case, run_case_async, slack};
+use wgrad::ops::registry::check::{
+    compare, compare_half, half_skip, run_case, run_case_async, run_case_half_async,
+    run_case_rounded, slack,
+};
 use wgrad::ops::registry::registry;
 use wgrad::prelude::*;
 
@@ -70,6 +73,59 @@ async fn registry_part_3_matches_the_cpu_on_webgpu() {
 #[wasm_bindgen_test]
 async fn registry_part_4_matches_the_cpu_on_webgpu() {
     assert!(registry_part(3, 4).await > 0);
+}
+
+/// The registry's entries `part` of `parts` with their float inputs in f16 and bf16 on
+/// WebGPU (16-bit storage packed in 32-bit words whatever the adapter offers) against
+/// the wasm CPU backend's f32 run on the rounded inputs, as `tests/half_registry.rs`
+/// natively; returns the number of cases.
+async fn half_registry_part(part: usize, parts: usize) -> usize {
+    let gpu = Device::gpu_async()
+        .await
+        .unwrap_or_else(|e| panic!("the browser must offer WebGPU: {e}"));
+    let entries = registry();
+    let per = entries.len().div_ceil(parts);
+    let mut failures = Vec::new();
+    let mut cases = 0;
+    for entry in entries.iter().skip(part * per).take(per) {
+        for dtype in [DType::F16, DType::BF16] {
+            for (k, case) in entry.cases.iter().enumerate() {
+                if half_skip(entry.name, &case.label).is_some() {
+                    continue;
+                }
+                cases += 1;
+                let what = format!("{} [{}] {dtype:?}", entry.name, case.label);
+                let want = run_case_rounded(entry, k, &Device::cpu(), dtype)
+                    .unwrap_or_else(|e| panic!("{what}: reference: {e}"));
+                let got = run_case_half_async(entry, k, &gpu, dtype)
+                    .await
+                    .unwrap_or_else(|e| panic!("{what} on WebGPU: {e}"));
+                compare_half(&what, &got, &want, dtype, slack(entry), &mut failures);
+            }
+        }
+    }
+    console_log!(
+        "half registry part {}/{parts}: {cases} cases on WebGPU, {} mismatches",
+        part + 1,
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} mismatches on WebGPU:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    cases
+}
+
+#[wasm_bindgen_test]
+async fn half_registry_part_1_matches_the_cpu_on_webgpu() {
+    assert!(half_registry_part(0, 2).await > 0);
+}
+
+#[wasm_bindgen_test]
+async fn half_registry_part_2_matches_the_cpu_on_webgpu() {
+    assert!(half_registry_part(1, 2).await > 0);
 }
 
 /// Nothing blocks in a browser: the blocking calls return an error that names the

@@ -199,6 +199,104 @@ pub fn run_case_rounded(
     })
 }
 
+/// [`run_case_half`] with awaited readbacks: the browser's way.
+pub async fn run_case_half_async(
+    entry: &OpEntry,
+    k: usize,
+    dev: &Device,
+    dtype: DType,
+) -> Result<CaseResult> {
+    let got = run_tensors_in(entry, k, dev, dtype)?;
+    let mut values = Vec::with_capacity(got.len());
+    for t in &got {
+        values.push(t.to_f64_vec_async().await?);
+    }
+    Ok(CaseResult {
+        shape: got[0].shape().to_vec(),
+        values,
+    })
+}
+
+/// Whether the half-precision registry check leaves case `label` of `entry` out, and
+/// why: in-place updates of half tensors (optimizer steps, clipping, the in-place ops,
+/// the gradient scaler's unscaling of f32 master gradients) are not built; `rms_norm`
+/// with `eps: None` takes the input dtype's epsilon (PyTorch's `finfo(dtype).eps`), not
+/// the f32 reference's; attention's "logits x100" case scales q and k by 10 inside the
+/// case, which in half precision rounds the scaled inputs before a near-one-hot softmax
+/// (as PyTorch's half ops do), so its gradients follow other keys.
+pub fn half_skip(entry: &str, label: &str) -> Option<&'static str> {
+    const IN_PLACE: &[&str] = &[
+        "grad_scaler",
+        "inplace_updates",
+        "clip_grad_norm",
+        "sgd_step",
+        "sgd_plain_step",
+        "sgd_nesterov_step",
+        "adam_step",
+        "adamw_step",
+        "adagrad_step",
+        "adadelta_step",
+        "rmsprop_step",
+        "rmsprop_momentum_step",
+        "rmsprop_centered_step",
+        "rmsprop_centered_momentum_step",
+    ];
+    if IN_PLACE.contains(&entry) {
+        Some("in-place updates of half tensors")
+    } else if entry == "rms_norm" && label.contains("eps None") {
+        Some("the half dtype's epsilon")
+    } else if entry == "scaled_dot_product_attention" && label.contains("logits x100") {
+        Some("logits scaled in half precision inside the case")
+    } else {
+        None
+    }
+}
+
+/// Compares a half-precision run with [`run_case_rounded`]'s reference: one unit in the
+/// last place of `dtype` (2^-10 for f16, 2^-7 for bf16) relative for the output, four
+/// for gradients, on top of the f32 registry's absolute tolerance times `slack`; a case
+/// made of several ops rounds between them, as PyTorch's half ops do, so each result
+/// vector also allows 8 units of its largest magnitude. Equal infinities and NaN
+/// against NaN agree.
+pub fn compare_half(
+    what: &str,
+    got: &CaseResult,
+    want: &CaseResult,
+    dtype: DType,
+    slack: f64,
+    failures: &mut Vec<String>,
+) {
+    let ulp = match dtype {
+        DType::F16 => 2f64.powi(-10),
+        _ => 2f64.powi(-7),
+    };
+    if got.shape != want.shape {
+        failures.push(format!("{what}: shape {:?} vs {:?}", got.shape, want.shape));
+        return;
+    }
+    for (i, (g, w)) in got.values.iter().zip(&want.values).enumerate() {
+        let largest = w
+            .iter()
+            .filter(|x| x.is_finite())
+            .fold(0f64, |m, x| m.max(x.abs()));
+        let atol = 1e-4 * slack + 8.0 * ulp * largest;
+        let rtol = if i == 0 { ulp } else { 4.0 * ulp };
+        for (j, (&a, &b)) in g.iter().zip(w).enumerate() {
+            let ok = if a.is_nan() || b.is_nan() {
+                a.is_nan() && b.is_nan()
+            } else if a.is_infinite() || b.is_infinite() {
+                a == b
+            } else {
+                (a - b).abs() <= atol + rtol * b.abs()
+            };
+            if !ok {
+                failures.push(format!("{what} result {i}[{j}]: {a} vs {b}"));
+                break;
+            }
+        }
+    }
+}
+
 fn round_to(dtype: DType, x: f32) -> f32 {
     crate::backend::half::to_f32(dtype, crate::backend::half::from_f32(dtype, x))
 }
