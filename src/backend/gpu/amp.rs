@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::kernels::{kernel, shader};
-use super::multi_tensor::{self, Member, MultiSpec, ELEMENTWISE};
+use super::multi_tensor::{self, MultiSpec, ELEMENTWISE};
 use super::optim::ClipScaleParams;
 use super::params::{params, Params};
 use super::{GpuContext, Kernel, ShaderFile, Work};
@@ -60,16 +60,7 @@ impl Amp for Arc<GpuContext> {
     fn amp_unscale(&self, grads: &[Grad], state: &Storage) -> Result<()> {
         let op = "unscale_";
         let st = state.gpu(op)?;
-        let members: Vec<Member> = grads
-            .iter()
-            .filter(|g| g.numel > 0)
-            .map(|g| {
-                Ok(Member {
-                    buffers: vec![(g.storage.gpu(op)?, false)],
-                    numel: g.numel,
-                })
-            })
-            .collect::<Result<_>>()?;
+        let members = multi_tensor::grad_members(op, grads, false)?;
         let chunks = multi_tensor::plan_chunks(
             op,
             &members,

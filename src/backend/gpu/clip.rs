@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use super::kernels::{gpu_alloc, groups_rows, kernel};
-use super::multi_tensor::{Member, MultiSpec, ELEMENTWISE};
+use super::multi_tensor::{MultiSpec, ELEMENTWISE};
 use super::optim::*;
 use super::params::Params;
 use super::*;
@@ -99,32 +99,14 @@ pub(super) fn clip_gpu(
     let numels: Vec<usize> = grads.iter().map(|g| g.numel).collect();
     let (per_group, count) = clip_per_group(&numels);
     let mut partials = gpu_alloc(ctx, count.max(1))?;
-    let members: Vec<Member> = grads
-        .iter()
-        .filter(|g| g.numel > 0)
-        .map(|g| {
-            Ok(Member {
-                buffers: vec![(g.storage.gpu(op)?, true)],
-                numel: g.numel,
-            })
-        })
-        .collect::<Result<_>>()?;
+    let members = multi_tensor::grad_members(op, grads, true)?;
     let chunks = multi_tensor::plan_chunks(
         op,
         &members,
         multi_tensor::tensors_per_dispatch(ctx, &CLIP_SUMSQ),
     )?;
     // The scaling's chunks too, before anything is launched.
-    let scaled: Vec<Member> = distinct
-        .iter()
-        .filter(|g| g.numel > 0)
-        .map(|g| {
-            Ok(Member {
-                buffers: vec![(g.storage.gpu(op)?, false)],
-                numel: g.numel,
-            })
-        })
-        .collect::<Result<_>>()?;
+    let scaled = multi_tensor::grad_members(op, distinct, false)?;
     let scale_chunks = multi_tensor::plan_chunks(
         op,
         &scaled,

@@ -189,6 +189,24 @@ pub(crate) struct Member<'a> {
     pub numel: usize,
 }
 
+/// One member per non-empty gradient of `grads`, its buffer bound read-only or not.
+pub(crate) fn grad_members<'a>(
+    op: &'static str,
+    grads: &'a [crate::backend::Grad],
+    read_only: bool,
+) -> Result<Vec<Member<'a>>> {
+    grads
+        .iter()
+        .filter(|g| g.numel > 0)
+        .map(|g| {
+            Ok(Member {
+                buffers: vec![(g.storage.gpu(op)?, read_only)],
+                numel: g.numel,
+            })
+        })
+        .collect()
+}
+
 /// Splits `members` into consecutive chunks of at most `per_dispatch` tensors, as even as
 /// possible (so that one generated kernel serves them all), and never binding a buffer
 /// written by one tensor to another binding of the same dispatch (a parameter listed

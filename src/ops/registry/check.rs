@@ -88,26 +88,43 @@ fn run_tensors_in(entry: &OpEntry, k: usize, dev: &Device, dtype: DType) -> Resu
         })
         .collect::<Result<Vec<_>>>()?;
     let out = (case.run)(&inputs, dev)?;
-    let mut got = vec![out.clone()];
-    if entry.differentiable {
-        let w = projection(&mut rng.clone(), out.numel());
-        let w: Vec<f32> = w.iter().map(|&x| x as f32).collect();
-        let wt = Tensor::from_vec(w, out.shape(), dev)?;
-        let wide = if out.dtype().is_half() {
-            out.float()?
-        } else {
-            out.clone()
-        };
-        wide.mul(&wt)?.sum()?.backward()?;
-        for (i, spec) in case.inputs.iter().enumerate() {
-            if spec.differentiable() {
-                got.push(inputs[i].grad().ok_or_else(|| {
-                    crate::Error::Autograd(format!("input {i} of {} got no gradient", entry.name))
-                })?);
-            }
+    let wide = if out.dtype().is_half() {
+        out.float()?
+    } else {
+        out.clone()
+    };
+    let mut got = vec![out];
+    got.extend(gradients(entry, k, &inputs, &wide, &rng, dev)?);
+    Ok(got)
+}
+
+/// For a differentiable entry, the gradients of case `k`'s differentiable `inputs`
+/// through the fixed random projection of `out` (an f32 view of the output); none
+/// otherwise.
+fn gradients(
+    entry: &OpEntry,
+    k: usize,
+    inputs: &[Tensor],
+    out: &Tensor,
+    rng: &StdRng,
+    dev: &Device,
+) -> Result<Vec<Tensor>> {
+    if !entry.differentiable {
+        return Ok(Vec::new());
+    }
+    let w = projection(&mut rng.clone(), out.numel());
+    let w: Vec<f32> = w.iter().map(|&x| x as f32).collect();
+    let wt = Tensor::from_vec(w, out.shape(), dev)?;
+    out.mul(&wt)?.sum()?.backward()?;
+    let mut grads = Vec::new();
+    for (i, spec) in entry.cases[k].inputs.iter().enumerate() {
+        if spec.differentiable() {
+            grads.push(inputs[i].grad().ok_or_else(|| {
+                crate::Error::Autograd(format!("input {i} of {} got no gradient", entry.name))
+            })?);
         }
     }
-    Ok(got)
+    Ok(grads)
 }
 
 /// What one case gave on one device: the output's shape, then the output's values and
@@ -165,27 +182,15 @@ pub fn run_case_rounded(
         .collect();
     let inputs = make_inputs(case, &rounded, DType::F32, dev, entry.differentiable)?;
     let out = (case.run)(&inputs, dev)?;
-    let mut got = vec![out.clone()];
-    if entry.differentiable {
-        let w = projection(&mut rng.clone(), out.numel());
-        let w: Vec<f32> = w.iter().map(|&x| x as f32).collect();
-        let wt = Tensor::from_vec(w, out.shape(), dev)?;
-        let g = if out.dtype() == DType::F32 && case.inputs.iter().any(|s| !s.is_index()) {
-            out.to_dtype(dtype)?.float()?
-        } else {
-            out.clone()
-        };
-        g.mul(&wt)?.sum()?.backward()?;
-        for (i, spec) in case.inputs.iter().enumerate() {
-            if spec.differentiable() {
-                got.push(inputs[i].grad().ok_or_else(|| {
-                    crate::Error::Autograd(format!("input {i} of {} got no gradient", entry.name))
-                })?);
-            }
-        }
-    }
     // An op with no float input (u32 to f32) computes in f32 in both runs.
     let any_float = case.inputs.iter().any(|s| !s.is_index());
+    let wide = if out.dtype() == DType::F32 && any_float {
+        out.to_dtype(dtype)?.float()?
+    } else {
+        out.clone()
+    };
+    let mut got = vec![out];
+    got.extend(gradients(entry, k, &inputs, &wide, &rng, dev)?);
     let round = |t: &Tensor| -> Result<Vec<f64>> {
         if t.dtype() == DType::F32 && any_float {
             t.to_dtype(dtype)?.to_f64_vec()

@@ -161,19 +161,6 @@ pub fn rnn_layer(
     h0: &Tensor,
     c0: Option<&Tensor>,
 ) -> Result<LayerOutput> {
-    let ins = crate::ops::half::with_optional(&[x, w.w_ih, w.w_hh, h0], &[w.b_ih, w.b_hh, c0]);
-    if let Some(r) = crate::ops::half::widened("rnn_layer", &ins, |t| {
-        let (f, o) = crate::ops::half::split_optional(t, 4, &[w.b_ih, w.b_hh, c0]);
-        let lw = LayerWeights {
-            w_ih: &f[1],
-            w_hh: &f[2],
-            b_ih: o[0],
-            b_hh: o[1],
-        };
-        rnn_layer(mode, &f[0], lw, &f[3], o[2])
-    }) {
-        return r;
-    }
     layer(mode, x, w, h0, c0, false)
 }
 
@@ -189,19 +176,6 @@ pub fn rnn_layer_reverse(
     h0: &Tensor,
     c0: Option<&Tensor>,
 ) -> Result<LayerOutput> {
-    let ins = crate::ops::half::with_optional(&[x, w.w_ih, w.w_hh, h0], &[w.b_ih, w.b_hh, c0]);
-    if let Some(r) = crate::ops::half::widened("rnn_layer_reverse", &ins, |t| {
-        let (f, o) = crate::ops::half::split_optional(t, 4, &[w.b_ih, w.b_hh, c0]);
-        let lw = LayerWeights {
-            w_ih: &f[1],
-            w_hh: &f[2],
-            b_ih: o[0],
-            b_hh: o[1],
-        };
-        rnn_layer_reverse(mode, &f[0], lw, &f[3], o[2])
-    }) {
-        return r;
-    }
     layer(mode, x, w, h0, c0, true)
 }
 
@@ -214,6 +188,20 @@ fn layer(
     c0: Option<&Tensor>,
     reverse: bool,
 ) -> Result<LayerOutput> {
+    // Half inputs (or autocast): the layer in f32, its outputs rounded back.
+    let ins = crate::ops::half::with_optional(&[x, w.w_ih, w.w_hh, h0], &[w.b_ih, w.b_hh, c0]);
+    if let Some(r) = crate::ops::half::widened("rnn_layer", &ins, |t| {
+        let (f, o) = crate::ops::half::split_optional(t, 4, &[w.b_ih, w.b_hh, c0]);
+        let lw = LayerWeights {
+            w_ih: &f[1],
+            w_hh: &f[2],
+            b_ih: o[0],
+            b_hh: o[1],
+        };
+        layer(mode, &f[0], lw, &f[3], o[2], reverse)
+    }) {
+        return r;
+    }
     let op = mode.name();
     check_pair(op, x, w.w_ih)?;
     check_pair(op, x, w.w_hh)?;
