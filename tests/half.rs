@@ -289,3 +289,27 @@ fn a_pytorch_half_model_loads_and_matches() {
         );
     }
 }
+
+/// Layers made in a half dtype, initialised in place, run in it.
+#[test]
+fn layers_are_made_and_initialised_in_half() {
+    let dev = Device::cpu();
+    let norm = LayerNorm::with_options(
+        &dev,
+        &[4],
+        wgrad::nn::LayerNormOptions {
+            dtype: DType::BF16,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let x = Tensor::randn_seeded(&[2, 4], 1, &dev)
+        .unwrap()
+        .bfloat16()
+        .unwrap();
+    assert_eq!(norm.forward(&x).unwrap().dtype(), DType::BF16);
+    let w = Tensor::zeros(&[3, 4], &dev).unwrap().half().unwrap();
+    wgrad::nn::init::fill_(&w, wgrad::nn::init::kaiming_normal).unwrap();
+    assert_eq!(w.dtype(), DType::F16);
+    assert!(w.to_f64_vec().unwrap().iter().any(|&v| v != 0.0));
+}

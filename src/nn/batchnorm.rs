@@ -127,7 +127,10 @@ impl<const DIMS: usize> BatchNorm<DIMS> {
         if !options.dtype.is_float() {
             return Err(Error::DType {
                 op,
-                msg: format!("parameters must be F32 or F64, not {:?}", options.dtype),
+                msg: format!(
+                    "parameters must be of a float dtype, not {:?}",
+                    options.dtype
+                ),
             });
         }
         if !(0.0..=1.0).contains(&options.momentum) {

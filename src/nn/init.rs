@@ -58,12 +58,13 @@ pub fn kaiming_normal(shape: &[usize], device: &Device) -> Tensor {
     normal(shape, 0.0, (2.0 / fi.max(1) as f64).sqrt(), device)
 }
 
-/// Overwrites `t` in place with values from `make(shape, device)`.
+/// Overwrites `t` in place with values from `make(shape, device)` (converted to `t`'s
+/// dtype: a half parameter gets the values rounded).
 pub fn fill_(t: &Tensor, make: impl FnOnce(&[usize], &Device) -> Tensor) -> Result<()> {
     if !t.dtype().is_float() {
         return arg_err("init", "only float tensors can be initialised");
     }
-    t.copy_from(&make(t.shape(), t.device()))
+    t.copy_from(&make(t.shape(), t.device()).to_dtype(t.dtype())?)
 }
 
 /// Overwrites `t` with zeros.

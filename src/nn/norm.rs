@@ -15,7 +15,7 @@ fn check_dtype(op: &'static str, dtype: DType) -> Result<()> {
     if !dtype.is_float() {
         return Err(Error::DType {
             op,
-            msg: format!("parameters must be F32 or F64, not {dtype:?}"),
+            msg: format!("parameters must be of a float dtype, not {dtype:?}"),
         });
     }
     Ok(())
