@@ -18,6 +18,7 @@
 //!
 //! ```text
 //! cargo run --release --example char_transformer                     # best device, 9.5 minutes
+//! cargo run --release --example char_transformer -- --amp f16         # autocast + GradScaler
 //! cargo run --release --example char_transformer -- --device cpu --minutes 2
 //! ```
 
@@ -80,6 +81,10 @@ struct Args {
     /// Characters per sample.
     #[arg(long, default_value_t = 400)]
     sample_len: usize,
+    /// Mixed precision: the forward under autocast in f16 (with a gradient scaler) or
+    /// bf16; the parameters stay f32.
+    #[arg(long)]
+    amp: Option<String>,
 }
 
 /// `batch` random windows of `context + 1` tokens from `ids`: inputs `[B, T]` and the
@@ -285,6 +290,14 @@ fn main() -> anyhow::Result<()> {
 
     let params = model.parameters();
     let mut opt = AdamW::new(params.clone(), args.lr);
+    let amp = match args.amp.as_deref() {
+        None => None,
+        Some("f16") => Some(DType::F16),
+        Some("bf16") => Some(DType::BF16),
+        Some(other) => anyhow::bail!("--amp takes f16 or bf16, not {other}"),
+    };
+    // bf16 has f32's range: only f16 needs the loss scaled.
+    let mut scaler = wgrad::amp::GradScaler::new().enabled(amp == Some(DType::F16));
     let budget = args.minutes * 60.0;
     let start = Instant::now();
     let bar = common::progress(args.max_steps as u64, "training");
@@ -298,11 +311,17 @@ fn main() -> anyhow::Result<()> {
             start.elapsed().as_secs_f64() / budget,
         ));
         let (x, y) = random_batch(&train_ids, args.batch, args.context, &mut rng, &dev)?;
-        let loss = model.forward(&x)?.cross_entropy(&y)?;
+        let forward = || model.forward(&x)?.cross_entropy(&y);
+        let loss = match amp {
+            Some(dtype) => wgrad::amp::autocast(&dev, dtype, forward)??,
+            None => forward()?,
+        };
         opt.zero_grad();
-        loss.backward()?;
+        scaler.scale(&loss)?.backward()?;
+        scaler.unscale_(&opt)?;
         clip_grad_norm(&params, 1.0)?;
-        opt.step()?;
+        scaler.step(&mut opt)?;
+        scaler.update()?;
         steps += 1;
         bar.inc(1);
         if steps.is_multiple_of(10) || steps == 1 {

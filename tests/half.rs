@@ -200,7 +200,8 @@ common::test_device!(
         let f32s = Tensor::ones(&[3], &dev).unwrap();
         let msg = h.add(&f32s).unwrap_err().to_string();
         assert!(msg.contains("F16") && msg.contains("F32"), "{msg}");
-        let msg = h.add_(&h).unwrap_err().to_string();
+        let hd = h.detach();
+        let msg = hd.add_(&hd).unwrap_err().to_string();
         assert!(msg.contains("F16") && msg.contains("float()"), "{msg}");
         let u = Tensor::from_vec(vec![1u32], &[1], &dev).unwrap();
         assert!(u.requires_grad_(true).is_err());
@@ -312,4 +313,22 @@ fn layers_are_made_and_initialised_in_half() {
     wgrad::nn::init::fill_(&w, wgrad::nn::init::kaiming_normal).unwrap();
     assert_eq!(w.dtype(), DType::F16);
     assert!(w.to_f64_vec().unwrap().iter().any(|&v| v != 0.0));
+}
+
+/// Identity paths keep the half dtype: dropout in evaluation or with p = 0 returns its
+/// input, in f16 and under autocast.
+#[test]
+fn identity_paths_take_half_tensors() {
+    let dev = Device::cpu();
+    let h = Tensor::ones(&[4], &dev).unwrap().half().unwrap();
+    assert_eq!(h.dropout(0.5, false).unwrap().dtype(), DType::F16);
+    assert_eq!(h.dropout(0.0, true).unwrap().dtype(), DType::F16);
+    assert_eq!(h.dropout(0.5, true).unwrap().dtype(), DType::F16);
+    let y = wgrad::amp::autocast(&dev, DType::F16, || {
+        let a = Tensor::ones(&[2, 3], &dev)?;
+        a.matmul(&a.transpose(0, 1)?)?.dropout(0.0, true)
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(y.dtype(), DType::F16);
 }
