@@ -18,13 +18,13 @@ pub mod init;
 mod linear;
 mod loss;
 mod norm;
+mod param;
 mod position;
 mod rnn;
 mod sequential;
 mod transformer;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::RwLock;
 
 pub use crate::ops::matmul::Act;
 pub use activation::{
@@ -39,6 +39,7 @@ pub use flatten::Flatten;
 pub use linear::Linear;
 pub use loss::{BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss, Reduction};
 pub use norm::{GroupNorm, GroupNormOptions, LayerNorm, LayerNormOptions, RMSNorm, RMSNormOptions};
+pub use param::{Buffer, Parameter};
 pub use position::{sinusoidal_position_encoding, PositionalEncoding};
 pub use rnn::{
     Embedding, GRUCell, LSTMCell, RNNCell, Recurrent, RecurrentOptions, RecurrentState, GRU, LSTM,
@@ -296,61 +297,6 @@ pub mod __derive {
     /// `m` as a `&dyn Module`, for `children()`.
     pub fn child<M: Child>(m: &M) -> &dyn Module {
         m.as_module()
-    }
-}
-
-/// A trainable tensor owned by a module. The handle inside can be replaced (moving the
-/// module to another device) while gradients accumulate in the current one.
-pub struct Parameter(RwLock<Tensor>);
-
-impl std::fmt::Debug for Parameter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Parameter({:?})", self.tensor())
-    }
-}
-
-impl Parameter {
-    /// Wraps `t` as a leaf that requires grad.
-    pub fn new(t: Tensor) -> Parameter {
-        Parameter(RwLock::new(t.detach().with_requires_grad(true)))
-    }
-
-    /// The current tensor (a handle: gradients accumulate in it).
-    pub fn tensor(&self) -> Tensor {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Replaces the tensor (used to move a module between devices).
-    pub fn replace(&self, t: Tensor) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = t.detach().with_requires_grad(true);
-    }
-}
-
-/// A tensor a module keeps and saves but does not train (PyTorch's buffers: batch
-/// norm's running statistics). It never requires grad, optimizers never see it, and it
-/// moves with the module and is saved in its `state_dict`.
-pub struct Buffer(RwLock<Tensor>);
-
-impl std::fmt::Debug for Buffer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Buffer({:?})", self.tensor())
-    }
-}
-
-impl Buffer {
-    /// Wraps `t` (detached; it does not require grad).
-    pub fn new(t: Tensor) -> Buffer {
-        Buffer(RwLock::new(t.detach()))
-    }
-
-    /// The current tensor (a handle sharing the buffer's storage).
-    pub fn tensor(&self) -> Tensor {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Replaces the tensor (used to move a module between devices).
-    pub fn replace(&self, t: Tensor) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = t.detach();
     }
 }
 
