@@ -225,7 +225,8 @@ impl GradScaler {
             opt.step()?;
             return Ok(true);
         };
-        if state.narrow(0, 2, 1)?.item()? != 0.0 {
+        // The whole 3-element state in one readback (no copy of the flag first).
+        if state.to_vec::<f32>()?[2] != 0.0 {
             return Ok(false);
         }
         opt.step()?;

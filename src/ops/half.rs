@@ -328,16 +328,6 @@ impl Outputs for (Tensor, Tensor, Option<Tensor>) {
     }
 }
 
-/// The machine epsilon of a float dtype (PyTorch's `finfo(dtype).eps`).
-pub(crate) fn epsilon(dtype: DType) -> f64 {
-    match dtype {
-        DType::F16 => 2f64.powi(-10),
-        DType::BF16 => 2f64.powi(-7),
-        DType::F64 => f64::EPSILON,
-        _ => f32::EPSILON as f64,
-    }
-}
-
 /// `copy_from` between half tensors of one dtype, shape and device: the bits, in place.
 pub(crate) fn copy_into(dst: &Tensor, src: &Tensor) -> Result<()> {
     let (d, s) = (half_storage(dst)?, half_storage(src)?);

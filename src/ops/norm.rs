@@ -37,10 +37,11 @@ pub fn with_max_row<R>(max_row: usize, f: impl FnOnce() -> R) -> R {
 
 /// `torch.finfo(dtype).eps`: `rms_norm`'s default epsilon.
 fn finfo_eps(dtype: DType) -> f64 {
-    if dtype == DType::F64 {
-        f64::EPSILON
-    } else {
-        f32::EPSILON as f64
+    match dtype {
+        DType::F64 => f64::EPSILON,
+        DType::F16 => 2f64.powi(-10),
+        DType::BF16 => 2f64.powi(-7),
+        _ => f32::EPSILON as f64,
     }
 }
 
@@ -198,7 +199,7 @@ pub fn rms_norm(
     if let Some(r) = crate::ops::half::widened("rms_norm", &ins, |w| {
         let (f, o) = crate::ops::half::split_optional(w, 1, &[weight]);
         // PyTorch's default eps is the input dtype's: keep the half type's.
-        let eps = eps.or(Some(crate::ops::half::epsilon(x.dtype())));
+        let eps = eps.or(Some(finfo_eps(x.dtype())));
         rms_norm(&f[0], normalized_shape, o[0], eps)
     }) {
         return r;
