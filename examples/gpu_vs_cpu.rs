@@ -14,6 +14,7 @@
 //! cargo run --release --example gpu_vs_cpu -- --matmul 256 1024 # smaller products (software GPUs)
 //! cargo run --release --example gpu_vs_cpu -- --profile         # per-kernel tables too
 //! cargo run --release --example gpu_vs_cpu -- --dtype amp       # autocast f16 + GradScaler
+//! cargo run --release --example gpu_vs_cpu -- --dtype f16 --memory # peak GPU bytes too
 //! ```
 
 use std::time::Instant;
@@ -54,6 +55,68 @@ struct Args {
     /// recipe).
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// Also measure the GPU memory of each workload: the peak bytes held by tensors over
+    /// one training step and over one inference forward, in `--dtype` against f32
+    /// (inference in f16 or bf16 runs the model converted with `to_dtype`).
+    #[arg(long)]
+    memory: bool,
+}
+
+/// The training step of `workload` on `dev` in `dtype` (f32, f16, bf16 or amp).
+fn build(
+    workload: Workload,
+    dtype: &str,
+    dev: &Device,
+) -> anyhow::Result<wgrad::workloads::TrainStep> {
+    Ok(match dtype {
+        "f32" => workload.build(dev)?,
+        "f16" => workload.build(dev)?.autocast(DType::F16, false)?,
+        "bf16" => workload.build(dev)?.autocast(DType::BF16, false)?,
+        "amp" => workload.build(dev)?.autocast(DType::F16, true)?,
+        other => anyhow::bail!("--dtype takes f32, f16, bf16 or amp, not {other}"),
+    })
+}
+
+/// Peak MiB held by tensors on the GPU `dev`: over one training step of `workload` in
+/// `dtype` (after one step, so the optimizer's state exists), and over one inference
+/// forward of a fresh model, converted to the half dtype for f16, bf16 and amp.
+fn peak_mib(workload: Workload, dtype: &str, dev: &Device) -> anyhow::Result<[f64; 2]> {
+    let Device::Gpu(ctx) = dev else {
+        anyhow::bail!("memory is measured on the GPU")
+    };
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    dev.manual_seed(0);
+    let train = {
+        let mut step = build(workload, dtype, dev)?;
+        step.step()?;
+        ctx.reset_peak_bytes();
+        step.step()?;
+        mib(dev.counters().peak_bytes)
+    };
+    dev.sync()?;
+    let (model, x, _) = workload.build(dev)?.into_parts();
+    let half = match dtype {
+        "f16" | "amp" => Some(DType::F16),
+        "bf16" => Some(DType::BF16),
+        _ => None,
+    };
+    let x = match half {
+        Some(h) => {
+            model.to_dtype(h)?;
+            if x.dtype().is_float() {
+                x.to_dtype(h)?
+            } else {
+                x
+            }
+        }
+        None => x,
+    };
+    dev.sync()?;
+    ctx.reset_peak_bytes();
+    let y = no_grad(|| model.forward(&x))?;
+    dev.sync()?;
+    drop(y);
+    Ok([train, mib(dev.counters().peak_bytes)])
 }
 
 /// Median milliseconds of one synced product, over up to 10 runs (at least 3, stopping
@@ -129,9 +192,10 @@ fn main() -> anyhow::Result<()> {
         adapter.name, adapter.backend, adapter.device_type, adapter.driver
     );
     println!(
-        "     timestamp queries: {}; subgroups in reductions: {}; shader runtime checks: {}",
+        "     timestamp queries: {}; subgroups in reductions: {}; native f16: {}; shader runtime checks: {}",
         if ctx.has_timestamps() { "yes" } else { "no" },
         if ctx.uses_subgroups() { "yes" } else { "no" },
+        if ctx.native_f16() { "yes" } else { "no" },
         if ctx.options().shader_checks {
             "on"
         } else {
@@ -167,13 +231,7 @@ fn main() -> anyhow::Result<()> {
         let mut profile = Profile::default();
         for (i, dev) in [&cpu, &gpu].into_iter().enumerate() {
             dev.manual_seed(0);
-            let mut step = match args.dtype.as_str() {
-                "f32" => workload.build(dev)?,
-                "f16" => workload.build(dev)?.autocast(DType::F16, false)?,
-                "bf16" => workload.build(dev)?.autocast(DType::BF16, false)?,
-                "amp" => workload.build(dev)?.autocast(DType::F16, true)?,
-                other => anyhow::bail!("--dtype takes f32, f16, bf16 or amp, not {other}"),
-            };
+            let mut step = build(workload, &args.dtype, dev)?;
             ms[i] = step.median_ms(args.warmup, args.steps)?;
             if dev.is_gpu() {
                 let before = dev.counters().dispatches;
@@ -207,6 +265,38 @@ fn main() -> anyhow::Result<()> {
             "gpu_kernel_ms": profile.gpu_ns().map(|ns| ns / 1e6),
         }));
         details.push((workload.name(), profile));
+    }
+    let mut memory = Vec::new();
+    if args.memory {
+        println!(
+            "\nGPU memory, peak MiB held by tensors ({} against f32):\n{:<12} {:>10} {:>10} {:>7} {:>12} {:>12} {:>7}",
+            args.dtype, "workload", "train f32", "train", "ratio", "infer f32", "infer", "ratio"
+        );
+        for name in &args.workloads {
+            let Some(workload) = Workload::ALL.into_iter().find(|w| w.name() == name) else {
+                continue;
+            };
+            let [t32, i32_] = peak_mib(workload, "f32", &gpu)?;
+            let [t, i] = peak_mib(workload, &args.dtype, &gpu)?;
+            println!(
+                "{:<12} {:>10.2} {:>10.2} {:>6.2}x {:>12.2} {:>12.2} {:>6.2}x",
+                name,
+                t32,
+                t,
+                t / t32,
+                i32_,
+                i,
+                i / i32_
+            );
+            memory.push(json!({
+                "workload": name,
+                "dtype": args.dtype,
+                "train_f32_mib": t32,
+                "train_mib": t,
+                "infer_f32_mib": i32_,
+                "infer_mib": i,
+            }));
+        }
     }
     let mut products = Vec::new();
     for &n in &args.matmul {
@@ -264,11 +354,13 @@ fn main() -> anyhow::Result<()> {
                 "software": adapter.is_software,
                 "timestamps": ctx.has_timestamps(),
                 "subgroups": ctx.uses_subgroups(),
+                "native_f16": ctx.native_f16(),
             },
             "steps": args.steps,
             "warmup": args.warmup,
             "workloads": rows,
             "matmul": products,
+            "memory": memory,
         });
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
         println!("wrote {}", path.display());

@@ -80,6 +80,53 @@ pub(crate) fn not_yet<T>(op: &'static str, dtype: DType) -> Result<T> {
     })
 }
 
+/// `s` as 32-bit storage for the CPU's loops: half storage on the CPU widened (exactly)
+/// to a new `f32` buffer, anything else as it is. The CPU backend's primitives that
+/// take half inputs (products, the fused layers, the elementwise table) call it first.
+pub(crate) fn cpu_f32(s: &Storage) -> std::borrow::Cow<'_, Storage> {
+    match s {
+        Storage::Half(h) => match &h.data {
+            HalfData::Cpu(bits) => {
+                let v = widen_all(h.dtype, &read(bits));
+                std::borrow::Cow::Owned(Storage::new_cpu(super::cpu::CpuData::F32(v)))
+            }
+            HalfData::Gpu(_) => std::borrow::Cow::Borrowed(s),
+        },
+        _ => std::borrow::Cow::Borrowed(s),
+    }
+}
+
+/// [`to_f32`] of every element (the `half` crate's slice conversion: the CPU's F16C
+/// instructions where it has them, eight at a time).
+pub(crate) fn widen_all(dtype: DType, bits: &[u16]) -> Vec<f32> {
+    use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+    let mut out = vec![0.0f32; bits.len()];
+    match dtype {
+        DType::BF16 => bits
+            .reinterpret_cast::<half::bf16>()
+            .convert_to_f32_slice(&mut out),
+        _ => bits
+            .reinterpret_cast::<half::f16>()
+            .convert_to_f32_slice(&mut out),
+    }
+    out
+}
+
+/// [`from_f32`] of every element, as [`widen_all`].
+pub(crate) fn narrow_all(dtype: DType, v: &[f32]) -> Vec<u16> {
+    use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+    let mut bits = vec![0u16; v.len()];
+    match dtype {
+        DType::BF16 => bits
+            .reinterpret_cast_mut::<half::bf16>()
+            .convert_from_f32_slice(v),
+        _ => bits
+            .reinterpret_cast_mut::<half::f16>()
+            .convert_from_f32_slice(v),
+    }
+    bits
+}
+
 /// `f32` bits to `dtype`'s 16 bits, as PyTorch rounds.
 pub(crate) fn from_f32(dtype: DType, x: f32) -> u16 {
     match dtype {

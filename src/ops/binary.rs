@@ -14,9 +14,14 @@ pub use crate::backend::elementwise::binary::{BinaryOp, CompareOp};
 
 /// Applies a broadcasting binary op, recording the backward.
 pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
-    if let Some(r) = crate::ops::half::widened(op.name(), &[a, b], |w| binary(&w[0], &w[1], op)) {
-        return r;
+    match crate::ops::half::direct(op.name(), &[a, b], |w| binary_recorded(&w[0], &w[1], op)) {
+        Some(r) => r,
+        None => binary_recorded(a, b, op),
     }
+}
+
+/// [`binary`] on inputs of one dtype (half ones read as they are).
+fn binary_recorded(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
     check_pair(op.name(), a, b)?;
     let geo = Broadcast::new(op.name(), a.shape(), b.shape())?;
     crate::ops::check_out(op.name(), &geo.out, a.dtype(), a.device())?;
@@ -57,7 +62,7 @@ fn binary_forward(a: &Tensor, b: &Tensor, geo: &Broadcast, op: BinaryOp) -> Resu
         .device()
         .backend()
         .binary(op, a.storage(), b.storage(), geo)?;
-    Ok(Tensor::like(out, geo.out.clone(), a))
+    crate::ops::half::like(out, geo.out.clone(), a)
 }
 
 /// The gradients of both inputs in the output's shape (before summing over the
@@ -84,8 +89,8 @@ fn binary_backward(
             .backend()
             .binary_backward(op, a.storage(), b.storage(), g.storage(), geo)?;
     Ok((
-        Tensor::like(da, geo.out.clone(), a),
-        Tensor::like(db, geo.out.clone(), a),
+        crate::ops::half::like(da, geo.out.clone(), a)?,
+        crate::ops::half::like(db, geo.out.clone(), a)?,
     ))
 }
 

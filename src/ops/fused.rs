@@ -57,12 +57,23 @@ pub(crate) fn linear_add(
     addend: Option<&Tensor>,
 ) -> Result<Tensor> {
     let ins = crate::ops::half::with_optional(&[x, weight], &[bias, addend]);
-    if let Some(r) = crate::ops::half::widened("linear", &ins, |w| {
+    match crate::ops::half::direct("linear", &ins, |w| {
         let (f, o) = crate::ops::half::split_optional(w, 2, &[bias, addend]);
-        linear_add(&f[0], &f[1], o[0], act, o[1])
+        linear_add_recorded(&f[0], &f[1], o[0], act, o[1])
     }) {
-        return r;
+        Some(r) => r,
+        None => linear_add_recorded(x, weight, bias, act, addend),
     }
+}
+
+/// [`linear_add`] on inputs of one dtype (half ones read as they are).
+fn linear_add_recorded(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    act: Act,
+    addend: Option<&Tensor>,
+) -> Result<Tensor> {
     crate::ops::matmul::check_linear(x, weight)?;
     let (inp, out) = (weight.shape()[1], weight.shape()[0]);
     check_bias("linear", x, bias, out)?;
@@ -110,10 +121,11 @@ pub(crate) fn linear_add(
         addend.map(Tensor::storage),
         &l,
     )?;
-    let y = Tensor::like(y, vec![rows, out], x).reshape(&out_shape)?;
+    let like = crate::ops::half::like;
+    let y = like(y, vec![rows, out], x)?.reshape(&out_shape)?;
     // What the backward reads: the pre-activation, or the output (nothing for none).
     let saved_y = match pre {
-        Some(p) => Some(Tensor::like(p, vec![rows, out], x)),
+        Some(p) => Some(like(p, vec![rows, out], x)?),
         None => (act != Act::Identity).then(|| y.detach()),
     };
     let ws = weight.detach();
@@ -139,11 +151,11 @@ pub(crate) fn linear_add(
             need,
         )?;
         let mut grads = vec![
-            dx.map(|d| Tensor::like(d, x_shape.clone(), g)),
-            dw.map(|d| Tensor::like(d, w_shape.clone(), g)),
+            dx.map(|d| like(d, x_shape.clone(), g)).transpose()?,
+            dw.map(|d| like(d, w_shape.clone(), g)).transpose()?,
         ];
         if has_bias {
-            grads.push(db.map(|d| Tensor::like(d, vec![out], g)));
+            grads.push(db.map(|d| like(d, vec![out], g)).transpose()?);
         }
         if has_addend {
             grads.push(Some(g.clone()));

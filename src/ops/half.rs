@@ -109,9 +109,7 @@ pub(crate) fn convert(x: &Tensor, to: DType) -> Result<Tensor> {
         let storage = match x.storage() {
             Storage::Cpu(c) => {
                 let bits = match &*c.read() {
-                    crate::backend::cpu::CpuData::F32(v) => {
-                        v.iter().map(|&a| hs::from_f32(to, a)).collect()
-                    }
+                    crate::backend::cpu::CpuData::F32(v) => hs::narrow_all(to, v),
                     // Through f32, as PyTorch (two roundings: 1 + 2^-11 + 2^-40
                     // becomes 1.0, not 1 + 2^-10).
                     crate::backend::cpu::CpuData::F64(v) => {
@@ -142,10 +140,7 @@ pub(crate) fn convert(x: &Tensor, to: DType) -> Result<Tensor> {
     let h = half_storage(x)?;
     let wide = match &h.data {
         HalfData::Cpu(bits) => {
-            let v: Vec<f32> = hs::read(bits)
-                .iter()
-                .map(|&b| hs::to_f32(from, b))
-                .collect();
+            let v = hs::widen_all(from, &hs::read(bits));
             Tensor::from_vec(v, x.shape(), dev)?
         }
         HalfData::Gpu(b) => {
@@ -206,6 +201,31 @@ pub(crate) fn widened<T: Outputs>(
     inputs: &[&Tensor],
     f: impl FnOnce(&[Tensor]) -> Result<T>,
 ) -> Option<Result<T>> {
+    half_path(op, inputs, false, f)
+}
+
+/// [`widened`] for an op whose primitives read half storage themselves (products, the
+/// fused layers, the elementwise table): when its result is to be half (the inputs'
+/// half dtype, or autocast's for a lower-precision op), `f` gets the inputs in that
+/// dtype (autocast's `f32` ones rounded to it), not widened, and its outputs are
+/// expected in it too (any `f32` output is rounded). So the op saves half tensors for
+/// its backward and no `f32` copy of an operand is made. Where the result is `f32`
+/// (autocast's `f32` ops, mixed dtypes under autocast) it is [`widened`]. `f` must not
+/// call back into this function with the same inputs.
+pub(crate) fn direct<T: Outputs>(
+    op: &'static str,
+    inputs: &[&Tensor],
+    f: impl FnOnce(&[Tensor]) -> Result<T>,
+) -> Option<Result<T>> {
+    half_path(op, inputs, true, f)
+}
+
+fn half_path<T: Outputs>(
+    op: &'static str,
+    inputs: &[&Tensor],
+    keep_half: bool,
+    f: impl FnOnce(&[Tensor]) -> Result<T>,
+) -> Option<Result<T>> {
     use crate::amp::{cast_of, AutocastGuard, Cast};
     let amp = inputs
         .first()
@@ -221,20 +241,36 @@ pub(crate) fn widened<T: Outputs>(
         (_, Some(h)) => h,
         _ => return None,
     };
+    // Under autocast, float inputs of another dtype than `half` (not lowered) make the
+    // op run in f32.
+    let mixed = amp.is_some()
+        && !lower
+        && inputs
+            .iter()
+            .any(|t| t.dtype().is_float() && t.dtype() != half);
+    let f32_out = amp.is_some() && (cast == Some(Cast::F32) || mixed);
+    let keep = keep_half && !f32_out;
     Some((|| {
         let _off = amp.map(|_| AutocastGuard::off());
-        let mut mixed = false;
         let mut wide = Vec::with_capacity(inputs.len());
         for t in inputs {
             let d = t.dtype();
             wide.push(if !d.is_float() {
                 (*t).clone()
             } else if d == half {
-                t.to_dtype(DType::F32)?
+                if keep {
+                    (*t).clone()
+                } else {
+                    t.to_dtype(DType::F32)?
+                }
             } else if lower {
-                t.to_dtype(half)?.to_dtype(DType::F32)?
+                let h = t.to_dtype(half)?;
+                if keep {
+                    h
+                } else {
+                    h.to_dtype(DType::F32)?
+                }
             } else if amp.is_some() {
-                mixed = true;
                 t.to_dtype(DType::F32)?
             } else {
                 return Err(Error::DType {
@@ -244,12 +280,24 @@ pub(crate) fn widened<T: Outputs>(
             });
         }
         let out = f(&wide)?;
-        if amp.is_some() && (cast == Some(Cast::F32) || mixed) {
+        if f32_out {
             Ok(out)
         } else {
             out.narrow(half)
         }
     })())
+}
+
+/// An op's output from a primitive that read half inputs: `out` as a tensor of `like`'s
+/// dtype, rounded from the `f32` the primitive wrote when `like` is half (one exact
+/// rounding, on the device that holds it). `f32` and `f64` ops pass through.
+pub(crate) fn like(out: Storage, shape: Vec<usize>, like: &Tensor) -> Result<Tensor> {
+    let dtype = like.dtype();
+    if !dtype.is_half() || matches!(out, Storage::Half(_)) {
+        return Ok(Tensor::like(out, shape, like));
+    }
+    let wide = Tensor::from_storage(out, shape, DType::F32, like.device().clone());
+    convert(&wide, dtype)
 }
 
 /// What an op returns: its `f32` tensors are rounded back to the half dtype.

@@ -15,9 +15,14 @@ pub use crate::backend::elementwise::{Needs, UnaryOp};
 
 /// Applies `op` to every element, recording the backward.
 pub fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
-    if let Some(r) = crate::ops::half::widened(op.name(), &[x], |w| unary(&w[0], op)) {
-        return r;
+    match crate::ops::half::direct(op.name(), &[x], |w| unary_recorded(&w[0], op)) {
+        Some(r) => r,
+        None => unary_recorded(x, op),
     }
+}
+
+/// [`unary`] on inputs of the op's own dtype (half ones read as they are).
+fn unary_recorded(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
     check_float(op.name(), x)?;
     let y = unary_forward(x, op)?;
     let saved = match op.needs() {
@@ -43,7 +48,7 @@ pub(crate) fn unary_forward(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
         return Ok(o.remove(0));
     }
     let out = x.device().backend().unary(op, x.storage(), x.numel())?;
-    Ok(Tensor::like(out, x.shape().to_vec(), x))
+    crate::ops::half::like(out, x.shape().to_vec(), x)
 }
 
 /// `dL/dx` of `op` from the saved value `s` (the input or the output, as
@@ -59,7 +64,7 @@ pub(crate) fn unary_backward(op: UnaryOp, s: &Tensor, g: &Tensor) -> Result<Tens
         .device()
         .backend()
         .unary_backward(op, s.storage(), g.storage(), s.numel())?;
-    Ok(Tensor::like(out, s.shape().to_vec(), s))
+    crate::ops::half::like(out, s.shape().to_vec(), g)
 }
 
 /// Parametric ReLU: `x` for `x > 0`, else `weight[c] * x` where `c` indexes dimension 1

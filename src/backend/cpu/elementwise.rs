@@ -6,6 +6,7 @@ use super::{map_float, map_float2, CpuData, Float};
 use crate::backend::broadcast::Broadcast;
 use crate::backend::elementwise::binary::{BinaryOp, CompareOp, MapBackward2, MapForward2};
 use crate::backend::elementwise::UnaryOp;
+use crate::backend::half::cpu_f32;
 use crate::backend::{Elementwise, PreluGeo, Storage};
 use crate::error::Result;
 
@@ -40,11 +41,13 @@ macro_rules! float3 {
 
 impl Elementwise for CpuBackend {
     fn unary(&self, op: UnaryOp, x: &Storage, _n: usize) -> Result<Storage> {
+        let x = cpu_f32(x);
         let x = x.cpu(op.name())?.read();
         Ok(Storage::new_cpu(map_float!(&*x, |v: T| op.forward_vec(v))))
     }
 
     fn unary_backward(&self, op: UnaryOp, s: &Storage, g: &Storage, _n: usize) -> Result<Storage> {
+        let (s, g) = (cpu_f32(s), cpu_f32(g));
         let (s, g) = (s.cpu(op.name())?.read(), g.cpu(op.name())?.read());
         Ok(Storage::new_cpu(
             map_float2!(&*g, &*s, |gv, sv: T| op.backward_vec(gv, sv))
@@ -92,6 +95,7 @@ impl Elementwise for CpuBackend {
     }
 
     fn binary(&self, op: BinaryOp, a: &Storage, b: &Storage, geo: &Broadcast) -> Result<Storage> {
+        let (a, b) = (cpu_f32(a), cpu_f32(b));
         let (a, b) = (a.cpu(op.name())?.read(), b.cpu(op.name())?.read());
         // One monomorphic loop per row of the table (the match is outside the loop).
         struct Loop<'a, T>(&'a Broadcast, &'a [T], &'a [T]);
@@ -115,6 +119,7 @@ impl Elementwise for CpuBackend {
         geo: &Broadcast,
     ) -> Result<(Storage, Storage)> {
         let name = op.name();
+        let (a, b, g) = (cpu_f32(a), cpu_f32(b), cpu_f32(g));
         let (a, b, g) = (
             a.cpu(name)?.read(),
             b.cpu(name)?.read(),

@@ -4,6 +4,7 @@
 
 use super::elementwise::CpuBackend;
 use super::{map_float2, pool, CpuData, Float};
+use crate::backend::half::cpu_f32;
 use crate::backend::matmul::{Act, ConvAct, LinearAct, MatmulChoice, Product};
 use crate::backend::reduce::ReducePlan;
 use crate::backend::{Elementwise, Fused, Matmul, Reduce, Storage};
@@ -73,6 +74,8 @@ impl Fused for CpuBackend {
         l: &LinearAct,
     ) -> Result<(Storage, Option<Storage>)> {
         let (rows, inp, out) = (l.rows, l.inp, l.out);
+        let (bias, addend) = (bias.map(cpu_f32), addend.map(cpu_f32));
+        let (bias, addend) = (bias.as_deref(), addend.as_deref());
         let product = Product::plain((rows, out, inp), (inp, 1), (1, inp));
         let y = self.matmul(x, w, &product, MatmulChoice::AUTO)?;
         let needs_input = l.act.needs_input();
@@ -125,8 +128,9 @@ impl Fused for CpuBackend {
     ) -> Result<[Option<Storage>; 3]> {
         let (rows, inp, out) = (l.rows, l.inp, l.out);
         let auto = MatmulChoice::AUTO;
+        let g = &*cpu_f32(g);
         let gp = match saved {
-            Some(s) => deriv_cpu(g, s, l.act)?,
+            Some(s) => deriv_cpu(g, &cpu_f32(s), l.act)?,
             None => g.clone(),
         };
         let dx = need_x

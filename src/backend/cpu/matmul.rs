@@ -7,6 +7,7 @@ use super::elementwise::CpuBackend;
 use super::parallel::{self, SendPtr};
 use super::{strided_offset, CpuData, Float};
 use crate::backend::gpu::matmul_plan::{MatmulPlan, ProductShape};
+use crate::backend::half::cpu_f32;
 use crate::backend::matmul::{MatmulChoice, Product};
 use crate::backend::{Matmul, Storage};
 use crate::error::{Error, Result};
@@ -26,6 +27,7 @@ impl Matmul for CpuBackend {
             .iter()
             .map(|s| s * m * n)
             .collect();
+        let (a, b) = (cpu_f32(a), cpu_f32(b));
         let (ad, bd) = (a.cpu("matmul")?.read(), b.cpu("matmul")?.read());
         let len = p.out_len();
         // A plain product with k > 0 writes every element of its result (beta 0: C is

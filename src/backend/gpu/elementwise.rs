@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use super::half_io::inputs;
 use super::kernels::{gpu_alloc, groups_1d, kernel, shader_with};
 use super::params::{params, Dims, Params};
 use super::{slot, GpuContext, Kernel, ShaderFile};
@@ -222,6 +223,14 @@ pub(crate) fn binary_kernels() -> Vec<&'static Kernel> {
     all
 }
 
+/// The work of an elementwise launch whose inputs have the formats `io`.
+fn io_work(io: u32) -> super::Work {
+    super::Work {
+        io,
+        ..Default::default()
+    }
+}
+
 fn prelu_params(geo: PreluGeo) -> PreluParams {
     PreluParams {
         n: geo.n as u32,
@@ -235,15 +244,18 @@ impl Elementwise for Arc<GpuContext> {
     fn unary(&self, op: UnaryOp, x: &Storage, n: usize) -> Result<Storage> {
         let out = gpu_alloc(self, n)?;
         let (f, _) = op.kernels();
-        self.launch(f, &op.params(n), &[x.gpu(op.name())?, &out], groups_1d(n));
+        let (mut bufs, io) = inputs(op.name(), &[x])?;
+        bufs.push(&out);
+        self.launch_with(f, &op.params(n), &bufs, groups_1d(n), io_work(io));
         Ok(Storage::new_gpu(out))
     }
 
     fn unary_backward(&self, op: UnaryOp, s: &Storage, g: &Storage, n: usize) -> Result<Storage> {
         let out = gpu_alloc(self, n)?;
         let (_, b) = op.kernels();
-        let bufs = [s.gpu(op.name())?, g.gpu(op.name())?, &out];
-        self.launch(b, &op.params(n), &bufs, groups_1d(n));
+        let (mut bufs, io) = inputs(op.name(), &[s, g])?;
+        bufs.push(&out);
+        self.launch_with(b, &op.params(n), &bufs, groups_1d(n), io_work(io));
         Ok(Storage::new_gpu(out))
     }
 
@@ -270,8 +282,10 @@ impl Elementwise for Arc<GpuContext> {
     fn binary(&self, op: BinaryOp, a: &Storage, b: &Storage, geo: &Broadcast) -> Result<Storage> {
         let n = shape::numel(&geo.out);
         let out = gpu_alloc(self, n)?;
-        let bufs = [a.gpu(op.name())?, b.gpu(op.name())?, &out];
-        self.launch(op.kernels().0, &binary_params(geo, 0), &bufs, groups_1d(n));
+        let (mut bufs, io) = inputs(op.name(), &[a, b])?;
+        bufs.push(&out);
+        let p = binary_params(geo, 0);
+        self.launch_with(op.kernels().0, &p, &bufs, groups_1d(n), io_work(io));
         Ok(Storage::new_gpu(out))
     }
 
@@ -291,9 +305,9 @@ impl Elementwise for Arc<GpuContext> {
         };
         let n = shape::numel(&geo.out);
         let (da, db) = (gpu_alloc(self, n)?, gpu_alloc(self, n)?);
-        let name = op.name();
-        let bufs = [a.gpu(name)?, b.gpu(name)?, g.gpu(name)?, &da, &db];
-        self.launch(k, &binary_params(geo, 0), &bufs, groups_1d(n));
+        let (mut bufs, io) = inputs(op.name(), &[a, b, g])?;
+        bufs.extend([&da, &db]);
+        self.launch_with(k, &binary_params(geo, 0), &bufs, groups_1d(n), io_work(io));
         Ok((Storage::new_gpu(da), Storage::new_gpu(db)))
     }
 

@@ -23,7 +23,8 @@ fn act_backward(
 ) -> Result<Storage> {
     match (s, act.op()) {
         (Some(s), Some(op)) => g.unary_backward(op, s, grad, n),
-        _ => Ok(grad.clone()),
+        // The sum that reads it takes f32.
+        _ => super::half::f32_of(g, grad, n),
     }
 }
 
@@ -45,11 +46,15 @@ impl Fused for Arc<GpuContext> {
             .then(|| gpu_alloc(self, rows * out).map(Storage::new_gpu))
             .transpose()?;
         let product = Product::plain((rows, out, inp), (inp, 1), (1, inp));
+        // The addend is read (and written) through the output binding y1: f32.
+        let addend = addend
+            .map(|a| super::half::f32_of(self, a, rows * out))
+            .transpose()?;
         let epi = Epi {
             bias,
             act: l.act,
             pre: pre.as_ref(),
-            addend: addend.map(|a| (a, 0)),
+            addend: addend.as_ref().map(|a| (a, 0)),
             ..Epi::default()
         };
         let y = product.run_epi(self, x, w, MatmulChoice::AUTO, &epi)?;

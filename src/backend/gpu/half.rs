@@ -70,3 +70,20 @@ pub(crate) fn unpack(
     }
     Ok(out)
 }
+
+/// `s` (`n` elements) as f32 storage: half storage widened by [`unpack`], anything else
+/// as it is. For the few kernels of a half-reading primitive that read f32 only.
+pub(crate) fn f32_of(
+    g: &Arc<GpuContext>,
+    s: &crate::backend::Storage,
+    n: usize,
+) -> Result<crate::backend::Storage> {
+    use crate::backend::half::HalfData;
+    match s {
+        crate::backend::Storage::Half(h) => match &h.data {
+            HalfData::Gpu(b) => Ok(crate::backend::Storage::new_gpu(unpack(g, b, n, h.dtype)?)),
+            HalfData::Cpu(_) => crate::backend::wrong_backend("f32_of"),
+        },
+        _ => Ok(s.clone()),
+    }
+}

@@ -448,7 +448,18 @@ impl Product {
             .unwrap_or(&out);
         let x0 = if epi.a_in_out { b } else { a };
         let gpu = storage_buffer;
-        let all = [gpu(x0)?, gpu(b)?, gpu(x2)?, gpu(&out)?, gpu(y1)?];
+        // The operands and x2 may hold half-precision elements (read through
+        // `half_io`'s loaders); the outputs are f32.
+        let naive = plan.kernel == MatmulKernel::Naive;
+        let ins: &[&Storage] = if naive { &[x0, b] } else { &[x0, b, x2] };
+        let (ins, io) = super::half_io::inputs("matmul", ins)?;
+        let all = [
+            ins[0],
+            ins[1],
+            ins.get(2).copied().unwrap_or(ins[0]),
+            gpu(&out)?,
+            gpu(y1)?,
+        ];
         // Batches per launch: the grid's z holds (batch, split) pairs.
         let per_launch = (plan::MAX_GROUPS / splits).max(1);
         for pass in 0..plan.passes {
@@ -493,6 +504,7 @@ impl Product {
                         useful_flops: 2 * (m * n * k_len * count) as u64,
                         executed_flops: executed,
                         product: Some([m as u64, n as u64, k_len as u64, count as u64]),
+                        io,
                         ..Work::default()
                     },
                 );

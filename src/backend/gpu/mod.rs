@@ -21,6 +21,7 @@ pub(crate) mod conv2d;
 pub(crate) mod elementwise;
 pub(crate) mod fused;
 pub(crate) mod half;
+pub(crate) mod half_io;
 pub(crate) mod inplace;
 pub(crate) mod kernels;
 pub(crate) mod layout;
@@ -218,6 +219,9 @@ pub(crate) struct Work {
     pub executed_flops: u64,
     /// For matrix products: M, N, K and the batches this dispatch covers.
     pub product: Option<[u64; 4]>,
+    /// The formats of the input slots `x0`, `x1`, `x2` ([`half_io::io_of`]; 0: all
+    /// `f32`).
+    pub io: u32,
 }
 
 /// How a GPU device is opened.
@@ -245,6 +249,12 @@ pub struct GpuOptions {
     /// would bind a larger buffer is skipped and the next readback or `sync` returns
     /// [`crate::Error::OutOfMemory`]. `None`: the adapter's limit.
     pub max_binding: Option<u64>,
+    /// Let kernels read `F16` tensors as WGSL's `f16` where the adapter offers it (wgpu's
+    /// `SHADER_F16`); otherwise, or when this is false, they read packed pairs of 16-bit
+    /// values through integer widening, as on every adapter (the path browsers without
+    /// `shader-f16` take; `bf16` always takes it). Results are identical either way.
+    /// `WGRAD_NATIVE_F16=0` turns it off.
+    pub native_f16: bool,
 }
 
 impl Default for GpuOptions {
@@ -254,13 +264,14 @@ impl Default for GpuOptions {
             subgroups: true,
             software_kernels: true,
             max_binding: None,
+            native_f16: true,
         }
     }
 }
 
 impl GpuOptions {
     /// The defaults with the environment's overrides: `WGRAD_SHADER_CHECKS=1`,
-    /// `WGRAD_SUBGROUPS=0` and `WGRAD_SOFTWARE_KERNELS=0`.
+    /// `WGRAD_SUBGROUPS=0`, `WGRAD_SOFTWARE_KERNELS=0` and `WGRAD_NATIVE_F16=0`.
     pub fn from_env() -> GpuOptions {
         let flag = |name: &str| std::env::var(name).ok().map(|v| v.trim().to_string());
         let mut o = GpuOptions::default();
@@ -272,6 +283,9 @@ impl GpuOptions {
         }
         if let Some(v) = flag("WGRAD_SOFTWARE_KERNELS") {
             o.software_kernels = !matches!(v.as_str(), "0" | "false" | "off");
+        }
+        if let Some(v) = flag("WGRAD_NATIVE_F16") {
+            o.native_f16 = !matches!(v.as_str(), "0" | "false" | "off");
         }
         o
     }
@@ -370,6 +384,9 @@ impl GpuContext {
         if options.subgroups {
             wanted |= wgpu::Features::SUBGROUP;
         }
+        if options.native_f16 {
+            wanted |= wgpu::Features::SHADER_F16;
+        }
         let features = offered & wanted;
         let limits = adapter.limits();
         let (device, queue) = adapter
@@ -442,6 +459,12 @@ impl GpuContext {
     /// True when reductions use subgroup operations on this device.
     pub fn uses_subgroups(&self) -> bool {
         self.options.subgroups && self.features.contains(wgpu::Features::SUBGROUP)
+    }
+
+    /// True when kernels read `F16` inputs as WGSL's `f16` (see
+    /// [`GpuOptions::native_f16`]); otherwise as packed pairs.
+    pub fn native_f16(&self) -> bool {
+        self.features.contains(wgpu::Features::SHADER_F16)
     }
 
     /// True when this device can time kernels (timestamp queries).
@@ -533,13 +556,14 @@ impl GpuContext {
     }
 }
 
-/// The pipeline cache's key: file, entry point and override values.
-type PipelineKey = (&'static str, &'static str, [u32; 6]);
+/// The pipeline cache's key: file, entry point, override values and input formats.
+type PipelineKey = (&'static str, &'static str, [u32; 6], u32);
 
 /// Shader modules and pipelines compiled on one device.
 #[derive(Default)]
 pub(crate) struct Caches {
     /// Keyed by file, and by the generated text for a file specialised per variant.
-    modules: HashMap<(&'static str, Option<String>), wgpu::ShaderModule>,
+    /// Keyed by the input formats too (see [`half_io`]).
+    modules: HashMap<(&'static str, Option<String>, u32), wgpu::ShaderModule>,
     pipelines: HashMap<PipelineKey, Arc<pipeline::Pipeline>>,
 }

@@ -29,16 +29,17 @@ impl GpuContext {
         caches: &'c mut Caches,
         k: &'static Kernel,
         overrides: &[u32; 6],
+        io: u32,
     ) -> &'c wgpu::ShaderModule {
         let unchecked = self.unchecked(k);
         let variant = k.file.variant_text(k, overrides);
-        let key = (k.file.name, variant.clone());
+        let key = (k.file.name, variant.clone(), io);
         caches.modules.entry(key).or_insert_with(|| {
             let body = match &variant {
                 Some(text) => k.file.body_with(text),
                 None => k.file.body(),
             };
-            let source = format!("{PRELUDE}\n{body}");
+            let source = super::half_io::rewrite(PRELUDE, &body, io);
             let desc = wgpu::ShaderModuleDescriptor {
                 label: Some(k.file.name),
                 source: wgpu::ShaderSource::Wgsl(source.into()),
@@ -59,20 +60,22 @@ impl GpuContext {
         })
     }
 
-    /// The pipeline of `k` with the given override values, compiled on first use.
+    /// The pipeline of `k` with the given override values and input formats (`io`, see
+    /// [`super::half_io`]), compiled on first use.
     pub(crate) fn pipeline(
         &self,
         caches: &mut Caches,
         k: &'static Kernel,
         overrides: [u32; 6],
+        io: u32,
     ) -> Arc<Pipeline> {
-        let key = (k.file.name, k.entry, overrides);
+        let key = (k.file.name, k.entry, overrides, io);
         if let Some(p) = caches.pipelines.get(&key) {
             return p.clone();
         }
         let id = caches.pipelines.len();
         let unchecked = self.unchecked(k);
-        let module = self.module(caches, k, &overrides).clone();
+        let module = self.module(caches, k, &overrides, io).clone();
         let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,

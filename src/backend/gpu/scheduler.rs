@@ -203,7 +203,7 @@ impl GpuContext {
         if st.pending.len() >= MAX_PENDING {
             self.flush_locked(&mut st, None);
         }
-        let p = self.pipeline(&mut st.caches, k, work.overrides);
+        let p = self.pipeline(&mut st.caches, k, work.overrides, work.io);
         let mut key = std::mem::take(&mut st.key);
         key.clear();
         key.push(p.id as u64);
@@ -693,8 +693,9 @@ fn writable_alias(k: &Kernel, buffers: &[&GpuBuffer]) -> Option<(u32, u32)> {
 
 /// A kernel's name in profiles: the entry point, with its override values if any.
 fn kernel_name(k: &Kernel, work: &Work) -> String {
+    let io = super::half_io::describe(work.io);
     if k.overrides.is_empty() {
-        return k.entry.to_string();
+        return format!("{}{io}", k.entry);
     }
     let values: Vec<String> = k
         .overrides
@@ -702,5 +703,5 @@ fn kernel_name(k: &Kernel, work: &Work) -> String {
         .zip(work.overrides)
         .map(|(n, v)| format!("{n}={v}"))
         .collect();
-    format!("{}[{}]", k.entry, values.join(","))
+    format!("{}[{}]{io}", k.entry, values.join(","))
 }

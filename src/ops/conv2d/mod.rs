@@ -394,12 +394,24 @@ pub fn conv2d_act(
     act: Act,
 ) -> Result<Tensor> {
     let ins = crate::ops::half::with_optional(&[x, weight], &[bias]);
-    if let Some(r) = crate::ops::half::widened("conv2d", &ins, |w| {
+    match crate::ops::half::direct("conv2d", &ins, |w| {
         let (f, b) = crate::ops::half::split_optional(w, 2, &[bias]);
-        conv2d_act(&f[0], &f[1], b[0], o, act)
+        conv2d_act_recorded(&f[0], &f[1], b[0], o, act)
     }) {
-        return r;
+        Some(r) => r,
+        None => conv2d_act_recorded(x, weight, bias, o, act),
     }
+}
+
+/// [`conv2d_act`] on inputs of one dtype (half ones read as they are by the fused
+/// kernels; the unfused path widens them).
+fn conv2d_act_recorded(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    o: ConvOptions,
+    act: Act,
+) -> Result<Tensor> {
     if o.groups != 1 || !x.device().backend().fuses_conv() {
         return act.apply_op(&conv2d(x, weight, bias, o)?);
     }
@@ -421,9 +433,10 @@ pub fn conv2d_act(
     let out_shape = vec![geo.n, oc, geo.ho, geo.wo];
     let backend = x.device().backend();
     let (y, pre) = backend.conv_act(xd.storage(), wd.storage(), bias.map(Tensor::storage), &c)?;
-    let y = Tensor::like(y, out_shape.clone(), x);
+    let like = crate::ops::half::like;
+    let y = like(y, out_shape.clone(), x)?;
     let saved = match pre {
-        Some(p) => Some(Tensor::like(p, out_shape, x)),
+        Some(p) => Some(like(p, out_shape, x)?),
         None => (act != Act::Identity).then(|| y.detach()),
     };
     let need = [
@@ -445,11 +458,11 @@ pub fn conv2d_act(
             need,
         )?;
         let mut grads = vec![
-            dx.map(|d| Tensor::like(d, geo.image_shape(), g)),
-            dw.map(|d| Tensor::like(d, w_shape.clone(), g)),
+            dx.map(|d| like(d, geo.image_shape(), g)).transpose()?,
+            dw.map(|d| like(d, w_shape.clone(), g)).transpose()?,
         ];
         if has_bias {
-            grads.push(db.map(|d| Tensor::like(d, vec![oc], g)));
+            grads.push(db.map(|d| like(d, vec![oc], g)).transpose()?);
         }
         Ok(grads)
     }))

@@ -141,7 +141,7 @@ fn matmul_raw_sum(
         .device()
         .backend()
         .matmul(a.storage(), b.storage(), &product, choice)?;
-    Ok(Tensor::like(y, final_shape, a))
+    crate::ops::half::like(y, final_shape, a)
 }
 
 /// A GPU product with an operand or result too large for one storage binding, in pieces
@@ -233,11 +233,14 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// tests reach every kernel of the family this way; benchmarks compare them). The CPU
 /// ignores the choice.
 pub fn matmul_with(a: &Tensor, b: &Tensor, choice: MatmulChoice) -> Result<Tensor> {
-    if let Some(r) =
-        crate::ops::half::widened("matmul", &[a, b], |w| matmul_with(&w[0], &w[1], choice))
-    {
-        return r;
+    match crate::ops::half::direct("matmul", &[a, b], |w| matmul_recorded(&w[0], &w[1], choice)) {
+        Some(r) => r,
+        None => matmul_recorded(a, b, choice),
     }
+}
+
+/// [`matmul_with`] on operands of one dtype (half ones read as they are).
+fn matmul_recorded(a: &Tensor, b: &Tensor, choice: MatmulChoice) -> Result<Tensor> {
     check_pair("matmul", a, b)?;
     if a.rank() == 0 || b.rank() == 0 {
         return shape_err(
@@ -250,13 +253,13 @@ pub fn matmul_with(a: &Tensor, b: &Tensor, choice: MatmulChoice) -> Result<Tenso
         );
     }
     if a.rank() == 1 && b.rank() == 1 {
-        return matmul_with(&a.unsqueeze(0)?, &b.unsqueeze(-1)?, choice)?.reshape(&[]);
+        return matmul_recorded(&a.unsqueeze(0)?, &b.unsqueeze(-1)?, choice)?.reshape(&[]);
     }
     if a.rank() == 1 {
-        return matmul_with(&a.unsqueeze(0)?, b, choice)?.squeeze(-2);
+        return matmul_recorded(&a.unsqueeze(0)?, b, choice)?.squeeze(-2);
     }
     if b.rank() == 1 {
-        return matmul_with(a, &b.unsqueeze(-1)?, choice)?.squeeze(-1);
+        return matmul_recorded(a, &b.unsqueeze(-1)?, choice)?.squeeze(-1);
     }
     let y = matmul_raw(a, false, b, false, choice)?;
     let (sa, sb) = (a.detach(), b.detach());
@@ -356,9 +359,14 @@ pub(crate) fn check_linear(x: &Tensor, weight: &Tensor) -> Result<()> {
 /// `Linear` layout), reading the weight transposed through strides: no copy forward or
 /// backward. `dx = g @ W`, `dW = g^T @ x` over the flattened leading dims.
 pub fn linear(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
-    if let Some(r) = crate::ops::half::widened("linear", &[x, weight], |w| linear(&w[0], &w[1])) {
-        return r;
+    match crate::ops::half::direct("linear", &[x, weight], |w| linear_recorded(&w[0], &w[1])) {
+        Some(r) => r,
+        None => linear_recorded(x, weight),
     }
+}
+
+/// [`linear`] on operands of one dtype (half ones read as they are).
+fn linear_recorded(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     check_linear(x, weight)?;
     let (inp, out) = (weight.shape()[1], weight.shape()[0]);
     let rows = x.numel() / inp.max(1);

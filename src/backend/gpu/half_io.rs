@@ -1,0 +1,256 @@
+//! Kernels that read half-precision inputs: any kernel of `shaders/` compiled with some of
+//! its input slots (`x0`, `x1`, `x2` and their vec4 views) holding 16-bit elements.
+//!
+//! A launch declares the format of each input slot in [`super::Work::io`]; the module is
+//! then compiled from the same WGSL with those slots' declarations replaced and every
+//! read `x0[e]` (or `x0v[e]`) rewritten to a loader `hio_x0(e)` (or `hio_x0v(e)`) that
+//! returns the `f32` (or `vec4<f32>`) value. The arithmetic is the kernel's own, in `f32`;
+//! so every half kernel accumulates in `f32`. Two paths:
+//!
+//! - **native** (`Fmt::F16Native`, on adapters with wgpu's `SHADER_F16` unless
+//!   [`super::GpuOptions::native_f16`] is off): the slot is an `array<f16>` (its view an
+//!   `array<vec4<f16>>`), read with the hardware's exact widening;
+//! - **packed** (`Fmt::F16Packed`, `Fmt::Bf16`; every adapter): the slot is an
+//!   `array<u32>` of pairs (element `i` in the low half of word `i / 2` when `i` is even),
+//!   widened exactly with integer operations (bf16 by a shift; f16 by rebuilding the f32
+//!   bits, subnormals included, where `unpack2x16float` may flush them).
+//!
+//! Outputs stay `f32`: the caller rounds them to the half dtype with the exact kernels of
+//! `shaders/half.wgsl` (WGSL leaves the rounding of an `f32` to `f16` conversion to the
+//! implementation, and a packed word cannot be written by two threads).
+
+/// The format of one input slot's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fmt {
+    /// 32-bit elements (the default).
+    F32 = 0,
+    /// IEEE half, two to a `u32` word.
+    F16Packed = 1,
+    /// bfloat16, two to a `u32` word.
+    Bf16 = 2,
+    /// IEEE half read as WGSL's `f16`.
+    F16Native = 3,
+}
+
+impl Fmt {
+    fn of(code: u32) -> Fmt {
+        match code & 3 {
+            1 => Fmt::F16Packed,
+            2 => Fmt::Bf16,
+            3 => Fmt::F16Native,
+            _ => Fmt::F32,
+        }
+    }
+}
+
+/// The `io` word of a launch whose input slots `x0`, `x1`, `x2` hold `fmts`.
+pub(crate) fn io_of(fmts: [Fmt; 3]) -> u32 {
+    fmts.iter()
+        .enumerate()
+        .map(|(i, &f)| (f as u32) << (2 * i))
+        .fold(0, |a, b| a | b)
+}
+
+/// The buffers of a kernel's inputs `x0`, `x1`, ... (at most three) and the launch's `io`
+/// word: `f32` or half storages (see [`crate::backend::Storage::gpu_in`]).
+pub(crate) fn inputs<'a>(
+    op: &'static str,
+    storages: &[&'a crate::backend::Storage],
+) -> crate::error::Result<(Vec<&'a super::GpuBuffer>, u32)> {
+    let mut fmts = [Fmt::F32; 3];
+    let mut bufs = Vec::with_capacity(storages.len());
+    for (i, s) in storages.iter().enumerate() {
+        let (b, f) = s.gpu_in(op)?;
+        if let Some(slot) = fmts.get_mut(i) {
+            *slot = f;
+        }
+        bufs.push(b);
+    }
+    Ok((bufs, io_of(fmts)))
+}
+
+/// The half inputs of `io` for profiles: `""` when none, else `(x0 f16, x1 bf16)`
+/// (`f16*` the native path).
+pub(crate) fn describe(io: u32) -> String {
+    let parts: Vec<String> = (0..3)
+        .filter_map(|i| {
+            let name = match Fmt::of(io >> (2 * i)) {
+                Fmt::F32 => return None,
+                Fmt::F16Packed => "f16",
+                Fmt::Bf16 => "bf16",
+                Fmt::F16Native => "f16*",
+            };
+            Some(format!("x{i} {name}"))
+        })
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("({})", parts.join(", "))
+    }
+}
+
+/// The slot names of input `i` (0-2): the scalar and the vec4 view.
+const SLOTS: [(&str, &str); 3] = [("x0", "x0v"), ("x1", "x1v"), ("x2", "x2v")];
+
+/// Exact widening of 16-bit patterns (the low 16 bits of `w`).
+const WIDEN: &str = "
+fn hio_f16(w: u32) -> f32 {
+    let h = w & 0xffffu;
+    let sign = (h & 0x8000u) << 16u;
+    let e = (h >> 10u) & 0x1fu;
+    let m = h & 0x3ffu;
+    let normal = sign | ((e + 112u) << 23u) | (m << 13u);
+    let small = sign | bitcast<u32>(f32(m) * 5.9604644775390625e-8);
+    let special = sign | 0x7f800000u | (m << 13u);
+    return bitcast<f32>(select(select(normal, small, e == 0u), special, e == 0x1fu));
+}
+fn hio_bf16(w: u32) -> f32 { return bitcast<f32>((w & 0xffffu) << 16u); }
+";
+
+/// `prelude` and `body` compiled with the input formats of `io` (see the module
+/// documentation); the text unchanged when `io` is 0.
+pub(crate) fn rewrite(prelude: &str, body: &str, io: u32) -> String {
+    if io == 0 {
+        return format!("{prelude}\n{body}");
+    }
+    let mut prelude = prelude.to_string();
+    let mut body = body.to_string();
+    let mut loaders = String::from(WIDEN);
+    let mut native = false;
+    for (i, (s, v)) in SLOTS.iter().enumerate() {
+        let fmt = Fmt::of(io >> (2 * i));
+        let (elem, view, one, four, one_v) = match fmt {
+            Fmt::F32 => continue,
+            Fmt::F16Native => {
+                native = true;
+                (
+                    "f16",
+                    "vec4<f16>",
+                    format!("f32({s}[i])"),
+                    format!("vec4<f32>({v}[j])"),
+                    format!("f32({v}[i >> 2u][i & 3u])"),
+                )
+            }
+            Fmt::F16Packed | Fmt::Bf16 => {
+                let w = if fmt == Fmt::Bf16 {
+                    "hio_bf16"
+                } else {
+                    "hio_f16"
+                };
+                (
+                    "u32",
+                    "vec2<u32>",
+                    format!("{w}({s}[i >> 1u] >> ((i & 1u) << 4u))"),
+                    format!(
+                        "vec4<f32>({w}({v}[j].x), {w}({v}[j].x >> 16u), {w}({v}[j].y), \
+                         {w}({v}[j].y >> 16u))"
+                    ),
+                    format!("{w}({v}[i >> 2u][(i >> 1u) & 1u] >> ((i & 1u) << 4u))"),
+                )
+            }
+        };
+        prelude = prelude
+            .replace(
+                &format!("var<storage, read> {s}: array<f32>;"),
+                &format!("var<storage, read> {s}: array<{elem}>;"),
+            )
+            .replace(
+                &format!("var<storage, read> {v}: array<vec4<f32>>;"),
+                &format!("var<storage, read> {v}: array<{view}>;"),
+            );
+        // One element read through the vec4 view (`x0v[i >> 2u][i & 3u]`) loads just
+        // its own word.
+        body = body.replace(&format!("{v}[i >> 2u][i & 3u]"), &format!("hio_{v}1(i)"));
+        body = index_to_call(
+            &index_to_call(&body, v, &format!("hio_{v}")),
+            s,
+            &format!("hio_{s}"),
+        );
+        loaders += &format!(
+            "fn hio_{s}(i: u32) -> f32 {{ return {one}; }}\n\
+             fn hio_{v}(j: u32) -> vec4<f32> {{ return {four}; }}\n\
+             fn hio_{v}1(i: u32) -> f32 {{ return {one_v}; }}\n"
+        );
+    }
+    let enable = if native { "enable f16;\n" } else { "" };
+    format!("{enable}{prelude}\n{loaders}\n{body}")
+}
+
+/// `src` with every index expression `name[e]` (`name` a whole identifier) replaced by
+/// the call `func(e)`.
+fn index_to_call(src: &str, name: &str, func: &str) -> String {
+    let bytes = src.as_bytes();
+    let pat = format!("{name}[");
+    let mut out = String::with_capacity(src.len());
+    let mut at = 0;
+    while let Some(found) = src[at..].find(&pat) {
+        let start = at + found;
+        let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        if start > 0 && ident(bytes[start - 1]) {
+            out += &src[at..start + pat.len()];
+            at = start + pat.len();
+            continue;
+        }
+        let open = start + name.len();
+        let mut depth = 0usize;
+        let mut close = None;
+        for (j, &b) in bytes.iter().enumerate().skip(open) {
+            match b {
+                b'[' => depth += 1,
+                b']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        close = Some(j);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(close) = close else {
+            // Unbalanced text: left as it is (the shader compiler reports it).
+            out += &src[at..];
+            return out;
+        };
+        out += &src[at..start];
+        out += func;
+        out.push('(');
+        out += &index_to_call(&src[open + 1..close], name, func);
+        out.push(')');
+        at = close + 1;
+    }
+    out += &src[at..];
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_become_loader_calls() {
+        let body = "let a = x0[i] + x0v[j >> 2u][1] + x10[i] + ax0[i] + x0[xi[x0[k]]];";
+        let got = index_to_call(&index_to_call(body, "x0v", "L"), "x0", "S");
+        assert_eq!(
+            got,
+            "let a = S(i) + L(j >> 2u)[1] + x10[i] + ax0[i] + S(xi[S(k)]);"
+        );
+    }
+
+    #[test]
+    fn formats_round_trip_through_the_io_word() {
+        let io = io_of([Fmt::F32, Fmt::Bf16, Fmt::F16Native]);
+        assert_eq!(io, 2 << 2 | 3 << 4);
+        assert_eq!(Fmt::of(io >> 2), Fmt::Bf16);
+        assert_eq!(Fmt::of(io >> 4), Fmt::F16Native);
+        let text = rewrite(
+            "var<storage, read> x2: array<f32>;\nvar<storage, read> x2v: array<vec4<f32>>;",
+            "y0[i] = x2[i];",
+            io,
+        );
+        assert!(text.starts_with("enable f16;"));
+        assert!(text.contains("x2: array<f16>;") && text.contains("x2v: array<vec4<f16>>;"));
+        assert!(text.contains("y0[i] = hio_x2(i);"));
+    }
+}

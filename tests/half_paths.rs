@@ -1,0 +1,192 @@
+//! The GPU's two ways of reading half-precision inputs: as WGSL's `f16` (native, where
+//! the adapter has `SHADER_F16`, as lavapipe does) and as packed pairs widened with
+//! integer operations (every adapter; `GpuOptions::native_f16 = false`). Both widen
+//! exactly and compute in f32, so every product kernel, the fused layers and the
+//! elementwise table give bit-identical outputs and gradients on both paths; and the
+//! products read half operands themselves, so no f32 copy of a weight is made.
+//! `tests/half_registry.rs` holds every op to the CPU's results on the default path.
+
+mod common;
+
+use wgrad::ops::conv2d::{conv2d_act, ConvOptions};
+use wgrad::ops::matmul::{matmul_with, Act, MatmulChoice, MatmulKernel};
+use wgrad::prelude::*;
+use wgrad::GpuOptions;
+
+/// Half tensors of `shape` from seeded normal values, tracking gradients.
+fn input(shape: &[usize], seed: u64, dtype: DType, dev: &Device) -> Tensor {
+    Tensor::randn_seeded(shape, seed, &Device::cpu())
+        .unwrap()
+        .to(dev)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap()
+        .requires_grad_(true)
+        .unwrap()
+}
+
+/// The bits of `y` and of the gradients of `inputs` after `y.sum().backward()`.
+fn bits_of(y: &Tensor, inputs: &[&Tensor]) -> Vec<Vec<f32>> {
+    y.sum().unwrap().backward().unwrap();
+    let mut out = vec![y.float().unwrap().to_vec::<f32>().unwrap()];
+    for t in inputs {
+        let g = t.grad().expect("a gradient");
+        assert_eq!(g.dtype(), t.dtype());
+        out.push(g.float().unwrap().to_vec::<f32>().unwrap());
+    }
+    out
+}
+
+/// Every case's outputs and gradients on `dev` in `dtype`, with a name each.
+fn cases(dev: &Device, dtype: DType) -> Vec<(String, Vec<Vec<f32>>)> {
+    let mut all = Vec::new();
+    let kernels = [
+        MatmulKernel::Tile128,
+        MatmulKernel::Tile64,
+        MatmulKernel::Small32x32,
+        MatmulKernel::Small16x16,
+        MatmulKernel::Block16,
+        MatmulKernel::Block64x16,
+        MatmulKernel::Naive,
+    ];
+    // Odd extents (no vec4 loads, a pair straddling rows) and aligned ones (vec4 loads).
+    for (m, k, n) in [(33, 21, 19), (32, 64, 16)] {
+        for kernel in kernels {
+            let a = input(&[2, m, k], 1, dtype, dev);
+            let b = input(&[k, n], 2, dtype, dev);
+            let choice = MatmulChoice { kernel, splits: 0 };
+            let y = matmul_with(&a, &b, choice).unwrap();
+            all.push((
+                format!("matmul {kernel:?} {m}x{k}x{n}"),
+                bits_of(&y, &[&a, &b]),
+            ));
+        }
+    }
+    for act in [Act::Relu, Act::Gelu] {
+        let x = input(&[7, 12], 3, dtype, dev);
+        let w = input(&[9, 12], 4, dtype, dev);
+        let b = input(&[9], 5, dtype, dev);
+        let y = x.linear_act(&w, Some(&b), act).unwrap();
+        all.push((format!("linear_act {act:?}"), bits_of(&y, &[&x, &w, &b])));
+    }
+    let x = input(&[2, 3, 9, 9], 6, dtype, dev);
+    let w = input(&[4, 3, 3, 3], 7, dtype, dev);
+    let b = input(&[4], 8, dtype, dev);
+    let o = ConvOptions {
+        padding: (1, 1),
+        ..ConvOptions::default()
+    };
+    let y = conv2d_act(&x, &w, Some(&b), o, Act::Relu).unwrap();
+    all.push(("conv2d_act".into(), bits_of(&y, &[&x, &w, &b])));
+    let x = input(&[5, 7], 9, dtype, dev);
+    for (name, f) in [
+        ("tanh", Tensor::tanh as fn(&Tensor) -> Result<Tensor>),
+        ("sigmoid", Tensor::sigmoid),
+        ("exp", Tensor::exp),
+        ("gelu", Tensor::gelu),
+    ] {
+        x.zero_grad();
+        let y = f(&x).unwrap();
+        all.push((name.into(), bits_of(&y, &[&x])));
+    }
+    let a = input(&[5, 7], 10, dtype, dev);
+    let b = input(&[7], 11, dtype, dev);
+    let y = a.mul(&b).unwrap().div(&a.exp().unwrap()).unwrap();
+    all.push(("mul, div broadcast".into(), bits_of(&y, &[&a, &b])));
+    all
+}
+
+#[test]
+fn native_and_packed_reads_agree_bit_for_bit() {
+    let native = common::gpu();
+    let Device::Gpu(ctx) = &native else {
+        unreachable!("common::gpu is a GPU")
+    };
+    let packed = Device::gpu_with(GpuOptions {
+        native_f16: false,
+        ..GpuOptions::from_env()
+    })
+    .unwrap();
+    let Device::Gpu(pctx) = &packed else {
+        unreachable!("gpu_with is a GPU")
+    };
+    assert!(!pctx.native_f16(), "native f16 was turned off");
+    println!("native f16 on {}: {}", native.name(), ctx.native_f16());
+    for dtype in [DType::F16, DType::BF16] {
+        let (a, b) = (cases(&native, dtype), cases(&packed, dtype));
+        let cpu = cases(&Device::cpu(), dtype);
+        assert_eq!(a.len(), b.len());
+        for (((name, x), (_, y)), (_, c)) in a.iter().zip(&b).zip(&cpu) {
+            for (i, ((u, v), w)) in x.iter().zip(y).zip(c).enumerate() {
+                let same = u.iter().zip(v).all(|(p, q)| p.to_bits() == q.to_bits());
+                assert!(
+                    same,
+                    "{name} {dtype:?} result {i}: native and packed differ"
+                );
+                // And both near the CPU's (f32 arithmetic in another order, then one
+                // rounding: a few units in the last place of the half type).
+                let tol = if dtype == DType::F16 { 4e-3 } else { 3e-2 };
+                for (p, q) in u.iter().zip(w) {
+                    assert!(
+                        (p - q).abs() <= tol * (1.0 + q.abs()),
+                        "{name} {dtype:?} result {i}: GPU {p} CPU {q}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn half_kernels_match_with_shader_checks_on() {
+    // The checked-against-unchecked comparison of `tests/gradcheck.rs`, for the kernels
+    // compiled with half inputs (both paths: f16 native where the adapter has it, bf16
+    // packed).
+    let checked = Device::gpu_with(GpuOptions {
+        shader_checks: true,
+        ..GpuOptions::from_env()
+    })
+    .unwrap();
+    let unchecked = Device::gpu_with(GpuOptions {
+        shader_checks: false,
+        ..GpuOptions::from_env()
+    })
+    .unwrap();
+    for dtype in [DType::F16, DType::BF16] {
+        let (a, b) = (cases(&unchecked, dtype), cases(&checked, dtype));
+        for ((name, x), (_, y)) in a.iter().zip(&b) {
+            for (i, (u, v)) in x.iter().zip(y).enumerate() {
+                let same = u.iter().zip(v).all(|(p, q)| p.to_bits() == q.to_bits());
+                assert!(
+                    same,
+                    "{name} {dtype:?} result {i}: checked and unchecked differ"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn products_read_half_weights_without_an_f32_copy() {
+    // A [256, 256] f16 weight is 128 KiB; an f32 copy would be 256 KiB more at the peak.
+    let dev = common::gpu();
+    let Device::Gpu(ctx) = &dev else {
+        unreachable!("common::gpu is a GPU")
+    };
+    let w = Tensor::randn_seeded(&[256, 256], 1, &dev)
+        .unwrap()
+        .half()
+        .unwrap();
+    let x = Tensor::randn_seeded(&[4, 256], 2, &dev)
+        .unwrap()
+        .half()
+        .unwrap();
+    dev.sync().unwrap();
+    ctx.reset_peak_bytes();
+    let before = dev.counters().bytes_in_use;
+    let y = no_grad(|| x.linear(&w)).unwrap();
+    dev.sync().unwrap();
+    let rise = dev.counters().peak_bytes - before;
+    assert_eq!(y.dtype(), DType::F16);
+    assert!(rise < 64 * 1024, "peak rose by {rise} bytes");
+}
