@@ -75,7 +75,8 @@ pub(crate) fn not_yet<T>(op: &'static str, dtype: DType) -> Result<T> {
         op,
         msg: format!(
             "{dtype:?} tensors are not updated in place yet (mixed precision keeps f32 \
-             master weights); convert with .float() first"
+             master weights), nor cut into pieces past the binding limit; convert with \
+             .float() first"
         ),
     })
 }

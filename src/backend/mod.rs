@@ -787,24 +787,6 @@ impl Storage {
         }
     }
 
-    /// The GPU buffer of a kernel input and its format (see [`gpu::half_io`]): `f32`
-    /// storage, or half storage read packed or as native `f16`.
-    pub(crate) fn gpu_in(&self, op: &'static str) -> Result<(&gpu::GpuBuffer, gpu::half_io::Fmt)> {
-        use gpu::half_io::Fmt;
-        match self {
-            Storage::Gpu(b) => Ok((b, Fmt::F32)),
-            Storage::Cpu(_) => wrong_backend(op),
-            Storage::Half(h) => match &h.data {
-                half::HalfData::Gpu(b) if h.dtype == crate::tensor::DType::BF16 => {
-                    Ok((b, Fmt::Bf16))
-                }
-                half::HalfData::Gpu(b) if b.ctx.native_f16() => Ok((b, Fmt::F16Native)),
-                half::HalfData::Gpu(b) => Ok((b, Fmt::F16Packed)),
-                half::HalfData::Cpu(_) => wrong_backend(op),
-            },
-        }
-    }
-
     /// True when both handles name the same bytes.
     pub(crate) fn same_as(&self, other: &Storage) -> bool {
         match (self, other) {

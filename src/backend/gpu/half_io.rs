@@ -51,8 +51,27 @@ pub(crate) fn io_of(fmts: [Fmt; 3]) -> u32 {
         .fold(0, |a, b| a | b)
 }
 
+/// The GPU buffer of a kernel input and its format: `f32` storage, or half storage read
+/// packed or as native `f16` (on a device with `SHADER_F16` and the option on).
+fn input<'a>(
+    op: &'static str,
+    s: &'a crate::backend::Storage,
+) -> crate::error::Result<(&'a super::GpuBuffer, Fmt)> {
+    use crate::backend::half::HalfData;
+    use crate::backend::Storage;
+    match s {
+        Storage::Half(h) => match &h.data {
+            HalfData::Gpu(b) if h.dtype == crate::tensor::DType::BF16 => Ok((b, Fmt::Bf16)),
+            HalfData::Gpu(b) if b.ctx.native_f16() => Ok((b, Fmt::F16Native)),
+            HalfData::Gpu(b) => Ok((b, Fmt::F16Packed)),
+            HalfData::Cpu(_) => crate::backend::wrong_backend(op),
+        },
+        _ => Ok((s.gpu(op)?, Fmt::F32)),
+    }
+}
+
 /// The buffers of a kernel's inputs `x0`, `x1`, ... (at most three) and the launch's `io`
-/// word: `f32` or half storages (see [`crate::backend::Storage::gpu_in`]).
+/// word: `f32` or half storages.
 pub(crate) fn inputs<'a>(
     op: &'static str,
     storages: &[&'a crate::backend::Storage],
@@ -60,7 +79,7 @@ pub(crate) fn inputs<'a>(
     let mut fmts = [Fmt::F32; 3];
     let mut bufs = Vec::with_capacity(storages.len());
     for (i, s) in storages.iter().enumerate() {
-        let (b, f) = s.gpu_in(op)?;
+        let (b, f) = input(op, s)?;
         if let Some(slot) = fmts.get_mut(i) {
             *slot = f;
         }
