@@ -76,7 +76,8 @@ async fn registry_part_4_matches_the_cpu_on_webgpu() {
 }
 
 /// The registry's entries `part` of `parts` with their float inputs in f16 and bf16 on
-/// WebGPU (16-bit storage packed in 32-bit words whatever the adapter offers) against
+/// WebGPU (16-bit storage; kernels read it as `f16` where the browser offers
+/// `shader-f16`, else as packed pairs, SwiftShader's case) against
 /// the wasm CPU backend's f32 run on the rounded inputs, as `tests/half_registry.rs`
 /// natively; returns the number of cases.
 async fn half_registry_part(part: usize, parts: usize) -> usize {

@@ -211,7 +211,11 @@ pub async fn run_case_half_async(
     dev: &Device,
     dtype: DType,
 ) -> Result<CaseResult> {
-    let got = run_tensors_in(entry, k, dev, dtype)?;
+    read_async(run_tensors_in(entry, k, dev, dtype)?).await
+}
+
+/// A case's tensors read back with awaited readbacks (the first one's shape kept).
+async fn read_async(got: Vec<Tensor>) -> Result<CaseResult> {
     let mut values = Vec::with_capacity(got.len());
     for t in &got {
         values.push(t.to_f64_vec_async().await?);
@@ -308,15 +312,7 @@ fn round_to(dtype: DType, x: f32) -> f32 {
 
 /// [`run_case`] with awaited readbacks: the browser's way.
 pub async fn run_case_async(entry: &OpEntry, k: usize, dev: &Device) -> Result<CaseResult> {
-    let got = run_tensors(entry, k, dev)?;
-    let mut values = Vec::with_capacity(got.len());
-    for t in &got {
-        values.push(t.to_f64_vec_async().await?);
-    }
-    Ok(CaseResult {
-        shape: got[0].shape().to_vec(),
-        values,
-    })
+    read_async(run_tensors(entry, k, dev)?).await
 }
 
 /// The widening of the absolute tolerance for `entry`: long f32 sums (matmul over K up
