@@ -43,3 +43,17 @@ fn clip_norm_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
         }
     }
 }
+
+// After a step under a gradient scaler (src/backend/gpu/optim.rs, `count_steps`): adds
+// one to the step count y0[x1[j]] of every stepped parameter j < cs.n, unless the
+// scaler's state x0 = [scale, growth_tracker, found_inf] flags a non-finite gradient
+// (the step was skipped). The indices are distinct: one writer per count.
+@compute @workgroup_size(256)
+fn count_steps_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let j = row_id(wid, nwg) * WG + lid;
+    if (j >= cs.n || x0[2] != 0.0) {
+        return;
+    }
+    let i = u32(x1[j]);
+    y0[i] = y0[i] + 1.0;
+}

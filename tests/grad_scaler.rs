@@ -27,7 +27,7 @@ fn setup(dev: &Device) -> (Tensor, Adam, GradScaler) {
     let mut scaler = GradScaler::new();
     let loss = p.mul(&p).unwrap().sum().unwrap();
     scaler.scale(&loss).unwrap().backward().unwrap();
-    assert!(scaler.step(&mut opt).unwrap());
+    scaler.step(&mut opt).unwrap();
     scaler.update().unwrap();
     (p, opt, scaler)
 }
@@ -57,7 +57,7 @@ common::test_device!(
             let mut g = p.grad().unwrap().to_vec::<f32>().unwrap();
             g[2] = bad;
             p.set_grad(Some(Tensor::from_vec(g, &[5], &dev).unwrap()));
-            assert!(!scaler.step(&mut opt).unwrap(), "{bad}: skipped");
+            scaler.step(&mut opt).unwrap();
             scaler.update().unwrap();
             assert_eq!(bits(&p), before_p, "{bad}: parameter unchanged");
             let after: Vec<(String, Vec<f64>)> = opt
@@ -76,7 +76,7 @@ common::test_device!(
         let loss = p.mul(&p).unwrap().sum().unwrap();
         scaler.scale(&loss).unwrap().backward().unwrap();
         let before = bits(&p);
-        assert!(scaler.step(&mut opt).unwrap());
+        scaler.step(&mut opt).unwrap();
         assert_ne!(bits(&p), before);
     }
 );
@@ -103,7 +103,7 @@ common::test_device!(
             scaler.unscale_(&opt).unwrap();
             assert_eq!(p.grad().unwrap().to_vec::<f32>().unwrap(), [3.0, -4.0, 0.5]);
             assert!(scaler.unscale_(&opt).is_err(), "twice before update");
-            assert!(scaler.step(&mut opt).unwrap());
+            scaler.step(&mut opt).unwrap();
             scaler.update().unwrap();
             let want = 8.0 * 2f64.powi(step / 3);
             assert_eq!(scaler.get_scale().unwrap(), want, "after step {step}");

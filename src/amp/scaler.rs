@@ -13,9 +13,9 @@ use crate::tensor::{DType, Tensor};
 ///
 /// The scale, the count of clean steps and the overflow flag live on the loss's device;
 /// unscaling every gradient and checking it for infinities and NaNs is one multi-tensor
-/// dispatch on the GPU, and the scale's update is another. Deciding whether to skip the
-/// optimizer step reads the flag back (one value per step, as PyTorch's `step` does for
-/// optimizers without a fused kernel).
+/// dispatch on the GPU, and the scale's update is another. The built-in optimizers skip
+/// an overflowed step on the device too (their step counts move there, as PyTorch's
+/// capturable optimizers'), so nothing is read back per step.
 ///
 /// ```
 /// use wgrad::amp::{autocast, GradScaler};
@@ -210,27 +210,23 @@ impl GradScaler {
 
     /// Unscales the gradients (unless `unscale_` did already) and runs the optimizer's
     /// step unless a gradient was infinite or NaN (PyTorch's `scaler.step(optimizer)`).
-    /// Returns whether it stepped.
-    pub fn step(&mut self, opt: &mut dyn Optimizer) -> Result<bool> {
+    /// The built-in optimizers make that decision on the device
+    /// ([`Optimizer::step_guarded`]): nothing is read back, so a training step under the
+    /// scaler stays one submit. Whether the step was skipped shows in the scale after
+    /// [`GradScaler::update`] (halved).
+    pub fn step(&mut self, opt: &mut dyn Optimizer) -> Result<()> {
         if !self.enabled {
-            opt.step()?;
-            return Ok(true);
+            return opt.step();
         }
         let id = &*opt as *const dyn Optimizer as *const () as usize;
         if !self.unscaled.contains(&id) {
             self.unscale_(&*opt)?;
         }
-        let Some(state) = &self.state else {
+        match &self.state {
+            Some(state) => opt.step_guarded(state),
             // No gradient and no scaled loss yet: nothing overflowed.
-            opt.step()?;
-            return Ok(true);
-        };
-        // The whole 3-element state in one readback (no copy of the flag first).
-        if state.to_vec::<f32>()?[2] != 0.0 {
-            return Ok(false);
+            None => opt.step(),
         }
-        opt.step()?;
-        Ok(true)
     }
 
     /// Adapts the scale for the next step (PyTorch's `scaler.update()`): halved (by the

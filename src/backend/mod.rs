@@ -35,6 +35,9 @@ use broadcast::Broadcast;
 use elementwise::binary::{BinaryOp, CompareOp};
 pub(crate) use elementwise::PreluGeo;
 use elementwise::UnaryOp;
+pub(crate) use optim::{
+    AdadeltaSlot, AdagradSlot, AdamSlot, Grad, Guard, Optim, RmspropSlot, SgdSlot,
+};
 pub(crate) use random::{Dist, Masked};
 
 /// The seam between the ops and the backends: the primitives each backend implements
@@ -465,121 +468,6 @@ pub(crate) trait Norm {
         geo: &norm::NormGeo,
         need: [bool; 2],
     ) -> Result<[Option<Storage>; 2]>;
-}
-
-/// One parameter of an SGD step: `f32` storages of `numel` (> 0) elements each, every
-/// one distinct, updated in place.
-#[derive(Clone, Copy)]
-pub(crate) struct SgdSlot<'a> {
-    /// The parameter.
-    pub param: &'a Storage,
-    /// Its gradient (read only).
-    pub grad: &'a Storage,
-    /// Its momentum buffer: given exactly when the step has a momentum.
-    pub buf: Option<&'a Storage>,
-    /// True on the buffer's first step: it starts as the gradient itself.
-    pub first: bool,
-    /// Elements.
-    pub numel: usize,
-}
-
-/// One parameter of an Adam step: `f32` storages of `numel` (> 0) elements each, every
-/// one distinct, updated in place.
-#[derive(Clone, Copy)]
-pub(crate) struct AdamSlot<'a> {
-    /// The parameter.
-    pub param: &'a Storage,
-    /// Its gradient (read only).
-    pub grad: &'a Storage,
-    /// First moment.
-    pub m: &'a Storage,
-    /// Second moment.
-    pub v: &'a Storage,
-    /// This parameter's step number, from 1.
-    pub t: u64,
-    /// Elements.
-    pub numel: usize,
-}
-
-/// One parameter of an Adagrad step: `f32` storages of `numel` (> 0) elements each,
-/// every one distinct, updated in place.
-#[derive(Clone, Copy)]
-pub(crate) struct AdagradSlot<'a> {
-    /// The parameter.
-    pub param: &'a Storage,
-    /// Its gradient (read only).
-    pub grad: &'a Storage,
-    /// The sum of squared gradients.
-    pub sum: &'a Storage,
-    /// This parameter's step number, from 1.
-    pub t: u64,
-    /// Elements.
-    pub numel: usize,
-}
-
-/// One parameter of an RMSprop step: `f32` storages of `numel` (> 0) elements each,
-/// every one distinct, updated in place.
-#[derive(Clone, Copy)]
-pub(crate) struct RmspropSlot<'a> {
-    /// The parameter.
-    pub param: &'a Storage,
-    /// Its gradient (read only).
-    pub grad: &'a Storage,
-    /// The running average of squared gradients.
-    pub square_avg: &'a Storage,
-    /// The momentum buffer: given exactly when the step has a momentum.
-    pub momentum_buffer: Option<&'a Storage>,
-    /// The running average of gradients: given exactly when the step is centered.
-    pub grad_avg: Option<&'a Storage>,
-    /// Elements.
-    pub numel: usize,
-}
-
-/// One parameter of an Adadelta step: `f32` storages of `numel` (> 0) elements each,
-/// every one distinct, updated in place.
-#[derive(Clone, Copy)]
-pub(crate) struct AdadeltaSlot<'a> {
-    /// The parameter.
-    pub param: &'a Storage,
-    /// Its gradient (read only).
-    pub grad: &'a Storage,
-    /// The running average of squared gradients.
-    pub square_avg: &'a Storage,
-    /// The running average of squared updates.
-    pub acc_delta: &'a Storage,
-    /// Elements.
-    pub numel: usize,
-}
-
-/// One gradient of a clipping: its storage and element count.
-#[derive(Clone, Copy)]
-pub(crate) struct Grad<'a> {
-    /// The gradient, scaled in place.
-    pub storage: &'a Storage,
-    /// Elements (possibly 0).
-    pub numel: usize,
-}
-
-/// The optimizers' fused in-place updates and gradient clipping over whole lists of
-/// one device's tensors (checked by the op layer: `f32` parameters, every storage of a
-/// slot distinct). The CPU updates one parameter after another in list order; the GPU
-/// updates them all in one multi-tensor dispatch per group (more only past its binding
-/// limits), everything planned before anything is launched.
-pub(crate) trait Optim {
-    /// One SGD step of every slot (SGD's groups: the buffers' first step or not).
-    fn sgd_step(&self, slots: &[SgdSlot], hp: &optim::SgdStep) -> Result<()>;
-    /// One Adam (or AdamW) step of every slot (groups: the step number).
-    fn adam_step(&self, slots: &[AdamSlot], hp: &optim::AdamStep) -> Result<()>;
-    /// One Adagrad step of every slot (groups: the step number).
-    fn adagrad_step(&self, slots: &[AdagradSlot], hp: &optim::AdagradStep) -> Result<()>;
-    /// One RMSprop step of every slot (one group).
-    fn rmsprop_step(&self, slots: &[RmspropSlot], hp: &optim::RmspropStep) -> Result<()>;
-    /// One Adadelta step of every slot (one group).
-    fn adadelta_step(&self, slots: &[AdadeltaSlot], hp: &optim::AdadeltaStep) -> Result<()>;
-    /// Scales the `distinct` gradients in place so that the global L2 norm of `grads`
-    /// is at most `max_norm` (`torch.nn.utils.clip_grad_norm_`'s formula) and returns
-    /// that norm before clipping (one value of the gradients' type).
-    fn clip_grad_norm(&self, grads: &[Grad], distinct: &[Grad], max_norm: f64) -> Result<Storage>;
 }
 
 /// The recurrences (Elman, LSTM, GRU; see [`rnn::Cell`]): a whole layer over a sequence

@@ -9,7 +9,7 @@
 //! follow the same trajectory up to rounding. This file checks the arguments and hands
 //! each device's tensors to its backend (`backend::{cpu,gpu}::optim`).
 
-use crate::backend::{AdadeltaSlot, AdagradSlot, AdamSlot, Grad, RmspropSlot, SgdSlot};
+use crate::backend::{AdadeltaSlot, AdagradSlot, AdamSlot, Grad, Guard, RmspropSlot, SgdSlot};
 use crate::device::Device;
 use crate::error::{arg_err, shape_err, Result};
 use crate::tensor::{check_pair, DType, Tensor};
@@ -223,6 +223,68 @@ fn check(op: &'static str, param: &Tensor, others: &[&Tensor]) -> Result<()> {
     Ok(())
 }
 
+/// What makes a step guarded: the device skips it when the gradient scaler's state
+/// flags a non-finite gradient, and reads the step numbers from the optimizer's counts on
+/// the device, advancing them afterwards (see [`Guard`]). Built by the optimizers
+/// (`optim::steps`), which keep these tensors.
+pub(crate) struct StepGuard<'a> {
+    /// The scaler's state `[scale, growth_tracker, found_inf]`.
+    pub found: &'a Tensor,
+    /// The counts, `f32`, one per parameter of the optimizer.
+    pub steps: &'a Tensor,
+    /// Per listed item with elements, its parameter's index into `steps` (`f32`).
+    pub live: &'a Tensor,
+    /// Per listed item, its parameter's index into `steps` (`f32`).
+    pub all: &'a Tensor,
+    /// Whether the step advances the counts.
+    pub count: bool,
+}
+
+/// Hands each device's slots to its backend (`step`); a guarded step's slots must all
+/// be on the scaler's device, with one index per item (`items` of them).
+fn dispatch<S>(
+    op: &'static str,
+    items: usize,
+    live: Vec<(&Device, S)>,
+    guard: Option<&StepGuard>,
+    step: impl Fn(&Device, &[S], Option<&Guard>) -> Result<()>,
+) -> Result<()> {
+    let Some(g) = guard else {
+        for (dev, slots) in by_device(live.into_iter()) {
+            step(dev, &slots, None)?;
+        }
+        return Ok(());
+    };
+    let dev = g.found.device();
+    for t in [g.steps, g.live, g.all] {
+        check_pair(op, g.found, t)?;
+    }
+    if live.iter().any(|(d, _)| *d != dev) {
+        return arg_err(
+            op,
+            "a guarded step's parameters must be on the scaler's device",
+        );
+    }
+    if g.live.numel() != live.len() || g.all.numel() != items {
+        return arg_err(op, "a guarded step needs one step index per parameter");
+    }
+    let slots: Vec<S> = live.into_iter().map(|(_, s)| s).collect();
+    let guard = Guard {
+        found: g.found.storage(),
+        steps: g.steps.storage(),
+        live: g.live.storage(),
+        all: g.all.storage(),
+        n_all: items,
+    };
+    if !slots.is_empty() {
+        step(dev, &slots, Some(&guard))?;
+    }
+    if g.count {
+        dev.backend().count_steps(&guard)?;
+    }
+    Ok(())
+}
+
 /// Groups `items` by device, in order of first appearance (list order within a group).
 fn by_device<'a, T>(items: impl Iterator<Item = (&'a Device, T)>) -> Vec<(&'a Device, Vec<T>)> {
     let mut groups: Vec<(&Device, Vec<T>)> = Vec::new();
@@ -238,6 +300,11 @@ fn by_device<'a, T>(items: impl Iterator<Item = (&'a Device, T)>) -> Vec<(&'a De
 /// One SGD step of every listed parameter, in place: one dispatch per GPU device (more
 /// only past its binding limits), a loop per parameter on the CPU.
 pub fn sgd_update(items: &[SgdTensors], hp: SgdStep) -> Result<()> {
+    sgd_run(items, hp, None)
+}
+
+/// [`sgd_update`], guarded when `guard` is given.
+pub(crate) fn sgd_run(items: &[SgdTensors], hp: SgdStep, guard: Option<&StepGuard>) -> Result<()> {
     hp.validate()?;
     let momentum = hp.momentum != 0.0;
     for it in items {
@@ -257,16 +324,25 @@ pub fn sgd_update(items: &[SgdTensors], hp: SgdStep) -> Result<()> {
         };
         (it.param.device(), slot)
     });
-    for (dev, slots) in by_device(live) {
-        dev.backend().sgd_step(&slots, &hp)?;
-    }
-    Ok(())
+    let live: Vec<_> = live.collect();
+    dispatch("sgd_step", items.len(), live, guard, |dev, slots, g| {
+        dev.backend().sgd_step(slots, &hp, g)
+    })
 }
 
 /// One Adam (or AdamW) step of every listed parameter, in place: one dispatch per GPU
 /// device and step number (parameters that missed steps have their own), a loop per
 /// parameter on the CPU.
 pub fn adam_update(items: &[AdamTensors], hp: AdamStep) -> Result<()> {
+    adam_run(items, hp, None)
+}
+
+/// [`adam_update`], guarded when `guard` is given.
+pub(crate) fn adam_run(
+    items: &[AdamTensors],
+    hp: AdamStep,
+    guard: Option<&StepGuard>,
+) -> Result<()> {
     hp.validate()?;
     for it in items {
         check("adam_step", it.param, &[it.grad, it.m, it.v])?;
@@ -285,16 +361,25 @@ pub fn adam_update(items: &[AdamTensors], hp: AdamStep) -> Result<()> {
         };
         (it.param.device(), slot)
     });
-    for (dev, slots) in by_device(live) {
-        dev.backend().adam_step(&slots, &hp)?;
-    }
-    Ok(())
+    let live: Vec<_> = live.collect();
+    dispatch("adam_step", items.len(), live, guard, |dev, slots, g| {
+        dev.backend().adam_step(slots, &hp, g)
+    })
 }
 
 /// One Adagrad step of every listed parameter, in place: one dispatch per GPU device
 /// and step number (parameters that missed steps have their own), a loop per parameter
 /// on the CPU.
 pub fn adagrad_update(items: &[AdagradTensors], hp: AdagradStep) -> Result<()> {
+    adagrad_run(items, hp, None)
+}
+
+/// [`adagrad_update`], guarded when `guard` is given.
+pub(crate) fn adagrad_run(
+    items: &[AdagradTensors],
+    hp: AdagradStep,
+    guard: Option<&StepGuard>,
+) -> Result<()> {
     hp.validate()?;
     for it in items {
         check("adagrad_step", it.param, &[it.grad, it.sum])?;
@@ -312,15 +397,24 @@ pub fn adagrad_update(items: &[AdagradTensors], hp: AdagradStep) -> Result<()> {
         };
         (it.param.device(), slot)
     });
-    for (dev, slots) in by_device(live) {
-        dev.backend().adagrad_step(&slots, &hp)?;
-    }
-    Ok(())
+    let live: Vec<_> = live.collect();
+    dispatch("adagrad_step", items.len(), live, guard, |dev, slots, g| {
+        dev.backend().adagrad_step(slots, &hp, g)
+    })
 }
 
 /// One RMSprop step of every listed parameter, in place: one dispatch per GPU device
 /// (more only past its binding limits), a loop per parameter on the CPU.
 pub fn rmsprop_update(items: &[RmspropTensors], hp: RmspropStep) -> Result<()> {
+    rmsprop_run(items, hp, None)
+}
+
+/// [`rmsprop_update`], guarded when `guard` is given.
+pub(crate) fn rmsprop_run(
+    items: &[RmspropTensors],
+    hp: RmspropStep,
+    guard: Option<&StepGuard>,
+) -> Result<()> {
     hp.validate()?;
     let momentum = hp.momentum != 0.0;
     for it in items {
@@ -355,15 +449,24 @@ pub fn rmsprop_update(items: &[RmspropTensors], hp: RmspropStep) -> Result<()> {
         };
         (it.param.device(), slot)
     });
-    for (dev, slots) in by_device(live) {
-        dev.backend().rmsprop_step(&slots, &hp)?;
-    }
-    Ok(())
+    let live: Vec<_> = live.collect();
+    dispatch("rmsprop_step", items.len(), live, guard, |dev, slots, g| {
+        dev.backend().rmsprop_step(slots, &hp, g)
+    })
 }
 
 /// One Adadelta step of every listed parameter, in place: one dispatch per GPU device
 /// (more only past its binding limits), a loop per parameter on the CPU.
 pub fn adadelta_update(items: &[AdadeltaTensors], hp: AdadeltaStep) -> Result<()> {
+    adadelta_run(items, hp, None)
+}
+
+/// [`adadelta_update`], guarded when `guard` is given.
+pub(crate) fn adadelta_run(
+    items: &[AdadeltaTensors],
+    hp: AdadeltaStep,
+    guard: Option<&StepGuard>,
+) -> Result<()> {
     hp.validate()?;
     for it in items {
         check(
@@ -382,10 +485,14 @@ pub fn adadelta_update(items: &[AdadeltaTensors], hp: AdadeltaStep) -> Result<()
         };
         (it.param.device(), slot)
     });
-    for (dev, slots) in by_device(live) {
-        dev.backend().adadelta_step(&slots, &hp)?;
-    }
-    Ok(())
+    let live: Vec<_> = live.collect();
+    dispatch(
+        "adadelta_step",
+        items.len(),
+        live,
+        guard,
+        |dev, slots, g| dev.backend().adadelta_step(slots, &hp, g),
+    )
 }
 
 /// Scales the gradients `grads` in place so that their global L2 norm is at most

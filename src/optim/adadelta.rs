@@ -1,6 +1,7 @@
 //! Adadelta (`torch.optim.Adadelta`).
 
 use super::*;
+use crate::ops::optim::adadelta_run;
 
 /// Adadelta, as `torch.optim.Adadelta`: per element, with `g = grad + weight_decay * p`,
 /// `square_avg = rho * square_avg + (1 - rho) * g^2`,
@@ -19,6 +20,8 @@ pub struct Adadelta {
     pub weight_decay: f64,
     /// Per parameter: `square_avg`, `acc_delta` and the step count.
     state: Vec<(Tensor, Tensor, u64)>,
+    /// The step counts on the device, after a guarded step.
+    dsteps: DeviceSteps,
 }
 
 impl Adadelta {
@@ -41,6 +44,7 @@ impl Adadelta {
         let u = zeros_like_all(&params);
         Adadelta {
             state: v.into_iter().zip(u).map(|(v, u)| (v, u, 0)).collect(),
+            dsteps: DeviceSteps::default(),
             params,
             lr,
             rho: 0.9,
@@ -108,9 +112,24 @@ impl Adadelta {
     }
 }
 
-impl Optimizer for Adadelta {
-    fn step(&mut self) -> Result<()> {
+impl Adadelta {
+    /// One step, guarded by a scaler's state `found` or not.
+    fn run(&mut self, found: Option<&Tensor>) -> Result<()> {
         let grads = step_grads("adadelta_step", &self.params, || self.validate())?;
+        let mode = plan_step(
+            &mut self.dsteps,
+            found,
+            &self.params,
+            &grads,
+            &mut self.state,
+            |s| s.2,
+            |s, c| s.2 = c,
+        )?;
+        let prep = match mode {
+            Mode::Skip => return Ok(()),
+            Mode::Guarded(p) => Some(p),
+            Mode::Plain => None,
+        };
         let items: Vec<AdadeltaTensors> = self
             .params
             .iter()
@@ -125,9 +144,21 @@ impl Optimizer for Adadelta {
                 })
             })
             .collect();
-        adadelta_update(&items, self.hyper())?;
-        count_steps(self.state.iter_mut().map(|st| &mut st.2), &grads);
+        let guard = prep.as_ref().map(|p| p.guard(true));
+        adadelta_run(&items, self.hyper(), guard.as_ref())?;
+        if guard.is_none() {
+            count_steps(self.state.iter_mut().map(|st| &mut st.2), &grads);
+        }
         Ok(())
+    }
+}
+
+impl Optimizer for Adadelta {
+    fn step(&mut self) -> Result<()> {
+        self.run(None)
+    }
+    fn step_guarded(&mut self, scaler_state: &Tensor) -> Result<()> {
+        self.run(Some(scaler_state))
     }
     shared_optimizer_methods!();
 
@@ -143,7 +174,8 @@ impl Optimizer for Adadelta {
         for (i, (v, u, t)) in self.state.iter().enumerate() {
             st.tensor(format!("state.{i}.square_avg"), v.detach());
             st.tensor(format!("state.{i}.acc_delta"), u.detach());
-            st.scalar(format!("state.{i}.step"), Scalar::U64(*t));
+            self.dsteps
+                .emit(&mut st, format!("state.{i}.step"), i, Scalar::U64(*t));
         }
         st
     }
@@ -164,6 +196,7 @@ impl Optimizer for Adadelta {
             own.1.copy_from(&u)?;
             own.2 = t;
         }
+        self.dsteps.reset();
         self.lr = hp.lr;
         self.rho = hp.rho;
         self.eps = hp.eps;

@@ -1,6 +1,7 @@
 //! Adagrad (`torch.optim.Adagrad`).
 
 use super::*;
+use crate::ops::optim::adagrad_run;
 
 /// Adagrad, as `torch.optim.Adagrad`: per element, with `g = grad + weight_decay * p`,
 /// `sum += g^2` and `p -= clr * g / (sqrt(sum) + eps)`, where step `t` (from 1) uses
@@ -19,6 +20,8 @@ pub struct Adagrad {
     pub eps: f64,
     /// Per parameter: the sum of squared gradients and the step count.
     state: Vec<(Tensor, u64)>,
+    /// The step counts on the device, after a guarded step.
+    dsteps: DeviceSteps,
 }
 
 impl Adagrad {
@@ -50,6 +53,7 @@ impl Adagrad {
             weight_decay: 0.0,
             initial_accumulator_value: 0.0,
             eps: 1e-10,
+            dsteps: DeviceSteps::default(),
         }
     }
     /// Sets the learning-rate decay.
@@ -127,9 +131,24 @@ impl Adagrad {
     }
 }
 
-impl Optimizer for Adagrad {
-    fn step(&mut self) -> Result<()> {
+impl Adagrad {
+    /// One step, guarded by a scaler's state `found` or not.
+    fn run(&mut self, found: Option<&Tensor>) -> Result<()> {
         let grads = step_grads("adagrad_step", &self.params, || self.validate())?;
+        let mode = plan_step(
+            &mut self.dsteps,
+            found,
+            &self.params,
+            &grads,
+            &mut self.state,
+            |s| s.1,
+            |s, c| s.1 = c,
+        )?;
+        let prep = match mode {
+            Mode::Skip => return Ok(()),
+            Mode::Guarded(p) => Some(p),
+            Mode::Plain => None,
+        };
         let items: Vec<AdagradTensors> = self
             .params
             .iter()
@@ -144,9 +163,21 @@ impl Optimizer for Adagrad {
                 })
             })
             .collect();
-        adagrad_update(&items, self.hyper())?;
-        count_steps(self.state.iter_mut().map(|st| &mut st.1), &grads);
+        let guard = prep.as_ref().map(|p| p.guard(true));
+        adagrad_run(&items, self.hyper(), guard.as_ref())?;
+        if guard.is_none() {
+            count_steps(self.state.iter_mut().map(|st| &mut st.1), &grads);
+        }
         Ok(())
+    }
+}
+
+impl Optimizer for Adagrad {
+    fn step(&mut self) -> Result<()> {
+        self.run(None)
+    }
+    fn step_guarded(&mut self, scaler_state: &Tensor) -> Result<()> {
+        self.run(Some(scaler_state))
     }
     shared_optimizer_methods!();
 
@@ -165,7 +196,8 @@ impl Optimizer for Adagrad {
         st.scalar("param_groups.0.eps", Scalar::F64(self.eps));
         for (i, (s, t)) in self.state.iter().enumerate() {
             st.tensor(format!("state.{i}.sum"), s.detach());
-            st.scalar(format!("state.{i}.step"), Scalar::U64(*t));
+            self.dsteps
+                .emit(&mut st, format!("state.{i}.step"), i, Scalar::U64(*t));
         }
         st
     }
@@ -185,6 +217,7 @@ impl Optimizer for Adagrad {
             own.0.copy_from(&s)?;
             own.1 = t;
         }
+        self.dsteps.reset();
         self.lr = hp.lr;
         self.lr_decay = hp.lr_decay;
         self.weight_decay = hp.weight_decay;

@@ -9,6 +9,7 @@
 
 mod schedule;
 mod state;
+mod steps;
 
 pub use schedule::{
     CosineAnnealingLR, LrScheduler, Scheduled, SchedulerState, StatefulScheduler, StepLR,
@@ -17,12 +18,12 @@ pub use state::{OptimizerState, Scalar};
 
 use crate::error::{arg_err, Result};
 use crate::ops::optim::{
-    adadelta_update, adagrad_update, adam_update, rmsprop_update, sgd_update, AdadeltaStep,
-    AdadeltaTensors, AdagradStep, AdagradTensors, AdamStep, AdamTensors, RmspropStep,
-    RmspropTensors, SgdStep, SgdTensors,
+    adam_run, sgd_run, AdadeltaStep, AdadeltaTensors, AdagradStep, AdagradTensors, AdamStep,
+    AdamTensors, RmspropStep, RmspropTensors, SgdStep, SgdTensors,
 };
 use crate::tensor::Tensor;
 use state::StateReader;
+use steps::{plan_step, DeviceSteps, Mode};
 
 /// What every optimizer does.
 ///
@@ -101,6 +102,20 @@ pub trait Optimizer {
     /// # Ok(()) }
     /// ```
     fn step(&mut self) -> Result<()>;
+    /// [`Optimizer::step`] unless a gradient scaler found an infinite or NaN gradient:
+    /// `scaler_state` is its state `[scale, growth_tracker, found_inf]`
+    /// ([`crate::amp::GradScaler::step`] calls this). The built-in optimizers decide on
+    /// the device, reading nothing back (PyTorch's "capturable" steps): their step
+    /// counts move to the device (`f32`, exact to 2^24 steps) until a plain `step` or a
+    /// loaded state brings them back, and a state dict holds them as 0-d tensors
+    /// meanwhile, as PyTorch's. This default reads the flag back (one value) and calls
+    /// `step` unless it is set.
+    fn step_guarded(&mut self, scaler_state: &Tensor) -> Result<()> {
+        if !steps::found_inf(scaler_state)? {
+            self.step()?;
+        }
+        Ok(())
+    }
     /// Forgets the parameters' gradients (sets them to `None`, as PyTorch's
     /// `zero_grad(set_to_none=True)`). Call it before each `backward()`: gradients add
     /// up otherwise.
@@ -219,6 +234,8 @@ pub struct Sgd {
     /// Whether each parameter's momentum buffer has had a step (its first fills it with
     /// the gradient itself, as PyTorch does).
     started: Vec<bool>,
+    /// Those flags as counts on the device, after a guarded step.
+    dsteps: DeviceSteps,
 }
 
 /// Zeroed state shaped like each parameter, made up front so that the first step
@@ -246,6 +263,7 @@ impl Sgd {
             nesterov: false,
             buffers: vec![None; n],
             started: vec![false; n],
+            dsteps: DeviceSteps::default(),
         }
     }
     /// Sets the momentum factor (and makes the momentum buffers).
@@ -289,10 +307,25 @@ impl Sgd {
     }
 }
 
-impl Optimizer for Sgd {
-    fn step(&mut self) -> Result<()> {
+impl Sgd {
+    /// One step, guarded by a scaler's state `found` or not.
+    fn run(&mut self, found: Option<&Tensor>) -> Result<()> {
         let grads = step_grads("sgd_step", &self.params, || self.validate())?;
+        let mode = plan_step(
+            &mut self.dsteps,
+            found,
+            &self.params,
+            &grads,
+            &mut self.started,
+            |s| *s as u64,
+            |s, c| *s = c > 0,
+        )?;
         let momentum = self.momentum != 0.0;
+        let prep = match mode {
+            Mode::Skip => return Ok(()),
+            Mode::Guarded(p) => Some(p),
+            Mode::Plain => None,
+        };
         if momentum {
             // Momentum switched on after construction: make the missing buffers now.
             for ((p, g), buf) in self.params.iter().zip(&grads).zip(&mut self.buffers) {
@@ -315,13 +348,24 @@ impl Optimizer for Sgd {
                 })
             })
             .collect();
-        sgd_update(&items, self.hyper())?;
-        if momentum {
+        // Only momentum reads the counts (its buffers' first step).
+        let guard = prep.as_ref().map(|p| p.guard(momentum));
+        sgd_run(&items, self.hyper(), guard.as_ref())?;
+        if momentum && guard.is_none() {
             for (started, g) in self.started.iter_mut().zip(&grads) {
                 *started |= g.is_some();
             }
         }
         Ok(())
+    }
+}
+
+impl Optimizer for Sgd {
+    fn step(&mut self) -> Result<()> {
+        self.run(None)
+    }
+    fn step_guarded(&mut self, scaler_state: &Tensor) -> Result<()> {
+        self.run(Some(scaler_state))
     }
     shared_optimizer_methods!();
 
@@ -339,7 +383,8 @@ impl Optimizer for Sgd {
             if let Some(b) = buf {
                 st.tensor(format!("state.{i}.momentum_buffer"), b.detach());
             }
-            st.scalar(format!("state.{i}.started"), Scalar::Bool(started));
+            let key = format!("state.{i}.started");
+            self.dsteps.emit(&mut st, key, i, Scalar::Bool(started));
         }
         st
     }
@@ -371,6 +416,7 @@ impl Optimizer for Sgd {
             }
         }
         self.started = started;
+        self.dsteps.reset();
         self.lr = hp.lr;
         self.momentum = hp.momentum;
         self.dampening = hp.dampening;
@@ -486,6 +532,8 @@ pub struct Adam {
     /// AdamW's decoupled weight decay.
     pub decoupled: bool,
     state: Vec<(Tensor, Tensor, u64)>,
+    /// The step counts on the device, after a guarded step.
+    dsteps: DeviceSteps,
 }
 
 impl Adam {
@@ -514,6 +562,7 @@ impl Adam {
         let v = zeros_like_all(&params);
         Adam {
             state: m.into_iter().zip(v).map(|(m, v)| (m, v, 0)).collect(),
+            dsteps: DeviceSteps::default(),
             params,
             lr,
             betas: (0.9, 0.999),
@@ -597,9 +646,24 @@ impl AdamW {
     }
 }
 
-impl Optimizer for Adam {
-    fn step(&mut self) -> Result<()> {
+impl Adam {
+    /// One step, guarded by a scaler's state `found` or not.
+    fn run(&mut self, found: Option<&Tensor>) -> Result<()> {
         let grads = step_grads("adam_step", &self.params, || self.validate())?;
+        let mode = plan_step(
+            &mut self.dsteps,
+            found,
+            &self.params,
+            &grads,
+            &mut self.state,
+            |s| s.2,
+            |s, c| s.2 = c,
+        )?;
+        let prep = match mode {
+            Mode::Skip => return Ok(()),
+            Mode::Guarded(p) => Some(p),
+            Mode::Plain => None,
+        };
         let items: Vec<AdamTensors> = self
             .params
             .iter()
@@ -615,9 +679,21 @@ impl Optimizer for Adam {
                 })
             })
             .collect();
-        adam_update(&items, self.hyper())?;
-        count_steps(self.state.iter_mut().map(|st| &mut st.2), &grads);
+        let guard = prep.as_ref().map(|p| p.guard(true));
+        adam_run(&items, self.hyper(), guard.as_ref())?;
+        if guard.is_none() {
+            count_steps(self.state.iter_mut().map(|st| &mut st.2), &grads);
+        }
         Ok(())
+    }
+}
+
+impl Optimizer for Adam {
+    fn step(&mut self) -> Result<()> {
+        self.run(None)
+    }
+    fn step_guarded(&mut self, scaler_state: &Tensor) -> Result<()> {
+        self.run(Some(scaler_state))
     }
     shared_optimizer_methods!();
 
@@ -638,7 +714,8 @@ impl Optimizer for Adam {
         for (i, (m, v, t)) in self.state.iter().enumerate() {
             st.tensor(format!("state.{i}.exp_avg"), m.detach());
             st.tensor(format!("state.{i}.exp_avg_sq"), v.detach());
-            st.scalar(format!("state.{i}.step"), Scalar::U64(*t));
+            self.dsteps
+                .emit(&mut st, format!("state.{i}.step"), i, Scalar::U64(*t));
         }
         st
     }
@@ -659,6 +736,7 @@ impl Optimizer for Adam {
             own.1.copy_from(&v)?;
             own.2 = t;
         }
+        self.dsteps.reset();
         self.lr = hp.lr;
         self.betas = (hp.beta1, hp.beta2);
         self.eps = hp.eps;

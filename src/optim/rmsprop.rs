@@ -1,6 +1,7 @@
 //! RMSprop (`torch.optim.RMSprop`), with momentum and the centered variant.
 
 use super::*;
+use crate::ops::optim::rmsprop_run;
 
 /// RMSprop, as `torch.optim.RMSprop`: per element, with `g = grad + weight_decay * p`,
 /// `square_avg = alpha * square_avg + (1 - alpha) * g^2`; centered, also
@@ -29,6 +30,8 @@ pub struct RMSprop {
     momentum_buffer: Vec<Option<Tensor>>,
     grad_avg: Vec<Option<Tensor>>,
     steps: Vec<u64>,
+    /// The step counts on the device, after a guarded step.
+    dsteps: DeviceSteps,
 }
 
 /// Makes the missing state tensors of the parameters that have a gradient.
@@ -113,6 +116,7 @@ impl RMSprop {
             momentum_buffer: vec![None; n],
             grad_avg: vec![None; n],
             steps: vec![0; n],
+            dsteps: DeviceSteps::default(),
         }
     }
     /// Sets the smoothing constant.
@@ -215,9 +219,24 @@ impl RMSprop {
     }
 }
 
-impl Optimizer for RMSprop {
-    fn step(&mut self) -> Result<()> {
+impl RMSprop {
+    /// One step, guarded by a scaler's state `found` or not.
+    fn run(&mut self, found: Option<&Tensor>) -> Result<()> {
         let grads = step_grads("rmsprop_step", &self.params, || self.validate())?;
+        let mode = plan_step(
+            &mut self.dsteps,
+            found,
+            &self.params,
+            &grads,
+            &mut self.steps,
+            |s| *s,
+            |s, c| *s = c,
+        )?;
+        let prep = match mode {
+            Mode::Skip => return Ok(()),
+            Mode::Guarded(p) => Some(p),
+            Mode::Plain => None,
+        };
         // Momentum or centering switched on after construction: make the missing state.
         if self.momentum != 0.0 {
             fill_missing(&self.params, &grads, &mut self.momentum_buffer)?;
@@ -244,9 +263,21 @@ impl Optimizer for RMSprop {
                 })
             })
             .collect();
-        rmsprop_update(&items, self.hyper())?;
-        count_steps(self.steps.iter_mut(), &grads);
+        let guard = prep.as_ref().map(|p| p.guard(true));
+        rmsprop_run(&items, self.hyper(), guard.as_ref())?;
+        if guard.is_none() {
+            count_steps(self.steps.iter_mut(), &grads);
+        }
         Ok(())
+    }
+}
+
+impl Optimizer for RMSprop {
+    fn step(&mut self) -> Result<()> {
+        self.run(None)
+    }
+    fn step_guarded(&mut self, scaler_state: &Tensor) -> Result<()> {
+        self.run(Some(scaler_state))
     }
     shared_optimizer_methods!();
 
@@ -269,7 +300,9 @@ impl Optimizer for RMSprop {
             if let Some(a) = &self.grad_avg[i] {
                 st.tensor(format!("state.{i}.grad_avg"), a.detach());
             }
-            st.scalar(format!("state.{i}.step"), Scalar::U64(self.steps[i]));
+            let key = format!("state.{i}.step");
+            self.dsteps
+                .emit(&mut st, key, i, Scalar::U64(self.steps[i]));
         }
         st
     }
@@ -291,6 +324,7 @@ impl Optimizer for RMSprop {
             own.copy_from(&v)?;
             *t = ft;
         }
+        self.dsteps.reset();
         commit_optional(&mut self.momentum_buffer, bufs)?;
         commit_optional(&mut self.grad_avg, avgs)?;
         self.lr = hp.lr;

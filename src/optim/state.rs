@@ -126,16 +126,32 @@ impl<'a> StateReader<'a> {
     }
 
     fn scalar(&mut self, key: &str) -> Option<Scalar> {
-        match self.state.scalars.iter().find(|(n, _)| n == key) {
-            Some((n, v)) => {
-                self.used.insert(n.as_str());
-                Some(*v)
-            }
-            None => {
-                self.missing(key);
-                None
-            }
+        if let Some((n, v)) = self.state.scalars.iter().find(|(n, _)| n == key) {
+            self.used.insert(n.as_str());
+            return Some(*v);
         }
+        // A count (or flag) kept on the device is a one-element tensor, as PyTorch's
+        // `step`: read back, a count when it is a whole number.
+        if let Some((n, t)) = self.state.tensors.iter().find(|(n, _)| n == key) {
+            self.used.insert(n.as_str());
+            return match t.to_f64_vec() {
+                Ok(v) if v.len() == 1 => Some(match v[0] {
+                    c if c >= 0.0 && c.fract() == 0.0 => Scalar::U64(c as u64),
+                    x => Scalar::F64(x),
+                }),
+                Ok(v) => {
+                    self.problems
+                        .push(format!("{key}: a tensor of {} elements, not one", v.len()));
+                    None
+                }
+                Err(e) => {
+                    self.problems.push(format!("{key}: {e}"));
+                    None
+                }
+            };
+        }
+        self.missing(key);
+        None
     }
 
     /// Notes `key` as missing.
@@ -169,7 +185,14 @@ impl<'a> StateReader<'a> {
 
     /// A flag (false when missing or of the wrong kind).
     pub(crate) fn bool(&mut self, key: &str) -> bool {
+        let from_tensor = !self.state.scalars.iter().any(|(n, _)| n == key);
         let v = self.scalar(key);
+        if from_tensor {
+            // A flag kept on the device as a count: true past zero steps.
+            if let Some(Scalar::U64(c)) = v {
+                return c > 0;
+            }
+        }
         v.and_then(Scalar::as_bool).unwrap_or_else(|| {
             if let Some(v) = v {
                 self.problems

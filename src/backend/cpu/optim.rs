@@ -8,9 +8,9 @@ use crate::backend::optim::{
     adagrad_clr, bias_corrections, AdadeltaStep, AdagradStep, AdamStep, RmspropStep, SgdStep,
 };
 use crate::backend::{
-    AdadeltaSlot, AdagradSlot, AdamSlot, Grad, Optim, RmspropSlot, SgdSlot, Storage,
+    AdadeltaSlot, AdagradSlot, AdamSlot, Grad, Guard, Optim, RmspropSlot, SgdSlot, Storage,
 };
-use crate::error::{Error, Result};
+use crate::error::{arg_err, Error, Result};
 
 fn not_f32<T>(op: &'static str) -> Result<T> {
     Err(Error::DType {
@@ -20,37 +20,92 @@ fn not_f32<T>(op: &'static str) -> Result<T> {
 }
 
 impl Optim for CpuBackend {
-    fn sgd_step(&self, slots: &[SgdSlot], hp: &SgdStep) -> Result<()> {
-        for s in slots {
-            sgd_cpu(s, hp)?;
+    fn sgd_step(&self, slots: &[SgdSlot], hp: &SgdStep, guard: Option<&Guard>) -> Result<()> {
+        let Some(steps) = guarded_steps(guard)? else {
+            return Ok(());
+        };
+        for (k, s) in slots.iter().enumerate() {
+            let first = match &steps {
+                Some(st) => s.buf.is_some() && st.count(k) == 0,
+                None => s.first,
+            };
+            sgd_cpu(&SgdSlot { first, ..*s }, hp)?;
         }
         Ok(())
     }
 
-    fn adam_step(&self, slots: &[AdamSlot], hp: &AdamStep) -> Result<()> {
-        for s in slots {
-            adam_cpu(s, hp)?;
+    fn adam_step(&self, slots: &[AdamSlot], hp: &AdamStep, guard: Option<&Guard>) -> Result<()> {
+        let Some(steps) = guarded_steps(guard)? else {
+            return Ok(());
+        };
+        for (k, s) in slots.iter().enumerate() {
+            let t = steps.as_ref().map_or(s.t, |st| st.count(k) + 1);
+            adam_cpu(&AdamSlot { t, ..*s }, hp)?;
         }
         Ok(())
     }
 
-    fn adagrad_step(&self, slots: &[AdagradSlot], hp: &AdagradStep) -> Result<()> {
-        for s in slots {
-            adagrad_cpu(s, hp)?;
+    fn adagrad_step(
+        &self,
+        slots: &[AdagradSlot],
+        hp: &AdagradStep,
+        guard: Option<&Guard>,
+    ) -> Result<()> {
+        let Some(steps) = guarded_steps(guard)? else {
+            return Ok(());
+        };
+        for (k, s) in slots.iter().enumerate() {
+            let t = steps.as_ref().map_or(s.t, |st| st.count(k) + 1);
+            adagrad_cpu(&AdagradSlot { t, ..*s }, hp)?;
         }
         Ok(())
     }
 
-    fn rmsprop_step(&self, slots: &[RmspropSlot], hp: &RmspropStep) -> Result<()> {
+    fn rmsprop_step(
+        &self,
+        slots: &[RmspropSlot],
+        hp: &RmspropStep,
+        guard: Option<&Guard>,
+    ) -> Result<()> {
+        if guarded_steps(guard)?.is_none() {
+            return Ok(());
+        }
         for s in slots {
             rmsprop_cpu(s, hp)?;
         }
         Ok(())
     }
 
-    fn adadelta_step(&self, slots: &[AdadeltaSlot], hp: &AdadeltaStep) -> Result<()> {
+    fn adadelta_step(
+        &self,
+        slots: &[AdadeltaSlot],
+        hp: &AdadeltaStep,
+        guard: Option<&Guard>,
+    ) -> Result<()> {
+        if guarded_steps(guard)?.is_none() {
+            return Ok(());
+        }
         for s in slots {
             adadelta_cpu(s, hp)?;
+        }
+        Ok(())
+    }
+
+    fn count_steps(&self, guard: &Guard) -> Result<()> {
+        let op = "count_steps";
+        if found_inf(guard)? {
+            return Ok(());
+        }
+        let all = f32s(guard.all, op)?;
+        let mut steps = guard.steps.cpu(op)?.write();
+        let CpuData::F32(steps) = &mut *steps else {
+            return not_f32(op);
+        };
+        for &i in all.iter().take(guard.n_all) {
+            match steps.get_mut(i as usize) {
+                Some(c) => *c += 1.0,
+                None => return arg_err(op, "a step index past the counts"),
+            }
         }
         Ok(())
     }
@@ -58,6 +113,49 @@ impl Optim for CpuBackend {
     fn clip_grad_norm(&self, grads: &[Grad], distinct: &[Grad], max_norm: f64) -> Result<Storage> {
         clip_cpu(grads, distinct, max_norm)
     }
+}
+
+/// A copy of an `f32` storage's values.
+fn f32s(s: &Storage, op: &'static str) -> Result<Vec<f32>> {
+    match &*s.cpu(op)?.read() {
+        CpuData::F32(v) => Ok(v.clone()),
+        _ => not_f32(op),
+    }
+}
+
+/// True when a guard's scaler state flags a non-finite gradient.
+fn found_inf(guard: &Guard) -> Result<bool> {
+    let st = f32s(guard.found, "found_inf")?;
+    Ok(st.get(2).is_some_and(|&f| f != 0.0))
+}
+
+/// A guarded step's step counts, per slot.
+struct SlotCounts {
+    steps: Vec<f32>,
+    live: Vec<f32>,
+}
+
+impl SlotCounts {
+    /// Slot `k`'s parameter's count of steps taken.
+    fn count(&self, k: usize) -> u64 {
+        let i = self.live.get(k).copied().unwrap_or(0.0) as usize;
+        self.steps.get(i).copied().unwrap_or(0.0) as u64
+    }
+}
+
+/// `None` when a guarded step is skipped; otherwise the step counts of a guarded step
+/// (`Some(None)` for a step without a guard).
+fn guarded_steps(guard: Option<&Guard>) -> Result<Option<Option<SlotCounts>>> {
+    let Some(g) = guard else {
+        return Ok(Some(None));
+    };
+    if found_inf(g)? {
+        return Ok(None);
+    }
+    Ok(Some(Some(SlotCounts {
+        steps: f32s(g.steps, "step")?,
+        live: f32s(g.live, "step")?,
+    })))
 }
 
 /// The CPU reference of one parameter's SGD step (the kernels' arithmetic, in f32).

@@ -47,6 +47,7 @@ pub(crate) static AMP_UNSCALE: MultiSpec = MultiSpec {
 ",
     after: "",
     loops: false,
+    stepped: None,
 };
 
 const AMP_UPDATE: &Kernel = kernel!(FILE, "amp_update_step", [Y0], params = AmpUpdateParams);
@@ -64,7 +65,7 @@ impl Amp for Arc<GpuContext> {
         let chunks = multi_tensor::plan_chunks(
             op,
             &members,
-            multi_tensor::tensors_per_dispatch(self, &AMP_UNSCALE),
+            multi_tensor::tensors_per_dispatch(self, &AMP_UNSCALE, false),
         )?;
         for c in chunks {
             multi_tensor::launch(
@@ -75,6 +76,7 @@ impl Amp for Arc<GpuContext> {
                 &[st],
                 256,
                 Work::default(),
+                false,
             );
         }
         Ok(())

@@ -44,6 +44,7 @@ pub(crate) static CLIP_SUMSQ: MultiSpec = MultiSpec {
     }
 ",
     loops: true,
+    stepped: None,
 };
 
 /// Clipping, pass 3: every gradient times the scale `ns[1]` (`ns` = [norm, scale]).
@@ -58,6 +59,7 @@ pub(crate) static CLIP_SCALE: MultiSpec = MultiSpec {
 ",
     after: "",
     loops: false,
+    stepped: None,
 };
 
 pub(super) const CLIP_NORM: &Kernel = kernel!(
@@ -103,14 +105,14 @@ pub(super) fn clip_gpu(
     let chunks = multi_tensor::plan_chunks(
         op,
         &members,
-        multi_tensor::tensors_per_dispatch(ctx, &CLIP_SUMSQ),
+        multi_tensor::tensors_per_dispatch(ctx, &CLIP_SUMSQ, false),
     )?;
     // The scaling's chunks too, before anything is launched.
     let scaled = multi_tensor::grad_members(op, distinct, false)?;
     let scale_chunks = multi_tensor::plan_chunks(
         op,
         &scaled,
-        multi_tensor::tensors_per_dispatch(ctx, &CLIP_SCALE),
+        multi_tensor::tensors_per_dispatch(ctx, &CLIP_SCALE, false),
     )?;
     let mut offset = 0;
     for c in chunks {
@@ -135,6 +137,7 @@ pub(super) fn clip_gpu(
             &[&partials],
             per_group,
             work,
+            false,
         );
         offset += groups;
     }
@@ -190,6 +193,7 @@ pub(super) fn clip_gpu(
             &[&ns],
             256,
             Work::default(),
+            false,
         );
     }
     Ok(ns)

@@ -31,6 +31,7 @@ pub mod matmul_plan;
 pub(crate) mod multi_tensor;
 pub(crate) mod norm;
 pub(crate) mod optim;
+pub(crate) mod optim_specs;
 pub(crate) mod params;
 mod pipeline;
 pub(crate) mod pool;
@@ -302,6 +303,8 @@ pub struct DeviceCounters {
     pub bind_groups_created: u64,
     /// `queue.submit` calls so far.
     pub submits: u64,
+    /// Reads of device memory back to the host so far (each one waits for the GPU).
+    pub readbacks: u64,
     /// Kernel dispatches recorded so far.
     pub dispatches: u64,
     /// Workgroups launched by those dispatches.
@@ -318,6 +321,7 @@ pub(crate) struct Counters {
     pub pipelines_created: AtomicU64,
     pub bind_groups_created: AtomicU64,
     pub submits: AtomicU64,
+    pub readbacks: AtomicU64,
     pub dispatches: AtomicU64,
     pub workgroups: AtomicU64,
     pub bytes_in_use: AtomicU64,
@@ -520,6 +524,7 @@ impl GpuContext {
             pipelines_created: c.pipelines_created.load(Ordering::Relaxed),
             bind_groups_created: c.bind_groups_created.load(Ordering::Relaxed),
             submits: c.submits.load(Ordering::Relaxed),
+            readbacks: c.readbacks.load(Ordering::Relaxed),
             dispatches: c.dispatches.load(Ordering::Relaxed),
             workgroups: c.workgroups.load(Ordering::Relaxed),
             bytes_in_use: c.bytes_in_use.load(Ordering::Relaxed),

@@ -55,7 +55,27 @@ pub(crate) struct MultiSpec {
     pub after: &'static str,
     /// True when a thread loops over a data-dependent number of elements.
     pub loops: bool,
+    /// An optimizer's step-dependent values; such a spec also has a guarded variant.
+    pub stepped: Option<Stepped>,
 }
+
+/// An optimizer arm's step-dependent values, as WGSL `let`s after `before`: taken from
+/// the header (`plain`), or in the guarded variant (a step under a gradient scaler,
+/// [`crate::backend::Guard`]) computed from `tstep`, the parameter's step number
+/// (counted from one) read from the device's counts. The guarded variant binds three more shared
+/// buffers, `amp` (the scaler's state), `steps` (the counts) and `sidx` (each tensor's
+/// index into them, from the header's `base`), and returns at once when `amp[2]` flags a
+/// non-finite gradient.
+#[derive(Clone, Copy)]
+pub(crate) struct Stepped {
+    /// The `let`s of a plain step.
+    pub plain: &'static str,
+    /// The `let`s of a guarded step.
+    pub guarded: &'static str,
+}
+
+/// The shared buffers a guarded variant adds (read-only).
+pub(crate) const GUARD_BUFFERS: [&str; 3] = ["amp", "steps", "sidx"];
 
 /// The `before` of kernels with one thread per element (256 elements per workgroup).
 pub(crate) const ELEMENTWISE: &str = "    let i = (wg - tfirst) * WG + lid;
@@ -64,8 +84,8 @@ pub(crate) const ELEMENTWISE: &str = "    let i = (wg - tfirst) * WG + lid;
     }
 ";
 
-/// The WGSL of `spec` for `k` tensors.
-pub(crate) fn generate(spec: &MultiSpec, k: usize) -> String {
+/// The WGSL of `spec` for `k` tensors (its guarded variant when `guarded`).
+pub(crate) fn generate(spec: &MultiSpec, k: usize, guarded: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -84,11 +104,11 @@ pub(crate) fn generate(spec: &MultiSpec, k: usize) -> String {
             binding += 1;
         }
     }
-    for (name, ro) in spec.shared {
+    for (name, ro) in shared(spec, guarded) {
         let _ = writeln!(
             s,
             "@group(0) @binding({binding}) var<storage, {}> {name}: array<f32>;",
-            access(*ro)
+            access(ro)
         );
         binding += 1;
     }
@@ -112,6 +132,15 @@ pub(crate) fn generate(spec: &MultiSpec, k: usize) -> String {
     let _ = writeln!(s, "    let tn = {var}_table(2u * t);");
     let _ = writeln!(s, "    let tfirst = {var}_table(2u * t + 1u);");
     s.push_str(spec.before);
+    match (spec.stepped, guarded) {
+        (Some(st), true) => {
+            s.push_str("    if (amp[2] != 0.0) {\n        return;\n    }\n");
+            let _ = writeln!(s, "    let tstep = steps[u32(sidx[{var}.base + t])] + 1.0;");
+            s.push_str(st.guarded);
+        }
+        (Some(st), false) => s.push_str(st.plain),
+        (None, _) => {}
+    }
     s.push_str("    switch t {\n");
     // Longest role names first, so that no name's replacement eats a longer one's.
     let mut roles: Vec<&str> = spec.roles.iter().map(|r| r.0).collect();
@@ -129,18 +158,30 @@ pub(crate) fn generate(spec: &MultiSpec, k: usize) -> String {
     s
 }
 
-/// The kernel of `spec` for `k` tensors, generated and leaked once per process (there are
-/// at most [`MAX_TENSORS`] per spec).
-pub(crate) fn kernel(spec: &'static MultiSpec, k: usize) -> &'static Kernel {
-    type Cache = Mutex<HashMap<(&'static str, usize), &'static Kernel>>;
+/// The shared buffers of `spec` (its guarded variant's when `guarded`): (name,
+/// read-only).
+fn shared(spec: &MultiSpec, guarded: bool) -> Vec<(&'static str, bool)> {
+    let mut out = spec.shared.to_vec();
+    if guarded && spec.stepped.is_some() {
+        out.extend(GUARD_BUFFERS.map(|n| (n, true)));
+    }
+    out
+}
+
+/// The kernel of `spec` for `k` tensors (its guarded variant when `guarded`), generated
+/// and leaked once per process (there are at most [`MAX_TENSORS`] per spec and variant).
+pub(crate) fn kernel(spec: &'static MultiSpec, k: usize, guarded: bool) -> &'static Kernel {
+    let guarded = guarded && spec.stepped.is_some();
+    type Cache = Mutex<HashMap<(&'static str, usize, bool), &'static Kernel>>;
     static KERNELS: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
     let mut cache = KERNELS
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    cache.entry((spec.entry, k)).or_insert_with(|| {
-        let source: &'static str = Box::leak(generate(spec, k).into_boxed_str());
-        let name: &'static str = Box::leak(format!("{}_{k}", spec.entry).into_boxed_str());
+    cache.entry((spec.entry, k, guarded)).or_insert_with(|| {
+        let source: &'static str = Box::leak(generate(spec, k, guarded).into_boxed_str());
+        let variant = if guarded { "_guarded" } else { "" };
+        let name: &'static str = Box::leak(format!("{}{variant}_{k}", spec.entry).into_boxed_str());
         let params: &'static [&'static ParamsInfo] = Box::leak(Box::new([spec.params]));
         let file: &'static ShaderFile =
             Box::leak(Box::new(shader(name, source).with_params(params)));
@@ -152,7 +193,7 @@ pub(crate) fn kernel(spec: &'static MultiSpec, k: usize) -> &'static Kernel {
                 binding += 1;
             }
         }
-        for &(_, read_only) in spec.shared {
+        for (_, read_only) in shared(spec, guarded) {
             extra.push(ExtraSlot { binding, read_only });
             binding += 1;
         }
@@ -168,12 +209,12 @@ pub(crate) fn kernel(spec: &'static MultiSpec, k: usize) -> &'static Kernel {
     })
 }
 
-/// Tensors one dispatch of `spec` may cover on `ctx`: the parameter block's table holds
-/// [`MAX_TENSORS`], and every buffer is a storage binding (the parameter block is a
-/// uniform one).
-pub(crate) fn tensors_per_dispatch(ctx: &GpuContext, spec: &MultiSpec) -> usize {
+/// Tensors one dispatch of `spec` (its guarded variant when `guarded`) may cover on
+/// `ctx`: the parameter block's table holds [`MAX_TENSORS`], and every buffer is a
+/// storage binding (the parameter block is a uniform one).
+pub(crate) fn tensors_per_dispatch(ctx: &GpuContext, spec: &MultiSpec, guarded: bool) -> usize {
     let bindings = ctx.max_storage_buffers();
-    let by_limits = bindings.saturating_sub(spec.shared.len()) / spec.roles.len();
+    let by_limits = bindings.saturating_sub(shared(spec, guarded).len()) / spec.roles.len();
     let mut t = by_limits.min(MAX_TENSORS);
     let cap = ctx.multi_tensor_cap();
     if cap > 0 {
@@ -272,15 +313,18 @@ fn plan_ids(
 
 /// Records one dispatch of `spec` over `members` (one chunk of [`plan_chunks`]), with
 /// the parameters `header` (its table filled here), `per_group` elements per workgroup
-/// and the `shared` buffers bound after the tensors'.
+/// and the `shared` buffers bound after the tensors' (ending with the
+/// [`GUARD_BUFFERS`] for the guarded variant, which `guarded` picks).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn launch<P: Tabled>(
     ctx: &Arc<GpuContext>,
     spec: &'static MultiSpec,
     mut header: P,
     members: &[Member],
-    shared: &[&GpuBuffer],
+    shared_buffers: &[&GpuBuffer],
     per_group: usize,
     work: Work,
+    guarded: bool,
 ) {
     assert!(
         (1..=MAX_TENSORS).contains(&members.len()),
@@ -289,15 +333,15 @@ pub(crate) fn launch<P: Tabled>(
         members.len()
     );
     assert_eq!(
-        shared.len(),
-        spec.shared.len(),
+        shared_buffers.len(),
+        shared(spec, guarded).len(),
         "{}: shared buffers",
         spec.entry
     );
     let table = header.table();
     *table = Table::default();
     let mut groups = 0usize;
-    let mut buffers = Vec::with_capacity(members.len() * spec.roles.len() + shared.len());
+    let mut buffers = Vec::with_capacity(members.len() * spec.roles.len() + shared_buffers.len());
     for (t, m) in members.iter().enumerate() {
         assert_eq!(m.buffers.len(), spec.roles.len(), "{}: roles", spec.entry);
         table.set(2 * t, m.numel as u32);
@@ -305,8 +349,8 @@ pub(crate) fn launch<P: Tabled>(
         groups += m.numel.div_ceil(per_group);
         buffers.extend(m.buffers.iter().map(|&(b, _)| b));
     }
-    buffers.extend_from_slice(shared);
-    let k = kernel(spec, members.len());
+    buffers.extend_from_slice(shared_buffers);
+    let k = kernel(spec, members.len(), guarded);
     ctx.launch_with(k, &header, &buffers, groups_rows(groups), work);
 }
 
@@ -336,11 +380,12 @@ mod tests {
         case: "            $gp[i] = $g[i] * s[0];\n",
         after: "",
         loops: false,
+        stepped: None,
     };
 
     #[test]
     fn generated_source_names_each_tensors_buffers() {
-        let src = generate(&DEMO, 2);
+        let src = generate(&DEMO, 2, false);
         for needle in [
             "@binding(12) var<storage, read> g0",
             "@binding(13) var<storage, read_write> gp0",

@@ -9,20 +9,32 @@
 use std::sync::Arc;
 
 use super::clip::{CLIP_NORM, CLIP_SCALE, CLIP_SUMSQ};
-use super::kernels::shader;
-use super::multi_tensor::{self, Member, MultiSpec, ELEMENTWISE};
+use super::kernels::{groups_rows, kernel, shader};
+use super::multi_tensor::{self, Member, MultiSpec};
+use super::optim_specs::{
+    ADADELTA, ADAGRAD, ADAM, RMSPROP, RMSPROP_CENTERED, RMSPROP_CENTERED_MOMENTUM,
+    RMSPROP_MOMENTUM, SGD, SGD_MOMENTUM,
+};
 use super::params::{params, Params, Table};
-use super::{GpuContext, Kernel, ShaderFile, Work};
+use super::{GpuBuffer, GpuContext, Kernel, ShaderFile, Work};
 use crate::backend::optim::{
     adagrad_clr, bias_corrections, AdadeltaStep, AdagradStep, AdamStep, RmspropStep, SgdStep,
 };
 use crate::backend::{
-    AdadeltaSlot, AdagradSlot, AdamSlot, Grad, Optim, RmspropSlot, SgdSlot, Storage,
+    AdadeltaSlot, AdagradSlot, AdamSlot, Grad, Guard, Optim, RmspropSlot, SgdSlot, Storage,
 };
 use crate::error::Result;
 
 pub(crate) const FILE: ShaderFile = shader("optim", include_str!("../../../shaders/optim.wgsl"))
-    .with_params(&[&ClipNormParams::INFO]);
+    .with_params(&[&ClipNormParams::INFO, &CountStepsParams::INFO]);
+
+/// `count_steps_step`: the counts after a guarded step.
+const COUNT_STEPS: &Kernel = kernel!(
+    FILE,
+    "count_steps_step",
+    [X0, X1, Y0],
+    params = CountStepsParams
+);
 
 params! {
     /// SGD's step, with or without momentum (as `torch.optim.SGD`).
@@ -39,8 +51,8 @@ params! {
         nesterov: u32,
         /// The buffers' first step (0/1: the buffer starts as the gradient itself).
         first: u32,
-        /// Padding.
-        _pad0: u32,
+        /// A guarded step's first index into `sidx` (its chunk's first tensor).
+        base: u32,
         /// Padding.
         _pad1: u32,
         /// The tensors.
@@ -65,20 +77,37 @@ params! {
         bc1: f32,
         /// `1 - beta2^t`.
         bc2: f32,
+        /// `ln(beta1)` (at least -1000), for a guarded step's bias corrections.
+        lnb1: f32,
+        /// `ln(beta2)` (at least -1000).
+        lnb2: f32,
+        /// A guarded step's first index into `sidx` (its chunk's first tensor).
+        base: u32,
+        /// Padding.
+        _pad: u32,
         /// The tensors.
         table: Table,
     }
 
     /// Adagrad's step, as `torch.optim.Adagrad`.
     pub(crate) struct AdagradParams as adagrad {
-        /// This step's learning rate, `lr / (1 + (t - 1) lr_decay)`.
+        /// This step's learning rate, `lr / (1 + (t - 1) lr_decay)` (a guarded step's:
+        /// `lr`, decayed on the device).
         clr: f32,
         /// Added after the square root.
         eps: f32,
         /// L2 penalty added to the gradient.
         weight_decay: f32,
+        /// Learning-rate decay (read by a guarded step).
+        lr_decay: f32,
+        /// A guarded step's first index into `sidx` (its chunk's first tensor).
+        base: u32,
         /// Padding.
-        _pad: u32,
+        _pad0: u32,
+        /// Padding.
+        _pad1: u32,
+        /// Padding.
+        _pad2: u32,
         /// The tensors.
         table: Table,
     }
@@ -95,8 +124,8 @@ params! {
         weight_decay: f32,
         /// Momentum factor.
         momentum: f32,
-        /// Padding.
-        _pad0: u32,
+        /// A guarded step's first index into `sidx` (its chunk's first tensor).
+        base: u32,
         /// Padding.
         _pad1: u32,
         /// Padding.
@@ -115,6 +144,14 @@ params! {
         eps: f32,
         /// L2 penalty added to the gradient.
         weight_decay: f32,
+        /// A guarded step's first index into `sidx` (its chunk's first tensor).
+        base: u32,
+        /// Padding.
+        _pad0: u32,
+        /// Padding.
+        _pad1: u32,
+        /// Padding.
+        _pad2: u32,
         /// The tensors.
         table: Table,
     }
@@ -152,7 +189,36 @@ params! {
         /// The largest norm kept.
         max_norm: f32,
     }
+
+    /// The counts after a guarded step (`count_steps_step`).
+    pub(crate) struct CountStepsParams as cs {
+        /// Stepped parameters.
+        n: u32,
+    }
 }
+
+/// The optimizers' parameter structs: a guarded step's chunk sets its first index into
+/// `sidx`.
+trait Based {
+    fn set_base(&mut self, base: u32);
+}
+
+macro_rules! based {
+    ($($t:ident),*) => {$(
+        impl Based for $t {
+            fn set_base(&mut self, base: u32) {
+                self.base = base;
+            }
+        }
+    )*};
+}
+based!(
+    SgdParams,
+    AdamParams,
+    AdagradParams,
+    RmspropParams,
+    AdadeltaParams
+);
 
 macro_rules! tabled {
     ($($t:ident),*) => {$(
@@ -173,229 +239,15 @@ tabled!(
     ClipScaleParams
 );
 
-/// SGD without momentum: `p -= lr (g + wd p)`.
-pub(crate) static SGD: MultiSpec = MultiSpec {
-    entry: "sgd_multi_step",
-    params: &SgdParams::INFO,
-    roles: &[("g", true), ("p", false)],
-    shared: &[],
-    decls: "",
-    before: ELEMENTWISE,
-    case: "            let p = $p[i];
-            $p[i] = p - sgd.lr * ($g[i] + sgd.weight_decay * p);
-",
-    after: "",
-    loops: false,
-};
-
-/// SGD with momentum, as `torch.optim.SGD`.
-pub(crate) static SGD_MOMENTUM: MultiSpec = MultiSpec {
-    entry: "sgd_momentum_multi_step",
-    params: &SgdParams::INFO,
-    roles: &[("g", true), ("p", false), ("b", false)],
-    shared: &[],
-    decls: "",
-    before: ELEMENTWISE,
-    case: "            let p = $p[i];
-            let g = $g[i] + sgd.weight_decay * p;
-            let mom = sgd.momentum;
-            var b = g;
-            if (sgd.first == 0u) {
-                b = mom * $b[i] + (1.0 - sgd.dampening) * g;
-            }
-            $b[i] = b;
-            let d = select(b, g + mom * b, sgd.nesterov == 1u);
-            $p[i] = p - sgd.lr * d;
-",
-    after: "",
-    loops: false,
-};
-
-/// Adam and AdamW, as PyTorch's.
-pub(crate) static ADAM: MultiSpec = MultiSpec {
-    entry: "adam_multi_step",
-    params: &AdamParams::INFO,
-    roles: &[("g", true), ("p", false), ("m", false), ("v", false)],
-    shared: &[],
-    decls: "",
-    before: ELEMENTWISE,
-    case: "            var p = $p[i];
-            var g = $g[i];
-            let lr = adam.lr;
-            if (adam.decoupled == 1u) {
-                p = p * (1.0 - lr * adam.weight_decay);
-            } else {
-                g = g + adam.weight_decay * p;
-            }
-            let m = adam.beta1 * $m[i] + (1.0 - adam.beta1) * g;
-            let v = adam.beta2 * $v[i] + (1.0 - adam.beta2) * g * g;
-            $m[i] = m;
-            $v[i] = v;
-            $p[i] = p - lr * (m / adam.bc1) / (sqrt(v / adam.bc2) + adam.eps);
-",
-    after: "",
-    loops: false,
-};
-
-/// Adagrad, as `torch.optim.Adagrad`: `s += g^2`, `p -= clr g / (sqrt(s) + eps)`.
-pub(crate) static ADAGRAD: MultiSpec = MultiSpec {
-    entry: "adagrad_multi_step",
-    params: &AdagradParams::INFO,
-    roles: &[("g", true), ("p", false), ("s", false)],
-    shared: &[],
-    decls: "",
-    before: ELEMENTWISE,
-    case: "            let p = $p[i];
-            let g = $g[i] + adagrad.weight_decay * p;
-            let s = $s[i] + g * g;
-            $s[i] = s;
-            $p[i] = p - adagrad.clr * g / (sqrt(s) + adagrad.eps);
-",
-    after: "",
-    loops: false,
-};
-
-/// RMSprop's WGSL arm: the squared-gradient average, then the denominator (centered or
-/// not), then the update (with a momentum buffer or not).
-macro_rules! rmsprop_case {
-    ($avg:expr, $update:expr) => {
-        concat!(
-            "            let p = $p[i];
-            let g = $g[i] + rms.weight_decay * p;
-            let v = rms.alpha * $sq[i] + (1.0 - rms.alpha) * g * g;
-            $sq[i] = v;
-",
-            $avg,
-            $update
-        )
-    };
-}
-
-/// RMSprop's plain denominator.
-macro_rules! rms_plain {
-    () => {
-        "            let avg = sqrt(v) + rms.eps;\n"
-    };
-}
-
-/// RMSprop's centered denominator: the variance, with the gradients' running mean.
-macro_rules! rms_centered {
-    () => {
-        "            let a = rms.alpha * $gavg[i] + (1.0 - rms.alpha) * g;
-            $gavg[i] = a;
-            let avg = sqrt(v - a * a) + rms.eps;
-"
-    };
-}
-
-/// RMSprop's update without momentum.
-macro_rules! rms_step {
-    () => {
-        "            $p[i] = p - rms.lr * g / avg;\n"
-    };
-}
-
-/// RMSprop's update through the momentum buffer.
-macro_rules! rms_momentum {
-    () => {
-        "            let b = rms.momentum * $buf[i] + g / avg;
-            $buf[i] = b;
-            $p[i] = p - rms.lr * b;
-"
-    };
-}
-
-/// RMSprop, as `torch.optim.RMSprop`, without momentum, not centered.
-pub(crate) static RMSPROP: MultiSpec = MultiSpec {
-    entry: "rmsprop_multi_step",
-    params: &RmspropParams::INFO,
-    roles: &[("g", true), ("p", false), ("sq", false)],
-    shared: &[],
-    decls: "",
-    before: ELEMENTWISE,
-    case: rmsprop_case!(rms_plain!(), rms_step!()),
-    after: "",
-    loops: false,
-};
-
-/// RMSprop with momentum, not centered.
-pub(crate) static RMSPROP_MOMENTUM: MultiSpec = MultiSpec {
-    entry: "rmsprop_momentum_multi_step",
-    params: &RmspropParams::INFO,
-    roles: &[("g", true), ("p", false), ("sq", false), ("buf", false)],
-    shared: &[],
-    decls: "",
-    before: ELEMENTWISE,
-    case: rmsprop_case!(rms_plain!(), rms_momentum!()),
-    after: "",
-    loops: false,
-};
-
-/// RMSprop centered, without momentum.
-pub(crate) static RMSPROP_CENTERED: MultiSpec = MultiSpec {
-    entry: "rmsprop_centered_multi_step",
-    params: &RmspropParams::INFO,
-    roles: &[("g", true), ("p", false), ("sq", false), ("gavg", false)],
-    shared: &[],
-    decls: "",
-    before: ELEMENTWISE,
-    case: rmsprop_case!(rms_centered!(), rms_step!()),
-    after: "",
-    loops: false,
-};
-
-/// RMSprop centered, with momentum.
-pub(crate) static RMSPROP_CENTERED_MOMENTUM: MultiSpec = MultiSpec {
-    entry: "rmsprop_centered_momentum_multi_step",
-    params: &RmspropParams::INFO,
-    roles: &[
-        ("g", true),
-        ("p", false),
-        ("sq", false),
-        ("buf", false),
-        ("gavg", false),
-    ],
-    shared: &[],
-    decls: "",
-    before: ELEMENTWISE,
-    case: rmsprop_case!(rms_centered!(), rms_momentum!()),
-    after: "",
-    loops: false,
-};
-
-/// Adadelta, as `torch.optim.Adadelta`: `v = rho v + (1 - rho) g^2`,
-/// `d = sqrt(u + eps) / sqrt(v + eps) g`, `u = rho u + (1 - rho) d^2`, `p -= lr d`.
-pub(crate) static ADADELTA: MultiSpec = MultiSpec {
-    entry: "adadelta_multi_step",
-    params: &AdadeltaParams::INFO,
-    roles: &[("g", true), ("p", false), ("sq", false), ("acc", false)],
-    shared: &[],
-    decls: "",
-    before: ELEMENTWISE,
-    case: "            let p = $p[i];
-            let g = $g[i] + adadelta.weight_decay * p;
-            let rho = adadelta.rho;
-            let eps = adadelta.eps;
-            let v = rho * $sq[i] + (1.0 - rho) * g * g;
-            $sq[i] = v;
-            let u = $acc[i];
-            let d = sqrt(u + eps) / sqrt(v + eps) * g;
-            $acc[i] = rho * u + (1.0 - rho) * d * d;
-            $p[i] = p - adadelta.lr * d;
-",
-    after: "",
-    loops: false,
-};
-
 /// The fixed kernel of `shaders/optim.wgsl`, for the entry-point test.
 pub(crate) fn kernels() -> Vec<&'static Kernel> {
-    vec![CLIP_NORM]
+    vec![CLIP_NORM, COUNT_STEPS]
 }
 
-/// The generated kernels, one instance (for three tensors) each, for the shader
-/// validation tests.
+/// The generated kernels, one instance (for three tensors) each, plain and guarded, for
+/// the shader validation tests.
 pub(crate) fn generated_kernels() -> Vec<&'static Kernel> {
-    [
+    let specs = [
         &SGD,
         &SGD_MOMENTUM,
         &ADAM,
@@ -408,10 +260,15 @@ pub(crate) fn generated_kernels() -> Vec<&'static Kernel> {
         &CLIP_SUMSQ,
         &CLIP_SCALE,
         &super::amp::AMP_UNSCALE,
-    ]
-    .into_iter()
-    .map(|spec| multi_tensor::kernel(spec, 3))
-    .collect()
+    ];
+    let mut out = Vec::new();
+    for spec in specs {
+        out.push(multi_tensor::kernel(spec, 3, false));
+        if spec.stepped.is_some() {
+            out.push(multi_tensor::kernel(spec, 3, true));
+        }
+    }
+    out
 }
 
 /// The chunks of one update: its header, its tensors and how they split into
@@ -425,55 +282,79 @@ fn plan<'a, P>(
     spec: &'static MultiSpec,
     header: P,
     members: Vec<Member<'a>>,
+    guarded: bool,
 ) -> Result<Planned<'a, P>> {
-    let chunks =
-        multi_tensor::plan_chunks(op, &members, multi_tensor::tensors_per_dispatch(ctx, spec))?;
+    let per = multi_tensor::tensors_per_dispatch(ctx, spec, guarded);
+    let chunks = multi_tensor::plan_chunks(op, &members, per)?;
     Ok((header, members, chunks))
 }
 
-/// Launches planned updates of `spec`, one dispatch per chunk.
-fn launch_all<P: multi_tensor::Tabled + Copy>(
+/// A guarded step's shared buffers: the scaler's state, the counts, the slots' indices.
+fn guard_buffers<'a>(guard: Option<&Guard<'a>>, op: &'static str) -> Result<Vec<&'a GpuBuffer>> {
+    match guard {
+        None => Ok(Vec::new()),
+        Some(g) => Ok(vec![g.found.gpu(op)?, g.steps.gpu(op)?, g.live.gpu(op)?]),
+    }
+}
+
+/// Launches planned updates of `spec`, one dispatch per chunk; guarded when `shared`
+/// holds a guard's buffers (then there is one group, in slot order, and each chunk's
+/// header names its first slot).
+fn launch_all<P: multi_tensor::Tabled + Based + Copy>(
     ctx: &Arc<GpuContext>,
     spec: &'static MultiSpec,
     planned: &[Planned<P>],
+    shared: &[&GpuBuffer],
 ) {
+    let guarded = !shared.is_empty();
     for (header, members, chunks) in planned {
         for c in chunks {
+            let mut header = *header;
+            header.set_base(c.start as u32);
             multi_tensor::launch(
                 ctx,
                 spec,
-                *header,
+                header,
                 &members[c.clone()],
-                &[],
+                shared,
                 256,
                 Work::default(),
+                guarded,
             );
         }
     }
 }
 
-/// The distinct values of `key` over `items`, in order of first appearance.
-fn keys<T, K: PartialEq + Copy>(items: &[T], key: impl Fn(&T) -> K) -> Vec<K> {
+/// The distinct values of `key` over `items`, in order of first appearance (one group
+/// of all items for a guarded step, whose step numbers live on the device).
+fn keys<T, K: PartialEq + Copy>(items: &[T], guarded: bool, key: impl Fn(&T) -> K) -> Vec<K> {
     let mut out: Vec<K> = Vec::new();
     for it in items {
         let k = key(it);
-        if !out.contains(&k) {
+        if !out.contains(&k) && (out.is_empty() || !guarded) {
             out.push(k);
         }
     }
     out
 }
 
+/// `ln(beta)` for a guarded step's bias correction, at least -1000 (so that beta = 0
+/// gives a correction of exactly 1 without an infinity in the shader).
+fn ln_beta(beta: f64) -> f32 {
+    beta.ln().max(-1000.0) as f32
+}
+
 impl Optim for Arc<GpuContext> {
-    fn sgd_step(&self, slots: &[SgdSlot], hp: &SgdStep) -> Result<()> {
+    fn sgd_step(&self, slots: &[SgdSlot], hp: &SgdStep, guard: Option<&Guard>) -> Result<()> {
         let op = "sgd_step";
         let momentum = hp.momentum != 0.0;
         let spec = if momentum { &SGD_MOMENTUM } else { &SGD };
+        let guarded = guard.is_some();
         // One dispatch per value of `first` (the buffers' first step or not).
         let mut planned = Vec::new();
-        for first in keys(slots, |s| s.first) {
+        for first in keys(slots, guarded, |s| s.first) {
             let mut members = Vec::new();
-            for s in slots.iter().filter(|s| s.first == first) {
+            for s in slots.iter().filter(|s| guarded || s.first == first) {
                 let mut buffers = vec![(s.grad.gpu(op)?, true), (s.param.gpu(op)?, false)];
                 if let (true, Some(b)) = (momentum, s.buf) {
                     buffers.push((b.gpu(op)?, false));
@@ -492,19 +373,20 @@ impl Optim for Arc<GpuContext> {
                 first: first as u32,
                 ..Default::default()
             };
-            planned.push(plan(self, op, spec, header, members)?);
+            planned.push(plan(self, op, spec, header, members, guarded)?);
         }
-        launch_all(self, spec, &planned);
+        launch_all(self, spec, &planned, &guard_buffers(guard, op)?);
         Ok(())
     }
 
-    fn adam_step(&self, slots: &[AdamSlot], hp: &AdamStep) -> Result<()> {
+    fn adam_step(&self, slots: &[AdamSlot], hp: &AdamStep, guard: Option<&Guard>) -> Result<()> {
         let op = "adam_step";
+        let guarded = guard.is_some();
         // One dispatch per step number (parameters that missed steps have their own).
         let mut planned = Vec::new();
-        for t in keys(slots, |s| s.t) {
+        for t in keys(slots, guarded, |s| s.t) {
             let mut members = Vec::new();
-            for s in slots.iter().filter(|s| s.t == t) {
+            for s in slots.iter().filter(|s| guarded || s.t == t) {
                 members.push(Member {
                     buffers: vec![
                         (s.grad.gpu(op)?, true),
@@ -525,21 +407,29 @@ impl Optim for Arc<GpuContext> {
                 decoupled: hp.decoupled as u32,
                 bc1,
                 bc2,
+                lnb1: ln_beta(hp.beta1),
+                lnb2: ln_beta(hp.beta2),
                 ..Default::default()
             };
-            planned.push(plan(self, op, &ADAM, header, members)?);
+            planned.push(plan(self, op, &ADAM, header, members, guarded)?);
         }
-        launch_all(self, &ADAM, &planned);
+        launch_all(self, &ADAM, &planned, &guard_buffers(guard, op)?);
         Ok(())
     }
 
-    fn adagrad_step(&self, slots: &[AdagradSlot], hp: &AdagradStep) -> Result<()> {
+    fn adagrad_step(
+        &self,
+        slots: &[AdagradSlot],
+        hp: &AdagradStep,
+        guard: Option<&Guard>,
+    ) -> Result<()> {
         let op = "adagrad_step";
+        let guarded = guard.is_some();
         // One dispatch per step number (its learning rate decays with it).
         let mut planned = Vec::new();
-        for t in keys(slots, |s| s.t) {
+        for t in keys(slots, guarded, |s| s.t) {
             let mut members = Vec::new();
-            for s in slots.iter().filter(|s| s.t == t) {
+            for s in slots.iter().filter(|s| guarded || s.t == t) {
                 members.push(Member {
                     buffers: vec![
                         (s.grad.gpu(op)?, true),
@@ -550,18 +440,28 @@ impl Optim for Arc<GpuContext> {
                 });
             }
             let header = AdagradParams {
-                clr: adagrad_clr(hp, t),
+                clr: if guarded {
+                    hp.lr as f32
+                } else {
+                    adagrad_clr(hp, t)
+                },
                 eps: hp.eps as f32,
                 weight_decay: hp.weight_decay as f32,
+                lr_decay: hp.lr_decay as f32,
                 ..Default::default()
             };
-            planned.push(plan(self, op, &ADAGRAD, header, members)?);
+            planned.push(plan(self, op, &ADAGRAD, header, members, guarded)?);
         }
-        launch_all(self, &ADAGRAD, &planned);
+        launch_all(self, &ADAGRAD, &planned, &guard_buffers(guard, op)?);
         Ok(())
     }
 
-    fn rmsprop_step(&self, slots: &[RmspropSlot], hp: &RmspropStep) -> Result<()> {
+    fn rmsprop_step(
+        &self,
+        slots: &[RmspropSlot],
+        hp: &RmspropStep,
+        guard: Option<&Guard>,
+    ) -> Result<()> {
         let op = "rmsprop_step";
         let momentum = hp.momentum != 0.0;
         let spec = match (momentum, hp.centered) {
@@ -596,12 +496,17 @@ impl Optim for Arc<GpuContext> {
             momentum: hp.momentum as f32,
             ..Default::default()
         };
-        let planned = [plan(self, op, spec, header, members)?];
-        launch_all(self, spec, &planned);
+        let planned = [plan(self, op, spec, header, members, guard.is_some())?];
+        launch_all(self, spec, &planned, &guard_buffers(guard, op)?);
         Ok(())
     }
 
-    fn adadelta_step(&self, slots: &[AdadeltaSlot], hp: &AdadeltaStep) -> Result<()> {
+    fn adadelta_step(
+        &self,
+        slots: &[AdadeltaSlot],
+        hp: &AdadeltaStep,
+        guard: Option<&Guard>,
+    ) -> Result<()> {
         let op = "adadelta_step";
         let mut members = Vec::new();
         for s in slots {
@@ -622,8 +527,30 @@ impl Optim for Arc<GpuContext> {
             weight_decay: hp.weight_decay as f32,
             ..Default::default()
         };
-        let planned = [plan(self, op, &ADADELTA, header, members)?];
-        launch_all(self, &ADADELTA, &planned);
+        let planned = [plan(self, op, &ADADELTA, header, members, guard.is_some())?];
+        launch_all(self, &ADADELTA, &planned, &guard_buffers(guard, op)?);
+        Ok(())
+    }
+
+    fn count_steps(&self, guard: &Guard) -> Result<()> {
+        let op = "count_steps";
+        if guard.n_all == 0 {
+            return Ok(());
+        }
+        let p = CountStepsParams {
+            n: guard.n_all as u32,
+        };
+        let buffers = [
+            guard.found.gpu(op)?,
+            guard.all.gpu(op)?,
+            guard.steps.gpu(op)?,
+        ];
+        self.launch(
+            COUNT_STEPS,
+            &p,
+            &buffers,
+            groups_rows(guard.n_all.div_ceil(256)),
+        );
         Ok(())
     }
 

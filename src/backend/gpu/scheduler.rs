@@ -606,6 +606,7 @@ impl GpuContext {
             return Ok(None);
         }
         let staging = self.alloc_staging(total);
+        self.counters.readbacks.fetch_add(1, Ordering::Relaxed);
         {
             let mut st = self.lock_state();
             let readback = Readback {
