@@ -11,7 +11,9 @@
 //! would be computed from overwritten values; wgrad has no version counters).
 //! Operands may alias `self` (`x.add_(&x)` doubles `x`): each element reads the
 //! operand's value before the update (a tensor sharing `self`'s storage has its layout).
-//! A GPU tensor past the binding limit is updated by the ordinary ops and a copy.
+//! A GPU tensor past the binding limit is updated by the ordinary ops and a copy. A
+//! half-precision tensor is updated in `f32` and rounded once (its operands share its
+//! dtype), as PyTorch's.
 
 use crate::backend::inplace::{self, InplaceOp};
 use crate::error::{shape_err, Error, Result};
@@ -65,6 +67,19 @@ impl Tensor {
     ) -> Result<&Tensor> {
         let operands: Vec<&Tensor> = a.into_iter().chain(b).collect();
         self.check_inplace(op, &operands)?;
+        if self.dtype().is_half() {
+            // Computed in f32 and rounded once into `self`'s storage, as PyTorch's
+            // half-precision in-place ops (their "opmath" type).
+            let _guard = crate::autograd::NoGradGuard::new();
+            let wide = self.float()?;
+            let (a32, b32) = (
+                a.map(Tensor::float).transpose()?,
+                b.map(Tensor::float).transpose()?,
+            );
+            wide.update(op, u, a32.as_ref(), b32.as_ref())?;
+            crate::ops::layout::copy_into(self, &wide.to_dtype(self.dtype())?)?;
+            return Ok(self);
+        }
         // One pass, unless a GPU tensor is past the binding limit (the composed ops cut
         // their work) or an operand shares the storage with another layout (a wgrad
         // view never does; the composed ops are correct for any).

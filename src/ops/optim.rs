@@ -7,7 +7,8 @@
 //! Nothing is read back and nothing is allocated but the clipping's partial sums and
 //! norm (pooled). The CPU reference runs the same arithmetic in `f32`, so both devices
 //! follow the same trajectory up to rounding. This file checks the arguments and hands
-//! each device's tensors to its backend (`backend::{cpu,gpu}::optim`).
+//! each device's tensors to its backend (`backend::{cpu,gpu}::optim`). Half-precision
+//! parameters step through `f32` copies rounded back once (PyTorch's opmath).
 
 use crate::backend::{AdadeltaSlot, AdagradSlot, AdamSlot, Grad, Guard, RmspropSlot, SgdSlot};
 use crate::device::Device;
@@ -183,14 +184,19 @@ pub struct AdadeltaTensors<'a> {
     pub acc_delta: &'a Tensor,
 }
 
-/// Fails unless `others` are f32 tensors shaped like `param` on its device, with storage
+/// Fails unless `param` is a float tensor (`f32`, or a half type, stepped through `f32`
+/// copies: [`widen`]) and `others` are tensors of its dtype shaped like it on its
+/// device, with storage
 /// of their own (a gradient sharing its parameter's storage, or a state sharing the
 /// gradient's or another state's, is refused).
 fn check(op: &'static str, param: &Tensor, others: &[&Tensor]) -> Result<()> {
-    if param.dtype() != DType::F32 {
+    if !matches!(param.dtype(), DType::F32 | DType::F16 | DType::BF16) {
         return Err(crate::error::Error::DType {
             op,
-            msg: format!("optimizers update f32 parameters, got {:?}", param.dtype()),
+            msg: format!(
+                "optimizers update f32, f16 and bf16 parameters, got {:?}",
+                param.dtype()
+            ),
         });
     }
     for o in others {
@@ -218,6 +224,60 @@ fn check(op: &'static str, param: &Tensor, others: &[&Tensor]) -> Result<()> {
                 "a tensor's gradient shares storage with its parameter or state; give it a \
                  gradient of its own",
             );
+        }
+    }
+    Ok(())
+}
+
+/// True when any of `params` is a half-precision tensor.
+fn any_half<'a>(mut params: impl Iterator<Item = &'a Tensor>) -> bool {
+    params.any(|p| p.dtype().is_half())
+}
+
+/// One item's tensors for a half-precision step: the parameter, the gradient and the
+/// states (absent ones `None`).
+type Roles<'a> = (&'a Tensor, &'a Tensor, Vec<Option<&'a Tensor>>);
+
+/// The same, widened to `f32` (a half tensor as an `f32` copy; an `f32` one as itself).
+type Wide = (Tensor, Tensor, Vec<Option<Tensor>>);
+
+/// `f32` copies of every half tensor of `roles`: optimizers step half-precision
+/// parameters and states in `f32` and round them once, as PyTorch's (its "opmath").
+fn widen(roles: &[Roles]) -> Result<Vec<Wide>> {
+    let wide = |t: &Tensor| -> Result<Tensor> {
+        if t.dtype().is_half() {
+            t.float()
+        } else {
+            Ok(t.clone())
+        }
+    };
+    roles
+        .iter()
+        .map(|(p, g, st)| {
+            let st = st
+                .iter()
+                .map(|t| t.map(wide).transpose())
+                .collect::<Result<_>>()?;
+            Ok((wide(p)?, wide(g)?, st))
+        })
+        .collect()
+}
+
+/// Rounds the stepped `f32` copies back into the half parameters and states they came
+/// from (in place: every handle sees the new values).
+fn narrow_back(roles: &[Roles], wide: &[Wide]) -> Result<()> {
+    let back = |dst: &Tensor, src: &Tensor| -> Result<()> {
+        if dst.dtype().is_half() {
+            dst.copy_from(&src.to_dtype(dst.dtype())?)?;
+        }
+        Ok(())
+    };
+    for ((p, _, st), (wp, _, wst)) in roles.iter().zip(wide) {
+        back(p, wp)?;
+        for (t, w) in st.iter().zip(wst) {
+            if let (Some(t), Some(w)) = (t, w) {
+                back(t, w)?;
+            }
         }
     }
     Ok(())
@@ -314,6 +374,25 @@ pub(crate) fn sgd_run(items: &[SgdTensors], hp: SgdStep, guard: Option<&StepGuar
             (false, _) => check("sgd_step", it.param, &[it.grad])?,
         }
     }
+    if any_half(items.iter().map(|it| it.param)) {
+        let roles: Vec<_> = items
+            .iter()
+            .map(|it| (it.param, it.grad, vec![it.buf]))
+            .collect();
+        let w = widen(&roles)?;
+        let wide: Vec<SgdTensors> = items
+            .iter()
+            .zip(&w)
+            .map(|(it, (p, g, st))| SgdTensors {
+                param: p,
+                grad: g,
+                buf: st[0].as_ref(),
+                first: it.first,
+            })
+            .collect();
+        sgd_run(&wide, hp, guard)?;
+        return narrow_back(&roles, &w);
+    }
     let live = items.iter().filter(|it| it.param.numel() > 0).map(|it| {
         let slot = SgdSlot {
             param: it.param.storage(),
@@ -349,6 +428,27 @@ pub(crate) fn adam_run(
         if it.t == 0 {
             return arg_err("adam_step", "step numbers start at 1");
         }
+    }
+    if any_half(items.iter().map(|it| it.param)) {
+        let roles: Vec<_> = items
+            .iter()
+            .map(|it| (it.param, it.grad, vec![Some(it.m), Some(it.v)]))
+            .collect();
+        let w = widen(&roles)?;
+        let mut wide = Vec::with_capacity(items.len());
+        for (it, (p, g, st)) in items.iter().zip(&w) {
+            if let [Some(m), Some(v)] = &st[..] {
+                wide.push(AdamTensors {
+                    param: p,
+                    grad: g,
+                    m,
+                    v,
+                    t: it.t,
+                });
+            }
+        }
+        adam_run(&wide, hp, guard)?;
+        return narrow_back(&roles, &w);
     }
     let live = items.iter().filter(|it| it.param.numel() > 0).map(|it| {
         let slot = AdamSlot {
@@ -386,6 +486,26 @@ pub(crate) fn adagrad_run(
         if it.t == 0 {
             return arg_err("adagrad_step", "step numbers start at 1");
         }
+    }
+    if any_half(items.iter().map(|it| it.param)) {
+        let roles: Vec<_> = items
+            .iter()
+            .map(|it| (it.param, it.grad, vec![Some(it.sum)]))
+            .collect();
+        let w = widen(&roles)?;
+        let mut wide = Vec::with_capacity(items.len());
+        for (it, (p, g, st)) in items.iter().zip(&w) {
+            if let [Some(sum)] = &st[..] {
+                wide.push(AdagradTensors {
+                    param: p,
+                    grad: g,
+                    sum,
+                    t: it.t,
+                });
+            }
+        }
+        adagrad_run(&wide, hp, guard)?;
+        return narrow_back(&roles, &w);
     }
     let live = items.iter().filter(|it| it.param.numel() > 0).map(|it| {
         let slot = AdagradSlot {
@@ -438,6 +558,30 @@ pub(crate) fn rmsprop_run(
         }
         check("rmsprop_step", it.param, &others)?;
     }
+    if any_half(items.iter().map(|it| it.param)) {
+        let roles: Vec<_> = items
+            .iter()
+            .map(|it| {
+                let st = vec![Some(it.square_avg), it.momentum_buffer, it.grad_avg];
+                (it.param, it.grad, st)
+            })
+            .collect();
+        let w = widen(&roles)?;
+        let mut wide = Vec::with_capacity(items.len());
+        for (p, g, st) in &w {
+            if let [Some(square_avg), b, a] = &st[..] {
+                wide.push(RmspropTensors {
+                    param: p,
+                    grad: g,
+                    square_avg,
+                    momentum_buffer: b.as_ref(),
+                    grad_avg: a.as_ref(),
+                });
+            }
+        }
+        rmsprop_run(&wide, hp, guard)?;
+        return narrow_back(&roles, &w);
+    }
     let live = items.iter().filter(|it| it.param.numel() > 0).map(|it| {
         let slot = RmspropSlot {
             param: it.param.storage(),
@@ -474,6 +618,32 @@ pub(crate) fn adadelta_run(
             it.param,
             &[it.grad, it.square_avg, it.acc_delta],
         )?;
+    }
+    if any_half(items.iter().map(|it| it.param)) {
+        let roles: Vec<_> = items
+            .iter()
+            .map(|it| {
+                (
+                    it.param,
+                    it.grad,
+                    vec![Some(it.square_avg), Some(it.acc_delta)],
+                )
+            })
+            .collect();
+        let w = widen(&roles)?;
+        let mut wide = Vec::with_capacity(items.len());
+        for (p, g, st) in &w {
+            if let [Some(square_avg), Some(acc_delta)] = &st[..] {
+                wide.push(AdadeltaTensors {
+                    param: p,
+                    grad: g,
+                    square_avg,
+                    acc_delta,
+                });
+            }
+        }
+        adadelta_run(&wide, hp, guard)?;
+        return narrow_back(&roles, &w);
     }
     let live = items.iter().filter(|it| it.param.numel() > 0).map(|it| {
         let slot = AdadeltaSlot {

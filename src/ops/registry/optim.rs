@@ -189,5 +189,46 @@ pub(super) fn entries() -> Vec<OpEntry> {
         })
         .collect(),
     });
+    // Guarded steps (the optimizer decides on the device whether the scaler found an
+    // overflow): three Adam steps through the scaler, the second one overflowed in some
+    // cases; the parameters, then the scaler's state.
+    ops.push(OpEntry {
+        name: "scaled_adam_step",
+        differentiable: false,
+        kernels: &["adam_multi_step", "count_steps_step"],
+        cases: [(&shapes[0], false), (&shapes[3], true), (&shapes[1], true)]
+            .iter()
+            .map(|&(s, overflow)| {
+                case(
+                    format!("{s:?} overflow {overflow}"),
+                    pairs(s),
+                    move |x, _| {
+                        let params: Vec<Tensor> = x
+                            .chunks(2)
+                            .map(|pair| pair[0].mul_scalar(1.0)?.requires_grad_(true))
+                            .collect::<Result<_>>()?;
+                        let mut opt = Adam::new(params.clone(), 0.01);
+                        let mut scaler = crate::amp::GradScaler::new().init_scale(4.0);
+                        for k in 0..3 {
+                            let dev = params[0].device();
+                            scaler.scale(&Tensor::zeros(&[], dev)?)?;
+                            for (i, (p, pair)) in params.iter().zip(x.chunks(2)).enumerate() {
+                                let mut g = pair[1].mul_scalar(4.0)?;
+                                if overflow && k == 1 && i == 0 {
+                                    g = g.div(&g.mul_scalar(0.0)?)?;
+                                }
+                                p.set_grad(Some(g));
+                            }
+                            scaler.step(&mut opt)?;
+                            scaler.update()?;
+                        }
+                        let mut out = params;
+                        out.push(scaler.state_tensor().expect("made by scale"));
+                        flat_cat(&out)
+                    },
+                )
+            })
+            .collect(),
+    });
     ops
 }
