@@ -116,7 +116,8 @@ impl Adadelta {
     /// One step, guarded by a scaler's state `found` or not.
     fn run(&mut self, found: Option<&Tensor>) -> Result<()> {
         let grads = step_grads("adadelta_step", &self.params, || self.validate())?;
-        let mode = plan_step(
+        // None: skipped (an overflow, decided on the host).
+        let Some(prep) = plan_step(
             &mut self.dsteps,
             found,
             &self.params,
@@ -124,11 +125,9 @@ impl Adadelta {
             &mut self.state,
             |s| s.2,
             |s, c| s.2 = c,
-        )?;
-        let prep = match mode {
-            Mode::Skip => return Ok(()),
-            Mode::Guarded(p) => Some(p),
-            Mode::Plain => None,
+        )?
+        else {
+            return Ok(());
         };
         let items: Vec<AdadeltaTensors> = self
             .params

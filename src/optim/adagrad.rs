@@ -135,7 +135,8 @@ impl Adagrad {
     /// One step, guarded by a scaler's state `found` or not.
     fn run(&mut self, found: Option<&Tensor>) -> Result<()> {
         let grads = step_grads("adagrad_step", &self.params, || self.validate())?;
-        let mode = plan_step(
+        // None: skipped (an overflow, decided on the host).
+        let Some(prep) = plan_step(
             &mut self.dsteps,
             found,
             &self.params,
@@ -143,11 +144,9 @@ impl Adagrad {
             &mut self.state,
             |s| s.1,
             |s, c| s.1 = c,
-        )?;
-        let prep = match mode {
-            Mode::Skip => return Ok(()),
-            Mode::Guarded(p) => Some(p),
-            Mode::Plain => None,
+        )?
+        else {
+            return Ok(());
         };
         let items: Vec<AdagradTensors> = self
             .params

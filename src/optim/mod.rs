@@ -23,7 +23,7 @@ use crate::ops::optim::{
 };
 use crate::tensor::Tensor;
 use state::StateReader;
-use steps::{plan_step, DeviceSteps, Mode};
+use steps::{plan_step, DeviceSteps};
 
 /// What every optimizer does.
 ///
@@ -311,7 +311,8 @@ impl Sgd {
     /// One step, guarded by a scaler's state `found` or not.
     fn run(&mut self, found: Option<&Tensor>) -> Result<()> {
         let grads = step_grads("sgd_step", &self.params, || self.validate())?;
-        let mode = plan_step(
+        // None: skipped (an overflow, decided on the host).
+        let Some(prep) = plan_step(
             &mut self.dsteps,
             found,
             &self.params,
@@ -319,13 +320,11 @@ impl Sgd {
             &mut self.started,
             |s| *s as u64,
             |s, c| *s = c > 0,
-        )?;
-        let momentum = self.momentum != 0.0;
-        let prep = match mode {
-            Mode::Skip => return Ok(()),
-            Mode::Guarded(p) => Some(p),
-            Mode::Plain => None,
+        )?
+        else {
+            return Ok(());
         };
+        let momentum = self.momentum != 0.0;
         if momentum {
             // Momentum switched on after construction: make the missing buffers now.
             for ((p, g), buf) in self.params.iter().zip(&grads).zip(&mut self.buffers) {
@@ -650,7 +649,8 @@ impl Adam {
     /// One step, guarded by a scaler's state `found` or not.
     fn run(&mut self, found: Option<&Tensor>) -> Result<()> {
         let grads = step_grads("adam_step", &self.params, || self.validate())?;
-        let mode = plan_step(
+        // None: skipped (an overflow, decided on the host).
+        let Some(prep) = plan_step(
             &mut self.dsteps,
             found,
             &self.params,
@@ -658,11 +658,9 @@ impl Adam {
             &mut self.state,
             |s| s.2,
             |s, c| s.2 = c,
-        )?;
-        let prep = match mode {
-            Mode::Skip => return Ok(()),
-            Mode::Guarded(p) => Some(p),
-            Mode::Plain => None,
+        )?
+        else {
+            return Ok(());
         };
         let items: Vec<AdamTensors> = self
             .params

@@ -223,7 +223,8 @@ impl RMSprop {
     /// One step, guarded by a scaler's state `found` or not.
     fn run(&mut self, found: Option<&Tensor>) -> Result<()> {
         let grads = step_grads("rmsprop_step", &self.params, || self.validate())?;
-        let mode = plan_step(
+        // None: skipped (an overflow, decided on the host).
+        let Some(prep) = plan_step(
             &mut self.dsteps,
             found,
             &self.params,
@@ -231,11 +232,9 @@ impl RMSprop {
             &mut self.steps,
             |s| *s,
             |s, c| *s = c,
-        )?;
-        let prep = match mode {
-            Mode::Skip => return Ok(()),
-            Mode::Guarded(p) => Some(p),
-            Mode::Plain => None,
+        )?
+        else {
+            return Ok(());
         };
         // Momentum or centering switched on after construction: make the missing state.
         if self.momentum != 0.0 {

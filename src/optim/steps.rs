@@ -144,20 +144,12 @@ impl DeviceSteps {
     }
 }
 
-/// How a step runs.
-pub(crate) enum Mode {
-    /// On the host's counts.
-    Plain,
-    /// Not at all: the scaler found a non-finite gradient (decided on the host).
-    Skip,
-    /// Guarded, on the device's counts.
-    Guarded(Prepared),
-}
-
-/// Decides how a step runs: a plain one (no scaler state `found`) first brings the counts
-/// back to the host (`counts[i]`, read by `get` and written by `set`); a guarded one runs
-/// on the device, or where it cannot (a gradient on another device) reads the flag back
-/// and is skipped or runs plain.
+/// Decides how a step runs: `None` when it is skipped (the scaler found a non-finite
+/// gradient, decided on the host), else the guarded step's tensors or `None` for a plain
+/// step. A plain one (no scaler state `found`) first brings the counts back to the host
+/// (`counts[i]`, read by `get` and written by `set`); a guarded one runs on the device,
+/// or where it cannot (a gradient on another device) reads the flag back and is skipped
+/// or runs plain.
 pub(crate) fn plan_step<C>(
     dsteps: &mut DeviceSteps,
     found: Option<&Tensor>,
@@ -166,17 +158,17 @@ pub(crate) fn plan_step<C>(
     counts: &mut [C],
     get: impl Fn(&C) -> u64,
     set: impl Fn(&mut C, u64),
-) -> Result<Mode> {
+) -> Result<Option<Option<Prepared>>> {
     if let Some(f) = found {
         if let Some(p) = dsteps.prepare(f, params, grads, |i| get(&counts[i]))? {
-            return Ok(Mode::Guarded(p));
+            return Ok(Some(Some(p)));
         }
         if found_inf(f)? {
-            return Ok(Mode::Skip);
+            return Ok(None);
         }
     }
     dsteps.sync(|i, c| set(&mut counts[i], c))?;
-    Ok(Mode::Plain)
+    Ok(Some(None))
 }
 
 /// The scaler state's `found_inf`, read back.
