@@ -190,3 +190,52 @@ fn products_read_half_weights_without_an_f32_copy() {
     assert_eq!(y.dtype(), DType::F16);
     assert!(rise < 64 * 1024, "peak rose by {rise} bytes");
 }
+
+/// A product whose f16 output lands on the edges of the format: past 65504 plus half a
+/// step (infinity), a near-tie, a subnormal, an exact value; written directly as native
+/// `f16` by the kernel, it has the CPU's bits (round to nearest even, subnormals kept).
+#[test]
+fn native_f16_outputs_round_exactly_at_the_edges() {
+    // A device of its own: no other test's dispatches in its counters.
+    let gpu = Device::gpu_with(GpuOptions {
+        native_f16: true,
+        ..GpuOptions::from_env()
+    })
+    .expect("a GPU adapter");
+    let Device::Gpu(ctx) = &gpu else {
+        unreachable!()
+    };
+    // Without the adapter's `SHADER_F16` the product writes f32 and a pass rounds it.
+    let want_dispatches = if ctx.native_f16() { 1 } else { 2 };
+    let cpu = Device::cpu();
+    let y = |dev: &Device| {
+        let a = Tensor::from_vec(vec![1.0009765625f32, -1.0], &[2, 1], dev)
+            .unwrap()
+            .half()
+            .unwrap();
+        let w = [65472.0f32, 6e-8, 1.0, 2048.0, 3.0 * 5.960_464_5e-8, 0.0]
+            .iter()
+            .map(|&v| wgrad::half::f16::from_f32(v))
+            .collect::<Vec<_>>();
+        let b = Tensor::from_vec(w, &[1, 6], dev).unwrap();
+        let before = dev.counters().dispatches;
+        let out = no_grad(|| a.matmul(&b)).unwrap();
+        let dispatches = dev.counters().dispatches - before;
+        assert_eq!(out.dtype(), DType::F16);
+        let bits = out
+            .to_vec::<wgrad::half::f16>()
+            .unwrap()
+            .iter()
+            .map(|h| h.to_bits())
+            .collect::<Vec<u16>>();
+        (bits, dispatches)
+    };
+    let ((g, dispatches), (c, _)) = (y(&gpu), y(&cpu));
+    assert_eq!(g, c);
+    assert_eq!(
+        dispatches, want_dispatches,
+        "native f16 is written by the product itself"
+    );
+    assert_eq!(c[0], 0x7c00, "65472 x (1 + 2^-10) overflows to infinity");
+    assert_eq!(c[6], 0xfbfe, "-65472");
+}

@@ -213,6 +213,10 @@ pub(crate) struct Epi<'a> {
     /// im2col, 2: its transpose) with this geometry: C, H, W, Ho, Wo, kh, kw, stride,
     /// padding, dilation (rows then columns). The small-tile kernel runs it.
     pub conv: Option<(u32, [usize; 13])>,
+    /// Write the result as native `f16` when both operands are native `f16` and the
+    /// product runs as one pass of one split into a new storage (GPU only; the caller
+    /// rounds an `f32` result to its half dtype anyway, to the same bits).
+    pub half_out: bool,
 }
 
 impl Epi<'_> {

@@ -675,6 +675,18 @@ impl Storage {
         }
     }
 
+    /// The GPU buffer of `f32` or half storage (a kernel's native `f16` output), or an
+    /// error naming `op` for CPU storage.
+    pub(crate) fn buffer(&self, op: &'static str) -> Result<&gpu::GpuBuffer> {
+        match self {
+            Storage::Half(h) => match &h.data {
+                half::HalfData::Gpu(b) => Ok(b),
+                half::HalfData::Cpu(_) => wrong_backend(op),
+            },
+            _ => self.gpu(op),
+        }
+    }
+
     /// True when both handles name the same bytes.
     pub(crate) fn same_as(&self, other: &Storage) -> bool {
         match (self, other) {

@@ -66,21 +66,32 @@ pub fn max_pool2d(
     stride: (usize, usize),
     padding: (usize, usize),
 ) -> Result<Tensor> {
-    if let Some(r) = crate::ops::half::widened("max_pool2d", &[x], |w| {
-        max_pool2d(&w[0], kernel, stride, padding)
-    }) {
-        return r;
+    // Half inputs are read as they are (a native f16 one gives its output directly).
+    let run = |x: &Tensor| max_pool2d_recorded(x, kernel, stride, padding);
+    match crate::ops::half::direct("max_pool2d", &[x], |w| run(&w[0])) {
+        Some(r) => r,
+        None => run(x),
     }
+}
+
+/// [`max_pool2d`] on an input of the op's own dtype.
+fn max_pool2d_recorded(
+    x: &Tensor,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+) -> Result<Tensor> {
+    let like = crate::ops::half::like;
     let g = plan("max_pool2d", x, kernel, stride, padding)?;
     let (v, i) = x.device().backend().max_pool(x.storage(), &g)?;
-    let y = Tensor::like(v, g.out_shape(), x);
+    let y = like(v, g.out_shape(), x)?;
     let idx = Tensor::from_storage(i, g.out_shape(), DType::U32, x.device().clone());
     Ok(record(y, "max_pool2d", &[x], move |grad| {
         let dx = grad
             .device()
             .backend()
             .max_pool_backward(grad.storage(), idx.storage(), &g)?;
-        Ok(vec![Some(Tensor::like(dx, g.in_shape(), grad))])
+        Ok(vec![Some(like(dx, g.in_shape(), grad)?)])
     }))
 }
 

@@ -8,6 +8,7 @@ use crate::error::Result;
 
 impl Pool2d for CpuBackend {
     fn max_pool(&self, x: &Storage, g: &Pool) -> Result<(Storage, Storage)> {
+        let x = crate::backend::half::cpu_f32(x);
         let (v, i) = match &*x.cpu("pool2d")?.read() {
             CpuData::F32(d) => {
                 let (v, i) = maxpool_cpu(g, d);
@@ -35,17 +36,16 @@ impl Pool2d for CpuBackend {
                 msg: "the saved positions are not u32".into(),
             });
         };
-        Ok(Storage::new_cpu(map_float!(
-            &*gy.cpu("pool2d")?.read(),
-            |gv: T| {
-                let mut dx = pool::filled(g.planes() * g.h * g.w, T::zero());
-                for (o, (&gi, &at)) in gv.iter().zip(winners).enumerate() {
-                    let plane = o / (g.ho * g.wo);
-                    dx[plane * g.h * g.w + at as usize] += gi;
-                }
-                dx
+        let gy = crate::backend::half::cpu_f32(gy);
+        let dx = map_float!(&*gy.cpu("pool2d")?.read(), |gv: T| {
+            let mut dx = pool::filled(g.planes() * g.h * g.w, T::zero());
+            for (o, (&gi, &at)) in gv.iter().zip(winners).enumerate() {
+                let plane = o / (g.ho * g.wo);
+                dx[plane * g.h * g.w + at as usize] += gi;
             }
-        )))
+            dx
+        });
+        Ok(Storage::new_cpu(dx))
     }
 
     fn avg_pool(&self, x: &Storage, g: &Pool) -> Result<Storage> {

@@ -242,12 +242,13 @@ fn prelu_params(geo: PreluGeo) -> PreluParams {
 
 impl Elementwise for Arc<GpuContext> {
     fn unary(&self, op: UnaryOp, x: &Storage, n: usize) -> Result<Storage> {
-        let out = gpu_alloc(self, n)?;
         let (f, _) = op.kernels();
         let (mut bufs, io) = inputs(op.name(), &[x])?;
-        bufs.push(&out);
+        // A native f16 input gives a native f16 output, rounded by the kernel.
+        let (out, io) = super::half_io::output(self, io, n)?;
+        bufs.push(out.buffer(op.name())?);
         self.launch_with(f, &op.params(n), &bufs, groups_1d(n), io_work(io));
-        Ok(Storage::new_gpu(out))
+        Ok(out)
     }
 
     fn unary_backward(&self, op: UnaryOp, s: &Storage, g: &Storage, n: usize) -> Result<Storage> {
@@ -281,12 +282,12 @@ impl Elementwise for Arc<GpuContext> {
 
     fn binary(&self, op: BinaryOp, a: &Storage, b: &Storage, geo: &Broadcast) -> Result<Storage> {
         let n = shape::numel(&geo.out);
-        let out = gpu_alloc(self, n)?;
         let (mut bufs, io) = inputs(op.name(), &[a, b])?;
-        bufs.push(&out);
+        let (out, io) = super::half_io::output(self, io, n)?;
+        bufs.push(out.buffer(op.name())?);
         let p = binary_params(geo, 0);
         self.launch_with(op.kernels().0, &p, &bufs, groups_1d(n), io_work(io));
-        Ok(Storage::new_gpu(out))
+        Ok(out)
     }
 
     fn binary_backward(

@@ -55,6 +55,7 @@ impl Fused for Arc<GpuContext> {
             act: l.act,
             pre: pre.as_ref(),
             addend: addend.as_ref().map(|a| (a, 0)),
+            half_out: true,
             ..Epi::default()
         };
         let y = product.run_epi(self, x, w, MatmulChoice::AUTO, &epi)?;
@@ -156,6 +157,7 @@ impl Fused for Arc<GpuContext> {
             act: c.act,
             pre: pre.as_ref(),
             conv: Some((1, c.taps())),
+            half_out: true,
             ..Epi::default()
         };
         let y = forward.run_epi(self, w, x, MatmulChoice::AUTO, &epi)?;

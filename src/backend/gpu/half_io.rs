@@ -15,9 +15,14 @@
 //!   widened exactly with integer operations (bf16 by a shift; f16 by rebuilding the f32
 //!   bits, subnormals included, where `unpack2x16float` may flush them).
 //!
-//! Outputs stay `f32`: the caller rounds them to the half dtype with the exact kernels of
-//! `shaders/half.wgsl` (WGSL leaves the rounding of an `f32` to `f16` conversion to the
-//! implementation, and a packed word cannot be written by two threads).
+//! The output slot `y0` may hold native `f16` elements too ([`with_native_out`], on the
+//! native path only): every store `y0[e] = v;` becomes `y0[e] = hio_y0(v);`, which rounds
+//! `v` to the nearest `f16` (ties to even, past 65504 to infinity, subnormals kept) with
+//! the integer steps of `shaders/half.wgsl`'s pack kernel, then converts that exactly
+//! representable value, so the bits equal the packed path's (WGSL leaves the rounding of
+//! an inexact `f32` to `f16` conversion to the implementation); a read `y0[e]` becomes
+//! `f32(y0[e])`. Packed outputs stay `f32`, to
+//! be rounded by that kernel: two threads cannot write one packed word.
 
 /// The format of one input slot's buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +46,40 @@ impl Fmt {
             _ => Fmt::F32,
         }
     }
+}
+
+/// `io` with the output slot `y0` holding native `f16` elements (bits 6-7).
+pub(crate) fn with_native_out(io: u32) -> u32 {
+    io | (Fmt::F16Native as u32) << 6
+}
+
+/// A kernel's output `y0` of `n` elements and the launch's `io` word: native `f16`
+/// storage written by the kernel when its input `x0` is native `f16` and no other input
+/// is packed (`io`), else `f32`, which the caller rounds to its dtype.
+pub(crate) fn output(
+    g: &std::sync::Arc<super::GpuContext>,
+    io: u32,
+    n: usize,
+) -> crate::error::Result<(crate::backend::Storage, u32)> {
+    let native = |i: u32| matches!(Fmt::of(io >> (2 * i)), Fmt::F32 | Fmt::F16Native);
+    if Fmt::of(io) == Fmt::F16Native && native(1) && native(2) {
+        let words = super::kernels::gpu_alloc(g, n.div_ceil(2))?;
+        let s = crate::backend::half::HalfStorage::gpu(crate::tensor::DType::F16, words);
+        Ok((s, with_native_out(io)))
+    } else {
+        let s = crate::backend::Storage::new_gpu(super::kernels::gpu_alloc(g, n)?);
+        Ok((s, io))
+    }
+}
+
+/// True when both operands `x0` and `x1` of `io` are native `f16`.
+pub(crate) fn native_operands(io: u32) -> bool {
+    Fmt::of(io) == Fmt::F16Native && Fmt::of(io >> 2) == Fmt::F16Native
+}
+
+/// True when `io` has `y0` hold native `f16` elements.
+pub(crate) fn native_out(io: u32) -> bool {
+    Fmt::of(io >> 6) == Fmt::F16Native
 }
 
 /// The `io` word of a launch whose input slots `x0`, `x1`, `x2` hold `fmts`.
@@ -101,6 +140,7 @@ pub(crate) fn describe(io: u32) -> String {
             };
             Some(format!("x{i} {name}"))
         })
+        .chain(native_out(io).then(|| "y0 f16*".to_string()))
         .collect();
     if parts.is_empty() {
         String::new()
@@ -125,6 +165,41 @@ fn hio_f16(w: u32) -> f32 {
     return bitcast<f32>(select(select(normal, small, e == 0u), special, e == 0x1fu));
 }
 fn hio_bf16(w: u32) -> f32 { return bitcast<f32>((w & 0xffffu) << 16u); }
+";
+
+/// Exact rounding of an `f32` to native `f16` for the output slot: the pack kernel's
+/// integer steps give the `f16` pattern, whose value (widened exactly) converts to `f16`
+/// without rounding, as WGSL's conversion of a representable value is exact.
+const NARROW: &str = "
+fn hio_f16_bits(b: u32) -> u32 {
+    let sign = (b >> 16u) & 0x8000u;
+    let e = (b >> 23u) & 0xffu;
+    let m = b & 0x7fffffu;
+    if (e == 0xffu) {
+        return select(sign | 0x7c00u, sign | 0x7e00u | (m >> 13u), m != 0u);
+    }
+    let exp = i32(e) - 127;
+    if (exp > 15) { return sign | 0x7c00u; }
+    if (exp >= -14) {
+        let hm = m >> 13u;
+        let rest = m & 0x1fffu;
+        var h = sign | (u32(exp + 15) << 10u) | hm;
+        if (rest > 0x1000u || (rest == 0x1000u && (hm & 1u) == 1u)) { h = h + 1u; }
+        return h;
+    }
+    if (exp < -25) { return sign; }
+    let full = m | 0x800000u;
+    let shift = u32(-exp - 1);
+    let hm = full >> shift;
+    let rest = full & ((1u << shift) - 1u);
+    let halfway = 1u << (shift - 1u);
+    var h = sign | hm;
+    if (rest > halfway || (rest == halfway && (hm & 1u) == 1u)) { h = h + 1u; }
+    return h;
+}
+fn hio_y0(v: f32) -> f16 {
+    return f16(hio_f16(hio_f16_bits(bitcast<u32>(v))));
+}
 ";
 
 /// `prelude` and `body` compiled with the input formats of `io` (see the module
@@ -192,8 +267,79 @@ pub(crate) fn rewrite(prelude: &str, body: &str, io: u32) -> String {
              fn hio_{v}1(i: u32) -> f32 {{ return {one_v}; }}\n"
         );
     }
+    if native_out(io) {
+        native = true;
+        prelude = prelude.replace(
+            "var<storage, read_write> y0: array<f32>;",
+            "var<storage, read_write> y0: array<f16>;",
+        );
+        body = stores_to_calls(&body, "y0", "hio_y0");
+        loaders += NARROW;
+    }
     let enable = if native { "enable f16;\n" } else { "" };
     format!("{enable}{prelude}\n{loaders}\n{body}")
+}
+
+/// The index of the `]` closing the `[` at `open`, if balanced.
+fn closing(bytes: &[u8], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (j, &b) in bytes.iter().enumerate().skip(open) {
+        match b {
+            b'[' | b'(' => depth += 1,
+            b']' | b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(j);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `src` with every store `name[e] = v;` (`name` a whole identifier) turned into
+/// `name[e] = func(v);`, and every other use `name[e]` into the read `f32(name[e])`.
+fn stores_to_calls(src: &str, name: &str, func: &str) -> String {
+    let bytes = src.as_bytes();
+    let pat = format!("{name}[");
+    let mut out = String::with_capacity(src.len());
+    let mut at = 0;
+    while let Some(found) = src[at..].find(&pat) {
+        let start = at + found;
+        let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        let line_start = src[..start].rfind('\n').map_or(0, |l| l + 1);
+        let in_comment = src[line_start..start].contains("//");
+        if in_comment || (start > 0 && ident(bytes[start - 1])) {
+            out += &src[at..start + pat.len()];
+            at = start + pat.len();
+            continue;
+        }
+        let open = start + name.len();
+        let Some(close) = closing(bytes, open) else {
+            out += &src[at..];
+            return out;
+        };
+        out += &src[at..start];
+        let index = stores_to_calls(&src[open + 1..close], name, func);
+        let rest = &src[close + 1..];
+        let trimmed = rest.trim_start();
+        let is_store = trimmed.starts_with('=') && !trimmed.starts_with("==");
+        match (is_store, rest.find(';')) {
+            (true, Some(semi)) => {
+                let eq = rest.len() - trimmed.len();
+                let value = stores_to_calls(&rest[eq + 1..semi], name, func);
+                out += &format!("{name}[{index}] = {func}({});", value.trim());
+                at = close + 1 + semi + 1;
+            }
+            _ => {
+                out += &format!("f32({name}[{index}])");
+                at = close + 1;
+            }
+        }
+    }
+    out += &src[at..];
+    out
 }
 
 /// `src` with every index expression `name[e]` (`name` a whole identifier) replaced by
@@ -255,6 +401,24 @@ mod tests {
             got,
             "let a = S(i) + L(j >> 2u)[1] + x10[i] + ax0[i] + S(xi[S(k)]);"
         );
+    }
+
+    #[test]
+    fn stores_round_and_reads_widen() {
+        let body = "y0[i] = y0[i] + x0[i]; if (a == b) { y0[idx[j]] = v * 2.0; }\n\
+                    // y0[i] = a comment; left alone\ny0[k] = 1.0;";
+        assert_eq!(
+            stores_to_calls(body, "y0", "H"),
+            "y0[i] = H(f32(y0[i]) + x0[i]); if (a == b) { y0[idx[j]] = H(v * 2.0); }\n\
+             // y0[i] = a comment; left alone\ny0[k] = H(1.0);"
+        );
+        let text = rewrite(
+            "var<storage, read_write> y0: array<f32>;",
+            "y0[0] = 1.0;",
+            with_native_out(0),
+        );
+        assert!(text.starts_with("enable f16;") && text.contains("y0: array<f16>;"));
+        assert!(describe(with_native_out(0)).contains("y0 f16*"));
     }
 
     #[test]

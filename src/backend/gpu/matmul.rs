@@ -188,7 +188,11 @@ impl Matmul for Arc<GpuContext> {
         p: &Product,
         choice: MatmulChoice,
     ) -> Result<Storage> {
-        p.run_epi(self, a, b, choice, &Epi::default())
+        let epi = Epi {
+            half_out: true,
+            ..Epi::default()
+        };
+        p.run_epi(self, a, b, choice, &epi)
     }
 
     fn matmul_plan(&self, shape: &ProductShape) -> Option<MatmulPlan> {
@@ -311,7 +315,19 @@ impl Product {
         if fused && kernel_choice == MatmulKernel::Naive {
             kernel_choice = MatmulKernel::Auto;
         }
-        let splits_choice = if direct { 1 } else { choice.splits };
+        // A half output is written directly: one split, no reduction after.
+        let want_half = epi.half_out
+            && epi.out.is_none()
+            && !epi.accumulate
+            && !epi.a_in_out
+            && epi.rowsum.is_none()
+            && !self.summing
+            && self.batch == self.out_batch;
+        let splits_choice = if direct || want_half {
+            1
+        } else {
+            choice.splits
+        };
         // Never `None` since grids fold (one split always fits); kept as an error, not a
         // panic.
         let no_plan = || crate::Error::Shape {
@@ -415,13 +431,29 @@ impl Product {
         p.tiles_x = u(tiles.0);
         p.tiles_y = u(tiles.1);
         let grid = groups_rows(tiles.0 * tiles.1);
-        let out = match epi.out {
-            Some((t, _)) => t.clone(),
-            None => Storage::new_gpu(gpu_alloc(g, splits * batches * m * n)?),
-        };
         // The extra bindings of a fused kernel: x2 (bias or saved output; A when
         // unused) and y1 (addend or bias gradient; the output when unused).
         let x2 = epi.bias.or(epi.pro.map(|(t, _)| t)).unwrap_or(a);
+        let x0 = if epi.a_in_out { b } else { a };
+        // The operands and x2 may hold half-precision elements (read through
+        // `half_io`'s loaders); the output is f32, or native f16 (see `Epi::half_out`).
+        let naive = plan.kernel == MatmulKernel::Naive;
+        let ins: &[&Storage] = if naive { &[x0, b] } else { &[x0, b, x2] };
+        let (ins, mut io) = super::half_io::inputs("matmul", ins)?;
+        let half_out =
+            want_half && splits == 1 && plan.passes == 1 && super::half_io::native_operands(io);
+        let out = match epi.out {
+            Some((t, _)) => t.clone(),
+            None if half_out => {
+                io = super::half_io::with_native_out(io);
+                let words = (batches * m * n).div_ceil(2);
+                crate::backend::half::HalfStorage::gpu(
+                    crate::tensor::DType::F16,
+                    gpu_alloc(g, words)?,
+                )
+            }
+            None => Storage::new_gpu(gpu_alloc(g, splits * batches * m * n)?),
+        };
         // Row sums of several (split, batch) pairs go to partials summed at the end.
         let partial_rows = (epi.rowsum.is_some() && splits * batches > 1)
             .then(|| gpu_alloc(g, splits * batches * m).map(Storage::new_gpu))
@@ -446,13 +478,7 @@ impl Product {
             .or(epi.rowsum)
             .or(unused.as_ref())
             .unwrap_or(&out);
-        let x0 = if epi.a_in_out { b } else { a };
         let gpu = storage_buffer;
-        // The operands and x2 may hold half-precision elements (read through
-        // `half_io`'s loaders); the outputs are f32.
-        let naive = plan.kernel == MatmulKernel::Naive;
-        let ins: &[&Storage] = if naive { &[x0, b] } else { &[x0, b, x2] };
-        let (ins, io) = super::half_io::inputs("matmul", ins)?;
         let all = [
             ins[0],
             ins[1],
@@ -510,7 +536,7 @@ impl Product {
                 );
             }
         }
-        if direct {
+        if direct || half_out {
             return Ok(out);
         }
         if let (Some(rows), Some(rowsum)) = (&partial_rows, epi.rowsum) {
@@ -552,9 +578,9 @@ impl Product {
     }
 }
 
-/// The GPU buffer of a product's storage.
+/// The GPU buffer of a product's storage (a native `f16` output's too).
 fn storage_buffer(s: &Storage) -> Result<&GpuBuffer> {
-    s.gpu("matmul")
+    s.buffer("matmul")
 }
 
 /// Adds `count` partial results of `len` elements (`bufs[0]`) and their `rows` row sums

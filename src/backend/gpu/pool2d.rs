@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::kernels::{gpu_alloc, groups_1d, kernel, shader};
 use super::params::{params, Params};
-use super::{GpuContext, Kernel, ShaderFile, Work};
+use super::{half_io, GpuContext, Kernel, ShaderFile, Work};
 use crate::backend::pool2d::Pool;
 use crate::backend::{Pool2d, Storage};
 use crate::error::Result;
@@ -120,17 +120,30 @@ fn covering_work(g: &Pool) -> Work {
 impl Pool2d for Arc<GpuContext> {
     fn max_pool(&self, x: &Storage, g: &Pool) -> Result<(Storage, Storage)> {
         let n = shape::numel(&g.out_shape());
-        let (v, i) = (gpu_alloc(self, n)?, gpu_alloc(self, n)?);
-        let bufs = [x.gpu("pool2d")?, &v, &i];
-        self.launch_with(MAX_FWD, &params(g), &bufs, groups_1d(n), window_work(g));
-        Ok((Storage::new_gpu(v), Storage::new_gpu(i)))
+        // A half input is read as it is; a native f16 one gives a native f16 output (a
+        // maximum is one of the inputs: exact).
+        let (ins, io) = half_io::inputs("pool2d", &[x])?;
+        let (v, io) = half_io::output(self, io, n)?;
+        let i = gpu_alloc(self, n)?;
+        let bufs = [ins[0], v.buffer("pool2d")?, &i];
+        let work = Work {
+            io,
+            ..window_work(g)
+        };
+        self.launch_with(MAX_FWD, &params(g), &bufs, groups_1d(n), work);
+        Ok((v, Storage::new_gpu(i)))
     }
 
     fn max_pool_backward(&self, gy: &Storage, idx: &Storage, g: &Pool) -> Result<Storage> {
         let n = shape::numel(&g.in_shape());
         let out = gpu_alloc(self, n)?;
-        let bufs = [gy.gpu("pool2d")?, idx.gpu("pool2d")?, &out];
-        self.launch_with(MAX_BWD, &params(g), &bufs, groups_1d(n), covering_work(g));
+        let (ins, io) = half_io::inputs("pool2d", &[gy])?;
+        let bufs = [ins[0], idx.gpu("pool2d")?, &out];
+        let work = Work {
+            io,
+            ..covering_work(g)
+        };
+        self.launch_with(MAX_BWD, &params(g), &bufs, groups_1d(n), work);
         Ok(Storage::new_gpu(out))
     }
 
