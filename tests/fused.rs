@@ -215,3 +215,74 @@ common::test_device!(
         }
     }
 );
+
+/// Inference keeps no pre-activation: under `no_grad` (or with nothing that requires a
+/// gradient) a fused GELU layer and convolution allocate only their outputs, and with
+/// gradients their results and gradients are unchanged by the saving.
+#[test]
+fn inference_saves_no_pre_activation() {
+    // A device of its own: no other test's tensors in its counters.
+    let dev = Device::gpu_with(wgrad::GpuOptions::from_env()).expect("a GPU adapter");
+    let Device::Gpu(ctx) = &dev else {
+        unreachable!()
+    };
+    let x = Tensor::randn_seeded(&[64, 96], 1, &dev).unwrap();
+    let w = Tensor::randn_seeded(&[128, 96], 2, &dev).unwrap();
+    let img = Tensor::randn_seeded(&[2, 3, 16, 16], 3, &dev).unwrap();
+    let k = Tensor::randn_seeded(&[8, 3, 3, 3], 4, &dev).unwrap();
+    let o = ConvOptions {
+        padding: (1, 1),
+        ..ConvOptions::default()
+    };
+    let rise = |f: &dyn Fn() -> Tensor| {
+        dev.sync().unwrap();
+        let held = dev.counters().bytes_in_use;
+        ctx.reset_peak_bytes();
+        let y = f();
+        dev.sync().unwrap();
+        let r = dev.counters().peak_bytes - held;
+        drop(y);
+        r
+    };
+    let lin = || x.linear_act(&w, None, Act::Gelu).unwrap();
+    let conv = || wgrad::ops::conv2d::conv2d_act(&img, &k, None, o, Act::Gelu).unwrap();
+    // The output alone (64 x 128 and 2 x 8 x 16 x 16 f32: powers of two, as the pool's
+    // buffer sizes; and the product's small scratch buffers), not twice that.
+    let (lin_out, conv_out) = (64 * 128 * 4u64, 2 * 8 * 256 * 4u64);
+    let small = 4096;
+    let r = rise(&|| no_grad(lin));
+    assert!(
+        (lin_out..lin_out + small).contains(&r),
+        "linear, inference: {r}"
+    );
+    let r = rise(&|| no_grad(conv));
+    assert!(
+        (conv_out..conv_out + small).contains(&r),
+        "convolution, inference: {r}"
+    );
+    let r = rise(&lin);
+    assert!(
+        (lin_out..lin_out + small).contains(&r),
+        "nothing requires a gradient: {r}"
+    );
+    let wg = w.detach().requires_grad_(true).unwrap();
+    let kg = k.detach().requires_grad_(true).unwrap();
+    let r = rise(&|| x.linear_act(&wg, None, Act::Gelu).unwrap());
+    assert!(r >= 2 * lin_out, "training keeps the pre-activation: {r}");
+    let r = rise(&|| wgrad::ops::conv2d::conv2d_act(&img, &kg, None, o, Act::Gelu).unwrap());
+    assert!(r >= 2 * conv_out, "training keeps the pre-activation: {r}");
+    // Same values either way, on both devices.
+    let a = no_grad(lin).to_vec::<f32>().unwrap();
+    let b = x
+        .linear_act(&wg, None, Act::Gelu)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    assert_eq!(a, b);
+    let cpu = Device::cpu();
+    let (xc, wc) = (x.to(&cpu).unwrap(), w.to(&cpu).unwrap());
+    let a = no_grad(|| xc.linear_act(&wc, None, Act::Gelu)).unwrap();
+    let wcg = wc.detach().requires_grad_(true).unwrap();
+    let b = xc.linear_act(&wcg, None, Act::Gelu).unwrap();
+    assert_eq!(a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
+}

@@ -209,7 +209,7 @@ fn native_f16_outputs_round_exactly_at_the_edges() {
     let want_dispatches = if ctx.native_f16() { 1 } else { 2 };
     let cpu = Device::cpu();
     let y = |dev: &Device| {
-        let a = Tensor::from_vec(vec![1.0009765625f32, -1.0], &[2, 1], dev)
+        let a = Tensor::from_vec(vec![1.0f32 + 1.0 / 1024.0, -1.0], &[2, 1], dev)
             .unwrap()
             .half()
             .unwrap();

@@ -265,6 +265,9 @@ pub(crate) struct LinearAct {
     pub out: usize,
     /// The activation.
     pub act: Act,
+    /// A backward will run: write the pre-activation where the activation's backward
+    /// reads its input (inference skips it).
+    pub save: bool,
 }
 
 /// A fused one-group convolution `act(conv2d(x, W) + b)`.
@@ -276,6 +279,9 @@ pub(crate) struct ConvAct {
     pub oc: usize,
     /// The activation.
     pub act: Act,
+    /// A backward will run: write the pre-activation where the activation's backward
+    /// reads its input (inference skips it).
+    pub save: bool,
 }
 
 impl ConvAct {

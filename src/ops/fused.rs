@@ -107,11 +107,19 @@ fn linear_add_recorded(
     }
     crate::ops::check_out("matmul", &[rows, out], x.dtype(), x.device())?;
     let x2 = x.detach().reshape(&[rows, inp])?;
+    // Under no_grad, or with nothing to differentiate, no backward will read a
+    // pre-activation.
+    let save = crate::autograd::is_grad_enabled()
+        && [Some(x), Some(weight), bias, addend]
+            .iter()
+            .flatten()
+            .any(|t| t.requires_grad());
     let l = LinearAct {
         rows,
         inp,
         out,
         act,
+        save,
     };
     // The output, and the pre-activation where the backward reads it.
     let (y, pre) = dev.backend().linear_act(

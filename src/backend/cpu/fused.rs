@@ -78,7 +78,7 @@ impl Fused for CpuBackend {
         let (bias, addend) = (bias.as_deref(), addend.as_deref());
         let product = Product::plain((rows, out, inp), (inp, 1), (1, inp));
         let y = self.matmul(x, w, &product, MatmulChoice::AUTO)?;
-        let needs_input = l.act.needs_input();
+        let needs_input = l.act.needs_input() && l.save;
         let in_place = if needs_input { Act::Identity } else { l.act };
         {
             let bias = bias.map(|b| b.cpu("linear_act")).transpose()?;

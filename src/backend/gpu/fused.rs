@@ -40,9 +40,7 @@ impl Fused for Arc<GpuContext> {
         let (rows, inp, out) = (l.rows, l.inp, l.out);
         // An activation whose backward reads its input has the product write the
         // pre-activation beside the output.
-        let pre = l
-            .act
-            .needs_input()
+        let pre = (l.act.needs_input() && l.save)
             .then(|| gpu_alloc(self, rows * out).map(Storage::new_gpu))
             .transpose()?;
         let product = Product::plain((rows, out, inp), (inp, 1), (1, inp));
@@ -146,9 +144,7 @@ impl Fused for Arc<GpuContext> {
         };
         // An activation whose backward reads its input has the product write the
         // pre-activation beside the output.
-        let pre = c
-            .act
-            .needs_input()
+        let pre = (c.act.needs_input() && c.save)
             .then(|| gpu_alloc(self, n * oc * hw).map(Storage::new_gpu))
             .transpose()?;
         let epi = Epi {

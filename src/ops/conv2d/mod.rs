@@ -428,7 +428,12 @@ fn conv2d_act_recorded(
         };
         return map_output_rows(x, &geo, per, |p| conv2d_act(p, weight, bias, o, act));
     }
-    let c = ConvAct { geo, oc, act };
+    let save = crate::autograd::is_grad_enabled()
+        && [Some(x), Some(weight), bias]
+            .iter()
+            .flatten()
+            .any(|t| t.requires_grad());
+    let c = ConvAct { geo, oc, act, save };
     let (xd, wd) = (x.detach(), weight.detach());
     let out_shape = vec![geo.n, oc, geo.ho, geo.wo];
     let backend = x.device().backend();
