@@ -100,14 +100,17 @@ fn peak_mib(workload: Workload, dtype: &str, dev: &Device) -> anyhow::Result<[f6
         "bf16" => Some(DType::BF16),
         _ => None,
     };
+    // The f32 batch is dropped once converted: half inference holds only its half copy.
     let x = match half {
+        Some(h) if x.dtype().is_float() => {
+            model.to_dtype(h)?;
+            let converted = x.to_dtype(h)?;
+            drop(x);
+            converted
+        }
         Some(h) => {
             model.to_dtype(h)?;
-            if x.dtype().is_float() {
-                x.to_dtype(h)?
-            } else {
-                x
-            }
+            x
         }
         None => x,
     };

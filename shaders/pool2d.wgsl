@@ -26,7 +26,7 @@ fn maxpool2d_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         }
     }
     y0[i] = best;
-    yi[i] = best_at;
+    if (pl.positions != 0u) { yi[i] = best_at; }
 }
 
 // Range of outputs along one axis whose window (start o s - p, length k) covers input x.

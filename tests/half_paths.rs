@@ -239,3 +239,178 @@ fn native_f16_outputs_round_exactly_at_the_edges() {
     assert_eq!(c[0], 0x7c00, "65472 x (1 + 2^-10) overflows to infinity");
     assert_eq!(c[6], 0xfbfe, "-65472");
 }
+
+/// Half attention in inference reads its sources as they are (and on the native path
+/// writes f16 itself): the same bits as the widened path a backward takes, on both GPU
+/// paths, without the widened path's f32 copies.
+#[test]
+fn half_attention_inference_reads_half_sources() {
+    for native in [true, false] {
+        let dev = Device::gpu_with(GpuOptions {
+            native_f16: native,
+            ..GpuOptions::from_env()
+        })
+        .expect("a GPU adapter");
+        let Device::Gpu(ctx) = &dev else {
+            unreachable!()
+        };
+        let mha = wgrad::nn::MultiheadAttention::new(&dev, 32, 4).unwrap();
+        mha.to_dtype(DType::F16).unwrap();
+        let x = Tensor::randn_seeded(&[4, 16, 32], 5, &dev)
+            .unwrap()
+            .half()
+            .unwrap();
+        let q = Tensor::randn_seeded(&[4, 2, 16, 8], 6, &dev)
+            .unwrap()
+            .half()
+            .unwrap();
+        let mask = Tensor::from_vec(
+            (0..16 * 16)
+                .map(|i| (i % 3 != 0) as u32)
+                .collect::<Vec<_>>(),
+            &[16, 16],
+            &dev,
+        )
+        .unwrap();
+        let peak = |f: &dyn Fn() -> Tensor| {
+            dev.sync().unwrap();
+            let held = dev.counters().bytes_in_use;
+            ctx.reset_peak_bytes();
+            let y = f();
+            dev.sync().unwrap();
+            let rise = dev.counters().peak_bytes - held;
+            (y.float().unwrap().to_vec::<f32>().unwrap(), rise)
+        };
+        let infer_mha = || no_grad(|| mha.forward(&x)).unwrap();
+        // With a gradient to compute, the half sources are widened.
+        let xg = x.detach().requires_grad_(true).unwrap();
+        let train_mha = || mha.forward(&xg).unwrap();
+        let sdpa = |q: &Tensor| {
+            q.scaled_dot_product_attention(q, q, Some(&mask), 0.0, false, None)
+                .unwrap()
+        };
+        let qg = q.detach().requires_grad_(true).unwrap();
+        let (a, rise_a) = peak(&infer_mha);
+        let (b, rise_b) = peak(&train_mha);
+        assert_eq!(a, b, "multi-head attention, native {native}");
+        assert!(rise_a < rise_b, "no f32 copies: {rise_a} vs {rise_b} bytes");
+        let (a, _) = peak(&|| no_grad(|| sdpa(&q)));
+        let (b, _) = peak(&|| sdpa(&qg));
+        assert_eq!(
+            a, b,
+            "scaled-dot-product attention with a mask, native {native}"
+        );
+    }
+}
+
+/// Half layer norm in inference reads its input and affine as they are (and on the
+/// native path writes f16 itself): the same bits as the widened path, on both GPU paths,
+/// with and without the affine.
+#[test]
+fn half_layer_norm_inference_reads_half_inputs() {
+    for native in [true, false] {
+        let dev = Device::gpu_with(GpuOptions {
+            native_f16: native,
+            ..GpuOptions::from_env()
+        })
+        .expect("a GPU adapter");
+        for dtype in [DType::F16, DType::BF16] {
+            let x = Tensor::randn_seeded(&[6, 10, 33], 7, &dev)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            let w = Tensor::randn_seeded(&[33], 8, &dev)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            let b = Tensor::randn_seeded(&[33], 9, &dev)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            let xg = x.detach().requires_grad_(true).unwrap();
+            for affine in [false, true] {
+                let (w, b) = if affine {
+                    (Some(&w), Some(&b))
+                } else {
+                    (None, None)
+                };
+                let run = |x: &Tensor| {
+                    x.layer_norm(&[33], w, b, 1e-5)
+                        .unwrap()
+                        .float()
+                        .unwrap()
+                        .to_vec::<f32>()
+                        .unwrap()
+                };
+                let direct = no_grad(|| run(&x));
+                assert_eq!(
+                    direct,
+                    run(&xg),
+                    "native {native} {dtype:?} affine {affine}"
+                );
+            }
+        }
+    }
+}
+
+/// The transformer workload's f16 inference, whose every op reads half inputs (norms,
+/// attention, the residual added inside the products' epilogue) and on the native path
+/// writes f16 itself: bit-identical on both GPU paths, and near the CPU's.
+#[test]
+fn half_transformer_inference_agrees_on_both_paths() {
+    let run = |dev: &Device| {
+        dev.manual_seed(3);
+        let (model, x, _) = wgrad::workloads::Workload::Transformer
+            .build(dev)
+            .unwrap()
+            .into_parts();
+        model.to_dtype(DType::F16).unwrap();
+        let y = no_grad(|| model.forward(&x)).unwrap();
+        assert_eq!(y.dtype(), DType::F16);
+        y.float().unwrap().to_vec::<f32>().unwrap()
+    };
+    let gpu = |native| {
+        Device::gpu_with(GpuOptions {
+            native_f16: native,
+            ..GpuOptions::from_env()
+        })
+        .expect("a GPU adapter")
+    };
+    let (native, packed, cpu) = (run(&gpu(true)), run(&gpu(false)), run(&Device::cpu()));
+    assert_eq!(native, packed);
+    let worst = native
+        .iter()
+        .zip(&cpu)
+        .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
+        .fold(0.0f32, f32::max);
+    assert!(worst < 0.05, "largest difference from the CPU: {worst}");
+}
+
+/// Max pooling without a backward to run writes no positions: the same values as with
+/// them, in f32 and f16, and a backward still finds its positions when it runs.
+#[test]
+fn max_pooling_for_inference_skips_the_positions() {
+    let dev = common::gpu();
+    for dtype in [DType::F32, DType::F16] {
+        let x = Tensor::randn_seeded(&[2, 3, 9, 8], 4, &dev)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap();
+        let pool = |x: &Tensor| x.max_pool2d((3, 2), (2, 2), (1, 0)).unwrap();
+        let a = no_grad(|| pool(&x))
+            .float()
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        let xg = x.detach().requires_grad_(true).unwrap();
+        let y = pool(&xg);
+        assert_eq!(a, y.float().unwrap().to_vec::<f32>().unwrap(), "{dtype:?}");
+        y.sum().unwrap().backward().unwrap();
+        let g = xg.grad().unwrap().float().unwrap().to_vec::<f32>().unwrap();
+        assert_eq!(
+            g.iter().sum::<f32>(),
+            (2 * 3 * 5 * 4) as f32,
+            "{dtype:?}: one per window"
+        );
+    }
+}

@@ -319,7 +319,14 @@ pub(crate) trait Reduce {
 /// the windows covering each input element: no atomics, deterministic).
 pub(crate) trait Pool2d {
     /// The maximum of each window and its winner's index in its plane (`u32`).
-    fn max_pool(&self, x: &Storage, g: &pool2d::Pool) -> Result<(Storage, Storage)>;
+    /// (`positions`: whether a backward will read the positions; without, a backend
+    /// may leave them unwritten.)
+    fn max_pool(
+        &self,
+        x: &Storage,
+        g: &pool2d::Pool,
+        positions: bool,
+    ) -> Result<(Storage, Storage)>;
     /// The maximum's backward through the saved winners.
     fn max_pool_backward(&self, gy: &Storage, idx: &Storage, g: &pool2d::Pool) -> Result<Storage>;
     /// The mean of each window (fixed windows count the padding).

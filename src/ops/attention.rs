@@ -69,7 +69,13 @@ fn mask_layout(
         _ => true,
     };
     let mut m = if boolean {
-        mask.to_dtype(q.dtype())?
+        // The kernel reads the mask as the compute type (f32 for half sources).
+        let dtype = if q.dtype().is_half() {
+            DType::F32
+        } else {
+            q.dtype()
+        };
+        mask.to_dtype(dtype)?
     } else {
         mask.detach()
     };
@@ -143,13 +149,18 @@ pub fn scaled_dot_product_attention_with_key(
     key: RngKey,
 ) -> Result<Tensor> {
     let ins = crate::ops::half::with_optional(&[q, k, v], &[attn_mask]);
-    if let Some(r) = crate::ops::half::widened("scaled_dot_product_attention", &ins, |w| {
-        let (f, o) = crate::ops::half::split_optional(w, 3, &[attn_mask]);
-        scaled_dot_product_attention_with_key(
-            &f[0], &f[1], &f[2], o[0], dropout_p, is_causal, scale, key,
-        )
-    }) {
-        return r;
+    let widened = || {
+        crate::ops::half::widened("scaled_dot_product_attention", &ins, |w| {
+            let (f, o) = crate::ops::half::split_optional(w, 3, &[attn_mask]);
+            scaled_dot_product_attention_with_key(
+                &f[0], &f[1], &f[2], o[0], dropout_p, is_causal, scale, key,
+            )
+        })
+    };
+    if !half_inference(&[q, k, v], attn_mask) {
+        if let Some(r) = widened() {
+            return r;
+        }
     }
     check_pair(OP, q, k)?;
     check_pair(OP, q, v)?;
@@ -238,6 +249,13 @@ struct Inputs<'a> {
 
 /// Runs the checked call and records its backward (one gradient per input tensor, the
 /// operands' parts written in place at their layouts: no copies to split or merge heads).
+/// Half-precision inference on the GPU without a float mask
+/// ([`crate::ops::half::gpu_inference`]): the kernel then reads the sources as they are
+/// and, on the native path, writes a 16-bit output; otherwise half sources are widened.
+fn half_inference(sources: &[&Tensor], mask: Option<&Tensor>) -> bool {
+    crate::ops::half::gpu_inference(sources) && mask.is_none_or(|m| m.dtype() == DType::U32)
+}
+
 fn run(
     inputs: Inputs<'_>,
     geo: AttentionGeometry,
@@ -261,8 +279,14 @@ fn run(
         mask.as_ref().map(|m| m.storage()),
         &geo,
     )?;
-    let out = Tensor::like(o, out_shape, first);
-    let lse = Tensor::like(lse, vec![geo.bh * geo.l], first);
+    let out = crate::ops::half::like(o, out_shape, first)?;
+    // The log-sum-exps stay in the compute type (f32 for half sources).
+    let lse_dtype = if first.dtype().is_half() {
+        DType::F32
+    } else {
+        first.dtype()
+    };
+    let lse = Tensor::from_storage(lse, vec![geo.bh * geo.l], lse_dtype, first.device().clone());
     let saved: Vec<Tensor> = inputs.tensors.iter().map(|t| t.detach()).collect();
     let (of, covered) = (inputs.of, inputs.covered);
     let o = out.detach();
@@ -338,7 +362,9 @@ pub(crate) fn multi_head_attention(
     let (iq, ik, iv) = (at(q.src), at(k.src), at(v.src));
     let (cq, ck, cv) = (q.col, k.col, v.col);
     let ins = crate::ops::half::with_optional(&distinct, &[attn_mask]);
-    if let Some(r) = crate::ops::half::widened(OP, &ins, |w| {
+    if half_inference(&distinct, attn_mask) {
+        // Read as they are below.
+    } else if let Some(r) = crate::ops::half::widened(OP, &ins, |w| {
         let (f, m) = crate::ops::half::split_optional(w, distinct.len(), &[attn_mask]);
         let heads_at = |i: usize, col: usize| Heads { src: &f[i], col };
         multi_head_attention(

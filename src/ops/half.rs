@@ -288,6 +288,22 @@ fn half_path<T: Outputs>(
     })())
 }
 
+/// True for half-precision inference on the GPU: `inputs` of one half dtype on a GPU, no
+/// autocast, and no backward to run (grad mode off, or nothing requires a gradient).
+/// Ops whose kernels read half inputs only then (attention, layer norm) skip the `f32`
+/// copies of [`widened`]; with a backward to run they widen, as their backward kernels
+/// read `f32`.
+pub(crate) fn gpu_inference(inputs: &[&Tensor]) -> bool {
+    let Some(first) = inputs.first() else {
+        return false;
+    };
+    matches!(first.device(), crate::device::Device::Gpu(_))
+        && first.dtype().is_half()
+        && inputs.iter().all(|t| t.dtype() == first.dtype())
+        && crate::amp::autocast_dtype(first.device()).is_none()
+        && !(crate::autograd::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad()))
+}
+
 /// An op's output from a primitive that read half inputs: `out` as a tensor of `like`'s
 /// dtype, rounded from the `f32` the primitive wrote when `like` is half (one exact
 /// rounding, on the device that holds it). `f32` and `f64` ops pass through.

@@ -140,11 +140,18 @@ pub fn layer_norm(
     eps: f64,
 ) -> Result<Tensor> {
     let ins = crate::ops::half::with_optional(&[x], &[weight, bias]);
-    if let Some(r) = crate::ops::half::widened("layer_norm", &ins, |w| {
-        let (f, o) = crate::ops::half::split_optional(w, 1, &[weight, bias]);
-        layer_norm(&f[0], normalized_shape, o[0], o[1], eps)
-    }) {
-        return r;
+    // Half inference on the GPU: the fused kernel reads the half input and affine as
+    // they are (and on the native path writes f16 itself); otherwise half inputs widen.
+    let max_row = MAX_ROW_OVERRIDE.with(Cell::get).unwrap_or(MAX_ROW);
+    let fused_rows = crate::shape::numel(normalized_shape) <= max_row && x.numel() > 0;
+    let direct = fused_rows && crate::ops::half::gpu_inference(&ins);
+    if !direct {
+        if let Some(r) = crate::ops::half::widened("layer_norm", &ins, |w| {
+            let (f, o) = crate::ops::half::split_optional(w, 1, &[weight, bias]);
+            layer_norm(&f[0], normalized_shape, o[0], o[1], eps)
+        }) {
+            return r;
+        }
     }
     let op = "layer_norm";
     let (rows, d) = trailing_rows(op, x, normalized_shape)?;
@@ -418,7 +425,7 @@ fn fused(x: &Tensor, call: Call) -> Result<Tensor> {
         storage(bias).as_ref(),
         &geo,
     )?;
-    let y = Tensor::like(y, x.shape().to_vec(), x);
+    let y = crate::ops::half::like(y, x.shape().to_vec(), x)?;
     let mut inputs = vec![x];
     inputs.extend(weight);
     inputs.extend(bias);

@@ -83,10 +83,19 @@ fn max_pool2d_recorded(
 ) -> Result<Tensor> {
     let like = crate::ops::half::like;
     let g = plan("max_pool2d", x, kernel, stride, padding)?;
-    let (v, i) = x.device().backend().max_pool(x.storage(), &g)?;
+    // The positions only a backward reads (inference leaves them out on the GPU).
+    let positions = crate::autograd::is_grad_enabled() && x.requires_grad();
+    let (v, i) = x.device().backend().max_pool(x.storage(), &g, positions)?;
     let y = like(v, g.out_shape(), x)?;
-    let idx = Tensor::from_storage(i, g.out_shape(), DType::U32, x.device().clone());
+    // Recorded exactly when `positions` holds (grad mode on, x requiring a gradient).
+    let idx =
+        positions.then(|| Tensor::from_storage(i, g.out_shape(), DType::U32, x.device().clone()));
     Ok(record(y, "max_pool2d", &[x], move |grad| {
+        let Some(idx) = &idx else {
+            return Err(crate::error::Error::Autograd(
+                "max_pool2d: a backward without saved positions (a wgrad bug)".into(),
+            ));
+        };
         let dx = grad
             .device()
             .backend()

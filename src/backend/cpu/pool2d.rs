@@ -7,7 +7,7 @@ use crate::backend::{Pool2d, Storage};
 use crate::error::Result;
 
 impl Pool2d for CpuBackend {
-    fn max_pool(&self, x: &Storage, g: &Pool) -> Result<(Storage, Storage)> {
+    fn max_pool(&self, x: &Storage, g: &Pool, _positions: bool) -> Result<(Storage, Storage)> {
         let x = crate::backend::half::cpu_f32(x);
         let (v, i) = match &*x.cpu("pool2d")?.read() {
             CpuData::F32(d) => {

@@ -348,23 +348,38 @@ impl Attention for Arc<GpuContext> {
         mask: Option<&Storage>,
         g: &AttentionGeometry,
     ) -> Result<(Storage, Storage)> {
-        let (q, k, v) = (gpu(q)?, gpu(k)?, gpu(v)?);
+        // Half sources (inference) are read as they are; native f16 ones give a native
+        // f16 output.
+        let (ins, io) = super::half_io::inputs("scaled_dot_product_attention", &[q, k, v])?;
+        let (q, k, v) = (ins[0], ins[1], ins[2]);
         // Without a mask the mask binding holds q, which the kernel never reads.
         let m = match mask {
             Some(m) => gpu(m)?,
             None => q,
         };
-        let out = gpu_alloc(self, g.bh * g.l * g.ev)?;
+        let (out, io) = super::half_io::output(self, io, g.bh * g.l * g.ev)?;
         let lse = gpu_alloc(self, g.bh * g.l)?;
         let fwd = launch(self, Pass::Forward, g);
+        let bufs = [
+            q,
+            k,
+            v,
+            out.buffer("scaled_dot_product_attention")?,
+            &lse,
+            m,
+        ];
+        let work = Work {
+            io,
+            ..fwd.work(g.s)
+        };
         self.launch_with(
             fwd.kernel,
             &fwd.params(g, g.l),
-            &[q, k, v, &out, &lse, m],
+            &bufs,
             fwd.groups(g, g.l),
-            fwd.work(g.s),
+            work,
         );
-        Ok((Storage::Gpu(Arc::new(out)), Storage::Gpu(Arc::new(lse))))
+        Ok((out, Storage::Gpu(Arc::new(lse))))
     }
 
     fn attention_backward(

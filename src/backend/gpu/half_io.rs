@@ -72,9 +72,20 @@ pub(crate) fn output(
     }
 }
 
+/// True when all three inputs of `io` are native `f16`.
+pub(crate) fn all_native(io: u32) -> bool {
+    native_operands(io) && Fmt::of(io >> 4) == Fmt::F16Native
+}
+
 /// True when both operands `x0` and `x1` of `io` are native `f16`.
 pub(crate) fn native_operands(io: u32) -> bool {
     Fmt::of(io) == Fmt::F16Native && Fmt::of(io >> 2) == Fmt::F16Native
+}
+
+/// `io` with the slot `y1` holding native `f16` elements (bits 8-9): a product's residual
+/// addend, read (and never written) by its epilogue.
+pub(crate) fn with_native_y1(io: u32) -> u32 {
+    io | (Fmt::F16Native as u32) << 8
 }
 
 /// True when `io` has `y0` hold native `f16` elements.
@@ -141,6 +152,7 @@ pub(crate) fn describe(io: u32) -> String {
             Some(format!("x{i} {name}"))
         })
         .chain(native_out(io).then(|| "y0 f16*".to_string()))
+        .chain((Fmt::of(io >> 8) == Fmt::F16Native).then(|| "y1 f16*".to_string()))
         .collect();
     if parts.is_empty() {
         String::new()
@@ -267,14 +279,19 @@ pub(crate) fn rewrite(prelude: &str, body: &str, io: u32) -> String {
              fn hio_{v}1(i: u32) -> f32 {{ return {one_v}; }}\n"
         );
     }
-    if native_out(io) {
+    let y1 = Fmt::of(io >> 8) == Fmt::F16Native;
+    if native_out(io) || y1 {
         native = true;
-        prelude = prelude.replace(
-            "var<storage, read_write> y0: array<f32>;",
-            "var<storage, read_write> y0: array<f16>;",
-        );
-        body = stores_to_calls(&body, "y0", "hio_y0");
         loaders += NARROW;
+    }
+    for (slot, on) in [("y0", native_out(io)), ("y1", y1)] {
+        if on {
+            prelude = prelude.replace(
+                &format!("var<storage, read_write> {slot}: array<f32>;"),
+                &format!("var<storage, read_write> {slot}: array<f16>;"),
+            );
+            body = stores_to_calls(&body, slot, "hio_y0");
+        }
     }
     let enable = if native { "enable f16;\n" } else { "" };
     format!("{enable}{prelude}\n{loaders}\n{body}")

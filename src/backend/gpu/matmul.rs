@@ -442,6 +442,21 @@ impl Product {
         let (ins, mut io) = super::half_io::inputs("matmul", ins)?;
         let half_out =
             want_half && splits == 1 && plan.passes == 1 && super::half_io::native_operands(io);
+        // A half addend is read through y1 as native f16 on the native output path, and
+        // widened to f32 otherwise.
+        let widened_addend = match epi.addend {
+            Some((a @ Storage::Half(_), off)) if !half_out => {
+                Some(super::half::f32_of(g, a, off + batches * m * n)?)
+            }
+            _ => None,
+        };
+        let addend = match (&widened_addend, epi.addend) {
+            (Some(w), Some((_, off))) => Some((w, off)),
+            (_, a) => a,
+        };
+        if matches!(addend, Some((Storage::Half(_), _))) {
+            io = super::half_io::with_native_y1(io);
+        }
         let out = match epi.out {
             Some((t, _)) => t.clone(),
             None if half_out => {
@@ -470,8 +485,7 @@ impl Product {
             }
             _ => None,
         };
-        let y1 = epi
-            .addend
+        let y1 = addend
             .map(|(t, _)| t)
             .or(epi.pre)
             .or(partial_rows.as_ref())

@@ -125,18 +125,19 @@ impl Norm for Arc<GpuContext> {
         bias: Option<&Storage>,
         geo: &NormGeo,
     ) -> Result<(Storage, Storage)> {
-        let xb = x.gpu(OP)?;
-        let (w, b) = (buf_or(weight, xb)?, buf_or(bias, xb)?);
-        let y = gpu_alloc(self, geo.numel())?;
+        // Half inputs (inference) are read as they are; a native f16 input gives a
+        // native f16 output. An absent weight or bias binds the input.
+        let ins = [x, weight.unwrap_or(x), bias.unwrap_or(x)];
+        let (ins, io) = super::half_io::inputs(OP, &ins)?;
+        let (y, io) = super::half_io::output(self, io, geo.numel())?;
         let stats = gpu_alloc(self, 2 * geo.rows)?;
-        self.launch_with(
-            FWD,
-            &params(geo),
-            &[xb, w, b, &y, &stats],
-            row_groups(geo),
-            row_work(geo),
-        );
-        Ok((Storage::new_gpu(y), Storage::new_gpu(stats)))
+        let bufs = [ins[0], ins[1], ins[2], y.buffer(OP)?, &stats];
+        let work = Work {
+            io,
+            ..row_work(geo)
+        };
+        self.launch_with(FWD, &params(geo), &bufs, row_groups(geo), work);
+        Ok((y, Storage::new_gpu(stats)))
     }
 
     fn norm_rows_backward(

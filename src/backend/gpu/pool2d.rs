@@ -41,6 +41,14 @@ params! {
         pw: u32,
         /// 1: adaptive average pooling's windows.
         adaptive: u32,
+        /// 1: max pooling writes each maximum's position (a backward reads them).
+        positions: u32,
+        /// Padding.
+        _pad0: u32,
+        /// Padding.
+        _pad1: u32,
+        /// Padding.
+        _pad2: u32,
     }
 }
 const MAX_FWD: &Kernel = kernel!(
@@ -89,6 +97,8 @@ fn params(g: &Pool) -> PoolParams {
         ph: u(g.p.0),
         pw: u(g.p.1),
         adaptive: g.adaptive as u32,
+        positions: 1,
+        ..Default::default()
     }
 }
 
@@ -118,19 +128,24 @@ fn covering_work(g: &Pool) -> Work {
 }
 
 impl Pool2d for Arc<GpuContext> {
-    fn max_pool(&self, x: &Storage, g: &Pool) -> Result<(Storage, Storage)> {
+    fn max_pool(&self, x: &Storage, g: &Pool, positions: bool) -> Result<(Storage, Storage)> {
         let n = shape::numel(&g.out_shape());
         // A half input is read as it is; a native f16 one gives a native f16 output (a
         // maximum is one of the inputs: exact).
         let (ins, io) = half_io::inputs("pool2d", &[x])?;
         let (v, io) = half_io::output(self, io, n)?;
-        let i = gpu_alloc(self, n)?;
+        // Inference skips the positions: a one-word stand-in is bound, never written.
+        let i = gpu_alloc(self, if positions { n } else { 1 })?;
         let bufs = [ins[0], v.buffer("pool2d")?, &i];
         let work = Work {
             io,
             ..window_work(g)
         };
-        self.launch_with(MAX_FWD, &params(g), &bufs, groups_1d(n), work);
+        let p = PoolParams {
+            positions: positions as u32,
+            ..params(g)
+        };
+        self.launch_with(MAX_FWD, &p, &bufs, groups_1d(n), work);
         Ok((v, Storage::new_gpu(i)))
     }
 
