@@ -242,10 +242,10 @@ fn native_f16_outputs_round_exactly_at_the_edges() {
 
 /// Half attention in inference reads its sources as they are (and on the native path
 /// writes f16 itself): the same bits as the widened path a backward takes, on both GPU
-/// paths, without the widened path's f32 copies.
+/// paths and in bf16, without the widened path's f32 copies.
 #[test]
 fn half_attention_inference_reads_half_sources() {
-    for native in [true, false] {
+    for (native, dtype) in [(true, DType::F16), (false, DType::F16), (true, DType::BF16)] {
         let dev = Device::gpu_with(GpuOptions {
             native_f16: native,
             ..GpuOptions::from_env()
@@ -255,14 +255,14 @@ fn half_attention_inference_reads_half_sources() {
             unreachable!()
         };
         let mha = wgrad::nn::MultiheadAttention::new(&dev, 32, 4).unwrap();
-        mha.to_dtype(DType::F16).unwrap();
+        mha.to_dtype(dtype).unwrap();
         let x = Tensor::randn_seeded(&[4, 16, 32], 5, &dev)
             .unwrap()
-            .half()
+            .to_dtype(dtype)
             .unwrap();
         let q = Tensor::randn_seeded(&[4, 2, 16, 8], 6, &dev)
             .unwrap()
-            .half()
+            .to_dtype(dtype)
             .unwrap();
         let mask = Tensor::from_vec(
             (0..16 * 16)
@@ -292,13 +292,13 @@ fn half_attention_inference_reads_half_sources() {
         let qg = q.detach().requires_grad_(true).unwrap();
         let (a, rise_a) = peak(&infer_mha);
         let (b, rise_b) = peak(&train_mha);
-        assert_eq!(a, b, "multi-head attention, native {native}");
+        assert_eq!(a, b, "multi-head attention, native {native} {dtype:?}");
         assert!(rise_a < rise_b, "no f32 copies: {rise_a} vs {rise_b} bytes");
         let (a, _) = peak(&|| no_grad(|| sdpa(&q)));
         let (b, _) = peak(&|| sdpa(&qg));
         assert_eq!(
             a, b,
-            "scaled-dot-product attention with a mask, native {native}"
+            "scaled-dot-product attention with a mask, native {native} {dtype:?}"
         );
     }
 }
@@ -391,7 +391,7 @@ fn half_transformer_inference_agrees_on_both_paths() {
 #[test]
 fn max_pooling_for_inference_skips_the_positions() {
     let dev = common::gpu();
-    for dtype in [DType::F32, DType::F16] {
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
         let x = Tensor::randn_seeded(&[2, 3, 9, 8], 4, &dev)
             .unwrap()
             .to_dtype(dtype)
