@@ -149,16 +149,14 @@ pub fn scaled_dot_product_attention_with_key(
     key: RngKey,
 ) -> Result<Tensor> {
     let ins = crate::ops::half::with_optional(&[q, k, v], &[attn_mask]);
-    let widened = || {
-        crate::ops::half::widened("scaled_dot_product_attention", &ins, |w| {
+    // Half inference on the GPU reads the half sources as they are (below).
+    if !half_inference(&[q, k, v], attn_mask) {
+        if let Some(r) = crate::ops::half::widened("scaled_dot_product_attention", &ins, |w| {
             let (f, o) = crate::ops::half::split_optional(w, 3, &[attn_mask]);
             scaled_dot_product_attention_with_key(
                 &f[0], &f[1], &f[2], o[0], dropout_p, is_causal, scale, key,
             )
-        })
-    };
-    if !half_inference(&[q, k, v], attn_mask) {
-        if let Some(r) = widened() {
+        }) {
             return r;
         }
     }
@@ -247,8 +245,6 @@ struct Inputs<'a> {
     covered: Vec<bool>,
 }
 
-/// Runs the checked call and records its backward (one gradient per input tensor, the
-/// operands' parts written in place at their layouts: no copies to split or merge heads).
 /// Half-precision inference on the GPU without a float mask
 /// ([`crate::ops::half::gpu_inference`]): the kernel then reads the sources as they are
 /// and, on the native path, writes a 16-bit output; otherwise half sources are widened.
@@ -256,6 +252,8 @@ fn half_inference(sources: &[&Tensor], mask: Option<&Tensor>) -> bool {
     crate::ops::half::gpu_inference(sources) && mask.is_none_or(|m| m.dtype() == DType::U32)
 }
 
+/// Runs the checked call and records its backward (one gradient per input tensor, the
+/// operands' parts written in place at their layouts: no copies to split or merge heads).
 fn run(
     inputs: Inputs<'_>,
     geo: AttentionGeometry,

@@ -132,13 +132,15 @@ impl DeviceSteps {
 
     /// Writes parameter `i`'s count into a state dict under `key`: the host's `host` as
     /// a scalar, or while the counts live on the device a 0-d tensor (nothing read back).
+    /// (Should the view fail, which a valid index cannot, the whole counts tensor goes
+    /// under `key`: loading then names the key, where a stale host count would be
+    /// silently wrong.)
     pub(crate) fn emit(&self, st: &mut OptimizerState, key: String, i: usize, host: super::Scalar) {
-        let dev = self
-            .counts
-            .as_ref()
-            .and_then(|c| c.narrow(0, i, 1).and_then(|t| t.reshape(&[])).ok());
-        match dev {
-            Some(t) => st.tensor(key, t),
+        match &self.counts {
+            Some(c) => match c.narrow(0, i, 1).and_then(|t| t.reshape(&[])) {
+                Ok(t) => st.tensor(key, t),
+                Err(_) => st.tensor(key, c.clone()),
+            },
             None => st.scalar(key, host),
         }
     }
