@@ -179,40 +179,28 @@ fn hio_f16(w: u32) -> f32 {
 fn hio_bf16(w: u32) -> f32 { return bitcast<f32>((w & 0xffffu) << 16u); }
 ";
 
-/// Exact rounding of an `f32` to native `f16` for the output slot: the pack kernel's
-/// integer steps give the `f16` pattern, whose value (widened exactly) converts to `f16`
-/// without rounding, as WGSL's conversion of a representable value is exact.
+/// The output slot's rounding of an `f32` to native `f16`: `shaders/half.wgsl`'s
+/// integer steps (`hf_f16_from_f32`, the pack kernel's; taken from that file, so the
+/// math is written once) give the `f16` pattern, whose value (widened exactly) converts
+/// to `f16` without rounding, as WGSL's conversion of a representable value is exact.
 const NARROW: &str = "
-fn hio_f16_bits(b: u32) -> u32 {
-    let sign = (b >> 16u) & 0x8000u;
-    let e = (b >> 23u) & 0xffu;
-    let m = b & 0x7fffffu;
-    if (e == 0xffu) {
-        return select(sign | 0x7c00u, sign | 0x7e00u | (m >> 13u), m != 0u);
-    }
-    let exp = i32(e) - 127;
-    if (exp > 15) { return sign | 0x7c00u; }
-    if (exp >= -14) {
-        let hm = m >> 13u;
-        let rest = m & 0x1fffu;
-        var h = sign | (u32(exp + 15) << 10u) | hm;
-        if (rest > 0x1000u || (rest == 0x1000u && (hm & 1u) == 1u)) { h = h + 1u; }
-        return h;
-    }
-    if (exp < -25) { return sign; }
-    let full = m | 0x800000u;
-    let shift = u32(-exp - 1);
-    let hm = full >> shift;
-    let rest = full & ((1u << shift) - 1u);
-    let halfway = 1u << (shift - 1u);
-    var h = sign | hm;
-    if (rest > halfway || (rest == halfway && (hm & 1u) == 1u)) { h = h + 1u; }
-    return h;
-}
 fn hio_y0(v: f32) -> f16 {
-    return f16(hio_f16(hio_f16_bits(bitcast<u32>(v))));
+    return f16(hio_f16(hf_f16_from_f32(bitcast<u32>(v))));
 }
 ";
+
+/// `hf_f16_from_f32` from `shaders/half.wgsl` (empty if the file no longer defines it
+/// at the start of a line with a closing brace alone on a line: a test checks).
+fn f16_rounding() -> &'static str {
+    const SRC: &str = include_str!("../../../shaders/half.wgsl");
+    let Some(start) = SRC.find("\nfn hf_f16_from_f32(") else {
+        return "";
+    };
+    match SRC[start..].find("\n}\n") {
+        Some(end) => &SRC[start..start + end + 3],
+        None => "",
+    }
+}
 
 /// `prelude` and `body` compiled with the input formats of `io` (see the module
 /// documentation); the text unchanged when `io` is 0.
@@ -282,6 +270,7 @@ pub(crate) fn rewrite(prelude: &str, body: &str, io: u32) -> String {
     let y1 = Fmt::of(io >> 8) == Fmt::F16Native;
     if native_out(io) || y1 {
         native = true;
+        loaders += f16_rounding();
         loaders += NARROW;
     }
     for (slot, on) in [("y0", native_out(io)), ("y1", y1)] {
@@ -315,28 +304,31 @@ fn closing(bytes: &[u8], open: usize) -> Option<usize> {
     None
 }
 
-/// `src` with every store `name[e] = v;` (`name` a whole identifier) turned into
-/// `name[e] = func(v);`, and every other use `name[e]` into the read `f32(name[e])`.
-fn stores_to_calls(src: &str, name: &str, func: &str) -> String {
+/// The next use `name[e]` of `name` (a whole identifier, outside `//` comments) at or
+/// after `at`: where it starts, its `[` and the matching `]` (`None` when unbalanced).
+fn next_use(src: &str, name: &str, mut at: usize) -> Option<(usize, usize, Option<usize>)> {
     let bytes = src.as_bytes();
     let pat = format!("{name}[");
-    let mut out = String::with_capacity(src.len());
-    let mut at = 0;
     while let Some(found) = src[at..].find(&pat) {
         let start = at + found;
         let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-        let line_start = src[..start].rfind('\n').map_or(0, |l| l + 1);
-        let in_comment = src[line_start..start].contains("//");
-        if in_comment || (start > 0 && ident(bytes[start - 1])) {
-            out += &src[at..start + pat.len()];
+        let line = src[..start].rfind('\n').map_or(0, |l| l + 1);
+        if src[line..start].contains("//") || (start > 0 && ident(bytes[start - 1])) {
             at = start + pat.len();
             continue;
         }
         let open = start + name.len();
-        let Some(close) = closing(bytes, open) else {
-            out += &src[at..];
-            return out;
-        };
+        return Some((start, open, closing(bytes, open)));
+    }
+    None
+}
+
+/// `src` with every store `name[e] = v;` turned into `name[e] = func(v);`, and every
+/// other use `name[e]` into the read `f32(name[e])`.
+fn stores_to_calls(src: &str, name: &str, func: &str) -> String {
+    let mut out = String::with_capacity(src.len());
+    let mut at = 0;
+    while let Some((start, open, Some(close))) = next_use(src, name, at) {
         out += &src[at..start];
         let index = stores_to_calls(&src[open + 1..close], name, func);
         let rest = &src[close + 1..];
@@ -359,42 +351,11 @@ fn stores_to_calls(src: &str, name: &str, func: &str) -> String {
     out
 }
 
-/// `src` with every index expression `name[e]` (`name` a whole identifier) replaced by
-/// the call `func(e)`.
+/// `src` with every index expression `name[e]` replaced by the call `func(e)`.
 fn index_to_call(src: &str, name: &str, func: &str) -> String {
-    let bytes = src.as_bytes();
-    let pat = format!("{name}[");
     let mut out = String::with_capacity(src.len());
     let mut at = 0;
-    while let Some(found) = src[at..].find(&pat) {
-        let start = at + found;
-        let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-        if start > 0 && ident(bytes[start - 1]) {
-            out += &src[at..start + pat.len()];
-            at = start + pat.len();
-            continue;
-        }
-        let open = start + name.len();
-        let mut depth = 0usize;
-        let mut close = None;
-        for (j, &b) in bytes.iter().enumerate().skip(open) {
-            match b {
-                b'[' => depth += 1,
-                b']' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        close = Some(j);
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-        let Some(close) = close else {
-            // Unbalanced text: left as it is (the shader compiler reports it).
-            out += &src[at..];
-            return out;
-        };
+    while let Some((start, open, Some(close))) = next_use(src, name, at) {
         out += &src[at..start];
         out += func;
         out.push('(');
@@ -418,6 +379,16 @@ mod tests {
             got,
             "let a = S(i) + L(j >> 2u)[1] + x10[i] + ax0[i] + S(xi[S(k)]);"
         );
+    }
+
+    #[test]
+    fn the_output_rounding_is_the_pack_kernels() {
+        let f = f16_rounding();
+        assert!(
+            f.starts_with("\nfn hf_f16_from_f32(b: u32) -> u32 {"),
+            "{f}"
+        );
+        assert!(f.ends_with("\n}\n") && f.contains("return h;"), "{f}");
     }
 
     #[test]
