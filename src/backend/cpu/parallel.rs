@@ -1,6 +1,8 @@
-//! Splitting CPU work over threads. Scoped standard-library threads, started per call
-//! (tens of microseconds), so only work worth at least [`MIN_WORK`] is split. The count
-//! is `WGRAD_NUM_THREADS` when set, else the machine's available parallelism.
+//! Splitting CPU work over threads: a persistent `rayon` pool of [`threads`] workers,
+//! started once on first use (a job's parts go to waiting workers: no thread start per
+//! call). Only work worth at least [`MIN_WORK`] is split. The count is
+//! `WGRAD_NUM_THREADS` when set, else the machine's available parallelism. The browser
+//! build (wasm32) runs every part on the calling thread.
 
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -29,29 +31,66 @@ pub fn parts(items: usize, work: usize) -> usize {
     }
 }
 
+/// The pool the parts run on: `threads() - 1` workers beside the calling thread, which
+/// runs a part itself. `None` when the pool could not start (the parts then run one
+/// after another on the calling thread: slower, never wrong).
+#[cfg(not(target_arch = "wasm32"))]
+fn pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads().saturating_sub(1).max(1))
+            .thread_name(|i| format!("wgrad-cpu-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
+}
+
+/// Runs every job of `jobs` (the first on this thread, the rest on the pool) and returns
+/// when all have finished.
+fn run_all<'a>(mut jobs: Vec<Box<dyn FnOnce() + Send + 'a>>) {
+    if jobs.is_empty() {
+        return;
+    }
+    let first = jobs.remove(0);
+    #[cfg(not(target_arch = "wasm32"))]
+    if let Some(pool) = pool() {
+        pool.in_place_scope(|s| {
+            for job in jobs {
+                s.spawn(move |_| job());
+            }
+            first();
+        });
+        return;
+    }
+    first();
+    for job in jobs {
+        job();
+    }
+}
+
 /// Runs `f(part index, item range)` over `parts` near-equal contiguous ranges of
-/// `0..items`, the first on this thread and the rest on scoped threads.
+/// `0..items`, the first on this thread and the rest on the pool.
 pub fn for_parts(items: usize, parts: usize, f: impl Fn(usize, Range<usize>) + Sync) {
     let range = |p: usize| (p * items / parts)..((p + 1) * items / parts);
     if parts <= 1 {
         f(0, 0..items);
         return;
     }
-    std::thread::scope(|s| {
-        for p in 1..parts {
-            let f = &f;
-            s.spawn(move || f(p, range(p)));
-        }
-        f(0, range(0));
-    });
+    let f = &f;
+    let jobs = (0..parts)
+        .map(|p| Box::new(move || f(p, range(p))) as Box<dyn FnOnce() + Send + '_>)
+        .collect();
+    run_all(jobs);
 }
 
-/// A raw pointer that may cross into the scoped threads of [`for_parts`]; users
+/// A raw pointer that may cross into the pool's workers during [`for_parts`]; users
 /// guarantee that the parts write disjoint elements.
 #[derive(Clone, Copy)]
 pub struct SendPtr<T>(pub *mut T);
 // SAFETY: only used for disjoint writes from parts that all end before the owner
-// resumes (scoped threads).
+// resumes (`for_parts` returns only after every part has finished).
 unsafe impl<T> Send for SendPtr<T> {}
 unsafe impl<T> Sync for SendPtr<T> {}
 
@@ -69,20 +108,43 @@ pub fn for_blocks_mut<T: Send>(
         return;
     }
     let block = out.len() / items;
-    std::thread::scope(|s| {
-        let mut rest = out;
-        let mut first = 0;
-        for p in 0..parts {
-            let end = (p + 1) * items / parts;
-            let (mine, tail) = rest.split_at_mut((end - first) * block);
-            rest = tail;
-            let f = &f;
-            if p + 1 == parts {
-                f(first, mine);
-            } else {
-                s.spawn(move || f(first, mine));
+    let f = &f;
+    let mut jobs: Vec<Box<dyn FnOnce() + Send + '_>> = Vec::with_capacity(parts);
+    let mut rest = out;
+    let mut first = 0;
+    for p in 0..parts {
+        let end = (p + 1) * items / parts;
+        let (mine, tail) = std::mem::take(&mut rest).split_at_mut((end - first) * block);
+        rest = tail;
+        let at = first;
+        jobs.push(Box::new(move || f(at, mine)));
+        first = end;
+    }
+    run_all(jobs);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_part_runs_once_and_blocks_are_disjoint() {
+        let seen: Vec<std::sync::atomic::AtomicUsize> =
+            (0..1000).map(|_| Default::default()).collect();
+        for_parts(1000, 4, |_, r| {
+            for i in r {
+                seen[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            first = end;
-        }
-    });
+        });
+        assert!(seen
+            .iter()
+            .all(|c| c.load(std::sync::atomic::Ordering::Relaxed) == 1));
+        let mut out = vec![0usize; 12 * 5];
+        for_blocks_mut(&mut out, 12, MIN_WORK * 8, |first, run| {
+            for (k, v) in run.iter_mut().enumerate() {
+                *v = first * 5 + k;
+            }
+        });
+        assert_eq!(out, (0..60).collect::<Vec<_>>());
+    }
 }
