@@ -44,19 +44,13 @@ impl Fused for Arc<GpuContext> {
             .then(|| gpu_alloc(self, rows * out).map(Storage::new_gpu))
             .transpose()?;
         let product = Product::plain((rows, out, inp), (inp, 1), (1, inp));
-        // The addend is read through the output binding y1: f32, or native f16 as it is
-        // when the product writes native f16 (`run_epi` checks).
-        let addend = addend
-            .map(|a| match super::half_io::inputs("linear_act", &[x, w, a]) {
-                Ok((_, io)) if super::half_io::all_native(io) => Ok(a.clone()),
-                _ => super::half::f32_of(self, a, rows * out),
-            })
-            .transpose()?;
+        // The addend is read through the output binding y1 (`run_epi` widens a half one
+        // unless the product writes native f16).
         let epi = Epi {
             bias,
             act: l.act,
             pre: pre.as_ref(),
-            addend: addend.as_ref().map(|a| (a, 0)),
+            addend: addend.map(|a| (a, 0)),
             half_out: true,
             ..Epi::default()
         };

@@ -72,11 +72,6 @@ pub(crate) fn output(
     }
 }
 
-/// True when all three inputs of `io` are native `f16`.
-pub(crate) fn all_native(io: u32) -> bool {
-    native_operands(io) && Fmt::of(io >> 4) == Fmt::F16Native
-}
-
 /// True when both operands `x0` and `x1` of `io` are native `f16`.
 pub(crate) fn native_operands(io: u32) -> bool {
     Fmt::of(io) == Fmt::F16Native && Fmt::of(io >> 2) == Fmt::F16Native

@@ -168,6 +168,16 @@ fn shared(spec: &MultiSpec, guarded: bool) -> Vec<(&'static str, bool)> {
     out
 }
 
+/// How many shared buffers [`shared`] lists (no list built: launches ask per dispatch).
+fn shared_count(spec: &MultiSpec, guarded: bool) -> usize {
+    let extra = if guarded && spec.stepped.is_some() {
+        GUARD_BUFFERS.len()
+    } else {
+        0
+    };
+    spec.shared.len() + extra
+}
+
 /// The kernel of `spec` for `k` tensors (its guarded variant when `guarded`), generated
 /// and leaked once per process (there are at most [`MAX_TENSORS`] per spec and variant).
 pub(crate) fn kernel(spec: &'static MultiSpec, k: usize, guarded: bool) -> &'static Kernel {
@@ -214,7 +224,7 @@ pub(crate) fn kernel(spec: &'static MultiSpec, k: usize, guarded: bool) -> &'sta
 /// storage binding (the parameter block is a uniform one).
 pub(crate) fn tensors_per_dispatch(ctx: &GpuContext, spec: &MultiSpec, guarded: bool) -> usize {
     let bindings = ctx.max_storage_buffers();
-    let by_limits = bindings.saturating_sub(shared(spec, guarded).len()) / spec.roles.len();
+    let by_limits = bindings.saturating_sub(shared_count(spec, guarded)) / spec.roles.len();
     let mut t = by_limits.min(MAX_TENSORS);
     let cap = ctx.multi_tensor_cap();
     if cap > 0 {
@@ -334,7 +344,7 @@ pub(crate) fn launch<P: Tabled>(
     );
     assert_eq!(
         shared_buffers.len(),
-        shared(spec, guarded).len(),
+        shared_count(spec, guarded),
         "{}: shared buffers",
         spec.entry
     );
