@@ -47,7 +47,8 @@ struct Args {
     /// Which workloads to run (mlp, cnn, rnn, transformer).
     #[arg(long, value_delimiter = ',', default_values_t = ["mlp".to_string(), "cnn".to_string(), "rnn".to_string(), "transformer".to_string()])]
     workloads: Vec<String>,
-    /// Print each workload's kernels (dispatches, workgroups, bytes, GPU times).
+    /// Print each workload's kernels (dispatches, workgroups, bytes, GPU times), and on
+    /// the CPU backend its primitives' wall times and the step's split by family.
     #[arg(long)]
     profile: bool,
     /// Precision of the workloads' steps: f32; f16 or bf16 (the forward under autocast,
@@ -183,6 +184,85 @@ fn print_products(name: &str, profile: &Profile) {
     }
 }
 
+/// The family a CPU primitive belongs to, for the time split.
+fn family(kernel: &str) -> &'static str {
+    match kernel {
+        "gemm" => "products",
+        "im2col" | "col2im" => "im2col / col2im",
+        k if k.contains("pool") || k.starts_with("upsample") => "pooling",
+        "alloc" | "free" => "buffer requests and releases",
+        k if k.starts_with("linear_act") || k.starts_with("conv_act") => {
+            "bias + activation of fused layers"
+        }
+        k if k.ends_with("_step") || k == "count_steps" || k.starts_with("clip_grad") => {
+            "optimizer"
+        }
+        k if k.starts_with("unary")
+            || k.starts_with("binary")
+            || k.starts_with("prelu")
+            || k == "compare"
+            || k == "masked"
+            || k.starts_with("where") =>
+        {
+            "elementwise"
+        }
+        k if k.starts_with("softmax") || k.starts_with("cross_entropy") => "softmax and loss",
+        k if k.starts_with("sum") || k == "spread" || k.starts_with("max") => "reductions",
+        k if k.starts_with("recurrence") || k.contains("cell") => "recurrent cells",
+        k if k.starts_with("attention") => "attention (besides its products)",
+        k if k.contains("norm") => "normalisation",
+        _ => "layout, copies and the rest",
+    }
+}
+
+/// One profiled CPU step of `step`: its time split by primitive family (own wall time,
+/// with the rest of `step_ms` as graph bookkeeping above the backend), and the profile.
+fn cpu_split(
+    step: &mut wgrad::workloads::TrainStep,
+    cpu: &Device,
+    step_ms: f64,
+) -> anyhow::Result<(String, Profile)> {
+    // The median of 5 profiled steps per family (a profiled step runs as a plain one).
+    let mut runs = Vec::new();
+    let mut last = Profile::default();
+    for _ in 0..5 {
+        let (done, p) = cpu.profile(|| step.step())?;
+        done?;
+        let mut fam: std::collections::BTreeMap<&'static str, f64> = Default::default();
+        for d in &p.dispatches {
+            *fam.entry(family(&d.kernel)).or_default() += d.gpu_ns.unwrap_or(0.0) / 1e6;
+        }
+        runs.push(fam);
+        last = p;
+    }
+    let mut names: Vec<&'static str> = runs.iter().flat_map(|f| f.keys().copied()).collect();
+    names.sort();
+    names.dedup();
+    let mut rows: Vec<(&str, f64)> = names
+        .iter()
+        .map(|n| {
+            let mut v: Vec<f64> = runs.iter().map(|f| *f.get(n).unwrap_or(&0.0)).collect();
+            (*n, median(&mut v))
+        })
+        .collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let inside: f64 = rows.iter().map(|r| r.1).sum();
+    let mut out = String::new();
+    for (n, ms) in rows.iter().copied().chain([(
+        "graph bookkeeping above the backend",
+        (step_ms - inside).max(0.0),
+    )]) {
+        out += &format!("  {n:<40} {ms:>8.3} ms {:>5.1}%\n", 100.0 * ms / step_ms);
+    }
+    let (useful, _) = last.flops();
+    out += &format!(
+        "  (step {step_ms:.3} ms median; products {:.1} MFLOP, {:.1} GFLOP/s over the step)\n",
+        useful as f64 / 1e6,
+        useful as f64 / (step_ms * 1e6)
+    );
+    Ok((out, last))
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let gpu = Device::gpu()?;
@@ -222,6 +302,7 @@ fn main() -> anyhow::Result<()> {
         "workload", "CPU", "GPU", "GPU/CPU", "dispatches/step", "useful FLOPs"
     );
     let mut details = Vec::new();
+    let mut cpu_profiles = Vec::new();
     for name in &args.workloads {
         let workload = Workload::ALL
             .into_iter()
@@ -236,6 +317,9 @@ fn main() -> anyhow::Result<()> {
             dev.manual_seed(0);
             let mut step = build(workload, &args.dtype, dev)?;
             ms[i] = step.median_ms(args.warmup, args.steps)?;
+            if !dev.is_gpu() && args.profile {
+                cpu_profiles.push((workload.name(), cpu_split(&mut step, &cpu, ms[0])?));
+            }
             if dev.is_gpu() {
                 let before = dev.counters().dispatches;
                 step.step()?;
@@ -346,6 +430,9 @@ fn main() -> anyhow::Result<()> {
         if args.profile {
             println!("{profile}");
         }
+    }
+    for (name, (split, profile)) in &cpu_profiles {
+        println!("\n{name} on the CPU backend, where a step's wall time goes:\n{split}{profile}");
     }
     if let Some(path) = &args.json {
         let doc = json!({

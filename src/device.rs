@@ -196,8 +196,11 @@ impl Device {
     /// the profile returns. Only the calling thread's dispatches are recorded, so the
     /// profile holds exactly `f`'s work even while other threads use the same device
     /// (their GPU time may still overlap `f`'s). One profile records on a device at a
-    /// time: a second, from any thread, is an [`Error::Argument`]. On the CPU the
-    /// profile is empty.
+    /// time: a second, from any thread, is an [`Error::Argument`]. On the CPU each record
+    /// is one backend primitive the calling thread ran (a product, an im2col, a buffer
+    /// request or release) with its own wall time in place of the GPU time; the step's
+    /// wall time less their sum is graph bookkeeping above the backend. The browser's
+    /// CPU profile is empty (it has no clock).
     ///
     /// ```
     /// use wgrad::prelude::*;
@@ -211,13 +214,11 @@ impl Device {
     /// ```
     pub fn profile<R>(&self, f: impl FnOnce() -> R) -> Result<(R, Profile)> {
         match self {
-            Device::Cpu => Ok((
-                f(),
-                Profile {
-                    device: "cpu".into(),
-                    ..Default::default()
-                },
-            )),
+            Device::Cpu => {
+                let recorder = crate::backend::cpu::profile::begin()?;
+                let out = f();
+                Ok((out, recorder.finish()))
+            }
             Device::Gpu(g) => {
                 g.begin_profile()?;
                 let out = f();

@@ -10,6 +10,7 @@ mod common;
 
 use wgrad::backend::gpu::matmul_plan::MAX_K_PER_GROUP;
 use wgrad::nn::Act;
+use wgrad::ops::conv2d::ConvOptions;
 use wgrad::prelude::*;
 use wgrad::workloads::Workload;
 
@@ -157,14 +158,84 @@ fn a_profile_ignores_other_threads_work() {
     });
 }
 
+/// A CPU profile records each backend primitive the calling thread ran, with its own
+/// wall time: a product with its FLOPs, a fused convolution with its products', the
+/// buffer requests; it refuses to nest, and a panic inside one does not wedge the next.
 #[test]
-fn a_cpu_profile_is_empty() {
+fn a_cpu_profile_times_each_primitive() {
     let cpu = Device::cpu();
     let x = Tensor::ones(&[10], &cpu).unwrap();
     let (s, p) = cpu.profile(|| x.sum().unwrap()).unwrap();
     assert_eq!(s.item().unwrap(), 10.0);
-    assert!(p.dispatches.is_empty() && !p.timestamps);
+    assert!(p.timestamps);
+    let ops = |p: &wgrad::Profile| -> Vec<String> {
+        p.dispatches
+            .iter()
+            .filter(|d| !["alloc", "free"].contains(&d.kernel.as_str()))
+            .map(|d| d.kernel.clone())
+            .collect()
+    };
+    assert_eq!(ops(&p), ["sum"], "{p}");
+    assert!(p
+        .dispatches
+        .iter()
+        .all(|d| d.gpu_ns.is_some_and(|ns| ns >= 0.0)));
     assert_eq!(p.useful_fraction(), None);
+
+    let img = Tensor::randn_seeded(&[4, 3, 10, 10], 1, &cpu).unwrap();
+    let k = Tensor::randn_seeded(&[8, 3, 3, 3], 2, &cpu)
+        .unwrap()
+        .requires_grad_(true)
+        .unwrap();
+    let a = Tensor::randn_seeded(&[16, 32], 3, &cpu).unwrap();
+    let b = Tensor::randn_seeded(&[32, 8], 4, &cpu).unwrap();
+    let o = ConvOptions {
+        padding: (1, 1),
+        ..ConvOptions::default()
+    };
+    let ((), p) = cpu
+        .profile(|| {
+            let y = wgrad::ops::conv2d::conv2d_act(&img, &k, None, o, Act::Relu).unwrap();
+            y.max_pool2d((2, 2), (2, 2), (0, 0))
+                .unwrap()
+                .sum()
+                .unwrap()
+                .backward()
+                .unwrap();
+            drop(a.matmul(&b).unwrap());
+        })
+        .unwrap();
+    let kernels: Vec<&str> = p.dispatches.iter().map(|d| d.kernel.as_str()).collect();
+    for want in [
+        "conv_act",
+        "conv_act_backward",
+        "max_pool",
+        "max_pool_backward",
+        "gemm",
+    ] {
+        assert!(kernels.contains(&want), "{want} missing from {kernels:?}");
+    }
+    let flops = |name: &str| -> u64 {
+        p.dispatches
+            .iter()
+            .filter(|d| d.kernel == name)
+            .map(|d| d.useful_flops)
+            .sum()
+    };
+    // 8 x 100 outputs of 27 taps per image, 4 images; the backward needs only dW.
+    assert_eq!(flops("conv_act"), 2 * 8 * 100 * 27 * 4);
+    assert_eq!(flops("conv_act_backward"), 2 * 8 * 100 * 27 * 4);
+    assert_eq!(flops("gemm"), 2 * 16 * 32 * 8);
+    assert!(p.dispatches.iter().all(|d| d.gpu_ns.is_some()));
+    assert!(p.to_string().contains("CPU ms"), "{p}");
+
+    let nested = cpu.profile(|| cpu.profile(|| ()).map(|_| ())).unwrap().0;
+    assert!(nested.is_err(), "CPU profiles do not nest");
+    let panicked =
+        std::panic::catch_unwind(|| Device::cpu().profile(|| panic!("inside a profile")));
+    assert!(panicked.is_err());
+    let ((), p) = cpu.profile(|| drop(x.sum().unwrap())).unwrap();
+    assert_eq!(ops(&p), ["sum"], "a profile after a panic records again");
 }
 
 /// The kernels (with their override values) that the registry's products, the fused

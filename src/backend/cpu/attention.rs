@@ -47,6 +47,7 @@ impl Attention for CpuBackend {
         mask: Option<&Storage>,
         geo: &AttentionGeometry,
     ) -> Result<(Storage, Storage)> {
+        let _span = super::profile::span("attention");
         let op = "scaled_dot_product_attention";
         let mask = mask
             .map(|m| cpu(m, op).map(|m| m.read().to_f64_vec()))
@@ -75,6 +76,7 @@ impl Attention for CpuBackend {
         geo: &AttentionGeometry,
         grads: [&Storage; 3],
     ) -> Result<()> {
+        let _span = super::profile::span("attention_backward");
         let op = "scaled_dot_product_attention";
         let mask = mask
             .map(|m| cpu(m, op).map(|m| m.read().to_f64_vec()))

@@ -9,6 +9,7 @@ use crate::error::Result;
 
 impl Augment for CpuBackend {
     fn geometric(&self, x: &Storage, dims: [usize; 7], moves: &[ImageMove]) -> Result<Storage> {
+        let _span = super::profile::span("geometric");
         let Storage::Cpu(x) = x else {
             return wrong_backend("augment");
         };

@@ -20,6 +20,7 @@ fn not_float<T>() -> Result<T> {
 
 impl BatchNorm for CpuBackend {
     fn batch_norm_stats(&self, x: &Storage, ch: BnChannels, p: &Plan) -> Result<Storage> {
+        let _span = super::profile::span("batch_norm_stats");
         let host = |t: Option<&Storage>| -> Result<Option<Vec<f64>>> {
             t.map(|t| Ok(t.cpu(OP)?.read().to_f64_vec())).transpose()
         };
@@ -70,6 +71,7 @@ impl BatchNorm for CpuBackend {
     }
 
     fn batch_norm(&self, x: &Storage, stats: &Storage, p: &Plan) -> Result<Storage> {
+        let _span = super::profile::span("batch_norm");
         let s = stats.cpu(OP)?.read().to_f64_vec();
         Ok(Storage::new_cpu(map_float!(&*x.cpu(OP)?.read(), |v: T| {
             normalize_cpu(v, p, &s)
@@ -84,6 +86,7 @@ impl BatchNorm for CpuBackend {
         p: &Plan,
         need: [bool; 3],
     ) -> Result<[Option<Storage>; 3]> {
+        let _span = super::profile::span("batch_norm_backward");
         let [need_dx, need_dw, need_db] = need;
         let s = stats.cpu(OP)?.read().to_f64_vec();
         let (xd, gd) = (x.cpu(OP)?.read(), g.cpu(OP)?.read());

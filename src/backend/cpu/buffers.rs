@@ -24,6 +24,7 @@ impl Buffers for CpuBackend {
     }
 
     fn take(&self, x: &Storage, start: usize, len: usize) -> Result<Storage> {
+        let _span = super::profile::span("take");
         let d = x.cpu("take")?.read();
         range("take", start, len, d.len())?;
         Ok(Storage::new_cpu(match &*d {
@@ -34,6 +35,7 @@ impl Buffers for CpuBackend {
     }
 
     fn alloc_like(&self, like: &Storage, len: usize) -> Result<Storage> {
+        let _span = super::profile::span("alloc_like");
         Ok(Storage::new_cpu(match &*like.cpu("alloc")?.read() {
             CpuData::F32(_) => CpuData::F32(pool::filled(len, 0.0)),
             CpuData::F64(_) => CpuData::F64(pool::filled(len, 0.0)),
@@ -61,6 +63,7 @@ impl Buffers for CpuBackend {
     }
 
     fn put(&self, dst: &Storage, at: usize, src: &Storage, len: usize) -> Result<()> {
+        let _span = super::profile::span("put");
         if dst.same_as(src) {
             return arg_err("put", "a storage cannot be copied into itself");
         }

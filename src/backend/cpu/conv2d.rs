@@ -10,6 +10,7 @@ use crate::error::Result;
 
 impl Conv for CpuBackend {
     fn im2col(&self, x: &Storage, g: &Geometry) -> Result<Storage> {
+        let _span = super::profile::span("im2col");
         Ok(Storage::new_cpu(map_float!(
             &*x.cpu("im2col")?.read(),
             |v: T| im2col_cpu(g, v)
@@ -17,6 +18,7 @@ impl Conv for CpuBackend {
     }
 
     fn col2im(&self, cols: &Storage, g: &Geometry) -> Result<Storage> {
+        let _span = super::profile::span("col2im");
         Ok(Storage::new_cpu(map_float!(
             &*cols.cpu("col2im")?.read(),
             |v: T| col2im_cpu(g, v)
@@ -77,24 +79,49 @@ fn for_each_run(g: &Geometry, mut f: impl FnMut(usize, usize, usize)) {
     }
 }
 
+/// The columns `[C kh kw, Ho Wo]` of one image `x` into `cols`, whose entries that read
+/// padding are left as they are (zero in a fresh buffer, and still zero in one this
+/// geometry filled before: the same entries are skipped every time). `one` has `n = 1`.
+pub(crate) fn unfold_one<T: Float>(one: &Geometry, x: &[T], cols: &mut [T]) {
+    let sw = one.stride.1;
+    for_each_run(one, |col, img, len| {
+        let dst = &mut cols[col..col + len];
+        if sw == 1 {
+            dst.copy_from_slice(&x[img..img + len]);
+        } else {
+            for (t, d) in dst.iter_mut().enumerate() {
+                *d = x[img + t * sw];
+            }
+        }
+    });
+}
+
+/// Adds one image's columns `cols` into the image `img_out` (overlaps summed). `one`
+/// has `n = 1`.
+pub(crate) fn fold_one<T: Float>(one: &Geometry, cols: &[T], img_out: &mut [T]) {
+    let sw = one.stride.1;
+    for_each_run(one, |col, img, len| {
+        let src = &cols[col..col + len];
+        if sw == 1 {
+            for (d, &v) in img_out[img..img + len].iter_mut().zip(src) {
+                *d += v;
+            }
+        } else {
+            for (t, &v) in src.iter().enumerate() {
+                img_out[img + t * sw] += v;
+            }
+        }
+    });
+}
+
 fn im2col_cpu<T: Float>(g: &Geometry, x: &[T]) -> Vec<T> {
     let mut out = pool::filled(g.n * g.c * g.kk() * g.ho * g.wo, T::zero());
-    let (sw, image) = (g.stride.1, g.c * g.h * g.w);
+    let image = g.c * g.h * g.w;
     let one = Geometry { n: 1, ..*g };
     parallel::for_blocks_mut(&mut out, g.n, x.len() * g.kk(), |first, part| {
         let per = (g.c * g.kk() * g.ho * g.wo).max(1);
         for (i, cols) in part.chunks_exact_mut(per).enumerate() {
-            let x = &x[(first + i) * image..(first + i + 1) * image];
-            for_each_run(&one, |col, img, len| {
-                let dst = &mut cols[col..col + len];
-                if sw == 1 {
-                    dst.copy_from_slice(&x[img..img + len]);
-                } else {
-                    for (t, d) in dst.iter_mut().enumerate() {
-                        *d = x[img + t * sw];
-                    }
-                }
-            });
+            unfold_one(&one, &x[(first + i) * image..(first + i + 1) * image], cols);
         }
     });
     out
@@ -102,23 +129,15 @@ fn im2col_cpu<T: Float>(g: &Geometry, x: &[T]) -> Vec<T> {
 
 fn col2im_cpu<T: Float>(g: &Geometry, cols: &[T]) -> Vec<T> {
     let mut out = pool::filled(g.n * g.c * g.h * g.w, T::zero());
-    let (sw, per) = (g.stride.1, g.c * g.kk() * g.ho * g.wo);
+    let per = g.c * g.kk() * g.ho * g.wo;
     let one = Geometry { n: 1, ..*g };
     parallel::for_blocks_mut(&mut out, g.n, cols.len(), |first, part| {
         for (i, img_out) in part.chunks_exact_mut((g.c * g.h * g.w).max(1)).enumerate() {
-            let cols = &cols[(first + i) * per..(first + i + 1) * per];
-            for_each_run(&one, |col, img, len| {
-                let src = &cols[col..col + len];
-                if sw == 1 {
-                    for (d, &v) in img_out[img..img + len].iter_mut().zip(src) {
-                        *d += v;
-                    }
-                } else {
-                    for (t, &v) in src.iter().enumerate() {
-                        img_out[img + t * sw] += v;
-                    }
-                }
-            });
+            fold_one(
+                &one,
+                &cols[(first + i) * per..(first + i + 1) * per],
+                img_out,
+            );
         }
     });
     out

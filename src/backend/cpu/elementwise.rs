@@ -41,12 +41,14 @@ macro_rules! float3 {
 
 impl Elementwise for CpuBackend {
     fn unary(&self, op: UnaryOp, x: &Storage, _n: usize) -> Result<Storage> {
+        let _span = super::profile::span("unary");
         let x = cpu_f32(x);
         let x = x.cpu(op.name())?.read();
         Ok(Storage::new_cpu(map_float!(&*x, |v: T| op.forward_vec(v))))
     }
 
     fn unary_backward(&self, op: UnaryOp, s: &Storage, g: &Storage, _n: usize) -> Result<Storage> {
+        let _span = super::profile::span("unary_backward");
         let (s, g) = (cpu_f32(s), cpu_f32(g));
         let (s, g) = (s.cpu(op.name())?.read(), g.cpu(op.name())?.read());
         Ok(Storage::new_cpu(
@@ -55,6 +57,7 @@ impl Elementwise for CpuBackend {
     }
 
     fn prelu(&self, x: &Storage, w: &Storage, geo: PreluGeo) -> Result<Storage> {
+        let _span = super::profile::span("prelu");
         let (x, w) = (x.cpu("prelu")?.read(), w.cpu("prelu")?.read());
         let channel = channel_of(geo);
         Ok(Storage::new_cpu(map_float2!(&*x, &*w, |xv, wv: T| {
@@ -72,6 +75,7 @@ impl Elementwise for CpuBackend {
         g: &Storage,
         geo: PreluGeo,
     ) -> Result<(Storage, Storage)> {
+        let _span = super::profile::span("prelu_backward");
         let (x, w, g) = (
             x.cpu("prelu")?.read(),
             w.cpu("prelu")?.read(),
@@ -95,6 +99,7 @@ impl Elementwise for CpuBackend {
     }
 
     fn binary(&self, op: BinaryOp, a: &Storage, b: &Storage, geo: &Broadcast) -> Result<Storage> {
+        let _span = super::profile::span("binary");
         let (a, b) = (cpu_f32(a), cpu_f32(b));
         let (a, b) = (a.cpu(op.name())?.read(), b.cpu(op.name())?.read());
         // One monomorphic loop per row of the table (the match is outside the loop).
@@ -118,6 +123,7 @@ impl Elementwise for CpuBackend {
         g: &Storage,
         geo: &Broadcast,
     ) -> Result<(Storage, Storage)> {
+        let _span = super::profile::span("binary_backward");
         let name = op.name();
         let (a, b, g) = (cpu_f32(a), cpu_f32(b), cpu_f32(g));
         let (a, b, g) = (
@@ -155,6 +161,7 @@ impl Elementwise for CpuBackend {
         geo: &Broadcast,
         _dtype: crate::tensor::DType,
     ) -> Result<Storage> {
+        let _span = super::profile::span("compare");
         let (a, b) = (a.cpu("compare")?.read(), b.cpu("compare")?.read());
         if let (CpuData::U32(av), CpuData::U32(bv)) = (&*a, &*b) {
             let mut out = pool::with_capacity(crate::shape::numel(&geo.out));

@@ -1,7 +1,8 @@
 //! The CPU's fused layers: a product, then one pass for the bias and activation
-//! forward, and one for the activation's derivative backward (no fused kernels). The
-//! CPU has no fused convolution: the op composes one from `conv2d` and the activation.
+//! forward, and one for the activation's derivative backward. The fused convolution
+//! (`super::conv_fused`) works one image at a time, its columns kept in cache.
 
+use super::conv_fused::{self, IntoData};
 use super::elementwise::CpuBackend;
 use super::{map_float2, pool, CpuData, Float};
 use crate::backend::half::cpu_f32;
@@ -57,13 +58,6 @@ fn deriv_cpu(g: &Storage, s: &Storage, act: Act) -> Result<Storage> {
     })))
 }
 
-/// The CPU has no fused convolution (ops ask [`Fused::fuses_conv`] first).
-fn no_fused_conv<T>() -> Result<T> {
-    Err(Error::Gpu(
-        "conv2d_act: the CPU has no fused convolution (a wgrad bug)".into(),
-    ))
-}
-
 impl Fused for CpuBackend {
     fn linear_act(
         &self,
@@ -73,6 +67,7 @@ impl Fused for CpuBackend {
         addend: Option<&Storage>,
         l: &LinearAct,
     ) -> Result<(Storage, Option<Storage>)> {
+        let _span = super::profile::span("linear_act");
         let (rows, inp, out) = (l.rows, l.inp, l.out);
         let (bias, addend) = (bias.map(cpu_f32), addend.map(cpu_f32));
         let (bias, addend) = (bias.as_deref(), addend.as_deref());
@@ -126,6 +121,7 @@ impl Fused for CpuBackend {
         l: &LinearAct,
         [need_x, need_w, need_b]: [bool; 3],
     ) -> Result<[Option<Storage>; 3]> {
+        let _span = super::profile::span("linear_act_backward");
         let (rows, inp, out) = (l.rows, l.inp, l.out);
         let auto = MatmulChoice::AUTO;
         let g = &*cpu_f32(g);
@@ -155,28 +151,87 @@ impl Fused for CpuBackend {
     }
 
     fn fuses_conv(&self) -> bool {
-        false
+        true
     }
 
     fn conv_act(
         &self,
-        _x: &Storage,
-        _w: &Storage,
-        _bias: Option<&Storage>,
-        _c: &ConvAct,
+        x: &Storage,
+        w: &Storage,
+        bias: Option<&Storage>,
+        c: &ConvAct,
     ) -> Result<(Storage, Option<Storage>)> {
-        no_fused_conv()
+        let mut span = super::profile::span("conv_act");
+        span.product(c.oc, c.hw(), c.kc(), c.geo.n);
+        let (x, w, bias) = (cpu_f32(x), cpu_f32(w), bias.map(cpu_f32));
+        let needs_input = c.act.needs_input() && c.save;
+        let in_place = if needs_input { Act::Identity } else { c.act };
+        let (xd, wd) = (x.cpu("conv2d")?.read(), w.cpu("conv2d")?.read());
+        let bd = bias.as_deref().map(|b| b.cpu("conv2d")).transpose()?;
+        let bd = bd.map(|b| b.read());
+        let y = match (&*xd, &*wd, bd.as_deref()) {
+            (CpuData::F32(x), CpuData::F32(w), None) => {
+                CpuData::F32(conv_fused::forward(c, x, w, None, in_place))
+            }
+            (CpuData::F32(x), CpuData::F32(w), Some(CpuData::F32(b))) => {
+                CpuData::F32(conv_fused::forward(c, x, w, Some(b), in_place))
+            }
+            (CpuData::F64(x), CpuData::F64(w), None) => {
+                CpuData::F64(conv_fused::forward(c, x, w, None, in_place))
+            }
+            (CpuData::F64(x), CpuData::F64(w), Some(CpuData::F64(b))) => {
+                CpuData::F64(conv_fused::forward(c, x, w, Some(b), in_place))
+            }
+            _ => return Err(conv_fused::mixed()),
+        };
+        let y = Storage::new_cpu(y);
+        // An activation that reads its input keeps the pre-activation for the backward.
+        match c.act.op().filter(|_| needs_input) {
+            Some(op) => Ok((self.unary(op, &y, c.geo.n * c.oc * c.hw())?, Some(y))),
+            None => Ok((y, None)),
+        }
     }
 
     fn conv_act_backward(
         &self,
-        _g: &Storage,
-        _saved: Option<&Storage>,
-        _x: &Storage,
-        _w: &Storage,
-        _c: &ConvAct,
-        _need: [bool; 3],
+        g: &Storage,
+        saved: Option<&Storage>,
+        x: &Storage,
+        w: &Storage,
+        c: &ConvAct,
+        need: [bool; 3],
     ) -> Result<[Option<Storage>; 3]> {
-        no_fused_conv()
+        // The products: one for the weight's gradient, one for the columns'.
+        let mut span = super::profile::span("conv_act_backward");
+        let products = need[0] as usize + need[1] as usize;
+        span.product(c.oc, c.hw(), c.kc(), c.geo.n * products);
+        let (g, x, w, saved) = (cpu_f32(g), cpu_f32(x), cpu_f32(w), saved.map(cpu_f32));
+        let (gd, xd, wd) = (
+            g.cpu("conv2d")?.read(),
+            x.cpu("conv2d")?.read(),
+            w.cpu("conv2d")?.read(),
+        );
+        let sd = saved.as_deref().map(|s| s.cpu("conv2d")).transpose()?;
+        let sd = sd.map(|s| s.read());
+        Ok(match (&*gd, &*xd, &*wd, sd.as_deref()) {
+            (CpuData::F32(g), CpuData::F32(x), CpuData::F32(w), None) => {
+                wrap(conv_fused::backward(c, g, None, x, w, need))
+            }
+            (CpuData::F32(g), CpuData::F32(x), CpuData::F32(w), Some(CpuData::F32(s))) => {
+                wrap(conv_fused::backward(c, g, Some(s), x, w, need))
+            }
+            (CpuData::F64(g), CpuData::F64(x), CpuData::F64(w), None) => {
+                wrap(conv_fused::backward(c, g, None, x, w, need))
+            }
+            (CpuData::F64(g), CpuData::F64(x), CpuData::F64(w), Some(CpuData::F64(s))) => {
+                wrap(conv_fused::backward(c, g, Some(s), x, w, need))
+            }
+            _ => return Err(conv_fused::mixed()),
+        })
     }
+}
+
+/// A backward's gradients as storages.
+fn wrap<T: IntoData>(v: [Option<Vec<T>>; 3]) -> [Option<Storage>; 3] {
+    v.map(|o| o.map(|v| Storage::new_cpu(T::data(v))))
 }

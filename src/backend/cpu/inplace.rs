@@ -67,6 +67,7 @@ impl Inplace for CpuBackend {
         b: Option<&Storage>,
         geo: &Broadcast,
     ) -> Result<()> {
+        let _span = super::profile::span("update");
         let name = "inplace update";
         if shape::numel(&geo.out) == 0 {
             return Ok(());

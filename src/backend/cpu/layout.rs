@@ -74,6 +74,7 @@ fn mismatched<T>(op: &'static str) -> Result<T> {
 
 impl Layout for CpuBackend {
     fn fill(&self, n: usize, value: Fill) -> Result<Storage> {
+        let _span = super::profile::span("fill");
         Ok(Storage::new_cpu(match value {
             Fill::F32(v) => CpuData::F32(pool::filled(n, v)),
             Fill::F64(v) => CpuData::F64(pool::filled(n, v)),
@@ -82,6 +83,7 @@ impl Layout for CpuBackend {
     }
 
     fn cast(&self, x: &Storage, _n: usize, _from: DType, to: DType) -> Result<Storage> {
+        let _span = super::profile::span("cast");
         let v = x.cpu("to_dtype")?.read().to_f64_vec();
         Ok(Storage::new_cpu(match to {
             DType::F32 => CpuData::F32(v.iter().map(|&x| x as f32).collect_pooled()),
@@ -92,6 +94,7 @@ impl Layout for CpuBackend {
     }
 
     fn copy_region(&self, x: &Storage, _x_len: usize, r: Region) -> Result<Storage> {
+        let _span = super::profile::span("copy_region");
         let d = x.cpu("strided_copy")?.read();
         if r.contiguous_runs().0 < LONG_RUN {
             return Ok(Storage::new_cpu(cpu_gather(&d, r.offsets())));
@@ -111,6 +114,7 @@ impl Layout for CpuBackend {
         src: &Storage,
         r: Region,
     ) -> Result<()> {
+        let _span = super::profile::span("scatter_region");
         if dst.same_as(src) {
             return arg_err(
                 "strided_scatter",
@@ -136,6 +140,7 @@ impl Layout for CpuBackend {
 
 impl Indexing for CpuBackend {
     fn index(&self, x: &Storage, idx: &Storage, geo: &Indexed) -> Result<Storage> {
+        let _span = super::profile::span("index");
         let op = geo.name();
         let id = idx.cpu(op)?.read();
         let iv = indices(op, &id)?;
@@ -150,6 +155,7 @@ impl Indexing for CpuBackend {
     }
 
     fn index_backward(&self, g: &Storage, idx: &Storage, geo: &Indexed) -> Result<Storage> {
+        let _span = super::profile::span("index_backward");
         let op = geo.name();
         let id = idx.cpu(op)?.read();
         let iv = indices(op, &id)?;
@@ -173,6 +179,7 @@ impl Indexing for CpuBackend {
         b: &Storage,
         geo: &WhereGeo,
     ) -> Result<Storage> {
+        let _span = super::profile::span("where_cond");
         let (cd, ad, bd) = (
             cond.cpu("where")?.read(),
             a.cpu("where")?.read(),
@@ -212,6 +219,7 @@ impl Indexing for CpuBackend {
         g: &Storage,
         geo: &WhereGeo,
     ) -> Result<(Storage, Storage)> {
+        let _span = super::profile::span("where_backward");
         let c = cond.cpu("where")?.read().to_f64_vec();
         let n = geo.n();
         let keep: Vec<f64> = (0..n)

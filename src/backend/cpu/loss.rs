@@ -27,6 +27,7 @@ impl Loss for CpuBackend {
         _n: usize,
         c: usize,
     ) -> Result<(Storage, Storage)> {
+        let _span = super::profile::span("cross_entropy");
         let (Storage::Cpu(x), t) = (x, targets(t)?) else {
             return wrong_backend("cross_entropy");
         };
@@ -64,6 +65,7 @@ impl Loss for CpuBackend {
         c: usize,
         _mean: bool,
     ) -> Result<Storage> {
+        let _span = super::profile::span("cross_entropy_backward");
         let (Storage::Cpu(x), Storage::Cpu(s), Storage::Cpu(g)) = (x, lse, g) else {
             return wrong_backend("cross_entropy");
         };
@@ -90,6 +92,7 @@ impl Loss for CpuBackend {
         _n: usize,
         _c: usize,
     ) -> Result<Option<(Storage, Storage)>> {
+        let _span = super::profile::span("cross_entropy_mean");
         Ok(None)
     }
 }

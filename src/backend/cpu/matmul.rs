@@ -21,6 +21,7 @@ impl Matmul for CpuBackend {
         p: &Product,
         _choice: MatmulChoice,
     ) -> Result<Storage> {
+        let _span = super::profile::span("matmul");
         let (m, n) = (p.m, p.n);
         // Where each batch's product goes: its own matrix, or (summing) a shared one.
         let so: Vec<usize> = broadcast_strides(&p.out_batch, &p.batch)
@@ -163,6 +164,8 @@ impl CpuGemm<'_> {
         debug_assert!(zeroed || !self.summing);
         let (m, k, n) = (self.m, self.k, self.n);
         let batches = shape::numel(self.batch);
+        let mut span = super::profile::span("gemm");
+        span.product(m, n, k, batches);
         if batches == 0 || m * n == 0 {
             // Nothing to compute: `c` is already zeros (and an empty batch must not reach
             // the row-split path with empty operands).
@@ -260,6 +263,8 @@ pub(crate) fn gemm_slices<T: Gemm>(
     if m == 0 || n == 0 {
         return;
     }
+    let mut span = super::profile::span("gemm");
+    span.product(m, n, k, 1);
     assert!((m - 1) * c_row + n <= c.len(), "gemm: C out of bounds");
     if k == 0 {
         for r in 0..m {

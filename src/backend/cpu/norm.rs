@@ -34,6 +34,7 @@ impl Norm for CpuBackend {
         bias: Option<&Storage>,
         geo: &NormGeo,
     ) -> Result<(Storage, Storage)> {
+        let _span = super::profile::span("norm_rows");
         let (w, b) = (host(weight)?, host(bias)?);
         let x = x.cpu(OP)?;
         let (y, stats) = match &*x.read() {
@@ -58,6 +59,7 @@ impl Norm for CpuBackend {
         weight: Option<&Storage>,
         geo: &NormGeo,
     ) -> Result<Storage> {
+        let _span = super::profile::span("norm_rows_backward");
         let w = host(weight)?;
         let s = stats.cpu(OP)?.read().to_f64_vec();
         let (xd, gd) = (x.cpu(OP)?.read(), g.cpu(OP)?.read());
@@ -81,6 +83,7 @@ impl Norm for CpuBackend {
         geo: &NormGeo,
         need: [bool; 2],
     ) -> Result<[Option<Storage>; 2]> {
+        let _span = super::profile::span("norm_affine_backward");
         let s = stats.cpu(OP)?.read().to_f64_vec();
         let (xd, gd) = (x.cpu(OP)?.read(), g.cpu(OP)?.read());
         let (dw, db) = match (&*xd, &*gd) {

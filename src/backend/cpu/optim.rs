@@ -21,6 +21,7 @@ fn not_f32<T>(op: &'static str) -> Result<T> {
 
 impl Optim for CpuBackend {
     fn sgd_step(&self, slots: &[SgdSlot], hp: &SgdStep, guard: Option<&Guard>) -> Result<()> {
+        let _span = super::profile::span("sgd_step");
         let Some(steps) = guarded_steps(guard)? else {
             return Ok(());
         };
@@ -35,6 +36,7 @@ impl Optim for CpuBackend {
     }
 
     fn adam_step(&self, slots: &[AdamSlot], hp: &AdamStep, guard: Option<&Guard>) -> Result<()> {
+        let _span = super::profile::span("adam_step");
         let Some(steps) = guarded_steps(guard)? else {
             return Ok(());
         };
@@ -51,6 +53,7 @@ impl Optim for CpuBackend {
         hp: &AdagradStep,
         guard: Option<&Guard>,
     ) -> Result<()> {
+        let _span = super::profile::span("adagrad_step");
         let Some(steps) = guarded_steps(guard)? else {
             return Ok(());
         };
@@ -67,6 +70,7 @@ impl Optim for CpuBackend {
         hp: &RmspropStep,
         guard: Option<&Guard>,
     ) -> Result<()> {
+        let _span = super::profile::span("rmsprop_step");
         if guarded_steps(guard)?.is_none() {
             return Ok(());
         }
@@ -82,6 +86,7 @@ impl Optim for CpuBackend {
         hp: &AdadeltaStep,
         guard: Option<&Guard>,
     ) -> Result<()> {
+        let _span = super::profile::span("adadelta_step");
         if guarded_steps(guard)?.is_none() {
             return Ok(());
         }
@@ -92,6 +97,7 @@ impl Optim for CpuBackend {
     }
 
     fn count_steps(&self, guard: &Guard) -> Result<()> {
+        let _span = super::profile::span("count_steps");
         let op = "count_steps";
         if found_inf(guard)? {
             return Ok(());
@@ -111,6 +117,7 @@ impl Optim for CpuBackend {
     }
 
     fn clip_grad_norm(&self, grads: &[Grad], distinct: &[Grad], max_norm: f64) -> Result<Storage> {
+        let _span = super::profile::span("clip_grad_norm");
         clip_cpu(grads, distinct, max_norm)
     }
 }
@@ -393,6 +400,7 @@ fn clip_cpu(grads: &[Grad], distinct: &[Grad], max_norm: f64) -> Result<Storage>
 
 impl crate::backend::amp::Amp for CpuBackend {
     fn amp_unscale(&self, grads: &[Grad], state: &Storage) -> Result<()> {
+        let _span = super::profile::span("amp_unscale");
         let op = "unscale_";
         let mut st = state.cpu(op)?.write();
         let CpuData::F32(st) = &mut *st else {
@@ -415,6 +423,7 @@ impl crate::backend::amp::Amp for CpuBackend {
     }
 
     fn amp_update(&self, state: &Storage, u: crate::backend::amp::ScaleUpdate) -> Result<()> {
+        let _span = super::profile::span("amp_update");
         let mut st = state.cpu("update")?.write();
         let CpuData::F32(st) = &mut *st else {
             return not_f32("update");

@@ -54,6 +54,8 @@ fn run_all<'a>(mut jobs: Vec<Box<dyn FnOnce() + Send + 'a>>) {
         return;
     }
     let first = jobs.remove(0);
+    // The parts' spans record nothing of their own (see `profile::suspended`).
+    let first = move || super::profile::suspended(first);
     #[cfg(not(target_arch = "wasm32"))]
     if let Some(pool) = pool() {
         pool.in_place_scope(|s| {
@@ -75,7 +77,7 @@ fn run_all<'a>(mut jobs: Vec<Box<dyn FnOnce() + Send + 'a>>) {
 pub fn for_parts(items: usize, parts: usize, f: impl Fn(usize, Range<usize>) + Sync) {
     let range = |p: usize| (p * items / parts)..((p + 1) * items / parts);
     if parts <= 1 {
-        f(0, 0..items);
+        super::profile::suspended(|| f(0, 0..items));
         return;
     }
     let f = &f;
@@ -104,7 +106,7 @@ pub fn for_blocks_mut<T: Send>(
 ) {
     let parts = parts(items, work);
     if parts <= 1 || items == 0 {
-        f(0, out);
+        super::profile::suspended(|| f(0, out));
         return;
     }
     let block = out.len() / items;

@@ -158,6 +158,7 @@ impl Pool {
 
 /// An empty vector with room for `n` elements, reusing a freed buffer when one fits.
 pub fn with_capacity<T: Pooled>(n: usize) -> Vec<T> {
+    let _span = super::profile::span("alloc");
     if n >= MIN_ELEMS {
         let reused = with_pool(|p| p.take::<T>(n));
         if let Some(mut v) = reused {
@@ -170,6 +171,7 @@ pub fn with_capacity<T: Pooled>(n: usize) -> Vec<T> {
 
 /// `n` copies of `value` in a (possibly reused) buffer.
 pub fn filled<T: Pooled>(n: usize, value: T) -> Vec<T> {
+    let _span = super::profile::span("alloc");
     let mut v = with_capacity(n);
     v.resize(n, value);
     v
@@ -196,6 +198,7 @@ fn keep<T: Pooled>(v: Vec<T>) {
 
 /// Takes back a freed tensor buffer.
 pub(crate) fn recycle(data: CpuData) {
+    let _span = super::profile::span("free");
     match data {
         CpuData::F32(v) => keep(v),
         CpuData::F64(v) => keep(v),

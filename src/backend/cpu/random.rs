@@ -9,6 +9,7 @@ impl crate::backend::Random for super::elementwise::CpuBackend {
         key: RngKey,
         n: usize,
     ) -> crate::error::Result<crate::backend::Storage> {
+        let _span = super::profile::span("draw");
         let v: Vec<f32> = (0..n)
             .map(|i| {
                 let w = key.words(i);
@@ -32,6 +33,7 @@ impl crate::backend::Random for super::elementwise::CpuBackend {
     ) -> crate::error::Result<(crate::backend::Storage, crate::backend::Storage)> {
         use super::{pool, CpuData, CpuStorage};
         use crate::backend::{Masked, Storage};
+        let _span = super::profile::span("masked");
         let Storage::Cpu(x) = x else {
             return crate::backend::wrong_backend("masked");
         };

@@ -11,6 +11,7 @@ use crate::tensor::DType;
 
 impl Reduce for CpuBackend {
     fn sum_u32(&self, x: &Storage, plan: &Plan) -> Result<Storage> {
+        let _span = super::profile::span("sum_u32");
         let CpuData::U32(v) = &*x.cpu("reduce")?.read() else {
             return Err(crate::error::Error::DType {
                 op: "sum",
@@ -21,6 +22,7 @@ impl Reduce for CpuBackend {
     }
 
     fn sum(&self, x: &Storage, plan: &Plan, scale: f64) -> Result<Storage> {
+        let _span = super::profile::span("sum");
         Ok(Storage::new_cpu(map_float!(
             &*x.cpu("reduce")?.read(),
             |v: T| sum_cpu(plan, v, scale)
@@ -28,6 +30,7 @@ impl Reduce for CpuBackend {
     }
 
     fn spread(&self, g: &Storage, plan: &Plan, scale: f64) -> Result<Storage> {
+        let _span = super::profile::span("spread");
         let (so, _) = plan.bwd_strides();
         Ok(Storage::new_cpu(map_float!(
             &*g.cpu("reduce")?.read(),
@@ -40,6 +43,7 @@ impl Reduce for CpuBackend {
     }
 
     fn max(&self, x: &Storage, plan: &Plan, _dtype: DType) -> Result<(Storage, Storage)> {
+        let _span = super::profile::span("max");
         let (vals, idx) = match &*x.cpu("reduce")?.read() {
             CpuData::F32(v) => {
                 let (a, b) = max_cpu(plan, v, |v, best| v.beats_nan(best));
@@ -58,6 +62,7 @@ impl Reduce for CpuBackend {
     }
 
     fn max_backward(&self, g: &Storage, idx: &Storage, plan: &Plan) -> Result<Storage> {
+        let _span = super::profile::span("max_backward");
         let n = shape::numel(&plan.input);
         let (so, sr) = plan.bwd_strides();
         let idx = idx.cpu("reduce")?.read();

@@ -469,6 +469,7 @@ impl Recurrence for CpuBackend {
     /// slot (of the output for Elman, of the gate buffer for the gated cells) and one
     /// pass of the cell's math. No per-step buffers.
     fn recurrence(&self, cell: Cell, l: &Layer<'_>, dims: Dims) -> Result<(Storage, Saved)> {
+        let _span = super::profile::span("recurrence");
         check_c0(cell, l.c0)?;
         let (x, wi, wh, h0) = (read(l.x)?, read(l.w_ih)?, read(l.w_hh)?, read(l.h0)?);
         let bi = l.b_ih.map(read).transpose()?;
@@ -500,6 +501,7 @@ impl Recurrence for CpuBackend {
         need: Need,
         dims: Dims,
     ) -> Result<Grads> {
+        let _span = super::profile::span("recurrence_backward");
         check_c0(cell, l.c0)?;
         let grads = {
             let (gd, yd, xd) = (read(gy)?, read(y)?, read(l.x)?);
@@ -541,6 +543,7 @@ impl Recurrence for CpuBackend {
     }
 
     fn lstm_cell(&self, gates: &Storage, c_prev: &Storage, _b: usize, h: usize) -> Result<Storage> {
+        let _span = super::profile::span("lstm_cell");
         let out = map_float2!(
             &*gates.cpu(OP)?.read(),
             &*c_prev.cpu(OP)?.read(),
@@ -557,6 +560,7 @@ impl Recurrence for CpuBackend {
         _b: usize,
         h: usize,
     ) -> Result<(Storage, Storage)> {
+        let _span = super::profile::span("lstm_cell_backward");
         fn run<T: Elem>(a: &CpuData, c: &CpuData, g: &CpuData, h: usize) -> Result<[CpuData; 2]> {
             let (da, dc) = lstm_bwd_cpu(els::<T>(a)?, els(c)?, els(g)?, h);
             Ok([T::data(da), T::data(dc)])
@@ -581,6 +585,7 @@ impl Recurrence for CpuBackend {
         _b: usize,
         h: usize,
     ) -> Result<Storage> {
+        let _span = super::profile::span("gru_cell");
         let out = map_float3!(
             &*gi.cpu(OP)?.read(),
             &*gh.cpu(OP)?.read(),
@@ -599,6 +604,7 @@ impl Recurrence for CpuBackend {
         _b: usize,
         h: usize,
     ) -> Result<[Storage; 3]> {
+        let _span = super::profile::span("gru_cell_backward");
         fn run<T: Elem>(d: [&CpuData; 4], h: usize) -> Result<[CpuData; 3]> {
             let (x, y, z) = gru_bwd_cpu(els::<T>(d[0])?, els(d[1])?, els(d[2])?, els(d[3])?, h);
             Ok([T::data(x), T::data(y), T::data(z)])

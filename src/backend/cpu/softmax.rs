@@ -10,6 +10,7 @@ use crate::error::Result;
 
 impl Softmax for CpuBackend {
     fn softmax(&self, x: &Storage, r: Rows, log: bool) -> Result<Storage> {
+        let _span = super::profile::span("softmax");
         let Storage::Cpu(x) = x else {
             return wrong_backend("softmax");
         };
@@ -18,6 +19,7 @@ impl Softmax for CpuBackend {
     }
 
     fn softmax_backward(&self, y: &Storage, g: &Storage, r: Rows, log: bool) -> Result<Storage> {
+        let _span = super::profile::span("softmax_backward");
         let (Storage::Cpu(y), Storage::Cpu(g)) = (y, g) else {
             return wrong_backend("softmax");
         };

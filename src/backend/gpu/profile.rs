@@ -34,7 +34,8 @@ pub struct DispatchRecord {
     pub executed_flops: u64,
     /// For matrix products: M, N, K and the batches this dispatch covers.
     pub product: Option<[u64; 4]>,
-    /// GPU time of the dispatch in nanoseconds, where the adapter has timestamp queries.
+    /// GPU time of the dispatch in nanoseconds, where the adapter has timestamp queries;
+    /// on the CPU, the primitive's own wall time (less the records inside it).
     pub gpu_ns: Option<f64>,
 }
 
@@ -130,15 +131,19 @@ impl Profile {
 
 impl fmt::Display for Profile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cpu = self.device == "cpu";
         let (useful, executed) = self.flops();
         writeln!(
             f,
-            "profile on {}: {} dispatches, {} workgroups{}",
+            "profile on {}: {} {}, {} workgroups{}",
             self.device,
             self.dispatches.len(),
+            if cpu { "primitive calls" } else { "dispatches" },
             self.workgroups(),
             match self.gpu_ns() {
+                Some(ns) if cpu => format!(", {:.3} ms of wall time in them", ns / 1e6),
                 Some(ns) => format!(", {:.3} ms of GPU time", ns / 1e6),
+                None if cpu => ", no times (no clock in this build)".into(),
                 None => ", no GPU times (the adapter has no timestamp queries)".into(),
             }
         )?;
@@ -154,7 +159,11 @@ impl fmt::Display for Profile {
         writeln!(
             f,
             "{:<48} {:>6} {:>10} {:>11} {:>10}",
-            "kernel", "calls", "workgroups", "MiB bound", "GPU ms"
+            "kernel",
+            "calls",
+            "workgroups",
+            "MiB bound",
+            if cpu { "CPU ms" } else { "GPU ms" }
         )?;
         for k in self.by_kernel() {
             writeln!(
