@@ -86,7 +86,7 @@ pub(crate) trait Gemm: Float {
 }
 
 macro_rules! gemm_impl {
-    ($t:ty, $f:path) => {
+    ($t:ty) => {
         impl Gemm for $t {
             unsafe fn gemm(
                 m: usize,
@@ -100,28 +100,35 @@ macro_rules! gemm_impl {
                 c: *mut Self,
                 c_row: usize,
             ) {
-                $f(
+                // `gemm`'s `alpha` scales the old C (read only when `read_dst`) and its
+                // `beta` the product.
+                gemm::gemm(
                     m,
-                    k,
                     n,
-                    1.0,
-                    a,
-                    ar as isize,
-                    ac as isize,
-                    b,
-                    br as isize,
-                    bc as isize,
-                    beta,
+                    k,
                     c,
-                    c_row as isize,
                     1,
+                    c_row as isize,
+                    beta != 0.0,
+                    a,
+                    ac as isize,
+                    ar as isize,
+                    b,
+                    bc as isize,
+                    br as isize,
+                    beta,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
                 )
             }
         }
     };
 }
-gemm_impl!(f32, matrixmultiply::sgemm);
-gemm_impl!(f64, matrixmultiply::dgemm);
+gemm_impl!(f32);
+gemm_impl!(f64);
 
 /// One batched product on the CPU: per-batch offsets, element strides, and whether the
 /// batches sum into shared outputs.

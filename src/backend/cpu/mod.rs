@@ -9,6 +9,7 @@ pub(crate) mod buffers;
 pub(crate) mod conv2d;
 pub(crate) mod conv_fused;
 pub(crate) mod elementwise;
+pub(crate) mod fast_exp;
 pub(crate) mod fused;
 pub(crate) mod gelu;
 pub(crate) mod inplace;
@@ -105,7 +106,7 @@ pub trait Float:
 }
 
 macro_rules! impl_float {
-    ($t:ty, $erfc:path, $gelu:path, $slope:path, $gelu_slice:path, $gelu_back:path) => {
+    ($t:ty, $exp:path, $erfc:path, $gelu:path, $slope:path, $gelu_slice:path, $gelu_back:path) => {
         impl Float for $t {
             fn from_f64(v: f64) -> Self {
                 v as $t
@@ -114,7 +115,7 @@ macro_rules! impl_float {
                 self as f64
             }
             fn exp(self) -> Self {
-                <$t>::exp(self)
+                $exp(self)
             }
             fn ln(self) -> Self {
                 <$t>::ln(self)
@@ -158,8 +159,11 @@ macro_rules! impl_float {
         }
     };
 }
+// f32's exp is the branch-free one that vectorises; f64 (the gradient checker's
+// reference) keeps libm's.
 impl_float!(
     f32,
+    fast_exp::exp_f32,
     libm::erfcf,
     gelu::gelu,
     gelu::gelu_slope,
@@ -168,6 +172,7 @@ impl_float!(
 );
 impl_float!(
     f64,
+    f64::exp,
     libm::erfc,
     gelu::gelu_f64,
     gelu::gelu_slope_f64,

@@ -99,6 +99,7 @@ pub(crate) fn span(kernel: &'static str) -> Span {
         Span {
             kernel: on.then_some(kernel),
             product: None,
+            flops: 0,
         }
     }
     #[cfg(target_arch = "wasm32")]
@@ -107,6 +108,7 @@ pub(crate) fn span(kernel: &'static str) -> Span {
         Span {
             kernel: None,
             product: None,
+            flops: 0,
         }
     }
 }
@@ -128,6 +130,7 @@ pub(crate) fn suspended<R>(f: impl FnOnce() -> R) -> R {
 pub(crate) struct Span {
     kernel: Option<&'static str>,
     product: Option<[u64; 4]>,
+    flops: u64,
 }
 
 impl Span {
@@ -137,7 +140,14 @@ impl Span {
     pub(crate) fn product(&mut self, m: usize, n: usize, k: usize, batches: usize) {
         if self.kernel.is_some() {
             self.product = Some([m as u64, n as u64, k as u64, batches as u64]);
+            self.flops = 2 * (m * n) as u64 * k as u64 * batches as u64;
         }
+    }
+
+    /// Adds the products `batches` times `[m, k] x [k, n]` to the span's useful
+    /// floating-point operations (for a span whose products differ in shape).
+    pub(crate) fn add_products(&mut self, m: usize, n: usize, k: usize, batches: usize) {
+        self.flops += 2 * (m * n) as u64 * k as u64 * batches as u64;
     }
 }
 
@@ -153,9 +163,7 @@ impl Drop for Span {
                 if let Some(parent) = rec.stack.last_mut() {
                     parent.inner_ns += total;
                 }
-                let flops = self
-                    .product
-                    .map_or(0, |[m, n, k, b]| 2 * m * n * k * b.max(1));
+                let flops = self.flops;
                 rec.records.push(DispatchRecord {
                     kernel: kernel.to_string(),
                     workgroups: 0,
