@@ -23,7 +23,8 @@ pub fn exp_f32(x: f32) -> f32 {
     let xc = if x > 89.0 { 89.0 } else { x };
     let xc = if xc < -104.0 { -104.0 } else { xc };
     // NaN fails both comparisons above and stays NaN through the polynomial.
-    let n = (xc * LOG2E + ROUND) - ROUND;
+    let t = xc * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = (xc - n * LN2_HI) - n * LN2_LO;
     let mut p = 1.987_569_1e-4_f32;
     p = p * r + 1.398_199_9e-3;
@@ -32,11 +33,13 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 5.000_000_1e-1;
     let er = p * r * r + r + 1.0;
-    // 2^n as two factors 2^a 2^b, each a normal float (a, b in [-76, 65]).
-    let ni = n as i32;
+    // 2^n as two factors 2^a 2^b, each a normal float (a, b in [-76, 65]); n in
+    // integer form from t's low mantissa bits (an `as` cast would not vectorise: it
+    // saturates and maps NaN to 0; a NaN's bits give some n, and the result stays NaN).
+    let ni = (t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
     let a = ni >> 1;
     let b = ni - a;
-    let pow2 = |k: i32| f32::from_bits(((k + 127) as u32) << 23);
+    let pow2 = |k: i32| f32::from_bits((k.wrapping_add(127) as u32) << 23);
     er * pow2(a) * pow2(b)
 }
 

@@ -5,7 +5,7 @@
 use super::elementwise::CpuBackend;
 use super::pool::{self, CollectPooled, Pooled};
 use super::{map_float, strided_offset, CpuData, Float};
-use crate::backend::layout::{Fill, Indexed, Region, WhereGeo};
+use crate::backend::layout::{Fill, Indexed, Pick, Region, WhereGeo};
 use crate::backend::{Indexing, Layout, Storage};
 use crate::error::{arg_err, Error, Result};
 use crate::tensor::DType;
@@ -29,6 +29,20 @@ fn cpu_remap(d: &CpuData, n: usize, src: impl Fn(usize) -> usize) -> CpuData {
         CpuData::F64(v) => CpuData::F64((0..n).map(|i| v[src(i)]).collect_pooled()),
         CpuData::U32(v) => CpuData::U32((0..n).map(|i| v[src(i)]).collect_pooled()),
     }
+}
+
+/// `index_select`'s output: for each outer position and each index, the picked row of
+/// `inner` elements, copied whole.
+fn select_rows<T: Pooled>(geo: &Indexed, idx: &[u32], x: &[T]) -> Vec<T> {
+    let inner = geo.inner;
+    let mut out = pool::with_capacity(geo.out_len());
+    for o in 0..geo.outer {
+        for &k in &idx[..geo.j] {
+            let at = (o * geo.size + k as usize) * inner;
+            out.extend_from_slice(&x[at..at + inner]);
+        }
+    }
+    out
 }
 
 /// The region `r` of `src` as a contiguous vector, a slice copy per run.
@@ -150,7 +164,14 @@ impl Indexing for CpuBackend {
                 format!("index {bad} is out of range for size {}", geo.size),
             );
         }
-        let out = cpu_remap(&x.cpu(op)?.read(), geo.out_len(), |i| geo.source(i, iv));
+        let xd = x.cpu(op)?.read();
+        let out = match (geo.pick, &*xd) {
+            // Whole rows of `inner` elements: a copy per picked row.
+            (Pick::Select, CpuData::F32(v)) => CpuData::F32(select_rows(geo, iv, v)),
+            (Pick::Select, CpuData::F64(v)) => CpuData::F64(select_rows(geo, iv, v)),
+            (Pick::Select, CpuData::U32(v)) => CpuData::U32(select_rows(geo, iv, v)),
+            _ => cpu_remap(&xd, geo.out_len(), |i| geo.source(i, iv)),
+        };
         Ok(Storage::new_cpu(out))
     }
 
@@ -165,8 +186,20 @@ impl Indexing for CpuBackend {
         }
         Ok(Storage::new_cpu(map_float!(&*gd, |gv: T| {
             let mut dx = pool::filled(geo.in_len(), T::zero());
-            for (i, &gi) in gv.iter().enumerate() {
-                dx[geo.source(i, iv)] += gi;
+            if geo.pick == Pick::Select {
+                // Each output row adds into its picked input row, in output order.
+                let inner = geo.inner.max(1);
+                for (r, grow) in gv.chunks_exact(inner).enumerate() {
+                    let (o, jj) = (r / geo.j, r % geo.j);
+                    let at = (o * geo.size + iv[jj] as usize) * inner;
+                    for (d, &v) in dx[at..at + inner].iter_mut().zip(grow) {
+                        *d += v;
+                    }
+                }
+            } else {
+                for (i, &gi) in gv.iter().enumerate() {
+                    dx[geo.source(i, iv)] += gi;
+                }
             }
             dx
         })))

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::elementwise::CpuBackend;
+use super::parallel::{self, SendPtr};
 use super::{CpuData, CpuStorage, Float};
 use crate::backend::{wrong_backend, Loss, Storage};
 use crate::error::{arg_err, Result};
@@ -97,28 +98,55 @@ impl Loss for CpuBackend {
     }
 }
 
+/// Work units per logit when splitting rows over threads (an exponential and a few
+/// comparisons and additions).
+const WORK_PER_LOGIT: usize = 16;
+
 fn ce_forward_cpu<T: Float>(x: &[T], t: &[u32], c: usize) -> (Vec<T>, Vec<T>) {
-    x.chunks(c)
-        .zip(t)
-        .map(|(row, &k)| {
+    let c = c.max(1);
+    let rows = t.len().min(x.len() / c);
+    let (mut loss, mut lse) = (vec![T::zero(); rows], vec![T::zero(); rows]);
+    let (lp, sp) = (SendPtr(loss.as_mut_ptr()), SendPtr(lse.as_mut_ptr()));
+    let parts = parallel::parts(rows, x.len().saturating_mul(WORK_PER_LOGIT));
+    parallel::for_parts(rows, parts, |_, range| {
+        let (lp, sp) = (lp, sp);
+        // One row's exponentials at a time in a buffer of their own, so that loop
+        // vectorises; their sum is then taken in order.
+        let mut e = vec![T::zero(); c];
+        for n in range {
+            let row = &x[n * c..(n + 1) * c];
             let m = row.iter().fold(row[0], |a, &b| a.max(b));
-            let s = row.iter().fold(T::zero(), |a, &b| a + (b - m).exp());
-            let lse = m + s.ln();
-            (lse - row[k as usize], lse)
-        })
-        .unzip()
+            for (e, &v) in e.iter_mut().zip(row) {
+                *e = (v - m).exp();
+            }
+            let s = e.iter().fold(T::zero(), |a, &b| a + b);
+            let l = m + s.ln();
+            // SAFETY: both buffers hold `rows` elements; each row is written by the one
+            // part whose range holds it.
+            unsafe {
+                *lp.0.add(n) = l - row[t[n] as usize];
+                *sp.0.add(n) = l;
+            }
+        }
+    });
+    (loss, lse)
 }
 
 fn ce_backward_cpu<T: Float>(x: &[T], lse: &[T], g: &[T], t: &[u32], c: usize) -> Vec<T> {
-    (0..x.len())
-        .map(|i| {
-            let (n, j) = (i / c, i % c);
-            let onehot = if t[n] as usize == j {
-                T::one()
-            } else {
-                T::zero()
-            };
-            g[n] * ((x[i] - lse[n]).exp() - onehot)
-        })
-        .collect()
+    let c = c.max(1);
+    let rows = x.len() / c;
+    let mut out: Vec<T> = super::pool::filled(rows * c, T::zero());
+    let work = x.len().saturating_mul(WORK_PER_LOGIT);
+    parallel::for_blocks_mut(&mut out, rows, work, |first, block| {
+        for (r, o) in block.chunks_exact_mut(c).enumerate() {
+            let n = first + r;
+            let (l, gn, k) = (lse[n], g[n], t[n] as usize);
+            for (o, &v) in o.iter_mut().zip(&x[n * c..(n + 1) * c]) {
+                *o = gn * (v - l).exp();
+            }
+            // g (softmax - onehot): the target's entry as g (p - 1).
+            o[k] = gn * ((x[n * c + k] - l).exp() - T::one());
+        }
+    });
+    out
 }

@@ -158,7 +158,8 @@ impl Pool {
 
 /// An empty vector with room for `n` elements, reusing a freed buffer when one fits.
 pub fn with_capacity<T: Pooled>(n: usize) -> Vec<T> {
-    let _span = super::profile::span("alloc");
+    let mut span = super::profile::span("alloc");
+    span.bytes(n * size_of::<T>());
     if n >= MIN_ELEMS {
         let reused = with_pool(|p| p.take::<T>(n));
         if let Some(mut v) = reused {
@@ -171,7 +172,8 @@ pub fn with_capacity<T: Pooled>(n: usize) -> Vec<T> {
 
 /// `n` copies of `value` in a (possibly reused) buffer.
 pub fn filled<T: Pooled>(n: usize, value: T) -> Vec<T> {
-    let _span = super::profile::span("alloc");
+    let mut span = super::profile::span("alloc");
+    span.bytes(n * size_of::<T>());
     let mut v = with_capacity(n);
     v.resize(n, value);
     v

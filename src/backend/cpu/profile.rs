@@ -100,6 +100,7 @@ pub(crate) fn span(kernel: &'static str) -> Span {
             kernel: on.then_some(kernel),
             product: None,
             flops: 0,
+            bytes: 0,
         }
     }
     #[cfg(target_arch = "wasm32")]
@@ -109,6 +110,7 @@ pub(crate) fn span(kernel: &'static str) -> Span {
             kernel: None,
             product: None,
             flops: 0,
+            bytes: 0,
         }
     }
 }
@@ -131,6 +133,7 @@ pub(crate) struct Span {
     kernel: Option<&'static str>,
     product: Option<[u64; 4]>,
     flops: u64,
+    bytes: u64,
 }
 
 impl Span {
@@ -142,6 +145,11 @@ impl Span {
             self.product = Some([m as u64, n as u64, k as u64, batches as u64]);
             self.flops = 2 * (m * n) as u64 * k as u64 * batches as u64;
         }
+    }
+
+    /// Records `bytes` as the bytes the span touched (a buffer request's size).
+    pub(crate) fn bytes(&mut self, bytes: usize) {
+        self.bytes = bytes as u64;
     }
 
     /// Adds the products `batches` times `[m, k] x [k, n]` to the span's useful
@@ -167,7 +175,7 @@ impl Drop for Span {
                 rec.records.push(DispatchRecord {
                     kernel: kernel.to_string(),
                     workgroups: 0,
-                    bytes_bound: 0,
+                    bytes_bound: self.bytes,
                     loops: false,
                     serial: 0,
                     reduced: 0,
