@@ -47,15 +47,30 @@ fn valid_outputs(
     (lo.min(hi), hi)
 }
 
+/// A one-image geometry (`n = 1`) with, per kernel column `kj`, the output columns
+/// whose tap reads inside the image: computed once per convolution, not per image.
+pub(crate) struct OneImage {
+    g: Geometry,
+    spans: Vec<(usize, usize)>,
+}
+
+impl OneImage {
+    pub(crate) fn new(g: &Geometry) -> OneImage {
+        let g = Geometry { n: 1, ..*g };
+        let spans = (0..g.k.1)
+            .map(|kj| valid_outputs(g.wo, g.w, kj, g.stride.1, g.padding.1, g.dilation.1))
+            .collect();
+        OneImage { g, spans }
+    }
+}
+
 /// Calls `f(first column index, first image index, length)` for every run of column
 /// entries that read the image (entries reading padding are skipped): within a run the
 /// column index steps by 1 and the image index by the column stride. For one image:
-/// callers pass a geometry with `n = 1` and offset by the image themselves.
-fn for_each_run(g: &Geometry, mut f: impl FnMut(usize, usize, usize)) {
+/// callers offset by the image themselves.
+fn for_each_run(one: &OneImage, mut f: impl FnMut(usize, usize, usize)) {
+    let (g, spans) = (&one.g, &one.spans);
     let pp = g.ho * g.wo;
-    let spans: Vec<(usize, usize)> = (0..g.k.1)
-        .map(|kj| valid_outputs(g.wo, g.w, kj, g.stride.1, g.padding.1, g.dilation.1))
-        .collect();
     for c in 0..g.c {
         let plane = c * g.h * g.w;
         for ki in 0..g.k.0 {
@@ -81,9 +96,9 @@ fn for_each_run(g: &Geometry, mut f: impl FnMut(usize, usize, usize)) {
 
 /// The columns `[C kh kw, Ho Wo]` of one image `x` into `cols`, whose entries that read
 /// padding are left as they are (zero in a fresh buffer, and still zero in one this
-/// geometry filled before: the same entries are skipped every time). `one` has `n = 1`.
-pub(crate) fn unfold_one<T: Float>(one: &Geometry, x: &[T], cols: &mut [T]) {
-    let sw = one.stride.1;
+/// geometry filled before: the same entries are skipped every time).
+pub(crate) fn unfold_one<T: Float>(one: &OneImage, x: &[T], cols: &mut [T]) {
+    let sw = one.g.stride.1;
     for_each_run(one, |col, img, len| {
         let dst = &mut cols[col..col + len];
         if sw == 1 {
@@ -96,10 +111,9 @@ pub(crate) fn unfold_one<T: Float>(one: &Geometry, x: &[T], cols: &mut [T]) {
     });
 }
 
-/// Adds one image's columns `cols` into the image `img_out` (overlaps summed). `one`
-/// has `n = 1`.
-pub(crate) fn fold_one<T: Float>(one: &Geometry, cols: &[T], img_out: &mut [T]) {
-    let sw = one.stride.1;
+/// Adds one image's columns `cols` into the image `img_out` (overlaps summed).
+pub(crate) fn fold_one<T: Float>(one: &OneImage, cols: &[T], img_out: &mut [T]) {
+    let sw = one.g.stride.1;
     for_each_run(one, |col, img, len| {
         let src = &cols[col..col + len];
         if sw == 1 {
@@ -117,7 +131,7 @@ pub(crate) fn fold_one<T: Float>(one: &Geometry, cols: &[T], img_out: &mut [T]) 
 fn im2col_cpu<T: Float>(g: &Geometry, x: &[T]) -> Vec<T> {
     let mut out = pool::filled(g.n * g.c * g.kk() * g.ho * g.wo, T::zero());
     let image = g.c * g.h * g.w;
-    let one = Geometry { n: 1, ..*g };
+    let one = OneImage::new(g);
     parallel::for_blocks_mut(&mut out, g.n, x.len() * g.kk(), |first, part| {
         let per = (g.c * g.kk() * g.ho * g.wo).max(1);
         for (i, cols) in part.chunks_exact_mut(per).enumerate() {
@@ -130,7 +144,7 @@ fn im2col_cpu<T: Float>(g: &Geometry, x: &[T]) -> Vec<T> {
 fn col2im_cpu<T: Float>(g: &Geometry, cols: &[T]) -> Vec<T> {
     let mut out = pool::filled(g.n * g.c * g.h * g.w, T::zero());
     let per = g.c * g.kk() * g.ho * g.wo;
-    let one = Geometry { n: 1, ..*g };
+    let one = OneImage::new(g);
     parallel::for_blocks_mut(&mut out, g.n, cols.len(), |first, part| {
         for (i, img_out) in part.chunks_exact_mut((g.c * g.h * g.w).max(1)).enumerate() {
             fold_one(

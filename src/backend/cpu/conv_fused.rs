@@ -9,11 +9,10 @@
 
 use std::sync::Mutex;
 
-use super::conv2d::{fold_one, unfold_one};
+use super::conv2d::{fold_one, unfold_one, OneImage};
 use super::matmul::{gemm_slices, Gemm};
 use super::parallel::{self, SendPtr};
 use super::{pool, CpuData};
-use crate::backend::conv2d::Geometry;
 use crate::backend::matmul::{Act, ConvAct};
 use crate::error::Error;
 
@@ -60,7 +59,7 @@ pub(crate) fn forward<T: Gemm>(
     let len = g.n * per_out;
     let mut y: Vec<T> = pool::with_capacity(len);
     let yp = SendPtr(y.as_mut_ptr());
-    let one = Geometry { n: 1, ..*g };
+    let one = OneImage::new(g);
     let n_parts = parts(g.n, d.o * d.k * d.hw);
     parallel::for_parts(g.n, n_parts, |_, images| {
         let yp = yp;
@@ -106,7 +105,7 @@ pub(crate) fn backward<T: Gemm>(
 ) -> [Option<Vec<T>>; 3] {
     let (g, d) = (&c.geo, Dims::of(c));
     let per_out = d.o * d.hw;
-    let one = Geometry { n: 1, ..*g };
+    let one = OneImage::new(g);
     let mut dx: Option<Vec<T>> = need_x.then(|| pool::with_capacity(g.n * d.img));
     let dxp = dx.as_mut().map(|v| SendPtr(v.as_mut_ptr()));
     let n_parts = parts(g.n, d.o * d.k * d.hw * (need_x as usize + need_w as usize));

@@ -16,6 +16,8 @@ pub(crate) mod inplace;
 pub(crate) mod layout;
 pub(crate) mod loss;
 pub(crate) mod matmul;
+#[doc(hidden)]
+pub use matmul::in_gemm;
 pub(crate) mod norm;
 pub(crate) mod optim;
 pub(crate) mod parallel;

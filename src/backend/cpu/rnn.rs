@@ -42,37 +42,38 @@ fn lstm_unit<T: Float>(a: &[T], base: usize, h: usize, cp: T) -> (T, T, T, T, T,
     (i, f, g, o, c, tanh_c(c))
 }
 
-/// One LSTM step: `h` then `c`, `[2, B, H]`.
-fn lstm_fwd_cpu<T: Float>(a: &[T], cp: &[T], h: usize) -> Vec<T> {
-    let n = cp.len();
-    let mut out = pool::filled(2 * n, T::zero());
-    for k in 0..n {
+/// One LSTM step into `h_out` and `c_out` (`[B, H]` each): no allocation per step.
+fn lstm_fwd_cpu<T: Float>(a: &[T], cp: &[T], h: usize, h_out: &mut [T], c_out: &mut [T]) {
+    for (k, (ho, co)) in h_out.iter_mut().zip(c_out.iter_mut()).enumerate() {
         let base = (k / h) * 4 * h + k % h;
         let (_, _, _, o, c, tc) = lstm_unit(a, base, h, cp[k]);
-        out[k] = o * tc;
-        out[n + k] = c;
+        *ho = o * tc;
+        *co = c;
     }
-    out
 }
 
-/// Its backward: the gates' and `c_prev`'s gradients.
-fn lstm_bwd_cpu<T: Float>(a: &[T], cp: &[T], gy: &[T], h: usize) -> (Vec<T>, Vec<T>) {
-    let n = cp.len();
+/// Its backward from the gradients of `h` (`gh`) and `c` (`gc`): the gates' gradients
+/// into `da` and `c_prev`'s into `dcp`.
+fn lstm_bwd_cpu<T: Float>(
+    a: &[T],
+    cp: &[T],
+    (gh, gc): (&[T], &[T]),
+    h: usize,
+    da: &mut [T],
+    dcp: &mut [T],
+) {
     let one = T::one();
-    let mut da = pool::filled(4 * n, T::zero());
-    let mut dcp = pool::filled(n, T::zero());
-    for k in 0..n {
+    for (k, d_cp) in dcp.iter_mut().enumerate() {
         let base = (k / h) * 4 * h + k % h;
         let (i, f, g, o, _, tc) = lstm_unit(a, base, h, cp[k]);
-        let dh = gy[k];
-        let dc = gy[n + k] + dh * o * (one - tc * tc);
+        let dh = gh[k];
+        let dc = gc[k] + dh * o * (one - tc * tc);
         da[base] = dc * g * i * (one - i);
         da[base + h] = dc * cp[k] * f * (one - f);
         da[base + 2 * h] = dc * i * (one - g * g);
         da[base + 3 * h] = dh * tc * o * (one - o);
-        dcp[k] = dc * f;
+        *d_cp = dc * f;
     }
-    (da, dcp)
 }
 
 /// The GRU gates of one element: (r, z, n).
@@ -84,27 +85,25 @@ fn gru_unit<T: Float>(gi: &[T], gh: &[T], base: usize, h: usize) -> (T, T, T) {
     (r, z, n)
 }
 
-/// One GRU step: the new hidden state.
-fn gru_fwd_cpu<T: Float>(gi: &[T], gh: &[T], hp: &[T], h: usize) -> Vec<T> {
+/// One GRU step: the new hidden state into `out`.
+fn gru_fwd_cpu<T: Float>(gi: &[T], gh: &[T], hp: &[T], h: usize, out: &mut [T]) {
     let one = T::one();
-    pool::collect(
-        hp.len(),
-        hp.iter().enumerate().map(|(k, &p)| {
-            let (_, z, n) = gru_unit(gi, gh, (k / h) * 3 * h + k % h, h);
-            (one - z) * n + z * p
-        }),
-    )
+    for (k, (o, &p)) in out.iter_mut().zip(hp).enumerate() {
+        let (_, z, n) = gru_unit(gi, gh, (k / h) * 3 * h + k % h, h);
+        *o = (one - z) * n + z * p;
+    }
 }
 
-/// `[d gi, d gh, d h_prev]`.
-type Grads3<T> = (Vec<T>, Vec<T>, Vec<T>);
-
-/// Its backward (`d h_prev` through `z` only).
-fn gru_bwd_cpu<T: Float>(gi: &[T], gh: &[T], hp: &[T], gy: &[T], h: usize) -> Grads3<T> {
+/// Its backward (`d h_prev` through `z` only) into `[d gi, d gh, d h_prev]`.
+fn gru_bwd_cpu<T: Float>(
+    gi: &[T],
+    gh: &[T],
+    hp: &[T],
+    gy: &[T],
+    h: usize,
+    [dgi, dgh, dhp]: [&mut [T]; 3],
+) {
     let one = T::one();
-    let mut dgi = pool::filled(gi.len(), T::zero());
-    let mut dgh = pool::filled(gi.len(), T::zero());
-    let mut dhp = pool::filled(hp.len(), T::zero());
     for k in 0..hp.len() {
         let base = (k / h) * 3 * h + k % h;
         let (r, z, n) = gru_unit(gi, gh, base, h);
@@ -120,7 +119,6 @@ fn gru_bwd_cpu<T: Float>(gi: &[T], gh: &[T], hp: &[T], gy: &[T], h: usize) -> Gr
         dgh[base + 2 * h] = dn * r;
         dhp[k] = dh * z;
     }
-    (dgi, dgh, dhp)
 }
 
 /// A float type's slices out of CPU data, and back.
@@ -279,19 +277,17 @@ fn forward<T: Elem>(
             Cell::Lstm => {
                 let a = &mut pre[t * step_g..(t + 1) * step_g];
                 product(a, prev, t);
-                let c_prev = match pt {
-                    None => c0,
-                    Some(pt) => &cs[pt * step..(pt + 1) * step],
+                let (c_t, c_prev) = match pt {
+                    None => (&mut cs[t * step..(t + 1) * step], c0),
+                    Some(pt) => slots(&mut cs, t, pt, step),
                 };
-                let out = lstm_fwd_cpu(a, c_prev, h);
-                h_t.copy_from_slice(&out[..step]);
-                cs[t * step..(t + 1) * step].copy_from_slice(&out[step..]);
+                lstm_fwd_cpu(a, c_prev, h, h_t, c_t);
             }
             Cell::Gru => {
                 let gh_t = &mut pre[t * step_g..(t + 1) * step_g];
                 product(gh_t, prev, t);
                 let gi_t = &gi[t * step_g..(t + 1) * step_g];
-                h_t.copy_from_slice(&gru_fwd_cpu(gi_t, gh_t, prev, h));
+                gru_fwd_cpu(gi_t, gh_t, prev, h, h_t);
             }
         }
     }
@@ -329,6 +325,11 @@ fn backward<T: Elem>(
         _ => Vec::new(),
     };
     let mut dh = pool::filled(step, T::zero());
+    // The LSTM's c_prev gradient of the step being done, swapped into `dc` after it.
+    let mut dc_prev = match cell {
+        Cell::Lstm => pool::filled(step, T::zero()),
+        _ => Vec::new(),
+    };
     for s in (0..t_len).rev() {
         let t = dims.time(s);
         let pt = (s > 0).then(|| dims.time(s - 1));
@@ -350,19 +351,15 @@ fn backward<T: Elem>(
                     None => c0,
                     Some(pt) => &cs[pt * step..(pt + 1) * step],
                 };
-                let mut g2 = dh.clone();
-                g2.extend_from_slice(&dc);
-                let (da, dcp) = lstm_bwd_cpu(&pre[t * step_g..(t + 1) * step_g], c_prev, &g2, h);
-                d_t.copy_from_slice(&da);
-                dc = dcp;
+                let a = &pre[t * step_g..(t + 1) * step_g];
+                lstm_bwd_cpu(a, c_prev, (&dh, &dc), h, d_t, &mut dc_prev);
+                std::mem::swap(&mut dc, &mut dc_prev);
             }
             Cell::Gru => {
                 let at = t * step_g..(t + 1) * step_g;
-                let (gi_t, gh_t) = (&gi[at.clone()], &pre[at]);
-                let (dgi, dgh, direct) = gru_bwd_cpu(gi_t, gh_t, prev, &dh, h);
-                d_t.copy_from_slice(&dgi);
-                d_rec[t * step_g..(t + 1) * step_g].copy_from_slice(&dgh);
-                carry.copy_from_slice(&direct);
+                let (gi_t, gh_t) = (&gi[at.clone()], &pre[at.clone()]);
+                let d_rec_t = &mut d_rec[at];
+                gru_bwd_cpu(gi_t, gh_t, prev, &dh, h, [d_t, d_rec_t, &mut carry]);
                 beta = T::one();
             }
         }
@@ -547,7 +544,14 @@ impl Recurrence for CpuBackend {
         let out = map_float2!(
             &*gates.cpu(OP)?.read(),
             &*c_prev.cpu(OP)?.read(),
-            |a, cp: T| lstm_fwd_cpu(a, cp, h)
+            |a, cp: T| {
+                // `[2, B, H]`: h then c.
+                let n = cp.len();
+                let mut out = pool::filled(2 * n, T::zero());
+                let (ho, co) = out.split_at_mut(n);
+                lstm_fwd_cpu(a, cp, h, ho, co);
+                out
+            }
         );
         Ok(Storage::new_cpu(out))
     }
@@ -562,7 +566,10 @@ impl Recurrence for CpuBackend {
     ) -> Result<(Storage, Storage)> {
         let _span = super::profile::span("lstm_cell_backward");
         fn run<T: Elem>(a: &CpuData, c: &CpuData, g: &CpuData, h: usize) -> Result<[CpuData; 2]> {
-            let (da, dc) = lstm_bwd_cpu(els::<T>(a)?, els(c)?, els(g)?, h);
+            let (a, c, g) = (els::<T>(a)?, els(c)?, els(g)?);
+            let n = c.len();
+            let (mut da, mut dc) = (pool::filled(4 * n, T::zero()), pool::filled(n, T::zero()));
+            lstm_bwd_cpu(a, c, g.split_at(n), h, &mut da, &mut dc);
             Ok([T::data(da), T::data(dc)])
         }
         let (a, c, gd) = (
@@ -590,7 +597,11 @@ impl Recurrence for CpuBackend {
             &*gi.cpu(OP)?.read(),
             &*gh.cpu(OP)?.read(),
             &*h_prev.cpu(OP)?.read(),
-            |a, c, p: T| gru_fwd_cpu(a, c, p, h)
+            |a, c, p: T| {
+                let mut out = pool::filled(p.len(), T::zero());
+                gru_fwd_cpu(a, c, p, h, &mut out);
+                out
+            }
         );
         Ok(Storage::new_cpu(out))
     }
@@ -606,7 +617,13 @@ impl Recurrence for CpuBackend {
     ) -> Result<[Storage; 3]> {
         let _span = super::profile::span("gru_cell_backward");
         fn run<T: Elem>(d: [&CpuData; 4], h: usize) -> Result<[CpuData; 3]> {
-            let (x, y, z) = gru_bwd_cpu(els::<T>(d[0])?, els(d[1])?, els(d[2])?, els(d[3])?, h);
+            let (gi, gh, hp, g) = (els::<T>(d[0])?, els(d[1])?, els(d[2])?, els(d[3])?);
+            let (mut x, mut y) = (
+                pool::filled(gi.len(), T::zero()),
+                pool::filled(gi.len(), T::zero()),
+            );
+            let mut z = pool::filled(hp.len(), T::zero());
+            gru_bwd_cpu(gi, gh, hp, g, h, [&mut x, &mut y, &mut z]);
             Ok([T::data(x), T::data(y), T::data(z)])
         }
         let (a, c, p, gd) = (read(gi)?, read(gh)?, read(h_prev)?, read(g)?);
