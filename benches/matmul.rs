@@ -1,4 +1,4 @@
-//! Matrix products on the CPU backend (`matrixmultiply`) and on the default wgpu
+//! Matrix products on the CPU backend (the `gemm` crate) and on the default wgpu
 //! adapter: the square sizes n = 256, 512, 1024 (and 4096: always on a hardware GPU, on
 //! a software one only with `WGRAD_BENCH_LARGE=1`, where it takes minutes), and the
 //! products inside the shared training workloads: skinny ones (few rows or columns), long-K

@@ -539,7 +539,7 @@ pub(crate) trait Recurrence {
     ) -> Result<[Storage; 3]>;
 }
 
-/// Batched matrix products (the CPU's `matrixmultiply`, the GPU's planned kernel family).
+/// Batched matrix products (the CPU's `gemm` kernels, the GPU's planned kernel family).
 pub(crate) trait Matmul {
     /// The product `p` of `a` and `b`: `[out batch..., M, N]` elements, the batches a
     /// summing product reduces added together. `choice` forces a GPU kernel and split
@@ -584,8 +584,8 @@ pub(crate) trait Fused {
         l: &matmul::LinearAct,
         need: [bool; 3],
     ) -> Result<[Option<Storage>; 3]>;
-    /// True when [`Fused::conv_act`] runs here (the GPU); the CPU composes a fused
-    /// convolution from the unfused ops.
+    /// True when [`Fused::conv_act`] runs here (both backends do; a backend without it
+    /// would have the op compose the convolution from the unfused ops).
     fn fuses_conv(&self) -> bool;
     /// `act(conv2d(x, W) + b)` for one group, the columns gathered as the product loads
     /// them: the output `[N, O, Ho, Wo]` and, where the activation needs its input, the

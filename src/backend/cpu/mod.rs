@@ -1,6 +1,8 @@
-//! The CPU reference backend: plain, obviously-correct loops over contiguous slices,
-//! generic over the float type so the gradient checker can run every op in `f64`.
-//! Matrix products use the `matrixmultiply` crate so CPU timings are honest.
+//! The CPU backend and reference: loops over contiguous slices, generic over the float
+//! type so the gradient checker can run every op in `f64`, split over a persistent
+//! thread pool where the work is large. Matrix products use the `gemm` crate's kernels;
+//! convolutions are fused with their bias and activation and work one image at a time
+//! (`conv_fused`); `Device::profile` times each primitive (`profile`).
 
 pub(crate) mod attention;
 pub(crate) mod augment;

@@ -128,7 +128,7 @@ fn conv_geometry(x: &Tensor, weight: &Tensor, o: ConvOptions) -> Result<Geometry
         );
     };
     crate::ops::check_out("conv2d", &[n, oc, ho, wo], x.dtype(), x.device())?;
-    // The columns a backend without the fused convolution (the CPU) and grouped
+    // The columns a backend without the fused convolution and grouped
     // convolutions lay out (the fused one-group convolution gathers them inside the
     // product and never stores them).
     if !x.device().backend().fuses_conv() || g > 1 {
@@ -384,8 +384,10 @@ pub fn conv2d(
 /// bias's gradient as its operand's row sums (both finished by one pass over the
 /// partials), one for the columns' gradient (stored transposed) and one fold back to
 /// the image, the activation's derivative applied as the products load the output
-/// gradient. Other cases (and backends without the fused convolution: the CPU) run
-/// `conv2d` and the activation as separate ops, with the same result.
+/// gradient. On the CPU the same fusion runs one image at a time per thread (the
+/// image's columns in a cache-sized block, the bias and activation on the product's
+/// output). Other cases (grouped convolutions) run `conv2d` and the activation as
+/// separate ops, with the same result.
 pub fn conv2d_act(
     x: &Tensor,
     weight: &Tensor,

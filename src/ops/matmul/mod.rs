@@ -3,7 +3,7 @@
 //! of the family in `shaders/matmul.wgsl` by shape (a register-tiled kernel with 128 or
 //! 64 wide tiles, or a small-tile kernel for skinny products) and splits long inner
 //! dimensions over workgroups (split-K) whose partial products a reduction pass adds.
-//! The CPU uses `matrixmultiply`. Transposed operands are read through strides, so the
+//! The CPU uses the `gemm` crate's kernels. Transposed operands are read through strides, so the
 //! backward products `dA = dC B^T` and `dB = A^T dC` need no transpose copies. The
 //! products run behind the backend seam ([`crate::backend`]'s `Matmul`); this module
 //! checks shapes, cuts products too large for one binding and records the backward.
