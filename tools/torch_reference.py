@@ -17,8 +17,7 @@ Workloads (must match the ones the project's benchmarks use):
   transformer: decoder-only character model: vocab 76, context 64, batch 32, token + learned
     position embeddings (d_model 128), 2 pre-norm layers (nn.TransformerEncoderLayer, 4 heads,
     feed-forward 512, GELU, dropout 0, causal), final LayerNorm, Linear(128->76), CE on every
-    position, AdamW lr 3e-4 (the other workloads use SGD momentum 0.9); wgrad's benchmarks
-    do not time this one yet (they cover mlp, cnn and rnn)
+    position, AdamW lr 3e-4 (the other workloads use SGD momentum 0.9)
   matmul N (with --matmul): f32 N x N x N product, TF32 off, GFLOP/s
 Prints median ms/step of 30 timed steps after 5 warm-ups (the device synced inside every timed step).
 """

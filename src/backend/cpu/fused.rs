@@ -48,6 +48,50 @@ fn bias_act_cpu<T: Float>(y: &mut [T], bias: Option<&[T]>, act: Act, n: usize) {
     }
 }
 
+/// The error for mixed or integer operands of a float kernel.
+fn mixed() -> Error {
+    Error::DType {
+        op: "linear_act",
+        msg: "mixed or integer dtypes reached a float kernel".into(),
+    }
+}
+
+/// Work units per element of [`bias_act_into`] when splitting rows over threads (the
+/// activations that read their input are the costly ones: GELU, SiLU, Mish).
+const BIAS_ACT_WORK: usize = 16;
+
+/// Adds the bias to each row of `pre` (rows of `n`) in place and returns `act` of it,
+/// row by row while the row is in cache, rows split over threads.
+fn bias_act_into<T: Float>(pre: &mut [T], bias: Option<&[T]>, act: Act, n: usize) -> Vec<T> {
+    let n = n.max(1);
+    let rows = pre.len() / n;
+    let mut y: Vec<T> = pool::with_capacity(pre.len());
+    let yp = super::parallel::SendPtr(y.as_mut_ptr());
+    let work = pre.len().saturating_mul(BIAS_ACT_WORK);
+    super::parallel::for_blocks_mut(pre, rows, work, |first, block| {
+        let yp = yp;
+        for (r, row) in block.chunks_exact_mut(n).enumerate() {
+            if let Some(b) = bias {
+                for (v, &bv) in row.iter_mut().zip(b) {
+                    *v += bv;
+                }
+            }
+            // SAFETY: `y` has room for every row; each row (so each block of rows) is
+            // written by one part only, and the copy initialises it before the slice
+            // over it is formed.
+            let out = unsafe {
+                let at = yp.0.add((first + r) * n);
+                std::ptr::copy_nonoverlapping(row.as_ptr(), at, n);
+                std::slice::from_raw_parts_mut(at, n)
+            };
+            act.apply_slice(out);
+        }
+    });
+    // SAFETY: every row was copied in above.
+    unsafe { y.set_len(rows * n) };
+    y
+}
+
 /// `dL/dx` from the output gradient `g` and the saved value `s`, elementwise.
 fn deriv_cpu(g: &Storage, s: &Storage, act: Act) -> Result<Storage> {
     let (gd, sd) = (g.cpu("linear_act")?.read(), s.cpu("linear_act")?.read());
@@ -92,24 +136,34 @@ impl Fused for CpuBackend {
                     }
                 }
             }
+            if needs_input {
+                // An activation that reads its input keeps the pre-activation for the
+                // backward: the bias added, each row copied into the output and the
+                // activation applied there while the row is in cache (one pass, not a
+                // bias pass, a copy and an activation pass over the whole output).
+                let act_out = match (&mut *yd, bias_data.as_deref()) {
+                    (CpuData::F32(v), Some(CpuData::F32(b))) => {
+                        CpuData::F32(bias_act_into(v, Some(b), l.act, out))
+                    }
+                    (CpuData::F64(v), Some(CpuData::F64(b))) => {
+                        CpuData::F64(bias_act_into(v, Some(b), l.act, out))
+                    }
+                    (CpuData::F32(v), None) => CpuData::F32(bias_act_into(v, None, l.act, out)),
+                    (CpuData::F64(v), None) => CpuData::F64(bias_act_into(v, None, l.act, out)),
+                    _ => return Err(mixed()),
+                };
+                drop(yd);
+                return Ok((Storage::new_cpu(act_out), Some(y)));
+            }
             match (&mut *yd, bias_data.as_deref()) {
                 (CpuData::F32(v), Some(CpuData::F32(b))) => bias_act_cpu(v, Some(b), in_place, out),
                 (CpuData::F64(v), Some(CpuData::F64(b))) => bias_act_cpu(v, Some(b), in_place, out),
                 (CpuData::F32(v), None) => bias_act_cpu::<f32>(v, None, in_place, out),
                 (CpuData::F64(v), None) => bias_act_cpu::<f64>(v, None, in_place, out),
-                _ => {
-                    return Err(Error::DType {
-                        op: "linear_act",
-                        msg: "mixed or integer dtypes reached a float kernel".into(),
-                    })
-                }
+                _ => return Err(mixed()),
             }
         }
-        // An activation that reads its input keeps the pre-activation for the backward.
-        match l.act.op().filter(|_| needs_input) {
-            Some(op) => Ok((self.unary(op, &y, rows * out)?, Some(y))),
-            None => Ok((y, None)),
-        }
+        Ok((y, None))
     }
 
     fn linear_act_backward(
