@@ -326,7 +326,7 @@ unsafe fn backward_avx2(out: &mut [f32], g: &[f32], s: &[f32]) {
 
 /// True when the AVX2 and FMA loops may run (detected once).
 #[cfg(target_arch = "x86_64")]
-fn has_avx2() -> bool {
+pub(crate) fn has_avx2() -> bool {
     static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *HAS.get_or_init(|| {
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")

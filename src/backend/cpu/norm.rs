@@ -191,50 +191,97 @@ fn forward<T: Float>(
         SendPtr(y.spare_capacity_mut().as_mut_ptr()),
         SendPtr(stats.as_mut_ptr()),
     );
-    let d = geo.d;
     parallel::for_parts(geo.rows, row_parts(geo), |_, rows| {
         // The whole wrappers (not their raw-pointer fields) are what the parts share.
         let (y_ptr, s_ptr) = (y_ptr, s_ptr);
-        for r in rows {
-            let row = &x[r * d..(r + 1) * d];
-            let (mean, rstd) = row_stats(row, geo);
-            // SAFETY: each part writes only its own rows of `y` and their statistics,
-            // and both buffers outlive the scoped parts.
-            let out = unsafe {
-                *s_ptr.0.add(r) = mean;
-                *s_ptr.0.add(geo.rows + r) = rstd;
-                std::slice::from_raw_parts_mut(y_ptr.0.add(r * d), d)
-            };
-            match (&w, &b) {
-                (Some(w), Some(b)) => {
-                    let (w, b) = (row_of(w, geo, r), row_of(b, geo, r));
-                    for (((o, &v), &wv), &bv) in out.iter_mut().zip(row).zip(w).zip(b) {
-                        o.write((v - mean) * rstd * wv + bv);
-                    }
-                }
-                (Some(w), None) => {
-                    let w = row_of(w, geo, r);
-                    for ((o, &v), &wv) in out.iter_mut().zip(row).zip(w) {
-                        o.write((v - mean) * rstd * wv);
-                    }
-                }
-                (None, Some(b)) => {
-                    let b = row_of(b, geo, r);
-                    for ((o, &v), &bv) in out.iter_mut().zip(row).zip(b) {
-                        o.write((v - mean) * rstd + bv);
-                    }
-                }
-                (None, None) => {
-                    for (o, &v) in out.iter_mut().zip(row) {
-                        o.write((v - mean) * rstd);
-                    }
-                }
-            }
+        let rows = Rows {
+            x,
+            w: w.as_deref(),
+            b: b.as_deref(),
+            geo,
+            rows,
+        };
+        #[cfg(target_arch = "x86_64")]
+        if super::gelu::has_avx2() {
+            // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+            return unsafe { forward_rows_avx2(rows, y_ptr, s_ptr) };
         }
+        forward_rows(rows, y_ptr, s_ptr)
     });
     // SAFETY: the capacity is at least `x.len()`, and the parts wrote every row.
     unsafe { y.set_len(x.len()) };
     (y, stats)
+}
+
+/// What [`forward_rows`] reads: the input, the affine tables and a range of rows.
+struct Rows<'a, T> {
+    x: &'a [T],
+    w: Option<&'a [T]>,
+    b: Option<&'a [T]>,
+    geo: &'a NormGeo,
+    rows: std::ops::Range<usize>,
+}
+
+/// [`forward_rows`] compiled for AVX2 and FMA (its `f64` sums four lanes wide).
+///
+/// # Safety
+/// Only on a CPU with AVX2 and FMA; as [`forward_rows`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn forward_rows_avx2<T: Float>(
+    rows: Rows<'_, T>,
+    y_ptr: SendPtr<std::mem::MaybeUninit<T>>,
+    s_ptr: SendPtr<T>,
+) {
+    forward_rows(rows, y_ptr, s_ptr)
+}
+
+/// The forward of a range of rows into `y` and the statistics (the caller's buffers,
+/// each row written by one part).
+#[inline(always)]
+fn forward_rows<T: Float>(
+    r: Rows<'_, T>,
+    y_ptr: SendPtr<std::mem::MaybeUninit<T>>,
+    s_ptr: SendPtr<T>,
+) {
+    let Rows { x, w, b, geo, rows } = r;
+    let d = geo.d;
+    for r in rows {
+        let row = &x[r * d..(r + 1) * d];
+        let (mean, rstd) = row_stats(row, geo);
+        // SAFETY: each part writes only its own rows of `y` and their statistics,
+        // and both buffers outlive the scoped parts.
+        let out = unsafe {
+            *s_ptr.0.add(r) = mean;
+            *s_ptr.0.add(geo.rows + r) = rstd;
+            std::slice::from_raw_parts_mut(y_ptr.0.add(r * d), d)
+        };
+        match (&w, &b) {
+            (Some(w), Some(b)) => {
+                let (w, b) = (row_of(w, geo, r), row_of(b, geo, r));
+                for (((o, &v), &wv), &bv) in out.iter_mut().zip(row).zip(w).zip(b) {
+                    o.write((v - mean) * rstd * wv + bv);
+                }
+            }
+            (Some(w), None) => {
+                let w = row_of(w, geo, r);
+                for ((o, &v), &wv) in out.iter_mut().zip(row).zip(w) {
+                    o.write((v - mean) * rstd * wv);
+                }
+            }
+            (None, Some(b)) => {
+                let b = row_of(b, geo, r);
+                for ((o, &v), &bv) in out.iter_mut().zip(row).zip(b) {
+                    o.write((v - mean) * rstd + bv);
+                }
+            }
+            (None, None) => {
+                for (o, &v) in out.iter_mut().zip(row) {
+                    o.write((v - mean) * rstd);
+                }
+            }
+        }
+    }
 }
 
 /// `dx = rstd (gw - mean(gw) - xhat mean(gw xhat))` per row, `gw = g weight` (without
@@ -252,7 +299,6 @@ fn backward_input<T: Float>(
     // Every element is written below, so the buffer is not zero-filled first.
     let mut dx = super::pool::with_capacity::<T>(x.len());
     let inv_d = 1.0 / geo.d as f64;
-    let d = geo.d;
     // Multiplying by an exact 1.0 where there is no weight changes nothing.
     let w = match w {
         Some(w) => per_element(w, geo, |v| v),
@@ -263,55 +309,111 @@ fn backward_input<T: Float>(
         geo.rows,
         geo.numel() * NORM_WORK_PER_ELEMENT,
         |first, block| {
-            for (ri, out) in block.chunks_mut(d).enumerate() {
-                let r = first + ri;
-                let (mean, rstd) = (s[r], s[geo.rows + r]);
-                let (xr, gr, wr) = (
-                    &x[r * d..(r + 1) * d],
-                    &g[r * d..(r + 1) * d],
-                    row_of(&w, geo, r),
-                );
-                let s1 = if geo.rms() {
-                    0.0
-                } else {
-                    lane_sum(gr, wr, |gv, wv| gv.to_f64() * wv)
-                };
-                let gx = |xv: T, gv: T, wv: f64| {
-                    let gw = gv.to_f64() * wv;
-                    (gw, (xv.to_f64() - mean) * rstd)
-                };
-                let mut acc = [0.0f64; SUM_LANES];
-                let mut tail = 0.0;
-                let full = d / SUM_LANES * SUM_LANES;
-                for c in (0..full).step_by(SUM_LANES) {
-                    for l in 0..SUM_LANES {
-                        let (gw, xhat) = gx(xr[c + l], gr[c + l], wr[c + l]);
-                        acc[l] += gw * xhat;
-                    }
-                }
-                for j in full..d {
-                    let (gw, xhat) = gx(xr[j], gr[j], wr[j]);
-                    tail += gw * xhat;
-                }
-                let half = [
-                    acc[0] + acc[4],
-                    acc[1] + acc[5],
-                    acc[2] + acc[6],
-                    acc[3] + acc[7],
-                ];
-                let s2 = (half[0] + half[2]) + (half[1] + half[3]) + tail;
-                let c1 = s1 * inv_d;
-                let c2 = s2 * inv_d;
-                for (j, o) in out.iter_mut().enumerate() {
-                    let (gw, xhat) = gx(xr[j], gr[j], wr[j]);
-                    o.write(T::from_f64(rstd * (gw - c1 - xhat * c2)));
-                }
+            let part = BackRows {
+                x,
+                g,
+                s,
+                w: &w,
+                geo,
+                inv_d,
+            };
+            #[cfg(target_arch = "x86_64")]
+            if super::gelu::has_avx2() {
+                // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+                return unsafe { backward_rows_avx2(&part, first, block) };
             }
+            backward_rows(&part, first, block)
         },
     );
     // SAFETY: the capacity is at least `x.len()`, and every row of it was written.
     unsafe { dx.set_len(x.len()) };
     dx
+}
+
+/// What [`backward_rows`] reads.
+struct BackRows<'a, T> {
+    x: &'a [T],
+    g: &'a [T],
+    s: &'a [f64],
+    w: &'a [f64],
+    geo: &'a NormGeo,
+    inv_d: f64,
+}
+
+/// [`backward_rows`] compiled for AVX2 and FMA (its `f64` loops four lanes wide).
+///
+/// # Safety
+/// Only on a CPU with AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn backward_rows_avx2<T: Float>(
+    p: &BackRows<'_, T>,
+    first: usize,
+    block: &mut [std::mem::MaybeUninit<T>],
+) {
+    backward_rows(p, first, block)
+}
+
+/// [`backward_input`] for the rows of `block`, the first of which is row `first`.
+#[inline(always)]
+fn backward_rows<T: Float>(
+    p: &BackRows<'_, T>,
+    first: usize,
+    block: &mut [std::mem::MaybeUninit<T>],
+) {
+    let BackRows {
+        x,
+        g,
+        s,
+        w,
+        geo,
+        inv_d,
+    } = *p;
+    let d = geo.d;
+    for (ri, out) in block.chunks_mut(d).enumerate() {
+        let r = first + ri;
+        let (mean, rstd) = (s[r], s[geo.rows + r]);
+        let (xr, gr, wr) = (
+            &x[r * d..(r + 1) * d],
+            &g[r * d..(r + 1) * d],
+            row_of(&w, geo, r),
+        );
+        let s1 = if geo.rms() {
+            0.0
+        } else {
+            lane_sum(gr, wr, |gv, wv| gv.to_f64() * wv)
+        };
+        let gx = |xv: T, gv: T, wv: f64| {
+            let gw = gv.to_f64() * wv;
+            (gw, (xv.to_f64() - mean) * rstd)
+        };
+        let mut acc = [0.0f64; SUM_LANES];
+        let mut tail = 0.0;
+        let full = d / SUM_LANES * SUM_LANES;
+        for c in (0..full).step_by(SUM_LANES) {
+            for l in 0..SUM_LANES {
+                let (gw, xhat) = gx(xr[c + l], gr[c + l], wr[c + l]);
+                acc[l] += gw * xhat;
+            }
+        }
+        for j in full..d {
+            let (gw, xhat) = gx(xr[j], gr[j], wr[j]);
+            tail += gw * xhat;
+        }
+        let half = [
+            acc[0] + acc[4],
+            acc[1] + acc[5],
+            acc[2] + acc[6],
+            acc[3] + acc[7],
+        ];
+        let s2 = (half[0] + half[2]) + (half[1] + half[3]) + tail;
+        let c1 = s1 * inv_d;
+        let c2 = s2 * inv_d;
+        for (j, o) in out.iter_mut().enumerate() {
+            let (gw, xhat) = gx(xr[j], gr[j], wr[j]);
+            o.write(T::from_f64(rstd * (gw - c1 - xhat * c2)));
+        }
+    }
 }
 
 /// Per chunk and affine value, `sum g xhat` and `sum g` (`[chunks, A]` each, in `f64`).
