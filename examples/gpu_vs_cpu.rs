@@ -191,9 +191,8 @@ fn family(kernel: &str) -> &'static str {
         "im2col" | "col2im" => "im2col / col2im",
         k if k.contains("pool") || k.starts_with("upsample") => "pooling",
         "alloc" | "free" => "buffer requests and releases",
-        k if k.starts_with("linear_act") || k.starts_with("conv_act") => {
-            "bias + activation of fused layers"
-        }
+        k if k.starts_with("conv_act") => "fused convolutions (their products included)",
+        k if k.starts_with("linear_act") => "bias and activation of linear layers",
         k if k.ends_with("_step") || k == "count_steps" || k.starts_with("clip_grad") => {
             "optimizer"
         }
@@ -209,7 +208,7 @@ fn family(kernel: &str) -> &'static str {
         k if k.starts_with("softmax") || k.starts_with("cross_entropy") => "softmax and loss",
         k if k.starts_with("sum") || k == "spread" || k.starts_with("max") => "reductions",
         k if k.starts_with("recurrence") || k.contains("cell") => "recurrent cells",
-        k if k.starts_with("attention") => "attention (besides its products)",
+        k if k.starts_with("attention") => "attention (its products included)",
         k if k.contains("norm") => "normalisation",
         _ => "layout, copies and the rest",
     }
@@ -252,7 +251,7 @@ fn cpu_split(
         "graph bookkeeping above the backend",
         (step_ms - inside).max(0.0),
     )]) {
-        out += &format!("  {n:<40} {ms:>8.3} ms {:>5.1}%\n", 100.0 * ms / step_ms);
+        out += &format!("  {n:<46} {ms:>8.3} ms {:>5.1}%\n", 100.0 * ms / step_ms);
     }
     let (useful, _) = last.flops();
     out += &format!(

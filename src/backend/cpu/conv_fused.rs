@@ -62,7 +62,8 @@ pub(crate) fn forward<T: Gemm>(
     let one = OneImage::new(g);
     let n_parts = parts(g.n, d.o * d.k * d.hw);
     parallel::for_parts(g.n, n_parts, |_, images| {
-        let yp = yp;
+        // The whole wrapper (not its raw-pointer field) is what the parts share.
+        let yp = &yp;
         let mut cols = pool::filled(d.k * d.hw, T::zero());
         for i in images {
             // SAFETY: `y` has room for `n` images of `per_out` elements; each image (so
@@ -113,7 +114,7 @@ pub(crate) fn backward<T: Gemm>(
     let partials: Vec<Mutex<Option<(Vec<T>, Vec<T>)>>> =
         (0..n_parts).map(|_| Mutex::new(None)).collect();
     parallel::for_parts(g.n, n_parts, |part, images| {
-        let dxp = dxp;
+        let dxp = &dxp;
         let mut gp = pool::filled(per_out, T::zero());
         let mut cols = pool::filled(if need_w { d.k * d.hw } else { 0 }, T::zero());
         let mut dcols = pool::filled(if need_x { d.k * d.hw } else { 0 }, T::zero());

@@ -31,7 +31,7 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5; // Cephes: 5.0000001201e-1, which rounds to 0.5 in f32
     let er = p * r * r + r + 1.0;
     // 2^n as two factors 2^a 2^b, each a normal float (a, b in [-76, 65]); n in
     // integer form from t's low mantissa bits (an `as` cast would not vectorise: it

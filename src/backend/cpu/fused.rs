@@ -69,7 +69,8 @@ fn bias_act_into<T: Float>(pre: &mut [T], bias: Option<&[T]>, act: Act, n: usize
     let yp = super::parallel::SendPtr(y.as_mut_ptr());
     let work = pre.len().saturating_mul(BIAS_ACT_WORK);
     super::parallel::for_blocks_mut(pre, rows, work, |first, block| {
-        let yp = yp;
+        // The whole wrapper (not its raw-pointer field) is what the parts share.
+        let yp = &yp;
         for (r, row) in block.chunks_exact_mut(n).enumerate() {
             if let Some(b) = bias {
                 for (v, &bv) in row.iter_mut().zip(b) {

@@ -124,7 +124,7 @@ fn exp2_lanes<A: Arith>(h: &[f32; LANES], l: &[f32; LANES], out: &mut [f32; LANE
         8.333_452e-3,
         4.166_579_6e-2,
         1.666_666_5e-1,
-        5.000_000_1e-1,
+        0.5, // Cephes: 5.0000001201e-1, which rounds to 0.5 in f32
     ];
     let (mut n, mut k, mut r) = ([0.0f32; LANES], [0i32; LANES], [0.0f32; LANES]);
     let mut p = [EXP_POLY[0]; LANES];

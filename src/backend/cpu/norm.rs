@@ -376,7 +376,7 @@ fn backward_rows<T: Float>(
         let (xr, gr, wr) = (
             &x[r * d..(r + 1) * d],
             &g[r * d..(r + 1) * d],
-            row_of(&w, geo, r),
+            row_of(w, geo, r),
         );
         let s1 = if geo.rms() {
             0.0
