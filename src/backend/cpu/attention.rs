@@ -163,9 +163,12 @@ struct Rows<'a, T> {
 }
 
 impl<'a, T> Rows<'a, T> {
-    /// Batch-head `bh`'s rows from row `i` on, and the distance between rows.
+    /// Batch-head `bh`'s rows from row `i` on, and the distance between rows (empty
+    /// past the data: an operand with no rows, whose layout offset may lie beyond its
+    /// end; a product over it checks its bounds).
     fn head(&self, bh: usize, i: usize) -> (&'a [T], usize) {
-        (&self.data[self.lay.at(bh, i)..], self.lay.row)
+        let rows = self.data.get(self.lay.at(bh, i)..).unwrap_or(&[]);
+        (rows, self.lay.row)
     }
 }
 
