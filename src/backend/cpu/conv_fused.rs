@@ -12,9 +12,8 @@ use std::sync::Mutex;
 use super::conv2d::{fold_one, unfold_one, OneImage};
 use super::matmul::{gemm_slices, Gemm};
 use super::parallel::{self, SendPtr};
-use super::{pool, CpuData};
+use super::pool;
 use crate::backend::matmul::{Act, ConvAct};
-use crate::error::Error;
 
 /// The sizes of one image's product: output channels `o`, column rows `k` (`C kh kw`)
 /// and output positions `hw`, with the image's elements `img`.
@@ -44,9 +43,8 @@ fn parts(n: usize, work: usize) -> usize {
 }
 
 /// `y = act(W cols + b)` for every image of `x` (`[N, C, H, W]`), the weight `w`
-/// `[O, C kh kw]`: the output, and the pre-activation when `keep_pre` (an activation
-/// whose derivative reads its input, before a backward). `act` is applied in place
-/// unless the pre-activation is kept, in which case the caller applies it.
+/// `[O, C kh kw]`. A caller that keeps the pre-activation (an activation whose
+/// derivative reads its input) passes the identity and applies the activation itself.
 pub(crate) fn forward<T: Gemm>(
     c: &ConvAct,
     x: &[T],
@@ -178,27 +176,4 @@ pub(crate) fn backward<T: Gemm>(
         db = vec![T::zero(); d.o];
     }
     [dx, need_w.then_some(dw), need_b.then_some(db)]
-}
-
-/// The error for operands of mixed or integer types.
-pub(crate) fn mixed() -> Error {
-    Error::DType {
-        op: "conv2d",
-        msg: "mixed or integer dtypes reached the fused convolution".into(),
-    }
-}
-
-/// `CpuData` of one float type from a vector of it.
-pub(crate) trait IntoData: Sized {
-    fn data(v: Vec<Self>) -> CpuData;
-}
-impl IntoData for f32 {
-    fn data(v: Vec<f32>) -> CpuData {
-        CpuData::F32(v)
-    }
-}
-impl IntoData for f64 {
-    fn data(v: Vec<f64>) -> CpuData {
-        CpuData::F64(v)
-    }
 }

@@ -2,13 +2,13 @@
 //! forward, and one for the activation's derivative backward. The fused convolution
 //! (`super::conv_fused`) works one image at a time, its columns kept in cache.
 
-use super::conv_fused::{self, IntoData};
+use super::conv_fused;
 use super::elementwise::CpuBackend;
-use super::{map_float2, pool, CpuData, Float};
+use super::{map_float2, pool, CpuData, Elem, Float};
 use crate::backend::half::cpu_f32;
 use crate::backend::matmul::{Act, ConvAct, LinearAct, MatmulChoice, Product};
 use crate::backend::reduce::ReducePlan;
-use crate::backend::{Elementwise, Fused, Matmul, Reduce, Storage};
+use crate::backend::{Fused, Matmul, Reduce, Storage};
 use crate::error::{Error, Result};
 
 impl Act {
@@ -48,12 +48,49 @@ fn bias_act_cpu<T: Float>(y: &mut [T], bias: Option<&[T]>, act: Act, n: usize) {
     }
 }
 
-/// The error for mixed or integer operands of a float kernel.
-fn mixed() -> Error {
+/// The error for mixed or integer operands of `op`'s float kernel.
+fn mixed(op: &'static str) -> Error {
     Error::DType {
-        op: "linear_act",
+        op,
         msg: "mixed or integer dtypes reached a float kernel".into(),
     }
+}
+
+/// `d`'s elements as `T`, or [`mixed`].
+fn els<'a, T: Elem>(d: &'a CpuData, op: &'static str) -> Result<&'a [T]> {
+    T::of(d).ok_or_else(|| mixed(op))
+}
+
+/// The fused convolution's forward in `T`: the output, and the pre-activation when the
+/// activation reads its input (then applied row by row into a buffer of its own, as
+/// [`bias_act_into`] does for linear layers).
+fn conv_forward<T: Elem>(
+    c: &ConvAct,
+    [x, w]: [&CpuData; 2],
+    bias: Option<&CpuData>,
+) -> Result<(CpuData, Option<CpuData>)> {
+    let (x, w) = (els::<T>(x, "conv2d")?, els::<T>(w, "conv2d")?);
+    let bias = bias.map(|b| els::<T>(b, "conv2d")).transpose()?;
+    if c.act.needs_input() && c.save {
+        let mut pre = conv_fused::forward(c, x, w, bias, Act::Identity);
+        let y = bias_act_into(&mut pre, None, c.act, c.hw());
+        return Ok((T::data(y), Some(T::data(pre))));
+    }
+    Ok((T::data(conv_fused::forward(c, x, w, bias, c.act)), None))
+}
+
+/// The fused convolution's backward in `T`.
+fn conv_backward<T: Elem>(
+    c: &ConvAct,
+    [g, x, w]: [&CpuData; 3],
+    saved: Option<&CpuData>,
+    need: [bool; 3],
+) -> Result<[Option<Storage>; 3]> {
+    let op = "conv2d";
+    let (g, x, w) = (els::<T>(g, op)?, els::<T>(x, op)?, els::<T>(w, op)?);
+    let saved = saved.map(|s| els::<T>(s, op)).transpose()?;
+    let grads = conv_fused::backward(c, g, saved, x, w, need);
+    Ok(grads.map(|o| o.map(|v| Storage::new_cpu(T::data(v)))))
 }
 
 /// Work units per element of [`bias_act_into`] when splitting rows over threads (the
@@ -151,7 +188,7 @@ impl Fused for CpuBackend {
                     }
                     (CpuData::F32(v), None) => CpuData::F32(bias_act_into(v, None, l.act, out)),
                     (CpuData::F64(v), None) => CpuData::F64(bias_act_into(v, None, l.act, out)),
-                    _ => return Err(mixed()),
+                    _ => return Err(mixed("linear_act")),
                 };
                 drop(yd);
                 return Ok((Storage::new_cpu(act_out), Some(y)));
@@ -161,7 +198,7 @@ impl Fused for CpuBackend {
                 (CpuData::F64(v), Some(CpuData::F64(b))) => bias_act_cpu(v, Some(b), in_place, out),
                 (CpuData::F32(v), None) => bias_act_cpu::<f32>(v, None, in_place, out),
                 (CpuData::F64(v), None) => bias_act_cpu::<f64>(v, None, in_place, out),
-                _ => return Err(mixed()),
+                _ => return Err(mixed("linear_act")),
             }
         }
         Ok((y, None))
@@ -219,32 +256,14 @@ impl Fused for CpuBackend {
         let mut span = super::profile::span("conv_act");
         span.product(c.oc, c.hw(), c.kc(), c.geo.n);
         let (x, w, bias) = (cpu_f32(x), cpu_f32(w), bias.map(cpu_f32));
-        let needs_input = c.act.needs_input() && c.save;
-        let in_place = if needs_input { Act::Identity } else { c.act };
         let (xd, wd) = (x.cpu("conv2d")?.read(), w.cpu("conv2d")?.read());
         let bd = bias.as_deref().map(|b| b.cpu("conv2d")).transpose()?;
-        let bd = bd.map(|b| b.read());
-        let y = match (&*xd, &*wd, bd.as_deref()) {
-            (CpuData::F32(x), CpuData::F32(w), None) => {
-                CpuData::F32(conv_fused::forward(c, x, w, None, in_place))
-            }
-            (CpuData::F32(x), CpuData::F32(w), Some(CpuData::F32(b))) => {
-                CpuData::F32(conv_fused::forward(c, x, w, Some(b), in_place))
-            }
-            (CpuData::F64(x), CpuData::F64(w), None) => {
-                CpuData::F64(conv_fused::forward(c, x, w, None, in_place))
-            }
-            (CpuData::F64(x), CpuData::F64(w), Some(CpuData::F64(b))) => {
-                CpuData::F64(conv_fused::forward(c, x, w, Some(b), in_place))
-            }
-            _ => return Err(conv_fused::mixed()),
+        let bd = bd.as_ref().map(|b| b.read());
+        let (y, pre) = match &*xd {
+            CpuData::F64(_) => conv_forward::<f64>(c, [&xd, &wd], bd.as_deref())?,
+            _ => conv_forward::<f32>(c, [&xd, &wd], bd.as_deref())?,
         };
-        let y = Storage::new_cpu(y);
-        // An activation that reads its input keeps the pre-activation for the backward.
-        match c.act.op().filter(|_| needs_input) {
-            Some(op) => Ok((self.unary(op, &y, c.geo.n * c.oc * c.hw())?, Some(y))),
-            None => Ok((y, None)),
-        }
+        Ok((Storage::new_cpu(y), pre.map(Storage::new_cpu)))
     }
 
     fn conv_act_backward(
@@ -267,26 +286,10 @@ impl Fused for CpuBackend {
             w.cpu("conv2d")?.read(),
         );
         let sd = saved.as_deref().map(|s| s.cpu("conv2d")).transpose()?;
-        let sd = sd.map(|s| s.read());
-        Ok(match (&*gd, &*xd, &*wd, sd.as_deref()) {
-            (CpuData::F32(g), CpuData::F32(x), CpuData::F32(w), None) => {
-                wrap(conv_fused::backward(c, g, None, x, w, need))
-            }
-            (CpuData::F32(g), CpuData::F32(x), CpuData::F32(w), Some(CpuData::F32(s))) => {
-                wrap(conv_fused::backward(c, g, Some(s), x, w, need))
-            }
-            (CpuData::F64(g), CpuData::F64(x), CpuData::F64(w), None) => {
-                wrap(conv_fused::backward(c, g, None, x, w, need))
-            }
-            (CpuData::F64(g), CpuData::F64(x), CpuData::F64(w), Some(CpuData::F64(s))) => {
-                wrap(conv_fused::backward(c, g, Some(s), x, w, need))
-            }
-            _ => return Err(conv_fused::mixed()),
-        })
+        let sd = sd.as_ref().map(|s| s.read());
+        match &*gd {
+            CpuData::F64(_) => conv_backward::<f64>(c, [&gd, &xd, &wd], sd.as_deref(), need),
+            _ => conv_backward::<f32>(c, [&gd, &xd, &wd], sd.as_deref(), need),
+        }
     }
-}
-
-/// A backward's gradients as storages.
-fn wrap<T: IntoData>(v: [Option<Vec<T>>; 3]) -> [Option<Storage>; 3] {
-    v.map(|o| o.map(|v| Storage::new_cpu(T::data(v))))
 }

@@ -305,6 +305,39 @@ impl CpuData {
     }
 }
 
+/// A float type's slices out of CPU data, and back (the kernels generic over `f32` and
+/// `f64` take their operands and return their results through it).
+pub(crate) trait Elem: matmul::Gemm {
+    /// The elements, when `d` holds this type.
+    fn of(d: &CpuData) -> Option<&[Self]>;
+    /// The elements as CPU data.
+    fn data(v: Vec<Self>) -> CpuData;
+}
+
+impl Elem for f32 {
+    fn of(d: &CpuData) -> Option<&[f32]> {
+        match d {
+            CpuData::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn data(v: Vec<f32>) -> CpuData {
+        CpuData::F32(v)
+    }
+}
+
+impl Elem for f64 {
+    fn of(d: &CpuData) -> Option<&[f64]> {
+        match d {
+            CpuData::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn data(v: Vec<f64>) -> CpuData {
+        CpuData::F64(v)
+    }
+}
+
 /// A CPU tensor's storage. The lock is only written by in-place parameter updates.
 #[derive(Debug)]
 pub struct CpuStorage(RwLock<CpuData>);

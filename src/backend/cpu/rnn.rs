@@ -6,7 +6,7 @@
 use std::sync::RwLockReadGuard;
 
 use super::elementwise::CpuBackend;
-use super::{map_float2, map_float3, parallel, pool, CpuData, Float};
+use super::{map_float2, map_float3, parallel, pool, CpuData, Elem, Float};
 use crate::backend::elementwise::sigmoid;
 use crate::backend::reduce::ReducePlan;
 use crate::backend::rnn::{Cell, Dims, Grads, Layer, Need, Saved};
@@ -118,38 +118,6 @@ fn gru_bwd_cpu<T: Float>(
         dgh[base + h] = dz;
         dgh[base + 2 * h] = dn * r;
         dhp[k] = dh * z;
-    }
-}
-
-/// A float type's slices out of CPU data, and back.
-trait Elem: Gemm {
-    /// The elements, when `d` holds this type.
-    fn of(d: &CpuData) -> Option<&[Self]>;
-    /// The elements as CPU data.
-    fn data(v: Vec<Self>) -> CpuData;
-}
-
-impl Elem for f32 {
-    fn of(d: &CpuData) -> Option<&[f32]> {
-        match d {
-            CpuData::F32(v) => Some(v),
-            _ => None,
-        }
-    }
-    fn data(v: Vec<f32>) -> CpuData {
-        CpuData::F32(v)
-    }
-}
-
-impl Elem for f64 {
-    fn of(d: &CpuData) -> Option<&[f64]> {
-        match d {
-            CpuData::F64(v) => Some(v),
-            _ => None,
-        }
-    }
-    fn data(v: Vec<f64>) -> CpuData {
-        CpuData::F64(v)
     }
 }
 
